@@ -1,0 +1,378 @@
+//! The compiled workflow: a DAG of tasks and virtual control nodes.
+//!
+//! Every front end (native WDL, FaaSFlow's flat and hierarchical files) produces a
+//! [`Workflow`]. Node and edge indices are assigned in source order, so the same file always
+//! gives the same graph.
+//!
+//! ## Execution semantics (what the daemon implements)
+//! - A node becomes ready when every predecessor is *done* or *skipped*.
+//! - Its **activation edges** are its control edges, or all its edges when it has no control
+//!   edge. A node with predecessors is *skipped* when every activation edge is skipped;
+//!   otherwise it runs. An edge is skipped when its source is skipped, or when its source is a
+//!   switch and the edge's `case` is not the case the switch chose.
+//! - An input whose producer was skipped is absent; an input with several sources takes the
+//!   first source that was not skipped. This is how a join after a switch reads "whichever
+//!   branch ran".
+//! - A [`NodeKind::Foreach`] node runs the nodes of its scope (those whose `scope` is it) once
+//!   per element of its list, at most `max_concurrency` at a time; its `collect` node fires when
+//!   all elements are done. An output of a scoped node read from outside the scope is the
+//!   ordered list of the per-element outputs.
+
+use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
+use serde::Serialize;
+
+use crate::error::Pos;
+
+/// Index of a node in [`Workflow::graph`].
+pub type NodeId = NodeIndex<u32>;
+/// Index of an edge in [`Workflow::graph`].
+pub type EdgeId = EdgeIndex<u32>;
+
+/// Which kind of file a workflow came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// faasflow's own workflow language (docs/wdl.md).
+    Native,
+    /// FaaSFlow v1.1 `flat_workflow.yaml`.
+    FaasflowFlat,
+    /// FaaSFlow v1.1 hierarchical `workflow.yaml`.
+    FaasflowHierarchical,
+}
+
+impl SourceFormat {
+    /// A stable short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Native => "native",
+            SourceFormat::FaasflowFlat => "faasflow-flat",
+            SourceFormat::FaasflowHierarchical => "faasflow-hierarchical",
+        }
+    }
+}
+
+/// A compiled workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// The workflow's name.
+    pub name: String,
+    /// The form of the source file.
+    pub format: SourceFormat,
+    /// Tasks and virtual control nodes; edges carry control and data.
+    pub graph: DiGraph<Node, Edge, u32>,
+    /// The workflow's inputs, in declaration (or discovery) order.
+    pub inputs: Vec<WorkflowInput>,
+    /// The workflow's outputs.
+    pub outputs: Vec<WorkflowOutput>,
+    /// Pairs of tasks that must not share a worker (declared contention).
+    pub contention: Vec<(NodeId, NodeId)>,
+}
+
+/// One input of the workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowInput {
+    /// Its name (`input.<name>` in references).
+    pub name: String,
+    /// What kind of value it is.
+    pub kind: ValueKind,
+    /// Its expected size in bytes (a planner hint).
+    pub size: u64,
+}
+
+/// One output of the workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowOutput {
+    /// Its name in the result.
+    pub name: String,
+    /// Where it comes from: the first source that was not skipped.
+    pub sources: Vec<DataSource>,
+}
+
+/// Where a value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataSource {
+    /// A workflow input.
+    Input(String),
+    /// A named output of a node.
+    Output {
+        /// The producing node.
+        node: NodeId,
+        /// The output's name.
+        output: String,
+    },
+    /// The current element of a foreach (its node).
+    Item(NodeId),
+    /// The index of the current element of a foreach (its node).
+    Index(NodeId),
+}
+
+/// A node of the DAG.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Unique name (the task name, or a generated name for virtual nodes).
+    pub name: String,
+    /// Where it was defined.
+    pub pos: Pos,
+    /// What it does.
+    pub kind: NodeKind,
+    /// The innermost foreach whose body this node belongs to.
+    pub scope: Option<NodeId>,
+}
+
+impl Node {
+    /// True for control nodes that run no function.
+    pub fn is_virtual(&self) -> bool {
+        !matches!(self.kind, NodeKind::Task(_))
+    }
+
+    /// The task, if this node is one.
+    pub fn task(&self) -> Option<&Task> {
+        match &self.kind {
+            NodeKind::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What a node does.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// Calls a function.
+    Task(Task),
+    /// Chooses one of its successors by CEL conditions.
+    Switch(Switch),
+    /// Runs its scope once per element of a list.
+    Foreach(Foreach),
+    /// A barrier that does nothing: the end of a parallel, a foreach's collection point,
+    /// FaaSFlow's virtual pass nodes and `END`.
+    Join(JoinKind),
+}
+
+impl NodeKind {
+    /// A stable short name of the kind.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeKind::Task(_) => "task",
+            NodeKind::Switch(_) => "switch",
+            NodeKind::Foreach(_) => "foreach",
+            NodeKind::Join(JoinKind::Parallel) => "join",
+            NodeKind::Join(JoinKind::Collect) => "collect",
+            NodeKind::Join(JoinKind::Pass) => "pass",
+            NodeKind::Join(JoinKind::End) => "end",
+        }
+    }
+}
+
+/// Why a join node exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// The end of a `parallel` step.
+    Parallel,
+    /// Where a foreach's elements are gathered.
+    Collect,
+    /// A FaaSFlow virtual node with a `pass` or `parallel` next.
+    Pass,
+    /// FaaSFlow's `END`.
+    End,
+}
+
+/// A function call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// The function called.
+    pub function: String,
+    /// The function's settings.
+    pub spec: FunctionSpec,
+    /// The inputs the function receives.
+    pub inputs: Vec<InputBinding>,
+}
+
+/// One input of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputBinding {
+    /// The name the function reads it by.
+    pub name: String,
+    /// The first of these that was not skipped.
+    pub sources: Vec<DataSource>,
+}
+
+/// A function's settings and the planner's hints about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    /// The pack that hosts the function; `None` runs the synthetic benchmark body.
+    pub pack: Option<String>,
+    /// Container image, when the function runs in a container.
+    pub image: Option<String>,
+    /// Memory given to one instance, MiB.
+    pub memory_mib: u64,
+    /// CPU given to one instance, in millicores.
+    pub cpu_millis: u32,
+    /// Time limit of one attempt, ms.
+    pub timeout_ms: u64,
+    /// Retry policy.
+    pub retry: Retry,
+    /// Whether it may share an instance with other functions.
+    pub isolation: Isolation,
+    /// Container slots (instances) the function uses on its worker.
+    pub scale: u32,
+    /// Expected runtime of one call, ms (planner hint).
+    pub runtime_ms: f64,
+    /// Expected peak memory use of one instance, MiB (planner hint; measured values replace it).
+    pub memory_use_mib: f64,
+    /// The outputs the function produces.
+    pub outputs: Vec<OutputDecl>,
+}
+
+impl FunctionSpec {
+    /// The declared output with this name.
+    pub fn output(&self, name: &str) -> Option<&OutputDecl> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// A declared output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputDecl {
+    /// Its name.
+    pub name: String,
+    /// What kind of value it is.
+    pub kind: ValueKind,
+    /// Expected size in bytes (planner hint).
+    pub size: u64,
+}
+
+/// The kind of a value, as far as the workflow needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueKind {
+    /// Opaque bytes.
+    Bytes,
+    /// A JSON value (switch conditions can read it).
+    Json,
+    /// A JSON list (foreach can iterate it).
+    List,
+}
+
+impl ValueKind {
+    /// The name used in WDL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::Bytes => "bytes",
+            ValueKind::Json => "json",
+            ValueKind::List => "list",
+        }
+    }
+}
+
+/// Retry policy of a function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Wait before the second attempt, ms; doubles each attempt.
+    pub backoff_ms: u64,
+    /// Random spread of the wait, as a fraction (0.0–1.0).
+    pub jitter: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 1, backoff_ms: 100, jitter: 0.0 }
+    }
+}
+
+/// How a function is isolated from the other functions of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// May run as a thread in an instance shared with other functions of its group.
+    Thread,
+    /// Always has an instance (process) of its own.
+    Process,
+    /// Always has a container of its own.
+    Container,
+}
+
+impl Isolation {
+    /// The name used in WDL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Thread => "thread",
+            Isolation::Process => "process",
+            Isolation::Container => "container",
+        }
+    }
+}
+
+/// A switch: case `i` is taken when `cases[i]` is the first condition that holds; the
+/// default is case `cases.len()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Switch {
+    /// The conditions, in order.
+    pub cases: Vec<Case>,
+}
+
+/// One condition of a switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// A CEL expression over `input` and the outputs of earlier steps (`step.output`).
+    pub condition: String,
+    /// Where it was written.
+    pub pos: Pos,
+}
+
+/// A foreach: runs its scope once per element of `over`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Foreach {
+    /// The list iterated over.
+    pub over: DataSource,
+    /// At most this many elements run at once (0 = no limit).
+    pub max_concurrency: u32,
+    /// Expected number of elements (planner hint).
+    pub width: u32,
+    /// The join node that gathers the elements.
+    pub collect: NodeId,
+}
+
+/// An edge: control (ordering, switch cases) and/or data.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Edge {
+    /// The target is activated by this edge (sequence order, parallel branches, switch cases).
+    pub control: bool,
+    /// For edges leaving a switch: the case that takes this edge.
+    pub case: Option<u32>,
+    /// Outputs of the source read by the target: (output, input).
+    pub data: Vec<(String, String)>,
+    /// Expected bytes carried per invocation (planner hint).
+    pub bytes: u64,
+}
+
+impl Workflow {
+    /// Creates an empty workflow.
+    pub fn new(name: impl Into<String>, format: SourceFormat) -> Self {
+        Workflow {
+            name: name.into(),
+            format,
+            graph: DiGraph::default(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            contention: Vec::new(),
+        }
+    }
+
+    /// The node with this name.
+    pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
+        self.graph.node_indices().find(|&n| self.graph[n].name == name)
+    }
+
+    /// Number of task (function) nodes.
+    pub fn task_count(&self) -> usize {
+        self.graph.node_weights().filter(|n| !n.is_virtual()).count()
+    }
+
+    /// Nodes in a topological order that is stable for a given graph (Kahn's algorithm,
+    /// smallest index first). The compiler guarantees the graph is acyclic.
+    pub fn topo_order(&self) -> Vec<NodeId> {
+        crate::graph::topo_order(&self.graph).unwrap_or_default()
+    }
+}

@@ -1,0 +1,16 @@
+//! faasflow's planner: the workflow language (WDL), the FaaSFlow importers, the compiler from
+//! YAML to a DAG, and the graph partitioner that turns a DAG and a cluster into a plan.
+//!
+//! What it does not do: no sockets, no files outside [`load`], no clock, no randomness. The
+//! partitioner ([`partition::partition`]) is a pure function: the same workflow, cluster and
+//! configuration always give a byte-identical plan.
+#![forbid(unsafe_code)]
+
+pub mod dag;
+pub mod error;
+pub mod graph;
+pub mod plan;
+
+pub use dag::{NodeId, Workflow};
+pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
+pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
