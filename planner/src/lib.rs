@@ -6,10 +6,16 @@
 //! configuration always give a byte-identical plan.
 #![forbid(unsafe_code)]
 
+pub mod compile;
 pub mod dag;
 pub mod error;
+pub mod faasflow;
 pub mod graph;
+pub mod load;
 pub mod plan;
+pub mod render;
+pub mod wdl;
+pub mod yaml;
 
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};

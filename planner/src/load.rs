@@ -1,0 +1,129 @@
+//! Loading a workflow file of any supported form.
+//!
+//! The form is recognised from the top-level keys: native WDL has `steps`; FaaSFlow's flat
+//! form has a list of `functions` (or `global_input`/`global_output`); FaaSFlow's hierarchical
+//! form has a top-level `type`. This is the only module of the planner that reads files.
+
+use std::path::Path;
+
+use crate::compile::compile;
+use crate::dag::{SourceFormat, Workflow};
+use crate::error::{ErrorKind, Pos, WdlError};
+use crate::faasflow::{Imported, flat, hier};
+use crate::wdl;
+use crate::yaml::{self, Value, key_text};
+
+/// Largest workflow file accepted, bytes.
+pub const MAX_FILE_BYTES: usize = 32 << 20;
+
+/// A loaded workflow and the warnings raised while loading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The compiled workflow.
+    pub workflow: Workflow,
+    /// Warnings (something ignored or guessed), each with its place.
+    pub warnings: Vec<WdlError>,
+}
+
+/// Recognises the form of a parsed document.
+pub fn detect(root: &yaml::Yaml) -> Option<SourceFormat> {
+    let Value::Map(entries) = &root.value else {
+        return None;
+    };
+    let has = |k: &str| entries.iter().any(|(key, _)| key_text(key) == Some(k));
+    let seq = |k: &str| {
+        entries
+            .iter()
+            .any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Seq(_)))
+    };
+    if has("steps") && !has("type") {
+        Some(SourceFormat::Native)
+    } else if seq("functions") || seq("fuctions") || has("global_input") || has("global_output") {
+        Some(SourceFormat::FaasflowFlat)
+    } else if has("type") {
+        Some(SourceFormat::FaasflowHierarchical)
+    } else {
+        None
+    }
+}
+
+/// Loads workflow text. `file` names it in messages; `default_name` names FaaSFlow workflows,
+/// whose files carry no name of their own.
+pub fn load_str(text: &str, file: &str, default_name: &str) -> Result<Loaded, WdlError> {
+    load_inner(text, default_name)
+        .map_err(|e| e.in_file(file))
+        .map(|mut l| {
+            l.warnings = l.warnings.into_iter().map(|w| w.in_file(file)).collect();
+            l
+        })
+}
+
+fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(WdlError::new(
+            ErrorKind::Io,
+            Pos::UNKNOWN,
+            format!(
+                "the file is {} bytes; workflow files are limited to {MAX_FILE_BYTES} bytes",
+                text.len()
+            ),
+        ));
+    }
+    let root = yaml::parse(text)?;
+    match detect(&root) {
+        Some(SourceFormat::Native) => {
+            let doc = wdl::decode(&root)?;
+            Ok(Loaded { workflow: compile(&doc, SourceFormat::Native)?, warnings: Vec::new() })
+        }
+        Some(SourceFormat::FaasflowFlat) => imported(flat::import(&root, default_name)?),
+        Some(SourceFormat::FaasflowHierarchical) => imported(hier::import(&root, default_name)?),
+        None => Err(WdlError::new(
+            ErrorKind::MissingKey,
+            root.pos,
+            format!("this does not look like a workflow (found {} at the top)", root.describe()),
+        )
+        .expected("faasflow WDL (`name`, `functions`, `steps`), or a FaaSFlow workflow.yaml (`type`) or flat_workflow.yaml (`functions` list)")
+        .hint("see docs/wdl.md for the format")),
+    }
+}
+
+fn imported(i: Imported) -> Result<Loaded, WdlError> {
+    Ok(Loaded {
+        workflow: i.workflow,
+        warnings: i.warnings,
+    })
+}
+
+/// Reads and loads a workflow file. FaaSFlow files are named after their directory
+/// (`benchmark/video/flat_workflow.yaml` → `video`).
+pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        WdlError::new(
+            ErrorKind::Io,
+            Pos::UNKNOWN,
+            format!("cannot read the workflow file: {e}"),
+        )
+        .hint("check the path and that the file is UTF-8 text")
+        .in_file(&shown)
+    })?;
+    load_str(&text, &shown, &default_name(path))
+}
+
+/// The name a FaaSFlow file gets: its directory's name, else its file stem.
+pub fn default_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("workflow");
+    let generic = matches!(stem, "workflow" | "flat_workflow" | "workflow2");
+    match path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|s| s.to_str())
+    {
+        Some(dir) if generic && stem == "workflow2" => format!("{dir}2"),
+        Some(dir) if generic => dir.to_owned(),
+        _ => stem.to_owned(),
+    }
+}

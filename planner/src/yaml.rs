@@ -1,0 +1,536 @@
+//! A YAML tree that remembers where every value was written.
+//!
+//! Built from `saphyr-parser` events: anchors and aliases are resolved (an alias is a copy of
+//! its anchored node), duplicate keys are rejected, and every node keeps its line and column so
+//! that later errors can point at it. [`Fields`] reads a mapping key by key and reports unknown
+//! keys with a suggestion.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
+
+/// Deepest nesting accepted (guards the recursive decoders against hostile input).
+const MAX_DEPTH: usize = 128;
+/// Most nodes an input may expand to through aliases (guards against "billion laughs").
+const MAX_NODES: usize = 1_000_000;
+
+/// A YAML node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Yaml {
+    /// Where the node starts.
+    pub pos: Pos,
+    /// Its value.
+    pub value: Value,
+}
+
+/// The value of a YAML node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// A scalar, as written (quoted scalars are never null, numbers or booleans).
+    Scalar {
+        /// The text.
+        text: String,
+        /// True when written in quotes or as a block scalar.
+        quoted: bool,
+    },
+    /// A sequence.
+    Seq(Vec<Yaml>),
+    /// A mapping, in source order.
+    Map(Vec<(Yaml, Yaml)>),
+}
+
+impl Yaml {
+    /// What kind of value this is, for messages ("a mapping", "the string `x`").
+    pub fn describe(&self) -> String {
+        match &self.value {
+            Value::Null => "nothing (null)".to_owned(),
+            Value::Scalar { text, .. } => {
+                let short: String = text.chars().take(40).collect();
+                if short.len() < text.len() {
+                    format!("`{short}…`")
+                } else {
+                    format!("`{short}`")
+                }
+            }
+            Value::Seq(_) => "a list".to_owned(),
+            Value::Map(_) => "a mapping".to_owned(),
+        }
+    }
+
+    fn type_error(&self, expected: &str) -> WdlError {
+        WdlError::new(
+            ErrorKind::Type,
+            self.pos,
+            format!("expected {expected}, found {}", self.describe()),
+        )
+        .expected(expected.to_owned())
+    }
+
+    /// True for null.
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+
+    /// The text of a scalar; `what` names what was expected.
+    pub fn str(&self, what: &str) -> Result<&str, WdlError> {
+        match &self.value {
+            Value::Scalar { text, .. } => Ok(text),
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// A non-empty scalar used as a name.
+    pub fn name(&self, what: &str) -> Result<(String, Pos), WdlError> {
+        let s = self.str(what)?;
+        if s.trim().is_empty() {
+            return Err(self.type_error(what));
+        }
+        Ok((s.to_owned(), self.pos))
+    }
+
+    /// The entries of a mapping.
+    pub fn map(&self, what: &str) -> Result<&[(Yaml, Yaml)], WdlError> {
+        match &self.value {
+            Value::Map(m) => Ok(m),
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// The items of a sequence.
+    pub fn seq(&self, what: &str) -> Result<&[Yaml], WdlError> {
+        match &self.value {
+            Value::Seq(s) => Ok(s),
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// A sequence, or a single item taken as a sequence of one, or null as empty.
+    pub fn one_or_many(&self) -> Vec<&Yaml> {
+        match &self.value {
+            Value::Seq(s) => s.iter().collect(),
+            Value::Null => Vec::new(),
+            _ => vec![self],
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn u64(&self, what: &str) -> Result<u64, WdlError> {
+        match &self.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => text
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| self.type_error(what)),
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// A finite number ≥ 0.
+    pub fn f64(&self, what: &str) -> Result<f64, WdlError> {
+        match &self.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => match text.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                _ => Err(self.type_error(what)),
+            },
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// `true` or `false`.
+    pub fn bool(&self, what: &str) -> Result<bool, WdlError> {
+        match &self.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => match text.as_str() {
+                "true" | "True" | "TRUE" => Ok(true),
+                "false" | "False" | "FALSE" => Ok(false),
+                _ => Err(self.type_error(what)),
+            },
+            _ => Err(self.type_error(what)),
+        }
+    }
+
+    /// A size in bytes: a number, or a number with a unit (`512`, `4KB`, `1.5MiB`, `256Mi`).
+    pub fn bytes(&self, what: &str) -> Result<u64, WdlError> {
+        let text = match &self.value {
+            Value::Scalar { text, .. } => text.trim(),
+            _ => return Err(self.type_error(what)),
+        };
+        parse_bytes(text).ok_or_else(|| {
+            self.type_error(what)
+                .hint("write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB")
+        })
+    }
+
+    /// A duration in milliseconds: `250ms`, `1.5s`, `2m`, or a plain number of seconds.
+    pub fn duration_ms(&self, what: &str) -> Result<f64, WdlError> {
+        let text = match &self.value {
+            Value::Scalar { text, .. } => text.trim(),
+            _ => return Err(self.type_error(what)),
+        };
+        parse_duration_ms(text).ok_or_else(|| {
+            self.type_error(what)
+                .hint("write a duration with a unit: 250ms, 1.5s, 2m (a plain number is seconds)")
+        })
+    }
+}
+
+/// Parses `512`, `4KB`, `4 KiB`, `1.5MB`, `256Mi`, `2G` into bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let num: f64 = num.replace('_', "").parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let v = num * mult;
+    (v.is_finite() && v >= 0.0 && v < 1.8e19).then(|| v.round() as u64)
+}
+
+/// Parses `250ms`, `1.5s`, `2m`, `1h`, `30us`, or a plain number of seconds into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1000.0,
+        "ms" => 1.0,
+        "us" | "µs" => 0.001,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    let v = num * mult;
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+/// Reads the keys of one mapping, remembering which were used, to report the others.
+#[derive(Debug)]
+pub struct Fields<'a> {
+    node: &'a Yaml,
+    entries: &'a [(Yaml, Yaml)],
+    used: Vec<bool>,
+    what: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// Starts reading `node`, which must be a mapping; `what` names it in messages.
+    pub fn new(node: &'a Yaml, what: &'a str) -> Result<Self, WdlError> {
+        let entries = node.map(what)?;
+        Ok(Fields {
+            node,
+            entries,
+            used: vec![false; entries.len()],
+            what,
+        })
+    }
+
+    /// The position of the mapping.
+    pub fn pos(&self) -> Pos {
+        self.node.pos
+    }
+
+    /// True if the key is present.
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _)| key_text(k) == Some(key))
+    }
+
+    /// The value of `key`, if present (null counts as absent).
+    pub fn get(&mut self, key: &str) -> Option<&'a Yaml> {
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| key_text(k) == Some(key))?;
+        self.used[i] = true;
+        let v = &self.entries[i].1;
+        (!v.is_null()).then_some(v)
+    }
+
+    /// The value of `key`, which must be present.
+    pub fn req(&mut self, key: &str, expected: &str) -> Result<&'a Yaml, WdlError> {
+        match self.get(key) {
+            Some(v) => Ok(v),
+            None => Err(WdlError::new(
+                ErrorKind::MissingKey,
+                self.node.pos,
+                format!("{} has no `{key}`", self.what),
+            )
+            .expected(format!("`{key}:` with {expected}"))),
+        }
+    }
+
+    /// Fails on the first key that was not read, suggesting the closest known key.
+    pub fn finish(self, known: &[&str]) -> Result<(), WdlError> {
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            if self.used[i] {
+                continue;
+            }
+            let name = key_text(k).unwrap_or("?");
+            let mut err = WdlError::new(
+                ErrorKind::UnknownKey,
+                k.pos,
+                format!("unknown key `{name}` in {}", self.what),
+            )
+            .expected(format!("one of: {}", list_names(known.iter().copied(), 30)));
+            if let Some(s) = did_you_mean(name, known.iter().copied()) {
+                err = err.hint(format!("did you mean `{s}`?"));
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// The text of a scalar key.
+pub fn key_text(k: &Yaml) -> Option<&str> {
+    match &k.value {
+        Value::Scalar { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn pos_of(span: &Span) -> Pos {
+    Pos::new(span.start.line() as u32, span.start.col() as u32 + 1)
+}
+
+/// Parses one YAML document into a positioned tree.
+pub fn parse(text: &str) -> Result<Yaml, WdlError> {
+    let mut builder = Builder {
+        anchors: Vec::new(),
+        stack: Vec::new(),
+        root: None,
+        nodes: 0,
+    };
+    let mut docs = 0;
+    for ev in Parser::new_from_str(text) {
+        let (event, span) = ev.map_err(|e| {
+            WdlError::new(
+                ErrorKind::Yaml,
+                Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1),
+                format!("this is not readable YAML: {}", e.info()),
+            )
+            .hint("check the indentation and the `:` and `-` around this place")
+        })?;
+        let pos = pos_of(&span);
+        match event {
+            Event::DocumentStart(_) => {
+                docs += 1;
+                if docs > 1 {
+                    return Err(WdlError::new(
+                        ErrorKind::Yaml,
+                        pos,
+                        "the file holds more than one YAML document",
+                    )
+                    .hint("keep one workflow per file (remove the second `---`)"));
+                }
+            }
+            Event::Scalar(v, style, anchor, _) => {
+                let value = if style == ScalarStyle::Plain
+                    && matches!(v.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                {
+                    Value::Null
+                } else {
+                    Value::Scalar {
+                        text: v.into_owned(),
+                        quoted: style != ScalarStyle::Plain,
+                    }
+                };
+                builder.push(Yaml { pos, value }, anchor)?;
+            }
+            Event::SequenceStart(anchor, _) => builder.open(pos, Value::Seq(Vec::new()), anchor)?,
+            Event::MappingStart(anchor, _) => builder.open(pos, Value::Map(Vec::new()), anchor)?,
+            Event::SequenceEnd | Event::MappingEnd => builder.close()?,
+            Event::Alias(id) => {
+                let node = builder
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone())
+                    .ok_or_else(|| {
+                        WdlError::new(
+                            ErrorKind::Yaml,
+                            pos,
+                            "this alias names an anchor that is not defined before it",
+                        )
+                    })?;
+                builder.nodes += count_nodes(&node);
+                builder.push(
+                    Yaml {
+                        pos,
+                        value: node.value,
+                    },
+                    0,
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(builder.root.unwrap_or(Yaml {
+        pos: Pos::new(1, 1),
+        value: Value::Null,
+    }))
+}
+
+fn count_nodes(y: &Yaml) -> usize {
+    1 + match &y.value {
+        Value::Seq(s) => s.iter().map(count_nodes).sum(),
+        Value::Map(m) => m.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum(),
+        _ => 0,
+    }
+}
+
+struct Frame {
+    node: Yaml,
+    anchor: usize,
+    /// For mappings: a key waiting for its value.
+    key: Option<Yaml>,
+}
+
+struct Builder {
+    anchors: Vec<(usize, Yaml)>,
+    stack: Vec<Frame>,
+    root: Option<Yaml>,
+    nodes: usize,
+}
+
+impl Builder {
+    fn open(&mut self, pos: Pos, value: Value, anchor: usize) -> Result<(), WdlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(WdlError::new(
+                ErrorKind::Yaml,
+                pos,
+                format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.stack.push(Frame {
+            node: Yaml { pos, value },
+            anchor,
+            key: None,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), WdlError> {
+        let frame = self
+            .stack
+            .pop()
+            .expect("the parser balances starts and ends");
+        self.push(frame.node, frame.anchor)
+    }
+
+    fn push(&mut self, node: Yaml, anchor: usize) -> Result<(), WdlError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(WdlError::new(
+                ErrorKind::Yaml,
+                node.pos,
+                "the YAML expands to more than a million values (through aliases?)",
+            ));
+        }
+        if anchor != 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+        let Some(top) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        match &mut top.node.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match top.key.take() {
+                None => top.key = Some(node),
+                Some(key) => {
+                    if let Some(k) = key_text(&key) {
+                        if let Some((first, _)) =
+                            entries.iter().find(|(e, _)| key_text(e) == Some(k))
+                        {
+                            return Err(WdlError::new(
+                                ErrorKind::Yaml,
+                                key.pos,
+                                format!("the key `{k}` appears twice in one mapping"),
+                            )
+                            .hint(format!(
+                                "it was first written at line {}; remove or rename one of them",
+                                first.pos.line
+                            )));
+                        }
+                    }
+                    entries.push((key, node));
+                }
+            },
+            _ => unreachable!("only collections are pushed on the stack"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let y = parse("a:\n  b: [1, 2]\n").unwrap();
+        let m = y.map("").unwrap();
+        assert_eq!(m[0].0.pos, Pos::new(1, 1));
+        let inner = m[0].1.map("").unwrap();
+        assert_eq!(inner[0].0.pos, Pos::new(2, 3));
+        assert_eq!(inner[0].1.seq("").unwrap()[1].pos, Pos::new(2, 10));
+    }
+
+    #[test]
+    fn aliases_copy_anchored_nodes() {
+        let y = parse("x: &a {k: 1}\ny: *a\n").unwrap();
+        let m = y.map("").unwrap();
+        assert_eq!(m[0].1.value, m[1].1.value);
+    }
+
+    #[test]
+    fn duplicate_keys_and_bad_syntax_are_errors() {
+        let e = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!((e.kind, e.pos), (ErrorKind::Yaml, Pos::new(2, 1)));
+        let e = parse("a: [1, 2\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Yaml);
+        let e = parse("a: *nope\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Yaml);
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_bytes("737KB"), Some(737_000));
+        assert_eq!(parse_bytes("256Mi"), Some(256 << 20));
+        assert_eq!(parse_bytes("1.5 MB"), Some(1_500_000));
+        assert_eq!(parse_bytes("12 parsecs"), None);
+        assert_eq!(parse_duration_ms("1.5s"), Some(1500.0));
+        assert_eq!(parse_duration_ms("250ms"), Some(250.0));
+        assert_eq!(parse_duration_ms("3"), Some(3000.0));
+        assert_eq!(parse_duration_ms("fast"), None);
+    }
+
+    #[test]
+    fn null_and_quoted() {
+        let y = parse("a:\nb: '~'\n").unwrap();
+        let m = y.map("").unwrap();
+        assert!(m[0].1.is_null());
+        assert!(!m[1].1.is_null());
+    }
+}
