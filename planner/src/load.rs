@@ -36,7 +36,8 @@ pub fn detect(root: &yaml::Yaml) -> Option<SourceFormat> {
             .iter()
             .any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Seq(_)))
     };
-    if has("steps") && !has("type") {
+    let map = |k: &str| entries.iter().any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Map(_)));
+    if (has("steps") || map("functions")) && !has("type") {
         Some(SourceFormat::Native)
     } else if seq("functions") || seq("fuctions") || has("global_input") || has("global_output") {
         Some(SourceFormat::FaasflowFlat)

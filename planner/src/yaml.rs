@@ -63,7 +63,7 @@ impl Yaml {
         WdlError::new(
             ErrorKind::Type,
             self.pos,
-            format!("expected {expected}, found {}", self.describe()),
+            format!("found {} where {expected} belongs", self.describe()),
         )
         .expected(expected.to_owned())
     }

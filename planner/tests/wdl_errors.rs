@@ -1,0 +1,212 @@
+//! One test per kind of error a workflow file can have. Each shows the whole message, as a
+//! user would read it: place, what is wrong, what was expected, and a hint.
+
+use expect_test::{Expect, expect};
+use faasflow_planner::load::load_str;
+
+fn check(src: &str, expect: Expect) {
+    let err = load_str(src, "wf.yaml", "wf").expect_err("this workflow must be rejected");
+    expect.assert_eq(&format!("[{}] {err}", err.kind.as_str()));
+}
+
+const HEAD: &str = "name: wf\nfunctions:\n  start: {outputs: {files: {type: list}, n: json, blob: bytes}}\n  count: {outputs: [counts]}\n";
+
+fn wf(steps: &str) -> String {
+    format!("{HEAD}steps:\n{steps}")
+}
+
+#[test]
+fn unreadable_yaml() {
+    check("name: wf\nsteps:\n  - task: a\n    inputs: {x: start.files\n", expect![[r#"
+        [yaml] wf.yaml:5:1: error: this is not readable YAML: while parsing a flow mapping, did not find expected ',' or '}'
+          hint: check the indentation and the `:` and `-` around this place"#]]);
+}
+
+#[test]
+fn wrong_type() {
+    check("name: wf\nfunctions:\n  a: {memory: lots}\nsteps:\n  - task: a\n", expect![[r#"
+        [type] wf.yaml:3:15: error: found `lots` where a memory size, like 256MiB belongs
+          expected: a memory size, like 256MiB
+          hint: write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB"#]]);
+}
+
+#[test]
+fn unknown_key() {
+    check("name: wf\nfunctions:\n  a: {timout: 3s}\nsteps:\n  - task: a\n", expect![[r#"
+        [unknown-key] wf.yaml:3:7: error: unknown key `timout` in function `a`
+          expected: one of: pack, image, memory, cpu, timeout, retry, isolation, scale, runtime, memory_use, outputs, description
+          hint: did you mean `timeout`?"#]]);
+}
+
+#[test]
+fn missing_key() {
+    check("name: wf\nfunctions:\n  a: {}\n", expect![[r#"
+        [missing-key] wf.yaml:1:1: error: the workflow has no `steps`
+          expected: `steps:` with a list of steps"#]]);
+}
+
+#[test]
+fn unknown_function() {
+    check(&wf("  - task: start\n  - task: cout\n"), expect![[r#"
+        [unknown-function] wf.yaml:7:11: error: unknown function `cout`
+          expected: one of the functions declared under `functions:` (count, start)
+          hint: did you mean `count`?"#]]);
+}
+
+#[test]
+fn duplicate_name() {
+    check(&wf("  - task: start\n  - task: start\n"), expect![[r#"
+        [duplicate-name] wf.yaml:7:11: error: the name `start` is used twice
+          expected: a name no other step has
+          hint: it was first used at line 6, column 11; rename one of them (`function:` lets two tasks call one function)"#]]);
+}
+
+#[test]
+fn cycle() {
+    check(&wf("  - task: count\n    inputs: {x: start.n}\n  - task: start\n    inputs: {y: count.counts}\n"), expect![[r#"
+        [cycle] wf.yaml:6:11: error: these steps depend on each other in a circle: count → start → count
+          expected: a graph without cycles: each step reads only outputs of steps that run before it
+          hint: move the step that produces the value before the step that reads it, or read another output"#]]);
+}
+
+#[test]
+fn dangling_reference_to_step() {
+    check(&wf("  - task: start\n  - task: count\n    inputs: {x: strat.files}\n"), expect![[r#"
+        [dangling-reference] wf.yaml:8:17: error: there is no step named `strat`
+          expected: `input.<name>` or `<step>.<output>` with one of the steps: count, start"#]]);
+}
+
+#[test]
+fn dangling_reference_to_output() {
+    check(&wf("  - task: start\n  - task: count\n    inputs: {x: start.file}\n"), expect![[r#"
+        [dangling-reference] wf.yaml:8:17: error: task `start` (function `start`) has no output `file`
+          expected: one of its declared outputs: files, n, blob
+          hint: did you mean `start.files`?"#]]);
+}
+
+#[test]
+fn dangling_reference_to_input() {
+    check(
+        "name: wf\ninputs:\n  text: bytes\nfunctions:\n  a: {}\nsteps:\n  - task: a\n    inputs: {x: input.txt}\n",
+        expect![[r#"
+            [dangling-reference] wf.yaml:8:17: error: the workflow has no input `txt`
+              expected: one of the inputs declared under `inputs:`: text
+              hint: did you mean `input.text`?"#]],
+    );
+}
+
+#[test]
+fn foreach_over_non_list() {
+    check(&wf("  - task: start\n  - foreach:\n      over: start.blob\n      do:\n        - task: count\n"), expect![[r#"
+        [foreach-over-non-list] wf.yaml:8:13: error: foreach iterates over `start.blob`, which is bytes
+          expected: a list: an output or input declared with `type: list`
+          hint: declare it as `{type: list}` if the function returns a JSON list"#]]);
+}
+
+#[test]
+fn element_outside_foreach() {
+    check(&wf("  - task: start\n  - task: count\n    inputs: {x: each.item}\n"), expect![[r#"
+        [dangling-reference] wf.yaml:8:17: error: `each.item` is used outside of its foreach
+          expected: a foreach element is read only inside the foreach's `do` steps
+          hint: read the foreach's results after it through the body's outputs (`<step>.<output>` gives the list)"#]]);
+}
+
+#[test]
+fn switch_without_default() {
+    check(&wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3\n          then: [{task: count}]\n"), expect![[r#"
+        [switch-without-default] wf.yaml:8:7: error: this switch has no `default`
+          expected: `default:` with the steps to run when no case holds
+          hint: write `default: []` if nothing should run then"#]]);
+}
+
+#[test]
+fn condition_not_cel() {
+    check(
+        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3 and start.n < 9\n          then: [{task: count}]\n      default: []\n"),
+        expect![[r#"
+            [condition] wf.yaml:9:15: error: `start.n > 3 and start.n < 9` is not a valid CEL condition: Syntax error: mismatched input 'and' expecting {<EOF>, '==', '!=', 'in', '<', '<=', '>=', '>', '&&', '||', '[', '.', '-', '?', '+', '*', '/', '%'}
+              expected: a CEL expression such as `upload.flag == true && input.size > 10`
+              hint: CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings"#]],
+    );
+}
+
+#[test]
+fn condition_reads_bytes() {
+    check(
+        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.blob == 'x'\n          then: [{task: count}]\n      default: []\n"),
+        expect![[r#"
+            [condition] wf.yaml:9:15: error: the condition reads `start.blob`, which is declared as bytes
+              expected: conditions read json (or list) values
+              hint: declare the output with `type: json` if it holds a JSON value like true, 3 or "x""#]],
+    );
+}
+
+#[test]
+fn step_without_kind() {
+    check(&wf("  - tsk: start\n"), expect![[r#"
+        [missing-key] wf.yaml:6:5: error: this step says neither what it runs nor how
+          expected: one of the keys: task, sequence, parallel, switch, foreach
+          hint: did you mean `task` instead of `tsk`?"#]]);
+}
+
+#[test]
+fn not_a_workflow() {
+    check("- just\n- a list\n", expect![[r#"
+        [missing-key] wf.yaml:1:1: error: this does not look like a workflow (found a list at the top)
+          expected: faasflow WDL (`name`, `functions`, `steps`), or a FaaSFlow workflow.yaml (`type`) or flat_workflow.yaml (`functions` list)
+          hint: see docs/wdl.md for the format"#]]);
+}
+
+#[test]
+fn faasflow_unknown_next_node() {
+    check(
+        "functions:\n- name: a\n  source: a\n  next:\n    type: pass\n    nodes: [b]\n",
+        expect![[r#"
+            [unknown-function] wf.yaml:6:13: error: unknown function `b`
+              expected: one of the functions of this workflow: a
+              hint: did you mean `a`?"#]],
+    );
+}
+
+#[test]
+fn faasflow_switch_without_default() {
+    check(
+        "functions:\n- name: v\n  source: VIRTUAL\n  next:\n    type: switch\n    conditions: [INPUT.x]\n    nodes: [a]\n- name: a\n  source: a\n",
+        expect![[r#"
+            [switch-without-default] wf.yaml:5:5: error: the switch after `v` has no `default` condition
+              expected: `default` as one of the conditions, for the node to run when no other holds
+              hint: add `- default` to `conditions` and the node to run then to `nodes` (END if nothing should run)"#]],
+    );
+}
+
+#[test]
+fn faasflow_untranslatable_condition() {
+    check(
+        "functions:\n- name: v\n  source: VIRTUAL\n  next:\n    type: switch\n    conditions: [INPUT.x ** 2 > 4, default]\n    nodes: [a, b]\n- name: a\n  source: a\n- name: b\n  source: b\n",
+        expect![[r#"
+            [unsupported] wf.yaml:6:18: error: cannot translate the condition `INPUT.x ** 2 > 4` to CEL: the operator `**`
+              expected: names like INPUT.x, numbers, strings, comparisons (< <= > >= == !=), + - * / %, and, or, not, True, False, None, parentheses
+              hint: rewrite the workflow in faasflow's own WDL, where conditions are CEL (docs/wdl.md)"#]],
+    );
+}
+
+#[test]
+fn faasflow_cycle() {
+    check(
+        "functions:\n- name: a\n  source: a\n  next: {type: pass, nodes: [b]}\n- name: b\n  source: b\n  next: {type: pass, nodes: [a]}\n",
+        expect![[r#"
+            [cycle] wf.yaml:2:9: error: these steps depend on each other in a circle: a → b → a
+              expected: a graph without cycles: each step reads only outputs of steps that run before it
+              hint: move the step that produces the value before the step that reads it, or read another output"#]],
+    );
+}
+
+#[test]
+fn faasflow_foreach_without_keys() {
+    check(
+        "functions:\n- name: a\n  source: a\n  output: {x: {type: normal, size: 8}}\n  next: {type: foreach, nodes: [b]}\n- name: b\n  source: b\n",
+        expect![[r#"
+            [foreach-over-non-list] wf.yaml:5:9: error: `a` is followed by a foreach but has no output of type `keys` to iterate over
+              expected: an output declared with `type: keys` (the list of elements)"#]],
+    );
+}
