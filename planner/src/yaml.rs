@@ -63,7 +63,7 @@ impl Yaml {
         WdlError::new(
             ErrorKind::Type,
             self.pos,
-            format!("found {} where {expected} belongs", self.describe()),
+            format!("found {} here", self.describe()),
         )
         .expected(expected.to_owned())
     }

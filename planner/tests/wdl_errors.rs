@@ -25,7 +25,7 @@ fn unreadable_yaml() {
 #[test]
 fn wrong_type() {
     check("name: wf\nfunctions:\n  a: {memory: lots}\nsteps:\n  - task: a\n", expect![[r#"
-        [type] wf.yaml:3:15: error: found `lots` where a memory size, like 256MiB belongs
+        [type] wf.yaml:3:15: error: found `lots` here
           expected: a memory size, like 256MiB
           hint: write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB"#]]);
 }
