@@ -12,8 +12,8 @@ use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
 use crate::dag::{
-    Case, DataSource, Edge, Foreach, InputBinding, JoinKind, Node, NodeId, NodeKind, SourceFormat,
-    Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
+    Case, DataSource, Edge, Foreach, InputBinding, JoinKind, Node, NodeId, NodeKind, SourceFormat, Switch, Task,
+    ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
 use crate::wdl::{Condition, Document, FunctionDecl, Ref, Step};
@@ -178,28 +178,16 @@ impl Compiler<'_> {
                 Ok(vec![Pred { node, case: None }])
             }
             Step::Sequence { steps, .. } => self.steps(steps, preds),
-            Step::Parallel {
-                name,
-                pos,
-                branches,
-            } => {
+            Step::Parallel { name, pos, branches } => {
                 if branches.is_empty() {
                     return Ok(preds);
                 }
                 let mut preds = preds;
                 if preds.len() > 1 && branches.len() > 1 {
                     // One barrier instead of preds × branches edges.
-                    let join = self.add_virtual(
-                        name.as_ref(),
-                        "parallel",
-                        *pos,
-                        NodeKind::Join(JoinKind::Parallel),
-                    )?;
+                    let join = self.add_virtual(name.as_ref(), "parallel", *pos, NodeKind::Join(JoinKind::Parallel))?;
                     self.connect(&preds, join);
-                    preds = vec![Pred {
-                        node: join,
-                        case: None,
-                    }];
+                    preds = vec![Pred { node: join, case: None }];
                 }
                 let mut exits = Vec::new();
                 for b in branches {
@@ -269,24 +257,20 @@ impl Compiler<'_> {
                     width: *width,
                     collect: NodeId::end(),
                 };
-                let node =
-                    self.add_virtual(name.as_ref(), "foreach", *pos, NodeKind::Foreach(fe))?;
+                let node = self.add_virtual(name.as_ref(), "foreach", *pos, NodeKind::Foreach(fe))?;
                 self.connect(&preds, node);
                 self.pending.push(Pending::Over {
                     node,
                     over: over.clone(),
                     elements: self.elements.clone(),
                 });
-                let element = name
-                    .as_ref()
-                    .map_or(DEFAULT_ELEMENT.to_owned(), |n| n.0.clone());
+                let element = name.as_ref().map_or(DEFAULT_ELEMENT.to_owned(), |n| n.0.clone());
                 self.elements.push((element, node));
                 let exits = self.steps(body, vec![Pred { node, case: None }]);
                 self.elements.pop();
                 let exits = exits?;
                 let collect_name = format!("{}.collect", self.wf.graph[node].name);
-                let collect =
-                    self.add_node(&collect_name, *pos, NodeKind::Join(JoinKind::Collect))?;
+                let collect = self.add_node(&collect_name, *pos, NodeKind::Join(JoinKind::Collect))?;
                 self.connect(&exits, collect);
                 if let NodeKind::Foreach(f) = &mut self.wf.graph[node].kind {
                     f.collect = collect;
@@ -335,9 +319,11 @@ impl Compiler<'_> {
 
     fn add_node(&mut self, name: &str, pos: Pos, kind: NodeKind) -> Result<NodeId, WdlError> {
         if name == "input" || name == DEFAULT_ELEMENT {
-            return Err(WdlError::new(ErrorKind::DuplicateName, pos, format!("the name `{name}` is reserved"))
-                .expected("a step name other than `input` and `each`")
-                .hint("`input.x` reads the workflow's inputs and `each.item` a foreach element; rename the step"));
+            return Err(
+                WdlError::new(ErrorKind::DuplicateName, pos, format!("the name `{name}` is reserved"))
+                    .expected("a step name other than `input` and `each`")
+                    .hint("`input.x` reads the workflow's inputs and `each.item` a foreach element; rename the step"),
+            );
         }
         if let Some(&first) = self.names.get(name) {
             let first_pos = self.wf.graph[first].pos;
@@ -409,11 +395,7 @@ impl Compiler<'_> {
                 _ => (0, 1),
             };
             return match r.field.as_str() {
-                "item" => Ok((
-                    DataSource::Item(*fe),
-                    ValueKind::Json,
-                    over_size / u64::from(width),
-                )),
+                "item" => Ok((DataSource::Item(*fe), ValueKind::Json, over_size / u64::from(width))),
                 "index" => Ok((DataSource::Index(*fe), ValueKind::Json, 8)),
                 other => Err(WdlError::new(
                     ErrorKind::DanglingReference,
@@ -428,9 +410,15 @@ impl Compiler<'_> {
         }
         let Some(&producer) = self.names.get(&r.head) else {
             if r.head == DEFAULT_ELEMENT || matches!(r.field.as_str(), "item" | "index") {
-                return Err(WdlError::new(ErrorKind::DanglingReference, r.pos, format!("`{r}` is used outside of its foreach"))
-                    .expected("a foreach element is read only inside the foreach's `do` steps")
-                    .hint("read the foreach's results after it through the body's outputs (`<step>.<output>` gives the list)"));
+                return Err(WdlError::new(
+                    ErrorKind::DanglingReference,
+                    r.pos,
+                    format!("`{r}` is used outside of its foreach"),
+                )
+                .expected("a foreach element is read only inside the foreach's `do` steps")
+                .hint(
+                    "read the foreach's results after it through the body's outputs (`<step>.<output>` gives the list)",
+                ));
             }
             return Err(self.no_such_step(&r.head, r.pos));
         };
@@ -447,11 +435,7 @@ impl Compiler<'_> {
             return Err(WdlError::new(
                 ErrorKind::DanglingReference,
                 r.pos,
-                format!(
-                    "`{}` is a {} step and has no outputs",
-                    r.head,
-                    node.kind.as_str()
-                ),
+                format!("`{}` is a {} step and has no outputs", r.head, node.kind.as_str()),
             )
             .expected("`<task>.<output>`: only tasks produce outputs"));
         };
@@ -471,10 +455,7 @@ impl Compiler<'_> {
             ));
             err = match did_you_mean(&r.field, names.iter().copied()) {
                 Some(s) => err.hint(format!("did you mean `{}.{s}`?", r.head)),
-                None => err.hint(format!(
-                    "declare it under `functions: {}: outputs:`",
-                    task.function
-                )),
+                None => err.hint(format!("declare it under `functions: {}: outputs:`", task.function)),
             };
             return Err(err);
         };
@@ -521,11 +502,7 @@ impl Compiler<'_> {
         out
     }
 
-    fn workflow_input(
-        &mut self,
-        r: &Ref,
-        want: Option<ValueKind>,
-    ) -> Result<(DataSource, ValueKind, u64), WdlError> {
+    fn workflow_input(&mut self, r: &Ref, want: Option<ValueKind>) -> Result<(DataSource, ValueKind, u64), WdlError> {
         if let Some(i) = self.wf.inputs.iter().find(|i| i.name == r.field) {
             return Ok((DataSource::Input(r.field.clone()), i.kind, i.size));
         }
@@ -557,12 +534,7 @@ impl Compiler<'_> {
 
     fn size_of(&self, s: &DataSource) -> u64 {
         match s {
-            DataSource::Input(name) => self
-                .wf
-                .inputs
-                .iter()
-                .find(|i| i.name == *name)
-                .map_or(0, |i| i.size),
+            DataSource::Input(name) => self.wf.inputs.iter().find(|i| i.name == *name).map_or(0, |i| i.size),
             DataSource::Output { node, output } => self.wf.graph[*node]
                 .task()
                 .and_then(|t| t.spec.output(output))
@@ -595,11 +567,7 @@ impl Compiler<'_> {
                     t.inputs[input].sources = sources;
                 }
             }
-            Pending::Condition {
-                node,
-                cond,
-                elements,
-            } => {
+            Pending::Condition { node, cond, elements } => {
                 for (r, bare) in condition_refs(&cond)? {
                     if bare {
                         if r.head == "input"
@@ -609,10 +577,7 @@ impl Compiler<'_> {
                             return Err(WdlError::new(
                                 ErrorKind::Condition,
                                 cond.pos,
-                                format!(
-                                    "the condition uses `{}` without saying which of its values",
-                                    r.head
-                                ),
+                                format!("the condition uses `{}` without saying which of its values", r.head),
                             )
                             .expected(format!("`{}.<name>`", r.head)));
                         }
@@ -621,9 +586,15 @@ impl Compiler<'_> {
                     let r = Ref { pos: cond.pos, ..r };
                     let (src, kind, size) = self.source(&r, Some(node), &elements)?;
                     if kind == ValueKind::Bytes {
-                        return Err(WdlError::new(ErrorKind::Condition, cond.pos, format!("the condition reads `{r}`, which is declared as bytes"))
-                            .expected("conditions read json (or list) values")
-                            .hint(format!("declare the output with `type: json` if it holds a JSON value like true, 3 or \"x\"")));
+                        return Err(WdlError::new(
+                            ErrorKind::Condition,
+                            cond.pos,
+                            format!("the condition reads `{r}`, which is declared as bytes"),
+                        )
+                        .expected("conditions read json (or list) values")
+                        .hint(format!(
+                            "declare the output with `type: json` if it holds a JSON value like true, 3 or \"x\""
+                        )));
                     }
                     if let Some(from) = source_node(&src) {
                         let key = r.to_string();
@@ -631,11 +602,7 @@ impl Compiler<'_> {
                     }
                 }
             }
-            Pending::Over {
-                node,
-                over,
-                elements,
-            } => {
+            Pending::Over { node, over, elements } => {
                 let (src, kind, size) = if over.head == "input" {
                     self.workflow_input(&over, Some(ValueKind::List))?
                 } else {
@@ -646,10 +613,7 @@ impl Compiler<'_> {
                     return Err(WdlError::new(
                         ErrorKind::ForeachOverNonList,
                         over.pos,
-                        format!(
-                            "foreach iterates over `{over}`, which is {}",
-                            describe_kind(kind)
-                        ),
+                        format!("foreach iterates over `{over}`, which is {}", describe_kind(kind)),
                     )
                     .expected("a list: an output or input declared with `type: list`")
                     .hint("declare it as `{type: list}` if the function returns a JSON list"));
@@ -685,9 +649,7 @@ fn describe_kind(k: ValueKind) -> &'static str {
 pub(crate) fn source_node(s: &DataSource) -> Option<NodeId> {
     match s {
         DataSource::Input(_) => None,
-        DataSource::Output { node, .. } | DataSource::Item(node) | DataSource::Index(node) => {
-            Some(*node)
-        }
+        DataSource::Output { node, .. } | DataSource::Item(node) | DataSource::Index(node) => Some(*node),
     }
 }
 
@@ -725,14 +687,7 @@ pub(crate) fn connect_control(wf: &mut Workflow, from: NodeId, to: NodeId, case:
 }
 
 /// Adds data `output → input` of `bytes` to the edge `from → to` (creating it if needed).
-pub(crate) fn add_data(
-    wf: &mut Workflow,
-    from: NodeId,
-    to: NodeId,
-    output: &str,
-    input: &str,
-    bytes: u64,
-) {
+pub(crate) fn add_data(wf: &mut Workflow, from: NodeId, to: NodeId, output: &str, input: &str, bytes: u64) {
     let existing = wf
         .graph
         .edges_connecting(from, to)
@@ -757,9 +712,13 @@ pub(crate) fn add_data(
 pub(crate) fn check_cel_syntax(cond: &Condition) -> Result<cel::Program, WdlError> {
     cel::Program::compile(&cond.text).map_err(|e| {
         let detail = e.errors.first().map_or_else(|| e.to_string(), |x| x.msg.clone());
-        WdlError::new(ErrorKind::Condition, cond.pos, format!("`{}` is not a valid CEL condition: {detail}", cond.text))
-            .expected("a CEL expression such as `upload.flag == true && input.size > 10`")
-            .hint("CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings")
+        WdlError::new(
+            ErrorKind::Condition,
+            cond.pos,
+            format!("`{}` is not a valid CEL condition: {detail}", cond.text),
+        )
+        .expected("a CEL expression such as `upload.flag == true && input.size > 10`")
+        .hint("CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings")
     })
 }
 
@@ -773,12 +732,7 @@ pub(crate) fn condition_refs(cond: &Condition) -> Result<Vec<(Ref, bool)>, WdlEr
     Ok(out)
 }
 
-fn walk(
-    e: &cel::common::ast::IdedExpr,
-    bound: &mut Vec<String>,
-    out: &mut Vec<(Ref, bool)>,
-    pos: Pos,
-) {
+fn walk(e: &cel::common::ast::IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(Ref, bool)>, pos: Pos) {
     use cel::common::ast::Expr;
     match &e.expr {
         Expr::Select(s) => {

@@ -9,9 +9,7 @@ use petgraph::visit::EdgeRef;
 
 /// Kahn's algorithm, always taking the smallest ready index, so the order depends only on the
 /// graph. On a cycle, returns the nodes of one cycle, in order.
-pub fn topo_order<N, E>(
-    g: &DiGraph<N, E, u32>,
-) -> Result<Vec<NodeIndex<u32>>, Vec<NodeIndex<u32>>> {
+pub fn topo_order<N, E>(g: &DiGraph<N, E, u32>) -> Result<Vec<NodeIndex<u32>>, Vec<NodeIndex<u32>>> {
     let mut indegree: Vec<usize> = g
         .node_indices()
         .map(|n| g.edges_directed(n, Direction::Incoming).count())

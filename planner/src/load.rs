@@ -36,7 +36,11 @@ pub fn detect(root: &yaml::Yaml) -> Option<SourceFormat> {
             .iter()
             .any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Seq(_)))
     };
-    let map = |k: &str| entries.iter().any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Map(_)));
+    let map = |k: &str| {
+        entries
+            .iter()
+            .any(|(key, v)| key_text(key) == Some(k) && matches!(v.value, Value::Map(_)))
+    };
     if (has("steps") || map("functions")) && !has("type") {
         Some(SourceFormat::Native)
     } else if seq("functions") || seq("fuctions") || has("global_input") || has("global_output") {
@@ -113,16 +117,9 @@ pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
 
 /// The name a FaaSFlow file gets: its directory's name, else its file stem.
 pub fn default_name(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("workflow");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("workflow");
     let generic = matches!(stem, "workflow" | "flat_workflow" | "workflow2");
-    match path
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|s| s.to_str())
-    {
+    match path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
         Some(dir) if generic && stem == "workflow2" => format!("{dir}2"),
         Some(dir) if generic => dir.to_owned(),
         _ => stem.to_owned(),

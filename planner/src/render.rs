@@ -282,12 +282,7 @@ fn round3(v: f64) -> f64 {
 fn byte_totals(wf: &Workflow, plan: &Plan) -> (u64, u64, u64, BTreeMap<&'static str, u64>) {
     let (mut local, mut crossing, mut spilled) = (0u64, 0u64, 0u64);
     let mut by_tier = BTreeMap::new();
-    for t in [
-        Tier::InProcess,
-        Tier::SharedMemory,
-        Tier::Peer,
-        Tier::Remote,
-    ] {
+    for t in [Tier::InProcess, Tier::SharedMemory, Tier::Peer, Tier::Remote] {
         by_tier.insert(t.as_str(), 0u64);
     }
     for e in wf.graph.edge_references() {
@@ -374,11 +369,7 @@ pub fn plan_json<'a>(wf: &'a Workflow, plan: &Plan, cluster: &'a ClusterView) ->
                 .filter(|n| !wf.graph[**n].is_virtual())
                 .map(|n| wf.graph[*n].name.as_str())
                 .collect(),
-            nodes: cp
-                .nodes
-                .iter()
-                .map(|n| wf.graph[*n].name.as_str())
-                .collect(),
+            nodes: cp.nodes.iter().map(|n| wf.graph[*n].name.as_str()).collect(),
             cost_ms: round3(cp.cost_ms),
         },
         summary: SummaryJson {
@@ -403,11 +394,7 @@ pub fn plan_json_string(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> St
 }
 
 fn names(wf: &Workflow, nodes: &[NodeId], max: usize) -> String {
-    let mut v: Vec<&str> = nodes
-        .iter()
-        .take(max)
-        .map(|n| wf.graph[*n].name.as_str())
-        .collect();
+    let mut v: Vec<&str> = nodes.iter().take(max).map(|n| wf.graph[*n].name.as_str()).collect();
     if nodes.len() > max {
         v.push("…");
     }
@@ -446,27 +433,12 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
             fmt_bytes(load.memory_bytes)
         );
         for g in plan.groups.iter().filter(|g| g.worker as usize == wi) {
-            let tasks: Vec<NodeId> = g
-                .nodes
-                .iter()
-                .copied()
-                .filter(|n| !wf.graph[*n].is_virtual())
-                .collect();
-            let virts: Vec<NodeId> = g
-                .nodes
-                .iter()
-                .copied()
-                .filter(|n| wf.graph[*n].is_virtual())
-                .collect();
+            let tasks: Vec<NodeId> = g.nodes.iter().copied().filter(|n| !wf.graph[*n].is_virtual()).collect();
+            let virts: Vec<NodeId> = g.nodes.iter().copied().filter(|n| wf.graph[*n].is_virtual()).collect();
             if tasks.is_empty() && virts.is_empty() {
                 continue;
             }
-            let mut line = format!(
-                "  group {} ({} slots): {}",
-                g.id,
-                g.slots,
-                names(wf, &tasks, 12)
-            );
+            let mut line = format!("  group {} ({} slots): {}", g.id, g.slots, names(wf, &tasks, 12));
             if !virts.is_empty() {
                 let _ = write!(line, " [virtual: {}]", names(wf, &virts, 6));
             }
@@ -474,17 +446,9 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
         }
     }
     let cp = &plan.critical_path;
-    let path: Vec<&str> = cp
-        .nodes
-        .iter()
-        .map(|n| wf.graph[*n].name.as_str())
-        .collect();
+    let path: Vec<&str> = cp.nodes.iter().map(|n| wf.graph[*n].name.as_str()).collect();
     let shown = if path.len() > 16 {
-        format!(
-            "{} → … → {}",
-            path[..8].join(" → "),
-            path[path.len() - 4..].join(" → ")
-        )
+        format!("{} → … → {}", path[..8].join(" → "), path[path.len() - 4..].join(" → "))
     } else {
         path.join(" → ")
     };
@@ -496,12 +460,7 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
     );
     let (local, crossing, spilled, _) = byte_totals(wf, plan);
     let _ = writeln!(s, "\nedges by tier:");
-    for t in [
-        Tier::InProcess,
-        Tier::SharedMemory,
-        Tier::Peer,
-        Tier::Remote,
-    ] {
+    for t in [Tier::InProcess, Tier::SharedMemory, Tier::Peer, Tier::Remote] {
         let (n, b) = wf
             .graph
             .edge_references()
@@ -565,18 +524,11 @@ pub fn plan_dot(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
         let _ = writeln!(
             s,
             "    label={}; style=filled; fillcolor=\"#f4f4f4\";",
-            dot_id(&format!(
-                "{} ({}/{} slots)",
-                w.name, load.slots_used, w.slots
-            ))
+            dot_id(&format!("{} ({}/{} slots)", w.name, load.slots_used, w.slots))
         );
         for g in plan.groups.iter().filter(|g| g.worker as usize == wi) {
             let _ = writeln!(s, "    subgraph cluster_g{} {{", g.id);
-            let _ = writeln!(
-                s,
-                "      label=\"group {}\"; style=dashed; fillcolor=white;",
-                g.id
-            );
+            let _ = writeln!(s, "      label=\"group {}\"; style=dashed; fillcolor=white;", g.id);
             for n in &g.nodes {
                 let node = &wf.graph[*n];
                 let shape = match node.kind {
@@ -622,11 +574,7 @@ pub fn plan_dot(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
         } else {
             ""
         };
-        let style = if e.weight().control {
-            ""
-        } else {
-            ", style=dashed"
-        };
+        let style = if e.weight().control { "" } else { ", style=dashed" };
         let _ = writeln!(
             s,
             "  {} -> {} [color={color}, label={}{bold}{style}];",

@@ -198,10 +198,7 @@ pub fn decode(root: &Yaml) -> Result<Document, WdlError> {
     };
     let steps = decode_steps(top.req("steps", "a list of steps")?)?;
     let output = match top.get("output") {
-        Some(o) => decode_bindings(
-            o,
-            "the workflow's `output` (a mapping of names to references)",
-        )?,
+        Some(o) => decode_bindings(o, "the workflow's `output` (a mapping of names to references)")?,
         None => Vec::new(),
     };
     let mut contention = Vec::new();
@@ -248,11 +245,7 @@ fn decode_value_decl(v: &Yaml, what: &str) -> Result<(ValueKind, u64), WdlError>
         _ => {
             let what = format!("{what} declaration");
             let mut f = Fields::new(v, &what)?;
-            let kind = f
-                .get("type")
-                .map(decode_kind)
-                .transpose()?
-                .unwrap_or(ValueKind::Bytes);
+            let kind = f.get("type").map(decode_kind).transpose()?.unwrap_or(ValueKind::Bytes);
             let size = f
                 .get("size")
                 .map(|s| s.bytes("a size, like 64KB"))
@@ -269,12 +262,10 @@ fn decode_kind(v: &Yaml) -> Result<ValueKind, WdlError> {
         "bytes" => Ok(ValueKind::Bytes),
         "json" => Ok(ValueKind::Json),
         "list" => Ok(ValueKind::List),
-        other => Err(WdlError::new(
-            ErrorKind::Type,
-            v.pos,
-            format!("unknown value type `{other}`"),
-        )
-        .expected("bytes, json or list")),
+        other => Err(
+            WdlError::new(ErrorKind::Type, v.pos, format!("unknown value type `{other}`"))
+                .expected("bytes, json or list"),
+        ),
     }
 }
 
@@ -339,12 +330,10 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
             "process" => Isolation::Process,
             "container" => Isolation::Container,
             other => {
-                return Err(WdlError::new(
-                    ErrorKind::Type,
-                    v.pos,
-                    format!("unknown isolation `{other}`"),
-                )
-                .expected("thread, process or container"));
+                return Err(
+                    WdlError::new(ErrorKind::Type, v.pos, format!("unknown isolation `{other}`"))
+                        .expected("thread, process or container"),
+                );
             }
         };
     }
@@ -391,13 +380,7 @@ fn attempts(v: &Yaml) -> Result<u32, WdlError> {
     u32::try_from(v.u64("a number of attempts (an integer ≥ 1)")?)
         .ok()
         .filter(|a| (1..=100).contains(a))
-        .ok_or_else(|| {
-            WdlError::new(
-                ErrorKind::Type,
-                v.pos,
-                "`attempts` must be an integer from 1 to 100",
-            )
-        })
+        .ok_or_else(|| WdlError::new(ErrorKind::Type, v.pos, "`attempts` must be an integer from 1 to 100"))
 }
 
 fn decode_outputs(v: &Yaml) -> Result<Vec<OutputDecl>, WdlError> {
@@ -414,9 +397,7 @@ fn decode_outputs(v: &Yaml) -> Result<Vec<OutputDecl>, WdlError> {
             }
         }
         _ => {
-            for (k, d) in
-                v.map("`outputs`: a list of names, or a mapping of names to {type, size}")?
-            {
+            for (k, d) in v.map("`outputs`: a list of names, or a mapping of names to {type, size}")? {
                 let (name, _) = k.name("an output name")?;
                 let (kind, size) = decode_value_decl(d, "an output")?;
                 out.push(OutputDecl { name, kind, size });
@@ -436,8 +417,7 @@ fn decode_steps(v: &Yaml) -> Result<Vec<Step>, WdlError> {
 }
 
 fn decode_step(v: &Yaml) -> Result<Step, WdlError> {
-    let entries =
-        v.map("a step (a mapping with one of: task, sequence, parallel, switch, foreach)")?;
+    let entries = v.map("a step (a mapping with one of: task, sequence, parallel, switch, foreach)")?;
     let kinds: Vec<&str> = entries
         .iter()
         .filter_map(|(k, _)| key_text(k))
@@ -475,26 +455,17 @@ fn decode_step(v: &Yaml) -> Result<Step, WdlError> {
 
 fn decode_task(v: &Yaml) -> Result<TaskStep, WdlError> {
     let mut f = Fields::new(v, "a task step")?;
-    let name = f
-        .req("task", "the task's name")?
-        .name("the task's name (a string)")?;
+    let name = f.req("task", "the task's name")?.name("the task's name (a string)")?;
     let function = match f.get("function") {
         Some(fun) => fun.name("a function name")?,
         None => name.clone(),
     };
     let inputs = match f.get("inputs") {
-        Some(i) => decode_bindings(
-            i,
-            "`inputs`: a mapping of input names to references like step.output",
-        )?,
+        Some(i) => decode_bindings(i, "`inputs`: a mapping of input names to references like step.output")?,
         None => Vec::new(),
     };
     f.finish(&["task", "function", "inputs"])?;
-    Ok(TaskStep {
-        name,
-        function,
-        inputs,
-    })
+    Ok(TaskStep { name, function, inputs })
 }
 
 fn decode_bindings(v: &Yaml, what: &str) -> Result<Vec<(Spanned, Vec<Ref>)>, WdlError> {
@@ -502,19 +473,14 @@ fn decode_bindings(v: &Yaml, what: &str) -> Result<Vec<(Spanned, Vec<Ref>)>, Wdl
     for (k, r) in v.map(what)? {
         let name = k.name("a name")?;
         let refs = match &r.value {
-            Value::Seq(items) => items
-                .iter()
-                .map(decode_ref)
-                .collect::<Result<Vec<_>, _>>()?,
+            Value::Seq(items) => items.iter().map(decode_ref).collect::<Result<Vec<_>, _>>()?,
             _ => vec![decode_ref(r)?],
         };
         if refs.is_empty() {
-            return Err(WdlError::new(
-                ErrorKind::Type,
-                r.pos,
-                format!("`{}` takes no value", name.0),
-            )
-            .expected("a reference like step.output, or a list of them"));
+            return Err(
+                WdlError::new(ErrorKind::Type, r.pos, format!("`{}` takes no value", name.0))
+                    .expected("a reference like step.output, or a list of them"),
+            );
         }
         out.push((name, refs));
     }
@@ -525,19 +491,15 @@ fn decode_bindings(v: &Yaml, what: &str) -> Result<Vec<(Spanned, Vec<Ref>)>, Wdl
 pub fn decode_ref(v: &Yaml) -> Result<Ref, WdlError> {
     let text = v.str("a reference like step.output or input.name")?.trim();
     match text.split_once('.') {
-        Some((head, field)) if !head.is_empty() && !field.is_empty() && !field.contains('.') => {
-            Ok(Ref {
-                head: head.to_owned(),
-                field: field.to_owned(),
-                pos: v.pos,
-            })
-        }
-        _ => Err(WdlError::new(
-            ErrorKind::Type,
-            v.pos,
-            format!("`{text}` is not a reference"),
-        )
-        .expected("`step.output`, `input.name`, or inside a foreach `each.item` / `each.index`")),
+        Some((head, field)) if !head.is_empty() && !field.is_empty() && !field.contains('.') => Ok(Ref {
+            head: head.to_owned(),
+            field: field.to_owned(),
+            pos: v.pos,
+        }),
+        _ => Err(
+            WdlError::new(ErrorKind::Type, v.pos, format!("`{text}` is not a reference"))
+                .expected("`step.output`, `input.name`, or inside a foreach `each.item` / `each.index`"),
+        ),
     }
 }
 
@@ -574,6 +536,10 @@ fn decode_switch(v: &Yaml) -> Result<Step, WdlError> {
     let name = f.get("name").map(|n| n.name("a name")).transpose()?;
     f.finish(&["switch", "name"])?;
     let mut s = Fields::new(body, "a switch")?;
+    let name = match s.get("name") {
+        Some(n) => Some(n.name("a name")?),
+        None => name,
+    };
     let mut cases = Vec::new();
     for c in s
         .req("cases", "a list of {if, then}")?
@@ -587,13 +553,7 @@ fn decode_switch(v: &Yaml) -> Result<Step, WdlError> {
             None => Vec::new(),
         };
         cf.finish(&["if", "then"])?;
-        cases.push((
-            Condition {
-                text,
-                pos: cond.pos,
-            },
-            then,
-        ));
+        cases.push((Condition { text, pos: cond.pos }, then));
     }
     if !s.has("default") {
         return Err(WdlError::new(
@@ -608,7 +568,7 @@ fn decode_switch(v: &Yaml) -> Result<Step, WdlError> {
         Some(d) => decode_steps(d)?,
         None => Vec::new(),
     };
-    s.finish(&["cases", "default"])?;
+    s.finish(&["name", "cases", "default"])?;
     Ok(Step::Switch {
         name,
         pos: v.pos,
@@ -623,6 +583,10 @@ fn decode_foreach(v: &Yaml) -> Result<Step, WdlError> {
     let name = f.get("name").map(|n| n.name("a name")).transpose()?;
     f.finish(&["foreach", "name"])?;
     let mut s = Fields::new(body, "a foreach")?;
+    let name = match s.get("name") {
+        Some(n) => Some(n.name("a name")?),
+        None => name,
+    };
     let over = decode_ref(s.req("over", "a reference to a list, like split.chunks")?)?;
     let max_concurrency = match s.get("max_concurrency") {
         Some(m) => u32::try_from(m.u64("an integer (0 = no limit)")?)
@@ -633,13 +597,11 @@ fn decode_foreach(v: &Yaml) -> Result<Step, WdlError> {
         Some(w) => u32::try_from(w.u64("an expected number of elements")?)
             .ok()
             .filter(|w| *w >= 1)
-            .ok_or_else(|| {
-                WdlError::new(ErrorKind::Type, w.pos, "`width` must be an integer ≥ 1")
-            })?,
+            .ok_or_else(|| WdlError::new(ErrorKind::Type, w.pos, "`width` must be an integer ≥ 1"))?,
         None => 4,
     };
     let steps = decode_steps(s.req("do", "the steps to run for each element")?)?;
-    s.finish(&["over", "max_concurrency", "width", "do"])?;
+    s.finish(&["name", "over", "max_concurrency", "width", "do"])?;
     Ok(Step::Foreach {
         name,
         pos: v.pos,

@@ -60,12 +60,8 @@ impl Yaml {
     }
 
     fn type_error(&self, expected: &str) -> WdlError {
-        WdlError::new(
-            ErrorKind::Type,
-            self.pos,
-            format!("found {} here", self.describe()),
-        )
-        .expected(expected.to_owned())
+        WdlError::new(ErrorKind::Type, self.pos, format!("found {} here", self.describe()))
+            .expected(expected.to_owned())
     }
 
     /// True for null.
@@ -118,13 +114,9 @@ impl Yaml {
     /// A non-negative integer.
     pub fn u64(&self, what: &str) -> Result<u64, WdlError> {
         match &self.value {
-            Value::Scalar {
-                text,
-                quoted: false,
-            } => text
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|_| self.type_error(what)),
+            Value::Scalar { text, quoted: false } => {
+                text.replace('_', "").parse::<u64>().map_err(|_| self.type_error(what))
+            }
             _ => Err(self.type_error(what)),
         }
     }
@@ -132,10 +124,7 @@ impl Yaml {
     /// A finite number ≥ 0.
     pub fn f64(&self, what: &str) -> Result<f64, WdlError> {
         match &self.value {
-            Value::Scalar {
-                text,
-                quoted: false,
-            } => match text.parse::<f64>() {
+            Value::Scalar { text, quoted: false } => match text.parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
                 _ => Err(self.type_error(what)),
             },
@@ -146,10 +135,7 @@ impl Yaml {
     /// `true` or `false`.
     pub fn bool(&self, what: &str) -> Result<bool, WdlError> {
         match &self.value {
-            Value::Scalar {
-                text,
-                quoted: false,
-            } => match text.as_str() {
+            Value::Scalar { text, quoted: false } => match text.as_str() {
                 "true" | "True" | "TRUE" => Ok(true),
                 "false" | "False" | "FALSE" => Ok(false),
                 _ => Err(self.type_error(what)),
@@ -256,10 +242,7 @@ impl<'a> Fields<'a> {
 
     /// The value of `key`, if present (null counts as absent).
     pub fn get(&mut self, key: &str) -> Option<&'a Yaml> {
-        let i = self
-            .entries
-            .iter()
-            .position(|(k, _)| key_text(k) == Some(key))?;
+        let i = self.entries.iter().position(|(k, _)| key_text(k) == Some(key))?;
         self.used[i] = true;
         let v = &self.entries[i].1;
         (!v.is_null()).then_some(v)
@@ -335,17 +318,14 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
-                    return Err(WdlError::new(
-                        ErrorKind::Yaml,
-                        pos,
-                        "the file holds more than one YAML document",
-                    )
-                    .hint("keep one workflow per file (remove the second `---`)"));
+                    return Err(
+                        WdlError::new(ErrorKind::Yaml, pos, "the file holds more than one YAML document")
+                            .hint("keep one workflow per file (remove the second `---`)"),
+                    );
                 }
             }
             Event::Scalar(v, style, anchor, _) => {
-                let value = if style == ScalarStyle::Plain
-                    && matches!(v.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                let value = if style == ScalarStyle::Plain && matches!(v.as_ref(), "" | "~" | "null" | "Null" | "NULL")
                 {
                     Value::Null
                 } else {
@@ -374,13 +354,7 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
                         )
                     })?;
                 builder.nodes += count_nodes(&node);
-                builder.push(
-                    Yaml {
-                        pos,
-                        value: node.value,
-                    },
-                    0,
-                )?;
+                builder.push(Yaml { pos, value: node.value }, 0)?;
             }
             _ => {}
         }
@@ -431,10 +405,7 @@ impl Builder {
     }
 
     fn close(&mut self) -> Result<(), WdlError> {
-        let frame = self
-            .stack
-            .pop()
-            .expect("the parser balances starts and ends");
+        let frame = self.stack.pop().expect("the parser balances starts and ends");
         self.push(frame.node, frame.anchor)
     }
 
@@ -460,9 +431,7 @@ impl Builder {
                 None => top.key = Some(node),
                 Some(key) => {
                     if let Some(k) = key_text(&key) {
-                        if let Some((first, _)) =
-                            entries.iter().find(|(e, _)| key_text(e) == Some(k))
-                        {
+                        if let Some((first, _)) = entries.iter().find(|(e, _)| key_text(e) == Some(k)) {
                             return Err(WdlError::new(
                                 ErrorKind::Yaml,
                                 key.pos,

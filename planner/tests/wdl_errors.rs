@@ -17,71 +17,98 @@ fn wf(steps: &str) -> String {
 
 #[test]
 fn unreadable_yaml() {
-    check("name: wf\nsteps:\n  - task: a\n    inputs: {x: start.files\n", expect![[r#"
+    check(
+        "name: wf\nsteps:\n  - task: a\n    inputs: {x: start.files\n",
+        expect![[r#"
         [yaml] wf.yaml:5:1: error: this is not readable YAML: while parsing a flow mapping, did not find expected ',' or '}'
-          hint: check the indentation and the `:` and `-` around this place"#]]);
+          hint: check the indentation and the `:` and `-` around this place"#]],
+    );
 }
 
 #[test]
 fn wrong_type() {
-    check("name: wf\nfunctions:\n  a: {memory: lots}\nsteps:\n  - task: a\n", expect![[r#"
+    check(
+        "name: wf\nfunctions:\n  a: {memory: lots}\nsteps:\n  - task: a\n",
+        expect![[r#"
         [type] wf.yaml:3:15: error: found `lots` here
           expected: a memory size, like 256MiB
-          hint: write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB"#]]);
+          hint: write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB"#]],
+    );
 }
 
 #[test]
 fn unknown_key() {
-    check("name: wf\nfunctions:\n  a: {timout: 3s}\nsteps:\n  - task: a\n", expect![[r#"
+    check(
+        "name: wf\nfunctions:\n  a: {timout: 3s}\nsteps:\n  - task: a\n",
+        expect![[r#"
         [unknown-key] wf.yaml:3:7: error: unknown key `timout` in function `a`
           expected: one of: pack, image, memory, cpu, timeout, retry, isolation, scale, runtime, memory_use, outputs, description
-          hint: did you mean `timeout`?"#]]);
+          hint: did you mean `timeout`?"#]],
+    );
 }
 
 #[test]
 fn missing_key() {
-    check("name: wf\nfunctions:\n  a: {}\n", expect![[r#"
+    check(
+        "name: wf\nfunctions:\n  a: {}\n",
+        expect![[r#"
         [missing-key] wf.yaml:1:1: error: the workflow has no `steps`
-          expected: `steps:` with a list of steps"#]]);
+          expected: `steps:` with a list of steps"#]],
+    );
 }
 
 #[test]
 fn unknown_function() {
-    check(&wf("  - task: start\n  - task: cout\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - task: cout\n"),
+        expect![[r#"
         [unknown-function] wf.yaml:7:11: error: unknown function `cout`
           expected: one of the functions declared under `functions:` (count, start)
-          hint: did you mean `count`?"#]]);
+          hint: did you mean `count`?"#]],
+    );
 }
 
 #[test]
 fn duplicate_name() {
-    check(&wf("  - task: start\n  - task: start\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - task: start\n"),
+        expect![[r#"
         [duplicate-name] wf.yaml:7:11: error: the name `start` is used twice
           expected: a name no other step has
-          hint: it was first used at line 6, column 11; rename one of them (`function:` lets two tasks call one function)"#]]);
+          hint: it was first used at line 6, column 11; rename one of them (`function:` lets two tasks call one function)"#]],
+    );
 }
 
 #[test]
 fn cycle() {
-    check(&wf("  - task: count\n    inputs: {x: start.n}\n  - task: start\n    inputs: {y: count.counts}\n"), expect![[r#"
+    check(
+        &wf("  - task: count\n    inputs: {x: start.n}\n  - task: start\n    inputs: {y: count.counts}\n"),
+        expect![[r#"
         [cycle] wf.yaml:6:11: error: these steps depend on each other in a circle: count → start → count
           expected: a graph without cycles: each step reads only outputs of steps that run before it
-          hint: move the step that produces the value before the step that reads it, or read another output"#]]);
+          hint: move the step that produces the value before the step that reads it, or read another output"#]],
+    );
 }
 
 #[test]
 fn dangling_reference_to_step() {
-    check(&wf("  - task: start\n  - task: count\n    inputs: {x: strat.files}\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - task: count\n    inputs: {x: strat.files}\n"),
+        expect![[r#"
         [dangling-reference] wf.yaml:8:17: error: there is no step named `strat`
-          expected: `input.<name>` or `<step>.<output>` with one of the steps: count, start"#]]);
+          expected: `input.<name>` or `<step>.<output>` with one of the steps: count, start"#]],
+    );
 }
 
 #[test]
 fn dangling_reference_to_output() {
-    check(&wf("  - task: start\n  - task: count\n    inputs: {x: start.file}\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - task: count\n    inputs: {x: start.file}\n"),
+        expect![[r#"
         [dangling-reference] wf.yaml:8:17: error: task `start` (function `start`) has no output `file`
           expected: one of its declared outputs: files, n, blob
-          hint: did you mean `start.files`?"#]]);
+          hint: did you mean `start.files`?"#]],
+    );
 }
 
 #[test]
@@ -97,32 +124,43 @@ fn dangling_reference_to_input() {
 
 #[test]
 fn foreach_over_non_list() {
-    check(&wf("  - task: start\n  - foreach:\n      over: start.blob\n      do:\n        - task: count\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - foreach:\n      over: start.blob\n      do:\n        - task: count\n"),
+        expect![[r#"
         [foreach-over-non-list] wf.yaml:8:13: error: foreach iterates over `start.blob`, which is bytes
           expected: a list: an output or input declared with `type: list`
-          hint: declare it as `{type: list}` if the function returns a JSON list"#]]);
+          hint: declare it as `{type: list}` if the function returns a JSON list"#]],
+    );
 }
 
 #[test]
 fn element_outside_foreach() {
-    check(&wf("  - task: start\n  - task: count\n    inputs: {x: each.item}\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - task: count\n    inputs: {x: each.item}\n"),
+        expect![[r#"
         [dangling-reference] wf.yaml:8:17: error: `each.item` is used outside of its foreach
           expected: a foreach element is read only inside the foreach's `do` steps
-          hint: read the foreach's results after it through the body's outputs (`<step>.<output>` gives the list)"#]]);
+          hint: read the foreach's results after it through the body's outputs (`<step>.<output>` gives the list)"#]],
+    );
 }
 
 #[test]
 fn switch_without_default() {
-    check(&wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3\n          then: [{task: count}]\n"), expect![[r#"
+    check(
+        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3\n          then: [{task: count}]\n"),
+        expect![[r#"
         [switch-without-default] wf.yaml:8:7: error: this switch has no `default`
           expected: `default:` with the steps to run when no case holds
-          hint: write `default: []` if nothing should run then"#]]);
+          hint: write `default: []` if nothing should run then"#]],
+    );
 }
 
 #[test]
 fn condition_not_cel() {
     check(
-        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3 and start.n < 9\n          then: [{task: count}]\n      default: []\n"),
+        &wf(
+            "  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3 and start.n < 9\n          then: [{task: count}]\n      default: []\n",
+        ),
         expect![[r#"
             [condition] wf.yaml:9:15: error: `start.n > 3 and start.n < 9` is not a valid CEL condition: Syntax error: mismatched input 'and' expecting {<EOF>, '==', '!=', 'in', '<', '<=', '>=', '>', '&&', '||', '[', '.', '-', '?', '+', '*', '/', '%'}
               expected: a CEL expression such as `upload.flag == true && input.size > 10`
@@ -133,7 +171,9 @@ fn condition_not_cel() {
 #[test]
 fn condition_reads_bytes() {
     check(
-        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.blob == 'x'\n          then: [{task: count}]\n      default: []\n"),
+        &wf(
+            "  - task: start\n  - switch:\n      cases:\n        - if: start.blob == 'x'\n          then: [{task: count}]\n      default: []\n",
+        ),
         expect![[r#"
             [condition] wf.yaml:9:15: error: the condition reads `start.blob`, which is declared as bytes
               expected: conditions read json (or list) values
@@ -143,18 +183,24 @@ fn condition_reads_bytes() {
 
 #[test]
 fn step_without_kind() {
-    check(&wf("  - tsk: start\n"), expect![[r#"
+    check(
+        &wf("  - tsk: start\n"),
+        expect![[r#"
         [missing-key] wf.yaml:6:5: error: this step says neither what it runs nor how
           expected: one of the keys: task, sequence, parallel, switch, foreach
-          hint: did you mean `task` instead of `tsk`?"#]]);
+          hint: did you mean `task` instead of `tsk`?"#]],
+    );
 }
 
 #[test]
 fn not_a_workflow() {
-    check("- just\n- a list\n", expect![[r#"
+    check(
+        "- just\n- a list\n",
+        expect![[r#"
         [missing-key] wf.yaml:1:1: error: this does not look like a workflow (found a list at the top)
           expected: faasflow WDL (`name`, `functions`, `steps`), or a FaaSFlow workflow.yaml (`type`) or flat_workflow.yaml (`functions` list)
-          hint: see docs/wdl.md for the format"#]]);
+          hint: see docs/wdl.md for the format"#]],
+    );
 }
 
 #[test]

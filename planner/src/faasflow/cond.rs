@@ -32,9 +32,7 @@ pub(crate) fn tokenize(text: &str, pos: Pos) -> Result<Vec<Token>, WdlError> {
             i += 1;
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-            {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -57,9 +55,7 @@ pub(crate) fn tokenize(text: &str, pos: Pos) -> Result<Vec<Token>, WdlError> {
             out.push(tok);
         } else if c.is_ascii_digit() {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e')
-            {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e') {
                 i += 1;
             }
             out.push(Token::Verbatim(chars[start..i].iter().collect()));

@@ -13,8 +13,8 @@ use petgraph::visit::EdgeRef;
 
 use crate::compile::{add_data, check_acyclic, check_cel_syntax, condition_refs, connect_control};
 use crate::dag::{
-    Case, DataSource, Foreach, FunctionSpec, InputBinding, JoinKind, Node, NodeId, NodeKind,
-    OutputDecl, SourceFormat, Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
+    Case, DataSource, Foreach, FunctionSpec, InputBinding, JoinKind, Node, NodeId, NodeKind, OutputDecl, SourceFormat,
+    Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
 use crate::faasflow::cond::{self, Token};
@@ -22,13 +22,7 @@ use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported};
 use crate::wdl::{Condition, default_spec};
 use crate::yaml::{Fields, Yaml};
 
-const TOP_KEYS: &[&str] = &[
-    "global_input",
-    "functions",
-    "global_output",
-    "workflow",
-    "name",
-];
+const TOP_KEYS: &[&str] = &["global_input", "functions", "global_output", "workflow", "name"];
 const FUNCTION_KEYS: &[&str] = &[
     "name",
     "source",
@@ -154,9 +148,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
 
 fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
     let mut f = Fields::new(v, "a FaaSFlow function")?;
-    let (name, pos) = f
-        .req("name", "the function's name")?
-        .name("a function name")?;
+    let (name, pos) = f.req("name", "the function's name")?.name("a function name")?;
     let source = match f.get("source") {
         Some(s) => s.name("the function's source")?.0,
         None => name.clone(),
@@ -171,9 +163,7 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
         Some(s) => u32::try_from(s.u64("a number of containers")?)
             .ok()
             .filter(|s| *s >= 1)
-            .ok_or_else(|| {
-                WdlError::new(ErrorKind::Type, s.pos, "`scale` must be an integer ≥ 1")
-            })?,
+            .ok_or_else(|| WdlError::new(ErrorKind::Type, s.pos, "`scale` must be an integer ≥ 1"))?,
         None => 1,
     };
     let mem_usage = f
@@ -182,10 +172,7 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
         .transpose()?;
     let split_ratio = f
         .get("split_ratio")
-        .map(|s| {
-            s.u64("an integer")
-                .map(|v| u32::try_from(v.max(1)).unwrap_or(u32::MAX))
-        })
+        .map(|s| s.u64("an integer").map(|v| u32::try_from(v.max(1)).unwrap_or(u32::MAX)))
         .transpose()?;
     let mut inputs = Vec::new();
     if let Some(i) = f.get("input") {
@@ -203,19 +190,13 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
                     let fun = vf
                         .req("function", "the producing function, or INPUT")?
                         .name("a function name")?;
-                    let param = vf
-                        .req("parameter", "the output's name")?
-                        .name("an output name")?
-                        .0;
+                    let param = vf.req("parameter", "the output's name")?.name("an output name")?.0;
                     vf.finish(&["function", "parameter"])?;
                     Some((fun.0, param, fun.1))
                 }
                 None => None,
             };
-            let size = fi
-                .get("size")
-                .map(|s| s.bytes("a size in bytes"))
-                .transpose()?;
+            let size = fi.get("size").map(|s| s.bytes("a size in bytes")).transpose()?;
             fi.finish(&["type", "value", "size"])?;
             inputs.push(FlatInput {
                 name: iname,
@@ -271,12 +252,10 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
             };
             fn_.finish(&["type", "nodes", "conditions"])?;
             if !matches!(ty.as_str(), "pass" | "parallel" | "switch" | "foreach") {
-                return Err(WdlError::new(
-                    ErrorKind::Type,
-                    n.pos,
-                    format!("unknown `next` type `{ty}`"),
-                )
-                .expected("pass, parallel, switch or foreach"));
+                return Err(
+                    WdlError::new(ErrorKind::Type, n.pos, format!("unknown `next` type `{ty}`"))
+                        .expected("pass, parallel, switch or foreach"),
+                );
             }
             Some(FlatNext {
                 pos: n.pos,
@@ -328,10 +307,7 @@ impl Importer {
                 pos,
                 format!("two functions are named `{name}`"),
             )
-            .hint(format!(
-                "the first is at line {}; rename one of them",
-                fp.line
-            )));
+            .hint(format!("the first is at line {}; rename one of them", fp.line)));
         }
         let id = self.wf.graph.add_node(Node {
             name: name.to_owned(),
@@ -345,21 +321,12 @@ impl Importer {
 
     fn lookup(&self, name: &str, pos: Pos) -> Result<NodeId, WdlError> {
         self.ids.get(name).copied().ok_or_else(|| {
-            let names: Vec<&str> = self
-                .wf
-                .graph
-                .node_weights()
-                .map(|n| n.name.as_str())
-                .collect();
-            let mut e = WdlError::new(
-                ErrorKind::UnknownFunction,
-                pos,
-                format!("unknown function `{name}`"),
-            )
-            .expected(format!(
-                "one of the functions of this workflow: {}",
-                list_names(names.iter().copied(), 12)
-            ));
+            let names: Vec<&str> = self.wf.graph.node_weights().map(|n| n.name.as_str()).collect();
+            let mut e =
+                WdlError::new(ErrorKind::UnknownFunction, pos, format!("unknown function `{name}`")).expected(format!(
+                    "one of the functions of this workflow: {}",
+                    list_names(names.iter().copied(), 12)
+                ));
             if let Some(s) = did_you_mean(name, names.iter().copied()) {
                 e = e.hint(format!("did you mean `{s}`?"));
             }
@@ -390,11 +357,9 @@ impl Importer {
             self.add(&f.name, f.pos, kind)?;
         }
         // A `next` may name END without defining it.
-        let names_end = fns.iter().any(|f| {
-            f.next
-                .as_ref()
-                .is_some_and(|n| n.nodes.iter().any(|(x, _)| x == "END"))
-        });
+        let names_end = fns
+            .iter()
+            .any(|f| f.next.as_ref().is_some_and(|n| n.nodes.iter().any(|(x, _)| x == "END")));
         if names_end && !self.ids.contains_key("END") {
             self.add("END", Pos::UNKNOWN, NodeKind::Join(JoinKind::End))?;
         }
@@ -410,19 +375,21 @@ impl Importer {
                 continue;
             }
             let producer = self.ids[&f.name];
-            let Some((keys, _, keys_size)) = f.outputs.iter().find(|(_, ty, _)| ty == "keys")
-            else {
-                return Err(WdlError::new(ErrorKind::ForeachOverNonList, next.pos, format!("`{}` is followed by a foreach but has no output of type `keys` to iterate over", f.name))
-                    .expected("an output declared with `type: keys` (the list of elements)"));
+            let Some((keys, _, keys_size)) = f.outputs.iter().find(|(_, ty, _)| ty == "keys") else {
+                return Err(WdlError::new(
+                    ErrorKind::ForeachOverNonList,
+                    next.pos,
+                    format!(
+                        "`{}` is followed by a foreach but has no output of type `keys` to iterate over",
+                        f.name
+                    ),
+                )
+                .expected("an output declared with `type: keys` (the list of elements)"));
             };
             let width = next
                 .nodes
                 .iter()
-                .filter_map(|(n, _)| {
-                    fns.iter()
-                        .find(|g| g.name == *n)
-                        .and_then(|g| g.split_ratio)
-                })
+                .filter_map(|(n, _)| fns.iter().find(|g| g.name == *n).and_then(|g| g.split_ratio))
                 .max()
                 .unwrap_or(3);
             let fe_name = format!("{}.foreach", f.name);
@@ -496,9 +463,13 @@ impl Importer {
             .expected("one condition per node, in the same order, the last one `default`"));
         }
         if !next.conditions.iter().any(|(c, _)| c.trim() == "default") {
-            return Err(WdlError::new(ErrorKind::SwitchWithoutDefault, next.pos, format!("the switch after `{}` has no `default` condition", f.name))
-                .expected("`default` as one of the conditions, for the node to run when no other holds")
-                .hint("add `- default` to `conditions` and the node to run then to `nodes` (END if nothing should run)"));
+            return Err(WdlError::new(
+                ErrorKind::SwitchWithoutDefault,
+                next.pos,
+                format!("the switch after `{}` has no `default` condition", f.name),
+            )
+            .expected("`default` as one of the conditions, for the node to run when no other holds")
+            .hint("add `- default` to `conditions` and the node to run then to `nodes` (END if nothing should run)"));
         }
         // A switch on a real function goes through a virtual switch node of its own.
         let switch = if matches!(self.wf.graph[from].kind, NodeKind::Switch(_)) {
@@ -563,10 +534,7 @@ impl Importer {
     /// The nearest ancestors of `n` that produce `output` (all at the nearest distance).
     fn nearest_producers(&self, n: NodeId, output: &str) -> Vec<NodeId> {
         for level in self.ancestor_levels(n) {
-            let found: Vec<NodeId> = level
-                .into_iter()
-                .filter(|&a| self.produces(a, output))
-                .collect();
+            let found: Vec<NodeId> = level.into_iter().filter(|&a| self.produces(a, output)).collect();
             if !found.is_empty() {
                 return found;
             }
@@ -575,9 +543,7 @@ impl Importer {
     }
 
     fn produces(&self, n: NodeId, output: &str) -> bool {
-        self.wf.graph[n]
-            .task()
-            .is_some_and(|t| t.spec.output(output).is_some())
+        self.wf.graph[n].task().is_some_and(|t| t.spec.output(output).is_some())
     }
 
     fn input_named(&mut self, name: &str) -> DataSource {
@@ -628,10 +594,7 @@ impl Importer {
                                 output: param.clone(),
                             }
                         } else {
-                            let names: Vec<&str> = others
-                                .iter()
-                                .map(|&o| self.wf.graph[o].name.as_str())
-                                .collect();
+                            let names: Vec<&str> = others.iter().map(|&o| self.wf.graph[o].name.as_str()).collect();
                             return Err(WdlError::new(
                                 ErrorKind::Unsupported,
                                 *fpos,
@@ -657,9 +620,7 @@ impl Importer {
                         let fe_scope = self.wf.graph[consumer].scope;
                         let is_key = input.ty == "key";
                         match (&self.wf.graph[producer].kind, fe_scope) {
-                            (NodeKind::Task(_), Some(fe))
-                                if is_key && self.foreach_over_is(fe, producer, param) =>
-                            {
+                            (NodeKind::Task(_), Some(fe)) if is_key && self.foreach_over_is(fe, producer, param) => {
                                 DataSource::Item(fe)
                             }
                             (NodeKind::Task(t), _) => {
@@ -674,17 +635,13 @@ impl Importer {
                                         });
                                     }
                                 } else if t.spec.output(param).is_none() {
-                                    let names: Vec<&str> =
-                                        t.spec.outputs.iter().map(|o| o.name.as_str()).collect();
+                                    let names: Vec<&str> = t.spec.outputs.iter().map(|o| o.name.as_str()).collect();
                                     let mut e = WdlError::new(
                                         ErrorKind::DanglingReference,
                                         *fpos,
                                         format!("`{fun}` has no output `{param}`"),
                                     )
-                                    .expected(format!(
-                                        "one of its outputs: {}",
-                                        list_names(names.iter().copied(), 12)
-                                    ));
+                                    .expected(format!("one of its outputs: {}", list_names(names.iter().copied(), 12)));
                                     if let Some(s) = did_you_mean(param, names.iter().copied()) {
                                         e = e.hint(format!("did you mean `{s}`?"));
                                     }
@@ -710,9 +667,7 @@ impl Importer {
                     DataSource::Output { node, output } => {
                         add_data(&mut self.wf, *node, consumer, output, &input.name, size)
                     }
-                    DataSource::Item(fe) => {
-                        add_data(&mut self.wf, *fe, consumer, "item", &input.name, size)
-                    }
+                    DataSource::Item(fe) => add_data(&mut self.wf, *fe, consumer, "item", &input.name, size),
                     _ => {}
                 }
                 if let NodeKind::Task(t) = &mut self.wf.graph[consumer].kind {
@@ -769,18 +724,13 @@ impl Importer {
             match t {
                 Token::Verbatim(v) => out.push(v),
                 Token::Name(n) => {
-                    let Some(field) = n
-                        .strip_prefix("INPUT.")
-                        .or_else(|| n.strip_prefix("LOCAL."))
-                    else {
+                    let Some(field) = n.strip_prefix("INPUT.").or_else(|| n.strip_prefix("LOCAL.")) else {
                         return Err(WdlError::new(
                             ErrorKind::Unsupported,
                             c.pos,
                             format!("cannot translate `{n}` in the condition `{}`", c.condition),
                         )
-                        .expected(
-                            "INPUT.<name>: an output of a preceding function or a workflow input",
-                        ));
+                        .expected("INPUT.<name>: an output of a preceding function or a workflow input"));
                     };
                     let producers = self.nearest_producers(sw, field);
                     let refs: Vec<String> = if producers.is_empty() {
@@ -822,14 +772,7 @@ impl Importer {
                 node: p,
                 output: r.field.clone(),
             });
-            add_data(
-                &mut self.wf,
-                p,
-                sw,
-                &r.field,
-                &format!("{}.{}", r.head, r.field),
-                size,
-            );
+            add_data(&mut self.wf, p, sw, &r.field, &format!("{}.{}", r.head, r.field), size);
         }
         Ok(Case {
             condition: text,
@@ -848,13 +791,8 @@ impl Importer {
             let mut sources = Vec::new();
             for item in value.map(|v| v.one_or_many()).unwrap_or_default() {
                 let mut vf = Fields::new(item, "an output value")?;
-                let fun = vf
-                    .req("function", "the producing function")?
-                    .name("a function name")?;
-                let param = vf
-                    .req("parameter", "the output's name")?
-                    .name("an output name")?
-                    .0;
+                let fun = vf.req("function", "the producing function")?.name("a function name")?;
+                let param = vf.req("parameter", "the output's name")?.name("an output name")?.0;
                 vf.finish(&["function", "parameter"])?;
                 if fun.0 == "INPUT" {
                     sources.push(self.input_named(&param));
@@ -879,10 +817,7 @@ impl Importer {
                         });
                     }
                 }
-                sources.push(DataSource::Output {
-                    node: p,
-                    output: param,
-                });
+                sources.push(DataSource::Output { node: p, output: param });
             }
             self.wf.outputs.push(WorkflowOutput { name, sources });
         }

@@ -102,9 +102,7 @@ struct Converter {
 fn mapping(m: &Yaml) -> Result<(Spanned, Spanned), WdlError> {
     let mut f = Fields::new(m, "a mapping {target, source}")?;
     let target = f.req("target", "the name it is given")?.name("a name")?;
-    let source = f
-        .req("source", "INPUT.x or LOCAL.x")?
-        .name("INPUT.x or LOCAL.x")?;
+    let source = f.req("source", "INPUT.x or LOCAL.x")?.name("INPUT.x or LOCAL.x")?;
     f.finish(&["target", "source"])?;
     Ok((target, source))
 }
@@ -159,10 +157,7 @@ impl Converter {
     }
 
     fn declare(&mut self, source: &str, pos: Pos, output: &str, kind: ValueKind) {
-        let entry = self
-            .functions
-            .entry(source.to_owned())
-            .or_insert((pos, Vec::new()));
+        let entry = self.functions.entry(source.to_owned()).or_insert((pos, Vec::new()));
         match entry.1.iter_mut().find(|o| o.name == output) {
             Some(o) => {
                 if kind != ValueKind::Bytes && o.kind != ValueKind::List {
@@ -192,12 +187,8 @@ impl Converter {
         match ty.0.as_str() {
             "function" => {
                 let name = name.ok_or_else(|| {
-                    WdlError::new(
-                        ErrorKind::MissingKey,
-                        node.pos,
-                        "this function step has no `name`",
-                    )
-                    .expected("`name:` with the step's name")
+                    WdlError::new(ErrorKind::MissingKey, node.pos, "this function step has no `name`")
+                        .expected("`name:` with the step's name")
                 })?;
                 let source = match f.get("source") {
                     Some(s) => s.name("the function's source")?,
@@ -210,9 +201,7 @@ impl Converter {
                         inputs.push((target, self.resolve_local(&src.0, src.1, false)?));
                     }
                 }
-                self.functions
-                    .entry(source.0.clone())
-                    .or_insert((source.1, Vec::new()));
+                self.functions.entry(source.0.clone()).or_insert((source.1, Vec::new()));
                 self.tasks.insert(name.0.clone(), source.0.clone());
                 if let Some(outs) = f.get("output") {
                     for o in outs.one_or_many() {
@@ -243,10 +232,7 @@ impl Converter {
                 let before = self.visible.clone();
                 let mut after = before.clone();
                 let mut branches = Vec::new();
-                for b in f
-                    .req("branches", "a list of branches")?
-                    .seq("a list of branches")?
-                {
+                for b in f.req("branches", "a list of branches")?.seq("a list of branches")? {
                     self.visible = before.clone();
                     branches.push(vec![self.child(b)?]);
                     for (n, r) in &self.visible {
@@ -318,10 +304,9 @@ impl Converter {
             }
             "foreach" => {
                 self.foreach_count += 1;
-                let element = name.clone().map_or_else(
-                    || format!("{DEFAULT_ELEMENT}{}", self.foreach_count),
-                    |n| n.0,
-                );
+                let element = name
+                    .clone()
+                    .map_or_else(|| format!("{DEFAULT_ELEMENT}{}", self.foreach_count), |n| n.0);
                 let mut over = None;
                 let mut extra = Vec::new();
                 if let Some(im) = f.get("inputMappings") {
@@ -339,9 +324,9 @@ impl Converter {
                             let refs = self.resolve_local(&src.0, src.1, true)?;
                             over = Some((
                                 target,
-                                refs.into_iter().next_back().ok_or_else(|| {
-                                    WdlError::new(ErrorKind::Type, src.1, "nothing to iterate")
-                                })?,
+                                refs.into_iter()
+                                    .next_back()
+                                    .ok_or_else(|| WdlError::new(ErrorKind::Type, src.1, "nothing to iterate"))?,
                             ));
                         } else {
                             extra.push((target, self.resolve_local(&src.0, src.1, false)?));
@@ -395,12 +380,10 @@ impl Converter {
                     body: vec![body],
                 })
             }
-            other => Err(WdlError::new(
-                ErrorKind::Type,
-                ty.1,
-                format!("unknown step type `{other}`"),
-            )
-            .expected("function, pass, parallel, switch or foreach")),
+            other => Err(
+                WdlError::new(ErrorKind::Type, ty.1, format!("unknown step type `{other}`"))
+                    .expected("function, pass, parallel, switch or foreach"),
+            ),
         }
     }
 
