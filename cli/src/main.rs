@@ -1,1 +1,222 @@
-fn main() {}
+//! `faasflow`: the command-line tool of the faasflow workflow platform.
+//!
+//! Today it checks and plans workflows (`check`, `plan`) and generates large synthetic
+//! workflows for testing (`generate`). Running them arrives with the daemon.
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use faasflow_planner::gen::{GenParams, random_workflow, to_flat_yaml};
+use faasflow_planner::load::{Loaded, load_file};
+use faasflow_planner::partition::partition;
+use faasflow_planner::render::{graph_text, plan_dot, plan_json_string, plan_text};
+use faasflow_planner::{ClusterView, Mode, PlannerConfig, WdlError};
+
+/// Serverless workflows with worker-side scheduling and in-memory data passing.
+#[derive(Debug, Parser)]
+#[command(name = "faasflow", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Partition a workflow for a cluster and show the plan.
+    Plan(PlanArgs),
+    /// Check a workflow file and summarise it, without planning.
+    Check {
+        /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
+        file: PathBuf,
+    },
+    /// Write a random layered workflow in FaaSFlow's flat form (for tests and benchmarks).
+    Generate {
+        /// Number of functions.
+        #[arg(long, default_value_t = 200)]
+        functions: usize,
+        /// Seed of the generator (same seed, same workflow).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
+    file: PathBuf,
+    /// Number of workers in the cluster.
+    #[arg(long, short = 'w', default_value_t = 3)]
+    workers: usize,
+    /// Container slots per worker (instances it can run at once).
+    #[arg(long, short = 's', default_value_t = 64)]
+    slots: u32,
+    /// Worker-side scheduling (partitioned) or the master-side baseline.
+    #[arg(long, value_enum, default_value_t = ModeArg::Workersp)]
+    mode: ModeArg,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Plan even when the workflow needs more slots than the cluster has.
+    #[arg(long)]
+    allow_overcommit: bool,
+    /// Safety margin μ of the memory quota, MiB per function.
+    #[arg(long, default_value_t = 16.0)]
+    margin_mib: f64,
+    /// Version number to write into the plan.
+    #[arg(long = "plan-version", default_value_t = 1)]
+    plan_version: u64,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Workersp,
+    Mastersp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Groups per worker, tiers, critical path, bytes local vs crossing.
+    Text,
+    /// Stable JSON (docs/plan-json.md).
+    Json,
+    /// Graphviz DOT, clustered by worker.
+    Dot,
+    /// The compiled graph, before partitioning.
+    Graph,
+}
+
+/// Exit status for a workflow or plan the user must fix.
+const EXIT_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => plan(&args),
+        Command::Check { file } => check(&file),
+        Command::Generate { functions, seed, output } => generate(functions, seed, output.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(EXIT_INPUT)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    /// Something in the user's input (already a complete message).
+    Input(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<WdlError> for Failure {
+    fn from(e: WdlError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn load(file: &Path) -> Result<Loaded, Failure> {
+    let loaded = load_file(file)?;
+    for w in &loaded.warnings {
+        eprintln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
+    }
+    Ok(loaded)
+}
+
+fn emit(text: &str, output: Option<&Path>) -> Result<(), Failure> {
+    match output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("cannot write {}: {e}", path.display()))),
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            Ok(())
+        }
+    }
+}
+
+fn plan(args: &PlanArgs) -> Result<(), Failure> {
+    let loaded = load(&args.file)?;
+    let wf = &loaded.workflow;
+    if matches!(args.format, Format::Graph) {
+        return emit(&graph_text(wf), args.output.as_deref());
+    }
+    if args.workers == 0 {
+        return Err(Failure::Input("error: --workers must be at least 1".into()));
+    }
+    if !(args.margin_mib.is_finite() && args.margin_mib >= 0.0) {
+        return Err(Failure::Input("error: --margin-mib must be a number ≥ 0".into()));
+    }
+    let cluster = ClusterView::uniform(args.workers, args.slots);
+    let cfg = PlannerConfig {
+        mode: match args.mode {
+            ModeArg::Workersp => Mode::WorkerSp,
+            ModeArg::Mastersp => Mode::MasterSp,
+        },
+        allow_overcommit: args.allow_overcommit,
+        margin_mib: args.margin_mib,
+        version: args.plan_version,
+        ..PlannerConfig::default()
+    };
+    let plan = partition(wf, &cluster, &cfg)
+        .map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
+    let text = match args.format {
+        Format::Text => plan_text(wf, &plan, &cluster),
+        Format::Json => plan_json_string(wf, &plan, &cluster),
+        Format::Dot => plan_dot(wf, &plan, &cluster),
+        Format::Graph => unreachable!("handled above"),
+    };
+    emit(&text, args.output.as_deref())
+}
+
+fn check(file: &Path) -> Result<(), Failure> {
+    let loaded = load(file)?;
+    let wf = &loaded.workflow;
+    let bytes: u64 = wf.graph.edge_weights().map(|e| e.bytes).sum();
+    let slots: u64 = wf.graph.node_weights().filter_map(|n| n.task()).map(|t| u64::from(t.spec.scale)).sum();
+    println!(
+        "{}: workflow `{}` ({}) is valid: {} functions, {} virtual nodes, {} edges, {} inputs, {} outputs, {} slots, {} per invocation",
+        file.display(),
+        wf.name,
+        wf.format.as_str(),
+        wf.task_count(),
+        wf.graph.node_count() - wf.task_count(),
+        wf.graph.edge_count(),
+        wf.inputs.len(),
+        wf.outputs.len(),
+        slots,
+        faasflow_planner::render::fmt_bytes(bytes)
+    );
+    Ok(())
+}
+
+fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Failure> {
+    if functions == 0 {
+        return Err(Failure::Input("error: --functions must be at least 1".into()));
+    }
+    let params = GenParams { tasks: functions, ..GenParams::default() };
+    let wf = random_workflow(seed, &params);
+    emit(&to_flat_yaml(&wf), output)
+}
