@@ -306,12 +306,12 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
     let mut docs = 0;
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| {
-            WdlError::new(
-                ErrorKind::Yaml,
-                Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1),
-                format!("this is not readable YAML: {}", e.info()),
-            )
-            .hint("check the indentation and the `:` and `-` around this place")
+            let pos = Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1);
+            if e.info().contains("recursion limit") {
+                return WdlError::new(ErrorKind::Yaml, pos, format!("the YAML is nested more than {MAX_DEPTH} levels deep"));
+            }
+            WdlError::new(ErrorKind::Yaml, pos, format!("this is not readable YAML: {}", e.info()))
+                .hint("check the indentation and the `:` and `-` around this place")
         })?;
         let pos = pos_of(&span);
         match event {

@@ -1,0 +1,170 @@
+//! The `faasflow` binary, run as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn faasflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faasflow")).args(args).output().expect("the faasflow binary runs")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1")
+}
+
+fn all_fixture_workflows() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().is_some_and(|n| n.to_str().unwrap().contains("workflow")) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&fixtures(), &mut out);
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn plans_every_faasflow_file_in_every_format_and_mode() {
+    let files = all_fixture_workflows();
+    assert_eq!(files.len(), 18, "FaaSFlow's 8 benchmarks and 10 example files");
+    for f in &files {
+        let f = f.to_str().unwrap();
+        for mode in ["workersp", "mastersp"] {
+            for format in ["text", "json", "dot"] {
+                let o = faasflow(&["plan", f, "--mode", mode, "--format", format]);
+                assert!(o.status.success(), "{f} {mode} {format}: {}", stderr(&o));
+                assert!(!o.stdout.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn json_places_every_function_once_under_its_own_name() {
+    for f in all_fixture_workflows() {
+        let graph = stdout(&faasflow(&["plan", f.to_str().unwrap(), "--format", "graph"]));
+        let tasks: Vec<String> = graph
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ").and_then(|l| l.split_once(" = task ")).map(|(n, _)| n.to_owned()))
+            .collect();
+        let o = faasflow(&["plan", f.to_str().unwrap(), "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for key in ["workflow", "version", "mode", "groups", "edges", "critical_path"] {
+            assert!(v.get(key).is_some(), "{key} missing");
+        }
+        let mut placed: Vec<String> = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["functions"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()))
+            .collect();
+        placed.sort();
+        let mut expected = tasks.clone();
+        expected.sort();
+        assert_eq!(placed, expected, "{}", f.display());
+        for g in v["groups"].as_array().unwrap() {
+            assert!(g["virtual_nodes"].as_array().unwrap().iter().all(|n| n["virtual"] == true));
+        }
+        for e in v["edges"].as_array().unwrap() {
+            assert!(["in-process", "shared-memory", "peer", "remote"].contains(&e["tier"].as_str().unwrap()));
+        }
+    }
+}
+
+#[test]
+fn same_input_gives_byte_identical_plans() {
+    let f = fixtures().join("benchmark/generator/soykb/flat_workflow.yaml");
+    let a = faasflow(&["plan", f.to_str().unwrap(), "--format", "json", "--workers", "4"]);
+    let b = faasflow(&["plan", f.to_str().unwrap(), "--format", "json", "--workers", "4"]);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn mastersp_sends_every_edge_to_remote_storage() {
+    let f = fixtures().join("benchmark/video/flat_workflow.yaml");
+    let v: serde_json::Value =
+        serde_json::from_slice(&faasflow(&["plan", f.to_str().unwrap(), "--format", "json", "--mode", "mastersp"]).stdout)
+            .unwrap();
+    assert!(v["edges"].as_array().unwrap().iter().all(|e| e["tier"] == "remote"));
+    let w: serde_json::Value = serde_json::from_slice(&faasflow(&["plan", f.to_str().unwrap(), "--format", "json"]).stdout).unwrap();
+    assert!(w["summary"]["bytes_local"].as_u64().unwrap() > 0, "WorkerSP keeps some data local");
+}
+
+#[test]
+fn a_bad_workflow_gets_a_located_message_and_exit_status_2() {
+    let dir = tempdir();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "name: wf\nfunctions:\n  count: {}\nsteps:\n  - task: cout\n").unwrap();
+    let o = faasflow(&["plan", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("bad.yaml:5:11: error: unknown function `cout`"), "{err}");
+    assert!(err.contains("hint: did you mean `count`?"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn a_missing_file_is_reported() {
+    let o = faasflow(&["plan", "/nonexistent/wf.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/wf.yaml: error: cannot read the workflow file"), "{}", stderr(&o));
+}
+
+#[test]
+fn overcommit_is_an_error_unless_allowed() {
+    let f = fixtures().join("benchmark/generator/cycles/flat_workflow.yaml");
+    let f = f.to_str().unwrap();
+    // Cycles needs 46 × 3 = 138 slots.
+    let o = faasflow(&["plan", f, "--workers", "2", "--slots", "20"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("needs 138 container slots") && err.contains("has 40"), "{err}");
+    assert!(err.contains("--allow-overcommit"), "{err}");
+    let o = faasflow(&["plan", f, "--workers", "2", "--slots", "20", "--allow-overcommit", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["overcommitted"], true);
+}
+
+#[test]
+fn plans_generated_workflows_of_hundreds_of_functions() {
+    let dir = tempdir();
+    let file = dir.join("big.yaml");
+    let o = faasflow(&["generate", "--functions", "600", "--seed", "3", "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = faasflow(&["plan", file.to_str().unwrap(), "--workers", "8", "--slots", "200", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["functions"], 600);
+    let check = faasflow(&["check", file.to_str().unwrap()]);
+    assert!(stdout(&check).contains("is valid: 600 functions"), "{}", stdout(&check));
+}
+
+#[test]
+fn warnings_go_to_stderr_and_do_not_fail() {
+    // FaaSFlow's switch example maps an output its `invalid` function does not produce.
+    let f = fixtures().join("examples/switch/flat_workflow.yaml");
+    let o = faasflow(&["plan", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("warning: global output `result` names `invalid.sqrt_result`"), "{}", stderr(&o));
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("faasflow-cli-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
