@@ -9,8 +9,10 @@
 pub mod dag;
 pub mod error;
 pub mod graph;
+pub mod partition;
 pub mod plan;
 
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
+pub use partition::partition;
 pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
