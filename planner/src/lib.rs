@@ -8,11 +8,13 @@
 
 pub mod dag;
 pub mod error;
+pub mod r#gen;
 pub mod graph;
 pub mod partition;
 pub mod plan;
 
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
+pub use r#gen::{GenParams, random_workflow, to_flat_yaml};
 pub use partition::partition;
 pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};

@@ -887,3 +887,531 @@ impl PathFinder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use super::*;
+    use crate::dag::{Edge, FunctionSpec, JoinKind, Node, NodeKind, Retry, SourceFormat, Task};
+    use crate::error::Pos;
+
+    const MB: u64 = 1_000_000;
+
+    /// A small workflow written as `name:runtime_ms:scale` tasks, `name` joins and
+    /// `a>b:bytes` edges.
+    struct Wf(Workflow);
+
+    impl Wf {
+        fn new() -> Self {
+            Wf(Workflow::new("wf", SourceFormat::Native))
+        }
+
+        fn task(mut self, name: &str, runtime_ms: f64, scale: u32) -> Self {
+            self.0
+                .graph
+                .add_node(task_node(name, runtime_ms, scale, 256));
+            self
+        }
+
+        /// A task with `memory_mib` (of which 64 MiB are used; margin 16 → quota memory − 80).
+        fn task_mem(mut self, name: &str, runtime_ms: f64, memory_mib: u64) -> Self {
+            self.0
+                .graph
+                .add_node(task_node(name, runtime_ms, 1, memory_mib));
+            self
+        }
+
+        fn join(mut self, name: &str) -> Self {
+            self.0.graph.add_node(Node {
+                name: name.to_owned(),
+                pos: Pos::UNKNOWN,
+                kind: NodeKind::Join(JoinKind::Parallel),
+                scope: None,
+            });
+            self
+        }
+
+        fn edge(mut self, from: &str, to: &str, bytes: u64) -> Self {
+            let (a, b) = (self.id(from), self.id(to));
+            self.0.graph.add_edge(
+                a,
+                b,
+                Edge {
+                    control: true,
+                    bytes,
+                    ..Edge::default()
+                },
+            );
+            self
+        }
+
+        fn chain(mut self, names: &[&str], bytes: u64) -> Self {
+            for w in names.windows(2) {
+                self = self.edge(w[0], w[1], bytes);
+            }
+            self
+        }
+
+        fn contention(mut self, a: &str, b: &str) -> Self {
+            let pair = (self.id(a), self.id(b));
+            self.0.contention.push(pair);
+            self
+        }
+
+        fn spec(mut self, name: &str, f: impl FnOnce(&mut FunctionSpec)) -> Self {
+            let id = self.id(name);
+            if let NodeKind::Task(t) = &mut self.0.graph[id].kind {
+                f(&mut t.spec);
+            }
+            self
+        }
+
+        fn id(&self, name: &str) -> NodeId {
+            self.0.node_by_name(name).expect("node exists")
+        }
+    }
+
+    fn task_node(name: &str, runtime_ms: f64, scale: u32, memory_mib: u64) -> Node {
+        Node {
+            name: name.to_owned(),
+            pos: Pos::UNKNOWN,
+            kind: NodeKind::Task(Task {
+                function: name.to_owned(),
+                spec: FunctionSpec {
+                    pack: None,
+                    image: None,
+                    memory_mib,
+                    cpu_millis: 1000,
+                    timeout_ms: 60_000,
+                    retry: Retry::default(),
+                    isolation: Isolation::Thread,
+                    scale,
+                    runtime_ms,
+                    memory_use_mib: 64.0,
+                    outputs: Vec::new(),
+                },
+                inputs: Vec::new(),
+            }),
+            scope: None,
+        }
+    }
+
+    fn workers(slots: &[u32]) -> ClusterView {
+        let mut c = ClusterView::uniform(slots.len(), 0);
+        for (w, &s) in c.workers.iter_mut().zip(slots) {
+            w.slots = s;
+        }
+        c
+    }
+
+    fn master() -> PlannerConfig {
+        PlannerConfig {
+            mode: Mode::MasterSp,
+            ..PlannerConfig::default()
+        }
+    }
+
+    fn overcommit() -> PlannerConfig {
+        PlannerConfig {
+            allow_overcommit: true,
+            ..PlannerConfig::default()
+        }
+    }
+
+    /// The plan as text: groups, edges with tiers, worker loads, critical path.
+    fn render(wf: &Wf, plan: &Plan) -> String {
+        let g = &wf.0.graph;
+        let mut out = String::new();
+        let mib = |b: u64| b as f64 / MIB;
+        for group in &plan.groups {
+            let names: Vec<&str> = group.nodes.iter().map(|&v| g[v].name.as_str()).collect();
+            out += &format!(
+                "g{} @w{} slots {} quota {}MiB local {}MiB: {}\n",
+                group.id,
+                group.worker,
+                group.slots,
+                mib(group.quota_bytes),
+                mib(group.local_bytes),
+                names.join(" ")
+            );
+        }
+        for e in g.edge_indices() {
+            let (a, b) = g.edge_endpoints(e).unwrap();
+            out += &format!("{}>{} {}\n", g[a].name, g[b].name, plan.tier(e).as_str());
+        }
+        for (i, w) in plan.workers.iter().enumerate() {
+            out += &format!(
+                "w{i}: slots {} quota {}MiB memory {}MiB\n",
+                w.slots_used,
+                mib(w.quota_bytes),
+                mib(w.memory_bytes)
+            );
+        }
+        let path: Vec<&str> = plan
+            .critical_path
+            .nodes
+            .iter()
+            .map(|&v| g[v].name.as_str())
+            .collect();
+        out += &format!(
+            "critical {} ({:.2} ms), merges {}{}\n",
+            path.join(" "),
+            plan.critical_path.cost_ms,
+            plan.merges,
+            if plan.overcommitted {
+                ", overcommitted"
+            } else {
+                ""
+            }
+        );
+        out
+    }
+
+    fn check(wf: &Wf, cluster: &ClusterView, cfg: &PlannerConfig, expect: Expect) {
+        let plan = partition(&wf.0, cluster, cfg).expect("a plan");
+        expect.assert_eq(&render(wf, &plan));
+    }
+
+    #[test]
+    fn chain_with_room_becomes_one_in_process_group() {
+        let wf = Wf::new()
+            .task("a", 10.0, 1)
+            .task("b", 20.0, 1)
+            .task("c", 30.0, 1)
+            .chain(&["a", "b", "c"], 10 * MB);
+        check(
+            &wf,
+            &ClusterView::uniform(2, 4),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 3 quota 528MiB local 19.073486328125MiB: a b c
+            a>b in-process
+            b>c in-process
+            w0: slots 3 quota 528MiB memory 19.073486328125MiB
+            w1: slots 0 quota 0MiB memory 0MiB
+            critical a b c (64.02 ms), merges 2
+        "#]],
+        );
+    }
+
+    #[test]
+    fn worker_slots_stop_merges() {
+        let wf = Wf::new()
+            .task("a", 10.0, 2)
+            .task("b", 10.0, 2)
+            .task("c", 10.0, 2)
+            .task("d", 10.0, 2)
+            .edge("a", "b", MB)
+            .edge("b", "c", 5 * MB)
+            .edge("c", "d", MB);
+        check(
+            &wf,
+            &ClusterView::uniform(2, 4),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w1 slots 2 quota 176MiB local 0MiB: a
+            g1 @w0 slots 4 quota 352MiB local 4.76837158203125MiB: b c
+            g2 @w1 slots 2 quota 176MiB local 0MiB: d
+            a>b peer
+            b>c in-process
+            c>d peer
+            w0: slots 4 quota 352MiB memory 5.7220458984375MiB
+            w1: slots 4 quota 352MiB memory 0.95367431640625MiB
+            critical a b c d (63.01 ms), merges 1
+        "#]],
+        );
+    }
+
+    #[test]
+    fn contention_pair_is_never_grouped() {
+        let wf = Wf::new()
+            .task("a", 10.0, 1)
+            .task("b", 10.0, 1)
+            .task("c", 10.0, 1)
+            .chain(&["a", "b", "c"], MB)
+            .contention("a", "b")
+            .contention("a", "c");
+        check(
+            &wf,
+            &ClusterView::uniform(1, 8),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 1 quota 176MiB local 0MiB: a
+            g1 @w0 slots 2 quota 352MiB local 0.95367431640625MiB: b c
+            a>b shared-memory
+            b>c in-process
+            w0: slots 3 quota 528MiB memory 1.9073486328125MiB
+            critical a b c (41.21 ms), merges 1
+        "#]],
+        );
+    }
+
+    #[test]
+    fn quota_stops_merges_and_spills_what_does_not_fit() {
+        // Quota 20 MiB per task; b>c (35 MiB) fits the pair's 40 MiB, adding a>b (30 MiB)
+        // would need 65 MiB of 60. On one worker the quota is 60 MiB: b>c is charged first,
+        // then a>b does not fit and is spilled.
+        let wf = Wf::new()
+            .task_mem("a", 10.0, 100)
+            .task_mem("b", 10.0, 100)
+            .task_mem("c", 10.0, 100)
+            .edge("a", "b", 30 << 20)
+            .edge("b", "c", 35 << 20);
+        check(
+            &wf,
+            &ClusterView::uniform(1, 8),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 1 quota 20MiB local 0MiB: a
+            g1 @w0 slots 2 quota 40MiB local 35MiB: b c
+            a>b remote
+            b>c in-process
+            w0: slots 3 quota 60MiB memory 35MiB
+            critical a b c (352.92 ms), merges 1
+        "#]],
+        );
+    }
+
+    #[test]
+    fn zero_byte_edges_merge_without_quota() {
+        // memory 64 MiB: nothing spare, quota 0; edges carry no bytes.
+        let wf = Wf::new()
+            .task_mem("a", 10.0, 64)
+            .task_mem("b", 10.0, 64)
+            .edge("a", "b", 0);
+        check(
+            &wf,
+            &ClusterView::uniform(1, 8),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 2 quota 0MiB local 0MiB: a b
+            a>b in-process
+            w0: slots 2 quota 0MiB memory 0MiB
+            critical a b (20.01 ms), merges 1
+        "#]],
+        );
+    }
+
+    #[test]
+    fn isolation_and_packs_decide_in_process_or_shared_memory() {
+        let wf = Wf::new()
+            .task("a", 10.0, 1)
+            .task("b", 10.0, 1)
+            .task("c", 10.0, 1)
+            .task("d", 10.0, 1)
+            .join("j")
+            .chain(&["a", "b", "c", "d", "j"], MB)
+            .spec("b", |s| s.pack = Some("p1".into()))
+            .spec("c", |s| s.pack = Some("p1".into()))
+            .spec("d", |s| {
+                s.pack = Some("p1".into());
+                s.isolation = Isolation::Process;
+            });
+        check(
+            &wf,
+            &ClusterView::uniform(1, 8),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 4 quota 704MiB local 3.814697265625MiB: a b c d j
+            a>b shared-memory
+            b>c in-process
+            c>d shared-memory
+            d>j in-process
+            w0: slots 4 quota 704MiB memory 3.814697265625MiB
+            critical a b c d j (40.84 ms), merges 4
+        "#]],
+        );
+    }
+
+    #[test]
+    fn virtual_nodes_follow_their_first_placed_neighbour() {
+        // x and y have no spare memory (quota 0), so no join can take in their 1 MB edges;
+        // 0-byte edges could merge, but the critical path (src y end) offers none. The joins
+        // stay alone and use no slot: `start` and `src` have no predecessor and follow their
+        // first successor (x, y); `end` follows x, its first predecessor in topological order.
+        let wf = Wf::new()
+            .join("start")
+            .task_mem("x", 10.0, 64)
+            .task_mem("y", 10.0, 64)
+            .join("end")
+            .join("src")
+            .edge("start", "x", 0)
+            .edge("start", "y", 0)
+            .edge("x", "end", MB)
+            .edge("y", "end", MB)
+            .edge("src", "y", MB)
+            .spec("x", |s| s.scale = 3)
+            .spec("y", |s| s.scale = 3);
+        check(
+            &wf,
+            &ClusterView::uniform(2, 3),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 0 quota 0MiB local 0MiB: start
+            g1 @w0 slots 3 quota 0MiB local 0MiB: x
+            g2 @w1 slots 3 quota 0MiB local 0MiB: y
+            g3 @w0 slots 0 quota 0MiB local 0MiB: end
+            g4 @w1 slots 0 quota 0MiB local 0MiB: src
+            start>x shared-memory
+            start>y peer
+            x>end remote
+            y>end remote
+            src>y remote
+            w0: slots 3 quota 0MiB memory 0MiB
+            w1: slots 3 quota 0MiB memory 0MiB
+            critical src y end (32.00 ms), merges 0
+        "#]],
+        );
+    }
+
+    #[test]
+    fn master_sp_is_round_robin_and_all_remote() {
+        let wf = Wf::new()
+            .task("a", 10.0, 1)
+            .join("j")
+            .task("b", 10.0, 1)
+            .task("c", 10.0, 1)
+            .task("d", 10.0, 1)
+            .chain(&["a", "j", "b", "c", "d"], MB);
+        check(
+            &wf,
+            &ClusterView::uniform(3, 2),
+            &master(),
+            expect![[r#"
+            g0 @w0 slots 1 quota 176MiB local 0MiB: a
+            g1 @w0 slots 0 quota 0MiB local 0MiB: j
+            g2 @w1 slots 1 quota 176MiB local 0MiB: b
+            g3 @w2 slots 1 quota 176MiB local 0MiB: c
+            g4 @w0 slots 1 quota 176MiB local 0MiB: d
+            a>j remote
+            j>b remote
+            b>c remote
+            c>d remote
+            w0: slots 2 quota 352MiB memory 0MiB
+            w1: slots 1 quota 176MiB memory 0MiB
+            w2: slots 1 quota 176MiB memory 0MiB
+            critical a j b c d (84.00 ms), merges 0
+        "#]],
+        );
+    }
+
+    #[test]
+    fn errors_come_in_order() {
+        let wf = Wf::new()
+            .task("a", 1.0, 2)
+            .task("b", 1.0, 2)
+            .task("c", 1.0, 2);
+        let cfg = PlannerConfig::default();
+        assert_eq!(
+            partition(&wf.0, &workers(&[]), &cfg),
+            Err(PlanError::NoWorkers)
+        );
+        assert_eq!(
+            partition(&wf.0, &workers(&[]), &overcommit()),
+            Err(PlanError::NoWorkers)
+        );
+        assert_eq!(
+            partition(&wf.0, &workers(&[4, 1]), &cfg),
+            Err(PlanError::Overcommit {
+                workflow: "wf".into(),
+                needed: 6,
+                available: 5,
+                workers: 2
+            })
+        );
+        assert_eq!(
+            partition(&wf.0, &workers(&[1, 1, 1, 1, 1, 1]), &cfg),
+            Err(PlanError::FunctionTooLarge {
+                function: "a".into(),
+                scale: 2,
+                max_slots: 1
+            })
+        );
+        assert_eq!(
+            partition(&wf.0, &workers(&[1, 1, 1, 1, 1, 1]), &master()),
+            Err(PlanError::FunctionTooLarge {
+                function: "a".into(),
+                scale: 2,
+                max_slots: 1
+            })
+        );
+        assert_eq!(
+            partition(&wf.0, &workers(&[3, 3]), &cfg),
+            Err(PlanError::Packing {
+                workflow: "wf".into(),
+                available: 6,
+                workers: 2
+            })
+        );
+        // MasterSP checks no packing.
+        assert!(partition(&wf.0, &workers(&[3, 3]), &master()).is_ok());
+    }
+
+    #[test]
+    fn allow_overcommit_plans_anyway() {
+        let wf = Wf::new()
+            .task("a", 1.0, 2)
+            .task("b", 1.0, 2)
+            .task("c", 1.0, 5)
+            .chain(&["a", "b", "c"], MB);
+        check(
+            &wf,
+            &workers(&[3, 3]),
+            &overcommit(),
+            expect![[r#"
+            g0 @w1 slots 2 quota 176MiB local 0MiB: a
+            g1 @w1 slots 2 quota 176MiB local 0MiB: b
+            g2 @w0 slots 5 quota 176MiB local 0MiB: c
+            a>b shared-memory
+            b>c peer
+            w0: slots 5 quota 176MiB memory 0.95367431640625MiB
+            w1: slots 4 quota 352MiB memory 0.95367431640625MiB
+            critical a b c (25.00 ms), merges 0, overcommitted
+        "#]],
+        );
+    }
+
+    #[test]
+    fn packing_is_checked_before_each_merge() {
+        // a and b merge into the only 4-slot worker; c and d would fit a 4-slot worker too,
+        // but not a second one: packing refuses that merge.
+        let wf = Wf::new()
+            .task("a", 1.0, 2)
+            .task("b", 1.0, 2)
+            .task("c", 1.0, 2)
+            .task("d", 1.0, 2)
+            .edge("a", "b", 10 * MB)
+            .edge("c", "d", MB);
+        check(
+            &wf,
+            &workers(&[4, 2, 2]),
+            &PlannerConfig::default(),
+            expect![[r#"
+            g0 @w0 slots 4 quota 352MiB local 9.5367431640625MiB: a b
+            g1 @w1 slots 2 quota 176MiB local 0MiB: c
+            g2 @w2 slots 2 quota 176MiB local 0MiB: d
+            a>b in-process
+            c>d peer
+            w0: slots 4 quota 352MiB memory 9.5367431640625MiB
+            w1: slots 2 quota 176MiB memory 0MiB
+            w2: slots 2 quota 176MiB memory 0.95367431640625MiB
+            critical c d (13.00 ms), merges 1
+        "#]],
+        );
+    }
+
+    #[test]
+    fn empty_workflow_gives_an_empty_plan() {
+        let wf = Wf::new();
+        check(
+            &wf,
+            &ClusterView::uniform(1, 1),
+            &PlannerConfig::default(),
+            expect![[r#"
+            w0: slots 0 quota 0MiB memory 0MiB
+            critical  (0.00 ms), merges 0
+        "#]],
+        );
+    }
+}
