@@ -8,6 +8,9 @@
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
 use crate::NodeId;
 use crate::dag::{
     DataSource, Edge, FunctionSpec, InputBinding, Isolation, Node, NodeKind, OutputDecl, Retry,
@@ -206,14 +209,14 @@ pub fn to_flat_yaml(wf: &Workflow) -> String {
         let _ = writeln!(out, "  runtime: {}", spec.runtime_ms / 1000.0);
         let _ = writeln!(out, "  scale: {}", spec.scale);
         let _ = writeln!(out, "  mem_usage: {mem_usage}");
-        let mut preds: Vec<_> = g.edges_directed(v, petgraph::Direction::Incoming).collect();
-        preds.sort_by_key(|e| petgraph::visit::EdgeRef::id(e));
+        let mut preds: Vec<_> = g.edges_directed(v, Direction::Incoming).collect();
+        preds.sort_by_key(EdgeRef::id);
         if preds.is_empty() {
             out.push_str("  input: {}\n");
         } else {
             out.push_str("  input:\n");
             for e in preds {
-                let producer = &g[petgraph::visit::EdgeRef::source(&e)].name;
+                let producer = &g[e.source()].name;
                 let _ = writeln!(out, "    in_{producer}:");
                 out.push_str("      type: pass\n");
                 out.push_str("      value:\n");
@@ -225,8 +228,8 @@ pub fn to_flat_yaml(wf: &Workflow) -> String {
         out.push_str("  output:\n    out:\n      type: normal\n");
         let _ = writeln!(out, "      size: {size}");
         out.push_str("  next:\n    type: pass\n");
-        let mut succs: Vec<_> = g.edges_directed(v, petgraph::Direction::Outgoing).collect();
-        succs.sort_by_key(|e| petgraph::visit::EdgeRef::id(e));
+        let mut succs: Vec<_> = g.edges_directed(v, Direction::Outgoing).collect();
+        succs.sort_by_key(EdgeRef::id);
         if succs.is_empty() {
             out.push_str("    nodes: []\n");
         } else {
@@ -235,7 +238,7 @@ pub fn to_flat_yaml(wf: &Workflow) -> String {
                 let _ = writeln!(
                     out,
                     "    - {}",
-                    g[petgraph::visit::EdgeRef::target(&e)].name
+                    g[e.target()].name
                 );
             }
         }
@@ -329,7 +332,7 @@ mod tests {
             .node_indices()
             .filter(|&v| {
                 wf.graph
-                    .neighbors_directed(v, petgraph::Direction::Outgoing)
+                    .neighbors_directed(v, Direction::Outgoing)
                     .count()
                     == 0
             })

@@ -331,13 +331,8 @@ fn worker_sp(
 
     let (node_group, group_count) = groups.renumber();
     let mut group_slots = vec![0u64; group_count];
-    let mut group_first = vec![NONE; group_count];
-    for v in 0..model.node_count() {
-        let g = node_group[v] as usize;
-        group_slots[g] += u64::from(model.slots[v]);
-        if group_first[g] == NONE {
-            group_first[g] = v as u32;
-        }
+    for (&g, &s) in node_group.iter().zip(&model.slots) {
+        group_slots[g as usize] += u64::from(s);
     }
     let mut order: Vec<u32> = (0..group_count as u32)
         .filter(|&g| group_slots[g as usize] > 0)
@@ -761,9 +756,12 @@ impl Packer {
         if need > self.total_cap {
             return false;
         }
-        if sizes.keys().all(|&s| self.always_fits(s, need)) {
-            return true;
-        }
+        sizes.keys().all(|&s| self.always_fits(s, need)) || self.best_fit_decreasing(sizes)
+    }
+
+    /// Packs the sizes, largest first, each onto the worker with the least room that still
+    /// fits it.
+    fn best_fit_decreasing(&mut self, sizes: &BTreeMap<u64, u32>) -> bool {
         self.remaining.copy_from_slice(&self.caps);
         for (&s, &count) in sizes.iter().rev() {
             for _ in 0..count {
@@ -1399,6 +1397,29 @@ mod tests {
             critical c d (13.00 ms), merges 1
         "#]],
         );
+    }
+
+    proptest::proptest! {
+        /// The shortcut in `Packer::fits` never says yes where best-fit decreasing says no.
+        #[test]
+        fn packing_shortcut_is_sound(
+            caps in proptest::collection::vec(1u32..=12, 1..=5),
+            items in proptest::collection::vec(1u64..=12, 0..=20),
+        ) {
+            let mut packer = Packer::new(&workers(&caps));
+            let mut sizes = BTreeMap::new();
+            for &s in &items {
+                add_size(&mut sizes, s);
+            }
+            let need: u64 = items.iter().sum();
+            let shortcut = need <= packer.total_cap
+                && sizes.keys().all(|&s| packer.always_fits(s, need));
+            if shortcut {
+                proptest::prop_assert!(packer.best_fit_decreasing(&sizes));
+            }
+            proptest::prop_assert_eq!(packer.fits(&sizes), packer.best_fit_decreasing(&sizes)
+                && need <= packer.total_cap);
+        }
     }
 
     #[test]
