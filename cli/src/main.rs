@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use faasflow_planner::gen::{GenParams, random_workflow, to_flat_yaml};
 use faasflow_planner::load::{Loaded, load_file};
 use faasflow_planner::partition::partition;
 use faasflow_planner::render::{graph_text, plan_dot, plan_json_string, plan_text};
-use faasflow_planner::{ClusterView, Mode, PlannerConfig, WdlError};
+use faasflow_planner::{ClusterView, GenParams, Mode, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
 
 /// Serverless workflows with worker-side scheduling and in-memory data passing.
 #[derive(Debug, Parser)]

@@ -10,8 +10,10 @@ pub mod compile;
 pub mod dag;
 pub mod error;
 pub mod faasflow;
+pub mod r#gen;
 pub mod graph;
 pub mod load;
+pub mod partition;
 pub mod plan;
 pub mod render;
 pub mod wdl;
@@ -19,4 +21,6 @@ pub mod yaml;
 
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
+pub use r#gen::{GenParams, random_workflow, to_flat_yaml};
+pub use partition::partition;
 pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
