@@ -101,7 +101,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
-        Command::Generate { functions, seed, output } => generate(functions, seed, output.as_deref()),
+        Command::Generate {
+            functions,
+            seed,
+            output,
+        } => generate(functions, seed, output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,8 +183,8 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
         version: args.plan_version,
         ..PlannerConfig::default()
     };
-    let plan = partition(wf, &cluster, &cfg)
-        .map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
+    let plan =
+        partition(wf, &cluster, &cfg).map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
     let text = match args.format {
         Format::Text => plan_text(wf, &plan, &cluster),
         Format::Json => plan_json_string(wf, &plan, &cluster),
@@ -194,7 +198,12 @@ fn check(file: &Path) -> Result<(), Failure> {
     let loaded = load(file)?;
     let wf = &loaded.workflow;
     let bytes: u64 = wf.graph.edge_weights().map(|e| e.bytes).sum();
-    let slots: u64 = wf.graph.node_weights().filter_map(|n| n.task()).map(|t| u64::from(t.spec.scale)).sum();
+    let slots: u64 = wf
+        .graph
+        .node_weights()
+        .filter_map(|n| n.task())
+        .map(|t| u64::from(t.spec.scale))
+        .sum();
     println!(
         "{}: workflow `{}` ({}) is valid: {} functions, {} virtual nodes, {} edges, {} inputs, {} outputs, {} slots, {} per invocation",
         file.display(),
@@ -215,7 +224,10 @@ fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Fa
     if functions == 0 {
         return Err(Failure::Input("error: --functions must be at least 1".into()));
     }
-    let params = GenParams { tasks: functions, ..GenParams::default() };
+    let params = GenParams {
+        tasks: functions,
+        ..GenParams::default()
+    };
     let wf = random_workflow(seed, &params);
     emit(&to_flat_yaml(&wf), output)
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn faasflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faasflow")).args(args).output().expect("the faasflow binary runs")
+    Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(args)
+        .output()
+        .expect("the faasflow binary runs")
 }
 
 fn fixtures() -> PathBuf {
@@ -58,7 +61,11 @@ fn json_places_every_function_once_under_its_own_name() {
         let graph = stdout(&faasflow(&["plan", f.to_str().unwrap(), "--format", "graph"]));
         let tasks: Vec<String> = graph
             .lines()
-            .filter_map(|l| l.strip_prefix("  ").and_then(|l| l.split_once(" = task ")).map(|(n, _)| n.to_owned()))
+            .filter_map(|l| {
+                l.strip_prefix("  ")
+                    .and_then(|l| l.split_once(" = task "))
+                    .map(|(n, _)| n.to_owned())
+            })
             .collect();
         let o = faasflow(&["plan", f.to_str().unwrap(), "--format", "json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -69,14 +76,26 @@ fn json_places_every_function_once_under_its_own_name() {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|g| g["functions"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()))
+            .flat_map(|g| {
+                g["functions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_str().unwrap().to_owned())
+            })
             .collect();
         placed.sort();
         let mut expected = tasks.clone();
         expected.sort();
         assert_eq!(placed, expected, "{}", f.display());
         for g in v["groups"].as_array().unwrap() {
-            assert!(g["virtual_nodes"].as_array().unwrap().iter().all(|n| n["virtual"] == true));
+            assert!(
+                g["virtual_nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["virtual"] == true)
+            );
         }
         for e in v["edges"].as_array().unwrap() {
             assert!(["in-process", "shared-memory", "peer", "remote"].contains(&e["tier"].as_str().unwrap()));
@@ -96,12 +115,17 @@ fn same_input_gives_byte_identical_plans() {
 #[test]
 fn mastersp_sends_every_edge_to_remote_storage() {
     let f = fixtures().join("benchmark/video/flat_workflow.yaml");
-    let v: serde_json::Value =
-        serde_json::from_slice(&faasflow(&["plan", f.to_str().unwrap(), "--format", "json", "--mode", "mastersp"]).stdout)
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &faasflow(&["plan", f.to_str().unwrap(), "--format", "json", "--mode", "mastersp"]).stdout,
+    )
+    .unwrap();
     assert!(v["edges"].as_array().unwrap().iter().all(|e| e["tier"] == "remote"));
-    let w: serde_json::Value = serde_json::from_slice(&faasflow(&["plan", f.to_str().unwrap(), "--format", "json"]).stdout).unwrap();
-    assert!(w["summary"]["bytes_local"].as_u64().unwrap() > 0, "WorkerSP keeps some data local");
+    let w: serde_json::Value =
+        serde_json::from_slice(&faasflow(&["plan", f.to_str().unwrap(), "--format", "json"]).stdout).unwrap();
+    assert!(
+        w["summary"]["bytes_local"].as_u64().unwrap() > 0,
+        "WorkerSP keeps some data local"
+    );
 }
 
 #[test]
@@ -121,7 +145,11 @@ fn a_bad_workflow_gets_a_located_message_and_exit_status_2() {
 fn a_missing_file_is_reported() {
     let o = faasflow(&["plan", "/nonexistent/wf.yaml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent/wf.yaml: error: cannot read the workflow file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/wf.yaml: error: cannot read the workflow file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -132,9 +160,22 @@ fn overcommit_is_an_error_unless_allowed() {
     let o = faasflow(&["plan", f, "--workers", "2", "--slots", "20"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("needs 138 container slots") && err.contains("has 40"), "{err}");
+    assert!(
+        err.contains("needs 138 container slots") && err.contains("has 40"),
+        "{err}"
+    );
     assert!(err.contains("--allow-overcommit"), "{err}");
-    let o = faasflow(&["plan", f, "--workers", "2", "--slots", "20", "--allow-overcommit", "--format", "json"]);
+    let o = faasflow(&[
+        "plan",
+        f,
+        "--workers",
+        "2",
+        "--slots",
+        "20",
+        "--allow-overcommit",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["overcommitted"], true);
@@ -144,9 +185,26 @@ fn overcommit_is_an_error_unless_allowed() {
 fn plans_generated_workflows_of_hundreds_of_functions() {
     let dir = tempdir();
     let file = dir.join("big.yaml");
-    let o = faasflow(&["generate", "--functions", "600", "--seed", "3", "-o", file.to_str().unwrap()]);
+    let o = faasflow(&[
+        "generate",
+        "--functions",
+        "600",
+        "--seed",
+        "3",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = faasflow(&["plan", file.to_str().unwrap(), "--workers", "8", "--slots", "200", "--format", "json"]);
+    let o = faasflow(&[
+        "plan",
+        file.to_str().unwrap(),
+        "--workers",
+        "8",
+        "--slots",
+        "200",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["functions"], 600);
@@ -160,11 +218,19 @@ fn warnings_go_to_stderr_and_do_not_fail() {
     let f = fixtures().join("examples/switch/flat_workflow.yaml");
     let o = faasflow(&["plan", f.to_str().unwrap()]);
     assert!(o.status.success());
-    assert!(stderr(&o).contains("warning: global output `result` names `invalid.sqrt_result`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: global output `result` names `invalid.sqrt_result`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("faasflow-cli-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "faasflow-cli-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

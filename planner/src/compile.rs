@@ -390,12 +390,13 @@ impl Compiler<'_> {
             return self.workflow_input(r, None);
         }
         if let Some((_, fe)) = elements.iter().rev().find(|(e, _)| *e == r.head) {
-            let (over_size, width) = match &self.wf.graph[*fe].kind {
-                NodeKind::Foreach(f) => (self.size_of(&f.over), f.width.max(1)),
-                _ => (0, 1),
+            // The elements together carry the whole list.
+            let over_size = match &self.wf.graph[*fe].kind {
+                NodeKind::Foreach(f) => self.size_of(&f.over),
+                _ => 0,
             };
             return match r.field.as_str() {
-                "item" => Ok((DataSource::Item(*fe), ValueKind::Json, over_size / u64::from(width))),
+                "item" => Ok((DataSource::Item(*fe), ValueKind::Json, over_size)),
                 "index" => Ok((DataSource::Index(*fe), ValueKind::Json, 8)),
                 other => Err(WdlError::new(
                     ErrorKind::DanglingReference,

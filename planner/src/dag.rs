@@ -347,7 +347,9 @@ pub struct Edge {
     pub case: Option<u32>,
     /// Outputs of the source read by the target: (output, input).
     pub data: Vec<(String, String)>,
-    /// Expected bytes carried per invocation (planner hint).
+    /// Expected bytes of the objects the edge carries per invocation (planner hint). Each
+    /// object counts once: a value read by every element of a foreach counts once, the outputs
+    /// of a foreach body read after the foreach count for all its elements.
     pub bytes: u64,
 }
 

@@ -13,8 +13,8 @@ use petgraph::visit::EdgeRef;
 
 use crate::NodeId;
 use crate::dag::{
-    DataSource, Edge, FunctionSpec, InputBinding, Isolation, Node, NodeKind, OutputDecl, Retry,
-    SourceFormat, Task, ValueKind, Workflow,
+    DataSource, Edge, FunctionSpec, InputBinding, Isolation, Node, NodeKind, OutputDecl, Retry, SourceFormat, Task,
+    ValueKind, Workflow,
 };
 use crate::error::Pos;
 
@@ -138,8 +138,7 @@ pub fn random_workflow(seed: u64, params: &GenParams) -> Workflow {
             timeout_ms: 60_000,
             retry: Retry::default(),
             isolation: Isolation::Thread,
-            scale: rng.in_range(u64::from(*params.scale.start())..=u64::from(*params.scale.end()))
-                as u32,
+            scale: rng.in_range(u64::from(*params.scale.start())..=u64::from(*params.scale.end())) as u32,
             runtime_ms: rng.in_range(params.runtime_ms.clone()) as f64,
             memory_use_mib: memory_use_mib as f64,
             outputs: vec![OutputDecl {
@@ -235,11 +234,7 @@ pub fn to_flat_yaml(wf: &Workflow) -> String {
         } else {
             out.push_str("    nodes:\n");
             for e in succs {
-                let _ = writeln!(
-                    out,
-                    "    - {}",
-                    g[e.target()].name
-                );
+                let _ = writeln!(out, "    - {}", g[e.target()].name);
             }
         }
     }
@@ -319,10 +314,7 @@ mod tests {
             let out = wf.graph[u].task().unwrap().spec.output("out").unwrap().size;
             assert!(edge.control);
             assert_eq!(edge.bytes, out);
-            assert_eq!(
-                edge.data,
-                vec![("out".to_owned(), format!("in_{}", wf.graph[u].name))]
-            );
+            assert_eq!(edge.data, vec![("out".to_owned(), format!("in_{}", wf.graph[u].name))]);
         }
         let per_task = wf.graph.edge_count() as f64 / wf.graph.node_count() as f64;
         assert!((1.5..2.5).contains(&per_task), "{per_task} edges per task");
@@ -330,12 +322,7 @@ mod tests {
         let sinks = wf
             .graph
             .node_indices()
-            .filter(|&v| {
-                wf.graph
-                    .neighbors_directed(v, Direction::Outgoing)
-                    .count()
-                    == 0
-            })
+            .filter(|&v| wf.graph.neighbors_directed(v, Direction::Outgoing).count() == 0)
             .count();
         assert!(sinks <= p.max_width, "{sinks} sinks");
     }

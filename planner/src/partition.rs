@@ -31,9 +31,7 @@
 use std::collections::BTreeMap;
 
 use crate::dag::{Isolation, NodeId, Workflow};
-use crate::plan::{
-    ClusterView, CriticalPath, Group, Mode, Plan, PlanError, PlannerConfig, Tier, WorkerLoad,
-};
+use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, PlanError, PlannerConfig, Tier, WorkerLoad};
 
 /// Bytes in a MiB.
 const MIB: f64 = 1_048_576.0;
@@ -48,11 +46,7 @@ const NONE: u32 = u32::MAX;
 /// ([`PlanError::FunctionTooLarge`]); in WorkerSP mode, the functions, one group each, can be
 /// packed onto the workers ([`PlanError::Packing`]). With `cfg.allow_overcommit` only the first
 /// check remains, and a plan that exceeds some worker's slots is marked `overcommitted`.
-pub fn partition(
-    wf: &Workflow,
-    cluster: &ClusterView,
-    cfg: &PlannerConfig,
-) -> Result<Plan, PlanError> {
+pub fn partition(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig) -> Result<Plan, PlanError> {
     if cluster.workers.is_empty() {
         return Err(PlanError::NoWorkers);
     }
@@ -150,15 +144,9 @@ impl Model {
             }
         }
         let m = g.edge_count();
-        let (mut src, mut dst, mut bytes) = (
-            Vec::with_capacity(m),
-            Vec::with_capacity(m),
-            Vec::with_capacity(m),
-        );
+        let (mut src, mut dst, mut bytes) = (Vec::with_capacity(m), Vec::with_capacity(m), Vec::with_capacity(m));
         for e in g.edge_indices() {
-            let (s, d) = g
-                .edge_endpoints(e)
-                .expect("edge index from the graph itself");
+            let (s, d) = g.edge_endpoints(e).expect("edge index from the graph itself");
             src.push(s.index() as u32);
             dst.push(d.index() as u32);
             bytes.push(g[e].bytes);
@@ -216,12 +204,7 @@ impl Model {
 }
 
 /// The checks that do not depend on the grouping.
-fn check_capacity(
-    wf: &Workflow,
-    model: &Model,
-    cluster: &ClusterView,
-    cfg: &PlannerConfig,
-) -> Result<(), PlanError> {
+fn check_capacity(wf: &Workflow, model: &Model, cluster: &ClusterView, cfg: &PlannerConfig) -> Result<(), PlanError> {
     if cfg.allow_overcommit {
         return Ok(());
     }
@@ -260,12 +243,7 @@ struct Layout {
 }
 
 /// Algorithm 1: merge along the critical path until no merge is allowed, then place.
-fn worker_sp(
-    wf: &Workflow,
-    model: &Model,
-    cluster: &ClusterView,
-    cfg: &PlannerConfig,
-) -> Result<Layout, PlanError> {
+fn worker_sp(wf: &Workflow, model: &Model, cluster: &ClusterView, cfg: &PlannerConfig) -> Result<Layout, PlanError> {
     let mut groups = Groups::singletons(model);
     let mut packer = Packer::new(cluster);
     let packing_error = || PlanError::Packing {
@@ -293,9 +271,11 @@ fn worker_sp(
         });
         candidates.clear();
         candidates.extend(
-            finder.edges.iter().copied().filter(|&e| {
-                of[model.src[e as usize] as usize] != of[model.dst[e as usize] as usize]
-            }),
+            finder
+                .edges
+                .iter()
+                .copied()
+                .filter(|&e| of[model.src[e as usize] as usize] != of[model.dst[e as usize] as usize]),
         );
         candidates.sort_by(|&a, &b| {
             let (ca, cb) = (model.remote_ms[a as usize], model.remote_ms[b as usize]);
@@ -311,11 +291,7 @@ fn worker_sp(
                 continue;
             }
             tried.push(pair);
-            let packer = if check_packing {
-                Some(&mut packer)
-            } else {
-                None
-            };
+            let packer = if check_packing { Some(&mut packer) } else { None };
             if groups.try_merge(model, (a, b), max_slots, packer) {
                 merged = true;
                 break;
@@ -338,11 +314,7 @@ fn worker_sp(
         .filter(|&g| group_slots[g as usize] > 0)
         .collect();
     // Ties in slots go to the group with the smallest node, which is the smaller group id.
-    order.sort_by(|&a, &b| {
-        group_slots[b as usize]
-            .cmp(&group_slots[a as usize])
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| group_slots[b as usize].cmp(&group_slots[a as usize]).then(a.cmp(&b)));
     let mut group_worker = vec![NONE; group_count];
     let mut remaining: Vec<i64> = cluster.workers.iter().map(|w| i64::from(w.slots)).collect();
     for g in order {
@@ -442,13 +414,7 @@ fn place_zero_slot_groups(model: &Model, node_group: &[u32], group_worker: &mut 
 }
 
 /// Turns a layout into the plan: group totals, tiers, per-worker quota and spills.
-fn assemble(
-    wf: &Workflow,
-    model: &Model,
-    cluster: &ClusterView,
-    cfg: &PlannerConfig,
-    layout: Layout,
-) -> Plan {
+fn assemble(wf: &Workflow, model: &Model, cluster: &ClusterView, cfg: &PlannerConfig, layout: Layout) -> Plan {
     let Layout {
         node_group,
         group_worker,
@@ -486,8 +452,7 @@ fn assemble(
         load.quota_bytes = load.quota_bytes.saturating_add(model.quota[v]);
     }
     let worker_of = |v: u32| group_worker[node_group[v as usize] as usize];
-    let same_group =
-        |e: usize| node_group[model.src[e] as usize] == node_group[model.dst[e] as usize];
+    let same_group = |e: usize| node_group[model.src[e] as usize] == node_group[model.dst[e] as usize];
     for e in 0..model.edge_count() {
         if same_group(e) {
             let group = &mut groups[node_group[model.src[e] as usize] as usize];
@@ -518,13 +483,7 @@ fn assemble(
             // then the others, each in (topological position of the source, edge index) order.
             let mut order: Vec<(bool, u32, u32)> = (0..model.edge_count())
                 .filter(|&e| tiers[e].is_in_memory() && model.bytes[e] > 0)
-                .map(|e| {
-                    (
-                        !same_group(e),
-                        model.topo_pos[model.src[e] as usize],
-                        e as u32,
-                    )
-                })
+                .map(|e| (!same_group(e), model.topo_pos[model.src[e] as usize], e as u32))
                 .collect();
             order.sort_unstable();
             for (_, _, e) in order {
@@ -559,15 +518,10 @@ fn assemble(
 /// Whether the two ends of an edge inside one group may share one instance: both are tasks that
 /// run as threads of the same pack, or one of them is a virtual node (which runs nowhere).
 fn share_instance(wf: &Workflow, u: u32, v: u32) -> bool {
-    let (a, b) = (
-        &wf.graph[NodeId::new(u as usize)],
-        &wf.graph[NodeId::new(v as usize)],
-    );
+    let (a, b) = (&wf.graph[NodeId::new(u as usize)], &wf.graph[NodeId::new(v as usize)]);
     match (a.task(), b.task()) {
         (Some(a), Some(b)) => {
-            a.spec.isolation == Isolation::Thread
-                && b.spec.isolation == Isolation::Thread
-                && a.spec.pack == b.spec.pack
+            a.spec.isolation == Isolation::Thread && b.spec.isolation == Isolation::Thread && a.spec.pack == b.spec.pack
         }
         _ => true,
     }
@@ -611,13 +565,7 @@ impl Groups {
     /// Merges groups `a` and `b` if (a) the result fits the largest worker, (b) its inner bytes
     /// fit its quota, (c) it holds no contention pair, and (d) with a packer, all groups can
     /// still be packed. Returns whether it merged.
-    fn try_merge(
-        &mut self,
-        model: &Model,
-        (a, b): (u32, u32),
-        max_slots: u64,
-        packer: Option<&mut Packer>,
-    ) -> bool {
+    fn try_merge(&mut self, model: &Model, (a, b): (u32, u32), max_slots: u64, packer: Option<&mut Packer>) -> bool {
         let (au, bu) = (a as usize, b as usize);
         let slots = self.slots[au] + self.slots[bu];
         if slots > max_slots {
@@ -629,13 +577,9 @@ impl Groups {
             (bu, au)
         };
         let big_id = big as u32;
-        let rival_inside = self.members[small].iter().any(|&v| {
-            model
-                .rivals
-                .of(v)
-                .iter()
-                .any(|&r| self.of[r as usize] == big_id)
-        });
+        let rival_inside = self.members[small]
+            .iter()
+            .any(|&v| model.rivals.of(v).iter().any(|&r| self.of[r as usize] == big_id));
         if rival_inside {
             return false;
         }
@@ -652,9 +596,7 @@ impl Groups {
                 }
             }
         }
-        let inner = self.inner[au]
-            .saturating_add(self.inner[bu])
-            .saturating_add(cross);
+        let inner = self.inner[au].saturating_add(self.inner[bu]).saturating_add(cross);
         if inner > self.quota[au].saturating_add(self.quota[bu]) {
             return false;
         }
@@ -749,10 +691,7 @@ impl Packer {
     /// Whether best-fit decreasing packs groups of these sizes (size → count). Packing depends
     /// only on the sizes, so equal groups need not be told apart.
     fn fits(&mut self, sizes: &BTreeMap<u64, u32>) -> bool {
-        let need: u64 = sizes
-            .iter()
-            .map(|(&s, &c)| s.saturating_mul(u64::from(c)))
-            .sum();
+        let need: u64 = sizes.iter().map(|(&s, &c)| s.saturating_mul(u64::from(c))).sum();
         if need > self.total_cap {
             return false;
         }
@@ -782,12 +721,7 @@ impl Packer {
     /// comes, every worker `j` with `cap_j ≥ s` holds at least `cap_j − s + 1` slots of the
     /// other items, which hold only `need − s`.
     fn always_fits(&self, s: u64, need: u64) -> bool {
-        let floor: u64 = self
-            .caps
-            .iter()
-            .filter(|&&c| c >= s)
-            .map(|&c| c - s + 1)
-            .sum();
+        let floor: u64 = self.caps.iter().filter(|&&c| c >= s).map(|&c| c - s + 1).sum();
         need - s < floor
     }
 }
@@ -842,11 +776,7 @@ impl PathFinder {
         }
         self.end = NONE;
         for v in 0..self.dist.len() {
-            if self.end == NONE
-                || self.dist[v]
-                    .total_cmp(&self.dist[self.end as usize])
-                    .is_gt()
-            {
+            if self.end == NONE || self.dist[v].total_cmp(&self.dist[self.end as usize]).is_gt() {
                 self.end = v as u32;
             }
         }
@@ -874,11 +804,7 @@ impl PathFinder {
                 cost_ms: 0.0,
             };
         }
-        let nodes = self
-            .nodes
-            .iter()
-            .map(|&v| NodeId::new(v as usize))
-            .collect();
+        let nodes = self.nodes.iter().map(|&v| NodeId::new(v as usize)).collect();
         CriticalPath {
             nodes,
             cost_ms: self.dist[self.end as usize],
@@ -906,17 +832,13 @@ mod tests {
         }
 
         fn task(mut self, name: &str, runtime_ms: f64, scale: u32) -> Self {
-            self.0
-                .graph
-                .add_node(task_node(name, runtime_ms, scale, 256));
+            self.0.graph.add_node(task_node(name, runtime_ms, scale, 256));
             self
         }
 
         /// A task with `memory_mib` (of which 64 MiB are used; margin 16 → quota memory − 80).
         fn task_mem(mut self, name: &str, runtime_ms: f64, memory_mib: u64) -> Self {
-            self.0
-                .graph
-                .add_node(task_node(name, runtime_ms, 1, memory_mib));
+            self.0.graph.add_node(task_node(name, runtime_ms, 1, memory_mib));
             self
         }
 
@@ -1046,22 +968,13 @@ mod tests {
                 mib(w.memory_bytes)
             );
         }
-        let path: Vec<&str> = plan
-            .critical_path
-            .nodes
-            .iter()
-            .map(|&v| g[v].name.as_str())
-            .collect();
+        let path: Vec<&str> = plan.critical_path.nodes.iter().map(|&v| g[v].name.as_str()).collect();
         out += &format!(
             "critical {} ({:.2} ms), merges {}{}\n",
             path.join(" "),
             plan.critical_path.cost_ms,
             plan.merges,
-            if plan.overcommitted {
-                ", overcommitted"
-            } else {
-                ""
-            }
+            if plan.overcommitted { ", overcommitted" } else { "" }
         );
         out
     }
@@ -1296,15 +1209,9 @@ mod tests {
 
     #[test]
     fn errors_come_in_order() {
-        let wf = Wf::new()
-            .task("a", 1.0, 2)
-            .task("b", 1.0, 2)
-            .task("c", 1.0, 2);
+        let wf = Wf::new().task("a", 1.0, 2).task("b", 1.0, 2).task("c", 1.0, 2);
         let cfg = PlannerConfig::default();
-        assert_eq!(
-            partition(&wf.0, &workers(&[]), &cfg),
-            Err(PlanError::NoWorkers)
-        );
+        assert_eq!(partition(&wf.0, &workers(&[]), &cfg), Err(PlanError::NoWorkers));
         assert_eq!(
             partition(&wf.0, &workers(&[]), &overcommit()),
             Err(PlanError::NoWorkers)

@@ -308,7 +308,11 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
         let (event, span) = ev.map_err(|e| {
             let pos = Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1);
             if e.info().contains("recursion limit") {
-                return WdlError::new(ErrorKind::Yaml, pos, format!("the YAML is nested more than {MAX_DEPTH} levels deep"));
+                return WdlError::new(
+                    ErrorKind::Yaml,
+                    pos,
+                    format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
+                );
             }
             WdlError::new(ErrorKind::Yaml, pos, format!("this is not readable YAML: {}", e.info()))
                 .hint("check the indentation and the `:` and `-` around this place")

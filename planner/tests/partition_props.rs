@@ -5,8 +5,7 @@
 use faasflow_planner::dag::NodeId;
 use faasflow_planner::plan::WorkerView;
 use faasflow_planner::{
-    ClusterView, GenParams, Mode, Plan, PlanError, PlannerConfig, Tier, Workflow, partition,
-    random_workflow,
+    ClusterView, GenParams, Mode, Plan, PlanError, PlannerConfig, Tier, Workflow, partition, random_workflow,
 };
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;
@@ -45,7 +44,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec((0usize..1000, 0usize..1000), 0..6),
     )
         .prop_map(
-            |(
+            |(seed, tasks, fan_out, max_width, tight_memory, capacity, shares, over, master, contention)| Case {
                 seed,
                 tasks,
                 fan_out,
@@ -53,26 +52,9 @@ fn case() -> impl Strategy<Value = Case> {
                 tight_memory,
                 capacity,
                 shares,
-                over,
-                master,
+                allow_overcommit: over,
+                mode: if master { Mode::MasterSp } else { Mode::WorkerSp },
                 contention,
-            )| {
-                Case {
-                    seed,
-                    tasks,
-                    fan_out,
-                    max_width,
-                    tight_memory,
-                    capacity,
-                    shares,
-                    allow_overcommit: over,
-                    mode: if master {
-                        Mode::MasterSp
-                    } else {
-                        Mode::WorkerSp
-                    },
-                    contention,
-                }
             },
         )
 }
@@ -142,16 +124,12 @@ fn check_error(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, err: &
     let max = cluster.workers.iter().map(|w| w.slots).max().unwrap_or(0);
     match err {
         PlanError::Overcommit {
-            needed: n,
-            available,
-            ..
+            needed: n, available, ..
         } => {
             assert_eq!(*n, needed);
             assert!(needed > *available);
         }
-        PlanError::FunctionTooLarge {
-            scale, max_slots, ..
-        } => {
+        PlanError::FunctionTooLarge { scale, max_slots, .. } => {
             assert!(needed <= cluster.total_slots());
             assert!(scale > max_slots);
             assert_eq!(*max_slots, max);
@@ -184,9 +162,7 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
     }
     assert!(seen.iter().all(|&s| s), "every node placed");
     assert!(
-        plan.groups
-            .windows(2)
-            .all(|w| w[0].nodes[0] < w[1].nodes[0]),
+        plan.groups.windows(2).all(|w| w[0].nodes[0] < w[1].nodes[0]),
         "groups ordered by first node"
     );
 
@@ -247,10 +223,7 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
     for (w, load) in plan.workers.iter().enumerate() {
         assert_eq!(load.quota_bytes, quota[w]);
         assert_eq!(load.memory_bytes, memory[w]);
-        assert!(
-            load.memory_bytes <= load.quota_bytes,
-            "worker {w} memory within quota"
-        );
+        assert!(load.memory_bytes <= load.quota_bytes, "worker {w} memory within quota");
     }
     for group in &plan.groups {
         let q: u64 = group.nodes.iter().map(|&v| quota_of(wf, v, cfg)).sum();
@@ -258,8 +231,7 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
         let local: u64 = g
             .edge_references()
             .filter(|e| {
-                plan.node_group[e.source().index()] == group.id
-                    && plan.node_group[e.target().index()] == group.id
+                plan.node_group[e.source().index()] == group.id && plan.node_group[e.target().index()] == group.id
             })
             .map(|e| e.weight().bytes)
             .sum();
@@ -283,12 +255,7 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
                 }
             }
         }
-        assert_eq!(
-            reached.len(),
-            group.nodes.len(),
-            "group {} connected",
-            group.id
-        );
+        assert_eq!(reached.len(), group.nodes.len(), "group {} connected", group.id);
     }
 
     // Contention pairs never share a group.
@@ -318,12 +285,9 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
         cost += g[v].task().map_or(0.0, |t| t.spec.runtime_ms);
         if i > 0 {
             let u = path[i - 1];
-            let e = g
-                .find_edge(u, v)
-                .expect("consecutive path nodes are joined by an edge");
+            let e = g.find_edge(u, v).expect("consecutive path nodes are joined by an edge");
             let bytes = g[e].bytes;
-            let local = cfg.mode == Mode::WorkerSp
-                && plan.node_group[u.index()] == plan.node_group[v.index()];
+            let local = cfg.mode == Mode::WorkerSp && plan.node_group[u.index()] == plan.node_group[v.index()];
             cost += if local {
                 cfg.local.cost_ms(bytes)
             } else {

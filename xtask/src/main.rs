@@ -47,7 +47,10 @@ fn main() -> Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 fn cargo() -> Command {
@@ -67,15 +70,38 @@ fn run(what: &str, cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
-    let nextest = Command::new("cargo-nextest").arg("--version").output().is_ok_and(|o| o.status.success());
+    run(
+        "cargo clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let nextest = Command::new("cargo-nextest")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if nextest {
-        run("cargo nextest run", cargo().args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]))?;
+        run(
+            "cargo nextest run",
+            cargo().args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]),
+        )?;
     } else {
-        run("cargo test", cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))?;
+        run(
+            "cargo test",
+            cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]),
+        )?;
     }
     // Doc tests (nextest does not run them).
-    run("cargo test --doc", cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+    run(
+        "cargo test --doc",
+        cargo().args(["test", "--workspace", "--locked", "--doc"]),
+    )?;
     Ok(())
 }
 
@@ -92,7 +118,10 @@ const BENCHMARKS: [(&str, &str); 8] = [
 ];
 
 fn build_cli() -> Result<PathBuf> {
-    run("cargo build --release -p faasflow-cli", cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]))?;
+    run(
+        "cargo build --release -p faasflow-cli",
+        cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]),
+    )?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from);
     Ok(target.join("release/faasflow"))
 }
@@ -100,15 +129,30 @@ fn build_cli() -> Result<PathBuf> {
 fn plan_json(bin: &Path, file: &Path, workers: usize, mode: &str) -> Result<(serde_json::Value, f64)> {
     let start = Instant::now();
     let out = Command::new(bin)
-        .args(["plan", "--format", "json", "--mode", mode, "--workers", &workers.to_string()])
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--mode",
+            mode,
+            "--workers",
+            &workers.to_string(),
+        ])
         .arg(file)
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     if !out.status.success() {
-        bail!("faasflow plan {} failed:\n{}", file.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "faasflow plan {} failed:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok((serde_json::from_slice(&out.stdout).context("faasflow plan printed invalid JSON")?, ms))
+    Ok((
+        serde_json::from_slice(&out.stdout).context("faasflow plan printed invalid JSON")?,
+        ms,
+    ))
 }
 
 fn mb(v: &serde_json::Value) -> String {
@@ -129,7 +173,9 @@ fn demo(root: &Path, workers: usize) -> Result<()> {
         let (m, _) = plan_json(&bin, &file, workers, "mastersp")?;
         let s = &w["summary"];
         let groups = w["groups"].as_array().map_or(0, Vec::len);
-        let used = w["workers"].as_array().map_or(0, |ws| ws.iter().filter(|x| x["slots_used"].as_u64() > Some(0)).count());
+        let used = w["workers"]
+            .as_array()
+            .map_or(0, |ws| ws.iter().filter(|x| x["slots_used"].as_u64() > Some(0)).count());
         println!(
             "| {name} | {} | {} | {groups} | {used} | {:.0} / {:.0} | {} | {} | {} | {ms:.1} |",
             s["functions"],
@@ -176,14 +222,18 @@ fn replace_section(doc: &str, heading: &str, section: &str) -> String {
             let end = rest.find("\n## ").map_or(doc.len(), |i| start + heading.len() + i + 1);
             format!("{}{}{}", &doc[..start], section, &doc[end..])
         }
-        None => format!("{}\n{section}", doc.trim_end()),
+        None => format!("{}\n\n{section}", doc.trim_end()),
     }
 }
 
 fn machine_line() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} × {cpu}")
@@ -196,7 +246,13 @@ mod tests {
     #[test]
     fn sections_are_replaced_or_appended() {
         let doc = "# R\n\n## A\nold\n## B\nb\n";
-        assert_eq!(replace_section(doc, "## A", "## A\nnew\n"), "# R\n\n## A\nnew\n## B\nb\n");
-        assert_eq!(replace_section(doc, "## C", "## C\nc\n"), "# R\n\n## A\nold\n## B\nb\n\n## C\nc\n");
+        assert_eq!(
+            replace_section(doc, "## A", "## A\nnew\n"),
+            "# R\n\n## A\nnew\n## B\nb\n"
+        );
+        assert_eq!(
+            replace_section(doc, "## C", "## C\nc\n"),
+            "# R\n\n## A\nold\n## B\nb\n\n## C\nc\n"
+        );
     }
 }

@@ -134,6 +134,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
     imp.nodes(&fns)?;
     imp.control_edges(&fns)?;
     imp.data_edges(&fns)?;
+    imp.key_reads(&fns);
     imp.conditions()?;
     if let Some(go) = global_output {
         imp.outputs(go)?;
@@ -676,6 +677,101 @@ impl Importer {
             }
         }
         Ok(())
+    }
+
+    /// FaaSFlow's `key` inputs read the objects stored under a foreach's keys: inside the
+    /// body, the element's share of the producer's other outputs; after the foreach, the
+    /// outputs of every element. The planner must see those bytes, so they become data.
+    fn key_reads(&mut self, fns: &[FlatFn]) {
+        for f in fns {
+            let consumer = self.ids[&f.name];
+            if self.wf.graph[consumer].task().is_none() {
+                continue;
+            }
+            for input in f.inputs.iter().filter(|i| i.ty == "key") {
+                let Some((fun, param, _)) = &input.value else { continue };
+                let Some(&producer) = self.ids.get(fun) else { continue };
+                let Some(fe) = self
+                    .wf
+                    .graph
+                    .node_indices()
+                    .find(|&n| self.foreach_over_is(n, producer, param))
+                else {
+                    continue;
+                };
+                let width = match &self.wf.graph[fe].kind {
+                    NodeKind::Foreach(x) => u64::from(x.width.max(1)),
+                    _ => 1,
+                };
+                if self.wf.graph[consumer].scope == Some(fe) {
+                    let explicit = f
+                        .inputs
+                        .iter()
+                        .any(|i| i.ty != "key" && i.value.as_ref().is_some_and(|(p, _, _)| p == fun));
+                    let Some(t) = self.wf.graph[producer].task() else {
+                        continue;
+                    };
+                    let share: u64 = t
+                        .spec
+                        .outputs
+                        .iter()
+                        .filter(|o| o.kind != ValueKind::List)
+                        .map(|o| o.size)
+                        .sum();
+                    if explicit || share == 0 {
+                        continue;
+                    }
+                    if let Some(e) = self.wf.graph.find_edge(fe, consumer) {
+                        self.wf.graph[e].bytes = self.wf.graph[e].bytes.saturating_add(share);
+                    }
+                } else {
+                    let bodies: Vec<NodeId> = self
+                        .wf
+                        .graph
+                        .node_indices()
+                        .filter(|&n| self.wf.graph[n].scope == Some(fe) && self.wf.graph[n].task().is_some())
+                        .collect();
+                    for body in bodies {
+                        let outs = self.wf.graph[body]
+                            .task()
+                            .map(|t| t.spec.outputs.clone())
+                            .unwrap_or_default();
+                        let body_name = self.wf.graph[body].name.clone();
+                        for out in outs {
+                            let src = DataSource::Output {
+                                node: body,
+                                output: out.name.clone(),
+                            };
+                            let Some(t) = self.wf.graph[consumer].task() else {
+                                continue;
+                            };
+                            if t.inputs.iter().any(|i| i.sources.contains(&src)) {
+                                continue;
+                            }
+                            let name = if t.inputs.iter().any(|i| i.name == out.name) {
+                                format!("{body_name}.{}", out.name)
+                            } else {
+                                out.name.clone()
+                            };
+                            add_data(
+                                &mut self.wf,
+                                body,
+                                consumer,
+                                &out.name,
+                                &name,
+                                out.size.saturating_mul(width),
+                            );
+                            if let NodeKind::Task(t) = &mut self.wf.graph[consumer].kind {
+                                t.inputs.push(InputBinding {
+                                    name,
+                                    sources: vec![src],
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn foreach_over_is(&self, fe: NodeId, producer: NodeId, param: &str) -> bool {
