@@ -663,7 +663,19 @@ impl Importer {
                         }
                     }
                 };
-                let size = input.size.unwrap_or_else(|| self.output_size(&source));
+                // The producer's declared size wins; the consumer's is the fallback.
+                let mut size = match self.output_size(&source) {
+                    0 => input.size.unwrap_or(0),
+                    n => n,
+                };
+                // A foreach body's output read after the foreach is the list of every element's.
+                if let DataSource::Output { node, .. } = &source {
+                    if let Some(fe) = self.wf.graph[*node].scope.filter(|fe| self.wf.graph[consumer].scope != Some(*fe)) {
+                        if let NodeKind::Foreach(x) = &self.wf.graph[fe].kind {
+                            size = size.saturating_mul(u64::from(x.width.max(1)));
+                        }
+                    }
+                }
                 match &source {
                     DataSource::Output { node, output } => {
                         add_data(&mut self.wf, *node, consumer, output, &input.name, size)

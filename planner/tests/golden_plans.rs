@@ -1,0 +1,39 @@
+//! Golden plans: FaaSFlow's 8 benchmark workflows planned for 3 workers of 64 slots, in both
+//! modes. A change to the compiler or the partitioner that moves a function or an edge tier
+//! shows up here as a readable diff (regenerate with UPDATE_EXPECT=1 after checking it).
+
+use std::path::Path;
+
+use expect_test::expect_file;
+use faasflow_planner::load::load_file;
+use faasflow_planner::render::{plan_json_string, plan_text};
+use faasflow_planner::{ClusterView, Mode, PlannerConfig, partition};
+
+const BENCHMARKS: [(&str, &str); 8] = [
+    ("cycles", "benchmark/generator/cycles/flat_workflow.yaml"),
+    ("epigenomics", "benchmark/generator/epigenomics/flat_workflow.yaml"),
+    ("genome", "benchmark/generator/genome/flat_workflow.yaml"),
+    ("soykb", "benchmark/generator/soykb/flat_workflow.yaml"),
+    ("video", "benchmark/video/flat_workflow.yaml"),
+    ("recognizer", "benchmark/illgal_recognizer/flat_workflow.yaml"),
+    ("fileprocessing", "benchmark/fileprocessing/flat_workflow.yaml"),
+    ("wordcount", "benchmark/wordcount/flat_workflow.yaml"),
+];
+
+#[test]
+fn benchmark_plans_match_their_golden_files() {
+    let cluster = ClusterView::uniform(3, 64);
+    for (name, rel) in BENCHMARKS {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1").join(rel);
+        let wf = load_file(&path).unwrap().workflow;
+        for mode in [Mode::WorkerSp, Mode::MasterSp] {
+            let cfg = PlannerConfig { mode, ..PlannerConfig::default() };
+            let plan = partition(&wf, &cluster, &cfg).unwrap();
+            let text = plan_text(&wf, &plan, &cluster);
+            expect_file![format!("golden/plans/{name}.{}.txt", mode.as_str())].assert_eq(&text);
+            // The JSON is a pure function of the same inputs.
+            let again = partition(&wf, &cluster, &cfg).unwrap();
+            assert_eq!(plan_json_string(&wf, &plan, &cluster), plan_json_string(&wf, &again, &cluster));
+        }
+    }
+}
