@@ -277,7 +277,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { attempts: 1, backoff_ms: 100, jitter: 0.0 }
+        Retry {
+            attempts: 1,
+            backoff_ms: 100,
+            jitter: 0.0,
+        }
     }
 }
 
@@ -362,12 +366,17 @@ impl Workflow {
 
     /// The node with this name.
     pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
-        self.graph.node_indices().find(|&n| self.graph[n].name == name)
+        self.graph
+            .node_indices()
+            .find(|&n| self.graph[n].name == name)
     }
 
     /// Number of task (function) nodes.
     pub fn task_count(&self) -> usize {
-        self.graph.node_weights().filter(|n| !n.is_virtual()).count()
+        self.graph
+            .node_weights()
+            .filter(|n| !n.is_virtual())
+            .count()
     }
 
     /// Nodes in a topological order that is stable for a given graph (Kahn's algorithm,

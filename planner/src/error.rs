@@ -144,7 +144,11 @@ impl WdlError {
 
 impl fmt::Display for WdlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = if self.file.is_empty() { "<workflow>" } else { &self.file };
+        let file = if self.file.is_empty() {
+            "<workflow>"
+        } else {
+            &self.file
+        };
         if self.pos.line == 0 {
             write!(f, "{file}: error: {}", self.message)?;
         } else {
@@ -177,7 +181,10 @@ impl fmt::Display for WdlErrors {
 }
 
 /// The closest candidate to `name` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = edit_distance(name, c);
@@ -192,7 +199,12 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 /// "a, b, c" (at most `max` names, then "…").
 pub fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
     let names: Vec<&str> = names.into_iter().collect();
-    let mut out = names.iter().take(max).copied().collect::<Vec<_>>().join(", ");
+    let mut out = names
+        .iter()
+        .take(max)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > max {
         out.push_str(&format!(", … ({} in all)", names.len()));
     }
@@ -223,16 +235,23 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("cout", ["count", "merge", "start"]), Some("count"));
+        assert_eq!(
+            did_you_mean("cout", ["count", "merge", "start"]),
+            Some("count")
+        );
         assert_eq!(did_you_mean("xyz", ["count", "merge", "start"]), None);
     }
 
     #[test]
     fn display_has_place_expectation_and_hint() {
-        let e = WdlError::new(ErrorKind::UnknownFunction, Pos::new(3, 9), "unknown function `cout`")
-            .expected("a declared function")
-            .hint("did you mean `count`?")
-            .in_file("wf.yaml");
+        let e = WdlError::new(
+            ErrorKind::UnknownFunction,
+            Pos::new(3, 9),
+            "unknown function `cout`",
+        )
+        .expected("a declared function")
+        .hint("did you mean `count`?")
+        .in_file("wf.yaml");
         assert_eq!(
             e.to_string(),
             "wf.yaml:3:9: error: unknown function `cout`\n  expected: a declared function\n  hint: did you mean `count`?"

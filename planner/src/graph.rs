@@ -1,7 +1,7 @@
 //! Deterministic graph algorithms on petgraph graphs: topological order and cycle finding.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -9,9 +9,13 @@ use petgraph::visit::EdgeRef;
 
 /// Kahn's algorithm, always taking the smallest ready index, so the order depends only on the
 /// graph. On a cycle, returns the nodes of one cycle, in order.
-pub fn topo_order<N, E>(g: &DiGraph<N, E, u32>) -> Result<Vec<NodeIndex<u32>>, Vec<NodeIndex<u32>>> {
-    let mut indegree: Vec<usize> =
-        g.node_indices().map(|n| g.edges_directed(n, Direction::Incoming).count()).collect();
+pub fn topo_order<N, E>(
+    g: &DiGraph<N, E, u32>,
+) -> Result<Vec<NodeIndex<u32>>, Vec<NodeIndex<u32>>> {
+    let mut indegree: Vec<usize> = g
+        .node_indices()
+        .map(|n| g.edges_directed(n, Direction::Incoming).count())
+        .collect();
     let mut ready: BinaryHeap<Reverse<u32>> = g
         .node_indices()
         .filter(|n| indegree[n.index()] == 0)
@@ -50,7 +54,11 @@ fn find_cycle<N, E>(g: &DiGraph<N, E, u32>, indegree: &[usize]) -> Vec<NodeIndex
             let mut cycle = path[seen[cur.index()]..].to_vec();
             cycle.reverse();
             // Start the cycle at its smallest index, for stable messages.
-            let min = cycle.iter().enumerate().min_by_key(|(_, n)| n.index()).map_or(0, |(i, _)| i);
+            let min = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, n)| n.index())
+                .map_or(0, |(i, _)| i);
             cycle.rotate_left(min);
             return cycle;
         }

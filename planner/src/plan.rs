@@ -78,7 +78,12 @@ impl ClusterView {
     /// `n` workers named `worker-0` … with `slots` slots each.
     pub fn uniform(n: usize, slots: u32) -> Self {
         ClusterView {
-            workers: (0..n).map(|i| WorkerView { name: format!("worker-{i}"), slots }).collect(),
+            workers: (0..n)
+                .map(|i| WorkerView {
+                    name: format!("worker-{i}"),
+                    slots,
+                })
+                .collect(),
         }
     }
 
@@ -128,9 +133,15 @@ impl Default for PlannerConfig {
             allow_overcommit: false,
             margin_mib: 16.0,
             // Remote storage as FaaSFlow measured it: about 1 ms per request and ~100 MB/s.
-            remote: LinkModel { latency_ms: 1.0, bytes_per_ms: 100_000.0 },
+            remote: LinkModel {
+                latency_ms: 1.0,
+                bytes_per_ms: 100_000.0,
+            },
             // Shared memory: ~10 µs per hand-off and ~5 GB/s.
-            local: LinkModel { latency_ms: 0.01, bytes_per_ms: 5_000_000.0 },
+            local: LinkModel {
+                latency_ms: 0.01,
+                bytes_per_ms: 5_000_000.0,
+            },
             version: 1,
         }
     }
@@ -215,7 +226,9 @@ impl Plan {
 #[non_exhaustive]
 pub enum PlanError {
     /// The cluster has no worker.
-    #[error("the cluster has no worker to place functions on; start at least one daemon (or pass --workers N with N ≥ 1)")]
+    #[error(
+        "the cluster has no worker to place functions on; start at least one daemon (or pass --workers N with N ≥ 1)"
+    )]
     NoWorkers,
     /// The workflow needs more slots than all workers have together.
     #[error(
