@@ -6,11 +6,13 @@
 //! configuration always give a byte-identical plan.
 #![forbid(unsafe_code)]
 
+pub mod convert;
 pub mod dag;
 pub mod error;
 pub mod graph;
 pub mod plan;
 
+pub use convert::{ConvertError, plan_from_proto, plan_to_proto};
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
 pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
