@@ -107,7 +107,7 @@ pub enum DataSource {
 }
 
 /// A node of the DAG.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// Unique name (the task name, or a generated name for virtual nodes).
     pub name: String,
@@ -135,7 +135,7 @@ impl Node {
 }
 
 /// What a node does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     /// Calls a function.
     Task(Task),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod compile;
+pub mod convert;
 pub mod dag;
 pub mod error;
 pub mod faasflow;
@@ -19,6 +20,7 @@ pub mod render;
 pub mod wdl;
 pub mod yaml;
 
+pub use convert::{ConvertError, plan_from_proto, plan_to_proto};
 pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
 pub use r#gen::{GenParams, random_workflow, to_flat_yaml};

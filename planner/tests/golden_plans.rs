@@ -24,16 +24,24 @@ const BENCHMARKS: [(&str, &str); 8] = [
 fn benchmark_plans_match_their_golden_files() {
     let cluster = ClusterView::uniform(3, 64);
     for (name, rel) in BENCHMARKS {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1").join(rel);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/faasflow-v1")
+            .join(rel);
         let wf = load_file(&path).unwrap().workflow;
         for mode in [Mode::WorkerSp, Mode::MasterSp] {
-            let cfg = PlannerConfig { mode, ..PlannerConfig::default() };
+            let cfg = PlannerConfig {
+                mode,
+                ..PlannerConfig::default()
+            };
             let plan = partition(&wf, &cluster, &cfg).unwrap();
             let text = plan_text(&wf, &plan, &cluster);
             expect_file![format!("golden/plans/{name}.{}.txt", mode.as_str())].assert_eq(&text);
             // The JSON is a pure function of the same inputs.
             let again = partition(&wf, &cluster, &cfg).unwrap();
-            assert_eq!(plan_json_string(&wf, &plan, &cluster), plan_json_string(&wf, &again, &cluster));
+            assert_eq!(
+                plan_json_string(&wf, &plan, &cluster),
+                plan_json_string(&wf, &again, &cluster)
+            );
         }
     }
 }

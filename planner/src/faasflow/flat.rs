@@ -670,7 +670,10 @@ impl Importer {
                 };
                 // A foreach body's output read after the foreach is the list of every element's.
                 if let DataSource::Output { node, .. } = &source {
-                    if let Some(fe) = self.wf.graph[*node].scope.filter(|fe| self.wf.graph[consumer].scope != Some(*fe)) {
+                    if let Some(fe) = self.wf.graph[*node]
+                        .scope
+                        .filter(|fe| self.wf.graph[consumer].scope != Some(*fe))
+                    {
                         if let NodeKind::Foreach(x) = &self.wf.graph[fe].kind {
                             size = size.saturating_mul(u64::from(x.width.max(1)));
                         }
