@@ -6,7 +6,9 @@ use std::path::Path;
 
 use expect_test::expect_file;
 use faasflow_planner::load::load_file;
-use faasflow_planner::render::{plan_json_string, plan_text};
+use faasflow_planner::render::{graph_text, plan_json_string, plan_text};
+use faasflow_planner::{plan_from_proto, plan_to_proto};
+use prost::Message;
 use faasflow_planner::{ClusterView, Mode, PlannerConfig, partition};
 
 const BENCHMARKS: [(&str, &str); 8] = [
