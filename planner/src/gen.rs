@@ -235,11 +235,7 @@ pub fn to_flat_yaml(wf: &Workflow) -> String {
         } else {
             out.push_str("    nodes:\n");
             for e in succs {
-                let _ = writeln!(
-                    out,
-                    "    - {}",
-                    g[e.target()].name
-                );
+                let _ = writeln!(out, "    - {}", g[e.target()].name);
             }
         }
     }
@@ -330,12 +326,7 @@ mod tests {
         let sinks = wf
             .graph
             .node_indices()
-            .filter(|&v| {
-                wf.graph
-                    .neighbors_directed(v, Direction::Outgoing)
-                    .count()
-                    == 0
-            })
+            .filter(|&v| wf.graph.neighbors_directed(v, Direction::Outgoing).count() == 0)
             .count();
         assert!(sinks <= p.max_width, "{sinks} sinks");
     }
