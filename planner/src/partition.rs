@@ -81,8 +81,6 @@ struct Model {
     dst: Vec<u32>,
     /// Bytes of each edge.
     bytes: Vec<u64>,
-    /// Cost of each edge inside a group, ms.
-    local_ms: Vec<f64>,
     /// Cost of each edge between groups, ms.
     remote_ms: Vec<f64>,
     /// Nodes in topological order.
@@ -91,10 +89,22 @@ struct Model {
     topo_pos: Vec<u32>,
     /// Incoming edges of each node, by (source index, edge index).
     ins: Adjacency,
+    /// `ins.items` as the critical-path search reads them, in the same order.
+    in_edges: Vec<InEdge>,
     /// Outgoing edges of each node, by (target index, edge index).
     outs: Adjacency,
     /// Contention partners of each node, by index.
     rivals: Adjacency,
+}
+
+/// An incoming edge with what the critical-path search needs, so that its inner loop reads
+/// memory in order.
+#[derive(Debug, Clone, Copy)]
+struct InEdge {
+    src: u32,
+    edge: u32,
+    local_ms: f64,
+    remote_ms: f64,
 }
 
 /// Per-node lists in one buffer (compressed sparse rows).
@@ -122,7 +132,11 @@ impl Adjacency {
     }
 
     fn of(&self, v: u32) -> &[u32] {
-        &self.items[self.start[v as usize] as usize..self.start[v as usize + 1] as usize]
+        &self.items[self.range(v)]
+    }
+
+    fn range(&self, v: u32) -> std::ops::Range<usize> {
+        self.start[v as usize] as usize..self.start[v as usize + 1] as usize
     }
 }
 
@@ -163,8 +177,8 @@ impl Model {
             dst.push(d.index() as u32);
             bytes.push(g[e].bytes);
         }
-        let local_ms = bytes.iter().map(|&b| cfg.local.cost_ms(b)).collect();
-        let remote_ms = bytes.iter().map(|&b| cfg.remote.cost_ms(b)).collect();
+        let local_ms: Vec<f64> = bytes.iter().map(|&b| cfg.local.cost_ms(b)).collect();
+        let remote_ms: Vec<f64> = bytes.iter().map(|&b| cfg.remote.cost_ms(b)).collect();
 
         let mut topo: Vec<u32> = wf.topo_order().iter().map(|v| v.index() as u32).collect();
         if topo.len() != n {
@@ -178,6 +192,16 @@ impl Model {
         }
 
         let ins = Adjacency::build(n, (0..m).map(|e| (dst[e], src[e], e as u32)).collect());
+        let in_edges = ins
+            .items
+            .iter()
+            .map(|&e| InEdge {
+                src: src[e as usize],
+                edge: e,
+                local_ms: local_ms[e as usize],
+                remote_ms: remote_ms[e as usize],
+            })
+            .collect();
         let outs = Adjacency::build(n, (0..m).map(|e| (src[e], dst[e], e as u32)).collect());
         let mut pairs = Vec::with_capacity(2 * wf.contention.len());
         for &(a, b) in &wf.contention {
@@ -196,11 +220,11 @@ impl Model {
             src,
             dst,
             bytes,
-            local_ms,
             remote_ms,
             topo,
             topo_pos,
             ins,
+            in_edges,
             outs,
             rivals,
         }
@@ -284,13 +308,7 @@ fn worker_sp(
     let mut merges = 0u32;
     loop {
         let of = &groups.of;
-        finder.run(model, |e| {
-            if of[model.src[e] as usize] == of[model.dst[e] as usize] {
-                model.local_ms[e]
-            } else {
-                model.remote_ms[e]
-            }
-        });
+        finder.run(model, of);
         candidates.clear();
         candidates.extend(
             finder.edges.iter().copied().filter(|&e| {
@@ -385,7 +403,8 @@ fn master_sp(model: &Model, cluster: &ClusterView) -> Layout {
     }
     place_zero_slot_groups(model, &node_group, &mut group_worker);
     let mut finder = PathFinder::new(n);
-    finder.run(model, |e| model.remote_ms[e]);
+    // One group per node: every edge costs remote.
+    finder.run(model, &node_group);
     Layout {
         node_group,
         group_worker,
@@ -821,15 +840,23 @@ impl PathFinder {
     /// Finds the critical path. Among equally long paths into a node, the one through the
     /// smallest predecessor index (then edge index) wins; among equally long paths overall, the
     /// one ending at the smallest node index.
-    fn run(&mut self, model: &Model, edge_cost: impl Fn(usize) -> f64) {
+    ///
+    /// `group` is the group of each node: an edge costs local inside a group, remote between.
+    fn run(&mut self, model: &Model, group: &[u32]) {
         for &v in &model.topo {
             let mut best = 0.0f64;
             let mut best_edge = NONE;
-            for &e in model.ins.of(v) {
-                let c = self.dist[model.src[e as usize] as usize] + edge_cost(e as usize);
+            let own = group[v as usize];
+            for ie in &model.in_edges[model.ins.range(v)] {
+                let cost = if group[ie.src as usize] == own {
+                    ie.local_ms
+                } else {
+                    ie.remote_ms
+                };
+                let c = self.dist[ie.src as usize] + cost;
                 if best_edge == NONE || c.total_cmp(&best).is_gt() {
                     best = c;
-                    best_edge = e;
+                    best_edge = ie.edge;
                 }
             }
             if best_edge != NONE && best.total_cmp(&0.0).is_lt() {
