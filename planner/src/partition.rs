@@ -47,7 +47,11 @@ const NONE: u32 = u32::MAX;
 /// slots fit the cluster ([`PlanError::Overcommit`]); every function fits the largest worker
 /// ([`PlanError::FunctionTooLarge`]); in WorkerSP mode, the functions, one group each, can be
 /// packed onto the workers ([`PlanError::Packing`]). With `cfg.allow_overcommit` only the first
-/// check remains, and a plan that exceeds some worker's slots is marked `overcommitted`.
+/// check remains.
+///
+/// `Plan::overcommitted` is set whenever some worker is given more slots than it has. In
+/// WorkerSP that happens only with `allow_overcommit`; MasterSP's round robin does not look at
+/// the workers' slots, so its plan can be overcommitted even without it.
 pub fn partition(
     wf: &Workflow,
     cluster: &ClusterView,
