@@ -45,7 +45,11 @@ const NONE: u32 = u32::MAX;
 /// slots fit the cluster ([`PlanError::Overcommit`]); every function fits the largest worker
 /// ([`PlanError::FunctionTooLarge`]); in WorkerSP mode, the functions, one group each, can be
 /// packed onto the workers ([`PlanError::Packing`]). With `cfg.allow_overcommit` only the first
-/// check remains, and a plan that exceeds some worker's slots is marked `overcommitted`.
+/// check remains.
+///
+/// `Plan::overcommitted` is set whenever some worker is given more slots than it has. In
+/// WorkerSP that happens only with `allow_overcommit`; MasterSP's round robin does not look at
+/// the workers' slots, so its plan can be overcommitted even without it.
 pub fn partition(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig) -> Result<Plan, PlanError> {
     if cluster.workers.is_empty() {
         return Err(PlanError::NoWorkers);
@@ -75,8 +79,6 @@ struct Model {
     dst: Vec<u32>,
     /// Bytes of each edge.
     bytes: Vec<u64>,
-    /// Cost of each edge inside a group, ms.
-    local_ms: Vec<f64>,
     /// Cost of each edge between groups, ms.
     remote_ms: Vec<f64>,
     /// Nodes in topological order.
@@ -85,10 +87,22 @@ struct Model {
     topo_pos: Vec<u32>,
     /// Incoming edges of each node, by (source index, edge index).
     ins: Adjacency,
+    /// `ins.items` as the critical-path search reads them, in the same order.
+    in_edges: Vec<InEdge>,
     /// Outgoing edges of each node, by (target index, edge index).
     outs: Adjacency,
     /// Contention partners of each node, by index.
     rivals: Adjacency,
+}
+
+/// An incoming edge with what the critical-path search needs, so that its inner loop reads
+/// memory in order.
+#[derive(Debug, Clone, Copy)]
+struct InEdge {
+    src: u32,
+    edge: u32,
+    local_ms: f64,
+    remote_ms: f64,
 }
 
 /// Per-node lists in one buffer (compressed sparse rows).
@@ -116,7 +130,11 @@ impl Adjacency {
     }
 
     fn of(&self, v: u32) -> &[u32] {
-        &self.items[self.start[v as usize] as usize..self.start[v as usize + 1] as usize]
+        &self.items[self.range(v)]
+    }
+
+    fn range(&self, v: u32) -> std::ops::Range<usize> {
+        self.start[v as usize] as usize..self.start[v as usize + 1] as usize
     }
 }
 
@@ -151,8 +169,8 @@ impl Model {
             dst.push(d.index() as u32);
             bytes.push(g[e].bytes);
         }
-        let local_ms = bytes.iter().map(|&b| cfg.local.cost_ms(b)).collect();
-        let remote_ms = bytes.iter().map(|&b| cfg.remote.cost_ms(b)).collect();
+        let local_ms: Vec<f64> = bytes.iter().map(|&b| cfg.local.cost_ms(b)).collect();
+        let remote_ms: Vec<f64> = bytes.iter().map(|&b| cfg.remote.cost_ms(b)).collect();
 
         let mut topo: Vec<u32> = wf.topo_order().iter().map(|v| v.index() as u32).collect();
         if topo.len() != n {
@@ -166,6 +184,16 @@ impl Model {
         }
 
         let ins = Adjacency::build(n, (0..m).map(|e| (dst[e], src[e], e as u32)).collect());
+        let in_edges = ins
+            .items
+            .iter()
+            .map(|&e| InEdge {
+                src: src[e as usize],
+                edge: e,
+                local_ms: local_ms[e as usize],
+                remote_ms: remote_ms[e as usize],
+            })
+            .collect();
         let outs = Adjacency::build(n, (0..m).map(|e| (src[e], dst[e], e as u32)).collect());
         let mut pairs = Vec::with_capacity(2 * wf.contention.len());
         for &(a, b) in &wf.contention {
@@ -184,11 +212,11 @@ impl Model {
             src,
             dst,
             bytes,
-            local_ms,
             remote_ms,
             topo,
             topo_pos,
             ins,
+            in_edges,
             outs,
             rivals,
         }
@@ -262,13 +290,7 @@ fn worker_sp(wf: &Workflow, model: &Model, cluster: &ClusterView, cfg: &PlannerC
     let mut merges = 0u32;
     loop {
         let of = &groups.of;
-        finder.run(model, |e| {
-            if of[model.src[e] as usize] == of[model.dst[e] as usize] {
-                model.local_ms[e]
-            } else {
-                model.remote_ms[e]
-            }
-        });
+        finder.run(model, of);
         candidates.clear();
         candidates.extend(
             finder
@@ -357,7 +379,8 @@ fn master_sp(model: &Model, cluster: &ClusterView) -> Layout {
     }
     place_zero_slot_groups(model, &node_group, &mut group_worker);
     let mut finder = PathFinder::new(n);
-    finder.run(model, |e| model.remote_ms[e]);
+    // One group per node: every edge costs remote.
+    finder.run(model, &node_group);
     Layout {
         node_group,
         group_worker,
@@ -646,6 +669,26 @@ impl Groups {
     }
 }
 
+/// Removes `n` workers with `room` free slots from a free-slot multiset.
+fn take(free: &mut BTreeMap<u64, u64>, room: u64, n: u64) {
+    if n == 0 {
+        return;
+    }
+    if let Some(count) = free.get_mut(&room) {
+        *count -= n;
+        if *count == 0 {
+            free.remove(&room);
+        }
+    }
+}
+
+/// Adds `n` workers with `room` free slots to a free-slot multiset.
+fn put(free: &mut BTreeMap<u64, u64>, room: u64, n: u64) {
+    if n > 0 {
+        *free.entry(room).or_insert(0) += n;
+    }
+}
+
 fn add_size(sizes: &mut BTreeMap<u64, u32>, s: u64) {
     if s > 0 {
         *sizes.entry(s).or_insert(0) += 1;
@@ -665,6 +708,10 @@ fn remove_size(sizes: &mut BTreeMap<u64, u32>, s: u64) {
 
 /// Decides whether groups of given slot counts can be packed onto the workers by best-fit
 /// decreasing.
+///
+/// Whether best-fit decreasing succeeds depends only on the multiset of group sizes and the
+/// multiset of workers' free slots (which of two workers with equal room takes a group changes
+/// nothing that follows), so both are kept as counts and equal groups are placed in bulk.
 #[derive(Debug)]
 struct Packer {
     /// Slots of each worker.
@@ -673,23 +720,29 @@ struct Packer {
     max_cap: u64,
     /// Slots of all workers.
     total_cap: u64,
-    /// Scratch: remaining slots of each worker.
-    remaining: Vec<u64>,
+    /// Free slots → number of workers with that many, before anything is packed.
+    empty: BTreeMap<u64, u64>,
+    /// Scratch: the same during packing.
+    free: BTreeMap<u64, u64>,
 }
 
 impl Packer {
     fn new(cluster: &ClusterView) -> Self {
         let caps: Vec<u64> = cluster.workers.iter().map(|w| u64::from(w.slots)).collect();
+        let mut empty = BTreeMap::new();
+        for &c in &caps {
+            *empty.entry(c).or_insert(0) += 1;
+        }
         Packer {
             max_cap: caps.iter().copied().max().unwrap_or(0),
             total_cap: caps.iter().sum(),
-            remaining: caps.clone(),
             caps,
+            free: empty.clone(),
+            empty,
         }
     }
 
-    /// Whether best-fit decreasing packs groups of these sizes (size → count). Packing depends
-    /// only on the sizes, so equal groups need not be told apart.
+    /// Whether best-fit decreasing packs groups of these sizes (size → count).
     fn fits(&mut self, sizes: &BTreeMap<u64, u32>) -> bool {
         let need: u64 = sizes.iter().map(|(&s, &c)| s.saturating_mul(u64::from(c))).sum();
         if need > self.total_cap {
@@ -700,16 +753,28 @@ impl Packer {
 
     /// Packs the sizes, largest first, each onto the worker with the least room that still
     /// fits it.
+    ///
+    /// For `k` groups of size `s`: the worker with the least room `r ≥ s` takes groups until
+    /// its room drops below `s` (nothing lies between `s` and `r`), that is `⌊r/s⌋` of them;
+    /// then the next worker with room `r`. So every worker with room `r` is filled at once.
     fn best_fit_decreasing(&mut self, sizes: &BTreeMap<u64, u32>) -> bool {
-        self.remaining.copy_from_slice(&self.caps);
+        self.free.clone_from(&self.empty);
         for (&s, &count) in sizes.iter().rev() {
-            for _ in 0..count {
-                let best = (0..self.remaining.len())
-                    .filter(|&w| self.remaining[w] >= s)
-                    .min_by_key(|&w| (self.remaining[w], w));
-                match best {
-                    Some(w) => self.remaining[w] -= s,
-                    None => return false,
+            let mut left = u64::from(count);
+            while left > 0 {
+                let Some((&room, &workers)) = self.free.range(s..).next() else {
+                    return false;
+                };
+                let per_worker = room / s;
+                let full = workers.min(left / per_worker);
+                take(&mut self.free, room, full);
+                put(&mut self.free, room - per_worker * s, full);
+                left -= full * per_worker;
+                if left > 0 && full < workers {
+                    // One more worker takes the rest and still has room for a group of `s`.
+                    take(&mut self.free, room, 1);
+                    put(&mut self.free, room - left * s, 1);
+                    left = 0;
                 }
             }
         }
@@ -755,15 +820,23 @@ impl PathFinder {
     /// Finds the critical path. Among equally long paths into a node, the one through the
     /// smallest predecessor index (then edge index) wins; among equally long paths overall, the
     /// one ending at the smallest node index.
-    fn run(&mut self, model: &Model, edge_cost: impl Fn(usize) -> f64) {
+    ///
+    /// `group` is the group of each node: an edge costs local inside a group, remote between.
+    fn run(&mut self, model: &Model, group: &[u32]) {
         for &v in &model.topo {
             let mut best = 0.0f64;
             let mut best_edge = NONE;
-            for &e in model.ins.of(v) {
-                let c = self.dist[model.src[e as usize] as usize] + edge_cost(e as usize);
+            let own = group[v as usize];
+            for ie in &model.in_edges[model.ins.range(v)] {
+                let cost = if group[ie.src as usize] == own {
+                    ie.local_ms
+                } else {
+                    ie.remote_ms
+                };
+                let c = self.dist[ie.src as usize] + cost;
                 if best_edge == NONE || c.total_cmp(&best).is_gt() {
                     best = c;
-                    best_edge = e;
+                    best_edge = ie.edge;
                 }
             }
             if best_edge != NONE && best.total_cmp(&0.0).is_lt() {
@@ -1307,26 +1380,33 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The shortcut in `Packer::fits` never says yes where best-fit decreasing says no.
+        /// The bulk best-fit decreasing agrees with the textbook one (one group at a time, onto
+        /// the worker with the least room that fits), and the shortcut in `Packer::fits` never
+        /// says yes where it says no.
         #[test]
-        fn packing_shortcut_is_sound(
-            caps in proptest::collection::vec(1u32..=12, 1..=5),
-            items in proptest::collection::vec(1u64..=12, 0..=20),
+        fn packing_agrees_with_plain_best_fit_decreasing(
+            caps in proptest::collection::vec(1u32..=12, 1..=6),
+            items in proptest::collection::vec(1u64..=12, 0..=24),
         ) {
             let mut packer = Packer::new(&workers(&caps));
             let mut sizes = BTreeMap::new();
             for &s in &items {
                 add_size(&mut sizes, s);
             }
-            let need: u64 = items.iter().sum();
-            let shortcut = need <= packer.total_cap
-                && sizes.keys().all(|&s| packer.always_fits(s, need));
-            if shortcut {
-                proptest::prop_assert!(packer.best_fit_decreasing(&sizes));
-            }
-            proptest::prop_assert_eq!(packer.fits(&sizes), packer.best_fit_decreasing(&sizes)
-                && need <= packer.total_cap);
+            let plain = plain_best_fit_decreasing(&caps, &items);
+            proptest::prop_assert_eq!(packer.best_fit_decreasing(&sizes), plain);
+            proptest::prop_assert_eq!(packer.fits(&sizes), plain);
         }
+    }
+
+    fn plain_best_fit_decreasing(caps: &[u32], items: &[u64]) -> bool {
+        let mut room: Vec<u64> = caps.iter().map(|&c| u64::from(c)).collect();
+        let mut items = items.to_vec();
+        items.sort_unstable_by(|a, b| b.cmp(a));
+        items.iter().all(|&s| {
+            let best = (0..room.len()).filter(|&w| room[w] >= s).min_by_key(|&w| (room[w], w));
+            best.map(|w| room[w] -= s).is_some()
+        })
     }
 
     #[test]
