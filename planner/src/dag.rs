@@ -64,7 +64,8 @@ pub struct Workflow {
     pub inputs: Vec<WorkflowInput>,
     /// The workflow's outputs.
     pub outputs: Vec<WorkflowOutput>,
-    /// Pairs of tasks that must not share a worker (declared contention).
+    /// Pairs of tasks the partitioner never puts into one group (declared contention): they
+    /// never share an instance and never hand data over in-process.
     pub contention: Vec<(NodeId, NodeId)>,
 }
 

@@ -205,7 +205,8 @@ pub struct Plan {
     pub critical_path: CriticalPath,
     /// Merges Algorithm 1 made.
     pub merges: u32,
-    /// The plan was made with `allow_overcommit` and exceeds some worker's slots.
+    /// Some worker runs more slots than it has: a WorkerSP plan made with `allow_overcommit`,
+    /// or a MasterSP plan whose round robin ignores worker slots.
     pub overcommitted: bool,
 }
 

@@ -24,7 +24,7 @@ pub struct Document {
     pub steps: Vec<Step>,
     /// The workflow's outputs: name and the references it takes (first that ran).
     pub output: Vec<(Spanned, Vec<Ref>)>,
-    /// Pairs of tasks that must not share a worker.
+    /// Pairs of tasks the planner never puts into one group.
     pub contention: Vec<(Spanned, Spanned)>,
 }
 
