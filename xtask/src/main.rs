@@ -202,8 +202,9 @@ fn bench(root: &Path) -> Result<()> {
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     print!("{table}");
     let machine = machine_line();
+    let versus = versus_faasflow(&table).unwrap_or_else(|| "(the 200-function row is missing)".into());
     let section = format!(
-        "## Planner: partitioning time and peak memory\n\n`cargo xtask bench` on {machine}. Random layered DAGs (~2 edges per function), 3 workers; medians over repeated runs, peak heap of one `partition` call. FaaSFlow's Python partitioner: 0.96 core-seconds and 35 MB for 200 functions.\n\n{}\n",
+        "## Planner: partitioning time and peak memory\n\n`cargo xtask bench` on {machine}. Random layered DAGs (~2 edges per function), 3 workers; medians over repeated runs, peak heap of one `partition` call, and a topological sort of the same graph as the in-run reference.\n\n{}\n\nFaaSFlow's Python partitioner needs 0.96 core-seconds and 35 MB for 200 functions; {versus}. Targets: under 10 ms for 200 functions and under 1 s for 5,000.\n",
         table.trim()
     );
     let path = root.join("benchmarks/RESULTS.md");
@@ -212,6 +213,27 @@ fn bench(root: &Path) -> Result<()> {
     std::fs::write(&path, new).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// "ours: X for 200 functions (N× less time, M× less memory)", from the bench table.
+fn versus_faasflow(table: &str) -> Option<String> {
+    let row: Vec<&str> = table.lines().find(|l| l.starts_with("| 200 |"))?.split('|').map(str::trim).collect();
+    let ms = parse_quantity(row.get(5)?, &[("ns", 1e-6), ("µs", 1e-3), ("ms", 1.0), ("s", 1e3)])?;
+    let bytes = parse_quantity(row.get(7)?, &[("KiB", 1024.0), ("MiB", 1048576.0), ("GiB", 1073741824.0), ("B", 1.0)])?;
+    Some(format!(
+        "faasflow needs {} ({:.0}× less time) and {} of heap ({:.0}× less memory)",
+        row[5],
+        960.0 / ms,
+        row[7],
+        35e6 / bytes
+    ))
+}
+
+/// `334.3 µs` → 0.3343 with units [("µs", 1e-3), …].
+fn parse_quantity(text: &str, units: &[(&str, f64)]) -> Option<f64> {
+    let (num, unit) = text.split_once(' ')?;
+    let factor = units.iter().find(|(u, _)| *u == unit)?.1;
+    Some(num.parse::<f64>().ok()? * factor)
 }
 
 /// Replaces the section starting with `heading` (up to the next `## `) or appends it.
@@ -241,7 +263,17 @@ fn machine_line() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_section;
+    use super::{replace_section, versus_faasflow};
+
+    #[test]
+    fn compares_the_200_function_row_with_faasflow() {
+        let table = "| 200 | 402 | 147 | 53 | 480.0 µs | 311.2 µs | 35.0 KiB | 4.5 µs | 75× |";
+        assert_eq!(
+            versus_faasflow(table).unwrap(),
+            "faasflow needs 480.0 µs (2000× less time) and 35.0 KiB of heap (977× less memory)"
+        );
+        assert!(versus_faasflow("| 50 | x |").is_none());
+    }
 
     #[test]
     fn sections_are_replaced_or_appended() {
