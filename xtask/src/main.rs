@@ -217,9 +217,17 @@ fn bench(root: &Path) -> Result<()> {
 
 /// "ours: X for 200 functions (N× less time, M× less memory)", from the bench table.
 fn versus_faasflow(table: &str) -> Option<String> {
-    let row: Vec<&str> = table.lines().find(|l| l.starts_with("| 200 |"))?.split('|').map(str::trim).collect();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("| 200 |"))?
+        .split('|')
+        .map(str::trim)
+        .collect();
     let ms = parse_quantity(row.get(5)?, &[("ns", 1e-6), ("µs", 1e-3), ("ms", 1.0), ("s", 1e3)])?;
-    let bytes = parse_quantity(row.get(7)?, &[("KiB", 1024.0), ("MiB", 1048576.0), ("GiB", 1073741824.0), ("B", 1.0)])?;
+    let bytes = parse_quantity(
+        row.get(7)?,
+        &[("KiB", 1024.0), ("MiB", 1048576.0), ("GiB", 1073741824.0), ("B", 1.0)],
+    )?;
     Some(format!(
         "faasflow needs {} ({:.0}× less time) and {} of heap ({:.0}× less memory)",
         row[5],
