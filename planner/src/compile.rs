@@ -593,9 +593,10 @@ impl Compiler<'_> {
                             format!("the condition reads `{r}`, which is declared as bytes"),
                         )
                         .expected("conditions read json (or list) values")
-                        .hint(format!(
+                        .hint(
                             "declare the output with `type: json` if it holds a JSON value like true, 3 or \"x\""
-                        )));
+                                .to_string(),
+                        ));
                     }
                     if let Some(from) = source_node(&src) {
                         let key = r.to_string();
@@ -752,17 +753,15 @@ fn walk(e: &cel::common::ast::IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(
                 walk(&s.operand, bound, out, pos);
             }
         }
-        Expr::Ident(name) => {
-            if !bound.contains(name) {
-                out.push((
-                    Ref {
-                        head: name.clone(),
-                        field: String::new(),
-                        pos,
-                    },
-                    true,
-                ));
-            }
+        Expr::Ident(name) if !bound.contains(name) => {
+            out.push((
+                Ref {
+                    head: name.clone(),
+                    field: String::new(),
+                    pos,
+                },
+                true,
+            ));
         }
         Expr::Call(c) => {
             if let Some(t) = &c.target {

@@ -436,10 +436,10 @@ fn decode_step(v: &Yaml) -> Result<Step, WdlError> {
                 "this step says neither what it runs nor how",
             )
             .expected("one of the keys: task, sequence, parallel, switch, foreach");
-            if let Some(k) = entries.first().and_then(|(k, _)| key_text(k)) {
-                if let Some(s) = crate::error::did_you_mean(k, STEP_KINDS.iter().copied()) {
-                    err = err.hint(format!("did you mean `{s}` instead of `{k}`?"));
-                }
+            if let Some(k) = entries.first().and_then(|(k, _)| key_text(k))
+                && let Some(s) = crate::error::did_you_mean(k, STEP_KINDS.iter().copied())
+            {
+                err = err.hint(format!("did you mean `{s}` instead of `{k}`?"));
             }
             Err(err)
         }

@@ -187,7 +187,7 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     let v = num * mult;
-    (v.is_finite() && v >= 0.0 && v < 1.8e19).then(|| v.round() as u64)
+    (v.is_finite() && (0.0..1.8e19).contains(&v)).then(|| v.round() as u64)
 }
 
 /// Parses `250ms`, `1.5s`, `2m`, `1h`, `30us`, or a plain number of seconds into milliseconds.
@@ -434,18 +434,18 @@ impl Builder {
             Value::Map(entries) => match top.key.take() {
                 None => top.key = Some(node),
                 Some(key) => {
-                    if let Some(k) = key_text(&key) {
-                        if let Some((first, _)) = entries.iter().find(|(e, _)| key_text(e) == Some(k)) {
-                            return Err(WdlError::new(
-                                ErrorKind::Yaml,
-                                key.pos,
-                                format!("the key `{k}` appears twice in one mapping"),
-                            )
-                            .hint(format!(
-                                "it was first written at line {}; remove or rename one of them",
-                                first.pos.line
-                            )));
-                        }
+                    if let Some(k) = key_text(&key)
+                        && let Some((first, _)) = entries.iter().find(|(e, _)| key_text(e) == Some(k))
+                    {
+                        return Err(WdlError::new(
+                            ErrorKind::Yaml,
+                            key.pos,
+                            format!("the key `{k}` appears twice in one mapping"),
+                        )
+                        .hint(format!(
+                            "it was first written at line {}; remove or rename one of them",
+                            first.pos.line
+                        )));
                     }
                     entries.push((key, node));
                 }

@@ -669,15 +669,13 @@ impl Importer {
                     n => n,
                 };
                 // A foreach body's output read after the foreach is the list of every element's.
-                if let DataSource::Output { node, .. } = &source {
-                    if let Some(fe) = self.wf.graph[*node]
+                if let DataSource::Output { node, .. } = &source
+                    && let Some(fe) = self.wf.graph[*node]
                         .scope
                         .filter(|fe| self.wf.graph[consumer].scope != Some(*fe))
-                    {
-                        if let NodeKind::Foreach(x) = &self.wf.graph[fe].kind {
-                            size = size.saturating_mul(u64::from(x.width.max(1)));
-                        }
-                    }
+                    && let NodeKind::Foreach(x) = &self.wf.graph[fe].kind
+                {
+                    size = size.saturating_mul(u64::from(x.width.max(1)));
                 }
                 match &source {
                     DataSource::Output { node, output } => {
@@ -919,14 +917,14 @@ impl Importer {
                     );
                     continue;
                 }
-                if let NodeKind::Task(t) = &mut self.wf.graph[p].kind {
-                    if t.spec.outputs.is_empty() {
-                        t.spec.outputs.push(OutputDecl {
-                            name: param.clone(),
-                            kind: ValueKind::Bytes,
-                            size: 0,
-                        });
-                    }
+                if let NodeKind::Task(t) = &mut self.wf.graph[p].kind
+                    && t.spec.outputs.is_empty()
+                {
+                    t.spec.outputs.push(OutputDecl {
+                        name: param.clone(),
+                        kind: ValueKind::Bytes,
+                        size: 0,
+                    });
                 }
                 sources.push(DataSource::Output { node: p, output: param });
             }
