@@ -82,6 +82,11 @@ fn ci() -> Result<()> {
             "warnings",
         ]),
     )?;
+    // Doc tests first (nextest does not run them), so that the run ends with the main summary.
+    run(
+        "cargo test --doc",
+        cargo().args(["test", "--workspace", "--locked", "--doc"]),
+    )?;
     let nextest = Command::new("cargo-nextest")
         .arg("--version")
         .output()
@@ -97,11 +102,6 @@ fn ci() -> Result<()> {
             cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]),
         )?;
     }
-    // Doc tests (nextest does not run them).
-    run(
-        "cargo test --doc",
-        cargo().args(["test", "--workspace", "--locked", "--doc"]),
-    )?;
     Ok(())
 }
 
