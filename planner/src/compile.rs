@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
 use crate::dag::{
@@ -793,16 +792,4 @@ fn walk(e: &cel::common::ast::IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(
         }
         _ => {}
     }
-}
-
-/// The predecessors of a node, for tests and renderers.
-pub fn predecessors(wf: &Workflow, n: NodeId) -> Vec<NodeId> {
-    let mut p: Vec<NodeId> = wf
-        .graph
-        .edges_directed(n, Direction::Incoming)
-        .map(|e| e.source())
-        .collect();
-    p.sort();
-    p.dedup();
-    p
 }

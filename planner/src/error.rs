@@ -160,22 +160,6 @@ impl fmt::Display for WdlError {
     }
 }
 
-/// Several front-end errors found in one pass (the first is the most important).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct WdlErrors(pub Vec<WdlError>);
-
-impl fmt::Display for WdlErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The closest candidate to `name` by edit distance, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;

@@ -22,7 +22,7 @@ pub mod yaml;
 
 pub use convert::{ConvertError, plan_from_proto, plan_to_proto};
 pub use dag::{NodeId, Workflow};
-pub use error::{ErrorKind, Pos, WdlError, WdlErrors};
+pub use error::{ErrorKind, Pos, WdlError};
 pub use r#gen::{GenParams, random_workflow, to_flat_yaml};
 pub use partition::partition;
 pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
