@@ -93,6 +93,12 @@ enum Format {
     Graph,
 }
 
+/// Most functions `generate` writes (the YAML of 100,000 functions is about 50 MB).
+const MAX_GENERATED: usize = 100_000;
+
+/// Most workers `plan` simulates.
+const MAX_WORKERS: usize = 10_000;
+
 /// Exit status for a workflow or plan the user must fix.
 const EXIT_INPUT: u8 = 2;
 
@@ -166,8 +172,8 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
     if matches!(args.format, Format::Graph) {
         return emit(&graph_text(wf), args.output.as_deref());
     }
-    if args.workers == 0 {
-        return Err(Failure::Input("error: --workers must be at least 1".into()));
+    if !(1..=MAX_WORKERS).contains(&args.workers) {
+        return Err(Failure::Input(format!("error: --workers must be from 1 to {MAX_WORKERS}")));
     }
     if !(args.margin_mib.is_finite() && args.margin_mib >= 0.0) {
         return Err(Failure::Input("error: --margin-mib must be a number ≥ 0".into()));
@@ -221,8 +227,8 @@ fn check(file: &Path) -> Result<(), Failure> {
 }
 
 fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Failure> {
-    if functions == 0 {
-        return Err(Failure::Input("error: --functions must be at least 1".into()));
+    if !(1..=MAX_GENERATED).contains(&functions) {
+        return Err(Failure::Input(format!("error: --functions must be from 1 to {MAX_GENERATED}")));
     }
     let params = GenParams {
         tasks: functions,
