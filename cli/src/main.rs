@@ -203,7 +203,7 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
 fn check(file: &Path) -> Result<(), Failure> {
     let loaded = load(file)?;
     let wf = &loaded.workflow;
-    let bytes: u64 = wf.graph.edge_weights().map(|e| e.bytes).sum();
+    let bytes = wf.graph.edge_weights().fold(0u64, |acc, e| acc.saturating_add(e.bytes));
     let slots: u64 = wf
         .graph
         .node_weights()

@@ -4,6 +4,7 @@
 //! form has a list of `functions` (or `global_input`/`global_output`); FaaSFlow's hierarchical
 //! form has a top-level `type`. This is the only module of the planner that reads files.
 
+use std::io::Read as _;
 use std::path::Path;
 
 use crate::compile::compile;
@@ -68,10 +69,7 @@ fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
         return Err(WdlError::new(
             ErrorKind::Io,
             Pos::UNKNOWN,
-            format!(
-                "the file is {} bytes; workflow files are limited to {MAX_FILE_BYTES} bytes",
-                text.len()
-            ),
+            format!("the workflow is larger than {} MiB, the limit for workflow files", MAX_FILE_BYTES >> 20),
         ));
     }
     let root = yaml::parse(text)?;
@@ -103,20 +101,50 @@ fn imported(i: Imported) -> Result<Loaded, WdlError> {
 /// (`benchmark/video/flat_workflow.yaml` → `video`).
 pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        WdlError::new(
+    let io_err = |e: std::io::Error| {
+        WdlError::new(ErrorKind::Io, Pos::UNKNOWN, format!("cannot read the workflow file: {e}"))
+            .hint("check the path and that the file is UTF-8 text")
+            .in_file(&shown)
+    };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    if file.metadata().map_err(io_err)?.is_dir() {
+        return Err(WdlError::new(ErrorKind::Io, Pos::UNKNOWN, "this is a directory, not a workflow file")
+            .hint("name the YAML file itself, e.g. DIR/flat_workflow.yaml")
+            .in_file(&shown));
+    }
+    // Read at most one byte more than the limit, so that endless files (/dev/zero) stop.
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(WdlError::new(
             ErrorKind::Io,
             Pos::UNKNOWN,
-            format!("cannot read the workflow file: {e}"),
+            format!("the file is larger than {} MiB, the limit for workflow files", MAX_FILE_BYTES >> 20),
         )
-        .hint("check the path and that the file is UTF-8 text")
-        .in_file(&shown)
+        .in_file(&shown));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let (line, col) = line_col(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
+        WdlError::new(ErrorKind::Yaml, Pos::new(line, col), "the file is not UTF-8 text")
+            .hint("save it as UTF-8")
+            .in_file(&shown)
     })?;
     load_str(&text, &shown, &default_name(path))
 }
 
+/// Line and column just after `prefix`.
+fn line_col(prefix: &[u8]) -> (u32, u32) {
+    let text = String::from_utf8_lossy(prefix);
+    let line = text.matches('\n').count() as u32 + 1;
+    let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+    (line, col)
+}
+
 /// The name a FaaSFlow file gets: its directory's name, else its file stem.
 pub fn default_name(path: &Path) -> String {
+    // `flat_workflow.yaml` typed in its own directory still takes the directory's name.
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let path = path.as_path();
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("workflow");
     let generic = matches!(stem, "workflow" | "flat_workflow" | "workflow2");
     match path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {

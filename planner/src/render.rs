@@ -288,12 +288,13 @@ fn byte_totals(wf: &Workflow, plan: &Plan) -> (u64, u64, u64, BTreeMap<&'static 
     for e in wf.graph.edge_references() {
         let b = e.weight().bytes;
         let tier = plan.tier(e.id());
-        *by_tier.entry(tier.as_str()).or_default() += b;
+        let t = by_tier.entry(tier.as_str()).or_default();
+        *t = u64::saturating_add(*t, b);
         let same_worker = plan.worker_of(e.source()) == plan.worker_of(e.target());
         match tier {
-            Tier::InProcess | Tier::SharedMemory => local += b,
-            _ if !same_worker => crossing += b,
-            _ => spilled += b,
+            Tier::InProcess | Tier::SharedMemory => local = local.saturating_add(b),
+            _ if !same_worker => crossing = crossing.saturating_add(b),
+            _ => spilled = spilled.saturating_add(b),
         }
     }
     (local, crossing, spilled, by_tier)
@@ -465,7 +466,7 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
             .graph
             .edge_references()
             .filter(|e| plan.tier(e.id()) == t)
-            .fold((0, 0u64), |(n, b), e| (n + 1, b + e.weight().bytes));
+            .fold((0, 0u64), |(n, b), e| (n + 1, b.saturating_add(e.weight().bytes)));
         let _ = writeln!(s, "  {:<14} {n:>6} edges  {:>10}", t.as_str(), fmt_bytes(b));
     }
     let _ = writeln!(

@@ -729,8 +729,7 @@ impl Importer {
                         .outputs
                         .iter()
                         .filter(|o| o.kind != ValueKind::List)
-                        .map(|o| o.size)
-                        .sum();
+                        .fold(0u64, |acc, o| acc.saturating_add(o.size));
                     if explicit || share == 0 {
                         continue;
                     }
