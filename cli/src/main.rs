@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_planner::load::{Loaded, load_file};
 use faasflow_planner::partition::partition;
-use faasflow_planner::render::{graph_text, plan_dot, plan_json_string, plan_text};
+use faasflow_planner::render::{count, fmt_bytes, graph_text, plan_dot, plan_json_string, plan_text};
 use faasflow_planner::{ClusterView, GenParams, Mode, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
 
 /// Serverless workflows with worker-side scheduling and in-memory data passing.
@@ -173,10 +173,23 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
         return emit(&graph_text(wf), args.output.as_deref());
     }
     if !(1..=MAX_WORKERS).contains(&args.workers) {
-        return Err(Failure::Input(format!("error: --workers must be from 1 to {MAX_WORKERS}")));
+        return Err(Failure::Input(format!(
+            "error: --workers must be from 1 to {MAX_WORKERS}"
+        )));
     }
     if !(args.margin_mib.is_finite() && args.margin_mib >= 0.0) {
         return Err(Failure::Input("error: --margin-mib must be a number ≥ 0".into()));
+    }
+    if args.slots == 0 {
+        return Err(Failure::Input("error: --slots must be at least 1".into()));
+    }
+    if let Some(out) = &args.output {
+        if std::path::absolute(out).ok() == std::path::absolute(&args.file).ok() {
+            return Err(Failure::Input(format!(
+                "error: -o {} would overwrite the workflow file",
+                out.display()
+            )));
+        }
     }
     let cluster = ClusterView::uniform(args.workers, args.slots);
     let cfg = PlannerConfig {
@@ -211,24 +224,26 @@ fn check(file: &Path) -> Result<(), Failure> {
         .map(|t| u64::from(t.spec.scale))
         .sum();
     println!(
-        "{}: workflow `{}` ({}) is valid: {} functions, {} virtual nodes, {} edges, {} inputs, {} outputs, {} slots, {} per invocation",
+        "{}: workflow `{}` ({}) is valid: {}, {}, {}, {}, {}, {}, {} per invocation",
         file.display(),
         wf.name,
         wf.format.as_str(),
-        wf.task_count(),
-        wf.graph.node_count() - wf.task_count(),
-        wf.graph.edge_count(),
-        wf.inputs.len(),
-        wf.outputs.len(),
-        slots,
-        faasflow_planner::render::fmt_bytes(bytes)
+        count(wf.task_count(), "function"),
+        count(wf.graph.node_count() - wf.task_count(), "virtual node"),
+        count(wf.graph.edge_count(), "edge"),
+        count(wf.inputs.len(), "input"),
+        count(wf.outputs.len(), "output"),
+        count(slots as usize, "slot"),
+        fmt_bytes(bytes)
     );
     Ok(())
 }
 
 fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Failure> {
     if !(1..=MAX_GENERATED).contains(&functions) {
-        return Err(Failure::Input(format!("error: --functions must be from 1 to {MAX_GENERATED}")));
+        return Err(Failure::Input(format!(
+            "error: --functions must be from 1 to {MAX_GENERATED}"
+        )));
     }
     let params = GenParams {
         tasks: functions,

@@ -97,6 +97,14 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
         c.resolve(p)?;
     }
     for (a, b) in &doc.contention {
+        if a.0 == b.0 {
+            return Err(WdlError::new(
+                ErrorKind::Type,
+                b.1,
+                format!("the contention pair names `{}` twice", a.0),
+            )
+            .expected("two different tasks"));
+        }
         let a = c.task_named(a)?;
         let b = c.task_named(b)?;
         c.wf.contention.push((a, b));
@@ -105,25 +113,66 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
     Ok(c.wf)
 }
 
+/// Step names are read back in references (`step.output`): no dots, no spaces.
+fn check_step_name(name: &str, pos: Pos) -> Result<(), WdlError> {
+    if name.contains('.') || name.chars().any(char::is_whitespace) {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            pos,
+            format!("the step name `{name}` contains a dot or a space"),
+        )
+        .expected("a name of letters, digits, `_` or `-`, so that `<name>.<output>` can refer to it")
+        .hint(format!("rename it, e.g. `{}`", name.replace(['.', ' ', '\t'], "_"))));
+    }
+    Ok(())
+}
+
 /// Fails with a readable message if the graph has a cycle.
 pub fn check_acyclic(wf: &Workflow) -> Result<(), WdlError> {
-    match crate::graph::topo_order(&wf.graph) {
-        Ok(_) => Ok(()),
-        Err(cycle) => {
-            let mut names: Vec<&str> = cycle.iter().map(|n| wf.graph[*n].name.as_str()).collect();
-            if let Some(first) = names.first().copied() {
-                names.push(first);
-            }
-            let pos = cycle.first().map_or(Pos::UNKNOWN, |n| wf.graph[*n].pos);
-            Err(WdlError::new(
+    let Err(cycle) = crate::graph::topo_order(&wf.graph) else {
+        return Ok(());
+    };
+    let name = |n: NodeId| wf.graph[n].name.as_str();
+    let mut names: Vec<&str> = cycle.iter().map(|&n| name(n)).collect();
+    if let Some(first) = names.first().copied() {
+        names.push(first);
+    }
+    let circle = names.join(" → ");
+    // A data edge in a loop of otherwise ordered steps: a step reads one that runs after it.
+    let steps = cycle.len();
+    for i in 0..steps {
+        let (s, t) = (cycle[i], cycle[(i + 1) % steps]);
+        let reads = wf
+            .graph
+            .edges_connecting(s, t)
+            .find(|e| !e.weight().control && !e.weight().data.is_empty());
+        if let Some(e) = reads {
+            let output = &e.weight().data[0].0;
+            return Err(WdlError::new(
                 ErrorKind::Cycle,
-                pos,
-                format!("these steps depend on each other in a circle: {}", names.join(" → ")),
+                wf.graph[t].pos,
+                format!(
+                    "`{}` reads `{}.{output}`, but `{}` runs after `{}` ({circle})",
+                    name(t),
+                    name(s),
+                    name(s),
+                    name(t)
+                ),
             )
-            .expected("a graph without cycles: each step reads only outputs of steps that run before it")
-            .hint("move the step that produces the value before the step that reads it, or read another output"))
+            .expected("each step reads only outputs of steps that run before it")
+            .hint(format!(
+                "move `{}` before `{}`, or read an output of a step that runs earlier",
+                name(s),
+                name(t)
+            )));
         }
     }
+    let pos = cycle.first().map_or(Pos::UNKNOWN, |&n| wf.graph[n].pos);
+    Err(
+        WdlError::new(ErrorKind::Cycle, pos, format!("the steps lead in a circle: {circle}"))
+            .expected("a graph without cycles")
+            .hint("remove the `next` entry (or the reference) that leads back to an earlier step"),
+    )
 }
 
 struct Compiler<'d> {
@@ -164,6 +213,7 @@ impl Compiler<'_> {
                     spec: decl.spec.clone(),
                     inputs,
                 };
+                check_step_name(&t.name.0, t.name.1)?;
                 let node = self.add_node(&t.name.0, t.name.1, NodeKind::Task(task))?;
                 self.connect(&preds, node);
                 for (i, (_, refs)) in t.inputs.iter().enumerate() {
@@ -311,7 +361,10 @@ impl Compiler<'_> {
         nk: NodeKind,
     ) -> Result<NodeId, WdlError> {
         match name {
-            Some((n, p)) => self.add_node(n, *p, nk),
+            Some((n, p)) => {
+                check_step_name(n, *p)?;
+                self.add_node(n, *p, nk)
+            }
             None => self.add_node(&format!("{kind}@{}:{}", pos.line, pos.col), pos, nk),
         }
     }
@@ -350,7 +403,29 @@ impl Compiler<'_> {
     fn task_named(&self, name: &(String, Pos)) -> Result<NodeId, WdlError> {
         match self.names.get(&name.0) {
             Some(&n) if !self.wf.graph[n].is_virtual() => Ok(n),
-            _ => Err(self.no_such_step(&name.0, name.1)),
+            _ => {
+                let mut tasks: Vec<&str> = self
+                    .wf
+                    .graph
+                    .node_weights()
+                    .filter(|n| !n.is_virtual())
+                    .map(|n| n.name.as_str())
+                    .collect();
+                tasks.sort_unstable();
+                let mut err = WdlError::new(
+                    ErrorKind::DanglingReference,
+                    name.1,
+                    format!("there is no task named `{}`", name.0),
+                )
+                .expected(format!(
+                    "contention pairs name tasks: {}",
+                    list_names(tasks.iter().copied(), 12)
+                ));
+                if let Some(s) = did_you_mean(&name.0, tasks.iter().copied()) {
+                    err = err.hint(format!("did you mean `{s}`?"));
+                }
+                Err(err)
+            }
         }
     }
 
@@ -409,6 +484,18 @@ impl Compiler<'_> {
             };
         }
         let Some(&producer) = self.names.get(&r.head) else {
+            if let (true, Some((named, _))) = (r.head == DEFAULT_ELEMENT, elements.last()) {
+                return Err(WdlError::new(
+                    ErrorKind::DanglingReference,
+                    r.pos,
+                    format!(
+                        "this foreach is named `{named}`, so its element is `{named}.{}`",
+                        r.field
+                    ),
+                )
+                .expected(format!("`{named}.item` or `{named}.index`"))
+                .hint("`each` is the element of a foreach that has no name"));
+            }
             if r.head == DEFAULT_ELEMENT || matches!(r.field.as_str(), "item" | "index") {
                 return Err(WdlError::new(
                     ErrorKind::DanglingReference,
@@ -711,8 +798,10 @@ pub(crate) fn add_data(wf: &mut Workflow, from: NodeId, to: NodeId, output: &str
 
 /// Checks that a condition is valid CEL.
 pub(crate) fn check_cel_syntax(cond: &Condition) -> Result<cel::Program, WdlError> {
-    cel::Program::compile(&cond.text).map_err(|e| {
+    let program = cel::Program::compile(&cond.text).map_err(|e| {
         let detail = e.errors.first().map_or_else(|| e.to_string(), |x| x.msg.clone());
+        // The parser lists every token it would have accepted; the first words say enough.
+        let detail = detail.split(" expecting").next().unwrap_or(&detail).to_owned();
         WdlError::new(
             ErrorKind::Condition,
             cond.pos,
@@ -720,7 +809,78 @@ pub(crate) fn check_cel_syntax(cond: &Condition) -> Result<cel::Program, WdlErro
         )
         .expected("a CEL expression such as `upload.flag == true && input.size > 10`")
         .hint("CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings")
-    })
+    })?;
+    use cel::common::ast::{Expr, LiteralValue};
+    if let Expr::Literal(lit) = &program.expression().expr {
+        if !matches!(lit, LiteralValue::Boolean(_)) {
+            return Err(WdlError::new(
+                ErrorKind::Condition,
+                cond.pos,
+                format!("the condition `{}` is a constant, not true or false", cond.text),
+            )
+            .expected("a comparison or a test that is true or false, like `step.count > 3`"));
+        }
+    }
+    let mut unknown = None;
+    find_unknown_function(program.expression(), &mut unknown);
+    if let Some(f) = unknown {
+        return Err(WdlError::new(
+            ErrorKind::Condition,
+            cond.pos,
+            format!("the condition `{}` calls `{f}`, which CEL does not have", cond.text),
+        )
+        .expected(format!("CEL's functions: {}", CEL_FUNCTIONS.join(", "))));
+    }
+    Ok(program)
+}
+
+/// The functions a condition may call (CEL's standard functions that the evaluator has).
+const CEL_FUNCTIONS: &[&str] = &[
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bool",
+    "bytes",
+    "type",
+    "dyn",
+    "duration",
+    "timestamp",
+    "max",
+    "min",
+];
+
+fn find_unknown_function(e: &cel::common::ast::IdedExpr, out: &mut Option<String>) {
+    use cel::common::ast::Expr;
+    if out.is_some() {
+        return;
+    }
+    match &e.expr {
+        Expr::Call(c) => {
+            let operator = c.func_name.starts_with(['_', '@', '!', '-']);
+            if !operator && !CEL_FUNCTIONS.contains(&c.func_name.as_str()) {
+                *out = Some(c.func_name.clone());
+                return;
+            }
+            if let Some(t) = &c.target {
+                find_unknown_function(t, out);
+            }
+            c.args.iter().for_each(|a| find_unknown_function(a, out));
+        }
+        Expr::Select(s) => find_unknown_function(&s.operand, out),
+        Expr::List(l) => l.elements.iter().for_each(|x| find_unknown_function(x, out)),
+        Expr::Comprehension(c) => {
+            for x in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                find_unknown_function(x, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The references a condition reads: (`head.field`, false) for selections, (`head`, true) for

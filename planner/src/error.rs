@@ -186,19 +186,28 @@ pub fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> S
     out
 }
 
+/// Edit distance where swapping two neighbouring characters counts as one edit.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -209,6 +218,8 @@ mod tests {
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("cout", ["count", "merge", "start"]), Some("count"));
         assert_eq!(did_you_mean("xyz", ["count", "merge", "start"]), None);
+        assert_eq!(did_you_mean("taks", ["task", "sequence"]), Some("task"));
+        assert_eq!(did_you_mean("strat", ["count", "start"]), Some("start"));
     }
 
     #[test]

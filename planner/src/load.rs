@@ -69,7 +69,10 @@ fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
         return Err(WdlError::new(
             ErrorKind::Io,
             Pos::UNKNOWN,
-            format!("the workflow is larger than {} MiB, the limit for workflow files", MAX_FILE_BYTES >> 20),
+            format!(
+                "the workflow is larger than {} MiB, the limit for workflow files",
+                MAX_FILE_BYTES >> 20
+            ),
         ));
     }
     let root = yaml::parse(text)?;
@@ -102,24 +105,35 @@ fn imported(i: Imported) -> Result<Loaded, WdlError> {
 pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
     let shown = path.display().to_string();
     let io_err = |e: std::io::Error| {
-        WdlError::new(ErrorKind::Io, Pos::UNKNOWN, format!("cannot read the workflow file: {e}"))
-            .hint("check the path and that the file is UTF-8 text")
-            .in_file(&shown)
+        WdlError::new(
+            ErrorKind::Io,
+            Pos::UNKNOWN,
+            format!("cannot read the workflow file: {e}"),
+        )
+        .hint("check the path and that the file is UTF-8 text")
+        .in_file(&shown)
     };
     let file = std::fs::File::open(path).map_err(io_err)?;
     if file.metadata().map_err(io_err)?.is_dir() {
-        return Err(WdlError::new(ErrorKind::Io, Pos::UNKNOWN, "this is a directory, not a workflow file")
-            .hint("name the YAML file itself, e.g. DIR/flat_workflow.yaml")
-            .in_file(&shown));
+        return Err(
+            WdlError::new(ErrorKind::Io, Pos::UNKNOWN, "this is a directory, not a workflow file")
+                .hint("name the YAML file itself, e.g. DIR/flat_workflow.yaml")
+                .in_file(&shown),
+        );
     }
     // Read at most one byte more than the limit, so that endless files (/dev/zero) stop.
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
     if bytes.len() > MAX_FILE_BYTES {
         return Err(WdlError::new(
             ErrorKind::Io,
             Pos::UNKNOWN,
-            format!("the file is larger than {} MiB, the limit for workflow files", MAX_FILE_BYTES >> 20),
+            format!(
+                "the file is larger than {} MiB, the limit for workflow files",
+                MAX_FILE_BYTES >> 20
+            ),
         )
         .in_file(&shown));
     }

@@ -26,6 +26,15 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
+/// `1 edge`, `3 edges`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `176.0 MiB` (binary units, for memory).
 pub fn fmt_mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
@@ -46,11 +55,12 @@ pub fn graph_text(wf: &Workflow) -> String {
     let virt = wf.graph.node_weights().filter(|n| n.is_virtual()).count();
     let _ = writeln!(
         s,
-        "workflow {} ({}): {} tasks, {virt} virtual nodes, {} edges",
+        "workflow {} ({}): {}, {}, {}",
         wf.name,
         wf.format.as_str(),
-        wf.task_count(),
-        wf.graph.edge_count()
+        count(wf.task_count(), "task"),
+        count(virt, "virtual node"),
+        count(wf.graph.edge_count(), "edge")
     );
     if !wf.inputs.is_empty() {
         let ins: Vec<String> = wf
@@ -408,14 +418,15 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
     let virt = wf.graph.node_count() - wf.task_count();
     let _ = writeln!(
         s,
-        "plan for `{}` v{} ({}, {} workers): {} functions, {virt} virtual nodes, {} edges, {} merges",
+        "plan for `{}` v{} ({}, {}): {}, {}, {}, {}",
         wf.name,
         plan.version,
         plan.mode.as_str(),
-        cluster.workers.len(),
-        wf.task_count(),
-        wf.graph.edge_count(),
-        plan.merges
+        count(cluster.workers.len(), "worker"),
+        count(wf.task_count(), "function"),
+        count(virt, "virtual node"),
+        count(wf.graph.edge_count(), "edge"),
+        count(plan.merges as usize, "merge")
     );
     if plan.overcommitted {
         let _ = writeln!(
@@ -439,7 +450,10 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
             if tasks.is_empty() && virts.is_empty() {
                 continue;
             }
-            let mut line = format!("  group {} ({} slots): {}", g.id, g.slots, names(wf, &tasks, 12));
+            let mut line = format!("  group {} ({}):", g.id, count(g.slots as usize, "slot"));
+            if !tasks.is_empty() {
+                let _ = write!(line, " {}", names(wf, &tasks, 12));
+            }
             if !virts.is_empty() {
                 let _ = write!(line, " [virtual: {}]", names(wf, &virts, 6));
             }

@@ -293,36 +293,58 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
     if let Some(v) = f.get("image") {
         spec.image = Some(v.name("a container image name")?.0);
     }
-    let mut memory_use = None;
     if let Some(v) = f.get("memory") {
         let bytes = v.bytes("a memory size, like 256MiB")?;
-        spec.memory_mib = bytes.div_ceil(1 << 20).max(1);
+        if bytes < 1 << 20 {
+            return Err(WdlError::new(ErrorKind::Type, v.pos, "`memory` must be at least 1 MiB")
+                .expected("a memory size, like 256MiB"));
+        }
+        spec.memory_mib = bytes.div_ceil(1 << 20);
     }
+    spec.memory_use_mib = spec.memory_mib as f64 / 2.0;
     if let Some(v) = f.get("memory_use") {
-        memory_use = Some(v.bytes("a memory size, like 64MiB")? as f64 / (1u64 << 20) as f64);
+        let used = v.bytes("a memory size, like 64MiB")? as f64 / (1u64 << 20) as f64;
+        if used > spec.memory_mib as f64 {
+            return Err(WdlError::new(
+                ErrorKind::Type,
+                v.pos,
+                format!(
+                    "`memory_use` ({used:.0} MiB) is more than `memory` ({} MiB)",
+                    spec.memory_mib
+                ),
+            )
+            .expected("the peak memory the function uses, at most the memory it is given")
+            .hint("raise `memory`, or lower `memory_use`"));
+        }
+        spec.memory_use_mib = used;
     }
-    spec.memory_use_mib = memory_use.unwrap_or(spec.memory_mib as f64 / 2.0);
     if let Some(v) = f.get("cpu") {
         let cores = v.f64("a number of cores, like 0.5")?;
-        spec.cpu_millis = (cores * 1000.0).round().clamp(1.0, 1e6) as u32;
+        if !(0.001..=1000.0).contains(&cores) {
+            return Err(WdlError::new(
+                ErrorKind::Type,
+                v.pos,
+                format!("`cpu: {cores}` is not a usable number of cores"),
+            )
+            .expected("a number of cores from 0.001 to 1000, like 0.5"));
+        }
+        spec.cpu_millis = (cores * 1000.0).round() as u32;
     }
     if let Some(v) = f.get("timeout") {
         spec.timeout_ms = v.duration_ms("a duration, like 30s")?.ceil() as u64;
+        if spec.timeout_ms == 0 {
+            return Err(WdlError::new(ErrorKind::Type, v.pos, "`timeout` must be longer than 0")
+                .expected("a duration, like 30s"));
+        }
     }
     if let Some(v) = f.get("runtime") {
         spec.runtime_ms = v.duration_ms("an expected runtime, like 120ms")?;
     }
     if let Some(v) = f.get("scale") {
-        spec.scale = u32::try_from(v.u64("a number of instances (an integer ≥ 1)")?)
+        spec.scale = u32::try_from(v.u64("a number of instances (an integer from 1 to 10000)")?)
             .ok()
-            .filter(|s| *s >= 1)
-            .ok_or_else(|| {
-                WdlError::new(
-                    ErrorKind::Type,
-                    v.pos,
-                    "`scale` must be an integer from 1 to 4294967295",
-                )
-            })?;
+            .filter(|s| (1..=10_000).contains(s))
+            .ok_or_else(|| WdlError::new(ErrorKind::Type, v.pos, "`scale` must be an integer from 1 to 10000"))?;
     }
     if let Some(v) = f.get("isolation") {
         spec.isolation = match v.str("thread, process or container")? {
@@ -548,10 +570,7 @@ fn decode_switch(v: &Yaml) -> Result<Step, WdlError> {
         let mut cf = Fields::new(c, "a switch case")?;
         let cond = cf.req("if", "a CEL condition")?;
         let text = cond.str("a CEL condition (a string)")?.to_owned();
-        let then = match cf.get("then") {
-            Some(t) => decode_steps(t)?,
-            None => Vec::new(),
-        };
+        let then = decode_steps(cf.req("then", "the steps to run when the condition holds (`[]` for none)")?)?;
         cf.finish(&["if", "then"])?;
         cases.push((Condition { text, pos: cond.pos }, then));
     }

@@ -115,7 +115,17 @@ impl Yaml {
     pub fn u64(&self, what: &str) -> Result<u64, WdlError> {
         match &self.value {
             Value::Scalar { text, quoted: false } => {
-                text.replace('_', "").parse::<u64>().map_err(|_| self.type_error(what))
+                let t = text.replace('_', "");
+                t.parse::<u64>().map_err(|_| {
+                    let why = if t.starts_with('-') {
+                        "it is negative"
+                    } else if t.chars().all(|c| c.is_ascii_digit()) {
+                        "it is too large"
+                    } else {
+                        "it is not a whole number"
+                    };
+                    self.type_error(what).hint(format!("`{text}` cannot be used: {why}"))
+                })
             }
             _ => Err(self.type_error(what)),
         }
@@ -150,9 +160,10 @@ impl Yaml {
             Value::Scalar { text, .. } => text.trim(),
             _ => return Err(self.type_error(what)),
         };
-        parse_bytes(text).ok_or_else(|| {
-            self.type_error(what)
-                .hint("write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB")
+        parse_bytes(text).map_err(|why| {
+            self.type_error(what).hint(format!(
+                "`{text}` cannot be used: {why}; write bytes, or a number with a unit: 512, 64KB, 1.5MB, 2TB, 256MiB"
+            ))
         })
     }
 
@@ -162,51 +173,74 @@ impl Yaml {
             Value::Scalar { text, .. } => text.trim(),
             _ => return Err(self.type_error(what)),
         };
-        parse_duration_ms(text).ok_or_else(|| {
-            self.type_error(what)
-                .hint("write a duration with a unit: 250ms, 1.5s, 2m (a plain number is seconds)")
+        parse_duration_ms(text).map_err(|why| {
+            self.type_error(what).hint(format!(
+                "`{text}` cannot be used: {why}; write a duration with a unit: 250ms, 1.5s, 2m, 1h (a plain number is seconds)"
+            ))
         })
     }
 }
 
-/// Parses `512`, `4KB`, `4 KiB`, `1.5MB`, `256Mi`, `2G` into bytes.
-pub fn parse_bytes(text: &str) -> Option<u64> {
+/// Largest size accepted anywhere in a workflow: 1 PB.
+pub const MAX_BYTES: f64 = 1e15;
+/// Longest duration accepted anywhere in a workflow: 7 days, in ms.
+pub const MAX_DURATION_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
+
+/// Splits `1.5MB` into the number and the unit.
+fn number_and_unit(text: &str) -> Result<(f64, &str), &'static str> {
+    if text.starts_with('-') {
+        return Err("it is negative");
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
-    let num: f64 = num.replace('_', "").parse().ok()?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let num: f64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| "it does not start with a number")?;
+    Ok((num, unit.trim()))
+}
+
+/// Parses `512`, `4KB`, `4 KiB`, `1.5MB`, `2TB`, `256Mi` into bytes (at most 1 PB).
+pub fn parse_bytes(text: &str) -> Result<u64, &'static str> {
+    let (num, unit) = number_and_unit(text)?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
         "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
         "ki" | "kib" => 1024.0,
         "mi" | "mib" => 1024.0 * 1024.0,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err("its unit is not one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"),
     };
     let v = num * mult;
-    (v.is_finite() && (0.0..1.8e19).contains(&v)).then(|| v.round() as u64)
+    if !v.is_finite() || v > MAX_BYTES {
+        return Err("it is larger than 1 PB");
+    }
+    Ok(v.round() as u64)
 }
 
-/// Parses `250ms`, `1.5s`, `2m`, `1h`, `30us`, or a plain number of seconds into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult = match unit.trim() {
+/// Parses `250ms`, `1.5s`, `2m`, `1h`, `30us`, or a plain number of seconds into
+/// milliseconds (at most 7 days).
+pub fn parse_duration_ms(text: &str) -> Result<f64, &'static str> {
+    let (num, unit) = number_and_unit(text)?;
+    let mult = match unit {
         "" | "s" => 1000.0,
         "ms" => 1.0,
         "us" | "µs" => 0.001,
         "m" | "min" => 60_000.0,
         "h" => 3_600_000.0,
-        _ => return None,
+        _ => return Err("its unit is not one of us, ms, s, m, h"),
     };
     let v = num * mult;
-    (v.is_finite() && v >= 0.0).then_some(v)
+    if !v.is_finite() || v > MAX_DURATION_MS {
+        return Err("it is longer than 7 days");
+    }
+    Ok(v)
 }
 
 /// Reads the keys of one mapping, remembering which were used, to report the others.
@@ -307,6 +341,18 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| {
             let pos = Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1);
+            if e.info().contains("unknown anchor") {
+                return WdlError::new(
+                    ErrorKind::Yaml,
+                    pos,
+                    "this alias (`*name`) refers to an anchor that is not defined before it",
+                )
+                .hint("define the anchor (`&name`) on a value above this line, or remove the `*`");
+            }
+            if e.info().contains("valid YAML whitespace") || e.info().contains("tab") {
+                return WdlError::new(ErrorKind::Yaml, pos, format!("this is not readable YAML: {}", e.info()))
+                    .hint("YAML wants spaces here: replace tabs with spaces (indentation, and after `:` and `-`)");
+            }
             if e.info().contains("recursion limit") {
                 return WdlError::new(
                     ErrorKind::Yaml,
@@ -489,14 +535,18 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(parse_bytes("737KB"), Some(737_000));
-        assert_eq!(parse_bytes("256Mi"), Some(256 << 20));
-        assert_eq!(parse_bytes("1.5 MB"), Some(1_500_000));
-        assert_eq!(parse_bytes("12 parsecs"), None);
-        assert_eq!(parse_duration_ms("1.5s"), Some(1500.0));
-        assert_eq!(parse_duration_ms("250ms"), Some(250.0));
-        assert_eq!(parse_duration_ms("3"), Some(3000.0));
-        assert_eq!(parse_duration_ms("fast"), None);
+        assert_eq!(parse_bytes("737KB"), Ok(737_000));
+        assert_eq!(parse_bytes("256Mi"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1.5 MB"), Ok(1_500_000));
+        assert_eq!(parse_bytes("2TB"), Ok(2_000_000_000_000));
+        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_bytes("-1").unwrap_err().contains("negative"));
+        assert!(parse_bytes("2000TB").unwrap_err().contains("1 PB"));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500.0));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250.0));
+        assert_eq!(parse_duration_ms("3"), Ok(3000.0));
+        assert!(parse_duration_ms("fast").is_err());
+        assert!(parse_duration_ms("8000h").unwrap_err().contains("7 days"));
     }
 
     #[test]

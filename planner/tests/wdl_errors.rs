@@ -30,9 +30,9 @@ fn wrong_type() {
     check(
         "name: wf\nfunctions:\n  a: {memory: lots}\nsteps:\n  - task: a\n",
         expect![[r#"
-        [type] wf.yaml:3:15: error: found `lots` here
-          expected: a memory size, like 256MiB
-          hint: write a number of bytes, or a number with a unit: 512, 64KB, 1.5MB, 256MiB"#]],
+            [type] wf.yaml:3:15: error: found `lots` here
+              expected: a memory size, like 256MiB
+              hint: `lots` cannot be used: it does not start with a number; write bytes, or a number with a unit: 512, 64KB, 1.5MB, 2TB, 256MiB"#]],
     );
 }
 
@@ -84,9 +84,9 @@ fn cycle() {
     check(
         &wf("  - task: count\n    inputs: {x: start.n}\n  - task: start\n    inputs: {y: count.counts}\n"),
         expect![[r#"
-        [cycle] wf.yaml:6:11: error: these steps depend on each other in a circle: count → start → count
-          expected: a graph without cycles: each step reads only outputs of steps that run before it
-          hint: move the step that produces the value before the step that reads it, or read another output"#]],
+            [cycle] wf.yaml:6:11: error: `count` reads `start.n`, but `start` runs after `count` (count → start → count)
+              expected: each step reads only outputs of steps that run before it
+              hint: move `start` before `count`, or read an output of a step that runs earlier"#]],
     );
 }
 
@@ -95,8 +95,9 @@ fn dangling_reference_to_step() {
     check(
         &wf("  - task: start\n  - task: count\n    inputs: {x: strat.files}\n"),
         expect![[r#"
-        [dangling-reference] wf.yaml:8:17: error: there is no step named `strat`
-          expected: `input.<name>` or `<step>.<output>` with one of the steps: count, start"#]],
+            [dangling-reference] wf.yaml:8:17: error: there is no step named `strat`
+              expected: `input.<name>` or `<step>.<output>` with one of the steps: count, start
+              hint: did you mean `start`?"#]],
     );
 }
 
@@ -162,7 +163,7 @@ fn condition_not_cel() {
             "  - task: start\n  - switch:\n      cases:\n        - if: start.n > 3 and start.n < 9\n          then: [{task: count}]\n      default: []\n",
         ),
         expect![[r#"
-            [condition] wf.yaml:9:15: error: `start.n > 3 and start.n < 9` is not a valid CEL condition: Syntax error: mismatched input 'and' expecting {<EOF>, '==', '!=', 'in', '<', '<=', '>=', '>', '&&', '||', '[', '.', '-', '?', '+', '*', '/', '%'}
+            [condition] wf.yaml:9:15: error: `start.n > 3 and start.n < 9` is not a valid CEL condition: Syntax error: mismatched input 'and'
               expected: a CEL expression such as `upload.flag == true && input.size > 10`
               hint: CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings"#]],
     );
@@ -241,9 +242,9 @@ fn faasflow_cycle() {
     check(
         "functions:\n- name: a\n  source: a\n  next: {type: pass, nodes: [b]}\n- name: b\n  source: b\n  next: {type: pass, nodes: [a]}\n",
         expect![[r#"
-            [cycle] wf.yaml:2:9: error: these steps depend on each other in a circle: a → b → a
-              expected: a graph without cycles: each step reads only outputs of steps that run before it
-              hint: move the step that produces the value before the step that reads it, or read another output"#]],
+            [cycle] wf.yaml:2:9: error: the steps lead in a circle: a → b → a
+              expected: a graph without cycles
+              hint: remove the `next` entry (or the reference) that leads back to an earlier step"#]],
     );
 }
 
@@ -255,4 +256,123 @@ fn faasflow_foreach_without_keys() {
             [foreach-over-non-list] wf.yaml:5:9: error: `a` is followed by a foreach but has no output of type `keys` to iterate over
               expected: an output declared with `type: keys` (the list of elements)"#]],
     );
+}
+
+#[test]
+fn element_of_a_named_foreach() {
+    check(
+        &wf(
+            "  - task: start\n  - foreach:\n      name: pages\n      over: start.files\n      do:\n        - task: count\n          inputs: {x: each.item}\n",
+        ),
+        expect![[r#"
+            [dangling-reference] wf.yaml:12:23: error: this foreach is named `pages`, so its element is `pages.item`
+              expected: `pages.item` or `pages.index`
+              hint: `each` is the element of a foreach that has no name"#]],
+    );
+}
+
+#[test]
+fn step_name_with_a_dot() {
+    check(
+        &wf("  - task: start.now\n    function: start\n"),
+        expect![[r#"
+        [type] wf.yaml:6:11: error: the step name `start.now` contains a dot or a space
+          expected: a name of letters, digits, `_` or `-`, so that `<name>.<output>` can refer to it
+          hint: rename it, e.g. `start_now`"#]],
+    );
+}
+
+#[test]
+fn condition_that_is_a_constant() {
+    check(
+        &wf(
+            "  - task: start\n  - switch:\n      cases:\n        - if: '42'\n          then: [{task: count}]\n      default: []\n",
+        ),
+        expect![[r#"
+            [condition] wf.yaml:9:15: error: the condition `42` is a constant, not true or false
+              expected: a comparison or a test that is true or false, like `step.count > 3`"#]],
+    );
+}
+
+#[test]
+fn condition_calling_an_unknown_function() {
+    check(
+        &wf(
+            "  - task: start\n  - switch:\n      cases:\n        - if: foo(start.n)\n          then: [{task: count}]\n      default: []\n",
+        ),
+        expect![[r#"
+            [condition] wf.yaml:9:15: error: the condition `foo(start.n)` calls `foo`, which CEL does not have
+              expected: CEL's functions: size, contains, startsWith, endsWith, matches, int, uint, double, string, bool, bytes, type, dyn, duration, timestamp, max, min"#]],
+    );
+}
+
+#[test]
+fn switch_case_without_then() {
+    check(
+        &wf("  - task: start\n  - switch:\n      cases:\n        - if: start.n > 1\n      default: []\n"),
+        expect![[r#"
+        [missing-key] wf.yaml:9:11: error: a switch case has no `then`
+          expected: `then:` with the steps to run when the condition holds (`[]` for none)"#]],
+    );
+}
+
+#[test]
+fn contention_with_an_unknown_task() {
+    check(
+        &format!(
+            "{}contention:\n  - [start, cont]\n",
+            wf("  - task: start\n  - task: count\n")
+        ),
+        expect![[r#"
+        [dangling-reference] wf.yaml:9:13: error: there is no task named `cont`
+          expected: contention pairs name tasks: count, start
+          hint: did you mean `count`?"#]],
+    );
+}
+
+#[test]
+fn memory_use_above_memory() {
+    check(
+        "name: wf\nfunctions:\n  a: {memory: 256MiB, memory_use: 1GiB}\nsteps:\n  - task: a\n",
+        expect![[r#"
+        [type] wf.yaml:3:35: error: `memory_use` (1024 MiB) is more than `memory` (256 MiB)
+          expected: the peak memory the function uses, at most the memory it is given
+          hint: raise `memory`, or lower `memory_use`"#]],
+    );
+}
+
+#[test]
+fn negative_and_oversized_numbers() {
+    check(
+        "name: wf\nfunctions:\n  a: {scale: -1}\nsteps:\n  - task: a\n",
+        expect![[r#"
+        [type] wf.yaml:3:14: error: found `-1` here
+          expected: a number of instances (an integer from 1 to 10000)
+          hint: `-1` cannot be used: it is negative"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {outputs: {x: {size: 5PB}}}\nsteps:\n  - task: a\n",
+        expect![[r#"
+        [type] wf.yaml:3:27: error: found `5PB` here
+          expected: a size, like 64KB
+          hint: `5PB` cannot be used: its unit is not one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB; write bytes, or a number with a unit: 512, 64KB, 1.5MB, 2TB, 256MiB"#]],
+    );
+}
+
+#[test]
+fn tab_in_yaml() {
+    check(
+        "name:\twf\nsteps: []\n",
+        expect![[r#"
+        [yaml] wf.yaml:1:7: error: this is not readable YAML: ':' must be followed by a valid YAML whitespace
+          hint: YAML wants spaces here: replace tabs with spaces (indentation, and after `:` and `-`)"#]],
+    );
+}
+
+#[test]
+fn valid_cel_functions_and_macros_are_accepted() {
+    let src = wf(
+        "  - task: start\n  - switch:\n      cases:\n        - if: size(start.files) > 2 && start.files.all(f, f != '') && string(start.n).startsWith('1')\n          then: [{task: count}]\n      default: []\n",
+    );
+    faasflow_planner::load::load_str(&src, "wf.yaml", "wf").unwrap();
 }

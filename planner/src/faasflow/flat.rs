@@ -154,27 +154,54 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
         Some(s) => s.name("the function's source")?.0,
         None => name.clone(),
     };
-    let runtime_ms = f
-        .get("runtime")
-        .map(|r| r.f64("a runtime in seconds"))
-        .transpose()?
-        .unwrap_or(0.0)
-        * 1000.0;
+    let runtime_ms = match f.get("runtime") {
+        Some(r) => {
+            bounded(
+                r,
+                r.f64("a runtime in seconds")?,
+                604_800.0,
+                "`runtime` (seconds) must be at most 7 days",
+            )? * 1000.0
+        }
+        None => 0.0,
+    };
     let scale = match f.get("scale") {
-        Some(s) => u32::try_from(s.u64("a number of containers")?)
-            .ok()
-            .filter(|s| *s >= 1)
-            .ok_or_else(|| WdlError::new(ErrorKind::Type, s.pos, "`scale` must be an integer ≥ 1"))?,
+        Some(s) => bounded(
+            s,
+            s.u64("a number of containers")? as f64,
+            10_000.0,
+            "`scale` must be from 1 to 10000",
+        )
+        .and_then(|v| {
+            if v >= 1.0 {
+                Ok(v as u32)
+            } else {
+                Err(WdlError::new(ErrorKind::Type, s.pos, "`scale` must be from 1 to 10000"))
+            }
+        })?,
         None => 1,
     };
-    let mem_usage = f
-        .get("mem_usage")
-        .map(|m| m.f64("a memory use (fraction of the container's memory)"))
-        .transpose()?;
-    let split_ratio = f
-        .get("split_ratio")
-        .map(|s| s.u64("an integer").map(|v| u32::try_from(v.max(1)).unwrap_or(u32::MAX)))
-        .transpose()?;
+    let mem_usage = match f.get("mem_usage") {
+        Some(m) => Some(bounded(
+            m,
+            m.f64("a memory use (a fraction of the container's memory, or MiB)")?,
+            1_048_576.0,
+            "`mem_usage` must be a fraction of the container's memory (≤ 1) or MiB (at most 1 TiB)",
+        )?),
+        None => None,
+    };
+    let split_ratio = match f.get("split_ratio") {
+        Some(r) => Some(
+            bounded(
+                r,
+                r.u64("a number of elements")? as f64,
+                10_000.0,
+                "`split_ratio` must be from 1 to 10000",
+            )?
+            .max(1.0) as u32,
+        ),
+        None => None,
+    };
     let mut inputs = Vec::new();
     if let Some(i) = f.get("input") {
         for (k, iv) in i.map("a mapping of inputs")? {
@@ -280,6 +307,15 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
         outputs,
         next,
     })
+}
+
+/// `v` if it is at most `max`, else a type error at `node` saying `msg`.
+fn bounded(node: &Yaml, v: f64, max: f64, msg: &str) -> Result<f64, WdlError> {
+    if v <= max {
+        Ok(v)
+    } else {
+        Err(WdlError::new(ErrorKind::Type, node.pos, msg.to_owned()))
+    }
 }
 
 struct Importer {
@@ -870,7 +906,10 @@ impl Importer {
             text: text.clone(),
             pos: c.pos,
         };
-        check_cel_syntax(&cel_cond)?;
+        check_cel_syntax(&cel_cond).map_err(|mut e| {
+            e.message = format!("{} (translated from FaaSFlow's `{}`)", e.message, c.condition);
+            e
+        })?;
         for (r, bare) in condition_refs(&cel_cond)? {
             if bare || r.head == "input" {
                 continue;

@@ -24,6 +24,8 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
         visible: Vec::new(),
         all: Vec::new(),
         foreach_count: 0,
+        warnings: Vec::new(),
+        warned: Vec::new(),
     };
     let mut top = Fields::new(root, "the FaaSFlow workflow")?;
     let out_maps = top.get("outputMappings");
@@ -45,6 +47,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
             }
         }
     }
+    let warnings = std::mem::take(&mut conv.warnings);
     let functions = conv
         .functions
         .into_iter()
@@ -68,10 +71,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
         contention: Vec::new(),
     };
     let workflow = compile(&doc, SourceFormat::FaasflowHierarchical)?;
-    Ok(Imported {
-        workflow,
-        warnings: Vec::new(),
-    })
+    Ok(Imported { workflow, warnings })
 }
 
 const STEP_KEYS: &[&str] = &[
@@ -97,6 +97,9 @@ struct Converter {
     /// Every output produced, in order (for a workflow without outputMappings).
     all: Vec<(String, Vec<Ref>)>,
     foreach_count: u32,
+    /// `LOCAL.x` read as workflow inputs, reported once each.
+    warnings: Vec<WdlError>,
+    warned: Vec<String>,
 }
 
 fn mapping(m: &Yaml) -> Result<(Spanned, Spanned), WdlError> {
@@ -116,7 +119,7 @@ impl Converter {
     }
 
     /// `INPUT.x`, `LOCAL.x` (or with `[*]` when `list` is allowed).
-    fn resolve_local(&self, text: &str, pos: Pos, list: bool) -> Result<Vec<Ref>, WdlError> {
+    fn resolve_local(&mut self, text: &str, pos: Pos, list: bool) -> Result<Vec<Ref>, WdlError> {
         let bad = || {
             WdlError::new(
                 ErrorKind::Type,
@@ -146,11 +149,22 @@ impl Converter {
             }]),
             "LOCAL" => match self.visible.iter().rev().find(|(n, _)| n == field) {
                 Some((_, refs)) => Ok(refs.iter().map(|r| Ref { pos, ..r.clone() }).collect()),
-                None => Ok(vec![Ref {
-                    head: "input".into(),
-                    field: field.into(),
-                    pos,
-                }]),
+                None => {
+                    // FaaSFlow reads the workflow input of that name; a typo would pass unseen.
+                    if !self.warned.contains(&field.to_owned()) {
+                        self.warned.push(field.to_owned());
+                        self.warnings.push(WdlError::new(
+                            ErrorKind::DanglingReference,
+                            pos,
+                            format!("`LOCAL.{field}` names no output produced before this step; it is read as the workflow input `{field}`"),
+                        ));
+                    }
+                    Ok(vec![Ref {
+                        head: "input".into(),
+                        field: field.into(),
+                        pos,
+                    }])
+                }
             },
             _ => Err(bad()),
         }
