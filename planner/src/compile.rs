@@ -811,15 +811,15 @@ pub(crate) fn check_cel_syntax(cond: &Condition) -> Result<cel::Program, WdlErro
         .hint("CEL uses && || ! (not and/or/not), == for equality, and double or single quotes for strings")
     })?;
     use cel::common::ast::{Expr, LiteralValue};
-    if let Expr::Literal(lit) = &program.expression().expr {
-        if !matches!(lit, LiteralValue::Boolean(_)) {
-            return Err(WdlError::new(
-                ErrorKind::Condition,
-                cond.pos,
-                format!("the condition `{}` is a constant, not true or false", cond.text),
-            )
-            .expected("a comparison or a test that is true or false, like `step.count > 3`"));
-        }
+    if let Expr::Literal(lit) = &program.expression().expr
+        && !matches!(lit, LiteralValue::Boolean(_))
+    {
+        return Err(WdlError::new(
+            ErrorKind::Condition,
+            cond.pos,
+            format!("the condition `{}` is a constant, not true or false", cond.text),
+        )
+        .expected("a comparison or a test that is true or false, like `step.count > 3`"));
     }
     let mut unknown = None;
     find_unknown_function(program.expression(), &mut unknown);
