@@ -183,13 +183,13 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
     if args.slots == 0 {
         return Err(Failure::Input("error: --slots must be at least 1".into()));
     }
-    if let Some(out) = &args.output {
-        if std::path::absolute(out).ok() == std::path::absolute(&args.file).ok() {
-            return Err(Failure::Input(format!(
-                "error: -o {} would overwrite the workflow file",
-                out.display()
-            )));
-        }
+    if let Some(out) = &args.output
+        && std::path::absolute(out).ok() == std::path::absolute(&args.file).ok()
+    {
+        return Err(Failure::Input(format!(
+            "error: -o {} would overwrite the workflow file",
+            out.display()
+        )));
     }
     let cluster = ClusterView::uniform(args.workers, args.slots);
     let cfg = PlannerConfig {
