@@ -377,6 +377,34 @@ impl Workflow {
         self.graph.node_weights().filter(|n| !n.is_virtual()).count()
     }
 
+    /// Which nodes run in one invocation when each switch takes the case given in `choices`
+    /// (a switch not listed takes its default): the skip rule of the module docs, applied in
+    /// topological order. A foreach body counts as one element. This is the reference the
+    /// daemon's engine is tested against.
+    pub fn runs(&self, choices: &std::collections::BTreeMap<NodeId, u32>) -> Vec<bool> {
+        use petgraph::Direction;
+        use petgraph::visit::EdgeRef;
+        let chosen = |n: NodeId| match &self.graph[n].kind {
+            NodeKind::Switch(s) => Some(choices.get(&n).copied().unwrap_or(s.cases.len() as u32)),
+            _ => None,
+        };
+        let mut ran = vec![false; self.graph.node_count()];
+        for v in self.topo_order() {
+            let incoming: Vec<_> = self.graph.edges_directed(v, Direction::Incoming).collect();
+            let has_control = incoming.iter().any(|e| e.weight().control);
+            let mut activation = incoming
+                .iter()
+                .filter(|e| e.weight().control || !has_control)
+                .peekable();
+            ran[v.index()] = activation.peek().is_none()
+                || activation.any(|e| {
+                    let s = e.source();
+                    ran[s.index()] && (e.weight().case.is_none() || e.weight().case == chosen(s))
+                });
+        }
+        ran
+    }
+
     /// Nodes in a topological order that is stable for a given graph (Kahn's algorithm,
     /// smallest index first). The compiler guarantees the graph is acyclic.
     pub fn topo_order(&self) -> Vec<NodeId> {

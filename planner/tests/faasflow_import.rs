@@ -155,3 +155,76 @@ fn flat_and_hierarchical_forms_agree() {
         assert_eq!(names(&a), names(&b));
     }
 }
+
+/// Names of the tasks that run when the switches named in `choices` take those cases.
+fn running(wf: &Workflow, choices: &[(&str, u32)]) -> Vec<String> {
+    let choices = choices.iter().map(|(n, c)| (wf.node_by_name(n).unwrap(), *c)).collect();
+    let ran = wf.runs(&choices);
+    wf.graph
+        .node_indices()
+        .filter(|n| ran[n.index()] && !wf.graph[*n].is_virtual())
+        .map(|n| wf.graph[n].name.clone())
+        .collect()
+}
+
+#[test]
+fn skips_propagate_and_joins_after_a_switch_run() {
+    let wf = load("benchmark/illgal_recognizer/flat_workflow.yaml");
+    // Illegal at the first check: mosaic runs, the text path is skipped.
+    assert_eq!(
+        running(&wf, &[("virtual1", 0)]),
+        ["upload", "adult", "violence", "mosaic"]
+    );
+    // Legal image, illegal words: the text path runs, then mosaic.
+    assert_eq!(
+        running(&wf, &[("virtual1", 1), ("virtual2", 0)]),
+        [
+            "upload",
+            "adult",
+            "violence",
+            "mosaic",
+            "extract",
+            "translate",
+            "word_censor"
+        ]
+    );
+    // Legal throughout: mosaic is skipped by both switches.
+    assert_eq!(
+        running(&wf, &[("virtual1", 1), ("virtual2", 1)]),
+        ["upload", "adult", "violence", "extract", "translate", "word_censor"]
+    );
+
+    let video = load("benchmark/video/flat_workflow.yaml");
+    assert_eq!(
+        running(&video, &[("virtual1", 0)]),
+        ["upload", "split", "transcode", "merge"]
+    );
+    assert_eq!(running(&video, &[("virtual1", 1)]), ["upload", "simple_process"]);
+}
+
+#[test]
+fn a_step_after_a_switch_runs_whichever_branch_ran() {
+    let doc = include_str!("../../docs/wdl.md");
+    let src = doc
+        .split("```yaml\n")
+        .find(|b| b.starts_with("name: recognizer"))
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let wf = faasflow_planner::load::load_str(src, "recognizer.yaml", "r")
+        .unwrap()
+        .workflow;
+    let outer = wf
+        .graph
+        .node_indices()
+        .find(|&n| wf.graph[n].name.starts_with("switch@") && wf.graph[n].scope.is_none())
+        .unwrap();
+    let outer = wf.graph[outer].name.clone();
+    for case in [0, 1] {
+        let runs = running(&wf, &[(&outer, case)]);
+        assert!(runs.contains(&"publish".to_owned()), "case {case}: {runs:?}");
+        assert_eq!(runs.contains(&"mosaic".to_owned()), case == 0);
+        assert_eq!(runs.contains(&"extract".to_owned()), case == 1);
+    }
+}
