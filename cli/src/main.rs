@@ -167,6 +167,14 @@ fn emit(text: &str, output: Option<&Path>) -> Result<(), Failure> {
 }
 
 fn plan(args: &PlanArgs) -> Result<(), Failure> {
+    if let Some(out) = &args.output
+        && std::path::absolute(out).ok() == std::path::absolute(&args.file).ok()
+    {
+        return Err(Failure::Input(format!(
+            "error: -o {} would overwrite the workflow file",
+            out.display()
+        )));
+    }
     let loaded = load(&args.file)?;
     let wf = &loaded.workflow;
     if matches!(args.format, Format::Graph) {
@@ -182,14 +190,6 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
     }
     if args.slots == 0 {
         return Err(Failure::Input("error: --slots must be at least 1".into()));
-    }
-    if let Some(out) = &args.output
-        && std::path::absolute(out).ok() == std::path::absolute(&args.file).ok()
-    {
-        return Err(Failure::Input(format!(
-            "error: -o {} would overwrite the workflow file",
-            out.display()
-        )));
     }
     let cluster = ClusterView::uniform(args.workers, args.slots);
     let cfg = PlannerConfig {
@@ -223,8 +223,8 @@ fn check(file: &Path) -> Result<(), Failure> {
         .filter_map(|n| n.task())
         .map(|t| u64::from(t.spec.scale))
         .sum();
-    println!(
-        "{}: workflow `{}` ({}) is valid: {}, {}, {}, {}, {}, {}, {} per invocation",
+    let line = format!(
+        "{}: workflow `{}` ({}) is valid: {}, {}, {}, {}, {}, {}, {} per invocation\n",
         file.display(),
         wf.name,
         wf.format.as_str(),
@@ -236,7 +236,7 @@ fn check(file: &Path) -> Result<(), Failure> {
         count(slots as usize, "slot"),
         fmt_bytes(bytes)
     );
-    Ok(())
+    emit(&line, None)
 }
 
 fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Failure> {

@@ -234,3 +234,24 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn output_onto_the_workflow_file_is_refused_in_every_format() {
+    let dir = tempdir();
+    let file = dir.join("victim.yaml");
+    let text = "name: wf\nfunctions:\n  a: {}\nsteps:\n  - task: a\n";
+    std::fs::write(&file, text).unwrap();
+    for format in ["text", "graph"] {
+        let o = faasflow(&[
+            "plan",
+            "-f",
+            format,
+            "-o",
+            file.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{format}");
+        assert!(stderr(&o).contains("would overwrite the workflow file"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    }
+}

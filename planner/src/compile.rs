@@ -61,6 +61,8 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
         names: HashMap::new(),
         pending: Vec::new(),
         elements: Vec::new(),
+        cases: Vec::new(),
+        case_path: Vec::new(),
     };
     for f in &doc.functions {
         c.functions.insert(f.name.0.as_str(), f);
@@ -115,16 +117,28 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
 
 /// Step names are read back in references (`step.output`): no dots, no spaces.
 fn check_step_name(name: &str, pos: Pos) -> Result<(), WdlError> {
-    if name.contains('.') || name.chars().any(char::is_whitespace) {
-        return Err(WdlError::new(
-            ErrorKind::Type,
-            pos,
-            format!("the step name `{name}` contains a dot or a space"),
-        )
-        .expected("a name of letters, digits, `_` or `-`, so that `<name>.<output>` can refer to it")
-        .hint(format!("rename it, e.g. `{}`", name.replace(['.', ' ', '\t'], "_"))));
+    if !is_identifier(name) {
+        let fixed: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let fixed = if fixed.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("_{fixed}")
+        } else {
+            fixed
+        };
+        return Err(WdlError::new(ErrorKind::Type, pos, format!("`{name}` cannot be a step name"))
+            .expected("letters, digits and `_`, not starting with a digit, so that `<name>.<output>` can be read in references and CEL conditions")
+            .hint(format!("rename it, e.g. `{fixed}`")));
     }
     Ok(())
+}
+
+/// True for names CEL reads as one identifier: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Fails with a readable message if the graph has a cycle.
@@ -184,6 +198,10 @@ struct Compiler<'d> {
     pending: Vec<Pending>,
     /// Enclosing foreach steps: (element name, foreach node), innermost last.
     elements: Vec<(String, NodeId)>,
+    /// Enclosing switch cases: (switch node, case), outermost first.
+    cases: Vec<(NodeId, u32)>,
+    /// The enclosing switch cases of every node, by node index.
+    case_path: Vec<Vec<(NodeId, u32)>>,
 }
 
 impl Compiler<'_> {
@@ -282,13 +300,16 @@ impl Compiler<'_> {
                             elements: self.elements.clone(),
                         });
                     }
-                    exits.extend(self.steps(
+                    self.cases.push((node, i as u32));
+                    let branch_exits = self.steps(
                         branch,
                         vec![Pred {
                             node,
                             case: Some(i as u32),
                         }],
-                    )?);
+                    );
+                    self.cases.pop();
+                    exits.extend(branch_exits?);
                 }
                 Ok(exits)
             }
@@ -384,6 +405,7 @@ impl Compiler<'_> {
                 .hint(format!("it was first used at line {}, column {}; rename one of them (`function:` lets two tasks call one function)", first_pos.line, first_pos.col)));
         }
         let scope = self.elements.last().map(|(_, n)| *n);
+        self.case_path.push(self.cases.clone());
         let node = self.wf.graph.add_node(Node {
             name: name.to_owned(),
             pos,
@@ -546,6 +568,22 @@ impl Compiler<'_> {
             };
             return Err(err);
         };
+        if let Some(c) = consumer
+            && let Some((sw, _)) = self.other_case(producer, c)
+        {
+            let (pn, cn, swn) = (
+                &self.wf.graph[producer].name,
+                &self.wf.graph[c].name,
+                &self.wf.graph[sw].name,
+            );
+            return Err(WdlError::new(
+                ErrorKind::DanglingReference,
+                r.pos,
+                format!("`{cn}` reads `{r}`, but `{pn}` is in another case of switch `{swn}`, so it never runs when `{cn}` does"),
+            )
+            .expected("an output of a step that runs before this one on the same path")
+            .hint("read it after the switch (a list of references takes whichever case ran), or from a step before the switch"));
+        }
         if consumer == Some(producer) {
             return Err(WdlError::new(
                 ErrorKind::Cycle,
@@ -580,6 +618,17 @@ impl Compiler<'_> {
         ))
     }
 
+    /// The switch (and the producer's case) when `producer` and `consumer` sit in different
+    /// cases of one switch.
+    fn other_case(&self, producer: NodeId, consumer: NodeId) -> Option<(NodeId, u32)> {
+        let (p, c) = (&self.case_path[producer.index()], &self.case_path[consumer.index()]);
+        p.iter()
+            .zip(c)
+            .find(|(a, b)| a != b)
+            .filter(|(a, b)| a.0 == b.0)
+            .map(|(a, _)| *a)
+    }
+
     fn scopes_of(&self, mut n: NodeId) -> Vec<NodeId> {
         let mut out = Vec::new();
         while let Some(s) = self.wf.graph[n].scope {
@@ -590,7 +639,12 @@ impl Compiler<'_> {
     }
 
     fn workflow_input(&mut self, r: &Ref, want: Option<ValueKind>) -> Result<(DataSource, ValueKind, u64), WdlError> {
-        if let Some(i) = self.wf.inputs.iter().find(|i| i.name == r.field) {
+        let declared_by_use = self.doc.inputs.is_none();
+        if let Some(i) = self.wf.inputs.iter_mut().find(|i| i.name == r.field) {
+            // An input declared by use becomes a list when a foreach iterates over it.
+            if declared_by_use && want == Some(ValueKind::List) {
+                i.kind = ValueKind::List;
+            }
             return Ok((DataSource::Input(r.field.clone()), i.kind, i.size));
         }
         if self.doc.inputs.is_some() {

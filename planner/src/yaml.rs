@@ -5,6 +5,8 @@
 //! that later errors can point at it. [`Fields`] reads a mapping key by key and reports unknown
 //! keys with a suggestion.
 
+use std::collections::HashMap;
+
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
@@ -332,7 +334,7 @@ fn pos_of(span: &Span) -> Pos {
 /// Parses one YAML document into a positioned tree.
 pub fn parse(text: &str) -> Result<Yaml, WdlError> {
     let mut builder = Builder {
-        anchors: Vec::new(),
+        anchors: HashMap::new(),
         stack: Vec::new(),
         root: None,
         nodes: 0,
@@ -390,19 +392,13 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
             Event::MappingStart(anchor, _) => builder.open(pos, Value::Map(Vec::new()), anchor)?,
             Event::SequenceEnd | Event::MappingEnd => builder.close()?,
             Event::Alias(id) => {
-                let node = builder
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone())
-                    .ok_or_else(|| {
-                        WdlError::new(
-                            ErrorKind::Yaml,
-                            pos,
-                            "this alias names an anchor that is not defined before it",
-                        )
-                    })?;
+                let node = builder.anchors.get(&id).cloned().ok_or_else(|| {
+                    WdlError::new(
+                        ErrorKind::Yaml,
+                        pos,
+                        "this alias names an anchor that is not defined before it",
+                    )
+                })?;
                 builder.nodes += count_nodes(&node);
                 builder.push(Yaml { pos, value: node.value }, 0)?;
             }
@@ -428,10 +424,13 @@ struct Frame {
     anchor: usize,
     /// For mappings: a key waiting for its value.
     key: Option<Yaml>,
+    /// For mappings: the line of each key seen so far (looked up, never iterated).
+    seen: HashMap<String, u32>,
 }
 
 struct Builder {
-    anchors: Vec<(usize, Yaml)>,
+    /// Anchored nodes by anchor id (looked up, never iterated).
+    anchors: HashMap<usize, Yaml>,
     stack: Vec<Frame>,
     root: Option<Yaml>,
     nodes: usize,
@@ -450,6 +449,7 @@ impl Builder {
             node: Yaml { pos, value },
             anchor,
             key: None,
+            seen: HashMap::new(),
         });
         Ok(())
     }
@@ -469,7 +469,7 @@ impl Builder {
             ));
         }
         if anchor != 0 {
-            self.anchors.push((anchor, node.clone()));
+            self.anchors.insert(anchor, node.clone());
         }
         let Some(top) = self.stack.last_mut() else {
             self.root = Some(node);
@@ -480,18 +480,18 @@ impl Builder {
             Value::Map(entries) => match top.key.take() {
                 None => top.key = Some(node),
                 Some(key) => {
-                    if let Some(k) = key_text(&key)
-                        && let Some((first, _)) = entries.iter().find(|(e, _)| key_text(e) == Some(k))
-                    {
-                        return Err(WdlError::new(
-                            ErrorKind::Yaml,
-                            key.pos,
-                            format!("the key `{k}` appears twice in one mapping"),
-                        )
-                        .hint(format!(
-                            "it was first written at line {}; remove or rename one of them",
-                            first.pos.line
-                        )));
+                    if let Some(k) = key_text(&key) {
+                        if let Some(first) = top.seen.get(k) {
+                            return Err(WdlError::new(
+                                ErrorKind::Yaml,
+                                key.pos,
+                                format!("the key `{k}` appears twice in one mapping"),
+                            )
+                            .hint(format!(
+                                "it was first written at line {first}; remove or rename one of them"
+                            )));
+                        }
+                        top.seen.insert(k.to_owned(), key.pos.line);
                     }
                     entries.push((key, node));
                 }

@@ -276,9 +276,9 @@ fn step_name_with_a_dot() {
     check(
         &wf("  - task: start.now\n    function: start\n"),
         expect![[r#"
-        [type] wf.yaml:6:11: error: the step name `start.now` contains a dot or a space
-          expected: a name of letters, digits, `_` or `-`, so that `<name>.<output>` can refer to it
-          hint: rename it, e.g. `start_now`"#]],
+            [type] wf.yaml:6:11: error: `start.now` cannot be a step name
+              expected: letters, digits and `_`, not starting with a digit, so that `<name>.<output>` can be read in references and CEL conditions
+              hint: rename it, e.g. `start_now`"#]],
     );
 }
 
@@ -375,4 +375,49 @@ fn valid_cel_functions_and_macros_are_accepted() {
         "  - task: start\n  - switch:\n      cases:\n        - if: size(start.files) > 2 && start.files.all(f, f != '') && string(start.n).startsWith('1')\n          then: [{task: count}]\n      default: []\n",
     );
     faasflow_planner::load::load_str(&src, "wf.yaml", "wf").unwrap();
+}
+
+#[test]
+fn read_from_another_case_of_the_same_switch() {
+    check(
+        &wf(
+            "  - task: start\n  - switch:\n      cases:\n        - if: start.n > 1\n          then: [{task: count}]\n      default:\n        - task: again\n          function: count\n          inputs: {x: count.counts}\n",
+        ),
+        expect![[r#"
+            [dangling-reference] wf.yaml:14:23: error: `again` reads `count.counts`, but `count` is in another case of switch `switch@7:5`, so it never runs when `again` does
+              expected: an output of a step that runs before this one on the same path
+              hint: read it after the switch (a list of references takes whichever case ran), or from a step before the switch"#]],
+    );
+}
+
+#[test]
+fn faasflow_condition_on_a_name_cel_cannot_read() {
+    check(
+        "functions:\n- name: get-flag\n  source: g\n  output: {flag: {type: normal, size: 8}}\n  next: {type: switch, conditions: [INPUT.flag, default], nodes: [a, b]}\n- name: a\n  source: a\n- name: b\n  source: b\n",
+        expect![[r#"
+            [unsupported] wf.yaml:5:37: error: the condition `INPUT.flag` reads `get-flag.flag`, which CEL cannot name
+              expected: function and output names of letters, digits and `_`
+              hint: rename `get-flag` (or its output `flag`) in the workflow file"#]],
+    );
+}
+
+#[test]
+fn faasflow_nested_foreach() {
+    check(
+        "functions:\n- name: a\n  source: a\n  output: {k: {type: keys, size: 8}}\n  next: {type: foreach, nodes: [b]}\n- name: b\n  source: b\n  output: {k: {type: keys, size: 8}}\n  next: {type: foreach, nodes: [c]}\n- name: c\n  source: c\n",
+        expect![[r#"
+            [unsupported] wf.yaml:9:9: error: `b` runs inside a foreach and starts another foreach
+              expected: one function per foreach element, as FaaSFlow ran them
+              hint: write nested foreach steps in faasflow's WDL (docs/wdl.md)"#]],
+    );
+}
+
+#[test]
+fn faasflow_hierarchical_condition_with_two_producers() {
+    check(
+        "name: main\ntype: pass\nsteps:\n  - {name: p, type: function, source: p, output: [x]}\n  - name: s\n    type: switch\n    choices:\n      - condition: LOCAL.x == 1\n        go: {name: q, type: function, source: q, output: [x]}\n      - condition: default\n        go: {name: r, type: function, source: r, output: [x]}\n  - name: t\n    type: switch\n    choices:\n      - condition: LOCAL.x == 1\n        go: {name: u, type: function, source: u}\n      - condition: default\n        go: {name: v, type: function, source: v}\n",
+        expect![[r#"
+            [unsupported] wf.yaml:15:20: error: `LOCAL.x` in `LOCAL.x == 1` could come from q.x or r.x
+              hint: write the condition in faasflow's WDL and name the producer"#]],
+    );
 }

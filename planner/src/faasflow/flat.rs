@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use crate::compile::{add_data, check_acyclic, check_cel_syntax, condition_refs, connect_control};
+use crate::compile::{add_data, check_acyclic, check_cel_syntax, connect_control, is_identifier};
 use crate::dag::{
     Case, DataSource, Foreach, FunctionSpec, InputBinding, JoinKind, Node, NodeId, NodeKind, OutputDecl, SourceFormat,
     Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
@@ -80,7 +80,8 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
             .expected("`functions:` with a list of functions"));
         }
     };
-    let name = match top.get("workflow").or_else(|| top.get("name")) {
+    let (workflow_key, name_key) = (top.get("workflow"), top.get("name"));
+    let name = match workflow_key.or(name_key) {
         Some(n) => n.name("the workflow's name")?.0,
         None => name.to_owned(),
     };
@@ -468,14 +469,31 @@ impl Importer {
                 collect_of.insert(body, collect);
             }
         }
+        // A foreach body whose own `next` is a foreach would nest scopes the flat form cannot
+        // express (FaaSFlow ran one function per element).
+        for f in fns {
+            let id = self.ids[&f.name];
+            if let (Some(next), true) = (&f.next, collect_of.contains_key(&id))
+                && next.ty == "foreach"
+            {
+                return Err(WdlError::new(
+                    ErrorKind::Unsupported,
+                    next.pos,
+                    format!("`{}` runs inside a foreach and starts another foreach", f.name),
+                )
+                .expected("one function per foreach element, as FaaSFlow ran them")
+                .hint("write nested foreach steps in faasflow's WDL (docs/wdl.md)"));
+            }
+        }
         for f in fns {
             let Some(next) = &f.next else { continue };
-            let from = self.ids[&f.name];
+            let own = self.ids[&f.name];
+            // After a foreach body, its successors follow the collect node.
+            let from = collect_of.get(&own).copied().unwrap_or(own);
             match next.ty.as_str() {
                 "foreach" => {}
                 "switch" => self.switch_edges(f, from, next)?,
                 _ => {
-                    let from = collect_of.get(&from).copied().unwrap_or(from);
                     for (n, pos) in &next.nodes {
                         let to = self.lookup(n, *pos)?;
                         connect_control(&mut self.wf, from, to, None);
@@ -609,6 +627,8 @@ impl Importer {
                 continue;
             }
             for (i, input) in f.inputs.iter().enumerate() {
+                // Other producers at the same distance (branches of a switch): alternatives.
+                let mut alternatives: Vec<NodeId> = Vec::new();
                 let source = match &input.value {
                     None => self.input_named(&input.name),
                     Some((fun, param, fpos)) if fun == "INPUT" => {
@@ -619,6 +639,7 @@ impl Importer {
                             .map(|v| v.iter().copied().filter(|&p| p != consumer).collect())
                             .unwrap_or_default();
                         if let Some(&p) = near.last() {
+                            alternatives = near[..near.len() - 1].iter().rev().copied().collect();
                             DataSource::Output {
                                 node: p,
                                 output: param.clone(),
@@ -720,8 +741,21 @@ impl Importer {
                     DataSource::Item(fe) => add_data(&mut self.wf, *fe, consumer, "item", &input.name, size),
                     _ => {}
                 }
+                let mut sources = vec![source];
+                for p in alternatives {
+                    let (output, name) = match &sources[0] {
+                        DataSource::Output { output, .. } => (output.clone(), input.name.clone()),
+                        _ => continue,
+                    };
+                    let size = self.output_size(&DataSource::Output {
+                        node: p,
+                        output: output.clone(),
+                    });
+                    add_data(&mut self.wf, p, consumer, &output, &name, size);
+                    sources.push(DataSource::Output { node: p, output });
+                }
                 if let NodeKind::Task(t) = &mut self.wf.graph[consumer].kind {
-                    t.inputs[i].sources = vec![source];
+                    t.inputs[i].sources = sources;
                 }
             }
         }
@@ -862,6 +896,7 @@ impl Importer {
     /// Translates one Python-like condition, resolving `INPUT.x` to its producer.
     fn translate(&mut self, sw: NodeId, c: &Case) -> Result<Case, WdlError> {
         let tokens = cond::tokenize(&c.condition, c.pos)?;
+        let mut read: Vec<(NodeId, String)> = Vec::new();
         let alone = tokens.len() == 1;
         let mut out = Vec::new();
         for t in tokens {
@@ -891,7 +926,23 @@ impl Importer {
                             .hint("FaaSFlow took whichever finished last; write the condition in faasflow's WDL and name the producer"));
                     }
                     for &p in &producers {
+                        let pname = &self.wf.graph[p].name;
+                        if !is_identifier(pname) || !is_identifier(field) {
+                            return Err(WdlError::new(
+                                ErrorKind::Unsupported,
+                                c.pos,
+                                format!(
+                                    "the condition `{}` reads `{pname}.{field}`, which CEL cannot name",
+                                    c.condition
+                                ),
+                            )
+                            .expected("function and output names of letters, digits and `_`")
+                            .hint(format!(
+                                "rename `{pname}` (or its output `{field}`) in the workflow file"
+                            )));
+                        }
                         self.json_outputs.insert((p, field.to_owned()));
+                        read.push((p, field.to_owned()));
                     }
                     out.push(if refs.len() > 1 {
                         format!("({})", refs.join(" || "))
@@ -910,16 +961,13 @@ impl Importer {
             e.message = format!("{} (translated from FaaSFlow's `{}`)", e.message, c.condition);
             e
         })?;
-        for (r, bare) in condition_refs(&cel_cond)? {
-            if bare || r.head == "input" {
-                continue;
-            }
-            let p = self.ids[&r.head];
+        for (p, field) in read {
             let size = self.output_size(&DataSource::Output {
                 node: p,
-                output: r.field.clone(),
+                output: field.clone(),
             });
-            add_data(&mut self.wf, p, sw, &r.field, &format!("{}.{}", r.head, r.field), size);
+            let key = format!("{}.{field}", self.wf.graph[p].name);
+            add_data(&mut self.wf, p, sw, &field, &key, size);
         }
         Ok(Case {
             condition: text,

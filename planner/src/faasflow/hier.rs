@@ -265,9 +265,11 @@ impl Converter {
             }
             "switch" => {
                 let before = self.visible.clone();
-                let mut produced: Vec<(String, Vec<Ref>)> = Vec::new();
+                // name → (alternatives, number of branches that produce it)
+                let mut produced: Vec<(String, Vec<Ref>, usize)> = Vec::new();
                 let mut cases = Vec::new();
                 let mut default = None;
+                let mut branches = 0;
                 for c in f
                     .req("choices", "a list of {condition, go}")?
                     .seq("a list of choices")?
@@ -284,11 +286,15 @@ impl Converter {
                         Some(self.translate(&text, cond.pos)?)
                     };
                     let branch = vec![self.child(go)?];
+                    branches += 1;
                     for (n, r) in &self.visible {
                         if !before.iter().any(|(bn, br)| bn == n && br == r) {
-                            match produced.iter_mut().find(|(pn, _)| pn == n) {
-                                Some((_, refs)) => refs.extend(r.iter().cloned()),
-                                None => produced.push((n.clone(), r.clone())),
+                            match produced.iter_mut().find(|(pn, _, _)| pn == n) {
+                                Some((_, refs, count)) => {
+                                    refs.extend(r.iter().cloned());
+                                    *count += 1;
+                                }
+                                None => produced.push((n.clone(), r.clone(), 1)),
                             }
                         }
                     }
@@ -297,8 +303,14 @@ impl Converter {
                         None => default = Some(branch),
                     }
                 }
-                self.visible = before;
-                for (n, r) in produced {
+                self.visible = before.clone();
+                for (n, mut r, count) in produced {
+                    // When some branch does not produce it, the value from before still counts.
+                    if count < branches
+                        && let Some((_, earlier)) = before.iter().rev().find(|(bn, _)| *bn == n)
+                    {
+                        r.extend(earlier.iter().cloned());
+                    }
                     self.bind(&n, r);
                 }
                 let Some(default) = default else {
@@ -363,11 +375,18 @@ impl Converter {
                     field: "item".into(),
                     pos: item_target.1,
                 };
-                if let Step::Task(t) = &mut body {
-                    t.inputs.insert(0, (item_target, vec![elem_ref]));
-                    for (i, e) in extra.into_iter().enumerate() {
-                        t.inputs.insert(i + 1, e);
-                    }
+                let Step::Task(t) = &mut body else {
+                    return Err(WdlError::new(
+                        ErrorKind::Unsupported,
+                        task_node.pos,
+                        "this foreach's `task` is not a function step",
+                    )
+                    .expected("`task:` with `type: function`, which receives the element (as FaaSFlow runs it)")
+                    .hint("write foreach steps with several steps in faasflow's WDL (docs/wdl.md)"));
+                };
+                t.inputs.insert(0, (item_target, vec![elem_ref]));
+                for (i, e) in extra.into_iter().enumerate() {
+                    t.inputs.insert(i + 1, e);
                 }
                 if let Some(om) = f.get("outputMappings") {
                     for m in om.seq("a list of {target, source}")? {
@@ -410,7 +429,9 @@ impl Converter {
 
     fn translate(&mut self, text: &str, pos: Pos) -> Result<Condition, WdlError> {
         let mut out = Vec::new();
-        for t in cond::tokenize(text, pos)? {
+        let tokens = cond::tokenize(text, pos)?;
+        let alone = tokens.len() == 1;
+        for t in tokens {
             match t {
                 Token::Verbatim(v) => out.push(v),
                 Token::Name(n) => {
@@ -426,6 +447,14 @@ impl Converter {
                         self.mark(r, ValueKind::Json);
                     }
                     let parts: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+                    if parts.len() > 1 && !alone {
+                        return Err(WdlError::new(
+                            ErrorKind::Unsupported,
+                            pos,
+                            format!("`{n}` in `{text}` could come from {}", parts.join(" or ")),
+                        )
+                        .hint("write the condition in faasflow's WDL and name the producer"));
+                    }
                     out.push(if parts.len() > 1 {
                         format!("({})", parts.join(" || "))
                     } else {
