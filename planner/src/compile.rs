@@ -928,6 +928,14 @@ fn find_unknown_function(e: &cel::common::ast::IdedExpr, out: &mut Option<String
         }
         Expr::Select(s) => find_unknown_function(&s.operand, out),
         Expr::List(l) => l.elements.iter().for_each(|x| find_unknown_function(x, out)),
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    find_unknown_function(&me.key, out);
+                    find_unknown_function(&me.value, out);
+                }
+            }
+        }
         Expr::Comprehension(c) => {
             for x in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
                 find_unknown_function(x, out);

@@ -380,7 +380,8 @@ impl Workflow {
     /// Which nodes run in one invocation when each switch takes the case given in `choices`
     /// (a switch not listed takes its default): the skip rule of the module docs, applied in
     /// topological order. A foreach body counts as one element. This is the reference the
-    /// daemon's engine is tested against.
+    /// daemon's engine is tested against. The graph must be acyclic, as every compiled
+    /// workflow is.
     pub fn runs(&self, choices: &std::collections::BTreeMap<NodeId, u32>) -> Vec<bool> {
         use petgraph::Direction;
         use petgraph::visit::EdgeRef;

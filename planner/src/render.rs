@@ -276,7 +276,8 @@ pub struct SummaryJson {
     pub bytes_local: u64,
     /// Bytes on edges whose ends are on different workers.
     pub bytes_crossing_workers: u64,
-    /// Bytes on remote edges whose ends share a worker (planned spills).
+    /// Bytes on remote edges whose ends share a worker: planned spills in WorkerSP; in
+    /// MasterSP every edge is remote by design.
     pub bytes_spilled: u64,
     /// Bytes per tier.
     pub bytes_by_tier: BTreeMap<&'static str, u64>,

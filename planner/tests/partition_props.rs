@@ -137,6 +137,23 @@ fn check_error(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, err: &
         PlanError::Packing { .. } => {
             assert_eq!(cfg.mode, Mode::WorkerSp, "MasterSP does not pack");
             assert!(needed <= cluster.total_slots());
+            // One function per group cannot be packed by plain best-fit decreasing either.
+            let mut scales: Vec<u32> = wf
+                .graph
+                .node_weights()
+                .filter_map(|v| v.task())
+                .map(|t| t.spec.scale)
+                .collect();
+            scales.sort_unstable_by(|a, b| b.cmp(a));
+            let mut room: Vec<u32> = cluster.workers.iter().map(|w| w.slots).collect();
+            let packed = scales.iter().all(|&s| {
+                let best = room.iter_mut().filter(|r| **r >= s).min_by_key(|r| **r);
+                best.map(|r| *r -= s).is_some()
+            });
+            assert!(
+                !packed,
+                "best-fit decreasing packs what the partitioner called unpackable"
+            );
         }
         other => panic!("unexpected error {other}"),
     }
@@ -300,6 +317,80 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
         "{cost} vs {}",
         plan.critical_path.cost_ms
     );
+    // And it is the longest path: a reference longest-path search gives the same cost.
+    let order = faasflow_planner::graph::topo_order(g).unwrap();
+    let mut best = vec![0.0f64; n];
+    for &v in &order {
+        let own = g[v].task().map_or(0.0, |t| t.spec.runtime_ms);
+        let mut into = 0.0f64;
+        for e in g.edges_directed(v, petgraph::Direction::Incoming) {
+            let u = e.source();
+            let local = cfg.mode == Mode::WorkerSp && plan.node_group[u.index()] == plan.node_group[v.index()];
+            let link = if local {
+                cfg.local.cost_ms(e.weight().bytes)
+            } else {
+                cfg.remote.cost_ms(e.weight().bytes)
+            };
+            into = into.max(best[u.index()] + link);
+        }
+        best[v.index()] = into + own;
+    }
+    let longest = best.iter().copied().fold(0.0, f64::max);
+    assert!(
+        (longest - plan.critical_path.cost_ms).abs() <= 1e-6 * longest.max(1.0),
+        "the critical path costs {} but the longest path costs {longest}",
+        plan.critical_path.cost_ms
+    );
+}
+
+/// Every FaaSFlow file and every docs example (switch, foreach, joins: virtual nodes the random
+/// workflows lack) keeps the invariants on clusters from tight to roomy, in both modes.
+#[test]
+fn fixtures_and_docs_examples_keep_the_invariants() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut workflows = Vec::new();
+    let mut dirs = vec![root.join("tests/fixtures/faasflow-v1")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_str().unwrap().ends_with("workflow.yaml") || p.to_str().unwrap().ends_with("workflow2.yaml")
+            {
+                workflows.push(faasflow_planner::load::load_file(&p).unwrap().workflow);
+            }
+        }
+    }
+    let docs = std::fs::read_to_string(root.join("docs/wdl.md")).unwrap();
+    for block in docs.split("```yaml\n").skip(1) {
+        let src = block.split("```").next().unwrap();
+        workflows.push(
+            faasflow_planner::load::load_str(src, "doc.yaml", "doc")
+                .unwrap()
+                .workflow,
+        );
+    }
+    assert!(workflows.len() >= 26, "{}", workflows.len());
+    for wf in &workflows {
+        for workers in [1, 2, 3, 5] {
+            for slots in [3, 8, 16, 64, 1000] {
+                for mode in [Mode::WorkerSp, Mode::MasterSp] {
+                    for allow_overcommit in [false, true] {
+                        let cluster = ClusterView::uniform(workers, slots);
+                        let cfg = PlannerConfig {
+                            mode,
+                            allow_overcommit,
+                            ..PlannerConfig::default()
+                        };
+                        match partition(wf, &cluster, &cfg) {
+                            Ok(plan) => check_plan(wf, &cluster, &cfg, &plan),
+                            Err(e) => check_error(wf, &cluster, &cfg, &e),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 proptest! {

@@ -344,6 +344,13 @@ fn memory_use_above_memory() {
 #[test]
 fn negative_and_oversized_numbers() {
     check(
+        "name: wf\nfunctions:\n  a: {outputs: {x: {size: 2000TB}}}\nsteps:\n  - task: a\n",
+        expect![[r#"
+        [type] wf.yaml:3:27: error: found `2000TB` here
+          expected: a size, like 64KB
+          hint: `2000TB` cannot be used: it is larger than 1 PB; write bytes, or a number with a unit: 512, 64KB, 1.5MB, 2TB, 256MiB"#]],
+    );
+    check(
         "name: wf\nfunctions:\n  a: {scale: -1}\nsteps:\n  - task: a\n",
         expect![[r#"
         [type] wf.yaml:3:14: error: found `-1` here
