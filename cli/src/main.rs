@@ -217,12 +217,7 @@ fn check(file: &Path) -> Result<(), Failure> {
     let loaded = load(file)?;
     let wf = &loaded.workflow;
     let bytes = wf.graph.edge_weights().fold(0u64, |acc, e| acc.saturating_add(e.bytes));
-    let slots: u64 = wf
-        .graph
-        .node_weights()
-        .filter_map(|n| n.task())
-        .map(|t| u64::from(t.spec.scale))
-        .sum();
+    let slots = wf.slots_needed();
     let line = format!(
         "{}: workflow `{}` ({}) is valid: {}, {}, {}, {}, {}, {}, {} per invocation\n",
         file.display(),

@@ -117,12 +117,7 @@ fn main() {
                 ..GenParams::default()
             },
         );
-        let needed: u64 = wf
-            .graph
-            .node_weights()
-            .filter_map(|v| v.task())
-            .map(|t| u64::from(t.spec.scale))
-            .sum();
+        let needed = wf.slots_needed();
         // Each worker has room for half of the workflow: packing never binds.
         let cluster = ClusterView::uniform(3, needed.div_ceil(2) as u32);
         let runs = (2_000 / tasks).clamp(7, 41);

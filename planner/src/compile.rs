@@ -422,18 +422,24 @@ impl Compiler<'_> {
         }
     }
 
+    /// The task names, sorted (for messages).
+    fn task_names(&self) -> Vec<&str> {
+        let mut tasks: Vec<&str> = self
+            .wf
+            .graph
+            .node_weights()
+            .filter(|n| !n.is_virtual())
+            .map(|n| n.name.as_str())
+            .collect();
+        tasks.sort_unstable();
+        tasks
+    }
+
     fn task_named(&self, name: &(String, Pos)) -> Result<NodeId, WdlError> {
         match self.names.get(&name.0) {
             Some(&n) if !self.wf.graph[n].is_virtual() => Ok(n),
             _ => {
-                let mut tasks: Vec<&str> = self
-                    .wf
-                    .graph
-                    .node_weights()
-                    .filter(|n| !n.is_virtual())
-                    .map(|n| n.name.as_str())
-                    .collect();
-                tasks.sort_unstable();
+                let tasks = self.task_names();
                 let mut err = WdlError::new(
                     ErrorKind::DanglingReference,
                     name.1,
@@ -452,14 +458,7 @@ impl Compiler<'_> {
     }
 
     fn no_such_step(&self, head: &str, pos: Pos) -> WdlError {
-        let mut tasks: Vec<&str> = self
-            .wf
-            .graph
-            .node_weights()
-            .filter(|n| !n.is_virtual())
-            .map(|n| n.name.as_str())
-            .collect();
-        tasks.sort_unstable();
+        let tasks = self.task_names();
         let mut err = WdlError::new(
             ErrorKind::DanglingReference,
             pos,

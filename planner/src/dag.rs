@@ -372,6 +372,15 @@ impl Workflow {
         self.graph.node_indices().find(|&n| self.graph[n].name == name)
     }
 
+    /// Container slots the workflow's functions need together (the sum of their `scale`).
+    pub fn slots_needed(&self) -> u64 {
+        self.graph
+            .node_weights()
+            .filter_map(Node::task)
+            .map(|t| u64::from(t.spec.scale))
+            .sum()
+    }
+
     /// Number of task (function) nodes.
     pub fn task_count(&self) -> usize {
         self.graph.node_weights().filter(|n| !n.is_virtual()).count()

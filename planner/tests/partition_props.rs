@@ -77,12 +77,7 @@ fn build(case: &Case) -> (Workflow, ClusterView, PlannerConfig) {
         .iter()
         .map(|&(a, b)| (NodeId::new(a % n), NodeId::new(b % n)))
         .collect();
-    let needed: u64 = wf
-        .graph
-        .node_weights()
-        .filter_map(|v| v.task())
-        .map(|t| u64::from(t.spec.scale))
-        .sum();
+    let needed = wf.slots_needed();
     let total = (needed as f64 * case.capacity).ceil() as u64;
     let weight: u64 = case.shares.iter().map(|&s| u64::from(s)).sum();
     let cluster = ClusterView {
@@ -115,12 +110,7 @@ fn check_error(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, err: &
         !cfg.allow_overcommit,
         "allow_overcommit never fails with workers: {err}"
     );
-    let needed: u64 = wf
-        .graph
-        .node_weights()
-        .filter_map(|v| v.task())
-        .map(|t| u64::from(t.spec.scale))
-        .sum();
+    let needed = wf.slots_needed();
     let max = cluster.workers.iter().map(|w| w.slots).max().unwrap_or(0);
     match err {
         PlanError::Overcommit {
