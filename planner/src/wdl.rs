@@ -500,7 +500,7 @@ fn decode_bindings(v: &Yaml, what: &str) -> Result<Vec<(Spanned, Vec<Ref>)>, Wdl
         };
         if refs.is_empty() {
             return Err(
-                WdlError::new(ErrorKind::Type, r.pos, format!("`{}` takes no value", name.0))
+                WdlError::new(ErrorKind::Type, r.pos, format!("`{}` lists no references", name.0))
                     .expected("a reference like step.output, or a list of them"),
             );
         }
@@ -557,7 +557,7 @@ fn decode_switch(v: &Yaml) -> Result<Step, WdlError> {
     let body = f.req("switch", "cases and a default")?;
     let name = f.get("name").map(|n| n.name("a name")).transpose()?;
     f.finish(&["switch", "name"])?;
-    let mut s = Fields::new(body, "a switch")?;
+    let mut s = Fields::new(body, "a switch (a mapping with `cases` and `default`)")?;
     let name = match s.get("name") {
         Some(n) => Some(n.name("a name")?),
         None => name,
@@ -601,7 +601,7 @@ fn decode_foreach(v: &Yaml) -> Result<Step, WdlError> {
     let body = f.req("foreach", "over, do")?;
     let name = f.get("name").map(|n| n.name("a name")).transpose()?;
     f.finish(&["foreach", "name"])?;
-    let mut s = Fields::new(body, "a foreach")?;
+    let mut s = Fields::new(body, "a foreach (a mapping with `over` and `do`)")?;
     let name = match s.get("name") {
         Some(n) => Some(n.name("a name")?),
         None => name,

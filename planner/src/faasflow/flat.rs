@@ -257,7 +257,7 @@ fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
     }
     let next = match f.get("next") {
         Some(n) => {
-            let mut fn_ = Fields::new(n, "`next`")?;
+            let mut fn_ = Fields::new(n, "`next` (a mapping with `type` and `nodes`)")?;
             let ty = fn_
                 .get("type")
                 .map(|t| t.name("pass, parallel, switch or foreach"))
