@@ -5,6 +5,7 @@
 //!   and prints a summary table.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs),
 //!   written into `benchmarks/RESULTS.md`.
+//! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,15 @@ enum Task {
     },
     /// Run the planner benchmark and record it in benchmarks/RESULTS.md.
     Bench,
+    /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
+    Fuzz {
+        /// One target (wdl, plan_proto, wdl_structured); all of them when omitted.
+        #[arg(long)]
+        target: Option<String>,
+        /// Seconds to run each target (at least 1).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,6 +53,7 @@ fn main() -> Result<()> {
         Task::Ci => ci(),
         Task::Demo { workers } => demo(&root, workers),
         Task::Bench => bench(&root),
+        Task::Fuzz { target, seconds } => fuzz(&root, target.as_deref(), seconds),
     }
 }
 
@@ -213,6 +224,178 @@ fn bench(root: &Path) -> Result<()> {
     std::fs::write(&path, new).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// A fuzz target of `fuzz/` and how to run it.
+#[derive(Debug, Clone, Copy)]
+struct FuzzTarget {
+    name: &'static str,
+    /// The largest input libFuzzer may make. The `wdl` seeds include FaaSFlow's 134 KB
+    /// generated workflows; mutating inputs that large makes runs slow without finding more.
+    max_len: usize,
+    /// More libFuzzer flags (paths relative to the project root).
+    flags: &'static [&'static str],
+}
+
+const FUZZ_TARGETS: [FuzzTarget; 3] = [
+    FuzzTarget {
+        name: "wdl",
+        max_len: 16384,
+        flags: &["-dict=fuzz/dicts/wdl.dict"],
+    },
+    FuzzTarget {
+        name: "plan_proto",
+        max_len: 8192,
+        flags: &[],
+    },
+    // Every byte is a choice of the grammar: short inputs make small workflows, so let
+    // libFuzzer use long inputs from the start.
+    FuzzTarget {
+        name: "wdl_structured",
+        max_len: 4096,
+        flags: &["-len_control=0"],
+    },
+];
+
+/// `cargo xtask fuzz`: for every target, copies `fuzz/seeds/<target>` into the corpus
+/// `fuzz/corpus/<target>` and runs `cargo fuzz run` for `seconds`. cargo-fuzz needs nightly
+/// flags (`-Zsanitizer=address`, sanitizer coverage); `RUSTC_BOOTSTRAP=1` lets the stable
+/// compiler accept them. `-a` keeps debug assertions and overflow checks on.
+fn fuzz(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
+    let targets: Vec<FuzzTarget> = match only {
+        None => FUZZ_TARGETS.to_vec(),
+        Some(name) => match FUZZ_TARGETS.iter().find(|t| t.name == name) {
+            Some(&t) => vec![t],
+            None => bail!(
+                "unknown fuzz target `{name}`; the targets are: {}",
+                FUZZ_TARGETS.map(|t| t.name).join(", ")
+            ),
+        },
+    };
+    let has_cargo_fuzz = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        bail!("cargo-fuzz is not installed; run `cargo install cargo-fuzz`");
+    }
+    let fuzz_dir = root.join("fuzz");
+    // One build of every target first (with the flags `run` uses, so `run` does not rebuild).
+    run(
+        "cargo fuzz build -a",
+        cargo()
+            .current_dir(root)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "build", "-a"]),
+    )?;
+    let mut summary = Vec::new();
+    for FuzzTarget {
+        name: target,
+        max_len,
+        flags,
+    } in targets
+    {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("cannot create {}", corpus.display()))?;
+        let seeds = fuzz_dir.join("seeds").join(target);
+        let mut copied = 0;
+        if seeds.is_dir() {
+            for entry in std::fs::read_dir(&seeds).with_context(|| format!("cannot read {}", seeds.display()))? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    std::fs::copy(entry.path(), corpus.join(entry.file_name()))
+                        .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+                    copied += 1;
+                }
+            }
+        }
+        eprintln!(
+            "==> fuzz {target} for {seconds}s ({copied} seeds copied into {})",
+            corpus.display()
+        );
+        let artifacts = fuzz_dir.join("artifacts").join(target);
+        let before = list_files(&artifacts);
+        let mut child = cargo()
+            .current_dir(root)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "-a", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-max_len={max_len}"))
+            .arg("-timeout=10")
+            .arg("-print_final_stats=1")
+            .args(flags.iter().map(|f| match f.strip_prefix("-dict=") {
+                Some(path) => format!("-dict={}", root.join(path).display()),
+                None => (*f).to_owned(),
+            }))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start cargo fuzz run")?;
+        // Pass libFuzzer's output through, keeping what the summary needs.
+        let mut runs = None;
+        let mut written = Vec::new();
+        if let Some(stderr) = child.stderr.take() {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).split(b'\n') {
+                let line =
+                    String::from_utf8_lossy(&line.context("cannot read the output of cargo fuzz run")?).into_owned();
+                eprintln!("{line}");
+                if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
+                    runs = n.trim().parse::<u64>().ok();
+                }
+                if let Some((_, path)) = line.split_once("Test unit written to ") {
+                    written.push(PathBuf::from(path.trim()));
+                }
+            }
+        }
+        let status = child.wait().context("cargo fuzz run did not finish")?;
+        let new: Vec<PathBuf> = list_files(&artifacts)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .chain(written)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !status.success() || !new.is_empty() {
+            for path in &new {
+                eprintln!("fuzz target `{target}` found a failing input: {}", path.display());
+                eprintln!(
+                    "  reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run -a {target} {}",
+                    path.display()
+                );
+                eprintln!(
+                    "  minimize:  RUSTC_BOOTSTRAP=1 cargo fuzz tmin -a {target} {}",
+                    path.display()
+                );
+            }
+            bail!(
+                "fuzz target `{target}` failed ({status}){}",
+                match new.first() {
+                    Some(p) => format!("; failing input: {}", p.display()),
+                    None => String::new(),
+                }
+            );
+        }
+        let runs = runs.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        eprintln!("    fuzz {target}: ok, {runs} executions in {seconds}s");
+        summary.push(format!("{target}: {runs} executions, no crash"));
+    }
+    eprintln!("==> fuzzing done\n    {}", summary.join("\n    "));
+    Ok(())
+}
+
+/// The files directly in `dir` (none when it does not exist).
+fn list_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// "ours: X for 200 functions (N× less time, M× less memory)", from the bench table.
