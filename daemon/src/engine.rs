@@ -1,0 +1,1172 @@
+//! The per-worker invocation engine: a sans-IO state machine.
+//!
+//! Events come in through [`Engine::start`], [`Engine::function_done`],
+//! [`Engine::function_failed`] and [`Engine::tick`]; what the driver must do comes out of
+//! [`Engine::poll_action`]; [`Engine::poll_timeout`] says when to call `tick` next. Time is a
+//! [`Duration`] since any fixed origin the driver chooses.
+//!
+//! It implements the execution semantics documented in `faasflow_planner::dag`:
+//! - a node runs the moment every predecessor is done or skipped; it is skipped when every
+//!   activation edge is skipped (the reference is `Workflow::runs`);
+//! - joins, collect nodes and switches take no time; a switch evaluates its CEL conditions
+//!   over `input` and the JSON outputs of steps that are done (`step.output`);
+//! - a foreach starts its scope once per element of its list, in element order, at most
+//!   `max_concurrency` elements at a time. **A foreach over an empty list is not skipped**:
+//!   its collect node completes at once and every output of its body read after it is an
+//!   empty list;
+//! - each object a function outputs is held while a consumer may still read it, and is
+//!   released exactly once ([`Action::Release`]), whatever the outcome. Objects named in the
+//!   workflow's result are released right after [`Action::Finished`], so the driver reads them
+//!   when it handles `Finished`.
+//!
+//! `element` in triggers and events is the index of the element in its foreach (`None` outside
+//! any foreach). Nested foreach scopes are not supported yet ([`EngineError::Unsupported`]).
+//!
+//! A completion (done or failed) carries no attempt number: one that arrives while the step
+//! waits for a retry is dropped (its objects released); one that arrives after a timeout
+//! while the next attempt runs is taken as that attempt's result.
+
+mod cond;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use faasflow_planner::NodeId;
+use faasflow_planner::dag::{DataSource, NodeKind, Workflow};
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Seed of the generator that spreads retry waits (`retry.jitter`).
+    pub seed: u64,
+}
+
+/// An invocation's id, chosen by the caller of [`Engine::start`].
+pub type InvocationId = u64;
+
+/// An opaque handle on an object held by the data plane (an arena slot, a remote copy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRef {
+    /// The object's id, unique among live objects.
+    pub id: u64,
+    /// Its size in bytes.
+    pub len: u64,
+    /// The parsed value of a small `json` or `list` output; switch conditions and foreach
+    /// lists read it. The engine never sees bytes.
+    pub json: Option<Arc<serde_json::Value>>,
+}
+
+/// A value handed to a function (an input) or returned as a workflow output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputValue {
+    /// One object.
+    Object(ObjectRef),
+    /// The outputs of a foreach body read after the foreach, in element order.
+    List(Vec<ObjectRef>),
+    /// A JSON value: a workflow input, a foreach element or its index.
+    Json(serde_json::Value),
+    /// Every source of the input was skipped.
+    Absent,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Run one attempt of a function.
+    Trigger {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The task node.
+        node: NodeId,
+        /// The foreach element, if the node is in a foreach body.
+        element: Option<u32>,
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// The function's inputs, by name.
+        inputs: Vec<(String, InputValue)>,
+    },
+    /// Stop a running attempt (it timed out, or the invocation failed).
+    Cancel {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The task node.
+        node: NodeId,
+        /// The foreach element.
+        element: Option<u32>,
+    },
+    /// No consumer needs this object any more: free it.
+    Release {
+        /// The object's id.
+        object: u64,
+    },
+    /// The invocation ended; the engine holds nothing of it any more (except the release of
+    /// result objects, which follows at once).
+    Finished {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The workflow's outputs by name, or why it failed.
+        result: Result<Vec<(String, InputValue)>, String>,
+    },
+}
+
+/// Errors of the engine's commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No workflow of this name and version is installed.
+    #[error("workflow `{name}` version {version} is not installed on this worker")]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// The input lacks declared inputs.
+    #[error("workflow `{workflow}` is missing inputs: {}; pass them as a JSON object", names.join(", "))]
+    MissingInputs {
+        /// The workflow.
+        workflow: String,
+        /// The missing inputs, in declaration order.
+        names: Vec<String>,
+    },
+    /// The input is not a JSON object.
+    #[error("the input of workflow `{workflow}` must be a JSON object of named inputs, got {got}")]
+    InputNotObject {
+        /// The workflow.
+        workflow: String,
+        /// What was given.
+        got: String,
+    },
+    /// The invocation id is in use.
+    #[error("invocation {0} is already running")]
+    DuplicateInvocation(InvocationId),
+    /// The workflow uses something the engine cannot run yet.
+    #[error("workflow `{workflow}` cannot run on this engine: {what}")]
+    Unsupported {
+        /// The workflow.
+        workflow: String,
+        /// What is not supported.
+        what: String,
+    },
+}
+
+#[derive(Debug)]
+struct Installed {
+    wf: Arc<Workflow>,
+    /// Nodes of each foreach body, by foreach node index.
+    bodies: HashMap<u32, Vec<NodeId>>,
+    /// Outputs read by the workflow's result: (node, output).
+    result_reads: HashSet<(u32, String)>,
+    /// Nodes this worker runs.
+    #[allow(dead_code)] // Read once remote nodes exist (multi-worker issue).
+    local: HashSet<NodeId>,
+}
+
+type Key = (u32, Option<u32>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Status {
+    Waiting,
+    Running { attempt: u32, deadline: Option<u64> },
+    Backoff { next_attempt: u32, at: u64 },
+    Done,
+    Skipped,
+}
+
+#[derive(Debug)]
+struct Inst {
+    remaining: u32,
+    status: Status,
+    chosen: Option<u32>,
+    outputs: Vec<(String, ObjectRef)>,
+}
+
+#[derive(Debug)]
+struct ForeachState {
+    list: Vec<serde_json::Value>,
+    next: u32,
+    completed: u32,
+    /// Body nodes not yet resolved, per started element.
+    open: HashMap<u32, u32>,
+}
+
+#[derive(Debug)]
+struct Invocation {
+    inst_key: Arc<Installed>,
+    input: serde_json::Value,
+    inst: HashMap<Key, Inst>,
+    foreach: HashMap<u32, ForeachState>,
+    /// Held objects: id → (remaining readers).
+    objects: HashMap<u64, u32>,
+    /// Root-scope nodes not yet done or skipped.
+    open_roots: usize,
+}
+
+/// The engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    installed: HashMap<(String, u64), Arc<Installed>>,
+    invocations: HashMap<InvocationId, Invocation>,
+    actions: VecDeque<Action>,
+    /// (deadline µs, invocation, node, element) of running attempts and pending retries.
+    timers: BTreeSet<(u64, InvocationId, u32, Option<u32>)>,
+    rng: u64,
+}
+
+impl Engine {
+    /// Creates an engine with nothing installed.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            installed: HashMap::new(),
+            invocations: HashMap::new(),
+            actions: VecDeque::new(),
+            timers: BTreeSet::new(),
+            rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Installs a workflow version. `local` holds the nodes this worker runs; every task node
+    /// must be local for now (remote nodes arrive with the multi-worker engine).
+    pub fn install(
+        &mut self,
+        workflow: Arc<Workflow>,
+        version: u64,
+        local: HashSet<NodeId>,
+    ) -> Result<(), EngineError> {
+        let unsupported = |what: String| EngineError::Unsupported {
+            workflow: workflow.name.clone(),
+            what,
+        };
+        let mut bodies: HashMap<u32, Vec<NodeId>> = HashMap::new();
+        for n in workflow.graph.node_indices() {
+            let node = &workflow.graph[n];
+            if let Some(s) = node.scope {
+                if matches!(node.kind, NodeKind::Foreach(_)) {
+                    return Err(unsupported(format!(
+                        "foreach `{}` is nested in foreach `{}`",
+                        node.name, workflow.graph[s].name
+                    )));
+                }
+                bodies.entry(s.index() as u32).or_default().push(n);
+            }
+            if let NodeKind::Foreach(_) = node.kind {
+                bodies.entry(n.index() as u32).or_default();
+            }
+            if node.task().is_some() && !local.contains(&n) {
+                return Err(unsupported(format!(
+                    "task `{}` is not on this worker (remote nodes are not supported yet)",
+                    node.name
+                )));
+            }
+        }
+        let result_reads = workflow
+            .outputs
+            .iter()
+            .flat_map(|o| o.sources.iter())
+            .filter_map(|s| match s {
+                DataSource::Output { node, output } => Some((node.index() as u32, output.clone())),
+                _ => None,
+            })
+            .collect();
+        let key = (workflow.name.clone(), version);
+        self.installed.insert(
+            key,
+            Arc::new(Installed {
+                wf: workflow,
+                bodies,
+                result_reads,
+                local,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Starts an invocation. `input` is a JSON object holding every declared input.
+    pub fn start(
+        &mut self,
+        now: Duration,
+        workflow: &str,
+        version: u64,
+        invocation: InvocationId,
+        input: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let installed = self
+            .installed
+            .get(&(workflow.to_owned(), version))
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownWorkflow {
+                name: workflow.to_owned(),
+                version,
+            })?;
+        if self.invocations.contains_key(&invocation) {
+            return Err(EngineError::DuplicateInvocation(invocation));
+        }
+        let wf = &installed.wf;
+        let input = match input {
+            serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+            serde_json::Value::Object(_) => input,
+            other => {
+                return Err(EngineError::InputNotObject {
+                    workflow: wf.name.clone(),
+                    got: json_kind(&other).to_owned(),
+                });
+            }
+        };
+        let missing: Vec<String> = wf
+            .inputs
+            .iter()
+            .filter(|i| input.get(&i.name).is_none())
+            .map(|i| i.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(EngineError::MissingInputs {
+                workflow: wf.name.clone(),
+                names: missing,
+            });
+        }
+        let mut inv = Invocation {
+            inst_key: installed.clone(),
+            input,
+            inst: HashMap::new(),
+            foreach: HashMap::new(),
+            objects: HashMap::new(),
+            open_roots: 0,
+        };
+        let mut ready = Vec::new();
+        for n in wf.graph.node_indices() {
+            if wf.graph[n].scope.is_some() {
+                continue;
+            }
+            let remaining = wf.graph.edges_directed(n, Direction::Incoming).count() as u32;
+            inv.inst.insert(
+                (n.index() as u32, None),
+                Inst {
+                    remaining,
+                    status: Status::Waiting,
+                    chosen: None,
+                    outputs: Vec::new(),
+                },
+            );
+            inv.open_roots += 1;
+            if remaining == 0 {
+                ready.push((n.index() as u32, None));
+            }
+        }
+        self.invocations.insert(invocation, inv);
+        self.run(now, invocation, ready);
+        Ok(())
+    }
+
+    /// A function attempt finished with these outputs.
+    pub fn function_done(
+        &mut self,
+        now: Duration,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        outputs: Vec<(String, ObjectRef)>,
+    ) {
+        let key = (node.index() as u32, element);
+        let running = self
+            .invocations
+            .get(&invocation)
+            .and_then(|inv| inv.inst.get(&key))
+            .and_then(|i| match i.status {
+                Status::Running { attempt, deadline } => Some((attempt, deadline)),
+                _ => None,
+            });
+        let Some((_, deadline)) = running else {
+            // Stale: the invocation ended or the attempt was given up. Free what it made.
+            for (_, o) in outputs {
+                self.actions.push_back(Action::Release { object: o.id });
+            }
+            return;
+        };
+        if let Some(d) = deadline {
+            self.timers.remove(&(d, invocation, key.0, key.1));
+        }
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let installed = inv.inst_key.clone();
+        let mut to_release = Vec::new();
+        for (name, obj) in &outputs {
+            let readers = readers_of(&installed, inv, key, name);
+            if readers == 0 {
+                to_release.push(obj.id);
+            } else {
+                *inv.objects.entry(obj.id).or_insert(0) += readers;
+            }
+        }
+        if let Some(i) = inv.inst.get_mut(&key) {
+            i.outputs = outputs
+                .into_iter()
+                .filter(|(_, o)| !to_release.contains(&o.id))
+                .collect();
+            // Objects with no reader are not kept: they are released now.
+        }
+        for id in to_release {
+            self.actions.push_back(Action::Release { object: id });
+        }
+        self.resolve(now, invocation, key, Status::Done);
+    }
+
+    /// A function attempt failed; retried per the function's policy, else the invocation
+    /// fails.
+    pub fn function_failed(
+        &mut self,
+        now: Duration,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        error: String,
+    ) {
+        let key = (node.index() as u32, element);
+        let running = self
+            .invocations
+            .get(&invocation)
+            .and_then(|inv| inv.inst.get(&key))
+            .and_then(|i| match i.status {
+                Status::Running { attempt, deadline } => Some((attempt, deadline)),
+                _ => None,
+            });
+        let Some((attempt, deadline)) = running else {
+            return;
+        };
+        if let Some(d) = deadline {
+            self.timers.remove(&(d, invocation, key.0, key.1));
+        }
+        self.attempt_failed(now, invocation, key, attempt, error);
+    }
+
+    /// Advances time: fires timeouts and due retries.
+    pub fn tick(&mut self, now: Duration) {
+        let now_us = micros(now);
+        while let Some(&first) = self.timers.first() {
+            if first.0 > now_us {
+                break;
+            }
+            self.timers.remove(&first);
+            let (_, invocation, node, element) = first;
+            let key = (node, element);
+            let Some(status) = self
+                .invocations
+                .get(&invocation)
+                .and_then(|inv| inv.inst.get(&key))
+                .map(|i| i.status)
+            else {
+                continue;
+            };
+            match status {
+                Status::Running { attempt, .. } => {
+                    self.actions.push_back(Action::Cancel {
+                        invocation,
+                        node: NodeId::new(node as usize),
+                        element,
+                    });
+                    let timeout = self.task_spec_timeout(invocation, node);
+                    self.attempt_failed(now, invocation, key, attempt, format!("timed out after {timeout} ms"));
+                }
+                Status::Backoff { next_attempt, .. } => {
+                    self.trigger(now, invocation, key, next_attempt);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Engine::tick`] must be called next, if anything waits on time.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.first().map(|t| Duration::from_micros(t.0))
+    }
+
+    /// Invocations started and not finished.
+    pub fn invocations_in_flight(&self) -> usize {
+        self.invocations.len()
+    }
+
+    /// Objects held for invocations in flight.
+    pub fn objects_held(&self) -> usize {
+        self.invocations.values().map(|i| i.objects.len()).sum()
+    }
+
+    /// Timers (timeouts, retries) pending.
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
+    fn task_spec_timeout(&self, invocation: InvocationId, node: u32) -> u64 {
+        self.invocations
+            .get(&invocation)
+            .and_then(|inv| inv.inst_key.wf.graph[NodeId::new(node as usize)].task())
+            .map_or(0, |t| t.spec.timeout_ms)
+    }
+
+    fn attempt_failed(&mut self, now: Duration, invocation: InvocationId, key: Key, attempt: u32, error: String) {
+        let Some(wf) = self.invocations.get(&invocation).map(|i| i.inst_key.wf.clone()) else {
+            return;
+        };
+        let node = &wf.graph[NodeId::new(key.0 as usize)];
+        let Some(task) = node.task() else { return };
+        let retry = task.spec.retry;
+        if attempt < retry.attempts.max(1) {
+            let base = retry
+                .backoff_ms
+                .saturating_mul(1u64 << (attempt - 1).min(32))
+                .saturating_mul(1000) as f64;
+            let r = self.next_unit();
+            let jitter = retry.jitter.clamp(0.0, 1.0);
+            let wait = (base * (1.0 + jitter * (2.0 * r - 1.0))).max(0.0) as u64;
+            let at = micros(now).saturating_add(wait);
+            if let Some(i) = self
+                .invocations
+                .get_mut(&invocation)
+                .and_then(|inv| inv.inst.get_mut(&key))
+            {
+                i.status = Status::Backoff {
+                    next_attempt: attempt + 1,
+                    at,
+                };
+            }
+            self.timers.insert((at, invocation, key.0, key.1));
+            return;
+        }
+        let at = match key.1 {
+            Some(e) => format!("step `{}` (element {e})", node.name),
+            None => format!("step `{}`", node.name),
+        };
+        let tries = if attempt == 1 {
+            String::new()
+        } else {
+            format!(" after {attempt} attempts")
+        };
+        self.fail(invocation, key, format!("{at} failed{tries}: {error}"));
+    }
+
+    /// SplitMix64 → [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Ends an invocation with an error: cancels what runs, releases every object.
+    fn fail(&mut self, invocation: InvocationId, failed: Key, message: String) {
+        let Some(inv) = self.invocations.remove(&invocation) else {
+            return;
+        };
+        let mut keys: Vec<_> = inv.inst.iter().map(|(k, i)| (*k, i.status)).collect();
+        keys.sort_by_key(|(k, _)| *k);
+        for (k, status) in keys {
+            match status {
+                Status::Running { deadline, .. } => {
+                    if let Some(d) = deadline {
+                        self.timers.remove(&(d, invocation, k.0, k.1));
+                    }
+                    if k != failed {
+                        self.actions.push_back(Action::Cancel {
+                            invocation,
+                            node: NodeId::new(k.0 as usize),
+                            element: k.1,
+                        });
+                    }
+                }
+                Status::Backoff { at, .. } => {
+                    self.timers.remove(&(at, invocation, k.0, k.1));
+                }
+                _ => {}
+            }
+        }
+        self.actions.push_back(Action::Finished {
+            invocation,
+            result: Err(message),
+        });
+        release_all(&mut self.actions, inv);
+    }
+
+    fn finish(&mut self, invocation: InvocationId) {
+        let Some(inv) = self.invocations.remove(&invocation) else {
+            return;
+        };
+        let wf = inv.inst_key.wf.clone();
+        let result = wf
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), value_of(&inv, &o.sources, None, None)))
+            .collect();
+        self.actions.push_back(Action::Finished {
+            invocation,
+            result: Ok(result),
+        });
+        release_all(&mut self.actions, inv);
+    }
+
+    /// Processes ready node instances until none is left.
+    fn run(&mut self, now: Duration, invocation: InvocationId, mut ready: Vec<Key>) {
+        while let Some(key) = ready.pop() {
+            let Some(inv) = self.invocations.get_mut(&invocation) else {
+                return;
+            };
+            let installed = inv.inst_key.clone();
+            let wf = &installed.wf;
+            let n = NodeId::new(key.0 as usize);
+            if !activated(inv, n, key.1) {
+                let foreach = matches!(wf.graph[n].kind, NodeKind::Foreach(_));
+                if foreach {
+                    adjust_fanout_tokens(&mut self.actions, inv, n, 0);
+                }
+                self.resolve_into(now, invocation, key, Status::Skipped, &mut ready);
+                if foreach {
+                    self.complete_foreach(invocation, n, &mut ready);
+                }
+                continue;
+            }
+            match &wf.graph[n].kind {
+                NodeKind::Task(_) => self.trigger(now, invocation, key, 1),
+                NodeKind::Join(_) => {
+                    self.resolve_into(now, invocation, key, Status::Done, &mut ready);
+                }
+                NodeKind::Switch(s) => {
+                    let conds: Vec<&str> = s.cases.iter().map(|c| c.condition.as_str()).collect();
+                    let vars = cel_variables(inv, key.1);
+                    match cond::choose(&conds, &vars) {
+                        Ok(c) => {
+                            if let Some(i) = inv.inst.get_mut(&key) {
+                                i.chosen = Some(c);
+                            }
+                            self.resolve_into(now, invocation, key, Status::Done, &mut ready);
+                        }
+                        Err(e) => {
+                            let msg = format!("switch `{}` failed: {e}", wf.graph[n].name);
+                            self.fail(invocation, key, msg);
+                            return;
+                        }
+                    }
+                }
+                NodeKind::Foreach(f) => {
+                    let list = match &f.over {
+                        DataSource::Input(name) => inv.input.get(name).cloned(),
+                        DataSource::Output { node, output } => {
+                            let src = (node.index() as u32, None);
+                            inv.inst.get(&src).and_then(|i| {
+                                i.outputs
+                                    .iter()
+                                    .find(|(o, _)| o == output)
+                                    .and_then(|(_, r)| r.json.as_deref().cloned())
+                            })
+                        }
+                        _ => None,
+                    };
+                    let list = match list {
+                        Some(serde_json::Value::Array(a)) => a,
+                        other => {
+                            let got = other.as_ref().map_or("nothing (no JSON value)", json_kind);
+                            let msg = format!(
+                                "foreach `{}` needs a JSON list to iterate over, got {got}",
+                                wf.graph[n].name
+                            );
+                            self.fail(invocation, key, msg);
+                            return;
+                        }
+                    };
+                    let k = list.len() as u32;
+                    inv.foreach.insert(
+                        key.0,
+                        ForeachState {
+                            list,
+                            next: 0,
+                            completed: 0,
+                            open: HashMap::new(),
+                        },
+                    );
+                    adjust_fanout_tokens(&mut self.actions, inv, n, k);
+                    self.resolve_into(now, invocation, key, Status::Done, &mut ready);
+                    self.start_elements(invocation, n, &mut ready);
+                    if k == 0 {
+                        self.complete_foreach(invocation, n, &mut ready);
+                    }
+                }
+            }
+        }
+        if self.invocations.get(&invocation).is_some_and(|inv| inv.open_roots == 0) {
+            self.finish(invocation);
+        }
+    }
+
+    fn resolve(&mut self, now: Duration, invocation: InvocationId, key: Key, status: Status) {
+        let mut ready = Vec::new();
+        self.resolve_into(now, invocation, key, status, &mut ready);
+        self.run(now, invocation, ready);
+    }
+
+    /// Marks a node instance done or skipped and propagates to its successors.
+    fn resolve_into(
+        &mut self,
+        _now: Duration,
+        invocation: InvocationId,
+        key: Key,
+        status: Status,
+        ready: &mut Vec<Key>,
+    ) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let installed = inv.inst_key.clone();
+        let wf = &installed.wf;
+        let n = NodeId::new(key.0 as usize);
+        if let Some(i) = inv.inst.get_mut(&key) {
+            i.status = status;
+        }
+        // This instance will read nothing more.
+        drop_reads(&mut self.actions, &installed, inv, key);
+        let scope = wf.graph[n].scope;
+        for e in wf.graph.edges_directed(n, Direction::Outgoing) {
+            let m = e.target();
+            let mscope = wf.graph[m].scope;
+            if mscope == scope {
+                decrement(inv, (m.index() as u32, key.1), ready);
+            } else if mscope == Some(n) {
+                // Foreach → body: counted when an element starts.
+            } else if scope.is_none() {
+                if let Some(f) = mscope {
+                    let started: Vec<u32> = inv
+                        .foreach
+                        .get(&(f.index() as u32))
+                        .map(|s| (0..s.next).collect())
+                        .unwrap_or_default();
+                    for el in started {
+                        decrement(inv, (m.index() as u32, Some(el)), ready);
+                    }
+                }
+            }
+            // Body → outside: counted when the foreach completes.
+        }
+        match (scope, key.1) {
+            (None, _) => inv.open_roots -= 1,
+            (Some(f), Some(el)) => {
+                let fs = inv.foreach.get_mut(&(f.index() as u32));
+                let closed = fs.and_then(|s| {
+                    let open = s.open.get_mut(&el)?;
+                    *open -= 1;
+                    (*open == 0).then(|| s.open.remove(&el))
+                });
+                if closed.is_some() {
+                    self.element_done(invocation, f, ready);
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+
+    fn element_done(&mut self, invocation: InvocationId, f: NodeId, ready: &mut Vec<Key>) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let all = inv.foreach.get_mut(&(f.index() as u32)).is_some_and(|s| {
+            s.completed += 1;
+            s.completed as usize == s.list.len()
+        });
+        self.start_elements(invocation, f, ready);
+        if all {
+            self.complete_foreach(invocation, f, ready);
+        }
+    }
+
+    /// Starts elements of foreach `f` up to its concurrency limit.
+    fn start_elements(&mut self, invocation: InvocationId, f: NodeId, ready: &mut Vec<Key>) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let installed = inv.inst_key.clone();
+        let wf = &installed.wf;
+        let NodeKind::Foreach(fe) = &wf.graph[f].kind else {
+            return;
+        };
+        let body = installed.bodies.get(&(f.index() as u32)).cloned().unwrap_or_default();
+        let mut completed_now = Vec::new();
+        loop {
+            let Some(s) = inv.foreach.get_mut(&(f.index() as u32)) else {
+                return;
+            };
+            let running = s.open.len() as u32;
+            if s.next as usize >= s.list.len() || (fe.max_concurrency > 0 && running >= fe.max_concurrency) {
+                break;
+            }
+            let el = s.next;
+            s.next += 1;
+            if body.is_empty() {
+                completed_now.push(el);
+                continue;
+            }
+            s.open.insert(el, body.len() as u32);
+            for &m in &body {
+                let mut remaining = 0;
+                for e in wf.graph.edges_directed(m, Direction::Incoming) {
+                    let p = e.source();
+                    if p == f {
+                        continue;
+                    }
+                    if wf.graph[p].scope == Some(f) {
+                        remaining += 1;
+                    } else if !matches!(
+                        inv.inst.get(&(p.index() as u32, None)).map(|i| i.status),
+                        Some(Status::Done | Status::Skipped)
+                    ) {
+                        remaining += 1;
+                    }
+                }
+                let key = (m.index() as u32, Some(el));
+                inv.inst.insert(
+                    key,
+                    Inst {
+                        remaining,
+                        status: Status::Waiting,
+                        chosen: None,
+                        outputs: Vec::new(),
+                    },
+                );
+                if remaining == 0 {
+                    ready.push(key);
+                }
+            }
+        }
+        for _ in completed_now {
+            self.element_done(invocation, f, ready);
+        }
+    }
+
+    /// Every element of `f` is done: edges leaving its scope resolve.
+    fn complete_foreach(&mut self, invocation: InvocationId, f: NodeId, ready: &mut Vec<Key>) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let installed = inv.inst_key.clone();
+        let wf = &installed.wf;
+        for &p in installed.bodies.get(&(f.index() as u32)).into_iter().flatten() {
+            for e in wf.graph.edges_directed(p, Direction::Outgoing) {
+                let m = e.target();
+                if wf.graph[m].scope != Some(f) {
+                    decrement(inv, (m.index() as u32, None), ready);
+                }
+            }
+        }
+    }
+
+    fn trigger(&mut self, now: Duration, invocation: InvocationId, key: Key, attempt: u32) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let wf = inv.inst_key.wf.clone();
+        let n = NodeId::new(key.0 as usize);
+        let Some(task) = wf.graph[n].task() else {
+            return;
+        };
+        let inputs = task
+            .inputs
+            .iter()
+            .map(|b| (b.name.clone(), value_of(inv, &b.sources, Some(n), key.1)))
+            .collect();
+        let deadline =
+            (task.spec.timeout_ms > 0).then(|| micros(now).saturating_add(task.spec.timeout_ms.saturating_mul(1000)));
+        if let Some(i) = inv.inst.get_mut(&key) {
+            i.status = Status::Running { attempt, deadline };
+        }
+        if let Some(d) = deadline {
+            self.timers.insert((d, invocation, key.0, key.1));
+        }
+        self.actions.push_back(Action::Trigger {
+            invocation,
+            node: n,
+            element: key.1,
+            attempt,
+            inputs,
+        });
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a bool",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn decrement(inv: &mut Invocation, key: Key, ready: &mut Vec<Key>) {
+    if let Some(i) = inv.inst.get_mut(&key) {
+        i.remaining = i.remaining.saturating_sub(1);
+        if i.remaining == 0 && i.status == Status::Waiting {
+            ready.push(key);
+        }
+    }
+}
+
+/// Whether source `p` counts as skipped, seen from a consumer in scope `cscope` at `element`.
+fn source_skipped(inv: &Invocation, p: NodeId, cscope: Option<NodeId>, element: Option<u32>) -> bool {
+    let wf = &inv.inst_key.wf;
+    let pscope = wf.graph[p].scope;
+    let status = |k: Key| inv.inst.get(&k).map(|i| i.status);
+    if cscope == Some(p) {
+        return false; // the foreach, seen from its body, ran
+    }
+    match pscope {
+        None => status((p.index() as u32, None)) == Some(Status::Skipped),
+        Some(_) if pscope == cscope => status((p.index() as u32, element)) == Some(Status::Skipped),
+        Some(f) => {
+            // A body node read from outside: skipped when its foreach was, or in every element.
+            if status((f.index() as u32, None)) == Some(Status::Skipped) {
+                return true;
+            }
+            let n = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len());
+            n > 0 && (0..n as u32).all(|e| status((p.index() as u32, Some(e))) == Some(Status::Skipped))
+        }
+    }
+}
+
+/// The skip rule: does instance (n, element) run?
+fn activated(inv: &Invocation, n: NodeId, element: Option<u32>) -> bool {
+    let wf = &inv.inst_key.wf;
+    let scope = wf.graph[n].scope;
+    let incoming: Vec<_> = wf.graph.edges_directed(n, Direction::Incoming).collect();
+    if incoming.is_empty() {
+        return true;
+    }
+    let has_control = incoming.iter().any(|e| e.weight().control);
+    incoming.iter().filter(|e| e.weight().control || !has_control).any(|e| {
+        let p = e.source();
+        if source_skipped(inv, p, scope, element) {
+            return false;
+        }
+        match e.weight().case {
+            None => true,
+            Some(case) => {
+                let pk = if wf.graph[p].scope == scope {
+                    (p.index() as u32, element)
+                } else {
+                    (p.index() as u32, None)
+                };
+                inv.inst.get(&pk).and_then(|i| i.chosen) == Some(case)
+            }
+        }
+    })
+}
+
+/// The value of an input or output with these sources, read by `consumer` (None: the
+/// workflow result) at `element`.
+fn value_of(inv: &Invocation, sources: &[DataSource], consumer: Option<NodeId>, element: Option<u32>) -> InputValue {
+    let wf = &inv.inst_key.wf;
+    let cscope = consumer.and_then(|c| wf.graph[c].scope);
+    for s in sources {
+        match s {
+            DataSource::Input(name) => {
+                return inv
+                    .input
+                    .get(name)
+                    .cloned()
+                    .map_or(InputValue::Absent, InputValue::Json);
+            }
+            DataSource::Item(f) | DataSource::Index(f) => {
+                let (Some(el), Some(fs)) = (element, inv.foreach.get(&(f.index() as u32))) else {
+                    return InputValue::Absent;
+                };
+                return match s {
+                    DataSource::Item(_) => fs
+                        .list
+                        .get(el as usize)
+                        .cloned()
+                        .map_or(InputValue::Absent, InputValue::Json),
+                    _ => InputValue::Json(el.into()),
+                };
+            }
+            DataSource::Output { node, output } => {
+                if source_skipped(inv, *node, cscope, element) {
+                    continue;
+                }
+                let find = |k: Key| {
+                    inv.inst
+                        .get(&k)
+                        .and_then(|i| i.outputs.iter().find(|(o, _)| o == output).map(|(_, r)| r.clone()))
+                };
+                let pscope = wf.graph[*node].scope;
+                return match pscope {
+                    Some(f) if pscope != cscope => {
+                        let n = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len());
+                        InputValue::List(
+                            (0..n as u32)
+                                .filter_map(|e| find((node.index() as u32, Some(e))))
+                                .collect(),
+                        )
+                    }
+                    Some(_) => find((node.index() as u32, element)).map_or(InputValue::Absent, InputValue::Object),
+                    None => find((node.index() as u32, None)).map_or(InputValue::Absent, InputValue::Object),
+                };
+            }
+        }
+    }
+    InputValue::Absent
+}
+
+/// CEL variables for a switch at `element`: `input` and `step` → {output: json} of every done
+/// step of the root scope and of the same element.
+fn cel_variables(inv: &Invocation, element: Option<u32>) -> Vec<(String, serde_json::Value)> {
+    let wf = &inv.inst_key.wf;
+    let mut vars = vec![("input".to_owned(), inv.input.clone())];
+    let mut keys: Vec<&Key> = inv.inst.keys().filter(|k| k.1.is_none() || k.1 == element).collect();
+    keys.sort();
+    for k in keys {
+        let i = &inv.inst[k];
+        if i.status != Status::Done {
+            continue;
+        }
+        let fields: serde_json::Map<String, serde_json::Value> = i
+            .outputs
+            .iter()
+            .filter_map(|(name, r)| r.json.as_deref().map(|j| (name.clone(), j.clone())))
+            .collect();
+        if !fields.is_empty() {
+            let name = wf.graph[NodeId::new(k.0 as usize)].name.clone();
+            vars.push((name, serde_json::Value::Object(fields)));
+        }
+    }
+    vars
+}
+
+/// How many reads will be made of output `name` of instance `key`: one per consumer
+/// instance, one for the workflow result. A consumer in a foreach body that has not fanned out
+/// yet counts one token, replaced by the element count at fan-out.
+fn readers_of(installed: &Installed, inv: &Invocation, key: Key, name: &str) -> u32 {
+    let wf = &installed.wf;
+    let n = NodeId::new(key.0 as usize);
+    let scope = wf.graph[n].scope;
+    let mut count = u32::from(installed.result_reads.contains(&(key.0, name.to_owned())));
+    for e in wf.graph.edges_directed(n, Direction::Outgoing) {
+        if !e.weight().data.iter().any(|(o, _)| o == name) {
+            continue;
+        }
+        let mscope = wf.graph[e.target()].scope;
+        count += match (scope, mscope) {
+            (s, m) if s == m => 1,
+            (None, Some(f)) => match inv.inst.get(&(f.index() as u32, None)).map(|i| i.status) {
+                Some(Status::Done) => inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len() as u32),
+                Some(Status::Skipped) => 0,
+                _ => 1,
+            },
+            _ => 1,
+        };
+    }
+    count
+}
+
+/// At fan-out of foreach `f` with `k` elements, or its skip (`k` = 0): each object of a
+/// root-scope producer read by the body held one token; it now holds `k` reads.
+fn adjust_fanout_tokens(actions: &mut VecDeque<Action>, inv: &mut Invocation, f: NodeId, k: u32) {
+    let wf = inv.inst_key.wf.clone();
+    // `readers_of` counts one token per (edge, output); mirror that exactly.
+    let mut per_edge: Vec<(NodeId, String)> = Vec::new();
+    for m in wf.graph.node_indices().filter(|&m| wf.graph[m].scope == Some(f)) {
+        for e in wf.graph.edges_directed(m, Direction::Incoming) {
+            if wf.graph[e.source()].scope.is_none() && e.source() != f {
+                let mut seen: Vec<&String> = Vec::new();
+                for (o, _) in &e.weight().data {
+                    if !seen.contains(&o) {
+                        seen.push(o);
+                        per_edge.push((e.source(), o.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (p, o) in per_edge {
+        let Some(obj) = inv
+            .inst
+            .get(&(p.index() as u32, None))
+            .filter(|i| i.status == Status::Done)
+            .and_then(|i| i.outputs.iter().find(|(x, _)| *x == o).map(|(_, r)| r.id))
+        else {
+            continue;
+        };
+        // Token → k reads.
+        if k == 0 {
+            release_one(actions, inv, obj);
+        } else if let Some(c) = inv.objects.get_mut(&obj) {
+            *c += k - 1;
+        }
+    }
+}
+
+fn release_one(actions: &mut VecDeque<Action>, inv: &mut Invocation, obj: u64) {
+    if let Some(c) = inv.objects.get_mut(&obj) {
+        *c -= 1;
+        if *c == 0 {
+            inv.objects.remove(&obj);
+            actions.push_back(Action::Release { object: obj });
+        }
+    }
+}
+
+/// Instance `key` is done or skipped: it will read none of the objects it could have read.
+fn drop_reads(actions: &mut VecDeque<Action>, installed: &Installed, inv: &mut Invocation, key: Key) {
+    let wf = &installed.wf;
+    let m = NodeId::new(key.0 as usize);
+    let mscope = wf.graph[m].scope;
+    let mut objs = Vec::new();
+    for e in wf.graph.edges_directed(m, Direction::Incoming) {
+        let p = e.source();
+        let pscope = wf.graph[p].scope;
+        let mut seen: Vec<&String> = Vec::new();
+        for (o, _) in &e.weight().data {
+            if seen.contains(&o) {
+                continue;
+            }
+            seen.push(o);
+            let producers: Vec<Key> = if pscope == mscope {
+                vec![(p.index() as u32, key.1)]
+            } else if pscope.is_none() {
+                vec![(p.index() as u32, None)]
+            } else {
+                let f = pscope.map_or(0, |f| f.index() as u32);
+                let n = inv.foreach.get(&f).map_or(0, |s| s.list.len() as u32);
+                (0..n).map(|el| (p.index() as u32, Some(el))).collect()
+            };
+            for pk in producers {
+                if let Some(id) = inv
+                    .inst
+                    .get(&pk)
+                    .and_then(|i| i.outputs.iter().find(|(x, _)| x == o).map(|(_, r)| r.id))
+                {
+                    objs.push(id);
+                }
+            }
+        }
+    }
+    for id in objs {
+        release_one(actions, inv, id);
+    }
+}
+
+/// Releases every object an ending invocation still holds, in id order.
+fn release_all(actions: &mut VecDeque<Action>, inv: Invocation) {
+    let mut ids: Vec<u64> = inv.objects.into_keys().collect();
+    ids.sort_unstable();
+    for id in ids {
+        actions.push_back(Action::Release { object: id });
+    }
+}

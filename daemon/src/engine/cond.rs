@@ -1,0 +1,75 @@
+//! Switch conditions: CEL over `input` and the JSON outputs of earlier steps.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::objects::{Key, Map};
+
+/// Converts JSON to a CEL value. Integers that fit `i64` become `Int` (so that `x > 10`
+/// compares like with like); other numbers become `Float`.
+pub(crate) fn to_cel(v: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => cel::Value::Int(i),
+            None => match n.as_u64() {
+                Some(u) => cel::Value::UInt(u),
+                None => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+        },
+        J::String(s) => cel::Value::String(Arc::new(s.clone())),
+        J::Array(a) => cel::Value::List(Arc::new(a.iter().map(to_cel).collect())),
+        J::Object(o) => cel::Value::Map(Map {
+            map: Arc::new(
+                o.iter()
+                    .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                    .collect::<HashMap<_, _>>(),
+            ),
+        }),
+    }
+}
+
+/// Evaluates the cases of a switch in order; returns the chosen case (`cases.len()` is the
+/// default) or a message naming the condition that could not be evaluated.
+pub(crate) fn choose(conditions: &[&str], variables: &[(String, serde_json::Value)]) -> Result<u32, String> {
+    let mut ctx = cel::Context::default();
+    for (name, value) in variables {
+        ctx.add_variable_from_value(name.clone(), to_cel(value));
+    }
+    for (i, cond) in conditions.iter().enumerate() {
+        let program = cel::Program::compile(cond).map_err(|e| format!("condition `{cond}` is not valid CEL: {e}"))?;
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => return Ok(i as u32),
+            Ok(cel::Value::Bool(false)) => {}
+            Ok(other) => {
+                return Err(format!("condition `{cond}` gave {other:?}, not a bool (true or false)"));
+            }
+            Err(e) => return Err(format!("condition `{cond}` could not be evaluated: {e}")),
+        }
+    }
+    Ok(conditions.len() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chooses_first_true_case_or_default() {
+        let vars = vec![("input".to_owned(), json!({"x": 1, "y": 2}))];
+        assert_eq!(choose(&["input.x < input.y"], &vars), Ok(0));
+        assert_eq!(choose(&["input.x > input.y", "input.x > 10"], &vars), Ok(2));
+    }
+
+    #[test]
+    fn errors_are_precise() {
+        let vars = vec![("input".to_owned(), json!({"x": 1}))];
+        let e = choose(&["input.x + 1"], &vars).unwrap_err();
+        assert!(e.contains("not a bool"), "{e}");
+        let e = choose(&["nope.flag"], &vars).unwrap_err();
+        assert!(e.contains("could not be evaluated"), "{e}");
+    }
+}

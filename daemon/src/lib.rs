@@ -1,0 +1,15 @@
+//! faasflow's per-worker daemon. For now it holds the invocation [`engine`]: a sans-IO state
+//! machine that installs compiled workflows, keeps per-invocation state, and says which
+//! function to trigger, cancel, or which object to release.
+//!
+//! What it does not do: the engine performs no I/O, reads no clock and draws no randomness of
+//! its own. Time is passed in (`now`), retry jitter comes from a generator seeded by
+//! [`engine::EngineConfig::seed`], and function outputs are opaque handles
+//! ([`engine::ObjectRef`]): the engine never sees their bytes, only the parsed JSON of small
+//! `json`/`list` outputs that conditions and foreach lists need. Starting instances, moving
+//! bytes and freeing arena memory belong to the drivers that act on its [`engine::Action`]s.
+#![forbid(unsafe_code)]
+
+pub mod engine;
+
+pub use engine::{Action, Engine, EngineConfig, EngineError, InputValue, ObjectRef};
