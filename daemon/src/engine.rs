@@ -738,16 +738,11 @@ impl Engine {
                 decrement(inv, (m.index() as u32, key.1), ready);
             } else if mscope == Some(n) {
                 // Foreach → body: counted when an element starts.
-            } else if scope.is_none() {
-                if let Some(f) = mscope {
-                    let started: Vec<u32> = inv
-                        .foreach
-                        .get(&(f.index() as u32))
-                        .map(|s| (0..s.next).collect())
-                        .unwrap_or_default();
-                    for el in started {
-                        decrement(inv, (m.index() as u32, Some(el)), ready);
-                    }
+            } else if let (None, Some(f)) = (scope, mscope) {
+                // Outside → body: every element started so far waits on it.
+                let started = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.next);
+                for el in 0..started {
+                    decrement(inv, (m.index() as u32, Some(el)), ready);
                 }
             }
             // Body → outside: counted when the foreach completes.
@@ -817,12 +812,13 @@ impl Engine {
                     if p == f {
                         continue;
                     }
-                    if wf.graph[p].scope == Some(f) {
-                        remaining += 1;
-                    } else if !matches!(
-                        inv.inst.get(&(p.index() as u32, None)).map(|i| i.status),
-                        Some(Status::Done | Status::Skipped)
-                    ) {
+                    // A body predecessor of this element, or an outside one not resolved yet.
+                    let outside_resolved = wf.graph[p].scope != Some(f)
+                        && matches!(
+                            inv.inst.get(&(p.index() as u32, None)).map(|i| i.status),
+                            Some(Status::Done | Status::Skipped)
+                        );
+                    if !outside_resolved {
                         remaining += 1;
                     }
                 }

@@ -1,0 +1,693 @@
+//! The engine driven by a simulated executor on a virtual clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faasflow_daemon::engine::{Action, Engine, EngineConfig, EngineError, InputValue, ObjectRef};
+use faasflow_planner::NodeId;
+use faasflow_planner::dag::{NodeKind, ValueKind, Workflow};
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+use proptest::prelude::*;
+
+type Inst = (NodeId, Option<u32>);
+/// A recorded trigger: instance, attempt, time, inputs.
+type Triggered = (Inst, u32, Duration, Vec<(String, InputValue)>);
+
+/// What the simulated functions do.
+#[derive(Clone)]
+struct Behaviour {
+    /// The value of every `json` output.
+    flag: serde_json::Value,
+    /// The length of every `list` output.
+    width: usize,
+    /// Per task name: how many attempts fail first ("fail") or hang ("hang").
+    fail: HashMap<String, (u32, bool)>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            flag: serde_json::Value::Bool(true),
+            width: 3,
+            fail: HashMap::new(),
+        }
+    }
+}
+
+struct Sim {
+    wf: Arc<Workflow>,
+    engine: Engine,
+    now: Duration,
+    seq: u64,
+    next_obj: u64,
+    live: HashMap<u64, Inst>,
+    released: HashSet<u64>,
+    /// Running attempts: instance → (attempt, inputs' objects).
+    running: BTreeMap<(u32, Option<u32>), (u32, Vec<u64>)>,
+    triggered: HashMap<Inst, u64>,
+    completed: HashMap<Inst, u64>,
+    triggers: Vec<Triggered>,
+    cancels: Vec<Inst>,
+    finished: Option<Result<Vec<(String, InputValue)>, String>>,
+    max_in_flight: HashMap<NodeId, usize>,
+    rng: u64,
+    behaviour: Behaviour,
+}
+
+impl Sim {
+    fn new(wf: Workflow, seed: u64, behaviour: Behaviour) -> Sim {
+        let wf = Arc::new(wf);
+        let mut engine = Engine::new(EngineConfig { seed });
+        let local = wf.graph.node_indices().collect();
+        engine.install(wf.clone(), 1, local).unwrap();
+        Sim {
+            wf,
+            engine,
+            now: Duration::ZERO,
+            seq: 0,
+            next_obj: 1,
+            live: HashMap::new(),
+            released: HashSet::new(),
+            running: BTreeMap::new(),
+            triggered: HashMap::new(),
+            completed: HashMap::new(),
+            triggers: Vec::new(),
+            cancels: Vec::new(),
+            finished: None,
+            max_in_flight: HashMap::new(),
+            rng: seed | 1,
+            behaviour,
+        }
+    }
+
+    fn default_input(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (i, input) in self.wf.inputs.iter().enumerate() {
+            let v = match input.kind {
+                ValueKind::List => serde_json::json!((0..self.behaviour.width).collect::<Vec<_>>()),
+                ValueKind::Json => serde_json::json!(i),
+                ValueKind::Bytes => serde_json::json!(format!("bytes of {}", input.name)),
+            };
+            m.insert(input.name.clone(), v);
+        }
+        serde_json::Value::Object(m)
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.engine.poll_action() {
+            self.seq += 1;
+            match a {
+                Action::Trigger {
+                    invocation,
+                    node,
+                    element,
+                    attempt,
+                    inputs,
+                } => {
+                    assert_eq!(invocation, 7);
+                    assert!(self.finished.is_none(), "trigger after the end");
+                    let inst = (node, element);
+                    self.check_predecessors_done(inst);
+                    let mut objs = Vec::new();
+                    for (_, v) in &inputs {
+                        match v {
+                            InputValue::Object(o) => objs.push(o.id),
+                            InputValue::List(l) => {
+                                let elems: Vec<_> = l.iter().map(|o| self.live[&o.id].1).collect();
+                                assert!(elems.windows(2).all(|w| w[0] < w[1]), "list out of order: {elems:?}");
+                                objs.extend(l.iter().map(|o| o.id));
+                            }
+                            _ => {}
+                        }
+                    }
+                    for id in &objs {
+                        assert!(self.live.contains_key(id), "input object {id} already released");
+                    }
+                    self.triggered.entry(inst).or_insert(self.seq);
+                    let prev = self.running.insert((node.index() as u32, element), (attempt, objs));
+                    assert!(prev.is_none(), "{inst:?} triggered twice");
+                    self.triggers.push((inst, attempt, self.now, inputs));
+                    self.check_concurrency();
+                }
+                Action::Cancel { node, element, .. } => {
+                    self.running.remove(&(node.index() as u32, element));
+                    self.cancels.push((node, element));
+                }
+                Action::Release { object } => {
+                    assert!(self.released.insert(object), "object {object} released twice");
+                    assert!(self.live.remove(&object).is_some(), "unknown object {object}");
+                    for (k, (_, objs)) in &self.running {
+                        assert!(!objs.contains(&object), "object {object} released while {k:?} reads it");
+                    }
+                }
+                Action::Finished { result, .. } => {
+                    assert!(self.finished.is_none());
+                    self.finished = Some(result);
+                }
+            }
+        }
+    }
+
+    fn check_concurrency(&mut self) {
+        let mut per: HashMap<NodeId, HashSet<u32>> = HashMap::new();
+        for &(n, e) in self.running.keys() {
+            if let (Some(f), Some(e)) = (self.wf.graph[NodeId::new(n as usize)].scope, e) {
+                per.entry(f).or_default().insert(e);
+            }
+        }
+        for (f, els) in per {
+            let m = self.max_in_flight.entry(f).or_default();
+            *m = (*m).max(els.len());
+            if let NodeKind::Foreach(fe) = &self.wf.graph[f].kind
+                && fe.max_concurrency > 0
+            {
+                assert!(
+                    els.len() <= fe.max_concurrency as usize,
+                    "{} elements in flight",
+                    els.len()
+                );
+            }
+        }
+    }
+
+    /// The nearest task ancestors of an instance.
+    fn task_preds(&self, (n, e): Inst, out: &mut Vec<Inst>) {
+        let scope = self.wf.graph[n].scope;
+        for edge in self.wf.graph.edges_directed(n, Direction::Incoming) {
+            let p = edge.source();
+            let pscope = self.wf.graph[p].scope;
+            let insts: Vec<Inst> = if scope == Some(p) {
+                vec![(p, None)]
+            } else if pscope == scope {
+                vec![(p, e)]
+            } else if pscope.is_none() {
+                vec![(p, None)]
+            } else {
+                (0..64).map(|i| (p, Some(i))).collect()
+            };
+            for inst in insts {
+                if self.wf.graph[p].is_virtual() {
+                    self.task_preds(inst, out);
+                } else {
+                    out.push(inst);
+                }
+            }
+        }
+    }
+
+    fn check_predecessors_done(&self, inst: Inst) {
+        let mut preds = Vec::new();
+        self.task_preds(inst, &mut preds);
+        for p in preds {
+            if self.triggered.contains_key(&p) {
+                assert!(
+                    self.completed.contains_key(&p),
+                    "{inst:?} triggered before {p:?} completed"
+                );
+            }
+        }
+    }
+
+    fn outputs_for(&mut self, inst: Inst) -> Vec<(String, ObjectRef)> {
+        let task = self.wf.graph[inst.0].task().unwrap().clone();
+        let mut out = Vec::new();
+        for o in &task.spec.outputs {
+            let json = match o.kind {
+                ValueKind::Bytes => None,
+                ValueKind::Json => Some(self.behaviour.flag.clone()),
+                ValueKind::List => Some(serde_json::json!((0..self.behaviour.width).collect::<Vec<_>>())),
+            };
+            let id = self.next_obj;
+            self.next_obj += 1;
+            self.live.insert(id, inst);
+            out.push((
+                o.name.clone(),
+                ObjectRef {
+                    id,
+                    len: o.size,
+                    json: json.map(Arc::new),
+                },
+            ));
+        }
+        out
+    }
+
+    /// Completes running attempts in a random order until the invocation ends.
+    fn run(&mut self, input: serde_json::Value) {
+        self.engine.start(self.now, &self.wf.name.clone(), 1, 7, input).unwrap();
+        self.drain();
+        let mut steps = 0;
+        while self.finished.is_none() {
+            steps += 1;
+            assert!(steps < 100_000, "no progress");
+            let ready: Vec<_> = self
+                .running
+                .iter()
+                .filter(|((n, _), (attempt, _))| {
+                    let name = &self.wf.graph[NodeId::new(*n as usize)].name;
+                    !matches!(self.behaviour.fail.get(name), Some((k, true)) if attempt <= k)
+                })
+                .map(|(k, v)| (*k, v.0))
+                .collect();
+            if ready.is_empty() {
+                let t = self.engine.poll_timeout().expect("stuck: nothing runs and no timer");
+                self.now = self.now.max(t);
+                self.engine.tick(self.now);
+                self.drain();
+                continue;
+            }
+            let pick = (self.next_rand() % ready.len() as u64) as usize;
+            let ((n, e), attempt) = ready[pick];
+            self.now += Duration::from_millis(1);
+            if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.engine.tick(self.now);
+                self.drain();
+                if !self.running.contains_key(&(n, e)) {
+                    continue;
+                }
+            }
+            let node = NodeId::new(n as usize);
+            let name = self.wf.graph[node].name.clone();
+            self.running.remove(&(n, e));
+            self.seq += 1;
+            if matches!(self.behaviour.fail.get(&name), Some((k, false)) if attempt <= *k) {
+                self.engine
+                    .function_failed(self.now, 7, node, e, format!("boom {attempt}"));
+            } else {
+                self.completed.insert((node, e), self.seq);
+                let outs = self.outputs_for((node, e));
+                self.engine.function_done(self.now, 7, node, e, outs);
+            }
+            self.drain();
+        }
+        // Late completions of cancelled work: released at once.
+        let late: Vec<_> = std::mem::take(&mut self.running).into_keys().collect();
+        for (n, e) in late {
+            let outs = self.outputs_for((NodeId::new(n as usize), e));
+            self.engine.function_done(self.now, 7, NodeId::new(n as usize), e, outs);
+        }
+        self.drain();
+        assert_eq!(self.engine.invocations_in_flight(), 0);
+        assert_eq!(self.engine.objects_held(), 0);
+        assert_eq!(self.engine.timers_pending(), 0);
+        assert!(self.live.is_empty(), "objects never released: {:?}", self.live);
+    }
+
+    fn executed_tasks(&self) -> HashSet<NodeId> {
+        self.completed.keys().map(|k| k.0).collect()
+    }
+
+    /// The executed tasks equal `Workflow::runs` for some choice of every switch.
+    fn check_runs(&self) {
+        let switches: Vec<(NodeId, u32)> = self
+            .wf
+            .graph
+            .node_indices()
+            .filter_map(|n| match &self.wf.graph[n].kind {
+                NodeKind::Switch(s) => Some((n, s.cases.len() as u32 + 1)),
+                _ => None,
+            })
+            .collect();
+        let executed = self.executed_tasks();
+        let total: u32 = switches.iter().map(|s| s.1).product();
+        for mut combo in 0..total {
+            let mut choices = BTreeMap::new();
+            for &(n, k) in &switches {
+                choices.insert(n, combo % k);
+                combo /= k;
+            }
+            let runs = self.wf.runs(&choices);
+            let expected: HashSet<NodeId> = self
+                .wf
+                .graph
+                .node_indices()
+                .filter(|&n| runs[n.index()] && !self.wf.graph[n].is_virtual())
+                .filter(|&n| !self.in_empty_foreach(n))
+                .collect();
+            if expected == executed {
+                return;
+            }
+        }
+        panic!("executed tasks {executed:?} match no switch choices");
+    }
+
+    fn in_empty_foreach(&self, _n: NodeId) -> bool {
+        self.behaviour.width == 0 && self.wf.graph[_n].scope.is_some()
+    }
+}
+
+fn fixtures() -> Vec<Workflow> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| matches!(n, "flat_workflow.yaml" | "workflow.yaml" | "workflow2.yaml"))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 15, "fixtures missing: {files:?}");
+    let mut wfs: Vec<Workflow> = files
+        .iter()
+        .map(|p| {
+            faasflow_planner::load::load_file(p)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .workflow
+        })
+        .collect();
+    let doc = include_str!("../../docs/wdl.md");
+    for (i, block) in doc.split("```yaml\n").skip(1).enumerate() {
+        let src = block.split("```").next().unwrap();
+        let l = faasflow_planner::load::load_str(src, &format!("docs/wdl.md example {}", i + 1), "example").unwrap();
+        wfs.push(l.workflow);
+    }
+    wfs
+}
+
+fn load(src: &str) -> Workflow {
+    faasflow_planner::load::load_str(src, "test.yaml", "test")
+        .unwrap()
+        .workflow
+}
+
+#[test]
+fn every_fixture_and_doc_example_runs_as_the_reference_says() {
+    for wf in fixtures() {
+        for flag in [true, false] {
+            for width in [0, 3] {
+                let name = wf.name.clone();
+                let b = Behaviour {
+                    flag: flag.into(),
+                    width,
+                    ..Behaviour::default()
+                };
+                let mut sim = Sim::new(wf.clone(), 1, b);
+                let input = sim.default_input();
+                sim.run(input);
+                match sim.finished.as_ref().unwrap() {
+                    Ok(_) => {}
+                    Err(e) => panic!("{name} (flag {flag}, width {width}): {e}"),
+                }
+                sim.check_runs();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn completion_order_does_not_change_the_outcome(seed in any::<u64>(), flag in any::<bool>()) {
+        for wf in fixtures() {
+            let b = Behaviour { flag: flag.into(), ..Behaviour::default() };
+            let mut a = Sim::new(wf.clone(), 1, b.clone());
+            let input = a.default_input();
+            a.run(input.clone());
+            let mut r = Sim::new(wf.clone(), seed, b);
+            r.run(input);
+            prop_assert_eq!(a.executed_tasks(), r.executed_tasks());
+            let shape = |s: &Sim| match s.finished.as_ref().unwrap() {
+                Ok(v) => Ok(v.iter().map(|(n, v)| (n.clone(), match v {
+                    InputValue::List(l) => format!("list {}", l.len()),
+                    InputValue::Object(_) => "object".to_owned(),
+                    other => format!("{other:?}"),
+                })).collect::<Vec<_>>()),
+                Err(e) => Err(e.clone()),
+            };
+            prop_assert_eq!(shape(&a), shape(&r));
+        }
+    }
+}
+
+const FOREACH: &str = r#"
+name: fe
+inputs:
+  items: list
+functions:
+  prep: {outputs: {p: bytes}}
+  work: {outputs: {out: bytes}}
+  post: {outputs: {res: bytes}}
+  merge: {outputs: {all: bytes}}
+steps:
+  - task: prep
+  - foreach:
+      over: input.items
+      max_concurrency: 2
+      do:
+        - task: work
+          inputs: {item: each.item, i: each.index, p: prep.p}
+        - task: post
+          inputs: {x: work.out}
+  - task: merge
+    inputs: {parts: post.res, works: work.out}
+output:
+  all: merge.all
+  parts: post.res
+"#;
+
+#[test]
+fn foreach_respects_max_concurrency_and_order() {
+    for seed in 1..20 {
+        let mut sim = Sim::new(load(FOREACH), seed, Behaviour::default());
+        sim.run(serde_json::json!({"items": ["a", "b", "c", "d", "e", "f", "g"]}));
+        let Some(Ok(result)) = sim.finished.clone() else {
+            panic!("{:?}", sim.finished)
+        };
+        let f = sim.wf.node_by_name("work").and_then(|w| sim.wf.graph[w].scope).unwrap();
+        assert_eq!(sim.max_in_flight[&f], 2);
+        let work = sim.wf.node_by_name("work").unwrap();
+        let items: Vec<_> = sim
+            .triggers
+            .iter()
+            .filter(|t| t.0.0 == work)
+            .map(|t| (t.0.1.unwrap(), t.3.clone()))
+            .collect();
+        assert_eq!(items.len(), 7);
+        for (e, inputs) in items {
+            let item = ["a", "b", "c", "d", "e", "f", "g"][e as usize];
+            assert!(inputs.contains(&("item".to_owned(), InputValue::Json(item.into()))));
+            assert!(inputs.contains(&("i".to_owned(), InputValue::Json(e.into()))));
+        }
+        let merge = sim
+            .triggers
+            .iter()
+            .find(|t| t.0.0 == sim.wf.node_by_name("merge").unwrap())
+            .unwrap();
+        assert!(matches!(&merge.3[0].1, InputValue::List(l) if l.len() == 7));
+        assert!(matches!(&result[1].1, InputValue::List(l) if l.len() == 7));
+    }
+}
+
+#[test]
+fn empty_foreach_gives_empty_lists() {
+    let mut sim = Sim::new(load(FOREACH), 3, Behaviour::default());
+    sim.run(serde_json::json!({"items": []}));
+    let Some(Ok(result)) = sim.finished.clone() else {
+        panic!("{:?}", sim.finished)
+    };
+    assert_eq!(result[1].1, InputValue::List(vec![]));
+    let merge = sim
+        .triggers
+        .iter()
+        .find(|t| t.0.0 == sim.wf.node_by_name("merge").unwrap())
+        .unwrap();
+    assert_eq!(merge.3[0].1, InputValue::List(vec![]));
+}
+
+#[test]
+fn foreach_over_a_non_list_fails() {
+    let mut sim = Sim::new(load(FOREACH), 3, Behaviour::default());
+    sim.run(serde_json::json!({"items": 5}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert!(err.contains("needs a JSON list") && err.contains("a number"), "{err}");
+}
+
+const RETRY: &str = r#"
+name: retry
+functions:
+  a: {timeout: 1s, retry: {attempts: 3, backoff: 100ms}, outputs: {x: bytes}}
+  b: {outputs: {y: bytes}}
+  slow: {}
+steps:
+  - task: a
+  - parallel:
+      - task: b
+        inputs: {x: a.x}
+      - task: slow
+        inputs: {x: a.x}
+output:
+  y: b.y
+"#;
+
+fn fail(name: &str, attempts: u32, hang: bool) -> Behaviour {
+    Behaviour {
+        fail: [(name.to_owned(), (attempts, hang))].into_iter().collect(),
+        ..Behaviour::default()
+    }
+}
+
+#[test]
+fn retries_back_off_and_succeed() {
+    let mut sim = Sim::new(load(RETRY), 1, fail("a", 2, false));
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+    let a = sim.wf.node_by_name("a").unwrap();
+    let times: Vec<_> = sim.triggers.iter().filter(|t| t.0.0 == a).map(|t| (t.1, t.2)).collect();
+    assert_eq!(times.len(), 3);
+    assert_eq!(times[1].1 - times[0].1, Duration::from_millis(101)); // 1 ms run + 100 ms
+    assert_eq!(times[2].1 - times[1].1, Duration::from_millis(201)); // doubled
+}
+
+#[test]
+fn timeouts_cancel_and_retry_then_fail() {
+    let mut sim = Sim::new(load(RETRY), 1, fail("a", 1, true));
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+    assert_eq!(sim.cancels.len(), 1);
+
+    let mut sim = Sim::new(load(RETRY), 1, fail("a", 9, true));
+    sim.run(serde_json::json!({}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert_eq!(err, "step `a` failed after 3 attempts: timed out after 1000 ms");
+    assert_eq!(sim.cancels.len(), 3);
+}
+
+#[test]
+fn failure_in_a_branch_fails_and_releases_everything() {
+    let mut sim = Sim::new(load(RETRY), 5, fail("slow", 1, false));
+    sim.run(serde_json::json!({}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert_eq!(err, "step `slow` failed: boom 1");
+}
+
+#[test]
+fn failure_in_a_foreach_element_names_it() {
+    let mut sim = Sim::new(load(FOREACH), 5, fail("post", 1, false));
+    sim.run(serde_json::json!({"items": [1, 2, 3]}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert!(err.starts_with("step `post` (element "), "{err}");
+}
+
+#[test]
+fn jitter_is_seeded() {
+    let src = RETRY.replace("backoff: 100ms}", "backoff: 100ms, jitter: 0.5}");
+    let waits = |seed| {
+        let mut sim = Sim::new(load(&src), seed, fail("a", 1, false));
+        sim.run(serde_json::json!({}));
+        let a = sim.wf.node_by_name("a").unwrap();
+        let t: Vec<_> = sim.triggers.iter().filter(|t| t.0.0 == a).map(|t| t.2).collect();
+        t[1] - t[0]
+    };
+    assert_eq!(waits(1), waits(1));
+    let w = waits(2);
+    assert!(
+        w >= Duration::from_millis(51) && w <= Duration::from_millis(151),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_condition_that_errors_fails_the_invocation() {
+    let src = r#"
+name: bad
+functions:
+  a: {outputs: {v: json}}
+  b: {}
+steps:
+  - task: a
+  - switch:
+      name: pick
+      cases:
+        - if: a.v > 3
+          then: [{task: b}]
+      default: []
+"#;
+    let b = Behaviour {
+        flag: "text".into(),
+        ..Behaviour::default()
+    };
+    let mut sim = Sim::new(load(src), 1, b);
+    sim.run(serde_json::json!({}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert!(
+        err.starts_with("switch `pick` failed: condition `a.v > 3` could not be evaluated"),
+        "{err}"
+    );
+
+    let b = Behaviour {
+        flag: 5.into(),
+        ..Behaviour::default()
+    };
+    let mut sim = Sim::new(load(src), 1, b);
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))));
+    assert!(sim.executed_tasks().contains(&sim.wf.node_by_name("b").unwrap()));
+}
+
+#[test]
+fn switch_choices_follow_the_conditions() {
+    let doc = include_str!("../../docs/wdl.md");
+    let src = doc
+        .split("```yaml\n")
+        .find(|b| b.starts_with("name: switch-example"))
+        .unwrap();
+    let src = src.split("```").next().unwrap();
+    for (x, y, ran) in [(1, 2, "invalid"), (5, 2, "sqrt")] {
+        let mut sim = Sim::new(load(src), 1, Behaviour::default());
+        sim.run(serde_json::json!({"x": x, "y": y}));
+        let Some(Ok(result)) = sim.finished.clone() else {
+            panic!()
+        };
+        let names: HashSet<_> = sim
+            .executed_tasks()
+            .iter()
+            .map(|&n| sim.wf.graph[n].name.clone())
+            .collect();
+        assert!(names.contains(ran), "{names:?}");
+        assert!(matches!(result[0].1, InputValue::Object(_)));
+    }
+}
+
+#[test]
+fn missing_inputs_are_named() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let wf = Arc::new(load(FOREACH));
+    engine
+        .install(wf.clone(), 1, wf.graph.node_indices().collect())
+        .unwrap();
+    let err = engine
+        .start(Duration::ZERO, "fe", 1, 1, serde_json::json!({}))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::MissingInputs {
+            workflow: "fe".into(),
+            names: vec!["items".into()]
+        }
+    );
+    assert!(err.to_string().contains("items"));
+    assert_eq!(engine.invocations_in_flight(), 0);
+    let err = engine
+        .start(Duration::ZERO, "nope", 1, 1, serde_json::json!({}))
+        .unwrap_err();
+    assert!(matches!(err, EngineError::UnknownWorkflow { .. }));
+}
