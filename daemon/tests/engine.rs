@@ -218,6 +218,19 @@ impl Sim {
         }
     }
 
+    /// After the run: every task that completed did so before any successor was triggered.
+    fn check_order(&self) {
+        for (&inst, &t) in &self.triggered {
+            let mut preds = Vec::new();
+            self.task_preds(inst, &mut preds);
+            for p in preds {
+                if let Some(&c) = self.completed.get(&p) {
+                    assert!(c < t, "{inst:?} triggered before {p:?} completed");
+                }
+            }
+        }
+    }
+
     fn outputs_for(&mut self, inst: Inst) -> Vec<(String, ObjectRef)> {
         let task = self.wf.graph[inst.0].task().unwrap().clone();
         let mut out = Vec::new();
@@ -301,6 +314,7 @@ impl Sim {
         assert_eq!(self.engine.objects_held(), 0);
         assert_eq!(self.engine.timers_pending(), 0);
         assert!(self.live.is_empty(), "objects never released: {:?}", self.live);
+        self.check_order();
     }
 
     fn executed_tasks(&self) -> HashSet<NodeId> {
@@ -651,7 +665,7 @@ fn switch_choices_follow_the_conditions() {
         .find(|b| b.starts_with("name: switch-example"))
         .unwrap();
     let src = src.split("```").next().unwrap();
-    for (x, y, ran) in [(1, 2, "invalid"), (5, 2, "sqrt")] {
+    for (x, y, ran, skipped) in [(1, 2, "invalid", "sqrt"), (5, 2, "sqrt", "invalid")] {
         let mut sim = Sim::new(load(src), 1, Behaviour::default());
         sim.run(serde_json::json!({"x": x, "y": y}));
         let Some(Ok(result)) = sim.finished.clone() else {
@@ -662,7 +676,7 @@ fn switch_choices_follow_the_conditions() {
             .iter()
             .map(|&n| sim.wf.graph[n].name.clone())
             .collect();
-        assert!(names.contains(ran), "{names:?}");
+        assert!(names.contains(ran) && !names.contains(skipped), "{names:?}");
         assert!(matches!(result[0].1, InputValue::Object(_)));
     }
 }
