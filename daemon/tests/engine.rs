@@ -705,3 +705,54 @@ fn missing_inputs_are_named() {
         .unwrap_err();
     assert!(matches!(err, EngineError::UnknownWorkflow { .. }));
 }
+
+#[test]
+fn max_concurrency_zero_is_unlimited() {
+    let src = FOREACH.replace("max_concurrency: 2", "max_concurrency: 0");
+    let mut sim = Sim::new(load(&src), 1, Behaviour::default());
+    sim.run(serde_json::json!({"items": [1, 2, 3, 4, 5, 6]}));
+    assert!(matches!(sim.finished, Some(Ok(_))));
+    let f = sim.wf.node_by_name("work").and_then(|w| sim.wf.graph[w].scope).unwrap();
+    assert_eq!(sim.max_in_flight[&f], 6);
+}
+
+#[test]
+fn other_branches_are_cancelled_when_one_fails() {
+    for seed in 1..10 {
+        let mut sim = Sim::new(load(RETRY), seed, fail("slow", 1, false));
+        sim.run(serde_json::json!({}));
+        assert!(sim.finished.clone().unwrap().is_err());
+        let b = (sim.wf.node_by_name("b").unwrap(), None);
+        assert!(sim.completed.contains_key(&b) || sim.cancels.contains(&b));
+    }
+}
+
+#[test]
+fn a_completion_arriving_during_backoff_is_dropped_and_released() {
+    let wf = Arc::new(load(RETRY));
+    let a = wf.node_by_name("a").unwrap();
+    let mut engine = Engine::new(EngineConfig::default());
+    engine
+        .install(wf.clone(), 1, wf.graph.node_indices().collect())
+        .unwrap();
+    engine
+        .start(Duration::ZERO, "retry", 1, 1, serde_json::json!({}))
+        .unwrap();
+    assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 1, .. })));
+    assert_eq!(engine.poll_timeout(), Some(Duration::from_secs(1)));
+    engine.tick(Duration::from_secs(1));
+    assert!(matches!(engine.poll_action(), Some(Action::Cancel { .. })));
+    assert_eq!(engine.poll_action(), None);
+    // The timed-out attempt answers late, while the retry waits.
+    let late = ObjectRef {
+        id: 99,
+        len: 1,
+        json: None,
+    };
+    engine.function_done(Duration::from_millis(1050), 1, a, None, vec![("x".into(), late)]);
+    assert_eq!(engine.poll_action(), Some(Action::Release { object: 99 }));
+    assert_eq!(engine.poll_timeout(), Some(Duration::from_millis(1100)));
+    engine.tick(Duration::from_millis(1100));
+    assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 2, .. })));
+    assert_eq!(engine.invocations_in_flight(), 1);
+}
