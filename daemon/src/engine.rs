@@ -112,6 +112,34 @@ pub enum Action {
     },
 }
 
+/// What the driver reports; [`Engine::handle`] takes it (the same as calling
+/// [`Engine::function_done`] or [`Engine::function_failed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A function attempt finished.
+    FunctionDone {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The task node.
+        node: NodeId,
+        /// The foreach element.
+        element: Option<u32>,
+        /// Its outputs by name.
+        outputs: Vec<(String, ObjectRef)>,
+    },
+    /// A function attempt failed (error, panic, crash of its instance).
+    FunctionFailed {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The task node.
+        node: NodeId,
+        /// The foreach element.
+        element: Option<u32>,
+        /// What went wrong, for the invocation's error.
+        error: String,
+    },
+}
+
 /// Errors of the engine's commands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -360,7 +388,26 @@ impl Engine {
         Ok(())
     }
 
-    /// A function attempt finished with these outputs.
+    /// Handles one event from the driver.
+    pub fn handle(&mut self, now: Duration, event: Event) {
+        match event {
+            Event::FunctionDone {
+                invocation,
+                node,
+                element,
+                outputs,
+            } => self.function_done(now, invocation, node, element, outputs),
+            Event::FunctionFailed {
+                invocation,
+                node,
+                element,
+                error,
+            } => self.function_failed(now, invocation, node, element, error),
+        }
+    }
+
+    /// A function attempt finished with these outputs. A completion for an invocation that
+    /// ended, or for an attempt given up, has its objects released at once.
     pub fn function_done(
         &mut self,
         now: Duration,

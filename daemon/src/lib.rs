@@ -12,4 +12,4 @@
 
 pub mod engine;
 
-pub use engine::{Action, Engine, EngineConfig, EngineError, InputValue, ObjectRef};
+pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};

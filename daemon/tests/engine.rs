@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_daemon::engine::{Action, Engine, EngineConfig, EngineError, InputValue, ObjectRef};
+use faasflow_daemon::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{NodeKind, ValueKind, Workflow};
 use petgraph::Direction;
@@ -294,8 +294,14 @@ impl Sim {
             self.running.remove(&(n, e));
             self.seq += 1;
             if matches!(self.behaviour.fail.get(&name), Some((k, false)) if attempt <= *k) {
-                self.engine
-                    .function_failed(self.now, 7, node, e, format!("boom {attempt}"));
+                let error = format!("boom {attempt}");
+                let event = Event::FunctionFailed {
+                    invocation: 7,
+                    node,
+                    element: e,
+                    error,
+                };
+                self.engine.handle(self.now, event);
             } else {
                 self.completed.insert((node, e), self.seq);
                 let outs = self.outputs_for((node, e));
