@@ -762,3 +762,56 @@ fn a_completion_arriving_during_backoff_is_dropped_and_released() {
     assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 2, .. })));
     assert_eq!(engine.invocations_in_flight(), 1);
 }
+
+#[test]
+fn nested_foreach_is_refused_at_install() {
+    let src = r#"
+name: nested
+inputs:
+  rows: list
+functions:
+  cell: {}
+steps:
+  - foreach:
+      name: row
+      over: input.rows
+      do:
+        - foreach:
+            name: col
+            over: row.item
+            do:
+              - task: cell
+                inputs: {v: col.item}
+"#;
+    let wf = Arc::new(load(src));
+    let mut engine = Engine::new(EngineConfig::default());
+    let err = engine
+        .install(wf.clone(), 1, wf.graph.node_indices().collect())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "workflow `nested` cannot run on this engine: foreach `col` is nested in foreach `row`"
+    );
+}
+
+#[test]
+fn a_timed_out_element_is_retried_alone() {
+    let src = FOREACH.replace(
+        "  post: {outputs: {res: bytes}}",
+        "  post: {timeout: 2s, retry: 2, outputs: {res: bytes}}",
+    );
+    let mut sim = Sim::new(load(&src), 4, fail("post", 1, true));
+    sim.run(serde_json::json!({"items": [1, 2, 3]}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+    let post = sim.wf.node_by_name("post").unwrap();
+    let mut attempts: Vec<_> = sim
+        .triggers
+        .iter()
+        .filter(|t| t.0.0 == post)
+        .map(|t| (t.0.1, t.1))
+        .collect();
+    attempts.sort();
+    let expected: Vec<_> = (0..3).flat_map(|e| [(Some(e), 1), (Some(e), 2)]).collect();
+    assert_eq!(attempts, expected);
+    assert_eq!(sim.cancels.len(), 3);
+}
