@@ -186,6 +186,8 @@ struct Installed {
     wf: Arc<Workflow>,
     /// Nodes of each foreach body, by foreach node index.
     bodies: HashMap<u32, Vec<NodeId>>,
+    /// Compiled conditions of each switch, by node index.
+    conditions: HashMap<u32, Vec<cel::Program>>,
     /// Outputs read by the workflow's result: (node, output).
     result_reads: HashSet<(u32, String)>,
     /// Nodes this worker runs.
@@ -269,6 +271,7 @@ impl Engine {
             what,
         };
         let mut bodies: HashMap<u32, Vec<NodeId>> = HashMap::new();
+        let mut conditions = HashMap::new();
         for n in workflow.graph.node_indices() {
             let node = &workflow.graph[n];
             if let Some(s) = node.scope {
@@ -282,6 +285,12 @@ impl Engine {
             }
             if let NodeKind::Foreach(_) = node.kind {
                 bodies.entry(n.index() as u32).or_default();
+            }
+            if let NodeKind::Switch(s) = &node.kind {
+                let texts: Vec<&str> = s.cases.iter().map(|c| c.condition.as_str()).collect();
+                let programs =
+                    cond::compile(&texts).map_err(|e| unsupported(format!("switch `{}`: {e}", node.name)))?;
+                conditions.insert(n.index() as u32, programs);
             }
             if node.task().is_some() && !local.contains(&n) {
                 return Err(unsupported(format!(
@@ -305,6 +314,7 @@ impl Engine {
             Arc::new(Installed {
                 wf: workflow,
                 bodies,
+                conditions,
                 result_reads,
                 local,
             }),
@@ -685,7 +695,9 @@ impl Engine {
                     self.resolve_into(now, invocation, key, Status::Done, &mut ready);
                 }
                 NodeKind::Switch(s) => {
-                    let conds: Vec<&str> = s.cases.iter().map(|c| c.condition.as_str()).collect();
+                    let programs = installed.conditions.get(&key.0).map_or(&[][..], |p| p);
+                    let conds: Vec<(&str, &cel::Program)> =
+                        s.cases.iter().map(|c| c.condition.as_str()).zip(programs).collect();
                     let vars = cel_variables(inv, key.1);
                     match cond::choose(&conds, &vars) {
                         Ok(c) => {

@@ -31,15 +31,25 @@ pub(crate) fn to_cel(v: &serde_json::Value) -> cel::Value {
     }
 }
 
+/// Compiles the conditions of a switch.
+pub(crate) fn compile(conditions: &[&str]) -> Result<Vec<cel::Program>, String> {
+    conditions
+        .iter()
+        .map(|c| cel::Program::compile(c).map_err(|e| format!("condition `{c}` is not valid CEL: {e}")))
+        .collect()
+}
+
 /// Evaluates the cases of a switch in order; returns the chosen case (`cases.len()` is the
 /// default) or a message naming the condition that could not be evaluated.
-pub(crate) fn choose(conditions: &[&str], variables: &[(String, serde_json::Value)]) -> Result<u32, String> {
+pub(crate) fn choose(
+    cases: &[(&str, &cel::Program)],
+    variables: &[(String, serde_json::Value)],
+) -> Result<u32, String> {
     let mut ctx = cel::Context::default();
     for (name, value) in variables {
         ctx.add_variable_from_value(name.clone(), to_cel(value));
     }
-    for (i, cond) in conditions.iter().enumerate() {
-        let program = cel::Program::compile(cond).map_err(|e| format!("condition `{cond}` is not valid CEL: {e}"))?;
+    for (i, (cond, program)) in cases.iter().enumerate() {
         match program.execute(&ctx) {
             Ok(cel::Value::Bool(true)) => return Ok(i as u32),
             Ok(cel::Value::Bool(false)) => {}
@@ -49,7 +59,7 @@ pub(crate) fn choose(conditions: &[&str], variables: &[(String, serde_json::Valu
             Err(e) => return Err(format!("condition `{cond}` could not be evaluated: {e}")),
         }
     }
-    Ok(conditions.len() as u32)
+    Ok(cases.len() as u32)
 }
 
 #[cfg(test)]
@@ -57,19 +67,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn eval(conds: &[&str], vars: &[(String, serde_json::Value)]) -> Result<u32, String> {
+        let programs = compile(conds)?;
+        let cases: Vec<_> = conds.iter().copied().zip(programs.iter()).collect();
+        choose(&cases, vars)
+    }
+
     #[test]
     fn chooses_first_true_case_or_default() {
         let vars = vec![("input".to_owned(), json!({"x": 1, "y": 2}))];
-        assert_eq!(choose(&["input.x < input.y"], &vars), Ok(0));
-        assert_eq!(choose(&["input.x > input.y", "input.x > 10"], &vars), Ok(2));
+        assert_eq!(eval(&["input.x < input.y"], &vars), Ok(0));
+        assert_eq!(eval(&["input.x > input.y", "input.x > 10"], &vars), Ok(2));
+        assert_eq!(eval(&["input.x == 1.0 || input.y > 1u"], &vars), Ok(0));
     }
 
     #[test]
     fn errors_are_precise() {
         let vars = vec![("input".to_owned(), json!({"x": 1}))];
-        let e = choose(&["input.x + 1"], &vars).unwrap_err();
+        let e = eval(&["input.x + 1"], &vars).unwrap_err();
         assert!(e.contains("not a bool"), "{e}");
-        let e = choose(&["nope.flag"], &vars).unwrap_err();
+        let e = eval(&["nope.flag"], &vars).unwrap_err();
         assert!(e.contains("could not be evaluated"), "{e}");
+        let e = eval(&["a and b"], &vars).unwrap_err();
+        assert!(e.contains("not valid CEL"), "{e}");
     }
 }
