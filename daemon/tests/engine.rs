@@ -55,6 +55,7 @@ struct Sim {
     max_in_flight: HashMap<NodeId, usize>,
     rng: u64,
     behaviour: Behaviour,
+    input: serde_json::Value,
 }
 
 impl Sim {
@@ -80,6 +81,7 @@ impl Sim {
             max_in_flight: HashMap::new(),
             rng: seed | 1,
             behaviour,
+            input: serde_json::Value::Null,
         }
     }
 
@@ -257,6 +259,7 @@ impl Sim {
 
     /// Completes running attempts in a random order until the invocation ends.
     fn run(&mut self, input: serde_json::Value) {
+        self.input = input.clone();
         self.engine.start(self.now, &self.wf.name.clone(), 1, 7, input).unwrap();
         self.drain();
         let mut steps = 0;
@@ -327,38 +330,53 @@ impl Sim {
         self.completed.keys().map(|k| k.0).collect()
     }
 
-    /// The executed tasks equal `Workflow::runs` for some choice of every switch.
+    /// The case each switch's conditions choose, evaluated here independently of the engine
+    /// (with `cel::to_value`): every task's `json` outputs are `flag`.
+    fn expected_choices(&self) -> BTreeMap<NodeId, u32> {
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("input", cel::to_value(&self.input).unwrap());
+        for n in self.wf.graph.node_indices() {
+            let Some(task) = self.wf.graph[n].task() else { continue };
+            let fields: serde_json::Map<_, _> = task
+                .spec
+                .outputs
+                .iter()
+                .filter(|o| o.kind == ValueKind::Json)
+                .map(|o| (o.name.clone(), self.behaviour.flag.clone()))
+                .collect();
+            if !fields.is_empty() {
+                let v = cel::to_value(serde_json::Value::Object(fields)).unwrap();
+                ctx.add_variable_from_value(self.wf.graph[n].name.clone(), v);
+            }
+        }
+        let mut choices = BTreeMap::new();
+        for n in self.wf.graph.node_indices() {
+            let NodeKind::Switch(s) = &self.wf.graph[n].kind else {
+                continue;
+            };
+            let chosen = s.cases.iter().position(|c| {
+                let p = cel::Program::compile(&c.condition).unwrap();
+                match p.execute(&ctx) {
+                    Ok(cel::Value::Bool(b)) => b,
+                    other => panic!("{}: `{}` gave {other:?}", self.wf.name, c.condition),
+                }
+            });
+            choices.insert(n, chosen.unwrap_or(s.cases.len()) as u32);
+        }
+        choices
+    }
+
+    /// The executed tasks are exactly `Workflow::runs` for the choices the conditions make.
     fn check_runs(&self) {
-        let switches: Vec<(NodeId, u32)> = self
+        let runs = self.wf.runs(&self.expected_choices());
+        let expected: HashSet<NodeId> = self
             .wf
             .graph
             .node_indices()
-            .filter_map(|n| match &self.wf.graph[n].kind {
-                NodeKind::Switch(s) => Some((n, s.cases.len() as u32 + 1)),
-                _ => None,
-            })
+            .filter(|&n| runs[n.index()] && !self.wf.graph[n].is_virtual())
+            .filter(|&n| !self.in_empty_foreach(n))
             .collect();
-        let executed = self.executed_tasks();
-        let total: u32 = switches.iter().map(|s| s.1).product();
-        for mut combo in 0..total {
-            let mut choices = BTreeMap::new();
-            for &(n, k) in &switches {
-                choices.insert(n, combo % k);
-                combo /= k;
-            }
-            let runs = self.wf.runs(&choices);
-            let expected: HashSet<NodeId> = self
-                .wf
-                .graph
-                .node_indices()
-                .filter(|&n| runs[n.index()] && !self.wf.graph[n].is_virtual())
-                .filter(|&n| !self.in_empty_foreach(n))
-                .collect();
-            if expected == executed {
-                return;
-            }
-        }
-        panic!("executed tasks {executed:?} match no switch choices");
+        assert_eq!(self.executed_tasks(), expected, "{}", self.wf.name);
     }
 
     fn in_empty_foreach(&self, _n: NodeId) -> bool {
