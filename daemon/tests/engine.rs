@@ -429,7 +429,10 @@ fn load(src: &str) -> Workflow {
 
 #[test]
 fn every_fixture_and_doc_example_runs_as_the_reference_says() {
+    let (mut workflows, mut branching) = (0, 0);
     for wf in fixtures() {
+        workflows += 1;
+        let mut executed = HashSet::new();
         for flag in [true, false] {
             for width in [0, 3] {
                 let name = wf.name.clone();
@@ -446,9 +449,19 @@ fn every_fixture_and_doc_example_runs_as_the_reference_says() {
                     Err(e) => panic!("{name} (flag {flag}, width {width}): {e}"),
                 }
                 sim.check_runs();
+                executed.insert(format!("{:?}", {
+                    let mut v: Vec<_> = sim.executed_tasks().into_iter().collect();
+                    v.sort();
+                    v
+                }));
             }
         }
+        // Different switch choices or widths gave different runs.
+        branching += usize::from(executed.len() > 1);
     }
+    assert!(workflows >= 26, "{workflows} workflows");
+    // Workflows with a switch or a foreach whose runs depend on the flag or the width.
+    assert!(branching >= 8, "only {branching} workflows took more than one path");
 }
 
 proptest! {
