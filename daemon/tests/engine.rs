@@ -846,3 +846,21 @@ fn a_timed_out_element_is_retried_alone() {
     assert_eq!(attempts, expected);
     assert_eq!(sim.cancels.len(), 3);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Random DAGs (the planner's generator) in a random completion order: every task runs
+    /// once, after its predecessors, and every object is released once.
+    #[test]
+    fn random_dags_run_every_task_once(wf_seed in any::<u64>(), seed in any::<u64>(), tasks in 1usize..80) {
+        let params = faasflow_planner::GenParams { tasks, ..Default::default() };
+        let wf = faasflow_planner::random_workflow(wf_seed, &params);
+        let mut sim = Sim::new(wf, seed, Behaviour::default());
+        let input = sim.default_input();
+        sim.run(input);
+        prop_assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+        prop_assert_eq!(sim.executed_tasks().len(), sim.wf.task_count());
+        prop_assert_eq!(sim.triggers.len(), sim.wf.task_count());
+        prop_assert!(sim.next_obj > 1);
+    }
+}
