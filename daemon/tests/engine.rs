@@ -154,6 +154,21 @@ impl Sim {
                 }
                 Action::Finished { result, .. } => {
                     assert!(self.finished.is_none());
+                    if let Ok(outputs) = &result {
+                        // Only the result's objects are still held: nothing leaked until the end.
+                        let mut held: HashSet<u64> = HashSet::new();
+                        for (_, v) in outputs {
+                            match v {
+                                InputValue::Object(o) => {
+                                    held.insert(o.id);
+                                }
+                                InputValue::List(l) => held.extend(l.iter().map(|o| o.id)),
+                                _ => {}
+                            }
+                        }
+                        let live: HashSet<u64> = self.live.keys().copied().collect();
+                        assert_eq!(live, held, "objects held past their last reader");
+                    }
                     self.finished = Some(result);
                 }
             }
