@@ -1,0 +1,143 @@
+//! The skip rule and how inputs are read, per node instance.
+
+use faasflow_planner::NodeId;
+use faasflow_planner::dag::DataSource;
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+use super::{InputValue, Invocation, Key, Status};
+
+/// Whether source `p` counts as skipped, seen from a consumer in scope `cscope` at `element`.
+pub(super) fn source_skipped(inv: &Invocation, p: NodeId, cscope: Option<NodeId>, element: Option<u32>) -> bool {
+    let wf = &inv.inst_key.wf;
+    let pscope = wf.graph[p].scope;
+    let status = |k: Key| inv.inst.get(&k).map(|i| i.status);
+    if cscope == Some(p) {
+        return false; // the foreach, seen from its body, ran
+    }
+    match pscope {
+        None => status((p.index() as u32, None)) == Some(Status::Skipped),
+        Some(_) if pscope == cscope => status((p.index() as u32, element)) == Some(Status::Skipped),
+        Some(f) => {
+            // A body node read from outside: skipped when its foreach was, or in every element.
+            if status((f.index() as u32, None)) == Some(Status::Skipped) {
+                return true;
+            }
+            let n = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len());
+            n > 0 && (0..n as u32).all(|e| status((p.index() as u32, Some(e))) == Some(Status::Skipped))
+        }
+    }
+}
+
+/// The skip rule: does instance (n, element) run?
+pub(super) fn activated(inv: &Invocation, n: NodeId, element: Option<u32>) -> bool {
+    let wf = &inv.inst_key.wf;
+    let scope = wf.graph[n].scope;
+    let incoming: Vec<_> = wf.graph.edges_directed(n, Direction::Incoming).collect();
+    if incoming.is_empty() {
+        return true;
+    }
+    let has_control = incoming.iter().any(|e| e.weight().control);
+    incoming.iter().filter(|e| e.weight().control || !has_control).any(|e| {
+        let p = e.source();
+        if source_skipped(inv, p, scope, element) {
+            return false;
+        }
+        match e.weight().case {
+            None => true,
+            Some(case) => {
+                let pk = if wf.graph[p].scope == scope {
+                    (p.index() as u32, element)
+                } else {
+                    (p.index() as u32, None)
+                };
+                inv.inst.get(&pk).and_then(|i| i.chosen) == Some(case)
+            }
+        }
+    })
+}
+
+/// The value of an input or output with these sources, read by `consumer` (None: the
+/// workflow result) at `element`.
+pub(super) fn value_of(
+    inv: &Invocation,
+    sources: &[DataSource],
+    consumer: Option<NodeId>,
+    element: Option<u32>,
+) -> InputValue {
+    let wf = &inv.inst_key.wf;
+    let cscope = consumer.and_then(|c| wf.graph[c].scope);
+    for s in sources {
+        match s {
+            DataSource::Input(name) => {
+                return inv
+                    .input
+                    .get(name)
+                    .cloned()
+                    .map_or(InputValue::Absent, InputValue::Json);
+            }
+            DataSource::Item(f) | DataSource::Index(f) => {
+                let (Some(el), Some(fs)) = (element, inv.foreach.get(&(f.index() as u32))) else {
+                    return InputValue::Absent;
+                };
+                return match s {
+                    DataSource::Item(_) => fs
+                        .list
+                        .get(el as usize)
+                        .cloned()
+                        .map_or(InputValue::Absent, InputValue::Json),
+                    _ => InputValue::Json(el.into()),
+                };
+            }
+            DataSource::Output { node, output } => {
+                if source_skipped(inv, *node, cscope, element) {
+                    continue;
+                }
+                let find = |k: Key| {
+                    inv.inst
+                        .get(&k)
+                        .and_then(|i| i.outputs.iter().find(|(o, _)| o == output).map(|(_, r)| r.clone()))
+                };
+                let pscope = wf.graph[*node].scope;
+                return match pscope {
+                    Some(f) if pscope != cscope => {
+                        let n = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len());
+                        InputValue::List(
+                            (0..n as u32)
+                                .filter_map(|e| find((node.index() as u32, Some(e))))
+                                .collect(),
+                        )
+                    }
+                    Some(_) => find((node.index() as u32, element)).map_or(InputValue::Absent, InputValue::Object),
+                    None => find((node.index() as u32, None)).map_or(InputValue::Absent, InputValue::Object),
+                };
+            }
+        }
+    }
+    InputValue::Absent
+}
+
+/// CEL variables for a switch at `element`: `input` and `step` → {output: json} of every done
+/// step of the root scope and of the same element.
+pub(super) fn cel_variables(inv: &Invocation, element: Option<u32>) -> Vec<(String, serde_json::Value)> {
+    let wf = &inv.inst_key.wf;
+    let mut vars = vec![("input".to_owned(), inv.input.clone())];
+    let mut keys: Vec<&Key> = inv.inst.keys().filter(|k| k.1.is_none() || k.1 == element).collect();
+    keys.sort();
+    for k in keys {
+        let i = &inv.inst[k];
+        if i.status != Status::Done {
+            continue;
+        }
+        let fields: serde_json::Map<String, serde_json::Value> = i
+            .outputs
+            .iter()
+            .filter_map(|(name, r)| r.json.as_deref().map(|j| (name.clone(), j.clone())))
+            .collect();
+        if !fields.is_empty() {
+            let name = wf.graph[NodeId::new(k.0 as usize)].name.clone();
+            vars.push((name, serde_json::Value::Object(fields)));
+        }
+    }
+    vars
+}
