@@ -1,6 +1,7 @@
 //! faasflow's per-worker daemon. For now it holds the invocation [`engine`]: a sans-IO state
 //! machine that installs compiled workflows, keeps per-invocation state, and says which
-//! function to trigger, cancel, or which object to release.
+//! function to trigger, cancel, or which object to release; and the bookkeeping of FaaStore's
+//! arena ([`store`]), which gives objects their place in shared memory.
 //!
 //! What it does not do: the engine performs no I/O, reads no clock and draws no randomness of
 //! its own. Time is passed in (`now`), retry jitter comes from a generator seeded by
@@ -11,5 +12,6 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod store;
 
 pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
