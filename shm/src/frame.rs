@@ -92,6 +92,10 @@ pub enum DecodeError {
     /// Unknown status byte.
     #[error("unknown completion status {0}")]
     UnknownStatus(u8),
+    /// An error code on a status that has none (it must be 0, so that every frame has exactly
+    /// one encoding).
+    #[error("status {status} carries error code {code}, expected 0")]
+    UnexpectedCode { status: u8, code: u32 },
     /// More than [`MAX_REFS`] references announced.
     #[error("{0} object references announced, at most {MAX_REFS} allowed")]
     TooManyRefs(u16),
@@ -164,11 +168,12 @@ impl Frame {
                 let invocation = r.u64("invocation")?;
                 let status = r.u8("status")?;
                 let code = r.u32("code")?;
-                let status = match status {
-                    0 => Status::Ok,
-                    1 => Status::Failed { code },
-                    2 => Status::Panicked,
-                    s => return Err(DecodeError::UnknownStatus(s)),
+                let status = match (status, code) {
+                    (0, 0) => Status::Ok,
+                    (1, code) => Status::Failed { code },
+                    (2, 0) => Status::Panicked,
+                    (0 | 2, code) => return Err(DecodeError::UnexpectedCode { status, code }),
+                    (s, _) => return Err(DecodeError::UnknownStatus(s)),
                 };
                 Frame::Complete(Complete {
                     invocation,
@@ -293,6 +298,15 @@ mod tests {
         b.push(7);
         b.extend_from_slice(&[0; 6]);
         assert_eq!(Frame::decode(&b), Err(DecodeError::UnknownStatus(7)));
+        // Found by the `ring_frame` fuzz target: a code on an Ok status used to be dropped.
+        let mut b = vec![KIND_COMPLETE];
+        b.extend_from_slice(&[0; 9]);
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&[0; 2]);
+        assert_eq!(
+            Frame::decode(&b),
+            Err(DecodeError::UnexpectedCode { status: 0, code: 3 })
+        );
         let too_many = Frame::Invoke(Invoke {
             invocation: 1,
             function: 2,
