@@ -319,7 +319,8 @@ impl Ring {
             data: (0..capacity / WORD).map(|_| AtomicU64::new(0)).collect(),
         });
         let header = NonNull::from(&local.header);
-        let data = NonNull::from(&local.data[0]);
+        // From the whole slice, so the pointer may reach every word (not just the first).
+        let data = NonNull::from(&*local.data).cast::<AtomicU64>();
         Ok(Ring {
             header,
             data,
@@ -390,7 +391,8 @@ impl Ring {
         if spin_phase(spin, &mut ready) {
             return true;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large to add to now is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             // An RMW, not a plain store: it is ordered after the notifier's last `swap(0)` in the
             // word's modification order, which loom's (partial) modification order needs to see.
@@ -774,6 +776,8 @@ mod tests {
         let mut buf = [0u8; 64];
         let t0 = Instant::now();
         assert_eq!(c.pop_wait(&mut buf, Some(Duration::from_millis(20))), Ok(None));
+        p.push(&[1]).expect("room");
+        assert_eq!(c.pop_wait(&mut buf, Some(Duration::MAX)), Ok(Some(1)));
         assert!(t0.elapsed() >= Duration::from_millis(20));
         p.push(&[0; 56]).expect("room");
         assert_eq!(

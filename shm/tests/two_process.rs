@@ -2,6 +2,7 @@
 //! parent) and each sends 100,000 checksummed frames of varying length while receiving the
 //! other's; both check order, lengths and checksums. The child is this test binary, re-run
 //! with `FAASFLOW_SHM_CHILD_FD` set and the region's fd inherited.
+#![cfg(not(loom))]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
