@@ -1,7 +1,8 @@
 //! Loom models of the ring: one producer thread, one consumer thread, tiny capacities so that
 //! full rings, wrap-around (frames split across the end of the data area) and parking are all
 //! explored. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p faasflow-shm --release --lib loom`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p faasflow-shm --release --lib loom` (preemption bound 2,
+//! well under a second); `LOOM_MAX_PREEMPTIONS=5` explores more and passes in about 12 s.
 
 use loom::thread;
 

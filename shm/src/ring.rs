@@ -37,7 +37,7 @@
 //! - The consumer reads the payload, then publishes `head` with **Release**; the producer reads
 //!   `head` with **Acquire** before overwriting those words. So the consumer's reads of a slot
 //!   happen-before the producer's next writes to it.
-//! - Parking is Dekker's pattern with two SeqCst fences. Waiter: `parked = 1; fence(SeqCst);
+//! - Parking is Dekker's pattern with two SeqCst fences. Waiter: `parked.swap(1); fence(SeqCst);
 //!   re-check the index; sleep if parked == 1`. Notifier: `publish index; fence(SeqCst); if
 //!   parked == 1 { parked = 0; FUTEX_WAKE }`. Of two SeqCst fences one comes first in the total
 //!   order, so either the waiter sees the new index (and does not sleep) or the notifier sees
