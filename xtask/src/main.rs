@@ -237,7 +237,7 @@ struct FuzzTarget {
     flags: &'static [&'static str],
 }
 
-const FUZZ_TARGETS: [FuzzTarget; 3] = [
+const FUZZ_TARGETS: [FuzzTarget; 4] = [
     FuzzTarget {
         name: "wdl",
         max_len: 16384,
@@ -254,6 +254,11 @@ const FUZZ_TARGETS: [FuzzTarget; 3] = [
         name: "wdl_structured",
         max_len: 4096,
         flags: &["-len_control=0"],
+    },
+    FuzzTarget {
+        name: "ring_frame",
+        max_len: 8192,
+        flags: &[],
     },
 ];
 

@@ -1,0 +1,91 @@
+//! Shared-memory regions: an anonymous memory file (`memfd_create`), sized, sealed against
+//! resizing and mapped shared; its fd is handed to another process, which maps the same pages.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A shared mapping of a memory file. Only ever accessed through raw pointers and atomics
+/// (never as `&[u8]`), since another process may write it at any time.
+pub struct Region {
+    map: MmapRaw,
+    file: File,
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("len", &self.len())
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl Region {
+    /// Creates a memory file of `len` bytes named `name` (shown in `/proc/<pid>/fd`, for
+    /// debugging), seals it so that no process can shrink or grow it (a peer shrinking it would
+    /// make our accesses fault), and maps it, pre-faulted. The fd is close-on-exec; pass it to a
+    /// child explicitly (see [`Region::fd`]).
+    pub fn create(name: &str, len: usize) -> io::Result<Region> {
+        let cname = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `cname` is a valid NUL-terminated string alive across the call; the flags are
+        // valid memfd_create flags.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by memfd_create, is open, and is owned by nobody else.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.set_len(len as u64)?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: F_ADD_SEALS on an fd we own; takes an int argument, touches no memory of ours.
+        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let map = MmapOptions::new().len(len).populate().map_raw(&file)?;
+        Ok(Region { map, file })
+    }
+
+    /// Maps a region received from another process. Its length is the file's length; it must be
+    /// sealed against shrinking (as [`Region::create`] does), or a peer could make our accesses
+    /// fault by truncating it.
+    pub fn open(fd: OwnedFd) -> io::Result<Region> {
+        let file = File::from(fd);
+        // SAFETY: F_GET_SEALS on an fd we own; no memory is passed.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared memory file is not sealed against shrinking",
+            ));
+        }
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "shared memory file too large"))?;
+        let map = MmapOptions::new().len(len).populate().map_raw(&file)?;
+        Ok(Region { map, file })
+    }
+
+    /// The memory file, to pass to another process (e.g. with `SCM_RIGHTS`, or inherited).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// Start of the mapping (page-aligned). Access it only atomically.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+}
