@@ -93,6 +93,14 @@ fn ci() -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The control ring under loom's model checker (its own target dir: other cfg flags).
+    run(
+        "loom: faasflow-shm ring",
+        cargo()
+            .args(["test", "--locked", "-p", "faasflow-shm", "--release", "--lib", "loom"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", project_root().join("target/loom")),
+    )?;
     // Doc tests first (nextest does not run them), so that the run ends with the main summary.
     run(
         "cargo test --doc",
