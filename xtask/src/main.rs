@@ -211,27 +211,47 @@ fn demo(root: &Path, workers: usize) -> Result<()> {
 }
 
 fn bench(root: &Path) -> Result<()> {
+    let machine = machine_line();
+    let path = root.join("benchmarks/RESULTS.md");
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmark results\n\n".into());
+
+    let table = bench_table("faasflow-planner", "plan")?;
+    let versus = versus_faasflow(&table).unwrap_or_else(|| "(the 200-function row is missing)".into());
+    let heading = "## Planner: partitioning time and peak memory";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` on {machine}. Random layered DAGs (~2 edges per function), 3 workers; medians over repeated runs, peak heap of one `partition` call, and a topological sort of the same graph as the in-run reference.\n\n{}\n\nFaaSFlow's Python partitioner needs 0.96 core-seconds and 35 MB for 200 functions; {versus}. Targets: under 10 ms for 200 functions and under 1 s for 5,000.\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+
+    let table = bench_table("faasflow-shm", "ring")?;
+    let heading = "## Control ring: one-way latency of a 64-byte frame";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` on {machine}. Half a ping-pong round trip through the shared-memory SPSC ring, between threads and between processes, next to a std channel and a pipe measured in the same run. Parking latency depends on the machine's load; compare ratios, not absolute times.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs one `harness = false` bench that prints a Markdown table, and returns its output.
+fn bench_table(package: &str, bench: &str) -> Result<String> {
+    eprintln!("==> cargo bench -p {package} --bench {bench}");
     let out = cargo()
-        .args(["bench", "--locked", "-p", "faasflow-planner", "--bench", "plan"])
+        .args(["bench", "--locked", "-p", package, "--bench", bench])
         .output()
         .context("cannot run cargo bench")?;
     if !out.status.success() {
-        bail!("cargo bench failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo bench -p {package} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     print!("{table}");
-    let machine = machine_line();
-    let versus = versus_faasflow(&table).unwrap_or_else(|| "(the 200-function row is missing)".into());
-    let section = format!(
-        "## Planner: partitioning time and peak memory\n\n`cargo xtask bench` on {machine}. Random layered DAGs (~2 edges per function), 3 workers; medians over repeated runs, peak heap of one `partition` call, and a topological sort of the same graph as the in-run reference.\n\n{}\n\nFaaSFlow's Python partitioner needs 0.96 core-seconds and 35 MB for 200 functions; {versus}. Targets: under 10 ms for 200 functions and under 1 s for 5,000.\n",
-        table.trim()
-    );
-    let path = root.join("benchmarks/RESULTS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmark results\n\n".into());
-    let new = replace_section(&old, "## Planner: partitioning time and peak memory", &section);
-    std::fs::write(&path, new).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
+    Ok(table)
 }
 
 /// A fuzz target of `fuzz/` and how to run it.
