@@ -683,15 +683,7 @@ impl Importer {
                             }
                             (NodeKind::Task(t), _) => {
                                 if t.spec.outputs.is_empty() {
-                                    // FaaSFlow's examples often declare no outputs: declare by use.
-                                    let size = input.size.unwrap_or(0);
-                                    if let NodeKind::Task(t) = &mut self.wf.graph[producer].kind {
-                                        t.spec.outputs.push(OutputDecl {
-                                            name: param.clone(),
-                                            kind: ValueKind::Bytes,
-                                            size,
-                                        });
-                                    }
+                                    self.declare_by_use(producer, param, input.size.unwrap_or(0));
                                 } else if t.spec.output(param).is_none() {
                                     let names: Vec<&str> = t.spec.outputs.iter().map(|o| o.name.as_str()).collect();
                                     let mut e = WdlError::new(
@@ -856,6 +848,20 @@ impl Importer {
         }
     }
 
+    /// FaaSFlow's examples often declare no outputs: the first output read from a function
+    /// that declares none is declared by that use.
+    fn declare_by_use(&mut self, node: NodeId, output: &str, size: u64) {
+        if let NodeKind::Task(t) = &mut self.wf.graph[node].kind
+            && t.spec.outputs.is_empty()
+        {
+            t.spec.outputs.push(OutputDecl {
+                name: output.to_owned(),
+                kind: ValueKind::Bytes,
+                size,
+            });
+        }
+    }
+
     fn foreach_over_is(&self, fe: NodeId, producer: NodeId, param: &str) -> bool {
         matches!(&self.wf.graph[fe].kind, NodeKind::Foreach(f) if f.over == DataSource::Output { node: producer, output: param.to_owned() })
     }
@@ -1003,15 +1009,7 @@ impl Importer {
                     );
                     continue;
                 }
-                if let NodeKind::Task(t) = &mut self.wf.graph[p].kind
-                    && t.spec.outputs.is_empty()
-                {
-                    t.spec.outputs.push(OutputDecl {
-                        name: param.clone(),
-                        kind: ValueKind::Bytes,
-                        size: 0,
-                    });
-                }
+                self.declare_by_use(p, &param, 0);
                 sources.push(DataSource::Output { node: p, output: param });
             }
             self.wf.outputs.push(WorkflowOutput { name, sources });
