@@ -9,12 +9,16 @@
 //! process that may be buggy or hostile: it is validated and yields typed errors, never a panic
 //! or undefined behaviour.
 
+pub mod doorbell;
 pub mod frame;
+#[cfg(not(loom))]
+pub mod handshake;
 #[cfg(not(loom))]
 mod region;
 pub mod ring;
 mod sync;
 
+pub use doorbell::Doorbell;
 #[cfg(not(loom))]
 pub use region::Region;
 pub use ring::{Consumer, Producer, Ring};

@@ -84,6 +84,19 @@ impl Region {
         self.map.len() == 0
     }
 
+    /// A pointer to bytes `offset..offset + len` of the mapping, or `None` when that range is
+    /// not inside it. What may be done through the pointer is the caller's protocol: bytes a
+    /// peer may write concurrently must not be read as `&[u8]`.
+    pub fn range_ptr(&self, offset: u64, len: u64) -> Option<*mut u8> {
+        let end = offset.checked_add(len)?;
+        if end > self.map.len() as u64 {
+            return None;
+        }
+        // SAFETY: `offset <= end <= len of the mapping`, so the result is inside the mapping or
+        // one past its end (for an empty range at the end).
+        Some(unsafe { self.as_ptr().add(offset as usize) })
+    }
+
     /// Start of the mapping (page-aligned). Access it only atomically.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()

@@ -387,7 +387,12 @@ impl Ring {
 
     /// Bounded spin, then park on `futex` until `ready()` or the deadline; `true` if ready.
     /// `ready` must read the peer's index with Acquire.
-    fn wait(futex: &Futex, spin: Duration, timeout: Option<Duration>, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait(
+        futex: &Futex,
+        spin: Duration,
+        timeout: Option<Duration>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         if spin_phase(spin, &mut ready) {
             return true;
         }
@@ -418,7 +423,7 @@ impl Ring {
     }
 
     /// Wakes the peer parked on `futex`, if it is parked. Call after publishing an index.
-    fn notify(futex: &Futex) {
+    pub(crate) fn notify(futex: &Futex) {
         fence(SeqCst);
         if futex.word.load(Relaxed) != 0 && futex.word.swap(0, Relaxed) != 0 {
             futex.wake();
