@@ -82,6 +82,35 @@ pub enum HandshakeError {
     Fds(usize),
 }
 
+/// Starts `cmd` as an instance: creates the socket pair, lets the child inherit its end (fd
+/// number in [`INSTANCE_FD_ENV`]), and asks the kernel to kill the child when the calling thread
+/// exits (`PR_SET_PDEATHSIG`; call it from a thread that lives as long as the daemon), so that
+/// instances never outlive their daemon. Returns
+/// the child and the daemon's end of the socket.
+pub fn spawn_instance(cmd: &mut std::process::Command) -> io::Result<(std::process::Child, UnixStream)> {
+    use std::os::unix::process::CommandExt;
+    let (daemon_end, instance_end) = UnixStream::pair()?;
+    let fd = instance_end.as_raw_fd();
+    cmd.env(INSTANCE_FD_ENV, fd.to_string());
+    // SAFETY: the closure runs in the child between fork and exec and only makes two
+    // async-signal-safe syscalls (fcntl, prctl) on values copied into it; it allocates nothing
+    // and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(instance_end);
+    Ok((child, daemon_end))
+}
+
 impl Hello {
     /// Sends this hello.
     pub fn send(&self, sock: &mut UnixStream) -> Result<(), HandshakeError> {

@@ -97,6 +97,34 @@ impl Region {
         Some(unsafe { self.as_ptr().add(offset as usize) })
     }
 
+    /// Copies bytes `offset..offset + dst.len()` of the region into `dst`; `false` (and nothing
+    /// copied) when the range is not inside the region. For bytes no peer writes any more (a
+    /// sealed object); if a misbehaving peer still writes them, `dst` gets some mix of old
+    /// and new bytes, and nothing else happens.
+    pub fn copy_out(&self, offset: u64, dst: &mut [u8]) -> bool {
+        let Some(src) = self.range_ptr(offset, dst.len() as u64) else {
+            return false;
+        };
+        // SAFETY: `src..src + dst.len()` is inside the live mapping (checked by `range_ptr`) and
+        // cannot overlap `dst`, a Rust allocation of ours. A byte copy through raw pointers
+        // forms no reference to the shared bytes, so a peer writing them concurrently only
+        // changes which values are copied.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies `src` into the region at `offset`; `false` (and nothing written) when the range
+    /// is not inside the region. For bytes no peer reads yet (an extent not handed out).
+    pub fn copy_in(&self, offset: u64, src: &[u8]) -> bool {
+        let Some(dst) = self.range_ptr(offset, src.len() as u64) else {
+            return false;
+        };
+        // SAFETY: `dst..dst + src.len()` is inside the live, writable shared mapping (checked by
+        // `range_ptr`) and cannot overlap `src`; no reference to the shared bytes is formed.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        true
+    }
+
     /// Start of the mapping (page-aligned). Access it only atomically.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
