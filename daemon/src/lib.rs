@@ -12,6 +12,9 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod pool;
+pub mod report;
+pub mod runtime;
 pub mod store;
 
 pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};

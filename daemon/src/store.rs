@@ -5,3 +5,4 @@
 //! and spill policy arrive with the arena driver.
 
 pub mod allocator;
+pub mod arena;

@@ -1,0 +1,259 @@
+//! Starting pack instances: the spawner thread, the handshake, and the watcher that reports an
+//! instance's death the moment its socket closes.
+//!
+//! The runtime asks for an instance with [`Spawner::spawn`]; the spawner (one long-lived
+//! thread, so that `PR_SET_PDEATHSIG` ties every instance to the daemon's life) starts the
+//! process, does the handshake with a deadline, lays out the instance's two rings, and posts
+//! [`Ready`] to the runtime's inbox. Each instance then has a watcher thread blocked on its
+//! socket: end-of-file means the process is gone, and the watcher posts its exit status.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faasflow_shm::handshake::{self, Hello, Welcome};
+use faasflow_shm::{Consumer, Producer, Region, Ring};
+
+/// How to start a pack: a program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PackCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments before any the daemon adds.
+    pub args: Vec<String>,
+}
+
+impl PackCommand {
+    /// A pack that is a program of its own.
+    pub fn program(path: impl Into<PathBuf>) -> Self {
+        PackCommand {
+            program: path.into(),
+            args: Vec::new(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        c
+    }
+
+    /// Asks the pack for its functions (`PACK --list`).
+    pub fn list_functions(&self) -> Result<Vec<String>, String> {
+        let out = self
+            .command()
+            .arg("--list")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.program.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{} --list` failed ({}): {}",
+                self.program.display(),
+                describe_exit(out.status),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// "exited with status 3", "was killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exited with status {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = match sig {
+            6 => " (SIGABRT)",
+            9 => " (SIGKILL)",
+            11 => " (SIGSEGV)",
+            15 => " (SIGTERM)",
+            _ => "",
+        };
+        format!("was killed by signal {sig}{name}")
+    } else {
+        format!("ended ({status})")
+    }
+}
+
+/// A started instance, handed to the runtime.
+#[derive(Debug)]
+pub struct Ready {
+    /// The process.
+    pub child: Arc<Mutex<Child>>,
+    /// Its process id.
+    pub pid: u32,
+    /// Daemon → instance ring.
+    pub to_instance: Producer,
+    /// Instance → daemon ring.
+    pub to_daemon: Consumer,
+    /// Its functions by name → index.
+    pub functions: HashMap<String, u32>,
+}
+
+/// A request to the spawner.
+#[derive(Debug)]
+pub struct SpawnRequest {
+    /// The id the runtime gave the instance.
+    pub instance: u32,
+    /// What to run.
+    pub command: PackCommand,
+    /// Calls it may run at once.
+    pub threads: u32,
+    /// Ring capacity in bytes (each way).
+    pub ring_capacity: usize,
+    /// Time allowed for start-up and handshake.
+    pub timeout: Duration,
+}
+
+/// What the spawner and watchers report.
+#[derive(Debug)]
+pub enum Report {
+    /// An instance is ready, or could not start.
+    Ready {
+        /// Its id.
+        instance: u32,
+        /// The instance or why it could not start.
+        result: Result<Ready, String>,
+    },
+    /// An instance's process ended.
+    Exited {
+        /// Its id.
+        instance: u32,
+        /// How it ended, in words.
+        status: String,
+    },
+}
+
+/// Handle on the spawner thread.
+#[derive(Debug)]
+pub struct Spawner {
+    tx: mpsc::Sender<SpawnRequest>,
+}
+
+impl Spawner {
+    /// Starts the spawner; it posts [`Report`]s through `post` (which must wake the runtime)
+    /// and shares the arena with every instance.
+    pub fn start(arena: Arc<Region>, doorbell_offset: u64, post: Arc<dyn Fn(Report) + Send + Sync>) -> Spawner {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("faasflow-spawner".into())
+            .spawn(move || {
+                for req in rx {
+                    let id = req.instance;
+                    let result = start_instance(&req, &arena, doorbell_offset, &post);
+                    post(Report::Ready { instance: id, result });
+                }
+            })
+            .expect("spawn the spawner thread");
+        Spawner { tx }
+    }
+
+    /// Asks for an instance; the answer comes as [`Report::Ready`].
+    pub fn spawn(&self, req: SpawnRequest) {
+        // The spawner thread only ends when this sender is dropped.
+        let _ = self.tx.send(req);
+    }
+}
+
+fn start_instance(
+    req: &SpawnRequest,
+    arena: &Arc<Region>,
+    doorbell_offset: u64,
+    post: &Arc<dyn Fn(Report) + Send + Sync>,
+) -> Result<Ready, String> {
+    let prog = req.command.program.display().to_string();
+    let mut cmd = req.command.command();
+    cmd.stdin(Stdio::null());
+    let (child, mut sock) =
+        handshake::spawn_instance(&mut cmd).map_err(|e| format!("cannot start pack `{prog}`: {e}"))?;
+    let pid = child.id();
+    let child = Arc::new(Mutex::new(child));
+    let fail = |what: String| {
+        // The instance is useless: make sure it is gone and reaped.
+        let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let status = c.wait().map(describe_exit).unwrap_or_default();
+        format!("pack `{prog}` (pid {pid}) did not start: {what}{}", if status.is_empty() { String::new() } else { format!(" (it {status})") })
+    };
+    sock.set_read_timeout(Some(req.timeout)).map_err(|e| fail(e.to_string()))?;
+    let hello = Hello::recv(&mut sock).map_err(|e| fail(e.to_string()))?;
+    let to_instance_off = 0usize;
+    let to_daemon_off = Ring::required_len(req.ring_capacity).next_multiple_of(64);
+    let rings = Arc::new(
+        Region::create(
+            &format!("faasflow-rings-{}", req.instance),
+            to_daemon_off + Ring::required_len(req.ring_capacity),
+        )
+        .map_err(|e| fail(format!("rings: {e}")))?,
+    );
+    let to_instance = Ring::init(&rings, to_instance_off, req.ring_capacity)
+        .map_err(|e| fail(e.to_string()))?
+        .into_producer();
+    let to_daemon = Ring::init(&rings, to_daemon_off, req.ring_capacity)
+        .map_err(|e| fail(e.to_string()))?
+        .into_consumer();
+    let welcome = Welcome {
+        instance: req.instance,
+        segment: 0,
+        doorbell: doorbell_offset,
+        to_instance: to_instance_off as u64,
+        to_daemon: to_daemon_off as u64,
+        threads: req.threads,
+    };
+    welcome
+        .send(&mut sock, arena.fd(), rings.fd())
+        .map_err(|e| fail(e.to_string()))?;
+    let functions = hello
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.clone(), i as u32))
+        .collect();
+    let _ = sock.set_read_timeout(None);
+    watch(req.instance, sock, child.clone(), post.clone());
+    Ok(Ready {
+        child,
+        pid,
+        to_instance,
+        to_daemon,
+        functions,
+    })
+}
+
+/// Waits for the instance's socket to close, reaps the process and reports how it ended.
+fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Arc<dyn Fn(Report) + Send + Sync>) {
+    let post2 = post.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("faasflow-watch-{instance}"))
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            // Nothing is sent after the handshake: any read returns at end-of-file (or error),
+            // i.e. when the process has closed its end by exiting.
+            while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
+            let status = child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wait()
+                .map(describe_exit)
+                .unwrap_or_else(|e| format!("could not be waited for: {e}"));
+            post(Report::Exited { instance, status });
+        });
+    if let Err(e) = spawned {
+        post2(Report::Exited {
+            instance,
+            status: format!("could not be watched: {e}"),
+        });
+    }
+}

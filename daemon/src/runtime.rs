@@ -1,0 +1,1554 @@
+//! The single-worker runtime: the thread that drives the [`Engine`] with real instances, the
+//! arena and the spill directory.
+//!
+//! One thread (the *loop*) owns the engine, the arena's bookkeeping, every instance's rings
+//! and every call. It never blocks on anything but the arena's doorbell: instances ring it
+//! after each completion, and other threads (API callers, the spawner, the watchers) ring it
+//! after posting to the inbox. When there is nothing to do it spins over its rings for a few
+//! µs ([`DaemonConfig::spin`]) and then parks until the doorbell rings or the engine's next
+//! timer is due, so an idle daemon uses no CPU.
+//!
+//! Calls: a [`Action::Trigger`] becomes a *call*: its inputs are resolved to arena references
+//! (workflow inputs and foreach elements are written into the arena as JSON; spilled objects
+//! are reloaded), an extent is reserved for each declared output, and the call goes to its
+//! *pool*: the instances of one pack serving one sharing domain (a plan group's thread-isolated
+//! functions share instances; a function with `isolation: process` or `container` has its own
+//! pool). A pool starts instances up to its maximum; beyond that calls wait in its queue, in
+//! order, and are sent as soon as an instance has a free thread: backpressure, never deadlock.
+//!
+//! Objects: a completion's outputs are *sealed* into objects (immutable from then on) and the
+//! unused tail of their reservation is freed. When the workflow's resident bytes would exceed
+//! its quota, the object is written to the spill directory and its arena extent freed; a
+//! consumer then reads a reloaded copy. The engine's [`Action::Release`] frees an object
+//! exactly once; every reservation, input copy and reload of a call is freed when the call
+//! ends, whatever the outcome, so no arena byte outlives its invocation.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faasflow_planner::NodeId;
+use faasflow_planner::dag::{Isolation, NodeKind, ValueKind, Workflow};
+use faasflow_planner::plan::Plan;
+use faasflow_shm::frame::{self, Frame, Status, Value};
+use faasflow_shm::{Consumer, Doorbell, Producer};
+
+use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
+use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
+use crate::report::{EdgeRecord, FunctionRecord, Report};
+use crate::store::allocator::Extent;
+use crate::store::arena::{self, Arena};
+
+/// Largest JSON value (a `json`/`list` output, or an input written into the arena) the daemon
+/// parses or writes.
+pub const MAX_JSON: u64 = 64 << 20;
+/// Largest object a report shows as a string; larger or binary ones show as `{"bytes": n}`.
+const MAX_TEXT_OUTPUT: u64 = 64 << 10;
+
+/// Settings of a [`Daemon`].
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Bytes of the shared arena (header included).
+    pub arena_bytes: u64,
+    /// Where objects over quota go.
+    pub spill_dir: PathBuf,
+    /// Packs by name.
+    pub packs: HashMap<String, PackCommand>,
+    /// The pack that runs functions without a pack (FaaSFlow's synthetic body).
+    pub synthetic: PackCommand,
+    /// Multiplies declared runtimes of synthetic bodies.
+    pub runtime_scale: f64,
+    /// Multiplies declared output sizes of synthetic bodies.
+    pub data_scale: f64,
+    /// Replaces every workflow's quota (bytes in the arena), instead of the plan's.
+    pub quota_bytes: Option<u64>,
+    /// Instances kept warm per pool.
+    pub min_instances: usize,
+    /// Most instances per pool.
+    pub max_instances: usize,
+    /// Calls one instance runs at once.
+    pub threads: u32,
+    /// An instance idle this long (beyond the pool's minimum) is stopped.
+    pub idle_timeout: Duration,
+    /// Time an instance has to start and complete its handshake.
+    pub spawn_timeout: Duration,
+    /// Ring capacity each way, bytes.
+    pub ring_capacity: usize,
+    /// How long the loop spins before parking.
+    pub spin: Duration,
+    /// Seed of the engine's retry jitter.
+    pub seed: u64,
+}
+
+impl DaemonConfig {
+    /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
+    pub fn new(synthetic: PackCommand) -> Self {
+        DaemonConfig {
+            arena_bytes: 1 << 30,
+            spill_dir: std::env::temp_dir().join(format!("faasflow-spill-{}", std::process::id())),
+            packs: HashMap::new(),
+            synthetic,
+            runtime_scale: 1.0,
+            data_scale: 1.0,
+            quota_bytes: None,
+            min_instances: 1,
+            max_instances: 4,
+            threads: 32,
+            idle_timeout: Duration::from_secs(60),
+            spawn_timeout: Duration::from_secs(10),
+            ring_capacity: 256 << 10,
+            spin: faasflow_shm::ring::DEFAULT_SPIN,
+            seed: 0,
+        }
+    }
+}
+
+/// Errors of the daemon's API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The workflow cannot be installed.
+    #[error("{0}")]
+    Install(String),
+    /// The invocation could not start (unknown workflow, missing inputs…).
+    #[error("{0}")]
+    Invoke(String),
+    /// The daemon could not start.
+    #[error("cannot start the daemon: {0}")]
+    Start(String),
+    /// The daemon has stopped.
+    #[error("the daemon has stopped")]
+    Stopped,
+}
+
+/// What the daemon holds, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Arena bytes held by objects and reservations.
+    pub arena_used: u64,
+    /// Arena bytes for objects.
+    pub arena_capacity: u64,
+    /// Objects held (in the arena or spilled).
+    pub objects: usize,
+    /// Files in the spill directory held by objects.
+    pub spilled_objects: usize,
+    /// Invocations running.
+    pub invocations: usize,
+    /// Calls sent or queued.
+    pub calls: usize,
+    /// Live instances.
+    pub instances: usize,
+    /// Objects spilled since start.
+    pub spills_total: u64,
+    /// Instances started since start.
+    pub instances_started: u64,
+}
+
+enum Msg {
+    Install {
+        wf: Arc<Workflow>,
+        plan: Box<Plan>,
+        reply: mpsc::Sender<Result<(), DaemonError>>,
+    },
+    Invoke {
+        workflow: String,
+        version: u64,
+        input: serde_json::Value,
+        reply: mpsc::Sender<Result<Report, DaemonError>>,
+    },
+    Stats(mpsc::Sender<Stats>),
+    Pool(pool::Report),
+    Shutdown,
+}
+
+struct Shared {
+    inbox: Mutex<VecDeque<Msg>>,
+    pending: AtomicBool,
+    doorbell: Doorbell,
+}
+
+impl Shared {
+    fn post(&self, msg: Msg) {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push_back(msg);
+        self.pending.store(true, Ordering::Release);
+        self.doorbell.ring();
+    }
+}
+
+/// A running daemon (one worker). Dropping it stops the loop and every instance.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Creates the arena and the spill directory and starts the loop.
+    pub fn start(config: DaemonConfig) -> Result<Daemon, DaemonError> {
+        let arena = Arena::create("faasflow-arena", config.arena_bytes)
+            .map_err(|e| DaemonError::Start(format!("arena of {} bytes: {e}", config.arena_bytes)))?;
+        std::fs::create_dir_all(&config.spill_dir).map_err(|e| {
+            DaemonError::Start(format!("spill directory {}: {e}", config.spill_dir.display()))
+        })?;
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(VecDeque::new()),
+            pending: AtomicBool::new(false),
+            doorbell: arena.doorbell().clone(),
+        });
+        let post_to = shared.clone();
+        let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
+        let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, post);
+        let loop_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("faasflow-daemon".into())
+            .spawn(move || Runtime::new(config, arena, spawner, loop_shared).run())
+            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        Ok(Daemon {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Installs a workflow with its plan (version = the plan's version). Starts the pools'
+    /// minimum instances.
+    pub fn install(&self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Install {
+            wf,
+            plan: Box::new(plan),
+            reply,
+        });
+        rx.recv().map_err(|_| DaemonError::Stopped)?
+    }
+
+    /// Runs one invocation and waits for its report (a failed invocation is a report with
+    /// status `failed`; an invocation that cannot start is an error).
+    pub fn invoke(&self, workflow: &str, version: u64, input: serde_json::Value) -> Result<Report, DaemonError> {
+        self.invoke_async(workflow, version, input)
+            .recv()
+            .map_err(|_| DaemonError::Stopped)?
+    }
+
+    /// Starts one invocation; its report arrives on the returned channel.
+    pub fn invoke_async(
+        &self,
+        workflow: &str,
+        version: u64,
+        input: serde_json::Value,
+    ) -> mpsc::Receiver<Result<Report, DaemonError>> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Invoke {
+            workflow: workflow.to_owned(),
+            version,
+            input,
+            reply,
+        });
+        rx
+    }
+
+    /// What the daemon holds now.
+    pub fn stats(&self) -> Result<Stats, DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Stats(reply));
+        rx.recv().map_err(|_| DaemonError::Stopped)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shared.post(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type WfKey = (String, u64);
+
+/// Where a call site runs and what it needs.
+struct Site {
+    pool: usize,
+    function: String,
+    params: Vec<u8>,
+    /// Declared outputs: name, bytes to reserve, kind.
+    outputs: Vec<(String, u64, ValueKind)>,
+    synthetic: bool,
+}
+
+struct Installed {
+    wf: Arc<Workflow>,
+    quota: u64,
+    sites: HashMap<u32, Site>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    command: PackCommand,
+    domain: String,
+}
+
+struct Pool {
+    key: PoolKey,
+    pack_name: String,
+    instances: Vec<u32>,
+    spawning: usize,
+    queue: VecDeque<u64>,
+}
+
+struct Instance {
+    pool: usize,
+    pid: u32,
+    child: Arc<Mutex<std::process::Child>>,
+    to_instance: Producer,
+    to_daemon: Consumer,
+    functions: HashMap<String, u32>,
+    calls: HashSet<u64>,
+    idle_since: Instant,
+    /// Why the daemon killed it, if it did.
+    killed: Option<String>,
+}
+
+enum Place {
+    Arena(Extent),
+    Spilled(PathBuf),
+    Empty,
+}
+
+struct Object {
+    place: Place,
+    len: u64,
+    wf: WfKey,
+    invocation: InvocationId,
+    producer: String,
+    instance: u32,
+}
+
+struct Call {
+    invocation: InvocationId,
+    node: NodeId,
+    element: Option<u32>,
+    pool: usize,
+    wf: WfKey,
+    /// What to send (its `function` index is set when an instance is chosen).
+    invoke: frame::Invoke,
+    function: String,
+    /// Output kinds by name, to parse `json`/`list` outputs.
+    kinds: Vec<(String, ValueKind)>,
+    deadline: Option<Instant>,
+    /// Reserved and granted extents by output name (several for one name only after Alloc).
+    extents: Vec<(String, Extent)>,
+    /// Input copies and reloads, freed at the end of the call.
+    temps: Vec<Extent>,
+    /// Objects read (id), for the edge records.
+    reads: Vec<u64>,
+    reload_us: HashMap<u64, f64>,
+    instance: Option<u32>,
+    record: usize,
+    abandoned: bool,
+}
+
+struct InvState {
+    wf: WfKey,
+    start: Instant,
+    reply: mpsc::Sender<Result<Report, DaemonError>>,
+    functions: Vec<FunctionRecord>,
+    edges: Vec<EdgeRecord>,
+    data_us: f64,
+    spills: u64,
+    /// Running calls by (node, element).
+    running: HashMap<(u32, Option<u32>), u64>,
+    /// Objects produced by this invocation and still held.
+    objects: HashSet<u64>,
+}
+
+struct Runtime {
+    config: DaemonConfig,
+    engine: Engine,
+    arena: Arena,
+    spawner: Spawner,
+    shared: Arc<Shared>,
+    origin: Instant,
+    installed: HashMap<WfKey, Installed>,
+    pools: Vec<Pool>,
+    pool_index: HashMap<PoolKey, usize>,
+    instances: HashMap<u32, Instance>,
+    next_instance: u32,
+    calls: HashMap<u64, Call>,
+    next_call: u64,
+    invocations: HashMap<InvocationId, InvState>,
+    next_invocation: InvocationId,
+    objects: HashMap<u64, Object>,
+    next_object: u64,
+    resident: HashMap<WfKey, u64>,
+    spills_total: u64,
+    instances_started: u64,
+    frame_buf: Vec<u8>,
+    /// Instances being started, by id → pool.
+    starting: HashMap<u32, usize>,
+    /// Ids of live instances (iterated on every loop turn).
+    live: Vec<u32>,
+    stop: bool,
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+impl Runtime {
+    fn new(config: DaemonConfig, arena: Arena, spawner: Spawner, shared: Arc<Shared>) -> Self {
+        let engine = Engine::new(EngineConfig { seed: config.seed });
+        let frame_buf = vec![0u8; config.ring_capacity];
+        Runtime {
+            config,
+            engine,
+            arena,
+            spawner,
+            shared,
+            origin: Instant::now(),
+            installed: HashMap::new(),
+            pools: Vec::new(),
+            pool_index: HashMap::new(),
+            instances: HashMap::new(),
+            next_instance: 1,
+            calls: HashMap::new(),
+            next_call: 1,
+            invocations: HashMap::new(),
+            next_invocation: 1,
+            objects: HashMap::new(),
+            next_object: 1,
+            resident: HashMap::new(),
+            spills_total: 0,
+            instances_started: 0,
+            frame_buf,
+            starting: HashMap::new(),
+            live: Vec::new(),
+            stop: false,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn run(mut self) {
+        let mut last_idle_check = Instant::now();
+        while !self.stop {
+            let mut progressed = self.drain_inbox();
+            progressed |= self.drain_rings();
+            let now = self.now();
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.tick(now);
+            }
+            progressed |= self.apply_actions();
+            if last_idle_check.elapsed() >= Duration::from_secs(1) {
+                self.stop_idle_instances();
+                last_idle_check = Instant::now();
+            }
+            if progressed || self.stop {
+                continue;
+            }
+            let timeout = self
+                .engine
+                .poll_timeout()
+                .map(|t| t.saturating_sub(self.now()))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let shared = self.shared.clone();
+            let instances = &mut self.instances;
+            self.shared.doorbell.wait(self.config.spin, Some(timeout), || {
+                shared.pending.load(Ordering::Acquire) || instances.values_mut().any(|i| i.to_daemon.is_ready())
+            });
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for inst in self.instances.values_mut() {
+            inst.killed = Some("the daemon stopped".into());
+            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+        }
+        for (_, inv) in self.invocations.drain() {
+            let _ = inv.reply.send(Err(DaemonError::Stopped));
+        }
+        let _ = std::fs::remove_dir_all(&self.config.spill_dir);
+    }
+
+    fn drain_inbox(&mut self) -> bool {
+        if !self.shared.pending.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let msgs: Vec<Msg> = self
+            .shared
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for msg in msgs {
+            match msg {
+                Msg::Install { wf, plan, reply } => {
+                    let _ = reply.send(self.install(wf, *plan));
+                }
+                Msg::Invoke {
+                    workflow,
+                    version,
+                    input,
+                    reply,
+                } => self.start_invocation(workflow, version, input, reply),
+                Msg::Stats(reply) => {
+                    let _ = reply.send(self.stats());
+                }
+                Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result),
+                Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status),
+                Msg::Shutdown => self.stop = true,
+            }
+        }
+        true
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            arena_used: self.arena.used(),
+            arena_capacity: self.arena.capacity(),
+            objects: self.objects.len(),
+            spilled_objects: self
+                .objects
+                .values()
+                .filter(|o| matches!(o.place, Place::Spilled(_)))
+                .count(),
+            invocations: self.invocations.len(),
+            calls: self.calls.len(),
+            instances: self.instances.len(),
+            spills_total: self.spills_total,
+            instances_started: self.instances_started,
+        }
+    }
+
+    // ---- install -------------------------------------------------------------------------
+
+    fn install(&mut self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
+        let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
+        let version = plan.version;
+        let key = (wf.name.clone(), version);
+        let mut sites = HashMap::new();
+        let mut listed: HashMap<PackCommand, Vec<String>> = HashMap::new();
+        let mut new_pools = Vec::new();
+        for n in wf.graph.node_indices() {
+            let Some(task) = wf.graph[n].task() else { continue };
+            let name = &wf.graph[n].name;
+            let (command, pack_name, synthetic) = match &task.spec.pack {
+                None => (self.config.synthetic.clone(), "synthetic".to_owned(), true),
+                Some(p) => match self.config.packs.get(p) {
+                    Some(c) => (c.clone(), p.clone(), false),
+                    None => {
+                        let known: Vec<&str> = self.config.packs.keys().map(String::as_str).collect();
+                        return Err(err(format!(
+                            "step `{name}` uses pack `{p}`, which this daemon does not know (known: {}); \
+                             pass `--pack {p}=PATH`, or put `faasflow-pack-{p}` next to `faasflow` or on PATH",
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        )));
+                    }
+                },
+            };
+            let function = if synthetic { "synthetic".to_owned() } else { task.function.clone() };
+            if !listed.contains_key(&command) {
+                let fns = command.list_functions().map_err(|e| err(format!("pack `{pack_name}`: {e}")))?;
+                listed.insert(command.clone(), fns);
+            }
+            let fns = &listed[&command];
+            if !fns.contains(&function) {
+                return Err(err(format!(
+                    "step `{name}` calls function `{function}`, which pack `{pack_name}` does not have (it has: {})",
+                    fns.join(", ")
+                )));
+            }
+            let group = plan.node_group.get(n.index()).copied().unwrap_or(0);
+            let domain = match task.spec.isolation {
+                Isolation::Thread => format!("{}@{version}/group-{group}", wf.name),
+                Isolation::Process | Isolation::Container => format!("{}@{version}/{name}", wf.name),
+            };
+            let pkey = PoolKey {
+                command: command.clone(),
+                domain,
+            };
+            let pool = match self.pool_index.get(&pkey) {
+                Some(&p) => p,
+                None => {
+                    self.pools.push(Pool {
+                        key: pkey.clone(),
+                        pack_name: pack_name.clone(),
+                        instances: Vec::new(),
+                        spawning: 0,
+                        queue: VecDeque::new(),
+                    });
+                    let p = self.pools.len() - 1;
+                    self.pool_index.insert(pkey, p);
+                    new_pools.push(p);
+                    p
+                }
+            };
+            let scale = if synthetic { self.config.data_scale } else { 1.0 };
+            let outputs = task
+                .spec
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), (o.size as f64 * scale).round() as u64, o.kind))
+                .collect();
+            let params = if synthetic {
+                let runtime_us = (task.spec.runtime_ms * 1000.0 * self.config.runtime_scale).max(0.0).round() as u64;
+                format!("{{\"runtime_us\":{runtime_us}}}").into_bytes()
+            } else {
+                Vec::new()
+            };
+            sites.insert(
+                n.index() as u32,
+                Site {
+                    pool,
+                    function,
+                    params,
+                    outputs,
+                    synthetic,
+                },
+            );
+        }
+        let local: HashSet<NodeId> = wf.graph.node_indices().collect();
+        self.engine
+            .install(wf.clone(), version, local)
+            .map_err(|e| DaemonError::Install(e.to_string()))?;
+        let quota = self
+            .config
+            .quota_bytes
+            .unwrap_or_else(|| plan.workers.iter().map(|w| w.quota_bytes).sum());
+        self.installed.insert(key, Installed { wf, quota, sites });
+        for p in new_pools {
+            for _ in 0..self.config.min_instances.min(self.config.max_instances) {
+                self.spawn(p);
+            }
+        }
+        Ok(())
+    }
+
+    // ---- instances -----------------------------------------------------------------------
+
+
+    fn spawn(&mut self, pool: usize) {
+        let id = self.next_instance;
+        self.next_instance += 1;
+        self.pools[pool].spawning += 1;
+        self.starting.insert(id, pool);
+        self.spawner.spawn(SpawnRequest {
+            instance: id,
+            command: self.pools[pool].key.command.clone(),
+            threads: self.config.threads,
+            ring_capacity: self.config.ring_capacity,
+            timeout: self.config.spawn_timeout,
+        });
+    }
+
+    fn instance_ready(&mut self, id: u32, result: Result<pool::Ready, String>) {
+        let Some(pool) = self.starting.remove(&id) else {
+            return;
+        };
+        self.pools[pool].spawning -= 1;
+        match result {
+            Ok(r) => {
+                self.instances_started += 1;
+                self.instances.insert(
+                    id,
+                    Instance {
+                        pool,
+                        pid: r.pid,
+                        child: r.child,
+                        to_instance: r.to_instance,
+                        to_daemon: r.to_daemon,
+                        functions: r.functions,
+                        calls: HashSet::new(),
+                        idle_since: Instant::now(),
+                        killed: None,
+                    },
+                );
+                self.live.push(id);
+                self.pools[pool].instances.push(id);
+                self.dispatch(pool);
+            }
+            Err(e) => {
+                let p = &mut self.pools[pool];
+                // Without any instance the queued calls would wait forever: fail them.
+                if p.instances.is_empty() && p.spawning == 0 {
+                    let queued: Vec<u64> = p.queue.drain(..).collect();
+                    for c in queued {
+                        let f = self.calls.get(&c).map(|c| c.function.clone()).unwrap_or_default();
+                        self.fail_call(c, format!("function `{f}` could not run: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn instance_exited(&mut self, id: u32, status: String) {
+        if !self.instances.contains_key(&id) {
+            return;
+        }
+        // Completions it pushed before dying still count.
+        self.drain_instance(id);
+        let Some(inst) = self.instances.remove(&id) else { return };
+        self.live.retain(|&i| i != id);
+        let pool = inst.pool;
+        self.pools[pool].instances.retain(|&i| i != id);
+        let pack = self.pools[pool].pack_name.clone();
+        let why = match &inst.killed {
+            Some(reason) => format!("its instance (pid {}, pack `{pack}`) was stopped because {reason}", inst.pid),
+            None => format!("its instance (pid {}, pack `{pack}`) {status}", inst.pid),
+        };
+        let mut calls: Vec<u64> = inst.calls.into_iter().collect();
+        calls.sort_unstable();
+        for c in calls {
+            let f = self.calls.get(&c).map(|c| c.function.clone()).unwrap_or_default();
+            self.fail_call(c, format!("function `{f}`: {why}"));
+        }
+        let p = &self.pools[pool];
+        if !self.stop && (!p.queue.is_empty() || p.instances.len() + p.spawning < self.config.min_instances) {
+            self.spawn(pool);
+        }
+    }
+
+    fn stop_idle_instances(&mut self) {
+        let idle = self.config.idle_timeout;
+        let min = self.config.min_instances;
+        for p in 0..self.pools.len() {
+            let mut live = self.pools[p].instances.len();
+            for &id in &self.pools[p].instances.clone() {
+                if live <= min {
+                    break;
+                }
+                let Some(inst) = self.instances.get_mut(&id) else { continue };
+                if inst.calls.is_empty() && inst.killed.is_none() && inst.idle_since.elapsed() >= idle {
+                    inst.killed = Some(format!("it was idle for {} s", idle.as_secs()));
+                    let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                    live -= 1;
+                }
+            }
+        }
+    }
+
+    // ---- invocations ---------------------------------------------------------------------
+
+    fn start_invocation(
+        &mut self,
+        workflow: String,
+        version: u64,
+        input: serde_json::Value,
+        reply: mpsc::Sender<Result<Report, DaemonError>>,
+    ) {
+        let id = self.next_invocation;
+        self.next_invocation += 1;
+        self.invocations.insert(
+            id,
+            InvState {
+                wf: (workflow.clone(), version),
+                start: Instant::now(),
+                reply,
+                functions: Vec::new(),
+                edges: Vec::new(),
+                data_us: 0.0,
+                spills: 0,
+                running: HashMap::new(),
+                objects: HashSet::new(),
+            },
+        );
+        let now = self.now();
+        if let Err(e) = self.engine.start(now, &workflow, version, id, input)
+            && let Some(inv) = self.invocations.remove(&id)
+        {
+            let _ = inv.reply.send(Err(DaemonError::Invoke(e.to_string())));
+        }
+    }
+
+    fn apply_actions(&mut self) -> bool {
+        let mut any = false;
+        while let Some(a) = self.engine.poll_action() {
+            any = true;
+            match a {
+                Action::Trigger {
+                    invocation,
+                    node,
+                    element,
+                    attempt,
+                    inputs,
+                } => self.trigger(invocation, node, element, attempt, inputs),
+                Action::Cancel {
+                    invocation,
+                    node,
+                    element,
+                } => self.cancel(invocation, node, element),
+                Action::Release { object } => self.release(object),
+                Action::Finished { invocation, result } => self.finish(invocation, result),
+            }
+        }
+        any
+    }
+
+    fn trigger(
+        &mut self,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        attempt: u32,
+        inputs: Vec<(String, InputValue)>,
+    ) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        let wf_key = inv.wf.clone();
+        let Some(installed) = self.installed.get(&wf_key) else {
+            return;
+        };
+        let wf = installed.wf.clone();
+        let Some(site) = installed.sites.get(&(node.index() as u32)) else {
+            return;
+        };
+        let (pool, function, params, outputs, synthetic) = (
+            site.pool,
+            site.function.clone(),
+            site.params.clone(),
+            site.outputs.clone(),
+            site.synthetic,
+        );
+        let name = wf.graph[node].name.clone();
+        let timeout_ms = wf.graph[node].task().map_or(0, |t| t.spec.timeout_ms);
+        inv.functions.push(FunctionRecord {
+            name: name.clone(),
+            element,
+            instance: None,
+            start_us: us(inv.start.elapsed()),
+            end_us: 0.0,
+            exec_us: 0.0,
+            attempt,
+            skipped: false,
+            error: None,
+        });
+        let record = inv.functions.len() - 1;
+        let id = self.next_call;
+        self.next_call += 1;
+        let mut call = Call {
+            invocation,
+            node,
+            element,
+            pool,
+            wf: wf_key.clone(),
+            invoke: frame::Invoke {
+                call: id,
+                function: 0,
+                params,
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            },
+            function: function.clone(),
+            kinds: outputs.iter().map(|(n, _, k)| (n.clone(), *k)).collect(),
+            deadline: (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)),
+            extents: Vec::new(),
+            temps: Vec::new(),
+            reads: Vec::new(),
+            reload_us: HashMap::new(),
+            instance: None,
+            record,
+            abandoned: false,
+        };
+        let prepared = self.prepare(&mut call, inputs, &outputs, synthetic, &name);
+        if let Some(inv) = self.invocations.get_mut(&invocation) {
+            inv.running.insert((node.index() as u32, element), id);
+        }
+        self.calls.insert(id, call);
+        match prepared {
+            Ok(()) => {
+                self.pools[pool].queue.push_back(id);
+                self.dispatch(pool);
+            }
+            Err(e) => self.fail_call(id, e),
+        }
+    }
+
+    /// Resolves a call's inputs to arena references and reserves its outputs.
+    fn prepare(
+        &mut self,
+        call: &mut Call,
+        inputs: Vec<(String, InputValue)>,
+        outputs: &[(String, u64, ValueKind)],
+        synthetic: bool,
+        step: &str,
+    ) -> Result<(), String> {
+        let t = Instant::now();
+        let mut copied = false;
+        for (name, v) in inputs {
+            let value = match v {
+                InputValue::Absent => Value::Absent,
+                InputValue::Object(r) => Value::One(self.input_ref(call, r.id)?),
+                InputValue::List(rs) => {
+                    let mut l = Vec::with_capacity(rs.len());
+                    for r in rs {
+                        l.push(self.input_ref(call, r.id)?);
+                    }
+                    Value::List(l)
+                }
+                InputValue::Json(j) => {
+                    copied = true;
+                    let bytes = serde_json::to_vec(&j).map_err(|e| format!("input `{name}`: {e}"))?;
+                    let e = self
+                        .arena
+                        .alloc(bytes.len() as u64)
+                        .map_err(|e| format!("input `{name}` of step `{step}`: {e}"))?;
+                    call.temps.push(e);
+                    self.arena.write(e.offset, &bytes);
+                    Value::One(frame::ObjectRef {
+                        segment: 0,
+                        offset: e.offset,
+                        len: bytes.len() as u64,
+                    })
+                }
+            };
+            call.invoke.inputs.push((name, value));
+        }
+        for (name, size, _) in outputs {
+            let mut r = frame::ObjectRef::default();
+            if *size > 0 {
+                match self.arena.alloc(*size) {
+                    Ok(e) => {
+                        call.extents.push((name.clone(), e));
+                        r = frame::ObjectRef {
+                            segment: 0,
+                            offset: e.offset,
+                            len: e.len,
+                        };
+                    }
+                    Err(e) if synthetic => {
+                        return Err(format!(
+                            "output `{name}` needs {size} bytes: {e}; give the daemon a larger arena (--arena-mib) \
+                             or scale data down (--data-scale)"
+                        ));
+                    }
+                    // A pack function asks for room when it writes (and gets this error then).
+                    Err(_) => {}
+                }
+            }
+            call.invoke.outputs.push((name.clone(), r));
+        }
+        if copied && let Some(inv) = self.invocations.get_mut(&call.invocation) {
+            inv.data_us += us(t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// The arena reference of object `id` for `call` (reloaded if it was spilled).
+    fn input_ref(&mut self, call: &mut Call, id: u64) -> Result<frame::ObjectRef, String> {
+        let obj = self.objects.get(&id).ok_or_else(|| format!("object {id} is not held"))?;
+        call.reads.push(id);
+        match &obj.place {
+            Place::Empty => Ok(frame::ObjectRef::default()),
+            Place::Arena(e) => Ok(frame::ObjectRef {
+                segment: 0,
+                offset: e.offset,
+                len: obj.len,
+            }),
+            Place::Spilled(path) => {
+                let t = Instant::now();
+                let len = obj.len;
+                let e = self
+                    .arena
+                    .alloc(len)
+                    .map_err(|e| format!("cannot reload spilled output of `{}`: {e}", obj.producer))?;
+                call.temps.push(e);
+                let mut f = File::open(path).map_err(|e| format!("spill file {}: {e}", path.display()))?;
+                let mut buf = vec![0u8; (1 << 20).min(len as usize)];
+                let mut at = 0u64;
+                while at < len {
+                    let n = ((len - at) as usize).min(buf.len());
+                    f.read_exact(&mut buf[..n])
+                        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+                    self.arena.write(e.offset + at, &buf[..n]);
+                    at += n as u64;
+                }
+                let dt = us(t.elapsed());
+                call.reload_us.insert(id, dt);
+                if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+                    inv.data_us += dt;
+                }
+                Ok(frame::ObjectRef {
+                    segment: 0,
+                    offset: e.offset,
+                    len,
+                })
+            }
+        }
+    }
+
+    /// Sends queued calls of `pool` to instances with a free thread; starts instances when
+    /// none has one and the pool may grow.
+    fn dispatch(&mut self, pool: usize) {
+        let threads = self.config.threads as usize;
+        while let Some(&call_id) = self.pools[pool].queue.front() {
+            // Prefer the instance that produced an input (in-process hand-off), then the least
+            // loaded one.
+            let producer_instances: Vec<u32> = self
+                .calls
+                .get(&call_id)
+                .map(|c| {
+                    c.reads
+                        .iter()
+                        .filter_map(|o| self.objects.get(o).map(|o| o.instance))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let free = |i: &Instance| i.killed.is_none() && i.calls.len() < threads;
+            let chosen = self.pools[pool]
+                .instances
+                .iter()
+                .copied()
+                .filter(|id| self.instances.get(id).is_some_and(free))
+                .min_by_key(|id| {
+                    (
+                        !producer_instances.contains(id),
+                        self.instances.get(id).map_or(usize::MAX, |i| i.calls.len()),
+                    )
+                });
+            let Some(inst_id) = chosen else {
+                let p = &self.pools[pool];
+                let room = p.spawning * threads;
+                if p.instances.len() + p.spawning < self.config.max_instances.max(1) && p.queue.len() > room {
+                    self.spawn(pool);
+                }
+                return;
+            };
+            self.pools[pool].queue.pop_front();
+            self.send_call(call_id, inst_id);
+        }
+    }
+
+    fn send_call(&mut self, call_id: u64, inst_id: u32) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(inst) = self.instances.get_mut(&inst_id) else { return };
+        let Some(&index) = inst.functions.get(&call.function) else {
+            let f = call.function.clone();
+            self.fail_call(call_id, format!("its instance does not serve function `{f}`"));
+            return;
+        };
+        call.invoke.function = index;
+        call.instance = Some(inst_id);
+        let mut bytes = std::mem::take(&mut self.frame_buf);
+        bytes.clear();
+        let encoded = Frame::Invoke(call.invoke.clone()).encode(&mut bytes);
+        let pushed = match encoded {
+            Err(e) => Err(format!("cannot send the call: {e}")),
+            Ok(()) => inst
+                .to_instance
+                .push_wait(&bytes, Some(Duration::from_secs(1)))
+                .map_err(|e| format!("cannot send the call to its instance: {e}")),
+        };
+        bytes.resize(self.config.ring_capacity, 0);
+        self.frame_buf = bytes;
+        if let Err(e) = pushed {
+            call.instance = None;
+            self.fail_call(call_id, e);
+            return;
+        }
+        inst.calls.insert(call_id);
+        // Edge records: how each input reached this instance.
+        let Some(inv) = self.invocations.get_mut(&call.invocation) else { return };
+        inv.functions[call.record].instance = Some(inst_id);
+        let to = inv.functions[call.record].name.clone();
+        for o in &call.reads {
+            let Some(obj) = self.objects.get(o) else { continue };
+            let (tier, transfer_us) = match call.reload_us.get(o) {
+                Some(t) => ("spill", *t),
+                None if obj.instance == inst_id => ("in-process", 0.0),
+                None => ("shared-memory", 0.0),
+            };
+            inv.edges.push(EdgeRecord {
+                from: obj.producer.clone(),
+                to: to.clone(),
+                bytes: obj.len,
+                tier,
+                transfer_us,
+            });
+        }
+    }
+
+    /// Ends a call with an error: frees what it holds and tells the engine (unless the engine
+    /// already gave up on it).
+    fn fail_call(&mut self, call_id: u64, message: String) {
+        let Some(call) = self.calls.remove(&call_id) else { return };
+        self.free_call(&call);
+        if let Some(inst) = call.instance.and_then(|i| self.instances.get_mut(&i)) {
+            inst.calls.remove(&call_id);
+            if inst.calls.is_empty() {
+                inst.idle_since = Instant::now();
+            }
+        }
+        self.pools[call.pool].queue.retain(|&c| c != call_id);
+        if call.abandoned {
+            return;
+        }
+        if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+            inv.running.remove(&(call.node.index() as u32, call.element));
+            let rec = &mut inv.functions[call.record];
+            rec.end_us = us(inv.start.elapsed());
+            rec.error = Some(message.clone());
+        }
+        let now = self.now();
+        self.engine
+            .function_failed(now, call.invocation, call.node, call.element, message);
+    }
+
+    fn free_call(&mut self, call: &Call) {
+        for (_, e) in &call.extents {
+            self.arena.free(*e);
+        }
+        for e in &call.temps {
+            self.arena.free(*e);
+        }
+    }
+
+    fn cancel(&mut self, invocation: InvocationId, node: NodeId, element: Option<u32>) {
+        let Some(call_id) = self
+            .invocations
+            .get_mut(&invocation)
+            .and_then(|inv| inv.running.remove(&(node.index() as u32, element)))
+        else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        call.abandoned = true;
+        let Some(inst_id) = call.instance else {
+            // Still queued: drop it.
+            self.fail_call(call_id, String::new());
+            return;
+        };
+        let timed_out = call.deadline.is_some_and(|d| Instant::now() >= d);
+        let function = call.function.clone();
+        if let Some(inv) = self.invocations.get_mut(&invocation) {
+            let rec = &mut inv.functions[call.record];
+            rec.end_us = us(inv.start.elapsed());
+            rec.error = Some(if timed_out { "timed out".into() } else { "cancelled".into() });
+        }
+        // A call past its deadline may never return: stop its instance. Otherwise let it end
+        // and drop its outputs (other invocations may be running in the same instance).
+        if timed_out && let Some(inst) = self.instances.get_mut(&inst_id) {
+            inst.killed = Some(format!("function `{function}` running in it timed out"));
+            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+        }
+    }
+
+    fn release(&mut self, object: u64) {
+        let Some(obj) = self.objects.remove(&object) else { return };
+        if let Some(inv) = self.invocations.get_mut(&obj.invocation) {
+            inv.objects.remove(&object);
+        }
+        match obj.place {
+            Place::Arena(e) => {
+                self.arena.free(e);
+                if let Some(r) = self.resident.get_mut(&obj.wf) {
+                    *r = r.saturating_sub(e.len);
+                }
+            }
+            Place::Spilled(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Place::Empty => {}
+        }
+    }
+
+    // ---- completions ---------------------------------------------------------------------
+
+    fn drain_rings(&mut self) -> bool {
+        let mut any = false;
+        let mut k = 0;
+        while k < self.live.len() {
+            let id = self.live[k];
+            any |= self.drain_instance(id);
+            k += 1;
+        }
+        any
+    }
+
+    fn drain_instance(&mut self, id: u32) -> bool {
+        let mut any = false;
+        loop {
+            let Some(inst) = self.instances.get_mut(&id) else { return any };
+            let popped = inst.to_daemon.pop(&mut self.frame_buf);
+            let frame = match popped {
+                Ok(None) => return any,
+                Ok(Some(n)) => Frame::decode(&self.frame_buf[..n]).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            any = true;
+            match frame {
+                Ok(Frame::Complete(c)) => self.complete(id, c),
+                Ok(Frame::Alloc(a)) => self.grant(id, a),
+                Ok(other) => self.protocol_violation(id, format!("it sent a daemon-bound frame: {other:?}")),
+                Err(e) => self.protocol_violation(id, format!("it sent a malformed frame: {e}")),
+            }
+        }
+    }
+
+    fn protocol_violation(&mut self, id: u32, why: String) {
+        if let Some(inst) = self.instances.get_mut(&id) {
+            inst.killed = Some(why);
+            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+        }
+    }
+
+    fn grant(&mut self, inst_id: u32, a: frame::Alloc) {
+        let result = match self.calls.get_mut(&a.call) {
+            Some(call) if call.instance == Some(inst_id) => match self.arena.alloc(a.len.max(1)) {
+                Ok(e) => {
+                    call.extents.push((a.name.clone(), e));
+                    Ok(frame::ObjectRef {
+                        segment: 0,
+                        offset: e.offset,
+                        len: e.len,
+                    })
+                }
+                Err(e) => Err(format!(
+                    "output `{}` needs {} bytes: {e}; give the daemon a larger arena (--arena-mib)",
+                    a.name, a.len
+                )),
+            },
+            _ => {
+                return self.protocol_violation(inst_id, format!("it asked for room for call {}, not its own", a.call));
+            }
+        };
+        let mut bytes = Vec::new();
+        let frame = Frame::Grant(frame::Grant { call: a.call, result });
+        if let Err(e) = frame.encode(&mut bytes) {
+            return self.protocol_violation(inst_id, format!("grant: {e}"));
+        }
+        if let Some(inst) = self.instances.get_mut(&inst_id)
+            && inst.to_instance.push_wait(&bytes, Some(Duration::from_secs(1))).is_err()
+        {
+            self.protocol_violation(inst_id, "it stopped reading its ring".into());
+        }
+    }
+
+    fn complete(&mut self, inst_id: u32, c: frame::Complete) {
+        let owned = self.calls.get(&c.call).is_some_and(|call| call.instance == Some(inst_id));
+        if !owned {
+            return self.protocol_violation(inst_id, format!("it completed call {}, which is not its own", c.call));
+        }
+        let pool = self.calls[&c.call].pool;
+        if let Some(inst) = self.instances.get_mut(&inst_id) {
+            inst.calls.remove(&c.call);
+            if inst.calls.is_empty() {
+                inst.idle_since = Instant::now();
+            }
+        }
+        let exec_us = c.exec_ns as f64 / 1e3;
+        {
+            let call = &self.calls[&c.call];
+            if let Some(inv) = self.invocations.get_mut(&call.invocation)
+                && !call.abandoned
+            {
+                let rec = &mut inv.functions[call.record];
+                rec.end_us = us(inv.start.elapsed());
+                rec.exec_us = exec_us;
+            }
+        }
+        if self.calls[&c.call].abandoned {
+            if let Some(call) = self.calls.remove(&c.call) {
+                self.free_call(&call);
+            }
+            self.dispatch(pool);
+            return;
+        }
+        let function = self.calls[&c.call].function.clone();
+        match c.status {
+            Status::Ok => match self.seal(c.call, inst_id, c.outputs) {
+                Ok(()) => {}
+                Err(e) => self.fail_call(c.call, format!("function `{function}`: {e}")),
+            },
+            Status::Failed => self.fail_call(c.call, format!("function `{function}` returned an error: {}", c.message)),
+            Status::Panicked => self.fail_call(c.call, format!("function `{function}` panicked: {}", c.message)),
+        }
+        self.dispatch(pool);
+    }
+
+    /// Turns a successful call's outputs into objects and tells the engine.
+    fn seal(&mut self, call_id: u64, inst_id: u32, outputs: Vec<(String, frame::ObjectRef)>) -> Result<(), String> {
+        let call = &self.calls[&call_id];
+        // Validate everything before taking anything.
+        let mut used: Vec<(String, Extent, u64)> = Vec::new();
+        for (name, r) in &outputs {
+            if used.iter().any(|(n, _, _)| n == name) {
+                return Err(format!("it reported output `{name}` twice"));
+            }
+            if r.len == 0 {
+                used.push((name.clone(), Extent { offset: 0, len: 0 }, 0));
+                continue;
+            }
+            let Some((_, e)) = call
+                .extents
+                .iter()
+                .find(|(n, e)| n == name && r.segment == 0 && r.offset == e.offset && r.len <= e.len)
+            else {
+                return Err(format!(
+                    "it reported output `{name}` outside the room the daemon gave it (protocol violation)"
+                ));
+            };
+            used.push((name.clone(), *e, r.len));
+        }
+        let wf = self.installed.get(&call.wf_key()).map(|i| i.wf.clone());
+        let declared: Vec<&String> = call.kinds.iter().map(|(n, _)| n).collect();
+        if let Some(missing) = declared.iter().find(|d| !used.iter().any(|(n, _, _)| n == **d)) {
+            return Err(format!("it returned without its declared output `{missing}`"));
+        }
+        // Parse json/list outputs.
+        let mut parsed: HashMap<String, Arc<serde_json::Value>> = HashMap::new();
+        for (name, e, len) in &used {
+            let kind = call.kinds.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+            if !matches!(kind, Some(ValueKind::Json | ValueKind::List)) {
+                continue;
+            }
+            if *len > MAX_JSON {
+                return Err(format!("output `{name}` is {len} bytes, more than the {MAX_JSON} a JSON value may have"));
+            }
+            let bytes = if *len == 0 { Vec::new() } else { self.arena.read(e.offset, *len).unwrap_or_default() };
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|err| format!("output `{name}` is declared `{}` but is not valid JSON: {err}", kind.map_or("json", |k| k.as_str())))?;
+            if kind == Some(ValueKind::List) && !v.is_array() {
+                return Err(format!("output `{name}` is declared `list` but is not a JSON array"));
+            }
+            parsed.insert(name.clone(), Arc::new(v));
+        }
+        let Some(call) = self.calls.remove(&call_id) else { return Ok(()) };
+        let wf_key = call.wf_key();
+        let producer = wf.as_ref().map(|w| w.graph[call.node].name.clone()).unwrap_or_default();
+        let quota = self.installed.get(&wf_key).map_or(u64::MAX, |i| i.quota);
+        // Free what is not kept: unused reservations and the tails of used ones.
+        for (name, e) in &call.extents {
+            if !used.iter().any(|(n, u, l)| n == name && u == e && *l > 0) {
+                self.arena.free(*e);
+            }
+        }
+        for e in &call.temps {
+            self.arena.free(*e);
+        }
+        let mut objs = Vec::with_capacity(used.len());
+        for (name, e, len) in used {
+            let id = self.next_object;
+            self.next_object += 1;
+            let place = if len == 0 {
+                Place::Empty
+            } else {
+                let kept = self.arena.trim(e, len);
+                *self.resident.entry(wf_key.clone()).or_default() += kept.len;
+                Place::Arena(kept)
+            };
+            self.objects.insert(
+                id,
+                Object {
+                    place,
+                    len,
+                    wf: wf_key.clone(),
+                    invocation: call.invocation,
+                    producer: producer.clone(),
+                    instance: inst_id,
+                },
+            );
+            if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+                inv.objects.insert(id);
+            }
+            if self.resident.get(&wf_key).copied().unwrap_or(0) > quota {
+                self.spill(id);
+            }
+            objs.push((
+                name.clone(),
+                ObjectRef {
+                    id,
+                    len,
+                    json: parsed.remove(&name),
+                },
+            ));
+        }
+        if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+            inv.running.remove(&(call.node.index() as u32, call.element));
+        }
+        let now = self.now();
+        self.engine
+            .function_done(now, call.invocation, call.node, call.element, objs);
+        Ok(())
+    }
+
+    /// Moves an object out of the arena into the spill directory.
+    fn spill(&mut self, id: u64) {
+        let Some(obj) = self.objects.get(&id) else { return };
+        let Place::Arena(e) = obj.place else { return };
+        let t = Instant::now();
+        let path = self.config.spill_dir.join(format!("object-{id}"));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = File::create(&path)?;
+            let mut buf = vec![0u8; (1 << 20).min(obj.len as usize)];
+            let mut at = 0u64;
+            while at < obj.len {
+                let n = ((obj.len - at) as usize).min(buf.len());
+                self.arena.read_into(e.offset + at, &mut buf[..n]);
+                f.write_all(&buf[..n])?;
+                at += n as u64;
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            // Keep it in memory, over quota, rather than lose it.
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        let (inv_id, wf) = (obj.invocation, obj.wf.clone());
+        self.arena.free(e);
+        if let Some(r) = self.resident.get_mut(&wf) {
+            *r = r.saturating_sub(e.len);
+        }
+        if let Some(obj) = self.objects.get_mut(&id) {
+            obj.place = Place::Spilled(path);
+        }
+        self.spills_total += 1;
+        if let Some(inv) = self.invocations.get_mut(&inv_id) {
+            inv.spills += 1;
+            inv.data_us += us(t.elapsed());
+        }
+    }
+
+    // ---- the end of an invocation --------------------------------------------------------
+
+    fn finish(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
+        let Some(mut inv) = self.invocations.remove(&invocation) else { return };
+        let e2e_us = us(inv.start.elapsed());
+        let wf = self.installed.get(&inv.wf).map(|i| i.wf.clone());
+        let (status, output, error) = match result {
+            Ok(values) => {
+                let mut map = serde_json::Map::new();
+                for (name, v) in &values {
+                    map.insert(name.clone(), self.value_json(v));
+                }
+                ("ok", serde_json::Value::Object(map), None)
+            }
+            Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+        };
+        let (critical_path_us, critical_path) = match &wf {
+            Some(wf) => {
+                for n in wf.graph.node_indices() {
+                    if wf.graph[n].task().is_some() && !inv.functions.iter().any(|f| f.name == wf.graph[n].name) {
+                        inv.functions.push(FunctionRecord {
+                            name: wf.graph[n].name.clone(),
+                            element: None,
+                            instance: None,
+                            start_us: 0.0,
+                            end_us: 0.0,
+                            exec_us: 0.0,
+                            attempt: 0,
+                            skipped: true,
+                            error: None,
+                        });
+                    }
+                }
+                critical_path(wf, &inv.functions)
+            }
+            None => (0.0, Vec::new()),
+        };
+        let report = Report {
+            status,
+            output,
+            error,
+            invocation,
+            e2e_us,
+            scheduling_overhead_us: (e2e_us - critical_path_us).max(0.0),
+            data_overhead_us: inv.data_us,
+            critical_path_us,
+            critical_path,
+            functions: std::mem::take(&mut inv.functions),
+            edges: std::mem::take(&mut inv.edges),
+            spills: inv.spills,
+        };
+        let _ = inv.reply.send(Ok(report));
+    }
+
+    /// The JSON shown for a workflow output.
+    fn value_json(&self, v: &InputValue) -> serde_json::Value {
+        match v {
+            InputValue::Absent => serde_json::Value::Null,
+            InputValue::Json(j) => j.clone(),
+            InputValue::List(l) => l.iter().map(|r| self.object_json(r)).collect(),
+            InputValue::Object(r) => self.object_json(r),
+        }
+    }
+
+    fn object_json(&self, r: &ObjectRef) -> serde_json::Value {
+        if let Some(j) = &r.json {
+            return (**j).clone();
+        }
+        let summary = serde_json::json!({ "bytes": r.len });
+        if r.len > MAX_TEXT_OUTPUT {
+            return summary;
+        }
+        let bytes = match self.objects.get(&r.id).map(|o| &o.place) {
+            Some(Place::Arena(e)) => self.arena.read(e.offset, r.len),
+            Some(Place::Spilled(p)) => std::fs::read(p).ok(),
+            Some(Place::Empty) => Some(Vec::new()),
+            None => None,
+        };
+        match bytes.map(String::from_utf8) {
+            Some(Ok(s)) => serde_json::Value::String(s),
+            _ => summary,
+        }
+    }
+}
+
+impl Call {
+    fn wf_key(&self) -> WfKey {
+        self.wf.clone()
+    }
+}
+
+/// The execution time of the critical path and its task names: the longest path through the
+/// workflow where a task weighs its slowest attempt (a foreach body, its slowest element).
+fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> (f64, Vec<String>) {
+    let mut weight: HashMap<&str, f64> = HashMap::new();
+    for f in functions.iter().filter(|f| !f.skipped) {
+        let w = weight.entry(f.name.as_str()).or_default();
+        *w = w.max(f.exec_us);
+    }
+    let order = wf.topo_order();
+    let mut best: HashMap<NodeId, (f64, Option<NodeId>)> = HashMap::new();
+    for &n in &order {
+        let own = if matches!(wf.graph[n].kind, NodeKind::Task(_)) {
+            weight.get(wf.graph[n].name.as_str()).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let (prev, from) = wf
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .map(|p| (best.get(&p).map_or(0.0, |b| b.0), Some(p)))
+            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
+        best.insert(n, (prev + own, from));
+    }
+    let Some((&end, &(total, _))) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
+        return (0.0, Vec::new());
+    };
+    let mut names = Vec::new();
+    let mut at = Some(end);
+    while let Some(n) = at {
+        if matches!(wf.graph[n].kind, NodeKind::Task(_)) && weight.contains_key(wf.graph[n].name.as_str()) {
+            names.push(wf.graph[n].name.clone());
+        }
+        at = best.get(&n).and_then(|b| b.1);
+    }
+    names.reverse();
+    (total, names)
+}
