@@ -1,12 +1,14 @@
 //! `faasflow`: the command-line tool of the faasflow workflow platform.
 //!
-//! Today it checks and plans workflows (`check`, `plan`) and generates large synthetic
-//! workflows for testing (`generate`). Running them arrives with the daemon.
+//! It checks and plans workflows (`check`, `plan`), runs them on one embedded worker (`run`),
+//! and generates large synthetic workflows for testing (`generate`).
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_planner::load::{Loaded, load_file};
@@ -24,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a workflow on one embedded worker and report where the time went.
+    Run(run::RunArgs),
     /// Partition a workflow for a cluster and show the plan.
     Plan(PlanArgs),
     /// Check a workflow file and summarise it, without planning.
@@ -105,6 +109,7 @@ const EXIT_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
         Command::Generate {
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(Failure::Silent) => ExitCode::FAILURE,
     }
 }
 
@@ -131,6 +137,8 @@ enum Failure {
     Input(String),
     /// Anything else.
     Other(anyhow::Error),
+    /// Failed, and the output already says why (e.g. a failed invocation's report).
+    Silent,
 }
 
 impl From<WdlError> for Failure {

@@ -1,0 +1,211 @@
+//! `faasflow run`: one worker, embedded — load, plan, start a daemon, invoke, report.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::Report;
+use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_planner::partition::partition;
+use faasflow_planner::{ClusterView, PlannerConfig};
+
+use crate::{Failure, load};
+
+/// Most invocations `--repeat` runs.
+const MAX_REPEAT: u32 = 1_000_000;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
+    file: PathBuf,
+    /// The workflow's input: a JSON object, or @FILE to read it from a file.
+    #[arg(long, short = 'i', default_value = "{}")]
+    input: String,
+    /// Multiplies the declared runtime of functions without a pack (synthetic bodies).
+    #[arg(long, default_value_t = 1.0)]
+    runtime_scale: f64,
+    /// Multiplies the declared output sizes of functions without a pack.
+    #[arg(long, default_value_t = 1.0)]
+    data_scale: f64,
+    /// How to print the report: text (human) or json (docs/run-report.md).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report: ReportFormat,
+    /// Run this many invocations, one after another.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// A pack by name: NAME=PATH of its executable (repeatable). Packs not given are looked up
+    /// as `faasflow-pack-NAME` next to `faasflow`, then on PATH.
+    #[arg(long = "pack", value_name = "NAME=PATH")]
+    packs: Vec<String>,
+    /// Size of the shared-memory arena, MiB.
+    #[arg(long, default_value_t = 1024)]
+    arena_mib: u64,
+    /// The workflow's in-memory quota, MiB (default: the plan's, from declared memory).
+    #[arg(long)]
+    quota_mib: Option<u64>,
+    /// Where objects over quota are written (default: a directory under the system's temp dir).
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
+    /// Most instances per pool.
+    #[arg(long, default_value_t = 4)]
+    max_instances: usize,
+    /// Calls one instance runs at once.
+    #[arg(long, default_value_t = 32)]
+    threads: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// The output, then a breakdown per function.
+    Text,
+    /// One JSON report per invocation, one per line.
+    Json,
+}
+
+fn input_error(msg: String) -> Failure {
+    Failure::Input(format!("error: {msg}"))
+}
+
+/// Where the pack named `name` is: `--pack`, next to this executable, or on PATH.
+fn find_pack(name: &str, given: &HashMap<String, PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = given.get(name) {
+        return Some(p.clone());
+    }
+    let file = format!("faasflow-pack-{name}");
+    let beside = std::env::current_exe().ok()?.parent()?.join(&file);
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(&file))
+            .find(|p| p.is_file())
+    })
+}
+
+fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
+    let (text, source) = match text.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| input_error(format!("--input @{path}: {e}")))?,
+            format!("file {path}"),
+        ),
+        None => (text.to_owned(), "--input".to_owned()),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| input_error(format!("{source} is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(input_error(format!(
+            "{source} must be a JSON object of the workflow's named inputs, e.g. '{{\"text\": \"hello\"}}'"
+        )));
+    }
+    Ok(v)
+}
+
+pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
+    for (flag, v) in [("--runtime-scale", args.runtime_scale), ("--data-scale", args.data_scale)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(input_error(format!("{flag} must be a number ≥ 0")));
+        }
+    }
+    if !(1..=MAX_REPEAT).contains(&args.repeat) {
+        return Err(input_error(format!("--repeat must be from 1 to {MAX_REPEAT}")));
+    }
+    if args.arena_mib == 0 {
+        return Err(input_error("--arena-mib must be at least 1".into()));
+    }
+    if args.threads == 0 || args.max_instances == 0 {
+        return Err(input_error("--threads and --max-instances must be at least 1".into()));
+    }
+    let input = parse_input(&args.input)?;
+    let mut given = HashMap::new();
+    for p in &args.packs {
+        let Some((name, path)) = p.split_once('=') else {
+            return Err(input_error(format!("--pack {p}: expected NAME=PATH")));
+        };
+        given.insert(name.to_owned(), PathBuf::from(path));
+    }
+    let loaded = load(&args.file)?;
+    let wf = Arc::new(loaded.workflow);
+    let cluster = ClusterView::uniform(1, wf.slots_needed().clamp(1, u64::from(u32::MAX)) as u32);
+    let cfg = PlannerConfig {
+        allow_overcommit: true,
+        ..PlannerConfig::default()
+    };
+    let plan = partition(&wf, &cluster, &cfg)
+        .map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::Other(anyhow::anyhow!("cannot find faasflow itself: {e}")))?;
+    let mut config = DaemonConfig::new(PackCommand {
+        program: exe,
+        args: vec!["__pack".into(), "synthetic".into()],
+    });
+    let mut packs: Vec<&str> = wf
+        .graph
+        .node_weights()
+        .filter_map(|n| n.task().and_then(|t| t.spec.pack.as_deref()))
+        .collect();
+    packs.sort_unstable();
+    packs.dedup();
+    for name in packs {
+        if let Some(path) = find_pack(name, &given) {
+            config.packs.insert(name.to_owned(), PackCommand::program(path));
+        }
+    }
+    config.runtime_scale = args.runtime_scale;
+    config.data_scale = args.data_scale;
+    config.arena_bytes = args.arena_mib << 20;
+    config.quota_bytes = args.quota_mib.map(|m| m << 20);
+    config.max_instances = args.max_instances;
+    config.threads = args.threads;
+    if let Some(d) = &args.spill_dir {
+        config.spill_dir = d.clone();
+    }
+    let daemon = Daemon::start(config).map_err(|e| Failure::Other(e.into()))?;
+    let version = plan.version;
+    daemon
+        .install(wf.clone(), plan)
+        .map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
+    let mut failed = 0u32;
+    let mut e2e = Vec::with_capacity(args.repeat as usize);
+    for _ in 0..args.repeat {
+        let report = daemon
+            .invoke(&wf.name, version, input.clone())
+            .map_err(|e| Failure::Input(format!("error: {e}")))?;
+        if report.status != "ok" {
+            failed += 1;
+        }
+        e2e.push(report.e2e_us);
+        print_report(&report, args.report);
+    }
+    if args.repeat > 1 && args.report == ReportFormat::Text {
+        e2e.sort_by(f64::total_cmp);
+        let pct = |q: f64| e2e[((e2e.len() - 1) as f64 * q).round() as usize] / 1e3;
+        println!(
+            "{} invocations: {} ok, {failed} failed; end-to-end p50 {:.3} ms, p99 {:.3} ms",
+            args.repeat,
+            args.repeat - failed,
+            pct(0.5),
+            pct(0.99)
+        );
+    }
+    drop(daemon);
+    if failed > 0 {
+        return Err(Failure::Silent);
+    }
+    Ok(())
+}
+
+fn print_report(report: &Report, format: ReportFormat) {
+    match format {
+        ReportFormat::Json => {
+            println!("{}", serde_json::to_string(report).unwrap_or_default());
+        }
+        ReportFormat::Text => {
+            if report.status == "ok" {
+                println!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default());
+            }
+            eprint!("{}", report.to_text());
+        }
+    }
+}
+
