@@ -7,7 +7,9 @@ use std::sync::Arc;
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_planner::dag::{SourceFormat, Workflow};
 use faasflow_planner::partition::partition;
+use faasflow_planner::render::{count, fmt_bytes};
 use faasflow_planner::{ClusterView, PlannerConfig};
 
 use crate::{Failure, load};
@@ -103,7 +105,10 @@ fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
-    for (flag, v) in [("--runtime-scale", args.runtime_scale), ("--data-scale", args.data_scale)] {
+    for (flag, v) in [
+        ("--runtime-scale", args.runtime_scale),
+        ("--data-scale", args.data_scale),
+    ] {
         if !(v.is_finite() && v >= 0.0) {
             return Err(input_error(format!("{flag} must be a number ≥ 0")));
         }
@@ -117,7 +122,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     if args.threads == 0 || args.max_instances == 0 {
         return Err(input_error("--threads and --max-instances must be at least 1".into()));
     }
-    let input = parse_input(&args.input)?;
+    let mut input = parse_input(&args.input)?;
     let mut given = HashMap::new();
     for p in &args.packs {
         let Some((name, path)) = p.split_once('=') else {
@@ -127,14 +132,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     let loaded = load(&args.file)?;
     let wf = Arc::new(loaded.workflow);
+    if wf.format != SourceFormat::Native {
+        fill_staged_inputs(&wf, &mut input, args.data_scale);
+    }
     let cluster = ClusterView::uniform(1, wf.slots_needed().clamp(1, u64::from(u32::MAX)) as u32);
     let cfg = PlannerConfig {
         allow_overcommit: true,
         ..PlannerConfig::default()
     };
-    let plan = partition(&wf, &cluster, &cfg)
-        .map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
-    let exe = std::env::current_exe().map_err(|e| Failure::Other(anyhow::anyhow!("cannot find faasflow itself: {e}")))?;
+    let plan =
+        partition(&wf, &cluster, &cfg).map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Failure::Other(anyhow::anyhow!("cannot find faasflow itself: {e}")))?;
     let mut config = DaemonConfig::new(PackCommand {
         program: exe,
         args: vec!["__pack".into(), "synthetic".into()],
@@ -195,6 +204,35 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Largest synthetic input `fill_staged_inputs` makes.
+const MAX_STAGED_INPUT: u64 = 64 << 20;
+
+/// FaaSFlow's workflows read files staged in its storage before the run: their inputs that no
+/// function produces. Those not given in `--input` are filled with bytes of their declared
+/// size (scaled by `--data-scale`), as FaaSFlow's benchmark bodies expect.
+fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, data_scale: f64) {
+    let Some(map) = input.as_object_mut() else { return };
+    let mut filled = 0usize;
+    let mut bytes = 0u64;
+    for i in &wf.inputs {
+        if map.contains_key(&i.name) {
+            continue;
+        }
+        let len = ((i.size as f64 * data_scale).round() as u64).min(MAX_STAGED_INPUT);
+        map.insert(i.name.clone(), serde_json::Value::String("x".repeat(len as usize)));
+        filled += 1;
+        bytes += len;
+    }
+    if filled > 0 {
+        eprintln!(
+            "note: {} of workflow `{}` (FaaSFlow's staged files) not given in --input: filled with {} of synthetic bytes",
+            count(filled, "input"),
+            wf.name,
+            fmt_bytes(bytes)
+        );
+    }
+}
+
 fn print_report(report: &Report, format: ReportFormat) {
     match format {
         ReportFormat::Json => {
@@ -208,4 +246,3 @@ fn print_report(report: &Report, format: ReportFormat) {
         }
     }
 }
-
