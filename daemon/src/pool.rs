@@ -185,9 +185,17 @@ fn start_instance(
         let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
         let _ = c.kill();
         let status = c.wait().map(describe_exit).unwrap_or_default();
-        format!("pack `{prog}` (pid {pid}) did not start: {what}{}", if status.is_empty() { String::new() } else { format!(" (it {status})") })
+        format!(
+            "pack `{prog}` (pid {pid}) did not start: {what}{}",
+            if status.is_empty() {
+                String::new()
+            } else {
+                format!(" (it {status})")
+            }
+        )
     };
-    sock.set_read_timeout(Some(req.timeout)).map_err(|e| fail(e.to_string()))?;
+    sock.set_read_timeout(Some(req.timeout))
+        .map_err(|e| fail(e.to_string()))?;
     let hello = Hello::recv(&mut sock).map_err(|e| fail(e.to_string()))?;
     let to_instance_off = 0usize;
     let to_daemon_off = Ring::required_len(req.ring_capacity).next_multiple_of(64);

@@ -197,9 +197,8 @@ impl Daemon {
     pub fn start(config: DaemonConfig) -> Result<Daemon, DaemonError> {
         let arena = Arena::create("faasflow-arena", config.arena_bytes)
             .map_err(|e| DaemonError::Start(format!("arena of {} bytes: {e}", config.arena_bytes)))?;
-        std::fs::create_dir_all(&config.spill_dir).map_err(|e| {
-            DaemonError::Start(format!("spill directory {}: {e}", config.spill_dir.display()))
-        })?;
+        std::fs::create_dir_all(&config.spill_dir)
+            .map_err(|e| DaemonError::Start(format!("spill directory {}: {e}", config.spill_dir.display())))?;
         let shared = Arc::new(Shared {
             inbox: Mutex::new(VecDeque::new()),
             pending: AtomicBool::new(false),
@@ -555,14 +554,24 @@ impl Runtime {
                         return Err(err(format!(
                             "step `{name}` uses pack `{p}`, which this daemon does not know (known: {}); \
                              pass `--pack {p}=PATH`, or put `faasflow-pack-{p}` next to `faasflow` or on PATH",
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
                         )));
                     }
                 },
             };
-            let function = if synthetic { "synthetic".to_owned() } else { task.function.clone() };
+            let function = if synthetic {
+                "synthetic".to_owned()
+            } else {
+                task.function.clone()
+            };
             if !listed.contains_key(&command) {
-                let fns = command.list_functions().map_err(|e| err(format!("pack `{pack_name}`: {e}")))?;
+                let fns = command
+                    .list_functions()
+                    .map_err(|e| err(format!("pack `{pack_name}`: {e}")))?;
                 listed.insert(command.clone(), fns);
             }
             let fns = &listed[&command];
@@ -605,7 +614,9 @@ impl Runtime {
                 .map(|o| (o.name.clone(), (o.size as f64 * scale).round() as u64, o.kind))
                 .collect();
             let params = if synthetic {
-                let runtime_us = (task.spec.runtime_ms * 1000.0 * self.config.runtime_scale).max(0.0).round() as u64;
+                let runtime_us = (task.spec.runtime_ms * 1000.0 * self.config.runtime_scale)
+                    .max(0.0)
+                    .round() as u64;
                 format!("{{\"runtime_us\":{runtime_us}}}").into_bytes()
             } else {
                 Vec::new()
@@ -639,7 +650,6 @@ impl Runtime {
     }
 
     // ---- instances -----------------------------------------------------------------------
-
 
     fn spawn(&mut self, pool: usize) {
         let id = self.next_instance;
@@ -707,7 +717,10 @@ impl Runtime {
         self.pools[pool].instances.retain(|&i| i != id);
         let pack = self.pools[pool].pack_name.clone();
         let why = match &inst.killed {
-            Some(reason) => format!("its instance (pid {}, pack `{pack}`) was stopped because {reason}", inst.pid),
+            Some(reason) => format!(
+                "its instance (pid {}, pack `{pack}`) was stopped because {reason}",
+                inst.pid
+            ),
             None => format!("its instance (pid {}, pack `{pack}`) {status}", inst.pid),
         };
         let mut calls: Vec<u64> = inst.calls.into_iter().collect();
@@ -731,7 +744,9 @@ impl Runtime {
                 if live <= min {
                     break;
                 }
-                let Some(inst) = self.instances.get_mut(&id) else { continue };
+                let Some(inst) = self.instances.get_mut(&id) else {
+                    continue;
+                };
                 if inst.calls.is_empty() && inst.killed.is_none() && inst.idle_since.elapsed() >= idle {
                     inst.killed = Some(format!("it was idle for {} s", idle.as_secs()));
                     let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
@@ -902,7 +917,15 @@ impl Runtime {
                 }
                 InputValue::Json(j) => {
                     copied = true;
-                    let bytes = serde_json::to_vec(&j).map_err(|e| format!("input `{name}`: {e}"))?;
+                    // A string arrives as its UTF-8 bytes, anything else as JSON text.
+                    let bytes = match j {
+                        serde_json::Value::String(s) => s.into_bytes(),
+                        v => serde_json::to_vec(&v).map_err(|e| format!("input `{name}`: {e}"))?,
+                    };
+                    if bytes.is_empty() {
+                        call.invoke.inputs.push((name, Value::One(frame::ObjectRef::default())));
+                        continue;
+                    }
                     let e = self
                         .arena
                         .alloc(bytes.len() as u64)
@@ -950,7 +973,10 @@ impl Runtime {
 
     /// The arena reference of object `id` for `call` (reloaded if it was spilled).
     fn input_ref(&mut self, call: &mut Call, id: u64) -> Result<frame::ObjectRef, String> {
-        let obj = self.objects.get(&id).ok_or_else(|| format!("object {id} is not held"))?;
+        let obj = self
+            .objects
+            .get(&id)
+            .ok_or_else(|| format!("object {id} is not held"))?;
         call.reads.push(id);
         match &obj.place {
             Place::Empty => Ok(frame::ObjectRef::default()),
@@ -1034,8 +1060,12 @@ impl Runtime {
     }
 
     fn send_call(&mut self, call_id: u64, inst_id: u32) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
-        let Some(inst) = self.instances.get_mut(&inst_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(&inst_id) else {
+            return;
+        };
         let Some(&index) = inst.functions.get(&call.function) else {
             let f = call.function.clone();
             self.fail_call(call_id, format!("its instance does not serve function `{f}`"));
@@ -1062,7 +1092,9 @@ impl Runtime {
         }
         inst.calls.insert(call_id);
         // Edge records: how each input reached this instance.
-        let Some(inv) = self.invocations.get_mut(&call.invocation) else { return };
+        let Some(inv) = self.invocations.get_mut(&call.invocation) else {
+            return;
+        };
         inv.functions[call.record].instance = Some(inst_id);
         let to = inv.functions[call.record].name.clone();
         for o in &call.reads {
@@ -1085,7 +1117,9 @@ impl Runtime {
     /// Ends a call with an error: frees what it holds and tells the engine (unless the engine
     /// already gave up on it).
     fn fail_call(&mut self, call_id: u64, message: String) {
-        let Some(call) = self.calls.remove(&call_id) else { return };
+        let Some(call) = self.calls.remove(&call_id) else {
+            return;
+        };
         self.free_call(&call);
         if let Some(inst) = call.instance.and_then(|i| self.instances.get_mut(&i)) {
             inst.calls.remove(&call_id);
@@ -1125,7 +1159,9 @@ impl Runtime {
         else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         call.abandoned = true;
         let Some(inst_id) = call.instance else {
             // Still queued: drop it.
@@ -1137,7 +1173,11 @@ impl Runtime {
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             let rec = &mut inv.functions[call.record];
             rec.end_us = us(inv.start.elapsed());
-            rec.error = Some(if timed_out { "timed out".into() } else { "cancelled".into() });
+            rec.error = Some(if timed_out {
+                "timed out".into()
+            } else {
+                "cancelled".into()
+            });
         }
         // A call past its deadline may never return: stop its instance. Otherwise let it end
         // and drop its outputs (other invocations may be running in the same instance).
@@ -1148,7 +1188,9 @@ impl Runtime {
     }
 
     fn release(&mut self, object: u64) {
-        let Some(obj) = self.objects.remove(&object) else { return };
+        let Some(obj) = self.objects.remove(&object) else {
+            return;
+        };
         if let Some(inv) = self.invocations.get_mut(&obj.invocation) {
             inv.objects.remove(&object);
         }
@@ -1182,7 +1224,9 @@ impl Runtime {
     fn drain_instance(&mut self, id: u32) -> bool {
         let mut any = false;
         loop {
-            let Some(inst) = self.instances.get_mut(&id) else { return any };
+            let Some(inst) = self.instances.get_mut(&id) else {
+                return any;
+            };
             let popped = inst.to_daemon.pop(&mut self.frame_buf);
             let frame = match popped {
                 Ok(None) => return any,
@@ -1232,14 +1276,20 @@ impl Runtime {
             return self.protocol_violation(inst_id, format!("grant: {e}"));
         }
         if let Some(inst) = self.instances.get_mut(&inst_id)
-            && inst.to_instance.push_wait(&bytes, Some(Duration::from_secs(1))).is_err()
+            && inst
+                .to_instance
+                .push_wait(&bytes, Some(Duration::from_secs(1)))
+                .is_err()
         {
             self.protocol_violation(inst_id, "it stopped reading its ring".into());
         }
     }
 
     fn complete(&mut self, inst_id: u32, c: frame::Complete) {
-        let owned = self.calls.get(&c.call).is_some_and(|call| call.instance == Some(inst_id));
+        let owned = self
+            .calls
+            .get(&c.call)
+            .is_some_and(|call| call.instance == Some(inst_id));
         if !owned {
             return self.protocol_violation(inst_id, format!("it completed call {}, which is not its own", c.call));
         }
@@ -1274,7 +1324,10 @@ impl Runtime {
                 Ok(()) => {}
                 Err(e) => self.fail_call(c.call, format!("function `{function}`: {e}")),
             },
-            Status::Failed => self.fail_call(c.call, format!("function `{function}` returned an error: {}", c.message)),
+            Status::Failed => self.fail_call(
+                c.call,
+                format!("function `{function}` returned an error: {}", c.message),
+            ),
             Status::Panicked => self.fail_call(c.call, format!("function `{function}` panicked: {}", c.message)),
         }
         self.dispatch(pool);
@@ -1317,17 +1370,29 @@ impl Runtime {
                 continue;
             }
             if *len > MAX_JSON {
-                return Err(format!("output `{name}` is {len} bytes, more than the {MAX_JSON} a JSON value may have"));
+                return Err(format!(
+                    "output `{name}` is {len} bytes, more than the {MAX_JSON} a JSON value may have"
+                ));
             }
-            let bytes = if *len == 0 { Vec::new() } else { self.arena.read(e.offset, *len).unwrap_or_default() };
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|err| format!("output `{name}` is declared `{}` but is not valid JSON: {err}", kind.map_or("json", |k| k.as_str())))?;
+            let bytes = if *len == 0 {
+                Vec::new()
+            } else {
+                self.arena.read(e.offset, *len).unwrap_or_default()
+            };
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| {
+                format!(
+                    "output `{name}` is declared `{}` but is not valid JSON: {err}",
+                    kind.map_or("json", |k| k.as_str())
+                )
+            })?;
             if kind == Some(ValueKind::List) && !v.is_array() {
                 return Err(format!("output `{name}` is declared `list` but is not a JSON array"));
             }
             parsed.insert(name.clone(), Arc::new(v));
         }
-        let Some(call) = self.calls.remove(&call_id) else { return Ok(()) };
+        let Some(call) = self.calls.remove(&call_id) else {
+            return Ok(());
+        };
         let wf_key = call.wf_key();
         let producer = wf.as_ref().map(|w| w.graph[call.node].name.clone()).unwrap_or_default();
         let quota = self.installed.get(&wf_key).map_or(u64::MAX, |i| i.quota);
@@ -1427,7 +1492,9 @@ impl Runtime {
     // ---- the end of an invocation --------------------------------------------------------
 
     fn finish(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
-        let Some(mut inv) = self.invocations.remove(&invocation) else { return };
+        let Some(mut inv) = self.invocations.remove(&invocation) else {
+            return;
+        };
         let e2e_us = us(inv.start.elapsed());
         let wf = self.installed.get(&inv.wf).map(|i| i.wf.clone());
         let (status, output, error) = match result {

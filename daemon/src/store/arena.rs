@@ -23,7 +23,9 @@ const MAGIC: &[u8; 8] = b"FFARENA1";
 
 /// Why an extent could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{wanted} bytes do not fit in the arena: {free} of {capacity} bytes are free, the largest free piece is {largest} bytes")]
+#[error(
+    "{wanted} bytes do not fit in the arena: {free} of {capacity} bytes are free, the largest free piece is {largest} bytes"
+)]
 pub struct ArenaFull {
     /// Bytes asked for.
     pub wanted: u64,
