@@ -175,7 +175,9 @@ fn bad_object_refs_fail_the_call_as_protocol_violations() {
     let (mut d, _serving) = start(pack(), 1);
     let input = d.put(b"data");
     let room = d.reserve(16);
-    let cases: Vec<(&str, Vec<(&str, Value)>, Vec<(&str, ObjectRef)>, &str)> = vec![
+    /// Function, inputs, reserved outputs, and what the message must say.
+    type Case<'a> = (&'a str, Vec<(&'a str, Value)>, Vec<(&'a str, ObjectRef)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "echo",
             vec![(
