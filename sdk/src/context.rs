@@ -113,6 +113,13 @@ pub(crate) trait Grants: Sync {
 /// assert_eq!(outcome.output("out"), Some(&b"cba"[..]));
 /// # Ok::<(), Error>(())
 /// ```
+///
+/// # Zero copy over shared memory
+/// Inputs are lent as `&[u8]` straight from the daemon's arena: they are sealed objects, which
+/// nobody writes while a call holds them. Outputs are lent as `&mut [u8]` over an extent the
+/// daemon reserved or granted to this call alone until the call completes. Every object
+/// reference from the daemon is checked (bounds, segment, overlaps) before a slice is made; a
+/// bad one fails the call as a *protocol violation*.
 pub struct Context<'a> {
     function: &'a str,
     call: u64,

@@ -64,7 +64,7 @@
 //!
 //! # What a function can count on
 //! - Inputs are immutable for the whole call; [`Context::input`] borrows them for as long as
-//!   the call runs (see [`context`](crate::Context) for why that is sound over shared memory).
+//!   the call runs (see [`Context`] for why that is sound over shared memory).
 //! - A function returning `Err` fails the call with the error's message; a panic is caught and
 //!   fails the call as *panicked* with the panic's message. Either way its outputs are
 //!   discarded. Messages longer than 8 KiB are cut.

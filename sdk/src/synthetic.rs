@@ -12,9 +12,20 @@ use serde::Deserialize;
 use crate::{Context, Error, Pack};
 
 /// Name of the synthetic pack, and of its one function.
+/// ```
+/// assert_eq!(faasflow_sdk::synthetic::pack().name(), faasflow_sdk::synthetic::NAME);
+/// ```
 pub const NAME: &str = "synthetic";
 
 /// The parameters of a synthetic call.
+/// ```
+/// use faasflow_sdk::synthetic::Params;
+///
+/// let p: Params = serde_json::from_str(r#"{"runtime_us": 1500}"#)?;
+/// assert_eq!(p, Params { runtime_us: 1500 });
+/// assert_eq!(serde_json::from_str::<Params>("{}")?, Params::default());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {

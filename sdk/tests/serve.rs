@@ -287,8 +287,8 @@ fn many_concurrent_calls_all_complete_on_at_most_threads_threads() {
     let most = most.load(Ordering::SeqCst);
     assert!(most <= 8, "{most} calls ran at once with 8 threads");
     assert!(most >= 4, "only {most} calls ran at once with 8 threads");
-    // One at a time would take 64 × 20 ms.
-    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+    // One at a time would take 64 × 20 ms = 1.28 s; 8 at a time, 160 ms.
+    assert!(elapsed < Duration::from_millis(1100), "{elapsed:?}");
 }
 
 #[test]
