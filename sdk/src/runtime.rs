@@ -377,8 +377,9 @@ impl Runtime {
         if !st.stop {
             if st.idle > 0 {
                 self.idle_cv.notify_one();
-            } else if st.threads < self.max_threads && matches!(led, Led::Run(_)) {
-                // The leader goes to run a call and nobody is idle: grow by one thread to lead.
+            } else if st.threads < self.max_threads && !matches!(led, Led::Stop) {
+                // The leader goes back to running a call and nobody is idle: grow by one
+                // thread to lead.
                 if let Err(e) = self.spawn(&mut st) {
                     eprintln!("{}: cannot start another thread: {e}", self.pack.name());
                 }

@@ -430,3 +430,17 @@ fn an_unexpected_grant_is_fatal() {
     let err = serving.join().expect("no panic").unwrap_err();
     assert!(err.to_string().contains("call 77"), "{err}");
 }
+
+#[test]
+fn a_call_waiting_for_a_grant_does_not_hold_up_other_threads() {
+    let (mut d, _serving) = start(pack(), 2);
+    d.invoke(1, "big", b"", vec![], vec![]);
+    assert!(matches!(d.recv(), Frame::Alloc(Alloc { call: 1, .. })));
+    d.invoke(2, "noop", b"", vec![], vec![]);
+    let c = d.complete();
+    assert_eq!((c.call, c.status), (2, Status::Ok), "runs while call 1 waits");
+    let granted = d.reserve(100);
+    d.grant(1, Ok(granted));
+    let c = d.complete();
+    assert_eq!((c.call, c.status), (1, Status::Ok));
+}
