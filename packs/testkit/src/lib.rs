@@ -1,0 +1,151 @@
+//! A faasflow pack for end-to-end and fault tests: functions that copy, join, make and
+//! measure data, and functions that fail in every way a function can (an error, a panic, an
+//! exit, a hang).
+#![forbid(unsafe_code)]
+
+use faasflow_sdk::{Context, Error, Pack};
+use serde::Deserialize;
+
+/// The pack's name.
+pub const NAME: &str = "testkit";
+
+/// The pack with all its functions.
+pub fn pack() -> Pack {
+    Pack::new(NAME)
+        .function("echo", echo)
+        .function("concat", concat)
+        .function("noop", noop)
+        .function("fail", fail)
+        .function("panic", panic)
+        .function("exit", exit)
+        .function("hang", hang)
+        .function("emit", emit)
+        .function("json", json)
+        .function("len", len)
+}
+
+/// `echo`: copies input `in` to output `out`.
+pub fn echo(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let input = ctx.input("in")?;
+    ctx.output("out", input)
+}
+
+/// `concat`: output `out` is every input, in input-name order, each list flattened in element
+/// order and absent inputs skipped.
+pub fn concat(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let mut names: Vec<&str> = ctx.input_names().collect();
+    names.sort_unstable();
+    let mut parts = Vec::new();
+    for name in names {
+        parts.extend(ctx.inputs(name)?);
+    }
+    let len = parts.iter().map(|p| p.len()).sum();
+    ctx.output_with("out", len, |buf| {
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+    })
+}
+
+/// `noop`: reads no input and writes no output.
+pub fn noop(_ctx: &mut Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// `fail`: fails with `testkit: asked to fail`.
+pub fn fail(_ctx: &mut Context<'_>) -> Result<(), Error> {
+    Err("testkit: asked to fail".into())
+}
+
+/// `panic`: panics with `testkit: asked to panic`.
+pub fn panic(_ctx: &mut Context<'_>) -> Result<(), Error> {
+    panic!("testkit: asked to panic")
+}
+
+/// `exit`: ends the instance's process at once with status 3 (no completion is sent).
+pub fn exit(_ctx: &mut Context<'_>) -> Result<(), Error> {
+    std::process::exit(3)
+}
+
+/// `hang`: sleeps forever (for timeouts).
+pub fn hang(_ctx: &mut Context<'_>) -> Result<(), Error> {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// Parameters of [`emit`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmitParams {
+    bytes: usize,
+}
+
+/// `emit`: parameters `{"bytes": N}` → output `out` of N bytes written in place, byte `i`
+/// being `i % 251`.
+pub fn emit(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let EmitParams { bytes } = ctx.params_json()?;
+    ctx.output_with("out", bytes, |buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+    })
+}
+
+/// `json`: the parameters, which must be JSON, become output `out` unchanged.
+pub fn json(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let params = ctx.params();
+    serde_json::from_slice::<serde::de::IgnoredAny>(params)
+        .map_err(|e| Error::new(format_args!("the parameters of `json` are not JSON: {e}")))?;
+    ctx.output("out", params)
+}
+
+/// `len`: output `out` is the number of bytes of input `in`, as a JSON number.
+pub fn len(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let n = ctx.input("in")?.len();
+    ctx.output_json("out", &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faasflow_sdk::testing::TestCall;
+
+    #[test]
+    fn data_functions() -> Result<(), Error> {
+        let pack = pack();
+        let out = TestCall::new("echo").input("in", "abc").run_in(&pack)?;
+        assert_eq!(out.output("out"), Some(&b"abc"[..]));
+        let out = TestCall::new("concat")
+            .input("b", "2")
+            .input_list("a", ["0", "1"])
+            .input_absent("c")
+            .input("d", "3")
+            .run_in(&pack)?;
+        assert_eq!(out.output("out"), Some(&b"0123"[..]));
+        let out = TestCall::new("emit").params(r#"{"bytes": 600}"#).run_in(&pack)?;
+        let bytes = out.output("out").unwrap_or_default();
+        assert_eq!(bytes.len(), 600);
+        assert_eq!((bytes[250], bytes[251], bytes[599]), (250, 0, (599 % 251) as u8));
+        let out = TestCall::new("json").params(r#"{"k": [1, 2]}"#).run_in(&pack)?;
+        assert_eq!(out.output("out"), Some(&br#"{"k": [1, 2]}"#[..]));
+        assert!(TestCall::new("json").params("{").run_in(&pack).is_err());
+        let out = TestCall::new("len").input("in", [0u8; 1234]).run_in(&pack)?;
+        assert_eq!(out.output("out"), Some(&b"1234"[..]));
+        let out = TestCall::new("noop").input("ignored", "x").run_in(&pack)?;
+        assert_eq!(out.outputs().count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn failing_functions() {
+        let pack = pack();
+        let err = TestCall::new("fail").run_in(&pack).unwrap_err();
+        assert_eq!(err.message(), "testkit: asked to fail");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| TestCall::new("panic").run_in(&pack)))
+            .unwrap_err();
+        assert_eq!(panicked.downcast_ref::<&str>(), Some(&"testkit: asked to panic"));
+    }
+}

@@ -1,0 +1,649 @@
+//! The pack runtime: the instance side of the daemon protocol ([`faasflow_shm`]).
+//!
+//! # Threads: leader/follower
+//! An instance runs up to `Welcome::threads` calls at once. One thread at a time is the
+//! *leader*: it pops frames from the daemon's ring (spinning a few µs, then parked on the
+//! ring's futex). When it pops an `Invoke` it gives up leadership (an idle thread takes it
+//! over; a new thread is started if none is idle and fewer than `threads` exist) and runs the
+//! call itself, so a call is run by the thread that popped it, with no hand-off between
+//! threads. It then pushes the `Complete`, rings the daemon's doorbell, and competes for
+//! leadership again.
+//!
+//! A call that asks for room (`Alloc`) waits for its `Grant`, which arrives on the same ring.
+//! If no thread leads (all others are busy running functions), the waiting thread leads
+//! itself: it hands grants to their waiting calls and queues any `Invoke` it pops in a pending
+//! queue, which threads take before touching the ring. So an instance never deadlocks on a
+//! grant, whatever its number of threads.
+//!
+//! Leadership is a flag under the state mutex (not a lock on the ring) so that idle threads
+//! can be woken for pending calls as well as for leadership; the ring's consumer is behind its
+//! own mutex, which only the leader takes.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::exit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use faasflow_shm::doorbell::{DOORBELL_LEN, DoorbellError};
+use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status};
+use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, PROTOCOL_VERSION, Welcome};
+use faasflow_shm::ring::{AttachError, PushError};
+use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
+
+use crate::context::{Arena, CallSpec, Grants};
+use crate::{Context, Pack};
+
+/// How often a waiting leader or producer checks whether the instance is stopping.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Why an instance stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The handshake with the daemon failed.
+    #[error("handshake with the daemon: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A memory file from the daemon could not be mapped.
+    #[error("cannot map the daemon's {what}: {source}")]
+    Map {
+        /// `arena` or `rings`.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+    /// A ring named in the welcome is not usable.
+    #[error("the daemon's {what} ring: {source}")]
+    Ring {
+        /// Which ring.
+        what: &'static str,
+        /// Why.
+        source: AttachError,
+    },
+    /// The doorbell named in the welcome is not usable.
+    #[error("the daemon's doorbell: {0}")]
+    Doorbell(#[from] DoorbellError),
+    /// The daemon broke the protocol (a bad frame, an unexpected grant, a corrupt ring).
+    #[error("protocol violation by the daemon: {0}")]
+    Protocol(String),
+    /// No thread could be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(io::Error),
+}
+
+/// Runs `pack` as an instance of the faasflow daemon; this is the whole `main` of a pack:
+/// ```no_run
+/// // fn main() {
+/// let pack = faasflow_sdk::Pack::new("example").function("noop", |_ctx| Ok(()));
+/// faasflow_sdk::serve(pack)
+/// // }
+/// ```
+///
+/// The daemon starts the pack with its end of a Unix socket inherited and the fd number in
+/// `FAASFLOW_INSTANCE_FD`; `serve` takes that fd over, sets the process to be killed when the
+/// daemon dies, and serves calls until the daemon closes the socket (exit status 0). It exits
+/// with status 1 when the daemon breaks the protocol, and 2 when it was not started by a
+/// daemon (run by hand, it says so). `PACK --list` prints the functions, one per line.
+pub fn serve(pack: Pack) -> ! {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next()) {
+        (None, _) => {}
+        (Some(a), None) if a == "--list" => {
+            for name in pack.function_names() {
+                println!("{name}");
+            }
+            exit(0);
+        }
+        (Some(a), None) if a == "--help" || a == "-h" => {
+            println!("{}", not_by_hand(&pack));
+            println!(
+                "usage: {} [--list]   (--list prints the functions, one per line)",
+                program()
+            );
+            exit(0);
+        }
+        _ => {
+            eprintln!("{}", not_by_hand(&pack));
+            eprintln!("usage: {} [--list]", program());
+            exit(2);
+        }
+    }
+    // SAFETY: prctl(PR_SET_PDEATHSIG, signal) takes two integers and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let Some(fd) = std::env::var_os(INSTANCE_FD_ENV) else {
+        eprintln!(
+            "{} ({INSTANCE_FD_ENV} is not set; `--list` prints the functions)",
+            not_by_hand(&pack)
+        );
+        exit(2);
+    };
+    let sock = match fd.to_str().and_then(|s| s.parse::<RawFd>().ok()).map(inherited_socket) {
+        Some(Ok(sock)) => sock,
+        Some(Err(e)) => {
+            eprintln!("{}: {INSTANCE_FD_ENV}={fd:?}: {e}", pack.name());
+            exit(2);
+        }
+        None => {
+            eprintln!(
+                "{}: {INSTANCE_FD_ENV}={fd:?} is not a file descriptor number",
+                pack.name()
+            );
+            exit(2);
+        }
+    };
+    let name = pack.name().to_owned();
+    match serve_on(pack, sock) {
+        Ok(()) => exit(0),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            exit(1);
+        }
+    }
+}
+
+fn program() -> String {
+    std::env::args().next().unwrap_or_else(|| "pack".into())
+}
+
+fn not_by_hand(pack: &Pack) -> String {
+    format!(
+        "`{}` is a faasflow function pack (functions: {}); the faasflow daemon starts it, it is not run by hand",
+        pack.name(),
+        pack.function_names().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Takes over inherited fd `fd`, which must be an open socket, and marks it close-on-exec
+/// (so that processes a function starts do not keep the daemon's socket open).
+fn inherited_socket(fd: RawFd) -> io::Result<UnixStream> {
+    // SAFETY: an all-zero `stat` is a valid value; fstat only writes into it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on any integer is safe (EBADF if it is not an fd); `st` is writable.
+    if fd < 0 || unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "not an open file descriptor"));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
+    }
+    // SAFETY: F_SETFD on an open fd; takes an integer flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is an open socket (checked above) that the daemon handed to this process
+    // for the runtime alone: nothing else in the process owns or closes it.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
+/// Serves `pack` on `sock`, the instance's end of the handshake socket: the handshake, then
+/// calls until the daemon closes the socket (`Ok`) or breaks the protocol. Returns as soon as
+/// the socket closes; calls still running are abandoned (the process is expected to exit).
+#[doc(hidden)]
+pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
+    Hello {
+        version: PROTOCOL_VERSION,
+        pack: pack.name().to_owned(),
+        pid: std::process::id(),
+        functions: pack.function_names().map(str::to_owned).collect(),
+    }
+    .send(&mut sock)?;
+    let (welcome, arena_fd, rings_fd) = Welcome::recv(&mut sock)?;
+    let arena = Arc::new(Region::open(arena_fd).map_err(|source| ServeError::Map { what: "arena", source })?);
+    let rings = Arc::new(Region::open(rings_fd).map_err(|source| ServeError::Map { what: "rings", source })?);
+    let ring = |what, offset: u64| {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ring::attach(&rings, offset).map_err(|source| ServeError::Ring { what, source })
+    };
+    let consumer = ring("invocation", welcome.to_instance)?.into_consumer();
+    let producer = ring("completion", welcome.to_daemon)?.into_producer();
+    let doorbell = Doorbell::attach(&arena, usize::try_from(welcome.doorbell).unwrap_or(usize::MAX))?;
+    let forbidden = welcome.doorbell..welcome.doorbell + DOORBELL_LEN as u64;
+    let runtime = Arc::new(Runtime {
+        arena: Arena::new(arena, welcome.segment, forbidden),
+        pack,
+        consumer: Mutex::new(Reader {
+            buf: vec![0; consumer.max_frame_len()],
+            consumer,
+        }),
+        producer: Mutex::new(Writer {
+            buf: Vec::new(),
+            producer,
+        }),
+        doorbell,
+        state: Mutex::new(State::default()),
+        idle_cv: Condvar::new(),
+        grant_cv: Condvar::new(),
+        max_threads: welcome.threads.max(1) as usize,
+        stopping: AtomicBool::new(false),
+        sock: sock.try_clone().map_err(|e| ServeError::Handshake(e.into()))?,
+    });
+    {
+        let mut st = runtime.lock();
+        runtime.spawn(&mut st).map_err(ServeError::Thread)?;
+    }
+    // The socket carries nothing more; its end-of-file says the daemon is gone (or, after a
+    // protocol violation, that this instance shut it down).
+    let mut byte = [0u8; 64];
+    loop {
+        match sock.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    runtime.stop();
+    match runtime.lock().fatal.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct Reader {
+    consumer: Consumer,
+    buf: Vec<u8>,
+}
+
+struct Writer {
+    producer: Producer,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether some thread leads (pops the ring).
+    leader: bool,
+    /// Invocations popped by a thread that was waiting for a grant, not yet started.
+    pending: VecDeque<Invoke>,
+    /// Calls waiting for a grant, and the grant once it arrived.
+    grants: HashMap<u64, Option<Result<ObjectRef, String>>>,
+    /// Threads started and not finished.
+    threads: usize,
+    /// Threads waiting for work or leadership on `idle_cv`.
+    idle: usize,
+    /// Threads waiting for a grant on `grant_cv`.
+    waiting: usize,
+    stop: bool,
+    fatal: Option<ServeError>,
+}
+
+struct Runtime {
+    pack: Pack,
+    arena: Arena,
+    consumer: Mutex<Reader>,
+    producer: Mutex<Writer>,
+    doorbell: Doorbell,
+    state: Mutex<State>,
+    idle_cv: Condvar,
+    grant_cv: Condvar,
+    max_threads: usize,
+    stopping: AtomicBool,
+    sock: UnixStream,
+}
+
+/// How a stint as leader ended.
+enum Led {
+    /// An invocation to run (leadership was given up).
+    Run(Invoke),
+    /// The grant the leader was waiting for.
+    Granted(Result<ObjectRef, String>),
+    /// The instance is stopping.
+    Stop,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking function never holds these locks (functions run outside them), so poison
+    // can only come from a bug here; the data is still consistent enough to shut down.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runtime {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn spawn(self: &Arc<Self>, st: &mut State) -> io::Result<()> {
+        let me = self.clone();
+        st.threads += 1;
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-{}", self.pack.name(), st.threads))
+            .spawn(move || me.work());
+        if spawned.is_err() {
+            st.threads -= 1;
+        }
+        spawned.map(drop)
+    }
+
+    /// Stops serving: every thread returns once it is done with its call.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let mut st = self.lock();
+        st.stop = true;
+        drop(st);
+        self.idle_cv.notify_all();
+        self.grant_cv.notify_all();
+    }
+
+    /// Records a fatal error and stops; shutting the socket down wakes `serve_on` (and tells
+    /// the daemon this instance is gone).
+    fn fail(&self, e: ServeError) {
+        self.lock().fatal.get_or_insert(e);
+        self.stop();
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    /// A worker thread: runs pending calls, leads when nobody does, else waits.
+    fn work(self: Arc<Self>) {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                break;
+            }
+            if let Some(invoke) = st.pending.pop_front() {
+                drop(st);
+                self.run(invoke);
+                st = self.lock();
+                continue;
+            }
+            if !st.leader {
+                st.leader = true;
+                drop(st);
+                if let Led::Run(invoke) = self.lead(None) {
+                    self.run(invoke);
+                }
+                st = self.lock();
+                continue;
+            }
+            st.idle += 1;
+            st = self.idle_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+        st.threads -= 1;
+    }
+
+    /// Leads (the caller set `leader`) until there is a call to run or, when `waiting` is a
+    /// call, until that call's grant arrives; then gives leadership up.
+    fn lead(self: &Arc<Self>, waiting: Option<u64>) -> Led {
+        let led = {
+            let mut reader = lock(&self.consumer);
+            self.lead_locked(&mut reader, waiting)
+        };
+        let mut st = self.lock();
+        st.leader = false;
+        if !st.stop {
+            if st.idle > 0 {
+                self.idle_cv.notify_one();
+            } else if st.threads < self.max_threads && !matches!(led, Led::Stop) {
+                // The leader goes back to running a call and nobody is idle: grow by one
+                // thread to lead.
+                if let Err(e) = self.spawn(&mut st) {
+                    eprintln!("{}: cannot start another thread: {e}", self.pack.name());
+                }
+            }
+            if st.waiting > 0 {
+                self.grant_cv.notify_all();
+            }
+        }
+        led
+    }
+
+    fn lead_locked(self: &Arc<Self>, reader: &mut Reader, waiting: Option<u64>) -> Led {
+        let Reader { consumer, buf } = reader;
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return Led::Stop;
+            }
+            let n = match consumer.pop_wait(buf, Some(POLL)) {
+                Ok(None) => continue,
+                Ok(Some(n)) => n,
+                Err(e) => {
+                    self.fail(ServeError::Protocol(format!("the invocation ring: {e}")));
+                    return Led::Stop;
+                }
+            };
+            match Frame::decode(&buf[..n]) {
+                Ok(Frame::Invoke(invoke)) if waiting.is_none() => return Led::Run(invoke),
+                Ok(Frame::Invoke(invoke)) => self.queue(invoke),
+                Ok(Frame::Grant(grant)) if Some(grant.call) == waiting => return Led::Granted(grant.result),
+                Ok(Frame::Grant(grant)) => {
+                    let mut st = self.lock();
+                    match st.grants.get_mut(&grant.call) {
+                        Some(slot @ None) => {
+                            *slot = Some(grant.result);
+                            drop(st);
+                            self.grant_cv.notify_all();
+                        }
+                        _ => {
+                            drop(st);
+                            self.fail(ServeError::Protocol(format!(
+                                "a grant for call {}, which is not waiting for one",
+                                grant.call
+                            )));
+                            return Led::Stop;
+                        }
+                    }
+                }
+                Ok(Frame::Complete(c)) => {
+                    self.fail(ServeError::Protocol(format!(
+                        "a completion (call {}) on the invocation ring",
+                        c.call
+                    )));
+                    return Led::Stop;
+                }
+                Ok(Frame::Alloc(a)) => {
+                    self.fail(ServeError::Protocol(format!(
+                        "an allocation request (call {}) on the invocation ring",
+                        a.call
+                    )));
+                    return Led::Stop;
+                }
+                Err(e) => {
+                    self.fail(ServeError::Protocol(format!("an undecodable frame: {e}")));
+                    return Led::Stop;
+                }
+            }
+        }
+    }
+
+    /// Queues a call popped by a leader that cannot run it (it waits for a grant).
+    fn queue(self: &Arc<Self>, invoke: Invoke) {
+        let mut st = self.lock();
+        st.pending.push_back(invoke);
+        if st.idle > 0 {
+            self.idle_cv.notify_one();
+        } else if st.threads < self.max_threads
+            && let Err(e) = self.spawn(&mut st)
+        {
+            eprintln!("{}: cannot start another thread: {e}", self.pack.name());
+        }
+    }
+
+    /// Pushes `frame` to the daemon and rings its doorbell. Waits for room while the daemon
+    /// is there; fails when it is gone or the frame cannot be sent.
+    fn push(&self, frame: &Frame) -> Result<(), String> {
+        let mut writer = lock(&self.producer);
+        let Writer { producer, buf } = &mut *writer;
+        buf.clear();
+        frame.encode(buf).map_err(|e| e.to_string())?;
+        loop {
+            match producer.push_wait(buf, Some(POLL)) {
+                Ok(()) => break,
+                Err(PushError::Full) if !self.stopping.load(Ordering::Acquire) => {}
+                Err(PushError::Full) => return Err("the daemon is gone".into()),
+                Err(e @ PushError::TooLarge { .. }) => return Err(e.to_string()),
+                Err(e) => {
+                    drop(writer);
+                    self.fail(ServeError::Protocol(format!("the completion ring: {e}")));
+                    return Err(e.to_string());
+                }
+            }
+        }
+        drop(writer);
+        // The daemon parks on its doorbell, not on our ring's futex.
+        self.doorbell.ring();
+        Ok(())
+    }
+
+    /// Runs one call on this thread and reports it.
+    fn run(self: &Arc<Self>, invoke: Invoke) {
+        let started = Instant::now();
+        let mut complete = Complete {
+            call: invoke.call,
+            status: Status::Failed,
+            exec_ns: 0,
+            message: String::new(),
+            outputs: Vec::new(),
+        };
+        match self.pack.get(invoke.function) {
+            None => {
+                complete.message = format!(
+                    "protocol violation: function index {}, but pack `{}` has {} functions",
+                    invoke.function,
+                    self.pack.name(),
+                    self.pack.len()
+                );
+            }
+            Some((name, function)) => {
+                let spec = CallSpec {
+                    function: name,
+                    call: invoke.call,
+                    params: &invoke.params,
+                    inputs: &invoke.inputs,
+                    reserved: &invoke.outputs,
+                };
+                let mut ctx = Context::new(spec, &self.arena, self, started);
+                let result = catch_unwind(AssertUnwindSafe(|| function(&mut ctx)));
+                complete.exec_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let finished = ctx.finish();
+                match (result, finished.violation) {
+                    (_, Some(violation)) => complete.message = violation,
+                    (Ok(Ok(())), None) => {
+                        complete.status = Status::Ok;
+                        complete.outputs = finished.written;
+                    }
+                    (Ok(Err(e)), None) => complete.message = e.message().to_owned(),
+                    (Err(payload), None) => {
+                        complete.status = Status::Panicked;
+                        complete.message = panic_message(payload.as_ref());
+                    }
+                }
+            }
+        }
+        truncate(&mut complete.message, MAX_TEXT);
+        if let Err(why) = self.push(&Frame::Complete(complete.clone())) {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            // The completion itself cannot be sent (e.g. too many outputs for the ring): the
+            // call fails, and says why.
+            let mut failed = Complete {
+                status: Status::Failed,
+                message: format!("the completion cannot be sent: {why}"),
+                outputs: Vec::new(),
+                ..complete
+            };
+            truncate(&mut failed.message, MAX_TEXT);
+            if let Err(why) = self.push(&Frame::Complete(failed)) {
+                eprintln!("{}: call {}: {why}", self.pack.name(), invoke.call);
+            }
+        }
+    }
+}
+
+impl Grants for Arc<Runtime> {
+    fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, String> {
+        if self.lock().grants.insert(call, None).is_some() {
+            return Err(format!("call {call} already waits for a grant"));
+        }
+        let asked = Frame::Alloc(Alloc {
+            call,
+            name: name.to_owned(),
+            len,
+        });
+        if let Err(why) = self.push(&asked) {
+            self.lock().grants.remove(&call);
+            return Err(why);
+        }
+        let mut st = self.lock();
+        loop {
+            if matches!(st.grants.get(&call), Some(Some(_))) {
+                return st.grants.remove(&call).flatten().unwrap_or(Err(String::new()));
+            }
+            if st.stop {
+                st.grants.remove(&call);
+                return Err("the daemon is gone".into());
+            }
+            if !st.leader {
+                st.leader = true;
+                drop(st);
+                match self.lead(Some(call)) {
+                    Led::Granted(result) => {
+                        self.lock().grants.remove(&call);
+                        return result;
+                    }
+                    // Not returned while waiting; queue it rather than lose it.
+                    Led::Run(invoke) => self.queue(invoke),
+                    Led::Stop => {}
+                }
+                st = self.lock();
+                continue;
+            }
+            st.waiting += 1;
+            st = self.grant_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the function panicked with a payload that is not a string".to_owned()
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let mut s = "aé".repeat(10);
+        truncate(&mut s, 4);
+        assert_eq!(s, "aéa");
+        let mut s = "short".to_owned();
+        truncate(&mut s, 100);
+        assert_eq!(s, "short");
+        let mut s = "é".repeat(MAX_TEXT);
+        truncate(&mut s, MAX_TEXT);
+        assert_eq!(s.len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn panic_payloads_become_messages() {
+        let p = catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "plain");
+        let p = catch_unwind(|| panic!("formatted {}", 7)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "formatted 7");
+        let p = catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(panic_message(p.as_ref()).contains("not a string"));
+    }
+}
