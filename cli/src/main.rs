@@ -106,7 +106,26 @@ const MAX_WORKERS: usize = 10_000;
 /// Exit status for a workflow or plan the user must fix.
 const EXIT_INPUT: u8 = 2;
 
+/// The hidden subcommand that makes `faasflow` a pack: `faasflow __pack synthetic [--list]`
+/// serves FaaSFlow's synthetic benchmark body for functions without a pack of their own.
+const PACK_SUBCOMMAND: &str = "__pack";
+
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == PACK_SUBCOMMAND) {
+        match args.next() {
+            Some(p) if p == faasflow_sdk::synthetic::NAME => {
+                faasflow_sdk::serve_with_args(faasflow_sdk::synthetic::pack(), args)
+            }
+            other => {
+                eprintln!(
+                    "error: `faasflow {PACK_SUBCOMMAND}` serves the built-in pack `{}` (got {other:?}); the daemon starts it",
+                    faasflow_sdk::synthetic::NAME
+                );
+                return ExitCode::from(EXIT_INPUT);
+            }
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),

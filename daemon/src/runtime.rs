@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faasflow_planner::NodeId;
-use faasflow_planner::dag::{Isolation, NodeKind, ValueKind, Workflow};
+use faasflow_planner::dag::{DataSource, Isolation, NodeKind, ValueKind, Workflow};
 use faasflow_planner::plan::Plan;
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
@@ -47,6 +47,8 @@ use crate::store::arena::{self, Arena};
 /// Largest JSON value (a `json`/`list` output, or an input written into the arena) the daemon
 /// parses or writes.
 pub const MAX_JSON: u64 = 64 << 20;
+/// Bytes reserved for a pack function's output of unknown size.
+const DEFAULT_RESERVATION: u64 = 4096;
 /// Largest object a report shows as a string; larger or binary ones show as `{"bytes": n}`.
 const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 
@@ -354,6 +356,20 @@ struct Call {
     instance: Option<u32>,
     record: usize,
     abandoned: bool,
+    /// The engine's inputs, resolved to arena references when the call is sent.
+    pending: Vec<(String, InputValue)>,
+    /// Declared outputs: name, bytes to reserve, kind.
+    outputs: Vec<(String, u64, ValueKind)>,
+    synthetic: bool,
+    step: String,
+}
+
+/// Why a call could not be prepared.
+enum Unprepared {
+    /// The arena is full for now.
+    Full(String),
+    /// It never will be ready.
+    Fatal(String),
 }
 
 struct InvState {
@@ -396,6 +412,8 @@ struct Runtime {
     starting: HashMap<u32, usize>,
     /// Ids of live instances (iterated on every loop turn).
     live: Vec<u32>,
+    /// A call waits for arena room: dispatch again when something ends.
+    waiting_for_room: bool,
     stop: bool,
 }
 
@@ -431,6 +449,7 @@ impl Runtime {
             frame_buf,
             starting: HashMap::new(),
             live: Vec::new(),
+            waiting_for_room: false,
             stop: false,
         }
     }
@@ -449,6 +468,15 @@ impl Runtime {
                 self.engine.tick(now);
             }
             progressed |= self.apply_actions();
+            if progressed && self.waiting_for_room {
+                self.waiting_for_room = false;
+                for p in 0..self.pools.len() {
+                    if !self.pools[p].queue.is_empty() {
+                        self.dispatch(p);
+                    }
+                }
+                self.apply_actions();
+            }
             if last_idle_check.elapsed() >= Duration::from_secs(1) {
                 self.stop_idle_instances();
                 last_idle_check = Instant::now();
@@ -542,6 +570,14 @@ impl Runtime {
         let mut sites = HashMap::new();
         let mut listed: HashMap<PackCommand, Vec<String>> = HashMap::new();
         let mut new_pools = Vec::new();
+        let mut list_widths: HashMap<(usize, &str), u32> = HashMap::new();
+        for n in wf.graph.node_indices() {
+            if let NodeKind::Foreach(f) = &wf.graph[n].kind
+                && let DataSource::Output { node, output } = &f.over
+            {
+                list_widths.insert((node.index(), output.as_str()), f.width.max(1));
+            }
+        }
         for n in wf.graph.node_indices() {
             let Some(task) = wf.graph[n].task() else { continue };
             let name = &wf.graph[n].name;
@@ -617,7 +653,23 @@ impl Runtime {
                 let runtime_us = (task.spec.runtime_ms * 1000.0 * self.config.runtime_scale)
                     .max(0.0)
                     .round() as u64;
-                format!("{{\"runtime_us\":{runtime_us}}}").into_bytes()
+                // Outputs a switch or a foreach reads must be JSON: `true` (the first case is
+                // taken), and lists of the width the planner expects.
+                let mut values = serde_json::Map::new();
+                for o in &task.spec.outputs {
+                    match o.kind {
+                        ValueKind::Json => {
+                            values.insert(o.name.clone(), serde_json::Value::Bool(true));
+                        }
+                        ValueKind::List => {
+                            let width = list_widths.get(&(n.index(), o.name.as_str())).copied().unwrap_or(3);
+                            values.insert(o.name.clone(), (0..width).collect());
+                        }
+                        ValueKind::Bytes => {}
+                    }
+                }
+                serde_json::to_vec(&serde_json::json!({ "runtime_us": runtime_us, "values": values }))
+                    .unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -855,7 +907,7 @@ impl Runtime {
         let record = inv.functions.len() - 1;
         let id = self.next_call;
         self.next_call += 1;
-        let mut call = Call {
+        let call = Call {
             invocation,
             node,
             element,
@@ -878,30 +930,25 @@ impl Runtime {
             instance: None,
             record,
             abandoned: false,
+            pending: inputs,
+            outputs,
+            synthetic,
+            step: name,
         };
-        let prepared = self.prepare(&mut call, inputs, &outputs, synthetic, &name);
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.running.insert((node.index() as u32, element), id);
         }
         self.calls.insert(id, call);
-        match prepared {
-            Ok(()) => {
-                self.pools[pool].queue.push_back(id);
-                self.dispatch(pool);
-            }
-            Err(e) => self.fail_call(id, e),
-        }
+        self.pools[pool].queue.push_back(id);
+        self.dispatch(pool);
     }
 
     /// Resolves a call's inputs to arena references and reserves its outputs.
-    fn prepare(
-        &mut self,
-        call: &mut Call,
-        inputs: Vec<(String, InputValue)>,
-        outputs: &[(String, u64, ValueKind)],
-        synthetic: bool,
-        step: &str,
-    ) -> Result<(), String> {
+    fn prepare(&mut self, call: &mut Call) -> Result<(), Unprepared> {
+        let inputs = call.pending.clone();
+        let outputs = call.outputs.clone();
+        let (synthetic, step) = (call.synthetic, call.step.clone());
+        let capacity = self.arena.capacity();
         let t = Instant::now();
         let mut copied = false;
         for (name, v) in inputs {
@@ -920,47 +967,64 @@ impl Runtime {
                     // A string arrives as its UTF-8 bytes, anything else as JSON text.
                     let bytes = match j {
                         serde_json::Value::String(s) => s.into_bytes(),
-                        v => serde_json::to_vec(&v).map_err(|e| format!("input `{name}`: {e}"))?,
+                        v => serde_json::to_vec(&v).map_err(|e| Unprepared::Fatal(format!("input `{name}`: {e}")))?,
                     };
                     if bytes.is_empty() {
                         call.invoke.inputs.push((name, Value::One(frame::ObjectRef::default())));
                         continue;
                     }
-                    let e = self
-                        .arena
-                        .alloc(bytes.len() as u64)
-                        .map_err(|e| format!("input `{name}` of step `{step}`: {e}"))?;
+                    let len = bytes.len() as u64;
+                    let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
+                        let m = format!(
+                            "input `{name}` of step `{step}`: {e}; give the daemon a larger arena (--arena-mib)"
+                        );
+                        if len > capacity {
+                            Unprepared::Fatal(m)
+                        } else {
+                            Unprepared::Full(m)
+                        }
+                    })?;
                     call.temps.push(e);
                     self.arena.write(e.offset, &bytes);
                     Value::One(frame::ObjectRef {
                         segment: 0,
                         offset: e.offset,
-                        len: bytes.len() as u64,
+                        len,
                     })
                 }
             };
             call.invoke.inputs.push((name, value));
         }
-        for (name, size, _) in outputs {
+        for (name, size, _) in &outputs {
             let mut r = frame::ObjectRef::default();
-            if *size > 0 {
-                match self.arena.alloc(*size) {
+            // An output of unknown size gets a small reservation, so that small outputs need
+            // no round trip to ask for room.
+            let size = &if *size == 0 && !synthetic {
+                DEFAULT_RESERVATION
+            } else {
+                *size
+            };
+            if *size > 0 && (synthetic || *size <= capacity) {
+                match self.alloc_or_spill(*size, &call.reads) {
                     Ok(e) => {
                         call.extents.push((name.clone(), e));
                         r = frame::ObjectRef {
                             segment: 0,
                             offset: e.offset,
-                            len: e.len,
+                            len: *size,
                         };
                     }
-                    Err(e) if synthetic => {
-                        return Err(format!(
+                    Err(e) => {
+                        let m = format!(
                             "output `{name}` needs {size} bytes: {e}; give the daemon a larger arena (--arena-mib) \
                              or scale data down (--data-scale)"
-                        ));
+                        );
+                        return Err(if *size > capacity {
+                            Unprepared::Fatal(m)
+                        } else {
+                            Unprepared::Full(m)
+                        });
                     }
-                    // A pack function asks for room when it writes (and gets this error then).
-                    Err(_) => {}
                 }
             }
             call.invoke.outputs.push((name.clone(), r));
@@ -971,12 +1035,27 @@ impl Runtime {
         Ok(())
     }
 
+    /// Undoes a [`Runtime::prepare`] that could not finish (the call goes back to its queue).
+    fn unprepare(&mut self, call: &mut Call) {
+        for (_, e) in call.extents.drain(..) {
+            self.arena.free(e);
+        }
+        for e in call.temps.drain(..) {
+            self.arena.free(e);
+        }
+        call.invoke.inputs.clear();
+        call.invoke.outputs.clear();
+        call.reads.clear();
+        call.reload_us.clear();
+    }
+
     /// The arena reference of object `id` for `call` (reloaded if it was spilled).
-    fn input_ref(&mut self, call: &mut Call, id: u64) -> Result<frame::ObjectRef, String> {
+    fn input_ref(&mut self, call: &mut Call, id: u64) -> Result<frame::ObjectRef, Unprepared> {
+        let capacity = self.arena.capacity();
         let obj = self
             .objects
             .get(&id)
-            .ok_or_else(|| format!("object {id} is not held"))?;
+            .ok_or_else(|| Unprepared::Fatal(format!("object {id} is not held")))?;
         call.reads.push(id);
         match &obj.place {
             Place::Empty => Ok(frame::ObjectRef::default()),
@@ -987,19 +1066,23 @@ impl Runtime {
             }),
             Place::Spilled(path) => {
                 let t = Instant::now();
-                let len = obj.len;
-                let e = self
-                    .arena
-                    .alloc(len)
-                    .map_err(|e| format!("cannot reload spilled output of `{}`: {e}", obj.producer))?;
+                let (len, path, producer) = (obj.len, path.clone(), obj.producer.clone());
+                let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
+                    let m = format!("cannot reload the spilled output of `{producer}`: {e}");
+                    if len > capacity {
+                        Unprepared::Fatal(m)
+                    } else {
+                        Unprepared::Full(m)
+                    }
+                })?;
                 call.temps.push(e);
-                let mut f = File::open(path).map_err(|e| format!("spill file {}: {e}", path.display()))?;
+                let fatal = |e: std::io::Error| Unprepared::Fatal(format!("spill file {}: {e}", path.display()));
+                let mut f = File::open(&path).map_err(fatal)?;
                 let mut buf = vec![0u8; (1 << 20).min(len as usize)];
                 let mut at = 0u64;
                 while at < len {
                     let n = ((len - at) as usize).min(buf.len());
-                    f.read_exact(&mut buf[..n])
-                        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+                    f.read_exact(&mut buf[..n]).map_err(fatal)?;
                     self.arena.write(e.offset + at, &buf[..n]);
                     at += n as u64;
                 }
@@ -1028,9 +1111,14 @@ impl Runtime {
                 .calls
                 .get(&call_id)
                 .map(|c| {
-                    c.reads
+                    c.pending
                         .iter()
-                        .filter_map(|o| self.objects.get(o).map(|o| o.instance))
+                        .flat_map(|(_, v)| match v {
+                            InputValue::Object(r) => vec![r.id],
+                            InputValue::List(l) => l.iter().map(|r| r.id).collect(),
+                            _ => Vec::new(),
+                        })
+                        .filter_map(|o| self.objects.get(&o).map(|o| o.instance))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -1054,8 +1142,35 @@ impl Runtime {
                 }
                 return;
             };
-            self.pools[pool].queue.pop_front();
-            self.send_call(call_id, inst_id);
+            let Some(mut call) = self.calls.remove(&call_id) else {
+                self.pools[pool].queue.pop_front();
+                continue;
+            };
+            match self.prepare(&mut call) {
+                Ok(()) => {
+                    self.calls.insert(call_id, call);
+                    self.pools[pool].queue.pop_front();
+                    self.send_call(call_id, inst_id);
+                }
+                Err(Unprepared::Full(m)) => {
+                    self.unprepare(&mut call);
+                    self.calls.insert(call_id, call);
+                    // Running calls will free memory: wait for them (backpressure). With none
+                    // running, nothing ever will.
+                    if self.calls.values().any(|c| c.instance.is_some()) {
+                        self.waiting_for_room = true;
+                        return;
+                    }
+                    self.pools[pool].queue.pop_front();
+                    self.fail_call(call_id, m);
+                }
+                Err(Unprepared::Fatal(m)) => {
+                    self.unprepare(&mut call);
+                    self.calls.insert(call_id, call);
+                    self.pools[pool].queue.pop_front();
+                    self.fail_call(call_id, m);
+                }
+            }
         }
     }
 
@@ -1251,8 +1366,14 @@ impl Runtime {
     }
 
     fn grant(&mut self, inst_id: u32, a: frame::Alloc) {
-        let result = match self.calls.get_mut(&a.call) {
-            Some(call) if call.instance == Some(inst_id) => match self.arena.alloc(a.len.max(1)) {
+        let owned = self.calls.get(&a.call).is_some_and(|c| c.instance == Some(inst_id));
+        let allocated = if owned {
+            Some(self.alloc_or_spill(a.len.max(1), &[]))
+        } else {
+            None
+        };
+        let result = match (self.calls.get_mut(&a.call), allocated) {
+            (Some(call), Some(allocated)) => match allocated {
                 Ok(e) => {
                     call.extents.push((a.name.clone(), e));
                     Ok(frame::ObjectRef {
@@ -1449,6 +1570,36 @@ impl Runtime {
         self.engine
             .function_done(now, call.invocation, call.node, call.element, objs);
         Ok(())
+    }
+
+    /// Reserves `len` bytes; when the arena is full, first moves sealed objects that no call
+    /// holds (nor `pinned`) to the spill directory, largest first, until the bytes fit.
+    fn alloc_or_spill(&mut self, len: u64, pinned: &[u64]) -> Result<Extent, arena::ArenaFull> {
+        match self.arena.alloc(len) {
+            Ok(e) => return Ok(e),
+            Err(full) if len > self.arena.capacity() => return Err(full),
+            Err(_) => {}
+        }
+        let held: HashSet<u64> = self
+            .calls
+            .values()
+            .flat_map(|c| c.reads.iter().copied())
+            .chain(pinned.iter().copied())
+            .collect();
+        let mut movable: Vec<(u64, u64)> = self
+            .objects
+            .iter()
+            .filter(|(id, o)| matches!(o.place, Place::Arena(_)) && !held.contains(id))
+            .map(|(id, o)| (o.len, *id))
+            .collect();
+        movable.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, id) in movable {
+            self.spill(id);
+            if let Ok(e) = self.arena.alloc(len) {
+                return Ok(e);
+            }
+        }
+        self.arena.alloc(len)
     }
 
     /// Moves an object out of the arena into the spill directory.

@@ -83,4 +83,4 @@ pub mod testing;
 pub use context::Context;
 pub use error::Error;
 pub use pack::Pack;
-pub use runtime::{ServeError, serve, serve_on};
+pub use runtime::{ServeError, serve, serve_on, serve_with_args};

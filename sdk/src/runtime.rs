@@ -90,7 +90,22 @@ pub enum ServeError {
 /// with status 1 when the daemon breaks the protocol, and 2 when it was not started by a
 /// daemon (run by hand, it says so). `PACK --list` prints the functions, one per line.
 pub fn serve(pack: Pack) -> ! {
-    let mut args = std::env::args_os().skip(1);
+    serve_with_args(pack, std::env::args_os().skip(1))
+}
+
+/// [`serve`] for a program that hosts a pack behind a subcommand: `args` are the arguments
+/// after the subcommand (`--list`, or none).
+///
+/// ```no_run
+/// // `tool __pack hello [--list]` serves the pack; other subcommands do other things.
+/// let mut args = std::env::args_os().skip(1);
+/// if args.next().is_some_and(|a| a == "__pack") && args.next().is_some_and(|a| a == "hello") {
+///     let pack = faasflow_sdk::Pack::new("hello").function("noop", |_ctx| Ok(()));
+///     faasflow_sdk::serve_with_args(pack, args);
+/// }
+/// ```
+pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsString>) -> ! {
+    let mut args = args.into_iter();
     match (args.next(), args.next()) {
         (None, _) => {}
         (Some(a), None) if a == "--list" => {

@@ -1,9 +1,11 @@
 //! FaaSFlow's synthetic benchmark function: reads every input, fills every reserved output,
 //! and takes a given time. Workflows whose functions name no `pack` run it.
 //!
-//! Parameters (the call's [`params`](crate::Context::params)): JSON `{"runtime_us": N}`, the
-//! time one call takes in microseconds, counted from the start of the call (reading and
-//! writing included); empty parameters mean `0`.
+//! Parameters (the call's [`params`](crate::Context::params)): JSON `{"runtime_us": N,
+//! "values": {"output": <JSON>, …}}`: the time one call takes in microseconds, counted from
+//! the start of the call (reading and writing included), and the JSON value to write for
+//! outputs that must be JSON (a switch reads them, a foreach iterates them) instead of the byte
+//! pattern; empty parameters mean `{}`.
 
 use std::time::Duration;
 
@@ -22,16 +24,19 @@ pub const NAME: &str = "synthetic";
 /// use faasflow_sdk::synthetic::Params;
 ///
 /// let p: Params = serde_json::from_str(r#"{"runtime_us": 1500}"#)?;
-/// assert_eq!(p, Params { runtime_us: 1500 });
+/// assert_eq!(p.runtime_us, 1500);
 /// assert_eq!(serde_json::from_str::<Params>("{}")?, Params::default());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Time one call takes, in microseconds.
     #[serde(default)]
     pub runtime_us: u64,
+    /// JSON values of outputs that must be JSON, by output name.
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A pack named `synthetic` with the one function `synthetic` ([`body`]).
@@ -45,8 +50,9 @@ pub fn pack() -> Pack {
 }
 
 /// The synthetic body: reads every byte of every input (objects and lists), fills each
-/// reserved output extent completely with a byte pattern (reported as written in full), then
-/// sleeps for whatever is left of `runtime_us` since the call started.
+/// reserved output extent completely with a byte pattern (reported as written in full) or,
+/// for an output named in `values`, writes that JSON value; then sleeps for whatever is left
+/// of `runtime_us` since the call started.
 /// ```
 /// use faasflow_sdk::testing::TestCall;
 ///
@@ -74,7 +80,15 @@ pub fn body(ctx: &mut Context<'_>) -> Result<(), Error> {
     std::hint::black_box(sum);
     let reservations: Vec<(&str, usize)> = ctx.output_reservations().collect();
     for (name, len) in reservations {
-        ctx.output_with(name, len, fill)?;
+        match params.values.get(name) {
+            Some(v) => ctx.output_json(name, v)?,
+            None => ctx.output_with(name, len, fill)?,
+        }
+    }
+    for (name, v) in &params.values {
+        if !ctx.output_reservations().any(|(n, _)| n == name) {
+            ctx.output_json(name, v)?;
+        }
     }
     let target = Duration::from_micros(params.runtime_us);
     if let Some(left) = target.checked_sub(ctx.started.elapsed()) {
@@ -98,10 +112,17 @@ fn checksum(bytes: &[u8]) -> u64 {
     sum
 }
 
-/// The byte pattern of synthetic outputs: byte `i` is `i % 251`.
+/// The byte pattern of synthetic outputs: byte `i` is `i % 251`. Written a block at a time
+/// (a whole number of periods), so that large outputs cost about a `memset`.
 fn fill(buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i % 251) as u8;
+    const PERIOD: usize = 251;
+    const BLOCK: usize = PERIOD * 256;
+    let mut block = [0u8; BLOCK];
+    for (i, b) in block.iter_mut().enumerate() {
+        *b = (i % PERIOD) as u8;
+    }
+    for chunk in buf.chunks_mut(BLOCK) {
+        chunk.copy_from_slice(&block[..chunk.len()]);
     }
 }
 

@@ -83,10 +83,13 @@ struct EmitParams {
     bytes: usize,
 }
 
-/// `emit`: parameters `{"bytes": N}` → output `out` of N bytes written in place, byte `i`
-/// being `i % 251`.
+/// `emit`: output `out` of N bytes written in place, byte `i` being `i % 251`; N is input
+/// `bytes` (a JSON number) when the call has it, else the parameters `{"bytes": N}`.
 pub fn emit(ctx: &mut Context<'_>) -> Result<(), Error> {
-    let EmitParams { bytes } = ctx.params_json()?;
+    let bytes = match ctx.input_opt("bytes") {
+        Ok(Some(_)) => ctx.input_json::<usize>("bytes")?,
+        _ => ctx.params_json::<EmitParams>()?.bytes,
+    };
     ctx.output_with("out", bytes, |buf| {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (i % 251) as u8;
