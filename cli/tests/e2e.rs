@@ -533,3 +533,107 @@ fn check_dependencies(wf: &Workflow, r: &Report) {
         }
     }
 }
+
+#[test]
+fn a_full_pool_queues_calls_and_never_deadlocks() {
+    let mut c = config();
+    c.max_instances = 1;
+    c.threads = 1;
+    let h = Harness::with(c);
+    h.install(FOREACH);
+    let words: Vec<String> = (0..40).map(|i| format!("{i} ")).collect();
+    let r = h.invoke("fe", json!({ "words": words }));
+    assert_eq!(ok(&r)["out"], json!(words.concat()));
+    let instances: std::collections::HashSet<_> = r.functions.iter().filter_map(|f| f.instance).collect();
+    assert_eq!(instances.len(), 1, "one instance at most: {instances:?}");
+    // One thread: the calls ran one after the other.
+    let mut runs: Vec<_> = r.functions.iter().filter(|f| f.name == "word").collect();
+    runs.sort_by(|a, b| a.end_us.total_cmp(&b.end_us));
+    assert_eq!(runs.len(), 40);
+}
+
+#[test]
+fn isolation_process_gives_a_function_its_own_instance() {
+    let h = Harness::new();
+    h.install(
+        "name: iso
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  concat: {pack: testkit, isolation: process, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: concat
+    inputs: {in: a.out}
+  - task: c
+    function: echo
+    inputs: {in: b.out}
+output:
+  out: c.out
+",
+    );
+    let r = h.invoke("iso", json!({"text": "isolated"}));
+    assert_eq!(ok(&r), &json!({"out": "isolated"}));
+    let (a, b, c) = (record(&r, "a"), record(&r, "b"), record(&r, "c"));
+    assert_ne!(a.instance, b.instance);
+    assert_ne!(b.instance, c.instance);
+    assert!(r.edges.iter().all(|e| e.tier == "shared-memory"), "{:?}", r.edges);
+}
+
+#[test]
+fn idle_instances_beyond_the_minimum_are_stopped() {
+    let mut c = config();
+    c.min_instances = 0;
+    c.idle_timeout = Duration::from_millis(200);
+    let h = Harness::with(c);
+    h.install(&format!("name: idle\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"));
+    assert_eq!(ok(&h.invoke("idle", json!({"text": "x"}))), &json!({"out": "x"}));
+    assert_eq!(h.daemon.stats().expect("stats").instances, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.daemon.stats().expect("stats").instances > 0 {
+        assert!(Instant::now() < deadline, "the idle instance was not stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new call starts a new instance.
+    assert_eq!(ok(&h.invoke("idle", json!({"text": "y"}))), &json!({"out": "y"}));
+}
+
+#[test]
+fn an_unknown_pack_or_function_is_refused_at_install() {
+    let h = Harness::new();
+    let wf = Arc::new(
+        load_str("name: u\nfunctions:\n  f: {pack: nosuch}\nsteps:\n  - task: f\n", "u.yaml", "u")
+            .expect("valid")
+            .workflow,
+    );
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
+    let e = h.daemon.install(wf, plan).expect_err("unknown pack").to_string();
+    assert!(e.contains("pack `nosuch`") && e.contains("--pack nosuch=PATH"), "{e}");
+    let wf = Arc::new(
+        load_str("name: v\nfunctions:\n  ecko: {pack: testkit}\nsteps:\n  - task: ecko\n", "v.yaml", "v")
+            .expect("valid")
+            .workflow,
+    );
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
+    let e = h.daemon.install(wf, plan).expect_err("unknown function").to_string();
+    assert!(e.contains("function `ecko`") && e.contains("echo"), "{e}");
+}
+
+#[test]
+fn concurrent_invocations_share_instances_and_all_finish() {
+    let h = Harness::new();
+    h.install(SWITCH);
+    let pending: Vec<_> = (0..50)
+        .map(|i| {
+            let text = "x".repeat(i % 7);
+            (text.clone(), h.daemon.invoke_async("sw", 1, json!({ "text": text })))
+        })
+        .collect();
+    for (text, rx) in pending {
+        let r = rx.recv().expect("a report").expect("started");
+        assert_eq!(ok(&r)["out"], json!(text));
+    }
+    h.assert_clean();
+}
