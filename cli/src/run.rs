@@ -189,7 +189,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     if args.repeat > 1 && args.report == ReportFormat::Text {
         e2e.sort_by(f64::total_cmp);
         let pct = |q: f64| e2e[((e2e.len() - 1) as f64 * q).round() as usize] / 1e3;
-        println!(
+        eprintln!(
             "{} invocations: {} ok, {failed} failed; end-to-end p50 {:.3} ms, p99 {:.3} ms",
             args.repeat,
             args.repeat - failed,

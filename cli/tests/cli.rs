@@ -255,3 +255,149 @@ fn output_onto_the_workflow_file_is_refused_in_every_format() {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
     }
 }
+
+fn example_workflow() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/example/wordcount.yaml")
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn run_executes_the_example_pack_and_reports_json() {
+    let wf = example_workflow();
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--input",
+        r#"{"text": "The cat saw the dog. The end", "parts": 2}"#,
+        "--report",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reports = json_lines(&o);
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r["status"], "ok");
+    assert_eq!(
+        r["output"]["total"],
+        serde_json::json!({"the": 3, "cat": 1, "saw": 1, "dog": 1, "end": 1})
+    );
+    for key in ["e2e_us", "scheduling_overhead_us", "data_overhead_us"] {
+        assert!(r[key].as_f64().is_some_and(|v| v >= 0.0), "{key}: {r}");
+    }
+    let names: Vec<&str> = r["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.iter().filter(|n| **n == "count").count(), 2, "{names:?}");
+    for f in r["functions"].as_array().unwrap() {
+        for key in ["name", "instance", "start_us", "end_us", "attempt", "skipped"] {
+            assert!(f.get(key).is_some(), "function record without {key}: {f}");
+        }
+    }
+    let edges = r["edges"].as_array().unwrap();
+    assert!(!edges.is_empty());
+    for e in edges {
+        for key in ["from", "to", "bytes", "tier", "transfer_us"] {
+            assert!(e.get(key).is_some(), "edge without {key}: {e}");
+        }
+    }
+}
+
+#[test]
+fn run_text_report_repeat_and_input_from_a_file() {
+    let dir = tempdir();
+    let input = dir.join("input.json");
+    std::fs::write(&input, r#"{"text": "a b a", "parts": 1}"#).unwrap();
+    let wf = example_workflow();
+    let at = format!("@{}", input.display());
+    let o = faasflow(&["run", wf.to_str().unwrap(), "--input", &at, "--repeat", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("\"total\"").count(), 3, "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("end-to-end") && err.contains("3 invocations: 3 ok, 0 failed"),
+        "{err}"
+    );
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--input",
+        &at,
+        "--repeat",
+        "2",
+        "--report",
+        "json",
+    ]);
+    assert_eq!(json_lines(&o).len(), 2);
+}
+
+#[test]
+fn run_rejects_bad_input_with_status_2() {
+    let wf = example_workflow();
+    let wf = wf.to_str().unwrap();
+    let o = faasflow(&["run", wf, "--input", "{not json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--input is not valid JSON"), "{}", stderr(&o));
+    let o = faasflow(&["run", wf, "--input", "[1, 2]"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("must be a JSON object"), "{}", stderr(&o));
+    let o = faasflow(&["run", wf, "--input", "{}"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing inputs: text, parts"), "{}", stderr(&o));
+    let o = faasflow(&["run", wf, "--input", "@/nonexistent/input.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = faasflow(&["run", wf, "--runtime-scale", "-1"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn run_exits_1_when_an_invocation_fails() {
+    let dir = tempdir();
+    let file = dir.join("fails.yaml");
+    std::fs::write(
+        &file,
+        "name: fails\nfunctions:\n  fail: {pack: testkit}\nsteps:\n  - task: fail\n",
+    )
+    .unwrap();
+    let o = faasflow(&["run", file.to_str().unwrap(), "--report", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = &json_lines(&o)[0];
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains("testkit: asked to fail"), "{r}");
+}
+
+#[test]
+fn run_executes_faasflow_files_with_synthetic_bodies() {
+    let file = fixtures().join("benchmark/wordcount/flat_workflow.yaml");
+    let o = faasflow(&[
+        "run",
+        file.to_str().unwrap(),
+        "--runtime-scale",
+        "0.001",
+        "--report",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &json_lines(&o)[0];
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(r["functions"].as_array().unwrap().len() >= 3);
+}
+
+#[test]
+fn the_synthetic_pack_lists_its_function_and_refuses_others() {
+    let o = faasflow(&["__pack", "synthetic", "--list"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "synthetic\n");
+    let o = faasflow(&["__pack", "other"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = faasflow(&["__pack", "synthetic"]);
+    assert_eq!(o.status.code(), Some(2), "run by hand, it says what it is");
+}

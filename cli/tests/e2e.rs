@@ -588,7 +588,9 @@ fn idle_instances_beyond_the_minimum_are_stopped() {
     c.min_instances = 0;
     c.idle_timeout = Duration::from_millis(200);
     let h = Harness::with(c);
-    h.install(&format!("name: idle\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"));
+    h.install(&format!(
+        "name: idle\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"
+    ));
     assert_eq!(ok(&h.invoke("idle", json!({"text": "x"}))), &json!({"out": "x"}));
     assert_eq!(h.daemon.stats().expect("stats").instances, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -604,17 +606,25 @@ fn idle_instances_beyond_the_minimum_are_stopped() {
 fn an_unknown_pack_or_function_is_refused_at_install() {
     let h = Harness::new();
     let wf = Arc::new(
-        load_str("name: u\nfunctions:\n  f: {pack: nosuch}\nsteps:\n  - task: f\n", "u.yaml", "u")
-            .expect("valid")
-            .workflow,
+        load_str(
+            "name: u\nfunctions:\n  f: {pack: nosuch}\nsteps:\n  - task: f\n",
+            "u.yaml",
+            "u",
+        )
+        .expect("valid")
+        .workflow,
     );
     let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
     let e = h.daemon.install(wf, plan).expect_err("unknown pack").to_string();
     assert!(e.contains("pack `nosuch`") && e.contains("--pack nosuch=PATH"), "{e}");
     let wf = Arc::new(
-        load_str("name: v\nfunctions:\n  ecko: {pack: testkit}\nsteps:\n  - task: ecko\n", "v.yaml", "v")
-            .expect("valid")
-            .workflow,
+        load_str(
+            "name: v\nfunctions:\n  ecko: {pack: testkit}\nsteps:\n  - task: ecko\n",
+            "v.yaml",
+            "v",
+        )
+        .expect("valid")
+        .workflow,
     );
     let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
     let e = h.daemon.install(wf, plan).expect_err("unknown function").to_string();

@@ -220,8 +220,9 @@ impl Daemon {
         })
     }
 
-    /// Installs a workflow with its plan (version = the plan's version). Starts the pools'
-    /// minimum instances.
+    /// Installs a workflow with its plan (version = the plan's version), starts the minimum
+    /// instances of its pools and returns when they are up (an instance that cannot start is
+    /// an error here, not at the first invocation).
     pub fn install(&self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
         let (reply, rx) = mpsc::channel();
         self.shared.post(Msg::Install {
@@ -414,6 +415,8 @@ struct Runtime {
     live: Vec<u32>,
     /// A call waits for arena room: dispatch again when something ends.
     waiting_for_room: bool,
+    /// Installs answered when these instances are up: (ids, start-up errors, reply).
+    warming: Vec<(HashSet<u32>, Vec<String>, mpsc::Sender<Result<(), DaemonError>>)>,
     stop: bool,
 }
 
@@ -450,6 +453,7 @@ impl Runtime {
             starting: HashMap::new(),
             live: Vec::new(),
             waiting_for_room: false,
+            warming: Vec::new(),
             stop: false,
         }
     }
@@ -523,9 +527,13 @@ impl Runtime {
             .collect();
         for msg in msgs {
             match msg {
-                Msg::Install { wf, plan, reply } => {
-                    let _ = reply.send(self.install(wf, *plan));
-                }
+                Msg::Install { wf, plan, reply } => match self.install(wf, *plan) {
+                    // Answered when the pools' first instances are warm.
+                    Ok(warming) if !warming.is_empty() => self.warming.push((warming, Vec::new(), reply)),
+                    result => {
+                        let _ = reply.send(result.map(|_| ()));
+                    }
+                },
                 Msg::Invoke {
                     workflow,
                     version,
@@ -563,7 +571,8 @@ impl Runtime {
 
     // ---- install -------------------------------------------------------------------------
 
-    fn install(&mut self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
+    /// Installs a workflow and starts its new pools' minimum instances; returns their ids.
+    fn install(&mut self, wf: Arc<Workflow>, plan: Plan) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
         let key = (wf.name.clone(), version);
@@ -693,17 +702,18 @@ impl Runtime {
             .quota_bytes
             .unwrap_or_else(|| plan.workers.iter().map(|w| w.quota_bytes).sum());
         self.installed.insert(key, Installed { wf, quota, sites });
+        let mut warming = HashSet::new();
         for p in new_pools {
             for _ in 0..self.config.min_instances.min(self.config.max_instances) {
-                self.spawn(p);
+                warming.insert(self.spawn(p));
             }
         }
-        Ok(())
+        Ok(warming)
     }
 
     // ---- instances -----------------------------------------------------------------------
 
-    fn spawn(&mut self, pool: usize) {
+    fn spawn(&mut self, pool: usize) -> u32 {
         let id = self.next_instance;
         self.next_instance += 1;
         self.pools[pool].spawning += 1;
@@ -715,12 +725,27 @@ impl Runtime {
             ring_capacity: self.config.ring_capacity,
             timeout: self.config.spawn_timeout,
         });
+        id
     }
 
     fn instance_ready(&mut self, id: u32, result: Result<pool::Ready, String>) {
         let Some(pool) = self.starting.remove(&id) else {
             return;
         };
+        // Installs waiting for their warm instances.
+        for (ids, errors, _) in &mut self.warming {
+            if ids.remove(&id)
+                && let Err(e) = &result
+            {
+                errors.push(e.clone());
+            }
+        }
+        for (_, errors, reply) in self.warming.extract_if(.., |(ids, _, _)| ids.is_empty()) {
+            let _ = reply.send(match errors.first() {
+                None => Ok(()),
+                Some(e) => Err(DaemonError::Install(e.clone())),
+            });
+        }
         self.pools[pool].spawning -= 1;
         match result {
             Ok(r) => {
