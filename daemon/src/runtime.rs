@@ -277,6 +277,9 @@ impl Drop for Daemon {
 
 type WfKey = (String, u64);
 
+/// An install waiting for its pools' first instances: (their ids, start-up errors, reply).
+type Warming = (HashSet<u32>, Vec<String>, mpsc::Sender<Result<(), DaemonError>>);
+
 /// Where a call site runs and what it needs.
 struct Site {
     pool: usize,
@@ -416,7 +419,7 @@ struct Runtime {
     /// A call waits for arena room: dispatch again when something ends.
     waiting_for_room: bool,
     /// Installs answered when these instances are up: (ids, start-up errors, reply).
-    warming: Vec<(HashSet<u32>, Vec<String>, mpsc::Sender<Result<(), DaemonError>>)>,
+    warming: Vec<Warming>,
     stop: bool,
 }
 
