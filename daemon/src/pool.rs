@@ -223,6 +223,7 @@ fn start_instance(
     welcome
         .send(&mut sock, arena.fd(), rings.fd())
         .map_err(|e| fail(e.to_string()))?;
+    handshake::recv_ready(&mut sock).map_err(|e| fail(e.to_string()))?;
     let functions = hello
         .functions
         .iter()

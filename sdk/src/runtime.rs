@@ -217,6 +217,8 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
     let producer = ring("completion", welcome.to_daemon)?.into_producer();
     let doorbell = Doorbell::attach(&arena, usize::try_from(welcome.doorbell).unwrap_or(usize::MAX))?;
     let forbidden = welcome.doorbell..welcome.doorbell + DOORBELL_LEN as u64;
+    // Mapped (and pre-faulted) and attached: calls may come.
+    faasflow_shm::handshake::send_ready(&mut sock)?;
     let runtime = Arc::new(Runtime {
         arena: Arena::new(arena, welcome.segment, forbidden),
         pack,

@@ -5,7 +5,9 @@
 //! 1. instance → daemon: [`Hello`] (protocol version, pack name, process id, the pack's
 //!    functions in the order [`crate::frame::Invoke::function`] indexes them);
 //! 2. daemon → instance: [`Welcome`] with two memory files passed as `SCM_RIGHTS`: the arena
-//!    (objects, and the daemon's doorbell) and the instance's ring pair.
+//!    (objects, and the daemon's doorbell) and the instance's ring pair;
+//! 3. instance → daemon: one byte, [`READY`], once it has mapped (and pre-faulted) both and
+//!    attached to its rings: the daemon sends no call before ([`send_ready`], [`recv_ready`]).
 //!
 //! After that the socket carries nothing. It stays open: its end-of-file tells the instance
 //! that the daemon is gone (and the daemon, that the instance is).
@@ -109,6 +111,25 @@ pub fn spawn_instance(cmd: &mut std::process::Command) -> io::Result<(std::proce
     let child = cmd.spawn()?;
     drop(instance_end);
     Ok((child, daemon_end))
+}
+
+/// The byte an instance sends when it is ready for calls.
+pub const READY: u8 = 0xA5;
+
+/// Instance side: says it is ready for calls.
+pub fn send_ready(sock: &mut UnixStream) -> Result<(), HandshakeError> {
+    sock.write_all(&[READY])?;
+    Ok(())
+}
+
+/// Daemon side: waits for the instance's [`READY`] (honouring the socket's read timeout).
+pub fn recv_ready(sock: &mut UnixStream) -> Result<(), HandshakeError> {
+    let mut b = [0u8; 1];
+    sock.read_exact(&mut b)?;
+    if b[0] != READY {
+        return Err(HandshakeError::Malformed("expected the ready byte"));
+    }
+    Ok(())
 }
 
 impl Hello {

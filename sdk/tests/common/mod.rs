@@ -56,6 +56,7 @@ impl FakeDaemon {
         }
         .send(&mut sock, arena.fd(), rings.fd())
         .expect("welcome");
+        faasflow_shm::handshake::recv_ready(&mut sock).expect("the instance says it is ready");
         FakeDaemon {
             hello,
             sock,
