@@ -71,8 +71,9 @@ pub enum InputValue {
     Object(ObjectRef),
     /// The outputs of a foreach body read after the foreach, in element order.
     List(Vec<ObjectRef>),
-    /// A JSON value: a workflow input, a foreach element or its index.
-    Json(serde_json::Value),
+    /// A JSON value: a workflow input, a foreach element or its index (shared, not copied:
+    /// workflow inputs may be large).
+    Json(Arc<serde_json::Value>),
     /// Every source of the input was skipped.
     Absent,
 }
@@ -231,7 +232,8 @@ struct ForeachState {
 #[derive(Debug)]
 struct Invocation {
     inst_key: Arc<Installed>,
-    input: serde_json::Value,
+    /// The workflow's inputs by name.
+    input: HashMap<String, Arc<serde_json::Value>>,
     inst: HashMap<Key, Inst>,
     foreach: HashMap<u32, ForeachState>,
     /// Held objects: id → (remaining readers).
@@ -370,6 +372,10 @@ impl Engine {
                 names: missing,
             });
         }
+        let input = match input {
+            serde_json::Value::Object(m) => m.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            _ => HashMap::new(),
+        };
         let mut inv = Invocation {
             inst_key: installed.clone(),
             input,
@@ -720,7 +726,7 @@ impl Engine {
                 }
                 NodeKind::Foreach(f) => {
                     let list = match &f.over {
-                        DataSource::Input(name) => inv.input.get(name).cloned(),
+                        DataSource::Input(name) => inv.input.get(name).map(|v| (**v).clone()),
                         DataSource::Output { node, output } => {
                             let src = (node.index() as u32, None);
                             inv.inst.get(&src).and_then(|i| {

@@ -973,13 +973,21 @@ impl Runtime {
 
     /// Resolves a call's inputs to arena references and reserves its outputs.
     fn prepare(&mut self, call: &mut Call) -> Result<(), Unprepared> {
-        let inputs = call.pending.clone();
+        // Borrowed, not cloned: workflow inputs may be large JSON strings.
+        let inputs = std::mem::take(&mut call.pending);
+        let result = self.prepare_with(call, &inputs);
+        call.pending = inputs;
+        result
+    }
+
+    fn prepare_with(&mut self, call: &mut Call, inputs: &[(String, InputValue)]) -> Result<(), Unprepared> {
         let outputs = call.outputs.clone();
         let (synthetic, step) = (call.synthetic, call.step.clone());
         let capacity = self.arena.capacity();
         let t = Instant::now();
         let mut copied = false;
         for (name, v) in inputs {
+            let name = name.clone();
             let value = match v {
                 InputValue::Absent => Value::Absent,
                 InputValue::Object(r) => Value::One(self.input_ref(call, r.id)?),
@@ -993,9 +1001,14 @@ impl Runtime {
                 InputValue::Json(j) => {
                     copied = true;
                     // A string arrives as its UTF-8 bytes, anything else as JSON text.
-                    let bytes = match j {
-                        serde_json::Value::String(s) => s.into_bytes(),
-                        v => serde_json::to_vec(&v).map_err(|e| Unprepared::Fatal(format!("input `{name}`: {e}")))?,
+                    let text;
+                    let bytes: &[u8] = match &**j {
+                        serde_json::Value::String(s) => s.as_bytes(),
+                        v => {
+                            text =
+                                serde_json::to_vec(v).map_err(|e| Unprepared::Fatal(format!("input `{name}`: {e}")))?;
+                            &text
+                        }
                     };
                     if bytes.is_empty() {
                         call.invoke.inputs.push((name, Value::One(frame::ObjectRef::default())));
@@ -1013,7 +1026,7 @@ impl Runtime {
                         }
                     })?;
                     call.temps.push(e);
-                    self.arena.write(e.offset, &bytes);
+                    self.arena.write(e.offset, bytes);
                     Value::One(frame::ObjectRef {
                         segment: 0,
                         offset: e.offset,
@@ -1728,7 +1741,7 @@ impl Runtime {
     fn value_json(&self, v: &InputValue) -> serde_json::Value {
         match v {
             InputValue::Absent => serde_json::Value::Null,
-            InputValue::Json(j) => j.clone(),
+            InputValue::Json(j) => (**j).clone(),
             InputValue::List(l) => l.iter().map(|r| self.object_json(r)).collect(),
             InputValue::Object(r) => self.object_json(r),
         }

@@ -550,8 +550,8 @@ fn foreach_respects_max_concurrency_and_order() {
         assert_eq!(items.len(), 7);
         for (e, inputs) in items {
             let item = ["a", "b", "c", "d", "e", "f", "g"][e as usize];
-            assert!(inputs.contains(&("item".to_owned(), InputValue::Json(item.into()))));
-            assert!(inputs.contains(&("i".to_owned(), InputValue::Json(e.into()))));
+            assert!(inputs.contains(&("item".to_owned(), InputValue::Json(std::sync::Arc::new(item.into())))));
+            assert!(inputs.contains(&("i".to_owned(), InputValue::Json(std::sync::Arc::new(e.into())))));
         }
         let merge = sim
             .triggers

@@ -269,7 +269,7 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
             field("critical_path_us"),
             field("scheduling_overhead_us"),
             field("data_overhead_us"),
-            bytes / 1e6,
+            (bytes / 1e6).max(0.0),
         );
         if ok < reports.len()
             && let Some(err) = reports.iter().find_map(|r| r["error"].as_str())

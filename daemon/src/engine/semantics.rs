@@ -1,5 +1,7 @@
 //! The skip rule and how inputs are read, per node instance.
 
+use std::sync::Arc;
+
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::DataSource;
 use petgraph::Direction;
@@ -84,9 +86,8 @@ pub(super) fn value_of(
                     DataSource::Item(_) => fs
                         .list
                         .get(el as usize)
-                        .cloned()
-                        .map_or(InputValue::Absent, InputValue::Json),
-                    _ => InputValue::Json(el.into()),
+                        .map_or(InputValue::Absent, |v| InputValue::Json(Arc::new(v.clone()))),
+                    _ => InputValue::Json(Arc::new(el.into())),
                 };
             }
             DataSource::Output { node, output } => {
@@ -121,7 +122,8 @@ pub(super) fn value_of(
 /// step of the root scope and of the same element.
 pub(super) fn cel_variables(inv: &Invocation, element: Option<u32>) -> Vec<(String, serde_json::Value)> {
     let wf = &inv.inst_key.wf;
-    let mut vars = vec![("input".to_owned(), inv.input.clone())];
+    let input = inv.input.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect();
+    let mut vars = vec![("input".to_owned(), serde_json::Value::Object(input))];
     let mut keys: Vec<&Key> = inv.inst.keys().filter(|k| k.1.is_none() || k.1 == element).collect();
     keys.sort();
     for k in keys {
