@@ -261,7 +261,7 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
             .map_or(0, |f| f.iter().filter(|x| x["skipped"] == false).count());
         let bytes: f64 = first["edges"]
             .as_array()
-            .map_or(0.0, |e| e.iter().map(|x| x["bytes"].as_f64().unwrap_or(0.0)).sum());
+            .map_or(0.0, |e| e.iter().fold(0.0, |acc, x| acc + x["bytes"].as_f64().unwrap_or(0.0)));
         let spills: u64 = reports.iter().map(|r| r["spills"].as_u64().unwrap_or(0)).sum();
         println!(
             "| {name} | {functions} | {ok}/{repeat} ok | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {spills} | {theirs:.0} |",
@@ -269,7 +269,7 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
             field("critical_path_us"),
             field("scheduling_overhead_us"),
             field("data_overhead_us"),
-            (bytes / 1e6).max(0.0),
+            bytes / 1e6,
         );
         if ok < reports.len()
             && let Some(err) = reports.iter().find_map(|r| r["error"].as_str())
