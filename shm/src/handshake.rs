@@ -135,18 +135,7 @@ pub fn recv_ready(sock: &mut UnixStream) -> Result<(), HandshakeError> {
 impl Hello {
     /// Sends this hello.
     pub fn send(&self, sock: &mut UnixStream) -> Result<(), HandshakeError> {
-        if self.functions.len() > MAX_FUNCTIONS {
-            return Err(HandshakeError::Malformed("too many functions"));
-        }
-        let mut b = vec![KIND_HELLO];
-        b.extend_from_slice(&self.version.to_le_bytes());
-        put_str(&mut b, &self.pack)?;
-        b.extend_from_slice(&self.pid.to_le_bytes());
-        b.extend_from_slice(&(self.functions.len() as u32).to_le_bytes());
-        for f in &self.functions {
-            put_str(&mut b, f)?;
-        }
-        send_message(sock, &b, &[])
+        send_message(sock, &self.encode()?, &[])
     }
 
     /// Receives a hello (untrusted) and checks its version.
@@ -155,7 +144,12 @@ impl Hello {
         if !fds.is_empty() {
             return Err(HandshakeError::Malformed("hello carries file descriptors"));
         }
-        let mut r = Cursor(&body);
+        Hello::decode(&body)
+    }
+
+    /// Decodes the body of a hello message (untrusted bytes) and checks its version.
+    pub fn decode(body: &[u8]) -> Result<Hello, HandshakeError> {
+        let mut r = Cursor(body);
         if r.u8()? != KIND_HELLO {
             return Err(HandshakeError::Malformed("expected a hello"));
         }
@@ -177,6 +171,22 @@ impl Hello {
             pid,
             functions,
         })
+    }
+
+    /// The body of this hello's message (what [`Hello::decode`] reads).
+    pub fn encode(&self) -> Result<Vec<u8>, HandshakeError> {
+        if self.functions.len() > MAX_FUNCTIONS {
+            return Err(HandshakeError::Malformed("too many functions"));
+        }
+        let mut b = vec![KIND_HELLO];
+        b.extend_from_slice(&self.version.to_le_bytes());
+        put_str(&mut b, &self.pack)?;
+        b.extend_from_slice(&self.pid.to_le_bytes());
+        b.extend_from_slice(&(self.functions.len() as u32).to_le_bytes());
+        for f in &self.functions {
+            put_str(&mut b, f)?;
+        }
+        Ok(b)
     }
 }
 

@@ -4,8 +4,9 @@
 //! - `demo`: runs FaaSFlow's 8 benchmark workflows on one embedded worker (synthetic bodies,
 //!   real processes and shared memory) and prints a table, then their plans for a 3-worker
 //!   cluster in both modes.
-//! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs),
-//!   written into `benchmarks/RESULTS.md`.
+//! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
+//!   control ring's latency and the data plane on one worker (`benchmarks/`), written into
+//!   `benchmarks/RESULTS.md`.
 //! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
@@ -42,11 +43,11 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeat: u32,
     },
-    /// Run the planner benchmark and record it in benchmarks/RESULTS.md.
+    /// Run the planner, ring and data plane benchmarks and record them in benchmarks/RESULTS.md.
     Bench,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
     Fuzz {
-        /// One target (wdl, plan_proto, wdl_structured); all of them when omitted.
+        /// One target (wdl, wdl_structured, plan_proto, ring_frame, handshake); all of them when omitted.
         #[arg(long)]
         target: Option<String>,
         /// Seconds to run each target (at least 1).
@@ -259,9 +260,9 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
         let functions = first["functions"]
             .as_array()
             .map_or(0, |f| f.iter().filter(|x| x["skipped"] == false).count());
-        let bytes: f64 = first["edges"]
-            .as_array()
-            .map_or(0.0, |e| e.iter().fold(0.0, |acc, x| acc + x["bytes"].as_f64().unwrap_or(0.0)));
+        let bytes: f64 = first["edges"].as_array().map_or(0.0, |e| {
+            e.iter().fold(0.0, |acc, x| acc + x["bytes"].as_f64().unwrap_or(0.0))
+        });
         let spills: u64 = reports.iter().map(|r| r["spills"].as_u64().unwrap_or(0)).sum();
         println!(
             "| {name} | {functions} | {ok}/{repeat} ok | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {spills} | {theirs:.0} |",
@@ -331,16 +332,44 @@ fn bench(root: &Path) -> Result<()> {
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
+
+    // The data plane bench runs the release `faasflow` binary as the synthetic pack.
+    run(
+        "cargo build --release --locked -p faasflow-cli",
+        cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]),
+    )?;
+    let bin = cargo_target_dir(root).join("release/faasflow");
+    let table = bench_table_with("faasflow-benchmarks", "dataplane", &[("FAASFLOW_BIN", bin.as_os_str())])?;
+    let heading = "## Data plane on one worker";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench dataplane`, with `FAASFLOW_BIN` set to the release `faasflow`) on {machine}. One daemon (`faasflow_daemon::runtime::Daemon`, 1 GiB arena) drives real instance processes (`faasflow __pack synthetic`: FaaSFlow's synthetic body, declared runtime 0); times come from the run report: `end_us` is when the daemon learned that a function ended, `exec_us` the function's own time measured in its instance. **Per-edge trigger latency** along a `sequence` of 50 no-op functions is `(end_us[i+1] − end_us[i]) − exec_us[i+1]`: from the daemon seeing the producer end to it seeing the consumer end, minus the consumer's own work, so it counts the trigger, the ring both ways and the instance's dispatch; p50/p99 over all 49 edges of 200 invocations after 20 warm-up ones, with every function in one instance (default isolation) and with every function `isolation: process` (50 instances), next to half a std mpsc round trip between two threads measured in the same run (the shm ring's own latency is in the table above). **Object hand-off** is `(end_us[consumer] − end_us[producer]) − exec_us[consumer]` for a producer with one output of the given size and a consumer that reads all of it (its reading is its own work and does not count): `in-process` both in one instance, `shared memory` the consumer `isolation: process`, `spill` a daemon with `quota_bytes = 0`, so the object goes to the spill directory and is reloaded; medians of 20 runs (5 for 256 MiB spill), next to a memcpy of the same size into a fresh, prefaulted buffer measured in the same run. **Executions per second**: a one-task no-op workflow in a closed loop with 64 invocations outstanding (`invoke_async`) for 3 s after 1 s of warm-up, and a foreach over a 1,000-element input list of no-ops (`max_concurrency: 0`) as executions per second within one invocation. The machine is a shared VM: compare medians and ratios, not single absolute times.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the project root) or `target/`.
+fn cargo_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
 /// Runs one `harness = false` bench that prints a Markdown table, and returns its output.
 fn bench_table(package: &str, bench: &str) -> Result<String> {
+    bench_table_with(package, bench, &[])
+}
+
+/// [`bench_table`] with more environment variables for the bench.
+fn bench_table_with(package: &str, bench: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<String> {
     eprintln!("==> cargo bench -p {package} --bench {bench}");
     let out = cargo()
         .args(["bench", "--locked", "-p", package, "--bench", bench])
+        .envs(env.iter().copied())
         .output()
         .context("cannot run cargo bench")?;
     if !out.status.success() {
@@ -365,7 +394,7 @@ struct FuzzTarget {
     flags: &'static [&'static str],
 }
 
-const FUZZ_TARGETS: [FuzzTarget; 4] = [
+const FUZZ_TARGETS: [FuzzTarget; 5] = [
     FuzzTarget {
         name: "wdl",
         max_len: 16384,
@@ -386,6 +415,11 @@ const FUZZ_TARGETS: [FuzzTarget; 4] = [
     FuzzTarget {
         name: "ring_frame",
         max_len: 8192,
+        flags: &[],
+    },
+    FuzzTarget {
+        name: "handshake",
+        max_len: 65536,
         flags: &[],
     },
 ];
@@ -565,8 +599,16 @@ fn replace_section(doc: &str, heading: &str, section: &str) -> String {
     match doc.find(heading) {
         Some(start) => {
             let rest = &doc[start + heading.len()..];
-            let end = rest.find("\n## ").map_or(doc.len(), |i| start + heading.len() + i + 1);
-            format!("{}{}{}", &doc[..start], section, &doc[end..])
+            match rest.find("\n## ") {
+                // Keep one blank line between the section and the next heading.
+                Some(i) => format!(
+                    "{}{}\n\n{}",
+                    &doc[..start],
+                    section.trim_end(),
+                    &doc[start + heading.len() + i + 1..]
+                ),
+                None => format!("{}{}", &doc[..start], section),
+            }
         }
         None => format!("{}\n\n{section}", doc.trim_end()),
     }
@@ -604,11 +646,21 @@ mod tests {
         let doc = "# R\n\n## A\nold\n## B\nb\n";
         assert_eq!(
             replace_section(doc, "## A", "## A\nnew\n"),
-            "# R\n\n## A\nnew\n## B\nb\n"
+            "# R\n\n## A\nnew\n\n## B\nb\n"
         );
         assert_eq!(
             replace_section(doc, "## C", "## C\nc\n"),
             "# R\n\n## A\nold\n## B\nb\n\n## C\nc\n"
+        );
+        // A blank line before the next heading stays, however often a section is replaced.
+        let spaced = "# R\n\n## A\nold\n\n## B\nb\n";
+        assert_eq!(
+            replace_section(spaced, "## A", "## A\nnew\n"),
+            "# R\n\n## A\nnew\n\n## B\nb\n"
+        );
+        assert_eq!(
+            replace_section(spaced, "## B", "## B\nnew\n"),
+            "# R\n\n## A\nold\n\n## B\nnew\n"
         );
     }
 }
