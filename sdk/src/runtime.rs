@@ -43,6 +43,18 @@ use crate::{Context, Pack};
 const POLL: Duration = Duration::from_millis(200);
 
 /// Why an instance stopped serving.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+///
+/// // A daemon that hangs up before the handshake: the instance stops with a handshake error.
+/// let (daemon, instance) = UnixStream::pair()?;
+/// drop(daemon);
+/// let pack = faasflow_sdk::Pack::new("p").function("f", |_ctx| Ok(()));
+/// let err = faasflow_sdk::serve_on(pack, instance).unwrap_err();
+/// assert!(matches!(err, faasflow_sdk::ServeError::Handshake(_)), "{err}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {

@@ -52,6 +52,15 @@ pub struct TestCall {
 }
 
 /// What a [`TestCall`] wrote.
+///
+/// ```
+/// use faasflow_sdk::testing::TestCall;
+///
+/// let outcome = TestCall::new("f").run(|ctx| ctx.output_json("n", &42))?;
+/// assert_eq!(outcome.output_json::<u32>("n")?, 42);
+/// assert_eq!(outcome.outputs().count(), 1);
+/// # Ok::<(), faasflow_sdk::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     outputs: Vec<(String, Vec<u8>)>,
