@@ -1,0 +1,554 @@
+//! The data plane on one worker, end to end through the real daemon runtime and real instance
+//! processes (`faasflow __pack synthetic`): per-edge trigger latency along a chain of no-op
+//! functions, object hand-off time by size and tier next to memcpy, and no-op executions per
+//! second. Every reference is measured in the same run. Prints Markdown tables on stdout and
+//! progress on stderr.
+//!
+//! Run: `cargo build --release -p faasflow-cli && cargo bench -p faasflow-benchmarks --bench
+//! dataplane` (or `cargo xtask bench`, which sets `FAASFLOW_BIN`).
+
+use std::collections::{HashSet, VecDeque};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::{FunctionRecord, Report};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
+use faasflow_planner::load::load_str;
+use faasflow_planner::partition::partition;
+use faasflow_planner::{ClusterView, PlannerConfig};
+use serde_json::json;
+
+/// Functions in the chain.
+const CHAIN: usize = 50;
+const CHAIN_WARMUP: usize = 20;
+const CHAIN_RUNS: usize = 200;
+const MPSC_ROUNDS: usize = 20_000;
+const HANDOFF_WARMUP: usize = 2;
+/// Outstanding invocations of the closed loop.
+const K: usize = 64;
+const LOOP_WARMUP: Duration = Duration::from_secs(1);
+const LOOP_TIME: Duration = Duration::from_secs(3);
+const FOREACH_WIDTH: usize = 1000;
+const FOREACH_WARMUP: usize = 3;
+const FOREACH_RUNS: usize = 10;
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+/// The release `faasflow` binary that serves the synthetic pack.
+fn faasflow_bin() -> PathBuf {
+    let path = match std::env::var_os("FAASFLOW_BIN") {
+        // `cargo bench` runs the bench in `benchmarks/`: a relative path that is not there is
+        // taken from the workspace root, where the command was probably typed.
+        Some(p) => {
+            let p = PathBuf::from(p);
+            let from_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&p);
+            if p.is_relative() && !p.is_file() && from_root.is_file() {
+                from_root
+            } else {
+                p
+            }
+        }
+        None => {
+            // target/release/deps/dataplane-* → target/release/faasflow
+            let exe = std::env::current_exe().expect("the bench's own path");
+            let release = exe.parent().and_then(|deps| deps.parent()).expect("target/release");
+            release.join("faasflow")
+        }
+    };
+    if !path.is_file() {
+        eprintln!(
+            "dataplane bench: the faasflow binary {} is missing; build it with `cargo build --release -p faasflow-cli` or point FAASFLOW_BIN at it",
+            path.display()
+        );
+        std::process::exit(1);
+    }
+    path
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn config(bin: &Path) -> DaemonConfig {
+    let mut c = DaemonConfig::new(PackCommand {
+        program: bin.to_path_buf(),
+        args: vec!["__pack".into(), "synthetic".into()],
+    });
+    c.arena_bytes = 1 << 30;
+    c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-{}-{}", std::process::id(), unique()));
+    c
+}
+
+struct Bench {
+    daemon: Daemon,
+    spill_dir: PathBuf,
+}
+
+impl Bench {
+    fn start(c: DaemonConfig) -> Self {
+        let spill_dir = c.spill_dir.clone();
+        Bench {
+            daemon: Daemon::start(c).expect("the daemon starts"),
+            spill_dir,
+        }
+    }
+
+    fn install(&self, yaml: &str) {
+        let wf = Arc::new(load_str(yaml, "bench.yaml", "bench").expect("valid workflow").workflow);
+        let cfg = PlannerConfig {
+            allow_overcommit: true,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &ClusterView::uniform(1, 64), &cfg).expect("plan");
+        self.daemon.install(wf, plan).expect("install");
+    }
+
+    fn invoke(&self, wf: &str, input: serde_json::Value) -> Report {
+        ok(self.daemon.invoke(wf, 1, input))
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.spill_dir);
+    }
+}
+
+fn ok(r: Result<Report, DaemonError>) -> Report {
+    let r = r.expect("the invocation starts");
+    assert_eq!(r.status, "ok", "invocation failed: {:?}", r.error);
+    r
+}
+
+fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
+    r.functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no record of `{name}`"))
+}
+
+/// The `p`-th percentile (nearest rank) of `v`, which it sorts.
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    assert!(!v.is_empty());
+    v.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[i.clamp(1, v.len()) - 1]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    pct(v, 50.0)
+}
+
+/// µs, with a precision that suits the value.
+fn fmt_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else if us >= 1_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else if us >= 10.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{us:.2} µs")
+    }
+}
+
+/// A ratio with two or three significant digits.
+fn fmt_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}×")
+    } else if r >= 10.0 {
+        format!("{r:.1}×")
+    } else if r >= 0.1 {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.4}×")
+    }
+}
+
+fn fmt_size(b: u64) -> String {
+    if b >= MIB {
+        format!("{} MiB", b / MIB)
+    } else {
+        format!("{} KiB", b / KIB)
+    }
+}
+
+fn machine_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("nproc {cores}, {cpu}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Per-edge trigger latency
+
+fn chain_yaml(name: &str, isolation: Option<&str>) -> String {
+    let mut y = format!("name: {name}\nfunctions:\n");
+    for i in 0..CHAIN {
+        match isolation {
+            Some(iso) => y.push_str(&format!("  f{i:02}: {{isolation: {iso}, runtime: 0ms}}\n")),
+            None => y.push_str(&format!("  f{i:02}: {{runtime: 0ms}}\n")),
+        }
+    }
+    y.push_str("steps:\n  - sequence:\n");
+    for i in 0..CHAIN {
+        y.push_str(&format!("      - task: f{i:02}\n"));
+    }
+    y
+}
+
+struct ChainResult {
+    instances: usize,
+    edges: Vec<f64>,
+    e2e: Vec<f64>,
+}
+
+fn chain(bin: &Path, isolation: Option<&str>) -> ChainResult {
+    let b = Bench::start(config(bin));
+    b.install(&chain_yaml("chain", isolation));
+    for _ in 0..CHAIN_WARMUP {
+        b.invoke("chain", json!({}));
+    }
+    let mut res = ChainResult {
+        instances: 0,
+        edges: Vec::with_capacity(CHAIN_RUNS * (CHAIN - 1)),
+        e2e: Vec::with_capacity(CHAIN_RUNS),
+    };
+    let mut instances = HashSet::new();
+    for _ in 0..CHAIN_RUNS {
+        let r = b.invoke("chain", json!({}));
+        let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
+        for w in recs.windows(2) {
+            res.edges.push((w[1].end_us - w[0].end_us) - w[1].exec_us);
+        }
+        instances.extend(recs.iter().filter_map(|f| f.instance));
+        res.e2e.push(r.e2e_us);
+    }
+    res.instances = instances.len();
+    res
+}
+
+/// One-way latency between two threads through std mpsc: half of each round trip, µs.
+fn mpsc_one_way() -> Vec<f64> {
+    let (to_echo, echo_in) = mpsc::channel::<u64>();
+    let (to_ping, ping_in) = mpsc::channel::<u64>();
+    let echo = std::thread::spawn(move || {
+        for v in echo_in {
+            if to_ping.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(MPSC_ROUNDS);
+    for i in 0..(MPSC_ROUNDS + 1000) as u64 {
+        let t = Instant::now();
+        to_echo.send(i).expect("echo thread");
+        let v = ping_in.recv().expect("echo thread");
+        let d = t.elapsed();
+        assert_eq!(v, i);
+        if i >= 1000 {
+            samples.push(d.as_secs_f64() * 1e6 / 2.0);
+        }
+    }
+    drop(to_echo);
+    echo.join().expect("echo thread");
+    samples
+}
+
+fn verdict(value: f64, target: f64) -> &'static str {
+    if value <= target { "met" } else { "missed" }
+}
+
+fn trigger_latency(bin: &Path) {
+    eprintln!("dataplane: chain of {CHAIN}, in one instance");
+    let mut inproc = chain(bin, None);
+    eprintln!("dataplane: chain of {CHAIN}, one process per function");
+    let mut procs = chain(bin, Some("process"));
+    eprintln!("dataplane: mpsc reference");
+    let mut mpsc = mpsc_one_way();
+
+    println!(
+        "Per-edge trigger latency along a chain of {CHAIN} no-op functions: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {CHAIN_RUNS} invocations after {CHAIN_WARMUP} warm-up ones",
+        CHAIN - 1
+    );
+    println!();
+    println!("| path | instances | edges | p50 per edge | p99 per edge | e2e p50 (50 functions) | target per edge |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for (name, r, target) in [
+        ("in-process (one instance, default isolation)", &mut inproc, 5.0),
+        ("across processes (`isolation: process` each)", &mut procs, 50.0),
+    ] {
+        let p50 = pct(&mut r.edges, 50.0);
+        let p99 = pct(&mut r.edges, 99.0);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | ≤ {target} µs: {} |",
+            r.instances,
+            r.edges.len(),
+            fmt_us(p50),
+            fmt_us(p99),
+            fmt_us(median(&mut r.e2e)),
+            verdict(p50, target)
+        );
+    }
+    println!(
+        "| reference: std mpsc round trip / 2, 2 threads | – | {} | {} | {} | – | – |",
+        mpsc.len(),
+        fmt_us(pct(&mut mpsc, 50.0)),
+        fmt_us(pct(&mut mpsc, 99.0))
+    );
+    println!("| for scale: Ray | – | – | ≈ 1.7 ms | – | – | – |");
+    println!("| for scale: FaaSFlow (WorkerSP) | – | – | ≈ 15 ms | – | – | – |");
+    println!();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Object hand-off
+
+const SIZES: [u64; 4] = [KIB, MIB, 64 * MIB, 256 * MIB];
+
+fn handoff_runs(size: u64, tier: &str) -> usize {
+    if size >= 256 * MIB && tier == "spill" { 5 } else { 20 }
+}
+
+/// Both functions declare 2 GiB of memory so that the planner's quota keeps a 256 MiB edge in
+/// memory (and groups the two when the consumer's isolation allows).
+fn handoff_yaml(name: &str, size: u64, consumer_isolation: Option<&str>) -> String {
+    let iso = consumer_isolation
+        .map(|i| format!("isolation: {i}, "))
+        .unwrap_or_default();
+    format!(
+        "name: {name}\nfunctions:\n  produce: {{memory: 2GiB, runtime: 0ms, outputs: {{out: {{type: bytes, size: {size}}}}}}}\n  consume: {{{iso}memory: 2GiB, runtime: 0ms}}\nsteps:\n  - task: produce\n  - task: consume\n    inputs: {{in: produce.out}}\n"
+    )
+}
+
+/// Median hand-off time (µs) of `size` bytes, checking that the edge went through `tier`.
+fn handoff(b: &Bench, name: &str, size: u64, tier: &str) -> f64 {
+    let runs = handoff_runs(size, tier);
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..HANDOFF_WARMUP + runs {
+        let r = b.invoke(name, json!({}));
+        assert_eq!(r.edges.len(), 1, "{:?}", r.edges);
+        let e = &r.edges[0];
+        assert_eq!((e.tier, e.bytes), (tier, size), "{name}: {e:?}");
+        let (p, c) = (record(&r, "produce"), record(&r, "consume"));
+        if tier == "in-process" {
+            assert_eq!(p.instance, c.instance, "{name}: one instance");
+        }
+        if i >= HANDOFF_WARMUP {
+            samples.push((c.end_us - p.end_us) - c.exec_us);
+        }
+    }
+    median(&mut samples)
+}
+
+/// Median time (µs) of copying `size` bytes from a buffer into a fresh, prefaulted one.
+fn memcpy(size: u64, runs: usize) -> f64 {
+    let src = vec![0x5au8; size as usize];
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs + 1 {
+        let mut dst = vec![0u8; size as usize];
+        dst.fill(1); // fault every page in before the clock starts
+        let t = Instant::now();
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.remove(0);
+    median(&mut samples)
+}
+
+fn object_handoff(bin: &Path) {
+    let tiers: [(&str, Option<&str>); 3] = [
+        ("in-process", None),
+        ("shared-memory", Some("process")),
+        ("spill", None),
+    ];
+    // results[size][tier]
+    let mut results = vec![[0.0f64; 3]; SIZES.len()];
+    {
+        // Quota = the arena, so that nothing spills.
+        let mut c = config(bin);
+        c.quota_bytes = Some(c.arena_bytes);
+        let b = Bench::start(c);
+        for (si, &size) in SIZES.iter().enumerate() {
+            for (ti, &(tier, iso)) in tiers[..2].iter().enumerate() {
+                eprintln!("dataplane: hand-off of {} through {tier}", fmt_size(size));
+                let name = format!("h{si}{ti}");
+                b.install(&handoff_yaml(&name, size, iso));
+                results[si][ti] = handoff(&b, &name, size, tier);
+            }
+        }
+    }
+    {
+        let mut c = config(bin);
+        c.quota_bytes = Some(0);
+        let b = Bench::start(c);
+        for (si, &size) in SIZES.iter().enumerate() {
+            eprintln!("dataplane: hand-off of {} through spill", fmt_size(size));
+            let name = format!("s{si}");
+            b.install(&handoff_yaml(&name, size, tiers[2].1));
+            results[si][2] = handoff(&b, &name, size, "spill");
+        }
+    }
+    let memcpys: Vec<f64> = SIZES
+        .iter()
+        .map(|&size| {
+            eprintln!("dataplane: memcpy of {}", fmt_size(size));
+            memcpy(size, 20)
+        })
+        .collect();
+
+    println!(
+        "Object hand-off producer → consumer: (end_us[consumer] − end_us[producer]) − exec_us[consumer], median of 20 runs per cell (5 for 256 MiB spill) after {HANDOFF_WARMUP} warm-up ones; memcpy into a fresh, prefaulted buffer, median of 20"
+    );
+    println!();
+    println!(
+        "| size | memcpy | in-process | × memcpy | shared memory (other process) | × memcpy | spill (quota 0) | × memcpy |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (si, &size) in SIZES.iter().enumerate() {
+        let m = memcpys[si];
+        let r = results[si];
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt_size(size),
+            fmt_us(m),
+            fmt_us(r[0]),
+            fmt_ratio(r[0] / m),
+            fmt_us(r[1]),
+            fmt_ratio(r[1] / m),
+            fmt_us(r[2]),
+            fmt_ratio(r[2] / m)
+        );
+    }
+    let shm64 = results[2][1];
+    println!();
+    println!(
+        "Target: 64 MiB across processes < 1 ms (no copy): {} ({}).",
+        fmt_us(shm64),
+        if shm64 < 1000.0 { "met" } else { "missed" }
+    );
+    println!();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. No-op executions per second
+
+const NOOP: &str = "name: noop\nfunctions:\n  noop: {runtime: 0ms}\nsteps:\n  - task: noop\n";
+
+const FOREACH: &str = "name: fan\nfunctions:\n  noop: {runtime: 0ms}\nsteps:\n  - foreach:\n      over: input.items\n      max_concurrency: 0\n      do:\n        - task: noop\n          inputs: {item: each.item}\n";
+
+/// Closed loop with `K` invocations outstanding for `time`: (invocations completed, elapsed,
+/// e2e µs of each).
+fn closed_loop(b: &Bench, time: Duration) -> (usize, Duration, Vec<f64>) {
+    let mut outstanding: VecDeque<mpsc::Receiver<Result<Report, DaemonError>>> = VecDeque::with_capacity(K);
+    let mut e2e = Vec::new();
+    let start = Instant::now();
+    while outstanding.len() < K {
+        outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
+    }
+    let mut done = 0;
+    while start.elapsed() < time {
+        // Wait for the oldest (invocations of one task end about in order), then collect
+        // whatever else has ended, and top up to K.
+        let oldest = outstanding.pop_front().expect("K > 0");
+        e2e.push(ok(oldest.recv().map_err(|_| DaemonError::Stopped).and_then(|r| r)).e2e_us);
+        done += 1;
+        let mut i = 0;
+        while i < outstanding.len() {
+            match outstanding[i].try_recv() {
+                Ok(r) => {
+                    e2e.push(ok(r).e2e_us);
+                    done += 1;
+                    outstanding.remove(i);
+                }
+                Err(_) => i += 1,
+            }
+        }
+        while outstanding.len() < K {
+            outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
+        }
+    }
+    let elapsed = start.elapsed();
+    for rx in outstanding {
+        ok(rx.recv().map_err(|_| DaemonError::Stopped).and_then(|r| r));
+    }
+    (done, elapsed, e2e)
+}
+
+fn throughput(bin: &Path) {
+    let b = Bench::start(config(bin));
+    b.install(NOOP);
+    b.install(FOREACH);
+    eprintln!("dataplane: closed loop, K = {K}");
+    closed_loop(&b, LOOP_WARMUP);
+    let (done, elapsed, mut e2e) = closed_loop(&b, LOOP_TIME);
+    let per_s = done as f64 / elapsed.as_secs_f64();
+    let stats = b.daemon.stats().expect("stats");
+
+    eprintln!("dataplane: foreach over {FOREACH_WIDTH}");
+    let items: Vec<u32> = (0..FOREACH_WIDTH as u32).collect();
+    let mut fan = Vec::with_capacity(FOREACH_RUNS);
+    for i in 0..FOREACH_WARMUP + FOREACH_RUNS {
+        let r = b.invoke("fan", json!({ "items": items }));
+        let n = r.functions.iter().filter(|f| f.name == "noop" && !f.skipped).count();
+        assert_eq!(n, FOREACH_WIDTH);
+        if i >= FOREACH_WARMUP {
+            fan.push(r.e2e_us);
+        }
+    }
+    let fan_e2e = median(&mut fan);
+
+    println!("No-op function executions per second on one worker (synthetic body, runtime 0; default isolation)");
+    println!();
+    println!("| workload | executions | time | executions/s | e2e p50 | e2e p99 | target |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| one-task workflow, closed loop, {K} invocations outstanding ({} instance(s) at the end) | {done} | {:.2} s | {:.0} | {} | {} | ≥ 10,000/s: {} |",
+        stats.instances,
+        elapsed.as_secs_f64(),
+        per_s,
+        fmt_us(pct(&mut e2e, 50.0)),
+        fmt_us(pct(&mut e2e, 99.0)),
+        if per_s >= 10_000.0 { "met" } else { "missed" }
+    );
+    println!(
+        "| foreach over {FOREACH_WIDTH} elements in one invocation, max_concurrency 0 (median of {FOREACH_RUNS}) | {FOREACH_WIDTH} | {} | {:.0} | {} | – | – |",
+        fmt_us(fan_e2e),
+        FOREACH_WIDTH as f64 / (fan_e2e / 1e6),
+        fmt_us(fan_e2e)
+    );
+    println!();
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets with `--bench`-less arguments: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("dataplane bench: run with `cargo bench -p faasflow-benchmarks --bench dataplane`");
+        return;
+    }
+    let bin = faasflow_bin();
+    let t = Instant::now();
+    println!(
+        "Machine: {}; functions: `faasflow __pack synthetic` instances",
+        machine_line()
+    );
+    println!();
+    trigger_latency(&bin);
+    object_handoff(&bin);
+    throughput(&bin);
+    eprintln!("dataplane: done in {:.0} s", t.elapsed().as_secs_f64());
+}
