@@ -2,7 +2,7 @@
 //!
 //! # Threads: leader/follower
 //! An instance runs up to `Welcome::threads` calls at once. One thread at a time is the
-//! *leader*: it pops frames from the daemon's ring (spinning a few µs, then parked on the
+//! *leader*: it pops frames from the daemon's ring (spinning up to 50 µs, then parked on the
 //! ring's futex). When it pops an `Invoke` it gives up leadership (an idle thread takes it
 //! over; a new thread is started if none is idle and fewer than `threads` exist) and runs the
 //! call itself, so a call is run by the thread that popped it, with no hand-off between
@@ -41,6 +41,16 @@ use crate::{Context, Pack};
 
 /// How often a waiting leader or producer checks whether the instance is stopping.
 const POLL: Duration = Duration::from_millis(200);
+
+/// A function whose calls take less than this on average (once measured) runs on the leader
+/// thread without handing leadership over; frames that arrive meanwhile wait at most about
+/// this long. Longer or not yet measured functions hand leadership to another thread first.
+const SHORT: Duration = Duration::from_micros(50);
+
+thread_local! {
+    /// This thread leads and runs a short call inline (see [`Led::RunInline`]).
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Why an instance stopped serving.
 ///
@@ -229,6 +239,7 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
     let producer = ring("completion", welcome.to_daemon)?.into_producer();
     let doorbell = Doorbell::attach(&arena, usize::try_from(welcome.doorbell).unwrap_or(usize::MAX))?;
     let forbidden = welcome.doorbell..welcome.doorbell + DOORBELL_LEN as u64;
+    let functions = pack.len();
     // Mapped (and pre-faulted) and attached: calls may come.
     faasflow_shm::handshake::send_ready(&mut sock)?;
     let runtime = Arc::new(Runtime {
@@ -249,6 +260,7 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
         max_threads: welcome.threads.max(1) as usize,
         stopping: AtomicBool::new(false),
         sock: sock.try_clone().map_err(|e| ServeError::Handshake(e.into()))?,
+        exec_avg: (0..functions).map(|_| std::sync::atomic::AtomicU64::new(u64::MAX)).collect(),
     });
     {
         let mut st = runtime.lock();
@@ -312,12 +324,17 @@ struct Runtime {
     max_threads: usize,
     stopping: AtomicBool,
     sock: UnixStream,
+    /// Moving average of each function's run time, ns (`u64::MAX`: not measured yet).
+    exec_avg: Vec<std::sync::atomic::AtomicU64>,
 }
 
 /// How a stint as leader ended.
 enum Led {
     /// An invocation to run (leadership was given up).
     Run(Invoke),
+    /// An invocation of a function that usually returns within [`SHORT`]: run it on this
+    /// thread while keeping leadership, so that a chain of short calls needs no thread wake-up.
+    RunInline(Invoke),
     /// The grant the leader was waiting for.
     Granted(Result<ObjectRef, String>),
     /// The instance is stopping.
@@ -381,8 +398,20 @@ impl Runtime {
             if !st.leader {
                 st.leader = true;
                 drop(st);
-                if let Led::Run(invoke) = self.lead(None) {
-                    self.run(invoke);
+                loop {
+                    match self.lead(None) {
+                        Led::RunInline(invoke) => {
+                            // Still the leader: run it here, then lead on.
+                            INLINE.set(true);
+                            self.run(invoke);
+                            INLINE.set(false);
+                        }
+                        Led::Run(invoke) => {
+                            self.run(invoke);
+                            break;
+                        }
+                        Led::Granted(_) | Led::Stop => break,
+                    }
                 }
                 st = self.lock();
                 continue;
@@ -401,6 +430,14 @@ impl Runtime {
             let mut reader = lock(&self.consumer);
             self.lead_locked(&mut reader, waiting)
         };
+        if let Led::Run(invoke) = &led
+            && self.is_short(invoke.function)
+            && !self.consumer_ready()
+        {
+            // Nothing else waits: keep leading, wake nobody.
+            let Led::Run(invoke) = led else { unreachable!() };
+            return Led::RunInline(invoke);
+        }
         let mut st = self.lock();
         st.leader = false;
         if !st.stop {
@@ -478,6 +515,26 @@ impl Runtime {
         }
     }
 
+    /// Whether calls of function `index` usually return within [`SHORT`].
+    fn is_short(&self, index: u32) -> bool {
+        self.exec_avg
+            .get(index as usize)
+            .is_some_and(|a| a.load(Ordering::Relaxed) < SHORT.as_nanos() as u64)
+    }
+
+    /// Whether another frame is already waiting in the ring.
+    fn consumer_ready(&self) -> bool {
+        lock(&self.consumer).consumer.is_ready()
+    }
+
+    fn record_exec(&self, index: u32, ns: u64) {
+        if let Some(a) = self.exec_avg.get(index as usize) {
+            let old = a.load(Ordering::Relaxed);
+            let new = if old == u64::MAX { ns } else { (old / 8) * 7 + ns / 8 };
+            a.store(new, Ordering::Relaxed);
+        }
+    }
+
     /// Queues a call popped by a leader that cannot run it (it waits for a grant).
     fn queue(self: &Arc<Self>, invoke: Invoke) {
         let mut st = self.lock();
@@ -547,6 +604,7 @@ impl Runtime {
                 let mut ctx = Context::new(spec, &self.arena, self, started);
                 let result = catch_unwind(AssertUnwindSafe(|| function(&mut ctx)));
                 complete.exec_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.record_exec(invoke.function, complete.exec_ns);
                 let finished = ctx.finish();
                 match (result, finished.violation) {
                     (_, Some(violation)) => complete.message = violation,
@@ -597,6 +655,18 @@ impl Grants for Arc<Runtime> {
             self.lock().grants.remove(&call);
             return Err(why);
         }
+        if INLINE.get() {
+            // This thread leads (it runs a short call inline): read the ring itself.
+            let led = {
+                let mut reader = lock(&self.consumer);
+                self.lead_locked(&mut reader, Some(call))
+            };
+            self.lock().grants.remove(&call);
+            return match led {
+                Led::Granted(result) => result,
+                _ => Err("the daemon is gone".into()),
+            };
+        }
         let mut st = self.lock();
         loop {
             if matches!(st.grants.get(&call), Some(Some(_))) {
@@ -615,7 +685,7 @@ impl Grants for Arc<Runtime> {
                         return result;
                     }
                     // Not returned while waiting; queue it rather than lose it.
-                    Led::Run(invoke) => self.queue(invoke),
+                    Led::Run(invoke) | Led::RunInline(invoke) => self.queue(invoke),
                     Led::Stop => {}
                 }
                 st = self.lock();

@@ -51,6 +51,39 @@ fn pack() -> Pack {
             Ok(())
         })
         .function("noop", |_| Ok(()))
+        .function("sized", |ctx| {
+            let n: usize = ctx.params_json()?;
+            ctx.output_with("out", n, |b| b.fill(1))
+        })
+}
+
+#[test]
+fn a_short_function_run_inline_by_the_leader_can_still_ask_for_room() {
+    let (mut d, _serving) = start(pack(), 2);
+    // Many quick calls: the function is measured short, so the leader runs it itself.
+    for call in 0..50 {
+        let room = d.reserve(8);
+        d.invoke(call, "sized", b"4", vec![], vec![("out", room)]);
+        let c = d.complete();
+        assert_eq!((c.call, c.status), (call, Status::Ok), "{}", c.message);
+    }
+    // Now one does not fit its reservation: it asks, while other calls arrive behind it.
+    d.invoke(100, "sized", b"64", vec![], vec![("out", ObjectRef::default())]);
+    match d.recv() {
+        Frame::Alloc(a) => assert_eq!((a.call, a.len), (100, 64)),
+        other => panic!("expected an alloc, got {other:?}"),
+    }
+    d.invoke(101, "noop", b"", vec![], vec![]);
+    let granted = d.reserve(64);
+    d.grant(100, Ok(granted));
+    let mut done = BTreeSet::new();
+    for _ in 0..2 {
+        let c = d.complete();
+        assert_eq!(c.status, Status::Ok, "call {}: {}", c.call, c.message);
+        done.insert(c.call);
+    }
+    assert_eq!(done, BTreeSet::from([100, 101]));
+    assert_eq!(d.read(&ObjectRef { len: 64, ..granted }), [1; 64]);
 }
 
 #[test]
