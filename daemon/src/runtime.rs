@@ -275,7 +275,8 @@ impl Drop for Daemon {
     }
 }
 
-type WfKey = (String, u64);
+/// A workflow version: (name, version), shared (cloned on every call).
+type WfKey = Arc<(String, u64)>;
 
 /// An install waiting for its pools' first instances: (their ids, start-up errors, reply).
 type Warming = (HashSet<u32>, Vec<String>, mpsc::Sender<Result<(), DaemonError>>);
@@ -411,7 +412,10 @@ struct Runtime {
     resident: HashMap<WfKey, u64>,
     spills_total: u64,
     instances_started: u64,
+    /// Where frames are popped into (the ring's largest frame).
     frame_buf: Vec<u8>,
+    /// Where frames are encoded.
+    encode_buf: Vec<u8>,
     /// Instances being started, by id → pool.
     starting: HashMap<u32, usize>,
     /// Ids of live instances (iterated on every loop turn).
@@ -453,6 +457,7 @@ impl Runtime {
             spills_total: 0,
             instances_started: 0,
             frame_buf,
+            encode_buf: Vec::new(),
             starting: HashMap::new(),
             live: Vec::new(),
             waiting_for_room: false,
@@ -578,7 +583,7 @@ impl Runtime {
     fn install(&mut self, wf: Arc<Workflow>, plan: Plan) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
-        let key = (wf.name.clone(), version);
+        let key = Arc::new((wf.name.clone(), version));
         let mut sites = HashMap::new();
         let mut listed: HashMap<PackCommand, Vec<String>> = HashMap::new();
         let mut new_pools = Vec::new();
@@ -680,8 +685,13 @@ impl Runtime {
                         ValueKind::Bytes => {}
                     }
                 }
-                serde_json::to_vec(&serde_json::json!({ "runtime_us": runtime_us, "values": values }))
-                    .unwrap_or_default()
+                if runtime_us == 0 && values.is_empty() {
+                    // The body's default; it skips parsing.
+                    Vec::new()
+                } else {
+                    serde_json::to_vec(&serde_json::json!({ "runtime_us": runtime_us, "values": values }))
+                        .unwrap_or_default()
+                }
             } else {
                 Vec::new()
             };
@@ -850,7 +860,10 @@ impl Runtime {
         self.invocations.insert(
             id,
             InvState {
-                wf: (workflow.clone(), version),
+                wf: self
+                    .installed
+                    .get_key_value(&(workflow.clone(), version))
+                    .map_or_else(|| Arc::new((workflow.clone(), version)), |(k, _)| k.clone()),
                 start: Instant::now(),
                 reply,
                 functions: Vec::new(),
@@ -1229,9 +1242,14 @@ impl Runtime {
         };
         call.invoke.function = index;
         call.instance = Some(inst_id);
-        let mut bytes = std::mem::take(&mut self.frame_buf);
+        // Encoded into a buffer kept for that (cleared, never shrunk or zeroed again).
+        let mut bytes = std::mem::take(&mut self.encode_buf);
         bytes.clear();
-        let encoded = Frame::Invoke(call.invoke.clone()).encode(&mut bytes);
+        let frame = Frame::Invoke(std::mem::replace(&mut call.invoke, empty_invoke()));
+        let encoded = frame.encode(&mut bytes);
+        if let Frame::Invoke(invoke) = frame {
+            call.invoke = invoke;
+        }
         let pushed = match encoded {
             Err(e) => Err(format!("cannot send the call: {e}")),
             Ok(()) => inst
@@ -1239,8 +1257,7 @@ impl Runtime {
                 .push_wait(&bytes, Some(Duration::from_secs(1)))
                 .map_err(|e| format!("cannot send the call to its instance: {e}")),
         };
-        bytes.resize(self.config.ring_capacity, 0);
-        self.frame_buf = bytes;
+        self.encode_buf = bytes;
         if let Err(e) = pushed {
             call.instance = None;
             self.fail_call(call_id, e);
@@ -1519,7 +1536,7 @@ impl Runtime {
             };
             used.push((name.clone(), *e, r.len));
         }
-        let wf = self.installed.get(&call.wf_key()).map(|i| i.wf.clone());
+        let wf = self.installed.get(&call.wf).map(|i| i.wf.clone());
         let declared: Vec<&String> = call.kinds.iter().map(|(n, _)| n).collect();
         if let Some(missing) = declared.iter().find(|d| !used.iter().any(|(n, _, _)| n == **d)) {
             return Err(format!("it returned without its declared output `{missing}`"));
@@ -1555,7 +1572,7 @@ impl Runtime {
         let Some(call) = self.calls.remove(&call_id) else {
             return Ok(());
         };
-        let wf_key = call.wf_key();
+        let wf_key = call.wf.clone();
         let producer = wf.as_ref().map(|w| w.graph[call.node].name.clone()).unwrap_or_default();
         let quota = self.installed.get(&wf_key).map_or(u64::MAX, |i| i.quota);
         // Free what is not kept: unused reservations and the tails of used ones.
@@ -1768,9 +1785,14 @@ impl Runtime {
     }
 }
 
-impl Call {
-    fn wf_key(&self) -> WfKey {
-        self.wf.clone()
+
+fn empty_invoke() -> frame::Invoke {
+    frame::Invoke {
+        call: 0,
+        function: 0,
+        params: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 
