@@ -647,3 +647,39 @@ fn concurrent_invocations_share_instances_and_all_finish() {
     }
     h.assert_clean();
 }
+
+#[test]
+fn a_pack_that_never_answers_the_handshake_fails_the_install_clearly() {
+    let dir = std::env::temp_dir().join(format!("faasflow-e2e-mute-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("mute-pack");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nif [ \"$1\" = \"--list\" ]; then echo f; exit 0; fi\nexec sleep 100\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut c = config();
+    c.packs.insert("mute".into(), PackCommand::program(&script));
+    c.spawn_timeout = Duration::from_millis(300);
+    let h = Harness::with(c);
+    let wf = Arc::new(
+        load_str(
+            "name: m\nfunctions:\n  f: {pack: mute}\nsteps:\n  - task: f\n",
+            "m.yaml",
+            "m",
+        )
+        .expect("valid")
+        .workflow,
+    );
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
+    let start = Instant::now();
+    let e = h.daemon.install(wf, plan).expect_err("no handshake").to_string();
+    assert!(
+        e.contains("did not start") && e.contains("no handshake within 300ms"),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}

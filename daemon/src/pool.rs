@@ -196,7 +196,20 @@ fn start_instance(
     };
     sock.set_read_timeout(Some(req.timeout))
         .map_err(|e| fail(e.to_string()))?;
-    let hello = Hello::recv(&mut sock).map_err(|e| fail(e.to_string()))?;
+    let timeout = req.timeout;
+    let explain = move |e: handshake::HandshakeError| match &e {
+        handshake::HandshakeError::Io(io)
+            if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+        {
+            format!(
+                "no handshake within {timeout:?}: is it a faasflow pack, built with the sdk of this faasflow \
+                 (protocol {})?",
+                handshake::PROTOCOL_VERSION
+            )
+        }
+        _ => e.to_string(),
+    };
+    let hello = Hello::recv(&mut sock).map_err(|e| fail(explain(e)))?;
     let to_instance_off = 0usize;
     let to_daemon_off = Ring::required_len(req.ring_capacity).next_multiple_of(64);
     let rings = Arc::new(
@@ -223,7 +236,7 @@ fn start_instance(
     welcome
         .send(&mut sock, arena.fd(), rings.fd())
         .map_err(|e| fail(e.to_string()))?;
-    handshake::recv_ready(&mut sock).map_err(|e| fail(e.to_string()))?;
+    handshake::recv_ready(&mut sock).map_err(|e| fail(explain(e)))?;
     let functions = hello
         .functions
         .iter()
