@@ -54,6 +54,10 @@ const SHORT: Duration = Duration::from_micros(50);
 const HOT_SPIN: Duration = Duration::from_micros(50);
 /// How long a leader spins before parking otherwise.
 const COLD_SPIN: Duration = Duration::from_micros(5);
+/// A call of function `f` counts as *followed* when the next frame came within this after it
+/// ended (parking and waking included); the wait after a call of a followed function spins
+/// [`HOT_SPIN`]. This learns, per function, whether its successors run in this instance.
+const FOLLOW_WINDOW: Duration = Duration::from_micros(200);
 
 thread_local! {
     /// This thread leads and runs a short call inline (see [`Led::RunInline`]).
@@ -269,6 +273,8 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
         max_threads: welcome.threads.max(1) as usize,
         stopping: AtomicBool::new(false),
         sock: sock.try_clone().map_err(|e| ServeError::Handshake(e.into()))?,
+        followed: (0..functions).map(|_| AtomicBool::new(false)).collect(),
+        last_done: std::sync::atomic::AtomicU32::new(u32::MAX),
         exec_avg: (0..functions)
             .map(|_| std::sync::atomic::AtomicU64::new(u64::MAX))
             .collect(),
@@ -340,6 +346,10 @@ struct Runtime {
     sock: UnixStream,
     /// Moving average of each function's run time, ns (`u64::MAX`: not measured yet).
     exec_avg: Vec<std::sync::atomic::AtomicU64>,
+    /// Per function: its last call was followed by a frame within [`FOLLOW_WINDOW`].
+    followed: Vec<AtomicBool>,
+    /// The function whose call ended last (`u32::MAX`: none since the last wait).
+    last_done: std::sync::atomic::AtomicU32,
 }
 
 /// How a stint as leader ended.
@@ -477,10 +487,17 @@ impl Runtime {
             if self.stopping.load(Ordering::Acquire) {
                 return Led::Stop;
             }
-            consumer.set_spin(if *hot { HOT_SPIN } else { COLD_SPIN });
+            let last = self.last_done.swap(u32::MAX, Ordering::Relaxed);
+            let followed = self.followed.get(last as usize);
+            let expected = *hot || followed.is_some_and(|f| f.load(Ordering::Relaxed));
+            consumer.set_spin(if expected { HOT_SPIN } else { COLD_SPIN });
             let waited = Instant::now();
             let popped = consumer.pop_wait(buf, Some(POLL));
-            *hot = waited.elapsed() <= HOT_SPIN;
+            let waited = waited.elapsed();
+            *hot = waited <= HOT_SPIN;
+            if let Some(f) = followed {
+                f.store(waited <= FOLLOW_WINDOW, Ordering::Relaxed);
+            }
             let n = match popped {
                 Ok(None) => continue,
                 Ok(Some(n)) => n,
@@ -639,7 +656,11 @@ impl Runtime {
             }
         }
         truncate(&mut complete.message, MAX_TEXT);
-        if let Err(why) = self.push(&Frame::Complete(complete.clone())) {
+        let frame = Frame::Complete(complete);
+        let pushed = self.push(&frame);
+        self.last_done.store(invoke.function, Ordering::Relaxed);
+        let Frame::Complete(complete) = frame else { return };
+        if let Err(why) = pushed {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
