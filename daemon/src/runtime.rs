@@ -1785,7 +1785,6 @@ impl Runtime {
     }
 }
 
-
 fn empty_invoke() -> frame::Invoke {
     frame::Invoke {
         call: 0,
