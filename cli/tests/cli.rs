@@ -257,6 +257,12 @@ fn output_onto_the_workflow_file_is_refused_in_every_format() {
 }
 
 fn example_workflow() -> PathBuf {
+    let pack = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name("faasflow-pack-example");
+    assert!(
+        pack.is_file(),
+        "{} is missing: build every binary first (`cargo build --workspace --bins`; `cargo xtask ci` does)",
+        pack.display()
+    );
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/example/wordcount.yaml")
 }
 

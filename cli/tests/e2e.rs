@@ -20,7 +20,7 @@ fn testkit() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name("faasflow-pack-testkit");
     assert!(
         p.is_file(),
-        "{} is missing: build the workspace first (`cargo build --workspace`; `cargo xtask ci` does)",
+        "{} is missing: build every binary first (`cargo build --workspace --bins`; `cargo xtask ci` does)",
         p.display()
     );
     p

@@ -1,6 +1,7 @@
 //! Project automation (`cargo xtask …`): everything that is not a plain cargo build.
 //!
-//! - `ci`: format check, clippy with warnings denied, the whole test suite.
+//! - `ci`: format check, clippy with warnings denied, the ring's loom check, every binary, the
+//!   whole test suite.
 //! - `demo`: runs FaaSFlow's 8 benchmark workflows on one embedded worker (synthetic bodies,
 //!   real processes and shared memory) and prints a table, then their plans for a 3-worker
 //!   cluster in both modes.
@@ -116,6 +117,12 @@ fn ci() -> Result<()> {
             .args(["test", "--locked", "-p", "faasflow-shm", "--release", "--lib", "loom"])
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", project_root().join("target/loom")),
+    )?;
+    // The end-to-end tests start the packs' executables (found next to `faasflow`): build
+    // every binary of the workspace, which test builds alone do not.
+    run(
+        "cargo build --workspace --bins",
+        cargo().args(["build", "--workspace", "--bins", "--locked"]),
     )?;
     // Doc tests first (nextest does not run them), so that the run ends with the main summary.
     run(
