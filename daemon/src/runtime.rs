@@ -369,6 +369,15 @@ struct Call {
     step: String,
 }
 
+/// `len` bytes do not fit now: a wait if they could ever fit in `capacity`, else an error.
+fn no_room(len: u64, capacity: u64, message: String) -> Unprepared {
+    if len > capacity {
+        Unprepared::Fatal(message)
+    } else {
+        Unprepared::Full(message)
+    }
+}
+
 /// Why a call could not be prepared.
 enum Unprepared {
     /// The arena is full for now.
@@ -1029,14 +1038,13 @@ impl Runtime {
                     }
                     let len = bytes.len() as u64;
                     let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
-                        let m = format!(
-                            "input `{name}` of step `{step}`: {e}; give the daemon a larger arena (--arena-mib)"
-                        );
-                        if len > capacity {
-                            Unprepared::Fatal(m)
-                        } else {
-                            Unprepared::Full(m)
-                        }
+                        no_room(
+                            len,
+                            capacity,
+                            format!(
+                                "input `{name}` of step `{step}`: {e}; give the daemon a larger arena (--arena-mib)"
+                            ),
+                        )
                     })?;
                     call.temps.push(e);
                     self.arena.write(e.offset, bytes);
@@ -1073,11 +1081,7 @@ impl Runtime {
                             "output `{name}` needs {size} bytes: {e}; give the daemon a larger arena (--arena-mib) \
                              or scale data down (--data-scale)"
                         );
-                        return Err(if *size > capacity {
-                            Unprepared::Fatal(m)
-                        } else {
-                            Unprepared::Full(m)
-                        });
+                        return Err(no_room(*size, capacity, m));
                     }
                 }
             }
@@ -1122,12 +1126,11 @@ impl Runtime {
                 let t = Instant::now();
                 let (len, path, producer) = (obj.len, path.clone(), obj.producer.clone());
                 let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
-                    let m = format!("cannot reload the spilled output of `{producer}`: {e}");
-                    if len > capacity {
-                        Unprepared::Fatal(m)
-                    } else {
-                        Unprepared::Full(m)
-                    }
+                    no_room(
+                        len,
+                        capacity,
+                        format!("cannot reload the spilled output of `{producer}`: {e}"),
+                    )
                 })?;
                 call.temps.push(e);
                 let fatal = |e: std::io::Error| Unprepared::Fatal(format!("spill file {}: {e}", path.display()));
