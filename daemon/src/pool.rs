@@ -44,23 +44,55 @@ impl PackCommand {
         c
     }
 
-    /// Asks the pack for its functions (`PACK --list`).
-    pub fn list_functions(&self) -> Result<Vec<String>, String> {
-        let out = self
+    /// Asks the pack for its functions (`PACK --list`), waiting at most `timeout`.
+    pub fn list_functions(&self, timeout: Duration) -> Result<Vec<String>, String> {
+        let mut child = self
             .command()
             .arg("--list")
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("cannot run `{}`: {e}", self.program.display()))?;
-        if !out.status.success() {
+        // Read both pipes on threads, so that a chatty pack cannot block on a full pipe.
+        let read = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                if let Some(p) = pipe {
+                    let _ = p.take(1 << 20).read_to_end(&mut out);
+                }
+                out
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "`{} --list` did not answer within {timeout:?}: is it a faasflow pack?",
+                        self.program.display()
+                    ));
+                }
+                Err(e) => return Err(format!("`{} --list`: {e}", self.program.display())),
+            }
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        if !status.success() {
             return Err(format!(
                 "`{} --list` failed ({}): {}",
                 self.program.display(),
-                describe_exit(out.status),
-                String::from_utf8_lossy(&out.stderr).trim()
+                describe_exit(status),
+                String::from_utf8_lossy(&stderr).trim()
             ));
         }
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(String::from_utf8_lossy(&stdout)
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())

@@ -632,7 +632,7 @@ impl Runtime {
             };
             if !listed.contains_key(&command) {
                 let fns = command
-                    .list_functions()
+                    .list_functions(self.config.spawn_timeout)
                     .map_err(|e| err(format!("pack `{pack_name}`: {e}")))?;
                 listed.insert(command.clone(), fns);
             }
