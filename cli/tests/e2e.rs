@@ -681,5 +681,25 @@ fn a_pack_that_never_answers_the_handshake_fails_the_install_clearly() {
         "{e}"
     );
     assert!(start.elapsed() < Duration::from_secs(10));
+    // One that does not even list its functions.
+    let stuck = dir.join("stuck-pack");
+    std::fs::write(&stuck, "#!/bin/sh\nexec sleep 100\n").expect("write");
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut c = config();
+    c.packs.insert("stuck".into(), PackCommand::program(&stuck));
+    c.spawn_timeout = Duration::from_millis(300);
+    let h = Harness::with(c);
+    let wf = Arc::new(
+        load_str(
+            "name: s\nfunctions:\n  f: {pack: stuck}\nsteps:\n  - task: f\n",
+            "s.yaml",
+            "s",
+        )
+        .expect("valid")
+        .workflow,
+    );
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &PlannerConfig::default()).expect("plan");
+    let e = h.daemon.install(wf, plan).expect_err("no list").to_string();
+    assert!(e.contains("--list` did not answer within 300ms"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
