@@ -703,3 +703,31 @@ fn a_pack_that_never_answers_the_handshake_fails_the_install_clearly() {
     assert!(e.contains("--list` did not answer within 300ms"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_instance_that_corrupts_its_ring_is_stopped_and_the_daemon_serves_on() {
+    let mut c = config();
+    c.packs.insert(
+        "rogue".into(),
+        PackCommand {
+            program: testkit(),
+            args: vec!["--rogue".into(), "corrupt-ring".into()],
+        },
+    );
+    let h = Harness::with(c);
+    h.install("name: rogue\nfunctions:\n  f: {pack: rogue}\nsteps:\n  - task: f\n");
+    h.install(&format!(
+        "name: fine\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"
+    ));
+    let start = Instant::now();
+    let r = h.invoke("rogue", json!({}));
+    let e = failed(&r);
+    assert!(e.contains("malformed frame") && e.contains("function `f`"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(ok(&h.invoke("fine", json!({"text": "on"}))), &json!({"out": "on"}));
+    drop(h);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "stopping the daemon does not hang"
+    );
+}

@@ -102,6 +102,9 @@ pub enum Action {
         node: NodeId,
         /// The foreach element.
         element: Option<u32>,
+        /// The attempt ran past its timeout (it may never return: stop it by force); otherwise
+        /// the invocation ended and its result is no longer wanted.
+        timed_out: bool,
     },
     /// No consumer needs this object any more: free it.
     Release {
@@ -534,6 +537,7 @@ impl Engine {
                         invocation,
                         node: NodeId::new(node as usize),
                         element,
+                        timed_out: true,
                     });
                     let timeout = self.task_spec_timeout(invocation, node);
                     self.attempt_failed(now, invocation, key, attempt, format!("timed out after {timeout} ms"));
@@ -647,6 +651,7 @@ impl Engine {
                             invocation,
                             node: NodeId::new(k.0 as usize),
                             element: k.1,
+                            timed_out: false,
                         });
                     }
                 }

@@ -286,6 +286,36 @@ fn start_instance(
     })
 }
 
+/// Reaps an instance whose socket closed, without holding the lock while it waits (the
+/// runtime takes it to kill). A process that closed its socket but lives on has left the
+/// protocol: after [`ABANDONED`] it is killed.
+fn reap(child: &Mutex<Child>) -> String {
+    let lock = || child.lock().unwrap_or_else(|e| e.into_inner());
+    let since = std::time::Instant::now();
+    let mut killed = false;
+    loop {
+        match lock().try_wait() {
+            Ok(Some(status)) => {
+                let how = describe_exit(status);
+                return if killed {
+                    format!("closed its socket and was stopped ({how})")
+                } else {
+                    how
+                };
+            }
+            Ok(None) if !killed && since.elapsed() >= ABANDONED => {
+                let _ = lock().kill();
+                killed = true;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => return format!("could not be waited for: {e}"),
+        }
+    }
+}
+
+/// How long an instance may live on after closing its socket.
+const ABANDONED: Duration = Duration::from_millis(200);
+
 /// Waits for the instance's socket to close, reaps the process and reports how it ended.
 fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Arc<dyn Fn(Report) + Send + Sync>) {
     let post2 = post.clone();
@@ -296,13 +326,10 @@ fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Ar
             // Nothing is sent after the handshake: any read returns at end-of-file (or error),
             // i.e. when the process has closed its end by exiting.
             while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
-            let status = child
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .wait()
-                .map(describe_exit)
-                .unwrap_or_else(|e| format!("could not be waited for: {e}"));
-            post(Report::Exited { instance, status });
+            post(Report::Exited {
+                instance,
+                status: reap(&child),
+            });
         });
     if let Err(e) = spawned {
         post2(Report::Exited {

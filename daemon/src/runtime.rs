@@ -322,6 +322,8 @@ struct Instance {
     idle_since: Instant,
     /// Why the daemon killed it, if it did.
     killed: Option<String>,
+    /// It broke the protocol: its ring is not read any more.
+    broken: bool,
 }
 
 enum Place {
@@ -337,6 +339,8 @@ struct Object {
     invocation: InvocationId,
     producer: String,
     instance: u32,
+    /// The engine released it while a sent call still read it: freed when that call ends.
+    released: bool,
 }
 
 struct Call {
@@ -350,7 +354,6 @@ struct Call {
     function: String,
     /// Output kinds by name, to parse `json`/`list` outputs.
     kinds: Vec<(String, ValueKind)>,
-    deadline: Option<Instant>,
     /// Reserved and granted extents by output name (several for one name only after Alloc).
     extents: Vec<(String, Extent)>,
     /// Input copies and reloads, freed at the end of the call.
@@ -427,6 +430,8 @@ struct Runtime {
     encode_buf: Vec<u8>,
     /// Instances being started, by id → pool.
     starting: HashMap<u32, usize>,
+    /// Exits seen for instances still `starting`, by id → how they ended.
+    exited_early: HashMap<u32, String>,
     /// Ids of live instances (iterated on every loop turn).
     live: Vec<u32>,
     /// A call waits for arena room: dispatch again when something ends.
@@ -468,6 +473,7 @@ impl Runtime {
             frame_buf,
             encode_buf: Vec::new(),
             starting: HashMap::new(),
+            exited_early: HashMap::new(),
             live: Vec::new(),
             waiting_for_room: false,
             warming: Vec::new(),
@@ -514,7 +520,8 @@ impl Runtime {
             let shared = self.shared.clone();
             let instances = &mut self.instances;
             self.shared.doorbell.wait(self.config.spin, Some(timeout), || {
-                shared.pending.load(Ordering::Acquire) || instances.values_mut().any(|i| i.to_daemon.is_ready())
+                shared.pending.load(Ordering::Acquire)
+                    || instances.values_mut().any(|i| !i.broken && i.to_daemon.is_ready())
             });
         }
         self.shutdown();
@@ -784,13 +791,19 @@ impl Runtime {
                         calls: HashSet::new(),
                         idle_since: Instant::now(),
                         killed: None,
+                        broken: false,
                     },
                 );
                 self.live.push(id);
                 self.pools[pool].instances.push(id);
+                if let Some(status) = self.exited_early.remove(&id) {
+                    self.instance_exited(id, status);
+                    return;
+                }
                 self.dispatch(pool);
             }
             Err(e) => {
+                self.exited_early.remove(&id);
                 let p = &mut self.pools[pool];
                 // Without any instance the queued calls would wait forever: fail them.
                 if p.instances.is_empty() && p.spawning == 0 {
@@ -805,6 +818,11 @@ impl Runtime {
     }
 
     fn instance_exited(&mut self, id: u32, status: String) {
+        if self.starting.contains_key(&id) {
+            // Its watcher saw it die before the spawner reported it ready: apply at `Ready`.
+            self.exited_early.insert(id, status);
+            return;
+        }
         if !self.instances.contains_key(&id) {
             return;
         }
@@ -907,7 +925,8 @@ impl Runtime {
                     invocation,
                     node,
                     element,
-                } => self.cancel(invocation, node, element),
+                    timed_out,
+                } => self.cancel(invocation, node, element, timed_out),
                 Action::Release { object } => self.release(object),
                 Action::Finished { invocation, result } => self.finish(invocation, result),
             }
@@ -942,7 +961,6 @@ impl Runtime {
             site.synthetic,
         );
         let name = wf.graph[node].name.clone();
-        let timeout_ms = wf.graph[node].task().map_or(0, |t| t.spec.timeout_ms);
         inv.functions.push(FunctionRecord {
             name: name.clone(),
             element,
@@ -972,7 +990,6 @@ impl Runtime {
             },
             function: function.clone(),
             kinds: outputs.iter().map(|(n, _, k)| (n.clone(), *k)).collect(),
-            deadline: (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)),
             extents: Vec::new(),
             temps: Vec::new(),
             reads: Vec::new(),
@@ -1087,8 +1104,15 @@ impl Runtime {
             }
             call.invoke.outputs.push((name.clone(), r));
         }
-        if copied && let Some(inv) = self.invocations.get_mut(&call.invocation) {
-            inv.data_us += us(t.elapsed());
+        // Counted once the call is ready (a call that waits for room is prepared again).
+        let reloads: f64 = call.reload_us.values().sum();
+        if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+            if copied {
+                // The whole preparation: the copies and the reloads.
+                inv.data_us += us(t.elapsed());
+            } else {
+                inv.data_us += reloads;
+            }
         }
         Ok(())
     }
@@ -1143,11 +1167,7 @@ impl Runtime {
                     self.arena.write(e.offset + at, &buf[..n]);
                     at += n as u64;
                 }
-                let dt = us(t.elapsed());
-                call.reload_us.insert(id, dt);
-                if let Some(inv) = self.invocations.get_mut(&call.invocation) {
-                    inv.data_us += dt;
-                }
+                call.reload_us.insert(id, us(t.elapsed()));
                 Ok(frame::ObjectRef {
                     segment: 0,
                     offset: e.offset,
@@ -1272,6 +1292,7 @@ impl Runtime {
             return;
         };
         inv.functions[call.record].instance = Some(inst_id);
+        inv.functions[call.record].start_us = us(inv.start.elapsed());
         let to = inv.functions[call.record].name.clone();
         for o in &call.reads {
             let Some(obj) = self.objects.get(o) else { continue };
@@ -1318,6 +1339,7 @@ impl Runtime {
             .function_failed(now, call.invocation, call.node, call.element, message);
     }
 
+    /// Frees what an ended call held (it is already out of `calls`).
     fn free_call(&mut self, call: &Call) {
         for (_, e) in &call.extents {
             self.arena.free(*e);
@@ -1325,9 +1347,10 @@ impl Runtime {
         for e in &call.temps {
             self.arena.free(*e);
         }
+        self.unpin(&call.reads);
     }
 
-    fn cancel(&mut self, invocation: InvocationId, node: NodeId, element: Option<u32>) {
+    fn cancel(&mut self, invocation: InvocationId, node: NodeId, element: Option<u32>, timed_out: bool) {
         let Some(call_id) = self
             .invocations
             .get_mut(&invocation)
@@ -1339,22 +1362,17 @@ impl Runtime {
             return;
         };
         call.abandoned = true;
-        let Some(inst_id) = call.instance else {
+        let (instance, function, record) = (call.instance, call.function.clone(), call.record);
+        if let Some(inv) = self.invocations.get_mut(&invocation) {
+            let rec = &mut inv.functions[record];
+            rec.end_us = us(inv.start.elapsed());
+            rec.error = Some(if timed_out { "timed out" } else { "cancelled" }.into());
+        }
+        let Some(inst_id) = instance else {
             // Still queued: drop it.
             self.fail_call(call_id, String::new());
             return;
         };
-        let timed_out = call.deadline.is_some_and(|d| Instant::now() >= d);
-        let function = call.function.clone();
-        if let Some(inv) = self.invocations.get_mut(&invocation) {
-            let rec = &mut inv.functions[call.record];
-            rec.end_us = us(inv.start.elapsed());
-            rec.error = Some(if timed_out {
-                "timed out".into()
-            } else {
-                "cancelled".into()
-            });
-        }
         // A call past its deadline may never return: stop its instance. Otherwise let it end
         // and drop its outputs (other invocations may be running in the same instance).
         if timed_out && let Some(inst) = self.instances.get_mut(&inst_id) {
@@ -1363,7 +1381,35 @@ impl Runtime {
         }
     }
 
+    /// The engine is done with `object`. Its bytes are freed at once, unless a call that was
+    /// sent still reads them (a call of a failed invocation, left to finish): then when that
+    /// call ends, so that nothing is ever written under a running function.
     fn release(&mut self, object: u64) {
+        if self.read_by_a_sent_call(object) {
+            if let Some(obj) = self.objects.get_mut(&object) {
+                obj.released = true;
+            }
+            return;
+        }
+        self.free_object(object);
+    }
+
+    fn read_by_a_sent_call(&self, object: u64) -> bool {
+        self.calls
+            .values()
+            .any(|c| c.instance.is_some() && c.reads.contains(&object))
+    }
+
+    /// Frees the objects `reads` whose release waited for the call that just ended.
+    fn unpin(&mut self, reads: &[u64]) {
+        for &id in reads {
+            if self.objects.get(&id).is_some_and(|o| o.released) && !self.read_by_a_sent_call(id) {
+                self.free_object(id);
+            }
+        }
+    }
+
+    fn free_object(&mut self, object: u64) {
         let Some(obj) = self.objects.remove(&object) else {
             return;
         };
@@ -1403,6 +1449,9 @@ impl Runtime {
             let Some(inst) = self.instances.get_mut(&id) else {
                 return any;
             };
+            if inst.broken {
+                return any;
+            }
             let popped = inst.to_daemon.pop(&mut self.frame_buf);
             let frame = match popped {
                 Ok(None) => return any,
@@ -1419,9 +1468,12 @@ impl Runtime {
         }
     }
 
+    /// Stops an instance that broke the protocol; nothing more is read from it (its calls fail
+    /// when its exit is seen).
     fn protocol_violation(&mut self, id: u32, why: String) {
         if let Some(inst) = self.instances.get_mut(&id) {
-            inst.killed = Some(why);
+            inst.broken = true;
+            inst.killed.get_or_insert(why);
             let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
         }
     }
@@ -1587,6 +1639,7 @@ impl Runtime {
         for e in &call.temps {
             self.arena.free(*e);
         }
+        self.unpin(&call.reads);
         let mut objs = Vec::with_capacity(used.len());
         for (name, e, len) in used {
             let id = self.next_object;
@@ -1607,6 +1660,7 @@ impl Runtime {
                     invocation: call.invocation,
                     producer: producer.clone(),
                     instance: inst_id,
+                    released: false,
                 },
             );
             if let Some(inv) = self.invocations.get_mut(&call.invocation) {
@@ -1650,9 +1704,16 @@ impl Runtime {
         let mut movable: Vec<(u64, u64)> = self
             .objects
             .iter()
-            .filter(|(id, o)| matches!(o.place, Place::Arena(_)) && !held.contains(id))
-            .map(|(id, o)| (o.len, *id))
+            .filter_map(|(id, o)| match o.place {
+                Place::Arena(e) if !held.contains(id) => Some((e.len, *id)),
+                _ => None,
+            })
             .collect();
+        // Spill nothing when even spilling everything movable could not make room.
+        let could_free: u64 = movable.iter().map(|(len, _)| len).sum();
+        if self.arena.capacity() - self.arena.used() + could_free < len {
+            return self.arena.alloc(len);
+        }
         movable.sort_unstable_by(|a, b| b.cmp(a));
         for (_, id) in movable {
             self.spill(id);

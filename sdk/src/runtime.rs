@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::exit;
@@ -171,7 +171,11 @@ pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsSt
         );
         exit(2);
     };
-    let sock = match fd.to_str().and_then(|s| s.parse::<RawFd>().ok()).map(inherited_socket) {
+    let sock = match fd
+        .to_str()
+        .and_then(|s| s.parse::<RawFd>().ok())
+        .map(faasflow_shm::handshake::inherited_socket)
+    {
         Some(Ok(sock)) => sock,
         Some(Err(e)) => {
             eprintln!("{}: {INSTANCE_FD_ENV}={fd:?}: {e}", pack.name());
@@ -205,27 +209,6 @@ fn not_by_hand(pack: &Pack) -> String {
         pack.name(),
         pack.function_names().collect::<Vec<_>>().join(", ")
     )
-}
-
-/// Takes over inherited fd `fd`, which must be an open socket, and marks it close-on-exec
-/// (so that processes a function starts do not keep the daemon's socket open).
-fn inherited_socket(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: an all-zero `stat` is a valid value; fstat only writes into it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on any integer is safe (EBADF if it is not an fd); `st` is writable.
-    if fd < 0 || unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "not an open file descriptor"));
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
-    }
-    // SAFETY: F_SETFD on an open fd; takes an integer flag.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is an open socket (checked above) that the daemon handed to this process
-    // for the runtime alone: nothing else in the process owns or closes it.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// Serves `pack` on `sock`, the instance's end of the handshake socket: the handshake, then

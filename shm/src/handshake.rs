@@ -113,6 +113,28 @@ pub fn spawn_instance(cmd: &mut std::process::Command) -> io::Result<(std::proce
     Ok((child, daemon_end))
 }
 
+/// Instance side: takes over inherited fd `fd` (the number in [`INSTANCE_FD_ENV`]), which
+/// must be an open socket, and marks it close-on-exec (so that processes a function starts do
+/// not keep the daemon's socket open).
+pub fn inherited_socket(fd: std::os::fd::RawFd) -> io::Result<UnixStream> {
+    // SAFETY: an all-zero `stat` is a valid value; fstat only writes into it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on any integer is safe (EBADF if it is not an fd); `st` is writable.
+    if fd < 0 || unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "not an open file descriptor"));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
+    }
+    // SAFETY: F_SETFD on an open fd; takes an integer flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is an open socket (checked above) that the daemon handed to this process
+    // for its instance runtime alone: nothing else in the process owns or closes it.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
 /// The byte an instance sends when it is ready for calls.
 pub const READY: u8 = 0xA5;
 
