@@ -687,7 +687,10 @@ impl Engine {
 
     /// Processes ready node instances until none is left.
     fn run(&mut self, now: Duration, invocation: InvocationId, mut ready: Vec<Key>) {
-        while let Some(key) = ready.pop() {
+        // First in, first out: foreach elements and parallel branches start in their order.
+        let mut next = 0;
+        while let Some(&key) = ready.get(next) {
+            next += 1;
             let Some(inv) = self.invocations.get_mut(&invocation) else {
                 return;
             };

@@ -548,6 +548,9 @@ fn foreach_respects_max_concurrency_and_order() {
             .map(|t| (t.0.1.unwrap(), t.3.clone()))
             .collect();
         assert_eq!(items.len(), 7);
+        // The first two start together, in element order.
+        assert_eq!(items[0].0, 0, "{items:?}");
+        assert_eq!(items[1].0, 1, "{items:?}");
         for (e, inputs) in items {
             let item = ["a", "b", "c", "d", "e", "f", "g"][e as usize];
             assert!(inputs.contains(&("item".to_owned(), InputValue::Json(std::sync::Arc::new(item.into())))));
