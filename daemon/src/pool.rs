@@ -241,7 +241,8 @@ fn start_instance(
         }
         _ => e.to_string(),
     };
-    let hello = Hello::recv(&mut sock).map_err(|e| fail(explain(e)))?;
+    let deadline = Some(std::time::Instant::now() + timeout);
+    let hello = Hello::recv_by(&mut sock, deadline).map_err(|e| fail(explain(e)))?;
     let to_instance_off = 0usize;
     let to_daemon_off = Ring::required_len(req.ring_capacity).next_multiple_of(64);
     let rings = Arc::new(
@@ -268,7 +269,7 @@ fn start_instance(
     welcome
         .send(&mut sock, arena.fd(), rings.fd())
         .map_err(|e| fail(e.to_string()))?;
-    handshake::recv_ready(&mut sock).map_err(|e| fail(explain(e)))?;
+    handshake::recv_ready_by(&mut sock, deadline).map_err(|e| fail(explain(e)))?;
     let functions = hello
         .functions
         .iter()

@@ -155,6 +155,8 @@ enum Msg {
     Install {
         wf: Arc<Workflow>,
         plan: Box<Plan>,
+        /// What each pack the workflow uses says it serves (asked on the caller's thread).
+        listed: Listed,
         reply: mpsc::Sender<Result<(), DaemonError>>,
     },
     Invoke {
@@ -186,7 +188,14 @@ impl Shared {
 pub struct Daemon {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The packs, to ask for their functions before an install.
+    packs: HashMap<String, PackCommand>,
+    synthetic: PackCommand,
+    spawn_timeout: Duration,
 }
+
+/// The functions each pack command serves, or why it could not say.
+type Listed = HashMap<PackCommand, Result<Vec<String>, String>>;
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,6 +219,7 @@ impl Daemon {
         let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
         let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, post);
         let loop_shared = shared.clone();
+        let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || Runtime::new(config, arena, spawner, loop_shared).run())
@@ -217,6 +227,9 @@ impl Daemon {
         Ok(Daemon {
             shared,
             thread: Some(thread),
+            packs,
+            synthetic,
+            spawn_timeout,
         })
     }
 
@@ -224,10 +237,26 @@ impl Daemon {
     /// instances of its pools and returns when they are up (an instance that cannot start is
     /// an error here, not at the first invocation).
     pub fn install(&self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
+        // Running the packs (`--list`) takes a while: here, not on the loop, which serves the
+        // other invocations meanwhile.
+        let mut listed = Listed::new();
+        for task in wf.graph.node_weights().filter_map(|n| n.task()) {
+            let command = match &task.spec.pack {
+                None => &self.synthetic,
+                Some(p) => match self.packs.get(p) {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
+            if !listed.contains_key(command) {
+                listed.insert(command.clone(), command.list_functions(self.spawn_timeout));
+            }
+        }
         let (reply, rx) = mpsc::channel();
         self.shared.post(Msg::Install {
             wf,
             plan: Box::new(plan),
+            listed,
             reply,
         });
         rx.recv().map_err(|_| DaemonError::Stopped)?
@@ -551,7 +580,12 @@ impl Runtime {
             .collect();
         for msg in msgs {
             match msg {
-                Msg::Install { wf, plan, reply } => match self.install(wf, *plan) {
+                Msg::Install {
+                    wf,
+                    plan,
+                    listed,
+                    reply,
+                } => match self.install(wf, *plan, &listed) {
                     // Answered when the pools' first instances are warm.
                     Ok(warming) if !warming.is_empty() => self.warming.push((warming, Vec::new(), reply)),
                     result => {
@@ -596,12 +630,11 @@ impl Runtime {
     // ---- install -------------------------------------------------------------------------
 
     /// Installs a workflow and starts its new pools' minimum instances; returns their ids.
-    fn install(&mut self, wf: Arc<Workflow>, plan: Plan) -> Result<HashSet<u32>, DaemonError> {
+    fn install(&mut self, wf: Arc<Workflow>, plan: Plan, listed: &Listed) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
         let key = Arc::new((wf.name.clone(), version));
         let mut sites = HashMap::new();
-        let mut listed: HashMap<PackCommand, Vec<String>> = HashMap::new();
         let mut new_pools = Vec::new();
         let mut list_widths: HashMap<(usize, &str), u32> = HashMap::new();
         for n in wf.graph.node_indices() {
@@ -637,13 +670,11 @@ impl Runtime {
             } else {
                 task.function.clone()
             };
-            if !listed.contains_key(&command) {
-                let fns = command
-                    .list_functions(self.config.spawn_timeout)
-                    .map_err(|e| err(format!("pack `{pack_name}`: {e}")))?;
-                listed.insert(command.clone(), fns);
-            }
-            let fns = &listed[&command];
+            let fns = match listed.get(&command) {
+                Some(Ok(fns)) => fns,
+                Some(Err(e)) => return Err(err(format!("pack `{pack_name}`: {e}"))),
+                None => return Err(err(format!("pack `{pack_name}` was not asked for its functions"))),
+            };
             if !fns.contains(&function) {
                 return Err(err(format!(
                     "step `{name}` calls function `{function}`, which pack `{pack_name}` does not have (it has: {})",

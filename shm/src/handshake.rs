@@ -19,6 +19,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 /// Environment variable holding the fd number of the instance's end of the socket.
 pub const INSTANCE_FD_ENV: &str = "FAASFLOW_INSTANCE_FD";
@@ -146,8 +147,13 @@ pub fn send_ready(sock: &mut UnixStream) -> Result<(), HandshakeError> {
 
 /// Daemon side: waits for the instance's [`READY`] (honouring the socket's read timeout).
 pub fn recv_ready(sock: &mut UnixStream) -> Result<(), HandshakeError> {
+    recv_ready_by(sock, None)
+}
+
+/// [`recv_ready`], giving up at `deadline` (whatever the socket's own read timeout).
+pub fn recv_ready_by(sock: &mut UnixStream, deadline: Option<Instant>) -> Result<(), HandshakeError> {
     let mut b = [0u8; 1];
-    sock.read_exact(&mut b)?;
+    read_exact_by(sock, &mut b, deadline)?;
     if b[0] != READY {
         return Err(HandshakeError::Malformed("expected the ready byte"));
     }
@@ -162,7 +168,13 @@ impl Hello {
 
     /// Receives a hello (untrusted) and checks its version.
     pub fn recv(sock: &mut UnixStream) -> Result<Hello, HandshakeError> {
-        let (body, fds) = recv_message(sock)?;
+        Hello::recv_by(sock, None)
+    }
+
+    /// [`Hello::recv`], giving up at `deadline` however slowly the peer sends (a peer that
+    /// sends one byte just before each read times out would otherwise hold the reader).
+    pub fn recv_by(sock: &mut UnixStream, deadline: Option<Instant>) -> Result<Hello, HandshakeError> {
+        let (body, fds) = recv_message(sock, deadline)?;
         if !fds.is_empty() {
             return Err(HandshakeError::Malformed("hello carries file descriptors"));
         }
@@ -233,7 +245,7 @@ impl Welcome {
 
     /// Receives a welcome and its two memory files (arena, rings).
     pub fn recv(sock: &mut UnixStream) -> Result<(Welcome, OwnedFd, OwnedFd), HandshakeError> {
-        let (body, fds) = recv_message(sock)?;
+        let (body, fds) = recv_message(sock, None)?;
         let mut r = Cursor(&body);
         if r.u8()? != KIND_WELCOME {
             return Err(HandshakeError::Malformed("expected a welcome"));
@@ -315,8 +327,9 @@ fn send_message(sock: &mut UnixStream, body: &[u8], fds: &[BorrowedFd<'_>]) -> R
 }
 
 /// Receives one `len u32 | body` message and the fds that came with it.
-fn recv_message(sock: &mut UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), HandshakeError> {
+fn recv_message(sock: &mut UnixStream, deadline: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>), HandshakeError> {
     let mut head = [0u8; 4];
+    set_timeout_until(sock, deadline)?;
     let (n, fds) = recv_fds(sock, &mut head)?;
     if n == 0 {
         return Err(HandshakeError::Io(io::Error::new(
@@ -324,14 +337,43 @@ fn recv_message(sock: &mut UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), Handsh
             "peer closed the socket before the handshake",
         )));
     }
-    sock.read_exact(&mut head[n..])?;
+    read_exact_by(sock, &mut head[n..], deadline)?;
     let len = u32::from_le_bytes(head) as usize;
     if len > MAX_MESSAGE {
         return Err(HandshakeError::Malformed("message too large"));
     }
     let mut body = vec![0u8; len];
-    sock.read_exact(&mut body)?;
+    read_exact_by(sock, &mut body, deadline)?;
     Ok((body, fds))
+}
+
+/// Sets the socket's read timeout to what is left until `deadline` (nothing without one).
+fn set_timeout_until(sock: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    let Some(d) = deadline else { return Ok(()) };
+    let left = d.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "the handshake took too long"));
+    }
+    sock.set_read_timeout(Some(left))
+}
+
+/// `read_exact`, with the time left until `deadline` as the timeout of each read.
+fn read_exact_by(sock: &mut UnixStream, mut buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+    while !buf.is_empty() {
+        set_timeout_until(sock, deadline)?;
+        match sock.read(buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the socket",
+                ));
+            }
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 const CMSG_SPACE: usize = 64;
@@ -497,6 +539,33 @@ mod tests {
         ));
         drop(a);
         assert!(matches!(Hello::recv(&mut b), Err(HandshakeError::Io(_))));
+    }
+
+    #[test]
+    fn a_peer_dripping_bytes_cannot_hold_the_reader_past_its_deadline() {
+        let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+        let dripper = std::thread::spawn(move || {
+            // A 100-byte message, one byte every 20 ms (each well within any per-read timeout).
+            let mut msg = 100u32.to_le_bytes().to_vec();
+            msg.extend_from_slice(&[KIND_HELLO; 100]);
+            for byte in msg {
+                if a.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        b.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .expect("timeout");
+        let start = Instant::now();
+        let got = Hello::recv_by(&mut b, Some(start + std::time::Duration::from_millis(200)));
+        assert!(
+            matches!(&got, Err(HandshakeError::Io(e)) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock),
+            "{got:?}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_millis(600));
+        drop(b);
+        dripper.join().expect("dripper");
     }
 
     #[test]
