@@ -319,14 +319,26 @@ const ABANDONED: Duration = Duration::from_millis(200);
 
 /// Waits for the instance's socket to close, reaps the process and reports how it ended.
 fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Arc<dyn Fn(Report) + Send + Sync>) {
+    use std::os::fd::AsFd;
     let post2 = post.clone();
+    let pid = Some(child.lock().unwrap_or_else(|e| e.into_inner()).id());
     let spawned = std::thread::Builder::new()
         .name(format!("faasflow-watch-{instance}"))
         .spawn(move || {
             let mut buf = [0u8; 64];
-            // Nothing is sent after the handshake: any read returns at end-of-file (or error),
-            // i.e. when the process has closed its end by exiting.
-            while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
+            // Nothing is sent after the handshake: the socket reads end-of-file when the
+            // process closes it (by exiting); the pidfd becomes readable when it exits even if
+            // a process it forked still holds the socket.
+            match pid.and_then(|pid| handshake::pidfd(pid).ok()) {
+                Some(pidfd) => loop {
+                    match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
+                        Ok((_, true)) | Err(_) => break,
+                        Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
+                        Ok(_) => {}
+                    }
+                },
+                None => while matches!(sock.read(&mut buf), Ok(n) if n > 0) {},
+            }
             post(Report::Exited {
                 instance,
                 status: reap(&child),
