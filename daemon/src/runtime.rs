@@ -4,17 +4,18 @@
 //! One thread (the *loop*) owns the engine, the arena's bookkeeping, every instance's rings
 //! and every call. It never blocks on anything but the arena's doorbell: instances ring it
 //! after each completion, and other threads (API callers, the spawner, the watchers) ring it
-//! after posting to the inbox. When there is nothing to do it spins over its rings for a few
-//! µs ([`DaemonConfig::spin`]) and then parks until the doorbell rings or the engine's next
+//! after posting to the inbox. When there is nothing to do it spins over its rings for up to
+//! 50 µs ([`DaemonConfig::spin`]) and then parks until the doorbell rings or the engine's next
 //! timer is due, so an idle daemon uses no CPU.
 //!
-//! Calls: a [`Action::Trigger`] becomes a *call*: its inputs are resolved to arena references
-//! (workflow inputs and foreach elements are written into the arena as JSON; spilled objects
-//! are reloaded), an extent is reserved for each declared output, and the call goes to its
-//! *pool*: the instances of one pack serving one sharing domain (a plan group's thread-isolated
-//! functions share instances; a function with `isolation: process` or `container` has its own
-//! pool). A pool starts instances up to its maximum; beyond that calls wait in its queue, in
+//! Calls: a [`Action::Trigger`] becomes a *call* queued in its *pool*; when an instance has a
+//! free thread, its inputs are resolved to arena references (workflow inputs and foreach
+//! elements are written into the arena; spilled objects are reloaded) and an extent is
+//! reserved for each declared output, then it is sent. A pool is the instances of one pack
+//! serving one sharing domain (a plan group's thread-isolated functions share instances; a
+//! function with `isolation: process` or `container` has its own pool). A pool starts instances up to its maximum; beyond that calls wait in its queue, in
 //! order, and are sent as soon as an instance has a free thread: backpressure, never deadlock.
+//! When the arena is full for now, the call waits for running calls to free memory.
 //!
 //! Objects: a completion's outputs are *sealed* into objects (immutable from then on) and the
 //! unused tail of their reservation is freed. When the workflow's resident bytes would exceed
