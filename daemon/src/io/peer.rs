@@ -448,8 +448,10 @@ impl PeerConnection {
     /// Sends an object on a stream of its own: the header, then exactly `header.len` bytes
     /// read from `source` in chunks. Each write waits for flow-control credit, so at most the
     /// peer's receive window plus one chunk is buffered on this side. Returns once the peer
-    /// has acknowledged every byte (received, not necessarily consumed); a source that ends
-    /// early or fails resets the stream.
+    /// has acknowledged every byte: received, not necessarily stored. A refusal by the peer's
+    /// reader ([`IncomingObject::refuse`], a failing sink) is an error here only if it comes
+    /// before that; after it, the receiving daemon must report it. A source that ends early
+    /// or fails resets the stream.
     pub async fn send_object<R>(&self, header: ObjectHeader, source: R) -> Result<(), PeerError>
     where
         R: AsyncRead + Unpin,
@@ -458,10 +460,11 @@ impl PeerConnection {
             node: self.node.clone(),
             cause,
         })?;
-        stream
-            .write_all(&header.encode())
-            .await
-            .map_err(|e| self.stream_err(e))?;
+        let write_err = |e| match e {
+            quinn::WriteError::Stopped(code) => self.refused(header.object, code),
+            e => self.stream_err(e),
+        };
+        stream.write_all(&header.encode()).await.map_err(write_err)?;
         let mut source = source.take(header.len);
         let chunk = usize::try_from(header.len).unwrap_or(usize::MAX).min(self.chunk);
         let mut buf = vec![0; chunk];
@@ -485,17 +488,21 @@ impl PeerConnection {
                     });
                 }
             };
-            stream.write_all(&buf[..n]).await.map_err(|e| self.stream_err(e))?;
+            stream.write_all(&buf[..n]).await.map_err(write_err)?;
             sent += n as u64;
         }
         stream.finish().map_err(|e| self.stream_err(e))?;
         match stream.stopped().await {
             Ok(None) => Ok(()),
-            Ok(Some(code)) => Err(PeerError::Stream {
-                node: self.node.clone(),
-                cause: format!("object {} refused by the peer (code {code})", header.object),
-            }),
+            Ok(Some(code)) => Err(self.refused(header.object, code)),
             Err(e) => Err(self.stream_err(e)),
+        }
+    }
+
+    fn refused(&self, object: u64, code: VarInt) -> PeerError {
+        PeerError::Stream {
+            node: self.node.clone(),
+            cause: format!("object {object} refused by the peer (code {code})"),
         }
     }
 
