@@ -180,9 +180,6 @@ impl ControlMessage {
                     put_str(out, &o.name, "an output name")?;
                     out.extend_from_slice(&o.object.to_le_bytes());
                     out.extend_from_slice(&o.len.to_le_bytes());
-                    if out.len() > MAX_FRAME + FRAME_PREFIX {
-                        return Err(EncodeError::TooLarge { len: out.len() });
-                    }
                 }
             }
             ControlMessage::Skipped(s) => {

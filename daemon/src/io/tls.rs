@@ -438,6 +438,7 @@ impl NodeIdentity {
 /// it is valid for.
 pub fn node_name_of(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
     let bad = |what: String| TlsError::PeerCertificate(what);
+    // Used only to parse the subject out of a certificate rustls has already verified.
     let parsed = webpki::anchor_from_trusted_cert(cert).map_err(|e| bad(format!("cannot parse it: {e}")))?;
     let cn = common_name(&parsed.subject).ok_or_else(|| bad("it has no common name".into()))?;
     check_node_name(&cn).map_err(|e| bad(e.to_string()))?;
