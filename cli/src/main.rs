@@ -1,13 +1,15 @@
 //! `faasflow`: the command-line tool of the faasflow workflow platform.
 //!
 //! It checks and plans workflows (`check`, `plan`), runs them on one embedded worker (`run`),
-//! and generates large synthetic workflows for testing (`generate`).
+//! creates a cluster's certificates (`cluster init`), and generates large synthetic workflows
+//! for testing (`generate`).
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cluster;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +37,8 @@ enum Command {
         /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
         file: PathBuf,
     },
+    /// Manage the cluster: `cluster init` creates its CA and the nodes' certificates.
+    Cluster(cluster::ClusterArgs),
     /// Write a random layered workflow in FaaSFlow's flat form (for tests and benchmarks).
     Generate {
         /// Number of functions.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
+        Command::Cluster(args) => cluster::run(&args),
         Command::Generate {
             functions,
             seed,

@@ -407,3 +407,44 @@ fn the_synthetic_pack_lists_its_function_and_refuses_others() {
     let o = faasflow(&["__pack", "synthetic"]);
     assert_eq!(o.status.code(), Some(2), "run by hand, it says what it is");
 }
+
+#[test]
+fn cluster_init_writes_certificates_the_daemon_loads_and_keeps_an_existing_ca() {
+    use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, node_name_of};
+    let dir = tempdir().join("cluster");
+    let d = dir.to_str().unwrap();
+    let o = faasflow(&["cluster", "init", "--dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("4 node certificates (planner, worker-0, worker-1, worker-2)"),
+        "{out}"
+    );
+    assert!(out.contains("ca-key.pem  (private key, mode 0600)"), "{out}");
+    ClusterTrust::load(&dir).unwrap();
+    for node in ["planner", "worker-0", "worker-1", "worker-2"] {
+        let id = NodeIdentity::load(&dir, node).unwrap();
+        assert_eq!(node_name_of(id.cert_der()).unwrap(), node);
+    }
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let o = faasflow(&["cluster", "init", "--dir", d, "--nodes", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("already holds a cluster CA") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("ca.pem")).unwrap(),
+        ca,
+        "the CA was replaced without --force"
+    );
+    let o = faasflow(&["cluster", "init", "--dir", d, "--force", "--node", "edge-7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(std::fs::read(dir.join("ca.pem")).unwrap(), ca);
+    NodeIdentity::load(&dir, "edge-7").unwrap();
+    let o = faasflow(&["cluster", "init", "--dir", d, "--force", "--node", "Bad_Name"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid node name `Bad_Name`"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,8 @@
 //! faasflow's per-worker daemon. For now it holds the invocation [`engine`]: a sans-IO state
 //! machine that installs compiled workflows, keeps per-invocation state, and says which
 //! function to trigger, cancel, or which object to release; and the bookkeeping of FaaStore's
-//! arena ([`store`]), which gives objects their place in shared memory.
+//! arena ([`store`]), which gives objects their place in shared memory; and the peer transport
+//! between daemons ([`io`]: QUIC with mutual TLS from the cluster CA).
 //!
 //! What it does not do: the engine performs no I/O, reads no clock and draws no randomness of
 //! its own. Time is passed in (`now`), retry jitter comes from a generator seeded by
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod io;
 pub mod pool;
 pub mod report;
 pub mod runtime;

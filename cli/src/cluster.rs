@@ -1,0 +1,124 @@
+//! `faasflow cluster`: the cluster's certificates.
+
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, check_node_name};
+
+use crate::Failure;
+
+/// Most nodes `cluster init --nodes` makes certificates for.
+const MAX_NODES: usize = 1000;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClusterCommand {
+    /// Create the cluster CA and a certificate for each node: daemons accept only peers with
+    /// a certificate from this CA.
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// Directory to write ca.pem, ca-key.pem and <node>.pem, <node>-key.pem into.
+    #[arg(long, default_value = "faasflow-cluster")]
+    dir: PathBuf,
+    /// The planner and N workers (worker-0 … worker-N−1).
+    #[arg(long, value_name = "N", conflicts_with = "node")]
+    nodes: Option<usize>,
+    /// A node to issue a certificate for (repeat for more); replaces the default nodes.
+    #[arg(long, value_name = "NAME")]
+    node: Vec<String>,
+    /// The cluster's name, written into the CA certificate.
+    #[arg(long, default_value = "faasflow")]
+    name: String,
+    /// Replace an existing CA (every node then needs its new certificate).
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run(args: &ClusterArgs) -> Result<(), Failure> {
+    match &args.command {
+        ClusterCommand::Init(init_args) => init(init_args),
+    }
+}
+
+fn node_names(args: &InitArgs) -> Result<Vec<String>, Failure> {
+    let names = if args.node.is_empty() {
+        let workers = args.nodes.unwrap_or(3);
+        if workers > MAX_NODES {
+            return Err(Failure::Input(format!("error: --nodes must be at most {MAX_NODES}")));
+        }
+        std::iter::once("planner".to_owned())
+            .chain((0..workers).map(|i| format!("worker-{i}")))
+            .collect()
+    } else {
+        args.node.clone()
+    };
+    for (i, name) in names.iter().enumerate() {
+        check_node_name(name).map_err(|e| Failure::Input(format!("error: {e}")))?;
+        if names[..i].contains(name) {
+            return Err(Failure::Input(format!("error: node `{name}` is named twice")));
+        }
+    }
+    Ok(names)
+}
+
+fn init(args: &InitArgs) -> Result<(), Failure> {
+    let names = node_names(args)?;
+    let dir = &args.dir;
+    if ClusterCa::exists_in(dir) && !args.force {
+        return Err(Failure::Input(format!(
+            "error: {} already holds a cluster CA ({CA_CERT_FILE}, {CA_KEY_FILE}); a new one would lock out every \
+             node with a certificate from it. Pass --force to replace it, or choose another --dir",
+            dir.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = ClusterCa::generate(&args.name).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    let mut written = ca.write_to(dir).context("cannot write the cluster CA")?;
+    for name in &names {
+        let identity = ca
+            .issue(name)
+            .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
+        written.extend(identity.write_to(dir).context("cannot write a node certificate")?);
+    }
+    print_written(&ca, &names, dir, &written);
+    Ok(())
+}
+
+fn print_written(ca: &ClusterCa, names: &[String], dir: &Path, written: &[PathBuf]) {
+    println!(
+        "cluster `{}`: a CA and {} node certificate{} ({}) in {}",
+        ca.name(),
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        dir.display()
+    );
+    for path in written {
+        let secret = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-key.pem"));
+        println!(
+            "  wrote {}{}",
+            path.display(),
+            if secret { "  (private key, mode 0600)" } else { "" }
+        );
+    }
+    println!(
+        "Give each node its <name>.pem, <name>-key.pem and {CA_CERT_FILE}; keep {CA_KEY_FILE} off the workers \
+         (it is needed only to issue more certificates)."
+    );
+}

@@ -1,0 +1,646 @@
+//! The peer transport: QUIC between daemons, authenticated both ways by the cluster's
+//! certificates ([`super::tls`]).
+//!
+//! One [`PeerEndpoint`] per daemon serves and dials on one UDP socket. A [`PeerConnection`]
+//! has one bidirectional *control stream* (opened by the dialling side, which says [`HELLO`]
+//! and waits for the same answer, so a refused certificate fails [`PeerEndpoint::connect`]
+//! itself) carrying framed [`ControlMessage`]s, and one unidirectional stream per object: an
+//! [`ObjectHeader`] and then exactly `len` bytes, sent in chunks as they are read from the
+//! source and handed to a sink chunk by chunk as they arrive.
+//!
+//! Memory is bounded by QUIC flow control, set in [`PeerConfig`]: a receiver buffers at most
+//! [`PeerConfig::stream_window`] bytes per object and [`PeerConfig::connection_window`] per
+//! connection that it has not read yet; a sender's writes wait for credit, so a slow consumer
+//! slows its producer instead of filling either side's memory.
+//!
+//! What it does not do: act on lost peers (keep-alive and an idle timeout close a silent
+//! connection; reacting to that belongs to the daemon), reconnect, or know the engine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::sync::Mutex;
+
+use super::message::{
+    ControlMessage, DecodeError, EncodeError, FRAME_PREFIX, OBJECT_HEADER_LEN, ObjectHeader, frame_len,
+};
+use super::tls::{self, ClusterTrust, NodeIdentity, TlsError};
+
+/// The first bytes each side writes on the control stream.
+pub const HELLO: &[u8; 4] = b"FFP\x01";
+
+/// Error code of a stream stopped or reset because the object is refused or broken.
+const CODE_ABORTED: VarInt = VarInt::from_u32(1);
+/// Error code of a connection closed by [`PeerConnection::close`].
+const CODE_CLOSED: VarInt = VarInt::from_u32(0);
+/// Error code of a connection closed because the peer broke the protocol.
+const CODE_PROTOCOL: VarInt = VarInt::from_u32(2);
+
+/// Settings of the peer transport.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Bytes of one object a receiver buffers before its reader takes them (QUIC stream
+    /// receive window).
+    pub stream_window: u32,
+    /// Bytes of all streams of one connection a receiver buffers (QUIC connection receive
+    /// window).
+    pub connection_window: u32,
+    /// Bytes a sender keeps in flight, not yet acknowledged, per connection.
+    pub send_window: u64,
+    /// Objects a peer may be sending to this daemon at once.
+    pub max_incoming_objects: u32,
+    /// Bytes read from an object's source per write.
+    pub chunk: usize,
+    /// A ping is sent after this long without traffic, so an idle connection stays up.
+    pub keep_alive: Duration,
+    /// A connection that hears nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            stream_window: 8 << 20,
+            connection_window: 32 << 20,
+            send_window: 32 << 20,
+            max_incoming_objects: 64,
+            chunk: 1 << 20,
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PeerConfig {
+    fn transport(&self) -> Result<TransportConfig, PeerError> {
+        let mut t = TransportConfig::default();
+        t.stream_receive_window(VarInt::from_u32(self.stream_window))
+            .receive_window(VarInt::from_u32(self.connection_window))
+            .send_window(self.send_window)
+            .max_concurrent_uni_streams(VarInt::from_u32(self.max_incoming_objects))
+            .max_concurrent_bidi_streams(VarInt::from_u32(1))
+            .keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(
+                IdleTimeout::try_from(self.idle_timeout)
+                    .map_err(|_| PeerError::Config("idle timeout too long".into()))?,
+            ));
+        Ok(t)
+    }
+}
+
+/// What went wrong on the peer transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The certificates or settings are unusable.
+    #[error("peer transport: {0}")]
+    Tls(#[from] TlsError),
+    /// A setting is unusable.
+    #[error("peer transport: {0}")]
+    Config(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen for peers on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The connection could not be set up: unreachable, or the TLS handshake failed (a
+    /// certificate not from this cluster's CA, none at all, or not the node dialled).
+    #[error(
+        "TLS handshake with {remote}{} failed: {cause} (peers need certificates from the same `faasflow cluster init`, and are dialled by the node name in their certificate)",
+        dialled(.node)
+    )]
+    Handshake {
+        /// The peer's address.
+        remote: SocketAddr,
+        /// The node dialled (`None` for an incoming connection).
+        node: Option<String>,
+        /// What QUIC or TLS said.
+        cause: quinn::ConnectionError,
+    },
+    /// The peer answered something else than faasflow's hello.
+    #[error("{remote} does not speak faasflow's peer protocol: {what}")]
+    NotAPeer {
+        /// The peer's address.
+        remote: SocketAddr,
+        /// What was wrong.
+        what: String,
+    },
+    /// The connection broke or was closed.
+    #[error("connection with {node} lost: {cause}")]
+    Connection {
+        /// The peer's node name.
+        node: String,
+        /// Why.
+        cause: quinn::ConnectionError,
+    },
+    /// A stream broke (reset or stopped by the peer, or the connection closed under it).
+    #[error("stream with {node}: {cause}")]
+    Stream {
+        /// The peer's node name.
+        node: String,
+        /// What happened.
+        cause: String,
+    },
+    /// The peer sent bytes that are not a message.
+    #[error("{node} sent a malformed message: {cause}")]
+    Malformed {
+        /// The peer's node name.
+        node: String,
+        /// What was wrong.
+        cause: DecodeError,
+    },
+    /// A message cannot be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// An object's stream holds more or fewer bytes than its header says.
+    #[error("object {object} from {node}: {what}")]
+    ObjectLength {
+        /// The peer's node name.
+        node: String,
+        /// The object.
+        object: u64,
+        /// What was wrong.
+        what: String,
+    },
+    /// The source of an object being sent failed or ended early.
+    #[error("object {object}: cannot read its bytes: {cause}")]
+    Source {
+        /// The object.
+        object: u64,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The sink of an object being received failed.
+    #[error("object {object}: cannot store its bytes: {cause}")]
+    Sink {
+        /// The object.
+        object: u64,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The endpoint was closed.
+    #[error("the peer endpoint is closed")]
+    EndpointClosed,
+}
+
+fn dialled(node: &Option<String>) -> String {
+    node.as_ref()
+        .map(|n| format!(" (dialled as node `{n}`)"))
+        .unwrap_or_default()
+}
+
+/// A daemon's QUIC endpoint: serves peers and dials them, with this node's certificate.
+#[derive(Debug)]
+pub struct PeerEndpoint {
+    endpoint: quinn::Endpoint,
+    node: String,
+    config: PeerConfig,
+}
+
+impl PeerEndpoint {
+    /// Binds a UDP socket on `addr` and serves peers there as node `identity`, trusting
+    /// certificates of `trust`'s CA. Must be called inside a tokio runtime.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &NodeIdentity,
+        trust: &ClusterTrust,
+        config: PeerConfig,
+    ) -> Result<PeerEndpoint, PeerError> {
+        tls::install_crypto_provider();
+        if config.chunk == 0 {
+            return Err(PeerError::Config("the chunk size must be at least 1 byte".into()));
+        }
+        let transport = Arc::new(config.transport()?);
+        let server_tls = QuicServerConfig::try_from(tls::server_config(identity, trust)?)
+            .map_err(|e| PeerError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
+        server.transport_config(transport.clone());
+        let client_tls = QuicClientConfig::try_from(tls::client_config(identity, trust)?)
+            .map_err(|e| PeerError::Config(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
+        client.transport_config(transport);
+        let mut endpoint = quinn::Endpoint::server(server, addr).map_err(|cause| PeerError::Bind { addr, cause })?;
+        endpoint.set_default_client_config(client);
+        Ok(PeerEndpoint {
+            endpoint,
+            node: identity.name().to_owned(),
+            config,
+        })
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, PeerError> {
+        self.endpoint
+            .local_addr()
+            .map_err(|e| PeerError::Config(format!("no local address: {e}")))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Dials node `node_name` at `addr`. Returns once both sides have checked each other's
+    /// certificate and exchanged [`HELLO`]; a peer outside the cluster is a
+    /// [`PeerError::Handshake`].
+    pub async fn connect(&self, addr: SocketAddr, node_name: &str) -> Result<PeerConnection, PeerError> {
+        let handshake = |cause| PeerError::Handshake {
+            remote: addr,
+            node: Some(node_name.to_owned()),
+            cause,
+        };
+        let connecting = self
+            .endpoint
+            .connect(addr, node_name)
+            .map_err(|e| PeerError::Config(e.to_string()))?;
+        let conn = connecting.await.map_err(handshake)?;
+        let node = peer_node(&conn)?;
+        // The server checks our certificate after the client's side of the handshake is done:
+        // its answer to our hello is what says it accepted us.
+        let (mut send, mut recv) = conn.open_bi().await.map_err(handshake)?;
+        send.write_all(HELLO)
+            .await
+            .map_err(|e| stream_handshake(&conn, addr, Some(node_name), e.to_string()))?;
+        let mut hello = [0; HELLO.len()];
+        recv.read_exact(&mut hello)
+            .await
+            .map_err(|e| stream_handshake(&conn, addr, Some(node_name), e.to_string()))?;
+        check_hello(&conn, addr, &hello)?;
+        Ok(PeerConnection::new(conn, node, send, recv, self.config.chunk))
+    }
+
+    /// Waits for the next peer and sets up its connection. A peer that fails the handshake is
+    /// an error for this call only (log it and accept again); [`PeerError::EndpointClosed`]
+    /// means no peer will come any more.
+    pub async fn accept(&self) -> Result<PeerConnection, PeerError> {
+        let incoming = self.endpoint.accept().await.ok_or(PeerError::EndpointClosed)?;
+        let remote = incoming.remote_address();
+        let handshake = |cause| PeerError::Handshake {
+            remote,
+            node: None,
+            cause,
+        };
+        let conn = incoming.await.map_err(handshake)?;
+        let node = peer_node(&conn)?;
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(handshake)?;
+        let mut hello = [0; HELLO.len()];
+        recv.read_exact(&mut hello)
+            .await
+            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
+        check_hello(&conn, remote, &hello)?;
+        send.write_all(HELLO)
+            .await
+            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
+        Ok(PeerConnection::new(conn, node, send, recv, self.config.chunk))
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn close(&self) {
+        self.endpoint.close(CODE_CLOSED, b"endpoint closed");
+    }
+
+    /// Waits until every connection is closed and its last packets are sent.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// A failure of the hello exchange: the connection's close reason when there is one (it says
+/// why the peer refused), else what the stream said.
+fn stream_handshake(conn: &quinn::Connection, remote: SocketAddr, node: Option<&str>, what: String) -> PeerError {
+    match conn.close_reason() {
+        Some(cause) => PeerError::Handshake {
+            remote,
+            node: node.map(str::to_owned),
+            cause,
+        },
+        None => PeerError::NotAPeer { remote, what },
+    }
+}
+
+fn check_hello(conn: &quinn::Connection, remote: SocketAddr, hello: &[u8; HELLO.len()]) -> Result<(), PeerError> {
+    if hello == HELLO {
+        return Ok(());
+    }
+    conn.close(CODE_PROTOCOL, b"bad hello");
+    Err(PeerError::NotAPeer {
+        remote,
+        what: format!("hello {hello:02x?}, expected {HELLO:02x?}"),
+    })
+}
+
+/// The node name in the (already verified) certificate of a connection's peer.
+fn peer_node(conn: &quinn::Connection) -> Result<String, PeerError> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| TlsError::PeerCertificate("the peer presented no certificate".into()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| TlsError::PeerCertificate("the peer presented no certificate".into()))?;
+    let node = tls::node_name_of(leaf);
+    if node.is_err() {
+        conn.close(CODE_PROTOCOL, b"certificate names no node");
+    }
+    Ok(node?)
+}
+
+/// A connection with one peer daemon.
+#[derive(Debug)]
+pub struct PeerConnection {
+    conn: quinn::Connection,
+    node: String,
+    control_send: Mutex<quinn::SendStream>,
+    control_recv: Mutex<quinn::RecvStream>,
+    chunk: usize,
+}
+
+impl PeerConnection {
+    fn new(
+        conn: quinn::Connection,
+        node: String,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        chunk: usize,
+    ) -> PeerConnection {
+        PeerConnection {
+            conn,
+            node,
+            control_send: Mutex::new(send),
+            control_recv: Mutex::new(recv),
+            chunk,
+        }
+    }
+
+    /// The peer's node name, from its verified certificate.
+    pub fn peer_node(&self) -> &str {
+        &self.node
+    }
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    fn stream_err(&self, cause: impl ToString) -> PeerError {
+        match self.conn.close_reason() {
+            Some(cause) => PeerError::Connection {
+                node: self.node.clone(),
+                cause,
+            },
+            None => PeerError::Stream {
+                node: self.node.clone(),
+                cause: cause.to_string(),
+            },
+        }
+    }
+
+    /// Sends a control message. Messages arrive in the order they are sent.
+    pub async fn send(&self, msg: &ControlMessage) -> Result<(), PeerError> {
+        let mut frame = Vec::new();
+        msg.encode(&mut frame)?;
+        let mut send = self.control_send.lock().await;
+        send.write_all(&frame).await.map_err(|e| self.stream_err(e))
+    }
+
+    /// The next control message; `None` once the peer has closed its side of the control
+    /// stream. A malformed frame closes the connection.
+    pub async fn recv(&self) -> Result<Option<ControlMessage>, PeerError> {
+        let mut recv = self.control_recv.lock().await;
+        let mut prefix = [0; FRAME_PREFIX];
+        match recv.read_exact(&mut prefix).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(e) => return Err(self.stream_err(e)),
+        }
+        let len = frame_len(prefix).map_err(|cause| self.malformed(cause))?;
+        let mut body = vec![0; len];
+        recv.read_exact(&mut body).await.map_err(|e| self.stream_err(e))?;
+        ControlMessage::decode(&body)
+            .map(Some)
+            .map_err(|cause| self.malformed(cause))
+    }
+
+    /// Closes this side of the control stream: the peer's [`PeerConnection::recv`] returns
+    /// `None` after the messages already sent.
+    pub async fn finish_control(&self) -> Result<(), PeerError> {
+        let mut send = self.control_send.lock().await;
+        send.finish().map_err(|e| self.stream_err(e))
+    }
+
+    fn malformed(&self, cause: DecodeError) -> PeerError {
+        self.conn.close(CODE_PROTOCOL, b"malformed control frame");
+        PeerError::Malformed {
+            node: self.node.clone(),
+            cause,
+        }
+    }
+
+    /// Sends an object on a stream of its own: the header, then exactly `header.len` bytes
+    /// read from `source` in chunks. Each write waits for flow-control credit, so at most the
+    /// peer's receive window plus one chunk is buffered on this side. Returns once the peer
+    /// has acknowledged every byte: received, not necessarily stored. A refusal by the peer's
+    /// reader ([`IncomingObject::refuse`], a failing sink) is an error here only if it comes
+    /// before that; after it, the receiving daemon must report it. A source that ends early
+    /// or fails resets the stream.
+    pub async fn send_object<R>(&self, header: ObjectHeader, source: R) -> Result<(), PeerError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut stream = self.conn.open_uni().await.map_err(|cause| PeerError::Connection {
+            node: self.node.clone(),
+            cause,
+        })?;
+        let write_err = |e| match e {
+            quinn::WriteError::Stopped(code) => self.refused(header.object, code),
+            e => self.stream_err(e),
+        };
+        stream.write_all(&header.encode()).await.map_err(write_err)?;
+        let mut source = source.take(header.len);
+        let chunk = usize::try_from(header.len).unwrap_or(usize::MAX).min(self.chunk);
+        let mut buf = vec![0; chunk];
+        let mut sent = 0u64;
+        while sent < header.len {
+            let n = match source.read(&mut buf).await {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the source ended after {sent} of {} bytes", header.len),
+                )),
+                Ok(n) => Ok(n),
+                Err(e) => Err(e),
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(cause) => {
+                    let _ = stream.reset(CODE_ABORTED);
+                    return Err(PeerError::Source {
+                        object: header.object,
+                        cause,
+                    });
+                }
+            };
+            stream.write_all(&buf[..n]).await.map_err(write_err)?;
+            sent += n as u64;
+        }
+        stream.finish().map_err(|e| self.stream_err(e))?;
+        match stream.stopped().await {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(self.refused(header.object, code)),
+            Err(e) => Err(self.stream_err(e)),
+        }
+    }
+
+    fn refused(&self, object: u64, code: VarInt) -> PeerError {
+        PeerError::Stream {
+            node: self.node.clone(),
+            cause: format!("object {object} refused by the peer (code {code})"),
+        }
+    }
+
+    /// Waits for the next object the peer sends and reads its header; its bytes are read
+    /// with [`IncomingObject::read_into`] or [`IncomingObject::next_chunk`].
+    pub async fn accept_object(&self) -> Result<IncomingObject, PeerError> {
+        let mut stream = self.conn.accept_uni().await.map_err(|cause| PeerError::Connection {
+            node: self.node.clone(),
+            cause,
+        })?;
+        let mut header = [0; OBJECT_HEADER_LEN];
+        stream.read_exact(&mut header).await.map_err(|e| self.stream_err(e))?;
+        let header = ObjectHeader::decode(&header).map_err(|cause| {
+            let _ = stream.stop(CODE_ABORTED);
+            PeerError::Malformed {
+                node: self.node.clone(),
+                cause,
+            }
+        })?;
+        Ok(IncomingObject {
+            header,
+            stream,
+            node: self.node.clone(),
+            received: 0,
+            chunk: self.chunk,
+        })
+    }
+
+    /// Closes the connection at once; unread and unsent data is dropped.
+    pub fn close(&self) {
+        self.conn.close(CODE_CLOSED, b"closed");
+    }
+
+    /// Why the connection closed, if it has.
+    pub fn close_reason(&self) -> Option<quinn::ConnectionError> {
+        self.conn.close_reason()
+    }
+}
+
+/// Where a received object's bytes go (the arena, later): chunks in order, at increasing
+/// offsets, `len` bytes in all.
+pub trait ObjectSink {
+    /// Stores `chunk` at `offset` in the object.
+    fn write_chunk(&mut self, offset: u64, chunk: &[u8]) -> std::io::Result<()>;
+}
+
+impl ObjectSink for Vec<u8> {
+    fn write_chunk(&mut self, _offset: u64, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+impl<F> ObjectSink for F
+where
+    F: FnMut(u64, &[u8]) -> std::io::Result<()>,
+{
+    fn write_chunk(&mut self, offset: u64, chunk: &[u8]) -> std::io::Result<()> {
+        self(offset, chunk)
+    }
+}
+
+/// An object arriving from a peer, its header read.
+#[derive(Debug)]
+pub struct IncomingObject {
+    header: ObjectHeader,
+    stream: quinn::RecvStream,
+    node: String,
+    received: u64,
+    chunk: usize,
+}
+
+impl IncomingObject {
+    /// The object's header.
+    pub fn header(&self) -> ObjectHeader {
+        self.header
+    }
+
+    /// Bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The next chunk of the object's bytes, `None` after the last. Never returns more than
+    /// the header's `len` in all; a stream that ends early or holds more is an error.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, PeerError> {
+        let left = self.header.len - self.received;
+        let max = usize::try_from(left).unwrap_or(usize::MAX).clamp(1, self.chunk);
+        let chunk = self.stream.read_chunk(max, true).await.map_err(|e| PeerError::Stream {
+            node: self.node.clone(),
+            cause: format!("object {}: {e}", self.header.object),
+        })?;
+        match chunk {
+            None if left == 0 => Ok(None),
+            None => Err(self.length_error(format!(
+                "the stream ended after {} of {} bytes",
+                self.received, self.header.len
+            ))),
+            Some(_) if left == 0 => {
+                let _ = self.stream.stop(CODE_ABORTED);
+                Err(self.length_error(format!(
+                    "the stream holds more than the {} bytes announced",
+                    self.header.len
+                )))
+            }
+            Some(c) => {
+                self.received += c.bytes.len() as u64;
+                Ok(Some(c.bytes))
+            }
+        }
+    }
+
+    fn length_error(&self, what: String) -> PeerError {
+        PeerError::ObjectLength {
+            node: self.node.clone(),
+            object: self.header.object,
+            what,
+        }
+    }
+
+    /// Reads the whole object into `sink`; returns its length. A failing sink stops the stream
+    /// (the sender's [`PeerConnection::send_object`] fails).
+    pub async fn read_into(mut self, sink: &mut impl ObjectSink) -> Result<u64, PeerError> {
+        while let Some(chunk) = self.next_chunk().await? {
+            let offset = self.received - chunk.len() as u64;
+            if let Err(cause) = sink.write_chunk(offset, &chunk) {
+                let _ = self.stream.stop(CODE_ABORTED);
+                return Err(PeerError::Sink {
+                    object: self.header.object,
+                    cause,
+                });
+            }
+        }
+        Ok(self.received)
+    }
+
+    /// Refuses the object: the sender's [`PeerConnection::send_object`] fails.
+    pub fn refuse(mut self) {
+        let _ = self.stream.stop(CODE_ABORTED);
+    }
+}
