@@ -1,0 +1,324 @@
+//! The remote tier: objects kept in Redis, for edges the plan marks remote, spills when a
+//! quota is full, and MasterSP.
+//!
+//! Keys are namespaced by workflow, version and invocation ([`ObjectKey`] renders as
+//! `ff:{workflow}:{version}:{invocation}:{object}`). Workflow and object names are
+//! percent-escaped (every byte outside `[A-Za-z0-9._-]` becomes `%XX`), so no name can contain
+//! the `:` separator, a glob character or whitespace, and two different keys never render the
+//! same. Each invocation has an index, the Redis set `ffidx:{workflow}:{version}:{invocation}`
+//! of its object keys; [`RemoteStore::put`] writes the object and adds it to the index in one
+//! `MULTI`/`EXEC`, so no object key ever exists outside its index, and
+//! [`RemoteStore::delete_invocation`] removes the index and every key it names in one Lua
+//! script (atomic with respect to concurrent puts). Call it when an invocation ends, whether
+//! it succeeded or failed.
+//!
+//! Values are stored whole, one Redis string per object; objects larger than
+//! [`MAX_OBJECT_LEN`] (Redis's 512 MiB string limit) are refused with
+//! [`RemoteError::TooLarge`] before anything is sent.
+//!
+//! Every operation is bounded by the timeout given to [`RemoteStore::connect`]: an unreachable
+//! or vanished Redis gives an error that names its URL, never a hang. The connection is a
+//! [`ConnectionManager`]: one multiplexed connection, re-established in the background after
+//! it breaks.
+//!
+//! What it does not do: expire keys on its own (a daemon that dies before cleaning up leaves
+//! its invocation's keys behind), chunk objects above 512 MiB, or decide what goes remote.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
+
+/// The largest object the remote tier stores: Redis's limit on a string value (512 MiB).
+pub const MAX_OBJECT_LEN: usize = 512 * 1024 * 1024;
+
+/// Deletes an invocation's index (`KEYS[1]`) and every key it names; returns how many of
+/// those keys existed.
+const DELETE_INVOCATION: &str = r"
+local keys = redis.call('SMEMBERS', KEYS[1])
+local removed = 0
+for i = 1, #keys, 1000 do
+    removed = removed + redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
+end
+redis.call('DEL', KEYS[1])
+return removed
+";
+
+/// Where one object lives in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    /// The workflow's name (any string; escaped when rendered).
+    pub workflow: String,
+    /// The workflow's version.
+    pub version: u64,
+    /// The invocation the object belongs to.
+    pub invocation: u64,
+    /// The object's name within the invocation (any string; escaped when rendered).
+    pub object: String,
+}
+
+impl ObjectKey {
+    /// The key of `object` in `workflow`'s `version`, invocation `invocation`.
+    pub fn new(workflow: impl Into<String>, version: u64, invocation: u64, object: impl Into<String>) -> Self {
+        Self {
+            workflow: workflow.into(),
+            version,
+            invocation,
+            object: object.into(),
+        }
+    }
+
+    /// The Redis key: `ff:{workflow}:{version}:{invocation}:{object}`, names escaped.
+    pub fn redis_key(&self) -> String {
+        format!(
+            "{}:{}",
+            invocation_prefix(&self.workflow, self.version, self.invocation),
+            escape(&self.object)
+        )
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redis_key())
+    }
+}
+
+/// `ff:{workflow}:{version}:{invocation}`: what every object key of the invocation starts with.
+fn invocation_prefix(workflow: &str, version: u64, invocation: u64) -> String {
+    format!("ff:{}:{version}:{invocation}", escape(workflow))
+}
+
+/// The Redis set naming every object key of the invocation.
+fn index_key(workflow: &str, version: u64, invocation: u64) -> String {
+    format!("ffidx:{}:{version}:{invocation}", escape(workflow))
+}
+
+/// Percent-escapes every byte outside `[A-Za-z0-9._-]`, `%` included, so the result is
+/// injective and never holds `:`, glob characters or whitespace.
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Why the remote tier failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The URL is not a Redis URL.
+    #[error("invalid Redis URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// No connection to Redis could be made when the store was created.
+    #[error(
+        "cannot reach Redis at {url}: {reason}; start redis-server or run without --redis (objects then stay on this worker)"
+    )]
+    Unreachable { url: String, reason: String },
+    /// An operation did not finish within the store's timeout.
+    #[error("Redis at {url} did not answer {op} on {key} within {timeout:?}")]
+    Timeout {
+        url: String,
+        op: &'static str,
+        key: String,
+        timeout: Duration,
+    },
+    /// An operation failed: the connection broke, Redis refused it, or its answer was unexpected.
+    #[error("Redis at {url} failed {op} on {key}: {reason}")]
+    Failed {
+        url: String,
+        op: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// The object is larger than Redis stores in one value.
+    #[error("object {key} is {len} bytes; the remote tier stores at most {max} bytes per object")]
+    TooLarge { key: String, len: usize, max: usize },
+}
+
+/// Objects in Redis, addressed by [`ObjectKey`]. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct RemoteStore {
+    url: String,
+    timeout: Duration,
+    conn: ConnectionManager,
+}
+
+impl fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteStore")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteStore {
+    /// Connects to the Redis at `url` (`redis://host:port[/db]`). `timeout` bounds the
+    /// connection and, later, every operation. Fails with [`RemoteError::Unreachable`] when
+    /// Redis does not answer within it.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, RemoteError> {
+        let client = Client::open(url).map_err(|e| RemoteError::InvalidUrl {
+            url: url.to_owned(),
+            reason: describe(&e),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(timeout);
+        let unreachable = |reason: String| RemoteError::Unreachable {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut conn = match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(unreachable(describe(&e))),
+            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+        };
+        let ping = tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        match ping {
+            Ok(Ok(_)) => Ok(Self {
+                url: url.to_owned(),
+                timeout,
+                conn,
+            }),
+            Ok(Err(e)) => Err(unreachable(describe(&e))),
+            Err(_) => Err(unreachable(format!("no answer to PING within {timeout:?}"))),
+        }
+    }
+
+    /// The URL this store was connected to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stores `bytes` under `key` (replacing any earlier value) and records the key in its
+    /// invocation's index, atomically.
+    pub async fn put(&self, key: &ObjectKey, bytes: &[u8]) -> Result<(), RemoteError> {
+        let rkey = key.redis_key();
+        if bytes.len() > MAX_OBJECT_LEN {
+            return Err(RemoteError::TooLarge {
+                key: rkey,
+                len: bytes.len(),
+                max: MAX_OBJECT_LEN,
+            });
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&rkey)
+            .arg(bytes)
+            .ignore()
+            .cmd("SADD")
+            .arg(index_key(&key.workflow, key.version, key.invocation))
+            .arg(&rkey)
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.bounded("SET", &rkey, pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// The bytes stored under `key`, or `None` when there are none.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, RemoteError> {
+        let rkey = key.redis_key();
+        let mut conn = self.conn.clone();
+        self.bounded(
+            "GET",
+            &rkey,
+            redis::cmd("GET").arg(&rkey).query_async::<Option<Vec<u8>>>(&mut conn),
+        )
+        .await
+    }
+
+    /// Deletes every object of the invocation and its index; returns how many objects were
+    /// removed. Deleting an invocation with no objects removes nothing and succeeds.
+    pub async fn delete_invocation(&self, workflow: &str, version: u64, invocation: u64) -> Result<usize, RemoteError> {
+        let index = index_key(workflow, version, invocation);
+        let mut conn = self.conn.clone();
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(DELETE_INVOCATION).arg(1).arg(&index);
+        self.bounded("delete_invocation", &index, eval.query_async::<usize>(&mut conn))
+            .await
+    }
+
+    /// The Redis keys of the invocation's objects, sorted (from its index).
+    pub async fn keys_of(&self, workflow: &str, version: u64, invocation: u64) -> Result<Vec<String>, RemoteError> {
+        let index = index_key(workflow, version, invocation);
+        let mut conn = self.conn.clone();
+        let mut keys = self
+            .bounded(
+                "SMEMBERS",
+                &index,
+                redis::cmd("SMEMBERS").arg(&index).query_async::<Vec<String>>(&mut conn),
+            )
+            .await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Runs `fut` within the store's timeout, naming `op` and `key` in its error.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RemoteError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(RemoteError::Timeout {
+                url: self.url.clone(),
+                op,
+                key: key.to_owned(),
+                timeout: self.timeout,
+            }),
+            Ok(Err(e)) => Err(RemoteError::Failed {
+                url: self.url.clone(),
+                op,
+                key: key.to_owned(),
+                reason: describe(&e),
+            }),
+            Err(_) => Err(RemoteError::Timeout {
+                url: self.url.clone(),
+                op,
+                key: key.to_owned(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+}
+
+/// A short description of a Redis error: "connection refused" rather than the crate's debug
+/// form.
+fn describe(e: &RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if e.is_timeout() {
+        "connection timed out".to_owned()
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_so_keys_cannot_collide() {
+        assert_eq!(ObjectKey::new("wf", 1, 7, "out").redis_key(), "ff:wf:1:7:out");
+        let a = ObjectKey::new("a:1", 2, 3, "x");
+        let b = ObjectKey::new("a", 1, 2, "3:x");
+        assert_ne!(a.redis_key(), b.redis_key());
+        assert_eq!(a.redis_key(), "ff:a%3A1:2:3:x");
+        assert_eq!(b.redis_key(), "ff:a:1:2:3%3Ax");
+        assert_eq!(escape("%3A"), "%253A");
+        assert_eq!(escape("a b*?[]\n"), "a%20b%2A%3F%5B%5D%0A");
+        assert_eq!(escape("é"), "%C3%A9");
+    }
+}
