@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use faasflow_daemon::io::message::{ControlMessage, ObjectHeader, OutputRef, Skipped, Trigger};
+use faasflow_daemon::io::message::{ControlMessage, ObjectHeader, OutputRef, Route, Trigger};
 use faasflow_daemon::io::peer::{PeerConfig, PeerConnection, PeerEndpoint, PeerError};
 use faasflow_daemon::io::tls::{self, ClusterCa, ClusterTrust, NodeIdentity};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -80,12 +80,14 @@ fn checksum(bytes: &[u8]) -> u64 {
 
 fn trigger() -> ControlMessage {
     ControlMessage::Trigger(Trigger {
-        workflow: "wordcount".into(),
-        version: 3,
-        invocation: 42,
-        from_node: "split".into(),
-        to_node: "count".into(),
-        element: Some(7),
+        route: Route {
+            workflow: "wordcount".into(),
+            version: 3,
+            invocation: 42,
+            from_node: "split".into(),
+            to_node: "count".into(),
+            element: Some(7),
+        },
         outputs: vec![
             OutputRef {
                 name: "words".into(),
@@ -102,7 +104,7 @@ fn trigger() -> ControlMessage {
 }
 
 fn skipped() -> ControlMessage {
-    ControlMessage::Skipped(Skipped {
+    ControlMessage::Skipped(Route {
         workflow: "wordcount".into(),
         version: 3,
         invocation: 42,

@@ -23,22 +23,30 @@ const TAG_TRIGGER: u8 = 1;
 const TAG_SKIPPED: u8 = 2;
 const TAG_OBJECT: u8 = 0x10;
 
-/// A successor's predecessor finished on another daemon: its outputs, by name, are objects
-/// pushed (or being pushed) on their own streams.
+/// Which edge of which invocation a control message is about: a predecessor on the sending
+/// daemon and its successor on the receiving one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trigger {
+pub struct Route {
     /// The workflow's name.
     pub workflow: String,
     /// The plan version the invocation runs on.
     pub version: u64,
     /// The invocation.
     pub invocation: u64,
-    /// The function that finished (the predecessor).
+    /// The predecessor (the function that finished, or was skipped).
     pub from_node: String,
     /// The function on the receiving daemon it precedes.
     pub to_node: String,
     /// The foreach element, if the predecessor is in a foreach body.
     pub element: Option<u32>,
+}
+
+/// A successor's predecessor finished on another daemon: its outputs, by name, are objects
+/// pushed (or being pushed) on their own streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The edge.
+    pub route: Route,
     /// The predecessor's outputs.
     pub outputs: Vec<OutputRef>,
 }
@@ -54,30 +62,13 @@ pub struct OutputRef {
     pub len: u64,
 }
 
-/// A successor's predecessor was skipped (a switch case not taken) on another daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// The workflow's name.
-    pub workflow: String,
-    /// The plan version the invocation runs on.
-    pub version: u64,
-    /// The invocation.
-    pub invocation: u64,
-    /// The function that was skipped.
-    pub from_node: String,
-    /// The function on the receiving daemon it precedes.
-    pub to_node: String,
-    /// The foreach element, if any.
-    pub element: Option<u32>,
-}
-
 /// A message on a peer connection's control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
     /// A predecessor finished.
     Trigger(Trigger),
-    /// A predecessor was skipped.
-    Skipped(Skipped),
+    /// A predecessor was skipped (a switch case not taken) on another daemon.
+    Skipped(Route),
 }
 
 /// The first bytes of an object's stream; the object's bytes follow, exactly `len` of them.
@@ -165,15 +156,7 @@ impl ControlMessage {
         match self {
             ControlMessage::Trigger(t) => {
                 out.push(TAG_TRIGGER);
-                put_common(
-                    out,
-                    &t.workflow,
-                    t.version,
-                    t.invocation,
-                    &t.from_node,
-                    &t.to_node,
-                    t.element,
-                )?;
+                put_route(out, &t.route)?;
                 let count = u32::try_from(t.outputs.len()).map_err(|_| EncodeError::TooLarge { len: usize::MAX })?;
                 out.extend_from_slice(&count.to_le_bytes());
                 for o in &t.outputs {
@@ -184,15 +167,7 @@ impl ControlMessage {
             }
             ControlMessage::Skipped(s) => {
                 out.push(TAG_SKIPPED);
-                put_common(
-                    out,
-                    &s.workflow,
-                    s.version,
-                    s.invocation,
-                    &s.from_node,
-                    &s.to_node,
-                    s.element,
-                )?;
+                put_route(out, s)?;
             }
         }
         Ok(())
@@ -206,7 +181,7 @@ impl ControlMessage {
         let mut r = Reader(body);
         let msg = match r.u8()? {
             TAG_TRIGGER => {
-                let (workflow, version, invocation, from_node, to_node, element) = r.common()?;
+                let route = r.route()?;
                 let count = r.u32()?;
                 // Each output takes at least 18 bytes: a count beyond what is left is a lie.
                 let mut outputs = Vec::with_capacity((count as usize).min(r.0.len() / 18));
@@ -217,27 +192,9 @@ impl ControlMessage {
                         len: r.u64()?,
                     });
                 }
-                ControlMessage::Trigger(Trigger {
-                    workflow,
-                    version,
-                    invocation,
-                    from_node,
-                    to_node,
-                    element,
-                    outputs,
-                })
+                ControlMessage::Trigger(Trigger { route, outputs })
             }
-            TAG_SKIPPED => {
-                let (workflow, version, invocation, from_node, to_node, element) = r.common()?;
-                ControlMessage::Skipped(Skipped {
-                    workflow,
-                    version,
-                    invocation,
-                    from_node,
-                    to_node,
-                    element,
-                })
-            }
+            TAG_SKIPPED => ControlMessage::Skipped(r.route()?),
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         match r.0.len() {
@@ -301,21 +258,13 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), EncodeE
     Ok(())
 }
 
-fn put_common(
-    out: &mut Vec<u8>,
-    workflow: &str,
-    version: u64,
-    invocation: u64,
-    from_node: &str,
-    to_node: &str,
-    element: Option<u32>,
-) -> Result<(), EncodeError> {
-    put_str(out, workflow, "the workflow name")?;
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&invocation.to_le_bytes());
-    put_str(out, from_node, "the predecessor's name")?;
-    put_str(out, to_node, "the successor's name")?;
-    match element {
+fn put_route(out: &mut Vec<u8>, r: &Route) -> Result<(), EncodeError> {
+    put_str(out, &r.workflow, "the workflow name")?;
+    out.extend_from_slice(&r.version.to_le_bytes());
+    out.extend_from_slice(&r.invocation.to_le_bytes());
+    put_str(out, &r.from_node, "the predecessor's name")?;
+    put_str(out, &r.to_node, "the successor's name")?;
+    match r.element {
         None => out.push(0),
         Some(e) => {
             out.push(1);
@@ -327,8 +276,6 @@ fn put_common(
 
 /// Reads fields from the front of a byte slice.
 struct Reader<'a>(&'a [u8]);
-
-type Common = (String, u64, u64, String, String, Option<u32>);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
@@ -363,18 +310,19 @@ impl Reader<'_> {
         String::from_utf8(s.to_vec()).map_err(|_| DecodeError::BadUtf8)
     }
 
-    fn common(&mut self) -> Result<Common, DecodeError> {
-        let workflow = self.string()?;
-        let version = self.u64()?;
-        let invocation = self.u64()?;
-        let from_node = self.string()?;
-        let to_node = self.string()?;
-        let element = match self.u8()? {
-            0 => None,
-            1 => Some(self.u32()?),
-            flag => return Err(DecodeError::BadFlag(flag)),
-        };
-        Ok((workflow, version, invocation, from_node, to_node, element))
+    fn route(&mut self) -> Result<Route, DecodeError> {
+        Ok(Route {
+            workflow: self.string()?,
+            version: self.u64()?,
+            invocation: self.u64()?,
+            from_node: self.string()?,
+            to_node: self.string()?,
+            element: match self.u8()? {
+                0 => None,
+                1 => Some(self.u32()?),
+                flag => return Err(DecodeError::BadFlag(flag)),
+            },
+        })
     }
 }
 
@@ -403,19 +351,21 @@ mod tests {
             .prop_map(
                 |(workflow, version, invocation, from_node, to_node, element, outputs)| {
                     ControlMessage::Trigger(Trigger {
-                        workflow,
-                        version,
-                        invocation,
-                        from_node,
-                        to_node,
-                        element,
+                        route: Route {
+                            workflow,
+                            version,
+                            invocation,
+                            from_node,
+                            to_node,
+                            element,
+                        },
                         outputs,
                     })
                 },
             );
         let skipped = (name, any::<u64>(), any::<u64>(), name, name, element()).prop_map(
             |(workflow, version, invocation, from_node, to_node, element)| {
-                ControlMessage::Skipped(Skipped {
+                ControlMessage::Skipped(Route {
                     workflow,
                     version,
                     invocation,
@@ -495,12 +445,14 @@ mod tests {
     #[test]
     fn encoding_refuses_what_decoding_would_refuse() {
         let huge = ControlMessage::Trigger(Trigger {
-            workflow: "w".into(),
-            version: 1,
-            invocation: 1,
-            from_node: "a".into(),
-            to_node: "b".into(),
-            element: None,
+            route: Route {
+                workflow: "w".into(),
+                version: 1,
+                invocation: 1,
+                from_node: "a".into(),
+                to_node: "b".into(),
+                element: None,
+            },
             outputs: vec![
                 OutputRef {
                     name: "x".repeat(1000),
@@ -513,7 +465,7 @@ mod tests {
         let mut buf = vec![7];
         assert!(matches!(huge.encode(&mut buf), Err(EncodeError::TooLarge { .. })));
         assert_eq!(buf, [7], "a failed encode leaves the buffer as it was");
-        let long = ControlMessage::Skipped(Skipped {
+        let long = ControlMessage::Skipped(Route {
             workflow: "w".repeat(70_000),
             version: 1,
             invocation: 1,
@@ -529,7 +481,7 @@ mod tests {
         assert_eq!(ControlMessage::decode(&[9]), Err(DecodeError::UnknownTag(9)));
         assert_eq!(ControlMessage::decode(&[]), Err(DecodeError::Truncated));
         let mut buf = Vec::new();
-        ControlMessage::Skipped(Skipped {
+        ControlMessage::Skipped(Route {
             workflow: "w".into(),
             version: 1,
             invocation: 2,
