@@ -1,4 +1,4 @@
-//! faasflow's per-worker daemon. For now it holds the invocation [`engine`]: a sans-IO state
+//! faasflow's per-worker daemon. It drives the invocation [`engine`] (which lives in the planner crate, so that MasterSP's central engine runs the same code): a sans-IO state
 //! machine that installs compiled workflows, keeps per-invocation state, and says which
 //! function to trigger, cancel, or which object to release; and the bookkeeping of FaaStore's
 //! arena ([`store`]), which gives objects their place in shared memory; and the peer transport
@@ -12,7 +12,7 @@
 //! bytes and freeing arena memory belong to the drivers that act on its [`engine::Action`]s.
 #![forbid(unsafe_code)]
 
-pub mod engine;
+pub use faasflow_planner::engine;
 pub mod io;
 pub mod pool;
 pub mod report;

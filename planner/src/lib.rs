@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod convert;
 pub mod dag;
+pub mod engine;
 pub mod error;
 pub mod faasflow;
 pub mod r#gen;

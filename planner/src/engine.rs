@@ -34,8 +34,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, NodeKind, Workflow};
+use crate::NodeId;
+use crate::dag::{DataSource, NodeKind, Workflow};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
@@ -199,8 +199,8 @@ struct Installed {
     conditions: HashMap<u32, Vec<cel::Program>>,
     /// Outputs read by the workflow's result: (node, output).
     result_reads: HashSet<(u32, String)>,
-    /// Nodes this worker runs.
-    #[allow(dead_code)] // Read once remote nodes exist (multi-worker issue).
+    /// Task nodes this worker runs; the others run on other workers, whose completions the
+    /// driver reports like local ones.
     local: HashSet<NodeId>,
 }
 
@@ -243,6 +243,9 @@ struct Invocation {
     objects: HashMap<u64, u32>,
     /// Root-scope nodes not yet done or skipped.
     open_roots: usize,
+    /// Completions of other workers' tasks reported before this engine saw them start (their
+    /// predecessors' completions are still on their way): applied when they do.
+    early: HashMap<Key, Vec<(String, ObjectRef)>>,
 }
 
 /// The engine. See the module docs.
@@ -268,8 +271,11 @@ impl Engine {
         }
     }
 
-    /// Installs a workflow version. `local` holds the nodes this worker runs; every task node
-    /// must be local for now (remote nodes arrive with the multi-worker engine).
+    /// Installs a workflow version. `local` holds the task nodes this worker runs: the engine
+    /// emits [`Action::Trigger`] for those only. A task of another worker is *running* from
+    /// the moment its inputs are ready until the driver reports its completion (done, or the
+    /// invocation [aborted](Engine::abort)); it has no timeout or retry here, its own worker
+    /// applies them.
     pub fn install(
         &mut self,
         workflow: Arc<Workflow>,
@@ -301,12 +307,6 @@ impl Engine {
                 let programs =
                     cond::compile(&texts).map_err(|e| unsupported(format!("switch `{}`: {e}", node.name)))?;
                 conditions.insert(n.index() as u32, programs);
-            }
-            if node.task().is_some() && !local.contains(&n) {
-                return Err(unsupported(format!(
-                    "task `{}` is not on this worker (remote nodes are not supported yet)",
-                    node.name
-                )));
             }
         }
         let result_reads = workflow
@@ -386,6 +386,7 @@ impl Engine {
             foreach: HashMap::new(),
             objects: HashMap::new(),
             open_roots: 0,
+            early: HashMap::new(),
         };
         let mut ready = Vec::new();
         for n in wf.graph.node_indices() {
@@ -449,6 +450,19 @@ impl Engine {
                 Status::Running { attempt, deadline } => Some((attempt, deadline)),
                 _ => None,
             });
+        let early = running.is_none()
+            && self.invocations.get(&invocation).is_some_and(|inv| {
+                !inv.inst_key.local.contains(&node)
+                    && inv.inst.get(&key).is_none_or(|i| i.status == Status::Waiting)
+                    && !inv.early.contains_key(&key)
+            });
+        if early {
+            // Another worker's task whose start this engine has not seen yet.
+            if let Some(inv) = self.invocations.get_mut(&invocation) {
+                inv.early.insert(key, outputs);
+            }
+            return;
+        }
         let Some((_, deadline)) = running else {
             // Stale: the invocation ended or the attempt was given up. Free what it made.
             for (_, o) in outputs {
@@ -459,6 +473,19 @@ impl Engine {
         if let Some(d) = deadline {
             self.timers.remove(&(d, invocation, key.0, key.1));
         }
+        let mut ready = Vec::new();
+        self.complete_into(invocation, key, outputs, &mut ready);
+        self.run(now, invocation, ready);
+    }
+
+    /// Records a task's outputs and resolves it as done.
+    fn complete_into(
+        &mut self,
+        invocation: InvocationId,
+        key: Key,
+        outputs: Vec<(String, ObjectRef)>,
+        ready: &mut Vec<Key>,
+    ) {
         let Some(inv) = self.invocations.get_mut(&invocation) else {
             return;
         };
@@ -482,7 +509,7 @@ impl Engine {
         for id in to_release {
             self.actions.push_back(Action::Release { object: id });
         }
-        self.resolve(now, invocation, key, Status::Done);
+        self.resolve_into(Duration::ZERO, invocation, key, Status::Done, ready);
     }
 
     /// A function attempt failed; retried per the function's policy, else the invocation
@@ -511,6 +538,18 @@ impl Engine {
             self.timers.remove(&(d, invocation, key.0, key.1));
         }
         self.attempt_failed(now, invocation, key, attempt, error);
+    }
+
+    /// Ends an invocation with `message` as its error, as if a step had failed: what runs is
+    /// cancelled and every object released. For failures decided elsewhere: a step of another
+    /// worker that failed for good, a lost worker. Unknown or ended invocations are ignored.
+    pub fn abort(&mut self, invocation: InvocationId, message: String) {
+        self.fail(invocation, (u32::MAX, None), message);
+    }
+
+    /// Whether `invocation` is running.
+    pub fn is_running(&self, invocation: InvocationId) -> bool {
+        self.invocations.contains_key(&invocation)
     }
 
     /// Advances time: fires timeouts and due retries.
@@ -709,7 +748,17 @@ impl Engine {
                 continue;
             }
             match &wf.graph[n].kind {
-                NodeKind::Task(_) => self.trigger(now, invocation, key, 1),
+                NodeKind::Task(_) => {
+                    self.trigger(now, invocation, key, 1);
+                    // Another worker's task may have finished already.
+                    let early = self
+                        .invocations
+                        .get_mut(&invocation)
+                        .and_then(|inv| inv.early.remove(&key));
+                    if let Some(outputs) = early {
+                        self.complete_into(invocation, key, outputs, &mut ready);
+                    }
+                }
                 NodeKind::Join(_) => {
                     self.resolve_into(now, invocation, key, Status::Done, &mut ready);
                 }
@@ -780,12 +829,6 @@ impl Engine {
         if self.invocations.get(&invocation).is_some_and(|inv| inv.open_roots == 0) {
             self.finish(invocation);
         }
-    }
-
-    fn resolve(&mut self, now: Duration, invocation: InvocationId, key: Key, status: Status) {
-        let mut ready = Vec::new();
-        self.resolve_into(now, invocation, key, status, &mut ready);
-        self.run(now, invocation, ready);
     }
 
     /// Marks a node instance done or skipped and propagates to its successors.
@@ -946,6 +989,16 @@ impl Engine {
         let Some(task) = wf.graph[n].task() else {
             return;
         };
+        if !inv.inst_key.local.contains(&n) {
+            // Another worker runs it: wait for its completion.
+            if let Some(i) = inv.inst.get_mut(&key) {
+                i.status = Status::Running {
+                    attempt,
+                    deadline: None,
+                };
+            }
+            return;
+        }
         let inputs = task
             .inputs
             .iter()

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_daemon::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{NodeKind, ValueKind, Workflow};
+use faasflow_planner::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;
@@ -881,4 +881,183 @@ proptest! {
         prop_assert_eq!(sim.triggers.len(), sim.wf.task_count());
         prop_assert!(sim.next_obj > 1);
     }
+}
+
+/// Engines of several workers, each running the tasks assigned to it and told of the others'
+/// completions (in any order, after any delay), agree: every task instance runs once, on its
+/// worker; every engine ends with the same result; every object each engine was told of is
+/// released by it exactly once.
+fn run_replicated(wf: Workflow, workers: u32, seed: u64) {
+    let wf = Arc::new(wf);
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let owner: HashMap<NodeId, u32> = wf
+        .graph
+        .node_indices()
+        .map(|n| (n, (next() % u64::from(workers)) as u32))
+        .collect();
+    let mut engines: Vec<Engine> = (0..workers)
+        .map(|w| {
+            let mut e = Engine::new(EngineConfig { seed });
+            let local = owner.iter().filter(|(_, o)| **o == w).map(|(n, _)| *n).collect();
+            e.install(wf.clone(), 1, local).unwrap();
+            e
+        })
+        .collect();
+    let mut input = serde_json::Map::new();
+    for i in &wf.inputs {
+        let v = match i.kind {
+            ValueKind::List => serde_json::json!([0, 1, 2]),
+            ValueKind::Json => serde_json::json!(true),
+            ValueKind::Bytes => serde_json::json!("x"),
+        };
+        input.insert(i.name.clone(), v);
+    }
+    for e in &mut engines {
+        e.start(Duration::ZERO, &wf.name, 1, 1, serde_json::Value::Object(input.clone()))
+            .unwrap();
+    }
+    // Completions in flight: (worker it is for, event).
+    let mut mail: Vec<(usize, Event)> = Vec::new();
+    // Local completions to make: (worker, node, element, outputs).
+    let mut running: Vec<(usize, NodeId, Option<u32>)> = Vec::new();
+    let mut triggered: HashMap<(NodeId, Option<u32>), u32> = HashMap::new();
+    let mut told: Vec<HashSet<u64>> = vec![HashSet::new(); workers as usize];
+    let mut released: Vec<Vec<u64>> = vec![Vec::new(); workers as usize];
+    type Outcome = Option<Result<Vec<(String, InputValue)>, String>>;
+    let mut results: Vec<Outcome> = vec![None; workers as usize];
+    let mut next_obj = 1u64;
+    loop {
+        for (w, e) in engines.iter_mut().enumerate() {
+            while let Some(a) = e.poll_action() {
+                match a {
+                    Action::Trigger { node, element, .. } => {
+                        assert_eq!(
+                            owner[&node], w as u32,
+                            "`{}` triggered off its worker",
+                            wf.graph[node].name
+                        );
+                        *triggered.entry((node, element)).or_default() += 1;
+                        running.push((w, node, element));
+                    }
+                    Action::Release { object } => released[w].push(object),
+                    Action::Finished { result, .. } => {
+                        assert!(results[w].is_none(), "worker {w} finished twice");
+                        results[w] = Some(result);
+                    }
+                    Action::Cancel { .. } => {}
+                }
+            }
+        }
+        if mail.is_empty() && running.is_empty() {
+            break;
+        }
+        // Either a function ends, or a message is delivered: chosen at random.
+        let pick = next() as usize % (mail.len() + running.len());
+        if pick < running.len() {
+            let (w, node, element) = running.swap_remove(pick);
+            let task = wf.graph[node].task().unwrap();
+            let outputs: Vec<(String, ObjectRef)> = task
+                .spec
+                .outputs
+                .iter()
+                .map(|o| {
+                    next_obj += 1;
+                    let json = match o.kind {
+                        ValueKind::Json => Some(Arc::new(serde_json::json!(true))),
+                        ValueKind::List => Some(Arc::new(serde_json::json!([0, 1]))),
+                        ValueKind::Bytes => None,
+                    };
+                    (
+                        o.name.clone(),
+                        ObjectRef {
+                            id: next_obj,
+                            len: 1,
+                            json,
+                        },
+                    )
+                })
+                .collect();
+            for to in 0..engines.len() {
+                for (_, o) in &outputs {
+                    told[to].insert(o.id);
+                }
+                let ev = Event::FunctionDone {
+                    invocation: 1,
+                    node,
+                    element,
+                    outputs: outputs.clone(),
+                };
+                if to == w {
+                    engines[to].handle(Duration::ZERO, ev);
+                } else {
+                    mail.push((to, ev));
+                }
+            }
+        } else {
+            let (to, ev) = mail.swap_remove(pick - running.len());
+            engines[to].handle(Duration::ZERO, ev);
+        }
+    }
+    for (k, n) in &triggered {
+        assert_eq!(*n, 1, "`{}` element {:?} ran {n} times", wf.graph[k.0].name, k.1);
+    }
+    let first = results[0].clone().unwrap_or_else(|| {
+        panic!(
+            "`{}` seed {seed}: worker 0 did not finish; results {results:?}; triggered {triggered:?}",
+            wf.name
+        )
+    });
+    for (w, r) in results.iter().enumerate() {
+        assert_eq!(r.as_ref(), Some(&first), "worker {w} ended otherwise than worker 0");
+        let mut rel = released[w].clone();
+        rel.sort_unstable();
+        let before = rel.len();
+        rel.dedup();
+        assert_eq!(before, rel.len(), "worker {w} released an object twice");
+        let mut t: Vec<u64> = told[w].iter().copied().collect();
+        t.sort_unstable();
+        assert_eq!(rel, t, "worker {w} did not release exactly what it was told of");
+        assert_eq!(engines[w].objects_held(), 0);
+        assert_eq!(engines[w].invocations_in_flight(), 0);
+    }
+}
+
+#[test]
+fn engines_of_several_workers_agree_on_every_fixture() {
+    for wf in fixtures() {
+        for seed in 1..=8 {
+            run_replicated(wf.clone(), 3, seed);
+        }
+    }
+}
+
+#[test]
+fn abort_ends_an_invocation_and_releases_everything() {
+    let wf = Arc::new(load(FOREACH));
+    let mut e = Engine::new(EngineConfig::default());
+    e.install(wf.clone(), 1, HashSet::new()).unwrap();
+    e.start(Duration::ZERO, &wf.name, 1, 9, serde_json::json!({"items": [1, 2]}))
+        .unwrap();
+    // Nothing is local: nothing is triggered.
+    while let Some(a) = e.poll_action() {
+        assert!(!matches!(a, Action::Trigger { .. }), "{a:?}");
+    }
+    assert!(e.is_running(9));
+    e.abort(9, "worker `w2` was lost".into());
+    let mut finished = None;
+    while let Some(a) = e.poll_action() {
+        if let Action::Finished { result, .. } = a {
+            finished = Some(result);
+        }
+    }
+    assert_eq!(finished, Some(Err("worker `w2` was lost".into())));
+    assert!(!e.is_running(9));
+    assert_eq!(e.objects_held(), 0);
+    assert_eq!(e.timers_pending(), 0);
 }

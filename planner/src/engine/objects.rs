@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use faasflow_planner::NodeId;
+use crate::NodeId;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
@@ -124,7 +124,8 @@ pub(super) fn drop_reads(actions: &mut VecDeque<Action>, installed: &Installed, 
 
 /// Releases every object an ending invocation still holds, in id order.
 pub(super) fn release_all(actions: &mut VecDeque<Action>, inv: Invocation) {
-    let mut ids: Vec<u64> = inv.objects.into_keys().collect();
+    let early = inv.early.into_values().flatten().map(|(_, o)| o.id);
+    let mut ids: Vec<u64> = inv.objects.into_keys().chain(early).collect();
     ids.sort_unstable();
     for id in ids {
         actions.push_back(Action::Release { object: id });

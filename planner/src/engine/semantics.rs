@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use faasflow_planner::NodeId;
-use faasflow_planner::dag::DataSource;
+use crate::NodeId;
+use crate::dag::DataSource;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
