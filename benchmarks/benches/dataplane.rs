@@ -342,7 +342,7 @@ fn handoff(b: &Bench, name: &str, size: u64, tier: &str) -> f64 {
         let r = b.invoke(name, json!({}));
         assert_eq!(r.edges.len(), 1, "{:?}", r.edges);
         let e = &r.edges[0];
-        assert_eq!((e.tier, e.bytes), (tier, size), "{name}: {e:?}");
+        assert_eq!((e.tier.as_str(), e.bytes), (tier, size), "{name}: {e:?}");
         let (p, c) = (record(&r, "produce"), record(&r, "consume"));
         if tier == "in-process" {
             assert_eq!(p.instance, c.instance, "{name}: one instance");

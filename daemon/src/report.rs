@@ -1,17 +1,17 @@
 //! The report of one invocation: what ran where and when, what moved, and where the time went.
 //! Its JSON form is stable and documented in `docs/run-report.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One invocation's report. Times are µs since the invocation started.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `"ok"` or `"failed"`.
-    pub status: &'static str,
+    pub status: String,
     /// The workflow's outputs by name (`null` when it failed).
     pub output: serde_json::Value,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Invocation id.
     pub invocation: u64,
@@ -34,10 +34,12 @@ pub struct Report {
 }
 
 /// One function attempt (or a task that was skipped).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionRecord {
     /// Task name.
     pub name: String,
+    /// The worker that ran it (the daemon's name; `local` for `faasflow run`).
+    pub worker: String,
     /// Index of the foreach element, if in a foreach body.
     pub element: Option<u32>,
     /// Id of the instance that ran it (`null` if it never started).
@@ -53,12 +55,12 @@ pub struct FunctionRecord {
     /// It did not run: a switch did not take its branch.
     pub skipped: bool,
     /// Why the attempt failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// One object read by one function.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeRecord {
     /// Producer task.
     pub from: String,
@@ -66,9 +68,9 @@ pub struct EdgeRecord {
     pub to: String,
     /// Bytes of the object.
     pub bytes: u64,
-    /// `in-process` (same instance), `shared-memory` (same worker, another instance) or
-    /// `spill` (reloaded from the spill directory).
-    pub tier: &'static str,
+    /// `in-process` (same instance), `shared-memory` (same worker, another instance), `peer`
+    /// (pushed from another worker over QUIC) or `spill` (reloaded from the spill directory).
+    pub tier: String,
     /// Time spent moving it for this consumer, µs (0 when passed by reference).
     pub transfer_us: f64,
 }

@@ -27,6 +27,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -35,11 +36,13 @@ use std::time::{Duration, Instant};
 
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{DataSource, Isolation, NodeKind, ValueKind, Workflow};
-use faasflow_planner::plan::Plan;
+use faasflow_planner::plan::{ClusterView, Plan};
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
 
 use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
+use crate::io::peer::PeerConfig;
+use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::allocator::Extent;
@@ -86,7 +89,41 @@ pub struct DaemonConfig {
     pub spin: Duration,
     /// Seed of the engine's retry jitter.
     pub seed: u64,
+    /// This worker's name in its cluster (reports name it); `local` by default.
+    pub name: String,
+    /// The peer transport to other workers; without it every function of a plan must run
+    /// here.
+    pub peer: Option<PeerSettings>,
 }
+
+/// How a daemon reaches the other workers of its cluster.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// This node's certificate (its name must be [`DaemonConfig::name`]).
+    pub identity: NodeIdentity,
+    /// The cluster's CA.
+    pub trust: ClusterTrust,
+    /// Where the QUIC endpoint listens (port 0: any free port).
+    pub bind: SocketAddr,
+    /// Transport settings.
+    pub transport: PeerConfig,
+}
+
+/// A plan version installed on a daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPlan {
+    /// The workflow.
+    pub workflow: String,
+    /// The plan version.
+    pub version: u64,
+    /// Invocations running on it here.
+    pub in_flight: u64,
+    /// It is being dropped: removed when `in_flight` reaches 0.
+    pub dropping: bool,
+}
+
+/// Where an invocation's report goes.
+pub type Reply = Box<dyn FnOnce(Result<Report, DaemonError>) + Send>;
 
 impl DaemonConfig {
     /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
@@ -107,6 +144,8 @@ impl DaemonConfig {
             ring_capacity: 256 << 10,
             spin: faasflow_shm::ring::DEFAULT_SPIN,
             seed: 0,
+            name: "local".into(),
+            peer: None,
         }
     }
 }
@@ -156,6 +195,7 @@ enum Msg {
     Install {
         wf: Arc<Workflow>,
         plan: Box<Plan>,
+        placement: Placement,
         /// What each pack the workflow uses says it serves (asked on the caller's thread).
         listed: Listed,
         reply: mpsc::Sender<Result<(), DaemonError>>,
@@ -163,9 +203,16 @@ enum Msg {
     Invoke {
         workflow: String,
         version: u64,
+        invocation: Option<InvocationId>,
         input: serde_json::Value,
-        reply: mpsc::Sender<Result<Report, DaemonError>>,
+        reply: Reply,
     },
+    Drop {
+        workflow: String,
+        version: u64,
+        reply: mpsc::Sender<Result<u64, DaemonError>>,
+    },
+    Plans(mpsc::Sender<Vec<InstalledPlan>>),
     Stats(mpsc::Sender<Stats>),
     Pool(pool::Report),
     Shutdown,
@@ -185,6 +232,19 @@ impl Shared {
     }
 }
 
+/// Where a plan puts this daemon: the task nodes it runs, and the peers running the others.
+#[derive(Debug, Clone, Default)]
+struct Placement {
+    /// Task nodes run here.
+    local: HashSet<NodeId>,
+    /// The plan's worker index of every task node.
+    owner: HashMap<NodeId, u32>,
+    /// The plan's worker index of this daemon.
+    me: u32,
+    /// Every worker of the plan that runs a task, by plan index: name and QUIC address.
+    workers: Vec<(u32, String, Option<SocketAddr>)>,
+}
+
 /// A running daemon (one worker). Dropping it stops the loop and every instance.
 pub struct Daemon {
     shared: Arc<Shared>,
@@ -193,6 +253,8 @@ pub struct Daemon {
     packs: HashMap<String, PackCommand>,
     synthetic: PackCommand,
     spawn_timeout: Duration,
+    name: String,
+    peer_addr: Option<SocketAddr>,
 }
 
 /// The functions each pack command serves, or why it could not say.
@@ -221,6 +283,7 @@ impl Daemon {
         let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, post);
         let loop_shared = shared.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
+        let name = config.name.clone();
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || Runtime::new(config, arena, spawner, loop_shared).run())
@@ -231,17 +294,114 @@ impl Daemon {
             packs,
             synthetic,
             spawn_timeout,
+            name,
+            peer_addr: None,
         })
+    }
+
+    /// This worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the peer transport listens, when the daemon has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// Installs a workflow with its plan (version = the plan's version), starts the minimum
     /// instances of its pools and returns when they are up (an instance that cannot start is
     /// an error here, not at the first invocation).
     pub fn install(&self, wf: Arc<Workflow>, plan: Plan) -> Result<(), DaemonError> {
+        let local: HashSet<NodeId> = wf
+            .graph
+            .node_indices()
+            .filter(|n| wf.graph[*n].task().is_some())
+            .collect();
+        let placement = Placement {
+            owner: local.iter().map(|n| (*n, 0)).collect(),
+            local,
+            me: 0,
+            workers: vec![(0, self.name.clone(), self.peer_addr)],
+        };
+        self.install_placed(wf, plan, placement)
+    }
+
+    /// Installs this worker's part of a plan made for `cluster` (which must name this daemon):
+    /// the daemon runs the tasks the plan puts on it and exchanges completions and objects
+    /// with the other workers' daemons, found at `peers` (QUIC addresses by worker name; every
+    /// worker that runs a task of the plan must be there). Versions install side by side
+    /// (red-black): invocations keep the version they started on.
+    pub fn install_plan(
+        &self,
+        wf: Arc<Workflow>,
+        plan: Plan,
+        cluster: &ClusterView,
+        peers: &HashMap<String, SocketAddr>,
+    ) -> Result<(), DaemonError> {
+        let err = |m: String| DaemonError::Install(format!("workflow `{}` version {}: {m}", wf.name, plan.version));
+        let me = cluster
+            .workers
+            .iter()
+            .position(|w| w.name == self.name)
+            .ok_or_else(|| err(format!("the plan has no worker named `{}` (this daemon)", self.name)))?
+            as u32;
+        let mut local = HashSet::new();
+        let mut owner = HashMap::new();
+        let mut used = std::collections::BTreeSet::new();
+        for n in wf.graph.node_indices() {
+            if wf.graph[n].task().is_none() {
+                continue;
+            }
+            let w = plan.worker_of(n);
+            owner.insert(n, w);
+            used.insert(w);
+            if w == me {
+                local.insert(n);
+            }
+        }
+        let mut workers = Vec::new();
+        for w in used {
+            let name = cluster
+                .workers
+                .get(w as usize)
+                .map(|v| v.name.clone())
+                .ok_or_else(|| err(format!("the plan refers to worker {w}, which it does not list")))?;
+            let addr = if w == me {
+                self.peer_addr
+            } else {
+                if self.peer_addr.is_none() {
+                    return Err(err(format!(
+                        "the plan runs functions on worker `{name}`, but this daemon has no peer transport \
+                         (start it with a cluster certificate)"
+                    )));
+                }
+                Some(*peers.get(&name).ok_or_else(|| {
+                    err(format!(
+                        "no QUIC address was given for worker `{name}`, which runs functions of the plan"
+                    ))
+                })?)
+            };
+            workers.push((w, name, addr));
+        }
+        self.install_placed(
+            wf,
+            plan,
+            Placement {
+                local,
+                owner,
+                me,
+                workers,
+            },
+        )
+    }
+
+    fn install_placed(&self, wf: Arc<Workflow>, plan: Plan, placement: Placement) -> Result<(), DaemonError> {
         // Running the packs (`--list`) takes a while: here, not on the loop, which serves the
         // other invocations meanwhile.
         let mut listed = Listed::new();
-        for task in wf.graph.node_weights().filter_map(|n| n.task()) {
+        for n in &placement.local {
+            let Some(task) = wf.graph[*n].task() else { continue };
             let command = match &task.spec.pack {
                 None => &self.synthetic,
                 Some(p) => match self.packs.get(p) {
@@ -257,6 +417,7 @@ impl Daemon {
         self.shared.post(Msg::Install {
             wf,
             plan: Box::new(plan),
+            placement,
             listed,
             reply,
         });
@@ -278,14 +439,57 @@ impl Daemon {
         version: u64,
         input: serde_json::Value,
     ) -> mpsc::Receiver<Result<Report, DaemonError>> {
-        let (reply, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        self.invoke_with(
+            workflow,
+            version,
+            None,
+            input,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
+
+    /// Starts one invocation with this daemon as its entry (it tells the plan's other workers
+    /// and reports the end); `reply` is called once with its report, on the daemon's thread
+    /// (it must not block). `invocation` is the id to use, unique in the cluster (the
+    /// planner's); `None` takes the daemon's next.
+    pub fn invoke_with(
+        &self,
+        workflow: &str,
+        version: u64,
+        invocation: Option<InvocationId>,
+        input: serde_json::Value,
+        reply: Reply,
+    ) {
         self.shared.post(Msg::Invoke {
             workflow: workflow.to_owned(),
             version,
+            invocation,
             input,
             reply,
         });
-        rx
+    }
+
+    /// Drops a plan version: new invocations of it are refused at once, and it is removed
+    /// when its invocations in flight here have ended. Returns how many are in flight.
+    pub fn drop_plan(&self, workflow: &str, version: u64) -> Result<u64, DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Drop {
+            workflow: workflow.to_owned(),
+            version,
+            reply,
+        });
+        rx.recv().map_err(|_| DaemonError::Stopped)?
+    }
+
+    /// The plan versions installed.
+    pub fn plans(&self) -> Result<Vec<InstalledPlan>, DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Plans(reply));
+        rx.recv().map_err(|_| DaemonError::Stopped)
     }
 
     /// What the daemon holds now.
@@ -325,6 +529,9 @@ struct Installed {
     wf: Arc<Workflow>,
     quota: u64,
     sites: HashMap<u32, Site>,
+    placement: Placement,
+    /// Dropped: removed when its last invocation ends.
+    dropping: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -422,7 +629,7 @@ enum Unprepared {
 struct InvState {
     wf: WfKey,
     start: Instant,
-    reply: mpsc::Sender<Result<Report, DaemonError>>,
+    reply: Reply,
     functions: Vec<FunctionRecord>,
     edges: Vec<EdgeRecord>,
     data_us: f64,
@@ -563,7 +770,7 @@ impl Runtime {
             let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
         }
         for (_, inv) in self.invocations.drain() {
-            let _ = inv.reply.send(Err(DaemonError::Stopped));
+            (inv.reply)(Err(DaemonError::Stopped));
         }
         let _ = std::fs::remove_dir_all(&self.config.spill_dir);
     }
@@ -584,9 +791,10 @@ impl Runtime {
                 Msg::Install {
                     wf,
                     plan,
+                    placement,
                     listed,
                     reply,
-                } => match self.install(wf, *plan, &listed) {
+                } => match self.install(wf, *plan, placement, &listed) {
                     // Answered when the pools' first instances are warm.
                     Ok(warming) if !warming.is_empty() => self.warming.push((warming, Vec::new(), reply)),
                     result => {
@@ -596,9 +804,20 @@ impl Runtime {
                 Msg::Invoke {
                     workflow,
                     version,
+                    invocation,
                     input,
                     reply,
-                } => self.start_invocation(workflow, version, input, reply),
+                } => self.start_invocation(workflow, version, invocation, input, reply),
+                Msg::Drop {
+                    workflow,
+                    version,
+                    reply,
+                } => {
+                    let _ = reply.send(self.drop_plan(workflow, version));
+                }
+                Msg::Plans(reply) => {
+                    let _ = reply.send(self.plans());
+                }
                 Msg::Stats(reply) => {
                     let _ = reply.send(self.stats());
                 }
@@ -608,6 +827,42 @@ impl Runtime {
             }
         }
         true
+    }
+
+    fn in_flight(&self, key: &WfKey) -> u64 {
+        self.invocations.values().filter(|i| &i.wf == key).count() as u64
+    }
+
+    fn plans(&self) -> Vec<InstalledPlan> {
+        let mut v: Vec<InstalledPlan> = self
+            .installed
+            .iter()
+            .map(|(k, i)| InstalledPlan {
+                workflow: k.0.clone(),
+                version: k.1,
+                in_flight: self.in_flight(k),
+                dropping: i.dropping,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.workflow, a.version).cmp(&(&b.workflow, b.version)));
+        v
+    }
+
+    fn drop_plan(&mut self, workflow: String, version: u64) -> Result<u64, DaemonError> {
+        let key = Arc::new((workflow, version));
+        let Some(installed) = self.installed.get_mut(&key) else {
+            return Err(DaemonError::Invoke(format!(
+                "workflow `{}` version {} is not installed on this worker",
+                key.0, key.1
+            )));
+        };
+        installed.dropping = true;
+        self.engine.uninstall(&key.0, key.1);
+        let n = self.in_flight(&key);
+        if n == 0 {
+            self.installed.remove(&key);
+        }
+        Ok(n)
     }
 
     fn stats(&self) -> Stats {
@@ -631,7 +886,13 @@ impl Runtime {
     // ---- install -------------------------------------------------------------------------
 
     /// Installs a workflow and starts its new pools' minimum instances; returns their ids.
-    fn install(&mut self, wf: Arc<Workflow>, plan: Plan, listed: &Listed) -> Result<HashSet<u32>, DaemonError> {
+    fn install(
+        &mut self,
+        wf: Arc<Workflow>,
+        plan: Plan,
+        placement: Placement,
+        listed: &Listed,
+    ) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
         let key = Arc::new((wf.name.clone(), version));
@@ -647,6 +908,9 @@ impl Runtime {
         }
         for n in wf.graph.node_indices() {
             let Some(task) = wf.graph[n].task() else { continue };
+            if !placement.local.contains(&n) {
+                continue;
+            }
             let name = &wf.graph[n].name;
             let (command, pack_name, synthetic) = match &task.spec.pack {
                 None => (self.config.synthetic.clone(), "synthetic".to_owned(), true),
@@ -754,15 +1018,36 @@ impl Runtime {
                 },
             );
         }
-        let local: HashSet<NodeId> = wf.graph.node_indices().collect();
+        if placement.workers.iter().any(|(w, _, _)| *w != placement.me) {
+            return Err(err(
+                "the plan runs functions on other workers; this daemon cannot reach them yet".into(),
+            ));
+        }
+        if self.installed.contains_key(&key) {
+            return Err(err(format!("version {version} is already installed")));
+        }
         self.engine
-            .install(wf.clone(), version, local)
+            .install(wf.clone(), version, placement.local.clone())
             .map_err(|e| DaemonError::Install(e.to_string()))?;
-        let quota = self
-            .config
-            .quota_bytes
-            .unwrap_or_else(|| plan.workers.iter().map(|w| w.quota_bytes).sum());
-        self.installed.insert(key, Installed { wf, quota, sites });
+        // The quotas the plan gives the workers whose tasks run here (all of them when the
+        // whole plan runs on this daemon).
+        let quota = self.config.quota_bytes.unwrap_or_else(|| {
+            let here: std::collections::BTreeSet<u32> = placement.local.iter().map(|n| plan.worker_of(*n)).collect();
+            here.iter()
+                .filter_map(|w| plan.workers.get(*w as usize))
+                .map(|w| w.quota_bytes)
+                .sum()
+        });
+        self.installed.insert(
+            key,
+            Installed {
+                wf,
+                quota,
+                sites,
+                placement,
+                dropping: false,
+            },
+        );
         let mut warming = HashSet::new();
         for p in new_pools {
             for _ in 0..self.config.min_instances.min(self.config.max_instances) {
@@ -911,11 +1196,17 @@ impl Runtime {
         &mut self,
         workflow: String,
         version: u64,
+        invocation: Option<InvocationId>,
         input: serde_json::Value,
-        reply: mpsc::Sender<Result<Report, DaemonError>>,
+        reply: Reply,
     ) {
-        let id = self.next_invocation;
-        self.next_invocation += 1;
+        let id = invocation.unwrap_or_else(|| {
+            self.next_invocation += 1;
+            self.next_invocation - 1
+        });
+        if self.invocations.contains_key(&id) {
+            return reply(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
+        }
         self.invocations.insert(
             id,
             InvState {
@@ -937,7 +1228,7 @@ impl Runtime {
         if let Err(e) = self.engine.start(now, &workflow, version, id, input)
             && let Some(inv) = self.invocations.remove(&id)
         {
-            let _ = inv.reply.send(Err(DaemonError::Invoke(e.to_string())));
+            (inv.reply)(Err(DaemonError::Invoke(e.to_string())));
         }
     }
 
@@ -995,6 +1286,7 @@ impl Runtime {
         let name = wf.graph[node].name.clone();
         inv.functions.push(FunctionRecord {
             name: name.clone(),
+            worker: self.config.name.clone(),
             element,
             instance: None,
             start_us: us(inv.start.elapsed()),
@@ -1337,7 +1629,7 @@ impl Runtime {
                 from: obj.producer.clone(),
                 to: to.clone(),
                 bytes: obj.len,
-                tier,
+                tier: tier.into(),
                 transfer_us,
             });
         }
@@ -1818,6 +2110,7 @@ impl Runtime {
                     if wf.graph[n].task().is_some() && !inv.functions.iter().any(|f| f.name == wf.graph[n].name) {
                         inv.functions.push(FunctionRecord {
                             name: wf.graph[n].name.clone(),
+                            worker: self.worker_of(&inv.wf, n),
                             element: None,
                             instance: None,
                             start_us: 0.0,
@@ -1834,7 +2127,7 @@ impl Runtime {
             None => (0.0, Vec::new()),
         };
         let report = Report {
-            status,
+            status: status.into(),
             output,
             error,
             invocation,
@@ -1847,7 +2140,26 @@ impl Runtime {
             edges: std::mem::take(&mut inv.edges),
             spills: inv.spills,
         };
-        let _ = inv.reply.send(Ok(report));
+        (inv.reply)(Ok(report));
+        if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
+            self.installed.remove(&inv.wf);
+        }
+    }
+
+    /// The name of the worker that runs task `n` of a workflow version.
+    fn worker_of(&self, wf: &WfKey, n: NodeId) -> String {
+        let Some(i) = self.installed.get(wf) else {
+            return String::new();
+        };
+        if i.placement.local.contains(&n) {
+            return self.config.name.clone();
+        }
+        let w = i.placement.owner.get(&n).copied();
+        i.placement
+            .workers
+            .iter()
+            .find(|(idx, _, _)| Some(*idx) == w)
+            .map_or_else(String::new, |(_, name, _)| name.clone())
     }
 
     /// The JSON shown for a workflow output.

@@ -332,6 +332,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes a workflow version: no invocation can start on it any more; those running
+    /// finish on it. Returns whether it was installed.
+    pub fn uninstall(&mut self, workflow: &str, version: u64) -> bool {
+        self.installed.remove(&(workflow.to_owned(), version)).is_some()
+    }
+
     /// Starts an invocation. `input` is a JSON object holding every declared input.
     pub fn start(
         &mut self,
