@@ -14,6 +14,7 @@
 
 pub use faasflow_planner::engine;
 pub mod io;
+mod net;
 pub mod pool;
 pub mod report;
 pub mod runtime;

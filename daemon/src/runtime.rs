@@ -43,10 +43,13 @@ use faasflow_shm::{Consumer, Doorbell, Producer};
 use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
 use crate::io::peer::PeerConfig;
 use crate::io::tls::{ClusterTrust, NodeIdentity};
+use crate::net::{Net, NetEvent};
 use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::allocator::Extent;
 use crate::store::arena::{self, Arena};
+
+mod cluster;
 
 /// Largest JSON value (a `json`/`list` output, or an input written into the arena) the daemon
 /// parses or writes.
@@ -215,6 +218,7 @@ enum Msg {
     Plans(mpsc::Sender<Vec<InstalledPlan>>),
     Stats(mpsc::Sender<Stats>),
     Pool(pool::Report),
+    Net(NetEvent),
     Shutdown,
 }
 
@@ -281,12 +285,31 @@ impl Daemon {
         let post_to = shared.clone();
         let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
         let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, post);
+        let net = match &config.peer {
+            None => None,
+            Some(settings) if settings.identity.name() != config.name => {
+                return Err(DaemonError::Start(format!(
+                    "the certificate is for node `{}`, but this daemon is named `{}`",
+                    settings.identity.name(),
+                    config.name
+                )));
+            }
+            Some(settings) => {
+                let post_to = shared.clone();
+                let post: Arc<dyn Fn(NetEvent) + Send + Sync> = Arc::new(move |e| post_to.post(Msg::Net(e)));
+                Some(
+                    Net::start(settings, arena.region().clone(), post)
+                        .map_err(|e| DaemonError::Start(format!("peer transport on {}: {e}", settings.bind)))?,
+                )
+            }
+        };
+        let peer_addr = net.as_ref().and_then(Net::local_addr);
         let loop_shared = shared.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
         let name = config.name.clone();
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
-            .spawn(move || Runtime::new(config, arena, spawner, loop_shared).run())
+            .spawn(move || Runtime::new(config, arena, spawner, loop_shared, net).run())
             .map_err(|e| DaemonError::Start(e.to_string()))?;
         Ok(Daemon {
             shared,
@@ -295,7 +318,7 @@ impl Daemon {
             synthetic,
             spawn_timeout,
             name,
-            peer_addr: None,
+            peer_addr,
         })
     }
 
@@ -532,6 +555,10 @@ struct Installed {
     placement: Placement,
     /// Dropped: removed when its last invocation ends.
     dropping: bool,
+    /// Other workers (plan index) with a task reading each output: (node, output) → workers.
+    readers: HashMap<(u32, String), Vec<u32>>,
+    /// Outputs the workflow's result reads: (node, output).
+    result_reads: HashSet<(u32, String)>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -567,6 +594,8 @@ enum Place {
     Arena(Extent),
     Spilled(PathBuf),
     Empty,
+    /// Produced on another worker; its bytes are on their way.
+    Pending,
 }
 
 struct Object {
@@ -576,8 +605,15 @@ struct Object {
     invocation: InvocationId,
     producer: String,
     instance: u32,
-    /// The engine released it while a sent call still read it: freed when that call ends.
+    /// The engine released it while a sent call still read it (or while it was being pushed,
+    /// or was still arriving): freed when that ends.
     released: bool,
+    /// Pushes to other workers in progress.
+    pushes: u32,
+    /// Received from another worker: the transfer's time, µs.
+    transfer_us: Option<f64>,
+    /// When it was created (objects of invocations that never start here are swept).
+    born: Instant,
 }
 
 struct Call {
@@ -607,6 +643,8 @@ struct Call {
     outputs: Vec<(String, u64, ValueKind)>,
     synthetic: bool,
     step: String,
+    /// Its edge records (indices in the invocation's `edges`).
+    edge_range: std::ops::Range<usize>,
 }
 
 /// `len` bytes do not fit now: a wait if they could ever fit in `capacity`, else an error.
@@ -629,7 +667,16 @@ enum Unprepared {
 struct InvState {
     wf: WfKey,
     start: Instant,
-    reply: Reply,
+    /// Where the report goes (the entry daemon only).
+    reply: Option<Reply>,
+    /// The plan index of the entry daemon.
+    entry: u32,
+    /// It failed because another worker said so (or was lost): not told again.
+    quiet: bool,
+    /// Its end waits for result objects still arriving from other workers.
+    deferred: Option<Result<Vec<(String, InputValue)>, String>>,
+    /// Data time and spills already reported to the entry daemon.
+    reported: (f64, u64),
     functions: Vec<FunctionRecord>,
     edges: Vec<EdgeRecord>,
     data_us: f64,
@@ -676,6 +723,18 @@ struct Runtime {
     /// Installs answered when these instances are up: (ids, start-up errors, reply).
     warming: Vec<Warming>,
     stop: bool,
+    /// The peer transport (cluster daemons only).
+    net: Option<Net>,
+    /// Local ids of objects of other workers: (worker name, invocation, their id) → ours.
+    remote_ids: HashMap<(String, InvocationId, u64), u64>,
+    /// Messages about invocations not started here yet: invocation → (first seen, messages).
+    early: HashMap<InvocationId, (Instant, Vec<(String, crate::io::message::ControlMessage)>)>,
+    /// Invocations that ended here lately (late messages and objects about them are dropped).
+    ended: cluster::Ended,
+    /// Calls waiting for input objects still arriving from other workers.
+    awaiting: Vec<u64>,
+    /// Invocations ended since the last [`Runtime::clear_ended`].
+    just_ended: Vec<InvocationId>,
 }
 
 fn us(d: Duration) -> f64 {
@@ -683,7 +742,7 @@ fn us(d: Duration) -> f64 {
 }
 
 impl Runtime {
-    fn new(config: DaemonConfig, arena: Arena, spawner: Spawner, shared: Arc<Shared>) -> Self {
+    fn new(config: DaemonConfig, arena: Arena, spawner: Spawner, shared: Arc<Shared>, net: Option<Net>) -> Self {
         let engine = Engine::new(EngineConfig { seed: config.seed });
         let frame_buf = vec![0u8; config.ring_capacity];
         Runtime {
@@ -715,6 +774,12 @@ impl Runtime {
             waiting_for_room: false,
             warming: Vec::new(),
             stop: false,
+            net,
+            remote_ids: HashMap::new(),
+            early: HashMap::new(),
+            ended: cluster::Ended::default(),
+            awaiting: Vec::new(),
+            just_ended: Vec::new(),
         }
     }
 
@@ -743,6 +808,7 @@ impl Runtime {
             }
             if last_idle_check.elapsed() >= Duration::from_secs(1) {
                 self.stop_idle_instances();
+                self.sweep_strays();
                 last_idle_check = Instant::now();
             }
             if progressed || self.stop {
@@ -770,8 +836,11 @@ impl Runtime {
             let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
         }
         for (_, inv) in self.invocations.drain() {
-            (inv.reply)(Err(DaemonError::Stopped));
+            if let Some(reply) = inv.reply {
+                reply(Err(DaemonError::Stopped));
+            }
         }
+        self.net = None;
         let _ = std::fs::remove_dir_all(&self.config.spill_dir);
     }
 
@@ -823,6 +892,7 @@ impl Runtime {
                 }
                 Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result),
                 Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status),
+                Msg::Net(event) => self.net_event(event),
                 Msg::Shutdown => self.stop = true,
             }
         }
@@ -1018,9 +1088,9 @@ impl Runtime {
                 },
             );
         }
-        if placement.workers.iter().any(|(w, _, _)| *w != placement.me) {
+        if placement.workers.iter().any(|(w, _, _)| *w != placement.me) && self.net.is_none() {
             return Err(err(
-                "the plan runs functions on other workers; this daemon cannot reach them yet".into(),
+                "the plan runs functions on other workers, but this daemon has no peer transport".into(),
             ));
         }
         if self.installed.contains_key(&key) {
@@ -1038,6 +1108,7 @@ impl Runtime {
                 .map(|w| w.quota_bytes)
                 .sum()
         });
+        let (readers, result_reads) = cluster::readers(&wf, &placement);
         self.installed.insert(
             key,
             Installed {
@@ -1046,6 +1117,8 @@ impl Runtime {
                 sites,
                 placement,
                 dropping: false,
+                readers,
+                result_reads,
             },
         );
         let mut warming = HashSet::new();
@@ -1204,18 +1277,61 @@ impl Runtime {
             self.next_invocation += 1;
             self.next_invocation - 1
         });
-        if self.invocations.contains_key(&id) {
+        if self.invocations.contains_key(&id) || self.ended.contains(id) {
             return reply(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
         }
+        // The other workers of the plan start it too: they get its input first.
+        let others = self.other_workers(&(workflow.clone(), version));
+        let input_bytes = if others.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&input).unwrap_or_default()
+        };
+        if let Err((e, reply)) = self.begin(id, &workflow, version, input, Some(reply), None) {
+            if let Some(reply) = reply {
+                reply(Err(DaemonError::Invoke(e)));
+            }
+            return;
+        }
+        if !others.is_empty() {
+            let origin_us = self.invocations.get(&id).map_or(0, |i| cluster::unix_us(i.start));
+            let msg = crate::io::message::ControlMessage::Start(crate::io::message::Start {
+                workflow,
+                version,
+                invocation: id,
+                origin_us,
+                input: input_bytes,
+            });
+            self.broadcast(&others, &msg);
+        }
+    }
+
+    /// Creates an invocation's state and starts it in the engine. `entry`: the plan index of
+    /// the daemon it started on (`None`: this one). On error, gives the reply back.
+    fn begin(
+        &mut self,
+        id: InvocationId,
+        workflow: &str,
+        version: u64,
+        input: serde_json::Value,
+        reply: Option<Reply>,
+        entry: Option<(u32, u64)>,
+    ) -> Result<(), (String, Option<Reply>)> {
+        let key = (workflow.to_owned(), version);
+        let (wf, me) = match self.installed.get_key_value(&key) {
+            Some((k, i)) => (k.clone(), i.placement.me),
+            None => (Arc::new(key), 0),
+        };
         self.invocations.insert(
             id,
             InvState {
-                wf: self
-                    .installed
-                    .get_key_value(&(workflow.clone(), version))
-                    .map_or_else(|| Arc::new((workflow.clone(), version)), |(k, _)| k.clone()),
-                start: Instant::now(),
+                wf,
+                start: entry.map_or_else(Instant::now, |(_, origin)| cluster::instant_of(origin)),
                 reply,
+                entry: entry.map_or(me, |(e, _)| e),
+                quiet: false,
+                deferred: None,
+                reported: (0.0, 0),
                 functions: Vec::new(),
                 edges: Vec::new(),
                 data_us: 0.0,
@@ -1225,11 +1341,11 @@ impl Runtime {
             },
         );
         let now = self.now();
-        if let Err(e) = self.engine.start(now, &workflow, version, id, input)
-            && let Some(inv) = self.invocations.remove(&id)
-        {
-            (inv.reply)(Err(DaemonError::Invoke(e.to_string())));
+        if let Err(e) = self.engine.start(now, workflow, version, id, input) {
+            let reply = self.invocations.remove(&id).and_then(|inv| inv.reply);
+            return Err((e.to_string(), reply));
         }
+        Ok(())
     }
 
     fn apply_actions(&mut self) -> bool {
@@ -1253,6 +1369,9 @@ impl Runtime {
                 Action::Release { object } => self.release(object),
                 Action::Finished { invocation, result } => self.finish(invocation, result),
             }
+        }
+        if !self.just_ended.is_empty() {
+            self.clear_ended();
         }
         any
     }
@@ -1325,11 +1444,18 @@ impl Runtime {
             outputs,
             synthetic,
             step: name,
+            edge_range: 0..0,
         };
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.running.insert((node.index() as u32, element), id);
         }
+        let waits = self.inputs_arriving(&call);
         self.calls.insert(id, call);
+        if waits {
+            // Inputs from other workers are still on their way.
+            self.awaiting.push(id);
+            return;
+        }
         self.pools[pool].queue.push_back(id);
         self.dispatch(pool);
     }
@@ -1465,6 +1591,7 @@ impl Runtime {
         call.reads.push(id);
         match &obj.place {
             Place::Empty => Ok(frame::ObjectRef::default()),
+            Place::Pending => Err(Unprepared::Fatal(format!("object {id} has not arrived"))),
             Place::Arena(e) => Ok(frame::ObjectRef {
                 segment: 0,
                 offset: e.offset,
@@ -1618,12 +1745,14 @@ impl Runtime {
         inv.functions[call.record].instance = Some(inst_id);
         inv.functions[call.record].start_us = us(inv.start.elapsed());
         let to = inv.functions[call.record].name.clone();
+        let first_edge = inv.edges.len();
         for o in &call.reads {
             let Some(obj) = self.objects.get(o) else { continue };
-            let (tier, transfer_us) = match call.reload_us.get(o) {
-                Some(t) => ("spill", *t),
-                None if obj.instance == inst_id => ("in-process", 0.0),
-                None => ("shared-memory", 0.0),
+            let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {
+                (Some(t), _) => ("spill", *t),
+                (None, Some(t)) => ("peer", t),
+                (None, None) if obj.instance == inst_id => ("in-process", 0.0),
+                (None, None) => ("shared-memory", 0.0),
             };
             inv.edges.push(EdgeRecord {
                 from: obj.producer.clone(),
@@ -1632,7 +1761,11 @@ impl Runtime {
                 tier: tier.into(),
                 transfer_us,
             });
+            if obj.transfer_us.is_some() {
+                inv.data_us += transfer_us;
+            }
         }
+        call.edge_range = first_edge..inv.edges.len();
     }
 
     /// Ends a call with an error: frees what it holds and tells the engine (unless the engine
@@ -1649,6 +1782,7 @@ impl Runtime {
             }
         }
         self.pools[call.pool].queue.retain(|&c| c != call_id);
+        self.awaiting.retain(|&c| c != call_id);
         if call.abandoned {
             return;
         }
@@ -1709,7 +1843,12 @@ impl Runtime {
     /// sent still reads them (a call of a failed invocation, left to finish): then when that
     /// call ends, so that nothing is ever written under a running function.
     fn release(&mut self, object: u64) {
-        if self.read_by_a_sent_call(object) {
+        if self.read_by_a_sent_call(object)
+            || self
+                .objects
+                .get(&object)
+                .is_some_and(|o| o.pushes > 0 || matches!(o.place, Place::Pending))
+        {
             if let Some(obj) = self.objects.get_mut(&object) {
                 obj.released = true;
             }
@@ -1727,7 +1866,11 @@ impl Runtime {
     /// Frees the objects `reads` whose release waited for the call that just ended.
     fn unpin(&mut self, reads: &[u64]) {
         for &id in reads {
-            if self.objects.get(&id).is_some_and(|o| o.released) && !self.read_by_a_sent_call(id) {
+            let idle = self
+                .objects
+                .get(&id)
+                .is_some_and(|o| o.released && o.pushes == 0 && !matches!(o.place, Place::Pending));
+            if idle && !self.read_by_a_sent_call(id) {
                 self.free_object(id);
             }
         }
@@ -1750,7 +1893,7 @@ impl Runtime {
             Place::Spilled(path) => {
                 let _ = std::fs::remove_file(path);
             }
-            Place::Empty => {}
+            Place::Empty | Place::Pending => {}
         }
     }
 
@@ -1985,6 +2128,9 @@ impl Runtime {
                     producer: producer.clone(),
                     instance: inst_id,
                     released: false,
+                    pushes: 0,
+                    transfer_us: None,
+                    born: Instant::now(),
                 },
             );
             if let Some(inv) = self.invocations.get_mut(&call.invocation) {
@@ -2006,8 +2152,12 @@ impl Runtime {
             inv.running.remove(&(call.node.index() as u32, call.element));
         }
         let now = self.now();
+        let told = self.tell_done(&call, &objs);
         self.engine
             .function_done(now, call.invocation, call.node, call.element, objs);
+        if let Some((others, msg)) = told {
+            self.broadcast(&others, &msg);
+        }
         Ok(())
     }
 
@@ -2029,7 +2179,8 @@ impl Runtime {
             .objects
             .iter()
             .filter_map(|(id, o)| match o.place {
-                Place::Arena(e) if !held.contains(id) => Some((e.len, *id)),
+                // Not while a push to another worker reads it.
+                Place::Arena(e) if !held.contains(id) && o.pushes == 0 => Some((e.len, *id)),
                 _ => None,
             })
             .collect();
@@ -2089,7 +2240,22 @@ impl Runtime {
     // ---- the end of an invocation --------------------------------------------------------
 
     fn finish(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
+        if !self.ending(invocation, &result) {
+            // Result objects are still arriving: ends when they are here.
+            if let Some(inv) = self.invocations.get_mut(&invocation) {
+                inv.deferred = Some(result);
+            }
+            return;
+        }
         let Some(mut inv) = self.invocations.remove(&invocation) else {
+            return;
+        };
+        self.forget(invocation);
+        let Some(reply) = inv.reply.take() else {
+            // Not the entry: the entry reports.
+            if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
+                self.installed.remove(&inv.wf);
+            }
             return;
         };
         let e2e_us = us(inv.start.elapsed());
@@ -2140,7 +2306,7 @@ impl Runtime {
             edges: std::mem::take(&mut inv.edges),
             spills: inv.spills,
         };
-        (inv.reply)(Ok(report));
+        reply(Ok(report));
         if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
             self.installed.remove(&inv.wf);
         }
@@ -2184,7 +2350,7 @@ impl Runtime {
             Some(Place::Arena(e)) => self.arena.read(e.offset, r.len),
             Some(Place::Spilled(p)) => std::fs::read(p).ok(),
             Some(Place::Empty) => Some(Vec::new()),
-            None => None,
+            Some(Place::Pending) | None => None,
         };
         match bytes.map(String::from_utf8) {
             Some(Ok(s)) => serde_json::Value::String(s),

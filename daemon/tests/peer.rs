@@ -106,6 +106,7 @@ fn start_message() -> ControlMessage {
         workflow: "wordcount".into(),
         version: 3,
         invocation: 42,
+        origin_us: 1_700_000_000_000_000,
         input: br#"{"text": "a b"}"#.to_vec(),
     })
 }

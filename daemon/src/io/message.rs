@@ -34,6 +34,9 @@ pub struct Start {
     pub version: u64,
     /// The invocation (unique in the cluster).
     pub invocation: u64,
+    /// When it started on the entry, µs since the Unix epoch (the origin of the times in its
+    /// report on every daemon).
+    pub origin_us: u64,
     /// The workflow's input, JSON.
     pub input: Vec<u8>,
 }
@@ -186,6 +189,7 @@ impl ControlMessage {
                 put_str(out, &m.workflow, "the workflow name")?;
                 out.extend_from_slice(&m.version.to_le_bytes());
                 out.extend_from_slice(&m.invocation.to_le_bytes());
+                out.extend_from_slice(&m.origin_us.to_le_bytes());
                 put_blob(out, &m.input)?;
             }
             ControlMessage::Done(m) => {
@@ -228,6 +232,7 @@ impl ControlMessage {
                 workflow: r.string()?,
                 version: r.u64()?,
                 invocation: r.u64()?,
+                origin_us: r.u64()?,
                 input: r.blob()?.to_vec(),
             }),
             TAG_DONE => {
@@ -425,15 +430,17 @@ mod tests {
                 json,
             },
         );
-        let start =
-            (name, any::<u64>(), any::<u64>(), blob.clone()).prop_map(|(workflow, version, invocation, input)| {
+        let start = (name, any::<u64>(), any::<u64>(), any::<u64>(), blob.clone()).prop_map(
+            |(workflow, version, invocation, origin_us, input)| {
                 ControlMessage::Start(Start {
                     workflow,
                     version,
                     invocation,
+                    origin_us,
                     input,
                 })
-            });
+            },
+        );
         let done = (
             any::<u64>(),
             any::<u32>(),
@@ -525,6 +532,7 @@ mod tests {
             workflow: "w".into(),
             version: 1,
             invocation: 1,
+            origin_us: 0,
             input: vec![b'x'; MAX_FRAME],
         });
         let mut buf = vec![7];
@@ -534,6 +542,7 @@ mod tests {
             workflow: "w".repeat(70_000),
             version: 1,
             invocation: 1,
+            origin_us: 0,
             input: Vec::new(),
         });
         assert!(matches!(long.encode(&mut buf), Err(EncodeError::StringTooLong { .. })));

@@ -280,27 +280,20 @@ impl PeerEndpoint {
 
     /// Waits for the next peer and sets up its connection. A peer that fails the handshake is
     /// an error for this call only (log it and accept again); [`PeerError::EndpointClosed`]
-    /// means no peer will come any more.
+    /// means no peer will come any more. Handshakes run one after the other here: a server
+    /// takes each peer with [`PeerEndpoint::incoming`] and finishes its handshake in a task of
+    /// its own, so that a silent peer holds up no other.
     pub async fn accept(&self) -> Result<PeerConnection, PeerError> {
+        self.incoming().await?.finish().await
+    }
+
+    /// Waits for the next peer's first packet; [`Handshake::finish`] completes its handshake.
+    pub async fn incoming(&self) -> Result<Handshake, PeerError> {
         let incoming = self.endpoint.accept().await.ok_or(PeerError::EndpointClosed)?;
-        let remote = incoming.remote_address();
-        let handshake = |cause| PeerError::Handshake {
-            remote,
-            node: None,
-            cause,
-        };
-        let conn = incoming.await.map_err(handshake)?;
-        let node = peer_node(&conn)?;
-        let (mut send, mut recv) = conn.accept_bi().await.map_err(handshake)?;
-        let mut hello = [0; HELLO.len()];
-        recv.read_exact(&mut hello)
-            .await
-            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
-        check_hello(&conn, remote, &hello)?;
-        send.write_all(HELLO)
-            .await
-            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
-        Ok(PeerConnection::new(conn, node, send, recv, self.config.chunk))
+        Ok(Handshake {
+            incoming,
+            chunk: self.config.chunk,
+        })
     }
 
     /// Closes every connection and stops accepting.
@@ -311,6 +304,43 @@ impl PeerEndpoint {
     /// Waits until every connection is closed and its last packets are sent.
     pub async fn wait_idle(&self) {
         self.endpoint.wait_idle().await;
+    }
+}
+
+/// A peer whose connection is being set up ([`PeerEndpoint::incoming`]).
+#[derive(Debug)]
+pub struct Handshake {
+    incoming: quinn::Incoming,
+    chunk: usize,
+}
+
+impl Handshake {
+    /// Where the peer's packets come from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Checks the peer's certificate, exchanges [`HELLO`] and returns the connection; a peer
+    /// outside the cluster is a [`PeerError::Handshake`].
+    pub async fn finish(self) -> Result<PeerConnection, PeerError> {
+        let remote = self.incoming.remote_address();
+        let handshake = |cause| PeerError::Handshake {
+            remote,
+            node: None,
+            cause,
+        };
+        let conn = self.incoming.await.map_err(handshake)?;
+        let node = peer_node(&conn)?;
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(handshake)?;
+        let mut hello = [0; HELLO.len()];
+        recv.read_exact(&mut hello)
+            .await
+            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
+        check_hello(&conn, remote, &hello)?;
+        send.write_all(HELLO)
+            .await
+            .map_err(|e| stream_handshake(&conn, remote, None, e.to_string()))?;
+        Ok(PeerConnection::new(conn, node, send, recv, self.chunk))
     }
 }
 
@@ -534,6 +564,12 @@ impl PeerConnection {
     /// Closes the connection at once; unread and unsent data is dropped.
     pub fn close(&self) {
         self.conn.close(CODE_CLOSED, b"closed");
+    }
+
+    /// Waits until the connection is closed (by either side, or by the idle timeout when the
+    /// peer went silent) and says why.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.conn.closed().await
     }
 
     /// Why the connection closed, if it has.

@@ -1,0 +1,396 @@
+//! Several workers, with real processes and real sockets: three daemons in this process, each
+//! with its own arena, pools and QUIC endpoint (certificates from a cluster CA made here), run
+//! plans that spread the tasks over them round robin. Every check ends with every daemon
+//! holding no arena byte, object, call or invocation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faasflow_daemon::io::peer::PeerConfig;
+use faasflow_daemon::io::tls::ClusterCa;
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::Report;
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
+use faasflow_planner::dag::Workflow;
+use faasflow_planner::load::{load_file, load_str};
+use faasflow_planner::partition::partition;
+use faasflow_planner::plan::{Mode, Plan};
+use faasflow_planner::{ClusterView, PlannerConfig};
+use serde_json::json;
+
+fn testkit() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name("faasflow-pack-testkit");
+    assert!(p.is_file(), "{} is missing: build every binary first", p.display());
+    p
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Cluster {
+    daemons: Vec<Option<Daemon>>,
+    view: ClusterView,
+    peers: HashMap<String, SocketAddr>,
+    next_invocation: u64,
+}
+
+impl Cluster {
+    fn new(n: usize) -> Cluster {
+        let ca = ClusterCa::generate("test").unwrap();
+        let view = ClusterView::uniform(n, 64);
+        let mut daemons = Vec::new();
+        let mut peers = HashMap::new();
+        for w in &view.workers {
+            let mut c = DaemonConfig::new(PackCommand {
+                program: env!("CARGO_BIN_EXE_faasflow").into(),
+                args: vec!["__pack".into(), "synthetic".into()],
+            });
+            c.packs.insert("testkit".into(), PackCommand::program(testkit()));
+            // FaaSFlow's workflows at full data scale need room for their largest objects.
+            c.arena_bytes = 256 << 20;
+            c.spill_dir = std::env::temp_dir().join(format!("faasflow-workers-{}-{}", std::process::id(), unique()));
+            c.name = w.name.clone();
+            c.peer = Some(PeerSettings {
+                identity: ca.issue(&w.name).unwrap(),
+                trust: ca.trust(),
+                bind: "127.0.0.1:0".parse().unwrap(),
+                transport: PeerConfig {
+                    keep_alive: Duration::from_millis(300),
+                    idle_timeout: Duration::from_secs(2),
+                    ..PeerConfig::default()
+                },
+            });
+            let d = Daemon::start(c).expect("daemon starts");
+            peers.insert(w.name.clone(), d.peer_addr().expect("a peer address"));
+            daemons.push(Some(d));
+        }
+        Cluster {
+            daemons,
+            view,
+            peers,
+            next_invocation: 1,
+        }
+    }
+
+    fn daemon(&self, i: usize) -> &Daemon {
+        self.daemons[i].as_ref().expect("daemon running")
+    }
+
+    /// Plans round robin over the workers (MasterSP's placement) and installs on every one.
+    fn install(&self, wf: Arc<Workflow>) -> Plan {
+        let cfg = PlannerConfig {
+            mode: Mode::MasterSp,
+            allow_overcommit: true,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &self.view, &cfg).expect("plan");
+        for d in self.daemons.iter().flatten() {
+            d.install_plan(wf.clone(), plan.clone(), &self.view, &self.peers)
+                .unwrap_or_else(|e| panic!("install on {}: {e}", d.name()));
+        }
+        plan
+    }
+
+    fn invoke_on(&mut self, entry: usize, wf: &str, input: serde_json::Value) -> Report {
+        let id = self.next_invocation;
+        self.next_invocation += 1;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.daemon(entry).invoke_with(
+            wf,
+            1,
+            Some(id),
+            input,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the invocation ends")
+            .expect("the invocation starts")
+    }
+
+    fn assert_clean(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for d in self.daemons.iter().flatten() {
+            loop {
+                let s = d.stats().expect("stats");
+                if s.arena_used == 0 && s.objects == 0 && s.invocations == 0 && s.calls == 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} still holds something: {s:?}", d.name());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Every function that ran did so on the worker the plan put it on.
+fn check_placement(wf: &Workflow, plan: &Plan, view: &ClusterView, r: &Report) {
+    for f in r.functions.iter() {
+        let n = wf
+            .graph
+            .node_indices()
+            .find(|n| wf.graph[*n].name == f.name)
+            .expect("a task of the workflow");
+        let planned = &view.workers[plan.worker_of(n) as usize].name;
+        assert_eq!(
+            &f.worker, planned,
+            "`{}` ran on {}, planned on {planned}",
+            f.name, f.worker
+        );
+    }
+}
+
+const CHAIN: &str = "
+name: chain
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  concat: {pack: testkit, outputs: {out: bytes}}
+  len: {pack: testkit, outputs: {out: json}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - parallel:
+      - task: b
+        function: echo
+        inputs: {in: a.out}
+      - task: c
+        function: echo
+        inputs: {in: a.out}
+  - task: d
+    function: concat
+    inputs: {a: b.out, b: c.out}
+  - task: e
+    function: len
+    inputs: {in: d.out}
+output:
+  joined: d.out
+  n: e.out
+";
+
+#[test]
+fn objects_and_completions_cross_workers() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    let plan = c.install(wf.clone());
+    let workers: std::collections::HashSet<u32> = wf
+        .graph
+        .node_indices()
+        .filter(|n| wf.graph[*n].task().is_some())
+        .map(|n| plan.worker_of(n))
+        .collect();
+    assert_eq!(workers.len(), 3, "the plan spreads the tasks over every worker");
+    for entry in 0..3 {
+        let r = c.invoke_on(entry, "chain", json!({"text": "abc"}));
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+        assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}));
+        check_placement(&wf, &plan, &c.view, &r);
+        let peer_edges = r.edges.iter().filter(|e| e.tier == "peer").count();
+        assert!(peer_edges > 0, "no edge crossed workers: {:?}", r.edges);
+        // Times share one origin: every function started after its predecessors ended.
+        let end = |name: &str| r.functions.iter().find(|f| f.name == name).unwrap().end_us;
+        let start = |name: &str| r.functions.iter().find(|f| f.name == name).unwrap().start_us;
+        assert!(
+            start("d") >= end("b") && start("d") >= end("c") && start("e") >= end("d"),
+            "{r:?}"
+        );
+        c.assert_clean();
+    }
+}
+
+#[test]
+fn large_objects_stream_between_workers() {
+    let mut c = Cluster::new(2);
+    let wf = Arc::new(
+        load_str(
+            "
+name: big
+functions:
+  emit: {pack: testkit, outputs: {out: bytes}}
+  len: {pack: testkit, outputs: {out: json}}
+steps:
+  - task: emit
+    inputs: {bytes: input.n}
+  - task: len
+    inputs: {in: emit.out}
+output:
+  n: len.out
+",
+            "big.yaml",
+            "big",
+        )
+        .unwrap()
+        .workflow,
+    );
+    let plan = c.install(wf.clone());
+    let (e, l) = (
+        wf.graph.node_indices().find(|n| wf.graph[*n].name == "emit").unwrap(),
+        wf.graph.node_indices().find(|n| wf.graph[*n].name == "len").unwrap(),
+    );
+    assert_ne!(plan.worker_of(e), plan.worker_of(l));
+    let r = c.invoke_on(0, "big", json!({"n": 20_000_000}));
+    assert_eq!(r.status, "ok", "{:?}", r.error);
+    assert_eq!(r.output, json!({"n": 20_000_000}));
+    let edge = r.edges.iter().find(|e| e.to == "len").expect("an edge into len");
+    assert_eq!((edge.tier.as_str(), edge.bytes), ("peer", 20_000_000));
+    c.assert_clean();
+}
+
+#[test]
+fn a_step_failing_on_another_worker_fails_the_invocation_everywhere() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(
+        load_str(
+            "
+name: failing
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  fail: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: fail
+    inputs: {in: a.out}
+  - task: c
+    function: echo
+    inputs: {in: b.out}
+output:
+  out: c.out
+",
+            "failing.yaml",
+            "failing",
+        )
+        .unwrap()
+        .workflow,
+    );
+    c.install(wf);
+    let r = c.invoke_on(0, "failing", json!({"text": "x"}));
+    assert_eq!(r.status, "failed");
+    let e = r.error.unwrap();
+    assert!(e.contains("step `b`") && e.contains("returned an error"), "{e}");
+    c.assert_clean();
+    // The cluster keeps serving.
+    let r = c.invoke_on(1, "failing", json!({"text": "y"}));
+    assert_eq!(r.status, "failed");
+    c.assert_clean();
+}
+
+#[test]
+fn a_lost_worker_fails_the_invocation_fast_naming_it() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(
+        load_str(
+            "
+name: slow
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  hang: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: hang
+    inputs: {in: a.out}
+  - task: c
+    function: echo
+    inputs: {in: b.out}
+output:
+  out: c.out
+",
+            "slow.yaml",
+            "slow",
+        )
+        .unwrap()
+        .workflow,
+    );
+    let plan = c.install(wf.clone());
+    let b = wf.graph.node_indices().find(|n| wf.graph[*n].name == "b").unwrap();
+    let lost = plan.worker_of(b) as usize;
+    let entry = (lost + 1) % 3;
+    let id = c.next_invocation;
+    let (tx, rx) = std::sync::mpsc::channel();
+    c.daemon(entry).invoke_with(
+        "slow",
+        1,
+        Some(id),
+        json!({"text": "x"}),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    // Let `b` start, then take its worker away.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    c.daemons[lost] = None;
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the invocation ends")
+        .expect("it started");
+    assert_eq!(r.status, "failed");
+    let e = r.error.unwrap();
+    assert!(e.contains(&format!("worker `worker-{lost}`")), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    c.assert_clean();
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("workflow"))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
+    let mut c = Cluster::new(3);
+    let mut one = Cluster::new(1);
+    let mut names = std::collections::HashSet::new();
+    let files = fixtures();
+    assert!(files.len() >= 18, "{files:?}");
+    for file in files {
+        let mut wf = load_file(&file).expect("loads").workflow;
+        while !names.insert(wf.name.clone()) {
+            wf.name.push('_');
+        }
+        let wf = Arc::new(wf);
+        let plan = c.install(wf.clone());
+        one.install(wf.clone());
+        let mut input = serde_json::Map::new();
+        for i in &wf.inputs {
+            input.insert(i.name.clone(), json!("x".repeat((i.size / 100).min(4096) as usize)));
+        }
+        let input = serde_json::Value::Object(input);
+        let r = c.invoke_on(0, &wf.name, input.clone());
+        assert_eq!(r.status, "ok", "{}: {:?}", file.display(), r.error);
+        let r1 = one.invoke_on(0, &wf.name, input);
+        assert_eq!(r.output, r1.output, "{}", file.display());
+        check_placement(&wf, &plan, &c.view, &r);
+        c.assert_clean();
+        one.assert_clean();
+    }
+}

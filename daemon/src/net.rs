@@ -1,0 +1,379 @@
+//! The runtime's network driver: the QUIC endpoint shared with the other workers of the
+//! cluster, run on a small tokio runtime of its own beside the loop thread.
+//!
+//! The loop never waits on the network. What it sends goes into a queue per peer, served by
+//! one task per peer that dials it on first use (messages to one peer leave in order; each
+//! object leaves on a stream of its own, read straight from the arena). What arrives is posted
+//! to the loop's inbox ([`NetEvent`]): control messages as they are; an object's stream first
+//! asks the loop where its bytes go ([`NetEvent::Incoming`] → [`Landing`]), then writes them
+//! there chunk by chunk as QUIC flow control lets them in, then reports
+//! [`NetEvent::Arrived`]. Peers are accepted in a loop, each handshake in a task of its own;
+//! a peer the cluster CA did not certify is refused and logged.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use faasflow_shm::Region;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::io::message::{ControlMessage, ObjectHeader};
+use crate::io::peer::{PeerConnection, PeerEndpoint, PeerError};
+use crate::runtime::PeerSettings;
+use crate::store::allocator::Extent;
+
+/// What the network tells the loop.
+pub(crate) enum NetEvent {
+    /// A control message from peer `from`.
+    Message { from: String, msg: ControlMessage },
+    /// An object's stream opened: where do its bytes go?
+    Incoming {
+        from: String,
+        header: ObjectHeader,
+        reply: oneshot::Sender<Landing>,
+    },
+    /// An object's bytes are all where [`Landing`] said (or the transfer failed).
+    Arrived {
+        from: String,
+        header: ObjectHeader,
+        landing: Landing,
+        /// Time from the stream's first byte to its last, µs.
+        result: Result<f64, String>,
+    },
+    /// A push ended (the bytes are acknowledged by the peer, or it failed).
+    Sent { object: u64, result: Result<(), String> },
+    /// A peer cannot be reached any more.
+    Lost { node: String, error: String },
+}
+
+/// Where an arriving object's bytes go.
+#[derive(Debug, Clone)]
+pub(crate) enum Landing {
+    /// A reserved arena extent.
+    Arena(Extent),
+    /// A file in the spill directory (the arena or the quota is full).
+    File(PathBuf),
+    /// Nowhere: the object is refused (its invocation is over, or it is empty).
+    Refuse,
+}
+
+/// Where an object to push is read from.
+pub(crate) enum Source {
+    /// Arena bytes (the object is pinned until [`NetEvent::Sent`]).
+    Arena { offset: u64, len: u64 },
+    /// A spill file.
+    File(PathBuf),
+}
+
+enum Outbound {
+    Control(ControlMessage),
+    Object { header: ObjectHeader, source: Source },
+}
+
+type Post = Arc<dyn Fn(NetEvent) + Send + Sync>;
+
+/// The driver. Dropping it closes every connection.
+pub(crate) struct Net {
+    rt: tokio::runtime::Runtime,
+    endpoint: Arc<PeerEndpoint>,
+    peers: Mutex<HashMap<String, mpsc::UnboundedSender<Outbound>>>,
+    post: Post,
+    region: Arc<Region>,
+}
+
+impl Net {
+    /// Binds the endpoint and starts accepting peers.
+    pub(crate) fn start(settings: &PeerSettings, region: Arc<Region>, post: Post) -> Result<Net, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("faasflow-net")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the network threads: {e}"))?;
+        let endpoint = rt
+            .block_on(async {
+                PeerEndpoint::bind(
+                    settings.bind,
+                    &settings.identity,
+                    &settings.trust,
+                    settings.transport.clone(),
+                )
+            })
+            .map_err(|e| e.to_string())?;
+        let endpoint = Arc::new(endpoint);
+        rt.spawn(accept_loop(endpoint.clone(), post.clone(), region.clone()));
+        Ok(Net {
+            rt,
+            endpoint,
+            peers: Mutex::new(HashMap::new()),
+            post,
+            region,
+        })
+    }
+
+    /// Where the endpoint listens.
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    /// Sends a control message to `node` (at `addr`); messages to one node arrive in order.
+    pub(crate) fn send(&self, node: &str, addr: SocketAddr, msg: ControlMessage) {
+        self.enqueue(node, addr, Outbound::Control(msg));
+    }
+
+    /// Pushes an object to `node`; [`NetEvent::Sent`] says when it is through.
+    pub(crate) fn push(&self, node: &str, addr: SocketAddr, header: ObjectHeader, source: Source) {
+        self.enqueue(node, addr, Outbound::Object { header, source });
+    }
+
+    fn enqueue(&self, node: &str, addr: SocketAddr, out: Outbound) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let out = match peers.get(node) {
+            Some(tx) => match tx.send(out) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(out)) => out,
+            },
+            None => out,
+        };
+        // No task for this peer, or its last one ended with its connection: dial again.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(out);
+        peers.insert(node.to_owned(), tx);
+        self.rt.spawn(peer_task(
+            self.endpoint.clone(),
+            node.to_owned(),
+            addr,
+            rx,
+            self.post.clone(),
+            self.region.clone(),
+        ));
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.endpoint.close();
+    }
+}
+
+/// Serves the queue of one peer: dials it, sends control messages in order and starts a
+/// stream per object. Ends (dropping its queue) when the connection fails.
+async fn peer_task(
+    endpoint: Arc<PeerEndpoint>,
+    node: String,
+    addr: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    post: Post,
+    region: Arc<Region>,
+) {
+    let conn = match endpoint.connect(addr, &node).await {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let error = format!("cannot reach worker `{node}` at {addr}: {e}");
+            return give_up(&mut rx, &post, node, error);
+        }
+    };
+    loop {
+        let out = tokio::select! {
+            out = rx.recv() => out,
+            why = conn.closed() => {
+                let error = format!("the connection to worker `{node}` ({addr}) closed: {why}");
+                return give_up(&mut rx, &post, node, error);
+            }
+        };
+        let Some(out) = out else { return };
+        match out {
+            Outbound::Control(msg) => {
+                if let Err(e) = conn.send(&msg).await {
+                    let error = format!("lost the connection to worker `{node}` ({addr}): {e}");
+                    return give_up(&mut rx, &post, node, error);
+                }
+            }
+            Outbound::Object { header, source } => {
+                let (conn, post, region) = (conn.clone(), post.clone(), region.clone());
+                tokio::spawn(async move {
+                    let result = send_object(&conn, header, source, region).await;
+                    post(NetEvent::Sent {
+                        object: header.object,
+                        result: result.map_err(|e| e.to_string()),
+                    });
+                });
+            }
+        }
+    }
+}
+
+/// The connection to `node` failed: says so once, and fails the pushes still queued.
+fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, node: String, error: String) {
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Object { header, .. } = out {
+            post(NetEvent::Sent {
+                object: header.object,
+                result: Err(error.clone()),
+            });
+        }
+    }
+    post(NetEvent::Lost { node, error });
+}
+
+async fn send_object(
+    conn: &PeerConnection,
+    header: ObjectHeader,
+    source: Source,
+    region: Arc<Region>,
+) -> Result<(), PeerError> {
+    match source {
+        Source::Arena { offset, len } => {
+            conn.send_object(
+                header,
+                RegionReader {
+                    region,
+                    offset,
+                    left: len,
+                },
+            )
+            .await
+        }
+        Source::File(path) => {
+            let file = std::fs::File::open(&path).map_err(|cause| PeerError::Source {
+                object: header.object,
+                cause,
+            })?;
+            conn.send_object(header, tokio::fs::File::from_std(file)).await
+        }
+    }
+}
+
+/// Reads arena bytes (which the loop keeps from being freed until the push ends).
+struct RegionReader {
+    region: Arc<Region>,
+    offset: u64,
+    left: u64,
+}
+
+impl AsyncRead for RegionReader {
+    fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left) as usize;
+        let dst = buf.initialize_unfilled_to(n);
+        if !self.region.copy_out(self.offset, dst) {
+            return Poll::Ready(Err(io::Error::other("the object lies outside the arena")));
+        }
+        buf.advance(n);
+        self.offset += n as u64;
+        self.left -= n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, region: Arc<Region>) {
+    loop {
+        let handshake = match endpoint.incoming().await {
+            Ok(h) => h,
+            Err(PeerError::EndpointClosed) => return,
+            Err(e) => {
+                eprintln!("faasflow daemon: a peer could not connect: {e}");
+                continue;
+            }
+        };
+        let (post, region) = (post.clone(), region.clone());
+        tokio::spawn(async move {
+            let remote = handshake.remote_address();
+            match handshake.finish().await {
+                Ok(conn) => serve(Arc::new(conn), post, region).await,
+                Err(e) => eprintln!("faasflow daemon: refused a peer at {remote}: {e}"),
+            }
+        });
+    }
+}
+
+/// Reads what one peer sends: its control messages in order, its objects in parallel.
+async fn serve(conn: Arc<PeerConnection>, post: Post, region: Arc<Region>) {
+    let node = conn.peer_node().to_owned();
+    let objects = {
+        let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
+        tokio::spawn(async move {
+            while let Ok(obj) = conn.accept_object().await {
+                let (post, region, node) = (post.clone(), region.clone(), node.clone());
+                tokio::spawn(receive(obj, node, post, region));
+            }
+        })
+    };
+    loop {
+        match conn.recv().await {
+            Ok(Some(msg)) => post(NetEvent::Message {
+                from: node.clone(),
+                msg,
+            }),
+            Ok(None) => break,
+            Err(e) => {
+                post(NetEvent::Lost {
+                    node: node.clone(),
+                    error: format!("lost the connection from worker `{node}`: {e}"),
+                });
+                break;
+            }
+        }
+    }
+    objects.abort();
+}
+
+async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post, region: Arc<Region>) {
+    let header = obj.header();
+    let (tx, rx) = oneshot::channel();
+    post(NetEvent::Incoming {
+        from: from.clone(),
+        header,
+        reply: tx,
+    });
+    let Ok(landing) = rx.await else {
+        obj.refuse();
+        return;
+    };
+    let t = Instant::now();
+    let result = match &landing {
+        Landing::Refuse => {
+            obj.refuse();
+            return;
+        }
+        Landing::Arena(e) => {
+            let base = e.offset;
+            let mut sink = |offset: u64, chunk: &[u8]| {
+                if region.copy_in(base + offset, chunk) {
+                    Ok(())
+                } else {
+                    Err(io::Error::other("the extent lies outside the arena"))
+                }
+            };
+            obj.read_into(&mut sink).await.map_err(|e| e.to_string())
+        }
+        Landing::File(path) => receive_file(obj, path).await,
+    };
+    post(NetEvent::Arrived {
+        from,
+        header,
+        landing,
+        result: result.map(|_| t.elapsed().as_secs_f64() * 1e6),
+    });
+}
+
+async fn receive_file(mut obj: crate::io::peer::IncomingObject, path: &PathBuf) -> Result<u64, String> {
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+    while let Some(chunk) = obj.next_chunk().await.map_err(|e| e.to_string())? {
+        f.write_all(&chunk)
+            .await
+            .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+    }
+    f.flush()
+        .await
+        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+    Ok(obj.received())
+}

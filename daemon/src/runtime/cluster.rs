@@ -1,0 +1,713 @@
+//! The loop's side of a cluster: what it tells the other workers of a plan and what it does
+//! with what they tell it.
+//!
+//! Every daemon of a plan runs the same engine over the whole workflow and triggers its own
+//! tasks only. The entry daemon (the one the planner invoked) sends [`Start`] to the others;
+//! each daemon sends [`Done`] to the others when one of its tasks finishes (outputs by id,
+//! small JSON values inline, the run's records for the report) and pushes the bytes of each
+//! output to the workers with a task that reads it (and to the entry when the workflow's
+//! result reads it), as soon as it is sealed. A task whose inputs are still arriving waits
+//! for them; the entry's end waits for result objects still arriving. A failure decided on
+//! one daemon ([`Failed`]), or a worker lost, ends the invocation everywhere.
+//!
+//! Objects of other workers get local ids here (`remote_ids`), so that ids never collide.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faasflow_planner::NodeId;
+use faasflow_planner::dag::{DataSource, ValueKind, Workflow};
+use serde::{Deserialize, Serialize};
+
+use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey};
+use crate::io::message::{ControlMessage, Done, Failed, ObjectHeader, OutputRef, Start};
+use crate::net::{Landing, NetEvent, Source};
+use crate::report::{EdgeRecord, FunctionRecord};
+
+/// How long messages and objects about an invocation that has not started here are kept.
+const STRAY_TTL: Duration = Duration::from_secs(60);
+/// Ended invocations remembered (to drop what arrives late about them).
+const ENDED_KEPT: usize = 65_536;
+
+/// Invocations that ended here lately.
+#[derive(Default)]
+pub(super) struct Ended {
+    set: HashSet<InvocationId>,
+    order: VecDeque<InvocationId>,
+}
+
+impl Ended {
+    pub(super) fn contains(&self, id: InvocationId) -> bool {
+        self.set.contains(&id)
+    }
+
+    fn insert(&mut self, id: InvocationId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > ENDED_KEPT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// `at` in µs since the Unix epoch.
+pub(super) fn unix_us(at: Instant) -> u64 {
+    let ago = at.elapsed();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.saturating_sub(ago).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The instant of `unix_us` (µs since the Unix epoch), by this machine's clock; now if it
+/// lies in the future.
+pub(super) fn instant_of(unix_us: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ago = now.saturating_sub(Duration::from_micros(unix_us));
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+/// What a daemon tells the entry about one finished task, for the report.
+#[derive(Serialize, Deserialize)]
+struct PeerRecord {
+    functions: Vec<FunctionRecord>,
+    edges: Vec<EdgeRecord>,
+    /// Data time and spills on the sending daemon since its last record.
+    data_us: f64,
+    spills: u64,
+}
+
+/// An output of a task: (node index, output name).
+pub(super) type OutputKey = (u32, String);
+
+/// For each output a task of another worker reads: the workers (plan index) reading it; and
+/// the outputs the workflow's result reads.
+pub(super) fn readers(wf: &Workflow, placement: &Placement) -> (HashMap<OutputKey, Vec<u32>>, HashSet<OutputKey>) {
+    let mut readers: HashMap<OutputKey, Vec<u32>> = HashMap::new();
+    for n in wf.graph.node_indices() {
+        let Some(task) = wf.graph[n].task() else { continue };
+        let Some(&w) = placement.owner.get(&n) else { continue };
+        for b in &task.inputs {
+            for src in &b.sources {
+                if let DataSource::Output { node, output } = src {
+                    let from = placement.owner.get(node).copied();
+                    if from != Some(w) {
+                        let r = readers.entry((node.index() as u32, output.clone())).or_default();
+                        if !r.contains(&w) {
+                            r.push(w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let result = wf
+        .outputs
+        .iter()
+        .flat_map(|o| o.sources.iter())
+        .filter_map(|s| match s {
+            DataSource::Output { node, output } => Some((node.index() as u32, output.clone())),
+            _ => None,
+        })
+        .collect();
+    (readers, result)
+}
+
+impl Runtime {
+    /// The workers other than this one that run tasks of a workflow version: name, address.
+    pub(super) fn other_workers(&self, key: &(String, u64)) -> Vec<(String, SocketAddr)> {
+        let Some(i) = self.installed.get(key) else {
+            return Vec::new();
+        };
+        i.placement
+            .workers
+            .iter()
+            .filter(|(w, _, _)| *w != i.placement.me)
+            .filter_map(|(_, name, addr)| addr.map(|a| (name.clone(), a)))
+            .collect()
+    }
+
+    pub(super) fn broadcast(&self, to: &[(String, SocketAddr)], msg: &ControlMessage) {
+        let Some(net) = &self.net else { return };
+        for (name, addr) in to {
+            net.send(name, *addr, msg.clone());
+        }
+    }
+
+    /// Whether some input object of `call` is still arriving from another worker.
+    pub(super) fn inputs_arriving(&self, call: &Call) -> bool {
+        call.pending.iter().any(|(_, v)| {
+            let ids: Vec<u64> = match v {
+                InputValue::Object(r) => vec![r.id],
+                InputValue::List(l) => l.iter().map(|r| r.id).collect(),
+                _ => Vec::new(),
+            };
+            ids.iter()
+                .any(|id| self.objects.get(id).is_some_and(|o| matches!(o.place, Place::Pending)))
+        })
+    }
+
+    /// A local task finished with `objs`: pushes the objects other workers read and returns
+    /// the [`Done`] to send to the others (sent once the engine has the completion).
+    pub(super) fn tell_done(
+        &mut self,
+        call: &Call,
+        objs: &[(String, ObjectRef)],
+    ) -> Option<(Vec<(String, SocketAddr)>, ControlMessage)> {
+        let key: (String, u64) = (*call.wf).clone();
+        let others = self.other_workers(&key);
+        if others.is_empty() {
+            return None;
+        }
+        let installed = self.installed.get(&key)?;
+        let node = call.node.index() as u32;
+        let entry = self.invocations.get(&call.invocation).map(|i| i.entry);
+        let me = installed.placement.me;
+        let mut pushes: Vec<(u32, u64)> = Vec::new();
+        for (name, o) in objs {
+            if o.len == 0 {
+                continue;
+            }
+            let k = (node, name.clone());
+            let mut to: Vec<u32> = installed.readers.get(&k).cloned().unwrap_or_default();
+            if let Some(e) = entry
+                && e != me
+                && installed.result_reads.contains(&k)
+                && !to.contains(&e)
+            {
+                to.push(e);
+            }
+            pushes.extend(to.into_iter().map(|w| (w, o.id)));
+        }
+        let addr_of = |w: u32| {
+            installed
+                .placement
+                .workers
+                .iter()
+                .find(|(i, _, _)| *i == w)
+                .and_then(|(_, name, addr)| addr.map(|a| (name.clone(), a)))
+        };
+        let targets: Vec<((String, SocketAddr), u64)> = pushes
+            .into_iter()
+            .filter_map(|(w, id)| addr_of(w).map(|a| (a, id)))
+            .collect();
+        for ((name, addr), id) in targets {
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
+            let source = match &obj.place {
+                Place::Arena(e) => Source::Arena {
+                    offset: e.offset,
+                    len: obj.len,
+                },
+                Place::Spilled(p) => Source::File(p.clone()),
+                Place::Empty | Place::Pending => continue,
+            };
+            obj.pushes += 1;
+            let header = ObjectHeader {
+                invocation: call.invocation,
+                object: id,
+                len: obj.len,
+            };
+            if let Some(net) = &self.net {
+                net.push(&name, addr, header, source);
+            }
+        }
+        let outputs = objs
+            .iter()
+            .map(|(name, o)| OutputRef {
+                name: name.clone(),
+                object: o.id,
+                len: o.len,
+                json: o.json.as_ref().map(|j| serde_json::to_vec(&**j).unwrap_or_default()),
+            })
+            .collect();
+        let record = self.invocations.get_mut(&call.invocation).map(|inv| {
+            let rec = PeerRecord {
+                functions: inv.functions.get(call.record).cloned().into_iter().collect(),
+                edges: inv
+                    .edges
+                    .get(call.edge_range.clone())
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                data_us: inv.data_us - inv.reported.0,
+                spills: inv.spills - inv.reported.1,
+            };
+            inv.reported = (inv.data_us, inv.spills);
+            serde_json::to_vec(&rec).unwrap_or_default()
+        });
+        let msg = ControlMessage::Done(Done {
+            invocation: call.invocation,
+            node,
+            element: call.element,
+            outputs,
+            record: record.unwrap_or_default(),
+        });
+        Some((others, msg))
+    }
+
+    /// Whether an invocation can end now; when it fails here, tells the other workers.
+    pub(super) fn ending(
+        &mut self,
+        invocation: InvocationId,
+        result: &Result<Vec<(String, InputValue)>, String>,
+    ) -> bool {
+        let Some(inv) = self.invocations.get(&invocation) else {
+            return true;
+        };
+        match result {
+            Ok(values) => {
+                if inv.reply.is_none() {
+                    return true;
+                }
+                !values.iter().any(|(_, v)| {
+                    let ids: Vec<u64> = match v {
+                        InputValue::Object(r) => vec![r.id],
+                        InputValue::List(l) => l.iter().map(|r| r.id).collect(),
+                        _ => Vec::new(),
+                    };
+                    ids.iter()
+                        .any(|id| self.objects.get(id).is_some_and(|o| matches!(o.place, Place::Pending)))
+                })
+            }
+            Err(error) => {
+                if !inv.quiet {
+                    let others = self.other_workers(&inv.wf);
+                    let msg = ControlMessage::Failed(Failed {
+                        invocation,
+                        error: error.clone(),
+                    });
+                    self.broadcast(&others, &msg);
+                }
+                true
+            }
+        }
+    }
+
+    /// An invocation ended here: what arrives about it later is dropped.
+    pub(super) fn forget(&mut self, invocation: InvocationId) {
+        self.ended.insert(invocation);
+        self.early.remove(&invocation);
+        self.remote_ids.retain(|(_, inv, _), _| *inv != invocation);
+        self.just_ended.push(invocation);
+    }
+
+    /// After the engine's releases for invocations that just ended: frees what it never knew
+    /// of (objects that arrived before their Done), and forgets objects still arriving.
+    pub(super) fn clear_ended(&mut self) {
+        for invocation in std::mem::take(&mut self.just_ended) {
+            let left: Vec<u64> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| o.invocation == invocation && !o.released && o.pushes == 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in left {
+                if !self.read_by_a_sent_call(id) {
+                    self.free_object(id);
+                }
+            }
+            let arriving: Vec<u64> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| o.invocation == invocation && matches!(o.place, Place::Pending))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in arriving {
+                self.objects.remove(&id);
+            }
+        }
+    }
+
+    pub(super) fn net_event(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Message { from, msg } => self.message(from, msg),
+            NetEvent::Incoming { from, header, reply } => {
+                let landing = self.landing(&from, header);
+                let _ = reply.send(landing);
+            }
+            NetEvent::Arrived {
+                from,
+                header,
+                landing,
+                result,
+            } => self.arrived(from, header, landing, result),
+            NetEvent::Sent { object, result } => {
+                if let Some(o) = self.objects.get_mut(&object) {
+                    o.pushes = o.pushes.saturating_sub(1);
+                }
+                if let Err(e) = result {
+                    // The receiver is lost or refused it: its invocation cannot go on there.
+                    if let Some(inv) = self.objects.get(&object).map(|o| o.invocation) {
+                        let msg = format!("an object could not be sent to another worker: {e}");
+                        self.abort(inv, msg, false);
+                    }
+                }
+                self.unpin(&[object]);
+            }
+            NetEvent::Lost { node, error } => {
+                let hit: Vec<InvocationId> = self
+                    .invocations
+                    .iter()
+                    .filter(|(_, inv)| {
+                        self.installed
+                            .get(&inv.wf)
+                            .is_some_and(|i| i.placement.workers.iter().any(|(_, n, _)| *n == node))
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in hit {
+                    self.abort(id, format!("worker `{node}` was lost: {error}"), false);
+                }
+            }
+        }
+    }
+
+    /// Ends an invocation with an error decided here (`quiet`: decided elsewhere, not told).
+    fn abort(&mut self, invocation: InvocationId, error: String, quiet: bool) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        inv.quiet |= quiet;
+        if inv.deferred.take().is_some() {
+            // The engine is done with it; its end waited for result objects that will not come.
+            self.finish(invocation, Err(error));
+        } else {
+            self.engine.abort(invocation, error);
+        }
+    }
+
+    fn message(&mut self, from: String, msg: ControlMessage) {
+        let id = msg.invocation();
+        if self.ended.contains(id) {
+            return;
+        }
+        if let ControlMessage::Start(start) = msg {
+            return self.remote_start(from, start);
+        }
+        if !self.invocations.contains_key(&id) {
+            // Its start is still on its way (from the entry, on another connection).
+            self.early
+                .entry(id)
+                .or_insert_with(|| (Instant::now(), Vec::new()))
+                .1
+                .push((from, msg));
+            return;
+        }
+        match msg {
+            ControlMessage::Done(done) => self.remote_done(from, done),
+            ControlMessage::Failed(f) => self.abort(f.invocation, f.error, true),
+            ControlMessage::Start(_) => {}
+        }
+    }
+
+    fn remote_start(&mut self, from: String, start: Start) {
+        let id = start.invocation;
+        if self.invocations.contains_key(&id) {
+            return;
+        }
+        let key = (start.workflow.clone(), start.version);
+        let entry = self.installed.get(&key).and_then(|i| {
+            i.placement
+                .workers
+                .iter()
+                .find(|(_, n, _)| *n == from)
+                .map(|(w, _, _)| *w)
+        });
+        let started = match (entry, serde_json::from_slice::<serde_json::Value>(&start.input)) {
+            (None, _) => Err(format!(
+                "worker `{}` does not have workflow `{}` version {} installed with worker `{from}` in it",
+                self.config.name, start.workflow, start.version
+            )),
+            (_, Err(e)) => Err(format!("the input sent by worker `{from}` is not JSON: {e}")),
+            (Some(entry), Ok(input)) => self
+                .begin(
+                    id,
+                    &start.workflow,
+                    start.version,
+                    input,
+                    None,
+                    Some((entry, start.origin_us)),
+                )
+                .map_err(|(e, _)| format!("worker `{}` cannot start it: {e}", self.config.name)),
+        };
+        match started {
+            Ok(()) => {
+                if let Some((_, msgs)) = self.early.remove(&id) {
+                    for (from, msg) in msgs {
+                        self.message(from, msg);
+                    }
+                }
+            }
+            Err(error) => {
+                self.ended.insert(id);
+                self.early.remove(&id);
+                if let Some(addr) = self
+                    .installed
+                    .get(&key)
+                    .and_then(|i| i.placement.workers.iter().find(|(_, n, _)| *n == from))
+                    .and_then(|(_, _, a)| *a)
+                {
+                    self.broadcast(
+                        &[(from, addr)],
+                        &ControlMessage::Failed(Failed { invocation: id, error }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The local id of another worker's object.
+    fn local_id(&mut self, from: &str, invocation: InvocationId, theirs: u64) -> u64 {
+        let key = (from.to_owned(), invocation, theirs);
+        if let Some(&id) = self.remote_ids.get(&key) {
+            return id;
+        }
+        let id = self.next_object;
+        self.next_object += 1;
+        self.remote_ids.insert(key, id);
+        id
+    }
+
+    fn remote_done(&mut self, from: String, done: Done) {
+        let id = done.invocation;
+        let Some(inv) = self.invocations.get(&id) else { return };
+        let wf_key = inv.wf.clone();
+        let Some(installed) = self.installed.get(&wf_key) else {
+            return;
+        };
+        let wf = installed.wf.clone();
+        if !installed.placement.workers.iter().any(|(_, n, _)| *n == from) {
+            eprintln!(
+                "faasflow daemon: ignored a completion from worker `{from}`, which runs nothing of `{}` version {}",
+                wf_key.0, wf_key.1
+            );
+            return;
+        }
+        let node = NodeId::new(done.node as usize);
+        if done.node as usize >= wf.graph.node_count() || installed.placement.local.contains(&node) {
+            let msg = format!("worker `{from}` reported step {} of this worker as done", done.node);
+            return self.abort(id, msg, false);
+        }
+        let me = installed.placement.me;
+        let entry = inv.entry;
+        let needed: Vec<bool> = done
+            .outputs
+            .iter()
+            .map(|o| {
+                let k = (done.node, o.name.clone());
+                installed.readers.get(&k).is_some_and(|r| r.contains(&me))
+                    || (entry == me && installed.result_reads.contains(&k))
+            })
+            .collect();
+        let producer = wf.graph[node].name.clone();
+        let kinds: HashMap<String, ValueKind> = wf.graph[node]
+            .task()
+            .map(|t| t.spec.outputs.iter().map(|o| (o.name.clone(), o.kind)).collect())
+            .unwrap_or_default();
+        let mut outputs = Vec::with_capacity(done.outputs.len());
+        for (o, needed) in done.outputs.into_iter().zip(needed) {
+            let local = self.local_id(&from, id, o.object);
+            let json = match o.json {
+                None => None,
+                Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(v) => Some(Arc::new(v)),
+                    Err(e) => {
+                        let msg = format!(
+                            "worker `{from}` sent output `{}` of `{producer}` as invalid JSON: {e}",
+                            o.name
+                        );
+                        return self.abort(id, msg, false);
+                    }
+                },
+            };
+            if json.is_none() && matches!(kinds.get(&o.name), Some(ValueKind::Json | ValueKind::List)) {
+                let msg = format!(
+                    "worker `{from}` sent output `{}` of `{producer}` without its JSON value",
+                    o.name
+                );
+                return self.abort(id, msg, false);
+            }
+            if needed || o.len == 0 {
+                let obj = self.objects.entry(local).or_insert_with(|| Object {
+                    place: if o.len == 0 { Place::Empty } else { Place::Pending },
+                    len: o.len,
+                    wf: wf_key.clone(),
+                    invocation: id,
+                    producer: producer.clone(),
+                    instance: u32::MAX,
+                    released: false,
+                    pushes: 0,
+                    transfer_us: None,
+                    born: Instant::now(),
+                });
+                obj.producer = producer.clone();
+                obj.wf = wf_key.clone();
+                if let Some(inv) = self.invocations.get_mut(&id) {
+                    inv.objects.insert(local);
+                }
+            }
+            outputs.push((
+                o.name,
+                ObjectRef {
+                    id: local,
+                    len: o.len,
+                    json,
+                },
+            ));
+        }
+        if let Some(inv) = self.invocations.get_mut(&id)
+            && inv.reply.is_some()
+            && let Ok(rec) = serde_json::from_slice::<PeerRecord>(&done.record)
+        {
+            inv.functions.extend(rec.functions);
+            inv.edges.extend(rec.edges);
+            inv.data_us += rec.data_us;
+            inv.spills += rec.spills;
+        }
+        let now = self.now();
+        self.engine.function_done(now, id, node, done.element, outputs);
+    }
+
+    /// Where an arriving object's bytes go: the arena when it has room (spilling to make
+    /// room as for local outputs), else a spill file.
+    fn landing(&mut self, from: &str, header: ObjectHeader) -> Landing {
+        if self.ended.contains(header.invocation) {
+            return Landing::Refuse;
+        }
+        if header.len == 0 {
+            return Landing::Refuse;
+        }
+        if header.len <= self.arena.capacity()
+            && let Ok(e) = self.alloc_or_spill(header.len, &[])
+        {
+            return Landing::Arena(e);
+        }
+        Landing::File(self.config.spill_dir.join(format!(
+            "peer-{}-{}-{}",
+            crate::io::remote::escape(from),
+            header.invocation,
+            header.object
+        )))
+    }
+
+    fn arrived(&mut self, from: String, header: ObjectHeader, landing: Landing, result: Result<f64, String>) {
+        let place = match landing {
+            Landing::Arena(e) => Place::Arena(e),
+            Landing::File(p) => Place::Spilled(p),
+            Landing::Refuse => return,
+        };
+        let discard = |rt: &mut Runtime, place: Place| match place {
+            Place::Arena(e) => {
+                rt.arena.free(e);
+            }
+            Place::Spilled(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            Place::Empty | Place::Pending => {}
+        };
+        let inv_id = header.invocation;
+        let transfer_us = match result {
+            Ok(t) => t,
+            Err(e) => {
+                discard(self, place);
+                let msg = format!("an object from worker `{from}` did not arrive: {e}");
+                return self.abort(inv_id, msg, false);
+            }
+        };
+        if self.ended.contains(inv_id) {
+            return discard(self, place);
+        }
+        let id = self.local_id(&from, inv_id, header.object);
+        let wf_key: Option<WfKey> = self.invocations.get(&inv_id).map(|i| i.wf.clone());
+        let resident = matches!(place, Place::Arena(_));
+        match self.objects.get_mut(&id) {
+            Some(obj) if matches!(obj.place, Place::Pending) && obj.len == header.len => {
+                obj.place = place;
+                obj.transfer_us = Some(transfer_us);
+            }
+            Some(_) => {
+                discard(self, place);
+                let msg = format!(
+                    "worker `{from}` sent object {} twice or with another size",
+                    header.object
+                );
+                return self.abort(inv_id, msg, false);
+            }
+            None => {
+                // Before its Done (or its invocation's start): kept until they come.
+                self.objects.insert(
+                    id,
+                    Object {
+                        place,
+                        len: header.len,
+                        wf: wf_key.clone().unwrap_or_else(|| Arc::new((String::new(), 0))),
+                        invocation: inv_id,
+                        producer: String::new(),
+                        instance: u32::MAX,
+                        released: false,
+                        pushes: 0,
+                        transfer_us: Some(transfer_us),
+                        born: Instant::now(),
+                    },
+                );
+            }
+        }
+        if let Some(wf) = wf_key {
+            if resident {
+                *self.resident.entry(wf.clone()).or_default() += header.len;
+            }
+            if let Some(inv) = self.invocations.get_mut(&inv_id) {
+                inv.objects.insert(id);
+            }
+            let quota = self.installed.get(&wf).map_or(u64::MAX, |i| i.quota);
+            if resident && self.resident.get(&wf).copied().unwrap_or(0) > quota {
+                self.spill(id);
+            }
+        }
+        self.arrivals_done(inv_id);
+        self.unpin(&[id]);
+    }
+
+    /// Something arrived for `invocation`: starts the calls and the end that waited for it.
+    fn arrivals_done(&mut self, invocation: InvocationId) {
+        let waiting: Vec<u64> = self.awaiting.clone();
+        let mut pools = Vec::new();
+        for c in waiting {
+            let ready = self.calls.get(&c).is_some_and(|call| !self.inputs_arriving(call));
+            if ready && let Some(call) = self.calls.get(&c) {
+                let pool = call.pool;
+                self.awaiting.retain(|&x| x != c);
+                self.pools[pool].queue.push_back(c);
+                if !pools.contains(&pool) {
+                    pools.push(pool);
+                }
+            }
+        }
+        for p in pools {
+            self.dispatch(p);
+        }
+        if let Some(result) = self.invocations.get_mut(&invocation).and_then(|i| i.deferred.take()) {
+            self.finish(invocation, result);
+        }
+    }
+
+    /// Frees objects and forgets messages of invocations that never started here.
+    pub(super) fn sweep_strays(&mut self) {
+        self.early.retain(|_, (seen, _)| seen.elapsed() < STRAY_TTL);
+        let stray: Vec<u64> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| !self.invocations.contains_key(&o.invocation) && o.born.elapsed() >= STRAY_TTL)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stray {
+            self.free_object(id);
+        }
+    }
+}
