@@ -42,6 +42,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
+        Cluster::scaled(n, 1.0)
+    }
+
+    /// Synthetic bodies run `scale` of their declared runtime and write `scale` of their
+    /// declared bytes.
+    fn scaled(n: usize, scale: f64) -> Cluster {
         let ca = ClusterCa::generate("test").unwrap();
         let view = ClusterView::uniform(n, 64);
         let mut daemons = Vec::new();
@@ -56,6 +62,8 @@ impl Cluster {
             c.arena_bytes = 256 << 20;
             c.spill_dir = std::env::temp_dir().join(format!("faasflow-workers-{}-{}", std::process::id(), unique()));
             c.name = w.name.clone();
+            c.runtime_scale = scale;
+            c.data_scale = scale;
             c.peer = Some(PeerSettings {
                 identity: ca.issue(&w.name).unwrap(),
                 trust: ca.trust(),
@@ -190,7 +198,7 @@ fn objects_and_completions_cross_workers() {
     for entry in 0..3 {
         let r = c.invoke_on(entry, "chain", json!({"text": "abc"}));
         assert_eq!(r.status, "ok", "{:?}", r.error);
-        assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}));
+        assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}), "entry {entry}: {r:?}");
         check_placement(&wf, &plan, &c.view, &r);
         let peer_edges = r.edges.iter().filter(|e| e.tier == "peer").count();
         assert!(peer_edges > 0, "no edge crossed workers: {:?}", r.edges);
@@ -367,8 +375,9 @@ fn fixtures() -> Vec<PathBuf> {
 
 #[test]
 fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
-    let mut c = Cluster::new(3);
-    let mut one = Cluster::new(1);
+    // A tenth of the declared runtimes and sizes: every object still crosses workers.
+    let mut c = Cluster::scaled(3, 0.1);
+    let mut one = Cluster::scaled(1, 0.1);
     let mut names = std::collections::HashSet::new();
     let files = fixtures();
     assert!(files.len() >= 18, "{files:?}");

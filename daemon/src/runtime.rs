@@ -590,6 +590,14 @@ struct Instance {
     broken: bool,
 }
 
+impl Object {
+    /// Something other than a call still needs its bytes where they are (or they are not
+    /// there yet).
+    fn busy(&self) -> bool {
+        self.pushes > 0 || self.held || matches!(self.place, Place::Pending)
+    }
+}
+
 enum Place {
     Arena(Extent),
     Spilled(PathBuf),
@@ -610,6 +618,8 @@ struct Object {
     released: bool,
     /// Pushes to other workers in progress.
     pushes: u32,
+    /// A result of an invocation whose end waits for other result objects still arriving.
+    held: bool,
     /// Received from another worker: the transfer's time, µs.
     transfer_us: Option<f64>,
     /// When it was created (objects of invocations that never start here are swept).
@@ -735,6 +745,8 @@ struct Runtime {
     awaiting: Vec<u64>,
     /// Invocations ended since the last [`Runtime::clear_ended`].
     just_ended: Vec<InvocationId>,
+    /// Pushes to and arrivals from other workers in progress (they hold arena bytes).
+    transfers: usize,
 }
 
 fn us(d: Duration) -> f64 {
@@ -780,6 +792,7 @@ impl Runtime {
             ended: cluster::Ended::default(),
             awaiting: Vec::new(),
             just_ended: Vec::new(),
+            transfers: 0,
         }
     }
 
@@ -1683,9 +1696,9 @@ impl Runtime {
                 Err(Unprepared::Full(m)) => {
                     self.unprepare(&mut call);
                     self.calls.insert(call_id, call);
-                    // Running calls will free memory: wait for them (backpressure). With none
-                    // running, nothing ever will.
-                    if self.calls.values().any(|c| c.instance.is_some()) {
+                    // Running calls and transfers will free memory: wait for them
+                    // (backpressure). With none running, nothing ever will.
+                    if self.calls.values().any(|c| c.instance.is_some()) || self.transfers > 0 {
                         self.waiting_for_room = true;
                         return;
                     }
@@ -1843,12 +1856,7 @@ impl Runtime {
     /// sent still reads them (a call of a failed invocation, left to finish): then when that
     /// call ends, so that nothing is ever written under a running function.
     fn release(&mut self, object: u64) {
-        if self.read_by_a_sent_call(object)
-            || self
-                .objects
-                .get(&object)
-                .is_some_and(|o| o.pushes > 0 || matches!(o.place, Place::Pending))
-        {
+        if self.read_by_a_sent_call(object) || self.objects.get(&object).is_some_and(Object::busy) {
             if let Some(obj) = self.objects.get_mut(&object) {
                 obj.released = true;
             }
@@ -1866,10 +1874,7 @@ impl Runtime {
     /// Frees the objects `reads` whose release waited for the call that just ended.
     fn unpin(&mut self, reads: &[u64]) {
         for &id in reads {
-            let idle = self
-                .objects
-                .get(&id)
-                .is_some_and(|o| o.released && o.pushes == 0 && !matches!(o.place, Place::Pending));
+            let idle = self.objects.get(&id).is_some_and(|o| o.released && !o.busy());
             if idle && !self.read_by_a_sent_call(id) {
                 self.free_object(id);
             }
@@ -2129,6 +2134,7 @@ impl Runtime {
                     instance: inst_id,
                     released: false,
                     pushes: 0,
+                    held: false,
                     transfer_us: None,
                     born: Instant::now(),
                 },
@@ -2240,8 +2246,17 @@ impl Runtime {
     // ---- the end of an invocation --------------------------------------------------------
 
     fn finish(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
+        let results: Vec<u64> = match &result {
+            Ok(values) => values.iter().flat_map(|(_, v)| cluster::object_ids(v)).collect(),
+            Err(_) => Vec::new(),
+        };
         if !self.ending(invocation, &result) {
-            // Result objects are still arriving: ends when they are here.
+            // Result objects are still arriving: ends when they are here; the others wait.
+            for id in &results {
+                if let Some(o) = self.objects.get_mut(id) {
+                    o.held = true;
+                }
+            }
             if let Some(inv) = self.invocations.get_mut(&invocation) {
                 inv.deferred = Some(result);
             }
@@ -2307,9 +2322,20 @@ impl Runtime {
             spills: inv.spills,
         };
         reply(Ok(report));
+        self.let_go(&results);
         if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
             self.installed.remove(&inv.wf);
         }
+    }
+
+    /// An invocation's result objects are read: those released meanwhile are freed.
+    fn let_go(&mut self, results: &[u64]) {
+        for id in results {
+            if let Some(o) = self.objects.get_mut(id) {
+                o.held = false;
+            }
+        }
+        self.unpin(results);
     }
 
     /// The name of the worker that runs task `n` of a workflow version.

@@ -55,6 +55,15 @@ impl Ended {
     }
 }
 
+/// The objects of a value.
+pub(super) fn object_ids(v: &InputValue) -> Vec<u64> {
+    match v {
+        InputValue::Object(r) => vec![r.id],
+        InputValue::List(l) => l.iter().map(|r| r.id).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `at` in µs since the Unix epoch.
 pub(super) fn unix_us(at: Instant) -> u64 {
     let ago = at.elapsed();
@@ -209,6 +218,7 @@ impl Runtime {
                 Place::Empty | Place::Pending => continue,
             };
             obj.pushes += 1;
+            self.transfers += 1;
             let header = ObjectHeader {
                 invocation: call.invocation,
                 object: id,
@@ -265,14 +275,20 @@ impl Runtime {
                 if inv.reply.is_none() {
                     return true;
                 }
+                // JSON values came with their Done: only bytes are waited for.
                 !values.iter().any(|(_, v)| {
-                    let ids: Vec<u64> = match v {
-                        InputValue::Object(r) => vec![r.id],
-                        InputValue::List(l) => l.iter().map(|r| r.id).collect(),
+                    let refs: Vec<&ObjectRef> = match v {
+                        InputValue::Object(r) => vec![r],
+                        InputValue::List(l) => l.iter().collect(),
                         _ => Vec::new(),
                     };
-                    ids.iter()
-                        .any(|id| self.objects.get(id).is_some_and(|o| matches!(o.place, Place::Pending)))
+                    refs.iter().any(|r| {
+                        r.json.is_none()
+                            && self
+                                .objects
+                                .get(&r.id)
+                                .is_some_and(|o| matches!(o.place, Place::Pending))
+                    })
                 })
             }
             Err(error) => {
@@ -329,15 +345,25 @@ impl Runtime {
             NetEvent::Message { from, msg } => self.message(from, msg),
             NetEvent::Incoming { from, header, reply } => {
                 let landing = self.landing(&from, header);
-                let _ = reply.send(landing);
+                let refused = matches!(landing, Landing::Refuse);
+                if reply.send(landing.clone()).is_err() {
+                    // The stream is gone already: nothing will arrive there.
+                    self.arrived(from, header, landing, Err("the stream closed".into()));
+                } else if !refused {
+                    self.transfers += 1;
+                }
             }
             NetEvent::Arrived {
                 from,
                 header,
                 landing,
                 result,
-            } => self.arrived(from, header, landing, result),
+            } => {
+                self.transfers = self.transfers.saturating_sub(1);
+                self.arrived(from, header, landing, result);
+            }
             NetEvent::Sent { object, result } => {
+                self.transfers = self.transfers.saturating_sub(1);
                 if let Some(o) = self.objects.get_mut(&object) {
                     o.pushes = o.pushes.saturating_sub(1);
                 }
@@ -374,9 +400,13 @@ impl Runtime {
             return;
         };
         inv.quiet |= quiet;
-        if inv.deferred.take().is_some() {
+        if let Some(deferred) = inv.deferred.take() {
             // The engine is done with it; its end waited for result objects that will not come.
             self.finish(invocation, Err(error));
+            if let Ok(values) = deferred {
+                let held: Vec<u64> = values.iter().flat_map(|(_, v)| object_ids(v)).collect();
+                self.let_go(&held);
+            }
         } else {
             self.engine.abort(invocation, error);
         }
@@ -543,6 +573,7 @@ impl Runtime {
                     instance: u32::MAX,
                     released: false,
                     pushes: 0,
+                    held: false,
                     transfer_us: None,
                     born: Instant::now(),
                 });
@@ -652,6 +683,7 @@ impl Runtime {
                         instance: u32::MAX,
                         released: false,
                         pushes: 0,
+                        held: false,
                         transfer_us: Some(transfer_us),
                         born: Instant::now(),
                     },
