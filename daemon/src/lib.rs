@@ -17,6 +17,7 @@ pub mod io;
 pub mod pool;
 pub mod report;
 pub mod runtime;
+pub mod service;
 pub mod store;
 
 pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
