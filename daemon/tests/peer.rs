@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use faasflow_daemon::io::message::{ControlMessage, ObjectHeader, OutputRef, Route, Trigger};
+use faasflow_daemon::io::message::{ControlMessage, Done, ObjectHeader, OutputRef, Start};
 use faasflow_daemon::io::peer::{PeerConfig, PeerConnection, PeerEndpoint, PeerError};
 use faasflow_daemon::io::tls::{self, ClusterCa, ClusterTrust, NodeIdentity};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -78,39 +78,35 @@ fn checksum(bytes: &[u8]) -> u64 {
     h ^ bytes.len() as u64
 }
 
-fn trigger() -> ControlMessage {
-    ControlMessage::Trigger(Trigger {
-        route: Route {
-            workflow: "wordcount".into(),
-            version: 3,
-            invocation: 42,
-            from_node: "split".into(),
-            to_node: "count".into(),
-            element: Some(7),
-        },
+fn done_message() -> ControlMessage {
+    ControlMessage::Done(Done {
+        invocation: 42,
+        node: 3,
+        element: Some(7),
         outputs: vec![
             OutputRef {
                 name: "words".into(),
                 object: 1,
                 len: 64 << 20,
+                json: None,
             },
             OutputRef {
-                name: "empty".into(),
+                name: "flag".into(),
                 object: 2,
-                len: 0,
+                len: 4,
+                json: Some(b"true".to_vec()),
             },
         ],
+        record: b"{}".to_vec(),
     })
 }
 
-fn skipped() -> ControlMessage {
-    ControlMessage::Skipped(Route {
+fn start_message() -> ControlMessage {
+    ControlMessage::Start(Start {
         workflow: "wordcount".into(),
         version: 3,
         invocation: 42,
-        from_node: "branch-b".into(),
-        to_node: "join".into(),
-        element: None,
+        input: br#"{"text": "a b"}"#.to_vec(),
     })
 }
 
@@ -129,14 +125,14 @@ async fn peers_of_one_cluster_exchange_control_messages_and_objects() {
         );
 
         // Control messages, in order, both ways; then the end of the stream.
-        ab.send(&trigger()).await.unwrap();
-        ab.send(&skipped()).await.unwrap();
+        ab.send(&done_message()).await.unwrap();
+        ab.send(&start_message()).await.unwrap();
         ab.finish_control().await.unwrap();
-        assert_eq!(ba.recv().await.unwrap(), Some(trigger()));
-        assert_eq!(ba.recv().await.unwrap(), Some(skipped()));
+        assert_eq!(ba.recv().await.unwrap(), Some(done_message()));
+        assert_eq!(ba.recv().await.unwrap(), Some(start_message()));
         assert_eq!(ba.recv().await.unwrap(), None);
-        ba.send(&skipped()).await.unwrap();
-        assert_eq!(ab.recv().await.unwrap(), Some(skipped()));
+        ba.send(&start_message()).await.unwrap();
+        assert_eq!(ab.recv().await.unwrap(), Some(start_message()));
 
         // A 64 MiB object and an empty one, on their own streams.
         let big = pattern(64 << 20, 1);
@@ -482,8 +478,8 @@ fn certificates_written_and_loaded_work_and_missing_files_say_what_to_do() {
         let a = PeerEndpoint::bind(localhost(), &w0, &trust, PeerConfig::default()).unwrap();
         let b = PeerEndpoint::bind(localhost(), &w1, &trust, PeerConfig::default()).unwrap();
         let (ab, ba) = pair(&a, &b, "worker-1").await;
-        ab.send(&skipped()).await.unwrap();
-        assert_eq!(ba.recv().await.unwrap(), Some(skipped()));
+        ab.send(&start_message()).await.unwrap();
+        assert_eq!(ba.recv().await.unwrap(), Some(start_message()));
     }));
 
     // A certificate under another node's file name, and a key that is not the CA's.

@@ -7,11 +7,11 @@
 //!
 //! Frame: `u32` body length (little-endian, at most [`MAX_FRAME`]), then the body: a tag byte
 //! and the fields. Integers are little-endian; a string is a `u16` length and UTF-8 bytes; an
-//! optional `u32` is a flag byte (0 or 1) and the value when 1; a list is a `u32` count and
-//! its items.
+//! optional `u32` is a flag byte (0 or 1) and the value when 1; a blob is a `u32` length and
+//! its bytes; a list is a `u32` count and its items.
 
-/// Largest body of a control frame.
-pub const MAX_FRAME: usize = 1 << 20;
+/// Largest body of a control frame (a workflow's input travels in one).
+pub const MAX_FRAME: usize = 64 << 20;
 
 /// Bytes of the length prefix of a control frame.
 pub const FRAME_PREFIX: usize = 4;
@@ -19,56 +19,83 @@ pub const FRAME_PREFIX: usize = 4;
 /// Bytes of an encoded [`ObjectHeader`].
 pub const OBJECT_HEADER_LEN: usize = 25;
 
-const TAG_TRIGGER: u8 = 1;
-const TAG_SKIPPED: u8 = 2;
+const TAG_START: u8 = 1;
+const TAG_DONE: u8 = 2;
+const TAG_FAILED: u8 = 3;
 const TAG_OBJECT: u8 = 0x10;
 
-/// Which edge of which invocation a control message is about: a predecessor on the sending
-/// daemon and its successor on the receiving one.
+/// An invocation started on the sending daemon, its entry: every daemon of the plan runs the
+/// same engine over the whole workflow and triggers its own tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub struct Start {
     /// The workflow's name.
     pub workflow: String,
     /// The plan version the invocation runs on.
     pub version: u64,
+    /// The invocation (unique in the cluster).
+    pub invocation: u64,
+    /// The workflow's input, JSON.
+    pub input: Vec<u8>,
+}
+
+/// A task finished on the sending daemon: its outputs, by name. Objects a task of the
+/// receiving daemon reads are pushed (or being pushed) on their own streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
     /// The invocation.
     pub invocation: u64,
-    /// The predecessor (the function that finished, or was skipped).
-    pub from_node: String,
-    /// The function on the receiving daemon it precedes.
-    pub to_node: String,
-    /// The foreach element, if the predecessor is in a foreach body.
+    /// The task (node index in the plan's graph).
+    pub node: u32,
+    /// The foreach element, if the task is in a foreach body.
     pub element: Option<u32>,
-}
-
-/// A successor's predecessor finished on another daemon: its outputs, by name, are objects
-/// pushed (or being pushed) on their own streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trigger {
-    /// The edge.
-    pub route: Route,
-    /// The predecessor's outputs.
+    /// Its outputs.
     pub outputs: Vec<OutputRef>,
+    /// What the sender recorded about the run, for the invocation's report (JSON).
+    pub record: Vec<u8>,
 }
 
-/// One output named in a [`Trigger`].
+/// One output named in a [`Done`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRef {
     /// The output's name.
     pub name: String,
-    /// The object's id (as in its [`ObjectHeader`]).
+    /// The object's id (as in its [`ObjectHeader`]), unique in the cluster.
     pub object: u64,
     /// Its size in bytes.
     pub len: u64,
+    /// Its bytes when it is a `json` or `list` output (conditions and foreach lists read it).
+    pub json: Option<Vec<u8>>,
+}
+
+/// An invocation failed for good on the sending daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The invocation.
+    pub invocation: u64,
+    /// Why: the step and the cause.
+    pub error: String,
 }
 
 /// A message on a peer connection's control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
-    /// A predecessor finished.
-    Trigger(Trigger),
-    /// A predecessor was skipped (a switch case not taken) on another daemon.
-    Skipped(Route),
+    /// An invocation started.
+    Start(Start),
+    /// A task finished.
+    Done(Done),
+    /// An invocation failed.
+    Failed(Failed),
+}
+
+impl ControlMessage {
+    /// The invocation the message is about.
+    pub fn invocation(&self) -> u64 {
+        match self {
+            ControlMessage::Start(m) => m.invocation,
+            ControlMessage::Done(m) => m.invocation,
+            ControlMessage::Failed(m) => m.invocation,
+        }
+    }
 }
 
 /// The first bytes of an object's stream; the object's bytes follow, exactly `len` of them.
@@ -154,20 +181,37 @@ impl ControlMessage {
 
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
-            ControlMessage::Trigger(t) => {
-                out.push(TAG_TRIGGER);
-                put_route(out, &t.route)?;
-                let count = u32::try_from(t.outputs.len()).map_err(|_| EncodeError::TooLarge { len: usize::MAX })?;
-                out.extend_from_slice(&count.to_le_bytes());
-                for o in &t.outputs {
+            ControlMessage::Start(m) => {
+                out.push(TAG_START);
+                put_str(out, &m.workflow, "the workflow name")?;
+                out.extend_from_slice(&m.version.to_le_bytes());
+                out.extend_from_slice(&m.invocation.to_le_bytes());
+                put_blob(out, &m.input)?;
+            }
+            ControlMessage::Done(m) => {
+                out.push(TAG_DONE);
+                out.extend_from_slice(&m.invocation.to_le_bytes());
+                out.extend_from_slice(&m.node.to_le_bytes());
+                put_opt_u32(out, m.element);
+                put_count(out, m.outputs.len())?;
+                for o in &m.outputs {
                     put_str(out, &o.name, "an output name")?;
                     out.extend_from_slice(&o.object.to_le_bytes());
                     out.extend_from_slice(&o.len.to_le_bytes());
+                    match &o.json {
+                        None => out.push(0),
+                        Some(j) => {
+                            out.push(1);
+                            put_blob(out, j)?;
+                        }
+                    }
                 }
+                put_blob(out, &m.record)?;
             }
-            ControlMessage::Skipped(s) => {
-                out.push(TAG_SKIPPED);
-                put_route(out, s)?;
+            ControlMessage::Failed(m) => {
+                out.push(TAG_FAILED);
+                out.extend_from_slice(&m.invocation.to_le_bytes());
+                put_blob(out, m.error.as_bytes())?;
             }
         }
         Ok(())
@@ -180,21 +224,43 @@ impl ControlMessage {
         }
         let mut r = Reader(body);
         let msg = match r.u8()? {
-            TAG_TRIGGER => {
-                let route = r.route()?;
+            TAG_START => ControlMessage::Start(Start {
+                workflow: r.string()?,
+                version: r.u64()?,
+                invocation: r.u64()?,
+                input: r.blob()?.to_vec(),
+            }),
+            TAG_DONE => {
+                let invocation = r.u64()?;
+                let node = r.u32()?;
+                let element = r.opt_u32()?;
                 let count = r.u32()?;
-                // Each output takes at least 18 bytes: a count beyond what is left is a lie.
-                let mut outputs = Vec::with_capacity((count as usize).min(r.0.len() / 18));
+                // Each output takes at least 19 bytes: a count beyond what is left is a lie.
+                let mut outputs = Vec::with_capacity((count as usize).min(r.0.len() / 19));
                 for _ in 0..count {
                     outputs.push(OutputRef {
                         name: r.string()?,
                         object: r.u64()?,
                         len: r.u64()?,
+                        json: match r.u8()? {
+                            0 => None,
+                            1 => Some(r.blob()?.to_vec()),
+                            flag => return Err(DecodeError::BadFlag(flag)),
+                        },
                     });
                 }
-                ControlMessage::Trigger(Trigger { route, outputs })
+                ControlMessage::Done(Done {
+                    invocation,
+                    node,
+                    element,
+                    outputs,
+                    record: r.blob()?.to_vec(),
+                })
             }
-            TAG_SKIPPED => ControlMessage::Skipped(r.route()?),
+            TAG_FAILED => ControlMessage::Failed(Failed {
+                invocation: r.u64()?,
+                error: String::from_utf8(r.blob()?.to_vec()).map_err(|_| DecodeError::BadUtf8)?,
+            }),
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         match r.0.len() {
@@ -258,20 +324,29 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), EncodeE
     Ok(())
 }
 
-fn put_route(out: &mut Vec<u8>, r: &Route) -> Result<(), EncodeError> {
-    put_str(out, &r.workflow, "the workflow name")?;
-    out.extend_from_slice(&r.version.to_le_bytes());
-    out.extend_from_slice(&r.invocation.to_le_bytes());
-    put_str(out, &r.from_node, "the predecessor's name")?;
-    put_str(out, &r.to_node, "the successor's name")?;
-    match r.element {
+fn put_blob(out: &mut Vec<u8>, b: &[u8]) -> Result<(), EncodeError> {
+    if b.len() > MAX_FRAME {
+        return Err(EncodeError::TooLarge { len: b.len() });
+    }
+    put_count(out, b.len())?;
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize) -> Result<(), EncodeError> {
+    let n = u32::try_from(n).map_err(|_| EncodeError::TooLarge { len: n })?;
+    out.extend_from_slice(&n.to_le_bytes());
+    Ok(())
+}
+
+fn put_opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
+    match v {
         None => out.push(0),
         Some(e) => {
             out.push(1);
             out.extend_from_slice(&e.to_le_bytes());
         }
     }
-    Ok(())
 }
 
 /// Reads fields from the front of a byte slice.
@@ -310,19 +385,22 @@ impl Reader<'_> {
         String::from_utf8(s.to_vec()).map_err(|_| DecodeError::BadUtf8)
     }
 
-    fn route(&mut self) -> Result<Route, DecodeError> {
-        Ok(Route {
-            workflow: self.string()?,
-            version: self.u64()?,
-            invocation: self.u64()?,
-            from_node: self.string()?,
-            to_node: self.string()?,
-            element: match self.u8()? {
-                0 => None,
-                1 => Some(self.u32()?),
-                flag => return Err(DecodeError::BadFlag(flag)),
-            },
-        })
+    fn blob(&mut self) -> Result<&[u8], DecodeError> {
+        let len = self.u32()? as usize;
+        if self.0.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        let (b, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn opt_u32(&mut self) -> Result<Option<u32>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u32()?)),
+            flag => Err(DecodeError::BadFlag(flag)),
+        }
     }
 }
 
@@ -338,44 +416,43 @@ mod tests {
 
     fn message() -> impl Strategy<Value = ControlMessage> {
         let name = "[a-z0-9_-]{0,20}|\\PC{0,8}";
-        let output = (name, any::<u64>(), any::<u64>()).prop_map(|(name, object, len)| OutputRef { name, object, len });
-        let trigger = (
-            name,
-            any::<u64>(),
-            any::<u64>(),
-            name,
-            name,
-            element(),
-            proptest::collection::vec(output, 0..20),
-        )
-            .prop_map(
-                |(workflow, version, invocation, from_node, to_node, element, outputs)| {
-                    ControlMessage::Trigger(Trigger {
-                        route: Route {
-                            workflow,
-                            version,
-                            invocation,
-                            from_node,
-                            to_node,
-                            element,
-                        },
-                        outputs,
-                    })
-                },
-            );
-        let skipped = (name, any::<u64>(), any::<u64>(), name, name, element()).prop_map(
-            |(workflow, version, invocation, from_node, to_node, element)| {
-                ControlMessage::Skipped(Route {
+        let blob = proptest::collection::vec(any::<u8>(), 0..40);
+        let output = (name, any::<u64>(), any::<u64>(), proptest::option::of(blob.clone())).prop_map(
+            |(name, object, len, json)| OutputRef {
+                name,
+                object,
+                len,
+                json,
+            },
+        );
+        let start =
+            (name, any::<u64>(), any::<u64>(), blob.clone()).prop_map(|(workflow, version, invocation, input)| {
+                ControlMessage::Start(Start {
                     workflow,
                     version,
                     invocation,
-                    from_node,
-                    to_node,
-                    element,
+                    input,
                 })
-            },
-        );
-        prop_oneof![trigger, skipped]
+            });
+        let done = (
+            any::<u64>(),
+            any::<u32>(),
+            element(),
+            proptest::collection::vec(output, 0..20),
+            blob,
+        )
+            .prop_map(|(invocation, node, element, outputs, record)| {
+                ControlMessage::Done(Done {
+                    invocation,
+                    node,
+                    element,
+                    outputs,
+                    record,
+                })
+            });
+        let failed = (any::<u64>(), "\\PC{0,50}")
+            .prop_map(|(invocation, error)| ControlMessage::Failed(Failed { invocation, error }));
+        prop_oneof![start, done, failed]
     }
 
     proptest! {
@@ -444,34 +521,20 @@ mod tests {
 
     #[test]
     fn encoding_refuses_what_decoding_would_refuse() {
-        let huge = ControlMessage::Trigger(Trigger {
-            route: Route {
-                workflow: "w".into(),
-                version: 1,
-                invocation: 1,
-                from_node: "a".into(),
-                to_node: "b".into(),
-                element: None,
-            },
-            outputs: vec![
-                OutputRef {
-                    name: "x".repeat(1000),
-                    object: 0,
-                    len: 0,
-                };
-                2000
-            ],
+        let huge = ControlMessage::Start(Start {
+            workflow: "w".into(),
+            version: 1,
+            invocation: 1,
+            input: vec![b'x'; MAX_FRAME],
         });
         let mut buf = vec![7];
         assert!(matches!(huge.encode(&mut buf), Err(EncodeError::TooLarge { .. })));
         assert_eq!(buf, [7], "a failed encode leaves the buffer as it was");
-        let long = ControlMessage::Skipped(Route {
+        let long = ControlMessage::Start(Start {
             workflow: "w".repeat(70_000),
             version: 1,
             invocation: 1,
-            from_node: "a".into(),
-            to_node: "b".into(),
-            element: Some(3),
+            input: Vec::new(),
         });
         assert!(matches!(long.encode(&mut buf), Err(EncodeError::StringTooLong { .. })));
     }
@@ -480,25 +543,34 @@ mod tests {
     fn malformed_bodies_have_their_own_errors() {
         assert_eq!(ControlMessage::decode(&[9]), Err(DecodeError::UnknownTag(9)));
         assert_eq!(ControlMessage::decode(&[]), Err(DecodeError::Truncated));
+        let done = |element| {
+            let mut buf = Vec::new();
+            ControlMessage::Done(Done {
+                invocation: 2,
+                node: 1,
+                element,
+                outputs: Vec::new(),
+                record: Vec::new(),
+            })
+            .encode(&mut buf)
+            .unwrap();
+            buf[FRAME_PREFIX..].to_vec()
+        };
+        let mut body = done(None);
+        body.push(0);
+        assert_eq!(ControlMessage::decode(&body), Err(DecodeError::Trailing(1)));
+        let mut body = done(None);
+        body[13] = 2; // the element's flag
+        assert_eq!(ControlMessage::decode(&body), Err(DecodeError::BadFlag(2)));
         let mut buf = Vec::new();
-        ControlMessage::Skipped(Route {
-            workflow: "w".into(),
-            version: 1,
-            invocation: 2,
-            from_node: "a".into(),
-            to_node: "b".into(),
-            element: None,
+        ControlMessage::Failed(Failed {
+            invocation: 1,
+            error: "e".into(),
         })
         .encode(&mut buf)
         .unwrap();
         let mut body = buf[FRAME_PREFIX..].to_vec();
-        body.push(0);
-        assert_eq!(ControlMessage::decode(&body), Err(DecodeError::Trailing(1)));
-        body.pop();
-        *body.last_mut().unwrap() = 2;
-        assert_eq!(ControlMessage::decode(&body), Err(DecodeError::BadFlag(2)));
-        body[3] = 0xff; // the workflow name's only byte
-        *body.last_mut().unwrap() = 0;
+        *body.last_mut().unwrap() = 0xff;
         assert_eq!(ControlMessage::decode(&body), Err(DecodeError::BadUtf8));
         let mut header = ObjectHeader {
             invocation: 1,
