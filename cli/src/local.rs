@@ -323,7 +323,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     if let Some(record) = read_record(&record_path)? {
         let alive: Vec<String> = processes(&record)
             .into_iter()
-            .filter(|p| is_running(p.pid, &p.expect))
+            .filter(|p| is_running(p.pid, p.expect))
             .map(|p| format!("{} (pid {})", p.name, p.pid))
             .collect();
         if !alive.is_empty() {

@@ -354,7 +354,13 @@ output:
     )
     .expect("write");
     let victim = cluster.worker("worker-0");
-    kill9(victim["pid"].as_u64().expect("pid") as u32);
+    let pid = victim["pid"].as_u64().expect("pid") as u32;
+    kill9(pid);
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(Instant::now() < end, "pid {pid} survived kill -9");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let started = Instant::now();
     let out = cluster.run(&["deploy", &wf.to_string_lossy()]);
     assert!(!out.status.success());

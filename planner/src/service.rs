@@ -178,6 +178,12 @@ pub fn describe(status: &Status) -> String {
     text
 }
 
+/// True when a call failed in the connection (refused, reset, closed), not in the daemon: the
+/// daemon is gone or unreachable. A daemon's own refusals carry no source error.
+fn is_transport(status: &Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
 /// An error and its causes, on one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -223,7 +229,7 @@ async fn install_on(target: &Target, req: pb::InstallPlanRequest) -> Result<(), 
         .max_encoding_message_size(MAX_MESSAGE);
     match tokio::time::timeout(INSTALL_TIMEOUT, client.install_plan(req)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => Err(format!(
+        Ok(Err(status)) if is_transport(&status) => Err(format!(
             "cannot reach worker `{}` at {}: {}; is its daemon running?",
             target.name,
             target.addr,
@@ -700,7 +706,7 @@ impl pb::planner_server::Planner for PlannerService {
                 ),
             ),
             Ok(Err(status)) => {
-                if status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
+                if is_transport(&status) {
                     self.mark_lost(&entry.name);
                 }
                 failed(
