@@ -1,8 +1,10 @@
 //! `faasflow`: the command-line tool of the faasflow workflow platform.
 //!
 //! It checks and plans workflows (`check`, `plan`), runs them on one embedded worker (`run`),
-//! creates a cluster's certificates (`cluster init`), and generates large synthetic workflows
-//! for testing (`generate`).
+//! creates a cluster's certificates (`cluster init`), runs the cluster's processes (`planner`,
+//! `daemon`), starts and stops a local cluster (`up`, `down`), deploys and invokes workflows on
+//! a cluster (`deploy`, `invoke`), and generates large synthetic workflows for testing
+//! (`generate`).
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -10,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cluster;
+mod local;
 mod run;
+mod services;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_planner::load::{Loaded, load_file};
@@ -39,6 +43,19 @@ enum Command {
     },
     /// Manage the cluster: `cluster init` creates its CA and the nodes' certificates.
     Cluster(cluster::ClusterArgs),
+    /// Start a local cluster: a planner and N daemons as processes on 127.0.0.1 (and a private
+    /// Redis when redis-server is installed), recorded in DIR/cluster.json.
+    Up(local::UpArgs),
+    /// Deploy a workflow to the cluster: a new version, planned for the live workers.
+    Deploy(local::DeployArgs),
+    /// Invoke a deployed workflow on the cluster and print its output and report.
+    Invoke(local::InvokeArgs),
+    /// Stop the local cluster that `up` started in DIR.
+    Down(local::DownArgs),
+    /// Run the planner: workers register with it; it plans, deploys and forwards invocations.
+    Planner(services::PlannerArgs),
+    /// Run a worker's daemon: it registers with the planner, installs plans and runs functions.
+    Daemon(services::DaemonArgs),
     /// Write a random layered workflow in FaaSFlow's flat form (for tests and benchmarks).
     Generate {
         /// Number of functions.
@@ -136,6 +153,12 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
         Command::Cluster(args) => cluster::run(&args),
+        Command::Up(args) => local::up(&args),
+        Command::Deploy(args) => local::deploy(&args),
+        Command::Invoke(args) => local::invoke(&args),
+        Command::Down(args) => local::down(&args),
+        Command::Planner(args) => services::planner(&args),
+        Command::Daemon(args) => services::daemon(&args),
         Command::Generate {
             functions,
             seed,

@@ -24,18 +24,25 @@ pub(crate) struct RunArgs {
     /// The workflow's input: a JSON object, or @FILE to read it from a file.
     #[arg(long, short = 'i', default_value = "{}")]
     input: String,
-    /// Multiplies the declared runtime of functions without a pack (synthetic bodies).
-    #[arg(long, default_value_t = 1.0)]
-    runtime_scale: f64,
-    /// Multiplies the declared output sizes of functions without a pack.
-    #[arg(long, default_value_t = 1.0)]
-    data_scale: f64,
     /// How to print the report: text (human) or json (docs/run-report.md).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     report: ReportFormat,
     /// Run this many invocations, one after another.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
+    #[command(flatten)]
+    data: DataPlaneArgs,
+}
+
+/// The data-plane settings of an embedded or cluster daemon (`faasflow run`, `faasflow daemon`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DataPlaneArgs {
+    /// Multiplies the declared runtime of functions without a pack (synthetic bodies).
+    #[arg(long, default_value_t = 1.0)]
+    runtime_scale: f64,
+    /// Multiplies the declared output sizes of functions without a pack.
+    #[arg(long, default_value_t = 1.0)]
+    data_scale: f64,
     /// A pack by name: NAME=PATH of its executable (repeatable). Packs not given are looked up
     /// as `faasflow-pack-NAME` next to `faasflow`, then on PATH.
     #[arg(long = "pack", value_name = "NAME=PATH")]
@@ -86,7 +93,7 @@ fn find_pack(name: &str, given: &HashMap<String, PathBuf>) -> Option<PathBuf> {
     })
 }
 
-fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
+pub(crate) fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
     let (text, source) = match text.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| input_error(format!("--input @{path}: {e}")))?,
@@ -104,36 +111,102 @@ fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
     Ok(v)
 }
 
-pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
-    for (flag, v) in [
-        ("--runtime-scale", args.runtime_scale),
-        ("--data-scale", args.data_scale),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(input_error(format!("{flag} must be a number ≥ 0")));
+impl DataPlaneArgs {
+    /// Checks the settings and builds a daemon's configuration; `packs` are the packs to look
+    /// up (those not found are left out: installing a workflow that needs one says so).
+    pub(crate) fn daemon_config<'a>(&self, packs: impl IntoIterator<Item = &'a str>) -> Result<DaemonConfig, Failure> {
+        for (flag, v) in [
+            ("--runtime-scale", self.runtime_scale),
+            ("--data-scale", self.data_scale),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(input_error(format!("{flag} must be a number ≥ 0")));
+            }
         }
+        if self.arena_mib == 0 {
+            return Err(input_error("--arena-mib must be at least 1".into()));
+        }
+        if self.threads == 0 || self.max_instances == 0 {
+            return Err(input_error("--threads and --max-instances must be at least 1".into()));
+        }
+        let given = self.given_packs()?;
+        let exe =
+            std::env::current_exe().map_err(|e| Failure::Other(anyhow::anyhow!("cannot find faasflow itself: {e}")))?;
+        let mut config = DaemonConfig::new(PackCommand {
+            program: exe,
+            args: vec!["__pack".into(), "synthetic".into()],
+        });
+        for name in packs {
+            if let Some(path) = find_pack(name, &given) {
+                config.packs.insert(name.to_owned(), PackCommand::program(path));
+            }
+        }
+        config.runtime_scale = self.runtime_scale;
+        config.data_scale = self.data_scale;
+        config.arena_bytes = self.arena_mib << 20;
+        config.quota_bytes = self.quota_mib.map(|m| m << 20);
+        config.max_instances = self.max_instances;
+        config.threads = self.threads;
+        if let Some(d) = &self.spill_dir {
+            config.spill_dir = d.clone();
+        }
+        Ok(config)
     }
+
+    /// `--pack NAME=PATH`, by name.
+    fn given_packs(&self) -> Result<HashMap<String, PathBuf>, Failure> {
+        let mut given = HashMap::new();
+        for p in &self.packs {
+            let Some((name, path)) = p.split_once('=') else {
+                return Err(input_error(format!("--pack {p}: expected NAME=PATH")));
+            };
+            given.insert(name.to_owned(), PathBuf::from(path));
+        }
+        Ok(given)
+    }
+
+    /// Every pack a daemon can find: given with `--pack`, or named `faasflow-pack-NAME` next
+    /// to `faasflow` or on PATH (a cluster daemon does not know its workflows in advance).
+    pub(crate) fn available_packs(&self) -> Result<Vec<String>, Failure> {
+        let mut names: Vec<String> = self.given_packs()?.into_keys().collect();
+        let mut dirs: Vec<PathBuf> = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(PathBuf::from))
+            .into_iter()
+            .collect();
+        if let Some(paths) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&paths));
+        }
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let file = entry.file_name();
+                if let Some(name) = file.to_str().and_then(|f| f.strip_prefix("faasflow-pack-"))
+                    && !name.is_empty()
+                    && !name.contains('.')
+                    && entry.path().is_file()
+                {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     if !(1..=MAX_REPEAT).contains(&args.repeat) {
         return Err(input_error(format!("--repeat must be from 1 to {MAX_REPEAT}")));
     }
-    if args.arena_mib == 0 {
-        return Err(input_error("--arena-mib must be at least 1".into()));
-    }
-    if args.threads == 0 || args.max_instances == 0 {
-        return Err(input_error("--threads and --max-instances must be at least 1".into()));
-    }
+    // Flags first, so that a bad flag is reported before the input and the file are read.
+    args.data.daemon_config([])?;
     let mut input = parse_input(&args.input)?;
-    let mut given = HashMap::new();
-    for p in &args.packs {
-        let Some((name, path)) = p.split_once('=') else {
-            return Err(input_error(format!("--pack {p}: expected NAME=PATH")));
-        };
-        given.insert(name.to_owned(), PathBuf::from(path));
-    }
     let loaded = load(&args.file)?;
     let wf = Arc::new(loaded.workflow);
     if wf.format != SourceFormat::Native {
-        fill_staged_inputs(&wf, &mut input, args.data_scale);
+        fill_staged_inputs(&wf, &mut input, args.data.data_scale);
     }
     let cluster = ClusterView::uniform(1, wf.slots_needed().clamp(1, u64::from(u32::MAX)) as u32);
     let cfg = PlannerConfig {
@@ -142,12 +215,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     };
     let plan =
         partition(&wf, &cluster, &cfg).map_err(|e| Failure::Input(format!("{}: error: {e}", args.file.display())))?;
-    let exe =
-        std::env::current_exe().map_err(|e| Failure::Other(anyhow::anyhow!("cannot find faasflow itself: {e}")))?;
-    let mut config = DaemonConfig::new(PackCommand {
-        program: exe,
-        args: vec!["__pack".into(), "synthetic".into()],
-    });
     let mut packs: Vec<&str> = wf
         .graph
         .node_weights()
@@ -155,20 +222,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
         .collect();
     packs.sort_unstable();
     packs.dedup();
-    for name in packs {
-        if let Some(path) = find_pack(name, &given) {
-            config.packs.insert(name.to_owned(), PackCommand::program(path));
-        }
-    }
-    config.runtime_scale = args.runtime_scale;
-    config.data_scale = args.data_scale;
-    config.arena_bytes = args.arena_mib << 20;
-    config.quota_bytes = args.quota_mib.map(|m| m << 20);
-    config.max_instances = args.max_instances;
-    config.threads = args.threads;
-    if let Some(d) = &args.spill_dir {
-        config.spill_dir = d.clone();
-    }
+    let config = args.data.daemon_config(packs)?;
     let daemon = Daemon::start(config).map_err(|e| Failure::Other(e.into()))?;
     let version = plan.version;
     daemon
@@ -233,7 +287,7 @@ fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, data_scale: 
     }
 }
 
-fn print_report(report: &Report, format: ReportFormat) {
+pub(crate) fn print_report(report: &Report, format: ReportFormat) {
     match format {
         ReportFormat::Json => {
             println!("{}", serde_json::to_string(report).unwrap_or_default());

@@ -18,6 +18,7 @@ mod net;
 pub mod pool;
 pub mod report;
 pub mod runtime;
+pub mod service;
 pub mod store;
 
 pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};

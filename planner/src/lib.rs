@@ -1,7 +1,8 @@
 //! faasflow's planner: the workflow language (WDL), the FaaSFlow importers, the compiler from
 //! YAML to a DAG, and the graph partitioner that turns a DAG and a cluster into a plan.
 //!
-//! What it does not do: no sockets, no files outside [`load`], no clock, no randomness. The
+//! What it does not do: no sockets, no files outside [`load`], no clock, no randomness, except
+//! in [`service`], the thin gRPC driver (the `Planner` service) over that logic. The
 //! partitioner ([`partition::partition`]) is a pure function: the same workflow, cluster and
 //! configuration always give a byte-identical plan.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod load;
 pub mod partition;
 pub mod plan;
 pub mod render;
+pub mod service;
 pub mod wdl;
 pub mod yaml;
 

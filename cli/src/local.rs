@@ -1,0 +1,803 @@
+//! The local cluster: `faasflow up` (a planner and N daemons as processes of this binary on
+//! loopback, with a private Redis when one is installed), `deploy`, `invoke` and `down`.
+//!
+//! `up` records what it started in `DIR/cluster.json`; `deploy` and `invoke` find the planner
+//! there (or take `--planner`), and `down` stops exactly the processes it names.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
+use faasflow_daemon::report::Report;
+use faasflow_planner::load::default_name;
+use faasflow_planner::service::describe;
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Failure;
+use crate::run::{ReportFormat, parse_input, print_report};
+use crate::services::runtime;
+
+/// Most workers `up` starts.
+const MAX_WORKERS: usize = 64;
+/// Time `up` gives the planner and the workers to come up.
+const UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time `down` gives a process to exit after SIGTERM, before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time limit of connecting to the planner.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time limit of a deploy.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Lines of a log shown when its process failed.
+const LOG_TAIL: usize = 20;
+/// The record of a running local cluster, in its directory.
+const CLUSTER_FILE: &str = "cluster.json";
+
+/// Where the local cluster lives: `--dir`, else $FAASFLOW_DIR, else ./.faasflow.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DirArg {
+    /// The local cluster's directory (certificates, logs, cluster.json) [default: $FAASFLOW_DIR, else ./.faasflow]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn path(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .or_else(|| std::env::var_os("FAASFLOW_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".faasflow"))
+    }
+}
+
+/// How a client finds the planner.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Target {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The planner's address (host:port), instead of the one in DIR/cluster.json.
+    #[arg(long, conflicts_with = "dir")]
+    planner: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Number of workers (daemons worker-0 … worker-N−1).
+    #[arg(long, short = 'w', default_value_t = 3)]
+    workers: usize,
+    #[command(flatten)]
+    dir: DirArg,
+    /// Listen on fixed ports: the planner on P, worker i's gRPC on P+1+2i and QUIC on P+2+2i
+    /// (default: free ports chosen by the system).
+    #[arg(long, value_name = "P")]
+    base_port: Option<u16>,
+    /// Container slots each worker offers.
+    #[arg(long, default_value_t = 64)]
+    slots: u32,
+    /// Size of each worker's shared-memory arena, MiB.
+    #[arg(long, default_value_t = 1024)]
+    arena_mib: u64,
+    /// Multiplies the declared runtime of functions without a pack (synthetic bodies).
+    #[arg(long, default_value_t = 1.0)]
+    runtime_scale: f64,
+    /// Multiplies the declared output sizes of functions without a pack.
+    #[arg(long, default_value_t = 1.0)]
+    data_scale: f64,
+    /// How often workers send heartbeats, ms (a worker silent for 3 intervals is lost).
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DownArgs {
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Partitioned, worker-side scheduling.
+    Workersp,
+    /// FaaSFlow's master-side baseline.
+    Mastersp,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeployArgs {
+    /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
+    file: PathBuf,
+    /// Worker-side scheduling (partitioned) or the master-side baseline.
+    #[arg(long, value_enum, default_value_t = ModeArg::Workersp)]
+    mode: ModeArg,
+    /// Plan even when the workflow needs more slots than the cluster has.
+    #[arg(long)]
+    allow_overcommit: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InvokeArgs {
+    /// The workflow's name (as `deploy` printed it).
+    name: String,
+    /// The version to run (default: the newest).
+    #[arg(long = "version", value_name = "V")]
+    version: Option<u64>,
+    /// The workflow's input: a JSON object, or @FILE to read it from a file.
+    #[arg(long, short = 'i', default_value = "{}")]
+    input: String,
+    /// How to print the report: text (human) or json (docs/run-report.md).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report: ReportFormat,
+    /// Time limit of the invocation, ms (default: the planner's, 300 s).
+    #[arg(long, value_name = "MS")]
+    deadline_ms: Option<u64>,
+    #[command(flatten)]
+    target: Target,
+}
+
+// ---- up ---------------------------------------------------------------------------------
+
+/// Processes started by a `up` that has not finished: killed (and waited for) if it fails.
+struct Started {
+    children: Vec<(String, Child)>,
+    armed: bool,
+}
+
+impl Started {
+    fn find_dead(&mut self, logs: &Path) -> Option<String> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = logs.join(format!("{name}.log"));
+                return Some(format!(
+                    "{name} exited ({status}) while the cluster was starting; the end of {}:\n{}",
+                    log.display(),
+                    tail(&log, LOG_TAIL)
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+        }
+        for (_, child) in &mut self.children {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return format!("  ({} cannot be read)", path.display());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    let lines: Vec<&str> = text.lines().collect();
+    let lines = &lines[lines.len().saturating_sub(n)..];
+    if lines.is_empty() {
+        return "  (empty)".into();
+    }
+    lines.iter().map(|l| format!("  {l}\n")).collect()
+}
+
+/// A free TCP port on loopback (the system's choice).
+fn free_port() -> Result<u16, Failure> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .context("cannot find a free port on 127.0.0.1")
+        .map_err(Failure::Other)
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Creates the cluster CA in `dir` if missing, and the certificates of `names` that are missing.
+fn ensure_certs(dir: &Path, names: &[String]) -> Result<(), Failure> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = if ClusterCa::exists_in(dir) {
+        ClusterCa::load(dir).map_err(|e| anyhow!("cannot load the cluster CA from {}: {e}", dir.display()))?
+    } else {
+        let ca = ClusterCa::generate("faasflow-local").map_err(|e| anyhow!("cannot create the cluster CA: {e}"))?;
+        ca.write_to(dir).context("cannot write the cluster CA")?;
+        ca
+    };
+    for name in names {
+        let (cert, key) = NodeIdentity::file_names(name);
+        if dir.join(&cert).is_file() && dir.join(&key).is_file() {
+            continue;
+        }
+        let identity = ca
+            .issue(name)
+            .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
+        identity.write_to(dir).context("cannot write a node certificate")?;
+    }
+    Ok(())
+}
+
+fn spawn(
+    started: &mut Started,
+    logs: &Path,
+    name: &str,
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+) -> Result<u32, Failure> {
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let err = log.try_clone().context("cannot open the log twice")?;
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+    let pid = child.id();
+    started.children.push((name.to_owned(), child));
+    Ok(pid)
+}
+
+/// A planner address from a file a process writes once listening.
+fn read_addr(file: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+fn wait_for<T>(
+    started: &mut Started,
+    logs: &Path,
+    what: &str,
+    deadline: Instant,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T, Failure> {
+    loop {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        if let Some(dead) = started.find_dead(logs) {
+            return Err(Failure::Other(anyhow!("{dead}")));
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Other(anyhow!(
+                "{what} did not happen within {} s; see the logs in {}",
+                UP_TIMEOUT.as_secs(),
+                logs.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
+    if !(1..=MAX_WORKERS).contains(&args.workers) {
+        return Err(Failure::Input(format!(
+            "error: --workers must be from 1 to {MAX_WORKERS}"
+        )));
+    }
+    if args.slots == 0 || args.arena_mib == 0 || args.heartbeat_ms == 0 {
+        return Err(Failure::Input(
+            "error: --slots, --arena-mib and --heartbeat-ms must be at least 1".into(),
+        ));
+    }
+    if let Some(p) = args.base_port
+        && u32::from(p) + 2 * args.workers as u32 > u32::from(u16::MAX)
+    {
+        return Err(Failure::Input(format!(
+            "error: --base-port {p} leaves no room for {} workers' ports (up to P+2N)",
+            args.workers
+        )));
+    }
+    let dir = args.dir.path();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let record_path = dir.join(CLUSTER_FILE);
+    if let Some(record) = read_record(&record_path)? {
+        let alive: Vec<String> = processes(&record)
+            .into_iter()
+            .filter(|p| is_running(p.pid, p.expect))
+            .map(|p| format!("{} (pid {})", p.name, p.pid))
+            .collect();
+        if !alive.is_empty() {
+            return Err(Failure::Input(format!(
+                "error: a cluster is already up in {}: {}; stop it with `faasflow down --dir {}` first",
+                dir.display(),
+                alive.join(", "),
+                dir.display()
+            )));
+        }
+        eprintln!(
+            "note: {} was left by a cluster whose processes are gone; replacing it",
+            record_path.display()
+        );
+        std::fs::remove_file(&record_path).with_context(|| format!("cannot remove {}", record_path.display()))?;
+    }
+    let logs = dir.join("logs");
+    let run = dir.join("run");
+    let certs = dir.join("certs");
+    for d in [&logs, &run] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let names: Vec<String> = (0..args.workers).map(|i| format!("worker-{i}")).collect();
+    let mut nodes = vec!["planner".to_owned()];
+    nodes.extend(names.iter().cloned());
+    ensure_certs(&certs, &nodes)?;
+    let exe = std::env::current_exe().context("cannot find faasflow itself")?;
+    let mut started = Started {
+        children: Vec::new(),
+        armed: true,
+    };
+    let deadline = Instant::now() + UP_TIMEOUT;
+
+    // Redis, when installed: private, nothing written to disk.
+    let redis = match on_path("redis-server") {
+        Some(program) => {
+            let port = free_port()?;
+            let redis_dir = dir.join("redis");
+            std::fs::create_dir_all(&redis_dir).with_context(|| format!("cannot create {}", redis_dir.display()))?;
+            let redis_args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &redis_dir.to_string_lossy(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let pid = spawn(&mut started, &logs, "redis", &program, &redis_args, &redis_dir)?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            wait_for(&mut started, &logs, "Redis accepting connections", deadline, || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+            })?;
+            Some((format!("redis://{addr}"), pid))
+        }
+        None => {
+            println!("note: no redis-server on PATH: the cluster runs without the remote tier (Redis)");
+            None
+        }
+    };
+
+    // The planner.
+    let planner_port = args.base_port.unwrap_or(0);
+    let addr_file = run.join("planner.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let planner_args = vec![
+        "planner".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{planner_port}"),
+        "--heartbeat-ms".to_owned(),
+        args.heartbeat_ms.to_string(),
+        "--addr-file".to_owned(),
+        addr_file.to_string_lossy().into_owned(),
+    ];
+    let planner_pid = spawn(&mut started, &logs, "planner", &exe, &planner_args, &dir)?;
+    let planner_addr = wait_for(&mut started, &logs, "the planner listening", deadline, || {
+        read_addr(&addr_file)
+    })?;
+
+    // The workers.
+    let mut worker_pids = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let (grpc, quic) = match args.base_port {
+            Some(p) => (p + 1 + 2 * i as u16, p + 2 + 2 * i as u16),
+            None => (0, 0),
+        };
+        let worker_args = vec![
+            "daemon".to_owned(),
+            "--planner".to_owned(),
+            planner_addr.to_string(),
+            "--name".to_owned(),
+            name.clone(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{grpc}"),
+            "--peer-listen".to_owned(),
+            format!("127.0.0.1:{quic}"),
+            "--certs".to_owned(),
+            certs.to_string_lossy().into_owned(),
+            "--slots".to_owned(),
+            args.slots.to_string(),
+            "--arena-mib".to_owned(),
+            args.arena_mib.to_string(),
+            "--runtime-scale".to_owned(),
+            args.runtime_scale.to_string(),
+            "--data-scale".to_owned(),
+            args.data_scale.to_string(),
+            "--spill-dir".to_owned(),
+            dir.join("spill").join(name).to_string_lossy().into_owned(),
+        ];
+        let pid = spawn(&mut started, &logs, name, &exe, &worker_args, &dir)?;
+        worker_pids.insert(name.clone(), pid);
+    }
+
+    // Wait until every worker has registered.
+    let rt = runtime()?;
+    let mut shown = usize::MAX;
+    let registered = wait_for(&mut started, &logs, "every worker registering", deadline, || {
+        let metrics = rt.block_on(async {
+            let mut client = connect(&planner_addr.to_string()).await.ok()?;
+            client.metrics(pb::MetricsRequest {}).await.ok().map(|r| r.into_inner())
+        })?;
+        let live: Vec<pb::RegisteredWorker> = metrics
+            .registered
+            .into_iter()
+            .filter(|w| !w.lost && worker_pids.contains_key(&w.name))
+            .collect();
+        if live.len() != shown {
+            shown = live.len();
+            eprintln!("waiting for workers: {}/{} registered", live.len(), args.workers);
+        }
+        (live.len() == args.workers).then_some(live)
+    })?;
+
+    let record = json!({
+        "dir": dir,
+        "planner": {"addr": planner_addr.to_string(), "pid": planner_pid, "log": logs.join("planner.log")},
+        "workers": registered.iter().map(|w| json!({
+            "name": w.name,
+            "pid": worker_pids[&w.name],
+            "grpc_addr": w.grpc_addr,
+            "quic_addr": w.quic_addr,
+            "log": logs.join(format!("{}.log", w.name)),
+        })).collect::<Vec<_>>(),
+        "redis": redis.as_ref().map(|(url, pid)| json!({"url": url, "pid": pid, "log": logs.join("redis.log")})),
+        "certs": certs,
+    });
+    let text = serde_json::to_string_pretty(&record).context("cannot encode cluster.json")?;
+    std::fs::write(&record_path, text + "\n").with_context(|| format!("cannot write {}", record_path.display()))?;
+    started.armed = false;
+
+    println!(
+        "cluster up in {}: planner at {planner_addr}, {} workers",
+        dir.display(),
+        args.workers
+    );
+    for w in &registered {
+        println!(
+            "  {}  daemon {}  peers {}  pid {}",
+            w.name,
+            w.grpc_addr,
+            if w.quic_addr.is_empty() { "none" } else { &w.quic_addr },
+            worker_pids[&w.name]
+        );
+    }
+    match &redis {
+        Some((url, _)) => println!("  redis  {url}"),
+        None => println!("  redis  none"),
+    }
+    println!(
+        "logs in {}; stop it with `faasflow down --dir {}`",
+        logs.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+// ---- down -------------------------------------------------------------------------------
+
+/// A process named in cluster.json.
+struct Recorded {
+    name: String,
+    pid: u32,
+    /// A word its command line must contain (a pid may have been reused since).
+    expect: &'static str,
+}
+
+fn read_record(path: &Path) -> Result<Option<serde_json::Value>, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Failure::Other(anyhow!("{} is not valid JSON: {e}; remove it by hand", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// The processes of a record: workers first, then the planner, then Redis.
+fn processes(record: &serde_json::Value) -> Vec<Recorded> {
+    let pid = |v: &serde_json::Value| {
+        v.get("pid")
+            .and_then(|p| p.as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+    };
+    let mut out = Vec::new();
+    for w in record["workers"].as_array().into_iter().flatten() {
+        if let Some(p) = pid(w) {
+            let name = w["name"].as_str().unwrap_or("worker").to_owned();
+            out.push(Recorded {
+                name,
+                pid: p,
+                expect: "faasflow",
+            });
+        }
+    }
+    if let Some(p) = pid(&record["planner"]) {
+        out.push(Recorded {
+            name: "planner".into(),
+            pid: p,
+            expect: "faasflow",
+        });
+    }
+    if let Some(p) = pid(&record["redis"]) {
+        out.push(Recorded {
+            name: "redis".into(),
+            pid: p,
+            expect: "redis-server",
+        });
+    }
+    out
+}
+
+/// True when `pid` runs and its command line contains `expect` (a zombie is not running).
+fn is_running(pid: u32, expect: &str) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = std::fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    // The state follows the command name in parentheses, which may itself hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if state == Some("Z") || state == Some("X") {
+        return false;
+    }
+    std::fs::read(proc.join("cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(expect))
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn wait_gone(procs: &[Recorded], timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if procs.iter().all(|p| !is_running(p.pid, p.expect)) {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
+    let dir = args.dir.path();
+    let path = dir.join(CLUSTER_FILE);
+    let Some(record) = read_record(&path)? else {
+        println!(
+            "no cluster is up in {} (no {CLUSTER_FILE}); nothing to stop",
+            dir.display()
+        );
+        return Ok(());
+    };
+    let procs: Vec<Recorded> = processes(&record)
+        .into_iter()
+        .filter(|p| is_running(p.pid, p.expect))
+        .collect();
+    for p in &procs {
+        signal(p.pid, "-TERM");
+    }
+    if !wait_gone(&procs, STOP_TIMEOUT) {
+        for p in procs.iter().filter(|p| is_running(p.pid, p.expect)) {
+            eprintln!(
+                "{} (pid {}) did not stop within {} s: killing it",
+                p.name,
+                p.pid,
+                STOP_TIMEOUT.as_secs()
+            );
+            signal(p.pid, "-KILL");
+        }
+        if !wait_gone(&procs, STOP_TIMEOUT) {
+            let left: Vec<String> = procs
+                .iter()
+                .filter(|p| is_running(p.pid, p.expect))
+                .map(|p| format!("{} (pid {})", p.name, p.pid))
+                .collect();
+            return Err(Failure::Other(anyhow!(
+                "could not stop {}; {} is kept so that `faasflow down` can try again",
+                left.join(", "),
+                path.display()
+            )));
+        }
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    let _ = std::fs::remove_file(dir.join("run").join("planner.addr"));
+    let names: Vec<&str> = procs.iter().map(|p| p.name.as_str()).collect();
+    if names.is_empty() {
+        println!(
+            "the cluster in {} had already stopped; removed {CLUSTER_FILE}",
+            dir.display()
+        );
+    } else {
+        println!("stopped {} ({}) in {}", names.len(), names.join(", "), dir.display());
+    }
+    Ok(())
+}
+
+// ---- clients ----------------------------------------------------------------------------
+
+/// The planner's address: `--planner`, or the one in DIR/cluster.json.
+fn planner_addr(target: &Target) -> Result<String, Failure> {
+    if let Some(addr) = &target.planner {
+        return Ok(addr.clone());
+    }
+    let dir = target.dir.path();
+    let path = dir.join(CLUSTER_FILE);
+    let record = read_record(&path)?.ok_or_else(|| {
+        Failure::Input(format!(
+            "error: no cluster is up in {} (no {CLUSTER_FILE}); start one with `faasflow up --dir {}`, or pass --planner ADDR",
+            dir.display(),
+            dir.display()
+        ))
+    })?;
+    record["planner"]["addr"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Other(anyhow!("{} names no planner address", path.display())))
+}
+
+async fn connect(addr: &str) -> Result<PlannerClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("`{addr}` is not a planner address (host:port): {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    })?;
+    Ok(PlannerClient::new(channel)
+        .max_decoding_message_size(faasflow_planner::service::MAX_MESSAGE)
+        .max_encoding_message_size(faasflow_planner::service::MAX_MESSAGE))
+}
+
+async fn client(addr: &str) -> Result<PlannerClient<Channel>, Failure> {
+    connect(addr).await.map_err(|e| {
+        Failure::Other(anyhow!(
+            "cannot reach the planner at {addr}: {e}; is the cluster up (`faasflow up`)?"
+        ))
+    })
+}
+
+/// A refusal by the planner: the user's to fix (exit 2) or not (exit 1).
+fn refused(status: &tonic::Status) -> Failure {
+    use tonic::Code;
+    let text = describe(status);
+    match status.code() {
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => Failure::Input(format!("error: {text}")),
+        _ => Failure::Other(anyhow!("{text}")),
+    }
+}
+
+pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
+    let addr = planner_addr(&args.target)?;
+    let source = std::fs::read_to_string(&args.file).map_err(|e| {
+        Failure::Input(format!(
+            "{}: error: cannot read the workflow file: {e}",
+            args.file.display()
+        ))
+    })?;
+    let request = pb::DeployRequest {
+        source,
+        file_name: args.file.display().to_string(),
+        mode: match args.mode {
+            ModeArg::Workersp => pb::Mode::WorkerSp,
+            ModeArg::Mastersp => pb::Mode::MasterSp,
+        } as i32,
+        allow_overcommit: args.allow_overcommit,
+        default_name: default_name(&args.file),
+    };
+    let response = runtime()?.block_on(async {
+        let mut client = client(&addr).await?;
+        tokio::time::timeout(DEPLOY_TIMEOUT, client.deploy(request))
+            .await
+            .map_err(|_| {
+                Failure::Other(anyhow!(
+                    "the planner at {addr} did not answer within {} s",
+                    DEPLOY_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|s| refused(&s))
+    })?;
+    let r = response.into_inner();
+    let placement = r.plan.as_ref().map(placement_text).unwrap_or_default();
+    println!("deployed workflow `{}` version {}{placement}", r.workflow, r.version);
+    Ok(())
+}
+
+/// `: f1, f2 on worker-0; f3 on worker-1` from a plan.
+fn placement_text(plan: &pb::Plan) -> String {
+    let Ok((wf, plan, cluster)) = faasflow_planner::plan_from_proto(plan) else {
+        return String::new();
+    };
+    let mut by_worker: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in wf.topo_order() {
+        if wf.graph[n].task().is_some() {
+            let worker = cluster.workers[plan.worker_of(n) as usize].name.clone();
+            by_worker.entry(worker).or_default().push(wf.graph[n].name.clone());
+        }
+    }
+    let parts: Vec<String> = by_worker
+        .iter()
+        .map(|(w, fs)| format!("{} on {w}", fs.join(", ")))
+        .collect();
+    format!(": {}", parts.join("; "))
+}
+
+pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
+    let input = parse_input(&args.input)?;
+    let addr = planner_addr(&args.target)?;
+    let request = pb::InvokeRequest {
+        workflow: args.name.clone(),
+        version: args.version,
+        input_json: serde_json::to_vec(&input).context("cannot encode the input")?,
+        deadline_ms: args.deadline_ms.unwrap_or(0),
+    };
+    let response = runtime()?
+        .block_on(async {
+            let mut client = client(&addr).await?;
+            client.invoke(request).await.map_err(|s| refused(&s))
+        })?
+        .into_inner();
+    let report = (!response.report_json.is_empty())
+        .then(|| serde_json::from_slice::<Report>(&response.report_json))
+        .transpose()
+        .map_err(|e| anyhow!("the planner sent a report that is not valid: {e}"))?;
+    if let Some(report) = &report {
+        print_report(report, args.report);
+    }
+    match pb::InvocationStatus::try_from(response.status) {
+        Ok(pb::InvocationStatus::Succeeded) => {
+            if report.is_none() {
+                println!("{}", String::from_utf8_lossy(&response.output_json));
+            }
+            Ok(())
+        }
+        _ if report.is_some() => Err(Failure::Silent),
+        _ => Err(Failure::Other(anyhow!("{}", response.error))),
+    }
+}

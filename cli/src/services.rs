@@ -1,0 +1,190 @@
+//! `faasflow planner` and `faasflow daemon`: the cluster's long-running processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use faasflow_daemon::io::peer::PeerConfig;
+use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
+use faasflow_daemon::runtime::{Daemon, PeerSettings};
+use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
+use faasflow_planner::service::{PlannerService, ServiceConfig};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::Failure;
+use crate::run::DataPlaneArgs;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlannerArgs {
+    /// Address to serve the Planner gRPC API on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:5300")]
+    listen: SocketAddr,
+    /// How often workers must send a heartbeat, ms (a worker silent for 3 intervals is lost).
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Write the address actually listened on to this file once listening.
+    #[arg(long, value_name = "FILE")]
+    addr_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DaemonArgs {
+    /// The planner's address, host:port.
+    #[arg(long)]
+    planner: String,
+    /// This worker's name (unique in the cluster; its certificate's name with --certs).
+    #[arg(long)]
+    name: String,
+    /// Address to serve the Daemon gRPC API on; the planner dials it, so it must be a
+    /// reachable address, not 0.0.0.0 (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Address of the QUIC endpoint other workers send triggers and objects to (with --certs).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    peer_listen: SocketAddr,
+    /// Directory with the cluster's ca.pem and this worker's NAME.pem and NAME-key.pem
+    /// (`faasflow cluster init`); without it the worker runs only plans placed wholly on it.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// Container slots (instances at once) the worker offers to the planner.
+    #[arg(long, default_value_t = 64)]
+    slots: u32,
+    /// Write the gRPC address actually listened on to this file once listening.
+    #[arg(long, value_name = "FILE")]
+    addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataPlaneArgs,
+}
+
+/// A multi-threaded tokio runtime for a service process.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Failure::Other(anyhow::anyhow!(
+            "cannot listen on {addr} for the {what}: {e}; choose another address (--listen)"
+        ))
+    })
+}
+
+fn write_addr_file(file: Option<&Path>, addr: SocketAddr) -> Result<(), Failure> {
+    let Some(file) = file else { return Ok(()) };
+    // Written whole under another name, then renamed: a reader never sees half an address.
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, addr.to_string())
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .with_context(|| format!("cannot write {}", file.display()))
+        .map_err(Failure::Other)
+}
+
+pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
+    if args.heartbeat_ms == 0 {
+        return Err(Failure::Input("error: --heartbeat-ms must be at least 1".into()));
+    }
+    let config = ServiceConfig {
+        heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
+        ..ServiceConfig::default()
+    };
+    runtime()?.block_on(async {
+        let listener = bind(args.listen, "planner").await?;
+        let local = listener
+            .local_addr()
+            .context("the planner's address")
+            .map_err(Failure::Other)?;
+        write_addr_file(args.addr_file.as_deref(), local)?;
+        eprintln!("planner: listening on {local}");
+        Server::builder()
+            .serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener))
+            .await
+            .context("the planner's gRPC server failed")
+            .map_err(Failure::Other)
+    })
+}
+
+pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
+    check_node_name(&args.name).map_err(|e| Failure::Input(format!("error: --name: {e}")))?;
+    if args.listen.ip().is_unspecified() {
+        return Err(Failure::Input(format!(
+            "error: --listen {}: the planner dials this address, so it must name this host (e.g. 127.0.0.1:0), not {}",
+            args.listen,
+            args.listen.ip()
+        )));
+    }
+    if args.slots == 0 {
+        return Err(Failure::Input("error: --slots must be at least 1".into()));
+    }
+    let packs = args.data.available_packs()?;
+    let mut config = args.data.daemon_config(packs.iter().map(String::as_str))?;
+    config.name = args.name.clone();
+    if let Some(dir) = &args.certs {
+        let hint = |e: &dyn std::fmt::Display| {
+            Failure::Input(format!(
+                "error: cannot load worker `{}`'s certificate from {}: {e}; create it with \
+                 `faasflow cluster init --dir {} --node {}` (with the cluster's CA there)",
+                args.name,
+                dir.display(),
+                dir.display(),
+                args.name
+            ))
+        };
+        let identity = NodeIdentity::load(dir, &args.name).map_err(|e| hint(&e))?;
+        let trust = ClusterTrust::load(dir).map_err(|e| hint(&e))?;
+        config.peer = Some(PeerSettings {
+            identity,
+            trust,
+            bind: args.peer_listen,
+            transport: PeerConfig::default(),
+        });
+    } else {
+        eprintln!(
+            "worker `{}`: no --certs: no peer transport, so this worker runs only plans placed wholly on it",
+            args.name
+        );
+    }
+    let daemon = Arc::new(Daemon::start(config).map_err(|e| Failure::Other(e.into()))?);
+    eprintln!(
+        "worker `{}`: packs {}",
+        args.name,
+        if packs.is_empty() {
+            "none (only synthetic bodies)".to_owned()
+        } else {
+            packs.join(", ")
+        }
+    );
+    runtime()?.block_on(async {
+        let listener = bind(args.listen, "daemon").await?;
+        let local = listener
+            .local_addr()
+            .context("the daemon's address")
+            .map_err(Failure::Other)?;
+        write_addr_file(args.addr_file.as_deref(), local)?;
+        eprintln!(
+            "worker `{}`: serving the daemon API on {local}, peers on {}",
+            args.name,
+            daemon.peer_addr().map_or_else(|| "none".to_owned(), |a| a.to_string())
+        );
+        let me = Registration {
+            name: args.name.clone(),
+            grpc_addr: local,
+            quic_addr: daemon.peer_addr(),
+            slots: args.slots,
+            memory_mib: 0,
+        };
+        tokio::spawn(keep_registered(args.planner.clone(), me, daemon.clone()));
+        Server::builder()
+            .serve_with_incoming(DaemonService::new(daemon).into_server(), TcpIncoming::from(listener))
+            .await
+            .context("the daemon's gRPC server failed")
+            .map_err(Failure::Other)
+    })
+}

@@ -1,0 +1,504 @@
+//! The local cluster with real processes: `faasflow up` starts a planner and daemons (this
+//! binary) on loopback; `deploy`, `invoke` and `down` drive it as a user would, and the tests
+//! read the planner's and the daemons' gRPC APIs to check what happened inside.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use faasflow_daemon::report::Report;
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::daemon_client::DaemonClient;
+use faasflow_proto::v1::planner_client::PlannerClient;
+
+const FAASFLOW: &str = env!("CARGO_BIN_EXE_faasflow");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn faasflow(args: &[&str]) -> Output {
+    Command::new(FAASFLOW).args(args).output().expect("faasflow runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn unique_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "faasflow-cluster-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A cluster started by `faasflow up`; `down` runs when it is dropped, so a failing test
+/// leaves no process behind.
+struct Cluster {
+    dir: PathBuf,
+    record: serde_json::Value,
+    down_done: bool,
+}
+
+impl Cluster {
+    fn up(tag: &str, workers: usize, extra: &[&str]) -> Cluster {
+        let dir = unique_dir(tag);
+        let n = workers.to_string();
+        let d = dir.to_string_lossy().into_owned();
+        let mut args = vec!["up", "--workers", &n, "--dir", &d, "--arena-mib", "64"];
+        args.extend_from_slice(extra);
+        let out = faasflow(&args);
+        assert!(
+            out.status.success(),
+            "up failed: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("cluster.json"))
+                .expect("cluster.json is JSON");
+        Cluster {
+            dir,
+            record,
+            down_done: false,
+        }
+    }
+
+    fn dir(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+
+    fn planner(&self) -> String {
+        self.record["planner"]["addr"]
+            .as_str()
+            .expect("planner addr")
+            .to_owned()
+    }
+
+    fn worker(&self, name: &str) -> &serde_json::Value {
+        self.record["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("no worker {name} in {}", self.record))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.record["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .map(|w| w["pid"].as_u64().expect("pid") as u32)
+            .collect();
+        pids.push(self.record["planner"]["pid"].as_u64().expect("pid") as u32);
+        if let Some(p) = self.record["redis"]["pid"].as_u64() {
+            pids.push(p as u32);
+        }
+        pids
+    }
+
+    /// `faasflow <cmd> … --dir DIR`.
+    fn run(&self, args: &[&str]) -> Output {
+        let d = self.dir();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--dir", &d]);
+        faasflow(&all)
+    }
+
+    fn deploy(&self, file: &Path) -> String {
+        let out = self.run(&["deploy", &file.to_string_lossy()]);
+        assert!(out.status.success(), "deploy failed: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    fn invoke_json(&self, name: &str, input: &str) -> Report {
+        let out = self.run(&["invoke", name, "--input", input, "--report", "json"]);
+        assert!(out.status.success(), "invoke failed: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON report")
+    }
+
+    fn planner_client(&self, rt: &tokio::runtime::Runtime) -> PlannerClient<tonic::transport::Channel> {
+        rt.block_on(PlannerClient::connect(format!("http://{}", self.planner())))
+            .expect("planner reachable")
+    }
+
+    fn down(&mut self) -> Output {
+        self.down_done = true;
+        self.run(&["down"])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.down_done {
+            let _ = self.down();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+fn kill9(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+/// The worker of every task, from a plan.
+fn plan_workers(plan: &pb::Plan) -> std::collections::BTreeMap<String, String> {
+    let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("valid plan");
+    wf.graph
+        .node_indices()
+        .filter(|n| wf.graph[*n].task().is_some())
+        .map(|n| {
+            (
+                wf.graph[n].name.clone(),
+                cluster.workers[plan.worker_of(n) as usize].name.clone(),
+            )
+        })
+        .collect()
+}
+
+const SLOW_V1: &str = "name: slow
+inputs:
+  x: json
+functions:
+  nap:
+    runtime: 3s
+    outputs:
+      out: {type: json, size: 16B}
+steps:
+  - task: nap
+    inputs: {x: input.x}
+output:
+  v1: nap.out
+";
+
+const FAST_V2: &str = "name: slow
+inputs:
+  x: json
+functions:
+  quick:
+    runtime: 1ms
+    outputs:
+      out: {type: json, size: 16B}
+steps:
+  - task: quick
+    inputs: {x: input.x}
+output:
+  v2: quick.out
+";
+
+#[test]
+fn up_deploy_invoke_down_matches_run_and_the_plan() {
+    let mut cluster = Cluster::up("main", 3, &[]);
+    let rt = rt();
+    let mut planner = cluster.planner_client(&rt);
+    let before = rt
+        .block_on(planner.metrics(pb::MetricsRequest {}))
+        .expect("metrics")
+        .into_inner();
+    assert_eq!(before.workers, 3, "{before:?}");
+
+    let cases = [
+        (
+            repo().join("packs/example/wordcount.yaml"),
+            "wordcount-example",
+            r#"{"text": "the cat saw the dog and the bird", "parts": 3}"#,
+        ),
+        (
+            repo().join("tests/fixtures/faasflow-v1/benchmark/wordcount/flat_workflow.yaml"),
+            "wordcount",
+            "{}",
+        ),
+    ];
+    let mut invocations = 0;
+    for (file, name, input) in &cases {
+        let said = cluster.deploy(file);
+        assert!(
+            said.starts_with(&format!("deployed workflow `{name}` version 1")),
+            "{said}"
+        );
+        let local = faasflow(&[
+            "run",
+            &file.to_string_lossy(),
+            "--input",
+            input,
+            "--report",
+            "json",
+            "--arena-mib",
+            "64",
+        ]);
+        assert!(local.status.success(), "{}", text(&local.stderr));
+        let local: Report = serde_json::from_slice(&local.stdout).expect("run's report");
+        let plan = rt
+            .block_on(planner.get_plan(pb::GetPlanRequest {
+                workflow: name.to_string(),
+                version: None,
+            }))
+            .expect("get plan")
+            .into_inner()
+            .plan
+            .expect("a plan");
+        let placed = plan_workers(&plan);
+        for _ in 0..2 {
+            let report = cluster.invoke_json(name, input);
+            invocations += 1;
+            assert_eq!(report.status, "ok", "{report:?}");
+            assert_eq!(
+                report.output, local.output,
+                "cluster and `faasflow run` differ for {name}"
+            );
+            for f in report.functions.iter().filter(|f| !f.skipped) {
+                let base = f.name.split('[').next().unwrap_or(&f.name);
+                assert_eq!(
+                    Some(&f.worker),
+                    placed.get(base),
+                    "function {} ran on {} but the plan puts it on {:?}",
+                    f.name,
+                    f.worker,
+                    placed.get(base)
+                );
+            }
+        }
+    }
+    let m = rt
+        .block_on(planner.metrics(pb::MetricsRequest {}))
+        .expect("metrics")
+        .into_inner();
+    assert_eq!(m.invocations, invocations);
+    assert_eq!(
+        m.invocation_messages_sent, invocations,
+        "one message out per invocation"
+    );
+    assert_eq!(
+        m.invocation_messages_received, invocations,
+        "one message in per invocation"
+    );
+
+    // Unknown workflow and version: exit 2, with what is known.
+    let out = cluster.run(&["invoke", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: workflow `nope` is not deployed; deployed workflows: wordcount, wordcount-example"
+    );
+    let out = cluster.run(&["invoke", "wordcount", "--version", "7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: workflow `wordcount` has no version 7; its versions: 1"
+    );
+
+    // Down: every process gone, no cluster.json; a second down says there is nothing to stop.
+    let pids = cluster.pids();
+    assert!(pids.iter().all(|p| alive(*p)));
+    let out = cluster.down();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for p in &pids {
+        assert!(!alive(*p), "pid {p} outlived `down`");
+    }
+    assert!(!cluster.dir.join("cluster.json").exists());
+    let again = cluster.run(&["down"]);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stdout).contains("no cluster is up"),
+        "{}",
+        text(&again.stdout)
+    );
+    let out = cluster.run(&["invoke", "wordcount"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no cluster is up"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_daemon_not_reachable_at_deploy_is_named() {
+    // Two workers of 2 slots and two functions of scale 2: one function on each worker.
+    let cluster = Cluster::up("unreachable", 2, &["--slots", "2", "--heartbeat-ms", "2000"]);
+    let wf = cluster.dir.join("pair.yaml");
+    std::fs::write(
+        &wf,
+        "name: pair
+functions:
+  a: {runtime: 1ms, scale: 2, outputs: {out: {type: json, size: 16B}}}
+  b: {runtime: 1ms, scale: 2, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - parallel:
+      - - task: a
+      - - task: b
+output:
+  a: a.out
+  b: b.out
+",
+    )
+    .expect("write");
+    let victim = cluster.worker("worker-0");
+    let pid = victim["pid"].as_u64().expect("pid") as u32;
+    kill9(pid);
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(Instant::now() < end, "pid {pid} survived kill -9");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let out = cluster.run(&["deploy", &wf.to_string_lossy()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    let expected = format!(
+        "cannot reach worker `worker-0` at {}: ",
+        victim["grpc_addr"].as_str().expect("addr")
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains("is its daemon running?"), "{err}");
+    assert!(err.contains("workflow `pair` version 1 was not deployed"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_entry_daemon_killed_mid_invocation_fails_it_fast() {
+    let cluster = Cluster::up("killed", 3, &[]);
+    let wf = cluster.dir.join("slow.yaml");
+    std::fs::write(&wf, SLOW_V1).expect("write");
+    cluster.deploy(&wf);
+    let rt = rt();
+    let plan = rt
+        .block_on(cluster.planner_client(&rt).get_plan(pb::GetPlanRequest {
+            workflow: "slow".into(),
+            version: None,
+        }))
+        .expect("plan")
+        .into_inner()
+        .plan
+        .expect("plan");
+    let entry = plan_workers(&plan)["nap"].clone();
+    let pid = cluster.worker(&entry)["pid"].as_u64().expect("pid") as u32;
+    let d = cluster.dir();
+    let invoke = std::thread::spawn(move || {
+        let t = Instant::now();
+        let out = faasflow(&["invoke", "slow", "--input", r#"{"x": 1}"#, "--dir", &d]);
+        (out, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    kill9(pid);
+    let (out, took) = invoke.join().expect("invoke thread");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("worker `{entry}` (")) && err.contains("was lost during invocation"),
+        "{err}"
+    );
+    // The function sleeps 3 s: the failure came from the lost connection, not the end.
+    assert!(took < Duration::from_millis(2_800), "took {took:?}");
+}
+
+#[test]
+fn red_black_deploy_keeps_running_invocations_on_their_version() {
+    let cluster = Cluster::up("redblack", 1, &[]);
+    let v1 = cluster.dir.join("v1.yaml");
+    let v2 = cluster.dir.join("v2.yaml");
+    std::fs::write(&v1, SLOW_V1).expect("write");
+    std::fs::write(&v2, FAST_V2).expect("write");
+    assert!(cluster.deploy(&v1).starts_with("deployed workflow `slow` version 1"));
+    let d = cluster.dir();
+    let old = std::thread::spawn(move || {
+        faasflow(&[
+            "invoke",
+            "slow",
+            "--input",
+            r#"{"x": 1}"#,
+            "--report",
+            "json",
+            "--dir",
+            &d,
+        ])
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(cluster.deploy(&v2).starts_with("deployed workflow `slow` version 2"));
+    let rt = rt();
+    let addr = cluster.worker("worker-0")["grpc_addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let mut daemon = rt
+        .block_on(DaemonClient::connect(format!("http://{addr}")))
+        .expect("daemon");
+    let status = |daemon: &mut DaemonClient<_>| -> Vec<(u64, u64)> {
+        let s = rt
+            .block_on(daemon.status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner();
+        let mut plans: Vec<(u64, u64)> = s.plans.iter().map(|p| (p.version, p.in_flight)).collect();
+        plans.sort_unstable();
+        plans
+    };
+    // Both versions are installed while v1 runs.
+    assert_eq!(status(&mut daemon), vec![(1, 1), (2, 0)]);
+    let new = cluster.invoke_json("slow", r#"{"x": 2}"#);
+    assert_eq!(new.output, serde_json::json!({"v2": true}));
+    let out = old.join().expect("old invocation");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let old: Report = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(old.output, serde_json::json!({"v1": true}));
+    // Drained: the planner dropped v1 from the daemon.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let plans = status(&mut daemon);
+        if plans == vec![(2, 0)] {
+            break;
+        }
+        assert!(Instant::now() < end, "v1 still installed: {plans:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = cluster.run(&["invoke", "slow", "--version", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has no version 1 (it was dropped"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn up_refuses_a_second_cluster_and_down_without_one_is_fine() {
+    let cluster = Cluster::up("twice", 1, &[]);
+    let out = faasflow(&["up", "--workers", "1", "--dir", &cluster.dir(), "--arena-mib", "64"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a cluster is already up in"),
+        "{}",
+        text(&out.stderr)
+    );
+    let empty = unique_dir("empty");
+    let out = faasflow(&["down", "--dir", &empty.to_string_lossy()]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("no cluster is up in"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -1,0 +1,334 @@
+//! The daemon's gRPC side: the `Daemon` service the planner calls (install and drop plans,
+//! start invocations with this daemon as their entry, status), and the client that registers
+//! this worker with the planner and keeps it registered with heartbeats.
+//!
+//! A thin driver over [`Daemon`]: it converts messages at the boundary (plans through
+//! `faasflow_planner::convert`, the only place that trusts nothing of them), runs the
+//! daemon's blocking calls on tokio's blocking pool, and waits for an invocation's report on
+//! a oneshot channel (the report's callback runs on the daemon's loop thread and must not
+//! block). What it does not do: plan, retry invocations, or decide anything the planner asks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faasflow_planner::convert::plan_from_proto;
+use faasflow_planner::service::describe;
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
+use tonic::{Request, Response, Status};
+
+use crate::runtime::{Daemon, DaemonError};
+
+/// The `Daemon` gRPC service over a running [`Daemon`].
+#[derive(Debug, Clone)]
+pub struct DaemonService {
+    daemon: Arc<Daemon>,
+}
+
+impl DaemonService {
+    /// Serves `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        DaemonService { daemon }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::daemon_server::DaemonServer<Self> {
+        pb::daemon_server::DaemonServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// Runs `f` with the daemon on the blocking pool (install, drop and the listings wait for
+    /// the daemon's loop).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Daemon) -> Result<T, DaemonError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let daemon = self.daemon.clone();
+        tokio::task::spawn_blocking(move || f(&daemon))
+            .await
+            .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
+            .map_err(|e| match e {
+                DaemonError::Stopped => Status::unavailable(format!("daemon `{}` has stopped", self.daemon.name())),
+                other => Status::failed_precondition(other.to_string()),
+            })
+    }
+}
+
+/// Largest gRPC message the services accept or send (plans of 100,000 functions fit).
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+#[tonic::async_trait]
+impl pb::daemon_server::Daemon for DaemonService {
+    async fn install_plan(
+        &self,
+        request: Request<pb::InstallPlanRequest>,
+    ) -> Result<Response<pb::InstallPlanResponse>, Status> {
+        let req = request.into_inner();
+        let plan = req
+            .plan
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("InstallPlan: `plan` is missing"))?;
+        let (wf, plan, cluster) = plan_from_proto(plan)
+            .map_err(|e| Status::invalid_argument(format!("InstallPlan: the plan is invalid: {e}")))?;
+        let mut peers = HashMap::new();
+        for (i, p) in req.peers.iter().enumerate() {
+            let addr: SocketAddr = p.quic_addr.parse().map_err(|e| {
+                Status::invalid_argument(format!(
+                    "InstallPlan: `peers[{i}].quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                    p.name, p.quic_addr
+                ))
+            })?;
+            peers.insert(p.name.clone(), addr);
+        }
+        let (name, version) = (wf.name.clone(), plan.version);
+        let installed = self
+            .blocking(move |d| d.plans())
+            .await?
+            .iter()
+            .any(|p| p.workflow == name && p.version == version && !p.dropping);
+        if installed {
+            return Ok(Response::new(pb::InstallPlanResponse {
+                already_installed: true,
+            }));
+        }
+        let wf = Arc::new(wf);
+        let daemon = self.daemon.clone();
+        tokio::task::spawn_blocking(move || daemon.install_plan(wf, plan, &cluster, &peers))
+            .await
+            .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
+            .map_err(|e| match e {
+                DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
+                other => Status::invalid_argument(other.to_string()),
+            })?;
+        Ok(Response::new(pb::InstallPlanResponse {
+            already_installed: false,
+        }))
+    }
+
+    async fn drop_plan(&self, request: Request<pb::DropPlanRequest>) -> Result<Response<pb::DropPlanResponse>, Status> {
+        let req = request.into_inner();
+        let daemon = self.daemon.clone();
+        let in_flight = tokio::task::spawn_blocking(move || daemon.drop_plan(&req.workflow, req.version))
+            .await
+            .map_err(|e| Status::internal(format!("the drop task failed: {e}")))?
+            .map_err(|e| match e {
+                DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
+                other => Status::not_found(other.to_string()),
+            })?;
+        Ok(Response::new(pb::DropPlanResponse { in_flight }))
+    }
+
+    async fn invoke(
+        &self,
+        request: Request<pb::DaemonInvokeRequest>,
+    ) -> Result<Response<pb::DaemonInvokeResponse>, Status> {
+        let req = request.into_inner();
+        let input: serde_json::Value = serde_json::from_slice(&req.input_json).map_err(|e| {
+            Status::invalid_argument(format!(
+                "invocation {}: the input is not valid JSON: {e}",
+                req.invocation_id
+            ))
+        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.daemon.invoke_with(
+            &req.workflow,
+            req.version,
+            Some(req.invocation_id),
+            input,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let response = match rx.await {
+            Ok(Ok(report)) => pb::DaemonInvokeResponse {
+                accepted: true,
+                reason: String::new(),
+                report_json: serde_json::to_vec(&report)
+                    .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))?,
+            },
+            Ok(Err(DaemonError::Stopped)) | Err(_) => {
+                return Err(Status::unavailable(format!(
+                    "daemon `{}` stopped during invocation {}",
+                    self.daemon.name(),
+                    req.invocation_id
+                )));
+            }
+            Ok(Err(e)) => pb::DaemonInvokeResponse {
+                accepted: false,
+                reason: e.to_string(),
+                report_json: Vec::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let (plans, stats) = self.blocking(|d| Ok((d.plans()?, d.stats()?))).await?;
+        Ok(Response::new(pb::StatusResponse {
+            worker: self.daemon.name().to_owned(),
+            plans: plans
+                .into_iter()
+                .map(|p| pb::InstalledPlan {
+                    workflow: p.workflow,
+                    version: p.version,
+                    in_flight: p.in_flight,
+                    dropping: p.dropping,
+                })
+                .collect(),
+            instances: u32::try_from(stats.instances).unwrap_or(u32::MAX),
+            arena_bytes_used: stats.arena_used,
+        }))
+    }
+}
+
+/// What a worker tells the planner about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The worker's name.
+    pub name: String,
+    /// Where its `Daemon` gRPC service listens.
+    pub grpc_addr: SocketAddr,
+    /// Where its QUIC peer endpoint listens (none without a peer transport).
+    pub quic_addr: Option<SocketAddr>,
+    /// Container slots it offers.
+    pub slots: u32,
+    /// Memory it offers to functions, MiB.
+    pub memory_mib: u64,
+}
+
+/// First wait between attempts to reach the planner; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to reach the planner.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Time limit of one call to the planner.
+const PLANNER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Registers with the planner at `planner` (`host:port`), retrying with backoff until it
+/// answers, then sends heartbeats at the interval it asks for, registering again whenever it
+/// no longer knows this worker (it restarted, or declared the worker lost). Runs until the
+/// task is dropped; says what happens on standard error, one line per change.
+pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daemon>) {
+    let uri = format!("http://{planner}");
+    let endpoint = match tonic::transport::Endpoint::from_shared(uri.clone()) {
+        Ok(e) => e.connect_timeout(PLANNER_CALL_TIMEOUT).timeout(PLANNER_CALL_TIMEOUT),
+        Err(e) => {
+            eprintln!(
+                "worker `{}`: the planner address `{planner}` is not valid: {e}",
+                me.name
+            );
+            return;
+        }
+    };
+    let client = PlannerClient::new(endpoint.connect_lazy());
+    loop {
+        let (id, interval) = register(&client, &planner, &me).await;
+        heartbeats(&client, &planner, &me, &daemon, id, interval).await;
+    }
+}
+
+/// Registers, retrying until the planner answers: (worker id, heartbeat interval).
+async fn register(
+    client: &PlannerClient<tonic::transport::Channel>,
+    planner: &str,
+    me: &Registration,
+) -> (u64, Duration) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut said = false;
+    loop {
+        let req = pb::RegisterWorkerRequest {
+            name: me.name.clone(),
+            grpc_addr: me.grpc_addr.to_string(),
+            quic_addr: me.quic_addr.map(|a| a.to_string()).unwrap_or_default(),
+            slots: me.slots,
+            memory_mib: me.memory_mib,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        match client.clone().register_worker(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
+                eprintln!(
+                    "worker `{}`: registered with the planner at {planner} (id {}, heartbeat every {} ms)",
+                    me.name,
+                    r.worker_id,
+                    interval.as_millis()
+                );
+                return (r.worker_id, interval);
+            }
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                // The planner refuses this registration: retrying the same will not help soon.
+                eprintln!(
+                    "worker `{}`: the planner at {planner} refused to register it: {}",
+                    me.name,
+                    status.message()
+                );
+                backoff = MAX_BACKOFF;
+            }
+            Err(status) => {
+                if !said {
+                    eprintln!(
+                        "worker `{}`: cannot reach the planner at {planner} ({}); retrying until it answers",
+                        me.name,
+                        describe(&status)
+                    );
+                    said = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Sends heartbeats until the planner no longer knows this worker.
+async fn heartbeats(
+    client: &PlannerClient<tonic::transport::Channel>,
+    planner: &str,
+    me: &Registration,
+    daemon: &Arc<Daemon>,
+    id: u64,
+    interval: Duration,
+) {
+    let mut unreachable = false;
+    loop {
+        tokio::time::sleep(interval).await;
+        let d = daemon.clone();
+        let instances = tokio::task::spawn_blocking(move || d.stats().map(|s| s.instances).unwrap_or(0))
+            .await
+            .unwrap_or(0);
+        let req = pb::HeartbeatRequest {
+            worker_id: id,
+            instances: u32::try_from(instances).unwrap_or(u32::MAX),
+            pools: Vec::new(),
+            profiles: Vec::new(),
+        };
+        match client.clone().heartbeat(req).await {
+            Ok(r) if r.get_ref().known_worker => {
+                if unreachable {
+                    eprintln!("worker `{}`: the planner at {planner} answers again", me.name);
+                    unreachable = false;
+                }
+            }
+            Ok(_) => {
+                eprintln!(
+                    "worker `{}`: the planner at {planner} no longer knows this worker; registering again",
+                    me.name
+                );
+                return;
+            }
+            Err(status) => {
+                if !unreachable {
+                    eprintln!(
+                        "worker `{}`: heartbeat to the planner at {planner} failed ({}); retrying",
+                        me.name,
+                        describe(&status)
+                    );
+                    unreachable = true;
+                }
+            }
+        }
+    }
+}

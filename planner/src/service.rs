@@ -1,0 +1,867 @@
+//! The planner's gRPC side: the `Planner` service (workers register and send heartbeats;
+//! clients deploy, invoke, read plans and counters), and the calls it makes to daemons.
+//!
+//! A thin driver over the planner's pure logic ([`load_str`], [`partition`],
+//! [`plan_to_proto`]); this module is the only one of the crate that touches sockets or the
+//! clock. What it holds: the registered workers (a worker silent for [`LOST_AFTER`]
+//! heartbeat intervals is lost and left out of new plans), and every deployed workflow's
+//! versions, newest first, with the invocations in flight on each.
+//!
+//! - **Deploy** plans for the live workers (sorted by name, so the same cluster gives the same
+//!   plan), gives the plan the workflow's next version and installs it, in parallel, on every
+//!   worker that runs one of its tasks; if one install fails, the version is dropped again
+//!   from the daemons that took it and the error names the worker, its address and the cause.
+//! - **Invoke** sends one message to the entry daemon (the owner of the workflow's first task)
+//!   and receives one back when the invocation has ended (WorkerSP: one message out and one in
+//!   per invocation, counted in `Metrics`). A daemon lost mid-invocation fails it at once,
+//!   naming the worker; every invocation ends within its deadline.
+//! - **Red-black**: new invocations take the newest version; a version that is not the newest
+//!   is dropped from its daemons as soon as no invocation runs on it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::daemon_client::DaemonClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::convert::plan_to_proto;
+use crate::dag::Workflow;
+use crate::error::list_names;
+use crate::load::load_str;
+use crate::partition::partition;
+use crate::plan::{ClusterView, Mode, Plan, PlannerConfig, WorkerView};
+
+/// Time limit of an invocation whose request sets none.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+/// A worker that missed this many heartbeat intervals is lost.
+pub const LOST_AFTER: u32 = 3;
+/// Largest gRPC message the planner accepts or sends (plans of 100,000 functions fit).
+pub const MAX_MESSAGE: usize = 256 << 20;
+/// Time limit of connecting to a daemon.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time limit of installing a plan on a daemon (it waits for its pools' first instances).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time limit of dropping a plan on a daemon.
+const DROP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the planner service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// How often workers must send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Time limit of invocations that set none.
+    pub default_deadline: Duration,
+    /// Safety margin μ of the memory quota, MiB per function.
+    pub margin_mib: f64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            heartbeat_interval: Duration::from_secs(1),
+            default_deadline: DEFAULT_DEADLINE,
+            margin_mib: PlannerConfig::default().margin_mib,
+        }
+    }
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+struct Worker {
+    id: u64,
+    grpc_addr: SocketAddr,
+    quic_addr: Option<SocketAddr>,
+    slots: u32,
+    last_seen: Instant,
+    /// A connection to its daemon, made when it registered (reconnects by itself).
+    client: DaemonClient<Channel>,
+}
+
+/// One deployed version of a workflow.
+#[derive(Debug)]
+struct Version {
+    version: u64,
+    wf: Arc<Workflow>,
+    plan: Plan,
+    cluster: ClusterView,
+    proto: pb::Plan,
+    /// The workers whose daemons hold it, by name.
+    daemons: Vec<String>,
+    in_flight: u64,
+}
+
+/// A workflow's versions.
+#[derive(Debug, Default)]
+struct Deployed {
+    /// Installed versions, newest first.
+    versions: Vec<Version>,
+    /// The last version number given (versions are never reused, dropped ones included).
+    last: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    workers: BTreeMap<String, Worker>,
+    workflows: BTreeMap<String, Deployed>,
+    next_worker_id: u64,
+    next_invocation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    invocations: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServiceConfig,
+    state: Mutex<State>,
+    counters: Counters,
+    /// Deploys one at a time, so that versions are given in order.
+    deploying: tokio::sync::Mutex<()>,
+}
+
+/// The `Planner` gRPC service.
+#[derive(Debug, Clone)]
+pub struct PlannerService {
+    inner: Arc<Inner>,
+}
+
+impl PlannerService {
+    /// A planner with no workers and no workflows.
+    pub fn new(config: ServiceConfig) -> Self {
+        PlannerService {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+                counters: Counters::default(),
+                deploying: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::planner_server::PlannerServer<Self> {
+        pb::planner_server::PlannerServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_lost(&self, w: &Worker, now: Instant) -> bool {
+        now.duration_since(w.last_seen) > self.inner.config.heartbeat_interval * LOST_AFTER
+    }
+}
+
+/// A status with the chain of causes behind it (tonic keeps transport errors in the source).
+pub fn describe(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// True when a call failed in the connection (refused, reset, closed), not in the daemon: the
+/// daemon is gone or unreachable. A daemon's own refusals carry no source error.
+fn is_transport(status: &Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    // A SocketAddr always makes a valid URI.
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|e| e.connect_timeout(CONNECT_TIMEOUT))
+        .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9"))
+}
+
+/// A worker of a plan: its name and its daemon's address.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    addr: SocketAddr,
+}
+
+/// Installs `req` on one daemon, with a fresh connection so that an unreachable daemon is
+/// named as such.
+async fn install_on(target: &Target, req: pb::InstallPlanRequest) -> Result<(), String> {
+    let channel = endpoint(target.addr).connect().await.map_err(|e| {
+        format!(
+            "cannot reach worker `{}` at {}: {}; is its daemon running?",
+            target.name,
+            target.addr,
+            chain(&e)
+        )
+    })?;
+    let mut client = DaemonClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    match tokio::time::timeout(INSTALL_TIMEOUT, client.install_plan(req)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) if is_transport(&status) => Err(format!(
+            "cannot reach worker `{}` at {}: {}; is its daemon running?",
+            target.name,
+            target.addr,
+            describe(&status)
+        )),
+        Ok(Err(status)) => Err(format!(
+            "worker `{}` at {} refused the plan: {}",
+            target.name,
+            target.addr,
+            describe(&status)
+        )),
+        Err(_) => Err(format!(
+            "worker `{}` at {} did not install the plan within {} s",
+            target.name,
+            target.addr,
+            INSTALL_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Drops a version from one daemon; failures are logged (the daemon may be gone).
+async fn drop_on(target: Target, workflow: String, version: u64) {
+    let result = async {
+        let channel = endpoint(target.addr).connect().await.map_err(|e| chain(&e))?;
+        let req = pb::DropPlanRequest {
+            workflow: workflow.clone(),
+            version,
+        };
+        tokio::time::timeout(DROP_TIMEOUT, DaemonClient::new(channel).drop_plan(req))
+            .await
+            .map_err(|_| format!("no answer within {} s", DROP_TIMEOUT.as_secs()))?
+            .map_err(|s| describe(&s))
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!(
+            "planner: could not drop workflow `{workflow}` version {version} from worker `{}` at {}: {e}",
+            target.name, target.addr
+        );
+    }
+}
+
+impl PlannerService {
+    /// Drops every version of `workflow` that is not the newest and has no invocation in
+    /// flight: removed here at once, and from its daemons in the background.
+    fn drop_drained(&self, state: &mut State, workflow: &str) {
+        let Some(deployed) = state.workflows.get_mut(workflow) else {
+            return;
+        };
+        let mut drained = Vec::new();
+        let mut i = 1;
+        while i < deployed.versions.len() {
+            if deployed.versions[i].in_flight == 0 {
+                drained.push(deployed.versions.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        for v in drained {
+            for name in &v.daemons {
+                let Some(w) = state.workers.get(name) else { continue };
+                let target = Target {
+                    name: name.clone(),
+                    addr: w.grpc_addr,
+                };
+                tokio::spawn(drop_on(target, workflow.to_owned(), v.version));
+            }
+        }
+    }
+
+    /// The live workers, sorted by name, as the partitioner sees them.
+    fn live_cluster(&self) -> (ClusterView, BTreeMap<String, Worker>) {
+        let now = Instant::now();
+        let state = self.state();
+        let live: BTreeMap<String, Worker> = state
+            .workers
+            .iter()
+            .filter(|(_, w)| !self.is_lost(w, now))
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        let cluster = ClusterView {
+            workers: live
+                .iter()
+                .map(|(name, w)| WorkerView {
+                    name: name.clone(),
+                    slots: w.slots,
+                })
+                .collect(),
+        };
+        (cluster, live)
+    }
+
+    fn not_found_workflow(&self, state: &State, workflow: &str) -> Status {
+        let known: Vec<&str> = state.workflows.keys().map(String::as_str).collect();
+        if known.is_empty() {
+            Status::not_found(format!(
+                "workflow `{workflow}` is not deployed; no workflow is (deploy one with `faasflow deploy FILE`)"
+            ))
+        } else {
+            Status::not_found(format!(
+                "workflow `{workflow}` is not deployed; deployed workflows: {}",
+                list_names(known, 20)
+            ))
+        }
+    }
+}
+
+/// Index of the version asked for (`None`: the newest) in a workflow's versions.
+fn find_version(workflow: &str, deployed: &Deployed, version: Option<u64>) -> Result<usize, Status> {
+    match version {
+        None if deployed.versions.is_empty() => Err(Status::not_found(format!(
+            "workflow `{workflow}` has no installed version"
+        ))),
+        None => Ok(0),
+        Some(v) => deployed.versions.iter().position(|x| x.version == v).ok_or_else(|| {
+            let mut known: Vec<String> = deployed.versions.iter().map(|x| x.version.to_string()).collect();
+            if known.is_empty() {
+                known.push("none".into());
+            }
+            let dropped = if v <= deployed.last && v > 0 {
+                " (it was dropped once no invocation ran on it and a newer version existed)"
+            } else {
+                ""
+            };
+            Status::not_found(format!(
+                "workflow `{workflow}` has no version {v}{dropped}; its versions: {}",
+                known.join(", ")
+            ))
+        }),
+    }
+}
+
+/// Decrements a version's in-flight count when an invocation ends, however it ends (the
+/// client may go away mid-invocation, which drops the request's future).
+struct InFlight {
+    service: PlannerService,
+    workflow: String,
+    version: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.service.state();
+        if let Some(v) = state
+            .workflows
+            .get_mut(&self.workflow)
+            .and_then(|d| d.versions.iter_mut().find(|v| v.version == self.version))
+        {
+            v.in_flight = v.in_flight.saturating_sub(1);
+        }
+        let workflow = std::mem::take(&mut self.workflow);
+        self.service.drop_drained(&mut state, &workflow);
+    }
+}
+
+#[tonic::async_trait]
+impl pb::planner_server::Planner for PlannerService {
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
+        }
+        let grpc_addr: SocketAddr = req.grpc_addr.parse().map_err(|e| {
+            Status::invalid_argument(format!(
+                "RegisterWorker: `grpc_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                req.name, req.grpc_addr
+            ))
+        })?;
+        let quic_addr = if req.quic_addr.is_empty() {
+            None
+        } else {
+            Some(req.quic_addr.parse().map_err(|e| {
+                Status::invalid_argument(format!(
+                    "RegisterWorker: `quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                    req.name, req.quic_addr
+                ))
+            })?)
+        };
+        if req.slots == 0 {
+            return Err(Status::invalid_argument(format!(
+                "RegisterWorker: worker `{}` offers 0 slots",
+                req.name
+            )));
+        }
+        let client = DaemonClient::new(endpoint(grpc_addr).connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let mut state = self.state();
+        state.next_worker_id += 1;
+        let id = state.next_worker_id;
+        let again = state.workers.contains_key(&req.name);
+        state.workers.insert(
+            req.name.clone(),
+            Worker {
+                id,
+                grpc_addr,
+                quic_addr,
+                slots: req.slots,
+                last_seen: Instant::now(),
+                client,
+            },
+        );
+        eprintln!(
+            "planner: worker `{}` {} (daemon {grpc_addr}, peers {}, {} slots)",
+            req.name,
+            if again { "registered again" } else { "registered" },
+            quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+            req.slots
+        );
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            worker_id: id,
+            heartbeat_interval_ms: u32::try_from(self.inner.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let id = request.get_ref().worker_id;
+        let mut state = self.state();
+        let known = match state.workers.values_mut().find(|w| w.id == id) {
+            Some(w) => {
+                w.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        };
+        Ok(Response::new(pb::HeartbeatResponse {
+            known_worker: known,
+            install: Vec::new(),
+            drop: Vec::new(),
+        }))
+    }
+
+    async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DeployResponse>, Status> {
+        let req = request.into_inner();
+        let mode = match pb::Mode::try_from(req.mode) {
+            Ok(pb::Mode::WorkerSp) | Ok(pb::Mode::Unspecified) => Mode::WorkerSp,
+            Ok(pb::Mode::MasterSp) => Mode::MasterSp,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "Deploy: `mode` {} is unknown",
+                    req.mode
+                )));
+            }
+        };
+        let file = if req.file_name.is_empty() {
+            "<deploy request>"
+        } else {
+            &req.file_name
+        };
+        let default_name = if req.default_name.is_empty() {
+            std::path::Path::new(file)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("workflow")
+                .to_owned()
+        } else {
+            req.default_name.clone()
+        };
+        let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let wf = Arc::new(loaded.workflow);
+        let _one_at_a_time = self.inner.deploying.lock().await;
+        let (cluster, live) = self.live_cluster();
+        let version = self.state().workflows.get(&wf.name).map_or(0, |d| d.last) + 1;
+        let cfg = PlannerConfig {
+            mode,
+            allow_overcommit: req.allow_overcommit,
+            margin_mib: self.inner.config.margin_mib,
+            version,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &cluster, &cfg)
+            .map_err(|e| Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name)))?;
+        let proto = plan_to_proto(&wf, &plan, &cluster);
+        // The workers running a task, in plan order.
+        let mut used: Vec<u32> = wf
+            .graph
+            .node_indices()
+            .filter(|n| wf.graph[*n].task().is_some())
+            .map(|n| plan.worker_of(n))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let targets: Vec<Target> = used
+            .iter()
+            .filter_map(|w| cluster.workers.get(*w as usize))
+            .filter_map(|v| {
+                live.get(&v.name).map(|w| Target {
+                    name: v.name.clone(),
+                    addr: w.grpc_addr,
+                })
+            })
+            .collect();
+        let peers: Vec<pb::PeerAddress> = targets
+            .iter()
+            .filter_map(|t| {
+                live.get(&t.name).and_then(|w| w.quic_addr).map(|a| pb::PeerAddress {
+                    name: t.name.clone(),
+                    quic_addr: a.to_string(),
+                })
+            })
+            .collect();
+        let request = pb::InstallPlanRequest {
+            plan: Some(proto.clone()),
+            peers,
+        };
+        let mut installs = tokio::task::JoinSet::new();
+        for t in targets.iter().cloned() {
+            let req = request.clone();
+            installs.spawn(async move {
+                let r = install_on(&t, req).await;
+                (t, r)
+            });
+        }
+        let mut took = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(joined) = installs.join_next().await {
+            match joined {
+                Ok((t, Ok(()))) => took.push(t),
+                Ok((_, Err(e))) => errors.push(e),
+                Err(e) => errors.push(format!("an install task failed: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            for t in took {
+                drop_on(t, wf.name.clone(), version).await;
+            }
+            let unreachable = errors.iter().all(|e| e.starts_with("cannot reach"));
+            let message = format!(
+                "{file}: workflow `{}` version {version} was not deployed: {}",
+                wf.name,
+                errors.join("; ")
+            );
+            return Err(if unreachable {
+                Status::unavailable(message)
+            } else {
+                Status::failed_precondition(message)
+            });
+        }
+        let mut state = self.state();
+        let deployed = state.workflows.entry(wf.name.clone()).or_default();
+        deployed.last = version;
+        deployed.versions.insert(
+            0,
+            Version {
+                version,
+                wf: wf.clone(),
+                plan,
+                cluster,
+                proto: proto.clone(),
+                daemons: targets.iter().map(|t| t.name.clone()).collect(),
+                in_flight: 0,
+            },
+        );
+        self.drop_drained(&mut state, &wf.name);
+        eprintln!(
+            "planner: deployed workflow `{}` version {version} on {}",
+            wf.name,
+            targets
+                .iter()
+                .map(|t| format!("`{}`", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Response::new(pb::DeployResponse {
+            workflow: wf.name.clone(),
+            version,
+            plan: Some(proto),
+        }))
+    }
+
+    async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+        let req = request.into_inner();
+        self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
+        let input: serde_json::Value = serde_json::from_slice(&req.input_json)
+            .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
+        if !input.is_object() {
+            return Err(Status::invalid_argument(
+                "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
+            ));
+        }
+        let deadline = if req.deadline_ms == 0 {
+            self.inner.config.default_deadline
+        } else {
+            Duration::from_millis(req.deadline_ms)
+        };
+        // Choose the version, count the invocation in, and find the entry daemon, under one lock.
+        let (id, version, entry, mut client, guard) = {
+            let mut state = self.state();
+            let now = Instant::now();
+            state.next_invocation += 1;
+            let id = state.next_invocation;
+            let Some(deployed) = state.workflows.get(&req.workflow) else {
+                return Err(self.not_found_workflow(&state, &req.workflow));
+            };
+            let index = find_version(&req.workflow, deployed, req.version)?;
+            let v = &deployed.versions[index];
+            let first = v.wf.topo_order().into_iter().find(|n| v.wf.graph[*n].task().is_some());
+            let Some(first) = first else {
+                return Err(Status::failed_precondition(format!(
+                    "workflow `{}` has no task to start",
+                    req.workflow
+                )));
+            };
+            let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
+            let version = v.version;
+            let Some(w) = state.workers.get(&entry) else {
+                return Err(Status::unavailable(format!(
+                    "worker `{entry}`, which runs the first task of workflow `{}` version {version}, is not registered; \
+                     start its daemon or deploy the workflow again",
+                    req.workflow
+                )));
+            };
+            if self.is_lost(w, now) {
+                return Err(Status::unavailable(format!(
+                    "worker `{entry}` ({}), which runs the first task of workflow `{}` version {version}, is lost \
+                     (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
+                    w.grpc_addr,
+                    req.workflow,
+                    now.duration_since(w.last_seen).as_millis()
+                )));
+            }
+            let entry = Target {
+                name: entry,
+                addr: w.grpc_addr,
+            };
+            let client = w.client.clone();
+            if let Some(v) = state
+                .workflows
+                .get_mut(&req.workflow)
+                .and_then(|d| d.versions.get_mut(index))
+            {
+                v.in_flight += 1;
+            }
+            let guard = InFlight {
+                service: self.clone(),
+                workflow: req.workflow.clone(),
+                version,
+            };
+            (id, version, entry, client, guard)
+        };
+        let message = pb::DaemonInvokeRequest {
+            workflow: req.workflow.clone(),
+            version,
+            invocation_id: id,
+            input_json: req.input_json,
+        };
+        self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
+        let outcome = tokio::time::timeout(deadline, client.invoke(message)).await;
+        drop(guard);
+        let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
+            invocation_id: id,
+            status: status as i32,
+            output_json: Vec::new(),
+            error,
+            report_json: Vec::new(),
+        };
+        let response = match outcome {
+            Err(_) => failed(
+                pb::InvocationStatus::DeadlineExceeded,
+                format!(
+                    "invocation {id} of workflow `{}` version {version} did not end within its deadline of {} ms \
+                     (entry worker `{}` at {})",
+                    req.workflow,
+                    deadline.as_millis(),
+                    entry.name,
+                    entry.addr
+                ),
+            ),
+            Ok(Err(status)) => {
+                if is_transport(&status) {
+                    self.mark_lost(&entry.name);
+                }
+                failed(
+                    pb::InvocationStatus::Failed,
+                    format!(
+                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name,
+                        entry.addr,
+                        req.workflow,
+                        describe(&status)
+                    ),
+                )
+            }
+            Ok(Ok(answer)) => {
+                self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
+                let answer = answer.into_inner();
+                if !answer.accepted {
+                    return Err(Status::failed_precondition(format!(
+                        "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name, req.workflow, answer.reason
+                    )));
+                }
+                report_response(id, &entry.name, answer.report_json)
+            }
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Result<Response<pb::GetPlanResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.state();
+        let Some(deployed) = state.workflows.get(&req.workflow) else {
+            return Err(self.not_found_workflow(&state, &req.workflow));
+        };
+        let index = find_version(&req.workflow, deployed, req.version)?;
+        Ok(Response::new(pb::GetPlanResponse {
+            plan: Some(deployed.versions[index].proto.clone()),
+        }))
+    }
+
+    async fn metrics(&self, _request: Request<pb::MetricsRequest>) -> Result<Response<pb::MetricsResponse>, Status> {
+        let now = Instant::now();
+        let state = self.state();
+        let c = &self.inner.counters;
+        let registered: Vec<pb::RegisteredWorker> = state
+            .workers
+            .iter()
+            .map(|(name, w)| pb::RegisteredWorker {
+                name: name.clone(),
+                grpc_addr: w.grpc_addr.to_string(),
+                quic_addr: w.quic_addr.map(|a| a.to_string()).unwrap_or_default(),
+                slots: w.slots,
+                silent_ms: u64::try_from(now.duration_since(w.last_seen).as_millis()).unwrap_or(u64::MAX),
+                lost: self.is_lost(w, now),
+            })
+            .collect();
+        Ok(Response::new(pb::MetricsResponse {
+            invocations: c.invocations.load(Ordering::Relaxed),
+            invocation_messages_sent: c.sent.load(Ordering::Relaxed),
+            invocation_messages_received: c.received.load(Ordering::Relaxed),
+            workers: registered.iter().filter(|w| !w.lost).count() as u32,
+            versions: state.workflows.values().map(|d| d.versions.len() as u32).sum(),
+            registered,
+        }))
+    }
+}
+
+impl PlannerService {
+    /// Leaves a worker whose daemon could not be reached out of new plans until it sends a
+    /// heartbeat again.
+    fn mark_lost(&self, name: &str) {
+        let lost_for = self.inner.config.heartbeat_interval * (LOST_AFTER + 1);
+        let mut state = self.state();
+        if let Some(w) = state.workers.get_mut(name)
+            && let Some(t) = Instant::now().checked_sub(lost_for)
+        {
+            w.last_seen = w.last_seen.min(t);
+        }
+    }
+}
+
+/// The answer to a client from the entry daemon's report.
+fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeResponse {
+    #[derive(serde::Deserialize)]
+    struct Outcome {
+        status: String,
+        #[serde(default)]
+        output: serde_json::Value,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    match serde_json::from_slice::<Outcome>(&report_json) {
+        Ok(o) if o.status == "ok" => pb::InvokeResponse {
+            invocation_id: id,
+            status: pb::InvocationStatus::Succeeded as i32,
+            output_json: serde_json::to_vec(&o.output).unwrap_or_default(),
+            error: String::new(),
+            report_json,
+        },
+        Ok(o) => pb::InvokeResponse {
+            invocation_id: id,
+            status: pb::InvocationStatus::Failed as i32,
+            output_json: Vec::new(),
+            error: o
+                .error
+                .unwrap_or_else(|| format!("invocation {id} ended with status `{}`", o.status)),
+            report_json,
+        },
+        Err(e) => pb::InvokeResponse {
+            invocation_id: id,
+            status: pb::InvocationStatus::Failed as i32,
+            output_json: Vec::new(),
+            error: format!("worker `{worker}` sent a report for invocation {id} that is not valid JSON: {e}"),
+            report_json,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_versions_are_listed() {
+        let deployed = Deployed {
+            versions: Vec::new(),
+            last: 2,
+        };
+        let e = find_version("wc", &deployed, Some(2)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(
+            e.message(),
+            "workflow `wc` has no version 2 (it was dropped once no invocation ran on it and a newer version existed); its versions: none"
+        );
+        let e = find_version("wc", &deployed, Some(9)).unwrap_err();
+        assert_eq!(e.message(), "workflow `wc` has no version 9; its versions: none");
+    }
+
+    #[test]
+    fn reports_become_answers() {
+        let ok = report_response(7, "w", br#"{"status":"ok","output":{"a":1}}"#.to_vec());
+        assert_eq!(ok.status, pb::InvocationStatus::Succeeded as i32);
+        assert_eq!(ok.output_json, br#"{"a":1}"#);
+        let failed = report_response(
+            7,
+            "w",
+            br#"{"status":"failed","output":null,"error":"step `x` failed"}"#.to_vec(),
+        );
+        assert_eq!(failed.status, pb::InvocationStatus::Failed as i32);
+        assert_eq!(failed.error, "step `x` failed");
+        let garbage = report_response(7, "w", b"nope".to_vec());
+        assert!(
+            garbage
+                .error
+                .starts_with("worker `w` sent a report for invocation 7 that is not valid JSON")
+        );
+    }
+}
