@@ -261,7 +261,6 @@ async fn a_bad_plan_is_refused_by_the_daemon_service() {
 /// the invocation crosses workers twice (over QUIC) and still costs the planner one message
 /// each way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the multi-worker runtime (daemons exchanging triggers and objects over QUIC), being built on another branch;             until it lands, install_plan refuses plans that span workers"]
 async fn three_workers_run_the_plan_where_it_says() {
     let mut c = cluster(3, 2, true).await;
     let d = deploy(&mut c.planner, CHAIN).await;
