@@ -18,6 +18,7 @@ pub mod graph;
 pub mod load;
 pub mod partition;
 pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod service;
 pub mod wdl;

@@ -7,5 +7,5 @@
 
 pub mod message;
 pub mod peer;
-pub mod remote;
+pub use faasflow_planner::remote;
 pub mod tls;

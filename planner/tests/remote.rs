@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use faasflow_daemon::io::remote::{MAX_OBJECT_LEN, ObjectKey, RemoteError, RemoteStore};
+use faasflow_planner::remote::{MAX_OBJECT_LEN, ObjectKey, RemoteError, RemoteStore};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(2);
