@@ -16,7 +16,7 @@ pub use faasflow_planner::engine;
 pub mod io;
 mod net;
 pub mod pool;
-pub mod report;
+pub use faasflow_planner::report;
 pub mod runtime;
 pub mod service;
 pub mod store;

@@ -42,6 +42,7 @@ use faasflow_shm::{Consumer, Doorbell, Producer};
 
 use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
 use crate::io::peer::PeerConfig;
+use crate::io::remote::ObjectKey;
 use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
 use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
@@ -50,6 +51,7 @@ use crate::store::allocator::Extent;
 use crate::store::arena::{self, Arena};
 
 mod cluster;
+mod master;
 
 /// Largest JSON value (a `json`/`list` output, or an input written into the arena) the daemon
 /// parses or writes.
@@ -97,6 +99,10 @@ pub struct DaemonConfig {
     /// The peer transport to other workers; without it every function of a plan must run
     /// here.
     pub peer: Option<PeerSettings>,
+    /// The remote tier: a Redis URL (`redis://host:port`). Needed to execute functions for
+    /// MasterSP; when it is missing or unreachable the daemon says so once and runs WorkerSP
+    /// plans with peer transfers and the local spill directory.
+    pub redis: Option<String>,
 }
 
 /// How a daemon reaches the other workers of its cluster.
@@ -128,6 +134,69 @@ pub struct InstalledPlan {
 /// Where an invocation's report goes.
 pub type Reply = Box<dyn FnOnce(Result<Report, DaemonError>) + Send>;
 
+/// An object in the remote tier (MasterSP: every object lives there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteObject {
+    /// Where it is.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its parsed value when it is a `json` or `list` output (conditions and foreach lists
+    /// read it).
+    pub json: Option<Arc<serde_json::Value>>,
+}
+
+/// One input of a function [executed](Daemon::execute) for a central engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecInput {
+    /// Every source was skipped.
+    Absent,
+    /// A JSON value: a workflow input, a foreach element or its index.
+    Json(Arc<serde_json::Value>),
+    /// An object in the remote tier.
+    Object(RemoteObject),
+    /// The outputs of a foreach body read after it, in element order.
+    List(Vec<RemoteObject>),
+}
+
+/// One function attempt a central engine (MasterSP) asks a daemon to run: its inputs are
+/// fetched from the remote tier into the arena, and its outputs stored there.
+#[derive(Debug, Clone)]
+pub struct Execute {
+    /// The workflow.
+    pub workflow: String,
+    /// The plan version (installed on this daemon).
+    pub version: u64,
+    /// The invocation.
+    pub invocation: InvocationId,
+    /// The task (this daemon must run it in the plan).
+    pub node: NodeId,
+    /// The foreach element.
+    pub element: Option<u32>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The function's inputs, by name.
+    pub inputs: Vec<(String, ExecInput)>,
+}
+
+/// What an [`Execute`] produced.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// Its outputs, stored in the remote tier under keys of its invocation (the caller
+    /// deletes them with the invocation: [`faasflow_planner::remote::RemoteStore::delete_invocation`]).
+    pub outputs: Vec<(String, RemoteObject)>,
+    /// The run, for the invocation's report.
+    pub record: FunctionRecord,
+    /// Its inputs, for the report (tier `remote`).
+    pub edges: Vec<EdgeRecord>,
+    /// Time spent fetching inputs and storing outputs, µs.
+    pub data_us: f64,
+}
+
+/// Where an [`Execute`]'s result goes (called once, on the daemon's thread or its I/O
+/// threads; it must not block). An error names the step and the cause.
+pub type ExecReply = Box<dyn FnOnce(Result<Executed, String>) + Send>;
+
 impl DaemonConfig {
     /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
     pub fn new(synthetic: PackCommand) -> Self {
@@ -149,6 +218,7 @@ impl DaemonConfig {
             seed: 0,
             name: "local".into(),
             peer: None,
+            redis: None,
         }
     }
 }
@@ -216,6 +286,7 @@ enum Msg {
         reply: mpsc::Sender<Result<u64, DaemonError>>,
     },
     Plans(mpsc::Sender<Vec<InstalledPlan>>),
+    Execute(Box<Execute>, ExecReply),
     Stats(mpsc::Sender<Stats>),
     Pool(pool::Report),
     Net(NetEvent),
@@ -494,6 +565,14 @@ impl Daemon {
             input,
             reply,
         });
+    }
+
+    /// Runs one function attempt for a central engine (MasterSP): fetches its inputs from the
+    /// remote tier into the arena, runs it on an instance of its pool, stores its outputs in
+    /// the remote tier and calls `reply`. The plan must be installed here and put `node` on
+    /// this daemon; the daemon needs the remote tier ([`DaemonConfig::redis`]).
+    pub fn execute(&self, request: Execute, reply: ExecReply) {
+        self.shared.post(Msg::Execute(Box::new(request), reply));
     }
 
     /// Drops a plan version: new invocations of it are refused at once, and it is removed
@@ -906,6 +985,7 @@ impl Runtime {
                 Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result),
                 Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status),
                 Msg::Net(event) => self.net_event(event),
+                Msg::Execute(request, reply) => self.execute(*request, reply),
                 Msg::Shutdown => self.stop = true,
             }
         }
@@ -2303,7 +2383,7 @@ impl Runtime {
                         });
                     }
                 }
-                critical_path(wf, &inv.functions)
+                faasflow_planner::report::critical_path(wf, &inv.functions)
             }
             None => (0.0, Vec::new()),
         };
@@ -2393,42 +2473,4 @@ fn empty_invoke() -> frame::Invoke {
         inputs: Vec::new(),
         outputs: Vec::new(),
     }
-}
-
-/// The execution time of the critical path and its task names: the longest path through the
-/// workflow where a task weighs its slowest attempt (a foreach body, its slowest element).
-fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> (f64, Vec<String>) {
-    let mut weight: HashMap<&str, f64> = HashMap::new();
-    for f in functions.iter().filter(|f| !f.skipped) {
-        let w = weight.entry(f.name.as_str()).or_default();
-        *w = w.max(f.exec_us);
-    }
-    let order = wf.topo_order();
-    let mut best: HashMap<NodeId, (f64, Option<NodeId>)> = HashMap::new();
-    for &n in &order {
-        let own = if matches!(wf.graph[n].kind, NodeKind::Task(_)) {
-            weight.get(wf.graph[n].name.as_str()).copied().unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        let (prev, from) = wf
-            .graph
-            .neighbors_directed(n, petgraph::Direction::Incoming)
-            .map(|p| (best.get(&p).map_or(0.0, |b| b.0), Some(p)))
-            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
-        best.insert(n, (prev + own, from));
-    }
-    let Some((&end, &(total, _))) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
-        return (0.0, Vec::new());
-    };
-    let mut names = Vec::new();
-    let mut at = Some(end);
-    while let Some(n) = at {
-        if matches!(wf.graph[n].kind, NodeKind::Task(_)) && weight.contains_key(wf.graph[n].name.as_str()) {
-            names.push(wf.graph[n].name.clone());
-        }
-        at = best.get(&n).and_then(|b| b.1);
-    }
-    names.reverse();
-    (total, names)
 }

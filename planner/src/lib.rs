@@ -20,6 +20,7 @@ pub mod partition;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod report;
 pub mod service;
 pub mod wdl;
 pub mod yaml;

@@ -1,7 +1,12 @@
 //! The report of one invocation: what ran where and when, what moved, and where the time went.
 //! Its JSON form is stable and documented in `docs/run-report.md`.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::dag::{NodeKind, Workflow};
 
 /// One invocation's report. Times are µs since the invocation started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,4 +131,42 @@ impl Report {
         }
         s
     }
+}
+
+/// The execution time of the critical path and its task names: the longest path through the
+/// workflow where a task weighs its slowest attempt (a foreach body, its slowest element).
+pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> (f64, Vec<String>) {
+    let mut weight: HashMap<&str, f64> = HashMap::new();
+    for f in functions.iter().filter(|f| !f.skipped) {
+        let w = weight.entry(f.name.as_str()).or_default();
+        *w = w.max(f.exec_us);
+    }
+    let order = wf.topo_order();
+    let mut best: HashMap<NodeId, (f64, Option<NodeId>)> = HashMap::new();
+    for &n in &order {
+        let own = if matches!(wf.graph[n].kind, NodeKind::Task(_)) {
+            weight.get(wf.graph[n].name.as_str()).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let (prev, from) = wf
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .map(|p| (best.get(&p).map_or(0.0, |b| b.0), Some(p)))
+            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
+        best.insert(n, (prev + own, from));
+    }
+    let Some((&end, &(total, _))) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
+        return (0.0, Vec::new());
+    };
+    let mut names = Vec::new();
+    let mut at = Some(end);
+    while let Some(n) = at {
+        if matches!(wf.graph[n].kind, NodeKind::Task(_)) && weight.contains_key(wf.graph[n].name.as_str()) {
+            names.push(wf.graph[n].name.clone());
+        }
+        at = best.get(&n).and_then(|b| b.1);
+    }
+    names.reverse();
+    (total, names)
 }
