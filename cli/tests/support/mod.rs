@@ -6,14 +6,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A private redis-server on a free port (nothing saved to disk), killed on drop.
-pub struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
 
 impl Redis {
     /// Starts one and waits until it answers.
-    pub fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -43,13 +43,13 @@ impl Redis {
     }
 
     /// Its URL.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// How many keys it holds.
     #[allow(dead_code)] // Not every test file asks.
-    pub fn dbsize(&self) -> usize {
+    pub(crate) fn dbsize(&self) -> usize {
         let reply = self.command("DBSIZE").expect("DBSIZE answered");
         reply
             .strip_prefix(':')
