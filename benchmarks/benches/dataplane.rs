@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use faasflow_planner::{ClusterView, PlannerConfig};
-use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
 use serde_json::json;
 
 /// Functions in the chain.

@@ -109,4 +109,3 @@ pub fn machine_line() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("nproc {cores}, {cpu}")
 }
-
