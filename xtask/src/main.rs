@@ -6,8 +6,9 @@
 //!   real processes and shared memory) and prints a table, then their plans for a 3-worker
 //!   cluster in both modes.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
-//!   control ring's latency, the data plane on one worker (`benchmarks/`) and FaaSFlow's 8
-//!   workflows on one worker (the demo's table), written into `benchmarks/RESULTS.md`.
+//!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
+//!   between two workers on loopback (`benchmarks/`) and FaaSFlow's 8 workflows on one worker
+//!   (the demo's table), written into `benchmarks/RESULTS.md`.
 //! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
@@ -44,7 +45,7 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeat: u32,
     },
-    /// Run the planner, ring and data plane benchmarks and record them in benchmarks/RESULTS.md.
+    /// Run the planner, ring, data plane and peer transport benchmarks and record them in benchmarks/RESULTS.md.
     Bench,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
     Fuzz {
@@ -360,6 +361,14 @@ fn bench(root: &Path) -> Result<()> {
     let heading = "## Data plane on one worker";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench dataplane`, with `FAASFLOW_BIN` set to the release `faasflow`) on {machine}. One daemon (`faasflow_daemon::runtime::Daemon`, 1 GiB arena) drives real instance processes (`faasflow __pack synthetic`: FaaSFlow's synthetic body, declared runtime 0); times come from the run report: `end_us` is when the daemon learned that a function ended, `exec_us` the function's own time measured in its instance. **Per-edge trigger latency** along a `sequence` of 50 no-op functions is `(end_us[i+1] − end_us[i]) − exec_us[i+1]`: from the daemon seeing the producer end to it seeing the consumer end, minus the consumer's own work, so it counts the trigger, the ring both ways and the instance's dispatch; p50/p99 over all 49 edges of 200 invocations after 20 warm-up ones, with every function in one instance (default isolation) and with every function `isolation: process` (50 instances), next to half a std mpsc round trip between two threads measured in the same run (the shm ring's own latency is in the table above). **Object hand-off** is `(end_us[consumer] − end_us[producer]) − exec_us[consumer]` for a producer with one output of the given size and a consumer that reads all of it (its reading is its own work and does not count): `in-process` both in one instance, `shared memory` the consumer `isolation: process`, `spill` a daemon with `quota_bytes = 0`, so the object goes to the spill directory and is reloaded; medians of 20 runs (5 for 256 MiB spill), next to a memcpy of the same size into a fresh, prefaulted buffer measured in the same run. **Executions per second**: a one-task no-op workflow in a closed loop with 64 invocations outstanding (`invoke_async`) for 3 s after 1 s of warm-up, and a foreach over a 1,000-element input list of no-ops (`max_concurrency: 0`) as executions per second within one invocation. The machine is a shared VM: compare medians and ratios, not single absolute times.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+
+    let table = bench_table("faasflow-benchmarks", "peer")?;
+    let heading = "## Peer transport between two workers (loopback)";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench peer`) on {machine}. Two `PeerEndpoint`s in one process on 127.0.0.1, each on a tokio runtime of its own (one worker thread, as two daemons would have), mutual TLS with certificates from a cluster CA generated for the run (rustls with ring, AES-256-GCM), `PeerConfig::default()`. **Bandwidth**: one object per run sent with `PeerConnection::send_object` from an in-memory source, the receiver writing every chunk into an extent of its arena (`Arena::create`, `Arena::write` at the extent's offset) as it arrives; timed from the call of `send_object` to the last byte stored. The reference is a raw single-stream TCP transfer of the same bytes over one persistent loopback connection measured in the same run (tokio `TcpStream`, `write_all` of the whole object; the receiver reads into a buffer of the transport's chunk size and copies each read into the same arena extent), its runs interleaved with the QUIC ones. **Control messages**: a `Trigger` sent on the control stream and echoed back (`send` / `recv`), half the round trip, next to a TCP ping-pong (`TCP_NODELAY`) of the same frame. The cross-worker trigger latency of a whole edge is measured with the cluster, later; this is the transport's floor. The machine is a shared 2-core VM: both endpoints and both copies compete for the same 2 cores; compare medians and ratios, not single absolute times.\n\n{}\n",
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
