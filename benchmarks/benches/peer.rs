@@ -257,6 +257,7 @@ fn message() -> ControlMessage {
             object: 7,
             len: 1 << 20,
             json: None,
+            remote: false,
         }],
         record: Vec::new(),
     })

@@ -17,7 +17,7 @@ use faasflow_daemon::runtime::{Daemon, DaemonConfig, ExecInput, Execute, Execute
 use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
-use faasflow_planner::plan::{Mode, Plan};
+use faasflow_planner::plan::{Mode, Plan, Tier};
 use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
@@ -50,6 +50,15 @@ impl Cluster {
     /// Synthetic bodies run `scale` of their declared runtime and write `scale` of their
     /// declared bytes.
     fn scaled(n: usize, scale: f64, redis: Option<String>) -> Cluster {
+        Cluster::build(n, |c| {
+            c.runtime_scale = scale;
+            c.data_scale = scale;
+            c.redis = redis.clone();
+        })
+    }
+
+    /// `n` daemons, each configured by `f` after the defaults.
+    fn build(n: usize, f: impl Fn(&mut DaemonConfig)) -> Cluster {
         let ca = ClusterCa::generate("test").unwrap();
         let view = ClusterView::uniform(n, 64);
         let mut daemons = Vec::new();
@@ -64,9 +73,6 @@ impl Cluster {
             c.arena_bytes = 256 << 20;
             c.spill_dir = std::env::temp_dir().join(format!("faasflow-workers-{}-{}", std::process::id(), unique()));
             c.name = w.name.clone();
-            c.runtime_scale = scale;
-            c.data_scale = scale;
-            c.redis = redis.clone();
             c.peer = Some(PeerSettings {
                 identity: ca.issue(&w.name).unwrap(),
                 trust: ca.trust(),
@@ -77,6 +83,7 @@ impl Cluster {
                     ..PeerConfig::default()
                 },
             });
+            f(&mut c);
             let d = Daemon::start(c).expect("daemon starts");
             peers.insert(w.name.clone(), d.peer_addr().expect("a peer address"));
             daemons.push(Some(d));
@@ -93,14 +100,27 @@ impl Cluster {
         self.daemons[i].as_ref().expect("daemon running")
     }
 
-    /// Plans round robin over the workers (MasterSP's placement) and installs on every one.
+    /// Plans round robin over the workers (MasterSP's placement, every edge between workers
+    /// a peer edge) and installs on every one.
     fn install(&self, wf: Arc<Workflow>) -> Plan {
+        self.install_tiered(wf, Tier::Peer)
+    }
+
+    /// As [`Cluster::install`], with every edge between workers of tier `tier`.
+    fn install_tiered(&self, wf: Arc<Workflow>, tier: Tier) -> Plan {
         let cfg = PlannerConfig {
             mode: Mode::MasterSp,
             allow_overcommit: true,
             ..PlannerConfig::default()
         };
-        let plan = partition(&wf, &self.view, &cfg).expect("plan");
+        let mut plan = partition(&wf, &self.view, &cfg).expect("plan");
+        plan.mode = Mode::WorkerSp;
+        for e in wf.graph.edge_indices() {
+            let (a, b) = wf.graph.edge_endpoints(e).unwrap();
+            let crosses =
+                wf.graph[a].task().is_some() && wf.graph[b].task().is_some() && plan.worker_of(a) != plan.worker_of(b);
+            plan.edge_tiers[e.index()] = if crosses { tier } else { Tier::SharedMemory };
+        }
         for d in self.daemons.iter().flatten() {
             d.install_plan(wf.clone(), plan.clone(), &self.view, &self.peers)
                 .unwrap_or_else(|e| panic!("install on {}: {e}", d.name()));
@@ -542,4 +562,66 @@ fn a_daemon_without_redis_says_so() {
     )
     .unwrap_err();
     assert!(e.contains("has no remote tier") && e.contains("--redis"), "{e}");
+}
+
+/// Edges the plan marks remote go through Redis: the producer stores a copy, the consumer on
+/// the other worker reads it there; the copy goes when the object does.
+#[test]
+fn edges_planned_remote_go_through_redis() {
+    let redis = support::Redis::start();
+    let mut c = Cluster::scaled(2, 1.0, Some(redis.url()));
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    c.install_tiered(wf, Tier::Remote);
+    for entry in 0..2 {
+        let r = c.invoke_on(entry, "chain", json!({"text": "abc"}));
+        assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}), "{r:?}");
+        // `d.out` is also the workflow's result, pushed to the entry: a reader there uses
+        // that copy.
+        let tiers: Vec<&str> = r.edges.iter().map(|e| e.tier.as_str()).collect();
+        assert!(tiers.contains(&"remote"), "{:?}", r.edges);
+        assert!(
+            r.edges.iter().all(|e| e.tier != "peer" || e.from == "d"),
+            "{:?}",
+            r.edges
+        );
+        c.assert_clean();
+        wait_for_no_keys(&redis);
+    }
+}
+
+fn wait_for_no_keys(redis: &support::Redis) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.dbsize() != 0 {
+        assert!(Instant::now() < deadline, "{} keys left in Redis", redis.dbsize());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Without a reachable Redis, an edge planned remote is pushed peer to peer instead.
+#[test]
+fn edges_planned_remote_fall_back_to_peers_without_redis() {
+    let mut c = Cluster::scaled(2, 1.0, None);
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    c.install_tiered(wf, Tier::Remote);
+    let r = c.invoke_on(0, "chain", json!({"text": "abc"}));
+    assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}), "{r:?}");
+    assert!(r.edges.iter().any(|e| e.tier == "peer"), "{:?}", r.edges);
+    c.assert_clean();
+}
+
+/// A worker over its quota spills to Redis when it has one, and reloads from there.
+#[test]
+fn spills_go_to_redis_when_there_is_one() {
+    let redis = support::Redis::start();
+    let mut c = Cluster::build(1, |c| {
+        c.redis = Some(redis.url());
+        c.quota_bytes = Some(0);
+    });
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    c.install(wf);
+    let r = c.invoke_on(0, "chain", json!({"text": "abc"}));
+    assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}), "{r:?}");
+    assert!(r.spills > 0 && r.edges.iter().all(|e| e.tier == "spill"), "{r:?}");
+    c.assert_clean();
+    wait_for_no_keys(&redis);
 }

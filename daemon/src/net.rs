@@ -69,6 +69,8 @@ pub(crate) enum Source {
     Arena { offset: u64, len: u64 },
     /// A spill file.
     File(PathBuf),
+    /// Bytes read back from the remote tier.
+    Bytes(Vec<u8>),
 }
 
 enum Outbound {
@@ -248,6 +250,7 @@ async fn send_object(
             })?;
             conn.send_object(header, tokio::fs::File::from_std(file)).await
         }
+        Source::Bytes(bytes) => conn.send_object(header, &bytes[..]).await,
     }
 }
 

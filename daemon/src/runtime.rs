@@ -642,6 +642,8 @@ struct Installed {
     dropping: bool,
     /// Other workers (plan index) with a task reading each output: (node, output) → workers.
     readers: HashMap<(u32, String), Vec<u32>>,
+    /// Other workers reading an output over an edge the plan marks remote (Redis).
+    remote_readers: HashMap<(u32, String), Vec<u32>>,
     /// Outputs the workflow's result reads: (node, output).
     result_reads: HashSet<(u32, String)>,
 }
@@ -689,6 +691,12 @@ enum Place {
     Empty,
     /// Produced on another worker; its bytes are on their way.
     Pending,
+    /// In the remote tier: spilled there by this daemon (`owned`: deleted when freed), or
+    /// stored there by another worker for an edge the plan marks remote.
+    Remote {
+        key: ObjectKey,
+        owned: bool,
+    },
 }
 
 struct Object {
@@ -705,6 +713,8 @@ struct Object {
     pushes: u32,
     /// A result of an invocation whose end waits for other result objects still arriving.
     held: bool,
+    /// A copy in the remote tier for edges the plan marks remote (deleted with the object).
+    remote_copy: Option<ObjectKey>,
     /// Received from another worker (`peer`) or fetched from the remote tier (`remote`):
     /// how, and the transfer's time, µs.
     transfer_us: Option<(&'static str, f64)>,
@@ -729,7 +739,8 @@ struct Call {
     temps: Vec<Extent>,
     /// Objects read (id), for the edge records.
     reads: Vec<u64>,
-    reload_us: HashMap<u64, f64>,
+    /// Objects reloaded for it: id → (tier of the edge, µs).
+    reload_us: HashMap<u64, (&'static str, f64)>,
     instance: Option<u32>,
     record: usize,
     abandoned: bool,
@@ -843,6 +854,8 @@ struct Runtime {
     remote: Option<(Arc<RemoteStore>, tokio::runtime::Runtime)>,
     /// Outputs of central-engine calls being stored: token → (reply, result, their objects).
     storing: HashMap<u64, (ExecReply, Executed, Vec<u64>)>,
+    /// It said once that edges planned remote go peer to peer (no remote tier).
+    said_no_remote: bool,
 }
 
 fn us(d: Duration) -> f64 {
@@ -891,6 +904,7 @@ impl Runtime {
             transfers: 0,
             remote: None,
             storing: HashMap::new(),
+            said_no_remote: false,
         }
     }
 
@@ -1056,7 +1070,7 @@ impl Runtime {
             spilled_objects: self
                 .objects
                 .values()
-                .filter(|o| matches!(o.place, Place::Spilled(_)))
+                .filter(|o| matches!(o.place, Place::Spilled(_) | Place::Remote { .. }))
                 .count(),
             invocations: self.invocations.len(),
             calls: self.calls.len(),
@@ -1221,7 +1235,7 @@ impl Runtime {
                 .map(|w| w.quota_bytes)
                 .sum()
         });
-        let (readers, result_reads) = cluster::readers(&wf, &placement);
+        let (readers, remote_readers, result_reads) = cluster::readers(&wf, &plan, &placement);
         self.installed.insert(
             key,
             Installed {
@@ -1231,6 +1245,7 @@ impl Runtime {
                 placement,
                 dropping: false,
                 readers,
+                remote_readers,
                 result_reads,
             },
         );
@@ -1671,7 +1686,7 @@ impl Runtime {
             call.invoke.outputs.push((name.clone(), r));
         }
         // Counted once the call is ready (a call that waits for room is prepared again).
-        let reloads: f64 = call.reload_us.values().sum();
+        let reloads: f64 = call.reload_us.values().map(|(_, t)| t).sum();
         if let Some(inv) = self.invocations.get_mut(&call.invocation) {
             if copied {
                 // The whole preparation: the copies and the reloads.
@@ -1734,7 +1749,38 @@ impl Runtime {
                     self.arena.write(e.offset + at, &buf[..n]);
                     at += n as u64;
                 }
-                call.reload_us.insert(id, us(t.elapsed()));
+                call.reload_us.insert(id, ("spill", us(t.elapsed())));
+                Ok(frame::ObjectRef {
+                    segment: 0,
+                    offset: e.offset,
+                    len,
+                })
+            }
+            Place::Remote { key, owned } => {
+                let t = Instant::now();
+                let (len, key, producer, tier) = (
+                    obj.len,
+                    key.clone(),
+                    obj.producer.clone(),
+                    if *owned { "spill" } else { "remote" },
+                );
+                let bytes = self.remote_get(&key).map_err(|e| {
+                    Unprepared::Fatal(format!(
+                        "cannot read the output of `{producer}` from the remote tier: {e}"
+                    ))
+                })?;
+                if bytes.len() as u64 != len {
+                    return Err(Unprepared::Fatal(format!(
+                        "the output of `{producer}` in the remote tier has {} bytes, not {len}",
+                        bytes.len()
+                    )));
+                }
+                let e = self
+                    .alloc_or_spill(len, &call.reads)
+                    .map_err(|e| no_room(len, capacity, format!("cannot load the output of `{producer}`: {e}")))?;
+                call.temps.push(e);
+                self.arena.write(e.offset, &bytes);
+                call.reload_us.insert(id, (tier, us(t.elapsed())));
                 Ok(frame::ObjectRef {
                     segment: 0,
                     offset: e.offset,
@@ -1742,6 +1788,26 @@ impl Runtime {
                 })
             }
         }
+    }
+
+    /// Reads an object from the remote tier, waiting for it (as a local spill file is read).
+    fn remote_get(&self, key: &ObjectKey) -> Result<Vec<u8>, String> {
+        let Some((store, rt)) = &self.remote else {
+            return Err("this daemon has no remote tier".into());
+        };
+        match rt.block_on(store.get(key)) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("`{}` is not there", key.redis_key())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Stores an object in the remote tier, waiting for it (as a local spill file is written).
+    fn remote_put(&self, key: &ObjectKey, bytes: &[u8]) -> Result<(), String> {
+        let Some((store, rt)) = &self.remote else {
+            return Err("this daemon has no remote tier".into());
+        };
+        rt.block_on(store.put(key, bytes)).map_err(|e| e.to_string())
     }
 
     /// Sends queued calls of `pool` to instances with a free thread; starts instances when
@@ -1865,7 +1931,7 @@ impl Runtime {
         for o in &call.reads {
             let Some(obj) = self.objects.get(o) else { continue };
             let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {
-                (Some(t), _) => ("spill", *t),
+                (Some((tier, t)), _) => (*tier, *t),
                 (None, Some((tier, t))) => (tier, t),
                 (None, None) if obj.instance == inst_id => ("in-process", 0.0),
                 (None, None) => ("shared-memory", 0.0),
@@ -1998,6 +2064,14 @@ impl Runtime {
         let Some(obj) = self.objects.remove(&object) else {
             return;
         };
+        if let (Some(key), Some((store, rt))) = (obj.remote_copy.clone(), &self.remote) {
+            let store = store.clone();
+            rt.spawn(async move {
+                if let Err(e) = store.delete(&key).await {
+                    eprintln!("faasflow daemon: {e} (the key expires on its own)");
+                }
+            });
+        }
         if let Some(inv) = self.invocations.get_mut(&obj.invocation) {
             inv.objects.remove(&object);
         }
@@ -2011,7 +2085,17 @@ impl Runtime {
             Place::Spilled(path) => {
                 let _ = std::fs::remove_file(path);
             }
-            Place::Empty | Place::Pending => {}
+            Place::Remote { key, owned: true } => {
+                if let Some((store, rt)) = &self.remote {
+                    let store = store.clone();
+                    rt.spawn(async move {
+                        if let Err(e) = store.delete(&key).await {
+                            eprintln!("faasflow daemon: {e} (the key expires on its own)");
+                        }
+                    });
+                }
+            }
+            Place::Empty | Place::Pending | Place::Remote { .. } => {}
         }
     }
 
@@ -2248,6 +2332,7 @@ impl Runtime {
                     released: false,
                     pushes: 0,
                     held: false,
+                    remote_copy: None,
                     transfer_us: None,
                     born: Instant::now(),
                 },
@@ -2326,6 +2411,23 @@ impl Runtime {
         let Some(obj) = self.objects.get(&id) else { return };
         let Place::Arena(e) = obj.place else { return };
         let t = Instant::now();
+        if self.remote.is_some() {
+            let key = ObjectKey::new(
+                obj.wf.0.clone(),
+                obj.wf.1,
+                obj.invocation,
+                format!("spill/{}/{id}", self.config.name),
+            );
+            let bytes = self.arena.read(e.offset, obj.len).unwrap_or_default();
+            match self.remote_put(&key, &bytes) {
+                Ok(()) => return self.spilled(id, e, Place::Remote { key, owned: true }, t),
+                Err(err) => eprintln!(
+                    "faasflow daemon: cannot spill to the remote tier ({err}); spilling to {}",
+                    self.config.spill_dir.display()
+                ),
+            }
+        }
+        let Some(obj) = self.objects.get(&id) else { return };
         let path = self.config.spill_dir.join(format!("object-{id}"));
         let written = (|| -> std::io::Result<()> {
             let mut f = File::create(&path)?;
@@ -2344,13 +2446,17 @@ impl Runtime {
             let _ = std::fs::remove_file(&path);
             return;
         }
+        self.spilled(id, e, Place::Spilled(path), t);
+    }
+
+    /// Object `id` left the arena extent `e` for `place`.
+    fn spilled(&mut self, id: u64, e: Extent, place: Place, t: Instant) {
+        let Some(obj) = self.objects.get_mut(&id) else { return };
+        obj.place = place;
         let (inv_id, wf) = (obj.invocation, obj.wf.clone());
         self.arena.free(e);
         if let Some(r) = self.resident.get_mut(&wf) {
             *r = r.saturating_sub(e.len);
-        }
-        if let Some(obj) = self.objects.get_mut(&id) {
-            obj.place = Place::Spilled(path);
         }
         self.spills_total += 1;
         if let Some(inv) = self.invocations.get_mut(&inv_id) {
@@ -2492,6 +2598,7 @@ impl Runtime {
             Some(Place::Arena(e)) => self.arena.read(e.offset, r.len),
             Some(Place::Spilled(p)) => std::fs::read(p).ok(),
             Some(Place::Empty) => Some(Vec::new()),
+            Some(Place::Remote { key, .. }) => self.remote_get(key).ok(),
             Some(Place::Pending) | None => None,
         };
         match bytes.map(String::from_utf8) {

@@ -250,6 +250,23 @@ impl RemoteStore {
         .await
     }
 
+    /// Deletes one object (and its entry in its invocation's index). Deleting an object that
+    /// is not there succeeds.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), RemoteError> {
+        let rkey = key.redis_key();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(&rkey)
+            .ignore()
+            .cmd("SREM")
+            .arg(index_key(&key.workflow, key.version, key.invocation))
+            .arg(&rkey)
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.bounded("DEL", &rkey, pipe.query_async::<()>(&mut conn)).await
+    }
+
     /// Deletes every object of the invocation and its index; returns how many objects were
     /// removed. Deleting an invocation with no objects removes nothing and succeeds.
     pub async fn delete_invocation(&self, workflow: &str, version: u64, invocation: u64) -> Result<usize, RemoteError> {

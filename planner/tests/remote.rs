@@ -351,3 +351,21 @@ async fn keys_and_their_index_expire_as_a_backstop() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_object_is_deleted_with_its_index_entry() {
+    bounded(async {
+        let redis = Redis::start();
+        let s = store(&redis).await;
+        let (a, b) = (ObjectKey::new("wf", 1, 5, "a"), ObjectKey::new("wf", 1, 5, "b"));
+        s.put(&a, b"1").await.unwrap();
+        s.put(&b, b"2").await.unwrap();
+        s.delete(&a).await.unwrap();
+        s.delete(&a).await.unwrap();
+        assert_eq!(s.get(&a).await.unwrap(), None);
+        assert_eq!(s.keys_of("wf", 1, 5).await.unwrap(), vec![b.redis_key()]);
+        s.delete(&b).await.unwrap();
+        assert_eq!(redis.dbsize().await, 0, "an empty index is no key");
+    })
+    .await;
+}

@@ -68,6 +68,9 @@ pub struct OutputRef {
     pub len: u64,
     /// Its bytes when it is a `json` or `list` output (conditions and foreach lists read it).
     pub json: Option<Vec<u8>>,
+    /// A copy is in the remote tier for the workers reading it over an edge the plan marks
+    /// remote (they fetch it; it is not pushed to them).
+    pub remote: bool,
 }
 
 /// An invocation failed for good on the sending daemon.
@@ -202,6 +205,7 @@ impl ControlMessage {
                     put_str(out, &o.name, "an output name")?;
                     out.extend_from_slice(&o.object.to_le_bytes());
                     out.extend_from_slice(&o.len.to_le_bytes());
+                    out.push(u8::from(o.remote));
                     match &o.json {
                         None => out.push(0),
                         Some(j) => {
@@ -240,13 +244,18 @@ impl ControlMessage {
                 let node = r.u32()?;
                 let element = r.opt_u32()?;
                 let count = r.u32()?;
-                // Each output takes at least 19 bytes: a count beyond what is left is a lie.
-                let mut outputs = Vec::with_capacity((count as usize).min(r.0.len() / 19));
+                // Each output takes at least 20 bytes: a count beyond what is left is a lie.
+                let mut outputs = Vec::with_capacity((count as usize).min(r.0.len() / 20));
                 for _ in 0..count {
                     outputs.push(OutputRef {
                         name: r.string()?,
                         object: r.u64()?,
                         len: r.u64()?,
+                        remote: match r.u8()? {
+                            0 => false,
+                            1 => true,
+                            flag => return Err(DecodeError::BadFlag(flag)),
+                        },
                         json: match r.u8()? {
                             0 => None,
                             1 => Some(r.blob()?.to_vec()),
@@ -422,14 +431,20 @@ mod tests {
     fn message() -> impl Strategy<Value = ControlMessage> {
         let name = "[a-z0-9_-]{0,20}|\\PC{0,8}";
         let blob = proptest::collection::vec(any::<u8>(), 0..40);
-        let output = (name, any::<u64>(), any::<u64>(), proptest::option::of(blob.clone())).prop_map(
-            |(name, object, len, json)| OutputRef {
+        let output = (
+            name,
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(blob.clone()),
+            any::<bool>(),
+        )
+            .prop_map(|(name, object, len, json, remote)| OutputRef {
                 name,
                 object,
                 len,
                 json,
-            },
-        );
+                remote,
+            });
         let start = (name, any::<u64>(), any::<u64>(), any::<u64>(), blob.clone()).prop_map(
             |(workflow, version, invocation, origin_us, input)| {
                 ControlMessage::Start(Start {

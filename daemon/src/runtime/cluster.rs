@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{DataSource, ValueKind, Workflow};
+use faasflow_planner::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey};
 use crate::io::message::{ControlMessage, Done, Failed, ObjectHeader, OutputRef, Start};
+use crate::io::remote::ObjectKey;
 use crate::net::{Landing, NetEvent, Source};
 use crate::report::{EdgeRecord, FunctionRecord};
 
@@ -53,6 +55,11 @@ impl Ended {
             }
         }
     }
+}
+
+/// Where the producer's daemon `from` puts its object `id` for edges the plan marks remote.
+fn edge_key(wf: &WfKey, invocation: InvocationId, from: &str, id: u64) -> ObjectKey {
+    ObjectKey::new(wf.0.clone(), wf.1, invocation, format!("edge/{from}/{id}"))
 }
 
 /// The objects of a value.
@@ -96,10 +103,20 @@ struct PeerRecord {
 /// An output of a task: (node index, output name).
 pub(super) type OutputKey = (u32, String);
 
-/// For each output a task of another worker reads: the workers (plan index) reading it; and
-/// the outputs the workflow's result reads.
-pub(super) fn readers(wf: &Workflow, placement: &Placement) -> (HashMap<OutputKey, Vec<u32>>, HashSet<OutputKey>) {
-    let mut readers: HashMap<OutputKey, Vec<u32>> = HashMap::new();
+/// Who needs which output, by plan index: (other workers with a task reading it over a peer
+/// edge, those reading it over an edge the plan marks remote, the outputs the workflow's
+/// result reads).
+type Readers = (
+    HashMap<OutputKey, Vec<u32>>,
+    HashMap<OutputKey, Vec<u32>>,
+    HashSet<OutputKey>,
+);
+
+/// For each output a task of another worker reads: the workers (plan index) reading it, apart
+/// by the tier the plan gives their edge; and the outputs the workflow's result reads.
+pub(super) fn readers(wf: &Workflow, plan: &Plan, placement: &Placement) -> Readers {
+    let mut peer: HashMap<OutputKey, Vec<u32>> = HashMap::new();
+    let mut remote: HashMap<OutputKey, Vec<u32>> = HashMap::new();
     for n in wf.graph.node_indices() {
         let Some(task) = wf.graph[n].task() else { continue };
         let Some(&w) = placement.owner.get(&n) else { continue };
@@ -107,11 +124,21 @@ pub(super) fn readers(wf: &Workflow, placement: &Placement) -> (HashMap<OutputKe
             for src in &b.sources {
                 if let DataSource::Output { node, output } = src {
                     let from = placement.owner.get(node).copied();
-                    if from != Some(w) {
-                        let r = readers.entry((node.index() as u32, output.clone())).or_default();
-                        if !r.contains(&w) {
-                            r.push(w);
-                        }
+                    if from == Some(w) {
+                        continue;
+                    }
+                    let tier = wf
+                        .graph
+                        .find_edge(*node, n)
+                        .and_then(|e| plan.edge_tiers.get(e.index()).copied());
+                    let map = if tier == Some(Tier::Remote) {
+                        &mut remote
+                    } else {
+                        &mut peer
+                    };
+                    let r = map.entry((node.index() as u32, output.clone())).or_default();
+                    if !r.contains(&w) {
+                        r.push(w);
                     }
                 }
             }
@@ -126,7 +153,7 @@ pub(super) fn readers(wf: &Workflow, placement: &Placement) -> (HashMap<OutputKe
             _ => None,
         })
         .collect();
-    (readers, result)
+    (peer, remote, result)
 }
 
 impl Runtime {
@@ -180,12 +207,17 @@ impl Runtime {
         let entry = self.invocations.get(&call.invocation).map(|i| i.entry);
         let me = installed.placement.me;
         let mut pushes: Vec<(u32, u64)> = Vec::new();
+        // Objects for edges the plan marks remote: (id, readers over such edges).
+        let mut remote: Vec<(u64, Vec<u32>)> = Vec::new();
         for (name, o) in objs {
             if o.len == 0 {
                 continue;
             }
             let k = (node, name.clone());
             let mut to: Vec<u32> = installed.readers.get(&k).cloned().unwrap_or_default();
+            if let Some(r) = installed.remote_readers.get(&k) {
+                remote.push((o.id, r.clone()));
+            }
             if let Some(e) = entry
                 && e != me
                 && installed.result_reads.contains(&k)
@@ -203,10 +235,38 @@ impl Runtime {
                 .find(|(i, _, _)| *i == w)
                 .and_then(|(_, name, addr)| addr.map(|a| (name.clone(), a)))
         };
-        let targets: Vec<((String, SocketAddr), u64)> = pushes
+        let mut targets: Vec<((String, SocketAddr), u64)> = pushes
             .into_iter()
             .filter_map(|(w, id)| addr_of(w).map(|a| (a, id)))
             .collect();
+        // Remote edges: one copy in the remote tier, read there by their readers; pushed
+        // instead when the tier is missing or refuses it.
+        let remote: Vec<(u64, Vec<((String, SocketAddr), u64)>)> = remote
+            .into_iter()
+            .map(|(id, readers)| {
+                (
+                    id,
+                    readers.iter().filter_map(|w| addr_of(*w).map(|a| (a, id))).collect(),
+                )
+            })
+            .collect();
+        let mut in_remote = Vec::new();
+        for (id, fallback) in remote {
+            match self.remote_copy(call, id) {
+                Ok(()) => in_remote.push(id),
+                Err(e) => {
+                    if !self.said_no_remote {
+                        self.said_no_remote = true;
+                        eprintln!("faasflow daemon: edges planned remote go peer to peer instead: {e}");
+                    }
+                    for t in fallback {
+                        if !targets.contains(&t) {
+                            targets.push(t);
+                        }
+                    }
+                }
+            }
+        }
         for ((name, addr), id) in targets {
             let Some(obj) = self.objects.get_mut(&id) else { continue };
             let source = match &obj.place {
@@ -215,8 +275,19 @@ impl Runtime {
                     len: obj.len,
                 },
                 Place::Spilled(p) => Source::File(p.clone()),
+                Place::Remote { key, .. } => {
+                    let key = key.clone();
+                    match self.remote_get(&key) {
+                        Ok(bytes) => Source::Bytes(bytes),
+                        Err(e) => {
+                            eprintln!("faasflow daemon: cannot push object {id} to `{name}`: {e}");
+                            continue;
+                        }
+                    }
+                }
                 Place::Empty | Place::Pending => continue,
             };
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
             obj.pushes += 1;
             self.transfers += 1;
             let header = ObjectHeader {
@@ -235,6 +306,7 @@ impl Runtime {
                 object: o.id,
                 len: o.len,
                 json: o.json.as_ref().map(|j| serde_json::to_vec(&**j).unwrap_or_default()),
+                remote: in_remote.contains(&o.id),
             })
             .collect();
         let record = self.invocations.get_mut(&call.invocation).map(|inv| {
@@ -259,6 +331,31 @@ impl Runtime {
             record: record.unwrap_or_default(),
         });
         Some((others, msg))
+    }
+
+    /// Stores a copy of a local object in the remote tier for the workers that read it over
+    /// an edge the plan marks remote; the copy is deleted when the object is freed.
+    fn remote_copy(&mut self, call: &Call, id: u64) -> Result<(), String> {
+        let key = edge_key(&call.wf, call.invocation, &self.config.name, id);
+        let obj = self.objects.get(&id).ok_or("the object is gone")?;
+        let t = Instant::now();
+        let bytes = match &obj.place {
+            Place::Arena(e) => self
+                .arena
+                .read(e.offset, obj.len)
+                .ok_or("the object lies outside the arena")?,
+            Place::Spilled(p) => std::fs::read(p).map_err(|e| format!("spill file {}: {e}", p.display()))?,
+            Place::Remote { key, .. } => self.remote_get(key)?,
+            Place::Empty | Place::Pending => return Err("the object has no bytes here".into()),
+        };
+        self.remote_put(&key, &bytes)?;
+        if let Some(o) = self.objects.get_mut(&id) {
+            o.remote_copy = Some(key);
+        }
+        if let Some(inv) = self.invocations.get_mut(&call.invocation) {
+            inv.data_us += t.elapsed().as_secs_f64() * 1e6;
+        }
+        Ok(())
     }
 
     /// Whether an invocation can end now; when it fails here, tells the other workers.
@@ -532,7 +629,20 @@ impl Runtime {
             .map(|o| {
                 let k = (done.node, o.name.clone());
                 installed.readers.get(&k).is_some_and(|r| r.contains(&me))
+                    || installed.remote_readers.get(&k).is_some_and(|r| r.contains(&me))
                     || (entry == me && installed.result_reads.contains(&k))
+            })
+            .collect();
+        // Read over an edge the plan marks remote (and not pushed for another reason).
+        let from_remote: Vec<bool> = done
+            .outputs
+            .iter()
+            .map(|o| {
+                let k = (done.node, o.name.clone());
+                o.remote
+                    && installed.remote_readers.get(&k).is_some_and(|r| r.contains(&me))
+                    && !installed.readers.get(&k).is_some_and(|r| r.contains(&me))
+                    && !(entry == me && installed.result_reads.contains(&k))
             })
             .collect();
         let producer = wf.graph[node].name.clone();
@@ -541,7 +651,7 @@ impl Runtime {
             .map(|t| t.spec.outputs.iter().map(|o| (o.name.clone(), o.kind)).collect())
             .unwrap_or_default();
         let mut outputs = Vec::with_capacity(done.outputs.len());
-        for (o, needed) in done.outputs.into_iter().zip(needed) {
+        for ((o, needed), from_remote) in done.outputs.into_iter().zip(needed).zip(from_remote) {
             let local = self.local_id(&from, id, o.object);
             let json = match o.json {
                 None => None,
@@ -564,8 +674,18 @@ impl Runtime {
                 return self.abort(id, msg, false);
             }
             if needed || o.len == 0 {
+                let place = if o.len == 0 {
+                    Place::Empty
+                } else if from_remote {
+                    Place::Remote {
+                        key: edge_key(&wf_key, id, &from, o.object),
+                        owned: false,
+                    }
+                } else {
+                    Place::Pending
+                };
                 let obj = self.objects.entry(local).or_insert_with(|| Object {
-                    place: if o.len == 0 { Place::Empty } else { Place::Pending },
+                    place,
                     len: o.len,
                     wf: wf_key.clone(),
                     invocation: id,
@@ -574,6 +694,7 @@ impl Runtime {
                     released: false,
                     pushes: 0,
                     held: false,
+                    remote_copy: None,
                     transfer_us: None,
                     born: Instant::now(),
                 });
@@ -640,7 +761,7 @@ impl Runtime {
             Place::Spilled(p) => {
                 let _ = std::fs::remove_file(p);
             }
-            Place::Empty | Place::Pending => {}
+            Place::Empty | Place::Pending | Place::Remote { .. } => {}
         };
         let inv_id = header.invocation;
         let transfer_us = match result {
@@ -684,6 +805,7 @@ impl Runtime {
                         released: false,
                         pushes: 0,
                         held: false,
+                        remote_copy: None,
                         transfer_us: Some(("peer", transfer_us)),
                         born: Instant::now(),
                     },

@@ -207,6 +207,7 @@ impl Runtime {
                 released: false,
                 pushes: 0,
                 held: false,
+                remote_copy: None,
                 transfer_us: None,
                 born: Instant::now(),
             },
@@ -370,20 +371,30 @@ impl Runtime {
         let mut puts = Vec::new();
         let mut outputs = Vec::new();
         let mut ids = Vec::new();
+        let mut stored_already = Vec::new();
         for (name, o) in objs {
-            let key = ObjectKey::new(
+            let mut key = ObjectKey::new(
                 call.wf.0.clone(),
                 call.wf.1,
                 call.invocation,
                 format!("{}{element}.{name}#{}", call.step, record.attempt),
             );
-            if let Some(obj) = self.objects.get_mut(&o.id) {
+            if let Some(obj) = self.objects.get_mut(&o.id)
+                && let Place::Remote { key: spilled, owned } = &mut obj.place
+            {
+                // Spilled there already: the caller gets that key (and deletes it with the
+                // invocation).
+                key = spilled.clone();
+                *owned = false;
+                obj.released = true;
+                stored_already.push(o.id);
+            } else if let Some(obj) = self.objects.get_mut(&o.id) {
                 obj.pushes += 1;
                 obj.released = true;
                 let source = match &obj.place {
                     Place::Arena(e) => Some(Source::Arena(e.offset)),
                     Place::Spilled(p) => Some(Source::File(p.clone())),
-                    Place::Empty | Place::Pending => None,
+                    Place::Empty | Place::Pending | Place::Remote { .. } => None,
                 };
                 puts.push((key.clone(), source, o.len));
                 ids.push(o.id);
@@ -407,6 +418,7 @@ impl Runtime {
         self.next_call += 1;
         self.storing.insert(token, (reply, executed, ids));
         self.master_done(&call);
+        self.unpin(&stored_already);
         let Some((store, rt)) = &self.remote else {
             // Checked at start; the tier does not go away.
             return Err("no remote tier".into());
