@@ -100,6 +100,9 @@ struct PeerRecord {
     spills: u64,
 }
 
+/// A push: (worker name, its address), object id.
+type Target = ((String, SocketAddr), u64);
+
 /// An output of a task: (node index, output name).
 pub(super) type OutputKey = (u32, String);
 
@@ -235,13 +238,13 @@ impl Runtime {
                 .find(|(i, _, _)| *i == w)
                 .and_then(|(_, name, addr)| addr.map(|a| (name.clone(), a)))
         };
-        let mut targets: Vec<((String, SocketAddr), u64)> = pushes
+        let mut targets: Vec<Target> = pushes
             .into_iter()
             .filter_map(|(w, id)| addr_of(w).map(|a| (a, id)))
             .collect();
         // Remote edges: one copy in the remote tier, read there by their readers; pushed
         // instead when the tier is missing or refuses it.
-        let remote: Vec<(u64, Vec<((String, SocketAddr), u64)>)> = remote
+        let remote: Vec<(u64, Vec<Target>)> = remote
             .into_iter()
             .map(|(id, readers)| {
                 (
