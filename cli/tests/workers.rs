@@ -625,3 +625,36 @@ fn spills_go_to_redis_when_there_is_one() {
     c.assert_clean();
     wait_for_no_keys(&redis);
 }
+
+/// A peer with a certificate from another CA is refused by a daemon, which goes on serving.
+#[test]
+fn a_daemon_refuses_a_peer_from_another_cluster_and_keeps_serving() {
+    let mut c = Cluster::new(2);
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    c.install(wf);
+    let target = c.peers["worker-0"];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt.block_on(async {
+        let foreign = ClusterCa::generate("other").unwrap();
+        let intruder = faasflow_daemon::io::peer::PeerEndpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &foreign.issue("worker-1").unwrap(),
+            &foreign.trust(),
+            PeerConfig::default(),
+        )
+        .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), intruder.connect(target, "worker-0")).await;
+        r.expect("the handshake ends").map(|_| ())
+    });
+    let e = refused.expect_err("a foreign certificate was accepted");
+    assert!(
+        e.to_string().contains("worker-0") || e.to_string().contains("certificate"),
+        "{e}"
+    );
+    let r = c.invoke_on(0, "chain", json!({"text": "abc"}));
+    assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}));
+    c.assert_clean();
+}
