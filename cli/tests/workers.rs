@@ -658,3 +658,40 @@ fn a_daemon_refuses_a_peer_from_another_cluster_and_keeps_serving() {
     assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}));
     c.assert_clean();
 }
+
+/// Redis going away: spills and edges planned remote fall back to the spill directory and
+/// peer pushes, steps for a central engine fail with a clear error; nothing panics or hangs.
+#[test]
+fn redis_going_away_is_survived() {
+    let mut redis = support::Redis::start();
+    let mut c = Cluster::build(2, |c| {
+        c.redis = Some(redis.url());
+        c.quota_bytes = Some(0);
+    });
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    let plan = c.install_tiered(wf.clone(), Tier::Remote);
+    let r = c.invoke_on(0, "chain", json!({"text": "abc"}));
+    assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}));
+    redis.kill();
+    let t = Instant::now();
+    let r = c.invoke_on(0, "chain", json!({"text": "abc"}));
+    assert_eq!(r.output, json!({"joined": "abcabc", "n": 6}), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    c.assert_clean();
+    let a = wf.graph.node_indices().find(|n| wf.graph[*n].name == "a").unwrap();
+    let e = execute(
+        c.daemon(plan.worker_of(a) as usize),
+        Execute {
+            workflow: "chain".into(),
+            version: 1,
+            invocation: 99,
+            node: a,
+            element: None,
+            attempt: 1,
+            inputs: vec![("in".into(), ExecInput::Json(Arc::new(json!("x"))))],
+        },
+    )
+    .unwrap_err();
+    assert!(e.contains("step `a`") && e.contains("redis://"), "{e}");
+    c.assert_clean();
+}

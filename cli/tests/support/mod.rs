@@ -57,6 +57,13 @@ impl Redis {
             .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"))
     }
 
+    /// Stops it (as if it crashed).
+    #[allow(dead_code)] // Not every test file asks.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends an inline command; the first line of the answer.
     fn command(&self, cmd: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
@@ -71,7 +78,6 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

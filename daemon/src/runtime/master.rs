@@ -261,7 +261,8 @@ impl Runtime {
                     self.drop_master_state(invocation);
                 }
                 executed.data_us += us;
-                reply(result.map(|()| executed));
+                let where_ = format!("step `{}` on worker `{}`", executed.record.name, self.config.name);
+                reply(result.map(|()| executed).map_err(|e| format!("{where_}: {e}")));
             }
         }
     }
