@@ -695,3 +695,55 @@ fn redis_going_away_is_survived() {
     assert!(e.contains("step `a`") && e.contains("redis://"), "{e}");
     c.assert_clean();
 }
+
+/// An invocation that fails after objects went to Redis (remote edges, spills) leaves no key.
+#[test]
+fn a_failed_invocation_leaves_no_key_in_redis() {
+    let redis = support::Redis::start();
+    let mut c = Cluster::build(3, |c| {
+        c.redis = Some(redis.url());
+        c.quota_bytes = Some(0);
+    });
+    let wf = Arc::new(
+        load_str(
+            "
+name: failing
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  fail: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - parallel:
+      - task: b
+        function: echo
+        inputs: {in: a.out}
+      - task: c
+        function: echo
+        inputs: {in: a.out}
+  - task: d
+    function: fail
+    inputs: {in: b.out, other: c.out}
+output:
+  out: d.out
+",
+            "failing.yaml",
+            "failing",
+        )
+        .unwrap()
+        .workflow,
+    );
+    c.install_tiered(wf, Tier::Remote);
+    for entry in 0..3 {
+        let r = c.invoke_on(entry, "failing", json!({"text": "x"}));
+        assert_eq!(r.status, "failed", "{r:?}");
+        assert!(
+            r.edges.iter().any(|e| e.tier == "remote" || e.tier == "spill"),
+            "{:?}",
+            r.edges
+        );
+        c.assert_clean();
+        wait_for_no_keys(&redis);
+    }
+}
