@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
@@ -37,43 +38,6 @@ const FOREACH_WARMUP: usize = 3;
 const FOREACH_RUNS: usize = 10;
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
-
-/// The release `faasflow` binary that serves the synthetic pack.
-fn faasflow_bin() -> PathBuf {
-    let path = match std::env::var_os("FAASFLOW_BIN") {
-        // `cargo bench` runs the bench in `benchmarks/`: a relative path that is not there is
-        // taken from the workspace root, where the command was probably typed.
-        Some(p) => {
-            let p = PathBuf::from(p);
-            let from_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&p);
-            if p.is_relative() && !p.is_file() && from_root.is_file() {
-                from_root
-            } else {
-                p
-            }
-        }
-        None => {
-            // target/release/deps/dataplane-* → target/release/faasflow
-            let exe = std::env::current_exe().expect("the bench's own path");
-            let release = exe.parent().and_then(|deps| deps.parent()).expect("target/release");
-            release.join("faasflow")
-        }
-    };
-    if !path.is_file() {
-        eprintln!(
-            "dataplane bench: the faasflow binary {} is missing; build it with `cargo build --release -p faasflow-cli` or point FAASFLOW_BIN at it",
-            path.display()
-        );
-        std::process::exit(1);
-    }
-    path
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
 
 fn config(bin: &Path) -> DaemonConfig {
     let mut c = DaemonConfig::new(PackCommand {
@@ -131,65 +95,6 @@ fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
         .iter()
         .find(|f| f.name == name)
         .unwrap_or_else(|| panic!("no record of `{name}`"))
-}
-
-/// The `p`-th percentile (nearest rank) of `v`, which it sorts.
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    assert!(!v.is_empty());
-    v.sort_by(f64::total_cmp);
-    let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[i.clamp(1, v.len()) - 1]
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    pct(v, 50.0)
-}
-
-/// µs, with a precision that suits the value.
-fn fmt_us(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1e3)
-    } else if us >= 1_000.0 {
-        format!("{:.2} ms", us / 1e3)
-    } else if us >= 10.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{us:.2} µs")
-    }
-}
-
-/// A ratio with two or three significant digits.
-fn fmt_ratio(r: f64) -> String {
-    if r >= 100.0 {
-        format!("{r:.0}×")
-    } else if r >= 10.0 {
-        format!("{r:.1}×")
-    } else if r >= 0.1 {
-        format!("{r:.2}×")
-    } else {
-        format!("{r:.4}×")
-    }
-}
-
-fn fmt_size(b: u64) -> String {
-    if b >= MIB {
-        format!("{} MiB", b / MIB)
-    } else {
-        format!("{} KiB", b / KIB)
-    }
-}
-
-fn machine_line() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("nproc {cores}, {cpu}")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,13 +13,15 @@ use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, ExecInput, Execute, Executed, PeerSettings, RemoteObject};
 use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
 use faasflow_planner::plan::{Mode, Plan};
 use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
+
+mod support;
 
 fn testkit() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name("faasflow-pack-testkit");
@@ -42,12 +44,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
-        Cluster::scaled(n, 1.0)
+        Cluster::scaled(n, 1.0, None)
     }
 
     /// Synthetic bodies run `scale` of their declared runtime and write `scale` of their
     /// declared bytes.
-    fn scaled(n: usize, scale: f64) -> Cluster {
+    fn scaled(n: usize, scale: f64, redis: Option<String>) -> Cluster {
         let ca = ClusterCa::generate("test").unwrap();
         let view = ClusterView::uniform(n, 64);
         let mut daemons = Vec::new();
@@ -64,6 +66,7 @@ impl Cluster {
             c.name = w.name.clone();
             c.runtime_scale = scale;
             c.data_scale = scale;
+            c.redis = redis.clone();
             c.peer = Some(PeerSettings {
                 identity: ca.issue(&w.name).unwrap(),
                 trust: ca.trust(),
@@ -376,8 +379,8 @@ fn fixtures() -> Vec<PathBuf> {
 #[test]
 fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
     // A tenth of the declared runtimes and sizes: every object still crosses workers.
-    let mut c = Cluster::scaled(3, 0.1);
-    let mut one = Cluster::scaled(1, 0.1);
+    let mut c = Cluster::scaled(3, 0.1, None);
+    let mut one = Cluster::scaled(1, 0.1, None);
     let mut names = std::collections::HashSet::new();
     let files = fixtures();
     assert!(files.len() >= 18, "{files:?}");
@@ -402,4 +405,141 @@ fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
         c.assert_clean();
         one.assert_clean();
     }
+}
+
+fn execute(d: &Daemon, request: Execute) -> Result<Executed, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    d.execute(
+        request,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv_timeout(Duration::from_secs(30)).expect("execute answers")
+}
+
+/// What a central engine (MasterSP) does, by hand: each step executed on the worker the plan
+/// put it on, inputs and outputs through Redis; nothing left in Redis or the daemons after.
+#[test]
+fn daemons_execute_steps_for_a_central_engine_through_redis() {
+    let redis = support::Redis::start();
+    let c = Cluster::scaled(2, 1.0, Some(redis.url()));
+    let wf = Arc::new(
+        load_str(
+            "
+name: central
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  concat: {pack: testkit, outputs: {out: bytes}}
+  len: {pack: testkit, outputs: {out: json}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: concat
+    inputs: {a: a.out, b: a.out}
+  - task: c
+    function: len
+    inputs: {in: b.out}
+output:
+  n: c.out
+",
+            "central.yaml",
+            "central",
+        )
+        .unwrap()
+        .workflow,
+    );
+    let plan = c.install(wf.clone());
+    let node = |name: &str| wf.graph.node_indices().find(|n| wf.graph[*n].name == name).unwrap();
+    let on = |name: &str| c.daemon(plan.worker_of(node(name)) as usize);
+    let step = |name: &str, inputs: Vec<(String, ExecInput)>| Execute {
+        workflow: "central".into(),
+        version: 1,
+        invocation: 77,
+        node: node(name),
+        element: None,
+        attempt: 1,
+        inputs,
+    };
+    let a = execute(
+        on("a"),
+        step("a", vec![("in".into(), ExecInput::Json(Arc::new(json!("hey"))))]),
+    )
+    .expect("a runs");
+    let a_out: RemoteObject = a.outputs[0].1.clone();
+    assert_eq!((a.outputs[0].0.as_str(), a_out.len), ("out", 3));
+    assert_eq!(a.record.worker, on("a").name());
+    assert_ne!(on("a").name(), on("b").name(), "the plan spreads the steps");
+    let b = execute(
+        on("b"),
+        step(
+            "b",
+            vec![
+                ("a".into(), ExecInput::Object(a_out.clone())),
+                ("b".into(), ExecInput::Object(a_out.clone())),
+            ],
+        ),
+    )
+    .expect("b runs");
+    assert_eq!(b.outputs[0].1.len, 6);
+    assert!(
+        b.edges.iter().all(|e| e.tier == "remote" && e.from == "a"),
+        "{:?}",
+        b.edges
+    );
+    let cc = execute(
+        on("c"),
+        step("c", vec![("in".into(), ExecInput::Object(b.outputs[0].1.clone()))]),
+    )
+    .expect("c runs");
+    assert_eq!(cc.outputs[0].1.json.as_deref(), Some(&json!(6)));
+    assert_eq!(redis.dbsize(), 4, "three objects and the invocation's index");
+    // A step the plan puts elsewhere, or a missing input, is a clear error.
+    let e = execute(
+        on("b"),
+        step("a", vec![("in".into(), ExecInput::Json(Arc::new(json!("x"))))]),
+    )
+    .unwrap_err();
+    assert!(e.contains("is not placed on worker"), "{e}");
+    let mut gone = a_out.clone();
+    gone.key.object = "nothing".into();
+    let e = execute(on("c"), step("c", vec![("in".into(), ExecInput::Object(gone))])).unwrap_err();
+    assert!(e.contains("step `c`") && e.contains("is not in the remote tier"), "{e}");
+    c.assert_clean();
+    // The caller clears the invocation's keys.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = faasflow_planner::remote::RemoteStore::connect(&redis.url(), Duration::from_secs(3))
+            .await
+            .unwrap();
+        store.delete_invocation("central", 1, 77).await.unwrap();
+    });
+    assert_eq!(redis.dbsize(), 0);
+}
+
+#[test]
+fn a_daemon_without_redis_says_so() {
+    let c = Cluster::scaled(1, 1.0, Some("redis://127.0.0.1:1".into()));
+    let wf = Arc::new(load_str(CHAIN, "chain.yaml", "chain").unwrap().workflow);
+    c.install(wf.clone());
+    let a = wf.graph.node_indices().find(|n| wf.graph[*n].name == "a").unwrap();
+    let e = execute(
+        c.daemon(0),
+        Execute {
+            workflow: "chain".into(),
+            version: 1,
+            invocation: 1,
+            node: a,
+            element: None,
+            attempt: 1,
+            inputs: Vec::new(),
+        },
+    )
+    .unwrap_err();
+    assert!(e.contains("has no remote tier") && e.contains("--redis"), "{e}");
 }

@@ -42,7 +42,7 @@ use faasflow_shm::{Consumer, Doorbell, Producer};
 
 use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
 use crate::io::peer::PeerConfig;
-use crate::io::remote::ObjectKey;
+use crate::io::remote::{ObjectKey, RemoteStore};
 use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
 use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
@@ -287,6 +287,7 @@ enum Msg {
     },
     Plans(mpsc::Sender<Vec<InstalledPlan>>),
     Execute(Box<Execute>, ExecReply),
+    Master(master::MasterEvent),
     Stats(mpsc::Sender<Stats>),
     Pool(pool::Report),
     Net(NetEvent),
@@ -375,12 +376,17 @@ impl Daemon {
             }
         };
         let peer_addr = net.as_ref().and_then(Net::local_addr);
+        let remote = config.redis.as_deref().and_then(master::connect);
         let loop_shared = shared.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
         let name = config.name.clone();
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
-            .spawn(move || Runtime::new(config, arena, spawner, loop_shared, net).run())
+            .spawn(move || {
+                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net);
+                rt.remote = remote;
+                rt.run()
+            })
             .map_err(|e| DaemonError::Start(e.to_string()))?;
         Ok(Daemon {
             shared,
@@ -699,8 +705,9 @@ struct Object {
     pushes: u32,
     /// A result of an invocation whose end waits for other result objects still arriving.
     held: bool,
-    /// Received from another worker: the transfer's time, µs.
-    transfer_us: Option<f64>,
+    /// Received from another worker (`peer`) or fetched from the remote tier (`remote`):
+    /// how, and the transfer's time, µs.
+    transfer_us: Option<(&'static str, f64)>,
     /// When it was created (objects of invocations that never start here are swept).
     born: Instant,
 }
@@ -734,6 +741,10 @@ struct Call {
     step: String,
     /// Its edge records (indices in the invocation's `edges`).
     edge_range: std::ops::Range<usize>,
+    /// Run for a central engine: where its result goes (not to this daemon's engine).
+    master: Option<ExecReply>,
+    /// Input objects fetched for it alone (freed when it ends).
+    owned: Vec<u64>,
 }
 
 /// `len` bytes do not fit now: a wait if they could ever fit in `capacity`, else an error.
@@ -766,6 +777,8 @@ struct InvState {
     deferred: Option<Result<Vec<(String, InputValue)>, String>>,
     /// Data time and spills already reported to the entry daemon.
     reported: (f64, u64),
+    /// It runs on a central engine: this daemon only executes some of its functions.
+    master: bool,
     functions: Vec<FunctionRecord>,
     edges: Vec<EdgeRecord>,
     data_us: f64,
@@ -826,6 +839,10 @@ struct Runtime {
     just_ended: Vec<InvocationId>,
     /// Pushes to and arrivals from other workers in progress (they hold arena bytes).
     transfers: usize,
+    /// The remote tier, and the threads its I/O runs on.
+    remote: Option<(Arc<RemoteStore>, tokio::runtime::Runtime)>,
+    /// Outputs of central-engine calls being stored: token → (reply, result, their objects).
+    storing: HashMap<u64, (ExecReply, Executed, Vec<u64>)>,
 }
 
 fn us(d: Duration) -> f64 {
@@ -872,6 +889,8 @@ impl Runtime {
             awaiting: Vec::new(),
             just_ended: Vec::new(),
             transfers: 0,
+            remote: None,
+            storing: HashMap::new(),
         }
     }
 
@@ -986,6 +1005,7 @@ impl Runtime {
                 Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status),
                 Msg::Net(event) => self.net_event(event),
                 Msg::Execute(request, reply) => self.execute(*request, reply),
+                Msg::Master(event) => self.master_event(event),
                 Msg::Shutdown => self.stop = true,
             }
         }
@@ -1425,6 +1445,7 @@ impl Runtime {
                 quiet: false,
                 deferred: None,
                 reported: (0.0, 0),
+                master: false,
                 functions: Vec::new(),
                 edges: Vec::new(),
                 data_us: 0.0,
@@ -1538,6 +1559,8 @@ impl Runtime {
             synthetic,
             step: name,
             edge_range: 0..0,
+            master: None,
+            owned: Vec::new(),
         };
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.running.insert((node.index() as u32, element), id);
@@ -1843,7 +1866,7 @@ impl Runtime {
             let Some(obj) = self.objects.get(o) else { continue };
             let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {
                 (Some(t), _) => ("spill", *t),
-                (None, Some(t)) => ("peer", t),
+                (None, Some((tier, t))) => (tier, t),
                 (None, None) if obj.instance == inst_id => ("in-process", 0.0),
                 (None, None) => ("shared-memory", 0.0),
             };
@@ -1884,6 +1907,16 @@ impl Runtime {
             let rec = &mut inv.functions[call.record];
             rec.end_us = us(inv.start.elapsed());
             rec.error = Some(message.clone());
+        }
+        let mut call = call;
+        if let Some(reply) = call.master.take() {
+            let step = call.step.clone();
+            self.master_done(&call);
+            reply(Err(format!(
+                "step `{step}` failed on worker `{}`: {message}",
+                self.config.name
+            )));
+            return;
         }
         let now = self.now();
         self.engine
@@ -2176,7 +2209,7 @@ impl Runtime {
             }
             parsed.insert(name.clone(), Arc::new(v));
         }
-        let Some(call) = self.calls.remove(&call_id) else {
+        let Some(mut call) = self.calls.remove(&call_id) else {
             return Ok(());
         };
         let wf_key = call.wf.clone();
@@ -2236,6 +2269,9 @@ impl Runtime {
         }
         if let Some(inv) = self.invocations.get_mut(&call.invocation) {
             inv.running.remove(&(call.node.index() as u32, call.element));
+        }
+        if let Some(reply) = call.master.take() {
+            return self.store_outputs(call, objs, reply);
         }
         let now = self.now();
         let told = self.tell_done(&call, &objs);

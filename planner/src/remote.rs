@@ -21,14 +21,20 @@
 //! [`ConnectionManager`]: one multiplexed connection, re-established in the background after
 //! it breaks.
 //!
-//! What it does not do: expire keys on its own (a daemon that dies before cleaning up leaves
-//! its invocation's keys behind), chunk objects above 512 MiB, or decide what goes remote.
+//! Every key and index expires [`KEY_TTL`] after its last write: a backstop for an
+//! invocation whose cleaner died before deleting it (the keys of a live invocation are never
+//! that old).
+//!
+//! What it does not do: chunk objects above 512 MiB, or decide what goes remote.
 
 use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
+
+/// How long a key lives after its last write when nobody deletes it.
+pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The largest object the remote tier stores: Redis's limit on a string value (512 MiB).
 pub const MAX_OBJECT_LEN: usize = 512 * 1024 * 1024;
@@ -210,15 +216,23 @@ impl RemoteStore {
                 max: MAX_OBJECT_LEN,
             });
         }
+        let index = index_key(&key.workflow, key.version, key.invocation);
+        let ttl = u64::try_from(KEY_TTL.as_millis()).unwrap_or(u64::MAX);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
             .arg(&rkey)
             .arg(bytes)
+            .arg("PX")
+            .arg(ttl)
             .ignore()
             .cmd("SADD")
-            .arg(index_key(&key.workflow, key.version, key.invocation))
+            .arg(&index)
             .arg(&rkey)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl)
             .ignore();
         let mut conn = self.conn.clone();
         self.bounded("SET", &rkey, pipe.query_async::<()>(&mut conn)).await

@@ -333,3 +333,21 @@ async fn redis_killed_in_use_gives_errors_not_hangs() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_their_index_expire_as_a_backstop() {
+    bounded(async {
+        let redis = Redis::start();
+        let s = store(&redis).await;
+        let key = ObjectKey::new("wf", 1, 9, "a.out");
+        s.put(&key, b"x").await.unwrap();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for k in [key.redis_key(), "ffidx:wf:1:9".to_owned()] {
+            let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await.unwrap();
+            let max = faasflow_planner::remote::KEY_TTL.as_millis() as i64;
+            assert!(ttl > max - 60_000 && ttl <= max, "{k}: PTTL {ttl}");
+        }
+    })
+    .await;
+}

@@ -6,8 +6,9 @@
 //!   real processes and shared memory) and prints a table, then their plans for a 3-worker
 //!   cluster in both modes.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
-//!   control ring's latency, the data plane on one worker (`benchmarks/`) and FaaSFlow's 8
-//!   workflows on one worker (the demo's table), written into `benchmarks/RESULTS.md`.
+//!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
+//!   between two workers on loopback (`benchmarks/`) and FaaSFlow's 8 workflows on one worker
+//!   (the demo's table), written into `benchmarks/RESULTS.md`.
 //! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
@@ -44,7 +45,7 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeat: u32,
     },
-    /// Run the planner, ring and data plane benchmarks and record them in benchmarks/RESULTS.md.
+    /// Run the planner, ring, data plane and peer transport benchmarks and record them in benchmarks/RESULTS.md.
     Bench,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
     Fuzz {
@@ -363,6 +364,19 @@ fn bench(root: &Path) -> Result<()> {
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
+
+    let table = bench_table_with("faasflow-benchmarks", "cluster", &[("FAASFLOW_BIN", bin.as_os_str())])?;
+    let heading = "## Across workers: per-edge trigger latency and object hand-off";
+    let section = format!("{heading}\n\n{}\n", cluster_caption(&machine, &table));
+    doc = replace_section(&doc, heading, &section);
+
+    let table = bench_table("faasflow-benchmarks", "peer")?;
+    let heading = "## Peer transport between two workers (loopback)";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench peer`) on {machine}. Two `PeerEndpoint`s in one process on 127.0.0.1, each on a tokio runtime of its own (one worker thread, as two daemons would have), mutual TLS with certificates from a cluster CA generated for the run (rustls with ring, AES-256-GCM), `PeerConfig::default()`. **Bandwidth**: one object per run sent with `PeerConnection::send_object` from an in-memory source, the receiver writing every chunk into an extent of its arena (`Arena::create`, `Arena::write` at the extent's offset) as it arrives; timed from the call of `send_object` to the last byte stored. The reference is a raw single-stream TCP transfer of the same bytes over one persistent loopback connection measured in the same run (tokio `TcpStream`, `write_all` of the whole object; the receiver reads into a buffer of the transport's chunk size and copies each read into the same arena extent), its runs interleaved with the QUIC ones. **Control messages**: a `Done` sent on the control stream and echoed back (`send` / `recv`), half the round trip, next to a TCP ping-pong (`TCP_NODELAY`) of the same frame. The cross-worker trigger latency of a whole edge is in the cluster section; this is the transport's floor. The machine is a shared 2-core VM: both endpoints and both copies compete for the same 2 cores; compare medians and ratios, not single absolute times.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
     let bin = build_cli()?;
     let (scale, repeat) = (0.01, 5);
     let table = one_worker_table(&bin, &root.join("tests/fixtures/faasflow-v1"), scale, 1.0, repeat)?;
@@ -375,6 +389,14 @@ fn bench(root: &Path) -> Result<()> {
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The caption and tables of the cross-worker section of RESULTS.md.
+fn cluster_caption(machine: &str, table: &str) -> String {
+    format!(
+        "`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench cluster`, with `FAASFLOW_BIN` set to the release `faasflow`) on {machine}. Two daemons (`faasflow_daemon::runtime::Daemon`, 1 GiB arena each) in one process, each with its own instance processes (`faasflow __pack synthetic`) and its own QUIC endpoint on 127.0.0.1 (mutual TLS, certificates from a cluster CA made for the run); the plan places the tasks round robin in step order, so every edge of the chain crosses workers. Times come from the entry daemon's run report, where the other daemon's times share the entry's clock origin (one machine, one clock). **Per-edge trigger latency**: `(end_us[i+1] − end_us[i]) − exec_us[i+1]` along a chain of 50 no-op functions: the producer's daemon seals, sends `Done` over QUIC; the consumer's daemon's engine triggers the next function on its instance, which ends. Reference: the same chain on one worker with every function in its own process. **Object hand-off**: a producer with one output of the size given on one worker, its consumer on the other: `(end_us[consumer] − end_us[producer]) − exec_us[consumer]`, and the stream time (first to last byte at the receiver, written into its arena); reference: one loopback TCP stream of the same bytes into a prefaulted buffer and a memcpy, same run. The machine is a shared 2-core VM on which both daemons, their instances and the QUIC stacks compete: compare medians and ratios.\n\n{}",
+        table.trim()
+    )
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the project root) or `target/`.

@@ -660,7 +660,7 @@ impl Runtime {
         match self.objects.get_mut(&id) {
             Some(obj) if matches!(obj.place, Place::Pending) && obj.len == header.len => {
                 obj.place = place;
-                obj.transfer_us = Some(transfer_us);
+                obj.transfer_us = Some(("peer", transfer_us));
             }
             Some(_) => {
                 discard(self, place);
@@ -684,7 +684,7 @@ impl Runtime {
                         released: false,
                         pushes: 0,
                         held: false,
-                        transfer_us: Some(transfer_us),
+                        transfer_us: Some(("peer", transfer_us)),
                         born: Instant::now(),
                     },
                 );
@@ -707,7 +707,7 @@ impl Runtime {
     }
 
     /// Something arrived for `invocation`: starts the calls and the end that waited for it.
-    fn arrivals_done(&mut self, invocation: InvocationId) {
+    pub(super) fn arrivals_done(&mut self, invocation: InvocationId) {
         let waiting: Vec<u64> = self.awaiting.clone();
         let mut pools = Vec::new();
         for c in waiting {

@@ -1,0 +1,332 @@
+//! Across workers, end to end through the real daemon runtime: two daemons in this process,
+//! each with its own arena, instance processes (`faasflow __pack synthetic`) and QUIC
+//! endpoint on loopback (certificates from a cluster CA made here). Measures the per-edge
+//! trigger latency along a chain of no-op functions whose every edge crosses workers, next to
+//! the same chain on one worker (one process per function); and the hand-off of objects from
+//! 1 MiB to 256 MiB from a producer on one worker to a consumer on the other, next to a raw
+//! single-stream loopback TCP transfer of the same bytes and memcpy. Prints Markdown tables.
+//!
+//! Run: `cargo build --release -p faasflow-cli && cargo bench -p faasflow-benchmarks --bench
+//! cluster` (or `cargo xtask bench`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
+use faasflow_daemon::io::peer::PeerConfig;
+use faasflow_daemon::io::tls::ClusterCa;
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::{FunctionRecord, Report};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
+use faasflow_planner::dag::Workflow;
+use faasflow_planner::load::load_str;
+use faasflow_planner::partition::partition;
+use faasflow_planner::plan::{Mode, Plan, Tier};
+use faasflow_planner::{ClusterView, PlannerConfig};
+use serde_json::json;
+
+const CHAIN: usize = 50;
+const CHAIN_WARMUP: usize = 20;
+const CHAIN_RUNS: usize = 100;
+const MIB: u64 = 1 << 20;
+const SIZES: [u64; 5] = [MIB, 4 * MIB, 16 * MIB, 64 * MIB, 256 * MIB];
+const HANDOFF_WARMUP: usize = 2;
+
+fn runs_for(size: u64) -> usize {
+    if size >= 64 * MIB { 5 } else { 15 }
+}
+
+struct Workers {
+    daemons: Vec<Daemon>,
+    view: ClusterView,
+    peers: HashMap<String, SocketAddr>,
+    next: u64,
+}
+
+impl Workers {
+    fn start(bin: &Path, n: usize) -> Workers {
+        let ca = ClusterCa::generate("bench").expect("a cluster CA");
+        let view = ClusterView::uniform(n, 64);
+        let mut daemons = Vec::new();
+        let mut peers = HashMap::new();
+        for w in &view.workers {
+            let mut c = DaemonConfig::new(PackCommand {
+                program: bin.to_path_buf(),
+                args: vec!["__pack".into(), "synthetic".into()],
+            });
+            c.arena_bytes = 1 << 30;
+            c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-{}-{}", std::process::id(), unique()));
+            c.name = w.name.clone();
+            c.peer = Some(PeerSettings {
+                identity: ca.issue(&w.name).expect("a node certificate"),
+                trust: ca.trust(),
+                bind: "127.0.0.1:0".parse().expect("an address"),
+                transport: PeerConfig::default(),
+            });
+            let d = Daemon::start(c).expect("the daemon starts");
+            peers.insert(w.name.clone(), d.peer_addr().expect("a peer address"));
+            daemons.push(d);
+        }
+        Workers {
+            daemons,
+            view,
+            peers,
+            next: 1,
+        }
+    }
+
+    /// Installs `yaml` with its tasks placed round robin over the workers, in step order, and
+    /// every edge between workers a peer edge.
+    fn install(&self, yaml: &str) -> (Arc<Workflow>, Plan) {
+        let wf = Arc::new(load_str(yaml, "bench.yaml", "bench").expect("valid workflow").workflow);
+        let cfg = PlannerConfig {
+            mode: Mode::MasterSp,
+            allow_overcommit: true,
+            ..PlannerConfig::default()
+        };
+        let mut plan = partition(&wf, &self.view, &cfg).expect("plan");
+        plan.mode = Mode::WorkerSp;
+        for t in &mut plan.edge_tiers {
+            *t = Tier::Peer;
+        }
+        for d in &self.daemons {
+            d.install_plan(wf.clone(), plan.clone(), &self.view, &self.peers)
+                .expect("install");
+        }
+        (wf, plan)
+    }
+
+    fn invoke(&mut self, wf: &str, input: serde_json::Value) -> Report {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.next += 1;
+        self.daemons[0].invoke_with(
+            wf,
+            1,
+            Some(self.next),
+            input,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let r = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the invocation ends")
+            .expect("the invocation starts");
+        assert_eq!(r.status, "ok", "invocation failed: {:?}", r.error);
+        r
+    }
+}
+
+fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
+    r.functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no record of `{name}`"))
+}
+
+fn chain_yaml(isolation: &str) -> String {
+    let mut y = "name: chain\nfunctions:\n".to_owned();
+    for i in 0..CHAIN {
+        y.push_str(&format!("  f{i:02}: {{runtime: 0ms{isolation}}}\n"));
+    }
+    y.push_str("steps:\n  - sequence:\n");
+    for i in 0..CHAIN {
+        y.push_str(&format!("      - task: f{i:02}\n"));
+    }
+    y
+}
+
+/// Per-edge latencies (µs) and e2e (µs) of the chain on `workers`.
+fn chain(bin: &Path, workers: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut w = Workers::start(bin, workers);
+    // On one worker, one process per function: every edge crosses processes.
+    let iso = if workers == 1 { ", isolation: process" } else { "" };
+    let (wf, plan) = w.install(&chain_yaml(iso));
+    if workers > 1 {
+        let tasks: Vec<_> = wf
+            .graph
+            .node_indices()
+            .filter(|n| wf.graph[*n].task().is_some())
+            .collect();
+        assert!(
+            tasks.windows(2).all(|p| plan.worker_of(p[0]) != plan.worker_of(p[1])),
+            "every edge of the chain crosses workers"
+        );
+    }
+    for _ in 0..CHAIN_WARMUP {
+        w.invoke("chain", json!({}));
+    }
+    let mut edges = Vec::new();
+    let mut e2e = Vec::new();
+    for _ in 0..CHAIN_RUNS {
+        let r = w.invoke("chain", json!({}));
+        let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
+        for p in recs.windows(2) {
+            edges.push((p[1].end_us - p[0].end_us) - p[1].exec_us);
+        }
+        e2e.push(r.e2e_us);
+    }
+    (edges, e2e)
+}
+
+fn handoff_yaml(size: u64) -> String {
+    format!(
+        "name: handoff\nfunctions:\n  produce: {{memory: 2GiB, runtime: 0ms, outputs: {{blob: {{type: bytes, size: {size}}}}}}}\n  consume: {{memory: 2GiB, runtime: 0ms}}\nsteps:\n  - task: produce\n  - task: consume\n    inputs: {{blob: produce.blob}}\n"
+    )
+}
+
+/// Median hand-off time (consumer's end − producer's end − consumer's execution) and median
+/// stream time (first to last byte at the receiver), µs.
+fn handoff(bin: &Path, size: u64) -> (f64, f64) {
+    let mut w = Workers::start(bin, 2);
+    let (wf, plan) = w.install(&handoff_yaml(size));
+    let node = |name: &str| {
+        wf.graph
+            .node_indices()
+            .find(|n| wf.graph[*n].name == name)
+            .expect("a task")
+    };
+    assert_ne!(plan.worker_of(node("produce")), plan.worker_of(node("consume")));
+    let mut total = Vec::new();
+    let mut stream = Vec::new();
+    for i in 0..HANDOFF_WARMUP + runs_for(size) {
+        let r = w.invoke("handoff", json!({}));
+        let (p, c) = (record(&r, "produce"), record(&r, "consume"));
+        let edge = r.edges.iter().find(|e| e.to == "consume").expect("the edge");
+        assert_eq!((edge.tier.as_str(), edge.bytes), ("peer", size));
+        if i >= HANDOFF_WARMUP {
+            total.push((c.end_us - p.end_us) - c.exec_us);
+            stream.push(edge.transfer_us);
+        }
+    }
+    (median(&mut total), median(&mut stream))
+}
+
+/// Median time to send `size` bytes over one loopback TCP connection into a prefaulted
+/// buffer (connect excluded), µs.
+fn tcp(size: u64, runs: usize) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a TCP port");
+    let addr = listener.local_addr().expect("its address");
+    let len = size as usize;
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("a connection");
+        let mut buf = vec![1u8; len];
+        for _ in 0..runs {
+            s.read_exact(&mut buf).expect("the bytes");
+            s.write_all(&[1]).expect("the ack");
+        }
+    });
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let data = vec![7u8; len];
+    let mut ack = [0u8; 1];
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        s.write_all(&data).expect("send");
+        s.read_exact(&mut ack).expect("ack");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    server.join().expect("the server");
+    median(&mut times)
+}
+
+fn memcpy(size: u64, runs: usize) -> f64 {
+    let src = vec![3u8; size as usize];
+    let mut dst = vec![0u8; size as usize];
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&dst);
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    median(&mut times)
+}
+
+fn gbps(size: u64, us: f64) -> String {
+    format!("{:.2} GB/s", size as f64 / us / 1e3)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("cluster bench: run with `cargo bench -p faasflow-benchmarks --bench cluster`");
+        return;
+    }
+    let bin = faasflow_bin();
+    let t = Instant::now();
+    println!(
+        "Machine: {}; 2 daemons on loopback in one process, QUIC with mutual TLS between them; functions: `faasflow __pack synthetic` instances",
+        machine_line()
+    );
+    println!();
+
+    eprintln!("cluster: chain of {CHAIN}, every edge across workers");
+    let (mut cross, mut cross_e2e) = chain(&bin, 2);
+    eprintln!("cluster: chain of {CHAIN} on one worker, one process per function");
+    let (mut local, mut local_e2e) = chain(&bin, 1);
+    println!(
+        "Per-edge trigger latency across workers along a chain of {CHAIN} no-op functions placed alternately on 2 workers: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {CHAIN_RUNS} invocations after {CHAIN_WARMUP} warm-up ones (times of both workers on one clock)",
+        CHAIN - 1
+    );
+    println!();
+    println!("| path | edges | p50 per edge | p99 per edge | e2e p50 | target per edge |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let p50 = pct(&mut cross, 50.0);
+    println!(
+        "| across workers (QUIC: Done message, object pushed) | {} | {} | {} | {} | ≤ 150 µs: {} |",
+        cross.len(),
+        fmt_us(p50),
+        fmt_us(pct(&mut cross, 99.0)),
+        fmt_us(median(&mut cross_e2e)),
+        if p50 <= 150.0 { "met" } else { "missed" }
+    );
+    println!(
+        "| reference: one worker, one process per function (shared memory) | {} | {} | {} | {} | – |",
+        local.len(),
+        fmt_us(pct(&mut local, 50.0)),
+        fmt_us(pct(&mut local, 99.0)),
+        fmt_us(median(&mut local_e2e))
+    );
+    println!("| for scale: FaaSFlow (WorkerSP, across workers) | – | ≈ 13–20 ms | – | – | – |");
+    println!();
+
+    let mut rows = Vec::new();
+    for &size in &SIZES {
+        eprintln!("cluster: hand-off of {} across workers", fmt_size(size));
+        let (total, stream) = handoff(&bin, size);
+        eprintln!("cluster: TCP and memcpy of {}", fmt_size(size));
+        let tcp = tcp(size, runs_for(size) + 2);
+        let m = memcpy(size, runs_for(size));
+        rows.push((size, total, stream, tcp, m));
+    }
+    println!(
+        "Object hand-off across workers, producer → consumer on the other worker: hand-off = (end_us[consumer] − end_us[producer]) − exec_us[consumer] (the push starts when the object is sealed, before the consumer is triggered); stream = first to last byte at the receiver, written into its arena. Medians of 15 runs (5 from 64 MiB) after {HANDOFF_WARMUP} warm-up ones. Reference: one loopback TCP stream (std, Nagle off) of the same bytes into a prefaulted buffer, and memcpy; same run"
+    );
+    println!();
+    println!(
+        "| size | hand-off | stream | stream rate | raw TCP | TCP rate | stream / TCP rate | memcpy | target ≥ 50% of TCP |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for (size, total, stream, tcp, m) in rows {
+        let ratio = tcp / stream;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt_size(size),
+            fmt_us(total),
+            fmt_us(stream),
+            gbps(size, stream),
+            fmt_us(tcp),
+            gbps(size, tcp),
+            fmt_ratio(ratio),
+            fmt_us(m),
+            if ratio >= 0.5 { "met" } else { "missed" }
+        );
+    }
+    println!();
+    eprintln!("cluster: done in {:.0} s", t.elapsed().as_secs_f64());
+}

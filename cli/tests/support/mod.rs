@@ -1,0 +1,77 @@
+//! Test support shared by the cli integration tests: a private `redis-server`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private redis-server on a free port (nothing saved to disk), killed on drop.
+pub(crate) struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers.
+    pub(crate) fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): install it (Debian: apt-get install redis-server; .ci/run does)"
+                )
+            });
+        let mut redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.command("PING").as_deref() != Some("+PONG") {
+            if let Some(status) = redis.child.try_wait().unwrap() {
+                panic!("redis-server on port {port} exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    /// Its URL.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many keys it holds.
+    #[allow(dead_code)] // Not every test file asks.
+    pub(crate) fn dbsize(&self) -> usize {
+        let reply = self.command("DBSIZE").expect("DBSIZE answered");
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"))
+    }
+
+    /// Sends an inline command; the first line of the answer.
+    fn command(&self, cmd: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).ok()?;
+        let line = String::from_utf8_lossy(&buf[..n]);
+        Some(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
