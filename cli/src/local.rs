@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
 use faasflow_daemon::report::Report;
+use faasflow_planner::dag::SourceFormat;
 use faasflow_planner::load::default_name;
 use faasflow_planner::service::describe;
 use faasflow_proto::v1 as pb;
@@ -22,7 +23,7 @@ use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Failure;
-use crate::run::{ReportFormat, parse_input, print_report};
+use crate::run::{ReportFormat, fill_staged_inputs, parse_input, print_report};
 use crate::services::runtime;
 
 /// Most workers `up` starts.
@@ -139,6 +140,11 @@ pub(crate) struct InvokeArgs {
     /// Time limit of the invocation, ms (default: the planner's, 300 s).
     #[arg(long, value_name = "MS")]
     deadline_ms: Option<u64>,
+    /// Scales the synthetic bytes filled in for FaaSFlow's staged inputs that --input does not
+    /// give, as `faasflow run` does [default: the cluster's --data-scale from DIR/cluster.json,
+    /// else 1].
+    #[arg(long, value_name = "X")]
+    data_scale: Option<f64>,
     #[command(flatten)]
     target: Target,
 }
@@ -395,7 +401,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     let planner_port = args.base_port.unwrap_or(0);
     let addr_file = run.join("planner.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let planner_args = vec![
+    let mut planner_args = vec![
         "planner".to_owned(),
         "--listen".to_owned(),
         format!("127.0.0.1:{planner_port}"),
@@ -404,6 +410,9 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         "--addr-file".to_owned(),
         addr_file.to_string_lossy().into_owned(),
     ];
+    if let Some((url, _)) = &redis {
+        planner_args.extend(["--redis".to_owned(), url.clone()]);
+    }
     let planner_pid = spawn(&mut started, &logs, "planner", &exe, &planner_args, &dir)?;
     let planner_addr = wait_for(&mut started, &logs, "the planner listening", deadline, || {
         read_addr(&addr_file)
@@ -416,7 +425,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             Some(p) => (p + 1 + 2 * i as u16, p + 2 + 2 * i as u16),
             None => (0, 0),
         };
-        let worker_args = vec![
+        let mut worker_args = vec![
             "daemon".to_owned(),
             "--planner".to_owned(),
             planner_addr.to_string(),
@@ -439,6 +448,9 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             "--spill-dir".to_owned(),
             dir.join("spill").join(name).to_string_lossy().into_owned(),
         ];
+        if let Some((url, _)) = &redis {
+            worker_args.extend(["--redis".to_owned(), url.clone()]);
+        }
         let pid = spawn(&mut started, &logs, name, &exe, &worker_args, &dir)?;
         worker_pids.insert(name.clone(), pid);
     }
@@ -475,6 +487,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         })).collect::<Vec<_>>(),
         "redis": redis.as_ref().map(|(url, pid)| json!({"url": url, "pid": pid, "log": logs.join("redis.log")})),
         "certs": certs,
+        "data_scale": args.data_scale,
     });
     let text = serde_json::to_string_pretty(&record).context("cannot encode cluster.json")?;
     std::fs::write(&record_path, text + "\n").with_context(|| format!("cannot write {}", record_path.display()))?;
@@ -768,18 +781,56 @@ fn placement_text(plan: &pb::Plan) -> String {
     format!(": {}", parts.join("; "))
 }
 
+/// The data scale the cluster's daemons were started with (recorded by `up`), when the
+/// planner is found through DIR/cluster.json.
+fn cluster_data_scale(target: &Target) -> Option<f64> {
+    if target.planner.is_some() {
+        return None;
+    }
+    let record = read_record(&target.dir.path().join(CLUSTER_FILE)).ok()??;
+    record["data_scale"].as_f64()
+}
+
 pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
-    let input = parse_input(&args.input)?;
-    let addr = planner_addr(&args.target)?;
-    let request = pb::InvokeRequest {
-        workflow: args.name.clone(),
-        version: args.version,
-        input_json: serde_json::to_vec(&input).context("cannot encode the input")?,
-        deadline_ms: args.deadline_ms.unwrap_or(0),
+    let mut input = parse_input(&args.input)?;
+    let data_scale = match args.data_scale {
+        Some(x) if !x.is_finite() || x < 0.0 => {
+            return Err(Failure::Input("error: --data-scale must be a number ≥ 0".into()));
+        }
+        Some(x) => x,
+        None => cluster_data_scale(&args.target).unwrap_or(1.0),
     };
+    let addr = planner_addr(&args.target)?;
     let response = runtime()?
         .block_on(async {
             let mut client = client(&addr).await?;
+            // FaaSFlow's workflows read staged files: fill those not given, as `run` does.
+            let plan = client
+                .get_plan(pb::GetPlanRequest {
+                    workflow: args.name.clone(),
+                    version: args.version,
+                })
+                .await
+                .map_err(|s| refused(&s))?
+                .into_inner();
+            let wf = plan
+                .plan
+                .as_ref()
+                .map(faasflow_planner::plan_from_proto)
+                .transpose()
+                .map_err(|e| anyhow!("the planner sent a plan that is not valid: {e}"))?
+                .map(|(wf, _, _)| wf);
+            if let Some(wf) = wf
+                && wf.format != SourceFormat::Native
+            {
+                fill_staged_inputs(&wf, &mut input, data_scale);
+            }
+            let request = pb::InvokeRequest {
+                workflow: args.name.clone(),
+                version: args.version,
+                input_json: serde_json::to_vec(&input).context("cannot encode the input")?,
+                deadline_ms: args.deadline_ms.unwrap_or(0),
+            };
             client.invoke(request).await.map_err(|s| refused(&s))
         })?
         .into_inner();

@@ -264,7 +264,7 @@ const MAX_STAGED_INPUT: u64 = 64 << 20;
 /// FaaSFlow's workflows read files staged in its storage before the run: their inputs that no
 /// function produces. Those not given in `--input` are filled with bytes of their declared
 /// size (scaled by `--data-scale`), as FaaSFlow's benchmark bodies expect.
-fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, data_scale: f64) {
+pub(crate) fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, data_scale: f64) {
     let Some(map) = input.as_object_mut() else { return };
     let mut filled = 0usize;
     let mut bytes = 0u64;

@@ -10,6 +10,7 @@ use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
 use faasflow_daemon::runtime::{Daemon, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
+use faasflow_planner::remote::RemoteStore;
 use faasflow_planner::service::{PlannerService, ServiceConfig};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -29,6 +30,11 @@ pub(crate) struct PlannerArgs {
     /// Write the address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
+    /// The remote tier, a Redis URL (redis://HOST:PORT), shared with the daemons: needed to
+    /// deploy and invoke workflows in MasterSP mode (every object goes through it); WorkerSP
+    /// runs without it.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +62,11 @@ pub(crate) struct DaemonArgs {
     /// Write the gRPC address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
+    /// The remote tier, a Redis URL (redis://HOST:PORT), the planner's: needed to run
+    /// functions for MasterSP's central engine; WorkerSP runs without it (peer transfers and
+    /// the local spill directory).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
     #[command(flatten)]
     data: DataPlaneArgs,
 }
@@ -93,9 +104,19 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     }
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
+        redis: args.redis.clone(),
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {
+        match &args.redis {
+            Some(url) => match RemoteStore::connect(url, Duration::from_secs(3)).await {
+                Ok(_) => eprintln!("planner: remote tier at {url} (MasterSP available)"),
+                Err(e) => eprintln!(
+                    "planner: cannot reach the remote tier now ({e}); MasterSP deploys fail until Redis answers at {url}"
+                ),
+            },
+            None => eprintln!("planner: no --redis: MasterSP deploys are refused; WorkerSP runs without Redis"),
+        }
         let listener = bind(args.listen, "planner").await?;
         let local = listener
             .local_addr()
@@ -126,6 +147,7 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     let packs = args.data.available_packs()?;
     let mut config = args.data.daemon_config(packs.iter().map(String::as_str))?;
     config.name = args.name.clone();
+    config.redis = args.redis.clone();
     if let Some(dir) = &args.certs {
         let hint = |e: &dyn std::fmt::Display| {
             Failure::Input(format!(

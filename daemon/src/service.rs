@@ -13,13 +13,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use faasflow_planner::convert::execute::{
+    ExecDone, ExecObject, ExecValue, execute_request_from_proto, execute_response_to_proto,
+};
 use faasflow_planner::convert::plan_from_proto;
 use faasflow_planner::service::describe;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use tonic::{Request, Response, Status};
 
-use crate::runtime::{Daemon, DaemonError};
+use crate::runtime::{Daemon, DaemonError, ExecInput, Execute, Executed, RemoteObject};
 
 /// The `Daemon` gRPC service over a running [`Daemon`].
 #[derive(Debug, Clone)]
@@ -165,6 +168,35 @@ impl pb::daemon_server::Daemon for DaemonService {
         Ok(Response::new(response))
     }
 
+    async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let req = execute_request_from_proto(request.get_ref())
+            .map_err(|e| Status::invalid_argument(format!("Execute: {e}")))?;
+        let (invocation, node) = (req.invocation, req.node.index());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.daemon.execute(
+            Execute {
+                workflow: req.workflow,
+                version: req.version,
+                invocation: req.invocation,
+                node: req.node,
+                element: req.element,
+                attempt: req.attempt,
+                inputs: req.inputs.into_iter().map(|(n, v)| (n, exec_input(v))).collect(),
+            },
+            // Called on the daemon's threads: it only sends.
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.await {
+            Ok(result) => Ok(Response::new(execute_response_to_proto(&result.map(exec_done)))),
+            Err(_) => Err(Status::unavailable(format!(
+                "daemon `{}` stopped while running step {node} of invocation {invocation}",
+                self.daemon.name()
+            ))),
+        }
+    }
+
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let (plans, stats) = self.blocking(|d| Ok((d.plans()?, d.stats()?))).await?;
         Ok(Response::new(pb::StatusResponse {
@@ -181,6 +213,45 @@ impl pb::daemon_server::Daemon for DaemonService {
             instances: u32::try_from(stats.instances).unwrap_or(u32::MAX),
             arena_bytes_used: stats.arena_used,
         }))
+    }
+}
+
+fn remote_object(o: ExecObject) -> RemoteObject {
+    RemoteObject {
+        key: o.key,
+        len: o.len,
+        json: o.json,
+    }
+}
+
+fn exec_input(v: ExecValue) -> ExecInput {
+    match v {
+        ExecValue::Absent => ExecInput::Absent,
+        ExecValue::Json(j) => ExecInput::Json(j),
+        ExecValue::Object(o) => ExecInput::Object(remote_object(o)),
+        ExecValue::List(l) => ExecInput::List(l.into_iter().map(remote_object).collect()),
+    }
+}
+
+fn exec_done(e: Executed) -> ExecDone {
+    ExecDone {
+        outputs: e
+            .outputs
+            .into_iter()
+            .map(|(n, o)| {
+                (
+                    n,
+                    ExecObject {
+                        key: o.key,
+                        len: o.len,
+                        json: o.json,
+                    },
+                )
+            })
+            .collect(),
+        record: e.record,
+        edges: e.edges,
+        data_us: e.data_us,
     }
 }
 

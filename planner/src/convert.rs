@@ -23,6 +23,8 @@ use crate::dag::{
 use crate::error::Pos;
 use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, Tier, WorkerLoad, WorkerView};
 
+pub mod execute;
+
 /// Why a `faasflow.v1.Plan` (or one of its parts) was rejected.
 ///
 /// Fields are named as in the `.proto` files, with indices: `graph.nodes[3].scope`.
@@ -204,6 +206,15 @@ pub enum ConvertError {
         plan: String,
         /// `graph.name`.
         graph: String,
+    },
+    /// A field's value is not acceptable (an empty name, JSON that does not parse, an object
+    /// of another invocation).
+    #[error("`{field}` {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 

@@ -16,6 +16,7 @@ pub mod faasflow;
 pub mod r#gen;
 pub mod graph;
 pub mod load;
+mod master;
 pub mod partition;
 pub mod plan;
 pub mod remote;

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use faasflow_proto::v1 as pb;
@@ -31,10 +31,13 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::plan_to_proto;
 use crate::dag::Workflow;
+use crate::engine::EngineError;
 use crate::error::list_names;
 use crate::load::load_str;
+use crate::master::{Master, Messages, StartError, Workers};
 use crate::partition::partition;
 use crate::plan::{ClusterView, Mode, Plan, PlannerConfig, WorkerView};
+use crate::remote::{RemoteError, RemoteStore};
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -49,6 +52,9 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time limit of dropping a plan on a daemon.
 const DROP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Time limit of connecting to Redis and of each of its operations.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Settings of the planner service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
@@ -58,6 +64,10 @@ pub struct ServiceConfig {
     pub default_deadline: Duration,
     /// Safety margin μ of the memory quota, MiB per function.
     pub margin_mib: f64,
+    /// The remote tier, a Redis URL (`redis://host:port`): MasterSP passes every object
+    /// through it (the daemons must use the same one). Without it, MasterSP deploys fail;
+    /// WorkerSP does not need it.
+    pub redis: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -66,6 +76,7 @@ impl Default for ServiceConfig {
             heartbeat_interval: Duration::from_secs(1),
             default_deadline: DEFAULT_DEADLINE,
             margin_mib: PlannerConfig::default().margin_mib,
+            redis: None,
         }
     }
 }
@@ -115,8 +126,8 @@ struct State {
 #[derive(Debug, Default)]
 struct Counters {
     invocations: AtomicU64,
-    sent: AtomicU64,
-    received: AtomicU64,
+    /// Invocation messages to and from daemons (WorkerSP and MasterSP).
+    messages: Arc<Messages>,
 }
 
 #[derive(Debug)]
@@ -126,6 +137,39 @@ struct Inner {
     counters: Counters,
     /// Deploys one at a time, so that versions are given in order.
     deploying: tokio::sync::Mutex<()>,
+    /// The central engine of MasterSP versions, started by the first MasterSP deploy.
+    master: OnceLock<Master>,
+    /// The remote tier, connected by the first MasterSP deploy.
+    remote: tokio::sync::Mutex<Option<RemoteStore>>,
+}
+
+/// The registry as the central engine sees it (weak: it does not keep the service alive).
+struct Registry(Weak<Inner>);
+
+impl Workers for Registry {
+    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<Channel>), String> {
+        let inner = self.0.upgrade().ok_or("the planner has stopped")?;
+        let service = PlannerService { inner };
+        let now = Instant::now();
+        let state = service.state();
+        match state.workers.get(name) {
+            None => Err(format!(
+                "worker `{name}` is not registered; start its daemon, or deploy the workflow again to plan it onto the live workers"
+            )),
+            Some(w) if service.is_lost(w, now) => Err(format!(
+                "worker `{name}` ({}) is lost (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
+                w.grpc_addr,
+                now.duration_since(w.last_seen).as_millis()
+            )),
+            Some(w) => Ok((w.grpc_addr, w.client.clone())),
+        }
+    }
+
+    fn unreachable(&self, name: &str) {
+        if let Some(inner) = self.0.upgrade() {
+            PlannerService { inner }.mark_lost(name);
+        }
+    }
 }
 
 /// The `Planner` gRPC service.
@@ -143,6 +187,8 @@ impl PlannerService {
                 state: Mutex::new(State::default()),
                 counters: Counters::default(),
                 deploying: tokio::sync::Mutex::new(()),
+                master: OnceLock::new(),
+                remote: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -160,6 +206,45 @@ impl PlannerService {
 
     fn is_lost(&self, w: &Worker, now: Instant) -> bool {
         now.duration_since(w.last_seen) > self.inner.config.heartbeat_interval * LOST_AFTER
+    }
+
+    /// The central engine, started on first use (on the caller's tokio runtime).
+    fn master(&self) -> &Master {
+        self.inner.master.get_or_init(|| {
+            Master::start(
+                Arc::new(Registry(Arc::downgrade(&self.inner))),
+                self.inner.counters.messages.clone(),
+                self.inner.config.heartbeat_interval,
+            )
+        })
+    }
+
+    /// The remote tier MasterSP needs, connected on first use; `workflow` is named in errors.
+    async fn remote_store(&self, workflow: &str) -> Result<RemoteStore, Status> {
+        let mut remote = self.inner.remote.lock().await;
+        if let Some(store) = remote.as_ref() {
+            return Ok(store.clone());
+        }
+        let Some(url) = &self.inner.config.redis else {
+            return Err(Status::failed_precondition(format!(
+                "workflow `{workflow}` cannot run in MasterSP mode: the planner has no remote tier (Redis), which \
+                 MasterSP passes every object through; start the planner with --redis redis://HOST:PORT (`faasflow up` \
+                 does when redis-server is installed), or deploy in WorkerSP mode"
+            )));
+        };
+        match RemoteStore::connect(url, REDIS_TIMEOUT).await {
+            Ok(store) => {
+                *remote = Some(store.clone());
+                Ok(store)
+            }
+            Err(RemoteError::Unreachable { url, reason }) => Err(Status::unavailable(format!(
+                "workflow `{workflow}` cannot run in MasterSP mode: the planner cannot reach Redis at {url} ({reason}), \
+                 which MasterSP passes every object through; start redis-server there, or deploy in WorkerSP mode"
+            ))),
+            Err(e) => Err(Status::failed_precondition(format!(
+                "workflow `{workflow}` cannot run in MasterSP mode: {e}; fix the planner's --redis URL, or deploy in WorkerSP mode"
+            ))),
+        }
     }
 }
 
@@ -180,7 +265,7 @@ pub fn describe(status: &Status) -> String {
 
 /// True when a call failed in the connection (refused, reset, closed), not in the daemon: the
 /// daemon is gone or unreachable. A daemon's own refusals carry no source error.
-fn is_transport(status: &Status) -> bool {
+pub(crate) fn is_transport(status: &Status) -> bool {
     status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
 }
 
@@ -289,6 +374,11 @@ impl PlannerService {
             }
         }
         for v in drained {
+            if v.plan.mode == Mode::MasterSp
+                && let Some(master) = self.inner.master.get()
+            {
+                master.uninstall(workflow, v.version);
+            }
             for name in &v.daemons {
                 let Some(w) = state.workers.get(name) else { continue };
                 let target = Target {
@@ -496,6 +586,9 @@ impl pb::planner_server::Planner for PlannerService {
         };
         let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let wf = Arc::new(loaded.workflow);
+        if mode == Mode::MasterSp {
+            self.remote_store(&wf.name).await?;
+        }
         let _one_at_a_time = self.inner.deploying.lock().await;
         let (cluster, live) = self.live_cluster();
         let version = self.state().workflows.get(&wf.name).map_or(0, |d| d.last) + 1;
@@ -537,6 +630,24 @@ impl pb::planner_server::Planner for PlannerService {
                 })
             })
             .collect();
+        if mode == Mode::MasterSp {
+            // Every task is triggered by the central engine, on the worker the plan chose.
+            let placement = wf
+                .graph
+                .node_indices()
+                .filter(|n| wf.graph[*n].task().is_some())
+                .filter_map(|n| {
+                    cluster
+                        .workers
+                        .get(plan.worker_of(n) as usize)
+                        .map(|w| (n, w.name.clone()))
+                })
+                .collect();
+            self.master()
+                .install(wf.clone(), version, placement)
+                .await
+                .map_err(|e| Status::failed_precondition(format!("{file}: {e}")))?;
+        }
         let request = pb::InstallPlanRequest {
             plan: Some(proto.clone()),
             peers,
@@ -562,6 +673,9 @@ impl pb::planner_server::Planner for PlannerService {
             errors.sort();
             for t in took {
                 drop_on(t, wf.name.clone(), version).await;
+            }
+            if mode == Mode::MasterSp {
+                self.master().uninstall(&wf.name, version);
             }
             let unreachable = errors.iter().all(|e| e.starts_with("cannot reach"));
             let message = format!(
@@ -623,7 +737,7 @@ impl pb::planner_server::Planner for PlannerService {
             Duration::from_millis(req.deadline_ms)
         };
         // Choose the version, count the invocation in, and find the entry daemon, under one lock.
-        let (id, version, entry, mut client, guard) = {
+        let route = {
             let mut state = self.state();
             let now = Instant::now();
             state.next_invocation += 1;
@@ -633,49 +747,86 @@ impl pb::planner_server::Planner for PlannerService {
             };
             let index = find_version(&req.workflow, deployed, req.version)?;
             let v = &deployed.versions[index];
-            let first = v.wf.topo_order().into_iter().find(|n| v.wf.graph[*n].task().is_some());
-            let Some(first) = first else {
-                return Err(Status::failed_precondition(format!(
-                    "workflow `{}` has no task to start",
-                    req.workflow
-                )));
-            };
-            let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
-            let version = v.version;
-            let Some(w) = state.workers.get(&entry) else {
-                return Err(Status::unavailable(format!(
-                    "worker `{entry}`, which runs the first task of workflow `{}` version {version}, is not registered; \
+            if v.plan.mode == Mode::MasterSp {
+                let version = v.version;
+                if let Some(v) = state
+                    .workflows
+                    .get_mut(&req.workflow)
+                    .and_then(|d| d.versions.get_mut(index))
+                {
+                    v.in_flight += 1;
+                }
+                let guard = InFlight {
+                    service: self.clone(),
+                    workflow: req.workflow.clone(),
+                    version,
+                };
+                Route::Master { id, version, guard }
+            } else {
+                let first = v.wf.topo_order().into_iter().find(|n| v.wf.graph[*n].task().is_some());
+                let Some(first) = first else {
+                    return Err(Status::failed_precondition(format!(
+                        "workflow `{}` has no task to start",
+                        req.workflow
+                    )));
+                };
+                let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
+                let version = v.version;
+                let Some(w) = state.workers.get(&entry) else {
+                    return Err(Status::unavailable(format!(
+                        "worker `{entry}`, which runs the first task of workflow `{}` version {version}, is not registered; \
                      start its daemon or deploy the workflow again",
-                    req.workflow
-                )));
-            };
-            if self.is_lost(w, now) {
-                return Err(Status::unavailable(format!(
-                    "worker `{entry}` ({}), which runs the first task of workflow `{}` version {version}, is lost \
+                        req.workflow
+                    )));
+                };
+                if self.is_lost(w, now) {
+                    return Err(Status::unavailable(format!(
+                        "worker `{entry}` ({}), which runs the first task of workflow `{}` version {version}, is lost \
                      (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
-                    w.grpc_addr,
-                    req.workflow,
-                    now.duration_since(w.last_seen).as_millis()
-                )));
+                        w.grpc_addr,
+                        req.workflow,
+                        now.duration_since(w.last_seen).as_millis()
+                    )));
+                }
+                let entry = Target {
+                    name: entry,
+                    addr: w.grpc_addr,
+                };
+                let client = w.client.clone();
+                if let Some(v) = state
+                    .workflows
+                    .get_mut(&req.workflow)
+                    .and_then(|d| d.versions.get_mut(index))
+                {
+                    v.in_flight += 1;
+                }
+                let guard = InFlight {
+                    service: self.clone(),
+                    workflow: req.workflow.clone(),
+                    version,
+                };
+                Route::Worker {
+                    id,
+                    version,
+                    entry,
+                    client,
+                    guard,
+                }
             }
-            let entry = Target {
-                name: entry,
-                addr: w.grpc_addr,
-            };
-            let client = w.client.clone();
-            if let Some(v) = state
-                .workflows
-                .get_mut(&req.workflow)
-                .and_then(|d| d.versions.get_mut(index))
-            {
-                v.in_flight += 1;
+        };
+        let (id, version, entry, mut client, guard) = match route {
+            Route::Master { id, version, guard } => {
+                let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
+                drop(guard);
+                return response.map(Response::new);
             }
-            let guard = InFlight {
-                service: self.clone(),
-                workflow: req.workflow.clone(),
+            Route::Worker {
+                id,
                 version,
-            };
-            (id, version, entry, client, guard)
+                entry,
+                client,
+                guard,
+            } => (id, version, entry, client, guard),
         };
         let message = pb::DaemonInvokeRequest {
             workflow: req.workflow.clone(),
@@ -683,7 +834,7 @@ impl pb::planner_server::Planner for PlannerService {
             invocation_id: id,
             input_json: req.input_json,
         };
-        self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
         let outcome = tokio::time::timeout(deadline, client.invoke(message)).await;
         drop(guard);
         let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
@@ -721,7 +872,7 @@ impl pb::planner_server::Planner for PlannerService {
                 )
             }
             Ok(Ok(answer)) => {
-                self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
                 let answer = answer.into_inner();
                 if !answer.accepted {
                     return Err(Status::failed_precondition(format!(
@@ -765,8 +916,8 @@ impl pb::planner_server::Planner for PlannerService {
             .collect();
         Ok(Response::new(pb::MetricsResponse {
             invocations: c.invocations.load(Ordering::Relaxed),
-            invocation_messages_sent: c.sent.load(Ordering::Relaxed),
-            invocation_messages_received: c.received.load(Ordering::Relaxed),
+            invocation_messages_sent: c.messages.sent.load(Ordering::Relaxed),
+            invocation_messages_received: c.messages.received.load(Ordering::Relaxed),
             workers: registered.iter().filter(|w| !w.lost).count() as u32,
             versions: state.workflows.values().map(|d| d.versions.len() as u32).sum(),
             registered,
@@ -774,7 +925,69 @@ impl pb::planner_server::Planner for PlannerService {
     }
 }
 
+/// Where an invocation goes.
+enum Route {
+    /// WorkerSP: to the entry daemon.
+    Worker {
+        id: u64,
+        version: u64,
+        entry: Target,
+        client: DaemonClient<Channel>,
+        guard: InFlight,
+    },
+    /// MasterSP: to the central engine.
+    Master { id: u64, version: u64, guard: InFlight },
+}
+
 impl PlannerService {
+    /// Runs a MasterSP invocation on the central engine.
+    async fn invoke_master(
+        &self,
+        workflow: &str,
+        version: u64,
+        id: u64,
+        input: serde_json::Value,
+        deadline: Duration,
+    ) -> Result<pb::InvokeResponse, Status> {
+        let store = self.remote_store(workflow).await?;
+        let master = self.master().clone();
+        let run = master.invoke(workflow, version, id, input, store);
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(report)) => {
+                let json = serde_json::to_vec(&report)
+                    .map_err(|e| Status::internal(format!("cannot encode the report of invocation {id}: {e}")))?;
+                Ok(report_response(id, "the central engine", json))
+            }
+            Ok(Err(StartError::Engine(e))) => {
+                let message = format!("invocation {id} of workflow `{workflow}` version {version} did not start: {e}");
+                Err(match e {
+                    EngineError::MissingInputs { .. } | EngineError::InputNotObject { .. } => {
+                        Status::invalid_argument(message)
+                    }
+                    _ => Status::failed_precondition(message),
+                })
+            }
+            Ok(Err(StartError::Stopped)) => Err(Status::unavailable(format!(
+                "the planner's central engine stopped during invocation {id} of workflow `{workflow}` version {version}"
+            ))),
+            Err(_) => {
+                let message = format!(
+                    "invocation {id} of workflow `{workflow}` version {version} (MasterSP) did not end within its deadline of {} ms",
+                    deadline.as_millis()
+                );
+                // Ends it in the engine too, which deletes its objects.
+                master.abort(id, message.clone());
+                Ok(pb::InvokeResponse {
+                    invocation_id: id,
+                    status: pb::InvocationStatus::DeadlineExceeded as i32,
+                    output_json: Vec::new(),
+                    error: message,
+                    report_json: Vec::new(),
+                })
+            }
+        }
+    }
+
     /// Leaves a worker whose daemon could not be reached out of new plans until it sends a
     /// heartbeat again.
     fn mark_lost(&self, name: &str) {

@@ -1,0 +1,442 @@
+//! MasterSP next to WorkerSP on one cluster: a `PlannerService` and three `Daemon`s with
+//! their `DaemonService`s in this process, on real loopback sockets, with QUIC peers and a
+//! private `redis-server` per test. The same workflows run in both modes and must give the
+//! same output; MasterSP's functions run on the workers its plan chose, the planner handles
+//! two messages per executed function, and no Redis key outlives an invocation.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faasflow_daemon::io::peer::PeerConfig;
+use faasflow_daemon::io::tls::ClusterCa;
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::Report;
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
+use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
+use faasflow_planner::service::{PlannerService, ServiceConfig};
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
+use serde_json::json;
+use support::Redis;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name(name);
+    assert!(p.is_file(), "{} is missing: build every binary first", p.display());
+    p
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+struct TestCluster {
+    planner: PlannerClient<Channel>,
+    _daemons: Vec<Arc<Daemon>>,
+}
+
+/// A planner using `planner_redis` and three daemons (`w0` … `w2`, QUIC peers) using
+/// `daemon_redis`, synthetic bodies at a tenth of their declared runtime and size.
+async fn cluster(planner_redis: Option<String>, daemon_redis: Option<String>) -> TestCluster {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let planner_addr: SocketAddr = listener.local_addr().expect("addr");
+    let config = ServiceConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        redis: planner_redis,
+        ..ServiceConfig::default()
+    };
+    tokio::spawn(
+        Server::builder().serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener)),
+    );
+    let ca = ClusterCa::generate("test").expect("ca");
+    let mut daemons = Vec::new();
+    for i in 0..3 {
+        let name = format!("w{i}");
+        let mut c = DaemonConfig::new(PackCommand {
+            program: env!("CARGO_BIN_EXE_faasflow").into(),
+            args: vec!["__pack".into(), "synthetic".into()],
+        });
+        c.packs
+            .insert("testkit".into(), PackCommand::program(sibling("faasflow-pack-testkit")));
+        c.packs
+            .insert("example".into(), PackCommand::program(sibling("faasflow-pack-example")));
+        c.arena_bytes = 128 << 20;
+        c.name = name.clone();
+        c.runtime_scale = 0.1;
+        c.data_scale = 0.1;
+        c.redis = daemon_redis.clone();
+        c.spill_dir = std::env::temp_dir().join(format!("faasflow-mastersp-{}-{}", std::process::id(), unique()));
+        c.peer = Some(PeerSettings {
+            identity: ca.issue(&name).expect("cert"),
+            trust: ca.trust(),
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            transport: PeerConfig::default(),
+        });
+        let daemon = Arc::new(
+            tokio::task::spawn_blocking(move || Daemon::start(c))
+                .await
+                .unwrap()
+                .expect("daemon"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let me = Registration {
+            name,
+            grpc_addr: listener.local_addr().expect("addr"),
+            quic_addr: daemon.peer_addr(),
+            slots: 64,
+            memory_mib: 0,
+        };
+        tokio::spawn(Server::builder().serve_with_incoming(
+            DaemonService::new(daemon.clone()).into_server(),
+            TcpIncoming::from(listener),
+        ));
+        tokio::spawn(keep_registered(planner_addr.to_string(), me, daemon.clone()));
+        daemons.push(daemon);
+    }
+    let mut planner = PlannerClient::connect(format!("http://{planner_addr}"))
+        .await
+        .expect("planner")
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = planner
+            .metrics(pb::MetricsRequest {})
+            .await
+            .expect("metrics")
+            .into_inner();
+        if m.workers == 3 {
+            break;
+        }
+        assert!(Instant::now() < end, "workers did not register: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    TestCluster {
+        planner,
+        _daemons: daemons,
+    }
+}
+
+async fn deploy(
+    planner: &mut PlannerClient<Channel>,
+    source: &str,
+    file: &str,
+    mode: pb::Mode,
+) -> Result<pb::DeployResponse, tonic::Status> {
+    let default_name = Path::new(file)
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("workflow")
+        .to_owned();
+    planner
+        .deploy(pb::DeployRequest {
+            source: source.into(),
+            file_name: file.into(),
+            mode: mode as i32,
+            allow_overcommit: true,
+            default_name,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn invoke(planner: &mut PlannerClient<Channel>, name: &str, version: u64, input: &serde_json::Value) -> Report {
+    let r = planner
+        .invoke(pb::InvokeRequest {
+            workflow: name.into(),
+            version: Some(version),
+            input_json: serde_json::to_vec(input).unwrap(),
+            deadline_ms: 50_000,
+        })
+        .await
+        .expect("invoke")
+        .into_inner();
+    assert!(!r.report_json.is_empty(), "no report: {}", r.error);
+    serde_json::from_slice(&r.report_json).expect("a report")
+}
+
+async fn messages(planner: &mut PlannerClient<Channel>) -> (u64, u64) {
+    let m = planner
+        .metrics(pb::MetricsRequest {})
+        .await
+        .expect("metrics")
+        .into_inner();
+    (m.invocation_messages_sent, m.invocation_messages_received)
+}
+
+/// Every function that ran did so on the worker the plan put it on.
+fn check_placement(plan: &pb::Plan, r: &Report) {
+    let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("a valid plan");
+    for f in &r.functions {
+        let n = wf
+            .graph
+            .node_indices()
+            .find(|n| wf.graph[*n].name == f.name)
+            .unwrap_or_else(|| panic!("`{}` is no task of the workflow", f.name));
+        let planned = &cluster.workers[plan.worker_of(n) as usize].name;
+        assert_eq!(
+            &f.worker, planned,
+            "`{}` ran on {}, planned on {planned}",
+            f.name, f.worker
+        );
+    }
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("workflow"))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `source` once in WorkerSP and once in MasterSP on the same cluster; checks outputs,
+/// placement, message counts and that Redis is empty after each.
+async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, file: &str, input: &serde_json::Value) {
+    let w = deploy(&mut c.planner, source, file, pb::Mode::WorkerSp)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: WorkerSP deploy: {e}"));
+    let before = messages(&mut c.planner).await;
+    let rw = invoke(&mut c.planner, &w.workflow, w.version, input).await;
+    assert_eq!(rw.status, "ok", "{file} (WorkerSP): {:?}", rw.error);
+    let after = messages(&mut c.planner).await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "{file}: WorkerSP messages"
+    );
+
+    let m = deploy(&mut c.planner, source, file, pb::Mode::MasterSp)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: MasterSP deploy: {e}"));
+    let before = messages(&mut c.planner).await;
+    let rm = invoke(&mut c.planner, &m.workflow, m.version, input).await;
+    assert_eq!(rm.status, "ok", "{file} (MasterSP): {:?}", rm.error);
+    let after = messages(&mut c.planner).await;
+    let ran = rm.functions.iter().filter(|f| !f.skipped).count() as u64;
+    assert!(ran > 0, "{file}: nothing ran");
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (ran, ran),
+        "{file}: MasterSP handles one message out and one in per executed function"
+    );
+    assert_eq!(rm.output, rw.output, "{file}: MasterSP and WorkerSP outputs differ");
+    check_placement(m.plan.as_ref().expect("a plan"), &rm);
+    // Empty objects are not fetched (there are no bytes to move); every other one comes
+    // from Redis.
+    assert!(
+        rm.edges.iter().filter(|e| e.bytes > 0).all(|e| e.tier == "remote"),
+        "{file}: MasterSP moved data outside Redis: {:?}",
+        rm.edges
+    );
+    assert!(rm.e2e_us >= rm.critical_path_us, "{file}: {rm:?}");
+    assert_eq!(redis.dbsize(), 0, "{file}: Redis keys left after the invocations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workersp_and_mastersp() {
+    tokio::time::timeout(LIMIT, async {
+        let redis = Redis::start();
+        let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
+        let files = fixtures();
+        assert!(files.len() >= 18, "{files:?}");
+        let mut seen = HashSet::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            let wf = faasflow_planner::load::load_file(&file).expect("loads").workflow;
+            // Both forms of one benchmark share its directory's name: deploy each once.
+            if !seen.insert(wf.name.clone()) {
+                continue;
+            }
+            let mut input = serde_json::Map::new();
+            for i in &wf.inputs {
+                input.insert(i.name.clone(), json!("x".repeat((i.size / 100).min(4096) as usize)));
+            }
+            same_in_both_modes(
+                &mut c,
+                &redis,
+                &source,
+                &file.to_string_lossy(),
+                &serde_json::Value::Object(input),
+            )
+            .await;
+        }
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/example/wordcount.yaml");
+        let source = std::fs::read_to_string(&example).unwrap();
+        same_in_both_modes(
+            &mut c,
+            &redis,
+            &source,
+            &example.to_string_lossy(),
+            &json!({"text": "the cat and the dog and the bird", "parts": 3}),
+        )
+        .await;
+    })
+    .await
+    .expect("the test ran past its time limit");
+}
+
+const FAILING: &str = "
+name: failing
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  fail: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: fail
+    inputs: {in: a.out}
+  - task: c
+    function: echo
+    inputs: {in: b.out}
+output:
+  out: c.out
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_mastersp_invocation_names_the_step_and_leaves_no_key() {
+    tokio::time::timeout(LIMIT, async {
+        let redis = Redis::start();
+        let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
+        let d = deploy(&mut c.planner, FAILING, "failing.yaml", pb::Mode::MasterSp)
+            .await
+            .expect("deploy");
+        for text in ["x", "y"] {
+            let before = messages(&mut c.planner).await;
+            let r = invoke(&mut c.planner, "failing", d.version, &json!({ "text": text })).await;
+            assert_eq!(r.status, "failed");
+            let e = r.error.clone().unwrap();
+            assert!(e.contains("step `b`"), "{e}");
+            let ran: Vec<&str> = r
+                .functions
+                .iter()
+                .filter(|f| !f.skipped)
+                .map(|f| f.name.as_str())
+                .collect();
+            assert_eq!(ran, ["a", "b"], "{r:?}");
+            assert!(r.functions.iter().any(|f| f.name == "c" && f.skipped), "{r:?}");
+            let after = messages(&mut c.planner).await;
+            assert_eq!((after.0 - before.0, after.1 - before.1), (2, 2));
+            check_placement(d.plan.as_ref().unwrap(), &r);
+            assert_eq!(redis.dbsize(), 0, "Redis keys left after a failed invocation");
+        }
+    })
+    .await
+    .expect("the test ran past its time limit");
+}
+
+const CHAIN: &str = "name: chain
+inputs:
+  x: json
+functions:
+  a: {runtime: 1ms, outputs: {out: {type: json, size: 16B}}}
+  b: {runtime: 1ms, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - task: a
+    inputs: {x: input.x}
+  - task: b
+    inputs: {x: a.out}
+output:
+  b: b.out
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mastersp_without_redis_is_refused_clearly_and_workersp_still_runs() {
+    tokio::time::timeout(LIMIT, async {
+        // No remote tier configured at all.
+        let mut c = cluster(None, None).await;
+        let e = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::MasterSp)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            e.message(),
+            "workflow `chain` cannot run in MasterSP mode: the planner has no remote tier (Redis), which MasterSP \
+             passes every object through; start the planner with --redis redis://HOST:PORT (`faasflow up` does when \
+             redis-server is installed), or deploy in WorkerSP mode"
+        );
+        let d = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::WorkerSp)
+            .await
+            .expect("WorkerSP deploys");
+        let r = invoke(&mut c.planner, "chain", d.version, &json!({"x": 1})).await;
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+
+        // A remote tier configured where nothing answers.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut c = cluster(Some(url.clone()), Some(url.clone())).await;
+        let e = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::MasterSp)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert!(
+            e.message().starts_with(&format!(
+                "workflow `chain` cannot run in MasterSP mode: the planner cannot reach Redis at {url} ("
+            )) && e
+                .message()
+                .ends_with("start redis-server there, or deploy in WorkerSP mode"),
+            "{}",
+            e.message()
+        );
+        let d = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::WorkerSp)
+            .await
+            .expect("WorkerSP deploys");
+        let r = invoke(&mut c.planner, "chain", d.version, &json!({"x": 2})).await;
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+    })
+    .await
+    .expect("the test ran past its time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_going_away_fails_a_mastersp_invocation_with_a_clear_error() {
+    tokio::time::timeout(LIMIT, async {
+        let redis = Redis::start();
+        let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
+        let d = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::MasterSp)
+            .await
+            .expect("deploy");
+        let r = invoke(&mut c.planner, "chain", d.version, &json!({"x": 1})).await;
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+        assert_eq!(r.output, json!({"b": r.output["b"].clone()}));
+        drop(redis);
+        let r = invoke(&mut c.planner, "chain", d.version, &json!({"x": 1})).await;
+        assert_eq!(r.status, "failed");
+        let e = r.error.unwrap();
+        assert!(e.contains("Redis") && e.contains("step `a`"), "{e}");
+    })
+    .await
+    .expect("the test ran past its time limit");
+}

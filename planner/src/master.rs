@@ -1,0 +1,725 @@
+//! MasterSP, FaaSFlow's baseline: the planner's central engine triggers every function, and
+//! every object goes through the remote tier (Redis).
+//!
+//! One task (the *master*) owns an [`Engine`] in which every MasterSP version is installed with
+//! all its task nodes local, so the engine decides every step, applies timeouts and retries,
+//! and says when an invocation has ended. Each `Trigger` becomes one `Daemon.Execute` RPC to
+//! the daemon the plan put the task on (the inputs are keys in Redis, or inline JSON for
+//! workflow inputs and foreach elements); its answer (the outputs' keys, the run record) is
+//! one `function_done` or `function_failed`. So the planner handles **two messages per
+//! executed function**, counted like WorkerSP's one out and one in per invocation.
+//!
+//! - A daemon that cannot be reached, or a worker that stops sending heartbeats while it runs
+//!   a step, fails that attempt at once with an error naming the worker; whether the step is
+//!   retried is the engine's decision (the function's retry policy).
+//! - When an invocation ends, the output is read (JSON values inline, other objects from Redis:
+//!   text when UTF-8 and at most 64 KiB, else `{"bytes": n}`, as a daemon's report shows them),
+//!   every key of the invocation is deleted (whether it succeeded or failed), and then the
+//!   report is sent. An attempt still running then (cancelled by the failure of another) has
+//!   its outputs deleted when its answer comes.
+//!
+//! What it does not do: stop a running attempt on its daemon (there is no cancel RPC: an
+//! attempt that timed out runs to its end there, and its late answer is dropped), or move any
+//! object's bytes itself except the result's.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use faasflow_proto::v1::daemon_client::DaemonClient;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
+
+use crate::convert::execute::{
+    ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
+};
+use crate::dag::{NodeId, Workflow};
+use crate::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
+use crate::remote::{ObjectKey, RemoteStore};
+use crate::report::{FunctionRecord, Report, critical_path};
+
+/// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
+const MAX_TEXT_OUTPUT: u64 = 64 << 10;
+
+/// The daemons, as the planner's registry knows them.
+pub(crate) trait Workers: Send + Sync + 'static {
+    /// A client of worker `name`'s daemon and its address, or why there is none (not
+    /// registered, lost).
+    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<Channel>), String>;
+    /// Worker `name`'s daemon could not be reached: new plans leave it out until it sends a
+    /// heartbeat again.
+    fn unreachable(&self, name: &str);
+}
+
+/// The planner's counts of invocation messages (shared with the WorkerSP path).
+#[derive(Debug, Default)]
+pub(crate) struct Messages {
+    /// Messages sent to daemons for invocations.
+    pub(crate) sent: AtomicU64,
+    /// Messages received from daemons for invocations.
+    pub(crate) received: AtomicU64,
+}
+
+/// Why an invocation did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The engine refused it (bad input, unknown version).
+    Engine(EngineError),
+    /// The master has stopped.
+    Stopped,
+}
+
+/// A handle on the master task; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Master {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+enum Msg {
+    Install {
+        wf: Arc<Workflow>,
+        version: u64,
+        /// The worker of each task node.
+        placement: HashMap<NodeId, String>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Uninstall {
+        workflow: String,
+        version: u64,
+    },
+    Start {
+        workflow: String,
+        version: u64,
+        invocation: InvocationId,
+        input: serde_json::Value,
+        store: RemoteStore,
+        reply: oneshot::Sender<Result<Report, StartError>>,
+    },
+    Abort {
+        invocation: InvocationId,
+        message: String,
+    },
+    Answer {
+        exec: u64,
+        outcome: Outcome,
+    },
+}
+
+/// How an Execute RPC ended.
+enum Outcome {
+    /// The daemon answered: the attempt's outputs, or why it failed.
+    Answered(Result<ExecDone, String>),
+    /// The daemon could not be reached.
+    Unreachable(String),
+}
+
+impl Master {
+    /// Starts the master task (on the current tokio runtime). `check_every`: how often running
+    /// steps are checked for lost workers.
+    pub(crate) fn start(workers: Arc<dyn Workers>, messages: Arc<Messages>, check_every: Duration) -> Master {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Actor {
+            engine: Engine::new(EngineConfig { seed: 0x6d61_7374_6572 }),
+            origin: Instant::now(),
+            workers,
+            messages,
+            tx: tx.downgrade(),
+            versions: HashMap::new(),
+            invocations: HashMap::new(),
+            objects: HashMap::new(),
+            next_object: 1,
+            execs: HashMap::new(),
+            next_exec: 1,
+        };
+        tokio::spawn(actor.run(rx, check_every));
+        Master { tx }
+    }
+
+    /// Installs a MasterSP version in the central engine.
+    pub(crate) async fn install(
+        &self,
+        wf: Arc<Workflow>,
+        version: u64,
+        placement: HashMap<NodeId, String>,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let name = wf.name.clone();
+        self.tx
+            .send(Msg::Install {
+                wf,
+                version,
+                placement,
+                reply,
+            })
+            .map_err(|_| "the planner's central engine has stopped".to_owned())?;
+        match rx.await {
+            Ok(r) => r.map_err(|e| format!("workflow `{name}` cannot run in MasterSP mode: {e}")),
+            Err(_) => Err("the planner's central engine has stopped".to_owned()),
+        }
+    }
+
+    /// Removes a version from the central engine (invocations running on it finish).
+    pub(crate) fn uninstall(&self, workflow: &str, version: u64) {
+        let _ = self.tx.send(Msg::Uninstall {
+            workflow: workflow.to_owned(),
+            version,
+        });
+    }
+
+    /// Runs an invocation to its end: its report (status `ok` or `failed`).
+    pub(crate) async fn invoke(
+        &self,
+        workflow: &str,
+        version: u64,
+        invocation: InvocationId,
+        input: serde_json::Value,
+        store: RemoteStore,
+    ) -> Result<Report, StartError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Start {
+                workflow: workflow.to_owned(),
+                version,
+                invocation,
+                input,
+                store,
+                reply,
+            })
+            .map_err(|_| StartError::Stopped)?;
+        rx.await.map_err(|_| StartError::Stopped)?
+    }
+
+    /// Ends an invocation with `message` as its error (its deadline passed).
+    pub(crate) fn abort(&self, invocation: InvocationId, message: String) {
+        let _ = self.tx.send(Msg::Abort { invocation, message });
+    }
+}
+
+/// An installed version.
+struct VersionInfo {
+    wf: Arc<Workflow>,
+    placement: HashMap<NodeId, String>,
+}
+
+/// An invocation in flight.
+struct Inv {
+    info: Arc<VersionInfo>,
+    version: u64,
+    start: Instant,
+    store: RemoteStore,
+    reply: oneshot::Sender<Result<Report, StartError>>,
+    functions: Vec<FunctionRecord>,
+    edges: Vec<crate::report::EdgeRecord>,
+    data_us: f64,
+}
+
+/// An Execute RPC in flight.
+struct Exec {
+    invocation: InvocationId,
+    node: NodeId,
+    element: Option<u32>,
+    attempt: u32,
+    worker: String,
+    sent: Instant,
+    store: RemoteStore,
+    workflow: String,
+    version: u64,
+    task: tokio::task::AbortHandle,
+}
+
+struct Actor {
+    engine: Engine,
+    origin: Instant,
+    workers: Arc<dyn Workers>,
+    messages: Arc<Messages>,
+    /// For RPC tasks to answer on (weak: the master ends when every handle is gone).
+    tx: mpsc::WeakUnboundedSender<Msg>,
+    versions: HashMap<(String, u64), Arc<VersionInfo>>,
+    invocations: HashMap<InvocationId, Inv>,
+    /// The engine's object ids and where the objects are.
+    objects: HashMap<u64, ExecObject>,
+    next_object: u64,
+    execs: HashMap<u64, Exec>,
+    next_exec: u64,
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, check_every: Duration) {
+        let mut check = tokio::time::interval(check_every.max(Duration::from_millis(10)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.act();
+            let timer = self.engine.poll_timeout();
+            let wake = tokio::time::Instant::from_std(self.origin + timer.unwrap_or(Duration::ZERO));
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(wake), if timer.is_some() => {
+                    let now = self.now();
+                    self.engine.tick(now);
+                }
+                _ = check.tick(), if !self.execs.is_empty() => self.check_workers(),
+            }
+        }
+        for e in self.execs.values() {
+            e.task.abort();
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Install {
+                wf,
+                version,
+                placement,
+                reply,
+            } => {
+                let local: HashSet<NodeId> = placement.keys().copied().collect();
+                let r = self.engine.install(wf.clone(), version, local);
+                if r.is_ok() {
+                    self.versions
+                        .insert((wf.name.clone(), version), Arc::new(VersionInfo { wf, placement }));
+                }
+                let _ = reply.send(r);
+            }
+            Msg::Uninstall { workflow, version } => {
+                self.engine.uninstall(&workflow, version);
+                self.versions.remove(&(workflow, version));
+            }
+            Msg::Start {
+                workflow,
+                version,
+                invocation,
+                input,
+                store,
+                reply,
+            } => {
+                let Some(info) = self.versions.get(&(workflow.clone(), version)).cloned() else {
+                    let _ = reply.send(Err(StartError::Engine(EngineError::UnknownWorkflow {
+                        name: workflow,
+                        version,
+                    })));
+                    return;
+                };
+                let now = self.now();
+                let start = Instant::now();
+                if let Err(e) = self.engine.start(now, &workflow, version, invocation, input) {
+                    let _ = reply.send(Err(StartError::Engine(e)));
+                    return;
+                }
+                self.invocations.insert(
+                    invocation,
+                    Inv {
+                        info,
+                        version,
+                        start,
+                        store,
+                        reply,
+                        functions: Vec::new(),
+                        edges: Vec::new(),
+                        data_us: 0.0,
+                    },
+                );
+            }
+            Msg::Abort { invocation, message } => self.engine.abort(invocation, message),
+            Msg::Answer { exec, outcome } => self.answer(exec, outcome),
+        }
+    }
+
+    /// Carries out what the engine asks.
+    fn act(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Trigger {
+                    invocation,
+                    node,
+                    element,
+                    attempt,
+                    inputs,
+                } => self.trigger(invocation, node, element, attempt, inputs),
+                // No cancel RPC: the attempt runs to its end on its daemon; its answer is
+                // taken as the next attempt's (the engine's rule) or dropped.
+                Action::Cancel { .. } => {}
+                Action::Release { object } => {
+                    self.objects.remove(&object);
+                }
+                Action::Finished { invocation, result } => self.finished(invocation, result),
+            }
+        }
+    }
+
+    fn object(&self, r: &ObjectRef) -> Result<ExecObject, String> {
+        self.objects
+            .get(&r.id)
+            .cloned()
+            .ok_or_else(|| format!("the central engine lost track of object {} (a bug)", r.id))
+    }
+
+    fn trigger(
+        &mut self,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        attempt: u32,
+        inputs: Vec<(String, InputValue)>,
+    ) {
+        let Some(inv) = self.invocations.get(&invocation) else {
+            return;
+        };
+        let info = inv.info.clone();
+        let store = inv.store.clone();
+        let version = inv.version;
+        let worker = info.placement.get(&node).cloned().unwrap_or_default();
+        let name = info.wf.graph[node].name.clone();
+        let values: Result<Vec<(String, ExecValue)>, String> = inputs
+            .iter()
+            .map(|(n, v)| {
+                Ok((
+                    n.clone(),
+                    match v {
+                        InputValue::Absent => ExecValue::Absent,
+                        InputValue::Json(j) => ExecValue::Json(j.clone()),
+                        InputValue::Object(r) => ExecValue::Object(self.object(r)?),
+                        InputValue::List(l) => {
+                            ExecValue::List(l.iter().map(|r| self.object(r)).collect::<Result<_, _>>()?)
+                        }
+                    },
+                ))
+            })
+            .collect();
+        let target = values.and_then(|v| self.workers.daemon(&worker).map(|d| (v, d)));
+        let (values, (addr, mut client)) = match target {
+            Ok(t) => t,
+            Err(why) => {
+                let now = self.now();
+                self.record_failure(invocation, &name, &worker, element, attempt, Instant::now(), &why);
+                self.engine.function_failed(now, invocation, node, element, why);
+                return;
+            }
+        };
+        let request = execute_request_to_proto(&ExecRequest {
+            workflow: info.wf.name.clone(),
+            version,
+            invocation,
+            node,
+            element,
+            attempt,
+            inputs: values,
+        });
+        let exec = self.next_exec;
+        self.next_exec += 1;
+        let Some(tx) = self.tx.upgrade() else { return };
+        let messages = self.messages.clone();
+        let (wf_name, w) = (info.wf.name.clone(), worker.clone());
+        self.messages.sent.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(async move {
+            let outcome = match client.execute(request).await {
+                Ok(answer) => {
+                    messages.received.fetch_add(1, Ordering::Relaxed);
+                    let owner = Owner {
+                        workflow: &wf_name,
+                        version,
+                        invocation,
+                    };
+                    Outcome::Answered(
+                        execute_response_from_proto(answer.get_ref(), owner).unwrap_or_else(|e| {
+                            Err(format!(
+                                "worker `{w}` ({addr}) sent an answer that breaks the protocol: {e}"
+                            ))
+                        }),
+                    )
+                }
+                Err(status) if crate::service::is_transport(&status) => Outcome::Unreachable(format!(
+                    "worker `{w}` ({addr}) could not be reached: {}",
+                    crate::service::describe(&status)
+                )),
+                Err(status) => Outcome::Answered(Err(format!(
+                    "worker `{w}` ({addr}) refused to run it: {}",
+                    crate::service::describe(&status)
+                ))),
+            };
+            let _ = tx.send(Msg::Answer { exec, outcome });
+        });
+        self.execs.insert(
+            exec,
+            Exec {
+                invocation,
+                node,
+                element,
+                attempt,
+                worker,
+                sent: Instant::now(),
+                store,
+                workflow: info.wf.name.clone(),
+                version,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_failure(
+        &mut self,
+        invocation: InvocationId,
+        name: &str,
+        worker: &str,
+        element: Option<u32>,
+        attempt: u32,
+        sent: Instant,
+        error: &str,
+    ) {
+        if let Some(inv) = self.invocations.get_mut(&invocation) {
+            inv.functions.push(FunctionRecord {
+                name: name.to_owned(),
+                worker: worker.to_owned(),
+                element,
+                instance: None,
+                start_us: us(sent.saturating_duration_since(inv.start)),
+                end_us: us(inv.start.elapsed()),
+                exec_us: 0.0,
+                attempt,
+                skipped: false,
+                error: Some(error.to_owned()),
+            });
+        }
+    }
+
+    fn answer(&mut self, exec: u64, outcome: Outcome) {
+        let Some(e) = self.execs.remove(&exec) else {
+            // Already failed (its worker was lost).
+            return;
+        };
+        let now = self.now();
+        if !self.engine.is_running(e.invocation) {
+            // The invocation has ended and its keys are deleted: delete what this attempt
+            // stored since.
+            if let Outcome::Answered(Ok(done)) = &outcome
+                && !done.outputs.is_empty()
+            {
+                let (store, workflow, version, invocation) = (e.store, e.workflow, e.version, e.invocation);
+                tokio::spawn(async move {
+                    if let Err(err) = store.delete_invocation(&workflow, version, invocation).await {
+                        eprintln!(
+                            "planner: could not delete the objects a late step stored for invocation {invocation} of workflow `{workflow}`: {err}"
+                        );
+                    }
+                });
+            }
+            return;
+        }
+        let name = self
+            .invocations
+            .get(&e.invocation)
+            .map(|inv| inv.info.wf.graph[e.node].name.clone())
+            .unwrap_or_default();
+        match outcome {
+            Outcome::Answered(Ok(done)) => {
+                let mut outputs = Vec::with_capacity(done.outputs.len());
+                for (n, o) in done.outputs {
+                    let id = self.next_object;
+                    self.next_object += 1;
+                    outputs.push((
+                        n,
+                        ObjectRef {
+                            id,
+                            len: o.len,
+                            json: o.json.clone(),
+                        },
+                    ));
+                    self.objects.insert(id, o);
+                }
+                if let Some(inv) = self.invocations.get_mut(&e.invocation) {
+                    let mut record = done.record;
+                    // The planner's view of the step: sent to answered.
+                    record.start_us = us(e.sent.saturating_duration_since(inv.start));
+                    record.end_us = us(inv.start.elapsed());
+                    inv.functions.push(record);
+                    inv.edges.extend(done.edges);
+                    inv.data_us += done.data_us;
+                }
+                self.engine.function_done(now, e.invocation, e.node, e.element, outputs);
+            }
+            Outcome::Answered(Err(why)) => {
+                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
+                self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+            }
+            Outcome::Unreachable(why) => {
+                self.workers.unreachable(&e.worker);
+                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
+                self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+            }
+        }
+    }
+
+    /// Fails the steps running on workers that the registry has lost.
+    fn check_workers(&mut self) {
+        let lost: Vec<(u64, String)> = self
+            .execs
+            .iter()
+            .filter_map(|(id, e)| self.workers.daemon(&e.worker).err().map(|why| (*id, why)))
+            .collect();
+        for (id, why) in lost {
+            let Some(e) = self.execs.remove(&id) else { continue };
+            e.task.abort();
+            let name = self
+                .invocations
+                .get(&e.invocation)
+                .map(|inv| inv.info.wf.graph[e.node].name.clone())
+                .unwrap_or_default();
+            self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
+            let now = self.now();
+            self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+        }
+    }
+
+    /// The invocation ended: read its output, delete its keys, send its report.
+    fn finished(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
+        let Some(mut inv) = self.invocations.remove(&invocation) else {
+            return;
+        };
+        // The result's objects are released right after `Finished`: resolve them now.
+        let result: Result<Vec<(String, Resolved)>, String> = result.map(|values| {
+            values
+                .into_iter()
+                .map(|(n, v)| {
+                    let r = match v {
+                        InputValue::Absent => Resolved::Json(serde_json::Value::Null),
+                        InputValue::Json(j) => Resolved::Json((*j).clone()),
+                        InputValue::Object(r) => Resolved::Object(self.objects.get(&r.id).cloned(), r.len),
+                        InputValue::List(l) => {
+                            Resolved::List(l.iter().map(|r| (self.objects.get(&r.id).cloned(), r.len)).collect())
+                        }
+                    };
+                    (n, r)
+                })
+                .collect()
+        });
+        let wf = inv.info.wf.clone();
+        for n in wf.graph.node_indices() {
+            if wf.graph[n].task().is_some() && !inv.functions.iter().any(|f| f.name == wf.graph[n].name) {
+                inv.functions.push(FunctionRecord {
+                    name: wf.graph[n].name.clone(),
+                    worker: inv.info.placement.get(&n).cloned().unwrap_or_default(),
+                    element: None,
+                    instance: None,
+                    start_us: 0.0,
+                    end_us: 0.0,
+                    exec_us: 0.0,
+                    attempt: 0,
+                    skipped: true,
+                    error: None,
+                });
+            }
+        }
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let (status, output, error) = match result {
+                Ok(values) => match read_output(&inv.store, values).await {
+                    Ok(map) => ("ok", serde_json::Value::Object(map), None),
+                    Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+                },
+                Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+            };
+            inv.data_us += us(t.elapsed());
+            let (status, output, error) = match inv.store.delete_invocation(&wf.name, inv.version, invocation).await {
+                Ok(_) => (status, output, error),
+                Err(e) => {
+                    let why = format!(
+                        "the objects of invocation {invocation} could not be deleted from the remote tier: {e}"
+                    );
+                    eprintln!("planner: {why}");
+                    match error {
+                        Some(first) => (status, output, Some(format!("{first}; {why}"))),
+                        None => ("failed", serde_json::Value::Null, Some(why)),
+                    }
+                }
+            };
+            let e2e_us = us(inv.start.elapsed());
+            let (critical_path_us, critical_path) = critical_path(&wf, &inv.functions);
+            let report = Report {
+                status: status.into(),
+                output,
+                error,
+                invocation,
+                e2e_us,
+                scheduling_overhead_us: (e2e_us - critical_path_us).max(0.0),
+                data_overhead_us: inv.data_us,
+                critical_path_us,
+                critical_path,
+                functions: inv.functions,
+                edges: inv.edges,
+                spills: 0,
+            };
+            let _ = inv.reply.send(Ok(report));
+        });
+    }
+}
+
+/// A workflow output with its objects resolved (`None`: unknown to the master, a bug).
+enum Resolved {
+    Json(serde_json::Value),
+    Object(Option<ExecObject>, u64),
+    List(Vec<(Option<ExecObject>, u64)>),
+}
+
+async fn read_output(
+    store: &RemoteStore,
+    values: Vec<(String, Resolved)>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut map = serde_json::Map::new();
+    for (name, v) in values {
+        let json = match v {
+            Resolved::Json(j) => j,
+            Resolved::Object(o, len) => object_json(store, &name, o, len).await?,
+            Resolved::List(l) => {
+                let mut items = Vec::with_capacity(l.len());
+                for (o, len) in l {
+                    items.push(object_json(store, &name, o, len).await?);
+                }
+                serde_json::Value::Array(items)
+            }
+        };
+        map.insert(name, json);
+    }
+    Ok(map)
+}
+
+/// An object as the report shows it.
+async fn object_json(
+    store: &RemoteStore,
+    output: &str,
+    o: Option<ExecObject>,
+    len: u64,
+) -> Result<serde_json::Value, String> {
+    let summary = serde_json::json!({ "bytes": len });
+    let Some(o) = o else {
+        return Ok(summary);
+    };
+    if let Some(j) = &o.json {
+        return Ok((**j).clone());
+    }
+    if o.len > MAX_TEXT_OUTPUT {
+        return Ok(summary);
+    }
+    let key: &ObjectKey = &o.key;
+    match store.get(key).await {
+        Ok(Some(bytes)) => Ok(String::from_utf8(bytes).map_or(summary, serde_json::Value::String)),
+        Ok(None) if o.len == 0 => Ok(serde_json::Value::String(String::new())),
+        Ok(None) => Err(format!(
+            "output `{output}` ({key}) is not in the remote tier any more; was Redis restarted or flushed?"
+        )),
+        Err(e) => Err(format!("cannot read output `{output}` from the remote tier: {e}")),
+    }
+}
