@@ -50,6 +50,8 @@ pub(crate) enum NetEvent {
     Sent { object: u64, result: Result<(), String> },
     /// A peer cannot be reached any more.
     Lost { node: String, error: String },
+    /// A message about `invocation` could not be encoded (too large).
+    Unsendable { invocation: u64, error: String },
 }
 
 /// Where an arriving object's bytes go.
@@ -191,12 +193,20 @@ async fn peer_task(
         };
         let Some(out) = out else { return };
         match out {
-            Outbound::Control(msg) => {
-                if let Err(e) = conn.send(&msg).await {
+            Outbound::Control(msg) => match conn.send(&msg).await {
+                Ok(()) => {}
+                Err(PeerError::Encode(e)) => {
+                    // This message only: its invocation fails, the connection is fine.
+                    post(NetEvent::Unsendable {
+                        invocation: msg.invocation(),
+                        error: format!("cannot send to worker `{node}`: {e}"),
+                    });
+                }
+                Err(e) => {
                     let error = format!("lost the connection to worker `{node}` ({addr}): {e}");
                     return give_up(&mut rx, &post, node, error);
                 }
-            }
+            },
             Outbound::Object { header, source } => {
                 let (conn, post, region) = (conn.clone(), post.clone(), region.clone());
                 tokio::spawn(async move {

@@ -10,8 +10,9 @@
 //! optional `u32` is a flag byte (0 or 1) and the value when 1; a blob is a `u32` length and
 //! its bytes; a list is a `u32` count and its items.
 
-/// Largest body of a control frame (a workflow's input travels in one).
-pub const MAX_FRAME: usize = 64 << 20;
+/// Largest body of a control frame (a workflow's input travels in one, as large as the
+/// remote tier's largest object).
+pub const MAX_FRAME: usize = 512 << 20;
 
 /// Bytes of the length prefix of a control frame.
 pub const FRAME_PREFIX: usize = 4;

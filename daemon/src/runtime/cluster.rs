@@ -476,6 +476,7 @@ impl Runtime {
                 }
                 self.unpin(&[object]);
             }
+            NetEvent::Unsendable { invocation, error } => self.abort(invocation, error, false),
             NetEvent::Lost { node, error } => {
                 let hit: Vec<InvocationId> = self
                     .invocations
