@@ -106,7 +106,8 @@ pub(crate) struct DownArgs {
 pub(crate) enum ModeArg {
     /// Partitioned, worker-side scheduling.
     Workersp,
-    /// FaaSFlow's master-side baseline.
+    /// FaaSFlow's master-side baseline: the planner triggers every function, data goes
+    /// through Redis.
     Mastersp,
 }
 
@@ -114,7 +115,9 @@ pub(crate) enum ModeArg {
 pub(crate) struct DeployArgs {
     /// The workflow file (faasflow WDL, or FaaSFlow's workflow.yaml / flat_workflow.yaml).
     file: PathBuf,
-    /// Worker-side scheduling (partitioned) or the master-side baseline.
+    /// workersp: partitioned, the daemons trigger one another and pass data directly;
+    /// mastersp: FaaSFlow's baseline, placed round robin, the planner triggers every function
+    /// and every object goes through Redis (the planner needs --redis; `up` gives it).
     #[arg(long, value_enum, default_value_t = ModeArg::Workersp)]
     mode: ModeArg,
     /// Plan even when the workflow needs more slots than the cluster has.

@@ -2,7 +2,8 @@
 //! YAML to a DAG, and the graph partitioner that turns a DAG and a cluster into a plan.
 //!
 //! What it does not do: no sockets, no files outside [`load`], no clock, no randomness, except
-//! in [`service`], the thin gRPC driver (the `Planner` service) over that logic. The
+//! in [`service`], the thin gRPC driver (the `Planner` service) over that logic, its MasterSP
+//! central engine's driver (`master`), and the remote tier ([`remote`]). The
 //! partitioner ([`partition::partition`]) is a pure function: the same workflow, cluster and
 //! configuration always give a byte-identical plan.
 #![forbid(unsafe_code)]

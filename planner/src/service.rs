@@ -809,7 +809,7 @@ impl pb::planner_server::Planner for PlannerService {
                     id,
                     version,
                     entry,
-                    client,
+                    client: Box::new(client),
                     guard,
                 }
             }
@@ -826,7 +826,7 @@ impl pb::planner_server::Planner for PlannerService {
                 entry,
                 client,
                 guard,
-            } => (id, version, entry, client, guard),
+            } => (id, version, entry, *client, guard),
         };
         let message = pb::DaemonInvokeRequest {
             workflow: req.workflow.clone(),
@@ -932,7 +932,7 @@ enum Route {
         id: u64,
         version: u64,
         entry: Target,
-        client: DaemonClient<Channel>,
+        client: Box<DaemonClient<Channel>>,
         guard: InFlight,
     },
     /// MasterSP: to the central engine.

@@ -226,7 +226,7 @@ pub fn execute_request_from_proto(r: &pb::ExecuteRequest) -> Result<ExecRequest,
     if r.attempt == 0 {
         return Err(invalid("attempt", "is 0; attempts count from 1"));
     }
-    if r.node >= u32::MAX {
+    if r.node == u32::MAX {
         return Err(invalid("node", format!("is {}, not a node index", r.node)));
     }
     let owner = Owner {
