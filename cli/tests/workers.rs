@@ -747,3 +747,58 @@ output:
         wait_for_no_keys(&redis);
     }
 }
+
+/// Workers get the inputs their tasks and conditions read (others travel as `null`): a switch
+/// over an input and tasks reading other inputs still see the right values on every worker.
+#[test]
+fn inputs_reach_the_workers_that_read_them() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(
+        load_str(
+            "
+name: inputs
+inputs:
+  flag: json
+  left: bytes
+  right: bytes
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  concat: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: l
+    function: echo
+    inputs: {in: input.left}
+  - task: r
+    function: echo
+    inputs: {in: input.right}
+  - switch:
+      cases:
+        - if: input.flag == 1
+          then:
+            - task: one
+              function: concat
+              inputs: {a: l.out, b: r.out}
+      default:
+        - task: other
+          function: concat
+          inputs: {a: r.out, b: l.out}
+output:
+  one: one.out
+  other: other.out
+",
+            "inputs.yaml",
+            "inputs",
+        )
+        .unwrap()
+        .workflow,
+    );
+    c.install(wf);
+    for (entry, flag, want) in [
+        (0, 1, json!({"one": "LR", "other": null})),
+        (2, 2, json!({"one": null, "other": "RL"})),
+    ] {
+        let r = c.invoke_on(entry, "inputs", json!({"flag": flag, "left": "L", "right": "R"}));
+        assert_eq!(r.output, want, "{r:?}");
+        c.assert_clean();
+    }
+}

@@ -644,6 +644,9 @@ struct Installed {
     readers: HashMap<(u32, String), Vec<u32>>,
     /// Other workers reading an output over an edge the plan marks remote (Redis).
     remote_readers: HashMap<(u32, String), Vec<u32>>,
+    /// The workflow inputs each worker (by name) needs: those its tasks read, and those any
+    /// condition or foreach reads (every worker evaluates those).
+    input_needs: HashMap<String, HashSet<String>>,
     /// Outputs the workflow's result reads: (node, output).
     result_reads: HashSet<(u32, String)>,
 }
@@ -1236,6 +1239,7 @@ impl Runtime {
                 .sum()
         });
         let (readers, remote_readers, result_reads) = cluster::readers(&wf, &plan, &placement);
+        let input_needs = cluster::input_needs(&wf, &placement);
         self.installed.insert(
             key,
             Installed {
@@ -1247,6 +1251,7 @@ impl Runtime {
                 readers,
                 remote_readers,
                 result_reads,
+                input_needs,
             },
         );
         let mut warming = HashSet::new();
@@ -1410,27 +1415,28 @@ impl Runtime {
         }
         // The other workers of the plan start it too: they get its input first.
         let others = self.other_workers(&(workflow.clone(), version));
-        let input_bytes = if others.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&input).unwrap_or_default()
-        };
+        // Each other worker gets the inputs its tasks, conditions and foreach lists read
+        // (the others as `null`): a large input goes only where it is needed.
+        let inputs: Vec<Vec<u8>> = others
+            .iter()
+            .map(|(name, _)| self.input_for(&(workflow.clone(), version), name, &input))
+            .collect();
         if let Err((e, reply)) = self.begin(id, &workflow, version, input, Some(reply), None) {
             if let Some(reply) = reply {
                 reply(Err(DaemonError::Invoke(e)));
             }
             return;
         }
-        if !others.is_empty() {
-            let origin_us = self.invocations.get(&id).map_or(0, |i| cluster::unix_us(i.start));
+        let origin_us = self.invocations.get(&id).map_or(0, |i| cluster::unix_us(i.start));
+        for (peer, input) in others.into_iter().zip(inputs) {
             let msg = crate::io::message::ControlMessage::Start(crate::io::message::Start {
-                workflow,
+                workflow: workflow.clone(),
                 version,
                 invocation: id,
                 origin_us,
-                input: input_bytes,
+                input,
             });
-            self.broadcast(&others, &msg);
+            self.broadcast(&[peer], &msg);
         }
     }
 

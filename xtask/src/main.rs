@@ -396,9 +396,17 @@ fn cluster_table(
         let (w, m) = (cells[0], cells[1]);
         let ratio = m.1 / w.1.max(1e-3);
         let scientific = i < 4;
-        let mut targets = vec![if w.1 <= 5.0 { "WorkerSP ≤ 5 ms: met" } else { "WorkerSP ≤ 5 ms: missed" }];
+        let mut targets = vec![if w.1 <= 5.0 {
+            "WorkerSP ≤ 5 ms: met"
+        } else {
+            "WorkerSP ≤ 5 ms: missed"
+        }];
         if scientific {
-            targets.push(if ratio >= 5.0 { "MasterSP ≥ 5×: met" } else { "MasterSP ≥ 5×: missed" });
+            targets.push(if ratio >= 5.0 {
+                "MasterSP ≥ 5×: met"
+            } else {
+                "MasterSP ≥ 5×: missed"
+            });
         }
         let _ = writeln!(
             t,

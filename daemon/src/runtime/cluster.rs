@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, ValueKind, Workflow};
+use faasflow_planner::dag::{DataSource, NodeKind, ValueKind, Workflow};
 use faasflow_planner::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +159,74 @@ pub(super) fn readers(wf: &Workflow, plan: &Plan, placement: &Placement) -> Read
     (peer, remote, result)
 }
 
+/// The workflow inputs each worker of `placement` needs, by worker name: those its tasks
+/// read, and, for every worker, those a switch condition or a foreach reads.
+pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<String, HashSet<String>> {
+    let names: Vec<&String> = wf.inputs.iter().map(|i| &i.name).collect();
+    let mut everyone: HashSet<String> = HashSet::new();
+    for n in wf.graph.node_indices() {
+        match &wf.graph[n].kind {
+            NodeKind::Switch(sw) => {
+                for c in &sw.cases {
+                    for name in &names {
+                        if c.condition.contains(&format!("input.{name}")) || c.condition.contains("input[") {
+                            everyone.insert((*name).clone());
+                        }
+                    }
+                }
+            }
+            NodeKind::Foreach(f) => {
+                if let DataSource::Input(name) = &f.over {
+                    everyone.insert(name.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut needs: HashMap<String, HashSet<String>> = HashMap::new();
+    for (w, name, _) in &placement.workers {
+        let mut own = everyone.clone();
+        for (n, owner) in &placement.owner {
+            if owner != w {
+                continue;
+            }
+            let Some(task) = wf.graph[*n].task() else { continue };
+            for b in &task.inputs {
+                for src in &b.sources {
+                    if let DataSource::Input(i) = src {
+                        own.insert(i.clone());
+                    }
+                }
+            }
+        }
+        needs.insert(name.clone(), own);
+    }
+    needs
+}
+
 impl Runtime {
+    /// The input to send to worker `peer` in its `Start`: the inputs it needs, the others
+    /// `null` (still present, as the engine checks).
+    pub(super) fn input_for(&self, key: &(String, u64), peer: &str, input: &serde_json::Value) -> Vec<u8> {
+        let needs = self.installed.get(key).and_then(|i| i.input_needs.get(peer));
+        let filtered = match (input, needs) {
+            (serde_json::Value::Object(m), Some(needs)) => serde_json::Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = if needs.contains(k) {
+                            v.clone()
+                        } else {
+                            serde_json::Value::Null
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            _ => input.clone(),
+        };
+        serde_json::to_vec(&filtered).unwrap_or_default()
+    }
+
     /// The workers other than this one that run tasks of a workflow version: name, address.
     pub(super) fn other_workers(&self, key: &(String, u64)) -> Vec<(String, SocketAddr)> {
         let Some(i) = self.installed.get(key) else {

@@ -208,7 +208,8 @@ impl Runtime {
                 pushes: 0,
                 held: false,
                 remote_copy: None,
-                transfer_us: None,
+                // An empty object is not fetched: its edge is still a remote one.
+                transfer_us: (o.len == 0).then_some(("remote", 0.0)),
                 born: Instant::now(),
             },
         );
