@@ -3,8 +3,8 @@
 //! - `ci`: format check, clippy with warnings denied, the ring's loom check, every binary, the
 //!   whole test suite.
 //! - `demo`: runs FaaSFlow's 8 benchmark workflows on one embedded worker (synthetic bodies,
-//!   real processes and shared memory) and prints a table, then their plans for a 3-worker
-//!   cluster in both modes.
+//!   real processes and shared memory), then on a 3-worker local cluster (`faasflow up`) in
+//!   WorkerSP and MasterSP, and prints their tables, then their plans.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
 //!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
 //!   between two workers on loopback (`benchmarks/`) and FaaSFlow's 8 workflows on one worker
@@ -30,9 +30,9 @@ struct Cli {
 enum Task {
     /// Format check, clippy (-D warnings) and all tests.
     Ci,
-    /// Run FaaSFlow's 8 benchmark workflows on one worker, then plan them for a cluster.
+    /// Run FaaSFlow's 8 benchmark workflows on one worker, then on a local cluster in both modes.
     Demo {
-        /// Workers of the planned cluster.
+        /// Workers of the local cluster.
         #[arg(long, default_value_t = 3)]
         workers: usize,
         /// Multiplies FaaSFlow's declared runtimes (1 s → 10 ms by default).
@@ -537,6 +537,14 @@ fn bench(root: &Path) -> Result<()> {
     let heading = "## FaaSFlow's 8 workflows on one worker";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (`faasflow run FILE --report json --repeat {repeat} --runtime-scale {scale}`, as `cargo xtask demo` does) on {machine}. FaaSFlow's own workflow files with synthetic bodies in real processes (each function reads its inputs, writes its declared output sizes into the shared-memory arena, and sleeps its declared runtime × {scale}); FaaSFlow's staged input files are filled with bytes of their declared sizes; data scale 1; 1 GiB arena (cycles moves 1.4 GB per invocation, so some objects spill to disk). Medians of {repeat} invocations. Scheduling overhead is FaaSFlow's definition (end-to-end minus the functions' own time along the critical path); data overhead is the time the daemon spent copying workflow inputs into the arena and spilling/reloading. FaaSFlow's column is its paper's WorkerSP number (1 s functions, a cluster), for scale only.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+    let workers = 3;
+    let table = cluster_table(&bin, &root.join("tests/fixtures/faasflow-v1"), workers, scale, 1.0, repeat)?;
+    let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. Synthetic bodies, runtime scale {scale}, data scale 1; FaaSFlow's staged input files are filled with bytes of their declared sizes and travel from the entry daemon to the workers whose tasks read them, in the invocation's `Start`. Medians of {repeat} invocations. Scheduling overhead is FaaSFlow's definition (end-to-end minus the functions' own time along the critical path), so bytes that cross workers on the critical path count in it. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\n{}\n",
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
