@@ -194,28 +194,6 @@ fn check_placement(plan: &pb::Plan, r: &Report) {
     }
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
-    let mut files = Vec::new();
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains("workflow"))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// Runs `source` once in WorkerSP and once in MasterSP on the same cluster; checks outputs,
 /// placement, message counts and that Redis is empty after each.
 async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, file: &str, input: &serde_json::Value) {
@@ -264,7 +242,7 @@ async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workers
     tokio::time::timeout(LIMIT, async {
         let redis = Redis::start();
         let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
-        let files = fixtures();
+        let files = support::faasflow_files();
         assert!(files.len() >= 18, "{files:?}");
         let mut seen = HashSet::new();
         for file in files {

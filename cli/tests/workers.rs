@@ -374,35 +374,13 @@ output:
     c.assert_clean();
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
-    let mut files = Vec::new();
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains("workflow"))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
     // A tenth of the declared runtimes and sizes: every object still crosses workers.
     let mut c = Cluster::scaled(3, 0.1, None);
     let mut one = Cluster::scaled(1, 0.1, None);
     let mut names = std::collections::HashSet::new();
-    let files = fixtures();
+    let files = support::faasflow_files();
     assert!(files.len() >= 18, "{files:?}");
     for file in files {
         let mut wf = load_file(&file).expect("loads").workflow;

@@ -541,7 +541,14 @@ fn bench(root: &Path) -> Result<()> {
     );
     doc = replace_section(&doc, heading, &section);
     let workers = 3;
-    let table = cluster_table(&bin, &root.join("tests/fixtures/faasflow-v1"), workers, scale, 1.0, repeat)?;
+    let table = cluster_table(
+        &bin,
+        &root.join("tests/fixtures/faasflow-v1"),
+        workers,
+        scale,
+        1.0,
+        repeat,
+    )?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. Synthetic bodies, runtime scale {scale}, data scale 1; FaaSFlow's staged input files are filled with bytes of their declared sizes and travel from the entry daemon to the workers whose tasks read them, in the invocation's `Start`. Medians of {repeat} invocations. Scheduling overhead is FaaSFlow's definition (end-to-end minus the functions' own time along the critical path), so bytes that cross workers on the critical path count in it. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\n{}\n",

@@ -1,7 +1,9 @@
-//! Test support shared by the cli integration tests: a private `redis-server`.
+//! Test support shared by the cli integration tests: a private `redis-server`, FaaSFlow's
+//! workflow files.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,4 +82,29 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every FaaSFlow workflow file in `tests/fixtures/faasflow-v1`, sorted.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn faasflow_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("workflow"))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 18, "FaaSFlow's files are missing: {files:?}");
+    files
 }
