@@ -281,6 +281,24 @@ async fn three_workers_run_the_plan_where_it_says() {
         for f in &report.functions {
             assert_eq!(Some(&f.worker), placed.get(&f.name), "{report:?}");
         }
+        // Every edge took the tier the plan gave it: across workers `peer` (or `remote`),
+        // within one worker `in-process` or `shared-memory`.
+        assert!(!report.edges.is_empty(), "{report:?}");
+        for e in &report.edges {
+            let node = |name: &str| {
+                wf.graph
+                    .node_indices()
+                    .find(|n| wf.graph[*n].name == name)
+                    .expect("a task")
+            };
+            let edge = wf.graph.find_edge(node(&e.from), node(&e.to)).expect("a data edge");
+            let planned = plan.tier(edge).as_str();
+            let ok = match planned {
+                "peer" | "remote" => e.tier == planned,
+                _ => e.tier == "in-process" || e.tier == "shared-memory",
+            };
+            assert!(ok, "edge {} → {} planned {planned}, took {}", e.from, e.to, e.tier);
+        }
         let m = c
             .planner
             .metrics(pb::MetricsRequest {})
