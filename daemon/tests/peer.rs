@@ -495,3 +495,76 @@ fn certificates_written_and_loaded_work_and_missing_files_say_what_to_do() {
     assert!(err.contains("does not belong to"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sends a 4 MiB object a → b and b → a and checks that both arrive whole.
+async fn exchange_object(ab: &PeerConnection, ba: &PeerConnection) {
+    let data = pattern(4 << 20, 7);
+    for (from, to) in [(ab, ba), (ba, ab)] {
+        let header = ObjectHeader {
+            invocation: 1,
+            object: 9,
+            len: data.len() as u64,
+        };
+        let recv = async {
+            let mut got = Vec::new();
+            to.accept_object().await.unwrap().read_into(&mut got).await.unwrap();
+            got
+        };
+        let (sent, got) = tokio::join!(from.send_object(header, &data[..]), recv);
+        sent.unwrap();
+        assert_eq!(checksum(&got), checksum(&data));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_are_as_large_as_the_config_allows_for_the_kind_of_peer() {
+    bounded(async {
+        let cluster = Cluster::new();
+        // Peers on a loopback address get large packets from the first one on, both ways.
+        let a = cluster.endpoint("worker-0", PeerConfig::default());
+        let b = cluster.endpoint("worker-1", PeerConfig::default());
+        let (ab, ba) = pair(&a, &b, "worker-1").await;
+        let large = PeerConfig::default().loopback_udp_payload;
+        assert!(large > 9000, "the default for loopback peers is large: {large}");
+        assert_eq!(ab.udp_payload(), large, "the dialler's packets");
+        assert_eq!(ba.udp_payload(), large, "the acceptor's packets");
+        exchange_object(&ab, &ba).await;
+
+        // Treated like peers on another host: packets stay within an Ethernet frame, found by
+        // MTU discovery.
+        let network = PeerConfig {
+            loopback_udp_payload: 1472,
+            ..PeerConfig::default()
+        };
+        let c = cluster.endpoint("worker-2", network.clone());
+        let d = cluster.endpoint("worker-3", network);
+        let (cd, dc) = pair(&c, &d, "worker-3").await;
+        exchange_object(&cd, &dc).await;
+        assert!(cd.udp_payload() <= 1472, "{}", cd.udp_payload());
+        assert!(dc.udp_payload() <= 1472, "{}", dc.udp_payload());
+
+        // One side allows large packets, the other does not: the smaller limit holds.
+        let (ad, da) = pair(&a, &d, "worker-3").await;
+        exchange_object(&ad, &da).await;
+        assert!(ad.udp_payload() <= 1472, "{}", ad.udp_payload());
+        assert!(da.udp_payload() <= 1472, "{}", da.udp_payload());
+
+        // QUIC needs 1200 bytes.
+        let tiny = PeerConfig {
+            max_udp_payload: 1000,
+            ..PeerConfig::default()
+        };
+        let err = PeerEndpoint::bind(
+            localhost(),
+            &cluster.ca.issue("worker-4").unwrap(),
+            &cluster.trust,
+            tiny,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("1200"), "{err}");
+        for e in [&a, &b, &c, &d] {
+            e.close();
+        }
+    })
+    .await;
+}

@@ -13,14 +13,21 @@
 //! connection that it has not read yet; a sender's writes wait for credit, so a slow consumer
 //! slows its producer instead of filling either side's memory.
 //!
+//! Packet size is set in [`PeerConfig`] too: up to [`PeerConfig::max_udp_payload`] bytes per
+//! UDP datagram to a peer on another host (found by MTU discovery), and
+//! [`PeerConfig::loopback_udp_payload`] (64 KiB by default) from the first packet on to a peer on
+//! a loopback address, where the cost per packet, not per byte, bounds the bandwidth.
+//!
 //! What it does not do: act on lost peers (keep-alive and an idle timeout close a silent
 //! connection; reacting to that belongs to the daemon), reconnect, or know the engine.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls_pki_types::CertificateDer;
@@ -61,6 +68,20 @@ pub struct PeerConfig {
     pub keep_alive: Duration,
     /// A connection that hears nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Largest UDP payload sent to a peer on another host. Path MTU discovery starts every
+    /// such connection at 1200 bytes and probes up to this; lost probes are harmless. 1472
+    /// fits an Ethernet MTU of 1500 (IPv4); a network with jumbo frames may raise it.
+    pub max_udp_payload: u16,
+    /// Largest UDP payload sent to a peer on a loopback address (another daemon on this host,
+    /// where the MTU is 64 KiB): such connections start at this size. Each packet costs the
+    /// same CPU work (encryption, syscalls, bookkeeping) whatever its size, so large ones move
+    /// objects several times faster. Set it to `max_udp_payload` to treat loopback peers like
+    /// any other.
+    pub loopback_udp_payload: u16,
+    /// Bytes asked of the kernel for the UDP socket's send and receive buffers (it caps them at
+    /// `net.core.wmem_max` / `rmem_max`): room for a burst of packets while the endpoint's
+    /// task is busy, rather than dropping them.
+    pub socket_buffer: usize,
 }
 
 impl Default for PeerConfig {
@@ -73,13 +94,33 @@ impl Default for PeerConfig {
             chunk: 1 << 20,
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
+            max_udp_payload: 1472,
+            loopback_udp_payload: LOOPBACK_UDP_PAYLOAD,
+            socket_buffer: 4 << 20,
         }
     }
 }
 
+/// The largest UDP payload of an IPv4 datagram (65 535 bytes less the IP and UDP headers),
+/// which a loopback interface's 64 KiB MTU carries unfragmented.
+const LOOPBACK_UDP_PAYLOAD: u16 = 65_507;
+
 impl PeerConfig {
-    fn transport(&self) -> Result<TransportConfig, PeerError> {
+    /// The transport settings of a connection whose packets carry at most `udp_payload` bytes.
+    fn transport(&self, udp_payload: u16, loopback: bool) -> Result<TransportConfig, PeerError> {
         let mut t = TransportConfig::default();
+        let mut mtud = quinn::MtuDiscoveryConfig::default();
+        mtud.upper_bound(udp_payload);
+        t.mtu_discovery_config(Some(mtud));
+        if loopback {
+            // Loopback carries any datagram up to its MTU: no need to discover it. The
+            // congestion window must start with room for a few such packets, or none is sent:
+            // its default of 12 000 bytes is sized for 1200-byte ones.
+            t.initial_mtu(udp_payload);
+            let mut cubic = quinn::congestion::CubicConfig::default();
+            cubic.initial_window(10 * u64::from(udp_payload));
+            t.congestion_controller_factory(Arc::new(cubic));
+        }
         t.stream_receive_window(VarInt::from_u32(self.stream_window))
             .receive_window(VarInt::from_u32(self.connection_window))
             .send_window(self.send_window)
@@ -204,6 +245,88 @@ pub struct PeerEndpoint {
     endpoint: quinn::Endpoint,
     node: String,
     config: PeerConfig,
+    /// For peers on other hosts, then for peers on loopback addresses.
+    settings: Arc<[Settings; 2]>,
+}
+
+/// The QUIC settings of connections with one kind of peer.
+#[derive(Debug)]
+struct Settings {
+    server: Arc<quinn::ServerConfig>,
+    client: quinn::ClientConfig,
+}
+
+fn is_loopback(addr: SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|ip| ip.is_loopback()),
+    }
+}
+
+/// The settings for a peer at `remote`.
+fn settings_for(settings: &[Settings; 2], remote: SocketAddr) -> &Settings {
+    &settings[usize::from(is_loopback(remote))]
+}
+
+/// Bytes one `sendmsg` carries at most, all its GSO segments together: the payload limit of one
+/// IPv4 datagram, which the kernel applies to a segmented send as a whole.
+const MAX_SEND: usize = 65_507;
+
+/// The runtime's UDP socket, except that a transmit of several segments whose total exceeds
+/// [`MAX_SEND`] (large loopback packets, several to a transmit) goes out in several sends.
+#[derive(Debug)]
+struct SplitGso {
+    inner: Arc<dyn quinn::AsyncUdpSocket>,
+}
+
+impl quinn::AsyncUdpSocket for SplitGso {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> std::io::Result<()> {
+        let segment = match transmit.segment_size {
+            Some(segment) if transmit.contents.len() > MAX_SEND => segment,
+            _ => return self.inner.try_send(transmit),
+        };
+        let per_send = (MAX_SEND / segment).max(1) * segment;
+        for (i, part) in transmit.contents.chunks(per_send).enumerate() {
+            let mut sub = transmit.clone();
+            sub.contents = part;
+            sub.segment_size = (part.len() > segment).then_some(segment);
+            match self.inner.try_send(&sub) {
+                // Part of the transmit is gone: what is left counts as lost, and is sent again.
+                Err(e) if i > 0 && e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> Poll<std::io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
 }
 
 impl PeerEndpoint {
@@ -219,21 +342,64 @@ impl PeerEndpoint {
         if config.chunk == 0 {
             return Err(PeerError::Config("the chunk size must be at least 1 byte".into()));
         }
-        let transport = Arc::new(config.transport()?);
-        let server_tls = QuicServerConfig::try_from(tls::server_config(identity, trust)?)
-            .map_err(|e| PeerError::Config(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
-        server.transport_config(transport.clone());
-        let client_tls = QuicClientConfig::try_from(tls::client_config(identity, trust)?)
-            .map_err(|e| PeerError::Config(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
-        client.transport_config(transport);
-        let mut endpoint = quinn::Endpoint::server(server, addr).map_err(|cause| PeerError::Bind { addr, cause })?;
-        endpoint.set_default_client_config(client);
+        if config.max_udp_payload < 1200 || config.loopback_udp_payload < 1200 {
+            return Err(PeerError::Config(
+                "UDP payloads must be allowed at least 1200 bytes (QUIC's minimum)".into(),
+            ));
+        }
+        let server_tls = Arc::new(
+            QuicServerConfig::try_from(tls::server_config(identity, trust)?)
+                .map_err(|e| PeerError::Config(e.to_string()))?,
+        );
+        let client_tls = Arc::new(
+            QuicClientConfig::try_from(tls::client_config(identity, trust)?)
+                .map_err(|e| PeerError::Config(e.to_string()))?,
+        );
+        let settings = |loopback: bool| -> Result<Settings, PeerError> {
+            let payload = if loopback {
+                config.loopback_udp_payload
+            } else {
+                config.max_udp_payload
+            };
+            let transport = Arc::new(config.transport(payload, loopback)?);
+            let mut server = quinn::ServerConfig::with_crypto(server_tls.clone());
+            server.transport_config(transport.clone());
+            let mut client = quinn::ClientConfig::new(client_tls.clone());
+            client.transport_config(transport);
+            Ok(Settings {
+                server: Arc::new(server),
+                client,
+            })
+        };
+        let settings = Arc::new([settings(false)?, settings(true)?]);
+        // The endpoint takes datagrams as large as either kind of peer may send.
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(config.max_udp_payload.max(config.loopback_udp_payload))
+            .map_err(|e| PeerError::Config(format!("UDP payload size: {e}")))?;
+        let bind_err = |cause| PeerError::Bind { addr, cause };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(bind_err)?;
+        // Best effort: the kernel caps the sizes, and a smaller buffer only costs speed.
+        let _ = state.set_send_buffer_size((&socket).into(), config.socket_buffer);
+        let _ = state.set_recv_buffer_size((&socket).into(), config.socket_buffer);
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| PeerError::Config("no async runtime (bind inside a tokio runtime)".into()))?;
+        let socket = Arc::new(SplitGso {
+            inner: runtime.wrap_udp_socket(socket).map_err(bind_err)?,
+        });
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config,
+            Some(settings[0].server.as_ref().clone()),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         Ok(PeerEndpoint {
             endpoint,
             node: identity.name().to_owned(),
             config,
+            settings,
         })
     }
 
@@ -260,7 +426,7 @@ impl PeerEndpoint {
         };
         let connecting = self
             .endpoint
-            .connect(addr, node_name)
+            .connect_with(settings_for(&self.settings, addr).client.clone(), addr, node_name)
             .map_err(|e| PeerError::Config(e.to_string()))?;
         let conn = connecting.await.map_err(handshake)?;
         let node = peer_node(&conn)?;
@@ -293,6 +459,7 @@ impl PeerEndpoint {
         Ok(Handshake {
             incoming,
             chunk: self.config.chunk,
+            settings: self.settings.clone(),
         })
     }
 
@@ -312,6 +479,7 @@ impl PeerEndpoint {
 pub struct Handshake {
     incoming: quinn::Incoming,
     chunk: usize,
+    settings: Arc<[Settings; 2]>,
 }
 
 impl Handshake {
@@ -329,7 +497,13 @@ impl Handshake {
             node: None,
             cause,
         };
-        let conn = self.incoming.await.map_err(handshake)?;
+        let server = settings_for(&self.settings, remote).server.clone();
+        let conn = self
+            .incoming
+            .accept_with(server)
+            .map_err(handshake)?
+            .await
+            .map_err(handshake)?;
         let node = peer_node(&conn)?;
         let (mut send, mut recv) = conn.accept_bi().await.map_err(handshake)?;
         let mut hello = [0; HELLO.len()];
@@ -421,6 +595,12 @@ impl PeerConnection {
         self.conn.remote_address()
     }
 
+    /// The largest UDP payload this side sends on the connection now (see
+    /// [`PeerConfig::max_udp_payload`] and [`PeerConfig::loopback_udp_payload`]).
+    pub fn udp_payload(&self) -> u16 {
+        self.conn.stats().path.current_mtu
+    }
+
     fn stream_err(&self, cause: impl ToString) -> PeerError {
         match self.conn.close_reason() {
             Some(cause) => PeerError::Connection {
@@ -497,10 +677,17 @@ impl PeerConnection {
         stream.write_all(&header.encode()).await.map_err(write_err)?;
         let mut source = source.take(header.len);
         let chunk = usize::try_from(header.len).unwrap_or(usize::MAX).min(self.chunk);
-        let mut buf = vec![0; chunk];
         let mut sent = 0u64;
+        let mut buf = BytesMut::new();
         while sent < header.len {
-            let n = match source.read(&mut buf).await {
+            // What is read is handed to QUIC as it is (quinn keeps it until the peer
+            // acknowledges it) instead of being copied once more; the next read goes to the
+            // rest of the buffer, or to a new one (the old one is reused once all of it is
+            // acknowledged).
+            if buf.capacity() < chunk.div_ceil(8) {
+                buf.reserve(chunk);
+            }
+            let n = match source.read_buf(&mut buf).await {
                 Ok(0) => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!("the source ended after {sent} of {} bytes", header.len),
@@ -518,7 +705,7 @@ impl PeerConnection {
                     });
                 }
             };
-            stream.write_all(&buf[..n]).await.map_err(write_err)?;
+            stream.write_chunk(buf.split().freeze()).await.map_err(write_err)?;
             sent += n as u64;
         }
         stream.finish().map_err(|e| self.stream_err(e))?;
