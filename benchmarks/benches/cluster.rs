@@ -305,21 +305,24 @@ fn main() {
         rows.push((size, total, stream, tcp, m));
     }
     println!(
-        "Object hand-off across workers, producer → consumer on the other worker: hand-off = (end_us[consumer] − end_us[producer]) − exec_us[consumer] (the push starts when the object is sealed, before the consumer is triggered); stream = first to last byte at the receiver, written into its arena. Medians of 15 runs (5 from 64 MiB) after {HANDOFF_WARMUP} warm-up ones. Reference: one loopback TCP stream (std, Nagle off) of the same bytes into a prefaulted buffer, and memcpy; same run"
+        "Object hand-off across workers, producer → consumer on the other worker: hand-off = (end_us[consumer] − end_us[producer]) − exec_us[consumer] (the push starts when the object is sealed, before the consumer is triggered); stream = first to last byte the receiver reads, written into its arena (it starts after the sender may have filled the windows, so it understates the transfer; the ratio to TCP uses the whole hand-off). Medians of 15 runs (5 from 64 MiB) after {HANDOFF_WARMUP} warm-up ones. Reference: one loopback TCP stream (std, Nagle off) of the same bytes into a prefaulted buffer, and memcpy; same run"
     );
     println!();
     println!(
-        "| size | hand-off | stream | stream rate | raw TCP | TCP rate | stream / TCP rate | memcpy | target ≥ 50% of TCP |"
+        "| size | hand-off | hand-off rate | stream | raw TCP | TCP rate | hand-off rate / TCP rate | memcpy | target ≥ 50% of TCP |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for (size, total, stream, tcp, m) in rows {
-        let ratio = tcp / stream;
+        // The whole hand-off (trigger included) against the bare transfer: the conservative
+        // ratio. The stream time alone starts at the first byte the receiver reads, after the
+        // sender may have filled the flow-control windows.
+        let ratio = tcp / total;
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt_size(size),
             fmt_us(total),
+            gbps(size, total),
             fmt_us(stream),
-            gbps(size, stream),
             fmt_us(tcp),
             gbps(size, tcp),
             fmt_ratio(ratio),
