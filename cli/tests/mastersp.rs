@@ -280,31 +280,12 @@ async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workers
     .expect("the test ran past its time limit");
 }
 
-const FAILING: &str = "
-name: failing
-functions:
-  echo: {pack: testkit, outputs: {out: bytes}}
-  fail: {pack: testkit, outputs: {out: bytes}}
-steps:
-  - task: a
-    function: echo
-    inputs: {in: input.text}
-  - task: b
-    function: fail
-    inputs: {in: a.out}
-  - task: c
-    function: echo
-    inputs: {in: b.out}
-output:
-  out: c.out
-";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_mastersp_invocation_names_the_step_and_leaves_no_key() {
     tokio::time::timeout(LIMIT, async {
         let redis = Redis::start();
         let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
-        let d = deploy(&mut c.planner, FAILING, "failing.yaml", pb::Mode::MasterSp)
+        let d = deploy(&mut c.planner, support::FAILING, "failing.yaml", pb::Mode::MasterSp)
             .await
             .expect("deploy");
         for text in ["x", "y"] {

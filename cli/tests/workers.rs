@@ -277,32 +277,7 @@ output:
 #[test]
 fn a_step_failing_on_another_worker_fails_the_invocation_everywhere() {
     let mut c = Cluster::new(3);
-    let wf = Arc::new(
-        load_str(
-            "
-name: failing
-functions:
-  echo: {pack: testkit, outputs: {out: bytes}}
-  fail: {pack: testkit, outputs: {out: bytes}}
-steps:
-  - task: a
-    function: echo
-    inputs: {in: input.text}
-  - task: b
-    function: fail
-    inputs: {in: a.out}
-  - task: c
-    function: echo
-    inputs: {in: b.out}
-output:
-  out: c.out
-",
-            "failing.yaml",
-            "failing",
-        )
-        .unwrap()
-        .workflow,
-    );
+    let wf = Arc::new(load_str(support::FAILING, "failing.yaml", "failing").unwrap().workflow);
     c.install(wf);
     let r = c.invoke_on(0, "failing", json!({"text": "x"}));
     assert_eq!(r.status, "failed");

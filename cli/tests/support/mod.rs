@@ -108,3 +108,24 @@ pub(crate) fn faasflow_files() -> Vec<PathBuf> {
     assert!(files.len() >= 18, "FaaSFlow's files are missing: {files:?}");
     files
 }
+
+/// A chain of three testkit steps whose middle one fails: `a` runs, `b` fails, `c` never runs.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) const FAILING: &str = "
+name: failing
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  fail: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: echo
+    inputs: {in: input.text}
+  - task: b
+    function: fail
+    inputs: {in: a.out}
+  - task: c
+    function: echo
+    inputs: {in: b.out}
+output:
+  out: c.out
+";
