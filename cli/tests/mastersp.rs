@@ -7,25 +7,20 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
-use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
-use faasflow_planner::service::{PlannerService, ServiceConfig};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_planner::service::ServiceConfig;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use serde_json::json;
 use support::Redis;
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -49,79 +44,34 @@ struct TestCluster {
 /// A planner using `planner_redis` and three daemons (`w0` … `w2`, QUIC peers) using
 /// `daemon_redis`, synthetic bodies at a tenth of their declared runtime and size.
 async fn cluster(planner_redis: Option<String>, daemon_redis: Option<String>) -> TestCluster {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let planner_addr: SocketAddr = listener.local_addr().expect("addr");
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(200),
         redis: planner_redis,
         ..ServiceConfig::default()
     };
-    tokio::spawn(
-        Server::builder().serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener)),
-    );
     let ca = ClusterCa::generate("test").expect("ca");
-    let mut daemons = Vec::new();
-    for i in 0..3 {
-        let name = format!("w{i}");
-        let mut c = DaemonConfig::new(PackCommand {
-            program: env!("CARGO_BIN_EXE_faasflow").into(),
-            args: vec!["__pack".into(), "synthetic".into()],
-        });
-        c.packs
-            .insert("testkit".into(), PackCommand::program(sibling("faasflow-pack-testkit")));
-        c.packs
-            .insert("example".into(), PackCommand::program(sibling("faasflow-pack-example")));
-        c.arena_bytes = 128 << 20;
-        c.name = name.clone();
-        c.runtime_scale = 0.1;
-        c.data_scale = 0.1;
-        c.redis = daemon_redis.clone();
-        c.spill_dir = std::env::temp_dir().join(format!("faasflow-mastersp-{}-{}", std::process::id(), unique()));
-        c.peer = Some(PeerSettings {
-            identity: ca.issue(&name).expect("cert"),
-            trust: ca.trust(),
-            bind: "127.0.0.1:0".parse().expect("addr"),
-            transport: PeerConfig::default(),
-        });
-        let daemon = Arc::new(
-            tokio::task::spawn_blocking(move || Daemon::start(c))
-                .await
-                .unwrap()
-                .expect("daemon"),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let me = Registration {
-            name,
-            grpc_addr: listener.local_addr().expect("addr"),
-            quic_addr: daemon.peer_addr(),
-            slots: 64,
-            memory_mib: 0,
-        };
-        tokio::spawn(Server::builder().serve_with_incoming(
-            DaemonService::new(daemon.clone()).into_server(),
-            TcpIncoming::from(listener),
-        ));
-        tokio::spawn(keep_registered(planner_addr.to_string(), me, daemon.clone()));
-        daemons.push(daemon);
-    }
-    let mut planner = PlannerClient::connect(format!("http://{planner_addr}"))
-        .await
-        .expect("planner")
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = planner
-            .metrics(pb::MetricsRequest {})
-            .await
-            .expect("metrics")
-            .into_inner();
-        if m.workers == 3 {
-            break;
-        }
-        assert!(Instant::now() < end, "workers did not register: {m:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let daemons = (0..3)
+        .map(|i| {
+            let name = format!("w{i}");
+            let mut c = DaemonConfig::new(PackCommand {
+                program: env!("CARGO_BIN_EXE_faasflow").into(),
+                args: vec!["__pack".into(), "synthetic".into()],
+            });
+            c.packs
+                .insert("testkit".into(), PackCommand::program(sibling("faasflow-pack-testkit")));
+            c.packs
+                .insert("example".into(), PackCommand::program(sibling("faasflow-pack-example")));
+            c.arena_bytes = 128 << 20;
+            c.runtime_scale = 0.1;
+            c.data_scale = 0.1;
+            c.redis = daemon_redis.clone();
+            c.spill_dir = std::env::temp_dir().join(format!("faasflow-mastersp-{}-{}", std::process::id(), unique()));
+            c.peer = Some(support::peer_settings(&ca, &name));
+            c.name = name;
+            c
+        })
+        .collect();
+    let (planner, daemons) = support::services(config, daemons, 64).await;
     TestCluster {
         planner,
         _daemons: daemons,

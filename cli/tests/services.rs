@@ -2,22 +2,22 @@
 //! `PlannerService` and 1 or 3 `Daemon`s with their `DaemonService`s and registration loops
 //! (functions without a pack run in `faasflow __pack synthetic` instances).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
-use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
-use faasflow_planner::service::{PlannerService, ServiceConfig};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_daemon::service::DaemonService;
+use faasflow_planner::service::ServiceConfig;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+
+mod support;
 
 fn daemon_config(name: &str) -> DaemonConfig {
     let mut c = DaemonConfig::new(PackCommand {
@@ -35,73 +35,25 @@ struct TestCluster {
     daemons: Vec<Arc<Daemon>>,
 }
 
-async fn serve_planner() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+/// A planner and `n` daemons (`w0` …, `slots` slots each); with `peers`, each daemon has a
+/// certificate from one cluster CA and a QUIC endpoint.
+async fn cluster(n: usize, slots: u32, peers: bool) -> TestCluster {
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(200),
         ..ServiceConfig::default()
     };
-    tokio::spawn(
-        Server::builder().serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener)),
-    );
-    addr
-}
-
-/// A planner and `n` daemons (`w0` …, `slots` slots each); with `peers`, each daemon has a
-/// certificate from one cluster CA and a QUIC endpoint.
-async fn cluster(n: usize, slots: u32, peers: bool) -> TestCluster {
-    let planner_addr = serve_planner().await;
     let ca = ClusterCa::generate("test").expect("ca");
-    let mut daemons = Vec::new();
-    for i in 0..n {
-        let name = format!("w{i}");
-        let mut config = daemon_config(&name);
-        if peers {
-            config.peer = Some(PeerSettings {
-                identity: ca.issue(&name).expect("cert"),
-                trust: ca.trust(),
-                bind: "127.0.0.1:0".parse().expect("addr"),
-                transport: PeerConfig::default(),
-            });
-        }
-        let daemon = Arc::new(
-            tokio::task::spawn_blocking(move || Daemon::start(config))
-                .await
-                .unwrap()
-                .expect("daemon"),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let me = Registration {
-            name,
-            grpc_addr: listener.local_addr().expect("addr"),
-            quic_addr: daemon.peer_addr(),
-            slots,
-            memory_mib: 0,
-        };
-        tokio::spawn(Server::builder().serve_with_incoming(
-            DaemonService::new(daemon.clone()).into_server(),
-            TcpIncoming::from(listener),
-        ));
-        tokio::spawn(keep_registered(planner_addr.to_string(), me, daemon.clone()));
-        daemons.push(daemon);
-    }
-    let mut planner = PlannerClient::connect(format!("http://{planner_addr}"))
-        .await
-        .expect("planner");
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = planner
-            .metrics(pb::MetricsRequest {})
-            .await
-            .expect("metrics")
-            .into_inner();
-        if m.workers as usize == n {
-            break;
-        }
-        assert!(Instant::now() < end, "workers did not register: {m:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let daemons = (0..n)
+        .map(|i| {
+            let name = format!("w{i}");
+            let mut c = daemon_config(&name);
+            if peers {
+                c.peer = Some(support::peer_settings(&ca, &name));
+            }
+            c
+        })
+        .collect();
+    let (planner, daemons) = support::services(config, daemons, slots).await;
     TestCluster { planner, daemons }
 }
 

@@ -1,18 +1,31 @@
 //! Test support shared by the cli integration tests: a private `redis-server`, FaaSFlow's
-//! workflow files.
+//! workflow files, the planner and daemon services in this process.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use faasflow_daemon::io::peer::PeerConfig;
+use faasflow_daemon::io::tls::ClusterCa;
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
+use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
+use faasflow_planner::service::{PlannerService, ServiceConfig};
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
 
 /// A private redis-server on a free port (nothing saved to disk), killed on drop.
+#[allow(dead_code)] // Not every test file asks.
 pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
 
+#[allow(dead_code)] // Not every test file asks.
 impl Redis {
     /// Starts one and waits until it answers.
     pub(crate) fn start() -> Redis {
@@ -50,7 +63,6 @@ impl Redis {
     }
 
     /// How many keys it holds.
-    #[allow(dead_code)] // Not every test file asks.
     pub(crate) fn dbsize(&self) -> usize {
         let reply = self.command("DBSIZE").expect("DBSIZE answered");
         reply
@@ -60,7 +72,6 @@ impl Redis {
     }
 
     /// Stops it (as if it crashed).
-    #[allow(dead_code)] // Not every test file asks.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -129,3 +140,74 @@ steps:
 output:
   out: c.out
 ";
+
+/// Peer settings for node `name`, certified by `ca`, on a free loopback port.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn peer_settings(ca: &ClusterCa, name: &str) -> PeerSettings {
+    PeerSettings {
+        identity: ca.issue(name).expect("cert"),
+        trust: ca.trust(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        transport: PeerConfig::default(),
+    }
+}
+
+/// A planner service with `config` and one daemon per config in `daemons` (each with its
+/// `DaemonService` and registration loop, `slots` slots), on loopback; returns a client of
+/// the planner once every daemon has registered, and the daemons.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) async fn services(
+    config: ServiceConfig,
+    daemons: Vec<DaemonConfig>,
+    slots: u32,
+) -> (PlannerClient<Channel>, Vec<Arc<Daemon>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let planner_addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        Server::builder().serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener)),
+    );
+    let n = daemons.len();
+    let mut started = Vec::new();
+    for c in daemons {
+        let name = c.name.clone();
+        let daemon = Arc::new(
+            tokio::task::spawn_blocking(move || Daemon::start(c))
+                .await
+                .unwrap()
+                .expect("daemon"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let me = Registration {
+            name,
+            grpc_addr: listener.local_addr().expect("addr"),
+            quic_addr: daemon.peer_addr(),
+            slots,
+            memory_mib: 0,
+        };
+        tokio::spawn(Server::builder().serve_with_incoming(
+            DaemonService::new(daemon.clone()).into_server(),
+            TcpIncoming::from(listener),
+        ));
+        tokio::spawn(keep_registered(planner_addr.to_string(), me, daemon.clone()));
+        started.push(daemon);
+    }
+    let mut planner = PlannerClient::connect(format!("http://{planner_addr}"))
+        .await
+        .expect("planner")
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = planner
+            .metrics(pb::MetricsRequest {})
+            .await
+            .expect("metrics")
+            .into_inner();
+        if m.workers as usize == n {
+            break;
+        }
+        assert!(Instant::now() < end, "workers did not register: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (planner, started)
+}
