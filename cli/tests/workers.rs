@@ -755,3 +755,87 @@ output:
         c.assert_clean();
     }
 }
+
+/// A large input that only tasks read goes to the workers whose tasks read it as an object on
+/// a stream of its own (an edge from `input.NAME` in the report), lands once per worker, and
+/// reads the same as when it is small enough to travel inside `Start`.
+#[test]
+fn large_inputs_travel_as_objects_to_the_workers_that_read_them() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(
+        load_str(
+            "
+name: staged
+inputs:
+  big: bytes
+  small: bytes
+functions:
+  len: {pack: testkit, outputs: {out: json}}
+  concat: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: len
+    inputs: {in: input.big}
+  - task: b
+    function: len
+    inputs: {in: input.big}
+  - task: c
+    function: concat
+    inputs: {a: input.small, b: input.big}
+  - task: d
+    function: len
+    inputs: {in: input.big}
+  - task: e
+    function: len
+    inputs: {in: c.out}
+output:
+  a: a.out
+  b: b.out
+  d: d.out
+  e: e.out
+",
+            "staged.yaml",
+            "staged",
+        )
+        .unwrap()
+        .workflow,
+    );
+    let plan = c.install(wf.clone());
+    let view = c.view.clone();
+    let worker = |name: &str| {
+        let n = wf.graph.node_indices().find(|n| wf.graph[*n].name == name).unwrap();
+        view.workers[plan.worker_of(n) as usize].name.clone()
+    };
+    assert_eq!(worker("a"), worker("d"), "round robin puts a and d together");
+    for (entry, size) in [(0, 300_000), (1, 300_000), (2, 1_000)] {
+        let big: String = (0..size).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let r = c.invoke_on(entry, "staged", json!({"big": big, "small": "S"}));
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+        assert_eq!(r.output, json!({"a": size, "b": size, "d": size, "e": size + 1}));
+        let from_input: Vec<_> = r.edges.iter().filter(|e| e.from == "input.big").collect();
+        if size < 64 * 1024 {
+            assert!(
+                from_input.is_empty(),
+                "a small input travels inside Start: {:?}",
+                r.edges
+            );
+        } else {
+            // Every reader got it; those on other workers than the entry over the peer tier.
+            let entry_name = c.daemon(entry).name().to_owned();
+            for t in ["a", "b", "c", "d"] {
+                let e = from_input
+                    .iter()
+                    .find(|e| e.to == t)
+                    .unwrap_or_else(|| panic!("no edge input.big → {t}: {:?}", r.edges));
+                assert_eq!(e.bytes, size as u64);
+                let want = if worker(t) == entry_name {
+                    "shared-memory"
+                } else {
+                    "peer"
+                };
+                assert_eq!(e.tier, want, "input.big → {t} on {}", worker(t));
+            }
+        }
+        c.assert_clean();
+    }
+}

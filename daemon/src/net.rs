@@ -73,6 +73,8 @@ pub(crate) enum Source {
     File(PathBuf),
     /// Bytes read back from the remote tier.
     Bytes(Vec<u8>),
+    /// Bytes shared by several pushes (a workflow input sent to several workers).
+    Shared(Arc<Vec<u8>>),
 }
 
 enum Outbound {
@@ -261,6 +263,7 @@ async fn send_object(
             conn.send_object(header, tokio::fs::File::from_std(file)).await
         }
         Source::Bytes(bytes) => conn.send_object(header, &bytes[..]).await,
+        Source::Shared(bytes) => conn.send_object(header, &bytes[..]).await,
     }
 }
 

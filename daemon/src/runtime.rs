@@ -647,6 +647,10 @@ struct Installed {
     /// The workflow inputs each worker (by name) needs: those its tasks read, and those any
     /// condition or foreach reads (every worker evaluates those).
     input_needs: HashMap<String, HashSet<String>>,
+    /// Inputs that may be staged ([`cluster::stageable_inputs`]).
+    stageable: Vec<String>,
+    /// Inputs the tasks of this worker read.
+    read_here: HashSet<String>,
     /// Outputs the workflow's result reads: (node, output).
     result_reads: HashSet<(u32, String)>,
 }
@@ -759,6 +763,8 @@ struct Call {
     master: Option<ExecReply>,
     /// Input objects fetched for it alone (freed when it ends).
     owned: Vec<u64>,
+    /// When the engine triggered it.
+    triggered: Instant,
 }
 
 /// `len` bytes do not fit now: a wait if they could ever fit in `capacity`, else an error.
@@ -789,6 +795,11 @@ struct InvState {
     quiet: bool,
     /// Its end waits for result objects still arriving from other workers.
     deferred: Option<Result<Vec<(String, InputValue)>, String>>,
+    /// Since when its end waits for them, and how long it waited.
+    deferred_at: Option<Instant>,
+    result_wait_us: f64,
+    /// Workflow inputs sent on streams of their own, landed as objects: input name → object.
+    staged: HashMap<String, u64>,
     /// Data time and spills already reported to the entry daemon.
     reported: (f64, u64),
     /// It runs on a central engine: this daemon only executes some of its functions.
@@ -859,6 +870,12 @@ struct Runtime {
     storing: HashMap<u64, (ExecReply, Executed, Vec<u64>)>,
     /// It said once that edges planned remote go peer to peer (no remote tier).
     said_no_remote: bool,
+    /// Pushes of staged inputs from memory (no local object): object → (invocation, pushes
+    /// not through yet).
+    staged_sends: HashMap<u64, (InvocationId, u32)>,
+    /// Pushes of staged inputs to send once their `Start`s are queued: worker, address,
+    /// invocation, object, source.
+    staged_pushes: Vec<(String, SocketAddr, InvocationId, u64, crate::net::Source)>,
 }
 
 fn us(d: Duration) -> f64 {
@@ -908,6 +925,8 @@ impl Runtime {
             remote: None,
             storing: HashMap::new(),
             said_no_remote: false,
+            staged_sends: HashMap::new(),
+            staged_pushes: Vec::new(),
         }
     }
 
@@ -1240,6 +1259,17 @@ impl Runtime {
         });
         let (readers, remote_readers, result_reads) = cluster::readers(&wf, &plan, &placement);
         let input_needs = cluster::input_needs(&wf, &placement);
+        let stageable = cluster::stageable_inputs(&wf);
+        let read_here: HashSet<String> = placement
+            .local
+            .iter()
+            .filter_map(|n| wf.graph[*n].task())
+            .flat_map(|t| t.inputs.iter().flat_map(|b| b.sources.iter()))
+            .filter_map(|src| match src {
+                faasflow_planner::dag::DataSource::Input(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
         self.installed.insert(
             key,
             Installed {
@@ -1252,6 +1282,8 @@ impl Runtime {
                 remote_readers,
                 result_reads,
                 input_needs,
+                stageable,
+                read_here,
             },
         );
         let mut warming = HashSet::new();
@@ -1414,12 +1446,16 @@ impl Runtime {
             return reply(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
         }
         // The other workers of the plan start it too: they get its input first.
-        let others = self.other_workers(&(workflow.clone(), version));
+        let key = (workflow.clone(), version);
+        let others = self.other_workers(&key);
+        // Large inputs only tasks read go apart, as objects (they would hold up `Start`).
+        let mut input = input;
+        let staged = self.take_staged(&key, &mut input);
         // Each other worker gets the inputs its tasks, conditions and foreach lists read
         // (the others as `null`): a large input goes only where it is needed.
         let inputs: Vec<Vec<u8>> = others
             .iter()
-            .map(|(name, _)| self.input_for(&(workflow.clone(), version), name, &input))
+            .map(|(name, _)| self.input_for(&key, name, &input))
             .collect();
         if let Err((e, reply)) = self.begin(id, &workflow, version, input, Some(reply), None) {
             if let Some(reply) = reply {
@@ -1427,17 +1463,26 @@ impl Runtime {
             }
             return;
         }
+        let named = match self.stage(id, staged, &others) {
+            Ok(named) => named,
+            Err(e) => {
+                self.staged_pushes.clear();
+                return self.abort(id, e, false);
+            }
+        };
         let origin_us = self.invocations.get(&id).map_or(0, |i| cluster::unix_us(i.start));
-        for (peer, input) in others.into_iter().zip(inputs) {
+        for ((peer, input), staged) in others.into_iter().zip(inputs).zip(named) {
             let msg = crate::io::message::ControlMessage::Start(crate::io::message::Start {
                 workflow: workflow.clone(),
                 version,
                 invocation: id,
                 origin_us,
                 input,
+                staged,
             });
             self.broadcast(&[peer], &msg);
         }
+        self.push_staged();
     }
 
     /// Creates an invocation's state and starts it in the engine. `entry`: the plan index of
@@ -1465,6 +1510,9 @@ impl Runtime {
                 entry: entry.map_or(me, |(e, _)| e),
                 quiet: false,
                 deferred: None,
+                deferred_at: None,
+                result_wait_us: 0.0,
+                staged: HashMap::new(),
                 reported: (0.0, 0),
                 master: false,
                 functions: Vec::new(),
@@ -1517,7 +1565,7 @@ impl Runtime {
         node: NodeId,
         element: Option<u32>,
         attempt: u32,
-        inputs: Vec<(String, InputValue)>,
+        mut inputs: Vec<(String, InputValue)>,
     ) {
         let Some(inv) = self.invocations.get_mut(&invocation) else {
             return;
@@ -1538,6 +1586,25 @@ impl Runtime {
             site.synthetic,
         );
         let name = wf.graph[node].name.clone();
+        if !inv.staged.is_empty()
+            && let Some(task) = wf.graph[node].task()
+        {
+            // Staged inputs are read as the objects they landed in.
+            for (binding, v) in inputs.iter_mut() {
+                if let InputValue::Json(_) = v
+                    && let Some(b) = task.inputs.iter().find(|b| b.name == *binding)
+                    && let [faasflow_planner::dag::DataSource::Input(i)] = b.sources.as_slice()
+                    && let Some(&id) = inv.staged.get(i)
+                    && let Some(o) = self.objects.get(&id)
+                {
+                    *v = InputValue::Object(ObjectRef {
+                        id,
+                        len: o.len,
+                        json: None,
+                    });
+                }
+            }
+        }
         inv.functions.push(FunctionRecord {
             name: name.clone(),
             worker: self.config.name.clone(),
@@ -1546,6 +1613,7 @@ impl Runtime {
             start_us: us(inv.start.elapsed()),
             end_us: 0.0,
             exec_us: 0.0,
+            data_us: 0.0,
             attempt,
             skipped: false,
             error: None,
@@ -1582,6 +1650,7 @@ impl Runtime {
             edge_range: 0..0,
             master: None,
             owned: Vec::new(),
+            triggered: Instant::now(),
         };
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.running.insert((node.index() as u32, element), id);
@@ -2487,12 +2556,16 @@ impl Runtime {
             }
             if let Some(inv) = self.invocations.get_mut(&invocation) {
                 inv.deferred = Some(result);
+                inv.deferred_at.get_or_insert_with(Instant::now);
             }
             return;
         }
         let Some(mut inv) = self.invocations.remove(&invocation) else {
             return;
         };
+        if let Some(at) = inv.deferred_at {
+            inv.result_wait_us = us(at.elapsed());
+        }
         self.forget(invocation);
         let Some(reply) = inv.reply.take() else {
             // Not the entry: the entry reports.
@@ -2513,27 +2586,13 @@ impl Runtime {
             }
             Err(e) => ("failed", serde_json::Value::Null, Some(e)),
         };
-        let (critical_path_us, critical_path) = match &wf {
+        let path = match &wf {
             Some(wf) => {
-                for n in wf.graph.node_indices() {
-                    if wf.graph[n].task().is_some() && !inv.functions.iter().any(|f| f.name == wf.graph[n].name) {
-                        inv.functions.push(FunctionRecord {
-                            name: wf.graph[n].name.clone(),
-                            worker: self.worker_of(&inv.wf, n),
-                            element: None,
-                            instance: None,
-                            start_us: 0.0,
-                            end_us: 0.0,
-                            exec_us: 0.0,
-                            attempt: 0,
-                            skipped: true,
-                            error: None,
-                        });
-                    }
-                }
+                let key = inv.wf.clone();
+                faasflow_planner::report::add_skipped(wf, &mut inv.functions, |n| self.worker_of(&key, n));
                 faasflow_planner::report::critical_path(wf, &inv.functions)
             }
-            None => (0.0, Vec::new()),
+            None => Default::default(),
         };
         let report = Report {
             status: status.into(),
@@ -2541,10 +2600,11 @@ impl Runtime {
             error,
             invocation,
             e2e_us,
-            scheduling_overhead_us: (e2e_us - critical_path_us).max(0.0),
+            scheduling_overhead_us: path.scheduling_overhead_us(e2e_us, inv.result_wait_us),
             data_overhead_us: inv.data_us,
-            critical_path_us,
-            critical_path,
+            critical_path_us: path.exec_us,
+            critical_data_us: path.data_us + inv.result_wait_us,
+            critical_path: path.names,
             functions: std::mem::take(&mut inv.functions),
             edges: std::mem::take(&mut inv.edges),
             spills: inv.spills,

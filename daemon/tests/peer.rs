@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use faasflow_daemon::io::message::{ControlMessage, Done, ObjectHeader, OutputRef, Start};
+use faasflow_daemon::io::message::{ControlMessage, Done, ObjectHeader, OutputRef, StagedInput, Start};
 use faasflow_daemon::io::peer::{PeerConfig, PeerConnection, PeerEndpoint, PeerError};
 use faasflow_daemon::io::tls::{self, ClusterCa, ClusterTrust, NodeIdentity};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -109,7 +109,12 @@ fn start_message() -> ControlMessage {
         version: 3,
         invocation: 42,
         origin_us: 1_700_000_000_000_000,
-        input: br#"{"text": "a b"}"#.to_vec(),
+        input: br#"{"text": "a b", "file": null}"#.to_vec(),
+        staged: vec![StagedInput {
+            name: "file".into(),
+            object: u64::MAX - 1,
+            len: 1 << 20,
+        }],
     })
 }
 

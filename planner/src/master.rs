@@ -38,7 +38,7 @@ use crate::convert::execute::{
 use crate::dag::{NodeId, Workflow};
 use crate::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
 use crate::remote::{ObjectKey, RemoteStore};
-use crate::report::{FunctionRecord, Report, critical_path};
+use crate::report::{FunctionRecord, Report, add_skipped, critical_path};
 
 /// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
 const MAX_TEXT_OUTPUT: u64 = 64 << 10;
@@ -489,6 +489,7 @@ impl Actor {
                 start_us: us(sent.saturating_duration_since(inv.start)),
                 end_us: us(inv.start.elapsed()),
                 exec_us: 0.0,
+                data_us: 0.0,
                 attempt,
                 skipped: false,
                 error: Some(error.to_owned()),
@@ -545,6 +546,8 @@ impl Actor {
                     // The planner's view of the step: sent to answered.
                     record.start_us = us(e.sent.saturating_duration_since(inv.start));
                     record.end_us = us(inv.start.elapsed());
+                    // Fetching its inputs from the remote tier and storing its outputs there.
+                    record.data_us = done.data_us;
                     inv.functions.push(record);
                     inv.edges.extend(done.edges);
                     inv.data_us += done.data_us;
@@ -607,22 +610,10 @@ impl Actor {
                 .collect()
         });
         let wf = inv.info.wf.clone();
-        for n in wf.graph.node_indices() {
-            if wf.graph[n].task().is_some() && !inv.functions.iter().any(|f| f.name == wf.graph[n].name) {
-                inv.functions.push(FunctionRecord {
-                    name: wf.graph[n].name.clone(),
-                    worker: inv.info.placement.get(&n).cloned().unwrap_or_default(),
-                    element: None,
-                    instance: None,
-                    start_us: 0.0,
-                    end_us: 0.0,
-                    exec_us: 0.0,
-                    attempt: 0,
-                    skipped: true,
-                    error: None,
-                });
-            }
-        }
+        let placement = &inv.info.placement;
+        add_skipped(&wf, &mut inv.functions, |n| {
+            placement.get(&n).cloned().unwrap_or_default()
+        });
         tokio::spawn(async move {
             let t = Instant::now();
             let (status, output, error) = match result {
@@ -632,7 +623,8 @@ impl Actor {
                 },
                 Err(e) => ("failed", serde_json::Value::Null, Some(e)),
             };
-            inv.data_us += us(t.elapsed());
+            let read_us = us(t.elapsed());
+            inv.data_us += read_us;
             let (status, output, error) = match inv.store.delete_invocation(&wf.name, inv.version, invocation).await {
                 Ok(_) => (status, output, error),
                 Err(e) => {
@@ -647,17 +639,18 @@ impl Actor {
                 }
             };
             let e2e_us = us(inv.start.elapsed());
-            let (critical_path_us, critical_path) = critical_path(&wf, &inv.functions);
+            let path = critical_path(&wf, &inv.functions);
             let report = Report {
                 status: status.into(),
                 output,
                 error,
                 invocation,
                 e2e_us,
-                scheduling_overhead_us: (e2e_us - critical_path_us).max(0.0),
+                scheduling_overhead_us: path.scheduling_overhead_us(e2e_us, read_us),
                 data_overhead_us: inv.data_us,
-                critical_path_us,
-                critical_path,
+                critical_path_us: path.exec_us,
+                critical_data_us: path.data_us + read_us,
+                critical_path: path.names,
                 functions: inv.functions,
                 edges: inv.edges,
                 spills: 0,

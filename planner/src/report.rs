@@ -22,12 +22,21 @@ pub struct Report {
     pub invocation: u64,
     /// Start to end, µs.
     pub e2e_us: f64,
-    /// `e2e_us` minus the execution time of the critical path (FaaSFlow's definition).
+    /// `e2e_us` minus the critical path's execution time and its data waits
+    /// (`critical_path_us + critical_data_us`): the time spent deciding, triggering and
+    /// dispatching. FaaSFlow's functions fetch and store their data inside their bodies, so
+    /// its "execution time" holds what faasflow reports apart as data waits.
     pub scheduling_overhead_us: f64,
-    /// Time spent moving objects: writing inputs into the arena, spilling and reloading.
+    /// Time spent moving objects: writing inputs into the arena, spilling and reloading,
+    /// transfers between workers and to and from the remote tier (summed over all functions).
     pub data_overhead_us: f64,
     /// Execution time of the critical path (functions' own time), µs.
     pub critical_path_us: f64,
+    /// Time the critical path's functions waited for their data (inputs arriving from other
+    /// workers or fetched from the remote tier, outputs stored there), plus the entry's wait
+    /// for the result's bytes, µs.
+    #[serde(default)]
+    pub critical_data_us: f64,
     /// Task names on the critical path, first to last.
     pub critical_path: Vec<String>,
     /// Every function attempt, and every task that did not run (`skipped`).
@@ -55,6 +64,11 @@ pub struct FunctionRecord {
     pub end_us: f64,
     /// Time the function itself ran, measured in the instance.
     pub exec_us: f64,
+    /// Time the run waited for its data outside the function: from its trigger until inputs
+    /// coming from other workers had arrived, or (MasterSP) fetching its inputs from the
+    /// remote tier and storing its outputs there.
+    #[serde(default)]
+    pub data_us: f64,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// It did not run: a switch did not take its branch.
@@ -94,9 +108,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  end-to-end {:.3} ms = critical path {:.3} ms + scheduling {:.3} ms; data movement {:.3} ms; {} spill(s)",
+            "  end-to-end {:.3} ms = critical path {:.3} ms + its data waits {:.3} ms + scheduling {:.3} ms; data movement {:.3} ms; {} spill(s)",
             self.e2e_us / 1e3,
             self.critical_path_us / 1e3,
+            self.critical_data_us / 1e3,
             self.scheduling_overhead_us / 1e3,
             self.data_overhead_us / 1e3,
             self.spills
@@ -133,19 +148,35 @@ impl Report {
     }
 }
 
-/// The execution time of the critical path and its task names: the longest path through the
-/// workflow where a task weighs its slowest attempt (a foreach body, its slowest element).
-pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> (f64, Vec<String>) {
-    let mut weight: HashMap<&str, f64> = HashMap::new();
+/// The critical path of an invocation: the longest path through the workflow where a task
+/// weighs its own time plus its data waits (`exec_us + data_us` of its slowest attempt; a
+/// foreach body, its slowest element).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CriticalPath {
+    /// Execution time of its functions, µs.
+    pub exec_us: f64,
+    /// Their data waits, µs.
+    pub data_us: f64,
+    /// Its task names, first to last.
+    pub names: Vec<String>,
+}
+
+/// The [`CriticalPath`] of an invocation of `wf` whose function runs are `functions`.
+pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> CriticalPath {
+    // Per task: (exec + data, exec, data) of its heaviest run.
+    let mut weight: HashMap<&str, (f64, f64, f64)> = HashMap::new();
     for f in functions.iter().filter(|f| !f.skipped) {
         let w = weight.entry(f.name.as_str()).or_default();
-        *w = w.max(f.exec_us);
+        let total = f.exec_us + f.data_us;
+        if total > w.0 {
+            *w = (total, f.exec_us, f.data_us);
+        }
     }
     let order = wf.topo_order();
     let mut best: HashMap<NodeId, (f64, Option<NodeId>)> = HashMap::new();
     for &n in &order {
         let own = if matches!(wf.graph[n].kind, NodeKind::Task(_)) {
-            weight.get(wf.graph[n].name.as_str()).copied().unwrap_or(0.0)
+            weight.get(wf.graph[n].name.as_str()).map_or(0.0, |w| w.0)
         } else {
             0.0
         };
@@ -156,17 +187,52 @@ pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> (f64, Vec<S
             .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
         best.insert(n, (prev + own, from));
     }
-    let Some((&end, &(total, _))) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
-        return (0.0, Vec::new());
+    let Some((&end, _)) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
+        return CriticalPath::default();
     };
-    let mut names = Vec::new();
+    let mut path = CriticalPath::default();
     let mut at = Some(end);
     while let Some(n) = at {
-        if matches!(wf.graph[n].kind, NodeKind::Task(_)) && weight.contains_key(wf.graph[n].name.as_str()) {
-            names.push(wf.graph[n].name.clone());
+        if matches!(wf.graph[n].kind, NodeKind::Task(_))
+            && let Some(w) = weight.get(wf.graph[n].name.as_str())
+        {
+            path.names.push(wf.graph[n].name.clone());
+            path.exec_us += w.1;
+            path.data_us += w.2;
         }
         at = best.get(&n).and_then(|b| b.1);
     }
-    names.reverse();
-    (total, names)
+    path.names.reverse();
+    path
+}
+
+/// Adds a `skipped` record for every task of `wf` that has none in `functions` (it never ran
+/// on any worker), placed by `worker_of`.
+pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of: impl Fn(NodeId) -> String) {
+    for n in wf.graph.node_indices() {
+        if wf.graph[n].task().is_some() && !functions.iter().any(|f| f.name == wf.graph[n].name) {
+            functions.push(FunctionRecord {
+                name: wf.graph[n].name.clone(),
+                worker: worker_of(n),
+                element: None,
+                instance: None,
+                start_us: 0.0,
+                end_us: 0.0,
+                exec_us: 0.0,
+                data_us: 0.0,
+                attempt: 0,
+                skipped: true,
+                error: None,
+            });
+        }
+    }
+}
+
+impl CriticalPath {
+    /// The scheduling overhead of an invocation that took `e2e_us`, whose entry waited
+    /// `result_wait_us` for its result's bytes: what is neither the critical path's execution
+    /// nor its data waits.
+    pub fn scheduling_overhead_us(&self, e2e_us: f64, result_wait_us: f64) -> f64 {
+        (e2e_us - self.exec_us - self.data_us - result_wait_us).max(0.0)
+    }
 }

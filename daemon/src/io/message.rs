@@ -38,8 +38,21 @@ pub struct Start {
     /// When it started on the entry, µs since the Unix epoch (the origin of the times in its
     /// report on every daemon).
     pub origin_us: u64,
-    /// The workflow's input, JSON.
+    /// The workflow's input, JSON (the inputs in `staged` are `null` in it).
     pub input: Vec<u8>,
+    /// Large inputs that tasks of the receiver read, sent as objects on streams of their own.
+    pub staged: Vec<StagedInput>,
+}
+
+/// A workflow input sent as an object (its [`ObjectHeader`] has the same `object`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedInput {
+    /// The input's name.
+    pub name: String,
+    /// The object's id.
+    pub object: u64,
+    /// Its size in bytes.
+    pub len: u64,
 }
 
 /// A task finished on the sending daemon: its outputs, by name. Objects a task of the
@@ -195,6 +208,12 @@ impl ControlMessage {
                 out.extend_from_slice(&m.invocation.to_le_bytes());
                 out.extend_from_slice(&m.origin_us.to_le_bytes());
                 put_blob(out, &m.input)?;
+                put_count(out, m.staged.len())?;
+                for i in &m.staged {
+                    put_str(out, &i.name, "an input name")?;
+                    out.extend_from_slice(&i.object.to_le_bytes());
+                    out.extend_from_slice(&i.len.to_le_bytes());
+                }
             }
             ControlMessage::Done(m) => {
                 out.push(TAG_DONE);
@@ -233,13 +252,28 @@ impl ControlMessage {
         }
         let mut r = Reader(body);
         let msg = match r.u8()? {
-            TAG_START => ControlMessage::Start(Start {
-                workflow: r.string()?,
-                version: r.u64()?,
-                invocation: r.u64()?,
-                origin_us: r.u64()?,
-                input: r.blob()?.to_vec(),
-            }),
+            TAG_START => {
+                let (workflow, version, invocation, origin_us) = (r.string()?, r.u64()?, r.u64()?, r.u64()?);
+                let input = r.blob()?.to_vec();
+                let count = r.u32()?;
+                // Each staged input takes at least 18 bytes: a count beyond what is left is a lie.
+                let mut staged = Vec::with_capacity((count as usize).min(r.0.len() / 18));
+                for _ in 0..count {
+                    staged.push(StagedInput {
+                        name: r.string()?,
+                        object: r.u64()?,
+                        len: r.u64()?,
+                    });
+                }
+                ControlMessage::Start(Start {
+                    workflow,
+                    version,
+                    invocation,
+                    origin_us,
+                    input,
+                    staged,
+                })
+            }
             TAG_DONE => {
                 let invocation = r.u64()?;
                 let node = r.u32()?;
@@ -446,17 +480,26 @@ mod tests {
                 json,
                 remote,
             });
-        let start = (name, any::<u64>(), any::<u64>(), any::<u64>(), blob.clone()).prop_map(
-            |(workflow, version, invocation, origin_us, input)| {
+        let staged =
+            (name, any::<u64>(), any::<u64>()).prop_map(|(name, object, len)| StagedInput { name, object, len });
+        let start = (
+            name,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            blob.clone(),
+            proptest::collection::vec(staged, 0..5),
+        )
+            .prop_map(|(workflow, version, invocation, origin_us, input, staged)| {
                 ControlMessage::Start(Start {
                     workflow,
                     version,
                     invocation,
                     origin_us,
                     input,
+                    staged,
                 })
-            },
-        );
+            });
         let done = (
             any::<u64>(),
             any::<u32>(),
@@ -550,6 +593,7 @@ mod tests {
             invocation: 1,
             origin_us: 0,
             input: vec![b'x'; MAX_FRAME],
+            staged: Vec::new(),
         });
         let mut buf = vec![7];
         assert!(matches!(huge.encode(&mut buf), Err(EncodeError::TooLarge { .. })));
@@ -560,6 +604,7 @@ mod tests {
             invocation: 1,
             origin_us: 0,
             input: Vec::new(),
+            staged: Vec::new(),
         });
         assert!(matches!(long.encode(&mut buf), Err(EncodeError::StringTooLong { .. })));
     }

@@ -22,8 +22,8 @@ use faasflow_planner::dag::{DataSource, NodeKind, ValueKind, Workflow};
 use faasflow_planner::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
-use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey};
-use crate::io::message::{ControlMessage, Done, Failed, ObjectHeader, OutputRef, Start};
+use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey, us};
+use crate::io::message::{ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
 use crate::io::remote::ObjectKey;
 use crate::net::{Landing, NetEvent, Source};
 use crate::report::{EdgeRecord, FunctionRecord};
@@ -159,9 +159,9 @@ pub(super) fn readers(wf: &Workflow, plan: &Plan, placement: &Placement) -> Read
     (peer, remote, result)
 }
 
-/// The workflow inputs each worker of `placement` needs, by worker name: those its tasks
-/// read, and, for every worker, those a switch condition or a foreach reads.
-pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<String, HashSet<String>> {
+/// Workflow inputs that switch conditions or foreach lists read (every worker's engine needs
+/// their values).
+fn read_by_control(wf: &Workflow) -> HashSet<String> {
     let names: Vec<&String> = wf.inputs.iter().map(|i| &i.name).collect();
     let mut everyone: HashSet<String> = HashSet::new();
     for n in wf.graph.node_indices() {
@@ -183,6 +183,13 @@ pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<Strin
             _ => {}
         }
     }
+    everyone
+}
+
+/// The workflow inputs each worker of `placement` needs, by worker name: those its tasks
+/// read, and, for every worker, those a switch condition or a foreach reads.
+pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<String, HashSet<String>> {
+    let everyone = read_by_control(wf);
     let mut needs: HashMap<String, HashSet<String>> = HashMap::new();
     for (w, name, _) in &placement.workers {
         let mut own = everyone.clone();
@@ -202,6 +209,41 @@ pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<Strin
         needs.insert(name.clone(), own);
     }
     needs
+}
+
+/// A string input of at least this many bytes that only tasks read is *staged*: sent to the
+/// workers whose tasks read it as an object on a stream of its own (not inside `Start`, where
+/// it would hold up the control stream and every trigger behind it), and stored once per
+/// worker for all the calls that read it (not copied into the arena for each call).
+pub(super) const STAGE_MIN_BYTES: usize = 64 * 1024;
+
+/// The workflow inputs that may be staged, in declaration order: read only by tasks, each
+/// through a binding of that one source (not by conditions, foreach lists or the workflow's
+/// outputs, which need the JSON value).
+pub(super) fn stageable_inputs(wf: &Workflow) -> Vec<String> {
+    let mut not: HashSet<String> = read_by_control(wf);
+    for o in &wf.outputs {
+        for src in &o.sources {
+            if let DataSource::Input(i) = src {
+                not.insert(i.clone());
+            }
+        }
+    }
+    for n in wf.graph.node_indices() {
+        let Some(task) = wf.graph[n].task() else { continue };
+        for b in task.inputs.iter().filter(|b| b.sources.len() > 1) {
+            for src in &b.sources {
+                if let DataSource::Input(i) = src {
+                    not.insert(i.clone());
+                }
+            }
+        }
+    }
+    wf.inputs
+        .iter()
+        .filter(|i| !not.contains(&i.name))
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 impl Runtime {
@@ -225,6 +267,210 @@ impl Runtime {
             _ => input.clone(),
         };
         serde_json::to_vec(&filtered).unwrap_or_default()
+    }
+
+    /// Takes the inputs to stage out of an invocation's `input` (leaving `null` in their
+    /// place): large strings of [`stageable_inputs`], name and bytes.
+    pub(super) fn take_staged(&self, key: &(String, u64), input: &mut serde_json::Value) -> Vec<(String, Vec<u8>)> {
+        let (Some(installed), serde_json::Value::Object(map)) = (self.installed.get(key), input) else {
+            return Vec::new();
+        };
+        let mut staged = Vec::new();
+        for name in &installed.stageable {
+            if let Some(v) = map.get_mut(name)
+                && matches!(v, serde_json::Value::String(s) if s.len() >= STAGE_MIN_BYTES)
+                && let serde_json::Value::String(s) = std::mem::take(v)
+            {
+                staged.push((name.clone(), s.into_bytes()));
+            }
+        }
+        staged
+    }
+
+    /// Stages the inputs `staged` of invocation `id`, just started here: stored as an object
+    /// of the invocation when this worker's tasks read it, pushed to each of `others` whose
+    /// tasks do. Returns, for each of `others`, the inputs its `Start` must name.
+    pub(super) fn stage(
+        &mut self,
+        id: InvocationId,
+        staged: Vec<(String, Vec<u8>)>,
+        others: &[(String, SocketAddr)],
+    ) -> Result<Vec<Vec<StagedInput>>, String> {
+        let mut named: Vec<Vec<StagedInput>> = vec![Vec::new(); others.len()];
+        let Some(wf_key) = self.invocations.get(&id).map(|i| i.wf.clone()) else {
+            return Ok(named);
+        };
+        let mut pushes: Vec<(usize, u64, Source)> = Vec::new();
+        for (name, bytes) in staged {
+            let (readers, here) = match self.installed.get(&wf_key) {
+                Some(i) => (
+                    others
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (w, _))| i.input_needs.get(w).is_some_and(|n| n.contains(&name)))
+                        .map(|(k, _)| k)
+                        .collect::<Vec<usize>>(),
+                    i.read_here.contains(&name),
+                ),
+                None => (Vec::new(), false),
+            };
+            let len = bytes.len() as u64;
+            let object = self.next_object;
+            self.next_object += 1;
+            let source = if here {
+                let t = Instant::now();
+                let place = match self.alloc_or_spill(len, &[]) {
+                    Ok(e) => {
+                        self.arena.write(e.offset, &bytes);
+                        *self.resident.entry(wf_key.clone()).or_default() += len;
+                        Place::Arena(e)
+                    }
+                    Err(_) => {
+                        let path = self.config.spill_dir.join(format!("input-{id}-{object}"));
+                        std::fs::write(&path, &bytes).map_err(|e| {
+                            format!(
+                                "input `{name}` ({len} bytes) fits neither in the arena nor in the spill file {}: {e}",
+                                path.display()
+                            )
+                        })?;
+                        Place::Spilled(path)
+                    }
+                };
+                let source = match &place {
+                    Place::Arena(e) => Source::Arena { offset: e.offset, len },
+                    Place::Spilled(p) => Source::File(p.clone()),
+                    _ => unreachable!("placed in the arena or a file"),
+                };
+                self.objects.insert(
+                    object,
+                    Object {
+                        place,
+                        len,
+                        wf: wf_key.clone(),
+                        invocation: id,
+                        producer: format!("input.{name}"),
+                        instance: u32::MAX,
+                        released: false,
+                        pushes: readers.len() as u32,
+                        held: false,
+                        remote_copy: None,
+                        transfer_us: None,
+                        born: Instant::now(),
+                    },
+                );
+                if let Some(inv) = self.invocations.get_mut(&id) {
+                    inv.objects.insert(object);
+                    inv.staged.insert(name.clone(), object);
+                    inv.data_us += us(t.elapsed());
+                }
+                Some(source)
+            } else if readers.is_empty() {
+                continue;
+            } else {
+                self.staged_sends.insert(object, (id, readers.len() as u32));
+                None
+            };
+            let shared = source.is_none().then(|| Arc::new(bytes));
+            for k in readers {
+                named[k].push(StagedInput {
+                    name: name.clone(),
+                    object,
+                    len,
+                });
+                let source = match (&source, &shared) {
+                    (Some(Source::Arena { offset, len }), _) => Source::Arena {
+                        offset: *offset,
+                        len: *len,
+                    },
+                    (Some(Source::File(p)), _) => Source::File(p.clone()),
+                    (_, Some(b)) => Source::Shared(b.clone()),
+                    _ => continue,
+                };
+                pushes.push((k, object, source));
+            }
+        }
+        // Sent after the `Start`s (queued first by the caller), so that triggers go first.
+        self.staged_pushes.extend(pushes.into_iter().map(|(k, object, source)| {
+            let (name, addr) = others[k].clone();
+            (name, addr, id, object, source)
+        }));
+        Ok(named)
+    }
+
+    /// Sends the pushes [`Self::stage`] prepared.
+    pub(super) fn push_staged(&mut self) {
+        for (name, addr, invocation, object, source) in std::mem::take(&mut self.staged_pushes) {
+            let len = match &source {
+                Source::Arena { len, .. } => *len,
+                Source::Shared(b) => b.len() as u64,
+                _ => self.objects.get(&object).map_or(0, |o| o.len),
+            };
+            self.transfers += 1;
+            if let Some(net) = &self.net {
+                net.push(
+                    &name,
+                    addr,
+                    ObjectHeader {
+                        invocation,
+                        object,
+                        len,
+                    },
+                    source,
+                );
+            }
+        }
+    }
+
+    /// The `Start` of invocation `id` named `staged` inputs sent by `from`: calls reading them
+    /// wait for them (and those that arrived already are the invocation's).
+    fn expect_staged(&mut self, from: &str, id: InvocationId, staged: Vec<StagedInput>) {
+        let Some(wf_key) = self.invocations.get(&id).map(|i| i.wf.clone()) else {
+            return;
+        };
+        for s in staged {
+            let local = self.local_id(from, id, s.object);
+            let producer = format!("input.{}", s.name);
+            match self.objects.get_mut(&local) {
+                Some(o) if o.len == s.len => {
+                    // Arrived before its Start.
+                    o.producer = producer;
+                    o.wf = wf_key.clone();
+                    if matches!(o.place, Place::Arena(_)) {
+                        *self.resident.entry(wf_key.clone()).or_default() += o.len;
+                    }
+                }
+                Some(o) => {
+                    let msg = format!(
+                        "worker `{from}` sent input `{}` with {} bytes; its Start says {}",
+                        s.name, o.len, s.len
+                    );
+                    return self.abort(id, msg, false);
+                }
+                None => {
+                    self.objects.insert(
+                        local,
+                        Object {
+                            place: if s.len == 0 { Place::Empty } else { Place::Pending },
+                            len: s.len,
+                            wf: wf_key.clone(),
+                            invocation: id,
+                            producer,
+                            instance: u32::MAX,
+                            released: false,
+                            pushes: 0,
+                            held: false,
+                            remote_copy: None,
+                            transfer_us: None,
+                            born: Instant::now(),
+                        },
+                    );
+                }
+            }
+            if let Some(inv) = self.invocations.get_mut(&id) {
+                inv.objects.insert(local);
+                inv.staged.insert(s.name, local);
+            }
+        }
     }
 
     /// The workers other than this one that run tasks of a workflow version: name, address.
@@ -487,13 +733,15 @@ impl Runtime {
             let left: Vec<u64> = self
                 .objects
                 .iter()
-                .filter(|(_, o)| o.invocation == invocation && !o.released && o.pushes == 0)
+                .filter(|(_, o)| o.invocation == invocation && !o.released)
                 .map(|(id, _)| *id)
                 .collect();
             for id in left {
-                if !self.read_by_a_sent_call(id) {
-                    self.free_object(id);
+                // Freed now, or when its last push or the last call reading it ends.
+                if let Some(o) = self.objects.get_mut(&id) {
+                    o.released = true;
                 }
+                self.unpin(&[id]);
             }
             let arriving: Vec<u64> = self
                 .objects
@@ -531,12 +779,21 @@ impl Runtime {
             }
             NetEvent::Sent { object, result } => {
                 self.transfers = self.transfers.saturating_sub(1);
+                let mut invocation = None;
                 if let Some(o) = self.objects.get_mut(&object) {
                     o.pushes = o.pushes.saturating_sub(1);
+                    invocation = Some(o.invocation);
+                } else if let Some((inv, left)) = self.staged_sends.get_mut(&object) {
+                    // A staged input pushed from memory.
+                    *left -= 1;
+                    invocation = Some(*inv);
+                    if *left == 0 {
+                        self.staged_sends.remove(&object);
+                    }
                 }
                 if let Err(e) = result {
                     // The receiver is lost or refused it: its invocation cannot go on there.
-                    if let Some(inv) = self.objects.get(&object).map(|o| o.invocation) {
+                    if let Some(inv) = invocation {
                         let msg = format!("an object could not be sent to another worker: {e}");
                         self.abort(inv, msg, false);
                     }
@@ -563,7 +820,7 @@ impl Runtime {
     }
 
     /// Ends an invocation with an error decided here (`quiet`: decided elsewhere, not told).
-    fn abort(&mut self, invocation: InvocationId, error: String, quiet: bool) {
+    pub(super) fn abort(&mut self, invocation: InvocationId, error: String, quiet: bool) {
         let Some(inv) = self.invocations.get_mut(&invocation) else {
             return;
         };
@@ -636,6 +893,7 @@ impl Runtime {
         };
         match started {
             Ok(()) => {
+                self.expect_staged(&from, id, start.staged);
                 if let Some((_, msgs)) = self.early.remove(&id) {
                     for (from, msg) in msgs {
                         self.message(from, msg);
@@ -907,6 +1165,14 @@ impl Runtime {
             let ready = self.calls.get(&c).is_some_and(|call| !self.inputs_arriving(call));
             if ready && let Some(call) = self.calls.get(&c) {
                 let pool = call.pool;
+                // Its data wait: from its trigger until its last input arrived.
+                if let Some(rec) = self
+                    .invocations
+                    .get_mut(&call.invocation)
+                    .and_then(|i| i.functions.get_mut(call.record))
+                {
+                    rec.data_us = us(call.triggered.elapsed());
+                }
                 self.awaiting.retain(|&x| x != c);
                 self.pools[pool].queue.push_back(c);
                 if !pools.contains(&pool) {
@@ -934,5 +1200,53 @@ impl Runtime {
         for id in stray {
             self.free_object(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_inputs_tasks_alone_read_by_their_own_binding_are_stageable() {
+        let wf = faasflow_planner::load::load_str(
+            "
+name: staging
+inputs:
+  plain: bytes
+  cond: json
+  out: bytes
+  first: bytes
+  items: list
+functions:
+  f: {outputs: {out: bytes}}
+steps:
+  - task: a
+    function: f
+    inputs: {x: input.plain, y: input.out}
+  - switch:
+      cases:
+        - if: input.cond == 1
+          then:
+            - task: b
+              function: f
+              inputs: {x: [a.out, input.first]}
+      default: []
+  - foreach:
+      over: input.items
+      do:
+        - task: c
+          function: f
+          inputs: {x: input.plain}
+output:
+  o: input.out
+  a: a.out
+",
+            "staging.yaml",
+            "staging",
+        )
+        .unwrap()
+        .workflow;
+        assert_eq!(stageable_inputs(&wf), vec!["plain".to_owned()]);
     }
 }
