@@ -873,9 +873,6 @@ struct Runtime {
     /// Pushes of staged inputs from memory (no local object): object → (invocation, pushes
     /// not through yet).
     staged_sends: HashMap<u64, (InvocationId, u32)>,
-    /// Pushes of staged inputs to send once their `Start`s are queued: worker, address,
-    /// invocation, object, source.
-    staged_pushes: Vec<(String, SocketAddr, InvocationId, u64, crate::net::Source)>,
 }
 
 fn us(d: Duration) -> f64 {
@@ -926,7 +923,6 @@ impl Runtime {
             storing: HashMap::new(),
             said_no_remote: false,
             staged_sends: HashMap::new(),
-            staged_pushes: Vec::new(),
         }
     }
 
@@ -1463,26 +1459,25 @@ impl Runtime {
             }
             return;
         }
-        let named = match self.stage(id, staged, &others) {
-            Ok(named) => named,
-            Err(e) => {
-                self.staged_pushes.clear();
-                return self.abort(id, e, false);
-            }
-        };
+        // The `Start`s go first, then the staged inputs' bytes.
+        let (named, ids) = self.name_staged(id, &staged, &others);
         let origin_us = self.invocations.get(&id).map_or(0, |i| cluster::unix_us(i.start));
-        for ((peer, input), staged) in others.into_iter().zip(inputs).zip(named) {
+        for ((peer, input), staged) in others.iter().zip(inputs).zip(named.iter()) {
             let msg = crate::io::message::ControlMessage::Start(crate::io::message::Start {
                 workflow: workflow.clone(),
                 version,
                 invocation: id,
                 origin_us,
                 input,
-                staged,
+                staged: staged.clone(),
             });
-            self.broadcast(&[peer], &msg);
+            self.broadcast(std::slice::from_ref(peer), &msg);
         }
-        self.push_staged();
+        // Tasks here that read none of them start before their bytes are copied.
+        self.apply_actions();
+        if let Err(e) = self.stage(id, staged, ids, &named, &others) {
+            self.abort(id, e, false);
+        }
     }
 
     /// Creates an invocation's state and starts it in the engine. `entry`: the plan index of

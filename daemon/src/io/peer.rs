@@ -6,7 +6,8 @@
 //! and waits for the same answer, so a refused certificate fails [`PeerEndpoint::connect`]
 //! itself) carrying framed [`ControlMessage`]s, and one unidirectional stream per object: an
 //! [`ObjectHeader`] and then exactly `len` bytes, sent in chunks as they are read from the
-//! source and handed to a sink chunk by chunk as they arrive.
+//! source and handed to a sink chunk by chunk as they arrive. The control stream has a
+//! higher priority than object streams, so a message never waits behind queued object bytes.
 //!
 //! Memory is bounded by QUIC flow control, set in [`PeerConfig`]: a receiver buffers at most
 //! [`PeerConfig::stream_window`] bytes per object and [`PeerConfig::connection_window`] per
@@ -41,6 +42,10 @@ use super::tls::{self, ClusterTrust, NodeIdentity, TlsError};
 
 /// The first bytes each side writes on the control stream.
 pub const HELLO: &[u8; 4] = b"FFP\x01";
+
+/// Priority of the control stream: QUIC sends the data of higher-priority streams first, and
+/// object streams have the default, 0.
+const CONTROL_PRIORITY: i32 = 1;
 
 /// Error code of a stream stopped or reset because the object is refused or broken.
 const CODE_ABORTED: VarInt = VarInt::from_u32(1);
@@ -576,6 +581,10 @@ impl PeerConnection {
         recv: quinn::RecvStream,
         chunk: usize,
     ) -> PeerConnection {
+        // Control messages (a Done triggers the next function) go before the bytes of objects
+        // queued on the same connection. Setting it fails only on a stream already closed,
+        // whose next use says so.
+        let _ = send.set_priority(CONTROL_PRIORITY);
         PeerConnection {
             conn,
             node,

@@ -159,6 +159,13 @@ pub(super) fn readers(wf: &Workflow, plan: &Plan, placement: &Placement) -> Read
     (peer, remote, result)
 }
 
+/// The workflow version invocation `id` runs on.
+fn installed_key(rt: &Runtime, id: InvocationId) -> WfKey {
+    rt.invocations
+        .get(&id)
+        .map_or_else(|| Arc::new((String::new(), 0)), |i| i.wf.clone())
+}
+
 /// Workflow inputs that switch conditions or foreach lists read (every worker's engine needs
 /// their values).
 fn read_by_control(wf: &Workflow) -> HashSet<String> {
@@ -287,36 +294,95 @@ impl Runtime {
         staged
     }
 
-    /// Stages the inputs `staged` of invocation `id`, just started here: stored as an object
-    /// of the invocation when this worker's tasks read it, pushed to each of `others` whose
-    /// tasks do. Returns, for each of `others`, the inputs its `Start` must name.
+    /// Names the staged inputs of invocation `id` (just started here) that each of `others`
+    /// reads, giving each input its object id (`None`: no task anywhere reads it). The
+    /// `Start`s carry these names and go before the bytes ([`Self::stage`]).
+    pub(super) fn name_staged(
+        &mut self,
+        id: InvocationId,
+        staged: &[(String, Vec<u8>)],
+        others: &[(String, SocketAddr)],
+    ) -> (Vec<Vec<StagedInput>>, Vec<Option<u64>>) {
+        let mut named: Vec<Vec<StagedInput>> = vec![Vec::new(); others.len()];
+        let mut ids = Vec::with_capacity(staged.len());
+        let installed = self.invocations.get(&id).and_then(|inv| self.installed.get(&inv.wf));
+        let Some(installed) = installed else {
+            return (named, vec![None; staged.len()]);
+        };
+        for (name, bytes) in staged {
+            let mut read = installed.read_here.contains(name);
+            let object = self.next_object;
+            for (k, (w, _)) in others.iter().enumerate() {
+                if installed.input_needs.get(w).is_some_and(|n| n.contains(name)) {
+                    read = true;
+                    named[k].push(StagedInput {
+                        name: name.clone(),
+                        object,
+                        len: bytes.len() as u64,
+                    });
+                }
+            }
+            ids.push(read.then_some(object));
+            if read {
+                self.next_object += 1;
+            }
+        }
+        // Read here too: an object still arriving, which calls wait for (it is copied into
+        // the arena after the first triggers).
+        let here: Vec<(u64, String, u64)> = staged
+            .iter()
+            .zip(&ids)
+            .filter(|((name, _), _)| installed.read_here.contains(name))
+            .filter_map(|((name, bytes), id)| id.map(|id| (id, name.clone(), bytes.len() as u64)))
+            .collect();
+        let wf_key = installed_key(self, id);
+        for (object, name, len) in here {
+            self.objects.insert(
+                object,
+                Object {
+                    place: Place::Pending,
+                    len,
+                    wf: wf_key.clone(),
+                    invocation: id,
+                    producer: format!("input.{name}"),
+                    instance: u32::MAX,
+                    released: false,
+                    pushes: 0,
+                    held: false,
+                    remote_copy: None,
+                    transfer_us: None,
+                    born: Instant::now(),
+                },
+            );
+            if let Some(inv) = self.invocations.get_mut(&id) {
+                inv.objects.insert(object);
+                inv.staged.insert(name, object);
+            }
+        }
+        (named, ids)
+    }
+
+    /// Stores and sends the staged inputs of invocation `id` named by [`Self::name_staged`]:
+    /// as an object of the invocation when this worker's tasks read it (pushed from there),
+    /// else pushed from memory, to the workers of `others` whose `Start` names it.
     pub(super) fn stage(
         &mut self,
         id: InvocationId,
         staged: Vec<(String, Vec<u8>)>,
+        ids: Vec<Option<u64>>,
+        named: &[Vec<StagedInput>],
         others: &[(String, SocketAddr)],
-    ) -> Result<Vec<Vec<StagedInput>>, String> {
-        let mut named: Vec<Vec<StagedInput>> = vec![Vec::new(); others.len()];
+    ) -> Result<(), String> {
         let Some(wf_key) = self.invocations.get(&id).map(|i| i.wf.clone()) else {
-            return Ok(named);
+            return Ok(());
         };
-        let mut pushes: Vec<(usize, u64, Source)> = Vec::new();
-        for (name, bytes) in staged {
-            let (readers, here) = match self.installed.get(&wf_key) {
-                Some(i) => (
-                    others
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (w, _))| i.input_needs.get(w).is_some_and(|n| n.contains(&name)))
-                        .map(|(k, _)| k)
-                        .collect::<Vec<usize>>(),
-                    i.read_here.contains(&name),
-                ),
-                None => (Vec::new(), false),
-            };
+        for ((name, bytes), object) in staged.into_iter().zip(ids) {
+            let Some(object) = object else { continue };
+            let readers: Vec<usize> = (0..others.len())
+                .filter(|&k| named[k].iter().any(|s| s.object == object))
+                .collect();
+            let here = self.objects.contains_key(&object);
             let len = bytes.len() as u64;
-            let object = self.next_object;
-            self.next_object += 1;
             let source = if here {
                 let t = Instant::now();
                 let place = match self.alloc_or_spill(len, &[]) {
@@ -341,42 +407,20 @@ impl Runtime {
                     Place::Spilled(p) => Source::File(p.clone()),
                     _ => unreachable!("placed in the arena or a file"),
                 };
-                self.objects.insert(
-                    object,
-                    Object {
-                        place,
-                        len,
-                        wf: wf_key.clone(),
-                        invocation: id,
-                        producer: format!("input.{name}"),
-                        instance: u32::MAX,
-                        released: false,
-                        pushes: readers.len() as u32,
-                        held: false,
-                        remote_copy: None,
-                        transfer_us: None,
-                        born: Instant::now(),
-                    },
-                );
+                if let Some(o) = self.objects.get_mut(&object) {
+                    o.place = place;
+                    o.pushes = readers.len() as u32;
+                }
                 if let Some(inv) = self.invocations.get_mut(&id) {
-                    inv.objects.insert(object);
-                    inv.staged.insert(name.clone(), object);
                     inv.data_us += us(t.elapsed());
                 }
                 Some(source)
-            } else if readers.is_empty() {
-                continue;
             } else {
                 self.staged_sends.insert(object, (id, readers.len() as u32));
                 None
             };
             let shared = source.is_none().then(|| Arc::new(bytes));
             for k in readers {
-                named[k].push(StagedInput {
-                    name: name.clone(),
-                    object,
-                    len,
-                });
                 let source = match (&source, &shared) {
                     (Some(Source::Arena { offset, len }), _) => Source::Arena {
                         offset: *offset,
@@ -386,39 +430,24 @@ impl Runtime {
                     (_, Some(b)) => Source::Shared(b.clone()),
                     _ => continue,
                 };
-                pushes.push((k, object, source));
+                self.transfers += 1;
+                if let Some(net) = &self.net {
+                    let (name, addr) = &others[k];
+                    net.push(
+                        name,
+                        *addr,
+                        ObjectHeader {
+                            invocation: id,
+                            object,
+                            len,
+                        },
+                        source,
+                    );
+                }
             }
         }
-        // Sent after the `Start`s (queued first by the caller), so that triggers go first.
-        self.staged_pushes.extend(pushes.into_iter().map(|(k, object, source)| {
-            let (name, addr) = others[k].clone();
-            (name, addr, id, object, source)
-        }));
-        Ok(named)
-    }
-
-    /// Sends the pushes [`Self::stage`] prepared.
-    pub(super) fn push_staged(&mut self) {
-        for (name, addr, invocation, object, source) in std::mem::take(&mut self.staged_pushes) {
-            let len = match &source {
-                Source::Arena { len, .. } => *len,
-                Source::Shared(b) => b.len() as u64,
-                _ => self.objects.get(&object).map_or(0, |o| o.len),
-            };
-            self.transfers += 1;
-            if let Some(net) = &self.net {
-                net.push(
-                    &name,
-                    addr,
-                    ObjectHeader {
-                        invocation,
-                        object,
-                        len,
-                    },
-                    source,
-                );
-            }
-        }
+        self.arrivals_done(id);
+        Ok(())
     }
 
     /// The `Start` of invocation `id` named `staged` inputs sent by `from`: calls reading them
