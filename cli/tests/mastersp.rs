@@ -349,3 +349,58 @@ async fn redis_going_away_fails_a_mastersp_invocation_with_a_clear_error() {
     .await
     .expect("the test ran past its time limit");
 }
+
+const STAGED: &str = "name: staged
+inputs:
+  big: bytes
+functions:
+  len: {pack: testkit, outputs: {out: json}}
+steps:
+  - task: a
+    function: len
+    inputs: {in: input.big}
+  - task: b
+    function: len
+    inputs: {in: input.big}
+output:
+  a: a.out
+  b: b.out
+";
+
+/// A large input goes through Redis in MasterSP (a step reads it as an object of the remote
+/// tier, `input.big → a`), and as an object pushed between daemons in WorkerSP; outputs agree
+/// and no key is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_inputs_travel_as_objects_in_both_modes() {
+    tokio::time::timeout(LIMIT, async {
+        let redis = Redis::start();
+        let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
+        let big = "z".repeat(200_000);
+        let mut outputs = Vec::new();
+        for (mode, tiers) in [
+            (pb::Mode::MasterSp, &["remote"][..]),
+            (pb::Mode::WorkerSp, &["peer", "shared-memory", "in-process"][..]),
+        ] {
+            let d = deploy(&mut c.planner, STAGED, "staged.yaml", mode)
+                .await
+                .expect("deploy");
+            let r = invoke(&mut c.planner, "staged", d.version, &json!({ "big": big })).await;
+            assert_eq!(r.status, "ok", "{mode:?}: {:?}", r.error);
+            for t in ["a", "b"] {
+                let e = r
+                    .edges
+                    .iter()
+                    .find(|e| e.from == "input.big" && e.to == t)
+                    .unwrap_or_else(|| panic!("{mode:?}: no edge input.big → {t}: {:?}", r.edges));
+                assert_eq!(e.bytes, 200_000, "{mode:?}");
+                assert!(tiers.contains(&e.tier.as_str()), "{mode:?}: {e:?}");
+            }
+            assert_eq!(redis.dbsize(), 0, "{mode:?}: Redis keys left");
+            outputs.push(r.output);
+        }
+        assert_eq!(outputs[0], json!({"a": 200_000, "b": 200_000}));
+        assert_eq!(outputs[0], outputs[1]);
+    })
+    .await
+    .expect("the test ran past its time limit");
+}

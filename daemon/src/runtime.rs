@@ -647,7 +647,7 @@ struct Installed {
     /// The workflow inputs each worker (by name) needs: those its tasks read, and those any
     /// condition or foreach reads (every worker evaluates those).
     input_needs: HashMap<String, HashSet<String>>,
-    /// Inputs that may be staged ([`cluster::stageable_inputs`]).
+    /// Inputs that may be staged ([`Workflow::stageable_inputs`]).
     stageable: Vec<String>,
     /// Inputs the tasks of this worker read.
     read_here: HashSet<String>,
@@ -1255,7 +1255,7 @@ impl Runtime {
         });
         let (readers, remote_readers, result_reads) = cluster::readers(&wf, &plan, &placement);
         let input_needs = cluster::input_needs(&wf, &placement);
-        let stageable = cluster::stageable_inputs(&wf);
+        let stageable = wf.stageable_inputs();
         let read_here: HashSet<String> = placement
             .local
             .iter()
@@ -1587,8 +1587,7 @@ impl Runtime {
             // Staged inputs are read as the objects they landed in.
             for (binding, v) in inputs.iter_mut() {
                 if let InputValue::Json(_) = v
-                    && let Some(b) = task.inputs.iter().find(|b| b.name == *binding)
-                    && let [faasflow_planner::dag::DataSource::Input(i)] = b.sources.as_slice()
+                    && let Some(i) = task.reads_input_alone(binding)
                     && let Some(&id) = inv.staged.get(i)
                     && let Some(o) = self.objects.get(&id)
                 {

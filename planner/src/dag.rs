@@ -188,6 +188,17 @@ pub struct Task {
     pub inputs: Vec<InputBinding>,
 }
 
+impl Task {
+    /// The workflow input that binding `name` reads, when that input is its one source (a
+    /// staged input is then read as its object).
+    pub fn reads_input_alone(&self, name: &str) -> Option<&str> {
+        match self.inputs.iter().find(|b| b.name == name)?.sources.as_slice() {
+            [DataSource::Input(i)] => Some(i),
+            _ => None,
+        }
+    }
+}
+
 /// One input of a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputBinding {
@@ -354,7 +365,63 @@ pub struct Edge {
     pub bytes: u64,
 }
 
+/// A string input of at least this many bytes that only tasks read is *staged*: it travels
+/// apart from the invocation's control messages, as an object (pushed to the workers whose
+/// tasks read it in WorkerSP, stored in the remote tier in MasterSP), and is read by reference.
+pub const STAGE_MIN_BYTES: usize = 64 * 1024;
+
 impl Workflow {
+    /// The inputs that switch conditions or foreach lists read (every engine needs their
+    /// values).
+    pub fn inputs_read_by_control(&self) -> std::collections::HashSet<String> {
+        let names: Vec<&String> = self.inputs.iter().map(|i| &i.name).collect();
+        let mut read = std::collections::HashSet::new();
+        for n in self.graph.node_indices() {
+            match &self.graph[n].kind {
+                NodeKind::Switch(sw) => {
+                    for c in &sw.cases {
+                        for name in &names {
+                            if c.condition.contains(&format!("input.{name}")) || c.condition.contains("input[") {
+                                read.insert((*name).clone());
+                            }
+                        }
+                    }
+                }
+                NodeKind::Foreach(f) => {
+                    if let DataSource::Input(name) = &f.over {
+                        read.insert(name.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        read
+    }
+
+    /// The inputs that may be staged ([`STAGE_MIN_BYTES`]), in declaration order: read only
+    /// by tasks, each through a binding of that one source (not by conditions, foreach lists or
+    /// the workflow's outputs, which need the JSON value).
+    pub fn stageable_inputs(&self) -> Vec<String> {
+        let mut not = self.inputs_read_by_control();
+        let sources = self.outputs.iter().flat_map(|o| o.sources.iter()).chain(
+            self.graph
+                .node_indices()
+                .filter_map(|n| self.graph[n].task())
+                .flat_map(|t| t.inputs.iter().filter(|b| b.sources.len() > 1))
+                .flat_map(|b| b.sources.iter()),
+        );
+        for src in sources {
+            if let DataSource::Input(i) = src {
+                not.insert(i.clone());
+            }
+        }
+        self.inputs
+            .iter()
+            .filter(|i| !not.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
     /// Creates an empty workflow.
     pub fn new(name: impl Into<String>, format: SourceFormat) -> Self {
         Workflow {

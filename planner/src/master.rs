@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 use crate::convert::execute::{
     ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
 };
-use crate::dag::{NodeId, Workflow};
+use crate::dag::{NodeId, STAGE_MIN_BYTES, Workflow};
 use crate::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
 use crate::remote::{ObjectKey, RemoteStore};
 use crate::report::{FunctionRecord, Report, add_skipped, critical_path};
@@ -97,6 +97,10 @@ enum Msg {
         store: RemoteStore,
         reply: oneshot::Sender<Result<Report, StartError>>,
     },
+    /// Large inputs of a `Start` are stored in the remote tier: start it.
+    Begin {
+        begin: Box<Begin>,
+    },
     Abort {
         invocation: InvocationId,
         message: String,
@@ -105,6 +109,21 @@ enum Msg {
         exec: u64,
         outcome: Outcome,
     },
+}
+
+/// An invocation whose large inputs went to the remote tier first.
+struct Begin {
+    workflow: String,
+    version: u64,
+    invocation: InvocationId,
+    input: serde_json::Value,
+    store: RemoteStore,
+    reply: oneshot::Sender<Result<Report, StartError>>,
+    start: Instant,
+    /// The inputs stored, by name, or why one could not be.
+    staged: Result<HashMap<String, ExecObject>, String>,
+    /// Time spent storing them.
+    staging_us: f64,
 }
 
 /// How an Execute RPC ended.
@@ -213,6 +232,10 @@ struct Inv {
     functions: Vec<FunctionRecord>,
     edges: Vec<crate::report::EdgeRecord>,
     data_us: f64,
+    /// Large inputs stored in the remote tier, by name.
+    staged: HashMap<String, ExecObject>,
+    /// Time spent storing them before it started.
+    staging_us: f64,
 }
 
 /// An Execute RPC in flight.
@@ -302,7 +325,7 @@ impl Actor {
                 workflow,
                 version,
                 invocation,
-                input,
+                mut input,
                 store,
                 reply,
             } => {
@@ -313,28 +336,100 @@ impl Actor {
                     })));
                     return;
                 };
-                let now = self.now();
                 let start = Instant::now();
-                if let Err(e) = self.engine.start(now, &workflow, version, invocation, input) {
-                    let _ = reply.send(Err(StartError::Engine(e)));
-                    return;
+                // Large inputs only tasks read go to the remote tier, like every object here;
+                // the steps get their keys.
+                let mut large = Vec::new();
+                if let serde_json::Value::Object(map) = &mut input {
+                    for name in info.wf.stageable_inputs() {
+                        if let Some(v) = map.get_mut(&name)
+                            && matches!(v, serde_json::Value::String(t) if t.len() >= STAGE_MIN_BYTES)
+                            && let serde_json::Value::String(t) = std::mem::take(v)
+                        {
+                            large.push((name, t.into_bytes()));
+                        }
+                    }
                 }
-                self.invocations.insert(
+                let mut begin = Begin {
+                    workflow,
+                    version,
                     invocation,
-                    Inv {
-                        info,
-                        version,
-                        start,
-                        store,
-                        reply,
-                        functions: Vec::new(),
-                        edges: Vec::new(),
-                        data_us: 0.0,
-                    },
-                );
+                    input,
+                    store,
+                    reply,
+                    start,
+                    staged: Ok(HashMap::new()),
+                    staging_us: 0.0,
+                };
+                if large.is_empty() {
+                    return self.begin(begin);
+                }
+                let Some(tx) = self.tx.upgrade() else { return };
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let mut staged = HashMap::new();
+                    for (name, bytes) in large {
+                        let key = ObjectKey::new(
+                            begin.workflow.clone(),
+                            begin.version,
+                            begin.invocation,
+                            format!("input.{name}"),
+                        );
+                        if let Err(e) = begin.store.put(&key, &bytes).await {
+                            begin.staged = Err(format!("input `{name}` could not be stored in the remote tier: {e}"));
+                            break;
+                        }
+                        let len = bytes.len() as u64;
+                        staged.insert(name, ExecObject { key, len, json: None });
+                    }
+                    if begin.staged.is_ok() {
+                        begin.staged = Ok(staged);
+                    }
+                    begin.staging_us = us(t.elapsed());
+                    let _ = tx.send(Msg::Begin { begin: Box::new(begin) });
+                });
             }
+            Msg::Begin { begin } => self.begin(*begin),
             Msg::Abort { invocation, message } => self.engine.abort(invocation, message),
             Msg::Answer { exec, outcome } => self.answer(exec, outcome),
+        }
+    }
+
+    /// Starts an invocation in the engine (its large inputs stored already).
+    fn begin(&mut self, b: Begin) {
+        let Some(info) = self.versions.get(&(b.workflow.clone(), b.version)).cloned() else {
+            let _ = b.reply.send(Err(StartError::Engine(EngineError::UnknownWorkflow {
+                name: b.workflow,
+                version: b.version,
+            })));
+            return;
+        };
+        let now = self.now();
+        if let Err(e) = self.engine.start(now, &b.workflow, b.version, b.invocation, b.input) {
+            let _ = b.reply.send(Err(StartError::Engine(e)));
+            return;
+        }
+        let (staged, failed) = match b.staged {
+            Ok(staged) => (staged, None),
+            Err(e) => (HashMap::new(), Some(e)),
+        };
+        self.invocations.insert(
+            b.invocation,
+            Inv {
+                info,
+                version: b.version,
+                start: b.start,
+                store: b.store,
+                reply: b.reply,
+                functions: Vec::new(),
+                edges: Vec::new(),
+                data_us: b.staging_us,
+                staged,
+                staging_us: b.staging_us,
+            },
+        );
+        if let Some(e) = failed {
+            self.engine.abort(b.invocation, e);
         }
     }
 
@@ -383,16 +478,21 @@ impl Actor {
         let version = inv.version;
         let worker = info.placement.get(&node).cloned().unwrap_or_default();
         let name = info.wf.graph[node].name.clone();
+        let task = info.wf.graph[node].task();
         let values: Result<Vec<(String, ExecValue)>, String> = inputs
             .iter()
             .map(|(n, v)| {
+                let staged = task
+                    .and_then(|t| t.reads_input_alone(n))
+                    .and_then(|i| inv.staged.get(i));
                 Ok((
                     n.clone(),
-                    match v {
-                        InputValue::Absent => ExecValue::Absent,
-                        InputValue::Json(j) => ExecValue::Json(j.clone()),
-                        InputValue::Object(r) => ExecValue::Object(self.object(r)?),
-                        InputValue::List(l) => {
+                    match (v, staged) {
+                        (InputValue::Json(_), Some(o)) => ExecValue::Object(o.clone()),
+                        (InputValue::Absent, _) => ExecValue::Absent,
+                        (InputValue::Json(j), None) => ExecValue::Json(j.clone()),
+                        (InputValue::Object(r), _) => ExecValue::Object(self.object(r)?),
+                        (InputValue::List(l), _) => {
                             ExecValue::List(l.iter().map(|r| self.object(r)).collect::<Result<_, _>>()?)
                         }
                     },
@@ -646,10 +746,10 @@ impl Actor {
                 error,
                 invocation,
                 e2e_us,
-                scheduling_overhead_us: path.scheduling_overhead_us(e2e_us, read_us),
+                scheduling_overhead_us: path.scheduling_overhead_us(e2e_us, read_us + inv.staging_us),
                 data_overhead_us: inv.data_us,
                 critical_path_us: path.exec_us,
-                critical_data_us: path.data_us + read_us,
+                critical_data_us: path.data_us + read_us + inv.staging_us,
                 critical_path: path.names,
                 functions: inv.functions,
                 edges: inv.edges,

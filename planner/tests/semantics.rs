@@ -57,3 +57,47 @@ fn flat_foreach_body_followed_by_a_switch_goes_through_the_collect_node() {
         "c is outside the foreach:\n{g}"
     );
 }
+
+/// Large inputs may travel apart only where no engine needs their JSON value.
+#[test]
+fn only_inputs_tasks_alone_read_by_their_own_binding_are_stageable() {
+    let wf = load_str(
+        "
+name: staging
+inputs:
+  plain: bytes
+  cond: json
+  out: bytes
+  first: bytes
+  items: list
+functions:
+  f: {outputs: {out: bytes}}
+steps:
+  - task: a
+    function: f
+    inputs: {x: input.plain, y: input.out}
+  - switch:
+      cases:
+        - if: input.cond == 1
+          then:
+            - task: b
+              function: f
+              inputs: {x: [a.out, input.first]}
+      default: []
+  - foreach:
+      over: input.items
+      do:
+        - task: c
+          function: f
+          inputs: {x: input.plain}
+output:
+  o: input.out
+  a: a.out
+",
+        "staging.yaml",
+        "staging",
+    )
+    .unwrap()
+    .workflow;
+    assert_eq!(wf.stageable_inputs(), vec!["plain".to_owned()]);
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, NodeKind, ValueKind, Workflow};
+use faasflow_planner::dag::{DataSource, ValueKind, Workflow};
 use faasflow_planner::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
@@ -166,37 +166,10 @@ fn installed_key(rt: &Runtime, id: InvocationId) -> WfKey {
         .map_or_else(|| Arc::new((String::new(), 0)), |i| i.wf.clone())
 }
 
-/// Workflow inputs that switch conditions or foreach lists read (every worker's engine needs
-/// their values).
-fn read_by_control(wf: &Workflow) -> HashSet<String> {
-    let names: Vec<&String> = wf.inputs.iter().map(|i| &i.name).collect();
-    let mut everyone: HashSet<String> = HashSet::new();
-    for n in wf.graph.node_indices() {
-        match &wf.graph[n].kind {
-            NodeKind::Switch(sw) => {
-                for c in &sw.cases {
-                    for name in &names {
-                        if c.condition.contains(&format!("input.{name}")) || c.condition.contains("input[") {
-                            everyone.insert((*name).clone());
-                        }
-                    }
-                }
-            }
-            NodeKind::Foreach(f) => {
-                if let DataSource::Input(name) = &f.over {
-                    everyone.insert(name.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    everyone
-}
-
 /// The workflow inputs each worker of `placement` needs, by worker name: those its tasks
 /// read, and, for every worker, those a switch condition or a foreach reads.
 pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<String, HashSet<String>> {
-    let everyone = read_by_control(wf);
+    let everyone = wf.inputs_read_by_control();
     let mut needs: HashMap<String, HashSet<String>> = HashMap::new();
     for (w, name, _) in &placement.workers {
         let mut own = everyone.clone();
@@ -216,41 +189,6 @@ pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<Strin
         needs.insert(name.clone(), own);
     }
     needs
-}
-
-/// A string input of at least this many bytes that only tasks read is *staged*: sent to the
-/// workers whose tasks read it as an object on a stream of its own (not inside `Start`, where
-/// it would hold up the control stream and every trigger behind it), and stored once per
-/// worker for all the calls that read it (not copied into the arena for each call).
-pub(super) const STAGE_MIN_BYTES: usize = 64 * 1024;
-
-/// The workflow inputs that may be staged, in declaration order: read only by tasks, each
-/// through a binding of that one source (not by conditions, foreach lists or the workflow's
-/// outputs, which need the JSON value).
-pub(super) fn stageable_inputs(wf: &Workflow) -> Vec<String> {
-    let mut not: HashSet<String> = read_by_control(wf);
-    for o in &wf.outputs {
-        for src in &o.sources {
-            if let DataSource::Input(i) = src {
-                not.insert(i.clone());
-            }
-        }
-    }
-    for n in wf.graph.node_indices() {
-        let Some(task) = wf.graph[n].task() else { continue };
-        for b in task.inputs.iter().filter(|b| b.sources.len() > 1) {
-            for src in &b.sources {
-                if let DataSource::Input(i) = src {
-                    not.insert(i.clone());
-                }
-            }
-        }
-    }
-    wf.inputs
-        .iter()
-        .filter(|i| !not.contains(&i.name))
-        .map(|i| i.name.clone())
-        .collect()
 }
 
 impl Runtime {
@@ -277,7 +215,7 @@ impl Runtime {
     }
 
     /// Takes the inputs to stage out of an invocation's `input` (leaving `null` in their
-    /// place): large strings of [`stageable_inputs`], name and bytes.
+    /// place): large strings of [`Workflow::stageable_inputs`], name and bytes.
     pub(super) fn take_staged(&self, key: &(String, u64), input: &mut serde_json::Value) -> Vec<(String, Vec<u8>)> {
         let (Some(installed), serde_json::Value::Object(map)) = (self.installed.get(key), input) else {
             return Vec::new();
@@ -285,7 +223,7 @@ impl Runtime {
         let mut staged = Vec::new();
         for name in &installed.stageable {
             if let Some(v) = map.get_mut(name)
-                && matches!(v, serde_json::Value::String(s) if s.len() >= STAGE_MIN_BYTES)
+                && matches!(v, serde_json::Value::String(s) if s.len() >= faasflow_planner::dag::STAGE_MIN_BYTES)
                 && let serde_json::Value::String(s) = std::mem::take(v)
             {
                 staged.push((name.clone(), s.into_bytes()));
@@ -1229,53 +1167,5 @@ impl Runtime {
         for id in stray {
             self.free_object(id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_inputs_tasks_alone_read_by_their_own_binding_are_stageable() {
-        let wf = faasflow_planner::load::load_str(
-            "
-name: staging
-inputs:
-  plain: bytes
-  cond: json
-  out: bytes
-  first: bytes
-  items: list
-functions:
-  f: {outputs: {out: bytes}}
-steps:
-  - task: a
-    function: f
-    inputs: {x: input.plain, y: input.out}
-  - switch:
-      cases:
-        - if: input.cond == 1
-          then:
-            - task: b
-              function: f
-              inputs: {x: [a.out, input.first]}
-      default: []
-  - foreach:
-      over: input.items
-      do:
-        - task: c
-          function: f
-          inputs: {x: input.plain}
-output:
-  o: input.out
-  a: a.out
-",
-            "staging.yaml",
-            "staging",
-        )
-        .unwrap()
-        .workflow;
-        assert_eq!(stageable_inputs(&wf), vec!["plain".to_owned()]);
     }
 }

@@ -476,8 +476,13 @@ fn post(shared: &Shared, event: MasterEvent) {
     shared.post(Msg::Master(event));
 }
 
-/// The producing step of an object stored by [`Runtime::store_outputs`] (`step[el].out#n`).
+/// The producing step of an object stored by [`Runtime::store_outputs`] (`step[el].out#n`),
+/// or `input.NAME` for a workflow input the central engine stored.
 fn producer_of(key: &ObjectKey) -> String {
+    if key.object.starts_with("input.") && !key.object.contains('#') {
+        // A large workflow input the central engine stored (`input.NAME`).
+        return key.object.clone();
+    }
     let name = key.object.split('#').next().unwrap_or_default();
     let step = name.rsplit_once('.').map_or(name, |(s, _)| s);
     step.split('[').next().unwrap_or(step).to_owned()
