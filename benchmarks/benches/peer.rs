@@ -242,7 +242,7 @@ fn bandwidth(pair: &mut Pair, chunk: usize) {
     }
     println!();
     println!(
-        "QUIC encrypts every packet (AES-256-GCM) and runs its stack in user space; to a peer on a loopback address its packets are `PeerConfig::loopback_udp_payload` bytes ({} B by default; 1472 B to other hosts), so the per-packet work is paid once per ~64 KiB as in TCP. Loopback TCP carries plain bytes in 64 KiB segments, the copies done by the kernel.",
+        "QUIC encrypts every packet (AES-256-GCM) and runs its stack in user space; to a peer on a loopback address its packets are `PeerConfig::loopback_udp_payload` bytes ({} B by default; 1472 B to other hosts), so the per-packet work is paid once per ~64 KiB as in TCP, and each leaves as soon as it is encrypted (one packet per send, no segmentation-offload batches), so the receiver decrypts one while the sender encrypts the next. Loopback TCP carries plain bytes in 64 KiB segments, the copies done by the kernel.",
         PeerConfig::default().loopback_udp_payload
     );
     println!();

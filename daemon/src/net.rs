@@ -1,5 +1,8 @@
 //! The runtime's network driver: the QUIC endpoint shared with the other workers of the
-//! cluster, run on a small tokio runtime of its own beside the loop thread.
+//! cluster, run on a tokio runtime of its own, with one worker thread, beside the loop thread.
+//! One thread is enough: a connection's QUIC work (encryption, packets, acknowledgements) runs
+//! in one task whatever the number of threads, and a second thread mostly costs a wake-up of an
+//! idle thread per packet sent, taken from the CPU the receiving side of a transfer needs.
 //!
 //! The loop never waits on the network. What it sends goes into a queue per peer, served by
 //! one task per peer that dials it on first use (messages to one peer leave in order; each
@@ -97,7 +100,7 @@ impl Net {
     /// Binds the endpoint and starts accepting peers.
     pub(crate) fn start(settings: &PeerSettings, region: Arc<Region>, post: Post) -> Result<Net, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("faasflow-net")
             .enable_all()
             .build()

@@ -17,7 +17,10 @@
 //! Packet size is set in [`PeerConfig`] too: up to [`PeerConfig::max_udp_payload`] bytes per
 //! UDP datagram to a peer on another host (found by MTU discovery), and
 //! [`PeerConfig::loopback_udp_payload`] (64 KiB by default) from the first packet on to a peer on
-//! a loopback address, where the cost per packet, not per byte, bounds the bandwidth.
+//! a loopback address, where the cost per packet, not per byte, bounds the bandwidth. Packets to
+//! a loopback peer leave one per send, each as soon as it is encrypted, not in segmentation
+//! offload (GSO) batches: with 64 KiB packets, a batch would hold up to 640 KiB, all encrypted
+//! before its first byte leaves, while the receiver, on the same host, sits idle.
 //!
 //! What it does not do: act on lost peers (keep-alive and an idle timeout close a silent
 //! connection; reacting to that belongs to the daemon), reconnect, or know the engine.
@@ -125,6 +128,12 @@ impl PeerConfig {
             let mut cubic = quinn::congestion::CubicConfig::default();
             cubic.initial_window(10 * u64::from(udp_payload));
             t.congestion_controller_factory(Arc::new(cubic));
+            // No segmentation offload: quinn would build up to 10 packets (640 KiB of 64 KiB
+            // ones) into one batch, encrypting all of them before the first is sent, and the
+            // kernel takes at most 64 KiB per send anyway (see `SplitGso`). One packet per send
+            // lets the receiving daemon decrypt and store each packet while the next is being
+            // encrypted, instead of starting only once a whole batch is out.
+            t.enable_segmentation_offload(false);
         }
         t.stream_receive_window(VarInt::from_u32(self.stream_window))
             .receive_window(VarInt::from_u32(self.connection_window))
@@ -278,7 +287,8 @@ fn settings_for(settings: &[Settings; 2], remote: SocketAddr) -> &Settings {
 const MAX_SEND: usize = 65_507;
 
 /// The runtime's UDP socket, except that a transmit of several segments whose total exceeds
-/// [`MAX_SEND`] (large loopback packets, several to a transmit) goes out in several sends.
+/// [`MAX_SEND`] (packets to another host with a large [`PeerConfig::max_udp_payload`], several
+/// to a transmit; loopback peers get one packet per transmit) goes out in several sends.
 #[derive(Debug)]
 struct SplitGso {
     inner: Arc<dyn quinn::AsyncUdpSocket>,
