@@ -371,7 +371,9 @@ impl Runtime {
             }
             None => return Ok(()),
         };
-        let data_us = edges.iter().map(|e| e.transfer_us).sum();
+        // Wall-clock: from the request until its last input was fetched (fetches overlap, so
+        // their times do not add up); storing the outputs is added when done.
+        let data_us = record.data_us;
         let element = call.element.map_or_else(String::new, |e| format!("[{e}]"));
         let mut puts = Vec::new();
         let mut outputs = Vec::new();
