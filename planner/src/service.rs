@@ -11,7 +11,8 @@
 //!   plan), gives the plan the workflow's next version and installs it, in parallel, on every
 //!   worker that runs one of its tasks; if one install fails, the version is dropped again
 //!   from the daemons that took it and the error names the worker, its address and the cause.
-//! - **Invoke** sends one message to the entry daemon (the owner of the workflow's first task)
+//! - **Invoke** sends one message to the entry daemon (the owner of the first task on the plan's
+//!   critical path, so that starting the other workers is off that path)
 //!   and receives one back when the invocation has ended (WorkerSP: one message out and one in
 //!   per invocation, counted in `Metrics`). A daemon lost mid-invocation fails it at once,
 //!   naming the worker; every invocation ends within its deadline.
@@ -261,6 +262,18 @@ pub fn describe(status: &Status) -> String {
         source = s.source();
     }
     text
+}
+
+/// The task whose worker is an invocation's entry: the first task on the plan's critical path
+/// (the `Start` to the other workers then happens off that path), else the first task in
+/// topological order.
+fn entry_task(wf: &Workflow, plan: &Plan) -> Option<crate::NodeId> {
+    plan.critical_path
+        .nodes
+        .iter()
+        .copied()
+        .find(|n| wf.graph[*n].task().is_some())
+        .or_else(|| wf.topo_order().into_iter().find(|n| wf.graph[*n].task().is_some()))
 }
 
 /// True when a call failed in the connection (refused, reset, closed), not in the daemon: the
@@ -763,8 +776,7 @@ impl pb::planner_server::Planner for PlannerService {
                 };
                 Route::Master { id, version, guard }
             } else {
-                let first = v.wf.topo_order().into_iter().find(|n| v.wf.graph[*n].task().is_some());
-                let Some(first) = first else {
+                let Some(first) = entry_task(&v.wf, &v.plan) else {
                     return Err(Status::failed_precondition(format!(
                         "workflow `{}` has no task to start",
                         req.workflow
@@ -774,14 +786,14 @@ impl pb::planner_server::Planner for PlannerService {
                 let version = v.version;
                 let Some(w) = state.workers.get(&entry) else {
                     return Err(Status::unavailable(format!(
-                        "worker `{entry}`, which runs the first task of workflow `{}` version {version}, is not registered; \
+                        "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
                      start its daemon or deploy the workflow again",
                         req.workflow
                     )));
                 };
                 if self.is_lost(w, now) {
                     return Err(Status::unavailable(format!(
-                        "worker `{entry}` ({}), which runs the first task of workflow `{}` version {version}, is lost \
+                        "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
                      (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
                         w.grpc_addr,
                         req.workflow,
@@ -1041,6 +1053,47 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_entry_is_where_the_critical_path_starts() {
+        let wf = load_str(
+            "
+name: two
+functions:
+  quick: {runtime: 1ms, outputs: {out: {type: bytes, size: 1MB}}}
+  slow: {runtime: 900ms, outputs: {out: {type: bytes, size: 1MB}}}
+  join: {runtime: 1ms}
+steps:
+  - parallel:
+      - task: quick
+      - task: slow
+  - task: join
+    inputs: {a: quick.out, b: slow.out}
+",
+            "two.yaml",
+            "two",
+        )
+        .unwrap()
+        .workflow;
+        let cluster = ClusterView::uniform(3, 1);
+        let cfg = PlannerConfig {
+            mode: Mode::MasterSp,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &cluster, &cfg).unwrap();
+        let name = |n: crate::NodeId| wf.graph[n].name.clone();
+        let topo_first = wf
+            .topo_order()
+            .into_iter()
+            .find(|n| wf.graph[*n].task().is_some())
+            .unwrap();
+        assert_eq!(
+            name(topo_first),
+            "quick",
+            "the test needs another first task than the path's"
+        );
+        assert_eq!(name(entry_task(&wf, &plan).unwrap()), "slow");
+    }
 
     #[test]
     fn unknown_versions_are_listed() {
