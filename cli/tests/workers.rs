@@ -701,7 +701,7 @@ output:
     }
 }
 
-/// Workers get the inputs their tasks and conditions read (others travel as `null`): a switch
+/// Workers get the inputs their tasks and conditions read (the others are left out of their `Start`): a switch
 /// over an input and tasks reading other inputs still see the right values on every worker.
 #[test]
 fn inputs_reach_the_workers_that_read_them() {

@@ -1448,7 +1448,7 @@ impl Runtime {
         let mut input = input;
         let staged = self.take_staged(&key, &mut input);
         // Each other worker gets the inputs its tasks, conditions and foreach lists read
-        // (the others as `null`): a large input goes only where it is needed.
+        // (the others are left out): a large input goes only where it is needed.
         let inputs: Vec<Vec<u8>> = others
             .iter()
             .map(|(name, _)| self.input_for(&key, name, &input))

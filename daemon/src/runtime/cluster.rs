@@ -159,6 +159,18 @@ pub(super) fn readers(wf: &Workflow, plan: &Plan, placement: &Placement) -> Read
     (peer, remote, result)
 }
 
+/// Adds every input of `wf` that `input` (an object) lacks, as `null`: a `Start` carries only
+/// the inputs its receiver reads, and the engine wants them all (the entry checked them).
+fn fill_inputs(wf: &Workflow, input: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = input {
+        for i in &wf.inputs {
+            if !m.contains_key(&i.name) {
+                m.insert(i.name.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+}
+
 /// The workflow version invocation `id` runs on.
 fn installed_key(rt: &Runtime, id: InvocationId) -> WfKey {
     rt.invocations
@@ -192,21 +204,15 @@ pub(super) fn input_needs(wf: &Workflow, placement: &Placement) -> HashMap<Strin
 }
 
 impl Runtime {
-    /// The input to send to worker `peer` in its `Start`: the inputs it needs, the others
-    /// `null` (still present, as the engine checks).
+    /// The input to send to worker `peer` in its `Start`: only the inputs it needs (it fills
+    /// in the others as `null`, [`fill_inputs`]).
     pub(super) fn input_for(&self, key: &(String, u64), peer: &str, input: &serde_json::Value) -> Vec<u8> {
         let needs = self.installed.get(key).and_then(|i| i.input_needs.get(peer));
         let filtered = match (input, needs) {
             (serde_json::Value::Object(m), Some(needs)) => serde_json::Value::Object(
                 m.iter()
-                    .map(|(k, v)| {
-                        let v = if needs.contains(k) {
-                            v.clone()
-                        } else {
-                            serde_json::Value::Null
-                        };
-                        (k.clone(), v)
-                    })
+                    .filter(|(k, _)| needs.contains(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
             _ => input.clone(),
@@ -841,7 +847,13 @@ impl Runtime {
                 .find(|(_, n, _)| *n == from)
                 .map(|(w, _, _)| *w)
         });
-        let started = match (entry, serde_json::from_slice::<serde_json::Value>(&start.input)) {
+        let input = serde_json::from_slice::<serde_json::Value>(&start.input).map(|mut input| {
+            if let Some(i) = self.installed.get(&key) {
+                fill_inputs(&i.wf, &mut input);
+            }
+            input
+        });
+        let started = match (entry, input) {
             (None, _) => Err(format!(
                 "worker `{}` does not have workflow `{}` version {} installed with worker `{from}` in it",
                 self.config.name, start.workflow, start.version
