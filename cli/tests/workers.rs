@@ -813,7 +813,7 @@ output:
         assert_eq!(r.status, "ok", "{:?}", r.error);
         assert_eq!(r.output, json!({"a": size, "b": size, "d": size, "e": size + 1}));
         let from_input: Vec<_> = r.edges.iter().filter(|e| e.from == "input.big").collect();
-        if size < 64 * 1024 {
+        if size < faasflow_planner::dag::STAGE_MIN_BYTES {
             assert!(
                 from_input.is_empty(),
                 "a small input travels inside Start: {:?}",

@@ -368,7 +368,7 @@ pub struct Edge {
 /// A string input of at least this many bytes that only tasks read is *staged*: it travels
 /// apart from the invocation's control messages, as an object (pushed to the workers whose
 /// tasks read it in WorkerSP, stored in the remote tier in MasterSP), and is read by reference.
-pub const STAGE_MIN_BYTES: usize = 64 * 1024;
+pub const STAGE_MIN_BYTES: usize = 16 * 1024;
 
 impl Workflow {
     /// The inputs that switch conditions or foreach lists read (every engine needs their

@@ -358,6 +358,8 @@ impl Runtime {
                 if let Some(inv) = self.invocations.get_mut(&id) {
                     inv.data_us += us(t.elapsed());
                 }
+                // Calls waiting for this one start now, not after the other copies.
+                self.arrivals_done(id);
                 Some(source)
             } else {
                 self.staged_sends.insert(object, (id, readers.len() as u32));
