@@ -839,3 +839,50 @@ output:
         c.assert_clean();
     }
 }
+
+/// A staged input is released once the tasks here that read it have run: a later output
+/// takes its room in a small arena without spilling anything.
+#[test]
+fn a_staged_input_is_released_after_its_last_reader() {
+    let mut c = Cluster::build(1, |c| {
+        c.arena_bytes = 6 << 20;
+        c.quota_bytes = Some(6 << 20);
+    });
+    let wf = Arc::new(
+        load_str(
+            "
+name: release
+inputs:
+  big: bytes
+  n: json
+functions:
+  len: {pack: testkit, outputs: {out: json}}
+  emit: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: a
+    function: len
+    inputs: {in: input.big}
+  - task: b
+    function: emit
+    inputs: {bytes: input.n}
+  - task: c
+    function: len
+    inputs: {in: b.out}
+output:
+  a: a.out
+  c: c.out
+",
+            "release.yaml",
+            "release",
+        )
+        .unwrap()
+        .workflow,
+    );
+    c.install(wf);
+    let big = "b".repeat(4 << 20);
+    let r = c.invoke_on(0, "release", json!({"big": big, "n": 4 << 20}));
+    assert_eq!(r.status, "ok", "{:?}", r.error);
+    assert_eq!(r.output, json!({"a": 4 << 20, "c": 4 << 20}));
+    assert_eq!(r.spills, 0, "the input was still held when b's output needed its room");
+    c.assert_clean();
+}

@@ -651,6 +651,9 @@ struct Installed {
     stageable: Vec<String>,
     /// Inputs the tasks of this worker read.
     read_here: HashSet<String>,
+    /// Per input, how many tasks of this worker read it alone through a binding (none in a
+    /// foreach body): once they all ran, its staged object is released.
+    staged_readers: HashMap<String, u32>,
     /// Outputs the workflow's result reads: (node, output).
     result_reads: HashSet<(u32, String)>,
 }
@@ -800,6 +803,8 @@ struct InvState {
     result_wait_us: f64,
     /// Workflow inputs sent on streams of their own, landed as objects: input name → object.
     staged: HashMap<String, u64>,
+    /// Staged objects released once this many more of their reading tasks have run.
+    staged_left: HashMap<u64, u32>,
     /// Data time and spills already reported to the entry daemon.
     reported: (f64, u64),
     /// It runs on a central engine: this daemon only executes some of its functions.
@@ -1266,6 +1271,24 @@ impl Runtime {
                 _ => None,
             })
             .collect();
+        let mut staged_readers: HashMap<String, u32> = HashMap::new();
+        let mut in_bodies: HashSet<String> = HashSet::new();
+        for n in &placement.local {
+            let Some(task) = wf.graph[*n].task() else { continue };
+            let mut read: HashSet<&str> = HashSet::new();
+            for b in &task.inputs {
+                if let Some(i) = task.reads_input_alone(&b.name) {
+                    read.insert(i);
+                }
+            }
+            for i in read {
+                if wf.graph[*n].scope.is_some() {
+                    in_bodies.insert(i.to_owned());
+                }
+                *staged_readers.entry(i.to_owned()).or_default() += 1;
+            }
+        }
+        staged_readers.retain(|i, _| !in_bodies.contains(i));
         self.installed.insert(
             key,
             Installed {
@@ -1280,6 +1303,7 @@ impl Runtime {
                 input_needs,
                 stageable,
                 read_here,
+                staged_readers,
             },
         );
         let mut warming = HashSet::new();
@@ -1508,6 +1532,7 @@ impl Runtime {
                 deferred_at: None,
                 result_wait_us: 0.0,
                 staged: HashMap::new(),
+                staged_left: HashMap::new(),
                 reported: (0.0, 0),
                 master: false,
                 functions: Vec::new(),
@@ -2377,6 +2402,7 @@ impl Runtime {
         for e in &call.temps {
             self.arena.free(*e);
         }
+        self.read_staged(&call);
         self.unpin(&call.reads);
         let mut objs = Vec::with_capacity(used.len());
         for (name, e, len) in used {

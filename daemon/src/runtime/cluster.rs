@@ -298,10 +298,7 @@ impl Runtime {
                     born: Instant::now(),
                 },
             );
-            if let Some(inv) = self.invocations.get_mut(&id) {
-                inv.objects.insert(object);
-                inv.staged.insert(name, object);
-            }
+            self.note_staged(id, name, object);
         }
         (named, ids)
     }
@@ -441,9 +438,50 @@ impl Runtime {
                     );
                 }
             }
-            if let Some(inv) = self.invocations.get_mut(&id) {
-                inv.objects.insert(local);
-                inv.staged.insert(s.name, local);
+            self.note_staged(id, s.name, local);
+        }
+    }
+
+    /// Staged input `name` of invocation `id` is object `object` here.
+    fn note_staged(&mut self, id: InvocationId, name: String, object: u64) {
+        let Some(inv) = self.invocations.get_mut(&id) else {
+            return;
+        };
+        let readers = self
+            .installed
+            .get(&inv.wf)
+            .and_then(|i| i.staged_readers.get(&name))
+            .copied();
+        inv.objects.insert(object);
+        inv.staged.insert(name, object);
+        if let Some(n) = readers {
+            inv.staged_left.insert(object, n);
+        }
+    }
+
+    /// `call` ran: the staged inputs it read that no task here will read any more are
+    /// released (freed when no push or call uses them).
+    pub(super) fn read_staged(&mut self, call: &Call) {
+        let Some(inv) = self.invocations.get_mut(&call.invocation) else {
+            return;
+        };
+        if inv.staged_left.is_empty() {
+            return;
+        }
+        let mut seen = HashSet::new();
+        let mut done = Vec::new();
+        for id in call.reads.iter().filter(|id| seen.insert(**id)) {
+            if let Some(left) = inv.staged_left.get_mut(id) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    inv.staged_left.remove(id);
+                    done.push(*id);
+                }
+            }
+        }
+        for id in done {
+            if let Some(o) = self.objects.get_mut(&id) {
+                o.released = true;
             }
         }
     }

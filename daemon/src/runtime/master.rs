@@ -119,6 +119,7 @@ impl Runtime {
             deferred_at: None,
             result_wait_us: 0.0,
             staged: std::collections::HashMap::new(),
+            staged_left: std::collections::HashMap::new(),
             reported: (0.0, 0),
             master: true,
             functions: Vec::new(),
