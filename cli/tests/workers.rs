@@ -840,11 +840,12 @@ output:
     }
 }
 
-/// A staged input is released once the tasks here that read it have run: a later output
-/// takes its room in a small arena without spilling anything.
+/// A staged input is released once the tasks of its worker that read it have run: an object
+/// arriving later takes its room in a small arena without spilling anything.
 #[test]
 fn a_staged_input_is_released_after_its_last_reader() {
-    let mut c = Cluster::build(1, |c| {
+    // a and c run on the entry, b on the other worker (round robin).
+    let mut c = Cluster::build(2, |c| {
         c.arena_bytes = 6 << 20;
         c.quota_bytes = Some(6 << 20);
     });

@@ -1469,8 +1469,13 @@ impl Runtime {
         let key = (workflow.clone(), version);
         let others = self.other_workers(&key);
         // Large inputs only tasks read go apart, as objects (they would hold up `Start`).
+        // On one worker, each call copies what it reads of the input (freed when it ends).
         let mut input = input;
-        let staged = self.take_staged(&key, &mut input);
+        let staged = if others.is_empty() {
+            Vec::new()
+        } else {
+            self.take_staged(&key, &mut input)
+        };
         // Each other worker gets the inputs its tasks, conditions and foreach lists read
         // (the others are left out): a large input goes only where it is needed.
         let inputs: Vec<Vec<u8>> = others
