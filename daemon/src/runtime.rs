@@ -688,6 +688,25 @@ struct Instance {
 }
 
 impl Object {
+    /// An object that no instance of this worker produced (it arrives from another worker or
+    /// the remote tier, or is a workflow input), not yet released, pushed or held.
+    fn foreign(place: Place, len: u64, wf: WfKey, invocation: InvocationId, producer: String) -> Object {
+        Object {
+            place,
+            len,
+            wf,
+            invocation,
+            producer,
+            instance: u32::MAX,
+            released: false,
+            pushes: 0,
+            held: false,
+            remote_copy: None,
+            transfer_us: None,
+            born: Instant::now(),
+        }
+    }
+
     /// Something other than a call still needs its bytes where they are (or they are not
     /// there yet).
     fn busy(&self) -> bool {

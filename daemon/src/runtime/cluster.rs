@@ -281,23 +281,8 @@ impl Runtime {
             .collect();
         let wf_key = installed_key(self, id);
         for (object, name, len) in here {
-            self.objects.insert(
-                object,
-                Object {
-                    place: Place::Pending,
-                    len,
-                    wf: wf_key.clone(),
-                    invocation: id,
-                    producer: format!("input.{name}"),
-                    instance: u32::MAX,
-                    released: false,
-                    pushes: 0,
-                    held: false,
-                    remote_copy: None,
-                    transfer_us: None,
-                    born: Instant::now(),
-                },
-            );
+            let o = Object::foreign(Place::Pending, len, wf_key.clone(), id, format!("input.{name}"));
+            self.objects.insert(object, o);
             self.note_staged(id, name, object);
         }
         (named, ids)
@@ -419,23 +404,9 @@ impl Runtime {
                     return self.abort(id, msg, false);
                 }
                 None => {
-                    self.objects.insert(
-                        local,
-                        Object {
-                            place: if s.len == 0 { Place::Empty } else { Place::Pending },
-                            len: s.len,
-                            wf: wf_key.clone(),
-                            invocation: id,
-                            producer,
-                            instance: u32::MAX,
-                            released: false,
-                            pushes: 0,
-                            held: false,
-                            remote_copy: None,
-                            transfer_us: None,
-                            born: Instant::now(),
-                        },
-                    );
+                    let place = if s.len == 0 { Place::Empty } else { Place::Pending };
+                    let o = Object::foreign(place, s.len, wf_key.clone(), id, producer);
+                    self.objects.insert(local, o);
                 }
             }
             self.note_staged(id, s.name, local);
@@ -1032,20 +1003,10 @@ impl Runtime {
                 } else {
                     Place::Pending
                 };
-                let obj = self.objects.entry(local).or_insert_with(|| Object {
-                    place,
-                    len: o.len,
-                    wf: wf_key.clone(),
-                    invocation: id,
-                    producer: producer.clone(),
-                    instance: u32::MAX,
-                    released: false,
-                    pushes: 0,
-                    held: false,
-                    remote_copy: None,
-                    transfer_us: None,
-                    born: Instant::now(),
-                });
+                let obj = self
+                    .objects
+                    .entry(local)
+                    .or_insert_with(|| Object::foreign(place, o.len, wf_key.clone(), id, producer.clone()));
                 obj.producer = producer.clone();
                 obj.wf = wf_key.clone();
                 if let Some(inv) = self.invocations.get_mut(&id) {
@@ -1141,23 +1102,10 @@ impl Runtime {
             }
             None => {
                 // Before its Done (or its invocation's start): kept until they come.
-                self.objects.insert(
-                    id,
-                    Object {
-                        place,
-                        len: header.len,
-                        wf: wf_key.clone().unwrap_or_else(|| Arc::new((String::new(), 0))),
-                        invocation: inv_id,
-                        producer: String::new(),
-                        instance: u32::MAX,
-                        released: false,
-                        pushes: 0,
-                        held: false,
-                        remote_copy: None,
-                        transfer_us: Some(("peer", transfer_us)),
-                        born: Instant::now(),
-                    },
-                );
+                let wf = wf_key.clone().unwrap_or_else(|| Arc::new((String::new(), 0)));
+                let mut o = Object::foreign(place, header.len, wf, inv_id, String::new());
+                o.transfer_us = Some(("peer", transfer_us));
+                self.objects.insert(id, o);
             }
         }
         if let Some(wf) = wf_key {

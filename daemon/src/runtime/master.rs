@@ -199,24 +199,11 @@ impl Runtime {
         let id = self.next_object;
         self.next_object += 1;
         owned.push(id);
-        self.objects.insert(
-            id,
-            Object {
-                place: if o.len == 0 { Place::Empty } else { Place::Pending },
-                len: o.len,
-                wf: wf.clone(),
-                invocation,
-                producer: producer_of(&o.key),
-                instance: u32::MAX,
-                released: false,
-                pushes: 0,
-                held: false,
-                remote_copy: None,
-                // An empty object is not fetched: its edge is still a remote one.
-                transfer_us: (o.len == 0).then_some(("remote", 0.0)),
-                born: Instant::now(),
-            },
-        );
+        let place = if o.len == 0 { Place::Empty } else { Place::Pending };
+        let mut obj = Object::foreign(place, o.len, wf.clone(), invocation, producer_of(&o.key));
+        // An empty object is not fetched: its edge is still a remote one.
+        obj.transfer_us = (o.len == 0).then_some(("remote", 0.0));
+        self.objects.insert(id, obj);
         if o.len > 0 {
             let (store, shared, key) = (store.clone(), self.shared.clone(), o.key.clone());
             self.transfers += 1;
