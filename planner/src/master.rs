@@ -396,18 +396,30 @@ impl Actor {
     }
 
     /// Starts an invocation in the engine (its large inputs stored already).
-    fn begin(&mut self, b: Begin) {
+    fn begin(&mut self, mut b: Begin) {
+        let refused = |b: Begin, e: EngineError| {
+            if !matches!(&b.staged, Ok(s) if s.is_empty()) {
+                // Its inputs went to the remote tier already (the version was dropped meanwhile).
+                let (store, workflow, version, invocation) = (b.store, b.workflow, b.version, b.invocation);
+                tokio::spawn(async move {
+                    if let Err(err) = store.delete_invocation(&workflow, version, invocation).await {
+                        eprintln!("planner: could not delete the inputs stored for invocation {invocation}: {err}");
+                    }
+                });
+            }
+            let _ = b.reply.send(Err(StartError::Engine(e)));
+        };
         let Some(info) = self.versions.get(&(b.workflow.clone(), b.version)).cloned() else {
-            let _ = b.reply.send(Err(StartError::Engine(EngineError::UnknownWorkflow {
-                name: b.workflow,
+            let e = EngineError::UnknownWorkflow {
+                name: b.workflow.clone(),
                 version: b.version,
-            })));
-            return;
+            };
+            return refused(b, e);
         };
         let now = self.now();
-        if let Err(e) = self.engine.start(now, &b.workflow, b.version, b.invocation, b.input) {
-            let _ = b.reply.send(Err(StartError::Engine(e)));
-            return;
+        let input = std::mem::take(&mut b.input);
+        if let Err(e) = self.engine.start(now, &b.workflow, b.version, b.invocation, input) {
+            return refused(b, e);
         }
         let (staged, failed) = match b.staged {
             Ok(staged) => (staged, None),
