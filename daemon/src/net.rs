@@ -318,10 +318,16 @@ async fn serve(conn: Arc<PeerConnection>, post: Post, region: Arc<Region>) {
     let objects = {
         let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
         tokio::spawn(async move {
-            while let Ok(obj) = conn.accept_object().await {
-                let (post, region, node) = (post.clone(), region.clone(), node.clone());
-                tokio::spawn(receive(obj, node, post, region));
-            }
+            let peer = node.clone();
+            conn.serve_objects(
+                move |obj| receive(obj, node.clone(), post.clone(), region.clone()),
+                move |e| {
+                    if matches!(e, PeerError::Malformed { .. }) {
+                        eprintln!("faasflow daemon: refused an object from worker `{peer}`: {e}");
+                    }
+                },
+            )
+            .await
         })
     };
     loop {

@@ -22,6 +22,10 @@
 //! offload (GSO) batches: with 64 KiB packets, a batch would hold up to 640 KiB, all encrypted
 //! before its first byte leaves, while the receiver, on the same host, sits idle.
 //!
+//! Objects from one peer are read concurrently ([`PeerConnection::serve_objects`]): a stream
+//! opened first may get its first bytes after later streams took the connection's credit, and
+//! reading headers one after the other would wait on it forever.
+//!
 //! What it does not do: act on lost peers (keep-alive and an idle timeout close a silent
 //! connection; reacting to that belongs to the daemon), reconnect, or know the engine.
 
@@ -64,7 +68,10 @@ pub struct PeerConfig {
     /// receive window).
     pub stream_window: u32,
     /// Bytes of all streams of one connection a receiver buffers (QUIC connection receive
-    /// window).
+    /// window). From a loopback peer, at most what the UDP socket's receive buffer holds
+    /// (half of what the kernel granted for [`PeerConfig::socket_buffer`]), and the stream
+    /// window at most this: a peer on the same host sends faster than a busy receiver drains
+    /// the socket, and datagrams beyond its buffer would be dropped and sent again.
     pub connection_window: u32,
     /// Bytes a sender keeps in flight, not yet acknowledged, per connection.
     pub send_window: u64,
@@ -115,7 +122,9 @@ const LOOPBACK_UDP_PAYLOAD: u16 = 65_507;
 
 impl PeerConfig {
     /// The transport settings of a connection whose packets carry at most `udp_payload` bytes.
-    fn transport(&self, udp_payload: u16, loopback: bool) -> Result<TransportConfig, PeerError> {
+    /// `socket_window`: the bytes of datagrams the UDP socket really holds (see
+    /// [`PeerConfig::socket_buffer`]).
+    fn transport(&self, udp_payload: u16, loopback: bool, socket_window: u32) -> Result<TransportConfig, PeerError> {
         let mut t = TransportConfig::default();
         let mut mtud = quinn::MtuDiscoveryConfig::default();
         mtud.upper_bound(udp_payload);
@@ -135,8 +144,17 @@ impl PeerConfig {
             // encrypted, instead of starting only once a whole batch is out.
             t.enable_segmentation_offload(false);
         }
-        t.stream_receive_window(VarInt::from_u32(self.stream_window))
-            .receive_window(VarInt::from_u32(self.connection_window))
+        let (mut stream_window, mut connection_window) = (self.stream_window, self.connection_window);
+        if loopback {
+            // A loopback peer sends as fast as this daemon's CPU lets it, and datagrams that
+            // do not fit the socket's buffer are dropped: each costs a retransmission and a
+            // congestion event. With no more credit than the buffer holds, the sender waits
+            // instead (credit comes back as fast as the bytes are read).
+            connection_window = connection_window.min(socket_window);
+            stream_window = stream_window.min(connection_window);
+        }
+        t.stream_receive_window(VarInt::from_u32(stream_window))
+            .receive_window(VarInt::from_u32(connection_window))
             .send_window(self.send_window)
             .max_concurrent_uni_streams(VarInt::from_u32(self.max_incoming_objects))
             .max_concurrent_bidi_streams(VarInt::from_u32(1))
@@ -370,13 +388,24 @@ impl PeerEndpoint {
             QuicClientConfig::try_from(tls::client_config(identity, trust)?)
                 .map_err(|e| PeerError::Config(e.to_string()))?,
         );
+        let bind_err = |cause| PeerError::Bind { addr, cause };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(bind_err)?;
+        // Best effort: the kernel caps the sizes, and a smaller buffer only costs speed.
+        let _ = state.set_send_buffer_size((&socket).into(), config.socket_buffer);
+        let _ = state.set_recv_buffer_size((&socket).into(), config.socket_buffer);
+        // Linux reports twice what it was asked for (the rest pays for its bookkeeping).
+        let socket_window = state
+            .recv_buffer_size((&socket).into())
+            .map_or(config.socket_buffer, |b| b / 2);
+        let socket_window = u32::try_from(socket_window).unwrap_or(u32::MAX).max(64 << 10);
         let settings = |loopback: bool| -> Result<Settings, PeerError> {
             let payload = if loopback {
                 config.loopback_udp_payload
             } else {
                 config.max_udp_payload
             };
-            let transport = Arc::new(config.transport(payload, loopback)?);
+            let transport = Arc::new(config.transport(payload, loopback, socket_window)?);
             let mut server = quinn::ServerConfig::with_crypto(server_tls.clone());
             server.transport_config(transport.clone());
             let mut client = quinn::ClientConfig::new(client_tls.clone());
@@ -392,12 +421,6 @@ impl PeerEndpoint {
         endpoint_config
             .max_udp_payload_size(config.max_udp_payload.max(config.loopback_udp_payload))
             .map_err(|e| PeerError::Config(format!("UDP payload size: {e}")))?;
-        let bind_err = |cause| PeerError::Bind { addr, cause };
-        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
-        let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(bind_err)?;
-        // Best effort: the kernel caps the sizes, and a smaller buffer only costs speed.
-        let _ = state.set_send_buffer_size((&socket).into(), config.socket_buffer);
-        let _ = state.set_recv_buffer_size((&socket).into(), config.socket_buffer);
         let runtime = quinn::default_runtime()
             .ok_or_else(|| PeerError::Config("no async runtime (bind inside a tokio runtime)".into()))?;
         let socket = Arc::new(SplitGso {
@@ -742,29 +765,56 @@ impl PeerConnection {
         }
     }
 
-    /// Waits for the next object the peer sends and reads its header; its bytes are read
-    /// with [`IncomingObject::read_into`] or [`IncomingObject::next_chunk`].
-    pub async fn accept_object(&self) -> Result<IncomingObject, PeerError> {
-        let mut stream = self.conn.accept_uni().await.map_err(|cause| PeerError::Connection {
+    /// Waits for the next object stream the peer opens; its header is read by
+    /// [`ObjectStream::header`]. Streams come in the order the peer opened them, but a
+    /// stream's first bytes may come after later streams' bytes: it may have waited for
+    /// flow-control credit that they took. So read headers concurrently (as
+    /// [`PeerConnection::serve_objects`] does), not one after the other: waiting for one
+    /// stream's header while the bytes of later ones stay unread can hold all of the
+    /// connection's credit, and then nothing moves again.
+    pub async fn accept_stream(&self) -> Result<ObjectStream, PeerError> {
+        let stream = self.conn.accept_uni().await.map_err(|cause| PeerError::Connection {
             node: self.node.clone(),
             cause,
         })?;
-        let mut header = [0; OBJECT_HEADER_LEN];
-        stream.read_exact(&mut header).await.map_err(|e| self.stream_err(e))?;
-        let header = ObjectHeader::decode(&header).map_err(|cause| {
-            let _ = stream.stop(CODE_ABORTED);
-            PeerError::Malformed {
-                node: self.node.clone(),
-                cause,
-            }
-        })?;
-        Ok(IncomingObject {
-            header,
+        Ok(ObjectStream {
             stream,
             node: self.node.clone(),
-            received: 0,
             chunk: self.chunk,
         })
+    }
+
+    /// Waits for the next object the peer sends and reads its header; its bytes are read
+    /// with [`IncomingObject::read_into`] or [`IncomingObject::next_chunk`]. For one object at
+    /// a time: with several in flight, see [`PeerConnection::accept_stream`].
+    pub async fn accept_object(&self) -> Result<IncomingObject, PeerError> {
+        self.accept_stream().await?.header().await
+    }
+
+    /// Accepts the peer's objects until the connection closes, and returns why it closed.
+    /// Each object's header is read on a task of its own, which then runs `each` on it; a
+    /// stream whose header cannot be read (malformed, or reset by the peer) is given to
+    /// `refused` and holds up no other. Must be called inside a tokio runtime.
+    pub async fn serve_objects<F, Fut>(&self, each: F, refused: impl Fn(PeerError) + Send + Sync + 'static) -> PeerError
+    where
+        F: Fn(IncomingObject) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let each = Arc::new(each);
+        let refused = Arc::new(refused);
+        loop {
+            let stream = match self.accept_stream().await {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            let (each, refused) = (each.clone(), refused.clone());
+            tokio::spawn(async move {
+                match stream.header().await {
+                    Ok(obj) => each(obj).await,
+                    Err(e) => refused(e),
+                }
+            });
+        }
     }
 
     /// Closes the connection at once; unread and unsent data is dropped.
@@ -804,6 +854,42 @@ where
 {
     fn write_chunk(&mut self, offset: u64, chunk: &[u8]) -> std::io::Result<()> {
         self(offset, chunk)
+    }
+}
+
+/// An object stream the peer opened, its header not read yet.
+#[derive(Debug)]
+pub struct ObjectStream {
+    stream: quinn::RecvStream,
+    node: String,
+    chunk: usize,
+}
+
+impl ObjectStream {
+    /// Reads the object's header. A malformed one stops the stream (the sender fails).
+    pub async fn header(mut self) -> Result<IncomingObject, PeerError> {
+        let mut header = [0; OBJECT_HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .await
+            .map_err(|e| PeerError::Stream {
+                node: self.node.clone(),
+                cause: e.to_string(),
+            })?;
+        let header = ObjectHeader::decode(&header).map_err(|cause| {
+            let _ = self.stream.stop(CODE_ABORTED);
+            PeerError::Malformed {
+                node: self.node.clone(),
+                cause,
+            }
+        })?;
+        Ok(IncomingObject {
+            header,
+            stream: self.stream,
+            node: self.node,
+            received: 0,
+            chunk: self.chunk,
+        })
     }
 }
 
@@ -884,5 +970,70 @@ impl IncomingObject {
     /// Refuses the object: the sender's [`PeerConnection::send_object`] fails.
     pub fn refuse(mut self) {
         let _ = self.stream.stop(CODE_ABORTED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::tls::ClusterCa;
+
+    /// A stream opened first but silent (its bytes wait for credit) must not keep later
+    /// objects from being read: they hold the connection's credit until they are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_stream_does_not_hold_up_later_objects() {
+        let limit = Duration::from_secs(20);
+        let ca = ClusterCa::generate("test").unwrap();
+        let trust = ca.trust();
+        // Windows far smaller than the object: it can only arrive if it is read as it comes.
+        let config = PeerConfig {
+            stream_window: 64 << 10,
+            connection_window: 64 << 10,
+            ..PeerConfig::default()
+        };
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = PeerEndpoint::bind(local, &ca.issue("worker-0").unwrap(), &trust, config.clone()).unwrap();
+        let b = PeerEndpoint::bind(local, &ca.issue("worker-1").unwrap(), &trust, config).unwrap();
+        let (ab, ba) = tokio::join!(a.connect(b.local_addr().unwrap(), "worker-1"), b.accept());
+        let (ab, ba) = (ab.unwrap(), Arc::new(ba.unwrap()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = ba.clone();
+        tokio::spawn(async move {
+            server
+                .serve_objects(
+                    move |obj| {
+                        let tx = tx.clone();
+                        async move {
+                            let id = obj.header().object;
+                            let mut got = Vec::new();
+                            let _ = obj.read_into(&mut got).await;
+                            let _ = tx.send((id, got));
+                        }
+                    },
+                    |e| panic!("refused: {e}"),
+                )
+                .await
+        });
+        // The first stream is opened and says nothing yet; the next carries 1 MiB.
+        let mut silent = ab.conn.open_uni().await.unwrap();
+        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let header = |object, len| ObjectHeader {
+            invocation: 1,
+            object,
+            len,
+        };
+        tokio::time::timeout(limit, ab.send_object(header(2, big.len() as u64), &big[..]))
+            .await
+            .expect("the later object was held up by the silent stream")
+            .unwrap();
+        let (id, got) = tokio::time::timeout(limit, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(id, 2);
+        assert!(got == big, "the object's bytes differ");
+        // The silent stream speaks at last, and is read too.
+        silent.write_all(&header(1, 3).encode()).await.unwrap();
+        silent.write_all(b"abc").await.unwrap();
+        silent.finish().unwrap();
+        let (id, got) = tokio::time::timeout(limit, rx.recv()).await.unwrap().unwrap();
+        assert_eq!((id, got.as_slice()), (1, &b"abc"[..]));
     }
 }
