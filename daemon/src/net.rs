@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
 use faasflow_shm::Region;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
@@ -74,10 +75,9 @@ pub(crate) enum Source {
     Arena { offset: u64, len: u64 },
     /// A spill file.
     File(PathBuf),
-    /// Bytes read back from the remote tier.
-    Bytes(Vec<u8>),
-    /// Bytes shared by several pushes (a workflow input sent to several workers).
-    Shared(Arc<Vec<u8>>),
+    /// Bytes in memory (read back from the remote tier, or a workflow input sent to several
+    /// workers), sent without a copy.
+    Bytes(Bytes),
 }
 
 enum Outbound {
@@ -265,8 +265,7 @@ async fn send_object(
             })?;
             conn.send_object(header, tokio::fs::File::from_std(file)).await
         }
-        Source::Bytes(bytes) => conn.send_object(header, &bytes[..]).await,
-        Source::Shared(bytes) => conn.send_object(header, &bytes[..]).await,
+        Source::Bytes(bytes) => conn.send_bytes(header, bytes).await,
     }
 }
 

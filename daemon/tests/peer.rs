@@ -191,6 +191,38 @@ async fn peers_of_one_cluster_exchange_control_messages_and_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_held_in_memory_arrive_whole_and_a_wrong_length_is_refused() {
+    bounded(async {
+        let cluster = Cluster::new();
+        let a = cluster.endpoint("worker-0", PeerConfig::default());
+        let b = cluster.endpoint("worker-1", PeerConfig::default());
+        let (ab, ba) = pair(&a, &b, "worker-1").await;
+        // Several chunks' worth, sent as slices of one buffer.
+        let data = bytes::Bytes::from(pattern(5 * (1 << 20) + 17, 4));
+        let header = ObjectHeader {
+            invocation: 7,
+            object: 3,
+            len: data.len() as u64,
+        };
+        let (sent, got) = tokio::join!(ab.send_bytes(header, data.clone()), async {
+            let incoming = ba.accept_object().await.unwrap();
+            assert_eq!(incoming.header(), header);
+            let mut got = Vec::new();
+            incoming.read_into(&mut got).await.unwrap();
+            got
+        });
+        sent.unwrap();
+        assert!(got == data, "the bytes differ");
+        let short = ObjectHeader { len: 10, ..header };
+        let err = ab.send_bytes(short, data.slice(..4)).await.unwrap_err();
+        assert!(err.to_string().contains("4 bytes given for an object of 10"), "{err}");
+        a.close();
+        b.close();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     bounded(async {
         let cluster = Cluster::new();

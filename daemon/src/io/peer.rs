@@ -708,15 +708,7 @@ impl PeerConnection {
     where
         R: AsyncRead + Unpin,
     {
-        let mut stream = self.conn.open_uni().await.map_err(|cause| PeerError::Connection {
-            node: self.node.clone(),
-            cause,
-        })?;
-        let write_err = |e| match e {
-            quinn::WriteError::Stopped(code) => self.refused(header.object, code),
-            e => self.stream_err(e),
-        };
-        stream.write_all(&header.encode()).await.map_err(write_err)?;
+        let mut stream = self.open_object(header).await?;
         let mut source = source.take(header.len);
         let chunk = usize::try_from(header.len).unwrap_or(usize::MAX).min(self.chunk);
         let mut sent = 0u64;
@@ -747,14 +739,69 @@ impl PeerConnection {
                     });
                 }
             };
-            stream.write_chunk(buf.split().freeze()).await.map_err(write_err)?;
+            stream
+                .write_chunk(buf.split().freeze())
+                .await
+                .map_err(|e| self.write_err(header.object, e))?;
             sent += n as u64;
         }
+        self.end_object(stream, header).await
+    }
+
+    /// Sends an object held in memory, as [`PeerConnection::send_object`] does, without
+    /// copying it: QUIC keeps slices of `bytes` until the peer acknowledges them. `bytes` must
+    /// be exactly `header.len` long.
+    pub async fn send_bytes(&self, header: ObjectHeader, bytes: Bytes) -> Result<(), PeerError> {
+        if bytes.len() as u64 != header.len {
+            return Err(PeerError::Source {
+                object: header.object,
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} bytes given for an object of {}", bytes.len(), header.len),
+                ),
+            });
+        }
+        let mut stream = self.open_object(header).await?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = bytes.len().min(at.saturating_add(self.chunk));
+            stream
+                .write_chunk(bytes.slice(at..end))
+                .await
+                .map_err(|e| self.write_err(header.object, e))?;
+            at = end;
+        }
+        self.end_object(stream, header).await
+    }
+
+    /// Opens an object's stream and writes its header.
+    async fn open_object(&self, header: ObjectHeader) -> Result<quinn::SendStream, PeerError> {
+        let mut stream = self.conn.open_uni().await.map_err(|cause| PeerError::Connection {
+            node: self.node.clone(),
+            cause,
+        })?;
+        stream
+            .write_all(&header.encode())
+            .await
+            .map_err(|e| self.write_err(header.object, e))?;
+        Ok(stream)
+    }
+
+    /// Ends an object's stream once all of it is written, and waits until the peer has
+    /// acknowledged every byte (or refused the object).
+    async fn end_object(&self, mut stream: quinn::SendStream, header: ObjectHeader) -> Result<(), PeerError> {
         stream.finish().map_err(|e| self.stream_err(e))?;
         match stream.stopped().await {
             Ok(None) => Ok(()),
             Ok(Some(code)) => Err(self.refused(header.object, code)),
             Err(e) => Err(self.stream_err(e)),
+        }
+    }
+
+    fn write_err(&self, object: u64, e: quinn::WriteError) -> PeerError {
+        match e {
+            quinn::WriteError::Stopped(code) => self.refused(object, code),
+            e => self.stream_err(e),
         }
     }
 

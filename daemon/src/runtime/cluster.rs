@@ -288,9 +288,9 @@ impl Runtime {
         (named, ids)
     }
 
-    /// Stores and sends the staged inputs of invocation `id` named by [`Self::name_staged`]:
-    /// as an object of the invocation when this worker's tasks read it (pushed from there),
-    /// else pushed from memory, to the workers of `others` whose `Start` names it.
+    /// Sends the staged inputs of invocation `id` named by [`Self::name_staged`] to the
+    /// workers of `others` whose `Start` names them, from memory (no copy), and stores each as
+    /// an object of the invocation when this worker's tasks read it.
     pub(super) fn stage(
         &mut self,
         id: InvocationId,
@@ -309,7 +309,29 @@ impl Runtime {
                 .collect();
             let here = self.objects.contains_key(&object);
             let len = bytes.len() as u64;
-            let source = if here {
+            // Pushed from memory, without a copy (and without pinning the local copy).
+            let bytes = bytes::Bytes::from(bytes);
+            if !readers.is_empty() {
+                self.staged_sends.insert(object, (id, readers.len() as u32));
+            }
+            for k in readers {
+                let source = Source::Bytes(bytes.clone());
+                self.transfers += 1;
+                if let Some(net) = &self.net {
+                    let (name, addr) = &others[k];
+                    net.push(
+                        name,
+                        *addr,
+                        ObjectHeader {
+                            invocation: id,
+                            object,
+                            len,
+                        },
+                        source,
+                    );
+                }
+            }
+            if here {
                 let t = Instant::now();
                 let place = match self.alloc_or_spill(len, &[]) {
                     Ok(e) => {
@@ -328,50 +350,14 @@ impl Runtime {
                         Place::Spilled(path)
                     }
                 };
-                let source = match &place {
-                    Place::Arena(e) => Source::Arena { offset: e.offset, len },
-                    Place::Spilled(p) => Source::File(p.clone()),
-                    _ => unreachable!("placed in the arena or a file"),
-                };
                 if let Some(o) = self.objects.get_mut(&object) {
                     o.place = place;
-                    o.pushes = readers.len() as u32;
                 }
                 if let Some(inv) = self.invocations.get_mut(&id) {
                     inv.data_us += us(t.elapsed());
                 }
                 // Calls waiting for this one start now, not after the other copies.
                 self.arrivals_done(id);
-                Some(source)
-            } else {
-                self.staged_sends.insert(object, (id, readers.len() as u32));
-                None
-            };
-            let shared = source.is_none().then(|| Arc::new(bytes));
-            for k in readers {
-                let source = match (&source, &shared) {
-                    (Some(Source::Arena { offset, len }), _) => Source::Arena {
-                        offset: *offset,
-                        len: *len,
-                    },
-                    (Some(Source::File(p)), _) => Source::File(p.clone()),
-                    (_, Some(b)) => Source::Shared(b.clone()),
-                    _ => continue,
-                };
-                self.transfers += 1;
-                if let Some(net) = &self.net {
-                    let (name, addr) = &others[k];
-                    net.push(
-                        name,
-                        *addr,
-                        ObjectHeader {
-                            invocation: id,
-                            object,
-                            len,
-                        },
-                        source,
-                    );
-                }
             }
         }
         self.arrivals_done(id);
@@ -578,7 +564,7 @@ impl Runtime {
                 Place::Remote { key, .. } => {
                     let key = key.clone();
                     match self.remote_get(&key) {
-                        Ok(bytes) => Source::Bytes(bytes),
+                        Ok(bytes) => Source::Bytes(bytes.into()),
                         Err(e) => {
                             eprintln!("faasflow daemon: cannot push object {id} to `{name}`: {e}");
                             continue;
@@ -764,16 +750,16 @@ impl Runtime {
             NetEvent::Sent { object, result } => {
                 self.transfers = self.transfers.saturating_sub(1);
                 let mut invocation = None;
-                if let Some(o) = self.objects.get_mut(&object) {
-                    o.pushes = o.pushes.saturating_sub(1);
-                    invocation = Some(o.invocation);
-                } else if let Some((inv, left)) = self.staged_sends.get_mut(&object) {
-                    // A staged input pushed from memory.
+                if let Some((inv, left)) = self.staged_sends.get_mut(&object) {
+                    // A staged input pushed from memory (its local copy, if any, is not pinned).
                     *left -= 1;
                     invocation = Some(*inv);
                     if *left == 0 {
                         self.staged_sends.remove(&object);
                     }
+                } else if let Some(o) = self.objects.get_mut(&object) {
+                    o.pushes = o.pushes.saturating_sub(1);
+                    invocation = Some(o.invocation);
                 }
                 if let Err(e) = result {
                     // The receiver is lost or refused it: its invocation cannot go on there.
