@@ -7,8 +7,9 @@
 //!   WorkerSP and MasterSP, and prints their tables, then their plans.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
 //!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
-//!   between two workers on loopback (`benchmarks/`) and FaaSFlow's 8 workflows on one worker
-//!   (the demo's table), written into `benchmarks/RESULTS.md`.
+//!   between two workers on loopback (`benchmarks/`), the memory probe's cost per page fault
+//!   (`benchmarks/`) and FaaSFlow's 8 workflows on one worker (the demo's table), written into
+//!   `benchmarks/RESULTS.md`.
 //! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
@@ -536,6 +537,14 @@ fn bench(root: &Path) -> Result<()> {
     let heading = "## Peer transport between two workers (loopback)";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench peer`) on {machine}. Two `PeerEndpoint`s in one process on 127.0.0.1, each on a tokio runtime of its own (one worker thread, as two daemons would have), mutual TLS with certificates from a cluster CA generated for the run (rustls with ring, AES-256-GCM), `PeerConfig::default()`. **Bandwidth**: one object per run sent with `PeerConnection::send_object` from an in-memory source, the receiver writing every chunk into an extent of its arena (`Arena::create`, `Arena::write` at the extent's offset) as it arrives; timed from the call of `send_object` to the last byte stored. The reference is a raw single-stream TCP transfer of the same bytes over one persistent loopback connection measured in the same run (tokio `TcpStream`, `write_all` of the whole object; the receiver reads into a buffer of the transport's chunk size and copies each read into the same arena extent), its runs interleaved with the QUIC ones. **Control messages**: a `Done` sent on the control stream and echoed back (`send` / `recv`), half the round trip, next to a TCP ping-pong (`TCP_NODELAY`) of the same frame. The cross-worker trigger latency of a whole edge is in the cluster section; this is the transport's floor. The machine is a shared 2-core VM: both endpoints and both copies compete for the same 2 cores; compare medians and ratios, not single absolute times.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+
+    let table = bench_table("faasflow-benchmarks", "probe")?;
+    let heading = "## Memory probe: cost per page fault";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench probe`, as root) on {machine}. The BPF program of `faasflow-ebpf` on `kmem/rss_stat` fires on every change of a process's resident counters, so on every page fault. The bench faults in 64 MiB of fresh anonymous pages (a new mapping each time) without the program loaded, with it loaded and the bench's process not registered (what every other process pays: one failed map lookup), and registered (what a measured instance pays: the lookup, the update of its counters and peak, and its cgroup's), in interleaved rounds. FaaSFlow reports no such number. The machine is a shared VM: the spread shows the noise.\n\n{}\n",
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
