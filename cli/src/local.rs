@@ -94,6 +94,10 @@ pub(crate) struct UpArgs {
     /// How often workers send heartbeats, ms (a worker silent for 3 intervals is lost).
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
+    /// How the workers measure their instances' memory: auto, ebpf or proc (see
+    /// `faasflow daemon --help`).
+    #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
+    memory_probe: faasflow_daemon::runtime::ProbeMode,
 }
 
 #[derive(Debug, clap::Args)]
@@ -448,6 +452,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             args.runtime_scale.to_string(),
             "--data-scale".to_owned(),
             args.data_scale.to_string(),
+            "--memory-probe".to_owned(),
+            args.memory_probe.to_string(),
             "--spill-dir".to_owned(),
             dir.join("spill").join(name).to_string_lossy().into_owned(),
         ];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, ProbeMode};
 use faasflow_planner::dag::{SourceFormat, Workflow};
 use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes};
@@ -62,6 +62,15 @@ pub(crate) struct DataPlaneArgs {
     /// Calls one instance runs at once.
     #[arg(long, default_value_t = 32)]
     threads: u32,
+    /// How instances' memory is measured: `ebpf` (a BPF program on kmem/rss_stat; needs the
+    /// privilege to load it and tracefs), `proc` (/proc/PID/status), or `auto` (eBPF when it
+    /// loads, else /proc, saying why once).
+    #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = parse_probe)]
+    memory_probe: ProbeMode,
+}
+
+pub(crate) fn parse_probe(s: &str) -> Result<ProbeMode, String> {
+    s.parse()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +152,7 @@ impl DataPlaneArgs {
         }
         config.runtime_scale = self.runtime_scale;
         config.data_scale = self.data_scale;
+        config.memory_probe = self.memory_probe;
         config.arena_bytes = self.arena_mib << 20;
         config.quota_bytes = self.quota_mib.map(|m| m << 20);
         config.max_instances = self.max_instances;

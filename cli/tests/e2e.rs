@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError, ProbeMode};
 use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
@@ -117,6 +117,32 @@ functions:
   concat: {pack: testkit, outputs: {out: bytes}}
   len: {pack: testkit, outputs: {out: json}}
 ";
+
+#[test]
+fn each_call_s_peak_memory_is_measured_through_ebpf_and_proc() {
+    const MIB: u64 = 1 << 20;
+    for probe in [ProbeMode::Ebpf, ProbeMode::Proc] {
+        let mut c = config();
+        c.memory_probe = probe;
+        let h = Harness::with(c);
+        h.install(
+            "name: mem\nfunctions:\n  touch: {pack: testkit, outputs: {out: json}}\n  noop: {pack: testkit}\nsteps:\n  - task: touch\n    inputs: {mib: input.mib}\n  - task: noop\noutput:\n  mib: touch.out\n",
+        );
+        let r = h.invoke("mem", json!({"mib": 64}));
+        assert_eq!(ok(&r), &json!({"mib": 64}));
+        let touch = record(&r, "touch").peak_memory_bytes.expect("touch is measured");
+        let noop = record(&r, "noop").peak_memory_bytes.expect("noop is measured");
+        println!("{probe}: touch {} MiB, noop {} MiB", touch / MIB, noop / MIB);
+        // What it touched, not the arena every instance maps (64 MiB here too).
+        assert!(
+            (64 * MIB..112 * MIB).contains(&touch),
+            "{probe}: touch peaked at {touch}"
+        );
+        // The next call in the same instance starts over from what it holds now.
+        assert_eq!(record(&r, "noop").instance, record(&r, "touch").instance);
+        assert!(noop < 32 * MIB, "{probe}: noop peaked at {noop}");
+    }
+}
 
 #[test]
 fn task_passes_its_input_through_the_arena() {

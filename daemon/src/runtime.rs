@@ -34,6 +34,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faasflow_ebpf::Probe;
+pub use faasflow_ebpf::ProbeMode;
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{DataSource, Isolation, NodeKind, ValueKind, Workflow};
 use faasflow_planner::plan::{ClusterView, Plan};
@@ -103,6 +105,9 @@ pub struct DaemonConfig {
     /// MasterSP; when it is missing or unreachable the daemon says so once and runs WorkerSP
     /// plans with peer transfers and the local spill directory.
     pub redis: Option<String>,
+    /// How instances' memory is measured (each call's `peak_memory_bytes`): the eBPF probe,
+    /// /proc, or the probe when it loads and /proc otherwise (the default, said once).
+    pub memory_probe: ProbeMode,
 }
 
 /// How a daemon reaches the other workers of its cluster.
@@ -219,6 +224,7 @@ impl DaemonConfig {
             name: "local".into(),
             peer: None,
             redis: None,
+            memory_probe: ProbeMode::Auto,
         }
     }
 }
@@ -376,6 +382,13 @@ impl Daemon {
             }
         };
         let peer_addr = net.as_ref().and_then(Net::local_addr);
+        let (probe, why) = Probe::new(config.memory_probe).map_err(|e| DaemonError::Start(e.to_string()))?;
+        if let Some(why) = why {
+            eprintln!(
+                "faasflow daemon `{}`: measuring memory through /proc ({why})",
+                config.name
+            );
+        }
         let remote = config.redis.as_deref().and_then(master::connect);
         let loop_shared = shared.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
@@ -383,7 +396,7 @@ impl Daemon {
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || {
-                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net);
+                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net, probe);
                 rt.remote = remote;
                 rt.run()
             })
@@ -787,6 +800,8 @@ struct Call {
     owned: Vec<u64>,
     /// When the engine triggered it.
     triggered: Instant,
+    /// Its memory is measured ([`MEASURED_CALLS`]).
+    measured: bool,
 }
 
 /// `len` bytes do not fit now: a wait if they could ever fit in `capacity`, else an error.
@@ -838,7 +853,18 @@ struct InvState {
     objects: HashSet<u64>,
 }
 
+/// Which calls of a function get their memory measured: the first `.0` in the daemon's life,
+/// then one in `.1` (a measurement costs a few system calls on the daemon's loop; the quota
+/// needs a function's peak, not every call's).
+const MEASURED_CALLS: (u64, u64) = (8, 32);
+
 struct Runtime {
+    /// Measures instances' memory (registered when they start).
+    probe: Probe,
+    /// The probe failed once (said once in the log; records stay `null`).
+    probe_failed: bool,
+    /// Calls started per function, to choose which to measure (see [`MEASURED_CALLS`]).
+    calls_of: HashMap<Arc<str>, u64>,
     config: DaemonConfig,
     engine: Engine,
     arena: Arena,
@@ -904,10 +930,20 @@ fn us(d: Duration) -> f64 {
 }
 
 impl Runtime {
-    fn new(config: DaemonConfig, arena: Arena, spawner: Spawner, shared: Arc<Shared>, net: Option<Net>) -> Self {
+    fn new(
+        config: DaemonConfig,
+        arena: Arena,
+        spawner: Spawner,
+        shared: Arc<Shared>,
+        net: Option<Net>,
+        probe: Probe,
+    ) -> Self {
         let engine = Engine::new(EngineConfig { seed: config.seed });
         let frame_buf = vec![0u8; config.ring_capacity];
         Runtime {
+            probe,
+            probe_failed: false,
+            calls_of: HashMap::new(),
             config,
             engine,
             arena,
@@ -1390,6 +1426,8 @@ impl Runtime {
                 );
                 self.live.push(id);
                 self.pools[pool].instances.push(id);
+                let tracked = self.probe.track(r.pid);
+                self.probe_result(tracked);
                 if let Some(status) = self.exited_early.remove(&id) {
                     self.instance_exited(id, status);
                     return;
@@ -1423,6 +1461,7 @@ impl Runtime {
         // Completions it pushed before dying still count.
         self.drain_instance(id);
         let Some(inst) = self.instances.remove(&id) else { return };
+        self.probe.forget(inst.pid);
         self.live.retain(|&i| i != id);
         let pool = inst.pool;
         self.pools[pool].instances.retain(|&i| i != id);
@@ -1657,6 +1696,7 @@ impl Runtime {
             end_us: 0.0,
             exec_us: 0.0,
             data_us: 0.0,
+            peak_memory_bytes: None,
             attempt,
             skipped: false,
             error: None,
@@ -1694,6 +1734,7 @@ impl Runtime {
             master: None,
             owned: Vec::new(),
             triggered: Instant::now(),
+            measured: false,
         };
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.running.insert((node.index() as u32, element), id);
@@ -2002,7 +2043,65 @@ impl Runtime {
         }
     }
 
+    /// Starts measuring the memory of call `call_id` on instance `inst_id` when it is one to
+    /// measure ([`MEASURED_CALLS`]): the instance's peak starts over when no other call runs
+    /// there (with others running, the call shares their peak).
+    fn start_measuring(&mut self, call_id: u64, inst_id: u32) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let n = match self.calls_of.get_mut(call.function.as_str()) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.calls_of.insert(call.function.as_str().into(), 1);
+                1
+            }
+        };
+        call.measured = n <= MEASURED_CALLS.0 || n % MEASURED_CALLS.1 == 0;
+        if !call.measured {
+            return;
+        }
+        if let Some(inst) = self.instances.get(&inst_id)
+            && inst.calls.is_empty()
+        {
+            let reset = self.probe.reset(inst.pid);
+            self.probe_result(reset);
+        }
+    }
+
+    /// The peak memory of instance `inst` while call `call_id` ran, if the call is measured.
+    fn peak_of(&mut self, call_id: u64, inst: Option<u32>) -> Option<u64> {
+        if !self.calls.get(&call_id)?.measured {
+            return None;
+        }
+        let pid = self.instances.get(&inst?)?.pid;
+        let peak = self.probe.peak(pid);
+        self.probe_result(peak)
+    }
+
+    /// A probe result; its first failure is said once.
+    fn probe_result<T>(&mut self, r: Result<T, faasflow_ebpf::ProbeError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !self.probe_failed {
+                    self.probe_failed = true;
+                    eprintln!(
+                        "faasflow daemon `{}`: {e} (the {} memory probe leaves such calls unmeasured)",
+                        self.config.name,
+                        self.probe.kind()
+                    );
+                }
+                None
+            }
+        }
+    }
+
     fn send_call(&mut self, call_id: u64, inst_id: u32) {
+        self.start_measuring(call_id, inst_id);
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -2071,6 +2170,11 @@ impl Runtime {
     /// Ends a call with an error: frees what it holds and tells the engine (unless the engine
     /// already gave up on it).
     fn fail_call(&mut self, call_id: u64, message: String) {
+        let peak = self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.instance)
+            .and_then(|i| self.peak_of(call_id, Some(i)));
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
@@ -2091,6 +2195,7 @@ impl Runtime {
             let rec = &mut inv.functions[call.record];
             rec.end_us = us(inv.start.elapsed());
             rec.error = Some(message.clone());
+            rec.peak_memory_bytes = peak;
         }
         let mut call = call;
         if let Some(reply) = call.master.take() {
@@ -2322,6 +2427,7 @@ impl Runtime {
             }
         }
         let exec_us = c.exec_ns as f64 / 1e3;
+        let peak = self.peak_of(c.call, Some(inst_id));
         {
             let call = &self.calls[&c.call];
             if let Some(inv) = self.invocations.get_mut(&call.invocation)
@@ -2330,6 +2436,7 @@ impl Runtime {
                 let rec = &mut inv.functions[call.record];
                 rec.end_us = us(inv.start.elapsed());
                 rec.exec_us = exec_us;
+                rec.peak_memory_bytes = peak;
             }
         }
         if self.calls[&c.call].abandoned {

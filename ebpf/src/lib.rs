@@ -5,10 +5,15 @@
 //! Two ways, both real measurements:
 //! - [`Probe::Ebpf`]: a BPF program (`src/rss.bpf.c`, built by build.rs with clang) on the
 //!   kernel's `kmem/rss_stat` tracepoint keeps, for each registered process, its resident
-//!   counters (file, anonymous, shared memory) and the peak of their sum, and the same sum and
+//!   counters and the peak of its own pages (file-backed and anonymous), and the same sum and
 //!   peak per cgroup (a container). Loaded and read with aya.
-//! - [`Probe::Proc`]: `VmHWM` from `/proc/<pid>/status`, reset by writing `5` to
-//!   `/proc/<pid>/clear_refs`.
+//! - [`Probe::Proc`]: `VmHWM` from `/proc/<pid>/status` less its current `RssShmem`, reset by
+//!   writing `5` to `/proc/<pid>/clear_refs`.
+//!
+//! Shared memory is left out: an instance maps the daemon's whole arena, whose pages are the
+//! daemon's (the quota accounts for them), not the function's. The /proc way can only
+//! subtract the shared pages resident *now*, which is exact while they do not change during a
+//! measurement (the arena is mapped whole when the instance starts).
 //!
 //! [`Probe::new`] with [`ProbeMode::Auto`] tries BPF and falls back to /proc, saying why.
 //!
@@ -44,6 +49,16 @@ pub enum ProbeMode {
     Ebpf,
     /// /proc only.
     Proc,
+}
+
+impl fmt::Display for ProbeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeMode::Auto => "auto",
+            ProbeMode::Ebpf => "ebpf",
+            ProbeMode::Proc => "proc",
+        })
+    }
 }
 
 impl std::str::FromStr for ProbeMode {
@@ -134,11 +149,15 @@ impl Probe {
         }
     }
 
-    /// The peak resident bytes of `pid` since [`Probe::track`] or the last [`Probe::reset`].
+    /// The peak of `pid`'s own resident bytes (file-backed and anonymous) since
+    /// [`Probe::track`] or the last [`Probe::reset`].
     pub fn peak(&self, pid: u32) -> Result<u64, ProbeError> {
         match self {
             Probe::Ebpf(p) => p.peak(pid),
-            Probe::Proc => status_field(pid, "VmHWM:"),
+            Probe::Proc => {
+                let hwm = status_field(pid, "VmHWM:")?;
+                Ok(hwm.saturating_sub(status_field(pid, "RssShmem:")?))
+            }
         }
     }
 
@@ -216,7 +235,7 @@ impl EbpfProbe {
             ],
             ..ProcRss::default()
         };
-        entry.peak = entry.member[0] + entry.member[1] + entry.member[3];
+        entry.peak = entry.member[0] + entry.member[1];
         entry.cgroup = cgroup_id(pid).unwrap_or(0);
         if entry.cgroup != 0 {
             let mut cg = self.cgroups.get(&entry.cgroup, 0).unwrap_or_default();
@@ -245,7 +264,7 @@ impl EbpfProbe {
 
     fn reset(&mut self, pid: u32) -> Result<(), ProbeError> {
         let mut e = self.entry(pid)?;
-        e.peak = e.member[0] + e.member[1] + e.member[3];
+        e.peak = e.member[0] + e.member[1];
         self.procs.insert(pid, e, 0).map_err(|e| ProbeError::Process {
             pid,
             cause: format!("cannot reset its peak: {e}"),

@@ -32,15 +32,17 @@ struct rss_stat_args {
     __s64 size; // the member's new value, bytes
 };
 
-// Per process: each counter's last value, and the peak of their sum since the daemon last
-// reset it. Layout shared with the Rust side (`ProcRss`).
+// Per process: each counter's last value, and the peak of its own pages (file-backed and
+// anonymous; not shared memory, which for an instance is mostly the daemon's arena) since the
+// daemon last reset it. Layout shared with the Rust side (`ProcRss`).
 struct proc_rss {
     __s64 member[4];
     __s64 peak;
     __u64 cgroup;
 };
 
-// Per cgroup: the resident bytes of its registered processes, and their peak.
+// Per cgroup: the resident bytes (file-backed and anonymous) of its registered processes, and
+// their peak.
 struct cgroup_rss {
     __s64 current;
     __s64 peak;
@@ -74,9 +76,9 @@ int rss_stat(struct rss_stat_args *ctx)
     struct proc_rss *p = bpf_map_lookup_elem(&PROCS, &tgid);
     if (!p)
         return 0;
-    __s64 delta = ctx->size - p->member[m];
+    __s64 delta = m == 3 ? 0 : ctx->size - p->member[m];
     p->member[m] = ctx->size;
-    __s64 total = p->member[0] + p->member[1] + p->member[3];
+    __s64 total = p->member[0] + p->member[1];
     if (total > p->peak)
         p->peak = total;
     __u64 cg = bpf_get_current_cgroup_id();

@@ -602,6 +602,7 @@ impl Actor {
                 end_us: us(inv.start.elapsed()),
                 exec_us: 0.0,
                 data_us: 0.0,
+                peak_memory_bytes: None,
                 attempt,
                 skipped: false,
                 error: Some(error.to_owned()),

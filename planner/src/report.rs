@@ -69,6 +69,11 @@ pub struct FunctionRecord {
     /// remote tier and storing its outputs there.
     #[serde(default)]
     pub data_us: f64,
+    /// The peak of the resident memory of the instance that ran it, while it ran, bytes: its
+    /// own pages (anonymous and file-backed), not the shared arena every instance maps. Calls
+    /// running at the same time in one instance share it. `null` when it was not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// It did not run: a switch did not take its branch.
@@ -220,6 +225,7 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
                 end_us: 0.0,
                 exec_us: 0.0,
                 data_us: 0.0,
+                peak_memory_bytes: None,
                 attempt: 0,
                 skipped: true,
                 error: None,

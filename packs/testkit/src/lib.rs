@@ -22,6 +22,7 @@ pub fn pack() -> Pack {
         .function("emit", emit)
         .function("json", json)
         .function("len", len)
+        .function("touch", touch)
 }
 
 /// `echo`: copies input `in` to output `out`.
@@ -103,6 +104,19 @@ pub fn json(ctx: &mut Context<'_>) -> Result<(), Error> {
     serde_json::from_slice::<serde::de::IgnoredAny>(params)
         .map_err(|e| Error::new(format_args!("the parameters of `json` are not JSON: {e}")))?;
     ctx.output("out", params)
+}
+
+/// `touch`: allocates input `mib` (a JSON number) MiB, writes one byte of every page, frees
+/// them, and outputs the number: memory a probe must see the function use.
+pub fn touch(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let mib = ctx.input_json::<usize>("mib")?;
+    let mut pages = vec![0u8; mib << 20];
+    for i in (0..pages.len()).step_by(4096) {
+        pages[i] = 1;
+    }
+    std::hint::black_box(&pages);
+    drop(pages);
+    ctx.output_json("out", &mib)
 }
 
 /// `len`: output `out` is the number of bytes of input `in`, as a JSON number.
