@@ -177,7 +177,8 @@ impl Probe {
     }
 
     /// The peak resident bytes of the registered processes of cgroup `id` together (a
-    /// container), BPF only: `None` with the /proc probe or an unknown cgroup.
+    /// container), BPF only, on a cgroup v2 host ([`cgroup_id`]): `None` with the /proc probe
+    /// or an unknown cgroup.
     pub fn cgroup_peak(&self, id: u64) -> Option<u64> {
         match self {
             Probe::Ebpf(p) => p.cgroups.get(&id, 0).ok().map(|c| c.peak.max(0) as u64),
@@ -297,11 +298,18 @@ fn reset_hwm(pid: u32) -> Result<(), ProbeError> {
     })
 }
 
-/// The id of `pid`'s cgroup (v2): the inode number of its directory under /sys/fs/cgroup.
+/// The id of `pid`'s cgroup: the inode number of its directory in the cgroup v2 hierarchy at
+/// /sys/fs/cgroup, which is what the BPF program sees. `None` on a host without that hierarchy
+/// (cgroup v1 only), where every process is in the v2 root and per-cgroup peaks mean nothing.
 pub fn cgroup_id(pid: u32) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
+    let root = Path::new("/sys/fs/cgroup");
+    // Only a cgroup2 mount has this file at its root.
+    if !root.join("cgroup.controllers").exists() {
+        return None;
+    }
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let dir = root.join(path.trim_start_matches('/'));
     std::fs::metadata(dir).ok().map(|m| m.ino())
 }
