@@ -132,6 +132,14 @@ pub(crate) struct DeployArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// One workflow (default: every deployed workflow).
+    name: Option<String>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct InvokeArgs {
     /// The workflow's name (as `deploy` printed it).
     name: String,
@@ -769,6 +777,63 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
     let placement = r.plan.as_ref().map(placement_text).unwrap_or_default();
     println!("deployed workflow `{}` version {}{placement}", r.workflow, r.version);
     Ok(())
+}
+
+/// `faasflow status`: each deployed workflow's memory, declared and measured, and its quota.
+pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
+    let addr = planner_addr(&args.target)?;
+    let request = pb::MemoryRequest {
+        workflow: args.name.clone().unwrap_or_default(),
+    };
+    let response = runtime()?.block_on(async {
+        let mut client = client(&addr).await?;
+        client.memory(request).await.map_err(|s| refused(&s))
+    })?;
+    let workflows = response.into_inner().workflows;
+    if workflows.is_empty() {
+        println!("no workflow is deployed (`faasflow deploy FILE`)");
+    }
+    print!("{}", memory_text(&workflows));
+    Ok(())
+}
+
+/// The memory table of `faasflow status`.
+fn memory_text(workflows: &[pb::WorkflowMemory]) -> String {
+    use std::fmt::Write as _;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let mut out = String::new();
+    for w in workflows {
+        let _ = writeln!(
+            out,
+            "workflow `{}` version {}: quota {} declared, {} with measured peaks (margin {} MiB per task)",
+            w.workflow,
+            w.version,
+            mib(w.declared_quota_bytes),
+            mib(w.quota_bytes),
+            w.margin_mib
+        );
+        let _ = writeln!(
+            out,
+            "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14}",
+            "task", "memory", "declared use", "measured peak (calls)", "O(v) declared", "O(v)"
+        );
+        for t in &w.tasks {
+            let measured = t
+                .measured_peak_bytes
+                .map_or_else(|| "–".to_owned(), |p| format!("{} ({})", mib(p), t.calls_measured));
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14}",
+                t.task,
+                mib(t.memory_bytes),
+                mib(t.declared_use_bytes),
+                measured,
+                mib(t.declared_quota_bytes),
+                mib(t.quota_bytes)
+            );
+        }
+    }
+    out
 }
 
 /// `: f1, f2 on worker-0; f3 on worker-1` from a plan.

@@ -50,6 +50,9 @@ enum Command {
     Deploy(local::DeployArgs),
     /// Invoke a deployed workflow on the cluster and print its output and report.
     Invoke(local::InvokeArgs),
+    /// Show each deployed workflow's memory: per task the memory given, the peak declared and
+    /// the peak measured by the daemons' memory probe, and the in-memory quota from each.
+    Status(local::StatusArgs),
     /// Stop the local cluster that `up` started in DIR.
     Down(local::DownArgs),
     /// Run the planner: workers register with it; it plans, deploys and forwards invocations.
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
         Command::Up(args) => local::up(&args),
         Command::Deploy(args) => local::deploy(&args),
         Command::Invoke(args) => local::invoke(&args),
+        Command::Status(args) => local::status(&args),
         Command::Down(args) => local::down(&args),
         Command::Planner(args) => services::planner(&args),
         Command::Daemon(args) => services::daemon(&args),

@@ -502,3 +502,62 @@ fn up_refuses_a_second_cluster_and_down_without_one_is_fine() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn status_shows_declared_and_measured_memory_and_the_quota_follows_what_was_measured() {
+    const MIB: u64 = 1 << 20;
+    let cluster = Cluster::up("memory", 1, &[]);
+    // `touch` is given 256 MiB and says it uses 8 (it uses 64): its share of the quota must
+    // shrink. `noop` says it uses 200 of its 256 (it uses a few): its share must grow.
+    let file = cluster.dir.join("memory.yaml");
+    std::fs::write(
+        &file,
+        "name: memory\nfunctions:\n  touch: {pack: testkit, memory: 256MiB, memory_use: 8MiB, outputs: {out: json}}\n  noop: {pack: testkit, memory: 256MiB, memory_use: 200MiB}\nsteps:\n  - task: touch\n    inputs: {mib: input.mib}\n  - task: noop\noutput:\n  mib: touch.out\n",
+    )
+    .unwrap();
+    cluster.deploy(&file);
+    let rt = rt();
+    let mut planner = cluster.planner_client(&rt);
+    let memory = |planner: &mut PlannerClient<_>| {
+        rt.block_on(planner.memory(pb::MemoryRequest {
+            workflow: "memory".into(),
+        }))
+        .expect("memory")
+        .into_inner()
+        .workflows
+        .remove(0)
+    };
+    let before = memory(&mut planner);
+    assert!(before.tasks.iter().all(|t| t.measured_peak_bytes.is_none()));
+    assert_eq!(before.quota_bytes, before.declared_quota_bytes);
+    // O(v) = 256 − 8 − 16 and 256 − 200 − 16 MiB.
+    assert_eq!(before.declared_quota_bytes, (232 + 40) * MIB);
+
+    let report = cluster.invoke_json("memory", r#"{"mib": 64}"#);
+    assert_eq!(report.status, "ok");
+    let after = memory(&mut planner);
+    let task = |name: &str| after.tasks.iter().find(|t| t.task == name).expect("the task").clone();
+    let (touch, noop) = (task("touch"), task("noop"));
+    let touched = touch.measured_peak_bytes.expect("touch measured");
+    assert!((64 * MIB..112 * MIB).contains(&touched), "touch: {touched}");
+    assert!(noop.measured_peak_bytes.expect("noop measured") < 32 * MIB, "{noop:?}");
+    assert_eq!((touch.calls_measured, noop.calls_measured), (1, 1));
+    assert!(touch.quota_bytes < touch.declared_quota_bytes, "{touch:?}");
+    assert!(noop.quota_bytes > noop.declared_quota_bytes, "{noop:?}");
+    assert_eq!(after.quota_bytes, touch.quota_bytes + noop.quota_bytes);
+
+    // The same, as a user reads it.
+    let out = cluster.run(&["status", "memory"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("workflow `memory` version 1"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("touch") && l.contains("(1)")),
+        "{shown}"
+    );
+    let unknown = cluster.run(&["status", "nothing"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("nothing"), "{}", text(&unknown.stderr));
+}

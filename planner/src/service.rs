@@ -114,6 +114,9 @@ struct Deployed {
     versions: Vec<Version>,
     /// The last version number given (versions are never reused, dropped ones included).
     last: u64,
+    /// Each task's largest measured peak memory and the calls measured, from the reports of
+    /// its invocations (every version's).
+    memory: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -830,6 +833,9 @@ impl pb::planner_server::Planner for PlannerService {
             Route::Master { id, version, guard } => {
                 let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
                 drop(guard);
+                if let Ok(r) = &response {
+                    self.note_memory(&req.workflow, &r.report_json);
+                }
                 return response.map(Response::new);
             }
             Route::Worker {
@@ -895,6 +901,7 @@ impl pb::planner_server::Planner for PlannerService {
                 report_response(id, &entry.name, answer.report_json)
             }
         };
+        self.note_memory(&req.workflow, &response.report_json);
         Ok(Response::new(response))
     }
 
@@ -935,6 +942,66 @@ impl pb::planner_server::Planner for PlannerService {
             registered,
         }))
     }
+
+    async fn memory(&self, request: Request<pb::MemoryRequest>) -> Result<Response<pb::MemoryResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.state();
+        if !req.workflow.is_empty() && !state.workflows.contains_key(&req.workflow) {
+            return Err(self.not_found_workflow(&state, &req.workflow));
+        }
+        let margin = self.inner.config.margin_mib;
+        let workflows = state
+            .workflows
+            .iter()
+            .filter(|(name, _)| req.workflow.is_empty() || **name == req.workflow)
+            .filter_map(|(name, d)| {
+                let v = d.versions.first()?;
+                Some(workflow_memory(name, v.version, &v.wf, &d.memory, margin))
+            })
+            .collect();
+        Ok(Response::new(pb::MemoryResponse { workflows }))
+    }
+}
+
+/// A workflow's memory: per task, declared and measured, and the quota `Σ O(v)` with
+/// `O(v) = max(memory − use − μ, 0)` from either.
+fn workflow_memory(
+    name: &str,
+    version: u64,
+    wf: &Workflow,
+    measured: &BTreeMap<String, (u64, u64)>,
+    margin_mib: f64,
+) -> pb::WorkflowMemory {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let quota = |memory: u64, used: f64| -> u64 { (memory as f64 - used - margin_mib * MIB).max(0.0) as u64 };
+    let tasks: Vec<pb::TaskMemory> = wf
+        .graph
+        .node_indices()
+        .filter_map(|n| {
+            let t = wf.graph[n].task()?;
+            let memory = t.spec.memory_mib << 20;
+            let declared = t.spec.memory_use_mib * MIB;
+            let m = measured.get(&wf.graph[n].name);
+            let declared_quota_bytes = quota(memory, declared);
+            Some(pb::TaskMemory {
+                task: wf.graph[n].name.clone(),
+                memory_bytes: memory,
+                declared_use_bytes: declared as u64,
+                measured_peak_bytes: m.map(|(peak, _)| *peak),
+                calls_measured: m.map_or(0, |(_, n)| *n),
+                declared_quota_bytes,
+                quota_bytes: m.map_or(declared_quota_bytes, |(peak, _)| quota(memory, *peak as f64)),
+            })
+        })
+        .collect();
+    pb::WorkflowMemory {
+        workflow: name.to_owned(),
+        version,
+        margin_mib,
+        declared_quota_bytes: tasks.iter().map(|t| t.declared_quota_bytes).sum(),
+        quota_bytes: tasks.iter().map(|t| t.quota_bytes).sum(),
+        tasks,
+    }
 }
 
 /// Where an invocation goes.
@@ -952,6 +1019,35 @@ enum Route {
 }
 
 impl PlannerService {
+    /// Keeps the peak memory each function of an invocation's report was measured at.
+    fn note_memory(&self, workflow: &str, report_json: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            name: String,
+            #[serde(default)]
+            peak_memory_bytes: Option<u64>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Functions {
+            #[serde(default)]
+            functions: Vec<Record>,
+        }
+        let Ok(report) = serde_json::from_slice::<Functions>(report_json) else {
+            return;
+        };
+        let mut state = self.state();
+        let Some(deployed) = state.workflows.get_mut(workflow) else {
+            return;
+        };
+        for r in report.functions {
+            if let Some(peak) = r.peak_memory_bytes {
+                let e = deployed.memory.entry(r.name).or_insert((0, 0));
+                e.0 = e.0.max(peak);
+                e.1 += 1;
+            }
+        }
+    }
+
     /// Runs a MasterSP invocation on the central engine.
     async fn invoke_master(
         &self,
@@ -1100,6 +1196,7 @@ steps:
         let deployed = Deployed {
             versions: Vec::new(),
             last: 2,
+            memory: BTreeMap::new(),
         };
         let e = find_version("wc", &deployed, Some(2)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
