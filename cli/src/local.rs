@@ -98,6 +98,10 @@ pub(crate) struct UpArgs {
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
     memory_probe: faasflow_daemon::runtime::ProbeMode,
+    /// Let the planner plan a workflow again from measured memory when a task's measured peak
+    /// differs from its planned one by more than this, MiB (see `faasflow planner --help`).
+    #[arg(long, value_name = "MIB")]
+    replan_threshold_mib: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -428,6 +432,9 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     if let Some((url, _)) = &redis {
         planner_args.extend(["--redis".to_owned(), url.clone()]);
     }
+    if let Some(t) = args.replan_threshold_mib {
+        planner_args.extend(["--replan-threshold-mib".to_owned(), t.to_string()]);
+    }
     let planner_pid = spawn(&mut started, &logs, "planner", &exe, &planner_args, &dir)?;
     let planner_addr = wait_for(&mut started, &logs, "the planner listening", deadline, || {
         read_addr(&addr_file)
@@ -604,8 +611,10 @@ fn is_running(pid: u32, expect: &str) -> bool {
     if state == Some("Z") || state == Some("X") {
         return false;
     }
+    // An exiting process has released its memory, and so its command line, before it has
+    // closed its files (a daemon's BPF probe, its sockets) and become a zombie: still ours.
     std::fs::read(proc.join("cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains(expect))
+        .map(|c| c.is_empty() || String::from_utf8_lossy(&c).contains(expect))
         .unwrap_or(false)
 }
 
@@ -814,8 +823,8 @@ fn memory_text(workflows: &[pb::WorkflowMemory]) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14}",
-            "task", "memory", "declared use", "measured peak (calls)", "O(v) declared", "O(v)"
+            "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14} {:>14}",
+            "task", "memory", "declared use", "measured peak (calls)", "planned use", "O(v) declared", "O(v)"
         );
         for t in &w.tasks {
             let measured = t
@@ -823,11 +832,12 @@ fn memory_text(workflows: &[pb::WorkflowMemory]) -> String {
                 .map_or_else(|| "–".to_owned(), |p| format!("{} ({})", mib(p), t.calls_measured));
             let _ = writeln!(
                 out,
-                "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14}",
+                "  {:<32} {:>12} {:>14} {:>22} {:>14} {:>14} {:>14}",
                 t.task,
                 mib(t.memory_bytes),
                 mib(t.declared_use_bytes),
                 measured,
+                mib(t.planned_use_bytes),
                 mib(t.declared_quota_bytes),
                 mib(t.quota_bytes)
             );

@@ -35,6 +35,11 @@ pub(crate) struct PlannerArgs {
     /// runs without it.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Plan a workflow again, as a new version (red-black), when a task's measured peak
+    /// memory differs from the peak its newest version was planned with by more than this,
+    /// MiB (default: never; versions change only when a user deploys).
+    #[arg(long, value_name = "MIB")]
+    replan_threshold_mib: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,9 +107,17 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     if args.heartbeat_ms == 0 {
         return Err(Failure::Input("error: --heartbeat-ms must be at least 1".into()));
     }
+    if let Some(t) = args.replan_threshold_mib
+        && !(t.is_finite() && t >= 0.0)
+    {
+        return Err(Failure::Input(
+            "error: --replan-threshold-mib must be a number ≥ 0".into(),
+        ));
+    }
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         redis: args.redis.clone(),
+        replan_threshold_mib: args.replan_threshold_mib,
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

@@ -504,9 +504,9 @@ fn up_refuses_a_second_cluster_and_down_without_one_is_fine() {
 }
 
 #[test]
-fn status_shows_declared_and_measured_memory_and_the_quota_follows_what_was_measured() {
+fn measured_memory_changes_the_quota_and_the_plan_and_status_shows_it() {
     const MIB: u64 = 1 << 20;
-    let cluster = Cluster::up("memory", 1, &[]);
+    let cluster = Cluster::up("memory", 1, &["--replan-threshold-mib", "32"]);
     // `touch` is given 256 MiB and says it uses 8 (it uses 64): its share of the quota must
     // shrink. `noop` says it uses 200 of its 256 (it uses a few): its share must grow.
     let file = cluster.dir.join("memory.yaml");
@@ -533,28 +533,71 @@ fn status_shows_declared_and_measured_memory_and_the_quota_follows_what_was_meas
     // O(v) = 256 − 8 − 16 and 256 − 200 − 16 MiB.
     assert_eq!(before.declared_quota_bytes, (232 + 40) * MIB);
 
+    let plan_quota = |planner: &mut PlannerClient<_>, version: u64| -> u64 {
+        let plan = rt
+            .block_on(planner.get_plan(pb::GetPlanRequest {
+                workflow: "memory".into(),
+                version: Some(version),
+            }))
+            .expect("the plan")
+            .into_inner()
+            .plan
+            .expect("a plan");
+        plan.workers.iter().map(|w| w.quota_bytes).sum()
+    };
+    assert_eq!(plan_quota(&mut planner, 1), before.declared_quota_bytes);
+
     let report = cluster.invoke_json("memory", r#"{"mib": 64}"#);
     assert_eq!(report.status, "ok");
-    let after = memory(&mut planner);
+    // Both tasks' measured peaks are more than 32 MiB off what version 1 was planned with:
+    // the planner plans it again with them, as version 2.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let m = memory(&mut planner);
+        if m.version == 2 {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no re-plan from measured memory: {m:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let task = |name: &str| after.tasks.iter().find(|t| t.task == name).expect("the task").clone();
     let (touch, noop) = (task("touch"), task("noop"));
     let touched = touch.measured_peak_bytes.expect("touch measured");
     assert!((64 * MIB..112 * MIB).contains(&touched), "touch: {touched}");
-    assert!(noop.measured_peak_bytes.expect("noop measured") < 32 * MIB, "{noop:?}");
+    let idle = noop.measured_peak_bytes.expect("noop measured");
+    assert!(idle < 32 * MIB, "{noop:?}");
     assert_eq!((touch.calls_measured, noop.calls_measured), (1, 1));
+    // Declared values stay the user's; the new version is planned with the measured ones.
+    assert_eq!(
+        (touch.declared_use_bytes, noop.declared_use_bytes),
+        (8 * MIB, 200 * MIB)
+    );
+    assert!(touch.planned_use_bytes.abs_diff(touched) < MIB, "{touch:?}");
+    assert!(noop.planned_use_bytes.abs_diff(idle) < MIB, "{noop:?}");
     assert!(touch.quota_bytes < touch.declared_quota_bytes, "{touch:?}");
     assert!(noop.quota_bytes > noop.declared_quota_bytes, "{noop:?}");
     assert_eq!(after.quota_bytes, touch.quota_bytes + noop.quota_bytes);
+    // The partitioner used them: version 2's plan holds the quota from the measured peaks
+    // (to the byte, up to rounding of fractions of a MiB).
+    assert!(
+        plan_quota(&mut planner, 2).abs_diff(after.quota_bytes) <= 2,
+        "{after:?}"
+    );
+    // It runs, and measuring it again changes nothing that would plan it a third time.
+    let again = cluster.invoke_json("memory", r#"{"mib": 64}"#);
+    assert_eq!(again.status, "ok");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(memory(&mut planner).version, 2);
 
     // The same, as a user reads it.
     let out = cluster.run(&["status", "memory"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    assert!(shown.contains("workflow `memory` version 1"), "{shown}");
+    assert!(shown.contains("workflow `memory` version 2"), "{shown}");
     assert!(
         shown
             .lines()
-            .any(|l| l.trim_start().starts_with("touch") && l.contains("(1)")),
+            .any(|l| l.trim_start().starts_with("touch") && l.contains("(2)")),
         "{shown}"
     );
     let unknown = cluster.run(&["status", "nothing"]);

@@ -31,7 +31,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::convert::plan_to_proto;
-use crate::dag::Workflow;
+use crate::dag::{NodeKind, Workflow};
 use crate::engine::EngineError;
 use crate::error::list_names;
 use crate::load::load_str;
@@ -69,6 +69,11 @@ pub struct ServiceConfig {
     /// through it (the daemons must use the same one). Without it, MasterSP deploys fail;
     /// WorkerSP does not need it.
     pub redis: Option<String>,
+    /// A task whose measured peak memory differs from the peak its newest version was
+    /// planned with by more than this, MiB, makes the planner plan the workflow again with the
+    /// measured peaks and deploy that as a new version (red-black). `None` (the default):
+    /// never; versions change only when a user deploys.
+    pub replan_threshold_mib: Option<f64>,
 }
 
 impl Default for ServiceConfig {
@@ -78,6 +83,7 @@ impl Default for ServiceConfig {
             default_deadline: DEFAULT_DEADLINE,
             margin_mib: PlannerConfig::default().margin_mib,
             redis: None,
+            replan_threshold_mib: None,
         }
     }
 }
@@ -105,6 +111,11 @@ struct Version {
     /// The workers whose daemons hold it, by name.
     daemons: Vec<String>,
     in_flight: u64,
+    /// How it was deployed (a re-plan deploys the same way).
+    mode: Mode,
+    allow_overcommit: bool,
+    /// The workflow as its user deployed it (`wf` less the measured peaks of re-plans).
+    declared: Arc<Workflow>,
 }
 
 /// A workflow's versions.
@@ -117,6 +128,8 @@ struct Deployed {
     /// Each task's largest measured peak memory and the calls measured, from the reports of
     /// its invocations (every version's).
     memory: BTreeMap<String, (u64, u64)>,
+    /// A re-plan from measured memory is under way.
+    replanning: bool,
 }
 
 #[derive(Debug, Default)]
@@ -602,139 +615,9 @@ impl pb::planner_server::Planner for PlannerService {
         };
         let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let wf = Arc::new(loaded.workflow);
-        if mode == Mode::MasterSp {
-            self.remote_store(&wf.name).await?;
-        }
-        let _one_at_a_time = self.inner.deploying.lock().await;
-        let (cluster, live) = self.live_cluster();
-        let version = self.state().workflows.get(&wf.name).map_or(0, |d| d.last) + 1;
-        let cfg = PlannerConfig {
-            mode,
-            allow_overcommit: req.allow_overcommit,
-            margin_mib: self.inner.config.margin_mib,
-            version,
-            ..PlannerConfig::default()
-        };
-        let plan = partition(&wf, &cluster, &cfg)
-            .map_err(|e| Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name)))?;
-        let proto = plan_to_proto(&wf, &plan, &cluster);
-        // The workers running a task, in plan order.
-        let mut used: Vec<u32> = wf
-            .graph
-            .node_indices()
-            .filter(|n| wf.graph[*n].task().is_some())
-            .map(|n| plan.worker_of(n))
-            .collect();
-        used.sort_unstable();
-        used.dedup();
-        let targets: Vec<Target> = used
-            .iter()
-            .filter_map(|w| cluster.workers.get(*w as usize))
-            .filter_map(|v| {
-                live.get(&v.name).map(|w| Target {
-                    name: v.name.clone(),
-                    addr: w.grpc_addr,
-                })
-            })
-            .collect();
-        let peers: Vec<pb::PeerAddress> = targets
-            .iter()
-            .filter_map(|t| {
-                live.get(&t.name).and_then(|w| w.quic_addr).map(|a| pb::PeerAddress {
-                    name: t.name.clone(),
-                    quic_addr: a.to_string(),
-                })
-            })
-            .collect();
-        if mode == Mode::MasterSp {
-            // Every task is triggered by the central engine, on the worker the plan chose.
-            let placement = wf
-                .graph
-                .node_indices()
-                .filter(|n| wf.graph[*n].task().is_some())
-                .filter_map(|n| {
-                    cluster
-                        .workers
-                        .get(plan.worker_of(n) as usize)
-                        .map(|w| (n, w.name.clone()))
-                })
-                .collect();
-            self.master()
-                .install(wf.clone(), version, placement)
-                .await
-                .map_err(|e| Status::failed_precondition(format!("{file}: {e}")))?;
-        }
-        let request = pb::InstallPlanRequest {
-            plan: Some(proto.clone()),
-            peers,
-        };
-        let mut installs = tokio::task::JoinSet::new();
-        for t in targets.iter().cloned() {
-            let req = request.clone();
-            installs.spawn(async move {
-                let r = install_on(&t, req).await;
-                (t, r)
-            });
-        }
-        let mut took = Vec::new();
-        let mut errors = Vec::new();
-        while let Some(joined) = installs.join_next().await {
-            match joined {
-                Ok((t, Ok(()))) => took.push(t),
-                Ok((_, Err(e))) => errors.push(e),
-                Err(e) => errors.push(format!("an install task failed: {e}")),
-            }
-        }
-        if !errors.is_empty() {
-            errors.sort();
-            for t in took {
-                drop_on(t, wf.name.clone(), version).await;
-            }
-            if mode == Mode::MasterSp {
-                self.master().uninstall(&wf.name, version);
-            }
-            let unreachable = errors.iter().all(|e| e.starts_with("cannot reach"));
-            let message = format!(
-                "{file}: workflow `{}` version {version} was not deployed: {}",
-                wf.name,
-                errors.join("; ")
-            );
-            return Err(if unreachable {
-                Status::unavailable(message)
-            } else {
-                Status::failed_precondition(message)
-            });
-        }
-        let mut state = self.state();
-        let deployed = state.workflows.entry(wf.name.clone()).or_default();
-        deployed.last = version;
-        deployed.versions.insert(
-            0,
-            Version {
-                version,
-                wf: wf.clone(),
-                plan,
-                cluster,
-                proto: proto.clone(),
-                daemons: targets.iter().map(|t| t.name.clone()).collect(),
-                in_flight: 0,
-            },
-        );
-        self.drop_drained(&mut state, &wf.name);
-        eprintln!(
-            "planner: deployed workflow `{}` version {version} on {}",
-            wf.name,
-            targets
-                .iter()
-                .map(|t| format!("`{}`", t.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(Response::new(pb::DeployResponse {
-            workflow: wf.name.clone(),
-            version,
-            plan: Some(proto),
-        }))
+        self.deploy_workflow(wf.clone(), wf, mode, req.allow_overcommit, file)
+            .await
+            .map(Response::new)
     }
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
@@ -956,11 +839,41 @@ impl pb::planner_server::Planner for PlannerService {
             .filter(|(name, _)| req.workflow.is_empty() || **name == req.workflow)
             .filter_map(|(name, d)| {
                 let v = d.versions.first()?;
-                Some(workflow_memory(name, v.version, &v.wf, &d.memory, margin))
+                Some(workflow_memory(name, v.version, &v.declared, &v.wf, &d.memory, margin))
             })
             .collect();
         Ok(Response::new(pb::MemoryResponse { workflows }))
     }
+}
+
+/// `wf` with each measured task's peak as its `memory_use` (at most its `memory`), when some
+/// task's measured peak differs from its `memory_use` by more than `threshold_mib`; also says
+/// which tasks do.
+fn with_measured_memory(
+    wf: &Workflow,
+    measured: &BTreeMap<String, (u64, u64)>,
+    threshold_mib: f64,
+) -> Option<(Workflow, String)> {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let mut diverging = Vec::new();
+    let mut out = wf.clone();
+    for n in out.graph.node_indices() {
+        let name = out.graph[n].name.clone();
+        let Some(&(peak, _)) = measured.get(&name) else {
+            continue;
+        };
+        if let NodeKind::Task(t) = &mut out.graph[n].kind {
+            let peak_mib = (peak as f64 / MIB).min(t.spec.memory_mib as f64);
+            if (peak_mib - t.spec.memory_use_mib).abs() > threshold_mib {
+                diverging.push(format!(
+                    "`{name}`: {:.0} MiB declared, {peak_mib:.0} measured",
+                    t.spec.memory_use_mib
+                ));
+            }
+            t.spec.memory_use_mib = peak_mib;
+        }
+    }
+    (!diverging.is_empty()).then(|| (out, diverging.join(", ")))
 }
 
 /// A workflow's memory: per task, declared and measured, and the quota `Σ O(v)` with
@@ -969,6 +882,7 @@ fn workflow_memory(
     name: &str,
     version: u64,
     wf: &Workflow,
+    planned: &Workflow,
     measured: &BTreeMap<String, (u64, u64)>,
     margin_mib: f64,
 ) -> pb::WorkflowMemory {
@@ -983,7 +897,14 @@ fn workflow_memory(
             let declared = t.spec.memory_use_mib * MIB;
             let m = measured.get(&wf.graph[n].name);
             let declared_quota_bytes = quota(memory, declared);
+            let planned_use = planned
+                .graph
+                .node_weights()
+                .find(|p| p.name == wf.graph[n].name)
+                .and_then(|p| p.task())
+                .map_or(declared, |p| p.spec.memory_use_mib * MIB);
             Some(pb::TaskMemory {
+                planned_use_bytes: planned_use as u64,
                 task: wf.graph[n].name.clone(),
                 memory_bytes: memory,
                 declared_use_bytes: declared as u64,
@@ -1019,6 +940,155 @@ enum Route {
 }
 
 impl PlannerService {
+    /// Plans `wf` for the live workers and installs it as the workflow's next version;
+    /// `declared` is the workflow as its user deployed it (`wf` itself, or for a re-plan from
+    /// measured memory, the one it came from). `file` names where it came from in errors.
+    async fn deploy_workflow(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+    ) -> Result<pb::DeployResponse, Status> {
+        if mode == Mode::MasterSp {
+            self.remote_store(&wf.name).await?;
+        }
+        let _one_at_a_time = self.inner.deploying.lock().await;
+        let (cluster, live) = self.live_cluster();
+        let version = self.state().workflows.get(&wf.name).map_or(0, |d| d.last) + 1;
+        let cfg = PlannerConfig {
+            mode,
+            allow_overcommit,
+            margin_mib: self.inner.config.margin_mib,
+            version,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &cluster, &cfg)
+            .map_err(|e| Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name)))?;
+        let proto = plan_to_proto(&wf, &plan, &cluster);
+        // The workers running a task, in plan order.
+        let mut used: Vec<u32> = wf
+            .graph
+            .node_indices()
+            .filter(|n| wf.graph[*n].task().is_some())
+            .map(|n| plan.worker_of(n))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let targets: Vec<Target> = used
+            .iter()
+            .filter_map(|w| cluster.workers.get(*w as usize))
+            .filter_map(|v| {
+                live.get(&v.name).map(|w| Target {
+                    name: v.name.clone(),
+                    addr: w.grpc_addr,
+                })
+            })
+            .collect();
+        let peers: Vec<pb::PeerAddress> = targets
+            .iter()
+            .filter_map(|t| {
+                live.get(&t.name).and_then(|w| w.quic_addr).map(|a| pb::PeerAddress {
+                    name: t.name.clone(),
+                    quic_addr: a.to_string(),
+                })
+            })
+            .collect();
+        if mode == Mode::MasterSp {
+            // Every task is triggered by the central engine, on the worker the plan chose.
+            let placement = wf
+                .graph
+                .node_indices()
+                .filter(|n| wf.graph[*n].task().is_some())
+                .filter_map(|n| {
+                    cluster
+                        .workers
+                        .get(plan.worker_of(n) as usize)
+                        .map(|w| (n, w.name.clone()))
+                })
+                .collect();
+            self.master()
+                .install(wf.clone(), version, placement)
+                .await
+                .map_err(|e| Status::failed_precondition(format!("{file}: {e}")))?;
+        }
+        let request = pb::InstallPlanRequest {
+            plan: Some(proto.clone()),
+            peers,
+        };
+        let mut installs = tokio::task::JoinSet::new();
+        for t in targets.iter().cloned() {
+            let req = request.clone();
+            installs.spawn(async move {
+                let r = install_on(&t, req).await;
+                (t, r)
+            });
+        }
+        let mut took = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(joined) = installs.join_next().await {
+            match joined {
+                Ok((t, Ok(()))) => took.push(t),
+                Ok((_, Err(e))) => errors.push(e),
+                Err(e) => errors.push(format!("an install task failed: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            for t in took {
+                drop_on(t, wf.name.clone(), version).await;
+            }
+            if mode == Mode::MasterSp {
+                self.master().uninstall(&wf.name, version);
+            }
+            let unreachable = errors.iter().all(|e| e.starts_with("cannot reach"));
+            let message = format!(
+                "{file}: workflow `{}` version {version} was not deployed: {}",
+                wf.name,
+                errors.join("; ")
+            );
+            return Err(if unreachable {
+                Status::unavailable(message)
+            } else {
+                Status::failed_precondition(message)
+            });
+        }
+        let mut state = self.state();
+        let deployed = state.workflows.entry(wf.name.clone()).or_default();
+        deployed.last = version;
+        deployed.versions.insert(
+            0,
+            Version {
+                version,
+                wf: wf.clone(),
+                plan,
+                cluster,
+                proto: proto.clone(),
+                daemons: targets.iter().map(|t| t.name.clone()).collect(),
+                in_flight: 0,
+                mode,
+                allow_overcommit,
+                declared,
+            },
+        );
+        self.drop_drained(&mut state, &wf.name);
+        eprintln!(
+            "planner: deployed workflow `{}` version {version} on {}",
+            wf.name,
+            targets
+                .iter()
+                .map(|t| format!("`{}`", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(pb::DeployResponse {
+            workflow: wf.name.clone(),
+            version,
+            plan: Some(proto),
+        })
+    }
+
     /// Keeps the peak memory each function of an invocation's report was measured at.
     fn note_memory(&self, workflow: &str, report_json: &[u8]) {
         #[derive(serde::Deserialize)]
@@ -1046,6 +1116,39 @@ impl PlannerService {
                 e.1 += 1;
             }
         }
+        let Some(threshold) = self.inner.config.replan_threshold_mib else {
+            return;
+        };
+        if deployed.replanning {
+            return;
+        }
+        let Some(newest) = deployed.versions.first() else {
+            return;
+        };
+        let Some((wf, diverging)) = with_measured_memory(&newest.wf, &deployed.memory, threshold) else {
+            return;
+        };
+        deployed.replanning = true;
+        let (mode, allow_overcommit, version) = (newest.mode, newest.allow_overcommit, newest.version);
+        let declared = newest.declared.clone();
+        drop(state);
+        eprintln!(
+            "planner: workflow `{workflow}` version {version}: measured memory differs from its plan's by more than {threshold} MiB ({diverging}); planning it again"
+        );
+        let this = self.clone();
+        let name = workflow.to_owned();
+        tokio::spawn(async move {
+            let what = format!("the re-plan of `{name}` from measured memory");
+            if let Err(e) = this
+                .deploy_workflow(Arc::new(wf), declared, mode, allow_overcommit, &what)
+                .await
+            {
+                eprintln!("planner: {}", e.message());
+            }
+            if let Some(d) = this.state().workflows.get_mut(&name) {
+                d.replanning = false;
+            }
+        });
     }
 
     /// Runs a MasterSP invocation on the central engine.
@@ -1197,6 +1300,7 @@ steps:
             versions: Vec::new(),
             last: 2,
             memory: BTreeMap::new(),
+            replanning: false,
         };
         let e = find_version("wc", &deployed, Some(2)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
