@@ -69,7 +69,7 @@ pub struct PeerConfig {
     pub stream_window: u32,
     /// Bytes of all streams of one connection a receiver buffers (QUIC connection receive
     /// window). From a loopback peer, at most what the UDP socket's receive buffer holds
-    /// (half of what the kernel granted for [`PeerConfig::socket_buffer`]), and the stream
+    /// (three quarters of what the kernel granted for [`PeerConfig::socket_buffer`]), and the stream
     /// window at most this: a peer on the same host sends faster than a busy receiver drains
     /// the socket, and datagrams beyond its buffer would be dropped and sent again.
     pub connection_window: u32,
@@ -394,10 +394,12 @@ impl PeerEndpoint {
         // Best effort: the kernel caps the sizes, and a smaller buffer only costs speed.
         let _ = state.set_send_buffer_size((&socket).into(), config.socket_buffer);
         let _ = state.set_recv_buffer_size((&socket).into(), config.socket_buffer);
-        // Linux reports twice what it was asked for (the rest pays for its bookkeeping).
+        // Linux grants twice what it was asked for, to pay for its bookkeeping: a few hundred
+        // bytes per datagram, little next to 64 KiB ones. A quarter of it is left for that,
+        // for acknowledgements and for other connections' packets.
         let socket_window = state
             .recv_buffer_size((&socket).into())
-            .map_or(config.socket_buffer, |b| b / 2);
+            .map_or(config.socket_buffer, |b| b / 4 * 3);
         let socket_window = u32::try_from(socket_window).unwrap_or(u32::MAX).max(64 << 10);
         let settings = |loopback: bool| -> Result<Settings, PeerError> {
             let payload = if loopback {
