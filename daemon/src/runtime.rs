@@ -704,13 +704,19 @@ impl Object {
     /// An object that no instance of this worker produced (it arrives from another worker or
     /// the remote tier, or is a workflow input), not yet released, pushed or held.
     fn foreign(place: Place, len: u64, wf: WfKey, invocation: InvocationId, producer: String) -> Object {
+        Object::new(place, len, wf, invocation, producer, u32::MAX)
+    }
+
+    /// An object of `invocation` produced by `instance` of this worker (`u32::MAX`: by
+    /// none), not yet released, pushed or held.
+    fn new(place: Place, len: u64, wf: WfKey, invocation: InvocationId, producer: String, instance: u32) -> Object {
         Object {
             place,
             len,
             wf,
             invocation,
             producer,
-            instance: u32::MAX,
+            instance,
             released: false,
             pushes: 0,
             held: false,
@@ -2548,20 +2554,7 @@ impl Runtime {
             };
             self.objects.insert(
                 id,
-                Object {
-                    place,
-                    len,
-                    wf: wf_key.clone(),
-                    invocation: call.invocation,
-                    producer: producer.clone(),
-                    instance: inst_id,
-                    released: false,
-                    pushes: 0,
-                    held: false,
-                    remote_copy: None,
-                    transfer_us: None,
-                    born: Instant::now(),
-                },
+                Object::new(place, len, wf_key.clone(), call.invocation, producer.clone(), inst_id),
             );
             if let Some(inv) = self.invocations.get_mut(&call.invocation) {
                 inv.objects.insert(id);
