@@ -30,6 +30,7 @@ use faasflow_proto::v1::daemon_client::DaemonClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::NodeId;
 use crate::convert::plan_to_proto;
 use crate::dag::{NodeKind, Workflow};
 use crate::engine::EngineError;
@@ -855,25 +856,36 @@ fn with_measured_memory(
     threshold_mib: f64,
 ) -> Option<(Workflow, String)> {
     const MIB: f64 = (1u64 << 20) as f64;
-    let mut diverging = Vec::new();
+    // Each measured task's peak, MiB (at most its memory); the workflow is copied only when
+    // one of them is far enough off (this runs after every invocation).
+    let peak_of = |n: NodeId| -> Option<(f64, f64)> {
+        let t = wf.graph[n].task()?;
+        let &(peak, _) = measured.get(&wf.graph[n].name)?;
+        Some(((peak as f64 / MIB).min(t.spec.memory_mib as f64), t.spec.memory_use_mib))
+    };
+    let diverging: Vec<String> = wf
+        .graph
+        .node_indices()
+        .filter_map(|n| {
+            let (peak, planned) = peak_of(n)?;
+            ((peak - planned).abs() > threshold_mib).then(|| {
+                format!(
+                    "`{}`: planned with {planned:.0} MiB, measured {peak:.0}",
+                    wf.graph[n].name
+                )
+            })
+        })
+        .collect();
+    if diverging.is_empty() {
+        return None;
+    }
     let mut out = wf.clone();
-    for n in out.graph.node_indices() {
-        let name = out.graph[n].name.clone();
-        let Some(&(peak, _)) = measured.get(&name) else {
-            continue;
-        };
-        if let NodeKind::Task(t) = &mut out.graph[n].kind {
-            let peak_mib = (peak as f64 / MIB).min(t.spec.memory_mib as f64);
-            if (peak_mib - t.spec.memory_use_mib).abs() > threshold_mib {
-                diverging.push(format!(
-                    "`{name}`: {:.0} MiB declared, {peak_mib:.0} measured",
-                    t.spec.memory_use_mib
-                ));
-            }
-            t.spec.memory_use_mib = peak_mib;
+    for n in wf.graph.node_indices() {
+        if let (Some((peak, _)), NodeKind::Task(t)) = (peak_of(n), &mut out.graph[n].kind) {
+            t.spec.memory_use_mib = peak;
         }
     }
-    (!diverging.is_empty()).then(|| (out, diverging.join(", ")))
+    Some((out, diverging.join(", ")))
 }
 
 /// A workflow's memory: per task, declared and measured, and the quota `Σ O(v)` with
