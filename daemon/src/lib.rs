@@ -14,6 +14,7 @@
 
 pub use faasflow_planner::engine;
 pub mod io;
+pub mod container;
 mod net;
 pub mod pool;
 pub use faasflow_planner::report;

@@ -6,9 +6,15 @@
 //! process, does the handshake with a deadline, lays out the instance's two rings, and posts
 //! [`Ready`] to the runtime's inbox. Each instance then has a watcher thread blocked on its
 //! socket: end-of-file means the process is gone, and the watcher posts its exit status.
+//!
+//! A container instance ([`Launch::Container`]) is started on a thread of its own (a container
+//! takes hundreds of milliseconds to start; process instances do not wait behind it) through
+//! [`crate::container`], and then does the same handshake over the socket its pack connected
+//! to. Its watcher asks Docker how it ended (exit status, OOM kill) and removes it.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -19,6 +25,8 @@ use std::time::Duration;
 
 use faasflow_shm::handshake::{self, Hello, Welcome};
 use faasflow_shm::{Consumer, Producer, Region, Ring};
+
+use crate::container::{self, ContainerSpec, Docker, DockerLink};
 
 /// How to start a pack: a program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -119,12 +127,57 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// How an instance is started.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Launch {
+    /// As a process of the daemon's.
+    Process(PackCommand),
+    /// As a Docker container.
+    Container(ContainerSpec),
+}
+
+/// What the runtime holds of a running instance, to stop it.
+#[derive(Debug, Clone)]
+pub enum Handle {
+    /// A child process.
+    Process(Arc<Mutex<Child>>),
+    /// A container: its id and a pidfd of its pack's process.
+    Container {
+        /// The container's id.
+        id: String,
+        /// The pack's process.
+        pidfd: Arc<OwnedFd>,
+    },
+}
+
+impl Handle {
+    /// Kills the instance (`SIGKILL`); its watcher then reports it gone.
+    pub fn kill(&self) {
+        match self {
+            Handle::Process(child) => {
+                let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            }
+            Handle::Container { pidfd, .. } => {
+                let _ = handshake::pidfd_kill(pidfd.as_fd());
+            }
+        }
+    }
+
+    /// "pid 123", or "pid 123, container 0123456789ab".
+    pub fn describe(&self, pid: u32) -> String {
+        match self {
+            Handle::Process(_) => format!("pid {pid}"),
+            Handle::Container { id, .. } => format!("pid {pid}, container {}", container::short(id)),
+        }
+    }
+}
+
 /// A started instance, handed to the runtime.
 #[derive(Debug)]
 pub struct Ready {
-    /// The process.
-    pub child: Arc<Mutex<Child>>,
-    /// Its process id.
+    /// The process or container.
+    pub handle: Handle,
+    /// Its process id (on the host).
     pub pid: u32,
     /// Daemon → instance ring.
     pub to_instance: Producer,
@@ -140,7 +193,7 @@ pub struct SpawnRequest {
     /// The id the runtime gave the instance.
     pub instance: u32,
     /// What to run.
-    pub command: PackCommand,
+    pub launch: Launch,
     /// Calls it may run at once.
     pub threads: u32,
     /// Ring capacity in bytes (each way).
@@ -176,14 +229,36 @@ pub struct Spawner {
 
 impl Spawner {
     /// Starts the spawner; it posts [`Report`]s through `post` (which must wake the runtime)
-    /// and shares the arena with every instance.
-    pub fn start(arena: Arc<Region>, doorbell_offset: u64, post: Arc<dyn Fn(Report) + Send + Sync>) -> Spawner {
+    /// and shares the arena with every instance. Container instances reach Docker through
+    /// `docker`.
+    pub fn start(
+        arena: Arc<Region>,
+        doorbell_offset: u64,
+        docker: Arc<DockerLink>,
+        post: Arc<dyn Fn(Report) + Send + Sync>,
+    ) -> Spawner {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
             .name("faasflow-spawner".into())
             .spawn(move || {
                 for req in rx {
                     let id = req.instance;
+                    if let Launch::Container(_) = req.launch {
+                        let (arena, docker, to) = (arena.clone(), docker.clone(), post.clone());
+                        let started = std::thread::Builder::new()
+                            .name(format!("faasflow-start-{id}"))
+                            .spawn(move || {
+                                let result = start_container(&req, &arena, doorbell_offset, &docker, &to);
+                                to(Report::Ready { instance: id, result });
+                            });
+                        if let Err(e) = started {
+                            post(Report::Ready {
+                                instance: id,
+                                result: Err(format!("cannot start a thread: {e}")),
+                            });
+                        }
+                        continue;
+                    }
                     let result = start_instance(&req, &arena, doorbell_offset, &post);
                     post(Report::Ready { instance: id, result });
                 }
@@ -199,33 +274,18 @@ impl Spawner {
     }
 }
 
-fn start_instance(
+/// The rings and function table an instance got from its handshake.
+type Handshaken = (Producer, Consumer, HashMap<String, u32>);
+
+/// The handshake with a started instance whose end of the socket is `sock`. `fail` makes an
+/// error of what went wrong (and stops the instance).
+fn handshake_with(
     req: &SpawnRequest,
-    arena: &Arc<Region>,
+    sock: &mut UnixStream,
+    arena: &Region,
     doorbell_offset: u64,
-    post: &Arc<dyn Fn(Report) + Send + Sync>,
-) -> Result<Ready, String> {
-    let prog = req.command.program.display().to_string();
-    let mut cmd = req.command.command();
-    cmd.stdin(Stdio::null());
-    let (child, mut sock) =
-        handshake::spawn_instance(&mut cmd).map_err(|e| format!("cannot start pack `{prog}`: {e}"))?;
-    let pid = child.id();
-    let child = Arc::new(Mutex::new(child));
-    let fail = |what: String| {
-        // The instance is useless: make sure it is gone and reaped.
-        let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let status = c.wait().map(describe_exit).unwrap_or_default();
-        format!(
-            "pack `{prog}` (pid {pid}) did not start: {what}{}",
-            if status.is_empty() {
-                String::new()
-            } else {
-                format!(" (it {status})")
-            }
-        )
-    };
+    fail: &dyn Fn(String) -> String,
+) -> Result<Handshaken, String> {
     sock.set_read_timeout(Some(req.timeout))
         .map_err(|e| fail(e.to_string()))?;
     let timeout = req.timeout;
@@ -242,7 +302,7 @@ fn start_instance(
         _ => e.to_string(),
     };
     let deadline = Some(std::time::Instant::now() + timeout);
-    let hello = Hello::recv_by(&mut sock, deadline).map_err(|e| fail(explain(e)))?;
+    let hello = Hello::recv_by(sock, deadline).map_err(|e| fail(explain(e)))?;
     let to_instance_off = 0usize;
     let to_daemon_off = Ring::required_len(req.ring_capacity).next_multiple_of(64);
     let rings = Arc::new(
@@ -267,9 +327,9 @@ fn start_instance(
         threads: req.threads,
     };
     welcome
-        .send(&mut sock, arena.fd(), rings.fd())
+        .send(sock, arena.fd(), rings.fd())
         .map_err(|e| fail(e.to_string()))?;
-    handshake::recv_ready_by(&mut sock, deadline).map_err(|e| fail(explain(e)))?;
+    handshake::recv_ready_by(sock, deadline).map_err(|e| fail(explain(e)))?;
     let functions = hello
         .functions
         .iter()
@@ -277,14 +337,124 @@ fn start_instance(
         .map(|(i, f)| (f.clone(), i as u32))
         .collect();
     let _ = sock.set_read_timeout(None);
+    Ok((to_instance, to_daemon, functions))
+}
+
+fn start_instance(
+    req: &SpawnRequest,
+    arena: &Arc<Region>,
+    doorbell_offset: u64,
+    post: &Arc<dyn Fn(Report) + Send + Sync>,
+) -> Result<Ready, String> {
+    let Launch::Process(command) = &req.launch else {
+        return Err("not a process".into());
+    };
+    let prog = command.program.display().to_string();
+    let mut cmd = command.command();
+    cmd.stdin(Stdio::null());
+    let (child, mut sock) =
+        handshake::spawn_instance(&mut cmd).map_err(|e| format!("cannot start pack `{prog}`: {e}"))?;
+    let pid = child.id();
+    let child = Arc::new(Mutex::new(child));
+    let fail = |what: String| {
+        // The instance is useless: make sure it is gone and reaped.
+        let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let status = c.wait().map(describe_exit).unwrap_or_default();
+        format!(
+            "pack `{prog}` (pid {pid}) did not start: {what}{}",
+            if status.is_empty() {
+                String::new()
+            } else {
+                format!(" (it {status})")
+            }
+        )
+    };
+    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, arena, doorbell_offset, &fail)?;
     watch(req.instance, sock, child.clone(), post.clone());
     Ok(Ready {
-        child,
+        handle: Handle::Process(child),
         pid,
         to_instance,
         to_daemon,
         functions,
     })
+}
+
+fn start_container(
+    req: &SpawnRequest,
+    arena: &Arc<Region>,
+    doorbell_offset: u64,
+    docker: &DockerLink,
+    post: &Arc<dyn Fn(Report) + Send + Sync>,
+) -> Result<Ready, String> {
+    let Launch::Container(spec) = &req.launch else {
+        return Err("not a container".into());
+    };
+    let image = &spec.image;
+    let docker = docker.get()?;
+    let started = docker
+        .start(req.instance, spec, req.timeout)
+        .map_err(|e| format!("a container of image `{image}` did not start: {e}"))?;
+    let (id, pid) = (started.id, started.pid);
+    let mut sock = started.sock;
+    let fail = |what: String| {
+        let _ = handshake::pidfd_kill(started.pidfd.as_fd());
+        let how = docker.ended(&id);
+        let _ = docker.remove(&id);
+        format!(
+            "a container of image `{image}` ({}, pid {pid}) did not start: {what} (it {how})",
+            container::short(&id)
+        )
+    };
+    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, arena, doorbell_offset, &fail)?;
+    let pidfd = Arc::new(started.pidfd);
+    watch_container(req.instance, sock, id.clone(), pidfd.clone(), docker, post.clone());
+    Ok(Ready {
+        handle: Handle::Container { id, pidfd },
+        pid,
+        to_instance,
+        to_daemon,
+        functions,
+    })
+}
+
+/// Waits for a container instance's socket to close or its process to end, then asks Docker
+/// how it ended, removes it and reports.
+fn watch_container(
+    instance: u32,
+    mut sock: UnixStream,
+    id: String,
+    pidfd: Arc<OwnedFd>,
+    docker: Arc<Docker>,
+    post: Arc<dyn Fn(Report) + Send + Sync>,
+) {
+    let post2 = post.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("faasflow-watch-{instance}"))
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
+                    Ok((_, true)) | Err(_) => break,
+                    Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
+                    Ok(_) => {}
+                }
+            }
+            // A pack that closed its socket but lives on has left the protocol.
+            let _ = handshake::pidfd_kill(pidfd.as_fd());
+            let status = docker.ended(&id);
+            if let Err(e) = docker.remove(&id) {
+                eprintln!("faasflow daemon: {e}");
+            }
+            post(Report::Exited { instance, status });
+        });
+    if let Err(e) = spawned {
+        post2(Report::Exited {
+            instance,
+            status: format!("could not be watched: {e}"),
+        });
+    }
 }
 
 /// Reaps an instance whose socket closed, without holding the lock while it waits (the

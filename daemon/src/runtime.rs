@@ -47,7 +47,8 @@ use crate::io::peer::PeerConfig;
 use crate::io::remote::{ObjectKey, RemoteStore};
 use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
-use crate::pool::{self, PackCommand, SpawnRequest, Spawner};
+use crate::container::{self, ContainerSettings, ContainerSpec, DockerLink};
+use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::allocator::Extent;
 use crate::store::arena::{self, Arena};
@@ -108,6 +109,11 @@ pub struct DaemonConfig {
     /// How instances' memory is measured (each call's `peak_memory_bytes`): the eBPF probe,
     /// /proc, or the probe when it loads and /proc otherwise (the default, said once).
     pub memory_probe: ProbeMode,
+    /// The Docker engine's socket, for functions that run in containers
+    /// ([`ContainerSettings::default_socket`] by default). Its containers are labelled with
+    /// the daemon's name and spill directory: a daemon started again with both the same
+    /// removes the containers an earlier run left.
+    pub docker_socket: PathBuf,
 }
 
 /// How a daemon reaches the other workers of its cluster.
@@ -225,6 +231,7 @@ impl DaemonConfig {
             peer: None,
             redis: None,
             memory_probe: ProbeMode::Auto,
+            docker_socket: ContainerSettings::default_socket(),
         }
     }
 }
@@ -334,13 +341,71 @@ pub struct Daemon {
     /// The packs, to ask for their functions before an install.
     packs: HashMap<String, PackCommand>,
     synthetic: PackCommand,
+    /// Docker, to ask images for their functions.
+    docker: Arc<DockerLink>,
     spawn_timeout: Duration,
     name: String,
     peer_addr: Option<SocketAddr>,
 }
 
-/// The functions each pack command serves, or why it could not say.
-type Listed = HashMap<PackCommand, Result<Vec<String>, String>>;
+/// The functions each pack command or image serves, or why it could not say.
+type Listed = HashMap<Runner, Result<Vec<String>, String>>;
+
+/// What runs a function: a pack's program, or an image in containers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Runner {
+    Process(PackCommand),
+    Container(String),
+}
+
+impl Runner {
+    /// How `spec`'s function runs on a daemon with `packs`: `(runner, pack name, synthetic)`.
+    /// A function runs in a container when it says `isolation: container` or names an
+    /// `image`; its image is then the one named, else [`container::default_image`].
+    fn of(
+        spec: &faasflow_planner::dag::FunctionSpec,
+        packs: &HashMap<String, PackCommand>,
+        synthetic: &PackCommand,
+    ) -> Result<(Runner, String, bool), String> {
+        let pack_name = spec.pack.clone().unwrap_or_else(|| "synthetic".to_owned());
+        if spec.isolation == Isolation::Container || spec.image.is_some() {
+            let image = spec
+                .image
+                .clone()
+                .unwrap_or_else(|| container::default_image(spec.pack.as_deref()));
+            return Ok((Runner::Container(image), pack_name, spec.pack.is_none()));
+        }
+        match &spec.pack {
+            None => Ok((Runner::Process(synthetic.clone()), pack_name, true)),
+            Some(p) => match packs.get(p) {
+                Some(c) => Ok((Runner::Process(c.clone()), pack_name, false)),
+                None => {
+                    let known: Vec<&str> = packs.keys().map(String::as_str).collect();
+                    Err(format!(
+                        "uses pack `{p}`, which this daemon does not know (known: {}); pass `--pack {p}=PATH`, or \
+                         put `faasflow-pack-{p}` next to `faasflow` or on PATH",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))
+                }
+            },
+        }
+    }
+
+    /// Asks the pack or image for its functions.
+    fn list(&self, docker: &DockerLink, timeout: Duration) -> Result<Vec<String>, String> {
+        match self {
+            Runner::Process(c) => c.list_functions(timeout),
+            Runner::Container(image) => docker.get()?.functions_of(image),
+        }
+    }
+}
+
+/// Sets the socket directories of daemons apart within one process.
+static DAEMONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -362,7 +427,29 @@ impl Daemon {
         });
         let post_to = shared.clone();
         let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
-        let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, post);
+        let docker = Arc::new(DockerLink::new(ContainerSettings {
+            socket: config.docker_socket.clone(),
+            owner: format!("{}:{}", config.name, config.spill_dir.display()),
+            // Short: a socket's path has at most 107 bytes.
+            dir: std::env::temp_dir().join(format!(
+                "faasflow-sockets-{}-{}",
+                std::process::id(),
+                DAEMONS.fetch_add(1, Ordering::Relaxed)
+            )),
+        }));
+        if config.docker_socket.exists() {
+            // Remove what an earlier run with this name and directory left, off the start path.
+            let docker = docker.clone();
+            let name = config.name.clone();
+            let _ = std::thread::Builder::new()
+                .name("faasflow-docker-connect".into())
+                .spawn(move || {
+                    if let Err(e) = docker.get() {
+                        eprintln!("faasflow daemon `{name}`: {e}");
+                    }
+                });
+        }
+        let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, docker.clone(), post);
         let net = match &config.peer {
             None => None,
             Some(settings) if settings.identity.name() != config.name => {
@@ -393,10 +480,11 @@ impl Daemon {
         let loop_shared = shared.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
         let name = config.name.clone();
+        let loop_docker = docker.clone();
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || {
-                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net, probe);
+                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net, probe, loop_docker);
                 rt.remote = remote;
                 rt.run()
             })
@@ -406,6 +494,7 @@ impl Daemon {
             thread: Some(thread),
             packs,
             synthetic,
+            docker,
             spawn_timeout,
             name,
             peer_addr,
@@ -515,15 +604,13 @@ impl Daemon {
         let mut listed = Listed::new();
         for n in &placement.local {
             let Some(task) = wf.graph[*n].task() else { continue };
-            let command = match &task.spec.pack {
-                None => &self.synthetic,
-                Some(p) => match self.packs.get(p) {
-                    Some(c) => c,
-                    None => continue,
-                },
+            // An unknown pack is reported by the install itself.
+            let Ok((runner, _, _)) = Runner::of(&task.spec, &self.packs, &self.synthetic) else {
+                continue;
             };
-            if !listed.contains_key(command) {
-                listed.insert(command.clone(), command.list_functions(self.spawn_timeout));
+            if !listed.contains_key(&runner) {
+                let fns = runner.list(&self.docker, self.spawn_timeout);
+                listed.insert(runner, fns);
             }
         }
         let (reply, rx) = mpsc::channel();
@@ -673,12 +760,15 @@ struct Installed {
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
-    command: PackCommand,
+    runner: Runner,
     domain: String,
 }
 
 struct Pool {
     key: PoolKey,
+    /// For containers: the largest memory (bytes) and CPU (thousandths) of the functions it
+    /// serves, and whether any asks for a network.
+    limits: (u64, u64, bool),
     pack_name: String,
     instances: Vec<u32>,
     spawning: usize,
@@ -688,7 +778,7 @@ struct Pool {
 struct Instance {
     pool: usize,
     pid: u32,
-    child: Arc<Mutex<std::process::Child>>,
+    handle: Handle,
     to_instance: Producer,
     to_daemon: Consumer,
     functions: HashMap<String, u32>,
@@ -871,6 +961,8 @@ struct Runtime {
     probe_failed: bool,
     /// Calls started per function, to choose which to measure (see [`MEASURED_CALLS`]).
     calls_of: HashMap<Arc<str>, u64>,
+    /// Docker, for container instances (connected on first use).
+    docker: Arc<DockerLink>,
     config: DaemonConfig,
     engine: Engine,
     arena: Arena,
@@ -943,6 +1035,7 @@ impl Runtime {
         shared: Arc<Shared>,
         net: Option<Net>,
         probe: Probe,
+        docker: Arc<DockerLink>,
     ) -> Self {
         let engine = Engine::new(EngineConfig { seed: config.seed });
         let frame_buf = vec![0u8; config.ring_capacity];
@@ -950,6 +1043,7 @@ impl Runtime {
             probe,
             probe_failed: false,
             calls_of: HashMap::new(),
+            docker,
             config,
             engine,
             arena,
@@ -1042,7 +1136,15 @@ impl Runtime {
     fn shutdown(&mut self) {
         for inst in self.instances.values_mut() {
             inst.killed = Some("the daemon stopped".into());
-            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            inst.handle.kill();
+        }
+        // Containers are not children: remove them (and any still starting) now, rather than
+        // leave them to the watchers, which may not get to it before the process ends.
+        if let Some(d) = self.docker.connected() {
+            if let Err(e) = d.remove_orphans() {
+                eprintln!("faasflow daemon `{}`: {e}", self.config.name);
+            }
+            let _ = std::fs::remove_dir_all(&d.settings().dir);
         }
         for (_, inv) in self.invocations.drain() {
             if let Some(reply) = inv.reply {
@@ -1193,37 +1295,26 @@ impl Runtime {
                 continue;
             }
             let name = &wf.graph[n].name;
-            let (command, pack_name, synthetic) = match &task.spec.pack {
-                None => (self.config.synthetic.clone(), "synthetic".to_owned(), true),
-                Some(p) => match self.config.packs.get(p) {
-                    Some(c) => (c.clone(), p.clone(), false),
-                    None => {
-                        let known: Vec<&str> = self.config.packs.keys().map(String::as_str).collect();
-                        return Err(err(format!(
-                            "step `{name}` uses pack `{p}`, which this daemon does not know (known: {}); \
-                             pass `--pack {p}=PATH`, or put `faasflow-pack-{p}` next to `faasflow` or on PATH",
-                            if known.is_empty() {
-                                "none".into()
-                            } else {
-                                known.join(", ")
-                            }
-                        )));
-                    }
-                },
-            };
+            let (runner, pack_name, synthetic) =
+                Runner::of(&task.spec, &self.config.packs, &self.config.synthetic)
+                    .map_err(|e| err(format!("step `{name}` {e}")))?;
             let function = if synthetic {
                 "synthetic".to_owned()
             } else {
                 task.function.clone()
             };
-            let fns = match listed.get(&command) {
+            let what = match &runner {
+                Runner::Process(_) => format!("pack `{pack_name}`"),
+                Runner::Container(image) => format!("image `{image}`"),
+            };
+            let fns = match listed.get(&runner) {
                 Some(Ok(fns)) => fns,
-                Some(Err(e)) => return Err(err(format!("pack `{pack_name}`: {e}"))),
-                None => return Err(err(format!("pack `{pack_name}` was not asked for its functions"))),
+                Some(Err(e)) => return Err(err(format!("step `{name}`: {what}: {e}"))),
+                None => return Err(err(format!("{what} was not asked for its functions"))),
             };
             if !fns.contains(&function) {
                 return Err(err(format!(
-                    "step `{name}` calls function `{function}`, which pack `{pack_name}` does not have (it has: {})",
+                    "step `{name}` calls function `{function}`, which {what} does not have (it has: {})",
                     fns.join(", ")
                 )));
             }
@@ -1232,15 +1323,22 @@ impl Runtime {
                 Isolation::Thread => format!("{}@{version}/group-{group}", wf.name),
                 Isolation::Process | Isolation::Container => format!("{}@{version}/{name}", wf.name),
             };
-            let pkey = PoolKey {
-                command: command.clone(),
-                domain,
-            };
+            let pkey = PoolKey { runner, domain };
+            let limits = (
+                task.spec.memory_mib << 20,
+                u64::from(task.spec.cpu_millis),
+                task.spec.network,
+            );
             let pool = match self.pool_index.get(&pkey) {
-                Some(&p) => p,
+                Some(&p) => {
+                    let l = &mut self.pools[p].limits;
+                    *l = (l.0.max(limits.0), l.1.max(limits.1), l.2 || limits.2);
+                    p
+                }
                 None => {
                     self.pools.push(Pool {
                         key: pkey.clone(),
+                        limits,
                         pack_name: pack_name.clone(),
                         instances: Vec::new(),
                         spawning: 0,
@@ -1383,9 +1481,19 @@ impl Runtime {
         self.next_instance += 1;
         self.pools[pool].spawning += 1;
         self.starting.insert(id, pool);
+        let (memory_bytes, cpu_millis, network) = self.pools[pool].limits;
+        let launch = match &self.pools[pool].key.runner {
+            Runner::Process(c) => Launch::Process(c.clone()),
+            Runner::Container(image) => Launch::Container(ContainerSpec {
+                image: image.clone(),
+                memory_bytes,
+                cpu_millis,
+                network,
+            }),
+        };
         self.spawner.spawn(SpawnRequest {
             instance: id,
-            command: self.pools[pool].key.command.clone(),
+            launch,
             threads: self.config.threads,
             ring_capacity: self.config.ring_capacity,
             timeout: self.config.spawn_timeout,
@@ -1420,7 +1528,7 @@ impl Runtime {
                     Instance {
                         pool,
                         pid: r.pid,
-                        child: r.child,
+                        handle: r.handle,
                         to_instance: r.to_instance,
                         to_daemon: r.to_daemon,
                         functions: r.functions,
@@ -1472,12 +1580,10 @@ impl Runtime {
         let pool = inst.pool;
         self.pools[pool].instances.retain(|&i| i != id);
         let pack = self.pools[pool].pack_name.clone();
+        let at = inst.handle.describe(inst.pid);
         let why = match &inst.killed {
-            Some(reason) => format!(
-                "its instance (pid {}, pack `{pack}`) was stopped because {reason}",
-                inst.pid
-            ),
-            None => format!("its instance (pid {}, pack `{pack}`) {status}", inst.pid),
+            Some(reason) => format!("its instance ({at}, pack `{pack}`) was stopped because {reason}"),
+            None => format!("its instance ({at}, pack `{pack}`) {status}"),
         };
         let mut calls: Vec<u64> = inst.calls.into_iter().collect();
         calls.sort_unstable();
@@ -1505,7 +1611,7 @@ impl Runtime {
                 };
                 if inst.calls.is_empty() && inst.killed.is_none() && inst.idle_since.elapsed() >= idle {
                     inst.killed = Some(format!("it was idle for {} s", idle.as_secs()));
-                    let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                    inst.handle.kill();
                     live -= 1;
                 }
             }
@@ -2256,7 +2362,7 @@ impl Runtime {
         // and drop its outputs (other invocations may be running in the same instance).
         if timed_out && let Some(inst) = self.instances.get_mut(&inst_id) {
             inst.killed = Some(format!("function `{function}` running in it timed out"));
-            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            inst.handle.kill();
         }
     }
 
@@ -2372,7 +2478,7 @@ impl Runtime {
         if let Some(inst) = self.instances.get_mut(&id) {
             inst.broken = true;
             inst.killed.get_or_insert(why);
-            let _ = inst.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            inst.handle.kill();
         }
     }
 

@@ -233,6 +233,9 @@ pub struct FunctionSpec {
     pub memory_use_mib: f64,
     /// The outputs the function produces.
     pub outputs: Vec<OutputDecl>,
+    /// Whether it gets a network when it runs in a container (otherwise only loopback;
+    /// processes always have the host's).
+    pub network: bool,
 }
 
 impl FunctionSpec {

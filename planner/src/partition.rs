@@ -544,7 +544,10 @@ fn share_instance(wf: &Workflow, u: u32, v: u32) -> bool {
     let (a, b) = (&wf.graph[NodeId::new(u as usize)], &wf.graph[NodeId::new(v as usize)]);
     match (a.task(), b.task()) {
         (Some(a), Some(b)) => {
-            a.spec.isolation == Isolation::Thread && b.spec.isolation == Isolation::Thread && a.spec.pack == b.spec.pack
+            a.spec.isolation == Isolation::Thread
+                && b.spec.isolation == Isolation::Thread
+                && a.spec.pack == b.spec.pack
+                && a.spec.image == b.spec.image
         }
         _ => true,
     }
@@ -979,6 +982,7 @@ mod tests {
                     timeout_ms: 60_000,
                     retry: Retry::default(),
                     isolation: Isolation::Thread,
+                    network: false,
                     scale,
                     runtime_ms,
                     memory_use_mib: 64.0,

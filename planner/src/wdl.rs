@@ -149,6 +149,7 @@ pub fn default_spec() -> FunctionSpec {
         timeout_ms: DEFAULT_TIMEOUT_MS,
         retry: Retry::default(),
         isolation: Isolation::Thread,
+        network: false,
         scale: 1,
         runtime_ms: 0.0,
         memory_use_mib: DEFAULT_MEMORY_MIB as f64 / 2.0,
@@ -173,6 +174,7 @@ const FUNCTION_KEYS: &[&str] = &[
     "timeout",
     "retry",
     "isolation",
+    "network",
     "scale",
     "runtime",
     "memory_use",
@@ -358,6 +360,9 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
                 );
             }
         };
+    }
+    if let Some(v) = f.get("network") {
+        spec.network = v.bool("true or false")?;
     }
     if let Some(v) = f.get("retry") {
         spec.retry = decode_retry(v)?;

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use faasflow_shm::doorbell::{DOORBELL_LEN, DoorbellError};
 use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status};
-use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, PROTOCOL_VERSION, Welcome};
+use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, INSTANCE_SOCKET_ENV, PROTOCOL_VERSION, Welcome};
 use faasflow_shm::ring::{AttachError, PushError};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
 
@@ -119,7 +119,8 @@ pub enum ServeError {
 /// ```
 ///
 /// The daemon starts the pack with its end of a Unix socket inherited and the fd number in
-/// `FAASFLOW_INSTANCE_FD`; `serve` takes that fd over, sets the process to be killed when the
+/// `FAASFLOW_INSTANCE_FD` (in a container: with the path of a bind-mounted socket in
+/// `FAASFLOW_INSTANCE_SOCKET`, which it connects to); `serve` takes that socket over, sets the process to be killed when the
 /// daemon dies, and serves calls until the daemon closes the socket (exit status 0). It exits
 /// with status 1 when the daemon breaks the protocol, and 2 when it was not started by a
 /// daemon (run by hand, it says so). `PACK --list` prints the functions, one per line.
@@ -164,28 +165,16 @@ pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsSt
     }
     // SAFETY: prctl(PR_SET_PDEATHSIG, signal) takes two integers and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    let Some(fd) = std::env::var_os(INSTANCE_FD_ENV) else {
-        eprintln!(
-            "{} ({INSTANCE_FD_ENV} is not set; `--list` prints the functions)",
-            not_by_hand(&pack)
-        );
-        exit(2);
-    };
-    let sock = match fd
-        .to_str()
-        .and_then(|s| s.parse::<RawFd>().ok())
-        .map(faasflow_shm::handshake::inherited_socket)
-    {
-        Some(Ok(sock)) => sock,
-        Some(Err(e)) => {
-            eprintln!("{}: {INSTANCE_FD_ENV}={fd:?}: {e}", pack.name());
-            exit(2);
-        }
-        None => {
-            eprintln!(
-                "{}: {INSTANCE_FD_ENV}={fd:?} is not a file descriptor number",
-                pack.name()
-            );
+    let sock = match daemon_socket() {
+        Ok(sock) => sock,
+        Err(why) => {
+            match why {
+                None => eprintln!(
+                    "{} (neither {INSTANCE_FD_ENV} nor {INSTANCE_SOCKET_ENV} is set; `--list` prints the functions)",
+                    not_by_hand(&pack)
+                ),
+                Some(why) => eprintln!("{}: {why}", pack.name()),
+            }
             exit(2);
         }
     };
@@ -196,6 +185,20 @@ pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsSt
             eprintln!("{name}: {e}");
             exit(1);
         }
+    }
+}
+
+/// The instance's socket to its daemon: an inherited fd ([`INSTANCE_FD_ENV`]), or, in a
+/// container, the bind-mounted socket at [`INSTANCE_SOCKET_ENV`]. `Err(None)`: neither is set.
+fn daemon_socket() -> Result<UnixStream, Option<String>> {
+    if let Some(path) = std::env::var_os(INSTANCE_SOCKET_ENV) {
+        return UnixStream::connect(&path)
+            .map_err(|e| Some(format!("cannot connect to the daemon's socket {INSTANCE_SOCKET_ENV}={path:?}: {e}")));
+    }
+    let fd = std::env::var_os(INSTANCE_FD_ENV).ok_or(None)?;
+    match fd.to_str().and_then(|s| s.parse::<RawFd>().ok()) {
+        Some(n) => faasflow_shm::handshake::inherited_socket(n).map_err(|e| Some(format!("{INSTANCE_FD_ENV}={fd:?}: {e}"))),
+        None => Err(Some(format!("{INSTANCE_FD_ENV}={fd:?} is not a file descriptor number"))),
     }
 }
 

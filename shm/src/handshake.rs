@@ -23,6 +23,10 @@ use std::time::Instant;
 
 /// Environment variable holding the fd number of the instance's end of the socket.
 pub const INSTANCE_FD_ENV: &str = "FAASFLOW_INSTANCE_FD";
+/// Environment variable holding the path of the daemon's socket, for an instance that cannot
+/// inherit an fd (one in a container, where the socket is bind-mounted): the instance connects
+/// to it and the handshake goes on as with an inherited socket.
+pub const INSTANCE_SOCKET_ENV: &str = "FAASFLOW_INSTANCE_SOCKET";
 /// Protocol version; a daemon refuses an instance that speaks another one.
 pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest handshake message, in bytes.
@@ -153,6 +157,15 @@ pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
 
 /// Blocks until `a` or `b` is readable (or hung up); returns `(a_ready, b_ready)`.
 pub fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    wait_readable_for(a, b, None)
+}
+
+/// [`wait_readable`] for at most `timeout` (`(false, false)` when it passed).
+pub fn wait_readable_for(
+    a: BorrowedFd<'_>,
+    b: BorrowedFd<'_>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<(bool, bool)> {
     let mut fds = [
         libc::pollfd {
             fd: a.as_raw_fd(),
@@ -165,10 +178,11 @@ pub fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, 
             revents: 0,
         },
     ];
+    let ms = timeout.map_or(-1, |t| libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX));
     loop {
         // SAFETY: `fds` is a valid array of 2 pollfd structures, alive and writable across the
         // call; both fds are open (borrowed).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         if n >= 0 {
             break;
         }
@@ -179,6 +193,25 @@ pub fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, 
     }
     let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
     Ok((ready(&fds[0]), ready(&fds[1])))
+}
+
+/// Sends `SIGKILL` to the process of `pidfd` (which, unlike a pid, cannot have been reused).
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes an fd (borrowed, open), a signal number, a null siginfo
+    // pointer (allowed: the kernel fills in a default) and flags 0; no memory is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The byte an instance sends when it is ready for calls.

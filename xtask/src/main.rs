@@ -10,6 +10,8 @@
 //!   between two workers on loopback (`benchmarks/`), the memory probe's cost per page fault
 //!   (`benchmarks/`) and FaaSFlow's 8 workflows on one worker (the demo's table), written into
 //!   `benchmarks/RESULTS.md`.
+//! - `images`: builds the repo's packs as static executables and each into a `FROM scratch`
+//!   Docker image `faasflow/<pack>` (see [`PACKS`]), for functions that run in containers.
 //! - `fuzz`: runs the cargo-fuzz targets of `fuzz/` for a while each (see `docs/testing.md`).
 #![forbid(unsafe_code)]
 
@@ -48,6 +50,8 @@ enum Task {
     },
     /// Run the planner, ring, data plane and peer transport benchmarks and record them in benchmarks/RESULTS.md.
     Bench,
+    /// Build the repo's packs into Docker images from scratch (faasflow/testkit, faasflow/example, faasflow/synthetic).
+    Images,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
     Fuzz {
         /// One target (wdl, wdl_structured, plan_proto, ring_frame, handshake); all of them when omitted.
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
             repeat,
         } => demo(&root, workers, runtime_scale, data_scale, repeat),
         Task::Bench => bench(&root),
+        Task::Images => images(&root).map(|_| ()),
         Task::Fuzz { target, seconds } => fuzz(&root, target.as_deref(), seconds),
     }
 }
@@ -100,6 +105,18 @@ fn run(what: &str, cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    // The container tests need Docker and the packs' images. `.ci/run` sets
+    // FAASFLOW_REQUIRE_DOCKER=1, so that there a missing Docker fails the run; elsewhere those
+    // tests say they are skipped.
+    match docker_version() {
+        Ok(_) => {
+            images(&project_root())?;
+        }
+        Err(e) if std::env::var_os("FAASFLOW_REQUIRE_DOCKER").is_some_and(|v| v == "1") => {
+            bail!("{e} (FAASFLOW_REQUIRE_DOCKER=1: the container tests must run)")
+        }
+        Err(e) => eprintln!("==> note: {e}: the container tests will be skipped"),
+    }
     run(
         "cargo clippy",
         cargo().args([
@@ -147,6 +164,93 @@ fn ci() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The packs `images` builds: (package, pack name). The image of pack `P` is `faasflow/P`,
+/// the name the daemon uses for a container function of pack `P` that names no `image`
+/// (`faasflow/synthetic` for functions without a pack).
+const PACKS: [(&str, &str); 3] = [
+    ("faasflow-pack-testkit", "testkit"),
+    ("faasflow-pack-example", "example"),
+    ("faasflow-pack-synthetic", "synthetic"),
+];
+
+/// The Docker engine's version, or why it cannot be reached.
+fn docker_version() -> Result<String> {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .context("cannot run `docker`: install Docker (Debian: apt-get install docker.io)")?;
+    if !out.status.success() {
+        bail!(
+            "Docker is not reachable ({}): start dockerd, or point DOCKER_HOST at it",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Builds the packs of [`PACKS`] as statically linked executables (their own target dir:
+/// other RUSTFLAGS) and each into a `FROM scratch` image that runs it as user 65534, labelled
+/// with its functions (`faasflow.functions`, comma-separated) so that a daemon needs not run
+/// the image to list them. Returns the image names.
+fn images(root: &Path) -> Result<Vec<String>> {
+    let version = docker_version()?;
+    eprintln!("==> Docker {version}");
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().context("cannot run rustc")?.stdout)?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .context("`rustc -vV` names no host")?;
+    let target_dir = cargo_target_dir(root).join("images");
+    let mut build = cargo();
+    build
+        .args(["build", "--release", "--locked", "--target", &host, "--target-dir"])
+        .arg(&target_dir)
+        // A static executable runs in an image with nothing else in it.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    for (package, _) in PACKS {
+        build.args(["-p", package]);
+    }
+    run("cargo build (static packs)", &mut build)?;
+    let mut names = Vec::new();
+    for (package, pack) in PACKS {
+        let exe = target_dir.join(&host).join("release").join(package);
+        let listed = Command::new(&exe)
+            .arg("--list")
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !listed.status.success() {
+            bail!("`{} --list` failed: {}", exe.display(), String::from_utf8_lossy(&listed.stderr));
+        }
+        let functions: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let context = target_dir.join("context").join(pack);
+        std::fs::create_dir_all(&context)?;
+        std::fs::copy(&exe, context.join("pack")).with_context(|| format!("cannot copy {}", exe.display()))?;
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!(
+                "FROM scratch\nCOPY pack /pack\nLABEL faasflow.pack=\"{pack}\" faasflow.functions=\"{}\"\nUSER 65534:65534\nENTRYPOINT [\"/pack\"]\n",
+                functions.join(",")
+            ),
+        )?;
+        let image = format!("faasflow/{pack}");
+        run(
+            &format!("docker build {image}"),
+            Command::new("docker")
+                .args(["build", "--quiet", "--tag", &image])
+                .arg(&context)
+                // The classic builder: Debian's docker.io comes without buildx.
+                .env("DOCKER_BUILDKIT", "0"),
+        )?;
+        names.push(image);
+    }
+    eprintln!("==> images: {}", names.join(", "));
+    Ok(names)
 }
 
 /// The 8 FaaSFlow benchmark workflows, as (name, file relative to the fixtures).

@@ -28,6 +28,7 @@ fn spec(outputs: &[(&str, ValueKind, u64)]) -> FunctionSpec {
         timeout_ms: 10_000,
         retry: Retry::default(),
         isolation: Isolation::Thread,
+        network: false,
         scale: 1,
         runtime_ms: 5.0,
         memory_use_mib: 32.0,
