@@ -56,9 +56,20 @@ pub(crate) struct DataPlaneArgs {
     /// Where objects over quota are written (default: a directory under the system's temp dir).
     #[arg(long)]
     spill_dir: Option<PathBuf>,
+    /// Instances each pool keeps warm (started when a workflow is installed; 0: started on
+    /// demand, and when a predecessor of one of its functions starts).
+    #[arg(long, default_value_t = 1)]
+    min_instances: usize,
     /// Most instances per pool.
     #[arg(long, default_value_t = 4)]
     max_instances: usize,
+    /// An instance idle this long beyond its pool's minimum is stopped, seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// The Docker engine's socket, for functions that run in containers (default: DOCKER_HOST
+    /// when it is a unix:// URL, else /var/run/docker.sock).
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Option<PathBuf>,
     /// Calls one instance runs at once.
     #[arg(long, default_value_t = 32)]
     threads: u32,
@@ -156,6 +167,11 @@ impl DataPlaneArgs {
         config.arena_bytes = self.arena_mib << 20;
         config.quota_bytes = self.quota_mib.map(|m| m << 20);
         config.max_instances = self.max_instances;
+        config.min_instances = self.min_instances.min(self.max_instances);
+        config.idle_timeout = std::time::Duration::from_secs(self.idle_timeout);
+        if let Some(socket) = &self.docker_socket {
+            config.docker_socket = socket.clone();
+        }
         config.threads = self.threads;
         if let Some(d) = &self.spill_dir {
             config.spill_dir = d.clone();

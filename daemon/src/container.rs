@@ -155,7 +155,9 @@ pub struct Docker {
 
 impl std::fmt::Debug for Docker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Docker").field("socket", &self.settings.socket).finish_non_exhaustive()
+        f.debug_struct("Docker")
+            .field("socket", &self.settings.socket)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,7 +171,10 @@ fn api(e: bollard::errors::Error) -> String {
 }
 
 fn not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
 }
 
 impl Docker {
@@ -224,10 +229,9 @@ impl Docker {
         let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={}", self.settings.owner)])]);
         let list = self
             .rt
-            .block_on(
-                self.client
-                    .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build())),
-            )
+            .block_on(self.client.list_containers(Some(
+                ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
+            )))
             .map_err(api)?;
         let mut removed = 0;
         for c in list {
@@ -247,7 +251,15 @@ impl Docker {
         ) {
             Ok(()) => Ok(()),
             // Gone, or being removed already (by the watcher, say).
-            Err(e) if not_found(&e) || matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e)
+                if not_found(&e)
+                    || matches!(
+                        e,
+                        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }
+                    ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(format!("cannot remove container {}: {}", short(id), api(e))),
         }
     }
@@ -275,7 +287,12 @@ impl Docker {
             .and_then(|l| l.get(FUNCTIONS_LABEL))
             .cloned();
         let functions: Vec<String> = match label {
-            Some(l) => l.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect(),
+            Some(l) => l
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect(),
             None => self.list_by_running(image)?,
         };
         self.functions
@@ -310,7 +327,12 @@ impl Docker {
                     self.logs(&id, true).trim()
                 ));
             }
-            Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+            Ok(out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect())
         })();
         let _ = self.remove(&id);
         result
@@ -396,8 +418,7 @@ impl Docker {
         let deadline = Instant::now() + timeout;
         let path = self.settings.dir.join(format!("instance-{instance}.sock"));
         let _ = std::fs::remove_file(&path);
-        let listener =
-            UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
         // Only the container's user may connect.
         let _ = std::os::unix::fs::chown(&path, Some(65534), Some(65534));
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
@@ -443,9 +464,7 @@ impl Docker {
             _ => return Err(self.early_exit(id, image)),
         };
         let pid = pid.unwrap_or_default();
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("socket: {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| format!("socket: {e}"))?;
         loop {
             match listener.accept() {
                 Ok((sock, _)) => {

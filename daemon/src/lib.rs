@@ -13,8 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub use faasflow_planner::engine;
-pub mod io;
 pub mod container;
+pub mod io;
 mod net;
 pub mod pool;
 pub use faasflow_planner::report;

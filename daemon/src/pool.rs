@@ -210,7 +210,7 @@ pub enum Report {
         /// Its id.
         instance: u32,
         /// The instance or why it could not start.
-        result: Result<Ready, String>,
+        result: Result<Box<Ready>, String>,
     },
     /// An instance's process ended.
     Exited {
@@ -245,12 +245,14 @@ impl Spawner {
                     let id = req.instance;
                     if let Launch::Container(_) = req.launch {
                         let (arena, docker, to) = (arena.clone(), docker.clone(), post.clone());
-                        let started = std::thread::Builder::new()
-                            .name(format!("faasflow-start-{id}"))
-                            .spawn(move || {
-                                let result = start_container(&req, &arena, doorbell_offset, &docker, &to);
-                                to(Report::Ready { instance: id, result });
-                            });
+                        let started =
+                            std::thread::Builder::new()
+                                .name(format!("faasflow-start-{id}"))
+                                .spawn(move || {
+                                    let result =
+                                        start_container(&req, &arena, doorbell_offset, &docker, &to).map(Box::new);
+                                    to(Report::Ready { instance: id, result });
+                                });
                         if let Err(e) = started {
                             post(Report::Ready {
                                 instance: id,
@@ -259,7 +261,7 @@ impl Spawner {
                         }
                         continue;
                     }
-                    let result = start_instance(&req, &arena, doorbell_offset, &post);
+                    let result = start_instance(&req, &arena, doorbell_offset, &post).map(Box::new);
                     post(Report::Ready { instance: id, result });
                 }
             })

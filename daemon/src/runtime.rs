@@ -42,12 +42,12 @@ use faasflow_planner::plan::{ClusterView, Plan};
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
 
+use crate::container::{self, ContainerSettings, ContainerSpec, DockerLink};
 use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
 use crate::io::peer::PeerConfig;
 use crate::io::remote::{ObjectKey, RemoteStore};
 use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
-use crate::container::{self, ContainerSettings, ContainerSpec, DockerLink};
 use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::allocator::Extent;
@@ -343,6 +343,8 @@ pub struct Daemon {
     synthetic: PackCommand,
     /// Docker, to ask images for their functions.
     docker: Arc<DockerLink>,
+    /// The removal of an earlier run's containers.
+    cleanup: Option<std::thread::JoinHandle<()>>,
     spawn_timeout: Duration,
     name: String,
     peer_addr: Option<SocketAddr>,
@@ -437,18 +439,22 @@ impl Daemon {
                 DAEMONS.fetch_add(1, Ordering::Relaxed)
             )),
         }));
-        if config.docker_socket.exists() {
-            // Remove what an earlier run with this name and directory left, off the start path.
+        // Remove what an earlier run with this name and directory left, off the start path
+        // (a daemon that stops joins it first).
+        let cleanup = if config.docker_socket.exists() {
             let docker = docker.clone();
             let name = config.name.clone();
-            let _ = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("faasflow-docker-connect".into())
                 .spawn(move || {
                     if let Err(e) = docker.get() {
                         eprintln!("faasflow daemon `{name}`: {e}");
                     }
-                });
-        }
+                })
+                .ok()
+        } else {
+            None
+        };
         let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, docker.clone(), post);
         let net = match &config.peer {
             None => None,
@@ -495,6 +501,7 @@ impl Daemon {
             packs,
             synthetic,
             docker,
+            cleanup,
             spawn_timeout,
             name,
             peer_addr,
@@ -608,9 +615,9 @@ impl Daemon {
             let Ok((runner, _, _)) = Runner::of(&task.spec, &self.packs, &self.synthetic) else {
                 continue;
             };
-            if !listed.contains_key(&runner) {
-                let fns = runner.list(&self.docker, self.spawn_timeout);
-                listed.insert(runner, fns);
+            if let std::collections::hash_map::Entry::Vacant(e) = listed.entry(runner) {
+                let fns = e.key().list(&self.docker, self.spawn_timeout);
+                e.insert(fns);
             }
         }
         let (reply, rx) = mpsc::channel();
@@ -710,6 +717,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Some(t) = self.cleanup.take() {
+            let _ = t.join();
+        }
         self.shared.post(Msg::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -756,6 +766,9 @@ struct Installed {
     staged_readers: HashMap<String, u32>,
     /// Outputs the workflow's result reads: (node, output).
     result_reads: HashSet<(u32, String)>,
+    /// The pools of the tasks here that directly follow each task here (through control
+    /// nodes), to pre-warm when it starts.
+    successor_pools: HashMap<u32, Vec<usize>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -1295,9 +1308,8 @@ impl Runtime {
                 continue;
             }
             let name = &wf.graph[n].name;
-            let (runner, pack_name, synthetic) =
-                Runner::of(&task.spec, &self.config.packs, &self.config.synthetic)
-                    .map_err(|e| err(format!("step `{name}` {e}")))?;
+            let (runner, pack_name, synthetic) = Runner::of(&task.spec, &self.config.packs, &self.config.synthetic)
+                .map_err(|e| err(format!("step `{name}` {e}")))?;
             let function = if synthetic {
                 "synthetic".to_owned()
             } else {
@@ -1448,6 +1460,7 @@ impl Runtime {
             }
         }
         staged_readers.retain(|i, _| !in_bodies.contains(i));
+        let successor_pools = successor_pools(&wf, &sites);
         self.installed.insert(
             key,
             Installed {
@@ -1463,6 +1476,7 @@ impl Runtime {
                 stageable,
                 read_here,
                 staged_readers,
+                successor_pools,
             },
         );
         let mut warming = HashSet::new();
@@ -1501,7 +1515,7 @@ impl Runtime {
         id
     }
 
-    fn instance_ready(&mut self, id: u32, result: Result<pool::Ready, String>) {
+    fn instance_ready(&mut self, id: u32, result: Result<Box<pool::Ready>, String>) {
         let Some(pool) = self.starting.remove(&id) else {
             return;
         };
@@ -1852,6 +1866,7 @@ impl Runtime {
             inv.running.insert((node.index() as u32, element), id);
         }
         let waits = self.inputs_arriving(&call);
+        self.prewarm_successors(&call.wf, node);
         self.calls.insert(id, call);
         if waits {
             // Inputs from other workers are still on their way.
@@ -1860,6 +1875,28 @@ impl Runtime {
         }
         self.pools[pool].queue.push_back(id);
         self.dispatch(pool);
+    }
+
+    /// A function of `wf` starts at `node`: the pools of the tasks that follow it here and
+    /// have no instance, running or starting, start one now, so that they are warm by the
+    /// time they are triggered.
+    fn prewarm_successors(&mut self, wf: &WfKey, node: NodeId) {
+        if self.stop {
+            return;
+        }
+        let Some(pools) = self
+            .installed
+            .get(wf)
+            .and_then(|i| i.successor_pools.get(&(node.index() as u32)))
+        else {
+            return;
+        };
+        for p in pools.clone() {
+            let pool = &self.pools[p];
+            if pool.instances.is_empty() && pool.spawning == 0 {
+                self.spawn(p);
+            }
+        }
     }
 
     /// Resolves a call's inputs to arena references and reserves its outputs.
@@ -2922,6 +2959,35 @@ impl Runtime {
             _ => summary,
         }
     }
+}
+
+/// For each task with a site here, the pools of the tasks with a site here that follow it:
+/// its successors, looking through control nodes (switch, foreach, join) to the tasks beyond.
+fn successor_pools(wf: &Workflow, sites: &HashMap<u32, Site>) -> HashMap<u32, Vec<usize>> {
+    let mut out = HashMap::new();
+    for &n in sites.keys() {
+        let mut pools = Vec::new();
+        let mut seen = HashSet::new();
+        let mut todo: Vec<NodeId> = wf.graph.neighbors(NodeId::new(n as usize)).collect();
+        while let Some(m) = todo.pop() {
+            if !seen.insert(m) {
+                continue;
+            }
+            if wf.graph[m].task().is_some() {
+                if let Some(site) = sites.get(&(m.index() as u32))
+                    && !pools.contains(&site.pool)
+                {
+                    pools.push(site.pool);
+                }
+            } else {
+                todo.extend(wf.graph.neighbors(m));
+            }
+        }
+        if !pools.is_empty() {
+            out.insert(n, pools);
+        }
+    }
+    out
 }
 
 fn empty_invoke() -> frame::Invoke {

@@ -192,13 +192,20 @@ pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsSt
 /// container, the bind-mounted socket at [`INSTANCE_SOCKET_ENV`]. `Err(None)`: neither is set.
 fn daemon_socket() -> Result<UnixStream, Option<String>> {
     if let Some(path) = std::env::var_os(INSTANCE_SOCKET_ENV) {
-        return UnixStream::connect(&path)
-            .map_err(|e| Some(format!("cannot connect to the daemon's socket {INSTANCE_SOCKET_ENV}={path:?}: {e}")));
+        return UnixStream::connect(&path).map_err(|e| {
+            Some(format!(
+                "cannot connect to the daemon's socket {INSTANCE_SOCKET_ENV}={path:?}: {e}"
+            ))
+        });
     }
     let fd = std::env::var_os(INSTANCE_FD_ENV).ok_or(None)?;
     match fd.to_str().and_then(|s| s.parse::<RawFd>().ok()) {
-        Some(n) => faasflow_shm::handshake::inherited_socket(n).map_err(|e| Some(format!("{INSTANCE_FD_ENV}={fd:?}: {e}"))),
-        None => Err(Some(format!("{INSTANCE_FD_ENV}={fd:?} is not a file descriptor number"))),
+        Some(n) => {
+            faasflow_shm::handshake::inherited_socket(n).map_err(|e| Some(format!("{INSTANCE_FD_ENV}={fd:?}: {e}")))
+        }
+        None => Err(Some(format!(
+            "{INSTANCE_FD_ENV}={fd:?} is not a file descriptor number"
+        ))),
     }
 }
 

@@ -197,10 +197,16 @@ fn docker_version() -> Result<String> {
 fn images(root: &Path) -> Result<Vec<String>> {
     let version = docker_version()?;
     eprintln!("==> Docker {version}");
-    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().context("cannot run rustc")?.stdout)?
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
-        .context("`rustc -vV` names no host")?;
+    let host = String::from_utf8(
+        Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .context("cannot run rustc")?
+            .stdout,
+    )?
+    .lines()
+    .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+    .context("`rustc -vV` names no host")?;
     let target_dir = cargo_target_dir(root).join("images");
     let mut build = cargo();
     build
@@ -220,7 +226,11 @@ fn images(root: &Path) -> Result<Vec<String>> {
             .output()
             .with_context(|| format!("cannot run {}", exe.display()))?;
         if !listed.status.success() {
-            bail!("`{} --list` failed: {}", exe.display(), String::from_utf8_lossy(&listed.stderr));
+            bail!(
+                "`{} --list` failed: {}",
+                exe.display(),
+                String::from_utf8_lossy(&listed.stderr)
+            );
         }
         let functions: Vec<String> = String::from_utf8_lossy(&listed.stdout)
             .lines()

@@ -23,6 +23,7 @@ pub fn pack() -> Pack {
         .function("json", json)
         .function("len", len)
         .function("touch", touch)
+        .function("sandbox", sandbox)
 }
 
 /// `echo`: copies input `in` to output `out`.
@@ -117,6 +118,40 @@ pub fn touch(ctx: &mut Context<'_>) -> Result<(), Error> {
     std::hint::black_box(&pages);
     drop(pages);
     ctx.output_json("out", &mib)
+}
+
+/// `sandbox`: what the instance can see and do, as JSON output `out`: `uid` (its real user id,
+/// from /proc), `pid` (its process id as it sees it: 1 in a container of its own),
+/// `root_writable` (whether it could create a file in `/`), and `interfaces` (the network
+/// interfaces it has, from /proc/net/dev: only `lo` without a network).
+pub fn sandbox(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::new(format_args!("cannot read /proc/self/status: {e}")))?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or("no Uid in /proc/self/status")?;
+    let probe = std::path::Path::new("/.faasflow-testkit-probe");
+    let root_writable = std::fs::write(probe, b"x").is_ok();
+    if root_writable {
+        let _ = std::fs::remove_file(probe);
+    }
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+        .collect();
+    ctx.output_json(
+        "out",
+        &serde_json::json!({
+            "uid": uid,
+            "pid": std::process::id(),
+            "root_writable": root_writable,
+            "interfaces": interfaces,
+        }),
+    )
 }
 
 /// `len`: output `out` is the number of bytes of input `in`, as a JSON number.

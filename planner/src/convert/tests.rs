@@ -113,6 +113,7 @@ fn sample_workflow() -> Workflow {
             jitter: 0.25,
         },
         isolation: Isolation::Container,
+        network: true,
         scale: 2,
         runtime_ms: 12.5,
         memory_use_mib: 100.25,
