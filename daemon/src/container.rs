@@ -146,8 +146,9 @@ impl DockerLink {
 /// A connection to the Docker engine.
 pub struct Docker {
     client: bollard::Docker,
-    /// Runs the client's futures (one worker thread; callers block on it).
-    rt: tokio::runtime::Runtime,
+    /// Runs the client's futures (one worker thread; callers block on it). Always `Some`
+    /// until dropped.
+    rt: Option<tokio::runtime::Runtime>,
     settings: ContainerSettings,
     /// Functions by image id.
     functions: Mutex<HashMap<String, Vec<String>>>,
@@ -177,7 +178,24 @@ fn not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // The last holder may be a task of some other runtime, where a blocking shutdown
+        // panics.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Docker {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt
+            .as_ref()
+            .expect("the runtime lives as long as the client")
+            .block_on(f)
+    }
+
     /// Connects to the engine at `settings.socket` and checks that it answers.
     pub fn connect(settings: &ContainerSettings) -> Result<Docker, String> {
         let unreachable = |why: String| {
@@ -208,11 +226,14 @@ impl Docker {
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), client.ping()).await })
             .map_err(|_| unreachable("no answer within 5 s".into()))?
             .map_err(|e| unreachable(api(e)))?;
+        // Only the daemon's user may enter it; containers reach their socket through the bind
+        // mount, which does not go through the directory.
         std::fs::create_dir_all(&settings.dir)
+            .and_then(|()| std::fs::set_permissions(&settings.dir, std::fs::Permissions::from_mode(0o700)))
             .map_err(|e| format!("cannot create the socket directory {}: {e}", settings.dir.display()))?;
         Ok(Docker {
             client,
-            rt,
+            rt: Some(rt),
             settings: settings.clone(),
             functions: Mutex::new(HashMap::new()),
         })
@@ -228,7 +249,6 @@ impl Docker {
     pub fn remove_orphans(&self) -> Result<usize, String> {
         let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={}", self.settings.owner)])]);
         let list = self
-            .rt
             .block_on(self.client.list_containers(Some(
                 ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
             )))
@@ -245,7 +265,7 @@ impl Docker {
 
     /// Removes container `id`, killing it if it runs; one that is already gone is fine.
     pub fn remove(&self, id: &str) -> Result<(), String> {
-        match self.rt.block_on(
+        match self.block_on(
             self.client
                 .remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build())),
         ) {
@@ -266,7 +286,7 @@ impl Docker {
 
     /// The functions `image` serves: its [`FUNCTIONS_LABEL`], or what `IMAGE --list` prints.
     pub fn functions_of(&self, image: &str) -> Result<Vec<String>, String> {
-        let info = self.rt.block_on(self.client.inspect_image(image)).map_err(|e| {
+        let info = self.block_on(self.client.inspect_image(image)).map_err(|e| {
             if not_found(&e) {
                 format!(
                     "image `{image}` does not exist on this worker: build it (`cargo xtask images` builds the repo's \
@@ -315,8 +335,7 @@ impl Docker {
         body.cmd = Some(vec!["--list".into()]);
         let id = self.create(body)?;
         let result = (|| {
-            self.rt
-                .block_on(self.client.start_container(&id, None))
+            self.block_on(self.client.start_container(&id, None))
                 .map_err(|e| format!("cannot start `{image} --list`: {}", api(e)))?;
             let code = self.wait(&id);
             let out = self.logs(&id, false);
@@ -367,7 +386,6 @@ impl Docker {
     fn create(&self, body: ContainerCreateBody) -> Result<String, String> {
         let image = body.image.clone().unwrap_or_default();
         let created = self
-            .rt
             .block_on(
                 self.client
                     .create_container(Some(CreateContainerOptionsBuilder::new().build()), body),
@@ -389,7 +407,7 @@ impl Docker {
     fn wait(&self, id: &str) -> Option<i64> {
         let opts = WaitContainerOptionsBuilder::new().condition("not-running").build();
         let mut stream = self.client.wait_container(id, Some(opts));
-        match self.rt.block_on(stream.next()) {
+        match self.block_on(stream.next()) {
             Some(Ok(r)) => Some(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
             _ => None,
@@ -404,7 +422,7 @@ impl Docker {
             .tail(if stderr { "20" } else { "all" })
             .build();
         let stream = self.client.logs(id, Some(opts));
-        let chunks: Vec<_> = self.rt.block_on(stream.collect());
+        let chunks: Vec<_> = self.block_on(stream.collect());
         let mut out = Vec::new();
         for c in chunks.into_iter().flatten() {
             out.extend_from_slice(&c.into_bytes());
@@ -419,9 +437,10 @@ impl Docker {
         let path = self.settings.dir.join(format!("instance-{instance}.sock"));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-        // Only the container's user may connect.
-        let _ = std::os::unix::fs::chown(&path, Some(65534), Some(65534));
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        // The container's user (65534) must be able to connect; on the host, the directory
+        // (mode 0700) keeps everyone else out.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("cannot open {} to the container's user: {e}", path.display()))?;
         let id = match self.create(self.body(spec, instance, Some(&path))) {
             Ok(id) => id,
             Err(e) => {
@@ -445,11 +464,9 @@ impl Docker {
         deadline: Instant,
     ) -> Result<Started, String> {
         let image = &spec.image;
-        self.rt
-            .block_on(self.client.start_container(id, None))
+        self.block_on(self.client.start_container(id, None))
             .map_err(|e| format!("cannot start a container of `{image}`: {}", api(e)))?;
         let info = self
-            .rt
             .block_on(self.client.inspect_container(id, None))
             .map_err(|e| format!("cannot inspect container {}: {}", short(id), api(e)))?;
         let pid = info
@@ -513,7 +530,7 @@ impl Docker {
     /// running out of memory (limit 64 MiB)"), once Docker has seen it stop.
     pub fn ended(&self, id: &str) -> String {
         let code = self.wait(id);
-        let info = self.rt.block_on(self.client.inspect_container(id, None)).ok();
+        let info = self.block_on(self.client.inspect_container(id, None)).ok();
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let code = state.and_then(|s| s.exit_code).or(code);
         let limit = info

@@ -8,7 +8,8 @@
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
 //!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
 //!   between two workers on loopback (`benchmarks/`), the memory probe's cost per page fault
-//!   (`benchmarks/`) and FaaSFlow's 8 workflows on one worker (the demo's table), written into
+//!   (`benchmarks/`), containers against processes (cold start, warm calls, per edge; after
+//!   `images`) and FaaSFlow's 8 workflows on one worker (the demo's table), written into
 //!   `benchmarks/RESULTS.md`.
 //! - `images`: builds the repo's packs as static executables and each into a `FROM scratch`
 //!   Docker image `faasflow/<pack>` (see [`PACKS`]), for functions that run in containers.
@@ -659,6 +660,20 @@ fn bench(root: &Path) -> Result<()> {
     let heading = "## Memory probe: cost per page fault";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (`cargo bench --locked -p faasflow-benchmarks --bench probe`, as root) on {machine}. The BPF program of `faasflow-ebpf` on `kmem/rss_stat` fires on every change of a process's resident counters, so on every page fault. The bench faults in 64 MiB of fresh anonymous pages (a new mapping each time) without the program loaded, with it loaded and the bench's process not registered (what every other process pays: one failed map lookup), and registered (what a measured instance pays: the lookup, the update of its counters and peak, and its cgroup's), in interleaved rounds. FaaSFlow reports no such number. The machine is a shared VM: the spread shows the noise.\n\n{}\n",
+        table.trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+    // The container bench runs the images of `images` on the Docker engine.
+    images(root)?;
+    let release = cargo_target_dir(root).join("release/faasflow");
+    let table = bench_table_with(
+        "faasflow-benchmarks",
+        "containers",
+        &[("FAASFLOW_BIN", release.as_os_str())],
+    )?;
+    let heading = "## Containers: cold start, warm calls, per-edge latency";
+    let section = format!(
+        "{heading}\n\n`cargo xtask bench` (`cargo xtask images`, then `cargo bench --locked -p faasflow-benchmarks --bench containers`) on {machine}. One daemon drives FaaSFlow's synthetic body (runtime 0) in Docker containers of `faasflow/synthetic` (a static executable in a `FROM scratch` image; user 65534, read-only root, no network, memory and CPU limits, the daemon's socket bind-mounted; the arena and rings passed over it) and, as the reference, in processes (`faasflow __pack synthetic`). **Cold**: the first invocation of a one-function workflow on a daemon whose pool has no instance (`min_instances` 0): the container is created and started through the engine's API, its pack connects and does the handshake, then the call runs; end to end as the caller sees it, median over 10 daemons. **Warm**: the 5 invocations after it on each daemon. The reference for a cold container is `docker run --rm` of the same image (the CLI's own overhead included) in the same run. **Per edge**: a `sequence` of 10 no-op functions each `isolation: container` (10 containers) or `isolation: process`, measured as in the data-plane section. The machine is a shared VM: compare ratios, not single absolute times.\n\n{}\n",
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);

@@ -1,0 +1,251 @@
+//! Instances in Docker containers next to instances as processes, through the real daemon
+//! runtime: the first call of a function whose pool has no instance (cold: the container is
+//! created, started and does its handshake), later calls (warm), and the per-edge trigger
+//! latency along a chain of functions each in a container of its own. References in the same
+//! run: the same with process instances, and `docker run` of the same image. Functions are the
+//! synthetic body (`faasflow/synthetic`, built by `cargo xtask images`; processes:
+//! `faasflow __pack synthetic`). Prints Markdown tables on stdout and progress on stderr.
+//!
+//! Run: `cargo xtask images && cargo build --release -p faasflow-cli && cargo bench -p
+//! faasflow-benchmarks --bench containers` (or `cargo xtask bench`).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, unique};
+use faasflow_daemon::pool::PackCommand;
+use faasflow_daemon::report::{FunctionRecord, Report};
+use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_planner::load::load_str;
+use faasflow_planner::partition::partition;
+use faasflow_planner::{ClusterView, PlannerConfig};
+use serde_json::json;
+
+const COLD_RUNS: usize = 10;
+const WARM_RUNS: usize = 50;
+const DOCKER_RUNS: usize = 5;
+/// Functions in the chain (each in an instance of its own).
+const CHAIN: usize = 10;
+const CHAIN_WARMUP: usize = 10;
+const CHAIN_RUNS: usize = 100;
+
+fn config(bin: &Path) -> DaemonConfig {
+    let mut c = DaemonConfig::new(PackCommand {
+        program: bin.to_path_buf(),
+        args: vec!["__pack".into(), "synthetic".into()],
+    });
+    c.arena_bytes = 64 << 20;
+    c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-c-{}-{}", std::process::id(), unique()));
+    c
+}
+
+fn install(d: &Daemon, yaml: &str) {
+    let wf = Arc::new(load_str(yaml, "bench.yaml", "bench").expect("valid workflow").workflow);
+    let cfg = PlannerConfig {
+        allow_overcommit: true,
+        ..PlannerConfig::default()
+    };
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &cfg).expect("plan");
+    d.install(wf, plan).expect("install");
+}
+
+fn invoke(d: &Daemon, wf: &str) -> Report {
+    let r = d.invoke(wf, 1, json!({})).expect("the invocation starts");
+    assert_eq!(r.status, "ok", "invocation failed: {:?}", r.error);
+    r
+}
+
+/// (cold e2e µs per daemon, warm e2e µs) of a one-function workflow with `isolation`.
+fn start_times(bin: &Path, isolation: &str) -> (Vec<f64>, Vec<f64>) {
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..COLD_RUNS {
+        let mut c = config(bin);
+        // Nothing starts at install: the first call waits for its instance.
+        c.min_instances = 0;
+        let spill = c.spill_dir.clone();
+        let d = Daemon::start(c).expect("daemon starts");
+        install(
+            &d,
+            &format!("name: one\nfunctions:\n  f: {{isolation: {isolation}, runtime: 0ms}}\nsteps:\n  - task: f\n"),
+        );
+        let t = Instant::now();
+        invoke(&d, "one");
+        cold.push(t.elapsed().as_secs_f64() * 1e6);
+        for _ in 0..WARM_RUNS / COLD_RUNS {
+            let t = Instant::now();
+            invoke(&d, "one");
+            warm.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        drop(d);
+        let _ = std::fs::remove_dir_all(spill);
+    }
+    (cold, warm)
+}
+
+/// Wall time of `docker run --rm` of the synthetic image listing its functions, µs.
+fn docker_run() -> Vec<f64> {
+    (0..DOCKER_RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = Command::new("docker")
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--read-only",
+                    "faasflow/synthetic",
+                    "--list",
+                ])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "docker run faasflow/synthetic failed");
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
+    r.functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no record of `{name}`"))
+}
+
+/// Per-edge latencies and instances used along a chain of `CHAIN` functions, each with
+/// `isolation`.
+fn chain(bin: &Path, isolation: &str) -> (Vec<f64>, usize) {
+    let c = config(bin);
+    let spill = c.spill_dir.clone();
+    let d = Daemon::start(c).expect("daemon starts");
+    let mut y = "name: chain\nfunctions:\n".to_owned();
+    for i in 0..CHAIN {
+        y.push_str(&format!("  f{i:02}: {{isolation: {isolation}, runtime: 0ms}}\n"));
+    }
+    y.push_str("steps:\n  - sequence:\n");
+    for i in 0..CHAIN {
+        y.push_str(&format!("      - task: f{i:02}\n"));
+    }
+    install(&d, &y);
+    for _ in 0..CHAIN_WARMUP {
+        invoke(&d, "chain");
+    }
+    let mut edges = Vec::new();
+    let mut instances = HashSet::new();
+    for _ in 0..CHAIN_RUNS {
+        let r = invoke(&d, "chain");
+        let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
+        for w in recs.windows(2) {
+            edges.push((w[1].end_us - w[0].end_us) - w[1].exec_us);
+        }
+        instances.extend(recs.iter().filter_map(|f| f.instance));
+    }
+    drop(d);
+    let _ = std::fs::remove_dir_all(spill);
+    (edges, instances.len())
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("containers bench: run with `cargo bench -p faasflow-benchmarks --bench containers`");
+        return;
+    }
+    let images = Command::new("docker")
+        .args(["image", "inspect", "faasflow/synthetic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        images,
+        "Docker is not reachable or the image faasflow/synthetic is missing: start dockerd and run `cargo xtask images`"
+    );
+    let bin = faasflow_bin();
+    println!(
+        "Machine: {}; functions: FaaSFlow's synthetic body (runtime 0) as `faasflow/synthetic` containers and as `faasflow __pack synthetic` processes",
+        machine_line()
+    );
+    println!();
+
+    eprintln!("containers: cold and warm starts, processes");
+    let (mut p_cold, mut p_warm) = start_times(&bin, "process");
+    eprintln!("containers: cold and warm starts, containers");
+    let (mut c_cold, mut c_warm) = start_times(&bin, "container");
+    eprintln!("containers: docker run reference");
+    let mut docker = docker_run();
+    let (pc, pw, cc, cw, dr) = (
+        median(&mut p_cold),
+        median(&mut p_warm),
+        median(&mut c_cold),
+        median(&mut c_warm),
+        median(&mut docker),
+    );
+    println!(
+        "Invocation of a one-function workflow, end to end as the caller sees it: cold = the first call, whose pool has no instance yet ({COLD_RUNS} daemons with `min_instances` 0), warm = the {} calls after it",
+        WARM_RUNS / COLD_RUNS
+    );
+    println!();
+    println!("| instance | cold p50 | warm p50 | warm p99 | cold / warm |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| container (`isolation: container`) | {} | {} | {} | {} |",
+        fmt_us(cc),
+        fmt_us(cw),
+        fmt_us(pct(&mut c_warm, 99.0)),
+        fmt_ratio(cc / cw)
+    );
+    println!(
+        "| process (`isolation: process`) | {} | {} | {} | {} |",
+        fmt_us(pc),
+        fmt_us(pw),
+        fmt_us(pct(&mut p_warm, 99.0)),
+        fmt_ratio(pc / pw)
+    );
+    println!(
+        "| reference: `docker run --rm --network none --read-only faasflow/synthetic --list` ({DOCKER_RUNS} runs) | {} | – | – | – |",
+        fmt_us(dr)
+    );
+    println!();
+    println!(
+        "Container cold start is {} of a process's cold start and {} of `docker run`; a warm call in a container is {} of one in a process.",
+        fmt_ratio(cc / pc),
+        fmt_ratio(cc / dr),
+        fmt_ratio(cw / pw)
+    );
+    println!();
+
+    eprintln!("containers: chain in containers");
+    let (mut c_edges, c_inst) = chain(&bin, "container");
+    eprintln!("containers: chain in processes");
+    let (mut p_edges, p_inst) = chain(&bin, "process");
+    println!(
+        "Per-edge trigger latency along a chain of {CHAIN} no-op functions, each in an instance of its own: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {CHAIN_RUNS} invocations after {CHAIN_WARMUP} warm-up ones",
+        CHAIN - 1
+    );
+    println!();
+    println!("| instances | count | edges | p50 per edge | p99 per edge |");
+    println!("|---|---:|---:|---:|---:|");
+    let (cp50, pp50) = (pct(&mut c_edges, 50.0), pct(&mut p_edges, 50.0));
+    println!(
+        "| containers | {c_inst} | {} | {} | {} |",
+        c_edges.len(),
+        fmt_us(cp50),
+        fmt_us(pct(&mut c_edges, 99.0))
+    );
+    println!(
+        "| processes (reference) | {p_inst} | {} | {} | {} |",
+        p_edges.len(),
+        fmt_us(pp50),
+        fmt_us(pct(&mut p_edges, 99.0))
+    );
+    println!();
+    println!(
+        "Between containers an edge takes {} of an edge between processes (p50).",
+        fmt_ratio(cp50 / pp50)
+    );
+}
