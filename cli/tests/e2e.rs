@@ -757,3 +757,68 @@ fn an_instance_that_corrupts_its_ring_is_stopped_and_the_daemon_serves_on() {
         "stopping the daemon does not hang"
     );
 }
+
+#[test]
+fn where_bpf_is_refused_auto_says_so_once_and_measures_through_proc() {
+    // Run as user nobody (no CAP_BPF): needs root to switch.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        == Some("0");
+    if !root || std::process::Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to run faasflow as another user");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("faasflow-nobpf-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("touch.yaml");
+    std::fs::write(
+        &file,
+        "name: p\nfunctions:\n  touch: {pack: testkit, outputs: {out: json}}\nsteps:\n  - task: touch\n    inputs: {mib: input.mib}\noutput:\n  mib: touch.out\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let as_nobody = |probe: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_faasflow"))
+            .arg("run")
+            .arg(&file)
+            .args(["--input", r#"{"mib": 16}"#, "--report", "json", "--memory-probe", probe])
+            .output()
+            .expect("faasflow run")
+    };
+    // The build must be reachable by that user (it is not under a private home, say).
+    let reachable = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_faasflow"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !reachable {
+        eprintln!("skipped: user 65534 cannot run {}", env!("CARGO_BIN_EXE_faasflow"));
+        return;
+    }
+    let out = as_nobody("auto");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("measuring memory through /proc"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("CAP_BPF"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let peak = report["functions"][0]["peak_memory_bytes"].as_u64().expect("measured");
+    assert!(peak >= 16 << 20, "{report}");
+    // Asked for eBPF alone, the daemon does not start, and says what to do instead.
+    let out = as_nobody("ebpf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--memory-probe proc"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -167,7 +167,20 @@ fn api(e: bollard::errors::Error) -> String {
         bollard::errors::Error::DockerResponseServerError { status_code, message } => {
             format!("{message} (HTTP {status_code})")
         }
-        e => e.to_string(),
+        e => {
+            // The client's own message hides the cause ("client error (Connect)"): add the
+            // chain of sources (permission denied, connection refused…).
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !text.contains(&s_text) {
+                    text = format!("{text}: {s_text}");
+                }
+                source = s.source();
+            }
+            text
+        }
     }
 }
 

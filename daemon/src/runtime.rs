@@ -440,16 +440,14 @@ impl Daemon {
             )),
         }));
         // Remove what an earlier run with this name and directory left, off the start path
-        // (a daemon that stops joins it first).
+        // (a daemon that stops joins it first). Quiet when Docker cannot be reached: a daemon
+        // whose functions run as processes needs none, and an install that needs it says so.
         let cleanup = if config.docker_socket.exists() {
             let docker = docker.clone();
-            let name = config.name.clone();
             std::thread::Builder::new()
                 .name("faasflow-docker-connect".into())
                 .spawn(move || {
-                    if let Err(e) = docker.get() {
-                        eprintln!("faasflow daemon `{name}`: {e}");
-                    }
+                    let _ = docker.get();
                 })
                 .ok()
         } else {

@@ -197,7 +197,12 @@ impl EbpfProbe {
                 option_env!("FAASFLOW_BPF_MISSING").unwrap_or("clang missing")
             )));
         }
-        let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| err("loading the BPF object", &e))?;
+        let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| {
+            err(
+                "loading the BPF object (it needs root, or CAP_BPF and CAP_PERFMON; `--memory-probe proc` needs neither)",
+                &e,
+            )
+        })?;
         let program: &mut TracePoint = ebpf
             .program_mut("rss_stat")
             .ok_or_else(|| ProbeError::Ebpf("the BPF object has no `rss_stat` program".into()))?
