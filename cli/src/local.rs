@@ -102,6 +102,10 @@ pub(crate) struct UpArgs {
     /// differs from its planned one by more than this, MiB (see `faasflow planner --help`).
     #[arg(long, value_name = "MIB")]
     replan_threshold_mib: Option<f64>,
+    /// With --replan-threshold-mib: how far a measured runtime or output size may be from the
+    /// planned one, as a factor (see `faasflow planner --help`).
+    #[arg(long, value_name = "F", default_value_t = 2.0)]
+    replan_factor: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -434,6 +438,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     }
     if let Some(t) = args.replan_threshold_mib {
         planner_args.extend(["--replan-threshold-mib".to_owned(), t.to_string()]);
+        planner_args.extend(["--replan-factor".to_owned(), args.replan_factor.to_string()]);
     }
     let planner_pid = spawn(&mut started, &logs, "planner", &exe, &planner_args, &dir)?;
     let planner_addr = wait_for(&mut started, &logs, "the planner listening", deadline, || {

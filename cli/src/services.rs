@@ -37,9 +37,15 @@ pub(crate) struct PlannerArgs {
     redis: Option<String>,
     /// Plan a workflow again, as a new version (red-black), when a task's measured peak
     /// memory differs from the peak its newest version was planned with by more than this,
-    /// MiB (default: never; versions change only when a user deploys).
+    /// MiB, or a pack function's measured runtime or output size is off by more than
+    /// --replan-factor (default: never; versions change only when a user deploys).
     #[arg(long, value_name = "MIB")]
     replan_threshold_mib: Option<f64>,
+    /// With --replan-threshold-mib: how far a measured runtime (beyond 1 ms apart) or output
+    /// size (beyond 64 KiB apart) may be from the planned one, as a factor either way (`inf`:
+    /// only memory plans again).
+    #[arg(long, value_name = "F", default_value_t = 2.0)]
+    replan_factor: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,10 +120,16 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             "error: --replan-threshold-mib must be a number ≥ 0".into(),
         ));
     }
+    if args.replan_factor.is_nan() || args.replan_factor < 1.0 {
+        return Err(Failure::Input(
+            "error: --replan-factor must be a number ≥ 1 (`inf`: memory alone)".into(),
+        ));
+    }
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         redis: args.redis.clone(),
         replan_threshold_mib: args.replan_threshold_mib,
+        replan_factor: args.replan_factor,
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

@@ -154,6 +154,10 @@ fn task_passes_its_input_through_the_arena() {
     assert_eq!(ok(&r), &json!({"out": "hello"}));
     let f = record(&r, "echo");
     assert_eq!((f.attempt, f.skipped), (1, false));
+    assert_eq!(
+        f.output_bytes,
+        std::collections::BTreeMap::from([("out".to_owned(), 5)])
+    );
     assert!(f.instance.is_some() && f.end_us >= f.start_us && f.end_us <= r.e2e_us);
 }
 

@@ -1821,6 +1821,7 @@ impl Runtime {
             exec_us: 0.0,
             data_us: 0.0,
             peak_memory_bytes: None,
+            output_bytes: Default::default(),
             attempt,
             skipped: false,
             error: None,
@@ -2714,6 +2715,9 @@ impl Runtime {
         }
         if let Some(inv) = self.invocations.get_mut(&call.invocation) {
             inv.running.remove(&(call.node.index() as u32, call.element));
+            if let Some(rec) = inv.functions.get_mut(call.record) {
+                rec.output_bytes = objs.iter().map(|(name, o)| (name.clone(), o.len)).collect();
+            }
         }
         if let Some(reply) = call.master.take() {
             return self.store_outputs(call, objs, reply);

@@ -603,6 +603,7 @@ impl Actor {
                 exec_us: 0.0,
                 data_us: 0.0,
                 peak_memory_bytes: None,
+                output_bytes: Default::default(),
                 attempt,
                 skipped: false,
                 error: Some(error.to_owned()),

@@ -74,6 +74,10 @@ pub struct FunctionRecord {
     /// running at the same time in one instance share it. `null` when it was not measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    /// The size of each output it produced, bytes, by output name (empty when it produced
+    /// none, or failed).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub output_bytes: std::collections::BTreeMap<String, u64>,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// It did not run: a switch did not take its branch.
@@ -226,6 +230,7 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
                 exec_us: 0.0,
                 data_us: 0.0,
                 peak_memory_bytes: None,
+                output_bytes: Default::default(),
                 attempt: 0,
                 skipped: true,
                 error: None,

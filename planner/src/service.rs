@@ -30,7 +30,6 @@ use faasflow_proto::v1::daemon_client::DaemonClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::NodeId;
 use crate::convert::plan_to_proto;
 use crate::dag::{NodeKind, Workflow};
 use crate::engine::EngineError;
@@ -73,8 +72,15 @@ pub struct ServiceConfig {
     /// A task whose measured peak memory differs from the peak its newest version was
     /// planned with by more than this, MiB, makes the planner plan the workflow again with the
     /// measured peaks and deploy that as a new version (red-black). `None` (the default):
-    /// never; versions change only when a user deploys.
+    /// never; versions change only when a user deploys. With it set, a pack function's
+    /// measured runtime or output size off its planned one by more than
+    /// [`ServiceConfig::replan_factor`] does too (synthetic bodies excepted: their declared
+    /// runtime and sizes are what they do).
     pub replan_threshold_mib: Option<f64>,
+    /// How far (a factor, either way) a measured runtime (beyond 1 ms apart) or output size
+    /// (beyond 64 KiB apart) may be from the planned one before the planner plans again
+    /// (infinite: never for those; memory alone).
+    pub replan_factor: f64,
 }
 
 impl Default for ServiceConfig {
@@ -85,6 +91,7 @@ impl Default for ServiceConfig {
             margin_mib: PlannerConfig::default().margin_mib,
             redis: None,
             replan_threshold_mib: None,
+            replan_factor: 2.0,
         }
     }
 }
@@ -126,11 +133,39 @@ struct Deployed {
     versions: Vec<Version>,
     /// The last version number given (versions are never reused, dropped ones included).
     last: u64,
-    /// Each task's largest measured peak memory and the calls measured, from the reports of
-    /// its invocations (every version's).
-    memory: BTreeMap<String, (u64, u64)>,
-    /// A re-plan from measured memory is under way.
+    /// What each task was measured at, from the reports of its invocations (every
+    /// version's).
+    measured: BTreeMap<String, Measured>,
+    /// A re-plan from measured values is under way.
     replanning: bool,
+}
+
+/// What the reports say about one task.
+#[derive(Debug, Default, Clone)]
+struct Measured {
+    /// The largest peak memory, bytes.
+    peak: u64,
+    /// Calls whose peak was measured.
+    peak_calls: u64,
+    /// The runtimes of its latest calls, ms (at most [`RUNTIME_SAMPLES`]).
+    runtimes: std::collections::VecDeque<f64>,
+    /// The largest size of each output, bytes.
+    outputs: BTreeMap<String, u64>,
+}
+
+/// Runtimes kept per task (their median is the measured runtime).
+const RUNTIME_SAMPLES: usize = 64;
+
+impl Measured {
+    /// The median of the latest runtimes, ms.
+    fn runtime_ms(&self) -> Option<f64> {
+        if self.runtimes.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = self.runtimes.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    }
 }
 
 #[derive(Debug, Default)]
@@ -718,7 +753,7 @@ impl pb::planner_server::Planner for PlannerService {
                 let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
                 drop(guard);
                 if let Ok(r) = &response {
-                    self.note_memory(&req.workflow, &r.report_json);
+                    self.note_measured(&req.workflow, &r.report_json);
                 }
                 return response.map(Response::new);
             }
@@ -785,7 +820,7 @@ impl pb::planner_server::Planner for PlannerService {
                 report_response(id, &entry.name, answer.report_json)
             }
         };
-        self.note_memory(&req.workflow, &response.report_json);
+        self.note_measured(&req.workflow, &response.report_json);
         Ok(Response::new(response))
     }
 
@@ -840,49 +875,100 @@ impl pb::planner_server::Planner for PlannerService {
             .filter(|(name, _)| req.workflow.is_empty() || **name == req.workflow)
             .filter_map(|(name, d)| {
                 let v = d.versions.first()?;
-                Some(workflow_memory(name, v.version, &v.declared, &v.wf, &d.memory, margin))
+                Some(workflow_memory(
+                    name,
+                    v.version,
+                    &v.declared,
+                    &v.wf,
+                    &d.measured,
+                    margin,
+                ))
             })
             .collect();
         Ok(Response::new(pb::MemoryResponse { workflows }))
     }
 }
 
-/// `wf` with each measured task's peak as its `memory_use` (at most its `memory`), when some
-/// task's measured peak differs from its `memory_use` by more than `threshold_mib`; also says
-/// which tasks do.
-fn with_measured_memory(
+/// `wf` with what its tasks were measured at — each measured task's peak as its `memory_use`
+/// (at most its `memory`), and for pack functions the median runtime as `runtime` and the
+/// largest sizes of its outputs — when some task's peak differs from its `memory_use` by more
+/// than `threshold_mib`, or a pack function's runtime or an output's size is off by more than
+/// `factor` (and by more than 1 ms, or 64 KiB); also says which tasks are, and how.
+fn with_measured(
     wf: &Workflow,
-    measured: &BTreeMap<String, (u64, u64)>,
+    measured: &BTreeMap<String, Measured>,
     threshold_mib: f64,
+    factor: f64,
 ) -> Option<(Workflow, String)> {
     const MIB: f64 = (1u64 << 20) as f64;
-    // Each measured task's peak, MiB (at most its memory); the workflow is copied only when
-    // one of them is far enough off (this runs after every invocation).
-    let peak_of = |n: NodeId| -> Option<(f64, f64)> {
-        let t = wf.graph[n].task()?;
-        let &(peak, _) = measured.get(&wf.graph[n].name)?;
-        Some(((peak as f64 / MIB).min(t.spec.memory_mib as f64), t.spec.memory_use_mib))
-    };
-    let diverging: Vec<String> = wf
-        .graph
-        .node_indices()
-        .filter_map(|n| {
-            let (peak, planned) = peak_of(n)?;
-            ((peak - planned).abs() > threshold_mib).then(|| {
-                format!(
-                    "`{}`: planned with {planned:.0} MiB, measured {peak:.0}",
-                    wf.graph[n].name
-                )
-            })
-        })
-        .collect();
+    const RUNTIME_FLOOR_MS: f64 = 1.0;
+    const SIZE_FLOOR: f64 = 64.0 * 1024.0;
+    // (With an infinite factor, `factor * 0.0` is NaN and the comparison false: never off.)
+    let off = |a: f64, b: f64, floor: f64| (a - b).abs() > floor && a.max(b) > factor * a.min(b);
+    // What is far enough off, per task; the workflow is copied only when something is (this
+    // runs after every invocation).
+    let mut diverging = Vec::new();
+    for n in wf.graph.node_indices() {
+        let Some(t) = wf.graph[n].task() else { continue };
+        let Some(m) = measured.get(&wf.graph[n].name) else {
+            continue;
+        };
+        let name = &wf.graph[n].name;
+        if m.peak_calls > 0 {
+            let (peak, planned) = (
+                (m.peak as f64 / MIB).min(t.spec.memory_mib as f64),
+                t.spec.memory_use_mib,
+            );
+            if (peak - planned).abs() > threshold_mib {
+                diverging.push(format!("`{name}`: planned with {planned:.0} MiB, measured {peak:.0}"));
+            }
+        }
+        if t.spec.pack.is_none() {
+            continue;
+        }
+        if let Some(ms) = m.runtime_ms()
+            && off(ms, t.spec.runtime_ms, RUNTIME_FLOOR_MS)
+        {
+            diverging.push(format!(
+                "`{name}`: planned to run {:.1} ms, measured {ms:.1}",
+                t.spec.runtime_ms
+            ));
+        }
+        for o in &t.spec.outputs {
+            if let Some(&size) = m.outputs.get(&o.name)
+                && off(size as f64, o.size as f64, SIZE_FLOOR)
+            {
+                diverging.push(format!(
+                    "`{name}.{}`: planned at {} bytes, measured {size}",
+                    o.name, o.size
+                ));
+            }
+        }
+    }
     if diverging.is_empty() {
         return None;
     }
     let mut out = wf.clone();
     for n in wf.graph.node_indices() {
-        if let (Some((peak, _)), NodeKind::Task(t)) = (peak_of(n), &mut out.graph[n].kind) {
-            t.spec.memory_use_mib = peak;
+        let Some(m) = measured.get(&wf.graph[n].name) else {
+            continue;
+        };
+        let NodeKind::Task(t) = &mut out.graph[n].kind else {
+            continue;
+        };
+        if m.peak_calls > 0 {
+            t.spec.memory_use_mib = (m.peak as f64 / MIB).min(t.spec.memory_mib as f64);
+        }
+        if t.spec.pack.is_none() {
+            continue;
+        }
+        if let Some(ms) = m.runtime_ms() {
+            t.spec.runtime_ms = ms;
+        }
+        for o in &mut t.spec.outputs {
+            if let Some(&size) = m.outputs.get(&o.name) {
+                o.size = size;
+            }
         }
     }
     Some((out, diverging.join(", ")))
@@ -895,7 +981,7 @@ fn workflow_memory(
     version: u64,
     wf: &Workflow,
     planned: &Workflow,
-    measured: &BTreeMap<String, (u64, u64)>,
+    measured: &BTreeMap<String, Measured>,
     margin_mib: f64,
 ) -> pb::WorkflowMemory {
     const MIB: f64 = (1u64 << 20) as f64;
@@ -907,7 +993,10 @@ fn workflow_memory(
             let t = wf.graph[n].task()?;
             let memory = t.spec.memory_mib << 20;
             let declared = t.spec.memory_use_mib * MIB;
-            let m = measured.get(&wf.graph[n].name);
+            let m = measured
+                .get(&wf.graph[n].name)
+                .filter(|m| m.peak_calls > 0)
+                .map(|m| (m.peak, m.peak_calls));
             let declared_quota_bytes = quota(memory, declared);
             let planned_use = planned
                 .graph
@@ -920,10 +1009,10 @@ fn workflow_memory(
                 task: wf.graph[n].name.clone(),
                 memory_bytes: memory,
                 declared_use_bytes: declared as u64,
-                measured_peak_bytes: m.map(|(peak, _)| *peak),
-                calls_measured: m.map_or(0, |(_, n)| *n),
+                measured_peak_bytes: m.map(|(peak, _)| peak),
+                calls_measured: m.map_or(0, |(_, n)| n),
                 declared_quota_bytes,
-                quota_bytes: m.map_or(declared_quota_bytes, |(peak, _)| quota(memory, *peak as f64)),
+                quota_bytes: m.map_or(declared_quota_bytes, |(peak, _)| quota(memory, peak as f64)),
             })
         })
         .collect();
@@ -1101,13 +1190,22 @@ impl PlannerService {
         })
     }
 
-    /// Keeps the peak memory each function of an invocation's report was measured at.
-    fn note_memory(&self, workflow: &str, report_json: &[u8]) {
+    /// Keeps what each function of an invocation's report was measured at: its peak memory,
+    /// runtime and output sizes.
+    fn note_measured(&self, workflow: &str, report_json: &[u8]) {
         #[derive(serde::Deserialize)]
         struct Record {
             name: String,
             #[serde(default)]
+            exec_us: f64,
+            #[serde(default)]
+            skipped: bool,
+            #[serde(default)]
+            error: Option<String>,
+            #[serde(default)]
             peak_memory_bytes: Option<u64>,
+            #[serde(default)]
+            output_bytes: BTreeMap<String, u64>,
         }
         #[derive(serde::Deserialize)]
         struct Functions {
@@ -1122,10 +1220,25 @@ impl PlannerService {
             return;
         };
         for r in report.functions {
+            if r.skipped {
+                continue;
+            }
+            let m = deployed.measured.entry(r.name).or_default();
             if let Some(peak) = r.peak_memory_bytes {
-                let e = deployed.memory.entry(r.name).or_insert((0, 0));
-                e.0 = e.0.max(peak);
-                e.1 += 1;
+                m.peak = m.peak.max(peak);
+                m.peak_calls += 1;
+            }
+            // A failed attempt's time and outputs say nothing about the function's.
+            if r.error.is_some() {
+                continue;
+            }
+            if m.runtimes.len() == RUNTIME_SAMPLES {
+                m.runtimes.pop_front();
+            }
+            m.runtimes.push_back(r.exec_us / 1e3);
+            for (output, bytes) in r.output_bytes {
+                let e = m.outputs.entry(output).or_default();
+                *e = (*e).max(bytes);
             }
         }
         let Some(threshold) = self.inner.config.replan_threshold_mib else {
@@ -1137,7 +1250,8 @@ impl PlannerService {
         let Some(newest) = deployed.versions.first() else {
             return;
         };
-        let Some((wf, diverging)) = with_measured_memory(&newest.wf, &deployed.memory, threshold) else {
+        let factor = self.inner.config.replan_factor;
+        let Some((wf, diverging)) = with_measured(&newest.wf, &deployed.measured, threshold, factor) else {
             return;
         };
         deployed.replanning = true;
@@ -1145,12 +1259,12 @@ impl PlannerService {
         let declared = newest.declared.clone();
         drop(state);
         eprintln!(
-            "planner: workflow `{workflow}` version {version}: measured memory differs from its plan's by more than {threshold} MiB ({diverging}); planning it again"
+            "planner: workflow `{workflow}` version {version}: what was measured differs from its plan's model ({diverging}); planning it again"
         );
         let this = self.clone();
         let name = workflow.to_owned();
         tokio::spawn(async move {
-            let what = format!("the re-plan of `{name}` from measured memory");
+            let what = format!("the re-plan of `{name}` from measured values");
             if let Err(e) = this
                 .deploy_workflow(Arc::new(wf), declared, mode, allow_overcommit, &what)
                 .await
@@ -1307,11 +1421,91 @@ steps:
     }
 
     #[test]
+    fn measured_runtimes_and_sizes_of_pack_functions_change_the_model() {
+        let wf = load_str(
+            "
+name: m
+functions:
+  packed: {pack: p, memory: 256MiB, memory_use: 64MiB, runtime: 10ms, outputs: {out: {type: bytes, size: 1MB}}}
+  synthetic: {memory: 256MiB, memory_use: 64MiB, runtime: 10ms, outputs: {out: {type: bytes, size: 1MB}}}
+steps:
+  - task: packed
+  - task: synthetic
+",
+            "m.yaml",
+            "m",
+        )
+        .unwrap()
+        .workflow;
+        let task = |w: &Workflow, name: &str| {
+            w.graph
+                .node_weights()
+                .find(|n| n.name == name)
+                .and_then(|n| n.task())
+                .unwrap()
+                .spec
+                .clone()
+        };
+        let measured = |runtime_ms: f64, out: u64| Measured {
+            peak: 64 << 20,
+            peak_calls: 3,
+            runtimes: [runtime_ms, runtime_ms, runtime_ms].into_iter().collect(),
+            outputs: BTreeMap::from([("out".to_owned(), out)]),
+        };
+        // Within a factor of 2 (and the memory as planned): nothing to do.
+        let close = BTreeMap::from([
+            ("packed".to_owned(), measured(15.0, 1_500_000)),
+            ("synthetic".to_owned(), measured(15.0, 1_500_000)),
+        ]);
+        assert!(with_measured(&wf, &close, 16.0, 2.0).is_none());
+        // 10× slower and 10× larger: the pack function's model follows the measurements.
+        let far = BTreeMap::from([("packed".to_owned(), measured(100.0, 10_000_000))]);
+        let (replanned, why) = with_measured(&wf, &far, 16.0, 2.0).expect("diverging");
+        assert!(
+            why.contains("`packed`: planned to run 10.0 ms, measured 100.0"),
+            "{why}"
+        );
+        assert!(
+            why.contains("`packed.out`: planned at 1000000 bytes, measured 10000000"),
+            "{why}"
+        );
+        let p = task(&replanned, "packed");
+        assert_eq!((p.runtime_ms, p.outputs[0].size), (100.0, 10_000_000));
+        // A synthetic body's runtime and sizes are what it does: never replaced.
+        let synthetic_only = BTreeMap::from([("synthetic".to_owned(), measured(100.0, 10_000_000))]);
+        assert!(with_measured(&wf, &synthetic_only, 16.0, 2.0).is_none());
+        // Below the floors (1 ms, 64 KiB), a large factor alone is noise.
+        let tiny = load_str(
+            "name: t\nfunctions:\n  f: {pack: p, runtime: 0.1ms, outputs: {out: {type: bytes, size: 100}}}\nsteps:\n  - task: f\n",
+            "t.yaml",
+            "t",
+        )
+        .unwrap()
+        .workflow;
+        let mut m = measured(0.5, 5_000);
+        m.peak_calls = 0;
+        assert!(with_measured(&tiny, &BTreeMap::from([("f".to_owned(), m)]), 16.0, 2.0).is_none());
+        // An infinite factor leaves runtimes and sizes alone, even against a declared 0.
+        let zero = load_str(
+            "name: z\nfunctions:\n  f: {pack: p, outputs: {out: bytes}}\nsteps:\n  - task: f\n",
+            "z.yaml",
+            "z",
+        )
+        .unwrap()
+        .workflow;
+        let mut m = measured(50.0, 10_000_000);
+        m.peak_calls = 0;
+        let m = BTreeMap::from([("f".to_owned(), m)]);
+        assert!(with_measured(&zero, &m, 16.0, 2.0).is_some());
+        assert!(with_measured(&zero, &m, 16.0, f64::INFINITY).is_none());
+    }
+
+    #[test]
     fn unknown_versions_are_listed() {
         let deployed = Deployed {
             versions: Vec::new(),
             last: 2,
-            memory: BTreeMap::new(),
+            measured: BTreeMap::new(),
             replanning: false,
         };
         let e = find_version("wc", &deployed, Some(2)).unwrap_err();
