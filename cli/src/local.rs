@@ -148,6 +148,21 @@ pub(crate) struct StatusArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct TraceArgs {
+    /// An invocation id (the planner keeps the latest invocations' reports), or a file of
+    /// JSON reports, one per line (`faasflow run` or `invoke --report json`).
+    invocation: String,
+    /// Where to write the trace (Chrome trace-event JSON).
+    #[arg(long, value_name = "FILE")]
+    chrome: PathBuf,
+    /// With a file of several reports: the invocation to export (default: the first).
+    #[arg(long = "invocation", value_name = "ID")]
+    pick: Option<u64>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct InvokeArgs {
     /// The workflow's name (as `deploy` printed it).
     name: String,
@@ -794,6 +809,71 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
 }
 
 /// `faasflow status`: each deployed workflow's memory, declared and measured, and its quota.
+pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
+    let path = Path::new(&args.invocation);
+    let (workflow, report) = if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Input(format!("error: cannot read {}: {e}", path.display())))?;
+        let mut reports = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let r: faasflow_planner::report::Report = serde_json::from_str(line).map_err(|e| {
+                Failure::Input(format!(
+                    "error: {}:{}: not a JSON report (`faasflow run FILE --report json` writes them): {e}",
+                    path.display(),
+                    i + 1
+                ))
+            })?;
+            reports.push(r);
+        }
+        let report = match args.pick {
+            None => reports.into_iter().next(),
+            Some(id) => reports.into_iter().find(|r| r.invocation == id),
+        }
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "error: {} holds no report{}",
+                path.display(),
+                args.pick.map(|id| format!(" of invocation {id}")).unwrap_or_default()
+            ))
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (name, report)
+    } else {
+        let id: u64 = args.invocation.parse().map_err(|_| {
+            Failure::Input(format!(
+                "error: `{}` is neither an invocation id nor a file of JSON reports",
+                args.invocation
+            ))
+        })?;
+        let addr = planner_addr(&args.target)?;
+        let response = runtime()?.block_on(async {
+            let mut client = client(&addr).await?;
+            client
+                .report(pb::ReportRequest { invocation_id: id })
+                .await
+                .map_err(|s| refused(&s))
+        })?;
+        let response = response.into_inner();
+        let report = serde_json::from_slice(&response.report_json)
+            .map_err(|e| Failure::Other(anyhow!("the planner's report of invocation {id} is not valid: {e}")))?;
+        (response.workflow, report)
+    };
+    let trace = faasflow_planner::trace::chrome_trace(&report, &workflow);
+    let bytes = serde_json::to_vec(&trace).map_err(|e| Failure::Other(anyhow!("cannot encode the trace: {e}")))?;
+    std::fs::write(&args.chrome, bytes)
+        .map_err(|e| Failure::Input(format!("error: cannot write {}: {e}", args.chrome.display())))?;
+    let events = trace["traceEvents"].as_array().map_or(0, Vec::len);
+    eprintln!(
+        "wrote {} ({events} events; invocation {} of `{workflow}`): open it in Perfetto (https://ui.perfetto.dev) or chrome://tracing",
+        args.chrome.display(),
+        report.invocation
+    );
+    Ok(())
+}
+
 pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
     let addr = planner_addr(&args.target)?;
     let request = pb::MemoryRequest {

@@ -53,6 +53,9 @@ enum Command {
     /// Show each deployed workflow's memory: per task the memory given, the peak declared and
     /// the peak measured by the daemons' memory probe, and the in-memory quota from each.
     Status(local::StatusArgs),
+    /// Export an invocation as a Chrome trace (open it in Perfetto, ui.perfetto.dev): one track
+    /// per worker and instance, function spans, trigger and transfer spans, edges as arrows.
+    Trace(local::TraceArgs),
     /// Stop the local cluster that `up` started in DIR.
     Down(local::DownArgs),
     /// Run the planner: workers register with it; it plans, deploys and forwards invocations.
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => local::deploy(&args),
         Command::Invoke(args) => local::invoke(&args),
         Command::Status(args) => local::status(&args),
+        Command::Trace(args) => local::trace(&args),
         Command::Down(args) => local::down(&args),
         Command::Planner(args) => services::planner(&args),
         Command::Daemon(args) => services::daemon(&args),

@@ -448,3 +448,76 @@ fn cluster_init_writes_certificates_the_daemon_loads_and_keeps_an_existing_ca() 
     assert!(stderr(&o).contains("invalid node name `Bad_Name`"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_report_file_becomes_a_chrome_trace() {
+    let dir = std::env::temp_dir().join(format!("faasflow-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/example/wordcount.yaml");
+    let run = faasflow(&[
+        "run",
+        &example.to_string_lossy(),
+        "--input",
+        r#"{"text": "a b c a b a", "parts": 2}"#,
+        "--report",
+        "json",
+        "--repeat",
+        "2",
+        "--arena-mib",
+        "64",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let reports = dir.join("reports.json");
+    std::fs::write(&reports, &run.stdout).unwrap();
+    let trace = dir.join("trace.json");
+    let out = faasflow(&[
+        "trace",
+        &reports.to_string_lossy(),
+        "--invocation",
+        "2",
+        "--chrome",
+        &trace.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    assert_eq!(t["metadata"]["invocation"], 2);
+    let events = t["traceEvents"].as_array().unwrap();
+    let spans: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "function")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spans, ["split", "count[0]", "count[1]", "merge"]);
+    // Each count element's object reaches merge: one arrow from each element.
+    let starts: Vec<f64> = events
+        .iter()
+        .filter(|e| e["ph"] == "s")
+        .map(|e| e["ts"].as_f64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert_ne!(starts[0], starts[1], "the arrows start at the two elements' ends");
+    // A file that is not reports, and an id it does not hold: exit 2, saying so.
+    let out = faasflow(&[
+        "trace",
+        &example.to_string_lossy(),
+        "--chrome",
+        &trace.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a JSON report"), "{}", stderr(&out));
+    let out = faasflow(&[
+        "trace",
+        &reports.to_string_lossy(),
+        "--invocation",
+        "9",
+        "--chrome",
+        &trace.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds no report of invocation 9"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

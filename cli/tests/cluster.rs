@@ -234,6 +234,7 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
         ),
     ];
     let mut invocations = 0;
+    let mut last: Option<Report> = None;
     for (file, name, input) in &cases {
         let said = cluster.deploy(file);
         assert!(
@@ -264,6 +265,7 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
         let placed = plan_workers(&plan);
         for _ in 0..2 {
             let report = cluster.invoke_json(name, input);
+            last = Some(report.clone());
             invocations += 1;
             assert_eq!(report.status, "ok", "{report:?}");
             assert_eq!(
@@ -283,6 +285,40 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
             }
         }
     }
+    // The planner keeps the reports: `faasflow trace ID` exports the last invocation with one
+    // process per worker that ran a function of it, and a span per function attempt.
+    let last = last.expect("an invocation ran");
+    let trace_file = cluster.dir.join("last.trace.json");
+    let out = cluster.run(&[
+        "trace",
+        &last.invocation.to_string(),
+        "--chrome",
+        &trace_file.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trace_file).expect("trace written")).expect("trace JSON");
+    let events = trace["traceEvents"].as_array().expect("events");
+    let workers: std::collections::BTreeSet<&str> = last
+        .functions
+        .iter()
+        .filter(|f| !f.skipped)
+        .map(|f| f.worker.as_str())
+        .collect();
+    let processes = events.iter().filter(|e| e["name"] == "process_name").count();
+    assert_eq!(processes, workers.len(), "{workers:?}");
+    let spans = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "function")
+        .count();
+    assert_eq!(spans, last.functions.iter().filter(|f| !f.skipped).count());
+    let out = cluster.run(&["trace", "999999", "--chrome", &trace_file.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("keeps the reports of the latest 256 invocations"),
+        "{}",
+        text(&out.stderr)
+    );
     let m = rt
         .block_on(planner.metrics(pb::MetricsRequest {}))
         .expect("metrics")

@@ -818,6 +818,7 @@ impl Object {
             invocation,
             producer,
             instance,
+            element: None,
             released: false,
             pushes: 0,
             held: false,
@@ -855,6 +856,8 @@ struct Object {
     invocation: InvocationId,
     producer: String,
     instance: u32,
+    /// The foreach element of the call that produced it (here), if any.
+    element: Option<u32>,
     /// The engine released it while a sent call still read it (or while it was being pushed,
     /// or was still arriving): freed when that ends.
     released: bool,
@@ -2307,6 +2310,8 @@ impl Runtime {
                 bytes: obj.len,
                 tier: tier.into(),
                 transfer_us,
+                from_element: obj.element,
+                to_element: call.element,
             });
             if obj.transfer_us.is_some() {
                 inv.data_us += transfer_us;
@@ -2694,10 +2699,9 @@ impl Runtime {
                 *self.resident.entry(wf_key.clone()).or_default() += kept.len;
                 Place::Arena(kept)
             };
-            self.objects.insert(
-                id,
-                Object::new(place, len, wf_key.clone(), call.invocation, producer.clone(), inst_id),
-            );
+            let mut object = Object::new(place, len, wf_key.clone(), call.invocation, producer.clone(), inst_id);
+            object.element = call.element;
+            self.objects.insert(id, object);
             if let Some(inv) = self.invocations.get_mut(&call.invocation) {
                 inv.objects.insert(id);
             }

@@ -24,6 +24,7 @@ pub mod remote;
 pub mod render;
 pub mod report;
 pub mod service;
+pub mod trace;
 pub mod wdl;
 pub mod yaml;
 

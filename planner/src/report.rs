@@ -101,6 +101,13 @@ pub struct EdgeRecord {
     pub tier: String,
     /// Time spent moving it for this consumer, µs (0 when passed by reference).
     pub transfer_us: f64,
+    /// The foreach element of the producer that made it, when it is one and the reading
+    /// worker knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_element: Option<u32>,
+    /// The foreach element of the consumer that read it, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_element: Option<u32>,
 }
 
 impl Report {

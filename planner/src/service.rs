@@ -168,12 +168,17 @@ impl Measured {
     }
 }
 
+/// Reports the planner keeps (the latest invocations', for `Report`).
+pub const KEPT_REPORTS: usize = 256;
+
 #[derive(Debug, Default)]
 struct State {
     workers: BTreeMap<String, Worker>,
     workflows: BTreeMap<String, Deployed>,
     next_worker_id: u64,
     next_invocation: u64,
+    /// The latest invocations' reports: (id, workflow, JSON), oldest first.
+    reports: std::collections::VecDeque<(u64, String, Arc<[u8]>)>,
 }
 
 #[derive(Debug, Default)]
@@ -753,7 +758,7 @@ impl pb::planner_server::Planner for PlannerService {
                 let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
                 drop(guard);
                 if let Ok(r) = &response {
-                    self.note_measured(&req.workflow, &r.report_json);
+                    self.note_report(id, &req.workflow, &r.report_json);
                 }
                 return response.map(Response::new);
             }
@@ -820,7 +825,7 @@ impl pb::planner_server::Planner for PlannerService {
                 report_response(id, &entry.name, answer.report_json)
             }
         };
-        self.note_measured(&req.workflow, &response.report_json);
+        self.note_report(id, &req.workflow, &response.report_json);
         Ok(Response::new(response))
     }
 
@@ -860,6 +865,25 @@ impl pb::planner_server::Planner for PlannerService {
             versions: state.workflows.values().map(|d| d.versions.len() as u32).sum(),
             registered,
         }))
+    }
+
+    async fn report(&self, request: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
+        let id = request.into_inner().invocation_id;
+        let state = self.state();
+        match state.reports.iter().find(|(i, _, _)| *i == id) {
+            Some((_, workflow, json)) => Ok(Response::new(pb::ReportResponse {
+                workflow: workflow.clone(),
+                report_json: json.to_vec(),
+            })),
+            None => Err(Status::not_found(format!(
+                "the planner has no report of invocation {id}: it keeps the reports of the latest {KEPT_REPORTS} \
+                 invocations{}",
+                match (state.reports.front(), state.reports.back()) {
+                    (Some((first, _, _)), Some((last, _, _))) => format!(" (now {first} to {last})"),
+                    _ => ", and none has ended yet".to_owned(),
+                }
+            ))),
+        }
     }
 
     async fn memory(&self, request: Request<pb::MemoryRequest>) -> Result<Response<pb::MemoryResponse>, Status> {
@@ -1188,6 +1212,24 @@ impl PlannerService {
             version,
             plan: Some(proto),
         })
+    }
+
+    /// Keeps an invocation's report (for `Report`) and what each of its functions was
+    /// measured at.
+    fn note_report(&self, id: u64, workflow: &str, report_json: &[u8]) {
+        if report_json.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.state();
+            if state.reports.len() == KEPT_REPORTS {
+                state.reports.pop_front();
+            }
+            state
+                .reports
+                .push_back((id, workflow.to_owned(), Arc::from(report_json)));
+        }
+        self.note_measured(workflow, report_json);
     }
 
     /// Keeps what each function of an invocation's report was measured at: its peak memory,

@@ -409,6 +409,8 @@ mod tests {
                 bytes: 7,
                 tier: "remote".into(),
                 transfer_us: 3.0,
+                from_element: None,
+                to_element: None,
             }],
             data_us: 4.5,
         };
