@@ -448,6 +448,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         "--addr-file".to_owned(),
         addr_file.to_string_lossy().into_owned(),
     ];
+    let planner_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    planner_args.extend(["--metrics-listen".to_owned(), planner_metrics.to_string()]);
     if let Some((url, _)) = &redis {
         planner_args.extend(["--redis".to_owned(), url.clone()]);
     }
@@ -462,6 +464,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
 
     // The workers.
     let mut worker_pids = BTreeMap::new();
+    let mut worker_metrics = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
         let (grpc, quic) = match args.base_port {
             Some(p) => (p + 1 + 2 * i as u16, p + 2 + 2 * i as u16),
@@ -495,6 +498,9 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         if let Some((url, _)) = &redis {
             worker_args.extend(["--redis".to_owned(), url.clone()]);
         }
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        worker_args.extend(["--metrics-listen".to_owned(), metrics.to_string()]);
+        worker_metrics.insert(name.clone(), metrics);
         let pid = spawn(&mut started, &logs, name, &exe, &worker_args, &dir)?;
         worker_pids.insert(name.clone(), pid);
     }
@@ -521,12 +527,18 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
 
     let record = json!({
         "dir": dir,
-        "planner": {"addr": planner_addr.to_string(), "pid": planner_pid, "log": logs.join("planner.log")},
+        "planner": {
+            "addr": planner_addr.to_string(),
+            "pid": planner_pid,
+            "log": logs.join("planner.log"),
+            "metrics": planner_metrics.to_string(),
+        },
         "workers": registered.iter().map(|w| json!({
             "name": w.name,
             "pid": worker_pids[&w.name],
             "grpc_addr": w.grpc_addr,
             "quic_addr": w.quic_addr,
+            "metrics": worker_metrics.get(&w.name).map(ToString::to_string),
             "log": logs.join(format!("{}.log", w.name)),
         })).collect::<Vec<_>>(),
         "redis": redis.as_ref().map(|(url, pid)| json!({"url": url, "pid": pid, "log": logs.join("redis.log")})),
@@ -571,6 +583,17 @@ struct Recorded {
     pid: u32,
     /// A word its command line must contain (a pid may have been reused since).
     expect: &'static str,
+}
+
+/// The record of the cluster `up` started in `dir` (an error saying so when there is none).
+pub(crate) fn cluster_record(dir: &DirArg) -> Result<serde_json::Value, Failure> {
+    let d = dir.path();
+    read_record(&d.join(CLUSTER_FILE))?.ok_or_else(|| {
+        Failure::Input(format!(
+            "error: no local cluster in {} (no {CLUSTER_FILE}): start one with `faasflow up`",
+            d.display()
+        ))
+    })
 }
 
 fn read_record(path: &Path) -> Result<Option<serde_json::Value>, Failure> {

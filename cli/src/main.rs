@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 mod cluster;
 mod local;
+mod metrics;
 mod run;
 mod services;
 
@@ -56,6 +57,9 @@ enum Command {
     /// Export an invocation as a Chrome trace (open it in Perfetto, ui.perfetto.dev): one track
     /// per worker and instance, function spans, trigger and transfer spans, edges as arrows.
     Trace(local::TraceArgs),
+    /// Show the local cluster's metrics live: invocations, trigger latency, bytes per tier,
+    /// spills, instances, arena use (from each process's /metrics).
+    Top(metrics::TopArgs),
     /// Stop the local cluster that `up` started in DIR.
     Down(local::DownArgs),
     /// Run the planner: workers register with it; it plans, deploys and forwards invocations.
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => local::invoke(&args),
         Command::Status(args) => local::status(&args),
         Command::Trace(args) => local::trace(&args),
+        Command::Top(args) => metrics::top(&args),
         Command::Down(args) => local::down(&args),
         Command::Planner(args) => services::planner(&args),
         Command::Daemon(args) => services::daemon(&args),
@@ -187,6 +192,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Debug)]
 enum Failure {
     /// Something in the user's input (already a complete message).
     Input(String),

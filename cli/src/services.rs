@@ -30,6 +30,10 @@ pub(crate) struct PlannerArgs {
     /// Write the address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (invocations by outcome, their
+    /// latency, messages, workers).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// The remote tier, a Redis URL (redis://HOST:PORT), shared with the daemons: needed to
     /// deploy and invoke workflows in MasterSP mode (every object goes through it); WorkerSP
     /// runs without it.
@@ -73,6 +77,10 @@ pub(crate) struct DaemonArgs {
     /// Write the gRPC address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (trigger latency, bytes per tier,
+    /// spills, quota use, pool sizes, invocations by outcome).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// The remote tier, a Redis URL (redis://HOST:PORT), the planner's: needed to run
     /// functions for MasterSP's central engine; WorkerSP runs without it (peer transfers and
     /// the local spill directory).
@@ -149,8 +157,15 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             .map_err(Failure::Other)?;
         write_addr_file(args.addr_file.as_deref(), local)?;
         eprintln!("planner: listening on {local}");
+        let service = PlannerService::new(config);
+        let metrics = service.clone();
+        crate::metrics::serve_if(
+            args.metrics_listen,
+            "planner",
+            Arc::new(move || Ok(metrics.metrics_text())),
+        )?;
         Server::builder()
-            .serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener))
+            .serve_with_incoming(service.into_server(), TcpIncoming::from(listener))
             .await
             .context("the planner's gRPC server failed")
             .map_err(Failure::Other)
@@ -199,6 +214,12 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
         );
     }
     let daemon = Arc::new(Daemon::start(config).map_err(|e| Failure::Other(e.into()))?);
+    let metrics = daemon.clone();
+    crate::metrics::serve_if(
+        args.metrics_listen,
+        &format!("worker `{}`", args.name),
+        Arc::new(move || metrics.metrics_text().map_err(|e| e.to_string())),
+    )?;
     eprintln!(
         "worker `{}`: packs {}",
         args.name,

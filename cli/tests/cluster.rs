@@ -319,6 +319,57 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
         "{}",
         text(&out.stderr)
     );
+    // Prometheus metrics: the planner counts the invocations it answered; the workers, the
+    // calls they dispatched (one trigger latency each) and the bytes their calls read.
+    let get = |addr: &str| -> String {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).expect("metrics reachable");
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut text = String::new();
+        c.read_to_string(&mut text).expect("answer");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        text
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    let planner_metrics = get(cluster.record["planner"]["metrics"].as_str().expect("planner metrics"));
+    assert_eq!(
+        value(&planner_metrics, "faasflow_planner_invocations_total{outcome=\"ok\"}"),
+        invocations as f64
+    );
+    assert_eq!(
+        value(&planner_metrics, "faasflow_planner_invocation_seconds_count"),
+        invocations as f64
+    );
+    let (mut calls, mut triggers, mut bytes, mut pools) = (0.0, 0.0, 0.0, 0);
+    for w in cluster.record["workers"].as_array().expect("workers") {
+        let text = get(w["metrics"].as_str().expect("worker metrics"));
+        calls += value(&text, "faasflow_calls_total");
+        triggers += value(&text, "faasflow_trigger_latency_seconds_count");
+        for tier in ["in-process", "shared-memory", "peer"] {
+            bytes += value(&text, &format!("faasflow_bytes_read_total{{tier=\"{tier}\"}}"));
+        }
+        pools += text.matches("faasflow_pool_instances{").count();
+    }
+    assert!(pools > 0);
+    assert!(
+        calls >= invocations as f64,
+        "{calls} calls for {invocations} invocations"
+    );
+    assert_eq!(triggers, calls);
+    assert!(bytes > 0.0);
+    // `faasflow top` shows every worker from them.
+    let out = cluster.run(&["top", "--once", "--interval", "0.2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for w in cluster.record["workers"].as_array().expect("workers") {
+        let name = w["name"].as_str().expect("name");
+        assert!(text(&out.stdout).contains(name), "{}", text(&out.stdout));
+    }
     let m = rt
         .block_on(planner.metrics(pb::MetricsRequest {}))
         .expect("metrics")

@@ -302,6 +302,7 @@ enum Msg {
     Execute(Box<Execute>, ExecReply),
     Master(master::MasterEvent),
     Stats(mpsc::Sender<Stats>),
+    Metrics(mpsc::Sender<String>),
     Pool(pool::Report),
     Net(NetEvent),
     Shutdown,
@@ -705,6 +706,14 @@ impl Daemon {
         rx.recv().map_err(|_| DaemonError::Stopped)
     }
 
+    /// The daemon's metrics, as Prometheus text (`faasflow daemon --metrics-listen` serves
+    /// them at `/metrics`).
+    pub fn metrics_text(&self) -> Result<String, DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::Metrics(reply));
+        rx.recv().map_err(|_| DaemonError::Stopped)
+    }
+
     /// What the daemon holds now.
     pub fn stats(&self) -> Result<Stats, DaemonError> {
         let (reply, rx) = mpsc::channel();
@@ -968,6 +977,33 @@ struct InvState {
 /// needs a function's peak, not every call's).
 const MEASURED_CALLS: (u64, u64) = (8, 32);
 
+/// What `/metrics` counts (the gauges are read from the runtime's state when asked).
+struct Metrics {
+    /// From the engine's trigger to the call's dispatch to an instance, seconds.
+    trigger_seconds: faasflow_planner::metrics::Histogram,
+    /// End to end of the invocations this daemon was the entry of, seconds.
+    invocation_seconds: faasflow_planner::metrics::Histogram,
+    /// Invocations ended here as their entry, by outcome.
+    invocations: std::collections::BTreeMap<&'static str, u64>,
+    /// Calls dispatched to instances.
+    calls: u64,
+    /// Bytes of objects read by calls, by tier.
+    bytes: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        use faasflow_planner::metrics::{Histogram, LATENCY_BUCKETS};
+        Metrics {
+            trigger_seconds: Histogram::new(LATENCY_BUCKETS),
+            invocation_seconds: Histogram::new(LATENCY_BUCKETS),
+            invocations: std::collections::BTreeMap::new(),
+            calls: 0,
+            bytes: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 struct Runtime {
     /// Measures instances' memory (registered when they start).
     probe: Probe,
@@ -975,6 +1011,8 @@ struct Runtime {
     probe_failed: bool,
     /// Calls started per function, to choose which to measure (see [`MEASURED_CALLS`]).
     calls_of: HashMap<Arc<str>, u64>,
+    /// Counters and histograms for `/metrics`.
+    metrics: Metrics,
     /// Docker, for container instances (connected on first use).
     docker: Arc<DockerLink>,
     config: DaemonConfig,
@@ -1057,6 +1095,7 @@ impl Runtime {
             probe,
             probe_failed: false,
             calls_of: HashMap::new(),
+            metrics: Metrics::default(),
             docker,
             config,
             engine,
@@ -1215,6 +1254,9 @@ impl Runtime {
                 Msg::Stats(reply) => {
                     let _ = reply.send(self.stats());
                 }
+                Msg::Metrics(reply) => {
+                    let _ = reply.send(self.metrics_text());
+                }
                 Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result),
                 Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status),
                 Msg::Net(event) => self.net_event(event),
@@ -1260,6 +1302,115 @@ impl Runtime {
             self.installed.remove(&key);
         }
         Ok(n)
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut e = faasflow_planner::metrics::Exposition::new();
+        let m = &self.metrics;
+        e.histogram(
+            "faasflow_trigger_latency_seconds",
+            "From a function's trigger to its call's dispatch to an instance",
+            &[],
+            &m.trigger_seconds,
+        );
+        e.histogram(
+            "faasflow_invocation_seconds",
+            "End to end of the invocations this daemon was the entry of",
+            &[],
+            &m.invocation_seconds,
+        );
+        for outcome in ["ok", "failed"] {
+            e.counter(
+                "faasflow_invocations_total",
+                "Invocations ended here as their entry, by outcome",
+                &[("outcome", outcome)],
+                m.invocations.get(outcome).copied().unwrap_or(0) as f64,
+            );
+        }
+        e.counter(
+            "faasflow_calls_total",
+            "Calls dispatched to instances",
+            &[],
+            m.calls as f64,
+        );
+        for tier in ["in-process", "shared-memory", "peer", "remote", "spill"] {
+            e.counter(
+                "faasflow_bytes_read_total",
+                "Bytes of objects read by calls, by the tier they came through",
+                &[("tier", tier)],
+                m.bytes.get(tier).copied().unwrap_or(0) as f64,
+            );
+        }
+        e.counter(
+            "faasflow_spills_total",
+            "Objects written to the spill directory",
+            &[],
+            self.spills_total as f64,
+        );
+        e.counter(
+            "faasflow_instances_started_total",
+            "Instances started",
+            &[],
+            self.instances_started as f64,
+        );
+        e.gauge(
+            "faasflow_arena_used_bytes",
+            "Arena bytes held by objects and reservations",
+            &[],
+            self.arena.used() as f64,
+        );
+        e.gauge(
+            "faasflow_arena_capacity_bytes",
+            "Arena bytes for objects",
+            &[],
+            self.arena.capacity() as f64,
+        );
+        e.gauge(
+            "faasflow_invocations_running",
+            "Invocations running here",
+            &[],
+            self.invocations.len() as f64,
+        );
+        for p in &self.pools {
+            let runtime = match p.key.runner {
+                Runner::Process(_) => "process",
+                Runner::Container(_) => "container",
+            };
+            let labels = [
+                ("pack", p.pack_name.as_str()),
+                ("domain", p.key.domain.as_str()),
+                ("runtime", runtime),
+            ];
+            e.gauge(
+                "faasflow_pool_instances",
+                "Live instances per pool",
+                &labels,
+                p.instances.len() as f64,
+            );
+            e.gauge(
+                "faasflow_pool_queued_calls",
+                "Calls waiting for an instance per pool",
+                &labels,
+                p.queue.len() as f64,
+            );
+        }
+        for (key, i) in &self.installed {
+            let version = key.1.to_string();
+            let labels = [("workflow", key.0.as_str()), ("version", version.as_str())];
+            e.gauge(
+                "faasflow_quota_bytes",
+                "The workflow's in-memory quota on this worker",
+                &labels,
+                i.quota as f64,
+            );
+            e.gauge(
+                "faasflow_quota_used_bytes",
+                "Arena bytes the workflow's objects hold on this worker",
+                &labels,
+                self.resident.get(key).copied().unwrap_or(0) as f64,
+            );
+        }
+        e.finish()
     }
 
     fn stats(&self) -> Stats {
@@ -2294,6 +2445,10 @@ impl Runtime {
         };
         inv.functions[call.record].instance = Some(inst_id);
         inv.functions[call.record].start_us = us(inv.start.elapsed());
+        self.metrics
+            .trigger_seconds
+            .observe(call.triggered.elapsed().as_secs_f64());
+        self.metrics.calls += 1;
         let to = inv.functions[call.record].name.clone();
         let first_edge = inv.edges.len();
         for o in &call.reads {
@@ -2304,6 +2459,7 @@ impl Runtime {
                 (None, None) if obj.instance == inst_id => ("in-process", 0.0),
                 (None, None) => ("shared-memory", 0.0),
             };
+            *self.metrics.bytes.entry(tier).or_default() += obj.len;
             inv.edges.push(EdgeRecord {
                 from: obj.producer.clone(),
                 to: to.clone(),
@@ -2868,6 +3024,12 @@ impl Runtime {
             return;
         };
         let e2e_us = us(inv.start.elapsed());
+        *self
+            .metrics
+            .invocations
+            .entry(if result.is_ok() { "ok" } else { "failed" })
+            .or_default() += 1;
+        self.metrics.invocation_seconds.observe(e2e_us / 1e6);
         let wf = self.installed.get(&inv.wf).map(|i| i.wf.clone());
         let (status, output, error) = match result {
             Ok(values) => {

@@ -18,6 +18,7 @@ pub mod r#gen;
 pub mod graph;
 pub mod load;
 mod master;
+pub mod metrics;
 pub mod partition;
 pub mod plan;
 pub mod remote;

@@ -177,6 +177,10 @@ struct State {
     workflows: BTreeMap<String, Deployed>,
     next_worker_id: u64,
     next_invocation: u64,
+    /// Invocations answered, by outcome (`ok`, `failed`, `deadline`, `refused`).
+    outcomes: BTreeMap<&'static str, u64>,
+    /// End to end of the invocations the planner forwarded, seconds.
+    invocation_seconds: crate::metrics::Histogram,
     /// The latest invocations' reports: (id, workflow, JSON), oldest first.
     reports: std::collections::VecDeque<(u64, String, Arc<[u8]>)>,
 }
@@ -662,171 +666,22 @@ impl pb::planner_server::Planner for PlannerService {
     }
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
-        let req = request.into_inner();
-        self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
-        let input: serde_json::Value = serde_json::from_slice(&req.input_json)
-            .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
-        if !input.is_object() {
-            return Err(Status::invalid_argument(
-                "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
-            ));
+        let started = Instant::now();
+        let result = self.invoke_one(request).await;
+        let outcome = match &result {
+            Ok(r) => match pb::InvocationStatus::try_from(r.get_ref().status) {
+                Ok(pb::InvocationStatus::Succeeded) => "ok",
+                Ok(pb::InvocationStatus::DeadlineExceeded) => "deadline",
+                _ => "failed",
+            },
+            Err(_) => "refused",
+        };
+        let mut state = self.state();
+        *state.outcomes.entry(outcome).or_default() += 1;
+        if outcome != "refused" {
+            state.invocation_seconds.observe(started.elapsed().as_secs_f64());
         }
-        let deadline = if req.deadline_ms == 0 {
-            self.inner.config.default_deadline
-        } else {
-            Duration::from_millis(req.deadline_ms)
-        };
-        // Choose the version, count the invocation in, and find the entry daemon, under one lock.
-        let route = {
-            let mut state = self.state();
-            let now = Instant::now();
-            state.next_invocation += 1;
-            let id = state.next_invocation;
-            let Some(deployed) = state.workflows.get(&req.workflow) else {
-                return Err(self.not_found_workflow(&state, &req.workflow));
-            };
-            let index = find_version(&req.workflow, deployed, req.version)?;
-            let v = &deployed.versions[index];
-            if v.plan.mode == Mode::MasterSp {
-                let version = v.version;
-                if let Some(v) = state
-                    .workflows
-                    .get_mut(&req.workflow)
-                    .and_then(|d| d.versions.get_mut(index))
-                {
-                    v.in_flight += 1;
-                }
-                let guard = InFlight {
-                    service: self.clone(),
-                    workflow: req.workflow.clone(),
-                    version,
-                };
-                Route::Master { id, version, guard }
-            } else {
-                let Some(first) = entry_task(&v.wf, &v.plan) else {
-                    return Err(Status::failed_precondition(format!(
-                        "workflow `{}` has no task to start",
-                        req.workflow
-                    )));
-                };
-                let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
-                let version = v.version;
-                let Some(w) = state.workers.get(&entry) else {
-                    return Err(Status::unavailable(format!(
-                        "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
-                     start its daemon or deploy the workflow again",
-                        req.workflow
-                    )));
-                };
-                if self.is_lost(w, now) {
-                    return Err(Status::unavailable(format!(
-                        "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
-                     (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
-                        w.grpc_addr,
-                        req.workflow,
-                        now.duration_since(w.last_seen).as_millis()
-                    )));
-                }
-                let entry = Target {
-                    name: entry,
-                    addr: w.grpc_addr,
-                };
-                let client = w.client.clone();
-                if let Some(v) = state
-                    .workflows
-                    .get_mut(&req.workflow)
-                    .and_then(|d| d.versions.get_mut(index))
-                {
-                    v.in_flight += 1;
-                }
-                let guard = InFlight {
-                    service: self.clone(),
-                    workflow: req.workflow.clone(),
-                    version,
-                };
-                Route::Worker {
-                    id,
-                    version,
-                    entry,
-                    client: Box::new(client),
-                    guard,
-                }
-            }
-        };
-        let (id, version, entry, mut client, guard) = match route {
-            Route::Master { id, version, guard } => {
-                let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
-                drop(guard);
-                if let Ok(r) = &response {
-                    self.note_report(id, &req.workflow, &r.report_json);
-                }
-                return response.map(Response::new);
-            }
-            Route::Worker {
-                id,
-                version,
-                entry,
-                client,
-                guard,
-            } => (id, version, entry, *client, guard),
-        };
-        let message = pb::DaemonInvokeRequest {
-            workflow: req.workflow.clone(),
-            version,
-            invocation_id: id,
-            input_json: req.input_json,
-        };
-        self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = tokio::time::timeout(deadline, client.invoke(message)).await;
-        drop(guard);
-        let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
-            invocation_id: id,
-            status: status as i32,
-            output_json: Vec::new(),
-            error,
-            report_json: Vec::new(),
-        };
-        let response = match outcome {
-            Err(_) => failed(
-                pb::InvocationStatus::DeadlineExceeded,
-                format!(
-                    "invocation {id} of workflow `{}` version {version} did not end within its deadline of {} ms \
-                     (entry worker `{}` at {})",
-                    req.workflow,
-                    deadline.as_millis(),
-                    entry.name,
-                    entry.addr
-                ),
-            ),
-            Ok(Err(status)) => {
-                if is_transport(&status) {
-                    self.mark_lost(&entry.name);
-                }
-                failed(
-                    pb::InvocationStatus::Failed,
-                    format!(
-                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {}",
-                        entry.name,
-                        entry.addr,
-                        req.workflow,
-                        describe(&status)
-                    ),
-                )
-            }
-            Ok(Ok(answer)) => {
-                self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
-                let answer = answer.into_inner();
-                if !answer.accepted {
-                    return Err(Status::failed_precondition(format!(
-                        "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {}",
-                        entry.name, req.workflow, answer.reason
-                    )));
-                }
-                report_response(id, &entry.name, answer.report_json)
-            }
-        };
-        self.note_report(id, &req.workflow, &response.report_json);
-        Ok(Response::new(response))
+        result
     }
 
     async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Result<Response<pb::GetPlanResponse>, Status> {
@@ -1065,6 +920,232 @@ enum Route {
 }
 
 impl PlannerService {
+    /// The planner's metrics, as Prometheus text (`faasflow planner --metrics-listen` serves
+    /// them at `/metrics`).
+    pub fn metrics_text(&self) -> String {
+        let now = Instant::now();
+        let state = self.state();
+        let c = &self.inner.counters;
+        let mut e = crate::metrics::Exposition::new();
+        for outcome in ["ok", "failed", "deadline", "refused"] {
+            e.counter(
+                "faasflow_planner_invocations_total",
+                "Invocations answered, by outcome",
+                &[("outcome", outcome)],
+                state.outcomes.get(outcome).copied().unwrap_or(0) as f64,
+            );
+        }
+        e.histogram(
+            "faasflow_planner_invocation_seconds",
+            "End to end of the invocations the planner forwarded",
+            &[],
+            &state.invocation_seconds,
+        );
+        e.counter(
+            "faasflow_planner_invocation_messages_total",
+            "Invocation messages between the planner and daemons",
+            &[("direction", "sent")],
+            c.messages.sent.load(Ordering::Relaxed) as f64,
+        );
+        e.counter(
+            "faasflow_planner_invocation_messages_total",
+            "Invocation messages between the planner and daemons",
+            &[("direction", "received")],
+            c.messages.received.load(Ordering::Relaxed) as f64,
+        );
+        let lost = state.workers.values().filter(|w| self.is_lost(w, now)).count();
+        e.gauge(
+            "faasflow_planner_workers",
+            "Registered workers, live or lost",
+            &[("state", "live")],
+            (state.workers.len() - lost) as f64,
+        );
+        e.gauge(
+            "faasflow_planner_workers",
+            "Registered workers, live or lost",
+            &[("state", "lost")],
+            lost as f64,
+        );
+        for (name, d) in &state.workflows {
+            e.gauge(
+                "faasflow_planner_versions",
+                "Installed versions per workflow",
+                &[("workflow", name)],
+                d.versions.len() as f64,
+            );
+        }
+        e.finish()
+    }
+
+    /// `Invoke`: routes one invocation and waits for its result.
+    async fn invoke_one(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+        let req = request.into_inner();
+        self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
+        let input: serde_json::Value = serde_json::from_slice(&req.input_json)
+            .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
+        if !input.is_object() {
+            return Err(Status::invalid_argument(
+                "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
+            ));
+        }
+        let deadline = if req.deadline_ms == 0 {
+            self.inner.config.default_deadline
+        } else {
+            Duration::from_millis(req.deadline_ms)
+        };
+        // Choose the version, count the invocation in, and find the entry daemon, under one lock.
+        let route = {
+            let mut state = self.state();
+            let now = Instant::now();
+            state.next_invocation += 1;
+            let id = state.next_invocation;
+            let Some(deployed) = state.workflows.get(&req.workflow) else {
+                return Err(self.not_found_workflow(&state, &req.workflow));
+            };
+            let index = find_version(&req.workflow, deployed, req.version)?;
+            let v = &deployed.versions[index];
+            if v.plan.mode == Mode::MasterSp {
+                let version = v.version;
+                if let Some(v) = state
+                    .workflows
+                    .get_mut(&req.workflow)
+                    .and_then(|d| d.versions.get_mut(index))
+                {
+                    v.in_flight += 1;
+                }
+                let guard = InFlight {
+                    service: self.clone(),
+                    workflow: req.workflow.clone(),
+                    version,
+                };
+                Route::Master { id, version, guard }
+            } else {
+                let Some(first) = entry_task(&v.wf, &v.plan) else {
+                    return Err(Status::failed_precondition(format!(
+                        "workflow `{}` has no task to start",
+                        req.workflow
+                    )));
+                };
+                let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
+                let version = v.version;
+                let Some(w) = state.workers.get(&entry) else {
+                    return Err(Status::unavailable(format!(
+                        "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
+                     start its daemon or deploy the workflow again",
+                        req.workflow
+                    )));
+                };
+                if self.is_lost(w, now) {
+                    return Err(Status::unavailable(format!(
+                        "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
+                     (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
+                        w.grpc_addr,
+                        req.workflow,
+                        now.duration_since(w.last_seen).as_millis()
+                    )));
+                }
+                let entry = Target {
+                    name: entry,
+                    addr: w.grpc_addr,
+                };
+                let client = w.client.clone();
+                if let Some(v) = state
+                    .workflows
+                    .get_mut(&req.workflow)
+                    .and_then(|d| d.versions.get_mut(index))
+                {
+                    v.in_flight += 1;
+                }
+                let guard = InFlight {
+                    service: self.clone(),
+                    workflow: req.workflow.clone(),
+                    version,
+                };
+                Route::Worker {
+                    id,
+                    version,
+                    entry,
+                    client: Box::new(client),
+                    guard,
+                }
+            }
+        };
+        let (id, version, entry, mut client, guard) = match route {
+            Route::Master { id, version, guard } => {
+                let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
+                drop(guard);
+                if let Ok(r) = &response {
+                    self.note_report(id, &req.workflow, &r.report_json);
+                }
+                return response.map(Response::new);
+            }
+            Route::Worker {
+                id,
+                version,
+                entry,
+                client,
+                guard,
+            } => (id, version, entry, *client, guard),
+        };
+        let message = pb::DaemonInvokeRequest {
+            workflow: req.workflow.clone(),
+            version,
+            invocation_id: id,
+            input_json: req.input_json,
+        };
+        self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
+        let outcome = tokio::time::timeout(deadline, client.invoke(message)).await;
+        drop(guard);
+        let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
+            invocation_id: id,
+            status: status as i32,
+            output_json: Vec::new(),
+            error,
+            report_json: Vec::new(),
+        };
+        let response = match outcome {
+            Err(_) => failed(
+                pb::InvocationStatus::DeadlineExceeded,
+                format!(
+                    "invocation {id} of workflow `{}` version {version} did not end within its deadline of {} ms \
+                     (entry worker `{}` at {})",
+                    req.workflow,
+                    deadline.as_millis(),
+                    entry.name,
+                    entry.addr
+                ),
+            ),
+            Ok(Err(status)) => {
+                if is_transport(&status) {
+                    self.mark_lost(&entry.name);
+                }
+                failed(
+                    pb::InvocationStatus::Failed,
+                    format!(
+                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name,
+                        entry.addr,
+                        req.workflow,
+                        describe(&status)
+                    ),
+                )
+            }
+            Ok(Ok(answer)) => {
+                self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
+                let answer = answer.into_inner();
+                if !answer.accepted {
+                    return Err(Status::failed_precondition(format!(
+                        "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name, req.workflow, answer.reason
+                    )));
+                }
+                report_response(id, &entry.name, answer.report_json)
+            }
+        };
+        self.note_report(id, &req.workflow, &response.report_json);
+        Ok(Response::new(response))
+    }
+
     /// Plans `wf` for the live workers and installs it as the workflow's next version;
     /// `declared` is the workflow as its user deployed it (`wf` itself, or for a re-plan from
     /// measured memory, the one it came from). `file` names where it came from in errors.
