@@ -16,7 +16,9 @@
 //! [`MAX_OBJECT_LEN`] (Redis's 512 MiB string limit) are refused with
 //! [`RemoteError::TooLarge`] before anything is sent.
 //!
-//! Every operation is bounded by the timeout given to [`RemoteStore::connect`]: an unreachable
+//! Every operation is bounded by the timeout given to [`RemoteStore::connect`], and `GET`s and
+//! `SET`s of objects by [`DATA_TIMEOUT_FACTOR`] times it (they share one connection, so a
+//! small object may wait behind large ones, and a large one takes its time): an unreachable
 //! or vanished Redis gives an error that names its URL, never a hang. The connection is a
 //! [`ConnectionManager`]: one multiplexed connection, re-established in the background after
 //! it breaks.
@@ -35,6 +37,9 @@ use redis::{Client, RedisError};
 
 /// How long a key lives after its last write when nobody deletes it.
 pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How many times the store's timeout a `GET` or `SET` of an object may take.
+pub const DATA_TIMEOUT_FACTOR: u32 = 10;
 
 /// The largest object the remote tier stores: Redis's limit on a string value (512 MiB).
 pub const MAX_OBJECT_LEN: usize = 512 * 1024 * 1024;
@@ -175,7 +180,7 @@ impl RemoteStore {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout * DATA_TIMEOUT_FACTOR))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(timeout);
@@ -235,14 +240,21 @@ impl RemoteStore {
             .arg(ttl)
             .ignore();
         let mut conn = self.conn.clone();
-        self.bounded("SET", &rkey, pipe.query_async::<()>(&mut conn)).await
+        self.bounded_for(
+            self.timeout * DATA_TIMEOUT_FACTOR,
+            "SET",
+            &rkey,
+            pipe.query_async::<()>(&mut conn),
+        )
+        .await
     }
 
     /// The bytes stored under `key`, or `None` when there are none.
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, RemoteError> {
         let rkey = key.redis_key();
         let mut conn = self.conn.clone();
-        self.bounded(
+        self.bounded_for(
+            self.timeout * DATA_TIMEOUT_FACTOR,
             "GET",
             &rkey,
             redis::cmd("GET").arg(&rkey).query_async::<Option<Vec<u8>>>(&mut conn),
@@ -300,13 +312,24 @@ impl RemoteStore {
         key: &str,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, RemoteError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        self.bounded_for(self.timeout, op, key, fut).await
+    }
+
+    /// Runs `fut` within `limit`, naming `op` and `key` in its error.
+    async fn bounded_for<T>(
+        &self,
+        limit: Duration,
+        op: &'static str,
+        key: &str,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RemoteError> {
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.is_timeout() => Err(RemoteError::Timeout {
                 url: self.url.clone(),
                 op,
                 key: key.to_owned(),
-                timeout: self.timeout,
+                timeout: limit,
             }),
             Ok(Err(e)) => Err(RemoteError::Failed {
                 url: self.url.clone(),
@@ -318,7 +341,7 @@ impl RemoteStore {
                 url: self.url.clone(),
                 op,
                 key: key.to_owned(),
-                timeout: self.timeout,
+                timeout: limit,
             }),
         }
     }

@@ -21,6 +21,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod plots;
+mod suite;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -477,73 +480,6 @@ impl Drop for LocalCluster {
     }
 }
 
-/// FaaSFlow's 8 workflows on a local cluster of `workers`, WorkerSP then MasterSP (each
-/// deploy is a new version of the workflow), `repeat` invocations each: a Markdown table.
-fn cluster_table(
-    bin: &Path,
-    fixtures: &Path,
-    workers: usize,
-    runtime_scale: f64,
-    data_scale: f64,
-    repeat: u32,
-) -> Result<String> {
-    use std::fmt::Write as _;
-    let dir = cargo_target_dir(&project_root()).join("faasflow-demo-cluster");
-    let cluster = LocalCluster::up(bin, &dir, workers, runtime_scale, data_scale)?;
-    let mut t = String::from(
-        "| workflow | WorkerSP e2e ms | WorkerSP data waits ms | WorkerSP scheduling ms | MasterSP e2e ms | MasterSP data waits ms | MasterSP scheduling ms | MasterSP / WorkerSP scheduling | FaaSFlow scheduling ms (MasterSP / WorkerSP) | targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
-    );
-    for (i, ((name, rel), theirs)) in BENCHMARKS.iter().zip(FAASFLOW_SCHED_MS).enumerate() {
-        let mut cells = Vec::new();
-        for mode in ["workersp", "mastersp"] {
-            eprintln!("==> {name} on {workers} workers, {mode}");
-            let wf = cluster.deploy(&fixtures.join(rel), mode)?;
-            let mut reports = Vec::new();
-            for _ in 0..repeat {
-                reports.push(cluster.invoke(&wf)?);
-            }
-            let failed: Vec<&serde_json::Value> = reports.iter().filter(|r| r["status"] != "ok").collect();
-            if let Some(r) = failed.first() {
-                bail!("{name} ({mode}) failed on the cluster: {}", r["error"]);
-            }
-            let field = |k: &str| median(reports.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).collect()) / 1e3;
-            cells.push((
-                field("e2e_us"),
-                field("scheduling_overhead_us"),
-                field("critical_data_us"),
-            ));
-        }
-        let (w, m) = (cells[0], cells[1]);
-        let ratio = m.1 / w.1.max(1e-3);
-        let scientific = i < 4;
-        let mut targets = vec![if w.1 <= 5.0 {
-            "WorkerSP ≤ 5 ms: met"
-        } else {
-            "WorkerSP ≤ 5 ms: missed"
-        }];
-        if scientific {
-            targets.push(if ratio >= 5.0 {
-                "MasterSP ≥ 5×: met"
-            } else {
-                "MasterSP ≥ 5×: missed"
-            });
-        }
-        let _ = writeln!(
-            t,
-            "| {name} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {ratio:.1}× | {:.0} / {theirs:.0} | {} |",
-            w.0,
-            w.2,
-            w.1,
-            m.0,
-            m.2,
-            m.1,
-            FAASFLOW_MASTER_SCHED_MS[i],
-            targets.join("; ")
-        );
-    }
-    drop(cluster);
-    Ok(t)
-}
 
 fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat: u32) -> Result<()> {
     let bin = build_cli()?;
@@ -567,10 +503,37 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
          trigger each other) and then MasterSP (the planner's central engine triggers every function, all data \
          through Redis); medians of {repeat} invocations\n"
     );
-    print!(
-        "{}",
-        cluster_table(&bin, &fixtures, workers, runtime_scale, data_scale, repeat)?
-    );
+    let out = cargo_target_dir(root).join("faasflow-demo");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let runs = suite::cluster_runs(
+        &bin,
+        &fixtures,
+        workers,
+        runtime_scale,
+        data_scale,
+        repeat,
+        Some(("soykb", out.join("trace-soykb.json"))),
+    )?;
+    print!("{}", runs.table());
+    if let Some(why) = &runs.no_master {
+        println!("\nMasterSP skipped: {why}.");
+    }
+    let results = out.join("results.json");
+    std::fs::write(&results, serde_json::to_string_pretty(&runs.json())? + "\n")
+        .with_context(|| format!("cannot write {}", results.display()))?;
+    let plot = out.join("breakdown.svg");
+    plots::breakdown(
+        &plot,
+        &runs,
+        &format!("Median invocation on {workers} workers (runtime scale {runtime_scale}, data scale {data_scale})"),
+    )?;
+    println!("\nWritten: {} (every figure), {} (where each invocation's time goes)", results.display(), plot.display());
+    if let Some(t) = &runs.trace {
+        println!(
+            "and {} (one soykb invocation as a Chrome trace: open it in https://ui.perfetto.dev)",
+            t.display()
+        );
+    }
     println!(
         "\nScheduling overhead is end-to-end time minus, along the critical path, the functions' own time and their \
          data waits (inputs arriving from other workers or fetched from Redis, outputs stored there; a column of \
@@ -687,21 +650,24 @@ fn bench(root: &Path) -> Result<()> {
     );
     doc = replace_section(&doc, heading, &section);
     let workers = 3;
-    let table = cluster_table(
-        &bin,
-        &root.join("tests/fixtures/faasflow-v1"),
-        workers,
-        scale,
-        1.0,
-        repeat,
-    )?;
-    let no_data = cluster_table(
-        &bin,
-        &root.join("tests/fixtures/faasflow-v1"),
-        workers,
-        scale,
-        0.0,
-        repeat,
+    let fixtures = root.join("tests/fixtures/faasflow-v1");
+    let with_data = suite::cluster_runs(&bin, &fixtures, workers, scale, 1.0, repeat, None)?;
+    let without = suite::cluster_runs(&bin, &fixtures, workers, scale, 0.0, repeat, None)?;
+    let (table, no_data) = (with_data.table(), without.table());
+    std::fs::write(
+        root.join("benchmarks/results.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "machine": machine,
+            "runtime_scale": scale,
+            "cluster_data_scale_1": with_data.json(),
+            "cluster_data_scale_0": without.json(),
+        }))? + "\n",
+    )
+    .context("cannot write benchmarks/results.json")?;
+    plots::breakdown(
+        &root.join("benchmarks/breakdown.svg"),
+        &with_data,
+        &format!("Median invocation on {workers} workers (runtime scale {scale}, data scale 1)"),
     )?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(

@@ -1,0 +1,266 @@
+//! FaaSFlow's 8 workflows on a local cluster (`faasflow up`), WorkerSP then MasterSP, with a
+//! progress bar: the runs, their table, their figures as JSON, and a trace of one invocation.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{BENCHMARKS, FAASFLOW_MASTER_SCHED_MS, FAASFLOW_SCHED_MS, LocalCluster, cargo_target_dir, project_root};
+
+/// A progress bar on stderr (a line per step when stderr is not a terminal).
+pub(crate) struct Progress {
+    total: usize,
+    done: usize,
+    start: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(total: usize) -> Self {
+        Progress {
+            total,
+            done: 0,
+            start: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Says what runs now (step `done + 1` of `total`).
+    pub(crate) fn step(&mut self, what: &str) {
+        let width = 30;
+        let filled = (self.done * width).checked_div(self.total).unwrap_or(width);
+        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
+        let line = format!(
+            "[{bar}] {}/{} {what} ({:.0} s)",
+            self.done + 1,
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
+        self.done += 1;
+    }
+
+    pub(crate) fn finish(&self) {
+        if self.tty {
+            eprintln!("\r\x1b[2K[{}] done in {:.0} s", "#".repeat(30), self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// The invocations of one workflow in one mode.
+pub(crate) struct Run {
+    pub(crate) workflow: &'static str,
+    pub(crate) mode: &'static str,
+    pub(crate) reports: Vec<serde_json::Value>,
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i]
+}
+
+impl Run {
+    /// The `q` quantile of report field `key` (µs) over the invocations, ms.
+    pub(crate) fn ms(&self, key: &str, q: f64) -> f64 {
+        quantile(
+            self.reports.iter().map(|r| r[key].as_f64().unwrap_or(0.0) / 1e3).collect(),
+            q,
+        )
+    }
+
+    /// The median bytes read per invocation through each tier.
+    pub(crate) fn bytes_by_tier(&self) -> BTreeMap<String, f64> {
+        let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for r in &self.reports {
+            let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+            for e in r["edges"].as_array().into_iter().flatten() {
+                *sums.entry(e["tier"].as_str().unwrap_or("?").to_owned()).or_default() +=
+                    e["bytes"].as_f64().unwrap_or(0.0);
+            }
+            for (t, b) in sums {
+                per.entry(t).or_default().push(b);
+            }
+        }
+        per.into_iter().map(|(t, v)| (t, quantile(v, 0.5))).collect()
+    }
+}
+
+/// What the cluster runs measured.
+pub(crate) struct ClusterRuns {
+    pub(crate) workers: usize,
+    pub(crate) runs: Vec<Run>,
+    /// Why MasterSP was not run, when it was not.
+    pub(crate) no_master: Option<String>,
+    /// The trace written, if one was asked for.
+    pub(crate) trace: Option<PathBuf>,
+}
+
+/// Runs FaaSFlow's 8 workflows on a local cluster of `workers`, WorkerSP then MasterSP (each
+/// deploy is a new version), `repeat` invocations each; with `trace`, also writes the Chrome
+/// trace of the last WorkerSP invocation of that workflow to that file.
+pub(crate) fn cluster_runs(
+    bin: &Path,
+    fixtures: &Path,
+    workers: usize,
+    runtime_scale: f64,
+    data_scale: f64,
+    repeat: u32,
+    trace: Option<(&str, PathBuf)>,
+) -> Result<ClusterRuns> {
+    let dir = cargo_target_dir(&project_root()).join("faasflow-demo-cluster");
+    let cluster = LocalCluster::up(bin, &dir, workers, runtime_scale, data_scale)?;
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster.json")).context("cannot read the cluster's cluster.json")?,
+    )?;
+    let no_master = record["redis"]
+        .is_null()
+        .then(|| "no redis-server on PATH: MasterSP needs Redis (Debian: apt-get install redis-server)".to_owned());
+    let modes: &[&'static str] = if no_master.is_some() {
+        &["workersp"]
+    } else {
+        &["workersp", "mastersp"]
+    };
+    let mut progress = Progress::new(BENCHMARKS.len() * modes.len());
+    let mut runs = Vec::new();
+    let mut traced = None;
+    for (name, rel) in BENCHMARKS {
+        for &mode in modes {
+            progress.step(&format!("{name} · {mode} on {workers} workers"));
+            let wf = cluster.deploy(&fixtures.join(rel), mode)?;
+            let mut reports = Vec::new();
+            for _ in 0..repeat {
+                reports.push(cluster.invoke(&wf)?);
+            }
+            if let Some(r) = reports.iter().find(|r| r["status"] != "ok") {
+                bail!("{name} ({mode}) failed on the cluster: {}", r["error"]);
+            }
+            if let Some((want, file)) = &trace
+                && *want == name
+                && mode == "workersp"
+                && let Some(id) = reports.last().and_then(|r| r["invocation"].as_u64())
+            {
+                let out = Command::new(bin)
+                    .args(["trace", &id.to_string(), "--chrome"])
+                    .arg(file)
+                    .arg("--dir")
+                    .arg(&dir)
+                    .output()
+                    .context("cannot run faasflow trace")?;
+                if !out.status.success() {
+                    bail!("faasflow trace failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                traced = Some(file.clone());
+            }
+            runs.push(Run {
+                workflow: name,
+                mode,
+                reports,
+            });
+        }
+    }
+    progress.finish();
+    drop(cluster);
+    Ok(ClusterRuns {
+        workers,
+        runs,
+        no_master,
+        trace: traced,
+    })
+}
+
+impl ClusterRuns {
+    fn run(&self, workflow: &str, mode: &str) -> Option<&Run> {
+        self.runs.iter().find(|r| r.workflow == workflow && r.mode == mode)
+    }
+
+    /// The comparison table: per workflow, WorkerSP and MasterSP end to end (p50, p99), data
+    /// waits and scheduling overhead, their ratio, and FaaSFlow's numbers.
+    pub(crate) fn table(&self) -> String {
+        let mut t = String::from(
+            "| workflow | WorkerSP e2e ms p50 / p99 | WorkerSP data waits ms | WorkerSP scheduling ms | MasterSP e2e ms p50 / p99 | MasterSP data waits ms | MasterSP scheduling ms | MasterSP / WorkerSP scheduling | FaaSFlow scheduling ms (MasterSP / WorkerSP) | targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for (i, (name, _)) in BENCHMARKS.iter().enumerate() {
+            let Some(w) = self.run(name, "workersp") else { continue };
+            let ws = w.ms("scheduling_overhead_us", 0.5);
+            let mut targets = vec![if ws <= 5.0 {
+                "WorkerSP ≤ 5 ms: met"
+            } else {
+                "WorkerSP ≤ 5 ms: missed"
+            }];
+            let master = match self.run(name, "mastersp") {
+                Some(m) => {
+                    let ms = m.ms("scheduling_overhead_us", 0.5);
+                    let ratio = ms / ws.max(1e-3);
+                    if i < 4 {
+                        targets.push(if ratio >= 5.0 {
+                            "MasterSP ≥ 5×: met"
+                        } else {
+                            "MasterSP ≥ 5×: missed"
+                        });
+                    }
+                    format!(
+                        "{:.1} / {:.1} | {:.1} | {ms:.2} | {ratio:.1}×",
+                        m.ms("e2e_us", 0.5),
+                        m.ms("e2e_us", 0.99),
+                        m.ms("critical_data_us", 0.5)
+                    )
+                }
+                None => "– | – | – | –".to_owned(),
+            };
+            let _ = writeln!(
+                t,
+                "| {name} | {:.1} / {:.1} | {:.1} | {ws:.2} | {master} | {:.0} / {:.0} | {} |",
+                w.ms("e2e_us", 0.5),
+                w.ms("e2e_us", 0.99),
+                w.ms("critical_data_us", 0.5),
+                FAASFLOW_MASTER_SCHED_MS[i],
+                FAASFLOW_SCHED_MS[i],
+                targets.join("; ")
+            );
+        }
+        t
+    }
+
+    /// Every figure of the runs, for `results.json`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let runs: Vec<serde_json::Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                let i = BENCHMARKS.iter().position(|(n, _)| *n == r.workflow).unwrap_or(0);
+                serde_json::json!({
+                    "workflow": r.workflow,
+                    "mode": r.mode,
+                    "workers": self.workers,
+                    "invocations": r.reports.len(),
+                    "e2e_ms": {"p50": r.ms("e2e_us", 0.5), "p99": r.ms("e2e_us", 0.99)},
+                    "scheduling_overhead_ms": {"p50": r.ms("scheduling_overhead_us", 0.5), "p99": r.ms("scheduling_overhead_us", 0.99)},
+                    "critical_path_ms": {"p50": r.ms("critical_path_us", 0.5)},
+                    "critical_data_ms": {"p50": r.ms("critical_data_us", 0.5)},
+                    "data_overhead_ms": {"p50": r.ms("data_overhead_us", 0.5)},
+                    "bytes_by_tier": r.bytes_by_tier(),
+                    "faasflow_scheduling_ms": if r.mode == "mastersp" { FAASFLOW_MASTER_SCHED_MS[i] } else { FAASFLOW_SCHED_MS[i] },
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "workers": self.workers,
+            "mastersp_skipped": self.no_master,
+            "runs": runs,
+        })
+    }
+}
