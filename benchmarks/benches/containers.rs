@@ -244,6 +244,17 @@ fn main() {
         fmt_us(pct(&mut p_edges, 99.0))
     );
     println!();
+    faasflow_benchmarks::record_figure(
+        "containers",
+        json!({
+            "cold_ms": {"container": cc / 1e3, "process": pc / 1e3, "docker_run": dr / 1e3},
+            "warm_us": {"container": cw, "process": pw},
+            "per_edge_us": {
+                "container": {"p50": cp50, "p99": pct(&mut c_edges, 99.0)},
+                "process": {"p50": pp50, "p99": pct(&mut p_edges, 99.0)},
+            },
+        }),
+    );
     println!(
         "Between containers an edge takes {} of an edge between processes (p50).",
         fmt_ratio(cp50 / pp50)

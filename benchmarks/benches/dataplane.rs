@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
+use faasflow_benchmarks::{
+    faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, record_figure, unique,
+};
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
@@ -33,6 +35,9 @@ const HANDOFF_WARMUP: usize = 2;
 const K: usize = 64;
 const LOOP_WARMUP: Duration = Duration::from_secs(1);
 const LOOP_TIME: Duration = Duration::from_secs(3);
+/// Each point of the throughput/latency sweep: warm-up, then measured.
+const SWEEP_WARMUP: Duration = Duration::from_millis(300);
+const SWEEP_TIME: Duration = Duration::from_secs(1);
 const FOREACH_WIDTH: usize = 1000;
 const FOREACH_WARMUP: usize = 3;
 const FOREACH_RUNS: usize = 10;
@@ -208,6 +213,14 @@ fn trigger_latency(bin: &Path) {
             verdict(p50, target)
         );
     }
+    record_figure(
+        "per_edge_one_worker",
+        json!({
+            "in_process_us": {"p50": pct(&mut inproc.edges, 50.0), "p99": pct(&mut inproc.edges, 99.0)},
+            "across_processes_us": {"p50": pct(&mut procs.edges, 50.0), "p99": pct(&mut procs.edges, 99.0)},
+            "mpsc_us": {"p50": pct(&mut mpsc, 50.0), "p99": pct(&mut mpsc, 99.0)},
+        }),
+    );
     println!(
         "| reference: std mpsc round trip / 2, 2 threads | – | {} | {} | {} | – | – |",
         mpsc.len(),
@@ -339,6 +352,16 @@ fn object_handoff(bin: &Path) {
             fmt_ratio(r[2] / m)
         );
     }
+    record_figure(
+        "handoff_one_worker",
+        json!({
+            "sizes": SIZES,
+            "memcpy_us": memcpys,
+            "in_process_us": results.iter().map(|r| r[0]).collect::<Vec<_>>(),
+            "shared_memory_us": results.iter().map(|r| r[1]).collect::<Vec<_>>(),
+            "spill_us": results.iter().map(|r| r[2]).collect::<Vec<_>>(),
+        }),
+    );
     let shm64 = results[2][1];
     println!();
     println!(
@@ -359,17 +382,22 @@ const FOREACH: &str = "name: fan\nfunctions:\n  noop: {runtime: 0ms}\nsteps:\n  
 /// Closed loop with `K` invocations outstanding for `time`: (invocations completed, elapsed,
 /// e2e µs of each).
 fn closed_loop(b: &Bench, time: Duration) -> (usize, Duration, Vec<f64>) {
-    let mut outstanding: VecDeque<mpsc::Receiver<Result<Report, DaemonError>>> = VecDeque::with_capacity(K);
+    closed_loop_k(b, K, time)
+}
+
+/// `k` invocations outstanding for `time`: (ended, time taken, their e2e µs).
+fn closed_loop_k(b: &Bench, k: usize, time: Duration) -> (usize, Duration, Vec<f64>) {
+    let mut outstanding: VecDeque<mpsc::Receiver<Result<Report, DaemonError>>> = VecDeque::with_capacity(k);
     let mut e2e = Vec::new();
     let start = Instant::now();
-    while outstanding.len() < K {
+    while outstanding.len() < k {
         outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
     }
     let mut done = 0;
     while start.elapsed() < time {
         // Wait for the oldest (invocations of one task end about in order), then collect
         // whatever else has ended, and top up to K.
-        let oldest = outstanding.pop_front().expect("K > 0");
+        let oldest = outstanding.pop_front().expect("k > 0");
         e2e.push(ok(oldest.recv().map_err(|_| DaemonError::Stopped).and_then(|r| r)).e2e_us);
         done += 1;
         let mut i = 0;
@@ -383,7 +411,7 @@ fn closed_loop(b: &Bench, time: Duration) -> (usize, Duration, Vec<f64>) {
                 Err(_) => i += 1,
             }
         }
-        while outstanding.len() < K {
+        while outstanding.len() < k {
             outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
         }
     }
@@ -403,6 +431,21 @@ fn throughput(bin: &Path) {
     let (done, elapsed, mut e2e) = closed_loop(&b, LOOP_TIME);
     let per_s = done as f64 / elapsed.as_secs_f64();
     let stats = b.daemon.stats().expect("stats");
+
+    // Throughput against latency: the same closed loop with 1, 4, 16, 64 and 256 outstanding.
+    let mut sweep = Vec::new();
+    for k in [1usize, 4, 16, 64, 256] {
+        eprintln!("dataplane: closed loop, k = {k}");
+        closed_loop_k(&b, k, SWEEP_WARMUP);
+        let (n, t, mut lat) = closed_loop_k(&b, k, SWEEP_TIME);
+        sweep.push(json!({
+            "outstanding": k,
+            "per_s": n as f64 / t.as_secs_f64(),
+            "e2e_p50_us": pct(&mut lat, 50.0),
+            "e2e_p99_us": pct(&mut lat, 99.0),
+        }));
+    }
+    record_figure("throughput_latency_one_worker", json!(sweep));
 
     eprintln!("dataplane: foreach over {FOREACH_WIDTH}");
     let items: Vec<u32> = (0..FOREACH_WIDTH as u32).collect();

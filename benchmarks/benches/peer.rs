@@ -226,8 +226,10 @@ fn bandwidth(pair: &mut Pair, chunk: usize) {
         "| size | runs | QUIC GB/s | QUIC min–max | raw TCP GB/s | TCP min–max | QUIC / TCP (medians) | target ≥ 50% |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut figure = Vec::new();
     for (len, runs, mut quic, mut tcp) in rows {
         let (q, t) = (median(&mut quic), median(&mut tcp));
+        figure.push(serde_json::json!({"bytes": len, "quic_gbps": q, "tcp_gbps": t}));
         let ratio = q / t;
         println!(
             "| {} MiB | {runs} | {q:.2} | {:.2}–{:.2} | {t:.2} | {:.2}–{:.2} | {:.0}% | {} |",
@@ -240,6 +242,7 @@ fn bandwidth(pair: &mut Pair, chunk: usize) {
             if ratio >= 0.5 { "met" } else { "not met" }
         );
     }
+    faasflow_benchmarks::record_figure("peer_bandwidth", serde_json::json!(figure));
     println!();
     println!(
         "QUIC encrypts every packet (AES-256-GCM) and runs its stack in user space; to a peer on a loopback address its packets are `PeerConfig::loopback_udp_payload` bytes ({} B by default; 1472 B to other hosts), so the per-packet work is paid once per ~64 KiB as in TCP, and each leaves as soon as it is encrypted (one packet per send, no segmentation-offload batches), so the receiver decrypts one while the sender encrypts the next. Loopback TCP carries plain bytes in 64 KiB segments, the copies done by the kernel.",

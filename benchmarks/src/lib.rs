@@ -41,6 +41,24 @@ pub fn faasflow_bin() -> PathBuf {
     path
 }
 
+/// Adds figure `name` to the JSON file named by `FAASFLOW_BENCH_JSON` (an object of figures,
+/// created when missing), so that `cargo xtask bench` can plot and keep every number; does
+/// nothing without it.
+pub fn record_figure(name: &str, value: serde_json::Value) {
+    let Some(path) = std::env::var_os("FAASFLOW_BENCH_JSON") else {
+        return;
+    };
+    let mut all: serde_json::Map<String, serde_json::Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    all.insert(name.to_owned(), value);
+    let text = serde_json::to_string_pretty(&all).expect("figures are JSON");
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("bench: cannot write the figures to {}: {e}", Path::new(&path).display());
+    }
+}
+
 /// A number unique in this process (names of spill directories…).
 pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -480,7 +480,6 @@ impl Drop for LocalCluster {
     }
 }
 
-
 fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat: u32) -> Result<()> {
     let bin = build_cli()?;
     let fixtures = root.join("tests/fixtures/faasflow-v1");
@@ -527,7 +526,11 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
         &runs,
         &format!("Median invocation on {workers} workers (runtime scale {runtime_scale}, data scale {data_scale})"),
     )?;
-    println!("\nWritten: {} (every figure), {} (where each invocation's time goes)", results.display(), plot.display());
+    println!(
+        "\nWritten: {} (every figure), {} (where each invocation's time goes)",
+        results.display(),
+        plot.display()
+    );
     if let Some(t) = &runs.trace {
         println!(
             "and {} (one soykb invocation as a Chrome trace: open it in https://ui.perfetto.dev)",
@@ -570,8 +573,14 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
     Ok(())
 }
 
+/// Where the benches of one `cargo xtask bench` put their figures.
+fn figures_path() -> PathBuf {
+    cargo_target_dir(&project_root()).join("bench-figures.json")
+}
+
 fn bench(root: &Path) -> Result<()> {
     let machine = machine_line();
+    let _ = std::fs::remove_file(figures_path());
     let path = root.join("benchmarks/RESULTS.md");
     let mut doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmark results\n\n".into());
 
@@ -654,6 +663,10 @@ fn bench(root: &Path) -> Result<()> {
     let with_data = suite::cluster_runs(&bin, &fixtures, workers, scale, 1.0, repeat, None)?;
     let without = suite::cluster_runs(&bin, &fixtures, workers, scale, 0.0, repeat, None)?;
     let (table, no_data) = (with_data.table(), without.table());
+    let figures: serde_json::Value = std::fs::read(figures_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     std::fs::write(
         root.join("benchmarks/results.json"),
         serde_json::to_string_pretty(&serde_json::json!({
@@ -661,14 +674,20 @@ fn bench(root: &Path) -> Result<()> {
             "runtime_scale": scale,
             "cluster_data_scale_1": with_data.json(),
             "cluster_data_scale_0": without.json(),
+            "micro": figures,
         }))? + "\n",
     )
     .context("cannot write benchmarks/results.json")?;
+    let plots_dir = root.join("benchmarks/plots");
+    std::fs::create_dir_all(&plots_dir)?;
     plots::breakdown(
-        &root.join("benchmarks/breakdown.svg"),
+        &plots_dir.join("breakdown.svg"),
         &with_data,
         &format!("Median invocation on {workers} workers (runtime scale {scale}, data scale 1)"),
     )?;
+    plots::handoff(&plots_dir.join("handoff.svg"), &figures)?;
+    plots::throughput(&plots_dir.join("throughput.svg"), &figures)?;
+    plots::edges(&plots_dir.join("edges.svg"), &figures)?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. Synthetic bodies, runtime scale {scale}, data scale 1; FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n",
@@ -707,6 +726,8 @@ fn bench_table_with(package: &str, bench: &str, env: &[(&str, &std::ffi::OsStr)]
     eprintln!("==> cargo bench -p {package} --bench {bench}");
     let out = cargo()
         .args(["bench", "--locked", "-p", package, "--bench", bench])
+        // Every bench adds its figures there (see `faasflow_benchmarks::record_figure`).
+        .env("FAASFLOW_BENCH_JSON", figures_path())
         .envs(env.iter().copied())
         .output()
         .context("cannot run cargo bench")?;

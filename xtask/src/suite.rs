@@ -52,7 +52,11 @@ impl Progress {
 
     pub(crate) fn finish(&self) {
         if self.tty {
-            eprintln!("\r\x1b[2K[{}] done in {:.0} s", "#".repeat(30), self.start.elapsed().as_secs_f64());
+            eprintln!(
+                "\r\x1b[2K[{}] done in {:.0} s",
+                "#".repeat(30),
+                self.start.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -77,7 +81,10 @@ impl Run {
     /// The `q` quantile of report field `key` (µs) over the invocations, ms.
     pub(crate) fn ms(&self, key: &str, q: f64) -> f64 {
         quantile(
-            self.reports.iter().map(|r| r[key].as_f64().unwrap_or(0.0) / 1e3).collect(),
+            self.reports
+                .iter()
+                .map(|r| r[key].as_f64().unwrap_or(0.0) / 1e3)
+                .collect(),
             q,
         )
     }
