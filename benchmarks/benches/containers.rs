@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, unique};
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, runs, unique};
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
@@ -24,13 +24,20 @@ use faasflow_planner::partition::partition;
 use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
-const COLD_RUNS: usize = 10;
-const WARM_RUNS: usize = 50;
+/// Daemons started for the cold calls.
+fn cold_runs() -> usize {
+    runs(10, 3)
+}
+/// Warm calls per daemon.
+const WARM_PER_DAEMON: usize = 5;
 const DOCKER_RUNS: usize = 5;
 /// Functions in the chain (each in an instance of its own).
 const CHAIN: usize = 10;
 const CHAIN_WARMUP: usize = 10;
-const CHAIN_RUNS: usize = 100;
+/// Invocations of the chain (after the warm-up ones).
+fn chain_runs() -> usize {
+    runs(100, 20)
+}
 
 fn config(bin: &Path) -> DaemonConfig {
     let mut c = DaemonConfig::new(PackCommand {
@@ -62,7 +69,7 @@ fn invoke(d: &Daemon, wf: &str) -> Report {
 fn start_times(bin: &Path, isolation: &str) -> (Vec<f64>, Vec<f64>) {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for _ in 0..COLD_RUNS {
+    for _ in 0..cold_runs() {
         let mut c = config(bin);
         // Nothing starts at install: the first call waits for its instance.
         c.min_instances = 0;
@@ -75,7 +82,7 @@ fn start_times(bin: &Path, isolation: &str) -> (Vec<f64>, Vec<f64>) {
         let t = Instant::now();
         invoke(&d, "one");
         cold.push(t.elapsed().as_secs_f64() * 1e6);
-        for _ in 0..WARM_RUNS / COLD_RUNS {
+        for _ in 0..WARM_PER_DAEMON {
             let t = Instant::now();
             invoke(&d, "one");
             warm.push(t.elapsed().as_secs_f64() * 1e6);
@@ -137,7 +144,7 @@ fn chain(bin: &Path, isolation: &str) -> (Vec<f64>, usize) {
     }
     let mut edges = Vec::new();
     let mut instances = HashSet::new();
-    for _ in 0..CHAIN_RUNS {
+    for _ in 0..chain_runs() {
         let r = invoke(&d, "chain");
         let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
         for w in recs.windows(2) {
@@ -186,8 +193,8 @@ fn main() {
         median(&mut docker),
     );
     println!(
-        "Invocation of a one-function workflow, end to end as the caller sees it: cold = the first call, whose pool has no instance yet ({COLD_RUNS} daemons with `min_instances` 0), warm = the {} calls after it",
-        WARM_RUNS / COLD_RUNS
+        "Invocation of a one-function workflow, end to end as the caller sees it: cold = the first call, whose pool has no instance yet ({} daemons with `min_instances` 0), warm = the {WARM_PER_DAEMON} calls after it",
+        cold_runs()
     );
     println!();
     println!("| instance | cold p50 | warm p50 | warm p99 | cold / warm |");
@@ -224,8 +231,9 @@ fn main() {
     eprintln!("containers: chain in processes");
     let (mut p_edges, p_inst) = chain(&bin, "process");
     println!(
-        "Per-edge trigger latency along a chain of {CHAIN} no-op functions, each in an instance of its own: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {CHAIN_RUNS} invocations after {CHAIN_WARMUP} warm-up ones",
-        CHAIN - 1
+        "Per-edge trigger latency along a chain of {CHAIN} no-op functions, each in an instance of its own: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {} invocations after {CHAIN_WARMUP} warm-up ones",
+        CHAIN - 1,
+        chain_runs()
     );
     println!();
     println!("| instances | count | edges | p50 per edge | p99 per edge |");

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use faasflow_benchmarks::{
-    faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, record_figure, unique,
+    faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, quick, record_figure, runs, unique,
 };
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
@@ -28,19 +28,32 @@ use serde_json::json;
 /// Functions in the chain.
 const CHAIN: usize = 50;
 const CHAIN_WARMUP: usize = 20;
-const CHAIN_RUNS: usize = 200;
+/// Invocations of the chain (after the warm-up ones).
+fn chain_runs() -> usize {
+    runs(200, 30)
+}
 const MPSC_ROUNDS: usize = 20_000;
 const HANDOFF_WARMUP: usize = 2;
 /// Outstanding invocations of the closed loop.
 const K: usize = 64;
 const LOOP_WARMUP: Duration = Duration::from_secs(1);
-const LOOP_TIME: Duration = Duration::from_secs(3);
+/// How long the closed loop is measured.
+fn loop_time() -> Duration {
+    if quick() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(3)
+    }
+}
 /// Each point of the throughput/latency sweep: warm-up, then measured.
 const SWEEP_WARMUP: Duration = Duration::from_millis(300);
 const SWEEP_TIME: Duration = Duration::from_secs(1);
 const FOREACH_WIDTH: usize = 1000;
 const FOREACH_WARMUP: usize = 3;
-const FOREACH_RUNS: usize = 10;
+/// Invocations of the foreach (after the warm-up ones).
+fn foreach_runs() -> usize {
+    runs(10, 3)
+}
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
@@ -134,11 +147,11 @@ fn chain(bin: &Path, isolation: Option<&str>) -> ChainResult {
     }
     let mut res = ChainResult {
         instances: 0,
-        edges: Vec::with_capacity(CHAIN_RUNS * (CHAIN - 1)),
-        e2e: Vec::with_capacity(CHAIN_RUNS),
+        edges: Vec::with_capacity(chain_runs() * (CHAIN - 1)),
+        e2e: Vec::with_capacity(chain_runs()),
     };
     let mut instances = HashSet::new();
-    for _ in 0..CHAIN_RUNS {
+    for _ in 0..chain_runs() {
         let r = b.invoke("chain", json!({}));
         let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
         for w in recs.windows(2) {
@@ -191,8 +204,9 @@ fn trigger_latency(bin: &Path) {
     let mut mpsc = mpsc_one_way();
 
     println!(
-        "Per-edge trigger latency along a chain of {CHAIN} no-op functions: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {CHAIN_RUNS} invocations after {CHAIN_WARMUP} warm-up ones",
-        CHAIN - 1
+        "Per-edge trigger latency along a chain of {CHAIN} no-op functions: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {} invocations after {CHAIN_WARMUP} warm-up ones",
+        CHAIN - 1,
+        chain_runs()
     );
     println!();
     println!("| path | instances | edges | p50 per edge | p99 per edge | e2e p50 (50 functions) | target per edge |");
@@ -235,10 +249,21 @@ fn trigger_latency(bin: &Path) {
 // ---------------------------------------------------------------------------------------------
 // 2. Object hand-off
 
-const SIZES: [u64; 4] = [KIB, MIB, 64 * MIB, 256 * MIB];
+/// Object sizes of the hand-off (256 MiB only in a full run).
+fn sizes() -> Vec<u64> {
+    if quick() {
+        vec![KIB, MIB, 64 * MIB]
+    } else {
+        vec![KIB, MIB, 64 * MIB, 256 * MIB]
+    }
+}
 
 fn handoff_runs(size: u64, tier: &str) -> usize {
-    if size >= 256 * MIB && tier == "spill" { 5 } else { 20 }
+    if size >= 256 * MIB && tier == "spill" {
+        5
+    } else {
+        runs(20, 5)
+    }
 }
 
 /// Both functions declare 2 GiB of memory so that the planner's quota keeps a 256 MiB edge in
@@ -295,13 +320,14 @@ fn object_handoff(bin: &Path) {
         ("spill", None),
     ];
     // results[size][tier]
-    let mut results = vec![[0.0f64; 3]; SIZES.len()];
+    let sizes = sizes();
+    let mut results = vec![[0.0f64; 3]; sizes.len()];
     {
         // Quota = the arena, so that nothing spills.
         let mut c = config(bin);
         c.quota_bytes = Some(c.arena_bytes);
         let b = Bench::start(c);
-        for (si, &size) in SIZES.iter().enumerate() {
+        for (si, &size) in sizes.iter().enumerate() {
             for (ti, &(tier, iso)) in tiers[..2].iter().enumerate() {
                 eprintln!("dataplane: hand-off of {} through {tier}", fmt_size(size));
                 let name = format!("h{si}{ti}");
@@ -314,14 +340,14 @@ fn object_handoff(bin: &Path) {
         let mut c = config(bin);
         c.quota_bytes = Some(0);
         let b = Bench::start(c);
-        for (si, &size) in SIZES.iter().enumerate() {
+        for (si, &size) in sizes.iter().enumerate() {
             eprintln!("dataplane: hand-off of {} through spill", fmt_size(size));
             let name = format!("s{si}");
             b.install(&handoff_yaml(&name, size, tiers[2].1));
             results[si][2] = handoff(&b, &name, size, "spill");
         }
     }
-    let memcpys: Vec<f64> = SIZES
+    let memcpys: Vec<f64> = sizes
         .iter()
         .map(|&size| {
             eprintln!("dataplane: memcpy of {}", fmt_size(size));
@@ -337,7 +363,7 @@ fn object_handoff(bin: &Path) {
         "| size | memcpy | in-process | × memcpy | shared memory (other process) | × memcpy | spill (quota 0) | × memcpy |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (si, &size) in SIZES.iter().enumerate() {
+    for (si, &size) in sizes.iter().enumerate() {
         let m = memcpys[si];
         let r = results[si];
         println!(
@@ -355,7 +381,7 @@ fn object_handoff(bin: &Path) {
     record_figure(
         "handoff_one_worker",
         json!({
-            "sizes": SIZES,
+            "sizes": sizes,
             "memcpy_us": memcpys,
             "in_process_us": results.iter().map(|r| r[0]).collect::<Vec<_>>(),
             "shared_memory_us": results.iter().map(|r| r[1]).collect::<Vec<_>>(),
@@ -428,7 +454,7 @@ fn throughput(bin: &Path) {
     b.install(FOREACH);
     eprintln!("dataplane: closed loop, K = {K}");
     closed_loop(&b, LOOP_WARMUP);
-    let (done, elapsed, mut e2e) = closed_loop(&b, LOOP_TIME);
+    let (done, elapsed, mut e2e) = closed_loop(&b, loop_time());
     let per_s = done as f64 / elapsed.as_secs_f64();
     let stats = b.daemon.stats().expect("stats");
 
@@ -449,8 +475,8 @@ fn throughput(bin: &Path) {
 
     eprintln!("dataplane: foreach over {FOREACH_WIDTH}");
     let items: Vec<u32> = (0..FOREACH_WIDTH as u32).collect();
-    let mut fan = Vec::with_capacity(FOREACH_RUNS);
-    for i in 0..FOREACH_WARMUP + FOREACH_RUNS {
+    let mut fan = Vec::with_capacity(foreach_runs());
+    for i in 0..FOREACH_WARMUP + foreach_runs() {
         let r = b.invoke("fan", json!({ "items": items }));
         let n = r.functions.iter().filter(|f| f.name == "noop" && !f.skipped).count();
         assert_eq!(n, FOREACH_WIDTH);
@@ -474,7 +500,8 @@ fn throughput(bin: &Path) {
         if per_s >= 10_000.0 { "met" } else { "missed" }
     );
     println!(
-        "| foreach over {FOREACH_WIDTH} elements in one invocation, max_concurrency 0 (median of {FOREACH_RUNS}) | {FOREACH_WIDTH} | {} | {:.0} | {} | – | – |",
+        "| foreach over {FOREACH_WIDTH} elements in one invocation, max_concurrency 0 (median of {}) | {FOREACH_WIDTH} | {} | {:.0} | {} | – | – |",
+        foreach_runs(),
         fmt_us(fan_e2e),
         FOREACH_WIDTH as f64 / (fan_e2e / 1e6),
         fmt_us(fan_e2e)

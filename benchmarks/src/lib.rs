@@ -41,6 +41,17 @@ pub fn faasflow_bin() -> PathBuf {
     path
 }
 
+/// A quick run (`cargo xtask bench --quick` sets `FAASFLOW_BENCH_QUICK=1`): fewer runs, so
+/// noisier numbers.
+pub fn quick() -> bool {
+    std::env::var_os("FAASFLOW_BENCH_QUICK").is_some_and(|v| v == "1")
+}
+
+/// `full` runs, or `quick` ones in a quick run.
+pub fn runs(full: usize, quick: usize) -> usize {
+    if self::quick() { quick } else { full }
+}
+
 /// Adds figure `name` to the JSON file named by `FAASFLOW_BENCH_JSON` (an object of figures,
 /// created when missing), so that `cargo xtask bench` can plot and keep every number; does
 /// nothing without it.

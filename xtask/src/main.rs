@@ -53,7 +53,12 @@ enum Task {
         repeat: u32,
     },
     /// Run the planner, ring, data plane and peer transport benchmarks and record them in benchmarks/RESULTS.md.
-    Bench,
+    Bench {
+        /// A reduced run (the data plane with fewer runs, containers, FaaSFlow's 8 workflows on 3
+        /// workers once each) in a few minutes, written to target/bench-quick/ instead.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build the repo's packs into Docker images from scratch (faasflow/testkit, faasflow/example, faasflow/synthetic).
     Images,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
@@ -79,7 +84,8 @@ fn main() -> Result<()> {
             data_scale,
             repeat,
         } => demo(&root, workers, runtime_scale, data_scale, repeat),
-        Task::Bench => bench(&root),
+        Task::Bench { quick: false } => bench(&root),
+        Task::Bench { quick: true } => bench_quick(&root),
         Task::Images => images(&root).map(|_| ()),
         Task::Fuzz { target, seconds } => fuzz(&root, target.as_deref(), seconds),
     }
@@ -570,6 +576,88 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
         );
     }
     println!("\n`faasflow plan FILE` shows any one of them in full (try --format dot | dot -Tsvg).");
+    Ok(())
+}
+
+/// `cargo xtask bench --quick`: the data plane and containers with fewer runs, and FaaSFlow's 8
+/// workflows on 3 workers once each, into `target/bench-quick/` (RESULTS.md, results.json, the
+/// plots, a trace).
+fn bench_quick(root: &Path) -> Result<()> {
+    let start = Instant::now();
+    let machine = machine_line();
+    let out = cargo_target_dir(root).join("bench-quick");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let _ = std::fs::remove_file(figures_path());
+    let bin = build_cli()?;
+    let quick = std::ffi::OsStr::new("1");
+    let mut doc = format!(
+        "# Quick benchmark results\n\n`cargo xtask bench --quick` on {machine}: fewer runs than `cargo xtask bench` (whose results are in benchmarks/RESULTS.md), so noisier numbers.\n\n"
+    );
+    let dataplane = bench_table_with(
+        "faasflow-benchmarks",
+        "dataplane",
+        &[("FAASFLOW_BIN", bin.as_os_str()), ("FAASFLOW_BENCH_QUICK", quick)],
+    )?;
+    doc.push_str(&format!("## Data plane on one worker\n\n{}\n\n", dataplane.trim()));
+    match docker_version() {
+        Ok(_) => {
+            images(root)?;
+            let containers = bench_table_with(
+                "faasflow-benchmarks",
+                "containers",
+                &[("FAASFLOW_BIN", bin.as_os_str()), ("FAASFLOW_BENCH_QUICK", quick)],
+            )?;
+            doc.push_str(&format!("## Containers\n\n{}\n\n", containers.trim()));
+        }
+        Err(e) => {
+            eprintln!("==> containers skipped: {e}");
+            doc.push_str(&format!("## Containers\n\nSkipped: {e}.\n\n"));
+        }
+    }
+    let workers = 3;
+    let runs = suite::cluster_runs(
+        &bin,
+        &root.join("tests/fixtures/faasflow-v1"),
+        workers,
+        0.01,
+        1.0,
+        1,
+        Some(("soykb", out.join("trace-soykb.json"))),
+    )?;
+    doc.push_str(&format!(
+        "## FaaSFlow's 8 workflows on {workers} workers, one invocation each\n\n{}\n",
+        runs.table().trim()
+    ));
+    if let Some(why) = &runs.no_master {
+        doc.push_str(&format!("\nMasterSP skipped: {why}.\n"));
+    }
+    let figures: serde_json::Value = std::fs::read(figures_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "machine": machine,
+            "quick": true,
+            "cluster": runs.json(),
+            "micro": figures,
+        }))? + "\n",
+    )?;
+    plots::breakdown(
+        &out.join("breakdown.svg"),
+        &runs,
+        &format!("Median invocation on {workers} workers (runtime scale 0.01, data scale 1)"),
+    )?;
+    plots::handoff(&out.join("handoff.svg"), &figures)?;
+    plots::throughput(&out.join("throughput.svg"), &figures)?;
+    plots::edges(&out.join("edges.svg"), &figures)?;
+    std::fs::write(out.join("RESULTS.md"), doc)?;
+    eprintln!(
+        "quick bench done in {:.0} s: {} (tables), results.json, breakdown.svg, handoff.svg, throughput.svg, edges.svg, trace-soykb.json",
+        start.elapsed().as_secs_f64(),
+        out.join("RESULTS.md").display()
+    );
     Ok(())
 }
 

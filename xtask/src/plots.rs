@@ -146,8 +146,11 @@ pub(crate) fn handoff(path: &Path, figures: &serde_json::Value) -> Result<()> {
             }
         }
     }
-    series.push(("peer: QUIC between two workers", SCHED, quic));
-    series.push(("raw loopback TCP (reference)", RGBColor(0x93, 0x70, 0xdb), tcp));
+    // Between workers only when the peer bench ran.
+    if !quic.is_empty() {
+        series.push(("peer: QUIC between two workers", SCHED, quic));
+        series.push(("raw loopback TCP (reference)", RGBColor(0x93, 0x70, 0xdb), tcp));
+    }
     let points: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.2.iter().copied())
