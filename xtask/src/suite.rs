@@ -68,13 +68,16 @@ pub(crate) struct Run {
     pub(crate) reports: Vec<serde_json::Value>,
 }
 
+/// The `q` quantile of `v`, interpolated between the two nearest values (the median of two
+/// values is their mean).
 fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
     v.sort_by(f64::total_cmp);
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v[i]
+    let at = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
 }
 
 impl Run {
