@@ -256,8 +256,10 @@ impl Inline<'_> {
         let s = self.text;
         let delim = if s[i..].starts_with("**") { "**" } else { "*" };
         let after = i + delim.len();
-        let opens = s[after..].chars().next().is_some_and(|c| !c.is_whitespace());
-        if opens && self.closes_later(after + 1, delim) {
+        let first = s[after..].chars().next().filter(|c| !c.is_whitespace());
+        if let Some(first) = first
+            && self.closes_later(after + first.len_utf8(), delim)
+        {
             let mut inner = String::new();
             if let Some(end) = self.run(after, Some(delim), &mut inner) {
                 let tag = if delim == "**" { "strong" } else { "em" };
@@ -496,6 +498,7 @@ mod tests {
         check("\\*not em\\* \\q", "<p>*not em* \\q</p>\n");
         check("a & b <i> \"q\"", "<p>a &amp; b &lt;i&gt; &quot;q&quot;</p>\n");
         check("héllo *wörld*", "<p>héllo <em>wörld</em></p>\n");
+        check("*é* **ü** *", "<p><em>é</em> <strong>ü</strong> *</p>\n");
     }
 
     #[test]
