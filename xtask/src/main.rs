@@ -2,9 +2,11 @@
 //!
 //! - `ci`: format check, clippy with warnings denied, the ring's loom check, every binary, the
 //!   whole test suite.
-//! - `demo`: runs FaaSFlow's 8 benchmark workflows on one embedded worker (synthetic bodies,
-//!   real processes and shared memory), then on a 3-worker local cluster (`faasflow up`) in
-//!   WorkerSP and MasterSP, and prints their tables, then their plans.
+//! - `demo`: runs FaaSFlow's 8 benchmark workflows (the scientific four with synthetic bodies,
+//!   the four applications for real in the pack `apps`) on one embedded worker (real processes
+//!   and shared memory), then on a 3-worker local cluster (`faasflow up`) in WorkerSP and
+//!   MasterSP with a progress bar, and prints their tables and plans; writes the figures, a
+//!   latency-breakdown plot and a trace into `target/faasflow-demo/`.
 //! - `bench`: the planner's benchmark (planning time and peak memory for generated DAGs), the
 //!   control ring's latency, the data plane on one worker (`benchmarks/`), the peer transport
 //!   between two workers on loopback (`benchmarks/`), the memory probe's cost per page fault
@@ -273,22 +275,65 @@ fn images(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The 8 FaaSFlow benchmark workflows, as (name, file relative to the fixtures).
-const BENCHMARKS: [(&str, &str); 8] = [
-    ("cycles", "benchmark/generator/cycles/flat_workflow.yaml"),
-    ("epigenomics", "benchmark/generator/epigenomics/flat_workflow.yaml"),
-    ("genome", "benchmark/generator/genome/flat_workflow.yaml"),
-    ("soykb", "benchmark/generator/soykb/flat_workflow.yaml"),
-    ("video", "benchmark/video/flat_workflow.yaml"),
-    ("illgal_recognizer", "benchmark/illgal_recognizer/flat_workflow.yaml"),
-    ("fileprocessing", "benchmark/fileprocessing/flat_workflow.yaml"),
-    ("wordcount", "benchmark/wordcount/flat_workflow.yaml"),
+/// The 8 FaaSFlow benchmark workflows, as (name, file relative to the repository, input): the
+/// scientific four are FaaSFlow's own files with its synthetic body (inputs read, declared
+/// bytes written, declared runtime slept); the four applications do real work of the same
+/// kind and size in the pack `apps` (`benchmarks/apps`), their inputs generated from a seed.
+const BENCHMARKS: [(&str, &str, &str); 8] = [
+    (
+        "cycles",
+        "tests/fixtures/faasflow-v1/benchmark/generator/cycles/flat_workflow.yaml",
+        "{}",
+    ),
+    (
+        "epigenomics",
+        "tests/fixtures/faasflow-v1/benchmark/generator/epigenomics/flat_workflow.yaml",
+        "{}",
+    ),
+    (
+        "genome",
+        "tests/fixtures/faasflow-v1/benchmark/generator/genome/flat_workflow.yaml",
+        "{}",
+    ),
+    (
+        "soykb",
+        "tests/fixtures/faasflow-v1/benchmark/generator/soykb/flat_workflow.yaml",
+        "{}",
+    ),
+    (
+        "video",
+        "benchmarks/workflows/video.yaml",
+        r#"{"seed": 1, "frames": 75, "width": 640, "height": 360, "segment": 20}"#,
+    ),
+    (
+        "recognizer",
+        "benchmarks/workflows/recognizer.yaml",
+        r#"{"seed": 1, "width": 640, "height": 680, "content": "adult", "text": "el sol"}"#,
+    ),
+    (
+        "fileprocessing",
+        "benchmarks/workflows/fileprocessing.yaml",
+        r#"{"seed": 1, "bytes": 29600000}"#,
+    ),
+    (
+        "wordcount",
+        "benchmarks/workflows/wordcount.yaml",
+        r#"{"seed": 1, "bytes": 3400000, "parts": 8}"#,
+    ),
 ];
 
 fn build_cli() -> Result<PathBuf> {
     run(
-        "cargo build --release -p faasflow-cli",
-        cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]),
+        "cargo build --release -p faasflow-cli -p faasflow-pack-apps",
+        cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "faasflow-cli",
+            "-p",
+            "faasflow-pack-apps",
+        ]),
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from);
     Ok(target.join("release/faasflow"))
@@ -342,6 +387,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn run_reports(
     bin: &Path,
     file: &Path,
+    input: &str,
     runtime_scale: f64,
     data_scale: f64,
     repeat: u32,
@@ -354,6 +400,7 @@ fn run_reports(
             "--data-scale",
             &data_scale.to_string(),
         ])
+        .args(["--input", input])
         .arg(file)
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
@@ -373,14 +420,14 @@ fn run_reports(
 }
 
 /// The table of FaaSFlow's 8 workflows run on one worker (Markdown, one row per workflow).
-fn one_worker_table(bin: &Path, fixtures: &Path, runtime_scale: f64, data_scale: f64, repeat: u32) -> Result<String> {
+fn one_worker_table(bin: &Path, root: &Path, runtime_scale: f64, data_scale: f64, repeat: u32) -> Result<String> {
     use std::fmt::Write as _;
     let mut t = String::from(
         "| workflow | functions | status | e2e ms | critical path ms | scheduling overhead ms | data overhead ms | MB handed over | spills | FaaSFlow WorkerSP scheduling overhead ms |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for ((name, rel), theirs) in BENCHMARKS.iter().zip(FAASFLOW_SCHED_MS) {
+    for ((name, rel, input), theirs) in BENCHMARKS.iter().zip(FAASFLOW_SCHED_MS) {
         eprintln!("==> faasflow run {rel}");
-        let reports = run_reports(bin, &fixtures.join(rel), runtime_scale, data_scale, repeat)?;
+        let reports = run_reports(bin, &root.join(rel), input, runtime_scale, data_scale, repeat)?;
         let field = |k: &str| median(reports.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).collect()) / 1e3;
         let ok = reports.iter().filter(|r| r["status"] == "ok").count();
         let first = &reports[0];
@@ -464,9 +511,9 @@ impl LocalCluster {
     }
 
     /// One invocation's JSON report.
-    fn invoke(&self, name: &str) -> Result<serde_json::Value> {
+    fn invoke(&self, name: &str, input: &str) -> Result<serde_json::Value> {
         let out = Command::new(&self.bin)
-            .args(["invoke", name, "--report", "json", "--dir"])
+            .args(["invoke", name, "--input", input, "--report", "json", "--dir"])
             .arg(&self.dir)
             .output()
             .context("cannot run faasflow invoke")?;
@@ -488,16 +535,13 @@ impl Drop for LocalCluster {
 
 fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat: u32) -> Result<()> {
     let bin = build_cli()?;
-    let fixtures = root.join("tests/fixtures/faasflow-v1");
     println!(
-        "\nFaaSFlow's 8 benchmark workflows run on one worker (`faasflow run`): synthetic bodies in real processes, \
-         objects through the shared-memory arena; runtime scale {runtime_scale}, data scale {data_scale}, \
-         medians of {repeat} invocations\n"
+        "\nFaaSFlow's 8 benchmark workflows run on one worker (`faasflow run`), objects through the shared-memory \
+         arena: the scientific four with FaaSFlow's synthetic body in real processes (runtime scale \
+         {runtime_scale}, data scale {data_scale}), the four applications doing their real work in the pack `apps` \
+         (benchmarks/workflows); medians of {repeat} invocations\n"
     );
-    print!(
-        "{}",
-        one_worker_table(&bin, &fixtures, runtime_scale, data_scale, repeat)?
-    );
+    print!("{}", one_worker_table(&bin, root, runtime_scale, data_scale, repeat)?);
     println!(
         "\nFaaSFlow's numbers are its own (1 s functions, several workers, its paper); ours are measured now, here. \
          `faasflow run FILE --report text` shows one invocation in full.\n"
@@ -512,7 +556,7 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let runs = suite::cluster_runs(
         &bin,
-        &fixtures,
+        root,
         workers,
         runtime_scale,
         data_scale,
@@ -555,8 +599,8 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
         "| workflow | functions | edges | groups | workers used | critical path ms (WorkerSP / MasterSP) | MB kept local | MB crossing workers | MB remote (MasterSP) | plan ms |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, rel) in BENCHMARKS {
-        let file = fixtures.join(rel);
+    for (name, rel, _) in BENCHMARKS {
+        let file = root.join(rel);
         let (w, ms) = plan_json(&bin, &file, workers, "workersp")?;
         let (m, _) = plan_json(&bin, &file, workers, "mastersp")?;
         let s = &w["summary"];
@@ -617,7 +661,7 @@ fn bench_quick(root: &Path) -> Result<()> {
     let workers = 3;
     let runs = suite::cluster_runs(
         &bin,
-        &root.join("tests/fixtures/faasflow-v1"),
+        root,
         workers,
         0.01,
         1.0,
@@ -739,17 +783,16 @@ fn bench(root: &Path) -> Result<()> {
     doc = replace_section(&doc, heading, &section);
     let bin = build_cli()?;
     let (scale, repeat) = (0.01, 5);
-    let table = one_worker_table(&bin, &root.join("tests/fixtures/faasflow-v1"), scale, 1.0, repeat)?;
+    let table = one_worker_table(&bin, root, scale, 1.0, repeat)?;
     let heading = "## FaaSFlow's 8 workflows on one worker";
     let section = format!(
-        "{heading}\n\n`cargo xtask bench` (`faasflow run FILE --report json --repeat {repeat} --runtime-scale {scale}`, as `cargo xtask demo` does) on {machine}. FaaSFlow's own workflow files with synthetic bodies in real processes (each function reads its inputs, writes its declared output sizes into the shared-memory arena, and sleeps its declared runtime × {scale}); FaaSFlow's staged input files are filled with bytes of their declared sizes; data scale 1; 1 GiB arena (cycles moves 1.4 GB per invocation, so some objects spill to disk). Medians of {repeat} invocations. Scheduling overhead is end-to-end minus, along the critical path, the functions' own time and their data waits; data overhead is the time the daemon spent copying workflow inputs into the arena and spilling/reloading. FaaSFlow's column is its paper's WorkerSP number (1 s functions, a cluster), for scale only.\n\n{}\n",
+        "{heading}\n\n`cargo xtask bench` (`faasflow run FILE --report json --repeat {repeat} --runtime-scale {scale}`, as `cargo xtask demo` does) on {machine}. The scientific four are FaaSFlow's own workflow files with its synthetic body in real processes (each function reads its inputs, writes its declared output sizes into the shared-memory arena, and sleeps its declared runtime × {scale}); the four applications (video, recognizer, file processing, word count) are `benchmarks/workflows/*.yaml`, doing their real work in the pack `apps` on inputs generated from a seed (FaaSFlow's sizes: a 51.8 MB clip, a 1.3 MB image, a 29.6 MB document, 3.4 MB of text); FaaSFlow's staged input files are filled with bytes of their declared sizes; data scale 1; 1 GiB arena (cycles moves 1.4 GB per invocation, so some objects spill to disk). Medians of {repeat} invocations. Scheduling overhead is end-to-end minus, along the critical path, the functions' own time and their data waits; data overhead is the time the daemon spent copying workflow inputs into the arena and spilling/reloading. FaaSFlow's column is its paper's WorkerSP number (1 s functions, a cluster), for scale only.\n\n{}\n",
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
     let workers = 3;
-    let fixtures = root.join("tests/fixtures/faasflow-v1");
-    let with_data = suite::cluster_runs(&bin, &fixtures, workers, scale, 1.0, repeat, None)?;
-    let without = suite::cluster_runs(&bin, &fixtures, workers, scale, 0.0, repeat, None)?;
+    let with_data = suite::cluster_runs(&bin, root, workers, scale, 1.0, repeat, None)?;
+    let without = suite::cluster_runs(&bin, root, workers, scale, 0.0, repeat, None)?;
     let (table, no_data) = (with_data.table(), without.table());
     let figures: serde_json::Value = std::fs::read(figures_path())
         .ok()
@@ -778,7 +821,7 @@ fn bench(root: &Path) -> Result<()> {
     plots::edges(&plots_dir.join("edges.svg"), &figures)?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(
-        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. Synthetic bodies, runtime scale {scale}, data scale 1; FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n",
+        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n",
         table.trim(),
         no_data.trim()
     );

@@ -124,7 +124,7 @@ pub(crate) struct ClusterRuns {
 /// trace of the last WorkerSP invocation of that workflow to that file.
 pub(crate) fn cluster_runs(
     bin: &Path,
-    fixtures: &Path,
+    root: &Path,
     workers: usize,
     runtime_scale: f64,
     data_scale: f64,
@@ -147,13 +147,13 @@ pub(crate) fn cluster_runs(
     let mut progress = Progress::new(BENCHMARKS.len() * modes.len());
     let mut runs = Vec::new();
     let mut traced = None;
-    for (name, rel) in BENCHMARKS {
+    for (name, rel, input) in BENCHMARKS {
         for &mode in modes {
             progress.step(&format!("{name} · {mode} on {workers} workers"));
-            let wf = cluster.deploy(&fixtures.join(rel), mode)?;
+            let wf = cluster.deploy(&root.join(rel), mode)?;
             let mut reports = Vec::new();
             for _ in 0..repeat {
-                reports.push(cluster.invoke(&wf)?);
+                reports.push(cluster.invoke(&wf, input)?);
             }
             if let Some(r) = reports.iter().find(|r| r["status"] != "ok") {
                 bail!("{name} ({mode}) failed on the cluster: {}", r["error"]);
@@ -203,7 +203,7 @@ impl ClusterRuns {
         let mut t = String::from(
             "| workflow | WorkerSP e2e ms p50 / p99 | WorkerSP data waits ms | WorkerSP scheduling ms | MasterSP e2e ms p50 / p99 | MasterSP data waits ms | MasterSP scheduling ms | MasterSP / WorkerSP scheduling | FaaSFlow scheduling ms (MasterSP / WorkerSP) | targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
-        for (i, (name, _)) in BENCHMARKS.iter().enumerate() {
+        for (i, (name, _, _)) in BENCHMARKS.iter().enumerate() {
             let Some(w) = self.run(name, "workersp") else { continue };
             let ws = w.ms("scheduling_overhead_us", 0.5);
             let mut targets = vec![if ws <= 5.0 {
@@ -251,7 +251,7 @@ impl ClusterRuns {
             .runs
             .iter()
             .map(|r| {
-                let i = BENCHMARKS.iter().position(|(n, _)| *n == r.workflow).unwrap_or(0);
+                let i = BENCHMARKS.iter().position(|(n, _, _)| *n == r.workflow).unwrap_or(0);
                 serde_json::json!({
                     "workflow": r.workflow,
                     "mode": r.mode,
