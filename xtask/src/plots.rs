@@ -70,7 +70,7 @@ pub(crate) fn breakdown(path: &Path, runs: &ClusterRuns, caption: &str) -> Resul
                 a + b + c
             })
             .fold(1e-3, f64::max)
-            * 1.1;
+            * 1.15;
         let mut chart = ChartBuilder::on(cell)
             .caption(*wf, ("sans-serif", 15))
             .margin(8)
@@ -81,13 +81,8 @@ pub(crate) fn breakdown(path: &Path, runs: &ClusterRuns, caption: &str) -> Resul
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(modes.len().max(1))
-            .x_label_formatter(&|x| {
-                modes
-                    .get(x.floor() as usize)
-                    .map(|r| if r.mode == "workersp" { "WorkerSP" } else { "MasterSP" }.to_owned())
-                    .unwrap_or_default()
-            })
+            .x_labels(0)
+            .y_labels(6)
             .y_desc("ms")
             .draw()
             .map_err(err)?;
@@ -95,6 +90,14 @@ pub(crate) fn breakdown(path: &Path, runs: &ClusterRuns, caption: &str) -> Resul
             let (exec, data, sched) = parts(r);
             let x0 = i as f64 + 0.2;
             let x1 = i as f64 + 0.8;
+            let mode = if r.mode == "workersp" { "WorkerSP" } else { "MasterSP" };
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{mode} {:.0} ms", exec + data + sched),
+                    (x0, (exec + data + sched) + top * 0.08),
+                    ("sans-serif", 11).into_font(),
+                )))
+                .map_err(err)?;
             let mut y = 0.0;
             for (h, color) in [(exec, EXEC), (data, DATA), (sched, SCHED)] {
                 chart
@@ -363,6 +366,37 @@ mod tests {
             },
             "containers": {"per_edge_us": {"container": {"p50": 28.0, "p99": 130.0}}},
         })
+    }
+
+    #[test]
+    fn the_breakdown_splits_each_median_invocation() {
+        use crate::suite::{ClusterRuns, Run};
+        let report = |e2e: f64, exec: f64, data: f64| serde_json::json!({"e2e_us": e2e, "critical_path_us": exec, "critical_data_us": data, "edges": []});
+        let runs = ClusterRuns {
+            workers: 3,
+            runs: vec![
+                Run {
+                    workflow: "soykb",
+                    mode: "workersp",
+                    reports: vec![report(150_000.0, 120_000.0, 10_000.0)],
+                },
+                Run {
+                    workflow: "soykb",
+                    mode: "mastersp",
+                    reports: vec![report(900_000.0, 130_000.0, 550_000.0)],
+                },
+            ],
+            no_master: None,
+            trace: None,
+        };
+        let path = std::env::temp_dir().join(format!("faasflow-breakdown-{}.svg", std::process::id()));
+        breakdown(&path, &runs, "test").unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            svg.contains("WorkerSP 150 ms") && svg.contains("MasterSP 900 ms"),
+            "{svg}"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
