@@ -554,16 +554,18 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
     );
     let out = cargo_target_dir(root).join("faasflow-demo");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let runs = suite::cluster_runs(
-        &bin,
-        root,
+    let scales = suite::Scales {
         workers,
         runtime_scale,
         data_scale,
         repeat,
-        Some(("soykb", out.join("trace-soykb.json"))),
-    )?;
+    };
+    let runs = suite::cluster_runs(&bin, root, scales, Some(("soykb", out.join("trace-soykb.json"))), true)?;
     print!("{}", runs.table());
+    print!(
+        "\nAll 8 at once (WorkerSP, each invoked {repeat} times concurrently with the others):\n\n{}",
+        runs.colocation_table()
+    );
     if let Some(why) = &runs.no_master {
         println!("\nMasterSP skipped: {why}.");
     }
@@ -659,15 +661,13 @@ fn bench_quick(root: &Path) -> Result<()> {
         }
     }
     let workers = 3;
-    let runs = suite::cluster_runs(
-        &bin,
-        root,
+    let scales = suite::Scales {
         workers,
-        0.01,
-        1.0,
-        1,
-        Some(("soykb", out.join("trace-soykb.json"))),
-    )?;
+        runtime_scale: 0.01,
+        data_scale: 1.0,
+        repeat: 1,
+    };
+    let runs = suite::cluster_runs(&bin, root, scales, Some(("soykb", out.join("trace-soykb.json"))), true)?;
     doc.push_str(&format!(
         "## FaaSFlow's 8 workflows on {workers} workers, one invocation each\n\n{}\n",
         runs.table().trim()
@@ -696,6 +696,8 @@ fn bench_quick(root: &Path) -> Result<()> {
     plots::handoff(&out.join("handoff.svg"), &figures)?;
     plots::throughput(&out.join("throughput.svg"), &figures)?;
     plots::edges(&out.join("edges.svg"), &figures)?;
+    plots::colocation(&out.join("colocation.svg"), &runs)?;
+    doc.push_str(&format!("\n## All 8 at once\n\n{}", runs.colocation_table()));
     std::fs::write(out.join("RESULTS.md"), doc)?;
     eprintln!(
         "quick bench done in {:.0} s: {} (tables), results.json, breakdown.svg, handoff.svg, throughput.svg, edges.svg, trace-soykb.json",
@@ -791,8 +793,24 @@ fn bench(root: &Path) -> Result<()> {
     );
     doc = replace_section(&doc, heading, &section);
     let workers = 3;
-    let with_data = suite::cluster_runs(&bin, root, workers, scale, 1.0, repeat, None)?;
-    let without = suite::cluster_runs(&bin, root, workers, scale, 0.0, repeat, None)?;
+    let scales = suite::Scales {
+        workers,
+        runtime_scale: scale,
+        data_scale: 1.0,
+        repeat,
+    };
+    let with_data = suite::cluster_runs(&bin, root, scales, None, true)?;
+    let without = suite::cluster_runs(
+        &bin,
+        root,
+        suite::Scales {
+            data_scale: 0.0,
+            ..scales
+        },
+        None,
+        false,
+    )?;
+    let one = suite::cluster_runs(&bin, root, suite::Scales { workers: 1, ..scales }, None, false)?;
     let (table, no_data) = (with_data.table(), without.table());
     let figures: serde_json::Value = std::fs::read(figures_path())
         .ok()
@@ -805,6 +823,7 @@ fn bench(root: &Path) -> Result<()> {
             "runtime_scale": scale,
             "cluster_data_scale_1": with_data.json(),
             "cluster_data_scale_0": without.json(),
+            "one_worker_data_scale_1": one.json(),
             "micro": figures,
         }))? + "\n",
     )
@@ -819,11 +838,14 @@ fn bench(root: &Path) -> Result<()> {
     plots::handoff(&plots_dir.join("handoff.svg"), &figures)?;
     plots::throughput(&plots_dir.join("throughput.svg"), &figures)?;
     plots::edges(&plots_dir.join("edges.svg"), &figures)?;
+    plots::colocation(&plots_dir.join("colocation.svg"), &with_data)?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(
-        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n",
+        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n\nOn 1 worker (`faasflow up --workers 1`, data scale 1; MasterSP still sends every object through Redis):\n\n{}\n\nAll 8 at once on {workers} workers (WorkerSP, data scale 1; each workflow invoked {repeat} times on a thread of its own, all threads started together), next to each alone from the first table; plot: `plots/colocation.svg`:\n\n{}\n",
         table.trim(),
-        no_data.trim()
+        no_data.trim(),
+        one.table().trim(),
+        with_data.colocation_table().trim()
     );
     doc = replace_section(&doc, heading, &section);
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;

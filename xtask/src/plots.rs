@@ -341,6 +341,65 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// Each workflow's median end-to-end time alone and with all 8 running at once (WorkerSP),
+/// side by side on a log axis.
+pub(crate) fn colocation(path: &Path, runs: &ClusterRuns) -> Result<()> {
+    let pairs: Vec<(&str, f64, f64)> = runs
+        .colocated
+        .iter()
+        .filter_map(|r| {
+            let alone = runs.run(r.workflow, "workersp")?.ms("e2e_us", 0.5);
+            Some((r.workflow, alone, r.ms("e2e_us", 0.5)))
+        })
+        .filter(|p| p.1 > 0.0 && p.2 > 0.0)
+        .collect();
+    if pairs.is_empty() {
+        return Err(anyhow!("no co-location figures to plot"));
+    }
+    let ymin = pairs.iter().map(|p| p.1.min(p.2)).fold(f64::MAX, f64::min) * 0.5;
+    let ymax = pairs.iter().map(|p| p.1.max(p.2)).fold(0.0, f64::max) * 3.0;
+    let root = SVGBackend::new(path, (1000, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "All 8 workflows at once on {} workers (WorkerSP): median end to end, alone (blue) and together (red)",
+                runs.workers
+            ),
+            ("sans-serif", 15),
+        )
+        .margin(12)
+        .x_label_area_size(10)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..pairs.len() as f64, (ymin..ymax).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("ms (log)")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, alone, together)) in pairs.iter().enumerate() {
+        let x = i as f64;
+        chart
+            .draw_series([
+                Rectangle::new([(x + 0.1, ymin), (x + 0.48, *alone)], EXEC.filled()),
+                Rectangle::new([(x + 0.52, ymin), (x + 0.9, *together)], SCHED.filled()),
+            ])
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{name} {:.1}×", together / alone),
+                (x + 0.1, alone.max(*together) * 1.8),
+                ("sans-serif", 12).into_font(),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +447,11 @@ mod tests {
             ],
             no_master: None,
             trace: None,
+            colocated: vec![Run {
+                workflow: "soykb",
+                mode: "workersp",
+                reports: vec![report(300_000.0, 120_000.0, 10_000.0)],
+            }],
         };
         let path = std::env::temp_dir().join(format!("faasflow-breakdown-{}.svg", std::process::id()));
         breakdown(&path, &runs, "test").unwrap();

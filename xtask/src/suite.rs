@@ -109,6 +109,15 @@ impl Run {
     }
 }
 
+/// How a suite runs: workers, the synthetic bodies' scales, invocations per workflow and mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scales {
+    pub(crate) workers: usize,
+    pub(crate) runtime_scale: f64,
+    pub(crate) data_scale: f64,
+    pub(crate) repeat: u32,
+}
+
 /// What the cluster runs measured.
 pub(crate) struct ClusterRuns {
     pub(crate) workers: usize,
@@ -117,6 +126,8 @@ pub(crate) struct ClusterRuns {
     pub(crate) no_master: Option<String>,
     /// The trace written, if one was asked for.
     pub(crate) trace: Option<PathBuf>,
+    /// WorkerSP invocations of every workflow run all at once (co-location), when asked for.
+    pub(crate) colocated: Vec<Run>,
 }
 
 /// Runs FaaSFlow's 8 workflows on a local cluster of `workers`, WorkerSP then MasterSP (each
@@ -125,12 +136,16 @@ pub(crate) struct ClusterRuns {
 pub(crate) fn cluster_runs(
     bin: &Path,
     root: &Path,
-    workers: usize,
-    runtime_scale: f64,
-    data_scale: f64,
-    repeat: u32,
+    scales: Scales,
     trace: Option<(&str, PathBuf)>,
+    colocate: bool,
 ) -> Result<ClusterRuns> {
+    let Scales {
+        workers,
+        runtime_scale,
+        data_scale,
+        repeat,
+    } = scales;
     let dir = cargo_target_dir(&project_root()).join("faasflow-demo-cluster");
     let cluster = LocalCluster::up(bin, &dir, workers, runtime_scale, data_scale)?;
     let record: serde_json::Value = serde_json::from_str(
@@ -144,7 +159,7 @@ pub(crate) fn cluster_runs(
     } else {
         &["workersp", "mastersp"]
     };
-    let mut progress = Progress::new(BENCHMARKS.len() * modes.len());
+    let mut progress = Progress::new(BENCHMARKS.len() * modes.len() + usize::from(colocate));
     let mut runs = Vec::new();
     let mut traced = None;
     for (name, rel, input) in BENCHMARKS {
@@ -182,6 +197,50 @@ pub(crate) fn cluster_runs(
             });
         }
     }
+    let mut colocated = Vec::new();
+    if colocate {
+        // All 8 in WorkerSP at once: each workflow invoked `repeat` times on a thread of its
+        // own, all threads started together.
+        progress.step(&format!("all 8 workflows at once on {workers} workers"));
+        let mut names = Vec::new();
+        for (name, rel, input) in BENCHMARKS {
+            names.push((name, cluster.deploy(&root.join(rel), "workersp")?, input));
+        }
+        let results: Vec<(&'static str, Result<Vec<serde_json::Value>>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|(name, wf, input)| {
+                    let cluster = &cluster;
+                    (
+                        *name,
+                        scope.spawn(move || -> Result<Vec<serde_json::Value>> {
+                            (0..repeat).map(|_| cluster.invoke(wf, input)).collect()
+                        }),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the thread panicked"))),
+                    )
+                })
+                .collect()
+        });
+        for (name, reports) in results {
+            let reports = reports?;
+            if let Some(r) = reports.iter().find(|r| r["status"] != "ok") {
+                bail!("{name} failed when run with the others: {}", r["error"]);
+            }
+            colocated.push(Run {
+                workflow: name,
+                mode: "workersp",
+                reports,
+            });
+        }
+    }
     progress.finish();
     drop(cluster);
     Ok(ClusterRuns {
@@ -189,11 +248,12 @@ pub(crate) fn cluster_runs(
         runs,
         no_master,
         trace: traced,
+        colocated,
     })
 }
 
 impl ClusterRuns {
-    fn run(&self, workflow: &str, mode: &str) -> Option<&Run> {
+    pub(crate) fn run(&self, workflow: &str, mode: &str) -> Option<&Run> {
         self.runs.iter().find(|r| r.workflow == workflow && r.mode == mode)
     }
 
@@ -245,6 +305,26 @@ impl ClusterRuns {
         t
     }
 
+    /// Each workflow run with all the others at once against alone (WorkerSP).
+    pub(crate) fn colocation_table(&self) -> String {
+        let mut t = String::from(
+            "| workflow | alone e2e ms p50 | all 8 at once e2e ms p50 / p99 | slowdown |\n|---|---:|---:|---:|\n",
+        );
+        for r in &self.colocated {
+            let together = r.ms("e2e_us", 0.5);
+            let alone = self.run(r.workflow, "workersp").map(|a| a.ms("e2e_us", 0.5));
+            let _ = writeln!(
+                t,
+                "| {} | {} | {together:.1} / {:.1} | {} |",
+                r.workflow,
+                alone.map_or("–".into(), |a| format!("{a:.1}")),
+                r.ms("e2e_us", 0.99),
+                alone.map_or("–".into(), |a| format!("{:.2}×", together / a.max(1e-3)))
+            );
+        }
+        t
+    }
+
     /// Every figure of the runs, for `results.json`.
     pub(crate) fn json(&self) -> serde_json::Value {
         let runs: Vec<serde_json::Value> = self
@@ -267,10 +347,22 @@ impl ClusterRuns {
                 })
             })
             .collect();
+        let colocated: Vec<serde_json::Value> = self
+            .colocated
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "workflow": r.workflow,
+                    "e2e_ms": {"p50": r.ms("e2e_us", 0.5), "p99": r.ms("e2e_us", 0.99)},
+                    "alone_e2e_ms": self.run(r.workflow, "workersp").map(|a| a.ms("e2e_us", 0.5)),
+                })
+            })
+            .collect();
         serde_json::json!({
             "workers": self.workers,
             "mastersp_skipped": self.no_master,
             "runs": runs,
+            "colocated": colocated,
         })
     }
 }
