@@ -294,7 +294,7 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
     if bars.is_empty() {
         return Err(anyhow!("no per-edge figures to plot"));
     }
-    let ymax = bars.iter().map(|b| b.2).fold(1.0, f64::max) * 1.2;
+    let ymax = bars.iter().map(|b| b.2).fold(1.0, f64::max) * 4.0;
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = bars.len();
