@@ -470,8 +470,11 @@ impl LocalCluster {
         let _ = Command::new(bin).arg("down").arg("--dir").arg(dir).output();
         let _ = std::fs::remove_dir_all(dir);
         eprintln!("==> faasflow up --workers {workers}");
+        // As many container slots in all as 3 workers of 64 offer (FaaSFlow's largest
+        // workflows need up to 150), whatever the number of workers.
+        let slots = (192 / workers.max(1)).max(64);
         let status = Command::new(bin)
-            .args(["up", "--workers", &workers.to_string()])
+            .args(["up", "--workers", &workers.to_string(), "--slots", &slots.to_string()])
             .args(["--runtime-scale", &runtime_scale.to_string()])
             .args(["--data-scale", &data_scale.to_string()])
             .arg("--dir")
