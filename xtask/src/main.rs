@@ -678,10 +678,7 @@ fn bench_quick(root: &Path) -> Result<()> {
     if let Some(why) = &runs.no_master {
         doc.push_str(&format!("\nMasterSP skipped: {why}.\n"));
     }
-    let figures: serde_json::Value = std::fs::read(figures_path())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let figures = read_figures();
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&serde_json::json!({
@@ -691,15 +688,7 @@ fn bench_quick(root: &Path) -> Result<()> {
             "micro": figures,
         }))? + "\n",
     )?;
-    plots::breakdown(
-        &out.join("breakdown.svg"),
-        &runs,
-        &format!("Median invocation on {workers} workers (runtime scale 0.01, data scale 1)"),
-    )?;
-    plots::handoff(&out.join("handoff.svg"), &figures)?;
-    plots::throughput(&out.join("throughput.svg"), &figures)?;
-    plots::edges(&out.join("edges.svg"), &figures)?;
-    plots::colocation(&out.join("colocation.svg"), &runs)?;
+    plots::all(&out, &runs, &figures, 0.01)?;
     doc.push_str(&format!("\n## All 8 at once\n\n{}", runs.colocation_table()));
     std::fs::write(out.join("RESULTS.md"), doc)?;
     eprintln!(
@@ -708,6 +697,14 @@ fn bench_quick(root: &Path) -> Result<()> {
         out.join("RESULTS.md").display()
     );
     Ok(())
+}
+
+/// The figures the benches recorded (an empty object when none did).
+fn read_figures() -> serde_json::Value {
+    std::fs::read(figures_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Where the benches of one `cargo xtask bench` put their figures.
@@ -815,10 +812,7 @@ fn bench(root: &Path) -> Result<()> {
     )?;
     let one = suite::cluster_runs(&bin, root, suite::Scales { workers: 1, ..scales }, None, false)?;
     let (table, no_data) = (with_data.table(), without.table());
-    let figures: serde_json::Value = std::fs::read(figures_path())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let figures = read_figures();
     std::fs::write(
         root.join("benchmarks/results.json"),
         serde_json::to_string_pretty(&serde_json::json!({
@@ -831,17 +825,7 @@ fn bench(root: &Path) -> Result<()> {
         }))? + "\n",
     )
     .context("cannot write benchmarks/results.json")?;
-    let plots_dir = root.join("benchmarks/plots");
-    std::fs::create_dir_all(&plots_dir)?;
-    plots::breakdown(
-        &plots_dir.join("breakdown.svg"),
-        &with_data,
-        &format!("Median invocation on {workers} workers (runtime scale {scale}, data scale 1)"),
-    )?;
-    plots::handoff(&plots_dir.join("handoff.svg"), &figures)?;
-    plots::throughput(&plots_dir.join("throughput.svg"), &figures)?;
-    plots::edges(&plots_dir.join("edges.svg"), &figures)?;
-    plots::colocation(&plots_dir.join("colocation.svg"), &with_data)?;
+    plots::all(&root.join("benchmarks/plots"), &with_data, &figures, scale)?;
     let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
     let section = format!(
         "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n\nOn 1 worker (`faasflow up --workers 1`, data scale 1; MasterSP still sends every object through Redis):\n\n{}\n\nAll 8 at once on {workers} workers (WorkerSP, data scale 1; each workflow invoked {repeat} times on a thread of its own, all threads started together), next to each alone from the first table; plot: `plots/colocation.svg`:\n\n{}\n",

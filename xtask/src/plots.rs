@@ -15,6 +15,24 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 
+/// Every plot into `dir`: the cluster runs' breakdown and co-location, and the
+/// micro-benchmarks' hand-off, throughput and per-edge figures.
+pub(crate) fn all(dir: &Path, runs: &ClusterRuns, figures: &serde_json::Value, runtime_scale: f64) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    breakdown(
+        &dir.join("breakdown.svg"),
+        runs,
+        &format!(
+            "Median invocation on {} workers (runtime scale {runtime_scale}, data scale 1)",
+            runs.workers
+        ),
+    )?;
+    handoff(&dir.join("handoff.svg"), figures)?;
+    throughput(&dir.join("throughput.svg"), figures)?;
+    edges(&dir.join("edges.svg"), figures)?;
+    colocation(&dir.join("colocation.svg"), runs)
+}
+
 /// Per workflow and mode, the median invocation split into the critical path's execution,
 /// its data waits and the scheduling overhead, as stacked bars (WorkerSP left, MasterSP
 /// right), on a log-free linear axis scaled per workflow to the larger bar.
