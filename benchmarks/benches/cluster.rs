@@ -277,6 +277,10 @@ fn main() {
     println!("| path | edges | p50 per edge | p99 per edge | e2e p50 | target per edge |");
     println!("|---|---:|---:|---:|---:|---|");
     let p50 = pct(&mut cross, 50.0);
+    faasflow_benchmarks::record_figure(
+        "per_edge_across_workers",
+        serde_json::json!({"p50": p50, "p99": pct(&mut cross, 99.0)}),
+    );
     println!(
         "| across workers (QUIC: Done message, object pushed) | {} | {} | {} | {} | ≤ 150 µs: {} |",
         cross.len(),

@@ -304,6 +304,7 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
         ("same instance", &one["in_process_us"]),
         ("other process", &one["across_processes_us"]),
         ("other container", &c["container"]),
+        ("other worker (QUIC)", &figures["per_edge_across_workers"]),
         ("std mpsc (reference)", &one["mpsc_us"]),
     ]
     .into_iter()
@@ -318,7 +319,7 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
     let n = bars.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Per-edge trigger latency on one worker (p50 bar, p99 line)",
+            "Per-edge trigger latency by where the two functions run (p50 bar, p99 line)",
             ("sans-serif", 16),
         )
         .margin(12)
@@ -442,6 +443,7 @@ mod tests {
                 "mpsc_us": {"p50": 30.0, "p99": 90.0},
             },
             "containers": {"per_edge_us": {"container": {"p50": 28.0, "p99": 130.0}}},
+            "per_edge_across_workers": {"p50": 120.0, "p99": 900.0},
         })
     }
 
@@ -502,6 +504,7 @@ mod tests {
         assert!(t.contains("invocations per second") && t.contains("\n64\n"), "{t}");
         let e = std::fs::read_to_string(dir.join("e.svg")).unwrap();
         assert!(e.contains("other container: 28.0 / 130 µs"), "{e}");
+        assert!(e.contains("other worker (QUIC): 120.0 / 900 µs"), "{e}");
         // Figures without the data they need are an error, not an empty plot.
         assert!(handoff(&dir.join("x.svg"), &serde_json::json!({})).is_err());
         let _ = std::fs::remove_dir_all(&dir);
