@@ -375,12 +375,8 @@ fn mb(v: &serde_json::Value) -> String {
 /// FaaSFlow's published WorkerSP scheduling overhead per workflow, ms (benchmarks.md).
 const FAASFLOW_SCHED_MS: [f64; 8] = [98.0, 145.0, 169.0, 155.0, 51.0, 76.0, 39.0, 40.0];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    suite::quantile(v, 0.5)
 }
 
 /// Runs one workflow `repeat` times on one embedded worker; returns the JSON reports.

@@ -70,7 +70,7 @@ pub(crate) struct Run {
 
 /// The `q` quantile of `v`, interpolated between the two nearest values (the median of two
 /// values is their mean).
-fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+pub(crate) fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
