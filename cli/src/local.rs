@@ -121,6 +121,21 @@ pub(crate) enum ModeArg {
     /// FaaSFlow's master-side baseline: the planner triggers every function, data goes
     /// through Redis.
     Mastersp,
+    /// Partitioned, worker-side scheduling, but every edge goes through Redis (even between
+    /// functions on one worker): what worker-side triggering gains without in-memory data.
+    WorkerspRemote,
+}
+
+impl ModeArg {
+    /// The planner's mode.
+    pub(crate) fn mode(self) -> faasflow_planner::Mode {
+        use faasflow_planner::Mode;
+        match self {
+            ModeArg::Workersp => Mode::WorkerSp,
+            ModeArg::Mastersp => Mode::MasterSp,
+            ModeArg::WorkerspRemote => Mode::WorkerSpRemote,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,7 +144,9 @@ pub(crate) struct DeployArgs {
     file: PathBuf,
     /// workersp: partitioned, the daemons trigger one another and pass data directly;
     /// mastersp: FaaSFlow's baseline, placed round robin, the planner triggers every function
-    /// and every object goes through Redis (the planner needs --redis; `up` gives it).
+    /// and every object goes through Redis (the planner needs --redis; `up` gives it);
+    /// workersp-remote: placed and triggered as workersp, every edge through Redis (the
+    /// daemons need --redis; `up` gives it).
     #[arg(long, value_enum, default_value_t = ModeArg::Workersp)]
     mode: ModeArg,
     /// Plan even when the workflow needs more slots than the cluster has.
@@ -806,10 +823,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
     let request = pb::DeployRequest {
         source,
         file_name: args.file.display().to_string(),
-        mode: match args.mode {
-            ModeArg::Workersp => pb::Mode::WorkerSp,
-            ModeArg::Mastersp => pb::Mode::MasterSp,
-        } as i32,
+        mode: faasflow_planner::convert::mode_to_proto(args.mode.mode()),
         allow_overcommit: args.allow_overcommit,
         default_name: default_name(&args.file),
     };

@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_planner::load::{Loaded, load_file};
 use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes, graph_text, plan_dot, plan_json_string, plan_text};
-use faasflow_planner::{ClusterView, GenParams, Mode, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
+use faasflow_planner::{ClusterView, GenParams, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
+use local::ModeArg;
 
 /// Serverless workflows with worker-side scheduling and in-memory data passing.
 #[derive(Debug, Parser)]
@@ -90,7 +91,8 @@ struct PlanArgs {
     /// Container slots per worker (instances it can run at once).
     #[arg(long, short = 's', default_value_t = 64)]
     slots: u32,
-    /// Worker-side scheduling (partitioned) or the master-side baseline.
+    /// Worker-side scheduling (partitioned), the master-side baseline, or worker-side with
+    /// every edge through remote storage.
     #[arg(long, value_enum, default_value_t = ModeArg::Workersp)]
     mode: ModeArg,
     /// Output format.
@@ -108,12 +110,6 @@ struct PlanArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ModeArg {
-    Workersp,
-    Mastersp,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -262,10 +258,7 @@ fn plan(args: &PlanArgs) -> Result<(), Failure> {
     }
     let cluster = ClusterView::uniform(args.workers, args.slots);
     let cfg = PlannerConfig {
-        mode: match args.mode {
-            ModeArg::Workersp => Mode::WorkerSp,
-            ModeArg::Mastersp => Mode::MasterSp,
-        },
+        mode: args.mode.mode(),
         allow_overcommit: args.allow_overcommit,
         margin_mib: args.margin_mib,
         version: args.plan_version,

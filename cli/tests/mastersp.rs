@@ -1,4 +1,4 @@
-//! MasterSP next to WorkerSP on one cluster: a `PlannerService` and three `Daemon`s with
+//! MasterSP and WorkerSP with remote storage only next to WorkerSP on one cluster: a `PlannerService` and three `Daemon`s with
 //! their `DaemonService`s in this process, on real loopback sockets, with QUIC peers and a
 //! private `redis-server` per test. The same workflows run in both modes and must give the
 //! same output; MasterSP's functions run on the workers its plan chose, the planner handles
@@ -144,9 +144,16 @@ fn check_placement(plan: &pb::Plan, r: &Report) {
     }
 }
 
-/// Runs `source` once in WorkerSP and once in MasterSP on the same cluster; checks outputs,
-/// placement, message counts and that Redis is empty after each.
-async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, file: &str, input: &serde_json::Value) {
+/// Runs `source` once in each mode (WorkerSP, MasterSP, WorkerSP with remote storage only)
+/// on the same cluster; checks outputs, placement, message counts, tiers and that Redis is
+/// empty after each.
+async fn same_in_every_mode(
+    c: &mut TestCluster,
+    redis: &Redis,
+    source: &str,
+    file: &str,
+    input: &serde_json::Value,
+) -> usize {
     let w = deploy(&mut c.planner, source, file, pb::Mode::WorkerSp)
         .await
         .unwrap_or_else(|e| panic!("{file}: WorkerSP deploy: {e}"));
@@ -176,6 +183,38 @@ async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, fi
     );
     assert_eq!(rm.output, rw.output, "{file}: MasterSP and WorkerSP outputs differ");
     check_placement(m.plan.as_ref().expect("a plan"), &rm);
+
+    // Worker-side triggering with every edge through Redis: the daemons still trigger one
+    // another (one message in, one out), but no byte moves outside the remote tier, even
+    // between functions on one worker.
+    let r = deploy(&mut c.planner, source, file, pb::Mode::WorkerSpRemote)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: WorkerSP-remote deploy: {e}"));
+    let before = messages(&mut c.planner).await;
+    let rr = invoke(&mut c.planner, &r.workflow, r.version, input).await;
+    assert_eq!(rr.status, "ok", "{file} (WorkerSP-remote): {:?}", rr.error);
+    let after = messages(&mut c.planner).await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "{file}: WorkerSP-remote messages"
+    );
+    assert_eq!(
+        rr.output, rw.output,
+        "{file}: WorkerSP-remote and WorkerSP outputs differ"
+    );
+    check_placement(r.plan.as_ref().expect("a plan"), &rr);
+    let fn_edges: Vec<_> = rr
+        .edges
+        .iter()
+        .filter(|e| e.bytes > 0 && !e.from.starts_with("input."))
+        .collect();
+    assert!(
+        fn_edges.iter().all(|e| e.tier == "remote"),
+        "{file}: WorkerSP-remote moved data between functions outside Redis: {fn_edges:?}"
+    );
+    let on = |name: &str| rr.functions.iter().find(|f| f.name == name).map(|f| f.worker.clone());
+    let same_worker = fn_edges.iter().filter(|e| on(&e.from) == on(&e.to)).count();
     // Empty objects are not fetched (there are no bytes to move); every other one comes
     // from Redis.
     assert!(
@@ -185,7 +224,7 @@ async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, fi
     );
     // The critical path's own time and data waits lie within the invocation (each measured
     // on the wall clock of its step): they never add up to more than its end-to-end time.
-    for (mode, r) in [("WorkerSP", &rw), ("MasterSP", &rm)] {
+    for (mode, r) in [("WorkerSP", &rw), ("MasterSP", &rm), ("WorkerSP-remote", &rr)] {
         assert!(
             r.critical_path_us + r.critical_data_us <= r.e2e_us + 100.0,
             "{file} ({mode}): critical path {} µs + data waits {} µs > end-to-end {} µs",
@@ -195,16 +234,18 @@ async fn same_in_both_modes(c: &mut TestCluster, redis: &Redis, source: &str, fi
         );
     }
     assert_eq!(redis.dbsize(), 0, "{file}: Redis keys left after the invocations");
+    same_worker
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workersp_and_mastersp() {
+async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_every_mode() {
     tokio::time::timeout(LIMIT, async {
         let redis = Redis::start();
         let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
         let files = support::faasflow_files();
         assert!(files.len() >= 18, "{files:?}");
         let mut seen = HashSet::new();
+        let mut same_worker = 0;
         for file in files {
             let source = std::fs::read_to_string(&file).unwrap();
             let wf = faasflow_planner::load::load_file(&file).expect("loads").workflow;
@@ -216,7 +257,7 @@ async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workers
             for i in &wf.inputs {
                 input.insert(i.name.clone(), json!("x".repeat((i.size / 100).min(4096) as usize)));
             }
-            same_in_both_modes(
+            same_worker += same_in_every_mode(
                 &mut c,
                 &redis,
                 &source,
@@ -227,7 +268,7 @@ async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workers
         }
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/example/wordcount.yaml");
         let source = std::fs::read_to_string(&example).unwrap();
-        same_in_both_modes(
+        same_worker += same_in_every_mode(
             &mut c,
             &redis,
             &source,
@@ -235,6 +276,11 @@ async fn every_faasflow_workflow_and_the_example_give_the_same_output_in_workers
             &json!({"text": "the cat and the dog and the bird", "parts": 3}),
         )
         .await;
+        // WorkerSP keeps these in memory: in WorkerSP-remote they went through Redis too.
+        assert!(
+            same_worker > 10,
+            "only {same_worker} same-worker edges went through Redis"
+        );
     })
     .await
     .expect("the test ran past its time limit");
@@ -301,6 +347,21 @@ async fn mastersp_without_redis_is_refused_clearly_and_workersp_still_runs() {
             "workflow `chain` cannot run in MasterSP mode: the planner has no remote tier (Redis), which MasterSP \
              passes every object through; start the planner with --redis redis://HOST:PORT (`faasflow up` does when \
              redis-server is installed), or deploy in WorkerSP mode"
+        );
+        // Worker-side triggering with remote storage only needs the daemons' Redis.
+        let e = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::WorkerSpRemote)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            e.message()
+                .starts_with("chain.yaml: workflow `chain` version 1 was not deployed: ")
+                && e.message()
+                    .contains("is planned `workersp-remote` (every edge through remote storage), but worker `w")
+                && e.message()
+                    .contains("has no remote tier: start its daemon with --redis URL"),
+            "{}",
+            e.message()
         );
         let d = deploy(&mut c.planner, CHAIN, "chain.yaml", pb::Mode::WorkerSp)
             .await

@@ -38,7 +38,7 @@ use faasflow_ebpf::Probe;
 pub use faasflow_ebpf::ProbeMode;
 use faasflow_planner::NodeId;
 use faasflow_planner::dag::{DataSource, Isolation, NodeKind, ValueKind, Workflow};
-use faasflow_planner::plan::{ClusterView, Plan};
+use faasflow_planner::plan::{ClusterView, Mode, Plan};
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
 
@@ -776,6 +776,9 @@ struct Installed {
     /// The pools of the tasks here that directly follow each task here (through control
     /// nodes), to pre-warm when it starts.
     successor_pools: HashMap<u32, Vec<usize>>,
+    /// Planned [`Mode::WorkerSpRemote`]: every output goes to the remote tier as it is
+    /// sealed, and its readers here read it there too.
+    remote_only: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -850,11 +853,13 @@ enum Place {
     Empty,
     /// Produced on another worker; its bytes are on their way.
     Pending,
-    /// In the remote tier: spilled there by this daemon (`owned`: deleted when freed), or
-    /// stored there by another worker for an edge the plan marks remote.
+    /// In the remote tier: spilled there by this daemon (`spilled`), stored there by it for
+    /// a workflow planned with every edge remote ([`Mode::WorkerSpRemote`]), or stored there
+    /// by another worker for an edge the plan marks remote. `owned`: deleted when freed.
     Remote {
         key: ObjectKey,
         owned: bool,
+        spilled: bool,
     },
 }
 
@@ -1569,6 +1574,16 @@ impl Runtime {
         if self.installed.contains_key(&key) {
             return Err(err(format!("version {version} is already installed")));
         }
+        let remote_only = plan.mode == Mode::WorkerSpRemote;
+        if remote_only && self.remote.is_none() {
+            return Err(err(format!(
+                "version {version} is planned `{}` (every edge through remote storage), but worker `{}` has \
+                 no remote tier: start its daemon with --redis URL (`faasflow up` gives every daemon the \
+                 cluster's Redis), or deploy in another mode",
+                plan.mode.as_str(),
+                self.config.name
+            )));
+        }
         self.engine
             .install(wf.clone(), version, placement.local.clone())
             .map_err(|e| DaemonError::Install(e.to_string()))?;
@@ -1629,6 +1644,7 @@ impl Runtime {
                 read_here,
                 staged_readers,
                 successor_pools,
+                remote_only,
             },
         );
         let mut warming = HashSet::new();
@@ -2217,13 +2233,13 @@ impl Runtime {
                     len,
                 })
             }
-            Place::Remote { key, owned } => {
+            Place::Remote { key, spilled, .. } => {
                 let t = Instant::now();
                 let (len, key, producer, tier) = (
                     obj.len,
                     key.clone(),
                     obj.producer.clone(),
-                    if *owned { "spill" } else { "remote" },
+                    if *spilled { "spill" } else { "remote" },
                 );
                 let bytes = self.remote_get(&key).map_err(|e| {
                     Unprepared::Fatal(format!(
@@ -2617,7 +2633,7 @@ impl Runtime {
             Place::Spilled(path) => {
                 let _ = std::fs::remove_file(path);
             }
-            Place::Remote { key, owned: true } => {
+            Place::Remote { key, owned: true, .. } => {
                 if let Some((store, rt)) = &self.remote {
                     let store = store.clone();
                     rt.spawn(async move {
@@ -2833,6 +2849,7 @@ impl Runtime {
         let wf_key = call.wf.clone();
         let producer = wf.as_ref().map(|w| w.graph[call.node].name.clone()).unwrap_or_default();
         let quota = self.installed.get(&wf_key).map_or(u64::MAX, |i| i.quota);
+        let remote_only = self.installed.get(&wf_key).is_some_and(|i| i.remote_only);
         // Free what is not kept: unused reservations and the tails of used ones.
         for (name, e) in &call.extents {
             if !used.iter().any(|(n, u, l)| n == name && u == e && *l > 0) {
@@ -2861,7 +2878,9 @@ impl Runtime {
             if let Some(inv) = self.invocations.get_mut(&call.invocation) {
                 inv.objects.insert(id);
             }
-            if self.resident.get(&wf_key).copied().unwrap_or(0) > quota {
+            if remote_only && len > 0 {
+                self.store_edge(id);
+            } else if self.resident.get(&wf_key).copied().unwrap_or(0) > quota {
                 self.spill(id);
             }
             objs.push((
@@ -2944,7 +2963,14 @@ impl Runtime {
             );
             let bytes = self.arena.read(e.offset, obj.len).unwrap_or_default();
             match self.remote_put(&key, &bytes) {
-                Ok(()) => return self.spilled(id, e, Place::Remote { key, owned: true }, t),
+                Ok(()) => {
+                    let place = Place::Remote {
+                        key,
+                        owned: true,
+                        spilled: true,
+                    };
+                    return self.spilled(id, e, place, t);
+                }
                 Err(err) => eprintln!(
                     "faasflow daemon: cannot spill to the remote tier ({err}); spilling to {}",
                     self.config.spill_dir.display()

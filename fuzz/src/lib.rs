@@ -43,7 +43,7 @@ pub fn check_workflow(wf: &Workflow, selector: u8) {
     let _ = wf.slots_needed();
     let _ = wf.task_count();
     let (cluster, allow_overcommit) = cluster_for(selector);
-    for mode in [Mode::WorkerSp, Mode::MasterSp] {
+    for mode in [Mode::WorkerSp, Mode::MasterSp, Mode::WorkerSpRemote] {
         let cfg = PlannerConfig {
             mode,
             allow_overcommit,

@@ -336,6 +336,7 @@ pub fn mode_to_proto(mode: Mode) -> i32 {
     match mode {
         Mode::WorkerSp => pb::Mode::WorkerSp as i32,
         Mode::MasterSp => pb::Mode::MasterSp as i32,
+        Mode::WorkerSpRemote => pb::Mode::WorkerSpRemote as i32,
     }
 }
 
@@ -664,6 +665,7 @@ pub fn mode_from_proto(value: i32, field: &str) -> Result<Mode, ConvertError> {
     match pb::Mode::try_from(value) {
         Ok(pb::Mode::WorkerSp) => Ok(Mode::WorkerSp),
         Ok(pb::Mode::MasterSp) => Ok(Mode::MasterSp),
+        Ok(pb::Mode::WorkerSpRemote) => Ok(Mode::WorkerSpRemote),
         Ok(pb::Mode::Unspecified) | Err(_) => Err(unknown_enum(field.to_owned(), "Mode", value)),
     }
 }

@@ -57,7 +57,7 @@ pub fn partition(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig) -> R
     let model = Model::new(wf, cfg);
     check_capacity(wf, &model, cluster, cfg)?;
     let layout = match cfg.mode {
-        Mode::WorkerSp => worker_sp(wf, &model, cluster, cfg)?,
+        Mode::WorkerSp | Mode::WorkerSpRemote => worker_sp(wf, &model, cluster, cfg)?,
         Mode::MasterSp => master_sp(&model, cluster),
     };
     Ok(assemble(wf, &model, cluster, cfg, layout))
@@ -484,7 +484,7 @@ fn assemble(wf: &Workflow, model: &Model, cluster: &ClusterView, cfg: &PlannerCo
     }
 
     let edge_tiers = match cfg.mode {
-        Mode::MasterSp => vec![Tier::Remote; model.edge_count()],
+        Mode::MasterSp | Mode::WorkerSpRemote => vec![Tier::Remote; model.edge_count()],
         Mode::WorkerSp => {
             let mut tiers: Vec<Tier> = (0..model.edge_count())
                 .map(|e| {
@@ -1109,6 +1109,32 @@ mod tests {
             critical a b c d (63.01 ms), merges 1
         "#]],
         );
+    }
+
+    #[test]
+    fn remote_only_places_as_workersp_and_sends_every_edge_remote() {
+        let wf = Wf::new()
+            .task("a", 10.0, 2)
+            .task("b", 10.0, 2)
+            .task("c", 10.0, 2)
+            .task("d", 10.0, 2)
+            .edge("a", "b", MB)
+            .edge("b", "c", 5 * MB)
+            .edge("c", "d", MB);
+        let cluster = ClusterView::uniform(2, 4);
+        let remote = PlannerConfig {
+            mode: Mode::WorkerSpRemote,
+            ..PlannerConfig::default()
+        };
+        let w = partition(&wf.0, &cluster, &PlannerConfig::default()).expect("a plan");
+        let r = partition(&wf.0, &cluster, &remote).expect("a plan");
+        assert_eq!(r.mode, Mode::WorkerSpRemote);
+        assert_eq!(r.node_group, w.node_group, "the same groups as WorkerSP");
+        let workers = |p: &Plan| p.groups.iter().map(|g| g.worker).collect::<Vec<_>>();
+        assert_eq!(workers(&r), workers(&w), "on the same workers as WorkerSP");
+        assert!(w.edge_tiers.contains(&Tier::InProcess), "{:?}", w.edge_tiers);
+        assert_eq!(r.edge_tiers, vec![Tier::Remote; 3]);
+        assert!(r.workers.iter().all(|l| l.memory_bytes == 0), "{:?}", r.workers);
     }
 
     #[test]

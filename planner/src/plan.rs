@@ -6,7 +6,7 @@ use crate::dag::{EdgeId, NodeId};
 
 /// Scheduling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Worker-side scheduling: the plan is partitioned by Algorithm 1, each daemon triggers its
     /// own functions, data stays local where the plan allows.
@@ -15,15 +15,27 @@ pub enum Mode {
     /// Master-side scheduling (FaaSFlow's baseline): round-robin placement, a central engine,
     /// every edge through remote storage.
     MasterSp,
+    /// Worker-side scheduling without FaaStore: placed and triggered as [`Mode::WorkerSp`], but
+    /// every edge goes through remote storage, even between functions on one worker (the
+    /// middle configuration of FaaSFlow's evaluation, which separates what worker-side
+    /// triggering gains from what in-memory data gains).
+    #[serde(rename = "workersp-remote")]
+    WorkerSpRemote,
 }
 
 impl Mode {
-    /// `workersp` or `mastersp`.
+    /// `workersp`, `mastersp` or `workersp-remote`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::WorkerSp => "workersp",
             Mode::MasterSp => "mastersp",
+            Mode::WorkerSpRemote => "workersp-remote",
         }
+    }
+
+    /// Whether daemons trigger the functions (no central engine).
+    pub fn worker_side(self) -> bool {
+        !matches!(self, Mode::MasterSp)
     }
 }
 

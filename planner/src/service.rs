@@ -637,6 +637,7 @@ impl pb::planner_server::Planner for PlannerService {
         let mode = match pb::Mode::try_from(req.mode) {
             Ok(pb::Mode::WorkerSp) | Ok(pb::Mode::Unspecified) => Mode::WorkerSp,
             Ok(pb::Mode::MasterSp) => Mode::MasterSp,
+            Ok(pb::Mode::WorkerSpRemote) => Mode::WorkerSpRemote,
             Err(_) => {
                 return Err(Status::invalid_argument(format!(
                     "Deploy: `mode` {} is unknown",

@@ -279,6 +279,9 @@ fn images(root: &Path) -> Result<Vec<String>> {
 /// scientific four are FaaSFlow's own files with its synthetic body (inputs read, declared
 /// bytes written, declared runtime slept); the four applications do real work of the same
 /// kind and size in the pack `apps` (`benchmarks/apps`), their inputs generated from a seed.
+/// The three deploy modes the bench compares.
+const ALL_MODES: [&str; 3] = [suite::WORKERSP, suite::REMOTE_ONLY, suite::MASTERSP];
+
 const BENCHMARKS: [(&str, &str, &str); 8] = [
     (
         "cycles",
@@ -559,7 +562,14 @@ fn demo(root: &Path, workers: usize, runtime_scale: f64, data_scale: f64, repeat
         data_scale,
         repeat,
     };
-    let runs = suite::cluster_runs(&bin, root, scales, Some(("soykb", out.join("trace-soykb.json"))), true)?;
+    let runs = suite::cluster_runs(
+        &bin,
+        root,
+        scales,
+        &[suite::WORKERSP, suite::MASTERSP],
+        Some(("soykb", out.join("trace-soykb.json"))),
+        true,
+    )?;
     print!("{}", runs.table());
     print!(
         "\nAll 8 at once (WorkerSP, each invoked {repeat} times concurrently with the others):\n\n{}",
@@ -666,10 +676,18 @@ fn bench_quick(root: &Path) -> Result<()> {
         data_scale: 1.0,
         repeat: 1,
     };
-    let runs = suite::cluster_runs(&bin, root, scales, Some(("soykb", out.join("trace-soykb.json"))), true)?;
+    let runs = suite::cluster_runs(
+        &bin,
+        root,
+        scales,
+        &ALL_MODES,
+        Some(("soykb", out.join("trace-soykb.json"))),
+        true,
+    )?;
     doc.push_str(&format!(
-        "## FaaSFlow's 8 workflows on {workers} workers, one invocation each\n\n{}\n",
-        runs.table().trim()
+        "## FaaSFlow's 8 workflows on {workers} workers, one invocation each\n\n{}\n\n### Data tiers: FaaStore, remote storage only, MasterSP\n\n{}\n",
+        runs.table().trim(),
+        runs.storage_table().trim()
     ));
     if let Some(why) = &runs.no_master {
         doc.push_str(&format!("\nMasterSP skipped: {why}.\n"));
@@ -795,7 +813,8 @@ fn bench(root: &Path) -> Result<()> {
         data_scale: 1.0,
         repeat,
     };
-    let with_data = suite::cluster_runs(&bin, root, scales, None, true)?;
+    let with_data = suite::cluster_runs(&bin, root, scales, &ALL_MODES, None, true)?;
+    // Without bytes, remote-only storage has nothing to move: two modes.
     let without = suite::cluster_runs(
         &bin,
         root,
@@ -803,10 +822,18 @@ fn bench(root: &Path) -> Result<()> {
             data_scale: 0.0,
             ..scales
         },
+        &[suite::WORKERSP, suite::MASTERSP],
         None,
         false,
     )?;
-    let one = suite::cluster_runs(&bin, root, suite::Scales { workers: 1, ..scales }, None, false)?;
+    let one = suite::cluster_runs(
+        &bin,
+        root,
+        suite::Scales { workers: 1, ..scales },
+        &ALL_MODES,
+        None,
+        false,
+    )?;
     let (table, no_data) = (with_data.table(), without.table());
     let figures = read_figures();
     std::fs::write(
@@ -822,12 +849,19 @@ fn bench(root: &Path) -> Result<()> {
     )
     .context("cannot write benchmarks/results.json")?;
     plots::all(&root.join("benchmarks/plots"), &with_data, &figures, scale)?;
-    let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP";
+    let heading = "## FaaSFlow's 8 workflows on 3 workers: WorkerSP, WorkerSP-remote, MasterSP";
+    // The section's earlier heading, from before WorkerSP-remote was measured.
+    doc = doc.replace(
+        "## FaaSFlow's 8 workflows on 3 workers: WorkerSP vs MasterSP\n",
+        &format!("{heading}\n"),
+    );
     let section = format!(
-        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP: the partitioned plan, daemons trigger each other and push objects over QUIC, the planner handles one message each way per invocation. MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n\nOn 1 worker (`faasflow up --workers 1`, data scale 1; MasterSP still sends every object through Redis):\n\n{}\n\nAll 8 at once on {workers} workers (WorkerSP, data scale 1; each workflow invoked {repeat} times on a thread of its own, all threads started together), next to each alone from the first table; plot: `plots/colocation.svg`:\n\n{}\n",
+        "{heading}\n\n`cargo xtask bench` (as `cargo xtask demo` does: `faasflow up --workers {workers} --runtime-scale {scale}`, then for each workflow `faasflow deploy FILE --mode workersp`, {repeat} × `faasflow invoke NAME --report json`, the same with `--mode workersp-remote` and `--mode mastersp`) on {machine}. A planner and {workers} daemons as separate processes on loopback, QUIC with mutual TLS between daemons, a private redis-server. WorkerSP (with FaaStore): the partitioned plan, daemons trigger each other, objects stay in the worker's shared memory or are pushed over QUIC, the planner handles one message each way per invocation. WorkerSP-remote: the same plan and triggering, but every output is stored in Redis as it is sealed and every reader, on the same worker or another, reads it there (FaaSFlow's configuration without FaaStore). MasterSP: round-robin placement, the planner's central engine triggers every function (one Execute each way per function) and every object goes through Redis. The scientific four with synthetic bodies (runtime scale {scale}, data scale 1), the four applications doing their real work (pack `apps`); FaaSFlow's staged input files are filled with bytes of their declared sizes and go from the entry daemon to the workers whose tasks read them as objects on streams of their own (the invocation's `Start` names them). Medians of {repeat} invocations. Scheduling overhead follows FaaSFlow's definition (end-to-end minus the critical path's execution time), where FaaSFlow's functions fetch their inputs and store their outputs inside their own time: faasflow moves data outside the functions, so the critical path's data waits (its functions waiting for inputs from other workers or from Redis, storing outputs to Redis, the entry waiting for the result's bytes) are subtracted too and shown in their own column; what remains is deciding, triggering and dispatching, and CPU contention on this 2-core machine. FaaSFlow's column: its paper's numbers (1 s functions, its cluster), for scale only.\n\nData scale 1 (every declared byte is written, moved and read), WorkerSP against MasterSP:\n\n{}\n\nThe data tiers at data scale 1: WorkerSP-remote / WorkerSP is what keeping data in memory (FaaStore) gains with the same placement and triggering; MasterSP / WorkerSP-remote is what worker-side triggering and placement gain with every object in Redis either way. The last column is the median of the bytes read from Redis per invocation (in WorkerSP, only objects the quota sends there):\n\n{}\n\nData scale 0 (the same workflows, no bytes: triggering and dispatching alone, without the CPU that moving and writing data takes from the daemons on 2 cores):\n\n{}\n\nOn 1 worker (`faasflow up --workers 1`, data scale 1; MasterSP and WorkerSP-remote still send every object through Redis):\n\n{}\n\nThe data tiers on 1 worker (every edge is between functions of one worker: WorkerSP keeps all of them in memory):\n\n{}\n\nAll 8 at once on {workers} workers (WorkerSP, data scale 1; each workflow invoked {repeat} times on a thread of its own, all threads started together), next to each alone from the first table; plot: `plots/colocation.svg`:\n\n{}\n",
         table.trim(),
+        with_data.storage_table().trim(),
         no_data.trim(),
         one.table().trim(),
+        one.storage_table().trim(),
         with_data.colocation_table().trim()
     );
     doc = replace_section(&doc, heading, &section);

@@ -108,14 +108,18 @@ pub(crate) fn breakdown(path: &Path, runs: &ClusterRuns, caption: &str) -> Resul
             let (exec, data, sched) = parts(r);
             let x0 = i as f64 + 0.2;
             let x1 = i as f64 + 0.8;
-            let mode = if r.mode == "workersp" { "WorkerSP" } else { "MasterSP" };
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("{mode} {:.0} ms", exec + data + sched),
-                    (x0, (exec + data + sched) + top * 0.08),
-                    ("sans-serif", 11).into_font(),
-                )))
-                .map_err(err)?;
+            let mode = crate::suite::mode_label(r.mode);
+            // Two lines (mode, then total) so that three bars' labels fit side by side.
+            let total = exec + data + sched;
+            for (text, dy) in [(mode.to_owned(), 0.13), (format!("{total:.0} ms"), 0.06)] {
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        text,
+                        (x0 - 0.15, total + top * dy),
+                        ("sans-serif", 10).into_font(),
+                    )))
+                    .map_err(err)?;
+            }
             let mut y = 0.0;
             for (h, color) in [(exec, EXEC), (data, DATA), (sched, SCHED)] {
                 chart
@@ -367,7 +371,7 @@ pub(crate) fn colocation(path: &Path, runs: &ClusterRuns) -> Result<()> {
         .colocated
         .iter()
         .filter_map(|r| {
-            let alone = runs.run(r.workflow, "workersp")?.ms("e2e_us", 0.5);
+            let alone = runs.run(r.workflow, crate::suite::WORKERSP)?.ms("e2e_us", 0.5);
             Some((r.workflow, alone, r.ms("e2e_us", 0.5)))
         })
         .filter(|p| p.1 > 0.0 && p.2 > 0.0)
@@ -464,6 +468,11 @@ mod tests {
                     mode: "mastersp",
                     reports: vec![report(900_000.0, 130_000.0, 550_000.0)],
                 },
+                Run {
+                    workflow: "soykb",
+                    mode: "workersp-remote",
+                    reports: vec![report(400_000.0, 125_000.0, 250_000.0)],
+                },
             ],
             no_master: None,
             trace: None,
@@ -477,8 +486,17 @@ mod tests {
         breakdown(&path, &runs, "test").unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(
-            svg.contains("WorkerSP 150 ms") && svg.contains("MasterSP 900 ms"),
+            ["WorkerSP", "150 ms", "MasterSP", "900 ms", "WorkerSP-remote", "400 ms"]
+                .iter()
+                .all(|l| svg.contains(&format!("\n{l}\n"))),
             "{svg}"
+        );
+        // The storage table: the data waits of each mode and the ratios that separate them.
+        let t = runs.storage_table();
+        let row = t.lines().find(|l| l.starts_with("| soykb |")).expect("a soykb row");
+        assert_eq!(
+            row,
+            "| soykb | 150.0 / 150.0 | 10.0 | 400.0 / 400.0 | 250.0 | 900.0 / 900.0 | 550.0 | 2.67× | 2.25× | 0.0 / 0.0 |"
         );
         let _ = std::fs::remove_file(&path);
     }

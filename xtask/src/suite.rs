@@ -1,5 +1,6 @@
-//! FaaSFlow's 8 workflows on a local cluster (`faasflow up`), WorkerSP then MasterSP, with a
-//! progress bar: the runs, their table, their figures as JSON, and a trace of one invocation.
+//! FaaSFlow's 8 workflows on a local cluster (`faasflow up`), in WorkerSP, MasterSP and (for
+//! the bench) WorkerSP with remote storage only, with a progress bar: the runs, their tables,
+//! their figures as JSON, and a trace of one invocation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,6 +59,22 @@ impl Progress {
                 self.start.elapsed().as_secs_f64()
             );
         }
+    }
+}
+
+/// The deploy modes, as `faasflow deploy --mode` names them: WorkerSP with FaaStore (data in
+/// memory where the plan allows), MasterSP, and WorkerSP with every edge through Redis.
+pub(crate) const WORKERSP: &str = "workersp";
+pub(crate) const MASTERSP: &str = "mastersp";
+pub(crate) const REMOTE_ONLY: &str = "workersp-remote";
+
+/// A mode's name in tables and plots.
+pub(crate) fn mode_label(mode: &str) -> &'static str {
+    match mode {
+        WORKERSP => "WorkerSP",
+        MASTERSP => "MasterSP",
+        REMOTE_ONLY => "WorkerSP-remote",
+        _ => "?",
     }
 }
 
@@ -122,7 +139,8 @@ pub(crate) struct Scales {
 pub(crate) struct ClusterRuns {
     pub(crate) workers: usize,
     pub(crate) runs: Vec<Run>,
-    /// Why MasterSP was not run, when it was not.
+    /// Why the modes that need Redis (MasterSP, WorkerSP-remote) were not run, when they
+    /// were not.
     pub(crate) no_master: Option<String>,
     /// The trace written, if one was asked for.
     pub(crate) trace: Option<PathBuf>,
@@ -130,13 +148,15 @@ pub(crate) struct ClusterRuns {
     pub(crate) colocated: Vec<Run>,
 }
 
-/// Runs FaaSFlow's 8 workflows on a local cluster of `workers`, WorkerSP then MasterSP (each
-/// deploy is a new version), `repeat` invocations each; with `trace`, also writes the Chrome
-/// trace of the last WorkerSP invocation of that workflow to that file.
+/// Runs FaaSFlow's 8 workflows on a local cluster of `workers`, in each of `modes` in turn
+/// (each deploy is a new version; those needing Redis are skipped without it), `repeat`
+/// invocations each; with `trace`, also writes the Chrome trace of the last WorkerSP
+/// invocation of that workflow to that file.
 pub(crate) fn cluster_runs(
     bin: &Path,
     root: &Path,
     scales: Scales,
+    modes: &[&'static str],
     trace: Option<(&str, PathBuf)>,
     colocate: bool,
 ) -> Result<ClusterRuns> {
@@ -151,19 +171,20 @@ pub(crate) fn cluster_runs(
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("cluster.json")).context("cannot read the cluster's cluster.json")?,
     )?;
-    let no_master = record["redis"]
-        .is_null()
-        .then(|| "no redis-server on PATH: MasterSP needs Redis (Debian: apt-get install redis-server)".to_owned());
-    let modes: &[&'static str] = if no_master.is_some() {
-        &["workersp"]
-    } else {
-        &["workersp", "mastersp"]
-    };
+    let no_master = record["redis"].is_null().then(|| {
+        "no redis-server on PATH: MasterSP and WorkerSP-remote need Redis (Debian: apt-get install redis-server)"
+            .to_owned()
+    });
+    let modes: Vec<&'static str> = modes
+        .iter()
+        .copied()
+        .filter(|m| no_master.is_none() || *m == WORKERSP)
+        .collect();
     let mut progress = Progress::new(BENCHMARKS.len() * modes.len() + usize::from(colocate));
     let mut runs = Vec::new();
     let mut traced = None;
     for (name, rel, input) in BENCHMARKS {
-        for &mode in modes {
+        for &mode in &modes {
             progress.step(&format!("{name} · {mode} on {workers} workers"));
             let wf = cluster.deploy(&root.join(rel), mode)?;
             let mut reports = Vec::new();
@@ -175,7 +196,7 @@ pub(crate) fn cluster_runs(
             }
             if let Some((want, file)) = &trace
                 && *want == name
-                && mode == "workersp"
+                && mode == WORKERSP
                 && let Some(id) = reports.last().and_then(|r| r["invocation"].as_u64())
             {
                 let out = Command::new(bin)
@@ -204,7 +225,7 @@ pub(crate) fn cluster_runs(
         progress.step(&format!("all 8 workflows at once on {workers} workers"));
         let mut names = Vec::new();
         for (name, rel, input) in BENCHMARKS {
-            names.push((name, cluster.deploy(&root.join(rel), "workersp")?, input));
+            names.push((name, cluster.deploy(&root.join(rel), WORKERSP)?, input));
         }
         let results: Vec<(&'static str, Result<Vec<serde_json::Value>>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = names
@@ -236,7 +257,7 @@ pub(crate) fn cluster_runs(
             }
             colocated.push(Run {
                 workflow: name,
-                mode: "workersp",
+                mode: WORKERSP,
                 reports,
             });
         }
@@ -264,14 +285,14 @@ impl ClusterRuns {
             "| workflow | WorkerSP e2e ms p50 / p99 | WorkerSP data waits ms | WorkerSP scheduling ms | MasterSP e2e ms p50 / p99 | MasterSP data waits ms | MasterSP scheduling ms | MasterSP / WorkerSP scheduling | FaaSFlow scheduling ms (MasterSP / WorkerSP) | targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for (i, (name, _, _)) in BENCHMARKS.iter().enumerate() {
-            let Some(w) = self.run(name, "workersp") else { continue };
+            let Some(w) = self.run(name, WORKERSP) else { continue };
             let ws = w.ms("scheduling_overhead_us", 0.5);
             let mut targets = vec![if ws <= 5.0 {
                 "WorkerSP ≤ 5 ms: met"
             } else {
                 "WorkerSP ≤ 5 ms: missed"
             }];
-            let master = match self.run(name, "mastersp") {
+            let master = match self.run(name, MASTERSP) {
                 Some(m) => {
                     let ms = m.ms("scheduling_overhead_us", 0.5);
                     let ratio = ms / ws.max(1e-3);
@@ -305,6 +326,65 @@ impl ClusterRuns {
         t
     }
 
+    /// Where the data tiers' time goes: per workflow, end to end and the critical path's data
+    /// waits in WorkerSP (FaaStore: memory where the plan allows), WorkerSP-remote (the same
+    /// placement and triggering, every edge through Redis) and MasterSP, and the two ratios
+    /// that separate what in-memory data gains (remote-only / FaaStore) from what worker-side
+    /// triggering gains (MasterSP / remote-only). Empty when WorkerSP-remote was not run.
+    pub(crate) fn storage_table(&self) -> String {
+        if !self.runs.iter().any(|r| r.mode == REMOTE_ONLY) {
+            return String::new();
+        }
+        let mut t = String::from(
+            "| workflow | WorkerSP e2e ms p50 / p99 | data waits ms | WorkerSP-remote e2e ms p50 / p99 | data waits ms | MasterSP e2e ms p50 / p99 | data waits ms | e2e WorkerSP-remote / WorkerSP | e2e MasterSP / WorkerSP-remote | MB through Redis (WorkerSP / WorkerSP-remote) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let cells = |r: Option<&Run>| match r {
+            Some(r) => format!(
+                "{:.1} / {:.1} | {:.1}",
+                r.ms("e2e_us", 0.5),
+                r.ms("e2e_us", 0.99),
+                r.ms("critical_data_us", 0.5)
+            ),
+            None => "– | –".to_owned(),
+        };
+        let e2e = |r: Option<&Run>| r.map(|r| r.ms("e2e_us", 0.5));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}×", a / b.max(1e-3)),
+            _ => "–".to_owned(),
+        };
+        let redis_mb = |r: Option<&Run>| {
+            r.map_or("–".to_owned(), |r| {
+                let b = r.bytes_by_tier();
+                format!(
+                    "{:.1}",
+                    (b.get("remote").unwrap_or(&0.0) + b.get("spill").unwrap_or(&0.0)) / 1e6
+                )
+            })
+        };
+        for (name, _, _) in BENCHMARKS {
+            let (w, r, m) = (
+                self.run(name, WORKERSP),
+                self.run(name, REMOTE_ONLY),
+                self.run(name, MASTERSP),
+            );
+            if r.is_none() {
+                continue;
+            }
+            let _ = writeln!(
+                t,
+                "| {name} | {} | {} | {} | {} | {} | {} / {} |",
+                cells(w),
+                cells(r),
+                cells(m),
+                ratio(e2e(r), e2e(w)),
+                ratio(e2e(m), e2e(r)),
+                redis_mb(w),
+                redis_mb(r)
+            );
+        }
+        t
+    }
+
     /// Each workflow run with all the others at once against alone (WorkerSP).
     pub(crate) fn colocation_table(&self) -> String {
         let mut t = String::from(
@@ -312,7 +392,7 @@ impl ClusterRuns {
         );
         for r in &self.colocated {
             let together = r.ms("e2e_us", 0.5);
-            let alone = self.run(r.workflow, "workersp").map(|a| a.ms("e2e_us", 0.5));
+            let alone = self.run(r.workflow, WORKERSP).map(|a| a.ms("e2e_us", 0.5));
             let _ = writeln!(
                 t,
                 "| {} | {} | {together:.1} / {:.1} | {} |",
@@ -343,7 +423,7 @@ impl ClusterRuns {
                     "critical_data_ms": {"p50": r.ms("critical_data_us", 0.5)},
                     "data_overhead_ms": {"p50": r.ms("data_overhead_us", 0.5)},
                     "bytes_by_tier": r.bytes_by_tier(),
-                    "faasflow_scheduling_ms": if r.mode == "mastersp" { FAASFLOW_MASTER_SCHED_MS[i] } else { FAASFLOW_SCHED_MS[i] },
+                    "faasflow_scheduling_ms": if r.mode == MASTERSP { FAASFLOW_MASTER_SCHED_MS[i] } else { FAASFLOW_SCHED_MS[i] },
                 })
             })
             .collect();
@@ -354,7 +434,7 @@ impl ClusterRuns {
                 serde_json::json!({
                     "workflow": r.workflow,
                     "e2e_ms": {"p50": r.ms("e2e_us", 0.5), "p99": r.ms("e2e_us", 0.99)},
-                    "alone_e2e_ms": self.run(r.workflow, "workersp").map(|a| a.ms("e2e_us", 0.5)),
+                    "alone_e2e_ms": self.run(r.workflow, WORKERSP).map(|a| a.ms("e2e_us", 0.5)),
                 })
             })
             .collect();

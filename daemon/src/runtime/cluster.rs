@@ -619,11 +619,51 @@ impl Runtime {
         Some((others, msg))
     }
 
+    /// Moves a new output of a workflow planned with every edge remote
+    /// ([`Mode::WorkerSpRemote`](faasflow_planner::Mode::WorkerSpRemote)) out of the arena
+    /// into the remote tier, under the key the readers on other workers read; the readers
+    /// here read it there too. When the tier refuses it, it stays in the arena (said once).
+    pub(super) fn store_edge(&mut self, id: u64) {
+        let Some(obj) = self.objects.get(&id) else { return };
+        let Place::Arena(e) = obj.place else { return };
+        let t = Instant::now();
+        let key = edge_key(&obj.wf, obj.invocation, &self.config.name, id);
+        let stored = match self.arena.read(e.offset, obj.len) {
+            Some(bytes) => self.remote_put(&key, &bytes),
+            None => Err("the object lies outside the arena".into()),
+        };
+        if let Err(err) = stored {
+            if !self.said_no_remote {
+                self.said_no_remote = true;
+                eprintln!("faasflow daemon: outputs planned remote stay in memory instead: {err}");
+            }
+            return;
+        }
+        let Some(obj) = self.objects.get_mut(&id) else { return };
+        obj.place = Place::Remote {
+            key,
+            owned: true,
+            spilled: false,
+        };
+        let (inv_id, wf) = (obj.invocation, obj.wf.clone());
+        self.arena.free(e);
+        if let Some(r) = self.resident.get_mut(&wf) {
+            *r = r.saturating_sub(e.len);
+        }
+        if let Some(inv) = self.invocations.get_mut(&inv_id) {
+            inv.data_us += t.elapsed().as_secs_f64() * 1e6;
+        }
+    }
+
     /// Stores a copy of a local object in the remote tier for the workers that read it over
     /// an edge the plan marks remote; the copy is deleted when the object is freed.
     fn remote_copy(&mut self, call: &Call, id: u64) -> Result<(), String> {
         let key = edge_key(&call.wf, call.invocation, &self.config.name, id);
         let obj = self.objects.get(&id).ok_or("the object is gone")?;
+        if matches!(&obj.place, Place::Remote { key: k, owned: true, spilled: false } if *k == key) {
+            // Stored there as it was sealed ([`Runtime::store_edge`]).
+            return Ok(());
+        }
         let t = Instant::now();
         let bytes = match &obj.place {
             Place::Arena(e) => self
@@ -985,6 +1025,7 @@ impl Runtime {
                     Place::Remote {
                         key: edge_key(&wf_key, id, &from, o.object),
                         owned: false,
+                        spilled: false,
                     }
                 } else {
                     Place::Pending

@@ -375,7 +375,9 @@ impl Runtime {
                 format!("{}{element}.{name}#{}", call.step, record.attempt),
             );
             if let Some(obj) = self.objects.get_mut(&o.id)
-                && let Place::Remote { key: spilled, owned } = &mut obj.place
+                && let Place::Remote {
+                    key: spilled, owned, ..
+                } = &mut obj.place
             {
                 // Spilled there already: the caller gets that key (and deletes it with the
                 // invocation).

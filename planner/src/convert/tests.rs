@@ -512,13 +512,15 @@ fn decoded_plan_can_be_indexed_without_checks() {
 
 #[test]
 fn mode_converts_both_ways() {
-    for mode in [Mode::WorkerSp, Mode::MasterSp] {
+    for mode in [Mode::WorkerSp, Mode::MasterSp, Mode::WorkerSpRemote] {
         assert_eq!(mode_from_proto(mode_to_proto(mode), "mode"), Ok(mode));
     }
-    assert!(matches!(
-        mode_from_proto(0, "mode"),
-        Err(ConvertError::UnknownEnum { .. })
-    ));
+    for unknown in [0, 4] {
+        assert!(matches!(
+            mode_from_proto(unknown, "mode"),
+            Err(ConvertError::UnknownEnum { .. })
+        ));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
