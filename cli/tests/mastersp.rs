@@ -213,6 +213,16 @@ async fn same_in_every_mode(
         fn_edges.iter().all(|e| e.tier == "remote"),
         "{file}: WorkerSP-remote moved data between functions outside Redis: {fn_edges:?}"
     );
+    // Storing an output in Redis is its producer's data wait (its readers wait for it).
+    for e in &fn_edges {
+        assert!(
+            rr.functions.iter().any(|f| f.name == e.from && f.data_us > 0.0),
+            "{file}: `{}` stored {} bytes in Redis without a data wait: {:?}",
+            e.from,
+            e.bytes,
+            rr.functions
+        );
+    }
     let on = |name: &str| rr.functions.iter().find(|f| f.name == name).map(|f| f.worker.clone());
     let same_worker = fn_edges.iter().filter(|e| on(&e.from) == on(&e.to)).count();
     // Empty objects are not fetched (there are no bytes to move); every other one comes

@@ -2165,11 +2165,12 @@ impl Runtime {
         // Counted once the call is ready (a call that waits for room is prepared again).
         let reloads: f64 = call.reload_us.values().map(|(_, t)| t).sum();
         if let Some(inv) = self.invocations.get_mut(&call.invocation) {
-            if copied {
-                // The whole preparation: the copies and the reloads.
-                inv.data_us += us(t.elapsed());
-            } else {
-                inv.data_us += reloads;
+            // With copies, the whole preparation: the copies and the reloads.
+            let waited = if copied { us(t.elapsed()) } else { reloads };
+            inv.data_us += waited;
+            // The call waited for it before it could run: its data wait.
+            if let Some(rec) = inv.functions.get_mut(call.record) {
+                rec.data_us += waited;
             }
         }
         Ok(())
@@ -2862,6 +2863,7 @@ impl Runtime {
         self.read_staged(&call);
         self.unpin(&call.reads);
         let mut objs = Vec::with_capacity(used.len());
+        let mut stored_us = 0.0;
         for (name, e, len) in used {
             let id = self.next_object;
             self.next_object += 1;
@@ -2879,7 +2881,7 @@ impl Runtime {
                 inv.objects.insert(id);
             }
             if remote_only && len > 0 {
-                self.store_edge(id);
+                stored_us += self.store_edge(id);
             } else if self.resident.get(&wf_key).copied().unwrap_or(0) > quota {
                 self.spill(id);
             }
@@ -2896,6 +2898,8 @@ impl Runtime {
             inv.running.remove(&(call.node.index() as u32, call.element));
             if let Some(rec) = inv.functions.get_mut(call.record) {
                 rec.output_bytes = objs.iter().map(|(name, o)| (name.clone(), o.len)).collect();
+                // Its successors wait for these stores as for its own work.
+                rec.data_us += stored_us;
             }
         }
         if let Some(reply) = call.master.take() {

@@ -486,10 +486,16 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
     }
     let _ = writeln!(
         s,
-        "data per invocation: {} kept on one worker, {} crossing workers, {} spilled to remote storage",
+        "data per invocation: {} kept on one worker, {} crossing workers, {} {} remote storage",
         fmt_bytes(local),
         fmt_bytes(crossing),
-        fmt_bytes(spilled)
+        fmt_bytes(spilled),
+        // Only WorkerSP chooses remote storage for what does not fit its quota.
+        if plan.mode == crate::plan::Mode::WorkerSp {
+            "spilled to"
+        } else {
+            "through"
+        }
     );
     let mut cut: Vec<_> = wf
         .graph

@@ -623,9 +623,10 @@ impl Runtime {
     /// ([`Mode::WorkerSpRemote`](faasflow_planner::Mode::WorkerSpRemote)) out of the arena
     /// into the remote tier, under the key the readers on other workers read; the readers
     /// here read it there too. When the tier refuses it, it stays in the arena (said once).
-    pub(super) fn store_edge(&mut self, id: u64) {
-        let Some(obj) = self.objects.get(&id) else { return };
-        let Place::Arena(e) = obj.place else { return };
+    /// Returns how long the store took, µs (also added to the invocation's data time).
+    pub(super) fn store_edge(&mut self, id: u64) -> f64 {
+        let Some(obj) = self.objects.get(&id) else { return 0.0 };
+        let Place::Arena(e) = obj.place else { return 0.0 };
         let t = Instant::now();
         let key = edge_key(&obj.wf, obj.invocation, &self.config.name, id);
         let stored = match self.arena.read(e.offset, obj.len) {
@@ -637,9 +638,11 @@ impl Runtime {
                 self.said_no_remote = true;
                 eprintln!("faasflow daemon: outputs planned remote stay in memory instead: {err}");
             }
-            return;
+            return 0.0;
         }
-        let Some(obj) = self.objects.get_mut(&id) else { return };
+        let Some(obj) = self.objects.get_mut(&id) else {
+            return 0.0;
+        };
         obj.place = Place::Remote {
             key,
             owned: true,
@@ -650,9 +653,11 @@ impl Runtime {
         if let Some(r) = self.resident.get_mut(&wf) {
             *r = r.saturating_sub(e.len);
         }
+        let took = us(t.elapsed());
         if let Some(inv) = self.invocations.get_mut(&inv_id) {
-            inv.data_us += t.elapsed().as_secs_f64() * 1e6;
+            inv.data_us += took;
         }
+        took
     }
 
     /// Stores a copy of a local object in the remote tier for the workers that read it over
@@ -679,7 +684,12 @@ impl Runtime {
             o.remote_copy = Some(key);
         }
         if let Some(inv) = self.invocations.get_mut(&call.invocation) {
-            inv.data_us += t.elapsed().as_secs_f64() * 1e6;
+            let took = us(t.elapsed());
+            inv.data_us += took;
+            // The readers on other workers wait for it as for the producer's own work.
+            if let Some(rec) = inv.functions.get_mut(call.record) {
+                rec.data_us += took;
+            }
         }
         Ok(())
     }

@@ -565,7 +565,7 @@ fn missing_messages_and_oneofs() {
 fn unknown_and_unspecified_enum_values() {
     let cases: Vec<(&str, i32, Edit)> = vec![
         ("mode", 0, edit(|p| p.mode = 0)),
-        ("mode", 3, edit(|p| p.mode = 3)),
+        ("mode", 4, edit(|p| p.mode = 4)),
         ("graph.format", -1, edit(|p| graph(p).format = -1)),
         ("edge_tiers[2]", 9, edit(|p| p.edge_tiers[2] = 9)),
         (
