@@ -316,6 +316,16 @@ fn main() {
         "| size | hand-off | hand-off rate | stream | raw TCP | TCP rate | hand-off rate / TCP rate | memcpy | target ≥ 50% of TCP |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    faasflow_benchmarks::record_figure(
+        "handoff_across_workers",
+        serde_json::json!(
+            rows.iter()
+                .map(|(size, total, stream, tcp, m)| serde_json::json!({
+                    "bytes": size, "handoff_us": total, "stream_us": stream, "tcp_us": tcp, "memcpy_us": m
+                }))
+                .collect::<Vec<_>>()
+        ),
+    );
     for (size, total, stream, tcp, m) in rows {
         // The whole hand-off (trigger included) against the bare transfer: the conservative
         // ratio. The stream time alone starts at the first byte the receiver reads, after the

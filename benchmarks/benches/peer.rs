@@ -353,6 +353,13 @@ fn latency(pair: &Pair) {
     println!();
     println!("| path | p50 one-way | p99 one-way |");
     println!("|---|---:|---:|");
+    faasflow_benchmarks::record_figure(
+        "peer_message_one_way_us",
+        serde_json::json!({
+            "quic": {"p50": median(&mut quic), "p99": pct(&mut quic, 99.0)},
+            "tcp": {"p50": median(&mut tcp), "p99": pct(&mut tcp, 99.0)},
+        }),
+    );
     println!(
         "| QUIC control stream (`PeerConnection::send` / `recv`) | {} | {} |",
         fmt_us(median(&mut quic)),

@@ -95,6 +95,13 @@ fn main() {
             if m < 1000.0 { "met" } else { "missed" }
         );
     };
+    faasflow_benchmarks::record_figure(
+        "probe_cost_per_fault_ns",
+        serde_json::json!({
+            "not_registered": median(&mut idle_ns),
+            "registered": median(&mut measured_ns),
+        }),
+    );
     row("loaded, this process not registered", &mut idle, &mut idle_ns);
     row("loaded, this process registered", &mut measured, &mut measured_ns);
 }

@@ -109,6 +109,7 @@ fn main() {
         "| tasks | edges | groups | merges | partition median | partition min | peak heap | topo sort median | partition / topo |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut figure = Vec::new();
     for tasks in [50usize, 200, 1_000, 5_000] {
         let wf = random_workflow(
             0x5eed_0000 + tasks as u64,
@@ -141,5 +142,11 @@ fn main() {
             fmt_duration(topo_median),
             median.as_secs_f64() / topo_median.as_secs_f64(),
         );
+        figure.push(serde_json::json!({
+            "tasks": tasks,
+            "median_ms": median.as_secs_f64() * 1e3,
+            "peak_heap_bytes": peak,
+        }));
     }
+    faasflow_benchmarks::record_figure("planner", serde_json::json!(figure));
 }

@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 
 mod plots;
 mod suite;
+mod targets;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -704,6 +705,17 @@ fn bench_quick(root: &Path) -> Result<()> {
     )?;
     plots::all(&out, &runs, &figures, 0.01)?;
     doc.push_str(&format!("\n## All 8 at once\n\n{}", runs.colocation_table()));
+    let no_runs = suite::ClusterRuns {
+        workers,
+        runs: Vec::new(),
+        no_master: None,
+        trace: None,
+        colocated: Vec::new(),
+    };
+    doc.push_str(&format!(
+        "\n## Targets\n\nThe earlier issues' targets against this quick run (the full run measures every one):\n\n{}",
+        targets::section(&figures, &runs, &no_runs)
+    ));
     std::fs::write(out.join("RESULTS.md"), doc)?;
     eprintln!(
         "quick bench done in {:.0} s: {} (tables), results.json, breakdown.svg, handoff.svg, throughput.svg, edges.svg, trace-soykb.json",
@@ -863,6 +875,19 @@ fn bench(root: &Path) -> Result<()> {
         one.table().trim(),
         one.storage_table().trim(),
         with_data.colocation_table().trim()
+    );
+    doc = replace_section(&doc, heading, &section);
+    // The targets first: each earlier issue's, against this run.
+    let heading = "## Targets";
+    if !doc.contains(&format!("{heading}\n")) {
+        doc = match doc.find("\n## ") {
+            Some(i) => format!("{}\n{heading}\n{}", &doc[..=i], &doc[i..]),
+            None => format!("{}\n\n{heading}\n", doc.trim_end()),
+        };
+    }
+    let section = format!(
+        "{heading}\n\nEvery target the earlier issues set, against this run of `cargo xtask bench` on {machine}; the sections below have the tables, their references and how each was measured.\n\n{}\n",
+        targets::section(&figures, &with_data, &without).trim()
     );
     doc = replace_section(&doc, heading, &section);
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;

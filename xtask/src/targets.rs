@@ -1,0 +1,464 @@
+//! The targets of the earlier issues, each against what this run measured: met, or missed
+//! with its cause, in numbers the same run measured (RESULTS.md's `## Targets`).
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::BENCHMARKS;
+use crate::suite::{ClusterRuns, MASTERSP, WORKERSP};
+
+/// One target: what it asks, what was measured, and why it was missed (when it was).
+struct Row {
+    target: &'static str,
+    section: &'static str,
+    measured: String,
+    met: Option<bool>,
+    cause: Option<String>,
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// The element of a list figure whose `key` is `value`.
+fn row_where<'a>(list: &'a Value, key: &str, value: f64) -> Option<&'a Value> {
+    list.as_array()?
+        .iter()
+        .find(|r| r[key].as_f64().is_some_and(|v| v == value))
+}
+
+fn mb(bytes: f64) -> String {
+    format!("{:.0} MB", bytes / 1e6)
+}
+
+/// The section: a table of every target, then the causes of the misses.
+pub(crate) fn section(figures: &Value, data: &ClusterRuns, no_data: &ClusterRuns) -> String {
+    let mut rows = Vec::new();
+    let unmeasured = |target, section| Row {
+        target,
+        section,
+        measured: "not measured in this run".into(),
+        met: None,
+        cause: None,
+    };
+
+    // Issue 2: the planner.
+    for (tasks, limit_ms, target) in [
+        (200.0, 10.0, "planning 200 functions < 10 ms"),
+        (5000.0, 1000.0, "planning 5,000 functions < 1 s"),
+    ] {
+        let section = "Planner";
+        rows.push(
+            match row_where(&figures["planner"], "tasks", tasks).and_then(|r| num(&r["median_ms"])) {
+                Some(ms) => Row {
+                    target,
+                    section,
+                    measured: format!("{ms:.2} ms"),
+                    met: Some(ms < limit_ms),
+                    cause: (ms >= limit_ms).then(|| {
+                        "the partitioner computes the critical path again after every merge, so its time grows as \
+                         merges × graph size; the section's topological sort of the same graph, timed in the same \
+                         run, shows how fast the machine was"
+                            .to_owned()
+                    }),
+                },
+                None => unmeasured(target, section),
+            },
+        );
+    }
+
+    // Issue 3: one worker.
+    let edge = &figures["per_edge_one_worker"];
+    let mpsc = num(&edge["mpsc_us"]["p50"]);
+    for (key, limit, target) in [
+        ("in_process_us", 5.0, "per edge in-process ≤ 5 µs (p50)"),
+        ("across_processes_us", 50.0, "per edge across processes ≤ 50 µs (p50)"),
+    ] {
+        let section = "Data plane on one worker";
+        rows.push(match num(&edge[key]["p50"]) {
+            Some(us) => Row {
+                target,
+                section,
+                measured: format!("{us:.1} µs (p99 {:.0} µs)", num(&edge[key]["p99"]).unwrap_or(0.0)),
+                met: Some(us <= limit),
+                cause: (us > limit).then(|| {
+                    format!(
+                        "each edge wakes the daemon's loop and a parked instance; a wake-up between two threads \
+                         alone (half a std mpsc round trip, same run) took {:.1} µs, and the daemon, the instances \
+                         and the bench share 2 vCPUs",
+                        mpsc.unwrap_or(f64::NAN)
+                    )
+                }),
+            },
+            None => unmeasured(target, section),
+        });
+    }
+    let handoff = &figures["handoff_one_worker"];
+    let at_64 = handoff["sizes"]
+        .as_array()
+        .and_then(|s| s.iter().position(|b| b.as_f64() == Some(64.0 * 1048576.0)));
+    let target = "64 MiB hand-off across processes < 1 ms (no copy)";
+    rows.push(
+        match at_64.and_then(|i| Some((num(&handoff["shared_memory_us"][i])?, num(&handoff["memcpy_us"][i])?))) {
+            Some((us, memcpy)) => Row {
+                target,
+                section: "Data plane on one worker",
+                measured: format!("{us:.0} µs (memcpy of 64 MiB: {:.1} ms)", memcpy / 1e3),
+                met: Some(us < 1000.0),
+                cause: (us >= 1000.0).then(|| {
+                    format!(
+                        "the consumer is handed a reference into the arena, not the bytes, so the time is the \
+                         trigger and the wake-ups, as for 1 KiB ({:.0} µs in the same run)",
+                        num(&handoff["shared_memory_us"][0]).unwrap_or(f64::NAN)
+                    )
+                }),
+            },
+            None => unmeasured(target, "Data plane on one worker"),
+        },
+    );
+    let best = figures["throughput_latency_one_worker"]
+        .as_array()
+        .and_then(|a| a.iter().filter_map(|r| num(&r["per_s"])).reduce(f64::max));
+    let target = "≥ 10,000 no-op executions/s";
+    rows.push(match best {
+        Some(per_s) => Row {
+            target,
+            section: "Data plane on one worker",
+            measured: format!("{per_s:.0}/s (best of the closed-loop sweep)"),
+            met: Some(per_s >= 10_000.0),
+            cause: (per_s < 10_000.0).then(|| {
+                "the caller, the daemon's loop and the instance share 2 vCPUs; the sweep's latencies show \
+                 where it saturates"
+                    .to_owned()
+            }),
+        },
+        None => unmeasured(target, "Data plane on one worker"),
+    });
+
+    // Issue 4: across workers.
+    let target = "per cross-worker edge ≤ 150 µs (p50)";
+    let section = "Across workers";
+    rows.push(match num(&figures["per_edge_across_workers"]["p50"]) {
+        Some(us) => {
+            let quic = num(&figures["peer_message_one_way_us"]["quic"]["p50"]);
+            let tcp = num(&figures["peer_message_one_way_us"]["tcp"]["p50"]);
+            let local = num(&edge["across_processes_us"]["p50"]);
+            Row {
+                target,
+                section,
+                measured: format!(
+                    "{us:.0} µs (p99 {:.0} µs)",
+                    num(&figures["per_edge_across_workers"]["p99"]).unwrap_or(0.0)
+                ),
+                met: Some(us <= 150.0),
+                cause: (us > 150.0).then(|| match (quic, tcp, local) {
+                    (Some(q), Some(t), Some(l)) => format!(
+                        "one control message alone takes {q:.0} µs one way between two endpoints on this machine \
+                         (a TCP ping-pong of the same frame: {t:.0} µs), and an edge between two processes of one \
+                         worker {l:.0} µs: {:.0} µs before anything specific to crossing workers, with both daemons, \
+                         their instances and both QUIC stacks on 2 shared vCPUs",
+                        q + l
+                    ),
+                    _ => "the peer transport's message latency was not measured in this run".into(),
+                }),
+            }
+        }
+        None => unmeasured(target, section),
+    });
+    let target = "cross-worker hand-off ≥ 50% of raw TCP, 1–256 MiB";
+    rows.push(match figures["handoff_across_workers"].as_array() {
+        Some(list) if !list.is_empty() => {
+            let ratios: Vec<(f64, f64)> = list
+                .iter()
+                .filter_map(|r| Some((num(&r["bytes"])?, num(&r["tcp_us"])? / num(&r["handoff_us"])?)))
+                .collect();
+            let missed: Vec<String> = ratios
+                .iter()
+                .filter(|(_, r)| *r < 0.5)
+                .map(|(b, r)| format!("{} MiB ({r:.2}×)", b / 1048576.0))
+                .collect();
+            let peer_1mib = row_where(&figures["peer_bandwidth"], "bytes", 1048576.0)
+                .and_then(|r| Some(num(&r["quic_gbps"])? / num(&r["tcp_gbps"])?));
+            Row {
+                target,
+                section,
+                measured: ratios
+                    .iter()
+                    .map(|(b, r)| format!("{} MiB {r:.2}×", b / 1048576.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                met: Some(missed.is_empty()),
+                cause: (!missed.is_empty()).then(|| {
+                    format!(
+                        "missed at {}: a hand-off pays a fixed cost (the trigger, the copy from the arena into \
+                         send buffers, encryption, the receiver's copy into its arena) that a bare TCP stream of \
+                         the same bytes does not, and sender and receiver share 2 cores; the transport alone (peer \
+                         section) reaches {} of TCP at 1 MiB; from 16 MiB the ratio is transfer-bound",
+                        missed.join(", "),
+                        peer_1mib.map_or("?".into(), |r| format!("{:.0}%", r * 100.0))
+                    )
+                }),
+            }
+        }
+        _ => unmeasured(target, section),
+    });
+
+    // Issue 4: the 8 workflows on 3 workers.
+    let section = "FaaSFlow's 8 workflows on 3 workers";
+    let target = "MasterSP ≥ 5× WorkerSP scheduling overhead, every scientific workflow";
+    let sched =
+        |runs: &ClusterRuns, name: &str, mode: &str| runs.run(name, mode).map(|r| r.ms("scheduling_overhead_us", 0.5));
+    let ratios: Vec<(&str, f64)> = BENCHMARKS[..4]
+        .iter()
+        .filter_map(|(n, _, _)| Some((*n, sched(data, n, MASTERSP)? / sched(data, n, WORKERSP)?.max(1e-3))))
+        .collect();
+    rows.push(if ratios.len() == 4 {
+        let low: Vec<String> = ratios
+            .iter()
+            .filter(|(_, r)| *r < 5.0)
+            .map(|(n, r)| format!("{n} {r:.1}×"))
+            .collect();
+        Row {
+            target,
+            section,
+            measured: ratios
+                .iter()
+                .map(|(n, r)| format!("{n} {r:.1}×"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met: Some(low.is_empty()),
+            cause: (!low.is_empty()).then(|| {
+                let zero: Vec<String> = BENCHMARKS[..4]
+                    .iter()
+                    .filter_map(|(n, _, _)| {
+                        Some(format!(
+                            "{n} {:.1}×",
+                            sched(no_data, n, MASTERSP)? / sched(no_data, n, WORKERSP)?.max(1e-3)
+                        ))
+                    })
+                    .collect();
+                let mut c = format!(
+                    "{}: WorkerSP's overhead there is inflated by moving its data on 2 shared vCPUs (see the next \
+                     row)",
+                    low.join(", ")
+                );
+                if !zero.is_empty() {
+                    let _ = write!(c, "; at data scale 0 the ratios are {}", zero.join(", "));
+                }
+                c
+            }),
+        }
+    } else {
+        unmeasured(target, section)
+    });
+    let target = "WorkerSP scheduling overhead ≤ 5 ms per workflow (3 workers)";
+    let over = |runs: &ClusterRuns| -> Vec<(&str, f64)> {
+        BENCHMARKS
+            .iter()
+            .filter_map(|(n, _, _)| Some((*n, sched(runs, n, WORKERSP)?)))
+            .filter(|(_, ms)| *ms > 5.0)
+            .collect()
+    };
+    let measured_here = BENCHMARKS
+        .iter()
+        .filter(|(n, _, _)| data.run(n, WORKERSP).is_some())
+        .count();
+    // Whether the same workflows ran without bytes too (not in a quick run).
+    let zero_ran = BENCHMARKS.iter().all(|(n, _, _)| no_data.run(n, WORKERSP).is_some());
+    rows.push(if measured_here == BENCHMARKS.len() {
+        let (o1, o0) = (over(data), over(no_data));
+        let list = |v: &[(&str, f64)]| {
+            v.iter()
+                .map(|(n, ms)| format!("{n} {ms:.1} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let moved: f64 = BENCHMARKS
+            .iter()
+            .filter(|(n, _, _)| o1.iter().any(|(m, _)| m == n))
+            .filter_map(|(n, _, _)| data.run(n, WORKERSP))
+            .map(|r| r.bytes_by_tier().values().sum::<f64>())
+            .fold(0.0, f64::max);
+        let apps_over: Vec<&str> = o0
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| BENCHMARKS[4..].iter().any(|(a, _, _)| a == n))
+            .collect();
+        Row {
+            target,
+            section,
+            measured: if zero_ran {
+                format!(
+                    "{}/8 within at data scale 1, {}/8 at data scale 0",
+                    8 - o1.len(),
+                    8 - o0.len()
+                )
+            } else {
+                format!("{}/8 within at data scale 1", 8 - o1.len())
+            },
+            met: Some(o1.is_empty()),
+            cause: (!o1.is_empty()).then(|| {
+                let mut c = format!(
+                    "over at data scale 1: {}. Three daemons, the planner, Redis and the instances share 2 vCPUs: \
+                     moving up to {} per invocation (encryption, copies) delays the daemons' loops, and the \
+                     definition counts that as scheduling",
+                    list(&o1),
+                    mb(moved)
+                );
+                if !zero_ran {
+                    c += "; data scale 0, which separates the two, was not run";
+                } else if o0.is_empty() {
+                    c += "; without bytes (data scale 0) every workflow is within 5 ms";
+                } else {
+                    let _ = write!(c, "; without bytes (data scale 0) still over: {}", list(&o0));
+                    if !apps_over.is_empty() {
+                        let _ = write!(
+                            c,
+                            " ({} do their real work at every data scale: their parallel functions queue for the 2 \
+                             cores, and that wait is neither their own time nor a data wait)",
+                            apps_over.join(", ")
+                        );
+                    }
+                }
+                c
+            }),
+        }
+    } else {
+        unmeasured(target, section)
+    });
+
+    // Issue 5: the memory probe.
+    let target = "memory probe < 1 µs per page fault";
+    rows.push(match num(&figures["probe_cost_per_fault_ns"]["registered"]) {
+        Some(ns) => Row {
+            target,
+            section: "Memory probe",
+            measured: format!("{ns:.0} ns (a measured instance's)"),
+            met: Some(ns < 1000.0),
+            cause: (ns >= 1000.0).then(|| {
+                "every fault runs the BPF program (a map lookup, then the update of the process's and its \
+                 cgroup's counters); the section's p25–p75 shows how much of it is noise"
+                    .to_owned()
+            }),
+        },
+        None => unmeasured(target, "Memory probe"),
+    });
+
+    let mut s = String::from("| target | section | measured | |\n|---|---|---|---|\n");
+    for r in &rows {
+        let status = match r.met {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "–",
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {status} |", r.target, r.section, r.measured);
+    }
+    let misses: Vec<&Row> = rows.iter().filter(|r| r.cause.is_some()).collect();
+    if !misses.is_empty() {
+        s.push_str("\nWhy the missed ones are missed, from the same run:\n\n");
+        for r in misses {
+            let _ = writeln!(s, "- **{}**: {}.", r.target, r.cause.as_deref().unwrap_or(""));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::Run;
+
+    fn runs(sched_ms: &[(&'static str, &'static str, f64)]) -> ClusterRuns {
+        ClusterRuns {
+            workers: 3,
+            runs: sched_ms
+                .iter()
+                .map(|(w, m, ms)| Run {
+                    workflow: w,
+                    mode: m,
+                    reports: vec![serde_json::json!({"scheduling_overhead_us": ms * 1e3, "edges": []})],
+                })
+                .collect(),
+            no_master: None,
+            trace: None,
+            colocated: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_target_is_judged_and_a_miss_names_its_cause() {
+        let figures = serde_json::json!({
+            "planner": [{"tasks": 200, "median_ms": 0.3}, {"tasks": 5000, "median_ms": 1500.0}],
+            "per_edge_one_worker": {
+                "in_process_us": {"p50": 4.0, "p99": 7.0},
+                "across_processes_us": {"p50": 60.0, "p99": 150.0},
+                "mpsc_us": {"p50": 2.1, "p99": 8.0},
+            },
+            "per_edge_across_workers": {"p50": 182.0, "p99": 380.0},
+            "peer_message_one_way_us": {"quic": {"p50": 73.0}, "tcp": {"p50": 59.0}},
+        });
+        let mut all = Vec::new();
+        for (n, _, _) in BENCHMARKS {
+            all.push((n, WORKERSP, if n == "cycles" { 17.0 } else { 2.0 }));
+            all.push((n, MASTERSP, 100.0));
+        }
+        let data = runs(&all);
+        let no_data = runs(&all.iter().map(|(n, m, _)| (*n, *m, 1.0)).collect::<Vec<_>>());
+        let s = section(&figures, &data, &no_data);
+        let line = |t: &str| {
+            s.lines()
+                .find(|l| l.starts_with(&format!("| {t} |")))
+                .unwrap_or_else(|| panic!("{t}: {s}"))
+        };
+        assert!(
+            line("planning 200 functions < 10 ms").ends_with("| 0.30 ms | met |"),
+            "{s}"
+        );
+        assert!(line("planning 5,000 functions < 1 s").ends_with("| missed |"), "{s}");
+        assert!(line("per edge in-process ≤ 5 µs (p50)").ends_with("| met |"), "{s}");
+        assert!(
+            line("per edge across processes ≤ 50 µs (p50)").ends_with("| missed |"),
+            "{s}"
+        );
+        assert!(
+            line("memory probe < 1 µs per page fault").contains("| not measured in this run | – |"),
+            "{s}"
+        );
+        assert!(
+            line("MasterSP ≥ 5× WorkerSP scheduling overhead, every scientific workflow")
+                .contains("cycles 5.9×, epigenomics 50.0×")
+                && line("MasterSP ≥ 5× WorkerSP scheduling overhead, every scientific workflow").ends_with("| met |"),
+            "{s}"
+        );
+        assert!(
+            line("WorkerSP scheduling overhead ≤ 5 ms per workflow (3 workers)")
+                .contains("7/8 within at data scale 1, 8/8 at data scale 0"),
+            "{s}"
+        );
+        // Causes, with the same run's references, for the missed ones only.
+        assert!(
+            s.contains("- **per cross-worker edge ≤ 150 µs (p50)**: one control message alone takes 73 µs one way"),
+            "{s}"
+        );
+        assert!(s.contains("(a TCP ping-pong of the same frame: 59 µs), and an edge between two processes of one worker 60 µs: 133 µs"), "{s}");
+        assert!(s.contains("- **WorkerSP scheduling overhead ≤ 5 ms per workflow (3 workers)**: over at data scale 1: cycles 17.0 ms."), "{s}");
+        assert!(
+            s.contains("without bytes (data scale 0) every workflow is within 5 ms"),
+            "{s}"
+        );
+        assert!(!s.contains("- **planning 200"), "{s}");
+        assert!(
+            s.contains("- **planning 5,000 functions < 1 s**: the partitioner computes"),
+            "{s}"
+        );
+        assert!(!s.contains("- **per edge in-process"), "{s}");
+        // Without the data-scale-0 runs (a quick run), nothing is claimed about them.
+        let quick = section(&figures, &data, &runs(&[]));
+        assert!(quick.contains("| 7/8 within at data scale 1 | missed |"), "{quick}");
+        assert!(
+            quick.contains("data scale 0, which separates the two, was not run"),
+            "{quick}"
+        );
+    }
+}
