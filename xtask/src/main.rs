@@ -795,19 +795,27 @@ fn bench(root: &Path) -> Result<()> {
         table.trim()
     );
     doc = replace_section(&doc, heading, &section);
-    // The container bench runs the images of `images` on the Docker engine.
-    images(root)?;
-    let release = cargo_target_dir(root).join("release/faasflow");
-    let table = bench_table_with(
-        "faasflow-benchmarks",
-        "containers",
-        &[("FAASFLOW_BIN", release.as_os_str())],
-    )?;
+    // The container bench runs the images of `images` on the Docker engine; without one, the
+    // section keeps its earlier numbers and says they are not from this run.
     let heading = "## Containers: cold start, warm calls, per-edge latency";
-    let section = format!(
-        "{heading}\n\n`cargo xtask bench` (`cargo xtask images`, then `cargo bench --locked -p faasflow-benchmarks --bench containers`) on {machine}. One daemon drives FaaSFlow's synthetic body (runtime 0) in Docker containers of `faasflow/synthetic` (a static executable in a `FROM scratch` image; user 65534, read-only root, no network, memory and CPU limits, the daemon's socket bind-mounted; the arena and rings passed over it) and, as the reference, in processes (`faasflow __pack synthetic`). **Cold**: the first invocation of a one-function workflow on a daemon whose pool has no instance (`min_instances` 0): the container is created and started through the engine's API, its pack connects and does the handshake, then the call runs; end to end as the caller sees it, median over 10 daemons. **Warm**: the 5 invocations after it on each daemon. The reference for a cold container is `docker run --rm` of the same image (the CLI's own overhead included) in the same run. **Per edge**: a `sequence` of 10 no-op functions each `isolation: container` (10 containers) or `isolation: process`, measured as in the data-plane section. The machine is a shared VM: compare ratios, not single absolute times.\n\n{}\n",
-        table.trim()
-    );
+    let release = cargo_target_dir(root).join("release/faasflow");
+    let measured = images(root).and_then(|_| {
+        bench_table_with(
+            "faasflow-benchmarks",
+            "containers",
+            &[("FAASFLOW_BIN", release.as_os_str())],
+        )
+    });
+    let section = match measured {
+        Ok(table) => format!(
+            "{heading}\n\n`cargo xtask bench` (`cargo xtask images`, then `cargo bench --locked -p faasflow-benchmarks --bench containers`) on {machine}. One daemon drives FaaSFlow's synthetic body (runtime 0) in Docker containers of `faasflow/synthetic` (a static executable in a `FROM scratch` image; user 65534, read-only root, no network, memory and CPU limits, the daemon's socket bind-mounted; the arena and rings passed over it) and, as the reference, in processes (`faasflow __pack synthetic`). **Cold**: the first invocation of a one-function workflow on a daemon whose pool has no instance (`min_instances` 0): the container is created and started through the engine's API, its pack connects and does the handshake, then the call runs; end to end as the caller sees it, median over 10 daemons. **Warm**: the 5 invocations after it on each daemon. The reference for a cold container is `docker run --rm` of the same image (the CLI's own overhead included) in the same run. **Per edge**: a `sequence` of 10 no-op functions each `isolation: container` (10 containers) or `isolation: process`, measured as in the data-plane section. The machine is a shared VM: compare ratios, not single absolute times.\n\n{}\n",
+            table.trim()
+        ),
+        Err(e) => {
+            eprintln!("==> containers skipped: {e}");
+            kept_from_earlier(&doc, heading, &e.to_string())
+        }
+    };
     doc = replace_section(&doc, heading, &section);
     let bin = build_cli()?;
     let (scale, repeat) = (0.01, 5);
@@ -909,6 +917,26 @@ fn cargo_target_dir(root: &Path) -> PathBuf {
         Some(dir) => root.join(dir),
         None => root.join("target"),
     }
+}
+
+/// Section `heading` of `doc` as an earlier run left it, its first line saying it was not
+/// measured now and `why` (just that line when `doc` has no such section).
+fn kept_from_earlier(doc: &str, heading: &str, why: &str) -> String {
+    let skipped = format!("Not measured in the latest `cargo xtask bench`: {why}.");
+    let Some(start) = doc.find(heading) else {
+        return format!("{heading}\n\n{skipped}\n");
+    };
+    let rest = &doc[start + heading.len()..];
+    let body = rest[..rest.find("\n## ").unwrap_or(rest.len())].trim();
+    // Said already by an earlier skipped run: the numbers follow that line.
+    let body = match body.strip_prefix("Not measured in the latest") {
+        Some(r) => r.split_once("\n\n").map_or("", |(_, after)| after),
+        None => body,
+    };
+    if body.is_empty() {
+        return format!("{heading}\n\n{skipped}\n");
+    }
+    format!("{heading}\n\n{skipped} The numbers below are from an earlier run.\n\n{body}\n")
 }
 
 /// Runs one `harness = false` bench that prints a Markdown table, and returns its output.
@@ -1183,7 +1211,7 @@ fn machine_line() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{replace_section, versus_faasflow};
+    use super::{kept_from_earlier, replace_section, versus_faasflow};
 
     #[test]
     fn compares_the_200_function_row_with_faasflow() {
@@ -1193,6 +1221,26 @@ mod tests {
             "faasflow needs 480.0 µs (2000× less time) and 35.0 KiB of heap (977× less memory)"
         );
         assert!(versus_faasflow("| 50 | x |").is_none());
+    }
+
+    #[test]
+    fn a_section_not_measured_keeps_its_earlier_numbers_and_says_so_once() {
+        let h = "## Containers";
+        let doc = "# R\n\n## Containers\n\nold table\n\n## Next\n\nx\n";
+        let once = kept_from_earlier(doc, h, "no Docker");
+        assert_eq!(
+            once,
+            "## Containers\n\nNot measured in the latest `cargo xtask bench`: no Docker. The numbers below are from an earlier run.\n\nold table\n"
+        );
+        let doc2 = replace_section(doc, h, &once);
+        assert_eq!(
+            kept_from_earlier(&doc2, h, "still none"),
+            once.replace("no Docker", "still none")
+        );
+        assert_eq!(
+            kept_from_earlier("# R\n", h, "no Docker"),
+            "## Containers\n\nNot measured in the latest `cargo xtask bench`: no Docker.\n"
+        );
     }
 
     #[test]
