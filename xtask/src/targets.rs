@@ -315,9 +315,10 @@ pub(crate) fn section(figures: &Value, data: &ClusterRuns, no_data: &ClusterRuns
                     if !apps_over.is_empty() {
                         let _ = write!(
                             c,
-                            " ({} do their real work at every data scale: their parallel functions queue for the 2 \
-                             cores, and that wait is neither their own time nor a data wait)",
-                            apps_over.join(", ")
+                            " ({} {} real work at every data scale: parallel functions queue for the 2 cores, and \
+                             that wait is neither their own time nor a data wait)",
+                            apps_over.join(", "),
+                            if apps_over.len() == 1 { "does" } else { "do" }
                         );
                     }
                 }
