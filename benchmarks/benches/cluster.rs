@@ -4,7 +4,9 @@
 //! trigger latency along a chain of no-op functions whose every edge crosses workers, next to
 //! the same chain on one worker (one process per function); and the hand-off of objects from
 //! 1 MiB to 256 MiB from a producer on one worker to a consumer on the other, next to a raw
-//! single-stream loopback TCP transfer of the same bytes and memcpy. Prints Markdown tables.
+//! single-stream loopback TCP transfer of the same bytes and memcpy; and, on one worker, a
+//! chain passing a 1 KiB object along every edge through shared memory and, deployed
+//! WorkerSP-remote, through a private `redis-server`. Prints Markdown tables.
 //!
 //! Run: `cargo build --release -p faasflow-cli && cargo bench -p faasflow-benchmarks --bench
 //! cluster` (or `cargo xtask bench`).
@@ -47,8 +49,63 @@ struct Workers {
     next: u64,
 }
 
+/// A private `redis-server` on a free loopback port, stopped when dropped.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers `PING`; why not, when it cannot.
+    fn start() -> Result<Redis, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server ({e}; Debian: apt-get install redis-server)"))?;
+        let redis = Redis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pong = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                s.write_all(b"PING\r\n")?;
+                let mut b = [0u8; 7];
+                s.read_exact(&mut b)?;
+                Ok(b == *b"+PONG\r\n")
+            });
+            if pong.unwrap_or(false) {
+                return Ok(redis);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("redis-server on port {port} did not answer within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Workers {
     fn start(bin: &Path, n: usize) -> Workers {
+        Workers::start_with(bin, n, None)
+    }
+
+    /// [`Workers::start`] with the daemons' remote tier at `redis`.
+    fn start_with(bin: &Path, n: usize, redis: Option<&str>) -> Workers {
         let ca = ClusterCa::generate("bench").expect("a cluster CA");
         let view = ClusterView::uniform(n, 64);
         let mut daemons = Vec::new();
@@ -61,6 +118,7 @@ impl Workers {
             c.arena_bytes = 1 << 30;
             c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-{}-{}", std::process::id(), unique()));
             c.name = w.name.clone();
+            c.redis = redis.map(str::to_owned);
             c.peer = Some(PeerSettings {
                 identity: ca.issue(&w.name).expect("a node certificate"),
                 trust: ca.trust(),
@@ -82,6 +140,11 @@ impl Workers {
     /// Installs `yaml` with its tasks placed round robin over the workers, in step order, and
     /// every edge between workers a peer edge.
     fn install(&self, yaml: &str) -> (Arc<Workflow>, Plan) {
+        self.install_as(yaml, Mode::WorkerSp)
+    }
+
+    /// [`Workers::install`] planned in `mode`: WorkerSP-remote keeps every edge remote.
+    fn install_as(&self, yaml: &str, mode: Mode) -> (Arc<Workflow>, Plan) {
         let wf = Arc::new(load_str(yaml, "bench.yaml", "bench").expect("valid workflow").workflow);
         let cfg = PlannerConfig {
             mode: Mode::MasterSp,
@@ -89,9 +152,13 @@ impl Workers {
             ..PlannerConfig::default()
         };
         let mut plan = partition(&wf, &self.view, &cfg).expect("plan");
-        plan.mode = Mode::WorkerSp;
+        plan.mode = mode;
         for t in &mut plan.edge_tiers {
-            *t = Tier::Peer;
+            *t = if mode == Mode::WorkerSpRemote {
+                Tier::Remote
+            } else {
+                Tier::Peer
+            };
         }
         for d in &self.daemons {
             d.install_plan(wf.clone(), plan.clone(), &self.view, &self.peers)
@@ -138,6 +205,47 @@ fn chain_yaml(isolation: &str) -> String {
         y.push_str(&format!("      - task: f{i:02}\n"));
     }
     y
+}
+
+/// A chain of no-op functions, one process each, each passing a 1 KiB object to the next.
+fn data_chain_yaml() -> String {
+    let mut y = "name: chain\nfunctions:\n".to_owned();
+    for i in 0..CHAIN {
+        y.push_str(&format!(
+            "  f{i:02}: {{runtime: 0ms, isolation: process, outputs: {{out: {{type: bytes, size: 1KiB}}}}}}\n"
+        ));
+    }
+    y.push_str("steps:\n");
+    for i in 0..CHAIN {
+        y.push_str(&format!("  - task: f{i:02}\n"));
+        if i > 0 {
+            y.push_str(&format!("    inputs: {{x: f{:02}.out}}\n", i - 1));
+        }
+    }
+    y
+}
+
+/// Per-edge latencies (µs) and e2e (µs) of [`data_chain_yaml`] on one worker, planned in
+/// `mode`, and the tier its edges took (checked to be the same for all).
+fn data_chain(bin: &Path, redis: Option<&str>, mode: Mode) -> (Vec<f64>, Vec<f64>, String) {
+    let mut w = Workers::start_with(bin, 1, redis);
+    w.install_as(&data_chain_yaml(), mode);
+    for _ in 0..CHAIN_WARMUP {
+        w.invoke("chain", json!({}));
+    }
+    let (mut edges, mut e2e, mut tiers) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..CHAIN_RUNS {
+        let r = w.invoke("chain", json!({}));
+        let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
+        for p in recs.windows(2) {
+            edges.push((p[1].end_us - p[0].end_us) - p[1].exec_us);
+        }
+        tiers.extend(r.edges.iter().map(|e| e.tier.clone()));
+        e2e.push(r.e2e_us);
+    }
+    tiers.dedup();
+    assert_eq!(tiers.len(), 1, "the chain's edges took several tiers: {tiers:?}");
+    (edges, e2e, tiers.remove(0))
 }
 
 /// Per-edge latencies (µs) and e2e (µs) of the chain on `workers`.
@@ -297,6 +405,39 @@ fn main() {
         fmt_us(median(&mut local_e2e))
     );
     println!("| for scale: FaaSFlow (WorkerSP, across workers) | – | ≈ 13–20 ms | – | – | – |");
+    println!();
+
+    eprintln!("cluster: chain passing 1 KiB objects on one worker, shared memory and Redis");
+    let (mut shm, mut shm_e2e, shm_tier) = data_chain(&bin, None, Mode::WorkerSp);
+    println!(
+        "Per-edge trigger latency with a 1 KiB object on every edge, one worker, one process per function, along a chain of {CHAIN} (as above): the object in the worker's shared memory (WorkerSP), and stored in a private redis-server by its producer and read back by its consumer (WorkerSP-remote: the same plan and triggering)"
+    );
+    println!();
+    println!("| tier | edges | p50 per edge | p99 per edge | e2e p50 |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| {shm_tier} | {} | {} | {} | {} |",
+        shm.len(),
+        fmt_us(pct(&mut shm, 50.0)),
+        fmt_us(pct(&mut shm, 99.0)),
+        fmt_us(median(&mut shm_e2e))
+    );
+    let mut figure = serde_json::json!({"shared_memory": {"p50": pct(&mut shm, 50.0), "p99": pct(&mut shm, 99.0)}});
+    match Redis::start() {
+        Ok(redis) => {
+            let (mut remote, mut remote_e2e, tier) = data_chain(&bin, Some(&redis.url), Mode::WorkerSpRemote);
+            println!(
+                "| {tier} (Redis) | {} | {} | {} | {} |",
+                remote.len(),
+                fmt_us(pct(&mut remote, 50.0)),
+                fmt_us(pct(&mut remote, 99.0)),
+                fmt_us(median(&mut remote_e2e))
+            );
+            figure["remote"] = serde_json::json!({"p50": pct(&mut remote, 50.0), "p99": pct(&mut remote, 99.0)});
+        }
+        Err(e) => println!("| remote (Redis) | not measured: {e} | | | |"),
+    }
+    faasflow_benchmarks::record_figure("per_edge_1kib_one_worker", figure);
     println!();
 
     let mut rows = Vec::new();

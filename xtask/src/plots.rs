@@ -309,6 +309,7 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
         ("other process", &one["across_processes_us"]),
         ("other container", &c["container"]),
         ("other worker (QUIC)", &figures["per_edge_across_workers"]),
+        ("via Redis (1 KiB)", &figures["per_edge_1kib_one_worker"]["remote"]),
         ("std mpsc (reference)", &one["mpsc_us"]),
     ]
     .into_iter()
@@ -318,7 +319,7 @@ pub(crate) fn edges(path: &Path, figures: &serde_json::Value) -> Result<()> {
         return Err(anyhow!("no per-edge figures to plot"));
     }
     let ymax = bars.iter().map(|b| b.2).fold(1.0, f64::max) * 4.0;
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = bars.len();
     let mut chart = ChartBuilder::on(&root)
@@ -448,6 +449,7 @@ mod tests {
             },
             "containers": {"per_edge_us": {"container": {"p50": 28.0, "p99": 130.0}}},
             "per_edge_across_workers": {"p50": 120.0, "p99": 900.0},
+            "per_edge_1kib_one_worker": {"shared_memory": {"p50": 40.0, "p99": 90.0}, "remote": {"p50": 310.0, "p99": 1200.0}},
         })
     }
 
@@ -523,6 +525,7 @@ mod tests {
         let e = std::fs::read_to_string(dir.join("e.svg")).unwrap();
         assert!(e.contains("other container: 28.0 / 130 µs"), "{e}");
         assert!(e.contains("other worker (QUIC): 120.0 / 900 µs"), "{e}");
+        assert!(e.contains("via Redis (1 KiB): 310.0 / 1200 µs"), "{e}");
         // Figures without the data they need are an error, not an empty plot.
         assert!(handoff(&dir.join("x.svg"), &serde_json::json!({})).is_err());
         let _ = std::fs::remove_dir_all(&dir);
