@@ -1083,16 +1083,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn worker_slots_stop_merges() {
-        let wf = Wf::new()
+    /// Four 2-slot tasks in a chain whose middle edge is the heaviest.
+    fn heavy_middle_chain() -> Wf {
+        Wf::new()
             .task("a", 10.0, 2)
             .task("b", 10.0, 2)
             .task("c", 10.0, 2)
             .task("d", 10.0, 2)
             .edge("a", "b", MB)
             .edge("b", "c", 5 * MB)
-            .edge("c", "d", MB);
+            .edge("c", "d", MB)
+    }
+
+    #[test]
+    fn worker_slots_stop_merges() {
+        let wf = heavy_middle_chain();
         check(
             &wf,
             &ClusterView::uniform(2, 4),
@@ -1113,14 +1118,7 @@ mod tests {
 
     #[test]
     fn remote_only_places_as_workersp_and_sends_every_edge_remote() {
-        let wf = Wf::new()
-            .task("a", 10.0, 2)
-            .task("b", 10.0, 2)
-            .task("c", 10.0, 2)
-            .task("d", 10.0, 2)
-            .edge("a", "b", MB)
-            .edge("b", "c", 5 * MB)
-            .edge("c", "d", MB);
+        let wf = heavy_middle_chain();
         let cluster = ClusterView::uniform(2, 4);
         let remote = PlannerConfig {
             mode: Mode::WorkerSpRemote,
