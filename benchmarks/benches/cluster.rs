@@ -230,19 +230,8 @@ fn data_chain_yaml() -> String {
 fn data_chain(bin: &Path, redis: Option<&str>, mode: Mode) -> (Vec<f64>, Vec<f64>, String) {
     let mut w = Workers::start_with(bin, 1, redis);
     w.install_as(&data_chain_yaml(), mode);
-    for _ in 0..CHAIN_WARMUP {
-        w.invoke("chain", json!({}));
-    }
-    let (mut edges, mut e2e, mut tiers) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..CHAIN_RUNS {
-        let r = w.invoke("chain", json!({}));
-        let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
-        for p in recs.windows(2) {
-            edges.push((p[1].end_us - p[0].end_us) - p[1].exec_us);
-        }
-        tiers.extend(r.edges.iter().map(|e| e.tier.clone()));
-        e2e.push(r.e2e_us);
-    }
+    let mut tiers = Vec::new();
+    let (edges, e2e) = measure_chain(&mut w, |r| tiers.extend(r.edges.iter().map(|e| e.tier.clone())));
     tiers.dedup();
     assert_eq!(tiers.len(), 1, "the chain's edges took several tiers: {tiers:?}");
     (edges, e2e, tiers.remove(0))
@@ -265,11 +254,16 @@ fn chain(bin: &Path, workers: usize) -> (Vec<f64>, Vec<f64>) {
             "every edge of the chain crosses workers"
         );
     }
+    measure_chain(&mut w, |_| {})
+}
+
+/// Invokes the installed chain `CHAIN_WARMUP` times, then `CHAIN_RUNS` times measured: the
+/// per-edge latencies (µs) and end-to-end times (µs); `each` sees every measured report.
+fn measure_chain(w: &mut Workers, mut each: impl FnMut(&Report)) -> (Vec<f64>, Vec<f64>) {
     for _ in 0..CHAIN_WARMUP {
         w.invoke("chain", json!({}));
     }
-    let mut edges = Vec::new();
-    let mut e2e = Vec::new();
+    let (mut edges, mut e2e) = (Vec::new(), Vec::new());
     for _ in 0..CHAIN_RUNS {
         let r = w.invoke("chain", json!({}));
         let recs: Vec<&FunctionRecord> = (0..CHAIN).map(|i| record(&r, &format!("f{i:02}"))).collect();
@@ -277,8 +271,20 @@ fn chain(bin: &Path, workers: usize) -> (Vec<f64>, Vec<f64>) {
             edges.push((p[1].end_us - p[0].end_us) - p[1].exec_us);
         }
         e2e.push(r.e2e_us);
+        each(&r);
     }
     (edges, e2e)
+}
+
+/// The cells `edges | p50 | p99 | e2e p50` of a per-edge table row.
+fn edge_cells(edges: &mut [f64], e2e: &mut [f64]) -> String {
+    format!(
+        "{} | {} | {} | {}",
+        edges.len(),
+        fmt_us(pct(edges, 50.0)),
+        fmt_us(pct(edges, 99.0)),
+        fmt_us(median(e2e))
+    )
 }
 
 fn handoff_yaml(size: u64) -> String {
@@ -390,19 +396,13 @@ fn main() {
         serde_json::json!({"p50": p50, "p99": pct(&mut cross, 99.0)}),
     );
     println!(
-        "| across workers (QUIC: Done message, object pushed) | {} | {} | {} | {} | ≤ 150 µs: {} |",
-        cross.len(),
-        fmt_us(p50),
-        fmt_us(pct(&mut cross, 99.0)),
-        fmt_us(median(&mut cross_e2e)),
+        "| across workers (QUIC: Done message, object pushed) | {} | ≤ 150 µs: {} |",
+        edge_cells(&mut cross, &mut cross_e2e),
         if p50 <= 150.0 { "met" } else { "missed" }
     );
     println!(
-        "| reference: one worker, one process per function (shared memory) | {} | {} | {} | {} | – |",
-        local.len(),
-        fmt_us(pct(&mut local, 50.0)),
-        fmt_us(pct(&mut local, 99.0)),
-        fmt_us(median(&mut local_e2e))
+        "| reference: one worker, one process per function (shared memory) | {} | – |",
+        edge_cells(&mut local, &mut local_e2e)
     );
     println!("| for scale: FaaSFlow (WorkerSP, across workers) | – | ≈ 13–20 ms | – | – | – |");
     println!();
@@ -415,24 +415,12 @@ fn main() {
     println!();
     println!("| tier | edges | p50 per edge | p99 per edge | e2e p50 |");
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| {shm_tier} | {} | {} | {} | {} |",
-        shm.len(),
-        fmt_us(pct(&mut shm, 50.0)),
-        fmt_us(pct(&mut shm, 99.0)),
-        fmt_us(median(&mut shm_e2e))
-    );
+    println!("| {shm_tier} | {} |", edge_cells(&mut shm, &mut shm_e2e));
     let mut figure = serde_json::json!({"shared_memory": {"p50": pct(&mut shm, 50.0), "p99": pct(&mut shm, 99.0)}});
     match Redis::start() {
         Ok(redis) => {
             let (mut remote, mut remote_e2e, tier) = data_chain(&bin, Some(&redis.url), Mode::WorkerSpRemote);
-            println!(
-                "| {tier} (Redis) | {} | {} | {} | {} |",
-                remote.len(),
-                fmt_us(pct(&mut remote, 50.0)),
-                fmt_us(pct(&mut remote, 99.0)),
-                fmt_us(median(&mut remote_e2e))
-            );
+            println!("| {tier} (Redis) | {} |", edge_cells(&mut remote, &mut remote_e2e));
             figure["remote"] = serde_json::json!({"p50": pct(&mut remote, 50.0), "p99": pct(&mut remote, 99.0)});
         }
         Err(e) => println!("| remote (Redis) | not measured: {e} | | | |"),

@@ -144,6 +144,25 @@ fn check_placement(plan: &pb::Plan, r: &Report) {
     }
 }
 
+/// Deploys `source` in `mode` and invokes it once: the deploy, the (successful) report, and
+/// the planner's messages out and in during the invocation.
+async fn run_once(
+    c: &mut TestCluster,
+    source: &str,
+    file: &str,
+    mode: pb::Mode,
+    input: &serde_json::Value,
+) -> (pb::DeployResponse, Report, (u64, u64)) {
+    let d = deploy(&mut c.planner, source, file, mode)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: {mode:?} deploy: {e}"));
+    let before = messages(&mut c.planner).await;
+    let r = invoke(&mut c.planner, &d.workflow, d.version, input).await;
+    assert_eq!(r.status, "ok", "{file} ({mode:?}): {:?}", r.error);
+    let after = messages(&mut c.planner).await;
+    (d, r, (after.0 - before.0, after.1 - before.1))
+}
+
 /// Runs `source` once in each mode (WorkerSP, MasterSP, WorkerSP with remote storage only)
 /// on the same cluster; checks outputs, placement, message counts, tiers and that Redis is
 /// empty after each.
@@ -154,30 +173,14 @@ async fn same_in_every_mode(
     file: &str,
     input: &serde_json::Value,
 ) -> usize {
-    let w = deploy(&mut c.planner, source, file, pb::Mode::WorkerSp)
-        .await
-        .unwrap_or_else(|e| panic!("{file}: WorkerSP deploy: {e}"));
-    let before = messages(&mut c.planner).await;
-    let rw = invoke(&mut c.planner, &w.workflow, w.version, input).await;
-    assert_eq!(rw.status, "ok", "{file} (WorkerSP): {:?}", rw.error);
-    let after = messages(&mut c.planner).await;
-    assert_eq!(
-        (after.0 - before.0, after.1 - before.1),
-        (1, 1),
-        "{file}: WorkerSP messages"
-    );
+    let (_, rw, sent) = run_once(c, source, file, pb::Mode::WorkerSp, input).await;
+    assert_eq!(sent, (1, 1), "{file}: WorkerSP messages");
 
-    let m = deploy(&mut c.planner, source, file, pb::Mode::MasterSp)
-        .await
-        .unwrap_or_else(|e| panic!("{file}: MasterSP deploy: {e}"));
-    let before = messages(&mut c.planner).await;
-    let rm = invoke(&mut c.planner, &m.workflow, m.version, input).await;
-    assert_eq!(rm.status, "ok", "{file} (MasterSP): {:?}", rm.error);
-    let after = messages(&mut c.planner).await;
+    let (m, rm, sent) = run_once(c, source, file, pb::Mode::MasterSp, input).await;
     let ran = rm.functions.iter().filter(|f| !f.skipped).count() as u64;
     assert!(ran > 0, "{file}: nothing ran");
     assert_eq!(
-        (after.0 - before.0, after.1 - before.1),
+        sent,
         (ran, ran),
         "{file}: MasterSP handles one message out and one in per executed function"
     );
@@ -187,18 +190,8 @@ async fn same_in_every_mode(
     // Worker-side triggering with every edge through Redis: the daemons still trigger one
     // another (one message in, one out), but no byte moves outside the remote tier, even
     // between functions on one worker.
-    let r = deploy(&mut c.planner, source, file, pb::Mode::WorkerSpRemote)
-        .await
-        .unwrap_or_else(|e| panic!("{file}: WorkerSP-remote deploy: {e}"));
-    let before = messages(&mut c.planner).await;
-    let rr = invoke(&mut c.planner, &r.workflow, r.version, input).await;
-    assert_eq!(rr.status, "ok", "{file} (WorkerSP-remote): {:?}", rr.error);
-    let after = messages(&mut c.planner).await;
-    assert_eq!(
-        (after.0 - before.0, after.1 - before.1),
-        (1, 1),
-        "{file}: WorkerSP-remote messages"
-    );
+    let (r, rr, sent) = run_once(c, source, file, pb::Mode::WorkerSpRemote, input).await;
+    assert_eq!(sent, (1, 1), "{file}: WorkerSP-remote messages");
     assert_eq!(
         rr.output, rw.output,
         "{file}: WorkerSP-remote and WorkerSP outputs differ"

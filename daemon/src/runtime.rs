@@ -3005,18 +3005,31 @@ impl Runtime {
 
     /// Object `id` left the arena extent `e` for `place`.
     fn spilled(&mut self, id: u64, e: Extent, place: Place, t: Instant) {
-        let Some(obj) = self.objects.get_mut(&id) else { return };
+        let Some(inv_id) = self.moved_out(id, e, place, t).map(|(inv, _)| inv) else {
+            return;
+        };
+        self.spills_total += 1;
+        if let Some(inv) = self.invocations.get_mut(&inv_id) {
+            inv.spills += 1;
+        }
+    }
+
+    /// Object `id`, whose bytes were at `e` in the arena, is now at `place`: frees the extent
+    /// and adds the time since `t` to its invocation's data time. Returns the invocation and
+    /// that time, µs (`None` when the object is gone).
+    fn moved_out(&mut self, id: u64, e: Extent, place: Place, t: Instant) -> Option<(InvocationId, f64)> {
+        let obj = self.objects.get_mut(&id)?;
         obj.place = place;
         let (inv_id, wf) = (obj.invocation, obj.wf.clone());
         self.arena.free(e);
         if let Some(r) = self.resident.get_mut(&wf) {
             *r = r.saturating_sub(e.len);
         }
-        self.spills_total += 1;
+        let took = us(t.elapsed());
         if let Some(inv) = self.invocations.get_mut(&inv_id) {
-            inv.spills += 1;
-            inv.data_us += us(t.elapsed());
+            inv.data_us += took;
         }
+        Some((inv_id, took))
     }
 
     // ---- the end of an invocation --------------------------------------------------------

@@ -640,24 +640,12 @@ impl Runtime {
             }
             return 0.0;
         }
-        let Some(obj) = self.objects.get_mut(&id) else {
-            return 0.0;
-        };
-        obj.place = Place::Remote {
+        let place = Place::Remote {
             key,
             owned: true,
             spilled: false,
         };
-        let (inv_id, wf) = (obj.invocation, obj.wf.clone());
-        self.arena.free(e);
-        if let Some(r) = self.resident.get_mut(&wf) {
-            *r = r.saturating_sub(e.len);
-        }
-        let took = us(t.elapsed());
-        if let Some(inv) = self.invocations.get_mut(&inv_id) {
-            inv.data_us += took;
-        }
-        took
+        self.moved_out(id, e, place, t).map_or(0.0, |(_, took)| took)
     }
 
     /// Stores a copy of a local object in the remote tier for the workers that read it over
