@@ -192,7 +192,7 @@ pub(crate) struct InvokeArgs {
     /// How to print the report: text (human) or json (docs/run-report.md).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     report: ReportFormat,
-    /// Time limit of the invocation, ms (default: the planner's, 300 s).
+    /// Time limit of the invocation, ms (default: the workflow's `deadline`, else the planner's, 300 s).
     #[arg(long, value_name = "MS")]
     deadline_ms: Option<u64>,
     /// Scales the synthetic bytes filled in for FaaSFlow's staged inputs that --input does not

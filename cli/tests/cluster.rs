@@ -522,6 +522,38 @@ fn the_entry_daemon_killed_mid_invocation_fails_it_fast() {
 }
 
 #[test]
+fn an_invocation_past_its_deadline_ends_everywhere_naming_what_ran() {
+    let cluster = Cluster::up("deadline", 1, &[]);
+    let wf = cluster.dir.join("slow.yaml");
+    std::fs::write(&wf, SLOW_V1).expect("write");
+    cluster.deploy(&wf);
+    let started = Instant::now();
+    let out = cluster.run(&["invoke", "slow", "--input", r#"{"x": 1}"#, "--deadline-ms", "500"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the invocation did not end within its deadline of 500 ms; still open: `nap`: attempt 1 running"),
+        "{err}"
+    );
+    // The daemon ended it (its report came back), well before `nap`'s 3 s.
+    assert!(took < Duration::from_millis(2_500), "took {took:?}");
+    let rt = rt();
+    let addr = cluster.worker("worker-0")["grpc_addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let mut daemon = rt
+        .block_on(DaemonClient::connect(format!("http://{addr}")))
+        .expect("daemon");
+    let s = rt
+        .block_on(daemon.status(pb::StatusRequest {}))
+        .expect("status")
+        .into_inner();
+    assert!(s.plans.iter().all(|p| p.in_flight == 0), "{:?}", s.plans);
+}
+
+#[test]
 fn red_black_deploy_keeps_running_invocations_on_their_version() {
     let cluster = Cluster::up("redblack", 1, &[]);
     let v1 = cluster.dir.join("v1.yaml");

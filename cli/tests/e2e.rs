@@ -430,6 +430,118 @@ fn a_hung_function_times_out_and_its_instance_is_stopped() {
 }
 
 #[test]
+fn retry_on_picks_the_failures_that_are_retried() {
+    let h = Harness::new();
+    // Crashes are retried: three attempts, each a new instance, each in the report.
+    fault_workflow(
+        &h,
+        "r1",
+        "exit",
+        ", retry: {attempts: 3, backoff: 10ms, on: [crash, timeout]}",
+    );
+    let r = h.invoke("r1", json!({"text": "x"}));
+    let e = failed(&r);
+    assert!(
+        e.contains("step `bad` failed after 3 attempts") && e.contains("exited with status 3"),
+        "{e}"
+    );
+    let attempts: Vec<(u32, Option<&str>)> = r
+        .functions
+        .iter()
+        .filter(|f| f.name == "bad")
+        .map(|f| (f.attempt, f.failure.as_deref()))
+        .collect();
+    assert_eq!(attempts, [(1, Some("crash")), (2, Some("crash")), (3, Some("crash"))]);
+    // An error is not in `on`: one attempt, and the message says why it was not retried.
+    fault_workflow(
+        &h,
+        "r2",
+        "fail",
+        ", retry: {attempts: 3, backoff: 10ms, on: [crash, timeout]}",
+    );
+    let r = h.invoke("r2", json!({"text": "x"}));
+    let e = failed(&r);
+    assert!(
+        e.contains("testkit: asked to fail")
+            && e.ends_with("(not retried: a failure of kind `error`, and `retry.on` is [crash, timeout])"),
+        "{e}"
+    );
+    let bad: Vec<_> = r.functions.iter().filter(|f| f.name == "bad").collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].failure.as_deref(), Some("error"));
+    // A panic is its own kind.
+    fault_workflow(&h, "r3", "panic", ", retry: {attempts: 2, backoff: 10ms, on: panic}");
+    let r = h.invoke("r3", json!({"text": "x"}));
+    assert!(failed(&r).contains("after 2 attempts"), "{}", failed(&r));
+    assert!(
+        r.functions
+            .iter()
+            .filter(|f| f.name == "bad")
+            .all(|f| f.failure.as_deref() == Some("panic"))
+    );
+}
+
+#[test]
+fn a_deadline_ends_the_invocation_and_stops_what_runs() {
+    let h = Harness::new();
+    // The workflow's own deadline: `hang` never returns and its timeout is a minute away.
+    h.install(
+        "name: late\ndeadline: 400ms\nfunctions:\n  echo: {pack: testkit, outputs: {out: bytes}}\n  hang: {pack: testkit, outputs: {out: bytes}}\nsteps:\n  - task: first\n    function: echo\n    inputs: {in: input.text}\n  - task: bad\n    function: hang\n    inputs: {in: first.out}\n",
+    );
+    let start = Instant::now();
+    let r = h.invoke("late", json!({"text": "x"}));
+    let took = start.elapsed();
+    let e = failed(&r);
+    assert_eq!(
+        e,
+        "the invocation did not end within its deadline of 400 ms; still open: `bad`: attempt 1 running"
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    // `invoke` checked that nothing is held; the hung instance was stopped, and the daemon
+    // serves on with a new one.
+    let started = h.daemon.stats().expect("stats").instances_started;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A deadline given with the invocation wins over the workflow's.
+    h.daemon.invoke_within(
+        "late",
+        1,
+        None,
+        json!({"text": "y"}),
+        Some(Duration::from_millis(150)),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let r = rx.recv().expect("report").expect("started");
+    assert!(failed(&r).contains("deadline of 150 ms"), "{}", failed(&r));
+    h.assert_clean();
+    assert!(
+        h.daemon.stats().expect("stats").instances_started > started,
+        "the hung instance was replaced"
+    );
+    h.install(&format!(
+        "name: fine\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"
+    ));
+    assert_eq!(ok(&h.invoke("fine", json!({"text": "next"}))), &json!({"out": "next"}));
+}
+
+#[test]
+fn a_hung_call_of_a_failed_invocation_is_stopped_at_its_timeout() {
+    let h = Harness::new();
+    // One branch fails at once; the other hangs. The invocation fails, and the hung call,
+    // which nobody waits for any more, is stopped at its own timeout (`invoke` checks that
+    // the daemon holds no call afterwards).
+    h.install(
+        "name: branches\nfunctions:\n  fail: {pack: testkit, outputs: {out: bytes}}\n  hang: {pack: testkit, timeout: 500ms, isolation: process, outputs: {out: bytes}}\nsteps:\n  - parallel:\n      - - task: fail\n          inputs: {in: input.text}\n      - - task: hang\n          inputs: {in: input.text}\n",
+    );
+    let r = h.invoke("branches", json!({"text": "x"}));
+    assert!(failed(&r).contains("testkit: asked to fail"), "{}", failed(&r));
+}
+
+#[test]
 fn an_output_larger_than_the_arena_fails_precisely() {
     let mut c = config();
     c.arena_bytes = 8 << 20;

@@ -388,7 +388,9 @@ fn execute(d: &Daemon, request: Execute) -> Result<Executed, String> {
             let _ = tx.send(r);
         }),
     );
-    rx.recv_timeout(Duration::from_secs(30)).expect("execute answers")
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("execute answers")
+        .map_err(|(why, _)| why)
 }
 
 /// What a central engine (MasterSP) does, by hand: each step executed on the worker the plan

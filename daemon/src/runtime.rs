@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use faasflow_ebpf::Probe;
 pub use faasflow_ebpf::ProbeMode;
 use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, Isolation, NodeKind, ValueKind, Workflow};
+use faasflow_planner::dag::{DataSource, FailureKind, Isolation, NodeKind, ValueKind, Workflow};
 use faasflow_planner::plan::{ClusterView, Mode, Plan};
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
@@ -206,7 +206,7 @@ pub struct Executed {
 
 /// Where an [`Execute`]'s result goes (called once, on the daemon's thread or its I/O
 /// threads; it must not block). An error names the step and the cause.
-pub type ExecReply = Box<dyn FnOnce(Result<Executed, String>) + Send>;
+pub type ExecReply = Box<dyn FnOnce(Result<Executed, (String, FailureKind)>) + Send>;
 
 impl DaemonConfig {
     /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
@@ -291,6 +291,7 @@ enum Msg {
         version: u64,
         invocation: Option<InvocationId>,
         input: serde_json::Value,
+        deadline: Option<Duration>,
         reply: Reply,
     },
     Drop {
@@ -670,11 +671,27 @@ impl Daemon {
         input: serde_json::Value,
         reply: Reply,
     ) {
+        self.invoke_within(workflow, version, invocation, input, None, reply);
+    }
+
+    /// [`Daemon::invoke_with`] with a time limit: when `deadline` (or else the workflow's own
+    /// `deadline`) has passed since the start, the invocation fails, naming the steps still
+    /// open, and everything it runs is stopped (here and on the plan's other workers).
+    pub fn invoke_within(
+        &self,
+        workflow: &str,
+        version: u64,
+        invocation: Option<InvocationId>,
+        input: serde_json::Value,
+        deadline: Option<Duration>,
+        reply: Reply,
+    ) {
         self.shared.post(Msg::Invoke {
             workflow: workflow.to_owned(),
             version,
             invocation,
             input,
+            deadline,
             reply,
         });
     }
@@ -736,6 +753,9 @@ impl Drop for Daemon {
 
 /// A workflow version: (name, version), shared (cloned on every call).
 type WfKey = Arc<(String, u64)>;
+
+/// The timeout of an abandoned call whose workflow is no longer installed, ms.
+const DEFAULT_ABANDONED_TIMEOUT_MS: u64 = 60_000;
 
 /// An install waiting for its pools' first instances: (their ids, start-up errors, reply).
 type Warming = (HashSet<u32>, Vec<String>, mpsc::Sender<Result<(), DaemonError>>);
@@ -910,6 +930,10 @@ struct Call {
     instance: Option<u32>,
     record: usize,
     abandoned: bool,
+    /// Abandoned while it runs (its invocation ended): when its instance is stopped if it
+    /// has not returned by then (the function's timeout from the abandon), so that a hung
+    /// function of an ended invocation never holds its instance for good.
+    stop_by: Option<Instant>,
     /// The engine's inputs, resolved to arena references when the call is sent.
     pending: Vec<(String, InputValue)>,
     /// Declared outputs: name, bytes to reserve, kind.
@@ -1169,6 +1193,7 @@ impl Runtime {
             }
             if last_idle_check.elapsed() >= Duration::from_secs(1) {
                 self.stop_idle_instances();
+                self.stop_overdue_abandoned_calls();
                 self.sweep_strays();
                 last_idle_check = Instant::now();
             }
@@ -1244,8 +1269,9 @@ impl Runtime {
                     version,
                     invocation,
                     input,
+                    deadline,
                     reply,
-                } => self.start_invocation(workflow, version, invocation, input, reply),
+                } => self.start_invocation(workflow, version, invocation, input, deadline, reply),
                 Msg::Drop {
                     workflow,
                     version,
@@ -1738,7 +1764,7 @@ impl Runtime {
                     let queued: Vec<u64> = p.queue.drain(..).collect();
                     for c in queued {
                         let f = self.calls.get(&c).map(|c| c.function.clone()).unwrap_or_default();
-                        self.fail_call(c, format!("function `{f}` could not run: {e}"));
+                        self.fail_call(c, format!("function `{f}` could not run: {e}"), FailureKind::Crash);
                     }
                 }
             }
@@ -1771,7 +1797,7 @@ impl Runtime {
         calls.sort_unstable();
         for c in calls {
             let f = self.calls.get(&c).map(|c| c.function.clone()).unwrap_or_default();
-            self.fail_call(c, format!("function `{f}`: {why}"));
+            self.fail_call(c, format!("function `{f}`: {why}"), FailureKind::Crash);
         }
         let p = &self.pools[pool];
         if !self.stop && (!p.queue.is_empty() || p.instances.len() + p.spawning < self.config.min_instances) {
@@ -1808,6 +1834,7 @@ impl Runtime {
         version: u64,
         invocation: Option<InvocationId>,
         input: serde_json::Value,
+        deadline: Option<Duration>,
         reply: Reply,
     ) {
         let id = invocation.unwrap_or_else(|| {
@@ -1839,6 +1866,17 @@ impl Runtime {
                 reply(Err(DaemonError::Invoke(e)));
             }
             return;
+        }
+        // The entry enforces the deadline; the others learn of its end with `Failed`.
+        let declared = self
+            .installed
+            .get(&key)
+            .and_then(|i| i.wf.deadline_ms)
+            .map(Duration::from_millis);
+        if let Some(limit) = deadline.or(declared) {
+            let at = self.now() + limit;
+            self.engine
+                .set_deadline(id, at, u64::try_from(limit.as_millis()).unwrap_or(u64::MAX));
         }
         // The `Start`s go first, then the staged inputs' bytes.
         let (named, ids) = self.name_staged(id, &staged, &others);
@@ -1995,6 +2033,7 @@ impl Runtime {
             attempt,
             skipped: false,
             error: None,
+            failure: None,
         });
         let record = inv.functions.len() - 1;
         let id = self.next_call;
@@ -2021,6 +2060,7 @@ impl Runtime {
             instance: None,
             record,
             abandoned: false,
+            stop_by: None,
             pending: inputs,
             outputs,
             synthetic,
@@ -2350,13 +2390,13 @@ impl Runtime {
                         return;
                     }
                     self.pools[pool].queue.pop_front();
-                    self.fail_call(call_id, m);
+                    self.fail_call(call_id, m, FailureKind::Data);
                 }
                 Err(Unprepared::Fatal(m)) => {
                     self.unprepare(&mut call);
                     self.calls.insert(call_id, call);
                     self.pools[pool].queue.pop_front();
-                    self.fail_call(call_id, m);
+                    self.fail_call(call_id, m, FailureKind::Data);
                 }
             }
         }
@@ -2429,7 +2469,11 @@ impl Runtime {
         };
         let Some(&index) = inst.functions.get(&call.function) else {
             let f = call.function.clone();
-            self.fail_call(call_id, format!("its instance does not serve function `{f}`"));
+            self.fail_call(
+                call_id,
+                format!("its instance does not serve function `{f}`"),
+                FailureKind::Crash,
+            );
             return;
         };
         call.invoke.function = index;
@@ -2452,7 +2496,7 @@ impl Runtime {
         self.encode_buf = bytes;
         if let Err(e) = pushed {
             call.instance = None;
-            self.fail_call(call_id, e);
+            self.fail_call(call_id, e, FailureKind::Crash);
             return;
         }
         inst.calls.insert(call_id);
@@ -2495,7 +2539,7 @@ impl Runtime {
 
     /// Ends a call with an error: frees what it holds and tells the engine (unless the engine
     /// already gave up on it).
-    fn fail_call(&mut self, call_id: u64, message: String) {
+    fn fail_call(&mut self, call_id: u64, message: String, kind: FailureKind) {
         let peak = self
             .calls
             .get(&call_id)
@@ -2521,21 +2565,22 @@ impl Runtime {
             let rec = &mut inv.functions[call.record];
             rec.end_us = us(inv.start.elapsed());
             rec.error = Some(message.clone());
+            rec.failure = Some(kind.as_str().to_owned());
             rec.peak_memory_bytes = peak;
         }
         let mut call = call;
         if let Some(reply) = call.master.take() {
             let step = call.step.clone();
             self.master_done(&call);
-            reply(Err(format!(
-                "step `{step}` failed on worker `{}`: {message}",
-                self.config.name
+            reply(Err((
+                format!("step `{step}` failed on worker `{}`: {message}", self.config.name),
+                kind,
             )));
             return;
         }
         let now = self.now();
         self.engine
-            .function_failed(now, call.invocation, call.node, call.element, message);
+            .function_failed(now, call.invocation, call.node, call.element, message, kind);
     }
 
     /// Frees what an ended call held (it is already out of `calls`).
@@ -2562,21 +2607,54 @@ impl Runtime {
         };
         call.abandoned = true;
         let (instance, function, record) = (call.instance, call.function.clone(), call.record);
+        let call_wf = call.wf.clone();
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             let rec = &mut inv.functions[record];
             rec.end_us = us(inv.start.elapsed());
             rec.error = Some(if timed_out { "timed out" } else { "cancelled" }.into());
+            rec.failure = timed_out.then(|| FailureKind::Timeout.as_str().to_owned());
         }
         let Some(inst_id) = instance else {
             // Still queued: drop it.
-            self.fail_call(call_id, String::new());
+            self.fail_call(call_id, String::new(), FailureKind::Crash);
             return;
         };
         // A call past its deadline may never return: stop its instance. Otherwise let it end
-        // and drop its outputs (other invocations may be running in the same instance).
+        // and drop its outputs (other invocations may be running in the same instance), but
+        // no later than its timeout from now.
         if timed_out && let Some(inst) = self.instances.get_mut(&inst_id) {
             inst.killed = Some(format!("function `{function}` running in it timed out"));
             inst.handle.kill();
+        } else if !timed_out {
+            let timeout = self
+                .installed
+                .get(&*call_wf)
+                .and_then(|i| i.wf.graph[node].task().map(|t| t.spec.timeout_ms))
+                .unwrap_or(DEFAULT_ABANDONED_TIMEOUT_MS);
+            if let Some(call) = self.calls.get_mut(&call_id) {
+                call.stop_by = Some(Instant::now() + Duration::from_millis(timeout));
+            }
+        }
+    }
+
+    /// Stops the instances of abandoned calls that ran past their `stop_by`.
+    fn stop_overdue_abandoned_calls(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<(u32, String)> = self
+            .calls
+            .values()
+            .filter(|c| c.stop_by.is_some_and(|t| t <= now))
+            .filter_map(|c| c.instance.map(|i| (i, c.function.clone())))
+            .collect();
+        for (inst_id, function) in overdue {
+            if let Some(inst) = self.instances.get_mut(&inst_id)
+                && inst.killed.is_none()
+            {
+                inst.killed = Some(format!(
+                    "function `{function}` running in it for an invocation that had ended ran past its timeout"
+                ));
+                inst.handle.kill();
+            }
         }
     }
 
@@ -2776,13 +2854,18 @@ impl Runtime {
         match c.status {
             Status::Ok => match self.seal(c.call, inst_id, c.outputs) {
                 Ok(()) => {}
-                Err(e) => self.fail_call(c.call, format!("function `{function}`: {e}")),
+                Err(e) => self.fail_call(c.call, format!("function `{function}`: {e}"), FailureKind::Error),
             },
             Status::Failed => self.fail_call(
                 c.call,
                 format!("function `{function}` returned an error: {}", c.message),
+                FailureKind::Error,
             ),
-            Status::Panicked => self.fail_call(c.call, format!("function `{function}` panicked: {}", c.message)),
+            Status::Panicked => self.fail_call(
+                c.call,
+                format!("function `{function}` panicked: {}", c.message),
+                FailureKind::Panic,
+            ),
         }
         self.dispatch(pool);
     }

@@ -136,11 +136,12 @@ impl pb::daemon_server::Daemon for DaemonService {
             ))
         })?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.daemon.invoke_with(
+        self.daemon.invoke_within(
             &req.workflow,
             req.version,
             Some(req.invocation_id),
             input,
+            (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),

@@ -111,6 +111,7 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
         let b = c.task_named(b)?;
         c.wf.contention.push((a, b));
     }
+    c.wf.deadline_ms = doc.deadline_ms;
     check_acyclic(&c.wf)?;
     Ok(c.wf)
 }

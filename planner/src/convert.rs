@@ -17,8 +17,9 @@ use faasflow_proto::v1 as pb;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::dag::{
-    Case, DataSource, Edge, Foreach, FunctionSpec, InputBinding, Isolation, JoinKind, Node, NodeId, NodeKind,
-    OutputDecl, Retry, SourceFormat, Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
+    Case, DataSource, Edge, FailureKind, FailureKinds, Foreach, FunctionSpec, InputBinding, Isolation, JoinKind, Node,
+    NodeId, NodeKind, OutputDecl, Retry, SourceFormat, Switch, Task, ValueKind, Workflow, WorkflowInput,
+    WorkflowOutput,
 };
 use crate::error::Pos;
 use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, Tier, WorkerLoad, WorkerView};
@@ -328,6 +329,7 @@ pub fn workflow_to_proto(wf: &Workflow) -> pb::WorkflowGraph {
                 b: node_index(b),
             })
             .collect(),
+        deadline_ms: wf.deadline_ms.unwrap_or(0),
     }
 }
 
@@ -394,6 +396,7 @@ fn spec_to_proto(s: &FunctionSpec) -> pb::FunctionSpec {
             attempts: s.retry.attempts,
             backoff_ms: s.retry.backoff_ms,
             jitter: s.retry.jitter,
+            on: failure_kinds_to_proto(s.retry.on),
         }),
         isolation: isolation_to_proto(s.isolation),
         network: s.network,
@@ -657,6 +660,7 @@ pub fn workflow_from_proto(g: &pb::WorkflowGraph) -> Result<Workflow, ConvertErr
         inputs,
         outputs,
         contention,
+        deadline_ms: (g.deadline_ms > 0).then_some(g.deadline_ms),
     })
 }
 
@@ -768,6 +772,7 @@ impl Nodes<'_> {
                 attempts: retry.attempts,
                 backoff_ms: retry.backoff_ms,
                 jitter,
+                on: failure_kinds_from_proto(&retry.on, || at("spec.retry.on"))?,
             },
             isolation: isolation_from_proto(spec.isolation, || at("spec.isolation"))?,
             network: spec.network,
@@ -1097,6 +1102,48 @@ fn isolation_from_proto(value: i32, at: impl FnOnce() -> String) -> Result<Isola
         Ok(pb::Isolation::Process) => Ok(Isolation::Process),
         Ok(pb::Isolation::Container) => Ok(Isolation::Container),
         Ok(pb::Isolation::Unspecified) | Err(_) => Err(unknown_enum(at(), "Isolation", value)),
+    }
+}
+
+/// `retry.on`: empty means every kind.
+fn failure_kinds_from_proto(values: &[i32], at: impl Fn() -> String) -> Result<FailureKinds, ConvertError> {
+    if values.is_empty() {
+        return Ok(FailureKinds::ALL);
+    }
+    let mut kinds = FailureKinds::NONE;
+    for &value in values {
+        let kind = failure_kind_from_proto(value).ok_or_else(|| unknown_enum(at(), "FailureKind", value))?;
+        kinds = kinds.with(kind);
+    }
+    Ok(kinds)
+}
+
+/// A failure kind from the wire; `None` for unspecified or unknown values.
+fn failure_kind_from_proto(value: i32) -> Option<FailureKind> {
+    match pb::FailureKind::try_from(value) {
+        Ok(pb::FailureKind::Error) => Some(FailureKind::Error),
+        Ok(pb::FailureKind::Panic) => Some(FailureKind::Panic),
+        Ok(pb::FailureKind::Crash) => Some(FailureKind::Crash),
+        Ok(pb::FailureKind::Timeout) => Some(FailureKind::Timeout),
+        Ok(pb::FailureKind::Data) => Some(FailureKind::Data),
+        Ok(pb::FailureKind::Unspecified) | Err(_) => None,
+    }
+}
+
+fn failure_kinds_to_proto(kinds: FailureKinds) -> Vec<i32> {
+    if kinds == FailureKinds::ALL {
+        return Vec::new();
+    }
+    kinds.kinds().map(failure_kind_to_proto).collect()
+}
+
+fn failure_kind_to_proto(kind: FailureKind) -> i32 {
+    match kind {
+        FailureKind::Error => pb::FailureKind::Error as i32,
+        FailureKind::Panic => pb::FailureKind::Panic as i32,
+        FailureKind::Crash => pb::FailureKind::Crash as i32,
+        FailureKind::Timeout => pb::FailureKind::Timeout as i32,
+        FailureKind::Data => pb::FailureKind::Data as i32,
     }
 }
 

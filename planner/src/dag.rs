@@ -67,6 +67,8 @@ pub struct Workflow {
     /// Pairs of tasks the partitioner never puts into one group (declared contention): they
     /// never share an instance and never hand data over in-process.
     pub contention: Vec<(NodeId, NodeId)>,
+    /// Time limit of one invocation, ms (`deadline`), when the workflow declares one.
+    pub deadline_ms: Option<u64>,
 }
 
 /// One input of the workflow.
@@ -288,6 +290,8 @@ pub struct Retry {
     pub backoff_ms: u64,
     /// Random spread of the wait, as a fraction (0.0–1.0).
     pub jitter: f64,
+    /// The kinds of failure that are retried (the others fail the step at once).
+    pub on: FailureKinds,
 }
 
 impl Default for Retry {
@@ -296,7 +300,88 @@ impl Default for Retry {
             attempts: 1,
             backoff_ms: 100,
             jitter: 0.0,
+            on: FailureKinds::ALL,
         }
+    }
+}
+
+/// Why a function attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The function returned an error.
+    Error,
+    /// The function panicked (its instance lives on).
+    Panic,
+    /// Its instance died (exit, signal, out of memory), could not start, or broke the
+    /// protocol.
+    Crash,
+    /// The attempt ran past the function's `timeout` and was stopped.
+    Timeout,
+    /// Its inputs could not be read or its outputs kept (remote tier, arena, spill files).
+    Data,
+}
+
+impl FailureKind {
+    /// Every kind, in the order `retry.on` lists them.
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Error,
+        FailureKind::Panic,
+        FailureKind::Crash,
+        FailureKind::Timeout,
+        FailureKind::Data,
+    ];
+
+    /// The name used in WDL (`retry.on`) and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Error => "error",
+            FailureKind::Panic => "panic",
+            FailureKind::Crash => "crash",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Data => "data",
+        }
+    }
+
+    /// The kind with this WDL name.
+    pub fn from_name(name: &str) -> Option<FailureKind> {
+        FailureKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of [`FailureKind`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FailureKinds(u8);
+
+impl FailureKinds {
+    /// Every kind.
+    pub const ALL: FailureKinds = FailureKinds(0b1_1111);
+    /// No kind.
+    pub const NONE: FailureKinds = FailureKinds(0);
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: FailureKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// The set with `kind` added.
+    #[must_use]
+    pub fn with(self, kind: FailureKind) -> FailureKinds {
+        FailureKinds(self.0 | kind.bit())
+    }
+
+    /// Its kinds, in [`FailureKind::ALL`] order.
+    pub fn kinds(self) -> impl Iterator<Item = FailureKind> {
+        FailureKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+
+    /// True when it holds no kind.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 
@@ -434,6 +519,7 @@ impl Workflow {
             inputs: Vec::new(),
             outputs: Vec::new(),
             contention: Vec::new(),
+            deadline_ms: None,
         }
     }
 

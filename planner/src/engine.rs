@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::NodeId;
-use crate::dag::{DataSource, NodeKind, Workflow};
+use crate::dag::{DataSource, FailureKind, NodeKind, Workflow};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
@@ -102,8 +102,9 @@ pub enum Action {
         node: NodeId,
         /// The foreach element.
         element: Option<u32>,
-        /// The attempt ran past its timeout (it may never return: stop it by force); otherwise
-        /// the invocation ended and its result is no longer wanted.
+        /// The attempt ran past its timeout, or the invocation past its deadline (it may never
+        /// return: stop it by force); otherwise the invocation ended and its result is no
+        /// longer wanted.
         timed_out: bool,
     },
     /// No consumer needs this object any more: free it.
@@ -146,6 +147,8 @@ pub enum Event {
         element: Option<u32>,
         /// What went wrong, for the invocation's error.
         error: String,
+        /// What kind of failure it was (`retry.on` says which kinds are retried).
+        kind: FailureKind,
     },
 }
 
@@ -246,7 +249,16 @@ struct Invocation {
     /// Completions of other workers' tasks reported before this engine saw them start (their
     /// predecessors' completions are still on their way): applied when they do.
     early: HashMap<Key, Vec<(String, ObjectRef)>>,
+    /// When it must end (µs on the engine's clock) and the limit as given (ms).
+    deadline: Option<(u64, u64)>,
 }
+
+/// How the error of an invocation that ran past its deadline begins.
+pub const DEADLINE_PASSED: &str = "the invocation did not end within its deadline";
+
+/// The node index of an invocation's deadline in `Engine::timers` (no node has it: node
+/// indices are below the graph's size).
+const DEADLINE_NODE: u32 = u32::MAX;
 
 /// The engine. See the module docs.
 #[derive(Debug)]
@@ -393,6 +405,7 @@ impl Engine {
             objects: HashMap::new(),
             open_roots: 0,
             early: HashMap::new(),
+            deadline: None,
         };
         let mut ready = Vec::new();
         for n in wf.graph.node_indices() {
@@ -433,7 +446,8 @@ impl Engine {
                 node,
                 element,
                 error,
-            } => self.function_failed(now, invocation, node, element, error),
+                kind,
+            } => self.function_failed(now, invocation, node, element, error, kind),
         }
     }
 
@@ -518,8 +532,8 @@ impl Engine {
         self.resolve_into(Duration::ZERO, invocation, key, Status::Done, ready);
     }
 
-    /// A function attempt failed; retried per the function's policy, else the invocation
-    /// fails.
+    /// A function attempt failed; retried per the function's policy (its attempts, when
+    /// `retry.on` holds `kind`), else the invocation fails.
     pub fn function_failed(
         &mut self,
         now: Duration,
@@ -527,6 +541,7 @@ impl Engine {
         node: NodeId,
         element: Option<u32>,
         error: String,
+        kind: FailureKind,
     ) {
         let key = (node.index() as u32, element);
         let running = self
@@ -543,7 +558,22 @@ impl Engine {
         if let Some(d) = deadline {
             self.timers.remove(&(d, invocation, key.0, key.1));
         }
-        self.attempt_failed(now, invocation, key, attempt, error);
+        self.attempt_failed(now, invocation, key, attempt, error, kind);
+    }
+
+    /// Sets the time by which `invocation` must end (`at`, on the engine's clock; `limit_ms`
+    /// is the limit as the caller gave it, for the error). When it passes, the invocation
+    /// fails naming the steps still running or waiting for a retry, and they are cancelled.
+    pub fn set_deadline(&mut self, invocation: InvocationId, at: Duration, limit_ms: u64) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        if let Some((old, _)) = inv.deadline.take() {
+            self.timers.remove(&(old, invocation, DEADLINE_NODE, None));
+        }
+        let at = micros(at);
+        inv.deadline = Some((at, limit_ms));
+        self.timers.insert((at, invocation, DEADLINE_NODE, None));
     }
 
     /// Ends an invocation with `message` as its error, as if a step had failed: what runs is
@@ -567,6 +597,10 @@ impl Engine {
             }
             self.timers.remove(&first);
             let (_, invocation, node, element) = first;
+            if node == DEADLINE_NODE {
+                self.deadline_passed(invocation);
+                continue;
+            }
             let key = (node, element);
             let Some(status) = self
                 .invocations
@@ -585,7 +619,14 @@ impl Engine {
                         timed_out: true,
                     });
                     let timeout = self.task_spec_timeout(invocation, node);
-                    self.attempt_failed(now, invocation, key, attempt, format!("timed out after {timeout} ms"));
+                    self.attempt_failed(
+                        now,
+                        invocation,
+                        key,
+                        attempt,
+                        format!("timed out after {timeout} ms"),
+                        FailureKind::Timeout,
+                    );
                 }
                 Status::Backoff { next_attempt, .. } => {
                     self.trigger(now, invocation, key, next_attempt);
@@ -627,14 +668,66 @@ impl Engine {
             .map_or(0, |t| t.spec.timeout_ms)
     }
 
-    fn attempt_failed(&mut self, now: Duration, invocation: InvocationId, key: Key, attempt: u32, error: String) {
+    /// The invocation's deadline passed: it fails, naming what was still running.
+    fn deadline_passed(&mut self, invocation: InvocationId) {
+        let Some(inv) = self.invocations.get(&invocation) else {
+            return;
+        };
+        let limit = inv.deadline.map_or(0, |(_, ms)| ms);
+        let wf = &inv.inst_key.wf;
+        let mut open: Vec<(Key, Status)> = inv
+            .inst
+            .iter()
+            .filter(|(_, i)| matches!(i.status, Status::Running { .. } | Status::Backoff { .. }))
+            .map(|(k, i)| (*k, i.status))
+            .collect();
+        open.sort_by_key(|(k, _)| *k);
+        let names: Vec<String> = open
+            .iter()
+            .map(|(k, status)| {
+                let name = &wf.graph[NodeId::new(k.0 as usize)].name;
+                let element = k.1.map(|e| format!(" (element {e})")).unwrap_or_default();
+                let what = match status {
+                    Status::Running { attempt, .. } => format!("attempt {attempt} running"),
+                    Status::Backoff { next_attempt, .. } => format!("attempt {next_attempt} waiting to retry"),
+                    _ => String::new(),
+                };
+                format!("`{name}`{element}: {what}")
+            })
+            .collect();
+        let running = if names.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; still open: {}",
+                crate::error::list_names(names.iter().map(String::as_str), 8)
+            )
+        };
+        self.fail_as(
+            invocation,
+            (DEADLINE_NODE, None),
+            true,
+            format!("{DEADLINE_PASSED} of {limit} ms{running}"),
+        );
+    }
+
+    fn attempt_failed(
+        &mut self,
+        now: Duration,
+        invocation: InvocationId,
+        key: Key,
+        attempt: u32,
+        error: String,
+        kind: FailureKind,
+    ) {
         let Some(wf) = self.invocations.get(&invocation).map(|i| i.inst_key.wf.clone()) else {
             return;
         };
         let node = &wf.graph[NodeId::new(key.0 as usize)];
         let Some(task) = node.task() else { return };
         let retry = task.spec.retry;
-        if attempt < retry.attempts.max(1) {
+        let retried = retry.on.contains(kind);
+        if attempt < retry.attempts.max(1) && retried {
             let base = retry
                 .backoff_ms
                 .saturating_mul(1u64 << (attempt - 1).min(32))
@@ -665,7 +758,17 @@ impl Engine {
         } else {
             format!(" after {attempt} attempts")
         };
-        self.fail(invocation, key, format!("{at} failed{tries}: {error}"));
+        let not_retried = if retried || attempt >= retry.attempts.max(1) {
+            String::new()
+        } else {
+            let on: Vec<&str> = retry.on.kinds().map(FailureKind::as_str).collect();
+            format!(
+                " (not retried: a failure of kind `{}`, and `retry.on` is [{}])",
+                kind.as_str(),
+                on.join(", ")
+            )
+        };
+        self.fail(invocation, key, format!("{at} failed{tries}: {error}{not_retried}"));
     }
 
     /// SplitMix64 → [0, 1).
@@ -680,9 +783,18 @@ impl Engine {
 
     /// Ends an invocation with an error: cancels what runs, releases every object.
     fn fail(&mut self, invocation: InvocationId, failed: Key, message: String) {
+        self.fail_as(invocation, failed, false, message);
+    }
+
+    /// [`Engine::fail`]; `force`: what runs is past the invocation's deadline and is stopped
+    /// by force, like an attempt past its timeout.
+    fn fail_as(&mut self, invocation: InvocationId, failed: Key, force: bool, message: String) {
         let Some(inv) = self.invocations.remove(&invocation) else {
             return;
         };
+        if let Some((at, _)) = inv.deadline {
+            self.timers.remove(&(at, invocation, DEADLINE_NODE, None));
+        }
         let mut keys: Vec<_> = inv.inst.iter().map(|(k, i)| (*k, i.status)).collect();
         keys.sort_by_key(|(k, _)| *k);
         for (k, status) in keys {
@@ -696,7 +808,7 @@ impl Engine {
                             invocation,
                             node: NodeId::new(k.0 as usize),
                             element: k.1,
-                            timed_out: false,
+                            timed_out: force,
                         });
                     }
                 }
@@ -717,6 +829,9 @@ impl Engine {
         let Some(inv) = self.invocations.remove(&invocation) else {
             return;
         };
+        if let Some((at, _)) = inv.deadline {
+            self.timers.remove(&(at, invocation, DEADLINE_NODE, None));
+        }
         let wf = inv.inst_key.wf.clone();
         let result = wf
             .outputs

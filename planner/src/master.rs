@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 use crate::convert::execute::{
     ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
 };
-use crate::dag::{NodeId, STAGE_MIN_BYTES, Workflow};
+use crate::dag::{FailureKind, NodeId, STAGE_MIN_BYTES, Workflow};
 use crate::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
 use crate::remote::{ObjectKey, RemoteStore};
 use crate::report::{FunctionRecord, Report, add_skipped, critical_path};
@@ -128,8 +128,10 @@ struct Begin {
 
 /// How an Execute RPC ended.
 enum Outcome {
-    /// The daemon answered: the attempt's outputs, or why it failed.
-    Answered(Result<ExecDone, String>),
+    /// The daemon answered with the attempt's outputs.
+    Done(Box<ExecDone>),
+    /// The attempt failed (the daemon said why, or its answer broke the protocol).
+    Failed(String, FailureKind),
     /// The daemon could not be reached.
     Unreachable(String),
 }
@@ -516,8 +518,18 @@ impl Actor {
             Ok(t) => t,
             Err(why) => {
                 let now = self.now();
-                self.record_failure(invocation, &name, &worker, element, attempt, Instant::now(), &why);
-                self.engine.function_failed(now, invocation, node, element, why);
+                self.record_failure(
+                    invocation,
+                    &name,
+                    &worker,
+                    element,
+                    attempt,
+                    Instant::now(),
+                    &why,
+                    FailureKind::Crash,
+                );
+                self.engine
+                    .function_failed(now, invocation, node, element, why, FailureKind::Crash);
                 return;
             }
         };
@@ -545,22 +557,26 @@ impl Actor {
                         version,
                         invocation,
                     };
-                    Outcome::Answered(
-                        execute_response_from_proto(answer.get_ref(), owner).unwrap_or_else(|e| {
-                            Err(format!(
-                                "worker `{w}` ({addr}) sent an answer that breaks the protocol: {e}"
-                            ))
-                        }),
-                    )
+                    match execute_response_from_proto(answer.get_ref(), owner) {
+                        Ok(Ok(done)) => Outcome::Done(Box::new(done)),
+                        Ok(Err((why, kind))) => Outcome::Failed(why, kind),
+                        Err(e) => Outcome::Failed(
+                            format!("worker `{w}` ({addr}) sent an answer that breaks the protocol: {e}"),
+                            FailureKind::Crash,
+                        ),
+                    }
                 }
                 Err(status) if crate::service::is_transport(&status) => Outcome::Unreachable(format!(
                     "worker `{w}` ({addr}) could not be reached: {}",
                     crate::service::describe(&status)
                 )),
-                Err(status) => Outcome::Answered(Err(format!(
-                    "worker `{w}` ({addr}) refused to run it: {}",
-                    crate::service::describe(&status)
-                ))),
+                Err(status) => Outcome::Failed(
+                    format!(
+                        "worker `{w}` ({addr}) refused to run it: {}",
+                        crate::service::describe(&status)
+                    ),
+                    FailureKind::Crash,
+                ),
             };
             let _ = tx.send(Msg::Answer { exec, outcome });
         });
@@ -591,6 +607,7 @@ impl Actor {
         attempt: u32,
         sent: Instant,
         error: &str,
+        kind: FailureKind,
     ) {
         if let Some(inv) = self.invocations.get_mut(&invocation) {
             inv.functions.push(FunctionRecord {
@@ -607,6 +624,7 @@ impl Actor {
                 attempt,
                 skipped: false,
                 error: Some(error.to_owned()),
+                failure: Some(kind.as_str().to_owned()),
             });
         }
     }
@@ -620,7 +638,7 @@ impl Actor {
         if !self.engine.is_running(e.invocation) {
             // The invocation has ended and its keys are deleted: delete what this attempt
             // stored since.
-            if let Outcome::Answered(Ok(done)) = &outcome
+            if let Outcome::Done(done) = &outcome
                 && !done.outputs.is_empty()
             {
                 let (store, workflow, version, invocation) = (e.store, e.workflow, e.version, e.invocation);
@@ -640,7 +658,8 @@ impl Actor {
             .map(|inv| inv.info.wf.graph[e.node].name.clone())
             .unwrap_or_default();
         match outcome {
-            Outcome::Answered(Ok(done)) => {
+            Outcome::Done(done) => {
+                let done = *done;
                 let mut outputs = Vec::with_capacity(done.outputs.len());
                 for (n, o) in done.outputs {
                     let id = self.next_object;
@@ -668,14 +687,25 @@ impl Actor {
                 }
                 self.engine.function_done(now, e.invocation, e.node, e.element, outputs);
             }
-            Outcome::Answered(Err(why)) => {
-                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
-                self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+            Outcome::Failed(why, kind) => {
+                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why, kind);
+                self.engine
+                    .function_failed(now, e.invocation, e.node, e.element, why, kind);
             }
             Outcome::Unreachable(why) => {
                 self.workers.unreachable(&e.worker);
-                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
-                self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+                self.record_failure(
+                    e.invocation,
+                    &name,
+                    &e.worker,
+                    e.element,
+                    e.attempt,
+                    e.sent,
+                    &why,
+                    FailureKind::Crash,
+                );
+                self.engine
+                    .function_failed(now, e.invocation, e.node, e.element, why, FailureKind::Crash);
             }
         }
     }
@@ -695,9 +725,19 @@ impl Actor {
                 .get(&e.invocation)
                 .map(|inv| inv.info.wf.graph[e.node].name.clone())
                 .unwrap_or_default();
-            self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why);
+            self.record_failure(
+                e.invocation,
+                &name,
+                &e.worker,
+                e.element,
+                e.attempt,
+                e.sent,
+                &why,
+                FailureKind::Crash,
+            );
             let now = self.now();
-            self.engine.function_failed(now, e.invocation, e.node, e.element, why);
+            self.engine
+                .function_failed(now, e.invocation, e.node, e.element, why, FailureKind::Crash);
         }
     }
 

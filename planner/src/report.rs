@@ -85,6 +85,10 @@ pub struct FunctionRecord {
     /// Why the attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The kind of that failure (`error`, `panic`, `crash`, `timeout`, `data`; `retry.on`
+    /// says which are retried); `null` for an attempt cancelled or failed elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// One object read by one function.
@@ -241,6 +245,7 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
                 attempt: 0,
                 skipped: true,
                 error: None,
+                failure: None,
             });
         }
     }

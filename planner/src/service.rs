@@ -32,7 +32,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::plan_to_proto;
 use crate::dag::{NodeKind, Workflow};
-use crate::engine::EngineError;
+use crate::engine::{DEADLINE_PASSED, EngineError};
 use crate::error::list_names;
 use crate::load::load_str;
 use crate::master::{Master, Messages, StartError, Workers};
@@ -42,6 +42,10 @@ use crate::remote::{RemoteError, RemoteStore};
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
+/// How much longer than an invocation's deadline the planner waits for its entry daemon's
+/// answer (the daemon ends the invocation at the deadline itself).
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// A worker that missed this many heartbeat intervals is lost.
 pub const LOST_AFTER: u32 = 3;
 /// Largest gRPC message the planner accepts or sends (plans of 100,000 functions fit).
@@ -989,11 +993,9 @@ impl PlannerService {
                 "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
             ));
         }
-        let deadline = if req.deadline_ms == 0 {
-            self.inner.config.default_deadline
-        } else {
-            Duration::from_millis(req.deadline_ms)
-        };
+        let requested = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
+        // The request's limit, else the workflow's `deadline`, else the planner's default.
+        let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
         // Choose the version, count the invocation in, and find the entry daemon, under one lock.
         let route = {
             let mut state = self.state();
@@ -1005,6 +1007,9 @@ impl PlannerService {
             };
             let index = find_version(&req.workflow, deployed, req.version)?;
             let v = &deployed.versions[index];
+            if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
+                deadline = Duration::from_millis(ms);
+            }
             if v.plan.mode == Mode::MasterSp {
                 let version = v.version;
                 if let Some(v) = state
@@ -1093,9 +1098,12 @@ impl PlannerService {
             version,
             invocation_id: id,
             input_json: req.input_json,
+            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
         };
         self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = tokio::time::timeout(deadline, client.invoke(message)).await;
+        // The entry daemon ends the invocation at its deadline and answers with the report;
+        // waiting a little longer lets that answer arrive (it names the steps still open).
+        let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, client.invoke(message)).await;
         drop(guard);
         let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
             invocation_id: id,
@@ -1482,7 +1490,11 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeRes
         },
         Ok(o) => pb::InvokeResponse {
             invocation_id: id,
-            status: pb::InvocationStatus::Failed as i32,
+            status: if o.error.as_deref().is_some_and(|e| e.starts_with(DEADLINE_PASSED)) {
+                pb::InvocationStatus::DeadlineExceeded as i32
+            } else {
+                pb::InvocationStatus::Failed as i32
+            },
             output_json: Vec::new(),
             error: o
                 .error

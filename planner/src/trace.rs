@@ -184,6 +184,7 @@ mod tests {
             attempt: 1,
             skipped: false,
             error: None,
+            failure: None,
         }
     }
 

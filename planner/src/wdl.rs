@@ -4,8 +4,8 @@
 //! file (keys, types, required fields); names and references are checked by the compiler
 //! ([`crate::compile`]), which has the whole workflow in view.
 
-use crate::dag::{FunctionSpec, Isolation, OutputDecl, Retry, ValueKind};
-use crate::error::{ErrorKind, Pos, WdlError};
+use crate::dag::{FailureKind, FailureKinds, FunctionSpec, Isolation, OutputDecl, Retry, ValueKind};
+use crate::error::{ErrorKind, Pos, WdlError, did_you_mean};
 use crate::yaml::{Fields, Value, Yaml, key_text};
 
 /// A name and where it was written.
@@ -26,6 +26,8 @@ pub struct Document {
     pub output: Vec<(Spanned, Vec<Ref>)>,
     /// Pairs of tasks the planner never puts into one group.
     pub contention: Vec<(Spanned, Spanned)>,
+    /// Time limit of one invocation, ms.
+    pub deadline_ms: Option<u64>,
 }
 
 /// A declared workflow input.
@@ -165,6 +167,7 @@ const TOP_KEYS: &[&str] = &[
     "steps",
     "output",
     "contention",
+    "deadline",
 ];
 const FUNCTION_KEYS: &[&str] = &[
     "pack",
@@ -218,6 +221,10 @@ pub fn decode(root: &Yaml) -> Result<Document, WdlError> {
             contention.push((items[0].name("a task name")?, items[1].name("a task name")?));
         }
     }
+    let deadline_ms = match top.get("deadline") {
+        Some(d) => Some(positive_ms(d, "`deadline`")?),
+        None => None,
+    };
     top.finish(TOP_KEYS)?;
     Ok(Document {
         name,
@@ -226,6 +233,7 @@ pub fn decode(root: &Yaml) -> Result<Document, WdlError> {
         steps,
         output,
         contention,
+        deadline_ms,
     })
 }
 
@@ -333,11 +341,7 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
         spec.cpu_millis = (cores * 1000.0).round() as u32;
     }
     if let Some(v) = f.get("timeout") {
-        spec.timeout_ms = v.duration_ms("a duration, like 30s")?.ceil() as u64;
-        if spec.timeout_ms == 0 {
-            return Err(WdlError::new(ErrorKind::Type, v.pos, "`timeout` must be longer than 0")
-                .expected("a duration, like 30s"));
-        }
+        spec.timeout_ms = positive_ms(v, "`timeout`")?;
     }
     if let Some(v) = f.get("runtime") {
         spec.runtime_ms = v.duration_ms("an expected runtime, like 120ms")?;
@@ -375,6 +379,18 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
     Ok(spec)
 }
 
+/// A duration longer than 0, in whole ms (rounded up); `what` names the key in errors.
+fn positive_ms(v: &Yaml, what: &str) -> Result<u64, WdlError> {
+    let ms = v.duration_ms("a duration, like 30s")?.ceil() as u64;
+    if ms == 0 {
+        return Err(
+            WdlError::new(ErrorKind::Type, v.pos, format!("{what} must be longer than 0"))
+                .expected("a duration, like 30s"),
+        );
+    }
+    Ok(ms)
+}
+
 fn decode_retry(v: &Yaml) -> Result<Retry, WdlError> {
     let mut retry = Retry::default();
     if let Value::Scalar { .. } = v.value {
@@ -399,8 +415,36 @@ fn decode_retry(v: &Yaml) -> Result<Retry, WdlError> {
         }
         retry.jitter = jitter;
     }
-    f.finish(&["attempts", "backoff", "jitter"])?;
+    if let Some(on) = f.get("on") {
+        retry.on = decode_failure_kinds(on)?;
+    }
+    f.finish(&["attempts", "backoff", "jitter", "on"])?;
     Ok(retry)
+}
+
+/// `retry.on`: a failure kind or a list of them (`[crash, timeout]`).
+fn decode_failure_kinds(v: &Yaml) -> Result<FailureKinds, WdlError> {
+    let names = || FailureKind::ALL.map(FailureKind::as_str).join(", ");
+    let items = v.one_or_many();
+    if items.is_empty() {
+        return Err(WdlError::new(ErrorKind::Type, v.pos, "`on` lists no kind of failure")
+            .expected(format!("one or more of {}", names()))
+            .hint("to never retry, write `retry: 1` (one attempt)".to_owned()));
+    }
+    let mut kinds = FailureKinds::NONE;
+    for item in items {
+        let (name, pos) = item.name("a kind of failure")?;
+        let Some(kind) = FailureKind::from_name(&name) else {
+            let mut err = WdlError::new(ErrorKind::Type, pos, format!("`{name}` is not a kind of failure"))
+                .expected(format!("one of {}", names()));
+            if let Some(m) = did_you_mean(&name, FailureKind::ALL.map(FailureKind::as_str)) {
+                err = err.hint(format!("did you mean `{m}`?"));
+            }
+            return Err(err);
+        };
+        kinds = kinds.with(kind);
+    }
+    Ok(kinds)
 }
 
 fn attempts(v: &Yaml) -> Result<u32, WdlError> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faasflow_planner::NodeId;
-use faasflow_planner::dag::{NodeKind, ValueKind, Workflow};
+use faasflow_planner::dag::{FailureKind, NodeKind, ValueKind, Workflow};
 use faasflow_planner::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
@@ -25,6 +25,8 @@ struct Behaviour {
     width: usize,
     /// Per task name: how many attempts fail first ("fail") or hang ("hang").
     fail: HashMap<String, (u32, bool)>,
+    /// The kind of the failures of "fail".
+    kind: FailureKind,
 }
 
 impl Default for Behaviour {
@@ -33,6 +35,7 @@ impl Default for Behaviour {
             flag: serde_json::Value::Bool(true),
             width: 3,
             fail: HashMap::new(),
+            kind: FailureKind::Error,
         }
     }
 }
@@ -318,6 +321,7 @@ impl Sim {
                     node,
                     element: e,
                     error,
+                    kind: self.behaviour.kind,
                 };
                 self.engine.handle(self.now, event);
             } else {
@@ -638,6 +642,88 @@ fn timeouts_cancel_and_retry_then_fail() {
     let err = sim.finished.clone().unwrap().unwrap_err();
     assert_eq!(err, "step `a` failed after 3 attempts: timed out after 1000 ms");
     assert_eq!(sim.cancels.len(), 3);
+}
+
+#[test]
+fn only_the_kinds_of_failure_in_retry_on_are_retried() {
+    let src = RETRY.replace("backoff: 100ms}", "backoff: 100ms, on: [crash, timeout]}");
+    // A crash is retried (and the third attempt succeeds)…
+    let crash = Behaviour {
+        kind: FailureKind::Crash,
+        ..fail("a", 2, false)
+    };
+    let mut sim = Sim::new(load(&src), 1, crash);
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+    // …an error is not: the first attempt fails the step, and the message says why.
+    let mut sim = Sim::new(load(&src), 1, fail("a", 2, false));
+    sim.run(serde_json::json!({}));
+    let err = sim.finished.clone().unwrap().unwrap_err();
+    assert_eq!(
+        err,
+        "step `a` failed: boom 1 (not retried: a failure of kind `error`, and `retry.on` is [crash, timeout])"
+    );
+    let a = sim.wf.node_by_name("a").unwrap();
+    assert_eq!(sim.triggers.iter().filter(|t| t.0.0 == a).count(), 1);
+    // Timeouts are in the list: a hang is retried.
+    let mut sim = Sim::new(load(&src), 1, fail("a", 1, true));
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+}
+
+#[test]
+fn the_invocation_deadline_cancels_what_runs_and_names_it() {
+    let wf = Arc::new(load(RETRY));
+    let a = wf.node_by_name("a").unwrap();
+    let mut engine = Engine::new(EngineConfig::default());
+    engine
+        .install(wf.clone(), 1, wf.graph.node_indices().collect())
+        .unwrap();
+    engine
+        .start(Duration::ZERO, "retry", 1, 1, serde_json::json!({}))
+        .unwrap();
+    engine.set_deadline(1, Duration::from_millis(250), 250);
+    assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 1, .. })));
+    // The first attempt fails; the retry waits 100 ms and runs; the deadline passes first.
+    engine.function_failed(Duration::from_millis(10), 1, a, None, "boom".into(), FailureKind::Crash);
+    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.poll_timeout(), Some(Duration::from_millis(110)));
+    engine.tick(Duration::from_millis(110));
+    assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 2, .. })));
+    assert_eq!(engine.poll_timeout(), Some(Duration::from_millis(250)));
+    engine.tick(Duration::from_millis(250));
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Cancel {
+            invocation: 1,
+            node: a,
+            element: None,
+            timed_out: true
+        })
+    );
+    match engine.poll_action() {
+        Some(Action::Finished { invocation: 1, result }) => assert_eq!(
+            result.unwrap_err(),
+            "the invocation did not end within its deadline of 250 ms; still open: `a`: attempt 2 running"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.invocations_in_flight(), 0);
+    assert_eq!(
+        engine.timers_pending(),
+        0,
+        "the attempt's timeout and the deadline are gone"
+    );
+    // An invocation that ends in time leaves no deadline timer behind.
+    let mut sim = Sim::new(load(RETRY), 1, Behaviour::default());
+    sim.engine
+        .start(Duration::ZERO, "retry", 1, 8, serde_json::json!({}))
+        .unwrap();
+    sim.engine.set_deadline(8, Duration::from_secs(60), 60_000);
+    assert_eq!(sim.engine.timers_pending(), 2, "a's timeout and the deadline");
+    sim.engine.abort(8, "stop".into());
+    assert_eq!(sim.engine.timers_pending(), 0);
 }
 
 #[test]

@@ -428,3 +428,35 @@ fn faasflow_hierarchical_condition_with_two_producers() {
               hint: write the condition in faasflow's WDL and name the producer"#]],
     );
 }
+
+#[test]
+fn retry_on_an_unknown_kind_of_failure() {
+    check(
+        "name: wf\nfunctions:\n  a: {retry: {attempts: 3, on: [crash, timout]}}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:40: error: `timout` is not a kind of failure
+              expected: one of error, panic, crash, timeout, data
+              hint: did you mean `timeout`?"#]],
+    );
+}
+
+#[test]
+fn retry_on_nothing() {
+    check(
+        "name: wf\nfunctions:\n  a: {retry: {attempts: 3, on: []}}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:32: error: `on` lists no kind of failure
+              expected: one or more of error, panic, crash, timeout, data
+              hint: to never retry, write `retry: 1` (one attempt)"#]],
+    );
+}
+
+#[test]
+fn a_deadline_of_zero() {
+    check(
+        "name: wf\ndeadline: 0s\nfunctions:\n  a: {}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:2:11: error: `deadline` must be longer than 0
+              expected: a duration, like 30s"#]],
+    );
+}

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::io::remote::{ObjectKey, RemoteStore};
 use crate::report::EdgeRecord;
+use faasflow_planner::dag::FailureKind;
 
 /// How long the daemon waits for Redis at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,7 +68,7 @@ impl Runtime {
     pub(super) fn execute(&mut self, request: Execute, reply: ExecReply) {
         match self.start_execute(request, reply) {
             Ok(()) => {}
-            Err((message, reply)) => reply(Err(message)),
+            Err((message, reply)) => reply(Err((message, FailureKind::Crash))),
         }
     }
 
@@ -254,7 +255,11 @@ impl Runtime {
                 }
                 executed.data_us += us;
                 let where_ = format!("step `{}` on worker `{}`", executed.record.name, self.config.name);
-                reply(result.map(|()| executed).map_err(|e| format!("{where_}: {e}")));
+                reply(
+                    result
+                        .map(|()| executed)
+                        .map_err(|e| (format!("{where_}: {e}"), FailureKind::Data)),
+                );
             }
         }
     }
@@ -304,7 +309,11 @@ impl Runtime {
                     .map(|o| o.producer.clone())
                     .unwrap_or_default();
                 for c in waiting {
-                    self.fail_call(c, format!("cannot fetch input {producer} from the remote tier: {e}"));
+                    self.fail_call(
+                        c,
+                        format!("cannot fetch input {producer} from the remote tier: {e}"),
+                        FailureKind::Data,
+                    );
                 }
                 // It has no bytes and never will.
                 self.objects.remove(&object);

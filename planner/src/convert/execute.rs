@@ -14,7 +14,7 @@ use std::sync::Arc;
 use faasflow_proto::v1 as pb;
 
 use super::ConvertError;
-use crate::dag::NodeId;
+use crate::dag::{FailureKind, NodeId};
 use crate::remote::{MAX_OBJECT_LEN, ObjectKey};
 use crate::report::{EdgeRecord, FunctionRecord};
 
@@ -124,9 +124,13 @@ pub fn execute_request_to_proto(r: &ExecRequest) -> pb::ExecuteRequest {
 }
 
 /// Encodes an answer: the outputs, or why the attempt failed.
-pub fn execute_response_to_proto(r: &Result<ExecDone, String>) -> pb::ExecuteResponse {
+pub fn execute_response_to_proto(r: &Result<ExecDone, (String, FailureKind)>) -> pb::ExecuteResponse {
     use pb::execute_response::Result as R;
     pb::ExecuteResponse {
+        failure: match r {
+            Ok(_) => pb::FailureKind::Unspecified as i32,
+            Err((_, kind)) => super::failure_kind_to_proto(*kind),
+        },
         result: Some(match r {
             Ok(done) => R::Done(pb::Executed {
                 outputs: done
@@ -142,7 +146,7 @@ pub fn execute_response_to_proto(r: &Result<ExecDone, String>) -> pb::ExecuteRes
                 edges_json: serde_json::to_vec(&done.edges).unwrap_or_default(),
                 data_us: done.data_us,
             }),
-            Err(e) => R::Error(e.clone()),
+            Err((e, _)) => R::Error(e.clone()),
         }),
     }
 }
@@ -280,13 +284,18 @@ pub fn execute_request_from_proto(r: &pb::ExecuteRequest) -> Result<ExecRequest,
 pub fn execute_response_from_proto(
     r: &pb::ExecuteResponse,
     owner: Owner<'_>,
-) -> Result<Result<ExecDone, String>, ConvertError> {
+) -> Result<Result<ExecDone, (String, FailureKind)>, ConvertError> {
     use pb::execute_response::Result as R;
     let done = match &r.result {
         None => {
             return Err(ConvertError::Missing { field: "result".into() });
         }
-        Some(R::Error(e)) => return Ok(Err(e.clone())),
+        Some(R::Error(e)) => {
+            // An answer without a kind (or one this side does not know) is a crash: the
+            // attempt did not run to its end.
+            let kind = super::failure_kind_from_proto(r.failure).unwrap_or(FailureKind::Crash);
+            return Ok(Err((e.clone(), kind)));
+        }
         Some(R::Done(done)) => done,
     };
     let mut seen = HashSet::new();
@@ -402,6 +411,7 @@ mod tests {
                 attempt: 1,
                 skipped: false,
                 error: None,
+                failure: None,
             },
             edges: vec![EdgeRecord {
                 from: "s".into(),
@@ -419,10 +429,19 @@ mod tests {
             execute_response_from_proto(&execute_response_to_proto(&ok), owner(&r)).unwrap(),
             ok
         );
-        let failed = Err("step `t` failed: boom".to_owned());
+        for kind in FailureKind::ALL {
+            let failed = Err(("step `t` failed: boom".to_owned(), kind));
+            assert_eq!(
+                execute_response_from_proto(&execute_response_to_proto(&failed), owner(&r)).unwrap(),
+                failed
+            );
+        }
+        // An answer without a kind is taken as a crash.
+        let mut p = execute_response_to_proto(&Err(("boom".to_owned(), FailureKind::Error)));
+        p.failure = 0;
         assert_eq!(
-            execute_response_from_proto(&execute_response_to_proto(&failed), owner(&r)).unwrap(),
-            failed
+            execute_response_from_proto(&p, owner(&r)).unwrap(),
+            Err(("boom".to_owned(), FailureKind::Crash))
         );
     }
 
@@ -481,6 +500,7 @@ mod tests {
                 attempt: 1,
                 skipped: false,
                 error: None,
+                failure: None,
             },
             edges: Vec::new(),
             data_us: 0.0,
@@ -500,9 +520,15 @@ mod tests {
                 .starts_with("`done.record_json` is not a function record")
         );
         assert_eq!(
-            execute_response_from_proto(&pb::ExecuteResponse { result: None }, owner(&r))
-                .unwrap_err()
-                .to_string(),
+            execute_response_from_proto(
+                &pb::ExecuteResponse {
+                    result: None,
+                    failure: 0
+                },
+                owner(&r)
+            )
+            .unwrap_err()
+            .to_string(),
             "`result` is missing"
         );
     }

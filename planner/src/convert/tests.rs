@@ -111,6 +111,7 @@ fn sample_workflow() -> Workflow {
             attempts: 3,
             backoff_ms: 250,
             jitter: 0.25,
+            on: FailureKinds::NONE.with(FailureKind::Crash).with(FailureKind::Timeout),
         },
         isolation: Isolation::Container,
         network: true,
@@ -1016,7 +1017,12 @@ mod fuzz {
                     Kind::Task(pb::Task {
                         function: "f".into(),
                         spec: Some(pb::FunctionSpec {
-                            retry: Some(pb::Retry { attempts: 1, backoff_ms: 10, jitter }),
+                            retry: Some(pb::Retry {
+                                attempts: 1,
+                                backoff_ms: 10,
+                                jitter,
+                                on: Vec::new(),
+                            }),
                             isolation,
                             runtime_ms: 1.0,
                             ..Default::default()

@@ -69,6 +69,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
         steps: vec![step],
         output,
         contention: Vec::new(),
+        deadline_ms: None,
     };
     let workflow = compile(&doc, SourceFormat::FaasflowHierarchical)?;
     Ok(Imported { workflow, warnings })
