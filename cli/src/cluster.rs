@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, check_node_name};
+use faasflow_planner::auth::{TOKEN_FILE, Token};
 
 use crate::Failure;
 
@@ -93,6 +94,11 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
             .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
         written.extend(identity.write_to(dir).context("cannot write a node certificate")?);
     }
+    let token_path = dir.join(TOKEN_FILE);
+    Token::generate()
+        .and_then(|t| t.write(&token_path))
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot make the cluster's API token: {e}")))?;
+    written.push(token_path);
     print_written(&ca, &names, dir, &written);
     Ok(())
 }
@@ -110,15 +116,16 @@ fn print_written(ca: &ClusterCa, names: &[String], dir: &Path, written: &[PathBu
         let secret = path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("-key.pem"));
+            .is_some_and(|n| n.ends_with("-key.pem") || n == TOKEN_FILE);
         println!(
             "  wrote {}{}",
             path.display(),
-            if secret { "  (private key, mode 0600)" } else { "" }
+            if secret { "  (secret, mode 0600)" } else { "" }
         );
     }
     println!(
-        "Give each node its <name>.pem, <name>-key.pem and {CA_CERT_FILE}; keep {CA_KEY_FILE} off the workers \
-         (it is needed only to issue more certificates)."
+        "Give each node its <name>.pem, <name>-key.pem and {CA_CERT_FILE}, and the planner, the workers and \
+         the clients the {TOKEN_FILE} (--token-file); keep {CA_KEY_FILE} off the workers (it is needed only to \
+         issue more certificates)."
     );
 }

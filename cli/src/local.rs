@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
 use faasflow_daemon::report::Report;
+use faasflow_planner::auth::{Attach, AuthChannel, TOKEN_FILE, Token};
 use faasflow_planner::dag::SourceFormat;
 use faasflow_planner::load::default_name;
 use faasflow_planner::service::describe;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::Failure;
 use crate::run::{ReportFormat, fill_staged_inputs, parse_input, print_report};
@@ -66,6 +67,9 @@ pub(crate) struct Target {
     /// The planner's address (host:port), instead of the one in DIR/cluster.json.
     #[arg(long, conflicts_with = "dir")]
     planner: Option<String>,
+    /// The file with the cluster's API token [default: DIR/certs/token, when there is one].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,6 +281,19 @@ fn on_path(program: &str) -> Option<PathBuf> {
 }
 
 /// Creates the cluster CA in `dir` if missing, and the certificates of `names` that are missing.
+/// The cluster's API token in `dir` (made when there is none).
+fn ensure_token(dir: &Path) -> Result<Option<Token>, Failure> {
+    let path = dir.join(TOKEN_FILE);
+    if path.exists() {
+        return Token::load(&path).map(Some).map_err(|e| Failure::Other(anyhow!("{e}")));
+    }
+    let token = Token::generate().map_err(|e| Failure::Other(anyhow!("cannot make the cluster's token: {e}")))?;
+    token
+        .write(&path)
+        .map_err(|e| Failure::Other(anyhow!("cannot write the cluster's token: {e}")))?;
+    Ok(Some(token))
+}
+
 fn ensure_certs(dir: &Path, names: &[String]) -> Result<(), Failure> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
@@ -411,6 +428,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     let mut nodes = vec!["planner".to_owned()];
     nodes.extend(names.iter().cloned());
     ensure_certs(&certs, &nodes)?;
+    let token = ensure_token(&certs)?;
+    let token_file = certs.join(TOKEN_FILE);
     let exe = std::env::current_exe().context("cannot find faasflow itself")?;
     let mut started = Started {
         children: Vec::new(),
@@ -464,6 +483,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         args.heartbeat_ms.to_string(),
         "--addr-file".to_owned(),
         addr_file.to_string_lossy().into_owned(),
+        "--token-file".to_owned(),
+        token_file.to_string_lossy().into_owned(),
     ];
     let planner_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     planner_args.extend(["--metrics-listen".to_owned(), planner_metrics.to_string()]);
@@ -499,6 +520,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             format!("127.0.0.1:{quic}"),
             "--certs".to_owned(),
             certs.to_string_lossy().into_owned(),
+            "--token-file".to_owned(),
+            token_file.to_string_lossy().into_owned(),
             "--slots".to_owned(),
             args.slots.to_string(),
             "--arena-mib".to_owned(),
@@ -527,7 +550,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     let mut shown = usize::MAX;
     let registered = wait_for(&mut started, &logs, "every worker registering", deadline, || {
         let metrics = rt.block_on(async {
-            let mut client = connect(&planner_addr.to_string()).await.ok()?;
+            let mut client = connect(&planner_addr.to_string(), &token).await.ok()?;
             client.metrics(pb::MetricsRequest {}).await.ok().map(|r| r.into_inner())
         })?;
         let live: Vec<pb::RegisteredWorker> = metrics
@@ -756,6 +779,22 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
 // ---- clients ----------------------------------------------------------------------------
 
 /// The planner's address: `--planner`, or the one in DIR/cluster.json.
+/// The planner's address and the token to call it with.
+fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
+    let addr = planner_addr(target)?;
+    let file = match &target.token_file {
+        Some(f) => Some(f.clone()),
+        None if target.planner.is_none() => {
+            Some(target.dir.path().join("certs").join(TOKEN_FILE)).filter(|f| f.exists())
+        }
+        None => None,
+    };
+    let token = file
+        .map(|f| Token::load(&f).map_err(|e| Failure::Input(format!("error: --token-file: {e}"))))
+        .transpose()?;
+    Ok((addr, token))
+}
+
 fn planner_addr(target: &Target) -> Result<String, Failure> {
     if let Some(addr) = &target.planner {
         return Ok(addr.clone());
@@ -775,7 +814,7 @@ fn planner_addr(target: &Target) -> Result<String, Failure> {
         .ok_or_else(|| Failure::Other(anyhow!("{} names no planner address", path.display())))
 }
 
-async fn connect(addr: &str) -> Result<PlannerClient<Channel>, String> {
+async fn connect(addr: &str, token: &Option<Token>) -> Result<PlannerClient<AuthChannel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("`{addr}` is not a planner address (host:port): {e}"))?
         .connect_timeout(CONNECT_TIMEOUT);
@@ -789,13 +828,13 @@ async fn connect(addr: &str) -> Result<PlannerClient<Channel>, String> {
         }
         text
     })?;
-    Ok(PlannerClient::new(channel)
+    Ok(PlannerClient::with_interceptor(channel, Attach::new(token.clone()))
         .max_decoding_message_size(faasflow_planner::service::MAX_MESSAGE)
         .max_encoding_message_size(faasflow_planner::service::MAX_MESSAGE))
 }
 
-async fn client(addr: &str) -> Result<PlannerClient<Channel>, Failure> {
-    connect(addr).await.map_err(|e| {
+async fn client(addr: &str, token: &Option<Token>) -> Result<PlannerClient<AuthChannel>, Failure> {
+    connect(addr, token).await.map_err(|e| {
         Failure::Other(anyhow!(
             "cannot reach the planner at {addr}: {e}; is the cluster up (`faasflow up`)?"
         ))
@@ -813,7 +852,7 @@ fn refused(status: &tonic::Status) -> Failure {
 }
 
 pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
-    let addr = planner_addr(&args.target)?;
+    let (addr, token) = planner_of(&args.target)?;
     let source = std::fs::read_to_string(&args.file).map_err(|e| {
         Failure::Input(format!(
             "{}: error: cannot read the workflow file: {e}",
@@ -828,7 +867,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
         default_name: default_name(&args.file),
     };
     let response = runtime()?.block_on(async {
-        let mut client = client(&addr).await?;
+        let mut client = client(&addr, &token).await?;
         tokio::time::timeout(DEPLOY_TIMEOUT, client.deploy(request))
             .await
             .map_err(|_| {
@@ -885,9 +924,9 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
                 args.invocation
             ))
         })?;
-        let addr = planner_addr(&args.target)?;
+        let (addr, token) = planner_of(&args.target)?;
         let response = runtime()?.block_on(async {
-            let mut client = client(&addr).await?;
+            let mut client = client(&addr, &token).await?;
             client
                 .report(pb::ReportRequest { invocation_id: id })
                 .await
@@ -912,12 +951,12 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
 }
 
 pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let addr = planner_addr(&args.target)?;
+    let (addr, token) = planner_of(&args.target)?;
     let request = pb::MemoryRequest {
         workflow: args.name.clone().unwrap_or_default(),
     };
     let response = runtime()?.block_on(async {
-        let mut client = client(&addr).await?;
+        let mut client = client(&addr, &token).await?;
         client.memory(request).await.map_err(|s| refused(&s))
     })?;
     let workflows = response.into_inner().workflows;
@@ -1006,10 +1045,10 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
         Some(x) => x,
         None => cluster_data_scale(&args.target).unwrap_or(1.0),
     };
-    let addr = planner_addr(&args.target)?;
+    let (addr, token) = planner_of(&args.target)?;
     let response = runtime()?
         .block_on(async {
-            let mut client = client(&addr).await?;
+            let mut client = client(&addr, &token).await?;
             // FaaSFlow's workflows read staged files: fill those not given, as `run` does.
             let plan = client
                 .get_plan(pb::GetPlanRequest {

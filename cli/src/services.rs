@@ -18,6 +18,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::Failure;
 use crate::run::DataPlaneArgs;
+use faasflow_planner::auth::Token;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PlannerArgs {
@@ -50,6 +51,11 @@ pub(crate) struct PlannerArgs {
     /// only memory plans again).
     #[arg(long, value_name = "F", default_value_t = 2.0)]
     replan_factor: f64,
+    /// The cluster's API token (`faasflow cluster init` writes DIR/token): calls without it
+    /// are refused, and calls to the daemons carry it. Without it the API is open to anyone
+    /// who can reach the address.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +77,10 @@ pub(crate) struct DaemonArgs {
     /// (`faasflow cluster init`); without it the worker runs only plans placed wholly on it.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
+    /// The cluster's API token (`faasflow cluster init` writes DIR/token): calls without it
+    /// are refused, and the worker's calls to the planner carry it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Container slots (instances at once) the worker offers to the planner.
     #[arg(long, default_value_t = 64)]
     slots: u32,
@@ -133,11 +143,13 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             "error: --replan-factor must be a number ≥ 1 (`inf`: memory alone)".into(),
         ));
     }
+    let token = load_token(args.token_file.as_deref(), "planner")?;
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         redis: args.redis.clone(),
         replan_threshold_mib: args.replan_threshold_mib,
         replan_factor: args.replan_factor,
+        token,
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {
@@ -170,6 +182,19 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             .context("the planner's gRPC server failed")
             .map_err(Failure::Other)
     })
+}
+
+/// The token of --token-file, or none (then `who`'s API is open: it says so).
+fn load_token(file: Option<&std::path::Path>, who: &str) -> Result<Option<Token>, Failure> {
+    match file {
+        Some(f) => Token::load(f)
+            .map(Some)
+            .map_err(|e| Failure::Input(format!("error: --token-file: {e}"))),
+        None => {
+            eprintln!("{who}: no --token-file: its gRPC API takes calls from anyone who reaches it");
+            Ok(None)
+        }
+    }
 }
 
 pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
@@ -213,6 +238,7 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             args.name
         );
     }
+    let token = load_token(args.token_file.as_deref(), &format!("worker `{}`", args.name))?;
     let daemon = Arc::new(Daemon::start(config).map_err(|e| Failure::Other(e.into()))?);
     let metrics = daemon.clone();
     crate::metrics::serve_if(
@@ -248,9 +274,12 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             slots: args.slots,
             memory_mib: 0,
         };
-        tokio::spawn(keep_registered(args.planner.clone(), me, daemon.clone()));
+        tokio::spawn(keep_registered(args.planner.clone(), me, daemon.clone(), token.clone()));
         Server::builder()
-            .serve_with_incoming(DaemonService::new(daemon).into_server(), TcpIncoming::from(listener))
+            .serve_with_incoming(
+                DaemonService::new(daemon, token).into_server(),
+                TcpIncoming::from(listener),
+            )
             .await
             .context("the daemon's gRPC server failed")
             .map_err(Failure::Other)

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use faasflow_daemon::report::Report;
+use faasflow_planner::auth::{Attach, AuthChannel, Token};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use faasflow_proto::v1::planner_client::PlannerClient;
@@ -130,9 +131,28 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("one JSON report")
     }
 
-    fn planner_client(&self, rt: &tokio::runtime::Runtime) -> PlannerClient<tonic::transport::Channel> {
-        rt.block_on(PlannerClient::connect(format!("http://{}", self.planner())))
-            .expect("planner reachable")
+    /// The cluster's API token (`up` made it in DIR/certs/token).
+    fn token(&self) -> Token {
+        Token::load(&self.dir.join("certs").join("token")).expect("the cluster's token")
+    }
+
+    fn channel(rt: &tokio::runtime::Runtime, addr: &str) -> tonic::transport::Channel {
+        rt.block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect(),
+        )
+        .expect("reachable")
+    }
+
+    fn planner_client(&self, rt: &tokio::runtime::Runtime) -> PlannerClient<AuthChannel> {
+        PlannerClient::with_interceptor(Self::channel(rt, &self.planner()), Attach::new(Some(self.token())))
+    }
+
+    /// A client of worker `name`'s daemon API, with the cluster's token.
+    fn daemon_client(&self, rt: &tokio::runtime::Runtime, name: &str) -> DaemonClient<AuthChannel> {
+        let addr = self.worker(name)["grpc_addr"].as_str().expect("addr").to_owned();
+        DaemonClient::with_interceptor(Self::channel(rt, &addr), Attach::new(Some(self.token())))
     }
 
     fn down(&mut self) -> Output {
@@ -484,10 +504,7 @@ fn the_entry_daemon_killed_mid_invocation_fails_it_fast() {
         .expect("plan");
     let entry = plan_workers(&plan)["nap"].clone();
     let pid = cluster.worker(&entry)["pid"].as_u64().expect("pid") as u32;
-    let addr = cluster.worker(&entry)["grpc_addr"].as_str().expect("addr").to_owned();
-    let mut daemon = rt
-        .block_on(DaemonClient::connect(format!("http://{addr}")))
-        .expect("daemon");
+    let mut daemon = cluster.daemon_client(&rt, &entry);
     let d = cluster.dir();
     let invoke = std::thread::spawn(move || {
         let out = faasflow(&["invoke", "slow", "--input", r#"{"x": 1}"#, "--dir", &d]);
@@ -539,13 +556,7 @@ fn an_invocation_past_its_deadline_ends_everywhere_naming_what_ran() {
     // The daemon ended it (its report came back), well before `nap`'s 3 s.
     assert!(took < Duration::from_millis(2_500), "took {took:?}");
     let rt = rt();
-    let addr = cluster.worker("worker-0")["grpc_addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
-    let mut daemon = rt
-        .block_on(DaemonClient::connect(format!("http://{addr}")))
-        .expect("daemon");
+    let mut daemon = cluster.daemon_client(&rt, "worker-0");
     let s = rt
         .block_on(daemon.status(pb::StatusRequest {}))
         .expect("status")
@@ -577,13 +588,7 @@ fn red_black_deploy_keeps_running_invocations_on_their_version() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(cluster.deploy(&v2).starts_with("deployed workflow `slow` version 2"));
     let rt = rt();
-    let addr = cluster.worker("worker-0")["grpc_addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
-    let mut daemon = rt
-        .block_on(DaemonClient::connect(format!("http://{addr}")))
-        .expect("daemon");
+    let mut daemon = cluster.daemon_client(&rt, "worker-0");
     let status = |daemon: &mut DaemonClient<_>| -> Vec<(u64, u64)> {
         let s = rt
             .block_on(daemon.status(pb::StatusRequest {}))

@@ -15,12 +15,12 @@ use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
+use faasflow_planner::auth::AuthChannel;
 use faasflow_planner::service::ServiceConfig;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use serde_json::json;
 use support::Redis;
-use tonic::transport::Channel;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -37,7 +37,7 @@ fn unique() -> u64 {
 }
 
 struct TestCluster {
-    planner: PlannerClient<Channel>,
+    planner: PlannerClient<AuthChannel>,
     _daemons: Vec<Arc<Daemon>>,
 }
 
@@ -79,7 +79,7 @@ async fn cluster(planner_redis: Option<String>, daemon_redis: Option<String>) ->
 }
 
 async fn deploy(
-    planner: &mut PlannerClient<Channel>,
+    planner: &mut PlannerClient<AuthChannel>,
     source: &str,
     file: &str,
     mode: pb::Mode,
@@ -102,7 +102,12 @@ async fn deploy(
         .map(|r| r.into_inner())
 }
 
-async fn invoke(planner: &mut PlannerClient<Channel>, name: &str, version: u64, input: &serde_json::Value) -> Report {
+async fn invoke(
+    planner: &mut PlannerClient<AuthChannel>,
+    name: &str,
+    version: u64,
+    input: &serde_json::Value,
+) -> Report {
     let r = planner
         .invoke(pb::InvokeRequest {
             workflow: name.into(),
@@ -117,7 +122,7 @@ async fn invoke(planner: &mut PlannerClient<Channel>, name: &str, version: u64, 
     serde_json::from_slice(&r.report_json).expect("a report")
 }
 
-async fn messages(planner: &mut PlannerClient<Channel>) -> (u64, u64) {
+async fn messages(planner: &mut PlannerClient<AuthChannel>) -> (u64, u64) {
     let m = planner
         .metrics(pb::MetricsRequest {})
         .await

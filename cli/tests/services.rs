@@ -10,8 +10,10 @@ use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_daemon::service::DaemonService;
-use faasflow_planner::service::ServiceConfig;
+use faasflow_planner::auth::{Attach, AuthChannel, Token};
+use faasflow_planner::service::{PlannerService, ServiceConfig};
 use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::daemon_client::DaemonClient;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -31,15 +33,18 @@ fn daemon_config(name: &str) -> DaemonConfig {
 }
 
 struct TestCluster {
-    planner: PlannerClient<tonic::transport::Channel>,
+    planner: PlannerClient<AuthChannel>,
     daemons: Vec<Arc<Daemon>>,
 }
 
 /// A planner and `n` daemons (`w0` …, `slots` slots each); with `peers`, each daemon has a
 /// certificate from one cluster CA and a QUIC endpoint.
 async fn cluster(n: usize, slots: u32, peers: bool) -> TestCluster {
+    // Every call of these tests carries the cluster's token (planner → daemons, daemons →
+    // planner, the test's client → planner).
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(200),
+        token: Some(Token::generate().expect("token")),
         ..ServiceConfig::default()
     };
     let ca = ClusterCa::generate("test").expect("ca");
@@ -57,7 +62,7 @@ async fn cluster(n: usize, slots: u32, peers: bool) -> TestCluster {
     TestCluster { planner, daemons }
 }
 
-async fn deploy(planner: &mut PlannerClient<tonic::transport::Channel>, source: &str) -> pb::DeployResponse {
+async fn deploy(planner: &mut PlannerClient<AuthChannel>, source: &str) -> pb::DeployResponse {
     planner
         .deploy(pb::DeployRequest {
             source: source.into(),
@@ -71,7 +76,7 @@ async fn deploy(planner: &mut PlannerClient<tonic::transport::Channel>, source: 
         .into_inner()
 }
 
-async fn invoke(planner: &mut PlannerClient<tonic::transport::Channel>, name: &str, input: &str) -> pb::InvokeResponse {
+async fn invoke(planner: &mut PlannerClient<AuthChannel>, name: &str, input: &str) -> pb::InvokeResponse {
     planner
         .invoke(pb::InvokeRequest {
             workflow: name.into(),
@@ -168,12 +173,27 @@ async fn a_bad_plan_is_refused_by_the_daemon_service() {
     let daemon = c.daemons[0].clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        Server::builder().serve_with_incoming(DaemonService::new(daemon).into_server(), TcpIncoming::from(listener)),
-    );
-    let mut client = faasflow_proto::v1::daemon_client::DaemonClient::connect(format!("http://{addr}"))
+    let token = Token::generate().expect("token");
+    tokio::spawn(Server::builder().serve_with_incoming(
+        DaemonService::new(daemon, Some(token.clone())).into_server(),
+        TcpIncoming::from(listener),
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
         .await
         .expect("daemon");
+    // Without the token, or with another, nothing is done.
+    for other in [None, Some(Token::generate().expect("token"))] {
+        let mut stranger = DaemonClient::with_interceptor(channel.clone(), Attach::new(other.clone()));
+        let e = stranger
+            .status(pb::StatusRequest {})
+            .await
+            .expect_err("a call without the token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        assert!(e.message().starts_with("worker `w0`"), "{}", e.message());
+    }
+    let mut client = DaemonClient::with_interceptor(channel, Attach::new(Some(token)));
     let e = client
         .install_plan(pb::InstallPlanRequest {
             plan: None,
@@ -259,4 +279,57 @@ async fn three_workers_run_the_plan_where_it_says() {
             .into_inner();
         assert_eq!((m.invocation_messages_sent, m.invocation_messages_received), (i, i));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_planner_refuses_calls_without_the_clusters_token() {
+    let token = Token::generate().expect("token");
+    let config = ServiceConfig {
+        token: Some(token.clone()),
+        ..ServiceConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        Server::builder().serve_with_incoming(PlannerService::new(config).into_server(), TcpIncoming::from(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("planner");
+    let mut anonymous = PlannerClient::new(channel.clone());
+    let e = anonymous
+        .invoke(pb::InvokeRequest {
+            workflow: "wordcount".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        e.message(),
+        "the planner needs the cluster's token with every call (`authorization: Bearer …`): pass the cluster's directory (`--dir`) or --token-file"
+    );
+    // A worker of another cluster cannot register.
+    let mut impostor =
+        PlannerClient::with_interceptor(channel.clone(), Attach::new(Some(Token::generate().expect("token"))));
+    let e = impostor
+        .register_worker(pb::RegisterWorkerRequest {
+            name: "w9".into(),
+            grpc_addr: "127.0.0.1:1".into(),
+            slots: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("another token");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert!(e.message().contains("not the cluster's"), "{}", e.message());
+    let mut member = PlannerClient::with_interceptor(channel, Attach::new(Some(token)));
+    let m = member
+        .metrics(pb::MetricsRequest {})
+        .await
+        .expect("metrics")
+        .into_inner();
+    assert_eq!(m.workers, 0, "the impostor was not registered");
 }

@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use faasflow_planner::auth::{Attach, AuthChannel, Check, Token};
+use tonic::service::interceptor::InterceptedService;
+
 use faasflow_planner::convert::execute::{
     ExecDone, ExecObject, ExecValue, execute_request_from_proto, execute_response_to_proto,
 };
@@ -28,19 +31,24 @@ use crate::runtime::{Daemon, DaemonError, ExecInput, Execute, Executed, RemoteOb
 #[derive(Debug, Clone)]
 pub struct DaemonService {
     daemon: Arc<Daemon>,
+    token: Option<Token>,
 }
 
 impl DaemonService {
-    /// Serves `daemon`.
-    pub fn new(daemon: Arc<Daemon>) -> Self {
-        DaemonService { daemon }
+    /// Serves `daemon`; with `token`, calls without it are refused.
+    pub fn new(daemon: Arc<Daemon>, token: Option<Token>) -> Self {
+        DaemonService { daemon, token }
     }
 
     /// The tonic server for this service.
-    pub fn into_server(self) -> pb::daemon_server::DaemonServer<Self> {
-        pb::daemon_server::DaemonServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+    pub fn into_server(self) -> InterceptedService<pb::daemon_server::DaemonServer<Self>, Check> {
+        let check = Check::new(self.token.clone(), &format!("worker `{}`", self.daemon.name()));
+        InterceptedService::new(
+            pb::daemon_server::DaemonServer::new(self)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            check,
+        )
     }
 
     /// Runs `f` with the daemon on the blocking pool (install, drop and the listings wait for
@@ -282,7 +290,7 @@ const PLANNER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// answers, then sends heartbeats at the interval it asks for, registering again whenever it
 /// no longer knows this worker (it restarted, or declared the worker lost). Runs until the
 /// task is dropped; says what happens on standard error, one line per change.
-pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daemon>) {
+pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daemon>, token: Option<Token>) {
     let uri = format!("http://{planner}");
     let endpoint = match tonic::transport::Endpoint::from_shared(uri.clone()) {
         Ok(e) => e.connect_timeout(PLANNER_CALL_TIMEOUT).timeout(PLANNER_CALL_TIMEOUT),
@@ -294,7 +302,7 @@ pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daem
             return;
         }
     };
-    let client = PlannerClient::new(endpoint.connect_lazy());
+    let client = PlannerClient::with_interceptor(endpoint.connect_lazy(), Attach::new(token));
     loop {
         let (id, interval) = register(&client, &planner, &me).await;
         heartbeats(&client, &planner, &me, &daemon, id, interval).await;
@@ -302,11 +310,7 @@ pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daem
 }
 
 /// Registers, retrying until the planner answers: (worker id, heartbeat interval).
-async fn register(
-    client: &PlannerClient<tonic::transport::Channel>,
-    planner: &str,
-    me: &Registration,
-) -> (u64, Duration) {
+async fn register(client: &PlannerClient<AuthChannel>, planner: &str, me: &Registration) -> (u64, Duration) {
     let mut backoff = FIRST_BACKOFF;
     let mut said = false;
     loop {
@@ -357,7 +361,7 @@ async fn register(
 
 /// Sends heartbeats until the planner no longer knows this worker.
 async fn heartbeats(
-    client: &PlannerClient<tonic::transport::Channel>,
+    client: &PlannerClient<AuthChannel>,
     planner: &str,
     me: &Registration,
     daemon: &Arc<Daemon>,

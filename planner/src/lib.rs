@@ -8,6 +8,7 @@
 //! configuration always give a byte-identical plan.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod compile;
 pub mod convert;
 pub mod dag;

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 
+use crate::auth::AuthChannel;
 use crate::convert::execute::{
     ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
 };
@@ -47,7 +47,7 @@ const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 pub(crate) trait Workers: Send + Sync + 'static {
     /// A client of worker `name`'s daemon and its address, or why there is none (not
     /// registered, lost).
-    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<Channel>), String>;
+    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<AuthChannel>), String>;
     /// Worker `name`'s daemon could not be reached: new plans leave it out until it sends a
     /// heartbeat again.
     fn unreachable(&self, name: &str);

@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Attach, AuthChannel, Check, Token};
 use crate::convert::plan_to_proto;
 use crate::dag::{NodeKind, Workflow};
 use crate::engine::{DEADLINE_PASSED, EngineError};
@@ -42,6 +44,13 @@ use crate::remote::{RemoteError, RemoteStore};
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A client of a daemon over `channel`, carrying `token`.
+fn daemon_client(channel: Channel, token: &Option<Token>) -> DaemonClient<AuthChannel> {
+    DaemonClient::with_interceptor(channel, Attach::new(token.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
 
 /// How much longer than an invocation's deadline the planner waits for its entry daemon's
 /// answer (the daemon ends the invocation at the deadline itself).
@@ -85,6 +94,9 @@ pub struct ServiceConfig {
     /// (beyond 64 KiB apart) may be from the planned one before the planner plans again
     /// (infinite: never for those; memory alone).
     pub replan_factor: f64,
+    /// The cluster's API token: calls without it are refused, and calls to the daemons carry
+    /// it. `None`: the API is open (a planner on a private network, tests).
+    pub token: Option<Token>,
 }
 
 impl Default for ServiceConfig {
@@ -96,6 +108,7 @@ impl Default for ServiceConfig {
             redis: None,
             replan_threshold_mib: None,
             replan_factor: 2.0,
+            token: None,
         }
     }
 }
@@ -109,7 +122,7 @@ struct Worker {
     slots: u32,
     last_seen: Instant,
     /// A connection to its daemon, made when it registered (reconnects by itself).
-    client: DaemonClient<Channel>,
+    client: DaemonClient<AuthChannel>,
 }
 
 /// One deployed version of a workflow.
@@ -213,7 +226,7 @@ struct Inner {
 struct Registry(Weak<Inner>);
 
 impl Workers for Registry {
-    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<Channel>), String> {
+    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<AuthChannel>), String> {
         let inner = self.0.upgrade().ok_or("the planner has stopped")?;
         let service = PlannerService { inner };
         let now = Instant::now();
@@ -259,11 +272,20 @@ impl PlannerService {
         }
     }
 
-    /// The tonic server for this service.
-    pub fn into_server(self) -> pb::planner_server::PlannerServer<Self> {
-        pb::planner_server::PlannerServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+    /// The tonic server for this service (refusing calls without the token, when it has one).
+    pub fn into_server(self) -> InterceptedService<pb::planner_server::PlannerServer<Self>, Check> {
+        let check = Check::new(self.inner.config.token.clone(), "the planner");
+        InterceptedService::new(
+            pb::planner_server::PlannerServer::new(self)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            check,
+        )
+    }
+
+    /// A client of a daemon over `channel`, carrying the cluster's token.
+    fn daemon_client(&self, channel: Channel) -> DaemonClient<AuthChannel> {
+        daemon_client(channel, &self.inner.config.token)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -378,7 +400,7 @@ struct Target {
 
 /// Installs `req` on one daemon, with a fresh connection so that an unreachable daemon is
 /// named as such.
-async fn install_on(target: &Target, req: pb::InstallPlanRequest) -> Result<(), String> {
+async fn install_on(target: &Target, token: &Option<Token>, req: pb::InstallPlanRequest) -> Result<(), String> {
     let channel = endpoint(target.addr).connect().await.map_err(|e| {
         format!(
             "cannot reach worker `{}` at {}: {}; is its daemon running?",
@@ -387,9 +409,7 @@ async fn install_on(target: &Target, req: pb::InstallPlanRequest) -> Result<(), 
             chain(&e)
         )
     })?;
-    let mut client = DaemonClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let mut client = daemon_client(channel, token);
     match tokio::time::timeout(INSTALL_TIMEOUT, client.install_plan(req)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(status)) if is_transport(&status) => Err(format!(
@@ -414,14 +434,14 @@ async fn install_on(target: &Target, req: pb::InstallPlanRequest) -> Result<(), 
 }
 
 /// Drops a version from one daemon; failures are logged (the daemon may be gone).
-async fn drop_on(target: Target, workflow: String, version: u64) {
+async fn drop_on(target: Target, token: Option<Token>, workflow: String, version: u64) {
     let result = async {
         let channel = endpoint(target.addr).connect().await.map_err(|e| chain(&e))?;
         let req = pb::DropPlanRequest {
             workflow: workflow.clone(),
             version,
         };
-        tokio::time::timeout(DROP_TIMEOUT, DaemonClient::new(channel).drop_plan(req))
+        tokio::time::timeout(DROP_TIMEOUT, daemon_client(channel, &token).drop_plan(req))
             .await
             .map_err(|_| format!("no answer within {} s", DROP_TIMEOUT.as_secs()))?
             .map_err(|s| describe(&s))
@@ -463,7 +483,12 @@ impl PlannerService {
                     name: name.clone(),
                     addr: w.grpc_addr,
                 };
-                tokio::spawn(drop_on(target, workflow.to_owned(), v.version));
+                tokio::spawn(drop_on(
+                    target,
+                    self.inner.config.token.clone(),
+                    workflow.to_owned(),
+                    v.version,
+                ));
             }
         }
     }
@@ -585,9 +610,7 @@ impl pb::planner_server::Planner for PlannerService {
                 req.name
             )));
         }
-        let client = DaemonClient::new(endpoint(grpc_addr).connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
         let mut state = self.state();
         state.next_worker_id += 1;
         let id = state.next_worker_id;
@@ -917,7 +940,7 @@ enum Route {
         id: u64,
         version: u64,
         entry: Target,
-        client: Box<DaemonClient<Channel>>,
+        client: Box<DaemonClient<AuthChannel>>,
         guard: InFlight,
     },
     /// MasterSP: to the central engine.
@@ -1235,8 +1258,9 @@ impl PlannerService {
         let mut installs = tokio::task::JoinSet::new();
         for t in targets.iter().cloned() {
             let req = request.clone();
+            let token = self.inner.config.token.clone();
             installs.spawn(async move {
-                let r = install_on(&t, req).await;
+                let r = install_on(&t, &token, req).await;
                 (t, r)
             });
         }
@@ -1252,7 +1276,7 @@ impl PlannerService {
         if !errors.is_empty() {
             errors.sort();
             for t in took {
-                drop_on(t, wf.name.clone(), version).await;
+                drop_on(t, self.inner.config.token.clone(), wf.name.clone(), version).await;
             }
             if mode == Mode::MasterSp {
                 self.master().uninstall(&wf.name, version);

@@ -10,13 +10,14 @@ use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
+use faasflow_planner::auth::{Attach, AuthChannel};
 use faasflow_planner::service::{PlannerService, ServiceConfig};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
 
 /// A private redis-server on a free port (nothing saved to disk), killed on drop.
 #[allow(dead_code)] // Not every test file asks.
@@ -160,7 +161,8 @@ pub(crate) async fn services(
     config: ServiceConfig,
     daemons: Vec<DaemonConfig>,
     slots: u32,
-) -> (PlannerClient<Channel>, Vec<Arc<Daemon>>) {
+) -> (PlannerClient<AuthChannel>, Vec<Arc<Daemon>>) {
+    let token = config.token.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let planner_addr = listener.local_addr().expect("addr");
     tokio::spawn(
@@ -185,15 +187,23 @@ pub(crate) async fn services(
             memory_mib: 0,
         };
         tokio::spawn(Server::builder().serve_with_incoming(
-            DaemonService::new(daemon.clone()).into_server(),
+            DaemonService::new(daemon.clone(), token.clone()).into_server(),
             TcpIncoming::from(listener),
         ));
-        tokio::spawn(keep_registered(planner_addr.to_string(), me, daemon.clone()));
+        tokio::spawn(keep_registered(
+            planner_addr.to_string(),
+            me,
+            daemon.clone(),
+            token.clone(),
+        ));
         started.push(daemon);
     }
-    let mut planner = PlannerClient::connect(format!("http://{planner_addr}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{planner_addr}"))
+        .expect("uri")
+        .connect()
         .await
-        .expect("planner")
+        .expect("planner");
+    let mut planner = PlannerClient::with_interceptor(channel, Attach::new(token))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let end = Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,245 @@
+//! The cluster's API token: every gRPC call to the planner or a daemon carries it as
+//! `authorization: Bearer <token>`, and a server started with a token refuses calls without
+//! it (`UNAUTHENTICATED`). One token per cluster, made by `faasflow cluster init` (the file
+//! `token`, mode 0600, beside the certificates); daemons authenticate each other with mutual
+//! TLS instead (`faasflow_daemon::io::tls`).
+//!
+//! A [`Token`] never appears in logs or errors: its `Debug` and `Display` say only that it is
+//! a token. It is compared in constant time.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// The file a cluster's token is kept in, in the cluster's directory.
+pub const TOKEN_FILE: &str = "token";
+
+/// Bytes of randomness in a generated token (hex-encoded: twice as many characters).
+const TOKEN_BYTES: usize = 32;
+
+/// Errors reading or making a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The token file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The token file holds something that is not a token.
+    #[error(
+        "{path} does not hold a token (16 to 1024 characters of A-Z, a-z, 0-9, `-`, `_`, `.`); make one with `faasflow cluster init`"
+    )]
+    Malformed {
+        /// The file.
+        path: String,
+    },
+}
+
+/// A secret that authenticates calls to the cluster's gRPC API.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Arc<str>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<secret>)")
+    }
+}
+
+impl Token {
+    /// A new random token (from the kernel's random source).
+    pub fn generate() -> Result<Token, AuthError> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|source| AuthError::Io {
+                path: "/dev/urandom".into(),
+                source,
+            })?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Token(hex.into()))
+    }
+
+    /// The token in `text` (surrounding white space ignored), if it is one.
+    pub fn parse(text: &str) -> Option<Token> {
+        let t = text.trim();
+        let valid = (16..=1024).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        valid.then(|| Token(t.into()))
+    }
+
+    /// Reads a token file.
+    pub fn load(path: &Path) -> Result<Token, AuthError> {
+        let name = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io { path: name(), source })?;
+        Token::parse(&text).ok_or_else(|| AuthError::Malformed { path: name() })
+    }
+
+    /// Writes the token to `path`, readable by its owner alone.
+    pub fn write(&self, path: &Path) -> Result<(), AuthError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |source| AuthError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        f.write_all(format!("{}\n", self.0).as_bytes()).map_err(err)
+    }
+
+    fn header(&self) -> MetadataValue<Ascii> {
+        // Only visible ASCII is accepted by `parse` and made by `generate`.
+        MetadataValue::try_from(format!("Bearer {}", self.0)).unwrap_or_else(|_| MetadataValue::from_static(""))
+    }
+
+    /// Whether `presented` is this token, in time independent of where they differ.
+    fn matches(&self, presented: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        if mine.len() != presented.len() {
+            return false;
+        }
+        mine.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// Client side: adds the token to every call (nothing without one).
+#[derive(Clone, Debug, Default)]
+pub struct Attach(Option<Token>);
+
+impl Attach {
+    /// Attaches `token` (or nothing).
+    pub fn new(token: Option<Token>) -> Attach {
+        Attach(token)
+    }
+}
+
+impl Interceptor for Attach {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            request.metadata_mut().insert("authorization", t.header());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the cluster's token.
+pub type AuthChannel = InterceptedService<Channel, Attach>;
+
+/// Server side: refuses calls without the token (accepts every call without one). `server`
+/// names the server in the error (`the planner`, `worker \`w-1\``).
+#[derive(Clone, Debug)]
+pub struct Check {
+    token: Option<Token>,
+    server: Arc<str>,
+}
+
+impl Check {
+    /// Checks for `token` (or nothing).
+    pub fn new(token: Option<Token>, server: &str) -> Check {
+        Check {
+            token,
+            server: server.into(),
+        }
+    }
+}
+
+impl Interceptor for Check {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .and_then(|v| v.strip_prefix(b"Bearer "));
+        match presented {
+            Some(p) if token.matches(p) => Ok(request),
+            Some(_) => Err(Status::unauthenticated(format!(
+                "{} refused the call: its token is not the cluster's; use the `token` file of the cluster's directory (`--dir`, or --token-file)",
+                self.server
+            ))),
+            None => Err(Status::unauthenticated(format!(
+                "{} needs the cluster's token with every call (`authorization: Bearer …`): pass the cluster's directory (`--dir`) or --token-file",
+                self.server
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(header: Option<&str>) -> Request<()> {
+        let mut r = Request::new(());
+        if let Some(h) = header {
+            r.metadata_mut()
+                .insert("authorization", MetadataValue::try_from(h).expect("ascii"));
+        }
+        r
+    }
+
+    #[test]
+    fn the_server_takes_its_token_and_refuses_the_rest() {
+        let token = Token::generate().expect("token");
+        let other = Token::generate().expect("token");
+        assert_ne!(token, other);
+        let mut check = Check::new(Some(token.clone()), "the planner");
+        // What a client with the token sends passes.
+        let sent = Attach::new(Some(token.clone())).call(Request::new(())).expect("attach");
+        assert!(check.call(sent).is_ok());
+        // Another token, none, a wrong scheme or a truncated token are refused.
+        let wrong = Attach::new(Some(other)).call(Request::new(())).expect("attach");
+        let e = check.call(wrong).expect_err("another cluster's token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().contains("not the cluster's"), "{}", e.message());
+        let e = check.call(request(None)).expect_err("no token");
+        assert!(
+            e.message().starts_with("the planner needs the cluster's token"),
+            "{}",
+            e.message()
+        );
+        let raw = token.0.to_string();
+        assert!(check.call(request(Some(&format!("Basic {raw}")))).is_err());
+        assert!(check.call(request(Some(&format!("Bearer {}", &raw[1..])))).is_err());
+        // Without a token, a server takes every call.
+        assert!(Check::new(None, "x").call(request(None)).is_ok());
+    }
+
+    #[test]
+    fn tokens_round_trip_through_their_file_and_never_show() {
+        let dir = std::env::temp_dir().join(format!("faasflow-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(TOKEN_FILE);
+        let token = Token::generate().expect("token");
+        token.write(&path).expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(Token::load(&path).expect("load"), token);
+        assert_eq!(format!("{token:?}"), "Token(<secret>)");
+        std::fs::write(&path, "short").expect("write");
+        let e = Token::load(&path).expect_err("malformed");
+        assert!(e.to_string().contains("does not hold a token"), "{e}");
+        assert!(matches!(Token::load(&dir.join("missing")), Err(AuthError::Io { .. })));
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+}
