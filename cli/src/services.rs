@@ -56,6 +56,10 @@ pub(crate) struct PlannerArgs {
     /// who can reach the address.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Invocations in flight at once; one more is refused at once as overloaded
+    /// (RESOURCE_EXHAUSTED), never queued.
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +154,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         replan_threshold_mib: args.replan_threshold_mib,
         replan_factor: args.replan_factor,
         token,
+        max_in_flight: args.max_in_flight.max(1),
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

@@ -333,3 +333,104 @@ async fn the_planner_refuses_calls_without_the_clusters_token() {
         .into_inner();
     assert_eq!(m.workers, 0, "the impostor was not registered");
 }
+
+/// One worker; the planner takes `planner_max` invocations in flight, the daemon runs
+/// `daemon_max`.
+async fn limited(planner_max: u64, daemon_max: usize) -> TestCluster {
+    let config = ServiceConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        max_in_flight: planner_max,
+        ..ServiceConfig::default()
+    };
+    let mut c = daemon_config("w0");
+    c.max_invocations = daemon_max;
+    let (planner, daemons) = support::services(config, vec![c], 64).await;
+    TestCluster { planner, daemons }
+}
+
+const NAP: &str = "name: nap\nfunctions:\n  nap: {runtime: 600ms, outputs: {out: {type: json, size: 16B}}}\nsteps:\n  - task: nap\noutput:\n  out: nap.out\n";
+
+/// Starts one invocation of `nap` and waits until the planner counts it in flight.
+async fn one_in_flight(c: &mut TestCluster) -> tokio::task::JoinHandle<pb::InvokeResponse> {
+    let mut planner = c.planner.clone();
+    let running = tokio::spawn(async move { invoke(&mut planner, "nap", "{}").await });
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while c.daemons[0].stats().expect("stats").invocations == 0 {
+        assert!(std::time::Instant::now() < end, "the first invocation never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_planner_refuses_at_once_and_serves_again() {
+    let mut c = limited(1, 64).await;
+    deploy(&mut c.planner, NAP).await;
+    let running = one_in_flight(&mut c).await;
+    let started = std::time::Instant::now();
+    let e = c
+        .planner
+        .invoke(pb::InvokeRequest {
+            workflow: "nap".into(),
+            input_json: b"{}".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the planner is full");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "refused at once, not queued"
+    );
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(
+        e.message(),
+        "overloaded: 1 invocations are in flight on the planner (its --max-in-flight is 1); invocation of workflow `nap` refused, retry later"
+    );
+    assert_eq!(
+        running.await.expect("first").status,
+        pb::InvocationStatus::Succeeded as i32
+    );
+    let again = invoke(&mut c.planner, "nap", "{}").await;
+    assert_eq!(again.status, pb::InvocationStatus::Succeeded as i32, "{}", again.error);
+    let m = c
+        .planner
+        .metrics(pb::MetricsRequest {})
+        .await
+        .expect("metrics")
+        .into_inner();
+    assert_eq!(m.workers, 1);
+    drop(c.daemons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_daemon_refuses_at_once_naming_itself_and_serves_again() {
+    let mut c = limited(64, 1).await;
+    deploy(&mut c.planner, NAP).await;
+    let running = one_in_flight(&mut c).await;
+    let e = c
+        .planner
+        .invoke(pb::InvokeRequest {
+            workflow: "nap".into(),
+            input_json: b"{}".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the daemon is full");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        e.message().ends_with(
+            "was refused by worker `w0`: worker `w0` is overloaded: 1 invocations are running on it (its --max-invocations); retry later"
+        ),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        running.await.expect("first").status,
+        pb::InvocationStatus::Succeeded as i32
+    );
+    let again = invoke(&mut c.planner, "nap", "{}").await;
+    assert_eq!(again.status, pb::InvocationStatus::Succeeded as i32, "{}", again.error);
+    let s = c.daemons[0].stats().expect("stats");
+    assert_eq!((s.invocations, s.calls, s.arena_used), (0, 0, 0));
+    drop(c.daemons);
+}

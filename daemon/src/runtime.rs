@@ -114,7 +114,13 @@ pub struct DaemonConfig {
     /// the daemon's name and spill directory: a daemon started again with both the same
     /// removes the containers an earlier run left.
     pub docker_socket: PathBuf,
+    /// Invocations running here at once (those it entered and those other workers started);
+    /// one more entering here is refused at once as overloaded, never queued.
+    pub max_invocations: usize,
 }
+
+/// Invocations a daemon runs at once, by default ([`DaemonConfig::max_invocations`]).
+pub const DEFAULT_MAX_INVOCATIONS: usize = 2048;
 
 /// How a daemon reaches the other workers of its cluster.
 #[derive(Debug, Clone)]
@@ -232,6 +238,7 @@ impl DaemonConfig {
             redis: None,
             memory_probe: ProbeMode::Auto,
             docker_socket: ContainerSettings::default_socket(),
+            max_invocations: DEFAULT_MAX_INVOCATIONS,
         }
     }
 }
@@ -252,6 +259,9 @@ pub enum DaemonError {
     /// The daemon has stopped.
     #[error("the daemon has stopped")]
     Stopped,
+    /// The daemon runs as many invocations as it may: this one was refused, not queued.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// What the daemon holds, for tests and metrics.
@@ -1350,7 +1360,7 @@ impl Runtime {
             &[],
             &m.invocation_seconds,
         );
-        for outcome in ["ok", "failed"] {
+        for outcome in ["ok", "failed", "overloaded"] {
             e.counter(
                 "faasflow_invocations_total",
                 "Invocations ended here as their entry, by outcome",
@@ -1843,6 +1853,14 @@ impl Runtime {
         });
         if self.invocations.contains_key(&id) || self.ended.contains(id) {
             return reply(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
+        }
+        if self.invocations.len() >= self.config.max_invocations {
+            *self.metrics.invocations.entry("overloaded").or_default() += 1;
+            return reply(Err(DaemonError::Overloaded(format!(
+                "worker `{}` is overloaded: {} invocations are running on it (its --max-invocations); retry later",
+                self.config.name,
+                self.invocations.len()
+            ))));
         }
         // The other workers of the plan start it too: they get its input first.
         let key = (workflow.clone(), version);

@@ -168,6 +168,7 @@ impl pb::daemon_server::Daemon for DaemonService {
                     req.invocation_id
                 )));
             }
+            Ok(Err(DaemonError::Overloaded(why))) => return Err(Status::resource_exhausted(why)),
             Ok(Err(e)) => pb::DaemonInvokeResponse {
                 accepted: false,
                 reason: e.to_string(),

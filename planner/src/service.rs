@@ -52,6 +52,9 @@ fn daemon_client(channel: Channel, token: &Option<Token>) -> DaemonClient<AuthCh
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
+/// Invocations in flight at once on a planner, by default ([`ServiceConfig::max_in_flight`]).
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
+
 /// How much longer than an invocation's deadline the planner waits for its entry daemon's
 /// answer (the daemon ends the invocation at the deadline itself).
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
@@ -97,6 +100,9 @@ pub struct ServiceConfig {
     /// The cluster's API token: calls without it are refused, and calls to the daemons carry
     /// it. `None`: the API is open (a planner on a private network, tests).
     pub token: Option<Token>,
+    /// Invocations in flight at once (every workflow and mode together); one more is refused
+    /// at once as overloaded (`RESOURCE_EXHAUSTED`), never queued.
+    pub max_in_flight: u64,
 }
 
 impl Default for ServiceConfig {
@@ -109,6 +115,7 @@ impl Default for ServiceConfig {
             replan_threshold_mib: None,
             replan_factor: 2.0,
             token: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -702,11 +709,12 @@ impl pb::planner_server::Planner for PlannerService {
                 Ok(pb::InvocationStatus::DeadlineExceeded) => "deadline",
                 _ => "failed",
             },
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
             Err(_) => "refused",
         };
         let mut state = self.state();
         *state.outcomes.entry(outcome).or_default() += 1;
-        if outcome != "refused" {
+        if outcome != "refused" && outcome != "overloaded" {
             state.invocation_seconds.observe(started.elapsed().as_secs_f64());
         }
         result
@@ -955,7 +963,7 @@ impl PlannerService {
         let state = self.state();
         let c = &self.inner.counters;
         let mut e = crate::metrics::Exposition::new();
-        for outcome in ["ok", "failed", "deadline", "refused"] {
+        for outcome in ["ok", "failed", "deadline", "refused", "overloaded"] {
             e.counter(
                 "faasflow_planner_invocations_total",
                 "Invocations answered, by outcome",
@@ -1029,6 +1037,23 @@ impl PlannerService {
                 return Err(self.not_found_workflow(&state, &req.workflow));
             };
             let index = find_version(&req.workflow, deployed, req.version)?;
+            let in_flight: u64 = state
+                .workflows
+                .values()
+                .flat_map(|d| d.versions.iter())
+                .map(|v| v.in_flight)
+                .sum();
+            let limit = self.inner.config.max_in_flight;
+            if in_flight >= limit {
+                return Err(Status::resource_exhausted(format!(
+                    "overloaded: {in_flight} invocations are in flight on the planner (its --max-in-flight is {limit}); \
+                     invocation of workflow `{}` refused, retry later",
+                    req.workflow
+                )));
+            }
+            let Some(deployed) = state.workflows.get(&req.workflow) else {
+                return Err(self.not_found_workflow(&state, &req.workflow));
+            };
             let v = &deployed.versions[index];
             if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
                 deadline = Duration::from_millis(ms);
@@ -1147,6 +1172,14 @@ impl PlannerService {
                     entry.addr
                 ),
             ),
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                return Err(Status::resource_exhausted(format!(
+                    "invocation {id} of workflow `{}` version {version} was refused by worker `{}`: {}",
+                    req.workflow,
+                    entry.name,
+                    status.message()
+                )));
+            }
             Ok(Err(status)) => {
                 if is_transport(&status) {
                     self.mark_lost(&entry.name);
