@@ -16,6 +16,8 @@ use faasflow_planner::partition::partition;
 use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
+mod support;
+
 fn testkit() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_faasflow")).with_file_name("faasflow-pack-testkit");
     assert!(
@@ -479,6 +481,14 @@ fn retry_on_picks_the_failures_that_are_retried() {
             .filter(|f| f.name == "bad")
             .all(|f| f.failure.as_deref() == Some("panic"))
     );
+}
+
+#[test]
+fn a_caught_step_hands_its_failure_to_its_catch_step_and_the_workflow_goes_on() {
+    let h = Harness::new();
+    h.install(support::RESCUED);
+    let r = h.invoke("rescued", json!({"text": "x"}));
+    support::check_rescued(&r);
 }
 
 #[test]

@@ -326,6 +326,25 @@ async fn a_failed_mastersp_invocation_names_the_step_and_leaves_no_key() {
     .expect("the test ran past its time limit");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caught_step_is_rescued_in_every_mode() {
+    tokio::time::timeout(LIMIT, async {
+        let redis = Redis::start();
+        let mut c = cluster(Some(redis.url()), Some(redis.url())).await;
+        for mode in [pb::Mode::WorkerSp, pb::Mode::MasterSp, pb::Mode::WorkerSpRemote] {
+            let d = deploy(&mut c.planner, support::RESCUED, "rescued.yaml", mode)
+                .await
+                .expect("deploy");
+            let r = invoke(&mut c.planner, "rescued", d.version, &json!({"text": "x"})).await;
+            support::check_rescued(&r);
+            check_placement(d.plan.as_ref().unwrap(), &r);
+            assert_eq!(redis.dbsize(), 0, "{mode:?}: Redis keys left");
+        }
+    })
+    .await
+    .expect("the test ran past its time limit");
+}
+
 const CHAIN: &str = "name: chain
 inputs:
   x: json

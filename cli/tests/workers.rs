@@ -291,6 +291,23 @@ fn a_step_failing_on_another_worker_fails_the_invocation_everywhere() {
 }
 
 #[test]
+fn a_step_caught_on_one_worker_runs_its_catch_step_on_another() {
+    let mut c = Cluster::new(3);
+    let wf = Arc::new(load_str(support::RESCUED, "rescued.yaml", "rescued").unwrap().workflow);
+    let plan = c.install(wf.clone());
+    // Round robin: `bad` and its catch step `rescue` on different workers, `after` on a third
+    // party to both, so the failure and the catch step's output both cross workers.
+    let on = |name: &str| plan.worker_of(wf.node_by_name(name).unwrap());
+    assert_ne!(on("bad"), on("rescue"));
+    assert_ne!(on("rescue"), on("after"));
+    for entry in 0..3 {
+        let r = c.invoke_on(entry, "rescued", json!({"text": "x"}));
+        support::check_rescued(&r);
+        c.assert_clean();
+    }
+}
+
+#[test]
 fn a_lost_worker_fails_the_invocation_fast_naming_it() {
     let mut c = Cluster::new(3);
     let wf = Arc::new(

@@ -1982,6 +1982,12 @@ impl Runtime {
                     element,
                     timed_out,
                 } => self.cancel(invocation, node, element, timed_out),
+                Action::Caught {
+                    invocation,
+                    node,
+                    element,
+                    failure,
+                } => self.tell_caught(invocation, node, element, &failure),
                 Action::Release { object } => self.release(object),
                 Action::Finished { invocation, result } => self.finish(invocation, result),
             }

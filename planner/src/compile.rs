@@ -15,7 +15,10 @@ use crate::dag::{
     ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
-use crate::wdl::{Condition, Document, FunctionDecl, Ref, Step};
+use crate::wdl::{Condition, Document, FunctionDecl, Ref, Step, TaskStep};
+
+/// The input a catch step receives the failure as.
+pub const CATCH_INPUT: &str = "error";
 
 /// The element name a foreach body uses when the foreach has no name.
 pub const DEFAULT_ELEMENT: &str = "each";
@@ -63,6 +66,7 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
         elements: Vec::new(),
         cases: Vec::new(),
         case_path: Vec::new(),
+        catches: HashMap::new(),
     };
     for f in &doc.functions {
         c.functions.insert(f.name.0.as_str(), f);
@@ -203,6 +207,8 @@ struct Compiler<'d> {
     cases: Vec<(NodeId, u32)>,
     /// The enclosing switch cases of every node, by node index.
     case_path: Vec<Vec<(NodeId, u32)>>,
+    /// The catch step of each task that has one.
+    catches: HashMap<NodeId, NodeId>,
 }
 
 impl Compiler<'_> {
@@ -216,34 +222,38 @@ impl Compiler<'_> {
     fn step(&mut self, step: &Step, preds: Vec<Pred>) -> Result<Vec<Pred>, WdlError> {
         match step {
             Step::Task(t) => {
-                let Some(decl) = self.functions.get(t.function.0.as_str()).copied() else {
-                    return Err(self.unknown_function(&t.function));
-                };
-                let inputs = t
-                    .inputs
-                    .iter()
-                    .map(|(n, _)| InputBinding {
-                        name: n.0.clone(),
-                        sources: Vec::new(),
-                    })
-                    .collect();
-                let task = Task {
-                    function: t.function.0.clone(),
-                    spec: decl.spec.clone(),
-                    inputs,
-                };
-                check_step_name(&t.name.0, t.name.1)?;
-                let node = self.add_node(&t.name.0, t.name.1, NodeKind::Task(task))?;
-                self.connect(&preds, node);
-                for (i, (_, refs)) in t.inputs.iter().enumerate() {
-                    self.pending.push(Pending::Input {
+                let node = self.task(t, &preds)?;
+                let mut exits = vec![Pred { node, case: None }];
+                if let Some(c) = &t.catch {
+                    if let Some((name, pos)) = c.inputs.iter().map(|(n, _)| n).find(|n| n.0 == CATCH_INPUT) {
+                        return Err(WdlError::new(
+                            ErrorKind::DuplicateName,
+                            *pos,
+                            format!("catch step `{}` declares an input `{name}`", c.name.0),
+                        )
+                        .expected(format!("inputs other than `{CATCH_INPUT}`"))
+                        .hint(format!(
+                            "a catch step receives the failure of `{}` as its input `{CATCH_INPUT}`",
+                            t.name.0
+                        )));
+                    }
+                    let catch = self.task(c, &[])?;
+                    self.wf.graph.add_edge(
                         node,
-                        input: i,
-                        refs: refs.clone(),
-                        elements: self.elements.clone(),
+                        catch,
+                        Edge {
+                            control: true,
+                            on_failure: true,
+                            ..Edge::default()
+                        },
+                    );
+                    self.catches.insert(node, catch);
+                    exits.push(Pred {
+                        node: catch,
+                        case: None,
                     });
                 }
-                Ok(vec![Pred { node, case: None }])
+                Ok(exits)
             }
             Step::Sequence { steps, .. } => self.steps(steps, preds),
             Step::Parallel { name, pos, branches } => {
@@ -352,6 +362,93 @@ impl Compiler<'_> {
                 }])
             }
         }
+    }
+
+    /// Adds a task step's node after `preds`; its inputs resolve once every node exists.
+    fn task(&mut self, t: &TaskStep, preds: &[Pred]) -> Result<NodeId, WdlError> {
+        let Some(decl) = self.functions.get(t.function.0.as_str()).copied() else {
+            return Err(self.unknown_function(&t.function));
+        };
+        let inputs = t
+            .inputs
+            .iter()
+            .map(|(n, _)| InputBinding {
+                name: n.0.clone(),
+                sources: Vec::new(),
+            })
+            .collect();
+        let task = Task {
+            function: t.function.0.clone(),
+            spec: decl.spec.clone(),
+            inputs,
+        };
+        check_step_name(&t.name.0, t.name.1)?;
+        let node = self.add_node(&t.name.0, t.name.1, NodeKind::Task(task))?;
+        self.connect(preds, node);
+        for (i, (_, refs)) in t.inputs.iter().enumerate() {
+            self.pending.push(Pending::Input {
+                node,
+                input: i,
+                refs: refs.clone(),
+                elements: self.elements.clone(),
+            });
+        }
+        Ok(node)
+    }
+
+    /// `src` and, when it is an output of a caught task, the same output of its catch step
+    /// (the first that ran), with the data edges from the catch step to `consumer` (`None`:
+    /// the workflow's result). `r` is the reference, for errors.
+    fn with_catch(
+        &mut self,
+        src: DataSource,
+        r: &Ref,
+        consumer: Option<NodeId>,
+        input: &str,
+        size: u64,
+    ) -> Result<Vec<DataSource>, WdlError> {
+        let DataSource::Output { node, output } = &src else {
+            return Ok(vec![src]);
+        };
+        let Some(&catch) = self.catches.get(node) else {
+            return Ok(vec![src]);
+        };
+        if consumer == Some(catch) {
+            return Err(WdlError::new(
+                ErrorKind::DanglingReference,
+                r.pos,
+                format!(
+                    "catch step `{}` reads `{r}`, but it runs only when `{}` failed, so that output never exists",
+                    self.wf.graph[catch].name, self.wf.graph[*node].name
+                ),
+            )
+            .expected(format!(
+                "the failure, as the input `{CATCH_INPUT}`, or outputs of earlier steps"
+            )));
+        }
+        let catch_task = self.wf.graph[catch].task().expect("a catch step is a task");
+        if catch_task.spec.output(output).is_none() {
+            return Err(WdlError::new(
+                ErrorKind::DanglingReference,
+                r.pos,
+                format!(
+                    "`{r}` is read here, but catch step `{}` (function `{}`), which stands in for `{}` when it fails, has no output `{output}`",
+                    self.wf.graph[catch].name,
+                    catch_task.function,
+                    self.wf.graph[*node].name
+                ),
+            )
+            .expected(format!("every output of `{}` that later steps read, declared on the catch step's function too", self.wf.graph[*node].name))
+            .hint(format!("declare `{output}` under `functions: {}: outputs:`", catch_task.function)));
+        }
+        let alt = DataSource::Output {
+            node: catch,
+            output: output.clone(),
+        };
+        if let Some(c) = consumer {
+            add_data(&mut self.wf, catch, c, output, input, size);
+        }
+        Ok(vec![src, alt])
     }
 
     fn unknown_function(&self, name: &(String, Pos)) -> WdlError {
@@ -702,7 +799,7 @@ impl Compiler<'_> {
                     if let Some(from) = source_node(&src) {
                         add_data(&mut self.wf, from, node, data_name(&src), &input_name, size);
                     }
-                    sources.push(src);
+                    sources.extend(self.with_catch(src, r, Some(node), &input_name, size)?);
                 }
                 if let NodeKind::Task(t) = &mut self.wf.graph[node].kind {
                     t.inputs[input].sources = sources;
@@ -741,6 +838,8 @@ impl Compiler<'_> {
                     if let Some(from) = source_node(&src) {
                         let key = r.to_string();
                         add_data(&mut self.wf, from, node, data_name(&src), &key, size);
+                        // A caught task's values come from its catch step (under its name).
+                        self.with_catch(src, &r, Some(node), &key, size)?;
                     }
                 }
             }
@@ -763,6 +862,7 @@ impl Compiler<'_> {
                 if let Some(from) = source_node(&src) {
                     add_data(&mut self.wf, from, node, data_name(&src), "over", size);
                 }
+                self.with_catch(src.clone(), &over, Some(node), "over", size)?;
                 if let NodeKind::Foreach(f) = &mut self.wf.graph[node].kind {
                     f.over = src;
                 }
@@ -770,7 +870,8 @@ impl Compiler<'_> {
             Pending::Output { index, refs } => {
                 let mut sources = Vec::new();
                 for r in &refs {
-                    sources.push(self.source(r, None, &[])?.0);
+                    let (src, _, size) = self.source(r, None, &[])?;
+                    sources.extend(self.with_catch(src, r, None, "", size)?);
                 }
                 self.wf.outputs[index].sources = sources;
             }
@@ -809,7 +910,7 @@ pub(crate) fn connect_control(wf: &mut Workflow, from: NodeId, to: NodeId, case:
     let existing = wf
         .graph
         .edges_connecting(from, to)
-        .find(|e| e.weight().case == case)
+        .find(|e| e.weight().case == case && !e.weight().on_failure)
         .map(|e| e.id());
     match existing {
         Some(e) => wf.graph[e].control = true,
@@ -820,8 +921,7 @@ pub(crate) fn connect_control(wf: &mut Workflow, from: NodeId, to: NodeId, case:
                 Edge {
                     control: true,
                     case,
-                    data: Vec::new(),
-                    bytes: 0,
+                    ..Edge::default()
                 },
             );
         }
@@ -833,7 +933,7 @@ pub(crate) fn add_data(wf: &mut Workflow, from: NodeId, to: NodeId, output: &str
     let existing = wf
         .graph
         .edges_connecting(from, to)
-        .find(|e| e.weight().case.is_none())
+        .find(|e| e.weight().case.is_none() && !e.weight().on_failure)
         .map(|e| e.id());
     let e = match existing {
         Some(e) => e,

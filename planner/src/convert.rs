@@ -301,6 +301,7 @@ pub fn workflow_to_proto(wf: &Workflow) -> pb::WorkflowGraph {
                         })
                         .collect(),
                     bytes: edge.bytes,
+                    on_failure: edge.on_failure,
                 })
             })
             .collect(),
@@ -835,11 +836,22 @@ impl Nodes<'_> {
                 }
             }
         }
+        if e.on_failure && (!matches!(source_shape, Shape::Task) || !e.control || e.case.is_some()) {
+            return Err(ConvertError::Invalid {
+                field: at("on_failure"),
+                reason: format!(
+                    "is set, but the edge is not a control edge without a case leaving a task (its source, node {}, is a {} node)",
+                    e.source,
+                    source_shape.as_str()
+                ),
+            });
+        }
         let edge = Edge {
             control: e.control,
             case: e.case,
             data: e.data.iter().map(|d| (d.output.clone(), d.input.clone())).collect(),
             bytes: e.bytes,
+            on_failure: e.on_failure,
         };
         Ok((source, target, edge))
     }

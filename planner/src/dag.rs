@@ -13,6 +13,13 @@
 //! - An input whose producer was skipped is absent; an input with several sources takes the
 //!   first source that was not skipped. This is how a join after a switch reads "whichever
 //!   branch ran".
+//! - A task that fails for good (its retries spent) fails the invocation, unless it has a
+//!   **catch step** (an [`Edge::on_failure`] edge to it): the task is then *caught*, which
+//!   counts as skipped for every other edge, and the catch step runs with the failure as its
+//!   input `error` (a JSON object: `step`, `element`, `error`, `kind`, `attempts`). The catch
+//!   step is skipped when the task succeeds or is skipped. Readers of the task's outputs also
+//!   read the catch step's outputs of the same names (the first that ran), so the steps after
+//!   a caught task run on the catch step's outputs.
 //! - A [`NodeKind::Foreach`] node runs the nodes of its scope (those whose `scope` is it) once
 //!   per element of its list, at most `max_concurrency` at a time; its `collect` node fires when
 //!   all elements are done. An output of a scoped node read from outside the scope is the
@@ -451,6 +458,9 @@ pub struct Edge {
     /// object counts once: a value read by every element of a foreach counts once, the outputs
     /// of a foreach body read after the foreach count for all its elements.
     pub bytes: u64,
+    /// A `catch` edge: from a task to the step that runs in its place when it fails for good
+    /// (a control edge, taken only then).
+    pub on_failure: bool,
 }
 
 /// A string input of at least this many bytes that only tasks read is *staged*: it travels
@@ -565,7 +575,10 @@ impl Workflow {
             ran[v.index()] = activation.peek().is_none()
                 || activation.any(|e| {
                     let s = e.source();
-                    ran[s.index()] && (e.weight().case.is_none() || e.weight().case == chosen(s))
+                    // Without failures, no catch step runs.
+                    ran[s.index()]
+                        && !e.weight().on_failure
+                        && (e.weight().case.is_none() || e.weight().case == chosen(s))
                 });
         }
         ran

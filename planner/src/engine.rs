@@ -107,6 +107,19 @@ pub enum Action {
         /// longer wanted.
         timed_out: bool,
     },
+    /// A local task failed for good and its catch step runs in its place (the driver tells
+    /// the other workers of the plan: [`Engine::function_caught`] there).
+    Caught {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The task node that failed.
+        node: NodeId,
+        /// The foreach element.
+        element: Option<u32>,
+        /// The failure, as the catch step receives it (`step`, `element`, `error`, `kind`,
+        /// `attempts`).
+        failure: Arc<serde_json::Value>,
+    },
     /// No consumer needs this object any more: free it.
     Release {
         /// The object's id.
@@ -212,10 +225,19 @@ type Key = (u32, Option<u32>);
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Status {
     Waiting,
-    Running { attempt: u32, deadline: Option<u64> },
-    Backoff { next_attempt: u32, at: u64 },
+    Running {
+        attempt: u32,
+        deadline: Option<u64>,
+    },
+    Backoff {
+        next_attempt: u32,
+        at: u64,
+    },
     Done,
     Skipped,
+    /// Failed for good, with a catch step that runs in its place (counts as skipped for
+    /// every other edge).
+    Caught,
 }
 
 #[derive(Debug)]
@@ -224,6 +246,8 @@ struct Inst {
     status: Status,
     chosen: Option<u32>,
     outputs: Vec<(String, ObjectRef)>,
+    /// When caught: the failure its catch step receives as `error`.
+    failure: Option<Arc<serde_json::Value>>,
 }
 
 #[derive(Debug)]
@@ -248,9 +272,16 @@ struct Invocation {
     open_roots: usize,
     /// Completions of other workers' tasks reported before this engine saw them start (their
     /// predecessors' completions are still on their way): applied when they do.
-    early: HashMap<Key, Vec<(String, ObjectRef)>>,
+    early: HashMap<Key, Early>,
     /// When it must end (µs on the engine's clock) and the limit as given (ms).
     deadline: Option<(u64, u64)>,
+}
+
+/// A completion of another worker's task that came before this engine saw the task start.
+#[derive(Debug)]
+enum Early {
+    Done(Vec<(String, ObjectRef)>),
+    Caught(Arc<serde_json::Value>),
 }
 
 /// How the error of an invocation that ran past its deadline begins.
@@ -420,6 +451,7 @@ impl Engine {
                     status: Status::Waiting,
                     chosen: None,
                     outputs: Vec::new(),
+                    failure: None,
                 },
             );
             inv.open_roots += 1;
@@ -479,7 +511,7 @@ impl Engine {
         if early {
             // Another worker's task whose start this engine has not seen yet.
             if let Some(inv) = self.invocations.get_mut(&invocation) {
-                inv.early.insert(key, outputs);
+                inv.early.insert(key, Early::Done(outputs));
             }
             return;
         }
@@ -532,8 +564,57 @@ impl Engine {
         self.resolve_into(Duration::ZERO, invocation, key, Status::Done, ready);
     }
 
+    /// Another worker's task failed for good and was caught there ([`Action::Caught`]): its
+    /// catch step runs with `failure` as its input `error`. Ignored when the task is not
+    /// running here (the invocation ended) or has no catch step.
+    pub fn function_caught(
+        &mut self,
+        now: Duration,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        failure: serde_json::Value,
+    ) {
+        let key = (node.index() as u32, element);
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        if inv.inst_key.local.contains(&node) || catch_of(&inv.inst_key.wf, node).is_none() {
+            return;
+        }
+        match inv.inst.get(&key).map(|i| i.status) {
+            Some(Status::Running { .. }) => {
+                let mut ready = Vec::new();
+                self.caught_into(invocation, key, Arc::new(failure), &mut ready);
+                self.run(now, invocation, ready);
+            }
+            None | Some(Status::Waiting) if !inv.early.contains_key(&key) => {
+                inv.early.insert(key, Early::Caught(Arc::new(failure)));
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks a failed task caught: its catch step will run with `failure`.
+    fn caught_into(
+        &mut self,
+        invocation: InvocationId,
+        key: Key,
+        failure: Arc<serde_json::Value>,
+        ready: &mut Vec<Key>,
+    ) {
+        let Some(inv) = self.invocations.get_mut(&invocation) else {
+            return;
+        };
+        if let Some(i) = inv.inst.get_mut(&key) {
+            i.failure = Some(failure);
+        }
+        self.resolve_into(Duration::ZERO, invocation, key, Status::Caught, ready);
+    }
+
     /// A function attempt failed; retried per the function's policy (its attempts, when
-    /// `retry.on` holds `kind`), else the invocation fails.
+    /// `retry.on` holds `kind`), else the invocation fails (or, when the task has a catch
+    /// step, that step runs in its place).
     pub fn function_failed(
         &mut self,
         now: Duration,
@@ -758,6 +839,25 @@ impl Engine {
         } else {
             format!(" after {attempt} attempts")
         };
+        if catch_of(&wf, NodeId::new(key.0 as usize)).is_some() {
+            let failure = Arc::new(serde_json::json!({
+                "step": node.name,
+                "element": key.1,
+                "error": error,
+                "kind": kind.as_str(),
+                "attempts": attempt,
+            }));
+            self.actions.push_back(Action::Caught {
+                invocation,
+                node: NodeId::new(key.0 as usize),
+                element: key.1,
+                failure: failure.clone(),
+            });
+            let mut ready = Vec::new();
+            self.caught_into(invocation, key, failure, &mut ready);
+            self.run(now, invocation, ready);
+            return;
+        }
         let not_retried = if retried || attempt >= retry.attempts.max(1) {
             String::new()
         } else {
@@ -876,8 +976,10 @@ impl Engine {
                         .invocations
                         .get_mut(&invocation)
                         .and_then(|inv| inv.early.remove(&key));
-                    if let Some(outputs) = early {
-                        self.complete_into(invocation, key, outputs, &mut ready);
+                    match early {
+                        Some(Early::Done(outputs)) => self.complete_into(invocation, key, outputs, &mut ready),
+                        Some(Early::Caught(failure)) => self.caught_into(invocation, key, failure, &mut ready),
+                        None => {}
                     }
                 }
                 NodeKind::Join(_) => {
@@ -906,6 +1008,8 @@ impl Engine {
                     let list = match &f.over {
                         DataSource::Input(name) => inv.input.get(name).map(|v| (**v).clone()),
                         DataSource::Output { node, output } => {
+                            // A caught task's list comes from its catch step.
+                            let node = stand_in(inv, *node, None);
                             let src = (node.index() as u32, None);
                             inv.inst.get(&src).and_then(|i| {
                                 i.outputs
@@ -1072,6 +1176,7 @@ impl Engine {
                         status: Status::Waiting,
                         chosen: None,
                         outputs: Vec::new(),
+                        failure: None,
                     },
                 );
                 if remaining == 0 {
@@ -1120,11 +1225,15 @@ impl Engine {
             }
             return;
         }
-        let inputs = task
+        let mut inputs: Vec<(String, InputValue)> = task
             .inputs
             .iter()
             .map(|b| (b.name.clone(), value_of(inv, &b.sources, Some(n), key.1)))
             .collect();
+        // A catch step receives the failure of the task it stands in for.
+        if let Some(failure) = caught_failure(inv, n, key.1) {
+            inputs.push((crate::compile::CATCH_INPUT.to_owned(), InputValue::Json(failure)));
+        }
         let deadline =
             (task.spec.timeout_ms > 0).then(|| micros(now).saturating_add(task.spec.timeout_ms.saturating_mul(1000)));
         if let Some(i) = inv.inst.get_mut(&key) {
@@ -1156,6 +1265,37 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "a list",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+/// The catch step of task `n`, if it has one.
+fn catch_of(wf: &Workflow, n: NodeId) -> Option<NodeId> {
+    wf.graph
+        .edges_directed(n, Direction::Outgoing)
+        .find(|e| e.weight().on_failure)
+        .map(|e| e.target())
+}
+
+/// `n`, or its catch step when `n` was caught at `element`.
+fn stand_in(inv: &Invocation, n: NodeId, element: Option<u32>) -> NodeId {
+    let caught = inv
+        .inst
+        .get(&(n.index() as u32, element))
+        .is_some_and(|i| i.status == Status::Caught);
+    match caught {
+        true => catch_of(&inv.inst_key.wf, n).unwrap_or(n),
+        false => n,
+    }
+}
+
+/// For a catch step `n` at `element` whose task was caught: that failure.
+fn caught_failure(inv: &Invocation, n: NodeId, element: Option<u32>) -> Option<Arc<serde_json::Value>> {
+    let wf = &inv.inst_key.wf;
+    let task = wf
+        .graph
+        .edges_directed(n, Direction::Incoming)
+        .find(|e| e.weight().on_failure)?
+        .source();
+    inv.inst.get(&(task.index() as u32, element))?.failure.clone()
 }
 
 fn decrement(inv: &mut Invocation, key: Key, ready: &mut Vec<Key>) {

@@ -179,6 +179,7 @@ pub fn random_workflow(seed: u64, params: &GenParams) -> Workflow {
                     case: None,
                     data: vec![("out".to_owned(), format!("in_{}", names[u]))],
                     bytes: sizes[u],
+                    on_failure: false,
                 },
             );
         }

@@ -461,6 +461,8 @@ impl Actor {
                 // No cancel RPC: the attempt runs to its end on its daemon; its answer is
                 // taken as the next attempt's (the engine's rule) or dropped.
                 Action::Cancel { .. } => {}
+                // Every task is this engine's: no other engine to tell.
+                Action::Caught { .. } => {}
                 Action::Release { object } => {
                     self.objects.remove(&object);
                 }

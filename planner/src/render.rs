@@ -139,9 +139,10 @@ pub fn graph_text(wf: &Workflow) -> String {
         let w = e.weight();
         let mut parts = Vec::new();
         if w.control {
-            parts.push(match w.case {
-                Some(c) => format!("case {c}"),
-                None => "control".to_owned(),
+            parts.push(match (w.case, w.on_failure) {
+                (_, true) => "on failure".to_owned(),
+                (Some(c), _) => format!("case {c}"),
+                (None, _) => "control".to_owned(),
             });
         }
         for (o, i) in &w.data {
@@ -248,6 +249,9 @@ pub struct EdgeJson<'a> {
     /// Switch case, for edges leaving a switch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case: Option<u32>,
+    /// A catch edge: its target runs when its source fails for good.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub on_failure: bool,
 }
 
 /// The critical path in [`PlanJson`].
@@ -362,6 +366,7 @@ pub fn plan_json<'a>(wf: &'a Workflow, plan: &Plan, cluster: &'a ClusterView) ->
             tier: plan.tier(e.id()).as_str(),
             control: e.weight().control,
             case: e.weight().case,
+            on_failure: e.weight().on_failure,
         })
         .collect();
     let cp = &plan.critical_path;
@@ -590,6 +595,9 @@ pub fn plan_dot(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
         };
         if let Some(c) = e.weight().case {
             label = format!("case {c} {label}");
+        }
+        if e.weight().on_failure {
+            label = format!("on failure {label}");
         }
         let bold = if on_cp.contains(&(e.source().index(), e.target().index())) {
             ", penwidth=2.5"

@@ -108,6 +108,9 @@ pub struct TaskStep {
     pub function: Spanned,
     /// Its inputs: name and the references it takes (first that ran).
     pub inputs: Vec<(Spanned, Vec<Ref>)>,
+    /// The step that runs in its place when it fails for good (`catch`), with the failure
+    /// as its input `error`.
+    pub catch: Option<Box<TaskStep>>,
 }
 
 /// A CEL condition.
@@ -535,8 +538,42 @@ fn decode_task(v: &Yaml) -> Result<TaskStep, WdlError> {
         Some(i) => decode_bindings(i, "`inputs`: a mapping of input names to references like step.output")?,
         None => Vec::new(),
     };
-    f.finish(&["task", "function", "inputs"])?;
-    Ok(TaskStep { name, function, inputs })
+    let catch = match f.get("catch") {
+        Some(c) => Some(Box::new(decode_catch(c)?)),
+        None => None,
+    };
+    f.finish(&["task", "function", "inputs", "catch"])?;
+    Ok(TaskStep {
+        name,
+        function,
+        inputs,
+        catch,
+    })
+}
+
+/// `catch: fallback` (a task of that name calling the function of that name) or
+/// `catch: {task: …, function: …, inputs: …}`; a catch step has no catch of its own.
+fn decode_catch(v: &Yaml) -> Result<TaskStep, WdlError> {
+    if let Value::Scalar { .. } = v.value {
+        let name = v.name("the catch step's name (a task that runs when the step fails)")?;
+        return Ok(TaskStep {
+            function: name.clone(),
+            name,
+            inputs: Vec::new(),
+            catch: None,
+        });
+    }
+    let step = decode_task(v)?;
+    if let Some(inner) = &step.catch {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            inner.name.1,
+            format!("catch step `{}` has a catch of its own", step.name.0),
+        )
+        .expected("a catch step without `catch`")
+        .hint("when the catch step fails, the invocation fails with its error"));
+    }
+    Ok(step)
 }
 
 fn decode_bindings(v: &Yaml, what: &str) -> Result<Vec<(Spanned, Vec<Ref>)>, WdlError> {

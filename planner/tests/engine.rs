@@ -47,6 +47,8 @@ struct Sim {
     seq: u64,
     next_obj: u64,
     live: HashMap<u64, Inst>,
+    /// Every object made, by its producer (released ones too).
+    made_by: HashMap<u64, NodeId>,
     released: HashSet<u64>,
     /// Running attempts: instance → (attempt, inputs' objects).
     running: BTreeMap<(u32, Option<u32>), (u32, Vec<u64>)>,
@@ -74,6 +76,7 @@ impl Sim {
             seq: 0,
             next_obj: 1,
             live: HashMap::new(),
+            made_by: HashMap::new(),
             released: HashSet::new(),
             running: BTreeMap::new(),
             triggered: HashMap::new(),
@@ -147,6 +150,11 @@ impl Sim {
                 Action::Cancel { node, element, .. } => {
                     self.running.remove(&(node.index() as u32, element));
                     self.cancels.push((node, element));
+                }
+                // One engine runs every task: nobody else to tell.
+                Action::Caught { node, element, .. } => {
+                    assert!(self.finished.is_none(), "caught after the end");
+                    self.completed.insert((node, element), self.seq);
                 }
                 Action::Release { object } => {
                     assert!(self.released.insert(object), "object {object} released twice");
@@ -263,6 +271,7 @@ impl Sim {
             let id = self.next_obj;
             self.next_obj += 1;
             self.live.insert(id, inst);
+            self.made_by.insert(id, inst.0);
             out.push((
                 o.name.clone(),
                 ObjectRef {
@@ -343,6 +352,10 @@ impl Sim {
         assert_eq!(self.engine.timers_pending(), 0);
         assert!(self.live.is_empty(), "objects never released: {:?}", self.live);
         self.check_order();
+    }
+
+    fn live_or_released_producer(&self, object: u64) -> NodeId {
+        self.made_by[&object]
     }
 
     fn executed_tasks(&self) -> HashSet<NodeId> {
@@ -1037,6 +1050,7 @@ fn run_replicated(wf: Workflow, workers: u32, seed: u64) {
                         results[w] = Some(result);
                     }
                     Action::Cancel { .. } => {}
+                    Action::Caught { .. } => panic!("no task fails in this run"),
                 }
             }
         }
@@ -1146,4 +1160,97 @@ fn abort_ends_an_invocation_and_releases_everything() {
     assert!(!e.is_running(9));
     assert_eq!(e.objects_held(), 0);
     assert_eq!(e.timers_pending(), 0);
+}
+
+const CATCH: &str = r#"
+name: caught
+functions:
+  a: {retry: {attempts: 2, backoff: 10ms}, outputs: {x: bytes, n: json}}
+  fallback: {outputs: {x: bytes, n: json}}
+  b: {outputs: {y: bytes}}
+steps:
+  - task: a
+    catch: fallback
+  - switch:
+      cases:
+        - if: a.n == true
+          then:
+            - task: b
+              inputs: {x: a.x}
+      default: []
+output:
+  x: a.x
+  y: b.y
+"#;
+
+#[test]
+fn a_caught_task_runs_its_catch_step_with_the_failure_and_the_rest_reads_its_outputs() {
+    let mut sim = Sim::new(load(CATCH), 1, fail("a", 9, false));
+    sim.run(serde_json::json!({}));
+    let outputs = sim
+        .finished
+        .clone()
+        .unwrap()
+        .expect("the catch step saved the invocation");
+    let (a, fallback, b) = (
+        sim.wf.node_by_name("a").unwrap(),
+        sim.wf.node_by_name("fallback").unwrap(),
+        sim.wf.node_by_name("b").unwrap(),
+    );
+    assert_eq!(
+        sim.triggers.iter().filter(|t| t.0.0 == a).count(),
+        2,
+        "both attempts ran"
+    );
+    let (_, _, _, inputs) = sim
+        .triggers
+        .iter()
+        .find(|t| t.0.0 == fallback)
+        .expect("the catch step ran");
+    assert_eq!(
+        inputs,
+        &vec![(
+            "error".to_owned(),
+            InputValue::Json(Arc::new(serde_json::json!({
+                "step": "a", "element": null, "error": "boom 2", "kind": "error", "attempts": 2
+            })))
+        )]
+    );
+    // The switch read `a.n` from the catch step, and `b` read its `x`.
+    let (_, _, _, b_inputs) = sim.triggers.iter().find(|t| t.0.0 == b).expect("b ran");
+    let InputValue::Object(x) = &b_inputs[0].1 else {
+        panic!("{b_inputs:?}")
+    };
+    assert_eq!(sim.live_or_released_producer(x.id), fallback);
+    let (name, InputValue::Object(o)) = &outputs[0] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(name, "x");
+    assert_eq!(sim.live_or_released_producer(o.id), fallback);
+}
+
+#[test]
+fn a_task_that_succeeds_skips_its_catch_step() {
+    let mut sim = Sim::new(load(CATCH), 1, Behaviour::default());
+    sim.run(serde_json::json!({}));
+    assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
+    let fallback = sim.wf.node_by_name("fallback").unwrap();
+    assert!(!sim.triggers.iter().any(|t| t.0.0 == fallback));
+    // Without failures the reference (`Workflow::runs`) agrees: the catch step does not run.
+    let runs = sim.wf.runs(&Default::default());
+    assert!(!runs[fallback.index()]);
+}
+
+#[test]
+fn a_failing_catch_step_fails_the_invocation_with_its_error() {
+    let mut sim = Sim::new(load(CATCH), 1, {
+        let mut b = fail("a", 9, false);
+        b.fail.insert("fallback".into(), (9, false));
+        b
+    });
+    sim.run(serde_json::json!({}));
+    assert_eq!(
+        sim.finished.clone().unwrap().unwrap_err(),
+        "step `fallback` failed: boom 1"
+    );
 }

@@ -460,3 +460,48 @@ fn a_deadline_of_zero() {
               expected: a duration, like 30s"#]],
     );
 }
+
+const CATCHING: &str = "name: wf\nfunctions:\n  fetch: {outputs: {page: bytes, meta: json}}\n  cached: {outputs: {page: bytes}}\n  render: {}\nsteps:\n  - task: fetch\n    catch: cached\n";
+
+#[test]
+fn a_catch_step_without_an_output_read_later() {
+    check(
+        &format!("{CATCHING}  - task: render\n    inputs: {{m: fetch.meta}}\n"),
+        expect![[r#"
+            [dangling-reference] wf.yaml:10:17: error: `fetch.meta` is read here, but catch step `cached` (function `cached`), which stands in for `fetch` when it fails, has no output `meta`
+              expected: every output of `fetch` that later steps read, declared on the catch step's function too
+              hint: declare `meta` under `functions: cached: outputs:`"#]],
+    );
+}
+
+#[test]
+fn a_catch_step_reading_the_output_of_the_step_it_catches() {
+    check(
+        "name: wf\nfunctions:\n  fetch: {outputs: {page: bytes}}\n  cached: {outputs: {page: bytes}}\nsteps:\n  - task: fetch\n    catch: {task: cached, inputs: {p: fetch.page}}\n",
+        expect![[r#"
+            [dangling-reference] wf.yaml:7:39: error: catch step `cached` reads `fetch.page`, but it runs only when `fetch` failed, so that output never exists
+              expected: the failure, as the input `error`, or outputs of earlier steps"#]],
+    );
+}
+
+#[test]
+fn a_catch_step_declaring_the_error_input() {
+    check(
+        "name: wf\nfunctions:\n  fetch: {}\n  cached: {}\nsteps:\n  - task: fetch\n    catch: {task: cached, inputs: {error: input.x}}\n",
+        expect![[r#"
+            [duplicate-name] wf.yaml:7:36: error: catch step `cached` declares an input `error`
+              expected: inputs other than `error`
+              hint: a catch step receives the failure of `fetch` as its input `error`"#]],
+    );
+}
+
+#[test]
+fn a_catch_step_with_a_catch() {
+    check(
+        "name: wf\nfunctions:\n  fetch: {}\n  cached: {}\n  stale: {}\nsteps:\n  - task: fetch\n    catch: {task: cached, catch: stale}\n",
+        expect![[r#"
+            [type] wf.yaml:8:34: error: catch step `cached` has a catch of its own
+              expected: a catch step without `catch`
+              hint: when the catch step fails, the invocation fails with its error"#]],
+    );
+}

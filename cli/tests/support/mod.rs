@@ -221,3 +221,58 @@ pub(crate) async fn services(
     }
     (planner, started)
 }
+
+/// A step that always fails (twice: it has two attempts) and is caught: its catch step
+/// `rescue` gets the failure and stands in for it, so `after` reads the failure as `bad.out`.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) const RESCUED: &str = "name: rescued
+functions:
+  echo: {pack: testkit, outputs: {out: bytes}}
+  fail: {pack: testkit, retry: {attempts: 2, backoff: 10ms}, outputs: {out: bytes}}
+  concat: {pack: testkit, outputs: {out: bytes}}
+steps:
+  - task: first
+    function: echo
+    inputs: {in: input.text}
+  - task: bad
+    function: fail
+    inputs: {in: first.out}
+    catch: {task: rescue, function: concat}
+  - task: after
+    function: echo
+    inputs: {in: bad.out}
+output:
+  out: after.out
+";
+
+/// Checks the report of [`RESCUED`]: `bad` failed twice, `rescue` ran once on its failure,
+/// and the output is that failure.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn check_rescued(r: &faasflow_daemon::report::Report) {
+    assert_eq!(r.status, "ok", "the catch step saves the invocation: {:?}", r.error);
+    let out = r.output["out"].as_str().expect("the failure, as text");
+    let failure: serde_json::Value = serde_json::from_str(out).expect("the failure is JSON");
+    assert_eq!(failure["step"], "bad");
+    assert_eq!(failure["kind"], "error");
+    assert_eq!(failure["attempts"], 2);
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("testkit: asked to fail")),
+        "{failure}"
+    );
+    let bad: Vec<(u32, Option<&str>)> = r
+        .functions
+        .iter()
+        .filter(|f| f.name == "bad")
+        .map(|f| (f.attempt, f.failure.as_deref()))
+        .collect();
+    assert_eq!(bad, [(1, Some("error")), (2, Some("error"))]);
+    let ran = |name: &str| {
+        r.functions
+            .iter()
+            .filter(|f| f.name == name && !f.skipped && f.error.is_none())
+            .count()
+    };
+    assert_eq!((ran("first"), ran("rescue"), ran("after")), (1, 1, 1));
+}

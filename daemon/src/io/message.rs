@@ -23,6 +23,7 @@ pub const OBJECT_HEADER_LEN: usize = 25;
 const TAG_START: u8 = 1;
 const TAG_DONE: u8 = 2;
 const TAG_FAILED: u8 = 3;
+const TAG_CAUGHT: u8 = 4;
 const TAG_OBJECT: u8 = 0x10;
 
 /// An invocation started on the sending daemon, its entry: every daemon of the plan runs the
@@ -96,6 +97,21 @@ pub struct Failed {
     pub error: String,
 }
 
+/// A task failed for good on the sending daemon and its catch step runs in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caught {
+    /// The invocation.
+    pub invocation: u64,
+    /// The task (node index in the plan's graph).
+    pub node: u32,
+    /// The foreach element, if the task is in a foreach body.
+    pub element: Option<u32>,
+    /// The failure as the catch step receives it (JSON).
+    pub failure: Vec<u8>,
+    /// What the sender recorded about its attempts, for the invocation's report (JSON).
+    pub record: Vec<u8>,
+}
+
 /// A message on a peer connection's control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
@@ -105,6 +121,8 @@ pub enum ControlMessage {
     Done(Done),
     /// An invocation failed.
     Failed(Failed),
+    /// A task failed and was caught.
+    Caught(Caught),
 }
 
 impl ControlMessage {
@@ -114,6 +132,7 @@ impl ControlMessage {
             ControlMessage::Start(m) => m.invocation,
             ControlMessage::Done(m) => m.invocation,
             ControlMessage::Failed(m) => m.invocation,
+            ControlMessage::Caught(m) => m.invocation,
         }
     }
 }
@@ -241,6 +260,14 @@ impl ControlMessage {
                 out.extend_from_slice(&m.invocation.to_le_bytes());
                 put_blob(out, m.error.as_bytes())?;
             }
+            ControlMessage::Caught(m) => {
+                out.push(TAG_CAUGHT);
+                out.extend_from_slice(&m.invocation.to_le_bytes());
+                out.extend_from_slice(&m.node.to_le_bytes());
+                put_opt_u32(out, m.element);
+                put_blob(out, &m.failure)?;
+                put_blob(out, &m.record)?;
+            }
         }
         Ok(())
     }
@@ -309,6 +336,13 @@ impl ControlMessage {
             TAG_FAILED => ControlMessage::Failed(Failed {
                 invocation: r.u64()?,
                 error: String::from_utf8(r.blob()?.to_vec()).map_err(|_| DecodeError::BadUtf8)?,
+            }),
+            TAG_CAUGHT => ControlMessage::Caught(Caught {
+                invocation: r.u64()?,
+                node: r.u32()?,
+                element: r.opt_u32()?,
+                failure: r.blob()?.to_vec(),
+                record: r.blob()?.to_vec(),
             }),
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
@@ -505,7 +539,7 @@ mod tests {
             any::<u32>(),
             element(),
             proptest::collection::vec(output, 0..20),
-            blob,
+            blob.clone(),
         )
             .prop_map(|(invocation, node, element, outputs, record)| {
                 ControlMessage::Done(Done {
@@ -518,7 +552,18 @@ mod tests {
             });
         let failed = (any::<u64>(), "\\PC{0,50}")
             .prop_map(|(invocation, error)| ControlMessage::Failed(Failed { invocation, error }));
-        prop_oneof![start, done, failed]
+        let caught = (any::<u64>(), any::<u32>(), element(), blob.clone(), blob).prop_map(
+            |(invocation, node, element, failure, record)| {
+                ControlMessage::Caught(Caught {
+                    invocation,
+                    node,
+                    element,
+                    failure,
+                    record,
+                })
+            },
+        );
+        prop_oneof![start, done, failed, caught]
     }
 
     proptest! {

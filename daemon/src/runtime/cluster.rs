@@ -23,7 +23,7 @@ use faasflow_planner::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey, us};
-use crate::io::message::{ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
+use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
 use crate::io::remote::ObjectKey;
 use crate::net::{Landing, NetEvent, Source};
 use crate::report::{EdgeRecord, FunctionRecord};
@@ -865,8 +865,90 @@ impl Runtime {
         match msg {
             ControlMessage::Done(done) => self.remote_done(from, done),
             ControlMessage::Failed(f) => self.abort(f.invocation, f.error, true),
+            ControlMessage::Caught(c) => self.remote_caught(from, c),
             ControlMessage::Start(_) => {}
         }
+    }
+
+    /// A local task failed for good and its catch step runs: the plan's other workers (whose
+    /// engines wait on the task) learn of it, with the records of its attempts here.
+    pub(super) fn tell_caught(
+        &mut self,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        failure: &serde_json::Value,
+    ) {
+        let Some(inv) = self.invocations.get(&invocation) else {
+            return;
+        };
+        let others = self.other_workers(&inv.wf);
+        if others.is_empty() {
+            return;
+        }
+        let name = self
+            .installed
+            .get(&inv.wf)
+            .map(|i| i.wf.graph[node].name.clone())
+            .unwrap_or_default();
+        let record = PeerRecord {
+            functions: inv
+                .functions
+                .iter()
+                .filter(|f| f.name == name && f.element == element)
+                .cloned()
+                .collect(),
+            edges: Vec::new(),
+            data_us: 0.0,
+            spills: 0,
+        };
+        let msg = ControlMessage::Caught(Caught {
+            invocation,
+            node: node.index() as u32,
+            element,
+            failure: serde_json::to_vec(failure).unwrap_or_default(),
+            record: serde_json::to_vec(&record).unwrap_or_default(),
+        });
+        self.broadcast(&others, &msg);
+    }
+
+    /// Another worker's task failed for good and was caught there.
+    fn remote_caught(&mut self, from: String, caught: Caught) {
+        let id = caught.invocation;
+        let Some(inv) = self.invocations.get(&id) else { return };
+        let Some(installed) = self.installed.get(&inv.wf) else {
+            return;
+        };
+        let node = NodeId::new(caught.node as usize);
+        let from_plan = installed.placement.workers.iter().any(|(_, n, _)| *n == from);
+        if !from_plan
+            || caught.node as usize >= installed.wf.graph.node_count()
+            || installed.placement.local.contains(&node)
+        {
+            let msg = format!(
+                "worker `{from}` reported step {} as caught, which is not its to run",
+                caught.node
+            );
+            return self.abort(id, msg, false);
+        }
+        let failure = match serde_json::from_slice::<serde_json::Value>(&caught.failure) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!(
+                    "worker `{from}` sent the failure of step {} as invalid JSON: {e}",
+                    caught.node
+                );
+                return self.abort(id, msg, false);
+            }
+        };
+        if let Some(inv) = self.invocations.get_mut(&id)
+            && inv.reply.is_some()
+            && let Ok(rec) = serde_json::from_slice::<PeerRecord>(&caught.record)
+        {
+            inv.functions.extend(rec.functions);
+        }
+        let now = self.now();
+        self.engine.function_caught(now, id, node, caught.element, failure);
     }
 
     fn remote_start(&mut self, from: String, start: Start) {

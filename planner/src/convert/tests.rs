@@ -230,12 +230,14 @@ fn sample_workflow() -> Workflow {
         case,
         data: vec![],
         bytes: 0,
+        on_failure: false,
     };
     let data = |pairs: &[(&str, &str)], bytes: u64| Edge {
         control: false,
         case: None,
         data: pairs.iter().map(|&(o, i)| (o.to_owned(), i.to_owned())).collect(),
         bytes,
+        on_failure: false,
     };
     g.add_edge(id(START), id(ROUTE), control(None));
     g.add_edge(id(ROUTE), id(FAST), control(Some(0)));
@@ -254,6 +256,7 @@ fn sample_workflow() -> Workflow {
             case: None,
             data: vec![("list".into(), "over".into())],
             bytes: 4096,
+            on_failure: false,
         },
     );
     g.add_edge(id(EACH), id(BODY), control(None));
@@ -265,6 +268,7 @@ fn sample_workflow() -> Workflow {
             case: None,
             data: vec![("out".into(), "x".into())],
             bytes: 128,
+            on_failure: false,
         },
     );
     g.add_edge(id(BODY2), id(COLLECT), control(None));
@@ -422,6 +426,7 @@ fn assert_same_workflow(a: &Workflow, b: &Workflow) {
     assert_eq!(a.inputs, b.inputs);
     assert_eq!(a.outputs, b.outputs);
     assert_eq!(a.contention, b.contention);
+    assert_eq!(a.deadline_ms, b.deadline_ms);
     let nodes = |w: &Workflow| w.graph.node_weights().cloned().collect::<Vec<_>>();
     assert_eq!(nodes(a), nodes(b));
     let edges = |w: &Workflow| {
@@ -879,6 +884,33 @@ fn only_edges_leaving_a_switch_have_a_case() {
 }
 
 #[test]
+fn round_trip_of_a_catch_step_and_a_deadline() {
+    let src = "name: caught\ndeadline: 1500ms\nfunctions:\n  a: {retry: {attempts: 2, on: [crash]}, outputs: {x: bytes}}\n  b: {outputs: {x: bytes}}\n  c: {}\nsteps:\n  - task: a\n    catch: b\n  - task: c\n    inputs: {x: a.x}\n";
+    let wf = crate::load::load_str(src, "caught.yaml", "caught")
+        .expect("loads")
+        .workflow;
+    assert_eq!(wf.deadline_ms, Some(1500));
+    let catch_edges: Vec<_> = wf.graph.edge_references().filter(|e| e.weight().on_failure).collect();
+    assert_eq!(catch_edges.len(), 1);
+    let cluster = ClusterView::uniform(2, 8);
+    let plan = crate::partition(&wf, &cluster, &crate::PlannerConfig::default()).expect("plan");
+    round_trip(&wf, &plan, &cluster);
+}
+
+#[test]
+fn a_catch_edge_must_leave_a_task_without_a_case() {
+    let r = decode_edited(|p| {
+        let e = edge_index(p, ROUTE, FAST);
+        graph(p).edges[e].on_failure = true;
+    });
+    let err = r.expect_err("a switch edge cannot be a catch edge").to_string();
+    assert!(
+        err.starts_with("`graph.edges[") && err.contains("on_failure` is set, but the edge is not a control edge without a case leaving a task (its source, node 1, is a switch node)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn numbers_must_be_finite_and_in_range() {
     let cases: Vec<(&str, Edit)> = vec![
         (
@@ -1072,6 +1104,7 @@ mod fuzz {
                     case,
                     data: vec![],
                     bytes: 8,
+                    on_failure: control && case.is_none() && forward,
                 }
             })
     }

@@ -124,7 +124,14 @@ pub(super) fn drop_reads(actions: &mut VecDeque<Action>, installed: &Installed, 
 
 /// Releases every object an ending invocation still holds, in id order.
 pub(super) fn release_all(actions: &mut VecDeque<Action>, inv: Invocation) {
-    let early = inv.early.into_values().flatten().map(|(_, o)| o.id);
+    let early = inv
+        .early
+        .into_values()
+        .flat_map(|e| match e {
+            super::Early::Done(outputs) => outputs,
+            super::Early::Caught(_) => Vec::new(),
+        })
+        .map(|(_, o)| o.id);
     let mut ids: Vec<u64> = inv.objects.into_keys().chain(early).collect();
     ids.sort_unstable();
     for id in ids {

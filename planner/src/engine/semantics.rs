@@ -13,20 +13,25 @@ use super::{InputValue, Invocation, Key, Status};
 pub(super) fn source_skipped(inv: &Invocation, p: NodeId, cscope: Option<NodeId>, element: Option<u32>) -> bool {
     let wf = &inv.inst_key.wf;
     let pscope = wf.graph[p].scope;
-    let status = |k: Key| inv.inst.get(&k).map(|i| i.status);
+    // A caught task counts as skipped (its catch step stands in for it).
+    let skipped = |k: Key| {
+        inv.inst
+            .get(&k)
+            .is_some_and(|i| matches!(i.status, Status::Skipped | Status::Caught))
+    };
     if cscope == Some(p) {
         return false; // the foreach, seen from its body, ran
     }
     match pscope {
-        None => status((p.index() as u32, None)) == Some(Status::Skipped),
-        Some(_) if pscope == cscope => status((p.index() as u32, element)) == Some(Status::Skipped),
+        None => skipped((p.index() as u32, None)),
+        Some(_) if pscope == cscope => skipped((p.index() as u32, element)),
         Some(f) => {
             // A body node read from outside: skipped when its foreach was, or in every element.
-            if status((f.index() as u32, None)) == Some(Status::Skipped) {
+            if skipped((f.index() as u32, None)) {
                 return true;
             }
             let n = inv.foreach.get(&(f.index() as u32)).map_or(0, |s| s.list.len());
-            n > 0 && (0..n as u32).all(|e| status((p.index() as u32, Some(e))) == Some(Status::Skipped))
+            n > 0 && (0..n as u32).all(|e| skipped((p.index() as u32, Some(e))))
         }
     }
 }
@@ -42,6 +47,13 @@ pub(super) fn activated(inv: &Invocation, n: NodeId, element: Option<u32>) -> bo
     let has_control = incoming.iter().any(|e| e.weight().control);
     incoming.iter().filter(|e| e.weight().control || !has_control).any(|e| {
         let p = e.source();
+        if e.weight().on_failure {
+            // A catch step runs when its task (same scope) was caught.
+            return inv
+                .inst
+                .get(&(p.index() as u32, element))
+                .is_some_and(|i| i.status == Status::Caught);
+        }
         if source_skipped(inv, p, scope, element) {
             return false;
         }
@@ -127,7 +139,16 @@ pub(super) fn cel_variables(inv: &Invocation, element: Option<u32>) -> Vec<(Stri
     let mut keys: Vec<&Key> = inv.inst.keys().filter(|k| k.1.is_none() || k.1 == element).collect();
     keys.sort();
     for k in keys {
-        let i = &inv.inst[k];
+        let mut i = &inv.inst[k];
+        if i.status == Status::Caught {
+            // Conditions read a caught task's values from its catch step, under its own name.
+            let n = NodeId::new(k.0 as usize);
+            let stand_in = super::stand_in(inv, n, k.1);
+            match inv.inst.get(&(stand_in.index() as u32, k.1)) {
+                Some(c) if stand_in != n => i = c,
+                _ => continue,
+            }
+        }
         if i.status != Status::Done {
             continue;
         }

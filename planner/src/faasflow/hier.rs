@@ -234,6 +234,7 @@ impl Converter {
                     name,
                     function: source,
                     inputs,
+                    catch: None,
                 }))
             }
             "pass" => {
