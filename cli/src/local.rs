@@ -98,6 +98,10 @@ pub(crate) struct UpArgs {
     /// How often workers send heartbeats, ms (a worker silent for 3 intervals is lost).
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
+    /// A worker's peers that stay silent this long are lost (and its invocations that touch
+    /// them fail, or run again), ms (see `faasflow daemon --help`).
+    #[arg(long, value_name = "MS", default_value_t = crate::services::DEFAULT_PEER_TIMEOUT_MS)]
+    peer_timeout_ms: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
@@ -522,6 +526,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             certs.to_string_lossy().into_owned(),
             "--token-file".to_owned(),
             token_file.to_string_lossy().into_owned(),
+            "--peer-timeout-ms".to_owned(),
+            args.peer_timeout_ms.to_string(),
             "--slots".to_owned(),
             args.slots.to_string(),
             "--arena-mib".to_owned(),

@@ -85,6 +85,10 @@ pub(crate) struct DaemonArgs {
     /// are refused, and the worker's calls to the planner carry it.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// A peer silent this long is lost, ms: the invocations touching it fail, naming it (or
+    /// run again, when their functions are idempotent). Keep-alives go out at a quarter of it.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_PEER_TIMEOUT_MS)]
+    peer_timeout_ms: u64,
     /// Container slots (instances at once) the worker offers to the planner.
     #[arg(long, default_value_t = 64)]
     slots: u32,
@@ -189,6 +193,9 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     })
 }
 
+/// How long a daemon's peer may stay silent before it is lost, ms, by default.
+pub(crate) const DEFAULT_PEER_TIMEOUT_MS: u64 = 10_000;
+
 /// The token of --token-file, or none (then `who`'s API is open: it says so).
 fn load_token(file: Option<&std::path::Path>, who: &str) -> Result<Option<Token>, Failure> {
     match file {
@@ -231,11 +238,16 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
         };
         let identity = NodeIdentity::load(dir, &args.name).map_err(|e| hint(&e))?;
         let trust = ClusterTrust::load(dir).map_err(|e| hint(&e))?;
+        let timeout = Duration::from_millis(args.peer_timeout_ms.max(100));
         config.peer = Some(PeerSettings {
             identity,
             trust,
             bind: args.peer_listen,
-            transport: PeerConfig::default(),
+            transport: PeerConfig {
+                idle_timeout: timeout,
+                keep_alive: timeout / 4,
+                ..PeerConfig::default()
+            },
         });
     } else {
         eprintln!(

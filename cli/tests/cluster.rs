@@ -564,6 +564,172 @@ fn an_invocation_past_its_deadline_ends_everywhere_naming_what_ran() {
     assert!(s.plans.iter().all(|p| p.in_flight == 0), "{:?}", s.plans);
 }
 
+const PAIR_IDEMPOTENT: &str = "name: pair
+functions:
+  a: {runtime: 1500ms, scale: 2, idempotent: true, outputs: {out: {type: json, size: 16B}}}
+  b: {runtime: 1500ms, scale: 2, idempotent: true, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - parallel:
+      - - task: a
+      - - task: b
+output:
+  a: a.out
+  b: b.out
+";
+
+#[test]
+fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
+    // Workers of 2 slots and functions of scale 2: `a` and `b` on two different workers.
+    let cluster = Cluster::up(
+        "rerun",
+        3,
+        &["--slots", "2", "--peer-timeout-ms", "1000", "--heartbeat-ms", "300"],
+    );
+    let wf = cluster.dir.join("pair.yaml");
+    std::fs::write(&wf, PAIR_IDEMPOTENT).expect("write");
+    cluster.deploy(&wf);
+    let rt = rt();
+    let plan_of = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(cluster.planner_client(rt).get_plan(pb::GetPlanRequest {
+            workflow: "pair".into(),
+            version: None,
+        }))
+        .expect("plan")
+        .into_inner()
+        .plan
+        .expect("plan")
+    };
+    let placed = plan_workers(&plan_of(&rt));
+    let victim = placed["b"].clone();
+    assert_ne!(placed["a"], victim);
+    let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
+    let mut daemon = cluster.daemon_client(&rt, &victim);
+    let d = cluster.dir();
+    let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = rt
+            .block_on(daemon.status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner();
+        if s.plans.iter().any(|p| p.in_flight > 0) {
+            break;
+        }
+        assert!(Instant::now() < end, "the invocation never reached `{victim}`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Instant::now();
+    kill9(pid);
+    let out = invoke.join().expect("invoke thread");
+    let took = killed.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Report = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report.status, "ok");
+    assert_eq!(report.earlier_runs.len(), 1, "{:?}", report.earlier_runs);
+    assert!(
+        report.earlier_runs[0].contains(&format!("worker `{victim}`")),
+        "the first run's error names the lost worker: {:?}",
+        report.earlier_runs
+    );
+    assert!(
+        report.functions.iter().all(|f| f.worker != victim),
+        "the second run avoided it"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // The newest version avoids the lost worker, and new invocations run there.
+    let placed = plan_workers(&plan_of(&rt));
+    assert!(placed.values().all(|w| *w != victim), "{placed:?}");
+    let again = cluster.invoke_json("pair", "{}");
+    assert_eq!(again.status, "ok");
+    assert!(again.earlier_runs.is_empty());
+}
+
+#[test]
+fn a_lost_worker_s_workflows_are_planned_again_and_it_rejoins_when_it_returns() {
+    let cluster = Cluster::up("rejoin", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let wf = cluster.dir.join("pair.yaml");
+    std::fs::write(&wf, PAIR_IDEMPOTENT.replace("1500ms", "1ms")).expect("write");
+    cluster.deploy(&wf);
+    let rt = rt();
+    let mut planner = cluster.planner_client(&rt);
+    let newest = |planner: &mut PlannerClient<AuthChannel>| {
+        let p = rt
+            .block_on(planner.get_plan(pb::GetPlanRequest {
+                workflow: "pair".into(),
+                version: None,
+            }))
+            .expect("plan")
+            .into_inner()
+            .plan
+            .expect("plan");
+        (p.version, plan_workers(&p))
+    };
+    let (v1, placed) = newest(&mut planner);
+    let victim = placed["b"].clone();
+    let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
+    kill9(pid);
+    // No invocation needed: its silence alone makes the planner plan `pair` again.
+    let end = Instant::now() + Duration::from_secs(10);
+    let (v2, placed) = loop {
+        let (v, placed) = newest(&mut planner);
+        if v > v1 {
+            break (v, placed);
+        }
+        assert!(
+            Instant::now() < end,
+            "`pair` was not planned again after `{victim}` was lost"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(placed.values().all(|w| *w != victim), "version {v2}: {placed:?}");
+    assert_eq!(cluster.invoke_json("pair", "{}").status, "ok");
+    // The worker comes back (a new daemon of the same name): it registers again and is live.
+    let planner_addr = cluster.planner();
+    let certs = cluster.dir.join("certs");
+    let mut back = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args([
+            "daemon",
+            "--planner",
+            &planner_addr,
+            "--name",
+            &victim,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--peer-listen", "127.0.0.1:0", "--slots", "2"])
+        .arg("--certs")
+        .arg(&certs)
+        .arg("--token-file")
+        .arg(certs.join("token"))
+        .arg("--spill-dir")
+        .arg(cluster.dir.join("spill-back"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = rt
+            .block_on(planner.metrics(pb::MetricsRequest {}))
+            .expect("metrics")
+            .into_inner();
+        if m.registered.iter().any(|w| w.name == victim && !w.lost) {
+            break;
+        }
+        assert!(Instant::now() < end, "`{victim}` did not rejoin: {:?}", m.registered);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        rt.block_on(planner.metrics(pb::MetricsRequest {}))
+            .expect("metrics")
+            .into_inner()
+            .workers,
+        3
+    );
+    let _ = back.kill();
+    let _ = back.wait();
+}
+
 #[test]
 fn red_black_deploy_keeps_running_invocations_on_their_version() {
     let cluster = Cluster::up("redblack", 1, &[]);

@@ -988,6 +988,8 @@ struct InvState {
     entry: u32,
     /// It failed because another worker said so (or was lost): not told again.
     quiet: bool,
+    /// The worker whose loss ended it (seen here, or told by the worker that saw it).
+    lost: Option<String>,
     /// Its end waits for result objects still arriving from other workers.
     deferred: Option<Result<Vec<(String, InputValue)>, String>>,
     /// Since when its end waits for them, and how long it waited.
@@ -1941,6 +1943,7 @@ impl Runtime {
                 reply,
                 entry: entry.map_or(me, |(e, _)| e),
                 quiet: false,
+                lost: None,
                 deferred: None,
                 deferred_at: None,
                 result_wait_us: 0.0,
@@ -3213,6 +3216,8 @@ impl Runtime {
             functions: std::mem::take(&mut inv.functions),
             edges: std::mem::take(&mut inv.edges),
             spills: inv.spills,
+            lost_worker: inv.lost.take(),
+            earlier_runs: Vec::new(),
         };
         reply(Ok(report));
         self.let_go(&results);

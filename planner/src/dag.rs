@@ -245,6 +245,9 @@ pub struct FunctionSpec {
     /// Whether it gets a network when it runs in a container (otherwise only loopback;
     /// processes always have the host's).
     pub network: bool,
+    /// Running it again with the same inputs is safe: an invocation of a workflow whose
+    /// functions all are is run again from its input when a worker it used is lost.
+    pub idempotent: bool,
 }
 
 impl FunctionSpec {
@@ -531,6 +534,15 @@ impl Workflow {
             contention: Vec::new(),
             deadline_ms: None,
         }
+    }
+
+    /// Whether every task's function is idempotent (the invocation may be run again from its
+    /// input).
+    pub fn idempotent(&self) -> bool {
+        self.graph
+            .node_weights()
+            .filter_map(Node::task)
+            .all(|t| t.spec.idempotent)
     }
 
     /// The node with this name.

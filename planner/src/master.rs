@@ -810,6 +810,8 @@ impl Actor {
                 functions: inv.functions,
                 edges: inv.edges,
                 spills: 0,
+                lost_worker: None,
+                earlier_runs: Vec::new(),
             };
             let _ = inv.reply.send(Ok(report));
         });

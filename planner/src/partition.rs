@@ -983,6 +983,7 @@ mod tests {
                     retry: Retry::default(),
                     isolation: Isolation::Thread,
                     network: false,
+                    idempotent: false,
                     scale,
                     runtime_ms,
                     memory_use_mib: 64.0,

@@ -45,6 +45,13 @@ pub struct Report {
     pub edges: Vec<EdgeRecord>,
     /// Objects spilled out of the arena because the workflow's quota was full.
     pub spills: u64,
+    /// The worker whose loss ended the invocation, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_worker: Option<String>,
+    /// Why earlier runs of this invocation ended, when the planner ran it again from its
+    /// input (a worker was lost and every function is idempotent), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_runs: Vec<String>,
 }
 
 /// One function attempt (or a task that was skipped).

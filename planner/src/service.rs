@@ -130,6 +130,8 @@ struct Worker {
     last_seen: Instant,
     /// A connection to its daemon, made when it registered (reconnects by itself).
     client: DaemonClient<AuthChannel>,
+    /// The watch has said it is lost (and planned its workflows again).
+    noted_lost: bool,
 }
 
 /// One deployed version of a workflow.
@@ -227,6 +229,8 @@ struct Inner {
     master: OnceLock<Master>,
     /// The remote tier, connected by the first MasterSP deploy.
     remote: tokio::sync::Mutex<Option<RemoteStore>>,
+    /// The watch over workers' heartbeats runs ([`PlannerService::watch_workers`]).
+    watching: std::sync::atomic::AtomicBool,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -273,6 +277,7 @@ impl PlannerService {
                 state: Mutex::new(State::default()),
                 counters: Counters::default(),
                 deploying: tokio::sync::Mutex::new(()),
+                watching: std::sync::atomic::AtomicBool::new(false),
                 master: OnceLock::new(),
                 remote: tokio::sync::Mutex::new(None),
             }),
@@ -622,6 +627,7 @@ impl pb::planner_server::Planner for PlannerService {
         state.next_worker_id += 1;
         let id = state.next_worker_id;
         let again = state.workers.contains_key(&req.name);
+        let was_lost = state.workers.get(&req.name).is_some_and(|w| w.noted_lost);
         state.workers.insert(
             req.name.clone(),
             Worker {
@@ -631,12 +637,19 @@ impl pb::planner_server::Planner for PlannerService {
                 slots: req.slots,
                 last_seen: Instant::now(),
                 client,
+                noted_lost: false,
             },
         );
+        drop(state);
+        self.watch_workers();
         eprintln!(
             "planner: worker `{}` {} (daemon {grpc_addr}, peers {}, {} slots)",
             req.name,
-            if again { "registered again" } else { "registered" },
+            match (again, was_lost) {
+                (_, true) => "is back: registered again after it was lost; new plans use it",
+                (true, false) => "registered again",
+                (false, false) => "registered",
+            },
             quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
             req.slots
         );
@@ -702,7 +715,7 @@ impl pb::planner_server::Planner for PlannerService {
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
         let started = Instant::now();
-        let result = self.invoke_one(request).await;
+        let result = self.invoke_rerunning(request.into_inner()).await.map(Response::new);
         let outcome = match &result {
             Ok(r) => match pb::InvocationStatus::try_from(r.get_ref().status) {
                 Ok(pb::InvocationStatus::Succeeded) => "ok",
@@ -1014,8 +1027,171 @@ impl PlannerService {
     }
 
     /// `Invoke`: routes one invocation and waits for its result.
-    async fn invoke_one(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
-        let req = request.into_inner();
+    /// Runs an invocation; when a worker it used is lost and every function of its workflow
+    /// is idempotent (and no version was asked for), plans the workflow again onto the live
+    /// workers and runs it again from its input, within its deadline (at most
+    /// [`MAX_RERUNS`] times). The answer's report lists the earlier runs' errors.
+    async fn invoke_rerunning(&self, mut req: pb::InvokeRequest) -> Result<pb::InvokeResponse, Status> {
+        let started = Instant::now();
+        let mut earlier: Vec<String> = Vec::new();
+        loop {
+            let (mut response, run) = self.invoke_one(req.clone()).await?;
+            let left = run.deadline.saturating_sub(started.elapsed());
+            let failed = response.status == pb::InvocationStatus::Failed as i32;
+            let lost = match run.lost {
+                Some(w) if failed && run.idempotent && req.version.is_none() && earlier.len() < MAX_RERUNS => w,
+                _ => return Ok(with_earlier_runs(response, earlier)),
+            };
+            if left.is_zero() {
+                return Ok(with_earlier_runs(response, earlier));
+            }
+            eprintln!(
+                "planner: invocation {} of workflow `{}` lost worker `{lost}`; its functions are idempotent: running it again from its input on the live workers",
+                response.invocation_id, req.workflow
+            );
+            self.mark_lost(&lost);
+            match tokio::time::timeout(left, self.replan_without(&req.workflow, &lost)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    response.error = format!("{}; it was not run again: {why}", response.error);
+                    return Ok(with_earlier_runs(response, earlier));
+                }
+                Err(_) => {
+                    response.error = format!(
+                        "{}; it was not run again: the workflow was not planned again within its deadline",
+                        response.error
+                    );
+                    return Ok(with_earlier_runs(response, earlier));
+                }
+            }
+            earlier.push(response.error);
+            let left = run.deadline.saturating_sub(started.elapsed());
+            req.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+        }
+    }
+
+    /// Plans `workflow` again onto the live workers (a new version, red-black, like a
+    /// user's deploy) when its newest version puts a task on worker `lost`; returns once the
+    /// newest version avoids `lost`.
+    async fn replan_without(&self, workflow: &str, lost: &str) -> Result<(), String> {
+        loop {
+            let job = {
+                let mut state = self.state();
+                let Some(deployed) = state.workflows.get_mut(workflow) else {
+                    return Err(format!("workflow `{workflow}` is no longer deployed"));
+                };
+                let Some(newest) = deployed.versions.first() else {
+                    return Err(format!("workflow `{workflow}` has no version"));
+                };
+                if !newest.daemons.iter().any(|d| d == lost) {
+                    return Ok(());
+                }
+                if deployed.replanning {
+                    None
+                } else {
+                    let job = (
+                        newest.wf.clone(),
+                        newest.declared.clone(),
+                        newest.mode,
+                        newest.allow_overcommit,
+                        newest.version,
+                    );
+                    deployed.replanning = true;
+                    Some(job)
+                }
+            };
+            let Some((wf, declared, mode, allow_overcommit, version)) = job else {
+                // Another re-plan of it is under way: wait for it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let what = format!("the re-plan of `{workflow}` version {version} without worker `{lost}`");
+            let result = self.deploy_workflow(wf, declared, mode, allow_overcommit, &what).await;
+            if let Some(d) = self.state().workflows.get_mut(workflow) {
+                d.replanning = false;
+            }
+            match result {
+                Ok(d) => eprintln!(
+                    "planner: workflow `{workflow}` version {version} used lost worker `{lost}`: planned again as version {} on the live workers",
+                    d.version
+                ),
+                Err(e) => return Err(e.message().to_owned()),
+            }
+        }
+    }
+
+    /// Watches the registered workers: one that stops sending heartbeats is lost, and every
+    /// workflow whose newest version uses it is planned again onto the live workers; one that
+    /// comes back rejoins (new plans use it again). Runs until the service is dropped.
+    fn watch_workers(&self) {
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.config.heartbeat_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                PlannerService { inner }.check_workers();
+            }
+        });
+    }
+
+    /// One round of [`PlannerService::watch_workers`].
+    fn check_workers(&self) {
+        let now = Instant::now();
+        let mut newly_lost = Vec::new();
+        {
+            let mut state = self.state();
+            let lost_after = self.inner.config.heartbeat_interval * LOST_AFTER;
+            for (name, w) in state.workers.iter_mut() {
+                let lost = now.duration_since(w.last_seen) > lost_after;
+                if lost && !w.noted_lost {
+                    w.noted_lost = true;
+                    eprintln!(
+                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms",
+                        w.grpc_addr,
+                        now.duration_since(w.last_seen).as_millis()
+                    );
+                    newly_lost.push(name.clone());
+                } else if !lost && w.noted_lost {
+                    w.noted_lost = false;
+                    eprintln!(
+                        "planner: worker `{name}` ({}) is back: new plans use it again",
+                        w.grpc_addr
+                    );
+                }
+            }
+        }
+        for name in newly_lost {
+            self.replan_all_without(&name);
+        }
+    }
+
+    /// Starts a re-plan of every workflow whose newest version uses worker `lost`.
+    fn replan_all_without(&self, lost: &str) {
+        let workflows: Vec<String> = self
+            .state()
+            .workflows
+            .iter()
+            .filter(|(_, d)| d.versions.first().is_some_and(|v| v.daemons.iter().any(|n| n == lost)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for workflow in workflows {
+            let this = self.clone();
+            let lost = lost.to_owned();
+            tokio::spawn(async move {
+                if let Err(e) = this.replan_without(&workflow, &lost).await {
+                    eprintln!(
+                        "planner: workflow `{workflow}` uses lost worker `{lost}` and could not be planned again: {e}"
+                    );
+                }
+            });
+        }
+    }
+
+    async fn invoke_one(&self, req: pb::InvokeRequest) -> Result<(pb::InvokeResponse, RunInfo), Status> {
         self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
         let input: serde_json::Value = serde_json::from_slice(&req.input_json)
             .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
@@ -1027,6 +1203,7 @@ impl PlannerService {
         let requested = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
         // The request's limit, else the workflow's `deadline`, else the planner's default.
         let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
+        let idempotent;
         // Choose the version, count the invocation in, and find the entry daemon, under one lock.
         let route = {
             let mut state = self.state();
@@ -1058,6 +1235,7 @@ impl PlannerService {
             if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
                 deadline = Duration::from_millis(ms);
             }
+            idempotent = v.wf.idempotent();
             if v.plan.mode == Mode::MasterSp {
                 let version = v.version;
                 if let Some(v) = state
@@ -1131,7 +1309,12 @@ impl PlannerService {
                 if let Ok(r) = &response {
                     self.note_report(id, &req.workflow, &r.report_json);
                 }
-                return response.map(Response::new);
+                let run = RunInfo {
+                    deadline,
+                    idempotent,
+                    lost: None,
+                };
+                return response.map(|r| (r, run));
             }
             Route::Worker {
                 id,
@@ -1160,6 +1343,7 @@ impl PlannerService {
             error,
             report_json: Vec::new(),
         };
+        let mut lost = None;
         let response = match outcome {
             Err(_) => failed(
                 pb::InvocationStatus::DeadlineExceeded,
@@ -1183,6 +1367,7 @@ impl PlannerService {
             Ok(Err(status)) => {
                 if is_transport(&status) {
                     self.mark_lost(&entry.name);
+                    lost = Some(entry.name.clone());
                 }
                 failed(
                     pb::InvocationStatus::Failed,
@@ -1208,7 +1393,19 @@ impl PlannerService {
             }
         };
         self.note_report(id, &req.workflow, &response.report_json);
-        Ok(Response::new(response))
+        if lost.is_none() {
+            lost = serde_json::from_slice::<crate::report::Report>(&response.report_json)
+                .ok()
+                .and_then(|r| r.lost_worker);
+        }
+        Ok((
+            response,
+            RunInfo {
+                deadline,
+                idempotent,
+                lost,
+            },
+        ))
     }
 
     /// Plans `wf` for the live workers and installs it as the workflow's next version;
@@ -1525,6 +1722,34 @@ impl PlannerService {
             w.last_seen = w.last_seen.min(t);
         }
     }
+}
+
+/// What [`PlannerService::invoke_rerunning`] needs to know of one run.
+#[derive(Debug)]
+struct RunInfo {
+    /// The invocation's time limit.
+    deadline: Duration,
+    /// Every function of its version is idempotent.
+    idempotent: bool,
+    /// The worker whose loss ended it, when one did.
+    lost: Option<String>,
+}
+
+/// Runs of one invocation at most, when workers are lost ([`PlannerService::invoke_rerunning`]).
+const MAX_RERUNS: usize = 2;
+
+/// `response` with the errors of the runs before it in its report (`earlier_runs`).
+fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> pb::InvokeResponse {
+    if earlier.is_empty() {
+        return response;
+    }
+    if let Ok(mut report) = serde_json::from_slice::<crate::report::Report>(&response.report_json) {
+        report.earlier_runs = earlier;
+        if let Ok(json) = serde_json::to_vec(&report) {
+            response.report_json = json;
+        }
+    }
+    response
 }
 
 /// The answer to a client from the entry daemon's report.

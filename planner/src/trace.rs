@@ -215,6 +215,8 @@ mod tests {
                 to_element: None,
             }],
             spills: 0,
+            lost_worker: None,
+            earlier_runs: Vec::new(),
         };
         let trace = chrome_trace(&report, "wf");
         let events = trace["traceEvents"].as_array().unwrap();

@@ -155,6 +155,7 @@ pub fn default_spec() -> FunctionSpec {
         retry: Retry::default(),
         isolation: Isolation::Thread,
         network: false,
+        idempotent: false,
         scale: 1,
         runtime_ms: 0.0,
         memory_use_mib: DEFAULT_MEMORY_MIB as f64 / 2.0,
@@ -181,6 +182,7 @@ const FUNCTION_KEYS: &[&str] = &[
     "retry",
     "isolation",
     "network",
+    "idempotent",
     "scale",
     "runtime",
     "memory_use",
@@ -370,6 +372,9 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
     }
     if let Some(v) = f.get("network") {
         spec.network = v.bool("true or false")?;
+    }
+    if let Some(v) = f.get("idempotent") {
+        spec.idempotent = v.bool("true or false")?;
     }
     if let Some(v) = f.get("retry") {
         spec.retry = decode_retry(v)?;

@@ -42,7 +42,7 @@ fn unknown_key() {
         "name: wf\nfunctions:\n  a: {timout: 3s}\nsteps:\n  - task: a\n",
         expect![[r#"
             [unknown-key] wf.yaml:3:7: error: unknown key `timout` in function `a`
-              expected: one of: pack, image, memory, cpu, timeout, retry, isolation, network, scale, runtime, memory_use, outputs, description
+              expected: one of: pack, image, memory, cpu, timeout, retry, isolation, network, idempotent, scale, runtime, memory_use, outputs, description
               hint: did you mean `timeout`?"#]],
     );
 }

@@ -95,6 +95,8 @@ pub struct Failed {
     pub invocation: u64,
     /// Why: the step and the cause.
     pub error: String,
+    /// The worker whose loss ended it, when one did.
+    pub lost_worker: Option<String>,
 }
 
 /// A task failed for good on the sending daemon and its catch step runs in its place.
@@ -259,6 +261,13 @@ impl ControlMessage {
                 out.push(TAG_FAILED);
                 out.extend_from_slice(&m.invocation.to_le_bytes());
                 put_blob(out, m.error.as_bytes())?;
+                match &m.lost_worker {
+                    None => out.push(0),
+                    Some(w) => {
+                        out.push(1);
+                        put_str(out, w, "a worker name")?;
+                    }
+                }
             }
             ControlMessage::Caught(m) => {
                 out.push(TAG_CAUGHT);
@@ -336,6 +345,11 @@ impl ControlMessage {
             TAG_FAILED => ControlMessage::Failed(Failed {
                 invocation: r.u64()?,
                 error: String::from_utf8(r.blob()?.to_vec()).map_err(|_| DecodeError::BadUtf8)?,
+                lost_worker: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.string()?),
+                    flag => return Err(DecodeError::BadFlag(flag)),
+                },
             }),
             TAG_CAUGHT => ControlMessage::Caught(Caught {
                 invocation: r.u64()?,
@@ -550,8 +564,14 @@ mod tests {
                     record,
                 })
             });
-        let failed = (any::<u64>(), "\\PC{0,50}")
-            .prop_map(|(invocation, error)| ControlMessage::Failed(Failed { invocation, error }));
+        let failed =
+            (any::<u64>(), "\\PC{0,50}", proptest::option::of(name)).prop_map(|(invocation, error, lost_worker)| {
+                ControlMessage::Failed(Failed {
+                    invocation,
+                    error,
+                    lost_worker,
+                })
+            });
         let caught = (any::<u64>(), any::<u32>(), element(), blob.clone(), blob).prop_map(
             |(invocation, node, element, failure, record)| {
                 ControlMessage::Caught(Caught {
@@ -681,12 +701,17 @@ mod tests {
         ControlMessage::Failed(Failed {
             invocation: 1,
             error: "e".into(),
+            lost_worker: None,
         })
         .encode(&mut buf)
         .unwrap();
         let mut body = buf[FRAME_PREFIX..].to_vec();
-        *body.last_mut().unwrap() = 0xff;
+        let n = body.len();
+        body[n - 2] = 0xff; // the error's last byte (the lost worker's flag follows)
         assert_eq!(ControlMessage::decode(&body), Err(DecodeError::BadUtf8));
+        body[n - 2] = b'e';
+        body[n - 1] = 7;
+        assert_eq!(ControlMessage::decode(&body), Err(DecodeError::BadFlag(7)));
         let mut header = ObjectHeader {
             invocation: 1,
             object: 2,

@@ -718,6 +718,7 @@ impl Runtime {
                     let msg = ControlMessage::Failed(Failed {
                         invocation,
                         error: error.clone(),
+                        lost_worker: inv.lost.clone(),
                     });
                     self.broadcast(&others, &msg);
                 }
@@ -821,6 +822,9 @@ impl Runtime {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in hit {
+                    if let Some(inv) = self.invocations.get_mut(&id) {
+                        inv.lost.get_or_insert_with(|| node.clone());
+                    }
                     self.abort(id, format!("worker `{node}` was lost: {error}"), false);
                 }
             }
@@ -864,7 +868,12 @@ impl Runtime {
         }
         match msg {
             ControlMessage::Done(done) => self.remote_done(from, done),
-            ControlMessage::Failed(f) => self.abort(f.invocation, f.error, true),
+            ControlMessage::Failed(f) => {
+                if let (Some(inv), Some(lost)) = (self.invocations.get_mut(&id), f.lost_worker) {
+                    inv.lost.get_or_insert(lost);
+                }
+                self.abort(f.invocation, f.error, true)
+            }
             ControlMessage::Caught(c) => self.remote_caught(from, c),
             ControlMessage::Start(_) => {}
         }
@@ -1007,7 +1016,11 @@ impl Runtime {
                 {
                     self.broadcast(
                         &[(from, addr)],
-                        &ControlMessage::Failed(Failed { invocation: id, error }),
+                        &ControlMessage::Failed(Failed {
+                            invocation: id,
+                            error,
+                            lost_worker: None,
+                        }),
                     );
                 }
             }

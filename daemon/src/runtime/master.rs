@@ -116,6 +116,7 @@ impl Runtime {
             reply: None,
             entry: 0,
             quiet: true,
+            lost: None,
             deferred: None,
             deferred_at: None,
             result_wait_us: 0.0,
