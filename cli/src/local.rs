@@ -102,6 +102,9 @@ pub(crate) struct UpArgs {
     /// them fail, or run again), ms (see `faasflow daemon --help`).
     #[arg(long, value_name = "MS", default_value_t = crate::services::DEFAULT_PEER_TIMEOUT_MS)]
     peer_timeout_ms: u64,
+    /// Invocations the planner takes at once; more are refused as overloaded.
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
@@ -489,6 +492,8 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         addr_file.to_string_lossy().into_owned(),
         "--token-file".to_owned(),
         token_file.to_string_lossy().into_owned(),
+        "--max-in-flight".to_owned(),
+        args.max_in_flight.to_string(),
     ];
     let planner_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     planner_args.extend(["--metrics-listen".to_owned(), planner_metrics.to_string()]);

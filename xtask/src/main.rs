@@ -62,6 +62,9 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Inject faults into local clusters (killed instances, daemons and Redis, a frozen daemon,
+    /// hung functions, a burst of 10,000 invocations) and write the table to docs/reliability.md.
+    Chaos,
     /// Build the repo's packs into Docker images from scratch (faasflow/testkit, faasflow/example, faasflow/synthetic).
     Images,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
@@ -90,6 +93,7 @@ fn main() -> Result<()> {
         Task::Bench { quick: false } => bench(&root),
         Task::Bench { quick: true } => bench_quick(&root),
         Task::Images => images(&root).map(|_| ()),
+        Task::Chaos => chaos(&root),
         Task::Fuzz { target, seconds } => fuzz(&root, target.as_deref(), seconds),
     }
 }
@@ -1194,6 +1198,57 @@ fn replace_section(doc: &str, heading: &str, section: &str) -> String {
         }
         None => format!("{}\n\n{section}", doc.trim_end()),
     }
+}
+
+/// `cargo xtask chaos`: the full chaos run (`cli/tests/chaos.rs`, `chaos_full`) on release
+/// builds; its table goes into docs/reliability.md between the markers.
+fn chaos(root: &Path) -> Result<()> {
+    run(
+        "cargo build --release --workspace --bins",
+        cargo().args(["build", "--release", "--workspace", "--bins", "--locked"]),
+    )?;
+    let table = root.join("target/chaos-table.md");
+    let _ = std::fs::remove_file(&table);
+    run(
+        "chaos (cli/tests/chaos.rs, chaos_full)",
+        cargo()
+            .args([
+                "test",
+                "--release",
+                "--locked",
+                "-p",
+                "faasflow-cli",
+                "--test",
+                "chaos",
+                "--",
+                "--ignored",
+                "--exact",
+                "chaos_full",
+                "--nocapture",
+            ])
+            .env("FAASFLOW_CHAOS_REPORT", &table),
+    )?;
+    let table = std::fs::read_to_string(&table).context("the chaos run wrote no table")?;
+    let doc_path = root.join("docs/reliability.md");
+    let doc = std::fs::read_to_string(&doc_path).context("cannot read docs/reliability.md")?;
+    let (start, end) = ("<!-- chaos table: start -->", "<!-- chaos table: end -->");
+    let (Some(a), Some(b)) = (doc.find(start), doc.find(end)) else {
+        bail!("docs/reliability.md has no `{start}` … `{end}` markers");
+    };
+    let when = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let section = format!(
+        "{start}\n`cargo xtask chaos` on {}, {when} (release build):\n\n{}{end}",
+        machine_line(),
+        table
+    );
+    let doc = format!("{}{}{}", &doc[..a], section, &doc[b + end.len()..]);
+    std::fs::write(&doc_path, doc).context("cannot write docs/reliability.md")?;
+    eprintln!("==> the table is in docs/reliability.md");
+    Ok(())
 }
 
 fn machine_line() -> String {

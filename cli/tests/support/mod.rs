@@ -1,5 +1,7 @@
 //! Test support shared by the cli integration tests: a private `redis-server`, FaaSFlow's
-//! workflow files, the planner and daemon services in this process.
+//! workflow files, the planner and daemon services in this process; a local cluster of processes (`local`).
+
+pub(crate) mod local;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

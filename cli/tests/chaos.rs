@@ -1,0 +1,620 @@
+//! Faults injected into local clusters of real processes (`faasflow up`: a planner, daemons,
+//! a private Redis, instances), on loopback: a burst of invocations, instances killed in the
+//! middle of a function, functions that never return, a daemon killed in the middle of a
+//! workflow, a daemon frozen (its peers hear nothing: the connection is cut), Redis killed.
+//! For every scenario it counts the invocations sent, those that completed, those that failed
+//! with a clear error (one that names the cause the scenario injected), those that failed
+//! with any other error (must be 0), those that never ended (hung, must be 0) and what leaked
+//! afterwards (arena bytes, invocations or queued calls on a daemon, Redis keys, instance
+//! processes after `down`: must be none).
+//!
+//! `chaos_short` runs a short version with every test (CI); `cargo xtask chaos` runs
+//! `chaos_full` (ignored otherwise: `FAASFLOW_CHAOS_REPORT=FILE` makes it write the table
+//! there, `docs/reliability.md`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faasflow_planner::auth::{Attach, AuthChannel};
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
+
+mod support;
+
+use support::local::{Cluster, alive, kill9, plan_workers};
+
+/// How much of everything a run does.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    /// Invocations of the burst.
+    burst: usize,
+    /// Invocations sent while each other fault happens.
+    per_fault: usize,
+    /// Instances killed in the instance scenario.
+    kills: usize,
+}
+
+const SHORT: Scale = Scale {
+    burst: 1_000,
+    per_fault: 24,
+    kills: 3,
+};
+
+const FULL: Scale = Scale {
+    burst: 10_000,
+    per_fault: 120,
+    kills: 10,
+};
+
+/// What one scenario saw.
+#[derive(Debug, Default)]
+struct Tally {
+    scenario: String,
+    faults: String,
+    sent: u64,
+    completed: u64,
+    clear: u64,
+    /// Errors that do not name the injected cause.
+    unclear: Vec<String>,
+    hung: u64,
+    leaked: Vec<String>,
+    took: Duration,
+}
+
+impl Tally {
+    fn new(scenario: &str) -> Tally {
+        Tally {
+            scenario: scenario.to_owned(),
+            ..Tally::default()
+        }
+    }
+
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+            self.scenario,
+            self.faults,
+            self.sent,
+            self.completed,
+            self.clear,
+            self.unclear.len(),
+            self.hung,
+            self.leaked.len(),
+            self.took.as_secs_f64()
+        )
+    }
+}
+
+/// A planner client with the cluster's token, on a connection of its own.
+fn client(rt: &tokio::runtime::Runtime, c: &Cluster) -> PlannerClient<AuthChannel> {
+    let channel = rt
+        .block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.planner()))
+                .expect("uri")
+                .connect(),
+        )
+        .expect("planner reachable");
+    PlannerClient::with_interceptor(channel, Attach::new(Some(c.token())))
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
+}
+
+/// How one invocation ended, as its client saw it.
+enum Outcome {
+    Completed,
+    Failed(String),
+    Hung,
+}
+
+/// Sends `count` invocations of `workflow`, `concurrency` at a time over `channels`
+/// connections, each with `deadline`; the client gives up on one 10 s after its deadline.
+fn send(
+    rt: &tokio::runtime::Runtime,
+    c: &Cluster,
+    workflow: &str,
+    count: usize,
+    concurrency: usize,
+    channels: usize,
+    deadline: Duration,
+) -> Vec<Outcome> {
+    let clients: Vec<_> = (0..channels.max(1)).map(|_| client(rt, c)).collect();
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let mut cl = clients[i % clients.len()].clone();
+            let gate = gate.clone();
+            let req = pb::InvokeRequest {
+                workflow: workflow.to_owned(),
+                version: None,
+                input_json: br#"{"text": "chaos"}"#.to_vec(),
+                deadline_ms: deadline.as_millis() as u64,
+            };
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("gate");
+                match tokio::time::timeout(deadline + Duration::from_secs(10), cl.invoke(req)).await {
+                    Err(_) => Outcome::Hung,
+                    Ok(Err(status)) => Outcome::Failed(status.message().to_owned()),
+                    Ok(Ok(r)) => {
+                        let r = r.into_inner();
+                        if r.status == pb::InvocationStatus::Succeeded as i32 {
+                            Outcome::Completed
+                        } else {
+                            Outcome::Failed(r.error)
+                        }
+                    }
+                }
+            });
+        }
+        let mut out = Vec::with_capacity(count);
+        while let Some(o) = tasks.join_next().await {
+            out.push(o.expect("invocation task"));
+        }
+        out
+    })
+}
+
+/// Adds `outcomes` to `t`: a failure is clear when its error contains one of `causes`.
+fn count(t: &mut Tally, outcomes: Vec<Outcome>, causes: &[&str]) {
+    for o in outcomes {
+        t.sent += 1;
+        match o {
+            Outcome::Completed => t.completed += 1,
+            Outcome::Hung => t.hung += 1,
+            Outcome::Failed(e) if !e.is_empty() && causes.iter().any(|c| e.contains(c)) => t.clear += 1,
+            Outcome::Failed(e) => t.unclear.push(e),
+        }
+    }
+}
+
+fn scrape(addr: &str) -> Option<Vec<faasflow_planner::metrics::Sample>> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    Some(faasflow_planner::metrics::parse(body))
+}
+
+fn sum(samples: &[faasflow_planner::metrics::Sample], name: &str) -> f64 {
+    samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+}
+
+/// Keys in the cluster's Redis (`None` when it has none, or it is gone).
+fn redis_keys(c: &Cluster) -> Option<u64> {
+    let url = c.record["redis"]["url"].as_str()?;
+    let addr = url.trim_start_matches("redis://");
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .trim()
+        .strip_prefix(':')?
+        .parse()
+        .ok()
+}
+
+/// What the live daemons and Redis still hold (after waiting up to 15 s for stragglers).
+fn leaks(c: &Cluster) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut held = Vec::new();
+        for w in c.record["workers"].as_array().expect("workers") {
+            let pid = w["pid"].as_u64().unwrap_or(0) as u32;
+            let (Some(name), Some(addr)) = (w["name"].as_str(), w["metrics"].as_str()) else {
+                continue;
+            };
+            if !alive(pid) {
+                continue;
+            }
+            let Some(m) = scrape(addr) else {
+                held.push(format!("worker `{name}`: /metrics does not answer"));
+                continue;
+            };
+            for (metric, what) in [
+                ("faasflow_arena_used_bytes", "arena bytes"),
+                ("faasflow_invocations_running", "invocations"),
+                ("faasflow_pool_queued_calls", "queued calls"),
+            ] {
+                let v = sum(&m, metric);
+                if v > 0.0 {
+                    held.push(format!("worker `{name}`: {v} {what}"));
+                }
+            }
+        }
+        if let Some(keys) = redis_keys(c).filter(|k| *k > 0) {
+            held.push(format!("Redis: {keys} keys"));
+        }
+        if held.is_empty() || Instant::now() > end {
+            return held;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Processes whose parent is one of `parents`.
+fn children_of(parents: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid.is_some_and(|p| parents.contains(&p)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn daemon_pids(c: &Cluster) -> Vec<u32> {
+    c.record["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+/// Stops the cluster and says which of its processes and instance processes outlived it.
+fn down_and_check(mut c: Cluster) -> Vec<String> {
+    let instances = children_of(&daemon_pids(&c));
+    let mut pids = c.pids();
+    pids.extend(&instances);
+    let out = c.down();
+    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() > end {
+            return left.iter().map(|p| format!("process {p} outlived `down`")).collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn deploy(c: &Cluster, name: &str, yaml: &str, mode: &str) {
+    let file = c.dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).expect("write");
+    let out = c.run(&["deploy", &file.to_string_lossy(), "--mode", mode]);
+    assert!(
+        out.status.success(),
+        "deploy {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const NOOP: &str = "name: noop
+functions:
+  a: {runtime: 0ms, outputs: {out: {type: json, size: 16B}}}
+  b: {runtime: 0ms, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - task: a
+  - task: b
+    inputs: {x: a.out}
+output:
+  b: b.out
+";
+
+const NAPPER: &str = "name: napper
+functions:
+  nap: {runtime: 150ms, isolation: process, retry: {attempts: 3, backoff: 20ms, on: [crash]}, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - task: nap
+output:
+  out: nap.out
+";
+
+const HANG: &str = "name: hang
+functions:
+  hang: {pack: testkit, timeout: 300ms, outputs: {out: bytes}}
+steps:
+  - task: hang
+    inputs: {in: input.text}
+";
+
+const PAIR: &str = "name: NAME
+functions:
+  a: {runtime: 300ms, scale: 2, idempotent: IDEM, outputs: {out: {type: json, size: 16B}}}
+  b: {runtime: 300ms, scale: 2, idempotent: IDEM, outputs: {out: {type: json, size: 16B}}}
+steps:
+  - parallel:
+      - - task: a
+      - - task: b
+output:
+  a: a.out
+  b: b.out
+";
+
+fn pair(name: &str, idempotent: bool) -> String {
+    PAIR.replace("NAME", name).replace("IDEM", &idempotent.to_string())
+}
+
+/// Runs `send` on a thread while `fault` runs here; returns the outcomes.
+fn during(
+    c: &Cluster,
+    workflow: &str,
+    count: usize,
+    concurrency: usize,
+    deadline: Duration,
+    fault: impl FnOnce(),
+) -> Vec<Outcome> {
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let rt = multi_rt();
+            send(&rt, c, workflow, count, concurrency, 2, deadline)
+        });
+        fault();
+        sender.join().expect("sender")
+    })
+}
+
+fn multi_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Cluster A: the burst, instances killed, hung functions, Redis killed.
+fn cluster_a(scale: Scale) -> Vec<Tally> {
+    let c = Cluster::up("chaos-a", 3, &["--max-in-flight", "256", "--heartbeat-ms", "300"]);
+    deploy(&c, "noop", NOOP, "workersp");
+    deploy(&c, "napper", NAPPER, "workersp");
+    deploy(&c, "hang", HANG, "workersp");
+    let has_redis = c.record["redis"]["url"].is_string();
+    if has_redis {
+        deploy(&c, "noop-m", &NOOP.replace("name: noop", "name: noop-m"), "mastersp");
+    }
+    let rt = multi_rt();
+    let mut tallies = Vec::new();
+
+    // A burst: every invocation sent at once over 8 connections; the planner takes 256.
+    let mut t = Tally::new("burst of invocations, 3 workers, planner limit 256 in flight");
+    t.faults = format!("{} at once", scale.burst);
+    let start = Instant::now();
+    let out = send(&rt, &c, "noop", scale.burst, scale.burst, 8, Duration::from_secs(60));
+    count(&mut t, out, &["overloaded"]);
+    t.took = start.elapsed();
+    t.leaked = leaks(&c);
+    tallies.push(t);
+
+    // Instances killed (kill -9) while their functions run; `nap` retries crashes.
+    let mut t = Tally::new("instance killed mid-function (`retry.on: [crash]`)");
+    let start = Instant::now();
+    let daemons = daemon_pids(&c);
+    let mut killed = 0;
+    let out = during(&c, "napper", scale.per_fault, 4, Duration::from_secs(30), || {
+        for _ in 0..scale.kills {
+            std::thread::sleep(Duration::from_millis(250));
+            if let Some(&pid) = children_of(&daemons).iter().max() {
+                kill9(pid);
+                killed += 1;
+            }
+        }
+    });
+    t.faults = format!("{killed} kill -9");
+    count(&mut t, out, &["exited", "killed", "was stopped", "signal"]);
+    t.took = start.elapsed();
+    t.leaked = leaks(&c);
+    tallies.push(t);
+
+    // Functions that never return: each attempt is stopped at its timeout.
+    let mut t = Tally::new("function that never returns (timeout 300 ms)");
+    let start = Instant::now();
+    let out = send(&rt, &c, "hang", scale.per_fault / 4, 4, 1, Duration::from_secs(30));
+    t.faults = format!("{} hung calls", out.len());
+    count(&mut t, out, &["timed out after 300 ms"]);
+    count(&mut t, send(&rt, &c, "noop", 8, 4, 1, Duration::from_secs(30)), &[]);
+    t.took = start.elapsed();
+    t.leaked = leaks(&c);
+    tallies.push(t);
+
+    // Redis killed while MasterSP invocations pass every object through it; WorkerSP runs on.
+    if has_redis {
+        let mut t = Tally::new("Redis killed (MasterSP through it; WorkerSP after)");
+        let start = Instant::now();
+        let redis = c.record["redis"]["pid"].as_u64().expect("redis pid") as u32;
+        let out = during(&c, "noop-m", scale.per_fault, 2, Duration::from_secs(30), || {
+            std::thread::sleep(Duration::from_millis(300));
+            kill9(redis);
+        });
+        t.faults = "1 kill -9".into();
+        count(&mut t, out, &["Redis", "remote tier", "redis"]);
+        count(&mut t, send(&rt, &c, "noop", 8, 4, 1, Duration::from_secs(30)), &[]);
+        t.took = start.elapsed();
+        t.leaked = leaks(&c);
+        tallies.push(t);
+    }
+    let left = down_and_check(c);
+    if let Some(last) = tallies.last_mut() {
+        last.leaked.extend(left);
+    }
+    tallies
+}
+
+/// Cluster B: a daemon killed mid-workflow, then a daemon frozen (its peers hear nothing).
+fn cluster_b(scale: Scale) -> Vec<Tally> {
+    let c = Cluster::up(
+        "chaos-b",
+        4,
+        &["--slots", "2", "--peer-timeout-ms", "1000", "--heartbeat-ms", "300"],
+    );
+    deploy(&c, "pair", &pair("pair", true), "workersp");
+    deploy(&c, "pair-once", &pair("pair-once", false), "workersp");
+    let rt = multi_rt();
+    let mut tallies = Vec::new();
+    let placed = |name: &str| {
+        let mut p = client(&rt, &c);
+        let plan = rt
+            .block_on(p.get_plan(pb::GetPlanRequest {
+                workflow: name.into(),
+                version: None,
+            }))
+            .expect("plan")
+            .into_inner()
+            .plan
+            .expect("plan");
+        plan_workers(&plan)
+    };
+
+    // A daemon killed while both workflows run on it: the idempotent one runs again on the
+    // live workers, the other fails naming the worker.
+    let mut t = Tally::new("daemon killed mid-workflow (idempotent: run again; else: fail naming it)");
+    let start = Instant::now();
+    let victim = placed("pair")["b"].clone();
+    let pid = c.worker(&victim)["pid"].as_u64().expect("pid") as u32;
+    let outs = std::thread::scope(|s| {
+        let idem = s.spawn(|| {
+            send(
+                &multi_rt(),
+                &c,
+                "pair",
+                scale.per_fault / 2,
+                2,
+                1,
+                Duration::from_secs(30),
+            )
+        });
+        let once = s.spawn(|| {
+            send(
+                &multi_rt(),
+                &c,
+                "pair-once",
+                scale.per_fault / 2,
+                2,
+                1,
+                Duration::from_secs(30),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        kill9(pid);
+        (idem.join().expect("idem"), once.join().expect("once"))
+    });
+    t.faults = format!("kill -9 of `{victim}`");
+    count(&mut t, outs.0, &["was lost"]);
+    count(&mut t, outs.1, &["was lost", &format!("`{victim}`")]);
+    // New invocations run on the live workers.
+    count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
+    t.took = start.elapsed();
+    t.leaked = leaks(&c);
+    tallies.push(t);
+
+    // A daemon frozen (SIGSTOP) for 2.5 s: its connections go silent past the peer timeout.
+    let mut t = Tally::new("peer connection cut (daemon frozen 2.5 s, then resumed)");
+    let start = Instant::now();
+    let frozen = placed("pair")["a"].clone();
+    let pid = c.worker(&frozen)["pid"].as_u64().expect("pid") as u32;
+    let out = during(&c, "pair", scale.per_fault / 2, 2, Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(500));
+        signal(pid, "STOP");
+        std::thread::sleep(Duration::from_millis(2_500));
+        signal(pid, "CONT");
+    });
+    t.faults = format!("`{frozen}` frozen once");
+    count(&mut t, out, &["was lost", "overloaded", "cannot plan", "deadline"]);
+    // Afterwards the cluster serves again.
+    count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
+    t.took = start.elapsed();
+    t.leaked = leaks(&c);
+    tallies.push(t);
+    let left = down_and_check(c);
+    if let Some(last) = tallies.last_mut() {
+        last.leaked.extend(left);
+    }
+    tallies
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+fn run(scale: Scale) -> Vec<Tally> {
+    let mut t = cluster_a(scale);
+    t.extend(cluster_b(scale));
+    t
+}
+
+fn table(tallies: &[Tally]) -> String {
+    let mut s = String::from(
+        "| scenario | faults injected | invocations sent | completed | failed with a clear error | other errors (must be 0) | hung (must be 0) | leaked (must be 0) | time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for t in tallies {
+        s.push_str(&t.row());
+        s.push('\n');
+    }
+    let total = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
+    s.push_str(&format!(
+        "| **all** | | {} | {} | {} | {} | {} | {} | |\n",
+        total(|t| t.sent),
+        total(|t| t.completed),
+        total(|t| t.clear),
+        total(|t| t.unclear.len() as u64),
+        total(|t| t.hung),
+        total(|t| t.leaked.len() as u64)
+    ));
+    s
+}
+
+fn check(tallies: &[Tally]) {
+    let mut problems = BTreeMap::new();
+    for t in tallies {
+        let mut p = Vec::new();
+        if t.hung > 0 {
+            p.push(format!("{} hung", t.hung));
+        }
+        if !t.unclear.is_empty() {
+            p.push(format!(
+                "errors that do not name the cause: {:?}",
+                &t.unclear[..t.unclear.len().min(5)]
+            ));
+        }
+        if !t.leaked.is_empty() {
+            p.push(format!("leaked: {:?}", t.leaked));
+        }
+        if t.completed == 0 {
+            p.push("nothing completed".into());
+        }
+        if !p.is_empty() {
+            problems.insert(t.scenario.clone(), p);
+        }
+    }
+    assert!(problems.is_empty(), "{}\n{problems:#?}", table(tallies));
+}
+
+#[test]
+fn chaos_short() {
+    let tallies = run(SHORT);
+    println!("{}", table(&tallies));
+    check(&tallies);
+}
+
+#[test]
+#[ignore = "minutes long: `cargo xtask chaos` runs it"]
+fn chaos_full() {
+    let tallies = run(FULL);
+    let t = table(&tallies);
+    println!("{t}");
+    if let Ok(path) = std::env::var("FAASFLOW_CHAOS_REPORT") {
+        std::fs::write(&path, &t).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+    check(&tallies);
+}

@@ -1,0 +1,200 @@
+//! A local cluster of real processes started by `faasflow up`, for the tests that drive one
+//! as a user would (`cluster.rs`, `chaos.rs`).
+#![allow(dead_code)] // Not every test file uses every helper.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use faasflow_daemon::report::Report;
+use faasflow_planner::auth::{Attach, AuthChannel, Token};
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::daemon_client::DaemonClient;
+use faasflow_proto::v1::planner_client::PlannerClient;
+
+pub(crate) const FAASFLOW: &str = env!("CARGO_BIN_EXE_faasflow");
+
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub(crate) fn faasflow(args: &[&str]) -> Output {
+    Command::new(FAASFLOW).args(args).output().expect("faasflow runs")
+}
+
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub(crate) fn unique_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "faasflow-cluster-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+pub(crate) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A cluster started by `faasflow up`; `down` runs when it is dropped, so a failing test
+/// leaves no process behind.
+pub(crate) struct Cluster {
+    pub(crate) dir: PathBuf,
+    pub(crate) record: serde_json::Value,
+    down_done: bool,
+}
+
+impl Cluster {
+    pub(crate) fn up(tag: &str, workers: usize, extra: &[&str]) -> Cluster {
+        let dir = unique_dir(tag);
+        let n = workers.to_string();
+        let d = dir.to_string_lossy().into_owned();
+        let mut args = vec!["up", "--workers", &n, "--dir", &d, "--arena-mib", "64"];
+        args.extend_from_slice(extra);
+        let out = faasflow(&args);
+        assert!(
+            out.status.success(),
+            "up failed: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("cluster.json"))
+                .expect("cluster.json is JSON");
+        Cluster {
+            dir,
+            record,
+            down_done: false,
+        }
+    }
+
+    pub(crate) fn dir(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+
+    pub(crate) fn planner(&self) -> String {
+        self.record["planner"]["addr"]
+            .as_str()
+            .expect("planner addr")
+            .to_owned()
+    }
+
+    pub(crate) fn worker(&self, name: &str) -> &serde_json::Value {
+        self.record["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("no worker {name} in {}", self.record))
+    }
+
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.record["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .map(|w| w["pid"].as_u64().expect("pid") as u32)
+            .collect();
+        pids.push(self.record["planner"]["pid"].as_u64().expect("pid") as u32);
+        if let Some(p) = self.record["redis"]["pid"].as_u64() {
+            pids.push(p as u32);
+        }
+        pids
+    }
+
+    /// `faasflow <cmd> … --dir DIR`.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        let d = self.dir();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--dir", &d]);
+        faasflow(&all)
+    }
+
+    pub(crate) fn deploy(&self, file: &Path) -> String {
+        let out = self.run(&["deploy", &file.to_string_lossy()]);
+        assert!(out.status.success(), "deploy failed: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    pub(crate) fn invoke_json(&self, name: &str, input: &str) -> Report {
+        let out = self.run(&["invoke", name, "--input", input, "--report", "json"]);
+        assert!(out.status.success(), "invoke failed: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON report")
+    }
+
+    /// The cluster's API token (`up` made it in DIR/certs/token).
+    pub(crate) fn token(&self) -> Token {
+        Token::load(&self.dir.join("certs").join("token")).expect("the cluster's token")
+    }
+
+    pub(crate) fn channel(rt: &tokio::runtime::Runtime, addr: &str) -> tonic::transport::Channel {
+        rt.block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect(),
+        )
+        .expect("reachable")
+    }
+
+    pub(crate) fn planner_client(&self, rt: &tokio::runtime::Runtime) -> PlannerClient<AuthChannel> {
+        PlannerClient::with_interceptor(Self::channel(rt, &self.planner()), Attach::new(Some(self.token())))
+    }
+
+    /// A client of worker `name`'s daemon API, with the cluster's token.
+    pub(crate) fn daemon_client(&self, rt: &tokio::runtime::Runtime, name: &str) -> DaemonClient<AuthChannel> {
+        let addr = self.worker(name)["grpc_addr"].as_str().expect("addr").to_owned();
+        DaemonClient::with_interceptor(Self::channel(rt, &addr), Attach::new(Some(self.token())))
+    }
+
+    pub(crate) fn down(&mut self) -> Output {
+        self.down_done = true;
+        self.run(&["down"])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.down_done {
+            let _ = self.down();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub(crate) fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+pub(crate) fn kill9(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+/// The worker of every task, from a plan.
+pub(crate) fn plan_workers(plan: &pb::Plan) -> std::collections::BTreeMap<String, String> {
+    let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("valid plan");
+    wf.graph
+        .node_indices()
+        .filter(|n| wf.graph[*n].task().is_some())
+        .map(|n| {
+            (
+                wf.graph[n].name.clone(),
+                cluster.workers[plan.worker_of(n) as usize].name.clone(),
+            )
+        })
+        .collect()
+}
