@@ -1,7 +1,7 @@
 //! Project automation (`cargo xtask …`): everything that is not a plain cargo build.
 //!
 //! - `ci`: format check, clippy with warnings denied, the ring's loom check, every binary, the
-//!   whole test suite.
+//!   whole test suite, then a short run of every fuzz target (installing cargo-fuzz if needed).
 //! - `demo`: runs FaaSFlow's 8 benchmark workflows (the scientific four with synthetic bodies,
 //!   the four applications for real in the pack `apps`) on one embedded worker (real processes
 //!   and shared memory), then on a 3-worker local cluster (`faasflow up`) in WorkerSP and
@@ -38,7 +38,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Format check, clippy (-D warnings) and all tests.
+    /// Format check, clippy (-D warnings), all tests, then every fuzz target for a few seconds.
     Ci,
     /// Run FaaSFlow's 8 benchmark workflows on one worker, then on a local cluster in both modes.
     Demo {
@@ -69,7 +69,8 @@ enum Task {
     Images,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
     Fuzz {
-        /// One target (wdl, wdl_structured, plan_proto, ring_frame, handshake); all of them when omitted.
+        /// One target (wdl, wdl_structured, faasflow_import, plan_proto, ring_frame, handshake,
+        /// peer_message); all of them when omitted.
         #[arg(long)]
         target: Option<String>,
         /// Seconds to run each target (at least 1).
@@ -180,8 +181,19 @@ fn ci() -> Result<()> {
             cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]),
         )?;
     }
-    Ok(())
+    // Last, a short fuzz run: one build of every target, the inputs of fuzz/regressions
+    // replayed, then each target for a few seconds from its seeds.
+    if !has_cargo_fuzz() {
+        run(
+            "cargo install cargo-fuzz --locked",
+            cargo().args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+    }
+    fuzz(&project_root(), None, CI_FUZZ_SECONDS)
 }
+
+/// Seconds `cargo xtask ci` runs each fuzz target.
+const CI_FUZZ_SECONDS: u64 = 10;
 
 /// The packs `images` builds: (package, pack name). The image of pack `P` is `faasflow/P`,
 /// the name the daemon uses for a container function of pack `P` that names no `image`
@@ -980,11 +992,16 @@ struct FuzzTarget {
     flags: &'static [&'static str],
 }
 
-const FUZZ_TARGETS: [FuzzTarget; 5] = [
+const FUZZ_TARGETS: [FuzzTarget; 7] = [
     FuzzTarget {
         name: "wdl",
         max_len: 16384,
         flags: &["-dict=fuzz/dicts/wdl.dict"],
+    },
+    FuzzTarget {
+        name: "faasflow_import",
+        max_len: 8192,
+        flags: &["-dict=fuzz/dicts/faasflow.dict"],
     },
     FuzzTarget {
         name: "plan_proto",
@@ -1008,12 +1025,26 @@ const FUZZ_TARGETS: [FuzzTarget; 5] = [
         max_len: 65536,
         flags: &[],
     },
+    FuzzTarget {
+        name: "peer_message",
+        max_len: 8192,
+        flags: &[],
+    },
 ];
 
-/// `cargo xtask fuzz`: for every target, copies `fuzz/seeds/<target>` into the corpus
-/// `fuzz/corpus/<target>` and runs `cargo fuzz run` for `seconds`. cargo-fuzz needs nightly
-/// flags (`-Zsanitizer=address`, sanitizer coverage); `RUSTC_BOOTSTRAP=1` lets the stable
-/// compiler accept them. `-a` keeps debug assertions and overflow checks on.
+/// Whether `cargo fuzz` runs.
+fn has_cargo_fuzz() -> bool {
+    cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `cargo xtask fuzz`: for every target, runs the inputs of `fuzz/regressions/<target>` (once
+/// failing, since fixed), copies `fuzz/seeds/<target>` into the corpus `fuzz/corpus/<target>`
+/// and runs `cargo fuzz run` for `seconds`. cargo-fuzz needs nightly flags
+/// (`-Zsanitizer=address`, sanitizer coverage); `RUSTC_BOOTSTRAP=1` lets the stable compiler
+/// accept them. `-a` keeps debug assertions and overflow checks on.
 fn fuzz(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
     let targets: Vec<FuzzTarget> = match only {
         None => FUZZ_TARGETS.to_vec(),
@@ -1025,12 +1056,8 @@ fn fuzz(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
             ),
         },
     };
-    let has_cargo_fuzz = cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_cargo_fuzz {
-        bail!("cargo-fuzz is not installed; run `cargo install cargo-fuzz`");
+    if !has_cargo_fuzz() {
+        bail!("cargo-fuzz is not installed; run `cargo install cargo-fuzz --locked`");
     }
     let fuzz_dir = root.join("fuzz");
     // One build of every target first (with the flags `run` uses, so `run` does not rebuild).
@@ -1048,6 +1075,19 @@ fn fuzz(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
         flags,
     } in targets
     {
+        let regressions = list_files(&fuzz_dir.join("regressions").join(target));
+        if !regressions.is_empty() {
+            // libFuzzer runs each file given by name once, and stops at the first failure.
+            run(
+                &format!("fuzz {target}: {} regression inputs", regressions.len()),
+                cargo()
+                    .current_dir(root)
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .args(["fuzz", "run", "-a", target])
+                    .args(&regressions)
+                    .args(["--", "-timeout=10"]),
+            )?;
+        }
         let corpus = fuzz_dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus).with_context(|| format!("cannot create {}", corpus.display()))?;
         let seeds = fuzz_dir.join("seeds").join(target);
