@@ -615,7 +615,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         );
     }
     match &redis {
-        Some((url, _)) => println!("  redis  {url}"),
+        Some((url, _)) => println!("  redis  {}", faasflow_planner::remote::redact_url(url)),
         None => println!("  redis  none"),
     }
     println!(

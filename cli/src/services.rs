@@ -10,7 +10,7 @@ use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
 use faasflow_daemon::runtime::{Daemon, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
-use faasflow_planner::remote::RemoteStore;
+use faasflow_planner::remote::{RemoteStore, redact_url};
 use faasflow_planner::service::{PlannerService, ServiceConfig};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -164,9 +164,10 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         match &args.redis {
             Some(url) => match RemoteStore::connect(url, Duration::from_secs(3)).await {
-                Ok(_) => eprintln!("planner: remote tier at {url} (MasterSP available)"),
+                Ok(_) => eprintln!("planner: remote tier at {} (MasterSP available)", redact_url(url)),
                 Err(e) => eprintln!(
-                    "planner: cannot reach the remote tier now ({e}); MasterSP deploys fail until Redis answers at {url}"
+                    "planner: cannot reach the remote tier now ({e}); MasterSP deploys fail until Redis answers at {}",
+                    redact_url(url)
                 ),
             },
             None => eprintln!("planner: no --redis: MasterSP deploys are refused; WorkerSP runs without Redis"),

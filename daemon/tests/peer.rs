@@ -141,6 +141,13 @@ async fn peers_of_one_cluster_exchange_control_messages_and_objects() {
         assert_eq!(ba.recv().await.unwrap(), None);
         ba.send(&start_message()).await.unwrap();
         assert_eq!(ab.recv().await.unwrap(), Some(start_message()));
+        // A control frame larger than the chunks its body is read in arrives whole.
+        let mut large = start_message();
+        if let ControlMessage::Start(s) = &mut large {
+            s.input = pattern(5 << 20, 7);
+        }
+        ba.send(&large).await.unwrap();
+        assert_eq!(ab.recv().await.unwrap(), Some(large));
 
         // A 64 MiB object and an empty one, on their own streams.
         let big = pattern(64 << 20, 1);

@@ -152,6 +152,23 @@ pub enum RemoteError {
     TooLarge { key: String, len: usize, max: usize },
 }
 
+/// `url` as it may be shown: a password in it (`redis://user:secret@host`, `redis://:secret@host`)
+/// becomes `***`. Every message and log line that names a Redis URL shows it this way.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{scheme}://{user}@{}", &rest[at + 1..])
+}
+
 /// Objects in Redis, addressed by [`ObjectKey`]. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct RemoteStore {
@@ -175,7 +192,7 @@ impl RemoteStore {
     /// Redis does not answer within it.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, RemoteError> {
         let client = Client::open(url).map_err(|e| RemoteError::InvalidUrl {
-            url: url.to_owned(),
+            url: redact_url(url),
             reason: describe(&e),
         })?;
         let config = ConnectionManagerConfig::new()
@@ -185,7 +202,7 @@ impl RemoteStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(timeout);
         let unreachable = |reason: String| RemoteError::Unreachable {
-            url: url.to_owned(),
+            url: redact_url(url),
             reason,
         };
         let mut conn = match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
@@ -196,7 +213,7 @@ impl RemoteStore {
         let ping = tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         match ping {
             Ok(Ok(_)) => Ok(Self {
-                url: url.to_owned(),
+                url: redact_url(url),
                 timeout,
                 conn,
             }),
@@ -205,7 +222,7 @@ impl RemoteStore {
         }
     }
 
-    /// The URL this store was connected to.
+    /// The URL this store was connected to, without its password ([`redact_url`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -362,6 +379,29 @@ fn describe(e: &RedisError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_show_in_urls() {
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("redis://:s3cret@host:6379/2"), "redis://:***@host:6379/2");
+        assert_eq!(redact_url("redis://app:s3cret@host"), "redis://app:***@host");
+        assert_eq!(redact_url("redis://token@host"), "redis://***@host");
+        assert_eq!(redact_url("rediss://u:p@w@host/0"), "rediss://u:***@host/0");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("redis://host/a@b"), "redis://host/a@b");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_named_without_its_password() {
+        let e = RemoteStore::connect("redis://app:s3cret@127.0.0.1:1", Duration::from_millis(300))
+            .await
+            .expect_err("nothing listens on port 1");
+        let text = e.to_string();
+        assert!(
+            text.contains("redis://app:***@127.0.0.1:1") && !text.contains("s3cret"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn names_are_escaped_so_keys_cannot_collide() {

@@ -50,6 +50,9 @@ use super::tls::{self, ClusterTrust, NodeIdentity, TlsError};
 /// The first bytes each side writes on the control stream.
 pub const HELLO: &[u8; 4] = b"FFP\x01";
 
+/// Bytes of a control frame read at a time (the body grows by this much as bytes arrive).
+const CONTROL_CHUNK: usize = 1 << 20;
+
 /// Priority of the control stream: QUIC sends the data of higher-priority streams first, and
 /// object streams have the default, 0.
 const CONTROL_PRIORITY: i32 = 1;
@@ -677,8 +680,16 @@ impl PeerConnection {
             Err(e) => return Err(self.stream_err(e)),
         }
         let len = frame_len(prefix).map_err(|cause| self.malformed(cause))?;
-        let mut body = vec![0; len];
-        recv.read_exact(&mut body).await.map_err(|e| self.stream_err(e))?;
+        // The body grows as its bytes arrive: a length alone (up to `MAX_FRAME`) makes this
+        // side allocate no more than one chunk beyond what the peer really sent.
+        let mut body = Vec::with_capacity(len.min(CONTROL_CHUNK));
+        while body.len() < len {
+            let start = body.len();
+            body.resize(start + (len - start).min(CONTROL_CHUNK), 0);
+            recv.read_exact(&mut body[start..])
+                .await
+                .map_err(|e| self.stream_err(e))?;
+        }
         ControlMessage::decode(&body)
             .map(Some)
             .map_err(|cause| self.malformed(cause))
