@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use faasflow_daemon::io::message::{
-    ControlMessage, Done, FRAME_PREFIX, Failed, ObjectHeader, OutputRef, StagedInput, Start,
+    Caught, ControlMessage, Done, FRAME_PREFIX, Failed, ObjectHeader, OutputRef, StagedInput, Start,
 };
 use faasflow_planner::load::load_str;
 use faasflow_planner::{ClusterView, Mode, PlannerConfig, partition, plan_to_proto};
@@ -147,6 +147,25 @@ fn peer_messages() -> Vec<(&'static str, ControlMessage)> {
             ControlMessage::Failed(Failed {
                 invocation: 0x0001_0000_0000_002a,
                 error: "task `transcode` (foreach element 2): the function exited with status 1 after 3 attempts".into(),
+                lost_worker: None,
+            }),
+        ),
+        (
+            "failed-lost",
+            ControlMessage::Failed(Failed {
+                invocation: 0x0001_0000_0000_002b,
+                error: "worker `worker-2` was lost: timed out".into(),
+                lost_worker: Some("worker-2".into()),
+            }),
+        ),
+        (
+            "caught",
+            ControlMessage::Caught(Caught {
+                invocation: 0x0001_0000_0000_002c,
+                node: 3,
+                element: Some(1),
+                failure: br#"{"step":"fetch","element":1,"error":"boom","kind":"crash","attempts":3}"#.to_vec(),
+                record: b"{}".to_vec(),
             }),
         ),
     ]
