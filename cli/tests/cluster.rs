@@ -460,6 +460,59 @@ fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
 }
 
 #[test]
+fn an_idempotent_mastersp_invocation_that_loses_a_worker_runs_again() {
+    let cluster = Cluster::up("rerun-master", 3, &["--slots", "2", "--heartbeat-ms", "300"]);
+    assert!(
+        cluster.record["redis"]["url"].is_string(),
+        "this test needs redis-server on PATH (MasterSP passes objects through Redis)"
+    );
+    let wf = cluster.dir.join("pair.yaml");
+    std::fs::write(&wf, PAIR_IDEMPOTENT).expect("write");
+    let out = cluster.run(&["deploy", &wf.to_string_lossy(), "--mode", "mastersp"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rt = rt();
+    let plan = rt
+        .block_on(cluster.planner_client(&rt).get_plan(pb::GetPlanRequest {
+            workflow: "pair".into(),
+            version: None,
+        }))
+        .expect("plan")
+        .into_inner()
+        .plan
+        .expect("plan");
+    let victim = plan_workers(&plan)["b"].clone();
+    let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
+    let d = cluster.dir();
+    let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
+    // Both steps run for 1.5 s: kill `b`'s worker once it runs its step.
+    let mut daemon = cluster.daemon_client(&rt, &victim);
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = rt
+            .block_on(daemon.status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner();
+        if s.plans.iter().any(|p| p.in_flight > 0) {
+            break;
+        }
+        assert!(Instant::now() < end, "the step never reached `{victim}`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(pid);
+    let out = invoke.join().expect("invoke thread");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Report = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report.status, "ok");
+    assert_eq!(report.earlier_runs.len(), 1, "{:?}", report.earlier_runs);
+    assert!(
+        report.earlier_runs[0].contains(&format!("`{victim}`")),
+        "{:?}",
+        report.earlier_runs
+    );
+    assert!(report.functions.iter().all(|f| f.worker != victim));
+}
+
+#[test]
 fn a_lost_worker_s_workflows_are_planned_again_and_it_rejoins_when_it_returns() {
     let cluster = Cluster::up("rejoin", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
     let wf = cluster.dir.join("pair.yaml");

@@ -238,6 +238,8 @@ struct Inv {
     staged: HashMap<String, ExecObject>,
     /// Time spent storing them before it started.
     staging_us: f64,
+    /// A worker that could not be reached or was lost while it ran a step of it.
+    lost: Option<String>,
 }
 
 /// An Execute RPC in flight.
@@ -440,6 +442,7 @@ impl Actor {
                 data_us: b.staging_us,
                 staged,
                 staging_us: b.staging_us,
+                lost: None,
             },
         );
         if let Some(e) = failed {
@@ -696,6 +699,7 @@ impl Actor {
             }
             Outcome::Unreachable(why) => {
                 self.workers.unreachable(&e.worker);
+                self.note_lost(e.invocation, &e.worker);
                 self.record_failure(
                     e.invocation,
                     &name,
@@ -712,6 +716,14 @@ impl Actor {
         }
     }
 
+    /// Remembers that `worker` was lost while it ran a step of `invocation` (its report names
+    /// it when the invocation fails).
+    fn note_lost(&mut self, invocation: InvocationId, worker: &str) {
+        if let Some(inv) = self.invocations.get_mut(&invocation) {
+            inv.lost.get_or_insert_with(|| worker.to_owned());
+        }
+    }
+
     /// Fails the steps running on workers that the registry has lost.
     fn check_workers(&mut self) {
         let lost: Vec<(u64, String)> = self
@@ -722,6 +734,7 @@ impl Actor {
         for (id, why) in lost {
             let Some(e) = self.execs.remove(&id) else { continue };
             e.task.abort();
+            self.note_lost(e.invocation, &e.worker);
             let name = self
                 .invocations
                 .get(&e.invocation)
@@ -810,7 +823,7 @@ impl Actor {
                 functions: inv.functions,
                 edges: inv.edges,
                 spills: 0,
-                lost_worker: None,
+                lost_worker: if status == "ok" { None } else { inv.lost },
                 earlier_runs: Vec::new(),
             };
             let _ = inv.reply.send(Ok(report));

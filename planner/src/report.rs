@@ -168,8 +168,18 @@ impl Report {
                 f.end_us / 1e3,
                 f.exec_us / 1e3,
                 f.attempt,
-                f.error.as_ref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                match (&f.error, &f.failure) {
+                    (Some(e), Some(kind)) => format!("  {kind}: {e}"),
+                    (Some(e), None) => format!("  error: {e}"),
+                    _ => String::new(),
+                }
             );
+        }
+        if let Some(w) = &self.lost_worker {
+            let _ = writeln!(s, "  lost worker: {w}");
+        }
+        for (i, e) in self.earlier_runs.iter().enumerate() {
+            let _ = writeln!(s, "  earlier run {}: {e}", i + 1);
         }
         s
     }
@@ -264,5 +274,65 @@ impl CriticalPath {
     /// nor its data waits.
     pub fn scheduling_overhead_us(&self, e2e_us: f64, result_wait_us: f64) -> f64 {
         (e2e_us - self.exec_us - self.data_us - result_wait_us).max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_report_shows_failure_kinds_the_lost_worker_and_earlier_runs() {
+        let attempt = |n: u32, failure: Option<&str>| FunctionRecord {
+            name: "fetch".into(),
+            worker: "worker-1".into(),
+            element: None,
+            instance: Some(1),
+            start_us: 0.0,
+            end_us: 1000.0,
+            exec_us: 900.0,
+            data_us: 0.0,
+            peak_memory_bytes: None,
+            output_bytes: Default::default(),
+            attempt: n,
+            skipped: false,
+            error: failure.map(|_| "its instance exited with status 3".to_owned()),
+            failure: failure.map(str::to_owned),
+        };
+        let report = Report {
+            status: "ok".into(),
+            output: serde_json::json!({}),
+            error: None,
+            invocation: 9,
+            e2e_us: 2000.0,
+            scheduling_overhead_us: 100.0,
+            data_overhead_us: 0.0,
+            critical_path_us: 1800.0,
+            critical_data_us: 100.0,
+            critical_path: vec!["fetch".into()],
+            functions: vec![attempt(1, Some("crash")), attempt(2, None)],
+            edges: Vec::new(),
+            spills: 0,
+            lost_worker: None,
+            earlier_runs: vec!["worker `worker-2` (127.0.0.1:9) was lost during invocation 8".into()],
+        };
+        let text = report.to_text();
+        assert!(text.contains("1  crash: its instance exited with status 3"), "{text}");
+        assert!(
+            text.ends_with("  earlier run 1: worker `worker-2` (127.0.0.1:9) was lost during invocation 8\n"),
+            "{text}"
+        );
+        let lost = Report {
+            status: "failed".into(),
+            lost_worker: Some("worker-2".into()),
+            earlier_runs: Vec::new(),
+            ..report
+        };
+        assert!(lost.to_text().contains("  lost worker: worker-2\n"));
+        // The JSON form round-trips, and leaves the new fields out when they are empty.
+        let json = serde_json::to_value(&lost).expect("json");
+        assert_eq!(json["lost_worker"], "worker-2");
+        assert!(json.get("earlier_runs").is_none());
+        assert_eq!(serde_json::from_value::<Report>(json).expect("back"), lost);
     }
 }

@@ -1309,10 +1309,15 @@ impl PlannerService {
                 if let Ok(r) = &response {
                     self.note_report(id, &req.workflow, &r.report_json);
                 }
+                let lost = response.as_ref().ok().and_then(|r| {
+                    serde_json::from_slice::<crate::report::Report>(&r.report_json)
+                        .ok()
+                        .and_then(|r| r.lost_worker)
+                });
                 let run = RunInfo {
                     deadline,
                     idempotent,
-                    lost: None,
+                    lost,
                 };
                 return response.map(|r| (r, run));
             }
