@@ -308,18 +308,9 @@ fn the_entry_daemon_killed_mid_invocation_fails_it_fast() {
     std::fs::write(&wf, SLOW_V1).expect("write");
     cluster.deploy(&wf);
     let rt = rt();
-    let plan = rt
-        .block_on(cluster.planner_client(&rt).get_plan(pb::GetPlanRequest {
-            workflow: "slow".into(),
-            version: None,
-        }))
-        .expect("plan")
-        .into_inner()
-        .plan
-        .expect("plan");
+    let plan = cluster.newest_plan(&rt, "slow");
     let entry = plan_workers(&plan)["nap"].clone();
     let pid = cluster.worker(&entry)["pid"].as_u64().expect("pid") as u32;
-    let mut daemon = cluster.daemon_client(&rt, &entry);
     let d = cluster.dir();
     let invoke = std::thread::spawn(move || {
         let out = faasflow(&["invoke", "slow", "--input", r#"{"x": 1}"#, "--dir", &d]);
@@ -327,18 +318,7 @@ fn the_entry_daemon_killed_mid_invocation_fails_it_fast() {
     });
     // Kill the entry daemon once it holds the invocation (on a loaded machine the client may
     // take a while to get there): the failure must then come from the lost connection.
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = rt
-            .block_on(daemon.status(pb::StatusRequest {}))
-            .expect("status")
-            .into_inner();
-        if s.plans.iter().any(|p| p.in_flight > 0) {
-            break;
-        }
-        assert!(Instant::now() < end, "the invocation never reached `{entry}`");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_in_flight(&rt, &entry);
     let killed = Instant::now();
     kill9(pid);
     let (out, ended) = invoke.join().expect("invoke thread");
@@ -404,35 +384,13 @@ fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
     std::fs::write(&wf, PAIR_IDEMPOTENT).expect("write");
     cluster.deploy(&wf);
     let rt = rt();
-    let plan_of = |rt: &tokio::runtime::Runtime| {
-        rt.block_on(cluster.planner_client(rt).get_plan(pb::GetPlanRequest {
-            workflow: "pair".into(),
-            version: None,
-        }))
-        .expect("plan")
-        .into_inner()
-        .plan
-        .expect("plan")
-    };
-    let placed = plan_workers(&plan_of(&rt));
+    let placed = plan_workers(&cluster.newest_plan(&rt, "pair"));
     let victim = placed["b"].clone();
     assert_ne!(placed["a"], victim);
     let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
-    let mut daemon = cluster.daemon_client(&rt, &victim);
     let d = cluster.dir();
     let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = rt
-            .block_on(daemon.status(pb::StatusRequest {}))
-            .expect("status")
-            .into_inner();
-        if s.plans.iter().any(|p| p.in_flight > 0) {
-            break;
-        }
-        assert!(Instant::now() < end, "the invocation never reached `{victim}`");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_in_flight(&rt, &victim);
     let killed = Instant::now();
     kill9(pid);
     let out = invoke.join().expect("invoke thread");
@@ -452,7 +410,7 @@ fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
     );
     assert!(took < Duration::from_secs(15), "took {took:?}");
     // The newest version avoids the lost worker, and new invocations run there.
-    let placed = plan_workers(&plan_of(&rt));
+    let placed = plan_workers(&cluster.newest_plan(&rt, "pair"));
     assert!(placed.values().all(|w| *w != victim), "{placed:?}");
     let again = cluster.invoke_json("pair", "{}");
     assert_eq!(again.status, "ok");
@@ -471,33 +429,13 @@ fn an_idempotent_mastersp_invocation_that_loses_a_worker_runs_again() {
     let out = cluster.run(&["deploy", &wf.to_string_lossy(), "--mode", "mastersp"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rt = rt();
-    let plan = rt
-        .block_on(cluster.planner_client(&rt).get_plan(pb::GetPlanRequest {
-            workflow: "pair".into(),
-            version: None,
-        }))
-        .expect("plan")
-        .into_inner()
-        .plan
-        .expect("plan");
+    let plan = cluster.newest_plan(&rt, "pair");
     let victim = plan_workers(&plan)["b"].clone();
     let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
     let d = cluster.dir();
     let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
     // Both steps run for 1.5 s: kill `b`'s worker once it runs its step.
-    let mut daemon = cluster.daemon_client(&rt, &victim);
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = rt
-            .block_on(daemon.status(pb::StatusRequest {}))
-            .expect("status")
-            .into_inner();
-        if s.plans.iter().any(|p| p.in_flight > 0) {
-            break;
-        }
-        assert!(Instant::now() < end, "the step never reached `{victim}`");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_in_flight(&rt, &victim);
     kill9(pid);
     let out = invoke.join().expect("invoke thread");
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -692,28 +692,21 @@ impl Actor {
                 }
                 self.engine.function_done(now, e.invocation, e.node, e.element, outputs);
             }
-            Outcome::Failed(why, kind) => {
-                self.record_failure(e.invocation, &name, &e.worker, e.element, e.attempt, e.sent, &why, kind);
-                self.engine
-                    .function_failed(now, e.invocation, e.node, e.element, why, kind);
-            }
+            Outcome::Failed(why, kind) => self.step_failed(&e, &name, why, kind),
             Outcome::Unreachable(why) => {
                 self.workers.unreachable(&e.worker);
                 self.note_lost(e.invocation, &e.worker);
-                self.record_failure(
-                    e.invocation,
-                    &name,
-                    &e.worker,
-                    e.element,
-                    e.attempt,
-                    e.sent,
-                    &why,
-                    FailureKind::Crash,
-                );
-                self.engine
-                    .function_failed(now, e.invocation, e.node, e.element, why, FailureKind::Crash);
+                self.step_failed(&e, &name, why, FailureKind::Crash);
             }
         }
+    }
+
+    /// Records the failed attempt `e` of step `name` and tells the engine.
+    fn step_failed(&mut self, e: &Exec, name: &str, why: String, kind: FailureKind) {
+        self.record_failure(e.invocation, name, &e.worker, e.element, e.attempt, e.sent, &why, kind);
+        let now = self.now();
+        self.engine
+            .function_failed(now, e.invocation, e.node, e.element, why, kind);
     }
 
     /// Remembers that `worker` was lost while it ran a step of `invocation` (its report names
@@ -740,19 +733,7 @@ impl Actor {
                 .get(&e.invocation)
                 .map(|inv| inv.info.wf.graph[e.node].name.clone())
                 .unwrap_or_default();
-            self.record_failure(
-                e.invocation,
-                &name,
-                &e.worker,
-                e.element,
-                e.attempt,
-                e.sent,
-                &why,
-                FailureKind::Crash,
-            );
-            let now = self.now();
-            self.engine
-                .function_failed(now, e.invocation, e.node, e.element, why, FailureKind::Crash);
+            self.step_failed(&e, &name, why, FailureKind::Crash);
         }
     }
 

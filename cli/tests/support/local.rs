@@ -154,6 +154,37 @@ impl Cluster {
         DaemonClient::with_interceptor(Self::channel(rt, &addr), Attach::new(Some(self.token())))
     }
 
+    /// The newest plan of `workflow`, from the planner.
+    pub(crate) fn newest_plan(&self, rt: &tokio::runtime::Runtime, workflow: &str) -> pb::Plan {
+        rt.block_on(self.planner_client(rt).get_plan(pb::GetPlanRequest {
+            workflow: workflow.into(),
+            version: None,
+        }))
+        .expect("plan")
+        .into_inner()
+        .plan
+        .expect("plan")
+    }
+
+    /// Waits (up to 20 s) until worker `name`'s daemon holds an invocation: on a loaded
+    /// machine a client may take a while to get there, and a fault injected before would test
+    /// something else.
+    pub(crate) fn wait_in_flight(&self, rt: &tokio::runtime::Runtime, name: &str) {
+        let mut daemon = self.daemon_client(rt, name);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let s = rt
+                .block_on(daemon.status(pb::StatusRequest {}))
+                .expect("status")
+                .into_inner();
+            if s.plans.iter().any(|p| p.in_flight > 0) {
+                return;
+            }
+            assert!(std::time::Instant::now() < end, "no invocation reached `{name}`");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub(crate) fn down(&mut self) -> Output {
         self.down_done = true;
         self.run(&["down"])
