@@ -24,7 +24,7 @@ use faasflow_proto::v1::planner_client::PlannerClient;
 
 mod support;
 
-use support::local::{Cluster, alive, kill9, plan_workers};
+use support::local::{Cluster, alive, kill9, pair_workflow, plan_workers};
 
 /// How much of everything a run does.
 #[derive(Debug, Clone, Copy)]
@@ -62,14 +62,24 @@ struct Tally {
     hung: u64,
     leaked: Vec<String>,
     took: Duration,
+    started: Option<Instant>,
 }
 
 impl Tally {
+    /// A scenario starting now.
     fn new(scenario: &str) -> Tally {
         Tally {
             scenario: scenario.to_owned(),
+            started: Some(Instant::now()),
             ..Tally::default()
         }
+    }
+
+    /// The scenario is over: how long it took, and what the cluster still holds.
+    fn end(mut self, c: &Cluster) -> Tally {
+        self.took = self.started.map_or(Duration::ZERO, |t| t.elapsed());
+        self.leaked = leaks(c);
+        self
     }
 
     fn row(&self) -> String {
@@ -269,8 +279,18 @@ fn daemon_pids(c: &Cluster) -> Vec<u32> {
         .collect()
 }
 
+/// Stops the cluster; which of its processes and instance processes outlived it counts as
+/// leaked by the last scenario of `tallies`.
+fn down_and_check(c: Cluster, mut tallies: Vec<Tally>) -> Vec<Tally> {
+    let left = outliving_down(c);
+    if let Some(last) = tallies.last_mut() {
+        last.leaked.extend(left);
+    }
+    tallies
+}
+
 /// Stops the cluster and says which of its processes and instance processes outlived it.
-fn down_and_check(mut c: Cluster) -> Vec<String> {
+fn outliving_down(mut c: Cluster) -> Vec<String> {
     let instances = children_of(&daemon_pids(&c));
     let mut pids = c.pids();
     pids.extend(&instances);
@@ -326,23 +346,6 @@ steps:
     inputs: {in: input.text}
 ";
 
-const PAIR: &str = "name: NAME
-functions:
-  a: {runtime: 300ms, scale: 2, idempotent: IDEM, outputs: {out: {type: json, size: 16B}}}
-  b: {runtime: 300ms, scale: 2, idempotent: IDEM, outputs: {out: {type: json, size: 16B}}}
-steps:
-  - parallel:
-      - - task: a
-      - - task: b
-output:
-  a: a.out
-  b: b.out
-";
-
-fn pair(name: &str, idempotent: bool) -> String {
-    PAIR.replace("NAME", name).replace("IDEM", &idempotent.to_string())
-}
-
 /// Runs `send` on a thread while `fault` runs here; returns the outcomes.
 fn during(
     c: &Cluster,
@@ -386,16 +389,12 @@ fn cluster_a(scale: Scale) -> Vec<Tally> {
     // A burst: every invocation sent at once over 8 connections; the planner takes 256.
     let mut t = Tally::new("burst of invocations, 3 workers, planner limit 256 in flight");
     t.faults = format!("{} at once", scale.burst);
-    let start = Instant::now();
     let out = send(&rt, &c, "noop", scale.burst, scale.burst, 8, Duration::from_secs(60));
     count(&mut t, out, &["overloaded"]);
-    t.took = start.elapsed();
-    t.leaked = leaks(&c);
-    tallies.push(t);
+    tallies.push(t.end(&c));
 
     // Instances killed (kill -9) while their functions run; `nap` retries crashes.
     let mut t = Tally::new("instance killed mid-function (`retry.on: [crash]`)");
-    let start = Instant::now();
     let daemons = daemon_pids(&c);
     let mut killed = 0;
     let out = during(&c, "napper", scale.per_fault, 4, Duration::from_secs(30), || {
@@ -409,25 +408,19 @@ fn cluster_a(scale: Scale) -> Vec<Tally> {
     });
     t.faults = format!("{killed} kill -9");
     count(&mut t, out, &["exited", "killed", "was stopped", "signal"]);
-    t.took = start.elapsed();
-    t.leaked = leaks(&c);
-    tallies.push(t);
+    tallies.push(t.end(&c));
 
     // Functions that never return: each attempt is stopped at its timeout.
     let mut t = Tally::new("function that never returns (timeout 300 ms)");
-    let start = Instant::now();
     let out = send(&rt, &c, "hang", scale.per_fault / 4, 4, 1, Duration::from_secs(30));
     t.faults = format!("{} hung calls", out.len());
     count(&mut t, out, &["timed out after 300 ms"]);
     count(&mut t, send(&rt, &c, "noop", 8, 4, 1, Duration::from_secs(30)), &[]);
-    t.took = start.elapsed();
-    t.leaked = leaks(&c);
-    tallies.push(t);
+    tallies.push(t.end(&c));
 
     // Redis killed while MasterSP invocations pass every object through it; WorkerSP runs on.
     if has_redis {
         let mut t = Tally::new("Redis killed (MasterSP through it; WorkerSP after)");
-        let start = Instant::now();
         let redis = c.record["redis"]["pid"].as_u64().expect("redis pid") as u32;
         let out = during(&c, "noop-m", scale.per_fault, 2, Duration::from_secs(30), || {
             std::thread::sleep(Duration::from_millis(300));
@@ -436,15 +429,9 @@ fn cluster_a(scale: Scale) -> Vec<Tally> {
         t.faults = "1 kill -9".into();
         count(&mut t, out, &["Redis", "remote tier", "redis"]);
         count(&mut t, send(&rt, &c, "noop", 8, 4, 1, Duration::from_secs(30)), &[]);
-        t.took = start.elapsed();
-        t.leaked = leaks(&c);
-        tallies.push(t);
+        tallies.push(t.end(&c));
     }
-    let left = down_and_check(c);
-    if let Some(last) = tallies.last_mut() {
-        last.leaked.extend(left);
-    }
-    tallies
+    down_and_check(c, tallies)
 }
 
 /// Cluster B: a daemon killed mid-workflow, then a daemon frozen (its peers hear nothing).
@@ -454,8 +441,8 @@ fn cluster_b(scale: Scale) -> Vec<Tally> {
         4,
         &["--slots", "2", "--peer-timeout-ms", "1000", "--heartbeat-ms", "300"],
     );
-    deploy(&c, "pair", &pair("pair", true), "workersp");
-    deploy(&c, "pair-once", &pair("pair-once", false), "workersp");
+    deploy(&c, "pair", &pair_workflow("pair", "300ms", true), "workersp");
+    deploy(&c, "pair-once", &pair_workflow("pair-once", "300ms", false), "workersp");
     let rt = multi_rt();
     let mut tallies = Vec::new();
     let placed = |name: &str| {
@@ -475,7 +462,6 @@ fn cluster_b(scale: Scale) -> Vec<Tally> {
     // A daemon killed while both workflows run on it: the idempotent one runs again on the
     // live workers, the other fails naming the worker.
     let mut t = Tally::new("daemon killed mid-workflow (idempotent: run again; else: fail naming it)");
-    let start = Instant::now();
     let victim = placed("pair")["b"].clone();
     let pid = c.worker(&victim)["pid"].as_u64().expect("pid") as u32;
     let outs = std::thread::scope(|s| {
@@ -510,13 +496,10 @@ fn cluster_b(scale: Scale) -> Vec<Tally> {
     count(&mut t, outs.1, &["was lost", &format!("`{victim}`")]);
     // New invocations run on the live workers.
     count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
-    t.took = start.elapsed();
-    t.leaked = leaks(&c);
-    tallies.push(t);
+    tallies.push(t.end(&c));
 
     // A daemon frozen (SIGSTOP) for 2.5 s: its connections go silent past the peer timeout.
     let mut t = Tally::new("peer connection cut (daemon frozen 2.5 s, then resumed)");
-    let start = Instant::now();
     let frozen = placed("pair")["a"].clone();
     let pid = c.worker(&frozen)["pid"].as_u64().expect("pid") as u32;
     let out = during(&c, "pair", scale.per_fault / 2, 2, Duration::from_secs(30), || {
@@ -529,14 +512,8 @@ fn cluster_b(scale: Scale) -> Vec<Tally> {
     count(&mut t, out, &["was lost", "overloaded", "cannot plan", "deadline"]);
     // Afterwards the cluster serves again.
     count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
-    t.took = start.elapsed();
-    t.leaked = leaks(&c);
-    tallies.push(t);
-    let left = down_and_check(c);
-    if let Some(last) = tallies.last_mut() {
-        last.leaked.extend(left);
-    }
-    tallies
+    tallies.push(t.end(&c));
+    down_and_check(c, tallies)
 }
 
 fn signal(pid: u32, sig: &str) {

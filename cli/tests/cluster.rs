@@ -13,7 +13,7 @@ use faasflow_proto::v1::planner_client::PlannerClient;
 mod support;
 
 use faasflow_proto::v1::daemon_client::DaemonClient;
-use support::local::{Cluster, alive, faasflow, kill9, plan_workers, repo, rt, text, unique_dir};
+use support::local::{Cluster, alive, faasflow, kill9, pair_workflow, plan_workers, repo, rt, text, unique_dir};
 
 const SLOW_V1: &str = "name: slow
 inputs:
@@ -359,19 +359,6 @@ fn an_invocation_past_its_deadline_ends_everywhere_naming_what_ran() {
     assert!(s.plans.iter().all(|p| p.in_flight == 0), "{:?}", s.plans);
 }
 
-const PAIR_IDEMPOTENT: &str = "name: pair
-functions:
-  a: {runtime: 1500ms, scale: 2, idempotent: true, outputs: {out: {type: json, size: 16B}}}
-  b: {runtime: 1500ms, scale: 2, idempotent: true, outputs: {out: {type: json, size: 16B}}}
-steps:
-  - parallel:
-      - - task: a
-      - - task: b
-output:
-  a: a.out
-  b: b.out
-";
-
 #[test]
 fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
     // Workers of 2 slots and functions of scale 2: `a` and `b` on two different workers.
@@ -381,32 +368,14 @@ fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
         &["--slots", "2", "--peer-timeout-ms", "1000", "--heartbeat-ms", "300"],
     );
     let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, PAIR_IDEMPOTENT).expect("write");
+    std::fs::write(&wf, pair_workflow("pair", "1500ms", true)).expect("write");
     cluster.deploy(&wf);
     let rt = rt();
-    let placed = plan_workers(&cluster.newest_plan(&rt, "pair"));
-    let victim = placed["b"].clone();
-    assert_ne!(placed["a"], victim);
-    let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
-    let d = cluster.dir();
-    let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
-    cluster.wait_in_flight(&rt, &victim);
-    let killed = Instant::now();
-    kill9(pid);
-    let out = invoke.join().expect("invoke thread");
-    let took = killed.elapsed();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: Report = serde_json::from_slice(&out.stdout).expect("one JSON report");
-    assert_eq!(report.status, "ok");
-    assert_eq!(report.earlier_runs.len(), 1, "{:?}", report.earlier_runs);
+    let (victim, took, report) = rerun_after_killing_b(&cluster, &rt);
     assert!(
         report.earlier_runs[0].contains(&format!("worker `{victim}`")),
         "the first run's error names the lost worker: {:?}",
         report.earlier_runs
-    );
-    assert!(
-        report.functions.iter().all(|f| f.worker != victim),
-        "the second run avoided it"
     );
     assert!(took < Duration::from_secs(15), "took {took:?}");
     // The newest version avoids the lost worker, and new invocations run there.
@@ -425,36 +394,49 @@ fn an_idempotent_mastersp_invocation_that_loses_a_worker_runs_again() {
         "this test needs redis-server on PATH (MasterSP passes objects through Redis)"
     );
     let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, PAIR_IDEMPOTENT).expect("write");
+    std::fs::write(&wf, pair_workflow("pair", "1500ms", true)).expect("write");
     let out = cluster.run(&["deploy", &wf.to_string_lossy(), "--mode", "mastersp"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rt = rt();
-    let plan = cluster.newest_plan(&rt, "pair");
-    let victim = plan_workers(&plan)["b"].clone();
+    rerun_after_killing_b(&cluster, &rt);
+}
+
+/// Invokes `pair` (deployed, every function idempotent, `a` and `b` on different workers),
+/// kills `b`'s worker once it runs its step, and checks that the invocation ran again and
+/// succeeded without it: the killed worker, the time from the kill to the answer, the report.
+fn rerun_after_killing_b(cluster: &Cluster, rt: &tokio::runtime::Runtime) -> (String, Duration, Report) {
+    let placed = plan_workers(&cluster.newest_plan(rt, "pair"));
+    let victim = placed["b"].clone();
+    assert_ne!(placed["a"], victim);
     let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
     let d = cluster.dir();
     let invoke = std::thread::spawn(move || faasflow(&["invoke", "pair", "--report", "json", "--dir", &d]));
-    // Both steps run for 1.5 s: kill `b`'s worker once it runs its step.
-    cluster.wait_in_flight(&rt, &victim);
+    cluster.wait_in_flight(rt, &victim);
+    let killed = Instant::now();
     kill9(pid);
     let out = invoke.join().expect("invoke thread");
+    let took = killed.elapsed();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: Report = serde_json::from_slice(&out.stdout).expect("one JSON report");
     assert_eq!(report.status, "ok");
     assert_eq!(report.earlier_runs.len(), 1, "{:?}", report.earlier_runs);
     assert!(
         report.earlier_runs[0].contains(&format!("`{victim}`")),
-        "{:?}",
+        "the first run's error names the lost worker: {:?}",
         report.earlier_runs
     );
-    assert!(report.functions.iter().all(|f| f.worker != victim));
+    assert!(
+        report.functions.iter().all(|f| f.worker != victim),
+        "the second run avoided it"
+    );
+    (victim, took, report)
 }
 
 #[test]
 fn a_lost_worker_s_workflows_are_planned_again_and_it_rejoins_when_it_returns() {
     let cluster = Cluster::up("rejoin", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
     let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, PAIR_IDEMPOTENT.replace("1500ms", "1ms")).expect("write");
+    std::fs::write(&wf, pair_workflow("pair", "1ms", true)).expect("write");
     cluster.deploy(&wf);
     let rt = rt();
     let mut planner = cluster.planner_client(&rt);

@@ -362,21 +362,35 @@ async fn one_in_flight(c: &mut TestCluster) -> tokio::task::JoinHandle<pb::Invok
     running
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_planner_refuses_at_once_and_serves_again() {
-    let mut c = limited(1, 64).await;
-    deploy(&mut c.planner, NAP).await;
-    let running = one_in_flight(&mut c).await;
-    let started = std::time::Instant::now();
-    let e = c
-        .planner
+/// One more invocation of `nap`, which must be refused (`why`).
+async fn invoke_refused(c: &mut TestCluster, why: &str) -> tonic::Status {
+    c.planner
         .invoke(pb::InvokeRequest {
             workflow: "nap".into(),
             input_json: b"{}".to_vec(),
             ..Default::default()
         })
         .await
-        .expect_err("the planner is full");
+        .expect_err(why)
+}
+
+/// The invocation in flight succeeds, and so does the next one.
+async fn serves_again(c: &mut TestCluster, running: tokio::task::JoinHandle<pb::InvokeResponse>) {
+    assert_eq!(
+        running.await.expect("first").status,
+        pb::InvocationStatus::Succeeded as i32
+    );
+    let again = invoke(&mut c.planner, "nap", "{}").await;
+    assert_eq!(again.status, pb::InvocationStatus::Succeeded as i32, "{}", again.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_planner_refuses_at_once_and_serves_again() {
+    let mut c = limited(1, 64).await;
+    deploy(&mut c.planner, NAP).await;
+    let running = one_in_flight(&mut c).await;
+    let started = std::time::Instant::now();
+    let e = invoke_refused(&mut c, "the planner is full").await;
     assert!(
         started.elapsed() < Duration::from_millis(400),
         "refused at once, not queued"
@@ -386,12 +400,7 @@ async fn a_full_planner_refuses_at_once_and_serves_again() {
         e.message(),
         "overloaded: 1 invocations are in flight on the planner (its --max-in-flight is 1); invocation of workflow `nap` refused, retry later"
     );
-    assert_eq!(
-        running.await.expect("first").status,
-        pb::InvocationStatus::Succeeded as i32
-    );
-    let again = invoke(&mut c.planner, "nap", "{}").await;
-    assert_eq!(again.status, pb::InvocationStatus::Succeeded as i32, "{}", again.error);
+    serves_again(&mut c, running).await;
     let m = c
         .planner
         .metrics(pb::MetricsRequest {})
@@ -407,15 +416,7 @@ async fn a_full_daemon_refuses_at_once_naming_itself_and_serves_again() {
     let mut c = limited(64, 1).await;
     deploy(&mut c.planner, NAP).await;
     let running = one_in_flight(&mut c).await;
-    let e = c
-        .planner
-        .invoke(pb::InvokeRequest {
-            workflow: "nap".into(),
-            input_json: b"{}".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect_err("the daemon is full");
+    let e = invoke_refused(&mut c, "the daemon is full").await;
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(
         e.message().ends_with(
@@ -424,12 +425,7 @@ async fn a_full_daemon_refuses_at_once_naming_itself_and_serves_again() {
         "{}",
         e.message()
     );
-    assert_eq!(
-        running.await.expect("first").status,
-        pb::InvocationStatus::Succeeded as i32
-    );
-    let again = invoke(&mut c.planner, "nap", "{}").await;
-    assert_eq!(again.status, pb::InvocationStatus::Succeeded as i32, "{}", again.error);
+    serves_again(&mut c, running).await;
     let s = c.daemons[0].stats().expect("stats");
     assert_eq!((s.invocations, s.calls, s.arena_used), (0, 0, 0));
     drop(c.daemons);

@@ -1306,20 +1306,17 @@ impl PlannerService {
             Route::Master { id, version, guard } => {
                 let response = self.invoke_master(&req.workflow, version, id, input, deadline).await;
                 drop(guard);
-                if let Ok(r) = &response {
+                if let Ok((r, _)) = &response {
                     self.note_report(id, &req.workflow, &r.report_json);
                 }
-                let lost = response.as_ref().ok().and_then(|r| {
-                    serde_json::from_slice::<crate::report::Report>(&r.report_json)
-                        .ok()
-                        .and_then(|r| r.lost_worker)
+                return response.map(|(r, lost)| {
+                    let run = RunInfo {
+                        deadline,
+                        idempotent,
+                        lost,
+                    };
+                    (r, run)
                 });
-                let run = RunInfo {
-                    deadline,
-                    idempotent,
-                    lost,
-                };
-                return response.map(|r| (r, run));
             }
             Route::Worker {
                 id,
@@ -1394,15 +1391,12 @@ impl PlannerService {
                         entry.name, req.workflow, answer.reason
                     )));
                 }
-                report_response(id, &entry.name, answer.report_json)
+                let (response, lost_there) = report_response(id, &entry.name, answer.report_json);
+                lost = lost_there;
+                response
             }
         };
         self.note_report(id, &req.workflow, &response.report_json);
-        if lost.is_none() {
-            lost = serde_json::from_slice::<crate::report::Report>(&response.report_json)
-                .ok()
-                .and_then(|r| r.lost_worker);
-        }
         Ok((
             response,
             RunInfo {
@@ -1676,7 +1670,7 @@ impl PlannerService {
         id: u64,
         input: serde_json::Value,
         deadline: Duration,
-    ) -> Result<pb::InvokeResponse, Status> {
+    ) -> Result<(pb::InvokeResponse, Option<String>), Status> {
         let store = self.remote_store(workflow).await?;
         let master = self.master().clone();
         let run = master.invoke(workflow, version, id, input, store);
@@ -1705,13 +1699,14 @@ impl PlannerService {
                 );
                 // Ends it in the engine too, which deletes its objects.
                 master.abort(id, message.clone());
-                Ok(pb::InvokeResponse {
+                let response = pb::InvokeResponse {
                     invocation_id: id,
                     status: pb::InvocationStatus::DeadlineExceeded as i32,
                     output_json: Vec::new(),
                     error: message,
                     report_json: Vec::new(),
-                })
+                };
+                Ok((response, None))
             }
         }
     }
@@ -1757,8 +1752,9 @@ fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> 
     response
 }
 
-/// The answer to a client from the entry daemon's report.
-fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeResponse {
+/// The answer to a client from the entry daemon's report, and the worker whose loss ended the
+/// invocation when the report names one.
+fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (pb::InvokeResponse, Option<String>) {
     #[derive(serde::Deserialize)]
     struct Outcome {
         status: String,
@@ -1766,8 +1762,12 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeRes
         output: serde_json::Value,
         #[serde(default)]
         error: Option<String>,
+        #[serde(default)]
+        lost_worker: Option<String>,
     }
-    match serde_json::from_slice::<Outcome>(&report_json) {
+    let outcome = serde_json::from_slice::<Outcome>(&report_json);
+    let lost = outcome.as_ref().ok().and_then(|o| o.lost_worker.clone());
+    let response = match outcome {
         Ok(o) if o.status == "ok" => pb::InvokeResponse {
             invocation_id: id,
             status: pb::InvocationStatus::Succeeded as i32,
@@ -1795,7 +1795,8 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> pb::InvokeRes
             error: format!("worker `{worker}` sent a report for invocation {id} that is not valid JSON: {e}"),
             report_json,
         },
-    }
+    };
+    (response, lost)
 }
 
 #[cfg(test)]
@@ -1943,17 +1944,18 @@ steps:
 
     #[test]
     fn reports_become_answers() {
-        let ok = report_response(7, "w", br#"{"status":"ok","output":{"a":1}}"#.to_vec());
+        let (ok, _) = report_response(7, "w", br#"{"status":"ok","output":{"a":1}}"#.to_vec());
         assert_eq!(ok.status, pb::InvocationStatus::Succeeded as i32);
         assert_eq!(ok.output_json, br#"{"a":1}"#);
-        let failed = report_response(
+        let (failed, lost) = report_response(
             7,
             "w",
-            br#"{"status":"failed","output":null,"error":"step `x` failed"}"#.to_vec(),
+            br#"{"status":"failed","output":null,"error":"step `x` failed","lost_worker":"w2"}"#.to_vec(),
         );
+        assert_eq!(lost.as_deref(), Some("w2"));
         assert_eq!(failed.status, pb::InvocationStatus::Failed as i32);
         assert_eq!(failed.error, "step `x` failed");
-        let garbage = report_response(7, "w", b"nope".to_vec());
+        let (garbage, _) = report_response(7, "w", b"nope".to_vec());
         assert!(
             garbage
                 .error

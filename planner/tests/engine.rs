@@ -684,8 +684,8 @@ fn only_the_kinds_of_failure_in_retry_on_are_retried() {
     assert!(matches!(sim.finished, Some(Ok(_))), "{:?}", sim.finished);
 }
 
-#[test]
-fn the_invocation_deadline_cancels_what_runs_and_names_it() {
+/// An engine running invocation 1 of `RETRY` (every task local), and the node of task `a`.
+fn retry_started() -> (NodeId, Engine) {
     let wf = Arc::new(load(RETRY));
     let a = wf.node_by_name("a").unwrap();
     let mut engine = Engine::new(EngineConfig::default());
@@ -695,6 +695,12 @@ fn the_invocation_deadline_cancels_what_runs_and_names_it() {
     engine
         .start(Duration::ZERO, "retry", 1, 1, serde_json::json!({}))
         .unwrap();
+    (a, engine)
+}
+
+#[test]
+fn the_invocation_deadline_cancels_what_runs_and_names_it() {
+    let (a, mut engine) = retry_started();
     engine.set_deadline(1, Duration::from_millis(250), 250);
     assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 1, .. })));
     // The first attempt fails; the retry waits 100 ms and runs; the deadline passes first.
@@ -883,15 +889,7 @@ fn other_branches_are_cancelled_when_one_fails() {
 
 #[test]
 fn a_completion_arriving_during_backoff_is_dropped_and_released() {
-    let wf = Arc::new(load(RETRY));
-    let a = wf.node_by_name("a").unwrap();
-    let mut engine = Engine::new(EngineConfig::default());
-    engine
-        .install(wf.clone(), 1, wf.graph.node_indices().collect())
-        .unwrap();
-    engine
-        .start(Duration::ZERO, "retry", 1, 1, serde_json::json!({}))
-        .unwrap();
+    let (a, mut engine) = retry_started();
     assert!(matches!(engine.poll_action(), Some(Action::Trigger { attempt: 1, .. })));
     assert_eq!(engine.poll_timeout(), Some(Duration::from_secs(1)));
     engine.tick(Duration::from_secs(1));

@@ -229,3 +229,22 @@ pub(crate) fn plan_workers(plan: &pb::Plan) -> std::collections::BTreeMap<String
         })
         .collect()
 }
+
+/// Workflow `name`: tasks `a` and `b` in parallel, each running `runtime` (synthetic) on 2
+/// slots, so that on workers of 2 slots they run on two different workers.
+pub(crate) fn pair_workflow(name: &str, runtime: &str, idempotent: bool) -> String {
+    format!(
+        "name: {name}
+functions:
+  a: {{runtime: {runtime}, scale: 2, idempotent: {idempotent}, outputs: {{out: {{type: json, size: 16B}}}}}}
+  b: {{runtime: {runtime}, scale: 2, idempotent: {idempotent}, outputs: {{out: {{type: json, size: 16B}}}}}}
+steps:
+  - parallel:
+      - - task: a
+      - - task: b
+output:
+  a: a.out
+  b: b.out
+"
+    )
+}
