@@ -433,6 +433,57 @@ fn rerun_after_killing_b(cluster: &Cluster, rt: &tokio::runtime::Runtime) -> (St
 }
 
 #[test]
+fn an_invocation_whose_entry_worker_is_lost_before_it_starts_runs_on_the_live_workers() {
+    // Not idempotent: nothing has run when the entry is found lost, so it may go elsewhere.
+    let cluster = Cluster::up("entry-lost", 4, &["--slots", "2", "--heartbeat-ms", "1000"]);
+    let wf = cluster.dir.join("pair.yaml");
+    std::fs::write(&wf, pair_workflow("pair", "1ms", false)).expect("write");
+    cluster.deploy(&wf);
+    let rt = rt();
+    let mut planner = cluster.planner_client(&rt);
+    let mut kill_and_wait = |names: Vec<String>| {
+        for name in &names {
+            kill9(cluster.worker(name)["pid"].as_u64().expect("pid") as u32);
+        }
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let m = rt
+                .block_on(planner.metrics(pb::MetricsRequest {}))
+                .expect("metrics")
+                .into_inner();
+            if names
+                .iter()
+                .all(|n| m.registered.iter().any(|w| w.name == *n && w.lost))
+            {
+                return;
+            }
+            assert!(Instant::now() < end, "{names:?} were not found lost");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Both workers of `pair` die. As soon as the planner counts them lost, before or after its
+    // watch plans `pair` again, an invocation runs on the two live workers.
+    let placed = plan_workers(&cluster.newest_plan(&rt, "pair"));
+    kill_and_wait(vec![placed["a"].clone(), placed["b"].clone()]);
+    let r = cluster.invoke_json("pair", "{}");
+    assert_eq!(r.status, "ok");
+    let placed_now = plan_workers(&cluster.newest_plan(&rt, "pair"));
+    assert!(
+        r.functions
+            .iter()
+            .all(|f| f.worker != placed["a"] && f.worker != placed["b"])
+    );
+    // With no worker left, the invocation is refused, naming the lost entry and why it could
+    // not be planned again.
+    kill_and_wait(vec![placed_now["a"].clone(), placed_now["b"].clone()]);
+    let out = cluster.run(&["invoke", "pair"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("is lost (no heartbeat for"), "{err}");
+    assert!(err.contains("cannot plan workflow `pair`"), "{err}");
+}
+
+#[test]
 fn a_lost_worker_s_workflows_are_planned_again_and_it_rejoins_when_it_returns() {
     let cluster = Cluster::up("rejoin", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
     let wf = cluster.dir.join("pair.yaml");

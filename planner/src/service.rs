@@ -966,6 +966,8 @@ enum Route {
     },
     /// MasterSP: to the central engine.
     Master { id: u64, version: u64, guard: InFlight },
+    /// The entry daemon is lost: nothing started; the workflow must be planned again first.
+    EntryLost { entry: String, message: String },
 }
 
 impl PlannerService {
@@ -1203,103 +1205,134 @@ impl PlannerService {
         let requested = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
         // The request's limit, else the workflow's `deadline`, else the planner's default.
         let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
-        let idempotent;
-        // Choose the version, count the invocation in, and find the entry daemon, under one lock.
-        let route = {
-            let mut state = self.state();
-            let now = Instant::now();
-            state.next_invocation += 1;
-            let id = state.next_invocation;
-            let Some(deployed) = state.workflows.get(&req.workflow) else {
-                return Err(self.not_found_workflow(&state, &req.workflow));
-            };
-            let index = find_version(&req.workflow, deployed, req.version)?;
-            let in_flight: u64 = state
-                .workflows
-                .values()
-                .flat_map(|d| d.versions.iter())
-                .map(|v| v.in_flight)
-                .sum();
-            let limit = self.inner.config.max_in_flight;
-            if in_flight >= limit {
-                return Err(Status::resource_exhausted(format!(
-                    "overloaded: {in_flight} invocations are in flight on the planner (its --max-in-flight is {limit}); \
+        let mut idempotent: bool;
+        let mut replanned = false;
+        // Choose the version, count the invocation in, and find the entry daemon, under one
+        // lock; when the entry is lost, plan the workflow again onto the live workers (nothing
+        // has run yet, so that is safe for any workflow) and choose again, once.
+        let route = loop {
+            let route = 'route: {
+                let mut state = self.state();
+                let now = Instant::now();
+                state.next_invocation += 1;
+                let id = state.next_invocation;
+                let Some(deployed) = state.workflows.get(&req.workflow) else {
+                    return Err(self.not_found_workflow(&state, &req.workflow));
+                };
+                let index = find_version(&req.workflow, deployed, req.version)?;
+                let in_flight: u64 = state
+                    .workflows
+                    .values()
+                    .flat_map(|d| d.versions.iter())
+                    .map(|v| v.in_flight)
+                    .sum();
+                let limit = self.inner.config.max_in_flight;
+                if in_flight >= limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "overloaded: {in_flight} invocations are in flight on the planner (its --max-in-flight is {limit}); \
                      invocation of workflow `{}` refused, retry later",
-                    req.workflow
-                )));
-            }
-            let Some(deployed) = state.workflows.get(&req.workflow) else {
-                return Err(self.not_found_workflow(&state, &req.workflow));
-            };
-            let v = &deployed.versions[index];
-            if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
-                deadline = Duration::from_millis(ms);
-            }
-            idempotent = v.wf.idempotent();
-            if v.plan.mode == Mode::MasterSp {
-                let version = v.version;
-                if let Some(v) = state
-                    .workflows
-                    .get_mut(&req.workflow)
-                    .and_then(|d| d.versions.get_mut(index))
-                {
-                    v.in_flight += 1;
-                }
-                let guard = InFlight {
-                    service: self.clone(),
-                    workflow: req.workflow.clone(),
-                    version,
-                };
-                Route::Master { id, version, guard }
-            } else {
-                let Some(first) = entry_task(&v.wf, &v.plan) else {
-                    return Err(Status::failed_precondition(format!(
-                        "workflow `{}` has no task to start",
                         req.workflow
                     )));
+                }
+                let Some(deployed) = state.workflows.get(&req.workflow) else {
+                    return Err(self.not_found_workflow(&state, &req.workflow));
                 };
-                let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
-                let version = v.version;
-                let Some(w) = state.workers.get(&entry) else {
-                    return Err(Status::unavailable(format!(
-                        "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
+                let v = &deployed.versions[index];
+                if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
+                    deadline = Duration::from_millis(ms);
+                }
+                idempotent = v.wf.idempotent();
+                if v.plan.mode == Mode::MasterSp {
+                    let version = v.version;
+                    if let Some(v) = state
+                        .workflows
+                        .get_mut(&req.workflow)
+                        .and_then(|d| d.versions.get_mut(index))
+                    {
+                        v.in_flight += 1;
+                    }
+                    let guard = InFlight {
+                        service: self.clone(),
+                        workflow: req.workflow.clone(),
+                        version,
+                    };
+                    Route::Master { id, version, guard }
+                } else {
+                    let Some(first) = entry_task(&v.wf, &v.plan) else {
+                        return Err(Status::failed_precondition(format!(
+                            "workflow `{}` has no task to start",
+                            req.workflow
+                        )));
+                    };
+                    let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
+                    let version = v.version;
+                    let Some(w) = state.workers.get(&entry) else {
+                        return Err(Status::unavailable(format!(
+                            "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
                      start its daemon or deploy the workflow again",
-                        req.workflow
-                    )));
-                };
-                if self.is_lost(w, now) {
+                            req.workflow
+                        )));
+                    };
+                    if self.is_lost(w, now) {
+                        let message = format!(
+                            "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
+                     (no heartbeat for {} ms)",
+                            w.grpc_addr,
+                            req.workflow,
+                            now.duration_since(w.last_seen).as_millis()
+                        );
+                        break 'route Route::EntryLost { entry, message };
+                    }
+                    let entry = Target {
+                        name: entry,
+                        addr: w.grpc_addr,
+                    };
+                    let client = w.client.clone();
+                    if let Some(v) = state
+                        .workflows
+                        .get_mut(&req.workflow)
+                        .and_then(|d| d.versions.get_mut(index))
+                    {
+                        v.in_flight += 1;
+                    }
+                    let guard = InFlight {
+                        service: self.clone(),
+                        workflow: req.workflow.clone(),
+                        version,
+                    };
+                    Route::Worker {
+                        id,
+                        version,
+                        entry,
+                        client: Box::new(client),
+                        guard,
+                    }
+                }
+            };
+            match route {
+                Route::EntryLost { entry, message } if req.version.is_none() && !replanned => {
+                    replanned = true;
+                    let replan = tokio::time::timeout(deadline, self.replan_without(&req.workflow, &entry)).await;
+                    match replan {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(why)) => {
+                            return Err(Status::unavailable(format!(
+                                "{message}; planning it again onto the live workers failed: {why}"
+                            )));
+                        }
+                        Err(_) => {
+                            return Err(Status::unavailable(format!(
+                                "{message}; it was not planned again onto the live workers within the deadline"
+                            )));
+                        }
+                    }
+                }
+                Route::EntryLost { message, .. } => {
                     return Err(Status::unavailable(format!(
-                        "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
-                     (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
-                        w.grpc_addr,
-                        req.workflow,
-                        now.duration_since(w.last_seen).as_millis()
+                        "{message}; deploy the workflow again to plan it onto the live workers"
                     )));
                 }
-                let entry = Target {
-                    name: entry,
-                    addr: w.grpc_addr,
-                };
-                let client = w.client.clone();
-                if let Some(v) = state
-                    .workflows
-                    .get_mut(&req.workflow)
-                    .and_then(|d| d.versions.get_mut(index))
-                {
-                    v.in_flight += 1;
-                }
-                let guard = InFlight {
-                    service: self.clone(),
-                    workflow: req.workflow.clone(),
-                    version,
-                };
-                Route::Worker {
-                    id,
-                    version,
-                    entry,
-                    client: Box::new(client),
-                    guard,
-                }
+                route => break route,
             }
         };
         let (id, version, entry, mut client, guard) = match route {
@@ -1325,6 +1358,7 @@ impl PlannerService {
                 client,
                 guard,
             } => (id, version, entry, *client, guard),
+            Route::EntryLost { message, .. } => return Err(Status::unavailable(message)),
         };
         let message = pb::DaemonInvokeRequest {
             workflow: req.workflow.clone(),
