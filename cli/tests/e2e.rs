@@ -498,6 +498,7 @@ fn a_deadline_ends_the_invocation_and_stops_what_runs() {
     h.install(
         "name: late\ndeadline: 400ms\nfunctions:\n  echo: {pack: testkit, outputs: {out: bytes}}\n  hang: {pack: testkit, outputs: {out: bytes}}\nsteps:\n  - task: first\n    function: echo\n    inputs: {in: input.text}\n  - task: bad\n    function: hang\n    inputs: {in: first.out}\n",
     );
+    let started = h.daemon.stats().expect("stats").instances_started;
     let start = Instant::now();
     let r = h.invoke("late", json!({"text": "x"}));
     let took = start.elapsed();
@@ -510,9 +511,7 @@ fn a_deadline_ends_the_invocation_and_stops_what_runs() {
         took >= Duration::from_millis(400) && took < Duration::from_secs(10),
         "{took:?}"
     );
-    // `invoke` checked that nothing is held; the hung instance was stopped, and the daemon
-    // serves on with a new one.
-    let started = h.daemon.stats().expect("stats").instances_started;
+    // `invoke` checked that nothing is held: the hung call was stopped with its instance.
     let (tx, rx) = std::sync::mpsc::channel();
     // A deadline given with the invocation wins over the workflow's.
     h.daemon.invoke_within(
@@ -528,10 +527,13 @@ fn a_deadline_ends_the_invocation_and_stops_what_runs() {
     let r = rx.recv().expect("report").expect("started");
     assert!(failed(&r).contains("deadline of 150 ms"), "{}", failed(&r));
     h.assert_clean();
-    assert!(
-        h.daemon.stats().expect("stats").instances_started > started,
-        "the hung instance was replaced"
-    );
+    // The second `hang` call could not use the stopped instance: a new one was started for it
+    // (its start may complete after the invocation's short deadline, so wait for it).
+    let replaced = Instant::now() + Duration::from_secs(10);
+    while h.daemon.stats().expect("stats").instances_started <= started {
+        assert!(Instant::now() < replaced, "the hung instance was not replaced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     h.install(&format!(
         "name: fine\n{TESTKIT}steps:\n  - task: echo\n    inputs: {{in: input.text}}\noutput:\n  out: echo.out\n"
     ));
