@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::io::message::{ControlMessage, ObjectHeader};
 use crate::io::peer::{PeerConnection, PeerEndpoint, PeerError};
 use crate::runtime::PeerSettings;
-use crate::store::allocator::Extent;
+use crate::store::arena::Extent;
 
 /// What the network tells the loop.
 pub(crate) enum NetEvent {
@@ -61,8 +61,8 @@ pub(crate) enum NetEvent {
 /// Where an arriving object's bytes go.
 #[derive(Debug, Clone)]
 pub(crate) enum Landing {
-    /// A reserved arena extent.
-    Arena(Extent),
+    /// A reserved arena extent, in this memory file (its segment's).
+    Arena(Extent, Arc<Region>),
     /// A file in the spill directory (the arena or the quota is full).
     File(PathBuf),
     /// Nowhere: the object is refused (its invocation is over, or it is empty).
@@ -71,8 +71,9 @@ pub(crate) enum Landing {
 
 /// Where an object to push is read from.
 pub(crate) enum Source {
-    /// Arena bytes (the object is pinned until [`NetEvent::Sent`]).
-    Arena { offset: u64, len: u64 },
+    /// Arena bytes, in `region` (their segment's; the object is pinned until
+    /// [`NetEvent::Sent`]).
+    Arena { region: Arc<Region>, offset: u64, len: u64 },
     /// A spill file.
     File(PathBuf),
     /// Bytes in memory (read back from the remote tier, or a workflow input sent to several
@@ -93,12 +94,11 @@ pub(crate) struct Net {
     endpoint: Arc<PeerEndpoint>,
     peers: Mutex<HashMap<String, mpsc::UnboundedSender<Outbound>>>,
     post: Post,
-    region: Arc<Region>,
 }
 
 impl Net {
     /// Binds the endpoint and starts accepting peers.
-    pub(crate) fn start(settings: &PeerSettings, region: Arc<Region>, post: Post) -> Result<Net, String> {
+    pub(crate) fn start(settings: &PeerSettings, post: Post) -> Result<Net, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("faasflow-net")
@@ -116,13 +116,12 @@ impl Net {
             })
             .map_err(|e| e.to_string())?;
         let endpoint = Arc::new(endpoint);
-        rt.spawn(accept_loop(endpoint.clone(), post.clone(), region.clone()));
+        rt.spawn(accept_loop(endpoint.clone(), post.clone()));
         Ok(Net {
             rt,
             endpoint,
             peers: Mutex::new(HashMap::new()),
             post,
-            region,
         })
     }
 
@@ -160,7 +159,6 @@ impl Net {
             addr,
             rx,
             self.post.clone(),
-            self.region.clone(),
         ));
     }
 }
@@ -179,7 +177,6 @@ async fn peer_task(
     addr: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     post: Post,
-    region: Arc<Region>,
 ) {
     let conn = match endpoint.connect(addr, &node).await {
         Ok(c) => Arc::new(c),
@@ -213,9 +210,9 @@ async fn peer_task(
                 }
             },
             Outbound::Object { header, source } => {
-                let (conn, post, region) = (conn.clone(), post.clone(), region.clone());
+                let (conn, post) = (conn.clone(), post.clone());
                 tokio::spawn(async move {
-                    let result = send_object(&conn, header, source, region).await;
+                    let result = send_object(&conn, header, source).await;
                     post(NetEvent::Sent {
                         object: header.object,
                         result: result.map_err(|e| e.to_string()),
@@ -244,10 +241,9 @@ async fn send_object(
     conn: &PeerConnection,
     header: ObjectHeader,
     source: Source,
-    region: Arc<Region>,
 ) -> Result<(), PeerError> {
     match source {
-        Source::Arena { offset, len } => {
+        Source::Arena { region, offset, len } => {
             conn.send_object(
                 header,
                 RegionReader {
@@ -290,7 +286,7 @@ impl AsyncRead for RegionReader {
     }
 }
 
-async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, region: Arc<Region>) {
+async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post) {
     loop {
         let handshake = match endpoint.incoming().await {
             Ok(h) => h,
@@ -300,11 +296,11 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, region: Arc<Region
                 continue;
             }
         };
-        let (post, region) = (post.clone(), region.clone());
+        let post = post.clone();
         tokio::spawn(async move {
             let remote = handshake.remote_address();
             match handshake.finish().await {
-                Ok(conn) => serve(Arc::new(conn), post, region).await,
+                Ok(conn) => serve(Arc::new(conn), post).await,
                 Err(e) => eprintln!("faasflow daemon: refused a peer at {remote}: {e}"),
             }
         });
@@ -312,14 +308,14 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, region: Arc<Region
 }
 
 /// Reads what one peer sends: its control messages in order, its objects in parallel.
-async fn serve(conn: Arc<PeerConnection>, post: Post, region: Arc<Region>) {
+async fn serve(conn: Arc<PeerConnection>, post: Post) {
     let node = conn.peer_node().to_owned();
     let objects = {
         let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
         tokio::spawn(async move {
             let peer = node.clone();
             conn.serve_objects(
-                move |obj| receive(obj, node.clone(), post.clone(), region.clone()),
+                move |obj| receive(obj, node.clone(), post.clone()),
                 move |e| {
                     if matches!(e, PeerError::Malformed { .. }) {
                         eprintln!("faasflow daemon: refused an object from worker `{peer}`: {e}");
@@ -348,7 +344,7 @@ async fn serve(conn: Arc<PeerConnection>, post: Post, region: Arc<Region>) {
     objects.abort();
 }
 
-async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post, region: Arc<Region>) {
+async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post) {
     let header = obj.header();
     let (tx, rx) = oneshot::channel();
     post(NetEvent::Incoming {
@@ -366,10 +362,11 @@ async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post,
             obj.refuse();
             return;
         }
-        Landing::Arena(e) => {
+        Landing::Arena(e, region) => {
             let base = e.offset;
             let mut sink = |offset: u64, chunk: &[u8]| {
-                if region.copy_in(base + offset, chunk) {
+                let inside = offset.checked_add(chunk.len() as u64).is_some_and(|end| end <= e.len);
+                if inside && region.copy_in(base + offset, chunk) {
                     Ok(())
                 } else {
                     Err(io::Error::other("the extent lies outside the arena"))

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faasflow_shm::handshake::{self, Hello, Welcome};
+use faasflow_shm::handshake::{self, Hello, Welcome, WelcomeFiles};
 use faasflow_shm::{Consumer, Producer, Region, Ring};
 
 use crate::container::{self, ContainerSpec, Docker, DockerLink};
@@ -200,6 +200,12 @@ pub struct SpawnRequest {
     pub ring_capacity: usize,
     /// Time allowed for start-up and handshake.
     pub timeout: Duration,
+    /// The arena segment of the instance's workflow: the only objects it can map.
+    pub arena: Arc<Region>,
+    /// That segment's number.
+    pub segment: u32,
+    /// Bytes at its start that are resident (mapped eagerly by the instance).
+    pub prefault: u64,
 }
 
 /// What the spawner and watchers report.
@@ -229,10 +235,10 @@ pub struct Spawner {
 
 impl Spawner {
     /// Starts the spawner; it posts [`Report`]s through `post` (which must wake the runtime)
-    /// and shares the arena with every instance. Container instances reach Docker through
-    /// `docker`.
+    /// and gives every instance the daemon's doorbell (at `doorbell_offset` in `bell`) and the
+    /// arena segment its request names. Container instances reach Docker through `docker`.
     pub fn start(
-        arena: Arc<Region>,
+        bell: Arc<Region>,
         doorbell_offset: u64,
         docker: Arc<DockerLink>,
         post: Arc<dyn Fn(Report) + Send + Sync>,
@@ -244,13 +250,13 @@ impl Spawner {
                 for req in rx {
                     let id = req.instance;
                     if let Launch::Container(_) = req.launch {
-                        let (arena, docker, to) = (arena.clone(), docker.clone(), post.clone());
+                        let (bell, docker, to) = (bell.clone(), docker.clone(), post.clone());
                         let started =
                             std::thread::Builder::new()
                                 .name(format!("faasflow-start-{id}"))
                                 .spawn(move || {
                                     let result =
-                                        start_container(&req, &arena, doorbell_offset, &docker, &to).map(Box::new);
+                                        start_container(&req, &bell, doorbell_offset, &docker, &to).map(Box::new);
                                     to(Report::Ready { instance: id, result });
                                 });
                         if let Err(e) = started {
@@ -261,7 +267,7 @@ impl Spawner {
                         }
                         continue;
                     }
-                    let result = start_instance(&req, &arena, doorbell_offset, &post).map(Box::new);
+                    let result = start_instance(&req, &bell, doorbell_offset, &post).map(Box::new);
                     post(Report::Ready { instance: id, result });
                 }
             })
@@ -284,7 +290,7 @@ type Handshaken = (Producer, Consumer, HashMap<String, u32>);
 fn handshake_with(
     req: &SpawnRequest,
     sock: &mut UnixStream,
-    arena: &Region,
+    bell: &Region,
     doorbell_offset: u64,
     fail: &dyn Fn(String) -> String,
 ) -> Result<Handshaken, String> {
@@ -322,14 +328,22 @@ fn handshake_with(
         .into_consumer();
     let welcome = Welcome {
         instance: req.instance,
-        segment: 0,
+        segment: req.segment,
+        prefault: req.prefault,
         doorbell: doorbell_offset,
         to_instance: to_instance_off as u64,
         to_daemon: to_daemon_off as u64,
         threads: req.threads,
     };
     welcome
-        .send(sock, arena.fd(), rings.fd())
+        .send(
+            sock,
+            WelcomeFiles {
+                arena: req.arena.fd(),
+                rings: rings.fd(),
+                bell: bell.fd(),
+            },
+        )
         .map_err(|e| fail(e.to_string()))?;
     handshake::recv_ready_by(sock, deadline).map_err(|e| fail(explain(e)))?;
     let functions = hello
@@ -344,7 +358,7 @@ fn handshake_with(
 
 fn start_instance(
     req: &SpawnRequest,
-    arena: &Arc<Region>,
+    bell: &Region,
     doorbell_offset: u64,
     post: &Arc<dyn Fn(Report) + Send + Sync>,
 ) -> Result<Ready, String> {
@@ -372,7 +386,7 @@ fn start_instance(
             }
         )
     };
-    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, arena, doorbell_offset, &fail)?;
+    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     watch(req.instance, sock, child.clone(), post.clone());
     Ok(Ready {
         handle: Handle::Process(child),
@@ -385,7 +399,7 @@ fn start_instance(
 
 fn start_container(
     req: &SpawnRequest,
-    arena: &Arc<Region>,
+    bell: &Region,
     doorbell_offset: u64,
     docker: &DockerLink,
     post: &Arc<dyn Fn(Report) + Send + Sync>,
@@ -409,7 +423,7 @@ fn start_container(
             container::short(&id)
         )
     };
-    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, arena, doorbell_offset, &fail)?;
+    let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     let pidfd = Arc::new(started.pidfd);
     watch_container(req.instance, sock, id.clone(), pidfd.clone(), docker, post.clone());
     Ok(Ready {

@@ -50,8 +50,7 @@ use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
 use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
-use crate::store::allocator::Extent;
-use crate::store::arena::{self, Arena};
+use crate::store::arena::{self, Arena, Extent};
 
 mod cluster;
 mod master;
@@ -465,7 +464,7 @@ impl Daemon {
         } else {
             None
         };
-        let spawner = Spawner::start(arena.region().clone(), arena::DOORBELL_OFFSET, docker.clone(), post);
+        let spawner = Spawner::start(arena.bell().clone(), arena::DOORBELL_OFFSET, docker.clone(), post);
         let net = match &config.peer {
             None => None,
             Some(settings) if settings.identity.name() != config.name => {
@@ -479,7 +478,7 @@ impl Daemon {
                 let post_to = shared.clone();
                 let post: Arc<dyn Fn(NetEvent) + Send + Sync> = Arc::new(move |e| post_to.post(Msg::Net(e)));
                 Some(
-                    Net::start(settings, arena.region().clone(), post)
+                    Net::start(settings, post)
                         .map_err(|e| DaemonError::Start(format!("peer transport on {}: {e}", settings.bind)))?,
                 )
             }
@@ -764,6 +763,9 @@ impl Drop for Daemon {
 /// A workflow version: (name, version), shared (cloned on every call).
 type WfKey = Arc<(String, u64)>;
 
+/// Most bytes of a new workflow version's arena segment allocated at install.
+const PREFAULT_BYTES: u64 = 32 << 20;
+
 /// The timeout of an abandoned call whose workflow is no longer installed, ms.
 const DEFAULT_ABANDONED_TIMEOUT_MS: u64 = 60_000;
 
@@ -783,6 +785,8 @@ struct Site {
 struct Installed {
     wf: Arc<Workflow>,
     quota: u64,
+    /// Its arena segment: its objects, mapped by its instances alone.
+    segment: u32,
     sites: HashMap<u32, Site>,
     placement: Placement,
     /// Dropped: removed when its last invocation ends.
@@ -815,6 +819,8 @@ struct Installed {
 struct PoolKey {
     runner: Runner,
     domain: String,
+    /// The arena segment its instances map (a version installed again gets new pools).
+    segment: u32,
 }
 
 struct Pool {
@@ -823,6 +829,8 @@ struct Pool {
     /// serves, and whether any asks for a network.
     limits: (u64, u64, bool),
     pack_name: String,
+    /// The arena segment of its workflow version (the only one its instances map).
+    segment: u32,
     instances: Vec<u32>,
     spawning: usize,
     queue: VecDeque<u64>,
@@ -1059,6 +1067,9 @@ struct Runtime {
     config: DaemonConfig,
     engine: Engine,
     arena: Arena,
+    /// The daemon's own arena segment, mapped by no instance: objects that arrive before their
+    /// invocation is known here land in it (and are copied for their readers).
+    private_segment: u32,
     spawner: Spawner,
     shared: Arc<Shared>,
     origin: Instant,
@@ -1132,6 +1143,9 @@ impl Runtime {
     ) -> Self {
         let engine = Engine::new(EngineConfig { seed: config.seed });
         let frame_buf = vec![0u8; config.ring_capacity];
+        let mut arena = arena;
+        // Without it, early arrivals go to spill files.
+        let private_segment = arena.add_segment("daemon", 0).unwrap_or(u32::MAX);
         Runtime {
             probe,
             probe_failed: false,
@@ -1141,6 +1155,7 @@ impl Runtime {
             config,
             engine,
             arena,
+            private_segment,
             spawner,
             shared,
             origin: Instant::now(),
@@ -1342,7 +1357,7 @@ impl Runtime {
         self.engine.uninstall(&key.0, key.1);
         let n = self.in_flight(&key);
         if n == 0 {
-            self.installed.remove(&key);
+            self.uninstall(&key);
         }
         Ok(n)
     }
@@ -1484,6 +1499,26 @@ impl Runtime {
         placement: Placement,
         listed: &Listed,
     ) -> Result<HashSet<u32>, DaemonError> {
+        let label = format!("{}@{}", wf.name, plan.version);
+        let segment = self.arena.add_segment(&label, 0).map_err(|e| {
+            DaemonError::Install(format!("workflow `{}`: cannot create its arena segment: {e}", wf.name))
+        })?;
+        let result = self.install_in(segment, wf, plan, placement, listed);
+        if result.is_err() {
+            self.arena.drop_segment(segment);
+        }
+        result
+    }
+
+    /// [`Runtime::install`] with the workflow version's new arena `segment`.
+    fn install_in(
+        &mut self,
+        segment: u32,
+        wf: Arc<Workflow>,
+        plan: Plan,
+        placement: Placement,
+        listed: &Listed,
+    ) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
         let key = Arc::new((wf.name.clone(), version));
@@ -1530,7 +1565,7 @@ impl Runtime {
                 Isolation::Thread => format!("{}@{version}/group-{group}", wf.name),
                 Isolation::Process | Isolation::Container => format!("{}@{version}/{name}", wf.name),
             };
-            let pkey = PoolKey { runner, domain };
+            let pkey = PoolKey { runner, domain, segment };
             let limits = (
                 task.spec.memory_mib << 20,
                 u64::from(task.spec.cpu_millis),
@@ -1547,6 +1582,7 @@ impl Runtime {
                         key: pkey.clone(),
                         limits,
                         pack_name: pack_name.clone(),
+                        segment,
                         instances: Vec::new(),
                         spawning: 0,
                         queue: VecDeque::new(),
@@ -1666,11 +1702,15 @@ impl Runtime {
         }
         staged_readers.retain(|i, _| !in_bodies.contains(i));
         let successor_pools = successor_pools(&wf, &sites);
+        // The pages of its first objects are allocated now rather than by its first calls (a
+        // bounded amount: zeroing pages holds the loop).
+        self.arena.prefault(segment, quota.min(PREFAULT_BYTES));
         self.installed.insert(
             key,
             Installed {
                 wf,
                 quota,
+                segment,
                 sites,
                 placement,
                 dropping: false,
@@ -1701,6 +1741,15 @@ impl Runtime {
         self.next_instance += 1;
         self.pools[pool].spawning += 1;
         self.starting.insert(id, pool);
+        let segment = self.pools[pool].segment;
+        let Some(arena_region) = self.arena.region(segment).cloned() else {
+            // Its workflow version is gone: nothing is left for an instance to do.
+            self.shared.post(Msg::Pool(pool::Report::Ready {
+                instance: id,
+                result: Err(format!("the workflow version of pool `{}` is no longer installed", self.pools[pool].key.domain)),
+            }));
+            return id;
+        };
         let (memory_bytes, cpu_millis, network) = self.pools[pool].limits;
         let launch = match &self.pools[pool].key.runner {
             Runner::Process(c) => Launch::Process(c.clone()),
@@ -1717,6 +1766,9 @@ impl Runtime {
             threads: self.config.threads,
             ring_capacity: self.config.ring_capacity,
             timeout: self.config.spawn_timeout,
+            arena: arena_region,
+            segment,
+            prefault: self.arena.prefaulted(segment),
         });
         id
     }
@@ -2148,6 +2200,7 @@ impl Runtime {
         let outputs = call.outputs.clone();
         let (synthetic, step) = (call.synthetic, call.step.clone());
         let capacity = self.arena.capacity();
+        let segment = self.segment_of(&call.wf);
         let t = Instant::now();
         let mut copied = false;
         for (name, v) in inputs {
@@ -2179,7 +2232,7 @@ impl Runtime {
                         continue;
                     }
                     let len = bytes.len() as u64;
-                    let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
+                    let e = self.alloc_or_spill(segment, len, &call.reads).map_err(|e| {
                         no_room(
                             len,
                             capacity,
@@ -2189,9 +2242,9 @@ impl Runtime {
                         )
                     })?;
                     call.temps.push(e);
-                    self.arena.write(e.offset, bytes);
+                    self.arena.write(e, 0, bytes);
                     Value::One(frame::ObjectRef {
-                        segment: 0,
+                        segment: e.segment,
                         offset: e.offset,
                         len,
                     })
@@ -2209,11 +2262,11 @@ impl Runtime {
                 *size
             };
             if *size > 0 && (synthetic || *size <= capacity) {
-                match self.alloc_or_spill(*size, &call.reads) {
+                match self.alloc_or_spill(segment, *size, &call.reads) {
                     Ok(e) => {
                         call.extents.push((name.clone(), e));
                         r = frame::ObjectRef {
-                            segment: 0,
+                            segment: e.segment,
                             offset: e.offset,
                             len: *size,
                         };
@@ -2260,6 +2313,7 @@ impl Runtime {
     /// The arena reference of object `id` for `call` (reloaded if it was spilled).
     fn input_ref(&mut self, call: &mut Call, id: u64) -> Result<frame::ObjectRef, Unprepared> {
         let capacity = self.arena.capacity();
+        let segment = self.segment_of(&call.wf);
         let obj = self
             .objects
             .get(&id)
@@ -2268,15 +2322,34 @@ impl Runtime {
         match &obj.place {
             Place::Empty => Ok(frame::ObjectRef::default()),
             Place::Pending => Err(Unprepared::Fatal(format!("object {id} has not arrived"))),
-            Place::Arena(e) => Ok(frame::ObjectRef {
-                segment: 0,
+            Place::Arena(e) if e.segment == segment => Ok(frame::ObjectRef {
+                segment: e.segment,
                 offset: e.offset,
                 len: obj.len,
             }),
+            Place::Arena(e) => {
+                // In another workflow version's segment, which the call's instance does not
+                // map (not made by this daemon's own objects): it gets a copy in its own.
+                let (from, len, producer) = (*e, obj.len, obj.producer.clone());
+                let bytes = self
+                    .arena
+                    .read(from, len)
+                    .ok_or_else(|| Unprepared::Fatal(format!("the output of `{producer}` lies outside the arena")))?;
+                let e = self.alloc_or_spill(segment, len, &call.reads).map_err(|e| {
+                    no_room(len, capacity, format!("cannot copy the output of `{producer}`: {e}"))
+                })?;
+                call.temps.push(e);
+                self.arena.write(e, 0, &bytes);
+                Ok(frame::ObjectRef {
+                    segment: e.segment,
+                    offset: e.offset,
+                    len,
+                })
+            }
             Place::Spilled(path) => {
                 let t = Instant::now();
                 let (len, path, producer) = (obj.len, path.clone(), obj.producer.clone());
-                let e = self.alloc_or_spill(len, &call.reads).map_err(|e| {
+                let e = self.alloc_or_spill(segment, len, &call.reads).map_err(|e| {
                     no_room(
                         len,
                         capacity,
@@ -2291,12 +2364,12 @@ impl Runtime {
                 while at < len {
                     let n = ((len - at) as usize).min(buf.len());
                     f.read_exact(&mut buf[..n]).map_err(fatal)?;
-                    self.arena.write(e.offset + at, &buf[..n]);
+                    self.arena.write(e, at, &buf[..n]);
                     at += n as u64;
                 }
                 call.reload_us.insert(id, ("spill", us(t.elapsed())));
                 Ok(frame::ObjectRef {
-                    segment: 0,
+                    segment: e.segment,
                     offset: e.offset,
                     len,
                 })
@@ -2321,13 +2394,13 @@ impl Runtime {
                     )));
                 }
                 let e = self
-                    .alloc_or_spill(len, &call.reads)
+                    .alloc_or_spill(segment, len, &call.reads)
                     .map_err(|e| no_room(len, capacity, format!("cannot load the output of `{producer}`: {e}")))?;
                 call.temps.push(e);
-                self.arena.write(e.offset, &bytes);
+                self.arena.write(e, 0, &bytes);
                 call.reload_us.insert(id, (tier, us(t.elapsed())));
                 Ok(frame::ObjectRef {
-                    segment: 0,
+                    segment: e.segment,
                     offset: e.offset,
                     len,
                 })
@@ -2803,8 +2876,9 @@ impl Runtime {
 
     fn grant(&mut self, inst_id: u32, a: frame::Alloc) {
         let owned = self.calls.get(&a.call).is_some_and(|c| c.instance == Some(inst_id));
+        let segment = self.calls.get(&a.call).map_or(u32::MAX, |c| self.segment_of(&c.wf));
         let allocated = if owned {
-            Some(self.alloc_or_spill(a.len.max(1), &[]))
+            Some(self.alloc_or_spill(segment, a.len.max(1), &[]))
         } else {
             None
         };
@@ -2813,7 +2887,7 @@ impl Runtime {
                 Ok(e) => {
                     call.extents.push((a.name.clone(), e));
                     Ok(frame::ObjectRef {
-                        segment: 0,
+                        segment: e.segment,
                         offset: e.offset,
                         len: e.len,
                     })
@@ -2907,13 +2981,13 @@ impl Runtime {
                 return Err(format!("it reported output `{name}` twice"));
             }
             if r.len == 0 {
-                used.push((name.clone(), Extent { offset: 0, len: 0 }, 0));
+                used.push((name.clone(), Extent { segment: 0, offset: 0, len: 0 }, 0));
                 continue;
             }
             let Some((_, e)) = call
                 .extents
                 .iter()
-                .find(|(n, e)| n == name && r.segment == 0 && r.offset == e.offset && r.len <= e.len)
+                .find(|(n, e)| n == name && r.segment == e.segment && r.offset == e.offset && r.len <= e.len)
             else {
                 return Err(format!(
                     "it reported output `{name}` outside the room the daemon gave it (protocol violation)"
@@ -2941,7 +3015,7 @@ impl Runtime {
             let bytes = if *len == 0 {
                 Vec::new()
             } else {
-                self.arena.read(e.offset, *len).unwrap_or_default()
+                self.arena.read(*e, *len).unwrap_or_default()
             };
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| {
                 format!(
@@ -3027,8 +3101,8 @@ impl Runtime {
 
     /// Reserves `len` bytes; when the arena is full, first moves sealed objects that no call
     /// holds (nor `pinned`) to the spill directory, largest first, until the bytes fit.
-    fn alloc_or_spill(&mut self, len: u64, pinned: &[u64]) -> Result<Extent, arena::ArenaFull> {
-        match self.arena.alloc(len) {
+    fn alloc_or_spill(&mut self, segment: u32, len: u64, pinned: &[u64]) -> Result<Extent, arena::ArenaFull> {
+        match self.arena.alloc(segment, len) {
             Ok(e) => return Ok(e),
             Err(full) if len > self.arena.capacity() => return Err(full),
             Err(_) => {}
@@ -3051,16 +3125,16 @@ impl Runtime {
         // Spill nothing when even spilling everything movable could not make room.
         let could_free: u64 = movable.iter().map(|(len, _)| len).sum();
         if self.arena.capacity() - self.arena.used() + could_free < len {
-            return self.arena.alloc(len);
+            return self.arena.alloc(segment, len);
         }
         movable.sort_unstable_by(|a, b| b.cmp(a));
         for (_, id) in movable {
             self.spill(id);
-            if let Ok(e) = self.arena.alloc(len) {
+            if let Ok(e) = self.arena.alloc(segment, len) {
                 return Ok(e);
             }
         }
-        self.arena.alloc(len)
+        self.arena.alloc(segment, len)
     }
 
     /// Moves an object out of the arena into the spill directory.
@@ -3075,7 +3149,7 @@ impl Runtime {
                 obj.invocation,
                 format!("spill/{}/{id}", self.config.name),
             );
-            let bytes = self.arena.read(e.offset, obj.len).unwrap_or_default();
+            let bytes = self.arena.read(e, obj.len).unwrap_or_default();
             match self.remote_put(&key, &bytes) {
                 Ok(()) => {
                     let place = Place::Remote {
@@ -3099,7 +3173,7 @@ impl Runtime {
             let mut at = 0u64;
             while at < obj.len {
                 let n = ((obj.len - at) as usize).min(buf.len());
-                self.arena.read_into(e.offset + at, &mut buf[..n]);
+                self.arena.read_into(e, at, &mut buf[..n]);
                 f.write_all(&buf[..n])?;
                 at += n as u64;
             }
@@ -3171,9 +3245,7 @@ impl Runtime {
         self.forget(invocation);
         let Some(reply) = inv.reply.take() else {
             // Not the entry: the entry reports.
-            if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
-                self.installed.remove(&inv.wf);
-            }
+            self.remove_if_dropped(&inv.wf);
             return;
         };
         let e2e_us = us(inv.start.elapsed());
@@ -3221,9 +3293,27 @@ impl Runtime {
         };
         reply(Ok(report));
         self.let_go(&results);
-        if self.installed.get(&inv.wf).is_some_and(|i| i.dropping) && self.in_flight(&inv.wf) == 0 {
-            self.installed.remove(&inv.wf);
+        self.remove_if_dropped(&inv.wf);
+    }
+
+    /// Removes a dropped workflow version once it runs nothing, and lets its arena segment go
+    /// (as soon as it holds no object).
+    fn remove_if_dropped(&mut self, wf: &WfKey) {
+        if self.installed.get(wf).is_some_and(|i| i.dropping) && self.in_flight(wf) == 0 {
+            self.uninstall(wf);
         }
+    }
+
+    fn uninstall(&mut self, wf: &WfKey) {
+        if let Some(i) = self.installed.remove(wf) {
+            self.arena.drop_segment(i.segment);
+        }
+    }
+
+    /// The arena segment of workflow version `wf` (`u32::MAX`, which holds nothing, when it is
+    /// not installed).
+    fn segment_of(&self, wf: &WfKey) -> u32 {
+        self.installed.get(wf).map_or(u32::MAX, |i| i.segment)
     }
 
     /// An invocation's result objects are read: those released meanwhile are freed.
@@ -3271,7 +3361,7 @@ impl Runtime {
             return summary;
         }
         let bytes = match self.objects.get(&r.id).map(|o| &o.place) {
-            Some(Place::Arena(e)) => self.arena.read(e.offset, r.len),
+            Some(Place::Arena(e)) => self.arena.read(*e, r.len),
             Some(Place::Spilled(p)) => std::fs::read(p).ok(),
             Some(Place::Empty) => Some(Vec::new()),
             Some(Place::Remote { key, .. }) => self.remote_get(key).ok(),

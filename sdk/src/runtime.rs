@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use faasflow_shm::doorbell::{DOORBELL_LEN, DoorbellError};
+use faasflow_shm::doorbell::DoorbellError;
 use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status};
 use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, INSTANCE_SOCKET_ENV, PROTOCOL_VERSION, Welcome};
 use faasflow_shm::ring::{AttachError, PushError};
@@ -233,22 +233,27 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
         functions: pack.function_names().map(str::to_owned).collect(),
     }
     .send(&mut sock)?;
-    let (welcome, arena_fd, rings_fd) = Welcome::recv(&mut sock)?;
-    let arena = Arc::new(Region::open(arena_fd).map_err(|source| ServeError::Map { what: "arena", source })?);
-    let rings = Arc::new(Region::open(rings_fd).map_err(|source| ServeError::Map { what: "rings", source })?);
+    let (welcome, files) = Welcome::recv(&mut sock)?;
+    // The arena segment of this instance's workflow is sparse: mapped eagerly only where the
+    // daemon says its pages are (mapping all of it eagerly would allocate all of it).
+    let arena = Arc::new(Region::open_sparse(files.arena).map_err(|source| ServeError::Map { what: "arena", source })?);
+    arena
+        .prefault(welcome.prefault)
+        .map_err(|source| ServeError::Map { what: "arena", source })?;
+    let rings = Arc::new(Region::open(files.rings).map_err(|source| ServeError::Map { what: "rings", source })?);
+    let bell = Arc::new(Region::open(files.bell).map_err(|source| ServeError::Map { what: "doorbell", source })?);
     let ring = |what, offset: u64| {
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         Ring::attach(&rings, offset).map_err(|source| ServeError::Ring { what, source })
     };
     let consumer = ring("invocation", welcome.to_instance)?.into_consumer();
     let producer = ring("completion", welcome.to_daemon)?.into_producer();
-    let doorbell = Doorbell::attach(&arena, usize::try_from(welcome.doorbell).unwrap_or(usize::MAX))?;
-    let forbidden = welcome.doorbell..welcome.doorbell + DOORBELL_LEN as u64;
+    let doorbell = Doorbell::attach(&bell, usize::try_from(welcome.doorbell).unwrap_or(usize::MAX))?;
     let functions = pack.len();
     // Mapped (and pre-faulted) and attached: calls may come.
     faasflow_shm::handshake::send_ready(&mut sock)?;
     let runtime = Arc::new(Runtime {
-        arena: Arena::new(arena, welcome.segment, forbidden),
+        arena: Arena::new(arena, welcome.segment),
         pack,
         consumer: Mutex::new(Reader {
             buf: vec![0; consumer.max_frame_len()],

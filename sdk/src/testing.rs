@@ -302,7 +302,7 @@ impl TestCall {
                 _ => {}
             }
         }
-        let arena = Arena::new(region.clone(), SEGMENT, 0..0);
+        let arena = Arena::new(region.clone(), SEGMENT);
         let grants = TestGrants {
             state: Mutex::new((spare_start, Vec::new())),
             end: end as u64,

@@ -231,19 +231,6 @@ fn bad_object_refs_fail_the_call_as_protocol_violations() {
         ),
         (
             "echo",
-            vec![(
-                "in",
-                Value::One(ObjectRef {
-                    offset: 0,
-                    len: 100,
-                    ..input
-                }),
-            )],
-            vec![("out", room)],
-            "doorbell",
-        ),
-        (
-            "echo",
             vec![("in", Value::One(input))],
             vec![("out", input)],
             "overlaps input `in`",

@@ -4,10 +4,12 @@
 //! number in [`INSTANCE_FD_ENV`], and waits for:
 //! 1. instance → daemon: [`Hello`] (protocol version, pack name, process id, the pack's
 //!    functions in the order [`crate::frame::Invoke::function`] indexes them);
-//! 2. daemon → instance: [`Welcome`] with two memory files passed as `SCM_RIGHTS`: the arena
-//!    (objects, and the daemon's doorbell) and the instance's ring pair;
-//! 3. instance → daemon: one byte, [`READY`], once it has mapped (and pre-faulted) both and
-//!    attached to its rings: the daemon sends no call before ([`send_ready`], [`recv_ready`]).
+//! 2. daemon → instance: [`Welcome`] with three memory files passed as `SCM_RIGHTS`: the arena
+//!    segment of the instance's workflow (its objects, and no other workflow's), the
+//!    instance's ring pair, and the daemon's doorbell;
+//! 3. instance → daemon: one byte, [`READY`], once it has mapped all three (pre-faulting what
+//!    [`Welcome::prefault`] says is resident) and attached to its rings: the daemon sends no
+//!    call before ([`send_ready`], [`recv_ready`]).
 //!
 //! After that the socket carries nothing. It stays open: its end-of-file tells the instance
 //! that the daemon is gone (and the daemon, that the instance is).
@@ -28,7 +30,7 @@ pub const INSTANCE_FD_ENV: &str = "FAASFLOW_INSTANCE_FD";
 /// to it and the handshake goes on as with an inherited socket.
 pub const INSTANCE_SOCKET_ENV: &str = "FAASFLOW_INSTANCE_SOCKET";
 /// Protocol version; a daemon refuses an instance that speaks another one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest handshake message, in bytes.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Most functions a pack may announce.
@@ -50,15 +52,19 @@ pub struct Hello {
     pub functions: Vec<String>,
 }
 
-/// Daemon → instance: where everything is. Sent with two fds: the arena's memory file, then
-/// the memory file of the instance's rings.
+/// Daemon → instance: where everything is. Sent with three fds: the memory file of the arena
+/// segment of the instance's workflow, the memory file of the instance's rings, and the memory
+/// file holding the daemon's doorbell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
     /// The instance's id, for its logs.
     pub instance: u32,
     /// Segment number of the arena in [`crate::frame::ObjectRef::segment`].
     pub segment: u32,
-    /// Offset of the daemon's [`crate::Doorbell`] in the arena.
+    /// Bytes at the start of the segment that are resident: the instance maps them eagerly
+    /// (the rest of the segment is mapped as it is first touched).
+    pub prefault: u64,
+    /// Offset of the daemon's [`crate::Doorbell`] in the doorbell's file.
     pub doorbell: u64,
     /// Offset of the daemon → instance ring (invocations, grants) in the rings file.
     pub to_instance: u64,
@@ -84,8 +90,8 @@ pub enum HandshakeError {
         /// The instance's version.
         got: u32,
     },
-    /// The welcome did not carry the two memory files.
-    #[error("welcome carried {0} file descriptors, expected 2")]
+    /// The welcome did not carry the three memory files.
+    #[error("welcome carried {0} file descriptors, expected 3")]
     Fds(usize),
 }
 
@@ -303,26 +309,22 @@ impl Hello {
 }
 
 impl Welcome {
-    /// Sends this welcome with the arena's and the rings' memory files.
-    pub fn send(
-        &self,
-        sock: &mut UnixStream,
-        arena: BorrowedFd<'_>,
-        rings: BorrowedFd<'_>,
-    ) -> Result<(), HandshakeError> {
+    /// Sends this welcome with the memory files of the arena segment, the rings and the
+    /// doorbell.
+    pub fn send(&self, sock: &mut UnixStream, files: WelcomeFiles<BorrowedFd<'_>>) -> Result<(), HandshakeError> {
         let mut b = vec![KIND_WELCOME];
         for v in [self.instance, self.segment] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        for v in [self.doorbell, self.to_instance, self.to_daemon] {
+        for v in [self.prefault, self.doorbell, self.to_instance, self.to_daemon] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.threads.to_le_bytes());
-        send_message(sock, &b, &[arena, rings])
+        send_message(sock, &b, &[files.arena, files.rings, files.bell])
     }
 
-    /// Receives a welcome and its two memory files (arena, rings).
-    pub fn recv(sock: &mut UnixStream) -> Result<(Welcome, OwnedFd, OwnedFd), HandshakeError> {
+    /// Receives a welcome and its three memory files.
+    pub fn recv(sock: &mut UnixStream) -> Result<(Welcome, WelcomeFiles<OwnedFd>), HandshakeError> {
         let (body, fds) = recv_message(sock, None)?;
         let mut r = Cursor(&body);
         if r.u8()? != KIND_WELCOME {
@@ -331,6 +333,7 @@ impl Welcome {
         let w = Welcome {
             instance: r.u32()?,
             segment: r.u32()?,
+            prefault: r.u64()?,
             doorbell: r.u64()?,
             to_instance: r.u64()?,
             to_daemon: r.u64()?,
@@ -339,11 +342,22 @@ impl Welcome {
         r.end()?;
         let n = fds.len();
         let mut fds = fds.into_iter();
-        match (fds.next(), fds.next(), n) {
-            (Some(arena), Some(rings), 2) => Ok((w, arena, rings)),
+        match (fds.next(), fds.next(), fds.next(), n) {
+            (Some(arena), Some(rings), Some(bell), 3) => Ok((w, WelcomeFiles { arena, rings, bell })),
             _ => Err(HandshakeError::Fds(n)),
         }
     }
+}
+
+/// The memory files a [`Welcome`] carries.
+#[derive(Debug)]
+pub struct WelcomeFiles<F> {
+    /// The arena segment of the instance's workflow.
+    pub arena: F,
+    /// The instance's ring pair.
+    pub rings: F,
+    /// The daemon's doorbell (at [`Welcome::doorbell`]).
+    pub bell: F,
 }
 
 fn put_str(b: &mut Vec<u8>, s: &str) -> Result<(), HandshakeError> {
@@ -574,25 +588,33 @@ mod tests {
 
         let arena = Arc::new(crate::Region::create("hs-arena", 8192).expect("memfd"));
         let rings = crate::Region::create("hs-rings", 4096).expect("memfd");
+        let bell = crate::Region::create("hs-bell", 4096).expect("memfd");
         // SAFETY: (test) offset 100 is inside the 8192-byte mapping; writing one byte through
         // a raw pointer, before any other process maps it.
         unsafe { arena.as_ptr().add(100).write(0xab) };
         let welcome = Welcome {
             instance: 3,
             segment: 0,
+            prefault: 4096,
             doorbell: 64,
             to_instance: 0,
             to_daemon: 4096,
             threads: 8,
         };
-        welcome.send(&mut b, arena.fd(), rings.fd()).expect("send welcome");
-        let (got, arena_fd, rings_fd) = Welcome::recv(&mut a).expect("recv welcome");
+        let files = WelcomeFiles {
+            arena: arena.fd(),
+            rings: rings.fd(),
+            bell: bell.fd(),
+        };
+        welcome.send(&mut b, files).expect("send welcome");
+        let (got, files) = Welcome::recv(&mut a).expect("recv welcome");
         assert_eq!(got, welcome);
-        let mapped = crate::Region::open(arena_fd).expect("map arena");
+        let mapped = crate::Region::open(files.arena).expect("map arena");
         assert_eq!(mapped.len(), 8192);
         // SAFETY: (test) offset 100 is inside the mapping; the writer above is done.
         assert_eq!(unsafe { mapped.as_ptr().add(100).read() }, 0xab, "the same pages");
-        assert_eq!(crate::Region::open(rings_fd).expect("map rings").len(), 4096);
+        assert_eq!(crate::Region::open(files.rings).expect("map rings").len(), 4096);
+        assert_eq!(crate::Region::open(files.bell).expect("map bell").len(), 4096);
         let _ = rings.fd().as_fd();
     }
 
@@ -650,7 +672,7 @@ mod tests {
     fn a_welcome_without_its_files_is_refused() {
         let (mut a, mut b) = UnixStream::pair().expect("socketpair");
         let mut body = vec![KIND_WELCOME];
-        body.extend_from_slice(&[0; 4 + 4 + 8 * 3 + 4]);
+        body.extend_from_slice(&[0; 4 + 4 + 8 * 4 + 4]);
         send_message(&mut b, &body, &[]).expect("send");
         assert!(matches!(Welcome::recv(&mut a), Err(HandshakeError::Fds(0))));
     }

@@ -31,6 +31,16 @@ impl Region {
     /// make our accesses fault), and maps it, pre-faulted. The fd is close-on-exec; pass it to a
     /// child explicitly (see [`Region::fd`]).
     pub fn create(name: &str, len: usize) -> io::Result<Region> {
+        Region::create_with(name, len, true)
+    }
+
+    /// [`Region::create`] without pre-faulting: no page is allocated until it is touched (or
+    /// [`Region::prefault`]ed), so a large region costs only what is used of it.
+    pub fn create_sparse(name: &str, len: usize) -> io::Result<Region> {
+        Region::create_with(name, len, false)
+    }
+
+    fn create_with(name: &str, len: usize, populate: bool) -> io::Result<Region> {
         let cname = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: `cname` is a valid NUL-terminated string alive across the call; the flags are
         // valid memfd_create flags.
@@ -46,7 +56,7 @@ impl Region {
         if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let map = MmapOptions::new().len(len).populate().map_raw(&file)?;
+        let map = map(&file, len, populate)?;
         Ok(Region { map, file })
     }
 
@@ -54,6 +64,16 @@ impl Region {
     /// sealed against shrinking (as [`Region::create`] does), or a peer could make our accesses
     /// fault by truncating it.
     pub fn open(fd: OwnedFd) -> io::Result<Region> {
+        Region::open_with(fd, true)
+    }
+
+    /// [`Region::open`] without pre-faulting: pages are mapped as they are first touched (or
+    /// [`Region::prefault`]ed). Pre-faulting a sparse region would allocate all of it.
+    pub fn open_sparse(fd: OwnedFd) -> io::Result<Region> {
+        Region::open_with(fd, false)
+    }
+
+    fn open_with(fd: OwnedFd, populate: bool) -> io::Result<Region> {
         let file = File::from(fd);
         // SAFETY: F_GET_SEALS on an fd we own; no memory is passed.
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
@@ -65,8 +85,51 @@ impl Region {
         }
         let len = usize::try_from(file.metadata()?.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "shared memory file too large"))?;
-        let map = MmapOptions::new().len(len).populate().map_raw(&file)?;
+        let map = map(&file, len, populate)?;
         Ok(Region { map, file })
+    }
+
+    /// Maps (allocating them if they are not yet) the pages of bytes `0..len` of the region
+    /// (clamped to its length), so that first accesses there take no page fault.
+    pub fn prefault(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.len());
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `as_ptr()..as_ptr() + len` lies inside the live mapping (`len` is clamped to
+        // its length; the start is page-aligned). MADV_POPULATE_WRITE only faults pages in, as
+        // a write would without changing a byte; no memory of ours is passed.
+        if unsafe { libc::madvise(self.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Gives the pages of bytes `offset..offset + len` back to the system (the bytes read as
+    /// zero afterwards, in every process that maps the region). Only whole pages inside the
+    /// range are freed; `false` when the range is not inside the region or the system refused.
+    pub fn punch(&self, offset: u64, len: u64) -> bool {
+        let Some(end) = offset.checked_add(len).filter(|e| *e <= self.map.len() as u64) else {
+            return false;
+        };
+        let page = 4096;
+        let (start, end) = (offset.div_ceil(page) * page, end / page * page);
+        if start >= end {
+            return true;
+        }
+        let (Ok(start), Ok(len)) = (libc::off_t::try_from(start), libc::off_t::try_from(end - start)) else {
+            return false;
+        };
+        // SAFETY: fallocate on an fd we own, with flags and a range; no memory is passed.
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                start,
+                len,
+            )
+        };
+        r == 0
     }
 
     /// The memory file, to pass to another process (e.g. with `SCM_RIGHTS`, or inherited).
@@ -129,4 +192,13 @@ impl Region {
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
+}
+
+fn map(file: &File, len: usize, populate: bool) -> io::Result<MmapRaw> {
+    let mut options = MmapOptions::new();
+    options.len(len);
+    if populate {
+        options.populate();
+    }
+    options.map_raw(file)
 }

@@ -333,9 +333,10 @@ impl Runtime {
             }
             if here {
                 let t = Instant::now();
-                let place = match self.alloc_or_spill(len, &[]) {
+                let segment = self.segment_of(&wf_key);
+                let place = match self.alloc_or_spill(segment, len, &[]) {
                     Ok(e) => {
-                        self.arena.write(e.offset, &bytes);
+                        self.arena.write(e, 0, &bytes);
                         *self.resident.entry(wf_key.clone()).or_default() += len;
                         Place::Arena(e)
                     }
@@ -556,9 +557,13 @@ impl Runtime {
         for ((name, addr), id) in targets {
             let Some(obj) = self.objects.get_mut(&id) else { continue };
             let source = match &obj.place {
-                Place::Arena(e) => Source::Arena {
-                    offset: e.offset,
-                    len: obj.len,
+                Place::Arena(e) => match self.arena.region(e.segment) {
+                    Some(region) => Source::Arena {
+                        region: region.clone(),
+                        offset: e.offset,
+                        len: obj.len,
+                    },
+                    None => continue,
                 },
                 Place::Spilled(p) => Source::File(p.clone()),
                 Place::Remote { key, .. } => {
@@ -629,7 +634,7 @@ impl Runtime {
         let Place::Arena(e) = obj.place else { return 0.0 };
         let t = Instant::now();
         let key = edge_key(&obj.wf, obj.invocation, &self.config.name, id);
-        let stored = match self.arena.read(e.offset, obj.len) {
+        let stored = match self.arena.read(e, obj.len) {
             Some(bytes) => self.remote_put(&key, &bytes),
             None => Err("the object lies outside the arena".into()),
         };
@@ -661,7 +666,7 @@ impl Runtime {
         let bytes = match &obj.place {
             Place::Arena(e) => self
                 .arena
-                .read(e.offset, obj.len)
+                .read(*e, obj.len)
                 .ok_or("the object lies outside the arena")?,
             Place::Spilled(p) => std::fs::read(p).map_err(|e| format!("spill file {}: {e}", p.display()))?,
             Place::Remote { key, .. } => self.remote_get(key)?,
@@ -1164,10 +1169,17 @@ impl Runtime {
         if header.len == 0 {
             return Landing::Refuse;
         }
+        // In its workflow's segment; before its invocation starts here, in the daemon's own
+        // (its readers get a copy: see `input_ref`).
+        let segment = self
+            .invocations
+            .get(&header.invocation)
+            .map_or(self.private_segment, |i| self.segment_of(&i.wf));
         if header.len <= self.arena.capacity()
-            && let Ok(e) = self.alloc_or_spill(header.len, &[])
+            && let Ok(e) = self.alloc_or_spill(segment, header.len, &[])
+            && let Some(region) = self.arena.region(e.segment)
         {
-            return Landing::Arena(e);
+            return Landing::Arena(e, region.clone());
         }
         Landing::File(self.config.spill_dir.join(format!(
             "peer-{}-{}-{}",
@@ -1179,7 +1191,7 @@ impl Runtime {
 
     fn arrived(&mut self, from: String, header: ObjectHeader, landing: Landing, result: Result<f64, String>) {
         let place = match landing {
-            Landing::Arena(e) => Place::Arena(e),
+            Landing::Arena(e, _) => Place::Arena(e),
             Landing::File(p) => Place::Spilled(p),
             Landing::Refuse => return,
         };

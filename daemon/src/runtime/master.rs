@@ -270,13 +270,14 @@ impl Runtime {
             return; // Its call ended meanwhile.
         };
         let (len, invocation) = (obj.len, obj.invocation);
+        let segment = self.segment_of(&obj.wf);
         let result = result.and_then(|bytes| {
             if bytes.len() as u64 != len {
                 return Err(format!("it holds {} bytes, {len} were expected", bytes.len()));
             }
-            match self.alloc_or_spill(len, &[object]) {
+            match self.alloc_or_spill(segment, len, &[object]) {
                 Ok(e) => {
-                    self.arena.write(e.offset, &bytes);
+                    self.arena.write(e, 0, &bytes);
                     Ok(Place::Arena(e))
                 }
                 Err(_) => {
@@ -399,7 +400,7 @@ impl Runtime {
                 obj.pushes += 1;
                 obj.released = true;
                 let source = match &obj.place {
-                    Place::Arena(e) => Some(Source::Arena(e.offset)),
+                    Place::Arena(e) => self.arena.region(e.segment).map(|r| Source::Arena(r.clone(), e.offset)),
                     Place::Spilled(p) => Some(Source::File(p.clone())),
                     Place::Empty | Place::Pending | Place::Remote { .. } => None,
                 };
@@ -430,7 +431,7 @@ impl Runtime {
             // Checked at start; the tier does not go away.
             return Err("no remote tier".into());
         };
-        let (store, shared, region) = (store.clone(), self.shared.clone(), self.arena.region().clone());
+        let (store, shared) = (store.clone(), self.shared.clone());
         self.transfers += 1;
         rt.spawn(async move {
             let t = Instant::now();
@@ -438,7 +439,7 @@ impl Runtime {
             for (key, source, len) in puts {
                 let bytes = match source {
                     None => Vec::new(),
-                    Some(Source::Arena(offset)) => {
+                    Some(Source::Arena(region, offset)) => {
                         let mut v = vec![0; len as usize];
                         region.copy_out(offset, &mut v);
                         v
@@ -470,7 +471,8 @@ impl Runtime {
 }
 
 enum Source {
-    Arena(u64),
+    /// Arena bytes: the segment's memory file and the offset there.
+    Arena(Arc<faasflow_shm::Region>, u64),
     File(std::path::PathBuf),
 }
 

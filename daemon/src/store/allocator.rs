@@ -149,7 +149,18 @@ impl Allocator {
         self.free_by_len.remove(&(len, off));
     }
 
-    /// Free extents in offset order (for tests and metrics).
+    /// The end of the highest allocated extent (0 when nothing is allocated).
+    pub fn used_end(&self) -> u64 {
+        if self.used == 0 {
+            return 0;
+        }
+        match self.free_by_offset.iter().next_back() {
+            Some((&off, &len)) if off + len == self.capacity => off,
+            _ => self.capacity,
+        }
+    }
+
+    /// Free extents in offset order.
     pub fn free_extents(&self) -> impl Iterator<Item = Extent> + '_ {
         self.free_by_offset.iter().map(|(&offset, &len)| Extent { offset, len })
     }

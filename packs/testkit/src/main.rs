@@ -31,8 +31,8 @@ fn corrupt_ring() {
     }
     .send(&mut sock)
     .expect("hello");
-    let (welcome, _arena, rings) = Welcome::recv(&mut sock).expect("welcome");
-    let rings = Region::open(rings).expect("rings");
+    let (welcome, files) = Welcome::recv(&mut sock).expect("welcome");
+    let rings = Region::open(files.rings).expect("rings");
     // The ring's tail index (line 1 of its header) far beyond anything pushed.
     assert!(rings.copy_in(welcome.to_daemon + 64, &u64::MAX.to_le_bytes()));
     handshake::send_ready(&mut sock).expect("ready");

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faasflow_shm::frame::{Complete, Frame, Grant, Invoke, ObjectRef, Value};
-use faasflow_shm::handshake::{Hello, Welcome};
+use faasflow_shm::handshake::{Hello, Welcome, WelcomeFiles};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
 
 pub const ARENA_LEN: usize = 16 << 20;
 pub const DOORBELL: u64 = 64;
-/// The arena's first bytes are the daemon's (the doorbell lives there); objects come after.
+/// Objects start past the first page (offset 0 is left to empty references).
 pub const RESERVED: u64 = 4096;
 pub const SEGMENT: u32 = 0;
 const RING_CAPACITY: usize = 1 << 16;
@@ -26,6 +26,7 @@ pub struct FakeDaemon {
     pub sock: UnixStream,
     arena: Arc<Region>,
     _rings: Arc<Region>,
+    _bell: Arc<Region>,
     to_instance: Producer,
     to_daemon: Consumer,
     bell: Doorbell,
@@ -38,7 +39,8 @@ impl FakeDaemon {
     pub fn handshake(mut sock: UnixStream, threads: u32) -> FakeDaemon {
         let hello = Hello::recv(&mut sock).expect("the instance says hello");
         let arena = Arc::new(Region::create("test-arena", ARENA_LEN).expect("arena"));
-        let bell = Doorbell::attach(&arena, DOORBELL as usize).expect("doorbell");
+        let bell_region = Arc::new(Region::create("test-bell", 4096).expect("bell"));
+        let bell = Doorbell::attach(&bell_region, DOORBELL as usize).expect("doorbell");
         bell.reset();
         let ring_len = Ring::required_len(RING_CAPACITY);
         let rings = Arc::new(Region::create("test-rings", 2 * ring_len).expect("rings"));
@@ -49,12 +51,20 @@ impl FakeDaemon {
         Welcome {
             instance: 1,
             segment: SEGMENT,
+            prefault: ARENA_LEN as u64,
             doorbell: DOORBELL,
             to_instance: 0,
             to_daemon: ring_len as u64,
             threads,
         }
-        .send(&mut sock, arena.fd(), rings.fd())
+        .send(
+            &mut sock,
+            WelcomeFiles {
+                arena: arena.fd(),
+                rings: rings.fd(),
+                bell: bell_region.fd(),
+            },
+        )
         .expect("welcome");
         faasflow_shm::handshake::recv_ready(&mut sock).expect("the instance says it is ready");
         FakeDaemon {
@@ -62,6 +72,7 @@ impl FakeDaemon {
             sock,
             arena,
             _rings: rings,
+            _bell: bell_region,
             to_instance,
             to_daemon,
             bell,
