@@ -950,3 +950,57 @@ fn where_bpf_is_refused_auto_says_so_once_and_measures_through_proc() {
     assert!(stderr.contains("--memory-probe proc"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An instance is given its own workflow's arena segment and nothing else: a function that
+/// searches every shared-memory file its process holds or maps finds a secret of its own
+/// workflow, and neither the secret nor the file of another workflow that holds it.
+#[test]
+fn an_instance_maps_its_own_workflows_objects_and_no_others() {
+    let h = Harness::new();
+    let secret = format!("secret-{}-{}-of-vault", std::process::id(), unique());
+    let probe: String = secret.chars().rev().collect();
+    let functions = "functions:\n  echo: {pack: testkit, outputs: {out: bytes}}\n  snoop: {pack: testkit, outputs: {out: json}}\n";
+    h.install(&format!(
+        "name: vault\n{functions}steps:\n  - task: keep\n    function: echo\n    inputs: {{in: input.text}}\n  - task: look\n    function: snoop\n    inputs: {{in: input.probe, after: keep.out}}\noutput:\n  seen: look.out\n  kept: keep.out\n"
+    ));
+    h.install(&format!(
+        "name: other\n{functions}steps:\n  - task: look\n    function: snoop\n    inputs: {{in: input.probe}}\noutput:\n  seen: look.out\n"
+    ));
+    let names = |seen: &serde_json::Value| -> Vec<String> {
+        seen["memfds"]
+            .as_array()
+            .expect("memfds")
+            .iter()
+            .map(|v| v.as_str().expect("a name").to_owned())
+            .collect()
+    };
+    // Within the vault, the secret is found: the search works.
+    let r = h.invoke("vault", json!({"text": secret, "probe": probe}));
+    let out = ok(&r);
+    assert_eq!(out["kept"], json!(secret));
+    assert_eq!(out["seen"]["found"], json!(true), "{out}");
+    assert!(names(&out["seen"]).iter().any(|n| n.contains("vault@")), "{out}");
+    // Keep a vault invocation's objects live in its segment while the other workflow looks.
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.daemon.invoke_within(
+        "vault",
+        1,
+        None,
+        json!({"text": secret, "probe": probe}),
+        None,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let r = h.invoke("other", json!({"probe": probe}));
+    let seen = &ok(&r)["seen"];
+    assert_eq!(seen["found"], json!(false), "another workflow's instance found the secret: {seen}");
+    let held = names(seen);
+    assert!(held.iter().any(|n| n.contains("other@")), "its own segment: {held:?}");
+    assert!(
+        !held.iter().any(|n| n.contains("vault@") || n.ends_with("-daemon")),
+        "another workflow's instance holds a segment not its own: {held:?}"
+    );
+    assert_eq!(ok(&rx.recv().expect("report").expect("started"))["kept"], json!(secret));
+    h.assert_clean();
+}

@@ -24,6 +24,7 @@ pub fn pack() -> Pack {
         .function("len", len)
         .function("touch", touch)
         .function("sandbox", sandbox)
+        .function("snoop", snoop)
 }
 
 /// `echo`: copies input `in` to output `out`.
@@ -152,6 +153,61 @@ pub fn sandbox(ctx: &mut Context<'_>) -> Result<(), Error> {
             "interfaces": interfaces,
         }),
     )
+}
+
+/// `snoop`: looks for a secret where an instance might find other workflows' data. Input
+/// `in` is the secret reversed (so that the input itself, in this instance's arena, does not
+/// match). Output `out` (JSON): `memfds`, the shared-memory files this process holds or maps
+/// (from /proc/self/fd and /proc/self/maps), and `found`, whether the secret is anywhere in the
+/// memory of those it maps (read through /proc/self/mem).
+pub fn snoop(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let secret: Vec<u8> = ctx.input("in")?.iter().rev().copied().collect();
+    if secret.is_empty() {
+        return Err("input `in` is empty".into());
+    }
+    let mut memfds = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| Error::new(format_args!("/proc/self/fd: {e}")))? {
+        let Ok(entry) = entry else { continue };
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let target = target.to_string_lossy().into_owned();
+            if let Some(name) = target.strip_prefix("/memfd:") {
+                memfds.insert(name.trim_end_matches(" (deleted)").to_owned());
+            }
+        }
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| Error::new(format_args!("/proc/self/maps: {e}")))?;
+    let mut mem = std::fs::File::open("/proc/self/mem").map_err(|e| Error::new(format_args!("/proc/self/mem: {e}")))?;
+    let mut found = false;
+    for line in maps.lines() {
+        let Some((_, name)) = line.split_once("/memfd:") else { continue };
+        memfds.insert(name.trim_end_matches(" (deleted)").to_owned());
+        let range = line.split_whitespace().next().unwrap_or_default();
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else {
+            continue;
+        };
+        found |= contains(&mut mem, start, end, &secret);
+    }
+    ctx.output_json("out", &serde_json::json!({ "memfds": memfds, "found": found }))
+}
+
+/// Whether bytes `start..end` of `mem` (a process's memory) hold `needle`.
+fn contains(mem: &mut std::fs::File, start: u64, end: u64, needle: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let chunk = 1 << 20;
+    let mut buf = vec![0u8; chunk + needle.len()];
+    let mut at = start;
+    while at < end {
+        let n = ((end - at) as usize).min(chunk + needle.len());
+        if mem.seek(SeekFrom::Start(at)).is_err() || mem.read_exact(&mut buf[..n]).is_err() {
+            return false;
+        }
+        if buf[..n].windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+        at += chunk as u64;
+    }
+    false
 }
 
 /// `len`: output `out` is the number of bytes of input `in`, as a JSON number.
