@@ -350,3 +350,39 @@ fn a_function_starting_warms_the_pool_of_the_function_after_it() {
     ok(&r);
     assert_eq!(d.stats().expect("stats").instances_started, 2);
 }
+
+/// A container instance, like a process, maps its own workflow's arena segment and no other:
+/// searching every shared-memory file it holds or maps, it finds neither another workflow's
+/// secret nor its segment.
+#[test]
+fn a_container_maps_no_other_workflows_objects() {
+    if !docker() {
+        return;
+    }
+    let d = Daemon::start(config()).expect("daemon starts");
+    let secret = format!("secret-{}-{}-of-vault", std::process::id(), unique());
+    let probe: String = secret.chars().rev().collect();
+    install(
+        &d,
+        "name: vault\nfunctions:\n  echo: {pack: testkit, outputs: {out: bytes}}\nsteps:\n  - task: keep\n    function: echo\n    inputs: {in: input.text}\noutput:\n  kept: keep.out\n",
+    )
+    .expect("install");
+    install(
+        &d,
+        "name: other\nfunctions:\n  snoop: {pack: testkit, isolation: container, outputs: {out: json}}\nsteps:\n  - task: look\n    function: snoop\n    inputs: {in: input.probe}\noutput:\n  seen: look.out\n",
+    )
+    .expect("install");
+    let r = d.invoke("vault", 1, json!({"text": secret})).expect("invoke");
+    assert_eq!(ok(&r)["kept"], json!(secret));
+    let r = d.invoke("other", 1, json!({"probe": probe})).expect("invoke");
+    let seen = &ok(&r)["seen"];
+    assert_eq!(seen["found"], json!(false), "{seen}");
+    let held: Vec<&str> = seen["memfds"]
+        .as_array()
+        .expect("memfds")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(held.iter().any(|n| n.contains("other@")), "{held:?}");
+    assert!(!held.iter().any(|n| n.contains("vault@")), "{held:?}");
+}
