@@ -71,7 +71,7 @@ struct Pair {
     tcp_ba: Option<TcpStream>,
     arena: Arc<Arena>,
     /// The extent every object lands in (as large as the largest object).
-    base: u64,
+    base: faasflow_daemon::store::arena::Extent,
     data: Arc<Vec<u8>>,
 }
 
@@ -112,7 +112,9 @@ fn setup(config: &PeerConfig) -> Pair {
     let tcp_ba = rt_b.block_on(accepted).expect("join").expect("tcp accept");
     let largest = SIZES.iter().map(|s| s.0).max().unwrap_or(MIB);
     let mut arena = Arena::create("peer-bench", largest + MIB).expect("an arena");
-    let base = arena.alloc(largest).expect("room").offset;
+    // Its pages allocated up front, as a workflow's first objects' are at install.
+    let segment = arena.add_segment("bench", largest).expect("a segment");
+    let base = arena.alloc(segment, largest).expect("room");
     Pair {
         rt_a,
         rt_b,
@@ -135,7 +137,7 @@ impl Pair {
         let recv = self.rt_b.spawn(async move {
             let incoming = ba.accept_object().await.expect("an object");
             let mut sink = |offset: u64, chunk: &[u8]| {
-                if arena.write(base + offset, chunk) {
+                if arena.write(base, offset, chunk) {
                     Ok(())
                 } else {
                     Err(std::io::Error::other("outside the arena"))
@@ -172,7 +174,7 @@ impl Pair {
                 let want = usize::try_from(len - got).unwrap_or(usize::MAX).min(chunk);
                 let n = rx.read(&mut buf[..want]).await.expect("tcp read");
                 assert!(n > 0, "the TCP stream ended early");
-                assert!(arena.write(base + got, &buf[..n]));
+                assert!(arena.write(base, got, &buf[..n]));
                 got += n as u64;
             }
             (Instant::now(), rx)

@@ -959,7 +959,8 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
     let h = Harness::new();
     let secret = format!("secret-{}-{}-of-vault", std::process::id(), unique());
     let probe: String = secret.chars().rev().collect();
-    let functions = "functions:\n  echo: {pack: testkit, outputs: {out: bytes}}\n  snoop: {pack: testkit, outputs: {out: json}}\n";
+    let functions =
+        "functions:\n  echo: {pack: testkit, outputs: {out: bytes}}\n  snoop: {pack: testkit, outputs: {out: json}}\n";
     h.install(&format!(
         "name: vault\n{functions}steps:\n  - task: keep\n    function: echo\n    inputs: {{in: input.text}}\n  - task: look\n    function: snoop\n    inputs: {{in: input.probe, after: keep.out}}\noutput:\n  seen: look.out\n  kept: keep.out\n"
     ));
@@ -994,7 +995,11 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
     );
     let r = h.invoke("other", json!({"probe": probe}));
     let seen = &ok(&r)["seen"];
-    assert_eq!(seen["found"], json!(false), "another workflow's instance found the secret: {seen}");
+    assert_eq!(
+        seen["found"],
+        json!(false),
+        "another workflow's instance found the secret: {seen}"
+    );
     let held = names(seen);
     assert!(held.iter().any(|n| n.contains("other@")), "its own segment: {held:?}");
     assert!(
@@ -1003,4 +1008,15 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
     );
     assert_eq!(ok(&rx.recv().expect("report").expect("started"))["kept"], json!(secret));
     h.assert_clean();
+    // The daemon's own segment and one per version; a dropped version's goes with it.
+    let segments = || {
+        let text = h.daemon.metrics_text().expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("faasflow_arena_segments "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("faasflow_arena_segments")
+    };
+    assert_eq!(segments(), 3.0);
+    assert_eq!(h.daemon.drop_plan("other", 1).expect("drop"), 0);
+    assert_eq!(segments(), 2.0);
 }

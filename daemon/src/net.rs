@@ -237,11 +237,7 @@ fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, node: String
     post(NetEvent::Lost { node, error });
 }
 
-async fn send_object(
-    conn: &PeerConnection,
-    header: ObjectHeader,
-    source: Source,
-) -> Result<(), PeerError> {
+async fn send_object(conn: &PeerConnection, header: ObjectHeader, source: Source) -> Result<(), PeerError> {
     match source {
         Source::Arena { region, offset, len } => {
             conn.send_object(

@@ -1424,6 +1424,24 @@ impl Runtime {
             self.arena.capacity() as f64,
         );
         e.gauge(
+            "faasflow_arena_segments",
+            "Arena segments (one per installed workflow version, and the daemon's own)",
+            &[],
+            self.arena.segments() as f64,
+        );
+        e.gauge(
+            "faasflow_arena_resident_bytes",
+            "Upper bound of the arena pages the segments hold (kept within the capacity)",
+            &[],
+            self.arena.resident() as f64,
+        );
+        e.counter(
+            "faasflow_arena_trims_total",
+            "Times a segment's free pages were given back to keep the segments within the capacity",
+            &[],
+            self.arena.trims() as f64,
+        );
+        e.gauge(
             "faasflow_invocations_running",
             "Invocations running here",
             &[],
@@ -1565,7 +1583,11 @@ impl Runtime {
                 Isolation::Thread => format!("{}@{version}/group-{group}", wf.name),
                 Isolation::Process | Isolation::Container => format!("{}@{version}/{name}", wf.name),
             };
-            let pkey = PoolKey { runner, domain, segment };
+            let pkey = PoolKey {
+                runner,
+                domain,
+                segment,
+            };
             let limits = (
                 task.spec.memory_mib << 20,
                 u64::from(task.spec.cpu_millis),
@@ -1746,7 +1768,10 @@ impl Runtime {
             // Its workflow version is gone: nothing is left for an instance to do.
             self.shared.post(Msg::Pool(pool::Report::Ready {
                 instance: id,
-                result: Err(format!("the workflow version of pool `{}` is no longer installed", self.pools[pool].key.domain)),
+                result: Err(format!(
+                    "the workflow version of pool `{}` is no longer installed",
+                    self.pools[pool].key.domain
+                )),
             }));
             return id;
         };
@@ -2335,9 +2360,9 @@ impl Runtime {
                     .arena
                     .read(from, len)
                     .ok_or_else(|| Unprepared::Fatal(format!("the output of `{producer}` lies outside the arena")))?;
-                let e = self.alloc_or_spill(segment, len, &call.reads).map_err(|e| {
-                    no_room(len, capacity, format!("cannot copy the output of `{producer}`: {e}"))
-                })?;
+                let e = self
+                    .alloc_or_spill(segment, len, &call.reads)
+                    .map_err(|e| no_room(len, capacity, format!("cannot copy the output of `{producer}`: {e}")))?;
                 call.temps.push(e);
                 self.arena.write(e, 0, &bytes);
                 Ok(frame::ObjectRef {
@@ -2981,7 +3006,15 @@ impl Runtime {
                 return Err(format!("it reported output `{name}` twice"));
             }
             if r.len == 0 {
-                used.push((name.clone(), Extent { segment: 0, offset: 0, len: 0 }, 0));
+                used.push((
+                    name.clone(),
+                    Extent {
+                        segment: 0,
+                        offset: 0,
+                        len: 0,
+                    },
+                    0,
+                ));
                 continue;
             }
             let Some((_, e)) = call

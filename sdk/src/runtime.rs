@@ -241,7 +241,10 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
         .prefault(welcome.prefault)
         .map_err(|source| ServeError::Map { what: "arena", source })?;
     let rings = Arc::new(Region::open(files.rings).map_err(|source| ServeError::Map { what: "rings", source })?);
-    let bell = Arc::new(Region::open(files.bell).map_err(|source| ServeError::Map { what: "doorbell", source })?);
+    let bell = Arc::new(Region::open(files.bell).map_err(|source| ServeError::Map {
+        what: "doorbell",
+        source,
+    })?);
     let ring = |what, offset: u64| {
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         Ring::attach(&rings, offset).map_err(|source| ServeError::Ring { what, source })

@@ -202,3 +202,33 @@ fn map(file: &File, len: usize, populate: bool) -> io::Result<MmapRaw> {
     }
     options.map_raw(file)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Bytes of the region's pages the system holds (from the file's block count).
+    fn allocated(r: &Region) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        r.file.metadata().expect("metadata").blocks() * 512
+    }
+
+    #[test]
+    fn a_sparse_region_costs_what_is_touched_and_punched_pages_come_back() {
+        let r = Region::create_sparse("region-test", 1 << 20).expect("memfd");
+        assert_eq!(allocated(&r), 0, "nothing touched yet");
+        r.prefault(64 << 10).expect("prefault");
+        assert_eq!(allocated(&r), 64 << 10);
+        assert!(r.copy_in(8192, b"kept"));
+        assert!(r.copy_in(20000, b"gone"));
+        // Whole pages inside the range only: 12288..32768 goes, the page of 8192 stays.
+        assert!(r.punch(8200, 30000 - 8200 + 4096));
+        let mut b = [0u8; 4];
+        assert!(r.copy_out(8192, &mut b));
+        assert_eq!(&b, b"kept");
+        assert!(r.copy_out(20000, &mut b));
+        assert_eq!(&b, &[0; 4], "punched pages read as zero");
+        assert!(allocated(&r) < 64 << 10);
+        assert!(!r.punch(1 << 20, 1), "outside the region");
+    }
+}

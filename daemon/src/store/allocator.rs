@@ -192,6 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn used_end_is_the_end_of_the_highest_allocation() {
+        let mut a = Allocator::new(1024, 64);
+        assert_eq!(a.used_end(), 0);
+        let x = a.alloc(64).unwrap();
+        let y = a.alloc(128).unwrap();
+        assert_eq!(a.used_end(), 192);
+        assert!(a.free(y));
+        assert_eq!(a.used_end(), 64);
+        let rest = a.alloc(960).unwrap();
+        assert_eq!(a.used_end(), 1024, "full to the end");
+        assert!(a.free(x) && a.free(rest));
+        assert_eq!(a.used_end(), 0);
+    }
+
+    #[test]
     fn full_says_how_full() {
         let mut a = Allocator::new(256, 64);
         let x = a.alloc(64).unwrap();

@@ -166,7 +166,9 @@ impl Arena {
             .map(|(_, s)| s.resident())
             .sum();
         let room = self.capacity.saturating_sub(others);
-        let Some(s) = self.segments.get_mut(&segment) else { return };
+        let Some(s) = self.segments.get_mut(&segment) else {
+            return;
+        };
         let len = len.min(room) / 4096 * 4096;
         if len <= s.prefault || s.region.prefault(len).is_err() {
             return;
@@ -331,7 +333,10 @@ impl Arena {
     /// `false` when they do not fit in it.
     pub fn write(&self, e: Extent, at: u64, bytes: &[u8]) -> bool {
         at.checked_add(bytes.len() as u64).is_some_and(|end| end <= e.len)
-            && self.segments.get(&e.segment).is_some_and(|s| s.region.copy_in(e.offset + at, bytes))
+            && self
+                .segments
+                .get(&e.segment)
+                .is_some_and(|s| s.region.copy_in(e.offset + at, bytes))
     }
 
     /// Reads the first `len` bytes of extent `e` (a sealed object).
@@ -343,7 +348,10 @@ impl Arena {
     /// Reads bytes at `at` in extent `e` into `buf` (a sealed object).
     pub fn read_into(&self, e: Extent, at: u64, buf: &mut [u8]) -> bool {
         at.checked_add(buf.len() as u64).is_some_and(|end| end <= e.len)
-            && self.segments.get(&e.segment).is_some_and(|s| s.region.copy_out(e.offset + at, buf))
+            && self
+                .segments
+                .get(&e.segment)
+                .is_some_and(|s| s.region.copy_out(e.offset + at, buf))
     }
 }
 
@@ -376,7 +384,10 @@ mod tests {
     #[test]
     fn the_budget_is_shared_by_all_segments() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
-        let (s1, s2) = (a.add_segment("a@1", 0).expect("s1"), a.add_segment("b@1", 0).expect("s2"));
+        let (s1, s2) = (
+            a.add_segment("a@1", 0).expect("s1"),
+            a.add_segment("b@1", 0).expect("s2"),
+        );
         let e1 = a.alloc(s1, 600 << 10).expect("room");
         let err = a.alloc(s2, 600 << 10).expect_err("over the budget");
         assert_eq!(err.free, (1 << 20) - (600 << 10));

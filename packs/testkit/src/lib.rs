@@ -175,14 +175,19 @@ pub fn snoop(ctx: &mut Context<'_>) -> Result<(), Error> {
             }
         }
     }
-    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| Error::new(format_args!("/proc/self/maps: {e}")))?;
+    let maps =
+        std::fs::read_to_string("/proc/self/maps").map_err(|e| Error::new(format_args!("/proc/self/maps: {e}")))?;
     let mut mem = std::fs::File::open("/proc/self/mem").map_err(|e| Error::new(format_args!("/proc/self/mem: {e}")))?;
     let mut found = false;
     for line in maps.lines() {
-        let Some((_, name)) = line.split_once("/memfd:") else { continue };
+        let Some((_, name)) = line.split_once("/memfd:") else {
+            continue;
+        };
         memfds.insert(name.trim_end_matches(" (deleted)").to_owned());
         let range = line.split_whitespace().next().unwrap_or_default();
-        let Some((start, end)) = range.split_once('-') else { continue };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
         let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else {
             continue;
         };
