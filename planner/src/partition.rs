@@ -10,7 +10,9 @@
 //! A task costs its `runtime_ms`, uses `scale` slots and brings a quota of
 //! `O(v) = max(memory_mib − memory_use_mib − μ, 0)` MiB. Virtual nodes (switch, foreach, join)
 //! cost nothing, use no slot and bring no quota. An edge carries `Edge::bytes`; it costs
-//! `cfg.local` when both ends are in one group and `cfg.remote` otherwise.
+//! `cfg.local` when both ends are in one group and `cfg.remote` otherwise. A `catch` step and
+//! the edge to it cost the path nothing (they run only when their task fails for good); the
+//! step's slots and quota still count.
 //!
 //! ## WorkerSP (Algorithm 1)
 //! 1. Every node starts in a group of its own.
@@ -29,6 +31,8 @@
 //! One group per node, tasks placed round-robin in topological order, every edge remote.
 
 use std::collections::BTreeMap;
+
+use petgraph::visit::EdgeRef;
 
 use crate::dag::{Isolation, NodeId, Workflow};
 use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, PlanError, PlannerConfig, Tier, WorkerLoad};
@@ -145,11 +149,19 @@ impl Model {
         let mut cost = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
         let mut quota = Vec::with_capacity(n);
-        for node in g.node_weights() {
+        // A catch step runs only when its task fails for good: it adds nothing to the path an
+        // invocation takes (its slots and quota still count, as it may run).
+        let mut catches = vec![false; n];
+        for e in g.edge_references() {
+            if e.weight().on_failure {
+                catches[e.target().index()] = true;
+            }
+        }
+        for (v, node) in g.node_weights().enumerate() {
             match node.task() {
                 Some(t) => {
                     let spare = t.spec.memory_mib as f64 - t.spec.memory_use_mib - cfg.margin_mib;
-                    cost.push(t.spec.runtime_ms);
+                    cost.push(if catches[v] { 0.0 } else { t.spec.runtime_ms });
                     slots.push(t.spec.scale);
                     // `as` saturates: negative (and NaN) spare memory gives 0.
                     quota.push((spare * MIB) as u64);
@@ -187,11 +199,15 @@ impl Model {
         let in_edges = ins
             .items
             .iter()
-            .map(|&e| InEdge {
-                src: src[e as usize],
-                edge: e,
-                local_ms: local_ms[e as usize],
-                remote_ms: remote_ms[e as usize],
+            .map(|&e| {
+                // The edge to a catch step is taken only on failure: it costs the path nothing.
+                let taken = !g[petgraph::graph::EdgeIndex::new(e as usize)].on_failure;
+                InEdge {
+                    src: src[e as usize],
+                    edge: e,
+                    local_ms: if taken { local_ms[e as usize] } else { 0.0 },
+                    remote_ms: if taken { remote_ms[e as usize] } else { 0.0 },
+                }
             })
             .collect();
         let outs = Adjacency::build(n, (0..m).map(|e| (src[e], dst[e], e as u32)).collect());
@@ -1060,6 +1076,31 @@ mod tests {
     fn check(wf: &Wf, cluster: &ClusterView, cfg: &PlannerConfig, expect: Expect) {
         let plan = partition(&wf.0, cluster, cfg).expect("a plan");
         expect.assert_eq(&render(wf, &plan));
+    }
+
+    #[test]
+    fn a_catch_step_is_off_the_critical_path() {
+        let mut wf = Wf::new()
+            .task("a", 10.0, 1)
+            .task("fallback", 1000.0, 1)
+            .task("b", 10.0, 1)
+            .edge("a", "b", 0)
+            .edge("fallback", "b", 0);
+        let (a, fallback) = (wf.id("a"), wf.id("fallback"));
+        wf.0.graph.add_edge(
+            a,
+            fallback,
+            Edge {
+                control: true,
+                on_failure: true,
+                ..Edge::default()
+            },
+        );
+        let plan = partition(&wf.0, &workers(&[8]), &PlannerConfig::default()).expect("a plan");
+        let g = &wf.0.graph;
+        let path: Vec<&str> = plan.critical_path.nodes.iter().map(|&v| g[v].name.as_str()).collect();
+        assert_eq!(path, ["a", "b"]);
+        assert!(plan.critical_path.cost_ms < 100.0, "{}", plan.critical_path.cost_ms);
     }
 
     #[test]

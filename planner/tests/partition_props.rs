@@ -284,18 +284,32 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
         assert_eq!(plan.groups.len() + plan.merges as usize, n);
     }
 
-    // The critical path is a path, and its cost adds up.
+    // The critical path is a path, and its cost adds up. A catch step (the target of an
+    // `on_failure` edge) runs only on failure: it and the edge to it cost nothing.
+    let catch_step = |v: petgraph::graph::NodeIndex| {
+        g.edges_directed(v, petgraph::Direction::Incoming)
+            .any(|e| e.weight().on_failure)
+    };
+    let own_cost = |v| {
+        if catch_step(v) {
+            0.0
+        } else {
+            g[v].task().map_or(0.0, |t| t.spec.runtime_ms)
+        }
+    };
     let path = &plan.critical_path.nodes;
     assert_eq!(path.is_empty(), n == 0);
     let mut cost = 0.0;
     for (i, &v) in path.iter().enumerate() {
-        cost += g[v].task().map_or(0.0, |t| t.spec.runtime_ms);
+        cost += own_cost(v);
         if i > 0 {
             let u = path[i - 1];
             let e = g.find_edge(u, v).expect("consecutive path nodes are joined by an edge");
             let bytes = g[e].bytes;
             let local = cfg.mode == Mode::WorkerSp && plan.node_group[u.index()] == plan.node_group[v.index()];
-            cost += if local {
+            cost += if g[e].on_failure {
+                0.0
+            } else if local {
                 cfg.local.cost_ms(bytes)
             } else {
                 cfg.remote.cost_ms(bytes)
@@ -311,12 +325,14 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
     let order = faasflow_planner::graph::topo_order(g).unwrap();
     let mut best = vec![0.0f64; n];
     for &v in &order {
-        let own = g[v].task().map_or(0.0, |t| t.spec.runtime_ms);
+        let own = own_cost(v);
         let mut into = 0.0f64;
         for e in g.edges_directed(v, petgraph::Direction::Incoming) {
             let u = e.source();
             let local = cfg.mode == Mode::WorkerSp && plan.node_group[u.index()] == plan.node_group[v.index()];
-            let link = if local {
+            let link = if e.weight().on_failure {
+                0.0
+            } else if local {
                 cfg.local.cost_ms(e.weight().bytes)
             } else {
                 cfg.remote.cost_ms(e.weight().bytes)
