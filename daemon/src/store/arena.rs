@@ -65,7 +65,7 @@ struct Segment {
     high: u64,
     /// Bytes freed since the last trim (their pages may still be allocated).
     freed: u64,
-    /// Bytes at the start pre-faulted at creation.
+    /// Bytes at the start pre-faulted (0 once its free pages were given back).
     prefault: u64,
     /// Its workflow is gone: removed once it holds nothing.
     dropped: bool,
@@ -88,6 +88,9 @@ impl Segment {
         }
         self.high = self.alloc.used_end();
         self.freed = 0;
+        // Its pre-faulted pages are gone: instances started from now on must not fault them
+        // in again (they would take memory the budget no longer counts).
+        self.prefault = 0;
         before.saturating_sub(self.resident())
     }
 }
@@ -411,6 +414,7 @@ mod tests {
         let e2 = a.alloc(s2, 512 << 10).expect("room");
         assert!(a.resident() <= a.capacity(), "{} > {}", a.resident(), a.capacity());
         assert!(a.trims() >= 1);
+        assert_eq!(a.prefaulted(s1), 0, "new instances must not fault the given-back pages in again");
         assert_eq!(a.read(e1, 4096).expect("read"), vec![7; 4096], "live bytes are kept");
         assert!(a.free(e1) && a.free(e2));
     }
