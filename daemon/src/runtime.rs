@@ -1793,7 +1793,7 @@ impl Runtime {
             timeout: self.config.spawn_timeout,
             arena: arena_region,
             segment,
-            prefault: self.arena.prefaulted(segment),
+            prefault: self.arena.populated(segment),
         });
         id
     }

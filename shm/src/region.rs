@@ -9,6 +9,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+/// Bytes of a page (what [`Region::punch`] and [`Region::prefault_range`] work in).
+const PAGE: u64 = 4096;
+
 /// A shared mapping of a memory file. Only ever accessed through raw pointers and atomics
 /// (never as `&[u8]`), since another process may write it at any time.
 pub struct Region {
@@ -92,14 +95,25 @@ impl Region {
     /// Maps (allocating them if they are not yet) the pages of bytes `0..len` of the region
     /// (clamped to its length), so that first accesses there take no page fault.
     pub fn prefault(&self, len: u64) -> io::Result<()> {
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.len());
-        if len == 0 {
+        self.prefault_range(0, len)
+    }
+
+    /// [`Region::prefault`] for the pages of bytes `offset..offset + len` (clamped to the
+    /// region). Pages this process allocates are charged to it, not to a peer that touches
+    /// them later.
+    pub fn prefault_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        let size = self.len() as u64;
+        let start = offset.min(size) / PAGE * PAGE;
+        let end = offset.saturating_add(len).min(size);
+        if start >= end {
             return Ok(());
         }
-        // SAFETY: `as_ptr()..as_ptr() + len` lies inside the live mapping (`len` is clamped to
-        // its length; the start is page-aligned). MADV_POPULATE_WRITE only faults pages in, as
-        // a write would without changing a byte; no memory of ours is passed.
-        if unsafe { libc::madvise(self.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE) } < 0 {
+        let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+        // SAFETY: `start` is page-aligned and `start..end` lies inside the live mapping (both
+        // are clamped to its length). MADV_POPULATE_WRITE only faults pages in, as a write would
+        // without changing a byte; no memory of ours is passed.
+        let r = unsafe { libc::madvise(self.as_ptr().add(start as usize).cast(), len, libc::MADV_POPULATE_WRITE) };
+        if r < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -112,8 +126,7 @@ impl Region {
         let Some(end) = offset.checked_add(len).filter(|e| *e <= self.map.len() as u64) else {
             return false;
         };
-        let page = 4096;
-        let (start, end) = (offset.div_ceil(page) * page, end / page * page);
+        let (start, end) = (offset.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
         if start >= end {
             return true;
         }

@@ -27,6 +27,7 @@ use super::allocator::{self, AllocError, Allocator};
 pub const ALIGN: u64 = 64;
 /// Offset of the doorbell in its file.
 pub const DOORBELL_OFFSET: u64 = 0;
+const PAGE: u64 = 4096;
 const BELL_LEN: usize = 4096;
 
 /// Where an object lives: its segment and its bytes there.
@@ -65,8 +66,9 @@ struct Segment {
     high: u64,
     /// Bytes freed since the last trim (their pages may still be allocated).
     freed: u64,
-    /// Bytes at the start pre-faulted (0 once its free pages were given back).
-    prefault: u64,
+    /// The pages of bytes `0..populated` are all allocated, by the daemon: what its instances
+    /// may map eagerly.
+    populated: u64,
     /// Its workflow is gone: removed once it holds nothing.
     dropped: bool,
 }
@@ -85,12 +87,12 @@ impl Segment {
                 break;
             }
             self.region.punch(f.offset, f.len.min(self.high - f.offset));
+            // Holes from here on: instances started from now on must not fault them in again
+            // (they would take memory the budget no longer counts).
+            self.populated = self.populated.min(f.offset / PAGE * PAGE);
         }
         self.high = self.alloc.used_end();
         self.freed = 0;
-        // Its pre-faulted pages are gone: instances started from now on must not fault them
-        // in again (they would take memory the budget no longer counts).
-        self.prefault = 0;
         before.saturating_sub(self.resident())
     }
 }
@@ -149,7 +151,7 @@ impl Arena {
                 alloc: Allocator::new(self.capacity, ALIGN),
                 high: 0,
                 freed: 0,
-                prefault: 0,
+                populated: 0,
                 dropped: false,
             },
         );
@@ -172,13 +174,13 @@ impl Arena {
         let Some(s) = self.segments.get_mut(&segment) else {
             return;
         };
-        let len = len.min(room) / 4096 * 4096;
-        if len <= s.prefault || s.region.prefault(len).is_err() {
+        let len = len.min(room) / PAGE * PAGE;
+        if len <= s.populated || s.region.prefault(len).is_err() {
             return;
         }
-        s.freed += len - s.prefault;
+        s.freed += len - s.populated;
         s.high = s.high.max(len);
-        s.prefault = len;
+        s.populated = len;
     }
 
     /// Its workflow is gone: the segment is removed (its memory file closed here; instances
@@ -197,9 +199,10 @@ impl Arena {
         self.segments.get(&segment).map(|s| &s.region)
     }
 
-    /// Bytes at the start of `segment` that were pre-faulted.
-    pub fn prefaulted(&self, segment: u32) -> u64 {
-        self.segments.get(&segment).map_or(0, |s| s.prefault)
+    /// Bytes at the start of `segment` whose pages are all allocated (an instance may map
+    /// them eagerly without taking memory).
+    pub fn populated(&self, segment: u32) -> u64 {
+        self.segments.get(&segment).map_or(0, |s| s.populated)
     }
 
     /// The memory file holding the daemon's doorbell (at [`DOORBELL_OFFSET`]).
@@ -264,11 +267,29 @@ impl Arena {
         seg.high = seg.high.max(e.offset + e.len);
         self.used += e.len;
         self.keep_in_budget(segment);
+        self.populate(segment, e);
         Ok(Extent {
             segment,
             offset: e.offset,
             len: e.len,
         })
+    }
+
+    /// Allocates the pages of a new extent here, in the daemon, unless they are known to be:
+    /// the instance that writes them (in a container with a memory limit, say) is then not
+    /// charged for them, and takes no page fault that allocates.
+    fn populate(&mut self, segment: u32, e: allocator::Extent) {
+        let Some(seg) = self.segments.get_mut(&segment) else {
+            return;
+        };
+        let end = e.offset + e.len;
+        if end <= seg.populated {
+            return;
+        }
+        // Best effort: a page the system refuses now is allocated by its first writer.
+        if seg.region.prefault_range(e.offset, e.len).is_ok() && e.offset <= seg.populated {
+            seg.populated = end;
+        }
     }
 
     /// When the segments may hold more pages than the budget, gives back the free pages of
@@ -400,21 +421,35 @@ mod tests {
         assert_eq!(a.used(), 0);
     }
 
+    /// Bytes of pages the system holds for `segment`'s memory file.
+    fn allocated(a: &Arena, segment: u32) -> u64 {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let fd = a.region(segment).expect("segment").fd().as_raw_fd();
+        std::fs::metadata(format!("/proc/self/fd/{fd}")).expect("stat").blocks() * 512
+    }
+
     #[test]
     fn the_segments_hold_no_more_pages_than_the_budget() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
         let s1 = a.add_segment("a@1", 1 << 20).expect("s1");
-        assert_eq!(a.prefaulted(s1), 1 << 20, "the whole budget was free");
+        assert_eq!(a.populated(s1), 1 << 20, "the whole budget was free");
         // The second segment gets no pre-faulted pages: the first holds them all.
         let s2 = a.add_segment("b@1", 1 << 20).expect("s2");
-        assert_eq!(a.prefaulted(s2), 0);
+        assert_eq!(a.populated(s2), 0);
         let e1 = a.alloc(s1, 256 << 10).expect("room");
         assert!(a.write(e1, 0, &[7; 4096]));
         // Using the second segment makes the first give its free pages back, not its object.
         let e2 = a.alloc(s2, 512 << 10).expect("room");
         assert!(a.resident() <= a.capacity(), "{} > {}", a.resident(), a.capacity());
         assert!(a.trims() >= 1);
-        assert_eq!(a.prefaulted(s1), 0, "new instances must not fault the given-back pages in again");
+        assert_eq!(a.populated(s1), 256 << 10, "only what is still allocated");
+        assert_eq!(
+            a.populated(s2),
+            512 << 10,
+            "the daemon allocated the new extent's pages"
+        );
+        assert!(allocated(&a, s2) >= 512 << 10, "before anyone wrote them");
         assert_eq!(a.read(e1, 4096).expect("read"), vec![7; 4096], "live bytes are kept");
         assert!(a.free(e1) && a.free(e2));
     }
