@@ -45,7 +45,9 @@ struct TestCluster {
 /// `daemon_redis`, synthetic bodies at a tenth of their declared runtime and size.
 async fn cluster(planner_redis: Option<String>, daemon_redis: Option<String>) -> TestCluster {
     let config = ServiceConfig {
-        heartbeat_interval: Duration::from_millis(200),
+        // No test here loses a worker on purpose: 1.5 s of silence before a worker counts as
+        // lost, so that another 3-worker test sharing the 2 cores cannot starve one that long.
+        heartbeat_interval: Duration::from_millis(500),
         redis: planner_redis,
         ..ServiceConfig::default()
     };
