@@ -113,7 +113,8 @@ fn setup(config: &PeerConfig) -> Pair {
     let largest = SIZES.iter().map(|s| s.0).max().unwrap_or(MIB);
     let mut arena = Arena::create("peer-bench", largest + MIB).expect("an arena");
     // Its pages allocated up front, as a workflow's first objects' are at install.
-    let segment = arena.add_segment("bench", largest).expect("a segment");
+    let segment = arena.add_segment("bench").expect("a segment");
+    arena.prefault(segment, largest);
     let base = arena.alloc(segment, largest).expect("room");
     Pair {
         rt_a,

@@ -6,7 +6,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use faasflow_daemon::report::Report;
-use faasflow_planner::auth::AuthChannel;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 
@@ -258,23 +257,7 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
 fn a_daemon_not_reachable_at_deploy_is_named() {
     // Two workers of 2 slots and two functions of scale 2: one function on each worker.
     let cluster = Cluster::up("unreachable", 2, &["--slots", "2", "--heartbeat-ms", "2000"]);
-    let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(
-        &wf,
-        "name: pair
-functions:
-  a: {runtime: 1ms, scale: 2, outputs: {out: {type: json, size: 16B}}}
-  b: {runtime: 1ms, scale: 2, outputs: {out: {type: json, size: 16B}}}
-steps:
-  - parallel:
-      - - task: a
-      - - task: b
-output:
-  a: a.out
-  b: b.out
-",
-    )
-    .expect("write");
+    let wf = cluster.write("pair.yaml", &pair_workflow("pair", "1ms", false));
     let victim = cluster.worker("worker-0");
     let pid = victim["pid"].as_u64().expect("pid") as u32;
     kill9(pid);
@@ -367,8 +350,7 @@ fn an_idempotent_invocation_that_loses_a_worker_runs_again_on_the_live_ones() {
         3,
         &["--slots", "2", "--peer-timeout-ms", "1000", "--heartbeat-ms", "300"],
     );
-    let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, pair_workflow("pair", "1500ms", true)).expect("write");
+    let wf = cluster.write("pair.yaml", &pair_workflow("pair", "1500ms", true));
     cluster.deploy(&wf);
     let rt = rt();
     let (victim, took, report) = rerun_after_killing_b(&cluster, &rt);
@@ -393,8 +375,7 @@ fn an_idempotent_mastersp_invocation_that_loses_a_worker_runs_again() {
         cluster.record["redis"]["url"].is_string(),
         "this test needs redis-server on PATH (MasterSP passes objects through Redis)"
     );
-    let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, pair_workflow("pair", "1500ms", true)).expect("write");
+    let wf = cluster.write("pair.yaml", &pair_workflow("pair", "1500ms", true));
     let out = cluster.run(&["deploy", &wf.to_string_lossy(), "--mode", "mastersp"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rt = rt();
@@ -436,8 +417,7 @@ fn rerun_after_killing_b(cluster: &Cluster, rt: &tokio::runtime::Runtime) -> (St
 fn an_invocation_whose_entry_worker_is_lost_before_it_starts_runs_on_the_live_workers() {
     // Not idempotent: nothing has run when the entry is found lost, so it may go elsewhere.
     let cluster = Cluster::up("entry-lost", 4, &["--slots", "2", "--heartbeat-ms", "1000"]);
-    let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, pair_workflow("pair", "1ms", false)).expect("write");
+    let wf = cluster.write("pair.yaml", &pair_workflow("pair", "1ms", false));
     cluster.deploy(&wf);
     let rt = rt();
     let mut planner = cluster.planner_client(&rt);
@@ -486,31 +466,22 @@ fn an_invocation_whose_entry_worker_is_lost_before_it_starts_runs_on_the_live_wo
 #[test]
 fn a_lost_worker_s_workflows_are_planned_again_and_it_rejoins_when_it_returns() {
     let cluster = Cluster::up("rejoin", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
-    let wf = cluster.dir.join("pair.yaml");
-    std::fs::write(&wf, pair_workflow("pair", "1ms", true)).expect("write");
+    let wf = cluster.write("pair.yaml", &pair_workflow("pair", "1ms", true));
     cluster.deploy(&wf);
     let rt = rt();
     let mut planner = cluster.planner_client(&rt);
-    let newest = |planner: &mut PlannerClient<AuthChannel>| {
-        let p = rt
-            .block_on(planner.get_plan(pb::GetPlanRequest {
-                workflow: "pair".into(),
-                version: None,
-            }))
-            .expect("plan")
-            .into_inner()
-            .plan
-            .expect("plan");
+    let newest = || {
+        let p = cluster.newest_plan(&rt, "pair");
         (p.version, plan_workers(&p))
     };
-    let (v1, placed) = newest(&mut planner);
+    let (v1, placed) = newest();
     let victim = placed["b"].clone();
     let pid = cluster.worker(&victim)["pid"].as_u64().expect("pid") as u32;
     kill9(pid);
     // No invocation needed: its silence alone makes the planner plan `pair` again.
     let end = Instant::now() + Duration::from_secs(10);
     let (v2, placed) = loop {
-        let (v, placed) = newest(&mut planner);
+        let (v, placed) = newest();
         if v > v1 {
             break (v, placed);
         }

@@ -1145,7 +1145,7 @@ impl Runtime {
         let frame_buf = vec![0u8; config.ring_capacity];
         let mut arena = arena;
         // Without it, early arrivals go to spill files.
-        let private_segment = arena.add_segment("daemon", 0).unwrap_or(u32::MAX);
+        let private_segment = arena.add_segment("daemon").unwrap_or(u32::MAX);
         Runtime {
             probe,
             probe_failed: false,
@@ -1518,7 +1518,7 @@ impl Runtime {
         listed: &Listed,
     ) -> Result<HashSet<u32>, DaemonError> {
         let label = format!("{}@{}", wf.name, plan.version);
-        let segment = self.arena.add_segment(&label, 0).map_err(|e| {
+        let segment = self.arena.add_segment(&label).map_err(|e| {
             DaemonError::Install(format!("workflow `{}`: cannot create its arena segment: {e}", wf.name))
         })?;
         let result = self.install_in(segment, wf, plan, placement, listed);

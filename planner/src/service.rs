@@ -575,6 +575,25 @@ struct InFlight {
     version: u64,
 }
 
+impl InFlight {
+    /// Counts one more invocation in flight on version `index` (number `version`) of
+    /// `workflow`, until the guard is dropped.
+    fn hold(service: &PlannerService, state: &mut State, workflow: &str, index: usize, version: u64) -> InFlight {
+        if let Some(v) = state
+            .workflows
+            .get_mut(workflow)
+            .and_then(|d| d.versions.get_mut(index))
+        {
+            v.in_flight += 1;
+        }
+        InFlight {
+            service: service.clone(),
+            workflow: workflow.to_owned(),
+            version,
+        }
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut state = self.service.state();
@@ -1244,18 +1263,7 @@ impl PlannerService {
                 idempotent = v.wf.idempotent();
                 if v.plan.mode == Mode::MasterSp {
                     let version = v.version;
-                    if let Some(v) = state
-                        .workflows
-                        .get_mut(&req.workflow)
-                        .and_then(|d| d.versions.get_mut(index))
-                    {
-                        v.in_flight += 1;
-                    }
-                    let guard = InFlight {
-                        service: self.clone(),
-                        workflow: req.workflow.clone(),
-                        version,
-                    };
+                    let guard = InFlight::hold(self, &mut state, &req.workflow, index, version);
                     Route::Master { id, version, guard }
                 } else {
                     let Some(first) = entry_task(&v.wf, &v.plan) else {
@@ -1288,18 +1296,7 @@ impl PlannerService {
                         addr: w.grpc_addr,
                     };
                     let client = w.client.clone();
-                    if let Some(v) = state
-                        .workflows
-                        .get_mut(&req.workflow)
-                        .and_then(|d| d.versions.get_mut(index))
-                    {
-                        v.in_flight += 1;
-                    }
-                    let guard = InFlight {
-                        service: self.clone(),
-                        workflow: req.workflow.clone(),
-                        version,
-                    };
+                    let guard = InFlight::hold(self, &mut state, &req.workflow, index, version);
                     Route::Worker {
                         id,
                         version,

@@ -118,6 +118,13 @@ impl Cluster {
         faasflow(&all)
     }
 
+    /// Writes `contents` to `name` in the cluster's directory; returns its path.
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).expect("write");
+        path
+    }
+
     pub(crate) fn deploy(&self, file: &Path) -> String {
         let out = self.run(&["deploy", &file.to_string_lossy()]);
         assert!(out.status.success(), "deploy failed: {}", text(&out.stderr));

@@ -132,9 +132,9 @@ impl Arena {
         })
     }
 
-    /// Creates a segment (for a workflow version named `label`), pre-faulting up to
-    /// `prefault` bytes of it (see [`Arena::prefault`]).
-    pub fn add_segment(&mut self, label: &str, prefault: u64) -> std::io::Result<u32> {
+    /// Creates a segment (for a workflow version named `label`), with no page allocated yet
+    /// (see [`Arena::prefault`]).
+    pub fn add_segment(&mut self, label: &str) -> std::io::Result<u32> {
         let id = self.next_segment;
         let len = usize::try_from(self.capacity).map_err(|_| std::io::Error::other("arena size does not fit"))?;
         // Memory file names are for people reading /proc: keep them short and printable.
@@ -156,7 +156,6 @@ impl Arena {
             },
         );
         self.next_segment += 1;
-        self.prefault(id, prefault);
         Ok(id)
     }
 
@@ -386,7 +385,7 @@ mod tests {
     #[test]
     fn extents_live_in_their_segment_and_trimmed_tails_come_back() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
-        let s = a.add_segment("wf@1", 0).expect("segment");
+        let s = a.add_segment("wf@1").expect("segment");
         assert_eq!(a.capacity(), 1 << 20);
         let e = a.alloc(s, 1000).expect("room");
         assert!(e.segment == s && e.len == 1024);
@@ -408,10 +407,7 @@ mod tests {
     #[test]
     fn the_budget_is_shared_by_all_segments() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
-        let (s1, s2) = (
-            a.add_segment("a@1", 0).expect("s1"),
-            a.add_segment("b@1", 0).expect("s2"),
-        );
+        let (s1, s2) = (a.add_segment("a@1").expect("s1"), a.add_segment("b@1").expect("s2"));
         let e1 = a.alloc(s1, 600 << 10).expect("room");
         let err = a.alloc(s2, 600 << 10).expect_err("over the budget");
         assert_eq!(err.free, (1 << 20) - (600 << 10));
@@ -432,10 +428,12 @@ mod tests {
     #[test]
     fn the_segments_hold_no_more_pages_than_the_budget() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
-        let s1 = a.add_segment("a@1", 1 << 20).expect("s1");
+        let s1 = a.add_segment("a@1").expect("s1");
+        a.prefault(s1, 1 << 20);
         assert_eq!(a.populated(s1), 1 << 20, "the whole budget was free");
         // The second segment gets no pre-faulted pages: the first holds them all.
-        let s2 = a.add_segment("b@1", 1 << 20).expect("s2");
+        let s2 = a.add_segment("b@1").expect("s2");
+        a.prefault(s2, 1 << 20);
         assert_eq!(a.populated(s2), 0);
         let e1 = a.alloc(s1, 256 << 10).expect("room");
         assert!(a.write(e1, 0, &[7; 4096]));
@@ -457,7 +455,7 @@ mod tests {
     #[test]
     fn a_dropped_segment_goes_when_it_is_empty() {
         let mut a = Arena::create("arena-test", 1 << 20).expect("memfd");
-        let s = a.add_segment("a@1", 0).expect("segment");
+        let s = a.add_segment("a@1").expect("segment");
         let e = a.alloc(s, 100).expect("room");
         a.drop_segment(s);
         assert!(a.region(s).is_some(), "kept while it holds an object");
