@@ -34,8 +34,13 @@ use crate::store::arena::Extent;
 
 /// What the network tells the loop.
 pub(crate) enum NetEvent {
-    /// A control message from peer `from`.
-    Message { from: String, msg: ControlMessage },
+    /// A control message from peer `from`, whose endpoint is at `addr` (it dials from the
+    /// endpoint it listens on, so that is where it can be answered).
+    Message {
+        from: String,
+        addr: SocketAddr,
+        msg: ControlMessage,
+    },
     /// An object's stream opened: where do its bytes go?
     Incoming {
         from: String,
@@ -306,6 +311,7 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post) {
 /// Reads what one peer sends: its control messages in order, its objects in parallel.
 async fn serve(conn: Arc<PeerConnection>, post: Post) {
     let node = conn.peer_node().to_owned();
+    let addr = conn.remote_address();
     let objects = {
         let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
         tokio::spawn(async move {
@@ -325,6 +331,7 @@ async fn serve(conn: Arc<PeerConnection>, post: Post) {
         match conn.recv().await {
             Ok(Some(msg)) => post(NetEvent::Message {
                 from: node.clone(),
+                addr,
                 msg,
             }),
             Ok(None) => break,

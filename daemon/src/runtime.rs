@@ -24,7 +24,7 @@
 //! exactly once; every reservation, input copy and reload of a call is freed when the call
 //! ends, whatever the outcome, so no arena byte outlives its invocation.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -145,6 +145,9 @@ pub struct InstalledPlan {
     pub in_flight: u64,
     /// It is being dropped: removed when `in_flight` reaches 0.
     pub dropping: bool,
+    /// What the plan was installed as (SHA-256 of its wire form; empty when it was installed
+    /// from memory, not from the wire).
+    pub digest: Vec<u8>,
 }
 
 /// Where an invocation's report goes.
@@ -293,6 +296,7 @@ enum Msg {
         placement: Placement,
         /// What each pack the workflow uses says it serves (asked on the caller's thread).
         listed: Listed,
+        digest: Vec<u8>,
         reply: mpsc::Sender<Result<(), DaemonError>>,
     },
     Invoke {
@@ -309,6 +313,11 @@ enum Msg {
         reply: mpsc::Sender<Result<u64, DaemonError>>,
     },
     Plans(mpsc::Sender<Vec<InstalledPlan>>),
+    WorkerLost {
+        name: String,
+        reason: String,
+        reply: mpsc::Sender<u64>,
+    },
     Execute(Box<Execute>, ExecReply),
     Master(master::MasterEvent),
     Stats(mpsc::Sender<Stats>),
@@ -542,7 +551,7 @@ impl Daemon {
             me: 0,
             workers: vec![(0, self.name.clone(), self.peer_addr)],
         };
-        self.install_placed(wf, plan, placement)
+        self.install_placed(wf, plan, placement, Vec::new())
     }
 
     /// Installs this worker's part of a plan made for `cluster` (which must name this daemon):
@@ -556,6 +565,19 @@ impl Daemon {
         plan: Plan,
         cluster: &ClusterView,
         peers: &HashMap<String, SocketAddr>,
+    ) -> Result<(), DaemonError> {
+        self.install_plan_as(wf, plan, cluster, peers, Vec::new())
+    }
+
+    /// [`Daemon::install_plan`], recording the plan's `digest` (what it was sent as), which
+    /// [`Daemon::plans`] reports so that a different plan under the same version is told apart.
+    pub fn install_plan_as(
+        &self,
+        wf: Arc<Workflow>,
+        plan: Plan,
+        cluster: &ClusterView,
+        peers: &HashMap<String, SocketAddr>,
+        digest: Vec<u8>,
     ) -> Result<(), DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}` version {}: {m}", wf.name, plan.version));
         let me = cluster
@@ -611,10 +633,17 @@ impl Daemon {
                 me,
                 workers,
             },
+            digest,
         )
     }
 
-    fn install_placed(&self, wf: Arc<Workflow>, plan: Plan, placement: Placement) -> Result<(), DaemonError> {
+    fn install_placed(
+        &self,
+        wf: Arc<Workflow>,
+        plan: Plan,
+        placement: Placement,
+        digest: Vec<u8>,
+    ) -> Result<(), DaemonError> {
         // Running the packs (`--list`) takes a while: here, not on the loop, which serves the
         // other invocations meanwhile.
         let mut listed = Listed::new();
@@ -635,6 +664,7 @@ impl Daemon {
             plan: Box::new(plan),
             placement,
             listed,
+            digest,
             reply,
         });
         rx.recv().map_err(|_| DaemonError::Stopped)?
@@ -725,6 +755,19 @@ impl Daemon {
         rx.recv().map_err(|_| DaemonError::Stopped)?
     }
 
+    /// Worker `name` is lost (the planner says so, `reason` why): every invocation here of a
+    /// plan it is in fails at once, naming it, rather than when the peer connection times
+    /// out. Returns how many.
+    pub fn worker_lost(&self, name: &str, reason: &str) -> Result<u64, DaemonError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.post(Msg::WorkerLost {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+            reply,
+        });
+        rx.recv().map_err(|_| DaemonError::Stopped)
+    }
+
     /// The plan versions installed.
     pub fn plans(&self) -> Result<Vec<InstalledPlan>, DaemonError> {
         let (reply, rx) = mpsc::channel();
@@ -791,6 +834,8 @@ struct Installed {
     placement: Placement,
     /// Dropped: removed when its last invocation ends.
     dropping: bool,
+    /// What the plan was installed as ([`InstalledPlan::digest`]).
+    digest: Vec<u8>,
     /// Other workers (plan index) with a task reading each output: (node, output) → workers.
     readers: HashMap<(u32, String), Vec<u32>>,
     /// Other workers reading an output over an edge the plan marks remote (Redis).
@@ -834,6 +879,9 @@ struct Pool {
     instances: Vec<u32>,
     spawning: usize,
     queue: VecDeque<u64>,
+    /// Its workflow version was removed: its instances are stopped, it starts none, and its
+    /// slot is reused once the last of them has exited.
+    retired: bool,
 }
 
 struct Instance {
@@ -1106,6 +1154,9 @@ struct Runtime {
     net: Option<Net>,
     /// Local ids of objects of other workers: (worker name, invocation, their id) → ours.
     remote_ids: HashMap<(String, InvocationId, u64), u64>,
+    /// Where each peer that sent a control message dials from (its endpoint): a start for a
+    /// version not held here is answered there.
+    peer_addrs: HashMap<String, SocketAddr>,
     /// Messages about invocations not started here yet: invocation → (first seen, messages).
     early: HashMap<InvocationId, (Instant, Vec<(String, crate::io::message::ControlMessage)>)>,
     /// Invocations that ended here lately (late messages and objects about them are dropped).
@@ -1183,6 +1234,7 @@ impl Runtime {
             stop: false,
             net,
             remote_ids: HashMap::new(),
+            peer_addrs: HashMap::new(),
             early: HashMap::new(),
             ended: cluster::Ended::default(),
             awaiting: Vec::new(),
@@ -1283,8 +1335,9 @@ impl Runtime {
                     plan,
                     placement,
                     listed,
+                    digest,
                     reply,
-                } => match self.install(wf, *plan, placement, &listed) {
+                } => match self.install(wf, *plan, placement, &listed, digest) {
                     // Answered when the pools' first instances are warm.
                     Ok(warming) if !warming.is_empty() => self.warming.push((warming, Vec::new(), reply)),
                     result => {
@@ -1308,6 +1361,9 @@ impl Runtime {
                 }
                 Msg::Plans(reply) => {
                     let _ = reply.send(self.plans());
+                }
+                Msg::WorkerLost { name, reason, reply } => {
+                    let _ = reply.send(self.worker_lost(&name, &reason));
                 }
                 Msg::Stats(reply) => {
                     let _ = reply.send(self.stats());
@@ -1339,6 +1395,7 @@ impl Runtime {
                 version: k.1,
                 in_flight: self.in_flight(k),
                 dropping: i.dropping,
+                digest: i.digest.clone(),
             })
             .collect();
         v.sort_by(|a, b| (&a.workflow, a.version).cmp(&(&b.workflow, b.version)));
@@ -1447,7 +1504,25 @@ impl Runtime {
             &[],
             self.invocations.len() as f64,
         );
-        for p in &self.pools {
+        let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+        for k in self.installed.keys() {
+            *versions.entry(k.0.as_str()).or_default() += 1;
+        }
+        for (workflow, n) in versions {
+            e.gauge(
+                "faasflow_installed_versions",
+                "Workflow versions installed here (dropped ones included until their invocations end)",
+                &[("workflow", workflow)],
+                n as f64,
+            );
+        }
+        e.gauge(
+            "faasflow_instances",
+            "Instances running here (every pool)",
+            &[],
+            self.instances.len() as f64,
+        );
+        for p in self.pools.iter().filter(|p| !p.retired) {
             let runtime = match p.key.runner {
                 Runner::Process(_) => "process",
                 Runner::Container(_) => "container",
@@ -1516,12 +1591,13 @@ impl Runtime {
         plan: Plan,
         placement: Placement,
         listed: &Listed,
+        digest: Vec<u8>,
     ) -> Result<HashSet<u32>, DaemonError> {
         let label = format!("{}@{}", wf.name, plan.version);
         let segment = self.arena.add_segment(&label).map_err(|e| {
             DaemonError::Install(format!("workflow `{}`: cannot create its arena segment: {e}", wf.name))
         })?;
-        let result = self.install_in(segment, wf, plan, placement, listed);
+        let result = self.install_in(segment, wf, plan, placement, listed, digest);
         if result.is_err() {
             self.arena.drop_segment(segment);
         }
@@ -1536,6 +1612,7 @@ impl Runtime {
         plan: Plan,
         placement: Placement,
         listed: &Listed,
+        digest: Vec<u8>,
     ) -> Result<HashSet<u32>, DaemonError> {
         let err = |m: String| DaemonError::Install(format!("workflow `{}`: {m}", wf.name));
         let version = plan.version;
@@ -1600,7 +1677,7 @@ impl Runtime {
                     p
                 }
                 None => {
-                    self.pools.push(Pool {
+                    let pool = Pool {
                         key: pkey.clone(),
                         limits,
                         pack_name: pack_name.clone(),
@@ -1608,8 +1685,23 @@ impl Runtime {
                         instances: Vec::new(),
                         spawning: 0,
                         queue: VecDeque::new(),
-                    });
-                    let p = self.pools.len() - 1;
+                        retired: false,
+                    };
+                    // A retired pool's slot whose instances have all gone, else a new one.
+                    let free = self
+                        .pools
+                        .iter()
+                        .position(|p| p.retired && p.instances.is_empty() && p.spawning == 0);
+                    let p = match free {
+                        Some(p) => {
+                            self.pools[p] = pool;
+                            p
+                        }
+                        None => {
+                            self.pools.push(pool);
+                            self.pools.len() - 1
+                        }
+                    };
                     self.pool_index.insert(pkey, p);
                     new_pools.push(p);
                     p
@@ -1736,6 +1828,7 @@ impl Runtime {
                 sites,
                 placement,
                 dropping: false,
+                digest,
                 readers,
                 remote_readers,
                 result_reads,
@@ -1837,6 +1930,13 @@ impl Runtime {
                 );
                 self.live.push(id);
                 self.pools[pool].instances.push(id);
+                if self.pools[pool].retired
+                    && let Some(inst) = self.instances.get_mut(&id)
+                {
+                    // Started for a version removed meanwhile.
+                    inst.killed = Some("its workflow version was dropped while it started".into());
+                    inst.handle.kill();
+                }
                 let tracked = self.probe.track(r.pid);
                 self.probe_result(tracked);
                 if let Some(status) = self.exited_early.remove(&id) {
@@ -1889,7 +1989,10 @@ impl Runtime {
             self.fail_call(c, format!("function `{f}`: {why}"), FailureKind::Crash);
         }
         let p = &self.pools[pool];
-        if !self.stop && (!p.queue.is_empty() || p.instances.len() + p.spawning < self.config.min_instances) {
+        if !self.stop
+            && !p.retired
+            && (!p.queue.is_empty() || p.instances.len() + p.spawning < self.config.min_instances)
+        {
             self.spawn(pool);
         }
     }
@@ -3337,10 +3440,34 @@ impl Runtime {
         }
     }
 
+    /// Removes a workflow version that runs nothing: its pools' instances are stopped (each
+    /// maps the version's segment, and a pool keeps its minimum warm for good otherwise) and
+    /// its arena segment goes as soon as it holds no object.
     fn uninstall(&mut self, wf: &WfKey) {
-        if let Some(i) = self.installed.remove(wf) {
-            self.arena.drop_segment(i.segment);
+        let Some(i) = self.installed.remove(wf) else { return };
+        for p in 0..self.pools.len() {
+            if self.pools[p].segment != i.segment || self.pools[p].retired {
+                continue;
+            }
+            let pool = &mut self.pools[p];
+            pool.retired = true;
+            self.pool_index.remove(&pool.key);
+            let queued: Vec<u64> = pool.queue.drain(..).collect();
+            for id in pool.instances.clone() {
+                if let Some(inst) = self.instances.get_mut(&id)
+                    && inst.killed.is_none()
+                {
+                    inst.killed = Some(format!("workflow `{}` version {} was dropped", wf.0, wf.1));
+                    inst.handle.kill();
+                }
+            }
+            for c in queued {
+                let f = self.calls.get(&c).map(|c| c.function.clone()).unwrap_or_default();
+                let why = format!("function `{f}`: workflow `{}` version {} was dropped", wf.0, wf.1);
+                self.fail_call(c, why, FailureKind::Crash);
+            }
         }
+        self.arena.drop_segment(i.segment);
     }
 
     /// The arena segment of workflow version `wf` (`u32::MAX`, which holds nothing, when it is

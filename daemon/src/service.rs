@@ -19,7 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 use faasflow_planner::convert::execute::{
     ExecDone, ExecObject, ExecValue, execute_request_from_proto, execute_response_to_proto,
 };
-use faasflow_planner::convert::plan_from_proto;
+use faasflow_planner::convert::{plan_digest, plan_from_proto, short_digest};
 use faasflow_planner::service::describe;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
@@ -94,20 +94,39 @@ impl pb::daemon_server::Daemon for DaemonService {
             })?;
             peers.insert(p.name.clone(), addr);
         }
+        let digest = plan_digest(req.plan.as_ref().unwrap_or(&pb::Plan::default()));
         let (name, version) = (wf.name.clone(), plan.version);
-        let installed = self
+        let held = self
             .blocking(move |d| d.plans())
             .await?
-            .iter()
-            .any(|p| p.workflow == name && p.version == version && !p.dropping);
-        if installed {
-            return Ok(Response::new(pb::InstallPlanResponse {
-                already_installed: true,
-            }));
+            .into_iter()
+            .find(|p| p.workflow == name && p.version == version);
+        if let Some(held) = held {
+            if held.digest == digest && !held.dropping {
+                return Ok(Response::new(pb::InstallPlanResponse {
+                    already_installed: true,
+                }));
+            }
+            // Never answer for a plan with another one: stale code would run.
+            let what = if held.digest == digest {
+                "is being dropped here (it is removed when its invocations end)".to_owned()
+            } else {
+                format!(
+                    "is installed here with another plan (digest {}, this one {})",
+                    short_digest(&held.digest),
+                    short_digest(&digest)
+                )
+            };
+            return Err(Status::already_exists(format!(
+                "worker `{}`: workflow `{}` version {} {what}; deploy it as a new version",
+                self.daemon.name(),
+                held.workflow,
+                held.version
+            )));
         }
         let wf = Arc::new(wf);
         let daemon = self.daemon.clone();
-        tokio::task::spawn_blocking(move || daemon.install_plan(wf, plan, &cluster, &peers))
+        tokio::task::spawn_blocking(move || daemon.install_plan_as(wf, plan, &cluster, &peers, digest))
             .await
             .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
             .map_err(|e| match e {
@@ -207,6 +226,18 @@ impl pb::daemon_server::Daemon for DaemonService {
         }
     }
 
+    async fn worker_lost(
+        &self,
+        request: Request<pb::WorkerLostRequest>,
+    ) -> Result<Response<pb::WorkerLostResponse>, Status> {
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("WorkerLost: `name` is empty"));
+        }
+        let aborted = self.blocking(move |d| d.worker_lost(&req.name, &req.reason)).await?;
+        Ok(Response::new(pb::WorkerLostResponse { aborted }))
+    }
+
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let (plans, stats) = self.blocking(|d| Ok((d.plans()?, d.stats()?))).await?;
         Ok(Response::new(pb::StatusResponse {
@@ -304,14 +335,48 @@ pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daem
         }
     };
     let client = PlannerClient::with_interceptor(endpoint.connect_lazy(), Attach::new(token));
+    let incarnation = incarnation();
     loop {
-        let (id, interval) = register(&client, &planner, &me).await;
-        heartbeats(&client, &planner, &me, &daemon, id, interval).await;
+        let interval = register(&client, &planner, &me, &daemon, incarnation).await;
+        heartbeats(&client, &planner, &me, &daemon, incarnation, interval).await;
     }
 }
 
-/// Registers, retrying until the planner answers: (worker id, heartbeat interval).
-async fn register(client: &PlannerClient<AuthChannel>, planner: &str, me: &Registration) -> (u64, Duration) {
+/// A number new at every start of the daemon (random: the planner tells a restarted worker
+/// from the one it knew by it, whatever the clocks say).
+fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the system's random source, per process.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}
+
+/// The plan versions the daemon holds, as the planner is told.
+async fn held_plans(daemon: &Arc<Daemon>) -> Vec<pb::HeldPlan> {
+    let d = daemon.clone();
+    let plans = tokio::task::spawn_blocking(move || d.plans().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    plans
+        .into_iter()
+        .map(|p| pb::HeldPlan {
+            workflow: p.workflow,
+            version: p.version,
+            digest: p.digest,
+            dropping: p.dropping,
+        })
+        .collect()
+}
+
+/// Registers, retrying until the planner answers: the heartbeat interval.
+async fn register(
+    client: &PlannerClient<AuthChannel>,
+    planner: &str,
+    me: &Registration,
+    daemon: &Arc<Daemon>,
+    incarnation: u64,
+) -> Duration {
     let mut backoff = FIRST_BACKOFF;
     let mut said = false;
     loop {
@@ -322,18 +387,19 @@ async fn register(client: &PlannerClient<AuthChannel>, planner: &str, me: &Regis
             slots: me.slots,
             memory_mib: me.memory_mib,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            incarnation,
+            plans: held_plans(daemon).await,
         };
         match client.clone().register_worker(req).await {
             Ok(r) => {
                 let r = r.into_inner();
                 let interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
                 eprintln!(
-                    "worker `{}`: registered with the planner at {planner} (id {}, heartbeat every {} ms)",
+                    "worker `{}`: registered with the planner at {planner} (incarnation {incarnation:016x}, heartbeat every {} ms)",
                     me.name,
-                    r.worker_id,
                     interval.as_millis()
                 );
-                return (r.worker_id, interval);
+                return interval;
             }
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 // The planner refuses this registration: retrying the same will not help soon.
@@ -366,7 +432,7 @@ async fn heartbeats(
     planner: &str,
     me: &Registration,
     daemon: &Arc<Daemon>,
-    id: u64,
+    incarnation: u64,
     interval: Duration,
 ) {
     let mut unreachable = false;
@@ -377,7 +443,9 @@ async fn heartbeats(
             .await
             .unwrap_or(0);
         let req = pb::HeartbeatRequest {
-            worker_id: id,
+            name: me.name.clone(),
+            incarnation,
+            plans: held_plans(daemon).await,
             instances: u32::try_from(instances).unwrap_or(u32::MAX),
             pools: Vec::new(),
             profiles: Vec::new(),

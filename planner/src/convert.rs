@@ -227,6 +227,22 @@ const MAX_ITEMS: usize = u32::MAX as usize - 1;
 // To proto
 // ---------------------------------------------------------------------------------------------
 
+/// What a plan is known by: SHA-256 of its wire form. A daemon asked to install a version it
+/// holds compares digests, so that a different plan under a known (workflow, version) is
+/// refused rather than answered with the one it holds.
+pub fn plan_digest(plan: &pb::Plan) -> Vec<u8> {
+    let bytes = prost::Message::encode_to_vec(plan);
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec()
+}
+
+/// A digest as people read it (its first 8 bytes in hex).
+pub fn short_digest(digest: &[u8]) -> String {
+    if digest.is_empty() {
+        return "none".into();
+    }
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Encodes a plan with the workflow and cluster it was made for.
 ///
 /// Expects what the partitioner produces: `plan.workflow == wf.name` and one

@@ -19,7 +19,7 @@
 //! - **Red-black**: new invocations take the newest version; a version that is not the newest
 //!   is dropped from its daemons as soon as no invocation runs on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -41,6 +41,8 @@ use crate::master::{Master, Messages, StartError, Workers};
 use crate::partition::partition;
 use crate::plan::{ClusterView, Mode, Plan, PlannerConfig, WorkerView};
 use crate::remote::{RemoteError, RemoteStore};
+
+mod workers;
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -120,10 +122,12 @@ impl Default for ServiceConfig {
     }
 }
 
-/// A registered worker.
+/// A registered worker, known by its name (and the incarnation of its daemon: a restarted
+/// daemon holds nothing, whatever the worker held before).
 #[derive(Debug, Clone)]
 struct Worker {
-    id: u64,
+    /// Its daemon's incarnation (new at every start).
+    incarnation: u64,
     grpc_addr: SocketAddr,
     quic_addr: Option<SocketAddr>,
     slots: u32,
@@ -132,6 +136,13 @@ struct Worker {
     client: DaemonClient<AuthChannel>,
     /// The watch has said it is lost (and planned its workflows again).
     noted_lost: bool,
+    /// Since when it is live (registered, or back after it was lost).
+    live_since: Instant,
+    /// The versions its daemon holds and does not drop (its latest report, and what was
+    /// installed on it since).
+    held: BTreeSet<(String, u64)>,
+    /// Every version its daemon reported, dropping ones too: (workflow, version, dropping).
+    reported: Vec<(String, u64, bool)>,
 }
 
 /// One deployed version of a workflow.
@@ -144,6 +155,11 @@ struct Version {
     proto: pb::Plan,
     /// The workers whose daemons hold it, by name.
     daemons: Vec<String>,
+    /// Their QUIC addresses when it was made (a daemon back on another address breaks it:
+    /// the others would dial the old one).
+    peers: BTreeMap<String, Option<SocketAddr>>,
+    /// The live workers it was planned, or last found good, for.
+    considered: BTreeSet<String>,
     in_flight: u64,
     /// How it was deployed (a re-plan deploys the same way).
     mode: Mode,
@@ -164,6 +180,13 @@ struct Deployed {
     measured: BTreeMap<String, Measured>,
     /// A re-plan from measured values is under way.
     replanning: bool,
+    /// A repair of its newest version (re-plan or install, [`PlannerService::repair`]) is
+    /// under way in the background.
+    repairing: bool,
+    /// When its newest version was last planned again because workers changed.
+    last_replan: Option<Instant>,
+    /// When a repair last failed, and why (said once per cause).
+    repair_failed: Option<(Instant, String)>,
 }
 
 /// What the reports say about one task.
@@ -201,7 +224,14 @@ pub const KEPT_REPORTS: usize = 256;
 struct State {
     workers: BTreeMap<String, Worker>,
     workflows: BTreeMap<String, Deployed>,
-    next_worker_id: u64,
+    /// The highest version of each workflow a daemon reported holding: versions deployed
+    /// from here are higher (a planner started again never reuses one).
+    seen_versions: BTreeMap<String, u64>,
+    /// Versions being installed by a deploy (not yet in `workflows`): never dropped as
+    /// unknown meanwhile.
+    installing: BTreeSet<(String, u64)>,
+    /// When the watch last looked at the workers.
+    last_check: Option<Instant>,
     next_invocation: u64,
     /// Invocations answered, by outcome (`ok`, `failed`, `deadline`, `refused`).
     outcomes: BTreeMap<&'static str, u64>,
@@ -231,6 +261,8 @@ struct Inner {
     remote: tokio::sync::Mutex<Option<RemoteStore>>,
     /// The watch over workers' heartbeats runs ([`PlannerService::watch_workers`]).
     watching: std::sync::atomic::AtomicBool,
+    /// Installs and drops the watch has under way: (worker, workflow, version).
+    pending: Mutex<BTreeSet<(String, String, u64)>>,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -278,6 +310,7 @@ impl PlannerService {
                 counters: Counters::default(),
                 deploying: tokio::sync::Mutex::new(()),
                 watching: std::sync::atomic::AtomicBool::new(false),
+                pending: Mutex::new(BTreeSet::new()),
                 master: OnceLock::new(),
                 remote: tokio::sync::Mutex::new(None),
             }),
@@ -615,87 +648,14 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        let req = request.into_inner();
-        if req.name.is_empty() {
-            return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
-        }
-        let grpc_addr: SocketAddr = req.grpc_addr.parse().map_err(|e| {
-            Status::invalid_argument(format!(
-                "RegisterWorker: `grpc_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
-                req.name, req.grpc_addr
-            ))
-        })?;
-        let quic_addr = if req.quic_addr.is_empty() {
-            None
-        } else {
-            Some(req.quic_addr.parse().map_err(|e| {
-                Status::invalid_argument(format!(
-                    "RegisterWorker: `quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
-                    req.name, req.quic_addr
-                ))
-            })?)
-        };
-        if req.slots == 0 {
-            return Err(Status::invalid_argument(format!(
-                "RegisterWorker: worker `{}` offers 0 slots",
-                req.name
-            )));
-        }
-        let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
-        let mut state = self.state();
-        state.next_worker_id += 1;
-        let id = state.next_worker_id;
-        let again = state.workers.contains_key(&req.name);
-        let was_lost = state.workers.get(&req.name).is_some_and(|w| w.noted_lost);
-        state.workers.insert(
-            req.name.clone(),
-            Worker {
-                id,
-                grpc_addr,
-                quic_addr,
-                slots: req.slots,
-                last_seen: Instant::now(),
-                client,
-                noted_lost: false,
-            },
-        );
-        drop(state);
-        self.watch_workers();
-        eprintln!(
-            "planner: worker `{}` {} (daemon {grpc_addr}, peers {}, {} slots)",
-            req.name,
-            match (again, was_lost) {
-                (_, true) => "is back: registered again after it was lost; new plans use it",
-                (true, false) => "registered again",
-                (false, false) => "registered",
-            },
-            quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-            req.slots
-        );
-        Ok(Response::new(pb::RegisterWorkerResponse {
-            worker_id: id,
-            heartbeat_interval_ms: u32::try_from(self.inner.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
-        }))
+        self.register(request.into_inner()).map(Response::new)
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let id = request.get_ref().worker_id;
-        let mut state = self.state();
-        let known = match state.workers.values_mut().find(|w| w.id == id) {
-            Some(w) => {
-                w.last_seen = Instant::now();
-                true
-            }
-            None => false,
-        };
-        Ok(Response::new(pb::HeartbeatResponse {
-            known_worker: known,
-            install: Vec::new(),
-            drop: Vec::new(),
-        }))
+        Ok(Response::new(self.beat(request.into_inner())))
     }
 
     async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DeployResponse>, Status> {
@@ -985,8 +945,9 @@ enum Route {
     },
     /// MasterSP: to the central engine.
     Master { id: u64, version: u64, guard: InFlight },
-    /// The entry daemon is lost: nothing started; the workflow must be planned again first.
-    EntryLost { entry: String, message: String },
+    /// A worker of the version is lost, or does not hold it (it restarted): nothing started;
+    /// the version must be repaired first ([`PlannerService::repair`]).
+    NotReady { message: String },
 }
 
 impl PlannerService {
@@ -1071,7 +1032,7 @@ impl PlannerService {
                 response.invocation_id, req.workflow
             );
             self.mark_lost(&lost);
-            match tokio::time::timeout(left, self.replan_without(&req.workflow, &lost)).await {
+            match tokio::time::timeout(left, self.repair(&req.workflow)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(why)) => {
                     response.error = format!("{}; it was not run again: {why}", response.error);
@@ -1088,127 +1049,6 @@ impl PlannerService {
             earlier.push(response.error);
             let left = run.deadline.saturating_sub(started.elapsed());
             req.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
-        }
-    }
-
-    /// Plans `workflow` again onto the live workers (a new version, red-black, like a
-    /// user's deploy) when its newest version puts a task on worker `lost`; returns once the
-    /// newest version avoids `lost`.
-    async fn replan_without(&self, workflow: &str, lost: &str) -> Result<(), String> {
-        loop {
-            let job = {
-                let mut state = self.state();
-                let Some(deployed) = state.workflows.get_mut(workflow) else {
-                    return Err(format!("workflow `{workflow}` is no longer deployed"));
-                };
-                let Some(newest) = deployed.versions.first() else {
-                    return Err(format!("workflow `{workflow}` has no version"));
-                };
-                if !newest.daemons.iter().any(|d| d == lost) {
-                    return Ok(());
-                }
-                if deployed.replanning {
-                    None
-                } else {
-                    let job = (
-                        newest.wf.clone(),
-                        newest.declared.clone(),
-                        newest.mode,
-                        newest.allow_overcommit,
-                        newest.version,
-                    );
-                    deployed.replanning = true;
-                    Some(job)
-                }
-            };
-            let Some((wf, declared, mode, allow_overcommit, version)) = job else {
-                // Another re-plan of it is under way: wait for it.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let what = format!("the re-plan of `{workflow}` version {version} without worker `{lost}`");
-            let result = self.deploy_workflow(wf, declared, mode, allow_overcommit, &what).await;
-            if let Some(d) = self.state().workflows.get_mut(workflow) {
-                d.replanning = false;
-            }
-            match result {
-                Ok(d) => eprintln!(
-                    "planner: workflow `{workflow}` version {version} used lost worker `{lost}`: planned again as version {} on the live workers",
-                    d.version
-                ),
-                Err(e) => return Err(e.message().to_owned()),
-            }
-        }
-    }
-
-    /// Watches the registered workers: one that stops sending heartbeats is lost, and every
-    /// workflow whose newest version uses it is planned again onto the live workers; one that
-    /// comes back rejoins (new plans use it again). Runs until the service is dropped.
-    fn watch_workers(&self) {
-        if self.inner.watching.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let interval = self.inner.config.heartbeat_interval;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let Some(inner) = weak.upgrade() else { return };
-                PlannerService { inner }.check_workers();
-            }
-        });
-    }
-
-    /// One round of [`PlannerService::watch_workers`].
-    fn check_workers(&self) {
-        let now = Instant::now();
-        let mut newly_lost = Vec::new();
-        {
-            let mut state = self.state();
-            let lost_after = self.inner.config.heartbeat_interval * LOST_AFTER;
-            for (name, w) in state.workers.iter_mut() {
-                let lost = now.duration_since(w.last_seen) > lost_after;
-                if lost && !w.noted_lost {
-                    w.noted_lost = true;
-                    eprintln!(
-                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms",
-                        w.grpc_addr,
-                        now.duration_since(w.last_seen).as_millis()
-                    );
-                    newly_lost.push(name.clone());
-                } else if !lost && w.noted_lost {
-                    w.noted_lost = false;
-                    eprintln!(
-                        "planner: worker `{name}` ({}) is back: new plans use it again",
-                        w.grpc_addr
-                    );
-                }
-            }
-        }
-        for name in newly_lost {
-            self.replan_all_without(&name);
-        }
-    }
-
-    /// Starts a re-plan of every workflow whose newest version uses worker `lost`.
-    fn replan_all_without(&self, lost: &str) {
-        let workflows: Vec<String> = self
-            .state()
-            .workflows
-            .iter()
-            .filter(|(_, d)| d.versions.first().is_some_and(|v| v.daemons.iter().any(|n| n == lost)))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for workflow in workflows {
-            let this = self.clone();
-            let lost = lost.to_owned();
-            tokio::spawn(async move {
-                if let Err(e) = this.replan_without(&workflow, &lost).await {
-                    eprintln!(
-                        "planner: workflow `{workflow}` uses lost worker `{lost}` and could not be planned again: {e}"
-                    );
-                }
-            });
         }
     }
 
@@ -1274,6 +1114,11 @@ impl PlannerService {
                     };
                     let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
                     let version = v.version;
+                    // Never start what would wait on a worker that cannot run its part.
+                    if let Some(why) = self.version_fault(&state, v, now) {
+                        let message = format!("workflow `{}` version {version} cannot run now: {why}", req.workflow);
+                        break 'route Route::NotReady { message };
+                    }
                     let Some(w) = state.workers.get(&entry) else {
                         return Err(Status::unavailable(format!(
                             "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
@@ -1281,16 +1126,6 @@ impl PlannerService {
                             req.workflow
                         )));
                     };
-                    if self.is_lost(w, now) {
-                        let message = format!(
-                            "worker `{entry}` ({}), which starts workflow `{}` version {version}, is lost \
-                     (no heartbeat for {} ms)",
-                            w.grpc_addr,
-                            req.workflow,
-                            now.duration_since(w.last_seen).as_millis()
-                        );
-                        break 'route Route::EntryLost { entry, message };
-                    }
                     let entry = Target {
                         name: entry,
                         addr: w.grpc_addr,
@@ -1307,27 +1142,29 @@ impl PlannerService {
                 }
             };
             match route {
-                Route::EntryLost { entry, message } if req.version.is_none() && !replanned => {
+                Route::NotReady { message } if req.version.is_none() && !replanned => {
                     replanned = true;
-                    let replan = tokio::time::timeout(deadline, self.replan_without(&req.workflow, &entry)).await;
-                    match replan {
+                    // Nothing has run: planning it again (or installing it where it is
+                    // missing) is safe for any workflow.
+                    match tokio::time::timeout(deadline, self.repair(&req.workflow)).await {
                         Ok(Ok(())) => continue,
                         Ok(Err(why)) => {
-                            return Err(Status::unavailable(format!(
-                                "{message}; planning it again onto the live workers failed: {why}"
-                            )));
+                            return Err(Status::unavailable(format!("{message}; repairing it failed: {why}")));
                         }
                         Err(_) => {
                             return Err(Status::unavailable(format!(
-                                "{message}; it was not planned again onto the live workers within the deadline"
+                                "{message}; it was not repaired within the deadline"
                             )));
                         }
                     }
                 }
-                Route::EntryLost { message, .. } => {
-                    return Err(Status::unavailable(format!(
-                        "{message}; deploy the workflow again to plan it onto the live workers"
-                    )));
+                Route::NotReady { message } => {
+                    let hint = if req.version.is_some() {
+                        "invoke the newest version (without --version), which the planner repairs"
+                    } else {
+                        "retry shortly: the planner plans it again onto the live workers"
+                    };
+                    return Err(Status::unavailable(format!("{message}; {hint}")));
                 }
                 route => break route,
             }
@@ -1355,7 +1192,7 @@ impl PlannerService {
                 client,
                 guard,
             } => (id, version, entry, *client, guard),
-            Route::EntryLost { message, .. } => return Err(Status::unavailable(message)),
+            Route::NotReady { message } => return Err(Status::unavailable(message)),
         };
         let message = pb::DaemonInvokeRequest {
             workflow: req.workflow.clone(),
@@ -1453,8 +1290,82 @@ impl PlannerService {
             self.remote_store(&wf.name).await?;
         }
         let _one_at_a_time = self.inner.deploying.lock().await;
-        let (cluster, live) = self.live_cluster();
-        let version = self.state().workflows.get(&wf.name).map_or(0, |d| d.last) + 1;
+        self.deploy_locked(wf, declared, mode, allow_overcommit, file).await
+    }
+
+    /// [`PlannerService::deploy_workflow`] with the deploy lock held (and, for MasterSP, the
+    /// remote tier connected).
+    async fn deploy_locked(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+    ) -> Result<pb::DeployResponse, Status> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (cluster, live) = self.live_cluster();
+            let version = {
+                let mut state = self.state();
+                let last = state.workflows.get(&wf.name).map_or(0, |d| d.last);
+                let seen = state.seen_versions.get(&wf.name).copied().unwrap_or(0);
+                let version = last.max(seen) + 1;
+                state.installing.insert((wf.name.clone(), version));
+                // Never given again, whatever happens to it.
+                state.seen_versions.insert(wf.name.clone(), version);
+                version
+            };
+            let result = self
+                .install_version(
+                    wf.clone(),
+                    declared.clone(),
+                    mode,
+                    allow_overcommit,
+                    file,
+                    cluster,
+                    live,
+                    version,
+                )
+                .await;
+            self.state().installing.remove(&(wf.name.clone(), version));
+            match result {
+                Ok(r) => return Ok(r),
+                // Only lost workers failed it: plan it again for the live ones, once.
+                Err((status, true)) if attempt == 1 => {
+                    eprintln!("planner: {}; planning it again onto the live workers", status.message());
+                }
+                Err((status, _)) => return Err(status),
+            }
+        }
+    }
+
+    /// Returns once worker `name` is lost (or gone from the registry).
+    async fn until_lost(&self, name: &str) {
+        let interval = self.inner.config.heartbeat_interval;
+        loop {
+            tokio::time::sleep(interval / 2).await;
+            let now = Instant::now();
+            if self.state().workers.get(name).is_none_or(|w| self.is_lost(w, now)) {
+                return;
+            }
+        }
+    }
+
+    /// Plans `wf` as `version` for `cluster` and installs it on its workers.
+    #[allow(clippy::too_many_arguments)]
+    async fn install_version(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+        cluster: ClusterView,
+        live: BTreeMap<String, Worker>,
+        version: u64,
+    ) -> Result<pb::DeployResponse, (Status, bool)> {
         let cfg = PlannerConfig {
             mode,
             allow_overcommit,
@@ -1462,8 +1373,10 @@ impl PlannerService {
             version,
             ..PlannerConfig::default()
         };
-        let plan = partition(&wf, &cluster, &cfg)
-            .map_err(|e| Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name)))?;
+        let plan = partition(&wf, &cluster, &cfg).map_err(|e| {
+            let status = Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name));
+            (status, false)
+        })?;
         let proto = plan_to_proto(&wf, &plan, &cluster);
         // The workers running a task, in plan order.
         let mut used: Vec<u32> = wf
@@ -1509,7 +1422,7 @@ impl PlannerService {
             self.master()
                 .install(wf.clone(), version, placement)
                 .await
-                .map_err(|e| Status::failed_precondition(format!("{file}: {e}")))?;
+                .map_err(|e| (Status::failed_precondition(format!("{file}: {e}")), false))?;
         }
         let request = pb::InstallPlanRequest {
             plan: Some(proto.clone()),
@@ -1519,17 +1432,30 @@ impl PlannerService {
         for t in targets.iter().cloned() {
             let req = request.clone();
             let token = self.inner.config.token.clone();
+            let this = self.clone();
             installs.spawn(async move {
-                let r = install_on(&t, &token, req).await;
+                // A worker that stops answering meanwhile does not hold the deploy up until
+                // the install's time limit: it is lost, and the deploy plans without it.
+                let r = tokio::select! {
+                    r = install_on(&t, &token, req) => r.map_err(|e| (e, false)),
+                    () = this.until_lost(&t.name) => Err((
+                        format!("worker `{}` at {} was lost while the plan was installed", t.name, t.addr),
+                        true,
+                    )),
+                };
                 (t, r)
             });
         }
         let mut took = Vec::new();
         let mut errors = Vec::new();
+        let mut lost = 0;
         while let Some(joined) = installs.join_next().await {
             match joined {
                 Ok((t, Ok(()))) => took.push(t),
-                Ok((_, Err(e))) => errors.push(e),
+                Ok((_, Err((e, was_lost)))) => {
+                    lost += usize::from(was_lost);
+                    errors.push(e);
+                }
                 Err(e) => errors.push(format!("an install task failed: {e}")),
             }
         }
@@ -1547,13 +1473,19 @@ impl PlannerService {
                 wf.name,
                 errors.join("; ")
             );
-            return Err(if unreachable {
+            let status = if unreachable || lost > 0 {
                 Status::unavailable(message)
             } else {
                 Status::failed_precondition(message)
-            });
+            };
+            return Err((status, lost == errors.len()));
         }
         let mut state = self.state();
+        for t in &targets {
+            if let Some(w) = state.workers.get_mut(&t.name) {
+                w.held.insert((wf.name.clone(), version));
+            }
+        }
         let deployed = state.workflows.entry(wf.name.clone()).or_default();
         deployed.last = version;
         deployed.versions.insert(
@@ -1562,9 +1494,14 @@ impl PlannerService {
                 version,
                 wf: wf.clone(),
                 plan,
+                considered: cluster.workers.iter().map(|w| w.name.clone()).collect(),
                 cluster,
                 proto: proto.clone(),
                 daemons: targets.iter().map(|t| t.name.clone()).collect(),
+                peers: targets
+                    .iter()
+                    .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))
+                    .collect(),
                 in_flight: 0,
                 mode,
                 allow_overcommit,
@@ -1958,10 +1895,8 @@ steps:
     #[test]
     fn unknown_versions_are_listed() {
         let deployed = Deployed {
-            versions: Vec::new(),
             last: 2,
-            measured: BTreeMap::new(),
-            replanning: false,
+            ..Deployed::default()
         };
         let e = find_version("wc", &deployed, Some(2)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);

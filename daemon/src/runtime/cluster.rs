@@ -771,7 +771,12 @@ impl Runtime {
 
     pub(super) fn net_event(&mut self, event: NetEvent) {
         match event {
-            NetEvent::Message { from, msg } => self.message(from, msg),
+            NetEvent::Message { from, addr, msg } => {
+                if self.peer_addrs.get(&from) != Some(&addr) {
+                    self.peer_addrs.insert(from.clone(), addr);
+                }
+                self.message(from, msg)
+            }
             NetEvent::Incoming { from, header, reply } => {
                 let landing = self.landing(&from, header);
                 let refused = matches!(landing, Landing::Refuse);
@@ -816,24 +821,31 @@ impl Runtime {
             }
             NetEvent::Unsendable { invocation, error } => self.abort(invocation, error, false),
             NetEvent::Lost { node, error } => {
-                let hit: Vec<InvocationId> = self
-                    .invocations
-                    .iter()
-                    .filter(|(_, inv)| {
-                        self.installed
-                            .get(&inv.wf)
-                            .is_some_and(|i| i.placement.workers.iter().any(|(_, n, _)| *n == node))
-                    })
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in hit {
-                    if let Some(inv) = self.invocations.get_mut(&id) {
-                        inv.lost.get_or_insert_with(|| node.clone());
-                    }
-                    self.abort(id, format!("worker `{node}` was lost: {error}"), false);
-                }
+                self.worker_lost(&node, &error);
             }
         }
+    }
+
+    /// Worker `node` is lost (its connection failed, or the planner says so): every
+    /// invocation of a plan it is in fails, naming it. Returns how many.
+    pub(super) fn worker_lost(&mut self, node: &str, error: &str) -> u64 {
+        let hit: Vec<InvocationId> = self
+            .invocations
+            .iter()
+            .filter(|(_, inv)| {
+                self.installed
+                    .get(&inv.wf)
+                    .is_some_and(|i| i.placement.workers.iter().any(|(_, n, _)| *n == node))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &hit {
+            if let Some(inv) = self.invocations.get_mut(&id) {
+                inv.lost.get_or_insert_with(|| node.to_owned());
+            }
+            self.abort(id, format!("worker `{node}` was lost: {error}"), false);
+        }
+        hit.len() as u64
     }
 
     /// Ends an invocation with an error decided here (`quiet`: decided elsewhere, not told).
@@ -1013,11 +1025,14 @@ impl Runtime {
             Err(error) => {
                 self.ended.insert(id);
                 self.early.remove(&id);
+                // A worker that does not hold the version (it restarted, say) still answers,
+                // where the start came from: the entry must not wait for it.
                 if let Some(addr) = self
                     .installed
                     .get(&key)
                     .and_then(|i| i.placement.workers.iter().find(|(_, n, _)| *n == from))
                     .and_then(|(_, _, a)| *a)
+                    .or_else(|| self.peer_addrs.get(&from).copied())
                 {
                     self.broadcast(
                         &[(from, addr)],

@@ -1,0 +1,672 @@
+//! The worker registry, and the watch that keeps every deployment where it should be.
+//!
+//! A worker is known by its name and its daemon's *incarnation* (random, new at every start
+//! of the daemon), never by a number the planner hands out: a heartbeat with an incarnation
+//! the planner does not know is answered "unknown", so a restarted daemon registers again
+//! and is taken to hold only what it reports. Registrations and heartbeats carry the plan
+//! versions the daemon holds. Once per heartbeat interval the watch compares that with what
+//! each worker should hold and puts it right, converging rather than reacting to each event:
+//!
+//! - a version a live worker should hold and does not (its daemon restarted) is installed on
+//!   it again, with the addresses it was made with (when the worker is back on the same ones);
+//! - a version a worker holds that the planner does not know (dropped while the worker was
+//!   unreachable, or installed by the planner before it restarted) is dropped from it;
+//! - a workflow whose newest version uses a worker that is lost, gone or back on another
+//!   address is planned again onto the live workers: a new version only while the newest is
+//!   broken, and the new one uses live workers only, so one loss makes one version;
+//! - a workflow whose newest version was planned without a worker that is live now (back, or
+//!   new) is planned again to use it, once that worker has been live for [`LOST_AFTER`]
+//!   intervals and at most once per [`REBALANCE_EVERY`] intervals; a plan that would place
+//!   every task where it is makes no version.
+//!
+//! A worker found lost is named to every other daemon (`WorkerLost`), whose invocations that
+//! involve it fail at once rather than when the peer connection times out. A planner that
+//! itself did not run for a whole loss window (frozen, starved) cannot tell who stopped
+//! answering: it gives every worker a new window instead of finding them all lost.
+
+use super::*;
+
+/// Heartbeat intervals between two re-plans of a workflow onto a worker that is live again.
+pub(super) const REBALANCE_EVERY: u32 = 10;
+
+/// Heartbeat intervals an install or drop that failed waits before it is tried again.
+const RETRY_AFTER: u32 = 5;
+
+/// Time limit of telling a daemon that a worker is lost.
+const TELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What is wrong with a workflow's newest version.
+#[derive(Debug)]
+enum Fault {
+    /// It uses a worker that cannot run its part: plan it again onto the live workers.
+    Broken(String),
+    /// Live workers that should hold it do not (their daemons restarted): install it again.
+    Missing(Vec<Target>),
+    /// A live worker it was not planned for (back, or new): plan it again to use it.
+    Rebalance(String),
+}
+
+/// The versions a daemon reports holding and not dropping.
+fn held_set(plans: &[pb::HeldPlan]) -> BTreeSet<(String, u64)> {
+    plans
+        .iter()
+        .filter(|p| !p.dropping)
+        .map(|p| (p.workflow.clone(), p.version))
+        .collect()
+}
+
+fn reported(plans: &[pb::HeldPlan]) -> Vec<(String, u64, bool)> {
+    plans
+        .iter()
+        .map(|p| (p.workflow.clone(), p.version, p.dropping))
+        .collect()
+}
+
+/// The request that installs `v` (as it was installed when it was made).
+fn install_request(v: &Version) -> pb::InstallPlanRequest {
+    pb::InstallPlanRequest {
+        plan: Some(v.proto.clone()),
+        peers: v
+            .peers
+            .iter()
+            .filter_map(|(name, addr)| {
+                addr.map(|a| pb::PeerAddress {
+                    name: name.clone(),
+                    quic_addr: a.to_string(),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Where a plan puts each task, by worker name, and the tier of each edge: two plans with the
+/// same placement run the same way.
+fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>, Vec<crate::plan::Tier>) {
+    let workers = wf
+        .graph
+        .node_indices()
+        .filter(|n| wf.graph[*n].task().is_some())
+        .map(|n| {
+            cluster
+                .workers
+                .get(plan.worker_of(n) as usize)
+                .map_or_else(String::new, |w| w.name.clone())
+        })
+        .collect();
+    (workers, plan.edge_tiers.clone())
+}
+
+impl PlannerService {
+    /// `RegisterWorker`.
+    pub(super) fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
+        }
+        if req.name.len() > 253 || req.name.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "RegisterWorker: the worker name {:?} is not a name (at most 253 bytes, no control characters)",
+                req.name.chars().take(64).collect::<String>()
+            )));
+        }
+        let grpc_addr: SocketAddr = req.grpc_addr.parse().map_err(|e| {
+            Status::invalid_argument(format!(
+                "RegisterWorker: `grpc_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                req.name, req.grpc_addr
+            ))
+        })?;
+        let quic_addr = if req.quic_addr.is_empty() {
+            None
+        } else {
+            Some(req.quic_addr.parse().map_err(|e| {
+                Status::invalid_argument(format!(
+                    "RegisterWorker: `quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                    req.name, req.quic_addr
+                ))
+            })?)
+        };
+        if req.slots == 0 {
+            return Err(Status::invalid_argument(format!(
+                "RegisterWorker: worker `{}` offers 0 slots",
+                req.name
+            )));
+        }
+        let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
+        let now = Instant::now();
+        let mut state = self.state();
+        note_seen(&mut state, &req.plans);
+        let previous = state
+            .workers
+            .get(&req.name)
+            .map(|w| (w.incarnation, w.noted_lost || self.is_lost(w, now), w.live_since));
+        let live_since = match previous {
+            Some((incarnation, false, since)) if incarnation == req.incarnation => since,
+            _ => now,
+        };
+        state.workers.insert(
+            req.name.clone(),
+            Worker {
+                incarnation: req.incarnation,
+                grpc_addr,
+                quic_addr,
+                slots: req.slots,
+                last_seen: now,
+                client,
+                noted_lost: false,
+                live_since,
+                held: held_set(&req.plans),
+                reported: reported(&req.plans),
+            },
+        );
+        drop(state);
+        self.watch_workers();
+        let how = match previous {
+            None => "registered",
+            Some((incarnation, _, _)) if incarnation != req.incarnation => {
+                "restarted: it holds what it reports and gets every version it should hold"
+            }
+            Some((_, true, _)) => "is back: registered again after it was lost",
+            Some(_) => "registered again",
+        };
+        eprintln!(
+            "planner: worker `{}` {how} (daemon {grpc_addr}, peers {}, {} slots, {} plan versions held)",
+            req.name,
+            quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+            req.slots,
+            req.plans.iter().filter(|p| !p.dropping).count()
+        );
+        // What a restarted worker should hold is installed now, not at the next watch.
+        self.reconcile();
+        Ok(pb::RegisterWorkerResponse {
+            heartbeat_interval_ms: u32::try_from(self.inner.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// `Heartbeat`: known only by name and incarnation.
+    pub(super) fn beat(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+        let mut state = self.state();
+        note_seen(&mut state, &req.plans);
+        let known = match state.workers.get_mut(&req.name) {
+            Some(w) if w.incarnation == req.incarnation => {
+                w.last_seen = Instant::now();
+                w.held = held_set(&req.plans);
+                w.reported = reported(&req.plans);
+                true
+            }
+            _ => false,
+        };
+        pb::HeartbeatResponse {
+            known_worker: known,
+            install: Vec::new(),
+            drop: Vec::new(),
+        }
+    }
+
+    /// Starts the watch over the workers (once): every heartbeat interval it finds lost and
+    /// returned workers ([`PlannerService::check_workers`]) and puts deployments right
+    /// ([`PlannerService::reconcile`]). Runs until the service is dropped.
+    pub(super) fn watch_workers(&self) {
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.config.heartbeat_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let service = PlannerService { inner };
+                service.check_workers();
+                service.reconcile();
+            }
+        });
+    }
+
+    /// Finds the workers lost since the last look, and those back.
+    fn check_workers(&self) {
+        let now = Instant::now();
+        let interval = self.inner.config.heartbeat_interval;
+        let mut newly_lost = Vec::new();
+        {
+            let mut state = self.state();
+            let gap = state.last_check.map(|t| now.duration_since(t));
+            state.last_check = Some(now);
+            if let Some(gap) = gap.filter(|g| *g > interval * LOST_AFTER) {
+                // Heartbeats could not be taken meanwhile: whoever is silent is not known to be.
+                eprintln!(
+                    "planner: did not run for {} ms (stopped or starved): every worker has {} ms from now to send a heartbeat before it is found lost",
+                    gap.as_millis(),
+                    (interval * LOST_AFTER).as_millis()
+                );
+                for w in state.workers.values_mut() {
+                    w.last_seen = w.last_seen.max(now);
+                }
+            }
+            for (name, w) in state.workers.iter_mut() {
+                let silent = now.duration_since(w.last_seen);
+                let lost = silent > interval * LOST_AFTER;
+                if lost && !w.noted_lost {
+                    w.noted_lost = true;
+                    eprintln!(
+                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms",
+                        w.grpc_addr,
+                        silent.as_millis()
+                    );
+                    newly_lost.push((name.clone(), silent));
+                } else if !lost && w.noted_lost {
+                    w.noted_lost = false;
+                    w.live_since = now;
+                    eprintln!(
+                        "planner: worker `{name}` ({}) is back: plans use it again once it has been live for {} ms",
+                        w.grpc_addr,
+                        (interval * LOST_AFTER).as_millis()
+                    );
+                }
+            }
+        }
+        for (name, silent) in newly_lost {
+            self.tell_lost(&name, silent);
+        }
+    }
+
+    /// Tells every other live daemon that worker `lost` is lost: their invocations that
+    /// involve it fail at once, naming it (the entry's report carries it, so an idempotent
+    /// workflow runs again on the live workers).
+    fn tell_lost(&self, lost: &str, silent: Duration) {
+        let now = Instant::now();
+        let reason = format!("the planner found it lost (no heartbeat for {} ms)", silent.as_millis());
+        let targets: Vec<(String, DaemonClient<AuthChannel>)> = self
+            .state()
+            .workers
+            .iter()
+            .filter(|(name, w)| name.as_str() != lost && !self.is_lost(w, now))
+            .map(|(name, w)| (name.clone(), w.client.clone()))
+            .collect();
+        for (name, mut client) in targets {
+            let req = pb::WorkerLostRequest {
+                name: lost.to_owned(),
+                reason: reason.clone(),
+            };
+            tokio::spawn(async move {
+                match tokio::time::timeout(TELL_TIMEOUT, client.worker_lost(req)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(status)) => {
+                        eprintln!(
+                            "planner: could not tell worker `{name}` of a lost worker: {}",
+                            describe(&status)
+                        )
+                    }
+                    Err(_) => eprintln!(
+                        "planner: worker `{name}` did not take the news of a lost worker within {} s",
+                        TELL_TIMEOUT.as_secs()
+                    ),
+                }
+            });
+        }
+    }
+
+    /// One round of the watch's repairs: installs what live workers miss, drops what they
+    /// hold and the planner does not know, and starts a repair of every workflow whose newest
+    /// version is broken or may use a worker that is live again.
+    pub(super) fn reconcile(&self) {
+        let now = Instant::now();
+        let mut installs = Vec::new();
+        let mut drops = Vec::new();
+        let mut repairs = Vec::new();
+        {
+            let mut state = self.state();
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (workflow, d) in &state.workflows {
+                for v in &d.versions {
+                    for name in &v.daemons {
+                        let Some(w) = state.workers.get(name) else { continue };
+                        let same_place = v.peers.get(name).copied().flatten() == w.quic_addr;
+                        if !self.is_lost(w, now)
+                            && same_place
+                            && !w.held.contains(&(workflow.clone(), v.version))
+                            && pending.insert((name.clone(), workflow.clone(), v.version))
+                        {
+                            let target = Target {
+                                name: name.clone(),
+                                addr: w.grpc_addr,
+                            };
+                            installs.push((target, workflow.clone(), v.version, install_request(v)));
+                        }
+                    }
+                }
+            }
+            for (name, w) in &state.workers {
+                if self.is_lost(w, now) {
+                    continue;
+                }
+                for (workflow, version, dropping) in &w.reported {
+                    let known = state
+                        .workflows
+                        .get(workflow)
+                        .is_some_and(|d| d.versions.iter().any(|v| v.version == *version))
+                        || state.installing.contains(&(workflow.clone(), *version));
+                    if !*dropping && !known && pending.insert((name.clone(), workflow.clone(), *version)) {
+                        let target = Target {
+                            name: name.clone(),
+                            addr: w.grpc_addr,
+                        };
+                        drops.push((target, workflow.clone(), *version));
+                    }
+                }
+            }
+            drop(pending);
+            let faulty: Vec<String> = state
+                .workflows
+                .iter()
+                .filter(|(_, d)| !d.repairing && !d.replanning)
+                .filter(|(_, d)| {
+                    // A repair that failed is tried again after a while, not at every look.
+                    d.repair_failed.as_ref().is_none_or(|(t, _)| {
+                        now.duration_since(*t) >= self.inner.config.heartbeat_interval * RETRY_AFTER
+                    })
+                })
+                .filter(|(_, d)| {
+                    matches!(
+                        self.newest_fault(&state, d, now, true),
+                        Some(Fault::Broken(_) | Fault::Rebalance(_))
+                    )
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in faulty {
+                if let Some(d) = state.workflows.get_mut(&name) {
+                    d.repairing = true;
+                }
+                repairs.push(name);
+            }
+        }
+        let retry = self.inner.config.heartbeat_interval * RETRY_AFTER;
+        let token = self.inner.config.token.clone();
+        for (target, workflow, version, req) in installs {
+            let this = self.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let result = install_on(&target, &token, req).await;
+                let key = (target.name.clone(), workflow.clone(), version);
+                match result {
+                    Ok(()) => {
+                        eprintln!(
+                            "planner: installed workflow `{workflow}` version {version} again on worker `{}`, which did not hold it",
+                            target.name
+                        );
+                        if let Some(w) = this.state().workers.get_mut(&target.name) {
+                            w.held.insert((workflow, version));
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("planner: workflow `{workflow}` version {version} is missing on a worker: {e}");
+                        tokio::time::sleep(retry).await;
+                    }
+                }
+                this.inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            });
+        }
+        for (target, workflow, version) in drops {
+            let this = self.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let key = (target.name.clone(), workflow.clone(), version);
+                eprintln!(
+                    "planner: worker `{}` holds workflow `{workflow}` version {version}, which is not deployed: dropping it",
+                    target.name
+                );
+                drop_on(target, token, workflow, version).await;
+                // Its next heartbeat says whether it went.
+                tokio::time::sleep(retry).await;
+                this.inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            });
+        }
+        for workflow in repairs {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let result = this.repair_as(&workflow, true).await;
+                let mut state = this.state();
+                if let Some(d) = state.workflows.get_mut(&workflow) {
+                    d.repairing = false;
+                    match result {
+                        Ok(()) => d.repair_failed = None,
+                        Err(e) => {
+                            if d.repair_failed.as_ref().is_none_or(|(_, said)| *said != e) {
+                                eprintln!("planner: workflow `{workflow}` could not be repaired: {e}");
+                            }
+                            d.repair_failed = Some((Instant::now(), e));
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Puts the newest version of `workflow` right, so that an invocation can start on it:
+    /// planned again onto the live workers when it uses one that cannot run its part,
+    /// installed again where a live worker misses it. Returns at once when nothing is wrong.
+    pub(super) async fn repair(&self, workflow: &str) -> Result<(), String> {
+        self.repair_as(workflow, false).await
+    }
+
+    /// [`PlannerService::repair`]; `rebalance`: also plan it again to use a worker that is
+    /// live again (the watch does; an invocation does not wait for it).
+    async fn repair_as(&self, workflow: &str, rebalance: bool) -> Result<(), String> {
+        let _one_at_a_time = self.inner.deploying.lock().await;
+        let now = Instant::now();
+        let (fault, wf, declared, mode, allow_overcommit, version) = {
+            let state = self.state();
+            let d = state
+                .workflows
+                .get(workflow)
+                .ok_or_else(|| format!("workflow `{workflow}` is no longer deployed"))?;
+            let v = d
+                .versions
+                .first()
+                .ok_or_else(|| format!("workflow `{workflow}` has no version"))?;
+            let Some(fault) = self.newest_fault(&state, d, now, rebalance) else {
+                return Ok(());
+            };
+            (
+                fault,
+                v.wf.clone(),
+                v.declared.clone(),
+                v.mode,
+                v.allow_overcommit,
+                v.version,
+            )
+        };
+        let why = match fault {
+            Fault::Missing(targets) => return self.install_again(workflow, version, targets).await,
+            Fault::Rebalance(why) if self.same_placement(workflow, &wf, mode, allow_overcommit) => {
+                // Planned again, every task would stay where it is: no new version.
+                let mut state = self.state();
+                let live: BTreeSet<String> = self.live_cluster_names(&state, now);
+                if let Some(v) = state.workflows.get_mut(workflow).and_then(|d| d.versions.first_mut()) {
+                    v.considered = live;
+                }
+                let _ = why;
+                return Ok(());
+            }
+            Fault::Broken(why) | Fault::Rebalance(why) => why,
+        };
+        let what = format!("the re-plan of `{workflow}` version {version} ({why})");
+        let result = self.deploy_locked(wf, declared, mode, allow_overcommit, &what).await;
+        if let Some(d) = self.state().workflows.get_mut(workflow) {
+            d.last_replan = Some(Instant::now());
+        }
+        let deployed = result.map_err(|e| e.message().to_owned())?;
+        eprintln!(
+            "planner: workflow `{workflow}` version {version}: {why}; planned again as version {} on the live workers",
+            deployed.version
+        );
+        Ok(())
+    }
+
+    /// Installs version `version` of `workflow` again on `targets`.
+    async fn install_again(&self, workflow: &str, version: u64, targets: Vec<Target>) -> Result<(), String> {
+        let req = {
+            let state = self.state();
+            let v = state
+                .workflows
+                .get(workflow)
+                .and_then(|d| d.versions.iter().find(|v| v.version == version))
+                .ok_or_else(|| format!("workflow `{workflow}` version {version} was dropped meanwhile"))?;
+            install_request(v)
+        };
+        let mut installs = tokio::task::JoinSet::new();
+        for t in targets {
+            let (req, token) = (req.clone(), self.inner.config.token.clone());
+            installs.spawn(async move {
+                let r = install_on(&t, &token, req).await;
+                (t, r)
+            });
+        }
+        let mut errors = Vec::new();
+        while let Some(joined) = installs.join_next().await {
+            match joined {
+                Ok((t, Ok(()))) => {
+                    eprintln!(
+                        "planner: installed workflow `{workflow}` version {version} again on worker `{}`, which did not hold it",
+                        t.name
+                    );
+                    if let Some(w) = self.state().workers.get_mut(&t.name) {
+                        w.held.insert((workflow.to_owned(), version));
+                    }
+                }
+                Ok((_, Err(e))) => errors.push(e),
+                Err(e) => errors.push(format!("an install task failed: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            errors.sort();
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Whether planning `workflow` again for the live workers would place every task on the
+    /// worker its newest version has it on, with the same tiers.
+    fn same_placement(&self, workflow: &str, wf: &Arc<Workflow>, mode: Mode, allow_overcommit: bool) -> bool {
+        let (cluster, _) = self.live_cluster();
+        let cfg = PlannerConfig {
+            mode,
+            allow_overcommit,
+            margin_mib: self.inner.config.margin_mib,
+            ..PlannerConfig::default()
+        };
+        let Ok(plan) = partition(wf, &cluster, &cfg) else {
+            return false;
+        };
+        let state = self.state();
+        let Some(v) = state.workflows.get(workflow).and_then(|d| d.versions.first()) else {
+            return false;
+        };
+        placement(wf, &plan, &cluster) == placement(&v.wf, &v.plan, &v.cluster)
+    }
+
+    /// The names of the live workers.
+    fn live_cluster_names(&self, state: &State, now: Instant) -> BTreeSet<String> {
+        state
+            .workers
+            .iter()
+            .filter(|(_, w)| !self.is_lost(w, now))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// What is wrong with the newest version of a workflow, if anything (`rebalance`: a live
+    /// worker it was not planned for counts).
+    fn newest_fault(&self, state: &State, d: &Deployed, now: Instant, rebalance: bool) -> Option<Fault> {
+        let v = d.versions.first()?;
+        if let Some(why) = self.broken(state, v, now) {
+            return Some(Fault::Broken(why));
+        }
+        let key = (v.wf.name.clone(), v.version);
+        let missing: Vec<Target> = v
+            .daemons
+            .iter()
+            .filter_map(|name| {
+                let w = state.workers.get(name)?;
+                (!w.held.contains(&key)).then(|| Target {
+                    name: name.clone(),
+                    addr: w.grpc_addr,
+                })
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Some(Fault::Missing(missing));
+        }
+        let interval = self.inner.config.heartbeat_interval;
+        if rebalance
+            && d.last_replan
+                .is_none_or(|t| now.duration_since(t) >= interval * REBALANCE_EVERY)
+        {
+            let back = state.workers.iter().find(|(name, w)| {
+                !self.is_lost(w, now)
+                    && now.duration_since(w.live_since) >= interval * LOST_AFTER
+                    && !v.considered.contains(*name)
+            });
+            if let Some((name, _)) = back {
+                return Some(Fault::Rebalance(format!(
+                    "worker `{name}` is live and it was planned without it"
+                )));
+            }
+        }
+        None
+    }
+
+    /// Why version `v` cannot run its part on one of its workers, if so.
+    fn broken(&self, state: &State, v: &Version, now: Instant) -> Option<String> {
+        for name in &v.daemons {
+            let Some(w) = state.workers.get(name) else {
+                return Some(format!("it uses worker `{name}`, which is not registered"));
+            };
+            if self.is_lost(w, now) {
+                return Some(format!(
+                    "it uses worker `{name}` ({}), which is lost (no heartbeat for {} ms)",
+                    w.grpc_addr,
+                    now.duration_since(w.last_seen).as_millis()
+                ));
+            }
+            let was = v.peers.get(name).copied().flatten();
+            if was != w.quic_addr {
+                return Some(format!(
+                    "it uses worker `{name}`, whose daemon is back on another peer address ({}, was {})",
+                    w.quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+                    was.map_or_else(|| "none".to_owned(), |a| a.to_string())
+                ));
+            }
+        }
+        None
+    }
+
+    /// Why an invocation of version `v` cannot start now, if so: one of its workers is lost,
+    /// gone, elsewhere, or does not hold it.
+    pub(super) fn version_fault(&self, state: &State, v: &Version, now: Instant) -> Option<String> {
+        if let Some(why) = self.broken(state, v, now) {
+            return Some(why);
+        }
+        let key = (v.wf.name.clone(), v.version);
+        v.daemons
+            .iter()
+            .find(|name| state.workers.get(*name).is_some_and(|w| !w.held.contains(&key)))
+            .map(|name| format!("worker `{name}` does not hold it (its daemon started again)"))
+    }
+}
+
+/// Notes the versions a daemon reports: versions deployed from here are higher.
+fn note_seen(state: &mut State, plans: &[pb::HeldPlan]) {
+    for p in plans {
+        let seen = state.seen_versions.entry(p.workflow.clone()).or_default();
+        *seen = (*seen).max(p.version);
+    }
+}
