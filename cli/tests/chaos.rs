@@ -24,7 +24,7 @@ use faasflow_proto::v1::planner_client::PlannerClient;
 
 mod support;
 
-use support::local::{Cluster, alive, kill9, pair_workflow, plan_workers};
+use support::local::{Cluster, alive, children_of, kill9, pair_workflow, plan_workers, scrape, sum};
 
 /// How much of everything a run does.
 #[derive(Debug, Clone, Copy)]
@@ -180,20 +180,6 @@ fn count(t: &mut Tally, outcomes: Vec<Outcome>, causes: &[&str]) {
     }
 }
 
-fn scrape(addr: &str) -> Option<Vec<faasflow_planner::metrics::Sample>> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
-    Some(faasflow_planner::metrics::parse(body))
-}
-
-fn sum(samples: &[faasflow_planner::metrics::Sample], name: &str) -> f64 {
-    samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
-}
-
 /// Keys in the cluster's Redis (`None` when it has none, or it is gone).
 fn redis_keys(c: &Cluster) -> Option<u64> {
     let url = c.record["redis"]["url"].as_str()?;
@@ -247,27 +233,6 @@ fn leaks(c: &Cluster) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Processes whose parent is one of `parents`.
-fn children_of(parents: &[u32]) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid.is_some_and(|p| parents.contains(&p)) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 fn daemon_pids(c: &Cluster) -> Vec<u32> {

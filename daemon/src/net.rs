@@ -97,7 +97,8 @@ type Post = Arc<dyn Fn(NetEvent) + Send + Sync>;
 pub(crate) struct Net {
     rt: tokio::runtime::Runtime,
     endpoint: Arc<PeerEndpoint>,
-    peers: Mutex<HashMap<String, mpsc::UnboundedSender<Outbound>>>,
+    /// The queue of each peer's task, and the address it dials.
+    peers: Mutex<HashMap<String, (SocketAddr, mpsc::UnboundedSender<Outbound>)>>,
     post: Post,
 }
 
@@ -148,16 +149,18 @@ impl Net {
     fn enqueue(&self, node: &str, addr: SocketAddr, out: Outbound) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         let out = match peers.get(node) {
-            Some(tx) => match tx.send(out) {
+            // A peer on another address is another process (its daemon started again): the
+            // old connection's task ends with its queue, and the new address is dialled.
+            Some((at, tx)) if *at == addr => match tx.send(out) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(out)) => out,
             },
-            None => out,
+            _ => out,
         };
         // No task for this peer, or its last one ended with its connection: dial again.
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(out);
-        peers.insert(node.to_owned(), tx);
+        peers.insert(node.to_owned(), (addr, tx));
         self.rt.spawn(peer_task(
             self.endpoint.clone(),
             node.to_owned(),

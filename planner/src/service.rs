@@ -486,10 +486,13 @@ async fn drop_on(target: Target, token: Option<Token>, workflow: String, version
             workflow: workflow.clone(),
             version,
         };
-        tokio::time::timeout(DROP_TIMEOUT, daemon_client(channel, &token).drop_plan(req))
-            .await
-            .map_err(|_| format!("no answer within {} s", DROP_TIMEOUT.as_secs()))?
-            .map_err(|s| describe(&s))
+        match tokio::time::timeout(DROP_TIMEOUT, daemon_client(channel, &token).drop_plan(req)).await {
+            Err(_) => Err(format!("no answer within {} s", DROP_TIMEOUT.as_secs())),
+            // Gone already (dropped once, or its daemon started again): what was asked.
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Ok(Err(s)) => Err(describe(&s)),
+            Ok(Ok(_)) => Ok(()),
+        }
     }
     .await;
     if let Err(e) = result {

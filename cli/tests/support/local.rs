@@ -2,6 +2,7 @@
 //! as a user would (`cluster.rs`, `chaos.rs`).
 #![allow(dead_code)] // Not every test file uses every helper.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -50,6 +51,8 @@ pub(crate) struct Cluster {
     pub(crate) dir: PathBuf,
     pub(crate) record: serde_json::Value,
     down_done: bool,
+    /// Processes started again by a test ([`Cluster::restart`]), reaped when it is dropped.
+    restarted: Vec<std::process::Child>,
 }
 
 impl Cluster {
@@ -73,7 +76,123 @@ impl Cluster {
             dir,
             record,
             down_done: false,
+            restarted: Vec::new(),
         }
+    }
+
+    /// Kills `who` (`planner` or a worker's name) with SIGKILL and starts it again with the
+    /// command line it had; `same_ports`: on the addresses it had (else on new ones, for a
+    /// worker). Its output goes to `DIR/logs/<who>.restart-<n>.log`; `cluster.json` is
+    /// updated, so that `down` stops the new process. Returns once a worker has registered
+    /// again (its log says so) or the planner listens. Returns the new pid.
+    pub(crate) fn restart(&mut self, who: &str, same_ports: bool) -> u32 {
+        let (entry, old_pid) = if who == "planner" {
+            let pid = self.record["planner"]["pid"].as_u64().expect("pid") as u32;
+            ("planner".to_owned(), pid)
+        } else {
+            (who.to_owned(), self.worker(who)["pid"].as_u64().expect("pid") as u32)
+        };
+        let cmdline = std::fs::read(format!("/proc/{old_pid}/cmdline")).expect("cmdline of a live process");
+        let mut args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let program = args.remove(0);
+        let set = |args: &mut Vec<String>, flag: &str, value: String| {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = value;
+            }
+        };
+        if who == "planner" {
+            set(&mut args, "--listen", self.planner());
+        } else if same_ports {
+            let w = self.worker(who).clone();
+            set(&mut args, "--listen", w["grpc_addr"].as_str().expect("grpc").to_owned());
+            set(
+                &mut args,
+                "--peer-listen",
+                w["quic_addr"].as_str().expect("quic").to_owned(),
+            );
+        } else {
+            set(&mut args, "--listen", "127.0.0.1:0".into());
+            set(&mut args, "--peer-listen", "127.0.0.1:0".into());
+        }
+        kill9(old_pid);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive(old_pid) && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let n = self.restarted.len();
+        let log_path = self.dir.join("logs").join(format!("{entry}.restart-{n}.log"));
+        let log = std::fs::File::create(&log_path).expect("log");
+        let child = Command::new(program)
+            .args(&args)
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("started again");
+        let pid = child.id();
+        self.restarted.push(child);
+        let ready = if who == "planner" {
+            "listening"
+        } else {
+            "registered with the planner"
+        };
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if said.contains(ready) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "`{who}` did not get ready again; its log:\n{said}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if who == "planner" {
+            self.record["planner"]["pid"] = pid.into();
+        } else {
+            let rt = rt();
+            let m = rt
+                .block_on(self.planner_client(&rt).metrics(pb::MetricsRequest {}))
+                .expect("metrics")
+                .into_inner();
+            let r = m.registered.iter().find(|w| w.name == who).expect("registered");
+            let workers = self.record["workers"].as_array_mut().expect("workers");
+            let w = workers.iter_mut().find(|w| w["name"] == who).expect("worker");
+            w["pid"] = pid.into();
+            w["grpc_addr"] = r.grpc_addr.clone().into();
+            w["quic_addr"] = r.quic_addr.clone().into();
+        }
+        let text = serde_json::to_string_pretty(&self.record).expect("JSON");
+        std::fs::write(self.dir.join("cluster.json"), text + "\n").expect("cluster.json");
+        pid
+    }
+
+    /// The last lines of every log of the cluster, for failure messages.
+    pub(crate) fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", p.display()));
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     pub(crate) fn dir(&self) -> String {
@@ -203,6 +322,10 @@ impl Drop for Cluster {
         if !self.down_done {
             let _ = self.down();
         }
+        for mut child in self.restarted.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -254,4 +377,40 @@ output:
   b: b.out
 "
     )
+}
+
+/// The samples of the Prometheus metrics served at `addr` (`None` when it does not answer).
+pub(crate) fn scrape(addr: &str) -> Option<Vec<faasflow_planner::metrics::Sample>> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    Some(faasflow_planner::metrics::parse(body))
+}
+
+pub(crate) fn sum(samples: &[faasflow_planner::metrics::Sample], name: &str) -> f64 {
+    samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+}
+
+/// Processes whose parent is one of `parents`.
+pub(crate) fn children_of(parents: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid.is_some_and(|p| parents.contains(&p)) {
+            out.push(pid);
+        }
+    }
+    out
 }
