@@ -35,18 +35,22 @@ struct Scale {
     per_fault: usize,
     /// Instances killed in the instance scenario.
     kills: usize,
+    /// Versions deployed one after the other in the redeploy storm.
+    redeploys: usize,
 }
 
 const SHORT: Scale = Scale {
     burst: 1_000,
     per_fault: 24,
     kills: 3,
+    redeploys: 60,
 };
 
 const FULL: Scale = Scale {
     burst: 10_000,
     per_fault: 120,
     kills: 10,
+    redeploys: 300,
 };
 
 /// What one scenario saw.
@@ -61,6 +65,8 @@ struct Tally {
     unclear: Vec<String>,
     hung: u64,
     leaked: Vec<String>,
+    /// What else went wrong (more versions made than the faults call for).
+    problems: Vec<String>,
     took: Duration,
     started: Option<Instant>,
 }
@@ -224,15 +230,88 @@ fn leaks(c: &Cluster) -> Vec<String> {
                     held.push(format!("worker `{name}`: {v} {what}"));
                 }
             }
+            held.extend(versions_left(name, pid, &m));
         }
         if let Some(keys) = redis_keys(c).filter(|k| *k > 0) {
             held.push(format!("Redis: {keys} keys"));
         }
+        if let Some(m) = c.record["planner"]["metrics"].as_str().and_then(scrape) {
+            for s in m
+                .iter()
+                .filter(|s| s.name == "faasflow_planner_versions" && s.value > 1.0)
+            {
+                held.push(format!(
+                    "planner: {} versions of {:?} with nothing in flight",
+                    s.value, s.labels
+                ));
+            }
+        }
+        held.extend(spill_files(c));
         if held.is_empty() || Instant::now() > end {
             return held;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// What a daemon holds of versions beyond those in use: more than one version of a workflow,
+/// instances of dropped versions' pools, arena segments or memory files of versions it no
+/// longer holds.
+fn versions_left(name: &str, pid: u32, m: &[faasflow_planner::metrics::Sample]) -> Vec<String> {
+    let mut out = Vec::new();
+    let versions = m.iter().filter(|s| s.name == "faasflow_installed_versions");
+    let mut installed = 0.0;
+    for s in versions {
+        installed += s.value;
+        if s.value > 1.0 {
+            out.push(format!("worker `{name}`: {} versions of {:?}", s.value, s.labels));
+        }
+    }
+    let instances = sum(m, "faasflow_instances");
+    let in_pools = sum(m, "faasflow_pool_instances");
+    if instances > in_pools {
+        out.push(format!(
+            "worker `{name}`: {} instances of dropped versions",
+            instances - in_pools
+        ));
+    }
+    // One segment per installed version, and the daemon's own.
+    let segments = sum(m, "faasflow_arena_segments");
+    if segments > installed + 1.0 {
+        out.push(format!(
+            "worker `{name}`: {segments} arena segments for {installed} versions"
+        ));
+    }
+    let files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("/memfd:") && t.to_string_lossy().contains('@'))
+        .count() as f64;
+    if files > installed {
+        out.push(format!(
+            "worker `{name}`: {files} shared-memory files of workflow versions for {installed} versions"
+        ));
+    }
+    out
+}
+
+/// Spill files left in the cluster's spill directories.
+fn spill_files(c: &Cluster) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![c.dir.join("spill")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(format!("spill file {}", p.display()));
+            }
+        }
+    }
+    out
 }
 
 fn daemon_pids(c: &Cluster) -> Vec<u32> {
@@ -486,6 +565,169 @@ fn cluster_b(scale: Scale) -> Vec<Tally> {
     down_and_check(c, tallies)
 }
 
+/// Workflow `chain6`: six functions in a sequence, 1 KB passed along each edge.
+fn chain6() -> String {
+    let mut y = String::from("name: chain6\nfunctions:\n");
+    for i in 0..6 {
+        y.push_str(&format!(
+            "  f{i}: {{runtime: 1ms, outputs: {{out: {{type: bytes, size: 1KB}}}}}}\n"
+        ));
+    }
+    y.push_str("steps:\n  - task: f0\n");
+    for i in 1..6 {
+        y.push_str(&format!("  - task: f{i}\n    inputs: {{x: f{}.out}}\n", i - 1));
+    }
+    y.push_str("output:\n  out: f5.out\n");
+    y
+}
+
+/// The newest version of `workflow`.
+fn newest_version(rt: &tokio::runtime::Runtime, c: &Cluster, workflow: &str) -> u64 {
+    c.newest_plan(rt, workflow).version
+}
+
+/// Waits (up to 30 s) until the newest version of `workflow` has not changed for 3 s, and
+/// notes in `t` how many versions were made since `before`: more than `allowed` is a problem
+/// (a re-plan storm).
+fn versions_made(rt: &tokio::runtime::Runtime, c: &Cluster, t: &mut Tally, workflow: &str, before: u64, allowed: u64) {
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut last = newest_version(rt, c, workflow);
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(3) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        let v = newest_version(rt, c, workflow);
+        if v != last {
+            last = v;
+            since = Instant::now();
+        }
+    }
+    let made = last - before;
+    t.faults.push_str(&format!("; {made} version(s) made"));
+    if made > allowed {
+        t.problems.push(format!(
+            "{made} versions of `{workflow}` made, at most {allowed} expected"
+        ));
+    }
+}
+
+/// Cluster C, faults an operator meets: a worker frozen during a deploy, the planner frozen,
+/// a daemon started again on the same and on new ports, a storm of redeploys while invoking.
+fn cluster_c(scale: Scale) -> Vec<Tally> {
+    let mut c = Cluster::up(
+        "chaos-c",
+        3,
+        &["--slots", "3", "--heartbeat-ms", "300", "--peer-timeout-ms", "3000"],
+    );
+    let pair = pair_workflow("pair", "100ms", true);
+    deploy(&c, "pair", &pair, "workersp");
+    deploy(&c, "chain6", &chain6(), "workersp");
+    let rt = multi_rt();
+    let mut tallies = Vec::new();
+    let causes = [
+        "was lost",
+        "is lost",
+        "cannot run now",
+        "does not hold",
+        "lost while",
+        "not installed",
+    ];
+
+    // A worker frozen 4.5 s (past its loss window) while a new version is deployed and
+    // invocations run: one version for the deploy, at most one for the loss and one for the
+    // return, and the deploy ends deployed.
+    let mut t = Tally::new("worker frozen 4.5 s during a deploy (one version per deploy, loss, return)");
+    let before = newest_version(&rt, &c, "pair");
+    let frozen = plan_workers(&c.newest_plan(&rt, "pair"))["b"].clone();
+    let pid = c.worker(&frozen)["pid"].as_u64().expect("pid") as u32;
+    let mut deployed = None;
+    let out = during(&c, "pair", scale.per_fault, 2, Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        signal(pid, "STOP");
+        std::thread::scope(|s| {
+            let d = s.spawn(|| {
+                let file = c.dir.join("pair.yaml");
+                c.run(&["deploy", &file.to_string_lossy()])
+            });
+            std::thread::sleep(Duration::from_millis(4_500));
+            signal(pid, "CONT");
+            deployed = Some(d.join().expect("deploy"));
+        });
+    });
+    t.faults = format!("`{frozen}` frozen once");
+    if let Some(d) = deployed.filter(|d| !d.status.success()) {
+        t.problems
+            .push(format!("the deploy failed: {}", String::from_utf8_lossy(&d.stderr)));
+    }
+    count(&mut t, out, &causes);
+    versions_made(&rt, &c, &mut t, "pair", before, 3);
+    count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
+    tallies.push(t.end(&c));
+
+    // The planner frozen 8 s while invocations run: the daemons finish them, nobody is lost.
+    let mut t = Tally::new("planner frozen 8 s (no worker found lost, no version made)");
+    let before = newest_version(&rt, &c, "pair");
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    let out = during(&c, "pair", scale.per_fault, 2, Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        signal(planner, "STOP");
+        std::thread::sleep(Duration::from_secs(8));
+        signal(planner, "CONT");
+    });
+    t.faults = "planner frozen once".into();
+    count(&mut t, out, &[]);
+    versions_made(&rt, &c, &mut t, "pair", before, 0);
+    tallies.push(t.end(&c));
+
+    // A daemon killed and started again, on the same ports, then on new ones.
+    let mut t = Tally::new("daemon restarted on the same ports, then on new ones");
+    let before = newest_version(&rt, &c, "pair");
+    let victim = plan_workers(&c.newest_plan(&rt, "pair"))["b"].clone();
+    c.restart(&victim, true);
+    count(
+        &mut t,
+        send(&rt, &c, "pair", scale.per_fault / 2, 2, 1, Duration::from_secs(30)),
+        &causes,
+    );
+    c.restart(&victim, false);
+    count(
+        &mut t,
+        send(&rt, &c, "pair", scale.per_fault / 2, 2, 1, Duration::from_secs(30)),
+        &causes,
+    );
+    t.faults = format!("`{victim}` kill -9 and started twice");
+    // New ports make one version; a call that saw it lost may make one more and its return one.
+    versions_made(&rt, &c, &mut t, "pair", before, 3);
+    count(&mut t, send(&rt, &c, "pair", 4, 2, 1, Duration::from_secs(30)), &[]);
+    tallies.push(t.end(&c));
+
+    // Versions deployed one after the other while invocations run: each old one leaves once
+    // its invocations have ended.
+    let mut t = Tally::new("redeploy storm while invoking (old versions leave)");
+    let source = chain6();
+    let mut deploys = 0;
+    let out = during(&c, "chain6", scale.per_fault * 2, 4, Duration::from_secs(60), || {
+        let rt = multi_rt();
+        let mut p = client(&rt, &c);
+        for _ in 0..scale.redeploys {
+            let r = rt.block_on(p.deploy(pb::DeployRequest {
+                source: source.clone(),
+                file_name: "chain6.yaml".into(),
+                mode: pb::Mode::WorkerSp as i32,
+                allow_overcommit: false,
+                default_name: String::new(),
+            }));
+            match r {
+                Ok(_) => deploys += 1,
+                Err(e) => t.problems.push(format!("deploy {deploys}: {}", e.message())),
+            }
+        }
+    });
+    t.faults = format!("{deploys} versions deployed");
+    count(&mut t, out, &[]);
+    tallies.push(t.end(&c));
+    down_and_check(c, tallies)
+}
+
 fn signal(pid: u32, sig: &str) {
     let st = std::process::Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
@@ -497,6 +739,7 @@ fn signal(pid: u32, sig: &str) {
 fn run(scale: Scale) -> Vec<Tally> {
     let mut t = cluster_a(scale);
     t.extend(cluster_b(scale));
+    t.extend(cluster_c(scale));
     t
 }
 
@@ -540,6 +783,7 @@ fn check(tallies: &[Tally]) {
         if t.completed == 0 {
             p.push("nothing completed".into());
         }
+        p.extend(t.problems.iter().cloned());
         if !p.is_empty() {
             problems.insert(t.scenario.clone(), p);
         }
