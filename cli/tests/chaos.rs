@@ -24,7 +24,7 @@ use faasflow_proto::v1::planner_client::PlannerClient;
 
 mod support;
 
-use support::local::{Cluster, alive, children_of, kill9, pair_workflow, plan_workers, scrape, sum};
+use support::local::{Cluster, alive, children_of, kill9, pair_workflow, plan_workers, scrape, signal, sum};
 
 /// How much of everything a run does.
 #[derive(Debug, Clone, Copy)]
@@ -726,14 +726,6 @@ fn cluster_c(scale: Scale) -> Vec<Tally> {
     count(&mut t, out, &[]);
     tallies.push(t.end(&c));
     down_and_check(c, tallies)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
 }
 
 fn run(scale: Scale) -> Vec<Tally> {

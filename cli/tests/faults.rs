@@ -11,15 +11,7 @@ use faasflow_proto::v1 as pb;
 
 mod support;
 
-use support::local::{Cluster, pair_workflow, plan_workers, rt, scrape, sum};
-
-fn signal(pid: u32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-}
+use support::local::{Cluster, pair_workflow, plan_workers, rt, scrape, signal, sum};
 
 fn pid_of(c: &Cluster, who: &str) -> u32 {
     if who == "planner" {
@@ -188,29 +180,26 @@ fn a_restarted_daemon_gets_its_plans_back_on_the_same_and_on_new_ports() {
     let victim = placed["b"].clone();
 
     // Same ports: it gets the version it held back, and calls run at once.
-    c.restart(&victim, true);
-    let (took, out) = invoke(&c, "pair", 20_000);
-    assert!(
-        out.status.success(),
-        "after a restart on the same ports, invoke failed after {took:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(took < Duration::from_secs(10), "the call took {took:?}\n{}", c.logs());
+    restart_and_invoke(&mut c, &victim, true);
     only_newest_held(&c, &rt, "pair");
-
     // New ports: the others could not reach it where the plan says; planned again.
-    c.restart(&victim, false);
-    let (took, out) = invoke(&c, "pair", 20_000);
-    assert!(
-        out.status.success(),
-        "after a restart on new ports, invoke failed after {took:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(took < Duration::from_secs(10), "the call took {took:?}\n{}", c.logs());
+    restart_and_invoke(&mut c, &victim, false);
     let v = settled(&c, &rt, "pair", Duration::from_secs(3), Duration::from_secs(20));
     assert!(v > v1 && v <= v1 + 3, "versions {v1} → {v}");
     only_newest_held(&c, &rt, "pair");
     assert_ok(&c, "pair");
+}
+
+/// Starts `victim`'s daemon again and invokes `pair`: it runs, and at once.
+fn restart_and_invoke(c: &mut Cluster, victim: &str, same_ports: bool) {
+    c.restart(victim, same_ports);
+    let (took, out) = invoke(c, "pair", 20_000);
+    assert!(
+        out.status.success(),
+        "after a restart (same ports: {same_ports}), invoke failed after {took:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(10), "the call took {took:?}\n{}", c.logs());
 }
 
 const SAME_V1: &str = "name: same

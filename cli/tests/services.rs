@@ -167,22 +167,26 @@ async fn one_worker_one_message_out_and_one_in_per_invocation() {
     drop(c.daemons);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_plan_is_refused_by_the_daemon_service() {
-    let c = cluster(1, 64, false).await;
-    let daemon = c.daemons[0].clone();
+/// Serves `daemon`'s gRPC API on a port of its own; a channel to it.
+async fn serve_daemon(daemon: Arc<Daemon>, token: Option<Token>) -> tonic::transport::Channel {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let token = Token::generate().expect("token");
     tokio::spawn(Server::builder().serve_with_incoming(
-        DaemonService::new(daemon, Some(token.clone())).into_server(),
+        DaemonService::new(daemon, token).into_server(),
         TcpIncoming::from(listener),
     ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
         .await
-        .expect("daemon");
+        .expect("daemon")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_plan_is_refused_by_the_daemon_service() {
+    let c = cluster(1, 64, false).await;
+    let token = Token::generate().expect("token");
+    let channel = serve_daemon(c.daemons[0].clone(), Some(token.clone())).await;
     // Without the token, or with another, nothing is done.
     for other in [None, Some(Token::generate().expect("token"))] {
         let mut stranger = DaemonClient::with_interceptor(channel.clone(), Attach::new(other.clone()));
@@ -227,6 +231,56 @@ async fn a_bad_plan_is_refused_by_the_daemon_service() {
     let s = client.status(pb::StatusRequest {}).await.expect("status").into_inner();
     assert_eq!(s.worker, "w0");
     assert!(s.plans.is_empty());
+}
+
+/// A plan of workflow `same` version 1 for worker `w0` whose one task is `function`.
+fn same_plan(function: &str) -> pb::Plan {
+    let yaml = format!(
+        "name: same\nfunctions:\n  {function}: {{runtime: 1ms, outputs: {{out: {{type: json, size: 16B}}}}}}\nsteps:\n  - task: {function}\n"
+    );
+    let wf = faasflow_planner::load::load_str(&yaml, "same.yaml", "same")
+        .expect("loads")
+        .workflow;
+    let cluster = faasflow_planner::ClusterView {
+        workers: vec![faasflow_planner::plan::WorkerView {
+            name: "w0".into(),
+            slots: 64,
+        }],
+    };
+    let cfg = faasflow_planner::PlannerConfig {
+        version: 1,
+        ..faasflow_planner::PlannerConfig::default()
+    };
+    let plan = faasflow_planner::partition(&wf, &cluster, &cfg).expect("plan");
+    faasflow_planner::plan_to_proto(&wf, &plan, &cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_plan_under_a_held_version_is_refused() {
+    let c = cluster(1, 64, false).await;
+    let channel = serve_daemon(c.daemons[0].clone(), None).await;
+    let mut client = DaemonClient::with_interceptor(channel, Attach::new(None));
+    let install = |plan: pb::Plan| pb::InstallPlanRequest {
+        plan: Some(plan),
+        peers: Vec::new(),
+    };
+    let first = client.install_plan(install(same_plan("old"))).await.expect("installs");
+    assert!(!first.into_inner().already_installed);
+    // The same plan again: nothing to do.
+    let again = client.install_plan(install(same_plan("old"))).await.expect("same plan");
+    assert!(again.into_inner().already_installed);
+    // Another plan under the same workflow and version: refused, never answered with the old.
+    let e = client.install_plan(install(same_plan("new"))).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("worker `w0`: workflow `same` version 1 is installed here with another plan (digest "),
+        "{}",
+        e.message()
+    );
+    assert!(e.message().ends_with("deploy it as a new version"), "{}", e.message());
+    let s = client.status(pb::StatusRequest {}).await.expect("status").into_inner();
+    assert_eq!(s.plans.len(), 1);
 }
 
 /// Three workers of 2 slots and three functions of scale 2: one function on each worker, so

@@ -345,6 +345,15 @@ pub(crate) fn kill9(pid: u32) {
     assert!(st.success());
 }
 
+/// Sends signal `sig` (`STOP`, `CONT`, …) to `pid`.
+pub(crate) fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
 /// The worker of every task, from a plan.
 pub(crate) fn plan_workers(plan: &pb::Plan) -> std::collections::BTreeMap<String, String> {
     let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("valid plan");

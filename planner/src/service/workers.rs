@@ -349,7 +349,10 @@ impl PlannerService {
                             name: name.clone(),
                             addr: w.grpc_addr,
                         };
-                        drops.push((target, workflow.clone(), *version));
+                        // Versions of a workflow it knows were dropped from here (and are
+                        // again, quietly); others come from before the planner started.
+                        let said = !state.workflows.contains_key(workflow);
+                        drops.push((target, workflow.clone(), *version, said));
                     }
                 }
             }
@@ -388,44 +391,30 @@ impl PlannerService {
                 let result = install_on(&target, &token, req).await;
                 let key = (target.name.clone(), workflow.clone(), version);
                 match result {
-                    Ok(()) => {
-                        eprintln!(
-                            "planner: installed workflow `{workflow}` version {version} again on worker `{}`, which did not hold it",
-                            target.name
-                        );
-                        if let Some(w) = this.state().workers.get_mut(&target.name) {
-                            w.held.insert((workflow, version));
-                        }
-                    }
+                    Ok(()) => this.installed_again(&target.name, &workflow, version),
                     Err(e) => {
                         eprintln!("planner: workflow `{workflow}` version {version} is missing on a worker: {e}");
                         tokio::time::sleep(retry).await;
                     }
                 }
-                this.inner
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
+                this.settled(&key);
             });
         }
-        for (target, workflow, version) in drops {
+        for (target, workflow, version, say) in drops {
             let this = self.clone();
             let token = token.clone();
             tokio::spawn(async move {
                 let key = (target.name.clone(), workflow.clone(), version);
-                eprintln!(
-                    "planner: worker `{}` holds workflow `{workflow}` version {version}, which is not deployed: dropping it",
-                    target.name
-                );
+                if say {
+                    eprintln!(
+                        "planner: worker `{}` holds workflow `{workflow}` version {version}, which is not deployed: dropping it",
+                        target.name
+                    );
+                }
                 drop_on(target, token, workflow, version).await;
                 // Its next heartbeat says whether it went.
                 tokio::time::sleep(retry).await;
-                this.inner
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
+                this.settled(&key);
             });
         }
         for workflow in repairs {
@@ -532,15 +521,7 @@ impl PlannerService {
         let mut errors = Vec::new();
         while let Some(joined) = installs.join_next().await {
             match joined {
-                Ok((t, Ok(()))) => {
-                    eprintln!(
-                        "planner: installed workflow `{workflow}` version {version} again on worker `{}`, which did not hold it",
-                        t.name
-                    );
-                    if let Some(w) = self.state().workers.get_mut(&t.name) {
-                        w.held.insert((workflow.to_owned(), version));
-                    }
-                }
+                Ok((t, Ok(()))) => self.installed_again(&t.name, workflow, version),
                 Ok((_, Err(e))) => errors.push(e),
                 Err(e) => errors.push(format!("an install task failed: {e}")),
             }
@@ -551,6 +532,21 @@ impl PlannerService {
             errors.sort();
             Err(errors.join("; "))
         }
+    }
+
+    /// Version `version` of `workflow` was installed again on `worker`, which did not hold it.
+    fn installed_again(&self, worker: &str, workflow: &str, version: u64) {
+        eprintln!(
+            "planner: installed workflow `{workflow}` version {version} again on worker `{worker}`, which did not hold it"
+        );
+        if let Some(w) = self.state().workers.get_mut(worker) {
+            w.held.insert((workflow.to_owned(), version));
+        }
+    }
+
+    /// An install or drop the watch started is over (it may start another).
+    fn settled(&self, key: &(String, String, u64)) {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     /// Whether planning `workflow` again for the live workers would place every task on the
