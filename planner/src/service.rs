@@ -134,8 +134,11 @@ struct Worker {
     last_seen: Instant,
     /// A connection to its daemon, made when it registered (reconnects by itself).
     client: DaemonClient<AuthChannel>,
-    /// The watch has said it is lost (and planned its workflows again).
+    /// It is lost: silent for [`LOST_AFTER`] intervals and it did not answer a direct call
+    /// either ([`PlannerService::is_lost`]), or an invocation lost it.
     noted_lost: bool,
+    /// A direct call asks whether it still answers (it sent no heartbeat for a while).
+    probing: bool,
     /// Since when it is live (registered, or back after it was lost).
     live_since: Instant,
     /// The versions its daemon holds and does not drop (its latest report, and what was
@@ -337,8 +340,11 @@ impl PlannerService {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_lost(&self, w: &Worker, now: Instant) -> bool {
-        now.duration_since(w.last_seen) > self.inner.config.heartbeat_interval * LOST_AFTER
+    /// Whether worker `w` is lost: the watch found it silent for [`LOST_AFTER`] heartbeat
+    /// intervals and not answering a direct call either, or an invocation lost it. `now` is
+    /// when the caller looks (kept for the callers that report for how long).
+    fn is_lost(&self, w: &Worker, _now: Instant) -> bool {
+        w.noted_lost
     }
 
     /// The central engine, started on first use (on the caller's tokio runtime).
@@ -1684,13 +1690,22 @@ impl PlannerService {
 
     /// Leaves a worker whose daemon could not be reached out of new plans until it sends a
     /// heartbeat again.
+    /// An invocation lost worker `name` (its daemon unreachable, or a peer's connection to it
+    /// failed): it is lost until it sends heartbeats again.
     fn mark_lost(&self, name: &str) {
         let lost_for = self.inner.config.heartbeat_interval * (LOST_AFTER + 1);
         let mut state = self.state();
-        if let Some(w) = state.workers.get_mut(name)
-            && let Some(t) = Instant::now().checked_sub(lost_for)
-        {
-            w.last_seen = w.last_seen.min(t);
+        if let Some(w) = state.workers.get_mut(name) {
+            if let Some(t) = Instant::now().checked_sub(lost_for) {
+                w.last_seen = w.last_seen.min(t);
+            }
+            if !w.noted_lost {
+                w.noted_lost = true;
+                eprintln!(
+                    "planner: worker `{name}` ({}) is lost: an invocation lost it",
+                    w.grpc_addr
+                );
+            }
         }
     }
 }

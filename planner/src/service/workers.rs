@@ -137,7 +137,7 @@ impl PlannerService {
         let previous = state
             .workers
             .get(&req.name)
-            .map(|w| (w.incarnation, w.noted_lost || self.is_lost(w, now), w.live_since));
+            .map(|w| (w.incarnation, w.noted_lost, w.live_since));
         let live_since = match previous {
             Some((incarnation, false, since)) if incarnation == req.incarnation => since,
             _ => now,
@@ -152,6 +152,7 @@ impl PlannerService {
                 last_seen: now,
                 client,
                 noted_lost: false,
+                probing: false,
                 live_since,
                 held: held_set(&req.plans),
                 reported: reported(&req.plans),
@@ -225,7 +226,7 @@ impl PlannerService {
     fn check_workers(&self) {
         let now = Instant::now();
         let interval = self.inner.config.heartbeat_interval;
-        let mut newly_lost = Vec::new();
+        let mut silent_ones = Vec::new();
         {
             let mut state = self.state();
             let gap = state.last_check.map(|t| now.duration_since(t));
@@ -244,14 +245,11 @@ impl PlannerService {
             for (name, w) in state.workers.iter_mut() {
                 let silent = now.duration_since(w.last_seen);
                 let lost = silent > interval * LOST_AFTER;
-                if lost && !w.noted_lost {
-                    w.noted_lost = true;
-                    eprintln!(
-                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms",
-                        w.grpc_addr,
-                        silent.as_millis()
-                    );
-                    newly_lost.push((name.clone(), silent));
+                if lost && !w.noted_lost && !w.probing {
+                    // Heartbeats can be late without the daemon being gone (its host is
+                    // busy): it is lost only if it does not answer a direct call either.
+                    w.probing = true;
+                    silent_ones.push((name.clone(), w.client.clone(), silent));
                 } else if !lost && w.noted_lost {
                     w.noted_lost = false;
                     w.live_since = now;
@@ -263,9 +261,59 @@ impl PlannerService {
                 }
             }
         }
-        for (name, silent) in newly_lost {
-            self.tell_lost(&name, silent);
+        for (name, client, silent) in silent_ones {
+            let this = self.clone();
+            tokio::spawn(async move { this.probe(name, client, silent).await });
         }
+    }
+
+    /// Asks the daemon of worker `name`, silent for `silent`, whether it answers; if it does
+    /// not within [`PlannerService::probe_timeout`], it is lost.
+    async fn probe(&self, name: String, mut client: DaemonClient<AuthChannel>, silent: Duration) {
+        let limit = self.probe_timeout();
+        let answer = tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await;
+        let why = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(status)) => Some(describe(&status)),
+            Err(_) => Some(format!("no answer to a direct call within {} ms", limit.as_millis())),
+        };
+        let now = Instant::now();
+        let lost = {
+            let mut state = self.state();
+            let Some(w) = state.workers.get_mut(&name) else { return };
+            w.probing = false;
+            match why {
+                None => {
+                    eprintln!(
+                        "planner: worker `{name}` sent no heartbeat for {} ms but answers: not lost",
+                        silent.as_millis()
+                    );
+                    w.last_seen = w.last_seen.max(now);
+                    None
+                }
+                // A heartbeat came meanwhile.
+                Some(_) if now.duration_since(w.last_seen) <= self.inner.config.heartbeat_interval * LOST_AFTER => None,
+                Some(why) => {
+                    w.noted_lost = true;
+                    let silence = now.duration_since(w.last_seen);
+                    eprintln!(
+                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms, and {why}",
+                        w.grpc_addr,
+                        silence.as_millis()
+                    );
+                    Some(silence)
+                }
+            }
+        };
+        if let Some(silence) = lost {
+            self.tell_lost(&name, silence);
+            self.reconcile();
+        }
+    }
+
+    /// How long a silent worker has to answer a direct call before it is lost.
+    fn probe_timeout(&self) -> Duration {
+        (self.inner.config.heartbeat_interval * 2).max(Duration::from_secs(1))
     }
 
     /// Tells every other live daemon that worker `lost` is lost: their invocations that
