@@ -95,7 +95,7 @@ pub(crate) struct UpArgs {
     /// Multiplies the declared output sizes of functions without a pack.
     #[arg(long, default_value_t = 1.0)]
     data_scale: f64,
-    /// How often workers send heartbeats, ms (a worker silent for 3 intervals is lost).
+    /// How often workers send heartbeats, ms (a worker silent for 3 intervals that does not answer a direct call is lost).
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
     /// A worker's peers that stay silent this long are lost (and its invocations that touch

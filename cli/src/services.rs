@@ -25,7 +25,7 @@ pub(crate) struct PlannerArgs {
     /// Address to serve the Planner gRPC API on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:5300")]
     listen: SocketAddr,
-    /// How often workers must send a heartbeat, ms (a worker silent for 3 intervals is lost).
+    /// How often workers must send a heartbeat, ms (a worker silent for 3 intervals that does not answer a direct call is lost).
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
     /// Write the address actually listened on to this file once listening.

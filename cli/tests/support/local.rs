@@ -118,9 +118,12 @@ impl Cluster {
             set(&mut args, "--listen", "127.0.0.1:0".into());
             set(&mut args, "--peer-listen", "127.0.0.1:0".into());
         }
+        // Its instances die with it; until they have, a port of its may still be held.
+        let mut gone = children_of(&[old_pid]);
+        gone.push(old_pid);
         kill9(old_pid);
         let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while alive(old_pid) && std::time::Instant::now() < end {
+        while gone.iter().any(|p| alive(*p)) && std::time::Instant::now() < end {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let n = self.restarted.len();
