@@ -165,7 +165,8 @@ fn a_frozen_planner_finds_no_worker_lost_when_it_runs_again() {
     let v = settled(&c, &rt, "pair", Duration::from_secs(3), Duration::from_secs(20));
     assert_eq!(v, v1, "the planner planned `pair` again after it was itself frozen");
     let log = std::fs::read_to_string(c.dir.join("logs").join("planner.log")).expect("planner log");
-    assert!(log.contains("did not run for"), "{log}");
+    // Whether it saw that it did not run (and gave every worker a new window) or asked the
+    // silent workers directly, none is lost.
     assert!(!log.contains("is lost"), "{log}");
     assert_ok(&c, "pair");
 }

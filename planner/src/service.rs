@@ -1040,7 +1040,9 @@ impl PlannerService {
                 "planner: invocation {} of workflow `{}` lost worker `{lost}`; its functions are idempotent: running it again from its input on the live workers",
                 response.invocation_id, req.workflow
             );
-            self.mark_lost(&lost);
+            // A daemon said so (one that was itself frozen finds every peer gone): the
+            // planner asks the worker before it plans around it.
+            let _ = tokio::time::timeout(left, self.confirm_lost(&lost)).await;
             match tokio::time::timeout(left, self.repair(&req.workflow)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(why)) => {

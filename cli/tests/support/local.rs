@@ -126,36 +126,53 @@ impl Cluster {
         while gone.iter().any(|p| alive(*p)) && std::time::Instant::now() < end {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let n = self.restarted.len();
-        let log_path = self.dir.join("logs").join(format!("{entry}.restart-{n}.log"));
-        let log = std::fs::File::create(&log_path).expect("log");
-        let child = Command::new(program)
-            .args(&args)
-            .current_dir(&self.dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("started again");
-        let pid = child.id();
-        self.restarted.push(child);
         let ready = if who == "planner" {
             "listening"
         } else {
             "registered with the planner"
         };
         let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if said.contains(ready) {
-                break;
+        let pid = 'started: loop {
+            let n = self.restarted.len();
+            let log_path = self.dir.join("logs").join(format!("{entry}.restart-{n}.log"));
+            let log = std::fs::File::create(&log_path).expect("log");
+            let mut child = Command::new(&program)
+                .args(&args)
+                .current_dir(&self.dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("started again");
+            let pid = child.id();
+            loop {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if said.contains(ready) {
+                    self.restarted.push(child);
+                    break 'started pid;
+                }
+                let exited = child.try_wait().ok().flatten().is_some();
+                // A port of the old process may take a moment to be free again.
+                let busy = said.contains("Address already in use");
+                assert!(
+                    std::time::Instant::now() < end && (!exited || busy),
+                    "`{who}` did not get ready again; its log:\n{said}\nsockets:\n{}",
+                    String::from_utf8_lossy(
+                        &Command::new("ss")
+                            .arg("-uanp")
+                            .output()
+                            .map(|o| o.stdout)
+                            .unwrap_or_default()
+                    )
+                );
+                if exited {
+                    self.restarted.push(child);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    continue 'started;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            assert!(
-                std::time::Instant::now() < end,
-                "`{who}` did not get ready again; its log:\n{said}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        };
         if who == "planner" {
             self.record["planner"]["pid"] = pid.into();
         } else {

@@ -188,9 +188,20 @@ impl PlannerService {
         note_seen(&mut state, &req.plans);
         let known = match state.workers.get_mut(&req.name) {
             Some(w) if w.incarnation == req.incarnation => {
-                w.last_seen = Instant::now();
+                let now = Instant::now();
+                w.last_seen = now;
                 w.held = held_set(&req.plans);
                 w.reported = reported(&req.plans);
+                if w.noted_lost {
+                    w.noted_lost = false;
+                    w.live_since = now;
+                    eprintln!(
+                        "planner: worker `{}` ({}) is back: plans use it again once it has been live for {} ms",
+                        req.name,
+                        w.grpc_addr,
+                        (self.inner.config.heartbeat_interval * LOST_AFTER).as_millis()
+                    );
+                }
                 true
             }
             _ => false,
@@ -306,8 +317,42 @@ impl PlannerService {
             }
         };
         if let Some(silence) = lost {
-            self.tell_lost(&name, silence);
+            let reason = format!(
+                "the planner found it lost (no heartbeat for {} ms, and no answer to a direct call)",
+                silence.as_millis()
+            );
+            self.tell_lost(&name, &reason);
             self.reconcile();
+        }
+    }
+
+    /// Whether worker `name`, which a daemon reported lost, is: it is when the watch found it
+    /// so, or when it does not answer a direct call now (then it is marked lost, and the other
+    /// daemons are told).
+    pub(super) async fn confirm_lost(&self, name: &str) -> bool {
+        let client = {
+            let state = self.state();
+            match state.workers.get(name) {
+                None => return true,
+                Some(w) if w.noted_lost => return true,
+                Some(w) => w.client.clone(),
+            }
+        };
+        let mut client = client;
+        let limit = self.probe_timeout();
+        match tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await {
+            Ok(Ok(_)) => {
+                eprintln!("planner: worker `{name}` was reported lost by a peer but answers: not lost");
+                false
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.mark_lost(name);
+                self.tell_lost(
+                    name,
+                    "the planner found it lost (a peer lost it, and it does not answer a direct call)",
+                );
+                true
+            }
         }
     }
 
@@ -319,9 +364,8 @@ impl PlannerService {
     /// Tells every other live daemon that worker `lost` is lost: their invocations that
     /// involve it fail at once, naming it (the entry's report carries it, so an idempotent
     /// workflow runs again on the live workers).
-    fn tell_lost(&self, lost: &str, silent: Duration) {
+    fn tell_lost(&self, lost: &str, reason: &str) {
         let now = Instant::now();
-        let reason = format!("the planner found it lost (no heartbeat for {} ms)", silent.as_millis());
         let targets: Vec<(String, DaemonClient<AuthChannel>)> = self
             .state()
             .workers
@@ -332,7 +376,7 @@ impl PlannerService {
         for (name, mut client) in targets {
             let req = pb::WorkerLostRequest {
                 name: lost.to_owned(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             };
             tokio::spawn(async move {
                 match tokio::time::timeout(TELL_TIMEOUT, client.worker_lost(req)).await {
