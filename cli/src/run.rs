@@ -53,8 +53,10 @@ pub(crate) struct DataPlaneArgs {
     /// The workflow's in-memory quota, MiB (default: the plan's, from declared memory).
     #[arg(long)]
     quota_mib: Option<u64>,
-    /// Where objects over quota are written (default: a directory under the system's temp dir).
-    #[arg(long)]
+    /// The directory in which the daemon makes a directory of its own (mode 0700) for objects
+    /// over quota, removed when it stops; nothing else in DIR is touched (default: the
+    /// system's temporary directory).
+    #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
     /// Instances each pool keeps warm (started when a workflow is installed; 0: started on
     /// demand, and when a predecessor of one of its functions starts).
@@ -177,9 +179,7 @@ impl DataPlaneArgs {
         }
         config.threads = self.threads;
         config.max_invocations = self.max_invocations.max(1);
-        if let Some(d) = &self.spill_dir {
-            config.spill_dir = d.clone();
-        }
+        config.spill_dir = self.spill_dir.clone();
         Ok(config)
     }
 

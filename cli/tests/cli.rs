@@ -523,3 +523,55 @@ fn a_report_file_becomes_a_chrome_trace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_spills_into_a_directory_of_its_own_and_leaves_the_users_files() {
+    let dir = tempdir().join("spill-here");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(dir.join("project")).unwrap();
+    std::fs::write(dir.join("project/data.csv"), "1,2").unwrap();
+    let wf = example_workflow();
+    // Quota 0: every object goes through the spill directory.
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--input",
+        r#"{"text": "a b a", "parts": 2}"#,
+        "--quota-mib",
+        "0",
+        "--report",
+        "json",
+        "--spill-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json_lines(&o)[0]["spills"].as_u64().unwrap() > 0, "{}", stdout(&o));
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["notes.txt", "project"],
+        "the daemon's own directory is gone, the rest stays"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(dir.join("project/data.csv")).unwrap(), "1,2");
+    // A file is no spill directory: refused at start, saying so.
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--spill-dir",
+        dir.join("notes.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("notes.txt is not a directory; pass a directory of your own with --spill-dir"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

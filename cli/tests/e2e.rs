@@ -35,7 +35,6 @@ fn config() -> DaemonConfig {
     });
     c.packs.insert("testkit".into(), PackCommand::program(testkit()));
     c.arena_bytes = 64 << 20;
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-e2e-{}-{}", std::process::id(), unique()));
     c
 }
 

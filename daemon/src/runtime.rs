@@ -51,6 +51,7 @@ use crate::net::{Net, NetEvent};
 use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::arena::{self, Arena, Extent};
+use crate::store::spill::SpillDir;
 
 mod cluster;
 mod master;
@@ -68,8 +69,10 @@ const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 pub struct DaemonConfig {
     /// Bytes of the shared arena (header included).
     pub arena_bytes: u64,
-    /// Where objects over quota go.
-    pub spill_dir: PathBuf,
+    /// The directory the daemon makes its own spill directory in (objects over quota go
+    /// there), created when missing; `None`: the system's temporary directory. Only the
+    /// daemon's own directory is removed when it stops.
+    pub spill_dir: Option<PathBuf>,
     /// Packs by name.
     pub packs: HashMap<String, PackCommand>,
     /// The pack that runs functions without a pack (FaaSFlow's synthetic body).
@@ -110,8 +113,8 @@ pub struct DaemonConfig {
     pub memory_probe: ProbeMode,
     /// The Docker engine's socket, for functions that run in containers
     /// ([`ContainerSettings::default_socket`] by default). Its containers are labelled with
-    /// the daemon's name and spill directory: a daemon started again with both the same
-    /// removes the containers an earlier run left.
+    /// the daemon's name and spill directory (when one is given): a daemon started again with
+    /// both the same removes the containers an earlier run left.
     pub docker_socket: PathBuf,
     /// Invocations running here at once (those it entered and those other workers started);
     /// one more entering here is refused at once as overloaded, never queued.
@@ -214,11 +217,11 @@ pub struct Executed {
 pub type ExecReply = Box<dyn FnOnce(Result<Executed, (String, FailureKind)>) + Send>;
 
 impl DaemonConfig {
-    /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
+    /// Defaults: 1 GiB arena, spill directory in the system's temporary directory.
     pub fn new(synthetic: PackCommand) -> Self {
         DaemonConfig {
             arena_bytes: 1 << 30,
-            spill_dir: std::env::temp_dir().join(format!("faasflow-spill-{}", std::process::id())),
+            spill_dir: None,
             packs: HashMap::new(),
             synthetic,
             runtime_scale: 1.0,
@@ -359,6 +362,7 @@ pub struct Daemon {
     spawn_timeout: Duration,
     name: String,
     peer_addr: Option<SocketAddr>,
+    spill_path: PathBuf,
 }
 
 /// The functions each pack command or image serves, or why it could not say.
@@ -431,8 +435,13 @@ impl Daemon {
     pub fn start(config: DaemonConfig) -> Result<Daemon, DaemonError> {
         let arena = Arena::create("faasflow-arena", config.arena_bytes)
             .map_err(|e| DaemonError::Start(format!("arena of {} bytes: {e}", config.arena_bytes)))?;
-        std::fs::create_dir_all(&config.spill_dir)
-            .map_err(|e| DaemonError::Start(format!("spill directory {}: {e}", config.spill_dir.display())))?;
+        let spill_parent = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spill = SpillDir::create(&spill_parent, &config.name).map_err(DaemonError::Start)?;
+        let spill_path = spill.path().to_owned();
+        // Containers are labelled with the directory given, so that a daemon started again with
+        // the same name and directory removes those a crashed run left; without one, with its
+        // own directory (no other run's containers are its).
+        let owner_dir = config.spill_dir.as_deref().unwrap_or(&spill_path).display().to_string();
         let shared = Arc::new(Shared {
             inbox: Mutex::new(VecDeque::new()),
             pending: AtomicBool::new(false),
@@ -442,7 +451,7 @@ impl Daemon {
         let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
         let docker = Arc::new(DockerLink::new(ContainerSettings {
             socket: config.docker_socket.clone(),
-            owner: format!("{}:{}", config.name, config.spill_dir.display()),
+            owner: format!("{}:{owner_dir}", config.name),
             // Short: a socket's path has at most 107 bytes.
             dir: std::env::temp_dir().join(format!(
                 "faasflow-sockets-{}-{}",
@@ -499,7 +508,7 @@ impl Daemon {
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || {
-                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net, probe, loop_docker);
+                let mut rt = Runtime::new(config, (arena, spill), spawner, loop_shared, net, probe, loop_docker);
                 rt.remote = remote;
                 rt.run()
             })
@@ -514,7 +523,14 @@ impl Daemon {
             spawn_timeout,
             name,
             peer_addr,
+            spill_path,
         })
+    }
+
+    /// The daemon's own spill directory (inside [`DaemonConfig::spill_dir`]; removed when the
+    /// daemon stops).
+    pub fn spill_dir(&self) -> &std::path::Path {
+        &self.spill_path
     }
 
     /// This worker's name.
@@ -1067,6 +1083,8 @@ struct Runtime {
     config: DaemonConfig,
     engine: Engine,
     arena: Arena,
+    /// The daemon's own spill directory (removed when it stops).
+    spill_dir: SpillDir,
     /// The daemon's own arena segment, mapped by no instance: objects that arrive before their
     /// invocation is known here land in it (and are copied for their readers).
     private_segment: u32,
@@ -1134,7 +1152,8 @@ fn us(d: Duration) -> f64 {
 impl Runtime {
     fn new(
         config: DaemonConfig,
-        arena: Arena,
+        // Where objects live: the arena, and the spill directory beside it.
+        (arena, spill_dir): (Arena, SpillDir),
         spawner: Spawner,
         shared: Arc<Shared>,
         net: Option<Net>,
@@ -1155,6 +1174,7 @@ impl Runtime {
             config,
             engine,
             arena,
+            spill_dir,
             private_segment,
             spawner,
             shared,
@@ -1262,7 +1282,13 @@ impl Runtime {
             }
         }
         self.net = None;
-        let _ = std::fs::remove_dir_all(&self.config.spill_dir);
+        if let Err(e) = self.spill_dir.remove() {
+            eprintln!(
+                "faasflow daemon `{}`: cannot remove its spill directory {}: {e}",
+                self.config.name,
+                self.spill_dir.path().display()
+            );
+        }
     }
 
     fn drain_inbox(&mut self) -> bool {
@@ -3194,12 +3220,12 @@ impl Runtime {
                 }
                 Err(err) => eprintln!(
                     "faasflow daemon: cannot spill to the remote tier ({err}); spilling to {}",
-                    self.config.spill_dir.display()
+                    self.spill_dir.path().display()
                 ),
             }
         }
         let Some(obj) = self.objects.get(&id) else { return };
-        let path = self.config.spill_dir.join(format!("object-{id}"));
+        let path = self.spill_dir.path().join(format!("object-{id}"));
         let written = (|| -> std::io::Result<()> {
             let mut f = File::create(&path)?;
             let mut buf = vec![0u8; (1 << 20).min(obj.len as usize)];
