@@ -647,14 +647,29 @@ pub(crate) fn cluster_record(dir: &DirArg) -> Result<serde_json::Value, Failure>
     })
 }
 
+/// The record `up` wrote at `path`, if there is one. A file of that name that is not such a
+/// record is an error (it may be the user's: nothing replaces or removes it).
 fn read_record(path: &Path) -> Result<Option<serde_json::Value>, Failure> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Failure::Other(anyhow!("{} is not valid JSON: {e}; remove it by hand", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+    };
+    let record: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::Other(anyhow!(
+            "{} is not valid JSON ({e}): `faasflow up` did not write it, or it was damaged; it is left as it is: \
+             move it away, or choose another --dir",
+            path.display()
+        ))
+    })?;
+    if !record["planner"]["addr"].is_string() || !record["workers"].is_array() {
+        return Err(Failure::Other(anyhow!(
+            "{} is not the record of a cluster `faasflow up` started (it names no planner and workers); it is \
+             left as it is: move it away, or choose another --dir",
+            path.display()
+        )));
     }
+    Ok(Some(record))
 }
 
 /// The processes of a record: workers first, then the planner, then Redis.
@@ -898,6 +913,12 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
 /// `faasflow status`: each deployed workflow's memory, declared and measured, and its quota.
 pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
     let path = Path::new(&args.invocation);
+    if path.is_file() && std::path::absolute(path).ok() == std::path::absolute(&args.chrome).ok() {
+        return Err(Failure::Input(format!(
+            "error: --chrome {} would overwrite the file of reports it reads; write the trace to another file",
+            args.chrome.display()
+        )));
+    }
     let (workflow, report) = if path.is_file() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Input(format!("error: cannot read {}: {e}", path.display())))?;

@@ -575,3 +575,83 @@ fn run_spills_into_a_directory_of_its_own_and_leaves_the_users_files() {
     assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_address_file_is_written_through_a_name_of_its_own() {
+    let dir = tempdir().join("addr");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A file of the user's where a careless writer would put its temporary copy.
+    std::fs::write(dir.join("planner.tmp"), "mine").unwrap();
+    let file = dir.join("planner.addr");
+    let mut planner = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(["planner", "--listen", "127.0.0.1:0", "--addr-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(addr) = text.trim().parse::<std::net::SocketAddr>()
+        {
+            break addr;
+        }
+        assert!(std::time::Instant::now() < deadline, "no address written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    planner.kill().unwrap();
+    planner.wait().unwrap();
+    assert_ne!(addr.port(), 0);
+    assert_eq!(std::fs::read_to_string(dir.join("planner.tmp")).unwrap(), "mine");
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["planner.addr", "planner.tmp"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_trace_onto_its_own_file_of_reports_is_refused() {
+    let dir = tempdir().join("trace-self");
+    std::fs::create_dir_all(&dir).unwrap();
+    let reports = dir.join("reports.json");
+    std::fs::write(&reports, "{}\n").unwrap();
+    let o = faasflow(&[
+        "trace",
+        reports.to_str().unwrap(),
+        "--chrome",
+        reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("would overwrite the file of reports it reads"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&reports).unwrap(), "{}\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn up_and_down_leave_a_cluster_json_they_did_not_write() {
+    let dir = tempdir().join("not-a-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mine = r#"{"name": "my project", "version": 3}"#;
+    std::fs::write(dir.join("cluster.json"), mine).unwrap();
+    for args in [&["down", "--dir"][..], &["up", "--workers", "1", "--dir"][..]] {
+        let mut args = args.to_vec();
+        args.push(dir.to_str().unwrap());
+        let o = faasflow(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not the record of a cluster `faasflow up` started"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("cluster.json")).unwrap(), mine);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
