@@ -16,14 +16,15 @@ use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
 use faasflow_daemon::report::Report;
 use faasflow_planner::auth::{Attach, AuthChannel, TOKEN_FILE, Token};
 use faasflow_planner::dag::SourceFormat;
-use faasflow_planner::load::default_name;
-use faasflow_planner::service::describe;
+use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
+use faasflow_planner::service::{MAX_MESSAGE, describe};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use serde_json::json;
 use tonic::transport::Endpoint;
 
 use crate::Failure;
+use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::run::{ReportFormat, fill_staged_inputs, parse_input, print_report};
 use crate::services::runtime;
 
@@ -354,7 +355,8 @@ fn spawn(
 
 /// A planner address from a file a process writes once listening.
 fn read_addr(file: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    let bytes = read_bounded(file, 256).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
 fn wait_for<T>(
@@ -650,12 +652,20 @@ pub(crate) fn cluster_record(dir: &DirArg) -> Result<serde_json::Value, Failure>
 /// The record `up` wrote at `path`, if there is one. A file of that name that is not such a
 /// record is an error (it may be the user's: nothing replaces or removes it).
 fn read_record(path: &Path) -> Result<Option<serde_json::Value>, Failure> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+    let bytes = match read_bounded(path, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(ReadError::Io(e)) => return Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+        Err(ReadError::TooLarge(size)) => {
+            return Err(Failure::Other(anyhow!(
+                "{} is larger than {}{}: `faasflow up` did not write it; choose another --dir",
+                path.display(),
+                mib(MAX_FILE_BYTES),
+                holds(size)
+            )));
+        }
     };
-    let record: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    let record: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         Failure::Other(anyhow!(
             "{} is not valid JSON ({e}): `faasflow up` did not write it, or it was damaged; it is left as it is: \
              move it away, or choose another --dir",
@@ -855,8 +865,8 @@ async fn connect(addr: &str, token: &Option<Token>) -> Result<PlannerClient<Auth
         text
     })?;
     Ok(PlannerClient::with_interceptor(channel, Attach::new(token.clone()))
-        .max_decoding_message_size(faasflow_planner::service::MAX_MESSAGE)
-        .max_encoding_message_size(faasflow_planner::service::MAX_MESSAGE))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
 }
 
 async fn client(addr: &str, token: &Option<Token>) -> Result<PlannerClient<AuthChannel>, Failure> {
@@ -878,13 +888,9 @@ fn refused(status: &tonic::Status) -> Failure {
 }
 
 pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
+    // The file first: a file that cannot be deployed is said so without a cluster.
+    let source = faasflow_planner::load::read_file(&args.file)?;
     let (addr, token) = planner_of(&args.target)?;
-    let source = std::fs::read_to_string(&args.file).map_err(|e| {
-        Failure::Input(format!(
-            "{}: error: cannot read the workflow file: {e}",
-            args.file.display()
-        ))
-    })?;
     let request = pb::DeployRequest {
         source,
         file_name: args.file.display().to_string(),
@@ -920,8 +926,17 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
         )));
     }
     let (workflow, report) = if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::Input(format!("error: cannot read {}: {e}", path.display())))?;
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+            ReadError::Io(e) => Failure::Input(format!("error: cannot read {}: {e}", path.display())),
+            ReadError::TooLarge(size) => Failure::Input(format!(
+                "error: {} is larger than {}{}, the limit for files of reports; put the report you want in a file \
+                 of its own (`grep '\"invocation\":ID,' FILE`), or give its invocation id",
+                path.display(),
+                mib(MAX_FILE_BYTES),
+                holds(size)
+            )),
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
         let mut reports = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let r: faasflow_planner::report::Report = serde_json::from_str(line).map_err(|e| {
@@ -1068,8 +1083,39 @@ fn cluster_data_scale(target: &Target) -> Option<f64> {
     record["data_scale"].as_f64()
 }
 
+/// The invocation's request; refused when larger than the planner's API takes in one message
+/// (`filled`: synthetic bytes were filled in for staged inputs).
+fn invoke_request(args: &InvokeArgs, input: &serde_json::Value, filled: bool) -> Result<pb::InvokeRequest, Failure> {
+    let input_json = serde_json::to_vec(input).context("cannot encode the input")?;
+    let input_len = input_json.len();
+    let request = pb::InvokeRequest {
+        workflow: args.name.clone(),
+        version: args.version,
+        input_json,
+        deadline_ms: args.deadline_ms.unwrap_or(0),
+    };
+    let len = prost::Message::encoded_len(&request);
+    if len > MAX_MESSAGE {
+        return Err(Failure::Input(format!(
+            "error: the input of `{}` is {input_len} bytes of JSON ({len} bytes with the rest of the request), more \
+             than the {} the planner's API takes in one message; pass a smaller input{}",
+            args.name,
+            mib(MAX_MESSAGE),
+            if filled {
+                " (the synthetic bytes filled in for FaaSFlow's staged inputs count: give those inputs in --input, \
+                 or lower --data-scale)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(request)
+}
+
 pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
     let mut input = parse_input(&args.input)?;
+    // Before connecting: an input too large for the API is said so without a cluster.
+    let mut request = invoke_request(args, &input, false)?;
     let data_scale = match args.data_scale {
         Some(x) if !x.is_finite() || x < 0.0 => {
             return Err(Failure::Input("error: --data-scale must be a number ≥ 0".into()));
@@ -1100,14 +1146,12 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
             if let Some(wf) = wf
                 && wf.format != SourceFormat::Native
             {
+                let given = input.as_object().map_or(0, serde_json::Map::len);
                 fill_staged_inputs(&wf, &mut input, data_scale);
+                if input.as_object().map_or(0, serde_json::Map::len) != given {
+                    request = invoke_request(args, &input, true)?;
+                }
             }
-            let request = pb::InvokeRequest {
-                workflow: args.name.clone(),
-                version: args.version,
-                input_json: serde_json::to_vec(&input).context("cannot encode the input")?,
-                deadline_ms: args.deadline_ms.unwrap_or(0),
-            };
             client.invoke(request).await.map_err(|s| refused(&s))
         })?
         .into_inner();

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cluster;
+mod files;
 mod local;
 mod metrics;
 mod run;

@@ -1,7 +1,7 @@
 //! `faasflow run`: one worker, embedded — load, plan, start a daemon, invoke, report.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use faasflow_daemon::pool::PackCommand;
@@ -12,6 +12,7 @@ use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes};
 use faasflow_planner::{ClusterView, PlannerConfig};
 
+use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::{Failure, load};
 
 /// Most invocations `--repeat` runs.
@@ -118,12 +119,26 @@ fn find_pack(name: &str, given: &HashMap<String, PathBuf>) -> Option<PathBuf> {
     })
 }
 
+/// Largest input file (`--input @FILE`): the most the cluster's API takes in one message.
+pub(crate) const MAX_INPUT_BYTES: usize = faasflow_planner::service::MAX_MESSAGE;
+
+/// The text of an input file, at most [`MAX_INPUT_BYTES`].
+fn read_input_file(path: &str) -> Result<String, Failure> {
+    let bytes = read_bounded(Path::new(path), MAX_INPUT_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => input_error(format!("--input @{path}: cannot read the input file: {e}")),
+        ReadError::TooLarge(size) => input_error(format!(
+            "--input @{path}: the input file is larger than {}{}, the most the cluster's API takes in one \
+             message; pass a smaller input (a device or a pipe that never ends is refused once past the limit)",
+            mib(MAX_INPUT_BYTES),
+            holds(size)
+        )),
+    })?;
+    String::from_utf8(bytes).map_err(|_| input_error(format!("--input @{path}: the input file is not UTF-8 text")))
+}
+
 pub(crate) fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
     let (text, source) = match text.strip_prefix('@') {
-        Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| input_error(format!("--input @{path}: {e}")))?,
-            format!("file {path}"),
-        ),
+        Some(path) => (read_input_file(path)?, format!("file {path}")),
         None => (text.to_owned(), "--input".to_owned()),
     };
     let v: serde_json::Value =

@@ -655,3 +655,108 @@ fn up_and_down_leave_a_cluster_json_they_did_not_write() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `faasflow ARGS` with at most 3 GB of address space and 60 s (a command that reads without
+/// bound fails here instead of taking the machine's memory).
+fn faasflow_bounded(args: &[&str]) -> Output {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 3000000 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_faasflow"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the faasflow binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn endless_and_oversized_files_are_refused_naming_the_file_and_the_limit() {
+    // No cluster is needed: the files are refused before anything is sent.
+    let nowhere = ["--planner", "127.0.0.1:1"];
+    let o = faasflow_bounded(&[&["deploy", "/dev/zero"][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/dev/zero: error: the file is larger than 32 MiB, the limit for workflow files"),
+        "{}",
+        stderr(&o)
+    );
+    let o = faasflow_bounded(&[&["invoke", "wf", "--input", "@/dev/zero"][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--input @/dev/zero: the input file is larger than 256 MiB, the most the cluster's API"),
+        "{}",
+        stderr(&o)
+    );
+    let o = faasflow_bounded(&["run", example_workflow().to_str().unwrap(), "--input", "@/dev/zero"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--input @/dev/zero: the input file is larger than 256 MiB"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = tempdir().join("oversized");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Sparse files one byte over each limit.
+    let reports = dir.join("reports.json");
+    std::fs::File::create(&reports)
+        .unwrap()
+        .set_len((32 << 20) + 1)
+        .unwrap();
+    let trace = dir.join("trace.json");
+    let o = faasflow_bounded(&["trace", reports.to_str().unwrap(), "--chrome", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("reports.json is larger than 32 MiB (it holds 33554433 bytes), the limit for files of reports"),
+        "{}",
+        stderr(&o)
+    );
+    let input = dir.join("input.json");
+    std::fs::File::create(&input).unwrap().set_len((256 << 20) + 1).unwrap();
+    let at = format!("@{}", input.display());
+    let o = faasflow_bounded(&[&["invoke", "wf", "--input", &at][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the input file is larger than 256 MiB (it holds 268435457 bytes)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_input_over_the_apis_message_limit_is_refused_before_it_is_sent() {
+    let dir = tempdir().join("big-input");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Exactly 256 MiB of JSON: the file fits, the request around it does not.
+    let input = dir.join("input.json");
+    let head = br#"{"text":""#;
+    let tail = br#""}"#;
+    let mut bytes = Vec::with_capacity(256 << 20);
+    bytes.extend_from_slice(head);
+    bytes.resize((256 << 20) - tail.len(), b'x');
+    bytes.extend_from_slice(tail);
+    std::fs::write(&input, &bytes).unwrap();
+    drop(bytes);
+    let at = format!("@{}", input.display());
+    let o = faasflow_bounded(&["invoke", "wf", "--input", &at, "--planner", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: the input of `wf` is 268435456 bytes of JSON (")
+            && err.contains("more than the 256 MiB the planner's API takes in one message; pass a smaller input"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

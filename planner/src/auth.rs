@@ -24,6 +24,9 @@ pub const TOKEN_FILE: &str = "token";
 /// Bytes of randomness in a generated token (hex-encoded: twice as many characters).
 const TOKEN_BYTES: usize = 32;
 
+/// Largest token file read (a token has at most 1024 characters, and white space around it).
+pub const MAX_TOKEN_FILE: usize = 4096;
+
 /// Errors reading or making a token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,10 +82,17 @@ impl Token {
         valid.then(|| Token(t.into()))
     }
 
-    /// Reads a token file.
+    /// Reads a token file (at most [`MAX_TOKEN_FILE`] bytes: a longer file holds no token).
     pub fn load(path: &Path) -> Result<Token, AuthError> {
         let name = || path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io { path: name(), source })?;
+        let io = |source| AuthError::Io { path: name(), source };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_TOKEN_FILE as u64 + 1).read_to_string(&mut text))
+            .map_err(io)?;
+        if text.len() > MAX_TOKEN_FILE {
+            return Err(AuthError::Malformed { path: name() });
+        }
         Token::parse(&text).ok_or_else(|| AuthError::Malformed { path: name() })
     }
 

@@ -475,14 +475,31 @@ pub fn client_config(identity: &NodeIdentity, trust: &ClusterTrust) -> Result<Cl
     Ok(config)
 }
 
+/// Largest certificate or key file read.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|cause| match cause.kind() {
-        io::ErrorKind::NotFound => TlsError::Missing { path: path.to_owned() },
-        _ => TlsError::Io {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|cause| match cause.kind() {
+            io::ErrorKind::NotFound => TlsError::Missing { path: path.to_owned() },
+            _ => TlsError::Io {
+                path: path.to_owned(),
+                cause,
+            },
+        })?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(TlsError::Invalid {
             path: path.to_owned(),
-            cause,
-        },
-    })
+            what: format!(
+                "larger than {} MiB: not a certificate or key; run `faasflow cluster init` to create them",
+                MAX_PEM_BYTES >> 20
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 fn cert_pem_str(path: &Path, bytes: &[u8]) -> Result<String, TlsError> {
