@@ -475,7 +475,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             Some((format!("redis://{addr}"), pid))
         }
         None => {
-            println!("note: no redis-server on PATH: the cluster runs without the remote tier (Redis)");
+            outln!("note: no redis-server on PATH: the cluster runs without the remote tier (Redis)")?;
             None
         }
     };
@@ -602,29 +602,29 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     std::fs::write(&record_path, text + "\n").with_context(|| format!("cannot write {}", record_path.display()))?;
     started.armed = false;
 
-    println!(
+    outln!(
         "cluster up in {}: planner at {planner_addr}, {} workers",
         dir.display(),
         args.workers
-    );
+    )?;
     for w in &registered {
-        println!(
+        outln!(
             "  {}  daemon {}  peers {}  pid {}",
             w.name,
             w.grpc_addr,
             if w.quic_addr.is_empty() { "none" } else { &w.quic_addr },
             worker_pids[&w.name]
-        );
+        )?;
     }
     match &redis {
-        Some((url, _)) => println!("  redis  {}", faasflow_planner::remote::redact_url(url)),
-        None => println!("  redis  none"),
+        Some((url, _)) => outln!("  redis  {}", faasflow_planner::remote::redact_url(url))?,
+        None => outln!("  redis  none")?,
     }
-    println!(
+    outln!(
         "logs in {}; stop it with `faasflow down --dir {}`",
         logs.display(),
         dir.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -762,10 +762,10 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
     let dir = args.dir.path();
     let path = dir.join(CLUSTER_FILE);
     let Some(record) = read_record(&path)? else {
-        println!(
+        outln!(
             "no cluster is up in {} (no {CLUSTER_FILE}); nothing to stop",
             dir.display()
-        );
+        )?;
         return Ok(());
     };
     let procs: Vec<Recorded> = processes(&record)
@@ -802,12 +802,12 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
     let _ = std::fs::remove_file(dir.join("run").join("planner.addr"));
     let names: Vec<&str> = procs.iter().map(|p| p.name.as_str()).collect();
     if names.is_empty() {
-        println!(
+        outln!(
             "the cluster in {} had already stopped; removed {CLUSTER_FILE}",
             dir.display()
-        );
+        )?;
     } else {
-        println!("stopped {} ({}) in {}", names.len(), names.join(", "), dir.display());
+        outln!("stopped {} ({}) in {}", names.len(), names.join(", "), dir.display())?;
     }
     Ok(())
 }
@@ -912,7 +912,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
     })?;
     let r = response.into_inner();
     let placement = r.plan.as_ref().map(placement_text).unwrap_or_default();
-    println!("deployed workflow `{}` version {}{placement}", r.workflow, r.version);
+    outln!("deployed workflow `{}` version {}{placement}", r.workflow, r.version)?;
     Ok(())
 }
 
@@ -1008,10 +1008,9 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
     })?;
     let workflows = response.into_inner().workflows;
     if workflows.is_empty() {
-        println!("no workflow is deployed (`faasflow deploy FILE`)");
+        outln!("no workflow is deployed (`faasflow deploy FILE`)")?;
     }
-    print!("{}", memory_text(&workflows));
-    Ok(())
+    crate::out(&memory_text(&workflows))
 }
 
 /// The memory table of `faasflow status`.
@@ -1160,12 +1159,12 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
         .transpose()
         .map_err(|e| anyhow!("the planner sent a report that is not valid: {e}"))?;
     if let Some(report) = &report {
-        print_report(report, args.report);
+        print_report(report, args.report)?;
     }
     match pb::InvocationStatus::try_from(response.status) {
         Ok(pb::InvocationStatus::Succeeded) => {
             if report.is_none() {
-                println!("{}", String::from_utf8_lossy(&response.output_json));
+                outln!("{}", String::from_utf8_lossy(&response.output_json))?;
             }
             Ok(())
         }

@@ -11,6 +11,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` to standard output through [`out`]: evaluates to `Result<(), Failure>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cluster;
 mod files;
 mod local;
@@ -186,6 +193,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(Failure::Silent) => ExitCode::FAILURE,
+        Err(Failure::Closed) => ExitCode::from(EXIT_CLOSED),
     }
 }
 
@@ -197,6 +205,8 @@ enum Failure {
     Other(anyhow::Error),
     /// Failed, and the output already says why (e.g. a failed invocation's report).
     Silent,
+    /// Standard output was closed by its reader: nothing more to say.
+    Closed,
 }
 
 impl From<WdlError> for Failure {
@@ -219,16 +229,28 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
     Ok(loaded)
 }
 
+/// Exit status of a command whose standard output was closed by its reader (`| head`): what a
+/// shell shows for a process ended by SIGPIPE.
+const EXIT_CLOSED: u8 = 141;
+
+/// Writes `text` to standard output. A reader that went away (`faasflow … | head`) ends the
+/// command quietly ([`Failure::Closed`]); another failure (a full disk) is an error.
+pub(crate) fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::Closed,
+            _ => Failure::Other(anyhow::anyhow!("cannot write to standard output: {e}")),
+        })
+}
+
 fn emit(text: &str, output: Option<&Path>) -> Result<(), Failure> {
     match output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("cannot write {}: {e}", path.display()))),
-        None => {
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            Ok(())
-        }
+        None => out(text),
     }
 }
 

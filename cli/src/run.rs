@@ -283,7 +283,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
             failed += 1;
         }
         e2e.push(report.e2e_us);
-        print_report(&report, args.report);
+        // A closed output stops the runs; the daemon stops (and cleans up) on the way out.
+        print_report(&report, args.report)?;
     }
     if args.repeat > 1 && args.report == ReportFormat::Text {
         e2e.sort_by(f64::total_cmp);
@@ -332,16 +333,15 @@ pub(crate) fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, d
     }
 }
 
-pub(crate) fn print_report(report: &Report, format: ReportFormat) {
+pub(crate) fn print_report(report: &Report, format: ReportFormat) -> Result<(), Failure> {
     match format {
-        ReportFormat::Json => {
-            println!("{}", serde_json::to_string(report).unwrap_or_default());
-        }
+        ReportFormat::Json => outln!("{}", serde_json::to_string(report).unwrap_or_default()),
         ReportFormat::Text => {
             if report.status == "ok" {
-                println!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default())?;
             }
             eprint!("{}", report.to_text());
+            Ok(())
         }
     }
 }

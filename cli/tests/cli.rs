@@ -760,3 +760,52 @@ fn an_input_over_the_apis_message_limit_is_refused_before_it_is_sent() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `faasflow ARGS` with its standard output a pipe whose reader is gone.
+fn faasflow_into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the faasflow binary runs")
+}
+
+#[test]
+fn commands_printing_into_a_closed_pipe_end_quietly() {
+    let dir = tempdir().join("closed-pipe");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wf = example_workflow();
+    let wf = wf.to_str().unwrap();
+    let certs = dir.join("certs");
+    let empty = dir.join("empty");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["generate", "--functions", "2000"],
+        vec!["plan", wf],
+        vec!["check", wf],
+        vec!["down", "--dir", empty.to_str().unwrap()],
+        vec!["cluster", "init", "--dir", certs.to_str().unwrap()],
+        vec![
+            "run",
+            wf,
+            "--input",
+            r#"{"text": "a b", "parts": 1}"#,
+            "--report",
+            "json",
+        ],
+    ];
+    for args in commands {
+        let o = faasflow_into_a_closed_pipe(&args);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
+        // Quietly: nothing about the pipe (`run` says how it measures memory).
+        assert!(
+            !err.contains("pipe") && !err.contains("standard output"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
