@@ -103,8 +103,9 @@ pub(crate) struct UpArgs {
     /// them fail, or run again), ms (see `faasflow daemon --help`).
     #[arg(long, value_name = "MS", default_value_t = crate::services::DEFAULT_PEER_TIMEOUT_MS)]
     peer_timeout_ms: u64,
-    /// Invocations the planner takes at once; more are refused as overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    /// Invocations the planner takes at once (at least 1); more are refused as overloaded.
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
@@ -204,8 +205,9 @@ pub(crate) struct InvokeArgs {
     /// How to print the report: text (human) or json (docs/run-report.md).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     report: ReportFormat,
-    /// Time limit of the invocation, ms (default: the workflow's `deadline`, else the planner's, 300 s).
-    #[arg(long, value_name = "MS")]
+    /// Time limit of the invocation, ms, at least 1 (default: the workflow's `deadline`, else the
+    /// planner's, 300 s).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     deadline_ms: Option<u64>,
     /// Scales the synthetic bytes filled in for FaaSFlow's staged inputs that --input does not
     /// give, as `faasflow run` does [default: the cluster's --data-scale from DIR/cluster.json,

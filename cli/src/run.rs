@@ -76,8 +76,10 @@ pub(crate) struct DataPlaneArgs {
     /// Calls one instance runs at once.
     #[arg(long, default_value_t = 32)]
     threads: u32,
-    /// Invocations the daemon runs at once; one more is refused at once as overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::runtime::DEFAULT_MAX_INVOCATIONS)]
+    /// Invocations the daemon runs at once (at least 1); one more is refused at once as
+    /// overloaded.
+    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::runtime::DEFAULT_MAX_INVOCATIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_invocations: usize,
     /// How instances' memory is measured: `ebpf` (a BPF program on kmem/rss_stat; needs the
     /// privilege to load it and tracefs), `proc` (/proc/PID/status), or `auto` (eBPF when it
@@ -193,7 +195,7 @@ impl DataPlaneArgs {
             config.docker_socket = socket.clone();
         }
         config.threads = self.threads;
-        config.max_invocations = self.max_invocations.max(1);
+        config.max_invocations = self.max_invocations;
         config.spill_dir = self.spill_dir.clone();
         Ok(config)
     }

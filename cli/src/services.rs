@@ -56,9 +56,10 @@ pub(crate) struct PlannerArgs {
     /// who can reach the address.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// Invocations in flight at once; one more is refused at once as overloaded
+    /// Invocations in flight at once (at least 1); one more is refused at once as overloaded
     /// (RESOURCE_EXHAUSTED), never queued.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
 }
 
@@ -169,7 +170,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         replan_threshold_mib: args.replan_threshold_mib,
         replan_factor: args.replan_factor,
         token,
-        max_in_flight: args.max_in_flight.max(1),
+        max_in_flight: args.max_in_flight,
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

@@ -809,3 +809,36 @@ fn commands_printing_into_a_closed_pipe_end_quietly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn zero_deadlines_and_limits_are_refused_by_the_parser() {
+    let wf = example_workflow();
+    let wf = wf.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["invoke", "wf", "--deadline-ms", "0"], "--deadline-ms <MS>"),
+        (&["run", wf, "--max-invocations", "0"], "--max-invocations <N>"),
+        (
+            &[
+                "daemon",
+                "--planner",
+                "127.0.0.1:1",
+                "--name",
+                "w",
+                "--max-invocations",
+                "0",
+            ],
+            "--max-invocations <N>",
+        ),
+        (&["up", "--max-in-flight", "0"], "--max-in-flight <N>"),
+        (&["planner", "--max-in-flight", "0"], "--max-in-flight <N>"),
+    ];
+    for (args, flag) in cases {
+        let o = faasflow_bounded(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '0' for '{flag}'")) && err.contains("0 is not in 1.."),
+            "{args:?}: {err}"
+        );
+    }
+}
