@@ -58,6 +58,25 @@ impl DirArg {
             .or_else(|| std::env::var_os("FAASFLOW_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(".faasflow"))
     }
+
+    /// What to do about a token file of the cluster's directory that cannot be used: `--dir`
+    /// is suggested only when it was not given.
+    fn token_hint(&self) -> String {
+        let fix = "fix or replace it (`faasflow up` and `faasflow cluster init` write it), or pass the token with \
+                   --token-file";
+        if self.dir.is_some() {
+            return fix.to_owned();
+        }
+        let from = if std::env::var_os("FAASFLOW_DIR").is_some() {
+            "$FAASFLOW_DIR"
+        } else {
+            "the default"
+        };
+        format!(
+            "{fix}; the cluster's directory is {} ({from}): pass --dir DIR when the cluster is elsewhere",
+            self.path().display()
+        )
+    }
 }
 
 /// How a client finds the planner.
@@ -816,21 +835,36 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
 
 // ---- clients ----------------------------------------------------------------------------
 
-/// The planner's address: `--planner`, or the one in DIR/cluster.json.
-/// The planner's address and the token to call it with.
+/// The planner's address and the token to call it with: `--planner`, or the address in
+/// DIR/cluster.json.
 fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
-    let addr = planner_addr(target)?;
-    let file = match &target.token_file {
-        Some(f) => Some(f.clone()),
-        None if target.planner.is_none() => {
-            Some(target.dir.path().join("certs").join(TOKEN_FILE)).filter(|f| f.exists())
-        }
-        None => None,
-    };
-    let token = file
-        .map(|f| Token::load(&f).map_err(|e| Failure::Input(format!("error: --token-file: {e}"))))
-        .transpose()?;
-    Ok((addr, token))
+    Ok((planner_addr(target)?, token_of(target)?))
+}
+
+/// The token to call the planner with: `--token-file`, or DIR/certs/token when there is one
+/// (not with `--planner`). A token file that is there but cannot be used is an error naming
+/// it and the cause.
+fn token_of(target: &Target) -> Result<Option<Token>, Failure> {
+    if let Some(f) = &target.token_file {
+        return Token::load(f)
+            .map(Some)
+            .map_err(|e| Failure::Input(format!("error: cannot use the token file given with --token-file: {e}")));
+    }
+    if target.planner.is_some() {
+        return Ok(None);
+    }
+    let file = target.dir.path().join("certs").join(TOKEN_FILE);
+    // Only a file that is not there means no token (`exists` is false for one that cannot
+    // even be looked at).
+    if let Ok(false) = file.try_exists() {
+        return Ok(None);
+    }
+    Token::load(&file).map(Some).map_err(|e| {
+        Failure::Input(format!(
+            "error: cannot use the cluster's token file: {e}; {}",
+            target.dir.token_hint()
+        ))
+    })
 }
 
 fn planner_addr(target: &Target) -> Result<String, Failure> {

@@ -842,3 +842,66 @@ fn zero_deadlines_and_limits_are_refused_by_the_parser() {
         );
     }
 }
+
+#[test]
+fn a_token_file_that_cannot_be_read_is_named_with_its_error() {
+    let dir = tempdir().join("token-cluster");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(
+        dir.join("cluster.json"),
+        r#"{"planner": {"addr": "127.0.0.1:1", "pid": 1}, "workers": []}"#,
+    )
+    .unwrap();
+    let token = certs.join("token");
+    // A link to itself: `exists` says no, reading it fails (whoever runs the test, root too).
+    std::os::unix::fs::symlink(&token, &token).unwrap();
+    let status = |args: &[&str], env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_faasflow"));
+        c.arg("status").args(args).env_remove("FAASFLOW_DIR");
+        if let Some(d) = env {
+            c.env("FAASFLOW_DIR", d);
+        }
+        c.output().unwrap()
+    };
+    let d = dir.to_str().unwrap();
+    let o = status(&["--dir", d], None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot use the cluster's token file: {}: Too many levels of symbolic links",
+            token.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("or pass the token with --token-file"), "{err}");
+    assert!(!err.contains("--dir"), "--dir was given: {err}");
+    // Found through $FAASFLOW_DIR: --dir is worth suggesting.
+    let o = status(&[], Some(&dir));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the cluster's directory is {d} ($FAASFLOW_DIR): pass --dir DIR when the cluster is elsewhere"
+        )),
+        "{err}"
+    );
+    // A directory in its place, and the same file given with --token-file.
+    std::fs::remove_file(&token).unwrap();
+    std::fs::create_dir(&token).unwrap();
+    let o = status(&["--dir", d], None);
+    assert!(stderr(&o).contains("token: Is a directory"), "{}", stderr(&o));
+    let o = status(
+        &["--planner", "127.0.0.1:1", "--token-file", token.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("error: cannot use the token file given with --token-file:")
+            && stderr(&o).contains("Is a directory"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
