@@ -905,3 +905,17 @@ fn a_token_file_that_cannot_be_read_is_named_with_its_error() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn generate_refuses_more_functions_than_a_workflow_file_can_hold() {
+    let o = faasflow(&["generate", "--functions", "70001"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --functions must be from 1 to 70,000: more would not load (a workflow file holds at most 32 MiB and \
+         4,000,000 YAML values)\n"
+    );
+    assert!(o.stdout.is_empty());
+    let o = faasflow(&["generate", "--functions", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -505,3 +505,32 @@ fn a_catch_step_with_a_catch() {
               hint: when the catch step fails, the invocation fails with its error"#]],
     );
 }
+
+#[test]
+fn too_many_values_written() {
+    // No alias: the message is about values in the file, not about aliases.
+    let text = format!("[{}0]\n", "0,".repeat(faasflow_planner::yaml::MAX_VALUES));
+    check(
+        &text,
+        expect![[r#"
+            [yaml] wf.yaml:1:8000002: error: the YAML holds more than 4,000,000 values, the limit of values in a workflow file
+              hint: split the workflow, or write it with fewer keys (defaults need not be written)"#]],
+    );
+}
+
+#[test]
+fn too_many_values_copied_through_aliases() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..8 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    check(
+        &text,
+        expect![[r#"
+            [yaml] wf.yaml:6:45: error: the YAML's aliases copy more than 1,000,000 values, the limit of values copied through aliases
+              hint: each `*alias` copies all of its anchor's values: repeat less through aliases"#]],
+    );
+}
