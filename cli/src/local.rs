@@ -20,6 +20,8 @@ use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
 use faasflow_planner::service::{MAX_MESSAGE, describe};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, geteuid, kill_process};
 use serde_json::json;
 use tonic::transport::Endpoint;
 
@@ -758,15 +760,39 @@ fn is_running(pid: u32, expect: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// Sends `sig` to a recorded process (one already gone is fine). The error says why it could
+/// not be signalled.
+fn signal(p: &Recorded, sig: Signal) -> Result<(), String> {
+    let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw) else {
+        return Err(format!("{} (pid {}): not a process id", p.name, p.pid));
+    };
+    match kill_process(pid, sig) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => {
+            use std::os::unix::fs::MetadataExt as _;
+            let owner = std::fs::metadata(format!("/proc/{}", p.pid)).ok().map(|m| m.uid());
+            Err(signal_error(&p.name, p.pid, e, owner, geteuid().as_raw()))
+        }
+    }
 }
 
-fn wait_gone(procs: &[Recorded], timeout: Duration) -> bool {
+/// Why `down` could not signal process `pid` (`owner`: its user, when known; `me`: ours).
+fn signal_error(name: &str, pid: u32, errno: Errno, owner: Option<u32>, me: u32) -> String {
+    if errno != Errno::PERM {
+        return format!("{name} (pid {pid}): cannot signal it: {}", std::io::Error::from(errno));
+    }
+    let whose = match owner {
+        Some(uid) if uid != me => format!("it belongs to another user (uid {uid}; you are uid {me})"),
+        _ => "the system does not let you signal it".to_owned(),
+    };
+    format!(
+        "{name} (pid {pid}): not permitted to stop it ({}): {whose}; run `faasflow down` as the user who ran \
+         `faasflow up`, or as root",
+        std::io::Error::from(errno)
+    )
+}
+
+fn wait_gone(procs: &[&Recorded], timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     loop {
         if procs.iter().all(|p| !is_running(p.pid, p.expect)) {
@@ -793,31 +819,43 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
         .into_iter()
         .filter(|p| is_running(p.pid, p.expect))
         .collect();
+    // Those that cannot be signalled (another user's) are said so at once, not waited for.
+    let mut denied = Vec::new();
+    let mut signalled = Vec::new();
     for p in &procs {
-        signal(p.pid, "-TERM");
+        match signal(p, Signal::TERM) {
+            Ok(()) => signalled.push(p),
+            Err(why) => denied.push(why),
+        }
     }
-    if !wait_gone(&procs, STOP_TIMEOUT) {
-        for p in procs.iter().filter(|p| is_running(p.pid, p.expect)) {
+    if !wait_gone(&signalled, STOP_TIMEOUT) {
+        for p in signalled.iter().filter(|p| is_running(p.pid, p.expect)) {
             eprintln!(
                 "{} (pid {}) did not stop within {} s: killing it",
                 p.name,
                 p.pid,
                 STOP_TIMEOUT.as_secs()
             );
-            signal(p.pid, "-KILL");
+            if let Err(why) = signal(p, Signal::KILL) {
+                denied.push(why);
+            }
         }
-        if !wait_gone(&procs, STOP_TIMEOUT) {
-            let left: Vec<String> = procs
+        if !wait_gone(&signalled, STOP_TIMEOUT) {
+            let left: Vec<String> = signalled
                 .iter()
                 .filter(|p| is_running(p.pid, p.expect))
                 .map(|p| format!("{} (pid {})", p.name, p.pid))
                 .collect();
-            return Err(Failure::Other(anyhow!(
-                "could not stop {}; {} is kept so that `faasflow down` can try again",
-                left.join(", "),
-                path.display()
-            )));
+            denied.push(format!("{} did not stop", left.join(", ")));
         }
+    }
+    if !denied.is_empty() {
+        return Err(Failure::Other(anyhow!(
+            "could not stop the cluster in {}: {}; {} is kept so that `faasflow down` can try again",
+            dir.display(),
+            denied.join("; "),
+            path.display()
+        )));
     }
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     let _ = std::fs::remove_file(dir.join("run").join("planner.addr"));
@@ -1206,5 +1244,25 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
         }
         _ if report.is_some() => Err(Failure::Silent),
         _ => Err(Failure::Other(anyhow!("{}", response.error))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_of_another_user_is_said_to_be_one() {
+        assert_eq!(
+            signal_error("worker-0", 4242, Errno::PERM, Some(1000), 65534),
+            "worker-0 (pid 4242): not permitted to stop it (Operation not permitted (os error 1)): it belongs to \
+             another user (uid 1000; you are uid 65534); run `faasflow down` as the user who ran `faasflow up`, or \
+             as root"
+        );
+        // Same user, and still refused (a security module, a namespace): said as it is.
+        let e = signal_error("planner", 7, Errno::PERM, Some(0), 0);
+        assert!(e.contains("the system does not let you signal it"), "{e}");
+        let e = signal_error("planner", 7, Errno::INVAL, None, 0);
+        assert_eq!(e, "planner (pid 7): cannot signal it: Invalid argument (os error 22)");
     }
 }

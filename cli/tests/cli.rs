@@ -919,3 +919,67 @@ fn generate_refuses_more_functions_than_a_workflow_file_can_hold() {
     let o = faasflow(&["generate", "--functions", "0"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn down_run_by_another_user_says_it_may_not_stop_the_processes() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run `faasflow down` as another user");
+        return;
+    }
+    let dir = tempdir().join("other-user");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The binary where the user nobody can run it.
+    let exe = dir.join("faasflow");
+    std::fs::copy(env!("CARGO_BIN_EXE_faasflow"), &exe).unwrap();
+    // A process of root's whose command line says faasflow, as the planner of the record.
+    let mut planner = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new("sleep")
+            .arg0("faasflow-planner")
+            .arg("60")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    std::fs::write(
+        dir.join("cluster.json"),
+        format!(
+            r#"{{"planner": {{"addr": "127.0.0.1:1", "pid": {}}}, "workers": []}}"#,
+            planner.id()
+        ),
+    )
+    .unwrap();
+    for d in [dir.parent().unwrap(), &dir] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["down", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "planner (pid {}): not permitted to stop it (Operation not permitted (os error 1)): it belongs to another \
+             user (uid 0; you are uid 65534)",
+            planner.id()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("did not stop within"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "it waited");
+    assert!(dir.join("cluster.json").exists(), "the record is kept");
+    assert!(planner.try_wait().unwrap().is_none(), "the process is untouched");
+    planner.kill().unwrap();
+    planner.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
