@@ -983,3 +983,48 @@ fn down_run_by_another_user_says_it_may_not_stop_the_processes() {
     planner.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_probe_built_without_clang_says_to_rebuild_once_clang_is_installed() {
+    let run = |path: &std::ffi::OsStr| {
+        Command::new(env!("CARGO_BIN_EXE_faasflow"))
+            .args(["run", example_workflow().to_str().unwrap()])
+            .args(["--input", r#"{"text": "a", "parts": 1}"#, "--memory-probe", "auto"])
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let err = stderr(&run(&path));
+    // The compiler the build tried (`clang`, or $CLANG when it was set): the message names it.
+    let Some(clang) = err
+        .split_once("built without its BPF program (`")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(c, _)| c.to_owned())
+        .filter(|c| !c.contains('/'))
+    else {
+        eprintln!("skipped: this faasflow was built with its BPF program (or with CLANG naming a path)");
+        return;
+    };
+    if !std::env::split_paths(&path).any(|d| d.join(&clang).is_file()) {
+        assert!(err.contains("install clang and rebuild faasflow"), "{err}");
+    }
+    // Now there is one.
+    let dir = tempdir().join("fake-clang");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join(&clang);
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut with_clang = dir.clone().into_os_string();
+    with_clang.push(":");
+    with_clang.push(&path);
+    let o = run(&with_clang);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("clang is installed now: rebuild faasflow"), "{err}");
+    assert!(!err.contains("install clang"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
