@@ -1104,6 +1104,10 @@ struct Runtime {
     next_object: u64,
     resident: HashMap<WfKey, u64>,
     spills_total: u64,
+    /// Objects whose spill file could not be written (they stayed in the arena), since start.
+    spill_failures_total: u64,
+    /// Why spill files could not be written, each said once in the log.
+    spill_failures_said: HashSet<String>,
     instances_started: u64,
     /// Where frames are popped into (the ring's largest frame).
     frame_buf: Vec<u8>,
@@ -1192,6 +1196,8 @@ impl Runtime {
             next_object: 1,
             resident: HashMap::new(),
             spills_total: 0,
+            spill_failures_total: 0,
+            spill_failures_said: HashSet::new(),
             instances_started: 0,
             frame_buf,
             encode_buf: Vec::new(),
@@ -1430,6 +1436,12 @@ impl Runtime {
             "Objects written to the spill directory",
             &[],
             self.spills_total as f64,
+        );
+        e.counter(
+            "faasflow_spill_failures_total",
+            "Objects whose spill file could not be written (they stayed in memory, over quota)",
+            &[],
+            self.spill_failures_total as f64,
         );
         e.counter(
             "faasflow_instances_started_total",
@@ -3238,12 +3250,29 @@ impl Runtime {
             }
             Ok(())
         })();
-        if written.is_err() {
+        if let Err(err) = written {
             // Keep it in memory, over quota, rather than lose it.
             let _ = std::fs::remove_file(&path);
+            self.spill_failed(&err);
             return;
         }
         self.spilled(id, e, Place::Spilled(path), t);
+    }
+
+    /// A spill file could not be written: counted, and said once per cause (a full disk would
+    /// otherwise say so for every object).
+    fn spill_failed(&mut self, err: &std::io::Error) {
+        self.spill_failures_total += 1;
+        let cause = err.to_string();
+        if self.spill_failures_said.insert(cause.clone()) {
+            eprintln!(
+                "faasflow daemon `{}`: cannot write spill files in {} ({cause}): objects over their workflow's quota \
+                 stay in memory; free or fix the spill directory (said once per cause; counted in \
+                 faasflow_spill_failures_total)",
+                self.config.name,
+                self.spill_dir.path().display()
+            );
+        }
     }
 
     /// Object `id` left the arena extent `e` for `place`.
