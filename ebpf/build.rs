@@ -28,12 +28,20 @@ fn main() {
         ])
         .arg(&out)
         .output();
-    let why = match result {
+    // What to do is said at run time, where it depends on whether clang is there by then.
+    let (why, not_run) = match result {
         Ok(o) if o.status.success() => return,
-        Ok(o) => format!("`{clang}` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-        Err(e) => format!("`{clang}` could not be run ({e}); install clang"),
+        Ok(o) => (
+            format!("`{clang}` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            false,
+        ),
+        Err(e) => (format!("`{clang}` could not be run: {e}"), true),
     };
-    println!("cargo:warning=the BPF memory probe is built without its program: {why}");
+    println!("cargo:warning=the BPF memory probe is built without its program: {why}; install clang and rebuild");
     println!("cargo:rustc-env=FAASFLOW_BPF_MISSING={}", why.replace('\n', " "));
+    println!("cargo:rustc-env=FAASFLOW_BPF_CLANG={clang}");
+    if not_run {
+        println!("cargo:rustc-env=FAASFLOW_BPF_NO_CLANG=1");
+    }
     std::fs::write(&out, b"").expect("write the empty BPF object");
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, unique};
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct};
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
@@ -116,7 +116,6 @@ impl Workers {
                 args: vec!["__pack".into(), "synthetic".into()],
             });
             c.arena_bytes = 1 << 30;
-            c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-{}-{}", std::process::id(), unique()));
             c.name = w.name.clone();
             c.redis = redis.map(str::to_owned);
             c.peer = Some(PeerSettings {

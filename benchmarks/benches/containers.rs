@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, runs, unique};
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, runs};
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
@@ -45,7 +45,6 @@ fn config(bin: &Path) -> DaemonConfig {
         args: vec!["__pack".into(), "synthetic".into()],
     });
     c.arena_bytes = 64 << 20;
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-c-{}-{}", std::process::id(), unique()));
     c
 }
 
@@ -73,7 +72,6 @@ fn start_times(bin: &Path, isolation: &str) -> (Vec<f64>, Vec<f64>) {
         let mut c = config(bin);
         // Nothing starts at install: the first call waits for its instance.
         c.min_instances = 0;
-        let spill = c.spill_dir.clone();
         let d = Daemon::start(c).expect("daemon starts");
         install(
             &d,
@@ -88,7 +86,6 @@ fn start_times(bin: &Path, isolation: &str) -> (Vec<f64>, Vec<f64>) {
             warm.push(t.elapsed().as_secs_f64() * 1e6);
         }
         drop(d);
-        let _ = std::fs::remove_dir_all(spill);
     }
     (cold, warm)
 }
@@ -128,7 +125,6 @@ fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
 /// `isolation`.
 fn chain(bin: &Path, isolation: &str) -> (Vec<f64>, usize) {
     let c = config(bin);
-    let spill = c.spill_dir.clone();
     let d = Daemon::start(c).expect("daemon starts");
     let mut y = "name: chain\nfunctions:\n".to_owned();
     for i in 0..CHAIN {
@@ -153,7 +149,6 @@ fn chain(bin: &Path, isolation: &str) -> (Vec<f64>, usize) {
         instances.extend(recs.iter().filter_map(|f| f.instance));
     }
     drop(d);
-    let _ = std::fs::remove_dir_all(spill);
     (edges, instances.len())
 }
 

@@ -9,13 +9,13 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use faasflow_benchmarks::{
-    faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, quick, record_figure, runs, unique,
+    faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, quick, record_figure, runs,
 };
 use faasflow_daemon::pool::PackCommand;
 use faasflow_daemon::report::{FunctionRecord, Report};
@@ -63,21 +63,17 @@ fn config(bin: &Path) -> DaemonConfig {
         args: vec!["__pack".into(), "synthetic".into()],
     });
     c.arena_bytes = 1 << 30;
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-bench-{}-{}", std::process::id(), unique()));
     c
 }
 
 struct Bench {
     daemon: Daemon,
-    spill_dir: PathBuf,
 }
 
 impl Bench {
     fn start(c: DaemonConfig) -> Self {
-        let spill_dir = c.spill_dir.clone();
         Bench {
             daemon: Daemon::start(c).expect("the daemon starts"),
-            spill_dir,
         }
     }
 
@@ -93,12 +89,6 @@ impl Bench {
 
     fn invoke(&self, wf: &str, input: serde_json::Value) -> Report {
         ok(self.daemon.invoke(wf, 1, input))
-    }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.spill_dir);
     }
 }
 

@@ -99,33 +99,32 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
         .and_then(|t| t.write(&token_path))
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot make the cluster's API token: {e}")))?;
     written.push(token_path);
-    print_written(&ca, &names, dir, &written);
-    Ok(())
+    print_written(&ca, &names, dir, &written)
 }
 
-fn print_written(ca: &ClusterCa, names: &[String], dir: &Path, written: &[PathBuf]) {
-    println!(
+fn print_written(ca: &ClusterCa, names: &[String], dir: &Path, written: &[PathBuf]) -> Result<(), Failure> {
+    outln!(
         "cluster `{}`: a CA and {} node certificate{} ({}) in {}",
         ca.name(),
         names.len(),
         if names.len() == 1 { "" } else { "s" },
         names.join(", "),
         dir.display()
-    );
+    )?;
     for path in written {
         let secret = path
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.ends_with("-key.pem") || n == TOKEN_FILE);
-        println!(
+        outln!(
             "  wrote {}{}",
             path.display(),
             if secret { "  (secret, mode 0600)" } else { "" }
-        );
+        )?;
     }
-    println!(
+    outln!(
         "Give each node its <name>.pem, <name>-key.pem and {CA_CERT_FILE}, and the planner, the workers and \
          the clients the {TOKEN_FILE} (--token-file); keep {CA_KEY_FILE} off the workers (it is needed only to \
          issue more certificates)."
-    );
+    )
 }

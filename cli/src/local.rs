@@ -16,14 +16,17 @@ use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
 use faasflow_daemon::report::Report;
 use faasflow_planner::auth::{Attach, AuthChannel, TOKEN_FILE, Token};
 use faasflow_planner::dag::SourceFormat;
-use faasflow_planner::load::default_name;
-use faasflow_planner::service::describe;
+use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
+use faasflow_planner::service::{MAX_MESSAGE, describe};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, geteuid, kill_process};
 use serde_json::json;
 use tonic::transport::Endpoint;
 
 use crate::Failure;
+use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::run::{ReportFormat, fill_staged_inputs, parse_input, print_report};
 use crate::services::runtime;
 
@@ -56,6 +59,25 @@ impl DirArg {
             .clone()
             .or_else(|| std::env::var_os("FAASFLOW_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(".faasflow"))
+    }
+
+    /// What to do about a token file of the cluster's directory that cannot be used: `--dir`
+    /// is suggested only when it was not given.
+    fn token_hint(&self) -> String {
+        let fix = "fix or replace it (`faasflow up` and `faasflow cluster init` write it), or pass the token with \
+                   --token-file";
+        if self.dir.is_some() {
+            return fix.to_owned();
+        }
+        let from = if std::env::var_os("FAASFLOW_DIR").is_some() {
+            "$FAASFLOW_DIR"
+        } else {
+            "the default"
+        };
+        format!(
+            "{fix}; the cluster's directory is {} ({from}): pass --dir DIR when the cluster is elsewhere",
+            self.path().display()
+        )
     }
 }
 
@@ -102,8 +124,9 @@ pub(crate) struct UpArgs {
     /// them fail, or run again), ms (see `faasflow daemon --help`).
     #[arg(long, value_name = "MS", default_value_t = crate::services::DEFAULT_PEER_TIMEOUT_MS)]
     peer_timeout_ms: u64,
-    /// Invocations the planner takes at once; more are refused as overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    /// Invocations the planner takes at once (at least 1); more are refused as overloaded.
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
@@ -203,8 +226,9 @@ pub(crate) struct InvokeArgs {
     /// How to print the report: text (human) or json (docs/run-report.md).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     report: ReportFormat,
-    /// Time limit of the invocation, ms (default: the workflow's `deadline`, else the planner's, 300 s).
-    #[arg(long, value_name = "MS")]
+    /// Time limit of the invocation, ms, at least 1 (default: the workflow's `deadline`, else the
+    /// planner's, 300 s).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     deadline_ms: Option<u64>,
     /// Scales the synthetic bytes filled in for FaaSFlow's staged inputs that --input does not
     /// give, as `faasflow run` does [default: the cluster's --data-scale from DIR/cluster.json,
@@ -354,7 +378,8 @@ fn spawn(
 
 /// A planner address from a file a process writes once listening.
 fn read_addr(file: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    let bytes = read_bounded(file, 256).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
 fn wait_for<T>(
@@ -473,7 +498,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
             Some((format!("redis://{addr}"), pid))
         }
         None => {
-            println!("note: no redis-server on PATH: the cluster runs without the remote tier (Redis)");
+            outln!("note: no redis-server on PATH: the cluster runs without the remote tier (Redis)")?;
             None
         }
     };
@@ -600,29 +625,29 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     std::fs::write(&record_path, text + "\n").with_context(|| format!("cannot write {}", record_path.display()))?;
     started.armed = false;
 
-    println!(
+    outln!(
         "cluster up in {}: planner at {planner_addr}, {} workers",
         dir.display(),
         args.workers
-    );
+    )?;
     for w in &registered {
-        println!(
+        outln!(
             "  {}  daemon {}  peers {}  pid {}",
             w.name,
             w.grpc_addr,
             if w.quic_addr.is_empty() { "none" } else { &w.quic_addr },
             worker_pids[&w.name]
-        );
+        )?;
     }
     match &redis {
-        Some((url, _)) => println!("  redis  {}", faasflow_planner::remote::redact_url(url)),
-        None => println!("  redis  none"),
+        Some((url, _)) => outln!("  redis  {}", faasflow_planner::remote::redact_url(url))?,
+        None => outln!("  redis  none")?,
     }
-    println!(
+    outln!(
         "logs in {}; stop it with `faasflow down --dir {}`",
         logs.display(),
         dir.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -647,14 +672,37 @@ pub(crate) fn cluster_record(dir: &DirArg) -> Result<serde_json::Value, Failure>
     })
 }
 
+/// The record `up` wrote at `path`, if there is one. A file of that name that is not such a
+/// record is an error (it may be the user's: nothing replaces or removes it).
 fn read_record(path: &Path) -> Result<Option<serde_json::Value>, Failure> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Failure::Other(anyhow!("{} is not valid JSON: {e}; remove it by hand", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+    let bytes = match read_bounded(path, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(ReadError::Io(e)) => return Err(Failure::Other(anyhow!("cannot read {}: {e}", path.display()))),
+        Err(ReadError::TooLarge(size)) => {
+            return Err(Failure::Other(anyhow!(
+                "{} is larger than {}{}: `faasflow up` did not write it; choose another --dir",
+                path.display(),
+                mib(MAX_FILE_BYTES),
+                holds(size)
+            )));
+        }
+    };
+    let record: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::Other(anyhow!(
+            "{} is not valid JSON ({e}): `faasflow up` did not write it, or it was damaged; it is left as it is: \
+             move it away, or choose another --dir",
+            path.display()
+        ))
+    })?;
+    if !record["planner"]["addr"].is_string() || !record["workers"].is_array() {
+        return Err(Failure::Other(anyhow!(
+            "{} is not the record of a cluster `faasflow up` started (it names no planner and workers); it is \
+             left as it is: move it away, or choose another --dir",
+            path.display()
+        )));
     }
+    Ok(Some(record))
 }
 
 /// The processes of a record: workers first, then the planner, then Redis.
@@ -712,15 +760,39 @@ fn is_running(pid: u32, expect: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// Sends `sig` to a recorded process (one already gone is fine). The error says why it could
+/// not be signalled.
+fn signal(p: &Recorded, sig: Signal) -> Result<(), String> {
+    let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw) else {
+        return Err(format!("{} (pid {}): not a process id", p.name, p.pid));
+    };
+    match kill_process(pid, sig) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => {
+            use std::os::unix::fs::MetadataExt as _;
+            let owner = std::fs::metadata(format!("/proc/{}", p.pid)).ok().map(|m| m.uid());
+            Err(signal_error(&p.name, p.pid, e, owner, geteuid().as_raw()))
+        }
+    }
 }
 
-fn wait_gone(procs: &[Recorded], timeout: Duration) -> bool {
+/// Why `down` could not signal process `pid` (`owner`: its user, when known; `me`: ours).
+fn signal_error(name: &str, pid: u32, errno: Errno, owner: Option<u32>, me: u32) -> String {
+    if errno != Errno::PERM {
+        return format!("{name} (pid {pid}): cannot signal it: {}", std::io::Error::from(errno));
+    }
+    let whose = match owner {
+        Some(uid) if uid != me => format!("it belongs to another user (uid {uid}; you are uid {me})"),
+        _ => "the system does not let you signal it".to_owned(),
+    };
+    format!(
+        "{name} (pid {pid}): not permitted to stop it ({}): {whose}; run `faasflow down` as the user who ran \
+         `faasflow up`, or as root",
+        std::io::Error::from(errno)
+    )
+}
+
+fn wait_gone(procs: &[&Recorded], timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     loop {
         if procs.iter().all(|p| !is_running(p.pid, p.expect)) {
@@ -737,73 +809,100 @@ pub(crate) fn down(args: &DownArgs) -> Result<(), Failure> {
     let dir = args.dir.path();
     let path = dir.join(CLUSTER_FILE);
     let Some(record) = read_record(&path)? else {
-        println!(
+        outln!(
             "no cluster is up in {} (no {CLUSTER_FILE}); nothing to stop",
             dir.display()
-        );
+        )?;
         return Ok(());
     };
     let procs: Vec<Recorded> = processes(&record)
         .into_iter()
         .filter(|p| is_running(p.pid, p.expect))
         .collect();
+    // Those that cannot be signalled (another user's) are said so at once, not waited for.
+    let mut denied = Vec::new();
+    let mut signalled = Vec::new();
     for p in &procs {
-        signal(p.pid, "-TERM");
+        match signal(p, Signal::TERM) {
+            Ok(()) => signalled.push(p),
+            Err(why) => denied.push(why),
+        }
     }
-    if !wait_gone(&procs, STOP_TIMEOUT) {
-        for p in procs.iter().filter(|p| is_running(p.pid, p.expect)) {
+    if !wait_gone(&signalled, STOP_TIMEOUT) {
+        for p in signalled.iter().filter(|p| is_running(p.pid, p.expect)) {
             eprintln!(
                 "{} (pid {}) did not stop within {} s: killing it",
                 p.name,
                 p.pid,
                 STOP_TIMEOUT.as_secs()
             );
-            signal(p.pid, "-KILL");
+            if let Err(why) = signal(p, Signal::KILL) {
+                denied.push(why);
+            }
         }
-        if !wait_gone(&procs, STOP_TIMEOUT) {
-            let left: Vec<String> = procs
+        if !wait_gone(&signalled, STOP_TIMEOUT) {
+            let left: Vec<String> = signalled
                 .iter()
                 .filter(|p| is_running(p.pid, p.expect))
                 .map(|p| format!("{} (pid {})", p.name, p.pid))
                 .collect();
-            return Err(Failure::Other(anyhow!(
-                "could not stop {}; {} is kept so that `faasflow down` can try again",
-                left.join(", "),
-                path.display()
-            )));
+            denied.push(format!("{} did not stop", left.join(", ")));
         }
+    }
+    if !denied.is_empty() {
+        return Err(Failure::Other(anyhow!(
+            "could not stop the cluster in {}: {}; {} is kept so that `faasflow down` can try again",
+            dir.display(),
+            denied.join("; "),
+            path.display()
+        )));
     }
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     let _ = std::fs::remove_file(dir.join("run").join("planner.addr"));
     let names: Vec<&str> = procs.iter().map(|p| p.name.as_str()).collect();
     if names.is_empty() {
-        println!(
+        outln!(
             "the cluster in {} had already stopped; removed {CLUSTER_FILE}",
             dir.display()
-        );
+        )?;
     } else {
-        println!("stopped {} ({}) in {}", names.len(), names.join(", "), dir.display());
+        outln!("stopped {} ({}) in {}", names.len(), names.join(", "), dir.display())?;
     }
     Ok(())
 }
 
 // ---- clients ----------------------------------------------------------------------------
 
-/// The planner's address: `--planner`, or the one in DIR/cluster.json.
-/// The planner's address and the token to call it with.
+/// The planner's address and the token to call it with: `--planner`, or the address in
+/// DIR/cluster.json.
 fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
-    let addr = planner_addr(target)?;
-    let file = match &target.token_file {
-        Some(f) => Some(f.clone()),
-        None if target.planner.is_none() => {
-            Some(target.dir.path().join("certs").join(TOKEN_FILE)).filter(|f| f.exists())
-        }
-        None => None,
-    };
-    let token = file
-        .map(|f| Token::load(&f).map_err(|e| Failure::Input(format!("error: --token-file: {e}"))))
-        .transpose()?;
-    Ok((addr, token))
+    Ok((planner_addr(target)?, token_of(target)?))
+}
+
+/// The token to call the planner with: `--token-file`, or DIR/certs/token when there is one
+/// (not with `--planner`). A token file that is there but cannot be used is an error naming
+/// it and the cause.
+fn token_of(target: &Target) -> Result<Option<Token>, Failure> {
+    if let Some(f) = &target.token_file {
+        return Token::load(f)
+            .map(Some)
+            .map_err(|e| Failure::Input(format!("error: cannot use the token file given with --token-file: {e}")));
+    }
+    if target.planner.is_some() {
+        return Ok(None);
+    }
+    let file = target.dir.path().join("certs").join(TOKEN_FILE);
+    // Only a file that is not there means no token (`exists` is false for one that cannot
+    // even be looked at).
+    if let Ok(false) = file.try_exists() {
+        return Ok(None);
+    }
+    Token::load(&file).map(Some).map_err(|e| {
+        Failure::Input(format!(
+            "error: cannot use the cluster's token file: {e}; {}",
+            target.dir.token_hint()
+        ))
+    })
 }
 
 fn planner_addr(target: &Target) -> Result<String, Failure> {
@@ -840,8 +939,8 @@ async fn connect(addr: &str, token: &Option<Token>) -> Result<PlannerClient<Auth
         text
     })?;
     Ok(PlannerClient::with_interceptor(channel, Attach::new(token.clone()))
-        .max_decoding_message_size(faasflow_planner::service::MAX_MESSAGE)
-        .max_encoding_message_size(faasflow_planner::service::MAX_MESSAGE))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
 }
 
 async fn client(addr: &str, token: &Option<Token>) -> Result<PlannerClient<AuthChannel>, Failure> {
@@ -863,13 +962,9 @@ fn refused(status: &tonic::Status) -> Failure {
 }
 
 pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
+    // The file first: a file that cannot be deployed is said so without a cluster.
+    let source = faasflow_planner::load::read_file(&args.file)?;
     let (addr, token) = planner_of(&args.target)?;
-    let source = std::fs::read_to_string(&args.file).map_err(|e| {
-        Failure::Input(format!(
-            "{}: error: cannot read the workflow file: {e}",
-            args.file.display()
-        ))
-    })?;
     let request = pb::DeployRequest {
         source,
         file_name: args.file.display().to_string(),
@@ -891,16 +986,31 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
     })?;
     let r = response.into_inner();
     let placement = r.plan.as_ref().map(placement_text).unwrap_or_default();
-    println!("deployed workflow `{}` version {}{placement}", r.workflow, r.version);
+    outln!("deployed workflow `{}` version {}{placement}", r.workflow, r.version)?;
     Ok(())
 }
 
 /// `faasflow status`: each deployed workflow's memory, declared and measured, and its quota.
 pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
     let path = Path::new(&args.invocation);
+    if path.is_file() && std::path::absolute(path).ok() == std::path::absolute(&args.chrome).ok() {
+        return Err(Failure::Input(format!(
+            "error: --chrome {} would overwrite the file of reports it reads; write the trace to another file",
+            args.chrome.display()
+        )));
+    }
     let (workflow, report) = if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::Input(format!("error: cannot read {}: {e}", path.display())))?;
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+            ReadError::Io(e) => Failure::Input(format!("error: cannot read {}: {e}", path.display())),
+            ReadError::TooLarge(size) => Failure::Input(format!(
+                "error: {} is larger than {}{}, the limit for files of reports; put the report you want in a file \
+                 of its own (`grep '\"invocation\":ID,' FILE`), or give its invocation id",
+                path.display(),
+                mib(MAX_FILE_BYTES),
+                holds(size)
+            )),
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
         let mut reports = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let r: faasflow_planner::report::Report = serde_json::from_str(line).map_err(|e| {
@@ -972,10 +1082,9 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
     })?;
     let workflows = response.into_inner().workflows;
     if workflows.is_empty() {
-        println!("no workflow is deployed (`faasflow deploy FILE`)");
+        outln!("no workflow is deployed (`faasflow deploy FILE`)")?;
     }
-    print!("{}", memory_text(&workflows));
-    Ok(())
+    crate::out(&memory_text(&workflows))
 }
 
 /// The memory table of `faasflow status`.
@@ -1047,8 +1156,39 @@ fn cluster_data_scale(target: &Target) -> Option<f64> {
     record["data_scale"].as_f64()
 }
 
+/// The invocation's request; refused when larger than the planner's API takes in one message
+/// (`filled`: synthetic bytes were filled in for staged inputs).
+fn invoke_request(args: &InvokeArgs, input: &serde_json::Value, filled: bool) -> Result<pb::InvokeRequest, Failure> {
+    let input_json = serde_json::to_vec(input).context("cannot encode the input")?;
+    let input_len = input_json.len();
+    let request = pb::InvokeRequest {
+        workflow: args.name.clone(),
+        version: args.version,
+        input_json,
+        deadline_ms: args.deadline_ms.unwrap_or(0),
+    };
+    let len = prost::Message::encoded_len(&request);
+    if len > MAX_MESSAGE {
+        return Err(Failure::Input(format!(
+            "error: the input of `{}` is {input_len} bytes of JSON ({len} bytes with the rest of the request), more \
+             than the {} the planner's API takes in one message; pass a smaller input{}",
+            args.name,
+            mib(MAX_MESSAGE),
+            if filled {
+                " (the synthetic bytes filled in for FaaSFlow's staged inputs count: give those inputs in --input, \
+                 or lower --data-scale)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(request)
+}
+
 pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
     let mut input = parse_input(&args.input)?;
+    // Before connecting: an input too large for the API is said so without a cluster.
+    let mut request = invoke_request(args, &input, false)?;
     let data_scale = match args.data_scale {
         Some(x) if !x.is_finite() || x < 0.0 => {
             return Err(Failure::Input("error: --data-scale must be a number ≥ 0".into()));
@@ -1079,14 +1219,12 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
             if let Some(wf) = wf
                 && wf.format != SourceFormat::Native
             {
+                let given = input.as_object().map_or(0, serde_json::Map::len);
                 fill_staged_inputs(&wf, &mut input, data_scale);
+                if input.as_object().map_or(0, serde_json::Map::len) != given {
+                    request = invoke_request(args, &input, true)?;
+                }
             }
-            let request = pb::InvokeRequest {
-                workflow: args.name.clone(),
-                version: args.version,
-                input_json: serde_json::to_vec(&input).context("cannot encode the input")?,
-                deadline_ms: args.deadline_ms.unwrap_or(0),
-            };
             client.invoke(request).await.map_err(|s| refused(&s))
         })?
         .into_inner();
@@ -1095,16 +1233,36 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
         .transpose()
         .map_err(|e| anyhow!("the planner sent a report that is not valid: {e}"))?;
     if let Some(report) = &report {
-        print_report(report, args.report);
+        print_report(report, args.report)?;
     }
     match pb::InvocationStatus::try_from(response.status) {
         Ok(pb::InvocationStatus::Succeeded) => {
             if report.is_none() {
-                println!("{}", String::from_utf8_lossy(&response.output_json));
+                outln!("{}", String::from_utf8_lossy(&response.output_json))?;
             }
             Ok(())
         }
         _ if report.is_some() => Err(Failure::Silent),
         _ => Err(Failure::Other(anyhow!("{}", response.error))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_of_another_user_is_said_to_be_one() {
+        assert_eq!(
+            signal_error("worker-0", 4242, Errno::PERM, Some(1000), 65534),
+            "worker-0 (pid 4242): not permitted to stop it (Operation not permitted (os error 1)): it belongs to \
+             another user (uid 1000; you are uid 65534); run `faasflow down` as the user who ran `faasflow up`, or \
+             as root"
+        );
+        // Same user, and still refused (a security module, a namespace): said as it is.
+        let e = signal_error("planner", 7, Errno::PERM, Some(0), 0);
+        assert!(e.contains("the system does not let you signal it"), "{e}");
+        let e = signal_error("planner", 7, Errno::INVAL, None, 0);
+        assert_eq!(e, "planner (pid 7): cannot signal it: Invalid argument (os error 22)");
     }
 }

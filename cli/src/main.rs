@@ -11,16 +11,25 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` to standard output through [`out`]: evaluates to `Result<(), Failure>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cluster;
+mod files;
 mod local;
 mod metrics;
 mod run;
 mod services;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use faasflow_planner::load::{Loaded, load_file};
+use faasflow_planner::r#gen::MAX_GENERATED_TASKS;
+use faasflow_planner::load::{Loaded, MAX_FILE_BYTES, load_file};
 use faasflow_planner::partition::partition;
-use faasflow_planner::render::{count, fmt_bytes, graph_text, plan_dot, plan_json_string, plan_text};
+use faasflow_planner::render::{count, fmt_bytes, fmt_thousands, graph_text, plan_dot, plan_json_string, plan_text};
 use faasflow_planner::{ClusterView, GenParams, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
 use local::ModeArg;
 
@@ -69,7 +78,7 @@ enum Command {
     Daemon(services::DaemonArgs),
     /// Write a random layered workflow in FaaSFlow's flat form (for tests and benchmarks).
     Generate {
-        /// Number of functions.
+        /// Number of functions, at most 70,000 (the largest workflow whose file loads).
         #[arg(long, default_value_t = 200)]
         functions: usize,
         /// Seed of the generator (same seed, same workflow).
@@ -123,9 +132,6 @@ enum Format {
     /// The compiled graph, before partitioning.
     Graph,
 }
-
-/// Most functions `generate` writes (the YAML of 100,000 functions is about 50 MB).
-const MAX_GENERATED: usize = 100_000;
 
 /// Most workers `plan` simulates.
 const MAX_WORKERS: usize = 10_000;
@@ -185,6 +191,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(Failure::Silent) => ExitCode::FAILURE,
+        Err(Failure::Closed) => ExitCode::from(EXIT_CLOSED),
     }
 }
 
@@ -196,6 +203,8 @@ enum Failure {
     Other(anyhow::Error),
     /// Failed, and the output already says why (e.g. a failed invocation's report).
     Silent,
+    /// Standard output was closed by its reader: nothing more to say.
+    Closed,
 }
 
 impl From<WdlError> for Failure {
@@ -218,16 +227,28 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
     Ok(loaded)
 }
 
+/// Exit status of a command whose standard output was closed by its reader (`| head`): what a
+/// shell shows for a process ended by SIGPIPE.
+const EXIT_CLOSED: u8 = 141;
+
+/// Writes `text` to standard output. A reader that went away (`faasflow … | head`) ends the
+/// command quietly ([`Failure::Closed`]); another failure (a full disk) is an error.
+pub(crate) fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::Closed,
+            _ => Failure::Other(anyhow::anyhow!("cannot write to standard output: {e}")),
+        })
+}
+
 fn emit(text: &str, output: Option<&Path>) -> Result<(), Failure> {
     match output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("cannot write {}: {e}", path.display()))),
-        None => {
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            Ok(())
-        }
+        None => out(text),
     }
 }
 
@@ -297,15 +318,32 @@ fn check(file: &Path) -> Result<(), Failure> {
 }
 
 fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Failure> {
-    if !(1..=MAX_GENERATED).contains(&functions) {
+    let limits = || {
+        format!(
+            "a workflow file holds at most {} MiB and {} YAML values",
+            MAX_FILE_BYTES >> 20,
+            fmt_thousands(faasflow_planner::yaml::MAX_VALUES)
+        )
+    };
+    if !(1..=MAX_GENERATED_TASKS).contains(&functions) {
         return Err(Failure::Input(format!(
-            "error: --functions must be from 1 to {MAX_GENERATED}"
+            "error: --functions must be from 1 to {}: more would not load ({})",
+            fmt_thousands(MAX_GENERATED_TASKS),
+            limits()
         )));
     }
     let params = GenParams {
         tasks: functions,
         ..GenParams::default()
     };
-    let wf = random_workflow(seed, &params);
-    emit(&to_flat_yaml(&wf), output)
+    let text = to_flat_yaml(&random_workflow(seed, &params));
+    // The range above keeps well within the limit; never write a file that cannot load.
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the workflow of {functions} functions (seed {seed}) takes {} bytes, over the limit ({}); ask for fewer",
+            text.len(),
+            limits()
+        )));
+    }
+    emit(&text, output)
 }

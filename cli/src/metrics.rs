@@ -260,15 +260,13 @@ pub(crate) fn top(args: &TopArgs) -> Result<(), Failure> {
         at = Instant::now();
         let text = screen(&before, &after, secs);
         if args.once {
-            print!("{text}");
-            return Ok(());
+            return crate::out(&text);
         }
         // Clear the screen and go home, then draw.
-        print!(
+        crate::out(&format!(
             "\x1b[2J\x1b[H{}\n(every {:.1} s; Ctrl-C to quit)\n",
             text, args.interval
-        );
-        let _ = std::io::stdout().flush();
+        ))?;
         before = after;
     }
 }

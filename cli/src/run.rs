@@ -1,7 +1,7 @@
 //! `faasflow run`: one worker, embedded — load, plan, start a daemon, invoke, report.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use faasflow_daemon::pool::PackCommand;
@@ -12,6 +12,7 @@ use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes};
 use faasflow_planner::{ClusterView, PlannerConfig};
 
+use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::{Failure, load};
 
 /// Most invocations `--repeat` runs.
@@ -53,8 +54,10 @@ pub(crate) struct DataPlaneArgs {
     /// The workflow's in-memory quota, MiB (default: the plan's, from declared memory).
     #[arg(long)]
     quota_mib: Option<u64>,
-    /// Where objects over quota are written (default: a directory under the system's temp dir).
-    #[arg(long)]
+    /// The directory in which the daemon makes a directory of its own (mode 0700) for objects
+    /// over quota, removed when it stops; nothing else in DIR is touched (default: the
+    /// system's temporary directory).
+    #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
     /// Instances each pool keeps warm (started when a workflow is installed; 0: started on
     /// demand, and when a predecessor of one of its functions starts).
@@ -73,8 +76,10 @@ pub(crate) struct DataPlaneArgs {
     /// Calls one instance runs at once.
     #[arg(long, default_value_t = 32)]
     threads: u32,
-    /// Invocations the daemon runs at once; one more is refused at once as overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::runtime::DEFAULT_MAX_INVOCATIONS)]
+    /// Invocations the daemon runs at once (at least 1); one more is refused at once as
+    /// overloaded.
+    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::runtime::DEFAULT_MAX_INVOCATIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_invocations: usize,
     /// How instances' memory is measured: `ebpf` (a BPF program on kmem/rss_stat; needs the
     /// privilege to load it and tracefs), `proc` (/proc/PID/status), or `auto` (eBPF when it
@@ -116,12 +121,26 @@ fn find_pack(name: &str, given: &HashMap<String, PathBuf>) -> Option<PathBuf> {
     })
 }
 
+/// Largest input file (`--input @FILE`): the most the cluster's API takes in one message.
+pub(crate) const MAX_INPUT_BYTES: usize = faasflow_planner::service::MAX_MESSAGE;
+
+/// The text of an input file, at most [`MAX_INPUT_BYTES`].
+fn read_input_file(path: &str) -> Result<String, Failure> {
+    let bytes = read_bounded(Path::new(path), MAX_INPUT_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => input_error(format!("--input @{path}: cannot read the input file: {e}")),
+        ReadError::TooLarge(size) => input_error(format!(
+            "--input @{path}: the input file is larger than {}{}, the most the cluster's API takes in one \
+             message; pass a smaller input (a device or a pipe that never ends is refused once past the limit)",
+            mib(MAX_INPUT_BYTES),
+            holds(size)
+        )),
+    })?;
+    String::from_utf8(bytes).map_err(|_| input_error(format!("--input @{path}: the input file is not UTF-8 text")))
+}
+
 pub(crate) fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
     let (text, source) = match text.strip_prefix('@') {
-        Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| input_error(format!("--input @{path}: {e}")))?,
-            format!("file {path}"),
-        ),
+        Some(path) => (read_input_file(path)?, format!("file {path}")),
         None => (text.to_owned(), "--input".to_owned()),
     };
     let v: serde_json::Value =
@@ -176,10 +195,8 @@ impl DataPlaneArgs {
             config.docker_socket = socket.clone();
         }
         config.threads = self.threads;
-        config.max_invocations = self.max_invocations.max(1);
-        if let Some(d) = &self.spill_dir {
-            config.spill_dir = d.clone();
-        }
+        config.max_invocations = self.max_invocations;
+        config.spill_dir = self.spill_dir.clone();
         Ok(config)
     }
 
@@ -268,7 +285,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
             failed += 1;
         }
         e2e.push(report.e2e_us);
-        print_report(&report, args.report);
+        // A closed output stops the runs; the daemon stops (and cleans up) on the way out.
+        print_report(&report, args.report)?;
     }
     if args.repeat > 1 && args.report == ReportFormat::Text {
         e2e.sort_by(f64::total_cmp);
@@ -317,16 +335,15 @@ pub(crate) fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, d
     }
 }
 
-pub(crate) fn print_report(report: &Report, format: ReportFormat) {
+pub(crate) fn print_report(report: &Report, format: ReportFormat) -> Result<(), Failure> {
     match format {
-        ReportFormat::Json => {
-            println!("{}", serde_json::to_string(report).unwrap_or_default());
-        }
+        ReportFormat::Json => outln!("{}", serde_json::to_string(report).unwrap_or_default()),
         ReportFormat::Text => {
             if report.status == "ok" {
-                println!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default())?;
             }
             eprint!("{}", report.to_text());
+            Ok(())
         }
     }
 }

@@ -56,9 +56,10 @@ pub(crate) struct PlannerArgs {
     /// who can reach the address.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// Invocations in flight at once; one more is refused at once as overloaded
+    /// Invocations in flight at once (at least 1); one more is refused at once as overloaded
     /// (RESOURCE_EXHAUSTED), never queued.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
 }
 
@@ -127,10 +128,21 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
 
 fn write_addr_file(file: Option<&Path>, addr: SocketAddr) -> Result<(), Failure> {
     let Some(file) = file else { return Ok(()) };
-    // Written whole under another name, then renamed: a reader never sees half an address.
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, addr.to_string())
-        .and_then(|()| std::fs::rename(&tmp, file))
+    // Written whole under another name beside it (a name of its own: no other file is
+    // replaced), then renamed: a reader never sees half an address.
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, addr.to_string().as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
         .with_context(|| format!("cannot write {}", file.display()))
         .map_err(Failure::Other)
 }
@@ -158,7 +170,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         replan_threshold_mib: args.replan_threshold_mib,
         replan_factor: args.replan_factor,
         token,
-        max_in_flight: args.max_in_flight.max(1),
+        max_in_flight: args.max_in_flight,
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

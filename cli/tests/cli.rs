@@ -523,3 +523,508 @@ fn a_report_file_becomes_a_chrome_trace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_spills_into_a_directory_of_its_own_and_leaves_the_users_files() {
+    let dir = tempdir().join("spill-here");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(dir.join("project")).unwrap();
+    std::fs::write(dir.join("project/data.csv"), "1,2").unwrap();
+    let wf = example_workflow();
+    // Quota 0: every object goes through the spill directory.
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--input",
+        r#"{"text": "a b a", "parts": 2}"#,
+        "--quota-mib",
+        "0",
+        "--report",
+        "json",
+        "--spill-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json_lines(&o)[0]["spills"].as_u64().unwrap() > 0, "{}", stdout(&o));
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["notes.txt", "project"],
+        "the daemon's own directory is gone, the rest stays"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(dir.join("project/data.csv")).unwrap(), "1,2");
+    // A file is no spill directory: refused at start, saying so.
+    let o = faasflow(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--spill-dir",
+        dir.join("notes.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("notes.txt is not a directory; pass a directory of your own with --spill-dir"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_address_file_is_written_through_a_name_of_its_own() {
+    let dir = tempdir().join("addr");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A file of the user's where a careless writer would put its temporary copy.
+    std::fs::write(dir.join("planner.tmp"), "mine").unwrap();
+    let file = dir.join("planner.addr");
+    let mut planner = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(["planner", "--listen", "127.0.0.1:0", "--addr-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(addr) = text.trim().parse::<std::net::SocketAddr>()
+        {
+            break addr;
+        }
+        assert!(std::time::Instant::now() < deadline, "no address written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    planner.kill().unwrap();
+    planner.wait().unwrap();
+    assert_ne!(addr.port(), 0);
+    assert_eq!(std::fs::read_to_string(dir.join("planner.tmp")).unwrap(), "mine");
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["planner.addr", "planner.tmp"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_trace_onto_its_own_file_of_reports_is_refused() {
+    let dir = tempdir().join("trace-self");
+    std::fs::create_dir_all(&dir).unwrap();
+    let reports = dir.join("reports.json");
+    std::fs::write(&reports, "{}\n").unwrap();
+    let o = faasflow(&[
+        "trace",
+        reports.to_str().unwrap(),
+        "--chrome",
+        reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("would overwrite the file of reports it reads"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&reports).unwrap(), "{}\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn up_and_down_leave_a_cluster_json_they_did_not_write() {
+    let dir = tempdir().join("not-a-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mine = r#"{"name": "my project", "version": 3}"#;
+    std::fs::write(dir.join("cluster.json"), mine).unwrap();
+    for args in [&["down", "--dir"][..], &["up", "--workers", "1", "--dir"][..]] {
+        let mut args = args.to_vec();
+        args.push(dir.to_str().unwrap());
+        let o = faasflow(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not the record of a cluster `faasflow up` started"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("cluster.json")).unwrap(), mine);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `faasflow ARGS` with at most 3 GB of address space and 60 s (a command that reads without
+/// bound fails here instead of taking the machine's memory).
+fn faasflow_bounded(args: &[&str]) -> Output {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 3000000 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_faasflow"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the faasflow binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn endless_and_oversized_files_are_refused_naming_the_file_and_the_limit() {
+    // No cluster is needed: the files are refused before anything is sent.
+    let nowhere = ["--planner", "127.0.0.1:1"];
+    let o = faasflow_bounded(&[&["deploy", "/dev/zero"][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/dev/zero: error: the file is larger than 32 MiB, the limit for workflow files"),
+        "{}",
+        stderr(&o)
+    );
+    let o = faasflow_bounded(&[&["invoke", "wf", "--input", "@/dev/zero"][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--input @/dev/zero: the input file is larger than 256 MiB, the most the cluster's API"),
+        "{}",
+        stderr(&o)
+    );
+    let o = faasflow_bounded(&["run", example_workflow().to_str().unwrap(), "--input", "@/dev/zero"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--input @/dev/zero: the input file is larger than 256 MiB"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = tempdir().join("oversized");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Sparse files one byte over each limit.
+    let reports = dir.join("reports.json");
+    std::fs::File::create(&reports)
+        .unwrap()
+        .set_len((32 << 20) + 1)
+        .unwrap();
+    let trace = dir.join("trace.json");
+    let o = faasflow_bounded(&["trace", reports.to_str().unwrap(), "--chrome", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("reports.json is larger than 32 MiB (it holds 33554433 bytes), the limit for files of reports"),
+        "{}",
+        stderr(&o)
+    );
+    let input = dir.join("input.json");
+    std::fs::File::create(&input).unwrap().set_len((256 << 20) + 1).unwrap();
+    let at = format!("@{}", input.display());
+    let o = faasflow_bounded(&[&["invoke", "wf", "--input", &at][..], &nowhere].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the input file is larger than 256 MiB (it holds 268435457 bytes)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_input_over_the_apis_message_limit_is_refused_before_it_is_sent() {
+    let dir = tempdir().join("big-input");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Exactly 256 MiB of JSON: the file fits, the request around it does not.
+    let input = dir.join("input.json");
+    let head = br#"{"text":""#;
+    let tail = br#""}"#;
+    let mut bytes = Vec::with_capacity(256 << 20);
+    bytes.extend_from_slice(head);
+    bytes.resize((256 << 20) - tail.len(), b'x');
+    bytes.extend_from_slice(tail);
+    std::fs::write(&input, &bytes).unwrap();
+    drop(bytes);
+    let at = format!("@{}", input.display());
+    let o = faasflow_bounded(&["invoke", "wf", "--input", &at, "--planner", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: the input of `wf` is 268435456 bytes of JSON (")
+            && err.contains("more than the 256 MiB the planner's API takes in one message; pass a smaller input"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `faasflow ARGS` with its standard output a pipe whose reader is gone.
+fn faasflow_into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the faasflow binary runs")
+}
+
+#[test]
+fn commands_printing_into_a_closed_pipe_end_quietly() {
+    let dir = tempdir().join("closed-pipe");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wf = example_workflow();
+    let wf = wf.to_str().unwrap();
+    let certs = dir.join("certs");
+    let empty = dir.join("empty");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["generate", "--functions", "2000"],
+        vec!["plan", wf],
+        vec!["check", wf],
+        vec!["down", "--dir", empty.to_str().unwrap()],
+        vec!["cluster", "init", "--dir", certs.to_str().unwrap()],
+        vec![
+            "run",
+            wf,
+            "--input",
+            r#"{"text": "a b", "parts": 1}"#,
+            "--report",
+            "json",
+        ],
+    ];
+    for args in commands {
+        let o = faasflow_into_a_closed_pipe(&args);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
+        // Quietly: nothing about the pipe (`run` says how it measures memory).
+        assert!(
+            !err.contains("pipe") && !err.contains("standard output"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn zero_deadlines_and_limits_are_refused_by_the_parser() {
+    let wf = example_workflow();
+    let wf = wf.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["invoke", "wf", "--deadline-ms", "0"], "--deadline-ms <MS>"),
+        (&["run", wf, "--max-invocations", "0"], "--max-invocations <N>"),
+        (
+            &[
+                "daemon",
+                "--planner",
+                "127.0.0.1:1",
+                "--name",
+                "w",
+                "--max-invocations",
+                "0",
+            ],
+            "--max-invocations <N>",
+        ),
+        (&["up", "--max-in-flight", "0"], "--max-in-flight <N>"),
+        (&["planner", "--max-in-flight", "0"], "--max-in-flight <N>"),
+    ];
+    for (args, flag) in cases {
+        let o = faasflow_bounded(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '0' for '{flag}'")) && err.contains("0 is not in 1.."),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_token_file_that_cannot_be_read_is_named_with_its_error() {
+    let dir = tempdir().join("token-cluster");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(
+        dir.join("cluster.json"),
+        r#"{"planner": {"addr": "127.0.0.1:1", "pid": 1}, "workers": []}"#,
+    )
+    .unwrap();
+    let token = certs.join("token");
+    // A link to itself: `exists` says no, reading it fails (whoever runs the test, root too).
+    std::os::unix::fs::symlink(&token, &token).unwrap();
+    let status = |args: &[&str], env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_faasflow"));
+        c.arg("status").args(args).env_remove("FAASFLOW_DIR");
+        if let Some(d) = env {
+            c.env("FAASFLOW_DIR", d);
+        }
+        c.output().unwrap()
+    };
+    let d = dir.to_str().unwrap();
+    let o = status(&["--dir", d], None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot use the cluster's token file: {}: Too many levels of symbolic links",
+            token.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("or pass the token with --token-file"), "{err}");
+    assert!(!err.contains("--dir"), "--dir was given: {err}");
+    // Found through $FAASFLOW_DIR: --dir is worth suggesting.
+    let o = status(&[], Some(&dir));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the cluster's directory is {d} ($FAASFLOW_DIR): pass --dir DIR when the cluster is elsewhere"
+        )),
+        "{err}"
+    );
+    // A directory in its place, and the same file given with --token-file.
+    std::fs::remove_file(&token).unwrap();
+    std::fs::create_dir(&token).unwrap();
+    let o = status(&["--dir", d], None);
+    assert!(stderr(&o).contains("token: Is a directory"), "{}", stderr(&o));
+    let o = status(
+        &["--planner", "127.0.0.1:1", "--token-file", token.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("error: cannot use the token file given with --token-file:")
+            && stderr(&o).contains("Is a directory"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generate_refuses_more_functions_than_a_workflow_file_can_hold() {
+    let o = faasflow(&["generate", "--functions", "70001"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --functions must be from 1 to 70,000: more would not load (a workflow file holds at most 32 MiB and \
+         4,000,000 YAML values)\n"
+    );
+    assert!(o.stdout.is_empty());
+    let o = faasflow(&["generate", "--functions", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn down_run_by_another_user_says_it_may_not_stop_the_processes() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run `faasflow down` as another user");
+        return;
+    }
+    let dir = tempdir().join("other-user");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The binary where the user nobody can run it.
+    let exe = dir.join("faasflow");
+    std::fs::copy(env!("CARGO_BIN_EXE_faasflow"), &exe).unwrap();
+    // A process of root's whose command line says faasflow, as the planner of the record.
+    let mut planner = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new("sleep")
+            .arg0("faasflow-planner")
+            .arg("60")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    std::fs::write(
+        dir.join("cluster.json"),
+        format!(
+            r#"{{"planner": {{"addr": "127.0.0.1:1", "pid": {}}}, "workers": []}}"#,
+            planner.id()
+        ),
+    )
+    .unwrap();
+    for d in [dir.parent().unwrap(), &dir] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["down", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "planner (pid {}): not permitted to stop it (Operation not permitted (os error 1)): it belongs to another \
+             user (uid 0; you are uid 65534)",
+            planner.id()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("did not stop within"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "it waited");
+    assert!(dir.join("cluster.json").exists(), "the record is kept");
+    assert!(planner.try_wait().unwrap().is_none(), "the process is untouched");
+    planner.kill().unwrap();
+    planner.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_probe_built_without_clang_says_to_rebuild_once_clang_is_installed() {
+    let run = |path: &std::ffi::OsStr| {
+        Command::new(env!("CARGO_BIN_EXE_faasflow"))
+            .args(["run", example_workflow().to_str().unwrap()])
+            .args(["--input", r#"{"text": "a", "parts": 1}"#, "--memory-probe", "auto"])
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let err = stderr(&run(&path));
+    // The compiler the build tried (`clang`, or $CLANG when it was set): the message names it.
+    let Some(clang) = err
+        .split_once("built without its BPF program (`")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(c, _)| c.to_owned())
+        .filter(|c| !c.contains('/'))
+    else {
+        eprintln!("skipped: this faasflow was built with its BPF program (or with CLANG naming a path)");
+        return;
+    };
+    if !std::env::split_paths(&path).any(|d| d.join(&clang).is_file()) {
+        assert!(err.contains("install clang and rebuild faasflow"), "{err}");
+    }
+    // Now there is one.
+    let dir = tempdir().join("fake-clang");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join(&clang);
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut with_clang = dir.clone().into_os_string();
+    with_clang.push(":");
+    with_clang.push(&path);
+    let o = run(&with_clang);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("clang is installed now: rebuild faasflow"), "{err}");
+    assert!(!err.contains("install clang"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

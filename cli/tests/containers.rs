@@ -70,7 +70,8 @@ fn config() -> DaemonConfig {
     c.packs.insert("testkit".into(), PackCommand::program(pack("testkit")));
     c.packs.insert("example".into(), PackCommand::program(pack("example")));
     c.arena_bytes = 64 << 20;
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-containers-{}-{}", std::process::id(), unique()));
+    // A directory of the test's: containers are labelled with it.
+    c.spill_dir = Some(std::env::temp_dir().join(format!("faasflow-containers-{}-{}", std::process::id(), unique())));
     c
 }
 
@@ -97,7 +98,11 @@ fn ok(r: &Report) -> &serde_json::Value {
 fn owned_containers(c: &DaemonConfig) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--filter"])
-        .arg(format!("label=faasflow.owner={}:{}", c.name, c.spill_dir.display()))
+        .arg(format!(
+            "label=faasflow.owner={}:{}",
+            c.name,
+            c.spill_dir.as_deref().expect("a spill directory").display()
+        ))
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout)
@@ -275,7 +280,7 @@ fn a_restarted_daemon_removes_the_containers_an_earlier_run_left() {
     )
     .expect("write");
     let mut c = config();
-    c.spill_dir = spill.clone();
+    c.spill_dir = Some(spill.clone());
     let faasflow = env!("CARGO_BIN_EXE_faasflow");
     // A run whose function never ends, killed (SIGKILL) while its container runs.
     let mut first = Command::new(faasflow)

@@ -35,7 +35,6 @@ fn config() -> DaemonConfig {
     });
     c.packs.insert("testkit".into(), PackCommand::program(testkit()));
     c.arena_bytes = 64 << 20;
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-e2e-{}-{}", std::process::id(), unique()));
     c
 }
 
@@ -1019,4 +1018,28 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
     assert_eq!(segments(), 3.0);
     assert_eq!(h.daemon.drop_plan("other", 1).expect("drop"), 0);
     assert_eq!(segments(), 2.0);
+}
+
+/// A spill file that cannot be written (the spill directory replaced by a file: root cannot
+/// write there either) leaves the object in memory, counted, and the invocation succeeds.
+#[test]
+fn a_spill_that_cannot_be_written_is_counted_and_the_object_stays_in_memory() {
+    let mut c = config();
+    c.quota_bytes = Some(0);
+    let h = Harness::with(c);
+    let spill = h.daemon.spill_dir().to_owned();
+    std::fs::remove_dir(&spill).expect("the daemon's spill directory is empty");
+    std::fs::write(&spill, "").expect("a file in its place");
+    h.install(&format!(
+        "name: spill\n{TESTKIT}steps:\n  - task: a\n    function: echo\n    inputs: {{in: input.text}}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\noutput:\n  out: b.out\n"
+    ));
+    let r = h.invoke("spill", json!({"text": "kept in memory"}));
+    assert_eq!(ok(&r), &json!({"out": "kept in memory"}));
+    assert_eq!(r.spills, 0);
+    assert_ne!(r.edges[0].tier, "spill", "read from memory");
+    let metrics = h.daemon.metrics_text().expect("metrics");
+    assert!(metrics.contains("\nfaasflow_spill_failures_total 2\n"), "{metrics}");
+    assert!(metrics.contains("\nfaasflow_spills_total 0\n"), "{metrics}");
+    drop(h);
+    assert!(!spill.exists(), "the daemon removes what is in its place when it stops");
 }

@@ -30,12 +30,6 @@ fn sibling(name: &str) -> PathBuf {
     p
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
 struct TestCluster {
     planner: PlannerClient<AuthChannel>,
     _daemons: Vec<Arc<Daemon>>,
@@ -67,7 +61,6 @@ async fn cluster(planner_redis: Option<String>, daemon_redis: Option<String>) ->
             c.runtime_scale = 0.1;
             c.data_scale = 0.1;
             c.redis = daemon_redis.clone();
-            c.spill_dir = std::env::temp_dir().join(format!("faasflow-mastersp-{}-{}", std::process::id(), unique()));
             c.peer = Some(support::peer_settings(&ca, &name));
             c.name = name;
             c

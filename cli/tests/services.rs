@@ -28,7 +28,6 @@ fn daemon_config(name: &str) -> DaemonConfig {
     });
     c.arena_bytes = 32 << 20;
     c.name = name.into();
-    c.spill_dir = std::env::temp_dir().join(format!("faasflow-services-{}-{name}", std::process::id()));
     c
 }
 

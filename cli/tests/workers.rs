@@ -29,12 +29,6 @@ fn testkit() -> PathBuf {
     p
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
 struct Cluster {
     daemons: Vec<Option<Daemon>>,
     view: ClusterView,
@@ -71,7 +65,6 @@ impl Cluster {
             c.packs.insert("testkit".into(), PackCommand::program(testkit()));
             // FaaSFlow's workflows at full data scale need room for their largest objects.
             c.arena_bytes = 256 << 20;
-            c.spill_dir = std::env::temp_dir().join(format!("faasflow-workers-{}-{}", std::process::id(), unique()));
             c.name = w.name.clone();
             c.peer = Some(PeerSettings {
                 identity: ca.issue(&w.name).unwrap(),

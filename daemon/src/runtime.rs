@@ -51,6 +51,7 @@ use crate::net::{Net, NetEvent};
 use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
 use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::arena::{self, Arena, Extent};
+use crate::store::spill::SpillDir;
 
 mod cluster;
 mod master;
@@ -68,8 +69,10 @@ const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 pub struct DaemonConfig {
     /// Bytes of the shared arena (header included).
     pub arena_bytes: u64,
-    /// Where objects over quota go.
-    pub spill_dir: PathBuf,
+    /// The directory the daemon makes its own spill directory in (objects over quota go
+    /// there), created when missing; `None`: the system's temporary directory. Only the
+    /// daemon's own directory is removed when it stops.
+    pub spill_dir: Option<PathBuf>,
     /// Packs by name.
     pub packs: HashMap<String, PackCommand>,
     /// The pack that runs functions without a pack (FaaSFlow's synthetic body).
@@ -110,8 +113,8 @@ pub struct DaemonConfig {
     pub memory_probe: ProbeMode,
     /// The Docker engine's socket, for functions that run in containers
     /// ([`ContainerSettings::default_socket`] by default). Its containers are labelled with
-    /// the daemon's name and spill directory: a daemon started again with both the same
-    /// removes the containers an earlier run left.
+    /// the daemon's name and spill directory (when one is given): a daemon started again with
+    /// both the same removes the containers an earlier run left.
     pub docker_socket: PathBuf,
     /// Invocations running here at once (those it entered and those other workers started);
     /// one more entering here is refused at once as overloaded, never queued.
@@ -217,11 +220,11 @@ pub struct Executed {
 pub type ExecReply = Box<dyn FnOnce(Result<Executed, (String, FailureKind)>) + Send>;
 
 impl DaemonConfig {
-    /// Defaults: 1 GiB arena, spill directory under the system's temporary directory.
+    /// Defaults: 1 GiB arena, spill directory in the system's temporary directory.
     pub fn new(synthetic: PackCommand) -> Self {
         DaemonConfig {
             arena_bytes: 1 << 30,
-            spill_dir: std::env::temp_dir().join(format!("faasflow-spill-{}", std::process::id())),
+            spill_dir: None,
             packs: HashMap::new(),
             synthetic,
             runtime_scale: 1.0,
@@ -368,6 +371,7 @@ pub struct Daemon {
     spawn_timeout: Duration,
     name: String,
     peer_addr: Option<SocketAddr>,
+    spill_path: PathBuf,
 }
 
 /// The functions each pack command or image serves, or why it could not say.
@@ -440,8 +444,13 @@ impl Daemon {
     pub fn start(config: DaemonConfig) -> Result<Daemon, DaemonError> {
         let arena = Arena::create("faasflow-arena", config.arena_bytes)
             .map_err(|e| DaemonError::Start(format!("arena of {} bytes: {e}", config.arena_bytes)))?;
-        std::fs::create_dir_all(&config.spill_dir)
-            .map_err(|e| DaemonError::Start(format!("spill directory {}: {e}", config.spill_dir.display())))?;
+        let spill_parent = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spill = SpillDir::create(&spill_parent, &config.name).map_err(DaemonError::Start)?;
+        let spill_path = spill.path().to_owned();
+        // Containers are labelled with the directory given, so that a daemon started again with
+        // the same name and directory removes those a crashed run left; without one, with its
+        // own directory (no other run's containers are its).
+        let owner_dir = config.spill_dir.as_deref().unwrap_or(&spill_path).display().to_string();
         let shared = Arc::new(Shared {
             inbox: Mutex::new(VecDeque::new()),
             pending: AtomicBool::new(false),
@@ -451,7 +460,7 @@ impl Daemon {
         let post: Arc<dyn Fn(pool::Report) + Send + Sync> = Arc::new(move |r| post_to.post(Msg::Pool(r)));
         let docker = Arc::new(DockerLink::new(ContainerSettings {
             socket: config.docker_socket.clone(),
-            owner: format!("{}:{}", config.name, config.spill_dir.display()),
+            owner: format!("{}:{owner_dir}", config.name),
             // Short: a socket's path has at most 107 bytes.
             dir: std::env::temp_dir().join(format!(
                 "faasflow-sockets-{}-{}",
@@ -508,7 +517,7 @@ impl Daemon {
         let thread = std::thread::Builder::new()
             .name("faasflow-daemon".into())
             .spawn(move || {
-                let mut rt = Runtime::new(config, arena, spawner, loop_shared, net, probe, loop_docker);
+                let mut rt = Runtime::new(config, (arena, spill), spawner, loop_shared, net, probe, loop_docker);
                 rt.remote = remote;
                 rt.run()
             })
@@ -523,7 +532,14 @@ impl Daemon {
             spawn_timeout,
             name,
             peer_addr,
+            spill_path,
         })
+    }
+
+    /// The daemon's own spill directory (inside [`DaemonConfig::spill_dir`]; removed when the
+    /// daemon stops).
+    pub fn spill_dir(&self) -> &std::path::Path {
+        &self.spill_path
     }
 
     /// This worker's name.
@@ -1115,6 +1131,8 @@ struct Runtime {
     config: DaemonConfig,
     engine: Engine,
     arena: Arena,
+    /// The daemon's own spill directory (removed when it stops).
+    spill_dir: SpillDir,
     /// The daemon's own arena segment, mapped by no instance: objects that arrive before their
     /// invocation is known here land in it (and are copied for their readers).
     private_segment: u32,
@@ -1134,6 +1152,10 @@ struct Runtime {
     next_object: u64,
     resident: HashMap<WfKey, u64>,
     spills_total: u64,
+    /// Objects whose spill file could not be written (they stayed in the arena), since start.
+    spill_failures_total: u64,
+    /// Why spill files could not be written, each said once in the log.
+    spill_failures_said: HashSet<String>,
     instances_started: u64,
     /// Where frames are popped into (the ring's largest frame).
     frame_buf: Vec<u8>,
@@ -1185,7 +1207,8 @@ fn us(d: Duration) -> f64 {
 impl Runtime {
     fn new(
         config: DaemonConfig,
-        arena: Arena,
+        // Where objects live: the arena, and the spill directory beside it.
+        (arena, spill_dir): (Arena, SpillDir),
         spawner: Spawner,
         shared: Arc<Shared>,
         net: Option<Net>,
@@ -1206,6 +1229,7 @@ impl Runtime {
             config,
             engine,
             arena,
+            spill_dir,
             private_segment,
             spawner,
             shared,
@@ -1223,6 +1247,8 @@ impl Runtime {
             next_object: 1,
             resident: HashMap::new(),
             spills_total: 0,
+            spill_failures_total: 0,
+            spill_failures_said: HashSet::new(),
             instances_started: 0,
             frame_buf,
             encode_buf: Vec::new(),
@@ -1314,7 +1340,13 @@ impl Runtime {
             }
         }
         self.net = None;
-        let _ = std::fs::remove_dir_all(&self.config.spill_dir);
+        if let Err(e) = self.spill_dir.remove() {
+            eprintln!(
+                "faasflow daemon `{}`: cannot remove its spill directory {}: {e}",
+                self.config.name,
+                self.spill_dir.path().display()
+            );
+        }
     }
 
     fn drain_inbox(&mut self) -> bool {
@@ -1461,6 +1493,12 @@ impl Runtime {
             "Objects written to the spill directory",
             &[],
             self.spills_total as f64,
+        );
+        e.counter(
+            "faasflow_spill_failures_total",
+            "Objects whose spill file could not be written (they stayed in memory, over quota)",
+            &[],
+            self.spill_failures_total as f64,
         );
         e.counter(
             "faasflow_instances_started_total",
@@ -3297,12 +3335,12 @@ impl Runtime {
                 }
                 Err(err) => eprintln!(
                     "faasflow daemon: cannot spill to the remote tier ({err}); spilling to {}",
-                    self.config.spill_dir.display()
+                    self.spill_dir.path().display()
                 ),
             }
         }
         let Some(obj) = self.objects.get(&id) else { return };
-        let path = self.config.spill_dir.join(format!("object-{id}"));
+        let path = self.spill_dir.path().join(format!("object-{id}"));
         let written = (|| -> std::io::Result<()> {
             let mut f = File::create(&path)?;
             let mut buf = vec![0u8; (1 << 20).min(obj.len as usize)];
@@ -3315,12 +3353,29 @@ impl Runtime {
             }
             Ok(())
         })();
-        if written.is_err() {
+        if let Err(err) = written {
             // Keep it in memory, over quota, rather than lose it.
             let _ = std::fs::remove_file(&path);
+            self.spill_failed(&err);
             return;
         }
         self.spilled(id, e, Place::Spilled(path), t);
+    }
+
+    /// A spill file could not be written: counted, and said once per cause (a full disk would
+    /// otherwise say so for every object).
+    fn spill_failed(&mut self, err: &std::io::Error) {
+        self.spill_failures_total += 1;
+        let cause = err.to_string();
+        if self.spill_failures_said.insert(cause.clone()) {
+            eprintln!(
+                "faasflow daemon `{}`: cannot write spill files in {} ({cause}): objects over their workflow's quota \
+                 stay in memory; free or fix the spill directory (said once per cause; counted in \
+                 faasflow_spill_failures_total)",
+                self.config.name,
+                self.spill_dir.path().display()
+            );
+        }
     }
 
     /// Object `id` left the arena extent `e` for `place`.

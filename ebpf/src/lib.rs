@@ -192,9 +192,11 @@ impl EbpfProbe {
     pub fn load() -> Result<EbpfProbe, ProbeError> {
         let err = |what: &str, e: &dyn fmt::Display| ProbeError::Ebpf(format!("{what}: {e}"));
         if OBJECT.is_empty() {
-            return Err(ProbeError::Ebpf(format!(
-                "faasflow was built without its BPF program ({})",
-                option_env!("FAASFLOW_BPF_MISSING").unwrap_or("clang missing")
+            let clang = option_env!("FAASFLOW_BPF_CLANG").unwrap_or("clang");
+            return Err(ProbeError::Ebpf(missing_program(
+                option_env!("FAASFLOW_BPF_MISSING").unwrap_or("clang missing"),
+                option_env!("FAASFLOW_BPF_NO_CLANG").is_some(),
+                on_path(clang),
             )));
         }
         let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| {
@@ -278,6 +280,25 @@ impl EbpfProbe {
     }
 }
 
+/// Why the probe has no program and what to do: `why` the build left it out, whether clang
+/// could not be run then (`no_clang`), and whether it can be found now (`clang_now`).
+fn missing_program(why: &str, no_clang: bool, clang_now: bool) -> String {
+    let what = match (no_clang, clang_now) {
+        (true, true) => "clang is installed now: rebuild faasflow",
+        (true, false) => "install clang and rebuild faasflow",
+        (false, _) => "rebuild faasflow once clang compiles src/rss.bpf.c",
+    };
+    format!("faasflow was built without its BPF program ({why}); {what}")
+}
+
+/// Whether `program` (a path, or a name looked up on PATH) is there.
+fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
 fn status_field(pid: u32, field: &str) -> Result<u64, ProbeError> {
     let err = |cause: String| ProbeError::Process { pid, cause };
@@ -317,4 +338,38 @@ pub fn cgroup_id(pid: u32) -> Option<u64> {
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     let dir = root.join(path.trim_start_matches('/'));
     std::fs::metadata(dir).ok().map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_built_without_clang_says_whether_to_install_it_or_only_to_rebuild() {
+        let why = "`clang` could not be run: No such file or directory (os error 2)";
+        assert_eq!(
+            missing_program(why, true, false),
+            "faasflow was built without its BPF program (`clang` could not be run: No such file or directory (os \
+             error 2)); install clang and rebuild faasflow"
+        );
+        assert_eq!(
+            missing_program(why, true, true),
+            "faasflow was built without its BPF program (`clang` could not be run: No such file or directory (os \
+             error 2)); clang is installed now: rebuild faasflow"
+        );
+        let failed = missing_program("`clang` failed: rss.bpf.c:3: error", false, true);
+        assert!(
+            failed.ends_with("rebuild faasflow once clang compiles src/rss.bpf.c"),
+            "{failed}"
+        );
+        assert!(!failed.contains("install clang"), "{failed}");
+    }
+
+    #[test]
+    fn programs_are_found_on_path_or_by_their_path() {
+        assert!(on_path("sh"));
+        assert!(on_path("/bin/sh"));
+        assert!(!on_path("faasflow-no-such-program"));
+        assert!(!on_path("/nonexistent/clang"));
+    }
 }

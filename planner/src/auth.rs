@@ -24,6 +24,9 @@ pub const TOKEN_FILE: &str = "token";
 /// Bytes of randomness in a generated token (hex-encoded: twice as many characters).
 const TOKEN_BYTES: usize = 32;
 
+/// Largest token file read (a token has at most 1024 characters, and white space around it).
+pub const MAX_TOKEN_FILE: usize = 4096;
+
 /// Errors reading or making a token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,14 +82,22 @@ impl Token {
         valid.then(|| Token(t.into()))
     }
 
-    /// Reads a token file.
+    /// Reads a token file (at most [`MAX_TOKEN_FILE`] bytes: a longer file holds no token).
     pub fn load(path: &Path) -> Result<Token, AuthError> {
         let name = || path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io { path: name(), source })?;
+        let io = |source| AuthError::Io { path: name(), source };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_TOKEN_FILE as u64 + 1).read_to_string(&mut text))
+            .map_err(io)?;
+        if text.len() > MAX_TOKEN_FILE {
+            return Err(AuthError::Malformed { path: name() });
+        }
         Token::parse(&text).ok_or_else(|| AuthError::Malformed { path: name() })
     }
 
-    /// Writes the token to `path`, readable by its owner alone.
+    /// Writes the token to `path`, readable by its owner alone: into a new file beside it,
+    /// renamed over it (a symbolic link at `path` is replaced, never followed).
     pub fn write(&self, path: &Path) -> Result<(), AuthError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -94,14 +105,20 @@ impl Token {
             path: path.display().to_string(),
             source,
         };
-        let mut f = std::fs::OpenOptions::new()
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(err)?;
-        f.write_all(format!("{}\n", self.0).as_bytes()).map_err(err)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{}\n", self.0).as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(err)
     }
 
     fn header(&self) -> MetadataValue<Ascii> {
@@ -240,6 +257,22 @@ mod tests {
         let e = Token::load(&path).expect_err("malformed");
         assert!(e.to_string().contains("does not hold a token"), "{e}");
         assert!(matches!(Token::load(&dir.join("missing")), Err(AuthError::Io { .. })));
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn a_token_written_over_a_link_replaces_the_link_not_its_target() {
+        let dir = std::env::temp_dir().join(format!("faasflow-token-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let victim = dir.join("notes.txt");
+        std::fs::write(&victim, "mine").expect("write");
+        let path = dir.join(TOKEN_FILE);
+        std::os::unix::fs::symlink(&victim, &path).expect("link");
+        let token = Token::generate().expect("token");
+        token.write(&path).expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "mine");
+        assert!(std::fs::symlink_metadata(&path).expect("meta").is_file());
+        assert_eq!(Token::load(&path).expect("load"), token);
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 }

@@ -68,7 +68,9 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
         case_path: Vec::new(),
         catches: HashMap::new(),
     };
+    check_name("the workflow's name", &doc.name.0, doc.name.1)?;
     for f in &doc.functions {
+        check_name("the function name", &f.name.0, f.name.1)?;
         c.functions.insert(f.name.0.as_str(), f);
     }
     if let Some(inputs) = &doc.inputs {
@@ -120,8 +122,52 @@ pub fn compile(doc: &Document, format: SourceFormat) -> Result<Workflow, WdlErro
     Ok(c.wf)
 }
 
+/// Longest name (of a workflow, a step or a function) accepted, bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Names go into logs, reports and messages: a name holds no control character (a line break
+/// would forge a log line) and at most [`MAX_NAME_BYTES`]. `what` says whose name it is.
+pub fn check_name(what: &str, name: &str, pos: Pos) -> Result<(), WdlError> {
+    let expected = format!("a name of at most {MAX_NAME_BYTES} bytes, without control characters");
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            pos,
+            format!(
+                "{what} `{}` holds a control character ({}, U+{:04X})",
+                shown(name),
+                c.escape_debug(),
+                u32::from(c)
+            ),
+        )
+        .expected(expected)
+        .hint("remove the line break, tab or other control character"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            pos,
+            format!("{what} `{}` is {} bytes long", shown(name), name.len()),
+        )
+        .expected(expected)
+        .hint("shorten it"));
+    }
+    Ok(())
+}
+
+/// The start of a name, with control characters escaped, for a message.
+fn shown(name: &str) -> String {
+    const SHOWN: usize = 32;
+    let mut s: String = name.chars().take(SHOWN).flat_map(char::escape_debug).collect();
+    if name.chars().nth(SHOWN).is_some() {
+        s.push('…');
+    }
+    s
+}
+
 /// Step names are read back in references (`step.output`): no dots, no spaces.
 fn check_step_name(name: &str, pos: Pos) -> Result<(), WdlError> {
+    check_name("the step name", name, pos)?;
     if !is_identifier(name) {
         let fixed: String = name
             .chars()

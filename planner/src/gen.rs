@@ -18,6 +18,14 @@ use crate::dag::{
 };
 use crate::error::Pos;
 
+/// Most tasks a [`random_workflow`] with [`GenParams::default`]'s shape may have for its
+/// [`to_flat_yaml`] text to load: a task takes about 435 bytes and 54 YAML values (about two
+/// edges each), so 70,000 tasks make about 30.4 MB of the 32 MiB of
+/// [`MAX_FILE_BYTES`](crate::load::MAX_FILE_BYTES) and 3.75 million of the 4 million
+/// [`MAX_VALUES`](crate::yaml::MAX_VALUES), whatever the seed
+/// (`the_largest_generated_workflow_loads`).
+pub const MAX_GENERATED_TASKS: usize = 70_000;
+
 /// The shape and weights of a random workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenParams {
@@ -450,6 +458,24 @@ mod tests {
                 nodes: []
         "#]]
         .assert_eq(&to_flat_yaml(&random_workflow(42, &small())));
+    }
+
+    /// Takes about 15 s in a debug build.
+    #[test]
+    fn the_largest_generated_workflow_loads() {
+        let p = GenParams {
+            tasks: MAX_GENERATED_TASKS,
+            ..GenParams::default()
+        };
+        let text = to_flat_yaml(&random_workflow(1, &p));
+        // A margin for other seeds (they differ by a fraction of a percent).
+        assert!(
+            text.len() < crate::load::MAX_FILE_BYTES / 100 * 95,
+            "{} bytes",
+            text.len()
+        );
+        let loaded = crate::load::load_str(&text, "generated.yaml", "generated").expect("it loads");
+        assert_eq!(loaded.workflow.task_count(), MAX_GENERATED_TASKS);
     }
 
     #[test]

@@ -103,6 +103,13 @@ fn imported(i: Imported) -> Result<Loaded, WdlError> {
 /// Reads and loads a workflow file. FaaSFlow files are named after their directory
 /// (`benchmark/video/flat_workflow.yaml` → `video`).
 pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
+    let text = read_file(path)?;
+    load_str(&text, &path.display().to_string(), &default_name(path))
+}
+
+/// Reads a workflow file as text: at most [`MAX_FILE_BYTES`] (an endless file such as
+/// `/dev/zero` or a pipe is refused once past the limit), UTF-8. Errors name the file.
+pub fn read_file(path: &Path) -> Result<String, WdlError> {
     let shown = path.display().to_string();
     let io_err = |e: std::io::Error| {
         WdlError::new(
@@ -135,15 +142,15 @@ pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
                 MAX_FILE_BYTES >> 20
             ),
         )
+        .hint("name a workflow file (a device or a pipe never ends); split a workflow this large")
         .in_file(&shown));
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         let (line, col) = line_col(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
         WdlError::new(ErrorKind::Yaml, Pos::new(line, col), "the file is not UTF-8 text")
             .hint("save it as UTF-8")
             .in_file(&shown)
-    })?;
-    load_str(&text, &shown, &default_name(path))
+    })
 }
 
 /// Line and column just after `prefix`.

@@ -35,6 +35,19 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
+/// `4,000,000`.
+pub fn fmt_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// `176.0 MiB` (binary units, for memory).
 pub fn fmt_mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
@@ -615,4 +628,18 @@ pub fn plan_dot(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
     }
     let _ = writeln!(s, "}}");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_set_apart() {
+        assert_eq!(fmt_thousands(0), "0");
+        assert_eq!(fmt_thousands(999), "999");
+        assert_eq!(fmt_thousands(1_000), "1,000");
+        assert_eq!(fmt_thousands(70_000), "70,000");
+        assert_eq!(fmt_thousands(4_000_000), "4,000,000");
+    }
 }

@@ -10,11 +10,18 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
+use crate::render::fmt_thousands;
 
 /// Deepest nesting accepted (guards the recursive decoders against hostile input).
 const MAX_DEPTH: usize = 128;
-/// Most nodes an input may expand to through aliases (guards against "billion laughs").
-const MAX_NODES: usize = 1_000_000;
+/// Most values (scalars, sequences and mappings, keys included) a document may hold, written
+/// or copied through aliases: bounds the tree's memory (about 190 bytes a value, so 760 MB at
+/// most). A file within [`MAX_FILE_BYTES`](crate::load::MAX_FILE_BYTES) written as
+/// `faasflow generate` writes (about 8 bytes a value) is within it too.
+pub const MAX_VALUES: usize = 4_000_000;
+/// Most values aliases may copy (guards against "billion laughs": a few lines whose aliases
+/// of aliases expand to billions of values).
+pub const MAX_ALIAS_VALUES: usize = 1_000_000;
 
 /// A YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,7 +344,8 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
         anchors: HashMap::new(),
         stack: Vec::new(),
         root: None,
-        nodes: 0,
+        values: 0,
+        copied: 0,
     };
     let mut docs = 0;
     for ev in Parser::new_from_str(text) {
@@ -399,7 +407,22 @@ pub fn parse(text: &str) -> Result<Yaml, WdlError> {
                         "this alias names an anchor that is not defined before it",
                     )
                 })?;
-                builder.nodes += count_nodes(&node);
+                let n = count_nodes(&node);
+                builder.copied += n;
+                if builder.copied > MAX_ALIAS_VALUES {
+                    return Err(WdlError::new(
+                        ErrorKind::Yaml,
+                        pos,
+                        format!(
+                            "the YAML's aliases copy more than {} values, the limit of values copied through \
+                             aliases",
+                            fmt_thousands(MAX_ALIAS_VALUES)
+                        ),
+                    )
+                    .hint("each `*alias` copies all of its anchor's values: repeat less through aliases"));
+                }
+                // The copy's root is counted when it is pushed.
+                builder.values += n - 1;
                 builder.push(Yaml { pos, value: node.value }, 0)?;
             }
             _ => {}
@@ -433,7 +456,10 @@ struct Builder {
     anchors: HashMap<usize, Yaml>,
     stack: Vec<Frame>,
     root: Option<Yaml>,
-    nodes: usize,
+    /// Values in the tree so far, written or copied.
+    values: usize,
+    /// Values copied through aliases so far.
+    copied: usize,
 }
 
 impl Builder {
@@ -460,13 +486,17 @@ impl Builder {
     }
 
     fn push(&mut self, node: Yaml, anchor: usize) -> Result<(), WdlError> {
-        self.nodes += 1;
-        if self.nodes > MAX_NODES {
+        self.values += 1;
+        if self.values > MAX_VALUES {
             return Err(WdlError::new(
                 ErrorKind::Yaml,
                 node.pos,
-                "the YAML expands to more than a million values (through aliases?)",
-            ));
+                format!(
+                    "the YAML holds more than {} values, the limit of values in a workflow file",
+                    fmt_thousands(MAX_VALUES)
+                ),
+            )
+            .hint("split the workflow, or write it with fewer keys (defaults need not be written)"));
         }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());

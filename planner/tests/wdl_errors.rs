@@ -505,3 +505,118 @@ fn a_catch_step_with_a_catch() {
               hint: when the catch step fails, the invocation fails with its error"#]],
     );
 }
+
+#[test]
+fn too_many_values_written() {
+    // No alias: the message is about values in the file, not about aliases.
+    let text = format!("[{}0]\n", "0,".repeat(faasflow_planner::yaml::MAX_VALUES));
+    check(
+        &text,
+        expect![[r#"
+            [yaml] wf.yaml:1:8000002: error: the YAML holds more than 4,000,000 values, the limit of values in a workflow file
+              hint: split the workflow, or write it with fewer keys (defaults need not be written)"#]],
+    );
+}
+
+#[test]
+fn too_many_values_copied_through_aliases() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..8 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    check(
+        &text,
+        expect![[r#"
+            [yaml] wf.yaml:6:45: error: the YAML's aliases copy more than 1,000,000 values, the limit of values copied through aliases
+              hint: each `*alias` copies all of its anchor's values: repeat less through aliases"#]],
+    );
+}
+
+#[test]
+fn a_workflow_name_with_a_line_break() {
+    check(
+        "name: \"wf\\nINFO forged log line\"\nfunctions:\n  a: {}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:1:7: error: the workflow's name `wf\nINFO forged log line` holds a control character (\n, U+000A)
+              expected: a name of at most 256 bytes, without control characters
+              hint: remove the line break, tab or other control character"#]],
+    );
+}
+
+#[test]
+fn a_workflow_name_with_a_nul() {
+    check(
+        "name: \"wf\\0\"\nfunctions:\n  a: {}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:1:7: error: the workflow's name `wf\0` holds a control character (\0, U+0000)
+              expected: a name of at most 256 bytes, without control characters
+              hint: remove the line break, tab or other control character"#]],
+    );
+}
+
+#[test]
+fn a_workflow_name_of_a_megabyte() {
+    check(
+        &format!(
+            "name: {}\nfunctions:\n  a: {{}}\nsteps:\n  - task: a\n",
+            "w".repeat(1 << 20)
+        ),
+        expect![[r#"
+            [type] wf.yaml:1:7: error: the workflow's name `wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww…` is 1048576 bytes long
+              expected: a name of at most 256 bytes, without control characters
+              hint: shorten it"#]],
+    );
+}
+
+#[test]
+fn a_step_name_too_long() {
+    check(
+        &format!(
+            "name: wf\nfunctions:\n  a: {{}}\nsteps:\n  - task: {}\n    function: a\n",
+            "s".repeat(300)
+        ),
+        expect![[r#"
+            [type] wf.yaml:5:11: error: the step name `ssssssssssssssssssssssssssssssss…` is 300 bytes long
+              expected: a name of at most 256 bytes, without control characters
+              hint: shorten it"#]],
+    );
+}
+
+#[test]
+fn a_function_name_with_a_tab() {
+    check(
+        "name: wf\nfunctions:\n  \"a\\tb\": {}\nsteps:\n  - task: a\n",
+        expect![[r#"
+        [type] wf.yaml:3:3: error: the function name `a\tb` holds a control character (\t, U+0009)
+          expected: a name of at most 256 bytes, without control characters
+          hint: remove the line break, tab or other control character"#]],
+    );
+}
+
+#[test]
+fn a_faasflow_function_name_with_a_line_break() {
+    check(
+        "functions:\n  - name: \"a\\nb\"\n    runtime: 1\n    next: {type: pass, nodes: []}\n",
+        expect![[r#"
+            [type] wf.yaml:2:11: error: the function name `a\nb` holds a control character (\n, U+000A)
+              expected: a name of at most 256 bytes, without control characters
+              hint: remove the line break, tab or other control character"#]],
+    );
+}
+
+#[test]
+fn a_faasflow_workflow_named_after_a_file_with_a_line_break() {
+    let flat = "functions:\n  - name: a\n    runtime: 1\n    next: {type: pass, nodes: []}\n";
+    let hier = "type: function\nname: a\n";
+    for text in [flat, hier] {
+        let err = load_str(text, "flat_workflow.yaml", "bad\nname").expect_err("refused");
+        expect![[r#"
+            [type] flat_workflow.yaml: error: the workflow's name `bad\nname` holds a control character (\n, U+000A)
+              expected: a name of at most 256 bytes, without control characters
+              hint: FaaSFlow files carry no name, so it was taken from the file's name (or its directory's): rename them, or give the flat form a `name:`"#]]
+        .assert_eq(&format!("[{}] {err}", err.kind.as_str()));
+    }
+}

@@ -475,14 +475,31 @@ pub fn client_config(identity: &NodeIdentity, trust: &ClusterTrust) -> Result<Cl
     Ok(config)
 }
 
+/// Largest certificate or key file read.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|cause| match cause.kind() {
-        io::ErrorKind::NotFound => TlsError::Missing { path: path.to_owned() },
-        _ => TlsError::Io {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|cause| match cause.kind() {
+            io::ErrorKind::NotFound => TlsError::Missing { path: path.to_owned() },
+            _ => TlsError::Io {
+                path: path.to_owned(),
+                cause,
+            },
+        })?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(TlsError::Invalid {
             path: path.to_owned(),
-            cause,
-        },
-    })
+            what: format!(
+                "larger than {} MiB: not a certificate or key; run `faasflow cluster init` to create them",
+                MAX_PEM_BYTES >> 20
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 fn cert_pem_str(path: &Path, bytes: &[u8]) -> Result<String, TlsError> {
@@ -506,19 +523,25 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
         path: path.to_owned(),
         cause,
     };
+    // A new file of its own (never one that is there, nor through a link), renamed over `path`.
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut file = fs::OpenOptions::new()
+    let written = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .map_err(io_err)?;
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err)?;
-    fs::rename(&tmp, path).map_err(io_err)
+        .and_then(|mut file| {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(io_err)
 }
 
 /// The first common name in an X.509 `Name` (given with or without its outer SEQUENCE), if it

@@ -341,7 +341,7 @@ impl Runtime {
                         Place::Arena(e)
                     }
                     Err(_) => {
-                        let path = self.config.spill_dir.join(format!("input-{id}-{object}"));
+                        let path = self.spill_dir.path().join(format!("input-{id}-{object}"));
                         std::fs::write(&path, &bytes).map_err(|e| {
                             format!(
                                 "input `{name}` ({len} bytes) fits neither in the arena nor in the spill file {}: {e}",
@@ -1196,7 +1196,7 @@ impl Runtime {
         {
             return Landing::Arena(e, region.clone());
         }
-        Landing::File(self.config.spill_dir.join(format!(
+        Landing::File(self.spill_dir.path().join(format!(
             "peer-{}-{}-{}",
             crate::io::remote::escape(from),
             header.invocation,

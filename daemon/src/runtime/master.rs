@@ -281,7 +281,7 @@ impl Runtime {
                     Ok(Place::Arena(e))
                 }
                 Err(_) => {
-                    let path = self.config.spill_dir.join(format!("remote-{invocation}-{object}"));
+                    let path = self.spill_dir.path().join(format!("remote-{invocation}-{object}"));
                     std::fs::write(&path, &bytes)
                         .map(|()| Place::Spilled(path.clone()))
                         .map_err(|e| format!("no room in the arena, and the spill file {}: {e}", path.display()))

@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use crate::compile::{add_data, check_acyclic, check_cel_syntax, connect_control, is_identifier};
+use crate::compile::{add_data, check_acyclic, check_cel_syntax, check_name, connect_control, is_identifier};
 use crate::dag::{
     Case, DataSource, Foreach, FunctionSpec, InputBinding, JoinKind, Node, NodeId, NodeKind, OutputDecl, SourceFormat,
     Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
+use crate::faasflow::check_default_name;
 use crate::faasflow::cond::{self, Token};
 use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported};
 use crate::wdl::{Condition, default_spec};
@@ -82,8 +83,15 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
     };
     let (workflow_key, name_key) = (top.get("workflow"), top.get("name"));
     let name = match workflow_key.or(name_key) {
-        Some(n) => n.name("the workflow's name")?.0,
-        None => name.to_owned(),
+        Some(n) => {
+            let (name, pos) = n.name("the workflow's name")?;
+            check_name("the workflow's name", &name, pos)?;
+            name
+        }
+        None => {
+            check_default_name(name)?;
+            name.to_owned()
+        }
     };
     let global_input = top.get("global_input");
     let global_output = top.get("global_output");
@@ -151,6 +159,7 @@ pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
 fn decode_fn(v: &Yaml) -> Result<FlatFn, WdlError> {
     let mut f = Fields::new(v, "a FaaSFlow function")?;
     let (name, pos) = f.req("name", "the function's name")?.name("a function name")?;
+    check_name("the function name", &name, pos)?;
     let source = match f.get("source") {
         Some(s) => s.name("the function's source")?.0,
         None => name.clone(),

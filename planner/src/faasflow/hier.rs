@@ -12,12 +12,13 @@ use crate::compile::{DEFAULT_ELEMENT, compile};
 use crate::dag::{OutputDecl, SourceFormat, ValueKind};
 use crate::error::{ErrorKind, Pos, WdlError};
 use crate::faasflow::cond::{self, Token};
-use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported};
+use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported, check_default_name};
 use crate::wdl::{Condition, Document, FunctionDecl, Ref, Spanned, Step, TaskStep, default_spec};
 use crate::yaml::{Fields, Yaml};
 
 /// Imports a hierarchical FaaSFlow workflow; `name` is the workflow's name.
 pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {
+    check_default_name(name)?;
     let mut conv = Converter {
         functions: BTreeMap::new(),
         tasks: BTreeMap::new(),

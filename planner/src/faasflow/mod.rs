@@ -23,3 +23,14 @@ pub struct Imported {
     /// Things that were ignored or guessed (each with a position).
     pub warnings: Vec<WdlError>,
 }
+
+/// Checks the name a FaaSFlow file without a name of its own gets (from its file or directory
+/// name, or given with a deploy) as any workflow name is checked.
+pub(crate) fn check_default_name(name: &str) -> Result<(), WdlError> {
+    crate::compile::check_name("the workflow's name", name, crate::error::Pos::UNKNOWN).map_err(|e| {
+        e.hint(
+            "FaaSFlow files carry no name, so it was taken from the file's name (or its directory's): rename \
+             them, or give the flat form a `name:`",
+        )
+    })
+}
