@@ -190,10 +190,7 @@ pub enum PeerError {
     },
     /// The connection could not be set up: unreachable, or the TLS handshake failed (a
     /// certificate not from this cluster's CA, none at all, or not the node dialled).
-    #[error(
-        "TLS handshake with {remote}{} failed: {cause} (peers need certificates from the same `faasflow cluster init`, and are dialled by the node name in their certificate)",
-        dialled(.node)
-    )]
+    #[error("TLS handshake with {remote}{} failed: {cause} ({})", dialled(.node), handshake_hint(.cause))]
     Handshake {
         /// The peer's address.
         remote: SocketAddr,
@@ -266,6 +263,22 @@ pub enum PeerError {
     /// The endpoint was closed.
     #[error("the peer endpoint is closed")]
     EndpointClosed,
+}
+
+/// What to check when a handshake failed, by what failed: a certificate refused, or nothing
+/// answering at that address at all (the daemon gone, or started again on another port).
+fn handshake_hint(cause: &quinn::ConnectionError) -> &'static str {
+    match cause {
+        quinn::ConnectionError::TimedOut => {
+            "nothing answered at that address: is the peer's daemon running there? A daemon started again on \
+             other ports is found again through the planner"
+        }
+        quinn::ConnectionError::TransportError(_) | quinn::ConnectionError::ConnectionClosed(_) => {
+            "peers need certificates from the same `faasflow cluster init`, and are dialled by the node name in \
+             their certificate"
+        }
+        _ => "the peer closed or reset the connection during the handshake: is it shutting down?",
+    }
 }
 
 fn dialled(node: &Option<String>) -> String {
@@ -1035,6 +1048,21 @@ impl IncomingObject {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_handshake_that_times_out_does_not_blame_the_certificates() {
+        let timed_out = handshake_hint(&quinn::ConnectionError::TimedOut);
+        assert!(timed_out.starts_with("nothing answered at that address"), "{timed_out}");
+        assert!(!timed_out.contains("certificate"), "{timed_out}");
+        let refused = handshake_hint(&quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::crypto(42),
+            frame_type: None,
+            reason: Vec::new().into(),
+        }));
+        assert!(refused.contains("certificates from the same"), "{refused}");
+        let closed = handshake_hint(&quinn::ConnectionError::LocallyClosed);
+        assert!(!closed.contains("certificate"), "{closed}");
+    }
     use super::*;
     use crate::io::tls::ClusterCa;
 
