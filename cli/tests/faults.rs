@@ -174,7 +174,8 @@ fn a_frozen_planner_finds_no_worker_lost_when_it_runs_again() {
 #[test]
 fn a_restarted_daemon_gets_its_plans_back_on_the_same_and_on_new_ports() {
     let mut c = Cluster::up("restart", 3, &["--slots", "2", "--heartbeat-ms", "200"]);
-    let wf = c.write("pair.yaml", &pair_workflow("pair", "1ms", true));
+    // Not idempotent: a first run that failed would not be hidden by a second.
+    let wf = c.write("pair.yaml", &pair_workflow("pair", "1ms", false));
     c.deploy(&wf);
     let rt = rt();
     let (v1, placed) = newest(&c, &rt, "pair");
@@ -182,6 +183,11 @@ fn a_restarted_daemon_gets_its_plans_back_on_the_same_and_on_new_ports() {
 
     // Same ports: it gets the version it held back, and calls run at once.
     restart_and_invoke(&mut c, &victim, true);
+    assert_eq!(
+        newest(&c, &rt, "pair").0,
+        v1,
+        "a restart on the same ports needs no new version"
+    );
     only_newest_held(&c, &rt, "pair");
     // New ports: the others could not reach it where the plan says; planned again.
     restart_and_invoke(&mut c, &victim, false);
@@ -366,4 +372,54 @@ fn a_lost_worker_fails_its_invocations_as_soon_as_the_planner_knows() {
     // Well before the 30 s peer timeout: the planner found it lost and told the entry.
     assert!(took < Duration::from_secs(12), "failed after {took:?}: {stderr}");
     eprintln!("failed after {took:?}: {stderr}");
+}
+
+#[test]
+fn a_second_daemon_under_a_live_workers_name_is_refused() {
+    let c = Cluster::up("same-name", 2, &["--heartbeat-ms", "200"]);
+    let wf = c.write("pair.yaml", &pair_workflow("pair", "1ms", true));
+    c.deploy(&wf);
+    let rt = rt();
+    let (v1, _) = newest(&c, &rt, "pair");
+    // `worker-0`'s own command line, on other ports.
+    let pid = pid_of(&c, "worker-0");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let mut args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let program = args.remove(0);
+    for flag in ["--listen", "--peer-listen", "--metrics-listen"] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            args[i + 1] = "127.0.0.1:0".into();
+        }
+    }
+    let log = c.dir.join("logs").join("impostor.log");
+    let mut impostor = std::process::Command::new(program)
+        .args(&args)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(log.with_extension("err")).expect("log"))
+        .spawn()
+        .expect("a second daemon");
+    let end = Instant::now() + Duration::from_secs(15);
+    let said = loop {
+        let said = std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
+        if said.contains("taken by a live daemon") {
+            break said;
+        }
+        assert!(
+            Instant::now() < end,
+            "the second daemon was not refused:\n{said}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(said.contains("give every daemon a name of its own"), "{said}");
+    // Meanwhile the cluster goes on as it was: no re-plan for an address that flips.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert_eq!(newest(&c, &rt, "pair").0, v1, "{}", c.logs());
+    assert_ok(&c, "pair");
 }

@@ -93,12 +93,38 @@ enum Outbound {
 
 type Post = Arc<dyn Fn(NetEvent) + Send + Sync>;
 
+/// The task that dials one peer: the address it dials, its generation, its queue.
+struct Dialled {
+    addr: SocketAddr,
+    generation: u64,
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// Which connections to each peer are current. A connection replaced (the peer is now
+/// elsewhere, or was forgotten because its daemon started again) ends without a
+/// [`NetEvent::Lost`]: the invocations of the peer's new process must not fail because its
+/// old one's connection timed out.
+#[derive(Default)]
+struct Current {
+    /// The task dialling each peer.
+    dialled: HashMap<String, Dialled>,
+    /// The generation of the newest connection each peer dialled to us; older ones are stale.
+    incoming: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Current {
+    fn generation(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
 /// The driver. Dropping it closes every connection.
 pub(crate) struct Net {
     rt: tokio::runtime::Runtime,
     endpoint: Arc<PeerEndpoint>,
-    /// The queue of each peer's task, and the address it dials.
-    peers: Mutex<HashMap<String, (SocketAddr, mpsc::UnboundedSender<Outbound>)>>,
+    current: Arc<Mutex<Current>>,
     post: Post,
 }
 
@@ -122,13 +148,23 @@ impl Net {
             })
             .map_err(|e| e.to_string())?;
         let endpoint = Arc::new(endpoint);
-        rt.spawn(accept_loop(endpoint.clone(), post.clone()));
+        let current = Arc::new(Mutex::new(Current::default()));
+        rt.spawn(accept_loop(endpoint.clone(), post.clone(), current.clone()));
         Ok(Net {
             rt,
             endpoint,
-            peers: Mutex::new(HashMap::new()),
+            current,
             post,
         })
+    }
+
+    /// Forgets the connections with `node` (its daemon started again, or is lost): the next
+    /// message dials it anew, and the old connections end without a [`NetEvent::Lost`].
+    pub(crate) fn forget(&self, node: &str) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.dialled.remove(node);
+        let generation = current.generation();
+        current.incoming.insert(node.to_owned(), generation);
     }
 
     /// Where the endpoint listens.
@@ -147,11 +183,11 @@ impl Net {
     }
 
     fn enqueue(&self, node: &str, addr: SocketAddr, out: Outbound) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let out = match peers.get(node) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let out = match current.dialled.get(node) {
             // A peer on another address is another process (its daemon started again): the
             // old connection's task ends with its queue, and the new address is dialled.
-            Some((at, tx)) if *at == addr => match tx.send(out) {
+            Some(d) if d.addr == addr => match d.tx.send(out) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(out)) => out,
             },
@@ -160,11 +196,18 @@ impl Net {
         // No task for this peer, or its last one ended with its connection: dial again.
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(out);
-        peers.insert(node.to_owned(), (addr, tx));
+        let generation = current.generation();
+        current
+            .dialled
+            .insert(node.to_owned(), Dialled { addr, generation, tx });
         self.rt.spawn(peer_task(
             self.endpoint.clone(),
-            node.to_owned(),
-            addr,
+            Peer {
+                node: node.to_owned(),
+                addr,
+                generation,
+                current: self.current.clone(),
+            },
             rx,
             self.post.clone(),
         ));
@@ -179,18 +222,13 @@ impl Drop for Net {
 
 /// Serves the queue of one peer: dials it, sends control messages in order and starts a
 /// stream per object. Ends (dropping its queue) when the connection fails.
-async fn peer_task(
-    endpoint: Arc<PeerEndpoint>,
-    node: String,
-    addr: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-    post: Post,
-) {
+async fn peer_task(endpoint: Arc<PeerEndpoint>, peer: Peer, mut rx: mpsc::UnboundedReceiver<Outbound>, post: Post) {
+    let (node, addr) = (peer.node.clone(), peer.addr);
     let conn = match endpoint.connect(addr, &node).await {
         Ok(c) => Arc::new(c),
         Err(e) => {
             let error = format!("cannot reach worker `{node}` at {addr}: {e}");
-            return give_up(&mut rx, &post, node, error);
+            return give_up(&mut rx, &post, &peer, error);
         }
     };
     loop {
@@ -198,7 +236,7 @@ async fn peer_task(
             out = rx.recv() => out,
             why = conn.closed() => {
                 let error = format!("the connection to worker `{node}` ({addr}) closed: {why}");
-                return give_up(&mut rx, &post, node, error);
+                return give_up(&mut rx, &post, &peer, error);
             }
         };
         let Some(out) = out else { return };
@@ -214,7 +252,7 @@ async fn peer_task(
                 }
                 Err(e) => {
                     let error = format!("lost the connection to worker `{node}` ({addr}): {e}");
-                    return give_up(&mut rx, &post, node, error);
+                    return give_up(&mut rx, &post, &peer, error);
                 }
             },
             Outbound::Object { header, source } => {
@@ -231,8 +269,17 @@ async fn peer_task(
     }
 }
 
-/// The connection to `node` failed: says so once, and fails the pushes still queued.
-fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, node: String, error: String) {
+/// The peer a task dials, and which of its tasks this is.
+struct Peer {
+    node: String,
+    addr: SocketAddr,
+    generation: u64,
+    current: Arc<Mutex<Current>>,
+}
+
+/// The connection to a peer failed: fails the pushes still queued, and says the peer is lost
+/// once, unless this connection was replaced meanwhile ([`Net::forget`], a new address).
+fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, peer: &Peer, error: String) {
     rx.close();
     while let Ok(out) = rx.try_recv() {
         if let Outbound::Object { header, .. } = out {
@@ -242,7 +289,23 @@ fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, node: String
             });
         }
     }
-    post(NetEvent::Lost { node, error });
+    let still_current = {
+        let mut current = peer.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = current
+            .dialled
+            .get(&peer.node)
+            .is_some_and(|d| d.generation == peer.generation);
+        if mine {
+            current.dialled.remove(&peer.node);
+        }
+        mine
+    };
+    if still_current {
+        post(NetEvent::Lost {
+            node: peer.node.clone(),
+            error,
+        });
+    }
 }
 
 async fn send_object(conn: &PeerConnection, header: ObjectHeader, source: Source) -> Result<(), PeerError> {
@@ -290,7 +353,7 @@ impl AsyncRead for RegionReader {
     }
 }
 
-async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post) {
+async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, current: Arc<Mutex<Current>>) {
     loop {
         let handshake = match endpoint.incoming().await {
             Ok(h) => h,
@@ -300,11 +363,11 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post) {
                 continue;
             }
         };
-        let post = post.clone();
+        let (post, current) = (post.clone(), current.clone());
         tokio::spawn(async move {
             let remote = handshake.remote_address();
             match handshake.finish().await {
-                Ok(conn) => serve(Arc::new(conn), post).await,
+                Ok(conn) => serve(Arc::new(conn), post, current).await,
                 Err(e) => eprintln!("faasflow daemon: refused a peer at {remote}: {e}"),
             }
         });
@@ -312,9 +375,15 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post) {
 }
 
 /// Reads what one peer sends: its control messages in order, its objects in parallel.
-async fn serve(conn: Arc<PeerConnection>, post: Post) {
+async fn serve(conn: Arc<PeerConnection>, post: Post, current: Arc<Mutex<Current>>) {
     let node = conn.peer_node().to_owned();
     let addr = conn.remote_address();
+    let generation = {
+        let mut c = current.lock().unwrap_or_else(|e| e.into_inner());
+        let g = c.generation();
+        c.incoming.insert(node.clone(), g);
+        g
+    };
     let objects = {
         let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
         tokio::spawn(async move {
@@ -339,10 +408,19 @@ async fn serve(conn: Arc<PeerConnection>, post: Post) {
             }),
             Ok(None) => break,
             Err(e) => {
-                post(NetEvent::Lost {
-                    node: node.clone(),
-                    error: format!("lost the connection from worker `{node}`: {e}"),
-                });
+                // A connection the peer's newer one (or a forget) replaced says nothing of it.
+                let stale = current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .incoming
+                    .get(&node)
+                    .is_some_and(|g| *g != generation);
+                if !stale {
+                    post(NetEvent::Lost {
+                        node: node.clone(),
+                        error: format!("lost the connection from worker `{node}`: {e}"),
+                    });
+                }
                 break;
             }
         }

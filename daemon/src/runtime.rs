@@ -1395,6 +1395,10 @@ impl Runtime {
                     let _ = reply.send(self.plans());
                 }
                 Msg::WorkerLost { name, reason, reply } => {
+                    // Its old connections say nothing of it any more (it may be a new process).
+                    if let Some(net) = &self.net {
+                        net.forget(&name);
+                    }
                     let _ = reply.send(self.worker_lost(&name, &reason));
                 }
                 Msg::Stats(reply) => {
@@ -1631,6 +1635,20 @@ impl Runtime {
         listed: &Listed,
         digest: Vec<u8>,
     ) -> Result<HashSet<u32>, DaemonError> {
+        let key = (wf.name.clone(), plan.version);
+        if let Some(held) = self.installed.get(&key) {
+            // Two installs of one version raced (the planner's watch and an invocation's
+            // repair): the same plan is installed already; another one is never taken.
+            return if held.digest == digest && !held.dropping {
+                Ok(HashSet::new())
+            } else {
+                Err(DaemonError::Install(format!(
+                    "workflow `{}`: version {} is already installed here with another plan or being dropped; \
+                     deploy it as a new version",
+                    wf.name, plan.version
+                )))
+            };
+        }
         let label = format!("{}@{}", wf.name, plan.version);
         let segment = self.arena.add_segment(&label).map_err(|e| {
             DaemonError::Install(format!("workflow `{}`: cannot create its arena segment: {e}", wf.name))

@@ -143,9 +143,13 @@ struct Worker {
     live_since: Instant,
     /// The versions its daemon holds and does not drop (its latest report, and what was
     /// installed on it since).
-    held: BTreeSet<(String, u64)>,
-    /// Every version its daemon reported, dropping ones too: (workflow, version, dropping).
-    reported: Vec<(String, u64, bool)>,
+    held: BTreeMap<(String, u64), Vec<u8>>,
+    /// Every version its daemon reported, dropping ones too: (workflow, version, dropping,
+    /// digest).
+    reported: Vec<(String, u64, bool, Vec<u8>)>,
+    /// Its daemon started again and the others are being told: nothing is installed on it
+    /// until they know (their old connections to it must not fail its new invocations).
+    restarting: bool,
 }
 
 /// One deployed version of a workflow.
@@ -158,6 +162,9 @@ struct Version {
     proto: pb::Plan,
     /// The workers whose daemons hold it, by name.
     daemons: Vec<String>,
+    /// The digest of its plan ([`crate::convert::plan_digest`]): what a daemon holding it
+    /// reports.
+    digest: Vec<u8>,
     /// Their QUIC addresses when it was made (a daemon back on another address breaks it:
     /// the others would dial the old one).
     peers: BTreeMap<String, Option<SocketAddr>>,
@@ -279,10 +286,10 @@ impl Workers for Registry {
         let state = service.state();
         match state.workers.get(name) {
             None => Err(format!(
-                "worker `{name}` is not registered; start its daemon, or deploy the workflow again to plan it onto the live workers"
+                "worker `{name}` is not registered; start its daemon (the planner plans its workflows again onto the live workers meanwhile)"
             )),
             Some(w) if service.is_lost(w, now) => Err(format!(
-                "worker `{name}` ({}) is lost (no heartbeat for {} ms); deploy the workflow again to plan it onto the live workers",
+                "worker `{name}` ({}) is lost (no heartbeat for {} ms); the planner plans its workflows again onto the live workers: retry shortly",
                 w.grpc_addr,
                 now.duration_since(w.last_seen).as_millis()
             )),
@@ -657,7 +664,7 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        self.register(request.into_inner()).map(Response::new)
+        self.register(request.into_inner()).await.map(Response::new)
     }
 
     async fn heartbeat(
@@ -1112,6 +1119,14 @@ impl PlannerService {
                     deadline = Duration::from_millis(ms);
                 }
                 idempotent = v.wf.idempotent();
+                // Never start what would wait on a worker that cannot run its part.
+                if let Some(why) = self.version_fault(&state, v, now) {
+                    let message = format!(
+                        "workflow `{}` version {} cannot run now: {why}",
+                        req.workflow, v.version
+                    );
+                    break 'route Route::NotReady { message };
+                }
                 if v.plan.mode == Mode::MasterSp {
                     let version = v.version;
                     let guard = InFlight::hold(self, &mut state, &req.workflow, index, version);
@@ -1125,11 +1140,6 @@ impl PlannerService {
                     };
                     let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
                     let version = v.version;
-                    // Never start what would wait on a worker that cannot run its part.
-                    if let Some(why) = self.version_fault(&state, v, now) {
-                        let message = format!("workflow `{}` version {version} cannot run now: {why}", req.workflow);
-                        break 'route Route::NotReady { message };
-                    }
                     let Some(w) = state.workers.get(&entry) else {
                         return Err(Status::unavailable(format!(
                             "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
@@ -1389,6 +1399,7 @@ impl PlannerService {
             (status, false)
         })?;
         let proto = plan_to_proto(&wf, &plan, &cluster);
+        let digest = crate::convert::plan_digest(&proto);
         // The workers running a task, in plan order.
         let mut used: Vec<u32> = wf
             .graph
@@ -1494,7 +1505,7 @@ impl PlannerService {
         let mut state = self.state();
         for t in &targets {
             if let Some(w) = state.workers.get_mut(&t.name) {
-                w.held.insert((wf.name.clone(), version));
+                w.held.insert((wf.name.clone(), version), digest.clone());
             }
         }
         let deployed = state.workflows.entry(wf.name.clone()).or_default();
@@ -1509,6 +1520,7 @@ impl PlannerService {
                 cluster,
                 proto: proto.clone(),
                 daemons: targets.iter().map(|t| t.name.clone()).collect(),
+                digest,
                 peers: targets
                     .iter()
                     .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))

@@ -47,19 +47,27 @@ enum Fault {
 }
 
 /// The versions a daemon reports holding and not dropping.
-fn held_set(plans: &[pb::HeldPlan]) -> BTreeSet<(String, u64)> {
+fn held_set(plans: &[pb::HeldPlan]) -> BTreeMap<(String, u64), Vec<u8>> {
     plans
         .iter()
         .filter(|p| !p.dropping)
-        .map(|p| (p.workflow.clone(), p.version))
+        .map(|p| ((p.workflow.clone(), p.version), p.digest.clone()))
         .collect()
 }
 
-fn reported(plans: &[pb::HeldPlan]) -> Vec<(String, u64, bool)> {
+fn reported(plans: &[pb::HeldPlan]) -> Vec<(String, u64, bool, Vec<u8>)> {
     plans
         .iter()
-        .map(|p| (p.workflow.clone(), p.version, p.dropping))
+        .map(|p| (p.workflow.clone(), p.version, p.dropping, p.digest.clone()))
         .collect()
+}
+
+/// Whether worker `w` holds version `v` (the same plan: a daemon holding another plan under
+/// its number does not).
+fn holds(w: &Worker, v: &Version) -> bool {
+    w.held
+        .get(&(v.wf.name.clone(), v.version))
+        .is_some_and(|d| *d == v.digest)
 }
 
 /// The request that installs `v` (as it was installed when it was made).
@@ -98,7 +106,7 @@ fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>,
 
 impl PlannerService {
     /// `RegisterWorker`.
-    pub(super) fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
+    pub(super) async fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
         if req.name.is_empty() {
             return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
         }
@@ -130,6 +138,7 @@ impl PlannerService {
                 req.name
             )));
         }
+        self.name_is_free(&req.name, req.incarnation, grpc_addr).await?;
         let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
         let now = Instant::now();
         let mut state = self.state();
@@ -142,6 +151,7 @@ impl PlannerService {
             Some((incarnation, false, since)) if incarnation == req.incarnation => since,
             _ => now,
         };
+        let restarted = previous.is_some_and(|(incarnation, _, _)| incarnation != req.incarnation);
         state.workers.insert(
             req.name.clone(),
             Worker {
@@ -153,6 +163,7 @@ impl PlannerService {
                 client,
                 noted_lost: false,
                 probing: false,
+                restarting: restarted,
                 live_since,
                 held: held_set(&req.plans),
                 reported: reported(&req.plans),
@@ -175,11 +186,56 @@ impl PlannerService {
             req.slots,
             req.plans.iter().filter(|p| !p.dropping).count()
         );
-        // What a restarted worker should hold is installed now, not at the next watch.
-        self.reconcile();
+        if restarted {
+            // The others' connections to its old process must not fail the new one's
+            // invocations: they forget them first; then it gets what it should hold.
+            let this = self.clone();
+            let name = req.name.clone();
+            tokio::spawn(async move {
+                this.tell_lost_and_wait(&name, "its daemon started again").await;
+                if let Some(w) = this.state().workers.get_mut(&name) {
+                    w.restarting = false;
+                }
+                this.reconcile();
+            });
+        } else {
+            // What it should hold is installed now, not at the next watch.
+            self.reconcile();
+        }
         Ok(pb::RegisterWorkerResponse {
             heartbeat_interval_ms: u32::try_from(self.inner.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Refuses a registration under the name of another live daemon: a known worker of that
+    /// name, with another incarnation at another address, that still answers a direct call.
+    /// (A daemon started again on the same address cannot share it with its old process.)
+    async fn name_is_free(&self, name: &str, incarnation: u64, grpc_addr: SocketAddr) -> Result<(), Status> {
+        let other = {
+            let state = self.state();
+            match state.workers.get(name) {
+                Some(w) if w.incarnation != incarnation && w.grpc_addr != grpc_addr && !w.noted_lost => {
+                    Some((w.client.clone(), w.grpc_addr))
+                }
+                _ => None,
+            }
+        };
+        let Some((mut client, at)) = other else { return Ok(()) };
+        let answer = tokio::time::timeout(self.probe_timeout(), client.status(pb::StatusRequest {})).await;
+        match answer {
+            Ok(Ok(s)) if s.get_ref().worker == name => Err(Status::invalid_argument(format!(
+                "RegisterWorker: worker name `{name}` is taken by a live daemon at {at}; give every daemon a name of its own (--name)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`PlannerService::tell_lost`], returning once every daemon has answered (or its time
+    /// limit passed).
+    async fn tell_lost_and_wait(&self, lost: &str, reason: &str) {
+        for task in self.tell_lost(lost, reason) {
+            let _ = task.await;
+        }
     }
 
     /// `Heartbeat`: known only by name and incarnation.
@@ -249,7 +305,7 @@ impl PlannerService {
                     gap.as_millis(),
                     (interval * LOST_AFTER).as_millis()
                 );
-                for w in state.workers.values_mut() {
+                for w in state.workers.values_mut().filter(|w| !w.noted_lost) {
                     w.last_seen = w.last_seen.max(now);
                 }
             }
@@ -261,15 +317,8 @@ impl PlannerService {
                     // busy): it is lost only if it does not answer a direct call either.
                     w.probing = true;
                     silent_ones.push((name.clone(), w.client.clone(), silent));
-                } else if !lost && w.noted_lost {
-                    w.noted_lost = false;
-                    w.live_since = now;
-                    eprintln!(
-                        "planner: worker `{name}` ({}) is back: plans use it again once it has been live for {} ms",
-                        w.grpc_addr,
-                        (interval * LOST_AFTER).as_millis()
-                    );
                 }
+                // A lost worker comes back with a heartbeat or a registration, nothing else.
             }
         }
         for (name, client, silent) in silent_ones {
@@ -364,7 +413,7 @@ impl PlannerService {
     /// Tells every other live daemon that worker `lost` is lost: their invocations that
     /// involve it fail at once, naming it (the entry's report carries it, so an idempotent
     /// workflow runs again on the live workers).
-    fn tell_lost(&self, lost: &str, reason: &str) {
+    fn tell_lost(&self, lost: &str, reason: &str) -> Vec<tokio::task::JoinHandle<()>> {
         let now = Instant::now();
         let targets: Vec<(String, DaemonClient<AuthChannel>)> = self
             .state()
@@ -373,12 +422,13 @@ impl PlannerService {
             .filter(|(name, w)| name.as_str() != lost && !self.is_lost(w, now))
             .map(|(name, w)| (name.clone(), w.client.clone()))
             .collect();
+        let mut tasks = Vec::new();
         for (name, mut client) in targets {
             let req = pb::WorkerLostRequest {
                 name: lost.to_owned(),
                 reason: reason.to_owned(),
             };
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 match tokio::time::timeout(TELL_TIMEOUT, client.worker_lost(req)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(status)) => {
@@ -392,8 +442,9 @@ impl PlannerService {
                         TELL_TIMEOUT.as_secs()
                     ),
                 }
-            });
+            }));
         }
+        tasks
     }
 
     /// One round of the watch's repairs: installs what live workers miss, drops what they
@@ -414,7 +465,8 @@ impl PlannerService {
                         let same_place = v.peers.get(name).copied().flatten() == w.quic_addr;
                         if !self.is_lost(w, now)
                             && same_place
-                            && !w.held.contains(&(workflow.clone(), v.version))
+                            && !w.restarting
+                            && !holds(w, v)
                             && pending.insert((name.clone(), workflow.clone(), v.version))
                         {
                             let target = Target {
@@ -430,11 +482,13 @@ impl PlannerService {
                 if self.is_lost(w, now) {
                     continue;
                 }
-                for (workflow, version, dropping) in &w.reported {
+                for (workflow, version, dropping, digest) in &w.reported {
+                    // Known: the same plan under the same number (another plan under it is
+                    // stale, from before the planner started again).
                     let known = state
                         .workflows
                         .get(workflow)
-                        .is_some_and(|d| d.versions.iter().any(|v| v.version == *version))
+                        .is_some_and(|d| d.versions.iter().any(|v| v.version == *version && v.digest == *digest))
                         || state.installing.contains(&(workflow.clone(), *version));
                     if !*dropping && !known && pending.insert((name.clone(), workflow.clone(), *version)) {
                         let target = Target {
@@ -593,6 +647,16 @@ impl PlannerService {
 
     /// Installs version `version` of `workflow` again on `targets`.
     async fn install_again(&self, workflow: &str, version: u64, targets: Vec<Target>) -> Result<(), String> {
+        // A daemon that started again gets nothing until the others have forgotten its old
+        // process ([`PlannerService::register`]).
+        let end = Instant::now() + TELL_TIMEOUT + Duration::from_secs(1);
+        while Instant::now() < end
+            && targets
+                .iter()
+                .any(|t| self.state().workers.get(&t.name).is_some_and(|w| w.restarting))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let req = {
             let state = self.state();
             let v = state
@@ -631,8 +695,14 @@ impl PlannerService {
         eprintln!(
             "planner: installed workflow `{workflow}` version {version} again on worker `{worker}`, which did not hold it"
         );
-        if let Some(w) = self.state().workers.get_mut(worker) {
-            w.held.insert((workflow.to_owned(), version));
+        let mut state = self.state();
+        let digest = state
+            .workflows
+            .get(workflow)
+            .and_then(|d| d.versions.iter().find(|v| v.version == version))
+            .map(|v| v.digest.clone());
+        if let (Some(digest), Some(w)) = (digest, state.workers.get_mut(worker)) {
+            w.held.insert((workflow.to_owned(), version), digest);
         }
     }
 
@@ -678,13 +748,12 @@ impl PlannerService {
         if let Some(why) = self.broken(state, v, now) {
             return Some(Fault::Broken(why));
         }
-        let key = (v.wf.name.clone(), v.version);
         let missing: Vec<Target> = v
             .daemons
             .iter()
             .filter_map(|name| {
                 let w = state.workers.get(name)?;
-                (!w.held.contains(&key)).then(|| Target {
+                (!holds(w, v)).then(|| Target {
                     name: name.clone(),
                     addr: w.grpc_addr,
                 })
@@ -743,10 +812,9 @@ impl PlannerService {
         if let Some(why) = self.broken(state, v, now) {
             return Some(why);
         }
-        let key = (v.wf.name.clone(), v.version);
         v.daemons
             .iter()
-            .find(|name| state.workers.get(*name).is_some_and(|w| !w.held.contains(&key)))
+            .find(|name| state.workers.get(*name).is_some_and(|w| !holds(w, v)))
             .map(|name| format!("worker `{name}` does not hold it (its daemon started again)"))
     }
 }
