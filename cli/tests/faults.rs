@@ -383,13 +383,7 @@ fn a_second_daemon_under_a_live_workers_name_is_refused() {
     let (v1, _) = newest(&c, &rt, "pair");
     // `worker-0`'s own command line, on other ports.
     let pid = pid_of(&c, "worker-0");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    let mut args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let program = args.remove(0);
+    let (program, mut args) = support::local::command_line(pid);
     for flag in ["--listen", "--peer-listen", "--metrics-listen"] {
         if let Some(i) = args.iter().position(|a| a == flag) {
             args[i + 1] = "127.0.0.1:0".into();

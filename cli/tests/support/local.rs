@@ -92,13 +92,7 @@ impl Cluster {
         } else {
             (who.to_owned(), self.worker(who)["pid"].as_u64().expect("pid") as u32)
         };
-        let cmdline = std::fs::read(format!("/proc/{old_pid}/cmdline")).expect("cmdline of a live process");
-        let mut args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let program = args.remove(0);
+        let (program, mut args) = command_line(old_pid);
         let set = |args: &mut Vec<String>, flag: &str, value: String| {
             if let Some(i) = args.iter().position(|a| a == flag) {
                 args[i + 1] = value;
@@ -363,6 +357,18 @@ pub(crate) fn kill9(pid: u32) {
         .status()
         .expect("kill");
     assert!(st.success());
+}
+
+/// The program and arguments process `pid` was started with.
+pub(crate) fn command_line(pid: u32) -> (String, Vec<String>) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline of a live process");
+    let mut args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let program = args.remove(0);
+    (program, args)
 }
 
 /// Sends signal `sig` (`STOP`, `CONT`, …) to `pid`.
