@@ -119,6 +119,47 @@ fn start_message() -> ControlMessage {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_still_held_by_a_process_that_is_going_is_bound_once_it_is_free() {
+    let cluster = Cluster::new();
+    let held = std::net::UdpSocket::bind(localhost()).unwrap();
+    let addr = held.local_addr().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let e = PeerEndpoint::bind(
+        addr,
+        &cluster.ca.issue("w0").unwrap(),
+        &cluster.trust,
+        PeerConfig::default(),
+    )
+    .expect("bound once the old socket is gone");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.local_addr().unwrap(), addr);
+    release.join().unwrap();
+    // A port that stays taken is an error after the retries, naming it.
+    let kept = std::net::UdpSocket::bind(localhost()).unwrap();
+    let taken = kept.local_addr().unwrap();
+    let err = PeerEndpoint::bind(
+        taken,
+        &cluster.ca.issue("w1").unwrap(),
+        &cluster.trust,
+        PeerConfig::default(),
+    )
+    .expect_err("a taken port");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot listen for peers on {taken}")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_of_one_cluster_exchange_control_messages_and_objects() {
     bounded(async {
         let cluster = Cluster::new();

@@ -287,6 +287,26 @@ fn dialled(node: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// How long binding a given UDP port that is taken is tried again: a daemon started again on
+/// the ports of one that just died may find them held a moment longer (by its instances, or
+/// the kernel).
+pub const BIND_RETRY: Duration = Duration::from_secs(5);
+
+/// Binds `addr`, trying again for up to [`BIND_RETRY`] while a given port is in use.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let end = std::time::Instant::now() + BIND_RETRY;
+    loop {
+        match std::net::UdpSocket::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 && std::time::Instant::now() < end =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A daemon's QUIC endpoint: serves peers and dials them, with this node's certificate.
 #[derive(Debug)]
 pub struct PeerEndpoint {
@@ -405,7 +425,7 @@ impl PeerEndpoint {
                 .map_err(|e| PeerError::Config(e.to_string()))?,
         );
         let bind_err = |cause| PeerError::Bind { addr, cause };
-        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let socket = bind_udp(addr).map_err(bind_err)?;
         let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(bind_err)?;
         // Best effort: the kernel caps the sizes, and a smaller buffer only costs speed.
         let _ = state.set_send_buffer_size((&socket).into(), config.socket_buffer);
