@@ -352,13 +352,19 @@ fn incarnation() -> u64 {
     h.finish().max(1)
 }
 
-/// The plan versions the daemon holds, as the planner is told.
-async fn held_plans(daemon: &Arc<Daemon>) -> Vec<pb::HeldPlan> {
+/// What the daemon holds, as the planner is told: its plan versions and its instances (one
+/// trip to the daemon's loop thread).
+async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, usize) {
     let d = daemon.clone();
-    let plans = tokio::task::spawn_blocking(move || d.plans().unwrap_or_default())
-        .await
-        .unwrap_or_default();
-    plans
+    let (plans, instances) = tokio::task::spawn_blocking(move || {
+        (
+            d.plans().unwrap_or_default(),
+            d.stats().map(|s| s.instances).unwrap_or(0),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    let plans = plans
         .into_iter()
         .map(|p| pb::HeldPlan {
             workflow: p.workflow,
@@ -366,7 +372,8 @@ async fn held_plans(daemon: &Arc<Daemon>) -> Vec<pb::HeldPlan> {
             digest: p.digest,
             dropping: p.dropping,
         })
-        .collect()
+        .collect();
+    (plans, instances)
 }
 
 /// Registers, retrying until the planner answers: the heartbeat interval.
@@ -388,7 +395,7 @@ async fn register(
             memory_mib: me.memory_mib,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             incarnation,
-            plans: held_plans(daemon).await,
+            plans: holdings(daemon).await.0,
         };
         match client.clone().register_worker(req).await {
             Ok(r) => {
@@ -438,14 +445,11 @@ async fn heartbeats(
     let mut unreachable = false;
     loop {
         tokio::time::sleep(interval).await;
-        let d = daemon.clone();
-        let instances = tokio::task::spawn_blocking(move || d.stats().map(|s| s.instances).unwrap_or(0))
-            .await
-            .unwrap_or(0);
+        let (plans, instances) = holdings(daemon).await;
         let req = pb::HeartbeatRequest {
             name: me.name.clone(),
             incarnation,
-            plans: held_plans(daemon).await,
+            plans,
             instances: u32::try_from(instances).unwrap_or(u32::MAX),
             pools: Vec::new(),
             profiles: Vec::new(),

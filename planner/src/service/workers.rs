@@ -220,10 +220,9 @@ impl PlannerService {
                 _ => None,
             }
         };
-        let Some((mut client, at)) = other else { return Ok(()) };
-        let answer = tokio::time::timeout(self.probe_timeout(), client.status(pb::StatusRequest {})).await;
-        match answer {
-            Ok(Ok(s)) if s.get_ref().worker == name => Err(Status::invalid_argument(format!(
+        let Some((client, at)) = other else { return Ok(()) };
+        match self.ask(client).await {
+            Ok(worker) if worker == name => Err(Status::invalid_argument(format!(
                 "RegisterWorker: worker name `{name}` is taken by a live daemon at {at}; give every daemon a name of its own (--name)"
             ))),
             _ => Ok(()),
@@ -329,14 +328,8 @@ impl PlannerService {
 
     /// Asks the daemon of worker `name`, silent for `silent`, whether it answers; if it does
     /// not within [`PlannerService::probe_timeout`], it is lost.
-    async fn probe(&self, name: String, mut client: DaemonClient<AuthChannel>, silent: Duration) {
-        let limit = self.probe_timeout();
-        let answer = tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await;
-        let why = match answer {
-            Ok(Ok(_)) => None,
-            Ok(Err(status)) => Some(describe(&status)),
-            Err(_) => Some(format!("no answer to a direct call within {} ms", limit.as_millis())),
-        };
+    async fn probe(&self, name: String, client: DaemonClient<AuthChannel>, silent: Duration) {
+        let why = self.ask(client).await.err();
         let now = Instant::now();
         let lost = {
             let mut state = self.state();
@@ -387,14 +380,12 @@ impl PlannerService {
                 Some(w) => w.client.clone(),
             }
         };
-        let mut client = client;
-        let limit = self.probe_timeout();
-        match tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await {
-            Ok(Ok(_)) => {
+        match self.ask(client).await {
+            Ok(_) => {
                 eprintln!("planner: worker `{name}` was reported lost by a peer but answers: not lost");
                 false
             }
-            Ok(Err(_)) | Err(_) => {
+            Err(_) => {
                 self.mark_lost(name);
                 self.tell_lost(
                     name,
@@ -402,6 +393,17 @@ impl PlannerService {
                 );
                 true
             }
+        }
+    }
+
+    /// Asks a daemon directly whether it answers (`Status`, within
+    /// [`PlannerService::probe_timeout`]): the name it answers with, or why it did not.
+    async fn ask(&self, mut client: DaemonClient<AuthChannel>) -> Result<String, String> {
+        let limit = self.probe_timeout();
+        match tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await {
+            Ok(Ok(s)) => Ok(s.into_inner().worker),
+            Ok(Err(status)) => Err(describe(&status)),
+            Err(_) => Err(format!("no answer to a direct call within {} ms", limit.as_millis())),
         }
     }
 
@@ -620,14 +622,13 @@ impl PlannerService {
         };
         let why = match fault {
             Fault::Missing(targets) => return self.install_again(workflow, version, targets).await,
-            Fault::Rebalance(why) if self.same_placement(workflow, &wf, mode, allow_overcommit) => {
+            Fault::Rebalance(_) if self.same_placement(workflow, &wf, mode, allow_overcommit) => {
                 // Planned again, every task would stay where it is: no new version.
                 let mut state = self.state();
                 let live: BTreeSet<String> = self.live_cluster_names(&state, now);
                 if let Some(v) = state.workflows.get_mut(workflow).and_then(|d| d.versions.first_mut()) {
                     v.considered = live;
                 }
-                let _ = why;
                 return Ok(());
             }
             Fault::Broken(why) | Fault::Rebalance(why) => why,
