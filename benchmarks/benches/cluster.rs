@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct};
+use faasflow_core::dag::Workflow;
+use faasflow_core::plan::{Mode, Plan, Tier};
+use faasflow_core::report::{FunctionRecord, Report};
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
-use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
-use faasflow_planner::plan::{Mode, Plan, Tier};
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 const CHAIN: usize = 50;

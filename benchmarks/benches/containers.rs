@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, runs};
+use faasflow_core::report::{FunctionRecord, Report};
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 /// Daemons started for the cold calls.

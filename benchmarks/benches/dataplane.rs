@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use faasflow_benchmarks::{
     faasflow_bin, fmt_ratio, fmt_size, fmt_us, machine_line, median, pct, quick, record_figure, runs,
 };
+use faasflow_core::report::{FunctionRecord, Report};
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::{FunctionRecord, Report};
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 /// Functions in the chain.

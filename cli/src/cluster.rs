@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, check_node_name};
-use faasflow_planner::auth::{TOKEN_FILE, Token};
+use faasflow_rpc::auth::{TOKEN_FILE, Token};
 
 use crate::Failure;
 

@@ -12,14 +12,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
+use faasflow_core::dag::SourceFormat;
+use faasflow_core::report::Report;
 use faasflow_daemon::io::tls::{ClusterCa, NodeIdentity};
-use faasflow_daemon::report::Report;
-use faasflow_planner::auth::{Attach, AuthChannel, TOKEN_FILE, Token};
-use faasflow_planner::dag::SourceFormat;
 use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
-use faasflow_planner::service::{MAX_MESSAGE, describe};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::{Attach, AuthChannel, TOKEN_FILE, Token};
+use faasflow_rpc::channel::MAX_MESSAGE;
+use faasflow_rpc::status::describe;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, geteuid, kill_process};
 use serde_json::json;
@@ -125,7 +126,7 @@ pub(crate) struct UpArgs {
     #[arg(long, value_name = "MS", default_value_t = crate::services::DEFAULT_PEER_TIMEOUT_MS)]
     peer_timeout_ms: u64,
     /// Invocations the planner takes at once (at least 1); more are refused as overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+    #[arg(long, value_name = "N", default_value_t = faasflow_control::service::DEFAULT_MAX_IN_FLIGHT,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
@@ -162,8 +163,8 @@ pub(crate) enum ModeArg {
 
 impl ModeArg {
     /// The planner's mode.
-    pub(crate) fn mode(self) -> faasflow_planner::Mode {
-        use faasflow_planner::Mode;
+    pub(crate) fn mode(self) -> faasflow_core::Mode {
+        use faasflow_core::Mode;
         match self {
             ModeArg::Workersp => Mode::WorkerSp,
             ModeArg::Mastersp => Mode::MasterSp,
@@ -640,7 +641,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
         )?;
     }
     match &redis {
-        Some((url, _)) => outln!("  redis  {}", faasflow_planner::remote::redact_url(url))?,
+        Some((url, _)) => outln!("  redis  {}", faasflow_remote::redact_url(url))?,
         None => outln!("  redis  none")?,
     }
     outln!(
@@ -968,7 +969,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
     let request = pb::DeployRequest {
         source,
         file_name: args.file.display().to_string(),
-        mode: faasflow_planner::convert::mode_to_proto(args.mode.mode()),
+        mode: faasflow_rpc::convert::mode_to_proto(args.mode.mode()),
         allow_overcommit: args.allow_overcommit,
         default_name: default_name(&args.file),
     };
@@ -1013,7 +1014,7 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
         let text = String::from_utf8_lossy(&bytes);
         let mut reports = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let r: faasflow_planner::report::Report = serde_json::from_str(line).map_err(|e| {
+            let r: faasflow_core::report::Report = serde_json::from_str(line).map_err(|e| {
                 Failure::Input(format!(
                     "error: {}:{}: not a JSON report (`faasflow run FILE --report json` writes them): {e}",
                     path.display(),
@@ -1058,7 +1059,7 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Other(anyhow!("the planner's report of invocation {id} is not valid: {e}")))?;
         (response.workflow, report)
     };
-    let trace = faasflow_planner::trace::chrome_trace(&report, &workflow);
+    let trace = faasflow_core::trace::chrome_trace(&report, &workflow);
     let bytes = serde_json::to_vec(&trace).map_err(|e| Failure::Other(anyhow!("cannot encode the trace: {e}")))?;
     std::fs::write(&args.chrome, bytes)
         .map_err(|e| Failure::Input(format!("error: cannot write {}: {e}", args.chrome.display())))?;
@@ -1129,7 +1130,7 @@ fn memory_text(workflows: &[pb::WorkflowMemory]) -> String {
 
 /// `: f1, f2 on worker-0; f3 on worker-1` from a plan.
 fn placement_text(plan: &pb::Plan) -> String {
-    let Ok((wf, plan, cluster)) = faasflow_planner::plan_from_proto(plan) else {
+    let Ok((wf, plan, cluster)) = faasflow_rpc::plan_from_proto(plan) else {
         return String::new();
     };
     let mut by_worker: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1212,7 +1213,7 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
             let wf = plan
                 .plan
                 .as_ref()
-                .map(faasflow_planner::plan_from_proto)
+                .map(faasflow_rpc::plan_from_proto)
                 .transpose()
                 .map_err(|e| anyhow!("the planner sent a plan that is not valid: {e}"))?
                 .map(|(wf, _, _)| wf);

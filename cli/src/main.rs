@@ -26,11 +26,12 @@ mod run;
 mod services;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use faasflow_planner::r#gen::MAX_GENERATED_TASKS;
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_planner::load::{Loaded, MAX_FILE_BYTES, load_file};
 use faasflow_planner::partition::partition;
+use faasflow_planner::random::MAX_GENERATED_TASKS;
 use faasflow_planner::render::{count, fmt_bytes, fmt_thousands, graph_text, plan_dot, plan_json_string, plan_text};
-use faasflow_planner::{ClusterView, GenParams, PlannerConfig, WdlError, random_workflow, to_flat_yaml};
+use faasflow_planner::{GenParams, WdlError, random_workflow, to_flat_yaml};
 use local::ModeArg;
 
 /// Serverless workflows with worker-side scheduling and in-memory data passing.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use faasflow_planner::metrics::{Sample, buckets, parse, quantile};
+use faasflow_core::metrics::{Sample, buckets, parse, quantile};
 
 use crate::Failure;
 

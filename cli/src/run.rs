@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use faasflow_core::dag::{SourceFormat, Workflow};
+use faasflow_core::report::Report;
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, ProbeMode};
-use faasflow_planner::dag::{SourceFormat, Workflow};
 use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes};
-use faasflow_planner::{ClusterView, PlannerConfig};
 
 use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::{Failure, load};
@@ -122,7 +122,7 @@ fn find_pack(name: &str, given: &HashMap<String, PathBuf>) -> Option<PathBuf> {
 }
 
 /// Largest input file (`--input @FILE`): the most the cluster's API takes in one message.
-pub(crate) const MAX_INPUT_BYTES: usize = faasflow_planner::service::MAX_MESSAGE;
+pub(crate) const MAX_INPUT_BYTES: usize = faasflow_rpc::channel::MAX_MESSAGE;
 
 /// The text of an input file, at most [`MAX_INPUT_BYTES`].
 fn read_input_file(path: &str) -> Result<String, Failure> {

@@ -6,19 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use faasflow_control::service::{PlannerService, ServiceConfig};
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
 use faasflow_daemon::runtime::{Daemon, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
-use faasflow_planner::remote::{RemoteStore, redact_url};
-use faasflow_planner::service::{PlannerService, ServiceConfig};
+use faasflow_remote::{RemoteStore, redact_url};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::Failure;
 use crate::run::DataPlaneArgs;
-use faasflow_planner::auth::Token;
+use faasflow_rpc::auth::Token;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PlannerArgs {
@@ -58,7 +58,7 @@ pub(crate) struct PlannerArgs {
     token_file: Option<PathBuf>,
     /// Invocations in flight at once (at least 1); one more is refused at once as overloaded
     /// (RESOURCE_EXHAUSTED), never queued.
-    #[arg(long, value_name = "N", default_value_t = faasflow_planner::service::DEFAULT_MAX_IN_FLIGHT,
+    #[arg(long, value_name = "N", default_value_t = faasflow_control::service::DEFAULT_MAX_IN_FLIGHT,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
 }

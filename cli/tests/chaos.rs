@@ -18,9 +18,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faasflow_planner::auth::{Attach, AuthChannel};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::{Attach, AuthChannel};
 
 mod support;
 
@@ -257,7 +257,7 @@ fn leaks(c: &Cluster) -> Vec<String> {
 /// What a daemon holds of versions beyond those in use: more than one version of a workflow,
 /// instances of dropped versions' pools, arena segments or memory files of versions it no
 /// longer holds.
-fn versions_left(name: &str, pid: u32, m: &[faasflow_planner::metrics::Sample]) -> Vec<String> {
+fn versions_left(name: &str, pid: u32, m: &[faasflow_core::metrics::Sample]) -> Vec<String> {
     let mut out = Vec::new();
     let versions = m.iter().filter(|s| s.name == "faasflow_installed_versions");
     let mut installed = 0.0;

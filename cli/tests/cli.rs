@@ -422,7 +422,7 @@ fn cluster_init_writes_certificates_the_daemon_loads_and_keeps_an_existing_ca() 
     );
     assert!(out.contains("ca-key.pem  (secret, mode 0600)"), "{out}");
     assert!(out.contains("token  (secret, mode 0600)"), "{out}");
-    faasflow_planner::auth::Token::load(&dir.join("token")).expect("the cluster's API token");
+    faasflow_rpc::auth::Token::load(&dir.join("token")).expect("the cluster's API token");
     ClusterTrust::load(&dir).unwrap();
     for node in ["planner", "worker-0", "worker-1", "worker-2"] {
         let id = NodeIdentity::load(&dir, node).unwrap();

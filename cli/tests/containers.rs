@@ -8,13 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faasflow_core::dag::Workflow;
+use faasflow_core::report::Report;
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError, ProbeMode};
-use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;

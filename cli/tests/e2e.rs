@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faasflow_core::dag::Workflow;
+use faasflow_core::report::Report;
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError, ProbeMode};
-use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 mod support;
@@ -105,7 +105,7 @@ fn failed(r: &Report) -> &str {
     r.error.as_deref().expect("a failed report has an error")
 }
 
-fn record<'a>(r: &'a Report, name: &str) -> &'a faasflow_daemon::report::FunctionRecord {
+fn record<'a>(r: &'a Report, name: &str) -> &'a faasflow_core::report::FunctionRecord {
     r.functions
         .iter()
         .find(|f| f.name == name)

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use faasflow_control::service::ServiceConfig;
+use faasflow_core::report::Report;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
-use faasflow_planner::auth::AuthChannel;
-use faasflow_planner::service::ServiceConfig;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::AuthChannel;
 use serde_json::json;
 use support::Redis;
 
@@ -128,7 +128,7 @@ async fn messages(planner: &mut PlannerClient<AuthChannel>) -> (u64, u64) {
 
 /// Every function that ran did so on the worker the plan put it on.
 fn check_placement(plan: &pb::Plan, r: &Report) {
-    let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("a valid plan");
+    let (wf, plan, cluster) = faasflow_rpc::plan_from_proto(plan).expect("a valid plan");
     for f in &r.functions {
         let n = wf
             .graph

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use faasflow_control::service::{PlannerService, ServiceConfig};
+use faasflow_core::report::Report;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_daemon::service::DaemonService;
-use faasflow_planner::auth::{Attach, AuthChannel, Token};
-use faasflow_planner::service::{PlannerService, ServiceConfig};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::{Attach, AuthChannel, Token};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -240,18 +240,18 @@ fn same_plan(function: &str) -> pb::Plan {
     let wf = faasflow_planner::load::load_str(&yaml, "same.yaml", "same")
         .expect("loads")
         .workflow;
-    let cluster = faasflow_planner::ClusterView {
-        workers: vec![faasflow_planner::plan::WorkerView {
+    let cluster = faasflow_core::ClusterView {
+        workers: vec![faasflow_core::plan::WorkerView {
             name: "w0".into(),
             slots: 64,
         }],
     };
-    let cfg = faasflow_planner::PlannerConfig {
+    let cfg = faasflow_core::PlannerConfig {
         version: 1,
-        ..faasflow_planner::PlannerConfig::default()
+        ..faasflow_core::PlannerConfig::default()
     };
     let plan = faasflow_planner::partition(&wf, &cluster, &cfg).expect("plan");
-    faasflow_planner::plan_to_proto(&wf, &plan, &cluster)
+    faasflow_rpc::plan_to_proto(&wf, &plan, &cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +289,7 @@ async fn a_different_plan_under_a_held_version_is_refused() {
 async fn three_workers_run_the_plan_where_it_says() {
     let mut c = cluster(3, 2, true).await;
     let d = deploy(&mut c.planner, CHAIN).await;
-    let (wf, plan, view) = faasflow_planner::plan_from_proto(d.plan.as_ref().expect("plan")).expect("valid plan");
+    let (wf, plan, view) = faasflow_rpc::plan_from_proto(d.plan.as_ref().expect("plan")).expect("valid plan");
     let mut placed = std::collections::BTreeMap::new();
     for n in wf.graph.node_indices().filter(|n| wf.graph[*n].task().is_some()) {
         placed.insert(

@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faasflow_core::dag::Workflow;
+use faasflow_core::plan::{Mode, Plan, Tier};
+use faasflow_core::report::Report;
+use faasflow_core::{ClusterView, PlannerConfig};
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::report::Report;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, ExecInput, Execute, Executed, PeerSettings, RemoteObject};
-use faasflow_planner::dag::Workflow;
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
-use faasflow_planner::plan::{Mode, Plan, Tier};
-use faasflow_planner::{ClusterView, PlannerConfig};
 use serde_json::json;
 
 mod support;
@@ -499,7 +499,7 @@ output:
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = faasflow_planner::remote::RemoteStore::connect(&redis.url(), Duration::from_secs(3))
+        let store = faasflow_remote::RemoteStore::connect(&redis.url(), Duration::from_secs(3))
             .await
             .unwrap();
         store.delete_invocation("central", 1, 77).await.unwrap();
@@ -825,7 +825,7 @@ output:
         assert_eq!(r.status, "ok", "{:?}", r.error);
         assert_eq!(r.output, json!({"a": size, "b": size, "d": size, "e": size + 1}));
         let from_input: Vec<_> = r.edges.iter().filter(|e| e.from == "input.big").collect();
-        if size < faasflow_planner::dag::STAGE_MIN_BYTES {
+        if size < faasflow_core::dag::STAGE_MIN_BYTES {
             assert!(
                 from_input.is_empty(),
                 "a small input travels inside Start: {:?}",

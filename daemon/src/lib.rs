@@ -1,25 +1,18 @@
-//! faasflow's per-worker daemon. It drives the invocation [`engine`] (which lives in the planner crate, so that MasterSP's central engine runs the same code): a sans-IO state
-//! machine that installs compiled workflows, keeps per-invocation state, and says which
-//! function to trigger, cancel, or which object to release; and the bookkeeping of FaaStore's
-//! arena ([`store`]), which gives objects their place in shared memory; and the peer transport
-//! between daemons ([`io`]: QUIC with mutual TLS from the cluster CA).
+//! faasflow's per-worker daemon. Its runtime drives the invocation engine of `faasflow-core`
+//! (the same sans-IO state machine MasterSP's central engine runs): it starts function
+//! instances ([`pool`], [`container`]), turns the engine's triggers into calls on their rings,
+//! keeps objects in FaaStore's arena ([`store`]), moves them to other workers over the peer
+//! transport ([`io`]: QUIC with mutual TLS from the cluster CA) or to the remote tier (Redis),
+//! and serves the `Daemon` gRPC service ([`service`]).
 //!
-//! What it does not do: the engine performs no I/O, reads no clock and draws no randomness of
-//! its own. Time is passed in (`now`), retry jitter comes from a generator seeded by
-//! [`engine::EngineConfig::seed`], and function outputs are opaque handles
-//! ([`engine::ObjectRef`]): the engine never sees their bytes, only the parsed JSON of small
-//! `json`/`list` outputs that conditions and foreach lists need. Starting instances, moving
-//! bytes and freeing arena memory belong to the drivers that act on its [`engine::Action`]s.
+//! What it does not do: compute plans (the planner does), or decide when a step runs (the
+//! engine does; the runtime acts on its actions).
 #![forbid(unsafe_code)]
 
-pub use faasflow_planner::engine;
 pub mod container;
 pub mod io;
 mod net;
 pub mod pool;
-pub use faasflow_planner::report;
 pub mod runtime;
 pub mod service;
 pub mod store;
-
-pub use engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};

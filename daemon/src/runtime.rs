@@ -34,24 +34,24 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faasflow_core::NodeId;
+use faasflow_core::dag::{DataSource, FailureKind, Isolation, NodeKind, ValueKind, Workflow};
+use faasflow_core::plan::{ClusterView, Mode, Plan};
 use faasflow_ebpf::Probe;
 pub use faasflow_ebpf::ProbeMode;
-use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, FailureKind, Isolation, NodeKind, ValueKind, Workflow};
-use faasflow_planner::plan::{ClusterView, Mode, Plan};
 use faasflow_shm::frame::{self, Frame, Status, Value};
 use faasflow_shm::{Consumer, Doorbell, Producer};
 
 use crate::container::{self, ContainerSettings, ContainerSpec, DockerLink};
-use crate::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
 use crate::io::peer::PeerConfig;
-use crate::io::remote::{ObjectKey, RemoteStore};
 use crate::io::tls::{ClusterTrust, NodeIdentity};
 use crate::net::{Net, NetEvent};
 use crate::pool::{self, Handle, Launch, PackCommand, SpawnRequest, Spawner};
-use crate::report::{EdgeRecord, FunctionRecord, Report};
 use crate::store::arena::{self, Arena, Extent};
 use crate::store::spill::SpillDir;
+use faasflow_core::engine::{Action, Engine, EngineConfig, InputValue, InvocationId, ObjectRef};
+use faasflow_core::report::{EdgeRecord, FunctionRecord, Report};
+use faasflow_remote::{ObjectKey, RemoteStore};
 
 mod cluster;
 mod master;
@@ -205,7 +205,7 @@ pub struct Execute {
 #[derive(Debug, Clone)]
 pub struct Executed {
     /// Its outputs, stored in the remote tier under keys of its invocation (the caller
-    /// deletes them with the invocation: [`faasflow_planner::remote::RemoteStore::delete_invocation`]).
+    /// deletes them with the invocation: [`faasflow_remote::RemoteStore::delete_invocation`]).
     pub outputs: Vec<(String, RemoteObject)>,
     /// The run, for the invocation's report.
     pub record: FunctionRecord,
@@ -389,7 +389,7 @@ impl Runner {
     /// A function runs in a container when it says `isolation: container` or names an
     /// `image`; its image is then the one named, else [`container::default_image`].
     fn of(
-        spec: &faasflow_planner::dag::FunctionSpec,
+        spec: &faasflow_core::dag::FunctionSpec,
         packs: &HashMap<String, PackCommand>,
         synthetic: &PackCommand,
     ) -> Result<(Runner, String, bool), String> {
@@ -1093,9 +1093,9 @@ const MEASURED_CALLS: (u64, u64) = (8, 32);
 /// What `/metrics` counts (the gauges are read from the runtime's state when asked).
 struct Metrics {
     /// From the engine's trigger to the call's dispatch to an instance, seconds.
-    trigger_seconds: faasflow_planner::metrics::Histogram,
+    trigger_seconds: faasflow_core::metrics::Histogram,
     /// End to end of the invocations this daemon was the entry of, seconds.
-    invocation_seconds: faasflow_planner::metrics::Histogram,
+    invocation_seconds: faasflow_core::metrics::Histogram,
     /// Invocations ended here as their entry, by outcome.
     invocations: std::collections::BTreeMap<&'static str, u64>,
     /// Calls dispatched to instances.
@@ -1106,7 +1106,7 @@ struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        use faasflow_planner::metrics::{Histogram, LATENCY_BUCKETS};
+        use faasflow_core::metrics::{Histogram, LATENCY_BUCKETS};
         Metrics {
             trigger_seconds: Histogram::new(LATENCY_BUCKETS),
             invocation_seconds: Histogram::new(LATENCY_BUCKETS),
@@ -1456,7 +1456,7 @@ impl Runtime {
     }
 
     fn metrics_text(&self) -> String {
-        let mut e = faasflow_planner::metrics::Exposition::new();
+        let mut e = faasflow_core::metrics::Exposition::new();
         let m = &self.metrics;
         e.histogram(
             "faasflow_trigger_latency_seconds",
@@ -1849,7 +1849,7 @@ impl Runtime {
             .filter_map(|n| wf.graph[*n].task())
             .flat_map(|t| t.inputs.iter().flat_map(|b| b.sources.iter()))
             .filter_map(|src| match src {
-                faasflow_planner::dag::DataSource::Input(i) => Some(i.clone()),
+                faasflow_core::dag::DataSource::Input(i) => Some(i.clone()),
                 _ => None,
             })
             .collect();
@@ -3478,8 +3478,8 @@ impl Runtime {
         let path = match &wf {
             Some(wf) => {
                 let key = inv.wf.clone();
-                faasflow_planner::report::add_skipped(wf, &mut inv.functions, |n| self.worker_of(&key, n));
-                faasflow_planner::report::critical_path(wf, &inv.functions)
+                faasflow_core::report::add_skipped(wf, &mut inv.functions, |n| self.worker_of(&key, n));
+                faasflow_core::report::critical_path(wf, &inv.functions)
             }
             None => Default::default(),
         };

@@ -3,7 +3,7 @@
 //! this worker with the planner and keeps it registered with heartbeats.
 //!
 //! A thin driver over [`Daemon`]: it converts messages at the boundary (plans through
-//! `faasflow_planner::convert`, the only place that trusts nothing of them), runs the
+//! `faasflow_rpc::convert`, the only place that trusts nothing of them), runs the
 //! daemon's blocking calls on tokio's blocking pool, and waits for an invocation's report on
 //! a oneshot channel (the report's callback runs on the daemon's loop thread and must not
 //! block). What it does not do: plan, retry invocations, or decide anything the planner asks.
@@ -13,16 +13,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_planner::auth::{Attach, AuthChannel, Check, Token};
+use faasflow_rpc::auth::{Attach, AuthChannel, Check, Token};
 use tonic::service::interceptor::InterceptedService;
 
-use faasflow_planner::convert::execute::{
-    ExecDone, ExecObject, ExecValue, execute_request_from_proto, execute_response_to_proto,
-};
-use faasflow_planner::convert::{plan_digest, plan_from_proto, short_digest};
-use faasflow_planner::service::describe;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::convert::execute::{
+    ExecDone, ExecObject, ExecValue, execute_request_from_proto, execute_response_to_proto,
+};
+use faasflow_rpc::convert::{plan_digest, plan_from_proto, short_digest};
+use faasflow_rpc::status::describe;
 use tonic::{Request, Response, Status};
 
 use crate::runtime::{Daemon, DaemonError, ExecInput, Execute, Executed, RemoteObject};

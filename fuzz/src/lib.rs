@@ -11,10 +11,12 @@
 use faasflow_daemon::io::message::{
     ControlMessage, DecodeError, FRAME_PREFIX, OBJECT_HEADER_LEN, ObjectHeader, frame_len,
 };
-use faasflow_planner::faasflow::{Imported, flat, hier};
+use faasflow_planner::import::{Imported, flat, hier};
 use faasflow_planner::load::load_str;
 use faasflow_planner::render::{graph_text, plan_dot, plan_json_string, plan_text};
-use faasflow_planner::{ClusterView, Mode, PlannerConfig, Workflow, partition, plan_from_proto, plan_to_proto};
+use faasflow_core::{ClusterView, Mode, PlannerConfig, Workflow};
+use faasflow_planner::partition;
+use faasflow_rpc::{plan_from_proto, plan_to_proto};
 use faasflow_proto::v1 as pb;
 
 pub mod structured;

@@ -20,7 +20,9 @@ use faasflow_daemon::io::message::{
     Caught, ControlMessage, Done, FRAME_PREFIX, Failed, ObjectHeader, OutputRef, StagedInput, Start,
 };
 use faasflow_planner::load::load_str;
-use faasflow_planner::{ClusterView, Mode, PlannerConfig, partition, plan_to_proto};
+use faasflow_core::{ClusterView, Mode, PlannerConfig};
+use faasflow_planner::partition;
+use faasflow_rpc::plan_to_proto;
 use prost::Message as _;
 
 #[test]

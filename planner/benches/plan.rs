@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use faasflow_planner::{ClusterView, GenParams, PlannerConfig, partition, random_workflow};
+use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_planner::{GenParams, partition, random_workflow};
 
 /// The system allocator, counting the bytes currently allocated and their high-water mark.
 struct Counting;

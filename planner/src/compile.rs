@@ -10,15 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use petgraph::visit::EdgeRef;
 
-use crate::dag::{
+use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
+use crate::wdl::{Condition, Document, FunctionDecl, Ref, Step, TaskStep};
+use faasflow_core::dag::{
     Case, DataSource, Edge, Foreach, InputBinding, JoinKind, Node, NodeId, NodeKind, SourceFormat, Switch, Task,
     ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
-use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
-use crate::wdl::{Condition, Document, FunctionDecl, Ref, Step, TaskStep};
 
-/// The input a catch step receives the failure as.
-pub const CATCH_INPUT: &str = "error";
+pub use faasflow_core::dag::CATCH_INPUT;
 
 /// The element name a foreach body uses when the foreach has no name.
 pub const DEFAULT_ELEMENT: &str = "each";
@@ -194,7 +193,7 @@ pub(crate) fn is_identifier(name: &str) -> bool {
 
 /// Fails with a readable message if the graph has a cycle.
 pub fn check_acyclic(wf: &Workflow) -> Result<(), WdlError> {
-    let Err(cycle) = crate::graph::topo_order(&wf.graph) else {
+    let Err(cycle) = faasflow_core::graph::topo_order(&wf.graph) else {
         return Ok(());
     };
     let name = |n: NodeId| wf.graph[n].name.as_str();

@@ -13,30 +13,8 @@
 
 use std::fmt;
 
-/// A position in a source file. Lines and columns are 1-based and count characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Pos {
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column, in characters.
-    pub col: u32,
-}
-
-impl Pos {
-    /// A position that is not known (line 0).
-    pub const UNKNOWN: Pos = Pos { line: 0, col: 0 };
-
-    /// Creates a position from a 1-based line and column.
-    pub fn new(line: u32, col: u32) -> Self {
-        Pos { line, col }
-    }
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.col)
-    }
-}
+pub use faasflow_core::Pos;
+pub use faasflow_core::text::list_names;
 
 /// The kind of a front-end error, one per thing that can be wrong with a workflow file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,19 +149,6 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         }
     }
     best.map(|(_, c)| c)
-}
-
-/// "a, b, c" (at most `max` names, then "…").
-pub fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
-    let names: Vec<&str> = names.into_iter().collect();
-    let mut out = names.iter().take(max).copied().collect::<Vec<_>>().join(", ");
-    if names.len() > max {
-        out.push_str(&format!(", … ({} in all)", names.len()));
-    }
-    if out.is_empty() {
-        out.push_str("none");
-    }
-    out
 }
 
 /// Edit distance where swapping two neighbouring characters counts as one edit.

@@ -1,38 +1,24 @@
 //! faasflow's planner: the workflow language (WDL), the FaaSFlow importers, the compiler from
-//! YAML to a DAG, and the graph partitioner that turns a DAG and a cluster into a plan.
+//! YAML to a DAG, the graph partitioner that turns a DAG and a cluster into a plan, and the
+//! renderers of plans.
 //!
-//! What it does not do: no sockets, no files outside [`load`], no clock, no randomness, except
-//! in [`service`], the thin gRPC driver (the `Planner` service) over that logic, its MasterSP
-//! central engine's driver (`master`), and the remote tier ([`remote`]). The
-//! partitioner ([`partition::partition`]) is a pure function: the same workflow, cluster and
-//! configuration always give a byte-identical plan.
+//! What it does not do: no sockets, no async runtime, no clock, no randomness other than the
+//! seeded generator of [`random`], and no files outside [`load`]. The partitioner
+//! ([`partition::partition`]) is a pure function: the same workflow, cluster and configuration
+//! always give a byte-identical plan. The types it produces (`Workflow`, `Plan`) are
+//! `faasflow-core`'s.
 #![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod compile;
-pub mod convert;
-pub mod dag;
-pub mod engine;
 pub mod error;
-pub mod faasflow;
-pub mod r#gen;
-pub mod graph;
+pub mod import;
 pub mod load;
-mod master;
-pub mod metrics;
 pub mod partition;
-pub mod plan;
-pub mod remote;
+pub mod random;
 pub mod render;
-pub mod report;
-pub mod service;
-pub mod trace;
 pub mod wdl;
 pub mod yaml;
 
-pub use convert::{ConvertError, plan_from_proto, plan_to_proto};
-pub use dag::{NodeId, Workflow};
 pub use error::{ErrorKind, Pos, WdlError};
-pub use r#gen::{GenParams, random_workflow, to_flat_yaml};
 pub use partition::partition;
-pub use plan::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier};
+pub use random::{GenParams, random_workflow, to_flat_yaml};

@@ -8,11 +8,11 @@ use std::io::Read as _;
 use std::path::Path;
 
 use crate::compile::compile;
-use crate::dag::{SourceFormat, Workflow};
 use crate::error::{ErrorKind, Pos, WdlError};
-use crate::faasflow::{Imported, flat, hier};
+use crate::import::{Imported, flat, hier};
 use crate::wdl;
 use crate::yaml::{self, Value, key_text};
+use faasflow_core::dag::{SourceFormat, Workflow};
 
 /// Largest workflow file accepted, bytes.
 pub const MAX_FILE_BYTES: usize = 32 << 20;

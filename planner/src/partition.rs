@@ -34,8 +34,8 @@ use std::collections::BTreeMap;
 
 use petgraph::visit::EdgeRef;
 
-use crate::dag::{Isolation, NodeId, Workflow};
-use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, PlanError, PlannerConfig, Tier, WorkerLoad};
+use faasflow_core::dag::{Isolation, NodeId, Workflow};
+use faasflow_core::plan::{ClusterView, CriticalPath, Group, Mode, Plan, PlanError, PlannerConfig, Tier, WorkerLoad};
 
 /// Bytes in a MiB.
 const MIB: f64 = 1_048_576.0;
@@ -909,8 +909,8 @@ mod tests {
     use expect_test::{Expect, expect};
 
     use super::*;
-    use crate::dag::{Edge, FunctionSpec, JoinKind, Node, NodeKind, Retry, SourceFormat, Task};
     use crate::error::Pos;
+    use faasflow_core::dag::{Edge, FunctionSpec, JoinKind, Node, NodeKind, Retry, SourceFormat, Task};
 
     const MB: u64 = 1_000_000;
 

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
-use crate::dag::{DataSource, NodeId, NodeKind, Workflow};
-use crate::plan::{ClusterView, Plan, Tier};
+use faasflow_core::dag::{DataSource, NodeId, NodeKind, Workflow};
+use faasflow_core::plan::{ClusterView, Plan, Tier};
 
 /// `1.3 MB`, `512 B` (decimal units, as FaaSFlow reports data sizes).
 pub fn fmt_bytes(b: u64) -> String {
@@ -509,7 +509,7 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
         fmt_bytes(crossing),
         fmt_bytes(spilled),
         // Only WorkerSP chooses remote storage for what does not fit its quota.
-        if plan.mode == crate::plan::Mode::WorkerSp {
+        if plan.mode == faasflow_core::plan::Mode::WorkerSp {
             "spilled to"
         } else {
             "through"

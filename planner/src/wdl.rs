@@ -4,9 +4,9 @@
 //! file (keys, types, required fields); names and references are checked by the compiler
 //! ([`crate::compile`]), which has the whole workflow in view.
 
-use crate::dag::{FailureKind, FailureKinds, FunctionSpec, Isolation, OutputDecl, Retry, ValueKind};
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean};
 use crate::yaml::{Fields, Value, Yaml, key_text};
+use faasflow_core::dag::{FailureKind, FailureKinds, FunctionSpec, Isolation, OutputDecl, Retry, ValueKind};
 
 /// A name and where it was written.
 pub type Spanned = (String, Pos);

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use expect_test::expect_file;
+use faasflow_core::{Workflow, graph};
 use faasflow_planner::load::load_file;
 use faasflow_planner::render::graph_text;
-use faasflow_planner::{Workflow, graph};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,7 +139,7 @@ fn flat_and_hierarchical_forms_agree() {
                 .edge_indices()
                 .map(|e| {
                     let (s, t) = wf.graph.edge_endpoints(e).unwrap();
-                    let name = |n: faasflow_planner::NodeId| {
+                    let name = |n: faasflow_core::NodeId| {
                         if wf.graph[n].is_virtual() {
                             "(join)".to_owned()
                         } else {

@@ -5,11 +5,10 @@
 use std::path::Path;
 
 use expect_test::expect_file;
+use faasflow_core::{ClusterView, Mode, PlannerConfig};
 use faasflow_planner::load::load_file;
-use faasflow_planner::render::{graph_text, plan_json_string, plan_text};
-use faasflow_planner::{ClusterView, Mode, PlannerConfig, partition};
-use faasflow_planner::{plan_from_proto, plan_to_proto};
-use prost::Message;
+use faasflow_planner::partition;
+use faasflow_planner::render::{plan_json_string, plan_text};
 
 const BENCHMARKS: [(&str, &str); 8] = [
     ("cycles", "benchmark/generator/cycles/flat_workflow.yaml"),
@@ -43,16 +42,6 @@ fn benchmark_plans_match_their_golden_files() {
             assert_eq!(
                 plan_json_string(&wf, &plan, &cluster),
                 plan_json_string(&wf, &again, &cluster)
-            );
-            // What a daemon receives over gRPC is the same plan.
-            let bytes = plan_to_proto(&wf, &plan, &cluster).encode_to_vec();
-            let decoded = faasflow_proto::v1::Plan::decode(bytes.as_slice()).unwrap();
-            let (wf2, plan2, cluster2) = plan_from_proto(&decoded).unwrap();
-            assert_eq!(graph_text(&wf2), graph_text(&wf), "{name}");
-            assert_eq!(
-                plan_json_string(&wf2, &plan2, &cluster2),
-                plan_json_string(&wf, &plan, &cluster),
-                "{name}"
             );
         }
     }

@@ -2,11 +2,10 @@
 //! edge lost, capacity and quota respected, groups connected, contention honoured, and the
 //! same input always giving the same plan.
 
-use faasflow_planner::dag::NodeId;
-use faasflow_planner::plan::WorkerView;
-use faasflow_planner::{
-    ClusterView, GenParams, Mode, Plan, PlanError, PlannerConfig, Tier, Workflow, partition, random_workflow,
-};
+use faasflow_core::dag::NodeId;
+use faasflow_core::plan::WorkerView;
+use faasflow_core::{ClusterView, Mode, Plan, PlanError, PlannerConfig, Tier, Workflow};
+use faasflow_planner::{GenParams, partition, random_workflow};
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;
 
@@ -322,7 +321,7 @@ fn check_plan(wf: &Workflow, cluster: &ClusterView, cfg: &PlannerConfig, plan: &
         plan.critical_path.cost_ms
     );
     // And it is the longest path: a reference longest-path search gives the same cost.
-    let order = faasflow_planner::graph::topo_order(g).unwrap();
+    let order = faasflow_core::graph::topo_order(g).unwrap();
     let mut best = vec![0.0f64; n];
     for &v in &order {
         let own = own_cost(v);

@@ -1,7 +1,7 @@
 //! How references resolve where a workflow branches: alternatives after a switch, values from
 //! before a switch, inputs declared by use.
 
-use faasflow_planner::Workflow;
+use faasflow_core::Workflow;
 use faasflow_planner::load::load_str;
 use faasflow_planner::render::graph_text;
 
@@ -41,7 +41,7 @@ fn an_input_declared_by_use_becomes_a_list_when_iterated() {
     let wf = load(
         "name: wf\nfunctions:\n  a: {}\n  b: {}\nsteps:\n  - task: a\n    inputs: {x: input.items}\n  - foreach:\n      over: input.items\n      do: [{task: b, inputs: {i: each.item}}]\n",
     );
-    assert_eq!(wf.inputs[0].kind, faasflow_planner::dag::ValueKind::List);
+    assert_eq!(wf.inputs[0].kind, faasflow_core::dag::ValueKind::List);
 }
 
 #[test]

@@ -9,9 +9,9 @@
 //! - [`v1::Plan`] and [`v1::WorkflowGraph`]: a partitioned workflow as it travels to a daemon.
 //!
 //! What it does not know: planner and daemon logic. It does not validate anything — every
-//! index in a [`v1::Plan`] is untrusted until `faasflow_planner::convert` has checked it — and
-//! the rest of the code base uses its own types, not these: the generated types stop at that
-//! one conversion module.
+//! index in a [`v1::Plan`] is untrusted until `faasflow_rpc::convert` has checked it — and
+//! the rest of the code base uses its own types, not these: the generated types stop at `faasflow-rpc`
+//! and the two server adapters.
 #![forbid(unsafe_code)]
 
 /// Version 1 of the protocol (protobuf package `faasflow.v1`).

@@ -6,11 +6,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use faasflow_daemon::report::Report;
-use faasflow_planner::auth::{Attach, AuthChannel, Token};
+use faasflow_core::report::Report;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::{Attach, AuthChannel, Token};
 
 pub(crate) const FAASFLOW: &str = env!("CARGO_BIN_EXE_faasflow");
 
@@ -382,7 +382,7 @@ pub(crate) fn signal(pid: u32, sig: &str) {
 
 /// The worker of every task, from a plan.
 pub(crate) fn plan_workers(plan: &pb::Plan) -> std::collections::BTreeMap<String, String> {
-    let (wf, plan, cluster) = faasflow_planner::plan_from_proto(plan).expect("valid plan");
+    let (wf, plan, cluster) = faasflow_rpc::plan_from_proto(plan).expect("valid plan");
     wf.graph
         .node_indices()
         .filter(|n| wf.graph[*n].task().is_some())
@@ -415,17 +415,17 @@ output:
 }
 
 /// The samples of the Prometheus metrics served at `addr` (`None` when it does not answer).
-pub(crate) fn scrape(addr: &str) -> Option<Vec<faasflow_planner::metrics::Sample>> {
+pub(crate) fn scrape(addr: &str) -> Option<Vec<faasflow_core::metrics::Sample>> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
     write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let body = text.split_once("\r\n\r\n")?.1;
-    Some(faasflow_planner::metrics::parse(body))
+    Some(faasflow_core::metrics::parse(body))
 }
 
-pub(crate) fn sum(samples: &[faasflow_planner::metrics::Sample], name: &str) -> f64 {
+pub(crate) fn sum(samples: &[faasflow_core::metrics::Sample], name: &str) -> f64 {
     samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
 }
 

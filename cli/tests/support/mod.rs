@@ -8,14 +8,14 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use faasflow_control::service::{PlannerService, ServiceConfig};
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
-use faasflow_planner::auth::{Attach, AuthChannel};
-use faasflow_planner::service::{PlannerService, ServiceConfig};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
+use faasflow_rpc::auth::{Attach, AuthChannel};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Server;
@@ -250,7 +250,7 @@ output:
 /// Checks the report of [`RESCUED`]: `bad` failed twice, `rescue` ran once on its failure,
 /// and the output is that failure.
 #[allow(dead_code)] // Not every test file asks.
-pub(crate) fn check_rescued(r: &faasflow_daemon::report::Report) {
+pub(crate) fn check_rescued(r: &faasflow_core::report::Report) {
     assert_eq!(r.status, "ok", "the catch step saves the invocation: {:?}", r.error);
     let out = r.output["out"].as_str().expect("the failure, as text");
     let failure: serde_json::Value = serde_json::from_str(out).expect("the failure is JSON");

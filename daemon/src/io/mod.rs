@@ -1,11 +1,10 @@
 //! The daemon's network drivers. For now: the peer transport between daemons, QUIC with
 //! mutual TLS from the cluster CA ([`tls`], [`peer`]) and the messages it carries
-//! ([`message`]); and the remote tier, objects kept in Redis ([`remote`]).
+//! ([`message`]).
 //!
-//! What it does not do: drive the engine or touch the arena; the single-worker runtime
-//! (`runtime.rs`) does not use it yet.
+//! What it does not do: drive the engine or touch the arena (`net.rs` connects this transport
+//! to the runtime).
 
 pub mod message;
 pub mod peer;
-pub use faasflow_planner::remote;
 pub mod tls;

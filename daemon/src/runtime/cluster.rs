@@ -17,16 +17,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faasflow_planner::NodeId;
-use faasflow_planner::dag::{DataSource, ValueKind, Workflow};
-use faasflow_planner::plan::{Plan, Tier};
+use faasflow_core::NodeId;
+use faasflow_core::dag::{DataSource, ValueKind, Workflow};
+use faasflow_core::plan::{Plan, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::{Call, InputValue, InvocationId, Object, ObjectRef, Place, Placement, Runtime, WfKey, us};
 use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
-use crate::io::remote::ObjectKey;
 use crate::net::{Landing, NetEvent, Source};
-use crate::report::{EdgeRecord, FunctionRecord};
+use faasflow_core::report::{EdgeRecord, FunctionRecord};
+use faasflow_remote::ObjectKey;
 
 /// How long messages and objects about an invocation that has not started here are kept.
 const STRAY_TTL: Duration = Duration::from_secs(60);
@@ -229,7 +229,7 @@ impl Runtime {
         let mut staged = Vec::new();
         for name in &installed.stageable {
             if let Some(v) = map.get_mut(name)
-                && matches!(v, serde_json::Value::String(s) if s.len() >= faasflow_planner::dag::STAGE_MIN_BYTES)
+                && matches!(v, serde_json::Value::String(s) if s.len() >= faasflow_core::dag::STAGE_MIN_BYTES)
                 && let serde_json::Value::String(s) = std::mem::take(v)
             {
                 staged.push((name.clone(), s.into_bytes()));
@@ -625,7 +625,7 @@ impl Runtime {
     }
 
     /// Moves a new output of a workflow planned with every edge remote
-    /// ([`Mode::WorkerSpRemote`](faasflow_planner::Mode::WorkerSpRemote)) out of the arena
+    /// ([`Mode::WorkerSpRemote`](faasflow_core::Mode::WorkerSpRemote)) out of the arena
     /// into the remote tier, under the key the readers on other workers read; the readers
     /// here read it there too. When the tier refuses it, it stays in the arena (said once).
     /// Returns how long the store took, µs (also added to the invocation's data time).
@@ -1198,7 +1198,7 @@ impl Runtime {
         }
         Landing::File(self.spill_dir.path().join(format!(
             "peer-{}-{}-{}",
-            crate::io::remote::escape(from),
+            faasflow_remote::escape(from),
             header.invocation,
             header.object
         )))

@@ -15,9 +15,9 @@ use super::{
     Call, ExecInput, ExecReply, Execute, Executed, InputValue, InvState, Msg, Object, ObjectRef, Place, RemoteObject,
     Runtime, Shared,
 };
-use crate::io::remote::{ObjectKey, RemoteStore};
-use crate::report::EdgeRecord;
-use faasflow_planner::dag::FailureKind;
+use faasflow_core::dag::FailureKind;
+use faasflow_core::report::EdgeRecord;
+use faasflow_remote::{ObjectKey, RemoteStore};
 
 /// How long the daemon waits for Redis at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

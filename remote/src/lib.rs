@@ -28,6 +28,7 @@
 //! that old).
 //!
 //! What it does not do: chunk objects above 512 MiB, or decide what goes remote.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::time::Duration;
@@ -122,6 +123,7 @@ pub fn escape(name: &str) -> String {
 
 /// Why the remote tier failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// The URL is not a Redis URL.
     #[error("invalid Redis URL {url}: {reason}")]

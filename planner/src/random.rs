@@ -11,12 +11,12 @@ use std::ops::RangeInclusive;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use crate::NodeId;
-use crate::dag::{
+use crate::error::Pos;
+use faasflow_core::NodeId;
+use faasflow_core::dag::{
     DataSource, Edge, FunctionSpec, InputBinding, Isolation, Node, NodeKind, OutputDecl, Retry, SourceFormat, Task,
     ValueKind, Workflow,
 };
-use crate::error::Pos;
 
 /// Most tasks a [`random_workflow`] with [`GenParams::default`]'s shape may have for its
 /// [`to_flat_yaml`] text to load: a task takes about 435 bytes and 54 YAML values (about two

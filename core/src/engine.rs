@@ -5,7 +5,7 @@
 //! [`Engine::poll_action`]; [`Engine::poll_timeout`] says when to call `tick` next. Time is a
 //! [`Duration`] since any fixed origin the driver chooses.
 //!
-//! It implements the execution semantics documented in `faasflow_planner::dag`:
+//! It implements the execution semantics documented in `faasflow_core::dag`:
 //! - a node runs the moment every predecessor is done or skipped; it is skipped when every
 //!   activation edge is skipped (the reference is `Workflow::runs`);
 //! - joins, collect nodes and switches take no time; a switch evaluates its CEL conditions
@@ -781,7 +781,7 @@ impl Engine {
         } else {
             format!(
                 "; still open: {}",
-                crate::error::list_names(names.iter().map(String::as_str), 8)
+                crate::text::list_names(names.iter().map(String::as_str), 8)
             )
         };
         self.fail_as(
@@ -1232,7 +1232,7 @@ impl Engine {
             .collect();
         // A catch step receives the failure of the task it stands in for.
         if let Some(failure) = caught_failure(inv, n, key.1) {
-            inputs.push((crate::compile::CATCH_INPUT.to_owned(), InputValue::Json(failure)));
+            inputs.push((crate::dag::CATCH_INPUT.to_owned(), InputValue::Json(failure)));
         }
         let deadline =
             (task.spec.timeout_ms > 0).then(|| micros(now).saturating_add(task.spec.timeout_ms.saturating_mul(1000)));

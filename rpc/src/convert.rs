@@ -1,8 +1,8 @@
 //! The boundary between the planner's types and the wire: a [`Plan`], with its [`Workflow`]
 //! and [`ClusterView`], to and from `faasflow.v1.Plan` ([`pb::Plan`]).
 //!
-//! This is the only module of the planner that touches generated proto types (style rule 5);
-//! everything else uses the types of [`crate::dag`] and [`crate::plan`].
+//! Everything outside `faasflow-rpc` and the two server adapters uses the types of
+//! [`faasflow_core::dag`] and [`faasflow_core::plan`].
 //!
 //! The proto side is untrusted bytes from the network. [`plan_from_proto`] never panics: it
 //! checks every node, edge, group and worker index, the lengths of the per-node and per-edge
@@ -16,13 +16,13 @@ use std::collections::HashMap;
 use faasflow_proto::v1 as pb;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::dag::{
+use faasflow_core::Pos;
+use faasflow_core::dag::{
     Case, DataSource, Edge, FailureKind, FailureKinds, Foreach, FunctionSpec, InputBinding, Isolation, JoinKind, Node,
     NodeId, NodeKind, OutputDecl, Retry, SourceFormat, Switch, Task, ValueKind, Workflow, WorkflowInput,
     WorkflowOutput,
 };
-use crate::error::Pos;
-use crate::plan::{ClusterView, CriticalPath, Group, Mode, Plan, Tier, WorkerLoad, WorkerView};
+use faasflow_core::plan::{ClusterView, CriticalPath, Group, Mode, Plan, Tier, WorkerLoad, WorkerView};
 
 pub mod execute;
 
@@ -631,7 +631,7 @@ pub fn workflow_from_proto(g: &pb::WorkflowGraph) -> Result<Workflow, ConvertErr
         let (source, target, edge) = cx.edge(e, i)?;
         graph.add_edge(source, target, edge);
     }
-    if let Err(cycle) = crate::graph::topo_order(&graph) {
+    if let Err(cycle) = faasflow_core::graph::topo_order(&graph) {
         return Err(ConvertError::Cycle {
             nodes: node_indices(&cycle),
         });

@@ -888,14 +888,14 @@ fn only_edges_leaving_a_switch_have_a_case() {
 #[test]
 fn round_trip_of_a_catch_step_and_a_deadline() {
     let src = "name: caught\ndeadline: 1500ms\nfunctions:\n  a: {retry: {attempts: 2, on: [crash]}, outputs: {x: bytes}}\n  b: {outputs: {x: bytes}}\n  c: {}\nsteps:\n  - task: a\n    catch: b\n  - task: c\n    inputs: {x: a.x}\n";
-    let wf = crate::load::load_str(src, "caught.yaml", "caught")
+    let wf = faasflow_planner::load::load_str(src, "caught.yaml", "caught")
         .expect("loads")
         .workflow;
     assert_eq!(wf.deadline_ms, Some(1500));
     let catch_edges: Vec<_> = wf.graph.edge_references().filter(|e| e.weight().on_failure).collect();
     assert_eq!(catch_edges.len(), 1);
     let cluster = ClusterView::uniform(2, 8);
-    let plan = crate::partition(&wf, &cluster, &crate::PlannerConfig::default()).expect("plan");
+    let plan = faasflow_planner::partition(&wf, &cluster, &faasflow_core::PlannerConfig::default()).expect("plan");
     round_trip(&wf, &plan, &cluster);
 }
 

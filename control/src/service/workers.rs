@@ -89,7 +89,7 @@ fn install_request(v: &Version) -> pb::InstallPlanRequest {
 
 /// Where a plan puts each task, by worker name, and the tier of each edge: two plans with the
 /// same placement run the same way.
-fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>, Vec<crate::plan::Tier>) {
+fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>, Vec<faasflow_core::plan::Tier>) {
     let workers = wf
         .graph
         .node_indices()

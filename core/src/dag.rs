@@ -28,7 +28,10 @@
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use serde::Serialize;
 
-use crate::error::Pos;
+use crate::Pos;
+
+/// The input a catch step receives the failure as.
+pub const CATCH_INPUT: &str = "error";
 
 /// Index of a node in [`Workflow::graph`].
 pub type NodeId = NodeIndex<u32>;

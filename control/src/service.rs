@@ -28,31 +28,26 @@ use std::time::{Duration, Instant};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Attach, AuthChannel, Check, Token};
-use crate::convert::plan_to_proto;
-use crate::dag::{NodeKind, Workflow};
-use crate::engine::{DEADLINE_PASSED, EngineError};
-use crate::error::list_names;
-use crate::load::load_str;
 use crate::master::{Master, Messages, StartError, Workers};
-use crate::partition::partition;
-use crate::plan::{ClusterView, Mode, Plan, PlannerConfig, WorkerView};
-use crate::remote::{RemoteError, RemoteStore};
+use faasflow_core::dag::{NodeKind, Workflow};
+use faasflow_core::engine::{DEADLINE_PASSED, EngineError};
+use faasflow_core::plan::{ClusterView, Mode, Plan, PlannerConfig, WorkerView};
+use faasflow_core::text::list_names;
+use faasflow_planner::load::load_str;
+use faasflow_planner::partition::partition;
+use faasflow_remote::{RemoteError, RemoteStore};
+use faasflow_rpc::auth::{AuthChannel, Check, Token};
+use faasflow_rpc::channel::{MAX_MESSAGE, daemon_client, endpoint};
+use faasflow_rpc::convert::plan_to_proto;
+use faasflow_rpc::status::{chain, describe, is_transport};
 
 mod workers;
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
-
-/// A client of a daemon over `channel`, carrying `token`.
-fn daemon_client(channel: Channel, token: &Option<Token>) -> DaemonClient<AuthChannel> {
-    DaemonClient::with_interceptor(channel, Attach::new(token.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-}
 
 /// Invocations in flight at once on a planner, by default ([`ServiceConfig::max_in_flight`]).
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
@@ -62,10 +57,6 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// A worker that missed this many heartbeat intervals is lost.
 pub const LOST_AFTER: u32 = 3;
-/// Largest gRPC message the planner accepts or sends (plans of 100,000 functions fit).
-pub const MAX_MESSAGE: usize = 256 << 20;
-/// Time limit of connecting to a daemon.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time limit of installing a plan on a daemon (it waits for its pools' first instances).
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time limit of dropping a plan on a daemon.
@@ -162,7 +153,7 @@ struct Version {
     proto: pb::Plan,
     /// The workers whose daemons hold it, by name.
     daemons: Vec<String>,
-    /// The digest of its plan ([`crate::convert::plan_digest`]): what a daemon holding it
+    /// The digest of its plan ([`faasflow_rpc::convert::plan_digest`]): what a daemon holding it
     /// reports.
     digest: Vec<u8>,
     /// Their QUIC addresses when it was made (a daemon back on another address breaks it:
@@ -246,7 +237,7 @@ struct State {
     /// Invocations answered, by outcome (`ok`, `failed`, `deadline`, `refused`).
     outcomes: BTreeMap<&'static str, u64>,
     /// End to end of the invocations the planner forwarded, seconds.
-    invocation_seconds: crate::metrics::Histogram,
+    invocation_seconds: faasflow_core::metrics::Histogram,
     /// The latest invocations' reports: (id, workflow, JSON), oldest first.
     reports: std::collections::VecDeque<(u64, String, Arc<[u8]>)>,
 }
@@ -394,59 +385,16 @@ impl PlannerService {
     }
 }
 
-/// A status with the chain of causes behind it (tonic keeps transport errors in the source).
-pub fn describe(status: &Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// The task whose worker is an invocation's entry: the first task on the plan's critical path
 /// (the `Start` to the other workers then happens off that path), else the first task in
 /// topological order.
-fn entry_task(wf: &Workflow, plan: &Plan) -> Option<crate::NodeId> {
+fn entry_task(wf: &Workflow, plan: &Plan) -> Option<faasflow_core::NodeId> {
     plan.critical_path
         .nodes
         .iter()
         .copied()
         .find(|n| wf.graph[*n].task().is_some())
         .or_else(|| wf.topo_order().into_iter().find(|n| wf.graph[*n].task().is_some()))
-}
-
-/// True when a call failed in the connection (refused, reset, closed), not in the daemon: the
-/// daemon is gone or unreachable. A daemon's own refusals carry no source error.
-pub(crate) fn is_transport(status: &Status) -> bool {
-    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
-fn endpoint(addr: SocketAddr) -> Endpoint {
-    // A SocketAddr always makes a valid URI.
-    Endpoint::from_shared(format!("http://{addr}"))
-        .map(|e| e.connect_timeout(CONNECT_TIMEOUT))
-        .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9"))
 }
 
 /// A worker of a plan: its name and its daemon's address.
@@ -973,7 +921,7 @@ impl PlannerService {
         let now = Instant::now();
         let state = self.state();
         let c = &self.inner.counters;
-        let mut e = crate::metrics::Exposition::new();
+        let mut e = faasflow_core::metrics::Exposition::new();
         for outcome in ["ok", "failed", "deadline", "refused", "overloaded"] {
             e.counter(
                 "faasflow_planner_invocations_total",
@@ -1399,7 +1347,7 @@ impl PlannerService {
             (status, false)
         })?;
         let proto = plan_to_proto(&wf, &plan, &cluster);
-        let digest = crate::convert::plan_digest(&proto);
+        let digest = faasflow_rpc::convert::plan_digest(&proto);
         // The workers running a task, in plan order.
         let mut used: Vec<u32> = wf
             .graph
@@ -1743,7 +1691,7 @@ fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> 
     if earlier.is_empty() {
         return response;
     }
-    if let Ok(mut report) = serde_json::from_slice::<crate::report::Report>(&response.report_json) {
+    if let Ok(mut report) = serde_json::from_slice::<faasflow_core::report::Report>(&response.report_json) {
         report.earlier_runs = earlier;
         if let Ok(json) = serde_json::to_vec(&report) {
             response.report_json = json;
@@ -1830,7 +1778,7 @@ steps:
             ..PlannerConfig::default()
         };
         let plan = partition(&wf, &cluster, &cfg).unwrap();
-        let name = |n: crate::NodeId| wf.graph[n].name.clone();
+        let name = |n: faasflow_core::NodeId| wf.graph[n].name.clone();
         let topo_first = wf
             .topo_order()
             .into_iter()

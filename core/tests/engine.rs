@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_planner::NodeId;
-use faasflow_planner::dag::{FailureKind, NodeKind, ValueKind, Workflow};
-use faasflow_planner::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
+use faasflow_core::NodeId;
+use faasflow_core::dag::{FailureKind, NodeKind, ValueKind, Workflow};
+use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;

@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::AuthChannel;
-use crate::convert::execute::{
+use faasflow_core::dag::{FailureKind, NodeId, STAGE_MIN_BYTES, Workflow};
+use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
+use faasflow_core::report::{FunctionRecord, Report, add_skipped, critical_path};
+use faasflow_remote::{ObjectKey, RemoteStore};
+use faasflow_rpc::auth::AuthChannel;
+use faasflow_rpc::convert::execute::{
     ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
 };
-use crate::dag::{FailureKind, NodeId, STAGE_MIN_BYTES, Workflow};
-use crate::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
-use crate::remote::{ObjectKey, RemoteStore};
-use crate::report::{FunctionRecord, Report, add_skipped, critical_path};
 
 /// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
 const MAX_TEXT_OUTPUT: u64 = 64 << 10;
@@ -232,7 +232,7 @@ struct Inv {
     store: RemoteStore,
     reply: oneshot::Sender<Result<Report, StartError>>,
     functions: Vec<FunctionRecord>,
-    edges: Vec<crate::report::EdgeRecord>,
+    edges: Vec<faasflow_core::report::EdgeRecord>,
     data_us: f64,
     /// Large inputs stored in the remote tier, by name.
     staged: HashMap<String, ExecObject>,
@@ -571,14 +571,14 @@ impl Actor {
                         ),
                     }
                 }
-                Err(status) if crate::service::is_transport(&status) => Outcome::Unreachable(format!(
+                Err(status) if faasflow_rpc::status::is_transport(&status) => Outcome::Unreachable(format!(
                     "worker `{w}` ({addr}) could not be reached: {}",
-                    crate::service::describe(&status)
+                    faasflow_rpc::status::describe(&status)
                 )),
                 Err(status) => Outcome::Failed(
                     format!(
                         "worker `{w}` ({addr}) refused to run it: {}",
-                        crate::service::describe(&status)
+                        faasflow_rpc::status::describe(&status)
                     ),
                     FailureKind::Crash,
                 ),

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use faasflow_planner::remote::{MAX_OBJECT_LEN, ObjectKey, RemoteError, RemoteStore};
+use faasflow_remote::{MAX_OBJECT_LEN, ObjectKey, RemoteError, RemoteStore};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -345,7 +345,7 @@ async fn keys_and_their_index_expire_as_a_backstop() {
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         for k in [key.redis_key(), "ffidx:wf:1:9".to_owned()] {
             let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await.unwrap();
-            let max = faasflow_planner::remote::KEY_TTL.as_millis() as i64;
+            let max = faasflow_remote::KEY_TTL.as_millis() as i64;
             assert!(ttl > max - 60_000 && ttl <= max, "{k}: PTTL {ttl}");
         }
     })

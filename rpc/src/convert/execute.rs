@@ -14,9 +14,9 @@ use std::sync::Arc;
 use faasflow_proto::v1 as pb;
 
 use super::ConvertError;
-use crate::dag::{FailureKind, NodeId};
-use crate::remote::{MAX_OBJECT_LEN, ObjectKey};
-use crate::report::{EdgeRecord, FunctionRecord};
+use faasflow_core::dag::{FailureKind, NodeId};
+use faasflow_core::report::{EdgeRecord, FunctionRecord};
+use faasflow_remote::{MAX_OBJECT_LEN, ObjectKey};
 
 /// Largest JSON value (an inline input, an object's parsed value, a record) accepted.
 pub const MAX_JSON: usize = 64 << 20;

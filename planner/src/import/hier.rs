@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use crate::compile::{DEFAULT_ELEMENT, compile};
-use crate::dag::{OutputDecl, SourceFormat, ValueKind};
 use crate::error::{ErrorKind, Pos, WdlError};
-use crate::faasflow::cond::{self, Token};
-use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported, check_default_name};
+use crate::import::cond::{self, Token};
+use crate::import::{FAASFLOW_MEMORY_MIB, Imported, check_default_name};
 use crate::wdl::{Condition, Document, FunctionDecl, Ref, Spanned, Step, TaskStep, default_spec};
 use crate::yaml::{Fields, Yaml};
+use faasflow_core::dag::{OutputDecl, SourceFormat, ValueKind};
 
 /// Imports a hierarchical FaaSFlow workflow; `name` is the workflow's name.
 pub fn import(root: &Yaml, name: &str) -> Result<Imported, WdlError> {

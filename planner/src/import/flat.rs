@@ -12,16 +12,16 @@ use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
 use crate::compile::{add_data, check_acyclic, check_cel_syntax, check_name, connect_control, is_identifier};
-use crate::dag::{
+use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
+use crate::import::check_default_name;
+use crate::import::cond::{self, Token};
+use crate::import::{FAASFLOW_MEMORY_MIB, Imported};
+use crate::wdl::{Condition, default_spec};
+use crate::yaml::{Fields, Yaml};
+use faasflow_core::dag::{
     Case, DataSource, Foreach, FunctionSpec, InputBinding, JoinKind, Node, NodeId, NodeKind, OutputDecl, SourceFormat,
     Switch, Task, ValueKind, Workflow, WorkflowInput, WorkflowOutput,
 };
-use crate::error::{ErrorKind, Pos, WdlError, did_you_mean, list_names};
-use crate::faasflow::check_default_name;
-use crate::faasflow::cond::{self, Token};
-use crate::faasflow::{FAASFLOW_MEMORY_MIB, Imported};
-use crate::wdl::{Condition, default_spec};
-use crate::yaml::{Fields, Yaml};
 
 const TOP_KEYS: &[&str] = &["global_input", "functions", "global_output", "workflow", "name"];
 const FUNCTION_KEYS: &[&str] = &[

@@ -9,8 +9,8 @@ pub(crate) mod cond;
 pub mod flat;
 pub mod hier;
 
-use crate::dag::Workflow;
 use crate::error::WdlError;
+use faasflow_core::dag::Workflow;
 
 /// Memory of an imported function's instance, MiB (FaaSFlow's container default).
 pub const FAASFLOW_MEMORY_MIB: u64 = 256;

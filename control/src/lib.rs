@@ -1,0 +1,11 @@
+//! faasflow's control plane: the `Planner` gRPC service. Workers register and send heartbeats;
+//! clients deploy workflows and invoke them. It keeps the worker registry and every deployed
+//! workflow's versions, admits invocations, routes each to its entry daemon, plans again when
+//! workers are lost or come back, and runs MasterSP's central engine.
+//!
+//! What it does not do: compile or partition workflows (`faasflow-planner` does, as pure
+//! functions), convert proto messages (`faasflow-rpc`), or run functions (daemons do).
+#![forbid(unsafe_code)]
+
+mod master;
+pub mod service;
