@@ -21,6 +21,7 @@ macro_rules! outln {
 mod cluster;
 mod files;
 mod local;
+mod log;
 mod metrics;
 mod run;
 mod services;
@@ -38,6 +39,9 @@ use local::ModeArg;
 #[derive(Debug, Parser)]
 #[command(name = "faasflow", version, about, long_about = None)]
 struct Cli {
+    /// How log lines are written (the filter is `FAASFLOW_LOG`, `info` when unset).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    log::init(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Plan(args) => plan(&args),

@@ -1,0 +1,49 @@
+//! The log subscriber: every process of `faasflow` writes its log to standard error, one event
+//! per line, with time, level and component (the module that logged), then the event's fields
+//! (worker, workflow, version, invocation, function where one exists). `FAASFLOW_LOG` filters
+//! as `RUST_LOG` does (`info` when unset, e.g. `FAASFLOW_LOG=faasflow_daemon=debug,warn`);
+//! `--log-format json` writes JSON lines instead of text.
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+/// The environment variable with the log filter.
+pub(crate) const FILTER_VAR: &str = "FAASFLOW_LOG";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line of text per event: time, level, component, message, fields.
+    #[default]
+    Plain,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `spans`).
+    Json,
+}
+
+/// Installs the subscriber for this process. A filter that does not parse is reported once
+/// and the default (`info`) is used, so a typo never silences the log.
+pub(crate) fn init(format: LogFormat) {
+    let (filter, bad) = match std::env::var(FILTER_VAR) {
+        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+            Ok(f) => (f, None),
+            Err(e) => (
+                EnvFilter::new("info"),
+                Some(format!("{FILTER_VAR}={text:?} is not a filter ({e})")),
+            ),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let installed = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(true).try_init(),
+    };
+    if installed.is_ok()
+        && let Some(bad) = bad
+    {
+        tracing::warn!("{bad}; logging at `info`");
+    }
+}
