@@ -7,5 +7,13 @@
 //! functions), convert proto messages (`faasflow-rpc`), or run functions (daemons do).
 #![forbid(unsafe_code)]
 
-mod master;
+mod central;
+pub mod config;
+mod daemons;
+mod measure;
+mod registry;
+mod rpc;
 pub mod service;
+mod versions;
+
+pub use registry::LOST_AFTER;

@@ -235,6 +235,33 @@ pub fn plan_digest(plan: &pb::Plan) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec()
 }
 
+/// A plan encoded for the wire once, when it is deployed, and sent as is to every daemon that
+/// installs it; its digest is what a daemon holding it reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WirePlan {
+    proto: pb::Plan,
+    digest: Vec<u8>,
+}
+
+impl WirePlan {
+    /// Encodes `plan` of `wf` for `cluster`.
+    pub fn new(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> Self {
+        let proto = plan_to_proto(wf, plan, cluster);
+        let digest = plan_digest(&proto);
+        WirePlan { proto, digest }
+    }
+
+    /// The SHA-256 digest of the encoded plan ([`plan_digest`]).
+    pub fn digest(&self) -> &[u8] {
+        &self.digest
+    }
+
+    /// The generated message, for the server adapters and clients that send it.
+    pub fn proto(&self) -> &pb::Plan {
+        &self.proto
+    }
+}
+
 /// A digest as people read it (its first 8 bytes in hex).
 pub fn short_digest(digest: &[u8]) -> String {
     if digest.is_empty() {

@@ -25,9 +25,8 @@
 //! answering: it gives every worker a new window instead of finding them all lost.
 
 use super::*;
-
-/// Heartbeat intervals between two re-plans of a workflow onto a worker that is live again.
-pub(super) const REBALANCE_EVERY: u32 = 10;
+use crate::registry::{Beat, HeldPlan, Joined};
+use crate::versions::{Fault, holds, newest_fault, placement};
 
 /// Heartbeat intervals an install or drop that failed waits before it is tried again.
 const RETRY_AFTER: u32 = 5;
@@ -35,45 +34,23 @@ const RETRY_AFTER: u32 = 5;
 /// Time limit of telling a daemon that a worker is lost.
 const TELL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What is wrong with a workflow's newest version.
-#[derive(Debug)]
-enum Fault {
-    /// It uses a worker that cannot run its part: plan it again onto the live workers.
-    Broken(String),
-    /// Live workers that should hold it do not (their daemons restarted): install it again.
-    Missing(Vec<Target>),
-    /// A live worker it was not planned for (back, or new): plan it again to use it.
-    Rebalance(String),
-}
-
-/// The versions a daemon reports holding and not dropping.
-fn held_set(plans: &[pb::HeldPlan]) -> BTreeMap<(String, u64), Vec<u8>> {
+/// The versions a daemon reports, as the registry keeps them.
+fn held_plans(plans: &[pb::HeldPlan]) -> Vec<HeldPlan> {
     plans
         .iter()
-        .filter(|p| !p.dropping)
-        .map(|p| ((p.workflow.clone(), p.version), p.digest.clone()))
+        .map(|p| HeldPlan {
+            workflow: p.workflow.clone(),
+            version: p.version,
+            dropping: p.dropping,
+            digest: p.digest.clone(),
+        })
         .collect()
-}
-
-fn reported(plans: &[pb::HeldPlan]) -> Vec<(String, u64, bool, Vec<u8>)> {
-    plans
-        .iter()
-        .map(|p| (p.workflow.clone(), p.version, p.dropping, p.digest.clone()))
-        .collect()
-}
-
-/// Whether worker `w` holds version `v` (the same plan: a daemon holding another plan under
-/// its number does not).
-fn holds(w: &Worker, v: &Version) -> bool {
-    w.held
-        .get(&(v.wf.name.clone(), v.version))
-        .is_some_and(|d| *d == v.digest)
 }
 
 /// The request that installs `v` (as it was installed when it was made).
 fn install_request(v: &Version) -> pb::InstallPlanRequest {
     pb::InstallPlanRequest {
-        plan: Some(v.proto.clone()),
+        plan: Some(v.wire.proto().clone()),
         peers: v
             .peers
             .iter()
@@ -87,26 +64,9 @@ fn install_request(v: &Version) -> pb::InstallPlanRequest {
     }
 }
 
-/// Where a plan puts each task, by worker name, and the tier of each edge: two plans with the
-/// same placement run the same way.
-fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>, Vec<faasflow_core::plan::Tier>) {
-    let workers = wf
-        .graph
-        .node_indices()
-        .filter(|n| wf.graph[*n].task().is_some())
-        .map(|n| {
-            cluster
-                .workers
-                .get(plan.worker_of(n) as usize)
-                .map_or_else(String::new, |w| w.name.clone())
-        })
-        .collect();
-    (workers, plan.edge_tiers.clone())
-}
-
 impl PlannerService {
     /// `RegisterWorker`.
-    pub(super) async fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
+    pub(crate) async fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
         if req.name.is_empty() {
             return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
         }
@@ -141,51 +101,25 @@ impl PlannerService {
         self.name_is_free(&req.name, req.incarnation, grpc_addr).await?;
         let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
         let now = Instant::now();
+        let plans = held_plans(&req.plans);
         let mut state = self.state();
-        note_seen(&mut state, &req.plans);
-        let previous = state
-            .workers
-            .get(&req.name)
-            .map(|w| (w.incarnation, w.noted_lost, w.live_since));
-        let live_since = match previous {
-            Some((incarnation, false, since)) if incarnation == req.incarnation => since,
-            _ => now,
-        };
-        let restarted = previous.is_some_and(|(incarnation, _, _)| incarnation != req.incarnation);
-        state.workers.insert(
-            req.name.clone(),
-            Worker {
-                incarnation: req.incarnation,
-                grpc_addr,
-                quic_addr,
-                slots: req.slots,
-                last_seen: now,
-                client,
-                noted_lost: false,
-                probing: false,
-                restarting: restarted,
-                live_since,
-                held: held_set(&req.plans),
-                reported: reported(&req.plans),
-            },
-        );
+        note_seen(&mut state, &plans);
+        let joined = state
+            .registry
+            .join(&req.name, req.incarnation, grpc_addr, quic_addr, req.slots, plans, now);
+        state.clients.insert(req.name.clone(), client);
         drop(state);
         self.watch_workers();
-        let how = match previous {
-            None => "registered",
-            Some((incarnation, _, _)) if incarnation != req.incarnation => {
-                "restarted: it holds what it reports and gets every version it should hold"
-            }
-            Some((_, true, _)) => "is back: registered again after it was lost",
-            Some(_) => "registered again",
-        };
-        eprintln!(
-            "planner: worker `{}` {how} (daemon {grpc_addr}, peers {}, {} slots, {} plan versions held)",
-            req.name,
-            quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-            req.slots,
-            req.plans.iter().filter(|p| !p.dropping).count()
+        tracing::info!(
+            worker = %req.name,
+            addr = %grpc_addr,
+            peers = %quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+            slots = req.slots,
+            versions_held = req.plans.iter().filter(|p| !p.dropping).count(),
+            "worker {}",
+            joined.describe()
         );
+        let restarted = joined == Joined::Restarted;
         if restarted {
             // The others' connections to its old process must not fail the new one's
             // invocations: they forget them first; then it gets what it should hold.
@@ -193,7 +127,7 @@ impl PlannerService {
             let name = req.name.clone();
             tokio::spawn(async move {
                 this.tell_lost_and_wait(&name, "its daemon started again").await;
-                if let Some(w) = this.state().workers.get_mut(&name) {
+                if let Some(w) = this.state().registry.get_mut(&name) {
                     w.restarting = false;
                 }
                 this.reconcile();
@@ -213,12 +147,10 @@ impl PlannerService {
     async fn name_is_free(&self, name: &str, incarnation: u64, grpc_addr: SocketAddr) -> Result<(), Status> {
         let other = {
             let state = self.state();
-            match state.workers.get(name) {
-                Some(w) if w.incarnation != incarnation && w.grpc_addr != grpc_addr && !w.noted_lost => {
-                    Some((w.client.clone(), w.grpc_addr))
-                }
-                _ => None,
-            }
+            state
+                .registry
+                .other_daemon(name, incarnation, grpc_addr)
+                .and_then(|at| Some((state.clients.get(name)?.clone(), at)))
         };
         let Some((client, at)) = other else { return Ok(()) };
         match self.ask(client).await {
@@ -238,29 +170,19 @@ impl PlannerService {
     }
 
     /// `Heartbeat`: known only by name and incarnation.
-    pub(super) fn beat(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+    pub(crate) fn beat(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+        let plans = held_plans(&req.plans);
         let mut state = self.state();
-        note_seen(&mut state, &req.plans);
-        let known = match state.workers.get_mut(&req.name) {
-            Some(w) if w.incarnation == req.incarnation => {
-                let now = Instant::now();
-                w.last_seen = now;
-                w.held = held_set(&req.plans);
-                w.reported = reported(&req.plans);
-                if w.noted_lost {
-                    w.noted_lost = false;
-                    w.live_since = now;
-                    eprintln!(
-                        "planner: worker `{}` ({}) is back: plans use it again once it has been live for {} ms",
-                        req.name,
-                        w.grpc_addr,
-                        (self.inner.config.heartbeat_interval * LOST_AFTER).as_millis()
-                    );
-                }
-                true
-            }
-            _ => false,
-        };
+        note_seen(&mut state, &plans);
+        let beat = state.registry.beat(&req.name, req.incarnation, plans, Instant::now());
+        if beat == Beat::Back {
+            tracing::info!(
+                worker = %req.name,
+                "worker is back: plans use it again once it has been live for {} ms",
+                state.registry.loss_window().as_millis()
+            );
+        }
+        let known = beat != Beat::Unknown;
         pb::HeartbeatResponse {
             known_worker: known,
             install: Vec::new(),
@@ -290,37 +212,26 @@ impl PlannerService {
 
     /// Finds the workers lost since the last look, and those back.
     fn check_workers(&self) {
-        let now = Instant::now();
-        let interval = self.inner.config.heartbeat_interval;
-        let mut silent_ones = Vec::new();
-        {
+        let silent_ones: Vec<_> = {
             let mut state = self.state();
-            let gap = state.last_check.map(|t| now.duration_since(t));
-            state.last_check = Some(now);
-            if let Some(gap) = gap.filter(|g| *g > interval * LOST_AFTER) {
+            let look = state.registry.look(Instant::now());
+            if let Some(gap) = look.not_run_for {
                 // Heartbeats could not be taken meanwhile: whoever is silent is not known to be.
-                eprintln!(
-                    "planner: did not run for {} ms (stopped or starved): every worker has {} ms from now to send a heartbeat before it is found lost",
+                tracing::warn!(
+                    "did not run for {} ms (stopped or starved): every worker has {} ms from now to send a heartbeat \
+                     before it is found lost",
                     gap.as_millis(),
-                    (interval * LOST_AFTER).as_millis()
+                    state.registry.loss_window().as_millis()
                 );
-                for w in state.workers.values_mut().filter(|w| !w.noted_lost) {
-                    w.last_seen = w.last_seen.max(now);
-                }
             }
-            for (name, w) in state.workers.iter_mut() {
-                let silent = now.duration_since(w.last_seen);
-                let lost = silent > interval * LOST_AFTER;
-                if lost && !w.noted_lost && !w.probing {
-                    // Heartbeats can be late without the daemon being gone (its host is
-                    // busy): it is lost only if it does not answer a direct call either.
-                    w.probing = true;
-                    silent_ones.push((name.clone(), w.client.clone(), silent));
-                }
-                // A lost worker comes back with a heartbeat or a registration, nothing else.
-            }
-        }
-        for (name, client, silent) in silent_ones {
+            // Heartbeats can be late without the daemon being gone (its host is busy): it is
+            // lost only if it does not answer a direct call either.
+            look.silent
+                .into_iter()
+                .filter_map(|(name, silent)| Some((state.clients.get(&name)?.clone(), name, silent)))
+                .collect()
+        };
+        for (client, name, silent) in silent_ones {
             let this = self.clone();
             tokio::spawn(async move { this.probe(name, client, silent).await });
         }
@@ -333,28 +244,27 @@ impl PlannerService {
         let now = Instant::now();
         let lost = {
             let mut state = self.state();
-            let Some(w) = state.workers.get_mut(&name) else { return };
-            w.probing = false;
             match why {
                 None => {
-                    eprintln!(
-                        "planner: worker `{name}` sent no heartbeat for {} ms but answers: not lost",
+                    tracing::info!(
+                        worker = %name,
+                        "worker sent no heartbeat for {} ms but answers: not lost",
                         silent.as_millis()
                     );
-                    w.last_seen = w.last_seen.max(now);
+                    state.registry.answered(&name, now);
                     None
                 }
-                // A heartbeat came meanwhile.
-                Some(_) if now.duration_since(w.last_seen) <= self.inner.config.heartbeat_interval * LOST_AFTER => None,
                 Some(why) => {
-                    w.noted_lost = true;
-                    let silence = now.duration_since(w.last_seen);
-                    eprintln!(
-                        "planner: worker `{name}` ({}) is lost: no heartbeat for {} ms, and {why}",
-                        w.grpc_addr,
-                        silence.as_millis()
-                    );
-                    Some(silence)
+                    let silence = state.registry.unanswered(&name, now);
+                    if let (Some(silence), Some(w)) = (silence, state.registry.get(&name)) {
+                        tracing::warn!(
+                            worker = %name,
+                            addr = %w.grpc_addr,
+                            "worker is lost: no heartbeat for {} ms, and {why}",
+                            silence.as_millis()
+                        );
+                    }
+                    silence
                 }
             }
         };
@@ -374,15 +284,18 @@ impl PlannerService {
     pub(super) async fn confirm_lost(&self, name: &str) -> bool {
         let client = {
             let state = self.state();
-            match state.workers.get(name) {
+            match state.registry.get(name) {
                 None => return true,
                 Some(w) if w.noted_lost => return true,
-                Some(w) => w.client.clone(),
+                Some(_) => match state.clients.get(name) {
+                    Some(c) => c.clone(),
+                    None => return false,
+                },
             }
         };
         match self.ask(client).await {
             Ok(_) => {
-                eprintln!("planner: worker `{name}` was reported lost by a peer but answers: not lost");
+                tracing::info!(worker = %name, "worker was reported lost by a peer but answers: not lost");
                 false
             }
             Err(_) => {
@@ -416,14 +329,15 @@ impl PlannerService {
     /// involve it fail at once, naming it (the entry's report carries it, so an idempotent
     /// workflow runs again on the live workers).
     fn tell_lost(&self, lost: &str, reason: &str) -> Vec<tokio::task::JoinHandle<()>> {
-        let now = Instant::now();
-        let targets: Vec<(String, DaemonClient<AuthChannel>)> = self
-            .state()
-            .workers
-            .iter()
-            .filter(|(name, w)| name.as_str() != lost && !self.is_lost(w, now))
-            .map(|(name, w)| (name.clone(), w.client.clone()))
-            .collect();
+        let targets: Vec<(String, DaemonClient<AuthChannel>)> = {
+            let state = self.state();
+            state
+                .registry
+                .live()
+                .filter(|(name, _)| name.as_str() != lost)
+                .filter_map(|(name, _)| Some((name.clone(), state.clients.get(name)?.clone())))
+                .collect()
+        };
         let mut tasks = Vec::new();
         for (name, mut client) in targets {
             let req = pb::WorkerLostRequest {
@@ -434,13 +348,11 @@ impl PlannerService {
                 match tokio::time::timeout(TELL_TIMEOUT, client.worker_lost(req)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(status)) => {
-                        eprintln!(
-                            "planner: could not tell worker `{name}` of a lost worker: {}",
-                            describe(&status)
-                        )
+                        tracing::warn!(worker = %name, cause = %describe(&status), "could not tell a worker of a lost worker")
                     }
-                    Err(_) => eprintln!(
-                        "planner: worker `{name}` did not take the news of a lost worker within {} s",
+                    Err(_) => tracing::warn!(
+                        worker = %name,
+                        "worker did not take the news of a lost worker within {} s",
                         TELL_TIMEOUT.as_secs()
                     ),
                 }
@@ -463,9 +375,9 @@ impl PlannerService {
             for (workflow, d) in &state.workflows {
                 for v in &d.versions {
                     for name in &v.daemons {
-                        let Some(w) = state.workers.get(name) else { continue };
+                        let Some(w) = state.registry.get(name) else { continue };
                         let same_place = v.peers.get(name).copied().flatten() == w.quic_addr;
-                        if !self.is_lost(w, now)
+                        if !Registry::is_lost(w)
                             && same_place
                             && !w.restarting
                             && !holds(w, v)
@@ -480,11 +392,17 @@ impl PlannerService {
                     }
                 }
             }
-            for (name, w) in &state.workers {
-                if self.is_lost(w, now) {
+            for (name, w) in state.registry.iter() {
+                if Registry::is_lost(w) {
                     continue;
                 }
-                for (workflow, version, dropping, digest) in &w.reported {
+                for HeldPlan {
+                    workflow,
+                    version,
+                    dropping,
+                    digest,
+                } in &w.reported
+                {
                     // Known: the same plan under the same number (another plan under it is
                     // stale, from before the planner started again).
                     let known = state
@@ -517,7 +435,7 @@ impl PlannerService {
                 })
                 .filter(|(_, d)| {
                     matches!(
-                        self.newest_fault(&state, d, now, true),
+                        newest_fault(&state.registry, d, now, true),
                         Some(Fault::Broken(_) | Fault::Rebalance(_))
                     )
                 })
@@ -541,7 +459,7 @@ impl PlannerService {
                 match result {
                     Ok(()) => this.installed_again(&target.name, &workflow, version),
                     Err(e) => {
-                        eprintln!("planner: workflow `{workflow}` version {version} is missing on a worker: {e}");
+                        tracing::warn!(%workflow, version, worker = %target.name, cause = %e, "a version is missing on a worker");
                         tokio::time::sleep(retry).await;
                     }
                 }
@@ -554,9 +472,11 @@ impl PlannerService {
             tokio::spawn(async move {
                 let key = (target.name.clone(), workflow.clone(), version);
                 if say {
-                    eprintln!(
-                        "planner: worker `{}` holds workflow `{workflow}` version {version}, which is not deployed: dropping it",
-                        target.name
+                    tracing::info!(
+                        worker = %target.name,
+                        %workflow,
+                        version,
+                        "a worker holds a version that is not deployed: dropping it"
                     );
                 }
                 drop_on(target, token, workflow, version).await;
@@ -576,7 +496,7 @@ impl PlannerService {
                         Ok(()) => d.repair_failed = None,
                         Err(e) => {
                             if d.repair_failed.as_ref().is_none_or(|(_, said)| *said != e) {
-                                eprintln!("planner: workflow `{workflow}` could not be repaired: {e}");
+                                tracing::warn!(%workflow, cause = %e, "the workflow could not be repaired");
                             }
                             d.repair_failed = Some((Instant::now(), e));
                         }
@@ -608,7 +528,7 @@ impl PlannerService {
                 .versions
                 .first()
                 .ok_or_else(|| format!("workflow `{workflow}` has no version"))?;
-            let Some(fault) = self.newest_fault(&state, d, now, rebalance) else {
+            let Some(fault) = newest_fault(&state.registry, d, now, rebalance) else {
                 return Ok(());
             };
             (
@@ -625,7 +545,7 @@ impl PlannerService {
             Fault::Rebalance(_) if self.same_placement(workflow, &wf, mode, allow_overcommit) => {
                 // Planned again, every task would stay where it is: no new version.
                 let mut state = self.state();
-                let live: BTreeSet<String> = self.live_cluster_names(&state, now);
+                let live: BTreeSet<String> = self.live_cluster_names(&state);
                 if let Some(v) = state.workflows.get_mut(workflow).and_then(|d| d.versions.first_mut()) {
                     v.considered = live;
                 }
@@ -639,9 +559,11 @@ impl PlannerService {
             d.last_replan = Some(Instant::now());
         }
         let deployed = result.map_err(|e| e.message().to_owned())?;
-        eprintln!(
-            "planner: workflow `{workflow}` version {version}: {why}; planned again as version {} on the live workers",
-            deployed.version
+        tracing::info!(
+            %workflow,
+            version,
+            new_version = deployed.version,
+            "{why}; planned again on the live workers"
         );
         Ok(())
     }
@@ -654,7 +576,7 @@ impl PlannerService {
         while Instant::now() < end
             && targets
                 .iter()
-                .any(|t| self.state().workers.get(&t.name).is_some_and(|w| w.restarting))
+                .any(|t| self.state().registry.get(&t.name).is_some_and(|w| w.restarting))
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -693,16 +615,14 @@ impl PlannerService {
 
     /// Version `version` of `workflow` was installed again on `worker`, which did not hold it.
     fn installed_again(&self, worker: &str, workflow: &str, version: u64) {
-        eprintln!(
-            "planner: installed workflow `{workflow}` version {version} again on worker `{worker}`, which did not hold it"
-        );
+        tracing::info!(%workflow, version, %worker, "installed a version again on a worker that did not hold it");
         let mut state = self.state();
         let digest = state
             .workflows
             .get(workflow)
             .and_then(|d| d.versions.iter().find(|v| v.version == version))
             .map(|v| v.digest.clone());
-        if let (Some(digest), Some(w)) = (digest, state.workers.get_mut(worker)) {
+        if let (Some(digest), Some(w)) = (digest, state.registry.get_mut(worker)) {
             w.held.insert((workflow.to_owned(), version), digest);
         }
     }
@@ -733,95 +653,13 @@ impl PlannerService {
     }
 
     /// The names of the live workers.
-    fn live_cluster_names(&self, state: &State, now: Instant) -> BTreeSet<String> {
-        state
-            .workers
-            .iter()
-            .filter(|(_, w)| !self.is_lost(w, now))
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
-
-    /// What is wrong with the newest version of a workflow, if anything (`rebalance`: a live
-    /// worker it was not planned for counts).
-    fn newest_fault(&self, state: &State, d: &Deployed, now: Instant, rebalance: bool) -> Option<Fault> {
-        let v = d.versions.first()?;
-        if let Some(why) = self.broken(state, v, now) {
-            return Some(Fault::Broken(why));
-        }
-        let missing: Vec<Target> = v
-            .daemons
-            .iter()
-            .filter_map(|name| {
-                let w = state.workers.get(name)?;
-                (!holds(w, v)).then(|| Target {
-                    name: name.clone(),
-                    addr: w.grpc_addr,
-                })
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Some(Fault::Missing(missing));
-        }
-        let interval = self.inner.config.heartbeat_interval;
-        if rebalance
-            && d.last_replan
-                .is_none_or(|t| now.duration_since(t) >= interval * REBALANCE_EVERY)
-        {
-            let back = state.workers.iter().find(|(name, w)| {
-                !self.is_lost(w, now)
-                    && now.duration_since(w.live_since) >= interval * LOST_AFTER
-                    && !v.considered.contains(*name)
-            });
-            if let Some((name, _)) = back {
-                return Some(Fault::Rebalance(format!(
-                    "worker `{name}` is live and it was planned without it"
-                )));
-            }
-        }
-        None
-    }
-
-    /// Why version `v` cannot run its part on one of its workers, if so.
-    fn broken(&self, state: &State, v: &Version, now: Instant) -> Option<String> {
-        for name in &v.daemons {
-            let Some(w) = state.workers.get(name) else {
-                return Some(format!("it uses worker `{name}`, which is not registered"));
-            };
-            if self.is_lost(w, now) {
-                return Some(format!(
-                    "it uses worker `{name}` ({}), which is lost (no heartbeat for {} ms)",
-                    w.grpc_addr,
-                    now.duration_since(w.last_seen).as_millis()
-                ));
-            }
-            let was = v.peers.get(name).copied().flatten();
-            if was != w.quic_addr {
-                return Some(format!(
-                    "it uses worker `{name}`, whose daemon is back on another peer address ({}, was {})",
-                    w.quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-                    was.map_or_else(|| "none".to_owned(), |a| a.to_string())
-                ));
-            }
-        }
-        None
-    }
-
-    /// Why an invocation of version `v` cannot start now, if so: one of its workers is lost,
-    /// gone, elsewhere, or does not hold it.
-    pub(super) fn version_fault(&self, state: &State, v: &Version, now: Instant) -> Option<String> {
-        if let Some(why) = self.broken(state, v, now) {
-            return Some(why);
-        }
-        v.daemons
-            .iter()
-            .find(|name| state.workers.get(*name).is_some_and(|w| !holds(w, v)))
-            .map(|name| format!("worker `{name}` does not hold it (its daemon started again)"))
+    fn live_cluster_names(&self, state: &State) -> BTreeSet<String> {
+        state.registry.live().map(|(n, _)| n.clone()).collect()
     }
 }
 
 /// Notes the versions a daemon reports: versions deployed from here are higher.
-fn note_seen(state: &mut State, plans: &[pb::HeldPlan]) {
+fn note_seen(state: &mut State, plans: &[HeldPlan]) {
     for p in plans {
         let seen = state.seen_versions.entry(p.workflow.clone()).or_default();
         *seen = (*seen).max(p.version);

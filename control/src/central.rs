@@ -1,7 +1,7 @@
 //! MasterSP, FaaSFlow's baseline: the planner's central engine triggers every function, and
 //! every object goes through the remote tier (Redis).
 //!
-//! One task (the *master*) owns an [`Engine`] in which every MasterSP version is installed with
+//! One task (the *central engine*) owns an [`Engine`] in which every MasterSP version is installed with
 //! all its task nodes local, so the engine decides every step, applies timeouts and retries,
 //! and says when an invocation has ended. Each `Trigger` becomes one `Daemon.Execute` RPC to
 //! the daemon the plan put the task on (the inputs are keys in Redis, or inline JSON for
@@ -67,13 +67,13 @@ pub(crate) struct Messages {
 pub(crate) enum StartError {
     /// The engine refused it (bad input, unknown version).
     Engine(EngineError),
-    /// The master has stopped.
+    /// The central engine has stopped.
     Stopped,
 }
 
-/// A handle on the master task; cheap to clone.
+/// A handle on the central engine's task; cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Master {
+pub(crate) struct Central {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -136,10 +136,10 @@ enum Outcome {
     Unreachable(String),
 }
 
-impl Master {
-    /// Starts the master task (on the current tokio runtime). `check_every`: how often running
+impl Central {
+    /// Starts the central engine's task (on the current tokio runtime). `check_every`: how often running
     /// steps are checked for lost workers.
-    pub(crate) fn start(workers: Arc<dyn Workers>, messages: Arc<Messages>, check_every: Duration) -> Master {
+    pub(crate) fn start(workers: Arc<dyn Workers>, messages: Arc<Messages>, check_every: Duration) -> Central {
         let (tx, rx) = mpsc::unbounded_channel();
         let actor = Actor {
             engine: Engine::new(EngineConfig { seed: 0x6d61_7374_6572 }),
@@ -155,7 +155,7 @@ impl Master {
             next_exec: 1,
         };
         tokio::spawn(actor.run(rx, check_every));
-        Master { tx }
+        Central { tx }
     }
 
     /// Installs a MasterSP version in the central engine.
@@ -261,7 +261,7 @@ struct Actor {
     origin: Instant,
     workers: Arc<dyn Workers>,
     messages: Arc<Messages>,
-    /// For RPC tasks to answer on (weak: the master ends when every handle is gone).
+    /// For RPC tasks to answer on (weak: the central engine ends when every handle is gone).
     tx: mpsc::WeakUnboundedSender<Msg>,
     versions: HashMap<(String, u64), Arc<VersionInfo>>,
     invocations: HashMap<InvocationId, Inv>,
@@ -407,7 +407,7 @@ impl Actor {
                 let (store, workflow, version, invocation) = (b.store, b.workflow, b.version, b.invocation);
                 tokio::spawn(async move {
                     if let Err(err) = store.delete_invocation(&workflow, version, invocation).await {
-                        eprintln!("planner: could not delete the inputs stored for invocation {invocation}: {err}");
+                        tracing::warn!(%workflow, version, invocation, cause = %err, "could not delete the inputs stored for an invocation");
                     }
                 });
             }
@@ -649,8 +649,12 @@ impl Actor {
                 let (store, workflow, version, invocation) = (e.store, e.workflow, e.version, e.invocation);
                 tokio::spawn(async move {
                     if let Err(err) = store.delete_invocation(&workflow, version, invocation).await {
-                        eprintln!(
-                            "planner: could not delete the objects a late step stored for invocation {invocation} of workflow `{workflow}`: {err}"
+                        tracing::warn!(
+                            %workflow,
+                            version,
+                            invocation,
+                            cause = %err,
+                            "could not delete the objects a late step stored for an invocation"
                         );
                     }
                 });
@@ -781,7 +785,7 @@ impl Actor {
                     let why = format!(
                         "the objects of invocation {invocation} could not be deleted from the remote tier: {e}"
                     );
-                    eprintln!("planner: {why}");
+                    tracing::warn!(workflow = %wf.name, version = inv.version, invocation, "{why}");
                     match error {
                         Some(first) => (status, output, Some(format!("{first}; {why}"))),
                         None => ("failed", serde_json::Value::Null, Some(why)),
@@ -812,7 +816,7 @@ impl Actor {
     }
 }
 
-/// A workflow output with its objects resolved (`None`: unknown to the master, a bug).
+/// A workflow output with its objects resolved (`None`: unknown to the central engine, a bug).
 enum Resolved {
     Json(serde_json::Value),
     Object(Option<ExecObject>, u64),

@@ -1,0 +1,226 @@
+//! The `Planner` gRPC server adapter: turns requests into calls on [`PlannerService`] and its
+//! answers into responses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use faasflow_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use faasflow_core::dag::Workflow;
+use faasflow_core::plan::Mode;
+use faasflow_planner::load::load_str;
+
+use crate::config::KEPT_REPORTS;
+use crate::measure::Measured;
+use crate::registry::Registry;
+use crate::service::PlannerService;
+use crate::versions::find_version;
+
+#[tonic::async_trait]
+impl pb::planner_server::Planner for PlannerService {
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        self.register(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Ok(Response::new(self.beat(request.into_inner())))
+    }
+
+    async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DeployResponse>, Status> {
+        let req = request.into_inner();
+        let mode = match pb::Mode::try_from(req.mode) {
+            Ok(pb::Mode::WorkerSp) | Ok(pb::Mode::Unspecified) => Mode::WorkerSp,
+            Ok(pb::Mode::MasterSp) => Mode::MasterSp,
+            Ok(pb::Mode::WorkerSpRemote) => Mode::WorkerSpRemote,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "Deploy: `mode` {} is unknown",
+                    req.mode
+                )));
+            }
+        };
+        let file = if req.file_name.is_empty() {
+            "<deploy request>"
+        } else {
+            &req.file_name
+        };
+        let default_name = if req.default_name.is_empty() {
+            std::path::Path::new(file)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("workflow")
+                .to_owned()
+        } else {
+            req.default_name.clone()
+        };
+        let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let wf = Arc::new(loaded.workflow);
+        self.deploy_workflow(wf.clone(), wf, mode, req.allow_overcommit, file)
+            .await
+            .map(Response::new)
+    }
+
+    async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+        let started = Instant::now();
+        let result = self.invoke_rerunning(request.into_inner()).await.map(Response::new);
+        let outcome = match &result {
+            Ok(r) => match pb::InvocationStatus::try_from(r.get_ref().status) {
+                Ok(pb::InvocationStatus::Succeeded) => "ok",
+                Ok(pb::InvocationStatus::DeadlineExceeded) => "deadline",
+                _ => "failed",
+            },
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
+            Err(_) => "refused",
+        };
+        let mut state = self.state();
+        *state.outcomes.entry(outcome).or_default() += 1;
+        if outcome != "refused" && outcome != "overloaded" {
+            state.invocation_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Result<Response<pb::GetPlanResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.state();
+        let Some(deployed) = state.workflows.get(&req.workflow) else {
+            return Err(self.not_found_workflow(&state, &req.workflow));
+        };
+        let index = find_version(&req.workflow, deployed, req.version).map_err(|e| Status::not_found(e.0))?;
+        Ok(Response::new(pb::GetPlanResponse {
+            plan: Some(deployed.versions[index].wire.proto().clone()),
+        }))
+    }
+
+    async fn metrics(&self, _request: Request<pb::MetricsRequest>) -> Result<Response<pb::MetricsResponse>, Status> {
+        let now = Instant::now();
+        let state = self.state();
+        let c = &self.inner.counters;
+        let registered: Vec<pb::RegisteredWorker> = state
+            .registry
+            .iter()
+            .map(|(name, w)| pb::RegisteredWorker {
+                name: name.clone(),
+                grpc_addr: w.grpc_addr.to_string(),
+                quic_addr: w.quic_addr.map(|a| a.to_string()).unwrap_or_default(),
+                slots: w.slots,
+                silent_ms: u64::try_from(now.duration_since(w.last_seen).as_millis()).unwrap_or(u64::MAX),
+                lost: Registry::is_lost(w),
+            })
+            .collect();
+        Ok(Response::new(pb::MetricsResponse {
+            invocations: c.invocations.load(Ordering::Relaxed),
+            invocation_messages_sent: c.messages.sent.load(Ordering::Relaxed),
+            invocation_messages_received: c.messages.received.load(Ordering::Relaxed),
+            workers: registered.iter().filter(|w| !w.lost).count() as u32,
+            versions: state.workflows.values().map(|d| d.versions.len() as u32).sum(),
+            registered,
+        }))
+    }
+
+    async fn report(&self, request: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
+        let id = request.into_inner().invocation_id;
+        let state = self.state();
+        match state.reports.iter().find(|(i, _, _)| *i == id) {
+            Some((_, workflow, json)) => Ok(Response::new(pb::ReportResponse {
+                workflow: workflow.clone(),
+                report_json: json.to_vec(),
+            })),
+            None => Err(Status::not_found(format!(
+                "the planner has no report of invocation {id}: it keeps the reports of the latest {KEPT_REPORTS} \
+                 invocations{}",
+                match (state.reports.front(), state.reports.back()) {
+                    (Some((first, _, _)), Some((last, _, _))) => format!(" (now {first} to {last})"),
+                    _ => ", and none has ended yet".to_owned(),
+                }
+            ))),
+        }
+    }
+
+    async fn memory(&self, request: Request<pb::MemoryRequest>) -> Result<Response<pb::MemoryResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.state();
+        if !req.workflow.is_empty() && !state.workflows.contains_key(&req.workflow) {
+            return Err(self.not_found_workflow(&state, &req.workflow));
+        }
+        let margin = self.inner.config.margin_mib;
+        let workflows = state
+            .workflows
+            .iter()
+            .filter(|(name, _)| req.workflow.is_empty() || **name == req.workflow)
+            .filter_map(|(name, d)| {
+                let v = d.versions.first()?;
+                Some(workflow_memory(
+                    name,
+                    v.version,
+                    &v.declared,
+                    &v.wf,
+                    &d.measured,
+                    margin,
+                ))
+            })
+            .collect();
+        Ok(Response::new(pb::MemoryResponse { workflows }))
+    }
+}
+
+/// A workflow's memory: per task, declared and measured, and the quota `Σ O(v)` with
+/// `O(v) = max(memory − use − μ, 0)` from either.
+fn workflow_memory(
+    name: &str,
+    version: u64,
+    wf: &Workflow,
+    planned: &Workflow,
+    measured: &BTreeMap<String, Measured>,
+    margin_mib: f64,
+) -> pb::WorkflowMemory {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let quota = |memory: u64, used: f64| -> u64 { (memory as f64 - used - margin_mib * MIB).max(0.0) as u64 };
+    let tasks: Vec<pb::TaskMemory> = wf
+        .graph
+        .node_indices()
+        .filter_map(|n| {
+            let t = wf.graph[n].task()?;
+            let memory = t.spec.memory_mib << 20;
+            let declared = t.spec.memory_use_mib * MIB;
+            let m = measured
+                .get(&wf.graph[n].name)
+                .filter(|m| m.peak_calls > 0)
+                .map(|m| (m.peak, m.peak_calls));
+            let declared_quota_bytes = quota(memory, declared);
+            let planned_use = planned
+                .graph
+                .node_weights()
+                .find(|p| p.name == wf.graph[n].name)
+                .and_then(|p| p.task())
+                .map_or(declared, |p| p.spec.memory_use_mib * MIB);
+            Some(pb::TaskMemory {
+                planned_use_bytes: planned_use as u64,
+                task: wf.graph[n].name.clone(),
+                memory_bytes: memory,
+                declared_use_bytes: declared as u64,
+                measured_peak_bytes: m.map(|(peak, _)| peak),
+                calls_measured: m.map_or(0, |(_, n)| n),
+                declared_quota_bytes,
+                quota_bytes: m.map_or(declared_quota_bytes, |(peak, _)| quota(memory, peak as f64)),
+            })
+        })
+        .collect();
+    pb::WorkflowMemory {
+        workflow: name.to_owned(),
+        version,
+        margin_mib,
+        declared_quota_bytes: tasks.iter().map(|t| t.declared_quota_bytes).sum(),
+        quota_bytes: tasks.iter().map(|t| t.quota_bytes).sum(),
+        tasks,
+    }
+}

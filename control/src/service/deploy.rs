@@ -1,0 +1,255 @@
+//! Deploys: plan a workflow for the live workers, give it the next version, install it on
+//! every worker that runs one of its tasks (in parallel), and drop it again from the others
+//! when one install fails.
+
+use super::*;
+
+impl PlannerService {
+    /// Plans `wf` for the live workers and installs it as the workflow's next version;
+    /// `declared` is the workflow as its user deployed it (`wf` itself, or for a re-plan from
+    /// measured memory, the one it came from). `file` names where it came from in errors.
+    pub(crate) async fn deploy_workflow(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+    ) -> Result<pb::DeployResponse, Status> {
+        if mode == Mode::MasterSp {
+            self.remote_store(&wf.name).await?;
+        }
+        let _one_at_a_time = self.inner.deploying.lock().await;
+        self.deploy_locked(wf, declared, mode, allow_overcommit, file).await
+    }
+
+    /// [`PlannerService::deploy_workflow`] with the deploy lock held (and, for MasterSP, the
+    /// remote tier connected).
+    pub(crate) async fn deploy_locked(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+    ) -> Result<pb::DeployResponse, Status> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (cluster, live) = self.live_cluster();
+            let version = {
+                let mut state = self.state();
+                let last = state.workflows.get(&wf.name).map_or(0, |d| d.last);
+                let seen = state.seen_versions.get(&wf.name).copied().unwrap_or(0);
+                let version = last.max(seen) + 1;
+                state.installing.insert((wf.name.clone(), version));
+                // Never given again, whatever happens to it.
+                state.seen_versions.insert(wf.name.clone(), version);
+                version
+            };
+            let result = self
+                .install_version(
+                    wf.clone(),
+                    declared.clone(),
+                    mode,
+                    allow_overcommit,
+                    file,
+                    cluster,
+                    live,
+                    version,
+                )
+                .await;
+            self.state().installing.remove(&(wf.name.clone(), version));
+            match result {
+                Ok(r) => return Ok(r),
+                // Only lost workers failed it: plan it again for the live ones, once.
+                Err((status, true)) if attempt == 1 => {
+                    tracing::warn!(workflow = %wf.name, "{}; planning it again onto the live workers", status.message());
+                }
+                Err((status, _)) => return Err(status),
+            }
+        }
+    }
+
+    /// Returns once worker `name` is lost (or gone from the registry).
+    async fn until_lost(&self, name: &str) {
+        let interval = self.inner.config.heartbeat_interval;
+        loop {
+            tokio::time::sleep(interval / 2).await;
+            if self.state().registry.get(name).is_none_or(Registry::is_lost) {
+                return;
+            }
+        }
+    }
+
+    /// Plans `wf` as `version` for `cluster` and installs it on its workers.
+    #[allow(clippy::too_many_arguments)]
+    async fn install_version(
+        &self,
+        wf: Arc<Workflow>,
+        declared: Arc<Workflow>,
+        mode: Mode,
+        allow_overcommit: bool,
+        file: &str,
+        cluster: ClusterView,
+        live: BTreeMap<String, Worker>,
+        version: u64,
+    ) -> Result<pb::DeployResponse, (Status, bool)> {
+        let cfg = PlannerConfig {
+            mode,
+            allow_overcommit,
+            margin_mib: self.inner.config.margin_mib,
+            version,
+            ..PlannerConfig::default()
+        };
+        let plan = partition(&wf, &cluster, &cfg).map_err(|e| {
+            let status = Status::failed_precondition(format!("{file}: cannot plan workflow `{}`: {e}", wf.name));
+            (status, false)
+        })?;
+        let wire = WirePlan::new(&wf, &plan, &cluster);
+        let digest = wire.digest().to_vec();
+        // The workers running a task, in plan order.
+        let mut used: Vec<u32> = wf
+            .graph
+            .node_indices()
+            .filter(|n| wf.graph[*n].task().is_some())
+            .map(|n| plan.worker_of(n))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let targets: Vec<Target> = used
+            .iter()
+            .filter_map(|w| cluster.workers.get(*w as usize))
+            .filter_map(|v| {
+                live.get(&v.name).map(|w| Target {
+                    name: v.name.clone(),
+                    addr: w.grpc_addr,
+                })
+            })
+            .collect();
+        let peers: Vec<pb::PeerAddress> = targets
+            .iter()
+            .filter_map(|t| {
+                live.get(&t.name).and_then(|w| w.quic_addr).map(|a| pb::PeerAddress {
+                    name: t.name.clone(),
+                    quic_addr: a.to_string(),
+                })
+            })
+            .collect();
+        if mode == Mode::MasterSp {
+            // Every task is triggered by the central engine, on the worker the plan chose.
+            let placement = wf
+                .graph
+                .node_indices()
+                .filter(|n| wf.graph[*n].task().is_some())
+                .filter_map(|n| {
+                    cluster
+                        .workers
+                        .get(plan.worker_of(n) as usize)
+                        .map(|w| (n, w.name.clone()))
+                })
+                .collect();
+            self.central()
+                .install(wf.clone(), version, placement)
+                .await
+                .map_err(|e| (Status::failed_precondition(format!("{file}: {e}")), false))?;
+        }
+        let request = pb::InstallPlanRequest {
+            plan: Some(wire.proto().clone()),
+            peers,
+        };
+        let mut installs = tokio::task::JoinSet::new();
+        for t in targets.iter().cloned() {
+            let req = request.clone();
+            let token = self.inner.config.token.clone();
+            let this = self.clone();
+            installs.spawn(async move {
+                // A worker that stops answering meanwhile does not hold the deploy up until
+                // the install's time limit: it is lost, and the deploy plans without it.
+                let r = tokio::select! {
+                    r = install_on(&t, &token, req) => r.map_err(|e| (e, false)),
+                    () = this.until_lost(&t.name) => Err((
+                        format!("worker `{}` at {} was lost while the plan was installed", t.name, t.addr),
+                        true,
+                    )),
+                };
+                (t, r)
+            });
+        }
+        let mut took = Vec::new();
+        let mut errors = Vec::new();
+        let mut lost = 0;
+        while let Some(joined) = installs.join_next().await {
+            match joined {
+                Ok((t, Ok(()))) => took.push(t),
+                Ok((_, Err((e, was_lost)))) => {
+                    lost += usize::from(was_lost);
+                    errors.push(e);
+                }
+                Err(e) => errors.push(format!("an install task failed: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            for t in took {
+                drop_on(t, self.inner.config.token.clone(), wf.name.clone(), version).await;
+            }
+            if mode == Mode::MasterSp {
+                self.central().uninstall(&wf.name, version);
+            }
+            let unreachable = errors.iter().all(|e| e.starts_with("cannot reach"));
+            let message = format!(
+                "{file}: workflow `{}` version {version} was not deployed: {}",
+                wf.name,
+                errors.join("; ")
+            );
+            let status = if unreachable || lost > 0 {
+                Status::unavailable(message)
+            } else {
+                Status::failed_precondition(message)
+            };
+            return Err((status, lost == errors.len()));
+        }
+        let mut state = self.state();
+        for t in &targets {
+            if let Some(w) = state.registry.get_mut(&t.name) {
+                w.held.insert((wf.name.clone(), version), digest.clone());
+            }
+        }
+        let deployed = state.workflows.entry(wf.name.clone()).or_default();
+        deployed.last = version;
+        deployed.versions.insert(
+            0,
+            Version {
+                version,
+                wf: wf.clone(),
+                plan,
+                considered: cluster.workers.iter().map(|w| w.name.clone()).collect(),
+                cluster,
+                wire: wire.clone(),
+                daemons: targets.iter().map(|t| t.name.clone()).collect(),
+                digest,
+                peers: targets
+                    .iter()
+                    .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))
+                    .collect(),
+                in_flight: 0,
+                mode,
+                allow_overcommit,
+                declared,
+            },
+        );
+        self.drop_drained(&mut state, &wf.name);
+        tracing::info!(
+            workflow = %wf.name,
+            version,
+            workers = %targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+            "deployed"
+        );
+        Ok(pb::DeployResponse {
+            workflow: wf.name.clone(),
+            version,
+            plan: Some(wire.proto().clone()),
+        })
+    }
+}

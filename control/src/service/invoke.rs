@@ -1,0 +1,453 @@
+//! Invocations: admission (the planner's in-flight limit), the route to the entry daemon or the
+//! central engine, waiting for the answer within the deadline, and running an invocation
+//! again on the live workers when a worker it used was lost and its functions are idempotent.
+
+use super::*;
+
+/// Where an invocation goes.
+enum Route {
+    /// WorkerSP: to the entry daemon.
+    Worker {
+        id: u64,
+        version: u64,
+        entry: Target,
+        client: Box<DaemonClient<AuthChannel>>,
+        guard: InFlight,
+    },
+    /// MasterSP: to the central engine.
+    Central { id: u64, version: u64, guard: InFlight },
+    /// A worker of the version is lost, or does not hold it (it restarted): nothing started;
+    /// the version must be repaired first ([`PlannerService::repair`]).
+    NotReady { message: String },
+}
+
+impl PlannerService {
+    /// `Invoke`: routes one invocation and waits for its result.
+    /// Runs an invocation; when a worker it used is lost and every function of its workflow
+    /// is idempotent (and no version was asked for), plans the workflow again onto the live
+    /// workers and runs it again from its input, within its deadline (at most
+    /// [`MAX_RERUNS`] times). The answer's report lists the earlier runs' errors.
+    pub(crate) async fn invoke_rerunning(&self, mut req: pb::InvokeRequest) -> Result<pb::InvokeResponse, Status> {
+        let started = Instant::now();
+        let mut earlier: Vec<String> = Vec::new();
+        loop {
+            let (mut response, run) = self.invoke_one(req.clone()).await?;
+            let left = run.deadline.saturating_sub(started.elapsed());
+            let failed = response.status == pb::InvocationStatus::Failed as i32;
+            let lost = match run.lost {
+                Some(w) if failed && run.idempotent && req.version.is_none() && earlier.len() < MAX_RERUNS => w,
+                _ => return Ok(with_earlier_runs(response, earlier)),
+            };
+            if left.is_zero() {
+                return Ok(with_earlier_runs(response, earlier));
+            }
+            tracing::info!(
+                workflow = %req.workflow,
+                invocation = response.invocation_id,
+                worker = %lost,
+                "an invocation lost a worker; its functions are idempotent: running it again from its input on the live workers"
+            );
+            // A daemon said so (one that was itself frozen finds every peer gone): the
+            // planner asks the worker before it plans around it.
+            let _ = tokio::time::timeout(left, self.confirm_lost(&lost)).await;
+            match tokio::time::timeout(left, self.repair(&req.workflow)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    response.error = format!("{}; it was not run again: {why}", response.error);
+                    return Ok(with_earlier_runs(response, earlier));
+                }
+                Err(_) => {
+                    response.error = format!(
+                        "{}; it was not run again: the workflow was not planned again within its deadline",
+                        response.error
+                    );
+                    return Ok(with_earlier_runs(response, earlier));
+                }
+            }
+            earlier.push(response.error);
+            let left = run.deadline.saturating_sub(started.elapsed());
+            req.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+        }
+    }
+
+    async fn invoke_one(&self, req: pb::InvokeRequest) -> Result<(pb::InvokeResponse, RunInfo), Status> {
+        self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
+        let input: serde_json::Value = serde_json::from_slice(&req.input_json)
+            .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
+        if !input.is_object() {
+            return Err(Status::invalid_argument(
+                "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
+            ));
+        }
+        let requested = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
+        // The request's limit, else the workflow's `deadline`, else the planner's default.
+        let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
+        let mut idempotent: bool;
+        let mut replanned = false;
+        // Choose the version, count the invocation in, and find the entry daemon, under one
+        // lock; when the entry is lost, plan the workflow again onto the live workers (nothing
+        // has run yet, so that is safe for any workflow) and choose again, once.
+        let route = loop {
+            let route = 'route: {
+                let mut state = self.state();
+                let now = Instant::now();
+                state.next_invocation += 1;
+                let id = state.next_invocation;
+                let Some(deployed) = state.workflows.get(&req.workflow) else {
+                    return Err(self.not_found_workflow(&state, &req.workflow));
+                };
+                let index = find_version(&req.workflow, deployed, req.version).map_err(|e| Status::not_found(e.0))?;
+                let in_flight: u64 = state
+                    .workflows
+                    .values()
+                    .flat_map(|d| d.versions.iter())
+                    .map(|v| v.in_flight)
+                    .sum();
+                let limit = self.inner.config.max_in_flight;
+                if in_flight >= limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "overloaded: {in_flight} invocations are in flight on the planner (its --max-in-flight is {limit}); \
+                     invocation of workflow `{}` refused, retry later",
+                        req.workflow
+                    )));
+                }
+                let Some(deployed) = state.workflows.get(&req.workflow) else {
+                    return Err(self.not_found_workflow(&state, &req.workflow));
+                };
+                let v = &deployed.versions[index];
+                if let (None, Some(ms)) = (requested, v.wf.deadline_ms) {
+                    deadline = Duration::from_millis(ms);
+                }
+                idempotent = v.wf.idempotent();
+                // Never start what would wait on a worker that cannot run its part.
+                if let Some(why) = version_fault(&state.registry, v, now) {
+                    let message = format!(
+                        "workflow `{}` version {} cannot run now: {why}",
+                        req.workflow, v.version
+                    );
+                    break 'route Route::NotReady { message };
+                }
+                if v.plan.mode == Mode::MasterSp {
+                    let version = v.version;
+                    let guard = InFlight::hold(self, &mut state, &req.workflow, index, version);
+                    Route::Central { id, version, guard }
+                } else {
+                    let Some(first) = entry_task(&v.wf, &v.plan) else {
+                        return Err(Status::failed_precondition(format!(
+                            "workflow `{}` has no task to start",
+                            req.workflow
+                        )));
+                    };
+                    let entry = v.cluster.workers[v.plan.worker_of(first) as usize].name.clone();
+                    let version = v.version;
+                    let Some(w) = state.registry.get(&entry) else {
+                        return Err(Status::unavailable(format!(
+                            "worker `{entry}`, which starts workflow `{}` version {version}, is not registered; \
+                     start its daemon or deploy the workflow again",
+                            req.workflow
+                        )));
+                    };
+                    let entry = Target {
+                        name: entry,
+                        addr: w.grpc_addr,
+                    };
+                    let Some(client) = state.clients.get(&entry.name).cloned() else {
+                        return Err(Status::unavailable(format!(
+                            "worker `{}` has no connection",
+                            entry.name
+                        )));
+                    };
+                    let guard = InFlight::hold(self, &mut state, &req.workflow, index, version);
+                    Route::Worker {
+                        id,
+                        version,
+                        entry,
+                        client: Box::new(client),
+                        guard,
+                    }
+                }
+            };
+            match route {
+                Route::NotReady { message } if req.version.is_none() && !replanned => {
+                    replanned = true;
+                    // Nothing has run: planning it again (or installing it where it is
+                    // missing) is safe for any workflow.
+                    match tokio::time::timeout(deadline, self.repair(&req.workflow)).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(why)) => {
+                            return Err(Status::unavailable(format!("{message}; repairing it failed: {why}")));
+                        }
+                        Err(_) => {
+                            return Err(Status::unavailable(format!(
+                                "{message}; it was not repaired within the deadline"
+                            )));
+                        }
+                    }
+                }
+                Route::NotReady { message } => {
+                    let hint = if req.version.is_some() {
+                        "invoke the newest version (without --version), which the planner repairs"
+                    } else {
+                        "retry shortly: the planner plans it again onto the live workers"
+                    };
+                    return Err(Status::unavailable(format!("{message}; {hint}")));
+                }
+                route => break route,
+            }
+        };
+        let (id, version, entry, mut client, guard) = match route {
+            Route::Central { id, version, guard } => {
+                let response = self.invoke_central(&req.workflow, version, id, input, deadline).await;
+                drop(guard);
+                if let Ok((r, _)) = &response {
+                    self.note_report(id, &req.workflow, &r.report_json);
+                }
+                return response.map(|(r, lost)| {
+                    let run = RunInfo {
+                        deadline,
+                        idempotent,
+                        lost,
+                    };
+                    (r, run)
+                });
+            }
+            Route::Worker {
+                id,
+                version,
+                entry,
+                client,
+                guard,
+            } => (id, version, entry, *client, guard),
+            Route::NotReady { message } => return Err(Status::unavailable(message)),
+        };
+        let message = pb::DaemonInvokeRequest {
+            workflow: req.workflow.clone(),
+            version,
+            invocation_id: id,
+            input_json: req.input_json,
+            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
+        // The entry daemon ends the invocation at its deadline and answers with the report;
+        // waiting a little longer lets that answer arrive (it names the steps still open).
+        let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, client.invoke(message)).await;
+        drop(guard);
+        let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
+            invocation_id: id,
+            status: status as i32,
+            output_json: Vec::new(),
+            error,
+            report_json: Vec::new(),
+        };
+        let mut lost = None;
+        let response = match outcome {
+            Err(_) => failed(
+                pb::InvocationStatus::DeadlineExceeded,
+                format!(
+                    "invocation {id} of workflow `{}` version {version} did not end within its deadline of {} ms \
+                     (entry worker `{}` at {})",
+                    req.workflow,
+                    deadline.as_millis(),
+                    entry.name,
+                    entry.addr
+                ),
+            ),
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                return Err(Status::resource_exhausted(format!(
+                    "invocation {id} of workflow `{}` version {version} was refused by worker `{}`: {}",
+                    req.workflow,
+                    entry.name,
+                    status.message()
+                )));
+            }
+            Ok(Err(status)) => {
+                if is_transport(&status) {
+                    self.mark_lost(&entry.name);
+                    lost = Some(entry.name.clone());
+                }
+                failed(
+                    pb::InvocationStatus::Failed,
+                    format!(
+                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name,
+                        entry.addr,
+                        req.workflow,
+                        describe(&status)
+                    ),
+                )
+            }
+            Ok(Ok(answer)) => {
+                self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
+                let answer = answer.into_inner();
+                if !answer.accepted {
+                    return Err(Status::failed_precondition(format!(
+                        "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {}",
+                        entry.name, req.workflow, answer.reason
+                    )));
+                }
+                let (response, lost_there) = report_response(id, &entry.name, answer.report_json);
+                lost = lost_there;
+                response
+            }
+        };
+        self.note_report(id, &req.workflow, &response.report_json);
+        Ok((
+            response,
+            RunInfo {
+                deadline,
+                idempotent,
+                lost,
+            },
+        ))
+    }
+
+    /// Runs a MasterSP invocation on the central engine.
+    async fn invoke_central(
+        &self,
+        workflow: &str,
+        version: u64,
+        id: u64,
+        input: serde_json::Value,
+        deadline: Duration,
+    ) -> Result<(pb::InvokeResponse, Option<String>), Status> {
+        let store = self.remote_store(workflow).await?;
+        let central = self.central().clone();
+        let run = central.invoke(workflow, version, id, input, store);
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(report)) => {
+                let json = serde_json::to_vec(&report)
+                    .map_err(|e| Status::internal(format!("cannot encode the report of invocation {id}: {e}")))?;
+                Ok(report_response(id, "the central engine", json))
+            }
+            Ok(Err(StartError::Engine(e))) => {
+                let message = format!("invocation {id} of workflow `{workflow}` version {version} did not start: {e}");
+                Err(match e {
+                    EngineError::MissingInputs { .. } | EngineError::InputNotObject { .. } => {
+                        Status::invalid_argument(message)
+                    }
+                    _ => Status::failed_precondition(message),
+                })
+            }
+            Ok(Err(StartError::Stopped)) => Err(Status::unavailable(format!(
+                "the planner's central engine stopped during invocation {id} of workflow `{workflow}` version {version}"
+            ))),
+            Err(_) => {
+                let message = format!(
+                    "invocation {id} of workflow `{workflow}` version {version} (MasterSP) did not end within its deadline of {} ms",
+                    deadline.as_millis()
+                );
+                // Ends it in the engine too, which deletes its objects.
+                central.abort(id, message.clone());
+                let response = pb::InvokeResponse {
+                    invocation_id: id,
+                    status: pb::InvocationStatus::DeadlineExceeded as i32,
+                    output_json: Vec::new(),
+                    error: message,
+                    report_json: Vec::new(),
+                };
+                Ok((response, None))
+            }
+        }
+    }
+}
+
+/// What [`PlannerService::invoke_rerunning`] needs to know of one run.
+#[derive(Debug)]
+struct RunInfo {
+    /// The invocation's time limit.
+    deadline: Duration,
+    /// Every function of its version is idempotent.
+    idempotent: bool,
+    /// The worker whose loss ended it, when one did.
+    lost: Option<String>,
+}
+
+/// Runs of one invocation at most, when workers are lost ([`PlannerService::invoke_rerunning`]).
+const MAX_RERUNS: usize = 2;
+
+/// `response` with the errors of the runs before it in its report (`earlier_runs`).
+fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> pb::InvokeResponse {
+    if earlier.is_empty() {
+        return response;
+    }
+    if let Ok(mut report) = serde_json::from_slice::<faasflow_core::report::Report>(&response.report_json) {
+        report.earlier_runs = earlier;
+        if let Ok(json) = serde_json::to_vec(&report) {
+            response.report_json = json;
+        }
+    }
+    response
+}
+
+/// The answer to a client from the entry daemon's report, and the worker whose loss ended the
+/// invocation when the report names one.
+fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (pb::InvokeResponse, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Outcome {
+        status: String,
+        #[serde(default)]
+        output: serde_json::Value,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        lost_worker: Option<String>,
+    }
+    let outcome = serde_json::from_slice::<Outcome>(&report_json);
+    let lost = outcome.as_ref().ok().and_then(|o| o.lost_worker.clone());
+    let response = match outcome {
+        Ok(o) if o.status == "ok" => pb::InvokeResponse {
+            invocation_id: id,
+            status: pb::InvocationStatus::Succeeded as i32,
+            output_json: serde_json::to_vec(&o.output).unwrap_or_default(),
+            error: String::new(),
+            report_json,
+        },
+        Ok(o) => pb::InvokeResponse {
+            invocation_id: id,
+            status: if o.error.as_deref().is_some_and(|e| e.starts_with(DEADLINE_PASSED)) {
+                pb::InvocationStatus::DeadlineExceeded as i32
+            } else {
+                pb::InvocationStatus::Failed as i32
+            },
+            output_json: Vec::new(),
+            error: o
+                .error
+                .unwrap_or_else(|| format!("invocation {id} ended with status `{}`", o.status)),
+            report_json,
+        },
+        Err(e) => pb::InvokeResponse {
+            invocation_id: id,
+            status: pb::InvocationStatus::Failed as i32,
+            output_json: Vec::new(),
+            error: format!("worker `{worker}` sent a report for invocation {id} that is not valid JSON: {e}"),
+            report_json,
+        },
+    };
+    (response, lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_become_answers() {
+        let (ok, _) = report_response(7, "w", br#"{"status":"ok","output":{"a":1}}"#.to_vec());
+        assert_eq!(ok.status, pb::InvocationStatus::Succeeded as i32);
+        assert_eq!(ok.output_json, br#"{"a":1}"#);
+        let (failed, lost) = report_response(
+            7,
+            "w",
+            br#"{"status":"failed","output":null,"error":"step `x` failed","lost_worker":"w2"}"#.to_vec(),
+        );
+        assert_eq!(lost.as_deref(), Some("w2"));
+        assert_eq!(failed.status, pb::InvocationStatus::Failed as i32);
+        assert_eq!(failed.error, "step `x` failed");
+        let (garbage, _) = report_response(7, "w", b"nope".to_vec());
+        assert!(
+            garbage
+                .error
+                .starts_with("worker `w` sent a report for invocation 7 that is not valid JSON")
+        );
+    }
+}
