@@ -1,4 +1,4 @@
-//! `cargo xtask ci`: the format check, clippy with warnings denied, the ring's
+//! `cargo xtask ci`: the tidy checks, the format check, clippy with warnings denied, the ring's
 //! loom check, every binary, the whole test suite, then a short run of every fuzz target.
 
 use std::process::Command;
@@ -7,12 +7,15 @@ use anyhow::{Result, bail};
 
 use crate::fuzz::{fuzz, has_cargo_fuzz};
 use crate::images::{docker_version, images};
+use crate::tidy::tidy;
 use crate::util::{cargo, project_root, run};
 
 /// Seconds `cargo xtask ci` runs each fuzz target.
 const CI_FUZZ_SECONDS: u64 = 10;
 
 pub(crate) fn ci() -> Result<()> {
+    // First, as it needs no build: it stops the run with every problem listed.
+    tidy(&project_root())?;
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
     // The container tests need Docker and the packs' images. `.ci/run` sets
     // FAASFLOW_REQUIRE_DOCKER=1, so that there a missing Docker fails the run; elsewhere those
