@@ -449,14 +449,24 @@ mod tests {
             },
             "containers": {"per_edge_us": {"container": {"p50": 28.0, "p99": 130.0}}},
             "per_edge_across_workers": {"p50": 120.0, "p99": 900.0},
-            "per_edge_1kib_one_worker": {"shared_memory": {"p50": 40.0, "p99": 90.0}, "remote": {"p50": 310.0, "p99": 1200.0}},
+            "per_edge_1kib_one_worker": {
+                "shared_memory": {"p50": 40.0, "p99": 90.0},
+                "remote": {"p50": 310.0, "p99": 1200.0},
+            },
         })
     }
 
     #[test]
     fn the_breakdown_splits_each_median_invocation() {
         use crate::suite::{ClusterRuns, Run};
-        let report = |e2e: f64, exec: f64, data: f64| serde_json::json!({"e2e_us": e2e, "critical_path_us": exec, "critical_data_us": data, "edges": []});
+        let report = |e2e: f64, exec: f64, data: f64| {
+            serde_json::json!({
+                "e2e_us": e2e,
+                "critical_path_us": exec,
+                "critical_data_us": data,
+                "edges": [],
+            })
+        };
         let runs = ClusterRuns {
             workers: 3,
             runs: vec![
@@ -498,7 +508,8 @@ mod tests {
         let row = t.lines().find(|l| l.starts_with("| soykb |")).expect("a soykb row");
         assert_eq!(
             row,
-            "| soykb | 150.0 / 150.0 | 10.0 | 400.0 / 400.0 | 250.0 | 900.0 / 900.0 | 550.0 | 2.67× | 2.25× | 0.0 / 0.0 |"
+            "| soykb | 150.0 / 150.0 | 10.0 | 400.0 / 400.0 | 250.0 | 900.0 / 900.0 | 550.0 | 2.67× | 2.25× \
+             | 0.0 / 0.0 |"
         );
         let _ = std::fs::remove_file(&path);
     }

@@ -1,0 +1,154 @@
+//! No printing in libraries: the library crates and the CLI's modules return what they have to
+//! say (a value, a typed error, a report) and the binaries print it; a library that prints
+//! writes into its caller's output without asking.
+
+use super::source::{Workspace, find_word};
+use super::{Findings, Violations, library_sources};
+
+/// Library files that still print, and why. This list must shrink to empty.
+pub(crate) const KNOWN: &[(&str, &str)] = &[
+    (
+        "cli/src/local.rs",
+        "`up`, `down` and `trace` say what they wait for, kill and write; the commands should return it to main.rs",
+    ),
+    (
+        "cli/src/metrics.rs",
+        "`serve_if` announces the metrics address; it should return it to main.rs",
+    ),
+    (
+        "cli/src/run.rs",
+        "`faasflow run` prints its summary, the staged-input note and the text report itself; main.rs should \
+         print them",
+    ),
+    (
+        "cli/src/services.rs",
+        "`faasflow planner` and `faasflow daemon` announce their listeners, Redis and peer settings",
+    ),
+    (
+        "control/src/master.rs",
+        "logs to stderr (no logging facade in the workspace yet): MasterSP's engine reports objects it could \
+         not delete and failed invocations",
+    ),
+    (
+        "control/src/service.rs",
+        "logs to stderr (no logging facade in the workspace yet): deploys, drops, re-plans and lost workers",
+    ),
+    (
+        "control/src/service/workers.rs",
+        "logs to stderr (no logging facade in the workspace yet): registrations, heartbeats, lost and returning \
+         workers",
+    ),
+    (
+        "daemon/src/container.rs",
+        "logs to stderr (no logging facade in the workspace yet): containers of an earlier run removed or not",
+    ),
+    (
+        "daemon/src/net.rs",
+        "logs to stderr (no logging facade in the workspace yet): peers that could not connect and objects refused",
+    ),
+    (
+        "daemon/src/pool.rs",
+        "logs to stderr (no logging facade in the workspace yet): an instance that could not be started",
+    ),
+    (
+        "daemon/src/runtime.rs",
+        "logs to stderr (no logging facade in the workspace yet): the memory probe chosen, spill and Redis \
+         clean-up failures",
+    ),
+    (
+        "daemon/src/runtime/cluster.rs",
+        "logs to stderr (no logging facade in the workspace yet): remote-tier fallbacks, failed pushes, stray \
+         completions",
+    ),
+    (
+        "daemon/src/runtime/master.rs",
+        "logs to stderr (no logging facade in the workspace yet): a missing remote tier",
+    ),
+    (
+        "daemon/src/service.rs",
+        "logs to stderr (no logging facade in the workspace yet): registration with the planner and its retries",
+    ),
+    (
+        "sdk/src/runtime.rs",
+        "the pack's main loop: answers `--list` on stdout and reports fatal errors on stderr before exiting",
+    ),
+];
+
+/// The macros that print.
+const MACROS: [&str; 5] = ["println!", "eprintln!", "print!", "eprint!", "dbg!"];
+
+pub(crate) fn check(ws: &Workspace, known: &[(&str, &str)], findings: &mut Findings) {
+    let mut violations = Violations::new();
+    for source in library_sources(ws) {
+        for (n, line) in source.code_lines() {
+            if let Some(m) = MACROS.iter().find(|m| !find_word(line, m).is_empty()) {
+                violations.entry(source.path.clone()).or_default().push(format!(
+                    "{}:{n}: `{m}` in a library: return the text (or a typed error) to the caller and let the \
+                     binary print it",
+                    source.path
+                ));
+            }
+        }
+    }
+    findings.add("printing", violations, known);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(files: &[(&str, &str)], known: &[(&str, &str)]) -> Findings {
+        let ws = Workspace::from_files(files.iter().map(|(p, t)| ((*p).into(), (*t).into())).collect());
+        let mut findings = Findings::default();
+        check(&ws, known, &mut findings);
+        findings
+    }
+
+    #[test]
+    fn printing_in_a_library_fails() {
+        let f = run(
+            &[
+                ("daemon/src/net.rs", "fn f() {\n    eprintln!(\"peer lost\");\n}\n"),
+                ("cli/src/run.rs", "fn f() { print!(\"x\"); }\n"),
+                ("core/src/dag.rs", "fn f(x: u8) -> u8 { dbg!(x) }\n"),
+            ],
+            &[],
+        );
+        let starts = [
+            "cli/src/run.rs:1: `print!` in a library",
+            "core/src/dag.rs:1: `dbg!` in a library",
+            "daemon/src/net.rs:2: `eprintln!` in a library",
+        ];
+        assert_eq!(f.failures.len(), starts.len(), "{f:?}");
+        for (failure, start) in f.failures.iter().zip(starts) {
+            assert!(failure.starts_with(start), "{failure}");
+        }
+    }
+
+    #[test]
+    fn binaries_tests_and_text_may_print() {
+        let f = run(
+            &[
+                ("cli/src/main.rs", "fn main() { println!(\"hi\"); }\n"),
+                ("xtask/src/main.rs", "fn main() { eprintln!(\"hi\"); }\n"),
+                ("daemon/tests/e2e.rs", "fn t() { println!(\"hi\"); }\n"),
+                (
+                    "daemon/src/net.rs",
+                    "/// Never `println!`.\nfn f() -> &'static str { \"eprintln!\" }\n\
+                     #[cfg(test)]\nmod tests {\n    fn t() { println!(\"hi\"); }\n}\n",
+                ),
+            ],
+            &[],
+        );
+        assert!(f.failures.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn an_exempt_file_is_a_note_and_a_clean_one_must_leave_the_list() {
+        let known = [("daemon/src/net.rs", "logs peers")];
+        let f = run(&[("daemon/src/net.rs", "fn f() { eprintln!(\"x\"); }\n")], &known);
+        assert!(f.failures.is_empty() && f.notes.len() == 1, "{f:?}");
+        let f = run(&[("daemon/src/net.rs", "fn f() {}\n")], &known);
+        assert_eq!(f.failures.len(), 1, "{f:?}");
+    }
+}
