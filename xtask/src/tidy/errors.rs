@@ -20,10 +20,14 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "`parse_probe` is a clap value parser, which takes a String error",
     ),
     (
-        "control/src/master.rs",
+        "control/src/central.rs",
         "MasterSP's engine passes worker, object and invocation failures as text",
     ),
-    ("control/src/service.rs", "installing plans on daemons fails as text"),
+    ("control/src/daemons.rs", "installing plans on daemons fails as text"),
+    (
+        "control/src/service.rs",
+        "the central engine's view of a worker fails as text",
+    ),
     (
         "control/src/service/workers.rs",
         "probes, repairs and reinstalls fail as text",

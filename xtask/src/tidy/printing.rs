@@ -25,20 +25,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "`faasflow planner` and `faasflow daemon` announce their listeners, Redis and peer settings",
     ),
     (
-        "control/src/master.rs",
-        "logs to stderr (no logging facade in the workspace yet): MasterSP's engine reports objects it could \
-         not delete and failed invocations",
-    ),
-    (
-        "control/src/service.rs",
-        "logs to stderr (no logging facade in the workspace yet): deploys, drops, re-plans and lost workers",
-    ),
-    (
-        "control/src/service/workers.rs",
-        "logs to stderr (no logging facade in the workspace yet): registrations, heartbeats, lost and returning \
-         workers",
-    ),
-    (
         "daemon/src/container.rs",
         "logs to stderr (no logging facade in the workspace yet): containers of an earlier run removed or not",
     ),

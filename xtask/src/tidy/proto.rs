@@ -15,13 +15,24 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
          responses (plans, memory, invocation status)",
     ),
     (
-        "control/src/master.rs",
-        "MasterSP's engine holds the generated DaemonClient to call daemons",
+        "control/src/central.rs",
+        "MasterSP's central engine holds the generated DaemonClient to call daemons (Execute)",
+    ),
+    (
+        "control/src/daemons.rs",
+        "installs and drops build pb requests; they move into a daemon client in faasflow-rpc",
     ),
     (
         "control/src/service.rs",
-        "the Planner service implements the generated gRPC trait itself and keeps the pb::Plan it hands \
-         out; its handlers move into control/src/rpc.rs",
+        "the driver keeps the generated DaemonClient of each registered worker",
+    ),
+    (
+        "control/src/service/deploy.rs",
+        "deploys build pb install requests and answer with a pb::DeployResponse",
+    ),
+    (
+        "control/src/service/invoke.rs",
+        "invocations are routed as pb requests to the entry daemon and answered as pb responses",
     ),
     (
         "control/src/service/workers.rs",

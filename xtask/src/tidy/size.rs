@@ -14,10 +14,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "the local cluster's commands (up, down, deploy, invoke, trace, memory) in one file",
     ),
     (
-        "control/src/service.rs",
-        "the Planner service: deploys, invocations, re-planning and daemon calls in one file",
-    ),
-    (
         "core/src/engine.rs",
         "the invocation engine's state machine with its events and actions",
     ),
