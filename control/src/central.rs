@@ -23,31 +23,26 @@
 //! object's bytes itself except the result's.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use faasflow_proto::v1::daemon_client::DaemonClient;
 use tokio::sync::{mpsc, oneshot};
 
 use faasflow_core::dag::{FailureKind, NodeId, STAGE_MIN_BYTES, Workflow};
 use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
 use faasflow_core::report::{FunctionRecord, Report, add_skipped, critical_path};
 use faasflow_remote::{ObjectKey, RemoteStore};
-use faasflow_rpc::auth::AuthChannel;
-use faasflow_rpc::convert::execute::{
-    ExecDone, ExecObject, ExecRequest, ExecValue, Owner, execute_request_to_proto, execute_response_from_proto,
-};
+use faasflow_rpc::convert::execute::{ExecDone, ExecObject, ExecRequest, ExecValue, Owner};
+use faasflow_rpc::daemon::{Daemon, DaemonError};
 
 /// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
 const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 
 /// The daemons, as the planner's registry knows them.
 pub(crate) trait Workers: Send + Sync + 'static {
-    /// A client of worker `name`'s daemon and its address, or why there is none (not
-    /// registered, lost).
-    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<AuthChannel>), String>;
+    /// Worker `name`'s daemon, or why there is none (not registered, lost).
+    fn daemon(&self, name: &str) -> Result<Daemon, String>;
     /// Worker `name`'s daemon could not be reached: new plans leave it out until it sends a
     /// heartbeat again.
     fn unreachable(&self, name: &str);
@@ -519,7 +514,7 @@ impl Actor {
             })
             .collect();
         let target = values.and_then(|v| self.workers.daemon(&worker).map(|d| (v, d)));
-        let (values, (addr, mut client)) = match target {
+        let (values, daemon) = match target {
             Ok(t) => t,
             Err(why) => {
                 let now = self.now();
@@ -538,7 +533,8 @@ impl Actor {
                 return;
             }
         };
-        let request = execute_request_to_proto(&ExecRequest {
+        let addr = daemon.addr();
+        let request = ExecRequest {
             workflow: info.wf.name.clone(),
             version,
             invocation,
@@ -546,7 +542,7 @@ impl Actor {
             element,
             attempt,
             inputs: values,
-        });
+        };
         let exec = self.next_exec;
         self.next_exec += 1;
         let Some(tx) = self.tx.upgrade() else { return };
@@ -554,34 +550,31 @@ impl Actor {
         let (wf_name, w) = (info.wf.name.clone(), worker.clone());
         self.messages.sent.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
-            let outcome = match client.execute(request).await {
-                Ok(answer) => {
-                    messages.received.fetch_add(1, Ordering::Relaxed);
-                    let owner = Owner {
-                        workflow: &wf_name,
-                        version,
-                        invocation,
-                    };
-                    match execute_response_from_proto(answer.get_ref(), owner) {
-                        Ok(Ok(done)) => Outcome::Done(Box::new(done)),
-                        Ok(Err((why, kind))) => Outcome::Failed(why, kind),
-                        Err(e) => Outcome::Failed(
-                            format!("worker `{w}` ({addr}) sent an answer that breaks the protocol: {e}"),
-                            FailureKind::Crash,
-                        ),
-                    }
+            let owner = Owner {
+                workflow: &wf_name,
+                version,
+                invocation,
+            };
+            let answer = daemon.execute(&request, owner).await;
+            if matches!(answer, Ok(_) | Err(DaemonError::Protocol { .. })) {
+                messages.received.fetch_add(1, Ordering::Relaxed);
+            }
+            let outcome = match answer {
+                Ok(Ok(done)) => Outcome::Done(Box::new(done)),
+                Ok(Err((why, kind))) => Outcome::Failed(why, kind),
+                Err(DaemonError::Unreachable { cause, .. }) => {
+                    Outcome::Unreachable(format!("worker `{w}` ({addr}) could not be reached: {cause}"))
                 }
-                Err(status) if faasflow_rpc::status::is_transport(&status) => Outcome::Unreachable(format!(
-                    "worker `{w}` ({addr}) could not be reached: {}",
-                    faasflow_rpc::status::describe(&status)
-                )),
-                Err(status) => Outcome::Failed(
-                    format!(
-                        "worker `{w}` ({addr}) refused to run it: {}",
-                        faasflow_rpc::status::describe(&status)
-                    ),
+                Err(DaemonError::Protocol { cause, .. }) => Outcome::Failed(
+                    format!("worker `{w}` ({addr}) sent an answer that breaks the protocol: {cause}"),
                     FailureKind::Crash,
                 ),
+                Err(e @ DaemonError::Timeout { .. }) => Outcome::Failed(e.to_string(), FailureKind::Crash),
+                Err(DaemonError::Refused { message, .. } | DaemonError::Overloaded { message, .. }) => Outcome::Failed(
+                    format!("worker `{w}` ({addr}) refused to run it: {message}"),
+                    FailureKind::Crash,
+                ),
+                Err(e) => Outcome::Failed(e.to_string(), FailureKind::Crash),
             };
             let _ = tx.send(Msg::Answer { exec, outcome });
         });

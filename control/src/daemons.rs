@@ -1,12 +1,12 @@
 //! Calls the control plane makes to daemons outside an invocation: installing and dropping
 //! plan versions, each over a fresh connection so that an unreachable daemon is named as such.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use faasflow_proto::v1 as pb;
 use faasflow_rpc::auth::Token;
-use faasflow_rpc::channel::{daemon_client, endpoint};
-use faasflow_rpc::status::{chain, describe, is_transport};
+use faasflow_rpc::convert::WirePlan;
+use faasflow_rpc::daemon::{Daemon, DaemonError};
 
 use crate::versions::Target;
 
@@ -15,60 +15,65 @@ pub(crate) const INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time limit of dropping a plan on a daemon.
 const DROP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Installs `req` on one daemon, with a fresh connection so that an unreachable daemon is
-/// named as such.
-pub(crate) async fn install_on(
-    target: &Target,
-    token: &Option<Token>,
-    req: pb::InstallPlanRequest,
-) -> Result<(), String> {
-    let channel = endpoint(target.addr).connect().await.map_err(|e| {
-        format!(
-            "cannot reach worker `{}` at {}: {}; is its daemon running?",
-            target.name,
-            target.addr,
-            chain(&e)
-        )
-    })?;
-    let mut client = daemon_client(channel, token);
-    match tokio::time::timeout(INSTALL_TIMEOUT, client.install_plan(req)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) if is_transport(&status) => Err(format!(
-            "cannot reach worker `{}` at {}: {}; is its daemon running?",
-            target.name,
-            target.addr,
-            describe(&status)
-        )),
-        Ok(Err(status)) => Err(format!(
-            "worker `{}` at {} refused the plan: {}",
-            target.name,
-            target.addr,
-            describe(&status)
-        )),
-        Err(_) => Err(format!(
-            "worker `{}` at {} did not install the plan within {} s",
-            target.name,
-            target.addr,
-            INSTALL_TIMEOUT.as_secs()
-        )),
+/// Why a plan could not be installed on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InstallError {
+    /// Its daemon cannot be reached.
+    #[error("{0}")]
+    Unreachable(DaemonError),
+    /// Its daemon refused the plan.
+    #[error("worker `{worker}` at {addr} refused the plan: {message}")]
+    Refused {
+        worker: String,
+        addr: SocketAddr,
+        message: String,
+    },
+    /// Its daemon did not answer in time.
+    #[error("worker `{worker}` at {addr} did not install the plan within {} s", INSTALL_TIMEOUT.as_secs())]
+    Timeout { worker: String, addr: SocketAddr },
+}
+
+/// What installs a version on a daemon: its plan and its workers' peer (QUIC) addresses.
+#[derive(Debug, Clone)]
+pub(crate) struct Install {
+    pub(crate) plan: WirePlan,
+    pub(crate) peers: Vec<(String, SocketAddr)>,
+}
+
+/// Installs a version on one daemon.
+pub(crate) async fn install_on(target: &Target, token: &Option<Token>, install: &Install) -> Result<(), InstallError> {
+    let result = async {
+        let daemon = Daemon::connect(&target.name, target.addr, token).await?;
+        daemon.install(&install.plan, &install.peers, INSTALL_TIMEOUT).await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ DaemonError::Unreachable { .. }) => Err(InstallError::Unreachable(e)),
+        Err(DaemonError::Timeout { .. }) => Err(InstallError::Timeout {
+            worker: target.name.clone(),
+            addr: target.addr,
+        }),
+        Err(DaemonError::Refused { message, .. } | DaemonError::Overloaded { message, .. }) => {
+            Err(InstallError::Refused {
+                worker: target.name.clone(),
+                addr: target.addr,
+                message,
+            })
+        }
+        Err(e) => Err(InstallError::Refused {
+            worker: target.name.clone(),
+            addr: target.addr,
+            message: e.to_string(),
+        }),
     }
 }
 
 /// Drops a version from one daemon; failures are logged (the daemon may be gone).
 pub(crate) async fn drop_on(target: Target, token: Option<Token>, workflow: String, version: u64) {
     let result = async {
-        let channel = endpoint(target.addr).connect().await.map_err(|e| chain(&e))?;
-        let req = pb::DropPlanRequest {
-            workflow: workflow.clone(),
-            version,
-        };
-        match tokio::time::timeout(DROP_TIMEOUT, daemon_client(channel, &token).drop_plan(req)).await {
-            Err(_) => Err(format!("no answer within {} s", DROP_TIMEOUT.as_secs())),
-            // Gone already (dropped once, or its daemon started again): what was asked.
-            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(()),
-            Ok(Err(s)) => Err(describe(&s)),
-            Ok(Ok(_)) => Ok(()),
-        }
+        let daemon = Daemon::connect(&target.name, target.addr, &token).await?;
+        daemon.drop_version(&workflow, version, DROP_TIMEOUT).await
     }
     .await;
     if let Err(e) = result {

@@ -2,11 +2,15 @@
 //! answers into responses.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use faasflow_proto::v1 as pb;
+use faasflow_rpc::auth::Check;
+use faasflow_rpc::channel::MAX_MESSAGE;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use faasflow_core::dag::Workflow;
@@ -15,9 +19,25 @@ use faasflow_planner::load::load_str;
 
 use crate::config::KEPT_REPORTS;
 use crate::measure::Measured;
+use crate::registry::HeldPlan;
 use crate::registry::Registry;
 use crate::service::PlannerService;
+use crate::service::invoke::{Ending, InvokeRequest};
+use crate::service::workers::Registration;
 use crate::versions::find_version;
+
+impl PlannerService {
+    /// The tonic server for this service (refusing calls without the token, when it has one).
+    pub fn into_server(self) -> InterceptedService<pb::planner_server::PlannerServer<Self>, Check> {
+        let check = Check::new(self.inner.config.token.clone(), "the planner");
+        InterceptedService::new(
+            pb::planner_server::PlannerServer::new(self)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            check,
+        )
+    }
+}
 
 #[tonic::async_trait]
 impl pb::planner_server::Planner for PlannerService {
@@ -25,14 +45,23 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        self.register(request.into_inner()).await.map(Response::new)
+        let interval = self.register(registration(request.into_inner())?).await?;
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            heartbeat_interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Ok(Response::new(self.beat(request.into_inner())))
+        let req = request.into_inner();
+        let known = self.beat(&req.name, req.incarnation, held_plans(&req.plans));
+        Ok(Response::new(pb::HeartbeatResponse {
+            known_worker: known,
+            install: Vec::new(),
+            drop: Vec::new(),
+        }))
     }
 
     async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DeployResponse>, Status> {
@@ -64,29 +93,54 @@ impl pb::planner_server::Planner for PlannerService {
         };
         let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let wf = Arc::new(loaded.workflow);
-        self.deploy_workflow(wf.clone(), wf, mode, req.allow_overcommit, file)
-            .await
-            .map(Response::new)
+        let made = self
+            .deploy_workflow(wf.clone(), wf, mode, req.allow_overcommit, file)
+            .await?;
+        Ok(Response::new(pb::DeployResponse {
+            workflow: made.workflow,
+            version: made.version,
+            plan: Some(made.plan.proto().clone()),
+        }))
     }
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
         let started = Instant::now();
-        let result = self.invoke_rerunning(request.into_inner()).await.map(Response::new);
+        let req = request.into_inner();
+        let req = InvokeRequest {
+            workflow: req.workflow,
+            version: req.version,
+            input_json: req.input_json,
+            deadline_ms: req.deadline_ms,
+        };
+        let result = self.invoke_rerunning(req).await;
         let outcome = match &result {
-            Ok(r) => match pb::InvocationStatus::try_from(r.get_ref().status) {
-                Ok(pb::InvocationStatus::Succeeded) => "ok",
-                Ok(pb::InvocationStatus::DeadlineExceeded) => "deadline",
-                _ => "failed",
+            Ok(r) => match r.status {
+                Ending::Succeeded => "ok",
+                Ending::DeadlineExceeded => "deadline",
+                Ending::Failed => "failed",
             },
             Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
             Err(_) => "refused",
         };
-        let mut state = self.state();
-        *state.outcomes.entry(outcome).or_default() += 1;
-        if outcome != "refused" && outcome != "overloaded" {
-            state.invocation_seconds.observe(started.elapsed().as_secs_f64());
+        {
+            let mut state = self.state();
+            *state.outcomes.entry(outcome).or_default() += 1;
+            if outcome != "refused" && outcome != "overloaded" {
+                state.invocation_seconds.observe(started.elapsed().as_secs_f64());
+            }
         }
-        result
+        let answer = result?;
+        Ok(Response::new(pb::InvokeResponse {
+            invocation_id: answer.invocation_id,
+            status: match answer.status {
+                Ending::Succeeded => pb::InvocationStatus::Succeeded,
+                Ending::Failed => pb::InvocationStatus::Failed,
+                Ending::DeadlineExceeded => pb::InvocationStatus::DeadlineExceeded,
+            } as i32,
+            output_json: answer.output_json,
+            error: answer.error,
+            report_json: answer.report_json,
+        }))
     }
 
     async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Result<Response<pb::GetPlanResponse>, Status> {
@@ -223,4 +277,60 @@ fn workflow_memory(
         quota_bytes: tasks.iter().map(|t| t.quota_bytes).sum(),
         tasks,
     }
+}
+
+/// A registration checked: a name, addresses that parse, slots.
+fn registration(req: pb::RegisterWorkerRequest) -> Result<Registration, Status> {
+    if req.name.is_empty() {
+        return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
+    }
+    if req.name.len() > 253 || req.name.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "RegisterWorker: the worker name {:?} is not a name (at most 253 bytes, no control characters)",
+            req.name.chars().take(64).collect::<String>()
+        )));
+    }
+    let grpc_addr: SocketAddr = req.grpc_addr.parse().map_err(|e| {
+        Status::invalid_argument(format!(
+            "RegisterWorker: `grpc_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+            req.name, req.grpc_addr
+        ))
+    })?;
+    let quic_addr = if req.quic_addr.is_empty() {
+        None
+    } else {
+        Some(req.quic_addr.parse().map_err(|e| {
+            Status::invalid_argument(format!(
+                "RegisterWorker: `quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
+                req.name, req.quic_addr
+            ))
+        })?)
+    };
+    if req.slots == 0 {
+        return Err(Status::invalid_argument(format!(
+            "RegisterWorker: worker `{}` offers 0 slots",
+            req.name
+        )));
+    }
+    Ok(Registration {
+        plans: held_plans(&req.plans),
+        name: req.name,
+        incarnation: req.incarnation,
+        grpc_addr,
+        quic_addr,
+        slots: req.slots,
+    })
+}
+
+/// The versions a daemon reports, as the registry keeps them.
+fn held_plans(plans: &[pb::HeldPlan]) -> Vec<HeldPlan> {
+    plans
+        .iter()
+        .map(|p| HeldPlan {
+            workflow: p.workflow.clone(),
+            version: p.version,
+            dropping: p.dropping,
+            digest: p.digest.clone(),
+        })
+        .collect()
 }

@@ -26,16 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use faasflow_proto::v1 as pb;
-use faasflow_proto::v1::daemon_client::DaemonClient;
 use tonic::Status;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::central::{Central, Messages, StartError, Workers};
 use crate::config::{DEADLINE_GRACE, REDIS_TIMEOUT};
 pub use crate::config::{DEFAULT_DEADLINE, DEFAULT_MAX_IN_FLIGHT, KEPT_REPORTS, ServiceConfig};
-use crate::daemons::{drop_on, install_on};
+use crate::daemons::{Install, drop_on, install_on};
 use crate::measure::{RUNTIME_SAMPLES, with_measured};
 use crate::registry::{Registry, Worker};
 use crate::versions::{Deployed, Target, Version, entry_task, find_version, version_fault};
@@ -45,14 +41,12 @@ use faasflow_core::plan::{ClusterView, Mode, PlannerConfig, WorkerView};
 use faasflow_core::text::list_names;
 use faasflow_planner::partition::partition;
 use faasflow_remote::{RemoteError, RemoteStore};
-use faasflow_rpc::auth::{AuthChannel, Check};
-use faasflow_rpc::channel::{MAX_MESSAGE, daemon_client, endpoint};
 use faasflow_rpc::convert::WirePlan;
-use faasflow_rpc::status::{describe, is_transport};
+use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 
 mod deploy;
-mod invoke;
-mod workers;
+pub(crate) mod invoke;
+pub(crate) mod workers;
 
 #[derive(Debug)]
 pub(crate) struct State {
@@ -60,7 +54,7 @@ pub(crate) struct State {
     pub(crate) registry: Registry,
     /// A connection to each registered worker's daemon, made when it registered (reconnects
     /// by itself).
-    pub(crate) clients: BTreeMap<String, DaemonClient<AuthChannel>>,
+    pub(crate) clients: BTreeMap<String, Daemon>,
     pub(crate) workflows: BTreeMap<String, Deployed>,
     /// The highest version of each workflow a daemon reported holding: versions deployed
     /// from here are higher (a planner started again never reuses one).
@@ -105,7 +99,7 @@ pub(crate) struct Inner {
 struct CentralWorkers(Weak<Inner>);
 
 impl Workers for CentralWorkers {
-    fn daemon(&self, name: &str) -> Result<(SocketAddr, DaemonClient<AuthChannel>), String> {
+    fn daemon(&self, name: &str) -> Result<Daemon, String> {
         let inner = self.0.upgrade().ok_or("the planner has stopped")?;
         let service = PlannerService { inner };
         let now = Instant::now();
@@ -119,8 +113,8 @@ impl Workers for CentralWorkers {
                 w.grpc_addr,
                 now.duration_since(w.last_seen).as_millis()
             )),
-            Some(w) => match state.clients.get(name) {
-                Some(c) => Ok((w.grpc_addr, c.clone())),
+            Some(_) => match state.clients.get(name) {
+                Some(c) => Ok(c.clone()),
                 None => Err(format!("worker `{name}` has no connection")),
             },
         }
@@ -165,22 +159,6 @@ impl PlannerService {
                 remote: tokio::sync::Mutex::new(None),
             }),
         }
-    }
-
-    /// The tonic server for this service (refusing calls without the token, when it has one).
-    pub fn into_server(self) -> InterceptedService<pb::planner_server::PlannerServer<Self>, Check> {
-        let check = Check::new(self.inner.config.token.clone(), "the planner");
-        InterceptedService::new(
-            pb::planner_server::PlannerServer::new(self)
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            check,
-        )
-    }
-
-    /// A client of a daemon over `channel`, carrying the cluster's token.
-    fn daemon_client(&self, channel: Channel) -> DaemonClient<AuthChannel> {
-        daemon_client(channel, &self.inner.config.token)
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {

@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// A version a deploy made.
+#[derive(Debug, Clone)]
+pub(crate) struct NewVersion {
+    pub(crate) workflow: String,
+    pub(crate) version: u64,
+    /// Its plan, as daemons received it.
+    pub(crate) plan: WirePlan,
+}
+
 impl PlannerService {
     /// Plans `wf` for the live workers and installs it as the workflow's next version;
     /// `declared` is the workflow as its user deployed it (`wf` itself, or for a re-plan from
@@ -15,7 +24,7 @@ impl PlannerService {
         mode: Mode,
         allow_overcommit: bool,
         file: &str,
-    ) -> Result<pb::DeployResponse, Status> {
+    ) -> Result<NewVersion, Status> {
         if mode == Mode::MasterSp {
             self.remote_store(&wf.name).await?;
         }
@@ -32,7 +41,7 @@ impl PlannerService {
         mode: Mode,
         allow_overcommit: bool,
         file: &str,
-    ) -> Result<pb::DeployResponse, Status> {
+    ) -> Result<NewVersion, Status> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -94,7 +103,7 @@ impl PlannerService {
         cluster: ClusterView,
         live: BTreeMap<String, Worker>,
         version: u64,
-    ) -> Result<pb::DeployResponse, (Status, bool)> {
+    ) -> Result<NewVersion, (Status, bool)> {
         let cfg = PlannerConfig {
             mode,
             allow_overcommit,
@@ -127,14 +136,9 @@ impl PlannerService {
                 })
             })
             .collect();
-        let peers: Vec<pb::PeerAddress> = targets
+        let peers: Vec<(String, SocketAddr)> = targets
             .iter()
-            .filter_map(|t| {
-                live.get(&t.name).and_then(|w| w.quic_addr).map(|a| pb::PeerAddress {
-                    name: t.name.clone(),
-                    quic_addr: a.to_string(),
-                })
-            })
+            .filter_map(|t| live.get(&t.name).and_then(|w| w.quic_addr).map(|a| (t.name.clone(), a)))
             .collect();
         if mode == Mode::MasterSp {
             // Every task is triggered by the central engine, on the worker the plan chose.
@@ -154,8 +158,8 @@ impl PlannerService {
                 .await
                 .map_err(|e| (Status::failed_precondition(format!("{file}: {e}")), false))?;
         }
-        let request = pb::InstallPlanRequest {
-            plan: Some(wire.proto().clone()),
+        let request = Install {
+            plan: wire.clone(),
             peers,
         };
         let mut installs = tokio::task::JoinSet::new();
@@ -167,7 +171,7 @@ impl PlannerService {
                 // A worker that stops answering meanwhile does not hold the deploy up until
                 // the install's time limit: it is lost, and the deploy plans without it.
                 let r = tokio::select! {
-                    r = install_on(&t, &token, req) => r.map_err(|e| (e, false)),
+                    r = install_on(&t, &token, &req) => r.map_err(|e| (e.to_string(), false)),
                     () = this.until_lost(&t.name) => Err((
                         format!("worker `{}` at {} was lost while the plan was installed", t.name, t.addr),
                         true,
@@ -246,10 +250,10 @@ impl PlannerService {
             workers = %targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
             "deployed"
         );
-        Ok(pb::DeployResponse {
+        Ok(NewVersion {
             workflow: wf.name.clone(),
             version,
-            plan: Some(wire.proto().clone()),
+            plan: wire,
         })
     }
 }

@@ -4,6 +4,40 @@
 
 use super::*;
 
+/// An invocation as a client asks for it.
+#[derive(Debug, Clone)]
+pub(crate) struct InvokeRequest {
+    pub(crate) workflow: String,
+    /// The version to run; `None` runs the newest.
+    pub(crate) version: Option<u64>,
+    /// The workflow's input, a JSON object.
+    pub(crate) input_json: Vec<u8>,
+    /// Time limit of the whole invocation, ms (0: the workflow's, else the planner's default).
+    pub(crate) deadline_ms: u64,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Succeeded,
+    /// A step failed; the answer's `error` names the step and the cause.
+    Failed,
+    DeadlineExceeded,
+}
+
+/// The answer to an invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct InvokeAnswer {
+    pub(crate) invocation_id: u64,
+    pub(crate) status: Ending,
+    /// The workflow's output, a JSON object (when it succeeded).
+    pub(crate) output_json: Vec<u8>,
+    /// What went wrong (when it did not succeed).
+    pub(crate) error: String,
+    /// The run report (JSON).
+    pub(crate) report_json: Vec<u8>,
+}
+
 /// Where an invocation goes.
 enum Route {
     /// WorkerSP: to the entry daemon.
@@ -11,7 +45,7 @@ enum Route {
         id: u64,
         version: u64,
         entry: Target,
-        client: Box<DaemonClient<AuthChannel>>,
+        daemon: Box<Daemon>,
         guard: InFlight,
     },
     /// MasterSP: to the central engine.
@@ -27,13 +61,13 @@ impl PlannerService {
     /// is idempotent (and no version was asked for), plans the workflow again onto the live
     /// workers and runs it again from its input, within its deadline (at most
     /// [`MAX_RERUNS`] times). The answer's report lists the earlier runs' errors.
-    pub(crate) async fn invoke_rerunning(&self, mut req: pb::InvokeRequest) -> Result<pb::InvokeResponse, Status> {
+    pub(crate) async fn invoke_rerunning(&self, mut req: InvokeRequest) -> Result<InvokeAnswer, Status> {
         let started = Instant::now();
         let mut earlier: Vec<String> = Vec::new();
         loop {
             let (mut response, run) = self.invoke_one(req.clone()).await?;
             let left = run.deadline.saturating_sub(started.elapsed());
-            let failed = response.status == pb::InvocationStatus::Failed as i32;
+            let failed = response.status == Ending::Failed;
             let lost = match run.lost {
                 Some(w) if failed && run.idempotent && req.version.is_none() && earlier.len() < MAX_RERUNS => w,
                 _ => return Ok(with_earlier_runs(response, earlier)),
@@ -70,7 +104,7 @@ impl PlannerService {
         }
     }
 
-    async fn invoke_one(&self, req: pb::InvokeRequest) -> Result<(pb::InvokeResponse, RunInfo), Status> {
+    async fn invoke_one(&self, req: InvokeRequest) -> Result<(InvokeAnswer, RunInfo), Status> {
         self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
         let input: serde_json::Value = serde_json::from_slice(&req.input_json)
             .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
@@ -151,7 +185,7 @@ impl PlannerService {
                         name: entry,
                         addr: w.grpc_addr,
                     };
-                    let Some(client) = state.clients.get(&entry.name).cloned() else {
+                    let Some(daemon) = state.clients.get(&entry.name).cloned() else {
                         return Err(Status::unavailable(format!(
                             "worker `{}` has no connection",
                             entry.name
@@ -162,7 +196,7 @@ impl PlannerService {
                         id,
                         version,
                         entry,
-                        client: Box::new(client),
+                        daemon: Box::new(daemon),
                         guard,
                     }
                 }
@@ -195,7 +229,7 @@ impl PlannerService {
                 route => break route,
             }
         };
-        let (id, version, entry, mut client, guard) = match route {
+        let (id, version, entry, daemon, guard) = match route {
             Route::Central { id, version, guard } => {
                 let response = self.invoke_central(&req.workflow, version, id, input, deadline).await;
                 drop(guard);
@@ -215,34 +249,34 @@ impl PlannerService {
                 id,
                 version,
                 entry,
-                client,
+                daemon,
                 guard,
-            } => (id, version, entry, *client, guard),
+            } => (id, version, entry, *daemon, guard),
             Route::NotReady { message } => return Err(Status::unavailable(message)),
         };
-        let message = pb::DaemonInvokeRequest {
+        let start = StartInvocation {
             workflow: req.workflow.clone(),
             version,
-            invocation_id: id,
+            invocation: id,
             input_json: req.input_json,
-            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            deadline,
         };
         self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
         // The entry daemon ends the invocation at its deadline and answers with the report;
         // waiting a little longer lets that answer arrive (it names the steps still open).
-        let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, client.invoke(message)).await;
+        let outcome = daemon.invoke(&start, deadline + DEADLINE_GRACE).await;
         drop(guard);
-        let failed = |status: pb::InvocationStatus, error: String| pb::InvokeResponse {
+        let failed = |status: Ending, error: String| InvokeAnswer {
             invocation_id: id,
-            status: status as i32,
+            status,
             output_json: Vec::new(),
             error,
             report_json: Vec::new(),
         };
         let mut lost = None;
         let response = match outcome {
-            Err(_) => failed(
-                pb::InvocationStatus::DeadlineExceeded,
+            Err(DaemonError::Timeout { .. }) => failed(
+                Ending::DeadlineExceeded,
                 format!(
                     "invocation {id} of workflow `{}` version {version} did not end within its deadline of {} ms \
                      (entry worker `{}` at {})",
@@ -252,40 +286,40 @@ impl PlannerService {
                     entry.addr
                 ),
             ),
-            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+            Err(DaemonError::Overloaded { message, .. }) => {
                 return Err(Status::resource_exhausted(format!(
-                    "invocation {id} of workflow `{}` version {version} was refused by worker `{}`: {}",
-                    req.workflow,
-                    entry.name,
-                    status.message()
+                    "invocation {id} of workflow `{}` version {version} was refused by worker `{}`: {message}",
+                    req.workflow, entry.name,
                 )));
             }
-            Ok(Err(status)) => {
-                if is_transport(&status) {
-                    self.mark_lost(&entry.name);
-                    lost = Some(entry.name.clone());
-                }
+            Err(e) => {
+                let cause = match e {
+                    DaemonError::Unreachable { cause, .. } => {
+                        self.mark_lost(&entry.name);
+                        lost = Some(entry.name.clone());
+                        cause
+                    }
+                    DaemonError::Refused { message, .. } => message,
+                    other => other.to_string(),
+                };
                 failed(
-                    pb::InvocationStatus::Failed,
+                    Ending::Failed,
                     format!(
-                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {}",
-                        entry.name,
-                        entry.addr,
-                        req.workflow,
-                        describe(&status)
+                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {cause}",
+                        entry.name, entry.addr, req.workflow,
                     ),
                 )
             }
-            Ok(Ok(answer)) => {
+            Ok(Started::NotStarted { reason }) => {
                 self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
-                let answer = answer.into_inner();
-                if !answer.accepted {
-                    return Err(Status::failed_precondition(format!(
-                        "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {}",
-                        entry.name, req.workflow, answer.reason
-                    )));
-                }
-                let (response, lost_there) = report_response(id, &entry.name, answer.report_json);
+                return Err(Status::failed_precondition(format!(
+                    "worker `{}` did not start invocation {id} of workflow `{}` version {version}: {reason}",
+                    entry.name, req.workflow
+                )));
+            }
+            Ok(Started::Ran { report_json }) => {
+                self.inner.counters.messages.received.fetch_add(1, Ordering::Relaxed);
+                let (response, lost_there) = report_response(id, &entry.name, report_json);
                 lost = lost_there;
                 response
             }
@@ -309,7 +343,7 @@ impl PlannerService {
         id: u64,
         input: serde_json::Value,
         deadline: Duration,
-    ) -> Result<(pb::InvokeResponse, Option<String>), Status> {
+    ) -> Result<(InvokeAnswer, Option<String>), Status> {
         let store = self.remote_store(workflow).await?;
         let central = self.central().clone();
         let run = central.invoke(workflow, version, id, input, store);
@@ -338,9 +372,9 @@ impl PlannerService {
                 );
                 // Ends it in the engine too, which deletes its objects.
                 central.abort(id, message.clone());
-                let response = pb::InvokeResponse {
+                let response = InvokeAnswer {
                     invocation_id: id,
-                    status: pb::InvocationStatus::DeadlineExceeded as i32,
+                    status: Ending::DeadlineExceeded,
                     output_json: Vec::new(),
                     error: message,
                     report_json: Vec::new(),
@@ -366,7 +400,7 @@ struct RunInfo {
 const MAX_RERUNS: usize = 2;
 
 /// `response` with the errors of the runs before it in its report (`earlier_runs`).
-fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> pb::InvokeResponse {
+fn with_earlier_runs(mut response: InvokeAnswer, earlier: Vec<String>) -> InvokeAnswer {
     if earlier.is_empty() {
         return response;
     }
@@ -381,7 +415,7 @@ fn with_earlier_runs(mut response: pb::InvokeResponse, earlier: Vec<String>) -> 
 
 /// The answer to a client from the entry daemon's report, and the worker whose loss ended the
 /// invocation when the report names one.
-fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (pb::InvokeResponse, Option<String>) {
+fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer, Option<String>) {
     #[derive(serde::Deserialize)]
     struct Outcome {
         status: String,
@@ -395,19 +429,19 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (pb::InvokeRe
     let outcome = serde_json::from_slice::<Outcome>(&report_json);
     let lost = outcome.as_ref().ok().and_then(|o| o.lost_worker.clone());
     let response = match outcome {
-        Ok(o) if o.status == "ok" => pb::InvokeResponse {
+        Ok(o) if o.status == "ok" => InvokeAnswer {
             invocation_id: id,
-            status: pb::InvocationStatus::Succeeded as i32,
+            status: Ending::Succeeded,
             output_json: serde_json::to_vec(&o.output).unwrap_or_default(),
             error: String::new(),
             report_json,
         },
-        Ok(o) => pb::InvokeResponse {
+        Ok(o) => InvokeAnswer {
             invocation_id: id,
             status: if o.error.as_deref().is_some_and(|e| e.starts_with(DEADLINE_PASSED)) {
-                pb::InvocationStatus::DeadlineExceeded as i32
+                Ending::DeadlineExceeded
             } else {
-                pb::InvocationStatus::Failed as i32
+                Ending::Failed
             },
             output_json: Vec::new(),
             error: o
@@ -415,9 +449,9 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (pb::InvokeRe
                 .unwrap_or_else(|| format!("invocation {id} ended with status `{}`", o.status)),
             report_json,
         },
-        Err(e) => pb::InvokeResponse {
+        Err(e) => InvokeAnswer {
             invocation_id: id,
-            status: pb::InvocationStatus::Failed as i32,
+            status: Ending::Failed,
             output_json: Vec::new(),
             error: format!("worker `{worker}` sent a report for invocation {id} that is not valid JSON: {e}"),
             report_json,
@@ -433,7 +467,7 @@ mod tests {
     #[test]
     fn reports_become_answers() {
         let (ok, _) = report_response(7, "w", br#"{"status":"ok","output":{"a":1}}"#.to_vec());
-        assert_eq!(ok.status, pb::InvocationStatus::Succeeded as i32);
+        assert_eq!(ok.status, Ending::Succeeded);
         assert_eq!(ok.output_json, br#"{"a":1}"#);
         let (failed, lost) = report_response(
             7,
@@ -441,7 +475,7 @@ mod tests {
             br#"{"status":"failed","output":null,"error":"step `x` failed","lost_worker":"w2"}"#.to_vec(),
         );
         assert_eq!(lost.as_deref(), Some("w2"));
-        assert_eq!(failed.status, pb::InvocationStatus::Failed as i32);
+        assert_eq!(failed.status, Ending::Failed);
         assert_eq!(failed.error, "step `x` failed");
         let (garbage, _) = report_response(7, "w", b"nope".to_vec());
         assert!(

@@ -34,74 +34,40 @@ const RETRY_AFTER: u32 = 5;
 /// Time limit of telling a daemon that a worker is lost.
 const TELL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The versions a daemon reports, as the registry keeps them.
-fn held_plans(plans: &[pb::HeldPlan]) -> Vec<HeldPlan> {
-    plans
-        .iter()
-        .map(|p| HeldPlan {
-            workflow: p.workflow.clone(),
-            version: p.version,
-            dropping: p.dropping,
-            digest: p.digest.clone(),
-        })
-        .collect()
+/// A worker's registration, checked: its name, its daemon's incarnation and addresses, its
+/// slots and the versions it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    pub(crate) name: String,
+    pub(crate) incarnation: u64,
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) quic_addr: Option<SocketAddr>,
+    pub(crate) slots: u32,
+    pub(crate) plans: Vec<HeldPlan>,
 }
 
 /// The request that installs `v` (as it was installed when it was made).
-fn install_request(v: &Version) -> pb::InstallPlanRequest {
-    pb::InstallPlanRequest {
-        plan: Some(v.wire.proto().clone()),
+fn install_request(v: &Version) -> Install {
+    Install {
+        plan: v.wire.clone(),
         peers: v
             .peers
             .iter()
-            .filter_map(|(name, addr)| {
-                addr.map(|a| pb::PeerAddress {
-                    name: name.clone(),
-                    quic_addr: a.to_string(),
-                })
-            })
+            .filter_map(|(name, addr)| addr.map(|a| (name.clone(), a)))
             .collect(),
     }
 }
 
 impl PlannerService {
-    /// `RegisterWorker`.
-    pub(crate) async fn register(&self, req: pb::RegisterWorkerRequest) -> Result<pb::RegisterWorkerResponse, Status> {
-        if req.name.is_empty() {
-            return Err(Status::invalid_argument("RegisterWorker: `name` is empty"));
-        }
-        if req.name.len() > 253 || req.name.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(format!(
-                "RegisterWorker: the worker name {:?} is not a name (at most 253 bytes, no control characters)",
-                req.name.chars().take(64).collect::<String>()
-            )));
-        }
-        let grpc_addr: SocketAddr = req.grpc_addr.parse().map_err(|e| {
-            Status::invalid_argument(format!(
-                "RegisterWorker: `grpc_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
-                req.name, req.grpc_addr
-            ))
-        })?;
-        let quic_addr = if req.quic_addr.is_empty() {
-            None
-        } else {
-            Some(req.quic_addr.parse().map_err(|e| {
-                Status::invalid_argument(format!(
-                    "RegisterWorker: `quic_addr` of worker `{}` is `{}`, not an address (host:port): {e}",
-                    req.name, req.quic_addr
-                ))
-            })?)
-        };
-        if req.slots == 0 {
-            return Err(Status::invalid_argument(format!(
-                "RegisterWorker: worker `{}` offers 0 slots",
-                req.name
-            )));
-        }
+    /// `RegisterWorker` (the request already checked by the adapter): the heartbeat
+    /// interval the worker must keep.
+    pub(crate) async fn register(&self, req: Registration) -> Result<Duration, Status> {
+        let (grpc_addr, quic_addr) = (req.grpc_addr, req.quic_addr);
         self.name_is_free(&req.name, req.incarnation, grpc_addr).await?;
-        let client = self.daemon_client(endpoint(grpc_addr).connect_lazy());
+        let client = Daemon::lazy(&req.name, grpc_addr, &self.inner.config.token);
         let now = Instant::now();
-        let plans = held_plans(&req.plans);
+        let held = req.plans.iter().filter(|p| !p.dropping).count();
+        let plans = req.plans;
         let mut state = self.state();
         note_seen(&mut state, &plans);
         let joined = state
@@ -115,7 +81,7 @@ impl PlannerService {
             addr = %grpc_addr,
             peers = %quic_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
             slots = req.slots,
-            versions_held = req.plans.iter().filter(|p| !p.dropping).count(),
+            versions_held = held,
             "worker {}",
             joined.describe()
         );
@@ -136,9 +102,7 @@ impl PlannerService {
             // What it should hold is installed now, not at the next watch.
             self.reconcile();
         }
-        Ok(pb::RegisterWorkerResponse {
-            heartbeat_interval_ms: u32::try_from(self.inner.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
-        })
+        Ok(self.inner.config.heartbeat_interval)
     }
 
     /// Refuses a registration under the name of another live daemon: a known worker of that
@@ -169,25 +133,20 @@ impl PlannerService {
         }
     }
 
-    /// `Heartbeat`: known only by name and incarnation.
-    pub(crate) fn beat(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
-        let plans = held_plans(&req.plans);
+    /// `Heartbeat` of worker `name`'s daemon `incarnation`, holding `plans`: whether the
+    /// worker is known (else its daemon must register again).
+    pub(crate) fn beat(&self, name: &str, incarnation: u64, plans: Vec<HeldPlan>) -> bool {
         let mut state = self.state();
         note_seen(&mut state, &plans);
-        let beat = state.registry.beat(&req.name, req.incarnation, plans, Instant::now());
+        let beat = state.registry.beat(name, incarnation, plans, Instant::now());
         if beat == Beat::Back {
             tracing::info!(
-                worker = %req.name,
+                worker = %name,
                 "worker is back: plans use it again once it has been live for {} ms",
                 state.registry.loss_window().as_millis()
             );
         }
-        let known = beat != Beat::Unknown;
-        pb::HeartbeatResponse {
-            known_worker: known,
-            install: Vec::new(),
-            drop: Vec::new(),
-        }
+        beat != Beat::Unknown
     }
 
     /// Starts the watch over the workers (once): every heartbeat interval it finds lost and
@@ -239,7 +198,7 @@ impl PlannerService {
 
     /// Asks the daemon of worker `name`, silent for `silent`, whether it answers; if it does
     /// not within [`PlannerService::probe_timeout`], it is lost.
-    async fn probe(&self, name: String, client: DaemonClient<AuthChannel>, silent: Duration) {
+    async fn probe(&self, name: String, client: Daemon, silent: Duration) {
         let why = self.ask(client).await.err();
         let now = Instant::now();
         let lost = {
@@ -311,13 +270,8 @@ impl PlannerService {
 
     /// Asks a daemon directly whether it answers (`Status`, within
     /// [`PlannerService::probe_timeout`]): the name it answers with, or why it did not.
-    async fn ask(&self, mut client: DaemonClient<AuthChannel>) -> Result<String, String> {
-        let limit = self.probe_timeout();
-        match tokio::time::timeout(limit, client.status(pb::StatusRequest {})).await {
-            Ok(Ok(s)) => Ok(s.into_inner().worker),
-            Ok(Err(status)) => Err(describe(&status)),
-            Err(_) => Err(format!("no answer to a direct call within {} ms", limit.as_millis())),
-        }
+    async fn ask(&self, daemon: Daemon) -> Result<String, DaemonError> {
+        daemon.worker(self.probe_timeout()).await
     }
 
     /// How long a silent worker has to answer a direct call before it is lost.
@@ -329,32 +283,21 @@ impl PlannerService {
     /// involve it fail at once, naming it (the entry's report carries it, so an idempotent
     /// workflow runs again on the live workers).
     fn tell_lost(&self, lost: &str, reason: &str) -> Vec<tokio::task::JoinHandle<()>> {
-        let targets: Vec<(String, DaemonClient<AuthChannel>)> = {
+        let targets: Vec<Daemon> = {
             let state = self.state();
             state
                 .registry
                 .live()
                 .filter(|(name, _)| name.as_str() != lost)
-                .filter_map(|(name, _)| Some((name.clone(), state.clients.get(name)?.clone())))
+                .filter_map(|(name, _)| state.clients.get(name).cloned())
                 .collect()
         };
         let mut tasks = Vec::new();
-        for (name, mut client) in targets {
-            let req = pb::WorkerLostRequest {
-                name: lost.to_owned(),
-                reason: reason.to_owned(),
-            };
+        for daemon in targets {
+            let (lost, reason) = (lost.to_owned(), reason.to_owned());
             tasks.push(tokio::spawn(async move {
-                match tokio::time::timeout(TELL_TIMEOUT, client.worker_lost(req)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(status)) => {
-                        tracing::warn!(worker = %name, cause = %describe(&status), "could not tell a worker of a lost worker")
-                    }
-                    Err(_) => tracing::warn!(
-                        worker = %name,
-                        "worker did not take the news of a lost worker within {} s",
-                        TELL_TIMEOUT.as_secs()
-                    ),
+                if let Err(e) = daemon.worker_lost(&lost, &reason, TELL_TIMEOUT).await {
+                    tracing::warn!(worker = %daemon.name(), %lost, cause = %e, "could not tell a worker of a lost worker");
                 }
             }));
         }
@@ -454,7 +397,7 @@ impl PlannerService {
             let this = self.clone();
             let token = token.clone();
             tokio::spawn(async move {
-                let result = install_on(&target, &token, req).await;
+                let result = install_on(&target, &token, &req).await;
                 let key = (target.name.clone(), workflow.clone(), version);
                 match result {
                     Ok(()) => this.installed_again(&target.name, &workflow, version),
@@ -593,7 +536,7 @@ impl PlannerService {
         for t in targets {
             let (req, token) = (req.clone(), self.inner.config.token.clone());
             installs.spawn(async move {
-                let r = install_on(&t, &token, req).await;
+                let r = install_on(&t, &token, &req).await.map_err(|e| e.to_string());
                 (t, r)
             });
         }

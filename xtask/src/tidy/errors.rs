@@ -23,7 +23,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "control/src/central.rs",
         "MasterSP's engine passes worker, object and invocation failures as text",
     ),
-    ("control/src/daemons.rs", "installing plans on daemons fails as text"),
     (
         "control/src/service.rs",
         "the central engine's view of a worker fails as text",

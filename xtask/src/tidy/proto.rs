@@ -14,31 +14,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "the CLI calls the planner through the generated PlannerClient with pb requests and renders pb \
          responses (plans, memory, invocation status)",
     ),
-    (
-        "control/src/central.rs",
-        "MasterSP's central engine holds the generated DaemonClient to call daemons (Execute)",
-    ),
-    (
-        "control/src/daemons.rs",
-        "installs and drops build pb requests; they move into a daemon client in faasflow-rpc",
-    ),
-    (
-        "control/src/service.rs",
-        "the driver keeps the generated DaemonClient of each registered worker",
-    ),
-    (
-        "control/src/service/deploy.rs",
-        "deploys build pb install requests and answer with a pb::DeployResponse",
-    ),
-    (
-        "control/src/service/invoke.rs",
-        "invocations are routed as pb requests to the entry daemon and answered as pb responses",
-    ),
-    (
-        "control/src/service/workers.rs",
-        "registration, heartbeats and plan installs read and build pb messages (HeldPlan, \
-         InstallPlanRequest, WorkerLostRequest)",
-    ),
 ];
 
 /// Where the generated types belong: the proto crate, the conversion crate and the server

@@ -1,0 +1,262 @@
+//! A client of one daemon's `Daemon` service that speaks the core's types: the control plane
+//! installs and drops plan versions with it, starts invocations on an entry daemon, asks a
+//! daemon which worker it is, tells it of a lost worker, and has it execute one step for the
+//! central engine. Every failure is a [`DaemonError`] that names the worker and its address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use faasflow_core::dag::FailureKind;
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::daemon_client::DaemonClient;
+use tonic::Code;
+
+use crate::auth::{AuthChannel, Token};
+use crate::channel::{daemon_client, endpoint};
+use crate::convert::WirePlan;
+use crate::convert::execute::{ExecDone, ExecRequest, Owner, execute_request_to_proto, execute_response_from_proto};
+use crate::status::{chain, describe, is_transport};
+
+/// The daemon of a worker: its name, its address and a connection to it (which reconnects by
+/// itself). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    name: String,
+    addr: SocketAddr,
+    client: DaemonClient<AuthChannel>,
+}
+
+/// Why a call to a daemon failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The connection failed (refused, reset, closed): the daemon is gone or unreachable.
+    #[error("cannot reach worker `{worker}` at {addr}: {cause}; is its daemon running?")]
+    Unreachable {
+        worker: String,
+        addr: SocketAddr,
+        cause: String,
+    },
+    /// No answer within the call's time limit.
+    #[error("worker `{worker}` at {addr} did not answer within {} ms", limit.as_millis())]
+    Timeout {
+        worker: String,
+        addr: SocketAddr,
+        limit: Duration,
+    },
+    /// The daemon has too much to do (`RESOURCE_EXHAUSTED`); `message` is its own.
+    #[error("worker `{worker}` at {addr} is overloaded: {message}")]
+    Overloaded {
+        worker: String,
+        addr: SocketAddr,
+        message: String,
+    },
+    /// The daemon answered with an error; `message` is its status with the causes behind it.
+    #[error("worker `{worker}` at {addr} refused: {message}")]
+    Refused {
+        worker: String,
+        addr: SocketAddr,
+        message: String,
+    },
+    /// The daemon's answer breaks the protocol.
+    #[error("worker `{worker}` at {addr} sent an answer that breaks the protocol: {cause}")]
+    Protocol {
+        worker: String,
+        addr: SocketAddr,
+        cause: String,
+    },
+}
+
+/// An invocation for its entry daemon to run.
+#[derive(Debug, Clone)]
+pub struct StartInvocation {
+    pub workflow: String,
+    pub version: u64,
+    /// The id the control plane gave it.
+    pub invocation: u64,
+    /// The workflow's input, a JSON object.
+    pub input_json: Vec<u8>,
+    /// Its time limit, from when the daemon starts it.
+    pub deadline: Duration,
+}
+
+/// How an entry daemon answered an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// It ran (to success or failure): its run report (JSON, docs/run-report.md).
+    Ran { report_json: Vec<u8> },
+    /// It did not start, and why.
+    NotStarted { reason: String },
+}
+
+impl Daemon {
+    /// A daemon whose connection is made at the first call (and again after it breaks).
+    /// Must be called within a tokio runtime.
+    pub fn lazy(name: &str, addr: SocketAddr, token: &Option<Token>) -> Daemon {
+        Daemon {
+            name: name.to_owned(),
+            addr,
+            client: daemon_client(endpoint(addr).connect_lazy(), token),
+        }
+    }
+
+    /// A daemon over a connection made now, so that one that cannot be reached is named as
+    /// such before anything is sent.
+    pub async fn connect(name: &str, addr: SocketAddr, token: &Option<Token>) -> Result<Daemon, DaemonError> {
+        let channel = endpoint(addr).connect().await.map_err(|e| DaemonError::Unreachable {
+            worker: name.to_owned(),
+            addr,
+            cause: chain(&e),
+        })?;
+        Ok(Daemon {
+            name: name.to_owned(),
+            addr,
+            client: daemon_client(channel, token),
+        })
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The daemon's gRPC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Installs `plan`, whose workers' peer (QUIC) addresses are `peers`.
+    pub async fn install(
+        &self,
+        plan: &WirePlan,
+        peers: &[(String, SocketAddr)],
+        limit: Duration,
+    ) -> Result<(), DaemonError> {
+        let req = pb::InstallPlanRequest {
+            plan: Some(plan.proto().clone()),
+            peers: peers
+                .iter()
+                .map(|(name, addr)| pb::PeerAddress {
+                    name: name.clone(),
+                    quic_addr: addr.to_string(),
+                })
+                .collect(),
+        };
+        let mut client = self.client.clone();
+        self.within(limit, client.install_plan(req)).await.map(drop)
+    }
+
+    /// Drops version `version` of `workflow`; one the daemon does not hold (dropped once, or
+    /// its daemon started again) is what was asked.
+    pub async fn drop_version(&self, workflow: &str, version: u64, limit: Duration) -> Result<(), DaemonError> {
+        let req = pb::DropPlanRequest {
+            workflow: workflow.to_owned(),
+            version,
+        };
+        let mut client = self.client.clone();
+        match tokio::time::timeout(limit, client.drop_plan(req)).await {
+            Ok(Err(s)) if s.code() == Code::NotFound => Ok(()),
+            Ok(r) => r.map(drop).map_err(|s| self.error(&s)),
+            Err(_) => Err(self.timeout(limit)),
+        }
+    }
+
+    /// The name of the worker the daemon says it is.
+    pub async fn worker(&self, limit: Duration) -> Result<String, DaemonError> {
+        let mut client = self.client.clone();
+        let status = self.within(limit, client.status(pb::StatusRequest {})).await?;
+        Ok(status.worker)
+    }
+
+    /// Tells the daemon that worker `lost` is lost, and why.
+    pub async fn worker_lost(&self, lost: &str, reason: &str, limit: Duration) -> Result<(), DaemonError> {
+        let req = pb::WorkerLostRequest {
+            name: lost.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut client = self.client.clone();
+        self.within(limit, client.worker_lost(req)).await.map(drop)
+    }
+
+    /// Runs an invocation on this daemon, its entry, and waits for its end (at most `limit`).
+    pub async fn invoke(&self, inv: &StartInvocation, limit: Duration) -> Result<Started, DaemonError> {
+        let req = pb::DaemonInvokeRequest {
+            workflow: inv.workflow.clone(),
+            version: inv.version,
+            invocation_id: inv.invocation,
+            input_json: inv.input_json.clone(),
+            deadline_ms: u64::try_from(inv.deadline.as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut client = self.client.clone();
+        let answer = self.within(limit, client.invoke(req)).await?;
+        Ok(if answer.accepted {
+            Started::Ran {
+                report_json: answer.report_json,
+            }
+        } else {
+            Started::NotStarted { reason: answer.reason }
+        })
+    }
+
+    /// Runs one attempt of a step for the central engine: its outputs, or how it failed.
+    pub async fn execute(
+        &self,
+        req: &ExecRequest,
+        owner: Owner<'_>,
+    ) -> Result<Result<ExecDone, (String, FailureKind)>, DaemonError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .execute(execute_request_to_proto(req))
+            .await
+            .map_err(|s| self.error(&s))?;
+        execute_response_from_proto(answer.get_ref(), owner).map_err(|e| DaemonError::Protocol {
+            worker: self.name.clone(),
+            addr: self.addr,
+            cause: e.to_string(),
+        })
+    }
+
+    /// Awaits `call` for at most `limit`, its status turned into a [`DaemonError`].
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, DaemonError> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => r.map(tonic::Response::into_inner).map_err(|s| self.error(&s)),
+            Err(_) => Err(self.timeout(limit)),
+        }
+    }
+
+    fn timeout(&self, limit: Duration) -> DaemonError {
+        DaemonError::Timeout {
+            worker: self.name.clone(),
+            addr: self.addr,
+            limit,
+        }
+    }
+
+    /// What a status from this daemon means.
+    fn error(&self, status: &tonic::Status) -> DaemonError {
+        let (worker, addr) = (self.name.clone(), self.addr);
+        if status.code() == Code::ResourceExhausted {
+            DaemonError::Overloaded {
+                worker,
+                addr,
+                message: status.message().to_owned(),
+            }
+        } else if is_transport(status) {
+            DaemonError::Unreachable {
+                worker,
+                addr,
+                cause: describe(status),
+            }
+        } else {
+            DaemonError::Refused {
+                worker,
+                addr,
+                message: describe(status),
+            }
+        }
+    }
+}
