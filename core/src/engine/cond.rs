@@ -31,11 +31,27 @@ pub(crate) fn to_cel(v: &serde_json::Value) -> cel::Value {
     }
 }
 
+/// Why a switch condition failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CondError {
+    #[error("condition `{condition}` is not valid CEL: {cause}")]
+    Invalid { condition: String, cause: String },
+    #[error("condition `{condition}` gave {value}, not a bool (true or false)")]
+    NotBool { condition: String, value: String },
+    #[error("condition `{condition}` could not be evaluated: {cause}")]
+    Eval { condition: String, cause: String },
+}
+
 /// Compiles the conditions of a switch.
-pub(crate) fn compile(conditions: &[&str]) -> Result<Vec<cel::Program>, String> {
+pub(crate) fn compile(conditions: &[&str]) -> Result<Vec<cel::Program>, CondError> {
     conditions
         .iter()
-        .map(|c| cel::Program::compile(c).map_err(|e| format!("condition `{c}` is not valid CEL: {e}")))
+        .map(|c| {
+            cel::Program::compile(c).map_err(|e| CondError::Invalid {
+                condition: (*c).to_owned(),
+                cause: e.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -44,7 +60,7 @@ pub(crate) fn compile(conditions: &[&str]) -> Result<Vec<cel::Program>, String> 
 pub(crate) fn choose(
     cases: &[(&str, &cel::Program)],
     variables: &[(String, serde_json::Value)],
-) -> Result<u32, String> {
+) -> Result<u32, CondError> {
     let mut ctx = cel::Context::default();
     for (name, value) in variables {
         ctx.add_variable_from_value(name.clone(), to_cel(value));
@@ -54,9 +70,17 @@ pub(crate) fn choose(
             Ok(cel::Value::Bool(true)) => return Ok(i as u32),
             Ok(cel::Value::Bool(false)) => {}
             Ok(other) => {
-                return Err(format!("condition `{cond}` gave {other:?}, not a bool (true or false)"));
+                return Err(CondError::NotBool {
+                    condition: (*cond).to_owned(),
+                    value: format!("{other:?}"),
+                });
             }
-            Err(e) => return Err(format!("condition `{cond}` could not be evaluated: {e}")),
+            Err(e) => {
+                return Err(CondError::Eval {
+                    condition: (*cond).to_owned(),
+                    cause: e.to_string(),
+                });
+            }
         }
     }
     Ok(cases.len() as u32)
@@ -67,7 +91,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn eval(conds: &[&str], vars: &[(String, serde_json::Value)]) -> Result<u32, String> {
+    fn eval(conds: &[&str], vars: &[(String, serde_json::Value)]) -> Result<u32, CondError> {
         let programs = compile(conds)?;
         let cases: Vec<_> = conds.iter().copied().zip(programs.iter()).collect();
         choose(&cases, vars)
@@ -85,10 +109,13 @@ mod tests {
     fn errors_are_precise() {
         let vars = vec![("input".to_owned(), json!({"x": 1}))];
         let e = eval(&["input.x + 1"], &vars).unwrap_err();
-        assert!(e.contains("not a bool"), "{e}");
+        assert!(matches!(&e, CondError::NotBool { condition, .. } if condition == "input.x + 1"), "{e:?}");
+        assert!(e.to_string().contains("not a bool"), "{e}");
         let e = eval(&["nope.flag"], &vars).unwrap_err();
-        assert!(e.contains("could not be evaluated"), "{e}");
+        assert!(matches!(e, CondError::Eval { .. }), "{e:?}");
+        assert!(e.to_string().contains("could not be evaluated"), "{e}");
         let e = eval(&["a and b"], &vars).unwrap_err();
-        assert!(e.contains("not valid CEL"), "{e}");
+        assert!(matches!(e, CondError::Invalid { .. }), "{e:?}");
+        assert!(e.to_string().contains("not valid CEL"), "{e}");
     }
 }
