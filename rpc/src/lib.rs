@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod channel;
 pub mod convert;
+pub mod planner;
 pub mod status;
 
 pub use convert::{ConvertError, plan_from_proto, plan_to_proto};
