@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::cluster::{ensure_certs, ensure_token};
 use crate::files::read_bounded;
+use crate::log::LogFormat;
 use crate::process::{Started, signal, wait_gone};
 use crate::record::{CLUSTER_FILE, DirArg, Recorded, processes, read_record, write_record};
 use crate::{Failure, runtime};
@@ -83,9 +84,11 @@ pub(crate) struct DownArgs {
 
 // ---- up ---------------------------------------------------------------------------------
 
-pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
+/// `faasflow up`; the processes it starts log in `log_format`.
+pub(crate) fn up(args: &UpArgs, log_format: LogFormat) -> Result<(), Failure> {
     check_up_args(args)?;
     let layout = prepare_dir(&args.dir)?;
+    let program = Program::find(log_format)?;
     let names: Vec<String> = (0..args.workers).map(|i| format!("worker-{i}")).collect();
     let nodes: Vec<String> = std::iter::once("planner".to_owned())
         .chain(names.iter().cloned())
@@ -94,8 +97,16 @@ pub(crate) fn up(args: &UpArgs) -> Result<(), Failure> {
     let token = ensure_token(&layout.certs)?;
     let mut started = Started::new(&layout.logs, UP_TIMEOUT);
     let redis = start_redis(&mut started, &layout)?;
-    let planner = start_planner(&mut started, &layout, args, redis.as_ref())?;
-    let workers = start_workers(&mut started, &layout, args, &names, planner.addr, redis.as_ref())?;
+    let planner = start_planner(&mut started, &program, &layout, args, redis.as_ref())?;
+    let workers = start_workers(
+        &mut started,
+        &program,
+        &layout,
+        args,
+        &names,
+        planner.addr,
+        redis.as_ref(),
+    )?;
     let registered = wait_registered(&mut started, &planner, token, &workers)?;
     let up = Up {
         planner,
@@ -128,6 +139,29 @@ fn check_up_args(args: &UpArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// This binary, as the program of the planner and the workers.
+struct Program {
+    exe: PathBuf,
+    /// How they log: as `up` was asked to.
+    log_format: LogFormat,
+}
+
+impl Program {
+    fn find(log_format: LogFormat) -> Result<Program, Failure> {
+        let exe = std::env::current_exe().context("cannot find faasflow itself")?;
+        Ok(Program { exe, log_format })
+    }
+
+    /// The first arguments of its subcommand `command`.
+    fn args(&self, command: &str) -> Vec<String> {
+        vec![
+            command.to_owned(),
+            "--log-format".to_owned(),
+            self.log_format.as_arg().to_owned(),
+        ]
+    }
 }
 
 /// Where a local cluster keeps its files.
@@ -234,6 +268,7 @@ struct PlannerProcess {
 /// Starts the planner and waits until it listens.
 fn start_planner(
     started: &mut Started,
+    program: &Program,
     layout: &Layout,
     args: &UpArgs,
     redis: Option<&Redis>,
@@ -242,8 +277,8 @@ fn start_planner(
     let addr_file = layout.run.join("planner.addr");
     let _ = std::fs::remove_file(&addr_file);
     let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mut planner_args = vec![
-        "planner".to_owned(),
+    let mut planner_args = program.args("planner");
+    planner_args.extend([
         "--listen".to_owned(),
         format!("127.0.0.1:{port}"),
         "--heartbeat-ms".to_owned(),
@@ -256,7 +291,7 @@ fn start_planner(
         args.max_in_flight.to_string(),
         "--metrics-listen".to_owned(),
         metrics.to_string(),
-    ];
+    ]);
     if let Some(redis) = redis {
         planner_args.extend(["--redis".to_owned(), redis.url.clone()]);
     }
@@ -264,8 +299,7 @@ fn start_planner(
         planner_args.extend(["--replan-threshold-mib".to_owned(), t.to_string()]);
         planner_args.extend(["--replan-factor".to_owned(), args.replan_factor.to_string()]);
     }
-    let exe = std::env::current_exe().context("cannot find faasflow itself")?;
-    let pid = started.spawn("planner", &exe, &planner_args, &layout.dir)?;
+    let pid = started.spawn("planner", &program.exe, &planner_args, &layout.dir)?;
     let addr = started.wait_for("the planner listening", || read_addr(&addr_file))?;
     Ok(PlannerProcess { addr, pid, metrics })
 }
@@ -279,21 +313,21 @@ struct WorkerProcess {
 /// Starts a daemon for each of `names`, registering with the planner at `planner`.
 fn start_workers(
     started: &mut Started,
+    program: &Program,
     layout: &Layout,
     args: &UpArgs,
     names: &[String],
     planner: SocketAddr,
     redis: Option<&Redis>,
 ) -> Result<BTreeMap<String, WorkerProcess>, Failure> {
-    let exe = std::env::current_exe().context("cannot find faasflow itself")?;
     let mut workers = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
         let (grpc, quic) = match args.base_port {
             Some(p) => (p + 1 + 2 * i as u16, p + 2 + 2 * i as u16),
             None => (0, 0),
         };
-        let mut worker_args = vec![
-            "daemon".to_owned(),
+        let mut worker_args = program.args("daemon");
+        worker_args.extend([
             "--planner".to_owned(),
             planner.to_string(),
             "--name".to_owned(),
@@ -320,13 +354,13 @@ fn start_workers(
             args.memory_probe.to_string(),
             "--spill-dir".to_owned(),
             layout.dir.join("spill").join(name).to_string_lossy().into_owned(),
-        ];
+        ]);
         if let Some(redis) = redis {
             worker_args.extend(["--redis".to_owned(), redis.url.clone()]);
         }
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         worker_args.extend(["--metrics-listen".to_owned(), metrics.to_string()]);
-        let pid = started.spawn(name, &exe, &worker_args, &layout.dir)?;
+        let pid = started.spawn(name, &program.exe, &worker_args, &layout.dir)?;
         workers.insert(name.clone(), WorkerProcess { pid, metrics });
     }
     Ok(workers)

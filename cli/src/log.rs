@@ -23,6 +23,16 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// The value of `--log-format` that selects it.
+    pub(crate) fn as_arg(self) -> &'static str {
+        match self {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// Installs the subscriber for this process. A filter that does not parse is reported once
 /// and the default (`info`) is used, so a typo never silences the log.
 pub(crate) fn init(format: LogFormat) {

@@ -49,7 +49,8 @@ use faasflow_planner::{GenParams, WdlError, random_workflow, to_flat_yaml};
 #[derive(Debug, Parser)]
 #[command(name = "faasflow", version, about, long_about = None)]
 struct Cli {
-    /// How log lines are written (the filter is `FAASFLOW_LOG`, `info` when unset).
+    /// How log lines are written (the filter is `FAASFLOW_LOG`, `info` when unset); `up` starts
+    /// the cluster's processes with it.
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: log::LogFormat,
     #[command(subcommand)]
@@ -205,7 +206,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
         Command::Cluster(args) => cluster::run(&args),
-        Command::Up(args) => local::up(&args),
+        Command::Up(args) => local::up(&args, cli.log_format),
         Command::Deploy(args) => client::deploy(&args),
         Command::Invoke(args) => client::invoke(&args),
         Command::Status(args) => client::status(&args),
@@ -406,4 +407,30 @@ fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Fa
         )));
     }
     emit(&text, output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_of_the_runtime_is_in_the_span_it_was_built_in() {
+        // Spans are recorded only under a subscriber, and the runtime's threads see only the
+        // global one.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("worker", worker = "worker-0");
+        let rt = span.in_scope(runtime).expect("runtime");
+        let current = || tracing::Span::current().metadata().map(|m| m.name());
+        let seen = rt.block_on(async move {
+            let mut seen = Vec::new();
+            for _ in 0..8 {
+                seen.push(tokio::spawn(async move { current() }).await.expect("task"));
+            }
+            seen.push(tokio::task::spawn_blocking(current).await.expect("blocking task"));
+            seen
+        });
+        assert!(seen.iter().all(|s| *s == Some("worker")), "{seen:?}");
+        // The thread that built it is not left in the span.
+        assert_eq!(current(), None);
+    }
 }
