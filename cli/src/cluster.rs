@@ -1,10 +1,11 @@
-//! `faasflow cluster`: the cluster's certificates.
+//! `faasflow cluster`: the cluster's certificates and API token; `up` makes those of a local
+//! cluster here too.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, check_node_name};
+use anyhow::{Context as _, anyhow};
+use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, NodeIdentity, check_node_name};
 use faasflow_rpc::auth::{TOKEN_FILE, Token};
 
 use crate::Failure;
@@ -97,7 +98,7 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
     let token_path = dir.join(TOKEN_FILE);
     Token::generate()
         .and_then(|t| t.write(&token_path))
-        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot make the cluster's API token: {e}")))?;
+        .map_err(|e| Failure::Other(anyhow!("cannot make the cluster's API token: {e}")))?;
     written.push(token_path);
     print_written(&ca, &names, dir, &written)
 }
@@ -127,4 +128,44 @@ fn print_written(ca: &ClusterCa, names: &[String], dir: &Path, written: &[PathBu
          the clients the {TOKEN_FILE} (--token-file); keep {CA_KEY_FILE} off the workers (it is needed only to \
          issue more certificates)."
     )
+}
+
+/// Creates the cluster CA in `dir` if missing, and the certificates of `names` that are missing.
+pub(crate) fn ensure_certs(dir: &Path, names: &[String]) -> Result<(), Failure> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = if ClusterCa::exists_in(dir) {
+        ClusterCa::load(dir).map_err(|e| anyhow!("cannot load the cluster CA from {}: {e}", dir.display()))?
+    } else {
+        let ca = ClusterCa::generate("faasflow-local").map_err(|e| anyhow!("cannot create the cluster CA: {e}"))?;
+        ca.write_to(dir).context("cannot write the cluster CA")?;
+        ca
+    };
+    for name in names {
+        let (cert, key) = NodeIdentity::file_names(name);
+        if dir.join(&cert).is_file() && dir.join(&key).is_file() {
+            continue;
+        }
+        let identity = ca
+            .issue(name)
+            .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
+        identity.write_to(dir).context("cannot write a node certificate")?;
+    }
+    Ok(())
+}
+
+/// The cluster's API token in `dir` (made when there is none).
+pub(crate) fn ensure_token(dir: &Path) -> Result<Option<Token>, Failure> {
+    let path = dir.join(TOKEN_FILE);
+    if path.exists() {
+        return Token::load(&path).map(Some).map_err(|e| Failure::Other(anyhow!("{e}")));
+    }
+    let token = Token::generate().map_err(|e| Failure::Other(anyhow!("cannot make the cluster's token: {e}")))?;
+    token
+        .write(&path)
+        .map_err(|e| Failure::Other(anyhow!("cannot write the cluster's token: {e}")))?;
+    Ok(Some(token))
 }

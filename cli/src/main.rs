@@ -18,13 +18,24 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` through [`say`]: a line a one-shot command tells its user on standard error.
+macro_rules! sayln {
+    ($($arg:tt)*) => {
+        $crate::say(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+mod client;
 mod cluster;
 mod files;
 mod local;
 mod log;
 mod metrics;
+mod process;
+mod record;
 mod run;
 mod services;
+mod top;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_core::{ClusterView, PlannerConfig};
@@ -33,13 +44,13 @@ use faasflow_planner::partition::partition;
 use faasflow_planner::random::MAX_GENERATED_TASKS;
 use faasflow_planner::render::{count, fmt_bytes, fmt_thousands, graph_text, plan_dot, plan_json_string, plan_text};
 use faasflow_planner::{GenParams, WdlError, random_workflow, to_flat_yaml};
-use local::ModeArg;
 
 /// Serverless workflows with worker-side scheduling and in-memory data passing.
 #[derive(Debug, Parser)]
 #[command(name = "faasflow", version, about, long_about = None)]
 struct Cli {
-    /// How log lines are written (the filter is `FAASFLOW_LOG`, `info` when unset).
+    /// How log lines are written (the filter is `FAASFLOW_LOG`, `info` when unset); `up` starts
+    /// the cluster's processes with it.
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: log::LogFormat,
     #[command(subcommand)]
@@ -63,18 +74,18 @@ enum Command {
     /// Redis when redis-server is installed), recorded in DIR/cluster.json.
     Up(local::UpArgs),
     /// Deploy a workflow to the cluster: a new version, planned for the live workers.
-    Deploy(local::DeployArgs),
+    Deploy(client::DeployArgs),
     /// Invoke a deployed workflow on the cluster and print its output and report.
-    Invoke(local::InvokeArgs),
+    Invoke(client::InvokeArgs),
     /// Show each deployed workflow's memory: per task the memory given, the peak declared and
     /// the peak measured by the daemons' memory probe, and the in-memory quota from each.
-    Status(local::StatusArgs),
+    Status(client::StatusArgs),
     /// Export an invocation as a Chrome trace (open it in Perfetto, ui.perfetto.dev): one track
     /// per worker and instance, function spans, trigger and transfer spans, edges as arrows.
-    Trace(local::TraceArgs),
+    Trace(client::TraceArgs),
     /// Show the local cluster's metrics live: invocations, trigger latency, bytes per tier,
     /// spills, instances, arena use (from each process's /metrics).
-    Top(metrics::TopArgs),
+    Top(top::TopArgs),
     /// Stop the local cluster that `up` started in DIR.
     Down(local::DownArgs),
     /// Run the planner: workers register with it; it plans, deploys and forwards invocations.
@@ -127,6 +138,30 @@ struct PlanArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Partitioned, worker-side scheduling.
+    Workersp,
+    /// FaaSFlow's master-side baseline: the planner triggers every function, data goes
+    /// through Redis.
+    Mastersp,
+    /// Partitioned, worker-side scheduling, but every edge goes through Redis (even between
+    /// functions on one worker): what worker-side triggering gains without in-memory data.
+    WorkerspRemote,
+}
+
+impl ModeArg {
+    /// The planner's mode.
+    pub(crate) fn mode(self) -> faasflow_core::Mode {
+        use faasflow_core::Mode;
+        match self {
+            ModeArg::Workersp => Mode::WorkerSp,
+            ModeArg::Mastersp => Mode::MasterSp,
+            ModeArg::WorkerspRemote => Mode::WorkerSpRemote,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
     /// Groups per worker, tiers, critical path, bytes local vs crossing.
     Text,
@@ -171,12 +206,12 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan(&args),
         Command::Check { file } => check(&file),
         Command::Cluster(args) => cluster::run(&args),
-        Command::Up(args) => local::up(&args),
-        Command::Deploy(args) => local::deploy(&args),
-        Command::Invoke(args) => local::invoke(&args),
-        Command::Status(args) => local::status(&args),
-        Command::Trace(args) => local::trace(&args),
-        Command::Top(args) => metrics::top(&args),
+        Command::Up(args) => local::up(&args, cli.log_format),
+        Command::Deploy(args) => client::deploy(&args),
+        Command::Invoke(args) => client::invoke(&args),
+        Command::Status(args) => client::status(&args),
+        Command::Trace(args) => client::trace(&args),
+        Command::Top(args) => top::top(&args),
         Command::Down(args) => local::down(&args),
         Command::Planner(args) => services::planner(&args),
         Command::Daemon(args) => services::daemon(&args),
@@ -248,6 +283,26 @@ pub(crate) fn out(text: &str) -> Result<(), Failure> {
             std::io::ErrorKind::BrokenPipe => Failure::Closed,
             _ => Failure::Other(anyhow::anyhow!("cannot write to standard output: {e}")),
         })
+}
+
+/// Writes `text` to standard error as it is: what a one-shot command tells its user besides
+/// its output (notes, summaries, a report's breakdown). The long-running processes log through
+/// `tracing` instead.
+pub(crate) fn say(text: &str) {
+    eprint!("{text}");
+}
+
+/// A multi-threaded tokio runtime. Each of its threads enters the span current here for its
+/// whole life, so that a service's events on any thread carry its span (`planner`, `worker`).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    let span = tracing::Span::current();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || log::enter_for_thread(span.clone()))
+        .on_thread_stop(log::leave_for_thread)
+        .build()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot start the async runtime: {e}")))
 }
 
 fn emit(text: &str, output: Option<&Path>) -> Result<(), Failure> {
@@ -352,4 +407,30 @@ fn generate(functions: usize, seed: u64, output: Option<&Path>) -> Result<(), Fa
         )));
     }
     emit(&text, output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_of_the_runtime_is_in_the_span_it_was_built_in() {
+        // Spans are recorded only under a subscriber, and the runtime's threads see only the
+        // global one.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("worker", worker = "worker-0");
+        let rt = span.in_scope(runtime).expect("runtime");
+        let current = || tracing::Span::current().metadata().map(|m| m.name());
+        let seen = rt.block_on(async move {
+            let mut seen = Vec::new();
+            for _ in 0..8 {
+                seen.push(tokio::spawn(async move { current() }).await.expect("task"));
+            }
+            seen.push(tokio::task::spawn_blocking(current).await.expect("blocking task"));
+            seen
+        });
+        assert!(seen.iter().all(|s| *s == Some("worker")), "{seen:?}");
+        // The thread that built it is not left in the span.
+        assert_eq!(current(), None);
+    }
 }

@@ -291,7 +291,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     if args.repeat > 1 && args.report == ReportFormat::Text {
         e2e.sort_by(f64::total_cmp);
         let pct = |q: f64| e2e[((e2e.len() - 1) as f64 * q).round() as usize] / 1e3;
-        eprintln!(
+        sayln!(
             "{} invocations: {} ok, {failed} failed; end-to-end p50 {:.3} ms, p99 {:.3} ms",
             args.repeat,
             args.repeat - failed,
@@ -326,7 +326,7 @@ pub(crate) fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, d
         bytes += len;
     }
     if filled > 0 {
-        eprintln!(
+        sayln!(
             "note: {} of workflow `{}` (FaaSFlow's staged files) not given in --input: filled with {} of synthetic bytes",
             count(filled, "input"),
             wf.name,
@@ -342,7 +342,7 @@ pub(crate) fn print_report(report: &Report, format: ReportFormat) -> Result<(), 
             if report.status == "ok" {
                 outln!("{}", serde_json::to_string_pretty(&report.output).unwrap_or_default())?;
             }
-            eprint!("{}", report.to_text());
+            crate::say(&report.to_text());
             Ok(())
         }
     }

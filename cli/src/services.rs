@@ -1,4 +1,8 @@
 //! `faasflow planner` and `faasflow daemon`: the cluster's long-running processes.
+//!
+//! Each logs in a span naming the process (`planner`, or `worker` with the worker's name),
+//! entered on the main thread and on every thread of its async runtime, so that every line of
+//! its log says whose it is.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +20,10 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::Failure;
-use crate::run::DataPlaneArgs;
 use faasflow_rpc::auth::Token;
+
+use crate::run::DataPlaneArgs;
+use crate::{Failure, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PlannerArgs {
@@ -109,15 +114,6 @@ pub(crate) struct DaemonArgs {
     data: DataPlaneArgs,
 }
 
-/// A multi-threaded tokio runtime for a service process.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot start the async runtime: {e}")))
-}
-
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
     TcpListener::bind(addr).await.map_err(|e| {
         Failure::Other(anyhow::anyhow!(
@@ -163,7 +159,8 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             "error: --replan-factor must be a number ≥ 1 (`inf`: memory alone)".into(),
         ));
     }
-    let token = load_token(args.token_file.as_deref(), "planner")?;
+    let _span = tracing::info_span!("planner").entered();
+    let token = load_token(args.token_file.as_deref())?;
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         redis: args.redis.clone(),
@@ -176,13 +173,14 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         match &args.redis {
             Some(url) => match RemoteStore::connect(url, Duration::from_secs(3)).await {
-                Ok(_) => eprintln!("planner: remote tier at {} (MasterSP available)", redact_url(url)),
-                Err(e) => eprintln!(
-                    "planner: cannot reach the remote tier now ({e}); MasterSP deploys fail until Redis answers at {}",
-                    redact_url(url)
+                Ok(_) => tracing::info!(redis = %redact_url(url), "remote tier reachable (MasterSP available)"),
+                Err(e) => tracing::warn!(
+                    redis = %redact_url(url),
+                    cause = %e,
+                    "cannot reach the remote tier now; MasterSP deploys fail until Redis answers"
                 ),
             },
-            None => eprintln!("planner: no --redis: MasterSP deploys are refused; WorkerSP runs without Redis"),
+            None => tracing::info!("no --redis: MasterSP deploys are refused; WorkerSP runs without Redis"),
         }
         let listener = bind(args.listen, "planner").await?;
         let local = listener
@@ -190,7 +188,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             .context("the planner's address")
             .map_err(Failure::Other)?;
         write_addr_file(args.addr_file.as_deref(), local)?;
-        eprintln!("planner: listening on {local}");
+        tracing::info!(addr = %local, "listening");
         let service = PlannerService::new(config);
         let metrics = service.clone();
         crate::metrics::serve_if(
@@ -209,14 +207,14 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
 /// How long a daemon's peer may stay silent before it is lost, ms, by default.
 pub(crate) const DEFAULT_PEER_TIMEOUT_MS: u64 = 10_000;
 
-/// The token of --token-file, or none (then `who`'s API is open: it says so).
-fn load_token(file: Option<&std::path::Path>, who: &str) -> Result<Option<Token>, Failure> {
+/// The token of --token-file, or none (then the process's API is open: it logs so).
+fn load_token(file: Option<&std::path::Path>) -> Result<Option<Token>, Failure> {
     match file {
         Some(f) => Token::load(f)
             .map(Some)
             .map_err(|e| Failure::Input(format!("error: --token-file: {e}"))),
         None => {
-            eprintln!("{who}: no --token-file: its gRPC API takes calls from anyone who reaches it");
+            tracing::warn!("no --token-file: its gRPC API takes calls from anyone who reaches it");
             Ok(None)
         }
     }
@@ -224,6 +222,7 @@ fn load_token(file: Option<&std::path::Path>, who: &str) -> Result<Option<Token>
 
 pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     check_node_name(&args.name).map_err(|e| Failure::Input(format!("error: --name: {e}")))?;
+    let _span = tracing::info_span!("worker", worker = %args.name).entered();
     if args.listen.ip().is_unspecified() {
         return Err(Failure::Input(format!(
             "error: --listen {}: the planner dials this address, so it must name this host (e.g. 127.0.0.1:0), not {}",
@@ -263,12 +262,9 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             },
         });
     } else {
-        eprintln!(
-            "worker `{}`: no --certs: no peer transport, so this worker runs only plans placed wholly on it",
-            args.name
-        );
+        tracing::warn!("no --certs: no peer transport, so this worker runs only plans placed wholly on it");
     }
-    let token = load_token(args.token_file.as_deref(), &format!("worker `{}`", args.name))?;
+    let token = load_token(args.token_file.as_deref())?;
     let daemon = Arc::new(Daemon::start(config).map_err(|e| Failure::Other(e.into()))?);
     let metrics = daemon.clone();
     crate::metrics::serve_if(
@@ -276,15 +272,12 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
         &format!("worker `{}`", args.name),
         Arc::new(move || metrics.metrics_text().map_err(|e| e.to_string())),
     )?;
-    eprintln!(
-        "worker `{}`: packs {}",
-        args.name,
-        if packs.is_empty() {
-            "none (only synthetic bodies)".to_owned()
-        } else {
-            packs.join(", ")
-        }
-    );
+    let found = if packs.is_empty() {
+        "none (only synthetic bodies)".to_owned()
+    } else {
+        packs.join(", ")
+    };
+    tracing::info!(packs = %found, "packs found");
     runtime()?.block_on(async {
         let listener = bind(args.listen, "daemon").await?;
         let local = listener
@@ -292,10 +285,10 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             .context("the daemon's address")
             .map_err(Failure::Other)?;
         write_addr_file(args.addr_file.as_deref(), local)?;
-        eprintln!(
-            "worker `{}`: serving the daemon API on {local}, peers on {}",
-            args.name,
-            daemon.peer_addr().map_or_else(|| "none".to_owned(), |a| a.to_string())
+        tracing::info!(
+            addr = %local,
+            peers = %daemon.peer_addr().map_or_else(|| "none".to_owned(), |a| a.to_string()),
+            "serving the daemon API"
         );
         let me = Registration {
             name: args.name.clone(),

@@ -723,3 +723,76 @@ fn measured_memory_changes_the_quota_and_the_plan_and_status_shows_it() {
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("nothing"), "{}", text(&unknown.stderr));
 }
+
+/// The events of a log written with `--log-format json`: every line that is not one (a library
+/// that writes to standard error itself) is left out; every line that is must parse.
+fn json_events(log: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+fn message(event: &serde_json::Value) -> &str {
+    event["fields"]["message"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn up_with_json_logs_gives_each_process_json_lines_in_its_span_and_a_bad_filter_is_reported() {
+    let cluster = Cluster::up_with_env(
+        "json-logs",
+        1,
+        &["--log-format", "json"],
+        &[("FAASFLOW_LOG", "faasflow=loud")],
+    );
+    let logs = cluster.dir.join("logs");
+    let worker = json_events(&logs.join("worker-0.log"));
+    let planner = json_events(&logs.join("planner.log"));
+    for e in worker.iter().chain(&planner) {
+        assert!(e["timestamp"].is_string(), "no timestamp: {e}");
+        assert!(e["level"].is_string(), "no level: {e}");
+        assert!(
+            e["target"].as_str().is_some_and(|t| t.starts_with("faasflow")),
+            "no component: {e}"
+        );
+    }
+    for (process, events) in [("worker-0", &worker), ("planner", &planner)] {
+        // The filter that does not parse is said first, naming it; the log goes on at `info`.
+        let bad = events.first().unwrap_or_else(|| panic!("{process} logged nothing"));
+        assert_eq!(bad["level"], "WARN", "{process}: {bad}");
+        assert!(
+            message(bad).contains("FAASFLOW_LOG is not a filter"),
+            "{process}: {bad}"
+        );
+        assert_eq!(bad["fields"]["filter"], "faasflow=loud", "{process}: {bad}");
+        assert!(
+            events[1..].iter().any(|e| e["level"] == "INFO"),
+            "{process} stopped logging: {events:?}"
+        );
+    }
+    let serving = worker
+        .iter()
+        .find(|e| message(e) == "serving the daemon API")
+        .unwrap_or_else(|| panic!("the daemon did not say where it serves: {worker:?}"));
+    assert_eq!(
+        serving["spans"],
+        serde_json::json!([{"name": "worker", "worker": "worker-0"}]),
+        "{serving}"
+    );
+    assert_eq!(
+        serving["fields"]["addr"],
+        cluster.worker("worker-0")["grpc_addr"],
+        "{serving}"
+    );
+    let listening = planner
+        .iter()
+        .find(|e| message(e) == "listening")
+        .unwrap_or_else(|| panic!("the planner did not say where it listens: {planner:?}"));
+    assert_eq!(
+        listening["spans"],
+        serde_json::json!([{"name": "planner"}]),
+        "{listening}"
+    );
+    assert_eq!(listening["fields"]["addr"], cluster.planner(), "{listening}");
+}

@@ -1,6 +1,7 @@
 //! faasflow's wire boundary: conversion between the generated proto types and the core's types
-//! (proto input is untrusted and validated here, without panicking), the API token, channels
-//! to daemons, and reading gRPC statuses.
+//! (proto input is untrusted and validated here, without panicking), the API token, channels,
+//! reading gRPC statuses, and clients that speak the core's types: of a daemon ([`daemon`],
+//! for the control plane) and of the planner ([`planner`], for the CLI).
 //!
 //! What it does not do: decide anything. Policies live in `faasflow-control` and the daemon;
 //! this crate only carries their messages. Besides the two server adapters
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod channel;
 pub mod convert;
 pub mod daemon;
+pub mod planner;
 pub mod status;
 
 pub use convert::{ConvertError, plan_from_proto, plan_to_proto};

@@ -57,12 +57,21 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn up(tag: &str, workers: usize, extra: &[&str]) -> Cluster {
+        Cluster::up_with_env(tag, workers, extra, &[])
+    }
+
+    /// As [`Cluster::up`], with `env` set for `up` and so for the processes it starts.
+    pub(crate) fn up_with_env(tag: &str, workers: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let dir = unique_dir(tag);
         let n = workers.to_string();
         let d = dir.to_string_lossy().into_owned();
         let mut args = vec!["up", "--workers", &n, "--dir", &d, "--arena-mib", "64"];
         args.extend_from_slice(extra);
-        let out = faasflow(&args);
+        let out = Command::new(FAASFLOW)
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("faasflow runs");
         assert!(
             out.status.success(),
             "up failed: {}\n{}",

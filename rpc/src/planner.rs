@@ -1,0 +1,518 @@
+//! A client of the planner's API for its users (the `faasflow` commands): it connects with the
+//! cluster's token and faasflow's message limits, takes and returns the core's types and the
+//! plain structs below, and turns refusals into [`PlannerError`]s that keep the planner's
+//! whole text ([`describe`]).
+//!
+//! What it does not do: retry, or decide what a refusal means to the user (the caller says it).
+
+use std::collections::BTreeMap;
+
+use faasflow_core::report::Report;
+use faasflow_core::{ClusterView, Mode, Plan, Workflow};
+use faasflow_proto::v1 as pb;
+use faasflow_proto::v1::planner_client::PlannerClient;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+use crate::auth::{Attach, AuthChannel, Token};
+use crate::channel::{CONNECT_TIMEOUT, MAX_MESSAGE};
+use crate::convert::{ConvertError, mode_to_proto, plan_from_proto};
+use crate::status::describe;
+
+/// Why a call to the planner failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlannerError {
+    /// No connection: the address is not `host:port`, or nothing answers there.
+    #[error("cannot reach the planner at {addr}: {cause}")]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// Why, with the chain of causes.
+        cause: String,
+    },
+    /// The planner refused the request as the caller's to fix: an input that is not valid
+    /// (`INVALID_ARGUMENT`), a workflow or version that is not there (`NOT_FOUND`), or one
+    /// that cannot run as asked (`FAILED_PRECONDITION`).
+    #[error("{message}")]
+    Rejected {
+        /// The status's code.
+        code: Code,
+        /// The planner's text and the causes behind it.
+        message: String,
+    },
+    /// The call failed otherwise: the planner is overloaded, unavailable, or failed itself.
+    #[error("{message}")]
+    Failed {
+        /// The status's code.
+        code: Code,
+        /// The planner's text and the causes behind it.
+        message: String,
+    },
+    /// The planner answered with a plan that does not convert.
+    #[error("the planner sent a plan that is not valid: {0}")]
+    InvalidPlan(ConvertError),
+    /// The planner answered with a report that is not a report's JSON.
+    #[error("{}", invalid_report(*.invocation, .reason))]
+    InvalidReport {
+        /// The invocation asked for, when a kept report was asked for.
+        invocation: Option<u64>,
+        /// Why it does not parse.
+        reason: String,
+    },
+}
+
+fn invalid_report(invocation: Option<u64>, reason: &str) -> String {
+    match invocation {
+        Some(id) => format!("the planner's report of invocation {id} is not valid: {reason}"),
+        None => format!("the planner sent a report that is not valid: {reason}"),
+    }
+}
+
+impl PlannerError {
+    fn from_status(status: &tonic::Status) -> PlannerError {
+        let code = status.code();
+        let message = describe(status);
+        match code {
+            Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
+                PlannerError::Rejected { code, message }
+            }
+            _ => PlannerError::Failed { code, message },
+        }
+    }
+}
+
+/// A workflow to deploy: its source and how to plan it.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// The workflow's source text.
+    pub source: String,
+    /// The file it was read from, for the planner's error messages.
+    pub file_name: String,
+    /// How it is scheduled.
+    pub mode: Mode,
+    /// Plan even when it needs more slots than the cluster has.
+    pub allow_overcommit: bool,
+    /// Its name when the file names none (FaaSFlow's files are named after their directory).
+    pub default_name: String,
+}
+
+/// A workflow version and its plan, as the planner holds them.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Its placement.
+    pub plan: Plan,
+    /// The workers it was planned for.
+    pub cluster: ClusterView,
+}
+
+/// The version a deploy made.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The new version.
+    pub version: u64,
+    /// Its plan; `None` when the planner sent none, or one that does not convert (the deploy
+    /// itself succeeded either way).
+    pub plan: Option<Planned>,
+}
+
+/// One invocation to run: built once, so that its size can be checked before it is sent.
+#[derive(Debug, Clone)]
+pub struct Invocation(pb::InvokeRequest);
+
+impl Invocation {
+    /// An invocation of `workflow` (its newest version when `version` is `None`) with the input
+    /// `input_json` (a JSON object), within `deadline_ms` (`None`: the planner's default).
+    pub fn new(workflow: String, version: Option<u64>, input_json: Vec<u8>, deadline_ms: Option<u64>) -> Invocation {
+        Invocation(pb::InvokeRequest {
+            workflow,
+            version,
+            input_json,
+            deadline_ms: deadline_ms.unwrap_or(0),
+        })
+    }
+
+    /// Bytes the request takes on the wire: more than [`MAX_MESSAGE`] is refused unsent.
+    pub fn encoded_len(&self) -> usize {
+        prost::Message::encoded_len(&self.0)
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvocationStatus {
+    /// It finished with an output.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// It did not finish within its deadline.
+    DeadlineExceeded,
+    /// The planner sent no status, or one this client does not know.
+    Unknown,
+}
+
+/// The answer to an invocation.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    /// The invocation's id.
+    pub invocation: u64,
+    /// How it ended.
+    pub status: InvocationStatus,
+    /// The workflow's output, a JSON object (when it succeeded).
+    pub output_json: Vec<u8>,
+    /// What went wrong (when it did not succeed).
+    pub error: String,
+    /// Where the time went, when the planner sent a report.
+    pub report: Option<Report>,
+}
+
+/// A report the planner kept.
+#[derive(Debug, Clone)]
+pub struct KeptReport {
+    /// The workflow the invocation ran.
+    pub workflow: String,
+    /// The report.
+    pub report: Report,
+}
+
+/// A worker as the planner knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredWorker {
+    /// Its name.
+    pub name: String,
+    /// Its daemon's gRPC address, `host:port`.
+    pub grpc_addr: String,
+    /// Its QUIC endpoint, `host:port` (`None`: it has no peer transport).
+    pub quic_addr: Option<String>,
+    /// Container slots it offers.
+    pub slots: u32,
+    /// Milliseconds since its last heartbeat (or registration).
+    pub silent_ms: u64,
+    /// It missed three heartbeats: new plans leave it out.
+    pub lost: bool,
+}
+
+/// One deployed workflow's memory and in-memory quota (its newest version).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowMemory {
+    /// Its name.
+    pub workflow: String,
+    /// The newest version.
+    pub version: u64,
+    /// The safety margin μ per task, MiB.
+    pub margin_mib: f64,
+    /// Its tasks, in the workflow's order.
+    pub tasks: Vec<TaskMemory>,
+    /// The quota from the declared peaks.
+    pub declared_quota_bytes: u64,
+    /// The quota with each measured task's peak in place of its declared one.
+    pub quota_bytes: u64,
+}
+
+/// One task's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMemory {
+    /// The task's name.
+    pub task: String,
+    /// The memory it is given.
+    pub memory_bytes: u64,
+    /// The peak it declares.
+    pub declared_use_bytes: u64,
+    /// The largest peak its daemons measured (`None`: none measured yet).
+    pub measured_peak_bytes: Option<u64>,
+    /// Calls measured.
+    pub calls_measured: u64,
+    /// Its part of the quota from the declared peak.
+    pub declared_quota_bytes: u64,
+    /// Its part of the quota from the measured peak when there is one, else the declared.
+    pub quota_bytes: u64,
+    /// The peak the newest version was planned with.
+    pub planned_use_bytes: u64,
+}
+
+/// A connection to the planner's API.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    client: PlannerClient<AuthChannel>,
+}
+
+impl Planner {
+    /// Connects to the planner at `addr` (`host:port`), within the connect timeout of
+    /// [`crate::channel`]; every call carries `token`.
+    pub async fn connect(addr: &str, token: Option<Token>) -> Result<Planner, PlannerError> {
+        let unreachable = |cause: String| PlannerError::Unreachable {
+            addr: addr.to_owned(),
+            cause,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| unreachable(format!("`{addr}` is not a planner address (host:port): {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| unreachable(with_causes(&e)))?;
+        let client = PlannerClient::with_interceptor(channel, Attach::new(token))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        Ok(Planner { client })
+    }
+
+    /// Deploys a new version of a workflow.
+    pub async fn deploy(&mut self, deploy: Deploy) -> Result<Deployed, PlannerError> {
+        let request = pb::DeployRequest {
+            source: deploy.source,
+            file_name: deploy.file_name,
+            mode: mode_to_proto(deploy.mode),
+            allow_overcommit: deploy.allow_overcommit,
+            default_name: deploy.default_name,
+        };
+        let r = self
+            .client
+            .deploy(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        Ok(Deployed {
+            workflow: r.workflow,
+            version: r.version,
+            plan: r.plan.as_ref().and_then(|p| planned(p).ok()),
+        })
+    }
+
+    /// The plan of a deployed workflow version (its newest when `version` is `None`); `None`
+    /// when the planner sent none.
+    pub async fn plan(&mut self, workflow: &str, version: Option<u64>) -> Result<Option<Planned>, PlannerError> {
+        let request = pb::GetPlanRequest {
+            workflow: workflow.to_owned(),
+            version,
+        };
+        let r = self
+            .client
+            .get_plan(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        r.plan
+            .as_ref()
+            .map(planned)
+            .transpose()
+            .map_err(PlannerError::InvalidPlan)
+    }
+
+    /// Runs an invocation and waits for its end.
+    pub async fn invoke(&mut self, invocation: Invocation) -> Result<Invoked, PlannerError> {
+        let r = self
+            .client
+            .invoke(invocation.0)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let report = (!r.report_json.is_empty())
+            .then(|| serde_json::from_slice::<Report>(&r.report_json))
+            .transpose()
+            .map_err(|e| PlannerError::InvalidReport {
+                invocation: None,
+                reason: e.to_string(),
+            })?;
+        let status = match pb::InvocationStatus::try_from(r.status) {
+            Ok(pb::InvocationStatus::Succeeded) => InvocationStatus::Succeeded,
+            Ok(pb::InvocationStatus::Failed) => InvocationStatus::Failed,
+            Ok(pb::InvocationStatus::DeadlineExceeded) => InvocationStatus::DeadlineExceeded,
+            Ok(pb::InvocationStatus::Unspecified) | Err(_) => InvocationStatus::Unknown,
+        };
+        Ok(Invoked {
+            invocation: r.invocation_id,
+            status,
+            output_json: r.output_json,
+            error: r.error,
+            report,
+        })
+    }
+
+    /// The report the planner kept of invocation `id`.
+    pub async fn report(&mut self, id: u64) -> Result<KeptReport, PlannerError> {
+        let request = pb::ReportRequest { invocation_id: id };
+        let r = self
+            .client
+            .report(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let report = serde_json::from_slice(&r.report_json).map_err(|e| PlannerError::InvalidReport {
+            invocation: Some(id),
+            reason: e.to_string(),
+        })?;
+        Ok(KeptReport {
+            workflow: r.workflow,
+            report,
+        })
+    }
+
+    /// The memory of deployed workflows: `workflow`'s alone, or every one's.
+    pub async fn memory(&mut self, workflow: Option<&str>) -> Result<Vec<WorkflowMemory>, PlannerError> {
+        let request = pb::MemoryRequest {
+            workflow: workflow.unwrap_or_default().to_owned(),
+        };
+        let r = self
+            .client
+            .memory(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        Ok(r.workflows.into_iter().map(workflow_memory).collect())
+    }
+
+    /// Every worker the planner knows, lost ones too.
+    pub async fn workers(&mut self) -> Result<Vec<RegisteredWorker>, PlannerError> {
+        let r = self
+            .client
+            .metrics(pb::MetricsRequest {})
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        Ok(r.registered.into_iter().map(registered_worker).collect())
+    }
+}
+
+impl Planned {
+    /// The tasks placed on each worker, by worker name, each in the workflow's order.
+    pub fn placement(&self) -> BTreeMap<String, Vec<String>> {
+        let mut by_worker: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in self.workflow.topo_order() {
+            if self.workflow.graph[n].task().is_some() {
+                let worker = self
+                    .cluster
+                    .workers
+                    .get(self.plan.worker_of(n) as usize)
+                    .map_or_else(String::new, |w| w.name.clone());
+                by_worker
+                    .entry(worker)
+                    .or_default()
+                    .push(self.workflow.graph[n].name.clone());
+            }
+        }
+        by_worker
+    }
+}
+
+fn planned(p: &pb::Plan) -> Result<Planned, ConvertError> {
+    let (workflow, plan, cluster) = plan_from_proto(p)?;
+    Ok(Planned {
+        workflow,
+        plan,
+        cluster,
+    })
+}
+
+fn registered_worker(w: pb::RegisteredWorker) -> RegisteredWorker {
+    RegisteredWorker {
+        name: w.name,
+        grpc_addr: w.grpc_addr,
+        quic_addr: (!w.quic_addr.is_empty()).then_some(w.quic_addr),
+        slots: w.slots,
+        silent_ms: w.silent_ms,
+        lost: w.lost,
+    }
+}
+
+fn workflow_memory(w: pb::WorkflowMemory) -> WorkflowMemory {
+    WorkflowMemory {
+        workflow: w.workflow,
+        version: w.version,
+        margin_mib: w.margin_mib,
+        tasks: w
+            .tasks
+            .into_iter()
+            .map(|t| TaskMemory {
+                task: t.task,
+                memory_bytes: t.memory_bytes,
+                declared_use_bytes: t.declared_use_bytes,
+                measured_peak_bytes: t.measured_peak_bytes,
+                calls_measured: t.calls_measured,
+                declared_quota_bytes: t.declared_quota_bytes,
+                quota_bytes: t.quota_bytes,
+                planned_use_bytes: t.planned_use_bytes,
+            })
+            .collect(),
+        declared_quota_bytes: w.declared_quota_bytes,
+        quota_bytes: w.quota_bytes,
+    }
+}
+
+/// An error and every cause behind it, on one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_the_planners_text_and_says_whose_it_is_to_fix() {
+        let e = PlannerError::from_status(&tonic::Status::not_found("workflow `x` is not deployed"));
+        assert!(
+            matches!(
+                e,
+                PlannerError::Rejected {
+                    code: Code::NotFound,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "workflow `x` is not deployed");
+        let e = PlannerError::from_status(&tonic::Status::resource_exhausted("overloaded"));
+        assert!(
+            matches!(
+                e,
+                PlannerError::Failed {
+                    code: Code::ResourceExhausted,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "overloaded");
+    }
+
+    #[test]
+    fn an_invalid_report_says_which() {
+        let e = PlannerError::InvalidReport {
+            invocation: Some(7),
+            reason: "EOF".into(),
+        };
+        assert_eq!(e.to_string(), "the planner's report of invocation 7 is not valid: EOF");
+        let e = PlannerError::InvalidReport {
+            invocation: None,
+            reason: "EOF".into(),
+        };
+        assert_eq!(e.to_string(), "the planner sent a report that is not valid: EOF");
+    }
+
+    #[test]
+    fn the_size_of_an_invocation_grows_with_its_input() {
+        let small = Invocation::new("wf".into(), None, b"{}".to_vec(), None);
+        let large = Invocation::new("wf".into(), Some(2), vec![b' '; 1000], Some(5));
+        assert!(large.encoded_len() > small.encoded_len() + 1000);
+    }
+
+    #[tokio::test]
+    async fn an_address_that_is_not_one_is_unreachable_and_says_why() {
+        let e = Planner::connect("not an address", None).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot reach the planner at not an address: `not an address` is not a planner address"),
+            "{text}"
+        );
+    }
+}
