@@ -526,7 +526,7 @@ fn stop(procs: &[Recorded]) -> Vec<String> {
     for p in procs {
         match signal(p, Signal::TERM) {
             Ok(()) => signalled.push(p),
-            Err(why) => denied.push(why),
+            Err(why) => denied.push(why.to_string()),
         }
     }
     if wait_gone(&signalled, STOP_TIMEOUT) {
@@ -540,7 +540,7 @@ fn stop(procs: &[Recorded]) -> Vec<String> {
             STOP_TIMEOUT.as_secs()
         );
         if let Err(why) = signal(p, Signal::KILL) {
-            denied.push(why);
+            denied.push(why.to_string());
         }
     }
     if !wait_gone(&signalled, STOP_TIMEOUT) {

@@ -15,7 +15,7 @@ use anyhow::Context;
 use crate::Failure;
 
 /// What `/metrics` answers: the text, or why there is none.
-pub(crate) type Render = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+pub(crate) type Render = Arc<dyn Fn() -> anyhow::Result<String> + Send + Sync>;
 
 /// Largest request head read.
 const MAX_REQUEST: usize = 8 << 10;
@@ -76,21 +76,23 @@ fn answer(conn: &mut TcpStream, render: &Render) -> std::io::Result<()> {
 }
 
 /// `GET http://ADDR/metrics`: the body of a 200 answer.
-pub(crate) fn fetch(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
-    conn.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+pub(crate) fn fetch(addr: SocketAddr, timeout: Duration) -> anyhow::Result<String> {
+    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
     write!(
         conn,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| format!("{addr}: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
     let mut text = String::new();
-    conn.read_to_string(&mut text).map_err(|e| format!("{addr}: {e}"))?;
+    conn.read_to_string(&mut text)
+        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr}: not an HTTP answer"))?;
+        .ok_or_else(|| anyhow::anyhow!("{addr}: not an HTTP answer"))?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("{addr}: {}", head.lines().next().unwrap_or_default()));
+        anyhow::bail!("{addr}: {}", head.lines().next().unwrap_or_default());
     }
     Ok(body.to_owned())
 }
@@ -120,9 +122,9 @@ mod tests {
         let mut text = String::new();
         c.read_to_string(&mut text).unwrap();
         assert!(text.starts_with("HTTP/1.1 404"), "{text}");
-        let failing: Render = Arc::new(|| Err("the daemon stopped".to_owned()));
+        let failing: Render = Arc::new(|| Err(anyhow::anyhow!("the daemon stopped")));
         let addr = serve("127.0.0.1:0".parse().unwrap(), "test", failing).unwrap();
-        let e = fetch(addr, Duration::from_secs(2)).unwrap_err();
+        let e = fetch(addr, Duration::from_secs(2)).unwrap_err().to_string();
         assert!(e.contains("503"), "{e}");
         // A client that never finishes its request does not stop the next one.
         let render: Render = Arc::new(|| Ok("x 1\n".to_owned()));

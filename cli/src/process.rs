@@ -132,16 +132,22 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// Sends `sig` to a recorded process (one already gone is fine). The error says why it could
 /// not be signalled.
-pub(crate) fn signal(p: &Recorded, sig: Signal) -> Result<(), String> {
+pub(crate) fn signal(p: &Recorded, sig: Signal) -> anyhow::Result<()> {
     let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw) else {
-        return Err(format!("{} (pid {}): not a process id", p.name, p.pid));
+        anyhow::bail!("{} (pid {}): not a process id", p.name, p.pid);
     };
     match kill_process(pid, sig) {
         Ok(()) | Err(Errno::SRCH) => Ok(()),
         Err(e) => {
             use std::os::unix::fs::MetadataExt as _;
             let owner = std::fs::metadata(format!("/proc/{}", p.pid)).ok().map(|m| m.uid());
-            Err(signal_error(&p.name, p.pid, e, owner, geteuid().as_raw()))
+            Err(anyhow::anyhow!(signal_error(
+                &p.name,
+                p.pid,
+                e,
+                owner,
+                geteuid().as_raw()
+            )))
         }
     }
 }

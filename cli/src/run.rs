@@ -88,7 +88,7 @@ pub(crate) struct DataPlaneArgs {
     memory_probe: ProbeMode,
 }
 
-pub(crate) fn parse_probe(s: &str) -> Result<ProbeMode, String> {
+pub(crate) fn parse_probe(s: &str) -> Result<ProbeMode, <ProbeMode as std::str::FromStr>::Err> {
     s.parse()
 }
 

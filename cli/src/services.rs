@@ -270,7 +270,7 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     crate::metrics::serve_if(
         args.metrics_listen,
         &format!("worker `{}`", args.name),
-        Arc::new(move || metrics.metrics_text().map_err(|e| e.to_string())),
+        Arc::new(move || metrics.metrics_text().map_err(anyhow::Error::from)),
     )?;
     let found = if packs.is_empty() {
         "none (only synthetic bodies)".to_owned()

@@ -26,7 +26,7 @@ pub(crate) struct TopArgs {
 }
 
 /// One scrape of every process of the cluster: (name, samples or why not).
-type Scrape = Vec<(String, Result<Vec<Sample>, String>)>;
+type Scrape = Vec<(String, anyhow::Result<Vec<Sample>>)>;
 
 fn scrape(targets: &[(String, SocketAddr)]) -> Scrape {
     targets

@@ -61,14 +61,19 @@ impl fmt::Display for ProbeMode {
     }
 }
 
+/// A memory probe name that is none of `auto`, `ebpf` and `proc`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown memory probe `{0}` (auto, ebpf or proc)")]
+pub struct UnknownProbe(pub String);
+
 impl std::str::FromStr for ProbeMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownProbe;
+    fn from_str(s: &str) -> Result<Self, UnknownProbe> {
         match s {
             "auto" => Ok(ProbeMode::Auto),
             "ebpf" => Ok(ProbeMode::Ebpf),
             "proc" => Ok(ProbeMode::Proc),
-            _ => Err(format!("unknown memory probe `{s}` (auto, ebpf or proc)")),
+            _ => Err(UnknownProbe(s.to_owned())),
         }
     }
 }

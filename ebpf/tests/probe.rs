@@ -136,6 +136,7 @@ fn a_process_that_is_not_there_is_a_clear_error() {
         "sometimes"
             .parse::<ProbeMode>()
             .unwrap_err()
+            .to_string()
             .contains("auto, ebpf or proc")
     );
 }

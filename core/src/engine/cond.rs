@@ -109,7 +109,10 @@ mod tests {
     fn errors_are_precise() {
         let vars = vec![("input".to_owned(), json!({"x": 1}))];
         let e = eval(&["input.x + 1"], &vars).unwrap_err();
-        assert!(matches!(&e, CondError::NotBool { condition, .. } if condition == "input.x + 1"), "{e:?}");
+        assert!(
+            matches!(&e, CondError::NotBool { condition, .. } if condition == "input.x + 1"),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("not a bool"), "{e}");
         let e = eval(&["nope.flag"], &vars).unwrap_err();
         assert!(matches!(e, CondError::Eval { .. }), "{e:?}");

@@ -8,18 +8,6 @@ use super::{Findings, Violations, library_sources};
 /// shrink to empty.
 pub(crate) const KNOWN: &[(&str, &str)] = &[
     (
-        "cli/src/local.rs",
-        "signals and planner connections fail as text shown to the user",
-    ),
-    (
-        "cli/src/metrics.rs",
-        "a scrape and a metrics render fail as text shown in `faasflow top`",
-    ),
-    (
-        "cli/src/run.rs",
-        "`parse_probe` is a clap value parser, which takes a String error",
-    ),
-    (
         "control/src/central.rs",
         "MasterSP's engine passes worker, object and invocation failures as text",
     ),
@@ -34,10 +22,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
     (
         "core/src/engine.rs",
         "an invocation's `Finished` event carries its failure as text",
-    ),
-    (
-        "core/src/engine/cond.rs",
-        "CEL conditions fail to compile or evaluate as text",
     ),
     ("daemon/src/container.rs", "Docker engine calls fail as text"),
     (
@@ -64,7 +48,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "daemon/src/store/spill.rs",
         "creating the spill directory fails as text",
     ),
-    ("ebpf/src/lib.rs", "`ProbeMode`'s FromStr error is a String"),
     (
         "sdk/src/context.rs",
         "checking an object reference against the arena fails as text",
