@@ -14,6 +14,8 @@ mod measure;
 mod registry;
 mod rpc;
 pub mod service;
+#[cfg(test)]
+mod sim;
 mod versions;
 
 pub use registry::LOST_AFTER;
