@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use faasflow_core::dag::SourceFormat;
 use faasflow_core::report::Report;
 use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
 use faasflow_rpc::auth::{TOKEN_FILE, Token};
@@ -15,7 +14,7 @@ use faasflow_rpc::planner::{Deploy, Invocation, InvocationStatus, Planned, Plann
 
 use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::record::{CLUSTER_FILE, DirArg, read_record};
-use crate::run::{ReportFormat, fill_staged_inputs, parse_input, print_report};
+use crate::run::{ReportFormat, note_filled, parse_input, print_report};
 use crate::{Failure, ModeArg, runtime};
 
 /// Time limit of a deploy.
@@ -148,9 +147,9 @@ fn placement_text(planned: &Planned) -> String {
 // ---- invoke -----------------------------------------------------------------------------
 
 pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
-    let mut input = parse_input(&args.input)?;
+    let input = parse_input(&args.input)?;
     // Before connecting: an input too large for the API is said so without a cluster.
-    let mut invocation = invocation(args, &input, false)?;
+    let invocation = invocation(args, &input)?;
     let data_scale = match args.data_scale {
         Some(x) if !x.is_finite() || x < 0.0 => {
             return Err(Failure::Input("error: --data-scale must be a number ≥ 0".into()));
@@ -161,19 +160,14 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
     let (addr, token) = planner_of(&args.target)?;
     let invoked = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
-        // FaaSFlow's workflows read staged files: fill those not given, as `run` does.
-        let planned = planner.plan(&args.name, args.version).await.map_err(failure)?;
-        if let Some(planned) = planned
-            && planned.workflow.format != SourceFormat::Native
-        {
-            let given = input.as_object().map_or(0, serde_json::Map::len);
-            fill_staged_inputs(&planned.workflow, &mut input, data_scale);
-            if input.as_object().map_or(0, serde_json::Map::len) != given {
-                invocation = self::invocation(args, &input, true)?;
-            }
-        }
-        planner.invoke(invocation).await.map_err(failure)
+        // FaaSFlow's workflows read staged files: the planner fills those not given, as `run`
+        // does.
+        planner
+            .invoke(invocation.fill_staged(data_scale))
+            .await
+            .map_err(failure)
     })?;
+    note_filled(&args.name, invoked.filled.0, invoked.filled.1);
     if let Some(report) = &invoked.report {
         print_report(report, args.report)?;
     }
@@ -189,9 +183,8 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
     }
 }
 
-/// The invocation to send; refused when larger than the planner's API takes in one message
-/// (`filled`: synthetic bytes were filled in for staged inputs).
-fn invocation(args: &InvokeArgs, input: &serde_json::Value, filled: bool) -> Result<Invocation, Failure> {
+/// The invocation to send; refused when larger than the planner's API takes in one message.
+fn invocation(args: &InvokeArgs, input: &serde_json::Value) -> Result<Invocation, Failure> {
     let input_json = serde_json::to_vec(input).context("cannot encode the input")?;
     let input_len = input_json.len();
     let invocation = Invocation::new(args.name.clone(), args.version, input_json, args.deadline_ms);
@@ -199,15 +192,9 @@ fn invocation(args: &InvokeArgs, input: &serde_json::Value, filled: bool) -> Res
     if len > MAX_MESSAGE {
         return Err(Failure::Input(format!(
             "error: the input of `{}` is {input_len} bytes of JSON ({len} bytes with the rest of the request), more \
-             than the {} the planner's API takes in one message; pass a smaller input{}",
+             than the {} the planner's API takes in one message; pass a smaller input",
             args.name,
             mib(MAX_MESSAGE),
-            if filled {
-                " (the synthetic bytes filled in for FaaSFlow's staged inputs count: give those inputs in --input, \
-                 or lower --data-scale)"
-            } else {
-                ""
-            }
         )));
     }
     Ok(invocation)

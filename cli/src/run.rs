@@ -306,30 +306,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Largest synthetic input `fill_staged_inputs` makes.
-const MAX_STAGED_INPUT: u64 = 64 << 20;
-
-/// FaaSFlow's workflows read files staged in its storage before the run: their inputs that no
-/// function produces. Those not given in `--input` are filled with bytes of their declared
-/// size (scaled by `--data-scale`), as FaaSFlow's benchmark bodies expect.
+/// FaaSFlow's workflows read files staged before the run: fills those `--input` does not
+/// give ([`faasflow_core::dag::fill_staged_inputs`]) and says so.
 pub(crate) fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, data_scale: f64) {
-    let Some(map) = input.as_object_mut() else { return };
-    let mut filled = 0usize;
-    let mut bytes = 0u64;
-    for i in &wf.inputs {
-        if map.contains_key(&i.name) {
-            continue;
-        }
-        let len = ((i.size as f64 * data_scale).round() as u64).min(MAX_STAGED_INPUT);
-        map.insert(i.name.clone(), serde_json::Value::String("x".repeat(len as usize)));
-        filled += 1;
-        bytes += len;
-    }
+    let (filled, bytes) = faasflow_core::dag::fill_staged_inputs(wf, input, data_scale);
+    note_filled(&wf.name, filled, bytes);
+}
+
+/// Says that `filled` staged inputs of `workflow` were filled with `bytes` of synthetic data.
+pub(crate) fn note_filled(workflow: &str, filled: usize, bytes: u64) {
     if filled > 0 {
         sayln!(
-            "note: {} of workflow `{}` (FaaSFlow's staged files) not given in --input: filled with {} of synthetic bytes",
+            "note: {} of workflow `{workflow}` (FaaSFlow's staged files) not given in --input: filled with {} of synthetic bytes",
             count(filled, "input"),
-            wf.name,
             fmt_bytes(bytes)
         );
     }

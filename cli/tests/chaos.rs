@@ -148,6 +148,7 @@ fn send(
                 version: None,
                 input_json: br#"{"text": "chaos"}"#.to_vec(),
                 deadline_ms: deadline.as_millis() as u64,
+                fill_staged_scale: None,
             };
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("gate");

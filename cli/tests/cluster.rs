@@ -119,6 +119,19 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
             }
         }
     }
+    // FaaSFlow's staged files not given in the input are filled by the planner, in the one
+    // `Invoke` the CLI sends, and the CLI says how many.
+    let recognizer = repo().join("tests/fixtures/faasflow-v1/benchmark/illgal_recognizer/flat_workflow.yaml");
+    cluster.deploy(&recognizer);
+    let out = cluster.run(&["invoke", "illgal_recognizer", "--input", "{}"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("note: 2 inputs of workflow `illgal_recognizer` (FaaSFlow's staged files) not given"),
+        "{}",
+        text(&out.stderr)
+    );
+    invocations += 1;
     // The planner keeps the reports: `faasflow trace ID` exports the last invocation with one
     // process per worker that ran a function of it, and a span per function attempt.
     let last = last.expect("an invocation ran");
@@ -223,7 +236,7 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: workflow `nope` is not deployed; deployed workflows: wordcount, wordcount-example"
+        "error: workflow `nope` is not deployed; deployed workflows: illgal_recognizer, wordcount, wordcount-example"
     );
     let out = cluster.run(&["invoke", "wordcount", "--version", "7"]);
     assert_eq!(out.status.code(), Some(2));

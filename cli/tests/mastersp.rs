@@ -109,6 +109,7 @@ async fn invoke(
             version: Some(version),
             input_json: serde_json::to_vec(input).unwrap(),
             deadline_ms: 50_000,
+            fill_staged_scale: None,
         })
         .await
         .expect("invoke")

@@ -82,6 +82,7 @@ async fn invoke(planner: &mut PlannerClient<AuthChannel>, name: &str, input: &st
             version: None,
             input_json: input.as_bytes().to_vec(),
             deadline_ms: 20_000,
+            fill_staged_scale: None,
         })
         .await
         .expect("invoke")
@@ -137,6 +138,7 @@ async fn one_worker_one_message_out_and_one_in_per_invocation() {
             version: Some(4),
             input_json: b"{}".to_vec(),
             deadline_ms: 0,
+            fill_staged_scale: None,
         })
         .await
         .unwrap_err();

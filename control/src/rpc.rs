@@ -111,6 +111,7 @@ impl pb::planner_server::Planner for PlannerService {
             version: req.version,
             input_json: req.input_json,
             deadline_ms: req.deadline_ms,
+            fill_staged_scale: req.fill_staged_scale,
         };
         let result = self.invoke_rerunning(req).await;
         let outcome = match &result {
@@ -140,6 +141,8 @@ impl pb::planner_server::Planner for PlannerService {
             output_json: answer.output_json,
             error: answer.error,
             report_json: answer.report_json,
+            filled_inputs: u32::try_from(answer.filled.0).unwrap_or(u32::MAX),
+            filled_bytes: answer.filled.1,
         }))
     }
 

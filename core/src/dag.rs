@@ -92,6 +92,34 @@ pub struct WorkflowInput {
     pub size: u64,
 }
 
+/// Largest synthetic value [`fill_staged_inputs`] writes for one input.
+pub const MAX_STAGED_INPUT: u64 = 64 << 20;
+
+/// FaaSFlow's workflows read files staged in its storage before the run: their inputs that no
+/// function produces (`wf.inputs` of an imported workflow). Those `input` (a JSON object) does
+/// not give are filled with bytes of their declared size times `scale` (at most
+/// [`MAX_STAGED_INPUT`] each), as FaaSFlow's benchmark bodies expect. Returns how many were
+/// filled and their bytes. Native workflows name their inputs and are left as they are.
+pub fn fill_staged_inputs(wf: &Workflow, input: &mut serde_json::Value, scale: f64) -> (usize, u64) {
+    let Some(map) = input.as_object_mut() else {
+        return (0, 0);
+    };
+    if wf.format == SourceFormat::Native {
+        return (0, 0);
+    }
+    let (mut filled, mut bytes) = (0usize, 0u64);
+    for i in &wf.inputs {
+        if map.contains_key(&i.name) {
+            continue;
+        }
+        let len = ((i.size as f64 * scale.max(0.0)).round() as u64).min(MAX_STAGED_INPUT);
+        map.insert(i.name.clone(), serde_json::Value::String("x".repeat(len as usize)));
+        filled += 1;
+        bytes += len;
+    }
+    (filled, bytes)
+}
+
 /// One output of the workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowOutput {

@@ -133,7 +133,15 @@ impl Invocation {
             version,
             input_json,
             deadline_ms: deadline_ms.unwrap_or(0),
+            fill_staged_scale: None,
         })
+    }
+
+    /// Has the planner fill the staged inputs (FaaSFlow's files no function produces) that the
+    /// input does not give, with bytes of their declared size times `scale`.
+    pub fn fill_staged(mut self, scale: f64) -> Invocation {
+        self.0.fill_staged_scale = Some(scale);
+        self
     }
 
     /// Bytes the request takes on the wire: more than [`MAX_MESSAGE`] is refused unsent.
@@ -169,6 +177,8 @@ pub struct Invoked {
     pub error: String,
     /// Where the time went, when the planner sent a report.
     pub report: Option<Report>,
+    /// Staged inputs the planner filled ([`Invocation::fill_staged`]), and their bytes.
+    pub filled: (usize, u64),
 }
 
 /// A report the planner kept.
@@ -328,6 +338,7 @@ impl Planner {
             output_json: r.output_json,
             error: r.error,
             report,
+            filled: (r.filled_inputs as usize, r.filled_bytes),
         })
     }
 

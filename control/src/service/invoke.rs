@@ -3,6 +3,8 @@
 //! again on the live workers when a worker it used was lost and its functions are idempotent.
 
 use super::*;
+use faasflow_core::dag::fill_staged_inputs;
+use faasflow_rpc::channel::MAX_MESSAGE;
 
 /// An invocation as a client asks for it.
 #[derive(Debug, Clone)]
@@ -14,6 +16,9 @@ pub(crate) struct InvokeRequest {
     pub(crate) input_json: Vec<u8>,
     /// Time limit of the whole invocation, ms (0: the workflow's, else the planner's default).
     pub(crate) deadline_ms: u64,
+    /// Fill the staged inputs the input does not give, with bytes of their declared size
+    /// times this scale ([`faasflow_core::dag::fill_staged_inputs`]).
+    pub(crate) fill_staged_scale: Option<f64>,
 }
 
 /// How an invocation ended.
@@ -36,6 +41,8 @@ pub(crate) struct InvokeAnswer {
     pub(crate) error: String,
     /// The run report (JSON).
     pub(crate) report_json: Vec<u8>,
+    /// Staged inputs the planner filled, and their bytes.
+    pub(crate) filled: (usize, u64),
 }
 
 /// Where an invocation goes.
@@ -104,9 +111,9 @@ impl PlannerService {
         }
     }
 
-    async fn invoke_one(&self, req: InvokeRequest) -> Result<(InvokeAnswer, RunInfo), Status> {
+    async fn invoke_one(&self, mut req: InvokeRequest) -> Result<(InvokeAnswer, RunInfo), Status> {
         self.inner.counters.invocations.fetch_add(1, Ordering::Relaxed);
-        let input: serde_json::Value = serde_json::from_slice(&req.input_json)
+        let mut input: serde_json::Value = serde_json::from_slice(&req.input_json)
             .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
         if !input.is_object() {
             return Err(Status::invalid_argument(
@@ -118,6 +125,7 @@ impl PlannerService {
         let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
         let mut idempotent: bool;
         let mut replanned = false;
+        let mut filled = (0, 0);
         // Choose the version, count the invocation in, and find the entry daemon, under one
         // lock; when the entry is lost, plan the workflow again onto the live workers (nothing
         // has run yet, so that is safe for any workflow) and choose again, once.
@@ -153,6 +161,11 @@ impl PlannerService {
                     deadline = Duration::from_millis(ms);
                 }
                 idempotent = v.wf.idempotent();
+                if let Some(scale) = req.fill_staged_scale
+                    && filled == (0, 0)
+                {
+                    filled = fill_staged_inputs(&v.wf, &mut input, scale);
+                }
                 // Never start what would wait on a worker that cannot run its part.
                 if let Some(why) = version_fault(&state.registry, v, now) {
                     let message = format!(
@@ -229,6 +242,9 @@ impl PlannerService {
                 route => break route,
             }
         };
+        if filled.0 > 0 {
+            req.input_json = staged_input_json(&req.workflow, &input)?;
+        }
         let (id, version, entry, daemon, guard) = match route {
             Route::Central { id, version, guard } => {
                 let response = self.invoke_central(&req.workflow, version, id, input, deadline).await;
@@ -236,7 +252,8 @@ impl PlannerService {
                 if let Ok((r, _)) = &response {
                     self.note_report(id, &req.workflow, &r.report_json);
                 }
-                return response.map(|(r, lost)| {
+                return response.map(|(mut r, lost)| {
+                    r.filled = filled;
                     let run = RunInfo {
                         deadline,
                         idempotent,
@@ -272,6 +289,7 @@ impl PlannerService {
             output_json: Vec::new(),
             error,
             report_json: Vec::new(),
+            filled: (0, 0),
         };
         let mut lost = None;
         let response = match outcome {
@@ -326,7 +344,7 @@ impl PlannerService {
         };
         self.note_report(id, &req.workflow, &response.report_json);
         Ok((
-            response,
+            InvokeAnswer { filled, ..response },
             RunInfo {
                 deadline,
                 idempotent,
@@ -378,6 +396,7 @@ impl PlannerService {
                     output_json: Vec::new(),
                     error: message,
                     report_json: Vec::new(),
+                    filled: (0, 0),
                 };
                 Ok((response, None))
             }
@@ -394,6 +413,22 @@ struct RunInfo {
     idempotent: bool,
     /// The worker whose loss ended it, when one did.
     lost: Option<String>,
+}
+
+/// The input with its staged files filled, encoded; refused when the daemon could not take it.
+fn staged_input_json(workflow: &str, input: &serde_json::Value) -> Result<Vec<u8>, Status> {
+    let json = serde_json::to_vec(input)
+        .map_err(|e| Status::internal(format!("the input of workflow `{workflow}` cannot be encoded: {e}")))?;
+    // Room for the rest of the daemon's request.
+    let limit = MAX_MESSAGE - (1 << 20);
+    if json.len() > limit {
+        return Err(Status::invalid_argument(format!(
+            "the input of workflow `{workflow}` with its staged files filled is {} bytes, more than the {limit} \
+             a daemon takes in one message; lower the data scale (--data-scale)",
+            json.len()
+        )));
+    }
+    Ok(json)
 }
 
 /// Runs of one invocation at most, when workers are lost ([`PlannerService::invoke_rerunning`]).
@@ -435,6 +470,7 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer
             output_json: serde_json::to_vec(&o.output).unwrap_or_default(),
             error: String::new(),
             report_json,
+            filled: (0, 0),
         },
         Ok(o) => InvokeAnswer {
             invocation_id: id,
@@ -448,6 +484,7 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer
                 .error
                 .unwrap_or_else(|| format!("invocation {id} ended with status `{}`", o.status)),
             report_json,
+            filled: (0, 0),
         },
         Err(e) => InvokeAnswer {
             invocation_id: id,
@@ -455,6 +492,7 @@ fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer
             output_json: Vec::new(),
             error: format!("worker `{worker}` sent a report for invocation {id} that is not valid JSON: {e}"),
             report_json,
+            filled: (0, 0),
         },
     };
     (response, lost)
