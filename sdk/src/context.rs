@@ -46,27 +46,64 @@ impl Arena {
     }
 
     /// Checks `r` against the arena and returns a pointer to its first byte.
-    pub(crate) fn check(&self, r: &ObjectRef) -> Result<*mut u8, String> {
+    pub(crate) fn check(&self, r: &ObjectRef) -> Result<*mut u8, BadRef> {
         if r.len == 0 {
             // Empty: no byte is read or written, wherever it says it is.
             return Ok(self.region.as_ptr());
         }
         if r.segment != self.segment {
-            return Err(format!(
-                "object in segment {}, this instance's arena is segment {}",
-                r.segment, self.segment
-            ));
+            return Err(BadRef::OtherSegment {
+                segment: r.segment,
+                ours: self.segment,
+            });
         }
-        let ptr = self.region.range_ptr(r.offset, r.len).ok_or_else(|| {
-            format!(
-                "object at offset {} of {} bytes is outside the {}-byte arena",
-                r.offset,
-                r.len,
-                self.region.len()
-            )
-        })?;
+        let ptr = self
+            .region
+            .range_ptr(r.offset, r.len)
+            .ok_or_else(|| BadRef::OutsideArena {
+                offset: r.offset,
+                len: r.len,
+                arena: self.region.len() as u64,
+            })?;
         Ok(ptr)
     }
+}
+
+/// An object reference from the daemon that does not fit this instance's arena: a protocol
+/// violation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadRef {
+    #[error("object in segment {segment}, this instance's arena is segment {ours}")]
+    OtherSegment { segment: u32, ours: u32 },
+    #[error("object at offset {offset} of {len} bytes is outside the {arena}-byte arena")]
+    OutsideArena { offset: u64, len: u64, arena: u64 },
+}
+
+/// Why the daemon gave no room for an output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AllocError {
+    /// The daemon (or the test arena) refused, and said why.
+    #[error("{0}")]
+    Refused(String),
+    /// The call already waits for a grant.
+    #[error("call {0} already waits for a grant")]
+    AlreadyWaiting(u64),
+    /// The request could not be sent, or the daemon went away while it waited.
+    #[error("{0}")]
+    Unsent(#[from] SendError),
+}
+
+/// Why a frame could not be sent to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error("the daemon is gone")]
+    Gone,
+    /// The frame cannot be encoded or does not fit the ring.
+    #[error("{0}")]
+    Unsendable(String),
+    /// The ring broke the protocol.
+    #[error("{0}")]
+    Ring(String),
 }
 
 fn span(r: &ObjectRef) -> Range<u64> {
@@ -80,7 +117,7 @@ fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
 /// Asks the daemon for room for an output that was not reserved, or does not fit.
 pub(crate) trait Grants: Sync {
     /// `len` bytes for output `name` of call `call`: the extent, or why there is none.
-    fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, String>;
+    fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError>;
 }
 
 /// One call of a function: its parameters and inputs, and where its outputs go.

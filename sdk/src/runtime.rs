@@ -36,7 +36,7 @@ use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, INSTANCE_S
 use faasflow_shm::ring::{AttachError, PushError};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
 
-use crate::context::{Arena, CallSpec, Grants};
+use crate::context::{AllocError, Arena, CallSpec, Grants, SendError};
 use crate::{Context, Pack};
 
 /// How often a waiting leader or producer checks whether the instance is stopping.
@@ -322,7 +322,7 @@ struct State {
     /// Invocations popped by a thread that was waiting for a grant, not yet started.
     pending: VecDeque<Invoke>,
     /// Calls waiting for a grant, and the grant once it arrived.
-    grants: HashMap<u64, Option<Result<ObjectRef, String>>>,
+    grants: HashMap<u64, Option<Result<ObjectRef, AllocError>>>,
     /// Threads started and not finished.
     threads: usize,
     /// Threads waiting for work or leadership on `idle_cv`.
@@ -361,7 +361,7 @@ enum Led {
     /// thread while keeping leadership, so that a chain of short calls needs no thread wake-up.
     RunInline(Invoke),
     /// The grant the leader was waiting for.
-    Granted(Result<ObjectRef, String>),
+    Granted(Result<ObjectRef, AllocError>),
     /// The instance is stopping.
     Stop,
 }
@@ -510,12 +510,14 @@ impl Runtime {
             match Frame::decode(&buf[..n]) {
                 Ok(Frame::Invoke(invoke)) if waiting.is_none() => return Led::Run(invoke),
                 Ok(Frame::Invoke(invoke)) => self.queue(invoke),
-                Ok(Frame::Grant(grant)) if Some(grant.call) == waiting => return Led::Granted(grant.result),
+                Ok(Frame::Grant(grant)) if Some(grant.call) == waiting => {
+                    return Led::Granted(grant.result.map_err(AllocError::Refused));
+                }
                 Ok(Frame::Grant(grant)) => {
                     let mut st = self.lock();
                     match st.grants.get_mut(&grant.call) {
                         Some(slot @ None) => {
-                            *slot = Some(grant.result);
+                            *slot = Some(grant.result.map_err(AllocError::Refused));
                             drop(st);
                             self.grant_cv.notify_all();
                         }
@@ -586,21 +588,21 @@ impl Runtime {
 
     /// Pushes `frame` to the daemon and rings its doorbell. Waits for room while the daemon
     /// is there; fails when it is gone or the frame cannot be sent.
-    fn push(&self, frame: &Frame) -> Result<(), String> {
+    fn push(&self, frame: &Frame) -> Result<(), SendError> {
         let mut writer = lock(&self.producer);
         let Writer { producer, buf } = &mut *writer;
         buf.clear();
-        frame.encode(buf).map_err(|e| e.to_string())?;
+        frame.encode(buf).map_err(|e| SendError::Unsendable(e.to_string()))?;
         loop {
             match producer.push_wait(buf, Some(POLL)) {
                 Ok(()) => break,
                 Err(PushError::Full) if !self.stopping.load(Ordering::Acquire) => {}
-                Err(PushError::Full) => return Err("the daemon is gone".into()),
-                Err(e @ PushError::TooLarge { .. }) => return Err(e.to_string()),
+                Err(PushError::Full) => return Err(SendError::Gone),
+                Err(e @ PushError::TooLarge { .. }) => return Err(SendError::Unsendable(e.to_string())),
                 Err(e) => {
                     drop(writer);
                     self.fail(ServeError::Protocol(format!("the completion ring: {e}")));
-                    return Err(e.to_string());
+                    return Err(SendError::Ring(e.to_string()));
                 }
             }
         }
@@ -682,9 +684,9 @@ impl Runtime {
 }
 
 impl Grants for Arc<Runtime> {
-    fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, String> {
+    fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError> {
         if self.lock().grants.insert(call, None).is_some() {
-            return Err(format!("call {call} already waits for a grant"));
+            return Err(AllocError::AlreadyWaiting(call));
         }
         let asked = Frame::Alloc(Alloc {
             call,
@@ -693,7 +695,7 @@ impl Grants for Arc<Runtime> {
         });
         if let Err(why) = self.push(&asked) {
             self.lock().grants.remove(&call);
-            return Err(why);
+            return Err(why.into());
         }
         if INLINE.get() {
             // This thread leads (it runs a short call inline): read the ring itself.
@@ -704,17 +706,17 @@ impl Grants for Arc<Runtime> {
             self.lock().grants.remove(&call);
             return match led {
                 Led::Granted(result) => result,
-                _ => Err("the daemon is gone".into()),
+                _ => Err(SendError::Gone.into()),
             };
         }
         let mut st = self.lock();
         loop {
             if matches!(st.grants.get(&call), Some(Some(_))) {
-                return st.grants.remove(&call).flatten().unwrap_or(Err(String::new()));
+                return st.grants.remove(&call).flatten().unwrap_or(Err(SendError::Gone.into()));
             }
             if st.stop {
                 st.grants.remove(&call);
-                return Err("the daemon is gone".into());
+                return Err(SendError::Gone.into());
             }
             if !st.leader {
                 st.leader = true;

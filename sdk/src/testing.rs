@@ -9,7 +9,7 @@ use faasflow_shm::Region;
 use faasflow_shm::frame::{ObjectRef, Value};
 use serde::de::DeserializeOwned;
 
-use crate::context::{Arena, CallSpec, Grants};
+use crate::context::{AllocError, Arena, CallSpec, Grants};
 use crate::{Context, Error, Pack};
 
 /// Room left for outputs that were not reserved, by default.
@@ -377,17 +377,17 @@ struct TestGrants {
 }
 
 impl Grants for TestGrants {
-    fn alloc(&self, _call: u64, name: &str, len: u64) -> Result<ObjectRef, String> {
+    fn alloc(&self, _call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError> {
         if let Some(refusal) = &self.refusal {
-            return Err(refusal.clone());
+            return Err(AllocError::Refused(refusal.clone()));
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let offset = state.0;
         if offset.saturating_add(len) > self.end {
-            return Err(format!(
+            return Err(AllocError::Refused(format!(
                 "the test arena has {} spare bytes left (see `TestCall::spare`)",
                 self.end.saturating_sub(offset)
-            ));
+            )));
         }
         state.0 = (offset + len).next_multiple_of(8);
         state.1.push((name.to_owned(), len));

@@ -49,15 +49,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "creating the spill directory fails as text",
     ),
     (
-        "sdk/src/context.rs",
-        "checking an object reference against the arena fails as text",
-    ),
-    ("sdk/src/runtime.rs", "grants and pushes to the daemon fail as text"),
-    (
-        "sdk/src/testing.rs",
-        "the test harness's allocator refuses with text, as the daemon's Grant does",
-    ),
-    (
         "shm/src/frame.rs",
         "the Grant frame carries the daemon's refusal as text across the ring",
     ),
