@@ -39,10 +39,32 @@ use faasflow_rpc::daemon::{Daemon, DaemonError};
 /// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
 const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 
+/// What went wrong in the central engine, apart from the steps it runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CentralError {
+    #[error("the planner's central engine has stopped")]
+    Stopped,
+    /// A version the engine does not take.
+    #[error("workflow `{workflow}` cannot run in MasterSP mode: {cause}")]
+    Refused { workflow: String, cause: EngineError },
+    #[error("the central engine lost track of object {0} (a bug)")]
+    LostObject(u64),
+    #[error("input `{input}` could not be stored in the remote tier: {cause}")]
+    Stage { input: String, cause: String },
+    #[error("output `{output}` ({key}) is not in the remote tier any more; was Redis restarted or flushed?")]
+    OutputGone { output: String, key: String },
+    #[error("cannot read output `{output}` from the remote tier: {cause}")]
+    OutputUnreadable { output: String, cause: String },
+    /// A worker a step is placed on cannot take it (not registered, lost); the message says
+    /// which and what the planner does about it.
+    #[error("{0}")]
+    NoDaemon(String),
+}
+
 /// The daemons, as the planner's registry knows them.
 pub(crate) trait Workers: Send + Sync + 'static {
     /// Worker `name`'s daemon, or why there is none (not registered, lost).
-    fn daemon(&self, name: &str) -> Result<Daemon, String>;
+    fn daemon(&self, name: &str) -> Result<Daemon, CentralError>;
     /// Worker `name`'s daemon could not be reached: new plans leave it out until it sends a
     /// heartbeat again.
     fn unreachable(&self, name: &str);
@@ -116,7 +138,7 @@ struct Begin {
     reply: oneshot::Sender<Result<Report, StartError>>,
     start: Instant,
     /// The inputs stored, by name, or why one could not be.
-    staged: Result<HashMap<String, ExecObject>, String>,
+    staged: Result<HashMap<String, ExecObject>, CentralError>,
     /// Time spent storing them.
     staging_us: f64,
 }
@@ -159,7 +181,7 @@ impl Central {
         wf: Arc<Workflow>,
         version: u64,
         placement: HashMap<NodeId, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CentralError> {
         let (reply, rx) = oneshot::channel();
         let name = wf.name.clone();
         self.tx
@@ -169,10 +191,10 @@ impl Central {
                 placement,
                 reply,
             })
-            .map_err(|_| "the planner's central engine has stopped".to_owned())?;
+            .map_err(|_| CentralError::Stopped)?;
         match rx.await {
-            Ok(r) => r.map_err(|e| format!("workflow `{name}` cannot run in MasterSP mode: {e}")),
-            Err(_) => Err("the planner's central engine has stopped".to_owned()),
+            Ok(r) => r.map_err(|cause| CentralError::Refused { workflow: name, cause }),
+            Err(_) => Err(CentralError::Stopped),
         }
     }
 
@@ -375,7 +397,10 @@ impl Actor {
                             format!("input.{name}"),
                         );
                         if let Err(e) = begin.store.put(&key, &bytes).await {
-                            begin.staged = Err(format!("input `{name}` could not be stored in the remote tier: {e}"));
+                            begin.staged = Err(CentralError::Stage {
+                                input: name,
+                                cause: e.to_string(),
+                            });
                             break;
                         }
                         let len = bytes.len() as u64;
@@ -441,7 +466,7 @@ impl Actor {
             },
         );
         if let Some(e) = failed {
-            self.engine.abort(b.invocation, e);
+            self.engine.abort(b.invocation, e.to_string());
         }
     }
 
@@ -469,11 +494,8 @@ impl Actor {
         }
     }
 
-    fn object(&self, r: &ObjectRef) -> Result<ExecObject, String> {
-        self.objects
-            .get(&r.id)
-            .cloned()
-            .ok_or_else(|| format!("the central engine lost track of object {} (a bug)", r.id))
+    fn object(&self, r: &ObjectRef) -> Result<ExecObject, CentralError> {
+        self.objects.get(&r.id).cloned().ok_or(CentralError::LostObject(r.id))
     }
 
     fn trigger(
@@ -493,7 +515,7 @@ impl Actor {
         let worker = info.placement.get(&node).cloned().unwrap_or_default();
         let name = info.wf.graph[node].name.clone();
         let task = info.wf.graph[node].task();
-        let values: Result<Vec<(String, ExecValue)>, String> = inputs
+        let values: Result<Vec<(String, ExecValue)>, CentralError> = inputs
             .iter()
             .map(|(n, v)| {
                 let staged = task
@@ -517,6 +539,7 @@ impl Actor {
         let (values, daemon) = match target {
             Ok(t) => t,
             Err(why) => {
+                let why = why.to_string();
                 let now = self.now();
                 self.record_failure(
                     invocation,
@@ -719,7 +742,7 @@ impl Actor {
         let lost: Vec<(u64, String)> = self
             .execs
             .iter()
-            .filter_map(|(id, e)| self.workers.daemon(&e.worker).err().map(|why| (*id, why)))
+            .filter_map(|(id, e)| self.workers.daemon(&e.worker).err().map(|why| (*id, why.to_string())))
             .collect();
         for (id, why) in lost {
             let Some(e) = self.execs.remove(&id) else { continue };
@@ -766,7 +789,7 @@ impl Actor {
             let (status, output, error) = match result {
                 Ok(values) => match read_output(&inv.store, values).await {
                     Ok(map) => ("ok", serde_json::Value::Object(map), None),
-                    Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+                    Err(e) => ("failed", serde_json::Value::Null, Some(e.to_string())),
                 },
                 Err(e) => ("failed", serde_json::Value::Null, Some(e)),
             };
@@ -819,7 +842,7 @@ enum Resolved {
 async fn read_output(
     store: &RemoteStore,
     values: Vec<(String, Resolved)>,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+) -> Result<serde_json::Map<String, serde_json::Value>, CentralError> {
     let mut map = serde_json::Map::new();
     for (name, v) in values {
         let json = match v {
@@ -844,7 +867,7 @@ async fn object_json(
     output: &str,
     o: Option<ExecObject>,
     len: u64,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, CentralError> {
     let summary = serde_json::json!({ "bytes": len });
     let Some(o) = o else {
         return Ok(summary);
@@ -859,9 +882,13 @@ async fn object_json(
     match store.get(key).await {
         Ok(Some(bytes)) => Ok(String::from_utf8(bytes).map_or(summary, serde_json::Value::String)),
         Ok(None) if o.len == 0 => Ok(serde_json::Value::String(String::new())),
-        Ok(None) => Err(format!(
-            "output `{output}` ({key}) is not in the remote tier any more; was Redis restarted or flushed?"
-        )),
-        Err(e) => Err(format!("cannot read output `{output}` from the remote tier: {e}")),
+        Ok(None) => Err(CentralError::OutputGone {
+            output: output.to_owned(),
+            key: key.to_string(),
+        }),
+        Err(e) => Err(CentralError::OutputUnreadable {
+            output: output.to_owned(),
+            cause: e.to_string(),
+        }),
     }
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 
-use crate::central::{Central, Messages, StartError, Workers};
+use crate::central::{Central, CentralError, Messages, StartError, Workers};
 use crate::config::{DEADLINE_GRACE, REDIS_TIMEOUT};
 pub use crate::config::{DEFAULT_DEADLINE, DEFAULT_MAX_IN_FLIGHT, KEPT_REPORTS, ServiceConfig};
 use crate::daemons::{Install, drop_on, install_on};
@@ -99,23 +99,23 @@ pub(crate) struct Inner {
 struct CentralWorkers(Weak<Inner>);
 
 impl Workers for CentralWorkers {
-    fn daemon(&self, name: &str) -> Result<Daemon, String> {
-        let inner = self.0.upgrade().ok_or("the planner has stopped")?;
+    fn daemon(&self, name: &str) -> Result<Daemon, CentralError> {
+        let inner = self.0.upgrade().ok_or(CentralError::Stopped)?;
         let service = PlannerService { inner };
         let now = Instant::now();
         let state = service.state();
         match state.registry.get(name) {
-            None => Err(format!(
+            None => Err(CentralError::NoDaemon(format!(
                 "worker `{name}` is not registered; start its daemon (the planner plans its workflows again onto the live workers meanwhile)"
-            )),
-            Some(w) if Registry::is_lost(w) => Err(format!(
+            ))),
+            Some(w) if Registry::is_lost(w) => Err(CentralError::NoDaemon(format!(
                 "worker `{name}` ({}) is lost (no heartbeat for {} ms); the planner plans its workflows again onto the live workers: retry shortly",
                 w.grpc_addr,
                 now.duration_since(w.last_seen).as_millis()
-            )),
+            ))),
             Some(_) => match state.clients.get(name) {
                 Some(c) => Ok(c.clone()),
-                None => Err(format!("worker `{name}` has no connection")),
+                None => Err(CentralError::NoDaemon(format!("worker `{name}` has no connection"))),
             },
         }
     }

@@ -65,7 +65,24 @@ pub(crate) struct Deployed {
     /// When its newest version was last planned again because workers changed.
     pub(crate) last_replan: Option<Instant>,
     /// When a repair last failed, and why (said once per cause).
-    pub(crate) repair_failed: Option<(Instant, String)>,
+    pub(crate) repair_failed: Option<(Instant, RepairError)>,
+}
+
+/// Why a workflow's newest version could not be put right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RepairError {
+    #[error("workflow `{0}` is no longer deployed")]
+    Undeployed(String),
+    #[error("workflow `{0}` has no version")]
+    NoVersion(String),
+    #[error("workflow `{workflow}` version {version} was dropped meanwhile")]
+    Dropped { workflow: String, version: u64 },
+    /// Installing it again failed on these workers (one message per worker, sorted).
+    #[error("{}", .0.join("; "))]
+    Install(Vec<String>),
+    /// Planning it again failed; the message is the deploy's.
+    #[error("{0}")]
+    Replan(String),
 }
 
 /// A worker of a plan: its name and its daemon's address.

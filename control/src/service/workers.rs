@@ -26,7 +26,7 @@
 
 use super::*;
 use crate::registry::{Beat, HeldPlan, Joined};
-use crate::versions::{Fault, holds, newest_fault, placement};
+use crate::versions::{Fault, RepairError, holds, newest_fault, placement};
 
 /// Heartbeat intervals an install or drop that failed waits before it is tried again.
 const RETRY_AFTER: u32 = 5;
@@ -452,13 +452,13 @@ impl PlannerService {
     /// Puts the newest version of `workflow` right, so that an invocation can start on it:
     /// planned again onto the live workers when it uses one that cannot run its part,
     /// installed again where a live worker misses it. Returns at once when nothing is wrong.
-    pub(super) async fn repair(&self, workflow: &str) -> Result<(), String> {
+    pub(super) async fn repair(&self, workflow: &str) -> Result<(), RepairError> {
         self.repair_as(workflow, false).await
     }
 
     /// [`PlannerService::repair`]; `rebalance`: also plan it again to use a worker that is
     /// live again (the watch does; an invocation does not wait for it).
-    async fn repair_as(&self, workflow: &str, rebalance: bool) -> Result<(), String> {
+    async fn repair_as(&self, workflow: &str, rebalance: bool) -> Result<(), RepairError> {
         let _one_at_a_time = self.inner.deploying.lock().await;
         let now = Instant::now();
         let (fault, wf, declared, mode, allow_overcommit, version) = {
@@ -466,11 +466,11 @@ impl PlannerService {
             let d = state
                 .workflows
                 .get(workflow)
-                .ok_or_else(|| format!("workflow `{workflow}` is no longer deployed"))?;
+                .ok_or_else(|| RepairError::Undeployed(workflow.to_owned()))?;
             let v = d
                 .versions
                 .first()
-                .ok_or_else(|| format!("workflow `{workflow}` has no version"))?;
+                .ok_or_else(|| RepairError::NoVersion(workflow.to_owned()))?;
             let Some(fault) = newest_fault(&state.registry, d, now, rebalance) else {
                 return Ok(());
             };
@@ -501,7 +501,7 @@ impl PlannerService {
         if let Some(d) = self.state().workflows.get_mut(workflow) {
             d.last_replan = Some(Instant::now());
         }
-        let deployed = result.map_err(|e| e.message().to_owned())?;
+        let deployed = result.map_err(|e| RepairError::Replan(e.message().to_owned()))?;
         tracing::info!(
             %workflow,
             version,
@@ -512,7 +512,7 @@ impl PlannerService {
     }
 
     /// Installs version `version` of `workflow` again on `targets`.
-    async fn install_again(&self, workflow: &str, version: u64, targets: Vec<Target>) -> Result<(), String> {
+    async fn install_again(&self, workflow: &str, version: u64, targets: Vec<Target>) -> Result<(), RepairError> {
         // A daemon that started again gets nothing until the others have forgotten its old
         // process ([`PlannerService::register`]).
         let end = Instant::now() + TELL_TIMEOUT + Duration::from_secs(1);
@@ -529,7 +529,10 @@ impl PlannerService {
                 .workflows
                 .get(workflow)
                 .and_then(|d| d.versions.iter().find(|v| v.version == version))
-                .ok_or_else(|| format!("workflow `{workflow}` version {version} was dropped meanwhile"))?;
+                .ok_or_else(|| RepairError::Dropped {
+                    workflow: workflow.to_owned(),
+                    version,
+                })?;
             install_request(v)
         };
         let mut installs = tokio::task::JoinSet::new();
@@ -552,7 +555,7 @@ impl PlannerService {
             Ok(())
         } else {
             errors.sort();
-            Err(errors.join("; "))
+            Err(RepairError::Install(errors))
         }
     }
 

@@ -9,15 +9,7 @@ use super::{Findings, Violations, library_sources};
 pub(crate) const KNOWN: &[(&str, &str)] = &[
     (
         "control/src/central.rs",
-        "MasterSP's engine passes worker, object and invocation failures as text",
-    ),
-    (
-        "control/src/service.rs",
-        "the central engine's view of a worker fails as text",
-    ),
-    (
-        "control/src/service/workers.rs",
-        "probes, repairs and reinstalls fail as text",
+        "the engine's `Finished` carries an invocation's failure as text, which the central engine passes on",
     ),
     (
         "core/src/engine.rs",
