@@ -346,7 +346,7 @@ impl Runtime {
             }
             (Part::Load, Done::Stored(result)) => rest.calls.load_done(token, result, us, &mut cx),
             (Part::Seal, Done::Stored(result)) => {
-                if let Some(sealed) = rest.seals.stored(token, result, us, rest.calls, &mut cx) {
+                if let Some(sealed) = rest.seals.stored(token, result, rest.calls, &mut cx) {
                     self.after_seal(sealed, now);
                 }
             }

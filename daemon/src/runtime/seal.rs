@@ -17,6 +17,7 @@ use faasflow_shm::frame::{self, Status};
 use super::calls::{Call, Calls, Cx, MAX_JSON};
 use super::io::{Part, arena_source};
 use super::objects::{Object, Place};
+use super::types::us_between;
 use crate::remote::{Dest, RemoteIoError};
 use crate::store::arena::Extent;
 
@@ -52,9 +53,12 @@ struct Sealing {
     sealed: Sealed,
     /// Writes not through yet.
     waiting: u32,
-    /// Time the stores to the remote tier took, µs (its successors wait for them as for its
-    /// own work).
-    stored_us: f64,
+    /// When its writes started.
+    since: std::time::Instant,
+    /// Some of its outputs were stored in the remote tier: the wall-clock time until its last
+    /// write is through is its data time (its successors wait for the stores as for its own
+    /// work; the writes run side by side).
+    stored: bool,
 }
 
 /// An output being stored in the remote tier.
@@ -175,7 +179,8 @@ impl Seals {
                 call,
             },
             waiting: 0,
-            stored_us: 0.0,
+            since: cx.now,
+            stored: false,
         };
         // Bytes of this call's outputs already on their way out of the arena.
         let mut leaving = 0;
@@ -257,14 +262,12 @@ impl Seals {
         );
     }
 
-    /// Store `token` ended: the object leaves the arena (the store's time is data time); when
-    /// the tier refused it, it stays in the arena (said once). Returns the call when its
-    /// outputs are all written.
+    /// Store `token` ended: the object leaves the arena; when the tier refused it, it stays
+    /// in the arena (said once). Returns the call when its outputs are all written.
     pub(crate) fn stored(
         &mut self,
         token: u64,
         result: Result<(), RemoteIoError>,
-        us: f64,
         calls: &Calls,
         cx: &mut Cx<'_>,
     ) -> Option<Sealed> {
@@ -272,7 +275,7 @@ impl Seals {
         if let Some(o) = cx.objects.get_mut(store.object) {
             o.io = o.io.saturating_sub(1);
         }
-        let mut took = 0.0;
+        let mut moved = false;
         match result {
             Ok(()) => {
                 let place = Place::Remote {
@@ -280,10 +283,10 @@ impl Seals {
                     owned: true,
                     spilled: false,
                 };
-                if let Some(inv) = cx.objects.moved_out(store.object, store.extent, place, cx.arena) {
-                    cx.invocations.add_data_us(inv, None, us);
-                    took = us;
-                }
+                moved = cx
+                    .objects
+                    .moved_out(store.object, store.extent, place, cx.arena)
+                    .is_some();
             }
             Err(err) => {
                 if cx.io.first_refusal() {
@@ -293,7 +296,7 @@ impl Seals {
         }
         calls.unpin(&[store.object], cx);
         let sealing = self.parked.get_mut(&store.call)?;
-        sealing.stored_us += took;
+        sealing.stored |= moved;
         self.written(store.call, cx)
     }
 
@@ -317,9 +320,13 @@ impl Seals {
 
 /// A sealed call's outputs are where they will be read: its run's record is complete.
 fn ready(sealing: Sealing, cx: &mut Cx<'_>) -> Sealed {
-    let Sealing { sealed, stored_us, .. } = sealing;
+    let Sealing {
+        sealed, since, stored, ..
+    } = sealing;
     let call = &sealed.call;
+    let stored_us = if stored { us_between(since, cx.now) } else { 0.0 };
     if let Some(inv) = cx.invocations.get_mut(call.invocation) {
+        inv.data_us += stored_us;
         inv.running.remove(&(call.node.index() as u32, call.element));
         if let Some(rec) = inv.functions.get_mut(call.record) {
             rec.output_bytes = sealed.objs.iter().map(|(name, o)| (name.clone(), o.len)).collect();

@@ -63,6 +63,10 @@ pub(crate) struct Call {
     pub(crate) loaded: HashMap<u64, (Extent, &'static str, f64)>,
     /// Loads for it in flight.
     loading: u32,
+    /// Since when it waits for loads (they run side by side: its wait is the wall-clock time
+    /// until the last is through), and the time it waited for them, µs.
+    loading_since: Option<Instant>,
+    load_wait_us: f64,
     /// Why a load for it failed (it fails once the others are through).
     load_error: Option<String>,
     /// Objects read (id), for the edge records.
@@ -278,6 +282,8 @@ impl Calls {
             temps: Vec::new(),
             loaded: HashMap::new(),
             loading: 0,
+            loading_since: None,
+            load_wait_us: 0.0,
             load_error: None,
             reads: Vec::new(),
             reload_us: HashMap::new(),
@@ -466,6 +472,11 @@ impl Calls {
             }
         }
         let (id, pool, loading) = (call.id(), call.pool, call.loading);
+        if loading == 0
+            && let Some(since) = call.loading_since.take()
+        {
+            call.load_wait_us += us_between(since, cx.now);
+        }
         if loading == 0 {
             // A call parked for its loads goes back to the front of its queue; one still in
             // the queue (it waits for room) is dispatched from there.

@@ -129,6 +129,7 @@ impl Loads {
             );
         }
         if call.loading > 0 {
+            call.loading_since.get_or_insert(cx.now);
             return Err(Unprepared::Loading);
         }
         Ok(())
@@ -214,7 +215,7 @@ fn prepare_with(
         call.invoke.outputs.push((name, r));
     }
     // Counted once the call is ready (a call that waits for room is prepared again).
-    let loads: f64 = call.reload_us.values().map(|(_, t)| t).sum();
+    let loads = call.load_wait_us;
     // With copies, the whole preparation: the copies and the loads.
     let waited = if copied { us(t.elapsed()) + loads } else { loads };
     cx.invocations.add_data_us(call.invocation, Some(call.record), waited);

@@ -70,22 +70,26 @@ struct PeerRecord {
     spills: u64,
 }
 
-/// `at` in µs since the Unix epoch (read against the wall clock now, `now` being `at`'s
-/// clock's now).
-pub(crate) fn unix_us(at: Instant, now: Instant) -> u64 {
-    let ago = now.saturating_duration_since(at);
+/// Both clocks read together: the monotonic one and the wall clock (µs since the Unix
+/// epoch). Converting between them needs a pair read at one moment, not the turn's `now`.
+fn clocks() -> (Instant, Duration) {
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    (Instant::now(), wall)
+}
+
+/// `at` in µs since the Unix epoch, by this machine's clock.
+pub(crate) fn unix_us(at: Instant) -> u64 {
+    let (now, wall) = clocks();
+    let ago = now.saturating_duration_since(at);
     u64::try_from(wall.saturating_sub(ago).as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The instant of `unix_us` (µs since the Unix epoch) on the clock whose now is `now`; `now`
-/// if it lies in the future.
-fn instant_of(unix_us: u64, now: Instant) -> Instant {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// The instant of `unix_us` (µs since the Unix epoch), by this machine's clock; now if it
+/// lies in the future.
+fn instant_of(unix_us: u64) -> Instant {
+    let (now, wall) = clocks();
     let ago = wall.saturating_sub(Duration::from_micros(unix_us));
     now.checked_sub(ago).unwrap_or(now)
 }
@@ -297,7 +301,7 @@ impl Peers {
             )),
             (_, Err(e)) => Err(format!("the input sent by worker `{from}` is not JSON: {e}")),
             (Some(entry), Ok(input)) => {
-                let at = instant_of(start.origin_us, cx.now);
+                let at = instant_of(start.origin_us);
                 begin(id, &key, input, None, (entry, at), cx)
                     .map_err(|(e, _)| format!("worker `{}` cannot start it: {e}", cx.config.name))
             }

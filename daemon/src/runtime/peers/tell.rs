@@ -21,7 +21,7 @@ use crate::runtime::invocations::{Outcome, refs};
 use crate::runtime::io::{Part, arena_source};
 use crate::runtime::objects::{Object, Place};
 use crate::runtime::seal::{Sealed, edge_key};
-use crate::runtime::types::us;
+use crate::runtime::types::{us, us_between};
 
 /// A push: (worker name, its address), object id.
 type Target = ((String, SocketAddr), u64);
@@ -46,6 +46,10 @@ struct Waiting {
     /// Objects in the remote tier for their readers.
     in_remote: Vec<u64>,
     copies: u32,
+    /// When the copies started, and whether one went through: the wall-clock time until the
+    /// last is through is the producer's data time (they run side by side).
+    since: Instant,
+    copied: bool,
 }
 
 /// A staged input being written to a spill file.
@@ -127,7 +131,7 @@ impl Peers {
     /// their bytes go next ([`Peers::stage`]).
     pub(crate) fn start(&mut self, id: InvocationId, key: &(String, u64), s: Starting, cx: &mut Cx<'_>) -> Staging {
         let (named, ids) = name_staged(id, &s.staged, &s.others, cx);
-        let origin_us = cx.invocations.get(id).map_or(0, |i| unix_us(i.start, cx.now));
+        let origin_us = cx.invocations.get(id).map_or(0, |i| unix_us(i.start));
         for ((peer, input), staged) in s.others.iter().zip(s.inputs).zip(named.iter()) {
             let msg = ControlMessage::Start(Start {
                 workflow: key.0.clone(),
@@ -295,7 +299,7 @@ impl Peers {
             crate::remote::Done::Read(r) => r.map(|_| ()),
             crate::remote::Done::Batch(r) => r.map_err(|(_, e)| e),
         };
-        self.copied(token, result, us, calls, cx)
+        self.copied(token, result, calls, cx)
     }
 
     /// A local task finished with `objs`: pushes the objects other workers read and makes the
@@ -349,6 +353,8 @@ impl Peers {
             fallback: HashMap::new(),
             in_remote: Vec::new(),
             copies: 0,
+            since: cx.now,
+            copied: false,
         };
         // Remote edges: one copy in the remote tier, read there by their readers; pushed
         // instead when the tier is missing or refuses it.
@@ -402,7 +408,6 @@ impl Peers {
         &mut self,
         token: u64,
         result: Result<(), RemoteIoError>,
-        us: f64,
         calls: &mut Calls,
         cx: &mut Cx<'_>,
     ) -> Option<Told> {
@@ -417,8 +422,7 @@ impl Peers {
                     o.remote_copy = Some(key);
                 }
                 w.in_remote.push(object);
-                // The readers on other workers wait for it as for the producer's own work.
-                cx.invocations.add_data_us(w.call.invocation, Some(w.call.record), us);
+                w.copied = true;
             }
             (Ok(()), None) => cx.io.delete(key),
             (Err(e), w) => {
@@ -437,6 +441,11 @@ impl Peers {
             return None;
         }
         let w = self.tell.waiting.remove(&call)?;
+        if w.copied {
+            // The readers on other workers wait for the copies as for the producer's own work.
+            let took = us_between(w.since, cx.now);
+            cx.invocations.add_data_us(w.call.invocation, Some(w.call.record), took);
+        }
         Some(self.done_message(w, cx))
     }
 
