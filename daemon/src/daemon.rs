@@ -27,6 +27,22 @@ use crate::store::arena::{self, Arena};
 use crate::store::spill::SpillDir;
 use crate::threads;
 
+/// Why a plan made for a cluster cannot be placed on this daemon.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PlacementError {
+    #[error("the plan has no worker named `{0}` (this daemon)")]
+    NotInPlan(String),
+    #[error("the plan refers to worker {0}, which it does not list")]
+    UnknownWorker(u32),
+    #[error(
+        "the plan runs functions on worker `{0}`, but this daemon has no peer transport (start it with a cluster \
+         certificate)"
+    )]
+    NoPeers(String),
+    #[error("no QUIC address was given for worker `{0}`, which runs functions of the plan")]
+    NoAddress(String),
+}
+
 /// Sets the socket directories of daemons apart within one process.
 static DAEMONS: AtomicU32 = AtomicU32::new(0);
 
@@ -67,21 +83,8 @@ impl Daemon {
         let spill_parent = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
         let spill = SpillDir::create(&spill_parent, &config.name).map_err(|e| DaemonError::Start(e.to_string()))?;
         let spill_path = spill.path().to_owned();
-        // Containers are labelled with the directory given, so that a daemon started again with
-        // the same name and directory removes those a crashed run left; without one, with its
-        // own directory (no other run's containers are its).
-        let owner_dir = config.spill_dir.as_deref().unwrap_or(&spill_path).display().to_string();
         let inbox = Arc::new(Inbox::new(arena.doorbell().clone()));
-        let docker = Arc::new(DockerLink::new(ContainerSettings {
-            socket: config.docker_socket.clone(),
-            owner: format!("{}:{owner_dir}", config.name),
-            // Short: a socket's path has at most 107 bytes.
-            dir: std::env::temp_dir().join(format!(
-                "faasflow-sockets-{}-{}",
-                std::process::id(),
-                DAEMONS.fetch_add(1, Ordering::Relaxed)
-            )),
-        }));
+        let docker = docker_link(&config, &spill_path);
         // Remove what an earlier run with this name and directory left, off the start path
         // (a daemon that stops joins it first). Quiet when Docker cannot be reached: a daemon
         // whose functions run as processes needs none, and an install that needs it says so.
@@ -100,20 +103,7 @@ impl Daemon {
             docker.clone(),
             poster(&inbox, Msg::Pool),
         );
-        let net = match &config.peer {
-            None => None,
-            Some(settings) if settings.identity.name() != config.name => {
-                return Err(DaemonError::Start(format!(
-                    "the certificate is for node `{}`, but this daemon is named `{}`",
-                    settings.identity.name(),
-                    config.name
-                )));
-            }
-            Some(settings) => Some(
-                Net::start(settings, poster(&inbox, Msg::Net))
-                    .map_err(|e| DaemonError::Start(format!("peer transport on {}: {e}", settings.bind)))?,
-            ),
-        };
+        let net = start_net(&config, &inbox)?;
         let peer_addr = net.as_ref().and_then(Net::local_addr);
         let (probe, why) = Probe::new(config.memory_probe).map_err(|e| DaemonError::Start(e.to_string()))?;
         if let Some(why) = why {
@@ -229,13 +219,12 @@ impl Daemon {
         plan: &Plan,
         cluster: &ClusterView,
         peers: &HashMap<String, SocketAddr>,
-    ) -> Result<Placement, String> {
+    ) -> Result<Placement, PlacementError> {
         let me = cluster
             .workers
             .iter()
             .position(|w| w.name == self.name)
-            .ok_or_else(|| format!("the plan has no worker named `{}` (this daemon)", self.name))?
-            as u32;
+            .ok_or_else(|| PlacementError::NotInPlan(self.name.clone()))? as u32;
         let mut local = HashSet::new();
         let mut owner = HashMap::new();
         let mut used = BTreeSet::new();
@@ -256,19 +245,18 @@ impl Daemon {
                 .workers
                 .get(w as usize)
                 .map(|v| v.name.clone())
-                .ok_or_else(|| format!("the plan refers to worker {w}, which it does not list"))?;
+                .ok_or(PlacementError::UnknownWorker(w))?;
             let addr = if w == me {
                 self.peer_addr
             } else {
                 if self.peer_addr.is_none() {
-                    return Err(format!(
-                        "the plan runs functions on worker `{name}`, but this daemon has no peer transport \
-                         (start it with a cluster certificate)"
-                    ));
+                    return Err(PlacementError::NoPeers(name));
                 }
-                Some(*peers.get(&name).ok_or_else(|| {
-                    format!("no QUIC address was given for worker `{name}`, which runs functions of the plan")
-                })?)
+                Some(
+                    *peers
+                        .get(&name)
+                        .ok_or_else(|| PlacementError::NoAddress(name.clone()))?,
+                )
             };
             workers.push((w, name, addr));
         }
@@ -376,6 +364,42 @@ impl Daemon {
         self.inbox.post(msg(reply));
         answer.wait().ok_or(DaemonError::Stopped)
     }
+}
+
+/// The link to Docker of a daemon with `config`. Its containers are labelled with the
+/// directory given, so that a daemon started again with the same name and directory removes
+/// those a crashed run left; without one, with its own directory (no other run's containers
+/// are its).
+fn docker_link(config: &DaemonConfig, spill_path: &Path) -> Arc<DockerLink> {
+    let owner_dir = config.spill_dir.as_deref().unwrap_or(spill_path).display().to_string();
+    Arc::new(DockerLink::new(ContainerSettings {
+        socket: config.docker_socket.clone(),
+        owner: format!("{}:{owner_dir}", config.name),
+        // Short: a socket's path has at most 107 bytes.
+        dir: std::env::temp_dir().join(format!(
+            "faasflow-sockets-{}-{}",
+            std::process::id(),
+            DAEMONS.fetch_add(1, Ordering::Relaxed)
+        )),
+    }))
+}
+
+/// The peer transport of a daemon with `config`, posting to `inbox` (none without peer
+/// settings).
+fn start_net(config: &DaemonConfig, inbox: &Arc<Inbox>) -> Result<Option<Net>, DaemonError> {
+    let Some(settings) = &config.peer else {
+        return Ok(None);
+    };
+    if settings.identity.name() != config.name {
+        return Err(DaemonError::Start(format!(
+            "the certificate is for node `{}`, but this daemon is named `{}`",
+            settings.identity.name(),
+            config.name
+        )));
+    }
+    Net::start(settings, poster(inbox, Msg::Net))
+        .map(Some)
+        .map_err(|e| DaemonError::Start(format!("peer transport on {}: {e}", settings.bind)))
 }
 
 impl Drop for Daemon {

@@ -17,6 +17,7 @@ use faasflow_core::report::EdgeRecord;
 use faasflow_remote::ObjectKey;
 
 use super::calls::{Calls, Cx, ExecReply, drop_central_state};
+use super::install::Installs;
 use super::invocations::InvState;
 use super::io::{Part, arena_source};
 use super::objects::{Object, Place};
@@ -54,74 +55,27 @@ pub(crate) struct Central {
 impl Central {
     /// Runs `request` for a central engine; `reply` gets its result.
     pub(crate) fn execute(&mut self, request: Execute, reply: ExecReply, calls: &mut Calls, cx: &mut Cx<'_>) {
-        if let Err((message, reply)) = self.start(request, reply, calls, cx) {
-            reply.send(Err(ExecError::new(message, FailureKind::Crash)));
+        if let Err((error, reply)) = self.start(request, reply, calls, cx) {
+            reply.send(Err(error));
         }
     }
 
     fn start(
         &mut self,
-        request: Execute,
+        mut request: Execute,
         reply: ExecReply,
         calls: &mut Calls,
         cx: &mut Cx<'_>,
-    ) -> Result<(), (String, ExecReply)> {
-        let key = (request.workflow.clone(), request.version);
-        let installs = cx.installs;
-        let step = || {
-            installs
-                .get(&key)
-                .filter(|i| request.node.index() < i.wf.graph.node_count())
-                .map_or_else(
-                    || format!("step {}", request.node.index()),
-                    |i| format!("step `{}`", i.wf.graph[request.node].name),
-                )
+    ) -> Result<(), (ExecError, ExecReply)> {
+        let wf_key = match admit(&request, cx) {
+            Ok(k) => k,
+            Err(e) => return Err((e, reply)),
         };
-        let me = &cx.config.name;
-        if !cx.io.has_store() {
-            let m = format!(
-                "{} of `{}`: worker `{me}` has no remote tier (start its daemon with --redis URL)",
-                step(),
-                request.workflow
-            );
-            return Err((m, reply));
-        }
-        let (Some(wf_key), Some(installed)) = (installs.key(&key), installs.get(&key)) else {
-            let m = format!(
-                "workflow `{}` version {} is not installed on worker `{me}`",
-                request.workflow, request.version
-            );
-            return Err((m, reply));
-        };
-        if !installed.placement.local.contains(&request.node) {
-            return Err((format!("{} is not placed on worker `{me}` by the plan", step()), reply));
-        }
         let id = request.invocation;
-        let node = (request.node.index() as u32, request.element);
-        if !cx.invocations.contains(id) {
-            let mut inv = InvState::new(wf_key.clone(), cx.now, 0, None);
-            inv.quiet = true;
-            inv.central = true;
-            cx.invocations.insert(id, inv);
-        }
-        if let Some(inv) = cx.invocations.get(id) {
-            if !inv.central {
-                let m = format!("invocation {id} runs on this worker's own engine, not a central one");
-                return Err((m, reply));
-            }
-            if inv.running.contains_key(&node) {
-                let m = format!(
-                    "{} (element {:?}) of invocation {id} is already running here",
-                    step(),
-                    request.element
-                );
-                return Err((m, reply));
-            }
-        }
         // Input objects: pending until fetched from the remote tier.
         let mut owned = Vec::new();
         let mut inputs = Vec::with_capacity(request.inputs.len());
-        for (name, v) in request.inputs {
+        for (name, v) in std::mem::take(&mut request.inputs) {
             let value = match v {
                 ExecInput::Absent => InputValue::Absent,
                 ExecInput::Json(j) => InputValue::Json(j),
@@ -147,8 +101,12 @@ impl Central {
                     calls.free_object(o, cx);
                 }
                 drop_central_state(id, cx.invocations);
-                let m = format!("{} could not be queued on worker `{me}`", step());
-                Err((m, reply))
+                let m = format!(
+                    "{} could not be queued on worker `{}`",
+                    step_name(&request, cx.installs),
+                    cx.config.name
+                );
+                Err((refused(m), reply))
             }
         }
     }
@@ -405,6 +363,75 @@ impl Central {
             ExecError::new(format!("{where_}: {cause}"), FailureKind::Data)
         }));
     }
+}
+
+/// How a request's step is named: by its name when its version is installed here.
+fn step_name(request: &Execute, installs: &Installs) -> String {
+    installs
+        .get(&(request.workflow.clone(), request.version))
+        .filter(|i| request.node.index() < i.wf.graph.node_count())
+        .map_or_else(
+            || format!("step {}", request.node.index()),
+            |i| format!("step `{}`", i.wf.graph[request.node].name),
+        )
+}
+
+/// Whether this daemon can run `request` (it has the remote tier, the version installed,
+/// the step placed here, and the invocation runs on a central engine without this step
+/// running already); the invocation's state is made on its first request here.
+fn admit(request: &Execute, cx: &mut Cx<'_>) -> Result<WfKey, ExecError> {
+    let key = (request.workflow.clone(), request.version);
+    let me = &cx.config.name;
+    let step = || step_name(request, cx.installs);
+    if !cx.io.has_store() {
+        return Err(refused(format!(
+            "{} of `{}`: worker `{me}` has no remote tier (start its daemon with --redis URL)",
+            step(),
+            request.workflow
+        )));
+    }
+    let (Some(wf_key), Some(installed)) = (cx.installs.key(&key), cx.installs.get(&key)) else {
+        return Err(refused(format!(
+            "workflow `{}` version {} is not installed on worker `{me}`",
+            request.workflow, request.version
+        )));
+    };
+    if !installed.placement.local.contains(&request.node) {
+        return Err(refused(format!(
+            "{} is not placed on worker `{me}` by the plan",
+            step()
+        )));
+    }
+    let id = request.invocation;
+    if !cx.invocations.contains(id) {
+        let mut inv = InvState::new(wf_key.clone(), cx.now, 0, None);
+        inv.quiet = true;
+        inv.central = true;
+        cx.invocations.insert(id, inv);
+    }
+    if let Some(inv) = cx.invocations.get(id) {
+        if !inv.central {
+            return Err(refused(format!(
+                "invocation {id} runs on this worker's own engine, not a central one"
+            )));
+        }
+        if inv
+            .running
+            .contains_key(&(request.node.index() as u32, request.element))
+        {
+            return Err(refused(format!(
+                "{} (element {:?}) of invocation {id} is already running here",
+                step(),
+                request.element
+            )));
+        }
+    }
+    Ok(wf_key)
+}
+
+/// A request refused: the caller's step fails as a crash (it may be retried elsewhere).
+fn refused(message: String) -> ExecError {
+    ExecError::new(message, FailureKind::Crash)
 }
 
 /// Input `object` cannot be fetched (`why`): the calls waiting for it fail, and it is

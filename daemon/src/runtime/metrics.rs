@@ -146,6 +146,15 @@ pub(crate) struct Gauges<'a> {
 /// The Prometheus text of `m` and `g`.
 pub(crate) fn text(m: &Metrics, g: &Gauges<'_>) -> String {
     let mut e = Exposition::new();
+    measured(&mut e, m);
+    counters(&mut e, g);
+    arena(&mut e, g);
+    pools(&mut e, g);
+    e.finish()
+}
+
+/// What the runtime counts as it goes ([`Metrics`]).
+fn measured(e: &mut Exposition, m: &Metrics) {
     e.histogram(
         "faasflow_trigger_latency_seconds",
         "From a function's trigger to its call's dispatch to an instance",
@@ -180,8 +189,10 @@ pub(crate) fn text(m: &Metrics, g: &Gauges<'_>) -> String {
             m.bytes.get(tier).copied().unwrap_or(0) as f64,
         );
     }
-    counters(&mut e, g);
-    arena(&mut e, g);
+}
+
+/// Versions, pools and quotas.
+fn pools(e: &mut Exposition, g: &Gauges<'_>) {
     for (workflow, n) in &g.versions {
         e.gauge(
             "faasflow_installed_versions",
@@ -227,7 +238,6 @@ pub(crate) fn text(m: &Metrics, g: &Gauges<'_>) -> String {
             *used as f64,
         );
     }
-    e.finish()
 }
 
 fn counters(e: &mut Exposition, g: &Gauges<'_>) {

@@ -563,7 +563,7 @@ impl Runtime {
         let (mut cx, rest) = self.parts(now);
         if let Err((e, reply)) = peers::begin(id, &key, input, Some(reply), (me, now), &mut cx) {
             if let Some(reply) = reply {
-                reply.send(Err(DaemonError::Invoke(e)));
+                reply.send(Err(DaemonError::Invoke(e.to_string())));
             }
             return;
         }

@@ -327,7 +327,7 @@ impl Objects {
     }
 
     /// Reserves `len` bytes in `segment`. When the arena is full, starts moving sealed objects
-    /// that no call holds (nor `held`) out of it, largest first, until the bytes those spills
+    /// that nothing `held` names (asked only then) out of it, largest first, until the bytes those spills
     /// free would make room, and says it is full: the caller waits for the spills to end (an
     /// extent leaves the arena only once its bytes are written elsewhere). When even spilling
     /// everything movable could not make room, it spills nothing.
@@ -336,7 +336,7 @@ impl Objects {
         arena: &mut Arena,
         segment: u32,
         len: u64,
-        held: &HashSet<u64>,
+        held: impl FnOnce() -> HashSet<u64>,
         io: &mut Io,
         worker: &str,
     ) -> Result<Extent, ArenaFull> {
@@ -347,6 +347,7 @@ impl Objects {
         if len > arena.capacity() {
             return Err(full);
         }
+        let held = held();
         let mut movable: Vec<(u64, u64)> = self
             .map
             .iter()

@@ -18,6 +18,15 @@ use crate::container::ContainerSpec;
 use crate::pool::{self, Handle, Launch, Runner, SpawnRequest, Spawner, StartError};
 use crate::store::arena::Arena;
 
+/// Why what an instance sent could not be read (it broke the protocol).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BadFrame {
+    #[error("{0}")]
+    Ring(#[from] faasflow_shm::ring::PopError),
+    #[error("{0}")]
+    Decode(#[from] faasflow_shm::frame::DecodeError),
+}
+
 /// What makes two functions share a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PoolKey {
@@ -453,15 +462,15 @@ impl Pools {
     }
 
     /// The next frame instance `id` sent, if any: decoded, or why it could not be.
-    pub(crate) fn pop(&mut self, id: u32) -> Option<Result<Frame, String>> {
+    pub(crate) fn pop(&mut self, id: u32) -> Option<Result<Frame, BadFrame>> {
         let inst = self.instances.get_mut(&id)?;
         if inst.broken {
             return None;
         }
         match inst.to_daemon.pop(&mut self.frame_buf) {
             Ok(None) => None,
-            Ok(Some(n)) => Some(Frame::decode(&self.frame_buf[..n]).map_err(|e| e.to_string())),
-            Err(e) => Some(Err(e.to_string())),
+            Ok(Some(n)) => Some(Frame::decode(&self.frame_buf[..n]).map_err(BadFrame::from)),
+            Err(e) => Some(Err(BadFrame::from(e))),
         }
     }
 

@@ -159,16 +159,7 @@ impl Seals {
             .unwrap_or_default();
         let quota = installed.map_or(u64::MAX, |i| i.quota);
         let remote_only = installed.is_some_and(|i| i.remote_only);
-        // Free what is not kept: unused reservations and the tails of used ones, input copies
-        // and loads.
-        for (name, e) in &call.extents {
-            if !used.iter().any(|(n, u, l)| n == name && u == e && *l > 0) {
-                cx.arena.free(*e);
-            }
-        }
-        for e in call.temps.iter().chain(call.loaded.values().map(|(e, _, _)| e)) {
-            cx.arena.free(*e);
-        }
+        free_unkept(&call, &used, cx);
         for id in cx.invocations.read_staged(call.invocation, &call.reads) {
             cx.objects.mark_released(id);
         }
@@ -186,32 +177,7 @@ impl Seals {
         let mut leaving = 0;
         for (name, e, len) in used {
             let call = &sealing.sealed.call;
-            let id = cx.objects.new_id();
-            let place = if len == 0 {
-                Place::Empty
-            } else {
-                let kept = cx.arena.trim(e, len);
-                cx.objects.add_resident(&call.wf, kept.len);
-                Place::Arena(kept)
-            };
-            let kept = match place {
-                Place::Arena(kept) => Some(kept),
-                _ => None,
-            };
-            let mut object = Object::new(
-                place,
-                len,
-                call.wf.clone(),
-                call.invocation,
-                producer.clone(),
-                inst_id,
-                cx.now,
-            );
-            object.element = call.element;
-            cx.objects.insert(id, object);
-            if let Some(inv) = cx.invocations.get_mut(call.invocation) {
-                inv.objects.insert(id);
-            }
+            let (id, kept) = new_object(call, &producer, inst_id, e, len, cx);
             if let Some(kept) = kept {
                 if remote_only {
                     self.store(call_id, id, kept, cx);
@@ -224,14 +190,8 @@ impl Seals {
                     leaving += kept.len;
                 }
             }
-            sealing.sealed.objs.push((
-                name.clone(),
-                ObjectRef {
-                    id,
-                    len,
-                    json: parsed.remove(&name),
-                },
-            ));
+            let json = parsed.remove(&name);
+            sealing.sealed.objs.push((name, ObjectRef { id, len, json }));
         }
         if sealing.waiting > 0 {
             self.parked.insert(call_id, sealing);
@@ -316,6 +276,55 @@ impl Seals {
         let sealing = self.parked.remove(&call)?;
         Some(ready(sealing, cx))
     }
+}
+
+/// Frees what a sealed call does not keep: unused reservations and the tails of used ones,
+/// input copies and loads.
+fn free_unkept(call: &Call, used: &[Used], cx: &mut Cx<'_>) {
+    for (name, e) in &call.extents {
+        if !used.iter().any(|(n, u, l)| n == name && u == e && *l > 0) {
+            cx.arena.free(*e);
+        }
+    }
+    for e in call.temps.iter().chain(call.loaded.values().map(|(e, _, _)| e)) {
+        cx.arena.free(*e);
+    }
+}
+
+/// Seals output bytes `len` of `call` at `e` into a new object of its invocation (its
+/// reservation trimmed to them); returns its id and its extent (`None`: it is empty).
+fn new_object(
+    call: &Call,
+    producer: &str,
+    inst_id: u32,
+    e: Extent,
+    len: u64,
+    cx: &mut Cx<'_>,
+) -> (u64, Option<Extent>) {
+    let id = cx.objects.new_id();
+    let kept = (len > 0).then(|| cx.arena.trim(e, len));
+    let place = match kept {
+        Some(kept) => {
+            cx.objects.add_resident(&call.wf, kept.len);
+            Place::Arena(kept)
+        }
+        None => Place::Empty,
+    };
+    let mut object = Object::new(
+        place,
+        len,
+        call.wf.clone(),
+        call.invocation,
+        producer.to_owned(),
+        inst_id,
+        cx.now,
+    );
+    object.element = call.element;
+    cx.objects.insert(id, object);
+    if let Some(inv) = cx.invocations.get_mut(call.invocation) {
+        inv.objects.insert(id);
+    }
+    (id, kept)
 }
 
 /// A sealed call's outputs are where they will be read: its run's record is complete.

@@ -24,7 +24,7 @@ use self::prepare::{Loads, Unprepared, prepare, unprepare};
 use crate::api::{Answer, ExecError, Executed};
 use crate::config::DaemonConfig;
 use crate::remote::RemoteIoError;
-use crate::runtime::install::Installs;
+use crate::runtime::install::{Installs, Site};
 use crate::runtime::invocations::{Invocations, object_ids};
 use crate::runtime::io::Io;
 use crate::runtime::metrics::{Measure, Metrics};
@@ -99,6 +99,59 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// A new call `id` of `node` (foreach `element`) of `invocation`, run at `site` with
+    /// `inputs`, triggered at `now`, recorded at `record` of its invocation.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: u64,
+        (invocation, node, element): (InvocationId, NodeId, Option<u32>),
+        wf: WfKey,
+        site: Site,
+        step: String,
+        record: usize,
+        inputs: Vec<(String, InputValue)>,
+        now: Instant,
+    ) -> Call {
+        Call {
+            invocation,
+            node,
+            element,
+            pool: site.pool,
+            wf,
+            invoke: frame::Invoke {
+                call: id,
+                function: 0,
+                params: site.params,
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            },
+            function: site.function,
+            kinds: site.outputs.iter().map(|(n, _, k)| (n.clone(), *k)).collect(),
+            extents: Vec::new(),
+            temps: Vec::new(),
+            loaded: HashMap::new(),
+            loading: 0,
+            loading_since: None,
+            load_wait_us: 0.0,
+            load_error: None,
+            reads: Vec::new(),
+            reload_us: HashMap::new(),
+            instance: None,
+            record,
+            abandoned: false,
+            stop_by: None,
+            pending: inputs,
+            outputs: site.outputs,
+            synthetic: site.synthetic,
+            step,
+            edge_range: 0..0,
+            execute: None,
+            owned: Vec::new(),
+            triggered: now,
+            measured: false,
+        }
+    }
+
     pub(crate) fn id(&self) -> u64 {
         self.invoke.call
     }
@@ -208,13 +261,9 @@ impl Calls {
         self.map.values().any(|c| c.instance.is_some())
     }
 
-    /// The objects calls read, and `pinned`: what no spill may move.
-    fn held(&self, pinned: &[u64]) -> HashSet<u64> {
-        self.map
-            .values()
-            .flat_map(|c| c.reads.iter().copied())
-            .chain(pinned.iter().copied())
-            .collect()
+    /// The objects calls read: what no spill may move.
+    fn held(&self) -> HashSet<u64> {
+        self.map.values().flat_map(|c| c.reads.iter().copied()).collect()
     }
 
     /// Whether a call that was sent reads `object`.
@@ -245,62 +294,22 @@ impl Calls {
         if !inv.staged.is_empty()
             && let Some(task) = installed.wf.graph[node].task()
         {
-            // Staged inputs are read as the objects they landed in.
-            for (binding, v) in inputs.iter_mut() {
-                if let InputValue::Json(_) = v
-                    && let Some(i) = task.reads_input_alone(binding)
-                    && let Some(&id) = inv.staged.get(i)
-                    && let Some(o) = cx.objects.get(id)
-                {
-                    *v = InputValue::Object(ObjectRef {
-                        id,
-                        len: o.len,
-                        json: None,
-                    });
-                }
-            }
+            read_staged_inputs(task, &inv.staged, &mut inputs, cx.objects);
         }
         let record = inv.record(name.clone(), &cx.config.name, element, attempt, cx.now);
         let id = self.new_id();
         inv.running.insert((node.index() as u32, element), id);
-        let call = Call {
-            invocation,
-            node,
-            element,
-            pool: site.pool,
-            wf: wf_key.clone(),
-            invoke: frame::Invoke {
-                call: id,
-                function: 0,
-                params: site.params,
-                inputs: Vec::new(),
-                outputs: Vec::new(),
-            },
-            function: site.function,
-            kinds: site.outputs.iter().map(|(n, _, k)| (n.clone(), *k)).collect(),
-            extents: Vec::new(),
-            temps: Vec::new(),
-            loaded: HashMap::new(),
-            loading: 0,
-            loading_since: None,
-            load_wait_us: 0.0,
-            load_error: None,
-            reads: Vec::new(),
-            reload_us: HashMap::new(),
-            instance: None,
+        let pool = site.pool;
+        let call = Call::new(
+            id,
+            (invocation, node, element),
+            wf_key.clone(),
+            site,
+            name,
             record,
-            abandoned: false,
-            stop_by: None,
-            pending: inputs,
-            outputs: site.outputs,
-            synthetic: site.synthetic,
-            step: name,
-            edge_range: 0..0,
-            execute: None,
-            owned: Vec::new(),
-            triggered: cx.now,
-            measured: false,
-        };
+            inputs,
+            cx.now,
+        );
         let waits = inputs_arriving(&call, cx.objects);
         self.prewarm(&wf_key, node, cx);
         self.map.insert(id, call);
@@ -309,8 +318,8 @@ impl Calls {
             self.awaiting.push(id);
             return Some(id);
         }
-        cx.pools.get_mut(site.pool).queue.push_back(id);
-        self.dispatch(site.pool, cx);
+        cx.pools.get_mut(pool).queue.push_back(id);
+        self.dispatch(pool, cx);
         Some(id)
     }
 
@@ -393,11 +402,10 @@ impl Calls {
                 cx.pools.get_mut(pool).queue.pop_front();
                 continue;
             };
-            let others = self.held(&[]);
             let prepared = self
                 .loads
-                .start(&mut call, &others, cx)
-                .and_then(|()| prepare(&mut call, &others, cx));
+                .start(&mut call, &self.map, cx)
+                .and_then(|()| prepare(&mut call, &self.map, cx));
             if prepared.is_err() {
                 unprepare(&mut call, cx.arena);
             }
@@ -466,9 +474,9 @@ impl Calls {
             Ok((tier, t)) => {
                 call.loaded.insert(loaded.object, (loaded.extent, tier, t));
             }
-            Err(m) => {
+            Err(e) => {
                 cx.arena.free(loaded.extent);
-                call.load_error.get_or_insert(m);
+                call.load_error.get_or_insert(e.to_string());
             }
         }
         let (id, pool, loading) = (call.id(), call.pool, call.loading);
@@ -575,32 +583,7 @@ impl Calls {
         let rec = &mut inv.functions[call.record];
         rec.instance = Some(inst_id);
         rec.start_us = us_between(inv.start, cx.now);
-        // Edge records: how each input reached this instance.
-        let to = rec.name.clone();
-        let first_edge = inv.edges.len();
-        for o in &call.reads {
-            let Some(obj) = cx.objects.get(*o) else { continue };
-            let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {
-                (Some((tier, t)), _) => (*tier, *t),
-                (None, Some((tier, t))) => (tier, t),
-                (None, None) if obj.instance == inst_id => ("in-process", 0.0),
-                (None, None) => ("shared-memory", 0.0),
-            };
-            *cx.metrics.bytes.entry(tier).or_default() += obj.len;
-            inv.edges.push(EdgeRecord {
-                from: obj.producer.clone(),
-                to: to.clone(),
-                bytes: obj.len,
-                tier: tier.into(),
-                transfer_us,
-                from_element: obj.element,
-                to_element: call.element,
-            });
-            if obj.transfer_us.is_some() {
-                inv.data_us += transfer_us;
-            }
-        }
-        call.edge_range = first_edge..inv.edges.len();
+        record_edges(call, inst_id, inv, cx.objects, cx.metrics);
     }
 
     // ---- the end of a call -----------------------------------------------------------------
@@ -789,10 +772,10 @@ impl Calls {
             return;
         };
         let segment = cx.installs.segment_of(&call.wf);
-        let held = self.held(&[]);
+        let held = || self.held();
         let allocated = cx
             .objects
-            .alloc_or_spill(cx.arena, segment, a.len.max(1), &held, cx.io, &cx.config.name);
+            .alloc_or_spill(cx.arena, segment, a.len.max(1), held, cx.io, &cx.config.name);
         let result = match allocated {
             Ok(e) => {
                 if let Some(call) = self.map.get_mut(&a.call) {
@@ -836,6 +819,64 @@ impl Calls {
             .filter(|(_, c)| c.owned.contains(&object))
             .map(|(id, _)| *id)
             .collect()
+    }
+}
+
+/// Edge records of a call just sent to instance `inst_id`: how each input reached it.
+fn record_edges(
+    call: &mut Call,
+    inst_id: u32,
+    inv: &mut crate::runtime::invocations::InvState,
+    objects: &Objects,
+    metrics: &mut Metrics,
+) {
+    let to = inv.functions[call.record].name.clone();
+    let first_edge = inv.edges.len();
+    for o in &call.reads {
+        let Some(obj) = objects.get(*o) else { continue };
+        let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {
+            (Some((tier, t)), _) => (*tier, *t),
+            (None, Some((tier, t))) => (tier, t),
+            (None, None) if obj.instance == inst_id => ("in-process", 0.0),
+            (None, None) => ("shared-memory", 0.0),
+        };
+        *metrics.bytes.entry(tier).or_default() += obj.len;
+        inv.edges.push(EdgeRecord {
+            from: obj.producer.clone(),
+            to: to.clone(),
+            bytes: obj.len,
+            tier: tier.into(),
+            transfer_us,
+            from_element: obj.element,
+            to_element: call.element,
+        });
+        if obj.transfer_us.is_some() {
+            inv.data_us += transfer_us;
+        }
+    }
+    call.edge_range = first_edge..inv.edges.len();
+}
+
+/// Inputs staged apart (their invocation's large inputs, landed as objects) are read as
+/// those objects.
+fn read_staged_inputs(
+    task: &faasflow_core::dag::Task,
+    staged: &HashMap<String, u64>,
+    inputs: &mut [(String, InputValue)],
+    objects: &Objects,
+) {
+    for (binding, v) in inputs.iter_mut() {
+        if let InputValue::Json(_) = v
+            && let Some(i) = task.reads_input_alone(binding)
+            && let Some(&id) = staged.get(i)
+            && let Some(o) = objects.get(id)
+        {
+            *v = InputValue::Object(ObjectRef {
+                id,
+                len: o.len,
+                json: None,
+            });
+        }
     }
 }
 

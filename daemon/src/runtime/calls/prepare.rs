@@ -3,7 +3,7 @@
 //! first), and an extent reserved for each declared output. Loads run on the storage driver;
 //! [`Loads`] keeps those in flight.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use faasflow_core::engine::InputValue;
@@ -53,13 +53,24 @@ enum LoadOf {
     Remote { producer: String, len: u64 },
 }
 
+/// Why an input could not be loaded back into the arena (its call fails with it).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    #[error("{0}")]
+    Spilled(RemoteIoError),
+    #[error("the output of `{producer}` in the remote tier has {found} bytes, not {len}")]
+    Size { producer: String, found: u64, len: u64 },
+    #[error("cannot read the output of `{producer}` from the remote tier: {cause}")]
+    Remote { producer: String, cause: RemoteIoError },
+}
+
 /// How a load ended, for the call it was for ([`Loads::done`]).
 pub(crate) struct Loaded {
     pub(crate) call: u64,
     pub(crate) object: u64,
     pub(crate) extent: Extent,
     /// The edge's tier and the load's time, or what the call fails with.
-    pub(crate) result: Result<(&'static str, f64), String>,
+    pub(crate) result: Result<(&'static str, f64), LoadError>,
 }
 
 /// Loads of calls' inputs in flight, by token.
@@ -76,8 +87,8 @@ impl Loads {
 
     /// Starts loading `call`'s inputs that are out of the arena (spilled, or in the remote
     /// tier) into extents of its own: [`Unprepared::Loading`] while some are on their way.
-    /// `others`: the objects other calls read (no spill may move them).
-    pub(crate) fn start(&mut self, call: &mut Call, others: &HashSet<u64>, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
+    /// `others`: the other calls (no spill may move what they read).
+    pub(crate) fn start(&mut self, call: &mut Call, others: &Others, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
         let segment = cx.installs.segment_of(&call.wf);
         let capacity = cx.arena.capacity();
         let ids: Vec<u64> = call.input_objects().collect();
@@ -138,15 +149,13 @@ impl Loads {
     /// Load `token` ended with `result` after `us`.
     pub(crate) fn done(&mut self, token: u64, result: Result<(), RemoteIoError>, us: f64) -> Option<Loaded> {
         let load = self.map.remove(&token)?;
-        let result = match (result, &load.what) {
+        let result = match (result, load.what) {
             (Ok(()), _) => Ok((load.tier, us)),
-            (Err(e), LoadOf::Spilled) => Err(e.to_string()),
-            (Err(RemoteIoError::Size { found, .. }), LoadOf::Remote { producer, len }) => Err(format!(
-                "the output of `{producer}` in the remote tier has {found} bytes, not {len}"
-            )),
-            (Err(e), LoadOf::Remote { producer, .. }) => Err(format!(
-                "cannot read the output of `{producer}` from the remote tier: {e}"
-            )),
+            (Err(e), LoadOf::Spilled) => Err(LoadError::Spilled(e)),
+            (Err(RemoteIoError::Size { found, .. }), LoadOf::Remote { producer, len }) => {
+                Err(LoadError::Size { producer, found, len })
+            }
+            (Err(cause), LoadOf::Remote { producer, .. }) => Err(LoadError::Remote { producer, cause }),
         };
         Some(Loaded {
             call: load.call,
@@ -157,24 +166,33 @@ impl Loads {
     }
 }
 
+/// The other calls (their reads are what no spill may move).
+pub(crate) type Others = HashMap<u64, Call>;
+
 /// Reserves `len` bytes for `call` in `segment`, spilling objects that neither it nor other
 /// calls read when the arena is full.
 fn alloc(
     call: &Call,
-    others: &HashSet<u64>,
+    others: &Others,
     segment: u32,
     len: u64,
     cx: &mut Cx<'_>,
 ) -> Result<Extent, crate::store::arena::ArenaFull> {
-    let mut held = others.clone();
-    held.extend(call.reads.iter().copied());
+    let held = || {
+        others
+            .values()
+            .flat_map(|c| c.reads.iter())
+            .chain(call.reads.iter())
+            .copied()
+            .collect()
+    };
     cx.objects
-        .alloc_or_spill(cx.arena, segment, len, &held, cx.io, &cx.config.name)
+        .alloc_or_spill(cx.arena, segment, len, held, cx.io, &cx.config.name)
 }
 
 /// Resolves a call's inputs (already in the arena, or loaded: [`Loads::start`]) to arena
-/// references and reserves its outputs. `others`: the objects other calls read.
-pub(crate) fn prepare(call: &mut Call, others: &HashSet<u64>, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
+/// references and reserves its outputs. `others`: the other calls.
+pub(crate) fn prepare(call: &mut Call, others: &Others, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
     // Borrowed, not cloned: workflow inputs may be large JSON strings.
     let inputs = std::mem::take(&mut call.pending);
     let result = prepare_with(call, &inputs, others, cx);
@@ -185,7 +203,7 @@ pub(crate) fn prepare(call: &mut Call, others: &HashSet<u64>, cx: &mut Cx<'_>) -
 fn prepare_with(
     call: &mut Call,
     inputs: &[(String, InputValue)],
-    others: &HashSet<u64>,
+    others: &Others,
     cx: &mut Cx<'_>,
 ) -> Result<(), Unprepared> {
     let segment = cx.installs.segment_of(&call.wf);
@@ -228,7 +246,7 @@ fn json_input(
     call: &mut Call,
     name: &str,
     j: &serde_json::Value,
-    others: &HashSet<u64>,
+    others: &Others,
     segment: u32,
     cx: &mut Cx<'_>,
 ) -> Result<frame::ObjectRef, Unprepared> {
@@ -268,7 +286,7 @@ fn reserve(
     call: &mut Call,
     name: &str,
     size: u64,
-    others: &HashSet<u64>,
+    others: &Others,
     segment: u32,
     cx: &mut Cx<'_>,
 ) -> Result<frame::ObjectRef, Unprepared> {
@@ -303,7 +321,7 @@ fn reserve(
 
 /// The arena reference of object `id` for `call` (its loaded copy when it was out of the
 /// arena).
-fn input_ref(call: &mut Call, id: u64, others: &HashSet<u64>, cx: &mut Cx<'_>) -> Result<frame::ObjectRef, Unprepared> {
+fn input_ref(call: &mut Call, id: u64, others: &Others, cx: &mut Cx<'_>) -> Result<frame::ObjectRef, Unprepared> {
     let capacity = cx.arena.capacity();
     let segment = cx.installs.segment_of(&call.wf);
     let obj = cx

@@ -23,14 +23,16 @@ use std::time::{Duration, Instant};
 
 use faasflow_core::NodeId;
 use faasflow_core::dag::{ValueKind, Workflow};
-use faasflow_core::engine::{InvocationId, ObjectRef};
+use faasflow_core::engine::{EngineError, InvocationId, ObjectRef};
 use faasflow_core::report::{EdgeRecord, FunctionRecord};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use self::tell::Told;
-use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, StagedInput, Start};
+use self::tell::{Staging, Starting, Telling};
+use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
 use crate::net::{Landing, Net, NetEvent};
 use crate::runtime::calls::{Calls, Cx};
+use crate::runtime::install::Installed;
 use crate::runtime::invocations::InvState;
 use crate::runtime::objects::{Object, Place};
 use crate::runtime::seal::edge_key;
@@ -38,6 +40,45 @@ use crate::runtime::types::{WfKey, no_version};
 
 /// How long messages and objects about an invocation that has not started here are kept.
 const STRAY_TTL: Duration = Duration::from_secs(60);
+
+/// Why what another worker said ends an invocation here (or is refused).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("worker `{me}` does not have workflow `{workflow}` version {version} installed with worker `{from}` in it")]
+    NotInstalled {
+        me: String,
+        workflow: String,
+        version: u64,
+        from: String,
+    },
+    #[error("the input sent by worker `{from}` is not JSON: {cause}")]
+    BadInput { from: String, cause: serde_json::Error },
+    #[error("worker `{me}` cannot start it: {cause}")]
+    CannotStart { me: String, cause: EngineError },
+    #[error("worker `{from}` reported step {node} of this worker as done")]
+    NotTheirs { from: String, node: u32 },
+    #[error("worker `{from}` sent output `{output}` of `{producer}` as invalid JSON: {cause}")]
+    BadJson {
+        from: String,
+        output: String,
+        producer: String,
+        cause: serde_json::Error,
+    },
+    #[error("worker `{from}` sent output `{output}` of `{producer}` without its JSON value")]
+    NoJson {
+        from: String,
+        output: String,
+        producer: String,
+    },
+    #[error("worker `{from}` reported step {node} as caught, which is not its to run")]
+    NotTheirsToCatch { from: String, node: u32 },
+    #[error("worker `{from}` sent the failure of step {node} as invalid JSON: {cause}")]
+    BadFailure {
+        from: String,
+        node: u32,
+        cause: serde_json::Error,
+    },
+}
 
 /// What a peer flow leaves to the loop.
 #[derive(Debug, PartialEq)]
@@ -118,7 +159,7 @@ pub(crate) struct Peers {
     /// Messages about invocations not started here yet: invocation → (first seen, messages).
     early: HashMap<InvocationId, (Instant, Vec<(String, ControlMessage)>)>,
     /// What this worker tells the others, and the writes its messages wait for.
-    tell: tell::Telling,
+    tell: Telling,
 }
 
 impl Peers {
@@ -128,7 +169,7 @@ impl Peers {
             ids: HashMap::new(),
             addrs: HashMap::new(),
             early: HashMap::new(),
-            tell: tell::Telling::default(),
+            tell: Telling::default(),
         }
     }
 
@@ -144,10 +185,68 @@ impl Peers {
 
     /// Sends `msg` to each of `to`.
     pub(crate) fn broadcast(&self, to: &[(String, SocketAddr)], msg: &ControlMessage) {
-        let Some(net) = &self.net else { return };
-        for (name, addr) in to {
-            net.send(name, *addr, msg.clone());
-        }
+        broadcast(self.net.as_ref(), to, msg);
+    }
+
+    /// What the other workers of `installed`'s plan get of an invocation's `input`
+    /// ([`tell::Starting`]).
+    pub(crate) fn starting(
+        &self,
+        installed: Option<&crate::runtime::install::Installed>,
+        input: &mut serde_json::Value,
+    ) -> Starting {
+        Telling::starting(installed, input)
+    }
+
+    /// Sends the `Start`s of invocation `id` (just started here as its entry).
+    pub(crate) fn start(&mut self, id: InvocationId, key: &(String, u64), s: Starting, cx: &mut Cx<'_>) -> Staging {
+        self.tell.start(self.net.as_ref(), id, key, s, cx)
+    }
+
+    /// Sends the staged inputs of an invocation whose `Start`s went.
+    pub(crate) fn stage(&mut self, s: Staging, calls: &mut Calls, cx: &mut Cx<'_>, out: &mut Vec<Followup>) {
+        self.tell.stage(self.net.as_ref(), s, calls, cx, out);
+    }
+
+    /// A local task finished: its pushes and its `Done` (`None` while copies it waits for
+    /// are written).
+    pub(crate) fn tell_done(&mut self, sealed: crate::runtime::seal::Sealed, cx: &mut Cx<'_>) -> Option<Told> {
+        self.tell.tell_done(self.net.as_ref(), sealed, cx)
+    }
+
+    /// A storage operation for peers ended.
+    pub(crate) fn io_done(
+        &mut self,
+        token: u64,
+        result: crate::remote::Done,
+        us: f64,
+        calls: &mut Calls,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Followup>,
+    ) -> Option<Told> {
+        self.tell.io_done(self.net.as_ref(), token, result, us, calls, cx, out)
+    }
+
+    /// Whether an invocation can end now; when it fails here, tells the other workers.
+    pub(crate) fn ending(
+        &self,
+        invocation: InvocationId,
+        result: &crate::runtime::invocations::Outcome,
+        cx: &Cx<'_>,
+    ) -> bool {
+        Telling::ending(self.net.as_ref(), invocation, result, cx)
+    }
+
+    /// A local task failed for good and was caught: the other workers learn of it.
+    pub(crate) fn tell_caught(
+        &self,
+        invocation: InvocationId,
+        node: NodeId,
+        element: Option<u32>,
+        failure: &serde_json::Value,
+        cx: &Cx<'_>,
+    ) {
+        Telling::tell_caught(self.net.as_ref(), invocation, node, element, failure, cx);
     }
 
     /// An invocation ended here: what arrives about it later is dropped.
@@ -256,7 +355,7 @@ impl Peers {
         match msg {
             ControlMessage::Done(done) => {
                 if let Err(e) = self.peer_done(&from, done, cx) {
-                    out.push(abort(id, e));
+                    out.push(abort(id, e.to_string()));
                 }
             }
             ControlMessage::Failed(f) => {
@@ -271,7 +370,7 @@ impl Peers {
             }
             ControlMessage::Caught(c) => {
                 if let Err(e) = peer_caught(&from, c, cx) {
-                    out.push(abort(id, e));
+                    out.push(abort(id, e.to_string()));
                 }
             }
             ControlMessage::Start(_) => {}
@@ -295,15 +394,22 @@ impl Peers {
             input
         });
         let started = match (entry, input) {
-            (None, _) => Err(format!(
-                "worker `{}` does not have workflow `{}` version {} installed with worker `{from}` in it",
-                cx.config.name, start.workflow, start.version
-            )),
-            (_, Err(e)) => Err(format!("the input sent by worker `{from}` is not JSON: {e}")),
+            (None, _) => Err(Refused::NotInstalled {
+                me: cx.config.name.clone(),
+                workflow: start.workflow,
+                version: start.version,
+                from: from.clone(),
+            }),
+            (_, Err(cause)) => Err(Refused::BadInput {
+                from: from.clone(),
+                cause,
+            }),
             (Some(entry), Ok(input)) => {
                 let at = instant_of(start.origin_us);
-                begin(id, &key, input, None, (entry, at), cx)
-                    .map_err(|(e, _)| format!("worker `{}` cannot start it: {e}", cx.config.name))
+                begin(id, &key, input, None, (entry, at), cx).map_err(|(cause, _)| Refused::CannotStart {
+                    me: cx.config.name.clone(),
+                    cause,
+                })
             }
         };
         match started {
@@ -329,7 +435,7 @@ impl Peers {
                 if let Some(addr) = addr {
                     let failed = ControlMessage::Failed(Failed {
                         invocation: id,
-                        error,
+                        error: error.to_string(),
                         lost_worker: None,
                     });
                     self.broadcast(&[(from, addr)], &failed);
@@ -389,7 +495,7 @@ impl Peers {
     /// Another worker's task finished: its outputs become objects here (pending until their
     /// bytes arrive, when a task here or this entry's result reads them) and the engine
     /// learns of it. An error ends the invocation.
-    fn peer_done(&mut self, from: &str, done: Done, cx: &mut Cx<'_>) -> Result<(), String> {
+    fn peer_done(&mut self, from: &str, done: Done, cx: &mut Cx<'_>) -> Result<(), Refused> {
         let id = done.invocation;
         let Some(inv) = cx.invocations.get(id) else {
             return Ok(());
@@ -412,89 +518,27 @@ impl Peers {
         }
         let node = NodeId::new(done.node as usize);
         if done.node as usize >= wf.graph.node_count() || installed.placement.local.contains(&node) {
-            return Err(format!(
-                "worker `{from}` reported step {} of this worker as done",
-                done.node
-            ));
+            return Err(Refused::NotTheirs {
+                from: from.to_owned(),
+                node: done.node,
+            });
         }
-        let me = installed.placement.me;
-        let reads = |name: &str| {
-            let k = (done.node, name.to_owned());
-            let peer = installed.readers.get(&k).is_some_and(|r| r.contains(&me));
-            let remote = installed.remote_readers.get(&k).is_some_and(|r| r.contains(&me));
-            let result = entry == me && installed.result_reads.contains(&k);
-            (peer, remote, result)
-        };
-        // Needed here, and read over an edge the plan marks remote (and not pushed for
-        // another reason).
-        let ways: Vec<(bool, bool)> = done
-            .outputs
-            .iter()
-            .map(|o| {
-                let (peer, remote, result) = reads(&o.name);
-                (peer || remote || result, o.remote && remote && !peer && !result)
-            })
-            .collect();
+        let ways = ways(installed, done.node, entry, &done.outputs);
         let producer = wf.graph[node].name.clone();
         let kinds: HashMap<String, ValueKind> = wf.graph[node]
             .task()
             .map(|t| t.spec.outputs.iter().map(|o| (o.name.clone(), o.kind)).collect())
             .unwrap_or_default();
         let mut outputs = Vec::with_capacity(done.outputs.len());
-        for (o, (needed, from_remote)) in done.outputs.into_iter().zip(ways) {
-            let local = self.local_id(from, id, o.object, cx);
-            let json = match o.json {
-                None => None,
-                Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(v) => Some(Arc::new(v)),
-                    Err(e) => {
-                        return Err(format!(
-                            "worker `{from}` sent output `{}` of `{producer}` as invalid JSON: {e}",
-                            o.name
-                        ));
-                    }
-                },
+        for (o, way) in done.outputs.into_iter().zip(ways) {
+            let kind = kinds.get(&o.name).copied();
+            let output = Output {
+                from,
+                invocation: id,
+                wf: &wf_key,
+                producer: &producer,
             };
-            if json.is_none() && matches!(kinds.get(&o.name), Some(ValueKind::Json | ValueKind::List)) {
-                return Err(format!(
-                    "worker `{from}` sent output `{}` of `{producer}` without its JSON value",
-                    o.name
-                ));
-            }
-            if needed || o.len == 0 {
-                let place = if o.len == 0 {
-                    Place::Empty
-                } else if from_remote {
-                    Place::Remote {
-                        key: edge_key(&wf_key, id, from, o.object),
-                        owned: false,
-                        spilled: false,
-                    }
-                } else {
-                    Place::Pending
-                };
-                match cx.objects.get_mut(local) {
-                    Some(obj) => {
-                        obj.producer = producer.clone();
-                        obj.wf = wf_key.clone();
-                    }
-                    None => {
-                        let obj = Object::foreign(place, o.len, wf_key.clone(), id, producer.clone(), cx.now);
-                        cx.objects.insert(local, obj);
-                    }
-                }
-                if let Some(inv) = cx.invocations.get_mut(id) {
-                    inv.objects.insert(local);
-                }
-            }
-            outputs.push((
-                o.name,
-                ObjectRef {
-                    id: local,
-                    len: o.len,
-                    json,
-                },
-            ));
+            outputs.push(self.peer_output(output, o, kind, way, cx)?);
         }
         if let Some(inv) = cx.invocations.get_mut(id)
             && inv.reply.is_some()
@@ -508,6 +552,79 @@ impl Peers {
         let now = cx.engine_now();
         cx.engine.function_done(now, id, node, done.element, outputs);
         Ok(())
+    }
+
+    /// One output of another worker's task, as the engine gets it: its JSON value checked,
+    /// and an object here when it is read here (`way.0`; in the remote tier when read over an
+    /// edge the plan marks remote, `way.1`, else pending until its bytes arrive) or empty.
+    fn peer_output(
+        &mut self,
+        output: Output<'_>,
+        o: OutputRef,
+        kind: Option<ValueKind>,
+        (needed, from_remote): (bool, bool),
+        cx: &mut Cx<'_>,
+    ) -> Result<(String, ObjectRef), Refused> {
+        let Output {
+            from,
+            invocation: id,
+            wf: wf_key,
+            producer,
+        } = output;
+        let local = self.local_id(from, id, o.object, cx);
+        let json = match o.json {
+            None => None,
+            Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(cause) => {
+                    return Err(Refused::BadJson {
+                        from: from.to_owned(),
+                        output: o.name,
+                        producer: producer.to_owned(),
+                        cause,
+                    });
+                }
+            },
+        };
+        if json.is_none() && matches!(kind, Some(ValueKind::Json | ValueKind::List)) {
+            return Err(Refused::NoJson {
+                from: from.to_owned(),
+                output: o.name,
+                producer: producer.to_owned(),
+            });
+        }
+        if needed || o.len == 0 {
+            let place = if o.len == 0 {
+                Place::Empty
+            } else if from_remote {
+                Place::Remote {
+                    key: edge_key(wf_key, id, from, o.object),
+                    owned: false,
+                    spilled: false,
+                }
+            } else {
+                Place::Pending
+            };
+            match cx.objects.get_mut(local) {
+                Some(obj) => {
+                    obj.producer = producer.to_owned();
+                    obj.wf = wf_key.clone();
+                }
+                None => {
+                    let obj = Object::foreign(place, o.len, wf_key.clone(), id, producer.to_owned(), cx.now);
+                    cx.objects.insert(local, obj);
+                }
+            }
+            if let Some(inv) = cx.invocations.get_mut(id) {
+                inv.objects.insert(local);
+            }
+        }
+        let r = ObjectRef {
+            id: local,
+            len: o.len,
+            json,
+        };
+        Ok((o.name, r))
     }
 
     /// Where an arriving object's bytes go: the arena when it has room, else a spill file.
@@ -630,6 +747,39 @@ impl Peers {
     }
 }
 
+/// Whose output a [`Peers::peer_output`] is.
+struct Output<'a> {
+    from: &'a str,
+    invocation: InvocationId,
+    wf: &'a WfKey,
+    producer: &'a str,
+}
+
+/// For each output of another worker's task `node`: whether it is read here (over a peer
+/// edge, over an edge the plan marks remote, or by the result at this entry), and whether it
+/// is read from the remote tier (over such an edge alone, and stored there: `remote`).
+fn ways(installed: &Installed, node: u32, entry: u32, outputs: &[OutputRef]) -> Vec<(bool, bool)> {
+    let me = installed.placement.me;
+    outputs
+        .iter()
+        .map(|o| {
+            let k = (node, o.name.clone());
+            let peer = installed.readers.get(&k).is_some_and(|r| r.contains(&me));
+            let remote = installed.remote_readers.get(&k).is_some_and(|r| r.contains(&me));
+            let result = entry == me && installed.result_reads.contains(&k);
+            (peer || remote || result, o.remote && remote && !peer && !result)
+        })
+        .collect()
+}
+
+/// Sends `msg` to each of `to` over `net`.
+fn broadcast(net: Option<&Net>, to: &[(String, SocketAddr)], msg: &ControlMessage) {
+    let Some(net) = net else { return };
+    for (name, addr) in to {
+        net.send(name, *addr, msg.clone());
+    }
+}
+
 /// Something arrived for `invocation`: the calls that waited for it go, and its end when it
 /// waited for it.
 pub(crate) fn arrivals(invocation: InvocationId, calls: &mut Calls, cx: &mut Cx<'_>, out: &mut Vec<Followup>) {
@@ -658,7 +808,7 @@ fn lose(node: &str, error: &str, cx: &mut Cx<'_>, out: &mut Vec<Followup>) -> u6
 }
 
 /// Another worker's task failed for good and was caught there.
-fn peer_caught(from: &str, caught: Caught, cx: &mut Cx<'_>) -> Result<(), String> {
+fn peer_caught(from: &str, caught: Caught, cx: &mut Cx<'_>) -> Result<(), Refused> {
     let id = caught.invocation;
     let Some(inv) = cx.invocations.get(id) else {
         return Ok(());
@@ -671,17 +821,17 @@ fn peer_caught(from: &str, caught: Caught, cx: &mut Cx<'_>) -> Result<(), String
         || caught.node as usize >= installed.wf.graph.node_count()
         || installed.placement.local.contains(&node)
     {
-        return Err(format!(
-            "worker `{from}` reported step {} as caught, which is not its to run",
-            caught.node
-        ));
+        return Err(Refused::NotTheirsToCatch {
+            from: from.to_owned(),
+            node: caught.node,
+        });
     }
-    let failure = serde_json::from_slice::<serde_json::Value>(&caught.failure).map_err(|e| {
-        format!(
-            "worker `{from}` sent the failure of step {} as invalid JSON: {e}",
-            caught.node
-        )
-    })?;
+    let failure =
+        serde_json::from_slice::<serde_json::Value>(&caught.failure).map_err(|cause| Refused::BadFailure {
+            from: from.to_owned(),
+            node: caught.node,
+            cause,
+        })?;
     if let Some(inv) = cx.invocations.get_mut(id)
         && inv.reply.is_some()
         && let Ok(rec) = serde_json::from_slice::<PeerRecord>(&caught.record)
@@ -702,13 +852,13 @@ pub(crate) fn begin(
     reply: Option<crate::runtime::invocations::Reply>,
     (entry, start): (u32, Instant),
     cx: &mut Cx<'_>,
-) -> Result<(), (String, Option<crate::runtime::invocations::Reply>)> {
+) -> Result<(), (EngineError, Option<crate::runtime::invocations::Reply>)> {
     let wf = cx.installs.key(key).unwrap_or_else(|| Arc::new(key.clone()));
     cx.invocations.insert(id, InvState::new(wf, start, entry, reply));
     let now = cx.engine_now();
     if let Err(e) = cx.engine.start(now, &key.0, key.1, id, input) {
         let reply = cx.invocations.remove(id).and_then(|inv| inv.reply);
-        return Err((e.to_string(), reply));
+        return Err((e, reply));
     }
     Ok(())
 }

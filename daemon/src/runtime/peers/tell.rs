@@ -11,8 +11,9 @@ use faasflow_core::NodeId;
 use faasflow_core::engine::{InvocationId, ObjectRef};
 use faasflow_remote::ObjectKey;
 
-use super::{Followup, PeerRecord, Peers, arrivals, unix_us};
+use super::{Followup, PeerRecord, arrivals, broadcast, unix_us};
 use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
+use crate::net::Net;
 use crate::net::Source as PushSource;
 use crate::remote::{Dest, RemoteIoError, Source};
 use crate::runtime::calls::{Call, Calls, Cx};
@@ -22,6 +23,17 @@ use crate::runtime::io::{Part, arena_source};
 use crate::runtime::objects::{Object, Place};
 use crate::runtime::seal::{Sealed, edge_key};
 use crate::runtime::types::{us, us_between};
+
+/// Why an object could not be copied to the remote tier for its readers.
+#[derive(Debug, thiserror::Error)]
+enum CopyRefused {
+    #[error("the object is gone")]
+    Gone,
+    #[error("the object has no bytes here")]
+    NoBytes,
+    #[error("{0}")]
+    Io(#[from] RemoteIoError),
+}
 
 /// A push: (worker name, its address), object id.
 type Target = ((String, SocketAddr), u64);
@@ -109,12 +121,12 @@ pub(crate) struct Starting {
     inputs: Vec<Vec<u8>>,
 }
 
-impl Peers {
+impl Telling {
     /// What the other workers of `key`'s plan get of an invocation's `input`: the large
     /// inputs only tasks read are taken out (to go apart, as objects: they would hold up
     /// `Start`), and each worker gets the inputs its tasks, conditions and foreach lists read.
     /// On one worker, nothing is taken out (each call copies what it reads).
-    pub(crate) fn starting(&self, installed: Option<&Installed>, input: &mut serde_json::Value) -> Starting {
+    pub(super) fn starting(installed: Option<&Installed>, input: &mut serde_json::Value) -> Starting {
         let others = installed.map(Installed::other_workers).unwrap_or_default();
         let staged = match installed {
             Some(i) if !others.is_empty() => take_staged(i, input),
@@ -129,7 +141,14 @@ impl Peers {
 
     /// Sends the `Start`s of invocation `id` (just started here), naming its staged inputs;
     /// their bytes go next ([`Peers::stage`]).
-    pub(crate) fn start(&mut self, id: InvocationId, key: &(String, u64), s: Starting, cx: &mut Cx<'_>) -> Staging {
+    pub(super) fn start(
+        &mut self,
+        net: Option<&Net>,
+        id: InvocationId,
+        key: &(String, u64),
+        s: Starting,
+        cx: &mut Cx<'_>,
+    ) -> Staging {
         let (named, ids) = name_staged(id, &s.staged, &s.others, cx);
         let origin_us = cx.invocations.get(id).map_or(0, |i| unix_us(i.start));
         for ((peer, input), staged) in s.others.iter().zip(s.inputs).zip(named.iter()) {
@@ -141,7 +160,7 @@ impl Peers {
                 input,
                 staged: staged.clone(),
             });
-            self.broadcast(std::slice::from_ref(peer), &msg);
+            broadcast(net, std::slice::from_ref(peer), &msg);
         }
         Staging {
             invocation: id,
@@ -155,7 +174,14 @@ impl Peers {
     /// Pushes the staged inputs of invocation `id` to the workers whose `Start` names them,
     /// from memory (no copy), and copies each into the arena (or a spill file) when this
     /// worker's tasks read it.
-    pub(crate) fn stage(&mut self, s: Staging, calls: &mut Calls, cx: &mut Cx<'_>, out: &mut Vec<Followup>) {
+    pub(super) fn stage(
+        &mut self,
+        net: Option<&Net>,
+        s: Staging,
+        calls: &mut Calls,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Followup>,
+    ) {
         let Staging {
             invocation: id,
             staged,
@@ -175,11 +201,11 @@ impl Peers {
             // Pushed from memory, without a copy (and without pinning the local copy).
             let bytes = bytes::Bytes::from(bytes);
             if !readers.is_empty() {
-                self.tell.staged_sends.insert(object, (id, readers.len() as u32));
+                self.staged_sends.insert(object, (id, readers.len() as u32));
             }
             for k in readers {
                 cx.objects.transfers += 1;
-                if let Some(net) = &self.net {
+                if let Some(net) = net {
                     let (name, addr) = &others[k];
                     let header = ObjectHeader {
                         invocation: id,
@@ -209,7 +235,7 @@ impl Peers {
                 Err(_) => {
                     let path = cx.objects.spill_path(&format!("input-{id}-{object}"));
                     let token = cx.io.write(Part::Peers, Source::Bytes(bytes), Dest::File(path.clone()));
-                    self.tell.stage_files.insert(
+                    self.stage_files.insert(
                         token,
                         StageFile {
                             invocation: id,
@@ -227,8 +253,9 @@ impl Peers {
 
     /// A storage operation for peers ended: a staged input's file, a copy for a remote edge,
     /// or the bytes of a push. Returns a completion told, when one waited for it.
-    pub(crate) fn io_done(
+    pub(super) fn io_done(
         &mut self,
+        net: Option<&Net>,
         token: u64,
         result: crate::remote::Done,
         us: f64,
@@ -237,7 +264,7 @@ impl Peers {
         out: &mut Vec<Followup>,
     ) -> Option<Told> {
         use crate::remote::Done;
-        if let Some(f) = self.tell.stage_files.remove(&token) {
+        if let Some(f) = self.stage_files.remove(&token) {
             match result {
                 Done::Stored(Ok(())) => {
                     match cx.objects.get_mut(f.object) {
@@ -266,10 +293,10 @@ impl Peers {
             }
             return None;
         }
-        if let Some((name, addr, header)) = self.tell.fetches.remove(&token) {
+        if let Some((name, addr, header)) = self.fetches.remove(&token) {
             match result {
                 Done::Read(Ok(bytes)) => {
-                    if let Some(net) = &self.net {
+                    if let Some(net) = net {
                         net.push(&name, addr, header, PushSource::Bytes(bytes.into()));
                     }
                 }
@@ -299,14 +326,14 @@ impl Peers {
             crate::remote::Done::Read(r) => r.map(|_| ()),
             crate::remote::Done::Batch(r) => r.map_err(|(_, e)| e),
         };
-        self.copied(token, result, calls, cx)
+        self.copied(net, token, result, calls, cx)
     }
 
     /// A local task finished with `objs`: pushes the objects other workers read and makes the
     /// `Done` to send to the others (sent once the engine has the completion). Outputs read
     /// over edges the plan marks remote are copied to the remote tier first (`None`: the
     /// `Done` waits for those copies).
-    pub(crate) fn tell_done(&mut self, sealed: Sealed, cx: &mut Cx<'_>) -> Option<Told> {
+    pub(super) fn tell_done(&mut self, net: Option<&Net>, sealed: Sealed, cx: &mut Cx<'_>) -> Option<Told> {
         let Sealed { call, objs } = sealed;
         let installs = cx.installs;
         let Some(installed) = installs.get(&call.wf) else {
@@ -372,50 +399,51 @@ impl Peers {
             }
         }
         if waiting.copies > 0 {
-            self.tell.waiting.insert(waiting.call.id(), waiting);
+            self.waiting.insert(waiting.call.id(), waiting);
             return None;
         }
-        Some(self.done_message(waiting, cx))
+        Some(self.done_message(net, waiting, cx))
     }
 
     /// Starts copying object `id` of `call` to the remote tier for its readers over edges the
     /// plan marks remote (`Ok(None)`: it is there already, stored as it was sealed).
-    fn start_copy(&mut self, call: &Call, id: u64, cx: &mut Cx<'_>) -> Result<Option<()>, String> {
+    fn start_copy(&mut self, call: &Call, id: u64, cx: &mut Cx<'_>) -> Result<Option<()>, CopyRefused> {
         let key = edge_key(&call.wf, call.invocation, &cx.config.name, id);
-        let obj = cx.objects.get(id).ok_or("the object is gone")?;
+        let obj = cx.objects.get(id).ok_or(CopyRefused::Gone)?;
         if matches!(&obj.place, Place::Remote { key: k, owned: true, spilled: false } if *k == key) {
             return Ok(None);
         }
         if !cx.io.has_store() {
-            return Err(RemoteIoError::NoStore.to_string());
+            return Err(RemoteIoError::NoStore.into());
         }
         let source = match &obj.place {
-            Place::Arena(e) => arena_source(cx.arena, *e, obj.len).ok_or("the object lies outside the arena")?,
+            Place::Arena(e) => arena_source(cx.arena, *e, obj.len).ok_or(RemoteIoError::OutsideArena)?,
             Place::Spilled(p) => Source::File(p.clone()),
             Place::Remote { key, .. } => Source::Key(key.clone()),
-            Place::Empty | Place::Pending => return Err("the object has no bytes here".into()),
+            Place::Empty | Place::Pending => return Err(CopyRefused::NoBytes),
         };
         if let Some(o) = cx.objects.get_mut(id) {
             o.io += 1;
         }
         let token = cx.io.write(Part::Peers, source, Dest::Key(key.clone()));
-        self.tell.copies.insert(token, (call.id(), id, key));
+        self.copies.insert(token, (call.id(), id, key));
         Ok(Some(()))
     }
 
     /// Copy `token` ended: the `Done` it waited for goes when it was the last.
     fn copied(
         &mut self,
+        net: Option<&Net>,
         token: u64,
         result: Result<(), RemoteIoError>,
         calls: &mut Calls,
         cx: &mut Cx<'_>,
     ) -> Option<Told> {
-        let (call, object, key) = self.tell.copies.remove(&token)?;
+        let (call, object, key) = self.copies.remove(&token)?;
         if let Some(o) = cx.objects.get_mut(object) {
             o.io = o.io.saturating_sub(1);
         }
-        let w = self.tell.waiting.get_mut(&call);
+        let w = self.waiting.get_mut(&call);
         match (result, w) {
             (Ok(()), Some(w)) => {
                 if let Some(o) = cx.objects.get_mut(object) {
@@ -426,7 +454,7 @@ impl Peers {
             }
             (Ok(()), None) => cx.io.delete(key),
             (Err(e), w) => {
-                refused(cx, &e.to_string());
+                refused(cx, &e);
                 if let Some(w) = w
                     && let Some(fallback) = w.fallback.remove(&object)
                 {
@@ -435,24 +463,24 @@ impl Peers {
             }
         }
         calls.unpin(&[object], cx);
-        let w = self.tell.waiting.get_mut(&call)?;
+        let w = self.waiting.get_mut(&call)?;
         w.copies = w.copies.saturating_sub(1);
         if w.copies > 0 {
             return None;
         }
-        let w = self.tell.waiting.remove(&call)?;
+        let w = self.waiting.remove(&call)?;
         if w.copied {
             // The readers on other workers wait for the copies as for the producer's own work.
             let took = us_between(w.since, cx.now);
             cx.invocations.add_data_us(w.call.invocation, Some(w.call.record), took);
         }
-        Some(self.done_message(w, cx))
+        Some(self.done_message(net, w, cx))
     }
 
     /// Pushes a completion's objects to their readers and makes its `Done`.
-    fn done_message(&mut self, w: Waiting, cx: &mut Cx<'_>) -> Told {
+    fn done_message(&mut self, net: Option<&Net>, w: Waiting, cx: &mut Cx<'_>) -> Told {
         for ((name, addr), id) in &w.targets {
-            self.push(name, *addr, w.call.invocation, *id, cx);
+            self.push(net, name, *addr, w.call.invocation, *id, cx);
         }
         let outputs = w
             .objs
@@ -492,7 +520,15 @@ impl Peers {
 
     /// Pushes object `id` to worker `name` (its bytes read from the remote tier first when
     /// they are there).
-    fn push(&mut self, name: &str, addr: SocketAddr, invocation: InvocationId, id: u64, cx: &mut Cx<'_>) {
+    fn push(
+        &mut self,
+        net: Option<&Net>,
+        name: &str,
+        addr: SocketAddr,
+        invocation: InvocationId,
+        id: u64,
+        cx: &mut Cx<'_>,
+    ) {
         let Some(obj) = cx.objects.get(id) else { return };
         let header = ObjectHeader {
             invocation,
@@ -511,7 +547,7 @@ impl Peers {
             Place::Spilled(p) => Some(PushSource::File(p.clone())),
             Place::Remote { key, .. } => {
                 let token = cx.io.fetch(Part::Peers, Source::Key(key.clone()));
-                self.tell.fetches.insert(token, (name.to_owned(), addr, header));
+                self.fetches.insert(token, (name.to_owned(), addr, header));
                 None
             }
             Place::Empty | Place::Pending => return,
@@ -520,14 +556,14 @@ impl Peers {
             o.pushes += 1;
         }
         cx.objects.transfers += 1;
-        if let (Some(source), Some(net)) = (source, &self.net) {
+        if let (Some(source), Some(net)) = (source, net) {
             net.push(name, addr, header, source);
         }
     }
 
     /// Whether an invocation can end now (its result's bytes are here); when it fails here,
     /// tells the other workers.
-    pub(crate) fn ending(&self, invocation: InvocationId, result: &Outcome, cx: &Cx<'_>) -> bool {
+    pub(super) fn ending(net: Option<&Net>, invocation: InvocationId, result: &Outcome, cx: &Cx<'_>) -> bool {
         let Some(inv) = cx.invocations.get(invocation) else {
             return true;
         };
@@ -551,7 +587,7 @@ impl Peers {
                         error: error.clone(),
                         lost_worker: inv.lost.clone(),
                     });
-                    self.broadcast(&others, &msg);
+                    broadcast(net, &others, &msg);
                 }
                 true
             }
@@ -560,8 +596,8 @@ impl Peers {
 
     /// A local task failed for good and its catch step runs: the plan's other workers (whose
     /// engines wait on the task) learn of it, with the records of its attempts here.
-    pub(crate) fn tell_caught(
-        &self,
+    pub(super) fn tell_caught(
+        net: Option<&Net>,
         invocation: InvocationId,
         node: NodeId,
         element: Option<u32>,
@@ -595,7 +631,7 @@ impl Peers {
             failure: serde_json::to_vec(failure).unwrap_or_default(),
             record: serde_json::to_vec(&record).unwrap_or_default(),
         });
-        self.broadcast(&others, &msg);
+        broadcast(net, &others, &msg);
     }
 }
 
@@ -619,7 +655,7 @@ fn add_targets(targets: &mut Vec<Target>, more: Vec<Target>) {
 }
 
 /// The remote tier is missing or refused a copy: said once.
-fn refused(cx: &mut Cx<'_>, why: &str) {
+fn refused(cx: &mut Cx<'_>, why: &dyn std::fmt::Display) {
     if cx.io.first_refusal() {
         tracing::warn!(cause = %why, "edges planned remote go peer to peer instead");
     }
