@@ -43,7 +43,7 @@ pub(crate) enum InstallError {
         workflow: String,
         step: String,
         what: String,
-        cause: ListError,
+        cause: Box<ListError>,
     },
     #[error("workflow `{workflow}`: {what} was not asked for its functions")]
     NotListed { workflow: String, what: String },
@@ -437,7 +437,7 @@ fn check_listed(
                 workflow: wf.name.clone(),
                 step: step.to_owned(),
                 what,
-                cause: cause.clone(),
+                cause: Box::new(cause.clone()),
             });
         }
         None => {
@@ -626,4 +626,168 @@ fn successor_pools(wf: &Workflow, sites: &HashMap<u32, Site>) -> HashMap<u32, Ve
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Workflow {
+        faasflow_planner::load::load_str(yaml, "test.yaml", "test")
+            .unwrap()
+            .workflow
+    }
+
+    fn node(wf: &Workflow, name: &str) -> NodeId {
+        wf.node_by_name(name).unwrap()
+    }
+
+    fn site(pool: usize) -> Site {
+        Site {
+            pool,
+            function: "f".into(),
+            params: Vec::new(),
+            outputs: Vec::new(),
+            synthetic: true,
+        }
+    }
+
+    /// `a` then a switch choosing `b` or `c`, then `d`; every task on the worker given.
+    const BRANCHES: &str = "name: branches
+functions:
+  a: {outputs: {flag: json}}
+  b: {}
+  c: {}
+  d: {}
+steps:
+  - task: a
+    inputs: {x: input.x}
+  - switch:
+      cases:
+        - if: a.flag == true
+          then:
+            - task: b
+              inputs: {y: input.y}
+      default:
+        - task: c
+  - task: d
+    inputs: {y: input.y, z: input.z}
+";
+
+    fn placement(wf: &Workflow, on: &[(&str, u32)], me: u32) -> Placement {
+        let owner: HashMap<NodeId, u32> = on.iter().map(|(n, w)| (node(wf, n), *w)).collect();
+        Placement {
+            local: owner.iter().filter(|(_, w)| **w == me).map(|(n, _)| *n).collect(),
+            owner,
+            me,
+            workers: vec![(0, "w0".into(), None), (1, "w1".into(), None)],
+        }
+    }
+
+    #[test]
+    fn a_task_prewarms_the_pools_of_the_tasks_after_it_through_control_nodes() {
+        let wf = load(BRANCHES);
+        let (a, b, c, d) = (node(&wf, "a"), node(&wf, "b"), node(&wf, "c"), node(&wf, "d"));
+        let sites: HashMap<u32, Site> = [(a, 0), (b, 1), (c, 2), (d, 3)]
+            .into_iter()
+            .map(|(n, p)| (n.index() as u32, site(p)))
+            .collect();
+        let after = successor_pools(&wf, &sites);
+        let mut of_a = after[&(a.index() as u32)].clone();
+        of_a.sort_unstable();
+        assert_eq!(
+            of_a,
+            vec![1, 2],
+            "both cases of the switch after `a`, not `d` beyond them"
+        );
+        assert_eq!(after[&(b.index() as u32)], vec![3]);
+        assert!(!after.contains_key(&(d.index() as u32)), "nothing follows `d`");
+        // A task with no site here is not warmed.
+        let only_a_and_d: HashMap<u32, Site> = [(a, 0), (d, 3)]
+            .into_iter()
+            .map(|(n, p)| (n.index() as u32, site(p)))
+            .collect();
+        assert!(!successor_pools(&wf, &only_a_and_d).contains_key(&(a.index() as u32)));
+    }
+
+    #[test]
+    fn each_worker_gets_the_inputs_its_tasks_and_every_condition_read() {
+        let wf = load(BRANCHES);
+        let p = placement(&wf, &[("a", 0), ("b", 1), ("c", 1), ("d", 1)], 0);
+        let needs = input_needs(&wf, &p);
+        let sorted = |w: &str| {
+            let mut v: Vec<&String> = needs[w].iter().collect();
+            v.sort();
+            v.into_iter().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(sorted("w0"), vec!["x".to_owned()]);
+        assert_eq!(sorted("w1"), vec!["y".to_owned(), "z".to_owned()]);
+        let mut here: Vec<String> = read_here(&wf, &p).into_iter().collect();
+        here.sort();
+        assert_eq!(here, vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn a_staged_input_counts_its_readers_here_but_not_in_foreach_bodies() {
+        let wf = load(
+            "name: staged
+functions:
+  a: {}
+  b: {}
+  body: {}
+steps:
+  - task: a
+    inputs: {t: input.text, u: input.text}
+  - task: b
+    inputs: {t: input.text}
+  - foreach:
+      over: input.items
+      do:
+        - task: body
+          inputs: {t: input.body}
+",
+        );
+        let everything = placement(&wf, &[("a", 0), ("b", 0), ("body", 0)], 0);
+        let readers = staged_readers(&wf, &everything);
+        assert_eq!(readers.get("text"), Some(&2), "a task reading it twice counts once");
+        assert_eq!(readers.get("body"), None, "a foreach body reads it any number of times");
+    }
+
+    #[test]
+    fn outputs_read_on_other_workers_are_apart_by_the_tier_of_their_edge() {
+        let wf = load(
+            "name: tiers
+functions:
+  a: {outputs: {out: bytes}}
+  b: {}
+  c: {}
+steps:
+  - task: a
+  - task: b
+    inputs: {i: a.out}
+  - task: c
+    inputs: {i: a.out}
+output:
+  r: a.out
+",
+        );
+        let mut plan = faasflow_planner::partition::partition(
+            &wf,
+            &faasflow_core::plan::ClusterView::uniform(1, 64),
+            &faasflow_core::PlannerConfig::default(),
+        )
+        .unwrap();
+        let edge = |to: &str| wf.graph.find_edge(node(&wf, "a"), node(&wf, to)).unwrap().index();
+        plan.edge_tiers[edge("b")] = Tier::Peer;
+        plan.edge_tiers[edge("c")] = Tier::Remote;
+        let p = placement(&wf, &[("a", 0), ("b", 1), ("c", 1)], 0);
+        let (peer, remote) = readers(&wf, &plan, &p);
+        let a_out = (node(&wf, "a").index() as u32, "out".to_owned());
+        assert_eq!(peer.get(&a_out), Some(&vec![1]));
+        assert_eq!(remote.get(&a_out), Some(&vec![1]));
+        // On one worker nothing is read elsewhere.
+        let alone = placement(&wf, &[("a", 0), ("b", 0), ("c", 0)], 0);
+        let (peer, remote) = readers(&wf, &plan, &alone);
+        assert!(peer.is_empty() && remote.is_empty());
+    }
 }

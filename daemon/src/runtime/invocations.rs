@@ -297,7 +297,7 @@ impl Invocations {
 
     /// The result bytes the report of `id` (whose outcome is `values`) still needs read from
     /// the spill directory or the remote tier: (object, where), each asked for once.
-    pub(crate) fn to_show(
+    pub(crate) fn unread_results(
         &mut self,
         id: InvocationId,
         values: &[(String, InputValue)],

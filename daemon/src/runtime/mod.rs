@@ -356,7 +356,8 @@ impl Runtime {
                 }
             }
             (Part::Peers, result) => {
-                if let Some(told) = rest.peers.io_done(token, result, us, rest.calls, &mut cx, &mut out) {
+                let event = RemoteEvent { token, result, us };
+                if let Some(told) = rest.peers.io_done(event, rest.calls, &mut cx, &mut out) {
                     self.told(told, now);
                 }
             }
@@ -719,7 +720,9 @@ impl Runtime {
         if self.invocations.get(invocation).is_none_or(|i| i.reply.is_none()) {
             return false;
         }
-        let reads = self.invocations.to_show(invocation, values, &self.objects, &self.arena);
+        let reads = self
+            .invocations
+            .unread_results(invocation, values, &self.objects, &self.arena);
         for (object, source) in reads {
             let token = self.io.fetch(Part::Report, source);
             self.invocations.showing(token, invocation, object);

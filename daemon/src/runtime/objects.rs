@@ -537,3 +537,173 @@ impl Objects {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::remote::{Done, RemoteEvent, RemoteIo};
+
+    /// An arena of 1 MiB with one segment, objects spilling into a directory of their own, and
+    /// a storage driver whose events come back on a channel.
+    struct Fixture {
+        arena: Arena,
+        segment: u32,
+        objects: Objects,
+        io: Io,
+        events: mpsc::Receiver<RemoteEvent>,
+        wf: WfKey,
+        _dir: tempdir::Dir,
+    }
+
+    mod tempdir {
+        /// A directory removed when dropped.
+        pub(super) struct Dir(pub(super) std::path::PathBuf);
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const KIB: u64 = 1 << 10;
+
+    fn fixture(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("faasflow-objects-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut arena = Arena::create("objects-test", 1 << 20).unwrap();
+        let segment = arena.add_segment("wf@1").unwrap();
+        let objects = Objects::new(&mut arena, SpillDir::create(&dir, "test").unwrap());
+        let (tx, events) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let post = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let io = Io::new(RemoteIo::start(None, post).unwrap());
+        Fixture {
+            arena,
+            segment,
+            objects,
+            io,
+            events,
+            wf: Arc::new(("wf".into(), 1)),
+            _dir: tempdir::Dir(dir),
+        }
+    }
+
+    impl Fixture {
+        /// A sealed object of `len` bytes of `fill`, resident in the arena.
+        fn object(&mut self, len: u64, fill: u8) -> u64 {
+            let e = self.arena.alloc(self.segment, len).unwrap();
+            assert!(self.arena.write(e, 0, &vec![fill; len as usize]));
+            let id = self.objects.new_id();
+            let o = Object::new(Place::Arena(e), len, self.wf.clone(), 7, "f".into(), 1, Instant::now());
+            self.objects.insert(id, o);
+            self.objects.add_resident(&self.wf, e.len);
+            id
+        }
+
+        /// The next storage event: it must be a spill's, and is handed to the objects.
+        fn spill_event(&mut self, in_use: impl Fn(u64) -> bool) -> Option<Spilled> {
+            let e = self
+                .events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a storage event");
+            assert_eq!(self.io.finished(e.token), Some(Part::Spill));
+            let Done::Stored(result) = e.result else {
+                panic!("a spill writes");
+            };
+            self.objects
+                .spill_done(e.token, result, e.us, &mut self.arena, &mut self.io, in_use)
+        }
+
+        fn alloc(&mut self, len: u64, held: &[u64]) -> Result<Extent, ArenaFull> {
+            let held: HashSet<u64> = held.iter().copied().collect();
+            self.objects
+                .alloc_or_spill(&mut self.arena, self.segment, len, || held, &mut self.io, "w")
+        }
+    }
+
+    #[test]
+    fn a_full_arena_spills_the_largest_unheld_object_and_frees_it_only_once_written() {
+        let mut f = fixture("largest");
+        let big = f.object(512 * KIB, b'b');
+        let small = f.object(256 * KIB, b's');
+        let held = f.object(256 * KIB, b'h');
+        let used = f.arena.used();
+        // 256 KiB more: the largest object not held goes, and only it.
+        assert!(
+            f.alloc(256 * KIB, &[held]).is_err(),
+            "the extent comes once the spill is written"
+        );
+        assert!(f.objects.spilling());
+        assert_eq!(f.objects.get(big).unwrap().io, 1);
+        assert_eq!(f.objects.get(small).unwrap().io, 0);
+        assert_eq!(f.objects.get(held).unwrap().io, 0);
+        assert_eq!(f.arena.used(), used, "nothing is freed before the write is through");
+        // Another request meanwhile counts the bytes already on their way out.
+        assert!(f.alloc(256 * KIB, &[held]).is_err());
+        assert_eq!(f.objects.get(small).unwrap().io, 0, "no second spill for the same room");
+        let moved = f.spill_event(|_| false);
+        assert!(matches!(moved, Some(Spilled::Moved { object, invocation: 7, .. }) if object == big));
+        assert!(!f.objects.spilling());
+        let Place::Spilled(path) = &f.objects.get(big).unwrap().place else {
+            panic!("it is in a spill file");
+        };
+        assert_eq!(std::fs::read(path).unwrap(), vec![b'b'; 512 * KIB as usize]);
+        assert_eq!(f.objects.resident(&f.wf), 512 * KIB);
+        assert_eq!(f.objects.spills_total(), 1);
+        assert!(f.alloc(256 * KIB, &[held]).is_ok(), "room now");
+    }
+
+    #[test]
+    fn a_spill_read_meanwhile_stays_in_the_arena_and_its_copy_goes() {
+        let mut f = fixture("read");
+        let a = f.object(768 * KIB, b'a');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        let used = f.arena.used();
+        assert_eq!(f.spill_event(|id| id == a), Some(Spilled::Stayed { object: a }));
+        assert!(matches!(f.objects.get(a).unwrap().place, Place::Arena(_)));
+        assert_eq!(f.arena.used(), used);
+        assert_eq!(f.objects.get(a).unwrap().io, 0, "it can be chosen again");
+        // Its file is removed in the background.
+        let file = f.objects.spill_path(&format!("object-{a}"));
+        let until = Instant::now() + Duration::from_secs(10);
+        while file.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn an_object_being_written_is_not_freed_until_the_write_is_through() {
+        let mut f = fixture("busy");
+        let a = f.object(768 * KIB, b'a');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        assert!(f.objects.get(a).unwrap().busy());
+        assert!(f.objects.free(a, &mut f.arena, &f.io).is_none());
+        assert!(f.objects.get(a).unwrap().released, "freed when the write ends");
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        assert!(!f.objects.get(a).unwrap().busy());
+        assert!(f.objects.free(a, &mut f.arena, &f.io).is_some());
+        assert_eq!(f.objects.len(), 0);
+        assert_eq!(f.arena.used(), 0);
+        assert_eq!(f.objects.resident(&f.wf), 0);
+    }
+
+    #[test]
+    fn nothing_is_spilled_when_spilling_all_that_may_move_would_not_make_room() {
+        let mut f = fixture("hopeless");
+        let a = f.object(256 * KIB, b'a');
+        let held = f.object(768 * KIB, b'h');
+        assert!(f.alloc(512 * KIB, &[held]).is_err());
+        assert!(!f.objects.spilling());
+        assert_eq!(f.objects.get(a).unwrap().io, 0);
+        // More than the arena holds: never.
+        assert!(f.alloc(2 << 20, &[]).is_err());
+        assert!(!f.objects.spilling());
+    }
+}

@@ -217,14 +217,12 @@ impl Peers {
     /// A storage operation for peers ended.
     pub(crate) fn io_done(
         &mut self,
-        token: u64,
-        result: crate::remote::Done,
-        us: f64,
+        event: crate::remote::RemoteEvent,
         calls: &mut Calls,
         cx: &mut Cx<'_>,
         out: &mut Vec<Followup>,
     ) -> Option<Told> {
-        self.tell.io_done(self.net.as_ref(), token, result, us, calls, cx, out)
+        self.tell.io_done(self.net.as_ref(), event, calls, cx, out)
     }
 
     /// Whether an invocation can end now; when it fails here, tells the other workers.

@@ -15,7 +15,7 @@ use super::{Followup, PeerRecord, arrivals, broadcast, unix_us};
 use crate::io::message::{Caught, ControlMessage, Done, Failed, ObjectHeader, OutputRef, StagedInput, Start};
 use crate::net::Net;
 use crate::net::Source as PushSource;
-use crate::remote::{Dest, RemoteIoError, Source};
+use crate::remote::{Dest, RemoteEvent, RemoteIoError, Source};
 use crate::runtime::calls::{Call, Calls, Cx};
 use crate::runtime::install::Installed;
 use crate::runtime::invocations::{Outcome, refs};
@@ -256,14 +256,13 @@ impl Telling {
     pub(super) fn io_done(
         &mut self,
         net: Option<&Net>,
-        token: u64,
-        result: crate::remote::Done,
-        us: f64,
+        event: RemoteEvent,
         calls: &mut Calls,
         cx: &mut Cx<'_>,
         out: &mut Vec<Followup>,
     ) -> Option<Told> {
         use crate::remote::Done;
+        let RemoteEvent { token, result, us } = event;
         if let Some(f) = self.stage_files.remove(&token) {
             match result {
                 Done::Stored(Ok(())) => {
