@@ -60,7 +60,7 @@ impl DaemonService {
         f: impl FnOnce(&Daemon) -> Result<T, DaemonError> + Send + 'static,
     ) -> Result<T, Status> {
         let daemon = self.daemon.clone();
-        tokio::task::spawn_blocking(move || f(&daemon))
+        in_worker(&self.daemon, move || f(&daemon))
             .await
             .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
             .map_err(|e| match e {
@@ -68,6 +68,12 @@ impl DaemonService {
                 other => Status::failed_precondition(other.to_string()),
             })
     }
+}
+
+/// Runs `f` on tokio's blocking pool, inside `daemon`'s worker span.
+fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    let span = daemon.span().clone();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
 }
 
 /// Largest gRPC message the services accept or send (plans of 100,000 functions fit).
@@ -128,13 +134,15 @@ impl pb::daemon_server::Daemon for DaemonService {
         }
         let wf = Arc::new(wf);
         let daemon = self.daemon.clone();
-        tokio::task::spawn_blocking(move || daemon.install_plan_as(wf, plan, &cluster, &peers, digest))
-            .await
-            .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
-            .map_err(|e| match e {
-                DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
-                other => Status::invalid_argument(other.to_string()),
-            })?;
+        in_worker(&self.daemon, move || {
+            daemon.install_plan_as(wf, plan, &cluster, &peers, digest)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
+        .map_err(|e| match e {
+            DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
+            other => Status::invalid_argument(other.to_string()),
+        })?;
         Ok(Response::new(pb::InstallPlanResponse {
             already_installed: false,
         }))
@@ -143,7 +151,7 @@ impl pb::daemon_server::Daemon for DaemonService {
     async fn drop_plan(&self, request: Request<pb::DropPlanRequest>) -> Result<Response<pb::DropPlanResponse>, Status> {
         let req = request.into_inner();
         let daemon = self.daemon.clone();
-        let in_flight = tokio::task::spawn_blocking(move || daemon.drop_plan(&req.workflow, req.version))
+        let in_flight = in_worker(&self.daemon, move || daemon.drop_plan(&req.workflow, req.version))
             .await
             .map_err(|e| Status::internal(format!("the drop task failed: {e}")))?
             .map_err(|e| match e {
@@ -348,7 +356,7 @@ fn incarnation() -> u64 {
 /// trip to the daemon's loop thread).
 async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, usize) {
     let d = daemon.clone();
-    let (plans, instances) = tokio::task::spawn_blocking(move || {
+    let (plans, instances) = in_worker(daemon, move || {
         (
             d.plans().unwrap_or_default(),
             d.stats().map(|s| s.instances).unwrap_or(0),
