@@ -89,6 +89,15 @@ impl Loads {
     /// tier) into extents of its own: [`Unprepared::Loading`] while some are on their way.
     /// `others`: the other calls (no spill may move what they read).
     pub(crate) fn start(&mut self, call: &mut Call, others: &Others, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
+        let out_of_arena = |id: u64| {
+            cx.objects
+                .get(id)
+                .is_some_and(|o| matches!(o.place, Place::Spilled(_) | Place::Remote { .. }))
+        };
+        if call.loading == 0 && !call.input_objects().any(out_of_arena) {
+            // Every input is in the arena (the usual case): nothing to load.
+            return Ok(());
+        }
         let segment = cx.installs.segment_of(&call.wf);
         let capacity = cx.arena.capacity();
         let ids: Vec<u64> = call.input_objects().collect();
