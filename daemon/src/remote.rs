@@ -1,8 +1,9 @@
 //! The driver of the daemon's slow storage: the remote tier (Redis) and the spill directory's
 //! files. The loop never waits on either: it hands an operation to [`RemoteIo`] with a token
-//! and goes on; the operation runs on a tokio runtime of its own (one worker thread for Redis,
-//! its blocking pool for files) and its result comes back to the loop's inbox as a
-//! [`RemoteEvent`] carrying the token. Arena bytes are read and written in place through the
+//! and goes on; the operation runs elsewhere and its result comes back to the loop's inbox as
+//! a [`RemoteEvent`] carrying the token. File operations run in order on a thread of their own
+//! (one wake-up each way, as the loop did them in order before); Redis operations on a tokio
+//! runtime with one worker thread (a file read or written for Redis on its blocking pool). Arena bytes are read and written in place through the
 //! segment's memory file; the loop keeps their extent allocated until the event has come.
 //!
 //! Deleting a key or a file is fire-and-forget: a failure is logged (a key expires on its
@@ -119,7 +120,12 @@ pub(crate) struct RemoteIo {
     rt: tokio::runtime::Runtime,
     store: Option<Arc<RemoteStore>>,
     post: Post,
+    /// The file thread's queue.
+    files: std::sync::mpsc::Sender<FileJob>,
 }
+
+/// Work for the file thread.
+type FileJob = Box<dyn FnOnce() + Send>;
 
 impl RemoteIo {
     /// Starts the driver, connected to the remote tier at `redis` when one is given and
@@ -142,7 +148,32 @@ impl RemoteIo {
                 None
             }
         });
-        Ok(RemoteIo { rt, store, post })
+        let (files, jobs) = std::sync::mpsc::channel::<FileJob>();
+        threads::spawn("faasflow-spill", move || {
+            for job in jobs {
+                job();
+            }
+        })
+        .map_err(RemoteIoError::Threads)?;
+        Ok(RemoteIo { rt, store, post, files })
+    }
+
+    /// Runs `op` on the file thread, then posts its result as `token`'s.
+    fn on_file_thread(&self, token: u64, op: impl FnOnce() -> Done + Send + 'static) {
+        let post = self.post.clone();
+        let job: FileJob = Box::new(move || {
+            let t = Instant::now();
+            let result = op();
+            post(RemoteEvent {
+                token,
+                result,
+                us: t.elapsed().as_secs_f64() * 1e6,
+            });
+        });
+        if let Err(std::sync::mpsc::SendError(job)) = self.files.send(job) {
+            // The file thread is gone (it cannot be: it ends with this sender): run it here.
+            job();
+        }
     }
 
     /// Whether the daemon has a remote tier.
@@ -169,6 +200,10 @@ impl RemoteIo {
 
     /// Writes the bytes of `from` to `to` ([`Done::Stored`]).
     pub(crate) fn write(&self, token: u64, from: Source, to: Dest) {
+        if let (Dest::File(path), Source::Arena { .. } | Source::Bytes(_) | Source::File(_)) = (&to, &from) {
+            let path = path.clone();
+            return self.on_file_thread(token, move || Done::Stored(write_file(&path, from)));
+        }
         let store = self.store.clone();
         self.run(
             token,
@@ -179,6 +214,9 @@ impl RemoteIo {
     /// Reads `from`, which must hold exactly `into.len` bytes, into an arena extent
     /// ([`Done::Stored`]).
     pub(crate) fn load(&self, token: u64, from: Source, into: InArena) {
+        if let Source::File(path) = from {
+            return self.on_file_thread(token, move || Done::Stored(load_file(&path, &into)));
+        }
         let store = self.store.clone();
         self.run(
             token,
@@ -188,6 +226,11 @@ impl RemoteIo {
 
     /// Reads the bytes of `from` ([`Done::Read`]).
     pub(crate) fn fetch(&self, token: u64, from: Source) {
+        if let Source::File(path) = from {
+            return self.on_file_thread(token, move || {
+                Done::Read(std::fs::read(&path).map_err(file_error(&path)))
+            });
+        }
         let store = self.store.clone();
         self.run(token, async move { Done::Read(read(store.as_deref(), from).await) });
     }
@@ -218,15 +261,13 @@ impl RemoteIo {
 
     /// Removes a spill file, in the background.
     pub(crate) fn remove_file(&self, path: PathBuf) {
-        let span = tracing::Span::current();
-        self.rt.spawn_blocking(move || {
-            let _entered = span.entered();
+        let _ = self.files.send(Box::new(move || {
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 tracing::warn!(path = %path.display(), cause = %e, "cannot remove a spill file");
             }
-        });
+        }));
     }
 }
 

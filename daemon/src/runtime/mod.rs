@@ -8,9 +8,12 @@
 //! and the storage operations in flight ([`io`]). The parts never see the loop: a flow gets
 //! the parts it touches as arguments ([`calls::Cx`]) and returns what it cannot finish.
 //!
-//! Each turn the loop reads the clock once (`now`, passed down), takes its inbox (API
-//! callers, the spawner and watchers, the network and storage drivers), reads its instances'
-//! rings, fires the engine's due timers and acts on the engine's actions. It never blocks on
+//! Each turn the loop takes its inbox (API callers, the spawner and watchers, the network and
+//! storage drivers), reads its instances' rings, fires the engine's due timers and acts on the
+//! engine's actions. Only the loop reads the clock: once for each message or frame it handles,
+//! and once for the timers and actions of the turn; the time (`now`) is passed down, so the
+//! parts never read a clock (a report's times are when the loop saw each event: events of
+//! one busy turn are not all given its start). It never blocks on
 //! anything but the arena's doorbell: instances ring it after each completion, and other
 //! threads after posting to the inbox; Redis and spill files are read and written by the
 //! storage driver ([`crate::remote`]), whose results come back as inbox messages. When there is
@@ -183,9 +186,9 @@ impl Runtime {
     pub(crate) fn run(mut self) {
         let mut last_check = Instant::now();
         while !self.stop {
+            let mut progressed = self.drain_inbox();
+            progressed |= self.drain_rings();
             let now = Instant::now();
-            let mut progressed = self.drain_inbox(now);
-            progressed |= self.drain_rings(now);
             let engine_now = now.saturating_duration_since(self.origin);
             if self.engine.poll_timeout().is_some_and(|t| t <= engine_now) {
                 self.engine.tick(engine_now);
@@ -252,12 +255,12 @@ impl Runtime {
 
     // ---- the inbox -------------------------------------------------------------------------
 
-    fn drain_inbox(&mut self, now: Instant) -> bool {
+    fn drain_inbox(&mut self) -> bool {
         let Some(msgs) = self.inbox.take() else {
             return false;
         };
         for msg in msgs {
-            self.handle(msg, now);
+            self.handle(msg, Instant::now());
         }
         true
     }
@@ -483,7 +486,7 @@ impl Runtime {
             return;
         }
         // Completions it pushed before dying still count.
-        self.drain_instance(id, now);
+        self.drain_instance(id);
         let Some((inst, why)) = self.pools.remove(id, &status) else {
             return;
         };
@@ -501,20 +504,21 @@ impl Runtime {
         }
     }
 
-    fn drain_rings(&mut self, now: Instant) -> bool {
+    fn drain_rings(&mut self) -> bool {
         let mut any = false;
         let mut k = 0;
         while let Some(id) = self.pools.live_at(k) {
-            any |= self.drain_instance(id, now);
+            any |= self.drain_instance(id);
             k += 1;
         }
         any
     }
 
-    fn drain_instance(&mut self, id: u32, now: Instant) -> bool {
+    fn drain_instance(&mut self, id: u32) -> bool {
         let mut any = false;
         while let Some(frame) = self.pools.pop(id) {
             any = true;
+            let now = Instant::now();
             let (mut cx, rest) = self.parts(now);
             match frame {
                 Ok(Frame::Complete(c)) => {
