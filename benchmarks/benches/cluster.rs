@@ -23,10 +23,12 @@ use faasflow_core::dag::Workflow;
 use faasflow_core::plan::{Mode, Plan, Tier};
 use faasflow_core::report::{FunctionRecord, Report};
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::Invoke;
+use faasflow_daemon::config::{DaemonConfig, PeerSettings};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -167,19 +169,12 @@ impl Workers {
     }
 
     fn invoke(&mut self, wf: &str, input: serde_json::Value) -> Report {
-        let (tx, rx) = std::sync::mpsc::channel();
         self.next += 1;
-        self.daemons[0].invoke_with(
-            wf,
-            1,
-            Some(self.next),
-            input,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let r = rx
-            .recv_timeout(Duration::from_secs(120))
+        let r = self.daemons[0]
+            .invoke(Invoke::new(wf, 1, input).with_id(self.next))
+            .wait_timeout(Duration::from_secs(120))
+            .ok()
+            .flatten()
             .expect("the invocation ends")
             .expect("the invocation starts");
         assert_eq!(r.status, "ok", "invocation failed: {:?}", r.error);

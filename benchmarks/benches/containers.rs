@@ -18,8 +18,10 @@ use std::time::Instant;
 use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, runs};
 use faasflow_core::report::{FunctionRecord, Report};
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::Invoke;
+use faasflow_daemon::config::DaemonConfig;
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -59,7 +61,10 @@ fn install(d: &Daemon, yaml: &str) {
 }
 
 fn invoke(d: &Daemon, wf: &str) -> Report {
-    let r = d.invoke(wf, 1, json!({})).expect("the invocation starts");
+    let r = d
+        .invoke(Invoke::new(wf, 1, json!({})))
+        .report()
+        .expect("the invocation starts");
     assert_eq!(r.status, "ok", "invocation failed: {:?}", r.error);
     r
 }

@@ -19,8 +19,10 @@ use faasflow_benchmarks::{
 };
 use faasflow_core::report::{FunctionRecord, Report};
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::{DaemonError, Invocation, Invoke};
+use faasflow_daemon::config::DaemonConfig;
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -88,7 +90,7 @@ impl Bench {
     }
 
     fn invoke(&self, wf: &str, input: serde_json::Value) -> Report {
-        ok(self.daemon.invoke(wf, 1, input))
+        ok(self.daemon.invoke(Invoke::new(wf, 1, input)).report())
     }
 }
 
@@ -403,37 +405,37 @@ fn closed_loop(b: &Bench, time: Duration) -> (usize, Duration, Vec<f64>) {
 
 /// `k` invocations outstanding for `time`: (ended, time taken, their e2e µs).
 fn closed_loop_k(b: &Bench, k: usize, time: Duration) -> (usize, Duration, Vec<f64>) {
-    let mut outstanding: VecDeque<mpsc::Receiver<Result<Report, DaemonError>>> = VecDeque::with_capacity(k);
+    let mut outstanding: VecDeque<Invocation> = VecDeque::with_capacity(k);
     let mut e2e = Vec::new();
     let start = Instant::now();
     while outstanding.len() < k {
-        outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
+        outstanding.push_back(b.daemon.invoke(Invoke::new("noop", 1, json!({}))));
     }
     let mut done = 0;
     while start.elapsed() < time {
         // Wait for the oldest (invocations of one task end about in order), then collect
         // whatever else has ended, and top up to K.
         let oldest = outstanding.pop_front().expect("k > 0");
-        e2e.push(ok(oldest.recv().map_err(|_| DaemonError::Stopped).and_then(|r| r)).e2e_us);
+        e2e.push(ok(oldest.report()).e2e_us);
         done += 1;
         let mut i = 0;
         while i < outstanding.len() {
-            match outstanding[i].try_recv() {
-                Ok(r) => {
-                    e2e.push(ok(r).e2e_us);
+            match outstanding[i].try_take() {
+                Some(r) => {
+                    e2e.push(ok(r.unwrap_or(Err(DaemonError::Stopped))).e2e_us);
                     done += 1;
                     outstanding.remove(i);
                 }
-                Err(_) => i += 1,
+                None => i += 1,
             }
         }
         while outstanding.len() < k {
-            outstanding.push_back(b.daemon.invoke_async("noop", 1, json!({})));
+            outstanding.push_back(b.daemon.invoke(Invoke::new("noop", 1, json!({}))));
         }
     }
     let elapsed = start.elapsed();
     for rx in outstanding {
-        ok(rx.recv().map_err(|_| DaemonError::Stopped).and_then(|r| r));
+        ok(rx.report());
     }
     (done, elapsed, e2e)
 }

@@ -65,7 +65,7 @@ pub(crate) struct UpArgs {
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
-    memory_probe: faasflow_daemon::runtime::ProbeMode,
+    memory_probe: faasflow_daemon::config::ProbeMode,
     /// Let the planner plan a workflow again from measured memory when a task's measured peak
     /// differs from its planned one by more than this, MiB (see `faasflow planner --help`).
     #[arg(long, value_name = "MIB")]

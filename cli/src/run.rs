@@ -7,8 +7,10 @@ use std::sync::Arc;
 use faasflow_core::dag::{SourceFormat, Workflow};
 use faasflow_core::report::Report;
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::Invoke;
+use faasflow_daemon::config::{DaemonConfig, ProbeMode};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, ProbeMode};
 use faasflow_planner::partition::partition;
 use faasflow_planner::render::{count, fmt_bytes};
 
@@ -78,7 +80,7 @@ pub(crate) struct DataPlaneArgs {
     threads: u32,
     /// Invocations the daemon runs at once (at least 1); one more is refused at once as
     /// overloaded.
-    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::runtime::DEFAULT_MAX_INVOCATIONS,
+    #[arg(long, value_name = "N", default_value_t = faasflow_daemon::config::DEFAULT_MAX_INVOCATIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_invocations: usize,
     /// How instances' memory is measured: `ebpf` (a BPF program on kmem/rss_stat; needs the
@@ -279,7 +281,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Failure> {
     let mut e2e = Vec::with_capacity(args.repeat as usize);
     for _ in 0..args.repeat {
         let report = daemon
-            .invoke(&wf.name, version, input.clone())
+            .invoke(Invoke::new(wf.name.clone(), version, input.clone()))
+            .report()
             .map_err(|e| Failure::Input(format!("error: {e}")))?;
         if report.status != "ok" {
             failed += 1;

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faasflow_control::service::{PlannerService, ServiceConfig};
+use faasflow_daemon::config::PeerSettings;
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
-use faasflow_daemon::runtime::{Daemon, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
 use faasflow_remote::{RemoteStore, redact_url};
 use tokio::net::TcpListener;
@@ -205,7 +206,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
 }
 
 /// How long a daemon's peer may stay silent before it is lost, ms, by default.
-pub(crate) const DEFAULT_PEER_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_PEER_TIMEOUT_MS: u64 = faasflow_daemon::config::DEFAULT_PEER_TIMEOUT.as_millis() as u64;
 
 /// The token of --token-file, or none (then the process's API is open: it logs so).
 fn load_token(file: Option<&std::path::Path>) -> Result<Option<Token>, Failure> {

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use faasflow_core::dag::Workflow;
 use faasflow_core::report::Report;
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::{DaemonError, Invoke};
+use faasflow_daemon::config::{DaemonConfig, ProbeMode};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError, ProbeMode};
 use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -126,7 +128,10 @@ fn a_workflow_in_containers_gives_the_output_it_gives_in_processes() {
         let c = config();
         let d = Daemon::start(c.clone()).expect("daemon starts");
         install(&d, y).expect("install");
-        let r = d.invoke("wordcount-example", 1, input.clone()).expect("invoke");
+        let r = d
+            .invoke(Invoke::new("wordcount-example", 1, input.clone()))
+            .report()
+            .expect("invoke");
         outputs.push(ok(&r).clone());
         let containers = owned_containers(&c);
         if y == &in_containers {
@@ -156,7 +161,7 @@ fn a_container_runs_as_nobody_read_only_without_network_unless_asked() {
             ),
         )
         .expect("install");
-        let r = d.invoke(name, 1, json!({})).expect("invoke");
+        let r = d.invoke(Invoke::new(name, 1, json!({}))).report().expect("invoke");
         ok(&r)["out"].clone()
     };
     let closed = sandbox("closed", "isolation: container");
@@ -186,7 +191,10 @@ fn a_container_killed_for_memory_fails_its_call_saying_so_and_is_replaced() {
         "name: oom\nfunctions:\n  touch: {pack: testkit, isolation: container, memory: 32MiB, outputs: {out: json}}\nsteps:\n  - task: touch\n    inputs: {mib: input.mib}\noutput:\n  mib: touch.out\n",
     )
     .expect("install");
-    let r = d.invoke("oom", 1, json!({"mib": 128})).expect("invoke");
+    let r = d
+        .invoke(Invoke::new("oom", 1, json!({"mib": 128})))
+        .report()
+        .expect("invoke");
     assert_eq!(r.status, "failed");
     let e = r.error.as_deref().unwrap_or_default();
     assert!(
@@ -194,7 +202,10 @@ fn a_container_killed_for_memory_fails_its_call_saying_so_and_is_replaced() {
         "{e}"
     );
     // The pool starts a new container; the function works within its limit.
-    let r = d.invoke("oom", 1, json!({"mib": 4})).expect("invoke");
+    let r = d
+        .invoke(Invoke::new("oom", 1, json!({"mib": 4})))
+        .report()
+        .expect("invoke");
     assert_eq!(ok(&r), &json!({"mib": 4}));
     assert!(d.stats().expect("stats").instances_started >= 2);
 }
@@ -213,7 +224,10 @@ fn peak_memory_in_a_container_is_measured_through_ebpf_and_proc() {
             "name: mem\nfunctions:\n  touch: {pack: testkit, isolation: container, memory: 512MiB, outputs: {out: json}}\nsteps:\n  - task: touch\n    inputs: {mib: input.mib}\noutput:\n  mib: touch.out\n",
         )
         .expect("install");
-        let r = d.invoke("mem", 1, json!({"mib": 64})).expect("invoke");
+        let r = d
+            .invoke(Invoke::new("mem", 1, json!({"mib": 64})))
+            .report()
+            .expect("invoke");
         assert_eq!(ok(&r), &json!({"mib": 64}));
         let peak = r.functions[0].peak_memory_bytes.expect("measured");
         println!("{probe}: touch in a container {} MiB", peak / MIB);
@@ -261,7 +275,10 @@ fn without_docker_container_functions_fail_naming_the_socket_and_processes_still
         "name: plain\nfunctions:\n  echo: {pack: testkit, outputs: {out: bytes}}\nsteps:\n  - task: echo\n    inputs: {in: input.text}\noutput:\n  out: echo.out\n",
     )
     .expect("a process workflow installs");
-    let r = d.invoke("plain", 1, json!({"text": "still here"})).expect("invoke");
+    let r = d
+        .invoke(Invoke::new("plain", 1, json!({"text": "still here"})))
+        .report()
+        .expect("invoke");
     assert_eq!(ok(&r), &json!({"out": "still here"}));
 }
 
@@ -338,11 +355,11 @@ fn a_function_starting_warms_the_pool_of_the_function_after_it() {
     )
     .expect("install");
     assert_eq!(d.stats().expect("stats").instances_started, 0, "min_instances 0");
-    let rx = d.invoke_async("warm", 1, json!({}));
+    let mut rx = d.invoke(Invoke::new("warm", 1, json!({})));
     // While `a` still runs, `b`'s pool has started its instance.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(r) = rx.try_recv() {
+        if let Some(r) = rx.try_take() {
             panic!("the invocation ended before b's instance was started: {r:?}");
         }
         if d.stats().expect("stats").instances_started >= 2 {
@@ -351,7 +368,7 @@ fn a_function_starting_warms_the_pool_of_the_function_after_it() {
         assert!(Instant::now() < deadline, "b's pool was not warmed");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = rx.recv().expect("report").expect("invocation");
+    let r = rx.wait().expect("report").expect("invocation");
     ok(&r);
     assert_eq!(d.stats().expect("stats").instances_started, 2);
 }
@@ -377,9 +394,15 @@ fn a_container_maps_no_other_workflows_objects() {
         "name: other\nfunctions:\n  snoop: {pack: testkit, isolation: container, outputs: {out: json}}\nsteps:\n  - task: look\n    function: snoop\n    inputs: {in: input.probe}\noutput:\n  seen: look.out\n",
     )
     .expect("install");
-    let r = d.invoke("vault", 1, json!({"text": secret})).expect("invoke");
+    let r = d
+        .invoke(Invoke::new("vault", 1, json!({"text": secret})))
+        .report()
+        .expect("invoke");
     assert_eq!(ok(&r)["kept"], json!(secret));
-    let r = d.invoke("other", 1, json!({"probe": probe})).expect("invoke");
+    let r = d
+        .invoke(Invoke::new("other", 1, json!({"probe": probe})))
+        .report()
+        .expect("invoke");
     let seen = &ok(&r)["seen"];
     assert_eq!(seen["found"], json!(false), "{seen}");
     let held: Vec<&str> = seen["memfds"]

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use faasflow_core::dag::Workflow;
 use faasflow_core::report::Report;
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::{DaemonError, Invoke};
+use faasflow_daemon::config::{DaemonConfig, ProbeMode};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, DaemonError, ProbeMode};
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -76,7 +78,11 @@ impl Harness {
 
     /// Invokes and checks that nothing is left behind afterwards.
     fn invoke(&self, wf: &str, input: serde_json::Value) -> Report {
-        let r = self.daemon.invoke(wf, 1, input).expect("invocation starts");
+        let r = self
+            .daemon
+            .invoke(Invoke::new(wf, 1, input))
+            .report()
+            .expect("invocation starts");
         self.assert_clean();
         r
     }
@@ -340,13 +346,18 @@ fn missing_inputs_are_refused_before_anything_runs() {
     ));
     let err = h
         .daemon
-        .invoke("needs", 1, json!({"text": "x"}))
+        .invoke(Invoke::new("needs", 1, json!({"text": "x"})))
+        .report()
         .expect_err("n is missing");
     assert_eq!(
         err,
         DaemonError::Invoke("workflow `needs` is missing inputs: n; pass them as a JSON object".into())
     );
-    let err = h.daemon.invoke("nope", 1, json!({})).expect_err("unknown workflow");
+    let err = h
+        .daemon
+        .invoke(Invoke::new("nope", 1, json!({})))
+        .report()
+        .expect_err("unknown workflow");
     assert!(err.to_string().contains("`nope`"), "{err}");
     h.assert_clean();
 }
@@ -511,19 +522,11 @@ fn a_deadline_ends_the_invocation_and_stops_what_runs() {
         "{took:?}"
     );
     // `invoke` checked that nothing is held: the hung call was stopped with its instance.
-    let (tx, rx) = std::sync::mpsc::channel();
     // A deadline given with the invocation wins over the workflow's.
-    h.daemon.invoke_within(
-        "late",
-        1,
-        None,
-        json!({"text": "y"}),
-        Some(Duration::from_millis(150)),
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    let r = rx.recv().expect("report").expect("started");
+    let rx = h
+        .daemon
+        .invoke(Invoke::new("late", 1, json!({"text": "y"})).with_deadline(Some(Duration::from_millis(150))));
+    let r = rx.wait().expect("report").expect("started");
     assert!(failed(&r).contains("deadline of 150 ms"), "{}", failed(&r));
     h.assert_clean();
     // The second `hang` call could not use the stopped instance: a new one was started for it
@@ -791,11 +794,14 @@ fn concurrent_invocations_share_instances_and_all_finish() {
     let pending: Vec<_> = (0..50)
         .map(|i| {
             let text = "x".repeat(i % 7);
-            (text.clone(), h.daemon.invoke_async("sw", 1, json!({ "text": text })))
+            (
+                text.clone(),
+                h.daemon.invoke(Invoke::new("sw", 1, json!({ "text": text }))),
+            )
         })
         .collect();
     for (text, rx) in pending {
-        let r = rx.recv().expect("a report").expect("started");
+        let r = rx.wait().expect("a report").expect("started");
         assert_eq!(ok(&r)["out"], json!(text));
     }
     h.assert_clean();
@@ -981,17 +987,9 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
     assert_eq!(out["seen"]["found"], json!(true), "{out}");
     assert!(names(&out["seen"]).iter().any(|n| n.contains("vault@")), "{out}");
     // Keep a vault invocation's objects live in its segment while the other workflow looks.
-    let (tx, rx) = std::sync::mpsc::channel();
-    h.daemon.invoke_within(
-        "vault",
-        1,
-        None,
-        json!({"text": secret, "probe": probe}),
-        None,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
+    let rx = h
+        .daemon
+        .invoke(Invoke::new("vault", 1, json!({"text": secret, "probe": probe})));
     let r = h.invoke("other", json!({"probe": probe}));
     let seen = &ok(&r)["seen"];
     assert_eq!(
@@ -1005,7 +1003,7 @@ fn an_instance_maps_its_own_workflows_objects_and_no_others() {
         !held.iter().any(|n| n.contains("vault@") || n.ends_with("-daemon")),
         "another workflow's instance holds a segment not its own: {held:?}"
     );
-    assert_eq!(ok(&rx.recv().expect("report").expect("started"))["kept"], json!(secret));
+    assert_eq!(ok(&rx.wait().expect("report").expect("started"))["kept"], json!(secret));
     h.assert_clean();
     // The daemon's own segment and one per version; a dropped version's goes with it.
     let segments = || {

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use faasflow_control::service::ServiceConfig;
 use faasflow_core::report::Report;
+use faasflow_daemon::config::DaemonConfig;
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use faasflow_rpc::auth::AuthChannel;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use faasflow_control::service::{PlannerService, ServiceConfig};
 use faasflow_core::report::Report;
+use faasflow_daemon::config::DaemonConfig;
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig};
 use faasflow_daemon::service::DaemonService;
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;

@@ -13,10 +13,12 @@ use faasflow_core::dag::Workflow;
 use faasflow_core::plan::{Mode, Plan, Tier};
 use faasflow_core::report::Report;
 use faasflow_core::{ClusterView, PlannerConfig};
+use faasflow_daemon::api::{ExecInput, Execute, Executed, Invoke, RemoteObject};
+use faasflow_daemon::config::{DaemonConfig, PeerSettings};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
 use faasflow_daemon::pool::PackCommand;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, ExecInput, Execute, Executed, PeerSettings, RemoteObject};
 use faasflow_planner::load::{load_file, load_str};
 use faasflow_planner::partition::partition;
 use serde_json::json;
@@ -124,17 +126,11 @@ impl Cluster {
     fn invoke_on(&mut self, entry: usize, wf: &str, input: serde_json::Value) -> Report {
         let id = self.next_invocation;
         self.next_invocation += 1;
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.daemon(entry).invoke_with(
-            wf,
-            1,
-            Some(id),
-            input,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv_timeout(Duration::from_secs(60))
+        self.daemon(entry)
+            .invoke(Invoke::new(wf, 1, input).with_id(id))
+            .wait_timeout(Duration::from_secs(60))
+            .ok()
+            .flatten()
             .expect("the invocation ends")
             .expect("the invocation starts")
     }
@@ -334,22 +330,17 @@ output:
     let lost = plan.worker_of(b) as usize;
     let entry = (lost + 1) % 3;
     let id = c.next_invocation;
-    let (tx, rx) = std::sync::mpsc::channel();
-    c.daemon(entry).invoke_with(
-        "slow",
-        1,
-        Some(id),
-        json!({"text": "x"}),
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
+    let rx = c
+        .daemon(entry)
+        .invoke(Invoke::new("slow", 1, json!({"text": "x"})).with_id(id));
     // Let `b` start, then take its worker away.
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     c.daemons[lost] = None;
     let r = rx
-        .recv_timeout(Duration::from_secs(20))
+        .wait_timeout(Duration::from_secs(20))
+        .ok()
+        .flatten()
         .expect("the invocation ends")
         .expect("it started");
     assert_eq!(r.status, "failed");
@@ -391,16 +382,12 @@ fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
 }
 
 fn execute(d: &Daemon, request: Execute) -> Result<Executed, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    d.execute(
-        request,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    rx.recv_timeout(Duration::from_secs(30))
+    d.execute(request)
+        .wait_timeout(Duration::from_secs(30))
+        .ok()
+        .flatten()
         .expect("execute answers")
-        .map_err(|(why, _)| why)
+        .map_err(|e| e.message)
 }
 
 /// What a central engine (MasterSP) does, by hand: each step executed on the worker the plan

@@ -554,6 +554,19 @@ impl Workflow {
             .collect()
     }
 
+    /// The task outputs the workflow's result reads, as (node index, output name): an engine
+    /// keeps them until the invocation ends, and a daemon sends them to the invocation's entry.
+    pub fn result_reads(&self) -> std::collections::HashSet<(u32, String)> {
+        self.outputs
+            .iter()
+            .flat_map(|o| o.sources.iter())
+            .filter_map(|s| match s {
+                DataSource::Output { node, output } => Some((node.index() as u32, output.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Creates an empty workflow.
     pub fn new(name: impl Into<String>, format: SourceFormat) -> Self {
         Workflow {

@@ -352,15 +352,7 @@ impl Engine {
                 conditions.insert(n.index() as u32, programs);
             }
         }
-        let result_reads = workflow
-            .outputs
-            .iter()
-            .flat_map(|o| o.sources.iter())
-            .filter_map(|s| match s {
-                DataSource::Output { node, output } => Some((node.index() as u32, output.clone())),
-                _ => None,
-            })
-            .collect();
+        let result_reads = workflow.result_reads();
         let key = (workflow.name.clone(), version);
         self.installed.insert(
             key,

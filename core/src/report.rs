@@ -268,6 +268,29 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
     }
 }
 
+/// Largest output a report shows as text ([`shown`]).
+pub const MAX_TEXT_OUTPUT: u64 = 64 << 10;
+
+/// Whether an output of `len` bytes is small enough for a report to show its bytes as text
+/// (whether they are worth reading for [`shown`]).
+pub fn shows_bytes(len: u64) -> bool {
+    len <= MAX_TEXT_OUTPUT
+}
+
+/// How a report shows a workflow output of `len` bytes (one that has no JSON value of its
+/// own): as a string when its `bytes` are UTF-8 and it is at most [`MAX_TEXT_OUTPUT`] long,
+/// else as `{"bytes": len}` (also when its bytes could not be read: `None`).
+pub fn shown(len: u64, bytes: Option<Vec<u8>>) -> serde_json::Value {
+    let summary = || serde_json::json!({ "bytes": len });
+    if !shows_bytes(len) {
+        return summary();
+    }
+    match bytes.map(String::from_utf8) {
+        Some(Ok(s)) => serde_json::Value::String(s),
+        _ => summary(),
+    }
+}
+
 impl CriticalPath {
     /// The scheduling overhead of an invocation that took `e2e_us`, whose entry waited
     /// `result_wait_us` for its result's bytes: what is neither the critical path's execution
@@ -280,6 +303,22 @@ impl CriticalPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_shows_as_text_only_when_small_and_utf8() {
+        assert_eq!(shown(5, Some(b"hello".to_vec())), serde_json::json!("hello"));
+        assert_eq!(shown(0, Some(Vec::new())), serde_json::json!(""));
+        assert_eq!(shown(2, Some(vec![0xff, 0xfe])), serde_json::json!({"bytes": 2}));
+        assert_eq!(shown(3, None), serde_json::json!({"bytes": 3}));
+        let big = vec![b'a'; (MAX_TEXT_OUTPUT + 1) as usize];
+        assert_eq!(
+            shown(MAX_TEXT_OUTPUT + 1, Some(big)),
+            serde_json::json!({"bytes": MAX_TEXT_OUTPUT + 1})
+        );
+        let edge = vec![b'a'; MAX_TEXT_OUTPUT as usize];
+        assert!(shown(MAX_TEXT_OUTPUT, Some(edge)).is_string());
+        assert!(shows_bytes(MAX_TEXT_OUTPUT) && !shows_bytes(MAX_TEXT_OUTPUT + 1));
+    }
 
     #[test]
     fn the_text_report_shows_failure_kinds_the_lost_worker_and_earlier_runs() {

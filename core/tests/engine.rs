@@ -1252,3 +1252,17 @@ fn a_failing_catch_step_fails_the_invocation_with_its_error() {
         "step `fallback` failed: boom 1"
     );
 }
+
+#[test]
+fn result_reads_are_the_task_outputs_the_workflow_output_names() {
+    let wf = load(
+        "name: r\nfunctions:\n  a: {outputs: {x: bytes, y: bytes}}\n  b: {outputs: {z: bytes}}\n\
+         steps:\n  - task: a\n    inputs: {in: input.text}\n  - task: b\n    inputs: {in: a.x}\n\
+         output:\n  first: a.y\n  last: b.z\n  echo: input.text\n",
+    );
+    let a = wf.node_by_name("a").expect("a").index() as u32;
+    let b = wf.node_by_name("b").expect("b").index() as u32;
+    let expected: HashSet<(u32, String)> = [(a, "y".to_owned()), (b, "z".to_owned())].into_iter().collect();
+    // `a.x` is read by `b` only, and `input.text` is no task's output.
+    assert_eq!(wf.result_reads(), expected);
+}

@@ -42,6 +42,99 @@ const USER: &str = "65534:65534";
 /// Time allowed for one call to the Docker engine.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why Docker could not do what the daemon asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DockerError {
+    /// The engine cannot be reached.
+    #[error(
+        "Docker is not reachable at {} ({why}): start dockerd, or pass --docker-socket; functions that do not run in \
+         containers need no Docker",
+        socket.display()
+    )]
+    Unreachable {
+        /// Where it was looked for.
+        socket: PathBuf,
+        /// Why it cannot be reached.
+        why: String,
+    },
+    /// The client's thread could not start.
+    #[error("cannot start the Docker client's thread: {0}")]
+    Thread(String),
+    /// The directory of the sockets mounted into containers could not be made.
+    #[error("cannot create the socket directory {}: {cause}", dir.display())]
+    SocketDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        cause: String,
+    },
+    /// An image is missing.
+    #[error(
+        "image `{image}` does not exist on this worker: build it (`cargo xtask images` builds the repo's packs), or \
+         `docker load` it"
+    )]
+    NoImage {
+        /// The image.
+        image: String,
+    },
+    /// A call to the engine failed.
+    #[error("{what}: {cause}")]
+    Api {
+        /// What was asked.
+        what: String,
+        /// The engine's answer.
+        cause: String,
+    },
+    /// An image's `--list` failed.
+    #[error("`{image} --list` failed (exit status {code}): {stderr}")]
+    ListFailed {
+        /// The image.
+        image: String,
+        /// Its exit status (`unknown` when Docker did not say).
+        code: String,
+        /// The last lines it wrote on standard error.
+        stderr: String,
+    },
+    /// The socket a container connects to failed.
+    #[error("{0}")]
+    Socket(String),
+    /// A container's pack did not connect in time.
+    #[error(
+        "its pack did not connect to {SOCKET_IN_CONTAINER} within the start-up time: is `{image}` a faasflow pack, \
+         built with the sdk of this faasflow?"
+    )]
+    NoConnection {
+        /// The image.
+        image: String,
+    },
+    /// A container ended before its pack connected.
+    #[error(
+        "its container ({}, image `{image}`) {how} before its pack connected{}",
+        short(id),
+        if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+    )]
+    Exited {
+        /// The container.
+        id: String,
+        /// The image.
+        image: String,
+        /// How it ended.
+        how: String,
+        /// The last lines it wrote on standard error.
+        stderr: String,
+    },
+}
+
+impl DockerError {
+    fn api(what: impl Into<String>, e: bollard::errors::Error) -> Self {
+        DockerError::Api {
+            what: what.into(),
+            cause: api(e),
+        }
+    }
+}
+
 /// The image a container function runs when its workflow names none: `faasflow/<pack>`
 /// (`faasflow/synthetic` for a function without a pack), as `cargo xtask images` builds them.
 pub fn default_image(pack: Option<&str>) -> String {
@@ -124,7 +217,7 @@ impl DockerLink {
     }
 
     /// The connection, made (and the orphans of an earlier run removed) if there is none yet.
-    pub fn get(&self) -> Result<Arc<Docker>, String> {
+    pub fn get(&self) -> Result<Arc<Docker>, DockerError> {
         let mut slot = self.docker.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
@@ -132,11 +225,11 @@ impl DockerLink {
         let d = Arc::new(Docker::connect(&self.settings)?);
         match d.remove_orphans() {
             Ok(0) => {}
-            Ok(n) => eprintln!(
-                "faasflow daemon: removed {n} container(s) left by an earlier run ({OWNER_LABEL}={})",
-                self.settings.owner
+            Ok(n) => tracing::info!(
+                owner = %self.settings.owner,
+                "removed {n} container(s) left by an earlier run"
             ),
-            Err(e) => eprintln!("faasflow daemon: could not remove the containers of an earlier run: {e}"),
+            Err(e) => tracing::warn!(cause = %e, "could not remove the containers of an earlier run"),
         }
         *slot = Some(d.clone());
         Ok(d)
@@ -210,13 +303,10 @@ impl Docker {
     }
 
     /// Connects to the engine at `settings.socket` and checks that it answers.
-    pub fn connect(settings: &ContainerSettings) -> Result<Docker, String> {
-        let unreachable = |why: String| {
-            format!(
-                "Docker is not reachable at {} ({why}): start dockerd, or pass --docker-socket; functions that do \
-                 not run in containers need no Docker",
-                settings.socket.display()
-            )
+    pub fn connect(settings: &ContainerSettings) -> Result<Docker, DockerError> {
+        let unreachable = |why: String| DockerError::Unreachable {
+            socket: settings.socket.clone(),
+            why,
         };
         if !settings.socket.exists() {
             return Err(unreachable("no such socket".into()));
@@ -226,7 +316,7 @@ impl Docker {
             .thread_name("faasflow-docker")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the Docker client's thread: {e}"))?;
+            .map_err(|e| DockerError::Thread(e.to_string()))?;
         let client = {
             let _in = rt.enter();
             bollard::Docker::connect_with_unix(
@@ -243,7 +333,10 @@ impl Docker {
         // mount, which does not go through the directory.
         std::fs::create_dir_all(&settings.dir)
             .and_then(|()| std::fs::set_permissions(&settings.dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| format!("cannot create the socket directory {}: {e}", settings.dir.display()))?;
+            .map_err(|e| DockerError::SocketDir {
+                dir: settings.dir.clone(),
+                cause: e.to_string(),
+            })?;
         Ok(Docker {
             client,
             rt: Some(rt),
@@ -259,13 +352,13 @@ impl Docker {
 
     /// Removes (stopping them first) every container labelled with this daemon's owner key;
     /// returns how many.
-    pub fn remove_orphans(&self) -> Result<usize, String> {
+    pub fn remove_orphans(&self) -> Result<usize, DockerError> {
         let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={}", self.settings.owner)])]);
         let list = self
             .block_on(self.client.list_containers(Some(
                 ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
             )))
-            .map_err(api)?;
+            .map_err(|e| DockerError::api("cannot list the daemon's containers", e))?;
         let mut removed = 0;
         for c in list {
             if let Some(id) = c.id {
@@ -277,7 +370,7 @@ impl Docker {
     }
 
     /// Removes container `id`, killing it if it runs; one that is already gone is fine.
-    pub fn remove(&self, id: &str) -> Result<(), String> {
+    pub fn remove(&self, id: &str) -> Result<(), DockerError> {
         match self.block_on(
             self.client
                 .remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build())),
@@ -293,20 +386,19 @@ impl Docker {
             {
                 Ok(())
             }
-            Err(e) => Err(format!("cannot remove container {}: {}", short(id), api(e))),
+            Err(e) => Err(DockerError::api(format!("cannot remove container {}", short(id)), e)),
         }
     }
 
     /// The functions `image` serves: its [`FUNCTIONS_LABEL`], or what `IMAGE --list` prints.
-    pub fn functions_of(&self, image: &str) -> Result<Vec<String>, String> {
+    pub fn functions_of(&self, image: &str) -> Result<Vec<String>, DockerError> {
         let info = self.block_on(self.client.inspect_image(image)).map_err(|e| {
             if not_found(&e) {
-                format!(
-                    "image `{image}` does not exist on this worker: build it (`cargo xtask images` builds the repo's \
-                     packs), or `docker load` it"
-                )
+                DockerError::NoImage {
+                    image: image.to_owned(),
+                }
             } else {
-                format!("cannot inspect image `{image}`: {}", api(e))
+                DockerError::api(format!("cannot inspect image `{image}`"), e)
             }
         })?;
         let id = info.id.clone().unwrap_or_else(|| image.to_owned());
@@ -337,7 +429,7 @@ impl Docker {
 
     /// Runs `IMAGE --list` in a container (as locked down as an instance's) and reads its
     /// output.
-    fn list_by_running(&self, image: &str) -> Result<Vec<String>, String> {
+    fn list_by_running(&self, image: &str) -> Result<Vec<String>, DockerError> {
         let spec = ContainerSpec {
             image: image.to_owned(),
             memory_bytes: 64 << 20,
@@ -349,15 +441,15 @@ impl Docker {
         let id = self.create(body)?;
         let result = (|| {
             self.block_on(self.client.start_container(&id, None))
-                .map_err(|e| format!("cannot start `{image} --list`: {}", api(e)))?;
+                .map_err(|e| DockerError::api(format!("cannot start `{image} --list`"), e))?;
             let code = self.wait(&id);
             let out = self.logs(&id, false);
             if code != Some(0) {
-                return Err(format!(
-                    "`{image} --list` failed (exit status {}): {}",
-                    code.map_or("unknown".into(), |c| c.to_string()),
-                    self.logs(&id, true).trim()
-                ));
+                return Err(DockerError::ListFailed {
+                    image: image.to_owned(),
+                    code: code.map_or("unknown".into(), |c| c.to_string()),
+                    stderr: self.logs(&id, true).trim().to_owned(),
+                });
             }
             Ok(out
                 .lines()
@@ -396,7 +488,7 @@ impl Docker {
         }
     }
 
-    fn create(&self, body: ContainerCreateBody) -> Result<String, String> {
+    fn create(&self, body: ContainerCreateBody) -> Result<String, DockerError> {
         let image = body.image.clone().unwrap_or_default();
         let created = self
             .block_on(
@@ -405,12 +497,9 @@ impl Docker {
             )
             .map_err(|e| {
                 if not_found(&e) {
-                    format!(
-                        "image `{image}` does not exist on this worker: build it (`cargo xtask images` builds the \
-                         repo's packs), or `docker load` it"
-                    )
+                    DockerError::NoImage { image: image.clone() }
                 } else {
-                    format!("cannot create a container of `{image}`: {}", api(e))
+                    DockerError::api(format!("cannot create a container of `{image}`"), e)
                 }
             })?;
         Ok(created.id)
@@ -445,15 +534,16 @@ impl Docker {
 
     /// Starts a container for instance `instance` and waits (at most `timeout`) for its pack
     /// to connect; the container is removed again if anything fails.
-    pub fn start(&self, instance: u32, spec: &ContainerSpec, timeout: Duration) -> Result<Started, String> {
+    pub fn start(&self, instance: u32, spec: &ContainerSpec, timeout: Duration) -> Result<Started, DockerError> {
         let deadline = Instant::now() + timeout;
         let path = self.settings.dir.join(format!("instance-{instance}.sock"));
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| DockerError::Socket(format!("cannot listen on {}: {e}", path.display())))?;
         // The container's user (65534) must be able to connect; on the host, the directory
         // (mode 0700) keeps everyone else out.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| format!("cannot open {} to the container's user: {e}", path.display()))?;
+            .map_err(|e| DockerError::Socket(format!("cannot open {} to the container's user: {e}", path.display())))?;
         let id = match self.create(self.body(spec, instance, Some(&path))) {
             Ok(id) => id,
             Err(e) => {
@@ -475,13 +565,13 @@ impl Docker {
         spec: &ContainerSpec,
         listener: &UnixListener,
         deadline: Instant,
-    ) -> Result<Started, String> {
+    ) -> Result<Started, DockerError> {
         let image = &spec.image;
         self.block_on(self.client.start_container(id, None))
-            .map_err(|e| format!("cannot start a container of `{image}`: {}", api(e)))?;
+            .map_err(|e| DockerError::api(format!("cannot start a container of `{image}`"), e))?;
         let info = self
             .block_on(self.client.inspect_container(id, None))
-            .map_err(|e| format!("cannot inspect container {}: {}", short(id), api(e)))?;
+            .map_err(|e| DockerError::api(format!("cannot inspect container {}", short(id)), e))?;
         let pid = info
             .state
             .as_ref()
@@ -494,11 +584,12 @@ impl Docker {
             _ => return Err(self.early_exit(id, image)),
         };
         let pid = pid.unwrap_or_default();
-        listener.set_nonblocking(true).map_err(|e| format!("socket: {e}"))?;
+        let socket = |e: io::Error| DockerError::Socket(format!("socket: {e}"));
+        listener.set_nonblocking(true).map_err(socket)?;
         loop {
             match listener.accept() {
                 Ok((sock, _)) => {
-                    sock.set_nonblocking(false).map_err(|e| format!("socket: {e}"))?;
+                    sock.set_nonblocking(false).map_err(socket)?;
                     return Ok(Started {
                         id: id.to_owned(),
                         sock,
@@ -507,36 +598,33 @@ impl Docker {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(format!("cannot accept the container's connection: {e}")),
+                Err(e) => {
+                    return Err(DockerError::Socket(format!(
+                        "cannot accept the container's connection: {e}"
+                    )));
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "its pack did not connect to {SOCKET_IN_CONTAINER} within the start-up time: is `{image}` a \
-                     faasflow pack, built with the sdk of this faasflow?"
-                ));
+                return Err(DockerError::NoConnection { image: image.clone() });
             }
             match handshake::wait_readable_for(listener.as_fd(), pidfd.as_fd(), Some(left)) {
                 Ok((_, true)) => return Err(self.early_exit(id, image)),
                 Ok(_) => {}
-                Err(e) => return Err(format!("socket: {e}")),
+                Err(e) => return Err(socket(e)),
             }
         }
     }
 
-    fn early_exit(&self, id: &str, image: &str) -> String {
+    fn early_exit(&self, id: &str, image: &str) -> DockerError {
         let how = self.ended(id);
-        let err = self.logs(id, true);
-        let err = err.trim();
-        format!(
-            "its container ({}, image `{image}`) {how} before its pack connected{}",
-            short(id),
-            if err.is_empty() {
-                String::new()
-            } else {
-                format!(": {err}")
-            }
-        )
+        let stderr = self.logs(id, true).trim().to_owned();
+        DockerError::Exited {
+            id: id.to_owned(),
+            image: image.to_owned(),
+            how,
+            stderr,
+        }
     }
 
     /// How container `id` ended ("exited with status 3", "was killed by the kernel for

@@ -11,7 +11,8 @@
 //! asks the loop where its bytes go ([`NetEvent::Incoming`] → [`Landing`]), then writes them
 //! there chunk by chunk as QUIC flow control lets them in, then reports
 //! [`NetEvent::Arrived`]. Peers are accepted in a loop, each handshake in a task of its own;
-//! a peer the cluster CA did not certify is refused and logged.
+//! a peer the cluster CA did not certify is refused and logged. Every task runs inside the
+//! worker's span.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,11 +27,42 @@ use bytes::Bytes;
 use faasflow_shm::Region;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
+use crate::config::PeerSettings;
 use crate::io::message::{ControlMessage, ObjectHeader};
 use crate::io::peer::{PeerConnection, PeerEndpoint, PeerError};
-use crate::runtime::PeerSettings;
 use crate::store::arena::Extent;
+
+/// Why the network driver could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum NetError {
+    /// Its threads could not start.
+    #[error("cannot start the network threads: {0}")]
+    Threads(std::io::Error),
+    /// The endpoint could not be bound.
+    #[error("{0}")]
+    Bind(#[from] PeerError),
+}
+
+/// Why an object did not get through (either way).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum TransferError {
+    /// The stream closed before the object's bytes could be written.
+    #[error("the stream closed")]
+    Closed,
+    /// The transport failed.
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+    /// A spill file could not be written.
+    #[error("spill file {}: {cause}", path.display())]
+    File { path: PathBuf, cause: io::Error },
+    /// The connection to the peer is gone.
+    #[error("{0}")]
+    Lost(String),
+}
 
 /// What the network tells the loop.
 pub(crate) enum NetEvent {
@@ -53,10 +85,13 @@ pub(crate) enum NetEvent {
         header: ObjectHeader,
         landing: Landing,
         /// Time from the stream's first byte to its last, µs.
-        result: Result<f64, String>,
+        result: Result<f64, TransferError>,
     },
     /// A push ended (the bytes are acknowledged by the peer, or it failed).
-    Sent { object: u64, result: Result<(), String> },
+    Sent {
+        object: u64,
+        result: Result<(), TransferError>,
+    },
     /// A peer cannot be reached any more.
     Lost { node: String, error: String },
     /// A message about `invocation` could not be encoded (too large).
@@ -130,26 +165,24 @@ pub(crate) struct Net {
 
 impl Net {
     /// Binds the endpoint and starts accepting peers.
-    pub(crate) fn start(settings: &PeerSettings, post: Post) -> Result<Net, String> {
+    pub(crate) fn start(settings: &PeerSettings, post: Post) -> Result<Net, NetError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("faasflow-net")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the network threads: {e}"))?;
-        let endpoint = rt
-            .block_on(async {
-                PeerEndpoint::bind(
-                    settings.bind,
-                    &settings.identity,
-                    &settings.trust,
-                    settings.transport.clone(),
-                )
-            })
-            .map_err(|e| e.to_string())?;
+            .map_err(NetError::Threads)?;
+        let endpoint = rt.block_on(async {
+            PeerEndpoint::bind(
+                settings.bind,
+                &settings.identity,
+                &settings.trust,
+                settings.transport.clone(),
+            )
+        })?;
         let endpoint = Arc::new(endpoint);
         let current = Arc::new(Mutex::new(Current::default()));
-        rt.spawn(accept_loop(endpoint.clone(), post.clone(), current.clone()));
+        rt.spawn(accept_loop(endpoint.clone(), post.clone(), current.clone()).in_current_span());
         Ok(Net {
             rt,
             endpoint,
@@ -200,17 +233,20 @@ impl Net {
         current
             .dialled
             .insert(node.to_owned(), Dialled { addr, generation, tx });
-        self.rt.spawn(peer_task(
-            self.endpoint.clone(),
-            Peer {
-                node: node.to_owned(),
-                addr,
-                generation,
-                current: self.current.clone(),
-            },
-            rx,
-            self.post.clone(),
-        ));
+        self.rt.spawn(
+            peer_task(
+                self.endpoint.clone(),
+                Peer {
+                    node: node.to_owned(),
+                    addr,
+                    generation,
+                    current: self.current.clone(),
+                },
+                rx,
+                self.post.clone(),
+            )
+            .in_current_span(),
+        );
     }
 }
 
@@ -257,13 +293,16 @@ async fn peer_task(endpoint: Arc<PeerEndpoint>, peer: Peer, mut rx: mpsc::Unboun
             },
             Outbound::Object { header, source } => {
                 let (conn, post) = (conn.clone(), post.clone());
-                tokio::spawn(async move {
-                    let result = send_object(&conn, header, source).await;
-                    post(NetEvent::Sent {
-                        object: header.object,
-                        result: result.map_err(|e| e.to_string()),
-                    });
-                });
+                tokio::spawn(
+                    async move {
+                        let result = send_object(&conn, header, source).await;
+                        post(NetEvent::Sent {
+                            object: header.object,
+                            result: result.map_err(TransferError::from),
+                        });
+                    }
+                    .in_current_span(),
+                );
             }
         }
     }
@@ -285,7 +324,7 @@ fn give_up(rx: &mut mpsc::UnboundedReceiver<Outbound>, post: &Post, peer: &Peer,
         if let Outbound::Object { header, .. } = out {
             post(NetEvent::Sent {
                 object: header.object,
-                result: Err(error.clone()),
+                result: Err(TransferError::Lost(error.clone())),
             });
         }
     }
@@ -359,18 +398,21 @@ async fn accept_loop(endpoint: Arc<PeerEndpoint>, post: Post, current: Arc<Mutex
             Ok(h) => h,
             Err(PeerError::EndpointClosed) => return,
             Err(e) => {
-                eprintln!("faasflow daemon: a peer could not connect: {e}");
+                tracing::warn!(cause = %e, "a peer could not connect");
                 continue;
             }
         };
         let (post, current) = (post.clone(), current.clone());
-        tokio::spawn(async move {
-            let remote = handshake.remote_address();
-            match handshake.finish().await {
-                Ok(conn) => serve(Arc::new(conn), post, current).await,
-                Err(e) => eprintln!("faasflow daemon: refused a peer at {remote}: {e}"),
+        tokio::spawn(
+            async move {
+                let remote = handshake.remote_address();
+                match handshake.finish().await {
+                    Ok(conn) => serve(Arc::new(conn), post, current).await,
+                    Err(e) => tracing::warn!(peer = %remote, cause = %e, "refused a peer"),
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -386,18 +428,22 @@ async fn serve(conn: Arc<PeerConnection>, post: Post, current: Arc<Mutex<Current
     };
     let objects = {
         let (conn, post, node) = (conn.clone(), post.clone(), node.clone());
-        tokio::spawn(async move {
-            let peer = node.clone();
-            conn.serve_objects(
-                move |obj| receive(obj, node.clone(), post.clone()),
-                move |e| {
-                    if matches!(e, PeerError::Malformed { .. }) {
-                        eprintln!("faasflow daemon: refused an object from worker `{peer}`: {e}");
-                    }
-                },
-            )
-            .await
-        })
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let peer = node.clone();
+                conn.serve_objects(
+                    move |obj| receive(obj, node.clone(), post.clone()).instrument(span.clone()),
+                    move |e| {
+                        if matches!(e, PeerError::Malformed { .. }) {
+                            tracing::warn!(worker = %peer, cause = %e, "refused an object from a peer");
+                        }
+                    },
+                )
+                .await
+            }
+            .in_current_span(),
+        )
     };
     loop {
         match conn.recv().await {
@@ -456,7 +502,7 @@ async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post)
                     Err(io::Error::other("the extent lies outside the arena"))
                 }
             };
-            obj.read_into(&mut sink).await.map_err(|e| e.to_string())
+            obj.read_into(&mut sink).await.map_err(TransferError::from)
         }
         Landing::File(path) => receive_file(obj, path).await,
     };
@@ -468,17 +514,15 @@ async fn receive(obj: crate::io::peer::IncomingObject, from: String, post: Post)
     });
 }
 
-async fn receive_file(mut obj: crate::io::peer::IncomingObject, path: &PathBuf) -> Result<u64, String> {
-    let mut f = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
-    while let Some(chunk) = obj.next_chunk().await.map_err(|e| e.to_string())? {
-        f.write_all(&chunk)
-            .await
-            .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+async fn receive_file(mut obj: crate::io::peer::IncomingObject, path: &PathBuf) -> Result<u64, TransferError> {
+    let file_error = |cause| TransferError::File {
+        path: path.clone(),
+        cause,
+    };
+    let mut f = tokio::fs::File::create(path).await.map_err(file_error)?;
+    while let Some(chunk) = obj.next_chunk().await? {
+        f.write_all(&chunk).await.map_err(file_error)?;
     }
-    f.flush()
-        .await
-        .map_err(|e| format!("spill file {}: {e}", path.display()))?;
+    f.flush().await.map_err(file_error)?;
     Ok(obj.received())
 }

@@ -26,7 +26,186 @@ use std::time::Duration;
 use faasflow_shm::handshake::{self, Hello, Welcome, WelcomeFiles};
 use faasflow_shm::{Consumer, Producer, Region, Ring};
 
-use crate::container::{self, ContainerSpec, Docker, DockerLink};
+use crate::container::{self, ContainerSpec, Docker, DockerError, DockerLink};
+use crate::threads;
+
+/// Why a pack or image could not say which functions it serves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// The pack's program could not be run.
+    #[error("cannot run `{}`: {cause}", program.display())]
+    Run {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        cause: String,
+    },
+    /// It did not answer in time.
+    #[error("`{} --list` did not answer within {timeout:?}: is it a faasflow pack?", program.display())]
+    Silent {
+        /// The program.
+        program: PathBuf,
+        /// How long it had.
+        timeout: Duration,
+    },
+    /// It could not be waited for.
+    #[error("`{} --list`: {cause}", program.display())]
+    Wait {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        cause: String,
+    },
+    /// It failed.
+    #[error("`{} --list` failed ({how}): {stderr}", program.display())]
+    Failed {
+        /// The program.
+        program: PathBuf,
+        /// How it ended.
+        how: String,
+        /// What it wrote on standard error.
+        stderr: String,
+    },
+    /// Docker could not say what the image serves.
+    #[error("{0}")]
+    Docker(#[from] DockerError),
+}
+
+/// A function's pack that the daemon does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "uses pack `{pack}`, which this daemon does not know (known: {known}); pass `--pack {pack}=PATH`, or put \
+     `faasflow-pack-{pack}` next to `faasflow` or on PATH"
+)]
+#[non_exhaustive]
+pub struct UnknownPack {
+    /// The pack named.
+    pub pack: String,
+    /// The packs the daemon knows, comma-separated (`none`).
+    pub known: String,
+}
+
+/// Why an instance did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Its workflow version was removed before it could start.
+    #[error("the workflow version of pool `{pool}` is no longer installed")]
+    VersionGone {
+        /// The pool's sharing domain.
+        pool: String,
+    },
+    /// No thread could be started for it.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// The pack's process could not be started.
+    #[error("cannot start pack `{program}`: {cause}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        cause: String,
+    },
+    /// The pack's process started but not its instance (the handshake failed).
+    #[error("pack `{program}` (pid {pid}) did not start: {what}{}", if status.is_empty() { String::new() } else { format!(" (it {status})") })]
+    Pack {
+        /// The program.
+        program: String,
+        /// Its process.
+        pid: u32,
+        /// What went wrong.
+        what: String,
+        /// How it ended, when it did.
+        status: String,
+    },
+    /// The container could not be started.
+    #[error("a container of image `{image}` did not start: {cause}")]
+    Container {
+        /// The image.
+        image: String,
+        /// Why.
+        cause: DockerError,
+    },
+    /// The container started but not its instance (the handshake failed).
+    #[error(
+        "a container of image `{image}` ({}, pid {pid}) did not start: {what} (it {how})",
+        container::short(id)
+    )]
+    Handshake {
+        /// The image.
+        image: String,
+        /// The container.
+        id: String,
+        /// Its pack's process.
+        pid: u32,
+        /// What went wrong.
+        what: String,
+        /// How it ended.
+        how: String,
+    },
+    /// Docker cannot be reached.
+    #[error("{0}")]
+    Docker(#[from] DockerError),
+    /// The launch asked for the wrong kind of instance.
+    #[error("not a {0}")]
+    Launch(&'static str),
+}
+
+/// What runs a function: a pack's program, or an image in containers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Runner {
+    /// A pack's program, as a process of the daemon's.
+    Process(PackCommand),
+    /// An image, in Docker containers.
+    Container(String),
+}
+
+impl Runner {
+    /// How `spec`'s function runs on a daemon with `packs`: `(runner, pack name, synthetic)`.
+    /// A function runs in a container when it says `isolation: container` or names an
+    /// `image`; its image is then the one named, else [`container::default_image`].
+    pub fn of(
+        spec: &faasflow_core::dag::FunctionSpec,
+        packs: &HashMap<String, PackCommand>,
+        synthetic: &PackCommand,
+    ) -> Result<(Runner, String, bool), UnknownPack> {
+        let pack_name = spec.pack.clone().unwrap_or_else(|| "synthetic".to_owned());
+        if spec.isolation == faasflow_core::dag::Isolation::Container || spec.image.is_some() {
+            let image = spec
+                .image
+                .clone()
+                .unwrap_or_else(|| container::default_image(spec.pack.as_deref()));
+            return Ok((Runner::Container(image), pack_name, spec.pack.is_none()));
+        }
+        match &spec.pack {
+            None => Ok((Runner::Process(synthetic.clone()), pack_name, true)),
+            Some(p) => match packs.get(p) {
+                Some(c) => Ok((Runner::Process(c.clone()), pack_name, false)),
+                None => {
+                    let mut known: Vec<&str> = packs.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    Err(UnknownPack {
+                        pack: p.clone(),
+                        known: if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        },
+                    })
+                }
+            },
+        }
+    }
+
+    /// Asks the pack or image for its functions.
+    pub fn list(&self, docker: &DockerLink, timeout: Duration) -> Result<Vec<String>, ListError> {
+        match self {
+            Runner::Process(c) => c.list_functions(timeout),
+            Runner::Container(image) => Ok(docker.get()?.functions_of(image)?),
+        }
+    }
+}
 
 /// How to start a pack: a program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,7 +232,8 @@ impl PackCommand {
     }
 
     /// Asks the pack for its functions (`PACK --list`), waiting at most `timeout`.
-    pub fn list_functions(&self, timeout: Duration) -> Result<Vec<String>, String> {
+    pub fn list_functions(&self, timeout: Duration) -> Result<Vec<String>, ListError> {
+        let program = self.program.clone();
         let mut child = self
             .command()
             .arg("--list")
@@ -61,10 +241,13 @@ impl PackCommand {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run `{}`: {e}", self.program.display()))?;
+            .map_err(|e| ListError::Run {
+                program: program.clone(),
+                cause: e.to_string(),
+            })?;
         // Read both pipes on threads, so that a chatty pack cannot block on a full pipe.
         let read = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
+            threads::spawn("faasflow-list", move || {
                 let mut out = Vec::new();
                 if let Some(p) = pipe {
                     let _ = p.take(1 << 20).read_to_end(&mut out);
@@ -82,23 +265,27 @@ impl PackCommand {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "`{} --list` did not answer within {timeout:?}: is it a faasflow pack?",
-                        self.program.display()
-                    ));
+                    return Err(ListError::Silent { program, timeout });
                 }
-                Err(e) => return Err(format!("`{} --list`: {e}", self.program.display())),
+                Err(e) => {
+                    return Err(ListError::Wait {
+                        program,
+                        cause: e.to_string(),
+                    });
+                }
             }
         };
-        let stdout = stdout.join().unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
+        let joined = |t: std::io::Result<std::thread::JoinHandle<Vec<u8>>>| {
+            t.ok().and_then(|t| t.join().ok()).unwrap_or_default()
+        };
+        let stdout = joined(stdout);
+        let stderr = joined(stderr);
         if !status.success() {
-            return Err(format!(
-                "`{} --list` failed ({}): {}",
-                self.program.display(),
-                describe_exit(status),
-                String::from_utf8_lossy(&stderr).trim()
-            ));
+            return Err(ListError::Failed {
+                program,
+                how: describe_exit(status),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            });
         }
         Ok(String::from_utf8_lossy(&stdout)
             .lines()
@@ -216,7 +403,7 @@ pub enum Report {
         /// Its id.
         instance: u32,
         /// The instance or why it could not start.
-        result: Result<Box<Ready>, String>,
+        result: Result<Box<Ready>, StartError>,
     },
     /// An instance's process ended.
     Exited {
@@ -227,58 +414,65 @@ pub enum Report {
     },
 }
 
+/// Where the spawner and the watchers report.
+pub type Post = Arc<dyn Fn(Report) + Send + Sync>;
+
 /// Handle on the spawner thread.
-#[derive(Debug)]
 pub struct Spawner {
     tx: mpsc::Sender<SpawnRequest>,
+    post: Post,
+}
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawner").finish_non_exhaustive()
+    }
 }
 
 impl Spawner {
     /// Starts the spawner; it posts [`Report`]s through `post` (which must wake the runtime)
     /// and gives every instance the daemon's doorbell (at `doorbell_offset` in `bell`) and the
     /// arena segment its request names. Container instances reach Docker through `docker`.
-    pub fn start(
-        bell: Arc<Region>,
-        doorbell_offset: u64,
-        docker: Arc<DockerLink>,
-        post: Arc<dyn Fn(Report) + Send + Sync>,
-    ) -> Spawner {
+    pub fn start(bell: Arc<Region>, doorbell_offset: u64, docker: Arc<DockerLink>, post: Post) -> Spawner {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("faasflow-spawner".into())
-            .spawn(move || {
-                for req in rx {
-                    let id = req.instance;
-                    if let Launch::Container(_) = req.launch {
-                        let (bell, docker, to) = (bell.clone(), docker.clone(), post.clone());
-                        let started =
-                            std::thread::Builder::new()
-                                .name(format!("faasflow-start-{id}"))
-                                .spawn(move || {
-                                    let result =
-                                        start_container(&req, &bell, doorbell_offset, &docker, &to).map(Box::new);
-                                    to(Report::Ready { instance: id, result });
-                                });
-                        if let Err(e) = started {
-                            post(Report::Ready {
-                                instance: id,
-                                result: Err(format!("cannot start a thread: {e}")),
-                            });
-                        }
-                        continue;
+        let to = post.clone();
+        threads::spawn("faasflow-spawner", move || {
+            for req in rx {
+                let id = req.instance;
+                if let Launch::Container(_) = req.launch {
+                    let (bell, docker, post) = (bell.clone(), docker.clone(), to.clone());
+                    let started = threads::spawn(format!("faasflow-start-{id}"), move || {
+                        let result = start_container(&req, &bell, doorbell_offset, &docker, &post).map(Box::new);
+                        post(Report::Ready { instance: id, result });
+                    });
+                    if let Err(e) = started {
+                        to(Report::Ready {
+                            instance: id,
+                            result: Err(StartError::Thread(e)),
+                        });
                     }
-                    let result = start_instance(&req, &bell, doorbell_offset, &post).map(Box::new);
-                    post(Report::Ready { instance: id, result });
+                    continue;
                 }
-            })
-            .expect("spawn the spawner thread");
-        Spawner { tx }
+                let result = start_instance(&req, &bell, doorbell_offset, &to).map(Box::new);
+                to(Report::Ready { instance: id, result });
+            }
+        })
+        .expect("spawn the spawner thread");
+        Spawner { tx, post }
     }
 
     /// Asks for an instance; the answer comes as [`Report::Ready`].
     pub fn spawn(&self, req: SpawnRequest) {
         // The spawner thread only ends when this sender is dropped.
         let _ = self.tx.send(req);
+    }
+
+    /// Answers the request for instance `instance` at once: it cannot start.
+    pub fn fail(&self, instance: u32, error: StartError) {
+        (self.post)(Report::Ready {
+            instance,
+            result: Err(error),
+        });
     }
 }
 
@@ -292,8 +486,8 @@ fn handshake_with(
     sock: &mut UnixStream,
     bell: &Region,
     doorbell_offset: u64,
-    fail: &dyn Fn(String) -> String,
-) -> Result<Handshaken, String> {
+    fail: &dyn Fn(String) -> StartError,
+) -> Result<Handshaken, StartError> {
     sock.set_read_timeout(Some(req.timeout))
         .map_err(|e| fail(e.to_string()))?;
     let timeout = req.timeout;
@@ -356,20 +550,17 @@ fn handshake_with(
     Ok((to_instance, to_daemon, functions))
 }
 
-fn start_instance(
-    req: &SpawnRequest,
-    bell: &Region,
-    doorbell_offset: u64,
-    post: &Arc<dyn Fn(Report) + Send + Sync>,
-) -> Result<Ready, String> {
+fn start_instance(req: &SpawnRequest, bell: &Region, doorbell_offset: u64, post: &Post) -> Result<Ready, StartError> {
     let Launch::Process(command) = &req.launch else {
-        return Err("not a process".into());
+        return Err(StartError::Launch("process"));
     };
     let prog = command.program.display().to_string();
     let mut cmd = command.command();
     cmd.stdin(Stdio::null());
-    let (child, mut sock) =
-        handshake::spawn_instance(&mut cmd).map_err(|e| format!("cannot start pack `{prog}`: {e}"))?;
+    let (child, mut sock) = handshake::spawn_instance(&mut cmd).map_err(|e| StartError::Spawn {
+        program: prog.clone(),
+        cause: e.to_string(),
+    })?;
     let pid = child.id();
     let child = Arc::new(Mutex::new(child));
     let fail = |what: String| {
@@ -377,14 +568,12 @@ fn start_instance(
         let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
         let _ = c.kill();
         let status = c.wait().map(describe_exit).unwrap_or_default();
-        format!(
-            "pack `{prog}` (pid {pid}) did not start: {what}{}",
-            if status.is_empty() {
-                String::new()
-            } else {
-                format!(" (it {status})")
-            }
-        )
+        StartError::Pack {
+            program: prog.clone(),
+            pid,
+            what,
+            status,
+        }
     };
     let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     watch(req.instance, sock, child.clone(), post.clone());
@@ -402,26 +591,32 @@ fn start_container(
     bell: &Region,
     doorbell_offset: u64,
     docker: &DockerLink,
-    post: &Arc<dyn Fn(Report) + Send + Sync>,
-) -> Result<Ready, String> {
+    post: &Post,
+) -> Result<Ready, StartError> {
     let Launch::Container(spec) = &req.launch else {
-        return Err("not a container".into());
+        return Err(StartError::Launch("container"));
     };
     let image = &spec.image;
     let docker = docker.get()?;
     let started = docker
         .start(req.instance, spec, req.timeout)
-        .map_err(|e| format!("a container of image `{image}` did not start: {e}"))?;
+        .map_err(|cause| StartError::Container {
+            image: image.clone(),
+            cause,
+        })?;
     let (id, pid) = (started.id, started.pid);
     let mut sock = started.sock;
     let fail = |what: String| {
         let _ = handshake::pidfd_kill(started.pidfd.as_fd());
         let how = docker.ended(&id);
         let _ = docker.remove(&id);
-        format!(
-            "a container of image `{image}` ({}, pid {pid}) did not start: {what} (it {how})",
-            container::short(&id)
-        )
+        StartError::Handshake {
+            image: image.clone(),
+            id: id.clone(),
+            pid,
+            what,
+            how,
+        }
     };
     let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     let pidfd = Arc::new(started.pidfd);
@@ -443,28 +638,26 @@ fn watch_container(
     id: String,
     pidfd: Arc<OwnedFd>,
     docker: Arc<Docker>,
-    post: Arc<dyn Fn(Report) + Send + Sync>,
+    post: Post,
 ) {
     let post2 = post.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("faasflow-watch-{instance}"))
-        .spawn(move || {
-            let mut buf = [0u8; 64];
-            loop {
-                match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
-                    Ok((_, true)) | Err(_) => break,
-                    Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
-                    Ok(_) => {}
-                }
+    let spawned = threads::spawn(format!("faasflow-watch-{instance}"), move || {
+        let mut buf = [0u8; 64];
+        loop {
+            match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
+                Ok((_, true)) | Err(_) => break,
+                Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
+                Ok(_) => {}
             }
-            // A pack that closed its socket but lives on has left the protocol.
-            let _ = handshake::pidfd_kill(pidfd.as_fd());
-            let status = docker.ended(&id);
-            if let Err(e) = docker.remove(&id) {
-                eprintln!("faasflow daemon: {e}");
-            }
-            post(Report::Exited { instance, status });
-        });
+        }
+        // A pack that closed its socket but lives on has left the protocol.
+        let _ = handshake::pidfd_kill(pidfd.as_fd());
+        let status = docker.ended(&id);
+        if let Err(e) = docker.remove(&id) {
+            tracing::warn!(instance, container = %container::short(&id), cause = %e, "cannot remove an instance's container");
+        }
+        post(Report::Exited { instance, status });
+    });
     if let Err(e) = spawned {
         post2(Report::Exited {
             instance,
@@ -504,32 +697,30 @@ fn reap(child: &Mutex<Child>) -> String {
 const ABANDONED: Duration = Duration::from_millis(200);
 
 /// Waits for the instance's socket to close, reaps the process and reports how it ended.
-fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Arc<dyn Fn(Report) + Send + Sync>) {
+fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Post) {
     use std::os::fd::AsFd;
     let post2 = post.clone();
     let pid = Some(child.lock().unwrap_or_else(|e| e.into_inner()).id());
-    let spawned = std::thread::Builder::new()
-        .name(format!("faasflow-watch-{instance}"))
-        .spawn(move || {
-            let mut buf = [0u8; 64];
-            // Nothing is sent after the handshake: the socket reads end-of-file when the
-            // process closes it (by exiting); the pidfd becomes readable when it exits even if
-            // a process it forked still holds the socket.
-            match pid.and_then(|pid| handshake::pidfd(pid).ok()) {
-                Some(pidfd) => loop {
-                    match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
-                        Ok((_, true)) | Err(_) => break,
-                        Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
-                        Ok(_) => {}
-                    }
-                },
-                None => while matches!(sock.read(&mut buf), Ok(n) if n > 0) {},
-            }
-            post(Report::Exited {
-                instance,
-                status: reap(&child),
-            });
+    let spawned = threads::spawn(format!("faasflow-watch-{instance}"), move || {
+        let mut buf = [0u8; 64];
+        // Nothing is sent after the handshake: the socket reads end-of-file when the
+        // process closes it (by exiting); the pidfd becomes readable when it exits even if
+        // a process it forked still holds the socket.
+        match pid.and_then(|pid| handshake::pidfd(pid).ok()) {
+            Some(pidfd) => loop {
+                match handshake::wait_readable(sock.as_fd(), pidfd.as_fd()) {
+                    Ok((_, true)) | Err(_) => break,
+                    Ok((true, false)) if !matches!(sock.read(&mut buf), Ok(n) if n > 0) => break,
+                    Ok(_) => {}
+                }
+            },
+            None => while matches!(sock.read(&mut buf), Ok(n) if n > 0) {},
+        }
+        post(Report::Exited {
+            instance,
+            status: reap(&child),
         });
+    });
     if let Err(e) = spawned {
         post2(Report::Exited {
             instance,

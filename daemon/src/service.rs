@@ -24,8 +24,10 @@ use faasflow_rpc::convert::execute::{
 use faasflow_rpc::convert::{plan_digest, plan_from_proto, short_digest};
 use faasflow_rpc::status::describe;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
-use crate::runtime::{Daemon, DaemonError, ExecInput, Execute, Executed, RemoteObject};
+use crate::api::{DaemonError, ExecInput, Execute, Executed, Invoke, RemoteObject};
+use crate::daemon::Daemon;
 
 /// The `Daemon` gRPC service over a running [`Daemon`].
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ impl DaemonService {
         f: impl FnOnce(&Daemon) -> Result<T, DaemonError> + Send + 'static,
     ) -> Result<T, Status> {
         let daemon = self.daemon.clone();
-        tokio::task::spawn_blocking(move || f(&daemon))
+        in_worker(&self.daemon, move || f(&daemon))
             .await
             .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
             .map_err(|e| match e {
@@ -66,6 +68,12 @@ impl DaemonService {
                 other => Status::failed_precondition(other.to_string()),
             })
     }
+}
+
+/// Runs `f` on tokio's blocking pool, inside `daemon`'s worker span.
+fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    let span = daemon.span().clone();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
 }
 
 /// Largest gRPC message the services accept or send (plans of 100,000 functions fit).
@@ -126,13 +134,15 @@ impl pb::daemon_server::Daemon for DaemonService {
         }
         let wf = Arc::new(wf);
         let daemon = self.daemon.clone();
-        tokio::task::spawn_blocking(move || daemon.install_plan_as(wf, plan, &cluster, &peers, digest))
-            .await
-            .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
-            .map_err(|e| match e {
-                DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
-                other => Status::invalid_argument(other.to_string()),
-            })?;
+        in_worker(&self.daemon, move || {
+            daemon.install_plan_as(wf, plan, &cluster, &peers, digest)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the install task failed: {e}")))?
+        .map_err(|e| match e {
+            DaemonError::Stopped => Status::unavailable("the daemon has stopped"),
+            other => Status::invalid_argument(other.to_string()),
+        })?;
         Ok(Response::new(pb::InstallPlanResponse {
             already_installed: false,
         }))
@@ -141,7 +151,7 @@ impl pb::daemon_server::Daemon for DaemonService {
     async fn drop_plan(&self, request: Request<pb::DropPlanRequest>) -> Result<Response<pb::DropPlanResponse>, Status> {
         let req = request.into_inner();
         let daemon = self.daemon.clone();
-        let in_flight = tokio::task::spawn_blocking(move || daemon.drop_plan(&req.workflow, req.version))
+        let in_flight = in_worker(&self.daemon, move || daemon.drop_plan(&req.workflow, req.version))
             .await
             .map_err(|e| Status::internal(format!("the drop task failed: {e}")))?
             .map_err(|e| match e {
@@ -162,33 +172,25 @@ impl pb::daemon_server::Daemon for DaemonService {
                 req.invocation_id
             ))
         })?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.daemon.invoke_within(
-            &req.workflow,
-            req.version,
-            Some(req.invocation_id),
-            input,
-            (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let response = match rx.await {
-            Ok(Ok(report)) => pb::DaemonInvokeResponse {
+        let invoke = Invoke::new(req.workflow, req.version, input)
+            .with_id(req.invocation_id)
+            .with_deadline((req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)));
+        let response = match self.daemon.invoke(invoke).await {
+            Some(Ok(report)) => pb::DaemonInvokeResponse {
                 accepted: true,
                 reason: String::new(),
                 report_json: serde_json::to_vec(&report)
                     .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))?,
             },
-            Ok(Err(DaemonError::Stopped)) | Err(_) => {
+            Some(Err(DaemonError::Stopped)) | None => {
                 return Err(Status::unavailable(format!(
                     "daemon `{}` stopped during invocation {}",
                     self.daemon.name(),
                     req.invocation_id
                 )));
             }
-            Ok(Err(DaemonError::Overloaded(why))) => return Err(Status::resource_exhausted(why)),
-            Ok(Err(e)) => pb::DaemonInvokeResponse {
+            Some(Err(DaemonError::Overloaded(why))) => return Err(Status::resource_exhausted(why)),
+            Some(Err(e)) => pb::DaemonInvokeResponse {
                 accepted: false,
                 reason: e.to_string(),
                 report_json: Vec::new(),
@@ -201,25 +203,21 @@ impl pb::daemon_server::Daemon for DaemonService {
         let req = execute_request_from_proto(request.get_ref())
             .map_err(|e| Status::invalid_argument(format!("Execute: {e}")))?;
         let (invocation, node) = (req.invocation, req.node.index());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.daemon.execute(
-            Execute {
-                workflow: req.workflow,
-                version: req.version,
-                invocation: req.invocation,
-                node: req.node,
-                element: req.element,
-                attempt: req.attempt,
-                inputs: req.inputs.into_iter().map(|(n, v)| (n, exec_input(v))).collect(),
-            },
-            // Called on the daemon's threads: it only sends.
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        match rx.await {
-            Ok(result) => Ok(Response::new(execute_response_to_proto(&result.map(exec_done)))),
-            Err(_) => Err(Status::unavailable(format!(
+        let execution = self.daemon.execute(Execute {
+            workflow: req.workflow,
+            version: req.version,
+            invocation: req.invocation,
+            node: req.node,
+            element: req.element,
+            attempt: req.attempt,
+            inputs: req.inputs.into_iter().map(|(n, v)| (n, exec_input(v))).collect(),
+        });
+        match execution.await {
+            Some(result) => {
+                let result = result.map(exec_done).map_err(|e| (e.message, e.kind));
+                Ok(Response::new(execute_response_to_proto(&result)))
+            }
+            None => Err(Status::unavailable(format!(
                 "daemon `{}` stopped while running step {node} of invocation {invocation}",
                 self.daemon.name()
             ))),
@@ -321,16 +319,18 @@ const PLANNER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Registers with the planner at `planner` (`host:port`), retrying with backoff until it
 /// answers, then sends heartbeats at the interval it asks for, registering again whenever it
 /// no longer knows this worker (it restarted, or declared the worker lost). Runs until the
-/// task is dropped; says what happens on standard error, one line per change.
+/// task is dropped; logs what happens, one line per change, inside the worker's span.
 pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daemon>, token: Option<Token>) {
+    let span = daemon.span().clone();
+    register_for_good(planner, me, daemon, token).instrument(span).await;
+}
+
+async fn register_for_good(planner: String, me: Registration, daemon: Arc<Daemon>, token: Option<Token>) {
     let uri = format!("http://{planner}");
     let endpoint = match tonic::transport::Endpoint::from_shared(uri.clone()) {
         Ok(e) => e.connect_timeout(PLANNER_CALL_TIMEOUT).timeout(PLANNER_CALL_TIMEOUT),
         Err(e) => {
-            eprintln!(
-                "worker `{}`: the planner address `{planner}` is not valid: {e}",
-                me.name
-            );
+            tracing::error!(planner = %planner, cause = %e, "the planner address is not valid");
             return;
         }
     };
@@ -356,7 +356,7 @@ fn incarnation() -> u64 {
 /// trip to the daemon's loop thread).
 async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, usize) {
     let d = daemon.clone();
-    let (plans, instances) = tokio::task::spawn_blocking(move || {
+    let (plans, instances) = in_worker(daemon, move || {
         (
             d.plans().unwrap_or_default(),
             d.stats().map(|s| s.instances).unwrap_or(0),
@@ -401,28 +401,25 @@ async fn register(
             Ok(r) => {
                 let r = r.into_inner();
                 let interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
-                eprintln!(
-                    "worker `{}`: registered with the planner at {planner} (incarnation {incarnation:016x}, heartbeat every {} ms)",
-                    me.name,
-                    interval.as_millis()
+                tracing::info!(
+                    planner = %planner,
+                    incarnation = %format_args!("{incarnation:016x}"),
+                    heartbeat_ms = interval.as_millis() as u64,
+                    "registered with the planner"
                 );
                 return interval;
             }
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 // The planner refuses this registration: retrying the same will not help soon.
-                eprintln!(
-                    "worker `{}`: the planner at {planner} refused to register it: {}",
-                    me.name,
-                    status.message()
-                );
+                tracing::warn!(planner = %planner, cause = %status.message(), "the planner refused to register this worker");
                 backoff = MAX_BACKOFF;
             }
             Err(status) => {
                 if !said {
-                    eprintln!(
-                        "worker `{}`: cannot reach the planner at {planner} ({}); retrying until it answers",
-                        me.name,
-                        describe(&status)
+                    tracing::warn!(
+                        planner = %planner,
+                        cause = %describe(&status),
+                        "cannot reach the planner; retrying until it answers"
                     );
                     said = true;
                 }
@@ -457,23 +454,20 @@ async fn heartbeats(
         match client.clone().heartbeat(req).await {
             Ok(r) if r.get_ref().known_worker => {
                 if unreachable {
-                    eprintln!("worker `{}`: the planner at {planner} answers again", me.name);
+                    tracing::info!(planner = %planner, "the planner answers again");
                     unreachable = false;
                 }
             }
             Ok(_) => {
-                eprintln!(
-                    "worker `{}`: the planner at {planner} no longer knows this worker; registering again",
-                    me.name
-                );
+                tracing::info!(planner = %planner, "the planner no longer knows this worker; registering again");
                 return;
             }
             Err(status) => {
                 if !unreachable {
-                    eprintln!(
-                        "worker `{}`: heartbeat to the planner at {planner} failed ({}); retrying",
-                        me.name,
-                        describe(&status)
+                    tracing::warn!(
+                        planner = %planner,
+                        cause = %describe(&status),
+                        "heartbeat to the planner failed; retrying"
                     );
                     unreachable = true;
                 }

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use faasflow_control::service::{PlannerService, ServiceConfig};
+use faasflow_daemon::config::{DaemonConfig, PeerSettings};
+use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::ClusterCa;
-use faasflow_daemon::runtime::{Daemon, DaemonConfig, PeerSettings};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
 use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::planner_client::PlannerClient;

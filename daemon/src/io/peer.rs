@@ -102,6 +102,10 @@ pub struct PeerConfig {
     pub socket_buffer: usize,
 }
 
+/// How long a peer may stay silent before its connection is closed and it is declared lost,
+/// by default ([`PeerConfig::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
@@ -111,7 +115,7 @@ impl Default for PeerConfig {
             max_incoming_objects: 64,
             chunk: 1 << 20,
             keep_alive: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_udp_payload: 1472,
             loopback_udp_payload: LOOPBACK_UDP_PAYLOAD,
             socket_buffer: 4 << 20,

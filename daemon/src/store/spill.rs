@@ -20,6 +20,69 @@ const ATTEMPTS: u32 = 64;
 /// Sets apart the spill directories of daemons within one process.
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Why the daemon's spill directory could not be made. Each error says which directory,
+/// what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpillDirError {
+    /// The given directory is missing and could not be created.
+    #[error("spill directory {} cannot be created: {cause}; {FIX}", dir.display())]
+    Create {
+        /// The directory given.
+        dir: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The given directory cannot be looked at.
+    #[error("spill directory {}: {cause}; {FIX}", dir.display())]
+    Inspect {
+        /// The directory given.
+        dir: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The given path is not a directory.
+    #[error("spill directory {} is not a directory; {FIX}", dir.display())]
+    NotADirectory {
+        /// The path given.
+        dir: PathBuf,
+    },
+    /// The given directory is writable by every user and not sticky.
+    #[error(
+        "spill directory {} is writable by every user and not sticky, so another user could replace the daemon's files \
+         in it; {FIX}, or make it sticky (chmod +t)",
+        dir.display()
+    )]
+    Unsafe {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// The daemon's own directory could not be made in it.
+    #[error("cannot create the daemon's own directory in the spill directory {}: {cause}; {FIX}", dir.display())]
+    Own {
+        /// The directory given.
+        dir: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// Every name tried was taken.
+    #[error(
+        "cannot create the daemon's own directory in the spill directory {}: {ATTEMPTS} names were taken (the last \
+         {}); remove what earlier runs left there, or {FIX}",
+        dir.display(),
+        last.display()
+    )]
+    Taken {
+        /// The directory given.
+        dir: PathBuf,
+        /// The last name tried.
+        last: PathBuf,
+    },
+}
+
+/// What to do about a spill directory the daemon cannot use.
+const FIX: &str = "pass a directory of your own with --spill-dir";
+
 /// A spill directory the daemon created and owns.
 #[derive(Debug)]
 pub struct SpillDir {
@@ -29,26 +92,28 @@ pub struct SpillDir {
 impl SpillDir {
     /// Creates the daemon `name`'s own directory in `parent` (created first, mode 0700, when
     /// it does not exist). The error says which directory, what is wrong and what to do.
-    pub fn create(parent: &Path, name: &str) -> Result<SpillDir, String> {
-        let shown = parent.display();
-        let fix = "pass a directory of your own with --spill-dir";
+    pub fn create(parent: &Path, name: &str) -> Result<SpillDir, SpillDirError> {
+        let dir = parent.to_owned();
         if !parent.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|e| format!("spill directory {shown} cannot be created: {e}; {fix}"))?;
+                .map_err(|cause| SpillDirError::Create {
+                    dir: dir.clone(),
+                    cause,
+                })?;
         }
-        let meta = std::fs::metadata(parent).map_err(|e| format!("spill directory {shown}: {e}; {fix}"))?;
+        let meta = std::fs::metadata(parent).map_err(|cause| SpillDirError::Inspect {
+            dir: dir.clone(),
+            cause,
+        })?;
         if !meta.is_dir() {
-            return Err(format!("spill directory {shown} is not a directory; {fix}"));
+            return Err(SpillDirError::NotADirectory { dir });
         }
         // Sticky (like /tmp): only an entry's owner may rename or remove it.
         if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
-            return Err(format!(
-                "spill directory {shown} is writable by every user and not sticky, so another user could replace \
-                 the daemon's files in it; {fix}, or make it sticky (chmod +t)"
-            ));
+            return Err(SpillDirError::Unsafe { dir });
         }
         let safe: String = name
             .chars()
@@ -56,26 +121,17 @@ impl SpillDir {
             .take(64)
             .collect();
         let pid = std::process::id();
-        let mut last = None;
+        let mut last = PathBuf::new();
         for _ in 0..ATTEMPTS {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let path = parent.join(format!("faasflow-spill-{safe}-{pid}-{n}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(SpillDir { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(path),
-                Err(e) => {
-                    return Err(format!(
-                        "cannot create the daemon's own directory in the spill directory {shown}: {e}; {fix}"
-                    ));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = path,
+                Err(cause) => return Err(SpillDirError::Own { dir, cause }),
             }
         }
-        Err(format!(
-            "cannot create the daemon's own directory in the spill directory {shown}: {} names were taken (the last \
-             {}); remove what earlier runs left there, or {fix}",
-            ATTEMPTS,
-            last.map_or_else(String::new, |p| p.display().to_string())
-        ))
+        Err(SpillDirError::Taken { dir, last })
     }
 
     /// The directory spill files go into.
@@ -179,12 +235,12 @@ mod tests {
         let parent = scratch("refused");
         let file = parent.join("file");
         std::fs::write(&file, "").unwrap();
-        let e = SpillDir::create(&file, "local").unwrap_err();
+        let e = SpillDir::create(&file, "local").unwrap_err().to_string();
         assert!(e.contains("is not a directory") && e.contains("--spill-dir"), "{e}");
         let open = parent.join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = SpillDir::create(&open, "local").unwrap_err();
+        let e = SpillDir::create(&open, "local").unwrap_err().to_string();
         assert!(e.contains("writable by every user and not sticky"), "{e}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         SpillDir::create(&open, "local").unwrap().remove().unwrap();

@@ -1,7 +1,7 @@
 //! `Daemon.Execute` (MasterSP: the planner's central engine has a daemon run one function
 //! attempt) to and from the wire.
 //!
-//! The daemon crate has its own types for the same request (`faasflow_daemon::runtime::Execute`);
+//! The daemon crate has its own types for the same request (`faasflow_daemon::api::Execute`);
 //! these mirror them so that both ends convert through this one module, with the same checks.
 //! What comes from the wire is untrusted: names must be non-empty and unique, JSON must parse
 //! (at most [`MAX_JSON`] bytes), sizes must fit the remote tier, and **every object must belong

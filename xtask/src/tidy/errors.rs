@@ -8,37 +8,16 @@ use super::{Findings, Violations, library_sources};
 /// shrink to empty.
 pub(crate) const KNOWN: &[(&str, &str)] = &[
     (
+        "daemon/src/runtime/invocations.rs",
+        "the engine's `Finished` carries an invocation's failure as text, which the daemon keeps as its outcome",
+    ),
+    (
         "control/src/central.rs",
         "the engine's `Finished` carries an invocation's failure as text, which the central engine passes on",
     ),
     (
         "core/src/engine.rs",
         "an invocation's `Finished` event carries its failure as text",
-    ),
-    ("daemon/src/container.rs", "Docker engine calls fail as text"),
-    (
-        "daemon/src/net.rs",
-        "the network driver reports failed transfers and start-up as text",
-    ),
-    (
-        "daemon/src/pool.rs",
-        "starting instances (processes, containers, handshakes) fails as text",
-    ),
-    (
-        "daemon/src/runtime.rs",
-        "listing packs, the remote tier, sealing outputs and invocation results fail as text",
-    ),
-    (
-        "daemon/src/runtime/cluster.rs",
-        "pushes, remote copies and arrivals from peers fail as text",
-    ),
-    (
-        "daemon/src/runtime/master.rs",
-        "MasterSP fetches and stores fail as text",
-    ),
-    (
-        "daemon/src/store/spill.rs",
-        "creating the spill directory fails as text",
     ),
     (
         "shm/src/frame.rs",

@@ -6,42 +6,10 @@ use super::source::{Workspace, find_word};
 use super::{Findings, Violations, library_sources};
 
 /// Library files that still print, and why. This list must shrink to empty.
-pub(crate) const KNOWN: &[(&str, &str)] = &[
-    (
-        "daemon/src/container.rs",
-        "logs to stderr (no logging facade in the workspace yet): containers of an earlier run removed or not",
-    ),
-    (
-        "daemon/src/net.rs",
-        "logs to stderr (no logging facade in the workspace yet): peers that could not connect and objects refused",
-    ),
-    (
-        "daemon/src/pool.rs",
-        "logs to stderr (no logging facade in the workspace yet): an instance that could not be started",
-    ),
-    (
-        "daemon/src/runtime.rs",
-        "logs to stderr (no logging facade in the workspace yet): the memory probe chosen, spill and Redis \
-         clean-up failures",
-    ),
-    (
-        "daemon/src/runtime/cluster.rs",
-        "logs to stderr (no logging facade in the workspace yet): remote-tier fallbacks, failed pushes, stray \
-         completions",
-    ),
-    (
-        "daemon/src/runtime/master.rs",
-        "logs to stderr (no logging facade in the workspace yet): a missing remote tier",
-    ),
-    (
-        "daemon/src/service.rs",
-        "logs to stderr (no logging facade in the workspace yet): registration with the planner and its retries",
-    ),
-    (
-        "sdk/src/runtime.rs",
-        "the pack's main loop: answers `--list` on stdout and reports fatal errors on stderr before exiting",
-    ),
-];
+pub(crate) const KNOWN: &[(&str, &str)] = &[(
+    "sdk/src/runtime.rs",
+    "the pack's main loop: answers `--list` on stdout and reports fatal errors on stderr before exiting",
+)];
 
 /// The macros that print.
 const MACROS: [&str; 5] = ["println!", "eprintln!", "print!", "eprint!", "dbg!"];

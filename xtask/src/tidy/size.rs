@@ -17,11 +17,6 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[
         "daemon/src/io/peer.rs",
         "the QUIC peer transport: endpoint, connections, object streams and control messages",
     ),
-    ("daemon/src/runtime.rs", "the daemon's loop and every handler it runs"),
-    (
-        "daemon/src/runtime/cluster.rs",
-        "the loop's cross-worker side: messages, pushes and remote copies",
-    ),
     (
         "planner/src/compile.rs",
         "the WDL compiler: every construct and its checks",

@@ -1,0 +1,709 @@
+//! Objects: every sealed output, arriving object and staged input this worker holds, where
+//! its bytes are ([`Place`]), who still needs them, and the bytes each workflow version keeps
+//! in the arena (its quota's measure).
+//!
+//! Spilling moves an object out of the arena (into Redis when the daemon has a remote tier,
+//! else into a file of the spill directory) without the loop waiting: the write runs on the
+//! storage driver, reading the object's extent in place, and the extent is freed only when
+//! the write is through ([`Objects::spill_done`]). Until then the object counts as in use: it
+//! is never freed, chosen again or read elsewhere than in the arena. A spill whose object a
+//! running call reads meanwhile is thrown away instead (the object stays in the arena).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use faasflow_core::engine::InvocationId;
+use faasflow_remote::ObjectKey;
+
+use super::io::{Io, Part, arena_source};
+use super::types::WfKey;
+use crate::remote::{Dest, RemoteIoError, Source};
+use crate::store::arena::{Arena, ArenaFull, Extent};
+use crate::store::spill::SpillDir;
+
+/// Where an object's bytes are.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Place {
+    Arena(Extent),
+    Spilled(PathBuf),
+    Empty,
+    /// Produced on another worker (or fetched from the remote tier); its bytes are on their
+    /// way.
+    Pending,
+    /// In the remote tier: spilled there by this daemon (`spilled`), stored there by it for
+    /// a workflow planned with every edge remote (`Mode::WorkerSpRemote`), or stored there
+    /// by another worker for an edge the plan marks remote. `owned`: deleted when freed.
+    Remote {
+        key: ObjectKey,
+        owned: bool,
+        spilled: bool,
+    },
+}
+
+/// One object.
+#[derive(Debug)]
+pub(crate) struct Object {
+    pub(crate) place: Place,
+    pub(crate) len: u64,
+    pub(crate) wf: WfKey,
+    pub(crate) invocation: InvocationId,
+    pub(crate) producer: String,
+    /// The instance of this worker that produced it (`u32::MAX`: none).
+    pub(crate) instance: u32,
+    /// The foreach element of the call that produced it (here), if any.
+    pub(crate) element: Option<u32>,
+    /// The engine released it while something still needed it (a sent call read it, a push
+    /// or a storage operation used it, or it was still arriving): freed when that ends.
+    pub(crate) released: bool,
+    /// Pushes to other workers in progress (and writes of it for a central engine).
+    pub(crate) pushes: u32,
+    /// A result of an invocation whose end waits for other result objects still arriving.
+    pub(crate) held: bool,
+    /// Storage operations using its bytes where they are: a spill writing them out, loads
+    /// reading them back.
+    pub(crate) io: u32,
+    /// A copy in the remote tier for edges the plan marks remote (deleted with the object).
+    pub(crate) remote_copy: Option<ObjectKey>,
+    /// Received from another worker (`peer`) or fetched from the remote tier (`remote`):
+    /// how, and the transfer's time, µs.
+    pub(crate) transfer_us: Option<(&'static str, f64)>,
+    /// When it was created (objects of invocations that never start here are swept).
+    pub(crate) born: Instant,
+}
+
+impl Object {
+    /// An object that no instance of this worker produced (it arrives from another worker or
+    /// the remote tier, or is a workflow input), not yet released, pushed or held.
+    pub(crate) fn foreign(
+        place: Place,
+        len: u64,
+        wf: WfKey,
+        invocation: InvocationId,
+        producer: String,
+        now: Instant,
+    ) -> Object {
+        Object::new(place, len, wf, invocation, producer, u32::MAX, now)
+    }
+
+    /// An object of `invocation` produced by `instance` of this worker (`u32::MAX`: by
+    /// none), not yet released, pushed or held.
+    pub(crate) fn new(
+        place: Place,
+        len: u64,
+        wf: WfKey,
+        invocation: InvocationId,
+        producer: String,
+        instance: u32,
+        now: Instant,
+    ) -> Object {
+        Object {
+            place,
+            len,
+            wf,
+            invocation,
+            producer,
+            instance,
+            element: None,
+            released: false,
+            pushes: 0,
+            held: false,
+            io: 0,
+            remote_copy: None,
+            transfer_us: None,
+            born: now,
+        }
+    }
+
+    /// Something other than a call still needs its bytes where they are (or they are not
+    /// there yet).
+    pub(crate) fn busy(&self) -> bool {
+        self.pushes > 0 || self.held || self.io > 0 || matches!(self.place, Place::Pending)
+    }
+}
+
+/// A spill being written: the object, the extent it leaves, and where it goes.
+#[derive(Debug)]
+struct Spill {
+    object: u64,
+    extent: Extent,
+    to: Dest,
+}
+
+/// How a spill ended ([`Objects::spill_done`]).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Spilled {
+    /// The object left the arena; the write took `us`.
+    Moved {
+        object: u64,
+        invocation: InvocationId,
+        us: f64,
+    },
+    /// It stays in the arena (its write failed, or a call reads it there now).
+    Stayed { object: u64 },
+    /// The remote tier refused it: it is being written to a file instead.
+    Retried,
+}
+
+/// A report's view of an object's bytes ([`Objects::shown`]).
+pub(crate) enum Shown {
+    /// Here (or gone: `None`).
+    Bytes(Option<Vec<u8>>),
+    /// To be read from the spill directory or the remote tier.
+    Read(Source),
+}
+
+/// The objects this worker holds.
+pub(crate) struct Objects {
+    map: HashMap<u64, Object>,
+    next: u64,
+    /// Arena bytes each workflow version's objects hold.
+    resident: HashMap<WfKey, u64>,
+    /// The daemon's own spill directory (removed when it stops).
+    spill_dir: SpillDir,
+    /// The daemon's own arena segment, mapped by no instance: objects that arrive before their
+    /// invocation is known here land in it (and are copied for their readers).
+    private_segment: u32,
+    /// Spills being written, by token.
+    spills: HashMap<u64, Spill>,
+    /// Arena bytes those spills will free.
+    spilling_bytes: u64,
+    /// Objects spilled since start.
+    spills_total: u64,
+    /// Objects whose spill file could not be written (they stayed in the arena), since start.
+    spill_failures_total: u64,
+    /// Why spill files could not be written, each said once in the log.
+    spill_failures_said: HashSet<String>,
+    /// Pushes to and arrivals from other workers in progress (they hold arena bytes the
+    /// arena waits for).
+    pub(crate) transfers: usize,
+}
+
+impl Objects {
+    /// No objects yet; `spill_dir` is where spill files go.
+    pub(crate) fn new(arena: &mut Arena, spill_dir: SpillDir) -> Self {
+        // Without it, early arrivals go to spill files.
+        let private_segment = arena.add_segment("daemon").unwrap_or(u32::MAX);
+        Objects {
+            map: HashMap::new(),
+            next: 1,
+            resident: HashMap::new(),
+            spill_dir,
+            private_segment,
+            spills: HashMap::new(),
+            spilling_bytes: 0,
+            spills_total: 0,
+            spill_failures_total: 0,
+            spill_failures_said: HashSet::new(),
+            transfers: 0,
+        }
+    }
+
+    /// A new object id (ids are never reused).
+    pub(crate) fn new_id(&mut self) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    pub(crate) fn insert(&mut self, id: u64, object: Object) {
+        self.map.insert(id, object);
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<&Object> {
+        self.map.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Object> {
+        self.map.get_mut(&id)
+    }
+
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// Forgets an object without freeing anything (it has no bytes: still arriving, or its
+    /// fetch failed).
+    pub(crate) fn forget(&mut self, id: u64) -> Option<Object> {
+        self.map.remove(&id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Objects whose bytes are out of the arena (in a spill file or the remote tier).
+    pub(crate) fn spilled_count(&self) -> usize {
+        self.map
+            .values()
+            .filter(|o| matches!(o.place, Place::Spilled(_) | Place::Remote { .. }))
+            .count()
+    }
+
+    pub(crate) fn spills_total(&self) -> u64 {
+        self.spills_total
+    }
+
+    pub(crate) fn spill_failures_total(&self) -> u64 {
+        self.spill_failures_total
+    }
+
+    /// Whether spills are being written.
+    pub(crate) fn spilling(&self) -> bool {
+        !self.spills.is_empty()
+    }
+
+    pub(crate) fn private_segment(&self) -> u32 {
+        self.private_segment
+    }
+
+    /// A path in the daemon's spill directory.
+    pub(crate) fn spill_path(&self, file: &str) -> PathBuf {
+        self.spill_dir.path().join(file)
+    }
+
+    /// The daemon's spill directory.
+    pub(crate) fn spill_dir(&self) -> &SpillDir {
+        &self.spill_dir
+    }
+
+    /// Arena bytes `wf`'s objects hold.
+    pub(crate) fn resident(&self, wf: &WfKey) -> u64 {
+        self.resident.get(wf).copied().unwrap_or(0)
+    }
+
+    /// `wf`'s objects hold `len` more arena bytes.
+    pub(crate) fn add_resident(&mut self, wf: &WfKey, len: u64) {
+        *self.resident.entry(wf.clone()).or_default() += len;
+    }
+
+    fn sub_resident(&mut self, wf: &WfKey, len: u64) {
+        if let Some(r) = self.resident.get_mut(wf) {
+            *r = r.saturating_sub(len);
+        }
+    }
+
+    /// Marks an object released (freed when nothing needs it any more).
+    pub(crate) fn mark_released(&mut self, id: u64) {
+        if let Some(o) = self.map.get_mut(&id) {
+            o.released = true;
+        }
+    }
+
+    /// Frees an object's bytes and forgets it, unless a storage operation still uses them
+    /// (then it is only marked released, and freed when that ends). Returns the object freed.
+    pub(crate) fn free(&mut self, id: u64, arena: &mut Arena, io: &Io) -> Option<Object> {
+        if let Some(o) = self.map.get_mut(&id)
+            && o.io > 0
+        {
+            o.released = true;
+            return None;
+        }
+        let obj = self.map.remove(&id)?;
+        if let Some(key) = obj.remote_copy.clone() {
+            io.delete(key);
+        }
+        match &obj.place {
+            Place::Arena(e) => {
+                arena.free(*e);
+                self.sub_resident(&obj.wf, e.len);
+            }
+            Place::Spilled(path) => io.remove_file(path.clone()),
+            Place::Remote { key, owned: true, .. } => io.delete(key.clone()),
+            Place::Empty | Place::Pending | Place::Remote { .. } => {}
+        }
+        Some(obj)
+    }
+
+    /// Object `id`, whose bytes were at `e` in the arena, is now at `place`: frees the
+    /// extent. Returns its invocation (`None` when the object is gone).
+    pub(crate) fn moved_out(&mut self, id: u64, e: Extent, place: Place, arena: &mut Arena) -> Option<InvocationId> {
+        let obj = self.map.get_mut(&id)?;
+        obj.place = place;
+        let (inv, wf) = (obj.invocation, obj.wf.clone());
+        arena.free(e);
+        self.sub_resident(&wf, e.len);
+        Some(inv)
+    }
+
+    /// Reserves `len` bytes in `segment`. When the arena is full, starts moving sealed objects
+    /// that nothing `held` names (asked only then) out of it, largest first, until the bytes those spills
+    /// free would make room, and says it is full: the caller waits for the spills to end (an
+    /// extent leaves the arena only once its bytes are written elsewhere). When even spilling
+    /// everything movable could not make room, it spills nothing.
+    pub(crate) fn alloc_or_spill(
+        &mut self,
+        arena: &mut Arena,
+        segment: u32,
+        len: u64,
+        held: impl FnOnce() -> HashSet<u64>,
+        io: &mut Io,
+        worker: &str,
+    ) -> Result<Extent, ArenaFull> {
+        let full = match arena.alloc(segment, len) {
+            Ok(e) => return Ok(e),
+            Err(full) => full,
+        };
+        if len > arena.capacity() {
+            return Err(full);
+        }
+        let held = held();
+        let mut movable: Vec<(u64, u64)> = self
+            .map
+            .iter()
+            .filter_map(|(id, o)| match o.place {
+                // Not while a push to another worker or a storage operation reads it.
+                Place::Arena(e) if !held.contains(id) && o.pushes == 0 && o.io == 0 => Some((e.len, *id)),
+                _ => None,
+            })
+            .collect();
+        let could_free: u64 = movable.iter().map(|(len, _)| len).sum();
+        let mut coming = arena.capacity().saturating_sub(arena.used()) + self.spilling_bytes;
+        if coming + could_free < len {
+            return Err(full);
+        }
+        movable.sort_unstable_by(|a, b| b.cmp(a));
+        for (bytes, id) in movable {
+            if coming >= len {
+                break;
+            }
+            if self.spill(id, arena, io, worker) {
+                coming += bytes;
+            }
+        }
+        Err(full)
+    }
+
+    /// Starts moving an object out of the arena: to the remote tier when the daemon has one,
+    /// else to a file of the spill directory. Returns whether a spill started.
+    pub(crate) fn spill(&mut self, id: u64, arena: &Arena, io: &mut Io, worker: &str) -> bool {
+        let Some(obj) = self.map.get(&id) else { return false };
+        let Place::Arena(e) = obj.place else { return false };
+        if obj.io > 0 {
+            return false;
+        }
+        let to = if io.has_store() {
+            Dest::Key(ObjectKey::new(
+                obj.wf.0.clone(),
+                obj.wf.1,
+                obj.invocation,
+                format!("spill/{worker}/{id}"),
+            ))
+        } else {
+            Dest::File(self.spill_path(&format!("object-{id}")))
+        };
+        self.start_spill(id, e, to, arena, io)
+    }
+
+    fn start_spill(&mut self, id: u64, e: Extent, to: Dest, arena: &Arena, io: &mut Io) -> bool {
+        let Some(obj) = self.map.get_mut(&id) else { return false };
+        let Some(from) = arena_source(arena, e, obj.len) else {
+            return false;
+        };
+        obj.io += 1;
+        let token = io.write(Part::Spill, from, to.clone());
+        self.spilling_bytes += e.len;
+        self.spills.insert(
+            token,
+            Spill {
+                object: id,
+                extent: e,
+                to,
+            },
+        );
+        true
+    }
+
+    /// Spill `token` ended with `result` after `us`. The object leaves the arena unless
+    /// `in_use` says a call reads it there now (then the written copy is thrown away). A
+    /// refused remote write is tried again as a file; a failed file write leaves the object in
+    /// the arena, over quota, rather than lose it (counted, and said once per cause).
+    pub(crate) fn spill_done(
+        &mut self,
+        token: u64,
+        result: Result<(), RemoteIoError>,
+        us: f64,
+        arena: &mut Arena,
+        io: &mut Io,
+        in_use: impl Fn(u64) -> bool,
+    ) -> Option<Spilled> {
+        let spill = self.spills.remove(&token)?;
+        self.spilling_bytes = self.spilling_bytes.saturating_sub(spill.extent.len);
+        let id = spill.object;
+        let obj = self.map.get_mut(&id)?;
+        obj.io = obj.io.saturating_sub(1);
+        match (result, spill.to) {
+            (Err(err), Dest::Key(_)) => {
+                let to = self.spill_path(&format!("object-{id}"));
+                tracing::warn!(
+                    object = id,
+                    cause = %err,
+                    dir = %self.spill_dir.path().display(),
+                    "cannot spill to the remote tier; spilling to the spill directory"
+                );
+                if self.start_spill(id, spill.extent, Dest::File(to), arena, io) {
+                    Some(Spilled::Retried)
+                } else {
+                    Some(Spilled::Stayed { object: id })
+                }
+            }
+            (Err(err), Dest::File(path)) => {
+                io.remove_file(path);
+                self.spill_failed(&err);
+                Some(Spilled::Stayed { object: id })
+            }
+            (Ok(()), to) if in_use(id) || obj.pushes > 0 => {
+                match to {
+                    Dest::File(path) => io.remove_file(path),
+                    Dest::Key(key) => io.delete(key),
+                }
+                Some(Spilled::Stayed { object: id })
+            }
+            (Ok(()), to) => {
+                let place = match to {
+                    Dest::File(path) => Place::Spilled(path),
+                    Dest::Key(key) => Place::Remote {
+                        key,
+                        owned: true,
+                        spilled: true,
+                    },
+                };
+                let invocation = self.moved_out(id, spill.extent, place, arena)?;
+                self.spills_total += 1;
+                Some(Spilled::Moved {
+                    object: id,
+                    invocation,
+                    us,
+                })
+            }
+        }
+    }
+
+    /// A spill file could not be written: counted, and said once per cause (a full disk would
+    /// otherwise say so for every object).
+    fn spill_failed(&mut self, err: &RemoteIoError) {
+        self.spill_failures_total += 1;
+        let cause = match err {
+            RemoteIoError::File { cause, .. } => cause.to_string(),
+            other => other.to_string(),
+        };
+        if self.spill_failures_said.insert(cause.clone()) {
+            tracing::warn!(
+                dir = %self.spill_dir.path().display(),
+                cause = %cause,
+                "cannot write spill files: objects over their workflow's quota stay in memory; free or fix the \
+                 spill directory (said once per cause; counted in faasflow_spill_failures_total)"
+            );
+        }
+    }
+
+    /// How a report shows object `id`'s bytes: here, or to be read.
+    pub(crate) fn shown(&self, id: u64, len: u64, arena: &Arena) -> Shown {
+        match self.map.get(&id).map(|o| &o.place) {
+            Some(Place::Arena(e)) => Shown::Bytes(arena.read(*e, len)),
+            Some(Place::Empty) => Shown::Bytes(Some(Vec::new())),
+            Some(Place::Spilled(p)) => Shown::Read(Source::File(p.clone())),
+            Some(Place::Remote { key, .. }) => Shown::Read(Source::Key(key.clone())),
+            Some(Place::Pending) | None => Shown::Bytes(None),
+        }
+    }
+
+    /// Ids of the objects of `invocation` the engine has not released.
+    pub(crate) fn unreleased_of(&self, invocation: InvocationId) -> Vec<u64> {
+        self.map
+            .iter()
+            .filter(|(_, o)| o.invocation == invocation && !o.released)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Forgets the objects of `invocation` still arriving (their bytes will be refused).
+    pub(crate) fn forget_arriving(&mut self, invocation: InvocationId) {
+        self.map
+            .retain(|_, o| !(o.invocation == invocation && matches!(o.place, Place::Pending)));
+    }
+
+    /// Objects of invocations not running here (`running` says which are) older than `ttl`.
+    pub(crate) fn strays(
+        &self,
+        running: impl Fn(InvocationId) -> bool,
+        now: Instant,
+        ttl: std::time::Duration,
+    ) -> Vec<u64> {
+        self.map
+            .iter()
+            .filter(|(_, o)| !running(o.invocation) && now.saturating_duration_since(o.born) >= ttl)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::remote::{Done, RemoteEvent, RemoteIo};
+
+    /// An arena of 1 MiB with one segment, objects spilling into a directory of their own, and
+    /// a storage driver whose events come back on a channel.
+    struct Fixture {
+        arena: Arena,
+        segment: u32,
+        objects: Objects,
+        io: Io,
+        events: mpsc::Receiver<RemoteEvent>,
+        wf: WfKey,
+        _dir: tempdir::Dir,
+    }
+
+    mod tempdir {
+        /// A directory removed when dropped.
+        pub(super) struct Dir(pub(super) std::path::PathBuf);
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const KIB: u64 = 1 << 10;
+
+    fn fixture(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("faasflow-objects-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut arena = Arena::create("objects-test", 1 << 20).unwrap();
+        let segment = arena.add_segment("wf@1").unwrap();
+        let objects = Objects::new(&mut arena, SpillDir::create(&dir, "test").unwrap());
+        let (tx, events) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let post = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let io = Io::new(RemoteIo::start(None, post).unwrap());
+        Fixture {
+            arena,
+            segment,
+            objects,
+            io,
+            events,
+            wf: Arc::new(("wf".into(), 1)),
+            _dir: tempdir::Dir(dir),
+        }
+    }
+
+    impl Fixture {
+        /// A sealed object of `len` bytes of `fill`, resident in the arena.
+        fn object(&mut self, len: u64, fill: u8) -> u64 {
+            let e = self.arena.alloc(self.segment, len).unwrap();
+            assert!(self.arena.write(e, 0, &vec![fill; len as usize]));
+            let id = self.objects.new_id();
+            let o = Object::new(Place::Arena(e), len, self.wf.clone(), 7, "f".into(), 1, Instant::now());
+            self.objects.insert(id, o);
+            self.objects.add_resident(&self.wf, e.len);
+            id
+        }
+
+        /// The next storage event: it must be a spill's, and is handed to the objects.
+        fn spill_event(&mut self, in_use: impl Fn(u64) -> bool) -> Option<Spilled> {
+            let e = self
+                .events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a storage event");
+            assert_eq!(self.io.finished(e.token), Some(Part::Spill));
+            let Done::Stored(result) = e.result else {
+                panic!("a spill writes");
+            };
+            self.objects
+                .spill_done(e.token, result, e.us, &mut self.arena, &mut self.io, in_use)
+        }
+
+        fn alloc(&mut self, len: u64, held: &[u64]) -> Result<Extent, ArenaFull> {
+            let held: HashSet<u64> = held.iter().copied().collect();
+            self.objects
+                .alloc_or_spill(&mut self.arena, self.segment, len, || held, &mut self.io, "w")
+        }
+    }
+
+    #[test]
+    fn a_full_arena_spills_the_largest_unheld_object_and_frees_it_only_once_written() {
+        let mut f = fixture("largest");
+        let big = f.object(512 * KIB, b'b');
+        let small = f.object(256 * KIB, b's');
+        let held = f.object(256 * KIB, b'h');
+        let used = f.arena.used();
+        // 256 KiB more: the largest object not held goes, and only it.
+        assert!(
+            f.alloc(256 * KIB, &[held]).is_err(),
+            "the extent comes once the spill is written"
+        );
+        assert!(f.objects.spilling());
+        assert_eq!(f.objects.get(big).unwrap().io, 1);
+        assert_eq!(f.objects.get(small).unwrap().io, 0);
+        assert_eq!(f.objects.get(held).unwrap().io, 0);
+        assert_eq!(f.arena.used(), used, "nothing is freed before the write is through");
+        // Another request meanwhile counts the bytes already on their way out.
+        assert!(f.alloc(256 * KIB, &[held]).is_err());
+        assert_eq!(f.objects.get(small).unwrap().io, 0, "no second spill for the same room");
+        let moved = f.spill_event(|_| false);
+        assert!(matches!(moved, Some(Spilled::Moved { object, invocation: 7, .. }) if object == big));
+        assert!(!f.objects.spilling());
+        let Place::Spilled(path) = &f.objects.get(big).unwrap().place else {
+            panic!("it is in a spill file");
+        };
+        assert_eq!(std::fs::read(path).unwrap(), vec![b'b'; 512 * KIB as usize]);
+        assert_eq!(f.objects.resident(&f.wf), 512 * KIB);
+        assert_eq!(f.objects.spills_total(), 1);
+        assert!(f.alloc(256 * KIB, &[held]).is_ok(), "room now");
+    }
+
+    #[test]
+    fn a_spill_read_meanwhile_stays_in_the_arena_and_its_copy_goes() {
+        let mut f = fixture("read");
+        let a = f.object(768 * KIB, b'a');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        let used = f.arena.used();
+        assert_eq!(f.spill_event(|id| id == a), Some(Spilled::Stayed { object: a }));
+        assert!(matches!(f.objects.get(a).unwrap().place, Place::Arena(_)));
+        assert_eq!(f.arena.used(), used);
+        assert_eq!(f.objects.get(a).unwrap().io, 0, "it can be chosen again");
+        // Its file is removed in the background.
+        let file = f.objects.spill_path(&format!("object-{a}"));
+        let until = Instant::now() + Duration::from_secs(10);
+        while file.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn an_object_being_written_is_not_freed_until_the_write_is_through() {
+        let mut f = fixture("busy");
+        let a = f.object(768 * KIB, b'a');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        assert!(f.objects.get(a).unwrap().busy());
+        assert!(f.objects.free(a, &mut f.arena, &f.io).is_none());
+        assert!(f.objects.get(a).unwrap().released, "freed when the write ends");
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        assert!(!f.objects.get(a).unwrap().busy());
+        assert!(f.objects.free(a, &mut f.arena, &f.io).is_some());
+        assert_eq!(f.objects.len(), 0);
+        assert_eq!(f.arena.used(), 0);
+        assert_eq!(f.objects.resident(&f.wf), 0);
+    }
+
+    #[test]
+    fn nothing_is_spilled_when_spilling_all_that_may_move_would_not_make_room() {
+        let mut f = fixture("hopeless");
+        let a = f.object(256 * KIB, b'a');
+        let held = f.object(768 * KIB, b'h');
+        assert!(f.alloc(512 * KIB, &[held]).is_err());
+        assert!(!f.objects.spilling());
+        assert_eq!(f.objects.get(a).unwrap().io, 0);
+        // More than the arena holds: never.
+        assert!(f.alloc(2 << 20, &[]).is_err());
+        assert!(!f.objects.spilling());
+    }
+}
