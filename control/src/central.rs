@@ -30,14 +30,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use faasflow_core::dag::{FailureKind, NodeId, STAGE_MIN_BYTES, Workflow};
-use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, InputValue, InvocationId, ObjectRef};
-use faasflow_core::report::{FunctionRecord, Report, add_skipped, critical_path};
+use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, Failure, InputValue, InvocationId, ObjectRef};
+use faasflow_core::report::{FunctionRecord, Report, add_skipped, critical_path, shown, shows_bytes};
 use faasflow_remote::{ObjectKey, RemoteStore};
 use faasflow_rpc::convert::execute::{ExecDone, ExecObject, ExecRequest, ExecValue, Owner};
 use faasflow_rpc::daemon::{Daemon, DaemonError};
-
-/// Largest object the report shows as a string; larger or binary ones show as `{"bytes": n}`.
-const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 
 /// What went wrong in the central engine, apart from the steps it runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -758,12 +755,12 @@ impl Actor {
     }
 
     /// The invocation ended: read its output, delete its keys, send its report.
-    fn finished(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, String>) {
+    fn finished(&mut self, invocation: InvocationId, result: Result<Vec<(String, InputValue)>, Failure>) {
         let Some(mut inv) = self.invocations.remove(&invocation) else {
             return;
         };
         // The result's objects are released right after `Finished`: resolve them now.
-        let result: Result<Vec<(String, Resolved)>, String> = result.map(|values| {
+        let result: Result<Vec<(String, Resolved)>, Failure> = result.map(|values| {
             values
                 .into_iter()
                 .map(|(n, v)| {
@@ -791,7 +788,7 @@ impl Actor {
                     Ok(map) => ("ok", serde_json::Value::Object(map), None),
                     Err(e) => ("failed", serde_json::Value::Null, Some(e.to_string())),
                 },
-                Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+                Err(e) => ("failed", serde_json::Value::Null, Some(e.to_string())),
             };
             let read_us = us(t.elapsed());
             inv.data_us += read_us;
@@ -868,20 +865,19 @@ async fn object_json(
     o: Option<ExecObject>,
     len: u64,
 ) -> Result<serde_json::Value, CentralError> {
-    let summary = serde_json::json!({ "bytes": len });
     let Some(o) = o else {
-        return Ok(summary);
+        return Ok(shown(len, None));
     };
     if let Some(j) = &o.json {
         return Ok((**j).clone());
     }
-    if o.len > MAX_TEXT_OUTPUT {
-        return Ok(summary);
+    if !shows_bytes(o.len) {
+        return Ok(shown(o.len, None));
     }
     let key: &ObjectKey = &o.key;
     match store.get(key).await {
-        Ok(Some(bytes)) => Ok(String::from_utf8(bytes).map_or(summary, serde_json::Value::String)),
-        Ok(None) if o.len == 0 => Ok(serde_json::Value::String(String::new())),
+        Ok(Some(bytes)) => Ok(shown(o.len, Some(bytes))),
+        Ok(None) if o.len == 0 => Ok(shown(0, Some(Vec::new()))),
         Ok(None) => Err(CentralError::OutputGone {
             output: output.to_owned(),
             key: key.to_string(),

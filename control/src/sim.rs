@@ -476,7 +476,7 @@ impl Sim {
                     Action::Finished { invocation, result } => {
                         let ends = &mut self.ended.get_mut(&invocation).expect("a started invocation").1;
                         assert!(
-                            ends.insert(w, result.map(drop)).is_none(),
+                            ends.insert(w, result.map(drop).map_err(|e| e.to_string())).is_none(),
                             "an engine ended an invocation twice"
                         );
                     }

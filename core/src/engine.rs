@@ -27,6 +27,7 @@
 //! while the next attempt runs is taken as that attempt's result.
 
 mod cond;
+mod failure;
 mod objects;
 mod semantics;
 
@@ -39,6 +40,7 @@ use crate::dag::{DataSource, FailureKind, NodeKind, Workflow};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
+pub use failure::Failure;
 use objects::{adjust_fanout_tokens, drop_reads, readers_of, release_all};
 use semantics::{activated, cel_variables, value_of};
 
@@ -131,7 +133,7 @@ pub enum Action {
         /// The invocation.
         invocation: InvocationId,
         /// The workflow's outputs by name, or why it failed.
-        result: Result<Vec<(String, InputValue)>, String>,
+        result: Result<Vec<(String, InputValue)>, Failure>,
     },
 }
 
@@ -653,7 +655,7 @@ impl Engine {
     /// cancelled and every object released. For failures decided elsewhere: a step of another
     /// worker that failed for good, a lost worker. Unknown or ended invocations are ignored.
     pub fn abort(&mut self, invocation: InvocationId, message: String) {
-        self.fail(invocation, (u32::MAX, None), message);
+        self.fail(invocation, (u32::MAX, None), Failure::Aborted(message));
     }
 
     /// Whether `invocation` is running.
@@ -768,19 +770,14 @@ impl Engine {
                 format!("`{name}`{element}: {what}")
             })
             .collect();
-        let running = if names.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; still open: {}",
-                crate::text::list_names(names.iter().map(String::as_str), 8)
-            )
-        };
         self.fail_as(
             invocation,
             (DEADLINE_NODE, None),
             true,
-            format!("{DEADLINE_PASSED} of {limit} ms{running}"),
+            Failure::Deadline {
+                limit_ms: limit,
+                open: names,
+            },
         );
     }
 
@@ -822,15 +819,6 @@ impl Engine {
             self.timers.insert((at, invocation, key.0, key.1));
             return;
         }
-        let at = match key.1 {
-            Some(e) => format!("step `{}` (element {e})", node.name),
-            None => format!("step `{}`", node.name),
-        };
-        let tries = if attempt == 1 {
-            String::new()
-        } else {
-            format!(" after {attempt} attempts")
-        };
         if catch_of(&wf, NodeId::new(key.0 as usize)).is_some() {
             let failure = Arc::new(serde_json::json!({
                 "step": node.name,
@@ -851,16 +839,18 @@ impl Engine {
             return;
         }
         let not_retried = if retried || attempt >= retry.attempts.max(1) {
-            String::new()
+            None
         } else {
-            let on: Vec<&str> = retry.on.kinds().map(FailureKind::as_str).collect();
-            format!(
-                " (not retried: a failure of kind `{}`, and `retry.on` is [{}])",
-                kind.as_str(),
-                on.join(", ")
-            )
+            Some((kind, retry.on.kinds().collect()))
         };
-        self.fail(invocation, key, format!("{at} failed{tries}: {error}{not_retried}"));
+        let failure = Failure::Step {
+            step: node.name.clone(),
+            element: key.1,
+            attempts: attempt,
+            error,
+            not_retried,
+        };
+        self.fail(invocation, key, failure);
     }
 
     /// SplitMix64 → [0, 1).
@@ -874,13 +864,13 @@ impl Engine {
     }
 
     /// Ends an invocation with an error: cancels what runs, releases every object.
-    fn fail(&mut self, invocation: InvocationId, failed: Key, message: String) {
+    fn fail(&mut self, invocation: InvocationId, failed: Key, message: Failure) {
         self.fail_as(invocation, failed, false, message);
     }
 
     /// [`Engine::fail`]; `force`: what runs is past the invocation's deadline and is stopped
     /// by force, like an attempt past its timeout.
-    fn fail_as(&mut self, invocation: InvocationId, failed: Key, force: bool, message: String) {
+    fn fail_as(&mut self, invocation: InvocationId, failed: Key, force: bool, message: Failure) {
         let Some(inv) = self.invocations.remove(&invocation) else {
             return;
         };
@@ -990,7 +980,10 @@ impl Engine {
                             self.resolve_into(now, invocation, key, Status::Done, &mut ready);
                         }
                         Err(e) => {
-                            let msg = format!("switch `{}` failed: {e}", wf.graph[n].name);
+                            let msg = Failure::Switch {
+                                switch: wf.graph[n].name.clone(),
+                                cause: e.to_string(),
+                            };
                             self.fail(invocation, key, msg);
                             return;
                         }
@@ -1016,10 +1009,10 @@ impl Engine {
                         Some(serde_json::Value::Array(a)) => a,
                         other => {
                             let got = other.as_ref().map_or("nothing (no JSON value)", json_kind);
-                            let msg = format!(
-                                "foreach `{}` needs a JSON list to iterate over, got {got}",
-                                wf.graph[n].name
-                            );
+                            let msg = Failure::NotAList {
+                                foreach: wf.graph[n].name.clone(),
+                                got,
+                            };
                             self.fail(invocation, key, msg);
                             return;
                         }

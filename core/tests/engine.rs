@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use faasflow_core::NodeId;
 use faasflow_core::dag::{FailureKind, NodeKind, ValueKind, Workflow};
-use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, Event, InputValue, ObjectRef};
+use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, Event, Failure, InputValue, ObjectRef};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;
@@ -180,7 +180,7 @@ impl Sim {
                         let live: HashSet<u64> = self.live.keys().copied().collect();
                         assert_eq!(live, held, "objects held past their last reader");
                     }
-                    self.finished = Some(result);
+                    self.finished = Some(result.map_err(|e| e.to_string()));
                 }
             }
         }
@@ -722,7 +722,7 @@ fn the_invocation_deadline_cancels_what_runs_and_names_it() {
     );
     match engine.poll_action() {
         Some(Action::Finished { invocation: 1, result }) => assert_eq!(
-            result.unwrap_err(),
+            result.unwrap_err().to_string(),
             "the invocation did not end within its deadline of 250 ms; still open: `a`: attempt 2 running"
         ),
         other => panic!("{other:?}"),
@@ -1045,7 +1045,7 @@ fn run_replicated(wf: Workflow, workers: u32, seed: u64) {
                     Action::Release { object } => released[w].push(object),
                     Action::Finished { result, .. } => {
                         assert!(results[w].is_none(), "worker {w} finished twice");
-                        results[w] = Some(result);
+                        results[w] = Some(result.map_err(|e| e.to_string()));
                     }
                     Action::Cancel { .. } => {}
                     Action::Caught { .. } => panic!("no task fails in this run"),
@@ -1154,7 +1154,7 @@ fn abort_ends_an_invocation_and_releases_everything() {
             finished = Some(result);
         }
     }
-    assert_eq!(finished, Some(Err("worker `w2` was lost".into())));
+    assert_eq!(finished, Some(Err(Failure::Aborted("worker `w2` was lost".into()))));
     assert!(!e.is_running(9));
     assert_eq!(e.objects_held(), 0);
     assert_eq!(e.timers_pending(), 0);

@@ -76,7 +76,7 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// Creates the arena and the spill directory, starts the drivers and the loop.
     pub fn start(config: DaemonConfig) -> Result<Daemon, DaemonError> {
-        let span = tracing::info_span!("worker", name = %config.name);
+        let span = tracing::info_span!("worker", worker = %config.name);
         let _entered = span.enter();
         let arena = Arena::create("faasflow-arena", config.arena_bytes)
             .map_err(|e| DaemonError::Start(format!("arena of {} bytes: {e}", config.arena_bytes)))?;

@@ -1,5 +1,5 @@
 //! Threads and tasks that carry the worker's span: every line a daemon logs names its worker
-//! ([`tracing::info_span!`]`("worker", name)` is entered when the daemon starts), whichever of
+//! ([`tracing::info_span!`]`("worker", worker)` is entered when the daemon starts), whichever of
 //! its threads or tasks logs it.
 
 use std::thread::JoinHandle;

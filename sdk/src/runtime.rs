@@ -511,13 +511,13 @@ impl Runtime {
                 Ok(Frame::Invoke(invoke)) if waiting.is_none() => return Led::Run(invoke),
                 Ok(Frame::Invoke(invoke)) => self.queue(invoke),
                 Ok(Frame::Grant(grant)) if Some(grant.call) == waiting => {
-                    return Led::Granted(grant.result.map_err(AllocError::Refused));
+                    return Led::Granted(grant.result.map_err(|r| AllocError::Refused(r.0)));
                 }
                 Ok(Frame::Grant(grant)) => {
                     let mut st = self.lock();
                     match st.grants.get_mut(&grant.call) {
                         Some(slot @ None) => {
-                            *slot = Some(grant.result.map_err(AllocError::Refused));
+                            *slot = Some(grant.result.map_err(|r| AllocError::Refused(r.0)));
                             drop(st);
                             self.grant_cv.notify_all();
                         }

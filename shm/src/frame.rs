@@ -121,8 +121,13 @@ pub struct Grant {
     /// The call.
     pub call: u64,
     /// The extent, or why there is none (e.g. the arena is full).
-    pub result: Result<ObjectRef, String>,
+    pub result: Result<ObjectRef, Refusal>,
 }
+
+/// Why the daemon granted no extent, in its words (the text crosses the ring as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
 
 /// A control frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -224,7 +229,7 @@ impl Frame {
                     + 1
                     + match &g.result {
                         Ok(_) => REF_LEN,
-                        Err(m) => 2 + m.len(),
+                        Err(m) => 2 + m.0.len(),
                     }
             }
         }
@@ -263,7 +268,7 @@ impl Frame {
             Frame::Alloc(a) => check_names(std::iter::once(&a.name), 1)?,
             Frame::Grant(g) => {
                 if let Err(m) = &g.result {
-                    text(m.len())?;
+                    text(m.0.len())?;
                 }
             }
         }
@@ -327,7 +332,7 @@ impl Frame {
                     }
                     Err(m) => {
                         w.u8(1);
-                        w.bytes16(m.as_bytes());
+                        w.bytes16(m.0.as_bytes());
                     }
                 }
             }
@@ -398,7 +403,7 @@ impl Frame {
                 let call = r.u64("call")?;
                 let result = match r.u8("grant tag")? {
                     0 => Ok(r.object()?),
-                    1 => Err(r.str16("grant message")?),
+                    1 => Err(Refusal(r.str16("grant message")?)),
                     tag => return Err(DecodeError::UnknownTag { field: "grant", tag }),
                 };
                 Frame::Grant(Grant { call, result })
@@ -594,7 +599,7 @@ mod tests {
             (any::<u64>(), name(), any::<u64>()).prop_map(|(call, name, len)| Frame::Alloc(Alloc { call, name, len })),
             (
                 any::<u64>(),
-                prop_oneof![object_ref().prop_map(Ok), ".{0,30}".prop_map(Err)]
+                prop_oneof![object_ref().prop_map(Ok), ".{0,30}".prop_map(|m| Err(Refusal(m)))]
             )
                 .prop_map(|(call, result)| Frame::Grant(Grant { call, result })),
         ]
@@ -677,7 +682,7 @@ mod tests {
         assert!(matches!(long.encode(&mut Vec::new()), Err(EncodeError::NameTooLong(_))));
         let msg = Frame::Grant(Grant {
             call: 1,
-            result: Err("m".repeat(MAX_TEXT + 1)),
+            result: Err(Refusal("m".repeat(MAX_TEXT + 1))),
         });
         assert_eq!(msg.encode(&mut Vec::new()), Err(EncodeError::TextTooLong(MAX_TEXT + 1)));
         // A hand-made invoke announcing more references than allowed, spread over two lists.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use faasflow_core::dag::Workflow;
-use faasflow_core::engine::{InputValue, InvocationId, ObjectRef};
+use faasflow_core::engine::{Failure, InputValue, InvocationId, ObjectRef};
 use faasflow_core::report::{self, EdgeRecord, FunctionRecord, Report};
 
 use super::objects::{Objects, Shown};
@@ -20,7 +20,7 @@ use crate::store::arena::Arena;
 const ENDED_KEPT: usize = 65_536;
 
 /// An invocation's outcome as the engine gives it: the workflow's outputs, or why it failed.
-pub(crate) type Outcome = Result<Vec<(String, InputValue)>, String>;
+pub(crate) type Outcome = Result<Vec<(String, InputValue)>, Failure>;
 
 /// Where an invocation's report goes (the entry daemon only).
 pub(crate) type Reply = Answer<Result<Report, DaemonError>>;
@@ -376,7 +376,7 @@ impl InvState {
                 }
                 ("ok", serde_json::Value::Object(map), None)
             }
-            Err(e) => ("failed", serde_json::Value::Null, Some(e)),
+            Err(e) => ("failed", serde_json::Value::Null, Some(e.to_string())),
         };
         let path = match end.wf {
             Some(wf) => {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faasflow_core::dag::FailureKind;
-use faasflow_core::engine::{Action, Engine, EngineConfig, InvocationId};
+use faasflow_core::engine::{Action, Engine, EngineConfig, Failure, InvocationId};
 use faasflow_ebpf::Probe;
 use faasflow_shm::frame::Frame;
 
@@ -755,7 +755,7 @@ impl Runtime {
             Some(deferred) => {
                 // The engine is done with it; its end waited for result objects that will not
                 // come.
-                self.finish(invocation, Err(error), now);
+                self.finish(invocation, Err(Failure::Aborted(error)), now);
                 if let Ok(values) = deferred {
                     let held: Vec<u64> = values.iter().flat_map(|(_, v)| object_ids(v)).collect();
                     self.let_go(&held, now);

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faasflow_shm::frame::{Complete, Frame, Grant, Invoke, ObjectRef, Value};
+use faasflow_shm::frame::{Complete, Frame, Grant, Invoke, ObjectRef, Refusal, Value};
 use faasflow_shm::handshake::{Hello, Welcome, WelcomeFiles};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
 
@@ -150,7 +150,10 @@ impl FakeDaemon {
     }
 
     pub fn grant(&mut self, call: u64, result: Result<ObjectRef, String>) {
-        self.send(&Frame::Grant(Grant { call, result }));
+        self.send(&Frame::Grant(Grant {
+            call,
+            result: result.map_err(Refusal),
+        }));
     }
 
     /// The next frame from the instance within `timeout`, waiting like the daemon: parked

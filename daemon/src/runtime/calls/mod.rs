@@ -791,10 +791,10 @@ impl Calls {
                 self.grants.push((inst_id, a));
                 return;
             }
-            Err(e) => Err(format!(
+            Err(e) => Err(frame::Refusal(format!(
                 "output `{}` needs {} bytes: {e}; give the daemon a larger arena (--arena-mib)",
                 a.name, a.len
-            )),
+            ))),
         };
         let mut bytes = Vec::new();
         let frame = Frame::Grant(frame::Grant { call: a.call, result });

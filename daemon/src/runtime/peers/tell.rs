@@ -583,7 +583,7 @@ impl Telling {
                         .unwrap_or_default();
                     let msg = ControlMessage::Failed(Failed {
                         invocation,
-                        error: error.clone(),
+                        error: error.to_string(),
                         lost_worker: inv.lost.clone(),
                     });
                     broadcast(net, &others, &msg);
