@@ -516,6 +516,28 @@ impl Docker {
         }
     }
 
+    /// Follows what container `id` writes to stderr, from its start: a pipe that reads it and
+    /// ends when the container stops (or is removed).
+    pub(crate) fn follow_stderr(self: &Arc<Self>, id: &str) -> io::Result<io::PipeReader> {
+        let (reader, mut writer) = io::pipe()?;
+        let docker = self.clone();
+        let id = id.to_owned();
+        crate::threads::spawn(format!("faasflow-logs-{}", short(&id)), move || {
+            let opts = LogsOptionsBuilder::new()
+                .stdout(false)
+                .stderr(true)
+                .follow(true)
+                .build();
+            let mut stream = docker.client.logs(&id, Some(opts));
+            while let Some(Ok(chunk)) = docker.block_on(stream.next()) {
+                if io::Write::write_all(&mut writer, &chunk.into_bytes()).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(reader)
+    }
+
     /// The last lines the container wrote to stderr (`stderr`) or all of its stdout.
     fn logs(&self, id: &str, stderr: bool) -> String {
         let opts = LogsOptionsBuilder::new()

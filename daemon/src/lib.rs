@@ -22,5 +22,6 @@ pub mod pool;
 mod remote;
 mod runtime;
 pub mod service;
+mod stderr;
 pub mod store;
 mod threads;

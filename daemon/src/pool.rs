@@ -27,7 +27,7 @@ use faasflow_shm::handshake::{self, Hello, Welcome, WelcomeFiles};
 use faasflow_shm::{Consumer, Producer, Region, Ring};
 
 use crate::container::{self, ContainerSpec, Docker, DockerError, DockerLink};
-use crate::threads;
+use crate::{stderr, threads};
 
 /// Why a pack or image could not say which functions it serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -405,6 +405,13 @@ pub enum Report {
         /// The instance or why it could not start.
         result: Result<Box<Ready>, StartError>,
     },
+    /// An instance wrote these lines to its stderr.
+    Said {
+        /// Its id.
+        instance: u32,
+        /// The lines, without their newlines.
+        lines: Vec<String>,
+    },
     /// An instance's process ended.
     Exited {
         /// Its id.
@@ -556,11 +563,15 @@ fn start_instance(req: &SpawnRequest, bell: &Region, doorbell_offset: u64, post:
     };
     let prog = command.program.display().to_string();
     let mut cmd = command.command();
-    cmd.stdin(Stdio::null());
-    let (child, mut sock) = handshake::spawn_instance(&mut cmd).map_err(|e| StartError::Spawn {
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    let (mut child, mut sock) = handshake::spawn_instance(&mut cmd).map_err(|e| StartError::Spawn {
         program: prog.clone(),
         cause: e.to_string(),
     })?;
+    let said = child
+        .stderr
+        .take()
+        .map(|pipe| stderr::forward(req.instance, pipe, post.clone()));
     let pid = child.id();
     let child = Arc::new(Mutex::new(child));
     let fail = |what: String| {
@@ -576,7 +587,7 @@ fn start_instance(req: &SpawnRequest, bell: &Region, doorbell_offset: u64, post:
         }
     };
     let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
-    watch(req.instance, sock, child.clone(), post.clone());
+    watch(req.instance, sock, child.clone(), said, post.clone());
     Ok(Ready {
         handle: Handle::Process(child),
         pid,
@@ -620,7 +631,21 @@ fn start_container(
     };
     let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     let pidfd = Arc::new(started.pidfd);
-    watch_container(req.instance, sock, id.clone(), pidfd.clone(), docker, post.clone());
+    let said = match docker.follow_stderr(&id) {
+        Ok(pipe) => Some(stderr::forward(req.instance, pipe, post.clone())),
+        Err(e) => {
+            tracing::warn!(instance = req.instance, container = %container::short(&id), "the instance's stderr cannot be followed: {e}");
+            None
+        }
+    };
+    let watched = Watched {
+        instance: req.instance,
+        sock,
+        id: id.clone(),
+        pidfd: pidfd.clone(),
+        said,
+    };
+    watch_container(watched, docker, post.clone());
     Ok(Ready {
         handle: Handle::Container { id, pidfd },
         pid,
@@ -632,14 +657,24 @@ fn start_container(
 
 /// Waits for a container instance's socket to close or its process to end, then asks Docker
 /// how it ended, removes it and reports.
-fn watch_container(
+/// A container instance to watch: its socket, container and process, and the end of its
+/// stderr.
+struct Watched {
     instance: u32,
-    mut sock: UnixStream,
+    sock: UnixStream,
     id: String,
     pidfd: Arc<OwnedFd>,
-    docker: Arc<Docker>,
-    post: Post,
-) {
+    said: Option<mpsc::Receiver<()>>,
+}
+
+fn watch_container(w: Watched, docker: Arc<Docker>, post: Post) {
+    let Watched {
+        instance,
+        mut sock,
+        id,
+        pidfd,
+        said,
+    } = w;
     let post2 = post.clone();
     let spawned = threads::spawn(format!("faasflow-watch-{instance}"), move || {
         let mut buf = [0u8; 64];
@@ -653,6 +688,10 @@ fn watch_container(
         // A pack that closed its socket but lives on has left the protocol.
         let _ = handshake::pidfd_kill(pidfd.as_fd());
         let status = docker.ended(&id);
+        // Its last words first.
+        if let Some(said) = said {
+            let _ = said.recv_timeout(stderr::DRAIN);
+        }
         if let Err(e) = docker.remove(&id) {
             tracing::warn!(instance, container = %container::short(&id), cause = %e, "cannot remove an instance's container");
         }
@@ -697,7 +736,7 @@ fn reap(child: &Mutex<Child>) -> String {
 const ABANDONED: Duration = Duration::from_millis(200);
 
 /// Waits for the instance's socket to close, reaps the process and reports how it ended.
-fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Post) {
+fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, said: Option<mpsc::Receiver<()>>, post: Post) {
     use std::os::fd::AsFd;
     let post2 = post.clone();
     let pid = Some(child.lock().unwrap_or_else(|e| e.into_inner()).id());
@@ -716,10 +755,12 @@ fn watch(instance: u32, mut sock: UnixStream, child: Arc<Mutex<Child>>, post: Po
             },
             None => while matches!(sock.read(&mut buf), Ok(n) if n > 0) {},
         }
-        post(Report::Exited {
-            instance,
-            status: reap(&child),
-        });
+        let status = reap(&child);
+        // Its last words first.
+        if let Some(said) = said {
+            let _ = said.recv_timeout(stderr::DRAIN);
+        }
+        post(Report::Exited { instance, status });
     });
     if let Err(e) = spawned {
         post2(Report::Exited {

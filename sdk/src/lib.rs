@@ -75,7 +75,9 @@
 
 mod context;
 mod error;
+mod log;
 mod pack;
+mod program;
 mod runtime;
 pub mod synthetic;
 pub mod testing;
@@ -83,4 +85,5 @@ pub mod testing;
 pub use context::Context;
 pub use error::Error;
 pub use pack::Pack;
-pub use runtime::{ServeError, serve, serve_on, serve_with_args};
+pub use program::{serve, serve_with_args};
+pub use runtime::{ServeError, serve_on};

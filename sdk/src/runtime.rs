@@ -22,21 +22,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::exit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use faasflow_shm::doorbell::DoorbellError;
 use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status};
-use faasflow_shm::handshake::{HandshakeError, Hello, INSTANCE_FD_ENV, INSTANCE_SOCKET_ENV, PROTOCOL_VERSION, Welcome};
+use faasflow_shm::handshake::{HandshakeError, Hello, PROTOCOL_VERSION, Welcome};
 use faasflow_shm::ring::{AttachError, PushError};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
 
 use crate::context::{AllocError, Arena, CallSpec, Grants, SendError};
+use crate::log;
 use crate::{Context, Pack};
 
 /// How often a waiting leader or producer checks whether the instance is stopping.
@@ -110,117 +109,6 @@ pub enum ServeError {
     Thread(io::Error),
 }
 
-/// Runs `pack` as an instance of the faasflow daemon; this is the whole `main` of a pack:
-/// ```no_run
-/// // fn main() {
-/// let pack = faasflow_sdk::Pack::new("example").function("noop", |_ctx| Ok(()));
-/// faasflow_sdk::serve(pack)
-/// // }
-/// ```
-///
-/// The daemon starts the pack with its end of a Unix socket inherited and the fd number in
-/// `FAASFLOW_INSTANCE_FD` (in a container: with the path of a bind-mounted socket in
-/// `FAASFLOW_INSTANCE_SOCKET`, which it connects to); `serve` takes that socket over, sets the process to be killed when the
-/// daemon dies, and serves calls until the daemon closes the socket (exit status 0). It exits
-/// with status 1 when the daemon breaks the protocol, and 2 when it was not started by a
-/// daemon (run by hand, it says so). `PACK --list` prints the functions, one per line.
-pub fn serve(pack: Pack) -> ! {
-    serve_with_args(pack, std::env::args_os().skip(1))
-}
-
-/// [`serve`] for a program that hosts a pack behind a subcommand: `args` are the arguments
-/// after the subcommand (`--list`, or none).
-///
-/// ```no_run
-/// // `tool __pack hello [--list]` serves the pack; other subcommands do other things.
-/// let mut args = std::env::args_os().skip(1);
-/// if args.next().is_some_and(|a| a == "__pack") && args.next().is_some_and(|a| a == "hello") {
-///     let pack = faasflow_sdk::Pack::new("hello").function("noop", |_ctx| Ok(()));
-///     faasflow_sdk::serve_with_args(pack, args);
-/// }
-/// ```
-pub fn serve_with_args(pack: Pack, args: impl IntoIterator<Item = std::ffi::OsString>) -> ! {
-    let mut args = args.into_iter();
-    match (args.next(), args.next()) {
-        (None, _) => {}
-        (Some(a), None) if a == "--list" => {
-            for name in pack.function_names() {
-                println!("{name}");
-            }
-            exit(0);
-        }
-        (Some(a), None) if a == "--help" || a == "-h" => {
-            println!("{}", not_by_hand(&pack));
-            println!(
-                "usage: {} [--list]   (--list prints the functions, one per line)",
-                program()
-            );
-            exit(0);
-        }
-        _ => {
-            eprintln!("{}", not_by_hand(&pack));
-            eprintln!("usage: {} [--list]", program());
-            exit(2);
-        }
-    }
-    // SAFETY: prctl(PR_SET_PDEATHSIG, signal) takes two integers and touches no memory.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    let sock = match daemon_socket() {
-        Ok(sock) => sock,
-        Err(why) => {
-            match why {
-                None => eprintln!(
-                    "{} (neither {INSTANCE_FD_ENV} nor {INSTANCE_SOCKET_ENV} is set; `--list` prints the functions)",
-                    not_by_hand(&pack)
-                ),
-                Some(why) => eprintln!("{}: {why}", pack.name()),
-            }
-            exit(2);
-        }
-    };
-    let name = pack.name().to_owned();
-    match serve_on(pack, sock) {
-        Ok(()) => exit(0),
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            exit(1);
-        }
-    }
-}
-
-/// The instance's socket to its daemon: an inherited fd ([`INSTANCE_FD_ENV`]), or, in a
-/// container, the bind-mounted socket at [`INSTANCE_SOCKET_ENV`]. `Err(None)`: neither is set.
-fn daemon_socket() -> Result<UnixStream, Option<String>> {
-    if let Some(path) = std::env::var_os(INSTANCE_SOCKET_ENV) {
-        return UnixStream::connect(&path).map_err(|e| {
-            Some(format!(
-                "cannot connect to the daemon's socket {INSTANCE_SOCKET_ENV}={path:?}: {e}"
-            ))
-        });
-    }
-    let fd = std::env::var_os(INSTANCE_FD_ENV).ok_or(None)?;
-    match fd.to_str().and_then(|s| s.parse::<RawFd>().ok()) {
-        Some(n) => {
-            faasflow_shm::handshake::inherited_socket(n).map_err(|e| Some(format!("{INSTANCE_FD_ENV}={fd:?}: {e}")))
-        }
-        None => Err(Some(format!(
-            "{INSTANCE_FD_ENV}={fd:?} is not a file descriptor number"
-        ))),
-    }
-}
-
-fn program() -> String {
-    std::env::args().next().unwrap_or_else(|| "pack".into())
-}
-
-fn not_by_hand(pack: &Pack) -> String {
-    format!(
-        "`{}` is a faasflow function pack (functions: {}); the faasflow daemon starts it, it is not run by hand",
-        pack.name(),
-        pack.function_names().collect::<Vec<_>>().join(", ")
-    )
-}
-
 /// Serves `pack` on `sock`, the instance's end of the handshake socket: the handshake, then
 /// calls until the daemon closes the socket (`Ok`) or breaks the protocol. Returns as soon as
 /// the socket closes; calls still running are abandoned (the process is expected to exit).
@@ -233,6 +121,7 @@ pub fn serve_on(pack: Pack, mut sock: UnixStream) -> Result<(), ServeError> {
         functions: pack.function_names().map(str::to_owned).collect(),
     }
     .send(&mut sock)?;
+    log::tie_panics_to_calls();
     let (welcome, files) = Welcome::recv(&mut sock)?;
     // The arena segment of this instance's workflow is sparse: mapped eagerly only where the
     // daemon says its pages are (mapping all of it eagerly would allocate all of it).
@@ -472,7 +361,7 @@ impl Runtime {
                 // The leader goes back to running a call and nobody is idle: grow by one
                 // thread to lead.
                 if let Err(e) = self.spawn(&mut st) {
-                    eprintln!("{}: cannot start another thread: {e}", self.pack.name());
+                    log::line(None, &format!("{}: cannot start another thread: {e}", self.pack.name()));
                 }
             }
             if st.waiting > 0 {
@@ -582,7 +471,7 @@ impl Runtime {
         } else if st.threads < self.max_threads
             && let Err(e) = self.spawn(&mut st)
         {
-            eprintln!("{}: cannot start another thread: {e}", self.pack.name());
+            log::line(None, &format!("{}: cannot start another thread: {e}", self.pack.name()));
         }
     }
 
@@ -640,7 +529,7 @@ impl Runtime {
                     reserved: &invoke.outputs,
                 };
                 let mut ctx = Context::new(spec, &self.arena, self, started);
-                let result = catch_unwind(AssertUnwindSafe(|| function(&mut ctx)));
+                let result = log::in_call(invoke.call, || catch_unwind(AssertUnwindSafe(|| function(&mut ctx))));
                 complete.exec_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.record_exec(invoke.function, complete.exec_ns);
                 let finished = ctx.finish();
@@ -677,7 +566,7 @@ impl Runtime {
             };
             truncate(&mut failed.message, MAX_TEXT);
             if let Err(why) = self.push(&Frame::Complete(failed)) {
-                eprintln!("{}: call {}: {why}", self.pack.name(), invoke.call);
+                log::line(Some(invoke.call), &format!("the failure cannot be sent either: {why}"));
             }
         }
     }

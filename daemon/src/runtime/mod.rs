@@ -290,6 +290,7 @@ impl Runtime {
             Msg::Metrics(reply) => reply.send(self.metrics_text()),
             Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result, now),
             Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status, now),
+            Msg::Pool(pool::Report::Said { instance, lines }) => self.instance_said(instance, &lines),
             Msg::Net(event) => {
                 let mut out = Vec::new();
                 let (mut cx, rest) = self.parts(now);
@@ -478,6 +479,36 @@ impl Runtime {
                 }
             }
             Ready::Nothing => {}
+        }
+    }
+
+    /// Instance `id` wrote `lines` to its stderr: each goes into the log with the instance, its
+    /// pack, and the function and invocation of the call it came from where that can be told:
+    /// the call a line's `[call N]` tag names, else the one call running on the instance, else
+    /// (none running) the last one that ended on it. With several running, it is not told.
+    fn instance_said(&self, id: u32, lines: &[String]) {
+        let inst = self.pools.instance(id);
+        let pack = inst.map_or("", |i| self.pools.get(i.pool).pack_name.as_str());
+        for line in lines {
+            let (tag, text) = crate::stderr::tagged(line);
+            let origin = inst.and_then(|i| {
+                let running = match tag {
+                    Some(call) => Some(call),
+                    None if i.calls.len() == 1 => i.calls.iter().next().copied(),
+                    None => None,
+                };
+                match running.and_then(|c| self.calls.origin(c)) {
+                    Some(o) => Some(o),
+                    None if tag.is_some() || i.calls.is_empty() => i.ended_call(tag),
+                    None => None,
+                }
+            });
+            match origin {
+                Some((function, invocation)) => {
+                    tracing::info!(target: "faasflow::function", instance = id, pack, function, invocation, "{text}")
+                }
+                None => tracing::info!(target: "faasflow::function", instance = id, pack, "{text}"),
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use faasflow_core::engine::InvocationId;
 use faasflow_shm::frame::Frame;
 use faasflow_shm::{Consumer, Producer};
 
@@ -81,6 +82,9 @@ impl Pool {
     }
 }
 
+/// How many ended calls an instance remembers, to tie its late stderr lines to them.
+const RECENT: usize = 64;
+
 /// A running instance.
 pub(crate) struct Instance {
     pub(crate) pool: usize,
@@ -91,6 +95,9 @@ pub(crate) struct Instance {
     pub(crate) functions: HashMap<String, u32>,
     /// Calls sent to it and not yet ended.
     pub(crate) calls: HashSet<u64>,
+    /// The last calls that ended on it, oldest first, as (call, function index, invocation):
+    /// what it writes to stderr may reach the loop after the call's completion.
+    recent: VecDeque<(u64, u32, InvocationId)>,
     pub(crate) idle_since: Instant,
     /// Why the daemon killed it, if it did.
     pub(crate) killed: Option<String>,
@@ -105,12 +112,27 @@ impl Instance {
         self.handle.kill();
     }
 
-    /// Call `call` ended on it at `now`.
-    pub(crate) fn ended(&mut self, call: u64, now: Instant) {
+    /// Call `call` (of function index `function`, in `invocation`) ended on it at `now`.
+    pub(crate) fn ended(&mut self, call: u64, function: u32, invocation: InvocationId, now: Instant) {
         self.calls.remove(&call);
         if self.calls.is_empty() {
             self.idle_since = now;
         }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((call, function, invocation));
+    }
+
+    /// The function and invocation of call `call` if it is one of the last to end on it
+    /// (`None`: the last one).
+    pub(crate) fn ended_call(&self, call: Option<u64>) -> Option<(&str, InvocationId)> {
+        let &(_, function, invocation) = match call {
+            Some(call) => self.recent.iter().rev().find(|(c, ..)| *c == call)?,
+            None => self.recent.back()?,
+        };
+        let name = self.functions.iter().find(|(_, i)| **i == function)?.0;
+        Some((name, invocation))
     }
 }
 
@@ -343,6 +365,7 @@ impl Pools {
             to_daemon: r.to_daemon,
             functions: r.functions,
             calls: HashSet::new(),
+            recent: VecDeque::with_capacity(RECENT),
             idle_since: now,
             killed: None,
             broken: false,

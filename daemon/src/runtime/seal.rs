@@ -101,7 +101,7 @@ impl Seals {
         let (pool, abandoned, invocation, record) = (call.pool, call.abandoned, call.invocation, call.record);
         let function = call.function.clone();
         if let Some(inst) = cx.pools.instance_mut(inst_id) {
-            inst.ended(c.call, cx.now);
+            inst.ended(c.call, call.invoke.function, invocation, cx.now);
         }
         let peak = calls.peak_of(c.call, Some(inst_id), cx);
         if abandoned {

@@ -25,6 +25,7 @@ pub fn pack() -> Pack {
         .function("touch", touch)
         .function("sandbox", sandbox)
         .function("snoop", snoop)
+        .function("say", say)
 }
 
 /// `echo`: copies input `in` to output `out`.
@@ -65,6 +66,17 @@ pub fn fail(_ctx: &mut Context<'_>) -> Result<(), Error> {
 /// `panic`: panics with `testkit: asked to panic`.
 pub fn panic(_ctx: &mut Context<'_>) -> Result<(), Error> {
     panic!("testkit: asked to panic")
+}
+
+/// `say`: writes two lines to its stderr, `testkit says: TEXT` (input `in` as text, or
+/// `hello` without one) and `testkit said it`.
+pub fn say(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let text = match ctx.input("in") {
+        Ok(b) => String::from_utf8_lossy(b).into_owned(),
+        Err(_) => "hello".to_owned(),
+    };
+    eprintln!("testkit says: {text}\ntestkit said it");
+    Ok(())
 }
 
 /// `exit`: ends the instance's process at once with status 3 (no completion is sent).

@@ -256,6 +256,11 @@ impl Calls {
         self.map.get(&id).map(|c| c.function.clone()).unwrap_or_default()
     }
 
+    /// The function and invocation of running call `id`.
+    pub(crate) fn origin(&self, id: u64) -> Option<(&str, InvocationId)> {
+        self.map.get(&id).map(|c| (c.function.as_str(), c.invocation))
+    }
+
     /// Whether some call runs on an instance.
     fn any_running(&self) -> bool {
         self.map.values().any(|c| c.instance.is_some())
@@ -598,7 +603,7 @@ impl Calls {
         };
         self.free_call(&call, cx);
         if let Some(inst) = instance.and_then(|i| cx.pools.instance_mut(i)) {
-            inst.ended(call_id, cx.now);
+            inst.ended(call_id, call.invoke.function, call.invocation, cx.now);
         }
         cx.pools.get_mut(call.pool).queue.retain(|&c| c != call_id);
         self.awaiting.retain(|&c| c != call_id);
