@@ -129,7 +129,7 @@ pub fn execute_response_to_proto(r: &Result<ExecDone, (String, FailureKind)>) ->
     pb::ExecuteResponse {
         failure: match r {
             Ok(_) => pb::FailureKind::Unspecified as i32,
-            Err((_, kind)) => super::failure_kind_to_proto(*kind),
+            Err((_, kind)) => super::enums::failure_kind_to_proto(*kind),
         },
         result: Some(match r {
             Ok(done) => R::Done(pb::Executed {
@@ -293,7 +293,7 @@ pub fn execute_response_from_proto(
         Some(R::Error(e)) => {
             // An answer without a kind (or one this side does not know) is a crash: the
             // attempt did not run to its end.
-            let kind = super::failure_kind_from_proto(r.failure).unwrap_or(FailureKind::Crash);
+            let kind = super::enums::failure_kind_from_proto(r.failure).unwrap_or(FailureKind::Crash);
             return Ok(Err((e.clone(), kind)));
         }
         Some(R::Done(done)) => done,

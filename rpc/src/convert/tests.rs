@@ -1,4 +1,13 @@
 use expect_test::expect;
+use faasflow_core::Pos;
+use faasflow_core::dag::{
+    Case, DataSource, Edge, FailureKind, FailureKinds, Foreach, FunctionSpec, InputBinding, Isolation, JoinKind, Node,
+    NodeId, NodeKind, OutputDecl, Retry, SourceFormat, Switch, Task, ValueKind, Workflow, WorkflowInput,
+    WorkflowOutput,
+};
+use faasflow_core::plan::{ClusterView, CriticalPath, Group, Mode, Plan, Tier, WorkerLoad, WorkerView};
+use faasflow_proto::v1 as pb;
+use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use prost::Message;
 
