@@ -571,7 +571,7 @@ fn start_instance(req: &SpawnRequest, bell: &Region, doorbell_offset: u64, post:
     let said = child
         .stderr
         .take()
-        .map(|pipe| stderr::forward(req.instance, pipe, post.clone()));
+        .map(|pipe| forward_stderr(req.instance, pipe, post.clone()));
     let pid = child.id();
     let child = Arc::new(Mutex::new(child));
     let fail = |what: String| {
@@ -632,7 +632,7 @@ fn start_container(
     let (to_instance, to_daemon, functions) = handshake_with(req, &mut sock, bell, doorbell_offset, &fail)?;
     let pidfd = Arc::new(started.pidfd);
     let said = match docker.follow_stderr(&id) {
-        Ok(pipe) => Some(stderr::forward(req.instance, pipe, post.clone())),
+        Ok(pipe) => Some(forward_stderr(req.instance, pipe, post.clone())),
         Err(e) => {
             tracing::warn!(instance = req.instance, container = %container::short(&id), "the instance's stderr cannot be followed: {e}");
             None
@@ -657,6 +657,11 @@ fn start_container(
 
 /// Waits for a container instance's socket to close or its process to end, then asks Docker
 /// how it ended, removes it and reports.
+/// Posts what instance `instance` writes to `pipe` as [`Report::Said`].
+fn forward_stderr(instance: u32, pipe: impl Read + Send + 'static, post: Post) -> mpsc::Receiver<()> {
+    stderr::forward(instance, pipe, move |lines| post(Report::Said { instance, lines }))
+}
+
 /// A container instance to watch: its socket, container and process, and the end of its
 /// stderr.
 struct Watched {

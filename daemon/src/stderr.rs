@@ -1,5 +1,5 @@
 //! An instance's stderr, read line by line on a thread of its own and posted to the loop in
-//! batches ([`Report::Said`]), which writes each line into the daemon's log with the instance
+//! batches (`pool::Report::Said`), which writes each line into the daemon's log with the instance
 //! and the call it came from (`runtime/pools.rs`, `Runtime::instance_said`).
 //!
 //! The thread ends when the pipe reads end-of-file (the process and whatever it forked have
@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::pool::{Post, Report};
 use crate::threads;
 
 /// The longest line logged as one; a longer one is logged in pieces of this size.
@@ -22,15 +21,19 @@ const MAX_BATCH: usize = 256;
 /// How long an instance's watcher waits for the rest of its stderr after it exited.
 pub(crate) const DRAIN: Duration = Duration::from_millis(500);
 
-/// Forwards `pipe`, instance `instance`'s stderr, to the loop. The receiver disconnects when
-/// the pipe is read to its end (or could not be watched).
-pub(crate) fn forward(instance: u32, pipe: impl Read + Send + 'static, post: Post) -> mpsc::Receiver<()> {
+/// Reads `pipe`, instance `instance`'s stderr, handing its lines to `said` in batches. The
+/// receiver disconnects when the pipe is read to its end (or could not be watched).
+pub(crate) fn forward(
+    instance: u32,
+    pipe: impl Read + Send + 'static,
+    said: impl Fn(Vec<String>) + Send + 'static,
+) -> mpsc::Receiver<()> {
     let (done, ended) = mpsc::channel::<()>();
     let reader = move || {
         let _done = done;
         let mut pipe = BufReader::with_capacity(64 << 10, pipe);
         while let Some(lines) = batch(&mut pipe) {
-            post(Report::Said { instance, lines });
+            said(lines);
         }
     };
     if let Err(e) = threads::spawn(format!("faasflow-stderr-{instance}"), reader) {
