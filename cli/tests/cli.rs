@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/function_logs.rs"]
+mod function_logs;
+
 fn faasflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_faasflow"))
         .args(args)
@@ -382,66 +385,7 @@ fn run_exits_1_when_an_invocation_fails() {
 
 #[test]
 fn what_a_function_writes_to_stderr_is_logged_with_its_instance_function_and_invocation() {
-    let dir = tempdir();
-    let file = dir.join("talks.yaml");
-    std::fs::write(
-        &file,
-        "name: talks\nfunctions:\n  say: {pack: testkit}\n  panic: {pack: testkit}\n\
-         steps:\n  - task: say\n  - task: panic\n",
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_faasflow"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--report",
-            "json",
-            "--log-format",
-            "json",
-        ])
-        .env("FAASFLOW_LOG", "info")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let events: Vec<serde_json::Value> = stderr(&o)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-        .collect();
-    let said: Vec<&serde_json::Value> = events.iter().filter(|e| e["target"] == "faasflow::function").collect();
-    let line = |text: &str| {
-        said.iter()
-            .find(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with(text)))
-            .unwrap_or_else(|| panic!("no `{text}` in the log: {said:?}"))
-    };
-    for text in ["testkit says: hello", "testkit said it"] {
-        let e = line(text);
-        assert_eq!(e["fields"]["function"], "say", "{e}");
-        assert_eq!(e["fields"]["invocation"], 1, "{e}");
-        assert_eq!(e["fields"]["pack"], "testkit", "{e}");
-        assert!(e["fields"]["instance"].is_u64(), "{e}");
-        assert!(e["timestamp"].is_string() && e["level"] == "INFO", "{e}");
-    }
-    // A panic says where it happened, with its backtrace, every line tied to its call (its
-    // tag is not in the log).
-    let panicked = line("thread '");
-    let message = panicked["fields"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("panicked at") && message.contains("lib.rs"),
-        "{panicked}"
-    );
-    assert_eq!(panicked["fields"]["function"], "panic", "{panicked}");
-    let asked = line("testkit: asked to panic");
-    assert_eq!(asked["fields"]["function"], "panic", "{asked}");
-    let trace = line("stack backtrace:");
-    assert_eq!(trace["fields"]["function"], "panic", "{trace}");
-    assert!(
-        !said
-            .iter()
-            .any(|e| e["fields"]["message"].as_str().unwrap_or_default().contains("[call ")),
-        "a call's tag reached the log: {said:?}"
-    );
+    function_logs::check(None);
 }
 
 #[test]

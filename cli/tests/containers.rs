@@ -19,6 +19,9 @@ use faasflow_planner::load::load_str;
 use faasflow_planner::partition::partition;
 use serde_json::json;
 
+#[path = "support/function_logs.rs"]
+mod function_logs;
+
 const MIB: u64 = 1 << 20;
 
 /// Whether Docker answers and the testkit image exists; panics where they are required.
@@ -145,6 +148,14 @@ fn a_workflow_in_containers_gives_the_output_it_gives_in_processes() {
     }
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0]["total"]["the"], json!(3));
+}
+
+#[test]
+fn what_a_function_in_a_container_writes_to_stderr_is_logged_with_its_call() {
+    if !docker() {
+        return;
+    }
+    function_logs::check(Some("container"));
 }
 
 #[test]

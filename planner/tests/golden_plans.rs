@@ -10,16 +10,7 @@ use faasflow_planner::load::load_file;
 use faasflow_planner::partition;
 use faasflow_planner::render::{plan_json_string, plan_text};
 
-const BENCHMARKS: [(&str, &str); 8] = [
-    ("cycles", "benchmark/generator/cycles/flat_workflow.yaml"),
-    ("epigenomics", "benchmark/generator/epigenomics/flat_workflow.yaml"),
-    ("genome", "benchmark/generator/genome/flat_workflow.yaml"),
-    ("soykb", "benchmark/generator/soykb/flat_workflow.yaml"),
-    ("video", "benchmark/video/flat_workflow.yaml"),
-    ("recognizer", "benchmark/illgal_recognizer/flat_workflow.yaml"),
-    ("fileprocessing", "benchmark/fileprocessing/flat_workflow.yaml"),
-    ("wordcount", "benchmark/wordcount/flat_workflow.yaml"),
-];
+include!("../../tests/support/benchmarks.rs");
 
 #[test]
 fn benchmark_plans_match_their_golden_files() {

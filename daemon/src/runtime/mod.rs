@@ -16,7 +16,9 @@
 //! one busy turn are not all given its start). It never blocks on
 //! anything but the arena's doorbell: instances ring it after each completion, and other
 //! threads after posting to the inbox; Redis and spill files are read and written by the
-//! storage driver ([`crate::remote`]), whose results come back as inbox messages. When there is
+//! storage driver ([`crate::remote`]), whose results come back as inbox messages; a frame that
+//! does not fit in an instance's ring waits in that instance's backlog (`pools::Backlog`) and
+//! the loop looks again within a millisecond. When there is
 //! nothing to do it spins over its rings for up to 50 µs ([`DaemonConfig::spin`]) and then
 //! parks until the doorbell rings or the engine's next timer is due, so an idle daemon uses no
 //! CPU.
@@ -62,6 +64,9 @@ use crate::pool::{self, Runner, Spawner, StartError};
 use crate::remote::{Done, RemoteEvent, RemoteIo};
 use crate::store::arena::Arena;
 use crate::store::spill::SpillDir;
+
+/// How soon the loop looks again at frames waiting for room in an instance's ring.
+const BACKLOG_POLL: Duration = Duration::from_millis(1);
 
 /// The drivers the loop runs with.
 pub(crate) struct Drivers {
@@ -207,12 +212,14 @@ impl Runtime {
             if progressed || self.stop {
                 continue;
             }
+            // Instances do not say when they make room in their rings: look again soon.
+            let backlog = self.pools.send_backlogs();
             let timeout = self
                 .engine
                 .poll_timeout()
                 .map(|t| t.saturating_sub(engine_now))
                 .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+                .min(if backlog { BACKLOG_POLL } else { Duration::from_secs(1) });
             let (inbox, pools) = (&self.inbox, &mut self.pools);
             inbox.wait(self.config.spin, timeout, || pools.any_ready());
         }

@@ -8,10 +8,13 @@
 //! its queue, in order. An instance idle beyond the pool's minimum is stopped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use faasflow_core::engine::InvocationId;
 use faasflow_shm::frame::Frame;
+use faasflow_shm::ring::PushError;
 use faasflow_shm::{Consumer, Producer};
 
 use crate::api::{Answer, DaemonError};
@@ -82,6 +85,44 @@ impl Pool {
     }
 }
 
+/// Frames for an instance that did not fit in its ring yet, in order.
+#[derive(Default)]
+struct Backlog {
+    frames: VecDeque<Vec<u8>>,
+}
+
+impl Backlog {
+    /// Pushes `frame` to `ring` after what waits, or keeps it to push later; whether it was
+    /// kept. Fails only when it can never be pushed.
+    fn send(&mut self, ring: &mut Producer, frame: &[u8]) -> Result<bool, PushError> {
+        if self.frames.is_empty() {
+            match ring.push(frame) {
+                Err(PushError::Full) => {}
+                other => return other.map(|()| false),
+            }
+        } else if frame.len() > ring.max_frame_len() {
+            let max = ring.max_frame_len();
+            return Err(PushError::TooLarge { len: frame.len(), max });
+        }
+        self.frames.push_back(frame.to_vec());
+        Ok(true)
+    }
+
+    /// Pushes what waits, in order, as far as it fits; whether some still waits.
+    fn flush(&mut self, ring: &mut Producer) -> Result<bool, PushError> {
+        while let Some(frame) = self.frames.front() {
+            match ring.push(frame) {
+                Ok(()) => {
+                    self.frames.pop_front();
+                }
+                Err(PushError::Full) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// How many ended calls an instance remembers, to tie its late stderr lines to them.
 const RECENT: usize = 64;
 
@@ -103,6 +144,11 @@ pub(crate) struct Instance {
     pub(crate) killed: Option<String>,
     /// It broke the protocol: its ring is not read any more.
     pub(crate) broken: bool,
+    /// Frames for it that did not fit in its ring, in order: sent as it makes room
+    /// ([`Pools::send_backlogs`]), so the loop never waits for an instance.
+    backlog: Backlog,
+    /// Set when a frame waits in its backlog: [`Pools::backlogged`], shared.
+    backlogged: Arc<AtomicBool>,
 }
 
 impl Instance {
@@ -110,6 +156,15 @@ impl Instance {
     pub(crate) fn kill(&mut self, why: String) {
         self.killed.get_or_insert(why);
         self.handle.kill();
+    }
+
+    /// Sends `frame` to it, after the frames waiting for room in its ring; a frame that does
+    /// not fit now waits too. Fails only when the frame can never be sent.
+    pub(crate) fn send(&mut self, frame: &[u8]) -> Result<(), PushError> {
+        if self.backlog.send(&mut self.to_instance, frame)? {
+            self.backlogged.store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Call `call` (of function index `function`, in `invocation`) ended on it at `now`.
@@ -175,6 +230,8 @@ pub(crate) struct Pools {
     spawner: Spawner,
     /// Where frames are popped into (the ring's largest frame).
     frame_buf: Vec<u8>,
+    /// Some instance may have frames waiting for room in its ring.
+    backlogged: Arc<AtomicBool>,
 }
 
 impl Pools {
@@ -191,6 +248,7 @@ impl Pools {
             warming: Vec::new(),
             spawner,
             frame_buf: vec![0u8; ring_capacity],
+            backlogged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -369,6 +427,8 @@ impl Pools {
             idle_since: now,
             killed: None,
             broken: false,
+            backlog: Backlog::default(),
+            backlogged: self.backlogged.clone(),
         };
         if self.pools[pool].retired {
             // Started for a version removed meanwhile.
@@ -479,6 +539,31 @@ impl Pools {
         }
     }
 
+    /// Sends what waits for room in instances' rings ([`Instance::send`]); whether some still
+    /// waits (the loop then looks again soon: an instance makes room without telling it).
+    /// An instance whose ring broke is killed.
+    pub(crate) fn send_backlogs(&mut self) -> bool {
+        if !self.backlogged.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut waiting = false;
+        let mut broken = Vec::new();
+        for (id, inst) in &mut self.instances {
+            if inst.backlog.frames.is_empty() || inst.broken {
+                continue;
+            }
+            match inst.backlog.flush(&mut inst.to_instance) {
+                Ok(more) => waiting |= more,
+                Err(e) => broken.push((*id, format!("its ring cannot take a frame: {e}"))),
+            }
+        }
+        for (id, why) in broken {
+            self.protocol_violation(id, why);
+        }
+        self.backlogged.store(waiting, Ordering::Relaxed);
+        waiting
+    }
+
     /// Live instance ids, in the order their rings are read.
     pub(crate) fn live_at(&self, k: usize) -> Option<u32> {
         self.live.get(k).copied()
@@ -526,6 +611,39 @@ mod tests {
         p.instances = (0..instances as u32).collect();
         p.spawning = spawning;
         p
+    }
+
+    #[test]
+    fn frames_that_do_not_fit_wait_in_order_and_the_sender_never_waits() {
+        let ring = faasflow_shm::Ring::new_local(64).expect("capacity");
+        let (mut to, mut from) = (ring.clone_view().into_producer(), ring.into_consumer());
+        let mut backlog = Backlog::default();
+        let frame = |n: u8| vec![n; 24];
+        // 64 bytes hold two 24-byte frames (with their length words): the third waits, and so
+        // does the fourth, although it would fit once the third is out of the way.
+        for n in 1..=2 {
+            assert_eq!(backlog.send(&mut to, &frame(n)), Ok(false));
+        }
+        assert_eq!(backlog.send(&mut to, &frame(3)), Ok(true));
+        assert_eq!(backlog.send(&mut to, &frame(4)), Ok(true));
+        assert_eq!(backlog.flush(&mut to), Ok(true), "nothing was read yet");
+        let mut buf = [0u8; 64];
+        let mut read = Vec::new();
+        for _ in 0..2 {
+            let n = from.pop(&mut buf).expect("pops").expect("a frame");
+            read.push(buf[0]);
+            assert_eq!(n, 24);
+        }
+        assert_eq!(backlog.flush(&mut to), Ok(false), "room for both now");
+        while from.pop(&mut buf).expect("pops").is_some() {
+            read.push(buf[0]);
+        }
+        assert_eq!(read, [1, 2, 3, 4]);
+        // A frame that can never fit is refused at once, queued or not.
+        assert!(matches!(
+            backlog.send(&mut to, &[0; 4096]),
+            Err(PushError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -567,8 +567,7 @@ impl Calls {
         let pushed = match encoded {
             Err(e) => Err(format!("cannot send the call: {e}")),
             Ok(()) => inst
-                .to_instance
-                .push_wait(&bytes, Some(Duration::from_secs(1)))
+                .send(&bytes)
                 .map_err(|e| format!("cannot send the call to its instance: {e}")),
         };
         self.encode_buf = bytes;
@@ -807,13 +806,10 @@ impl Calls {
             return cx.pools.protocol_violation(inst_id, format!("grant: {e}"));
         }
         if let Some(inst) = cx.pools.instance_mut(inst_id)
-            && inst
-                .to_instance
-                .push_wait(&bytes, Some(Duration::from_secs(1)))
-                .is_err()
+            && let Err(e) = inst.send(&bytes)
         {
             cx.pools
-                .protocol_violation(inst_id, "it stopped reading its ring".into());
+                .protocol_violation(inst_id, format!("its ring cannot take a grant: {e}"));
         }
     }
 
