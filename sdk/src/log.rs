@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 
 thread_local! {
@@ -51,8 +52,23 @@ struct Capture {
     raw: i32,
     /// Where lines go: the stderr the process was started with.
     out: Mutex<File>,
-    /// The calls running, in the order they started.
-    running: Mutex<Vec<u64>>,
+    /// How many calls are running.
+    running: AtomicUsize,
+}
+
+/// The call each thread runs (0: none), one slot per thread that ever ran a call (threads
+/// beyond the last slot are counted but not named): what the reading thread looks at to name
+/// the one call running. Two atomic stores per call, no lock.
+static SLOTS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// The next free slot.
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's slot in [`SLOTS`], taken on its first call.
+    static SLOT: Option<usize> = {
+        let n = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+        (n < SLOTS.len()).then_some(n)
+    };
 }
 
 /// Makes fd 2 a pipe whose lines this process tags with their call before they go on to the
@@ -87,7 +103,7 @@ pub(crate) fn capture_stderr() -> io::Result<()> {
         pipe: Mutex::new((File::from(read), Vec::new())),
         raw,
         out: Mutex::new(File::from(out)),
-        running: Mutex::new(Vec::new()),
+        running: AtomicUsize::new(0),
     };
     if CAPTURE.set(capture).is_err() {
         return Ok(());
@@ -106,21 +122,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Capture {
     fn started(&self, call: u64) {
-        lock(&self.running).push(call);
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if let Some(slot) = SLOT.with(|s| *s) {
+            SLOTS[slot].store(call, Ordering::SeqCst);
+        }
     }
 
     /// Call `call` ended: what is in the pipe is its own if it ran alone.
     fn ended(&self, call: u64) {
         self.drain(call, true);
-        lock(&self.running).retain(|&c| c != call);
+        if let Some(slot) = SLOT.with(|s| *s) {
+            SLOTS[slot].store(0, Ordering::SeqCst);
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Passes on what the pipe holds now, as call `call`'s if it runs alone (and the start of
     /// an unfinished line too when `flush`).
     fn drain(&self, call: u64, flush: bool) {
         let mut pipe = lock(&self.pipe);
-        let alone = *lock(&self.running) == [call];
+        // It is still counted: alone when it is the only one.
+        let alone = self.running.load(Ordering::SeqCst) == 1;
         self.pass_on(&mut pipe, alone.then_some(call), flush);
+    }
+
+    /// The one call running, if exactly one runs (and it has a slot).
+    fn only_call(&self) -> Option<u64> {
+        if self.running.load(Ordering::SeqCst) != 1 {
+            return None;
+        }
+        let mut named = SLOTS.iter().map(|s| s.load(Ordering::SeqCst)).filter(|&c| c != 0);
+        match (named.next(), named.next()) {
+            (Some(call), None) => Some(call),
+            _ => None,
+        }
     }
 
     /// Reads the pipe whenever it has something, tagging lines with the one call running.
@@ -140,9 +175,7 @@ impl Capture {
                 return;
             }
             let mut pipe = lock(&self.pipe);
-            let running = lock(&self.running);
-            let only = (running.len() == 1).then(|| running[0]);
-            drop(running);
+            let only = self.only_call();
             if !self.pass_on(&mut pipe, only, false) {
                 return;
             }
@@ -153,7 +186,7 @@ impl Capture {
     /// start of an unfinished line waits for its end unless `flush`. False at the pipe's end.
     fn pass_on(&self, pipe: &mut (File, Vec<u8>), call: Option<u64>, flush: bool) -> bool {
         let (file, partial) = pipe;
-        let mut buf = [0u8; 8192];
+        let mut buf = [0u8; 1024];
         let mut open = true;
         loop {
             match file.read(&mut buf) {
