@@ -237,6 +237,7 @@ impl Runtime {
 
     fn shutdown(&mut self) {
         self.pools.kill_all();
+        self.last_words();
         // Containers are not children: remove them (and any still starting) now, rather than
         // leave them to the watchers, which may not get to it before the process ends.
         if let Some(d) = self.docker.connected() {
@@ -257,6 +258,27 @@ impl Runtime {
                 cause = %e,
                 "cannot remove its spill directory"
             );
+        }
+    }
+
+    /// Waits (at most [`crate::stderr::DRAIN`]) for the killed instances' exits, logging what
+    /// they wrote meanwhile: a watcher reports an exit once the instance's stderr is read to
+    /// its end, so the last lines of a stopping daemon's instances (a container's come through
+    /// Docker's log stream, later than a process's) are in its log. Other messages are dropped,
+    /// as they would be once the loop is gone.
+    fn last_words(&mut self) {
+        let deadline = Instant::now() + crate::stderr::DRAIN;
+        while self.pools.live_at(0).is_some() && Instant::now() < deadline {
+            self.inbox.wait(Duration::ZERO, Duration::from_millis(10), || false);
+            for msg in self.inbox.take().into_iter().flatten() {
+                match msg {
+                    Msg::Pool(pool::Report::Said { instance, lines }) => self.instance_said(instance, &lines),
+                    Msg::Pool(pool::Report::Exited { instance, status }) => {
+                        self.pools.remove(instance, &status);
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
