@@ -99,6 +99,27 @@ impl Findings {
     }
 }
 
+/// Each code line of `sources` that names one of `words` (as a word), as a violation of its
+/// file: `message(path, line number, word)`.
+fn lines_naming<'a>(
+    sources: impl Iterator<Item = &'a Source>,
+    words: &[&str],
+    message: impl Fn(&str, usize, &str) -> String,
+) -> Violations {
+    let mut violations = Violations::new();
+    for source in sources {
+        for (n, line) in source.code_lines() {
+            if let Some(w) = words.iter().find(|w| !source::find_word(line, w).is_empty()) {
+                violations
+                    .entry(source.path.clone())
+                    .or_default()
+                    .push(message(&source.path, n, w));
+            }
+        }
+    }
+    violations
+}
+
 /// The library crates, whose code returns what it has to say instead of printing it.
 const LIBRARIES: [&str; 10] = [
     "core", "planner", "rpc", "remote", "control", "daemon", "shm", "sdk", "ebpf", "proto",

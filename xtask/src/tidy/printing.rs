@@ -2,8 +2,8 @@
 //! say (a value, a typed error, a report) and the binaries print it; a library that prints
 //! writes into its caller's output without asking.
 
-use super::source::{Workspace, find_word};
-use super::{Findings, Violations, library_sources};
+use super::source::Workspace;
+use super::{Findings, library_sources, lines_naming};
 
 /// Library files that still print, and why. This list must shrink to empty.
 pub(crate) const KNOWN: &[(&str, &str)] = &[(
@@ -16,18 +16,11 @@ pub(crate) const KNOWN: &[(&str, &str)] = &[(
 const MACROS: [&str; 5] = ["println!", "eprintln!", "print!", "eprint!", "dbg!"];
 
 pub(crate) fn check(ws: &Workspace, known: &[(&str, &str)], findings: &mut Findings) {
-    let mut violations = Violations::new();
-    for source in library_sources(ws) {
-        for (n, line) in source.code_lines() {
-            if let Some(m) = MACROS.iter().find(|m| !find_word(line, m).is_empty()) {
-                violations.entry(source.path.clone()).or_default().push(format!(
-                    "{}:{n}: `{m}` in a library: return the text (or a typed error) to the caller and let the \
-                     binary print it",
-                    source.path
-                ));
-            }
-        }
-    }
+    let violations = lines_naming(library_sources(ws), &MACROS, |path, n, m| {
+        format!(
+            "{path}:{n}: `{m}` in a library: return the text (or a typed error) to the caller and let the binary print it"
+        )
+    });
     findings.add("printing", violations, known);
 }
 

@@ -2,8 +2,8 @@
 //! proto crate, in faasflow-rpc (which converts them to and from the crates' own types) and in
 //! the two server adapters; everywhere else code uses its own types.
 
-use super::source::{Workspace, find_word};
-use super::{Findings, Violations};
+use super::source::Workspace;
+use super::{Findings, lines_naming};
 
 /// Files that still use the generated types outside the places allowed, and why. This list
 /// must shrink to empty: move the conversions into faasflow-rpc and the gRPC handling into the
@@ -27,19 +27,13 @@ fn allowed(path: &str) -> bool {
 }
 
 pub(crate) fn check(ws: &Workspace, known: &[(&str, &str)], findings: &mut Findings) {
-    let mut violations = Violations::new();
-    for source in ws.sources.iter().filter(|s| !allowed(&s.path)) {
-        for (n, line) in source.code_lines() {
-            if let Some(p) = PATTERNS.iter().find(|p| !find_word(line, p).is_empty()) {
-                violations.entry(source.path.clone()).or_default().push(format!(
-                    "{}:{n}: `{p}`: the generated proto types belong in proto/, rpc/ and the server adapters \
-                     (control/src/rpc.rs, daemon/src/service.rs); use the crate's own types and convert in \
-                     faasflow-rpc",
-                    source.path
-                ));
-            }
-        }
-    }
+    let sources = ws.sources.iter().filter(|s| !allowed(&s.path));
+    let violations = lines_naming(sources, &PATTERNS, |path, n, p| {
+        format!(
+            "{path}:{n}: `{p}`: the generated proto types belong in proto/, rpc/ and the server adapters \
+             (control/src/rpc.rs, daemon/src/service.rs); use the crate's own types and convert in faasflow-rpc"
+        )
+    });
     findings.add("proto", violations, known);
 }
 
