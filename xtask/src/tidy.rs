@@ -134,6 +134,20 @@ fn library_sources(ws: &Workspace) -> impl Iterator<Item = &Source> {
     })
 }
 
+/// What `check` finds in a tree of `files` (path, text) with the exemptions `known`: for the
+/// checks' tests.
+#[cfg(test)]
+fn run_check(
+    check: fn(&Workspace, &[(&str, &str)], &mut Findings),
+    files: &[(&str, &str)],
+    known: &[(&str, &str)],
+) -> Findings {
+    let ws = Workspace::from_files(files.iter().map(|(p, t)| ((*p).into(), (*t).into())).collect());
+    let mut findings = Findings::default();
+    check(&ws, known, &mut findings);
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,10 +71,7 @@ mod tests {
     use super::*;
 
     fn run(files: &[(&str, &str)], known: &[(&str, &str)]) -> Findings {
-        let ws = Workspace::from_files(files.iter().map(|(p, t)| ((*p).into(), (*t).into())).collect());
-        let mut findings = Findings::default();
-        check(&ws, known, &mut findings);
-        findings
+        crate::tidy::run_check(check, files, known)
     }
 
     #[test]
