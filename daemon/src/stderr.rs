@@ -1,6 +1,6 @@
 //! An instance's stderr, read line by line on a thread of its own and posted to the loop in
 //! batches (`pool::Report::Said`), which writes each line into the daemon's log with the instance
-//! and the call it came from (`runtime/pools.rs`, `Runtime::instance_said`).
+//! and the call it came from (`Runtime::instance_said`, in `runtime/mod.rs`).
 //!
 //! The thread ends when the pipe reads end-of-file (the process and whatever it forked have
 //! exited); the instance's watcher waits for that, briefly, before reporting the exit, so the
@@ -62,18 +62,6 @@ fn batch(pipe: &mut BufReader<impl Read>) -> Option<Vec<String>> {
     }
 }
 
-/// The call a line names with the runtime's `[call N] ` tag, and the rest of the line.
-pub(crate) fn tagged(line: &str) -> (Option<u64>, &str) {
-    let parsed = line
-        .strip_prefix("[call ")
-        .and_then(|rest| rest.split_once("] "))
-        .and_then(|(n, rest)| Some((n.parse().ok()?, rest)));
-    match parsed {
-        Some((call, rest)) => (Some(call), rest),
-        None => (None, line),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +81,5 @@ mod tests {
         assert_eq!((all[0].as_str(), all[1].as_str()), ("one", "two"));
         assert_eq!((all[2].len(), all[3].len()), (MAX_LINE, 3));
         assert_eq!(all[4], "last without newline");
-    }
-
-    #[test]
-    fn a_tag_names_its_call_and_anything_else_is_left_alone() {
-        assert_eq!(
-            tagged("[call 12] thread 'x' panicked"),
-            (Some(12), "thread 'x' panicked")
-        );
-        assert_eq!(tagged("[call x] no"), (None, "[call x] no"));
-        assert_eq!(tagged("plain"), (None, "plain"));
     }
 }

@@ -213,14 +213,9 @@ impl Capture {
     }
 }
 
-/// The prefix that ties a line to call `call`.
-pub(crate) fn prefix(call: u64) -> String {
-    format!("[call {call}] ")
-}
-
 /// `text`, each of its lines prefixed with its call's tag when it has a call.
 pub(crate) fn tagged(call: Option<u64>, text: &str) -> String {
-    let tag = call.map(prefix).unwrap_or_default();
+    let tag = call.map(faasflow_shm::stderr::tag).unwrap_or_default();
     let mut out = String::with_capacity(text.len() + tag.len() + 1);
     for line in text.lines() {
         out.push_str(&tag);

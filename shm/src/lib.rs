@@ -16,6 +16,7 @@ pub mod handshake;
 #[cfg(not(loom))]
 mod region;
 pub mod ring;
+pub mod stderr;
 mod sync;
 
 pub use doorbell::Doorbell;

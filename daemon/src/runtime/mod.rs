@@ -519,7 +519,7 @@ impl Runtime {
         let inst = self.pools.instance(id);
         let pack = inst.map_or("", |i| self.pools.get(i.pool).pack_name.as_str());
         for line in lines {
-            let (tag, text) = crate::stderr::tagged(line);
+            let (tag, text) = faasflow_shm::stderr::untag(line);
             let origin = inst.and_then(|i| {
                 let running = match tag {
                     Some(call) => Some(call),
