@@ -588,21 +588,46 @@ fn a_condition_that_cannot_be_evaluated_fails_the_invocation() {
     assert!(e.contains("pick"), "{e}");
 }
 
+/// With quota 0 every output is spilled. A consumer prepared in the turn its input's spill
+/// ends takes the extent the object left (no read back: 0 µs); one that comes later (`c` waits
+/// for `b` too) reads the object back from its spill file.
 #[test]
 fn objects_over_quota_spill_and_come_back() {
     let mut c = config();
     c.quota_bytes = Some(0);
     let h = Harness::with(c);
     h.install(&format!(
-        "name: spill\n{TESTKIT}steps:\n  - task: a\n    function: echo\n    inputs: {{in: input.text}}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\noutput:\n  out: b.out\n"
+        "name: spill\n{TESTKIT}steps:\n  - task: a\n    function: echo\n    inputs: {{in: input.text}}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\n  - task: c\n    function: concat\n    inputs: {{x: a.out, y: b.out}}\noutput:\n  out: c.out\n"
     ));
     let r = h.invoke("spill", json!({"text": "spilled bytes"}));
-    assert_eq!(ok(&r), &json!({"out": "spilled bytes"}));
-    assert_eq!(r.spills, 2);
-    assert_eq!(r.edges.len(), 1);
-    assert_eq!(r.edges[0].tier, "spill");
+    assert_eq!(ok(&r), &json!({"out": "spilled bytesspilled bytes"}));
+    assert_eq!(r.spills, 3);
+    let edge = |from: &str, to: &str| {
+        r.edges
+            .iter()
+            .find(|e| e.from == from && e.to == to)
+            .unwrap_or_else(|| panic!("no edge {from} -> {to}: {:?}", r.edges))
+    };
+    for (from, to) in [("a", "b"), ("a", "c"), ("b", "c")] {
+        assert_eq!(edge(from, to).tier, "spill", "{from} -> {to}");
+    }
+    assert_eq!(
+        edge("a", "b").transfer_us,
+        0.0,
+        "b takes what a's output left in the arena"
+    );
+    assert_eq!(
+        edge("b", "c").transfer_us,
+        0.0,
+        "c takes what b's output left in the arena"
+    );
+    assert!(
+        edge("a", "c").transfer_us > 0.0,
+        "c reads a's output back from its file"
+    );
     let s = h.daemon.stats().expect("stats");
-    assert_eq!((s.spills_total, s.spilled_objects), (2, 0));
+    assert_eq!((s.spills_total, s.spilled_objects), (3, 0));
+    assert_eq!(s.arena_used, 0, "nothing is left in the arena");
 }
 
 /// Every FaaSFlow workflow file runs to completion with synthetic bodies, and every

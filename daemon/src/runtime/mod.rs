@@ -199,6 +199,8 @@ impl Runtime {
                 self.engine.tick(engine_now);
             }
             progressed |= self.apply_actions(now);
+            // What spills left this turn and no call took.
+            self.objects.drop_shadows(&mut self.arena);
             if progressed {
                 let (mut cx, rest) = self.parts(now);
                 if rest.calls.retry_room(&mut cx) {

@@ -8,6 +8,12 @@
 //! the write is through ([`Objects::spill_done`]). Until then the object counts as in use: it
 //! is never freed, chosen again or read elsewhere than in the arena. A spill whose object a
 //! running call reads meanwhile is thrown away instead (the object stays in the arena).
+//!
+//! The extent a spill leaves is not freed at once: it stays until the end of the loop's turn
+//! as the object's *shadow* ([`Objects::take_shadow`]). A call that reads the object and is
+//! prepared in that turn (typically its consumer, which the spill's completion triggers)
+//! takes the shadow as its loaded copy instead of reading the bytes back; an untaken shadow
+//! is freed by [`Objects::drop_shadows`], or as soon as the arena needs the room.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -174,6 +180,9 @@ pub(crate) struct Objects {
     spill_failures_total: u64,
     /// Why spill files could not be written, each said once in the log.
     spill_failures_said: HashSet<String>,
+    /// Extents that objects spilled this turn left, by object: still holding their bytes
+    /// until the turn ends.
+    shadows: HashMap<u64, Extent>,
     /// Pushes to and arrivals from other workers in progress (they hold arena bytes the
     /// arena waits for).
     pub(crate) transfers: usize,
@@ -195,6 +204,7 @@ impl Objects {
             spills_total: 0,
             spill_failures_total: 0,
             spill_failures_said: HashSet::new(),
+            shadows: HashMap::new(),
             transfers: 0,
         }
     }
@@ -303,6 +313,9 @@ impl Objects {
         if let Some(key) = obj.remote_copy.clone() {
             io.delete(key);
         }
+        if let Some(e) = self.shadows.remove(&id) {
+            arena.free(e);
+        }
         match &obj.place {
             Place::Arena(e) => {
                 arena.free(*e);
@@ -318,12 +331,38 @@ impl Objects {
     /// Object `id`, whose bytes were at `e` in the arena, is now at `place`: frees the
     /// extent. Returns its invocation (`None` when the object is gone).
     pub(crate) fn moved_out(&mut self, id: u64, e: Extent, place: Place, arena: &mut Arena) -> Option<InvocationId> {
+        let inv = self.left(id, e, place)?;
+        arena.free(e);
+        Some(inv)
+    }
+
+    /// Object `id` left extent `e` for `place` (no longer counted against its quota); the
+    /// extent is the caller's to free.
+    fn left(&mut self, id: u64, e: Extent, place: Place) -> Option<InvocationId> {
         let obj = self.map.get_mut(&id)?;
         obj.place = place;
         let (inv, wf) = (obj.invocation, obj.wf.clone());
-        arena.free(e);
         self.sub_resident(&wf, e.len);
         Some(inv)
+    }
+
+    /// The extent object `id` (spilled this turn) left, still holding its bytes, when it is
+    /// in `segment`: the caller owns it from now on (a call's loaded copy).
+    pub(crate) fn take_shadow(&mut self, id: u64, segment: u32) -> Option<Extent> {
+        let e = self.shadows.get(&id).filter(|e| e.segment == segment)?;
+        let e = *e;
+        self.shadows.remove(&id);
+        Some(e)
+    }
+
+    /// Frees the shadows no call took (at the end of each loop turn). Returns whether there
+    /// were any.
+    pub(crate) fn drop_shadows(&mut self, arena: &mut Arena) -> bool {
+        let any = !self.shadows.is_empty();
+        for (_, e) in self.shadows.drain() {
+            arena.free(e);
+        }
+        any
     }
 
     /// Reserves `len` bytes in `segment`. When the arena is full, starts moving sealed objects
@@ -340,10 +379,16 @@ impl Objects {
         io: &mut Io,
         worker: &str,
     ) -> Result<Extent, ArenaFull> {
-        let full = match arena.alloc(segment, len) {
+        let mut full = match arena.alloc(segment, len) {
             Ok(e) => return Ok(e),
             Err(full) => full,
         };
+        if self.drop_shadows(arena) {
+            full = match arena.alloc(segment, len) {
+                Ok(e) => return Ok(e),
+                Err(full) => full,
+            };
+        }
         if len > arena.capacity() {
             return Err(full);
         }
@@ -414,7 +459,8 @@ impl Objects {
         true
     }
 
-    /// Spill `token` ended with `result` after `us`. The object leaves the arena unless
+    /// Spill `token` ended with `result` after `us`. The object leaves the arena (its extent
+    /// stays this turn as its shadow) unless
     /// `in_use` says a call reads it there now (then the written copy is thrown away). A
     /// refused remote write is tried again as a file; a failed file write leaves the object in
     /// the arena, over quota, rather than lose it (counted, and said once per cause).
@@ -468,7 +514,10 @@ impl Objects {
                         spilled: true,
                     },
                 };
-                let invocation = self.moved_out(id, spill.extent, place, arena)?;
+                // Its extent is freed at the turn's end, unless a call reading the object
+                // takes it first.
+                let invocation = self.left(id, spill.extent, place)?;
+                self.shadows.insert(id, spill.extent);
                 self.spills_total += 1;
                 Some(Spilled::Moved {
                     object: id,
@@ -692,6 +741,55 @@ mod tests {
         assert_eq!(f.objects.len(), 0);
         assert_eq!(f.arena.used(), 0);
         assert_eq!(f.objects.resident(&f.wf), 0);
+    }
+
+    #[test]
+    fn the_extent_a_spill_leaves_holds_its_bytes_until_taken_dropped_or_needed() {
+        let mut f = fixture("shadow");
+        let other = f.arena.add_segment("wf@2").unwrap();
+        let a = f.object(768 * KIB, b'a');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        let used = f.arena.used();
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        assert!(matches!(f.objects.get(a).unwrap().place, Place::Spilled(_)));
+        assert_eq!(f.objects.resident(&f.wf), 0, "no longer counted against the quota");
+        assert_eq!(f.arena.used(), used, "the extent stays for this turn");
+        // A call of another segment cannot map it; one of the object's can, once.
+        assert_eq!(f.objects.take_shadow(a, other), None);
+        let e = f.objects.take_shadow(a, f.segment).expect("the shadow");
+        assert_eq!(f.arena.read(e, 768 * KIB), Some(vec![b'a'; 768 * KIB as usize]));
+        assert_eq!(f.objects.take_shadow(a, f.segment), None);
+        assert!(!f.objects.drop_shadows(&mut f.arena), "the taker owns it now");
+        assert_eq!(f.arena.used(), used);
+        f.arena.free(e);
+
+        // Untaken, it goes at the end of the turn.
+        let b = f.object(768 * KIB, b'b');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        assert!(f.objects.drop_shadows(&mut f.arena));
+        assert_eq!(f.arena.used(), 0);
+        assert_eq!(f.objects.take_shadow(b, f.segment), None);
+
+        // Or as soon as the arena needs its room.
+        let c = f.object(768 * KIB, b'c');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        let room = f.alloc(512 * KIB, &[]).expect("the shadow makes way");
+        assert_eq!(f.objects.take_shadow(c, f.segment), None);
+        f.arena.free(room);
+
+        // Or when its object is freed.
+        let d = f.object(768 * KIB, b'd');
+        assert!(f.alloc(512 * KIB, &[]).is_err());
+        assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+        assert!(f.objects.free(d, &mut f.arena, &f.io).is_some());
+        assert_eq!(f.arena.used(), 0);
+        assert!(!f.objects.drop_shadows(&mut f.arena));
+        for id in [a, b, c] {
+            assert!(f.objects.free(id, &mut f.arena, &f.io).is_some());
+        }
+        assert_eq!(f.arena.used(), 0);
     }
 
     #[test]

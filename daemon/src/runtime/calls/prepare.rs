@@ -86,7 +86,9 @@ impl Loads {
     }
 
     /// Starts loading `call`'s inputs that are out of the arena (spilled, or in the remote
-    /// tier) into extents of its own: [`Unprepared::Loading`] while some are on their way.
+    /// tier) into extents of its own: [`Unprepared::Loading`] while some are on their way. An
+    /// input spilled this turn needs no load: the call takes the extent it left, which still
+    /// holds its bytes ([`Objects::take_shadow`](crate::runtime::objects::Objects::take_shadow)).
     /// `others`: the other calls (no spill may move what they read).
     pub(crate) fn start(&mut self, call: &mut Call, others: &Others, cx: &mut Cx<'_>) -> Result<(), Unprepared> {
         let out_of_arena = |id: u64| {
@@ -103,6 +105,13 @@ impl Loads {
         let ids: Vec<u64> = call.input_objects().collect();
         for id in ids {
             if call.loaded.contains_key(&id) || self.loading(call.id(), id) {
+                continue;
+            }
+            let Some(obj) = cx.objects.get(id) else { continue };
+            let spilled = matches!(obj.place, Place::Spilled(_) | Place::Remote { spilled: true, .. });
+            if spilled && let Some(e) = cx.objects.take_shadow(id, segment) {
+                // Spilled this turn: its old extent still holds the bytes.
+                call.loaded.insert(id, (e, "spill", 0.0));
                 continue;
             }
             let Some(obj) = cx.objects.get(id) else { continue };
