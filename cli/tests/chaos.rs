@@ -298,15 +298,20 @@ fn versions_left(name: &str, pid: u32, m: &[faasflow_core::metrics::Sample]) -> 
     out
 }
 
-/// Spill files left in the cluster's spill directories.
+/// Spill files left in the cluster's spill directories. A daemon creates its next two spill
+/// files ahead of need (empty, `spill-N`): up to two such per directory hold nothing.
 fn spill_files(c: &Cluster) -> Vec<String> {
     let mut out = Vec::new();
     let mut todo = vec![c.dir.join("spill")];
     while let Some(d) = todo.pop() {
+        let mut ahead = 0;
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
+            let empty = p.metadata().is_ok_and(|m| m.len() == 0);
             if p.is_dir() {
                 todo.push(p);
+            } else if empty && e.file_name().to_string_lossy().starts_with("spill-") && ahead < 2 {
+                ahead += 1;
             } else {
                 out.push(format!("spill file {}", p.display()));
             }

@@ -109,6 +109,11 @@ impl Io {
         self.driver.delete(key);
     }
 
+    /// Creates spill file `path` ahead of its write, in the background.
+    pub(crate) fn create_ahead(&self, path: PathBuf) {
+        self.driver.create_ahead(path);
+    }
+
     /// Removes a spill file, in the background.
     pub(crate) fn remove_file(&self, path: PathBuf) {
         self.driver.remove_file(path);

@@ -14,6 +14,9 @@
 //! prepared in that turn (typically its consumer, which the spill's completion triggers)
 //! takes the shadow as its loaded copy instead of reading the bytes back; an untaken shadow
 //! is freed by [`Objects::drop_shadows`], or as soon as the arena needs the room.
+//!
+//! Spill files are numbered (`spill-N`), and the storage driver creates the next
+//! [`CREATED_AHEAD`] of them (empty) before they are needed: a spill only fills its file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -27,6 +30,9 @@ use super::types::WfKey;
 use crate::remote::{Dest, RemoteIoError, Source};
 use crate::store::arena::{Arena, ArenaFull, Extent};
 use crate::store::spill::SpillDir;
+
+/// Spill files created before they are needed.
+pub(crate) const CREATED_AHEAD: u64 = 2;
 
 /// Where an object's bytes are.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +189,8 @@ pub(crate) struct Objects {
     /// Extents that objects spilled this turn left, by object: still holding their bytes
     /// until the turn ends.
     shadows: HashMap<u64, Extent>,
+    /// Spill files named so far.
+    spill_files: u64,
     /// Pushes to and arrivals from other workers in progress (they hold arena bytes the
     /// arena waits for).
     pub(crate) transfers: usize,
@@ -205,6 +213,7 @@ impl Objects {
             spill_failures_total: 0,
             spill_failures_said: HashSet::new(),
             shadows: HashMap::new(),
+            spill_files: 0,
             transfers: 0,
         }
     }
@@ -270,6 +279,21 @@ impl Objects {
     /// A path in the daemon's spill directory.
     pub(crate) fn spill_path(&self, file: &str) -> PathBuf {
         self.spill_dir.path().join(file)
+    }
+
+    /// The next spill file, whose successors the storage driver creates ahead (the first
+    /// time, all of them: the first spill creates its own).
+    fn next_spill_file(&mut self, io: &Io) -> PathBuf {
+        let first = if self.spill_files == 0 {
+            2
+        } else {
+            self.spill_files + 1 + CREATED_AHEAD
+        };
+        self.spill_files += 1;
+        for n in first..=self.spill_files + CREATED_AHEAD {
+            io.create_ahead(self.spill_path(&format!("spill-{n}")));
+        }
+        self.spill_path(&format!("spill-{}", self.spill_files))
     }
 
     /// The daemon's spill directory.
@@ -435,7 +459,7 @@ impl Objects {
                 format!("spill/{worker}/{id}"),
             ))
         } else {
-            Dest::File(self.spill_path(&format!("object-{id}")))
+            Dest::File(self.next_spill_file(io))
         };
         self.start_spill(id, e, to, arena, io)
     }
@@ -480,7 +504,7 @@ impl Objects {
         obj.io = obj.io.saturating_sub(1);
         match (result, spill.to) {
             (Err(err), Dest::Key(_)) => {
-                let to = self.spill_path(&format!("object-{id}"));
+                let to = self.next_spill_file(io);
                 tracing::warn!(
                     object = id,
                     cause = %err,
@@ -719,7 +743,7 @@ mod tests {
         assert_eq!(f.arena.used(), used);
         assert_eq!(f.objects.get(a).unwrap().io, 0, "it can be chosen again");
         // Its file is removed in the background.
-        let file = f.objects.spill_path(&format!("object-{a}"));
+        let file = f.objects.spill_path("spill-1");
         let until = Instant::now() + Duration::from_secs(10);
         while file.exists() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
@@ -790,6 +814,48 @@ mod tests {
             assert!(f.objects.free(id, &mut f.arena, &f.io).is_some());
         }
         assert_eq!(f.arena.used(), 0);
+    }
+
+    /// The file thread's queue is in order: once a later job's file exists, earlier jobs ran.
+    fn wait_for(file: &std::path::Path) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !file.exists() {
+            assert!(Instant::now() < until, "{} never came", file.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn spill_files_are_created_ahead_and_one_removed_meanwhile_is_made_again() {
+        let mut f = fixture("ahead");
+        let file = |f: &Fixture, n: u32| f.objects.spill_path(&format!("spill-{n}"));
+        let spill = |f: &mut Fixture, fill: u8| {
+            let id = f.object(768 * KIB, fill);
+            assert!(f.alloc(512 * KIB, &[]).is_err());
+            assert!(matches!(f.spill_event(|_| false), Some(Spilled::Moved { .. })));
+            f.objects.drop_shadows(&mut f.arena);
+            let Place::Spilled(path) = f.objects.get(id).unwrap().place.clone() else {
+                panic!("spilled");
+            };
+            assert_eq!(std::fs::read(&path).unwrap(), vec![fill; 768 * KIB as usize]);
+            assert!(f.objects.free(id, &mut f.arena, &f.io).is_some());
+            path
+        };
+        assert_eq!(spill(&mut f, b'a'), file(&f, 1));
+        wait_for(&file(&f, 3));
+        for n in [2, 3] {
+            assert_eq!(
+                std::fs::metadata(file(&f, n)).unwrap().len(),
+                0,
+                "spill-{n} waits, empty"
+            );
+        }
+        assert_eq!(spill(&mut f, b'b'), file(&f, 2), "written into the file made ahead");
+        wait_for(&file(&f, 4));
+        // Someone removes the next one: the spill makes it again rather than write into a
+        // file no one can open.
+        std::fs::remove_file(file(&f, 3)).unwrap();
+        assert_eq!(spill(&mut f, b'c'), file(&f, 3));
     }
 
     #[test]
