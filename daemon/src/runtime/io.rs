@@ -109,6 +109,11 @@ impl Io {
         self.driver.delete(key);
     }
 
+    /// Says a file job comes soon (the file thread wakes and waits for it a little).
+    pub(crate) fn expect_file_work(&self) {
+        self.driver.expect_file_work();
+    }
+
     /// Creates spill file `path` ahead of its write, in the background.
     pub(crate) fn create_ahead(&self, path: PathBuf) {
         self.driver.create_ahead(path);

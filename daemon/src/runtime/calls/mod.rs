@@ -577,6 +577,11 @@ impl Calls {
             return;
         }
         inst.calls.insert(call_id);
+        // Its outputs will be spilled: the file thread wakes now, while the function runs.
+        let quota = cx.installs.get(&call.wf).map_or(u64::MAX, |i| i.quota);
+        if !call.extents.is_empty() && cx.objects.resident(&call.wf) >= quota && !cx.io.has_store() {
+            cx.io.expect_file_work();
+        }
         cx.metrics
             .trigger_seconds
             .observe(cx.now.saturating_duration_since(call.triggered).as_secs_f64());
