@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "faasflow/v1/plan.proto",
     "faasflow/v1/planner.proto",
     "faasflow/v1/daemon.proto",
+    "faasflow/v1/state.proto",
 ];
 
 fn main() -> Result<()> {

@@ -1,9 +1,11 @@
 //! The local cluster: `faasflow up` starts a planner and N daemons as processes of this binary
-//! on loopback (with a private Redis when one is installed) and records them in
-//! `DIR/cluster.json` ([`crate::record`]); `faasflow down` stops exactly the processes named
-//! there.
+//! on loopback (with a private Redis when one is installed) and records them, with their
+//! command lines, in `DIR/cluster.json` ([`crate::record`]); `faasflow down` stops exactly the
+//! processes named there. `faasflow up` on a cluster some of whose processes are gone starts
+//! those again as they were started, on the addresses the cluster uses (the planner gets back
+//! its state from `DIR/state`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,7 +89,10 @@ pub(crate) struct DownArgs {
 /// `faasflow up`; the processes it starts log in `log_format`.
 pub(crate) fn up(args: &UpArgs, log_format: LogFormat) -> Result<(), Failure> {
     check_up_args(args)?;
-    let layout = prepare_dir(&args.dir)?;
+    let layout = match prepare_dir(&args.dir)? {
+        Prepared::Fresh(layout) => layout,
+        Prepared::PartlyDown { layout, record, down } => return restart(&layout, record, &down),
+    };
     let program = Program::find(log_format)?;
     let names: Vec<String> = (0..args.workers).map(|i| format!("worker-{i}")).collect();
     let nodes: Vec<String> = std::iter::once("planner".to_owned())
@@ -107,7 +112,8 @@ pub(crate) fn up(args: &UpArgs, log_format: LogFormat) -> Result<(), Failure> {
         planner.addr,
         redis.as_ref(),
     )?;
-    let registered = wait_registered(&mut started, &planner, token, &workers)?;
+    let names: BTreeSet<String> = workers.keys().cloned().collect();
+    let registered = wait_registered(&mut started, planner.addr, token, &names)?;
     let up = Up {
         planner,
         workers,
@@ -178,9 +184,21 @@ struct Layout {
     certs: PathBuf,
 }
 
+/// What `up` finds in the cluster's directory.
+enum Prepared {
+    /// No cluster (or one whose processes are all gone): start one.
+    Fresh(Layout),
+    /// A cluster some of whose processes are gone (`down`): start those again.
+    PartlyDown {
+        layout: Layout,
+        record: serde_json::Value,
+        down: Vec<Recorded>,
+    },
+}
+
 /// Makes the cluster's directory ready: refused when a cluster is up in it; the record of one
 /// whose processes are all gone is replaced.
-fn prepare_dir(dir: &DirArg) -> Result<Layout, Failure> {
+fn prepare_dir(dir: &DirArg) -> Result<Prepared, Failure> {
     let dir = dir.path();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
@@ -192,14 +210,16 @@ fn prepare_dir(dir: &DirArg) -> Result<Layout, Failure> {
         dir,
     };
     if let Some(record) = read_record(&layout.record)? {
-        let alive: Vec<String> = processes(&record)
-            .into_iter()
-            .filter(Recorded::is_running)
-            .map(|p| format!("{} (pid {})", p.name, p.pid))
-            .collect();
+        let (alive, down): (Vec<Recorded>, Vec<Recorded>) =
+            processes(&record).into_iter().partition(Recorded::is_running);
+        if !alive.is_empty() && !down.is_empty() {
+            return Ok(Prepared::PartlyDown { layout, record, down });
+        }
         if !alive.is_empty() {
+            let alive: Vec<String> = alive.iter().map(|p| format!("{} (pid {})", p.name, p.pid)).collect();
             return Err(Failure::Input(format!(
-                "error: a cluster is already up in {}: {}; stop it with `faasflow down --dir {}` first",
+                "error: a cluster is already up in {}: {}; every process of it runs, so there is nothing to start \
+                 again; stop it with `faasflow down --dir {}` first to start another",
                 layout.dir.display(),
                 alive.join(", "),
                 layout.dir.display()
@@ -214,13 +234,27 @@ fn prepare_dir(dir: &DirArg) -> Result<Layout, Failure> {
     for d in [&layout.logs, &layout.run] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    Ok(layout)
+    Ok(Prepared::Fresh(layout))
 }
 
 /// The private Redis `up` started.
 struct Redis {
     url: String,
     pid: u32,
+    command: Command,
+}
+
+/// How a process was started (recorded, to start it again the same way).
+#[derive(Debug, Clone)]
+struct Command {
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl Command {
+    fn record(&self) -> serde_json::Value {
+        json!({"program": self.program, "args": self.args})
+    }
 }
 
 /// Starts a private Redis when redis-server is installed: on loopback, nothing written to disk.
@@ -249,13 +283,22 @@ fn start_redis(started: &mut Started, layout: &Layout) -> Result<Option<Redis>, 
     .collect();
     let pid = started.spawn("redis", &program, &redis_args, &redis_dir)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    started.wait_for("Redis accepting connections", || {
-        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
-    })?;
+    wait_redis(started, addr)?;
     Ok(Some(Redis {
         url: format!("redis://{addr}"),
         pid,
+        command: Command {
+            program,
+            args: redis_args,
+        },
     }))
+}
+
+fn wait_redis(started: &mut Started, addr: SocketAddr) -> Result<(), Failure> {
+    started.wait_for("Redis accepting connections", || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    })?;
+    Ok(())
 }
 
 /// The planner `up` started.
@@ -263,6 +306,7 @@ struct PlannerProcess {
     addr: SocketAddr,
     pid: u32,
     metrics: SocketAddr,
+    command: Command,
 }
 
 /// Starts the planner and waits until it listens.
@@ -273,7 +317,12 @@ fn start_planner(
     args: &UpArgs,
     redis: Option<&Redis>,
 ) -> Result<PlannerProcess, Failure> {
-    let port = args.base_port.unwrap_or(0);
+    // A port of its own from the start, so that a planner started again is where the workers
+    // and the clients look for it.
+    let port = match args.base_port {
+        Some(p) => p,
+        None => free_port()?,
+    };
     let addr_file = layout.run.join("planner.addr");
     let _ = std::fs::remove_file(&addr_file);
     let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -291,6 +340,8 @@ fn start_planner(
         args.max_in_flight.to_string(),
         "--metrics-listen".to_owned(),
         metrics.to_string(),
+        "--state-dir".to_owned(),
+        layout.dir.join("state").to_string_lossy().into_owned(),
     ]);
     if let Some(redis) = redis {
         planner_args.extend(["--redis".to_owned(), redis.url.clone()]);
@@ -301,13 +352,22 @@ fn start_planner(
     }
     let pid = started.spawn("planner", &program.exe, &planner_args, &layout.dir)?;
     let addr = started.wait_for("the planner listening", || read_addr(&addr_file))?;
-    Ok(PlannerProcess { addr, pid, metrics })
+    Ok(PlannerProcess {
+        addr,
+        pid,
+        metrics,
+        command: Command {
+            program: program.exe.clone(),
+            args: planner_args,
+        },
+    })
 }
 
 /// A worker's daemon `up` started.
 struct WorkerProcess {
     pid: u32,
     metrics: SocketAddr,
+    command: Command,
 }
 
 /// Starts a daemon for each of `names`, registering with the planner at `planner`.
@@ -361,7 +421,11 @@ fn start_workers(
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         worker_args.extend(["--metrics-listen".to_owned(), metrics.to_string()]);
         let pid = started.spawn(name, &program.exe, &worker_args, &layout.dir)?;
-        workers.insert(name.clone(), WorkerProcess { pid, metrics });
+        let command = Command {
+            program: program.exe.clone(),
+            args: worker_args,
+        };
+        workers.insert(name.clone(), WorkerProcess { pid, metrics, command });
     }
     Ok(workers)
 }
@@ -370,12 +434,12 @@ fn start_workers(
 /// returns them as the planner knows them.
 fn wait_registered(
     started: &mut Started,
-    planner: &PlannerProcess,
+    planner: SocketAddr,
     token: Option<Token>,
-    workers: &BTreeMap<String, WorkerProcess>,
+    workers: &BTreeSet<String>,
 ) -> Result<Vec<RegisteredWorker>, Failure> {
     let rt = runtime()?;
-    let addr = planner.addr.to_string();
+    let addr = planner.to_string();
     let mut shown = usize::MAX;
     started.wait_for("every worker registering", || {
         let known = rt.block_on(async {
@@ -384,7 +448,7 @@ fn wait_registered(
         })?;
         let live: Vec<RegisteredWorker> = known
             .into_iter()
-            .filter(|w| !w.lost && workers.contains_key(&w.name))
+            .filter(|w| !w.lost && workers.contains(&w.name))
             .collect();
         if live.len() != shown {
             shown = live.len();
@@ -414,6 +478,7 @@ impl Up {
                 "pid": self.planner.pid,
                 "log": logs.join("planner.log"),
                 "metrics": self.planner.metrics.to_string(),
+                "command": self.planner.command.record(),
             },
             "workers": self.registered.iter().map(|w| json!({
                 "name": w.name,
@@ -422,8 +487,14 @@ impl Up {
                 "quic_addr": w.quic_addr.clone().unwrap_or_default(),
                 "metrics": self.workers.get(&w.name).map(|p| p.metrics.to_string()),
                 "log": logs.join(format!("{}.log", w.name)),
+                "command": self.workers.get(&w.name).map(|p| p.command.record()),
             })).collect::<Vec<_>>(),
-            "redis": self.redis.as_ref().map(|r| json!({"url": r.url, "pid": r.pid, "log": logs.join("redis.log")})),
+            "redis": self.redis.as_ref().map(|r| json!({
+                "url": r.url,
+                "pid": r.pid,
+                "log": logs.join("redis.log"),
+                "command": r.command.record(),
+            })),
             "certs": layout.certs,
             "data_scale": data_scale,
         })
@@ -479,6 +550,148 @@ fn on_path(program: &str) -> Option<PathBuf> {
 fn read_addr(file: &Path) -> Option<SocketAddr> {
     let bytes = read_bounded(file, 256).ok()?;
     std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+}
+
+// ---- up again -----------------------------------------------------------------------------
+
+/// Starts again the processes of the cluster in `layout` that are `down`, each with the
+/// command line it was first started with (a worker on the addresses it had), and waits until
+/// every worker is registered and live.
+fn restart(layout: &Layout, mut record: serde_json::Value, down: &[Recorded]) -> Result<(), Failure> {
+    let names: Vec<&str> = down.iter().map(|p| p.name.as_str()).collect();
+    sayln!(
+        "note: {} of the cluster in {} stopped: starting {} again as first started (options given now are not used)",
+        names.join(", "),
+        layout.dir.display(),
+        if names.len() == 1 { "it" } else { "them" }
+    );
+    let token = ensure_token(&layout.certs)?;
+    let mut started = Started::new(&layout.logs, UP_TIMEOUT);
+    let mut order: Vec<&Recorded> = down.iter().collect();
+    order.sort_by_key(|p| match p.name.as_str() {
+        "redis" => 0,
+        "planner" => 1,
+        _ => 2,
+    });
+    let mut again = Vec::new();
+    for p in order {
+        let entry = entry_of(&mut record, &p.name)
+            .ok_or_else(|| Failure::Other(anyhow!("{} names no process `{}`", layout.record.display(), p.name)))?;
+        let command = recorded_command(entry, &p.name, &layout.record)?;
+        let addr_file = layout.run.join("planner.addr");
+        if p.name == "planner" {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+        let cwd = if p.name == "redis" {
+            layout.dir.join("redis")
+        } else {
+            layout.dir.clone()
+        };
+        // Its log is appended to: what it says from here on is the new process's.
+        let log = layout.logs.join(format!("{}.log", p.name));
+        let said_before = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let pid = started.spawn(&p.name, &command.program, &command.args, &cwd)?;
+        entry["pid"] = json!(pid);
+        match p.name.as_str() {
+            "redis" => {
+                let addr = entry["url"]
+                    .as_str()
+                    .and_then(|u| u.strip_prefix("redis://"))
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| Failure::Other(anyhow!("{} names no Redis address", layout.record.display())))?;
+                wait_redis(&mut started, addr)?;
+            }
+            "planner" => {
+                let want = entry["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                started.wait_for("the planner listening on its address", || {
+                    read_addr(&addr_file).filter(|a| Some(*a) == want)
+                })?;
+            }
+            // The planner may still take the worker's old process for live: wait for the new
+            // one to register (invocations then wait for it to hold its versions).
+            _ => {
+                started.wait_for(&format!("{} registering with the planner", p.name), || {
+                    said_since(&log, said_before)
+                        .contains("registered with the planner")
+                        .then_some(())
+                })?;
+            }
+        }
+        again.push(format!("{} (pid {pid})", p.name));
+    }
+    let planner = record["planner"]["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Failure::Other(anyhow!("{} names no planner address", layout.record.display())))?;
+    let workers: BTreeSet<String> = record["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["name"].as_str().map(str::to_owned))
+        .collect();
+    wait_registered(&mut started, planner, token, &workers)?;
+    write_record(&layout.record, &record)?;
+    started.keep();
+    outln!(
+        "started again in {}: {}; planner at {planner}, {} workers live",
+        layout.dir.display(),
+        again.join(", "),
+        workers.len()
+    )
+}
+
+/// What `log` says after its first `from` bytes.
+fn said_since(log: &Path, from: u64) -> String {
+    use std::io::{Read as _, Seek as _};
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log)
+        && f.seek(std::io::SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.take(1 << 20).read_to_string(&mut text);
+    }
+    text
+}
+
+/// The entry of process `name` in a cluster's record.
+fn entry_of<'a>(record: &'a mut serde_json::Value, name: &str) -> Option<&'a mut serde_json::Value> {
+    match name {
+        "planner" | "redis" => record.get_mut(name),
+        _ => record["workers"]
+            .as_array_mut()?
+            .iter_mut()
+            .find(|w| w["name"].as_str() == Some(name)),
+    }
+}
+
+/// How process `name` (its `entry` in the record at `file`) was started: a worker's on the
+/// addresses the cluster knows it by.
+fn recorded_command(entry: &serde_json::Value, name: &str, file: &Path) -> Result<Command, Failure> {
+    let command = &entry["command"];
+    let program = command["program"].as_str().map(PathBuf::from);
+    let args: Option<Vec<String>> = command["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+    let (Some(program), Some(mut args)) = (program, args) else {
+        return Err(Failure::Input(format!(
+            "error: {name} is down, but {} does not say how it was started (an older faasflow wrote it); stop the \
+             cluster with `faasflow down` and start it with `faasflow up`",
+            file.display()
+        )));
+    };
+    for (flag, key) in [("--listen", "grpc_addr"), ("--peer-listen", "quic_addr")] {
+        if name == "planner" || name == "redis" {
+            break;
+        }
+        let Some(addr) = entry[key].as_str().filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        if let Some(i) = args.iter().position(|a| a == flag)
+            && let Some(value) = args.get_mut(i + 1)
+        {
+            *value = addr.to_owned();
+        }
+    }
+    Ok(Command { program, args })
 }
 
 // ---- down -------------------------------------------------------------------------------

@@ -44,10 +44,16 @@ impl Started {
         self.armed = false;
     }
 
-    /// Starts `program` as process `name`, its output to `<logs>/<name>.log`; returns its pid.
+    /// Starts `program` as process `name`, its output to `<logs>/<name>.log` (appended to:
+    /// a process started again keeps the log of the one before, which may say why it
+    /// ended); returns its pid.
     pub(crate) fn spawn(&mut self, name: &str, program: &Path, args: &[String], cwd: &Path) -> Result<u32, Failure> {
         let log_path = self.logs.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
         let err = log.try_clone().context("cannot open the log twice")?;
         let child = Command::new(program)
             .args(args)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faasflow_control::service::{PlannerService, ServiceConfig};
+use faasflow_control::store::StateDir;
 use faasflow_daemon::config::PeerSettings;
 use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::io::peer::PeerConfig;
@@ -67,6 +68,12 @@ pub(crate) struct PlannerArgs {
     #[arg(long, value_name = "N", default_value_t = faasflow_control::service::DEFAULT_MAX_IN_FLIGHT,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// Keep the planner's state (workflows and their versions, workers, invocation ids) in
+    /// this directory (made, mode 0700, when missing): a planner started again on it serves
+    /// every deployed workflow at once. One planner at a time uses a directory. Without it,
+    /// the planner forgets everything when it stops.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,6 +190,16 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             },
             None => tracing::info!("no --redis: MasterSP deploys are refused; WorkerSP runs without Redis"),
         }
+        // Before the port: a second planner on the same directory says so, not "address in use".
+        let store = match &args.state_dir {
+            Some(dir) => Some(StateDir::open(dir).map_err(|e| Failure::Input(format!("error: --state-dir: {e}")))?),
+            None => {
+                tracing::warn!(
+                    "no --state-dir: deployments, workers and invocation ids are forgotten when the planner stops"
+                );
+                None
+            }
+        };
         let listener = bind(args.listen, "planner").await?;
         let local = listener
             .local_addr()
@@ -190,7 +207,23 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             .map_err(Failure::Other)?;
         write_addr_file(args.addr_file.as_deref(), local)?;
         tracing::info!(addr = %local, "listening");
-        let service = PlannerService::new(config);
+        let service = match store {
+            Some(mut store) => {
+                let holder = format!(
+                    "pid {} serving on {local}, since {}",
+                    std::process::id(),
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                );
+                store
+                    .set_holder(&holder)
+                    .map_err(|e| Failure::Input(format!("error: --state-dir: {e}")))?;
+                let service = PlannerService::restore(config, store)
+                    .map_err(|e| Failure::Input(format!("error: --state-dir: {e}")))?;
+                service.resume().await;
+                service
+            }
+            None => PlannerService::new(config),
+        };
         let metrics = service.clone();
         crate::metrics::serve_if(
             args.metrics_listen,

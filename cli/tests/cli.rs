@@ -591,23 +591,7 @@ fn the_address_file_is_written_through_a_name_of_its_own() {
     // A file of the user's where a careless writer would put its temporary copy.
     std::fs::write(dir.join("planner.tmp"), "mine").unwrap();
     let file = dir.join("planner.addr");
-    let mut planner = Command::new(env!("CARGO_BIN_EXE_faasflow"))
-        .args(["planner", "--listen", "127.0.0.1:0", "--addr-file"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Ok(addr) = text.trim().parse::<std::net::SocketAddr>()
-        {
-            break addr;
-        }
-        assert!(std::time::Instant::now() < deadline, "no address written");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let (mut planner, addr) = start_planner(&file, &[]);
     planner.kill().unwrap();
     planner.wait().unwrap();
     assert_ne!(addr.port(), 0);
@@ -1034,5 +1018,66 @@ fn a_probe_built_without_clang_says_to_rebuild_once_clang_is_installed() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("clang is installed now: rebuild faasflow"), "{err}");
     assert!(!err.contains("install clang"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts `faasflow planner` on a free port with `args`; returns it and its address once it
+/// listens (its output is dropped).
+fn start_planner(addr_file: &Path, args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let mut planner = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(["planner", "--listen", "127.0.0.1:0", "--addr-file"])
+        .arg(addr_file)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(addr_file)
+            && let Ok(addr) = text.trim().parse::<std::net::SocketAddr>()
+        {
+            return (planner, addr);
+        }
+        assert!(planner.try_wait().unwrap().is_none(), "the planner exited");
+        assert!(std::time::Instant::now() < deadline, "no address written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_state_directory_serves_one_planner_and_a_damaged_state_is_refused_untouched() {
+    let dir = tempdir().join("state-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap();
+    let (mut first, addr) = start_planner(&dir.join("first.addr"), &["--state-dir", state_arg]);
+    // A second planner on the same directory: refused before it takes a port, naming the first.
+    let o = faasflow(&["planner", "--listen", "127.0.0.1:0", "--state-dir", state_arg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let holder = format!(
+        "is in use by another planner (pid {} serving on {addr}, since ",
+        first.id()
+    );
+    assert!(stderr(&o).contains(&holder), "{}", stderr(&o));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Killed, it left the lock behind it: the next planner takes the directory.
+    let (mut next, _) = start_planner(&dir.join("next.addr"), &["--state-dir", state_arg]);
+    next.kill().unwrap();
+    next.wait().unwrap();
+    // A state file that is not one: a clear error, and the file is left as it was.
+    std::fs::write(state.join("state.redb"), "not a database").unwrap();
+    let o = faasflow(&["planner", "--listen", "127.0.0.1:0", "--state-dir", state_arg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("state.redb cannot be used") && stderr(&o).contains("nothing in it was changed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("state.redb")).unwrap(),
+        "not a database"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -809,3 +809,81 @@ fn up_with_json_logs_gives_each_process_json_lines_in_its_span_and_a_bad_filter_
     );
     assert_eq!(listening["fields"]["addr"], cluster.planner(), "{listening}");
 }
+
+/// A planner killed with SIGKILL mid-life and started again by `faasflow up` (on its address,
+/// from its state directory) serves what was deployed at once: no deploy again, no version
+/// installed again on the workers, and no invocation id handed out twice.
+#[test]
+fn a_planner_killed_and_started_again_by_up_serves_what_was_deployed() {
+    let mut c = Cluster::up("planner-kept", 2, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let wf = c.write("kept.yaml", &pair_workflow("kept", "1ms", false));
+    c.deploy(&wf);
+    let before = c.invoke_json("kept", "{}");
+    assert_eq!(before.status, "ok", "{:?}", before.error);
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    kill9(planner);
+    let end = Instant::now() + Duration::from_secs(10);
+    while alive(planner) {
+        assert!(Instant::now() < end, "the planner outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("note: planner of the cluster in") && text(&out.stdout).contains("started again in"),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    c.record =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    let again = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    assert_ne!(again, planner);
+    assert!(alive(again));
+    // At once, without a deploy.
+    let after = c.invoke_json("kept", "{}");
+    assert_eq!(after.status, "ok", "{:?}", after.error);
+    assert!(
+        after.invocation > before.invocation,
+        "ids go on: {} then {}",
+        before.invocation,
+        after.invocation
+    );
+    let log = std::fs::read_to_string(c.dir.join("logs").join("planner.log")).expect("the planner's log");
+    assert!(log.contains("state restored"), "{log}");
+    assert!(
+        !log.contains("installed a version again"),
+        "a version was installed again:\n{log}"
+    );
+    // A worker too, on the addresses it had.
+    let worker = c.worker("worker-1").clone();
+    let pid = worker["pid"].as_u64().expect("pid") as u32;
+    kill9(pid);
+    while alive(pid) {
+        assert!(
+            Instant::now() < end + Duration::from_secs(10),
+            "the worker outlived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    c.record =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    let back = c.worker("worker-1").clone();
+    assert_ne!(back["pid"], worker["pid"]);
+    assert_eq!(
+        (&back["grpc_addr"], &back["quic_addr"]),
+        (&worker["grpc_addr"], &worker["quic_addr"])
+    );
+    let last = c.invoke_json("kept", "{}");
+    assert_eq!(last.status, "ok", "{:?}", last.error);
+    // `up` with every process running has nothing to start.
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nothing to start again"),
+        "{}",
+        text(&out.stderr)
+    );
+}

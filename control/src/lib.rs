@@ -1,7 +1,8 @@
 //! faasflow's control plane: the `Planner` gRPC service. Workers register and send heartbeats;
 //! clients deploy workflows and invoke them. It keeps the worker registry and every deployed
 //! workflow's versions, admits invocations, routes each to its entry daemon, plans again when
-//! workers are lost or come back, and runs MasterSP's central engine.
+//! workers are lost or come back, and runs MasterSP's central engine. With a state directory
+//! ([`store`]) its workflows, versions, workers and invocation ids survive a restart.
 //!
 //! What it does not do: compile or partition workflows (`faasflow-planner` does, as pure
 //! functions), convert proto messages (`faasflow-rpc`), or run functions (daemons do).
@@ -16,6 +17,7 @@ mod rpc;
 pub mod service;
 #[cfg(test)]
 mod sim;
+pub mod store;
 mod versions;
 
 pub use registry::LOST_AFTER;

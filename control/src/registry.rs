@@ -145,6 +145,10 @@ impl Registry {
         self.workers.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
     /// The live workers, by name.
     pub(crate) fn live(&self) -> impl Iterator<Item = (&String, &Worker)> {
         self.workers.iter().filter(|(_, w)| !w.noted_lost)
@@ -204,6 +208,42 @@ impl Registry {
             },
         );
         joined
+    }
+
+    /// A worker as a planner's state directory kept it: live from `now` (a new loss window),
+    /// holding `held` (the versions kept that name it), until its heartbeats say otherwise.
+    pub(crate) fn restore(
+        &mut self,
+        name: &str,
+        stored: &faasflow_rpc::convert::state::StoredWorker,
+        held: BTreeMap<(String, u64), Vec<u8>>,
+        now: Instant,
+    ) {
+        let reported = held
+            .iter()
+            .map(|((workflow, version), digest)| HeldPlan {
+                workflow: workflow.clone(),
+                version: *version,
+                dropping: false,
+                digest: digest.clone(),
+            })
+            .collect();
+        self.workers.insert(
+            name.to_owned(),
+            Worker {
+                incarnation: stored.incarnation,
+                grpc_addr: stored.grpc_addr,
+                quic_addr: stored.quic_addr,
+                slots: stored.slots,
+                last_seen: now,
+                noted_lost: false,
+                probing: false,
+                restarting: false,
+                live_since: now,
+                held,
+                reported,
+            },
+        );
     }
 
     /// A heartbeat of worker `name`'s daemon `incarnation`, holding `plans`.

@@ -45,6 +45,7 @@ use faasflow_rpc::convert::WirePlan;
 use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 
 mod deploy;
+mod durable;
 pub(crate) mod invoke;
 pub(crate) mod workers;
 
@@ -63,6 +64,9 @@ pub(crate) struct State {
     /// unknown meanwhile.
     pub(crate) installing: BTreeSet<(String, u64)>,
     pub(crate) next_invocation: u64,
+    /// Invocation ids up to this one are reserved in the state directory (`u64::MAX`:
+    /// without one, none need be).
+    pub(crate) ids_reserved: u64,
     /// Invocations answered, by outcome (`ok`, `failed`, `deadline`, `refused`).
     pub(crate) outcomes: BTreeMap<&'static str, u64>,
     /// End to end of the invocations the planner forwarded, seconds.
@@ -93,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) watching: std::sync::atomic::AtomicBool,
     /// Installs and drops the watch has under way: (worker, workflow, version).
     pub(crate) pending: Mutex<BTreeSet<(String, String, u64)>>,
+    /// The state directory, when it has one (`durable.rs`).
+    pub(crate) store: Option<Arc<crate::store::StateDir>>,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -134,8 +140,13 @@ pub struct PlannerService {
 }
 
 impl PlannerService {
-    /// A planner with no workers and no workflows.
+    /// A planner with no workers and no workflows, and no state directory: what it is told
+    /// is forgotten when it stops ([`PlannerService::restore`] keeps it).
     pub fn new(config: ServiceConfig) -> Self {
+        PlannerService::build(config, None)
+    }
+
+    fn build(config: ServiceConfig, store: Option<Arc<crate::store::StateDir>>) -> Self {
         let interval = config.heartbeat_interval;
         PlannerService {
             inner: Arc::new(Inner {
@@ -147,6 +158,7 @@ impl PlannerService {
                     seen_versions: BTreeMap::new(),
                     installing: BTreeSet::new(),
                     next_invocation: 0,
+                    ids_reserved: if store.is_some() { 0 } else { u64::MAX },
                     outcomes: BTreeMap::new(),
                     invocation_seconds: Default::default(),
                     reports: Default::default(),
@@ -157,6 +169,7 @@ impl PlannerService {
                 pending: Mutex::new(BTreeSet::new()),
                 central: OnceLock::new(),
                 remote: tokio::sync::Mutex::new(None),
+                store,
             }),
         }
     }
@@ -221,6 +234,7 @@ impl PlannerService {
                 i += 1;
             }
         }
+        self.forget_versions(workflow, drained.iter().map(|v| v.version).collect());
         for v in drained {
             if v.plan.mode == Mode::MasterSp
                 && let Some(central) = self.inner.central.get()

@@ -5,12 +5,12 @@
 //! invocations take the newest; a version that is not the newest is dropped once no invocation
 //! runs on it (red-black).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use faasflow_core::dag::Workflow;
+use faasflow_core::dag::{NodeId, Workflow};
 use faasflow_core::plan::{ClusterView, Mode, Plan, Tier};
 use faasflow_rpc::convert::WirePlan;
 
@@ -155,18 +155,32 @@ pub(crate) fn holds(w: &Worker, v: &Version) -> bool {
 /// Where a plan puts each task, by worker name, and the tier of each edge: two plans with the
 /// same placement run the same way.
 pub(crate) fn placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> (Vec<String>, Vec<Tier>) {
-    let workers = wf
-        .graph
+    let workers = task_workers(wf, plan, cluster)
+        .map(|(_, w)| w.map_or_else(String::new, str::to_owned))
+        .collect();
+    (workers, plan.edge_tiers.clone())
+}
+
+/// The worker of each task of a MasterSP plan: where the central engine triggers it.
+pub(crate) fn master_placement(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> HashMap<NodeId, String> {
+    task_workers(wf, plan, cluster)
+        .filter_map(|(n, w)| Some((n, w?.to_owned())))
+        .collect()
+}
+
+/// Each task of `wf` and the name of the worker `plan` puts it on.
+fn task_workers<'a>(
+    wf: &'a Workflow,
+    plan: &'a Plan,
+    cluster: &'a ClusterView,
+) -> impl Iterator<Item = (NodeId, Option<&'a str>)> + 'a {
+    wf.graph
         .node_indices()
         .filter(|n| wf.graph[*n].task().is_some())
         .map(|n| {
-            cluster
-                .workers
-                .get(plan.worker_of(n) as usize)
-                .map_or_else(String::new, |w| w.name.clone())
+            let worker = cluster.workers.get(plan.worker_of(n) as usize).map(|w| w.name.as_str());
+            (n, worker)
         })
-        .collect();
-    (workers, plan.edge_tiers.clone())
 }
 
 /// What is wrong with the newest version of a workflow, if anything (`rebalance`: a live

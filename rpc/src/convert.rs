@@ -14,7 +14,8 @@
 //! The parts: [`ConvertError`] in `error.rs`; encoding in `to_proto.rs`, and [`WirePlan`] with
 //! its digest in `digest.rs`; the checked decoding of a plan in `from_proto.rs` and of its
 //! workflow graph in `graph_from_proto.rs`; enum values both ways in `enums.rs`; and
-//! `Daemon.Execute` in [`execute`].
+//! `Daemon.Execute` in [`execute`]; the planner's stored records (its state directory) in
+//! [`state`].
 //!
 //! [`Plan`]: faasflow_core::plan::Plan
 //! [`Plan::worker_of`]: faasflow_core::plan::Plan::worker_of
@@ -29,6 +30,7 @@ mod error;
 pub mod execute;
 mod from_proto;
 mod graph_from_proto;
+pub mod state;
 mod to_proto;
 
 pub use digest::{WirePlan, plan_digest, short_digest};

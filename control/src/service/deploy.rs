@@ -3,6 +3,7 @@
 //! when one install fails.
 
 use super::*;
+use faasflow_rpc::convert::state::StoredVersion;
 
 /// A version a deploy made.
 #[derive(Debug, Clone)]
@@ -142,17 +143,7 @@ impl PlannerService {
             .collect();
         if mode == Mode::MasterSp {
             // Every task is triggered by the central engine, on the worker the plan chose.
-            let placement = wf
-                .graph
-                .node_indices()
-                .filter(|n| wf.graph[*n].task().is_some())
-                .filter_map(|n| {
-                    cluster
-                        .workers
-                        .get(plan.worker_of(n) as usize)
-                        .map(|w| (n, w.name.clone()))
-                })
-                .collect();
+            let placement = crate::versions::master_placement(&wf, &plan, &cluster);
             self.central()
                 .install(wf.clone(), version, placement)
                 .await
@@ -214,36 +205,50 @@ impl PlannerService {
             };
             return Err((status, lost == errors.len()));
         }
-        let mut state = self.state();
-        for t in &targets {
-            if let Some(w) = state.registry.get_mut(&t.name) {
-                w.held.insert((wf.name.clone(), version), digest.clone());
+        let peers: BTreeMap<String, Option<SocketAddr>> = targets
+            .iter()
+            .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))
+            .collect();
+        let kept = StoredVersion {
+            plan: wire.clone(),
+            declared: (*declared).clone(),
+            daemons: targets.iter().map(|t| t.name.clone()).collect(),
+            peers: peers.clone().into_iter().collect(),
+            allow_overcommit,
+        };
+        {
+            let mut state = self.state();
+            for t in &targets {
+                if let Some(w) = state.registry.get_mut(&t.name) {
+                    w.held.insert((wf.name.clone(), version), digest.clone());
+                }
             }
+            let deployed = state.workflows.entry(wf.name.clone()).or_default();
+            deployed.last = version;
+            deployed.versions.insert(
+                0,
+                Version {
+                    version,
+                    wf: wf.clone(),
+                    plan,
+                    considered: cluster.workers.iter().map(|w| w.name.clone()).collect(),
+                    cluster,
+                    wire: wire.clone(),
+                    daemons: kept.daemons.clone(),
+                    digest,
+                    peers,
+                    in_flight: 0,
+                    mode,
+                    allow_overcommit,
+                    declared,
+                },
+            );
+            self.drop_drained(&mut state, &wf.name);
         }
-        let deployed = state.workflows.entry(wf.name.clone()).or_default();
-        deployed.last = version;
-        deployed.versions.insert(
-            0,
-            Version {
-                version,
-                wf: wf.clone(),
-                plan,
-                considered: cluster.workers.iter().map(|w| w.name.clone()).collect(),
-                cluster,
-                wire: wire.clone(),
-                daemons: targets.iter().map(|t| t.name.clone()).collect(),
-                digest,
-                peers: targets
-                    .iter()
-                    .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))
-                    .collect(),
-                in_flight: 0,
-                mode,
-                allow_overcommit,
-                declared,
-            },
-        );
-        self.drop_drained(&mut state, &wf.name);
+        // Answered only once kept: nothing acknowledged is forgotten by a restart.
+        self.keep_version(&wf.name, version, kept)
+            .await
+            .map_err(|s| (s, false))?;
         tracing::info!(
             workflow = %wf.name,
             version,

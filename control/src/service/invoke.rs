@@ -135,6 +135,7 @@ impl PlannerService {
                 let now = Instant::now();
                 state.next_invocation += 1;
                 let id = state.next_invocation;
+                self.reserve_ids(&mut state, id)?;
                 let Some(deployed) = state.workflows.get(&req.workflow) else {
                     return Err(self.not_found_workflow(&state, &req.workflow));
                 };

@@ -75,6 +75,15 @@ impl PlannerService {
             .join(&req.name, req.incarnation, grpc_addr, quic_addr, req.slots, plans, now);
         state.clients.insert(req.name.clone(), client);
         drop(state);
+        self.keep_worker(
+            &req.name,
+            faasflow_rpc::convert::state::StoredWorker {
+                incarnation: req.incarnation,
+                grpc_addr,
+                quic_addr,
+                slots: req.slots,
+            },
+        );
         self.watch_workers();
         tracing::info!(
             worker = %req.name,

@@ -31,6 +31,13 @@ impl WirePlan {
         WirePlan { proto, digest }
     }
 
+    /// A plan as it was encoded before (read back from where it was kept): checked by
+    /// [`super::plan_from_proto`] first.
+    pub(crate) fn from_proto(proto: pb::Plan) -> Self {
+        let digest = plan_digest(&proto);
+        WirePlan { proto, digest }
+    }
+
     /// The SHA-256 digest of the encoded plan ([`plan_digest`]).
     pub fn digest(&self) -> &[u8] {
         &self.digest
