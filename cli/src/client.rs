@@ -352,7 +352,7 @@ fn report_from_file(path: &Path, pick: Option<u64>) -> Result<(String, Report), 
 
 /// The planner's address and the token to call it with: `--planner`, or the address in
 /// DIR/cluster.json.
-fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
+pub(crate) fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
     Ok((planner_addr(target)?, token_of(target)?))
 }
 
@@ -401,13 +401,13 @@ fn planner_addr(target: &Target) -> Result<String, Failure> {
         .ok_or_else(|| Failure::Other(anyhow!("{} names no planner address", path.display())))
 }
 
-async fn connect(addr: &str, token: Option<Token>) -> Result<Planner, Failure> {
+pub(crate) async fn connect(addr: &str, token: Option<Token>) -> Result<Planner, Failure> {
     Planner::connect(addr, token).await.map_err(failure)
 }
 
 /// A failed call to the planner as the command's failure: a refusal that is the user's to fix
 /// exits with 2, anything else with 1.
-fn failure(e: PlannerError) -> Failure {
+pub(crate) fn failure(e: PlannerError) -> Failure {
     match e {
         PlannerError::Unreachable { .. } => Failure::Other(anyhow!("{e}; is the cluster up (`faasflow up`)?")),
         PlannerError::Rejected { .. } => Failure::Input(format!("error: {e}")),

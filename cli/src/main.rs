@@ -36,6 +36,7 @@ mod record;
 mod run;
 mod services;
 mod top;
+mod workflows;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use faasflow_core::{ClusterView, PlannerConfig};
@@ -77,6 +78,12 @@ enum Command {
     Deploy(client::DeployArgs),
     /// Invoke a deployed workflow on the cluster and print its output and report.
     Invoke(client::InvokeArgs),
+    /// List the deployed workflows: each installed version, its mode, workers and invocations
+    /// in flight.
+    Workflows(workflows::WorkflowsArgs),
+    /// Remove a deployed workflow: new invocations are refused at once, those in flight end,
+    /// then every version leaves the workers and the planner's state.
+    Undeploy(workflows::UndeployArgs),
     /// Show each deployed workflow's memory: per task the memory given, the peak declared and
     /// the peak measured by the daemons' memory probe, and the in-memory quota from each.
     Status(client::StatusArgs),
@@ -209,6 +216,8 @@ fn main() -> ExitCode {
         Command::Up(args) => local::up(&args, cli.log_format),
         Command::Deploy(args) => client::deploy(&args),
         Command::Invoke(args) => client::invoke(&args),
+        Command::Workflows(args) => workflows::workflows(&args),
+        Command::Undeploy(args) => workflows::undeploy(&args),
         Command::Status(args) => client::status(&args),
         Command::Trace(args) => client::trace(&args),
         Command::Top(args) => top::top(&args),

@@ -887,3 +887,110 @@ fn a_planner_killed_and_started_again_by_up_serves_what_was_deployed() {
         text(&out.stderr)
     );
 }
+
+/// `undeploy` refuses new invocations at once, waits for the one in flight, then removes
+/// every version from the workers and the planner's state (a restart does not bring it back);
+/// a deploy under the name later goes on past its version numbers.
+#[test]
+fn undeploy_drains_then_removes_a_workflow_for_good() {
+    let mut c = Cluster::up("undeploy", 2, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let slow = c.write("slow.yaml", SLOW_V1);
+    c.deploy(&slow);
+    c.deploy(&slow);
+    let other = c.write("other.yaml", &pair_workflow("other", "1ms", false));
+    c.deploy(&other);
+    let out = c.run(&["workflows"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(listed.starts_with("WORKFLOW"), "{listed}");
+    for expected in ["slow      2", "other     1"] {
+        assert!(listed.contains(expected), "{expected:?} in\n{listed}");
+    }
+    // One invocation of `slow` (3 s) in flight while it is undeployed.
+    let mut running = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(["invoke", "slow", "--input", r#"{"x": 1}"#, "--dir", &c.dir()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("invoke runs");
+    let rt = rt();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !["worker-0", "worker-1"].iter().any(|w| {
+        let s = rt
+            .block_on(c.daemon_client(&rt, w).status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner();
+        s.plans.iter().any(|p| p.in_flight > 0)
+    }) {
+        assert!(Instant::now() < end, "the invocation never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let undeploy = Command::new(env!("CARGO_BIN_EXE_faasflow"))
+        .args(["undeploy", "slow", "--dir", &c.dir()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("undeploy runs");
+    // While it drains, it says so, and refuses new invocations at once.
+    let end = Instant::now() + Duration::from_secs(5);
+    while !text(&c.run(&["workflows"]).stdout).contains("slow (undeploying)") {
+        assert!(Instant::now() < end, "never undeploying");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = c.run(&["invoke", "slow", "--input", r#"{"x": 2}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("workflow `slow` is being undeployed: it takes no new invocations"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = undeploy.wait_with_output().expect("undeploy ends");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("undeployed `slow`: version 2 dropped from ")
+            && said.contains("(after 1 invocation(s) in flight ended)"),
+        "{said}"
+    );
+    let finished = running.wait().expect("the invocation ends");
+    assert!(finished.success(), "the invocation in flight was cut short");
+    // Gone from the planner and the daemons.
+    let out = c.run(&["invoke", "slow", "--input", r#"{"x": 3}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("workflow `slow` is not deployed; deployed workflows: other"),
+        "{}",
+        text(&out.stderr)
+    );
+    for w in ["worker-0", "worker-1"] {
+        let status = rt
+            .block_on(c.daemon_client(&rt, w).status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner();
+        assert!(
+            status.plans.iter().all(|p| p.workflow != "slow"),
+            "{w} holds {:?}",
+            status.plans
+        );
+    }
+    // A restart of the planner does not bring it back; a new deploy goes on past version 2.
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    kill9(planner);
+    while alive(planner) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    c.record =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    let listed = text(&c.run(&["workflows"]).stdout);
+    assert!(!listed.contains("slow"), "{listed}");
+    assert!(c.deploy(&slow).contains("version 3"), "numbering goes on");
+    let out = c.run(&["undeploy", "nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("workflow `nothing` is not deployed; deployed workflows: other, slow"),
+        "{}",
+        text(&out.stderr)
+    );
+}

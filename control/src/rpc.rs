@@ -203,6 +203,50 @@ impl pb::planner_server::Planner for PlannerService {
         }
     }
 
+    async fn list_workflows(
+        &self,
+        _request: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        let workflows = self
+            .workflows()
+            .into_iter()
+            .map(|w| pb::WorkflowInfo {
+                name: w.name,
+                last_version: w.last_version,
+                undeploying: w.undeploying,
+                versions: w
+                    .versions
+                    .into_iter()
+                    .map(|v| pb::VersionInfo {
+                        version: v.version,
+                        mode: faasflow_rpc::convert::mode_to_proto(v.mode),
+                        workers: v.workers,
+                        tasks: v.tasks,
+                        in_flight: v.in_flight,
+                        digest: v.digest,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkflowsResponse { workflows }))
+    }
+
+    async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::UndeployResponse>, Status> {
+        let req = request.into_inner();
+        if req.workflow.is_empty() {
+            return Err(Status::invalid_argument(
+                "Undeploy: `workflow` is empty; name the workflow to remove",
+            ));
+        }
+        let drain = (req.drain_ms > 0).then(|| std::time::Duration::from_millis(req.drain_ms));
+        let u = PlannerService::undeploy(self, &req.workflow, drain).await?;
+        Ok(Response::new(pb::UndeployResponse {
+            versions: u.versions,
+            workers: u.workers,
+            drained: u.drained,
+        }))
+    }
+
     async fn memory(&self, request: Request<pb::MemoryRequest>) -> Result<Response<pb::MemoryResponse>, Status> {
         let req = request.into_inner();
         let state = self.state();

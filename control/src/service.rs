@@ -47,6 +47,7 @@ use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 mod deploy;
 mod durable;
 pub(crate) mod invoke;
+pub(crate) mod undeploy;
 pub(crate) mod workers;
 
 #[derive(Debug)]

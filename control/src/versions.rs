@@ -66,6 +66,8 @@ pub(crate) struct Deployed {
     pub(crate) last_replan: Option<Instant>,
     /// When a repair last failed, and why (said once per cause).
     pub(crate) repair_failed: Option<(Instant, RepairError)>,
+    /// It is being undeployed: new invocations, deploys and repairs are refused.
+    pub(crate) undeploying: bool,
 }
 
 /// Why a workflow's newest version could not be put right.

@@ -16,7 +16,7 @@ use tonic::transport::Endpoint;
 
 use crate::auth::{Attach, AuthChannel, Token};
 use crate::channel::{CONNECT_TIMEOUT, MAX_MESSAGE};
-use crate::convert::{ConvertError, mode_to_proto, plan_from_proto};
+use crate::convert::{ConvertError, mode_from_proto, mode_to_proto, plan_from_proto};
 use crate::status::describe;
 
 /// Why a call to the planner failed.
@@ -207,6 +207,47 @@ pub struct RegisteredWorker {
     pub lost: bool,
 }
 
+/// A deployed workflow ([`Planner::workflows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployedWorkflow {
+    /// Its name.
+    pub name: String,
+    /// The last version number given.
+    pub last_version: u64,
+    /// Its installed versions, newest first.
+    pub versions: Vec<InstalledVersion>,
+    /// It is being undeployed.
+    pub undeploying: bool,
+}
+
+/// An installed version of a workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstalledVersion {
+    /// The version.
+    pub version: u64,
+    /// The mode it was planned for.
+    pub mode: Mode,
+    /// The workers whose daemons hold it.
+    pub workers: Vec<String>,
+    /// Its tasks.
+    pub tasks: u32,
+    /// Invocations of it in flight.
+    pub in_flight: u64,
+    /// SHA-256 of its plan.
+    pub digest: Vec<u8>,
+}
+
+/// What an undeploy removed ([`Planner::undeploy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undeployed {
+    /// The versions, newest first.
+    pub versions: Vec<u64>,
+    /// The workers they were dropped from.
+    pub workers: Vec<String>,
+    /// Invocations in flight it waited for.
+    pub drained: u64,
+}
+
 /// One deployed workflow's memory and in-memory quota (its newest version).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowMemory {
@@ -373,6 +414,62 @@ impl Planner {
             .map_err(|s| PlannerError::from_status(&s))?
             .into_inner();
         Ok(r.workflows.into_iter().map(workflow_memory).collect())
+    }
+
+    /// Every deployed workflow, by name.
+    pub async fn workflows(&mut self) -> Result<Vec<DeployedWorkflow>, PlannerError> {
+        let r = self
+            .client
+            .list_workflows(pb::ListWorkflowsRequest {})
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let mut out = Vec::with_capacity(r.workflows.len());
+        for w in r.workflows {
+            let mut versions = Vec::with_capacity(w.versions.len());
+            for v in w.versions {
+                let mode = mode_from_proto(v.mode, "versions.mode").map_err(PlannerError::InvalidPlan)?;
+                versions.push(InstalledVersion {
+                    version: v.version,
+                    mode,
+                    workers: v.workers,
+                    tasks: v.tasks,
+                    in_flight: v.in_flight,
+                    digest: v.digest,
+                });
+            }
+            out.push(DeployedWorkflow {
+                name: w.name,
+                last_version: w.last_version,
+                versions,
+                undeploying: w.undeploying,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes `workflow` once its invocations in flight have ended (waiting up to `drain`,
+    /// `None`: the planner's default deadline).
+    pub async fn undeploy(
+        &mut self,
+        workflow: &str,
+        drain: Option<std::time::Duration>,
+    ) -> Result<Undeployed, PlannerError> {
+        let request = pb::UndeployRequest {
+            workflow: workflow.to_owned(),
+            drain_ms: drain.map_or(0, |d| d.as_millis().max(1) as u64),
+        };
+        let r = self
+            .client
+            .undeploy(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        Ok(Undeployed {
+            versions: r.versions,
+            workers: r.workers,
+            drained: r.drained,
+        })
     }
 
     /// Every worker the planner knows, lost ones too.

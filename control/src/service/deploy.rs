@@ -49,6 +49,12 @@ impl PlannerService {
             let (cluster, live) = self.live_cluster();
             let version = {
                 let mut state = self.state();
+                if state.workflows.get(&wf.name).is_some_and(|d| d.undeploying) {
+                    return Err(Status::failed_precondition(format!(
+                        "{file}: workflow `{}` is being undeployed; deploy it again once that is done",
+                        wf.name
+                    )));
+                }
                 let last = state.workflows.get(&wf.name).map_or(0, |d| d.last);
                 let seen = state.seen_versions.get(&wf.name).copied().unwrap_or(0);
                 let version = last.max(seen) + 1;

@@ -152,6 +152,27 @@ impl PlannerService {
         });
     }
 
+    /// Forgets the versions of an undeployed workflow, on disk when this returns.
+    pub(crate) async fn forget_versions_now(&self, workflow: &str, versions: &[u64]) -> Result<(), Status> {
+        let Some(store) = self.store() else { return Ok(()) };
+        let (name, versions) = (workflow.to_owned(), versions.to_vec());
+        let forgotten = tokio::task::spawn_blocking(move || {
+            versions
+                .iter()
+                .try_for_each(|v| store.drop_version(&name, *v))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        forgotten.map_err(|cause| {
+            Status::internal(format!(
+                "workflow `{workflow}` left its daemons, but the planner could not forget it in its state directory \
+                 ({cause}): a restart of the planner would bring it back; fix the state directory and undeploy again"
+            ))
+        })
+    }
+
     /// Keeps a worker as it registered, in the background.
     pub(crate) fn keep_worker(&self, name: &str, w: StoredWorker) {
         let Some(store) = self.store() else { return };

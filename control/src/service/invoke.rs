@@ -139,6 +139,13 @@ impl PlannerService {
                 let Some(deployed) = state.workflows.get(&req.workflow) else {
                     return Err(self.not_found_workflow(&state, &req.workflow));
                 };
+                if deployed.undeploying {
+                    return Err(Status::failed_precondition(format!(
+                        "workflow `{}` is being undeployed: it takes no new invocations (deploy it again to invoke \
+                         it once that is done)",
+                        req.workflow
+                    )));
+                }
                 let index = find_version(&req.workflow, deployed, req.version).map_err(|e| Status::not_found(e.0))?;
                 let in_flight: u64 = state
                     .workflows

@@ -480,6 +480,9 @@ impl PlannerService {
                 .versions
                 .first()
                 .ok_or_else(|| RepairError::NoVersion(workflow.to_owned()))?;
+            if d.undeploying {
+                return Ok(());
+            }
             let Some(fault) = newest_fault(&state.registry, d, now, rebalance) else {
                 return Ok(());
             };
