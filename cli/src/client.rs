@@ -76,17 +76,24 @@ pub(crate) struct TraceArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InvokeArgs {
+    #[command(flatten)]
+    what: WhatToRun,
+    /// How to print the report: text (human) or json (docs/run-report.md).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report: ReportFormat,
+}
+
+/// What `invoke` and `start` run.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WhatToRun {
     /// The workflow's name (as `deploy` printed it).
-    name: String,
+    pub(crate) name: String,
     /// The version to run (default: the newest).
     #[arg(long = "version", value_name = "V")]
     version: Option<u64>,
     /// The workflow's input: a JSON object, or @FILE to read it from a file.
     #[arg(long, short = 'i', default_value = "{}")]
     input: String,
-    /// How to print the report: text (human) or json (docs/run-report.md).
-    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    report: ReportFormat,
     /// Time limit of the invocation, ms, at least 1 (default: the workflow's `deadline`, else the
     /// planner's, 300 s).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -97,7 +104,7 @@ pub(crate) struct InvokeArgs {
     #[arg(long, value_name = "X")]
     data_scale: Option<f64>,
     #[command(flatten)]
-    target: Target,
+    pub(crate) target: Target,
 }
 
 // ---- deploy -----------------------------------------------------------------------------
@@ -146,9 +153,11 @@ fn placement_text(planned: &Planned) -> String {
 
 // ---- invoke -----------------------------------------------------------------------------
 
-pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
+/// The invocation `args` ask for, checked before any connection (an input too large for the
+/// API is said so without a cluster). FaaSFlow's workflows read staged files: the planner
+/// fills those the input does not give, as `run` does.
+pub(crate) fn prepared_invocation(args: &WhatToRun) -> Result<Invocation, Failure> {
     let input = parse_input(&args.input)?;
-    // Before connecting: an input too large for the API is said so without a cluster.
     let invocation = invocation(args, &input)?;
     let data_scale = match args.data_scale {
         Some(x) if !x.is_finite() || x < 0.0 => {
@@ -157,17 +166,17 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
         Some(x) => x,
         None => cluster_data_scale(&args.target).unwrap_or(1.0),
     };
-    let (addr, token) = planner_of(&args.target)?;
+    Ok(invocation.fill_staged(data_scale))
+}
+
+pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
+    let invocation = prepared_invocation(&args.what)?;
+    let (addr, token) = planner_of(&args.what.target)?;
     let invoked = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
-        // FaaSFlow's workflows read staged files: the planner fills those not given, as `run`
-        // does.
-        planner
-            .invoke(invocation.fill_staged(data_scale))
-            .await
-            .map_err(failure)
+        planner.invoke(invocation).await.map_err(failure)
     })?;
-    note_filled(&args.name, invoked.filled.0, invoked.filled.1);
+    note_filled(&args.what.name, invoked.filled.0, invoked.filled.1);
     if let Some(report) = &invoked.report {
         print_report(report, args.report)?;
     }
@@ -184,7 +193,7 @@ pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
 }
 
 /// The invocation to send; refused when larger than the planner's API takes in one message.
-fn invocation(args: &InvokeArgs, input: &serde_json::Value) -> Result<Invocation, Failure> {
+fn invocation(args: &WhatToRun, input: &serde_json::Value) -> Result<Invocation, Failure> {
     let input_json = serde_json::to_vec(input).context("cannot encode the input")?;
     let input_len = input_json.len();
     let invocation = Invocation::new(args.name.clone(), args.version, input_json, args.deadline_ms);

@@ -27,6 +27,7 @@ macro_rules! sayln {
 
 mod client;
 mod cluster;
+mod executions;
 mod files;
 mod local;
 mod log;
@@ -78,6 +79,13 @@ enum Command {
     Deploy(client::DeployArgs),
     /// Invoke a deployed workflow on the cluster and print its output and report.
     Invoke(client::InvokeArgs),
+    /// Start a deployed workflow without waiting: prints the execution's id at once (see
+    /// `describe` and `executions`).
+    Start(executions::StartArgs),
+    /// List executions, newest first (filter by workflow and status).
+    Executions(executions::ExecutionsArgs),
+    /// Show an execution: its status, and once it has ended its output or error.
+    Describe(executions::DescribeArgs),
     /// List the deployed workflows: each installed version, its mode, workers and invocations
     /// in flight.
     Workflows(workflows::WorkflowsArgs),
@@ -216,6 +224,9 @@ fn main() -> ExitCode {
         Command::Up(args) => local::up(&args, cli.log_format),
         Command::Deploy(args) => client::deploy(&args),
         Command::Invoke(args) => client::invoke(&args),
+        Command::Start(args) => executions::start(&args),
+        Command::Executions(args) => executions::executions(&args),
+        Command::Describe(args) => executions::describe(&args),
         Command::Workflows(args) => workflows::workflows(&args),
         Command::Undeploy(args) => workflows::undeploy(&args),
         Command::Status(args) => client::status(&args),

@@ -994,3 +994,89 @@ fn undeploy_drains_then_removes_a_workflow_for_good() {
         text(&out.stderr)
     );
 }
+
+/// The `describe --json` view of execution `id`.
+fn describe(c: &Cluster, id: u64) -> serde_json::Value {
+    let out = c.run(&["describe", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// `start` answers with an id while the workflow runs; `describe` finds it running, then
+/// ended with its output. A retried start under the same idempotency key answers the same
+/// execution, another request under it is refused. After a planner `kill -9` and `up`, ended
+/// executions are still found, one that ran is `lost`, and ids go on.
+#[test]
+fn executions_start_at_once_and_are_found_again_after_a_planner_restart() {
+    let mut c = Cluster::up("executions", 2, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let slow = c.write("slow.yaml", SLOW_V1);
+    c.deploy(&slow);
+    let start = |c: &Cluster, input: &str, key: &str| {
+        let out = c.run(&["start", "slow", "--input", input, "--idempotency-key", key]);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, said, _) = start(&c, r#"{"x": 7}"#, "k1");
+    assert_eq!(code, Some(0));
+    let id: u64 = said.trim().parse().expect("an execution id");
+    assert_eq!(
+        describe(&c, id)["status"],
+        "running",
+        "it answered before the 3 s workflow ended"
+    );
+    let (code, said, note) = start(&c, r#"{"x": 7}"#, "k1");
+    assert_eq!((code, said.trim()), (Some(0), id.to_string().as_str()));
+    assert!(note.contains(&format!("already started execution {id}")), "{note}");
+    let (code, _, refused) = start(&c, r#"{"x": 8}"#, "k1");
+    assert_eq!(code, Some(2));
+    assert!(
+        refused.contains(&format!(
+            "idempotency key `k1` started execution {id} of workflow `slow` with another request"
+        )),
+        "{refused}"
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let d = describe(&c, id);
+        if d["status"] != "running" {
+            break d;
+        }
+        assert!(Instant::now() < end, "execution {id} never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(!done["output"]["v1"].is_null(), "its output: {done}");
+    assert!(done["report"]["functions"].is_array(), "{done}");
+    // One more runs when the planner is killed.
+    let (_, said, _) = start(&c, r#"{"x": 9}"#, "k2");
+    let running: u64 = said.trim().parse().expect("an execution id");
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    kill9(planner);
+    while alive(planner) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    c.record =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    assert_eq!(describe(&c, id)["status"], "succeeded", "kept across the restart");
+    let lost = describe(&c, running);
+    assert_eq!(lost["status"], "lost", "{lost}");
+    let listed = text(&c.run(&["executions", "--status", "lost"]).stdout);
+    assert!(
+        listed.lines().any(|l| l
+            .split_whitespace()
+            .take(3)
+            .eq([running.to_string().as_str(), "slow", "lost"])),
+        "{listed}"
+    );
+    let (_, said, _) = start(&c, r#"{"x": 10}"#, "k3");
+    let next: u64 = said.trim().parse().expect("an execution id");
+    assert!(next > running, "ids go on: {next} after {running}");
+    let out = c.run(&["describe", "999999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("there is no execution 999999"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -18,6 +18,12 @@ pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// Time limit of connecting to Redis and of each of its operations.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Executions kept after they ended, by default.
+pub const DEFAULT_KEEP_EXECUTIONS: usize = 10_000;
+
+/// How long an execution is kept after it ended, by default (7 days).
+pub const DEFAULT_KEEP_EXECUTIONS_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Settings of the planner service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
@@ -49,6 +55,10 @@ pub struct ServiceConfig {
     /// Invocations in flight at once (every workflow and mode together); one more is refused
     /// at once as overloaded (`RESOURCE_EXHAUSTED`), never queued.
     pub max_in_flight: u64,
+    /// Executions that have ended are kept (for `GetExecution`) up to this many…
+    pub keep_executions: usize,
+    /// …and for this long after they ended.
+    pub keep_executions_for: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -62,6 +72,8 @@ impl Default for ServiceConfig {
             replan_factor: 2.0,
             token: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            keep_executions: DEFAULT_KEEP_EXECUTIONS,
+            keep_executions_for: DEFAULT_KEEP_EXECUTIONS_FOR,
         }
     }
 }

@@ -22,9 +22,11 @@ use crate::measure::Measured;
 use crate::registry::HeldPlan;
 use crate::registry::Registry;
 use crate::service::PlannerService;
+use crate::service::executions::ExecutionFilter;
 use crate::service::invoke::{Ending, InvokeRequest};
 use crate::service::workers::Registration;
 use crate::versions::find_version;
+use faasflow_rpc::convert::state::{execution_status_from_proto, execution_to_proto};
 
 impl PlannerService {
     /// The tonic server for this service (refusing calls without the token, when it has one).
@@ -244,6 +246,54 @@ impl pb::planner_server::Planner for PlannerService {
             versions: u.versions,
             workers: u.workers,
             drained: u.drained,
+        }))
+    }
+
+    async fn start_execution(
+        &self,
+        request: Request<pb::StartExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let req = request.into_inner();
+        let invoke = req
+            .invoke
+            .ok_or_else(|| Status::invalid_argument("StartExecution: `invoke` is missing"))?;
+        let invoke = InvokeRequest {
+            workflow: invoke.workflow,
+            version: invoke.version,
+            input_json: invoke.input_json,
+            deadline_ms: invoke.deadline_ms,
+            fill_staged_scale: invoke.fill_staged_scale,
+        };
+        let (execution_id, existing) = PlannerService::start_execution(self, invoke, req.idempotency_key).await?;
+        Ok(Response::new(pb::StartExecutionResponse { execution_id, existing }))
+    }
+
+    async fn get_execution(
+        &self,
+        request: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let e = self.execution(request.into_inner().execution_id)?;
+        Ok(Response::new(execution_to_proto(&e, true)))
+    }
+
+    async fn list_executions(
+        &self,
+        request: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let req = request.into_inner();
+        let status = execution_status_from_proto(req.status, "status")
+            .map_err(|e| Status::invalid_argument(format!("ListExecutions: {e}")))?;
+        let filter = ExecutionFilter {
+            workflow: (!req.workflow.is_empty()).then_some(req.workflow),
+            status,
+            since_unix_ms: req.since_unix_ms,
+            limit: req.limit as usize,
+            before_id: (req.before_id > 0).then_some(req.before_id),
+        };
+        let (page, more) = self.list_executions(&filter);
+        Ok(Response::new(pb::ListExecutionsResponse {
+            executions: page.iter().map(|e| execution_to_proto(e, false)).collect(),
+            more,
         }))
     }
 

@@ -30,7 +30,10 @@ use tonic::Status;
 
 use crate::central::{Central, CentralError, Messages, StartError, Workers};
 use crate::config::{DEADLINE_GRACE, REDIS_TIMEOUT};
-pub use crate::config::{DEFAULT_DEADLINE, DEFAULT_MAX_IN_FLIGHT, KEPT_REPORTS, ServiceConfig};
+pub use crate::config::{
+    DEFAULT_DEADLINE, DEFAULT_KEEP_EXECUTIONS, DEFAULT_KEEP_EXECUTIONS_FOR, DEFAULT_MAX_IN_FLIGHT, KEPT_REPORTS,
+    ServiceConfig,
+};
 use crate::daemons::{Install, drop_on, install_on};
 use crate::measure::{RUNTIME_SAMPLES, with_measured};
 use crate::registry::{Registry, Worker};
@@ -46,6 +49,7 @@ use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 
 mod deploy;
 mod durable;
+pub(crate) mod executions;
 pub(crate) mod invoke;
 pub(crate) mod undeploy;
 pub(crate) mod workers;
@@ -72,6 +76,8 @@ pub(crate) struct State {
     pub(crate) outcomes: BTreeMap<&'static str, u64>,
     /// End to end of the invocations the planner forwarded, seconds.
     pub(crate) invocation_seconds: faasflow_core::metrics::Histogram,
+    /// The executions kept (`executions.rs`).
+    pub(crate) executions: executions::Executions,
     /// The latest invocations' reports: (id, workflow, JSON), oldest first.
     pub(crate) reports: std::collections::VecDeque<(u64, String, Arc<[u8]>)>,
 }
@@ -163,6 +169,7 @@ impl PlannerService {
                     outcomes: BTreeMap::new(),
                     invocation_seconds: Default::default(),
                     reports: Default::default(),
+                    executions: Default::default(),
                 }),
                 counters: Counters::default(),
                 deploying: tokio::sync::Mutex::new(()),

@@ -14,7 +14,10 @@
 //!     per block);
 //!   - `workflows`: each workflow's last version number (versions are never reused);
 //!   - `versions`: each installed version (`faasflow.v1.StoredVersion`);
-//!   - `workers`: each registered worker (`faasflow.v1.StoredWorker`).
+//!   - `workers`: each registered worker (`faasflow.v1.StoredWorker`);
+//!   - `executions`: each kept execution (`faasflow.v1.StoredExecution`), and
+//!     `execution_keys` the execution each idempotency key started; `meta` holds the last
+//!     execution id given (ids are never given twice, kept executions or not).
 //!
 //! A state it cannot read (damaged, not a redb file, a record that does not decode) or of a
 //! newer format is an error that names the file and changes nothing in it.
@@ -26,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use faasflow_rpc::convert::ConvertError;
 use faasflow_rpc::convert::state::{
-    LoadedVersion, StoredVersion, StoredWorker, decode_version, decode_worker, encode_version, encode_worker,
+    ExecutionRecord, LoadedVersion, StoredVersion, StoredWorker, decode_execution, decode_version, decode_worker,
+    encode_execution, encode_version, encode_worker,
 };
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable as _, TableDefinition};
 
@@ -40,9 +44,12 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WORKFLOWS: TableDefinition<&str, u64> = TableDefinition::new("workflows");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
+const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
+const EXECUTION_KEYS: TableDefinition<&str, u64> = TableDefinition::new("execution_keys");
 
 const FORMAT_KEY: &str = "format";
 const IDS_KEY: &str = "invocation_ids_reserved";
+const EXECUTION_IDS_KEY: &str = "execution_ids_given";
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +123,10 @@ pub struct Loaded {
     pub workers: BTreeMap<String, StoredWorker>,
     /// Invocation ids handed out (or reserved) so far: new ones are larger.
     pub ids_reserved: u64,
+    /// The kept executions, by id.
+    pub executions: BTreeMap<u64, ExecutionRecord>,
+    /// The last execution id given.
+    pub execution_ids: u64,
 }
 
 /// An open state directory (the lock is held while it lives).
@@ -226,6 +237,8 @@ impl StateDir {
             tx.open_table(WORKFLOWS)?;
             tx.open_table(VERSIONS)?;
             tx.open_table(WORKERS)?;
+            tx.open_table(EXECUTIONS)?;
+            tx.open_table(EXECUTION_KEYS)?;
             Ok(())
         })
     }
@@ -243,6 +256,25 @@ impl StateDir {
         let mut loaded = Loaded::default();
         let meta = tx.open_table(META).map_err(|e| self.db_err(e))?;
         loaded.ids_reserved = meta.get(IDS_KEY).map_err(|e| self.db_err(e))?.map_or(0, |v| v.value());
+        loaded.execution_ids = meta
+            .get(EXECUTION_IDS_KEY)
+            .map_err(|e| self.db_err(e))?
+            .map_or(0, |v| v.value());
+        for entry in tx
+            .open_table(EXECUTIONS)
+            .map_err(|e| self.db_err(e))?
+            .iter()
+            .map_err(|e| self.db_err(e))?
+        {
+            let (k, v) = entry.map_err(|e| self.db_err(e))?;
+            let execution = decode_execution(v.value()).map_err(|cause| StateError::Record {
+                file: self.file.clone(),
+                what: "execution",
+                key: k.value().to_string(),
+                cause: Box::new(cause),
+            })?;
+            loaded.executions.insert(k.value(), execution);
+        }
         for entry in tx
             .open_table(WORKFLOWS)
             .map_err(|e| self.db_err(e))?
@@ -321,6 +353,38 @@ impl StateDir {
         let bytes = encode_worker(w);
         self.write(|tx| {
             tx.open_table(WORKERS)?.insert(name, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Keeps an execution (new, or updated): with its idempotency key, and as the last id
+    /// given when it is.
+    pub fn put_execution(&self, e: &ExecutionRecord) -> Result<(), StateError> {
+        let bytes = encode_execution(e);
+        self.write(|tx| {
+            tx.open_table(EXECUTIONS)?.insert(e.id, bytes.as_slice())?;
+            if !e.idempotency_key.is_empty() {
+                tx.open_table(EXECUTION_KEYS)?
+                    .insert(e.idempotency_key.as_str(), e.id)?;
+            }
+            let mut meta = tx.open_table(META)?;
+            let given = meta.get(EXECUTION_IDS_KEY)?.map_or(0, |v| v.value());
+            meta.insert(EXECUTION_IDS_KEY, given.max(e.id))?;
+            Ok(())
+        })
+    }
+
+    /// Forgets executions past their retention (with their idempotency keys).
+    pub fn drop_executions(&self, gone: &[(u64, String)]) -> Result<(), StateError> {
+        self.write(|tx| {
+            let mut executions = tx.open_table(EXECUTIONS)?;
+            let mut keys = tx.open_table(EXECUTION_KEYS)?;
+            for (id, key) in gone {
+                executions.remove(*id)?;
+                if !key.is_empty() {
+                    keys.remove(key.as_str())?;
+                }
+            }
             Ok(())
         })
     }

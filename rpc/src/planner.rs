@@ -16,6 +16,7 @@ use tonic::transport::Endpoint;
 
 use crate::auth::{Attach, AuthChannel, Token};
 use crate::channel::{CONNECT_TIMEOUT, MAX_MESSAGE};
+use crate::convert::state::{ExecutionRecord, ExecutionStatus, execution_from_proto, execution_status_to_proto};
 use crate::convert::{ConvertError, mode_from_proto, mode_to_proto, plan_from_proto};
 use crate::status::describe;
 
@@ -32,8 +33,9 @@ pub enum PlannerError {
         cause: String,
     },
     /// The planner refused the request as the caller's to fix: an input that is not valid
-    /// (`INVALID_ARGUMENT`), a workflow or version that is not there (`NOT_FOUND`), or one
-    /// that cannot run as asked (`FAILED_PRECONDITION`).
+    /// (`INVALID_ARGUMENT`), a workflow or version that is not there (`NOT_FOUND`), one
+    /// that cannot run as asked (`FAILED_PRECONDITION`), or an idempotency key used for
+    /// another request (`ALREADY_EXISTS`).
     #[error("{message}")]
     Rejected {
         /// The status's code.
@@ -52,6 +54,9 @@ pub enum PlannerError {
     /// The planner answered with a plan that does not convert.
     #[error("the planner sent a plan that is not valid: {0}")]
     InvalidPlan(ConvertError),
+    /// The planner answered with a record (an execution, a version) that does not convert.
+    #[error("the planner's answer is not valid: {0}")]
+    InvalidAnswer(ConvertError),
     /// The planner answered with a report that is not a report's JSON.
     #[error("{}", invalid_report(*.invocation, .reason))]
     InvalidReport {
@@ -74,7 +79,7 @@ impl PlannerError {
         let code = status.code();
         let message = describe(status);
         match code {
-            Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
+            Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists => {
                 PlannerError::Rejected { code, message }
             }
             _ => PlannerError::Failed { code, message },
@@ -383,6 +388,69 @@ impl Planner {
         })
     }
 
+    /// Starts `invocation` without waiting for it: the execution's id, and whether an earlier
+    /// start with the same `idempotency_key` (empty: none) made it.
+    pub async fn start_execution(
+        &mut self,
+        invocation: Invocation,
+        idempotency_key: &str,
+    ) -> Result<(u64, bool), PlannerError> {
+        let request = pb::StartExecutionRequest {
+            invoke: Some(invocation.0),
+            idempotency_key: idempotency_key.to_owned(),
+        };
+        let r = self
+            .client
+            .start_execution(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        Ok((r.execution_id, r.existing))
+    }
+
+    /// Execution `id`, with its output and report once it has ended.
+    pub async fn execution(&mut self, id: u64) -> Result<ExecutionRecord, PlannerError> {
+        let r = self
+            .client
+            .get_execution(pb::GetExecutionRequest { execution_id: id })
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        execution_from_proto(r).map_err(PlannerError::InvalidAnswer)
+    }
+
+    /// Executions, newest first (without outputs and reports): `workflow`'s (`None`: every
+    /// one's), in `status` (`None`: any), at most `limit` (0: 100), older than `before_id`;
+    /// and whether more match.
+    pub async fn executions(
+        &mut self,
+        workflow: Option<&str>,
+        status: Option<ExecutionStatus>,
+        limit: u32,
+        before_id: Option<u64>,
+    ) -> Result<(Vec<ExecutionRecord>, bool), PlannerError> {
+        let request = pb::ListExecutionsRequest {
+            workflow: workflow.unwrap_or_default().to_owned(),
+            status: execution_status_to_proto(status),
+            since_unix_ms: 0,
+            limit,
+            before_id: before_id.unwrap_or(0),
+        };
+        let r = self
+            .client
+            .list_executions(request)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let page = r
+            .executions
+            .into_iter()
+            .map(execution_from_proto)
+            .collect::<Result<_, _>>()
+            .map_err(PlannerError::InvalidAnswer)?;
+        Ok((page, r.more))
+    }
+
     /// The report the planner kept of invocation `id`.
     pub async fn report(&mut self, id: u64) -> Result<KeptReport, PlannerError> {
         let request = pb::ReportRequest { invocation_id: id };
@@ -428,7 +496,7 @@ impl Planner {
         for w in r.workflows {
             let mut versions = Vec::with_capacity(w.versions.len());
             for v in w.versions {
-                let mode = mode_from_proto(v.mode, "versions.mode").map_err(PlannerError::InvalidPlan)?;
+                let mode = mode_from_proto(v.mode, "versions.mode").map_err(PlannerError::InvalidAnswer)?;
                 versions.push(InstalledVersion {
                     version: v.version,
                     mode,

@@ -19,6 +19,16 @@ use crate::versions::master_placement;
 use faasflow_core::dag::NodeId;
 use faasflow_rpc::convert::state::{StoredVersion, StoredWorker};
 
+/// Why something could not be kept in the state directory.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeepError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The blocking task that wrote it ended without an answer.
+    #[error("the write was cut short: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 impl PlannerService {
     /// A planner with what `store` kept: it serves every kept version at once.
     pub fn restore(config: ServiceConfig, store: StateDir) -> Result<Self, StateError> {
@@ -78,6 +88,8 @@ impl PlannerService {
         }
         state.next_invocation = loaded.ids_reserved;
         state.ids_reserved = reserved;
+        let (executions, lost) = super::executions::Executions::restored(loaded.executions, loaded.execution_ids);
+        state.executions = executions;
         tracing::info!(
             dir = %dir.display(),
             workflows = state.workflows.len(),
@@ -87,6 +99,17 @@ impl PlannerService {
             "state restored"
         );
         drop(state);
+        if let Some(store) = service.store() {
+            for e in &lost {
+                store.put_execution(e)?;
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(
+                executions = lost.len(),
+                "executions that ran when the planner stopped are marked lost"
+            );
+        }
         Ok(service)
     }
 
@@ -171,6 +194,28 @@ impl PlannerService {
                  ({cause}): a restart of the planner would bring it back; fix the state directory and undeploy again"
             ))
         })
+    }
+
+    /// Keeps an execution as it is now (on disk when this returns).
+    pub(crate) async fn keep_execution(
+        &self,
+        e: faasflow_rpc::convert::state::ExecutionRecord,
+    ) -> Result<(), KeepError> {
+        let Some(store) = self.store() else { return Ok(()) };
+        Ok(tokio::task::spawn_blocking(move || store.put_execution(&e)).await??)
+    }
+
+    /// Forgets executions past their retention, in the background.
+    pub(crate) fn forget_executions(&self, gone: Vec<(u64, String)>) {
+        let Some(store) = self.store() else { return };
+        if gone.is_empty() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.drop_executions(&gone) {
+                tracing::warn!(cause = %e, "cannot forget executions past their retention");
+            }
+        });
     }
 
     /// Keeps a worker as it registered, in the background.

@@ -139,6 +139,169 @@ fn optional_addr(text: &str, field: impl FnOnce() -> String) -> Result<Option<So
     })
 }
 
+/// Where an execution is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExecutionStatus {
+    /// It runs.
+    Running,
+    /// It finished with an output.
+    Succeeded,
+    /// A step failed, or it could not start.
+    Failed,
+    /// It did not finish within its deadline.
+    DeadlineExceeded,
+    /// The planner stopped while it ran: how it ended is not known.
+    Lost,
+}
+
+impl ExecutionStatus {
+    /// How people and `--status` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::DeadlineExceeded => "deadline-exceeded",
+            ExecutionStatus::Lost => "lost",
+        }
+    }
+
+    /// Every status, in the order above.
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::DeadlineExceeded,
+        ExecutionStatus::Lost,
+    ];
+}
+
+/// An execution (`StartExecution`) as the planner keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutionRecord {
+    /// Its id.
+    pub id: u64,
+    /// The workflow.
+    pub workflow: String,
+    /// The version asked for (`None`: the newest when it started).
+    pub version: Option<u64>,
+    /// Where it is (`None` only in [`Default`]).
+    pub status: Option<ExecutionStatus>,
+    /// When it started and ended, ms since the Unix epoch (0: not yet).
+    pub started_unix_ms: u64,
+    /// See `started_unix_ms`.
+    pub ended_unix_ms: u64,
+    /// The invocation that ran it (0: none started).
+    pub invocation_id: u64,
+    /// The workflow's output, a JSON object (when it succeeded).
+    pub output_json: Vec<u8>,
+    /// What went wrong.
+    pub error: String,
+    /// Its report, JSON, once it has ended.
+    pub report_json: Vec<u8>,
+    /// Its idempotency key (empty: none).
+    pub idempotency_key: String,
+    /// SHA-256 of the request that started it.
+    pub request_digest: Vec<u8>,
+}
+
+/// SHA-256 of a start request: what a start under the same idempotency key must repeat.
+pub fn request_digest(workflow: &str, version: Option<u64>, input_json: &[u8], deadline_ms: u64) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        workflow.as_bytes(),
+        &version.map_or([0xff; 8], u64::to_le_bytes),
+        &deadline_ms.to_le_bytes(),
+    ] {
+        ctx.update(&(part.len() as u64).to_le_bytes());
+        ctx.update(part);
+    }
+    ctx.update(input_json);
+    ctx.finish().as_ref().to_vec()
+}
+
+/// `status` on the wire.
+pub fn execution_status_to_proto(status: Option<ExecutionStatus>) -> i32 {
+    (match status {
+        None => pb::ExecutionStatus::Unspecified,
+        Some(ExecutionStatus::Running) => pb::ExecutionStatus::Running,
+        Some(ExecutionStatus::Succeeded) => pb::ExecutionStatus::Succeeded,
+        Some(ExecutionStatus::Failed) => pb::ExecutionStatus::Failed,
+        Some(ExecutionStatus::DeadlineExceeded) => pb::ExecutionStatus::DeadlineExceeded,
+        Some(ExecutionStatus::Lost) => pb::ExecutionStatus::Lost,
+    }) as i32
+}
+
+/// A status from the wire (`None`: unspecified).
+pub fn execution_status_from_proto(value: i32, field: &str) -> Result<Option<ExecutionStatus>, ConvertError> {
+    match pb::ExecutionStatus::try_from(value) {
+        Ok(pb::ExecutionStatus::Unspecified) => Ok(None),
+        Ok(pb::ExecutionStatus::Running) => Ok(Some(ExecutionStatus::Running)),
+        Ok(pb::ExecutionStatus::Succeeded) => Ok(Some(ExecutionStatus::Succeeded)),
+        Ok(pb::ExecutionStatus::Failed) => Ok(Some(ExecutionStatus::Failed)),
+        Ok(pb::ExecutionStatus::DeadlineExceeded) => Ok(Some(ExecutionStatus::DeadlineExceeded)),
+        Ok(pb::ExecutionStatus::Lost) => Ok(Some(ExecutionStatus::Lost)),
+        Err(_) => Err(ConvertError::UnknownEnum {
+            field: field.to_owned(),
+            enum_name: "ExecutionStatus",
+            value,
+        }),
+    }
+}
+
+/// `e` on the wire; `full`: with its output and report.
+pub fn execution_to_proto(e: &ExecutionRecord, full: bool) -> pb::Execution {
+    pb::Execution {
+        execution_id: e.id,
+        workflow: e.workflow.clone(),
+        version: e.version,
+        status: execution_status_to_proto(e.status),
+        started_unix_ms: e.started_unix_ms,
+        ended_unix_ms: e.ended_unix_ms,
+        invocation_id: e.invocation_id,
+        output_json: if full { e.output_json.clone() } else { Vec::new() },
+        error: e.error.clone(),
+        report_json: if full { e.report_json.clone() } else { Vec::new() },
+        idempotency_key: e.idempotency_key.clone(),
+    }
+}
+
+/// An execution from the wire.
+pub fn execution_from_proto(p: pb::Execution) -> Result<ExecutionRecord, ConvertError> {
+    Ok(ExecutionRecord {
+        id: p.execution_id,
+        status: Some(execution_status_from_proto(p.status, "status")?.ok_or_else(|| missing("status"))?),
+        workflow: p.workflow,
+        version: p.version,
+        started_unix_ms: p.started_unix_ms,
+        ended_unix_ms: p.ended_unix_ms,
+        invocation_id: p.invocation_id,
+        output_json: p.output_json,
+        error: p.error,
+        report_json: p.report_json,
+        idempotency_key: p.idempotency_key,
+        request_digest: Vec::new(),
+    })
+}
+
+/// `e` as bytes.
+pub fn encode_execution(e: &ExecutionRecord) -> Vec<u8> {
+    pb::StoredExecution {
+        execution: Some(execution_to_proto(e, true)),
+        request_digest: e.request_digest.clone(),
+    }
+    .encode_to_vec()
+}
+
+/// An execution read back from `bytes`, checked.
+pub fn decode_execution(bytes: &[u8]) -> Result<ExecutionRecord, ConvertError> {
+    let p = pb::StoredExecution::decode(bytes).map_err(undecodable)?;
+    let mut e = execution_from_proto(p.execution.ok_or_else(|| missing("execution"))?)?;
+    e.request_digest = p.request_digest;
+    Ok(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +356,45 @@ mod tests {
         assert_eq!(
             decode_version(&p.encode_to_vec()).expect_err("no plan").to_string(),
             "`plan` is missing"
+        );
+    }
+
+    #[test]
+    fn an_execution_comes_back_as_it_was_stored() {
+        let e = ExecutionRecord {
+            id: 12,
+            workflow: "wc".into(),
+            version: Some(3),
+            status: Some(ExecutionStatus::Succeeded),
+            started_unix_ms: 1000,
+            ended_unix_ms: 1500,
+            invocation_id: 4097,
+            output_json: br#"{"n": 2}"#.to_vec(),
+            error: String::new(),
+            report_json: b"{}".to_vec(),
+            idempotency_key: "k".into(),
+            request_digest: request_digest("wc", Some(3), b"{}", 0),
+        };
+        assert_eq!(decode_execution(&encode_execution(&e)).unwrap(), e);
+        let brief = execution_from_proto(execution_to_proto(&e, false)).unwrap();
+        assert!(brief.output_json.is_empty() && brief.report_json.is_empty());
+        assert_ne!(
+            e.request_digest,
+            request_digest("wc", None, b"{}", 0),
+            "the version counts"
+        );
+        assert_ne!(
+            e.request_digest,
+            request_digest("wc", Some(3), b"{ }", 0),
+            "the input counts"
+        );
+        let mut p = execution_to_proto(&e, true);
+        p.status = 42;
+        assert!(
+            execution_from_proto(p)
+                .unwrap_err()
+                .to_string()
+                .contains("not a known ExecutionStatus")
         );
     }
 

@@ -1,0 +1,166 @@
+//! `faasflow start` (run a workflow without waiting), `faasflow executions` (list them) and
+//! `faasflow describe ID` (one, with its output or error).
+
+use faasflow_rpc::convert::state::{ExecutionRecord, ExecutionStatus};
+
+use crate::client::{Target, WhatToRun, connect, failure, planner_of, prepared_invocation};
+use crate::{Failure, runtime};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StartArgs {
+    #[command(flatten)]
+    what: WhatToRun,
+    /// A key of your choice: starting again with the same key and request answers the
+    /// execution it started (safe to retry); with another request it is refused.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecutionsArgs {
+    /// Only this workflow's.
+    #[arg(long, value_name = "NAME")]
+    workflow: Option<String>,
+    /// Only those in this status.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<ExecutionStatus>,
+    /// At most this many, newest first (at most 1,000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// Only those older than this execution id (the last id of a page gives the next).
+    #[arg(long, value_name = "ID")]
+    before: Option<u64>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DescribeArgs {
+    /// The execution's id (as `start` printed it).
+    id: u64,
+    /// Print it as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn parse_status(s: &str) -> anyhow::Result<ExecutionStatus> {
+    ExecutionStatus::ALL
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| {
+            let all: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+            anyhow::anyhow!("`{s}` is not a status; one of: {}", all.join(", "))
+        })
+}
+
+fn status_of(e: &ExecutionRecord) -> &'static str {
+    e.status.map_or("unknown", ExecutionStatus::as_str)
+}
+
+/// `faasflow start`.
+pub(crate) fn start(args: &StartArgs) -> Result<(), Failure> {
+    let invocation = prepared_invocation(&args.what)?;
+    let (addr, token) = planner_of(&args.what.target)?;
+    let key = args.idempotency_key.clone().unwrap_or_default();
+    let (id, existing) = runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        planner.start_execution(invocation, &key).await.map_err(failure)
+    })?;
+    if existing {
+        sayln!("note: idempotency key `{key}` already started execution {id}; not started again");
+    }
+    outln!("{id}")
+}
+
+/// `faasflow executions`.
+pub(crate) fn executions(args: &ExecutionsArgs) -> Result<(), Failure> {
+    let (addr, token) = planner_of(&args.target)?;
+    let (page, more) = runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        planner
+            .executions(args.workflow.as_deref(), args.status, args.limit, args.before)
+            .await
+            .map_err(failure)
+    })?;
+    if page.is_empty() {
+        return outln!("no execution matches");
+    }
+    let mut rows: Vec<[String; 5]> = vec![["ID", "WORKFLOW", "STATUS", "TOOK", "ERROR"].map(str::to_owned)];
+    for e in &page {
+        let took = if e.ended_unix_ms > 0 && e.status != Some(ExecutionStatus::Lost) {
+            format!("{} ms", e.ended_unix_ms.saturating_sub(e.started_unix_ms))
+        } else {
+            "-".to_owned()
+        };
+        let error: String = e.error.chars().take(80).collect();
+        rows.push([
+            e.id.to_string(),
+            e.workflow.clone(),
+            status_of(e).to_owned(),
+            took,
+            error,
+        ]);
+    }
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    crate::out(&out)?;
+    if more && let Some(last) = page.last() {
+        sayln!(
+            "note: more match: `faasflow executions --before {}` shows the next page",
+            last.id
+        );
+    }
+    Ok(())
+}
+
+/// `faasflow describe ID`.
+pub(crate) fn describe(args: &DescribeArgs) -> Result<(), Failure> {
+    let (addr, token) = planner_of(&args.target)?;
+    let e = runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        planner.execution(args.id).await.map_err(failure)
+    })?;
+    if args.json {
+        let text = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap_or(serde_json::Value::Null);
+        let v = serde_json::json!({
+            "execution": e.id,
+            "workflow": e.workflow,
+            "version": e.version,
+            "status": status_of(&e),
+            "started_unix_ms": e.started_unix_ms,
+            "ended_unix_ms": e.ended_unix_ms,
+            "invocation": e.invocation_id,
+            "output": text(&e.output_json),
+            "error": e.error,
+            "report": text(&e.report_json),
+            "idempotency_key": e.idempotency_key,
+        });
+        return outln!("{v}");
+    }
+    outln!("execution {}: workflow `{}`, {}", e.id, e.workflow, status_of(&e))?;
+    if e.invocation_id > 0 {
+        outln!("  invocation {}", e.invocation_id)?;
+    }
+    if e.ended_unix_ms > 0 && e.status != Some(ExecutionStatus::Lost) {
+        outln!("  took {} ms", e.ended_unix_ms.saturating_sub(e.started_unix_ms))?;
+    }
+    if !e.output_json.is_empty() {
+        outln!("  output {}", String::from_utf8_lossy(&e.output_json))?;
+    }
+    if !e.error.is_empty() {
+        outln!("  error {}", e.error)?;
+    }
+    Ok(())
+}

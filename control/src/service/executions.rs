@@ -1,0 +1,387 @@
+//! Executions: a workflow started without waiting (`StartExecution`), answered at once with an
+//! id under which it is found later (`GetExecution`, `ListExecutions`). An execution runs as
+//! `Invoke` runs an invocation (it may be run again on the live workers when it loses one and
+//! its functions are idempotent); the planner records its status when it starts and when it
+//! ends, on disk with a state directory, before it answers.
+//!
+//! An idempotency key makes a start safe to retry: the same key with the same request answers
+//! the execution it started; with another request it is refused. Executions that have ended
+//! are kept up to a count and an age ([`ServiceConfig::keep_executions`],
+//! [`ServiceConfig::keep_executions_for`]). An execution that ran when the planner stopped is
+//! `lost` after its restart: how it ended is not known (yet).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::service::invoke::{Ending, InvokeAnswer, InvokeRequest};
+use faasflow_rpc::convert::state::{ExecutionRecord, ExecutionStatus, request_digest};
+
+/// Longest idempotency key, bytes.
+pub(crate) const MAX_KEY_BYTES: usize = 256;
+
+/// Most executions one `ListExecutions` page holds.
+pub(crate) const MAX_PAGE: usize = 1000;
+
+/// The executions the planner keeps.
+#[derive(Debug, Default)]
+pub(crate) struct Executions {
+    pub(crate) map: BTreeMap<u64, ExecutionRecord>,
+    /// The execution each idempotency key started.
+    pub(crate) keys: BTreeMap<String, u64>,
+    /// The last id given.
+    pub(crate) last_id: u64,
+}
+
+impl Executions {
+    /// Executions kept from a state directory: one that ran when the planner stopped is lost.
+    pub(crate) fn restored(kept: BTreeMap<u64, ExecutionRecord>, last_id: u64) -> (Executions, Vec<ExecutionRecord>) {
+        let mut lost = Vec::new();
+        let mut map = kept;
+        for e in map.values_mut() {
+            if e.status == Some(ExecutionStatus::Running) {
+                e.status = Some(ExecutionStatus::Lost);
+                e.ended_unix_ms = unix_ms();
+                e.error = "the planner stopped while it ran: how it ended is not known".into();
+                lost.push(e.clone());
+            }
+        }
+        let keys = map
+            .values()
+            .filter(|e| !e.idempotency_key.is_empty())
+            .map(|e| (e.idempotency_key.clone(), e.id))
+            .collect();
+        let last_id = map.keys().next_back().copied().unwrap_or(0).max(last_id);
+        (Executions { map, keys, last_id }, lost)
+    }
+}
+
+/// Which executions `ListExecutions` wants.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExecutionFilter {
+    pub(crate) workflow: Option<String>,
+    pub(crate) status: Option<ExecutionStatus>,
+    pub(crate) since_unix_ms: u64,
+    pub(crate) limit: usize,
+    pub(crate) before_id: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl PlannerService {
+    /// `StartExecution`: the execution's id, and whether an earlier start with the same
+    /// idempotency key made it.
+    pub(crate) async fn start_execution(&self, req: InvokeRequest, key: String) -> Result<(u64, bool), Status> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "StartExecution: the idempotency key has {} bytes, more than the {MAX_KEY_BYTES} allowed",
+                key.len()
+            )));
+        }
+        let digest = request_digest(&req.workflow, req.version, &req.input_json, req.deadline_ms);
+        let record = {
+            let mut state = self.state();
+            if let Some(&id) = state.executions.keys.get(&key)
+                && let Some(e) = state.executions.map.get(&id)
+            {
+                if e.request_digest == digest {
+                    return Ok((id, true));
+                }
+                return Err(Status::already_exists(format!(
+                    "idempotency key `{key}` started execution {id} of workflow `{}` with another request (workflow, \
+                     version, input or deadline); use a new key for a new execution",
+                    e.workflow
+                )));
+            }
+            let Some(d) = state.workflows.get(&req.workflow) else {
+                return Err(self.not_found_workflow(&state, &req.workflow));
+            };
+            if d.undeploying {
+                return Err(Status::failed_precondition(format!(
+                    "workflow `{}` is being undeployed: it takes no new executions",
+                    req.workflow
+                )));
+            }
+            find_version(&req.workflow, d, req.version).map_err(|e| Status::not_found(e.0))?;
+            state.executions.last_id += 1;
+            let record = ExecutionRecord {
+                id: state.executions.last_id,
+                workflow: req.workflow.clone(),
+                version: req.version,
+                status: Some(ExecutionStatus::Running),
+                started_unix_ms: unix_ms(),
+                idempotency_key: key.clone(),
+                request_digest: digest,
+                ..ExecutionRecord::default()
+            };
+            state.executions.map.insert(record.id, record.clone());
+            if !key.is_empty() {
+                state.executions.keys.insert(key, record.id);
+            }
+            record
+        };
+        let id = record.id;
+        if let Err(e) = self.keep_execution(record).await {
+            let mut state = self.state();
+            if let Some(e) = state.executions.map.remove(&id) {
+                state.executions.keys.remove(&e.idempotency_key);
+            }
+            return Err(Status::unavailable(format!(
+                "the execution was not started: the planner cannot keep it in its state directory ({e})"
+            )));
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.invoke_rerunning(req).await;
+            this.execution_ended(id, result).await;
+        });
+        self.prune_executions();
+        Ok((id, false))
+    }
+
+    /// Records how execution `id` ended.
+    async fn execution_ended(&self, id: u64, result: Result<InvokeAnswer, Status>) {
+        let record = {
+            let mut state = self.state();
+            let Some(e) = state.executions.map.get_mut(&id) else {
+                return;
+            };
+            e.ended_unix_ms = unix_ms();
+            match result {
+                Ok(a) => {
+                    e.status = Some(match a.status {
+                        Ending::Succeeded => ExecutionStatus::Succeeded,
+                        Ending::Failed => ExecutionStatus::Failed,
+                        Ending::DeadlineExceeded => ExecutionStatus::DeadlineExceeded,
+                    });
+                    e.invocation_id = a.invocation_id;
+                    e.output_json = a.output_json;
+                    e.error = a.error;
+                    e.report_json = a.report_json;
+                }
+                Err(s) => {
+                    e.status = Some(if s.code() == tonic::Code::DeadlineExceeded {
+                        ExecutionStatus::DeadlineExceeded
+                    } else {
+                        ExecutionStatus::Failed
+                    });
+                    e.error = s.message().to_owned();
+                }
+            }
+            e.clone()
+        };
+        if let Err(e) = self.keep_execution(record).await {
+            tracing::error!(execution = id, cause = %e, "cannot keep how an execution ended in the state directory");
+        }
+    }
+
+    /// Execution `id`, if the planner keeps it.
+    pub(crate) fn execution(&self, id: u64) -> Result<ExecutionRecord, Status> {
+        let state = self.state();
+        state.executions.map.get(&id).cloned().ok_or_else(|| {
+            let kept = &state.executions.map;
+            Status::not_found(match (kept.keys().next(), kept.keys().next_back()) {
+                _ if id > state.executions.last_id || id == 0 => {
+                    format!("there is no execution {id}: no execution has that id yet")
+                }
+                (Some(first), Some(last)) => format!(
+                    "execution {id} is no longer kept: it ended longer ago than the retention (the planner keeps \
+                     executions {first} to {last} now)"
+                ),
+                _ => format!("execution {id} is no longer kept: it ended longer ago than the retention"),
+            })
+        })
+    }
+
+    /// The executions `filter` wants, newest first (without outputs and reports), and whether
+    /// more match beyond them.
+    pub(crate) fn list_executions(&self, filter: &ExecutionFilter) -> (Vec<ExecutionRecord>, bool) {
+        let limit = match filter.limit {
+            0 => 100,
+            n => n.min(MAX_PAGE),
+        };
+        let state = self.state();
+        let upper = filter.before_id.unwrap_or(u64::MAX);
+        let mut page = Vec::new();
+        let mut more = false;
+        for e in state.executions.map.range(..upper).rev().map(|(_, e)| e) {
+            if filter.workflow.as_ref().is_some_and(|w| *w != e.workflow)
+                || filter.status.is_some_and(|s| e.status != Some(s))
+                || e.started_unix_ms < filter.since_unix_ms
+            {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(ExecutionRecord {
+                output_json: Vec::new(),
+                report_json: Vec::new(),
+                ..e.clone()
+            });
+        }
+        (page, more)
+    }
+
+    /// Forgets executions that ended beyond the retention's count or age (oldest first).
+    fn prune_executions(&self) {
+        let config = &self.inner.config;
+        let now = unix_ms();
+        let max_age = u64::try_from(config.keep_executions_for.as_millis()).unwrap_or(u64::MAX);
+        let gone: Vec<(u64, String)> = {
+            let mut state = self.state();
+            let ended: Vec<u64> = state
+                .executions
+                .map
+                .values()
+                .filter(|e| e.status != Some(ExecutionStatus::Running))
+                .map(|e| e.id)
+                .collect();
+            let over = state.executions.map.len().saturating_sub(config.keep_executions);
+            let mut gone = Vec::new();
+            for (n, id) in ended.into_iter().enumerate() {
+                let e = &state.executions.map[&id];
+                if n < over || now.saturating_sub(e.ended_unix_ms) > max_age {
+                    gone.push((id, e.idempotency_key.clone()));
+                }
+            }
+            for (id, key) in &gone {
+                state.executions.map.remove(id);
+                if !key.is_empty() {
+                    state.executions.keys.remove(key);
+                }
+            }
+            gone
+        };
+        self.forget_executions(gone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(id: u64, workflow: &str, status: ExecutionStatus, ended_unix_ms: u64) -> ExecutionRecord {
+        ExecutionRecord {
+            id,
+            workflow: workflow.into(),
+            status: Some(status),
+            started_unix_ms: ended_unix_ms.saturating_sub(10),
+            ended_unix_ms,
+            idempotency_key: format!("key-{id}"),
+            ..ExecutionRecord::default()
+        }
+    }
+
+    fn service(keep: usize, keep_for: Duration) -> PlannerService {
+        PlannerService::new(ServiceConfig {
+            keep_executions: keep,
+            keep_executions_for: keep_for,
+            ..ServiceConfig::default()
+        })
+    }
+
+    fn put(s: &PlannerService, e: ExecutionRecord) {
+        let mut state = s.state();
+        state.executions.keys.insert(e.idempotency_key.clone(), e.id);
+        state.executions.last_id = state.executions.last_id.max(e.id);
+        state.executions.map.insert(e.id, e);
+    }
+
+    #[test]
+    fn ended_executions_beyond_the_count_or_age_go_oldest_first_and_running_ones_stay() {
+        let now = unix_ms();
+        let s = service(3, Duration::from_secs(3600));
+        put(&s, ended(1, "a", ExecutionStatus::Succeeded, now - 7_200_000));
+        put(&s, ended(2, "a", ExecutionStatus::Failed, now - 100));
+        put(
+            &s,
+            ExecutionRecord {
+                status: Some(ExecutionStatus::Running),
+                ended_unix_ms: 0,
+                ..ended(3, "a", ExecutionStatus::Running, now)
+            },
+        );
+        put(&s, ended(4, "b", ExecutionStatus::Succeeded, now - 50));
+        put(&s, ended(5, "b", ExecutionStatus::Succeeded, now - 10));
+        s.prune_executions();
+        let state = s.state();
+        let kept: Vec<u64> = state.executions.map.keys().copied().collect();
+        // 1 is too old; then the oldest ended one (2) goes to keep 3.
+        assert_eq!(kept, [3, 4, 5]);
+        assert!(!state.executions.keys.contains_key("key-1") && !state.executions.keys.contains_key("key-2"));
+        drop(state);
+        assert!(s.execution(1).unwrap_err().message().contains("is no longer kept"));
+        assert!(
+            s.execution(6)
+                .unwrap_err()
+                .message()
+                .contains("there is no execution 6")
+        );
+    }
+
+    #[test]
+    fn a_list_is_filtered_and_paged_newest_first_without_outputs() {
+        let s = service(100, Duration::from_secs(3600));
+        let now = unix_ms();
+        for id in 1..=7 {
+            let mut e = ended(
+                id,
+                if id % 2 == 0 { "even" } else { "odd" },
+                ExecutionStatus::Succeeded,
+                now,
+            );
+            e.output_json = b"{}".to_vec();
+            put(&s, e);
+        }
+        let ids = |f: &ExecutionFilter| {
+            let (page, more) = s.list_executions(f);
+            assert!(page.iter().all(|e| e.output_json.is_empty()));
+            (page.iter().map(|e| e.id).collect::<Vec<_>>(), more)
+        };
+        let mut f = ExecutionFilter {
+            limit: 3,
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(ids(&f), (vec![7, 6, 5], true));
+        f.before_id = Some(5);
+        assert_eq!(ids(&f), (vec![4, 3, 2], true));
+        f.before_id = Some(2);
+        assert_eq!(ids(&f), (vec![1], false));
+        let odd = ExecutionFilter {
+            workflow: Some("odd".into()),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(ids(&odd), (vec![7, 5, 3, 1], false));
+        let failed = ExecutionFilter {
+            status: Some(ExecutionStatus::Failed),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(ids(&failed), (vec![], false));
+    }
+
+    #[test]
+    fn a_restart_finds_running_executions_lost_and_ids_go_on() {
+        let kept = BTreeMap::from([
+            (4, ended(4, "a", ExecutionStatus::Succeeded, 100)),
+            (
+                5,
+                ExecutionRecord {
+                    status: Some(ExecutionStatus::Running),
+                    ..ended(5, "a", ExecutionStatus::Running, 0)
+                },
+            ),
+        ]);
+        let (e, lost) = Executions::restored(kept, 9);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(e.map[&5].status, Some(ExecutionStatus::Lost));
+        assert_eq!(e.map[&4].status, Some(ExecutionStatus::Succeeded));
+        assert_eq!(e.last_id, 9, "ids given to pruned executions are not given again");
+        assert_eq!(e.keys["key-5"], 5);
+    }
+}
