@@ -810,6 +810,23 @@ fn up_with_json_logs_gives_each_process_json_lines_in_its_span_and_a_bad_filter_
     assert_eq!(listening["fields"]["addr"], cluster.planner(), "{listening}");
 }
 
+/// Kills process `pid` of the cluster with SIGKILL, waits until it is gone, and runs `faasflow
+/// up` on the cluster's directory, which starts it again; reads the updated record. Returns
+/// what `up` said (standard output, standard error).
+fn kill_and_up(c: &mut Cluster, pid: u32) -> (String, String) {
+    kill9(pid);
+    let end = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < end, "pid {pid} outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = faasflow(&["up", "--dir", &c.dir()]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    c.record =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    (text(&out.stdout), text(&out.stderr))
+}
+
 /// A planner killed with SIGKILL mid-life and started again by `faasflow up` (on its address,
 /// from its state directory) serves what was deployed at once: no deploy again, no version
 /// installed again on the workers, and no invocation id handed out twice.
@@ -821,22 +838,11 @@ fn a_planner_killed_and_started_again_by_up_serves_what_was_deployed() {
     let before = c.invoke_json("kept", "{}");
     assert_eq!(before.status, "ok", "{:?}", before.error);
     let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
-    kill9(planner);
-    let end = Instant::now() + Duration::from_secs(10);
-    while alive(planner) {
-        assert!(Instant::now() < end, "the planner outlived SIGKILL");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = faasflow(&["up", "--dir", &c.dir()]);
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let (stdout, stderr) = kill_and_up(&mut c, planner);
     assert!(
-        text(&out.stderr).contains("note: planner of the cluster in") && text(&out.stdout).contains("started again in"),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        stderr.contains("note: planner of the cluster in") && stdout.contains("started again in"),
+        "{stdout}\n{stderr}"
     );
-    c.record =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
     let again = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
     assert_ne!(again, planner);
     assert!(alive(again));
@@ -858,18 +864,7 @@ fn a_planner_killed_and_started_again_by_up_serves_what_was_deployed() {
     // A worker too, on the addresses it had.
     let worker = c.worker("worker-1").clone();
     let pid = worker["pid"].as_u64().expect("pid") as u32;
-    kill9(pid);
-    while alive(pid) {
-        assert!(
-            Instant::now() < end + Duration::from_secs(10),
-            "the worker outlived SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = faasflow(&["up", "--dir", &c.dir()]);
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    c.record =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    kill_and_up(&mut c, pid);
     let back = c.worker("worker-1").clone();
     assert_ne!(back["pid"], worker["pid"]);
     assert_eq!(
@@ -975,14 +970,7 @@ fn undeploy_drains_then_removes_a_workflow_for_good() {
     }
     // A restart of the planner does not bring it back; a new deploy goes on past version 2.
     let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
-    kill9(planner);
-    while alive(planner) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = faasflow(&["up", "--dir", &c.dir()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    c.record =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    kill_and_up(&mut c, planner);
     let listed = text(&c.run(&["workflows"]).stdout);
     assert!(!listed.contains("slow"), "{listed}");
     assert!(c.deploy(&slow).contains("version 3"), "numbering goes on");
@@ -1050,14 +1038,7 @@ fn executions_start_at_once_and_are_found_again_after_a_planner_restart() {
     let (_, said, _) = start(&c, r#"{"x": 9}"#, "k2");
     let running: u64 = said.trim().parse().expect("an execution id");
     let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
-    kill9(planner);
-    while alive(planner) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = faasflow(&["up", "--dir", &c.dir()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    c.record =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("cluster.json")).expect("record")).expect("JSON");
+    kill_and_up(&mut c, planner);
     assert_eq!(describe(&c, id)["status"], "succeeded", "kept across the restart");
     let lost = describe(&c, running);
     assert_eq!(lost["status"], "lost", "{lost}");
