@@ -74,6 +74,13 @@ pub(crate) struct PlannerArgs {
     /// the planner forgets everything when it stops.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Executions that have ended are kept (for `faasflow describe`) up to this many, the
+    /// oldest forgotten first…
+    #[arg(long, value_name = "N", default_value_t = faasflow_control::service::DEFAULT_KEEP_EXECUTIONS)]
+    keep_executions: usize,
+    /// …and for this many hours after they ended.
+    #[arg(long, value_name = "H", default_value_t = faasflow_control::service::DEFAULT_KEEP_EXECUTIONS_FOR.as_secs() / 3600)]
+    keep_executions_hours: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,6 +183,8 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         replan_factor: args.replan_factor,
         token,
         max_in_flight: args.max_in_flight,
+        keep_executions: args.keep_executions,
+        keep_executions_for: Duration::from_secs(args.keep_executions_hours.saturating_mul(3600)),
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {
