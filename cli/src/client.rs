@@ -53,8 +53,12 @@ pub(crate) struct DeployArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
-    /// One workflow (default: every deployed workflow).
+    /// One workflow's memory (as --memory shows it).
     name: Option<String>,
+    /// Each deployed workflow's memory: per task the memory given, the peak declared and the
+    /// peak measured, and the in-memory quota from each.
+    #[arg(long)]
+    memory: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -222,6 +226,19 @@ fn cluster_data_scale(target: &Target) -> Option<f64> {
 // ---- status -----------------------------------------------------------------------------
 
 /// `faasflow status`: each deployed workflow's memory, declared and measured, and its quota.
+impl StatusArgs {
+    /// `status` alone: the cluster's view (else the memory table).
+    pub(crate) fn wants_cluster(&self) -> bool {
+        self.name.is_none() && !self.memory
+    }
+
+    /// The planner to ask.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+/// `faasflow status --memory [NAME]`.
 pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
     let (addr, token) = planner_of(&args.target)?;
     let workflows = runtime()?.block_on(async {

@@ -103,18 +103,7 @@ pub(crate) fn executions(args: &ExecutionsArgs) -> Result<(), Failure> {
             error,
         ]);
     }
-    let mut widths = [0; 5];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let out = crate::table::aligned(&rows);
     crate::out(&out)?;
     if more && let Some(last) = page.last() {
         sayln!(

@@ -36,6 +36,7 @@ mod process;
 mod record;
 mod run;
 mod services;
+mod table;
 mod top;
 mod workflows;
 
@@ -229,6 +230,7 @@ fn main() -> ExitCode {
         Command::Describe(args) => executions::describe(&args),
         Command::Workflows(args) => workflows::workflows(&args),
         Command::Undeploy(args) => workflows::undeploy(&args),
+        Command::Status(args) if args.wants_cluster() => workflows::cluster_status(&args),
         Command::Status(args) => client::status(&args),
         Command::Trace(args) => client::trace(&args),
         Command::Top(args) => top::top(&args),

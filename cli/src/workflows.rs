@@ -1,11 +1,13 @@
-//! `faasflow workflows` (what is deployed) and `faasflow undeploy` (remove a workflow).
+//! `faasflow workflows` (what is deployed), `faasflow undeploy` (remove a workflow) and
+//! `faasflow status`'s view of the cluster.
 
 use std::time::Duration;
 
 use faasflow_rpc::convert::short_digest;
-use faasflow_rpc::planner::DeployedWorkflow;
+use faasflow_rpc::convert::state::ExecutionStatus;
+use faasflow_rpc::planner::{DeployedWorkflow, RegisteredWorker};
 
-use crate::client::{Target, connect, failure, planner_of};
+use crate::client::{StatusArgs, Target, connect, failure, planner_of};
 use crate::{Failure, runtime};
 
 #[derive(Debug, clap::Args)]
@@ -62,19 +64,7 @@ fn workflows_text(workflows: &[DeployedWorkflow]) -> String {
             ]);
         }
     }
-    let mut widths = [0; 7];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::aligned(&rows)
 }
 
 /// `faasflow undeploy NAME`.
@@ -101,4 +91,52 @@ pub(crate) fn undeploy(args: &UndeployArgs) -> Result<(), Failure> {
             n => format!(" (after {n} invocation(s) in flight ended)"),
         }
     )
+}
+
+/// `faasflow status`: the workers (live or lost, slots, instances, calls, arena use), the
+/// deployed workflows and the executions running.
+pub(crate) fn cluster_status(args: &StatusArgs) -> Result<(), Failure> {
+    let (addr, token) = planner_of(args.target())?;
+    let (workers, workflows, running, more) = runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        let workers = planner.workers().await.map_err(failure)?;
+        let workflows = planner.workflows().await.map_err(failure)?;
+        let (running, more) = planner
+            .executions(None, Some(ExecutionStatus::Running), 1000, None)
+            .await
+            .map_err(failure)?;
+        Ok::<_, Failure>((workers, workflows, running.len(), more))
+    })?;
+    let live: Vec<&RegisteredWorker> = workers.iter().filter(|w| !w.lost).collect();
+    let slots: u32 = live.iter().map(|w| w.slots).sum();
+    let instances: u32 = live.iter().map(|w| w.instances).sum();
+    let versions: usize = workflows.iter().map(|w| w.versions.len()).sum();
+    outln!(
+        "planner at {addr}: {} of {} workers live, {instances} of {slots} slots in use; {} workflow(s) deployed \
+         ({versions} version(s)); {running}{} execution(s) running",
+        live.len(),
+        workers.len(),
+        workflows.len(),
+        if more { "+" } else { "" }
+    )?;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let mut rows: Vec<[String; 6]> =
+        vec![["WORKER", "STATE", "ADDRESS", "INSTANCES/SLOTS", "CALLS", "ARENA"].map(str::to_owned)];
+    for w in &workers {
+        rows.push([
+            w.name.clone(),
+            if w.lost {
+                format!("lost ({} ms silent)", w.silent_ms)
+            } else {
+                "live".to_owned()
+            },
+            w.grpc_addr.clone(),
+            format!("{}/{}", w.instances, w.slots),
+            w.calls.to_string(),
+            format!("{} of {}", mib(w.arena_bytes_used), mib(w.arena_bytes)),
+        ]);
+    }
+    let mut out = crate::table::aligned(&rows);
+    out.push_str("`faasflow status --memory` shows each workflow's memory; `faasflow workflows` its versions\n");
+    crate::out(&out)
 }

@@ -873,6 +873,23 @@ fn a_planner_killed_and_started_again_by_up_serves_what_was_deployed() {
     );
     let last = c.invoke_json("kept", "{}");
     assert_eq!(last.status, "ok", "{:?}", last.error);
+    // `status`: the cluster as its heartbeats say it is.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = text(&c.run(&["status"]).stdout);
+        let workers: Vec<&str> = said.lines().filter(|l| l.starts_with("worker-")).collect();
+        if said.starts_with(&format!("planner at {}: 2 of 2 workers live", c.planner()))
+            && said.contains("1 workflow(s) deployed (1 version(s)); 0 execution(s) running")
+            && workers.len() == 2
+            && workers
+                .iter()
+                .all(|l| l.contains(" live ") && l.ends_with(" of 64.0 MiB"))
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "{said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // `up` with every process running has nothing to start.
     let out = faasflow(&["up", "--dir", &c.dir()]);
     assert_eq!(out.status.code(), Some(2));

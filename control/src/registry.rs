@@ -50,6 +50,17 @@ pub(crate) struct Worker {
     /// Its daemon started again and the others are being told: nothing is installed on it
     /// until they know (their old connections to it must not fail its new invocations).
     pub(crate) restarting: bool,
+    /// What its last heartbeat said it runs and holds.
+    pub(crate) load: Load,
+}
+
+/// What a worker's heartbeat says it runs and holds (for `faasflow status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub(crate) instances: u32,
+    pub(crate) calls: u32,
+    pub(crate) arena_used: u64,
+    pub(crate) arena_bytes: u64,
 }
 
 /// How a registration relates to what the registry knew of the worker.
@@ -205,6 +216,7 @@ impl Registry {
                 live_since,
                 held: held_set(&plans),
                 reported: plans,
+                load: Load::default(),
             },
         );
         joined
@@ -242,6 +254,7 @@ impl Registry {
                 live_since: now,
                 held,
                 reported,
+                load: Load::default(),
             },
         );
     }

@@ -19,8 +19,8 @@ use faasflow_planner::load::load_str;
 
 use crate::config::KEPT_REPORTS;
 use crate::measure::Measured;
-use crate::registry::HeldPlan;
 use crate::registry::Registry;
+use crate::registry::{HeldPlan, Load};
 use crate::service::PlannerService;
 use crate::service::executions::ExecutionFilter;
 use crate::service::invoke::{Ending, InvokeRequest};
@@ -58,7 +58,13 @@ impl pb::planner_server::Planner for PlannerService {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = request.into_inner();
-        let known = self.beat(&req.name, req.incarnation, held_plans(&req.plans));
+        let load = Load {
+            instances: req.instances,
+            calls: req.calls,
+            arena_used: req.arena_bytes_used,
+            arena_bytes: req.arena_bytes,
+        };
+        let known = self.beat(&req.name, req.incarnation, held_plans(&req.plans), load);
         Ok(Response::new(pb::HeartbeatResponse {
             known_worker: known,
             install: Vec::new(),
@@ -174,6 +180,10 @@ impl pb::planner_server::Planner for PlannerService {
                 slots: w.slots,
                 silent_ms: u64::try_from(now.duration_since(w.last_seen).as_millis()).unwrap_or(u64::MAX),
                 lost: Registry::is_lost(w),
+                instances: w.load.instances,
+                calls: w.load.calls,
+                arena_bytes_used: w.load.arena_used,
+                arena_bytes: w.load.arena_bytes,
             })
             .collect();
         Ok(Response::new(pb::MetricsResponse {

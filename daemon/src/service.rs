@@ -26,7 +26,7 @@ use faasflow_rpc::status::describe;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::api::{DaemonError, ExecInput, Execute, Executed, Invoke, RemoteObject};
+use crate::api::{DaemonError, ExecInput, Execute, Executed, Invoke, RemoteObject, Stats};
 use crate::daemon::Daemon;
 
 /// The `Daemon` gRPC service over a running [`Daemon`].
@@ -354,16 +354,11 @@ fn incarnation() -> u64 {
 
 /// What the daemon holds, as the planner is told: its plan versions and its instances (one
 /// trip to the daemon's loop thread).
-async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, usize) {
+async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, Option<Stats>) {
     let d = daemon.clone();
-    let (plans, instances) = in_worker(daemon, move || {
-        (
-            d.plans().unwrap_or_default(),
-            d.stats().map(|s| s.instances).unwrap_or(0),
-        )
-    })
-    .await
-    .unwrap_or_default();
+    let (plans, stats) = in_worker(daemon, move || (d.plans().unwrap_or_default(), d.stats().ok()))
+        .await
+        .unwrap_or_default();
     let plans = plans
         .into_iter()
         .map(|p| pb::HeldPlan {
@@ -373,7 +368,7 @@ async fn holdings(daemon: &Arc<Daemon>) -> (Vec<pb::HeldPlan>, usize) {
             dropping: p.dropping,
         })
         .collect();
-    (plans, instances)
+    (plans, stats)
 }
 
 /// Registers, retrying until the planner answers: the heartbeat interval.
@@ -442,12 +437,16 @@ async fn heartbeats(
     let mut unreachable = false;
     loop {
         tokio::time::sleep(interval).await;
-        let (plans, instances) = holdings(daemon).await;
+        let (plans, stats) = holdings(daemon).await;
+        let stats = stats.unwrap_or_default();
         let req = pb::HeartbeatRequest {
             name: me.name.clone(),
             incarnation,
             plans,
-            instances: u32::try_from(instances).unwrap_or(u32::MAX),
+            instances: u32::try_from(stats.instances).unwrap_or(u32::MAX),
+            calls: u32::try_from(stats.calls).unwrap_or(u32::MAX),
+            arena_bytes_used: stats.arena_used,
+            arena_bytes: stats.arena_capacity,
             pools: Vec::new(),
             profiles: Vec::new(),
         };

@@ -210,6 +210,14 @@ pub struct RegisteredWorker {
     pub silent_ms: u64,
     /// It missed three heartbeats: new plans leave it out.
     pub lost: bool,
+    /// Running instances, as its last heartbeat said.
+    pub instances: u32,
+    /// Calls running or waiting on it.
+    pub calls: u32,
+    /// Bytes in use in its arena.
+    pub arena_bytes_used: u64,
+    /// Its arena's size.
+    pub arena_bytes: u64,
 }
 
 /// A deployed workflow ([`Planner::workflows`]).
@@ -590,6 +598,10 @@ fn registered_worker(w: pb::RegisteredWorker) -> RegisteredWorker {
         slots: w.slots,
         silent_ms: w.silent_ms,
         lost: w.lost,
+        instances: w.instances,
+        calls: w.calls,
+        arena_bytes_used: w.arena_bytes_used,
+        arena_bytes: w.arena_bytes,
     }
 }
 

@@ -25,7 +25,7 @@
 //! answering: it gives every worker a new window instead of finding them all lost.
 
 use super::*;
-use crate::registry::{Beat, HeldPlan, Joined};
+use crate::registry::{Beat, HeldPlan, Joined, Load};
 use crate::versions::{Fault, RepairError, holds, newest_fault, placement};
 
 /// Heartbeat intervals an install or drop that failed waits before it is tried again.
@@ -144,10 +144,15 @@ impl PlannerService {
 
     /// `Heartbeat` of worker `name`'s daemon `incarnation`, holding `plans`: whether the
     /// worker is known (else its daemon must register again).
-    pub(crate) fn beat(&self, name: &str, incarnation: u64, plans: Vec<HeldPlan>) -> bool {
+    pub(crate) fn beat(&self, name: &str, incarnation: u64, plans: Vec<HeldPlan>, load: Load) -> bool {
         let mut state = self.state();
         note_seen(&mut state, &plans);
         let beat = state.registry.beat(name, incarnation, plans, Instant::now());
+        if beat != Beat::Unknown
+            && let Some(w) = state.registry.get_mut(name)
+        {
+            w.load = load;
+        }
         if beat == Beat::Back {
             tracing::info!(
                 worker = %name,
