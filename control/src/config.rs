@@ -18,8 +18,9 @@ pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// Time limit of connecting to Redis and of each of its operations.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Executions kept after they ended, by default.
-pub const DEFAULT_KEEP_EXECUTIONS: usize = 10_000;
+/// Executions kept after they ended, by default. Each is kept whole (its output and report
+/// too), in memory and on disk: a report of a large workflow is tens of KiB.
+pub const DEFAULT_KEEP_EXECUTIONS: usize = 1_000;
 
 /// How long an execution is kept after it ended, by default (7 days).
 pub const DEFAULT_KEEP_EXECUTIONS_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
