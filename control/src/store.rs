@@ -15,9 +15,9 @@
 //!   - `workflows`: each workflow's last version number (versions are never reused);
 //!   - `versions`: each installed version (`faasflow.v1.StoredVersion`);
 //!   - `workers`: each registered worker (`faasflow.v1.StoredWorker`);
-//!   - `executions`: each kept execution (`faasflow.v1.StoredExecution`), and
-//!     `execution_keys` the execution each idempotency key started; `meta` holds the last
-//!     execution id given (ids are never given twice, kept executions or not).
+//!   - `executions`: each kept execution (`faasflow.v1.StoredExecution`, its idempotency
+//!     key in it); `meta` holds the last execution id given (ids are never given twice, kept
+//!     executions or not).
 //!
 //! A state it cannot read (damaged, not a redb file, a record that does not decode) or of a
 //! newer format is an error that names the file and changes nothing in it.
@@ -45,7 +45,6 @@ const WORKFLOWS: TableDefinition<&str, u64> = TableDefinition::new("workflows");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
 const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
-const EXECUTION_KEYS: TableDefinition<&str, u64> = TableDefinition::new("execution_keys");
 
 const FORMAT_KEY: &str = "format";
 const IDS_KEY: &str = "invocation_ids_reserved";
@@ -238,7 +237,6 @@ impl StateDir {
             tx.open_table(VERSIONS)?;
             tx.open_table(WORKERS)?;
             tx.open_table(EXECUTIONS)?;
-            tx.open_table(EXECUTION_KEYS)?;
             Ok(())
         })
     }
@@ -340,10 +338,14 @@ impl StateDir {
         })
     }
 
-    /// Forgets a version that is no longer installed (the workflow's last number stays).
-    pub fn drop_version(&self, workflow: &str, version: u64) -> Result<(), StateError> {
+    /// Forgets versions that are no longer installed, in one write (the workflow's last number
+    /// stays).
+    pub fn drop_versions(&self, workflow: &str, versions: &[u64]) -> Result<(), StateError> {
         self.write(|tx| {
-            tx.open_table(VERSIONS)?.remove((workflow, version))?;
+            let mut table = tx.open_table(VERSIONS)?;
+            for v in versions {
+                table.remove((workflow, *v))?;
+            }
             Ok(())
         })
     }
@@ -357,16 +359,11 @@ impl StateDir {
         })
     }
 
-    /// Keeps an execution (new, or updated): with its idempotency key, and as the last id
-    /// given when it is.
+    /// Keeps an execution (new, or updated), as the last id given when it is.
     pub fn put_execution(&self, e: &ExecutionRecord) -> Result<(), StateError> {
         let bytes = encode_execution(e);
         self.write(|tx| {
             tx.open_table(EXECUTIONS)?.insert(e.id, bytes.as_slice())?;
-            if !e.idempotency_key.is_empty() {
-                tx.open_table(EXECUTION_KEYS)?
-                    .insert(e.idempotency_key.as_str(), e.id)?;
-            }
             let mut meta = tx.open_table(META)?;
             let given = meta.get(EXECUTION_IDS_KEY)?.map_or(0, |v| v.value());
             meta.insert(EXECUTION_IDS_KEY, given.max(e.id))?;
@@ -374,16 +371,12 @@ impl StateDir {
         })
     }
 
-    /// Forgets executions past their retention (with their idempotency keys).
-    pub fn drop_executions(&self, gone: &[(u64, String)]) -> Result<(), StateError> {
+    /// Forgets executions past their retention.
+    pub fn drop_executions(&self, ids: &[u64]) -> Result<(), StateError> {
         self.write(|tx| {
             let mut executions = tx.open_table(EXECUTIONS)?;
-            let mut keys = tx.open_table(EXECUTION_KEYS)?;
-            for (id, key) in gone {
+            for id in ids {
                 executions.remove(*id)?;
-                if !key.is_empty() {
-                    keys.remove(key.as_str())?;
-                }
             }
             Ok(())
         })
@@ -471,7 +464,7 @@ mod tests {
             s.put_version("a", 1, &version("a", 1)).unwrap();
             s.put_version("a", 2, &version("a", 2)).unwrap();
             s.put_version("b", 5, &version("b", 5)).unwrap();
-            s.drop_version("a", 1).unwrap();
+            s.drop_versions("a", &[1]).unwrap();
             let w = StoredWorker {
                 incarnation: 9,
                 grpc_addr: "127.0.0.1:7001".parse().unwrap(),

@@ -145,55 +145,59 @@ impl PlannerService {
         self.inner.store.clone()
     }
 
+    /// Runs `f` on the state directory off the async threads (nothing without one): on disk
+    /// when this returns.
+    async fn with_store(
+        &self,
+        f: impl FnOnce(&StateDir) -> Result<(), StateError> + Send + 'static,
+    ) -> Result<(), KeepError> {
+        let Some(store) = self.store() else { return Ok(()) };
+        Ok(tokio::task::spawn_blocking(move || f(&store)).await??)
+    }
+
+    /// Runs `f` on the state directory in the background; a failure is logged as `what`.
+    fn in_background(&self, what: String, f: impl FnOnce(&StateDir) -> Result<(), StateError> + Send + 'static) {
+        let Some(store) = self.store() else { return };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = f(&store) {
+                tracing::warn!(cause = %e, "{what}");
+            }
+        });
+    }
+
     /// Keeps a new version (on disk when this returns): an error says the version serves now
     /// but would be forgotten by a restart.
     pub(crate) async fn keep_version(&self, workflow: &str, version: u64, v: StoredVersion) -> Result<(), Status> {
-        let Some(store) = self.store() else { return Ok(()) };
         let name = workflow.to_owned();
-        let kept = tokio::task::spawn_blocking(move || store.put_version(&name, version, &v)).await;
-        match kept {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(not_kept(workflow, version, &e.to_string())),
-            Err(e) => Err(not_kept(workflow, version, &e.to_string())),
-        }
+        self.with_store(move |s| s.put_version(&name, version, &v))
+            .await
+            .map_err(|e| not_kept(workflow, version, &e.to_string()))
     }
 
     /// Forgets dropped versions, in the background (a version left behind by a failure is
     /// dropped again after the next restart).
     pub(crate) fn forget_versions(&self, workflow: &str, versions: Vec<u64>) {
-        let Some(store) = self.store() else { return };
         if versions.is_empty() {
             return;
         }
-        let workflow = workflow.to_owned();
-        tokio::task::spawn_blocking(move || {
-            for v in versions {
-                if let Err(e) = store.drop_version(&workflow, v) {
-                    tracing::warn!(%workflow, version = v, cause = %e, "cannot forget a dropped version");
-                }
-            }
-        });
+        let name = workflow.to_owned();
+        self.in_background(
+            format!("cannot forget dropped versions {versions:?} of workflow `{workflow}`"),
+            move |s| s.drop_versions(&name, &versions),
+        );
     }
 
     /// Forgets the versions of an undeployed workflow, on disk when this returns.
     pub(crate) async fn forget_versions_now(&self, workflow: &str, versions: &[u64]) -> Result<(), Status> {
-        let Some(store) = self.store() else { return Ok(()) };
         let (name, versions) = (workflow.to_owned(), versions.to_vec());
-        let forgotten = tokio::task::spawn_blocking(move || {
-            versions
-                .iter()
-                .try_for_each(|v| store.drop_version(&name, *v))
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        forgotten.map_err(|cause| {
-            Status::internal(format!(
-                "workflow `{workflow}` left its daemons, but the planner could not forget it in its state directory \
-                 ({cause}): a restart of the planner would bring it back; fix the state directory and undeploy again"
-            ))
-        })
+        self.with_store(move |s| s.drop_versions(&name, &versions))
+            .await
+            .map_err(|cause| {
+                Status::internal(format!(
+                    "workflow `{workflow}` left its daemons, but the planner could not forget it in its state directory \
+                     ({cause}): a restart of the planner would bring it back; fix the state directory and undeploy again"
+                ))
+            })
     }
 
     /// Keeps an execution as it is now (on disk when this returns).
@@ -201,32 +205,25 @@ impl PlannerService {
         &self,
         e: faasflow_rpc::convert::state::ExecutionRecord,
     ) -> Result<(), KeepError> {
-        let Some(store) = self.store() else { return Ok(()) };
-        Ok(tokio::task::spawn_blocking(move || store.put_execution(&e)).await??)
+        self.with_store(move |s| s.put_execution(&e)).await
     }
 
     /// Forgets executions past their retention, in the background.
-    pub(crate) fn forget_executions(&self, gone: Vec<(u64, String)>) {
-        let Some(store) = self.store() else { return };
-        if gone.is_empty() {
-            return;
+    pub(crate) fn forget_executions(&self, ids: Vec<u64>) {
+        if !ids.is_empty() {
+            self.in_background("cannot forget executions past their retention".into(), move |s| {
+                s.drop_executions(&ids)
+            });
         }
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.drop_executions(&gone) {
-                tracing::warn!(cause = %e, "cannot forget executions past their retention");
-            }
-        });
     }
 
     /// Keeps a worker as it registered, in the background.
     pub(crate) fn keep_worker(&self, name: &str, w: StoredWorker) {
-        let Some(store) = self.store() else { return };
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.put_worker(&name, &w) {
-                tracing::warn!(worker = %name, cause = %e, "cannot keep the worker in the state directory");
-            }
-        });
+        self.in_background(
+            format!("cannot keep worker `{name}` in the state directory"),
+            move |s| s.put_worker(&name, &w),
+        );
     }
 
     /// Reserves the next block of invocation ids when `id` passes the reserved ones (once per

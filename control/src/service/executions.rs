@@ -258,7 +258,7 @@ impl PlannerService {
             }
             gone
         };
-        self.forget_executions(gone);
+        self.forget_executions(gone.into_iter().map(|(id, _)| id).collect());
     }
 }
 

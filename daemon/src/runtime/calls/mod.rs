@@ -577,9 +577,12 @@ impl Calls {
             return;
         }
         inst.calls.insert(call_id);
-        // Its outputs will be spilled: the file thread wakes now, while the function runs.
-        let quota = cx.installs.get(&call.wf).map_or(u64::MAX, |i| i.quota);
-        if !call.extents.is_empty() && cx.objects.resident(&call.wf) >= quota && !cx.io.has_store() {
+        // Its outputs will be spilled to a file: the file thread wakes now, while the function
+        // runs (the map lookups only for a call with outputs, on a daemon without Redis).
+        if !call.extents.is_empty()
+            && !cx.io.has_store()
+            && cx.objects.resident(&call.wf) >= cx.installs.get(&call.wf).map_or(u64::MAX, |i| i.quota)
+        {
             cx.io.expect_file_work();
         }
         cx.metrics

@@ -107,10 +107,9 @@ impl Loads {
             if call.loaded.contains_key(&id) || self.loading(call.id(), id) {
                 continue;
             }
-            let Some(obj) = cx.objects.get(id) else { continue };
-            let spilled = matches!(obj.place, Place::Spilled(_) | Place::Remote { spilled: true, .. });
-            if spilled && let Some(e) = cx.objects.take_shadow(id, segment) {
-                // Spilled this turn: its old extent still holds the bytes.
+            // Spilled this turn (only a spilled object has a shadow): its old extent still holds
+            // the bytes.
+            if let Some(e) = cx.objects.take_shadow(id, segment) {
                 call.loaded.insert(id, (e, "spill", 0.0));
                 continue;
             }
