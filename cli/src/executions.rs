@@ -1,5 +1,5 @@
-//! `faasflow start` (run a workflow without waiting), `faasflow executions` (list them) and
-//! `faasflow describe ID` (one, with its output or error).
+//! `faasflow start` (run a workflow without waiting), `faasflow executions` (list them),
+//! `faasflow describe ID` (one, with its output or error) and `faasflow cancel ID`.
 
 use faasflow_rpc::convert::state::{ExecutionRecord, ExecutionStatus};
 
@@ -41,6 +41,17 @@ pub(crate) struct DescribeArgs {
     /// Print it as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CancelArgs {
+    /// The execution's id.
+    id: u64,
+    /// Why (said in the execution's error).
+    #[arg(long, value_name = "TEXT", default_value = "cancelled with faasflow cancel")]
+    reason: String,
     #[command(flatten)]
     target: Target,
 }
@@ -152,4 +163,26 @@ pub(crate) fn describe(args: &DescribeArgs) -> Result<(), Failure> {
         outln!("  error {}", e.error)?;
     }
     Ok(())
+}
+
+/// `faasflow cancel ID`: exits 0 once it has ended cancelled (or finished first: said).
+pub(crate) fn cancel(args: &CancelArgs) -> Result<(), Failure> {
+    let (addr, token) = planner_of(&args.target)?;
+    let e = runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        planner.cancel_execution(args.id, &args.reason).await.map_err(failure)
+    })?;
+    match e.status {
+        Some(ExecutionStatus::Cancelled) => outln!("execution {} cancelled", e.id),
+        Some(ExecutionStatus::Running) => outln!(
+            "execution {} is cancelled and still stopping (`faasflow describe {}` shows when it has ended)",
+            e.id,
+            e.id
+        ),
+        _ => outln!(
+            "execution {} ended before the cancel reached it: {}",
+            e.id,
+            status_of(&e)
+        ),
+    }
 }

@@ -87,8 +87,12 @@ enum Command {
     Executions(executions::ExecutionsArgs),
     /// Show an execution: its status, and once it has ended its output or error.
     Describe(executions::DescribeArgs),
+    /// Cancel a running execution: it ends on every worker, its calls are abandoned and its
+    /// data freed.
+    Cancel(executions::CancelArgs),
     /// List the deployed workflows: each installed version, its mode, workers and invocations
-    /// in flight.
+    /// in flight; with a NAME, that workflow in detail (where each task runs, its edges by
+    /// tier, its source with --source).
     Workflows(workflows::WorkflowsArgs),
     /// Remove a deployed workflow: new invocations are refused at once, those in flight end,
     /// then every version leaves the workers and the planner's state.
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
         Command::Start(args) => executions::start(&args),
         Command::Executions(args) => executions::executions(&args),
         Command::Describe(args) => executions::describe(&args),
+        Command::Cancel(args) => executions::cancel(&args),
         Command::Workflows(args) => workflows::workflows(&args),
         Command::Undeploy(args) => workflows::undeploy(&args),
         Command::Status(args) if args.wants_cluster() => workflows::cluster_status(&args),

@@ -5,13 +5,21 @@ use std::time::Duration;
 
 use faasflow_rpc::convert::short_digest;
 use faasflow_rpc::convert::state::ExecutionStatus;
-use faasflow_rpc::planner::{DeployedWorkflow, RegisteredWorker};
+use faasflow_rpc::planner::{DeployedWorkflow, RegisteredWorker, VersionDetail};
 
 use crate::client::{StatusArgs, Target, connect, failure, planner_of};
 use crate::{Failure, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkflowsArgs {
+    /// Only this workflow, in detail.
+    name: Option<String>,
+    /// With NAME: print the source (YAML) of its newest version (or of --version's).
+    #[arg(long, requires = "name")]
+    source: bool,
+    /// With NAME: only this version.
+    #[arg(long, requires = "name")]
+    version: Option<u64>,
     #[command(flatten)]
     target: Target,
 }
@@ -31,6 +39,34 @@ pub(crate) struct UndeployArgs {
 /// `faasflow workflows`.
 pub(crate) fn workflows(args: &WorkflowsArgs) -> Result<(), Failure> {
     let (addr, token) = planner_of(&args.target)?;
+    if let Some(name) = &args.name {
+        let (w, details) = runtime()?.block_on(async {
+            let mut planner = connect(&addr, token).await?;
+            planner.describe_workflow(name).await.map_err(failure)
+        })?;
+        let details: Vec<&VersionDetail> = details
+            .iter()
+            .filter(|d| args.version.is_none_or(|v| v == d.version))
+            .collect();
+        if let (Some(v), true) = (args.version, details.is_empty()) {
+            let have: Vec<String> = w.versions.iter().map(|v| v.version.to_string()).collect();
+            return Err(Failure::Input(format!(
+                "error: workflow `{name}` has no installed version {v} (installed: {})",
+                have.join(", ")
+            )));
+        }
+        if args.source {
+            let d = details[0];
+            if d.source.is_empty() {
+                return Err(Failure::Input(format!(
+                    "error: version {} of `{name}` was kept before sources were: deploy it again to keep its source",
+                    d.version
+                )));
+            }
+            return crate::out(&d.source);
+        }
+        return crate::out(&describe_text(&w, &details));
+    }
     let workflows = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
         planner.workflows().await.map_err(failure)
@@ -65,6 +101,62 @@ fn workflows_text(workflows: &[DeployedWorkflow]) -> String {
         }
     }
     crate::table::aligned(&rows)
+}
+
+/// `faasflow workflows NAME`: each version, where its tasks run and its edges by tier.
+fn describe_text(w: &DeployedWorkflow, details: &[&VersionDetail]) -> String {
+    let when = |ms: u64| {
+        if ms == 0 {
+            "-".to_owned()
+        } else {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        }
+    };
+    let mut out = format!(
+        "workflow `{}`{}: {} version(s) installed, last given {}\n",
+        w.name,
+        if w.undeploying { " (undeploying)" } else { "" },
+        w.versions.len(),
+        w.last_version
+    );
+    for d in details {
+        let info = w.versions.iter().find(|v| v.version == d.version);
+        out.push_str(&format!(
+            "\nversion {}{}: {} mode, {} in flight, plan {}\n",
+            d.version,
+            if d.file_name.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", d.file_name)
+            },
+            info.map_or("?", |v| v.mode.as_str()),
+            info.map_or(0, |v| v.in_flight),
+            info.map_or_else(String::new, |v| short_digest(&v.digest)),
+        ));
+        out.push_str(&format!(
+            "  deployed {}, planned {}\n  {} group(s), {} merge(s), critical path {:.1} ms; edges: {}\n",
+            when(d.deployed_unix_ms),
+            when(d.planned_unix_ms),
+            d.groups,
+            d.merges,
+            d.critical_path_ms,
+            if d.edges.is_empty() {
+                "none".to_owned()
+            } else {
+                d.edges
+                    .iter()
+                    .map(|(t, n)| format!("{n} {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        let mut rows = vec![["  TASK", "FUNCTION", "WORKER"].map(str::to_owned)];
+        for (task, function, worker) in &d.tasks {
+            rows.push([format!("  {task}"), function.clone(), worker.clone()]);
+        }
+        out.push_str(&crate::table::aligned(&rows));
+    }
+    out
 }
 
 /// `faasflow undeploy NAME`.

@@ -12,7 +12,9 @@ use faasflow_proto::v1::planner_client::PlannerClient;
 mod support;
 
 use faasflow_proto::v1::daemon_client::DaemonClient;
-use support::local::{Cluster, alive, faasflow, kill9, pair_workflow, plan_workers, repo, rt, text, unique_dir};
+use support::local::{
+    Cluster, alive, children_of, faasflow, kill9, pair_workflow, plan_workers, repo, rt, text, unique_dir,
+};
 
 const SLOW_V1: &str = "name: slow
 inputs:
@@ -1076,5 +1078,161 @@ fn executions_start_at_once_and_are_found_again_after_a_planner_restart() {
         text(&out.stderr).contains("there is no execution 999999"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Two 60 s naps on two workers (two slots each), both reading a 1 MiB object.
+const LONG: &str = "name: long
+inputs:
+  x: json
+functions:
+  make:
+    runtime: 1ms
+    outputs:
+      blob: {size: 1MiB}
+  nap:
+    runtime: 60s
+    outputs:
+      out: {type: json, size: 16B}
+steps:
+  - task: make
+    inputs: {x: input.x}
+  - parallel:
+      - - task: left
+          function: nap
+          inputs: {in: make.blob}
+      - - task: right
+          function: nap
+          inputs: {in: make.blob}
+";
+
+/// `cancel` ends a running execution on every worker at once: its naps' instances stop, its
+/// objects are freed, it is recorded `cancelled`, and a restart keeps it so; cancelling it
+/// again or one that does not exist is a clear error.
+#[test]
+fn cancel_stops_an_execution_on_every_worker_and_frees_what_it_held() {
+    let c = Cluster::up("cancel", 2, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let long = c.write("long.yaml", LONG);
+    c.deploy(&long);
+    let rt = rt();
+    let plan = c.newest_plan(&rt, "long");
+    let placed = plan_workers(&plan);
+    assert_ne!(placed["left"], placed["right"], "one nap per worker: {placed:?}");
+    let out = c.run(&["start", "long", "--input", r#"{"x": 1}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id: u64 = text(&out.stdout).trim().parse().expect("an execution id");
+    // Both naps run (each worker holds the invocation and the blob).
+    let status = |w: &str| {
+        rt.block_on(c.daemon_client(&rt, w).status(pb::StatusRequest {}))
+            .expect("status")
+            .into_inner()
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while !["worker-0", "worker-1"].iter().all(|w| {
+        let s = status(w);
+        s.arena_bytes_used > 0 && s.plans.iter().any(|p| p.in_flight > 0)
+    }) {
+        assert!(Instant::now() < end, "the naps never both ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let daemons: Vec<u32> = ["worker-0", "worker-1"]
+        .iter()
+        .map(|w| c.worker(w)["pid"].as_u64().expect("pid") as u32)
+        .collect();
+    let napping = children_of(&daemons);
+    assert!(napping.len() >= 2, "an instance on each worker: {napping:?}");
+    let asked = Instant::now();
+    let out = c.run(&["cancel", &id.to_string(), "--reason", "not needed any more"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("execution {id} cancelled"));
+    assert!(asked.elapsed() < Duration::from_secs(20), "it waited for the naps");
+    let d = describe(&c, id);
+    assert_eq!(d["status"], "cancelled", "{d}");
+    assert_eq!(d["error"], "cancelled: not needed any more", "{d}");
+    // Every worker lets go: no invocation, nothing in the arena, the naps' instances stopped
+    // (the pools start new ones).
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: Vec<_> = ["worker-0", "worker-1"].iter().map(|w| status(w)).collect();
+        let left: Vec<u32> = napping.iter().copied().filter(|p| alive(*p)).collect();
+        if now
+            .iter()
+            .all(|s| s.arena_bytes_used == 0 && s.plans.iter().all(|p| p.in_flight == 0))
+            && left.is_empty()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "still held after the cancel: {now:?}; instances {left:?} of {napping:?} run on\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The workflow serves on.
+    let quick = c.write("quick.yaml", &pair_workflow("quick", "1ms", false));
+    c.deploy(&quick);
+    assert_eq!(c.invoke_json("quick", "{}").status, "ok");
+    // Nothing to cancel any more, or at all.
+    let again = c.run(&["cancel", &id.to_string()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains(&format!(
+            "execution {id} has already ended (cancelled): there is nothing to cancel"
+        )),
+        "{}",
+        text(&again.stderr)
+    );
+    let unknown = c.run(&["cancel", "424242"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("there is no execution 424242"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
+/// `workflows NAME` shows each version's placement, edges by tier and source; the source is
+/// kept across a planner restart.
+#[test]
+fn a_workflow_is_described_with_its_placement_and_source_even_after_a_restart() {
+    let mut c = Cluster::up("describe-wf", 2, &["--slots", "2", "--heartbeat-ms", "200"]);
+    let long = c.write("long.yaml", LONG);
+    c.deploy(&long);
+    let out = c.run(&["workflows", "long"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("workflow `long`: 1 version(s) installed, last given 1"),
+        "{said}"
+    );
+    assert!(said.contains("version 1 from "), "{said}");
+    assert!(said.contains("long.yaml: workersp mode"), "{said}");
+    for task in ["make", "left", "right"] {
+        assert!(
+            said.lines()
+                .any(|l| l.trim_start().starts_with(task) && l.contains("worker-")),
+            "{task} in\n{said}"
+        );
+    }
+    assert!(said.contains(" peer"), "an edge crosses workers: {said}");
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    kill_and_up(&mut c, planner);
+    let source = c.run(&["workflows", "long", "--source"]);
+    assert!(source.status.success(), "{}", text(&source.stderr));
+    assert_eq!(text(&source.stdout), LONG);
+    let none = c.run(&["workflows", "long", "--version", "7"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("workflow `long` has no installed version 7 (installed: 1)"),
+        "{}",
+        text(&none.stderr)
+    );
+    let unknown = c.run(&["workflows", "nothing"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("workflow `nothing` is not deployed"),
+        "{}",
+        text(&unknown.stderr)
     );
 }

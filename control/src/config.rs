@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
 /// answer (the daemon ends the invocation at the deadline itself).
 pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
+/// Time limit of telling a daemon something (a worker is lost, an invocation is cancelled).
+pub(crate) const TELL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time limit of connecting to Redis and of each of its operations.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 

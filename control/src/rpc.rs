@@ -14,7 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use faasflow_core::dag::Workflow;
-use faasflow_core::plan::Mode;
+use faasflow_core::plan::{Mode, Tier};
 use faasflow_planner::load::load_str;
 
 use crate::config::KEPT_REPORTS;
@@ -24,8 +24,9 @@ use crate::registry::{HeldPlan, Load};
 use crate::service::PlannerService;
 use crate::service::executions::ExecutionFilter;
 use crate::service::invoke::{Ending, InvokeRequest};
+use crate::service::undeploy::WorkflowSummary;
 use crate::service::workers::Registration;
-use crate::versions::find_version;
+use crate::versions::{Declared, Version, find_version, unix_ms};
 use faasflow_rpc::convert::state::{execution_status_from_proto, execution_to_proto};
 
 impl PlannerService {
@@ -100,9 +101,14 @@ impl pb::planner_server::Planner for PlannerService {
             req.default_name.clone()
         };
         let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let wf = Arc::new(loaded.workflow);
+        let declared = Arc::new(Declared {
+            wf: loaded.workflow.clone(),
+            file_name: file.to_owned(),
+            source: req.source,
+            deployed_unix_ms: unix_ms(),
+        });
         let made = self
-            .deploy_workflow(wf.clone(), wf, mode, req.allow_overcommit, file)
+            .deploy_workflow(Arc::new(loaded.workflow), declared, mode, req.allow_overcommit, file)
             .await?;
         Ok(Response::new(pb::DeployResponse {
             workflow: made.workflow,
@@ -114,13 +120,7 @@ impl pb::planner_server::Planner for PlannerService {
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
         let started = Instant::now();
         let req = request.into_inner();
-        let req = InvokeRequest {
-            workflow: req.workflow,
-            version: req.version,
-            input_json: req.input_json,
-            deadline_ms: req.deadline_ms,
-            fill_staged_scale: req.fill_staged_scale,
-        };
+        let req = invoke_request(req);
         let result = self.invoke_rerunning(req).await;
         let outcome = match &result {
             Ok(r) => match r.status {
@@ -219,28 +219,34 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         _request: Request<pb::ListWorkflowsRequest>,
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
-        let workflows = self
-            .workflows()
-            .into_iter()
-            .map(|w| pb::WorkflowInfo {
-                name: w.name,
-                last_version: w.last_version,
-                undeploying: w.undeploying,
-                versions: w
-                    .versions
-                    .into_iter()
-                    .map(|v| pb::VersionInfo {
-                        version: v.version,
-                        mode: faasflow_rpc::convert::mode_to_proto(v.mode),
-                        workers: v.workers,
-                        tasks: v.tasks,
-                        in_flight: v.in_flight,
-                        digest: v.digest,
-                    })
-                    .collect(),
-            })
-            .collect();
+        let workflows = self.workflows().into_iter().map(workflow_info).collect();
         Ok(Response::new(pb::ListWorkflowsResponse { workflows }))
+    }
+
+    async fn describe_workflow(
+        &self,
+        request: Request<pb::DescribeWorkflowRequest>,
+    ) -> Result<Response<pb::DescribeWorkflowResponse>, Status> {
+        let name = request.into_inner().workflow;
+        let summary = self.workflows().into_iter().find(|w| w.name == name);
+        let state = self.state();
+        let (Some(summary), Some(d)) = (summary, state.workflows.get(&name)) else {
+            return Err(self.not_found_workflow(&state, &name));
+        };
+        let versions = d.versions.iter().map(version_detail).collect();
+        Ok(Response::new(pb::DescribeWorkflowResponse {
+            workflow: Some(workflow_info(summary)),
+            versions,
+        }))
+    }
+
+    async fn cancel_execution(
+        &self,
+        request: Request<pb::CancelExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let req = request.into_inner();
+        let e = PlannerService::cancel_execution(self, req.execution_id, &req.reason).await?;
+        Ok(Response::new(execution_to_proto(&e, true)))
     }
 
     async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::UndeployResponse>, Status> {
@@ -267,13 +273,7 @@ impl pb::planner_server::Planner for PlannerService {
         let invoke = req
             .invoke
             .ok_or_else(|| Status::invalid_argument("StartExecution: `invoke` is missing"))?;
-        let invoke = InvokeRequest {
-            workflow: invoke.workflow,
-            version: invoke.version,
-            input_json: invoke.input_json,
-            deadline_ms: invoke.deadline_ms,
-            fill_staged_scale: invoke.fill_staged_scale,
-        };
+        let invoke = invoke_request(invoke);
         let (execution_id, existing) = PlannerService::start_execution(self, invoke, req.idempotency_key).await?;
         Ok(Response::new(pb::StartExecutionResponse { execution_id, existing }))
     }
@@ -323,7 +323,7 @@ impl pb::planner_server::Planner for PlannerService {
                 Some(workflow_memory(
                     name,
                     v.version,
-                    &v.declared,
+                    &v.declared.wf,
                     &v.wf,
                     &d.measured,
                     margin,
@@ -440,4 +440,76 @@ fn held_plans(plans: &[pb::HeldPlan]) -> Vec<HeldPlan> {
             digest: p.digest.clone(),
         })
         .collect()
+}
+
+/// A workflow as `ListWorkflows` shows it.
+fn workflow_info(w: WorkflowSummary) -> pb::WorkflowInfo {
+    pb::WorkflowInfo {
+        name: w.name,
+        last_version: w.last_version,
+        undeploying: w.undeploying,
+        versions: w
+            .versions
+            .into_iter()
+            .map(|v| pb::VersionInfo {
+                version: v.version,
+                mode: faasflow_rpc::convert::mode_to_proto(v.mode),
+                workers: v.workers,
+                tasks: v.tasks,
+                in_flight: v.in_flight,
+                digest: v.digest,
+            })
+            .collect(),
+    }
+}
+
+/// A version as `DescribeWorkflow` shows it: its source and a summary of its plan.
+fn version_detail(v: &Version) -> pb::VersionDetail {
+    let graph = &v.wf.graph;
+    let tasks = graph
+        .node_indices()
+        .filter_map(|n| {
+            let t = graph[n].task()?;
+            let worker = v.cluster.workers.get(v.plan.worker_of(n) as usize);
+            Some(pb::TaskPlacement {
+                task: graph[n].name.clone(),
+                function: t.function.clone(),
+                worker: worker.map(|w| w.name.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut tiers: BTreeMap<Tier, u32> = BTreeMap::new();
+    for t in &v.plan.edge_tiers {
+        *tiers.entry(*t).or_default() += 1;
+    }
+    pb::VersionDetail {
+        version: v.version,
+        source: v.declared.source.clone(),
+        file_name: v.declared.file_name.clone(),
+        deployed_unix_ms: v.declared.deployed_unix_ms,
+        planned_unix_ms: v.planned_unix_ms,
+        tasks,
+        edges: tiers
+            .into_iter()
+            .map(|(tier, edges)| pb::TierEdges {
+                tier: tier.as_str().to_owned(),
+                edges,
+            })
+            .collect(),
+        groups: u32::try_from(v.plan.groups.len()).unwrap_or(u32::MAX),
+        merges: v.plan.merges,
+        critical_path_ms: v.plan.critical_path.cost_ms,
+    }
+}
+
+/// An invocation as a client asks for it (`Invoke`, `StartExecution`).
+fn invoke_request(p: pb::InvokeRequest) -> InvokeRequest {
+    InvokeRequest {
+        workflow: p.workflow,
+        version: p.version,
+        input_json: p.input_json,
+        deadline_ms: p.deadline_ms,
+        fill_staged_scale: p.fill_staged_scale,
+        execution: None,
+    }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 
 use crate::central::{Central, CentralError, Messages, StartError, Workers};
-use crate::config::{DEADLINE_GRACE, REDIS_TIMEOUT};
+use crate::config::{DEADLINE_GRACE, REDIS_TIMEOUT, TELL_TIMEOUT};
 pub use crate::config::{
     DEFAULT_DEADLINE, DEFAULT_KEEP_EXECUTIONS, DEFAULT_KEEP_EXECUTIONS_FOR, DEFAULT_MAX_IN_FLIGHT, KEPT_REPORTS,
     ServiceConfig,
@@ -37,7 +37,7 @@ pub use crate::config::{
 use crate::daemons::{Install, drop_on, install_on};
 use crate::measure::{RUNTIME_SAMPLES, with_measured};
 use crate::registry::{Registry, Worker};
-use crate::versions::{Deployed, Target, Version, entry_task, find_version, version_fault};
+use crate::versions::{Declared, Deployed, Target, Version, entry_task, find_version, version_fault};
 use faasflow_core::dag::Workflow;
 use faasflow_core::engine::{DEADLINE_PASSED, EngineError};
 use faasflow_core::plan::{ClusterView, Mode, PlannerConfig, WorkerView};
@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     pub(crate) pending: Mutex<BTreeSet<(String, String, u64)>>,
     /// The state directory, when it has one (`durable.rs`).
     pub(crate) store: Option<Arc<crate::store::StateDir>>,
+    /// Woken whenever an execution ends.
+    pub(crate) execution_ended: tokio::sync::Notify,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -178,6 +180,7 @@ impl PlannerService {
                 central: OnceLock::new(),
                 remote: tokio::sync::Mutex::new(None),
                 store,
+                execution_ended: tokio::sync::Notify::new(),
             }),
         }
     }

@@ -251,7 +251,8 @@ impl Sim {
                 in_flight: 0,
                 mode: Mode::WorkerSp,
                 allow_overcommit: true,
-                declared: wf,
+                declared: crate::versions::Declared::bare(&wf),
+                planned_unix_ms: 0,
             },
         );
         self.members.insert(version, members.clone());

@@ -453,6 +453,10 @@ mod tests {
             daemons: vec!["worker-0".into()],
             peers: vec![("worker-0".into(), None)],
             allow_overcommit: false,
+            source: format!("name: {name}\n"),
+            file_name: format!("{name}.yaml"),
+            deployed_unix_ms: 1,
+            planned_unix_ms: 2,
         }
     }
 

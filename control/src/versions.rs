@@ -44,7 +44,41 @@ pub(crate) struct Version {
     pub(crate) mode: Mode,
     pub(crate) allow_overcommit: bool,
     /// The workflow as its user deployed it (`wf` less the measured peaks of re-plans).
-    pub(crate) declared: Arc<Workflow>,
+    pub(crate) declared: Arc<Declared>,
+    /// When it was planned, ms since the Unix epoch.
+    pub(crate) planned_unix_ms: u64,
+}
+
+/// A workflow as its user deployed it: what re-plans start from, and what `DescribeWorkflow`
+/// shows.
+#[derive(Debug, Clone)]
+pub(crate) struct Declared {
+    pub(crate) wf: Workflow,
+    /// Its source (YAML) and the file it came from.
+    pub(crate) source: String,
+    pub(crate) file_name: String,
+    /// When it was deployed, ms since the Unix epoch.
+    pub(crate) deployed_unix_ms: u64,
+}
+
+impl Declared {
+    /// `wf` with no source (a test's, or the simulator's).
+    #[cfg(test)]
+    pub(crate) fn bare(wf: &Workflow) -> Arc<Declared> {
+        Arc::new(Declared {
+            wf: wf.clone(),
+            source: String::new(),
+            file_name: String::new(),
+            deployed_unix_ms: 0,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A workflow's versions.
@@ -375,7 +409,8 @@ steps:
             in_flight: 0,
             mode: Mode::WorkerSp,
             allow_overcommit: false,
-            declared: wf,
+            declared: Declared::bare(&wf),
+            planned_unix_ms: 0,
         };
         let deployed = Deployed {
             versions: vec![version],

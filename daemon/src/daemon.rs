@@ -342,6 +342,17 @@ impl Daemon {
         })
     }
 
+    /// Cancels invocation `invocation` (`reason` is said in its error): it ends here at once as
+    /// failed (the plan's other workers are told), and the instances running only its calls
+    /// are stopped. Whether it ran here; one that has not started here yet never starts.
+    pub fn cancel(&self, invocation: u64, reason: &str) -> Result<bool, DaemonError> {
+        self.ask(|reply| Msg::Cancel {
+            invocation,
+            reason: reason.to_owned(),
+            reply,
+        })
+    }
+
     /// The plan versions installed.
     pub fn plans(&self) -> Result<Vec<InstalledPlan>, DaemonError> {
         self.ask(Msg::Plans)

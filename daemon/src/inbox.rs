@@ -45,6 +45,12 @@ pub(crate) enum Msg {
         reason: String,
         reply: Answer<u64>,
     },
+    /// Cancel an invocation (the planner asks): whether it ran here.
+    Cancel {
+        invocation: u64,
+        reason: String,
+        reply: Answer<bool>,
+    },
     /// What the daemon holds.
     Stats(Answer<Stats>),
     /// The metrics, as Prometheus text.

@@ -236,6 +236,15 @@ impl pb::daemon_server::Daemon for DaemonService {
         Ok(Response::new(pb::WorkerLostResponse { aborted }))
     }
 
+    async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+        let req = request.into_inner();
+        if req.invocation_id == 0 {
+            return Err(Status::invalid_argument("Cancel: `invocation_id` is 0"));
+        }
+        let running = self.blocking(move |d| d.cancel(req.invocation_id, &req.reason)).await?;
+        Ok(Response::new(pb::CancelResponse { running }))
+    }
+
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let (plans, stats) = self.blocking(|d| Ok((d.plans()?, d.stats()?))).await?;
         Ok(Response::new(pb::StatusResponse {

@@ -178,6 +178,17 @@ impl Daemon {
         self.within(limit, client.worker_lost(req)).await.map(drop)
     }
 
+    /// Cancels invocation `invocation` on this daemon; whether it ran there (one that has not
+    /// started there yet never starts).
+    pub async fn cancel(&self, invocation: u64, reason: &str, limit: Duration) -> Result<bool, DaemonError> {
+        let req = pb::CancelRequest {
+            invocation_id: invocation,
+            reason: reason.to_owned(),
+        };
+        let mut client = self.client.clone();
+        Ok(self.within(limit, client.cancel(req)).await?.running)
+    }
+
     /// Runs an invocation on this daemon, its entry, and waits for its end (at most `limit`).
     pub async fn invoke(&self, inv: &StartInvocation, limit: Duration) -> Result<Started, DaemonError> {
         let req = pb::DaemonInvokeRequest {

@@ -233,6 +233,50 @@ pub struct DeployedWorkflow {
     pub undeploying: bool,
 }
 
+/// An installed version in detail ([`Planner::describe_workflow`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionDetail {
+    /// The version.
+    pub version: u64,
+    /// The source its user deployed (YAML), and its file (empty: not kept).
+    pub source: String,
+    pub file_name: String,
+    /// When its source was deployed, and when it was planned, ms since the Unix epoch.
+    pub deployed_unix_ms: u64,
+    pub planned_unix_ms: u64,
+    /// Where each task runs: (task, function, worker).
+    pub tasks: Vec<(String, String, String)>,
+    /// Edges by data tier: (tier, edges).
+    pub edges: Vec<(String, u32)>,
+    /// Groups the partition made, and its merges.
+    pub groups: u32,
+    pub merges: u32,
+    /// The critical path's estimated length, ms.
+    pub critical_path_ms: f64,
+}
+
+/// A workflow from the wire.
+fn deployed_workflow(w: pb::WorkflowInfo) -> Result<DeployedWorkflow, PlannerError> {
+    let mut versions = Vec::with_capacity(w.versions.len());
+    for v in w.versions {
+        let mode = mode_from_proto(v.mode, "versions.mode").map_err(PlannerError::InvalidAnswer)?;
+        versions.push(InstalledVersion {
+            version: v.version,
+            mode,
+            workers: v.workers,
+            tasks: v.tasks,
+            in_flight: v.in_flight,
+            digest: v.digest,
+        });
+    }
+    Ok(DeployedWorkflow {
+        name: w.name,
+        last_version: w.last_version,
+        versions,
+        undeploying: w.undeploying,
+    })
+}
+
 /// An installed version of a workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstalledVersion {
@@ -500,28 +544,59 @@ impl Planner {
             .await
             .map_err(|s| PlannerError::from_status(&s))?
             .into_inner();
-        let mut out = Vec::with_capacity(r.workflows.len());
-        for w in r.workflows {
-            let mut versions = Vec::with_capacity(w.versions.len());
-            for v in w.versions {
-                let mode = mode_from_proto(v.mode, "versions.mode").map_err(PlannerError::InvalidAnswer)?;
-                versions.push(InstalledVersion {
-                    version: v.version,
-                    mode,
-                    workers: v.workers,
-                    tasks: v.tasks,
-                    in_flight: v.in_flight,
-                    digest: v.digest,
-                });
-            }
-            out.push(DeployedWorkflow {
-                name: w.name,
-                last_version: w.last_version,
-                versions,
-                undeploying: w.undeploying,
-            });
-        }
-        Ok(out)
+        r.workflows.into_iter().map(deployed_workflow).collect()
+    }
+
+    /// A deployed workflow and its installed versions in detail, newest first.
+    pub async fn describe_workflow(
+        &mut self,
+        workflow: &str,
+    ) -> Result<(DeployedWorkflow, Vec<VersionDetail>), PlannerError> {
+        let r = self
+            .client
+            .describe_workflow(pb::DescribeWorkflowRequest {
+                workflow: workflow.to_owned(),
+            })
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let info = r.workflow.ok_or_else(|| {
+            PlannerError::InvalidAnswer(crate::convert::ConvertError::Missing {
+                field: "workflow".to_owned(),
+            })
+        })?;
+        let details = r
+            .versions
+            .into_iter()
+            .map(|v| VersionDetail {
+                version: v.version,
+                source: v.source,
+                file_name: v.file_name,
+                deployed_unix_ms: v.deployed_unix_ms,
+                planned_unix_ms: v.planned_unix_ms,
+                tasks: v.tasks.into_iter().map(|t| (t.task, t.function, t.worker)).collect(),
+                edges: v.edges.into_iter().map(|e| (e.tier, e.edges)).collect(),
+                groups: v.groups,
+                merges: v.merges,
+                critical_path_ms: v.critical_path_ms,
+            })
+            .collect();
+        Ok((deployed_workflow(info)?, details))
+    }
+
+    /// Cancels execution `id` (`reason` is said in its error) and answers it once it has
+    /// ended (or, after the planner's wait, still running).
+    pub async fn cancel_execution(&mut self, id: u64, reason: &str) -> Result<ExecutionRecord, PlannerError> {
+        let r = self
+            .client
+            .cancel_execution(pb::CancelExecutionRequest {
+                execution_id: id,
+                reason: reason.to_owned(),
+            })
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        execution_from_proto(r).map_err(PlannerError::InvalidAnswer)
     }
 
     /// Removes `workflow` once its invocations in flight have ended (waiting up to `drain`,

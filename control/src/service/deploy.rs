@@ -21,7 +21,7 @@ impl PlannerService {
     pub(crate) async fn deploy_workflow(
         &self,
         wf: Arc<Workflow>,
-        declared: Arc<Workflow>,
+        declared: Arc<Declared>,
         mode: Mode,
         allow_overcommit: bool,
         file: &str,
@@ -38,7 +38,7 @@ impl PlannerService {
     pub(crate) async fn deploy_locked(
         &self,
         wf: Arc<Workflow>,
-        declared: Arc<Workflow>,
+        declared: Arc<Declared>,
         mode: Mode,
         allow_overcommit: bool,
         file: &str,
@@ -103,7 +103,7 @@ impl PlannerService {
     async fn install_version(
         &self,
         wf: Arc<Workflow>,
-        declared: Arc<Workflow>,
+        declared: Arc<Declared>,
         mode: Mode,
         allow_overcommit: bool,
         file: &str,
@@ -215,12 +215,17 @@ impl PlannerService {
             .iter()
             .map(|t| (t.name.clone(), live.get(&t.name).and_then(|w| w.quic_addr)))
             .collect();
+        let planned_unix_ms = crate::versions::unix_ms();
         let kept = StoredVersion {
             plan: wire.clone(),
-            declared: (*declared).clone(),
+            declared: declared.wf.clone(),
             daemons: targets.iter().map(|t| t.name.clone()).collect(),
             peers: peers.clone().into_iter().collect(),
             allow_overcommit,
+            source: declared.source.clone(),
+            file_name: declared.file_name.clone(),
+            deployed_unix_ms: declared.deployed_unix_ms,
+            planned_unix_ms,
         };
         {
             let mut state = self.state();
@@ -247,6 +252,7 @@ impl PlannerService {
                     mode,
                     allow_overcommit,
                     declared,
+                    planned_unix_ms,
                 },
             );
             self.drop_drained(&mut state, &wf.name);

@@ -64,7 +64,13 @@ impl PlannerService {
                 peers: s.peers.into_iter().collect(),
                 in_flight: 0,
                 allow_overcommit: s.allow_overcommit,
-                declared: Arc::new(s.declared),
+                declared: Arc::new(Declared {
+                    wf: s.declared,
+                    source: s.source,
+                    file_name: s.file_name,
+                    deployed_unix_ms: s.deployed_unix_ms,
+                }),
+                planned_unix_ms: s.planned_unix_ms,
             };
             let deployed = state.workflows.entry(name).or_default();
             deployed.last = deployed.last.max(version.version);

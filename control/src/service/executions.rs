@@ -10,10 +10,9 @@
 //! [`ServiceConfig::keep_executions_for`]). An execution that ran when the planner stopped is
 //! `lost` after its restart: how it ended is not known (yet).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::*;
 use crate::service::invoke::{Ending, InvokeAnswer, InvokeRequest};
+use crate::versions::unix_ms;
 use faasflow_rpc::convert::state::{ExecutionRecord, ExecutionStatus, request_digest};
 
 /// Longest idempotency key, bytes.
@@ -30,7 +29,31 @@ pub(crate) struct Executions {
     pub(crate) keys: BTreeMap<String, u64>,
     /// The last id given.
     pub(crate) last_id: u64,
+    /// The executions running: what runs each now, and whether it is cancelled.
+    pub(crate) running: BTreeMap<u64, Running>,
 }
+
+/// A running execution.
+#[derive(Debug, Default)]
+pub(crate) struct Running {
+    /// The invocation running it now, and where (`None`: none is started yet, or it is
+    /// between runs).
+    pub(crate) invocation: Option<(u64, RunsOn)>,
+    /// Why it was cancelled, once it is: no invocation of it starts any more.
+    pub(crate) cancelled: Option<String>,
+}
+
+/// Where an execution's invocation runs.
+#[derive(Debug, Clone)]
+pub(crate) enum RunsOn {
+    /// The daemons of its version, its entry first (WorkerSP).
+    Workers(Vec<(String, Daemon)>),
+    /// The planner's central engine (MasterSP).
+    Central,
+}
+
+/// Longest wait of `CancelExecution` for the execution to end.
+pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl Executions {
     /// Executions kept from a state directory: one that ran when the planner stopped is lost.
@@ -51,7 +74,15 @@ impl Executions {
             .map(|e| (e.idempotency_key.clone(), e.id))
             .collect();
         let last_id = map.keys().next_back().copied().unwrap_or(0).max(last_id);
-        (Executions { map, keys, last_id }, lost)
+        (
+            Executions {
+                map,
+                keys,
+                last_id,
+                running: BTreeMap::new(),
+            },
+            lost,
+        )
     }
 }
 
@@ -63,13 +94,6 @@ pub(crate) struct ExecutionFilter {
     pub(crate) since_unix_ms: u64,
     pub(crate) limit: usize,
     pub(crate) before_id: Option<u64>,
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl PlannerService {
@@ -125,16 +149,22 @@ impl PlannerService {
             record
         };
         let id = record.id;
+        self.state().executions.running.insert(id, Running::default());
         if let Err(e) = self.keep_execution(record).await {
             let mut state = self.state();
             if let Some(e) = state.executions.map.remove(&id) {
                 state.executions.keys.remove(&e.idempotency_key);
             }
+            state.executions.running.remove(&id);
             return Err(Status::unavailable(format!(
                 "the execution was not started: the planner cannot keep it in its state directory ({e})"
             )));
         }
         let this = self.clone();
+        let req = InvokeRequest {
+            execution: Some(id),
+            ..req
+        };
         tokio::spawn(async move {
             let result = this.invoke_rerunning(req).await;
             this.execution_ended(id, result).await;
@@ -147,16 +177,19 @@ impl PlannerService {
     async fn execution_ended(&self, id: u64, result: Result<InvokeAnswer, Status>) {
         let record = {
             let mut state = self.state();
+            let cancelled = state.executions.running.remove(&id).and_then(|r| r.cancelled);
             let Some(e) = state.executions.map.get_mut(&id) else {
                 return;
             };
             e.ended_unix_ms = unix_ms();
             match result {
                 Ok(a) => {
-                    e.status = Some(match a.status {
-                        Ending::Succeeded => ExecutionStatus::Succeeded,
-                        Ending::Failed => ExecutionStatus::Failed,
-                        Ending::DeadlineExceeded => ExecutionStatus::DeadlineExceeded,
+                    e.status = Some(match (a.status, &cancelled) {
+                        // It finished before the cancel reached it: it stays as it ended.
+                        (Ending::Succeeded, _) => ExecutionStatus::Succeeded,
+                        (_, Some(_)) => ExecutionStatus::Cancelled,
+                        (Ending::Failed, None) => ExecutionStatus::Failed,
+                        (Ending::DeadlineExceeded, None) => ExecutionStatus::DeadlineExceeded,
                     });
                     e.invocation_id = a.invocation_id;
                     e.output_json = a.output_json;
@@ -164,18 +197,96 @@ impl PlannerService {
                     e.report_json = a.report_json;
                 }
                 Err(s) => {
-                    e.status = Some(if s.code() == tonic::Code::DeadlineExceeded {
-                        ExecutionStatus::DeadlineExceeded
-                    } else {
-                        ExecutionStatus::Failed
+                    e.status = Some(match (s.code(), &cancelled) {
+                        (_, Some(_)) => ExecutionStatus::Cancelled,
+                        (tonic::Code::DeadlineExceeded, None) => ExecutionStatus::DeadlineExceeded,
+                        _ => ExecutionStatus::Failed,
                     });
                     e.error = s.message().to_owned();
                 }
             }
+            if let (Some(why), Some(ExecutionStatus::Cancelled)) = (cancelled, e.status) {
+                e.error = format!("cancelled: {why}");
+            }
             e.clone()
         };
+        self.inner.execution_ended.notify_waiters();
+        self.kept_ending(record).await;
+    }
+
+    /// Keeps how an execution ended in the state directory.
+    async fn kept_ending(&self, record: ExecutionRecord) {
+        let id = record.id;
         if let Err(e) = self.keep_execution(record).await {
             tracing::error!(execution = id, cause = %e, "cannot keep how an execution ended in the state directory");
+        }
+    }
+
+    /// `CancelExecution`: no invocation of execution `id` starts any more, and the one
+    /// running is ended on every worker (its calls abandoned, its objects freed). Answers the
+    /// execution once it has ended (or at [`CANCEL_WAIT`], still running).
+    pub(crate) async fn cancel_execution(&self, id: u64, reason: &str) -> Result<ExecutionRecord, Status> {
+        let reason = if reason.is_empty() { "asked by a client" } else { reason };
+        let target = {
+            let mut state = self.state();
+            let record = match state.executions.map.get(&id) {
+                Some(e) => e,
+                None => {
+                    drop(state);
+                    return Err(self.execution(id).expect_err("not kept"));
+                }
+            };
+            if record.status != Some(ExecutionStatus::Running) {
+                let status = record.status.map_or("unknown", ExecutionStatus::as_str);
+                return Err(Status::failed_precondition(format!(
+                    "execution {id} has already ended ({status}): there is nothing to cancel"
+                )));
+            }
+            let running = state.executions.running.entry(id).or_default();
+            if running.cancelled.is_some() {
+                None
+            } else {
+                running.cancelled = Some(reason.to_owned());
+                running.invocation.clone()
+            }
+        };
+        tracing::info!(execution = id, reason, "cancelling an execution");
+        let message = format!("cancelled: {reason}");
+        match target {
+            Some((invocation, RunsOn::Workers(daemons))) => {
+                let mut told = tokio::task::JoinSet::new();
+                for (name, daemon) in daemons {
+                    let reason = reason.to_owned();
+                    told.spawn(async move { (name, daemon.cancel(invocation, &reason, TELL_TIMEOUT).await) });
+                }
+                let mut untold = Vec::new();
+                while let Some(Ok((name, r))) = told.join_next().await {
+                    if let Err(e) = r {
+                        untold.push(format!("`{name}` ({e})"));
+                    }
+                }
+                if !untold.is_empty() {
+                    untold.sort();
+                    return Err(Status::unavailable(format!(
+                        "execution {id} is cancelled, but not every worker running its invocation {invocation} was \
+                         told: {}; what runs there ends when the worker is found lost or at the invocation's deadline",
+                        untold.join(", ")
+                    )));
+                }
+            }
+            Some((invocation, RunsOn::Central)) => self.central().abort(invocation, message),
+            None => {}
+        }
+        let until = Instant::now() + CANCEL_WAIT;
+        loop {
+            let ended = self.inner.execution_ended.notified();
+            let record = self.execution(id)?;
+            if record.status != Some(ExecutionStatus::Running) {
+                return Ok(record);
+            }
+            if tokio::time::timeout_at(until.into(), ended).await.is_err() {
+                return Ok(record);
+            }
         }
     }
 

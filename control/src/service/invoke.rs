@@ -3,6 +3,7 @@
 //! again on the live workers when a worker it used was lost and its functions are idempotent.
 
 use super::*;
+use crate::service::executions::RunsOn;
 use faasflow_core::dag::fill_staged_inputs;
 use faasflow_rpc::channel::MAX_MESSAGE;
 
@@ -19,7 +20,10 @@ pub(crate) struct InvokeRequest {
     /// Fill the staged inputs the input does not give, with bytes of their declared size
     /// times this scale ([`faasflow_core::dag::fill_staged_inputs`]).
     pub(crate) fill_staged_scale: Option<f64>,
+    /// The execution it runs (`None`: a synchronous `Invoke`).
+    pub(crate) execution: Option<u64>,
 }
+
 
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +256,39 @@ impl PlannerService {
         };
         if filled.0 > 0 {
             req.input_json = staged_input_json(&req.workflow, &input)?;
+        }
+        if let Some(execution) = req.execution {
+            let mut state = self.state();
+            let (id, runs_on) = match &route {
+                Route::Worker {
+                    id,
+                    entry,
+                    daemon,
+                    version,
+                    ..
+                } => {
+                    let mut daemons = vec![(entry.name.clone(), (**daemon).clone())];
+                    let others = state
+                        .workflows
+                        .get(&req.workflow)
+                        .and_then(|d| d.versions.iter().find(|v| v.version == *version))
+                        .map(|v| v.daemons.clone())
+                        .unwrap_or_default();
+                    for name in others.into_iter().filter(|n| *n != entry.name) {
+                        if let Some(c) = state.clients.get(&name) {
+                            daemons.push((name, c.clone()));
+                        }
+                    }
+                    (*id, RunsOn::Workers(daemons))
+                }
+                Route::Central { id, .. } => (*id, RunsOn::Central),
+                Route::NotReady { message } => return Err(Status::unavailable(message.clone())),
+            };
+            let running = state.executions.running.entry(execution).or_default();
+            if let Some(why) = &running.cancelled {
+                return Err(Status::cancelled(format!("cancelled: {why}")));
+            }
+            running.invocation = Some((id, runs_on));
         }
         let (id, version, entry, daemon, guard) = match route {
             Route::Central { id, version, guard } => {

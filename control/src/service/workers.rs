@@ -31,9 +31,6 @@ use crate::versions::{Fault, RepairError, holds, newest_fault, placement};
 /// Heartbeat intervals an install or drop that failed waits before it is tried again.
 const RETRY_AFTER: u32 = 5;
 
-/// Time limit of telling a daemon that a worker is lost.
-const TELL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A worker's registration, checked: its name, its daemon's incarnation and addresses, its
 /// slots and the versions it holds.
 #[derive(Debug, Clone)]

@@ -176,6 +176,8 @@ pub(crate) struct Invocations {
     next: InvocationId,
     /// Invocations that ended here lately (late messages and objects about them are dropped).
     pub(crate) ended: Ended,
+    /// Invocations cancelled before they started here (refused when they come).
+    pub(crate) cancelled: Ended,
     /// Invocations ended since the last [`Invocations::take_just_ended`].
     just_ended: Vec<InvocationId>,
     /// Reads of result bytes for reports in flight: token → (invocation, object).
@@ -188,6 +190,7 @@ impl Default for Invocations {
             map: HashMap::new(),
             next: 1,
             ended: Ended::default(),
+            cancelled: Ended::default(),
             just_ended: Vec::new(),
             showing: HashMap::new(),
         }

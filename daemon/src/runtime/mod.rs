@@ -335,6 +335,22 @@ impl Runtime {
                 self.followups(out, now);
                 reply.send(n);
             }
+            Msg::Cancel {
+                invocation,
+                reason,
+                reply,
+            } => {
+                // Its calls' instances stop as the engine abandons them (or now, when a peer's
+                // `Failed` ended it here first); one not started here yet never starts.
+                self.invocations.cancelled.insert(invocation);
+                let running = self.invocations.get(invocation).is_some();
+                if running {
+                    self.abort(invocation, format!("cancelled: {reason}"), false, now);
+                } else {
+                    self.calls.stop_cancelled(invocation, &mut self.pools);
+                }
+                reply.send(running);
+            }
             Msg::Stats(reply) => reply.send(self.stats()),
             Msg::Metrics(reply) => reply.send(self.metrics_text()),
             Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result, now),
@@ -627,6 +643,11 @@ impl Runtime {
 
     fn start_invocation(&mut self, invoke: Invoke, reply: Reply, now: Instant) {
         let id = self.invocations.new_id(invoke.id);
+        if self.invocations.cancelled.contains(id) {
+            return reply.send(Err(DaemonError::Invoke(format!(
+                "invocation {id} was cancelled before it started"
+            ))));
+        }
         if self.invocations.taken(id) {
             return reply.send(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
         }

@@ -26,6 +26,13 @@ pub struct StoredVersion {
     pub peers: Vec<(String, Option<SocketAddr>)>,
     /// Deployed with `--allow-overcommit`.
     pub allow_overcommit: bool,
+    /// The source its user deployed (YAML), and the file it came from (empty: kept before
+    /// sources were).
+    pub source: String,
+    pub file_name: String,
+    /// When its source was deployed, and when it was planned, ms since the Unix epoch.
+    pub deployed_unix_ms: u64,
+    pub planned_unix_ms: u64,
 }
 
 /// A [`StoredVersion`] read back, with its plan decoded.
@@ -69,6 +76,10 @@ pub fn encode_version(v: &StoredVersion) -> Vec<u8> {
             })
             .collect(),
         allow_overcommit: v.allow_overcommit,
+        source: v.source.clone(),
+        file_name: v.file_name.clone(),
+        deployed_unix_ms: v.deployed_unix_ms,
+        planned_unix_ms: v.planned_unix_ms,
     }
     .encode_to_vec()
 }
@@ -91,6 +102,10 @@ pub fn decode_version(bytes: &[u8]) -> Result<LoadedVersion, ConvertError> {
             daemons: p.daemons,
             peers,
             allow_overcommit: p.allow_overcommit,
+            source: p.source,
+            file_name: p.file_name,
+            deployed_unix_ms: p.deployed_unix_ms,
+            planned_unix_ms: p.planned_unix_ms,
         },
         workflow,
         plan,
@@ -153,6 +168,8 @@ pub enum ExecutionStatus {
     DeadlineExceeded,
     /// The planner stopped while it ran: how it ended is not known.
     Lost,
+    /// It was cancelled (`CancelExecution`) before it finished.
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -164,16 +181,18 @@ impl ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::DeadlineExceeded => "deadline-exceeded",
             ExecutionStatus::Lost => "lost",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 
     /// Every status, in the order above.
-    pub const ALL: [ExecutionStatus; 5] = [
+    pub const ALL: [ExecutionStatus; 6] = [
         ExecutionStatus::Running,
         ExecutionStatus::Succeeded,
         ExecutionStatus::Failed,
         ExecutionStatus::DeadlineExceeded,
         ExecutionStatus::Lost,
+        ExecutionStatus::Cancelled,
     ];
 }
 
@@ -230,6 +249,7 @@ pub fn execution_status_to_proto(status: Option<ExecutionStatus>) -> i32 {
         Some(ExecutionStatus::Failed) => pb::ExecutionStatus::Failed,
         Some(ExecutionStatus::DeadlineExceeded) => pb::ExecutionStatus::DeadlineExceeded,
         Some(ExecutionStatus::Lost) => pb::ExecutionStatus::Lost,
+        Some(ExecutionStatus::Cancelled) => pb::ExecutionStatus::Cancelled,
     }) as i32
 }
 
@@ -242,6 +262,7 @@ pub fn execution_status_from_proto(value: i32, field: &str) -> Result<Option<Exe
         Ok(pb::ExecutionStatus::Failed) => Ok(Some(ExecutionStatus::Failed)),
         Ok(pb::ExecutionStatus::DeadlineExceeded) => Ok(Some(ExecutionStatus::DeadlineExceeded)),
         Ok(pb::ExecutionStatus::Lost) => Ok(Some(ExecutionStatus::Lost)),
+        Ok(pb::ExecutionStatus::Cancelled) => Ok(Some(ExecutionStatus::Cancelled)),
         Err(_) => Err(ConvertError::UnknownEnum {
             field: field.to_owned(),
             enum_name: "ExecutionStatus",
@@ -331,6 +352,10 @@ mod tests {
                 ("worker-1".into(), None),
             ],
             allow_overcommit: true,
+            source: "name: t\n".into(),
+            file_name: "t.yaml".into(),
+            deployed_unix_ms: 1_700_000_000_000,
+            planned_unix_ms: 1_700_000_000_500,
         };
         let bytes = encode_version(&v);
         let back = decode_version(&bytes).expect("decodes");
@@ -340,6 +365,15 @@ mod tests {
         assert_eq!(back.stored.daemons, v.daemons);
         assert_eq!(back.stored.peers, v.peers);
         assert!(back.stored.allow_overcommit);
+        assert_eq!(
+            (
+                &*back.stored.source,
+                &*back.stored.file_name,
+                back.stored.deployed_unix_ms,
+                back.stored.planned_unix_ms
+            ),
+            ("name: t\n", "t.yaml", 1_700_000_000_000, 1_700_000_000_500)
+        );
         assert_eq!(back.stored.declared.name, "t");
         assert_eq!(back.cluster.workers.len(), 2);
 

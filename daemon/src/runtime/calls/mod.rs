@@ -703,6 +703,8 @@ impl Calls {
             if let Some(inst) = cx.pools.instance_mut(inst_id) {
                 inst.kill(format!("function `{function}` running in it timed out"));
             }
+        } else if cx.invocations.cancelled.contains(invocation) {
+            self.stop_cancelled(invocation, cx.pools);
         } else {
             let timeout = cx
                 .installs
@@ -711,6 +713,30 @@ impl Calls {
                 .unwrap_or(DEFAULT_ABANDONED_TIMEOUT_MS);
             call.stop_by = Some(cx.now + Duration::from_millis(timeout));
         }
+    }
+
+    /// Stops the instances of `invocation`'s abandoned calls that run nothing else: the work
+    /// of a cancelled invocation ends at once (an instance running other calls too is left to
+    /// the call's timeout). Returns how many it stopped.
+    pub(crate) fn stop_cancelled(&self, invocation: InvocationId, pools: &mut Pools) -> usize {
+        let mut stopped = 0;
+        for (id, c) in self
+            .map
+            .iter()
+            .filter(|(_, c)| c.invocation == invocation && c.abandoned)
+        {
+            if let Some(inst) = c.instance.and_then(|i| pools.instance_mut(i))
+                && inst.killed.is_none()
+                && inst.calls.iter().all(|k| k == id)
+            {
+                inst.kill(format!(
+                    "function `{}` running in it was called by invocation {invocation}, which was cancelled",
+                    c.function
+                ));
+                stopped += 1;
+            }
+        }
+        stopped
     }
 
     /// Stops the instances of abandoned calls that ran past their `stop_by`.

@@ -378,7 +378,7 @@ impl Peers {
     /// Another worker, the entry, started an invocation of a plan this worker is in.
     fn peer_start(&mut self, from: String, start: Start, calls: &mut Calls, cx: &mut Cx<'_>, out: &mut Vec<Followup>) {
         let id = start.invocation;
-        if cx.invocations.contains(id) {
+        if cx.invocations.contains(id) || cx.invocations.cancelled.contains(id) {
             return;
         }
         let key = (start.workflow.clone(), start.version);
