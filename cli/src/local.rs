@@ -305,7 +305,6 @@ fn wait_redis(started: &mut Started, addr: SocketAddr) -> Result<(), Failure> {
 struct PlannerProcess {
     addr: SocketAddr,
     pid: u32,
-    metrics: SocketAddr,
     command: Command,
 }
 
@@ -325,7 +324,6 @@ fn start_planner(
     };
     let addr_file = layout.run.join("planner.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut planner_args = program.args("planner");
     planner_args.extend([
         "--listen".to_owned(),
@@ -338,8 +336,6 @@ fn start_planner(
         layout.certs.join(TOKEN_FILE).to_string_lossy().into_owned(),
         "--max-in-flight".to_owned(),
         args.max_in_flight.to_string(),
-        "--metrics-listen".to_owned(),
-        metrics.to_string(),
         "--state-dir".to_owned(),
         layout.dir.join("state").to_string_lossy().into_owned(),
     ]);
@@ -355,7 +351,6 @@ fn start_planner(
     Ok(PlannerProcess {
         addr,
         pid,
-        metrics,
         command: Command {
             program: program.exe.clone(),
             args: planner_args,
@@ -366,7 +361,6 @@ fn start_planner(
 /// A worker's daemon `up` started.
 struct WorkerProcess {
     pid: u32,
-    metrics: SocketAddr,
     command: Command,
 }
 
@@ -418,14 +412,12 @@ fn start_workers(
         if let Some(redis) = redis {
             worker_args.extend(["--redis".to_owned(), redis.url.clone()]);
         }
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        worker_args.extend(["--metrics-listen".to_owned(), metrics.to_string()]);
         let pid = started.spawn(name, &program.exe, &worker_args, &layout.dir)?;
         let command = Command {
             program: program.exe.clone(),
             args: worker_args,
         };
-        workers.insert(name.clone(), WorkerProcess { pid, metrics, command });
+        workers.insert(name.clone(), WorkerProcess { pid, command });
     }
     Ok(workers)
 }
@@ -477,7 +469,8 @@ impl Up {
                 "addr": self.planner.addr.to_string(),
                 "pid": self.planner.pid,
                 "log": logs.join("planner.log"),
-                "metrics": self.planner.metrics.to_string(),
+                // `/metrics` is served on its API port.
+                "metrics": self.planner.addr.to_string(),
                 "command": self.planner.command.record(),
             },
             "workers": self.registered.iter().map(|w| json!({
@@ -485,7 +478,7 @@ impl Up {
                 "pid": self.workers.get(&w.name).map(|p| p.pid),
                 "grpc_addr": w.grpc_addr,
                 "quic_addr": w.quic_addr.clone().unwrap_or_default(),
-                "metrics": self.workers.get(&w.name).map(|p| p.metrics.to_string()),
+                "metrics": w.grpc_addr,
                 "log": logs.join(format!("{}.log", w.name)),
                 "command": self.workers.get(&w.name).map(|p| p.command.record()),
             })).collect::<Vec<_>>(),

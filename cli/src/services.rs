@@ -19,6 +19,7 @@ use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
 use faasflow_remote::{RemoteStore, redact_url};
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -29,7 +30,8 @@ use crate::{Failure, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PlannerArgs {
-    /// Address to serve the Planner gRPC API on (port 0: any free port).
+    /// Address to serve the planner's gRPC API, its HTTP/JSON API (`/v1/…`) and `/metrics`
+    /// on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:5300")]
     listen: SocketAddr,
     /// How often workers must send a heartbeat, ms (a worker silent for 3 intervals that does not answer a direct call is lost).
@@ -38,10 +40,6 @@ pub(crate) struct PlannerArgs {
     /// Write the address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (invocations by outcome, their
-    /// latency, messages, workers).
-    #[arg(long, value_name = "ADDR")]
-    metrics_listen: Option<SocketAddr>,
     /// The remote tier, a Redis URL (redis://HOST:PORT), shared with the daemons: needed to
     /// deploy and invoke workflows in MasterSP mode (every object goes through it); WorkerSP
     /// runs without it.
@@ -116,10 +114,6 @@ pub(crate) struct DaemonArgs {
     /// Write the gRPC address actually listened on to this file once listening.
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (trigger latency, bytes per tier,
-    /// spills, quota use, pool sizes, invocations by outcome).
-    #[arg(long, value_name = "ADDR")]
-    metrics_listen: Option<SocketAddr>,
     /// The remote tier, a Redis URL (redis://HOST:PORT), the planner's: needed to run
     /// functions for MasterSP's central engine; WorkerSP runs without it (peer transfers and
     /// the local spill directory).
@@ -233,14 +227,16 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             }
             None => PlannerService::new(config),
         };
-        let metrics = service.clone();
-        crate::metrics::serve_if(
-            args.metrics_listen,
-            "planner",
-            Arc::new(move || Ok(metrics.metrics_text())),
-        )?;
+        tracing::info!(
+            api = %format_args!("http://{local}/v1"),
+            metrics = %format_args!("http://{local}/metrics"),
+            "serving gRPC and HTTP"
+        );
+        let routes = Routes::from(faasflow_control::http::router(service.clone())).add_service(service.into_server());
         Server::builder()
-            .serve_with_incoming(service.into_server(), TcpIncoming::from(listener))
+            .accept_http1(true)
+            .add_routes(routes)
+            .serve_with_incoming(TcpIncoming::from(listener))
             .await
             .context("the planner's gRPC server failed")
             .map_err(Failure::Other)
@@ -309,12 +305,6 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     }
     let token = load_token(args.token_file.as_deref())?;
     let daemon = Arc::new(Daemon::start(config).map_err(|e| Failure::Other(e.into()))?);
-    let metrics = daemon.clone();
-    crate::metrics::serve_if(
-        args.metrics_listen,
-        &format!("worker `{}`", args.name),
-        Arc::new(move || metrics.metrics_text().map_err(anyhow::Error::from)),
-    )?;
     let found = if packs.is_empty() {
         "none (only synthetic bodies)".to_owned()
     } else {
@@ -341,11 +331,12 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             memory_mib: 0,
         };
         tokio::spawn(keep_registered(args.planner.clone(), me, daemon.clone(), token.clone()));
+        let routes = Routes::from(faasflow_daemon::service::http_router(daemon.clone()))
+            .add_service(DaemonService::new(daemon, token).into_server());
         Server::builder()
-            .serve_with_incoming(
-                DaemonService::new(daemon, token).into_server(),
-                TcpIncoming::from(listener),
-            )
+            .accept_http1(true)
+            .add_routes(routes)
+            .serve_with_incoming(TcpIncoming::from(listener))
             .await
             .context("the daemon's gRPC server failed")
             .map_err(Failure::Other)

@@ -384,7 +384,7 @@ fn a_second_daemon_under_a_live_workers_name_is_refused() {
     // `worker-0`'s own command line, on other ports.
     let pid = pid_of(&c, "worker-0");
     let (program, mut args) = support::local::command_line(pid);
-    for flag in ["--listen", "--peer-listen", "--metrics-listen"] {
+    for flag in ["--listen", "--peer-listen"] {
         if let Some(i) = args.iter().position(|a| a == flag) {
             args[i + 1] = "127.0.0.1:0".into();
         }

@@ -11,6 +11,7 @@
 mod central;
 pub mod config;
 mod daemons;
+pub mod http;
 mod measure;
 mod registry;
 mod rpc;

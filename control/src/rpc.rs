@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use faasflow_proto::v1 as pb;
 use faasflow_rpc::auth::Check;
@@ -14,19 +12,18 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use faasflow_core::dag::Workflow;
-use faasflow_core::plan::{Mode, Tier};
-use faasflow_planner::load::load_str;
+use faasflow_core::plan::Mode;
 
 use crate::config::KEPT_REPORTS;
 use crate::measure::Measured;
-use crate::registry::Registry;
 use crate::registry::{HeldPlan, Load};
 use crate::service::PlannerService;
+use crate::service::deploy::DeploySource;
 use crate::service::executions::ExecutionFilter;
 use crate::service::invoke::{Ending, InvokeRequest};
-use crate::service::undeploy::WorkflowSummary;
+use crate::service::undeploy::{VersionDescription, WorkflowSummary};
 use crate::service::workers::Registration;
-use crate::versions::{Declared, Version, find_version, unix_ms};
+use crate::versions::find_version;
 use faasflow_rpc::convert::state::{execution_status_from_proto, execution_to_proto};
 
 impl PlannerService {
@@ -86,29 +83,14 @@ impl pb::planner_server::Planner for PlannerService {
                 )));
             }
         };
-        let file = if req.file_name.is_empty() {
-            "<deploy request>"
-        } else {
-            &req.file_name
-        };
-        let default_name = if req.default_name.is_empty() {
-            std::path::Path::new(file)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("workflow")
-                .to_owned()
-        } else {
-            req.default_name.clone()
-        };
-        let loaded = load_str(&req.source, file, &default_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let declared = Arc::new(Declared {
-            wf: loaded.workflow.clone(),
-            file_name: file.to_owned(),
-            source: req.source,
-            deployed_unix_ms: unix_ms(),
-        });
         let made = self
-            .deploy_workflow(Arc::new(loaded.workflow), declared, mode, req.allow_overcommit, file)
+            .deploy_source(DeploySource {
+                source: req.source,
+                file_name: req.file_name,
+                default_name: req.default_name,
+                mode,
+                allow_overcommit: req.allow_overcommit,
+            })
             .await?;
         Ok(Response::new(pb::DeployResponse {
             workflow: made.workflow,
@@ -118,26 +100,7 @@ impl pb::planner_server::Planner for PlannerService {
     }
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
-        let started = Instant::now();
-        let req = request.into_inner();
-        let req = invoke_request(req);
-        let result = self.invoke_rerunning(req).await;
-        let outcome = match &result {
-            Ok(r) => match r.status {
-                Ending::Succeeded => "ok",
-                Ending::DeadlineExceeded => "deadline",
-                Ending::Failed => "failed",
-            },
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
-            Err(_) => "refused",
-        };
-        {
-            let mut state = self.state();
-            *state.outcomes.entry(outcome).or_default() += 1;
-            if outcome != "refused" && outcome != "overloaded" {
-                state.invocation_seconds.observe(started.elapsed().as_secs_f64());
-            }
-        }
+        let result = self.invoke_counted(invoke_request(request.into_inner())).await;
         let answer = result?;
         Ok(Response::new(pb::InvokeResponse {
             invocation_id: answer.invocation_id,
@@ -167,25 +130,24 @@ impl pb::planner_server::Planner for PlannerService {
     }
 
     async fn metrics(&self, _request: Request<pb::MetricsRequest>) -> Result<Response<pb::MetricsResponse>, Status> {
-        let now = Instant::now();
-        let state = self.state();
-        let c = &self.inner.counters;
-        let registered: Vec<pb::RegisteredWorker> = state
-            .registry
-            .iter()
-            .map(|(name, w)| pb::RegisteredWorker {
-                name: name.clone(),
+        let registered: Vec<pb::RegisteredWorker> = self
+            .workers()
+            .into_iter()
+            .map(|w| pb::RegisteredWorker {
+                name: w.name,
                 grpc_addr: w.grpc_addr.to_string(),
                 quic_addr: w.quic_addr.map(|a| a.to_string()).unwrap_or_default(),
                 slots: w.slots,
-                silent_ms: u64::try_from(now.duration_since(w.last_seen).as_millis()).unwrap_or(u64::MAX),
-                lost: Registry::is_lost(w),
+                silent_ms: w.silent_ms,
+                lost: w.lost,
                 instances: w.load.instances,
                 calls: w.load.calls,
                 arena_bytes_used: w.load.arena_used,
                 arena_bytes: w.load.arena_bytes,
             })
             .collect();
+        let state = self.state();
+        let c = &self.inner.counters;
         Ok(Response::new(pb::MetricsResponse {
             invocations: c.invocations.load(Ordering::Relaxed),
             invocation_messages_sent: c.messages.sent.load(Ordering::Relaxed),
@@ -227,16 +189,10 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::DescribeWorkflowRequest>,
     ) -> Result<Response<pb::DescribeWorkflowResponse>, Status> {
-        let name = request.into_inner().workflow;
-        let summary = self.workflows().into_iter().find(|w| w.name == name);
-        let state = self.state();
-        let (Some(summary), Some(d)) = (summary, state.workflows.get(&name)) else {
-            return Err(self.not_found_workflow(&state, &name));
-        };
-        let versions = d.versions.iter().map(version_detail).collect();
+        let (summary, versions) = PlannerService::describe_workflow(self, &request.into_inner().workflow)?;
         Ok(Response::new(pb::DescribeWorkflowResponse {
             workflow: Some(workflow_info(summary)),
-            versions,
+            versions: versions.into_iter().map(version_detail).collect(),
         }))
     }
 
@@ -464,41 +420,29 @@ fn workflow_info(w: WorkflowSummary) -> pb::WorkflowInfo {
 }
 
 /// A version as `DescribeWorkflow` shows it: its source and a summary of its plan.
-fn version_detail(v: &Version) -> pb::VersionDetail {
-    let graph = &v.wf.graph;
-    let tasks = graph
-        .node_indices()
-        .filter_map(|n| {
-            let t = graph[n].task()?;
-            let worker = v.cluster.workers.get(v.plan.worker_of(n) as usize);
-            Some(pb::TaskPlacement {
-                task: graph[n].name.clone(),
-                function: t.function.clone(),
-                worker: worker.map(|w| w.name.clone()).unwrap_or_default(),
-            })
-        })
-        .collect();
-    let mut tiers: BTreeMap<Tier, u32> = BTreeMap::new();
-    for t in &v.plan.edge_tiers {
-        *tiers.entry(*t).or_default() += 1;
-    }
+fn version_detail(v: VersionDescription) -> pb::VersionDetail {
     pb::VersionDetail {
         version: v.version,
-        source: v.declared.source.clone(),
-        file_name: v.declared.file_name.clone(),
-        deployed_unix_ms: v.declared.deployed_unix_ms,
+        source: v.source,
+        file_name: v.file_name,
+        deployed_unix_ms: v.deployed_unix_ms,
         planned_unix_ms: v.planned_unix_ms,
-        tasks,
-        edges: tiers
+        tasks: v
+            .tasks
+            .into_iter()
+            .map(|(task, function, worker)| pb::TaskPlacement { task, function, worker })
+            .collect(),
+        edges: v
+            .edges
             .into_iter()
             .map(|(tier, edges)| pb::TierEdges {
                 tier: tier.as_str().to_owned(),
                 edges,
             })
             .collect(),
-        groups: u32::try_from(v.plan.groups.len()).unwrap_or(u32::MAX),
-        merges: v.plan.merges,
-        critical_path_ms: v.plan.critical_path.cost_ms,
+        groups: v.groups,
+        merges: v.merges,
+        critical_path_ms: v.critical_path_ms,
     }
 }
 

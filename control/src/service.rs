@@ -47,7 +47,7 @@ use faasflow_remote::{RemoteError, RemoteStore};
 use faasflow_rpc::convert::WirePlan;
 use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 
-mod deploy;
+pub(crate) mod deploy;
 mod durable;
 pub(crate) mod executions;
 pub(crate) mod invoke;
@@ -348,8 +348,8 @@ impl Drop for InFlight {
 }
 
 impl PlannerService {
-    /// The planner's metrics, as Prometheus text (`faasflow planner --metrics-listen` serves
-    /// them at `/metrics`).
+    /// The planner's metrics, as Prometheus text (served at `/metrics` on its port,
+    /// beside gRPC and the HTTP API).
     pub fn metrics_text(&self) -> String {
         let state = self.state();
         let c = &self.inner.counters;

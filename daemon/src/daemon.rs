@@ -358,8 +358,8 @@ impl Daemon {
         self.ask(Msg::Plans)
     }
 
-    /// The daemon's metrics, as Prometheus text (`faasflow daemon --metrics-listen` serves
-    /// them at `/metrics`).
+    /// The daemon's metrics, as Prometheus text (served at `/metrics` on its port,
+    /// beside gRPC).
     pub fn metrics_text(&self) -> Result<String, DaemonError> {
         self.ask(Msg::Metrics)
     }

@@ -303,6 +303,32 @@ fn exec_done(e: Executed) -> ExecDone {
     }
 }
 
+/// What the daemon serves over HTTP beside gRPC, on its port: `GET /metrics`, Prometheus text.
+pub fn http_router(daemon: Arc<Daemon>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let daemon = daemon.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let text = tokio::task::spawn_blocking(move || daemon.metrics_text()).await;
+                match text {
+                    Ok(Ok(text)) => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+                    Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+                }
+            }
+        }),
+    )
+}
+
 /// What a worker tells the planner about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {

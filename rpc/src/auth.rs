@@ -177,18 +177,15 @@ impl Check {
     }
 }
 
-impl Interceptor for Check {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl Check {
+    /// Whether a call whose `authorization` header is `header` may go on (gRPC metadata or
+    /// an HTTP header alike).
+    pub fn check(&self, header: Option<&[u8]>) -> Result<(), Status> {
         let Some(token) = &self.token else {
-            return Ok(request);
+            return Ok(());
         };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .and_then(|v| v.strip_prefix(b"Bearer "));
-        match presented {
-            Some(p) if token.matches(p) => Ok(request),
+        match header.and_then(|v| v.strip_prefix(b"Bearer ")) {
+            Some(p) if token.matches(p) => Ok(()),
             Some(_) => Err(Status::unauthenticated(format!(
                 "{} refused the call: its token is not the cluster's; use the `token` file of the cluster's directory (`--dir`, or --token-file)",
                 self.server
@@ -198,6 +195,13 @@ impl Interceptor for Check {
                 self.server
             ))),
         }
+    }
+}
+
+impl Interceptor for Check {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check(request.metadata().get("authorization").map(|v| v.as_bytes()))?;
+        Ok(request)
     }
 }
 

@@ -190,6 +190,8 @@ impl Cluster {
             w["pid"] = pid.into();
             w["grpc_addr"] = r.grpc_addr.clone().into();
             w["quic_addr"] = r.quic_addr.clone().into();
+            // `/metrics` is served on the daemon's API port.
+            w["metrics"] = r.grpc_addr.clone().into();
         }
         let text = serde_json::to_string_pretty(&self.record).expect("JSON");
         std::fs::write(self.dir.join("cluster.json"), text + "\n").expect("cluster.json");

@@ -5,6 +5,19 @@
 use super::*;
 use faasflow_rpc::convert::state::StoredVersion;
 
+/// A workflow's source to deploy.
+#[derive(Debug, Clone)]
+pub(crate) struct DeploySource {
+    /// The source (YAML).
+    pub(crate) source: String,
+    /// The file it came from (named in errors; empty: `<deploy request>`).
+    pub(crate) file_name: String,
+    /// The name of a workflow whose source carries none (empty: the file's stem).
+    pub(crate) default_name: String,
+    pub(crate) mode: Mode,
+    pub(crate) allow_overcommit: bool,
+}
+
 /// A version a deploy made.
 #[derive(Debug, Clone)]
 pub(crate) struct NewVersion {
@@ -15,6 +28,34 @@ pub(crate) struct NewVersion {
 }
 
 impl PlannerService {
+    /// `Deploy`: loads `d.source` and deploys it as its workflow's next version.
+    pub(crate) async fn deploy_source(&self, d: DeploySource) -> Result<NewVersion, Status> {
+        let file = if d.file_name.is_empty() {
+            "<deploy request>"
+        } else {
+            &d.file_name
+        };
+        let default_name = if d.default_name.is_empty() {
+            std::path::Path::new(file)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("workflow")
+                .to_owned()
+        } else {
+            d.default_name.clone()
+        };
+        let loaded = faasflow_planner::load::load_str(&d.source, file, &default_name)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let declared = Arc::new(Declared {
+            wf: loaded.workflow.clone(),
+            file_name: file.to_owned(),
+            source: d.source,
+            deployed_unix_ms: crate::versions::unix_ms(),
+        });
+        self.deploy_workflow(Arc::new(loaded.workflow), declared, d.mode, d.allow_overcommit, file)
+            .await
+    }
+
     /// Plans `wf` for the live workers and installs it as the workflow's next version;
     /// `declared` is the workflow as its user deployed it (`wf` itself, or for a re-plan from
     /// measured memory, the one it came from). `file` names where it came from in errors.

@@ -24,7 +24,6 @@ pub(crate) struct InvokeRequest {
     pub(crate) execution: Option<u64>,
 }
 
-
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -67,7 +66,28 @@ enum Route {
 }
 
 impl PlannerService {
-    /// `Invoke`: routes one invocation and waits for its result.
+    /// `Invoke`: [`PlannerService::invoke_rerunning`], counted in the planner's metrics by
+    /// outcome and time.
+    pub(crate) async fn invoke_counted(&self, req: InvokeRequest) -> Result<InvokeAnswer, Status> {
+        let started = Instant::now();
+        let result = self.invoke_rerunning(req).await;
+        let outcome = match &result {
+            Ok(r) => match r.status {
+                Ending::Succeeded => "ok",
+                Ending::DeadlineExceeded => "deadline",
+                Ending::Failed => "failed",
+            },
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
+            Err(_) => "refused",
+        };
+        let mut state = self.state();
+        *state.outcomes.entry(outcome).or_default() += 1;
+        if outcome != "refused" && outcome != "overloaded" {
+            state.invocation_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
     /// Runs an invocation; when a worker it used is lost and every function of its workflow
     /// is idempotent (and no version was asked for), plans the workflow again onto the live
     /// workers and runs it again from its input, within its deadline (at most

@@ -1,10 +1,11 @@
-//! Listing the deployed workflows, and removing one: `Undeploy` refuses new invocations (and
+//! Listing and describing the deployed workflows, and removing one: `Undeploy` refuses new invocations (and
 //! deploys and repairs) of the workflow at once, waits for the ones in flight to end, then
 //! drops every version from its daemons (and MasterSP's central engine) and forgets it, on
 //! disk too. Its version numbers are never given again: a deploy under the same name later
 //! goes on past them.
 
 use super::*;
+use faasflow_core::plan::Tier;
 
 /// An installed version, as `ListWorkflows` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +63,16 @@ impl PlannerService {
                     .collect(),
             })
             .collect()
+    }
+
+    /// `DescribeWorkflow`: workflow `name` and its installed versions in detail, newest first.
+    pub(crate) fn describe_workflow(&self, name: &str) -> Result<(WorkflowSummary, Vec<VersionDescription>), Status> {
+        let summary = self.workflows().into_iter().find(|w| w.name == name);
+        let state = self.state();
+        let (Some(summary), Some(d)) = (summary, state.workflows.get(name)) else {
+            return Err(self.not_found_workflow(&state, name));
+        };
+        Ok((summary, d.versions.iter().map(describe_version).collect()))
     }
 
     /// `Undeploy`: waits up to `drain` (`None`: the default deadline) for the workflow's
@@ -159,4 +170,54 @@ impl PlannerService {
 /// Invocations in flight on any version of a workflow.
 fn in_flight_of(d: &Deployed) -> u64 {
     d.versions.iter().map(|v| v.in_flight).sum()
+}
+
+/// An installed version in detail (`DescribeWorkflow`).
+#[derive(Debug, Clone)]
+pub(crate) struct VersionDescription {
+    pub(crate) version: u64,
+    /// Its source and file (empty: kept before sources were).
+    pub(crate) source: String,
+    pub(crate) file_name: String,
+    pub(crate) deployed_unix_ms: u64,
+    pub(crate) planned_unix_ms: u64,
+    /// Where each task runs: (task, function, worker), in the workflow's order.
+    pub(crate) tasks: Vec<(String, String, String)>,
+    /// Its edges by data tier, in tier order.
+    pub(crate) edges: Vec<(Tier, u32)>,
+    pub(crate) groups: u32,
+    pub(crate) merges: u32,
+    pub(crate) critical_path_ms: f64,
+}
+
+fn describe_version(v: &Version) -> VersionDescription {
+    let graph = &v.wf.graph;
+    let tasks = graph
+        .node_indices()
+        .filter_map(|n| {
+            let t = graph[n].task()?;
+            let worker = v.cluster.workers.get(v.plan.worker_of(n) as usize);
+            Some((
+                graph[n].name.clone(),
+                t.function.clone(),
+                worker.map(|w| w.name.clone()).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let mut tiers: BTreeMap<Tier, u32> = BTreeMap::new();
+    for t in &v.plan.edge_tiers {
+        *tiers.entry(*t).or_default() += 1;
+    }
+    VersionDescription {
+        version: v.version,
+        source: v.declared.source.clone(),
+        file_name: v.declared.file_name.clone(),
+        deployed_unix_ms: v.declared.deployed_unix_ms,
+        planned_unix_ms: v.planned_unix_ms,
+        tasks,
+        edges: tiers.into_iter().collect(),
+        groups: u32::try_from(v.plan.groups.len()).unwrap_or(u32::MAX),
+        merges: v.plan.merges,
+        critical_path_ms: v.plan.critical_path.cost_ms,
+    }
 }

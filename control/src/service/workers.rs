@@ -55,6 +55,41 @@ fn install_request(v: &Version) -> Install {
     }
 }
 
+/// A registered worker as clients see it (`faasflow status`).
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSummary {
+    pub(crate) name: String,
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) quic_addr: Option<SocketAddr>,
+    pub(crate) slots: u32,
+    /// Since its last heartbeat, ms.
+    pub(crate) silent_ms: u64,
+    pub(crate) lost: bool,
+    /// What its last heartbeat said it holds.
+    pub(crate) load: crate::registry::Load,
+}
+
+impl PlannerService {
+    /// Every registered worker, lost ones too, by name.
+    pub(crate) fn workers(&self) -> Vec<WorkerSummary> {
+        let now = Instant::now();
+        let state = self.state();
+        state
+            .registry
+            .iter()
+            .map(|(name, w)| WorkerSummary {
+                name: name.clone(),
+                grpc_addr: w.grpc_addr,
+                quic_addr: w.quic_addr,
+                slots: w.slots,
+                silent_ms: u64::try_from(now.duration_since(w.last_seen).as_millis()).unwrap_or(u64::MAX),
+                lost: Registry::is_lost(w),
+                load: w.load,
+            })
+            .collect()
+    }
+}
+
 impl PlannerService {
     /// `RegisterWorker` (the request already checked by the adapter): the heartbeat
     /// interval the worker must keep.
