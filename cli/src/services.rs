@@ -330,9 +330,9 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             slots: args.slots,
             memory_mib: 0,
         };
-        tokio::spawn(keep_registered(args.planner.clone(), me, daemon.clone(), token.clone()));
-        let routes = Routes::from(faasflow_daemon::service::http_router(daemon.clone()))
-            .add_service(DaemonService::new(daemon, token).into_server());
+        let service = DaemonService::new(daemon.clone(), token);
+        tokio::spawn(keep_registered(args.planner.clone(), me, service.clone()));
+        let routes = Routes::from(faasflow_daemon::service::http_router(daemon)).add_service(service.into_server());
         Server::builder()
             .accept_http1(true)
             .add_routes(routes)

@@ -816,12 +816,22 @@ fn up_with_json_logs_gives_each_process_json_lines_in_its_span_and_a_bad_filter_
 /// up` on the cluster's directory, which starts it again; reads the updated record. Returns
 /// what `up` said (standard output, standard error).
 fn kill_and_up(c: &mut Cluster, pid: u32) -> (String, String) {
+    kill_dead(pid);
+    up_again(c)
+}
+
+/// Kills `pid` with SIGKILL and waits until it is gone.
+fn kill_dead(pid: u32) {
     kill9(pid);
     let end = Instant::now() + Duration::from_secs(10);
     while alive(pid) {
         assert!(Instant::now() < end, "pid {pid} outlived SIGKILL");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `faasflow up` on the cluster's directory; reads the updated record.
+fn up_again(c: &mut Cluster) -> (String, String) {
     let out = faasflow(&["up", "--dir", &c.dir()]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     c.record =
@@ -1053,25 +1063,71 @@ fn executions_start_at_once_and_are_found_again_after_a_planner_restart() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(!done["output"]["v1"].is_null(), "its output: {done}");
     assert!(done["report"]["functions"].is_array(), "{done}");
-    // One more runs when the planner is killed.
+    // One more runs when the planner is killed, and ends while there is none: its entry
+    // daemon holds its report until the planner, started again, takes it and records it.
     let (_, said, _) = start(&c, r#"{"x": 9}"#, "k2");
-    let running: u64 = said.trim().parse().expect("an execution id");
+    let across: u64 = said.trim().parse().expect("an execution id");
     let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
-    kill_and_up(&mut c, planner);
+    kill_dead(planner);
+    std::thread::sleep(Duration::from_millis(3500));
+    up_again(&mut c);
     assert_eq!(describe(&c, id)["status"], "succeeded", "kept across the restart");
-    let lost = describe(&c, running);
+    let end = Instant::now() + Duration::from_secs(15);
+    let recorded = loop {
+        let d = describe(&c, across);
+        if d["status"] != "running" {
+            break d;
+        }
+        assert!(
+            Instant::now() < end,
+            "never recorded: {d}
+{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(recorded["status"], "succeeded", "{recorded}");
+    assert!(!recorded["output"]["v1"].is_null(), "{recorded}");
+    assert!(recorded["report"]["functions"].is_array(), "{recorded}");
+    // One whose entry daemon is killed with the planner is lost: nobody holds its report.
+    let (_, said, _) = start(&c, r#"{"x": 10}"#, "k3");
+    let gone: u64 = said.trim().parse().expect("an execution id");
+    let rt = rt();
+    let plan = c.newest_plan(&rt, "slow");
+    let entry = plan_workers(&plan)["nap"].clone();
+    c.wait_in_flight(&rt, &entry);
+    let planner = c.record["planner"]["pid"].as_u64().expect("pid") as u32;
+    kill_dead(planner);
+    kill_dead(c.worker(&entry)["pid"].as_u64().expect("pid") as u32);
+    up_again(&mut c);
+    let end = Instant::now() + Duration::from_secs(20);
+    let lost = loop {
+        let d = describe(&c, gone);
+        if d["status"] != "running" {
+            break d;
+        }
+        assert!(Instant::now() < end, "never given up: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(lost["status"], "lost", "{lost}");
+    assert!(
+        lost["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no worker has spoken of it"),
+        "{lost}"
+    );
     let listed = text(&c.run(&["executions", "--status", "lost"]).stdout);
     assert!(
         listed.lines().any(|l| l
             .split_whitespace()
             .take(3)
-            .eq([running.to_string().as_str(), "slow", "lost"])),
+            .eq([gone.to_string().as_str(), "slow", "lost"])),
         "{listed}"
     );
-    let (_, said, _) = start(&c, r#"{"x": 10}"#, "k3");
+    let (_, said, _) = start(&c, r#"{"x": 11}"#, "k4");
     let next: u64 = said.trim().parse().expect("an execution id");
-    assert!(next > running, "ids go on: {next} after {running}");
+    assert!(next > gone, "ids go on: {next} after {gone}");
     let out = c.run(&["describe", "999999"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

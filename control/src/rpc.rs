@@ -63,10 +63,16 @@ impl pb::planner_server::Planner for PlannerService {
             arena_bytes: req.arena_bytes,
         };
         let known = self.beat(&req.name, req.incarnation, held_plans(&req.plans), load);
+        let executions_acked = if known {
+            self.executions_heard(&req.name, &req.executions_running, &req.executions_ended)
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::HeartbeatResponse {
             known_worker: known,
             install: Vec::new(),
             drop: Vec::new(),
+            executions_acked,
         }))
     }
 

@@ -34,12 +34,93 @@ use crate::daemon::Daemon;
 pub struct DaemonService {
     daemon: Arc<Daemon>,
     token: Option<Token>,
+    held: Arc<HeldReports>,
+}
+
+/// Most reports of ended executions held for the planner; past it the oldest is forgotten
+/// (said in the log: that execution is then `lost` for a planner restarted meanwhile).
+const MAX_HELD_REPORTS: usize = 10_000;
+
+/// The executions whose invocations this daemon runs as their entry, and the reports of those
+/// that ended here, held until the planner acknowledges them (in a heartbeat's answer, once it
+/// has recorded them for good): a planner restarted while one ran learns from the heartbeats
+/// that it ran on, and takes its report with `HeldReport`.
+#[derive(Debug, Default)]
+pub struct HeldReports {
+    inner: std::sync::Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    running: std::collections::BTreeSet<u64>,
+    /// Execution → (invocation, report JSON).
+    ended: HashMap<u64, (u64, Arc<[u8]>)>,
+    /// `ended`'s keys, oldest first.
+    order: std::collections::VecDeque<u64>,
+}
+
+impl HeldReports {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn started(&self, execution: u64) {
+        self.lock().running.insert(execution);
+    }
+
+    /// Execution `execution` ended: its report is held (`None`: it did not run, nothing to hold).
+    fn ended(&self, execution: u64, invocation: u64, report: Option<Arc<[u8]>>) {
+        let mut h = self.lock();
+        h.running.remove(&execution);
+        let Some(report) = report else { return };
+        if h.ended.insert(execution, (invocation, report)).is_none() {
+            h.order.push_back(execution);
+        }
+        while h.order.len() > MAX_HELD_REPORTS {
+            if let Some(old) = h.order.pop_front() {
+                h.ended.remove(&old);
+                tracing::warn!(
+                    execution = old,
+                    "the planner has not acknowledged this execution's report, and more than {MAX_HELD_REPORTS} are held: it is forgotten"
+                );
+            }
+        }
+    }
+
+    /// The executions running, and those ended whose reports are held.
+    fn lists(&self) -> (Vec<u64>, Vec<u64>) {
+        let h = self.lock();
+        let mut ended: Vec<u64> = h.ended.keys().copied().collect();
+        ended.sort_unstable();
+        (h.running.iter().copied().collect(), ended)
+    }
+
+    fn get(&self, execution: u64) -> Option<(u64, Arc<[u8]>)> {
+        self.lock().ended.get(&execution).cloned()
+    }
+
+    /// The planner has recorded these for good.
+    fn acked(&self, executions: &[u64]) {
+        if executions.is_empty() {
+            return;
+        }
+        let mut h = self.lock();
+        for e in executions {
+            h.ended.remove(e);
+        }
+        let Held { order, ended, .. } = &mut *h;
+        order.retain(|e| ended.contains_key(e));
+    }
 }
 
 impl DaemonService {
     /// Serves `daemon`; with `token`, calls without it are refused.
     pub fn new(daemon: Arc<Daemon>, token: Option<Token>) -> Self {
-        DaemonService { daemon, token }
+        DaemonService {
+            daemon,
+            token,
+            held: Arc::default(),
+        }
     }
 
     /// The tonic server for this service.
@@ -175,12 +256,32 @@ impl pb::daemon_server::Daemon for DaemonService {
         let invoke = Invoke::new(req.workflow, req.version, input)
             .with_id(req.invocation_id)
             .with_deadline((req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)));
-        let response = match self.daemon.invoke(invoke).await {
+        let running = self.daemon.invoke(invoke);
+        let (execution, invocation) = (req.execution_id, req.invocation_id);
+        let ended = if execution == 0 {
+            running.await.map(|r| r.map(|report| serde_json::to_vec(&report)))
+        } else {
+            // An execution's report is held even when the planner that asked goes away
+            // meanwhile (this handler is then dropped; the task is not).
+            let held = self.held.clone();
+            held.started(execution);
+            let task = tokio::spawn(async move {
+                let ended = running.await.map(|r| r.map(|report| serde_json::to_vec(&report)));
+                let report = match &ended {
+                    Some(Ok(Ok(json))) => Some(Arc::from(json.as_slice())),
+                    _ => None,
+                };
+                held.ended(execution, invocation, report);
+                ended
+            });
+            task.await
+                .map_err(|e| Status::internal(format!("invocation {invocation}: {e}")))?
+        };
+        let response = match ended {
             Some(Ok(report)) => pb::DaemonInvokeResponse {
                 accepted: true,
                 reason: String::new(),
-                report_json: serde_json::to_vec(&report)
-                    .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))?,
+                report_json: report.map_err(|e| Status::internal(format!("cannot encode the report: {e}")))?,
             },
             Some(Err(DaemonError::Stopped)) | None => {
                 return Err(Status::unavailable(format!(
@@ -243,6 +344,21 @@ impl pb::daemon_server::Daemon for DaemonService {
         }
         let running = self.blocking(move |d| d.cancel(req.invocation_id, &req.reason)).await?;
         Ok(Response::new(pb::CancelResponse { running }))
+    }
+
+    async fn held_report(
+        &self,
+        request: Request<pb::HeldReportRequest>,
+    ) -> Result<Response<pb::HeldReportResponse>, Status> {
+        let execution = request.into_inner().execution_id;
+        Ok(Response::new(match self.held.get(execution) {
+            Some((invocation_id, report)) => pb::HeldReportResponse {
+                found: true,
+                invocation_id,
+                report_json: report.to_vec(),
+            },
+            None => pb::HeldReportResponse::default(),
+        }))
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
@@ -354,13 +470,16 @@ const PLANNER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Registers with the planner at `planner` (`host:port`), retrying with backoff until it
 /// answers, then sends heartbeats at the interval it asks for, registering again whenever it
 /// no longer knows this worker (it restarted, or declared the worker lost). Runs until the
-/// task is dropped; logs what happens, one line per change, inside the worker's span.
-pub async fn keep_registered(planner: String, me: Registration, daemon: Arc<Daemon>, token: Option<Token>) {
-    let span = daemon.span().clone();
-    register_for_good(planner, me, daemon, token).instrument(span).await;
+/// task is dropped; logs what happens, one line per change, inside the worker's span. The
+/// heartbeats carry `service`'s executions, running and ended (their reports held until the
+/// planner acknowledges them).
+pub async fn keep_registered(planner: String, me: Registration, service: DaemonService) {
+    let span = service.daemon.span().clone();
+    register_for_good(planner, me, service).instrument(span).await;
 }
 
-async fn register_for_good(planner: String, me: Registration, daemon: Arc<Daemon>, token: Option<Token>) {
+async fn register_for_good(planner: String, me: Registration, service: DaemonService) {
+    let DaemonService { daemon, token, held } = service;
     let uri = format!("http://{planner}");
     let endpoint = match tonic::transport::Endpoint::from_shared(uri.clone()) {
         Ok(e) => e.connect_timeout(PLANNER_CALL_TIMEOUT).timeout(PLANNER_CALL_TIMEOUT),
@@ -373,7 +492,7 @@ async fn register_for_good(planner: String, me: Registration, daemon: Arc<Daemon
     let incarnation = incarnation();
     loop {
         let interval = register(&client, &planner, &me, &daemon, incarnation).await;
-        heartbeats(&client, &planner, &me, &daemon, incarnation, interval).await;
+        heartbeats(&client, &planner, &me, (&daemon, &held), incarnation, interval).await;
     }
 }
 
@@ -465,7 +584,7 @@ async fn heartbeats(
     client: &PlannerClient<AuthChannel>,
     planner: &str,
     me: &Registration,
-    daemon: &Arc<Daemon>,
+    (daemon, held): (&Arc<Daemon>, &HeldReports),
     incarnation: u64,
     interval: Duration,
 ) {
@@ -474,6 +593,7 @@ async fn heartbeats(
         tokio::time::sleep(interval).await;
         let (plans, stats) = holdings(daemon).await;
         let stats = stats.unwrap_or_default();
+        let (executions_running, executions_ended) = held.lists();
         let req = pb::HeartbeatRequest {
             name: me.name.clone(),
             incarnation,
@@ -484,9 +604,12 @@ async fn heartbeats(
             arena_bytes: stats.arena_capacity,
             pools: Vec::new(),
             profiles: Vec::new(),
+            executions_running,
+            executions_ended,
         };
         match client.clone().heartbeat(req).await {
             Ok(r) if r.get_ref().known_worker => {
+                held.acked(&r.get_ref().executions_acked);
                 if unreachable {
                     tracing::info!(planner = %planner, "the planner answers again");
                     unreachable = false;

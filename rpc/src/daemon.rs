@@ -78,6 +78,9 @@ pub struct StartInvocation {
     pub input_json: Vec<u8>,
     /// Its time limit, from when the daemon starts it.
     pub deadline: Duration,
+    /// The execution it runs (`None`: a synchronous invoke): the daemon holds its report
+    /// until the planner acknowledges it.
+    pub execution: Option<u64>,
 }
 
 /// How an entry daemon answered an invocation.
@@ -189,6 +192,21 @@ impl Daemon {
         Ok(self.within(limit, client.cancel(req)).await?.running)
     }
 
+    /// The report of execution `execution`'s invocation, held by this daemon since it ended
+    /// there: (invocation, report JSON), or `None` when it holds none.
+    pub async fn held_report(&self, execution: u64, limit: Duration) -> Result<Option<(u64, Vec<u8>)>, DaemonError> {
+        let mut client = self.client.clone();
+        let r = self
+            .within(
+                limit,
+                client.held_report(pb::HeldReportRequest {
+                    execution_id: execution,
+                }),
+            )
+            .await?;
+        Ok(r.found.then_some((r.invocation_id, r.report_json)))
+    }
+
     /// Runs an invocation on this daemon, its entry, and waits for its end (at most `limit`).
     pub async fn invoke(&self, inv: &StartInvocation, limit: Duration) -> Result<Started, DaemonError> {
         let req = pb::DaemonInvokeRequest {
@@ -197,6 +215,7 @@ impl Daemon {
             invocation_id: inv.invocation,
             input_json: inv.input_json.clone(),
             deadline_ms: u64::try_from(inv.deadline.as_millis()).unwrap_or(u64::MAX),
+            execution_id: inv.execution.unwrap_or(0),
         };
         let mut client = self.client.clone();
         let answer = self.within(limit, client.invoke(req)).await?;

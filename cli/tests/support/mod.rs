@@ -189,16 +189,9 @@ pub(crate) async fn services(
             slots,
             memory_mib: 0,
         };
-        tokio::spawn(Server::builder().serve_with_incoming(
-            DaemonService::new(daemon.clone(), token.clone()).into_server(),
-            TcpIncoming::from(listener),
-        ));
-        tokio::spawn(keep_registered(
-            planner_addr.to_string(),
-            me,
-            daemon.clone(),
-            token.clone(),
-        ));
+        let service = DaemonService::new(daemon.clone(), token.clone());
+        tokio::spawn(Server::builder().serve_with_incoming(service.clone().into_server(), TcpIncoming::from(listener)));
+        tokio::spawn(keep_registered(planner_addr.to_string(), me, service));
         started.push(daemon);
     }
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{planner_addr}"))

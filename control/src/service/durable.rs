@@ -94,8 +94,8 @@ impl PlannerService {
         }
         state.next_invocation = loaded.ids_reserved;
         state.ids_reserved = reserved;
-        let (executions, lost) = super::executions::Executions::restored(loaded.executions, loaded.execution_ids);
-        state.executions = executions;
+        state.executions = super::executions::Executions::restored(loaded.executions, loaded.execution_ids);
+        let orphans = state.executions.orphans.len();
         tracing::info!(
             dir = %dir.display(),
             workflows = state.workflows.len(),
@@ -105,15 +105,10 @@ impl PlannerService {
             "state restored"
         );
         drop(state);
-        if let Some(store) = service.store() {
-            for e in &lost {
-                store.put_execution(e)?;
-            }
-        }
-        if !lost.is_empty() {
-            tracing::warn!(
-                executions = lost.len(),
-                "executions that ran when the planner stopped are marked lost"
+        if orphans > 0 {
+            tracing::info!(
+                executions = orphans,
+                "executions ran when the planner stopped: waiting for their workers to report how they ended"
             );
         }
         Ok(service)

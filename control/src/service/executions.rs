@@ -7,8 +7,15 @@
 //! An idempotency key makes a start safe to retry: the same key with the same request answers
 //! the execution it started; with another request it is refused. Executions that have ended
 //! are kept up to a count and an age ([`ServiceConfig::keep_executions`],
-//! [`ServiceConfig::keep_executions_for`]). An execution that ran when the planner stopped is
-//! `lost` after its restart: how it ended is not known (yet).
+//! [`ServiceConfig::keep_executions_for`]).
+//!
+//! The entry daemon of an execution's invocation holds its report until the planner has
+//! recorded it for good (the heartbeats name the executions a daemon runs and the reports it
+//! holds; their answers acknowledge the recorded ones). An execution that ran when the planner
+//! stopped is restored as running: a heartbeat that names it keeps it so, and its report is
+//! taken from the daemon that holds it (`HeldReport`) and recorded. One no daemon speaks of
+//! within the grace (10 heartbeat intervals, at least 3 s) is `lost`; a daemon that speaks of
+//! it later brings it back.
 
 use super::*;
 use crate::service::invoke::{Ending, InvokeAnswer, InvokeRequest};
@@ -31,6 +38,24 @@ pub(crate) struct Executions {
     pub(crate) last_id: u64,
     /// The executions running: what runs each now, and whether it is cancelled.
     pub(crate) running: BTreeMap<u64, Running>,
+    /// Executions that ran when the planner stopped, restored as running: they wait for a
+    /// daemon to say it runs them or holds their reports.
+    pub(crate) orphans: BTreeMap<u64, Orphan>,
+    /// Executions whose end is not yet on disk (not acknowledged to daemons meanwhile).
+    pub(crate) unpersisted: BTreeSet<u64>,
+    /// Held reports being taken from daemons.
+    pub(crate) taking: BTreeSet<u64>,
+}
+
+/// A running execution the planner did not start (it ran when the planner stopped).
+#[derive(Debug)]
+pub(crate) struct Orphan {
+    /// When a daemon last said it runs it (or since the restore).
+    pub(crate) heard: Instant,
+    /// The worker that said so (its entry).
+    pub(crate) entry: Option<String>,
+    /// Why it was cancelled, once it is; whether the entry was told.
+    pub(crate) cancel: Option<(String, bool)>,
 }
 
 /// A running execution.
@@ -56,33 +81,36 @@ pub(crate) enum RunsOn {
 pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl Executions {
-    /// Executions kept from a state directory: one that ran when the planner stopped is lost.
-    pub(crate) fn restored(kept: BTreeMap<u64, ExecutionRecord>, last_id: u64) -> (Executions, Vec<ExecutionRecord>) {
-        let mut lost = Vec::new();
-        let mut map = kept;
-        for e in map.values_mut() {
-            if e.status == Some(ExecutionStatus::Running) {
-                e.status = Some(ExecutionStatus::Lost);
-                e.ended_unix_ms = unix_ms();
-                e.error = "the planner stopped while it ran: how it ended is not known".into();
-                lost.push(e.clone());
-            }
-        }
+    /// Executions kept from a state directory: one that ran when the planner stopped is
+    /// running still, until a daemon speaks of it or the grace ends.
+    pub(crate) fn restored(kept: BTreeMap<u64, ExecutionRecord>, last_id: u64) -> Executions {
+        let now = Instant::now();
+        let map = kept;
+        let orphans = map
+            .values()
+            .filter(|e| e.status == Some(ExecutionStatus::Running))
+            .map(|e| {
+                let o = Orphan {
+                    heard: now,
+                    entry: None,
+                    cancel: None,
+                };
+                (e.id, o)
+            })
+            .collect();
         let keys = map
             .values()
             .filter(|e| !e.idempotency_key.is_empty())
             .map(|e| (e.idempotency_key.clone(), e.id))
             .collect();
         let last_id = map.keys().next_back().copied().unwrap_or(0).max(last_id);
-        (
-            Executions {
-                map,
-                keys,
-                last_id,
-                running: BTreeMap::new(),
-            },
-            lost,
-        )
+        Executions {
+            map,
+            keys,
+            last_id,
+            orphans,
+            ..Executions::default()
+        }
     }
 }
 
@@ -177,10 +205,15 @@ impl PlannerService {
     async fn execution_ended(&self, id: u64, result: Result<InvokeAnswer, Status>) {
         let record = {
             let mut state = self.state();
-            let cancelled = state.executions.running.remove(&id).and_then(|r| r.cancelled);
-            let Some(e) = state.executions.map.get_mut(&id) else {
+            let ex = &mut state.executions;
+            let cancelled = match ex.running.remove(&id) {
+                Some(r) => r.cancelled,
+                None => ex.orphans.remove(&id).and_then(|o| o.cancel).map(|(why, _)| why),
+            };
+            let Some(e) = ex.map.get_mut(&id) else {
                 return;
             };
+            ex.unpersisted.insert(id);
             e.ended_unix_ms = unix_ms();
             match result {
                 Ok(a) => {
@@ -217,8 +250,168 @@ impl PlannerService {
     /// Keeps how an execution ended in the state directory.
     async fn kept_ending(&self, record: ExecutionRecord) {
         let id = record.id;
-        if let Err(e) = self.keep_execution(record).await {
-            tracing::error!(execution = id, cause = %e, "cannot keep how an execution ended in the state directory");
+        match self.keep_execution(record).await {
+            // Daemons may forget its report now.
+            Ok(()) => {
+                self.state().executions.unpersisted.remove(&id);
+            }
+            Err(e) => {
+                tracing::error!(execution = id, cause = %e, "cannot keep how an execution ended in the state directory")
+            }
+        }
+    }
+
+    /// How long an execution restored as running waits to be heard of from a daemon before
+    /// it is `lost`.
+    fn orphan_grace(&self) -> Duration {
+        (self.inner.config.heartbeat_interval * 10).max(Duration::from_secs(3))
+    }
+
+    /// What worker `worker`'s heartbeat says of executions: those it runs as their entry, and
+    /// those that ended there whose reports it holds. Returns the ended ones recorded for
+    /// good (it may forget their reports); takes the reports of those that ran across a
+    /// planner restart, and hears again of those given up as lost.
+    pub(crate) fn executions_heard(&self, worker: &str, running: &[u64], ended: &[u64]) -> Vec<u64> {
+        let now = Instant::now();
+        let mut take = Vec::new();
+        let mut cancel = Vec::new();
+        let mut acked = Vec::new();
+        {
+            let mut state = self.state();
+            let ex = &mut state.executions;
+            for id in running {
+                let Some(e) = ex.map.get_mut(id) else { continue };
+                if e.status == Some(ExecutionStatus::Lost) {
+                    // Given up too early: it runs.
+                    e.status = Some(ExecutionStatus::Running);
+                    e.ended_unix_ms = 0;
+                    e.error.clear();
+                    let o = Orphan {
+                        heard: now,
+                        entry: None,
+                        cancel: None,
+                    };
+                    ex.orphans.insert(*id, o);
+                }
+                if let Some(o) = ex.orphans.get_mut(id) {
+                    o.heard = now;
+                    o.entry = Some(worker.to_owned());
+                    if let Some((why, told @ false)) = &mut o.cancel {
+                        *told = true;
+                        cancel.push((*id, why.clone()));
+                    }
+                }
+            }
+            for id in ended {
+                match ex.map.get(id).and_then(|e| e.status) {
+                    // Not kept (any more): nothing to record.
+                    None => acked.push(*id),
+                    // This planner runs it: its answer comes with the invocation's.
+                    Some(ExecutionStatus::Running) if ex.running.contains_key(id) => {}
+                    Some(ExecutionStatus::Running | ExecutionStatus::Lost) => {
+                        if let Some(o) = ex.orphans.get_mut(id) {
+                            o.heard = now;
+                        }
+                        if ex.taking.insert(*id) {
+                            take.push(*id);
+                        }
+                    }
+                    Some(_) if ex.unpersisted.contains(id) => {}
+                    Some(_) => acked.push(*id),
+                }
+            }
+        }
+        for id in take {
+            let this = self.clone();
+            let worker = worker.to_owned();
+            tokio::spawn(async move { this.take_held(&worker, id).await });
+        }
+        for (id, why) in cancel {
+            let this = self.clone();
+            let worker = worker.to_owned();
+            tokio::spawn(async move { this.cancel_orphan(&worker, id, &why).await });
+        }
+        acked
+    }
+
+    /// Takes execution `id`'s report from worker `worker`, which holds it, and records how it
+    /// ended.
+    async fn take_held(&self, worker: &str, id: u64) {
+        let client = self.state().clients.get(worker).cloned();
+        let held = match client {
+            Some(c) => c.held_report(id, TELL_TIMEOUT).await.map_err(|e| e.to_string()),
+            None => Err("no connection".to_owned()),
+        };
+        match held {
+            Ok(Some((invocation, report))) => {
+                let (answer, _) = super::invoke::report_response(invocation, worker, report);
+                self.execution_ended(id, Ok(answer)).await;
+                tracing::info!(
+                    execution = id,
+                    %worker,
+                    "recorded how an execution that ran across a planner restart ended"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(execution = id, %worker, cause = %e, "cannot take a held report; trying at the next heartbeat")
+            }
+        }
+        self.state().executions.taking.remove(&id);
+    }
+
+    /// Cancels execution `id`, restored as running, on worker `worker`, its entry (whose
+    /// `Failed` ends it on the plan's other workers).
+    async fn cancel_orphan(&self, worker: &str, id: u64, why: &str) {
+        let (client, invocation) = {
+            let state = self.state();
+            let invocation = state.executions.map.get(&id).map_or(0, |e| e.invocation_id);
+            (state.clients.get(worker).cloned(), invocation)
+        };
+        if let (Some(c), true) = (client, invocation > 0) {
+            let _ = c.cancel(invocation, why, TELL_TIMEOUT).await;
+        }
+    }
+
+    /// Executions restored as running that no daemon has spoken of within the grace: `lost`
+    /// (a daemon that speaks of one later brings it back).
+    pub(crate) async fn expire_orphans(&self) {
+        let grace = self.orphan_grace();
+        let now = Instant::now();
+        let lost: Vec<ExecutionRecord> = {
+            let mut state = self.state();
+            let ex = &mut state.executions;
+            let gone: Vec<u64> = ex
+                .orphans
+                .iter()
+                .filter(|(id, o)| now.duration_since(o.heard) > grace && !ex.taking.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            gone.iter()
+                .filter_map(|id| {
+                    ex.orphans.remove(id);
+                    let e = ex.map.get_mut(id)?;
+                    e.status = Some(ExecutionStatus::Lost);
+                    e.ended_unix_ms = unix_ms();
+                    e.error = format!(
+                        "the planner stopped while it ran, and no worker has spoken of it in the {} s since: its entry \
+                         daemon stopped too, so how it ended is not known",
+                        grace.as_secs()
+                    );
+                    Some(e.clone())
+                })
+                .collect()
+        };
+        if lost.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            executions = lost.len(),
+            "executions that ran when the planner stopped are lost"
+        );
+        self.inner.execution_ended.notify_waiters();
+        for e in lost {
+            self.kept_ending(e).await;
         }
     }
 
@@ -242,12 +435,25 @@ impl PlannerService {
                     "execution {id} has already ended ({status}): there is nothing to cancel"
                 )));
             }
-            let running = state.executions.running.entry(id).or_default();
-            if running.cancelled.is_some() {
+            if let Some(o) = state.executions.orphans.get_mut(&id) {
+                // It ran across a restart: its entry is told once a heartbeat names it.
+                if o.cancel.is_none() {
+                    o.cancel = Some((reason.to_owned(), o.entry.is_some()));
+                    if let Some(worker) = o.entry.clone() {
+                        let this = self.clone();
+                        let why = reason.to_owned();
+                        tokio::spawn(async move { this.cancel_orphan(&worker, id, &why).await });
+                    }
+                }
                 None
             } else {
-                running.cancelled = Some(reason.to_owned());
-                running.invocation.clone()
+                let running = state.executions.running.entry(id).or_default();
+                if running.cancelled.is_some() {
+                    None
+                } else {
+                    running.cancelled = Some(reason.to_owned());
+                    running.invocation.clone()
+                }
             }
         };
         tracing::info!(execution = id, reason, "cancelling an execution");
@@ -477,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_finds_running_executions_lost_and_ids_go_on() {
+    fn a_restart_keeps_running_executions_running_until_heard_of_and_ids_go_on() {
         let kept = BTreeMap::from([
             (4, ended(4, "a", ExecutionStatus::Succeeded, 100)),
             (
@@ -488,11 +694,61 @@ mod tests {
                 },
             ),
         ]);
-        let (e, lost) = Executions::restored(kept, 9);
-        assert_eq!(lost.len(), 1);
-        assert_eq!(e.map[&5].status, Some(ExecutionStatus::Lost));
+        let e = Executions::restored(kept, 9);
+        assert_eq!(e.map[&5].status, Some(ExecutionStatus::Running));
+        assert_eq!(e.orphans.keys().collect::<Vec<_>>(), [&5]);
         assert_eq!(e.map[&4].status, Some(ExecutionStatus::Succeeded));
         assert_eq!(e.last_id, 9, "ids given to pruned executions are not given again");
         assert_eq!(e.keys["key-5"], 5);
+    }
+
+    /// Heartbeats: ended executions recorded for good are acknowledged (and unknown ones, so
+    /// that daemons let go), those not yet on disk or still answered by an invocation are not;
+    /// an orphan no daemon speaks of is lost after the grace, and comes back when one does.
+    #[tokio::test]
+    async fn heartbeats_acknowledge_what_is_recorded_and_orphans_are_lost_then_heard_again() {
+        let s = service(100, Duration::from_secs(3600));
+        put(&s, ended(1, "a", ExecutionStatus::Succeeded, 100));
+        put(&s, ended(2, "a", ExecutionStatus::Failed, 100));
+        let running = |id| ExecutionRecord {
+            status: Some(ExecutionStatus::Running),
+            ended_unix_ms: 0,
+            ..ended(id, "a", ExecutionStatus::Running, 0)
+        };
+        put(&s, running(3));
+        put(&s, running(4));
+        {
+            let mut state = s.state();
+            state.executions.unpersisted.insert(2);
+            state.executions.running.insert(3, Running::default());
+            let long_ago = Instant::now() - Duration::from_secs(60);
+            let o = Orphan {
+                heard: long_ago,
+                entry: None,
+                cancel: None,
+            };
+            state.executions.orphans.insert(4, o);
+        }
+        let acked = s.executions_heard("w", &[], &[1, 2, 3, 77]);
+        assert_eq!(acked, [1, 77]);
+        assert!(
+            s.state().executions.taking.is_empty(),
+            "3 is answered by its invocation"
+        );
+        s.expire_orphans().await;
+        let lost = s.execution(4).expect("kept");
+        assert_eq!(lost.status, Some(ExecutionStatus::Lost));
+        assert!(lost.error.contains("no worker has spoken of it"), "{}", lost.error);
+        assert!(s.state().executions.orphans.is_empty());
+        // A daemon that runs it after all brings it back, as its entry.
+        s.executions_heard("w", &[4], &[]);
+        assert_eq!(s.execution(4).expect("kept").status, Some(ExecutionStatus::Running));
+        assert_eq!(s.state().executions.orphans[&4].entry.as_deref(), Some("w"));
+        s.expire_orphans().await;
+        assert_eq!(
+            s.execution(4).expect("kept").status,
+            Some(ExecutionStatus::Running),
+            "heard of just now"
+        );
     }
 }

@@ -342,6 +342,7 @@ impl PlannerService {
             invocation: id,
             input_json: req.input_json,
             deadline,
+            execution: req.execution,
         };
         self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
         // The entry daemon ends the invocation at its deadline and answers with the report;
@@ -515,7 +516,7 @@ fn with_earlier_runs(mut response: InvokeAnswer, earlier: Vec<String>) -> Invoke
 
 /// The answer to a client from the entry daemon's report, and the worker whose loss ended the
 /// invocation when the report names one.
-fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer, Option<String>) {
+pub(super) fn report_response(id: u64, worker: &str, report_json: Vec<u8>) -> (InvokeAnswer, Option<String>) {
     #[derive(serde::Deserialize)]
     struct Outcome {
         status: String,

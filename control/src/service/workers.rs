@@ -211,6 +211,7 @@ impl PlannerService {
                 let service = PlannerService { inner };
                 service.check_workers();
                 service.reconcile();
+                service.expire_orphans().await;
             }
         });
     }
