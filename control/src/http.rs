@@ -14,7 +14,7 @@
 //!
 //! Calls under `/v1` need the cluster's token (`Authorization: Bearer …`) when the planner has
 //! one; `/v1/openapi.json` (the API's OpenAPI document, made from the handlers below, so the
-//! two cannot drift apart) and `/metrics` (Prometheus text) do not. Every error is JSON:
+//! two cannot drift apart) and `/metrics` (OpenMetrics text) do not. Every error is JSON:
 //! `{"error": {"code": "NOT_FOUND", "message": "…"}}` with the HTTP status of its gRPC code.
 
 use std::sync::Arc;
@@ -104,7 +104,7 @@ pub fn router(service: PlannerService) -> axum::Router {
         "/metrics",
         get(move || async move {
             (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                [(header::CONTENT_TYPE, faasflow_rpc::metrics::CONTENT_TYPE)],
                 service.metrics_text(),
             )
         }),

@@ -75,7 +75,7 @@ pub(crate) struct State {
     /// Invocations answered, by outcome (`ok`, `failed`, `deadline`, `refused`).
     pub(crate) outcomes: BTreeMap<&'static str, u64>,
     /// End to end of the invocations the planner forwarded, seconds.
-    pub(crate) invocation_seconds: faasflow_core::metrics::Histogram,
+    pub(crate) invocation_seconds: faasflow_rpc::metrics::Histogram,
     /// The executions kept (`executions.rs`).
     pub(crate) executions: executions::Executions,
     /// The latest invocations' reports: (id, workflow, JSON), oldest first.
@@ -157,6 +157,7 @@ impl PlannerService {
 
     fn build(config: ServiceConfig, store: Option<Arc<crate::store::StateDir>>) -> Self {
         let interval = config.heartbeat_interval;
+        let run_buckets = faasflow_rpc::metrics::buckets_to(config.default_deadline);
         PlannerService {
             inner: Arc::new(Inner {
                 config,
@@ -169,7 +170,7 @@ impl PlannerService {
                     next_invocation: 0,
                     ids_reserved: if store.is_some() { 0 } else { u64::MAX },
                     outcomes: BTreeMap::new(),
-                    invocation_seconds: Default::default(),
+                    invocation_seconds: faasflow_rpc::metrics::Histogram::new(&run_buckets),
                     reports: Default::default(),
                     executions: Default::default(),
                 }),
@@ -353,52 +354,51 @@ impl PlannerService {
     pub fn metrics_text(&self) -> String {
         let state = self.state();
         let c = &self.inner.counters;
-        let mut e = faasflow_core::metrics::Exposition::new();
+        let mut e = faasflow_rpc::metrics::Exposition::new();
         for outcome in ["ok", "failed", "deadline", "refused", "overloaded"] {
             e.counter(
                 "faasflow_planner_invocations_total",
                 "Invocations answered, by outcome",
                 &[("outcome", outcome)],
-                state.outcomes.get(outcome).copied().unwrap_or(0) as f64,
+                state.outcomes.get(outcome).copied().unwrap_or(0),
             );
         }
         e.histogram(
             "faasflow_planner_invocation_seconds",
             "End to end of the invocations the planner forwarded",
-            &[],
             &state.invocation_seconds,
         );
         e.counter(
             "faasflow_planner_invocation_messages_total",
             "Invocation messages between the planner and daemons",
             &[("direction", "sent")],
-            c.messages.sent.load(Ordering::Relaxed) as f64,
+            c.messages.sent.load(Ordering::Relaxed),
         );
         e.counter(
             "faasflow_planner_invocation_messages_total",
             "Invocation messages between the planner and daemons",
             &[("direction", "received")],
-            c.messages.received.load(Ordering::Relaxed) as f64,
+            c.messages.received.load(Ordering::Relaxed),
         );
         let lost = state.registry.iter().filter(|(_, w)| Registry::is_lost(w)).count();
         e.gauge(
             "faasflow_planner_workers",
             "Registered workers, live or lost",
             &[("state", "live")],
-            (state.registry.len() - lost) as f64,
+            (state.registry.len() - lost) as u64,
         );
         e.gauge(
             "faasflow_planner_workers",
             "Registered workers, live or lost",
             &[("state", "lost")],
-            lost as f64,
+            lost as u64,
         );
         for (name, d) in &state.workflows {
             e.gauge(
                 "faasflow_planner_versions",
                 "Installed versions per workflow",
                 &[("workflow", name)],
-                d.versions.len() as f64,
+                d.versions.len() as u64,
             );
         }
         e.finish()

@@ -430,10 +430,7 @@ pub fn http_router(daemon: Arc<Daemon>) -> axum::Router {
                 let text = tokio::task::spawn_blocking(move || daemon.metrics_text()).await;
                 match text {
                     Ok(Ok(text)) => (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
+                        [(axum::http::header::CONTENT_TYPE, faasflow_rpc::metrics::CONTENT_TYPE)],
                         text,
                     )
                         .into_response(),

@@ -5,13 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use faasflow_core::metrics::{Exposition, Histogram, LATENCY_BUCKETS};
 use faasflow_ebpf::{Probe, ProbeError};
+use faasflow_rpc::metrics::{Exposition, Histogram, LATENCY_BUCKETS, buckets_to};
 
 /// Which calls of a function get their memory measured: the first `.0` in the daemon's life,
 /// then one in `.1` (a measurement costs a few system calls on the daemon's loop; the quota
 /// needs a function's peak, not every call's).
 pub(crate) const MEASURED_CALLS: (u64, u64) = (8, 32);
+
+/// The longest invocation `faasflow_invocation_seconds` has a bucket for (a workflow's
+/// `deadline` may be longer than the planner's default).
+const INVOCATION_BUCKETS_TO: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Counters and histograms for `/metrics` (the gauges are read from the runtime's state when
 /// asked).
@@ -32,7 +36,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             trigger_seconds: Histogram::new(LATENCY_BUCKETS),
-            invocation_seconds: Histogram::new(LATENCY_BUCKETS),
+            invocation_seconds: Histogram::new(&buckets_to(INVOCATION_BUCKETS_TO)),
             invocations: BTreeMap::new(),
             calls: 0,
             bytes: BTreeMap::new(),
@@ -158,13 +162,11 @@ fn measured(e: &mut Exposition, m: &Metrics) {
     e.histogram(
         "faasflow_trigger_latency_seconds",
         "From a function's trigger to its call's dispatch to an instance",
-        &[],
         &m.trigger_seconds,
     );
     e.histogram(
         "faasflow_invocation_seconds",
         "End to end of the invocations this daemon was the entry of",
-        &[],
         &m.invocation_seconds,
     );
     for outcome in ["ok", "failed", "overloaded"] {
@@ -172,21 +174,16 @@ fn measured(e: &mut Exposition, m: &Metrics) {
             "faasflow_invocations_total",
             "Invocations ended here as their entry, by outcome",
             &[("outcome", outcome)],
-            m.invocations.get(outcome).copied().unwrap_or(0) as f64,
+            m.invocations.get(outcome).copied().unwrap_or(0),
         );
     }
-    e.counter(
-        "faasflow_calls_total",
-        "Calls dispatched to instances",
-        &[],
-        m.calls as f64,
-    );
+    e.counter("faasflow_calls_total", "Calls dispatched to instances", &[], m.calls);
     for tier in ["in-process", "shared-memory", "peer", "remote", "spill"] {
         e.counter(
             "faasflow_bytes_read_total",
             "Bytes of objects read by calls, by the tier they came through",
             &[("tier", tier)],
-            m.bytes.get(tier).copied().unwrap_or(0) as f64,
+            m.bytes.get(tier).copied().unwrap_or(0),
         );
     }
 }
@@ -198,14 +195,14 @@ fn pools(e: &mut Exposition, g: &Gauges<'_>) {
             "faasflow_installed_versions",
             "Workflow versions installed here (dropped ones included until their invocations end)",
             &[("workflow", workflow)],
-            *n as f64,
+            *n,
         );
     }
     e.gauge(
         "faasflow_instances",
         "Instances running here (every pool)",
         &[],
-        g.instances as f64,
+        g.instances as u64,
     );
     for (pack, domain, runtime, instances, queued) in &g.pools {
         let labels = [("pack", *pack), ("domain", *domain), ("runtime", *runtime)];
@@ -213,13 +210,13 @@ fn pools(e: &mut Exposition, g: &Gauges<'_>) {
             "faasflow_pool_instances",
             "Live instances per pool",
             &labels,
-            *instances as f64,
+            *instances as u64,
         );
         e.gauge(
             "faasflow_pool_queued_calls",
             "Calls waiting for an instance per pool",
             &labels,
-            *queued as f64,
+            *queued as u64,
         );
     }
     for (workflow, version, quota, used) in &g.quotas {
@@ -229,13 +226,13 @@ fn pools(e: &mut Exposition, g: &Gauges<'_>) {
             "faasflow_quota_bytes",
             "The workflow's in-memory quota on this worker",
             &labels,
-            *quota as f64,
+            *quota,
         );
         e.gauge(
             "faasflow_quota_used_bytes",
             "Arena bytes the workflow's objects hold on this worker",
             &labels,
-            *used as f64,
+            *used,
         );
     }
 }
@@ -245,19 +242,19 @@ fn counters(e: &mut Exposition, g: &Gauges<'_>) {
         "faasflow_spills_total",
         "Objects written to the spill directory",
         &[],
-        g.spills_total as f64,
+        g.spills_total,
     );
     e.counter(
         "faasflow_spill_failures_total",
         "Objects whose spill file could not be written (they stayed in memory, over quota)",
         &[],
-        g.spill_failures_total as f64,
+        g.spill_failures_total,
     );
     e.counter(
         "faasflow_instances_started_total",
         "Instances started",
         &[],
-        g.instances_started as f64,
+        g.instances_started,
     );
 }
 
@@ -266,37 +263,37 @@ fn arena(e: &mut Exposition, g: &Gauges<'_>) {
         "faasflow_arena_used_bytes",
         "Arena bytes held by objects and reservations",
         &[],
-        g.arena_used as f64,
+        g.arena_used,
     );
     e.gauge(
         "faasflow_arena_capacity_bytes",
         "Arena bytes for objects",
         &[],
-        g.arena_capacity as f64,
+        g.arena_capacity,
     );
     e.gauge(
         "faasflow_arena_segments",
         "Arena segments (one per installed workflow version, and the daemon's own)",
         &[],
-        g.arena_segments as f64,
+        g.arena_segments as u64,
     );
     e.gauge(
         "faasflow_arena_resident_bytes",
         "Upper bound of the arena pages the segments hold (kept within the capacity)",
         &[],
-        g.arena_resident as f64,
+        g.arena_resident,
     );
     e.counter(
         "faasflow_arena_trims_total",
         "Times a segment's free pages were given back to keep the segments within the capacity",
         &[],
-        g.arena_trims as f64,
+        g.arena_trims,
     );
     e.gauge(
         "faasflow_invocations_running",
         "Invocations running here",
         &[],
-        g.invocations as f64,
+        g.invocations as u64,
     );
 }
 
