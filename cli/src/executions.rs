@@ -41,6 +41,9 @@ pub(crate) struct DescribeArgs {
     /// Print it as JSON.
     #[arg(long)]
     json: bool,
+    /// Wait up to this many seconds for it to end (at most 60).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60))]
+    wait: u64,
     #[command(flatten)]
     target: Target,
 }
@@ -130,7 +133,10 @@ pub(crate) fn describe(args: &DescribeArgs) -> Result<(), Failure> {
     let (addr, token) = planner_of(&args.target)?;
     let e = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
-        planner.execution(args.id).await.map_err(failure)
+        planner
+            .execution(args.id, std::time::Duration::from_secs(args.wait))
+            .await
+            .map_err(failure)
     })?;
     if args.json {
         let text = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap_or(serde_json::Value::Null);

@@ -236,7 +236,7 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         Server::builder()
             .accept_http1(true)
             .add_routes(routes)
-            .serve_with_incoming(TcpIncoming::from(listener))
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
             .await
             .context("the planner's gRPC server failed")
             .map_err(Failure::Other)
@@ -336,7 +336,7 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
         Server::builder()
             .accept_http1(true)
             .add_routes(routes)
-            .serve_with_incoming(TcpIncoming::from(listener))
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
             .await
             .context("the daemon's gRPC server failed")
             .map_err(Failure::Other)

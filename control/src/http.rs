@@ -730,15 +730,25 @@ fn execution_json(e: ExecutionRecord) -> Execution {
     }
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Wait up to this long for it to end, ms (default 0: answer at once; at most 60,000).
+    wait_ms: Option<u64>,
+}
+
 /// An execution: its status, and once it has ended its output or error and report.
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
-    params(("id" = u64, Path, description = "The execution")),
+    params(("id" = u64, Path, description = "The execution"), WaitQuery),
     responses((status = 200, body = Execution), (status = 404, body = ApiError)))]
 async fn get_execution(
     State(s): State<PlannerService>,
     id: Result<Path<u64>, PathRejection>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Execution>, Failure> {
-    Ok(Json(execution_json(s.execution(path(id)?)?)))
+    let id = path(id)?;
+    let wait = std::time::Duration::from_millis(query(q)?.wait_ms.unwrap_or(0));
+    Ok(Json(execution_json(s.execution_waiting(id, wait).await?)))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -244,7 +244,9 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let e = self.execution(request.into_inner().execution_id)?;
+        let req = request.into_inner();
+        let wait = std::time::Duration::from_millis(req.wait_ms);
+        let e = self.execution_waiting(req.execution_id, wait).await?;
         Ok(Response::new(execution_to_proto(&e, true)))
     }
 

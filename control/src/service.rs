@@ -45,6 +45,7 @@ use faasflow_core::text::list_names;
 use faasflow_planner::partition::partition;
 use faasflow_remote::{RemoteError, RemoteStore};
 use faasflow_rpc::convert::WirePlan;
+use faasflow_rpc::convert::state::ExecutionStatus;
 use faasflow_rpc::daemon::{Daemon, DaemonError, StartInvocation, Started};
 
 pub(crate) mod deploy;
@@ -108,6 +109,8 @@ pub(crate) struct Inner {
     pub(crate) store: Option<Arc<crate::store::StateDir>>,
     /// Woken whenever an execution ends.
     pub(crate) execution_ended: tokio::sync::Notify,
+    /// Writes execution records to the state directory (with one).
+    pub(crate) writer: Option<durable::ExecutionWriter>,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -158,6 +161,15 @@ impl PlannerService {
     fn build(config: ServiceConfig, store: Option<Arc<crate::store::StateDir>>) -> Self {
         let interval = config.heartbeat_interval;
         let run_buckets = faasflow_rpc::metrics::buckets_to(config.default_deadline);
+        let writer = store
+            .as_ref()
+            .and_then(|s| match durable::ExecutionWriter::start(s.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(cause = %e, "cannot start the state writer: executions are not kept on disk");
+                    None
+                }
+            });
         PlannerService {
             inner: Arc::new(Inner {
                 config,
@@ -182,6 +194,7 @@ impl PlannerService {
                 remote: tokio::sync::Mutex::new(None),
                 store,
                 execution_ended: tokio::sync::Notify::new(),
+                writer,
             }),
         }
     }
@@ -393,6 +406,42 @@ impl PlannerService {
             &[("state", "lost")],
             lost as u64,
         );
+        for status in ExecutionStatus::ALL
+            .into_iter()
+            .filter(|s| *s != ExecutionStatus::Running)
+        {
+            e.counter(
+                "faasflow_planner_executions_total",
+                "Executions ended, by status",
+                &[("status", status.as_str())],
+                state.executions.ended.get(status.as_str()).copied().unwrap_or(0),
+            );
+        }
+        e.gauge(
+            "faasflow_planner_executions_running",
+            "Executions running",
+            &[],
+            state
+                .executions
+                .map
+                .values()
+                .filter(|x| x.status == Some(ExecutionStatus::Running))
+                .count() as u64,
+        );
+        if let Some(w) = &self.inner.writer {
+            e.counter(
+                "faasflow_planner_state_commits_total",
+                "Commits of execution records to the state directory (each one write to disk)",
+                &[],
+                w.commits.load(Ordering::Relaxed),
+            );
+            e.counter(
+                "faasflow_planner_state_records_total",
+                "Execution records those commits kept",
+                &[],
+                w.records.load(Ordering::Relaxed),
+            );
+        }
         for (name, d) in &state.workflows {
             e.gauge(
                 "faasflow_planner_versions",

@@ -361,12 +361,21 @@ impl StateDir {
 
     /// Keeps an execution (new, or updated), as the last id given when it is.
     pub fn put_execution(&self, e: &ExecutionRecord) -> Result<(), StateError> {
-        let bytes = encode_execution(e);
+        self.put_executions(&[e])
+    }
+
+    /// Keeps executions as they are now, in one commit (one write to disk for them all).
+    pub fn put_executions(&self, es: &[&ExecutionRecord]) -> Result<(), StateError> {
+        let encoded: Vec<(u64, Vec<u8>)> = es.iter().map(|e| (e.id, encode_execution(e))).collect();
+        let last = es.iter().map(|e| e.id).max().unwrap_or(0);
         self.write(|tx| {
-            tx.open_table(EXECUTIONS)?.insert(e.id, bytes.as_slice())?;
+            let mut table = tx.open_table(EXECUTIONS)?;
+            for (id, bytes) in &encoded {
+                table.insert(*id, bytes.as_slice())?;
+            }
             let mut meta = tx.open_table(META)?;
             let given = meta.get(EXECUTION_IDS_KEY)?.map_or(0, |v| v.value());
-            meta.insert(EXECUTION_IDS_KEY, given.max(e.id))?;
+            meta.insert(EXECUTION_IDS_KEY, given.max(last))?;
             Ok(())
         })
     }

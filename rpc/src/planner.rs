@@ -460,11 +460,15 @@ impl Planner {
         Ok((r.execution_id, r.existing))
     }
 
-    /// Execution `id`, with its output and report once it has ended.
-    pub async fn execution(&mut self, id: u64) -> Result<ExecutionRecord, PlannerError> {
+    /// Execution `id`, with its output and report once it has ended; `wait`: the planner
+    /// answers once it has ended, or after `wait` (at most a minute) as it is.
+    pub async fn execution(&mut self, id: u64, wait: std::time::Duration) -> Result<ExecutionRecord, PlannerError> {
         let r = self
             .client
-            .get_execution(pb::GetExecutionRequest { execution_id: id })
+            .get_execution(pb::GetExecutionRequest {
+                execution_id: id,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            })
             .await
             .map_err(|s| PlannerError::from_status(&s))?
             .into_inner();

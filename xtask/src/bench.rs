@@ -24,6 +24,7 @@ const CLUSTER: &str = include_str!("../templates/bench-cluster.md");
 const PEER: &str = include_str!("../templates/bench-peer.md");
 const PROBE: &str = include_str!("../templates/bench-probe.md");
 const CONTAINERS: &str = include_str!("../templates/bench-containers.md");
+const CONTROL: &str = include_str!("../templates/bench-control.md");
 const ONE_WORKER: &str = include_str!("../templates/bench-one-worker.md");
 const THREE_WORKERS: &str = include_str!("../templates/bench-three-workers.md");
 const TARGETS: &str = include_str!("../templates/bench-targets.md");
@@ -66,6 +67,9 @@ fn micro_benchmarks(root: &Path, machine: &str, doc: &mut String) -> Result<()> 
 
     let table = bench_table_with("faasflow-benchmarks", "cluster", &[("FAASFLOW_BIN", bin.as_os_str())])?;
     put_section(doc, &measured_section(CLUSTER, machine, &table));
+
+    let table = bench_table_with("faasflow-benchmarks", "control", &[("FAASFLOW_BIN", bin.as_os_str())])?;
+    put_section(doc, &measured_section(CONTROL, machine, &table));
 
     let table = bench_table("faasflow-benchmarks", "peer")?;
     put_section(doc, &measured_section(PEER, machine, &table));

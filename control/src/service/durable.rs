@@ -17,7 +17,7 @@ use super::*;
 use crate::store::{ID_BLOCK, StateDir, StateError};
 use crate::versions::master_placement;
 use faasflow_core::dag::NodeId;
-use faasflow_rpc::convert::state::{StoredVersion, StoredWorker};
+use faasflow_rpc::convert::state::{ExecutionRecord, StoredVersion, StoredWorker};
 
 /// Why something could not be kept in the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,86 @@ pub(crate) enum KeepError {
     /// The blocking task that wrote it ended without an answer.
     #[error("the write was cut short: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A commit of several records failed.
+    #[error("{0}")]
+    Batch(Arc<StateError>),
+    /// The writer thread is gone.
+    #[error("the planner's state writer stopped")]
+    Stopped,
+}
+
+impl Drop for ExecutionWriter {
+    fn drop(&mut self) {
+        // Its queue closed, the thread writes what is queued and ends.
+        drop(self.queue.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Most execution records in one commit.
+const MAX_BATCH: usize = 4096;
+
+/// An execution record to write, and who waits for it.
+type Queued = (ExecutionRecord, tokio::sync::oneshot::Sender<Result<(), Arc<StateError>>>);
+
+/// Writes execution records from a thread of its own, many per commit (group commit): each
+/// commit takes every record queued when it starts, so that under load one write to disk
+/// (redb's commit is durable when it returns) keeps many, and each waiter is answered once
+/// its record is on disk.
+#[derive(Debug)]
+pub(crate) struct ExecutionWriter {
+    queue: Option<std::sync::mpsc::Sender<Queued>>,
+    /// The thread, joined when the writer is dropped (it has let go of the directory then).
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Commits made, and records they kept (`/metrics`).
+    pub(crate) commits: Arc<AtomicU64>,
+    pub(crate) records: Arc<AtomicU64>,
+}
+
+impl ExecutionWriter {
+    /// Starts the writer of `store` (it stops when the writer is dropped).
+    pub(crate) fn start(store: Arc<StateDir>) -> std::io::Result<ExecutionWriter> {
+        let (queue, rx) = std::sync::mpsc::channel::<Queued>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let records = Arc::new(AtomicU64::new(0));
+        let (c, r) = (commits.clone(), records.clone());
+        let thread = std::thread::Builder::new()
+            .name("planner-state".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(q) => batch.push(q),
+                            Err(_) => break,
+                        }
+                    }
+                    let refs: Vec<&ExecutionRecord> = batch.iter().map(|(e, _)| e).collect();
+                    let result = store.put_executions(&refs).map_err(Arc::new);
+                    c.fetch_add(1, Ordering::Relaxed);
+                    r.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (_, waiter) in batch {
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            })?;
+        Ok(ExecutionWriter {
+            queue: Some(queue),
+            thread: Some(thread),
+            commits,
+            records,
+        })
+    }
+
+    /// Keeps `e`: on disk when this returns.
+    async fn write(&self, e: ExecutionRecord) -> Result<(), KeepError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(KeepError::Stopped)?;
+        queue.send((e, done)).map_err(|_| KeepError::Stopped)?;
+        wait.await.map_err(|_| KeepError::Stopped)?.map_err(KeepError::Batch)
+    }
 }
 
 impl PlannerService {
@@ -201,12 +281,13 @@ impl PlannerService {
             })
     }
 
-    /// Keeps an execution as it is now (on disk when this returns).
-    pub(crate) async fn keep_execution(
-        &self,
-        e: faasflow_rpc::convert::state::ExecutionRecord,
-    ) -> Result<(), KeepError> {
-        self.with_store(move |s| s.put_execution(&e)).await
+    /// Keeps an execution as it is now (on disk when this returns; with others in one commit
+    /// under load, [`ExecutionWriter`]).
+    pub(crate) async fn keep_execution(&self, e: ExecutionRecord) -> Result<(), KeepError> {
+        match &self.inner.writer {
+            Some(w) => w.write(e).await,
+            None => Ok(()),
+        }
     }
 
     /// Forgets executions past their retention, in the background.
@@ -254,4 +335,49 @@ fn not_kept(workflow: &str, version: u64, cause: &str) -> Status {
         "workflow `{workflow}` version {version} is installed and serves, but the planner could not keep it in its state \
          directory ({cause}): a restart of the planner would forget it; fix the state directory and deploy again"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faasflow_rpc::convert::state::ExecutionStatus;
+
+    /// Records queued while a commit runs go to disk together in the next one, and every one
+    /// of them is there when the directory is opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn execution_records_queued_together_are_committed_together() {
+        let dir = std::env::temp_dir().join(format!("faasflow-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let service =
+            PlannerService::restore(ServiceConfig::default(), StateDir::open(&dir).expect("open")).expect("restore");
+        let records: Vec<ExecutionRecord> = (1..=200)
+            .map(|id| ExecutionRecord {
+                id,
+                workflow: "w".into(),
+                status: Some(ExecutionStatus::Succeeded),
+                ..ExecutionRecord::default()
+            })
+            .collect();
+        let writes: Vec<_> = records
+            .into_iter()
+            .map(|e| {
+                let s = service.clone();
+                tokio::spawn(async move { s.keep_execution(e).await })
+            })
+            .collect();
+        for w in writes {
+            w.await.expect("joined").expect("kept");
+        }
+        let writer = service.inner.writer.as_ref().expect("a writer");
+        let (commits, kept) = (
+            writer.commits.load(Ordering::Relaxed),
+            writer.records.load(Ordering::Relaxed),
+        );
+        assert_eq!(kept, 200);
+        assert!(commits < 50, "{commits} commits for 200 records");
+        drop(service);
+        let loaded = StateDir::open(&dir).expect("open again").load().expect("load");
+        assert_eq!(loaded.executions.len(), 200);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Executions {
     pub(crate) unpersisted: BTreeSet<u64>,
     /// Held reports being taken from daemons.
     pub(crate) taking: BTreeSet<u64>,
+    /// Executions ended since the planner started, by status (`/metrics`).
+    pub(crate) ended: BTreeMap<&'static str, u64>,
 }
 
 /// A running execution the planner did not start (it ran when the planner stopped).
@@ -76,6 +78,9 @@ pub(crate) enum RunsOn {
     /// The planner's central engine (MasterSP).
     Central,
 }
+
+/// Longest wait of `GetExecution` for an execution to end.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Longest wait of `CancelExecution` for the execution to end.
 pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -194,11 +199,39 @@ impl PlannerService {
             ..req
         };
         tokio::spawn(async move {
-            let result = this.invoke_rerunning(req).await;
+            let result = this.run_queued(req).await;
             this.execution_ended(id, result).await;
         });
         self.prune_executions();
         Ok((id, false))
+    }
+
+    /// Runs an execution's invocation; while the planner or its entry worker has too many in
+    /// flight, it waits its turn (backing off, up to its deadline) instead of failing: an
+    /// execution started is queued, not refused.
+    async fn run_queued(&self, req: InvokeRequest) -> Result<InvokeAnswer, Status> {
+        let limit = match req.deadline_ms {
+            0 => self.inner.config.default_deadline,
+            ms => Duration::from_millis(ms),
+        };
+        let until = Instant::now() + limit;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.invoke_rerunning(req.clone()).await {
+                Err(s) if s.code() == tonic::Code::ResourceExhausted && Instant::now() + backoff < until => {
+                    let cancelled = req.execution.and_then(|id| {
+                        let state = self.state();
+                        state.executions.running.get(&id).and_then(|r| r.cancelled.clone())
+                    });
+                    if let Some(why) = cancelled {
+                        return Err(Status::cancelled(format!("cancelled: {why}")));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Records how execution `id` ended.
@@ -241,7 +274,11 @@ impl PlannerService {
             if let (Some(why), Some(ExecutionStatus::Cancelled)) = (cancelled, e.status) {
                 e.error = format!("cancelled: {why}");
             }
-            e.clone()
+            let record = e.clone();
+            if let Some(status) = record.status {
+                *ex.ended.entry(status.as_str()).or_default() += 1;
+            }
+            record
         };
         self.inner.execution_ended.notify_waiters();
         self.kept_ending(record).await;
@@ -483,7 +520,12 @@ impl PlannerService {
             Some((invocation, RunsOn::Central)) => self.central().abort(invocation, message),
             None => {}
         }
-        let until = Instant::now() + CANCEL_WAIT;
+        self.execution_waiting(id, CANCEL_WAIT).await
+    }
+
+    /// Execution `id` once it has ended, or as it is after `wait` (at most [`MAX_WAIT`]).
+    pub(crate) async fn execution_waiting(&self, id: u64, wait: Duration) -> Result<ExecutionRecord, Status> {
+        let until = Instant::now() + wait.min(MAX_WAIT);
         loop {
             let ended = self.inner.execution_ended.notified();
             let record = self.execution(id)?;

@@ -1,0 +1,335 @@
+//! The control plane, end to end on a local cluster (`faasflow up`: a planner with its state
+//! directory and one daemon, real processes on loopback): the start-to-result latency of a
+//! no-op workflow over HTTP and over gRPC, waiting (`invoke`) and as an execution (start, then
+//! `GetExecution` waiting for its end), next to the synchronous gRPC `Invoke`; and the
+//! executions per second the planner accepts from concurrent clients, each start on disk
+//! (redb commit) before it is answered, with the commits it took, next to synchronous
+//! invocations per second from the same clients. Prints Markdown tables.
+//!
+//! Run: `cargo build --release -p faasflow-cli && cargo bench -p faasflow-benchmarks --bench
+//! control` (or `cargo xtask bench`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, record_figure, runs, unique};
+use faasflow_rpc::auth::Token;
+use faasflow_rpc::planner::{Invocation, Planner};
+
+const NOOP: &str = "name: noop
+functions:
+  noop:
+    runtime: 0ms
+    outputs:
+      out: {type: json, size: 16B}
+steps:
+  - task: noop
+output:
+  out: noop.out
+";
+
+/// A local cluster for the run, stopped when dropped.
+struct Cluster {
+    dir: PathBuf,
+    planner: String,
+    token: Token,
+    /// `Authorization` of HTTP calls.
+    bearer: String,
+}
+
+impl Cluster {
+    fn up() -> Cluster {
+        let dir = std::env::current_dir()
+            .expect("cwd")
+            .join("../target/bench-control")
+            .join(format!("run-{}-{}", std::process::id(), unique()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = faasflow_bin();
+        let out = Command::new(&bin)
+            .args(["up", "--workers", "1", "--slots", "64", "--dir"])
+            .arg(&dir)
+            .output()
+            .expect("faasflow up");
+        assert!(out.status.success(), "up: {}", String::from_utf8_lossy(&out.stderr));
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("cluster.json"))
+                .expect("JSON");
+        let planner = record["planner"]["addr"].as_str().expect("addr").to_owned();
+        let token_file = dir.join("certs").join("token");
+        let token = Token::load(&token_file).expect("token");
+        let bearer = format!("Bearer {}", std::fs::read_to_string(&token_file).expect("token").trim());
+        let wf = dir.join("noop.yaml");
+        std::fs::write(&wf, NOOP).expect("write");
+        let out = Command::new(&bin)
+            .args(["deploy", "--dir"])
+            .arg(&dir)
+            .arg(&wf)
+            .output()
+            .expect("deploy");
+        assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+        Cluster {
+            dir,
+            planner,
+            token,
+            bearer,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(faasflow_bin())
+            .args(["down", "--dir"])
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One persistent HTTP/1.1 connection (keep-alive), as a client library keeps one.
+struct Http {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    host: String,
+    auth: String,
+}
+
+impl Http {
+    fn connect(addr: &str, auth: String) -> Http {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        Http {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+            host: addr.to_owned(),
+            auth,
+        }
+    }
+
+    /// The status and body of `method path` with `body` (JSON).
+    fn call(&mut self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            self.auth,
+            body.len()
+        );
+        self.writer.write_all(req.as_bytes()).expect("write");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':')
+                && n.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().expect("length");
+            }
+        }
+        let mut out = vec![0; length];
+        self.reader.read_exact(&mut out).expect("body");
+        (status, out)
+    }
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).expect("JSON")
+}
+
+fn noop() -> Invocation {
+    Invocation::new("noop".to_owned(), None, b"{}".to_vec(), None)
+}
+
+/// Latencies, µs, of `n` runs of each way, interleaved.
+fn latencies(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> Vec<(&'static str, Vec<f64>)> {
+    let mut grpc = rt
+        .block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+        .expect("connect");
+    let mut http = Http::connect(&c.planner, c.bearer.clone());
+    let mut ways: Vec<(&'static str, Vec<f64>)> = vec![
+        ("gRPC `Invoke` (waits; the reference)", Vec::new()),
+        ("HTTP `POST /v1/workflows/noop/invoke` (waits)", Vec::new()),
+        ("gRPC `StartExecution`, then `GetExecution` waiting", Vec::new()),
+        (
+            "HTTP `POST …/executions`, then `GET /v1/executions/{id}?wait_ms=`",
+            Vec::new(),
+        ),
+    ];
+    for i in 0..n + 10 {
+        let mut took = [0.0; 4];
+        let t = Instant::now();
+        let r = rt.block_on(grpc.invoke(noop())).expect("invoke");
+        assert!(r.error.is_empty(), "{}", r.error);
+        took[0] = t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        let (status, body) = http.call("POST", "/v1/workflows/noop/invoke", "{}");
+        assert_eq!((status, &json(&body)["status"]), (200, &serde_json::json!("succeeded")));
+        took[1] = t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        let (id, _) = rt.block_on(grpc.start_execution(noop(), "")).expect("start");
+        let e = rt
+            .block_on(grpc.execution(id, Duration::from_secs(30)))
+            .expect("execution");
+        assert_eq!(e.status.map(|s| s.as_str()), Some("succeeded"), "{}", e.error);
+        took[2] = t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        let (status, body) = http.call("POST", "/v1/workflows/noop/executions", "{}");
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let id = json(&body)["execution_id"].as_u64().expect("id");
+        let (status, body) = http.call("GET", &format!("/v1/executions/{id}?wait_ms=30000"), "");
+        assert_eq!((status, &json(&body)["status"]), (200, &serde_json::json!("succeeded")));
+        took[3] = t.elapsed().as_secs_f64() * 1e6;
+        if i >= 10 {
+            for (w, t) in ways.iter_mut().zip(took) {
+                w.1.push(t);
+            }
+        }
+    }
+    ways
+}
+
+/// `total` calls from `clients` concurrent clients (each its own connection), `f` one call:
+/// calls per second.
+fn rate<F, Fut>(c: &Cluster, rt: &tokio::runtime::Runtime, clients: usize, total: usize, f: F) -> f64
+where
+    F: Fn(Planner) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Planner> + Send + 'static,
+{
+    let planners: Vec<Planner> = (0..clients)
+        .map(|_| {
+            rt.block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+                .expect("connect")
+        })
+        .collect();
+    let per = total / clients;
+    let t = Instant::now();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in planners {
+            let f = f.clone();
+            tasks.spawn(async move {
+                let mut p = p;
+                for _ in 0..per {
+                    p = f(p).await;
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("a client");
+        }
+    });
+    (per * clients) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The planner's `faasflow_planner_state_{commits,records}_total`.
+fn commits(c: &Cluster) -> (f64, f64) {
+    let mut http = Http::connect(&c.planner, c.bearer.clone());
+    let (_, body) = http.call("GET", "/metrics", "");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("faasflow_planner_state_commits_total"),
+        value("faasflow_planner_state_records_total"),
+    )
+}
+
+/// Waits until the planner runs no execution.
+fn drained(c: &Cluster, rt: &tokio::runtime::Runtime) {
+    let mut p = rt
+        .block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+        .expect("connect");
+    let end = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (running, _) = rt
+            .block_on(p.executions(
+                None,
+                Some(faasflow_rpc::convert::state::ExecutionStatus::Running),
+                1,
+                None,
+            ))
+            .expect("executions");
+        if running.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < end, "executions never drained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() {
+    let bin = faasflow_bin();
+    assert!(
+        Path::new(&bin).exists(),
+        "build the release binary first: {}",
+        bin.display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let c = Cluster::up();
+    let n = runs(200, 30);
+    let ways = latencies(&c, &rt, n);
+    println!("### Start to result of a no-op workflow (one daemon, {n} runs of each, interleaved)\n");
+    println!("| way | median | p99 | median / gRPC `Invoke` |");
+    println!("|---|---:|---:|---:|");
+    let mut reference = 0.0;
+    for (i, (name, mut v)) in ways.into_iter().enumerate() {
+        let (m, p99) = (median(&mut v), pct(&mut v, 99.0));
+        if i == 0 {
+            reference = m;
+        }
+        println!(
+            "| {name} | {} | {} | {} |",
+            fmt_us(m),
+            fmt_us(p99),
+            fmt_ratio(m / reference)
+        );
+        record_figure(&format!("control_latency_{i}_us"), serde_json::json!(m));
+    }
+    let clients = 64;
+    let total = runs(20_000, 4_000);
+    let (c0, r0) = commits(&c);
+    let started = rate(&c, &rt, clients, total, |mut p: Planner| async move {
+        p.start_execution(noop(), "").await.expect("start");
+        p
+    });
+    let (c1, r1) = commits(&c);
+    drained(&c, &rt);
+    let invoked = rate(&c, &rt, clients, total / 4, |mut p: Planner| async move {
+        p.invoke(noop()).await.expect("invoke");
+        p
+    });
+    println!("\n### Executions accepted per second ({clients} concurrent gRPC clients, {total} starts)\n");
+    println!("| what | per second | durability |");
+    println!("|---|---:|---|");
+    println!(
+        "| `StartExecution` answered | {started:.0} | each start on disk (one redb commit, fsync) before its answer; {:.0} commits for {:.0} records ({:.1} per commit) |",
+        c1 - c0,
+        r1 - r0,
+        (r1 - r0) / (c1 - c0).max(1.0)
+    );
+    println!("| `Invoke` answered (reference: waits for the run, nothing on disk) | {invoked:.0} | none |");
+    record_figure("control_starts_per_s", serde_json::json!(started));
+    record_figure("control_invokes_per_s", serde_json::json!(invoked));
+    println!("\n{}", machine_line());
+}
