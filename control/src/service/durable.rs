@@ -49,7 +49,10 @@ impl Drop for ExecutionWriter {
 const MAX_BATCH: usize = 4096;
 
 /// An execution record to write, and who waits for it.
-type Queued = (ExecutionRecord, tokio::sync::oneshot::Sender<Result<(), Arc<StateError>>>);
+type Queued = (
+    ExecutionRecord,
+    tokio::sync::oneshot::Sender<Result<(), Arc<StateError>>>,
+);
 
 /// Writes execution records from a thread of its own, many per commit (group commit): each
 /// commit takes every record queued when it starts, so that under load one write to disk
