@@ -262,6 +262,7 @@ pub(crate) fn bench_quick(root: &Path) -> Result<()> {
         ("FAASFLOW_BENCH_QUICK", OsStr::new("1")),
     ];
     let dataplane = bench_table_with("faasflow-benchmarks", "dataplane", &env)?;
+    let control = bench_table_with("faasflow-benchmarks", "control", &env)?;
     let containers = match docker_version() {
         Ok(_) => {
             images(root)?;
@@ -308,7 +309,7 @@ pub(crate) fn bench_quick(root: &Path) -> Result<()> {
         colocated: Vec::new(),
     };
     let targets = targets::section(&figures, &runs, &no_runs);
-    let doc = quick_results(&machine, &dataplane, &containers, &runs, &targets);
+    let doc = quick_results(&machine, [&dataplane, &control, &containers], &runs, &targets);
     std::fs::write(out.join("RESULTS.md"), doc)?;
     eprintln!(
         "quick bench done in {:.0} s: {} (tables), results.json, breakdown.svg, handoff.svg, throughput.svg, \
@@ -319,9 +320,15 @@ pub(crate) fn bench_quick(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The RESULTS.md of a quick run: the data plane's table, the containers' section (their table,
-/// or why they were skipped), the `runs` on a cluster, and the `targets` section.
-fn quick_results(machine: &str, dataplane: &str, containers: &str, runs: &ClusterRuns, targets: &str) -> String {
+/// The RESULTS.md of a quick run: the data plane's and the control plane's tables, the
+/// containers' section (their table, or why they were skipped), the `runs` on a cluster, and
+/// the `targets` section.
+fn quick_results(
+    machine: &str,
+    [dataplane, control, containers]: [&str; 3],
+    runs: &ClusterRuns,
+    targets: &str,
+) -> String {
     let master_skipped = match &runs.no_master {
         Some(why) => format!("MasterSP skipped: {why}.\n\n"),
         None => String::new(),
@@ -331,6 +338,7 @@ fn quick_results(machine: &str, dataplane: &str, containers: &str, runs: &Cluste
         &[
             ("machine", machine),
             ("dataplane", dataplane.trim()),
+            ("control", control.trim()),
             ("containers", containers),
             ("workers", &runs.workers.to_string()),
             ("table", runs.table().trim()),
@@ -623,8 +631,7 @@ mod tests {
         };
         let doc = quick_results(
             "MACHINE",
-            "| DATAPLANE |\n",
-            "Skipped: NO DOCKER.",
+            ["| DATAPLANE |\n", "| CONTROL |\n", "Skipped: NO DOCKER."],
             &runs,
             "| TARGETS |\n",
         );
@@ -634,7 +641,7 @@ mod tests {
             &doc,
             &[
                 "MACHINE",
-                "| DATAPLANE |\n\n## Containers\n\nSkipped: NO DOCKER.\n\n",
+                "| DATAPLANE |\n\n## Control plane\n\n| CONTROL |\n\n## Containers\n\nSkipped: NO DOCKER.\n\n",
                 "on 3 workers, one invocation each",
                 "MasterSP\n\n\n\nMasterSP skipped: NO REDIS.\n\n## All 8 at once\n\n| workflow | alone",
             ],
