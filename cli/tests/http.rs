@@ -258,6 +258,10 @@ fn the_http_api_deploys_runs_and_answers_as_its_openapi_document_says() {
     let a = http(&addr, "POST", "/v1/workflows/pair/invoke", &json_auth, b"{not json");
     assert_eq!(a.status, 400);
     conforms(&doc, "post", "/v1/workflows/{name}/invoke", &a);
+    let a = http(&addr, "POST", "/v1/workflows/pair/invoke", &auth, br#"{"input": {}}"#);
+    assert_eq!(a.status, 415, "JSON without its content type");
+    assert_eq!(a.json()["error"]["code"], "INVALID_ARGUMENT");
+    conforms(&doc, "post", "/v1/workflows/{name}/invoke", &a);
     // Start an execution; the same key again answers it; another request under it is refused.
     let keyed = [
         ("Authorization", bearer.as_str()),

@@ -194,6 +194,12 @@ fn bad_request(what: impl std::fmt::Display) -> Failure {
 
 /// A body that could not be read: too large (413), or not what was asked for (400).
 fn unread_body(status: StatusCode, text: String) -> Failure {
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return Failure(
+            Status::invalid_argument(format!("the request body: {text}")),
+            Some(status),
+        );
+    }
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return Failure(
             Status::out_of_range(format!(
@@ -603,6 +609,7 @@ fn json_or_null(bytes: &[u8]) -> serde_json::Value {
     params(("name" = String, Path, description = "The workflow")),
     request_body = RunBody,
     responses((status = 200, body = Invocation), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 415, body = ApiError, description = "The body is not `application/json`"),
         (status = 429, body = ApiError, description = "Too many invocations in flight")))]
 async fn invoke(
     State(s): State<PlannerService>,
@@ -648,6 +655,7 @@ struct Started {
         (status = 201, body = Started, description = "Started"),
         (status = 200, body = Started, description = "Started earlier with the same idempotency key and request"),
         (status = 409, body = ApiError, description = "The idempotency key started another request"),
+        (status = 415, body = ApiError, description = "The body is not `application/json`"),
         (status = 404, body = ApiError)))]
 async fn start_execution(
     State(s): State<PlannerService>,

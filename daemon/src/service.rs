@@ -52,7 +52,8 @@ pub struct HeldReports {
 
 #[derive(Debug, Default)]
 struct Held {
-    running: std::collections::BTreeSet<u64>,
+    /// Execution → the invocation running it here.
+    running: std::collections::BTreeMap<u64, u64>,
     /// Execution → (invocation, report JSON).
     ended: HashMap<u64, (u64, Arc<[u8]>)>,
     /// `ended`'s keys, oldest first.
@@ -64,8 +65,19 @@ impl HeldReports {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn started(&self, execution: u64) {
-        self.lock().running.insert(execution);
+    /// Execution `execution` runs here as `invocation`: a report held of an earlier run of it
+    /// is stale.
+    fn started(&self, execution: u64, invocation: u64) {
+        let mut h = self.lock();
+        h.running.insert(execution, invocation);
+        if h.ended.remove(&execution).is_some() {
+            h.order.retain(|e| *e != execution);
+        }
+    }
+
+    /// The invocation running execution `execution` here.
+    fn invocation_of(&self, execution: u64) -> Option<u64> {
+        self.lock().running.get(&execution).copied()
     }
 
     /// Execution `execution` ended: its report is held (`None`: it did not run, nothing to hold).
@@ -92,7 +104,7 @@ impl HeldReports {
         let h = self.lock();
         let mut ended: Vec<u64> = h.ended.keys().copied().collect();
         ended.sort_unstable();
-        (h.running.iter().copied().collect(), ended)
+        (h.running.keys().copied().collect(), ended)
     }
 
     fn get(&self, execution: u64) -> Option<(u64, Arc<[u8]>)> {
@@ -264,7 +276,7 @@ impl pb::daemon_server::Daemon for DaemonService {
             // An execution's report is held even when the planner that asked goes away
             // meanwhile (this handler is then dropped; the task is not).
             let held = self.held.clone();
-            held.started(execution);
+            held.started(execution, invocation);
             let task = tokio::spawn(async move {
                 let ended = running.await.map(|r| r.map(|report| serde_json::to_vec(&report)));
                 let report = match &ended {
@@ -339,10 +351,20 @@ impl pb::daemon_server::Daemon for DaemonService {
 
     async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
         let req = request.into_inner();
-        if req.invocation_id == 0 {
-            return Err(Status::invalid_argument("Cancel: `invocation_id` is 0"));
-        }
-        let running = self.blocking(move |d| d.cancel(req.invocation_id, &req.reason)).await?;
+        // A planner started again knows an execution, not its invocation.
+        let invocation = match (req.invocation_id, req.execution_id) {
+            (0, 0) => {
+                return Err(Status::invalid_argument(
+                    "Cancel: neither `invocation_id` nor `execution_id` is set",
+                ));
+            }
+            (0, e) => match self.held.invocation_of(e) {
+                Some(i) => i,
+                None => return Ok(Response::new(pb::CancelResponse { running: false })),
+            },
+            (i, _) => i,
+        };
+        let running = self.blocking(move |d| d.cancel(invocation, &req.reason)).await?;
         Ok(Response::new(pb::CancelResponse { running }))
     }
 
@@ -627,5 +649,31 @@ async fn heartbeats(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+
+    /// A report is held from its execution's end until acknowledged; a new run of the same
+    /// execution here makes an earlier report stale (it is dropped, not taken later).
+    #[test]
+    fn reports_are_held_until_acknowledged_and_a_new_run_drops_a_stale_one() {
+        let h = HeldReports::default();
+        h.started(7, 70);
+        assert_eq!(h.lists(), (vec![7], vec![]));
+        assert_eq!(h.invocation_of(7), Some(70));
+        h.ended(7, 70, Some(Arc::from(&b"{}"[..])));
+        assert_eq!(h.lists(), (vec![], vec![7]));
+        assert_eq!(h.get(7).map(|(i, _)| i), Some(70));
+        h.started(7, 71);
+        assert_eq!(h.lists(), (vec![7], vec![]), "the first run's report is stale");
+        h.ended(7, 71, Some(Arc::from(&b"{}"[..])));
+        h.ended(8, 80, None);
+        assert_eq!(h.lists(), (vec![], vec![7]), "a run that did not start holds nothing");
+        h.acked(&[7, 99]);
+        assert_eq!(h.lists(), (vec![], vec![]));
+        assert!(h.get(7).is_none());
     }
 }

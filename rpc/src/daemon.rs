@@ -187,6 +187,7 @@ impl Daemon {
         let req = pb::CancelRequest {
             invocation_id: invocation,
             reason: reason.to_owned(),
+            execution_id: 0,
         };
         let mut client = self.client.clone();
         Ok(self.within(limit, client.cancel(req)).await?.running)
@@ -205,6 +206,18 @@ impl Daemon {
             )
             .await?;
         Ok(r.found.then_some((r.invocation_id, r.report_json)))
+    }
+
+    /// Cancels the invocation of execution `execution` that runs on this daemon as its entry
+    /// (a planner started again knows the execution, not its invocation); whether it ran.
+    pub async fn cancel_execution(&self, execution: u64, reason: &str, limit: Duration) -> Result<bool, DaemonError> {
+        let req = pb::CancelRequest {
+            invocation_id: 0,
+            reason: reason.to_owned(),
+            execution_id: execution,
+        };
+        let mut client = self.client.clone();
+        Ok(self.within(limit, client.cancel(req)).await?.running)
     }
 
     /// Runs an invocation on this daemon, its entry, and waits for its end (at most `limit`).

@@ -52,6 +52,10 @@ pub(crate) struct Executions {
 /// A running execution the planner did not start (it ran when the planner stopped).
 #[derive(Debug)]
 pub(crate) struct Orphan {
+    /// When the planner restored it (or heard of it again): its held report is taken only
+    /// once every worker has had time to say whether it runs it now (a rerun's entry), so
+    /// that a stale one is not.
+    pub(crate) restored: Instant,
     /// When a daemon last said it runs it (or since the restore).
     pub(crate) heard: Instant,
     /// The worker that said so (its entry).
@@ -96,6 +100,7 @@ impl Executions {
             .filter(|e| e.status == Some(ExecutionStatus::Running))
             .map(|e| {
                 let o = Orphan {
+                    restored: now,
                     heard: now,
                     entry: None,
                     cancel: None,
@@ -183,25 +188,35 @@ impl PlannerService {
         };
         let id = record.id;
         self.state().executions.running.insert(id, Running::default());
-        if let Err(e) = self.keep_execution(record).await {
-            let mut state = self.state();
-            if let Some(e) = state.executions.map.remove(&id) {
-                state.executions.keys.remove(&e.idempotency_key);
-            }
-            state.executions.running.remove(&id);
-            return Err(Status::unavailable(format!(
-                "the execution was not started: the planner cannot keep it in its state directory ({e})"
-            )));
-        }
+        // Kept, then run, in a task of its own: a caller that goes away meanwhile does not
+        // leave a kept execution that never runs.
         let this = self.clone();
         let req = InvokeRequest {
             execution: Some(id),
             ..req
         };
+        let (kept, answer) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
+            if let Err(e) = this.keep_execution(record).await {
+                {
+                    let mut state = this.state();
+                    if let Some(e) = state.executions.map.remove(&id) {
+                        state.executions.keys.remove(&e.idempotency_key);
+                    }
+                    state.executions.running.remove(&id);
+                }
+                let _ = kept.send(Err(Status::unavailable(format!(
+                    "the execution was not started: the planner cannot keep it in its state directory ({e})"
+                ))));
+                return;
+            }
+            let _ = kept.send(Ok(()));
             let result = this.run_queued(req).await;
             this.execution_ended(id, result).await;
         });
+        answer
+            .await
+            .map_err(|_| Status::internal("the execution's start was cut short"))??;
         self.prune_executions();
         Ok((id, false))
     }
@@ -217,7 +232,13 @@ impl PlannerService {
         let until = Instant::now() + limit;
         let mut backoff = Duration::from_millis(5);
         loop {
-            match self.invoke_rerunning(req.clone()).await {
+            // The time queued counts against its deadline.
+            let left = until.saturating_duration_since(Instant::now());
+            let attempt = InvokeRequest {
+                deadline_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
+                ..req.clone()
+            };
+            match self.invoke_rerunning(attempt).await {
                 Err(s) if s.code() == tonic::Code::ResourceExhausted && Instant::now() + backoff < until => {
                     let cancelled = req.execution.and_then(|id| {
                         let state = self.state();
@@ -324,6 +345,7 @@ impl PlannerService {
                     e.ended_unix_ms = 0;
                     e.error.clear();
                     let o = Orphan {
+                        restored: now,
                         heard: now,
                         entry: None,
                         cancel: None,
@@ -346,8 +368,16 @@ impl PlannerService {
                     // This planner runs it: its answer comes with the invocation's.
                     Some(ExecutionStatus::Running) if ex.running.contains_key(id) => {}
                     Some(ExecutionStatus::Running | ExecutionStatus::Lost) => {
+                        // Not while another worker runs it now (a rerun), nor before every
+                        // worker has had a heartbeat to say so.
+                        let settled = self.inner.config.heartbeat_interval * 2;
                         if let Some(o) = ex.orphans.get_mut(id) {
                             o.heard = now;
+                            if now.duration_since(o.restored) < settled
+                                || o.entry.as_deref().is_some_and(|e| e != worker)
+                            {
+                                continue;
+                            }
                         }
                         if ex.taking.insert(*id) {
                             take.push(*id);
@@ -398,15 +428,21 @@ impl PlannerService {
     }
 
     /// Cancels execution `id`, restored as running, on worker `worker`, its entry (whose
-    /// `Failed` ends it on the plan's other workers).
+    /// `Failed` ends it on the plan's other workers); when that fails, the next heartbeat that
+    /// names it tries again.
     async fn cancel_orphan(&self, worker: &str, id: u64, why: &str) {
-        let (client, invocation) = {
-            let state = self.state();
-            let invocation = state.executions.map.get(&id).map_or(0, |e| e.invocation_id);
-            (state.clients.get(worker).cloned(), invocation)
+        let client = self.state().clients.get(worker).cloned();
+        let told = match client {
+            Some(c) => c.cancel_execution(id, why, TELL_TIMEOUT).await.is_ok(),
+            None => false,
         };
-        if let (Some(c), true) = (client, invocation > 0) {
-            let _ = c.cancel(invocation, why, TELL_TIMEOUT).await;
+        if !told
+            && let Some(Orphan {
+                cancel: Some((_, told)),
+                ..
+            }) = self.state().executions.orphans.get_mut(&id)
+        {
+            *told = false;
         }
     }
 
@@ -448,7 +484,17 @@ impl PlannerService {
         );
         self.inner.execution_ended.notify_waiters();
         for e in lost {
-            self.kept_ending(e).await;
+            // One a daemon spoke of meanwhile (and that may have ended since) is not written
+            // over with its loss.
+            let still_lost = self
+                .state()
+                .executions
+                .map
+                .get(&e.id)
+                .is_some_and(|k| k.status == Some(ExecutionStatus::Lost));
+            if still_lost {
+                self.kept_ending(e).await;
+            }
         }
     }
 
@@ -611,6 +657,7 @@ impl PlannerService {
             }
             for (id, key) in &gone {
                 state.executions.map.remove(id);
+                state.executions.unpersisted.remove(id);
                 if !key.is_empty() {
                     state.executions.keys.remove(key);
                 }
@@ -765,6 +812,7 @@ mod tests {
             state.executions.running.insert(3, Running::default());
             let long_ago = Instant::now() - Duration::from_secs(60);
             let o = Orphan {
+                restored: long_ago,
                 heard: long_ago,
                 entry: None,
                 cancel: None,

@@ -703,8 +703,6 @@ impl Calls {
             if let Some(inst) = cx.pools.instance_mut(inst_id) {
                 inst.kill(format!("function `{function}` running in it timed out"));
             }
-        } else if cx.invocations.cancelled.contains(invocation) {
-            self.stop_cancelled(invocation, cx.pools);
         } else {
             let timeout = cx
                 .installs
@@ -712,22 +710,27 @@ impl Calls {
                 .and_then(|i| i.wf.graph[node].task().map(|t| t.spec.timeout_ms))
                 .unwrap_or(DEFAULT_ABANDONED_TIMEOUT_MS);
             call.stop_by = Some(cx.now + Duration::from_millis(timeout));
+            if cx.invocations.cancelled.contains(invocation) {
+                self.stop_cancelled(invocation, cx.pools);
+            }
         }
     }
 
     /// Stops the instances of `invocation`'s abandoned calls that run nothing else: the work
-    /// of a cancelled invocation ends at once (an instance running other calls too is left to
-    /// the call's timeout). Returns how many it stopped.
+    /// of a cancelled invocation ends at once (an instance running other invocations' calls
+    /// too is left to the calls' timeouts). Returns how many it stopped.
     pub(crate) fn stop_cancelled(&self, invocation: InvocationId, pools: &mut Pools) -> usize {
         let mut stopped = 0;
-        for (id, c) in self
-            .map
-            .iter()
-            .filter(|(_, c)| c.invocation == invocation && c.abandoned)
-        {
+        for c in self.map.values().filter(|c| c.invocation == invocation && c.abandoned) {
+            // Every call it runs is an abandoned one of this invocation.
+            let only_these = |k: &u64| {
+                self.map
+                    .get(k)
+                    .is_some_and(|o| o.invocation == invocation && o.abandoned)
+            };
             if let Some(inst) = c.instance.and_then(|i| pools.instance_mut(i))
                 && inst.killed.is_none()
-                && inst.calls.iter().all(|k| k == id)
+                && inst.calls.iter().all(only_these)
             {
                 inst.kill(format!(
                     "function `{}` running in it was called by invocation {invocation}, which was cancelled",
