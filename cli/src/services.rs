@@ -233,14 +233,21 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             "serving gRPC and HTTP"
         );
         let routes = Routes::from(faasflow_control::http::router(service.clone())).add_service(service.into_server());
-        Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .context("the planner's gRPC server failed")
-            .map_err(Failure::Other)
+        serve(routes, listener, "planner").await
     })
+}
+
+/// Serves `routes` (gRPC, and HTTP/1.1 beside it) on `listener` until it fails; `what` is named
+/// in the error. Accepted connections get `TCP_NODELAY`: without it a response's frames,
+/// written apart, wait for the client's delayed ACK (tens of ms per call).
+async fn serve(routes: Routes, listener: TcpListener, what: &str) -> Result<(), Failure> {
+    Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+        .await
+        .with_context(|| format!("the {what}'s gRPC server failed"))
+        .map_err(Failure::Other)
 }
 
 /// How long a daemon's peer may stay silent before it is lost, ms, by default.
@@ -333,12 +340,6 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
         let service = DaemonService::new(daemon.clone(), token);
         tokio::spawn(keep_registered(args.planner.clone(), me, service.clone()));
         let routes = Routes::from(faasflow_daemon::service::http_router(daemon)).add_service(service.into_server());
-        Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .context("the daemon's gRPC server failed")
-            .map_err(Failure::Other)
+        serve(routes, listener, "daemon").await
     })
 }

@@ -74,6 +74,18 @@ pub(crate) struct Running {
     pub(crate) cancelled: Option<String>,
 }
 
+impl Orphan {
+    /// One restored (or heard of again) at `now`, by no daemon yet.
+    fn at(now: Instant) -> Orphan {
+        Orphan {
+            restored: now,
+            heard: now,
+            entry: None,
+            cancel: None,
+        }
+    }
+}
+
 /// Where an execution's invocation runs.
 #[derive(Debug, Clone)]
 pub(crate) enum RunsOn {
@@ -98,15 +110,7 @@ impl Executions {
         let orphans = map
             .values()
             .filter(|e| e.status == Some(ExecutionStatus::Running))
-            .map(|e| {
-                let o = Orphan {
-                    restored: now,
-                    heard: now,
-                    entry: None,
-                    cancel: None,
-                };
-                (e.id, o)
-            })
+            .map(|e| (e.id, Orphan::at(now)))
             .collect();
         let keys = map
             .values()
@@ -344,13 +348,7 @@ impl PlannerService {
                     e.status = Some(ExecutionStatus::Running);
                     e.ended_unix_ms = 0;
                     e.error.clear();
-                    let o = Orphan {
-                        restored: now,
-                        heard: now,
-                        entry: None,
-                        cancel: None,
-                    };
-                    ex.orphans.insert(*id, o);
+                    ex.orphans.insert(*id, Orphan::at(now));
                 }
                 if let Some(o) = ex.orphans.get_mut(id) {
                     o.heard = now;
@@ -811,13 +809,7 @@ mod tests {
             state.executions.unpersisted.insert(2);
             state.executions.running.insert(3, Running::default());
             let long_ago = Instant::now() - Duration::from_secs(60);
-            let o = Orphan {
-                restored: long_ago,
-                heard: long_ago,
-                entry: None,
-                cancel: None,
-            };
-            state.executions.orphans.insert(4, o);
+            state.executions.orphans.insert(4, Orphan::at(long_ago));
         }
         let acked = s.executions_heard("w", &[], &[1, 2, 3, 77]);
         assert_eq!(acked, [1, 77]);

@@ -42,37 +42,16 @@ impl PlannerService {
     /// Every deployed workflow, by name.
     pub(crate) fn workflows(&self) -> Vec<WorkflowSummary> {
         let state = self.state();
-        state
-            .workflows
-            .iter()
-            .map(|(name, d)| WorkflowSummary {
-                name: name.clone(),
-                last_version: d.last,
-                undeploying: d.undeploying,
-                versions: d
-                    .versions
-                    .iter()
-                    .map(|v| VersionSummary {
-                        version: v.version,
-                        mode: v.mode,
-                        workers: v.daemons.clone(),
-                        tasks: v.wf.graph.node_weights().filter(|n| n.task().is_some()).count() as u32,
-                        in_flight: v.in_flight,
-                        digest: v.digest.clone(),
-                    })
-                    .collect(),
-            })
-            .collect()
+        state.workflows.iter().map(|(name, d)| summary(name, d)).collect()
     }
 
     /// `DescribeWorkflow`: workflow `name` and its installed versions in detail, newest first.
     pub(crate) fn describe_workflow(&self, name: &str) -> Result<(WorkflowSummary, Vec<VersionDescription>), Status> {
-        let summary = self.workflows().into_iter().find(|w| w.name == name);
         let state = self.state();
-        let (Some(summary), Some(d)) = (summary, state.workflows.get(name)) else {
+        let Some(d) = state.workflows.get(name) else {
             return Err(self.not_found_workflow(&state, name));
         };
-        Ok((summary, d.versions.iter().map(describe_version).collect()))
+        Ok((summary(name, d), d.versions.iter().map(describe_version).collect()))
     }
 
     /// `Undeploy`: waits up to `drain` (`None`: the default deadline) for the workflow's
@@ -188,6 +167,27 @@ pub(crate) struct VersionDescription {
     pub(crate) groups: u32,
     pub(crate) merges: u32,
     pub(crate) critical_path_ms: f64,
+}
+
+/// Workflow `name` as `ListWorkflows` shows it.
+fn summary(name: &str, d: &Deployed) -> WorkflowSummary {
+    WorkflowSummary {
+        name: name.to_owned(),
+        last_version: d.last,
+        undeploying: d.undeploying,
+        versions: d
+            .versions
+            .iter()
+            .map(|v| VersionSummary {
+                version: v.version,
+                mode: v.mode,
+                workers: v.daemons.clone(),
+                tasks: v.wf.graph.node_weights().filter(|n| n.task().is_some()).count() as u32,
+                in_flight: v.in_flight,
+                digest: v.digest.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn describe_version(v: &Version) -> VersionDescription {
