@@ -16,8 +16,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use faasflow_benchmarks::{faasflow_bin, fmt_ratio, fmt_us, machine_line, median, pct, record_figure, runs, unique};
+use std::sync::Arc;
+
 use faasflow_rpc::auth::Token;
+use faasflow_rpc::channel::Transport;
 use faasflow_rpc::planner::{Invocation, Planner};
+use faasflow_rpc::tls::{ALPN_H2, ALPN_HTTP1, ClusterTrust, api_client_config};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 const NOOP: &str = "name: noop
 functions:
@@ -36,6 +42,10 @@ struct Cluster {
     dir: PathBuf,
     planner: String,
     token: Token,
+    /// gRPC over TLS, checked against the cluster's CA.
+    transport: Transport,
+    /// HTTP/1.1 over TLS, likewise.
+    https: Arc<ClientConfig>,
     /// `Authorization` of HTTP calls.
     bearer: String,
 }
@@ -70,10 +80,15 @@ impl Cluster {
             .output()
             .expect("deploy");
         assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+        let trust = ClusterTrust::load(&dir.join("certs")).expect("CA");
+        let grpc = api_client_config(&trust, None, &[ALPN_H2]).expect("TLS");
+        let https = Arc::new(api_client_config(&trust, None, &[ALPN_HTTP1]).expect("TLS"));
         Cluster {
             dir,
             planner,
             token,
+            transport: Transport::Tls(Arc::new(grpc)),
+            https,
             bearer,
         }
     }
@@ -89,23 +104,23 @@ impl Drop for Cluster {
     }
 }
 
-/// One persistent HTTP/1.1 connection (keep-alive), as a client library keeps one.
+/// One persistent HTTPS/1.1 connection (keep-alive), as a client library keeps one.
 struct Http {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<StreamOwned<ClientConnection, TcpStream>>,
     host: String,
     auth: String,
 }
 
 impl Http {
-    fn connect(addr: &str, auth: String) -> Http {
-        let s = TcpStream::connect(addr).expect("connect");
+    fn connect(c: &Cluster) -> Http {
+        let s = TcpStream::connect(&c.planner).expect("connect");
         s.set_nodelay(true).expect("nodelay");
+        let session =
+            ClientConnection::new(c.https.clone(), ServerName::try_from("planner").expect("name")).expect("TLS");
         Http {
-            reader: BufReader::new(s.try_clone().expect("clone")),
-            writer: s,
-            host: addr.to_owned(),
-            auth,
+            reader: BufReader::new(StreamOwned::new(session, s)),
+            host: c.planner.clone(),
+            auth: c.bearer.clone(),
         }
     }
 
@@ -117,7 +132,9 @@ impl Http {
             self.auth,
             body.len()
         );
-        self.writer.write_all(req.as_bytes()).expect("write");
+        let w = self.reader.get_mut();
+        w.write_all(req.as_bytes()).expect("write");
+        w.flush().expect("flush");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
         let status: u16 = line
@@ -156,9 +173,9 @@ fn noop() -> Invocation {
 /// Latencies, µs, of `n` runs of each way, interleaved.
 fn latencies(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> Vec<(&'static str, Vec<f64>)> {
     let mut grpc = rt
-        .block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+        .block_on(Planner::connect(&c.planner, Some(c.token.clone()), &c.transport))
         .expect("connect");
-    let mut http = Http::connect(&c.planner, c.bearer.clone());
+    let mut http = Http::connect(c);
     let mut ways: Vec<(&'static str, Vec<f64>)> = vec![
         ("gRPC `Invoke` (waits; the reference)", Vec::new()),
         ("HTTP `POST /v1/workflows/noop/invoke` (waits)", Vec::new()),
@@ -210,7 +227,7 @@ where
 {
     let planners: Vec<Planner> = (0..clients)
         .map(|_| {
-            rt.block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+            rt.block_on(Planner::connect(&c.planner, Some(c.token.clone()), &c.transport))
                 .expect("connect")
         })
         .collect();
@@ -236,7 +253,7 @@ where
 
 /// The planner's `faasflow_planner_state_{commits,records}_total`.
 fn commits(c: &Cluster) -> (f64, f64) {
-    let mut http = Http::connect(&c.planner, c.bearer.clone());
+    let mut http = Http::connect(c);
     let (_, body) = http.call("GET", "/metrics", "");
     let text = String::from_utf8_lossy(&body).into_owned();
     let value = |name: &str| {
@@ -254,7 +271,7 @@ fn commits(c: &Cluster) -> (f64, f64) {
 /// Waits until the planner runs no execution.
 fn drained(c: &Cluster, rt: &tokio::runtime::Runtime) {
     let mut p = rt
-        .block_on(Planner::connect(&c.planner, Some(c.token.clone())))
+        .block_on(Planner::connect(&c.planner, Some(c.token.clone()), &c.transport))
         .expect("connect");
     let end = Instant::now() + Duration::from_secs(600);
     loop {

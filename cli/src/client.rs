@@ -3,14 +3,16 @@
 //! DIR/cluster.json, and call it with the cluster's API token.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use faasflow_core::report::Report;
 use faasflow_planner::load::{MAX_FILE_BYTES, default_name};
 use faasflow_rpc::auth::{TOKEN_FILE, Token};
-use faasflow_rpc::channel::MAX_MESSAGE;
+use faasflow_rpc::channel::{Credentials, MAX_MESSAGE, Transport};
 use faasflow_rpc::planner::{Deploy, Invocation, InvocationStatus, Planned, Planner, PlannerError, WorkflowMemory};
+use faasflow_rpc::tls::{ALPN_H2, CA_CERT_FILE, ClusterTrust, api_client_config};
 
 use crate::files::{ReadError, holds, mib, read_bounded};
 use crate::record::{CLUSTER_FILE, DirArg, read_record};
@@ -31,6 +33,12 @@ pub(crate) struct Target {
     /// The file with the cluster's API token [default: DIR/certs/token, when there is one].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// The cluster CA's certificate, to check the planner's against [default: DIR/certs/ca.pem].
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure_loopback")]
+    ca: Option<PathBuf>,
+    /// Call a planner on this host that serves without TLS (started with --insecure-loopback).
+    #[arg(long)]
+    insecure_loopback: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -376,10 +384,52 @@ fn report_from_file(path: &Path, pick: Option<u64>) -> Result<(String, Report), 
 
 // ---- finding and calling the planner ----------------------------------------------------
 
-/// The planner's address and the token to call it with: `--planner`, or the address in
-/// DIR/cluster.json.
-pub(crate) fn planner_of(target: &Target) -> Result<(String, Option<Token>), Failure> {
-    Ok((planner_addr(target)?, token_of(target)?))
+/// The planner's address and how to call it: `--planner`, or the address in
+/// DIR/cluster.json; the token, and TLS checked against the cluster CA (or plain loopback).
+pub(crate) fn planner_of(target: &Target) -> Result<(String, Credentials), Failure> {
+    let addr = planner_addr(target)?;
+    let token = token_of(target)?;
+    let transport = transport_of(target, &addr)?;
+    Ok((addr, Credentials { token, transport }))
+}
+
+/// TLS with the cluster CA of `--ca` (or DIR/certs/ca.pem), or plain TCP with
+/// `--insecure-loopback` to a planner at a loopback address.
+fn transport_of(target: &Target, addr: &str) -> Result<Transport, Failure> {
+    if target.insecure_loopback {
+        check_loopback(addr, "")?;
+        PLAIN.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Ok(Transport::Plain);
+    }
+    let ca = match (&target.ca, &target.planner) {
+        (Some(file), _) => file.clone(),
+        (None, Some(addr)) => {
+            return Err(Failure::Input(format!(
+                "error: calling the planner at {addr} needs the cluster CA's certificate to check it by: pass --ca FILE \
+                 (the ca.pem `faasflow cluster init` wrote), or --insecure-loopback for a planner on this host that \
+                 serves without TLS"
+            )));
+        }
+        (None, None) => target.dir.path().join("certs").join(CA_CERT_FILE),
+    };
+    let trust = ClusterTrust::load_file(&ca).map_err(|e| Failure::Input(format!("error: the cluster CA: {e}")))?;
+    let config = api_client_config(&trust, None, &[ALPN_H2]).map_err(|e| Failure::Other(anyhow!("{e}")))?;
+    Ok(Transport::Tls(Arc::new(config)))
+}
+
+/// Checks that `addr` (`host:port`) is on this host (a loopback IP address or `localhost`);
+/// `what` names the flag in the error.
+pub(crate) fn check_loopback(addr: &str, what: &str) -> Result<(), Failure> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(()),
+        Err(_) if host == "localhost" => Ok(()),
+        _ => Err(Failure::Input(format!(
+            "error: --insecure-loopback: {what}{addr} is not on this host; without TLS only loopback addresses \
+             (127.0.0.1, ::1, localhost) may be used"
+        ))),
+    }
 }
 
 /// The token to call the planner with: `--token-file`, or DIR/certs/token when there is one
@@ -427,13 +477,27 @@ fn planner_addr(target: &Target) -> Result<String, Failure> {
         .ok_or_else(|| Failure::Other(anyhow!("{} names no planner address", path.display())))
 }
 
-pub(crate) async fn connect(addr: &str, token: Option<Token>) -> Result<Planner, Failure> {
-    Planner::connect(addr, token).await.map_err(failure)
+pub(crate) async fn connect(addr: &str, credentials: Credentials) -> Result<Planner, Failure> {
+    Planner::connect(addr, credentials.token, &credentials.transport)
+        .await
+        .map_err(failure)
 }
+
+/// Whether this command calls the planner without TLS (`--insecure-loopback`): a broken
+/// connection then most likely means the planner serves TLS, and its error says so.
+static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A failed call to the planner as the command's failure: a refusal that is the user's to fix
 /// exits with 2, anything else with 1.
 pub(crate) fn failure(e: PlannerError) -> Failure {
+    let broken = matches!(&e, PlannerError::Unreachable { .. })
+        || matches!(&e, PlannerError::Failed { message, .. } if message.contains("transport error"));
+    if broken && PLAIN.load(std::sync::atomic::Ordering::Relaxed) {
+        return Failure::Other(anyhow!(
+            "{e}; the planner may serve TLS: call it without --insecure-loopback, trusting the cluster's CA \
+             (--ca FILE, or the cluster's --dir)"
+        ));
+    }
     match e {
         PlannerError::Unreachable { .. } => Failure::Other(anyhow!("{e}; is the cluster up (`faasflow up`)?")),
         PlannerError::Rejected { .. } => Failure::Input(format!("error: {e}")),

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use faasflow_daemon::io::tls::{CA_CERT_FILE, CA_KEY_FILE, ClusterCa, NodeIdentity, check_node_name};
 use faasflow_rpc::auth::{TOKEN_FILE, Token};
+use faasflow_rpc::channel::Transport;
+use faasflow_rpc::tls::{ALPN_H2, ClusterTrust, PLANNER_NODE, api_client_config};
 
 use crate::Failure;
 
@@ -43,6 +45,11 @@ struct InitArgs {
     /// Replace an existing CA (every node then needs its new certificate).
     #[arg(long)]
     force: bool,
+    /// NODE=HOST: node NODE's certificate is valid for HOST too (an IP address or DNS name
+    /// clients reach it at, e.g. `planner=10.0.0.5`: `curl` checks the address it dialled;
+    /// faasflow's own clients check the node name). Repeat for more.
+    #[arg(long, value_name = "NODE=HOST")]
+    address: Vec<String>,
 }
 
 pub(crate) fn run(args: &ClusterArgs) -> Result<(), Failure> {
@@ -74,6 +81,24 @@ fn node_names(args: &InitArgs) -> Result<Vec<String>, Failure> {
 
 fn init(args: &InitArgs) -> Result<(), Failure> {
     let names = node_names(args)?;
+    let mut addresses: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    for a in &args.address {
+        let (node, host) = a
+            .split_once('=')
+            .filter(|(n, h)| !n.is_empty() && !h.is_empty())
+            .ok_or_else(|| {
+                Failure::Input(format!(
+                    "error: --address `{a}`: write NODE=HOST, e.g. planner=10.0.0.5"
+                ))
+            })?;
+        if !names.iter().any(|n| n == node) {
+            return Err(Failure::Input(format!(
+                "error: --address `{a}`: no node `{node}` is made here (nodes: {})",
+                names.join(", ")
+            )));
+        }
+        addresses.entry(node).or_default().push(host.to_owned());
+    }
     let dir = &args.dir;
     if ClusterCa::exists_in(dir) && !args.force {
         return Err(Failure::Input(format!(
@@ -91,8 +116,8 @@ fn init(args: &InitArgs) -> Result<(), Failure> {
     let mut written = ca.write_to(dir).context("cannot write the cluster CA")?;
     for name in &names {
         let identity = ca
-            .issue(name)
-            .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
+            .issue_with(name, addresses.get(name.as_str()).map_or(&[][..], Vec::as_slice))
+            .map_err(|e| Failure::Input(format!("error: node `{name}`'s certificate: {e}")))?;
         written.extend(identity.write_to(dir).context("cannot write a node certificate")?);
     }
     let token_path = dir.join(TOKEN_FILE);
@@ -149,12 +174,28 @@ pub(crate) fn ensure_certs(dir: &Path, names: &[String]) -> Result<(), Failure> 
         if dir.join(&cert).is_file() && dir.join(&key).is_file() {
             continue;
         }
+        // The planner of a local cluster is also reached as 127.0.0.1 and localhost (`curl`
+        // checks the address it dialled).
+        let addresses: Vec<String> = if name == PLANNER_NODE {
+            vec!["127.0.0.1".into(), "::1".into(), "localhost".into()]
+        } else {
+            Vec::new()
+        };
         let identity = ca
-            .issue(name)
+            .issue_with(name, &addresses)
             .with_context(|| format!("cannot issue node `{name}`'s certificate"))?;
         identity.write_to(dir).context("cannot write a node certificate")?;
     }
     Ok(())
+}
+
+/// How the CLI calls the planner of the local cluster whose certificates are in `certs`: TLS,
+/// checked against its CA.
+pub(crate) fn local_transport(certs: &Path) -> Result<Transport, Failure> {
+    let trust =
+        ClusterTrust::load(certs).map_err(|e| Failure::Other(anyhow!("cannot load the local cluster's CA: {e}")))?;
+    let config = api_client_config(&trust, None, &[ALPN_H2]).map_err(|e| Failure::Other(anyhow!("{e}")))?;
+    Ok(Transport::Tls(std::sync::Arc::new(config)))
 }
 
 /// The cluster's API token in `dir` (made when there is none).

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use faasflow_rpc::auth::{TOKEN_FILE, Token};
+use faasflow_rpc::channel::Transport;
 use faasflow_rpc::planner::{Planner, RegisteredWorker};
 use rustix::process::Signal;
 use serde_json::json;
 
-use crate::cluster::{ensure_certs, ensure_token};
+use crate::cluster::{ensure_certs, ensure_token, local_transport};
 use crate::files::read_bounded;
 use crate::log::LogFormat;
 use crate::process::{Started, signal, wait_gone};
@@ -113,7 +114,8 @@ pub(crate) fn up(args: &UpArgs, log_format: LogFormat) -> Result<(), Failure> {
         redis.as_ref(),
     )?;
     let names: BTreeSet<String> = workers.keys().cloned().collect();
-    let registered = wait_registered(&mut started, planner.addr, token, &names)?;
+    let transport = local_transport(&layout.certs)?;
+    let registered = wait_registered(&mut started, planner.addr, token, &transport, &names)?;
     let up = Up {
         planner,
         workers,
@@ -334,6 +336,8 @@ fn start_planner(
         addr_file.to_string_lossy().into_owned(),
         "--token-file".to_owned(),
         layout.certs.join(TOKEN_FILE).to_string_lossy().into_owned(),
+        "--certs".to_owned(),
+        layout.certs.to_string_lossy().into_owned(),
         "--max-in-flight".to_owned(),
         args.max_in_flight.to_string(),
         "--state-dir".to_owned(),
@@ -428,6 +432,7 @@ fn wait_registered(
     started: &mut Started,
     planner: SocketAddr,
     token: Option<Token>,
+    transport: &Transport,
     workers: &BTreeSet<String>,
 ) -> Result<Vec<RegisteredWorker>, Failure> {
     let rt = runtime()?;
@@ -435,7 +440,7 @@ fn wait_registered(
     let mut shown = usize::MAX;
     started.wait_for("every worker registering", || {
         let known = rt.block_on(async {
-            let mut planner = Planner::connect(&addr, token.clone()).await.ok()?;
+            let mut planner = Planner::connect(&addr, token.clone(), transport).await.ok()?;
             planner.workers().await.ok()
         })?;
         let live: Vec<RegisteredWorker> = known
@@ -514,6 +519,11 @@ impl Up {
             Some(r) => outln!("  redis  {}", faasflow_remote::redact_url(&r.url))?,
             None => outln!("  redis  none")?,
         }
+        outln!(
+            "  api    https://{}/v1 over TLS from the cluster's CA (curl --cacert {})",
+            self.planner.addr,
+            layout.certs.join(faasflow_rpc::tls::CA_CERT_FILE).display()
+        )?;
         outln!(
             "logs in {}; stop it with `faasflow down --dir {}`",
             layout.logs.display(),
@@ -622,7 +632,8 @@ fn restart(layout: &Layout, mut record: serde_json::Value, down: &[Recorded]) ->
         .flatten()
         .filter_map(|w| w["name"].as_str().map(str::to_owned))
         .collect();
-    wait_registered(&mut started, planner, token, &workers)?;
+    let transport = local_transport(&layout.certs)?;
+    wait_registered(&mut started, planner, token, &transport, &workers)?;
     write_record(&layout.record, &record)?;
     started.keep();
     outln!(

@@ -18,10 +18,12 @@ use faasflow_daemon::io::peer::PeerConfig;
 use faasflow_daemon::io::tls::{ClusterTrust, NodeIdentity, check_node_name};
 use faasflow_daemon::service::{DaemonService, Registration, keep_registered};
 use faasflow_remote::{RemoteStore, redact_url};
+use faasflow_rpc::channel::{Credentials, Transport};
+use faasflow_rpc::tls::{ALPN_H2, PLANNER_NODE, api_client_config, api_server_config};
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use faasflow_rpc::auth::Token;
 
@@ -79,6 +81,15 @@ pub(crate) struct PlannerArgs {
     /// …and for this many hours after they ended.
     #[arg(long, value_name = "H", default_value_t = faasflow_control::service::DEFAULT_KEEP_EXECUTIONS_FOR.as_secs() / 3600)]
     keep_executions_hours: u64,
+    /// Directory with the cluster's ca.pem and the planner's planner.pem and planner-key.pem
+    /// (`faasflow cluster init`): the API is served over TLS, and the daemons are called over
+    /// TLS and must present their workers' certificates.
+    #[arg(long, value_name = "DIR", required_unless_present = "insecure_loopback")]
+    certs: Option<PathBuf>,
+    /// Serve without TLS, on a loopback address only, and take only workers on this host
+    /// (tests, a cluster on one machine).
+    #[arg(long, conflicts_with = "certs")]
+    insecure_loopback: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,8 +109,12 @@ pub(crate) struct DaemonArgs {
     peer_listen: SocketAddr,
     /// Directory with the cluster's ca.pem and this worker's NAME.pem and NAME-key.pem
     /// (`faasflow cluster init`); without it the worker runs only plans placed wholly on it.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", required_unless_present = "insecure_loopback")]
     certs: Option<PathBuf>,
+    /// Serve the daemon's API and call the planner without TLS, on loopback addresses only
+    /// (with --certs, the peer transport still uses them).
+    #[arg(long)]
+    insecure_loopback: bool,
     /// The cluster's API token (`faasflow cluster init` writes DIR/token): calls without it
     /// are refused, and the worker's calls to the planner carry it.
     #[arg(long, value_name = "FILE")]
@@ -170,12 +185,25 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
     }
     let _span = tracing::info_span!("planner").entered();
     let token = load_token(args.token_file.as_deref())?;
+    let (tls, transport) = match &args.certs {
+        Some(dir) => {
+            let (server, client) = tls_of(dir, PLANNER_NODE)?;
+            (Some(server), Transport::Tls(client))
+        }
+        None => {
+            insecure_listen(args.listen)?;
+            tracing::warn!("--insecure-loopback: serving without TLS, on loopback only");
+            (None, Transport::Plain)
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = ServiceConfig {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         redis: args.redis.clone(),
         replan_threshold_mib: args.replan_threshold_mib,
         replan_factor: args.replan_factor,
         token,
+        transport,
         max_in_flight: args.max_in_flight,
         keep_executions: args.keep_executions,
         keep_executions_for: Duration::from_secs(args.keep_executions_hours.saturating_mul(3600)),
@@ -228,26 +256,60 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
             None => PlannerService::new(config),
         };
         tracing::info!(
-            api = %format_args!("http://{local}/v1"),
-            metrics = %format_args!("http://{local}/metrics"),
+            api = %format_args!("{scheme}://{local}/v1"),
+            metrics = %format_args!("{scheme}://{local}/metrics"),
             "serving gRPC and HTTP"
         );
         let routes = Routes::from(faasflow_control::http::router(service.clone())).add_service(service.into_server());
-        serve(routes, listener, "planner").await
+        serve(routes, listener, tls, "planner").await
     })
 }
 
-/// Serves `routes` (gRPC, and HTTP/1.1 beside it) on `listener` until it fails; `what` is named
-/// in the error. Accepted connections get `TCP_NODELAY`: without it a response's frames,
-/// written apart, wait for the client's delayed ACK (tens of ms per call).
-async fn serve(routes: Routes, listener: TcpListener, what: &str) -> Result<(), Failure> {
+/// Serves `routes` (gRPC, and HTTP/1.1 beside it) on `listener`, over TLS with `tls`, until it
+/// fails; `what` is named in the error.
+async fn serve(
+    routes: Routes,
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    what: &str,
+) -> Result<(), Failure> {
     Server::builder()
         .accept_http1(true)
         .add_routes(routes)
-        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+        .serve_with_incoming(faasflow_rpc::serve::incoming(listener, tls))
         .await
         .with_context(|| format!("the {what}'s gRPC server failed"))
         .map_err(Failure::Other)
+}
+
+/// The TLS settings of node `node` from the cluster directory `dir`: its server's (the API)
+/// and its client's (calls to other nodes, presenting its certificate).
+fn tls_of(dir: &Path, node: &str) -> Result<(Arc<ServerConfig>, Arc<rustls::ClientConfig>), Failure> {
+    let hint = |e: &dyn std::fmt::Display| {
+        Failure::Input(format!(
+            "error: --certs: cannot load node `{node}`'s certificate from {}: {e}; create it with \
+             `faasflow cluster init --dir {} --node {node}` (with the cluster's CA there), or pass \
+             --insecure-loopback to serve without TLS on this host only",
+            dir.display(),
+            dir.display()
+        ))
+    };
+    let identity = NodeIdentity::load(dir, node).map_err(|e| hint(&e))?;
+    let trust = ClusterTrust::load(dir).map_err(|e| hint(&e))?;
+    let server = api_server_config(&identity, &trust).map_err(|e| hint(&e))?;
+    let client = api_client_config(&trust, Some(&identity), &[ALPN_H2]).map_err(|e| hint(&e))?;
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
+/// With --insecure-loopback, `listen` must be a loopback address.
+fn insecure_listen(listen: SocketAddr) -> Result<(), Failure> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(Failure::Input(format!(
+        "error: --insecure-loopback serves without TLS, so only on a loopback address; --listen {listen} is not one \
+         (use 127.0.0.1:PORT, or serve over TLS with --certs DIR)"
+    )))
 }
 
 /// How long a daemon's peer may stay silent before it is lost, ms, by default.
@@ -283,6 +345,18 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     let mut config = args.data.daemon_config(packs.iter().map(String::as_str))?;
     config.name = args.name.clone();
     config.redis = args.redis.clone();
+    let (tls, transport) = match (&args.certs, args.insecure_loopback) {
+        (Some(dir), false) => {
+            let (server, client) = tls_of(dir, &args.name)?;
+            (Some(server), Transport::Tls(client))
+        }
+        _ => {
+            insecure_listen(args.listen)?;
+            crate::client::check_loopback(&args.planner, "--planner ")?;
+            tracing::warn!("--insecure-loopback: serving and calling the planner without TLS, on loopback only");
+            (None, Transport::Plain)
+        }
+    };
     if let Some(dir) = &args.certs {
         let hint = |e: &dyn std::fmt::Display| {
             Failure::Input(format!(
@@ -337,9 +411,9 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             slots: args.slots,
             memory_mib: 0,
         };
-        let service = DaemonService::new(daemon.clone(), token);
+        let service = DaemonService::new(daemon.clone(), Credentials { token, transport });
         tokio::spawn(keep_registered(args.planner.clone(), me, service.clone()));
         let routes = Routes::from(faasflow_daemon::service::http_router(daemon)).add_service(service.into_server());
-        serve(routes, listener, "daemon").await
+        serve(routes, listener, tls, "daemon").await
     })
 }

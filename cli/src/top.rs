@@ -12,6 +12,9 @@ use faasflow_core::metrics::{Sample, buckets, parse, quantile};
 use crate::Failure;
 use crate::metrics::fetch;
 use crate::record::{DirArg, cluster_record};
+use faasflow_rpc::tls::{ALPN_HTTP1, ClusterTrust, api_client_config};
+use rustls::ClientConfig;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TopArgs {
@@ -28,10 +31,13 @@ pub(crate) struct TopArgs {
 /// One scrape of every process of the cluster: (name, samples or why not).
 type Scrape = Vec<(String, anyhow::Result<Vec<Sample>>)>;
 
-fn scrape(targets: &[(String, SocketAddr)]) -> Scrape {
+fn scrape(targets: &[(String, SocketAddr)], tls: &Arc<ClientConfig>) -> Scrape {
     targets
         .iter()
-        .map(|(name, addr)| (name.clone(), fetch(*addr, Duration::from_secs(2)).map(|t| parse(&t))))
+        .map(|(name, addr)| {
+            let text = fetch(*addr, name, Some(tls), Duration::from_secs(2));
+            (name.clone(), text.map(|t| parse(&t)))
+        })
         .collect()
 }
 
@@ -166,12 +172,15 @@ pub(crate) fn top(args: &TopArgs) -> Result<(), Failure> {
                 .into(),
         ));
     }
+    let certs = args.dir.path().join("certs");
+    let trust = ClusterTrust::load(&certs).map_err(|e| Failure::Input(format!("error: the cluster's CA: {e}")))?;
+    let tls = Arc::new(api_client_config(&trust, None, &[ALPN_HTTP1]).map_err(|e| Failure::Other(e.into()))?);
     let interval = Duration::from_secs_f64(args.interval);
-    let mut before = scrape(&targets);
+    let mut before = scrape(&targets, &tls);
     let mut at = Instant::now();
     loop {
         std::thread::sleep(interval);
-        let after = scrape(&targets);
+        let after = scrape(&targets, &tls);
         let secs = at.elapsed().as_secs_f64();
         at = Instant::now();
         let text = screen(&before, &after, secs);

@@ -24,7 +24,7 @@ use faasflow_rpc::auth::{Attach, AuthChannel};
 
 mod support;
 
-use support::local::{Cluster, alive, children_of, kill9, pair_workflow, plan_workers, scrape, signal, sum};
+use support::local::{Cluster, alive, children_of, kill9, pair_workflow, plan_workers, signal, sum};
 
 /// How much of everything a run does.
 #[derive(Debug, Clone, Copy)]
@@ -106,13 +106,7 @@ impl Tally {
 
 /// A planner client with the cluster's token, on a connection of its own.
 fn client(rt: &tokio::runtime::Runtime, c: &Cluster) -> PlannerClient<AuthChannel> {
-    let channel = rt
-        .block_on(
-            tonic::transport::Endpoint::from_shared(format!("http://{}", c.planner()))
-                .expect("uri")
-                .connect(),
-        )
-        .expect("planner reachable");
+    let channel = c.channel(rt, &c.planner(), "planner");
     PlannerClient::with_interceptor(channel, Attach::new(Some(c.token())))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20)
@@ -217,7 +211,7 @@ fn leaks(c: &Cluster) -> Vec<String> {
             if !alive(pid) {
                 continue;
             }
-            let Some(m) = scrape(addr) else {
+            let Some(m) = c.scrape(name, addr) else {
                 held.push(format!("worker `{name}`: /metrics does not answer"));
                 continue;
             };
@@ -236,7 +230,10 @@ fn leaks(c: &Cluster) -> Vec<String> {
         if let Some(keys) = redis_keys(c).filter(|k| *k > 0) {
             held.push(format!("Redis: {keys} keys"));
         }
-        if let Some(m) = c.record["planner"]["metrics"].as_str().and_then(scrape) {
+        if let Some(m) = c.record["planner"]["metrics"]
+            .as_str()
+            .and_then(|a| c.scrape("planner", a))
+        {
             for s in m
                 .iter()
                 .filter(|s| s.name == "faasflow_planner_versions" && s.value > 1.0)

@@ -674,7 +674,7 @@ fn faasflow_bounded(args: &[&str]) -> Output {
 #[test]
 fn endless_and_oversized_files_are_refused_naming_the_file_and_the_limit() {
     // No cluster is needed: the files are refused before anything is sent.
-    let nowhere = ["--planner", "127.0.0.1:1"];
+    let nowhere = ["--planner", "127.0.0.1:1", "--insecure-loopback"];
     let o = faasflow_bounded(&[&["deploy", "/dev/zero"][..], &nowhere].concat());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
@@ -742,7 +742,15 @@ fn an_input_over_the_apis_message_limit_is_refused_before_it_is_sent() {
     std::fs::write(&input, &bytes).unwrap();
     drop(bytes);
     let at = format!("@{}", input.display());
-    let o = faasflow_bounded(&["invoke", "wf", "--input", &at, "--planner", "127.0.0.1:1"]);
+    let o = faasflow_bounded(&[
+        "invoke",
+        "wf",
+        "--input",
+        &at,
+        "--planner",
+        "127.0.0.1:1",
+        "--insecure-loopback",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -822,7 +830,10 @@ fn zero_deadlines_and_limits_are_refused_by_the_parser() {
             "--max-invocations <N>",
         ),
         (&["up", "--max-in-flight", "0"], "--max-in-flight <N>"),
-        (&["planner", "--max-in-flight", "0"], "--max-in-flight <N>"),
+        (
+            &["planner", "--insecure-loopback", "--max-in-flight", "0"],
+            "--max-in-flight <N>",
+        ),
     ];
     for (args, flag) in cases {
         let o = faasflow_bounded(args);
@@ -1025,7 +1036,13 @@ fn a_probe_built_without_clang_says_to_rebuild_once_clang_is_installed() {
 /// listens (its output is dropped).
 fn start_planner(addr_file: &Path, args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
     let mut planner = Command::new(env!("CARGO_BIN_EXE_faasflow"))
-        .args(["planner", "--listen", "127.0.0.1:0", "--addr-file"])
+        .args([
+            "planner",
+            "--insecure-loopback",
+            "--listen",
+            "127.0.0.1:0",
+            "--addr-file",
+        ])
         .arg(addr_file)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -1051,9 +1068,19 @@ fn a_state_directory_serves_one_planner_and_a_damaged_state_is_refused_untouched
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.join("state");
     let state_arg = state.to_str().unwrap();
+    let planner_on = |state: &str| {
+        faasflow(&[
+            "planner",
+            "--insecure-loopback",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state,
+        ])
+    };
     let (mut first, addr) = start_planner(&dir.join("first.addr"), &["--state-dir", state_arg]);
     // A second planner on the same directory: refused before it takes a port, naming the first.
-    let o = faasflow(&["planner", "--listen", "127.0.0.1:0", "--state-dir", state_arg]);
+    let o = planner_on(state_arg);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let holder = format!(
         "is in use by another planner (pid {} serving on {addr}, since ",
@@ -1068,7 +1095,7 @@ fn a_state_directory_serves_one_planner_and_a_damaged_state_is_refused_untouched
     next.wait().unwrap();
     // A state file that is not one: a clear error, and the file is left as it was.
     std::fs::write(state.join("state.redb"), "not a database").unwrap();
-    let o = faasflow(&["planner", "--listen", "127.0.0.1:0", "--state-dir", state_arg]);
+    let o = planner_on(state_arg);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("state.redb cannot be used") && stderr(&o).contains("nothing in it was changed"),

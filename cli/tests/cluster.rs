@@ -170,12 +170,15 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
     );
     // Prometheus metrics: the planner counts the invocations it answered; the workers, the
     // calls they dispatched (one trigger latency each) and the bytes their calls read.
-    let get = |addr: &str| -> String {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(addr).expect("metrics reachable");
-        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-        let mut text = String::new();
-        c.read_to_string(&mut text).expect("answer");
+    let get = |node: &str, addr: &str| -> String {
+        let answer = cluster
+            .https(
+                addr,
+                node,
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .expect("metrics reachable");
+        let text = String::from_utf8(answer).expect("text");
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         text
     };
@@ -186,7 +189,10 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
             .parse()
             .expect("a number")
     };
-    let planner_metrics = get(cluster.record["planner"]["metrics"].as_str().expect("planner metrics"));
+    let planner_metrics = get(
+        "planner",
+        cluster.record["planner"]["metrics"].as_str().expect("planner metrics"),
+    );
     assert_eq!(
         value(&planner_metrics, "faasflow_planner_invocations_total{outcome=\"ok\"}"),
         invocations as f64
@@ -197,7 +203,10 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
     );
     let (mut calls, mut triggers, mut bytes, mut pools) = (0.0, 0.0, 0.0, 0);
     for w in cluster.record["workers"].as_array().expect("workers") {
-        let text = get(w["metrics"].as_str().expect("worker metrics"));
+        let text = get(
+            w["name"].as_str().expect("name"),
+            w["metrics"].as_str().expect("worker metrics"),
+        );
         calls += value(&text, "faasflow_calls_total");
         triggers += value(&text, "faasflow_trigger_latency_seconds_count");
         for tier in ["in-process", "shared-memory", "peer"] {

@@ -11,7 +11,7 @@ use faasflow_proto::v1 as pb;
 
 mod support;
 
-use support::local::{Cluster, pair_workflow, plan_workers, rt, scrape, signal, sum};
+use support::local::{Cluster, pair_workflow, plan_workers, rt, signal, sum};
 
 fn pid_of(c: &Cluster, who: &str) -> u32 {
     if who == "planner" {
@@ -312,7 +312,7 @@ output:
     let pid = pid_of(&c, "worker-0");
     let end = Instant::now() + Duration::from_secs(15);
     loop {
-        let m = scrape(&metrics).expect("daemon metrics");
+        let m = c.scrape("worker-0", &metrics).expect("daemon metrics");
         let instances = sum(&m, "faasflow_instances");
         let in_pools = sum(&m, "faasflow_pool_instances");
         let segments = sum(&m, "faasflow_arena_segments");

@@ -2,15 +2,14 @@
 //! makes with `curl` in docs/api.md, its errors, its token, and its answers checked against
 //! the OpenAPI document the planner serves.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 mod support;
 
-use support::local::{Cluster, pair_workflow};
+use faasflow_rpc::tls::ALPN_HTTP1;
+use support::local::{Cluster, https, pair_workflow};
 
 /// An HTTP answer: status, headers (lower-case names), body.
 struct Answer {
@@ -35,10 +34,16 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request on its own connection.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+/// The planner's HTTP API: its address and TLS settings (the cluster's CA, no client
+/// certificate: as `curl --cacert ca.pem`).
+struct Api {
+    addr: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// One HTTPS/1.1 request on its own connection.
+fn http(api: &Api, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let addr = &api.addr;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -47,11 +52,9 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    conn.write_all(head.as_bytes()).expect("write");
-    // A server that refuses early may close before it reads everything.
-    let _ = conn.write_all(body);
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).expect("read");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let raw = https(&api.tls, addr, "planner", &request).expect("an answer");
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
@@ -172,7 +175,10 @@ fn conforms(doc: &Value, method: &str, path: &str, a: &Answer) {
 #[test]
 fn the_http_api_deploys_runs_and_answers_as_its_openapi_document_says() {
     let c = Cluster::up("http-api", 2, &["--heartbeat-ms", "200"]);
-    let addr = c.planner();
+    let addr = Api {
+        addr: c.planner(),
+        tls: c.tls(None, ALPN_HTTP1),
+    };
     let token = std::fs::read_to_string(c.dir.join("certs").join("token")).expect("token");
     let bearer = format!("Bearer {}", token.trim());
     let auth = [("Authorization", bearer.as_str())];

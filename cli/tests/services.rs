@@ -173,10 +173,19 @@ async fn one_worker_one_message_out_and_one_in_per_invocation() {
 async fn serve_daemon(daemon: Arc<Daemon>, token: Option<Token>) -> tonic::transport::Channel {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(Server::builder().serve_with_incoming(
-        DaemonService::new(daemon, token).into_server(),
-        TcpIncoming::from(listener),
-    ));
+    tokio::spawn(
+        Server::builder().serve_with_incoming(
+            DaemonService::new(
+                daemon,
+                faasflow_rpc::channel::Credentials {
+                    token,
+                    transport: faasflow_rpc::channel::Transport::Plain,
+                },
+            )
+            .into_server(),
+            TcpIncoming::from(listener),
+        ),
+    );
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use faasflow_core::plan::PlannerConfig;
 use faasflow_rpc::auth::Token;
+use faasflow_rpc::channel::{Credentials, Transport};
 
 /// Time limit of an invocation whose request sets none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -56,6 +57,9 @@ pub struct ServiceConfig {
     /// The cluster's API token: calls without it are refused, and calls to the daemons carry
     /// it. `None`: the API is open (a planner on a private network, tests).
     pub token: Option<Token>,
+    /// How the planner reaches the daemons: TLS (each daemon must present the certificate of
+    /// the worker it registered as) or, on loopback only, plain TCP (the default, for tests).
+    pub transport: Transport,
     /// Invocations in flight at once (every workflow and mode together); one more is refused
     /// at once as overloaded (`RESOURCE_EXHAUSTED`), never queued.
     pub max_in_flight: u64,
@@ -75,6 +79,7 @@ impl Default for ServiceConfig {
             replan_threshold_mib: None,
             replan_factor: 2.0,
             token: None,
+            transport: Transport::Plain,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             keep_executions: DEFAULT_KEEP_EXECUTIONS,
             keep_executions_for: DEFAULT_KEEP_EXECUTIONS_FOR,
@@ -84,3 +89,13 @@ impl Default for ServiceConfig {
 
 /// Reports the planner keeps (the latest invocations', for `Report`).
 pub const KEPT_REPORTS: usize = 256;
+
+impl ServiceConfig {
+    /// What the planner's calls to the daemons carry and go over.
+    pub(crate) fn credentials(&self) -> Credentials {
+        Credentials {
+            token: self.token.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+}

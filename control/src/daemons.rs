@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use faasflow_rpc::auth::Token;
+use faasflow_rpc::channel::Credentials;
 use faasflow_rpc::convert::WirePlan;
 use faasflow_rpc::daemon::{Daemon, DaemonError};
 
@@ -41,7 +41,7 @@ pub(crate) struct Install {
 }
 
 /// Installs a version on one daemon.
-pub(crate) async fn install_on(target: &Target, token: &Option<Token>, install: &Install) -> Result<(), InstallError> {
+pub(crate) async fn install_on(target: &Target, token: &Credentials, install: &Install) -> Result<(), InstallError> {
     let result = async {
         let daemon = Daemon::connect(&target.name, target.addr, token).await?;
         daemon.install(&install.plan, &install.peers, INSTALL_TIMEOUT).await
@@ -70,7 +70,7 @@ pub(crate) async fn install_on(target: &Target, token: &Option<Token>, install: 
 }
 
 /// Drops a version from one daemon; failures are logged (the daemon may be gone).
-pub(crate) async fn drop_on(target: Target, token: Option<Token>, workflow: String, version: u64) {
+pub(crate) async fn drop_on(target: Target, token: Credentials, workflow: String, version: u64) {
     let result = async {
         let daemon = Daemon::connect(&target.name, target.addr, &token).await?;
         daemon.drop_version(&workflow, version, DROP_TIMEOUT).await

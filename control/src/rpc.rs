@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use faasflow_proto::v1 as pb;
 use faasflow_rpc::auth::Check;
 use faasflow_rpc::channel::MAX_MESSAGE;
+use faasflow_rpc::serve::Peer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -39,12 +40,32 @@ impl PlannerService {
     }
 }
 
+/// Over TLS, a worker is who its certificate says: a call on behalf of worker `name` must
+/// come with the certificate the cluster CA issued to `name` (never a counter or a claim).
+fn as_worker<T>(request: &Request<T>, name: &str) -> Result<(), Status> {
+    match Peer::of(request) {
+        Some(peer) if peer.tls => match &peer.node {
+            Some(node) if node == name => Ok(()),
+            Some(node) => Err(Status::permission_denied(format!(
+                "a worker cannot speak as `{name}` with the certificate of node `{node}`: start each daemon with its own \
+                 name (--name) and its own certificate (--certs)"
+            ))),
+            None => Err(Status::permission_denied(format!(
+                "worker `{name}` presented no certificate of the cluster CA: a daemon registers with the certificate \
+                 `faasflow cluster init` issued to its name (--certs DIR)"
+            ))),
+        },
+        _ => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::planner_server::Planner for PlannerService {
     async fn register_worker(
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        as_worker(&request, &request.get_ref().name)?;
         let interval = self.register(registration(request.into_inner())?).await?;
         Ok(Response::new(pb::RegisterWorkerResponse {
             heartbeat_interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
@@ -55,6 +76,7 @@ impl pb::planner_server::Planner for PlannerService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        as_worker(&request, &request.get_ref().name)?;
         let req = request.into_inner();
         let load = Load {
             instances: req.instances,

@@ -274,7 +274,7 @@ impl PlannerService {
                 };
                 tokio::spawn(drop_on(
                     target,
-                    self.inner.config.token.clone(),
+                    self.inner.config.credentials(),
                     workflow.to_owned(),
                     v.version,
                 ));

@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faasflow_rpc::auth::{Attach, AuthChannel, Check, Token};
+use faasflow_rpc::auth::{Attach, AuthChannel, Check};
+use faasflow_rpc::channel::Credentials;
+use faasflow_rpc::tls::PLANNER_NODE;
 use tonic::service::interceptor::InterceptedService;
 
 use faasflow_proto::v1 as pb;
@@ -33,7 +35,7 @@ use crate::daemon::Daemon;
 #[derive(Debug, Clone)]
 pub struct DaemonService {
     daemon: Arc<Daemon>,
-    token: Option<Token>,
+    credentials: Credentials,
     held: Arc<HeldReports>,
 }
 
@@ -127,17 +129,24 @@ impl HeldReports {
 
 impl DaemonService {
     /// Serves `daemon`; with `token`, calls without it are refused.
-    pub fn new(daemon: Arc<Daemon>, token: Option<Token>) -> Self {
+    /// The service of `daemon`; `credentials` are the token its callers must present (and it
+    /// presents to the planner) and how it reaches the planner (TLS, or plain loopback).
+    pub fn new(daemon: Arc<Daemon>, credentials: Credentials) -> Self {
         DaemonService {
             daemon,
-            token,
+            credentials,
             held: Arc::default(),
         }
     }
 
     /// The tonic server for this service.
     pub fn into_server(self) -> InterceptedService<pb::daemon_server::DaemonServer<Self>, Check> {
-        let check = Check::new(self.token.clone(), &format!("worker `{}`", self.daemon.name()));
+        // Over TLS, only the cluster's nodes (the planner, other workers) may call a daemon.
+        let check = Check::new(
+            self.credentials.token.clone(),
+            &format!("worker `{}`", self.daemon.name()),
+        )
+        .nodes_only();
         InterceptedService::new(
             pb::daemon_server::DaemonServer::new(self)
                 .max_decoding_message_size(MAX_MESSAGE)
@@ -498,16 +507,19 @@ pub async fn keep_registered(planner: String, me: Registration, service: DaemonS
 }
 
 async fn register_for_good(planner: String, me: Registration, service: DaemonService) {
-    let DaemonService { daemon, token, held } = service;
-    let uri = format!("http://{planner}");
-    let endpoint = match tonic::transport::Endpoint::from_shared(uri.clone()) {
-        Ok(e) => e.connect_timeout(PLANNER_CALL_TIMEOUT).timeout(PLANNER_CALL_TIMEOUT),
+    let DaemonService {
+        daemon,
+        credentials: Credentials { token, transport },
+        held,
+    } = service;
+    let channel = match transport.lazy(&planner, PLANNER_NODE, Some(PLANNER_CALL_TIMEOUT)) {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(planner = %planner, cause = %e, "the planner address is not valid");
             return;
         }
     };
-    let client = PlannerClient::with_interceptor(endpoint.connect_lazy(), Attach::new(token));
+    let client = PlannerClient::with_interceptor(channel, Attach::new(token));
     let incarnation = incarnation();
     loop {
         let interval = register(&client, &planner, &me, &daemon, incarnation).await;

@@ -165,6 +165,7 @@ pub type AuthChannel = InterceptedService<Channel, Attach>;
 pub struct Check {
     token: Option<Token>,
     server: Arc<str>,
+    nodes_only: bool,
 }
 
 impl Check {
@@ -173,6 +174,25 @@ impl Check {
         Check {
             token,
             server: server.into(),
+            nodes_only: false,
+        }
+    }
+
+    /// Also refuses a call over TLS whose client presented no certificate of a cluster node
+    /// (a daemon's API is for the planner and the other nodes, not for people).
+    pub fn nodes_only(mut self) -> Check {
+        self.nodes_only = true;
+        self
+    }
+
+    /// Whether a call that came from `peer` may go on (see [`Check::nodes_only`]).
+    pub fn check_peer(&self, peer: Option<&crate::serve::Peer>) -> Result<(), Status> {
+        match peer {
+            Some(p) if self.nodes_only && p.tls && p.node.is_none() => Err(Status::permission_denied(format!(
+                "{} takes calls only from the cluster's nodes: the caller presented no certificate of the cluster CA",
+                self.server
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -200,6 +220,7 @@ impl Check {
 
 impl Interceptor for Check {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check_peer(crate::serve::Peer::of(&request))?;
         self.check(request.metadata().get("authorization").map(|v| v.as_bytes()))?;
         Ok(request)
     }
@@ -243,6 +264,28 @@ mod tests {
         assert!(check.call(request(Some(&format!("Bearer {}", &raw[1..])))).is_err());
         // Without a token, a server takes every call.
         assert!(Check::new(None, "x").call(request(None)).is_ok());
+    }
+
+    #[test]
+    fn a_daemon_takes_calls_over_tls_only_from_nodes() {
+        let mut check = Check::new(None, "worker `w`").nodes_only();
+        let from = |node: Option<&str>, tls: bool| {
+            let mut r = Request::new(());
+            r.extensions_mut().insert(crate::serve::Peer {
+                addr: None,
+                node: node.map(str::to_owned),
+                tls,
+            });
+            r
+        };
+        assert!(check.call(from(Some("planner"), true)).is_ok());
+        let e = check.call(from(None, true)).expect_err("no certificate");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("only from the cluster's nodes"), "{}", e.message());
+        // Plain loopback (`--insecure-loopback`) has no certificates to ask for.
+        assert!(check.call(from(None, false)).is_ok());
+        // The planner takes people's calls.
+        assert!(Check::new(None, "the planner").call(from(None, true)).is_ok());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use tonic::Code;
 
-use crate::auth::{AuthChannel, Token};
-use crate::channel::{daemon_client, endpoint};
+use crate::auth::AuthChannel;
+use crate::channel::{Credentials, daemon_client};
 use crate::convert::WirePlan;
 use crate::convert::execute::{ExecDone, ExecRequest, Owner, execute_request_to_proto, execute_response_from_proto};
 use crate::status::{chain, describe, is_transport};
@@ -95,22 +95,31 @@ pub enum Started {
 impl Daemon {
     /// A daemon whose connection is made at the first call (and again after it breaks).
     /// Must be called within a tokio runtime.
-    pub fn lazy(name: &str, addr: SocketAddr, token: &Option<Token>) -> Daemon {
+    pub fn lazy(name: &str, addr: SocketAddr, credentials: &Credentials) -> Daemon {
+        let Credentials { token, transport } = credentials;
+        // A socket address always makes a valid endpoint.
+        let channel = transport
+            .lazy(&addr.to_string(), name, None)
+            .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy());
         Daemon {
             name: name.to_owned(),
             addr,
-            client: daemon_client(endpoint(addr).connect_lazy(), token),
+            client: daemon_client(channel, token),
         }
     }
 
     /// A daemon over a connection made now, so that one that cannot be reached is named as
     /// such before anything is sent.
-    pub async fn connect(name: &str, addr: SocketAddr, token: &Option<Token>) -> Result<Daemon, DaemonError> {
-        let channel = endpoint(addr).connect().await.map_err(|e| DaemonError::Unreachable {
-            worker: name.to_owned(),
-            addr,
-            cause: chain(&e),
-        })?;
+    pub async fn connect(name: &str, addr: SocketAddr, credentials: &Credentials) -> Result<Daemon, DaemonError> {
+        let Credentials { token, transport } = credentials;
+        let channel = transport
+            .connect(&addr.to_string(), name)
+            .await
+            .map_err(|e| DaemonError::Unreachable {
+                worker: name.to_owned(),
+                addr,
+                cause: chain(&e),
+            })?;
         Ok(Daemon {
             name: name.to_owned(),
             addr,

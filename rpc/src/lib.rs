@@ -1,6 +1,6 @@
 //! faasflow's wire boundary: conversion between the generated proto types and the core's types
 //! (proto input is untrusted and validated here, without panicking), the API token, channels,
-//! reading gRPC statuses, the `/metrics` text ([`metrics`]), and clients that speak the core's types: of a daemon ([`daemon`],
+//! reading gRPC statuses, the cluster's certificates and the TLS of every connection ([`tls`], [`serve`]), the `/metrics` text ([`metrics`]), and clients that speak the core's types: of a daemon ([`daemon`],
 //! for the control plane) and of the planner ([`planner`], for the CLI).
 //!
 //! What it does not do: decide anything. Policies live in `faasflow-control` and the daemon;
@@ -15,6 +15,8 @@ pub mod convert;
 pub mod daemon;
 pub mod metrics;
 pub mod planner;
+pub mod serve;
 pub mod status;
+pub mod tls;
 
 pub use convert::{ConvertError, plan_from_proto, plan_to_proto};

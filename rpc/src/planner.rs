@@ -15,10 +15,11 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 
 use crate::auth::{Attach, AuthChannel, Token};
-use crate::channel::{CONNECT_TIMEOUT, MAX_MESSAGE};
+use crate::channel::{MAX_MESSAGE, Transport};
 use crate::convert::state::{ExecutionRecord, ExecutionStatus, execution_from_proto, execution_status_to_proto};
 use crate::convert::{ConvertError, mode_from_proto, mode_to_proto, plan_from_proto};
 use crate::status::describe;
+use crate::tls::PLANNER_NODE;
 
 /// Why a call to the planner failed.
 #[derive(Debug, thiserror::Error)]
@@ -350,17 +351,20 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// Connects to the planner at `addr` (`host:port`), within the connect timeout of
-    /// [`crate::channel`]; every call carries `token`.
-    pub async fn connect(addr: &str, token: Option<Token>) -> Result<Planner, PlannerError> {
+    /// Connects to the planner at `addr` (`host:port`) over `transport` (over TLS, the
+    /// server must present the certificate of node [`PLANNER_NODE`]), within the connect
+    /// timeout of [`crate::channel`]; every call carries `token`.
+    pub async fn connect(addr: &str, token: Option<Token>, transport: &Transport) -> Result<Planner, PlannerError> {
         let unreachable = |cause: String| PlannerError::Unreachable {
             addr: addr.to_owned(),
             cause,
         };
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| unreachable(format!("`{addr}` is not a planner address (host:port): {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| unreachable(with_causes(&e)))?;
+        Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| unreachable(format!("`{addr}` is not a planner address (host:port): {e}")))?;
+        let channel = transport
+            .connect(addr, PLANNER_NODE)
+            .await
+            .map_err(|e| unreachable(with_causes(&e)))?;
         let client = PlannerClient::with_interceptor(channel, Attach::new(token))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -775,7 +779,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_that_is_not_one_is_unreachable_and_says_why() {
-        let e = Planner::connect("not an address", None).await.unwrap_err();
+        let e = Planner::connect("not an address", None, &Transport::Plain)
+            .await
+            .unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with("cannot reach the planner at not an address: `not an address` is not a planner address"),

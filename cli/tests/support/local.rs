@@ -11,6 +11,9 @@ use faasflow_proto::v1 as pb;
 use faasflow_proto::v1::daemon_client::DaemonClient;
 use faasflow_proto::v1::planner_client::PlannerClient;
 use faasflow_rpc::auth::{Attach, AuthChannel, Token};
+use faasflow_rpc::channel::Transport;
+use faasflow_rpc::tls::{ALPN_H2, ALPN_HTTP1, ClusterTrust, NodeIdentity, api_client_config};
+use std::sync::Arc;
 
 pub(crate) const FAASFLOW: &str = env!("CARGO_BIN_EXE_faasflow");
 
@@ -286,23 +289,64 @@ impl Cluster {
         Token::load(&self.dir.join("certs").join("token")).expect("the cluster's token")
     }
 
-    pub(crate) fn channel(rt: &tokio::runtime::Runtime, addr: &str) -> tonic::transport::Channel {
-        rt.block_on(
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .expect("uri")
-                .connect(),
-        )
-        .expect("reachable")
+    /// The cluster's API token as it is written in its file.
+    pub(crate) fn token_text(&self) -> String {
+        std::fs::read_to_string(self.certs().join("token"))
+            .expect("the cluster's token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The cluster's certificates (`up` made them in DIR/certs).
+    pub(crate) fn certs(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// TLS to the cluster's servers with ALPN `alpn`, as node `as_node` (its certificate
+    /// presented) or as a person (none).
+    pub(crate) fn tls(&self, as_node: Option<&str>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+        let trust = ClusterTrust::load(&self.certs()).expect("the cluster's CA");
+        let identity = as_node.map(|n| NodeIdentity::load(&self.certs(), n).expect("a node's certificate"));
+        Arc::new(api_client_config(&trust, identity.as_ref(), &[alpn]).expect("TLS settings"))
+    }
+
+    /// A gRPC channel to node `node` at `addr`, over TLS, presenting the planner's certificate
+    /// (a daemon takes calls only from the cluster's nodes).
+    pub(crate) fn channel(&self, rt: &tokio::runtime::Runtime, addr: &str, node: &str) -> tonic::transport::Channel {
+        let transport = Transport::Tls(self.tls(Some("planner"), ALPN_H2));
+        rt.block_on(async { transport.connect(addr, node).await })
+            .expect("reachable")
     }
 
     pub(crate) fn planner_client(&self, rt: &tokio::runtime::Runtime) -> PlannerClient<AuthChannel> {
-        PlannerClient::with_interceptor(Self::channel(rt, &self.planner()), Attach::new(Some(self.token())))
+        PlannerClient::with_interceptor(
+            self.channel(rt, &self.planner(), "planner"),
+            Attach::new(Some(self.token())),
+        )
+    }
+
+    /// One HTTPS/1.1 request to node `node` at `addr` (`None`: no answer): the raw answer.
+    pub(crate) fn https(&self, addr: &str, node: &str, request: &[u8]) -> Option<Vec<u8>> {
+        https(&self.tls(None, ALPN_HTTP1), addr, node, request)
+    }
+
+    /// The samples of the Prometheus metrics node `node` serves at `addr` (`None` when it does
+    /// not answer).
+    pub(crate) fn scrape(&self, node: &str, addr: &str) -> Option<Vec<faasflow_core::metrics::Sample>> {
+        let answer = self.https(
+            addr,
+            node,
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )?;
+        let text = String::from_utf8(answer).ok()?;
+        let body = text.split_once("\r\n\r\n")?.1;
+        Some(faasflow_core::metrics::parse(body))
     }
 
     /// A client of worker `name`'s daemon API, with the cluster's token.
     pub(crate) fn daemon_client(&self, rt: &tokio::runtime::Runtime, name: &str) -> DaemonClient<AuthChannel> {
         let addr = self.worker(name)["grpc_addr"].as_str().expect("addr").to_owned();
-        DaemonClient::with_interceptor(Self::channel(rt, &addr), Attach::new(Some(self.token())))
+        DaemonClient::with_interceptor(self.channel(rt, &addr, name), Attach::new(Some(self.token())))
     }
 
     /// The newest plan of `workflow`, from the planner.
@@ -425,15 +469,23 @@ output:
     )
 }
 
-/// The samples of the Prometheus metrics served at `addr` (`None` when it does not answer).
-pub(crate) fn scrape(addr: &str) -> Option<Vec<faasflow_core::metrics::Sample>> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
-    Some(faasflow_core::metrics::parse(body))
+/// One request over TLS (`tls`) to node `node` at `addr`, read to its end (the request should
+/// say `Connection: close`); `None` when there is no answer.
+pub(crate) fn https(tls: &Arc<rustls::ClientConfig>, addr: &str, node: &str, request: &[u8]) -> Option<Vec<u8>> {
+    let s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).ok()?;
+    let name = rustls::pki_types::ServerName::try_from(node.to_owned()).ok()?;
+    let session = rustls::ClientConnection::new(tls.clone(), name).ok()?;
+    let mut s = rustls::StreamOwned::new(session, s);
+    // A server that refuses early may close before it reads everything.
+    let _ = s.write_all(request).and_then(|()| s.flush());
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => Some(raw),
+        // Closed without TLS's close_notify after the whole answer: what was read is the answer.
+        Err(_) if !raw.is_empty() => Some(raw),
+        Err(_) => None,
+    }
 }
 
 pub(crate) fn sum(samples: &[faasflow_core::metrics::Sample], name: &str) -> f64 {

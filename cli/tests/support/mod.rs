@@ -189,7 +189,13 @@ pub(crate) async fn services(
             slots,
             memory_mib: 0,
         };
-        let service = DaemonService::new(daemon.clone(), token.clone());
+        let service = DaemonService::new(
+            daemon.clone(),
+            faasflow_rpc::channel::Credentials {
+                token: token.clone(),
+                transport: faasflow_rpc::channel::Transport::Plain,
+            },
+        );
         tokio::spawn(Server::builder().serve_with_incoming(service.clone().into_server(), TcpIncoming::from(listener)));
         tokio::spawn(keep_registered(planner_addr.to_string(), me, service));
         started.push(daemon);

@@ -203,7 +203,7 @@ impl PlannerService {
         let mut installs = tokio::task::JoinSet::new();
         for t in targets.iter().cloned() {
             let req = request.clone();
-            let token = self.inner.config.token.clone();
+            let token = self.inner.config.credentials();
             let this = self.clone();
             installs.spawn(async move {
                 // A worker that stops answering meanwhile does not hold the deploy up until
@@ -234,7 +234,7 @@ impl PlannerService {
         if !errors.is_empty() {
             errors.sort();
             for t in took {
-                drop_on(t, self.inner.config.token.clone(), wf.name.clone(), version).await;
+                drop_on(t, self.inner.config.credentials(), wf.name.clone(), version).await;
             }
             if mode == Mode::MasterSp {
                 self.central().uninstall(&wf.name, version);

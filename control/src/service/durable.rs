@@ -121,7 +121,7 @@ impl PlannerService {
         store.reserve_ids(reserved)?;
         let dir = store.dir().to_owned();
         let service = PlannerService::build(config, Some(Arc::new(store)));
-        let token = service.inner.config.token.clone();
+        let token = service.inner.config.credentials();
         let now = Instant::now();
         let mut state = service.state();
         let mut held: BTreeMap<String, BTreeMap<(String, u64), Vec<u8>>> = BTreeMap::new();

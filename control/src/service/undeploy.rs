@@ -126,7 +126,7 @@ impl PlannerService {
                 central.uninstall(workflow, v.version);
             }
         }
-        let token = self.inner.config.token.clone();
+        let token = self.inner.config.credentials();
         let mut drops = tokio::task::JoinSet::new();
         for (target, version) in targets.iter().cloned() {
             drops.spawn(drop_on(target, token.clone(), workflow.to_owned(), version));

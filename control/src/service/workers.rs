@@ -95,8 +95,15 @@ impl PlannerService {
     /// interval the worker must keep.
     pub(crate) async fn register(&self, req: Registration) -> Result<Duration, Status> {
         let (grpc_addr, quic_addr) = (req.grpc_addr, req.quic_addr);
+        if !self.inner.config.transport.is_tls() && !grpc_addr.ip().is_loopback() {
+            return Err(Status::failed_precondition(format!(
+                "worker `{}` at {grpc_addr}: this planner serves without TLS (--insecure-loopback) and takes only \
+                 workers on its host; start it and the workers with the cluster's certificates (--certs)",
+                req.name
+            )));
+        }
         self.name_is_free(&req.name, req.incarnation, grpc_addr).await?;
-        let client = Daemon::lazy(&req.name, grpc_addr, &self.inner.config.token);
+        let client = Daemon::lazy(&req.name, grpc_addr, &self.inner.config.credentials());
         let now = Instant::now();
         let held = req.plans.iter().filter(|p| !p.dropping).count();
         let plans = req.plans;
@@ -439,7 +446,7 @@ impl PlannerService {
             }
         }
         let retry = self.inner.config.heartbeat_interval * RETRY_AFTER;
-        let token = self.inner.config.token.clone();
+        let token = self.inner.config.credentials();
         for (target, workflow, version, req) in installs {
             let this = self.clone();
             let token = token.clone();
@@ -587,7 +594,7 @@ impl PlannerService {
         };
         let mut installs = tokio::task::JoinSet::new();
         for t in targets {
-            let (req, token) = (req.clone(), self.inner.config.token.clone());
+            let (req, token) = (req.clone(), self.inner.config.credentials());
             installs.spawn(async move {
                 let r = install_on(&t, &token, &req).await.map_err(|e| e.to_string());
                 (t, r)
