@@ -420,12 +420,16 @@ fn transport_of(target: &Target, addr: &str) -> Result<Transport, Failure> {
 /// Checks that `addr` (`host:port`) is on this host (a loopback IP address or `localhost`);
 /// `what` names the flag in the error.
 pub(crate) fn check_loopback(addr: &str, what: &str) -> Result<(), Failure> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.is_loopback() => Ok(()),
-        Err(_) if host == "localhost" => Ok(()),
-        _ => Err(Failure::Input(format!(
+    // Exactly IP:PORT or localhost:PORT: nothing else (a user part, a path) can hide a host.
+    let on_this_host = match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr
+            .strip_prefix("localhost:")
+            .is_some_and(|port| port.parse::<u16>().is_ok()),
+    };
+    match on_this_host {
+        true => Ok(()),
+        false => Err(Failure::Input(format!(
             "error: --insecure-loopback: {what}{addr} is not on this host; without TLS only loopback addresses \
              (127.0.0.1, ::1, localhost) may be used"
         ))),

@@ -580,7 +580,19 @@ fn restart(layout: &Layout, mut record: serde_json::Value, down: &[Recorded]) ->
     for p in order {
         let entry = entry_of(&mut record, &p.name)
             .ok_or_else(|| Failure::Other(anyhow!("{} names no process `{}`", layout.record.display(), p.name)))?;
-        let command = recorded_command(entry, &p.name, &layout.record)?;
+        let mut command = recorded_command(entry, &p.name, &layout.record)?;
+        // A planner recorded before its API was served over TLS: it takes the cluster's
+        // certificates now (the workers' commands always named them).
+        if p.name == "planner"
+            && !command
+                .args
+                .iter()
+                .any(|a| a == "--certs" || a == "--insecure-loopback")
+        {
+            command
+                .args
+                .extend(["--certs".to_owned(), layout.certs.to_string_lossy().into_owned()]);
+        }
         let addr_file = layout.run.join("planner.addr");
         if p.name == "planner" {
             let _ = std::fs::remove_file(&addr_file);

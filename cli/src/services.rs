@@ -108,11 +108,13 @@ pub(crate) struct DaemonArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     peer_listen: SocketAddr,
     /// Directory with the cluster's ca.pem and this worker's NAME.pem and NAME-key.pem
-    /// (`faasflow cluster init`); without it the worker runs only plans placed wholly on it.
+    /// (`faasflow cluster init`): the daemon's API is served over TLS (for the planner alone),
+    /// the planner is called over TLS, and other workers over QUIC with mutual TLS.
     #[arg(long, value_name = "DIR", required_unless_present = "insecure_loopback")]
     certs: Option<PathBuf>,
     /// Serve the daemon's API and call the planner without TLS, on loopback addresses only
-    /// (with --certs, the peer transport still uses them).
+    /// (with --certs, the peer transport still uses them; without, the worker runs only plans
+    /// placed wholly on it).
     #[arg(long)]
     insecure_loopback: bool,
     /// The cluster's API token (`faasflow cluster init` writes DIR/token): calls without it

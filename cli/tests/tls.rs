@@ -1,6 +1,6 @@
 //! TLS on every connection of a local cluster (`faasflow up`), over real sockets: the token
 //! never crosses in clear, a client without the cluster CA's trust is told why, a plain HTTP
-//! client is told to use `https://`, a daemon takes calls only from the cluster's nodes, and a
+//! client is told to use `https://`, a daemon takes calls only from the planner, and a
 //! worker is who its certificate says.
 
 use std::io::{Read, Write};
@@ -123,9 +123,11 @@ fn every_connection_is_tls_and_a_client_without_the_cluster_ca_is_told_why() {
         text(&o.stderr)
     );
     // --insecure-loopback only to this host.
-    let o = faasflow(&["status", "--planner", "10.1.2.3:5300", "--insecure-loopback"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("is not on this host"), "{}", text(&o.stderr));
+    for elsewhere in ["10.1.2.3:5300", "127.0.0.1:80@example.com", "localhost.example.com:80"] {
+        let o = faasflow(&["status", "--planner", elsewhere, "--insecure-loopback"]);
+        assert_eq!(o.status.code(), Some(2), "{elsewhere}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("is not on this host"), "{}", text(&o.stderr));
+    }
 
     // Plain HTTP to the TLS port: a JSON error saying to use https://.
     let mut s = TcpStream::connect(c.planner()).expect("connect");
@@ -137,7 +139,7 @@ fn every_connection_is_tls_and_a_client_without_the_cluster_ca_is_told_why() {
     assert!(answer.contains("use https://"), "{answer}");
 
     let rt = rt();
-    // A daemon takes calls only from the cluster's nodes: with the CA and the token but no
+    // A daemon takes calls only from the planner: with the CA and the token but no
     // node certificate, a call is refused.
     let w0 = c.worker("worker-0")["grpc_addr"].as_str().expect("addr").to_owned();
     let person = Transport::Tls(c.tls(None, ALPN_H2));
@@ -147,7 +149,27 @@ fn every_connection_is_tls_and_a_client_without_the_cluster_ca_is_told_why() {
         .block_on(daemon.status(pb::StatusRequest {}))
         .expect_err("a person's call to a daemon");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
-    assert!(e.message().contains("only from the cluster's nodes"), "{}", e.message());
+    assert!(e.message().contains("only from the planner"), "{}", e.message());
+    // …nor from another worker (workers speak to each other over the peer transport).
+    let as_w1 = Transport::Tls(c.tls(Some("worker-1"), ALPN_H2));
+    let channel = rt.block_on(as_w1.connect(&w0, "worker-0")).expect("TLS to the daemon");
+    let mut daemon = DaemonClient::with_interceptor(channel, Attach::new(Some(c.token())));
+    let e = rt
+        .block_on(daemon.status(pb::StatusRequest {}))
+        .expect_err("a worker's call to another daemon");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("not from node `worker-1`"), "{}", e.message());
+    // Plain gRPC to a daemon's port gets nothing.
+    let channel = rt.block_on(Transport::Plain.connect(&w0, "worker-0"));
+    let answered = match channel {
+        Ok(channel) => rt
+            .block_on(
+                DaemonClient::with_interceptor(channel, Attach::new(Some(c.token()))).status(pb::StatusRequest {}),
+            )
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!answered, "a daemon answered plain gRPC");
     // The daemon's certificate names it: a client expecting another node refuses it.
     let e = rt
         .block_on(person.connect(&w0, "worker-1"))
@@ -177,6 +199,19 @@ fn every_connection_is_tls_and_a_client_without_the_cluster_ca_is_told_why() {
         "{}",
         e.message()
     );
+    // Nor send worker-1's heartbeats.
+    let e = rt
+        .block_on(planner.heartbeat(pb::HeartbeatRequest {
+            name: "worker-1".into(),
+            ..Default::default()
+        }))
+        .expect_err("impersonation");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // Plain TCP is refused towards any address not on this host, whatever the client asks.
+    let e = rt
+        .block_on(Transport::Plain.connect("127.0.0.1:80@example.com:80", "planner"))
+        .expect_err("a user part hiding another host");
+    assert!(format!("{e:?}").contains("no user part"), "{e:?}");
     // …and the real worker-1 is still registered, where it was.
     let m = rt
         .block_on(c.planner_client(&rt).metrics(pb::MetricsRequest {}))

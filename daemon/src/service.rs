@@ -141,12 +141,12 @@ impl DaemonService {
 
     /// The tonic server for this service.
     pub fn into_server(self) -> InterceptedService<pb::daemon_server::DaemonServer<Self>, Check> {
-        // Over TLS, only the cluster's nodes (the planner, other workers) may call a daemon.
+        // Over TLS, only the planner may call a daemon.
         let check = Check::new(
             self.credentials.token.clone(),
             &format!("worker `{}`", self.daemon.name()),
         )
-        .nodes_only();
+        .planner_only();
         InterceptedService::new(
             pb::daemon_server::DaemonServer::new(self)
                 .max_decoding_message_size(MAX_MESSAGE)

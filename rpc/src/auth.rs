@@ -165,7 +165,7 @@ pub type AuthChannel = InterceptedService<Channel, Attach>;
 pub struct Check {
     token: Option<Token>,
     server: Arc<str>,
-    nodes_only: bool,
+    planner_only: bool,
 }
 
 impl Check {
@@ -174,25 +174,33 @@ impl Check {
         Check {
             token,
             server: server.into(),
-            nodes_only: false,
+            planner_only: false,
         }
     }
 
-    /// Also refuses a call over TLS whose client presented no certificate of a cluster node
-    /// (a daemon's API is for the planner and the other nodes, not for people).
-    pub fn nodes_only(mut self) -> Check {
-        self.nodes_only = true;
+    /// Also refuses a call over TLS whose client did not present the planner's certificate
+    /// (a daemon's API is the planner's alone: not for people, nor for other workers, which
+    /// speak to it over the peer transport).
+    pub fn planner_only(mut self) -> Check {
+        self.planner_only = true;
         self
     }
 
-    /// Whether a call that came from `peer` may go on (see [`Check::nodes_only`]).
+    /// Whether a call that came from `peer` may go on (see [`Check::planner_only`]).
     pub fn check_peer(&self, peer: Option<&crate::serve::Peer>) -> Result<(), Status> {
-        match peer {
-            Some(p) if self.nodes_only && p.tls && p.node.is_none() => Err(Status::permission_denied(format!(
-                "{} takes calls only from the cluster's nodes: the caller presented no certificate of the cluster CA",
+        let Some(p) = peer.filter(|p| self.planner_only && p.tls) else {
+            return Ok(());
+        };
+        match p.node.as_deref() {
+            Some(crate::tls::PLANNER_NODE) => Ok(()),
+            Some(node) => Err(Status::permission_denied(format!(
+                "{} takes calls only from the planner, not from node `{node}`",
                 self.server
             ))),
-            _ => Ok(()),
+            None => Err(Status::permission_denied(format!(
+                "{} takes calls only from the planner: the caller presented no certificate of the cluster CA",
+                self.server
+            ))),
         }
     }
 }
@@ -267,8 +275,8 @@ mod tests {
     }
 
     #[test]
-    fn a_daemon_takes_calls_over_tls_only_from_nodes() {
-        let mut check = Check::new(None, "worker `w`").nodes_only();
+    fn a_daemon_takes_calls_over_tls_only_from_the_planner() {
+        let mut check = Check::new(None, "worker `w`").planner_only();
         let from = |node: Option<&str>, tls: bool| {
             let mut r = Request::new(());
             r.extensions_mut().insert(crate::serve::Peer {
@@ -281,7 +289,9 @@ mod tests {
         assert!(check.call(from(Some("planner"), true)).is_ok());
         let e = check.call(from(None, true)).expect_err("no certificate");
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(e.message().contains("only from the cluster's nodes"), "{}", e.message());
+        assert!(e.message().contains("only from the planner"), "{}", e.message());
+        let e = check.call(from(Some("worker-1"), true)).expect_err("another worker");
+        assert!(e.message().contains("not from node `worker-1`"), "{}", e.message());
         // Plain loopback (`--insecure-loopback`) has no certificates to ask for.
         assert!(check.call(from(None, false)).is_ok());
         // The planner takes people's calls.

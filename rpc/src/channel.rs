@@ -75,7 +75,7 @@ impl Transport {
             endpoint = endpoint.timeout(t);
         }
         Ok(match self {
-            Transport::Plain => endpoint.connect_lazy(),
+            Transport::Plain => endpoint.connect_with_connector_lazy(plain_connector()),
             Transport::Tls(config) => endpoint.connect_with_connector_lazy(tls_connector(config.clone(), node)),
         })
     }
@@ -84,7 +84,7 @@ impl Transport {
     pub async fn connect(&self, addr: &str, node: &str) -> Result<Channel, tonic::transport::Error> {
         let endpoint = endpoint(addr)?;
         match self {
-            Transport::Plain => endpoint.connect().await,
+            Transport::Plain => endpoint.connect_with_connector(plain_connector()).await,
             Transport::Tls(config) => {
                 endpoint
                     .connect_with_connector(tls_connector(config.clone(), node))
@@ -111,12 +111,58 @@ pub fn daemon_client(channel: Channel, token: &Option<Token>) -> DaemonClient<Au
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
-/// The endpoint at `addr` (`host:port`), with [`CONNECT_TIMEOUT`].
+/// The endpoint at `addr` (`host:port`). Its time limits are the connectors' own (TCP within
+/// [`CONNECT_TIMEOUT`], then the TLS handshake within its own limit), each failing with its
+/// own message.
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     // The scheme is `http` even over TLS: the TLS is this module's connector's, not tonic's.
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
+    Endpoint::from_shared(format!("http://{addr}"))
+}
+
+/// TCP to the URI's host and port, within [`CONNECT_TIMEOUT`], with `TCP_NODELAY`.
+async fn tcp(uri: &Uri) -> io::Result<(TcpStream, String)> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("`{uri}`: {what}"));
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("an address has no user part"));
+    }
+    let host = uri.host().ok_or_else(|| invalid("names no host"))?;
+    let port = uri.port_u16().ok_or_else(|| invalid("names no port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let at = format!("{host}:{port}");
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection to {at} within {CONNECT_TIMEOUT:?}"),
+            )
+        })??;
+    tcp.set_nodelay(true)?;
+    Ok((tcp, at))
+}
+
+/// Plain TCP, only to a loopback address (checked on the address actually connected to):
+/// nothing crosses a network in clear.
+fn plain_connector() -> impl tower::Service<
+    Uri,
+    Response = TokioIo<TcpStream>,
+    Error = io::Error,
+    Future = impl Future<Output = io::Result<TokioIo<TcpStream>>> + Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|uri: Uri| async move {
+        let (tcp, at) = tcp(&uri).await?;
+        if !tcp.peer_addr()?.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{at} is not on this host: without TLS (--insecure-loopback) only loopback addresses are called"
+                ),
+            ));
+        }
+        Ok(TokioIo::new(tcp))
+    })
 }
 
 /// Connects over TCP to the URI's authority, then TLS with `config`, expecting `node`'s
@@ -137,20 +183,7 @@ fn tls_connector(
         let config = config.clone();
         let node = node.clone();
         async move {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("`{uri}` names no host")))?
-                .as_str()
-                .to_owned();
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no connection to {authority} within {CONNECT_TIMEOUT:?}"),
-                    )
-                })??;
-            tcp.set_nodelay(true)?;
+            let (tcp, authority) = tcp(&uri).await?;
             let name = ServerName::try_from(node.clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("`{node}`: {e}")))?;
             let what = if node == "planner" {

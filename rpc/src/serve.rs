@@ -34,6 +34,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted but not yet taken by the server.
 const BACKLOG: usize = 256;
 
+/// TLS handshakes under way at once; accepting waits for one to end past it (a flood of
+/// silent connections holds at most this many sockets for [`HANDSHAKE_TIMEOUT`]).
+const MAX_HANDSHAKES: usize = 256;
+
 /// The first byte of a TLS record that opens a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -137,6 +141,7 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> impl S
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::Sender<Conn>) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -165,7 +170,11 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
+                let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                    return;
+                };
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream, addr)).await {
                         Ok(Some(conn)) => {
                             let _ = tx.send(conn).await;
@@ -189,6 +198,19 @@ async fn handshake(acceptor: &TlsAcceptor, mut stream: TcpStream, addr: SocketAd
             // An HTTP/1 request (a method in capitals), not plain gRPC (HTTP/2's preface,
             // which an HTTP/1 answer would only confuse).
             if first[0].is_ascii_uppercase() && !H2_PREFACE.starts_with(&first[..n]) {
+                // Read the request's head first (bounded): a socket closed with unread bytes
+                // is reset, and the answer lost with it.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 2048];
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while head.len() < 16 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                })
+                .await;
                 let _ = stream.write_all(plain_http_answer().as_bytes()).await;
                 let _ = stream.shutdown().await;
             }

@@ -311,7 +311,7 @@ impl Cluster {
     }
 
     /// A gRPC channel to node `node` at `addr`, over TLS, presenting the planner's certificate
-    /// (a daemon takes calls only from the cluster's nodes).
+    /// (a daemon takes calls only from the planner).
     pub(crate) fn channel(&self, rt: &tokio::runtime::Runtime, addr: &str, node: &str) -> tonic::transport::Channel {
         let transport = Transport::Tls(self.tls(Some("planner"), ALPN_H2));
         rt.block_on(async { transport.connect(addr, node).await })
