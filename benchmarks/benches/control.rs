@@ -4,7 +4,9 @@
 //! `GetExecution` waiting for its end), next to the synchronous gRPC `Invoke`; and the
 //! executions per second the planner accepts from concurrent clients, each start on disk
 //! (redb commit) before it is answered, with the commits it took, next to synchronous
-//! invocations per second from the same clients. Prints Markdown tables.
+//! invocations per second from the same clients; and downloading a 256 MiB output (over HTTPS
+//! and over gRPC, streamed from the worker that keeps it) next to a raw loopback TCP stream of
+//! the same bytes. Prints Markdown tables.
 //!
 //! Run: `cargo build --release -p faasflow-cli && cargo bench -p faasflow-benchmarks --bench
 //! control` (or `cargo xtask bench`).
@@ -36,6 +38,22 @@ steps:
 output:
   out: noop.out
 ";
+
+/// A workflow whose one output is `BLOB_MIB` MiB of bytes (kept on its worker, to be read).
+const BLOB: &str = "name: blob
+functions:
+  blob:
+    runtime: 0ms
+    outputs:
+      out: {type: bytes, size: 256MiB}
+steps:
+  - task: blob
+output:
+  out: blob.out
+";
+
+/// The size of `BLOB`'s output, MiB.
+const BLOB_MIB: usize = 256;
 
 /// A local cluster for the run, stopped when dropped.
 struct Cluster {
@@ -71,15 +89,17 @@ impl Cluster {
         let token_file = dir.join("certs").join("token");
         let token = Token::load(&token_file).expect("token");
         let bearer = format!("Bearer {}", std::fs::read_to_string(&token_file).expect("token").trim());
-        let wf = dir.join("noop.yaml");
-        std::fs::write(&wf, NOOP).expect("write");
-        let out = Command::new(&bin)
-            .args(["deploy", "--dir"])
-            .arg(&dir)
-            .arg(&wf)
-            .output()
-            .expect("deploy");
-        assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+        for (name, source) in [("noop.yaml", NOOP), ("blob.yaml", BLOB)] {
+            let wf = dir.join(name);
+            std::fs::write(&wf, source).expect("write");
+            let out = Command::new(&bin)
+                .args(["deploy", "--dir"])
+                .arg(&dir)
+                .arg(&wf)
+                .output()
+                .expect("deploy");
+            assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let trust = ClusterTrust::load(&dir.join("certs")).expect("CA");
         let grpc = api_client_config(&trust, None, &[ALPN_H2]).expect("TLS");
         let https = Arc::new(api_client_config(&trust, None, &[ALPN_HTTP1]).expect("TLS"));
@@ -126,14 +146,37 @@ impl Http {
 
     /// The status and body of `method path` with `body` (JSON).
     fn call(&mut self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
-        let req = format!(
+        let (status, length) = self.ask(&format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.host,
             self.auth,
             body.len()
-        );
+        ));
+        let mut out = vec![0; length as usize];
+        self.reader.read_exact(&mut out).expect("body");
+        (status, out)
+    }
+
+    /// `GET path`, its body read to its end in pieces and dropped: (status, body bytes).
+    fn download(&mut self, path: &str, buf: &mut [u8]) -> (u16, u64) {
+        let (status, length) = self.ask(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
+            self.host, self.auth
+        ));
+        let mut left = length;
+        while left > 0 {
+            let piece = left.min(buf.len() as u64) as usize;
+            let n = self.reader.read(&mut buf[..piece]).expect("body");
+            assert!(n > 0, "the body was cut at {} of {length} bytes", length - left);
+            left -= n as u64;
+        }
+        (status, length)
+    }
+
+    /// Sends `request` and reads the answer's head: (status, `Content-Length`).
+    fn ask(&mut self, request: &str) -> (u16, u64) {
         let w = self.reader.get_mut();
-        w.write_all(req.as_bytes()).expect("write");
+        w.write_all(request.as_bytes()).expect("write");
         w.flush().expect("flush");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
@@ -156,10 +199,69 @@ impl Http {
                 length = v.trim().parse().expect("length");
             }
         }
-        let mut out = vec![0; length];
-        self.reader.read_exact(&mut out).expect("body");
-        (status, out)
+        (status, length)
     }
+}
+
+/// Seconds to read `bytes` from a raw loopback TCP connection (the reference): a writer
+/// thread sends them from memory in one `write_all`, the reader reads them in 1 MiB pieces.
+fn raw_tcp(bytes: &[u8], buf: &mut [u8]) -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.write_all(bytes).expect("send");
+        });
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        let mut left = bytes.len();
+        while left > 0 {
+            let piece = left.min(buf.len());
+            let n = conn.read(&mut buf[..piece]).expect("read");
+            assert!(n > 0, "cut short");
+            left -= n;
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
+/// A `blob` execution run to its end: its id.
+fn blob(rt: &tokio::runtime::Runtime, grpc: &mut Planner) -> u64 {
+    let inv = Invocation::new("blob".to_owned(), None, b"{}".to_vec(), None);
+    let (id, _) = rt.block_on(grpc.start_execution(inv, "")).expect("start");
+    let e = rt.block_on(grpc.execution(id, Duration::from_secs(60))).expect("get");
+    assert_eq!(e.status.map(|s| s.as_str()), Some("succeeded"), "{}", e.error);
+    id
+}
+
+/// Seconds to download a `BLOB_MIB` MiB output over HTTPS and over gRPC (each from an
+/// execution of its own), and to read the same bytes over raw loopback TCP, `n` runs each,
+/// interleaved.
+fn downloads(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> [Vec<f64>; 3] {
+    let mut grpc = rt
+        .block_on(Planner::connect(&c.planner, Some(c.token.clone()), &c.transport))
+        .expect("connect");
+    let mut http = Http::connect(c);
+    let bytes = vec![0x5au8; BLOB_MIB << 20];
+    let mut buf = vec![0u8; 1 << 20];
+    let mut took = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..n {
+        let id = blob(rt, &mut grpc);
+        let t = Instant::now();
+        let (status, len) = http.download(&format!("/v1/executions/{id}/outputs/out"), &mut buf);
+        took[0].push(t.elapsed().as_secs_f64());
+        assert_eq!((status, len), (200, (BLOB_MIB as u64) << 20));
+        let id = blob(rt, &mut grpc);
+        let t = Instant::now();
+        let len = rt
+            .block_on(grpc.read_output(id, "out", 0, &mut std::io::sink()))
+            .expect("read");
+        took[1].push(t.elapsed().as_secs_f64());
+        assert_eq!(len, (BLOB_MIB as u64) << 20);
+        took[2].push(raw_tcp(&bytes, &mut buf));
+    }
+    took
 }
 
 fn json(b: &[u8]) -> serde_json::Value {
@@ -348,5 +450,36 @@ fn main() {
     println!("| `Invoke` answered (reference: waits for the run, nothing on disk) | {invoked:.0} | none |");
     record_figure("control_starts_per_s", serde_json::json!(started));
     record_figure("control_invokes_per_s", serde_json::json!(invoked));
+    let n = runs(7, 2);
+    let [mut https, mut grpc, mut tcp] = downloads(&c, &rt, n);
+    let mib = BLOB_MIB as f64;
+    let reference = median(&mut tcp);
+    println!("\n### Downloading a {BLOB_MIB} MiB output ({n} runs of each, interleaved)\n");
+    println!("| way | median | MiB/s | vs raw TCP |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in [
+        (
+            "HTTPS `GET /v1/executions/{id}/outputs/out` (planner, from the worker over gRPC/TLS)",
+            &mut https,
+        ),
+        ("gRPC `ReadExecutionOutput` (`faasflow result`)", &mut grpc),
+    ] {
+        let m = median(v);
+        println!(
+            "| {name} | {:.0} ms | {:.0} | {:.0}% |",
+            m * 1e3,
+            mib / m,
+            100.0 * reference / m
+        );
+    }
+    println!(
+        "| raw loopback TCP of the same bytes (the reference) | {:.0} ms | {:.0} | 100% |",
+        reference * 1e3,
+        mib / reference
+    );
+    record_figure(
+        "control_download_share",
+        serde_json::json!(reference / median(&mut https)),
+    );
     println!("\n{}", machine_line());
 }

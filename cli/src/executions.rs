@@ -49,6 +49,24 @@ pub(crate) struct DescribeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct ResultArgs {
+    /// The execution's id.
+    id: u64,
+    /// Write every output into this directory: those its output shows whole as NAME.json,
+    /// the others (binary, or over 64 KiB) as NAME (a foreach's as NAME.0, NAME.1, …).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    output_dir: Option<std::path::PathBuf>,
+    /// Write this output's bytes to standard output (element 0 of a list; see --element).
+    #[arg(long, value_name = "NAME")]
+    output: Option<String>,
+    /// With --output: the element of a list output.
+    #[arg(long, value_name = "I", default_value_t = 0, requires = "output")]
+    element: u32,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct CancelArgs {
     /// The execution's id.
     id: u64,
@@ -191,4 +209,79 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<(), Failure> {
             status_of(&e)
         ),
     }
+}
+
+/// Whether a report shows a value not whole (`{"bytes": N}`): its size then.
+fn not_shown(v: &serde_json::Value) -> Option<u64> {
+    let o = v.as_object()?;
+    (o.len() == 1).then(|| o.get("bytes")?.as_u64()).flatten()
+}
+
+/// `faasflow result ID`: the outputs of a succeeded execution; those its output shows as
+/// `{"bytes": N}` are read from the worker that keeps them (which frees each once read whole).
+pub(crate) fn result(args: &ResultArgs) -> Result<(), Failure> {
+    let (addr, token) = planner_of(&args.target)?;
+    runtime()?.block_on(async {
+        let mut planner = connect(&addr, token).await?;
+        if let Some(name) = &args.output {
+            let mut stdout = std::io::stdout();
+            planner
+                .read_output(args.id, name, args.element, &mut stdout)
+                .await
+                .map_err(failure)?;
+            return std::io::Write::flush(&mut stdout).map_err(|e| Failure::Other(e.into()));
+        }
+        let e = planner
+            .execution(args.id, std::time::Duration::ZERO)
+            .await
+            .map_err(failure)?;
+        if e.status != Some(ExecutionStatus::Succeeded) {
+            return Err(Failure::Input(format!(
+                "error: execution {} has no outputs: it is {}{}",
+                e.id,
+                status_of(&e),
+                if e.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", e.error)
+                }
+            )));
+        }
+        let output: serde_json::Value = serde_json::from_slice(&e.output_json).unwrap_or_default();
+        let Some(dir) = &args.output_dir else {
+            return outln!("{output}");
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|err| Failure::Other(anyhow::anyhow!("cannot create {}: {err}", dir.display())))?;
+        for (name, v) in output.as_object().into_iter().flatten() {
+            let parts: Vec<(Option<u32>, &serde_json::Value)> = match v.as_array() {
+                Some(elements) if elements.iter().any(|e| not_shown(e).is_some()) => {
+                    elements.iter().enumerate().map(|(i, e)| (Some(i as u32), e)).collect()
+                }
+                _ => vec![(None, v)],
+            };
+            for (element, part) in parts {
+                let file = match element {
+                    Some(i) => dir.join(format!("{name}.{i}")),
+                    None if not_shown(part).is_some() => dir.join(name),
+                    None => dir.join(format!("{name}.json")),
+                };
+                let written = if not_shown(part).is_some() {
+                    let mut f = std::fs::File::create(&file)
+                        .map_err(|err| Failure::Other(anyhow::anyhow!("cannot create {}: {err}", file.display())))?;
+                    planner
+                        .read_output(args.id, name, element.unwrap_or(0), &mut f)
+                        .await
+                        .map_err(failure)?
+                } else {
+                    let text = format!("{part}\n");
+                    std::fs::write(&file, &text)
+                        .map_err(|err| Failure::Other(anyhow::anyhow!("cannot write {}: {err}", file.display())))?;
+                    text.len() as u64
+                };
+                outln!("{}  {written} bytes", file.display())?;
+            }
+        }
+        Ok(())
+    })
 }

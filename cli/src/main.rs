@@ -87,6 +87,9 @@ enum Command {
     Executions(executions::ExecutionsArgs),
     /// Show an execution: its status, and once it has ended its output or error.
     Describe(executions::DescribeArgs),
+    /// Read a succeeded execution's outputs, those too large or binary to show included
+    /// (each is kept on its worker until read whole once).
+    Result(executions::ResultArgs),
     /// Cancel a running execution: it ends on every worker, its calls are abandoned and its
     /// data freed.
     Cancel(executions::CancelArgs),
@@ -232,6 +235,7 @@ fn main() -> ExitCode {
         Command::Start(args) => executions::start(&args),
         Command::Executions(args) => executions::executions(&args),
         Command::Describe(args) => executions::describe(&args),
+        Command::Result(args) => executions::result(&args),
         Command::Cancel(args) => executions::cancel(&args),
         Command::Workflows(args) => workflows::workflows(&args),
         Command::Undeploy(args) => workflows::undeploy(&args),

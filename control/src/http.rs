@@ -84,6 +84,7 @@ fn api() -> OpenApiRouter<PlannerService> {
         .routes(routes!(start_execution))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
+        .routes(routes!(get_output))
         .routes(routes!(cancel_execution))
         .routes(routes!(list_workers))
 }
@@ -759,6 +760,53 @@ async fn get_execution(
     Ok(Json(execution_json(s.execution_waiting(id, wait).await?)))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct OutputQuery {
+    /// For an output that is a list (a foreach's): which element (default 0).
+    element: Option<u32>,
+}
+
+/// An output of a succeeded execution that its output shows as `{"bytes": N}` (binary, or
+/// over 64 KiB), as `application/octet-stream` with its `Content-Length`, streamed from the
+/// worker that keeps it. It is kept until it has been read whole once (then it is freed:
+/// read it again and the answer is 404), or the execution is forgotten.
+#[utoipa::path(get, path = "/v1/executions/{id}/outputs/{name}", tag = "executions",
+    params(("id" = u64, Path, description = "The execution"), ("name" = String, Path, description = "The workflow output"), OutputQuery),
+    responses((status = 200, description = "The output's bytes", content_type = "application/octet-stream"),
+        (status = 404, body = ApiError, description = "No such execution or output, or it was read whole already"),
+        (status = 400, body = ApiError, description = "The execution did not succeed, or shows the output whole")))]
+async fn get_output(
+    State(s): State<PlannerService>,
+    p: Result<Path<(u64, String)>, PathRejection>,
+    q: Result<Query<OutputQuery>, QueryRejection>,
+) -> Result<Response, Failure> {
+    use futures_util::StreamExt as _;
+    let (id, name) = path(p)?;
+    let element = query(q)?.element.unwrap_or(0);
+    let mut stream = s.read_execution_output(id, &name, element).await?;
+    // The first piece says the size: the answer has its length, and an output that cannot be
+    // read is an error of its own, not a cut body.
+    let first = match stream.next().await {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return Err(Status::unavailable(e.to_string()).into()),
+        None => {
+            return Err(Status::internal(format!("execution {id}, output `{name}`: the worker sent nothing")).into());
+        }
+    };
+    let total = first.total;
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first.data)) })
+        .chain(stream.map(|r| r.map(|c| Bytes::from(c.data)).map_err(std::io::Error::other)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, total.to_string()),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
@@ -929,6 +977,7 @@ mod tests {
                 "DELETE /v1/workflows/{name}",
                 "GET /v1/executions",
                 "GET /v1/executions/{id}",
+                "GET /v1/executions/{id}/outputs/{name}",
                 "GET /v1/workers",
                 "GET /v1/workflows",
                 "GET /v1/workflows/{name}",

@@ -61,6 +61,26 @@ fn as_worker<T>(request: &Request<T>, name: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl pb::planner_server::Planner for PlannerService {
+    type ReadExecutionOutputStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::ExecutionOutputChunk, Status>> + Send>>;
+
+    async fn read_execution_output(
+        &self,
+        request: Request<pb::ReadExecutionOutputRequest>,
+    ) -> Result<Response<Self::ReadExecutionOutputStream>, Status> {
+        use futures_util::StreamExt as _;
+        let req = request.into_inner();
+        let stream = PlannerService::read_execution_output(self, req.execution_id, &req.name, req.element).await?;
+        Ok(Response::new(Box::pin(stream.map(|r| {
+            r.map(|c| pb::ExecutionOutputChunk {
+                total_bytes: c.total,
+                offset: c.offset,
+                data: c.data,
+            })
+            .map_err(|e| Status::unavailable(e.to_string()))
+        }))))
+    }
+
     async fn register_worker(
         &self,
         request: Request<pb::RegisterWorkerRequest>,

@@ -50,6 +50,11 @@ pub struct Invoke {
     /// start, the invocation fails, naming the steps still open, and everything it runs is
     /// stopped (here and on the plan's other workers).
     pub deadline: Option<Duration>,
+    /// Keep the outputs its report does not show whole (binary, or over 64 KiB) for this
+    /// long after it ends, to be read with [`Daemon::read_output`] (`None`: freed at the end).
+    ///
+    /// [`Daemon::read_output`]: crate::daemon::Daemon::read_output
+    pub keep_outputs: Option<Duration>,
 }
 
 impl Invoke {
@@ -62,6 +67,7 @@ impl Invoke {
             input,
             id: None,
             deadline: None,
+            keep_outputs: None,
         }
     }
 
@@ -399,4 +405,25 @@ mod tests {
         answer.send("done");
         assert_eq!(waiting.wait_timeout(Duration::from_secs(5)).ok(), Some(Some("done")));
     }
+}
+
+/// Why a kept output cannot be read ([`Daemon::read_output`]).
+///
+/// [`Daemon::read_output`]: crate::daemon::Daemon::read_output
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// It is not kept here: never was (shown whole, another worker's), read whole already,
+    /// or its time ran out; the message says which names there are.
+    #[error("{0}")]
+    NotKept(String),
+    /// The offset is past its end.
+    #[error("output `{name}` has {len} bytes; offset {offset} is past its end")]
+    PastEnd { name: String, len: u64, offset: u64 },
+    /// Its bytes are in the remote tier, which it is not read from.
+    #[error("output `{name}` is in the remote tier (Redis): reading it from there is not supported")]
+    Remote { name: String },
+    /// Its bytes could not be read.
+    #[error("output `{name}`: {cause}")]
+    Unreadable { name: String, cause: String },
 }

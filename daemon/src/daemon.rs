@@ -353,6 +353,35 @@ impl Daemon {
         })
     }
 
+    /// Bytes of output `name` (element `element` of a list) that invocation `invocation`'s
+    /// report did not show whole, kept here as its entry ([`Invoke::keep_outputs`]), from
+    /// `offset`, at most `max`: (the output's size, the bytes). Reading its last bytes, when
+    /// every other kept output of the invocation has been read whole too, frees them.
+    ///
+    /// [`Invoke::keep_outputs`]: crate::api::Invoke::keep_outputs
+    pub fn read_output(
+        &self,
+        invocation: u64,
+        name: &str,
+        element: u32,
+        offset: u64,
+        max: u64,
+    ) -> Result<Result<(u64, Vec<u8>), crate::api::OutputError>, DaemonError> {
+        self.ask(|reply| Msg::ReadOutput {
+            invocation,
+            name: name.to_owned(),
+            element,
+            offset,
+            max,
+            reply,
+        })
+    }
+
+    /// Frees the outputs kept for `invocations`; how many had some.
+    pub fn release_outputs(&self, invocations: Vec<u64>) -> Result<u32, DaemonError> {
+        self.ask(|reply| Msg::ReleaseOutputs { invocations, reply })
+    }
+
     /// The plan versions installed.
     pub fn plans(&self) -> Result<Vec<InstalledPlan>, DaemonError> {
         self.ask(Msg::Plans)

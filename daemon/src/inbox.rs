@@ -51,6 +51,17 @@ pub(crate) enum Msg {
         reason: String,
         reply: Answer<bool>,
     },
+    /// Bytes of a kept output: (its size, the bytes from `offset`, at most `max`).
+    ReadOutput {
+        invocation: u64,
+        name: String,
+        element: u32,
+        offset: u64,
+        max: u64,
+        reply: Answer<Result<(u64, Vec<u8>), crate::api::OutputError>>,
+    },
+    /// Frees the outputs kept for these invocations; answers how many had some.
+    ReleaseOutputs { invocations: Vec<u64>, reply: Answer<u32> },
     /// What the daemon holds.
     Stats(Answer<Stats>),
     /// The metrics, as Prometheus text.

@@ -178,6 +178,37 @@ fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 
     tokio::task::spawn_blocking(move || span.in_scope(f))
 }
 
+/// Bytes of a kept output per `ReadOutput` message.
+const OUTPUT_CHUNK: u64 = 1 << 20;
+
+/// The piece of a kept output `req` names from `offset` (read on the daemon's loop).
+async fn read_chunk(daemon: &Arc<Daemon>, req: &pb::ReadOutputRequest, offset: u64) -> Result<pb::OutputChunk, Status> {
+    let d = daemon.clone();
+    let (invocation, name, element) = (req.invocation_id, req.name.clone(), req.element);
+    let read = in_worker(daemon, move || {
+        d.read_output(invocation, &name, element, offset, OUTPUT_CHUNK)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
+    .map_err(|_| Status::unavailable(format!("daemon `{}` has stopped", daemon.name())))?;
+    match read {
+        Ok((total, data)) => Ok(pb::OutputChunk {
+            total_bytes: total,
+            offset,
+            data,
+        }),
+        Err(e) => {
+            let message = format!("worker `{}`: {e}", daemon.name());
+            Err(match e {
+                crate::api::OutputError::NotKept(_) => Status::not_found(message),
+                crate::api::OutputError::PastEnd { .. } => Status::out_of_range(message),
+                crate::api::OutputError::Remote { .. } => Status::failed_precondition(message),
+                _ => Status::data_loss(message),
+            })
+        }
+    }
+}
+
 /// Largest gRPC message the services accept or send (plans of 100,000 functions fit).
 pub const MAX_MESSAGE: usize = 256 << 20;
 
@@ -277,6 +308,10 @@ impl pb::daemon_server::Daemon for DaemonService {
         let invoke = Invoke::new(req.workflow, req.version, input)
             .with_id(req.invocation_id)
             .with_deadline((req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)));
+        let invoke = Invoke {
+            keep_outputs: (req.keep_outputs_ms > 0).then(|| Duration::from_millis(req.keep_outputs_ms)),
+            ..invoke
+        };
         let running = self.daemon.invoke(invoke);
         let (execution, invocation) = (req.execution_id, req.invocation_id);
         let ended = if execution == 0 {
@@ -375,6 +410,41 @@ impl pb::daemon_server::Daemon for DaemonService {
         };
         let running = self.blocking(move |d| d.cancel(invocation, &req.reason)).await?;
         Ok(Response::new(pb::CancelResponse { running }))
+    }
+
+    type ReadOutputStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::OutputChunk, Status>> + Send>>;
+
+    async fn read_output(
+        &self,
+        request: Request<pb::ReadOutputRequest>,
+    ) -> Result<Response<Self::ReadOutputStream>, Status> {
+        let req = request.into_inner();
+        // The first piece now, so that an output that is not here is an error of the call.
+        let first = read_chunk(&self.daemon, &req, req.offset).await?;
+        let daemon = self.daemon.clone();
+        let stream = futures_util::stream::unfold(Some((first, daemon, req)), |state| async move {
+            let (chunk, daemon, req) = state?;
+            let end = chunk.offset + chunk.data.len() as u64;
+            let next = if end >= chunk.total_bytes || chunk.data.is_empty() {
+                None
+            } else {
+                match read_chunk(&daemon, &req, end).await {
+                    Ok(c) => Some((c, daemon, req)),
+                    Err(e) => return Some((Err(e), None)),
+                }
+            };
+            Some((Ok(chunk), next.map(|n| (n.0, n.1, n.2))))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn release_outputs(
+        &self,
+        request: Request<pb::ReleaseOutputsRequest>,
+    ) -> Result<Response<pb::ReleaseOutputsResponse>, Status> {
+        let ids = request.into_inner().invocation_ids;
+        let released = self.blocking(move |d| d.release_outputs(ids)).await?;
+        Ok(Response::new(pb::ReleaseOutputsResponse { released }))
     }
 
     async fn held_report(

@@ -81,7 +81,23 @@ pub struct StartInvocation {
     /// The execution it runs (`None`: a synchronous invoke): the daemon holds its report
     /// until the planner acknowledges it.
     pub execution: Option<u64>,
+    /// Keep the outputs the report does not show whole this long, to be read
+    /// ([`Daemon::read_output`]); `None`: freed at the end.
+    pub keep_outputs: Option<Duration>,
 }
+
+/// A piece of an output read from its daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// The output's size, bytes.
+    pub total: u64,
+    /// Where `data` starts in it.
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// The pieces of an output, in order, as they come.
+pub type OutputStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<OutputChunk, DaemonError>> + Send>>;
 
 /// How an entry daemon answered an invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +233,50 @@ impl Daemon {
         Ok(r.found.then_some((r.invocation_id, r.report_json)))
     }
 
+    /// Reads output `name` (element `element`) of invocation `invocation`, which this daemon
+    /// keeps as its entry: its pieces as the daemon sends them (each call waits at most `limit`
+    /// to begin; the pieces come as fast as the reader takes them).
+    pub async fn read_output(
+        &self,
+        invocation: u64,
+        name: &str,
+        element: u32,
+        limit: Duration,
+    ) -> Result<OutputStream, DaemonError> {
+        use futures_util::StreamExt as _;
+        let req = pb::ReadOutputRequest {
+            invocation_id: invocation,
+            name: name.to_owned(),
+            element,
+            offset: 0,
+        };
+        let mut client = self.client.clone();
+        let stream = self.within(limit, client.read_output(req)).await?;
+        let me = self.clone();
+        Ok(Box::pin(stream.map(move |r| {
+            r.map(|c| OutputChunk {
+                total: c.total_bytes,
+                offset: c.offset,
+                data: c.data,
+            })
+            .map_err(|s| me.error(&s))
+        })))
+    }
+
+    /// Frees the outputs this daemon keeps for `invocations`; how many had some.
+    pub async fn release_outputs(&self, invocations: Vec<u64>, limit: Duration) -> Result<u32, DaemonError> {
+        let mut client = self.client.clone();
+        let r = self
+            .within(
+                limit,
+                client.release_outputs(pb::ReleaseOutputsRequest {
+                    invocation_ids: invocations,
+                }),
+            )
+            .await?;
+        Ok(r.released)
+    }
+
     /// Cancels the invocation of execution `execution` that runs on this daemon as its entry
     /// (a planner started again knows the execution, not its invocation); whether it ran.
     pub async fn cancel_execution(&self, execution: u64, reason: &str, limit: Duration) -> Result<bool, DaemonError> {
@@ -238,6 +298,9 @@ impl Daemon {
             input_json: inv.input_json.clone(),
             deadline_ms: u64::try_from(inv.deadline.as_millis()).unwrap_or(u64::MAX),
             execution_id: inv.execution.unwrap_or(0),
+            keep_outputs_ms: inv
+                .keep_outputs
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
         };
         let mut client = self.client.clone();
         let answer = self.within(limit, client.invoke(req)).await?;

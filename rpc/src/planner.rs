@@ -479,6 +479,44 @@ impl Planner {
         execution_from_proto(r).map_err(PlannerError::InvalidAnswer)
     }
 
+    /// Output `name` (element `element` of a list) of execution `id`, which its output shows
+    /// as `{"bytes": N}`: written to `out` as its pieces come; returns its size.
+    pub async fn read_output(
+        &mut self,
+        id: u64,
+        name: &str,
+        element: u32,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, PlannerError> {
+        let mut stream = self
+            .client
+            .read_execution_output(pb::ReadExecutionOutputRequest {
+                execution_id: id,
+                name: name.to_owned(),
+                element,
+            })
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        let (mut total, mut got) = (None, 0u64);
+        while let Some(chunk) = stream.message().await.map_err(|s| PlannerError::from_status(&s))? {
+            total.get_or_insert(chunk.total_bytes);
+            out.write_all(&chunk.data).map_err(|e| PlannerError::Failed {
+                code: Code::Internal,
+                message: format!("cannot write output `{name}`: {e}"),
+            })?;
+            got += chunk.data.len() as u64;
+        }
+        let total = total.unwrap_or(0);
+        if got != total {
+            return Err(PlannerError::Failed {
+                code: Code::DataLoss,
+                message: format!("output `{name}` of execution {id} was cut off: {got} of {total} bytes came"),
+            });
+        }
+        Ok(total)
+    }
+
     /// Executions, newest first (without outputs and reports): `workflow`'s (`None`: every
     /// one's), in `status` (`None`: any), at most `limit` (0: 100), older than `before_id`;
     /// and whether more match.

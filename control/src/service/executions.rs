@@ -95,6 +95,9 @@ pub(crate) enum RunsOn {
     Central,
 }
 
+/// Time limit of telling a worker to free kept outputs, and of the first piece of an output.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Longest wait of `GetExecution` for an execution to end.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -264,9 +267,19 @@ impl PlannerService {
         let record = {
             let mut state = self.state();
             let ex = &mut state.executions;
-            let cancelled = match ex.running.remove(&id) {
-                Some(r) => r.cancelled,
-                None => ex.orphans.remove(&id).and_then(|o| o.cancel).map(|(why, _)| why),
+            // Its entry worker keeps the outputs the report does not show whole.
+            let (cancelled, entry) = match ex.running.remove(&id) {
+                Some(r) => {
+                    let entry = match r.invocation {
+                        Some((_, RunsOn::Workers(w))) => w.first().map(|(name, _)| name.clone()),
+                        _ => None,
+                    };
+                    (r.cancelled, entry)
+                }
+                None => match ex.orphans.remove(&id) {
+                    Some(o) => (o.cancel.map(|(why, _)| why), o.entry),
+                    None => (None, None),
+                },
             };
             let Some(e) = ex.map.get_mut(&id) else {
                 return;
@@ -283,6 +296,7 @@ impl PlannerService {
                         (Ending::DeadlineExceeded, None) => ExecutionStatus::DeadlineExceeded,
                     });
                     e.invocation_id = a.invocation_id;
+                    e.entry_worker = entry.unwrap_or_default();
                     e.output_json = a.output_json;
                     e.error = a.error;
                     e.report_json = a.report_json;
@@ -636,6 +650,7 @@ impl PlannerService {
         let config = &self.inner.config;
         let now = unix_ms();
         let max_age = u64::try_from(config.keep_executions_for.as_millis()).unwrap_or(u64::MAX);
+        let mut outputs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let gone: Vec<(u64, String)> = {
             let mut state = self.state();
             let ended: Vec<u64> = state
@@ -654,6 +669,11 @@ impl PlannerService {
                 }
             }
             for (id, key) in &gone {
+                if let Some(e) = state.executions.map.get(id)
+                    && !e.entry_worker.is_empty()
+                {
+                    outputs.entry(e.entry_worker.clone()).or_default().push(e.invocation_id);
+                }
                 state.executions.map.remove(id);
                 state.executions.unpersisted.remove(id);
                 if !key.is_empty() {
@@ -663,6 +683,73 @@ impl PlannerService {
             gone
         };
         self.forget_executions(gone.into_iter().map(|(id, _)| id).collect());
+        self.release_outputs(outputs);
+    }
+
+    /// Tells each worker of `outputs` to free the outputs it keeps for those invocations (in
+    /// the background: one that does not answer frees them when their time is up).
+    fn release_outputs(&self, outputs: BTreeMap<String, Vec<u64>>) {
+        for (worker, invocations) in outputs {
+            let Some(daemon) = self.state().clients.get(&worker).cloned() else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if let Err(e) = daemon.release_outputs(invocations, RELEASE_TIMEOUT).await {
+                    tracing::debug!(worker = %worker, cause = %e, "could not free kept outputs; they go when their time is up");
+                }
+            });
+        }
+    }
+
+    /// Output `name` (element `element` of a list) of execution `id`, from the worker that
+    /// keeps it: the pieces as they come.
+    pub(crate) async fn read_execution_output(
+        &self,
+        id: u64,
+        name: &str,
+        element: u32,
+    ) -> Result<faasflow_rpc::daemon::OutputStream, Status> {
+        let (e, daemon) = {
+            let state = self.state();
+            let Some(e) = state.executions.map.get(&id).cloned() else {
+                return Err(Status::not_found(format!(
+                    "execution {id} is not known (never started, or forgotten past its retention)"
+                )));
+            };
+            let daemon = state.clients.get(&e.entry_worker).cloned();
+            (e, daemon)
+        };
+        if e.status != Some(ExecutionStatus::Succeeded) {
+            return Err(Status::failed_precondition(format!(
+                "execution {id} has no outputs: it is {}",
+                e.status.map_or("unknown", |s| s.as_str())
+            )));
+        }
+        let shown: serde_json::Value = serde_json::from_slice(&e.output_json).unwrap_or_default();
+        if shown.get(name).is_none() {
+            let names: Vec<&str> = shown
+                .as_object()
+                .map_or(Vec::new(), |o| o.keys().map(String::as_str).collect());
+            return Err(Status::not_found(format!(
+                "execution {id} has no output `{name}` (its outputs: {})",
+                names.join(", ")
+            )));
+        }
+        let Some(daemon) = daemon else {
+            return Err(Status::failed_precondition(format!(
+                "execution {id}'s output `{name}` is shown whole in its output (GetExecution); only outputs shown as \
+                 {{\"bytes\": N}} are kept to be read"
+            )));
+        };
+        daemon
+            .read_output(e.invocation_id, name, element, RELEASE_TIMEOUT)
+            .await
+            .map_err(|err| match err {
+                faasflow_rpc::daemon::DaemonError::Refused { message, .. } => {
+                    Status::not_found(format!("execution {id}, output `{name}`: {message}"))
+                }
+                other => Status::unavailable(format!("execution {id}, output `{name}`: {other}")),
+            })
     }
 }
 

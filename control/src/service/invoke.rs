@@ -343,6 +343,9 @@ impl PlannerService {
             input_json: req.input_json,
             deadline,
             execution: req.execution,
+            // An execution's outputs that its report does not show whole stay on the entry
+            // daemon, to be read, for as long as the execution is kept.
+            keep_outputs: req.execution.map(|_| self.inner.config.keep_executions_for),
         };
         self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
         // The entry daemon ends the invocation at its deadline and answers with the report;

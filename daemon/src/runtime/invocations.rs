@@ -67,6 +67,8 @@ pub(crate) struct InvState {
     pub(crate) running: HashMap<(u32, Option<u32>), u64>,
     /// Objects produced by this invocation and still held.
     pub(crate) objects: HashSet<u64>,
+    /// Keep the outputs the report does not show whole this long after the end (the entry).
+    pub(crate) keep_outputs: Option<std::time::Duration>,
 }
 
 impl InvState {
@@ -96,6 +98,7 @@ impl InvState {
             spills: 0,
             running: HashMap::new(),
             objects: HashSet::new(),
+            keep_outputs: None,
         }
     }
 

@@ -139,6 +139,9 @@ pub(crate) struct Gauges<'a> {
     pub(crate) arena_trims: u64,
     pub(crate) invocations: usize,
     pub(crate) instances: usize,
+    /// Bytes of outputs kept past their invocation's end, and for how many invocations.
+    pub(crate) kept_bytes: u64,
+    pub(crate) kept_invocations: usize,
     /// Installed versions per workflow.
     pub(crate) versions: BTreeMap<&'a str, u64>,
     /// Per live pool: pack, domain, runtime (`process`, `container`), instances, queued calls.
@@ -260,6 +263,18 @@ fn counters(e: &mut Exposition, g: &Gauges<'_>) {
 
 fn arena(e: &mut Exposition, g: &Gauges<'_>) {
     e.gauge(
+        "faasflow_kept_output_bytes",
+        "Bytes of executions' outputs kept to be read (until read whole once, or their time is up)",
+        &[],
+        g.kept_bytes,
+    );
+    e.gauge(
+        "faasflow_kept_output_invocations",
+        "Invocations whose outputs are kept to be read",
+        &[],
+        g.kept_invocations as u64,
+    );
+    e.gauge(
         "faasflow_arena_used_bytes",
         "Arena bytes held by objects and reservations",
         &[],
@@ -327,6 +342,8 @@ mod tests {
             arena_trims: 0,
             invocations: 1,
             instances: 2,
+            kept_bytes: 7,
+            kept_invocations: 1,
             versions: BTreeMap::from([("wf", 2)]),
             pools: vec![("synthetic", "wf@1/group-0", "process", 1, 4)],
             quotas: vec![("wf", 1, 64, 10)],

@@ -29,6 +29,7 @@ mod execute;
 mod install;
 mod invocations;
 mod io;
+mod kept;
 mod metrics;
 mod objects;
 mod peers;
@@ -48,7 +49,7 @@ use faasflow_shm::frame::Frame;
 use self::calls::{Calls, Cx};
 use self::execute::Central;
 use self::install::{InstallCx, Installs, NewVersion};
-use self::invocations::{Ending, Invocations, Outcome, Reply, object_ids};
+use self::invocations::{Ending, Invocations, Outcome, Reply, object_ids, refs};
 use self::io::{Io, Part};
 use self::metrics::{Gauges, Measure, Metrics};
 use self::objects::{Objects, Spilled};
@@ -105,6 +106,8 @@ pub(crate) struct Runtime {
     peers: Peers,
     central: Central,
     docker: Arc<DockerLink>,
+    /// Outputs kept past their invocation's end, to be read.
+    kept: kept::Kept,
     stop: bool,
 }
 
@@ -143,6 +146,7 @@ impl Runtime {
             peers: Peers::new(drivers.net),
             central: Central::default(),
             docker: drivers.docker,
+            kept: kept::Kept::default(),
             stop: false,
         }
     }
@@ -253,6 +257,10 @@ impl Runtime {
         self.calls.stop_overdue(now, &mut self.pools);
         let (mut cx, rest) = self.parts(now);
         rest.peers.sweep(rest.calls, &mut cx);
+        let expired = self.kept.expired(now);
+        if !expired.is_empty() {
+            self.let_go(&expired, now);
+        }
     }
 
     fn shutdown(&mut self) {
@@ -350,6 +358,34 @@ impl Runtime {
                     self.calls.stop_cancelled(invocation, &mut self.pools);
                 }
                 reply.send(running);
+            }
+            Msg::ReadOutput {
+                invocation,
+                name,
+                element,
+                offset,
+                max,
+                reply,
+            } => {
+                let read = (self.kept).read(
+                    (&self.objects, &self.arena),
+                    invocation,
+                    (&name, element),
+                    (offset, max),
+                );
+                reply.send(read.map(|(bytes, go)| {
+                    if let Some(ids) = go {
+                        self.let_go(&ids, now);
+                    }
+                    bytes
+                }));
+            }
+            Msg::ReleaseOutputs { invocations, reply } => {
+                let released: Vec<Vec<u64>> = invocations.iter().filter_map(|i| self.kept.release(*i)).collect();
+                for ids in &released {
+                    self.let_go(ids, now);
+                }
+                reply.send(released.len() as u32);
             }
             Msg::Stats(reply) => reply.send(self.stats()),
             Msg::Metrics(reply) => reply.send(self.metrics_text()),
@@ -659,6 +695,7 @@ impl Runtime {
                 self.invocations.len()
             ))));
         }
+        let keep_outputs = invoke.keep_outputs;
         let key = (invoke.workflow, invoke.version);
         let installed = self.installs.get(&key);
         let me = installed.map_or(0, |i| i.placement.me);
@@ -672,6 +709,9 @@ impl Runtime {
                 reply.send(Err(DaemonError::Invoke(e.to_string())));
             }
             return;
+        }
+        if let Some(inv) = cx.invocations.get_mut(id) {
+            inv.keep_outputs = keep_outputs;
         }
         // The entry enforces the deadline; the others learn of its end with `Failed`.
         if let Some(limit) = invoke.deadline.or(declared) {
@@ -764,6 +804,15 @@ impl Runtime {
             Ok(values) => values.iter().flat_map(|(_, v)| object_ids(v)).collect(),
             Err(_) => Vec::new(),
         };
+        // Each output's objects, (object, bytes), for keeping those the report shows not whole.
+        let outputs: Vec<(String, Vec<(u64, u64)>)> = match &result {
+            Ok(values) => values
+                .iter()
+                .map(|(name, v)| (name.clone(), refs(v).iter().map(|r| (r.id, r.len)).collect()))
+                .filter(|(_, objs): &(String, Vec<(u64, u64)>)| !objs.is_empty())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         let (cx, rest) = self.parts(now);
         let arriving = !rest.peers.ending(invocation, &result, &cx);
         if arriving || self.show_results(invocation, &result) {
@@ -813,8 +862,15 @@ impl Runtime {
             arena: &self.arena,
             e2e_us,
         });
+        let kept = match inv.keep_outputs {
+            Some(keep) if report.status == "ok" => {
+                (self.kept).keep_unshown(&mut self.objects, invocation, &report.output, outputs, now + keep)
+            }
+            _ => Vec::new(),
+        };
         reply.send(Ok(report));
-        self.let_go(&results, now);
+        let go: Vec<u64> = results.into_iter().filter(|id| !kept.contains(id)).collect();
+        self.let_go(&go, now);
         self.remove_if_dropped(&inv.wf, now);
     }
 
@@ -921,6 +977,8 @@ impl Runtime {
             arena_trims: self.arena.trims(),
             invocations: self.invocations.len(),
             instances: self.pools.live(),
+            kept_bytes: self.kept.bytes(),
+            kept_invocations: self.kept.len(),
             versions,
             pools,
             quotas,

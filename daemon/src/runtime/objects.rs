@@ -605,7 +605,8 @@ impl Objects {
     ) -> Vec<u64> {
         self.map
             .iter()
-            .filter(|(_, o)| !running(o.invocation) && now.saturating_duration_since(o.born) >= ttl)
+            // Held: a result its entry keeps (`kept.rs`), or one its report waits on.
+            .filter(|(_, o)| !o.held && !running(o.invocation) && now.saturating_duration_since(o.born) >= ttl)
             .map(|(id, _)| *id)
             .collect()
     }

@@ -223,6 +223,9 @@ pub struct ExecutionRecord {
     pub idempotency_key: String,
     /// SHA-256 of the request that started it.
     pub request_digest: Vec<u8>,
+    /// The worker that ran its invocation's entry, which keeps the outputs its report does
+    /// not show whole (empty: none, or the planner's central engine).
+    pub entry_worker: String,
 }
 
 /// SHA-256 of a start request: what a start under the same idempotency key must repeat.
@@ -303,6 +306,7 @@ pub fn execution_from_proto(p: pb::Execution) -> Result<ExecutionRecord, Convert
         report_json: p.report_json,
         idempotency_key: p.idempotency_key,
         request_digest: Vec::new(),
+        entry_worker: String::new(),
     })
 }
 
@@ -311,6 +315,7 @@ pub fn encode_execution(e: &ExecutionRecord) -> Vec<u8> {
     pb::StoredExecution {
         execution: Some(execution_to_proto(e, true)),
         request_digest: e.request_digest.clone(),
+        entry_worker: e.entry_worker.clone(),
     }
     .encode_to_vec()
 }
@@ -320,6 +325,7 @@ pub fn decode_execution(bytes: &[u8]) -> Result<ExecutionRecord, ConvertError> {
     let p = pb::StoredExecution::decode(bytes).map_err(undecodable)?;
     let mut e = execution_from_proto(p.execution.ok_or_else(|| missing("execution"))?)?;
     e.request_digest = p.request_digest;
+    e.entry_worker = p.entry_worker;
     Ok(e)
 }
 
@@ -408,6 +414,7 @@ mod tests {
             report_json: b"{}".to_vec(),
             idempotency_key: "k".into(),
             request_digest: request_digest("wc", Some(3), b"{}", 0),
+            entry_worker: "worker-1".into(),
         };
         assert_eq!(decode_execution(&encode_execution(&e)).unwrap(), e);
         let brief = execution_from_proto(execution_to_proto(&e, false)).unwrap();
