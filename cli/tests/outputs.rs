@@ -144,3 +144,60 @@ fn an_output_of_any_size_is_read_whole_once_then_freed_and_a_cut_download_frees_
         text(&o.stderr)
     );
 }
+
+const BLOB: &str = "name: blob
+functions:
+  blob:
+    runtime: 0ms
+    memory: 64MiB
+    outputs:
+      out: {type: bytes, size: 48MiB}
+steps:
+  - task: blob
+output:
+  out: blob.out
+";
+
+/// Keys in the cluster's Redis.
+fn redis_keys(c: &Cluster) -> u64 {
+    let url = c.record["redis"]["url"].as_str().expect("the cluster has Redis");
+    let mut s = std::net::TcpStream::connect(url.trim_start_matches("redis://")).expect("Redis");
+    s.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").expect("DBSIZE");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("answer");
+    std::str::from_utf8(&buf[..n])
+        .expect("text")
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn an_output_over_its_quota_is_read_from_the_remote_tier_and_freed_there() {
+    // 64 MiB of memory, half of it declared used and a 16 MiB margin: a quota of 16 MiB, so
+    // the 48 MiB output goes to the remote tier.
+    let c = Cluster::up("outputs-remote", 1, &["--heartbeat-ms", "200"]);
+    let wf = c.write("blob.yaml", BLOB);
+    c.deploy(&wf);
+    let o = c.run(&["start", "blob"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = text(&o.stdout).trim().to_owned();
+    let o = c.run(&["describe", &id, "--wait", "60", "--json"]);
+    let e: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["output"]["out"], serde_json::json!({"bytes": 48 << 20}), "{e}");
+    assert!(redis_keys(&c) >= 1, "the output is not in the remote tier");
+    let o = c.run(&["result", &id, "--output", "out"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(o.stdout.len(), 48 << 20);
+    // The synthetic body's bytes: byte i is i mod 251.
+    let wrong = o.stdout.iter().enumerate().position(|(i, b)| *b != (i % 251) as u8);
+    assert_eq!(wrong, None, "a byte differs from what the function wrote");
+    assert_eq!(kept(&c, 0.0), 0.0);
+    let end = Instant::now() + Duration::from_secs(10);
+    while redis_keys(&c) > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis_keys(&c), 0, "read whole, it is deleted from the remote tier");
+}

@@ -407,6 +407,21 @@ mod tests {
     }
 }
 
+/// A piece of a kept output ([`Daemon::read_output`]).
+///
+/// [`Daemon::read_output`]: crate::daemon::Daemon::read_output
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputPiece {
+    /// Its bytes from the offset asked for.
+    Bytes { total: u64, bytes: Vec<u8> },
+    /// It is in the remote tier under `key`: bytes `offset..end` of it are the piece.
+    Remote {
+        total: u64,
+        key: faasflow_remote::ObjectKey,
+        end: u64,
+    },
+}
+
 /// Why a kept output cannot be read ([`Daemon::read_output`]).
 ///
 /// [`Daemon::read_output`]: crate::daemon::Daemon::read_output
@@ -420,9 +435,6 @@ pub enum OutputError {
     /// The offset is past its end.
     #[error("output `{name}` has {len} bytes; offset {offset} is past its end")]
     PastEnd { name: String, len: u64, offset: u64 },
-    /// Its bytes are in the remote tier, which it is not read from.
-    #[error("output `{name}` is in the remote tier (Redis): reading it from there is not supported")]
-    Remote { name: String },
     /// Its bytes could not be read.
     #[error("output `{name}`: {cause}")]
     Unreadable { name: String, cause: String },

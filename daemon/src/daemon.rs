@@ -61,6 +61,8 @@ pub struct Daemon {
     name: String,
     peer_addr: Option<SocketAddr>,
     spill_path: PathBuf,
+    /// The remote tier's URL, if it has one.
+    redis: Option<String>,
     /// `worker{name}`: every thread and task of the daemon logs inside it.
     span: tracing::Span,
 }
@@ -114,6 +116,7 @@ impl Daemon {
         let loop_inbox = inbox.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
         let name = config.name.clone();
+        let redis = config.redis.clone();
         let drivers = Drivers {
             spawner,
             net,
@@ -137,6 +140,7 @@ impl Daemon {
             name,
             peer_addr,
             spill_path,
+            redis,
             span,
         })
     }
@@ -145,6 +149,11 @@ impl Daemon {
     /// daemon stops).
     pub fn spill_dir(&self) -> &Path {
         &self.spill_path
+    }
+
+    /// The remote tier's URL, if the daemon has one.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis.as_deref()
     }
 
     /// This worker's name.
@@ -355,8 +364,8 @@ impl Daemon {
 
     /// Bytes of output `name` (element `element` of a list) that invocation `invocation`'s
     /// report did not show whole, kept here as its entry ([`Invoke::keep_outputs`]), from
-    /// `offset`, at most `max`: (the output's size, the bytes). Reading its last bytes, when
-    /// every other kept output of the invocation has been read whole too, frees them.
+    /// `offset`, at most `max`: the bytes, or where to read them in the remote tier. Reading
+    /// it whole is said with [`Daemon::output_read`].
     ///
     /// [`Invoke::keep_outputs`]: crate::api::Invoke::keep_outputs
     pub fn read_output(
@@ -366,13 +375,24 @@ impl Daemon {
         element: u32,
         offset: u64,
         max: u64,
-    ) -> Result<Result<(u64, Vec<u8>), crate::api::OutputError>, DaemonError> {
+    ) -> Result<Result<crate::api::OutputPiece, crate::api::OutputError>, DaemonError> {
         self.ask(|reply| Msg::ReadOutput {
             invocation,
             name: name.to_owned(),
             element,
             offset,
             max,
+            reply,
+        })
+    }
+
+    /// Element `element` of kept output `name` of `invocation` was read whole (its last piece
+    /// is out): when every kept output of the invocation has been, they are freed.
+    pub fn output_read(&self, invocation: u64, name: &str, element: u32) -> Result<(), DaemonError> {
+        self.ask(|reply| Msg::OutputRead {
+            invocation,
+            name: name.to_owned(),
+            element,
             reply,
         })
     }

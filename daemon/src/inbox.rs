@@ -58,7 +58,14 @@ pub(crate) enum Msg {
         element: u32,
         offset: u64,
         max: u64,
-        reply: Answer<Result<(u64, Vec<u8>), crate::api::OutputError>>,
+        reply: Answer<Result<crate::api::OutputPiece, crate::api::OutputError>>,
+    },
+    /// A kept output's element was read whole.
+    OutputRead {
+        invocation: u64,
+        name: String,
+        element: u32,
+        reply: Answer<()>,
     },
     /// Frees the outputs kept for these invocations; answers how many had some.
     ReleaseOutputs { invocations: Vec<u64>, reply: Answer<u32> },

@@ -181,31 +181,85 @@ fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 
 /// Bytes of a kept output per `ReadOutput` message.
 const OUTPUT_CHUNK: u64 = 1 << 20;
 
-/// The piece of a kept output `req` names from `offset` (read on the daemon's loop).
-async fn read_chunk(daemon: &Arc<Daemon>, req: &pb::ReadOutputRequest, offset: u64) -> Result<pb::OutputChunk, Status> {
-    let d = daemon.clone();
-    let (invocation, name, element) = (req.invocation_id, req.name.clone(), req.element);
-    let read = in_worker(daemon, move || {
-        d.read_output(invocation, &name, element, offset, OUTPUT_CHUNK)
-    })
-    .await
-    .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
-    .map_err(|_| Status::unavailable(format!("daemon `{}` has stopped", daemon.name())))?;
-    match read {
-        Ok((total, data)) => Ok(pb::OutputChunk {
-            total_bytes: total,
-            offset,
-            data,
-        }),
-        Err(e) => {
-            let message = format!("worker `{}`: {e}", daemon.name());
-            Err(match e {
-                crate::api::OutputError::NotKept(_) => Status::not_found(message),
-                crate::api::OutputError::PastEnd { .. } => Status::out_of_range(message),
-                crate::api::OutputError::Remote { .. } => Status::failed_precondition(message),
-                _ => Status::data_loss(message),
-            })
+/// Reads the pieces of the kept output a `ReadOutput` request names: from the daemon's loop
+/// (arena, spill file), or from the remote tier where the loop says it is.
+struct OutputReader {
+    daemon: Arc<Daemon>,
+    req: pb::ReadOutputRequest,
+    /// Connected at the first piece in the remote tier.
+    remote: Option<faasflow_remote::RemoteStore>,
+}
+
+impl OutputReader {
+    /// The piece from `offset`.
+    async fn piece(&mut self, offset: u64) -> Result<pb::OutputChunk, Status> {
+        let d = self.daemon.clone();
+        let (invocation, name, element) = (self.req.invocation_id, self.req.name.clone(), self.req.element);
+        let read = in_worker(&self.daemon, move || {
+            d.read_output(invocation, &name, element, offset, OUTPUT_CHUNK)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
+        .map_err(|_| self.stopped())?;
+        let worker = self.daemon.name().to_owned();
+        let data_loss =
+            |what: String| Status::data_loss(format!("worker `{worker}`: output `{}`: {what}", self.req.name));
+        match read {
+            Ok(crate::api::OutputPiece::Bytes { total, bytes }) => Ok(pb::OutputChunk {
+                total_bytes: total,
+                offset,
+                data: bytes,
+            }),
+            Ok(crate::api::OutputPiece::Remote { total, key, end }) => {
+                if self.remote.is_none() {
+                    let url = self
+                        .daemon
+                        .redis_url()
+                        .ok_or_else(|| data_loss("it is in the remote tier, and this worker has no --redis".into()))?;
+                    let store = faasflow_remote::RemoteStore::connect(url, PLANNER_CALL_TIMEOUT)
+                        .await
+                        .map_err(|e| data_loss(format!("the remote tier: {e}")))?;
+                    self.remote = Some(store);
+                }
+                let store = self.remote.as_ref().ok_or_else(|| data_loss("no remote tier".into()))?;
+                let data = store
+                    .get_range(&key, offset, end)
+                    .await
+                    .map_err(|e| data_loss(format!("the remote tier: {e}")))?
+                    .ok_or_else(|| data_loss(format!("{key} is no longer in the remote tier")))?;
+                if data.len() as u64 != end - offset {
+                    return Err(data_loss(format!(
+                        "the remote tier holds {} bytes at {offset}, not {}",
+                        data.len(),
+                        end - offset
+                    )));
+                }
+                Ok(pb::OutputChunk {
+                    total_bytes: total,
+                    offset,
+                    data,
+                })
+            }
+            Err(e) => {
+                let message = format!("worker `{worker}`: {e}");
+                Err(match e {
+                    crate::api::OutputError::NotKept(_) => Status::not_found(message),
+                    crate::api::OutputError::PastEnd { .. } => Status::out_of_range(message),
+                    _ => Status::data_loss(message),
+                })
+            }
         }
+    }
+
+    /// The output was read whole: the daemon may free it.
+    async fn done(&self) {
+        let d = self.daemon.clone();
+        let (invocation, name, element) = (self.req.invocation_id, self.req.name.clone(), self.req.element);
+        let _ = in_worker(&self.daemon, move || d.output_read(invocation, &name, element)).await;
+    }
+
+    fn stopped(&self) -> Status {
+        Status::unavailable(format!("daemon `{}` has stopped", self.daemon.name()))
     }
 }
 
@@ -419,21 +473,33 @@ impl pb::daemon_server::Daemon for DaemonService {
         request: Request<pb::ReadOutputRequest>,
     ) -> Result<Response<Self::ReadOutputStream>, Status> {
         let req = request.into_inner();
+        let offset = req.offset;
+        let mut reader = OutputReader {
+            daemon: self.daemon.clone(),
+            req,
+            remote: None,
+        };
         // The first piece now, so that an output that is not here is an error of the call.
-        let first = read_chunk(&self.daemon, &req, req.offset).await?;
-        let daemon = self.daemon.clone();
-        let stream = futures_util::stream::unfold(Some((first, daemon, req)), |state| async move {
-            let (chunk, daemon, req) = state?;
+        let first = reader.piece(offset).await?;
+        // Each piece is read when the one before has been taken; after the last, the daemon
+        // is told it was read whole (a reader gone before then lets nothing go).
+        let stream = futures_util::stream::unfold(Some((Some(Ok(first)), reader)), |state| async move {
+            let (next, mut reader) = state?;
+            let chunk = match next {
+                None => {
+                    reader.done().await;
+                    return None;
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                Some(Ok(chunk)) => chunk,
+            };
             let end = chunk.offset + chunk.data.len() as u64;
-            let next = if end >= chunk.total_bytes || chunk.data.is_empty() {
+            let after = if end >= chunk.total_bytes || chunk.data.is_empty() {
                 None
             } else {
-                match read_chunk(&daemon, &req, end).await {
-                    Ok(c) => Some((c, daemon, req)),
-                    Err(e) => return Some((Err(e), None)),
-                }
+                Some(reader.piece(end).await)
             };
-            Some((Ok(chunk), next.map(|n| (n.0, n.1, n.2))))
+            Some((Ok(chunk), Some((after, reader))))
         });
         Ok(Response::new(Box::pin(stream)))
     }

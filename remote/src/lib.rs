@@ -281,6 +281,32 @@ impl RemoteStore {
         .await
     }
 
+    /// Bytes `start..end` of the object under `key` (fewer past its end; `None` when there is
+    /// no object).
+    pub async fn get_range(&self, key: &ObjectKey, start: u64, end: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        let rkey = key.redis_key();
+        if end <= start {
+            return Ok(Some(Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS")
+            .arg(&rkey)
+            .cmd("GETRANGE")
+            .arg(&rkey)
+            .arg(start)
+            .arg(end - 1);
+        let mut conn = self.conn.clone();
+        let (exists, bytes): (bool, Vec<u8>) = self
+            .bounded_for(
+                self.timeout * DATA_TIMEOUT_FACTOR,
+                "GETRANGE",
+                &rkey,
+                pipe.query_async(&mut conn),
+            )
+            .await?;
+        Ok(exists.then_some(bytes))
+    }
+
     /// Deletes one object (and its entry in its invocation's index). Deleting an object that
     /// is not there succeeds.
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), RemoteError> {

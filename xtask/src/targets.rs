@@ -418,8 +418,9 @@ fn download(figures: &Value) -> Row {
             measured: format!("{:.0}%", share * 100.0),
             met: Some(share >= 0.5),
             cause: (share < 0.5).then(|| {
-                "the bytes cross two TLS connections (worker to planner over gRPC, planner to client), each encrypted \
-                 and decrypted on the same 2 cores, where the reference is one unencrypted copy"
+                "an output over its workflow's quota is kept in the remote tier and read back in 1 MiB pieces, then \
+                 crosses two TLS connections (worker to planner over gRPC, planner to client), each encrypted and \
+                 decrypted on the same 2 cores, where the reference is one unencrypted copy"
                     .to_owned()
             }),
         },

@@ -10,11 +10,8 @@ use std::time::Instant;
 use faasflow_core::engine::InvocationId;
 
 use super::objects::{Objects, Place};
-use crate::api::OutputError;
+use crate::api::{OutputError, OutputPiece};
 use crate::store::arena::Arena;
-
-/// A piece of an output: (the output's size, the bytes).
-pub(crate) type Piece = (u64, Vec<u8>);
 
 /// One kept output: its objects (one, or a foreach's elements), each (object, bytes).
 type Elements = Vec<(u64, u64)>;
@@ -172,15 +169,14 @@ impl Kept {
     }
 
     /// Bytes of kept output `name` (element `element`) of `invocation` from `offset`, at most
-    /// `max`: (its size, the bytes), and the objects to let go when these were the last bytes
-    /// unread of the invocation's kept outputs.
+    /// `max` (or where they are in the remote tier).
     pub(crate) fn read(
-        &mut self,
+        &self,
         (objects, arena): (&Objects, &Arena),
         invocation: InvocationId,
         (name, element): (&str, u32),
         (offset, max): (u64, u64),
-    ) -> Result<(Piece, Option<Vec<u64>>), OutputError> {
+    ) -> Result<OutputPiece, OutputError> {
         let (id, len) = self
             .object(invocation, name, element)
             .map_err(|e| OutputError::NotKept(e.to_string()))?;
@@ -207,18 +203,19 @@ impl Kept {
                     .map_err(|e| unreadable(format!("its spill file {}: {e}", path.display())))?;
                 true
             }
-            Some(Place::Remote { .. }) => return Err(OutputError::Remote { name: name.to_owned() }),
+            Some(Place::Remote { key, .. }) => {
+                return Ok(OutputPiece::Remote {
+                    total: len,
+                    key: key.clone(),
+                    end,
+                });
+            }
             Some(Place::Pending) | None => false,
         };
         if !read {
             return Err(unreadable("its bytes are not on this worker".into()));
         }
-        let go = if end == len {
-            self.read_whole(invocation, name, element)
-        } else {
-            None
-        };
-        Ok(((len, buf), go))
+        Ok(OutputPiece::Bytes { total: len, bytes: buf })
     }
 }
 

@@ -366,19 +366,22 @@ impl Runtime {
                 offset,
                 max,
                 reply,
+            } => reply.send(self.kept.read(
+                (&self.objects, &self.arena),
+                invocation,
+                (&name, element),
+                (offset, max),
+            )),
+            Msg::OutputRead {
+                invocation,
+                name,
+                element,
+                reply,
             } => {
-                let read = (self.kept).read(
-                    (&self.objects, &self.arena),
-                    invocation,
-                    (&name, element),
-                    (offset, max),
-                );
-                reply.send(read.map(|(bytes, go)| {
-                    if let Some(ids) = go {
-                        self.let_go(&ids, now);
-                    }
-                    bytes
-                }));
+                if let Some(ids) = self.kept.read_whole(invocation, &name, element) {
+                    self.let_go(&ids, now);
+                }
+                reply.send(());
             }
             Msg::ReleaseOutputs { invocations, reply } => {
                 let released: Vec<Vec<u64>> = invocations.iter().filter_map(|i| self.kept.release(*i)).collect();
