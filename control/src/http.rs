@@ -775,7 +775,8 @@ struct OutputQuery {
     params(("id" = u64, Path, description = "The execution"), ("name" = String, Path, description = "The workflow output"), OutputQuery),
     responses((status = 200, description = "The output's bytes", content_type = "application/octet-stream"),
         (status = 404, body = ApiError, description = "No such execution or output, or it was read whole already"),
-        (status = 400, body = ApiError, description = "The execution did not succeed, or shows the output whole")))]
+        (status = 400, body = ApiError, description = "The execution did not succeed, shows the output whole, or ran on MasterSP"),
+        (status = 503, body = ApiError, description = "The worker that keeps it cannot be reached")))]
 async fn get_output(
     State(s): State<PlannerService>,
     p: Result<Path<(u64, String)>, PathRejection>,
@@ -784,19 +785,10 @@ async fn get_output(
     use futures_util::StreamExt as _;
     let (id, name) = path(p)?;
     let element = query(q)?.element.unwrap_or(0);
-    let mut stream = s.read_execution_output(id, &name, element).await?;
-    // The first piece says the size: the answer has its length, and an output that cannot be
-    // read is an error of its own, not a cut body.
-    let first = match stream.next().await {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => return Err(Status::unavailable(e.to_string()).into()),
-        None => {
-            return Err(Status::internal(format!("execution {id}, output `{name}`: the worker sent nothing")).into());
-        }
-    };
-    let total = first.total;
-    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first.data)) })
-        .chain(stream.map(|r| r.map(|c| Bytes::from(c.data)).map_err(std::io::Error::other)));
+    // The size comes first: the answer has its length, and an output that cannot be read is
+    // an error of its own, not a cut body.
+    let (total, stream) = s.read_execution_output(id, &name, element).await?;
+    let body = stream.map(|r| r.map(|c| Bytes::from(c.data)).map_err(std::io::Error::other));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

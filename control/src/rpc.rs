@@ -70,7 +70,7 @@ impl pb::planner_server::Planner for PlannerService {
     ) -> Result<Response<Self::ReadExecutionOutputStream>, Status> {
         use futures_util::StreamExt as _;
         let req = request.into_inner();
-        let stream = PlannerService::read_execution_output(self, req.execution_id, &req.name, req.element).await?;
+        let (_, stream) = PlannerService::read_execution_output(self, req.execution_id, &req.name, req.element).await?;
         Ok(Response::new(Box::pin(stream.map(|r| {
             r.map(|c| pb::ExecutionOutputChunk {
                 total_bytes: c.total,

@@ -414,6 +414,12 @@ mod tests {
 pub enum OutputPiece {
     /// Its bytes from the offset asked for.
     Bytes { total: u64, bytes: Vec<u8> },
+    /// It is in the spill file `path`: bytes `offset..end` of it are the piece.
+    File {
+        total: u64,
+        path: std::path::PathBuf,
+        end: u64,
+    },
     /// It is in the remote tier under `key`: bytes `offset..end` of it are the piece.
     Remote {
         total: u64,

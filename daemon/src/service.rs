@@ -210,6 +210,24 @@ impl OutputReader {
                 offset,
                 data: bytes,
             }),
+            Ok(crate::api::OutputPiece::File { total, path, end }) => {
+                let data = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt as _;
+                    let mut buf = vec![0u8; usize::try_from(end - offset).unwrap_or(0)];
+                    std::fs::File::open(&path)
+                        .and_then(|f| f.read_exact_at(&mut buf, offset))
+                        .map(|()| buf)
+                        .map_err(|e| format!("its spill file {}: {e}", path.display()))
+                })
+                .await
+                .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))?
+                .map_err(data_loss)?;
+                Ok(pb::OutputChunk {
+                    total_bytes: total,
+                    offset,
+                    data,
+                })
+            }
             Ok(crate::api::OutputPiece::Remote { total, key, end }) => {
                 if self.remote.is_none() {
                     let url = self
@@ -249,13 +267,6 @@ impl OutputReader {
                 })
             }
         }
-    }
-
-    /// The output was read whole: the daemon may free it.
-    async fn done(&self) {
-        let d = self.daemon.clone();
-        let (invocation, name, element) = (self.req.invocation_id, self.req.name.clone(), self.req.element);
-        let _ = in_worker(&self.daemon, move || d.output_read(invocation, &name, element)).await;
     }
 
     fn stopped(&self) -> Status {
@@ -481,15 +492,12 @@ impl pb::daemon_server::Daemon for DaemonService {
         };
         // The first piece now, so that an output that is not here is an error of the call.
         let first = reader.piece(offset).await?;
-        // Each piece is read when the one before has been taken; after the last, the daemon
-        // is told it was read whole (a reader gone before then lets nothing go).
+        // Each piece is read when the one before has been taken. The reader says when it has
+        // passed the last byte on (`OutputRead`): a reader gone before then lets nothing go.
         let stream = futures_util::stream::unfold(Some((Some(Ok(first)), reader)), |state| async move {
             let (next, mut reader) = state?;
             let chunk = match next {
-                None => {
-                    reader.done().await;
-                    return None;
-                }
+                None => return None,
                 Some(Err(e)) => return Some((Err(e), None)),
                 Some(Ok(chunk)) => chunk,
             };
@@ -502,6 +510,16 @@ impl pb::daemon_server::Daemon for DaemonService {
             Some((Ok(chunk), Some((after, reader))))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn output_read(
+        &self,
+        request: Request<pb::OutputReadRequest>,
+    ) -> Result<Response<pb::OutputReadResponse>, Status> {
+        let r = request.into_inner();
+        self.blocking(move |d| d.output_read(r.invocation_id, &r.name, r.element))
+            .await?;
+        Ok(Response::new(pb::OutputReadResponse {}))
     }
 
     async fn release_outputs(

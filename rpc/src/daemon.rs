@@ -263,6 +263,28 @@ impl Daemon {
         })))
     }
 
+    /// Says that output `name` (element `element`) of `invocation` was read whole and passed
+    /// on: when every kept output of the invocation has been, the daemon frees them.
+    pub async fn output_read(
+        &self,
+        invocation: u64,
+        name: &str,
+        element: u32,
+        limit: Duration,
+    ) -> Result<(), DaemonError> {
+        let mut client = self.client.clone();
+        self.within(
+            limit,
+            client.output_read(pb::OutputReadRequest {
+                invocation_id: invocation,
+                name: name.to_owned(),
+                element,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Frees the outputs this daemon keeps for `invocations`; how many had some.
     pub async fn release_outputs(&self, invocations: Vec<u64>, limit: Duration) -> Result<u32, DaemonError> {
         let mut client = self.client.clone();

@@ -95,6 +95,37 @@ pub(crate) enum RunsOn {
     Central,
 }
 
+/// An output being read from its worker.
+struct Read {
+    stream: faasflow_rpc::daemon::OutputStream,
+    /// The first piece, taken to learn the size, not yet given to the reader.
+    first: Option<faasflow_rpc::daemon::OutputChunk>,
+    got: u64,
+    total: Option<u64>,
+    daemon: faasflow_rpc::daemon::Daemon,
+    /// (invocation, output, element).
+    at: (u64, String, u32),
+}
+
+impl Drop for Read {
+    /// A reader that took every byte lets the stream go (an HTTP body with its length is not
+    /// asked for more after its last byte): the worker may free the output.
+    fn drop(&mut self) {
+        if self.total != Some(self.got) {
+            return;
+        }
+        let daemon = self.daemon.clone();
+        let (invocation, name, element) = std::mem::take(&mut self.at);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = daemon.output_read(invocation, &name, element, RELEASE_TIMEOUT).await {
+                    tracing::debug!(cause = %e, "could not say an output was read; it goes when its time is up");
+                }
+            });
+        }
+    }
+}
+
 /// Time limit of telling a worker to free kept outputs, and of the first piece of an output.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -264,6 +295,11 @@ impl PlannerService {
 
     /// Records how execution `id` ended.
     async fn execution_ended(&self, id: u64, result: Result<InvokeAnswer, Status>) {
+        self.execution_ended_at(id, result, None).await;
+    }
+
+    /// Records how execution `id` ended; `reporter`: the worker whose held report says so.
+    async fn execution_ended_at(&self, id: u64, result: Result<InvokeAnswer, Status>, reporter: Option<&str>) {
         let record = {
             let mut state = self.state();
             let ex = &mut state.executions;
@@ -296,7 +332,7 @@ impl PlannerService {
                         (Ending::DeadlineExceeded, None) => ExecutionStatus::DeadlineExceeded,
                     });
                     e.invocation_id = a.invocation_id;
-                    e.entry_worker = entry.unwrap_or_default();
+                    e.entry_worker = reporter.map(str::to_owned).or(entry).unwrap_or_default();
                     e.output_json = a.output_json;
                     e.error = a.error;
                     e.report_json = a.report_json;
@@ -424,7 +460,12 @@ impl PlannerService {
         match held {
             Ok(Some((invocation, report))) => {
                 let (answer, _) = super::invoke::report_response(invocation, worker, report);
-                self.execution_ended(id, Ok(answer)).await;
+                // Whatever the planner heard of it before, the worker holding its report is its
+                // entry (and keeps its outputs).
+                if let Some(o) = self.state().executions.orphans.get_mut(&id) {
+                    o.entry = Some(worker.to_owned());
+                }
+                self.execution_ended_at(id, Ok(answer), Some(worker)).await;
                 tracing::info!(
                     execution = id,
                     %worker,
@@ -708,7 +749,7 @@ impl PlannerService {
         id: u64,
         name: &str,
         element: u32,
-    ) -> Result<faasflow_rpc::daemon::OutputStream, Status> {
+    ) -> Result<(u64, faasflow_rpc::daemon::OutputStream), Status> {
         let (e, daemon) = {
             let state = self.state();
             let Some(e) = state.executions.map.get(&id).cloned() else {
@@ -726,7 +767,7 @@ impl PlannerService {
             )));
         }
         let shown: serde_json::Value = serde_json::from_slice(&e.output_json).unwrap_or_default();
-        if shown.get(name).is_none() {
+        let Some(value) = shown.get(name) else {
             let names: Vec<&str> = shown
                 .as_object()
                 .map_or(Vec::new(), |o| o.keys().map(String::as_str).collect());
@@ -734,14 +775,44 @@ impl PlannerService {
                 "execution {id} has no output `{name}` (its outputs: {})",
                 names.join(", ")
             )));
-        }
-        let Some(daemon) = daemon else {
+        };
+        let part = match value.as_array() {
+            Some(elements) => elements.get(element as usize).ok_or_else(|| {
+                Status::not_found(format!(
+                    "output `{name}` of execution {id} has {} element(s); element {element} is not one of them",
+                    elements.len()
+                ))
+            })?,
+            None => value,
+        };
+        let unshown = part
+            .as_object()
+            .is_some_and(|o| o.len() == 1 && o.contains_key("bytes"));
+        if !unshown {
             return Err(Status::failed_precondition(format!(
                 "execution {id}'s output `{name}` is shown whole in its output (GetExecution); only outputs shown as \
                  {{\"bytes\": N}} are kept to be read"
             )));
+        }
+        if e.entry_worker.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "execution {id} ran on the planner's central engine (MasterSP), which keeps no outputs: only WorkerSP \
+                 executions' outputs can be read"
+            )));
+        }
+        let Some(daemon) = daemon else {
+            return Err(Status::unavailable(format!(
+                "worker `{}`, which keeps execution {id}'s outputs, is not registered",
+                e.entry_worker
+            )));
         };
-        daemon
+        // A connection of its own: a reader that stalls holds up no other call to the worker
+        // (HTTP/2 flow control is shared by a connection's streams).
+        let daemon =
+            faasflow_rpc::daemon::Daemon::connect(daemon.name(), daemon.addr(), &self.inner.config.credentials())
+                .await
+                .map_err(|err| Status::unavailable(format!("execution {id}, output `{name}`: {err}")))?;
+        let mut stream = daemon
             .read_output(e.invocation_id, name, element, RELEASE_TIMEOUT)
             .await
             .map_err(|err| match err {
@@ -749,7 +820,50 @@ impl PlannerService {
                     Status::not_found(format!("execution {id}, output `{name}`: {message}"))
                 }
                 other => Status::unavailable(format!("execution {id}, output `{name}`: {other}")),
-            })
+            })?;
+        // Once the reader has taken the last byte and lets the stream go, the worker is told the
+        // output was read whole (`Read`'s drop); a reader gone before then leaves it kept.
+        // The first piece says the size (an answer's length comes before its body); it counts
+        // as read only once the reader takes it.
+        let first = {
+            use futures_util::StreamExt as _;
+            match stream.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(err)) => return Err(Status::unavailable(format!("execution {id}, output `{name}`: {err}"))),
+                None => {
+                    return Err(Status::data_loss(format!(
+                        "execution {id}, output `{name}`: the worker sent nothing"
+                    )));
+                }
+            }
+        };
+        let total = first.total;
+        let read = Read {
+            stream,
+            first: Some(first),
+            got: 0,
+            total: Some(total),
+            daemon,
+            at: (e.invocation_id, name.to_owned(), element),
+        };
+        let stream = futures_util::stream::unfold(Some(read), |state| async move {
+            use futures_util::StreamExt as _;
+            let mut r = state?;
+            let next = match r.first.take() {
+                Some(first) => Some(Ok(first)),
+                None => r.stream.next().await,
+            };
+            match next {
+                Some(Ok(c)) => {
+                    r.got += c.data.len() as u64;
+                    r.total.get_or_insert(c.total);
+                    Some((Ok(c), Some(r)))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => None,
+            }
+        });
+        Ok((total, Box::pin(stream)))
     }
 }
 

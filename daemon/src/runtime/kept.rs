@@ -1,8 +1,9 @@
 //! Outputs kept past their invocation's end: an execution's entry daemon keeps every workflow
 //! output its report does not show whole (binary, or over 64 KiB: the report says
-//! `{"bytes": N}`), where its bytes are (arena, spill file), until it has been read whole once
-//! (`ReadOutput`) or its time is up, or the planner forgets the execution. A kept object is
-//! `held` (never spilled, swept or freed meanwhile); letting it go frees it as any result.
+//! `{"bytes": N}`), where its bytes are (arena, spill file, remote tier), until it has been read
+//! whole once (`ReadOutput`, then `OutputRead`) or its time is up, or the planner forgets the
+//! execution. A kept object is `held` (never swept or freed meanwhile); letting it go frees it
+//! as any result.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -65,17 +66,27 @@ pub(crate) struct Kept {
 }
 
 impl Kept {
-    /// Keeps `outputs` of `invocation` until `until`.
-    pub(crate) fn keep(&mut self, invocation: InvocationId, outputs: BTreeMap<String, Elements>, until: Instant) {
+    /// Keeps `outputs` of `invocation` until `until`; the elements in `shown` (shown whole
+    /// by the report) count as read. Returns the objects of what was kept for the same
+    /// invocation before (an id used again), to let go.
+    pub(crate) fn keep(
+        &mut self,
+        invocation: InvocationId,
+        outputs: BTreeMap<String, Elements>,
+        shown: BTreeSet<(String, u32)>,
+        until: Instant,
+    ) -> Vec<u64> {
+        let before = self.release(invocation).unwrap_or_default();
         self.bytes += outputs.values().flatten().map(|(_, len)| len).sum::<u64>();
         self.map.insert(
             invocation,
             KeptOutputs {
                 outputs,
-                read: BTreeSet::new(),
+                read: shown,
                 until,
             },
         );
+        before
     }
 
     /// The object and size of element `element` of output `name` of `invocation`.
@@ -137,7 +148,8 @@ impl Kept {
 
 impl Kept {
     /// Keeps the outputs of `invocation` that its report (`shown`) does not show whole, until
-    /// `until`; returns their objects (now held).
+    /// `until`; returns their objects (now held), and those of what was kept for the same id
+    /// before, to let go.
     pub(crate) fn keep_unshown(
         &mut self,
         objects: &mut Objects,
@@ -145,7 +157,7 @@ impl Kept {
         shown: &serde_json::Value,
         outputs: Vec<(String, Elements)>,
         until: Instant,
-    ) -> Vec<u64> {
+    ) -> (Vec<u64>, Vec<u64>) {
         let keep: BTreeMap<String, Elements> = outputs
             .into_iter()
             .filter(|(name, _)| {
@@ -162,10 +174,23 @@ impl Kept {
                 o.held = true;
             }
         }
-        if !keep.is_empty() {
-            self.keep(invocation, keep, until);
-        }
-        ids
+        // Elements of a kept list that the report shows whole need no reading.
+        let read: BTreeSet<(String, u32)> = keep
+            .keys()
+            .filter_map(|name| Some((name, shown[name.as_str()].as_array()?)))
+            .flat_map(|(name, elements)| {
+                (0u32..)
+                    .zip(elements)
+                    .filter(|(_, e)| !not_shown(e))
+                    .map(|(i, _)| (name.clone(), i))
+            })
+            .collect();
+        let before = if keep.is_empty() {
+            Vec::new()
+        } else {
+            self.keep(invocation, keep, read, until)
+        };
+        (ids, before)
     }
 
     /// Bytes of kept output `name` (element `element`) of `invocation` from `offset`, at most
@@ -192,16 +217,20 @@ impl Kept {
             name: name.to_owned(),
             cause,
         };
-        let mut buf = vec![0u8; usize::try_from(end - offset).map_err(|e| unreadable(e.to_string()))?];
+        let mut buf = Vec::new();
         let read = match objects.get(id).map(|o| &o.place) {
-            Some(Place::Arena(e)) => arena.read_into(*e, offset, &mut buf),
-            Some(Place::Empty) => buf.is_empty(),
+            Some(Place::Arena(e)) => {
+                buf = vec![0u8; usize::try_from(end - offset).map_err(|e| unreadable(e.to_string()))?];
+                arena.read_into(*e, offset, &mut buf)
+            }
+            Some(Place::Empty) => end == offset,
+            // Read by the caller, off the loop.
             Some(Place::Spilled(path)) => {
-                use std::os::unix::fs::FileExt as _;
-                std::fs::File::open(path)
-                    .and_then(|f| f.read_exact_at(&mut buf, offset))
-                    .map_err(|e| unreadable(format!("its spill file {}: {e}", path.display())))?;
-                true
+                return Ok(OutputPiece::File {
+                    total: len,
+                    path: path.clone(),
+                    end,
+                });
             }
             Some(Place::Remote { key, .. }) => {
                 return Ok(OutputPiece::Remote {
@@ -238,12 +267,14 @@ mod tests {
             ("video".to_owned(), vec![(7, 100)]),
             ("parts".to_owned(), vec![(8, 10), (9, 20)]),
         ]);
-        kept.keep(1, outputs, now + Duration::from_secs(60));
-        kept.keep(
-            2,
-            BTreeMap::from([("x".to_owned(), vec![(10, 5)])]),
-            now + Duration::from_secs(1),
+        kept.keep(1, outputs, BTreeSet::new(), now + Duration::from_secs(60));
+        let x = BTreeMap::from([("x".to_owned(), vec![(10, 5)])]);
+        assert!(
+            kept.keep(2, x.clone(), BTreeSet::new(), now + Duration::from_secs(1))
+                .is_empty()
         );
+        // The same id kept again: what it held before goes.
+        assert_eq!(kept.keep(2, x, BTreeSet::new(), now + Duration::from_secs(1)), [10]);
         assert_eq!(kept.bytes(), 135);
         assert_eq!(kept.object(1, "parts", 1), Ok((9, 20)));
         assert!(matches!(
@@ -265,6 +296,15 @@ mod tests {
         assert!(kept.expired(now).is_empty());
         assert_eq!(kept.expired(now + Duration::from_secs(2)), [10]);
         assert_eq!((kept.bytes(), kept.len()), (0, 0));
+        // A list whose element 0 the report showed whole: reading the others is reading it all.
+        let parts = BTreeMap::from([("parts".to_owned(), vec![(11, 3), (12, 90_000)])]);
+        kept.keep(
+            3,
+            parts,
+            BTreeSet::from([("parts".to_owned(), 0)]),
+            now + Duration::from_secs(9),
+        );
+        assert_eq!(kept.read_whole(3, "parts", 1), Some(vec![11, 12]));
         assert!(not_shown(&serde_json::json!({"bytes": 3})));
         assert!(!not_shown(&serde_json::json!("text")));
     }

@@ -865,12 +865,13 @@ impl Runtime {
             arena: &self.arena,
             e2e_us,
         });
-        let kept = match inv.keep_outputs {
+        let (kept, before) = match inv.keep_outputs {
             Some(keep) if report.status == "ok" => {
                 (self.kept).keep_unshown(&mut self.objects, invocation, &report.output, outputs, now + keep)
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
+        self.let_go(&before, now);
         reply.send(Ok(report));
         let go: Vec<u64> = results.into_iter().filter(|id| !kept.contains(id)).collect();
         self.let_go(&go, now);
