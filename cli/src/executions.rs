@@ -1,6 +1,7 @@
 //! `faasflow start` (run a workflow without waiting), `faasflow executions` (list them),
 //! `faasflow describe ID` (one, with its output or error) and `faasflow cancel ID`.
 
+use faasflow_core::report::not_shown;
 use faasflow_rpc::convert::state::{ExecutionRecord, ExecutionStatus};
 
 use crate::client::{Target, WhatToRun, connect, failure, planner_of, prepared_invocation};
@@ -209,12 +210,6 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<(), Failure> {
             status_of(&e)
         ),
     }
-}
-
-/// Whether a report shows a value not whole (`{"bytes": N}`): its size then.
-fn not_shown(v: &serde_json::Value) -> Option<u64> {
-    let o = v.as_object()?;
-    (o.len() == 1).then(|| o.get("bytes")?.as_u64()).flatten()
 }
 
 /// `faasflow result ID`: the outputs of a succeeded execution; those its output shows as

@@ -287,20 +287,39 @@ async fn serve(
 /// The TLS settings of node `node` from the cluster directory `dir`: its server's (the API)
 /// and its client's (calls to other nodes, presenting its certificate).
 fn tls_of(dir: &Path, node: &str) -> Result<(Arc<ServerConfig>, Arc<rustls::ClientConfig>), Failure> {
-    let hint = |e: &dyn std::fmt::Display| {
-        Failure::Input(format!(
-            "error: --certs: cannot load node `{node}`'s certificate from {}: {e}; create it with \
-             `faasflow cluster init --dir {} --node {node}` (with the cluster's CA there), or pass \
-             --insecure-loopback to serve without TLS on this host only",
-            dir.display(),
-            dir.display()
-        ))
-    };
+    let (identity, trust) = node_certs(dir, node)?;
+    tls_with(&identity, &trust, dir)
+}
+
+/// The TLS settings of the node whose certificate and CA are `identity` and `trust` (from `dir`).
+fn tls_with(
+    identity: &NodeIdentity,
+    trust: &ClusterTrust,
+    dir: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<rustls::ClientConfig>), Failure> {
+    let hint = |e: &dyn std::fmt::Display| certs_failure(dir, identity.name(), e);
+    let server = api_server_config(identity, trust).map_err(|e| hint(&e))?;
+    let client = api_client_config(trust, Some(identity), &[ALPN_H2]).map_err(|e| hint(&e))?;
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
+/// Node `node`'s certificate and the cluster's CA, from the cluster directory `dir`.
+fn node_certs(dir: &Path, node: &str) -> Result<(NodeIdentity, ClusterTrust), Failure> {
+    let hint = |e: &dyn std::fmt::Display| certs_failure(dir, node, e);
     let identity = NodeIdentity::load(dir, node).map_err(|e| hint(&e))?;
     let trust = ClusterTrust::load(dir).map_err(|e| hint(&e))?;
-    let server = api_server_config(&identity, &trust).map_err(|e| hint(&e))?;
-    let client = api_client_config(&trust, Some(&identity), &[ALPN_H2]).map_err(|e| hint(&e))?;
-    Ok((Arc::new(server), Arc::new(client)))
+    Ok((identity, trust))
+}
+
+/// Node `node`'s certificates in `dir` cannot be used, because of `e`: what to do.
+fn certs_failure(dir: &Path, node: &str, e: &dyn std::fmt::Display) -> Failure {
+    Failure::Input(format!(
+        "error: --certs: cannot load node `{node}`'s certificate from {}: {e}; create it with \
+         `faasflow cluster init --dir {} --node {node}` (with the cluster's CA there), or pass \
+         --insecure-loopback to serve without TLS on this host only",
+        dir.display(),
+        dir.display()
+    ))
 }
 
 /// With --insecure-loopback, `listen` must be a loopback address.
@@ -347,9 +366,14 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
     let mut config = args.data.daemon_config(packs.iter().map(String::as_str))?;
     config.name = args.name.clone();
     config.redis = args.redis.clone();
-    let (tls, transport) = match (&args.certs, args.insecure_loopback) {
-        (Some(dir), false) => {
-            let (server, client) = tls_of(dir, &args.name)?;
+    // Read once: the API's TLS and the peer transport use them.
+    let certs = match &args.certs {
+        Some(dir) => Some((dir, node_certs(dir, &args.name)?)),
+        None => None,
+    };
+    let (tls, transport) = match (&certs, args.insecure_loopback) {
+        (Some((dir, (identity, trust))), false) => {
+            let (server, client) = tls_with(identity, trust, dir)?;
             (Some(server), Transport::Tls(client))
         }
         _ => {
@@ -359,19 +383,7 @@ pub(crate) fn daemon(args: &DaemonArgs) -> Result<(), Failure> {
             (None, Transport::Plain)
         }
     };
-    if let Some(dir) = &args.certs {
-        let hint = |e: &dyn std::fmt::Display| {
-            Failure::Input(format!(
-                "error: cannot load worker `{}`'s certificate from {}: {e}; create it with \
-                 `faasflow cluster init --dir {} --node {}` (with the cluster's CA there)",
-                args.name,
-                dir.display(),
-                dir.display(),
-                args.name
-            ))
-        };
-        let identity = NodeIdentity::load(dir, &args.name).map_err(|e| hint(&e))?;
-        let trust = ClusterTrust::load(dir).map_err(|e| hint(&e))?;
+    if let Some((_, (identity, trust))) = certs {
         let timeout = Duration::from_millis(args.peer_timeout_ms.max(100));
         config.peer = Some(PeerSettings {
             identity,

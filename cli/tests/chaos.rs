@@ -13,8 +13,6 @@
 //! there, `docs/reliability.md`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -181,23 +179,6 @@ fn count(t: &mut Tally, outcomes: Vec<Outcome>, causes: &[&str]) {
     }
 }
 
-/// Keys in the cluster's Redis (`None` when it has none, or it is gone).
-fn redis_keys(c: &Cluster) -> Option<u64> {
-    let url = c.record["redis"]["url"].as_str()?;
-    let addr = url.trim_start_matches("redis://");
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    std::str::from_utf8(&buf[..n])
-        .ok()?
-        .trim()
-        .strip_prefix(':')?
-        .parse()
-        .ok()
-}
-
 /// What the live daemons and Redis still hold (after waiting up to 15 s for stragglers).
 fn leaks(c: &Cluster) -> Vec<String> {
     let end = Instant::now() + Duration::from_secs(15);
@@ -227,7 +208,7 @@ fn leaks(c: &Cluster) -> Vec<String> {
             }
             held.extend(versions_left(name, pid, &m));
         }
-        if let Some(keys) = redis_keys(c).filter(|k| *k > 0) {
+        if let Some(keys) = c.redis_keys().filter(|k| *k > 0) {
             held.push(format!("Redis: {keys} keys"));
         }
         if let Some(m) = c.record["planner"]["metrics"]

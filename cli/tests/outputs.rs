@@ -158,21 +158,6 @@ output:
   out: blob.out
 ";
 
-/// Keys in the cluster's Redis.
-fn redis_keys(c: &Cluster) -> u64 {
-    let url = c.record["redis"]["url"].as_str().expect("the cluster has Redis");
-    let mut s = std::net::TcpStream::connect(url.trim_start_matches("redis://")).expect("Redis");
-    s.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").expect("DBSIZE");
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).expect("answer");
-    std::str::from_utf8(&buf[..n])
-        .expect("text")
-        .trim()
-        .trim_start_matches(':')
-        .parse()
-        .expect("a count")
-}
-
 #[test]
 fn an_output_over_its_quota_is_read_from_the_remote_tier_and_freed_there() {
     // 64 MiB of memory, half of it declared used and a 16 MiB margin: a quota of 16 MiB, so
@@ -187,7 +172,10 @@ fn an_output_over_its_quota_is_read_from_the_remote_tier_and_freed_there() {
     let e: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(e["status"], "succeeded", "{e}");
     assert_eq!(e["output"]["out"], serde_json::json!({"bytes": 48 << 20}), "{e}");
-    assert!(redis_keys(&c) >= 1, "the output is not in the remote tier");
+    assert!(
+        c.redis_keys().expect("the cluster's Redis answers") >= 1,
+        "the output is not in the remote tier"
+    );
     let o = c.run(&["result", &id, "--output", "out"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(o.stdout.len(), 48 << 20);
@@ -196,8 +184,12 @@ fn an_output_over_its_quota_is_read_from_the_remote_tier_and_freed_there() {
     assert_eq!(wrong, None, "a byte differs from what the function wrote");
     assert_eq!(kept(&c, 0.0), 0.0);
     let end = Instant::now() + Duration::from_secs(10);
-    while redis_keys(&c) > 0 && Instant::now() < end {
+    while c.redis_keys().expect("the cluster's Redis answers") > 0 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(redis_keys(&c), 0, "read whole, it is deleted from the remote tier");
+    assert_eq!(
+        c.redis_keys().expect("the cluster's Redis answers"),
+        0,
+        "read whole, it is deleted from the remote tier"
+    );
 }

@@ -271,6 +271,13 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
 /// Largest output a report shows as text ([`shown`]).
 pub const MAX_TEXT_OUTPUT: u64 = 64 << 10;
 
+/// The size a report gives for an output it does not show whole (`{"bytes": N}`, as [`shown`]
+/// makes it), or `None` when `v` is shown whole.
+pub fn not_shown(v: &serde_json::Value) -> Option<u64> {
+    let o = v.as_object()?;
+    (o.len() == 1).then(|| o.get("bytes")?.as_u64()).flatten()
+}
+
 /// Whether an output of `len` bytes is small enough for a report to show its bytes as text
 /// (whether they are worth reading for [`shown`]).
 pub fn shows_bytes(len: u64) -> bool {

@@ -297,6 +297,22 @@ impl Cluster {
             .to_owned()
     }
 
+    /// Keys in the cluster's Redis (`None` when it has none, or it is gone).
+    pub(crate) fn redis_keys(&self) -> Option<u64> {
+        let url = self.record["redis"]["url"].as_str()?;
+        let mut s = std::net::TcpStream::connect(url.trim_start_matches("redis://")).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+        s.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).ok()?;
+        std::str::from_utf8(&buf[..n])
+            .ok()?
+            .trim()
+            .strip_prefix(':')?
+            .parse()
+            .ok()
+    }
+
     /// The cluster's certificates (`up` made them in DIR/certs).
     pub(crate) fn certs(&self) -> PathBuf {
         self.dir.join("certs")

@@ -101,7 +101,7 @@ struct Read {
     /// The first piece, taken to learn the size, not yet given to the reader.
     first: Option<faasflow_rpc::daemon::OutputChunk>,
     got: u64,
-    total: Option<u64>,
+    total: u64,
     daemon: faasflow_rpc::daemon::Daemon,
     /// (invocation, output, element).
     at: (u64, String, u32),
@@ -111,7 +111,7 @@ impl Drop for Read {
     /// A reader that took every byte lets the stream go (an HTTP body with its length is not
     /// asked for more after its last byte): the worker may free the output.
     fn drop(&mut self) {
-        if self.total != Some(self.got) {
+        if self.got != self.total {
             return;
         }
         let daemon = self.daemon.clone();
@@ -785,9 +785,7 @@ impl PlannerService {
             })?,
             None => value,
         };
-        let unshown = part
-            .as_object()
-            .is_some_and(|o| o.len() == 1 && o.contains_key("bytes"));
+        let unshown = faasflow_core::report::not_shown(part).is_some();
         if !unshown {
             return Err(Status::failed_precondition(format!(
                 "execution {id}'s output `{name}` is shown whole in its output (GetExecution); only outputs shown as \
@@ -842,7 +840,7 @@ impl PlannerService {
             stream,
             first: Some(first),
             got: 0,
-            total: Some(total),
+            total,
             daemon,
             at: (e.invocation_id, name.to_owned(), element),
         };
@@ -856,7 +854,6 @@ impl PlannerService {
             match next {
                 Some(Ok(c)) => {
                     r.got += c.data.len() as u64;
-                    r.total.get_or_insert(c.total);
                     Some((Ok(c), Some(r)))
                 }
                 Some(Err(e)) => Some((Err(e), None)),

@@ -249,8 +249,8 @@ impl Kept {
 }
 
 /// Whether a report shows a value not whole (`{"bytes": N}`: binary, or too long).
-pub(crate) fn not_shown(v: &serde_json::Value) -> bool {
-    v.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("bytes"))
+fn not_shown(v: &serde_json::Value) -> bool {
+    faasflow_core::report::not_shown(v).is_some()
 }
 
 #[cfg(test)]
