@@ -106,6 +106,10 @@ pub(crate) struct WhatToRun {
     /// The workflow's input: a JSON object, or @FILE to read it from a file.
     #[arg(long, short = 'i', default_value = "{}")]
     input: String,
+    /// An input given as a file's bytes, NAME=PATH (any size, binary or not; repeat for
+    /// several): uploaded to the planner first, then read by the functions by reference.
+    #[arg(long = "input-file", value_name = "NAME=PATH")]
+    input_files: Vec<String>,
     /// Time limit of the invocation, ms, at least 1 (default: the workflow's `deadline`, else the
     /// planner's, 300 s).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -168,8 +172,9 @@ fn placement_text(planned: &Planned) -> String {
 /// The invocation `args` ask for, checked before any connection (an input too large for the
 /// API is said so without a cluster). FaaSFlow's workflows read staged files: the planner
 /// fills those the input does not give, as `run` does.
-pub(crate) fn prepared_invocation(args: &WhatToRun) -> Result<Invocation, Failure> {
+pub(crate) fn prepared_invocation(args: &WhatToRun) -> Result<Prepared, Failure> {
     let input = parse_input(&args.input)?;
+    let files = input_files(&args.input_files, &input)?;
     let invocation = invocation(args, &input)?;
     let data_scale = match args.data_scale {
         Some(x) if !x.is_finite() || x < 0.0 => {
@@ -178,14 +183,98 @@ pub(crate) fn prepared_invocation(args: &WhatToRun) -> Result<Invocation, Failur
         Some(x) => x,
         None => cluster_data_scale(&args.target).unwrap_or(1.0),
     };
-    Ok(invocation.fill_staged(data_scale))
+    Ok(Prepared {
+        invocation: invocation.fill_staged(data_scale),
+        files,
+    })
+}
+
+/// An invocation ready to send once its input files are uploaded.
+pub(crate) struct Prepared {
+    invocation: Invocation,
+    /// `--input-file`s: input name, path.
+    files: Vec<(String, PathBuf)>,
+}
+
+impl Prepared {
+    /// Uploads the input files to `planner` (saying so for large ones): the invocation
+    /// naming them.
+    pub(crate) async fn upload(self, planner: &mut Planner) -> Result<Invocation, Failure> {
+        let mut invocation = self.invocation;
+        for (name, path) in self.files {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let loud = len >= LOUD_UPLOAD;
+            if loud {
+                sayln!("uploading {} for input `{name}` ({})…", path.display(), mib_text(len));
+            }
+            let started = std::time::Instant::now();
+            let (id, _) = planner
+                .upload(&path, |_| {})
+                .await
+                .map_err(|e| Failure::Other(anyhow!("--input-file {name}={}: {e}", path.display())))?;
+            if loud {
+                sayln!("uploaded in {:.1} s", started.elapsed().as_secs_f64());
+            }
+            invocation = invocation.file(name, id);
+        }
+        Ok(invocation)
+    }
+}
+
+/// Uploads at least this large are said on stderr, with the time they took.
+const LOUD_UPLOAD: u64 = 64 << 20;
+
+fn mib_text(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The `--input-file NAME=PATH` arguments, each a readable regular file whose name the JSON
+/// `input` does not give too.
+fn input_files(args: &[String], input: &serde_json::Value) -> Result<Vec<(String, PathBuf)>, Failure> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for arg in args {
+        let Some((name, path)) = arg.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+            return Err(Failure::Input(format!(
+                "error: --input-file `{arg}`: expected NAME=PATH, e.g. --input-file video=clip.mp4"
+            )));
+        };
+        let path = PathBuf::from(path);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(Failure::Input(format!(
+                    "error: --input-file {name}={}: not a regular file",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(Failure::Input(format!(
+                    "error: --input-file {name}={}: cannot read it: {e}",
+                    path.display()
+                )));
+            }
+        }
+        if input.get(name).is_some() {
+            return Err(Failure::Input(format!(
+                "error: input `{name}` is given twice, in --input and --input-file; give it once"
+            )));
+        }
+        if files.iter().any(|(n, _)| n == name) {
+            return Err(Failure::Input(format!(
+                "error: --input-file gives input `{name}` twice"
+            )));
+        }
+        files.push((name.to_owned(), path));
+    }
+    Ok(files)
 }
 
 pub(crate) fn invoke(args: &InvokeArgs) -> Result<(), Failure> {
-    let invocation = prepared_invocation(&args.what)?;
+    let prepared = prepared_invocation(&args.what)?;
     let (addr, token) = planner_of(&args.what.target)?;
     let invoked = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
+        let invocation = prepared.upload(&mut planner).await?;
         planner.invoke(invocation).await.map_err(failure)
     })?;
     note_filled(&args.what.name, invoked.filled.0, invoked.filled.1);

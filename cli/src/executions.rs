@@ -94,11 +94,12 @@ fn status_of(e: &ExecutionRecord) -> &'static str {
 
 /// `faasflow start`.
 pub(crate) fn start(args: &StartArgs) -> Result<(), Failure> {
-    let invocation = prepared_invocation(&args.what)?;
+    let prepared = prepared_invocation(&args.what)?;
     let (addr, token) = planner_of(&args.what.target)?;
     let key = args.idempotency_key.clone().unwrap_or_default();
     let (id, existing) = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;
+        let invocation = prepared.upload(&mut planner).await?;
         planner.start_execution(invocation, &key).await.map_err(failure)
     })?;
     if existing {

@@ -65,6 +65,10 @@ pub(crate) struct UpArgs {
     #[arg(long, value_name = "N", default_value_t = faasflow_control::service::DEFAULT_MAX_IN_FLIGHT,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// The largest input file the planner takes, MiB (see `faasflow planner --help`).
+    #[arg(long, value_name = "MIB", default_value_t = faasflow_control::uploads::DEFAULT_MAX_UPLOAD_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_upload_mib: u64,
     /// How the workers measure their instances' memory: auto, ebpf or proc (see
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
@@ -340,6 +344,8 @@ fn start_planner(
         layout.certs.to_string_lossy().into_owned(),
         "--max-in-flight".to_owned(),
         args.max_in_flight.to_string(),
+        "--max-upload-mib".to_owned(),
+        args.max_upload_mib.to_string(),
         "--state-dir".to_owned(),
         layout.dir.join("state").to_string_lossy().into_owned(),
     ]);

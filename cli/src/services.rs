@@ -81,6 +81,15 @@ pub(crate) struct PlannerArgs {
     /// …and for this many hours after they ended.
     #[arg(long, value_name = "H", default_value_t = faasflow_control::service::DEFAULT_KEEP_EXECUTIONS_FOR.as_secs() / 3600)]
     keep_executions_hours: u64,
+    /// The largest file taken as an input upload (`--input-file`, `POST /v1/uploads`), MiB;
+    /// a larger one is refused (HTTP 413) and nothing of it is kept.
+    #[arg(long, value_name = "MIB", default_value_t = faasflow_control::uploads::DEFAULT_MAX_UPLOAD_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_upload_mib: u64,
+    /// An upload is deleted once it has gone this many minutes without being uploaded again
+    /// or used by a run.
+    #[arg(long, value_name = "MIN", default_value_t = faasflow_control::uploads::DEFAULT_KEEP_UPLOADS_FOR.as_secs() / 60)]
+    keep_uploads_minutes: u64,
     /// Directory with the cluster's ca.pem and the planner's planner.pem and planner-key.pem
     /// (`faasflow cluster init`): the API is served over TLS, and the daemons are called over
     /// TLS and must present their workers' certificates.
@@ -209,6 +218,10 @@ pub(crate) fn planner(args: &PlannerArgs) -> Result<(), Failure> {
         max_in_flight: args.max_in_flight,
         keep_executions: args.keep_executions,
         keep_executions_for: Duration::from_secs(args.keep_executions_hours.saturating_mul(3600)),
+        uploads: faasflow_control::uploads::UploadConfig {
+            max_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+            keep_for: Duration::from_secs(args.keep_uploads_minutes.saturating_mul(60)),
+        },
         ..ServiceConfig::default()
     };
     runtime()?.block_on(async {

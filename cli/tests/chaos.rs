@@ -141,6 +141,7 @@ fn send(
                 input_json: br#"{"text": "chaos"}"#.to_vec(),
                 deadline_ms: deadline.as_millis() as u64,
                 fill_staged_scale: None,
+                files: Default::default(),
             };
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("gate");

@@ -113,6 +113,7 @@ async fn invoke(
             input_json: serde_json::to_vec(input).unwrap(),
             deadline_ms: 50_000,
             fill_staged_scale: None,
+            files: Default::default(),
         })
         .await
         .expect("invoke")

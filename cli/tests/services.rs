@@ -84,6 +84,7 @@ async fn invoke(planner: &mut PlannerClient<AuthChannel>, name: &str, input: &st
             input_json: input.as_bytes().to_vec(),
             deadline_ms: 20_000,
             fill_staged_scale: None,
+            files: Default::default(),
         })
         .await
         .expect("invoke")
@@ -140,6 +141,7 @@ async fn one_worker_one_message_out_and_one_in_per_invocation() {
             input_json: b"{}".to_vec(),
             deadline_ms: 0,
             fill_staged_scale: None,
+            files: Default::default(),
         })
         .await
         .unwrap_err();

@@ -108,6 +108,8 @@ enum Msg {
         version: u64,
         invocation: InvocationId,
         input: serde_json::Value,
+        /// Inputs given as uploaded files: name, file, size.
+        files: Vec<(String, std::path::PathBuf, u64)>,
         store: RemoteStore,
         reply: oneshot::Sender<Result<Report, StartError>>,
     },
@@ -210,6 +212,7 @@ impl Central {
         version: u64,
         invocation: InvocationId,
         input: serde_json::Value,
+        files: Vec<(String, std::path::PathBuf, u64)>,
         store: RemoteStore,
     ) -> Result<Report, StartError> {
         let (reply, rx) = oneshot::channel();
@@ -219,6 +222,7 @@ impl Central {
                 version,
                 invocation,
                 input,
+                files,
                 store,
                 reply,
             })
@@ -230,6 +234,14 @@ impl Central {
     pub(crate) fn abort(&self, invocation: InvocationId, message: String) {
         let _ = self.tx.send(Msg::Abort { invocation, message });
     }
+}
+
+/// A large input stored in the remote tier before its invocation starts.
+enum Large {
+    /// A string of the input JSON.
+    Bytes(Vec<u8>),
+    /// An uploaded file, and its size.
+    File(std::path::PathBuf, u64),
 }
 
 /// An installed version.
@@ -344,6 +356,7 @@ impl Actor {
                 version,
                 invocation,
                 mut input,
+                files,
                 store,
                 reply,
             } => {
@@ -364,10 +377,15 @@ impl Actor {
                             && matches!(v, serde_json::Value::String(t) if t.len() >= STAGE_MIN_BYTES)
                             && let serde_json::Value::String(t) = std::mem::take(v)
                         {
-                            large.push((name, t.into_bytes()));
+                            large.push((name, Large::Bytes(t.into_bytes())));
                         }
                     }
                 }
+                large.extend(
+                    files
+                        .into_iter()
+                        .map(|(name, path, len)| (name, Large::File(path, len))),
+                );
                 let mut begin = Begin {
                     workflow,
                     version,
@@ -386,21 +404,24 @@ impl Actor {
                 tokio::spawn(async move {
                     let t = Instant::now();
                     let mut staged = HashMap::new();
-                    for (name, bytes) in large {
+                    for (name, large) in large {
                         let key = ObjectKey::new(
                             begin.workflow.clone(),
                             begin.version,
                             begin.invocation,
                             format!("input.{name}"),
                         );
-                        if let Err(e) = begin.store.put(&key, &bytes).await {
+                        let (stored, len) = match large {
+                            Large::Bytes(bytes) => (begin.store.put(&key, &bytes).await, bytes.len() as u64),
+                            Large::File(path, len) => (begin.store.put_file(&key, &path, len, 1 << 20).await, len),
+                        };
+                        if let Err(e) = stored {
                             begin.staged = Err(CentralError::Stage {
                                 input: name,
                                 cause: e.to_string(),
                             });
                             break;
                         }
-                        let len = bytes.len() as u64;
                         staged.insert(name, ExecObject { key, len, json: None });
                     }
                     if begin.staged.is_ok() {

@@ -67,6 +67,8 @@ pub struct ServiceConfig {
     pub keep_executions: usize,
     /// …and for this long after they ended.
     pub keep_executions_for: Duration,
+    /// Limits of uploaded input files.
+    pub uploads: crate::uploads::UploadConfig,
 }
 
 impl Default for ServiceConfig {
@@ -83,6 +85,7 @@ impl Default for ServiceConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             keep_executions: DEFAULT_KEEP_EXECUTIONS,
             keep_executions_for: DEFAULT_KEEP_EXECUTIONS_FOR,
+            uploads: crate::uploads::UploadConfig::default(),
         }
     }
 }

@@ -85,6 +85,7 @@ fn api() -> OpenApiRouter<PlannerService> {
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
         .routes(routes!(get_output))
+        .routes(routes!(upload))
         .routes(routes!(cancel_execution))
         .routes(routes!(list_workers))
 }
@@ -570,6 +571,9 @@ struct RunBody {
     /// refused (409) when it is not. The `Idempotency-Key` header does the same.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// Inputs given as uploaded files (`POST /v1/uploads`): input name → upload id.
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, String>,
 }
 
 fn invoke_request(workflow: String, body: &RunBody) -> Result<InvokeRequest, Failure> {
@@ -581,6 +585,7 @@ fn invoke_request(workflow: String, body: &RunBody) -> Result<InvokeRequest, Fai
         deadline_ms: body.deadline_ms,
         fill_staged_scale: None,
         execution: None,
+        files: body.files.clone(),
     })
 }
 
@@ -799,6 +804,45 @@ async fn get_output(
         .into_response())
 }
 
+/// A file uploaded, to give as a workflow input.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct Uploaded {
+    /// Its id: give it in a run's `files` (`{"files": {"INPUT": "ID"}}`).
+    upload_id: String,
+    /// Its size, bytes.
+    bytes: u64,
+}
+
+/// Uploads a file to give as a workflow input (the body, any type, streamed to disk): its
+/// id goes in a run's `files`. Functions read the input as the file's bytes, by reference.
+/// It is kept until an execution that used it ends, or else for the planner's
+/// `--keep-uploads-for` unused. A body larger than the planner's `--max-upload-bytes` is
+/// refused (413) and nothing of it is kept.
+#[utoipa::path(post, path = "/v1/uploads", tag = "executions",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = Uploaded),
+        (status = 413, body = ApiError, description = "Larger than the planner takes; nothing was kept"),
+        (status = 400, body = ApiError, description = "The body was cut short; nothing was kept")))]
+async fn upload(State(s): State<PlannerService>, request: Request) -> Result<(StatusCode, Json<Uploaded>), Failure> {
+    use futures_util::StreamExt as _;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map(|r| r.map_err(|e| e.to_string()));
+    match s.uploads()?.receive(declared, body).await {
+        Ok((upload_id, bytes)) => Ok((StatusCode::CREATED, Json(Uploaded { upload_id, bytes }))),
+        Err(e @ crate::uploads::UploadError::TooLarge { .. }) => {
+            Err(Failure(Status::from(e), Some(StatusCode::PAYLOAD_TOO_LARGE)))
+        }
+        Err(e) => Err(Status::from(e).into()),
+    }
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
@@ -974,6 +1018,7 @@ mod tests {
                 "GET /v1/workflows",
                 "GET /v1/workflows/{name}",
                 "POST /v1/executions/{id}/cancel",
+                "POST /v1/uploads",
                 "POST /v1/workflows",
                 "POST /v1/workflows/{name}/executions",
                 "POST /v1/workflows/{name}/invoke",

@@ -19,6 +19,7 @@ pub mod service;
 #[cfg(test)]
 mod sim;
 pub mod store;
+pub mod uploads;
 mod versions;
 
 pub use registry::LOST_AFTER;

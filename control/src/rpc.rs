@@ -81,6 +81,19 @@ impl pb::planner_server::Planner for PlannerService {
         }))))
     }
 
+    async fn upload(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadChunk>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
+        use futures_util::StreamExt as _;
+        let body = request.into_inner().map(|r| {
+            r.map(|c| bytes::Bytes::from(c.data))
+                .map_err(|s| s.message().to_owned())
+        });
+        let (upload_id, bytes) = self.uploads()?.receive(None, body).await?;
+        Ok(Response::new(pb::UploadResponse { upload_id, bytes }))
+    }
+
     async fn register_worker(
         &self,
         request: Request<pb::RegisterWorkerRequest>,
@@ -505,5 +518,6 @@ fn invoke_request(p: pb::InvokeRequest) -> InvokeRequest {
         deadline_ms: p.deadline_ms,
         fill_staged_scale: p.fill_staged_scale,
         execution: None,
+        files: p.files.into_iter().collect(),
     }
 }

@@ -111,6 +111,9 @@ pub(crate) struct Inner {
     pub(crate) execution_ended: tokio::sync::Notify,
     /// Writes execution records to the state directory (with one).
     pub(crate) writer: Option<durable::ExecutionWriter>,
+    /// Uploaded input files (in the state directory, else a temporary one), or why there
+    /// is nowhere to keep them.
+    pub(crate) uploads: Result<crate::uploads::Uploads, crate::uploads::NoUploads>,
 }
 
 /// The registry as the central engine sees it (weak: it does not keep the service alive).
@@ -170,6 +173,10 @@ impl PlannerService {
                     None
                 }
             });
+        let uploads = crate::uploads::Uploads::open(store.as_ref().map(|s| s.dir()), config.uploads);
+        if let Err(e) = &uploads {
+            tracing::error!(cause = %e, "uploads are refused");
+        }
         PlannerService {
             inner: Arc::new(Inner {
                 config,
@@ -195,8 +202,17 @@ impl PlannerService {
                 store,
                 execution_ended: tokio::sync::Notify::new(),
                 writer,
+                uploads,
             }),
         }
+    }
+
+    /// The uploads, or why the planner has none.
+    pub(crate) fn uploads(&self) -> Result<&crate::uploads::Uploads, Status> {
+        self.inner
+            .uploads
+            .as_ref()
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {

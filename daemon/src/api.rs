@@ -55,6 +55,11 @@ pub struct Invoke {
     ///
     /// [`Daemon::read_output`]: crate::daemon::Daemon::read_output
     pub keep_outputs: Option<Duration>,
+    /// Inputs given as objects put here beforehand ([`Daemon::put_input`]), by name: each is
+    /// read by reference, like a large string input, and its entry in `input` is ignored.
+    ///
+    /// [`Daemon::put_input`]: crate::daemon::Daemon::put_input
+    pub files: Vec<String>,
 }
 
 impl Invoke {
@@ -68,6 +73,7 @@ impl Invoke {
             id: None,
             deadline: None,
             keep_outputs: None,
+            files: Vec::new(),
         }
     }
 
@@ -444,4 +450,56 @@ pub enum OutputError {
     /// Its bytes could not be read.
     #[error("output `{name}`: {cause}")]
     Unreadable { name: String, cause: String },
+}
+
+/// A step of putting a workflow input here before its invocation starts
+/// ([`Daemon::put_input`]).
+///
+/// [`Daemon::put_input`]: crate::daemon::Daemon::put_input
+#[derive(Debug, Clone)]
+pub enum Put {
+    /// Input `name` of `invocation` (of `workflow` version `version`) has `len` bytes: room is
+    /// made for it (in the arena, else a spill file, whose path is answered).
+    Begin {
+        invocation: u64,
+        workflow: String,
+        version: u64,
+        name: String,
+        len: u64,
+    },
+    /// Its bytes from `offset` (into the arena).
+    Bytes {
+        invocation: u64,
+        name: String,
+        offset: u64,
+        bytes: bytes::Bytes,
+    },
+    /// Every byte is there (`ok`), or the put is abandoned (its room freed).
+    End { invocation: u64, name: String, ok: bool },
+}
+
+/// Why an input cannot be put ([`Daemon::put_input`]).
+///
+/// [`Daemon::put_input`]: crate::daemon::Daemon::put_input
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The plan version is not installed here.
+    #[error("workflow `{workflow}` version {version} is not installed on this worker")]
+    NotInstalled { workflow: String, version: u64 },
+    /// Its invocation started already, or the input was put already.
+    #[error("input `{name}` of invocation {invocation}: {why}")]
+    Refused { invocation: u64, name: String, why: String },
+    /// No put of it is under way (never begun, abandoned, or swept).
+    #[error("input `{name}` of invocation {invocation} is not being put on this worker")]
+    Unknown { invocation: u64, name: String },
+    /// An invocation names an input that was not put here whole.
+    #[error(
+        "input `{name}` of invocation {invocation} was not put on this worker whole (or it waited more than a minute \
+         for its invocation and was freed)"
+    )]
+    NotPut { invocation: u64, name: String },
+    /// Bytes past the length it was begun with.
+    #[error("input `{name}` was begun with {len} bytes; bytes up to {end} were sent")]
+    TooLong { name: String, len: u64, end: u64 },
 }

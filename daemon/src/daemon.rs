@@ -397,6 +397,20 @@ impl Daemon {
         })
     }
 
+    /// A step of putting input `name` of an invocation that has not started yet, to be read
+    /// by reference once it does ([`Invoke::files`]): `Begin` makes room for its bytes in
+    /// the arena (answering `None`, the bytes then come with `Bytes`) or in a spill file
+    /// (answering its path, which the caller writes), and `End` says they are all there.
+    /// An input its invocation does not take within a minute is freed.
+    ///
+    /// [`Invoke::files`]: crate::api::Invoke::files
+    pub fn put_input(
+        &self,
+        put: crate::api::Put,
+    ) -> Result<Result<Option<std::path::PathBuf>, crate::api::InputError>, DaemonError> {
+        self.ask(|reply| Msg::Put(put, reply))
+    }
+
     /// Frees the outputs kept for `invocations`; how many had some.
     pub fn release_outputs(&self, invocations: Vec<u64>) -> Result<u32, DaemonError> {
         self.ask(|reply| Msg::ReleaseOutputs { invocations, reply })

@@ -67,6 +67,12 @@ pub(crate) enum Msg {
         element: u32,
         reply: Answer<()>,
     },
+    /// A step of putting a workflow input before its invocation starts: a spill file to
+    /// write the bytes to, when its `Begin` found no room in the arena.
+    Put(
+        crate::api::Put,
+        Answer<Result<Option<std::path::PathBuf>, crate::api::InputError>>,
+    ),
     /// Frees the outputs kept for these invocations; answers how many had some.
     ReleaseOutputs { invocations: Vec<u64>, reply: Answer<u32> },
     /// What the daemon holds.

@@ -172,6 +172,75 @@ impl DaemonService {
     }
 }
 
+impl DaemonService {
+    /// One step of a put, on the loop.
+    async fn put_step(&self, put: crate::api::Put) -> Result<Option<std::path::PathBuf>, Status> {
+        self.blocking(move |d| d.put_input(put))
+            .await?
+            .map_err(|e| Status::failed_precondition(e.to_string()))
+    }
+
+    /// Copies a put's bytes into the arena, piece by piece, on the loop; how many came.
+    async fn put_arena(
+        &self,
+        invocation: u64,
+        name: &str,
+        first: Vec<u8>,
+        stream: &mut tonic::Streaming<pb::PutInputChunk>,
+        len: u64,
+    ) -> Result<u64, Status> {
+        let mut offset = 0u64;
+        let mut data = first;
+        loop {
+            if !data.is_empty() {
+                let n = data.len() as u64;
+                if offset + n > len {
+                    return Ok(offset + n);
+                }
+                let put = crate::api::Put::Bytes {
+                    invocation,
+                    name: name.to_owned(),
+                    offset,
+                    bytes: bytes::Bytes::from(data),
+                };
+                self.put_step(put).await?;
+                offset += n;
+            }
+            match stream.message().await? {
+                Some(chunk) => data = chunk.data,
+                None => return Ok(offset),
+            }
+        }
+    }
+}
+
+/// Writes a put's bytes to its spill file; how many came.
+async fn put_file(
+    path: &std::path::Path,
+    first: Vec<u8>,
+    stream: &mut tonic::Streaming<pb::PutInputChunk>,
+    len: u64,
+) -> Result<u64, Status> {
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: std::io::Error| Status::internal(format!("cannot write spill file {}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
+    let mut n = 0u64;
+    let mut data = first;
+    loop {
+        n += data.len() as u64;
+        if n > len {
+            return Ok(n);
+        }
+        file.write_all(&data).await.map_err(failed)?;
+        match stream.message().await? {
+            Some(chunk) => data = chunk.data,
+            None => break,
+        }
+    }
+    file.flush().await.map_err(failed)?;
+    Ok(n)
+}
+
 /// Runs `f` on tokio's blocking pool, inside `daemon`'s worker span.
 fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
     let span = daemon.span().clone();
@@ -375,6 +444,7 @@ impl pb::daemon_server::Daemon for DaemonService {
             .with_deadline((req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)));
         let invoke = Invoke {
             keep_outputs: (req.keep_outputs_ms > 0).then(|| Duration::from_millis(req.keep_outputs_ms)),
+            files: req.files,
             ..invoke
         };
         let running = self.daemon.invoke(invoke);
@@ -529,6 +599,48 @@ impl pb::daemon_server::Daemon for DaemonService {
         let ids = request.into_inner().invocation_ids;
         let released = self.blocking(move |d| d.release_outputs(ids)).await?;
         Ok(Response::new(pb::ReleaseOutputsResponse { released }))
+    }
+
+    async fn put_input(
+        &self,
+        request: Request<tonic::Streaming<pb::PutInputChunk>>,
+    ) -> Result<Response<pb::PutInputResponse>, Status> {
+        use crate::api::Put;
+        let mut stream = request.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument(
+                "PutInput: the stream is empty; its first message names the input",
+            ));
+        };
+        let (invocation, name, len) = (first.invocation_id, first.name.clone(), first.len);
+        let begin = Put::Begin {
+            invocation,
+            workflow: first.workflow,
+            version: first.version,
+            name: name.clone(),
+            len,
+        };
+        let file = self.put_step(begin).await?;
+        let written = match file {
+            Some(path) => put_file(&path, first.data, &mut stream, len).await,
+            None => self.put_arena(invocation, &name, first.data, &mut stream, len).await,
+        };
+        let ok = matches!(written, Ok(n) if n == len);
+        let ended = self
+            .put_step(Put::End {
+                invocation,
+                name: name.clone(),
+                ok,
+            })
+            .await;
+        let received = written?;
+        if received != len {
+            return Err(Status::invalid_argument(format!(
+                "input `{name}` of invocation {invocation}: {received} bytes came, not the {len} announced"
+            )));
+        }
+        ended?;
+        Ok(Response::new(pb::PutInputResponse { len: received }))
     }
 
     async fn held_report(

@@ -152,6 +152,9 @@ pub enum RemoteError {
     /// The object is larger than Redis stores in one value.
     #[error("object {key} is {len} bytes; the remote tier stores at most {max} bytes per object")]
     TooLarge { key: String, len: usize, max: usize },
+    /// A file to store could not be read whole.
+    #[error("cannot read {} to store it: {cause}", path.display())]
+    File { path: std::path::PathBuf, cause: String },
 }
 
 /// `url` as it may be shown: a password in it (`redis://user:secret@host`, `redis://:secret@host`)
@@ -266,6 +269,78 @@ impl RemoteStore {
             pipe.query_async::<()>(&mut conn),
         )
         .await
+    }
+
+    /// Stores the `len` bytes of the file at `path` under `key`, as [`RemoteStore::put`]
+    /// does, reading and sending them in pieces of `piece` bytes (the file is never held
+    /// whole): the first piece is `SET`, the others `APPEND`ed. Readers must not read the
+    /// key before this returns; on an error, what was stored is deleted.
+    pub async fn put_file(
+        &self,
+        key: &ObjectKey,
+        path: &std::path::Path,
+        len: u64,
+        piece: usize,
+    ) -> Result<(), RemoteError> {
+        use tokio::io::AsyncReadExt as _;
+        let rkey = key.redis_key();
+        if len > MAX_OBJECT_LEN as u64 {
+            return Err(RemoteError::TooLarge {
+                key: rkey,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max: MAX_OBJECT_LEN,
+            });
+        }
+        let unreadable = |e: std::io::Error| RemoteError::File {
+            path: path.to_owned(),
+            cause: e.to_string(),
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let mut buf = vec![0u8; piece.max(1)];
+        let mut sent = 0u64;
+        let result = async {
+            loop {
+                let mut n = 0;
+                while n < buf.len() {
+                    match file.read(&mut buf[n..]).await.map_err(unreadable)? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                if sent == 0 {
+                    self.put(key, &buf[..n]).await?;
+                } else if n > 0 {
+                    let mut conn = self.conn.clone();
+                    self.bounded_for(
+                        self.timeout * DATA_TIMEOUT_FACTOR,
+                        "APPEND",
+                        &rkey,
+                        redis::cmd("APPEND")
+                            .arg(&rkey)
+                            .arg(&buf[..n])
+                            .query_async::<u64>(&mut conn),
+                    )
+                    .await?;
+                }
+                sent += n as u64;
+                if n < buf.len() {
+                    break;
+                }
+            }
+            if sent == len {
+                Ok(())
+            } else {
+                Err(RemoteError::File {
+                    path: path.to_owned(),
+                    cause: format!("it has {sent} bytes, not the {len} expected"),
+                })
+            }
+        }
+        .await;
+        if result.is_err() && sent > 0 {
+            let _ = self.delete(key).await;
+        }
+        result
     }
 
     /// The bytes stored under `key`, or `None` when there are none.

@@ -84,7 +84,12 @@ pub struct StartInvocation {
     /// Keep the outputs the report does not show whole this long, to be read
     /// ([`Daemon::read_output`]); `None`: freed at the end.
     pub keep_outputs: Option<Duration>,
+    /// Inputs put on the daemon beforehand ([`Daemon::put_input`]), by name.
+    pub files: Vec<String>,
 }
+
+/// Pieces a put input is sent in ([`Daemon::put_input`]).
+pub const PUT_CHUNK: usize = 1 << 20;
 
 /// A piece of an output read from its daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +268,59 @@ impl Daemon {
         })))
     }
 
+    /// Puts input `name` of invocation `invocation` (of `workflow` version `version`), which
+    /// has not started yet, on this daemon from the file at `path` (of `len` bytes), streamed
+    /// in [`PUT_CHUNK`] pieces; the invocation then names it in [`StartInvocation::files`].
+    /// `limit` bounds the whole transfer.
+    pub async fn put_input(
+        &self,
+        (invocation, workflow, version): (u64, &str, u64),
+        name: &str,
+        (path, len): (&std::path::Path, u64),
+        limit: Duration,
+    ) -> Result<u64, DaemonError> {
+        use tokio::io::AsyncReadExt as _;
+        let file = tokio::fs::File::open(path).await.map_err(|e| DaemonError::Refused {
+            worker: self.name.clone(),
+            addr: self.addr,
+            message: format!("cannot open {} to send input `{name}`: {e}", path.display()),
+        })?;
+        let first = pb::PutInputChunk {
+            invocation_id: invocation,
+            workflow: workflow.to_owned(),
+            version,
+            name: name.to_owned(),
+            len,
+            data: Vec::new(),
+        };
+        // Each piece is read when the one before has been taken: the file is never held whole.
+        let pieces = futures_util::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut data = vec![0; PUT_CHUNK];
+            let mut n = 0;
+            while n < data.len() {
+                match file.read(&mut data[n..]).await {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    // The stream ends short; the daemon refuses the put for its length.
+                    Err(_) => return None,
+                }
+            }
+            if n == 0 {
+                return None;
+            }
+            data.truncate(n);
+            let chunk = pb::PutInputChunk {
+                data,
+                ..pb::PutInputChunk::default()
+            };
+            Some((chunk, Some(file)))
+        });
+        let stream = futures_util::StreamExt::chain(futures_util::stream::iter([first]), pieces);
+        let mut client = self.client.clone();
+        Ok(self.within(limit, client.put_input(stream)).await?.len)
+    }
+
     /// Says that output `name` (element `element`) of `invocation` was read whole and passed
     /// on: when every kept output of the invocation has been, the daemon frees them.
     pub async fn output_read(
@@ -323,6 +381,7 @@ impl Daemon {
             keep_outputs_ms: inv
                 .keep_outputs
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
+            files: inv.files.clone(),
         };
         let mut client = self.client.clone();
         let answer = self.within(limit, client.invoke(req)).await?;

@@ -140,7 +140,14 @@ impl Invocation {
             input_json,
             deadline_ms: deadline_ms.unwrap_or(0),
             fill_staged_scale: None,
+            files: Default::default(),
         })
+    }
+
+    /// Gives input `name` as upload `upload` ([`Planner::upload`]).
+    pub fn file(mut self, name: String, upload: String) -> Invocation {
+        self.0.files.insert(name, upload);
+        self
     }
 
     /// Has the planner fill the staged inputs (FaaSFlow's files no function produces) that the
@@ -411,6 +418,70 @@ impl Planner {
             .map(planned)
             .transpose()
             .map_err(PlannerError::InvalidPlan)
+    }
+
+    /// Uploads the file at `path`, streamed in 1 MiB pieces, to give as a workflow input
+    /// ([`Invocation::file`]): its upload id and size. `sent` is told the bytes sent so far.
+    pub async fn upload(
+        &mut self,
+        path: &std::path::Path,
+        sent: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<(String, u64), PlannerError> {
+        use tokio::io::AsyncReadExt as _;
+        let unreadable = |e: std::io::Error| PlannerError::Failed {
+            code: Code::InvalidArgument,
+            message: format!("cannot read {}: {e}", path.display()),
+        };
+        let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let len = file.metadata().await.map_err(unreadable)?.len();
+        let failed_read: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>> = Default::default();
+        let failed = failed_read.clone();
+        let sent = std::sync::Arc::new(sent);
+        // Each piece is read when the one before has been taken: the file is never held whole.
+        let pieces = futures_util::stream::unfold((file, 0u64), move |(mut file, total)| {
+            let (failed, sent) = (failed.clone(), sent.clone());
+            async move {
+                let mut data = vec![0; 1 << 20];
+                let mut n = 0;
+                while n < data.len() {
+                    match file.read(&mut data[n..]).await {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => {
+                            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            return None;
+                        }
+                    }
+                }
+                if n == 0 {
+                    return None;
+                }
+                data.truncate(n);
+                let total = total + n as u64;
+                sent(total);
+                Some((pb::UploadChunk { data }, (file, total)))
+            }
+        });
+        let r = self
+            .client
+            .upload(pieces)
+            .await
+            .map_err(|s| PlannerError::from_status(&s))?
+            .into_inner();
+        if let Some(e) = failed_read.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(unreadable(e));
+        }
+        if r.bytes != len {
+            return Err(PlannerError::Failed {
+                code: Code::DataLoss,
+                message: format!(
+                    "{} has {len} bytes but the planner received {} (did it change meanwhile?)",
+                    path.display(),
+                    r.bytes
+                ),
+            });
+        }
+        Ok((r.upload_id, r.bytes))
     }
 
     /// Runs an invocation and waits for its end.

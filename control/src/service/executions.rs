@@ -182,7 +182,12 @@ impl PlannerService {
                 key.len()
             )));
         }
-        let digest = request_digest(&req.workflow, req.version, &req.input_json, req.deadline_ms);
+        let digest = request_digest(
+            &req.workflow,
+            req.version,
+            (&req.input_json, &req.files),
+            req.deadline_ms,
+        );
         let record = {
             let mut state = self.state();
             if let Some(&id) = state.executions.keys.get(&key)
@@ -206,7 +211,14 @@ impl PlannerService {
                     req.workflow
                 )));
             }
-            find_version(&req.workflow, d, req.version).map_err(|e| Status::not_found(e.0))?;
+            let index = find_version(&req.workflow, d, req.version).map_err(|e| Status::not_found(e.0))?;
+            // Inputs given as uploads are checked now: a start that cannot run is refused.
+            if !req.files.is_empty() {
+                let mut input: serde_json::Value = serde_json::from_slice(&req.input_json)
+                    .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
+                let files = self.upload_files(&req.workflow, &req.files, &mut input)?;
+                super::invoke::file_inputs_read_alone(&req.workflow, &d.versions[index].wf, &files)?;
+            }
             state.executions.last_id += 1;
             let record = ExecutionRecord {
                 id: state.executions.last_id,

@@ -22,6 +22,8 @@ pub(crate) struct InvokeRequest {
     pub(crate) fill_staged_scale: Option<f64>,
     /// The execution it runs (`None`: a synchronous `Invoke`).
     pub(crate) execution: Option<u64>,
+    /// Inputs given as uploaded files: input name → upload id (`uploads.rs`).
+    pub(crate) files: BTreeMap<String, String>,
 }
 
 /// How an invocation ended.
@@ -144,6 +146,9 @@ impl PlannerService {
                 "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
             ));
         }
+        // Inputs given as uploads: their files, and `null` in the input (the engine sees them
+        // given; functions read the files' bytes).
+        let files = self.upload_files(&req.workflow, &req.files, &mut input)?;
         let requested = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
         // The request's limit, else the workflow's `deadline`, else the planner's default.
         let mut deadline = requested.unwrap_or(self.inner.config.default_deadline);
@@ -193,6 +198,9 @@ impl PlannerService {
                     deadline = Duration::from_millis(ms);
                 }
                 idempotent = v.wf.idempotent();
+                if !files.is_empty() {
+                    file_inputs_read_alone(&req.workflow, &v.wf, &files)?;
+                }
                 if let Some(scale) = req.fill_staged_scale
                     && filled == (0, 0)
                 {
@@ -274,7 +282,7 @@ impl PlannerService {
                 route => break route,
             }
         };
-        if filled.0 > 0 {
+        if filled.0 > 0 || !files.is_empty() {
             req.input_json = staged_input_json(&req.workflow, &input)?;
         }
         if let Some(execution) = req.execution {
@@ -312,7 +320,9 @@ impl PlannerService {
         }
         let (id, version, entry, daemon, guard) = match route {
             Route::Central { id, version, guard } => {
-                let response = self.invoke_central(&req.workflow, version, id, input, deadline).await;
+                let response = self
+                    .invoke_central(&req.workflow, version, id, (input, files), deadline)
+                    .await;
                 drop(guard);
                 if let Ok((r, _)) = &response {
                     self.note_report(id, &req.workflow, &r.report_json);
@@ -346,7 +356,19 @@ impl PlannerService {
             // An execution's outputs that its report does not show whole stay on the entry
             // daemon, to be read, for as long as the execution is kept.
             keep_outputs: req.execution.map(|_| self.inner.config.keep_executions_for),
+            files: files.iter().map(|(name, ..)| name.clone()).collect(),
         };
+        // Uploaded inputs go to the entry first, straight from disk into its arena.
+        for (name, path, len) in &files {
+            let put = daemon.put_input((id, &req.workflow, version), name, (path, *len), deadline);
+            if let Err(e) = put.await {
+                drop(guard);
+                return Err(Status::unavailable(format!(
+                    "invocation {id} of workflow `{}` did not start: input `{name}` could not be sent to worker `{}`: {e}",
+                    req.workflow, entry.name
+                )));
+            }
+        }
         self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
         // The entry daemon ends the invocation at its deadline and answers with the report;
         // waiting a little longer lets that answer arrive (it names the steps still open).
@@ -428,12 +450,12 @@ impl PlannerService {
         workflow: &str,
         version: u64,
         id: u64,
-        input: serde_json::Value,
+        (input, files): (serde_json::Value, Vec<(String, std::path::PathBuf, u64)>),
         deadline: Duration,
     ) -> Result<(InvokeAnswer, Option<String>), Status> {
         let store = self.remote_store(workflow).await?;
         let central = self.central().clone();
-        let run = central.invoke(workflow, version, id, input, store);
+        let run = central.invoke(workflow, version, id, input, files, store);
         match tokio::time::timeout(deadline, run).await {
             Ok(Ok(report)) => {
                 let json = serde_json::to_vec(&report)
@@ -498,6 +520,64 @@ fn staged_input_json(workflow: &str, input: &serde_json::Value) -> Result<Vec<u8
         )));
     }
     Ok(json)
+}
+
+impl PlannerService {
+    /// The files of the uploads `files` names (input name → upload id), each input set to
+    /// `null` in `input`: refused when an upload is unknown, or the input gives it too.
+    pub(super) fn upload_files(
+        &self,
+        workflow: &str,
+        files: &BTreeMap<String, String>,
+        input: &mut serde_json::Value,
+    ) -> Result<Vec<(String, std::path::PathBuf, u64)>, Status> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uploads = self.uploads()?;
+        let mut out = Vec::with_capacity(files.len());
+        for (name, id) in files {
+            let (path, len) = uploads
+                .find(id)
+                .map_err(|e| Status::not_found(format!("input `{name}` of workflow `{workflow}`: {e}")))?;
+            let Some(map) = input.as_object_mut() else { break };
+            if map.contains_key(name) {
+                return Err(Status::invalid_argument(format!(
+                    "input `{name}` of workflow `{workflow}` is given twice: in the input JSON and as upload `{id}`; \
+                     give it once"
+                )));
+            }
+            map.insert(name.clone(), serde_json::Value::Null);
+            out.push((name.clone(), path, len));
+        }
+        Ok(out)
+    }
+}
+
+/// Refuses inputs given as files that `wf` does not declare, or reads other than as a
+/// task's input on its own (a switch condition, a foreach list, the workflow's outputs or a
+/// binding of several sources need the input's JSON value).
+pub(super) fn file_inputs_read_alone(
+    workflow: &str,
+    wf: &Workflow,
+    files: &[(String, std::path::PathBuf, u64)],
+) -> Result<(), Status> {
+    let alone = wf.stageable_inputs();
+    for (name, ..) in files {
+        if !wf.inputs.iter().any(|i| i.name == *name) {
+            return Err(Status::invalid_argument(format!(
+                "workflow `{workflow}` has no input `{name}` to give a file for (its inputs: {})",
+                list_names(wf.inputs.iter().map(|i| i.name.as_str()), 10)
+            )));
+        }
+        if !alone.contains(name) {
+            return Err(Status::invalid_argument(format!(
+                "input `{name}` of workflow `{workflow}` cannot be a file: a switch condition, a foreach list, the \
+                 workflow's outputs or a binding of several sources reads its JSON value; give it in the input JSON"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs of one invocation at most, when workers are lost ([`PlannerService::invoke_rerunning`]).

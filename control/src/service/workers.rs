@@ -31,6 +31,9 @@ use crate::versions::{Fault, RepairError, holds, newest_fault, placement};
 /// Heartbeat intervals an install or drop that failed waits before it is tried again.
 const RETRY_AFTER: u32 = 5;
 
+/// How often the uploads kept unused past their time are looked for.
+const UPLOAD_SWEEP: Duration = Duration::from_secs(60);
+
 /// A worker's registration, checked: its name, its daemon's incarnation and addresses, its
 /// slots and the versions it holds.
 #[derive(Debug, Clone)]
@@ -212,6 +215,7 @@ impl PlannerService {
         let weak = Arc::downgrade(&self.inner);
         let interval = self.inner.config.heartbeat_interval;
         tokio::spawn(async move {
+            let mut swept = Instant::now();
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
@@ -219,6 +223,15 @@ impl PlannerService {
                 service.check_workers();
                 service.reconcile();
                 service.expire_orphans().await;
+                if swept.elapsed() >= UPLOAD_SWEEP
+                    && let Ok(u) = service.uploads()
+                {
+                    swept = Instant::now();
+                    let n = u.sweep();
+                    if n > 0 {
+                        tracing::info!(uploads = n, "deleted uploads kept unused past their time");
+                    }
+                }
             }
         });
     }

@@ -383,6 +383,10 @@ impl Runtime {
                 }
                 reply.send(());
             }
+            Msg::Put(put, reply) => {
+                let (mut cx, rest) = self.parts(now);
+                reply.send(rest.peers.put(put, rest.calls, &mut cx));
+            }
             Msg::ReleaseOutputs { invocations, reply } => {
                 let released: Vec<Vec<u64>> = invocations.iter().filter_map(|i| self.kept.release(*i)).collect();
                 for ids in &released {
@@ -705,7 +709,11 @@ impl Runtime {
         let declared = installed.and_then(|i| i.wf.deadline_ms).map(Duration::from_millis);
         // The other workers of the plan start it too: they get its input first.
         let mut input = invoke.input;
-        let starting = self.peers.starting(installed, &mut input);
+        let put = match self.peers.take_puts(id, &invoke.files, &self.objects) {
+            Ok(put) => put,
+            Err(e) => return reply.send(Err(DaemonError::Invoke(e.to_string()))),
+        };
+        let starting = self.peers.starting(installed, &mut input, put);
         let (mut cx, rest) = self.parts(now);
         if let Err((e, reply)) = peers::begin(id, &key, input, Some(reply), (me, now), &mut cx) {
             if let Some(reply) = reply {

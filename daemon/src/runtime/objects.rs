@@ -605,8 +605,11 @@ impl Objects {
     ) -> Vec<u64> {
         self.map
             .iter()
-            // Held: a result its entry keeps (`kept.rs`), or one its report waits on.
-            .filter(|(_, o)| !o.held && !running(o.invocation) && now.saturating_duration_since(o.born) >= ttl)
+            // Held: a result its entry keeps (`kept.rs`), or one its report waits on. Being
+            // written (an input put before its invocation, `peers/put.rs`): swept once whole.
+            .filter(|(_, o)| {
+                !o.held && o.io == 0 && !running(o.invocation) && now.saturating_duration_since(o.born) >= ttl
+            })
             .map(|(id, _)| *id)
             .collect()
     }

@@ -26,6 +26,7 @@ pub fn pack() -> Pack {
         .function("sandbox", sandbox)
         .function("snoop", snoop)
         .function("say", say)
+        .function("fnv", fnv)
 }
 
 /// `echo`: copies input `in` to output `out`.
@@ -233,6 +234,20 @@ pub fn len(ctx: &mut Context<'_>) -> Result<(), Error> {
     ctx.output_json("out", &n)
 }
 
+/// `fnv`: output `out` is the 64-bit FNV-1a hash of input `in`'s bytes, as a JSON string of
+/// 16 hex digits ([`fnv1a`]): a test checks that a function read exactly the bytes it gave.
+pub fn fnv(ctx: &mut Context<'_>) -> Result<(), Error> {
+    let h = fnv1a(ctx.input("in")?);
+    ctx.output_json("out", &format!("{h:016x}"))
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +256,9 @@ mod tests {
     #[test]
     fn data_functions() -> Result<(), Error> {
         let pack = pack();
+        let out = TestCall::new("fnv").input("in", "a").run_in(&pack)?;
+        // FNV-1a 64 of "a", as published.
+        assert_eq!(out.output("out"), Some(&b"\"af63dc4c8601ec8c\""[..]));
         let out = TestCall::new("echo").input("in", "abc").run_in(&pack)?;
         assert_eq!(out.output("out"), Some(&b"abc"[..]));
         let out = TestCall::new("concat")

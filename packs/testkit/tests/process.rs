@@ -100,7 +100,7 @@ fn run_by_hand_it_says_what_it_is() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("`testkit` is a faasflow function pack (functions: echo, concat, noop, fail, panic, exit, hang, emit, json, len, touch, sandbox, snoop, say); the faasflow daemon starts it, it is not run by hand"),
+        err.contains("`testkit` is a faasflow function pack (functions: echo, concat, noop, fail, panic, exit, hang, emit, json, len, touch, sandbox, snoop, say, fnv); the faasflow daemon starts it, it is not run by hand"),
         "{err}"
     );
     let out = Command::new(BIN).arg("--list").output().expect("run");
@@ -109,7 +109,7 @@ fn run_by_hand_it_says_what_it_is() {
         String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
         [
             "echo", "concat", "noop", "fail", "panic", "exit", "hang", "emit", "json", "len", "touch", "sandbox",
-            "snoop", "say"
+            "snoop", "say", "fnv"
         ]
     );
     let out = Command::new(BIN).env(INSTANCE_FD_ENV, "banana").output().expect("run");

@@ -228,8 +228,14 @@ pub struct ExecutionRecord {
     pub entry_worker: String,
 }
 
-/// SHA-256 of a start request: what a start under the same idempotency key must repeat.
-pub fn request_digest(workflow: &str, version: Option<u64>, input_json: &[u8], deadline_ms: u64) -> Vec<u8> {
+/// SHA-256 of a start request: what a start under the same idempotency key must repeat
+/// (`files`: inputs given as uploads, name → upload id).
+pub fn request_digest(
+    workflow: &str,
+    version: Option<u64>,
+    (input_json, files): (&[u8], &std::collections::BTreeMap<String, String>),
+    deadline_ms: u64,
+) -> Vec<u8> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in [
         workflow.as_bytes(),
@@ -240,6 +246,13 @@ pub fn request_digest(workflow: &str, version: Option<u64>, input_json: &[u8], d
         ctx.update(part);
     }
     ctx.update(input_json);
+    // A request without files digests as it did before uploads were taken.
+    for (name, upload) in files {
+        for part in [name.as_bytes(), upload.as_bytes()] {
+            ctx.update(&(part.len() as u64).to_le_bytes());
+            ctx.update(part);
+        }
+    }
     ctx.finish().as_ref().to_vec()
 }
 
@@ -401,6 +414,7 @@ mod tests {
 
     #[test]
     fn an_execution_comes_back_as_it_was_stored() {
+        let no_files = std::collections::BTreeMap::new();
         let e = ExecutionRecord {
             id: 12,
             workflow: "wc".into(),
@@ -413,7 +427,7 @@ mod tests {
             error: String::new(),
             report_json: b"{}".to_vec(),
             idempotency_key: "k".into(),
-            request_digest: request_digest("wc", Some(3), b"{}", 0),
+            request_digest: request_digest("wc", Some(3), (b"{}", &no_files), 0),
             entry_worker: "worker-1".into(),
         };
         assert_eq!(decode_execution(&encode_execution(&e)).unwrap(), e);
@@ -421,12 +435,18 @@ mod tests {
         assert!(brief.output_json.is_empty() && brief.report_json.is_empty());
         assert_ne!(
             e.request_digest,
-            request_digest("wc", None, b"{}", 0),
+            request_digest("wc", None, (b"{}", &no_files), 0),
             "the version counts"
+        );
+        let files = std::collections::BTreeMap::from([("video".to_owned(), "ab12".to_owned())]);
+        assert_ne!(
+            e.request_digest,
+            request_digest("wc", Some(3), (b"{}", &files), 0),
+            "the files count"
         );
         assert_ne!(
             e.request_digest,
-            request_digest("wc", Some(3), b"{ }", 0),
+            request_digest("wc", Some(3), (b"{ }", &no_files), 0),
             "the input counts"
         );
         let mut p = execution_to_proto(&e, true);

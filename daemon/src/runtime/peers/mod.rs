@@ -14,6 +14,7 @@
 //! collide. What a flow here cannot finish itself (ending an invocation) it returns as a
 //! [`Followup`] for the loop.
 
+mod put;
 mod tell;
 
 use std::collections::HashMap;
@@ -160,6 +161,8 @@ pub(crate) struct Peers {
     early: HashMap<InvocationId, (Instant, Vec<(String, ControlMessage)>)>,
     /// What this worker tells the others, and the writes its messages wait for.
     tell: Telling,
+    /// Inputs put before their invocation starts: (invocation, name) → object.
+    puts: HashMap<(InvocationId, String), u64>,
 }
 
 impl Peers {
@@ -170,6 +173,7 @@ impl Peers {
             addrs: HashMap::new(),
             early: HashMap::new(),
             tell: Telling::default(),
+            puts: HashMap::new(),
         }
     }
 
@@ -194,8 +198,9 @@ impl Peers {
         &self,
         installed: Option<&crate::runtime::install::Installed>,
         input: &mut serde_json::Value,
+        put: Vec<(String, u64)>,
     ) -> Starting {
-        Telling::starting(installed, input)
+        Telling::starting(installed, input, put)
     }
 
     /// Sends the `Start`s of invocation `id` (just started here as its entry).
@@ -742,6 +747,7 @@ impl Peers {
         for id in stray {
             calls.free_object(id, cx);
         }
+        self.forget_swept_puts(cx);
     }
 }
 

@@ -109,6 +109,9 @@ pub(crate) struct Staging {
     ids: Vec<Option<u64>>,
     named: Vec<Vec<StagedInput>>,
     others: Vec<(String, SocketAddr)>,
+    /// Inputs put here beforehand: object, the other workers (by index) that read it, and
+    /// whether a task here does.
+    put: Vec<(u64, Vec<usize>, bool)>,
 }
 
 /// An invocation starting here as its entry, as the other workers get it.
@@ -119,6 +122,9 @@ pub(crate) struct Starting {
     staged: Vec<(String, Vec<u8>)>,
     /// The input each other worker gets in its `Start`.
     inputs: Vec<Vec<u8>>,
+    /// Inputs put here beforehand ([`crate::api::Put`]), staged on one worker too: name,
+    /// object.
+    put: Vec<(String, u64)>,
 }
 
 impl Telling {
@@ -126,7 +132,11 @@ impl Telling {
     /// inputs only tasks read are taken out (to go apart, as objects: they would hold up
     /// `Start`), and each worker gets the inputs its tasks, conditions and foreach lists read.
     /// On one worker, nothing is taken out (each call copies what it reads).
-    pub(super) fn starting(installed: Option<&Installed>, input: &mut serde_json::Value) -> Starting {
+    pub(super) fn starting(
+        installed: Option<&Installed>,
+        input: &mut serde_json::Value,
+        put: Vec<(String, u64)>,
+    ) -> Starting {
         let others = installed.map(Installed::other_workers).unwrap_or_default();
         let staged = match installed {
             Some(i) if !others.is_empty() => take_staged(i, input),
@@ -136,7 +146,12 @@ impl Telling {
             .iter()
             .map(|(name, _)| input_for(installed, name, input))
             .collect();
-        Starting { others, staged, inputs }
+        Starting {
+            others,
+            staged,
+            inputs,
+            put,
+        }
     }
 
     /// Sends the `Start`s of invocation `id` (just started here), naming its staged inputs;
@@ -149,7 +164,8 @@ impl Telling {
         s: Starting,
         cx: &mut Cx<'_>,
     ) -> Staging {
-        let (named, ids) = name_staged(id, &s.staged, &s.others, cx);
+        let (mut named, ids) = name_staged(id, &s.staged, &s.others, cx);
+        let put = name_put(id, &s.put, &s.others, &mut named, cx);
         let origin_us = cx.invocations.get(id).map_or(0, |i| unix_us(i.start));
         for ((peer, input), staged) in s.others.iter().zip(s.inputs).zip(named.iter()) {
             let msg = ControlMessage::Start(Start {
@@ -168,6 +184,7 @@ impl Telling {
             ids,
             named,
             others: s.others,
+            put,
         }
     }
 
@@ -188,7 +205,19 @@ impl Telling {
             ids,
             named,
             others,
+            put,
         } = s;
+        for (object, readers, here) in put {
+            for k in readers {
+                let (name, addr) = &others[k];
+                self.push(net, name, *addr, id, object, cx);
+            }
+            if !here {
+                // Freed once its pushes are through (now, when there are none).
+                cx.objects.mark_released(object);
+                calls.unpin(&[object], cx);
+            }
+        }
         let Some(wf_key) = cx.invocations.get(id).map(|i| i.wf.clone()) else {
             return;
         };
@@ -692,6 +721,46 @@ fn take_staged(installed: &Installed, input: &mut serde_json::Value) -> Vec<(Str
         }
     }
     staged
+}
+
+/// Names the inputs put here for invocation `id` ([`crate::api::Put`]) in the `Start`s of
+/// the other workers whose tasks read them, and notes those read here as staged: for each,
+/// (object, the readers among `others`, whether a task here reads it).
+fn name_put(
+    id: InvocationId,
+    put: &[(String, u64)],
+    others: &[(String, SocketAddr)],
+    named: &mut [Vec<StagedInput>],
+    cx: &mut Cx<'_>,
+) -> Vec<(u64, Vec<usize>, bool)> {
+    let installs = cx.installs;
+    let Some(installed) = cx.invocations.get(id).and_then(|inv| installs.get(&inv.wf)) else {
+        return put.iter().map(|(_, object)| (*object, Vec::new(), false)).collect();
+    };
+    let mut out = Vec::with_capacity(put.len());
+    for (name, object) in put {
+        let len = cx.objects.get(*object).map_or(0, |o| o.len);
+        let readers: Vec<usize> = others
+            .iter()
+            .enumerate()
+            .filter(|(_, (w, _))| installed.input_needs.get(w).is_some_and(|n| n.contains(name)))
+            .map(|(k, _)| k)
+            .collect();
+        for &k in &readers {
+            named[k].push(StagedInput {
+                name: name.clone(),
+                object: *object,
+                len,
+            });
+        }
+        let here = installed.read_here.contains(name);
+        if here {
+            let readers = installed.staged_readers.get(name).copied();
+            cx.invocations.note_staged(id, name.clone(), *object, readers);
+        }
+        out.push((*object, readers, here));
+    }
+    out
 }
 
 /// Names the staged inputs of invocation `id` (just started here) that each of `others`
