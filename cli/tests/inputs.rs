@@ -255,3 +255,69 @@ fn exists_part(dir: &Path) -> bool {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
 }
+
+/// One function hashing the input.
+const HASH: &str = "name: hash
+functions:
+  fnv: {pack: testkit, outputs: {out: json}}
+steps:
+  - task: fnv
+    inputs: {in: input.data}
+output:
+  hash: fnv.out
+";
+
+#[test]
+fn an_input_file_larger_than_the_arena_is_refused_clearly_and_its_spill_file_removed() {
+    // A 64 MiB arena: 80 MiB go to a spill file, and no function can map them.
+    let c = Cluster::up("inputs-spill", 1, &["--heartbeat-ms", "200"]);
+    let wf = c.write("hash.yaml", HASH);
+    c.deploy(&wf);
+    let file = c.dir.join("large.bin");
+    std::fs::write(&file, binary(80 << 20)).expect("write");
+    let o = c.run(&["invoke", "hash", "--input-file", &format!("data={}", file.display())]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("uploading") && err.contains("80.0 MiB"),
+        "a large upload is said: {err}"
+    );
+    assert!(
+        err.contains("cannot reload workflow input `data` from its spill file: 83886080 bytes do not fit in the arena"),
+        "{err}"
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !put_files(&c.dir.join("spill")).is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        put_files(&c.dir.join("spill")),
+        Vec::<String>::new(),
+        "a put's spill file is left"
+    );
+    // The worker serves on: a file that fits is read.
+    let small = binary(1 << 20);
+    std::fs::write(&file, &small).expect("write");
+    let o = c.run(&["invoke", "hash", "--input-file", &format!("data={}", file.display())]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(out["hash"], fnv1a(&small).as_str(), "{out}");
+    assert_eq!(arena_used(&c, "worker-0"), 0.0);
+}
+
+/// The put spill files under `dir`, at any depth.
+fn put_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else if name.starts_with("put-") {
+                found.push(name);
+            }
+        }
+    }
+    found
+}

@@ -129,7 +129,11 @@ impl Loads {
             let (len, producer) = (obj.len, obj.producer.clone());
             let e = alloc(call, others, segment, len, cx).map_err(|e| {
                 let m = match what {
-                    LoadOf::Spilled => format!("cannot reload the spilled output of `{producer}`: {e}"),
+                    LoadOf::Spilled => match producer.strip_prefix("input.") {
+                        // A workflow input put here as a file (or staged) that went to disk.
+                        Some(input) => format!("cannot reload workflow input `{input}` from its spill file: {e}"),
+                        None => format!("cannot reload the spilled output of `{producer}`: {e}"),
+                    },
                     LoadOf::Remote { .. } => format!("cannot load the output of `{producer}`: {e}"),
                 };
                 no_room(len, capacity, m)
