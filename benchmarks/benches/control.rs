@@ -23,7 +23,9 @@ use std::sync::Arc;
 use faasflow_rpc::auth::Token;
 use faasflow_rpc::channel::Transport;
 use faasflow_rpc::planner::{Invocation, Planner};
-use faasflow_rpc::tls::{ALPN_H2, ALPN_HTTP1, ClusterTrust, api_client_config};
+use faasflow_rpc::tls::{
+    ALPN_H2, ALPN_HTTP1, ClusterTrust, NodeIdentity, PLANNER_NODE, api_client_config, api_server_config,
+};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -226,6 +228,43 @@ fn raw_tcp(bytes: &[u8], buf: &mut [u8]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// Seconds to read `bytes` over one loopback TLS 1.3 connection with the cluster's
+/// settings (the planner's certificate, rustls on both ends, 1 MiB writes, no HTTP): what any
+/// download over TLS can reach on this machine.
+fn bare_tls(c: &Cluster, bytes: &[u8], buf: &mut [u8]) -> f64 {
+    let certs = c.dir.join("certs");
+    let identity = NodeIdentity::load(&certs, PLANNER_NODE).expect("the planner's certificate");
+    let trust = ClusterTrust::load(&certs).expect("CA");
+    let server = Arc::new(api_server_config(&identity, &trust).expect("TLS"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (conn, _) = listener.accept().expect("accept");
+            let session = rustls::ServerConnection::new(server.clone()).expect("TLS");
+            let mut conn = StreamOwned::new(session, conn);
+            for piece in bytes.chunks(1 << 20) {
+                conn.write_all(piece).expect("send");
+            }
+            conn.conn.send_close_notify();
+            conn.flush().expect("flush");
+        });
+        let tcp = TcpStream::connect(addr).expect("connect");
+        let session =
+            ClientConnection::new(c.https.clone(), ServerName::try_from(PLANNER_NODE).expect("name")).expect("TLS");
+        let mut conn = StreamOwned::new(session, tcp);
+        let mut left = bytes.len();
+        while left > 0 {
+            let piece = left.min(buf.len());
+            let n = conn.read(&mut buf[..piece]).expect("read");
+            assert!(n > 0, "cut short");
+            left -= n;
+        }
+    });
+    t.elapsed().as_secs_f64()
+}
+
 /// A `blob` execution run to its end: its id.
 fn blob(rt: &tokio::runtime::Runtime, grpc: &mut Planner) -> u64 {
     let inv = Invocation::new("blob".to_owned(), None, b"{}".to_vec(), None);
@@ -238,14 +277,14 @@ fn blob(rt: &tokio::runtime::Runtime, grpc: &mut Planner) -> u64 {
 /// Seconds to download a `BLOB_MIB` MiB output over HTTPS and over gRPC (each from an
 /// execution of its own), and to read the same bytes over raw loopback TCP, `n` runs each,
 /// interleaved.
-fn downloads(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> [Vec<f64>; 3] {
+fn downloads(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> [Vec<f64>; 4] {
     let mut grpc = rt
         .block_on(Planner::connect(&c.planner, Some(c.token.clone()), &c.transport))
         .expect("connect");
     let mut http = Http::connect(c);
     let bytes = vec![0x5au8; BLOB_MIB << 20];
     let mut buf = vec![0u8; 1 << 20];
-    let mut took = [Vec::new(), Vec::new(), Vec::new()];
+    let mut took = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..n {
         let id = blob(rt, &mut grpc);
         let t = Instant::now();
@@ -260,6 +299,7 @@ fn downloads(c: &Cluster, rt: &tokio::runtime::Runtime, n: usize) -> [Vec<f64>; 
         took[1].push(t.elapsed().as_secs_f64());
         assert_eq!(len, (BLOB_MIB as u64) << 20);
         took[2].push(raw_tcp(&bytes, &mut buf));
+        took[3].push(bare_tls(c, &bytes, &mut buf));
     }
     took
 }
@@ -451,12 +491,13 @@ fn main() {
     record_figure("control_starts_per_s", serde_json::json!(started));
     record_figure("control_invokes_per_s", serde_json::json!(invoked));
     let n = runs(7, 2);
-    let [mut https, mut grpc, mut tcp] = downloads(&c, &rt, n);
+    let [mut https, mut grpc, mut tcp, mut tls] = downloads(&c, &rt, n);
     let mib = BLOB_MIB as f64;
     let reference = median(&mut tcp);
     println!("\n### Downloading a {BLOB_MIB} MiB output ({n} runs of each, interleaved)\n");
-    println!("| way | median | MiB/s | vs raw TCP |");
-    println!("|---|---:|---:|---:|");
+    let ceiling = median(&mut tls);
+    println!("| way | median | MiB/s | vs raw TCP | vs bare TLS |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, v) in [
         (
             "HTTPS `GET /v1/executions/{id}/outputs/out` (planner, from the worker over gRPC/TLS)",
@@ -466,17 +507,25 @@ fn main() {
     ] {
         let m = median(v);
         println!(
-            "| {name} | {:.0} ms | {:.0} | {:.0}% |",
+            "| {name} | {:.0} ms | {:.0} | {:.0}% | {:.0}% |",
             m * 1e3,
             mib / m,
-            100.0 * reference / m
+            100.0 * reference / m,
+            100.0 * ceiling / m
         );
     }
     println!(
-        "| raw loopback TCP of the same bytes (the reference) | {:.0} ms | {:.0} | 100% |",
+        "| bare TLS 1.3 stream of the same bytes (rustls both ends, no HTTP: what any download over TLS can reach) | {:.0} ms | {:.0} | {:.0}% | 100% |",
+        ceiling * 1e3,
+        mib / ceiling,
+        100.0 * reference / ceiling
+    );
+    println!(
+        "| raw loopback TCP of the same bytes (the reference) | {:.0} ms | {:.0} | 100% | |",
         reference * 1e3,
         mib / reference
     );
+    record_figure("control_download_tls_share", serde_json::json!(reference / ceiling));
     record_figure(
         "control_download_share",
         serde_json::json!(reference / median(&mut https)),

@@ -290,6 +290,8 @@ async fn serve(
 ) -> Result<(), Failure> {
     Server::builder()
         .accept_http1(true)
+        .initial_stream_window_size(faasflow_rpc::channel::STREAM_WINDOW)
+        .initial_connection_window_size(faasflow_rpc::channel::CONNECTION_WINDOW)
         .add_routes(routes)
         .serve_with_incoming(faasflow_rpc::serve::incoming(listener, tls))
         .await

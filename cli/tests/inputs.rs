@@ -98,7 +98,7 @@ fn check_outputs(e: &Value, bytes: &[u8]) {
 
 #[test]
 fn an_input_file_reaches_every_function_that_reads_it_on_every_worker_byte_for_byte() {
-    let c = Cluster::up(
+    let mut c = Cluster::up(
         "inputs",
         2,
         &["--slots", "2", "--heartbeat-ms", "200", "--max-upload-mib", "8"],
@@ -175,6 +175,13 @@ fn an_input_file_reaches_every_function_that_reads_it_on_every_worker_byte_for_b
          application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{start}",
         start.len()
     );
+    let answer = https(&tls, &c.planner(), "planner", request.as_bytes()).expect("an answer");
+    let (head, body) = split(&answer);
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    let started: Value = serde_json::from_slice(body).expect("JSON");
+    check_outputs(&describe(&c, &started["execution_id"].to_string()), &small);
+    // Uploads are in the state directory: a planner killed and started again still has it.
+    c.restart("planner", true);
     let answer = https(&tls, &c.planner(), "planner", request.as_bytes()).expect("an answer");
     let (head, body) = split(&answer);
     assert!(head.starts_with("HTTP/1.1 201"), "{head}");

@@ -248,7 +248,10 @@ fn in_worker<T: Send + 'static>(daemon: &Daemon, f: impl FnOnce() -> T + Send + 
 }
 
 /// Bytes of a kept output per `ReadOutput` message.
-const OUTPUT_CHUNK: u64 = 1 << 20;
+const OUTPUT_CHUNK: u64 = 4 << 20;
+
+/// Pieces of an output read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
 
 /// Reads the pieces of the kept output a `ReadOutput` request names: from the daemon's loop
 /// (arena, spill file), or from the remote tier where the loop says it is.
@@ -562,23 +565,33 @@ impl pb::daemon_server::Daemon for DaemonService {
         };
         // The first piece now, so that an output that is not here is an error of the call.
         let first = reader.piece(offset).await?;
-        // Each piece is read when the one before has been taken. The reader says when it has
-        // passed the last byte on (`OutputRead`): a reader gone before then lets nothing go.
-        let stream = futures_util::stream::unfold(Some((Some(Ok(first)), reader)), |state| async move {
-            let (next, mut reader) = state?;
-            let chunk = match next {
-                None => return None,
-                Some(Err(e)) => return Some((Err(e), None)),
-                Some(Ok(chunk)) => chunk,
-            };
-            let end = chunk.offset + chunk.data.len() as u64;
-            let after = if end >= chunk.total_bytes || chunk.data.is_empty() {
-                None
-            } else {
-                Some(reader.piece(end).await)
-            };
-            Some((Ok(chunk), Some((after, reader))))
-        });
+        // The pieces after it are read ahead of the sender, at most `READ_AHEAD` of them (the
+        // reading overlaps the sending), and no more once the reader has gone. The reader says
+        // when it has passed the last byte on (`OutputRead`): a reader gone before then lets
+        // nothing go.
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let mut end = first.offset + first.data.len() as u64;
+        let more = end < first.total_bytes && !first.data.is_empty();
+        let total = first.total_bytes;
+        let _ = tx.try_send(Ok(first));
+        if more {
+            tokio::spawn(async move {
+                while end < total {
+                    let piece = reader.piece(end).await;
+                    let stop = match &piece {
+                        Ok(p) => {
+                            end += p.data.len() as u64;
+                            p.data.is_empty()
+                        }
+                        Err(_) => true,
+                    };
+                    if tx.send(piece).await.is_err() || stop {
+                        break;
+                    }
+                }
+            });
+        }
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
         Ok(Response::new(Box::pin(stream)))
     }
 

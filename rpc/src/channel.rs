@@ -116,8 +116,18 @@ pub fn daemon_client(channel: Channel, token: &Option<Token>) -> DaemonClient<Au
 /// own message.
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     // The scheme is `http` even over TLS: the TLS is this module's connector's, not tonic's.
-    Endpoint::from_shared(format!("http://{addr}"))
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW))
 }
+
+/// HTTP/2 flow-control windows of every connection, client and server: a stream may have
+/// this many bytes in flight before the receiver acknowledges them. HTTP/2's default (64 KiB)
+/// holds a stream of 1 MiB pieces (an output read, an input put) to a round trip per 64 KiB.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+
+/// The window of a whole connection (its streams together).
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// TCP to the URI's host and port, within [`CONNECT_TIMEOUT`], with `TCP_NODELAY`.
 async fn tcp(uri: &Uri) -> io::Result<(TcpStream, String)> {

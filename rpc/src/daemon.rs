@@ -279,7 +279,7 @@ impl Daemon {
         (path, len): (&std::path::Path, u64),
         limit: Duration,
     ) -> Result<u64, DaemonError> {
-        use tokio::io::AsyncReadExt as _;
+        use futures_util::StreamExt as _;
         let file = tokio::fs::File::open(path).await.map_err(|e| DaemonError::Refused {
             worker: self.name.clone(),
             addr: self.addr,
@@ -293,28 +293,10 @@ impl Daemon {
             len,
             data: Vec::new(),
         };
-        // Each piece is read when the one before has been taken: the file is never held whole.
-        let pieces = futures_util::stream::unfold(Some(file), |file| async move {
-            let mut file = file?;
-            let mut data = vec![0; PUT_CHUNK];
-            let mut n = 0;
-            while n < data.len() {
-                match file.read(&mut data[n..]).await {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    // The stream ends short; the daemon refuses the put for its length.
-                    Err(_) => return None,
-                }
-            }
-            if n == 0 {
-                return None;
-            }
-            data.truncate(n);
-            let chunk = pb::PutInputChunk {
-                data,
-                ..pb::PutInputChunk::default()
-            };
-            Some((chunk, Some(file)))
+        // A read error ends the stream short: the daemon refuses the put for its length.
+        let pieces = crate::pieces::of_file(file, PUT_CHUNK, |_| {}).map(|data| pb::PutInputChunk {
+            data,
+            ..pb::PutInputChunk::default()
         });
         let stream = futures_util::StreamExt::chain(futures_util::stream::iter([first]), pieces);
         let mut client = self.client.clone();

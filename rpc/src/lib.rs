@@ -14,6 +14,7 @@ pub mod channel;
 pub mod convert;
 pub mod daemon;
 pub mod metrics;
+pub mod pieces;
 pub mod planner;
 pub mod serve;
 pub mod status;

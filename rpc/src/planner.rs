@@ -427,7 +427,7 @@ impl Planner {
         path: &std::path::Path,
         sent: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<(String, u64), PlannerError> {
-        use tokio::io::AsyncReadExt as _;
+        use futures_util::StreamExt as _;
         let unreadable = |e: std::io::Error| PlannerError::Failed {
             code: Code::InvalidArgument,
             message: format!("cannot read {}: {e}", path.display()),
@@ -436,31 +436,14 @@ impl Planner {
         let len = file.metadata().await.map_err(unreadable)?.len();
         let failed_read: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>> = Default::default();
         let failed = failed_read.clone();
-        let sent = std::sync::Arc::new(sent);
-        // Each piece is read when the one before has been taken: the file is never held whole.
-        let pieces = futures_util::stream::unfold((file, 0u64), move |(mut file, total)| {
-            let (failed, sent) = (failed.clone(), sent.clone());
-            async move {
-                let mut data = vec![0; 1 << 20];
-                let mut n = 0;
-                while n < data.len() {
-                    match file.read(&mut data[n..]).await {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) => {
-                            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            return None;
-                        }
-                    }
-                }
-                if n == 0 {
-                    return None;
-                }
-                data.truncate(n);
-                let total = total + n as u64;
-                sent(total);
-                Some((pb::UploadChunk { data }, (file, total)))
-            }
+        let mut total = 0u64;
+        let pieces = crate::pieces::of_file(file, 1 << 20, move |e| {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        })
+        .map(move |data| {
+            total += data.len() as u64;
+            sent(total);
+            pb::UploadChunk { data }
         });
         let r = self
             .client
