@@ -88,7 +88,8 @@ pub(crate) struct PlannerArgs {
     max_upload_mib: u64,
     /// An upload is deleted once it has gone this many minutes without being uploaded again
     /// or used by a run.
-    #[arg(long, value_name = "MIN", default_value_t = faasflow_control::uploads::DEFAULT_KEEP_UPLOADS_FOR.as_secs() / 60)]
+    #[arg(long, value_name = "MIN", default_value_t = faasflow_control::uploads::DEFAULT_KEEP_UPLOADS_FOR.as_secs() / 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     keep_uploads_minutes: u64,
     /// Directory with the cluster's ca.pem and the planner's planner.pem and planner-key.pem
     /// (`faasflow cluster init`): the API is served over TLS, and the daemons are called over

@@ -275,8 +275,8 @@ output:
 ";
 
 #[test]
-fn an_input_file_larger_than_the_arena_is_refused_clearly_and_its_spill_file_removed() {
-    // A 64 MiB arena: 80 MiB go to a spill file, and no function can map them.
+fn an_input_file_larger_than_the_arena_or_cut_short_is_refused_and_leaves_nothing() {
+    // A 64 MiB arena: no function could map 80 MiB, so the worker refuses them up front.
     let c = Cluster::up("inputs-spill", 1, &["--heartbeat-ms", "200"]);
     let wf = c.write("hash.yaml", HASH);
     c.deploy(&wf);
@@ -290,7 +290,10 @@ fn an_input_file_larger_than_the_arena_is_refused_clearly_and_its_spill_file_rem
         "a large upload is said: {err}"
     );
     assert!(
-        err.contains("cannot reload workflow input `data` from its spill file: 83886080 bytes do not fit in the arena"),
+        err.contains(
+            "input `data` has 83886080 bytes, more than worker `worker-0`'s whole arena (67108864 bytes): functions map \
+             their inputs"
+        ),
         "{err}"
     );
     let end = Instant::now() + Duration::from_secs(10);
@@ -301,6 +304,29 @@ fn an_input_file_larger_than_the_arena_is_refused_clearly_and_its_spill_file_rem
         put_files(&c.dir.join("spill")),
         Vec::<String>::new(),
         "a put's spill file is left"
+    );
+    // A put cut short by its deadline lets go of its room (in the arena, or its spill file).
+    let cut = c.dir.join("cut.bin");
+    std::fs::write(&cut, binary(40 << 20)).expect("write");
+    for deadline in ["5", "20", "80"] {
+        let _ = c.run(&[
+            "invoke",
+            "hash",
+            "--deadline-ms",
+            deadline,
+            "--input-file",
+            &format!("data={}", cut.display()),
+        ]);
+    }
+    assert_eq!(arena_used(&c, "worker-0"), 0.0, "a cut put holds arena room");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !put_files(&c.dir.join("spill")).is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        put_files(&c.dir.join("spill")),
+        Vec::<String>::new(),
+        "a cut put's spill file is left"
     );
     // The worker serves on: a file that fits is read.
     let small = binary(1 << 20);

@@ -814,10 +814,10 @@ struct Uploaded {
 }
 
 /// Uploads a file to give as a workflow input (the body, any type, streamed to disk): its
-/// id goes in a run's `files`. Functions read the input as the file's bytes, by reference.
-/// It is kept until an execution that used it ends, or else for the planner's
-/// `--keep-uploads-for` unused. A body larger than the planner's `--max-upload-bytes` is
-/// refused (413) and nothing of it is kept.
+/// id (its content's) goes in a run's `files`. Functions read the input as the file's bytes,
+/// by reference. It is kept for the planner's `--keep-uploads-minutes` after it was last
+/// uploaded or used. A body larger than the planner's `--max-upload-mib` is refused (413)
+/// and nothing of it is kept.
 #[utoipa::path(post, path = "/v1/uploads", tag = "executions",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = Uploaded),

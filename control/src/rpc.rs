@@ -86,11 +86,16 @@ impl pb::planner_server::Planner for PlannerService {
         request: Request<tonic::Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         use futures_util::StreamExt as _;
-        let body = request.into_inner().map(|r| {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?;
+        let declared = first.as_ref().and_then(|c| c.declared_bytes);
+        let first = first.map(|c| Ok(bytes::Bytes::from(c.data)));
+        let rest = stream.map(|r| {
             r.map(|c| bytes::Bytes::from(c.data))
                 .map_err(|s| s.message().to_owned())
         });
-        let (upload_id, bytes) = self.uploads()?.receive(None, body).await?;
+        let body = futures_util::stream::iter(first).chain(rest);
+        let (upload_id, bytes) = self.uploads()?.receive(declared, body).await?;
         Ok(Response::new(pb::UploadResponse { upload_id, bytes }))
     }
 

@@ -153,14 +153,22 @@ impl Uploads {
             digest.update(&piece);
             file.write_all(&piece).await.map_err(io)?;
         }
-        file.flush().await.map_err(io)?;
+        if let Some(n) = declared.filter(|n| *n != received) {
+            return Err(UploadError::Cut {
+                received,
+                cause: format!("{n} bytes were announced"),
+            });
+        }
+        // On disk before it is named: a crash never leaves a short file under an id.
+        file.sync_all().await.map_err(io)?;
         drop(file);
         let id: String = digest.finish().as_ref()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let path = self.dir.join(&id);
-        if touch(&path) {
+        let same = std::fs::metadata(&path).is_ok_and(|m| m.len() == received);
+        if same && touch(&path) {
             // The same bytes are there already: kept longer, and this copy dropped.
             return Ok((id, received));
         }
@@ -304,6 +312,13 @@ mod tests {
         let (other, _) = u.receive(None, body(vec![Ok(b"hello world!")])).await.expect("other");
         assert_ne!(other, id);
         assert_eq!(u.usage(), (2, 23));
+        // A file under its id whose length is wrong (a disk that lost its end) is replaced.
+        std::fs::write(u.find(&id).expect("found").0, b"hello").expect("damage");
+        let (again, _) = u.receive(None, body(vec![Ok(b"hello world")])).await.expect("again");
+        assert_eq!(
+            std::fs::read(u.find(&again).expect("found").0).expect("read"),
+            b"hello world"
+        );
     }
 
     #[tokio::test]
@@ -320,6 +335,8 @@ mod tests {
         let e = u.receive(None, body(vec![Ok(b"123"), Err("reset")])).await.unwrap_err();
         assert!(matches!(e, UploadError::Cut { received: 3, .. }), "{e}");
         assert!(e.to_string().contains("reset"), "{e}");
+        let e = u.receive(Some(5), body(vec![Ok(b"123")])).await.unwrap_err();
+        assert!(e.to_string().contains("after 3 bytes (5 bytes were announced)"), "{e}");
         assert_eq!(u.usage(), (0, 0), "nothing kept");
     }
 

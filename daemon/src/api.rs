@@ -493,6 +493,20 @@ pub enum InputError {
     /// No put of it is under way (never begun, abandoned, or swept).
     #[error("input `{name}` of invocation {invocation} is not being put on this worker")]
     Unknown { invocation: u64, name: String },
+    /// The worker runs as many invocations as it takes: retry later.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Larger than the whole arena: no function could map it.
+    #[error(
+        "input `{name}` has {len} bytes, more than worker `{worker}`'s whole arena ({capacity} bytes): functions map \
+         their inputs, so it cannot be read there; give the worker a larger arena (--arena-mib)"
+    )]
+    LargerThanArena {
+        name: String,
+        len: u64,
+        capacity: u64,
+        worker: String,
+    },
     /// An invocation names an input that was not put here whole.
     #[error(
         "input `{name}` of invocation {invocation} was not put on this worker whole (or it waited more than a minute \

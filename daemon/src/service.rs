@@ -173,11 +173,51 @@ impl DaemonService {
 }
 
 impl DaemonService {
+    /// Puts the input the stream carries: its length.
+    async fn put(&self, mut stream: tonic::Streaming<pb::PutInputChunk>) -> Result<u64, Status> {
+        use crate::api::Put;
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument(
+                "PutInput: the stream is empty; its first message names the input",
+            ));
+        };
+        let (invocation, name, len) = (first.invocation_id, first.name.clone(), first.len);
+        let begin = Put::Begin {
+            invocation,
+            workflow: first.workflow,
+            version: first.version,
+            name: name.clone(),
+            len,
+        };
+        let file = self.put_step(begin).await?;
+        let written = match file {
+            Some(path) => put_file(&path, first.data, &mut stream, len).await,
+            None => self.put_arena(invocation, &name, first.data, &mut stream, len).await,
+        };
+        let ok = matches!(written, Ok(n) if n == len);
+        let ended = self
+            .put_step(Put::End {
+                invocation,
+                name: name.clone(),
+                ok,
+            })
+            .await;
+        let received = written?;
+        if received != len {
+            return Err(Status::invalid_argument(format!(
+                "input `{name}` of invocation {invocation}: {received} bytes came, not the {len} announced"
+            )));
+        }
+        ended?;
+        Ok(received)
+    }
+
     /// One step of a put, on the loop.
     async fn put_step(&self, put: crate::api::Put) -> Result<Option<std::path::PathBuf>, Status> {
-        self.blocking(move |d| d.put_input(put))
-            .await?
-            .map_err(|e| Status::failed_precondition(e.to_string()))
+        self.blocking(move |d| d.put_input(put)).await?.map_err(|e| match e {
+            crate::api::InputError::Overloaded(why) => Status::resource_exhausted(why),
+            other => Status::failed_precondition(other.to_string()),
+        })
     }
 
     /// Copies a put's bytes into the arena, piece by piece, on the loop; how many came.
@@ -565,8 +605,9 @@ impl pb::daemon_server::Daemon for DaemonService {
         };
         // The first piece now, so that an output that is not here is an error of the call.
         let first = reader.piece(offset).await?;
-        // The pieces after it are read ahead of the sender, at most `READ_AHEAD` of them (the
-        // reading overlaps the sending), and no more once the reader has gone. The reader says
+        // The pieces after it are read ahead of the sender (`READ_AHEAD` queued, one more in
+        // the reading task's hands: at most 16 MiB per read), so the reading overlaps the
+        // sending; none once the reader has gone. The reader says
         // when it has passed the last byte on (`OutputRead`): a reader gone before then lets
         // nothing go.
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
@@ -618,42 +659,14 @@ impl pb::daemon_server::Daemon for DaemonService {
         &self,
         request: Request<tonic::Streaming<pb::PutInputChunk>>,
     ) -> Result<Response<pb::PutInputResponse>, Status> {
-        use crate::api::Put;
-        let mut stream = request.into_inner();
-        let Some(first) = stream.message().await? else {
-            return Err(Status::invalid_argument(
-                "PutInput: the stream is empty; its first message names the input",
-            ));
-        };
-        let (invocation, name, len) = (first.invocation_id, first.name.clone(), first.len);
-        let begin = Put::Begin {
-            invocation,
-            workflow: first.workflow,
-            version: first.version,
-            name: name.clone(),
-            len,
-        };
-        let file = self.put_step(begin).await?;
-        let written = match file {
-            Some(path) => put_file(&path, first.data, &mut stream, len).await,
-            None => self.put_arena(invocation, &name, first.data, &mut stream, len).await,
-        };
-        let ok = matches!(written, Ok(n) if n == len);
-        let ended = self
-            .put_step(Put::End {
-                invocation,
-                name: name.clone(),
-                ok,
-            })
-            .await;
-        let received = written?;
-        if received != len {
-            return Err(Status::invalid_argument(format!(
-                "input `{name}` of invocation {invocation}: {received} bytes came, not the {len} announced"
-            )));
-        }
-        ended?;
-        Ok(Response::new(pb::PutInputResponse { len: received }))
+        // In a task of its own: a call cut short (the planner's deadline, a reset) drops this
+        // handler, not the put, which then reads the stream's end and lets go of its room.
+        let this = self.clone();
+        let stream = request.into_inner();
+        let len = tokio::spawn(async move { this.put(stream).await })
+            .await
+            .map_err(|e| Status::internal(format!("the daemon's task failed: {e}")))??;
+        Ok(Response::new(pb::PutInputResponse { len }))
     }
 
     async fn held_report(

@@ -437,14 +437,24 @@ impl Planner {
         let failed_read: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>> = Default::default();
         let failed = failed_read.clone();
         let mut total = 0u64;
+        let first = pb::UploadChunk {
+            data: Vec::new(),
+            declared_bytes: Some(len),
+        };
         let pieces = crate::pieces::of_file(file, 1 << 20, move |e| {
             *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         })
         .map(move |data| {
             total += data.len() as u64;
             sent(total);
-            pb::UploadChunk { data }
+            pb::UploadChunk {
+                data,
+                declared_bytes: None,
+            }
         });
+        // The planner refuses a stream of another length than announced: a read error here
+        // leaves nothing there.
+        let pieces = futures_util::stream::iter([first]).chain(pieces);
         let r = self
             .client
             .upload(pieces)

@@ -188,6 +188,14 @@ impl PlannerService {
             (&req.input_json, &req.files),
             req.deadline_ms,
         );
+        // Inputs given as uploads are looked up on disk before the lock is taken, and refused
+        // (after a start under the same key has had its answer) when a start cannot run.
+        let files = match req.files.is_empty() {
+            true => Ok(Vec::new()),
+            false => serde_json::from_slice(&req.input_json)
+                .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))
+                .and_then(|mut input| self.upload_files(&req.workflow, &req.files, &mut input)),
+        };
         let record = {
             let mut state = self.state();
             if let Some(&id) = state.executions.keys.get(&key)
@@ -212,11 +220,8 @@ impl PlannerService {
                 )));
             }
             let index = find_version(&req.workflow, d, req.version).map_err(|e| Status::not_found(e.0))?;
-            // Inputs given as uploads are checked now: a start that cannot run is refused.
-            if !req.files.is_empty() {
-                let mut input: serde_json::Value = serde_json::from_slice(&req.input_json)
-                    .map_err(|e| Status::invalid_argument(format!("the input is not valid JSON: {e}")))?;
-                let files = self.upload_files(&req.workflow, &req.files, &mut input)?;
+            let files = files?;
+            if !files.is_empty() {
                 super::invoke::file_inputs_read_alone(&req.workflow, &d.versions[index].wf, &files)?;
             }
             state.executions.last_id += 1;

@@ -346,7 +346,7 @@ impl PlannerService {
             } => (id, version, entry, *daemon, guard),
             Route::NotReady { message } => return Err(Status::unavailable(message)),
         };
-        let start = StartInvocation {
+        let mut start = StartInvocation {
             workflow: req.workflow.clone(),
             version,
             invocation: id,
@@ -358,21 +358,39 @@ impl PlannerService {
             keep_outputs: req.execution.map(|_| self.inner.config.keep_executions_for),
             files: files.iter().map(|(name, ..)| name.clone()).collect(),
         };
-        // Uploaded inputs go to the entry first, straight from disk into its arena.
+        // Uploaded inputs go to the entry first, straight from disk into its arena; the time
+        // they take counts against the deadline, and a failure is the invocation's as if the
+        // entry had answered it.
+        let began = Instant::now();
+        let mut put_failed = None;
         for (name, path, len) in &files {
-            let put = daemon.put_input((id, &req.workflow, version), name, (path, *len), deadline);
+            let left = deadline.saturating_sub(began.elapsed());
+            let put = daemon.put_input((id, &req.workflow, version), name, (path, *len), left);
             if let Err(e) = put.await {
-                drop(guard);
-                return Err(Status::unavailable(format!(
-                    "invocation {id} of workflow `{}` did not start: input `{name}` could not be sent to worker `{}`: {e}",
-                    req.workflow, entry.name
-                )));
+                put_failed = Some(match e {
+                    DaemonError::Refused { worker, addr, message } => DaemonError::Refused {
+                        worker,
+                        addr,
+                        message: format!("input `{name}` could not be put there: {message}"),
+                    },
+                    other => other,
+                });
+                break;
             }
         }
-        self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
-        // The entry daemon ends the invocation at its deadline and answers with the report;
-        // waiting a little longer lets that answer arrive (it names the steps still open).
-        let outcome = daemon.invoke(&start, deadline + DEADLINE_GRACE).await;
+        if !files.is_empty() {
+            start.deadline = deadline.saturating_sub(began.elapsed()).max(Duration::from_millis(1));
+        }
+        let outcome = match put_failed {
+            Some(e) => Err(e),
+            None => {
+                self.inner.counters.messages.sent.fetch_add(1, Ordering::Relaxed);
+                // The entry daemon ends the invocation at its deadline and answers with the
+                // report; waiting a little longer lets that answer arrive (it names the steps
+                // still open).
+                daemon.invoke(&start, start.deadline + DEADLINE_GRACE).await
+            }
+        };
         drop(guard);
         let failed = |status: Ending, error: String| InvokeAnswer {
             invocation_id: id,
@@ -402,19 +420,19 @@ impl PlannerService {
                 )));
             }
             Err(e) => {
-                let cause = match e {
+                let (what, cause) = match e {
                     DaemonError::Unreachable { cause, .. } => {
                         self.mark_lost(&entry.name);
                         lost = Some(entry.name.clone());
-                        cause
+                        ("was lost during", cause)
                     }
-                    DaemonError::Refused { message, .. } => message,
-                    other => other.to_string(),
+                    DaemonError::Refused { message, .. } => ("refused", message),
+                    other => ("was lost during", other.to_string()),
                 };
                 failed(
                     Ending::Failed,
                     format!(
-                        "worker `{}` ({}) was lost during invocation {id} of workflow `{}` version {version}: {cause}",
+                        "worker `{}` ({}) {what} invocation {id} of workflow `{}` version {version}: {cause}",
                         entry.name, entry.addr, req.workflow,
                     ),
                 )
@@ -540,7 +558,11 @@ impl PlannerService {
             let (path, len) = uploads
                 .find(id)
                 .map_err(|e| Status::not_found(format!("input `{name}` of workflow `{workflow}`: {e}")))?;
-            let Some(map) = input.as_object_mut() else { break };
+            let Some(map) = input.as_object_mut() else {
+                return Err(Status::invalid_argument(
+                    "the input must be a JSON object of the workflow's named inputs, e.g. {\"text\": \"hello\"}",
+                ));
+            };
             if map.contains_key(name) {
                 return Err(Status::invalid_argument(format!(
                     "input `{name}` of workflow `{workflow}` is given twice: in the input JSON and as upload `{id}`; \

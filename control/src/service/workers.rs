@@ -223,12 +223,14 @@ impl PlannerService {
                 service.check_workers();
                 service.reconcile();
                 service.expire_orphans().await;
-                if swept.elapsed() >= UPLOAD_SWEEP
-                    && let Ok(u) = service.uploads()
-                {
+                if swept.elapsed() >= UPLOAD_SWEEP {
                     swept = Instant::now();
-                    let n = u.sweep();
-                    if n > 0 {
+                    // A directory scan, off the runtime's threads.
+                    let s = service.clone();
+                    let swept_now = tokio::task::spawn_blocking(move || s.uploads().map(|u| u.sweep())).await;
+                    if let Ok(Ok(n)) = swept_now
+                        && n > 0
+                    {
                         tracing::info!(uploads = n, "deleted uploads kept unused past their time");
                     }
                 }

@@ -209,6 +209,26 @@ impl Invocations {
         })
     }
 
+    /// Why invocation `id` cannot start here now (`worker` and `max`: this daemon's name and
+    /// `--max-invocations`), if it cannot.
+    pub(crate) fn refusal(&self, id: InvocationId, worker: &str, max: usize) -> Option<DaemonError> {
+        if self.cancelled.contains(id) {
+            Some(DaemonError::Invoke(format!(
+                "invocation {id} was cancelled before it started"
+            )))
+        } else if self.taken(id) {
+            Some(DaemonError::Invoke(format!("invocation {id} is already running")))
+        } else if self.len() >= max {
+            Some(DaemonError::Overloaded(format!(
+                "worker `{worker}` is overloaded: {} invocations are running on it (its --max-invocations); retry \
+                 later",
+                self.len()
+            )))
+        } else {
+            None
+        }
+    }
+
     /// Whether `id` runs or ran lately here (a new invocation cannot have it).
     pub(crate) fn taken(&self, id: InvocationId) -> bool {
         self.map.contains_key(&id) || self.ended.contains(id)

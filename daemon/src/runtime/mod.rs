@@ -686,22 +686,25 @@ impl Runtime {
 
     fn start_invocation(&mut self, invoke: Invoke, reply: Reply, now: Instant) {
         let id = self.invocations.new_id(invoke.id);
-        if self.invocations.cancelled.contains(id) {
-            return reply.send(Err(DaemonError::Invoke(format!(
-                "invocation {id} was cancelled before it started"
-            ))));
-        }
-        if self.invocations.taken(id) {
-            return reply.send(Err(DaemonError::Invoke(format!("invocation {id} is already running"))));
-        }
-        if self.invocations.len() >= self.config.max_invocations {
+        let refused = self
+            .invocations
+            .refusal(id, &self.config.name, self.config.max_invocations);
+        if let Some(DaemonError::Overloaded(_)) = refused {
             self.metrics.invocation("overloaded");
-            return reply.send(Err(DaemonError::Overloaded(format!(
-                "worker `{}` is overloaded: {} invocations are running on it (its --max-invocations); retry later",
-                self.config.name,
-                self.invocations.len()
-            ))));
         }
+        let taken = |p: &mut Peers| p.take_puts(id, &invoke.files, &self.objects);
+        let put = match refused.map_or_else(
+            || taken(&mut self.peers).map_err(|e| DaemonError::Invoke(e.to_string())),
+            Err,
+        ) {
+            Ok(put) => put,
+            Err(e) => {
+                // What was put for it goes.
+                let (mut cx, rest) = self.parts(now);
+                rest.peers.drop_puts(id, &invoke.files, rest.calls, &mut cx);
+                return reply.send(Err(e));
+            }
+        };
         let keep_outputs = invoke.keep_outputs;
         let key = (invoke.workflow, invoke.version);
         let installed = self.installs.get(&key);
@@ -709,10 +712,6 @@ impl Runtime {
         let declared = installed.and_then(|i| i.wf.deadline_ms).map(Duration::from_millis);
         // The other workers of the plan start it too: they get its input first.
         let mut input = invoke.input;
-        let put = match self.peers.take_puts(id, &invoke.files, &self.objects) {
-            Ok(put) => put,
-            Err(e) => return reply.send(Err(DaemonError::Invoke(e.to_string()))),
-        };
         let starting = self.peers.starting(installed, &mut input, put);
         let (mut cx, rest) = self.parts(now);
         if let Err((e, reply)) = peers::begin(id, &key, input, Some(reply), (me, now), &mut cx) {

@@ -100,6 +100,25 @@ impl Peers {
         if cx.invocations.contains(invocation) || cx.invocations.ended.contains(invocation) {
             return Err(refused("the invocation has started already"));
         }
+        if cx.invocations.cancelled.contains(invocation) {
+            return Err(refused("the invocation was cancelled"));
+        }
+        // Refused before any byte moves (a planner retries an overloaded worker).
+        if cx.invocations.len() >= cx.config.max_invocations {
+            return Err(InputError::Overloaded(format!(
+                "worker `{}` is overloaded: {} invocations are running on it (its --max-invocations); retry later",
+                cx.config.name,
+                cx.invocations.len()
+            )));
+        }
+        if len > cx.arena.capacity() {
+            return Err(InputError::LargerThanArena {
+                name,
+                len,
+                capacity: cx.arena.capacity(),
+                worker: cx.config.name.clone(),
+            });
+        }
         if self
             .puts
             .get(&(invocation, name.clone()))
@@ -114,7 +133,7 @@ impl Peers {
         } else {
             match cx.arena.alloc(segment, len) {
                 Ok(e) => {
-                    cx.objects.add_resident(&wf, len);
+                    cx.objects.add_resident(&wf, e.len);
                     (Place::Arena(e), None)
                 }
                 Err(_) => {
@@ -153,10 +172,12 @@ impl Peers {
         for name in names {
             let id = self
                 .puts
-                .remove(&(invocation, name.clone()))
+                .get(&(invocation, name.clone()))
+                .copied()
                 .filter(|id| objects.get(*id).is_some_and(|o| o.io == 0 && !o.released));
             match id {
                 Some(id) => taken.push((name.clone(), id)),
+                // The caller frees the others ([`Peers::drop_puts`]).
                 None => {
                     return Err(InputError::NotPut {
                         invocation,
@@ -165,8 +186,26 @@ impl Peers {
                 }
             }
         }
-        // Puts for names not taken stay until swept.
+        for name in names {
+            self.puts.remove(&(invocation, name.clone()));
+        }
         Ok(taken)
+    }
+
+    /// Frees the puts of inputs `names` of `invocation`, which will not start here.
+    pub(crate) fn drop_puts(&mut self, invocation: InvocationId, names: &[String], calls: &Calls, cx: &mut Cx<'_>) {
+        for name in names {
+            let key = (invocation, name.clone());
+            let Some(&id) = self.puts.get(&key) else { continue };
+            match cx.objects.get_mut(id) {
+                // Still being written: freed when its writer ends it (`End` finds it here).
+                Some(o) if o.io > 0 => o.released = true,
+                _ => {
+                    self.puts.remove(&key);
+                    calls.free_object(id, cx);
+                }
+            }
+        }
     }
 
     /// Forgets puts whose objects were freed (swept, or abandoned).
