@@ -468,9 +468,9 @@ impl Peers {
                     // Arrived before its Start.
                     o.producer = producer;
                     o.wf = wf_key.clone();
-                    if matches!(o.place, Place::Arena(_)) {
-                        let len = o.len;
-                        cx.objects.add_resident(&wf_key, len);
+                    // Counted by its extent's length, as freeing it subtracts.
+                    if let Place::Arena(e) = o.place {
+                        cx.objects.add_resident(&wf_key, e.len);
                     }
                 }
                 Some(o) => {
@@ -699,7 +699,11 @@ impl Peers {
         }
         let id = self.local_id(&from, inv_id, header.object, cx);
         let wf_key: Option<WfKey> = cx.invocations.get(inv_id).map(|i| i.wf.clone());
-        let resident = matches!(place, Place::Arena(_));
+        // Counted by its extent's length, as freeing it subtracts.
+        let resident = match place {
+            Place::Arena(e) => Some(e.len),
+            _ => None,
+        };
         match cx.objects.get_mut(id) {
             Some(obj) if matches!(obj.place, Place::Pending) && obj.len == header.len => {
                 obj.place = place;
@@ -722,14 +726,14 @@ impl Peers {
             }
         }
         if let Some(wf) = wf_key {
-            if resident {
-                cx.objects.add_resident(&wf, header.len);
+            if let Some(len) = resident {
+                cx.objects.add_resident(&wf, len);
             }
             if let Some(inv) = cx.invocations.get_mut(inv_id) {
                 inv.objects.insert(id);
             }
             let quota = cx.installs.get(&wf).map_or(u64::MAX, |i| i.quota);
-            if resident && cx.objects.resident(&wf) > quota {
+            if resident.is_some() && cx.objects.resident(&wf) > quota {
                 cx.objects.spill(id, cx.arena, cx.io, &cx.config.name);
             }
         }

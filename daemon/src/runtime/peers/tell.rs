@@ -253,7 +253,7 @@ impl Telling {
                     // Measures the copy (the invocation's data time).
                     let t = Instant::now();
                     cx.arena.write(e, 0, &bytes);
-                    cx.objects.add_resident(&wf_key, len);
+                    cx.objects.add_resident(&wf_key, e.len);
                     if let Some(o) = cx.objects.get_mut(object) {
                         o.place = Place::Arena(e);
                     }
