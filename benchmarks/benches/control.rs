@@ -165,13 +165,7 @@ impl Http {
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
             self.host, self.auth
         ));
-        let mut left = length;
-        while left > 0 {
-            let piece = left.min(buf.len() as u64) as usize;
-            let n = self.reader.read(&mut buf[..piece]).expect("body");
-            assert!(n > 0, "the body was cut at {} of {length} bytes", length - left);
-            left -= n as u64;
-        }
+        drain(&mut self.reader, length, buf);
         (status, length)
     }
 
@@ -205,6 +199,18 @@ impl Http {
     }
 }
 
+/// Reads `len` bytes from `from` in pieces of at most `buf`'s size, dropping them; panics
+/// when the stream ends before.
+fn drain(from: &mut impl Read, len: u64, buf: &mut [u8]) {
+    let mut left = len;
+    while left > 0 {
+        let piece = left.min(buf.len() as u64) as usize;
+        let n = from.read(&mut buf[..piece]).expect("read");
+        assert!(n > 0, "cut at {} of {len} bytes", len - left);
+        left -= n as u64;
+    }
+}
+
 /// Seconds to read `bytes` from a raw loopback TCP connection (the reference): a writer
 /// thread sends them from memory in one `write_all`, the reader reads them in 1 MiB pieces.
 fn raw_tcp(bytes: &[u8], buf: &mut [u8]) -> f64 {
@@ -217,13 +223,7 @@ fn raw_tcp(bytes: &[u8], buf: &mut [u8]) -> f64 {
             conn.write_all(bytes).expect("send");
         });
         let mut conn = TcpStream::connect(addr).expect("connect");
-        let mut left = bytes.len();
-        while left > 0 {
-            let piece = left.min(buf.len());
-            let n = conn.read(&mut buf[..piece]).expect("read");
-            assert!(n > 0, "cut short");
-            left -= n;
-        }
+        drain(&mut conn, bytes.len() as u64, buf);
     });
     t.elapsed().as_secs_f64()
 }
@@ -254,13 +254,7 @@ fn bare_tls(c: &Cluster, bytes: &[u8], buf: &mut [u8]) -> f64 {
         let session =
             ClientConnection::new(c.https.clone(), ServerName::try_from(PLANNER_NODE).expect("name")).expect("TLS");
         let mut conn = StreamOwned::new(session, tcp);
-        let mut left = bytes.len();
-        while left > 0 {
-            let piece = left.min(buf.len());
-            let n = conn.read(&mut buf[..piece]).expect("read");
-            assert!(n > 0, "cut short");
-            left -= n;
-        }
+        drain(&mut conn, bytes.len() as u64, buf);
     });
     t.elapsed().as_secs_f64()
 }

@@ -95,7 +95,8 @@ pub(crate) struct Uploads {
 
 impl Uploads {
     /// The uploads in `state_dir/uploads` (made if missing; `.part` files a crash left are
-    /// deleted), or, without a state directory, in a temporary directory of their own.
+    /// deleted), or, without a state directory, in a temporary directory of their own (made by
+    /// the first upload).
     pub(crate) fn open(state_dir: Option<&Path>, config: UploadConfig) -> Result<Uploads, NoUploads> {
         let (dir, temporary) = match state_dir {
             Some(d) => (d.join("uploads"), false),
@@ -107,6 +108,10 @@ impl Uploads {
                 (std::env::temp_dir().join(format!("faasflow-uploads-{n}")), true)
             }
         };
+        if temporary {
+            // Made by the first upload: a planner that takes none leaves nothing behind.
+            return Ok(Uploads { dir, temporary, config });
+        }
         let entries = std::fs::create_dir_all(&dir).and_then(|()| std::fs::read_dir(&dir));
         let entries = entries.map_err(|cause| NoUploads {
             dir: dir.clone(),
@@ -135,6 +140,9 @@ impl Uploads {
             dir: self.dir.clone(),
             cause,
         };
+        if self.temporary {
+            tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
+        }
         let part = self.dir.join(format!("{}.part", random_hex(16).map_err(io)?));
         let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
         // Deletes the partial file unless the upload completes.
@@ -319,6 +327,17 @@ mod tests {
             std::fs::read(u.find(&again).expect("found").0).expect("read"),
             b"hello world"
         );
+    }
+
+    #[tokio::test]
+    async fn without_a_state_directory_uploads_go_to_a_temporary_one_made_when_needed() {
+        let u = Uploads::open(None, UploadConfig::default()).expect("open");
+        assert!(!u.dir.exists(), "made before any upload");
+        let (id, _) = u.receive(None, body(vec![Ok(b"x")])).await.expect("upload");
+        assert!(u.find(&id).is_ok());
+        let dir = u.dir.clone();
+        drop(u);
+        assert!(!dir.exists(), "left behind");
     }
 
     #[tokio::test]

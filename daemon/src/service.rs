@@ -170,9 +170,7 @@ impl DaemonService {
                 other => Status::failed_precondition(other.to_string()),
             })
     }
-}
 
-impl DaemonService {
     /// Puts the input the stream carries: its length.
     async fn put(&self, mut stream: tonic::Streaming<pb::PutInputChunk>) -> Result<u64, Status> {
         use crate::api::Put;
