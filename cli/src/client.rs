@@ -135,6 +135,9 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<(), Failure> {
         mode: args.mode.mode(),
         allow_overcommit: args.allow_overcommit,
         default_name: default_name(&args.file),
+        code_dir: faasflow_planner::load::file_dir(&args.file)
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
     let deployed = runtime()?.block_on(async {
         let mut planner = connect(&addr, token).await?;

@@ -73,6 +73,10 @@ pub(crate) struct UpArgs {
     /// `faasflow daemon --help`).
     #[arg(long, value_name = "auto|ebpf|proc", default_value = "auto", value_parser = crate::run::parse_probe)]
     memory_probe: faasflow_daemon::config::ProbeMode,
+    /// The Python interpreter the workers serve functions in Python with (see `faasflow daemon
+    /// --help`).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    python: std::path::PathBuf,
     /// Let the planner plan a workflow again from measured memory when a task's measured peak
     /// differs from its planned one by more than this, MiB (see `faasflow planner --help`).
     #[arg(long, value_name = "MIB")]
@@ -418,6 +422,8 @@ fn start_workers(
             args.memory_probe.to_string(),
             "--spill-dir".to_owned(),
             layout.dir.join("spill").join(name).to_string_lossy().into_owned(),
+            "--python".to_owned(),
+            args.python.to_string_lossy().into_owned(),
         ]);
         if let Some(redis) = redis {
             worker_args.extend(["--redis".to_owned(), redis.url.clone()]);

@@ -75,6 +75,10 @@ pub(crate) struct DataPlaneArgs {
     /// when it is a unix:// URL, else /var/run/docker.sock).
     #[arg(long, value_name = "PATH")]
     docker_socket: Option<PathBuf>,
+    /// The Python interpreter that serves functions in Python (`python -m faasflow.serve`); it
+    /// needs the faasflow package (`pip install sdk/python`).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    python: PathBuf,
     /// Calls one instance runs at once.
     #[arg(long, default_value_t = 32)]
     threads: u32,
@@ -197,6 +201,7 @@ impl DataPlaneArgs {
             config.docker_socket = socket.clone();
         }
         config.threads = self.threads;
+        config.python = self.python.clone();
         config.max_invocations = self.max_invocations;
         config.spill_dir = self.spill_dir.clone();
         Ok(config)

@@ -700,6 +700,7 @@ fn cluster_c(scale: Scale) -> Vec<Tally> {
                 mode: pb::Mode::WorkerSp as i32,
                 allow_overcommit: false,
                 default_name: String::new(),
+                code_dir: String::new(),
             }));
             match r {
                 Ok(_) => deploys += 1,

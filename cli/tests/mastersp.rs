@@ -95,6 +95,7 @@ async fn deploy(
             mode: mode as i32,
             allow_overcommit: true,
             default_name,
+            code_dir: String::new(),
         })
         .await
         .map(|r| r.into_inner())

@@ -70,6 +70,7 @@ async fn deploy(planner: &mut PlannerClient<AuthChannel>, source: &str) -> pb::D
             mode: pb::Mode::WorkerSp as i32,
             allow_overcommit: false,
             default_name: String::new(),
+            code_dir: String::new(),
         })
         .await
         .expect("deploy")

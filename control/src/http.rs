@@ -335,6 +335,10 @@ struct DeployBody {
     /// Plan even when the workflow needs more slots than the cluster has.
     #[serde(default)]
     allow_overcommit: bool,
+    /// The directory the `code` of the workflow's Python functions is relative to (absolute,
+    /// on the workers); without it their `code` must be absolute.
+    #[serde(default)]
+    code_dir: String,
 }
 
 /// A deploy's settings when the body is the YAML itself.
@@ -349,6 +353,9 @@ struct DeployQuery {
     /// Plan even when the workflow needs more slots than the cluster has.
     #[serde(default)]
     allow_overcommit: bool,
+    /// The directory the `code` of the workflow's Python functions is relative to.
+    #[serde(default)]
+    code_dir: String,
 }
 
 /// The version a deploy made.
@@ -405,6 +412,7 @@ async fn deploy(
             file_name: q.file_name,
             mode: q.mode,
             allow_overcommit: q.allow_overcommit,
+            code_dir: q.code_dir,
         }
     } else {
         return Err(Failure(
@@ -423,6 +431,7 @@ async fn deploy(
             source: d.source,
             file_name: d.file_name,
             default_name: String::new(),
+            code_dir: d.code_dir,
             mode: parse_mode(d.mode.as_deref())?,
             allow_overcommit: d.allow_overcommit,
         })

@@ -154,6 +154,7 @@ impl pb::planner_server::Planner for PlannerService {
                 source: req.source,
                 file_name: req.file_name,
                 default_name: req.default_name,
+                code_dir: req.code_dir,
                 mode,
                 allow_overcommit: req.allow_overcommit,
             })

@@ -279,6 +279,53 @@ pub struct FunctionSpec {
     /// Running it again with the same inputs is safe: an invocation of a workflow whose
     /// functions all are is run again from its input when a worker it used is lost.
     pub idempotent: bool,
+    /// A function written in Python (`language: python`): its handler and code. `None`: a
+    /// function of a pack (or the synthetic body).
+    pub python: Option<Box<PythonFunction>>,
+}
+
+/// Where a Python function is: the daemon serves it with `python -m faasflow.serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonFunction {
+    /// `module:function` (the module dotted, as `import` names it).
+    pub handler: String,
+    /// The directory added to `sys.path` (absolute; the workflow file's own by default).
+    pub code: String,
+    /// Modules that must be importable where it runs, checked when a daemon installs it.
+    pub requirements: Vec<String>,
+}
+
+impl PythonFunction {
+    /// Splits a handler `module:function` into its module (dotted names) and function (a name),
+    /// or `None` when it is not of that form.
+    /// ```
+    /// use faasflow_core::dag::PythonFunction;
+    /// assert_eq!(PythonFunction::split_handler("words.count:main"), Some(("words.count", "main")));
+    /// assert_eq!(PythonFunction::split_handler("words.count"), None);
+    /// assert_eq!(PythonFunction::split_handler("2words:main"), None);
+    /// ```
+    pub fn split_handler(handler: &str) -> Option<(&str, &str)> {
+        let (module, function) = handler.split_once(':')?;
+        (is_module(module) && is_identifier(function)).then_some((module, function))
+    }
+
+    /// Whether `name` is a module name as `import` takes it (`numpy`, `os.path`).
+    /// ```
+    /// assert!(faasflow_core::dag::PythonFunction::is_module("os.path"));
+    /// assert!(!faasflow_core::dag::PythonFunction::is_module("os..path"));
+    /// ```
+    pub fn is_module(name: &str) -> bool {
+        is_module(name)
+    }
+}
+
+fn is_module(name: &str) -> bool {
+    name.split('.').all(is_identifier)
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic()) && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 impl FunctionSpec {

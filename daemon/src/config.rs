@@ -76,6 +76,9 @@ pub struct DaemonConfig {
     /// Invocations running here at once (those it entered and those other workers started);
     /// one more entering here is refused at once as overloaded, never queued.
     pub max_invocations: usize,
+    /// The Python interpreter that serves functions in Python (`python -m faasflow.serve`;
+    /// `python3` on PATH by default).
+    pub python: PathBuf,
 }
 
 impl DaemonConfig {
@@ -103,6 +106,7 @@ impl DaemonConfig {
             memory_probe: ProbeMode::Auto,
             docker_socket: ContainerSettings::default_socket(),
             max_invocations: DEFAULT_MAX_INVOCATIONS,
+            python: PathBuf::from("python3"),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Daemon {
     /// The packs, to ask for their functions before an install.
     packs: HashMap<String, PackCommand>,
     synthetic: PackCommand,
+    /// The Python interpreter, for the commands of functions in Python.
+    python: std::path::PathBuf,
     /// Docker, to ask images for their functions.
     docker: Arc<DockerLink>,
     /// The removal of an earlier run's containers.
@@ -115,6 +117,7 @@ impl Daemon {
             .map_err(|e| DaemonError::Start(e.to_string()))?;
         let loop_inbox = inbox.clone();
         let (packs, synthetic, spawn_timeout) = (config.packs.clone(), config.synthetic.clone(), config.spawn_timeout);
+        let python = config.python.clone();
         let name = config.name.clone();
         let redis = config.redis.clone();
         let drivers = Drivers {
@@ -134,6 +137,7 @@ impl Daemon {
             thread: Some(thread),
             packs,
             synthetic,
+            python,
             docker,
             cleanup,
             spawn_timeout,
@@ -288,10 +292,11 @@ impl Daemon {
         // other invocations meanwhile.
         let _entered = self.span.enter();
         let mut listed = Listed::new();
+        let python = crate::python::commands(&wf, &plan, &placement.local, &self.python);
         for n in &placement.local {
             let Some(task) = wf.graph[*n].task() else { continue };
             // An unknown pack is reported by the install itself.
-            let Ok((runner, _, _)) = Runner::of(&task.spec, &self.packs, &self.synthetic) else {
+            let Ok((runner, _, _)) = Runner::of(&task.spec, &self.packs, &self.synthetic, python.get(n)) else {
                 continue;
             };
             if let std::collections::hash_map::Entry::Vacant(e) = listed.entry(runner) {

@@ -19,6 +19,7 @@ mod inbox;
 pub mod io;
 mod net;
 pub mod pool;
+mod python;
 mod remote;
 mod runtime;
 pub mod service;

@@ -152,6 +152,9 @@ pub enum StartError {
     Launch(&'static str),
 }
 
+/// The pack name of the instances serving functions in Python (in logs and errors).
+pub(crate) const PYTHON_PACK: &str = "python";
+
 /// What runs a function: a pack's program, or an image in containers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Runner {
@@ -164,12 +167,18 @@ pub enum Runner {
 impl Runner {
     /// How `spec`'s function runs on a daemon with `packs`: `(runner, pack name, synthetic)`.
     /// A function runs in a container when it says `isolation: container` or names an
-    /// `image`; its image is then the one named, else [`container::default_image`].
+    /// `image`; its image is then the one named, else [`container::default_image`]. A
+    /// function in Python runs with `python`, the command serving it
+    /// (made by the `python` module).
     pub fn of(
         spec: &faasflow_core::dag::FunctionSpec,
         packs: &HashMap<String, PackCommand>,
         synthetic: &PackCommand,
+        python: Option<&PackCommand>,
     ) -> Result<(Runner, String, bool), UnknownPack> {
+        if let Some(command) = python.filter(|_| spec.python.is_some()) {
+            return Ok((Runner::Process(command.clone()), PYTHON_PACK.to_owned(), false));
+        }
         let pack_name = spec.pack.clone().unwrap_or_else(|| "synthetic".to_owned());
         if spec.isolation == faasflow_core::dag::Isolation::Container || spec.image.is_some() {
             let image = spec

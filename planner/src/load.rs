@@ -54,9 +54,16 @@ pub fn detect(root: &yaml::Yaml) -> Option<SourceFormat> {
 }
 
 /// Loads workflow text. `file` names it in messages; `default_name` names FaaSFlow workflows,
-/// whose files carry no name of their own.
+/// whose files carry no name of their own. Text loaded this way has no directory: a function
+/// in Python must give its `code` as an absolute directory (see [`load_str_in`]).
 pub fn load_str(text: &str, file: &str, default_name: &str) -> Result<Loaded, WdlError> {
-    load_inner(text, default_name)
+    load_str_in(text, file, default_name, None)
+}
+
+/// [`load_str`] for the text of a file in directory `dir` (absolute): the `code` of a function
+/// in Python is relative to it, and is `dir` itself when not given.
+pub fn load_str_in(text: &str, file: &str, default_name: &str, dir: Option<&Path>) -> Result<Loaded, WdlError> {
+    load_inner(text, default_name, dir)
         .map_err(|e| e.in_file(file))
         .map(|mut l| {
             l.warnings = l.warnings.into_iter().map(|w| w.in_file(file)).collect();
@@ -64,7 +71,7 @@ pub fn load_str(text: &str, file: &str, default_name: &str) -> Result<Loaded, Wd
         })
 }
 
-fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
+fn load_inner(text: &str, default_name: &str, dir: Option<&Path>) -> Result<Loaded, WdlError> {
     if text.len() > MAX_FILE_BYTES {
         return Err(WdlError::new(
             ErrorKind::Io,
@@ -78,7 +85,8 @@ fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
     let root = yaml::parse(text)?;
     match detect(&root) {
         Some(SourceFormat::Native) => {
-            let doc = wdl::decode(&root)?;
+            let mut doc = wdl::decode(&root)?;
+            resolve_code(&mut doc, dir)?;
             Ok(Loaded { workflow: compile(&doc, SourceFormat::Native)?, warnings: Vec::new() })
         }
         Some(SourceFormat::FaasflowFlat) => imported(flat::import(&root, default_name)?),
@@ -93,6 +101,41 @@ fn load_inner(text: &str, default_name: &str) -> Result<Loaded, WdlError> {
     }
 }
 
+/// Makes the `code` of every function in Python absolute: relative to `dir`, or `dir` itself
+/// when not given. Without `dir` (text with no file), only an absolute `code` will do.
+fn resolve_code(doc: &mut wdl::Document, dir: Option<&Path>) -> Result<(), WdlError> {
+    for f in &mut doc.functions {
+        let Some(py) = f.spec.python.as_mut() else { continue };
+        if py.code.starts_with('/') {
+            continue;
+        }
+        let Some(dir) = dir else {
+            let given = if py.code.is_empty() {
+                "gives no `code`".to_owned()
+            } else {
+                format!("gives `code: {}`, a relative directory", py.code)
+            };
+            return Err(WdlError::new(
+                ErrorKind::Type,
+                f.name.1,
+                format!(
+                    "function `{}` is in Python and {given}, but this workflow was sent without the directory of its file",
+                    f.name.0
+                ),
+            )
+            .expected("an absolute `code` directory")
+            .hint("deploy it from its file (`faasflow deploy FILE` sends the file's directory), or give `code: /absolute/dir`"));
+        };
+        let code = if py.code.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(&py.code)
+        };
+        py.code = code.to_string_lossy().into_owned();
+    }
+    Ok(())
+}
+
 fn imported(i: Imported) -> Result<Loaded, WdlError> {
     Ok(Loaded {
         workflow: i.workflow,
@@ -104,7 +147,15 @@ fn imported(i: Imported) -> Result<Loaded, WdlError> {
 /// (`benchmark/video/flat_workflow.yaml` → `video`).
 pub fn load_file(path: &Path) -> Result<Loaded, WdlError> {
     let text = read_file(path)?;
-    load_str(&text, &path.display().to_string(), &default_name(path))
+    let dir = file_dir(path);
+    load_str_in(&text, &path.display().to_string(), &default_name(path), dir.as_deref())
+}
+
+/// The absolute directory of workflow file `path` (Python functions' `code` is relative to it),
+/// when the working directory can be read.
+pub fn file_dir(path: &Path) -> Option<std::path::PathBuf> {
+    let abs = std::path::absolute(path).ok()?;
+    Some(abs.parent()?.to_path_buf())
 }
 
 /// Reads a workflow file as text: at most [`MAX_FILE_BYTES`] (an endless file such as

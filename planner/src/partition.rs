@@ -1000,6 +1000,7 @@ mod tests {
                     isolation: Isolation::Thread,
                     network: false,
                     idempotent: false,
+                    python: None,
                     scale,
                     runtime_ms,
                     memory_use_mib: 64.0,

@@ -148,6 +148,7 @@ pub fn random_workflow(seed: u64, params: &GenParams) -> Workflow {
             isolation: Isolation::Thread,
             network: false,
             idempotent: false,
+            python: None,
             scale: rng.in_range(u64::from(*params.scale.start())..=u64::from(*params.scale.end())) as u32,
             runtime_ms: rng.in_range(params.runtime_ms.clone()) as f64,
             memory_use_mib: memory_use_mib as f64,

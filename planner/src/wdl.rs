@@ -6,7 +6,9 @@
 
 use crate::error::{ErrorKind, Pos, WdlError, did_you_mean};
 use crate::yaml::{Fields, Value, Yaml, key_text};
-use faasflow_core::dag::{FailureKind, FailureKinds, FunctionSpec, Isolation, OutputDecl, Retry, ValueKind};
+use faasflow_core::dag::{
+    FailureKind, FailureKinds, FunctionSpec, Isolation, OutputDecl, PythonFunction, Retry, ValueKind,
+};
 
 /// A name and where it was written.
 pub type Spanned = (String, Pos);
@@ -156,6 +158,7 @@ pub fn default_spec() -> FunctionSpec {
         isolation: Isolation::Thread,
         network: false,
         idempotent: false,
+        python: None,
         scale: 1,
         runtime_ms: 0.0,
         memory_use_mib: DEFAULT_MEMORY_MIB as f64 / 2.0,
@@ -188,6 +191,10 @@ const FUNCTION_KEYS: &[&str] = &[
     "memory_use",
     "outputs",
     "description",
+    "language",
+    "handler",
+    "code",
+    "requirements",
 ];
 const STEP_KINDS: &[&str] = &["task", "sequence", "parallel", "switch", "foreach"];
 
@@ -382,9 +389,95 @@ fn decode_spec(node: &Yaml, what: &str) -> Result<FunctionSpec, WdlError> {
     if let Some(v) = f.get("outputs") {
         spec.outputs = decode_outputs(v)?;
     }
+    spec.python = decode_python(&mut f, spec.pack.is_some())?.map(Box::new);
     let _ = f.get("description");
     f.finish(FUNCTION_KEYS)?;
     Ok(spec)
+}
+
+/// `language: python` with its `handler`, `code` and `requirements`. `code` is kept as written
+/// (empty when not given): [`crate::load`] makes it absolute.
+fn decode_python(f: &mut Fields<'_>, has_pack: bool) -> Result<Option<PythonFunction>, WdlError> {
+    let language = f.get("language");
+    let handler = f.get("handler");
+    let code = f.get("code");
+    let requirements = f.get("requirements");
+    let Some(language) = language else {
+        if let Some(v) = handler.or(code).or(requirements) {
+            return Err(WdlError::new(
+                ErrorKind::Type,
+                v.pos,
+                "`handler`, `code` and `requirements` are for functions in Python",
+            )
+            .expected("`language: python` beside them")
+            .hint("add `language: python`, or name the function's `pack` if it is in Rust"));
+        }
+        return Ok(None);
+    };
+    match language.str("a language: python")? {
+        "python" => {}
+        other => {
+            return Err(
+                WdlError::new(ErrorKind::Type, language.pos, format!("unknown language `{other}`"))
+                    .expected("python (a function in Rust names its `pack` instead)"),
+            );
+        }
+    }
+    if has_pack {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            language.pos,
+            "a function in Python has no `pack`: the daemon serves it with its Python interpreter",
+        )
+        .expected("`language: python` with `handler: module:function`, or `pack` alone"));
+    }
+    let Some(handler) = handler else {
+        return Err(WdlError::new(
+            ErrorKind::MissingKey,
+            language.pos,
+            "a function in Python needs its `handler`",
+        )
+        .expected("`handler: module:function`, like `handler: words:count` for `def count(ctx)` in words.py"));
+    };
+    let text = handler.str("a handler, like words:count")?;
+    if PythonFunction::split_handler(text).is_none() {
+        return Err(WdlError::new(
+            ErrorKind::Type,
+            handler.pos,
+            format!("`{text}` is not a handler"),
+        )
+        .expected("module:function, like `words:count` for `def count(ctx)` in words.py (a package's module: `text.words:count`)"));
+    }
+    let code = match code {
+        Some(c) => {
+            let dir = c.str("a directory, like ./functions")?;
+            if dir.is_empty() || dir.contains('\0') {
+                return Err(WdlError::new(ErrorKind::Type, c.pos, "`code` is not a directory")
+                    .expected("a directory, like ./functions (relative to the workflow file)"));
+            }
+            dir.to_owned()
+        }
+        None => String::new(),
+    };
+    let mut modules = Vec::new();
+    if let Some(r) = requirements {
+        for m in r.seq("a list of modules, like [numpy, PIL]")? {
+            let name = m.str("a module name, like numpy")?;
+            if !PythonFunction::is_module(name) {
+                return Err(
+                    WdlError::new(ErrorKind::Type, m.pos, format!("`{name}` is not a module name")).expected(
+                        "the name `import` takes, like numpy or PIL.Image (not a pip requirement like numpy>=2)",
+                    ),
+                );
+            }
+            modules.push(name.to_owned());
+        }
+    }
+    Ok(Some(PythonFunction {
+        handler: text.to_owned(),
+        code,
+        requirements: modules,
+    }))
 }
 
 /// A duration longer than 0, in whole ms (rounded up); `what` names the key in errors.

@@ -101,6 +101,9 @@ pub struct Deploy {
     pub allow_overcommit: bool,
     /// Its name when the file names none (FaaSFlow's files are named after their directory).
     pub default_name: String,
+    /// The directory of its file, absolute (Python functions' `code` is relative to it);
+    /// empty when it has none.
+    pub code_dir: String,
 }
 
 /// A workflow version and its plan, as the planner holds them.
@@ -386,6 +389,7 @@ impl Planner {
             mode: mode_to_proto(deploy.mode),
             allow_overcommit: deploy.allow_overcommit,
             default_name: deploy.default_name,
+            code_dir: deploy.code_dir,
         };
         let r = self
             .client

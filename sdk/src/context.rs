@@ -118,6 +118,9 @@ fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
 pub(crate) trait Grants: Sync {
     /// `len` bytes for output `name` of call `call`: the extent, or why there is none.
     fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError>;
+
+    /// Fails call `call` with `message` and ends the instance's process without returning.
+    fn abandon(&self, call: u64, exec_ns: u64, message: String) -> !;
 }
 
 /// One call of a function: its parameters and inputs, and where its outputs go.
@@ -483,6 +486,22 @@ impl<'a> Context<'a> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| Error::new(format_args!("output `{name}` cannot be encoded as JSON: {e}")))?;
         self.output(name, &bytes)
+    }
+
+    /// Fails this call with `message` and ends the instance's process at once: this does not
+    /// return, no other call of the instance completes, and the daemon starts another
+    /// instance.
+    ///
+    /// This is for the runtimes of other languages built on this crate (the Python package),
+    /// which cannot always show that nothing refers to a call's arena memory after the call:
+    /// a view of an input kept by the function would read memory the daemon reuses. Ending the
+    /// process before the daemon learns the call ended means nothing ever does. Functions in
+    /// Rust do not need it: the borrow checker ends their borrows with the call. In a
+    /// [`testing::TestCall`](crate::testing::TestCall) it panics with `message`.
+    #[doc(hidden)]
+    pub fn abandon_instance(&mut self, message: &str) -> ! {
+        let exec_ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.grants.abandon(self.call, exec_ns, message.to_owned())
     }
 
     /// The arena extent output `name` of `len` bytes goes to: its reservation when it fits,

@@ -38,6 +38,10 @@ use crate::context::{AllocError, Arena, CallSpec, Grants, SendError};
 use crate::log;
 use crate::{Context, Pack};
 
+/// The exit status of an instance that ended itself after a call it could not end cleanly
+/// ([`Context::abandon_instance`]).
+pub(crate) const ABANDONED: i32 = 70;
+
 /// How often a waiting leader or producer checks whether the instance is stopping.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -573,6 +577,24 @@ impl Runtime {
 }
 
 impl Grants for Arc<Runtime> {
+    fn abandon(&self, call: u64, exec_ns: u64, mut message: String) -> ! {
+        truncate(&mut message, MAX_TEXT);
+        let failed = Frame::Complete(Complete {
+            call,
+            status: Status::Failed,
+            exec_ns,
+            message,
+            outputs: Vec::new(),
+        });
+        if let Err(why) = self.push(&failed) {
+            log::line(Some(call), &format!("the failure cannot be sent: {why}"));
+        }
+        // The daemon reads what an instance pushed before it died before it fails the
+        // instance's other calls (as crashed).
+        // SAFETY: _exit takes an integer and ends the process; nothing runs after it.
+        unsafe { libc::_exit(ABANDONED) }
+    }
+
     fn alloc(&self, call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError> {
         if self.lock().grants.insert(call, None).is_some() {
             return Err(AllocError::AlreadyWaiting(call));

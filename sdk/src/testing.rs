@@ -377,6 +377,10 @@ struct TestGrants {
 }
 
 impl Grants for TestGrants {
+    fn abandon(&self, _call: u64, _exec_ns: u64, message: String) -> ! {
+        panic!("{message}")
+    }
+
     fn alloc(&self, _call: u64, name: &str, len: u64) -> Result<ObjectRef, AllocError> {
         if let Some(refusal) = &self.refusal {
             return Err(AllocError::Refused(refusal.clone()));

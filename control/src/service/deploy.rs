@@ -14,6 +14,8 @@ pub(crate) struct DeploySource {
     pub(crate) file_name: String,
     /// The name of a workflow whose source carries none (empty: the file's stem).
     pub(crate) default_name: String,
+    /// The directory of its file (Python functions' `code` is relative to it; empty: none).
+    pub(crate) code_dir: String,
     pub(crate) mode: Mode,
     pub(crate) allow_overcommit: bool,
 }
@@ -44,7 +46,16 @@ impl PlannerService {
         } else {
             d.default_name.clone()
         };
-        let loaded = faasflow_planner::load::load_str(&d.source, file, &default_name)
+        let dir = (!d.code_dir.is_empty()).then(|| std::path::Path::new(&d.code_dir));
+        if let Some(dir) = dir
+            && !dir.is_absolute()
+        {
+            return Err(Status::invalid_argument(format!(
+                "the workflow's directory `{}` is not absolute",
+                d.code_dir
+            )));
+        }
+        let loaded = faasflow_planner::load::load_str_in(&d.source, file, &default_name, dir)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let declared = Arc::new(Declared {
             wf: loaded.workflow.clone(),

@@ -45,6 +45,12 @@ pub(crate) enum InstallError {
         what: String,
         cause: Box<ListError>,
     },
+    #[error("workflow `{workflow}`: step `{step}` (in Python): {message}")]
+    Python {
+        workflow: String,
+        step: String,
+        message: String,
+    },
     #[error("workflow `{workflow}`: {what} was not asked for its functions")]
     NotListed { workflow: String, what: String },
     #[error(
@@ -352,6 +358,7 @@ fn sites(
     pools: &mut Pools,
 ) -> Result<(HashMap<u32, Site>, Vec<usize>), InstallError> {
     let widths = list_widths(wf);
+    let python = crate::python::commands(wf, plan, &placement.local, &config.python);
     let mut sites = HashMap::new();
     let mut new_pools = Vec::new();
     for n in wf.graph.node_indices() {
@@ -360,16 +367,25 @@ fn sites(
             continue;
         }
         let name = &wf.graph[n].name;
-        let (runner, pack_name, synthetic) =
-            Runner::of(&task.spec, &config.packs, &config.synthetic).map_err(|cause| InstallError::UnknownPack {
+        if task.spec.python.is_some() && task.spec.isolation == Isolation::Container {
+            return Err(InstallError::Python {
                 workflow: wf.name.clone(),
                 step: name.clone(),
-                cause,
-            })?;
-        let function = if synthetic {
-            "synthetic".to_owned()
-        } else {
-            task.function.clone()
+                message: "`isolation: container` is not available for functions in Python on this daemon yet: \
+                          use `isolation: process`"
+                    .to_owned(),
+            });
+        }
+        let (runner, pack_name, synthetic) = Runner::of(&task.spec, &config.packs, &config.synthetic, python.get(&n))
+            .map_err(|cause| InstallError::UnknownPack {
+            workflow: wf.name.clone(),
+            step: name.clone(),
+            cause,
+        })?;
+        let function = match (&task.spec.python, synthetic) {
+            (Some(py), _) => py.handler.clone(),
+            (None, true) => "synthetic".to_owned(),
+            (None, false) => task.function.clone(),
         };
         check_listed(wf, name, &runner, &pack_name, &function, listed)?;
         let group = plan.node_group.get(n.index()).copied().unwrap_or(0);
@@ -432,6 +448,16 @@ fn check_listed(
     };
     let fns = match listed.get(runner) {
         Some(Ok(fns)) => fns,
+        Some(Err(cause))
+            if pack_name == crate::python::PACK
+                && let Runner::Process(command) = runner =>
+        {
+            return Err(InstallError::Python {
+                workflow: wf.name.clone(),
+                step: step.to_owned(),
+                message: crate::python::explain(command, cause),
+            });
+        }
         Some(Err(cause)) => {
             return Err(InstallError::List {
                 workflow: wf.name.clone(),

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use faasflow_core::Pos;
 use faasflow_core::dag::{
-    Case, DataSource, Edge, Foreach, FunctionSpec, InputBinding, Node, NodeId, NodeKind, OutputDecl, Retry, Switch,
-    Task, Workflow, WorkflowInput, WorkflowOutput,
+    Case, DataSource, Edge, Foreach, FunctionSpec, InputBinding, Node, NodeId, NodeKind, OutputDecl, PythonFunction,
+    Retry, Switch, Task, Workflow, WorkflowInput, WorkflowOutput,
 };
 use faasflow_proto::v1 as pb;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -217,6 +217,11 @@ impl Nodes<'_> {
             isolation: isolation_from_proto(spec.isolation, || at("spec.isolation"))?,
             network: spec.network,
             idempotent: spec.idempotent,
+            python: spec
+                .python
+                .as_ref()
+                .map(|p| python_from_proto(p, &at).map(Box::new))
+                .transpose()?,
             scale: spec.scale,
             runtime_ms: non_negative(spec.runtime_ms, || at("spec.runtime_ms"))?,
             memory_use_mib: non_negative(spec.memory_use_mib, || at("spec.memory_use_mib"))?,
@@ -396,4 +401,36 @@ fn check_scopes(graph: &DiGraph<Node, Edge, u32>) -> Result<(), ConvertError> {
         }
     }
     Ok(())
+}
+
+/// A Python function from the wire: a well-formed handler, an absolute code directory and
+/// module names for requirements (they become a command line).
+fn python_from_proto(p: &pb::PythonFunction, at: &impl Fn(&str) -> String) -> Result<PythonFunction, ConvertError> {
+    let invalid = |field: &str, reason: String| ConvertError::Invalid {
+        field: at(field),
+        reason,
+    };
+    if PythonFunction::split_handler(&p.handler).is_none() {
+        return Err(invalid(
+            "spec.python.handler",
+            format!("`{}` is not of the form module:function", p.handler),
+        ));
+    }
+    if !p.code.starts_with('/') || p.code.contains('\0') {
+        return Err(invalid(
+            "spec.python.code",
+            format!("`{}` is not an absolute directory", p.code),
+        ));
+    }
+    if let Some(bad) = p.requirements.iter().find(|r| !PythonFunction::is_module(r)) {
+        return Err(invalid(
+            "spec.python.requirements",
+            format!("`{bad}` is not a module name"),
+        ));
+    }
+    Ok(PythonFunction {
+        handler: p.handler.clone(),
+        code: p.code.clone(),
+        requirements: p.requirements.clone(),
+    })
 }

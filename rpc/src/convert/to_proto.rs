@@ -178,6 +178,11 @@ fn spec_to_proto(s: &FunctionSpec) -> pb::FunctionSpec {
         isolation: isolation_to_proto(s.isolation),
         network: s.network,
         idempotent: s.idempotent,
+        python: s.python.as_ref().map(|p| pb::PythonFunction {
+            handler: p.handler.clone(),
+            code: p.code.clone(),
+            requirements: p.requirements.clone(),
+        }),
         scale: s.scale,
         runtime_ms: s.runtime_ms,
         memory_use_mib: s.memory_use_mib,
