@@ -55,6 +55,8 @@ pub(crate) fn ci() -> Result<()> {
         "cargo build --workspace --bins",
         cargo().args(["build", "--workspace", "--bins", "--locked"]),
     )?;
+    // The Python package, into the environment the Python tests give the daemon.
+    crate::python::python(&project_root())?;
     // Doc tests first (nextest does not run them), so that the run ends with the main summary.
     run(
         "cargo test --doc",

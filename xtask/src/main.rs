@@ -22,6 +22,8 @@
 //!   (`benchmarks/`), containers against processes (cold start, warm calls, per edge; after
 //!   `images`) and FaaSFlow's 8 workflows on one worker (the demo's table), written into
 //!   `benchmarks/RESULTS.md`.
+//! - `python`: builds the `faasflow` Python package (sdk/python) into a wheel with maturin and
+//!   installs it, with numpy, into `target/python/venv`, the interpreter the Python tests use.
 //! - `images`: builds the repo's packs as static executables and each into a `FROM scratch`
 //!   Docker image `faasflow/<pack>` (see `images::PACKS`), for functions that run in containers.
 //! - `chaos`: injects faults into local clusters (`cli/tests/chaos.rs`, `chaos_full`, on release
@@ -43,6 +45,7 @@ mod demo;
 mod fuzz;
 mod images;
 mod plots;
+mod python;
 mod suite;
 mod targets;
 mod tidy;
@@ -88,6 +91,9 @@ enum Task {
     /// Inject faults into local clusters (killed instances, daemons and Redis, a frozen daemon,
     /// hung functions, a burst of 10,000 invocations) and write the table to docs/reliability.md.
     Chaos,
+    /// Build the faasflow Python package (sdk/python) into a wheel and install it, with numpy,
+    /// into target/python/venv (maturin and numpy from PyPI, the first time).
+    Python,
     /// Build the repo's packs into Docker images from scratch (faasflow/testkit, faasflow/example, faasflow/synthetic).
     Images,
     /// Run the fuzz targets of fuzz/ (cargo-fuzz on stable Rust, via RUSTC_BOOTSTRAP=1).
@@ -118,6 +124,7 @@ fn main() -> Result<()> {
         Task::Bench { quick: false } => bench::bench(&root),
         Task::Bench { quick: true } => bench::bench_quick(&root),
         Task::Images => images::images(&root).map(|_| ()),
+        Task::Python => python::python(&root).map(|_| ()),
         Task::Chaos => chaos::chaos(&root),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&root, target.as_deref(), seconds),
     }

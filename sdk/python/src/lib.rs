@@ -13,14 +13,16 @@
 //! `ctx.output(name, size)` a writable one over the output's extent: no copy either way. The
 //! memory is the call's only while the call runs (see `faasflow_sdk::Context`), so a view
 //! must not be used after it, and CPython cannot take a buffer back from whoever holds it.
-//! Each view is therefore made in two layers: a `base` memoryview over the raw memory and the
-//! `view` handed out, made from `base`. When the call returns, both are released:
-//! - releasing `view` fails while a buffer is exported from it (a `numpy.frombuffer` array, a
-//!   `pyarrow` buffer);
-//! - releasing `base` fails while anything made from `view` is alive (a slice `view[2:]`, a
-//!   memoryview of it), since those hold the buffer `view` took from `base`.
+//! Each view is therefore made in three layers: a `base` memoryview over the raw memory, a
+//! `pickle.PickleBuffer` over `base` (an exporter that is not a memoryview, so that a
+//! memoryview made from it takes a buffer of its own from `base`), and the `view` handed out,
+//! made from that. Everything made from `view` (a slice `view[2:]`, a memoryview of it, the one
+//! `numpy.frombuffer` keeps) shares `view`'s buffer from `base`, which is given back only when
+//! the last of them is released. When the call returns, the three are released in turn:
+//! - releasing `view` fails while a buffer is exported from it directly (a `pyarrow` buffer);
+//! - releasing `base` fails while anything made from `view` is alive.
 //!
-//! When both are released, every Python object that could reach the memory is released:
+//! When all three are released, every Python object that could reach the memory is released:
 //! using a kept view raises `ValueError` ("operation forbidden on released memoryview
 //! object"). When one is still held after a garbage collection, the call fails with a message
 //! naming the view and what to do, and the instance ends itself at once
@@ -35,6 +37,7 @@ use std::thread::ThreadId;
 use faasflow_sdk::{Context, Error, Pack};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::{ffi, intern};
 
@@ -61,9 +64,10 @@ struct Raw(NonNull<Context<'static>>);
 // the call's closure returns); moving it between threads dereferences nothing.
 unsafe impl Send for Raw {}
 
-/// A view handed out during a call, and the view it was made from.
+/// A view handed out during a call, and the layers it was made from.
 struct View {
     base: Py<PyAny>,
+    pickled: Py<PyAny>,
     view: Py<PyAny>,
     /// `input `text``, `output `blob``: named when it is kept past the call.
     what: String,
@@ -134,7 +138,7 @@ impl PyContext {
         if views.is_empty() {
             return Vec::new();
         }
-        let release = |v: &View| released(py, &v.view) && released(py, &v.base);
+        let release = |v: &View| released(py, &v.view) && released(py, &v.pickled) && released(py, &v.base);
         let mut held: Vec<View> = views.into_iter().filter(|v| !release(v)).collect();
         if !held.is_empty() {
             // A cycle may be what keeps them: collect once and look again.
@@ -152,13 +156,8 @@ fn released(py: Python<'_>, v: &Py<PyAny>) -> bool {
     v.bind(py).call_method0(intern!(py, "release")).is_ok()
 }
 
-/// A two-layer view over `len` bytes at `ptr` (see the crate docs): `(base, view)`.
-fn view_over<'py>(
-    py: Python<'py>,
-    ptr: *mut u8,
-    len: usize,
-    writable: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+/// A three-layer view over `len` bytes at `ptr` (see the crate docs), named `what`.
+fn view_over(py: Python<'_>, ptr: *mut u8, len: usize, writable: bool, what: String) -> PyResult<View> {
     // PyBUF_READ and PyBUF_WRITE of CPython's memoryobject.h (part of the stable ABI).
     let flags = if writable { 0x200 } else { 0x100 };
     let len =
@@ -168,10 +167,21 @@ fn view_over<'py>(
     // does not own it, and it is released before the call ends (`PyContext::close`).
     let base =
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromMemory(ptr.cast::<c_char>(), len, flags))? };
-    // SAFETY: `base` is a live memoryview; the new view takes a buffer from it (counted in
-    // `base`'s exports until the view and everything made from it are released).
-    let view = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(base.as_ptr()))? };
-    Ok((base, view))
+    static PICKLE_BUFFER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let pickle_buffer = PICKLE_BUFFER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("pickle")?.getattr("PickleBuffer")?.unbind())
+    })?;
+    let pickled = pickle_buffer.bind(py).call1((&base,))?;
+    // SAFETY: `pickled` is a live PickleBuffer; the new memoryview takes a buffer from it,
+    // which is one of `base` (counted in `base`'s exports until the view and everything made
+    // from it are released).
+    let view = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(pickled.as_ptr()))? };
+    Ok(View {
+        base: base.unbind(),
+        pickled: pickled.unbind(),
+        view: view.unbind(),
+        what,
+    })
 }
 
 fn sdk_error(e: Error) -> PyErr {
@@ -238,6 +248,17 @@ impl PyContext {
         })
     }
 
+    /// Input `name` as text (UTF-8): a string given as a workflow input or a foreach element
+    /// arrives as its text.
+    fn input_text(&self, name: &str) -> PyResult<String> {
+        self.with(|ctx, _| {
+            let bytes = ctx.input(name).map_err(sdk_error)?;
+            std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|e| PyFaasflowError::new_err(format!("input `{name}` is not UTF-8 text: {e}")))
+        })
+    }
+
     /// Input `name` parsed as JSON.
     fn input_json<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let bytes = self.with(|ctx, _| ctx.input(name).map(<[u8]>::to_vec).map_err(sdk_error))?;
@@ -268,13 +289,10 @@ impl PyContext {
             .map_err(sdk_error)?;
             // The extent is the call's until its completion, which is pushed after the function
             // returns and its views are released (`PyContext::close`).
-            let (base, view) = view_over(py, ptr, size, true)?;
-            views.push(View {
-                base: base.unbind(),
-                view: view.clone().unbind(),
-                what: format!("output `{name}`"),
-            });
-            Ok(view)
+            let view = view_over(py, ptr, size, true, format!("output `{name}`"))?;
+            let handed = view.view.clone_ref(py).into_bound(py);
+            views.push(view);
+            Ok(handed)
         })
     }
 
@@ -334,13 +352,10 @@ struct Addr(*mut u8);
 unsafe impl Send for Addr {}
 
 fn lend<'py>(py: Python<'py>, views: &mut Vec<View>, bytes: &[u8], what: &str) -> PyResult<Bound<'py, PyAny>> {
-    let (base, view) = view_over(py, bytes.as_ptr().cast_mut(), bytes.len(), false)?;
-    views.push(View {
-        base: base.unbind(),
-        view: view.clone().unbind(),
-        what: what.to_owned(),
-    });
-    Ok(view)
+    let view = view_over(py, bytes.as_ptr().cast_mut(), bytes.len(), false, what.to_owned())?;
+    let handed = view.view.clone_ref(py).into_bound(py);
+    views.push(view);
+    Ok(handed)
 }
 
 fn json_loads<'py>(py: Python<'py>, bytes: &[u8], what: &str) -> PyResult<Bound<'py, PyAny>> {

@@ -1,0 +1,2 @@
+def f(ctx):
+    return (
