@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use faasflow_core::report::Report;
 use faasflow_core::{ClusterView, PlannerConfig};
-use faasflow_daemon::api::Invoke;
+use faasflow_daemon::api::{self as faasflow_api, Invoke};
 use faasflow_daemon::config::DaemonConfig;
 use faasflow_daemon::daemon::Daemon;
 use faasflow_daemon::pool::PackCommand;
@@ -391,5 +391,79 @@ fn what_cannot_be_served_is_refused_at_install_naming_the_cause() {
         let h = Harness::with(bare.into());
         let error = h.try_install(&one("y", "split", "")).expect_err("refused");
         assert!(error.contains("faasflow package is not installed"), "{error}");
+    }
+}
+
+#[test]
+fn faasflows_own_word_count_runs_unmodified_and_counts_what_plain_python_counts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faasflow-v1/benchmark/wordcount");
+    let h = Harness::new();
+    let wf = faasflow_planner::load::load_file(&dir.join("flat_workflow.yaml"))
+        .expect("FaaSFlow's file loads")
+        .workflow;
+    for task in ["start", "count", "merge"] {
+        let n = wf
+            .graph
+            .node_indices()
+            .find(|&n| wf.graph[n].name == task)
+            .expect("a task");
+        let py = wf.graph[n]
+            .task()
+            .and_then(|t| t.spec.python.as_ref())
+            .expect("in Python");
+        assert!(
+            py.faasflow_v1 && py.code.ends_with(&format!("wordcount/{task}")),
+            "{py:?}"
+        );
+    }
+    let cfg = PlannerConfig {
+        allow_overcommit: true,
+        ..PlannerConfig::default()
+    };
+    let plan = partition(&wf, &ClusterView::uniform(1, 64), &cfg).expect("plan");
+    h.daemon.install(Arc::new(wf), plan).expect("installs");
+    let mut invoke = Invoke::new("wordcount", 1, json!({}));
+    invoke.keep_outputs = Some(Duration::from_secs(60));
+    let r = h.daemon.invoke(invoke).report().expect("runs");
+    assert_eq!(r.status, "ok", "{:?}", r.error);
+    // Over 64 KiB: the report shows its size; the output itself is kept to be read.
+    let piece = h
+        .daemon
+        .read_output(r.invocation, "result", 0, 0, 64 << 20)
+        .expect("daemon")
+        .expect("kept");
+    let faasflow_api::OutputPiece::Bytes { bytes, .. } = piece else {
+        panic!("the output is in the arena: {piece:?}")
+    };
+    h.daemon.output_read(r.invocation, "result", 0).expect("freed");
+    let counts: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+    // The reference: FaaSFlow's algorithm in plain Python over the same texts.
+    let reference = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import json, os, re, sys\n\
+             d = sys.argv[1]\nres = {}\n\
+             for fn in os.listdir(d):\n    \
+                 for w in re.split(r'\\W+', open(os.path.join(d, fn)).read()):\n        \
+                     res[w] = res.get(w, 0) + 1\n\
+             print(json.dumps(res))",
+        ])
+        .arg(dir.join("start/text"))
+        .output()
+        .expect("python runs");
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let reference: serde_json::Value = serde_json::from_slice(&reference.stdout).expect("JSON");
+    let words = counts.as_object().map_or(0, |o| o.len());
+    assert!(words > 20_000, "{words} distinct words");
+    assert_eq!(counts, reference, "the same counts as plain Python");
+    assert_eq!(counts["Frankenstein"], reference["Frankenstein"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.daemon.stats().expect("stats").arena_used != 0 {
+        assert!(Instant::now() < deadline, "the kept output was not freed");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -173,6 +173,14 @@ impl Node {
             _ => None,
         }
     }
+
+    /// The task, if this node is one, to change.
+    pub fn task_mut(&mut self) -> Option<&mut Task> {
+        match &mut self.kind {
+            NodeKind::Task(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// What a node does.
@@ -293,6 +301,9 @@ pub struct PythonFunction {
     pub code: String,
     /// Modules that must be importable where it runs, checked when a daemon installs it.
     pub requirements: Vec<String>,
+    /// A function of FaaSFlow v1.1, unmodified: `main()` in `code/main.py`, which reads and
+    /// writes through a global `store` (`store.fetch([keys])`, `store.put({key: value}, {})`).
+    pub faasflow_v1: bool,
 }
 
 impl PythonFunction {
@@ -316,6 +327,28 @@ impl PythonFunction {
     /// ```
     pub fn is_module(name: &str) -> bool {
         is_module(name)
+    }
+
+    /// The name the function is served under by its interpreter: its handler, or for a
+    /// FaaSFlow function the path of its `main.py`.
+    /// ```
+    /// use faasflow_core::dag::PythonFunction;
+    /// let mut f = PythonFunction {
+    ///     handler: "words:count".into(),
+    ///     code: "/srv".into(),
+    ///     requirements: vec![],
+    ///     faasflow_v1: false,
+    /// };
+    /// assert_eq!(f.served_as(), "words:count");
+    /// f.faasflow_v1 = true;
+    /// assert_eq!(f.served_as(), "/srv/main.py");
+    /// ```
+    pub fn served_as(&self) -> String {
+        if self.faasflow_v1 {
+            format!("{}/main.py", self.code.trim_end_matches('/'))
+        } else {
+            self.handler.clone()
+        }
     }
 }
 

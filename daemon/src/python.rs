@@ -37,16 +37,18 @@ pub(crate) fn commands(
         }
         let Some(task) = wf.graph[n].task() else { continue };
         let Some(py) = &task.spec.python else { continue };
+        // FaaSFlow's functions are loaded by the path of their main.py, whatever their code.
+        let code = if py.faasflow_v1 { String::new() } else { py.code.clone() };
         let key = match task.spec.isolation {
-            Isolation::Thread => (
-                plan.node_group.get(n.index()).copied().unwrap_or(0),
-                py.code.clone(),
-                None,
-            ),
-            Isolation::Process | Isolation::Container => (0, py.code.clone(), Some(n.index())),
+            Isolation::Thread => (plan.node_group.get(n.index()).copied().unwrap_or(0), code, None),
+            Isolation::Process | Isolation::Container => (0, code, Some(n.index())),
         };
         let (handlers, requirements, nodes) = shared.entry(key).or_default();
-        handlers.insert(py.handler.clone());
+        handlers.insert(if py.faasflow_v1 {
+            format!("{FAASFLOW_V1}{}", py.served_as())
+        } else {
+            py.handler.clone()
+        });
         requirements.extend(py.requirements.iter().cloned());
         nodes.push(n);
     }
@@ -60,7 +62,12 @@ pub(crate) fn commands(
     out
 }
 
-/// `PYTHON -m faasflow.serve --pack python --code CODE [--require M]… HANDLER…`.
+/// How a FaaSFlow function's `main.py` is named among the handlers of a command (the argument
+/// `--faasflow-v1 PATH` when the command is made).
+const FAASFLOW_V1: &str = "\0faasflow-v1:";
+
+/// `PYTHON -m faasflow.serve --pack python [--code CODE] [--require M]… [HANDLER | --faasflow-v1
+/// PATH]…`.
 fn command<'a>(
     python: &Path,
     code: &str,
@@ -72,13 +79,19 @@ fn command<'a>(
         "faasflow.serve".to_owned(),
         "--pack".to_owned(),
         PACK.to_owned(),
-        "--code".to_owned(),
-        code.to_owned(),
     ];
+    if !code.is_empty() {
+        args.extend(["--code".to_owned(), code.to_owned()]);
+    }
     for r in requirements {
         args.extend(["--require".to_owned(), r.clone()]);
     }
-    args.extend(handlers.into_iter().cloned());
+    for h in handlers {
+        match h.strip_prefix(FAASFLOW_V1) {
+            Some(path) => args.extend(["--faasflow-v1".to_owned(), path.to_owned()]),
+            None => args.push(h.clone()),
+        }
+    }
     PackCommand {
         program: python.to_path_buf(),
         args,

@@ -12,7 +12,7 @@ use crate::error::{ErrorKind, Pos, WdlError};
 use crate::import::{Imported, flat, hier};
 use crate::wdl;
 use crate::yaml::{self, Value, key_text};
-use faasflow_core::dag::{SourceFormat, Workflow};
+use faasflow_core::dag::{PythonFunction, SourceFormat, Workflow};
 
 /// Largest workflow file accepted, bytes.
 pub const MAX_FILE_BYTES: usize = 32 << 20;
@@ -89,7 +89,13 @@ fn load_inner(text: &str, default_name: &str, dir: Option<&Path>) -> Result<Load
             resolve_code(&mut doc, dir)?;
             Ok(Loaded { workflow: compile(&doc, SourceFormat::Native)?, warnings: Vec::new() })
         }
-        Some(SourceFormat::FaasflowFlat) => imported(flat::import(&root, default_name)?),
+        Some(SourceFormat::FaasflowFlat) => {
+            let mut i = flat::import(&root, default_name)?;
+            if let Some(dir) = dir {
+                find_faasflow_functions(&mut i.workflow, dir);
+            }
+            imported(i)
+        }
         Some(SourceFormat::FaasflowHierarchical) => imported(hier::import(&root, default_name)?),
         None => Err(WdlError::new(
             ErrorKind::MissingKey,
@@ -134,6 +140,23 @@ fn resolve_code(doc: &mut wdl::Document, dir: Option<&Path>) -> Result<(), WdlEr
         py.code = code.to_string_lossy().into_owned();
     }
     Ok(())
+}
+
+/// FaaSFlow's own functions: a task whose `source` directory beside the workflow file holds a
+/// `main.py` runs that file, unmodified, in Python; the others keep the synthetic body.
+fn find_faasflow_functions(wf: &mut Workflow, dir: &Path) {
+    for n in wf.graph.node_indices() {
+        let Some(task) = wf.graph[n].task_mut() else { continue };
+        let code = dir.join(&task.function);
+        if code.join("main.py").is_file() {
+            task.spec.python = Some(Box::new(PythonFunction {
+                handler: "main:main".to_owned(),
+                code: code.to_string_lossy().into_owned(),
+                requirements: Vec::new(),
+                faasflow_v1: true,
+            }));
+        }
+    }
 }
 
 fn imported(i: Imported) -> Result<Loaded, WdlError> {

@@ -477,6 +477,7 @@ fn decode_python(f: &mut Fields<'_>, has_pack: bool) -> Result<Option<PythonFunc
         handler: text.to_owned(),
         code,
         requirements: modules,
+        faasflow_v1: false,
     }))
 }
 

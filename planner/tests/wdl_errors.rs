@@ -42,7 +42,7 @@ fn unknown_key() {
         "name: wf\nfunctions:\n  a: {timout: 3s}\nsteps:\n  - task: a\n",
         expect![[r#"
             [unknown-key] wf.yaml:3:7: error: unknown key `timout` in function `a`
-              expected: one of: pack, image, memory, cpu, timeout, retry, isolation, network, idempotent, scale, runtime, memory_use, outputs, description
+              expected: one of: pack, image, memory, cpu, timeout, retry, isolation, network, idempotent, scale, runtime, memory_use, outputs, description, language, handler, code, requirements
               hint: did you mean `timeout`?"#]],
     );
 }
@@ -619,4 +619,78 @@ fn a_faasflow_workflow_named_after_a_file_with_a_line_break() {
               hint: FaaSFlow files carry no name, so it was taken from the file's name (or its directory's): rename them, or give the flat form a `name:`"#]]
         .assert_eq(&format!("[{}] {err}", err.kind.as_str()));
     }
+}
+
+#[test]
+fn python_functions_are_checked_where_they_are_declared() {
+    check(
+        "name: wf\nfunctions:\n  a: {language: ruby, handler: 'x:y'}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:17: error: unknown language `ruby`
+              expected: python (a function in Rust names its `pack` instead)"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {handler: 'words:count'}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:16: error: `handler`, `code` and `requirements` are for functions in Python
+              expected: `language: python` beside them
+              hint: add `language: python`, or name the function's `pack` if it is in Rust"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {language: python}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [missing-key] wf.yaml:3:17: error: a function in Python needs its `handler`
+              expected: `handler: module:function`, like `handler: words:count` for `def count(ctx)` in words.py"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {language: python, handler: words.count}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:34: error: `words.count` is not a handler
+              expected: module:function, like `words:count` for `def count(ctx)` in words.py (a package's module: `text.words:count`)"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {language: python, pack: words, handler: 'words:count'}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:17: error: a function in Python has no `pack`: the daemon serves it with its Python interpreter
+              expected: `language: python` with `handler: module:function`, or `pack` alone"#]],
+    );
+    check(
+        "name: wf\nfunctions:\n  a: {language: python, handler: 'words:count', requirements: ['numpy>=2']}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:64: error: `numpy>=2` is not a module name
+              expected: the name `import` takes, like numpy or PIL.Image (not a pip requirement like numpy>=2)"#]],
+    );
+    // Sent as text, without its file's directory: `code` must be absolute.
+    check(
+        "name: wf\nfunctions:\n  a: {language: python, handler: 'words:count'}\nsteps:\n  - task: a\n",
+        expect![[r#"
+            [type] wf.yaml:3:3: error: function `a` is in Python and gives no `code`, but this workflow was sent without the directory of its file
+              expected: an absolute `code` directory
+              hint: deploy it from its file (`faasflow deploy FILE` sends the file's directory), or give `code: /absolute/dir`"#]],
+    );
+}
+
+#[test]
+fn python_code_is_relative_to_the_workflow_files_directory() {
+    let src = "name: wf\nfunctions:\n  a: {language: python, handler: 'words:count'}\n  b: {language: python, handler: 'words:count', code: lib}\n  c: {language: python, handler: 'words:count', code: /opt/fns}\nsteps:\n  - task: a\n  - task: b\n  - task: c\n";
+    let wf = faasflow_planner::load::load_str_in(src, "wf.yaml", "wf", Some(std::path::Path::new("/srv/flows")))
+        .expect("valid")
+        .workflow;
+    let code: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let n = wf
+                .graph
+                .node_indices()
+                .find(|&n| wf.graph[n].name == *name)
+                .expect("a task");
+            wf.graph[n]
+                .task()
+                .and_then(|t| t.spec.python.as_ref())
+                .expect("python")
+                .code
+                .clone()
+        })
+        .collect();
+    assert_eq!(code, ["/srv/flows", "/srv/flows/lib", "/opt/fns"]);
 }

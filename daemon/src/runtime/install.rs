@@ -383,7 +383,7 @@ fn sites(
             cause,
         })?;
         let function = match (&task.spec.python, synthetic) {
-            (Some(py), _) => py.handler.clone(),
+            (Some(py), _) => py.served_as(),
             (None, true) => "synthetic".to_owned(),
             (None, false) => task.function.clone(),
         };

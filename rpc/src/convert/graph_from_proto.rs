@@ -432,5 +432,6 @@ fn python_from_proto(p: &pb::PythonFunction, at: &impl Fn(&str) -> String) -> Re
         handler: p.handler.clone(),
         code: p.code.clone(),
         requirements: p.requirements.clone(),
+        faasflow_v1: p.faasflow_v1,
     })
 }

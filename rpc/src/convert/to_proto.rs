@@ -182,6 +182,7 @@ fn spec_to_proto(s: &FunctionSpec) -> pb::FunctionSpec {
             handler: p.handler.clone(),
             code: p.code.clone(),
             requirements: p.requirements.clone(),
+            faasflow_v1: p.faasflow_v1,
         }),
         scale: s.scale,
         runtime_ms: s.runtime_ms,

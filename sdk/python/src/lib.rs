@@ -217,6 +217,12 @@ impl PyContext {
         self.with(|ctx, _| Ok(ctx.input_names().map(str::to_owned).collect()))
     }
 
+    /// The names of the outputs the workflow declares for the function (the daemon reserved
+    /// room for each).
+    fn output_names(&self) -> PyResult<Vec<String>> {
+        self.with(|ctx, _| Ok(ctx.output_reservations().map(|(n, _)| n.to_owned()).collect()))
+    }
+
     /// Input `name` as a read-only memoryview over the arena (no copy): `bytes(view)` copies
     /// it, `numpy.frombuffer(view, dtype)` reads it as an array. Valid during the call only.
     fn input<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {

@@ -76,6 +76,19 @@ def load(handler, code):
     return f
 
 
+def load_v1(path):
+    from . import v1
+
+    if not os.path.isfile(path):
+        fail(f"FaaSFlow function `{path}` does not exist on this worker")
+    try:
+        return v1.load(path)
+    except SyntaxError as e:
+        fail(f"FaaSFlow function `{path}`: {e.filename}:{e.lineno}: syntax error: {e.msg}")
+    except BaseException:
+        fail(f"FaaSFlow function `{path}`: loading it failed:\n{traceback.format_exc().rstrip()}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m faasflow.serve",
@@ -84,6 +97,13 @@ def main(argv=None):
     parser.add_argument("--code", action="append", default=[], metavar="DIR", help="a directory added to sys.path")
     parser.add_argument("--require", action="append", default=[], metavar="MODULE", help="a module that must be importable")
     parser.add_argument("--pack", default="python", help="the pack name the daemon knows the instance by")
+    parser.add_argument(
+        "--faasflow-v1",
+        action="append",
+        default=[],
+        metavar="MAIN_PY",
+        help="a FaaSFlow v1.1 function (main.py with `def main()` and a global `store`), served under its path",
+    )
     parser.add_argument("--list", action="store_true", help="check the handlers and print the functions")
     parser.add_argument("handlers", nargs="*", metavar="MODULE:FUNCTION")
     args = parser.parse_args(argv)
@@ -101,6 +121,7 @@ def main(argv=None):
             f"{'them' if len(missing) > 1 else 'it'}"
         )
     functions = [(h, load(h, args.code)) for h in args.handlers]
+    functions += [(path, load_v1(path)) for path in args.faasflow_v1]
     from . import _native
 
     _native.serve(args.pack, functions, ["--list"] if args.list else [])
