@@ -10,6 +10,7 @@
 
 pub mod dag;
 pub mod engine;
+pub mod faastlane;
 pub mod graph;
 pub mod metrics;
 pub mod plan;

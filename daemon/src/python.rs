@@ -14,6 +14,7 @@ use std::path::Path;
 use faasflow_core::dag::{Isolation, NodeId, Workflow};
 use faasflow_core::plan::Plan;
 
+use crate::config::DaemonConfig;
 use crate::pool::{ListError, PackCommand};
 
 pub(crate) use crate::pool::PYTHON_PACK as PACK;
@@ -60,6 +61,22 @@ pub(crate) fn commands(
         }
     }
     out
+}
+
+/// The shape of a pool of Python instances whose group may run `at_once` calls at once
+/// (Faastlane's rule, [`faasflow_core::faastlane`]): `(calls per instance, most instances, warm
+/// instances)`. Each instance runs one call at a time (one interpreter runs one thread at a
+/// time), calls in sequence reuse a warm instance, and calls at once go to other instances, up
+/// to the worker's cores; that many are kept warm.
+pub(crate) fn shape(config: &DaemonConfig, at_once: u32) -> (u32, usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = config.max_instances.min(cores).max(1);
+    let warm = if config.min_instances == 0 {
+        0
+    } else {
+        (at_once as usize).min(cores).max(config.min_instances).min(max)
+    };
+    (1, max, warm)
 }
 
 /// How a FaaSFlow function's `main.py` is named among the handlers of a command (the argument

@@ -8,6 +8,7 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use faasflow_core::dag::{DataSource, NodeId, NodeKind, Workflow};
+use faasflow_core::faastlane::{Concurrent, Sharing};
 use faasflow_core::plan::{ClusterView, Plan, Tier};
 
 /// `1.3 MB`, `512 B` (decimal units, as FaaSFlow reports data sizes).
@@ -453,6 +454,7 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
             "warning: overcommitted: some worker runs more instances than it has slots"
         );
     }
+    let sharing = faasflow_core::faastlane::python_sharing(wf, plan);
     for (wi, (w, load)) in cluster.workers.iter().zip(&plan.workers).enumerate() {
         let _ = writeln!(
             s,
@@ -477,6 +479,9 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
                 let _ = write!(line, " [virtual: {}]", names(wf, &virts, 6));
             }
             let _ = writeln!(s, "{line}");
+            if let Some(py) = sharing.get(&g.id) {
+                let _ = writeln!(s, "    {}", python_line(wf, py));
+            }
         }
     }
     let cp = &plan.critical_path;
@@ -542,6 +547,43 @@ pub fn plan_text(wf: &Workflow, plan: &Plan, cluster: &ClusterView) -> String {
 
 fn dot_id(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// How a group's Python functions share interpreters (Faastlane's rule), for the text plan.
+fn python_line(wf: &Workflow, py: &Sharing) -> String {
+    let all = names(wf, &py.tasks, 12);
+    let one = py.tasks.len() == 1;
+    if py.concurrent.is_empty() {
+        return if one {
+            format!("python: {all} runs in one interpreter (nothing here runs at once)")
+        } else {
+            format!(
+                "python: {all} share one interpreter (they run one after another: one call at a time, objects handed over in place)"
+            )
+        };
+    }
+    let whys: Vec<String> = py
+        .concurrent
+        .iter()
+        .take(6)
+        .map(|(n, why)| {
+            let name = &wf.graph[*n].name;
+            match why {
+                Concurrent::Foreach { foreach, width } => {
+                    format!("{name}: ~{width} elements of `{}` at once", wf.graph[*foreach].name)
+                }
+                Concurrent::Parallel { other } => format!("{name}: beside {}", wf.graph[*other].name),
+            }
+        })
+        .collect();
+    let more = if py.concurrent.len() > 6 { ", …" } else { "" };
+    format!(
+        "python: {all} {} a pool of interpreters, one call each at a time; up to {} calls at once go to \
+         processes of their own, at most the worker's cores (the GIL would serialise them as threads: {}{more})",
+        if one { "runs in" } else { "share" },
+        py.at_once,
+        whys.join("; ")
+    )
 }
 
 /// A plan as Graphviz DOT, clustered by worker and group.

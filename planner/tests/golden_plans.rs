@@ -37,3 +37,46 @@ fn benchmark_plans_match_their_golden_files() {
         }
     }
 }
+
+/// Faastlane's rule in the text plan: which Python functions share an interpreter, and why the
+/// others get processes.
+#[test]
+fn the_plan_says_which_python_functions_share_an_interpreter_and_why() {
+    let src = "name: py
+functions:
+  a: {language: python, handler: 'm:a', outputs: {x: list}}
+  b: {language: python, handler: 'm:b'}
+  c: {language: python, handler: 'm:c'}
+  d: {language: python, handler: 'm:d'}
+  e: {language: python, handler: 'm:e', isolation: process}
+steps:
+  - task: a
+  - parallel:
+      - task: b
+      - task: c
+  - foreach:
+      over: a.x
+      width: 5
+      do:
+        - task: d
+  - task: e
+";
+    let wf = faasflow_planner::load::load_str_in(src, "py.yaml", "py", Some(Path::new("/srv")))
+        .expect("valid")
+        .workflow;
+    let cluster = faasflow_core::plan::ClusterView::uniform(1, 64);
+    let plan = faasflow_planner::partition::partition(&wf, &cluster, &Default::default()).expect("plan");
+    let text = faasflow_planner::render::plan_text(&wf, &plan, &cluster);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("python:"))
+        .expect("a python line");
+    assert!(line.contains("a, b, c, d share a pool of interpreters"), "{line}");
+    assert!(line.contains("up to 7 calls at once"), "{line}");
+    assert!(line.contains("b: beside c") && line.contains("c: beside b"), "{line}");
+    assert!(line.contains("d: ~5 elements of `foreach"), "{line}");
+    assert!(!line.contains("d, e"), "isolation: process is not shared: {line}");
+    let sharing = faasflow_core::faastlane::python_sharing(&wf, &plan);
+    let group = sharing.values().next().expect("one group");
+    assert_eq!(group.concurrent.len(), 3, "a runs before everything else: {group:?}");
+}

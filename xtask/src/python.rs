@@ -15,11 +15,6 @@ use crate::util::{cargo_target_dir, run};
 /// and benchmarks that hand arrays over.
 const TOOLS: &[(&str, &str)] = &[("maturin", "maturin>=1.9,<2"), ("numpy", "numpy")];
 
-/// The environment's interpreter.
-pub(crate) fn venv_python(root: &Path) -> PathBuf {
-    cargo_target_dir(root).join("python/venv/bin/python")
-}
-
 /// Builds the wheel into `target/wheels` and installs it into `target/python/venv`; returns
 /// the environment's interpreter.
 pub(crate) fn python(root: &Path) -> Result<PathBuf> {

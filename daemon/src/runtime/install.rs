@@ -11,7 +11,7 @@ use faasflow_core::dag::{DataSource, Isolation, NodeKind, Task, ValueKind, Workf
 use faasflow_core::engine::Engine;
 use faasflow_core::plan::{Mode, Plan, Tier};
 
-use super::pools::{PoolKey, Pools};
+use super::pools::{PoolKey, Pools, Shape};
 use super::types::WfKey;
 use crate::config::DaemonConfig;
 use crate::inbox::{Listed, Placement};
@@ -338,8 +338,9 @@ impl Installs {
         self.map.insert(Arc::new((wf.name.clone(), version)), installed);
         let mut warming = HashSet::new();
         for p in new_pools {
-            for _ in 0..config.min_instances.min(config.max_instances) {
-                warming.insert(pools.spawn(p, arena, config.threads, config.spawn_timeout, config.ring_capacity));
+            let Shape { threads, warm, .. } = pools.get(p).shape;
+            for _ in 0..warm {
+                warming.insert(pools.spawn(p, arena, threads, config.spawn_timeout, config.ring_capacity));
             }
         }
         Ok(warming)
@@ -359,6 +360,7 @@ fn sites(
 ) -> Result<(HashMap<u32, Site>, Vec<usize>), InstallError> {
     let widths = list_widths(wf);
     let python = crate::python::commands(wf, plan, &placement.local, &config.python);
+    let sharing = faasflow_core::faastlane::python_sharing(wf, plan);
     let mut sites = HashMap::new();
     let mut new_pools = Vec::new();
     for n in wf.graph.node_indices() {
@@ -403,7 +405,18 @@ fn sites(
             domain,
             segment,
         };
-        let (pool, new) = pools.find_or_add(key, limits, &pack_name);
+        let shape = match &task.spec.python {
+            Some(_) => {
+                let (threads, max, warm) = crate::python::shape(config, sharing.get(&group).map_or(1, |s| s.at_once));
+                Shape { threads, max, warm }
+            }
+            None => Shape {
+                threads: config.threads,
+                max: config.max_instances,
+                warm: config.min_instances.min(config.max_instances),
+            },
+        };
+        let (pool, new) = pools.find_or_add(key, limits, &pack_name, shape);
         if new {
             new_pools.push(pool);
         }

@@ -252,8 +252,7 @@ impl Runtime {
 
     /// Once a second: idle instances, overdue abandoned calls, strays.
     fn periodic(&mut self, now: Instant) {
-        self.pools
-            .stop_idle(now, self.config.idle_timeout, self.config.min_instances);
+        self.pools.stop_idle(now, self.config.idle_timeout);
         self.calls.stop_overdue(now, &mut self.pools);
         let (mut cx, rest) = self.parts(now);
         rest.peers.sweep(rest.calls, &mut cx);
@@ -638,7 +637,7 @@ impl Runtime {
             rest.calls
                 .fail(c, format!("function `{f}`: {why}"), FailureKind::Crash, &mut cx);
         }
-        if !cx.stopping && cx.pools.get(inst.pool).needs_replacing(cx.config.min_instances) {
+        if !cx.stopping && cx.pools.get(inst.pool).wants_replacement() {
             cx.spawn(inst.pool);
         }
     }

@@ -40,10 +40,20 @@ pub(crate) struct PoolKey {
     pub(crate) segment: u32,
 }
 
+/// How a pool's instances run calls: how many each runs at once, how many it may have, and
+/// how many it keeps warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) threads: u32,
+    pub(crate) max: usize,
+    pub(crate) warm: usize,
+}
+
 /// One pool.
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub(crate) key: PoolKey,
+    pub(crate) shape: Shape,
     /// For containers: the largest memory (bytes) and CPU (thousandths) of the functions it
     /// serves, and whether any asks for a network.
     pub(crate) limits: (u64, u64, bool),
@@ -58,9 +68,10 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    fn new(key: PoolKey, limits: (u64, u64, bool), pack_name: String) -> Self {
+    fn new(key: PoolKey, limits: (u64, u64, bool), pack_name: String, shape: Shape) -> Self {
         Pool {
             key,
+            shape,
             limits,
             pack_name,
             instances: Vec::new(),
@@ -82,6 +93,11 @@ impl Pool {
     /// has calls queued or fewer instances than its minimum `min`.
     pub(crate) fn needs_replacing(&self, min: usize) -> bool {
         !self.retired && (!self.queue.is_empty() || self.instances.len() + self.spawning < min)
+    }
+
+    /// [`needs_replacing`](Self::needs_replacing) with the pool's own warm count.
+    pub(crate) fn wants_replacement(&self) -> bool {
+        self.needs_replacing(self.shape.warm)
     }
 }
 
@@ -289,13 +305,19 @@ impl Pools {
     /// The pool for `key`, made when there is none (in the slot of a retired pool whose
     /// instances have all gone, else a new one); the limits of a pool serving several
     /// functions are the largest of theirs. Returns the pool and whether it is new.
-    pub(crate) fn find_or_add(&mut self, key: PoolKey, limits: (u64, u64, bool), pack_name: &str) -> (usize, bool) {
+    pub(crate) fn find_or_add(
+        &mut self,
+        key: PoolKey,
+        limits: (u64, u64, bool),
+        pack_name: &str,
+        shape: Shape,
+    ) -> (usize, bool) {
         if let Some(&p) = self.index.get(&key) {
             let l = &mut self.pools[p].limits;
             *l = (l.0.max(limits.0), l.1.max(limits.1), l.2 || limits.2);
             return (p, false);
         }
-        let pool = Pool::new(key.clone(), limits, pack_name.to_owned());
+        let pool = Pool::new(key.clone(), limits, pack_name.to_owned(), shape);
         let free = self
             .pools
             .iter()
@@ -469,8 +491,10 @@ impl Pools {
     }
 
     /// Stops instances idle for `idle` or longer at `now`, beyond their pool's `min`.
-    pub(crate) fn stop_idle(&mut self, now: Instant, idle: Duration, min: usize) {
+    /// Stops the instances idle for `idle` beyond each pool's warm ones.
+    pub(crate) fn stop_idle(&mut self, now: Instant, idle: Duration) {
         for p in &self.pools {
+            let min = p.shape.warm;
             let mut live = p.instances.len();
             for id in &p.instances {
                 if live <= min {
@@ -606,7 +630,12 @@ mod tests {
             domain: "wf@1/group-0".into(),
             segment: 1,
         };
-        let mut p = Pool::new(key, (0, 0, false), "synthetic".into());
+        let shape = Shape {
+            threads: 2,
+            max: 4,
+            warm: 1,
+        };
+        let mut p = Pool::new(key, (0, 0, false), "synthetic".into(), shape);
         p.queue = (0..queued as u64).collect();
         p.instances = (0..instances as u32).collect();
         p.spawning = spawning;

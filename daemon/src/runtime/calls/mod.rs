@@ -191,8 +191,9 @@ impl Cx<'_> {
     /// Starts one instance of `pool`.
     pub(crate) fn spawn(&mut self, pool: usize) -> u32 {
         let c = self.config;
+        let threads = self.pools.get(pool).shape.threads;
         self.pools
-            .spawn(pool, self.arena, c.threads, c.spawn_timeout, c.ring_capacity)
+            .spawn(pool, self.arena, threads, c.spawn_timeout, c.ring_capacity)
     }
 }
 
@@ -384,7 +385,8 @@ impl Calls {
     /// Sends queued calls of `pool` to instances with a free thread; starts instances when
     /// none has one and the pool may grow.
     pub(crate) fn dispatch(&mut self, pool: usize, cx: &mut Cx<'_>) {
-        let threads = cx.config.threads as usize;
+        let shape = cx.pools.get(pool).shape;
+        let threads = shape.threads as usize;
         while let Some(&call_id) = cx.pools.get(pool).queue.front() {
             // Prefer the instance that produced an input (in-process hand-off), then the least
             // loaded one.
@@ -398,7 +400,7 @@ impl Calls {
                 })
                 .unwrap_or_default();
             let Some(inst_id) = cx.pools.choose(pool, &producers, threads) else {
-                if cx.pools.get(pool).should_grow(cx.config.max_instances, threads) {
+                if cx.pools.get(pool).should_grow(shape.max, threads) {
                     cx.spawn(pool);
                 }
                 return;
