@@ -390,7 +390,7 @@ fn what_a_function_writes_to_stderr_is_logged_with_its_instance_function_and_inv
 
 #[test]
 fn run_executes_faasflow_files_with_synthetic_bodies() {
-    let file = fixtures().join("benchmark/wordcount/flat_workflow.yaml");
+    let file = fixtures().join("benchmark/video/flat_workflow.yaml");
     let o = faasflow(&[
         "run",
         file.to_str().unwrap(),

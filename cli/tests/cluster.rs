@@ -48,7 +48,11 @@ output:
 
 #[test]
 fn up_deploy_invoke_down_matches_run_and_the_plan() {
-    let mut cluster = Cluster::up("main", 3, &[]);
+    // FaaSFlow's word count is its own Python functions: the workers serve them with the
+    // interpreter that has the faasflow package.
+    let python = support::python();
+    let python = python.to_string_lossy();
+    let mut cluster = Cluster::up("main", 3, &["--python", &python]);
     let rt = rt();
     let mut planner = cluster.planner_client(&rt);
     let before = rt
@@ -86,6 +90,8 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
             "json",
             "--arena-mib",
             "64",
+            "--python",
+            &python,
         ]);
         assert!(local.status.success(), "{}", text(&local.stderr));
         let local: Report = serde_json::from_slice(&local.stdout).expect("run's report");

@@ -17,24 +17,8 @@ use faasflow_planner::load::load_str_in;
 use faasflow_planner::partition::partition;
 use serde_json::json;
 
-/// The interpreter with the faasflow package (and numpy) that `cargo xtask python` prepares.
-fn python() -> PathBuf {
-    let target = Path::new(env!("CARGO_BIN_EXE_faasflow"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory");
-    let python = target.join("python/venv/bin/python");
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import faasflow, numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import faasflow and numpy: run `cargo xtask python` first (`cargo xtask ci` does)",
-        python.display()
-    );
-    python
-}
+mod support;
+use support::python;
 
 fn code() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")

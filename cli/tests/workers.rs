@@ -359,7 +359,7 @@ fn every_faasflow_workflow_gives_the_same_output_on_three_workers_as_on_one() {
     let files = support::faasflow_files();
     assert!(files.len() >= 18, "{files:?}");
     for file in files {
-        let mut wf = load_file(&file).expect("loads").workflow;
+        let mut wf = support::synthetic(load_file(&file).expect("loads").workflow);
         while !names.insert(wf.name.clone()) {
             wf.name.push('_');
         }

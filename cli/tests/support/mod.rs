@@ -99,6 +99,40 @@ impl Drop for Redis {
     }
 }
 
+/// `wf` with its functions in Python (FaaSFlow's own, found beside its file) made synthetic
+/// bodies again, for the tests that run every FaaSFlow workflow with its declared runtimes and
+/// sizes (`cli/tests/python.rs` runs the Python ones).
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn synthetic(mut wf: faasflow_core::dag::Workflow) -> faasflow_core::dag::Workflow {
+    for n in wf.graph.node_indices() {
+        if let Some(t) = wf.graph[n].task_mut() {
+            t.spec.python = None;
+        }
+    }
+    wf
+}
+
+/// The interpreter with the faasflow package (and numpy) that `cargo xtask python` prepares in
+/// the target directory.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn python() -> PathBuf {
+    let target = Path::new(env!("CARGO_BIN_EXE_faasflow"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory");
+    let python = target.join("python/venv/bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import faasflow, numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import faasflow and numpy: run `cargo xtask python` first (`cargo xtask ci` does)",
+        python.display()
+    );
+    python
+}
+
 /// Every FaaSFlow workflow file in `tests/fixtures/faasflow-v1`, sorted.
 #[allow(dead_code)] // Not every test file asks.
 pub(crate) fn faasflow_files() -> Vec<PathBuf> {
