@@ -78,7 +78,10 @@ fn the_examples_of_docs_python_md_run_and_print_what_it_shows() {
             continue;
         }
         let mut lines = body.lines();
-        let command = lines.next().and_then(|l| l.strip_prefix("$ ")).expect("a `$ ` command line");
+        let command = lines
+            .next()
+            .and_then(|l| l.strip_prefix("$ "))
+            .expect("a `$ ` command line");
         let expected: String = lines.collect::<Vec<_>>().join("\n");
         let args = words(command);
         assert_eq!(args[0], "faasflow", "{command}");
@@ -104,11 +107,17 @@ fn the_examples_of_docs_python_md_run_and_print_what_it_shows() {
         let printed: serde_json::Value =
             serde_json::from_str(&printed).unwrap_or_else(|e| panic!("`{command}` printed no JSON ({e}): {stdout}"));
         let shown: serde_json::Value = serde_json::from_str(&expected).expect("the doc shows JSON");
-        assert_eq!(printed, shown, "`{command}` printed another output than docs/python.md shows");
+        assert_eq!(
+            printed, shown,
+            "`{command}` printed another output than docs/python.md shows"
+        );
         runs += 1;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(files >= 4 && runs >= 3, "{files} files and {runs} runs found in docs/python.md");
+    assert!(
+        files >= 4 && runs >= 3,
+        "{files} files and {runs} runs found in docs/python.md"
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ const PEER: &str = include_str!("../templates/bench-peer.md");
 const PROBE: &str = include_str!("../templates/bench-probe.md");
 const CONTAINERS: &str = include_str!("../templates/bench-containers.md");
 const CONTROL: &str = include_str!("../templates/bench-control.md");
+const PYTHON: &str = include_str!("../templates/bench-python.md");
 const ONE_WORKER: &str = include_str!("../templates/bench-one-worker.md");
 const THREE_WORKERS: &str = include_str!("../templates/bench-three-workers.md");
 const TARGETS: &str = include_str!("../templates/bench-targets.md");
@@ -70,6 +71,8 @@ fn micro_benchmarks(root: &Path, machine: &str, doc: &mut String) -> Result<()> 
 
     let table = bench_table_with("faasflow-benchmarks", "control", &[("FAASFLOW_BIN", bin.as_os_str())])?;
     put_section(doc, &measured_section(CONTROL, machine, &table));
+
+    python_section(root, machine, &bin, doc);
 
     let table = bench_table("faasflow-benchmarks", "peer")?;
     put_section(doc, &measured_section(PEER, machine, &table));
@@ -160,6 +163,54 @@ fn workflows(root: &Path, machine: &str, doc: &mut String) -> Result<()> {
     let targets = targets::section(&figures, &with_data, &without);
     put_section(doc, &targets_section(machine, &targets));
     Ok(())
+}
+
+/// Functions in Python against Ray and Dask, in a private environment with both (from PyPI);
+/// without it, the section keeps its earlier numbers and says why.
+fn python_section(root: &Path, machine: &str, bin: &Path, doc: &mut String) {
+    let measured = crate::python::bench_env(root).and_then(|python| {
+        build_apps()?;
+        bench_table_with(
+            "faasflow-benchmarks",
+            "python",
+            &[
+                ("FAASFLOW_BIN", bin.as_os_str()),
+                ("FAASFLOW_PYTHON", python.as_os_str()),
+            ],
+        )
+    });
+    let section = match measured {
+        Ok(table) => measured_section(PYTHON, machine, &table),
+        Err(e) => {
+            eprintln!("==> python skipped: {e}");
+            kept_from_earlier(doc, heading(PYTHON), &e.to_string())
+        }
+    };
+    put_section(doc, &section);
+}
+
+/// `cargo xtask bench --only python`: the Python section alone, into RESULTS.md.
+pub(crate) fn bench_python(root: &Path) -> Result<()> {
+    let machine = machine_line();
+    let path = root.join("benchmarks/RESULTS.md");
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmark results\n\n".into());
+    run(
+        "cargo build --release --locked -p faasflow-cli",
+        cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]),
+    )?;
+    let bin = cargo_target_dir(root).join("release/faasflow");
+    python_section(root, &machine, &bin, &mut doc);
+    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The Rust word count's pack, next to the release `faasflow`.
+fn build_apps() -> Result<()> {
+    run(
+        "cargo build --release --locked -p faasflow-pack-apps",
+        cargo().args(["build", "--release", "--locked", "-p", "faasflow-pack-apps"]),
+    )
 }
 
 /// Replaces (or appends) the section of `doc` that `section`'s first line heads.
@@ -567,6 +618,11 @@ mod tests {
     #[test]
     fn the_containers_section_is_filled() {
         check_measured(CONTAINERS, "## Containers: cold start, warm calls, per-edge latency");
+    }
+
+    #[test]
+    fn the_python_section_is_filled() {
+        check_measured(PYTHON, "## Functions in Python against Ray and Dask");
     }
 
     #[test]

@@ -87,6 +87,9 @@ enum Task {
         /// workers once each) in a few minutes, written to target/bench-quick/ instead.
         #[arg(long)]
         quick: bool,
+        /// One section only, into RESULTS.md: `python` (functions in Python against Ray and Dask).
+        #[arg(long, value_name = "SECTION", value_parser = ["python"], conflicts_with = "quick")]
+        only: Option<String>,
     },
     /// Inject faults into local clusters (killed instances, daemons and Redis, a frozen daemon,
     /// hung functions, a burst of 10,000 invocations) and write the table to docs/reliability.md.
@@ -121,8 +124,9 @@ fn main() -> Result<()> {
             data_scale,
             repeat,
         } => demo::demo(&root, workers, runtime_scale, data_scale, repeat),
-        Task::Bench { quick: false } => bench::bench(&root),
-        Task::Bench { quick: true } => bench::bench_quick(&root),
+        Task::Bench { only: Some(_), .. } => bench::bench_python(&root),
+        Task::Bench { quick: false, .. } => bench::bench(&root),
+        Task::Bench { quick: true, .. } => bench::bench_quick(&root),
         Task::Images => images::images(&root).map(|_| ()),
         Task::Python => python::python(&root).map(|_| ()),
         Task::Chaos => chaos::chaos(&root),

@@ -18,10 +18,33 @@ const TOOLS: &[(&str, &str)] = &[("maturin", "maturin>=1.9,<2"), ("numpy", "nump
 /// Builds the wheel into `target/wheels` and installs it into `target/python/venv`; returns
 /// the environment's interpreter.
 pub(crate) fn python(root: &Path) -> Result<PathBuf> {
-    let venv = cargo_target_dir(root).join("python/venv");
+    install(root, "venv", TOOLS)
+}
+
+/// The environment of the Python benchmark, `target/python/bench`: the package, numpy, and the
+/// systems it is measured against (Ray, Dask), from PyPI. Fails, saying why, when PyPI cannot be
+/// reached.
+pub(crate) fn bench_env(root: &Path) -> Result<PathBuf> {
+    install(
+        root,
+        "bench",
+        &[
+            ("maturin", "maturin>=1.9,<2"),
+            ("numpy", "numpy"),
+            ("ray", "ray"),
+            ("distributed", "dask[distributed]"),
+        ],
+    )
+}
+
+/// Makes (or reuses) the environment `target/python/NAME` with `tools` (module, requirement)
+/// and the package built now.
+fn install(root: &Path, name: &str, tools: &[(&str, &str)]) -> Result<PathBuf> {
+    let venv = cargo_target_dir(root).join("python").join(name);
     let python = venv.join("bin/python");
     if !python.is_file() {
-        let system = std::env::var("FAASFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
+        // The interpreter the environments are made from: `PYTHON`, else python3 on PATH.
+        let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         run(
             &format!("{system} -m venv {}", venv.display()),
             Command::new(&system).arg("-m").arg("venv").arg(&venv),
@@ -30,7 +53,7 @@ pub(crate) fn python(root: &Path) -> Result<PathBuf> {
             format!("cannot make a virtual environment with `{system}`: install Python 3.9 or later with venv (Debian: apt-get install python3-venv)")
         })?;
     }
-    let missing: Vec<&str> = TOOLS
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(module, _)| {
             !Command::new(&python)
@@ -47,7 +70,7 @@ pub(crate) fn python(root: &Path) -> Result<PathBuf> {
                 .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
                 .args(&missing),
         )
-        .context("cannot install the build tools from PyPI (is it reachable?)")?;
+        .with_context(|| format!("cannot install {} from PyPI (is it reachable?)", missing.join(", ")))?;
     }
     let wheels = cargo_target_dir(root).join("wheels");
     let _ = std::fs::remove_dir_all(&wheels);
@@ -56,6 +79,10 @@ pub(crate) fn python(root: &Path) -> Result<PathBuf> {
         Command::new(venv.join("bin/maturin"))
             .args(["build", "--release", "--quiet", "--manifest-path"])
             .arg(root.join("sdk/python/Cargo.toml"))
+            // A target directory of its own: maturin's settings differ from a plain release
+            // build's, and sharing one would rebuild the workspace's release crates each time.
+            .arg("--target-dir")
+            .arg(cargo_target_dir(root).join("python/build"))
             .arg("--out")
             .arg(&wheels)
             .arg("--interpreter")

@@ -41,6 +41,7 @@ pub(crate) fn section(figures: &Value, data: &ClusterRuns, no_data: &ClusterRuns
     rows.push(probe(figures));
     rows.push(executions(figures));
     rows.push(download(figures));
+    rows.extend(python(figures));
     table(&rows)
 }
 
@@ -433,6 +434,55 @@ fn download(figures: &Value) -> Row {
         },
         None => Row::unmeasured(target, section),
     }
+}
+
+/// Issue 19: Python functions' per-edge cost and a 64 MiB array's hand-off.
+fn python(figures: &Value) -> Vec<Row> {
+    let section = "Functions in Python";
+    let py = &figures["python"];
+    let edge = |key: &str, target: &'static str, limit: f64, cause: &'static str| match num(&py[key]) {
+        Some(us) => Row {
+            target,
+            section,
+            measured: format!("{us:.1} µs"),
+            met: Some(us <= limit),
+            cause: (us > limit).then(|| cause.to_owned()),
+        },
+        None => Row::unmeasured(target, section),
+    };
+    let array = {
+        let target = "64 MiB numpy array to another process < 1 ms, independent of size";
+        let handoff = |bytes: f64| row_where(&py["arrays"], "bytes", bytes).and_then(|r| num(&r["handoff_us"]));
+        match (handoff(f64::from(1u32 << 20)), handoff(f64::from(64u32 << 20))) {
+            (Some(small), Some(large)) => Row {
+                target,
+                section,
+                measured: format!("{large:.1} µs (1 MiB: {small:.1} µs)"),
+                met: Some(large < 1000.0),
+                cause: (large >= 1000.0)
+                    .then(|| "the consumer waited longer than 1 ms after its producer ended".to_owned()),
+            },
+            _ => Row::unmeasured(target, section),
+        }
+    };
+    vec![
+        edge(
+            "per_edge_thread_us",
+            "chain of 50 Python no-ops, per edge, one interpreter ≤ 50 µs",
+            50.0,
+            "the calls of the chain run one after another in one warm interpreter; the time is the daemon's \
+             trigger and the interpreter's attach and call",
+        ),
+        edge(
+            "per_edge_process_us",
+            "chain of 50 Python no-ops, per edge, across processes ≤ 100 µs",
+            100.0,
+            "each edge wakes a parked process on a 2-core VM (a futex wake-up costs 30–50 µs here, and the \
+             daemon's loop and the next instance compete for the same cores); issue 20 takes the wake-ups off \
+             the critical path",
+        ),
+        array,
+    ]
 }
 
 /// The table of `rows`, then the causes of the missed ones.
