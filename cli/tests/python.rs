@@ -459,3 +459,61 @@ fn faasflows_own_word_count_runs_unmodified_and_counts_what_plain_python_counts(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Whether Docker answers and `faasflow/python` is built; panics where they are required.
+fn python_image() -> bool {
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", "faasflow/python"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let why = "Docker is not reachable, or the image faasflow/python is not built (`cargo xtask images`)";
+        assert!(
+            std::env::var_os("FAASFLOW_REQUIRE_DOCKER").is_none_or(|v| v != "1"),
+            "{why}, and FAASFLOW_REQUIRE_DOCKER=1"
+        );
+        eprintln!("skipped: {why}");
+    }
+    ok
+}
+
+#[test]
+fn a_python_function_runs_in_a_container_of_faasflow_python_with_its_code_mounted() {
+    if !python_image() {
+        return;
+    }
+    let h = Harness::new();
+    h.install(
+        "name: boxed
+functions:
+  whoami: {language: python, handler: 'kit:whoami', isolation: container, outputs: {me: json}}
+  shout: {language: python, handler: 'kit:upper', outputs: {text: bytes}}
+steps:
+  - task: whoami
+    inputs: {text: input.text}
+  - task: shout
+    inputs: {text: input.text}
+output:
+  me: whoami.me
+  text: shout.text
+",
+    );
+    let r = h.invoke("boxed", json!({"text": "in a box"}));
+    let out = ok(&r);
+    // In the container: user 65534, a read-only root, no network but loopback; the input read
+    // in place from the arena, as in a process.
+    assert_eq!(
+        out["me"],
+        json!({"uid": 65534, "root_writable": false, "interfaces": ["lo"], "text": "in a box"})
+    );
+    assert_eq!(out["text"], json!("IN A BOX"), "the other, a process, ran beside it");
+    // What cannot be served is refused at install, from inside the image too.
+    let error = h
+        .try_install(
+            "name: boxed_bad\nfunctions:\n  f: {language: python, handler: 'kit:nope', isolation: container}\nsteps:\n  - task: f\n",
+        )
+        .expect_err("refused");
+    assert!(error.contains("has no function `nope`"), "{error}");
+}

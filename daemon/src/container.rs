@@ -174,6 +174,32 @@ pub struct ContainerSpec {
     pub cpu_millis: u64,
     /// Whether it gets a network (the default bridge); otherwise only loopback.
     pub network: bool,
+    /// The arguments after the image's entrypoint (none: the image's own command).
+    pub args: Vec<String>,
+    /// Host directories mounted read-only at the same path.
+    pub mounts: Vec<PathBuf>,
+}
+
+/// How containers of an image run a function.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerRun {
+    /// The image.
+    pub image: String,
+    /// The arguments after the image's entrypoint (none: the image's own command).
+    pub args: Vec<String>,
+    /// Host directories mounted read-only at the same path (a Python function's code).
+    pub mounts: Vec<PathBuf>,
+}
+
+impl ContainerRun {
+    /// An image run as it is.
+    pub fn image(image: impl Into<String>) -> ContainerRun {
+        ContainerRun {
+            image: image.into(),
+            args: Vec::new(),
+            mounts: Vec::new(),
+        }
+    }
 }
 
 /// A started container whose pack has connected.
@@ -418,7 +444,7 @@ impl Docker {
                 .filter(|f| !f.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            None => self.list_by_running(image)?,
+            None => self.list_by_running(&ContainerRun::image(image))?,
         };
         self.functions
             .lock()
@@ -427,17 +453,22 @@ impl Docker {
         Ok(functions)
     }
 
-    /// Runs `IMAGE --list` in a container (as locked down as an instance's) and reads its
-    /// output.
-    fn list_by_running(&self, image: &str) -> Result<Vec<String>, DockerError> {
+    /// Runs `IMAGE [ARGS…] --list` in a container (as locked down as an instance's, with the
+    /// same mounts) and reads its output.
+    pub fn list_by_running(&self, run: &ContainerRun) -> Result<Vec<String>, DockerError> {
+        let image = run.image.as_str();
         let spec = ContainerSpec {
             image: image.to_owned(),
-            memory_bytes: 64 << 20,
+            memory_bytes: 256 << 20,
             cpu_millis: 1000,
             network: false,
+            args: run.args.clone(),
+            mounts: run.mounts.clone(),
         };
         let mut body = self.body(&spec, u32::MAX, None);
-        body.cmd = Some(vec!["--list".into()]);
+        let mut cmd = run.args.clone();
+        cmd.push("--list".into());
+        body.cmd = Some(cmd);
         let id = self.create(body)?;
         let result = (|| {
             self.block_on(self.client.start_container(&id, None))
@@ -473,8 +504,15 @@ impl Docker {
             env: socket.map(|_| vec![format!("{}={SOCKET_IN_CONTAINER}", handshake::INSTANCE_SOCKET_ENV)]),
             user: Some(USER.into()),
             labels: Some(labels),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             host_config: Some(HostConfig {
-                binds: socket.map(|s| vec![format!("{}:{SOCKET_IN_CONTAINER}", s.display())]),
+                binds: Some(
+                    socket
+                        .map(|s| format!("{}:{SOCKET_IN_CONTAINER}", s.display()))
+                        .into_iter()
+                        .chain(spec.mounts.iter().map(|m| format!("{0}:{0}:ro", m.display())))
+                        .collect(),
+                ),
                 memory: Some(memory),
                 memory_swap: Some(memory),
                 nano_cpus: Some(i64::try_from(spec.cpu_millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),

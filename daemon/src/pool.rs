@@ -161,8 +161,14 @@ pub enum Runner {
     /// A pack's program, as a process of the daemon's.
     Process(PackCommand),
     /// An image, in Docker containers.
-    Container(String),
+    Container(ContainerRun),
 }
+
+pub use crate::container::ContainerRun;
+
+/// The image a container function in Python runs when its workflow names none (`cargo xtask
+/// images` builds it: the interpreter with the faasflow package).
+pub const PYTHON_IMAGE: &str = "faasflow/python";
 
 impl Runner {
     /// How `spec`'s function runs on a daemon with `packs`: `(runner, pack name, synthetic)`.
@@ -177,6 +183,13 @@ impl Runner {
         python: Option<&PackCommand>,
     ) -> Result<(Runner, String, bool), UnknownPack> {
         if let Some(command) = python.filter(|_| spec.python.is_some()) {
+            if spec.isolation == faasflow_core::dag::Isolation::Container || spec.image.is_some() {
+                return Ok((
+                    Runner::Container(python_container(spec, command)),
+                    PYTHON_PACK.to_owned(),
+                    false,
+                ));
+            }
             return Ok((Runner::Process(command.clone()), PYTHON_PACK.to_owned(), false));
         }
         let pack_name = spec.pack.clone().unwrap_or_else(|| "synthetic".to_owned());
@@ -185,7 +198,11 @@ impl Runner {
                 .image
                 .clone()
                 .unwrap_or_else(|| container::default_image(spec.pack.as_deref()));
-            return Ok((Runner::Container(image), pack_name, spec.pack.is_none()));
+            return Ok((
+                Runner::Container(ContainerRun::image(image)),
+                pack_name,
+                spec.pack.is_none(),
+            ));
         }
         match &spec.pack {
             None => Ok((Runner::Process(synthetic.clone()), pack_name, true)),
@@ -211,8 +228,35 @@ impl Runner {
     pub fn list(&self, docker: &DockerLink, timeout: Duration) -> Result<Vec<String>, ListError> {
         match self {
             Runner::Process(c) => c.list_functions(timeout),
-            Runner::Container(image) => Ok(docker.get()?.functions_of(image)?),
+            Runner::Container(run) if run.args.is_empty() => Ok(docker.get()?.functions_of(&run.image)?),
+            Runner::Container(run) => Ok(docker.get()?.list_by_running(run)?),
         }
+    }
+}
+
+/// The containers of a function in Python: its image (the one named, else [`PYTHON_IMAGE`],
+/// whose entrypoint is `python -m faasflow.serve`), the arguments of `command` after `-m
+/// faasflow.serve`, and its code directories mounted where the arguments name them.
+fn python_container(spec: &faasflow_core::dag::FunctionSpec, command: &PackCommand) -> ContainerRun {
+    let args: Vec<String> = command.args.iter().skip(2).cloned().collect();
+    let mut mounts = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let dir = match a.as_str() {
+            "--code" => it.next().map(PathBuf::from),
+            "--faasflow-v1" => it
+                .next()
+                .and_then(|p| std::path::Path::new(p).parent().map(std::path::Path::to_path_buf)),
+            _ => None,
+        };
+        if let Some(dir) = dir.filter(|d| !mounts.contains(d)) {
+            mounts.push(dir);
+        }
+    }
+    ContainerRun {
+        image: spec.image.clone().unwrap_or_else(|| PYTHON_IMAGE.to_owned()),
+        args,
+        mounts,
     }
 }
 

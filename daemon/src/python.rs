@@ -15,7 +15,7 @@ use faasflow_core::dag::{Isolation, NodeId, Workflow};
 use faasflow_core::plan::Plan;
 
 use crate::config::DaemonConfig;
-use crate::pool::{ListError, PackCommand};
+use crate::pool::{ListError, PackCommand, Runner};
 
 pub(crate) use crate::pool::PYTHON_PACK as PACK;
 
@@ -118,8 +118,11 @@ fn command<'a>(
 /// What a failed check (`--list`) of a Python command means, for its user: the interpreter
 /// missing, the package missing, or what the package said (a handler that does not exist, an
 /// import or syntax error, a missing requirement).
-pub(crate) fn explain(command: &PackCommand, e: &ListError) -> String {
-    let python = command.program.display();
+pub(crate) fn explain(runner: &Runner, e: &ListError) -> String {
+    let python = match runner {
+        Runner::Process(command) => command.program.display().to_string(),
+        Runner::Container(run) => format!("of image `{}`", run.image),
+    };
     match e {
         ListError::Run { cause, .. } => format!(
             "the daemon's Python interpreter `{python}` cannot be run ({cause}): install Python 3.9 or later \
@@ -220,7 +223,7 @@ steps:
             program: "/no/python".into(),
             cause: "No such file or directory (os error 2)".into(),
         };
-        let text = explain(&cmd, &run);
+        let text = explain(&Runner::Process(cmd.clone()), &run);
         assert!(
             text.contains("`/no/python` cannot be run") && text.contains("--python PATH"),
             "{text}"
@@ -232,7 +235,7 @@ steps:
                      (ModuleNotFoundError: No module named 'faasflow')"
                 .into(),
         };
-        let text = explain(&cmd, &missing);
+        let text = explain(&Runner::Process(cmd.clone()), &missing);
         assert!(
             text.contains("faasflow package is not installed") && text.contains("pip install"),
             "{text}"
@@ -243,7 +246,7 @@ steps:
             stderr: "handler `words:cnt`: module `words` has no function `cnt`".into(),
         };
         assert_eq!(
-            explain(&cmd, &said),
+            explain(&Runner::Process(cmd.clone()), &said),
             "handler `words:cnt`: module `words` has no function `cnt`"
         );
     }

@@ -1,5 +1,6 @@
 //! `cargo xtask images`: the repo's packs as static executables, each in a `FROM scratch`
-//! Docker image `faasflow/<pack>`, for functions that run in containers.
+//! Docker image `faasflow/<pack>`, for functions that run in containers; and `faasflow/python`,
+//! the interpreter with the faasflow package (`python_image.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -79,6 +80,7 @@ pub(crate) fn images(root: &Path) -> Result<Vec<String>> {
         )?;
         names.push(image);
     }
+    names.push(crate::python_image::build(root)?);
     eprintln!("==> images: {}", names.join(", "));
     Ok(names)
 }

@@ -46,6 +46,7 @@ mod fuzz;
 mod images;
 mod plots;
 mod python;
+mod python_image;
 mod suite;
 mod targets;
 mod tidy;

@@ -103,6 +103,21 @@ def keep_slice(ctx):
 
 
 @faasflow.function
+def whoami(ctx):
+    """Says who and where it runs: its user, whether it can write its root, its network."""
+    import os
+    import socket
+
+    try:
+        open("/written-by-a-function", "w").close()
+        writable = True
+    except OSError:
+        writable = False
+    interfaces = sorted(name for _, name in socket.if_nameindex())
+    ctx.output_json("me", {"uid": os.getuid(), "root_writable": writable, "interfaces": interfaces, "text": ctx.input_text("text")})
+
+
+@faasflow.function
 def raises(ctx):
     helper(ctx.input_json("n"))
 

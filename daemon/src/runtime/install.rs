@@ -369,15 +369,6 @@ fn sites(
             continue;
         }
         let name = &wf.graph[n].name;
-        if task.spec.python.is_some() && task.spec.isolation == Isolation::Container {
-            return Err(InstallError::Python {
-                workflow: wf.name.clone(),
-                step: name.clone(),
-                message: "`isolation: container` is not available for functions in Python on this daemon yet: \
-                          use `isolation: process`"
-                    .to_owned(),
-            });
-        }
         let (runner, pack_name, synthetic) = Runner::of(&task.spec, &config.packs, &config.synthetic, python.get(&n))
             .map_err(|cause| InstallError::UnknownPack {
             workflow: wf.name.clone(),
@@ -457,18 +448,15 @@ fn check_listed(
 ) -> Result<(), InstallError> {
     let what = match runner {
         Runner::Process(_) => format!("pack `{pack_name}`"),
-        Runner::Container(image) => format!("image `{image}`"),
+        Runner::Container(run) => format!("image `{}`", run.image),
     };
     let fns = match listed.get(runner) {
         Some(Ok(fns)) => fns,
-        Some(Err(cause))
-            if pack_name == crate::python::PACK
-                && let Runner::Process(command) = runner =>
-        {
+        Some(Err(cause)) if pack_name == crate::python::PACK => {
             return Err(InstallError::Python {
                 workflow: wf.name.clone(),
                 step: step.to_owned(),
-                message: crate::python::explain(command, cause),
+                message: crate::python::explain(runner, cause),
             });
         }
         Some(Err(cause)) => {

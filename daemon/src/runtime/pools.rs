@@ -364,11 +364,13 @@ impl Pools {
         let (memory_bytes, cpu_millis, network) = p.limits;
         let launch = match &p.key.runner {
             Runner::Process(c) => Launch::Process(c.clone()),
-            Runner::Container(image) => Launch::Container(ContainerSpec {
-                image: image.clone(),
+            Runner::Container(run) => Launch::Container(ContainerSpec {
+                image: run.image.clone(),
                 memory_bytes,
                 cpu_millis,
                 network,
+                args: run.args.clone(),
+                mounts: run.mounts.clone(),
             }),
         };
         self.spawner.spawn(SpawnRequest {
