@@ -238,6 +238,21 @@ steps:
     let (error, _) = failure(&r, "hold");
     assert!(error.contains("kept input `array` past its call"), "{error}");
     assert_ne!(r.functions[0].instance, first);
+    // A view of the view's exporter (`view.obj`) counts as well.
+    h.install(&one("lease", "keep_lease", ""));
+    let r = h.invoke("lease", json!({"text": "secret", "n": 1}));
+    let (error, _) = failure(&r, "f");
+    assert!(error.contains("kept input `text` past its call"), "{error}");
+    // A slice alive only in the traceback of the exception that fails the call is not kept:
+    // the call fails with its own error, and the instance goes on.
+    h.install(&one("tb", "raises_holding", ""));
+    let r = h.invoke("tb", json!({"text": "secret", "n": 1}));
+    let (error, kind) = failure(&r, "f");
+    assert!(
+        error.contains("returned an error: RuntimeError: failed while holding 5 bytes"),
+        "{error}"
+    );
+    assert_eq!(kind, "error");
 }
 
 #[test]

@@ -45,6 +45,15 @@ impl Arena {
         Arena { region, segment }
     }
 
+    /// Makes the arena inaccessible to this process (see [`Region::revoke`]).
+    ///
+    /// # Safety
+    /// As [`Region::revoke`]: nothing in this process may read or write the arena afterwards.
+    pub(crate) unsafe fn revoke(&self) -> std::io::Result<()> {
+        // SAFETY: passed on to the caller.
+        unsafe { self.region.revoke() }
+    }
+
     /// Checks `r` against the arena and returns a pointer to its first byte.
     pub(crate) fn check(&self, r: &ObjectRef) -> Result<*mut u8, BadRef> {
         if r.len == 0 {
@@ -494,8 +503,10 @@ impl<'a> Context<'a> {
     ///
     /// This is for the runtimes of other languages built on this crate (the Python package),
     /// which cannot always show that nothing refers to a call's arena memory after the call:
-    /// a view of an input kept by the function would read memory the daemon reuses. Ending the
-    /// process before the daemon learns the call ended means nothing ever does. Functions in
+    /// a view of an input kept by the function would read memory the daemon reuses. The arena
+    /// is made inaccessible to this process first (any access faults), then the failure is sent
+    /// and the process ends, so nothing reads or writes the call's memory after the daemon
+    /// frees it. Functions in
     /// Rust do not need it: the borrow checker ends their borrows with the call. In a
     /// [`testing::TestCall`](crate::testing::TestCall) it panics with `message`.
     #[doc(hidden)]

@@ -579,6 +579,15 @@ impl Runtime {
 impl Grants for Arc<Runtime> {
     fn abandon(&self, call: u64, exec_ns: u64, mut message: String) -> ! {
         truncate(&mut message, MAX_TEXT);
+        // The daemon frees the call's memory once it reads the completion, and the process is
+        // still running until `_exit`: from here on, any access to the arena from this process
+        // (a thread working on a view without the interpreter, say) faults instead of reading
+        // memory the daemon has reused.
+        // SAFETY: nothing of this process uses the arena after this: the completion goes on the
+        // rings (another mapping) and the process ends.
+        if let Err(e) = unsafe { self.arena.revoke() } {
+            log::line(Some(call), &format!("the arena cannot be made inaccessible: {e}"));
+        }
         let failed = Frame::Complete(Complete {
             call,
             status: Status::Failed,

@@ -205,6 +205,26 @@ impl Region {
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
+
+    /// Makes the whole mapping inaccessible to this process (`mprotect(PROT_NONE)`): any later
+    /// read or write through it faults. For a process about to end that must not touch the
+    /// memory meanwhile (another process reuses it).
+    ///
+    /// # Safety
+    /// Nothing may access the region through this mapping afterwards unless faulting is what
+    /// is wanted: references into it must not be used again.
+    pub unsafe fn revoke(&self) -> io::Result<()> {
+        if self.map.len() == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range is exactly this region's own mapping; the caller vouches that
+        // nothing relies on accessing it any more.
+        let r = unsafe { libc::mprotect(self.map.as_mut_ptr().cast(), self.map.len(), libc::PROT_NONE) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 fn map(file: &File, len: usize, populate: bool) -> io::Result<MmapRaw> {

@@ -161,3 +161,18 @@ def returns(ctx):
 @faasflow.function
 def missing_input(ctx):
     ctx.input("nope")
+
+
+@faasflow.function
+def keep_lease(ctx):
+    """Keeps a view of its input's exporter (`view.obj`) past the call."""
+    kept.append(memoryview(ctx.input("text").obj)[1:])
+    ctx.output_json("ok", True)
+
+
+@faasflow.function
+def raises_holding(ctx):
+    """Raises while a local holds a slice of its input: the traceback keeps it until the call's
+    failure is taken, which is not a view kept past the call."""
+    held = ctx.input("text")[1:]
+    raise RuntimeError(f"failed while holding {len(held)} bytes")

@@ -398,7 +398,13 @@ fn sites(
         };
         let shape = match &task.spec.python {
             Some(_) => {
-                let (threads, max, warm) = crate::python::shape(config, sharing.get(&group).map_or(1, |s| s.at_once));
+                // A function isolated in a pool of its own runs one call at a time per instance
+                // too; it warms one.
+                let at_once = match task.spec.isolation {
+                    Isolation::Thread => sharing.get(&group).map_or(1, |s| s.at_once),
+                    Isolation::Process | Isolation::Container => 1,
+                };
+                let (threads, max, warm) = crate::python::shape(config, at_once);
                 Shape { threads, max, warm }
             }
             None => Shape {

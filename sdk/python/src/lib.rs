@@ -13,23 +13,19 @@
 //! `ctx.output(name, size)` a writable one over the output's extent: no copy either way. The
 //! memory is the call's only while the call runs (see `faasflow_sdk::Context`), so a view
 //! must not be used after it, and CPython cannot take a buffer back from whoever holds it.
-//! Each view is therefore made in three layers: a `base` memoryview over the raw memory, a
-//! `pickle.PickleBuffer` over `base` (an exporter that is not a memoryview, so that a
-//! memoryview made from it takes a buffer of its own from `base`), and the `view` handed out,
-//! made from that. Everything made from `view` (a slice `view[2:]`, a memoryview of it, the one
-//! `numpy.frombuffer` keeps) shares `view`'s buffer from `base`, which is given back only when
-//! the last of them is released. When the call returns, the three are released in turn:
-//! - releasing `view` fails while a buffer is exported from it directly (a `pyarrow` buffer);
-//! - releasing `base` fails while anything made from `view` is alive.
-//!
-//! When all three are released, every Python object that could reach the memory is released:
+//! Each view handed out is a `memoryview` of a [`lease`] of the memory: an object of a type of
+//! this crate that counts the buffers taken from it. Everything made from the view (a slice
+//! `view[2:]`, a memoryview of it, the one `numpy.frombuffer` keeps, `memoryview(view.obj)`, a
+//! `pyarrow` buffer) holds such a buffer until it is released. When the call returns, the view
+//! is released and its lease ended (it gives no buffer any more):
+//! When every buffer is back, no Python object can reach the memory any more:
 //! using a kept view raises `ValueError` ("operation forbidden on released memoryview
 //! object"). When one is still held after a garbage collection, the call fails with a message
 //! naming the view and what to do, and the instance ends itself at once
 //! ([`Context::abandon_instance`], with the interpreter still attached, so that no Python code
 //! runs in between): the daemon replaces it, and no pointer into reused memory is ever read.
 
-use std::ffi::{OsString, c_char};
+use std::ffi::OsString;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::thread::ThreadId;
@@ -37,9 +33,10 @@ use std::thread::ThreadId;
 use faasflow_sdk::{Context, Error, Pack};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::{ffi, intern};
+
+mod lease;
 
 mod errors {
     pyo3::create_exception!(
@@ -51,6 +48,9 @@ mod errors {
     );
 }
 use errors::Error as PyFaasflowError;
+
+/// The most functions one pack serves (the handshake's limit).
+const MAX_FUNCTIONS: usize = 4096;
 
 /// The longest message a call's failure carries (the protocol's limit, 8 KiB, with room to
 /// spare).
@@ -64,10 +64,9 @@ struct Raw(NonNull<Context<'static>>);
 // the call's closure returns); moving it between threads dereferences nothing.
 unsafe impl Send for Raw {}
 
-/// A view handed out during a call, and the layers it was made from.
+/// A view handed out during a call, and the lease it was made from.
 struct View {
-    base: Py<PyAny>,
-    pickled: Py<PyAny>,
+    lease: Py<PyAny>,
     view: Py<PyAny>,
     /// `input `text``, `output `blob``: named when it is kept past the call.
     what: String,
@@ -112,7 +111,18 @@ impl PyContext {
                 self.id, self.function
             )));
         }
-        let mut call = self.call.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the call's thread gets here, so a lock already taken is this thread's own, taken
+        // again from Python code run during a use (a finalizer during an allocation, say).
+        let mut call = match self.call.try_lock() {
+            Ok(call) => call,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "the ctx of call {} of `{}` is used from code run while it is in use (a finalizer?)",
+                    self.id, self.function
+                )));
+            }
+        };
         let Call { ctx, views } = &mut *call;
         let Some(Raw(ptr)) = ctx else {
             return Err(PyFaasflowError::new_err(format!(
@@ -138,47 +148,37 @@ impl PyContext {
         if views.is_empty() {
             return Vec::new();
         }
-        let release = |v: &View| released(py, &v.view) && released(py, &v.pickled) && released(py, &v.base);
+        // Released, and no buffer of its lease out (the lease gives none from now on).
+        let release = |v: &View| {
+            let _ = v.view.bind(py).call_method0(intern!(py, "release"));
+            lease::end(v.lease.bind(py))
+        };
         let mut held: Vec<View> = views.into_iter().filter(|v| !release(v)).collect();
         if !held.is_empty() {
             // A cycle may be what keeps them: collect once and look again.
             if let Ok(gc) = py.import(intern!(py, "gc")) {
                 let _ = gc.call_method0(intern!(py, "collect"));
             }
-            held.retain(|v| !release(v));
+            held.retain(|v| {
+                let _ = v.view.bind(py).call_method0(intern!(py, "release"));
+                !lease::idle(v.lease.bind(py))
+            });
         }
         held.into_iter().map(|v| v.what).collect()
     }
 }
 
-/// Releases memoryview `v`; false when something still holds a buffer of it.
-fn released(py: Python<'_>, v: &Py<PyAny>) -> bool {
-    v.bind(py).call_method0(intern!(py, "release")).is_ok()
-}
-
-/// A three-layer view over `len` bytes at `ptr` (see the crate docs), named `what`.
+/// A view over `len` bytes at `ptr` (a memoryview of a [`lease`] of them), named `what`.
 fn view_over(py: Python<'_>, ptr: *mut u8, len: usize, writable: bool, what: String) -> PyResult<View> {
-    // PyBUF_READ and PyBUF_WRITE of CPython's memoryobject.h (part of the stable ABI).
-    let flags = if writable { 0x200 } else { 0x100 };
-    let len =
-        ffi::Py_ssize_t::try_from(len).map_err(|_| PyValueError::new_err("an object too large for a memoryview"))?;
-    // SAFETY: `ptr..ptr + len` is arena memory of the running call (an input, sealed, or an
-    // output extent that belongs to the call), mapped for the instance's life; the memoryview
-    // does not own it, and it is released before the call ends (`PyContext::close`).
-    let base =
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromMemory(ptr.cast::<c_char>(), len, flags))? };
-    static PICKLE_BUFFER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let pickle_buffer = PICKLE_BUFFER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("pickle")?.getattr("PickleBuffer")?.unbind())
-    })?;
-    let pickled = pickle_buffer.bind(py).call1((&base,))?;
-    // SAFETY: `pickled` is a live PickleBuffer; the new memoryview takes a buffer from it,
-    // which is one of `base` (counted in `base`'s exports until the view and everything made
-    // from it are released).
-    let view = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(pickled.as_ptr()))? };
+    // The memory is arena memory of the running call (an input, sealed, or an output extent that
+    // belongs to the call), mapped for the instance's life; the lease does not own it, and it is
+    // ended before the call ends (`PyContext::close`).
+    let lease = lease::new(py, ptr, len, writable)?;
+    // SAFETY: `lease` is a live object with the buffer protocol; the view takes one buffer from
+    // it (counted in the lease until the view and everything made from it are released).
+    let view = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(lease.as_ptr()))? };
     Ok(View {
-        base: base.unbind(),
-        pickled: pickled.unbind(),
+        lease: lease.unbind(),
         view: view.unbind(),
         what,
     })
@@ -384,9 +384,25 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 /// The closure that serves Python function `handler` under `name`.
 fn serving(name: String, handler: Py<PyAny>) -> impl Fn(&mut Context<'_>) -> Result<(), Error> + Send + Sync + 'static {
     move |ctx| {
+        keep_thread_state();
         Python::attach(|py| {
             let pyctx = Bound::new(py, PyContext::new(ctx)).map_err(|e| Error::from(describe(py, &name, &e)))?;
-            let result = handler.bind(py).call1((&pyctx,));
+            // The context is closed however the call ends, a panic in it included (caught here,
+            // raised again once it is closed), so no pointer to this call outlives it.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.bind(py).call1((&pyctx,))));
+            // What the call says, before its context is closed: an exception's traceback keeps
+            // the frames' locals (views among them) alive until it is dropped.
+            let said = match &result {
+                Ok(Ok(v)) if v.is_none() => Ok(()),
+                Ok(Ok(v)) => Err(Error::new(format_args!(
+                    "`{name}` returned {} instead of None: a function writes its outputs with ctx.output_json, \
+                     ctx.output_bytes or ctx.output",
+                    type_name(v)
+                ))),
+                Ok(Err(e)) => Err(Error::from(describe(py, &name, e))),
+                Err(_) => Ok(()),
+            };
+            let result = result.map(drop);
             let held = pyctx.get().close(py);
             if !held.is_empty() {
                 let message = format!(
@@ -399,16 +415,36 @@ fn serving(name: String, handler: Py<PyAny>) -> impl Fn(&mut Context<'_>) -> Res
                 ctx.abandon_instance(&message);
             }
             match result {
-                Ok(v) if v.is_none() => Ok(()),
-                Ok(v) => Err(Error::new(format_args!(
-                    "`{name}` returned {} instead of None: a function writes its outputs with ctx.output_json, \
-                     ctx.output_bytes or ctx.output",
-                    type_name(&v)
-                ))),
-                Err(e) => Err(Error::from(describe(py, &name, &e))),
+                Ok(()) => said,
+                Err(panic) => std::panic::resume_unwind(panic),
             }
         })
     }
+}
+
+thread_local! {
+    /// This thread has a Python thread state of its own for good ([`keep_thread_state`]).
+    static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives the runtime thread calling this a Python thread state that lives as long as the
+/// thread, so that attaching for each call only takes the GIL. Without it, every call would
+/// create and destroy one (`PyGILState_Ensure` on a thread without one, then
+/// `PyGILState_Release` back to zero), a few µs per call.
+fn keep_thread_state() {
+    if KEPT.get() {
+        return;
+    }
+    // SAFETY: the interpreter is initialised (this runs inside `faasflow._native.serve`, called
+    // from Python) and this thread holds no GIL and no thread state of pyo3's (it is a thread of
+    // the sdk runtime, between calls). `PyGILState_Ensure` makes this thread's state and takes
+    // the GIL; `PyEval_SaveThread` releases the GIL and keeps the state, whose count stays at
+    // one, so later `PyGILState_Ensure`/`Release` pairs (`Python::attach`) never drop it.
+    unsafe {
+        let _ = ffi::PyGILState_Ensure();
+        let _ = ffi::PyEval_SaveThread();
+    }
+    KEPT.set(true);
 }
 
 /// The failure of a call from its exception: the exception's line first, then the traceback
@@ -464,6 +500,12 @@ fn serve(py: Python<'_>, pack: String, functions: Vec<(String, Py<PyAny>)>, args
         return Err(PyValueError::new_err(format!(
             "a pack name has 1 to 255 bytes, `{pack}` has {}",
             pack.len()
+        )));
+    }
+    if functions.len() > MAX_FUNCTIONS {
+        return Err(PyValueError::new_err(format!(
+            "a pack serves at most {MAX_FUNCTIONS} functions, not {}",
+            functions.len()
         )));
     }
     let mut p = Pack::new(pack);

@@ -89,6 +89,23 @@ def load_v1(path):
         fail(f"FaaSFlow function `{path}`: loading it failed:\n{traceback.format_exc().rstrip()}")
 
 
+def check_numpy():
+    """numpy before 1.22.4 keeps a view as an array's base without holding its buffer, so an
+    array kept past its call could not be found: refuse it."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return
+    try:
+        version = tuple(int(p) for p in numpy.__version__.split(".")[:3])
+    except ValueError:
+        return
+    if version < (1, 22, 4):
+        fail(
+            f"numpy {numpy.__version__} (for {sys.executable}) is older than 1.22.4, whose arrays hold the "
+            "buffers they read: upgrade it (pip install 'numpy>=1.22.4')"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m faasflow.serve",
@@ -122,6 +139,7 @@ def main(argv=None):
         )
     functions = [(h, load(h, args.code)) for h in args.handlers]
     functions += [(path, load_v1(path)) for path in args.faasflow_v1]
+    check_numpy()
     from . import _native
 
     _native.serve(args.pack, functions, ["--list"] if args.list else [])

@@ -17,10 +17,10 @@ call's context, so the values live in the arena:
   declared outputs the function did not write (a JSON object of keys to values, bytes in
   base64), which carry them along the workflow's edges to the functions that fetch them.
 
-FaaSFlow built each function into an image (``COPY text /text``). Run as a process, the
-directories a function's Dockerfile copies are mapped to the function's source directory:
+FaaSFlow built each function into an image (``COPY text /text``). The directories a function's
+Dockerfile copies are mapped to its source directory, for its own calls (and its import):
 ``open``, ``os.listdir``, ``os.scandir``, ``os.stat`` and ``os.path.exists``/``isfile``/``isdir``
-of ``/text/...`` read ``<source>/text/...``.
+of ``/text/...`` read ``<source>/text/...``. ``os.listdir()`` without an argument is not mapped.
 """
 
 import base64
@@ -177,50 +177,60 @@ def load(path):
     module = importlib.util.module_from_spec(spec)
     module.store = _StoreProxy()
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # Mapped before the module runs: it may read its files at import.
+    mapping = _copied_directories(source)
+    _current.mapping = mapping
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        _current.mapping = None
     main = getattr(module, "main", None)
     if not callable(main):
         raise AttributeError(f"{path} has no `def main():`, which a FaaSFlow function is")
-    _map_copied_directories(source)
 
     def call(ctx):
         store = Store(ctx)
         _current.store = store
+        _current.mapping = mapping
         try:
             main()
         finally:
             _current.store = None
+            _current.mapping = None
         store.finish()
 
     call.__name__ = f"{os.path.basename(source)}.main"
     return call
 
 
-_mapped = {}
 _patched = False
 
 
-def _map_copied_directories(source):
-    """Maps the absolute directories the Dockerfile beside ``source``'s main.py copies into its
-    image (``COPY text /text``) to their place in ``source``."""
+def _copied_directories(source):
+    """The absolute directories the Dockerfile beside ``source``'s main.py copies into its image
+    (``COPY text /text``), each to its place in ``source``: the mapping of this function's
+    calls (each function has its own, chosen by the running call)."""
+    mapping = {}
     dockerfile = os.path.join(source, "Dockerfile")
     if not os.path.isfile(dockerfile):
-        return
+        return mapping
     with open(dockerfile) as f:
         for line in f:
             parts = line.split()
             if len(parts) == 3 and parts[0].upper() == "COPY" and parts[2].startswith("/"):
                 src = os.path.join(source, parts[1])
                 if os.path.isdir(src) or os.path.isfile(src):
-                    _mapped[parts[2].rstrip("/")] = src
-    if _mapped:
+                    mapping[parts[2].rstrip("/")] = src
+    if mapping:
         _patch()
+    return mapping
 
 
 def _remap(path):
-    if isinstance(path, (str, bytes, os.PathLike)):
+    mapping = getattr(_current, "mapping", None)
+    if mapping and isinstance(path, (str, bytes, os.PathLike)):
         p = os.fsdecode(path)
-        for image, host in _mapped.items():
+        for image, host in mapping.items():
             if p == image or p.startswith(image + "/"):
                 return host + p[len(image):]
     return path
@@ -232,15 +242,19 @@ def _patch():
         return
     _patched = True
 
-    def wrap(f):
-        def mapped(path=".", *args, **kwargs):
-            return f(_remap(path), *args, **kwargs)
+    def wrap(f, name):
+        def mapped(*args, **kwargs):
+            if args:
+                args = (_remap(args[0]),) + args[1:]
+            elif name in kwargs:
+                kwargs[name] = _remap(kwargs[name])
+            return f(*args, **kwargs)
 
         mapped.__wrapped__ = f
         return mapped
 
-    builtins.open = wrap(builtins.open)
+    builtins.open = wrap(builtins.open, "file")
     for name in ("listdir", "scandir", "stat"):
-        setattr(os, name, wrap(getattr(os, name)))
+        setattr(os, name, wrap(getattr(os, name), "path"))
     for name in ("exists", "isfile", "isdir"):
-        setattr(os.path, name, wrap(getattr(os.path, name)))
+        setattr(os.path, name, wrap(getattr(os.path, name), "path"))
