@@ -121,8 +121,12 @@ pub struct EdgeRecord {
     pub to_element: Option<u32>,
 }
 
+/// Most edges the text report lists (the JSON form has every one).
+const MAX_TEXT_EDGES: usize = 64;
+
 impl Report {
-    /// A human-readable summary.
+    /// A human-readable summary: the times, then a line per function attempt (its worker,
+    /// instance and times) and per edge read (its tier, bytes and transfer time).
     pub fn to_text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
@@ -148,8 +152,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  {:<28} {:>8} {:>10} {:>10} {:>10}  attempt",
-            "function", "instance", "start ms", "end ms", "exec ms"
+            "  {:<28} {:<12} {:>8} {:>10} {:>10} {:>10}  attempt",
+            "function", "worker", "instance", "start ms", "end ms", "exec ms"
         );
         for f in &self.functions {
             let name = match f.element {
@@ -157,12 +161,13 @@ impl Report {
                 None => f.name.clone(),
             };
             if f.skipped {
-                let _ = writeln!(s, "  {name:<28} {:>8}", "skipped");
+                let _ = writeln!(s, "  {name:<28} {:<12} {:>8}", f.worker, "skipped");
                 continue;
             }
             let _ = writeln!(
                 s,
-                "  {name:<28} {:>8} {:>10.3} {:>10.3} {:>10.3}  {}{}",
+                "  {name:<28} {:<12} {:>8} {:>10.3} {:>10.3} {:>10.3}  {}{}",
+                f.worker,
                 f.instance.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                 f.start_us / 1e3,
                 f.end_us / 1e3,
@@ -174,6 +179,34 @@ impl Report {
                     _ => String::new(),
                 }
             );
+        }
+        if !self.edges.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<40} {:<14} {:>12} {:>12}",
+                "edge", "tier", "bytes", "transfer ms"
+            );
+            for e in self.edges.iter().take(MAX_TEXT_EDGES) {
+                let end = |name: &str, element: Option<u32>| match element {
+                    Some(i) => format!("{name}[{i}]"),
+                    None => name.to_owned(),
+                };
+                let edge = format!("{} → {}", end(&e.from, e.from_element), end(&e.to, e.to_element));
+                let _ = writeln!(
+                    s,
+                    "  {edge:<40} {:<14} {:>12} {:>12.3}",
+                    e.tier,
+                    e.bytes,
+                    e.transfer_us / 1e3
+                );
+            }
+            if self.edges.len() > MAX_TEXT_EDGES {
+                let _ = writeln!(
+                    s,
+                    "  … {} more edges (`--report json` has them all)",
+                    self.edges.len() - MAX_TEXT_EDGES
+                );
+            }
         }
         if let Some(w) = &self.lost_worker {
             let _ = writeln!(s, "  lost worker: {w}");
@@ -357,13 +390,30 @@ mod tests {
             critical_data_us: 100.0,
             critical_path: vec!["fetch".into()],
             functions: vec![attempt(1, Some("crash")), attempt(2, None)],
-            edges: Vec::new(),
+            edges: vec![EdgeRecord {
+                from: "split".into(),
+                to: "fetch".into(),
+                bytes: 1024,
+                tier: "peer".into(),
+                transfer_us: 250.0,
+                from_element: None,
+                to_element: Some(3),
+            }],
             spills: 0,
             lost_worker: None,
             earlier_runs: vec!["worker `worker-2` (127.0.0.1:9) was lost during invocation 8".into()],
         };
         let text = report.to_text();
         assert!(text.contains("1  crash: its instance exited with status 3"), "{text}");
+        // Each attempt says its worker, and each edge its tier.
+        assert!(
+            text.contains("  fetch                        worker-1            1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  split → fetch[3]                         peer                   1024        0.250\n"),
+            "{text}"
+        );
         assert!(
             text.ends_with("  earlier run 1: worker `worker-2` (127.0.0.1:9) was lost during invocation 8\n"),
             "{text}"
