@@ -88,16 +88,7 @@ impl Harness {
     }
 
     fn assert_clean(&self) {
-        // Calls abandoned by a failed invocation may still be finishing: allow them a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.daemon.stats().expect("stats");
-            if s.arena_used == 0 && s.objects == 0 && s.invocations == 0 && s.calls == 0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the daemon still holds something: {s:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        support::assert_clean(&self.daemon);
     }
 }
 

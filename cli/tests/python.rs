@@ -67,15 +67,7 @@ impl Harness {
             .invoke(Invoke::new(wf, 1, input))
             .report()
             .expect("invocation starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.daemon.stats().expect("stats");
-            if s.arena_used == 0 && s.objects == 0 && s.invocations == 0 && s.calls == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the daemon still holds something: {s:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        support::assert_clean(&self.daemon);
         r
     }
 }

@@ -137,10 +137,7 @@ pub(crate) fn explain(runner: &Runner, e: &ListError) -> String {
                  builds), or start the daemon with --python naming one that has it"
             )
         }
-        ListError::Failed { stderr, how, .. } if !stderr.is_empty() => {
-            let _ = how;
-            stderr.clone()
-        }
+        ListError::Failed { stderr, .. } if !stderr.is_empty() => stderr.clone(),
         ListError::Silent { timeout, .. } => format!(
             "checking its functions (`{python} -m faasflow.serve --list`) took longer than {timeout:?}: does \
              importing its module take that long?"

@@ -20,15 +20,21 @@ pub(crate) fn ci() -> Result<()> {
     // The container tests need Docker and the packs' images. `.ci/run` sets
     // FAASFLOW_REQUIRE_DOCKER=1, so that there a missing Docker fails the run; elsewhere those
     // tests say they are skipped.
-    match docker_version() {
+    // `images` builds the Python package too (for `faasflow/python`); without Docker it is
+    // built on its own below, before the tests.
+    let imaged = match docker_version() {
         Ok(_) => {
             images(&project_root())?;
+            true
         }
         Err(e) if std::env::var_os("FAASFLOW_REQUIRE_DOCKER").is_some_and(|v| v == "1") => {
             bail!("{e} (FAASFLOW_REQUIRE_DOCKER=1: the container tests must run)")
         }
-        Err(e) => eprintln!("==> note: {e}: the container tests will be skipped"),
-    }
+        Err(e) => {
+            eprintln!("==> note: {e}: the container tests will be skipped");
+            false
+        }
+    };
     run(
         "cargo clippy",
         cargo().args([
@@ -56,7 +62,9 @@ pub(crate) fn ci() -> Result<()> {
         cargo().args(["build", "--workspace", "--bins", "--locked"]),
     )?;
     // The Python package, into the environment the Python tests give the daemon.
-    crate::python::python(&project_root())?;
+    if !imaged {
+        crate::python::python(&project_root())?;
+    }
     // Doc tests first (nextest does not run them), so that the run ends with the main summary.
     run(
         "cargo test --doc",

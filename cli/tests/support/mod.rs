@@ -133,6 +133,24 @@ pub(crate) fn python() -> PathBuf {
     python
 }
 
+/// Waits (up to 10 s: calls abandoned by a failed invocation may still be finishing) until
+/// `daemon` holds no arena byte, object, invocation or call.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn assert_clean(daemon: &faasflow_daemon::daemon::Daemon) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = daemon.stats().expect("stats");
+        if s.arena_used == 0 && s.objects == 0 && s.invocations == 0 && s.calls == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon still holds something: {s:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Every FaaSFlow workflow file in `tests/fixtures/faasflow-v1`, sorted.
 #[allow(dead_code)] // Not every test file asks.
 pub(crate) fn faasflow_files() -> Vec<PathBuf> {
