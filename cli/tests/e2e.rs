@@ -266,6 +266,25 @@ fn foreach_merges_outputs_in_element_order() {
         .filter_map(|f| f.element)
         .collect();
     assert_eq!(elements.len(), 12);
+    // Each element's call has its fan-out edge: from the list's source to the element, with
+    // the bytes copied for it; then the elements' outputs go to `merge`.
+    for (i, w) in words.iter().enumerate() {
+        let fan_out: Vec<_> = r
+            .edges
+            .iter()
+            .filter(|e| e.to == "word" && e.to_element == Some(i as u32))
+            .collect();
+        assert_eq!(fan_out.len(), 1, "element {i}: {:?}", r.edges);
+        let e = fan_out[0];
+        assert_eq!((e.from.as_str(), e.tier.as_str(), e.bytes), ("input.words", "element", w.len() as u64));
+        assert!(
+            r.edges
+                .iter()
+                .any(|e| e.from == "word" && e.from_element == Some(i as u32) && e.to == "merge"),
+            "word[{i}] -> merge: {:?}",
+            r.edges
+        );
+    }
     // At most 2 elements at a time: at each start, at most 2 are running.
     let words_run: Vec<_> = r.functions.iter().filter(|f| f.name == "word").collect();
     for f in &words_run {

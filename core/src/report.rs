@@ -108,7 +108,8 @@ pub struct EdgeRecord {
     /// Bytes of the object.
     pub bytes: u64,
     /// `in-process` (same instance), `shared-memory` (same worker, another instance), `peer`
-    /// (pushed from another worker over QUIC) or `spill` (reloaded from the spill directory).
+    /// (pushed from another worker over QUIC), `spill` (reloaded from the spill directory) or
+    /// `element` (a foreach element copied out of its list for the element's call).
     pub tier: String,
     /// Time spent moving it for this consumer, µs (0 when passed by reference).
     pub transfer_us: f64,

@@ -591,13 +591,14 @@ impl Calls {
             .trigger_seconds
             .observe(cx.now.saturating_duration_since(call.triggered).as_secs_f64());
         cx.metrics.calls += 1;
+        let fan_out = prepare::element_edges(call, cx.installs);
         let Some(inv) = cx.invocations.get_mut(call.invocation) else {
             return;
         };
         let rec = &mut inv.functions[call.record];
         rec.instance = Some(inst_id);
         rec.start_us = us_between(inv.start, cx.now);
-        record_edges(call, inst_id, inv, cx.objects, cx.metrics);
+        record_edges(call, inst_id, inv, (cx.objects, fan_out), cx.metrics);
     }
 
     // ---- the end of a call -----------------------------------------------------------------
@@ -867,11 +868,12 @@ fn record_edges(
     call: &mut Call,
     inst_id: u32,
     inv: &mut crate::runtime::invocations::InvState,
-    objects: &Objects,
+    (objects, fan_out): (&Objects, Vec<EdgeRecord>),
     metrics: &mut Metrics,
 ) {
     let to = inv.functions[call.record].name.clone();
     let first_edge = inv.edges.len();
+    inv.edges.extend(fan_out.into_iter().map(|e| EdgeRecord { to: to.clone(), ..e }));
     for o in &call.reads {
         let Some(obj) = objects.get(*o) else { continue };
         let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {

@@ -6,11 +6,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use faasflow_core::dag::{DataSource, NodeKind};
 use faasflow_core::engine::InputValue;
+use faasflow_core::report::EdgeRecord;
 use faasflow_shm::frame::{self, Value};
 
 use super::{Call, Cx};
 use crate::remote::{RemoteIoError, Source};
+use crate::runtime::install::Installs;
 use crate::runtime::io::{Part, arena_target};
 use crate::runtime::objects::Place;
 use crate::runtime::types::us;
@@ -404,4 +407,45 @@ pub(crate) fn unprepare(call: &mut Call, arena: &mut Arena) {
     call.invoke.outputs.clear();
     call.reads.clear();
     call.reload_us.clear();
+}
+
+/// The fan-out edges of a foreach element's call: one per input that is the element itself
+/// (`each.item`), from the producer of the list iterated over (`input.NAME` for a workflow
+/// input) to the element, with the bytes the daemon copied out of the list into the arena
+/// for it (tier `element`: the list is parsed once, each element copied for its call); `to`
+/// is left for the caller.
+pub(crate) fn element_edges(call: &Call, installs: &Installs) -> Vec<EdgeRecord> {
+    let Some(element) = call.element else { return Vec::new() };
+    let Some(installed) = installs.get(&call.wf) else { return Vec::new() };
+    let graph = &installed.wf.graph;
+    let Some(task) = graph[call.node].task() else { return Vec::new() };
+    let mut out = Vec::new();
+    for binding in &task.inputs {
+        let [DataSource::Item(f)] = binding.sources.as_slice() else { continue };
+        let NodeKind::Foreach(fe) = &graph[*f].kind else { continue };
+        let from = match &fe.over {
+            DataSource::Input(name) => format!("input.{name}"),
+            DataSource::Output { node, .. } => graph[*node].name.clone(),
+            DataSource::Item(_) | DataSource::Index(_) => continue,
+        };
+        let bytes = call
+            .invoke
+            .inputs
+            .iter()
+            .find(|(name, _)| *name == binding.name)
+            .map_or(0, |(_, v)| match v {
+                Value::One(r) => r.len,
+                Value::Absent | Value::List(_) => 0,
+            });
+        out.push(EdgeRecord {
+            from,
+            to: String::new(),
+            bytes,
+            tier: "element".into(),
+            transfer_us: 0.0,
+            from_element: None,
+            to_element: Some(element),
+        });
+    }
+    out
 }
