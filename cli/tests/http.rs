@@ -261,6 +261,13 @@ fn the_http_api_deploys_runs_and_answers_as_its_openapi_document_says() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     conforms(&doc, "post", "/v1/workflows/{name}/invoke", &a);
     assert_eq!(a.json()["status"], "succeeded");
+    // The report has the planner's time too, which holds the entry daemon's.
+    let report = &a.json()["report"];
+    let (planner_us, e2e_us) = (report["planner_us"].as_f64(), report["e2e_us"].as_f64());
+    assert!(
+        planner_us.zip(e2e_us).is_some_and(|(p, e)| 0.0 < e && e <= p),
+        "{report}"
+    );
     let a = http(&addr, "POST", "/v1/workflows/pair/invoke", &json_auth, b"{not json");
     assert_eq!(a.status, 400);
     conforms(&doc, "post", "/v1/workflows/{name}/invoke", &a);

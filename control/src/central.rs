@@ -834,6 +834,8 @@ impl Actor {
                 error,
                 invocation,
                 e2e_us,
+                planner_us: None,
+                client_us: None,
                 scheduling_overhead_us: path.scheduling_overhead_us(e2e_us, read_us + inv.staging_us),
                 data_overhead_us: inv.data_us,
                 critical_path_us: path.exec_us,

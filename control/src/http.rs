@@ -637,7 +637,12 @@ async fn invoke(
             "`idempotency_key` is for executions (`POST /v1/workflows/{name}/executions`), not invoke",
         ));
     }
+    let received = std::time::Instant::now();
     let a = s.invoke_counted(invoke_request(path(name)?, &body)?).await?;
+    let mut report = json_or_null(&a.report_json);
+    if let Some(r) = report.as_object_mut() {
+        r.insert("planner_us".into(), serde_json::json!(received.elapsed().as_secs_f64() * 1e6));
+    }
     Ok(Json(Invocation {
         invocation_id: a.invocation_id,
         status: match a.status {
@@ -648,7 +653,7 @@ async fn invoke(
         .to_owned(),
         output: json_or_null(&a.output_json),
         error: a.error,
-        report: json_or_null(&a.report_json),
+        report,
     }))
 }
 

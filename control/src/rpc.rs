@@ -167,8 +167,10 @@ impl pb::planner_server::Planner for PlannerService {
     }
 
     async fn invoke(&self, request: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+        let received = std::time::Instant::now();
         let result = self.invoke_counted(invoke_request(request.into_inner())).await;
         let answer = result?;
+        let planner_us = received.elapsed().as_secs_f64() * 1e6;
         Ok(Response::new(pb::InvokeResponse {
             invocation_id: answer.invocation_id,
             status: match answer.status {
@@ -181,6 +183,7 @@ impl pb::planner_server::Planner for PlannerService {
             report_json: answer.report_json,
             filled_inputs: u32::try_from(answer.filled.0).unwrap_or(u32::MAX),
             filled_bytes: answer.filled.1,
+            planner_us,
         }))
     }
 

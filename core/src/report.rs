@@ -20,8 +20,17 @@ pub struct Report {
     pub error: Option<String>,
     /// Invocation id.
     pub invocation: u64,
-    /// Start to end, µs.
+    /// Start to end, µs, as the entry daemon (or, MasterSP, the planner's central engine)
+    /// measured it.
     pub e2e_us: f64,
+    /// The planner's time from receiving the invocation to answering it, µs (set by the
+    /// planner's API, absent under `faasflow run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner_us: Option<f64>,
+    /// The client's time from sending the invocation to reading the answer, µs (set by the
+    /// client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_us: Option<f64>,
     /// `e2e_us` minus the critical path's execution time and its data waits
     /// (`critical_path_us + critical_data_us`): the time spent deciding, triggering and
     /// dispatching. FaaSFlow's functions fetch and store their data inside their bodies, so
@@ -148,6 +157,15 @@ impl Report {
             self.data_overhead_us / 1e3,
             self.spills
         );
+        if let (Some(planner), Some(client)) = (self.planner_us, self.client_us) {
+            let _ = writeln!(
+                s,
+                "  client {:.3} ms ⊇ planner {:.3} ms ⊇ entry daemon {:.3} ms",
+                client / 1e3,
+                planner / 1e3,
+                self.e2e_us / 1e3
+            );
+        }
         if !self.critical_path.is_empty() {
             let _ = writeln!(s, "  critical path: {}", self.critical_path.join(" → "));
         }
@@ -385,6 +403,8 @@ mod tests {
             error: None,
             invocation: 9,
             e2e_us: 2000.0,
+            planner_us: Some(2400.0),
+            client_us: Some(3100.0),
             scheduling_overhead_us: 100.0,
             data_overhead_us: 0.0,
             critical_path_us: 1800.0,
@@ -406,6 +426,11 @@ mod tests {
         };
         let text = report.to_text();
         assert!(text.contains("1  crash: its instance exited with status 3"), "{text}");
+        // The three ends of the invocation.
+        assert!(
+            text.contains("\n  client 3.100 ms ⊇ planner 2.400 ms ⊇ entry daemon 2.000 ms\n"),
+            "{text}"
+        );
         // Each attempt says its worker, and each edge its tier.
         assert!(
             text.contains("  fetch                        worker-1            1"),

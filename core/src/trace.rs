@@ -199,6 +199,8 @@ mod tests {
             error: None,
             invocation: 7,
             e2e_us: 100.0,
+            planner_us: None,
+            client_us: None,
             scheduling_overhead_us: 5.0,
             data_overhead_us: 8.0,
             critical_path_us: 80.0,

@@ -483,19 +483,26 @@ impl Planner {
 
     /// Runs an invocation and waits for its end.
     pub async fn invoke(&mut self, invocation: Invocation) -> Result<Invoked, PlannerError> {
+        let sent = std::time::Instant::now();
         let r = self
             .client
             .invoke(invocation.0)
             .await
             .map_err(|s| PlannerError::from_status(&s))?
             .into_inner();
-        let report = (!r.report_json.is_empty())
+        let client_us = sent.elapsed().as_secs_f64() * 1e6;
+        let mut report = (!r.report_json.is_empty())
             .then(|| serde_json::from_slice::<Report>(&r.report_json))
             .transpose()
             .map_err(|e| PlannerError::InvalidReport {
                 invocation: None,
                 reason: e.to_string(),
             })?;
+        if let Some(report) = &mut report {
+            // The three ends of the invocation: the entry's e2e, the planner's, this client's.
+            report.planner_us = Some(r.planner_us);
+            report.client_us = Some(client_us);
+        }
         let status = match pb::InvocationStatus::try_from(r.status) {
             Ok(pb::InvocationStatus::Succeeded) => InvocationStatus::Succeeded,
             Ok(pb::InvocationStatus::Failed) => InvocationStatus::Failed,

@@ -417,6 +417,8 @@ impl InvState {
             error,
             invocation: end.invocation,
             e2e_us: end.e2e_us,
+            planner_us: None,
+            client_us: None,
             scheduling_overhead_us: path.scheduling_overhead_us(end.e2e_us, self.result_wait_us),
             data_overhead_us: self.data_us,
             critical_path_us: path.exec_us,
