@@ -111,7 +111,10 @@ fn up_deploy_invoke_down_matches_run_and_the_plan() {
             invocations += 1;
             assert_eq!(report.status, "ok", "{report:?}");
             // The three ends of the invocation, each within the next.
-            let (planner_us, client_us) = (report.planner_us.expect("planner_us"), report.client_us.expect("client_us"));
+            let (planner_us, client_us) = (
+                report.planner_us.expect("planner_us"),
+                report.client_us.expect("client_us"),
+            );
             assert!(
                 0.0 < report.e2e_us && report.e2e_us <= planner_us && planner_us <= client_us,
                 "{name}: entry {} µs, planner {planner_us} µs, client {client_us} µs",

@@ -276,7 +276,10 @@ fn foreach_merges_outputs_in_element_order() {
             .collect();
         assert_eq!(fan_out.len(), 1, "element {i}: {:?}", r.edges);
         let e = fan_out[0];
-        assert_eq!((e.from.as_str(), e.tier.as_str(), e.bytes), ("input.words", "element", w.len() as u64));
+        assert_eq!(
+            (e.from.as_str(), e.tier.as_str(), e.bytes),
+            ("input.words", "element", w.len() as u64)
+        );
         assert!(
             r.edges
                 .iter()

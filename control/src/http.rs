@@ -641,7 +641,10 @@ async fn invoke(
     let a = s.invoke_counted(invoke_request(path(name)?, &body)?).await?;
     let mut report = json_or_null(&a.report_json);
     if let Some(r) = report.as_object_mut() {
-        r.insert("planner_us".into(), serde_json::json!(received.elapsed().as_secs_f64() * 1e6));
+        r.insert(
+            "planner_us".into(),
+            serde_json::json!(received.elapsed().as_secs_f64() * 1e6),
+        );
     }
     Ok(Json(Invocation {
         invocation_id: a.invocation_id,

@@ -1,6 +1,8 @@
 //! An invocation's report as a Chrome trace (the trace-event JSON format that Perfetto and
-//! `chrome://tracing` open): one process per worker, and in it one track per instance with
-//! the function attempts that ran there, a `triggers` track with each function's wait from its
+//! `chrome://tracing` open): one process per worker, and in it the tracks of each instance
+//! with the function attempts that ran there (one track per call running at once: an
+//! instance running two calls at a time has two, `instance 3` and `instance 3 · 2`, so that
+//! no two slices of a track overlap), a `triggers` track with each function's wait from its
 //! last input's producer ending to its start, and a `transfers` track with the objects that
 //! were moved to it (bytes and tier), plus an arrow from each producer to each consumer.
 //!
@@ -17,8 +19,52 @@ use crate::report::{FunctionRecord, Report};
 const TRIGGERS: u64 = 1;
 /// Track of a worker's transfers.
 const TRANSFERS: u64 = 2;
-/// Tracks of instances start here (instance id + this).
+/// Tracks of instances start here.
 const INSTANCES: u64 = 10;
+
+/// The track (tid) of each attempt that ran on an instance, by its index in
+/// `report.functions`, and each track's (pid, instance, lane): attempts of one instance that
+/// overlap in time get lanes of their own (greedy: the first lane free at its start), so that
+/// slices on a track never overlap (trace viewers draw overlapping slices of one track as if
+/// nested).
+fn tracks(
+    report: &Report,
+    pid_of: impl Fn(&FunctionRecord) -> u64,
+) -> (Vec<Option<u64>>, BTreeMap<u64, (u64, u32, usize)>) {
+    let mut by_instance: BTreeMap<(u64, u32), Vec<usize>> = BTreeMap::new();
+    for (k, f) in report.functions.iter().enumerate() {
+        if let (false, Some(i)) = (f.skipped, f.instance) {
+            by_instance.entry((pid_of(f), i)).or_default().push(k);
+        }
+    }
+    let mut lane_of = vec![None; report.functions.len()];
+    let mut lanes_used: BTreeMap<(u64, u32, usize), ()> = BTreeMap::new();
+    for ((pid, i), mut ks) in by_instance {
+        let f = &report.functions;
+        ks.sort_by(|&a, &b| {
+            f[a].start_us
+                .total_cmp(&f[b].start_us)
+                .then(f[a].end_us.total_cmp(&f[b].end_us))
+        });
+        let mut ends: Vec<f64> = Vec::new();
+        for k in ks {
+            let lane = match ends.iter().position(|&end| end <= f[k].start_us) {
+                Some(l) => l,
+                None => {
+                    ends.push(f64::NEG_INFINITY);
+                    ends.len() - 1
+                }
+            };
+            ends[lane] = f[k].end_us.max(f[k].start_us);
+            lane_of[k] = Some((pid, i, lane));
+            lanes_used.insert((pid, i, lane), ());
+        }
+    }
+    // Instance i's first track is INSTANCES + i; its lane l beyond the first, that plus l × 2³².
+    let tid = |(_, i, lane): (u64, u32, usize)| INSTANCES + u64::from(i) + ((lane as u64) << 32);
+    let names = lanes_used.keys().map(|key| (tid(*key), *key)).collect();
+    (lane_of.into_iter().map(|l| l.map(tid)).collect(), names)
+}
 
 /// The Chrome trace of `report` (`{"traceEvents": [...], ...}`), for `workflow`.
 pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
@@ -39,20 +85,20 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
             events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}));
         }
     }
-    let mut instances: BTreeMap<(u64, u32), ()> = BTreeMap::new();
+    let (track_of, tracks) = tracks(report, pid_of);
     // The attempt that produced each task's (or foreach element's) objects: its last
-    // successful one.
-    let mut produced: BTreeMap<(&str, Option<u32>), &FunctionRecord> = BTreeMap::new();
-    for f in &report.functions {
+    // successful one (by index).
+    let mut produced: BTreeMap<(&str, Option<u32>), usize> = BTreeMap::new();
+    for (k, f) in report.functions.iter().enumerate() {
         if !f.skipped && f.error.is_none() && f.instance.is_some() {
-            produced.insert((f.name.as_str(), f.element), f);
+            produced.insert((f.name.as_str(), f.element), k);
         }
     }
     // The producer of an edge: the element it names, or the task's only producing attempt
     // (an edge from another worker's foreach element does not say which; no arrow then).
-    let producer_of = |from: &str, element: Option<u32>| -> Option<&FunctionRecord> {
+    let producer_of = |from: &str, element: Option<u32>| -> Option<usize> {
         if let Some(p) = produced.get(&(from, element)) {
-            return Some(p);
+            return Some(*p);
         }
         if element.is_some() {
             return None;
@@ -63,7 +109,7 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
             _ => None,
         }
     };
-    for f in &report.functions {
+    for (k, f) in report.functions.iter().enumerate() {
         let pid = pid_of(f);
         let label = match f.element {
             Some(e) => format!("{}[{e}]", f.name),
@@ -76,10 +122,7 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
             }));
             continue;
         }
-        let tid = f.instance.map_or(TRIGGERS, |i| INSTANCES + u64::from(i));
-        if let Some(i) = f.instance {
-            instances.insert((pid, i), ());
-        }
+        let tid = track_of[k].unwrap_or(TRIGGERS);
         let mut args = json!({
             "exec_us": f.exec_us,
             "data_us": f.data_us,
@@ -101,18 +144,19 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
     }
     // Per consumer attempt: the objects it read.
     let mut flow = 0u64;
-    for f in report.functions.iter().filter(|f| !f.skipped && f.instance.is_some()) {
+    for (k, f) in report.functions.iter().enumerate() {
+        let Some(tid) = track_of[k] else { continue };
         let pid = pid_of(f);
-        let tid = INSTANCES + u64::from(f.instance.unwrap_or_default());
         let mut last_end: Option<f64> = None;
         for e in report
             .edges
             .iter()
             .filter(|e| e.to == f.name && e.to_element == f.element)
         {
-            let Some(p) = producer_of(&e.from, e.from_element) else {
+            let Some(pk) = producer_of(&e.from, e.from_element) else {
                 continue;
             };
+            let p = &report.functions[pk];
             if p.end_us > f.start_us {
                 continue;
             }
@@ -126,7 +170,7 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
                 }));
             }
             flow += 1;
-            let from_tid = INSTANCES + u64::from(p.instance.unwrap_or_default());
+            let from_tid = track_of[pk].unwrap_or(TRIGGERS);
             events.push(json!({
                 "ph": "s", "id": flow, "name": e.tier, "cat": "edge",
                 "pid": pid_of(p), "tid": from_tid, "ts": p.end_us,
@@ -143,11 +187,16 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
             }));
         }
     }
-    for (pid, i) in instances.keys() {
-        events.push(json!({
-            "ph": "M", "name": "thread_name", "pid": pid, "tid": INSTANCES + u64::from(*i),
-            "args": {"name": format!("instance {i}")},
-        }));
+    for (tid, (pid, i, lane)) in &tracks {
+        let name = match lane {
+            0 => format!("instance {i}"),
+            l => format!("instance {i} · {}", l + 1),
+        };
+        events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}}));
+        let sort = (u64::from(*i) << 16) + *lane as u64;
+        events.push(
+            json!({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid, "args": {"sort_index": sort}}),
+        );
     }
     json!({
         "traceEvents": events,
@@ -265,5 +314,74 @@ mod tests {
                 .iter()
                 .any(|e| e["name"] == "thread_name" && e["args"]["name"] == "instance 3" && e["pid"] == 2)
         );
+    }
+
+    /// Calls that overlap in one instance get tracks of their own; one that starts as another
+    /// ends shares its track; no two slices of a track overlap.
+    #[test]
+    fn overlapping_calls_of_an_instance_get_tracks_of_their_own() {
+        let mut functions = vec![
+            rec("a", "w0", 4, 0.0, 50.0),
+            rec("b", "w0", 4, 10.0, 30.0),
+            rec("c", "w0", 4, 20.0, 60.0),
+            rec("d", "w0", 4, 30.0, 40.0),
+            rec("e", "w0", 5, 15.0, 25.0),
+        ];
+        functions[3].element = Some(1);
+        let report = Report {
+            status: "ok".into(),
+            output: json!({}),
+            error: None,
+            invocation: 1,
+            e2e_us: 60.0,
+            planner_us: None,
+            client_us: None,
+            scheduling_overhead_us: 0.0,
+            data_overhead_us: 0.0,
+            critical_path_us: 0.0,
+            critical_data_us: 0.0,
+            critical_path: Vec::new(),
+            functions,
+            edges: Vec::new(),
+            spills: 0,
+            lost_worker: None,
+            earlier_runs: Vec::new(),
+        };
+        let trace = chrome_trace(&report, "wf");
+        let events = trace["traceEvents"].as_array().unwrap();
+        let slices: Vec<(&str, u64, f64, f64)> = events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "function")
+            .map(|e| {
+                let ts = e["ts"].as_f64().unwrap();
+                (
+                    e["name"].as_str().unwrap(),
+                    e["tid"].as_u64().unwrap(),
+                    ts,
+                    ts + e["dur"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let tid = |name: &str| slices.iter().find(|s| s.0 == name).map(|s| s.1).unwrap();
+        let lane = |l: u64| INSTANCES + 4 + (l << 32);
+        // a on the first track; b overlaps it; c overlaps both; d starts as b ends: b's track.
+        assert_eq!(
+            (tid("a"), tid("b"), tid("c"), tid("d[1]")),
+            (lane(0), lane(1), lane(2), lane(1))
+        );
+        assert_eq!(tid("e"), INSTANCES + 5, "another instance, its own first track");
+        for x in &slices {
+            for y in &slices {
+                if x.0 != y.0 && x.1 == y.1 {
+                    assert!(x.3 <= y.2 || y.3 <= x.2, "{x:?} and {y:?} overlap on one track");
+                }
+            }
+        }
+        let named = |name: &str| {
+            events
+                .iter()
+                .any(|e| e["name"] == "thread_name" && e["args"]["name"] == name)
+        };
+        assert!(named("instance 4") && named("instance 4 · 2") && named("instance 4 · 3") && !named("instance 4 · 4"));
     }
 }

@@ -873,7 +873,8 @@ fn record_edges(
 ) {
     let to = inv.functions[call.record].name.clone();
     let first_edge = inv.edges.len();
-    inv.edges.extend(fan_out.into_iter().map(|e| EdgeRecord { to: to.clone(), ..e }));
+    inv.edges
+        .extend(fan_out.into_iter().map(|e| EdgeRecord { to: to.clone(), ..e }));
     for o in &call.reads {
         let Some(obj) = objects.get(*o) else { continue };
         let (tier, transfer_us) = match (call.reload_us.get(o), obj.transfer_us) {

@@ -416,13 +416,21 @@ pub(crate) fn unprepare(call: &mut Call, arena: &mut Arena) {
 /// is left for the caller.
 pub(crate) fn element_edges(call: &Call, installs: &Installs) -> Vec<EdgeRecord> {
     let Some(element) = call.element else { return Vec::new() };
-    let Some(installed) = installs.get(&call.wf) else { return Vec::new() };
+    let Some(installed) = installs.get(&call.wf) else {
+        return Vec::new();
+    };
     let graph = &installed.wf.graph;
-    let Some(task) = graph[call.node].task() else { return Vec::new() };
+    let Some(task) = graph[call.node].task() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for binding in &task.inputs {
-        let [DataSource::Item(f)] = binding.sources.as_slice() else { continue };
-        let NodeKind::Foreach(fe) = &graph[*f].kind else { continue };
+        let [DataSource::Item(f)] = binding.sources.as_slice() else {
+            continue;
+        };
+        let NodeKind::Foreach(fe) = &graph[*f].kind else {
+            continue;
+        };
         let from = match &fe.over {
             DataSource::Input(name) => format!("input.{name}"),
             DataSource::Output { node, .. } => graph[*node].name.clone(),
