@@ -498,14 +498,19 @@ fn a_report_file_becomes_a_chrome_trace() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(spans, ["split", "count[0]", "count[1]", "merge"]);
-    // Each count element's object reaches merge: one arrow from each element.
-    let starts: Vec<f64> = events
-        .iter()
-        .filter(|e| e["ph"] == "s")
-        .map(|e| e["ts"].as_f64().unwrap())
-        .collect();
-    assert_eq!(starts.len(), 2);
-    assert_ne!(starts[0], starts[1], "the arrows start at the two elements' ends");
+    // Each count element's object reaches merge: one arrow from each element; and split's
+    // list fans out to the elements: one arrow to each, from split's end.
+    let starts = |fan_out: bool| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "s" && (e["name"] == "element") == fan_out)
+            .map(|e| e["ts"].as_f64().unwrap())
+            .collect()
+    };
+    let (to_merge, from_split) = (starts(false), starts(true));
+    assert_eq!((to_merge.len(), from_split.len()), (2, 2));
+    assert_ne!(to_merge[0], to_merge[1], "the arrows start at the two elements' ends");
+    assert_eq!(from_split[0], from_split[1], "the fan-out starts at split's end");
     // A file that is not reports, and an id it does not hold: exit 2, saying so.
     let out = faasflow(&[
         "trace",

@@ -237,59 +237,94 @@ impl Report {
     }
 }
 
-/// The critical path of an invocation: the longest path through the workflow where a task
-/// weighs its own time plus its data waits (`exec_us + data_us` of its slowest attempt; a
-/// foreach body, its slowest element).
+/// The critical path of an invocation as it ran: the chain of function attempts that
+/// determined its end. It starts from the attempt that ended last and goes back, at each
+/// attempt, to the input that arrived last: among the attempts of the tasks it waits for
+/// (through switches, foreach and joins; the same element within a foreach body) and its own
+/// earlier attempt (a retry waits for it), the one that ended last before it started. The gaps
+/// between the attempts on it (deciding, triggering, queueing for an instance, transfers) are
+/// what `scheduling_overhead_us` and the data waits are made of, so queueing elsewhere, off
+/// the path, is not counted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CriticalPath {
     /// Execution time of its functions, µs.
     pub exec_us: f64,
     /// Their data waits, µs.
     pub data_us: f64,
-    /// Its task names, first to last.
+    /// Its attempts' task names (with the foreach element in brackets), first to last.
     pub names: Vec<String>,
 }
 
-/// The [`CriticalPath`] of an invocation of `wf` whose function runs are `functions`.
-pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> CriticalPath {
-    // Per task: (exec + data, exec, data) of its heaviest run.
-    let mut weight: HashMap<&str, (f64, f64, f64)> = HashMap::new();
-    for f in functions.iter().filter(|f| !f.skipped) {
-        let w = weight.entry(f.name.as_str()).or_default();
-        let total = f.exec_us + f.data_us;
-        if total > w.0 {
-            *w = (total, f.exec_us, f.data_us);
+/// The tasks whose attempts task `n` waits for: its predecessors, looking through virtual
+/// nodes (switch, foreach, collect, join) to the tasks before them.
+fn tasks_before(wf: &Workflow, n: NodeId) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<NodeId> = wf.graph.neighbors_directed(n, petgraph::Direction::Incoming).collect();
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        if matches!(wf.graph[p].kind, NodeKind::Task(_)) {
+            out.push(p);
+        } else {
+            stack.extend(wf.graph.neighbors_directed(p, petgraph::Direction::Incoming));
         }
     }
-    let order = wf.topo_order();
-    let mut best: HashMap<NodeId, (f64, Option<NodeId>)> = HashMap::new();
-    for &n in &order {
-        let own = if matches!(wf.graph[n].kind, NodeKind::Task(_)) {
-            weight.get(wf.graph[n].name.as_str()).map_or(0.0, |w| w.0)
-        } else {
-            0.0
-        };
-        let (prev, from) = wf
-            .graph
-            .neighbors_directed(n, petgraph::Direction::Incoming)
-            .map(|p| (best.get(&p).map_or(0.0, |b| b.0), Some(p)))
-            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
-        best.insert(n, (prev + own, from));
-    }
-    let Some((&end, _)) = best.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.0.cmp(a.0))) else {
+    out
+}
+
+/// The [`CriticalPath`] of an invocation of `wf` whose function attempts are `functions`
+/// (their times on one clock).
+pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> CriticalPath {
+    /// Clocks of different workers may disagree by this much.
+    const SLACK_US: f64 = 1.0;
+    let node_of: HashMap<&str, NodeId> = wf
+        .graph
+        .node_indices()
+        .filter(|&n| matches!(wf.graph[n].kind, NodeKind::Task(_)))
+        .map(|n| (wf.graph[n].name.as_str(), n))
+        .collect();
+    let ran: Vec<&FunctionRecord> = functions.iter().filter(|f| !f.skipped).collect();
+    let Some(mut at) = ran
+        .iter()
+        .copied()
+        .reduce(|a, b| if b.end_us > a.end_us { b } else { a })
+    else {
         return CriticalPath::default();
     };
     let mut path = CriticalPath::default();
-    let mut at = Some(end);
-    while let Some(n) = at {
-        if matches!(wf.graph[n].kind, NodeKind::Task(_))
-            && let Some(w) = weight.get(wf.graph[n].name.as_str())
-        {
-            path.names.push(wf.graph[n].name.clone());
-            path.exec_us += w.1;
-            path.data_us += w.2;
+    let mut steps = 0;
+    loop {
+        path.names.push(match at.element {
+            Some(e) => format!("{}[{e}]", at.name),
+            None => at.name.clone(),
+        });
+        path.exec_us += at.exec_us;
+        path.data_us += at.data_us;
+        steps += 1;
+        let Some(&n) = node_of.get(at.name.as_str()) else { break };
+        let before = tasks_before(wf, n);
+        let scope = wf.graph[n].scope;
+        let waits_for = |f: &FunctionRecord| {
+            if f.name == at.name && f.element == at.element {
+                return f.attempt < at.attempt;
+            }
+            let Some(&p) = node_of.get(f.name.as_str()) else {
+                return false;
+            };
+            before.contains(&p) && (scope.is_none() || wf.graph[p].scope != scope || f.element == at.element)
+        };
+        let last = ran
+            .iter()
+            .copied()
+            .filter(|f| waits_for(f) && f.end_us <= at.start_us + SLACK_US)
+            .reduce(|a, b| if b.end_us > a.end_us { b } else { a });
+        // Each step goes back in time; the bound guards against records that say otherwise.
+        match last {
+            Some(p) if steps <= ran.len() => at = p,
+            _ => break,
         }
-        at = best.get(&n).and_then(|b| b.1);
     }
     path.names.reverse();
     path

@@ -22,15 +22,15 @@ const TRANSFERS: u64 = 2;
 /// Tracks of instances start here.
 const INSTANCES: u64 = 10;
 
+/// A track of an instance: (pid, instance, lane).
+type Lane = (u64, u32, usize);
+
 /// The track (tid) of each attempt that ran on an instance, by its index in
 /// `report.functions`, and each track's (pid, instance, lane): attempts of one instance that
 /// overlap in time get lanes of their own (greedy: the first lane free at its start), so that
 /// slices on a track never overlap (trace viewers draw overlapping slices of one track as if
 /// nested).
-fn tracks(
-    report: &Report,
-    pid_of: impl Fn(&FunctionRecord) -> u64,
-) -> (Vec<Option<u64>>, BTreeMap<u64, (u64, u32, usize)>) {
+fn tracks(report: &Report, pid_of: impl Fn(&FunctionRecord) -> u64) -> (Vec<Option<u64>>, BTreeMap<u64, Lane>) {
     let mut by_instance: BTreeMap<(u64, u32), Vec<usize>> = BTreeMap::new();
     for (k, f) in report.functions.iter().enumerate() {
         if let (false, Some(i)) = (f.skipped, f.instance) {
@@ -38,7 +38,7 @@ fn tracks(
         }
     }
     let mut lane_of = vec![None; report.functions.len()];
-    let mut lanes_used: BTreeMap<(u64, u32, usize), ()> = BTreeMap::new();
+    let mut lanes_used: BTreeMap<Lane, ()> = BTreeMap::new();
     for ((pid, i), mut ks) in by_instance {
         let f = &report.functions;
         ks.sort_by(|&a, &b| {
@@ -61,7 +61,7 @@ fn tracks(
         }
     }
     // Instance i's first track is INSTANCES + i; its lane l beyond the first, that plus l × 2³².
-    let tid = |(_, i, lane): (u64, u32, usize)| INSTANCES + u64::from(i) + ((lane as u64) << 32);
+    let tid = |(_, i, lane): Lane| INSTANCES + u64::from(i) + ((lane as u64) << 32);
     let names = lanes_used.keys().map(|key| (tid(*key), *key)).collect();
     (lane_of.into_iter().map(|l| l.map(tid)).collect(), names)
 }
