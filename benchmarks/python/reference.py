@@ -3,6 +3,7 @@ the same run as faasflow: a chain of no-op tasks, a fan-out of 100, and a numpy 
 the driver to a task in another process.
 
     python reference.py ray|dask RUNS
+    python reference.py ray-edges RUNS
 
 prints one JSON object of medians, in µs:
   chain1, chain50: a chain of 1 and 50 no-op tasks, each waiting for the one before;
@@ -10,6 +11,11 @@ prints one JSON object of medians, in µs:
   noop_roundtrip: one no-op task given a small argument, submitted and waited for;
   array_1MiB, array_64MiB: the same task given a numpy array of that size (Ray: ray.put, then
   the task reads it from the object store; Dask: scatter, then the task).
+
+`ray-edges` is the shape of the per-edge bench (benchmarks/benches/edges.rs): a chain of 50
+tasks that each sleep 0, 20 µs, 1 ms or 10 ms and pass nothing or 1 KiB to the next; it prints,
+by `WORKus_BYTESB`, the median added per edge: (chain time − 50 × the task's own time) / 49,
+the task's own time being the median of the same body run in the driver.
 """
 
 import json
@@ -71,6 +77,34 @@ def ray_figures(runs):
     return out
 
 
+def work(us, size, x=None):
+    if us:
+        time.sleep(us / 1e6)
+    return bytes(size) if size else None
+
+
+def ray_edges(runs):
+    import ray
+
+    ray.init(num_cpus=WORKERS, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    f = ray.remote(work)
+    out = {}
+    for us, n_runs in ((0, runs), (20, runs), (1000, max(runs * 2 // 3, 3)), (10000, max(runs // 4, 2))):
+        for size in (0, 1024):
+            own = median_us(lambda: work(us, size), 20)
+
+            def run():
+                x = f.remote(us, size, None)
+                for _ in range(49):
+                    x = f.remote(us, size, x)
+                ray.get(x)
+
+            out[f"{us}us_{size}B"] = (median_us(run, n_runs) - 50 * own) / 49
+    out["version"] = ray.__version__
+    ray.shutdown()
+    return out
+
+
 def dask_figures(runs):
     import dask
     from dask.distributed import Client, LocalCluster
@@ -111,7 +145,10 @@ def dask_figures(runs):
 def main():
     which = sys.argv[1]
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    figures = ray_figures(runs) if which == "ray" else dask_figures(runs)
+    if which == "ray-edges":
+        figures = ray_edges(runs)
+    else:
+        figures = ray_figures(runs) if which == "ray" else dask_figures(runs)
     print(json.dumps(figures))
 
 

@@ -20,6 +20,7 @@ const ALL_MODES: [&str; 3] = [suite::WORKERSP, suite::REMOTE_ONLY, suite::MASTER
 const PLANNER: &str = include_str!("../templates/bench-planner.md");
 const RING: &str = include_str!("../templates/bench-ring.md");
 const DATAPLANE: &str = include_str!("../templates/bench-dataplane.md");
+const EDGES: &str = include_str!("../templates/bench-edges.md");
 const CLUSTER: &str = include_str!("../templates/bench-cluster.md");
 const PEER: &str = include_str!("../templates/bench-peer.md");
 const PROBE: &str = include_str!("../templates/bench-probe.md");
@@ -65,6 +66,9 @@ fn micro_benchmarks(root: &Path, machine: &str, doc: &mut String) -> Result<()> 
     let bin = cargo_target_dir(root).join("release/faasflow");
     let table = bench_table_with("faasflow-benchmarks", "dataplane", &[("FAASFLOW_BIN", bin.as_os_str())])?;
     put_section(doc, &measured_section(DATAPLANE, machine, &table));
+
+    let table = edges_table(root, &bin)?;
+    put_section(doc, &measured_section(EDGES, machine, &table));
 
     let table = bench_table_with("faasflow-benchmarks", "cluster", &[("FAASFLOW_BIN", bin.as_os_str())])?;
     put_section(doc, &measured_section(CLUSTER, machine, &table));
@@ -189,8 +193,9 @@ fn python_section(root: &Path, machine: &str, bin: &Path, doc: &mut String) {
     put_section(doc, &section);
 }
 
-/// `cargo xtask bench --only python`: the Python section alone, into RESULTS.md.
-pub(crate) fn bench_python(root: &Path) -> Result<()> {
+/// `cargo xtask bench --only SECTION`: builds the release `faasflow`, lets `section` put its
+/// section into RESULTS.md (given the machine line and the binary), and writes the file.
+fn only_section(root: &Path, section: impl FnOnce(&str, &Path, &mut String) -> Result<()>) -> Result<()> {
     let machine = machine_line();
     let path = root.join("benchmarks/RESULTS.md");
     let mut doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmark results\n\n".into());
@@ -199,10 +204,49 @@ pub(crate) fn bench_python(root: &Path) -> Result<()> {
         cargo().args(["build", "--release", "--locked", "-p", "faasflow-cli"]),
     )?;
     let bin = cargo_target_dir(root).join("release/faasflow");
-    python_section(root, &machine, &bin, &mut doc);
+    section(&machine, &bin, &mut doc)?;
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// `cargo xtask bench --only python`: the Python section alone, into RESULTS.md.
+pub(crate) fn bench_python(root: &Path) -> Result<()> {
+    only_section(root, |machine, bin, doc| {
+        python_section(root, machine, bin, doc);
+        Ok(())
+    })
+}
+
+/// The per-edge bench's table, with Ray beside it when the private environment with Ray can be
+/// made (the table says why not otherwise).
+fn edges_table(root: &Path, bin: &Path) -> Result<String> {
+    let mut env = vec![("FAASFLOW_BIN", bin.as_os_str().to_owned())];
+    match crate::python::bench_env(root) {
+        Ok(python) => env.push(("FAASFLOW_PYTHON", python.into_os_string())),
+        Err(e) => eprintln!("==> edges: Ray not measured: {e}"),
+    }
+    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    bench_table_with("faasflow-benchmarks", "edges", &env)
+}
+
+/// `cargo xtask bench --only edges`: the per-edge section alone, into RESULTS.md, right after
+/// the data plane's section (where the full run puts it) when it is not there yet.
+pub(crate) fn bench_edges(root: &Path) -> Result<()> {
+    only_section(root, |machine, bin, doc| {
+        let section = measured_section(EDGES, machine, &edges_table(root, bin)?);
+        if !doc.contains(heading(&section)) {
+            let after = heading(DATAPLANE);
+            let next = doc
+                .find(after)
+                .and_then(|i| doc[i + after.len()..].find("\n## ").map(|j| i + after.len() + j + 1));
+            if let Some(at) = next {
+                doc.insert_str(at, &format!("{section}\n"));
+            }
+        }
+        put_section(doc, &section);
+        Ok(())
+    })
 }
 
 /// The Rust word count's pack, next to the release `faasflow`.

@@ -88,8 +88,9 @@ enum Task {
         /// workers once each) in a few minutes, written to target/bench-quick/ instead.
         #[arg(long)]
         quick: bool,
-        /// One section only, into RESULTS.md: `python` (functions in Python against Ray and Dask).
-        #[arg(long, value_name = "SECTION", value_parser = ["python"], conflicts_with = "quick")]
+        /// One section only, into RESULTS.md: `python` (functions in Python against Ray and Dask)
+        /// or `edges` (per-edge cost for functions that do work).
+        #[arg(long, value_name = "SECTION", value_parser = ["python", "edges"], conflicts_with = "quick")]
         only: Option<String>,
     },
     /// Inject faults into local clusters (killed instances, daemons and Redis, a frozen daemon,
@@ -125,6 +126,7 @@ fn main() -> Result<()> {
             data_scale,
             repeat,
         } => demo::demo(&root, workers, runtime_scale, data_scale, repeat),
+        Task::Bench { only: Some(s), .. } if s == "edges" => bench::bench_edges(&root),
         Task::Bench { only: Some(_), .. } => bench::bench_python(&root),
         Task::Bench { quick: false, .. } => bench::bench(&root),
         Task::Bench { quick: true, .. } => bench::bench_quick(&root),
