@@ -1,6 +1,7 @@
 //! Per-edge cost for functions that do work: along a chain of 50 synthetic functions that each
-//! take 0, 20 µs, 1 ms or 10 ms (the synthetic body waits out its runtime, sleeping, as
-//! FaaSFlow's does), passing nothing or 1 KiB along each edge, in one instance (the
+//! take 0, 20 µs, 1 ms or 10 ms (the synthetic body waits out its runtime sleeping, as
+//! FaaSFlow's does, or, for 20 µs and 1 ms, also busy: spinning on its core like a function
+//! that computes, `DaemonConfig::synthetic_busy`), passing nothing or 1 KiB along each edge, in one instance (the
 //! functions share a group's instance: in-process hand-off) and one process per function
 //! (shared memory between instances), through the real daemon runtime and real instance
 //! processes (`faasflow __pack synthetic`). Added per edge = (e2e − Σ exec) / edges, median
@@ -33,8 +34,16 @@ use serde_json::json;
 const CHAIN: usize = 50;
 const WARMUP: usize = 5;
 
-/// The work of each function, µs, and the invocations measured (full, quick).
-const WORK: [(u64, usize, usize); 4] = [(0, 30, 5), (20, 30, 5), (1_000, 20, 3), (10_000, 8, 2)];
+/// The work of each function, µs, whether it is busy (else it sleeps), and the invocations
+/// measured (full, quick).
+const WORK: [(u64, bool, usize, usize); 6] = [
+    (0, false, 30, 5),
+    (20, false, 30, 5),
+    (20, true, 30, 5),
+    (1_000, false, 20, 3),
+    (1_000, true, 20, 3),
+    (10_000, false, 8, 2),
+];
 
 /// Targets for 1 ms functions with 1 KiB along each edge (issue 20), µs per edge.
 fn target(tier: &str) -> Option<f64> {
@@ -110,12 +119,13 @@ struct Measured {
     instances_cpu: f64,
 }
 
-fn measure(bin: &Path, work_us: u64, bytes: u64, isolation: Option<&str>, runs: usize) -> Measured {
+fn measure(bin: &Path, (work_us, busy): (u64, bool), bytes: u64, isolation: Option<&str>, runs: usize) -> Measured {
     let mut c = DaemonConfig::new(PackCommand {
         program: bin.to_path_buf(),
         args: vec!["__pack".into(), "synthetic".into()],
     });
     c.arena_bytes = 256 << 20;
+    c.synthetic_busy = busy;
     let daemon = Daemon::start(c).expect("the daemon starts");
     let wf = Arc::new(
         load_str(&chain_yaml(work_us, bytes, isolation), "chain.yaml", "chain")
@@ -179,11 +189,12 @@ fn ray(runs: usize) -> Result<serde_json::Value, String> {
     serde_json::from_str(line).map_err(|e| format!("Ray printed no figures: {e}"))
 }
 
-fn work_label(us: u64) -> String {
+fn work_label(us: u64, busy: bool) -> String {
+    let how = if busy { ", busy" } else { "" };
     match us {
         0 => "0".into(),
-        u if u < 1000 => format!("{u} µs"),
-        u => format!("{} ms", u / 1000),
+        u if u < 1000 => format!("{u} µs{how}"),
+        u => format!("{} ms{how}", u / 1000),
     }
 }
 
@@ -204,12 +215,12 @@ fn main() {
     );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut figures = serde_json::Map::new();
-    for (work, full, short) in WORK {
+    for (work, busy, full, short) in WORK {
         let runs = if quick() { short } else { full };
         for bytes in [0u64, 1024] {
             for (tier, isolation) in [("in-process", None), ("across processes", Some("process"))] {
-                eprintln!("edges: {} of work, {bytes} B per edge, {tier}", work_label(work));
-                let m = measure(&bin, work, bytes, isolation, runs);
+                eprintln!("edges: {} of work, {bytes} B per edge, {tier}", work_label(work, busy));
+                let m = measure(&bin, (work, busy), bytes, isolation, runs);
                 let target = match (work, bytes, target(tier)) {
                     (1_000, 1024, Some(t)) => {
                         format!("≤ {} µs: {}", t, if m.added <= t { "met" } else { "missed" })
@@ -217,7 +228,7 @@ fn main() {
                     _ => String::new(),
                 };
                 let ray_cell = match &ray {
-                    Ok(v) if isolation.is_some() => v[format!("{work}us_{bytes}B")]
+                    Ok(v) if isolation.is_some() && !busy => v[format!("{work}us_{bytes}B")]
                         .as_f64()
                         .map(|us| format!("{} ({:.0}×)", fmt_us(us), us / m.added.max(0.01)))
                         .unwrap_or_default(),
@@ -225,7 +236,7 @@ fn main() {
                 };
                 println!(
                     "| {} | {} | {tier} | {runs} | {} | {} | {} | {} | {} | {ray_cell} | {target} |",
-                    work_label(work),
+                    work_label(work, busy),
                     if bytes == 0 {
                         "none".to_owned()
                     } else {
@@ -238,7 +249,11 @@ fn main() {
                     fmt_us(m.instances_cpu),
                 );
                 figures.insert(
-                    format!("{work}us_{bytes}B_{}", tier.replace(' ', "_")),
+                    format!(
+                        "{work}us{}_{bytes}B_{}",
+                        if busy { "_busy" } else { "" },
+                        tier.replace(' ', "_")
+                    ),
                     json!({"added_us": m.added, "e2e_us": m.e2e, "exec_us": m.exec,
                            "daemon_cpu_us": m.daemon_cpu, "instances_cpu_us": m.instances_cpu}),
                 );

@@ -37,6 +37,15 @@ pub(crate) struct RunArgs {
     data: DataPlaneArgs,
 }
 
+/// How synthetic bodies wait out their runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SyntheticWait {
+    /// Sleeping, as FaaSFlow's body does: the core is free meanwhile.
+    Sleep,
+    /// Spinning on the core, like a function that computes.
+    Busy,
+}
+
 /// The data-plane settings of an embedded or cluster daemon (`faasflow run`, `faasflow daemon`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DataPlaneArgs {
@@ -46,6 +55,9 @@ pub(crate) struct DataPlaneArgs {
     /// Multiplies the declared output sizes of functions without a pack.
     #[arg(long, default_value_t = 1.0)]
     data_scale: f64,
+    /// How functions without a pack (synthetic bodies) wait out their declared runtime.
+    #[arg(long, value_enum, default_value_t = SyntheticWait::Sleep)]
+    synthetic_wait: SyntheticWait,
     /// A pack by name: NAME=PATH of its executable (repeatable). Packs not given are looked up
     /// as `faasflow-pack-NAME` next to `faasflow`, then on PATH.
     #[arg(long = "pack", value_name = "NAME=PATH")]
@@ -190,6 +202,7 @@ impl DataPlaneArgs {
             }
         }
         config.runtime_scale = self.runtime_scale;
+        config.synthetic_busy = self.synthetic_wait == SyntheticWait::Busy;
         config.data_scale = self.data_scale;
         config.memory_probe = self.memory_probe;
         config.arena_bytes = self.arena_mib << 20;

@@ -36,6 +36,9 @@ pub struct DaemonConfig {
     pub synthetic: PackCommand,
     /// Multiplies declared runtimes of synthetic bodies.
     pub runtime_scale: f64,
+    /// Synthetic bodies wait out their runtime busy (on the core, like functions that
+    /// compute) instead of sleeping (as FaaSFlow's body does).
+    pub synthetic_busy: bool,
     /// Multiplies declared output sizes of synthetic bodies.
     pub data_scale: f64,
     /// Replaces every workflow's quota (bytes in the arena), instead of the plan's.
@@ -90,6 +93,7 @@ impl DaemonConfig {
             packs: HashMap::new(),
             synthetic,
             runtime_scale: 1.0,
+            synthetic_busy: false,
             data_scale: 1.0,
             quota_bytes: None,
             min_instances: 1,

@@ -2,8 +2,10 @@
 //! and takes a given time. Workflows whose functions name no `pack` run it.
 //!
 //! Parameters (the call's [`params`](crate::Context::params)): JSON `{"runtime_us": N,
-//! "values": {"output": <JSON>, …}}`: the time one call takes in microseconds, counted from
-//! the start of the call (reading and writing included), and the JSON value to write for
+//! "busy": B, "values": {"output": <JSON>, …}}`: the time one call takes in microseconds,
+//! counted from the start of the call (reading and writing included), whether it waits that
+//! time out busy (spinning on its core, like a function that computes) rather than sleeping
+//! (the default, as FaaSFlow's body does), and the JSON value to write for
 //! outputs that must be JSON (a switch reads them, a foreach iterates them) instead of the byte
 //! pattern; empty parameters mean `{}`.
 
@@ -34,6 +36,9 @@ pub struct Params {
     /// Time one call takes, in microseconds.
     #[serde(default)]
     pub runtime_us: u64,
+    /// Wait the time out busy (on the core) rather than sleeping.
+    #[serde(default)]
+    pub busy: bool,
     /// JSON values of outputs that must be JSON, by output name.
     #[serde(default)]
     pub values: std::collections::BTreeMap<String, serde_json::Value>,
@@ -51,8 +56,8 @@ pub fn pack() -> Pack {
 
 /// The synthetic body: reads every byte of every input (objects and lists), fills each
 /// reserved output extent completely with a byte pattern (reported as written in full) or,
-/// for an output named in `values`, writes that JSON value; then sleeps for whatever is left
-/// of `runtime_us` since the call started.
+/// for an output named in `values`, writes that JSON value; then sleeps (or, `busy`, spins)
+/// for whatever is left of `runtime_us` since the call started.
 /// ```
 /// use faasflow_sdk::testing::TestCall;
 ///
@@ -91,7 +96,11 @@ pub fn body(ctx: &mut Context<'_>) -> Result<(), Error> {
         }
     }
     let target = Duration::from_micros(params.runtime_us);
-    if let Some(left) = target.checked_sub(ctx.started.elapsed()) {
+    if params.busy {
+        while ctx.started.elapsed() < target {
+            std::hint::spin_loop();
+        }
+    } else if let Some(left) = target.checked_sub(ctx.started.elapsed()) {
         std::thread::sleep(left);
     }
     Ok(())
@@ -151,6 +160,37 @@ mod tests {
         assert_eq!(checksum(&[0, 0, 0, 0, 0, 0, 0, 0, 2]), 2);
         assert_eq!(checksum(&[1, 0, 0, 0, 0, 0, 0, 0, 2]), 3);
         assert_eq!(checksum(&[0, 1]), 256);
+    }
+
+    /// CPU time this thread has run, from the scheduler's statistics.
+    fn thread_cpu() -> Duration {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+        Duration::from_nanos(
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a number"),
+        )
+    }
+
+    /// Sleeping takes the time without the core; busy takes the core for the time.
+    #[test]
+    fn a_busy_body_spends_its_runtime_on_the_core_and_a_sleeping_one_does_not() {
+        for (busy, params) in [
+            (false, r#"{"runtime_us": 30000}"#),
+            (true, r#"{"runtime_us": 30000, "busy": true}"#),
+        ] {
+            let (start, cpu) = (Instant::now(), thread_cpu());
+            TestCall::new(NAME).params(params).run(body).expect("runs");
+            let (wall, cpu) = (start.elapsed(), thread_cpu() - cpu);
+            assert!(wall >= Duration::from_millis(30), "busy {busy}: {wall:?}");
+            if busy {
+                // Spinning on a shared machine may be preempted: most of the time, not all.
+                assert!(cpu >= Duration::from_millis(15), "busy: {cpu:?} of CPU in {wall:?}");
+            } else {
+                assert!(cpu < Duration::from_millis(5), "sleeping: {cpu:?} of CPU in {wall:?}");
+            }
+        }
     }
 
     #[test]

@@ -425,7 +425,7 @@ fn sites(
             .map(|o| (o.name.clone(), (o.size as f64 * scale).round() as u64, o.kind))
             .collect();
         let params = if synthetic {
-            synthetic_params(task, n, config.runtime_scale, &widths)
+            synthetic_params(task, n, (config.runtime_scale, config.synthetic_busy), &widths)
         } else {
             Vec::new()
         };
@@ -507,8 +507,14 @@ fn list_widths(wf: &Workflow) -> HashMap<(usize, &str), u32> {
 
 /// The parameters of a synthetic body: its runtime (scaled), and the values of the outputs a
 /// switch or a foreach reads, which must be JSON: `true` (the first case is taken), and lists
-/// of the width the planner expects. Empty for the body's default (no runtime, no values).
-fn synthetic_params(task: &Task, n: NodeId, runtime_scale: f64, widths: &HashMap<(usize, &str), u32>) -> Vec<u8> {
+/// of the width the planner expects; `busy` when it is to wait busy. Empty for the body's
+/// default (no runtime, no values).
+fn synthetic_params(
+    task: &Task,
+    n: NodeId,
+    (runtime_scale, busy): (f64, bool),
+    widths: &HashMap<(usize, &str), u32>,
+) -> Vec<u8> {
     let runtime_us = (task.spec.runtime_ms * 1000.0 * runtime_scale).max(0.0).round() as u64;
     let mut values = serde_json::Map::new();
     for o in &task.spec.outputs {
@@ -527,7 +533,11 @@ fn synthetic_params(task: &Task, n: NodeId, runtime_scale: f64, widths: &HashMap
         // The body's default; it skips parsing.
         Vec::new()
     } else {
-        serde_json::to_vec(&serde_json::json!({ "runtime_us": runtime_us, "values": values })).unwrap_or_default()
+        let mut params = serde_json::json!({ "runtime_us": runtime_us, "values": values });
+        if busy && runtime_us > 0 {
+            params["busy"] = serde_json::Value::Bool(true);
+        }
+        serde_json::to_vec(&params).unwrap_or_default()
     }
 }
 
@@ -822,5 +832,28 @@ output:
         let alone = placement(&wf, &[("a", 0), ("b", 0), ("c", 0)], 0);
         let (peer, remote) = readers(&wf, &plan, &alone);
         assert!(peer.is_empty() && remote.is_empty());
+    }
+
+    #[test]
+    fn synthetic_params_carry_the_scaled_runtime_and_how_to_wait() {
+        let wf = load("name: s\nfunctions:\n  a: {runtime: 2ms}\n  b: {}\nsteps:\n  - task: a\n  - task: b\n");
+        let params = |name: &str, how: (f64, bool)| {
+            let n = node(&wf, name);
+            let task = wf.graph[n].task().expect("a task");
+            let p = synthetic_params(task, n, how, &HashMap::new());
+            (!p.is_empty()).then(|| serde_json::from_slice::<serde_json::Value>(&p).expect("JSON"))
+        };
+        let slept = params("a", (0.5, false)).expect("params");
+        assert_eq!((slept["runtime_us"].as_u64(), slept.get("busy")), (Some(1000), None));
+        let busy = params("a", (0.5, true)).expect("params");
+        assert_eq!(
+            (busy["runtime_us"].as_u64(), busy["busy"].as_bool()),
+            (Some(1000), Some(true))
+        );
+        assert_eq!(
+            params("b", (1.0, true)),
+            None,
+            "no runtime: the body's default, busy or not"
+        );
     }
 }
