@@ -240,16 +240,7 @@ async fn same_in_every_mode(
     // on the wall clock of its step): they never add up to more than its end-to-end time.
     for (mode, r) in [("WorkerSP", &rw), ("MasterSP", &rm), ("WorkerSP-remote", &rr)] {
         // Each function's own time lies within its window (send to end seen).
-        for f in r.functions.iter().filter(|f| !f.skipped) {
-            assert!(
-                f.exec_us <= f.end_us - f.start_us + 1.0,
-                "{file} ({mode}): {}{:?} ran {} µs in a window of {} µs",
-                f.name,
-                f.element,
-                f.exec_us,
-                f.end_us - f.start_us
-            );
-        }
+        support::assert_exec_within_windows(r, &format!("{file} ({mode})"));
         assert!(
             r.critical_path_us + r.critical_data_us <= r.e2e_us + 100.0,
             "{file} ({mode}): critical path {} µs + data waits {} µs > end-to-end {} µs",

@@ -637,14 +637,10 @@ async fn invoke(
             "`idempotency_key` is for executions (`POST /v1/workflows/{name}/executions`), not invoke",
         ));
     }
-    let received = std::time::Instant::now();
-    let a = s.invoke_counted(invoke_request(path(name)?, &body)?).await?;
+    let (a, planner_us) = s.invoke_counted(invoke_request(path(name)?, &body)?).await?;
     let mut report = json_or_null(&a.report_json);
     if let Some(r) = report.as_object_mut() {
-        r.insert(
-            "planner_us".into(),
-            serde_json::json!(received.elapsed().as_secs_f64() * 1e6),
-        );
+        r.insert("planner_us".into(), serde_json::json!(planner_us));
     }
     Ok(Json(Invocation {
         invocation_id: a.invocation_id,

@@ -107,6 +107,16 @@ pub struct FunctionRecord {
     pub failure: Option<String>,
 }
 
+impl FunctionRecord {
+    /// Its task's name, with its foreach element in brackets (`count[3]`).
+    pub fn label(&self) -> String {
+        match self.element {
+            Some(e) => format!("{}[{e}]", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// One object read by one function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeRecord {
@@ -175,10 +185,7 @@ impl Report {
             "function", "worker", "instance", "start ms", "end ms", "exec ms"
         );
         for f in &self.functions {
-            let name = match f.element {
-                Some(e) => format!("{}[{e}]", f.name),
-                None => f.name.clone(),
-            };
+            let name = f.label();
             if f.skipped {
                 let _ = writeln!(s, "  {name:<28} {:<12} {:>8}", f.worker, "skipped");
                 continue;
@@ -296,10 +303,7 @@ pub fn critical_path(wf: &Workflow, functions: &[FunctionRecord]) -> CriticalPat
     let mut path = CriticalPath::default();
     let mut steps = 0;
     loop {
-        path.names.push(match at.element {
-            Some(e) => format!("{}[{e}]", at.name),
-            None => at.name.clone(),
-        });
+        path.names.push(at.label());
         path.exec_us += at.exec_us;
         path.data_us += at.data_us;
         steps += 1;

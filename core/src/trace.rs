@@ -9,7 +9,7 @@
 //! Times are the report's (µs since the invocation started, as each worker's daemon measured
 //! them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -38,7 +38,7 @@ fn tracks(report: &Report, pid_of: impl Fn(&FunctionRecord) -> u64) -> (Vec<Opti
         }
     }
     let mut lane_of = vec![None; report.functions.len()];
-    let mut lanes_used: BTreeMap<Lane, ()> = BTreeMap::new();
+    let mut lanes_used: BTreeSet<Lane> = BTreeSet::new();
     for ((pid, i), mut ks) in by_instance {
         let f = &report.functions;
         ks.sort_by(|&a, &b| {
@@ -57,12 +57,12 @@ fn tracks(report: &Report, pid_of: impl Fn(&FunctionRecord) -> u64) -> (Vec<Opti
             };
             ends[lane] = f[k].end_us.max(f[k].start_us);
             lane_of[k] = Some((pid, i, lane));
-            lanes_used.insert((pid, i, lane), ());
+            lanes_used.insert((pid, i, lane));
         }
     }
     // Instance i's first track is INSTANCES + i; its lane l beyond the first, that plus l × 2³².
     let tid = |(_, i, lane): Lane| INSTANCES + u64::from(i) + ((lane as u64) << 32);
-    let names = lanes_used.keys().map(|key| (tid(*key), *key)).collect();
+    let names = lanes_used.into_iter().map(|key| (tid(key), key)).collect();
     (lane_of.into_iter().map(|l| l.map(tid)).collect(), names)
 }
 
@@ -111,10 +111,7 @@ pub fn chrome_trace(report: &Report, workflow: &str) -> Value {
     };
     for (k, f) in report.functions.iter().enumerate() {
         let pid = pid_of(f);
-        let label = match f.element {
-            Some(e) => format!("{}[{e}]", f.name),
-            None => f.name.clone(),
-        };
+        let label = f.label();
         if f.skipped {
             events.push(json!({
                 "ph": "i", "s": "t", "name": format!("{label} skipped"), "cat": "skip",

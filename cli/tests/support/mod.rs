@@ -330,3 +330,21 @@ pub(crate) fn check_rescued(r: &faasflow_core::report::Report) {
     };
     assert_eq!((ran("first"), ran("rescue"), ran("after")), (1, 1, 1));
 }
+
+/// Checks that every attempt's own time (`exec_us`, the instance's) lies within its window
+/// (`end_us − start_us`, the daemon's send to its seeing the end); `what` names the run.
+#[allow(dead_code)] // Not every test file asks.
+pub(crate) fn assert_exec_within_windows(r: &faasflow_core::report::Report, what: &str) {
+    for f in r.functions.iter().filter(|f| !f.skipped) {
+        assert!(
+            f.exec_us <= f.end_us - f.start_us + 1.0,
+            "{what}: {} ran {} µs in a window of {} µs ({} to {}) on {}",
+            f.label(),
+            f.exec_us,
+            f.end_us - f.start_us,
+            f.start_us,
+            f.end_us,
+            f.worker
+        );
+    }
+}

@@ -69,8 +69,9 @@ enum Route {
 
 impl PlannerService {
     /// `Invoke`: [`PlannerService::invoke_rerunning`], counted in the planner's metrics by
-    /// outcome and time.
-    pub(crate) async fn invoke_counted(&self, req: InvokeRequest) -> Result<InvokeAnswer, Status> {
+    /// outcome and time; with the answer, the planner's time from receiving it to answering,
+    /// µs (the report's `planner_us`).
+    pub(crate) async fn invoke_counted(&self, req: InvokeRequest) -> Result<(InvokeAnswer, f64), Status> {
         let started = Instant::now();
         let result = self.invoke_rerunning(req).await;
         let outcome = match &result {
@@ -82,12 +83,13 @@ impl PlannerService {
             Err(s) if s.code() == tonic::Code::ResourceExhausted => "overloaded",
             Err(_) => "refused",
         };
+        let took = started.elapsed().as_secs_f64();
         let mut state = self.state();
         *state.outcomes.entry(outcome).or_default() += 1;
         if outcome != "refused" && outcome != "overloaded" {
-            state.invocation_seconds.observe(started.elapsed().as_secs_f64());
+            state.invocation_seconds.observe(took);
         }
-        result
+        result.map(|answer| (answer, took * 1e6))
     }
 
     /// Runs an invocation; when a worker it used is lost and every function of its workflow
