@@ -457,8 +457,13 @@ async fn a_slow_consumer_holds_its_producer_back() {
                 );
                 break;
             }
-            // Read a little (quinn hands over about a packet per chunk), then stall again.
-            let step = read + STEP;
+            // Read a little (quinn hands over about a packet per chunk), then stall again: at
+            // most what the sender has written already (all it took but the chunk in hand),
+            // since the send is not polled meanwhile; on a loaded machine 5 ms may not have
+            // been enough for it to write a whole step, and waiting for bytes it never writes
+            // would hang.
+            let written = ahead.saturating_sub(CHUNK as u64);
+            let step = read + STEP.min(written);
             while read < step {
                 match incoming.next_chunk().await.unwrap() {
                     Some(c) => {
