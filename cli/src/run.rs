@@ -58,6 +58,10 @@ pub(crate) struct DataPlaneArgs {
     /// How functions without a pack (synthetic bodies) wait out their declared runtime.
     #[arg(long, value_enum, default_value_t = SyntheticWait::Sleep)]
     synthetic_wait: SyntheticWait,
+    /// Send every call on its own, even when its predecessor in the same instance could start
+    /// it on its thread the moment it succeeds (for measuring what that saves).
+    #[arg(long)]
+    no_chain: bool,
     /// A pack by name: NAME=PATH of its executable (repeatable). Packs not given are looked up
     /// as `faasflow-pack-NAME` next to `faasflow`, then on PATH.
     #[arg(long = "pack", value_name = "NAME=PATH")]
@@ -203,6 +207,7 @@ impl DataPlaneArgs {
         }
         config.runtime_scale = self.runtime_scale;
         config.synthetic_busy = self.synthetic_wait == SyntheticWait::Busy;
+        config.chain = !self.no_chain;
         config.data_scale = self.data_scale;
         config.memory_probe = self.memory_probe;
         config.arena_bytes = self.arena_mib << 20;

@@ -601,46 +601,59 @@ fn a_condition_that_cannot_be_evaluated_fails_the_invocation() {
     assert!(e.contains("pick"), "{e}");
 }
 
-/// With quota 0 every output is spilled. A consumer prepared in the turn its input's spill
-/// ends takes the extent the object left (no read back: 0 µs); one that comes later (`c` waits
-/// for `b` too) reads the object back from its spill file.
+/// With quota 0 every output is spilled, except while a running call reads it. A consumer
+/// prepared in the turn its input's spill ends takes the extent the object left (no read
+/// back: 0 µs); one that comes later reads the object back from its spill file.
+///
+/// `b` follows `a` on its thread and reads `a.out` in place; `c` reads `a.out` too, after
+/// `d` (100 ms, another pool): `a.out` is spilled once `b` ended, and read back by `c`. When
+/// `c` runs straight after `b` instead, `a.out` never leaves memory: a reader always runs.
 #[test]
 fn objects_over_quota_spill_and_come_back() {
     let mut c = config();
     c.quota_bytes = Some(0);
     let h = Harness::with(c);
-    h.install(&format!(
-        "name: spill\n{TESTKIT}steps:\n  - task: a\n    function: echo\n    inputs: {{in: input.text}}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\n  - task: c\n    function: concat\n    inputs: {{x: a.out, y: b.out}}\noutput:\n  out: c.out\n"
-    ));
+    let steps = |d: &str| {
+        format!(
+            "{TESTKIT}  d: {{runtime: 100ms}}\nsteps:\n  - task: a\n    function: echo\n    inputs: {{in: input.text}}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\n{d}  - task: c\n    function: concat\n    inputs: {{x: a.out, y: b.out}}\noutput:\n  out: c.out\n"
+        )
+    };
+    h.install(&format!("name: spill\n{}", steps("  - task: d\n")));
+    h.install(&format!("name: straight\n{}", steps("")));
     let r = h.invoke("spill", json!({"text": "spilled bytes"}));
     assert_eq!(ok(&r), &json!({"out": "spilled bytesspilled bytes"}));
+    // a.out, b.out, c.out (d has no output).
     assert_eq!(r.spills, 3);
-    let edge = |from: &str, to: &str| {
+    let edge = |r: &Report, from: &str, to: &str| {
         r.edges
             .iter()
             .find(|e| e.from == from && e.to == to)
             .unwrap_or_else(|| panic!("no edge {from} -> {to}: {:?}", r.edges))
+            .clone()
     };
-    for (from, to) in [("a", "b"), ("a", "c"), ("b", "c")] {
-        assert_eq!(edge(from, to).tier, "spill", "{from} -> {to}");
+    assert!(record(&r, "b").chained, "{:?}", r.functions);
+    assert_eq!(edge(&r, "a", "b").tier, "in-process");
+    for (from, to) in [("a", "c"), ("b", "c")] {
+        assert_eq!(edge(&r, from, to).tier, "spill", "{from} -> {to}");
     }
-    assert_eq!(
-        edge("a", "b").transfer_us,
-        0.0,
-        "b takes what a's output left in the arena"
-    );
-    assert_eq!(
-        edge("b", "c").transfer_us,
-        0.0,
-        "c takes what b's output left in the arena"
-    );
     assert!(
-        edge("a", "c").transfer_us > 0.0,
+        edge(&r, "a", "c").transfer_us > 0.0,
         "c reads a's output back from its file"
     );
     let s = h.daemon.stats().expect("stats");
     assert_eq!((s.spills_total, s.spilled_objects), (3, 0));
     assert_eq!(s.arena_used, 0, "nothing is left in the arena");
+    let r = h.invoke("straight", json!({"text": "in memory"}));
+    assert_eq!(ok(&r), &json!({"out": "in memoryin memory"}));
+    // b.out, c.out.
+    assert_eq!(r.spills, 2);
+    assert_eq!(edge(&r, "a", "c").tier, "in-process", "read where it was");
+    assert_eq!(
+        edge(&r, "b", "c").transfer_us,
+        0.0,
+        "c takes what b's output left in the arena"
+    );
+    assert_eq!(h.daemon.stats().expect("stats").arena_used, 0);
 }
 
 /// Every FaaSFlow workflow file runs to completion with synthetic bodies, and every
@@ -1073,8 +1086,12 @@ fn a_spill_that_cannot_be_written_is_counted_and_the_object_stays_in_memory() {
     assert_eq!(ok(&r), &json!({"out": "kept in memory"}));
     assert_eq!(r.spills, 0);
     assert_ne!(r.edges[0].tier, "spill", "read from memory");
+    // `b` started on `a`'s thread the moment `a` ended, reading `a.out`: that output stays in
+    // memory while it is read (no spill); `b.out`, the workflow's output, is spilled, and the
+    // write fails.
+    assert!(record(&r, "b").chained, "{:?}", r.functions);
     let metrics = h.daemon.metrics_text().expect("metrics");
-    assert!(metrics.contains("\nfaasflow_spill_failures_total 2\n"), "{metrics}");
+    assert!(metrics.contains("\nfaasflow_spill_failures_total 1\n"), "{metrics}");
     assert!(metrics.contains("\nfaasflow_spills_total 0\n"), "{metrics}");
     drop(h);
     assert!(!spill.exists(), "the daemon removes what is in its place when it stops");

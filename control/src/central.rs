@@ -664,6 +664,7 @@ impl Actor {
                 skipped: false,
                 error: Some(error.to_owned()),
                 failure: Some(kind.as_str().to_owned()),
+                chained: false,
             });
         }
     }

@@ -26,6 +26,7 @@
 //! waits for a retry is dropped (its objects released); one that arrives after a timeout
 //! while the next attempt runs is taken as that attempt's result.
 
+mod chain;
 mod cond;
 mod failure;
 mod objects;
@@ -40,6 +41,7 @@ use crate::dag::{DataSource, FailureKind, NodeKind, Workflow};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
+pub use chain::Follower;
 pub use failure::Failure;
 use objects::{adjust_fanout_tokens, drop_reads, readers_of, release_all};
 use semantics::{activated, cel_variables, value_of};

@@ -74,9 +74,11 @@ pub struct FunctionRecord {
     pub element: Option<u32>,
     /// Id of the instance that ran it (`null` if it never started).
     pub instance: Option<u32>,
-    /// When the daemon triggered it.
+    /// When the daemon sent it to its instance; for a call that followed another on its
+    /// thread (`chained`), when that call ended, as the instance measured it.
     pub start_us: f64,
-    /// When the daemon learned that it ended.
+    /// When it ended, as its instance measured it (the daemon's time of learning it for a
+    /// call that never reached an instance, or failed there by crashing).
     pub end_us: f64,
     /// Time the function itself ran, measured in the instance.
     pub exec_us: f64,
@@ -105,6 +107,10 @@ pub struct FunctionRecord {
     /// says which are retried); `null` for an attempt cancelled or failed elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Its instance started it on the thread of the call it follows the moment that call
+    /// ended, with no round trip through the daemon.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chained: bool,
 }
 
 impl FunctionRecord {
@@ -354,6 +360,7 @@ pub fn add_skipped(wf: &Workflow, functions: &mut Vec<FunctionRecord>, worker_of
                 skipped: true,
                 error: None,
                 failure: None,
+                chained: false,
             });
         }
     }
@@ -435,6 +442,7 @@ mod tests {
             skipped: false,
             error: failure.map(|_| "its instance exited with status 3".to_owned()),
             failure: failure.map(str::to_owned),
+            chained: false,
         };
         let report = Report {
             status: "ok".into(),

@@ -231,6 +231,7 @@ mod tests {
             skipped: false,
             error: None,
             failure: None,
+            chained: false,
         }
     }
 

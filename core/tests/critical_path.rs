@@ -26,6 +26,7 @@ fn rec(name: &str, element: Option<u32>, start: f64, end: f64, exec: f64) -> Fun
         skipped: false,
         error: None,
         failure: None,
+        chained: false,
     }
 }
 

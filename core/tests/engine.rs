@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use faasflow_core::NodeId;
 use faasflow_core::dag::{FailureKind, NodeKind, ValueKind, Workflow};
-use faasflow_core::engine::{Action, Engine, EngineConfig, EngineError, Event, Failure, InputValue, ObjectRef};
+use faasflow_core::engine::{
+    Action, Engine, EngineConfig, EngineError, Event, Failure, Follower, InputValue, ObjectRef,
+};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 use proptest::prelude::*;
@@ -58,6 +60,8 @@ struct Sim {
     cancels: Vec<Inst>,
     finished: Option<Result<Vec<(String, InputValue)>, String>>,
     max_in_flight: HashMap<NodeId, usize>,
+    /// Completions whose follower was foreseen (and checked).
+    followed: usize,
     rng: u64,
     behaviour: Behaviour,
     input: serde_json::Value,
@@ -85,6 +89,7 @@ impl Sim {
             cancels: Vec::new(),
             finished: None,
             max_in_flight: HashMap::new(),
+            followed: 0,
             rng: seed | 1,
             behaviour,
             input: serde_json::Value::Null,
@@ -335,8 +340,15 @@ impl Sim {
                 self.engine.handle(self.now, event);
             } else {
                 self.completed.insert((node, e), self.seq);
+                let follower = self.engine.follower(7, node, e);
                 let outs = self.outputs_for((node, e));
-                self.engine.function_done(self.now, 7, node, e, outs);
+                let before = self.triggers.len();
+                self.engine.function_done(self.now, 7, node, e, outs.clone());
+                self.drain();
+                if let Some(f) = follower {
+                    self.followed += 1;
+                    self.check_follower(&f, e, &outs, before);
+                }
             }
             self.drain();
         }
@@ -352,6 +364,25 @@ impl Sim {
         assert_eq!(self.engine.timers_pending(), 0);
         assert!(self.live.is_empty(), "objects never released: {:?}", self.live);
         self.check_order();
+    }
+
+    /// The follower foreseen while its task ran was triggered by the task's success, with
+    /// exactly the outputs foreseen as its inputs.
+    fn check_follower(&self, f: &Follower, e: Option<u32>, outs: &[(String, ObjectRef)], before: usize) {
+        let name = &self.wf.graph[f.node].name;
+        let Some((_, attempt, _, inputs)) = self.triggers[before..].iter().find(|t| t.0 == (f.node, e)) else {
+            panic!("{name} (element {e:?}) was foreseen to follow, and was not triggered");
+        };
+        assert_eq!(*attempt, 1);
+        assert_eq!(inputs.len(), f.inputs.len(), "{name}: {inputs:?} vs {f:?}");
+        for (input, output) in &f.inputs {
+            let got = inputs.iter().find(|(n, _)| n == input).map(|(_, v)| v);
+            let want = outs.iter().find(|(n, _)| n == output).map(|(_, o)| o);
+            match (got, want) {
+                (Some(InputValue::Object(g)), Some(w)) => assert_eq!(g.id, w.id, "{name}.{input}"),
+                other => panic!("{name}.{input}: {other:?}"),
+            }
+        }
     }
 
     fn live_or_released_producer(&self, object: u64) -> NodeId {
@@ -461,7 +492,7 @@ fn load(src: &str) -> Workflow {
 
 #[test]
 fn every_fixture_and_doc_example_runs_as_the_reference_says() {
-    let (mut workflows, mut branching) = (0, 0);
+    let (mut workflows, mut branching, mut followed) = (0, 0, 0);
     for wf in fixtures() {
         workflows += 1;
         let mut executed = HashSet::new();
@@ -481,6 +512,7 @@ fn every_fixture_and_doc_example_runs_as_the_reference_says() {
                     Err(e) => panic!("{name} (flag {flag}, width {width}): {e}"),
                 }
                 sim.check_runs();
+                followed += sim.followed;
                 executed.insert(format!("{:?}", {
                     let mut v: Vec<_> = sim.executed_tasks().into_iter().collect();
                     v.sort();
@@ -494,6 +526,59 @@ fn every_fixture_and_doc_example_runs_as_the_reference_says() {
     assert!(workflows >= 26, "{workflows} workflows");
     // Workflows with a switch or a foreach whose runs depend on the flag or the width.
     assert!(branching >= 8, "only {branching} workflows took more than one path");
+    // Completions whose follower was foreseen, and came as foreseen.
+    assert!(followed >= 50, "only {followed} followers foreseen");
+}
+
+/// Which successor may follow a running task on its thread, and which may not.
+#[test]
+fn a_follower_is_a_task_waiting_for_the_running_one_alone_and_reading_only_its_outputs() {
+    let src = "name: f
+inputs: {text: bytes}
+functions:
+  a: {outputs: {out: bytes}}
+  b: {outputs: {out: bytes}}
+  c: {}
+  d: {}
+  e: {}
+steps:
+  - task: a
+  - task: b
+    inputs: {x: a.out}
+  - parallel:
+      - task: c
+        inputs: {y: b.out}
+      - task: d
+        inputs: {t: input.text}
+  - task: e
+";
+    let wf = Arc::new(load(src));
+    let id = |n: &str| wf.graph.node_indices().find(|&i| wf.graph[i].name == n).unwrap();
+    let mut engine = Engine::new(EngineConfig { seed: 1 });
+    engine
+        .install(wf.clone(), 1, wf.graph.node_indices().collect())
+        .unwrap();
+    engine
+        .start(Duration::ZERO, "f", 1, 1, serde_json::json!({"text": "t"}))
+        .unwrap();
+    let obj = |id| ObjectRef { id, len: 1, json: None };
+    // a → b: b reads a's output alone.
+    let f = engine.follower(1, id("a"), None).expect("b follows a");
+    assert_eq!(f.node, id("b"));
+    assert_eq!(f.inputs, [("x".to_owned(), "out".to_owned())]);
+    // b is not running yet: nothing follows it.
+    assert_eq!(engine.follower(1, id("b"), None), None);
+    engine.function_done(Duration::ZERO, 1, id("a"), None, vec![("out".into(), obj(1))]);
+    // b → {c, d}: c reads b's output; d reads a workflow input, not b's outputs.
+    let f = engine.follower(1, id("b"), None).expect("c follows b");
+    assert_eq!(f.node, id("c"));
+    engine.function_done(Duration::ZERO, 1, id("b"), None, vec![("out".into(), obj(2))]);
+    // c → e: e waits for d too.
+    assert_eq!(engine.follower(1, id("c"), None), None);
+    engine.function_done(Duration::ZERO, 1, id("c"), None, vec![]);
+    // d → e: e waits for d alone now, and reads nothing.
+    let f = engine.follower(1, id("d"), None).expect("e follows d once c is done");
+    assert_eq!((f.node, f.inputs.len()), (id("e"), 0));
 }
 
 proptest! {

@@ -39,6 +39,10 @@ pub struct DaemonConfig {
     /// Synthetic bodies wait out their runtime busy (on the core, like functions that
     /// compute) instead of sleeping (as FaaSFlow's body does).
     pub synthetic_busy: bool,
+    /// A call whose successor in the same instance waits for it alone is sent with that
+    /// successor, which the instance starts on the same thread the moment the call succeeds
+    /// (no round trip through the daemon: [`faasflow_shm::frame::Invoke::after`]).
+    pub chain: bool,
     /// Multiplies declared output sizes of synthetic bodies.
     pub data_scale: f64,
     /// Replaces every workflow's quota (bytes in the arena), instead of the plan's.
@@ -94,6 +98,7 @@ impl DaemonConfig {
             synthetic,
             runtime_scale: 1.0,
             synthetic_busy: false,
+            chain: true,
             data_scale: 1.0,
             quota_bytes: None,
             min_instances: 1,

@@ -362,6 +362,7 @@ impl<'a> Context<'a> {
                 "input `{name}` is a list of {} objects (the outputs of a foreach): read it with `inputs`",
                 l.len()
             ))),
+            Value::Prior(_) => Err(unbound(name)),
         }
     }
 
@@ -399,6 +400,7 @@ impl<'a> Context<'a> {
             Value::Absent => Ok(Vec::new()),
             Value::One(r) => Ok(vec![self.object(name, r)?]),
             Value::List(l) => l.iter().map(|r| self.object(name, r)).collect(),
+            Value::Prior(_) => Err(unbound(name)),
         }
     }
 
@@ -568,7 +570,7 @@ impl<'a> Context<'a> {
         let hits = |r: &ObjectRef| r.segment == extent.segment && r.len > 0 && overlap(&mine, &span(r));
         for (name, v) in self.inputs {
             let hit = match v {
-                Value::Absent => false,
+                Value::Absent | Value::Prior(_) => false,
                 Value::One(r) => hits(r),
                 Value::List(l) => l.iter().any(hits),
             };
@@ -581,4 +583,12 @@ impl<'a> Context<'a> {
             .find(|(_, r)| hits(r))
             .map(|(name, _)| format!("output `{name}`"))
     }
+}
+
+/// Input `name` names an output of a call this one did not follow (the daemon broke the
+/// protocol: such inputs are bound before the call runs).
+fn unbound(name: &str) -> Error {
+    Error::new(format_args!(
+        "input `{name}` was never bound to the output it names (protocol violation by the daemon)"
+    ))
 }

@@ -15,6 +15,14 @@
 //! queue, which threads take before touching the ring. So an instance never deadlocks on a
 //! grant, whatever its number of threads.
 //!
+//! # Calls that follow calls
+//! An `Invoke` with `after` set names the call it follows: when that call succeeds, the thread
+//! that ran it pushes its `Complete` and runs the follower at once, its `Prior` inputs bound to
+//! the outputs just written, with no frame from the daemon in between (the daemon learns it
+//! started from the `Complete`). A follower that arrives after its call ended runs at once
+//! when the instance still knows that call's outputs ([`RECENT`] calls back), and is answered
+//! `Declined` otherwise; one whose call failed is answered `Declined` too.
+//!
 //! Leadership is a flag under the state mutex (not a lock on the ring) so that idle threads
 //! can be woken for pending calls as well as for leadership; the ring's consumer is behind its
 //! own mutex, which only the leader takes.
@@ -29,7 +37,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use faasflow_shm::doorbell::DoorbellError;
-use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status};
+use faasflow_shm::frame::{Alloc, Complete, Frame, Invoke, MAX_TEXT, ObjectRef, Status, Value, monotonic_ns};
 use faasflow_shm::handshake::{HandshakeError, Hello, PROTOCOL_VERSION, Welcome};
 use faasflow_shm::ring::{AttachError, PushError};
 use faasflow_shm::{Consumer, Doorbell, Producer, Region, Ring};
@@ -61,6 +69,9 @@ const COLD_SPIN: Duration = Duration::from_micros(5);
 /// ended (parking and waking included); the wait after a call of a followed function spins
 /// [`HOT_SPIN`]. This learns, per function, whether its successors run in this instance.
 const FOLLOW_WINDOW: Duration = Duration::from_micros(200);
+
+/// How many ended calls' outputs the instance remembers for followers that arrive late.
+const RECENT: usize = 64;
 
 thread_local! {
     /// This thread leads and runs a short call inline (see [`Led::RunInline`]).
@@ -224,6 +235,12 @@ struct State {
     waiting: usize,
     stop: bool,
     fatal: Option<ServeError>,
+    /// Calls popped and not ended, with the call to run after each (if one came).
+    running: HashMap<u64, Option<Invoke>>,
+    /// Outputs of calls that ended well (every output reserved for them written), for
+    /// followers that arrive after them; the last [`RECENT`].
+    recent: HashMap<u64, Vec<(String, ObjectRef)>>,
+    recent_order: VecDeque<u64>,
 }
 
 struct Runtime {
@@ -401,8 +418,13 @@ impl Runtime {
                 }
             };
             match Frame::decode(&buf[..n]) {
-                Ok(Frame::Invoke(invoke)) if waiting.is_none() => return Led::Run(invoke),
-                Ok(Frame::Invoke(invoke)) => self.queue(invoke),
+                Ok(Frame::Invoke(invoke)) => {
+                    let Some(invoke) = self.arrived(invoke) else { continue };
+                    if waiting.is_none() {
+                        return Led::Run(invoke);
+                    }
+                    self.queue(invoke);
+                }
                 Ok(Frame::Grant(grant)) if Some(grant.call) == waiting => {
                     return Led::Granted(grant.result.map_err(|r| AllocError::Refused(r.0)));
                 }
@@ -444,6 +466,87 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// An invocation popped: a call to run now, or `None` when it follows a call still running
+    /// (it runs after it) or cannot run (it is declined).
+    fn arrived(&self, invoke: Invoke) -> Option<Invoke> {
+        let mut st = self.lock();
+        if invoke.after == 0 {
+            st.running.insert(invoke.call, None);
+            return Some(invoke);
+        }
+        if let Some(slot @ None) = st.running.get_mut(&invoke.after) {
+            *slot = Some(invoke);
+            return None;
+        }
+        let bound = st.recent.get(&invoke.after).and_then(|outputs| bind(&invoke, outputs));
+        self.start_or_decline(st, invoke.call, bound)
+    }
+
+    /// A follower `call`, `bound` to the outputs of the call it follows: registered as
+    /// running and returned to run, or (`None`: it cannot run) declined.
+    fn start_or_decline(&self, mut st: MutexGuard<'_, State>, call: u64, bound: Option<Invoke>) -> Option<Invoke> {
+        match bound {
+            Some(bound) => {
+                st.running.insert(bound.call, None);
+                Some(bound)
+            }
+            None => {
+                drop(st);
+                self.decline(call);
+                None
+            }
+        }
+    }
+
+    /// Tells the daemon a follower was not run.
+    fn decline(&self, call: u64) {
+        let declined = Frame::Complete(Complete {
+            call,
+            status: Status::Declined,
+            exec_ns: 0,
+            ended_ns: monotonic_ns(),
+            message: String::new(),
+            outputs: Vec::new(),
+        });
+        if let Err(why) = self.push(&declined) {
+            log::line(
+                Some(call),
+                &format!("a call to run after another cannot be declined: {why}"),
+            );
+        }
+    }
+
+    /// Call `invoke` succeeded with these outputs, its completion not sent yet: the call that
+    /// follows it, if it came, bound to them and registered as running (so that a call sent to
+    /// follow *it*, which the daemon may send the moment it reads the completion, finds it).
+    fn take_follower(&self, invoke: &Invoke, outputs: &[(String, ObjectRef)]) -> Option<Invoke> {
+        let mut st = self.lock();
+        let next = st.running.get_mut(&invoke.call)?.take()?;
+        let bound = bind(&next, outputs);
+        self.start_or_decline(st, next.call, bound)
+    }
+
+    /// Call `invoke` ended (`ok`: it succeeded with every output reserved for it written, and
+    /// its completion was sent): the call that follows it, bound to its outputs, when one came
+    /// since [`take_follower`](Self::take_follower) and may run; remembers its outputs for a
+    /// follower still on its way.
+    fn ended(&self, invoke: &Invoke, ok: bool, outputs: &[(String, ObjectRef)]) -> Option<Invoke> {
+        let mut st = self.lock();
+        let next = st.running.remove(&invoke.call).flatten();
+        if ok {
+            if st.recent_order.len() >= RECENT
+                && let Some(old) = st.recent_order.pop_front()
+            {
+                st.recent.remove(&old);
+            }
+            st.recent.insert(invoke.call, outputs.to_vec());
+            st.recent_order.push_back(invoke.call);
+        }
+        let next = next?;
+        let bound = if ok { bind(&next, outputs) } else { None };
+        self.start_or_decline(st, next.call, bound)
     }
 
     /// Whether calls of function `index` usually return within [`SHORT`].
@@ -505,13 +608,30 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs one call on this thread and reports it.
+    /// Runs a call on this thread and reports it, then the calls that follow it.
     fn run(self: &Arc<Self>, invoke: Invoke) {
+        let mut next = Some(invoke);
+        while let Some(invoke) = next.take() {
+            next = self.run_one(invoke);
+            if let Some(n) = &next
+                && INLINE.get()
+                && !self.is_short(n.function)
+            {
+                // This thread leads: a longer follower goes to another thread.
+                let n = next.take().expect("just seen");
+                self.queue(n);
+            }
+        }
+    }
+
+    /// Runs one call on this thread and reports it; returns the call that follows it, ready.
+    fn run_one(self: &Arc<Self>, invoke: Invoke) -> Option<Invoke> {
         let started = Instant::now();
         let mut complete = Complete {
             call: invoke.call,
             status: Status::Failed,
             exec_ns: 0,
+            ended_ns: 0,
             message: String::new(),
             outputs: Vec::new(),
         };
@@ -535,6 +655,7 @@ impl Runtime {
                 let mut ctx = Context::new(spec, &self.arena, self, started);
                 let result = log::in_call(invoke.call, || catch_unwind(AssertUnwindSafe(|| function(&mut ctx))));
                 complete.exec_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                complete.ended_ns = monotonic_ns();
                 self.record_exec(invoke.function, complete.exec_ns);
                 let finished = ctx.finish();
                 match (result, finished.violation) {
@@ -551,14 +672,39 @@ impl Runtime {
                 }
             }
         }
+        if complete.ended_ns == 0 {
+            complete.ended_ns = monotonic_ns();
+        }
         truncate(&mut complete.message, MAX_TEXT);
+        let covered = complete.status == Status::Ok
+            && invoke
+                .outputs
+                .iter()
+                .all(|(n, _)| complete.outputs.iter().any(|(o, _)| o == n));
+        // Before the completion goes (see `take_follower`).
+        let early = if covered {
+            self.take_follower(&invoke, &complete.outputs)
+        } else {
+            None
+        };
         let frame = Frame::Complete(complete);
         let pushed = self.push(&frame);
         self.last_done.store(invoke.function, Ordering::Relaxed);
-        let Frame::Complete(complete) = frame else { return };
+        let Frame::Complete(complete) = frame else { return None };
+        let next = match (early, &pushed) {
+            (Some(n), Err(_)) => {
+                // Its call's success never reached the daemon: it does not run.
+                self.lock().running.remove(&n.call);
+                self.decline(n.call);
+                None
+            }
+            (early, _) => early,
+        };
+        let late = self.ended(&invoke, covered && pushed.is_ok(), &complete.outputs);
+        let next = next.or(late);
         if let Err(why) = pushed {
             if self.stopping.load(Ordering::Acquire) {
-                return;
+                return next;
             }
             // The completion itself cannot be sent (e.g. too many outputs for the ring): the
             // call fails, and says why.
@@ -573,7 +719,21 @@ impl Runtime {
                 log::line(Some(invoke.call), &format!("the failure cannot be sent either: {why}"));
             }
         }
+        next
     }
+}
+
+/// `next` with its [`Value::Prior`] inputs bound to `outputs` (`None`: one is not there).
+fn bind(next: &Invoke, outputs: &[(String, ObjectRef)]) -> Option<Invoke> {
+    let mut bound = next.clone();
+    bound.after = 0;
+    for (_, v) in &mut bound.inputs {
+        if let Value::Prior(name) = v {
+            let (_, r) = outputs.iter().find(|(o, _)| o == name)?;
+            *v = Value::One(*r);
+        }
+    }
+    Some(bound)
 }
 
 impl Grants for Arc<Runtime> {
@@ -592,6 +752,7 @@ impl Grants for Arc<Runtime> {
             call,
             status: Status::Failed,
             exec_ns,
+            ended_ns: monotonic_ns(),
             message,
             outputs: Vec::new(),
         });

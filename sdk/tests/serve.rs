@@ -55,6 +55,109 @@ fn pack() -> Pack {
             let n: usize = ctx.params_json()?;
             ctx.output_with("out", n, |b| b.fill(1))
         })
+        // Sleeps (params: ms), then writes its input (if any) and its thread's name.
+        .function("thread", |ctx| {
+            let ms: u64 = ctx.params_json()?;
+            std::thread::sleep(Duration::from_millis(ms));
+            let input = ctx.input_opt("in")?.unwrap_or_default().to_vec();
+            ctx.output("out", &input)?;
+            let me = std::thread::current().name().unwrap_or_default().to_owned();
+            ctx.output("thread", me.as_bytes())
+        })
+}
+
+/// A call sent to follow another runs on the same thread right after it succeeds, its input
+/// bound to the output just written, with no frame from the daemon in between.
+#[test]
+fn a_follower_runs_on_the_thread_of_the_call_it_follows_with_its_outputs() {
+    let (mut d, _serving) = start(pack(), 4);
+    let input = d.put(b"passed along");
+    let (out1, thread1) = (d.reserve(64), d.reserve(64));
+    let (out2, thread2) = (d.reserve(64), d.reserve(64));
+    d.invoke(
+        1,
+        "thread",
+        b"30",
+        vec![("in", Value::One(input))],
+        vec![("out", out1), ("thread", thread1)],
+    );
+    d.follow(
+        2,
+        1,
+        "thread",
+        b"0",
+        vec![("in", Value::Prior("out".into()))],
+        vec![("out", out2), ("thread", thread2)],
+    );
+    let first = d.complete();
+    assert_eq!((first.call, first.status), (1, Status::Ok), "{}", first.message);
+    let second = d.complete();
+    assert_eq!((second.call, second.status), (2, Status::Ok), "{}", second.message);
+    let read = |d: &FakeDaemon, c: &faasflow_shm::frame::Complete, name: &str| {
+        let (_, r) = c.outputs.iter().find(|(n, _)| n == name).expect("written");
+        d.read(r)
+    };
+    assert_eq!(read(&d, &second, "out"), b"passed along");
+    assert_eq!(read(&d, &first, "thread"), read(&d, &second, "thread"));
+    // It started when the first ended (both stamped on the host's monotonic clock).
+    assert!(
+        second.ended_ns >= first.ended_ns + second.exec_ns,
+        "{first:?} {second:?}"
+    );
+}
+
+/// A follower of a call that fails, of a call that did not write an output reserved for it,
+/// or of a call the instance does not know is declined, not run.
+#[test]
+fn a_follower_that_cannot_run_is_declined() {
+    let (mut d, _serving) = start(pack(), 2);
+    let room = d.reserve(64);
+    d.invoke(1, "fail", b"", vec![], vec![]);
+    d.follow(2, 1, "noop", b"", vec![], vec![]);
+    let failed = d.complete();
+    assert_eq!((failed.call, failed.status), (1, Status::Failed));
+    let c = d.complete();
+    assert_eq!((c.call, c.status), (2, Status::Declined));
+    // `noop` writes nothing, though `out` was reserved for it.
+    d.invoke(3, "sleep", b"20", vec![], vec![("out", room)]);
+    d.follow(4, 3, "echo", b"", vec![("in", Value::Prior("out".into()))], vec![]);
+    let ended = d.complete();
+    assert_eq!((ended.call, ended.status), (3, Status::Ok));
+    let c = d.complete();
+    assert_eq!((c.call, c.status), (4, Status::Declined));
+    d.follow(6, 77, "noop", b"", vec![], vec![]);
+    let c = d.complete();
+    assert_eq!((c.call, c.status, c.exec_ns), (6, Status::Declined, 0));
+}
+
+/// A follower that arrives after the call it follows ended well runs at once on that
+/// call's outputs (the instance remembers the last calls' outputs).
+#[test]
+fn a_follower_that_comes_late_runs_at_once() {
+    let (mut d, _serving) = start(pack(), 2);
+    let input = d.put(b"late");
+    let (out1, thread1) = (d.reserve(64), d.reserve(64));
+    d.invoke(
+        1,
+        "thread",
+        b"0",
+        vec![("in", Value::One(input))],
+        vec![("out", out1), ("thread", thread1)],
+    );
+    assert_eq!(d.complete().status, Status::Ok);
+    let (out2, thread2) = (d.reserve(64), d.reserve(64));
+    d.follow(
+        2,
+        1,
+        "thread",
+        b"0",
+        vec![("in", Value::Prior("out".into()))],
+        vec![("out", out2), ("thread", thread2)],
+    );
+    let c = d.complete();
+    assert_eq!((c.call, c.status), (2, Status::Ok), "{}", c.message);
+    let (_, r) = c.outputs.iter().find(|(n, _)| n == "out").expect("written");
+    assert_eq!(d.read(r), b"late");
 }
 
 #[test]
@@ -269,6 +372,7 @@ fn bad_object_refs_fail_the_call_as_protocol_violations() {
     let f = d.function("noop");
     d.send(&Frame::Invoke(faasflow_shm::frame::Invoke {
         call: 99,
+        after: 0,
         function: f + 1000,
         params: vec![],
         inputs: vec![],

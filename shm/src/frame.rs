@@ -11,10 +11,10 @@
 //! Encoding (little-endian, no padding; `str8` = len u8 + UTF-8 bytes, `str16` = len u16 +
 //! UTF-8 bytes, `bytes16` = len u16 + bytes):
 //! ```text
-//! Invoke:   kind=1 u8 | call u64 | function u32 | params bytes16
+//! Invoke:   kind=1 u8 | call u64 | after u64 | function u32 | params bytes16
 //!           | n_in u16 | n_in × (name str8 | value) | n_out u16 | n_out × (name str8 | ObjectRef)
-//! value:    tag=0 (absent) | tag=1 ObjectRef | tag=2 n u16 | n × ObjectRef
-//! Complete: kind=2 u8 | call u64 | status u8 | exec_ns u64 | message str16
+//! value:    tag=0 (absent) | tag=1 ObjectRef | tag=2 n u16 | n × ObjectRef | tag=3 output str8
+//! Complete: kind=2 u8 | call u64 | status u8 | exec_ns u64 | ended_ns u64 | message str16
 //!           | n_out u16 | n_out × (name str8 | ObjectRef)
 //! Alloc:    kind=3 u8 | call u64 | name str8 | len u64
 //! Grant:    kind=4 u8 | call u64 | tag=0 ObjectRef  or  tag=1 message str16
@@ -39,6 +39,17 @@ const KIND_COMPLETE: u8 = 2;
 const KIND_ALLOC: u8 = 3;
 const KIND_GRANT: u8 = 4;
 
+/// `CLOCK_MONOTONIC` now, ns: the clock [`Complete::ended_ns`] is read on (the one
+/// `std::time::Instant` reads on Linux), common to the processes of one host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// Where an object lives in the shared arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ObjectRef {
@@ -59,6 +70,9 @@ pub enum Value {
     One(ObjectRef),
     /// The outputs of a foreach body, in element order.
     List(Vec<ObjectRef>),
+    /// Output `name` of the call this one follows ([`Invoke::after`]), bound by the instance
+    /// when that call ends.
+    Prior(String),
 }
 
 /// How a call ended.
@@ -70,6 +84,9 @@ pub enum Status {
     Failed,
     /// The function panicked (the message holds the panic's payload).
     Panicked,
+    /// A call to run after another ([`Invoke::after`]) that the instance did not run: the call
+    /// it follows had already ended when it arrived. The daemon sends it again as a plain call.
+    Declined,
 }
 
 /// Daemon → instance: run one call of a function.
@@ -77,6 +94,13 @@ pub enum Status {
 pub struct Invoke {
     /// The call's id, chosen by the daemon; echoed in [`Alloc`] and [`Complete`].
     pub call: u64,
+    /// 0: run now. Otherwise the call this one follows: the instance runs it on the thread
+    /// that ran call `after`, right after it, when that call succeeds with every output it
+    /// was reserved written (its [`Value::Prior`] inputs are those outputs), and does not run
+    /// it otherwise. One that arrives after call `after` ended is run at once when it succeeded
+    /// that way and the instance still knows its outputs, else answered
+    /// [`Status::Declined`]. The daemon learns it started from the completion of call `after`.
+    pub after: u64,
     /// Index of the function in the list the instance announced at its handshake.
     pub function: u32,
     /// Static parameters of the call site (e.g. a synthetic body's runtime), opaque here.
@@ -97,6 +121,9 @@ pub struct Complete {
     pub status: Status,
     /// Time the function ran, measured in the instance.
     pub exec_ns: u64,
+    /// When it ended: `CLOCK_MONOTONIC` in the instance, ns ([`monotonic_ns`]); the daemon,
+    /// on the same host, reads the same clock. A call that follows it starts then.
+    pub ended_ns: u64,
     /// Why it failed (empty when it did not).
     pub message: String,
     /// Outputs written, by name: each is a prefix of an extent the daemon reserved or
@@ -212,6 +239,7 @@ fn value_len(v: &Value) -> usize {
         Value::Absent => 1,
         Value::One(_) => 1 + REF_LEN,
         Value::List(l) => 1 + 2 + REF_LEN * l.len(),
+        Value::Prior(name) => 1 + 1 + name.len(),
     }
 }
 
@@ -220,9 +248,15 @@ impl Frame {
     pub fn encoded_len(&self) -> usize {
         match self {
             Frame::Invoke(i) => {
-                1 + 8 + 4 + 2 + i.params.len() + named_len(&i.inputs, value_len) + named_len(&i.outputs, |_| REF_LEN)
+                1 + 8
+                    + 8
+                    + 4
+                    + 2
+                    + i.params.len()
+                    + named_len(&i.inputs, value_len)
+                    + named_len(&i.outputs, |_| REF_LEN)
             }
-            Frame::Complete(c) => 1 + 8 + 1 + 8 + 2 + c.message.len() + named_len(&c.outputs, |_| REF_LEN),
+            Frame::Complete(c) => 1 + 8 + 1 + 8 + 8 + 2 + c.message.len() + named_len(&c.outputs, |_| REF_LEN),
             Frame::Alloc(a) => 1 + 8 + 1 + a.name.len() + 8,
             Frame::Grant(g) => {
                 1 + 8
@@ -246,13 +280,18 @@ impl Frame {
         match self {
             Frame::Invoke(i) => {
                 check_names(i.inputs.iter().map(|(n, _)| n), i.inputs.len())?;
+                let prior = i.inputs.iter().filter_map(|(_, v)| match v {
+                    Value::Prior(name) => Some(name),
+                    _ => None,
+                });
+                check_names(prior, 0)?;
                 check_names(i.outputs.iter().map(|(n, _)| n), i.outputs.len())?;
                 text(i.params.len())?;
                 let refs = i.outputs.len()
                     + i.inputs
                         .iter()
                         .map(|(_, v)| match v {
-                            Value::Absent => 0,
+                            Value::Absent | Value::Prior(_) => 0,
                             Value::One(_) => 1,
                             Value::List(l) => l.len(),
                         })
@@ -284,6 +323,7 @@ impl Frame {
             Frame::Invoke(i) => {
                 w.u8(KIND_INVOKE);
                 w.u64(i.call);
+                w.u64(i.after);
                 w.u32(i.function);
                 w.bytes16(&i.params);
                 w.u16(i.inputs.len());
@@ -300,6 +340,10 @@ impl Frame {
                             w.u16(l.len());
                             l.iter().for_each(|r| w.object(r));
                         }
+                        Value::Prior(name) => {
+                            w.u8(3);
+                            w.str8(name);
+                        }
                     }
                 }
                 w.named_refs(&i.outputs);
@@ -311,8 +355,10 @@ impl Frame {
                     Status::Ok => 0,
                     Status::Failed => 1,
                     Status::Panicked => 2,
+                    Status::Declined => 3,
                 });
                 w.u64(c.exec_ns);
+                w.u64(c.ended_ns);
                 w.bytes16(c.message.as_bytes());
                 w.named_refs(&c.outputs);
             }
@@ -346,6 +392,7 @@ impl Frame {
         let frame = match r.u8("kind")? {
             KIND_INVOKE => {
                 let call = r.u64("call")?;
+                let after = r.u64("after")?;
                 let function = r.u32("function")?;
                 let params = r.bytes16("params")?.to_vec();
                 let n = r.count("input count")?;
@@ -366,12 +413,14 @@ impl Frame {
                             }
                             Value::List((0..n).map(|_| r.object()).collect::<Result<_, _>>()?)
                         }
+                        3 => Value::Prior(r.str8("prior output name")?),
                         tag => return Err(DecodeError::UnknownTag { field: "input", tag }),
                     };
                     inputs.push((name, value));
                 }
                 Frame::Invoke(Invoke {
                     call,
+                    after,
                     function,
                     params,
                     inputs,
@@ -384,12 +433,14 @@ impl Frame {
                     0 => Status::Ok,
                     1 => Status::Failed,
                     2 => Status::Panicked,
+                    3 => Status::Declined,
                     s => return Err(DecodeError::UnknownStatus(s)),
                 };
                 Frame::Complete(Complete {
                     call,
                     status,
                     exec_ns: r.u64("exec_ns")?,
+                    ended_ns: r.u64("ended_ns")?,
                     message: r.str16("message")?,
                     outputs: r.named_refs()?,
                 })
@@ -566,36 +617,53 @@ mod tests {
             Just(Value::Absent),
             object_ref().prop_map(Value::One),
             proptest::collection::vec(object_ref(), 0..20).prop_map(Value::List),
+            name().prop_map(Value::Prior),
         ]
     }
 
     fn frame() -> impl Strategy<Value = Frame> {
-        let status = prop_oneof![Just(Status::Ok), Just(Status::Failed), Just(Status::Panicked)];
+        let status = prop_oneof![
+            Just(Status::Ok),
+            Just(Status::Failed),
+            Just(Status::Panicked),
+            Just(Status::Declined)
+        ];
         let text = || proptest::collection::vec(any::<u8>(), 0..40);
         prop_oneof![
             (
-                any::<u64>(),
+                (any::<u64>(), any::<u64>()),
                 any::<u32>(),
                 text(),
                 proptest::collection::vec((name(), value()), 0..6),
                 named_refs()
             )
-                .prop_map(|(call, function, params, inputs, outputs)| Frame::Invoke(Invoke {
-                    call,
-                    function,
-                    params,
-                    inputs,
-                    outputs
-                })),
-            (any::<u64>(), status, any::<u64>(), ".{0,30}", named_refs()).prop_map(
-                |(call, status, exec_ns, message, outputs)| Frame::Complete(Complete {
-                    call,
-                    status,
-                    exec_ns,
-                    message,
-                    outputs
-                })
-            ),
+                .prop_map(
+                    |((call, after), function, params, inputs, outputs)| Frame::Invoke(Invoke {
+                        call,
+                        after,
+                        function,
+                        params,
+                        inputs,
+                        outputs
+                    })
+                ),
+            (
+                any::<u64>(),
+                status,
+                (any::<u64>(), any::<u64>()),
+                ".{0,30}",
+                named_refs()
+            )
+                .prop_map(|(call, status, (exec_ns, ended_ns), message, outputs)| Frame::Complete(
+                    Complete {
+                        call,
+                        status,
+                        exec_ns,
+                        ended_ns,
+                        message,
+                        outputs
+                    }
+                )),
             (any::<u64>(), name(), any::<u64>()).prop_map(|(call, name, len)| Frame::Alloc(Alloc { call, name, len })),
             (
                 any::<u64>(),
@@ -639,7 +707,7 @@ mod tests {
         assert_eq!(Frame::decode(&[]), Err(DecodeError::Truncated { field: "kind" }));
         assert_eq!(Frame::decode(&[9]), Err(DecodeError::UnknownKind(9)));
         let mut b = vec![KIND_INVOKE];
-        b.extend_from_slice(&[0; 14]);
+        b.extend_from_slice(&[0; 22]);
         b.extend_from_slice(&u16::MAX.to_le_bytes());
         assert_eq!(Frame::decode(&b), Err(DecodeError::TooManyNames(u16::MAX)));
         let mut b = vec![KIND_COMPLETE];
@@ -665,6 +733,7 @@ mod tests {
         let r = ObjectRef::default();
         let too_many = Frame::Invoke(Invoke {
             call: 1,
+            after: 0,
             function: 2,
             params: Vec::new(),
             inputs: vec![("xs".into(), Value::List(vec![r; MAX_REFS + 1]))],
@@ -688,7 +757,7 @@ mod tests {
         // A hand-made invoke announcing more references than allowed, spread over two lists.
         let half = MAX_REFS / 2 + 1;
         let mut b = vec![KIND_INVOKE];
-        b.extend_from_slice(&[0; 12]);
+        b.extend_from_slice(&[0; 20]);
         b.extend_from_slice(&0u16.to_le_bytes());
         b.extend_from_slice(&2u16.to_le_bytes());
         for name in [b'a', b'b'] {

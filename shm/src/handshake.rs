@@ -30,7 +30,7 @@ pub const INSTANCE_FD_ENV: &str = "FAASFLOW_INSTANCE_FD";
 /// to it and the handshake goes on as with an inherited socket.
 pub const INSTANCE_SOCKET_ENV: &str = "FAASFLOW_INSTANCE_SOCKET";
 /// Protocol version; a daemon refuses an instance that speaks another one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest handshake message, in bytes.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Most functions a pack may announce.

@@ -132,6 +132,7 @@ impl InvState {
             skipped: false,
             error: None,
             failure: None,
+            chained: false,
         });
         self.functions.len() - 1
     }

@@ -28,6 +28,8 @@ pub(crate) struct Metrics {
     pub(crate) invocations: BTreeMap<&'static str, u64>,
     /// Calls dispatched to instances.
     pub(crate) calls: u64,
+    /// Of those, calls their instance started right after the call they follow.
+    pub(crate) chained: u64,
     /// Bytes of objects read by calls, by tier.
     pub(crate) bytes: BTreeMap<&'static str, u64>,
 }
@@ -39,6 +41,7 @@ impl Default for Metrics {
             invocation_seconds: Histogram::new(&buckets_to(INVOCATION_BUCKETS_TO)),
             invocations: BTreeMap::new(),
             calls: 0,
+            chained: 0,
             bytes: BTreeMap::new(),
         }
     }
@@ -181,6 +184,12 @@ fn measured(e: &mut Exposition, m: &Metrics) {
         );
     }
     e.counter("faasflow_calls_total", "Calls dispatched to instances", &[], m.calls);
+    e.counter(
+        "faasflow_calls_chained_total",
+        "Calls their instance started on the thread of the call they follow, the moment it succeeded",
+        &[],
+        m.chained,
+    );
     for tier in ["in-process", "shared-memory", "peer", "remote", "spill"] {
         e.counter(
             "faasflow_bytes_read_total",

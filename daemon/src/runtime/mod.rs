@@ -27,6 +27,7 @@
 mod calls;
 mod execute;
 mod install;
+mod instances;
 mod invocations;
 mod io;
 mod kept;
@@ -44,7 +45,6 @@ use std::time::{Duration, Instant};
 use faasflow_core::dag::FailureKind;
 use faasflow_core::engine::{Action, Engine, EngineConfig, Failure, InvocationId};
 use faasflow_ebpf::Probe;
-use faasflow_shm::frame::Frame;
 
 use self::calls::{Calls, Cx};
 use self::execute::Central;
@@ -54,7 +54,7 @@ use self::io::{Io, Part};
 use self::metrics::{Gauges, Measure, Metrics};
 use self::objects::{Objects, Spilled};
 use self::peers::{Followup, Peers, Told};
-use self::pools::{Pools, Ready};
+use self::pools::Pools;
 use self::seal::{Sealed, Seals};
 use self::types::us_between;
 use crate::api::{DaemonError, InstalledPlan, Invoke, Stats};
@@ -62,7 +62,7 @@ use crate::config::DaemonConfig;
 use crate::container::DockerLink;
 use crate::inbox::{Inbox, Install, Msg};
 use crate::net::Net;
-use crate::pool::{self, Runner, Spawner, StartError};
+use crate::pool::{self, Runner, Spawner};
 use crate::remote::{Done, RemoteEvent, RemoteIo};
 use crate::store::arena::Arena;
 use crate::store::spill::SpillDir;
@@ -210,6 +210,11 @@ impl Runtime {
                 self.engine.tick(engine_now);
             }
             progressed |= self.apply_actions(now);
+            progressed |= self.replay(now);
+            {
+                let (mut cx, rest) = self.parts(now);
+                rest.calls.spill_kept(&mut cx);
+            }
             // What spills left this turn and no call took.
             self.objects.drop_shadows(&mut self.arena);
             if progressed {
@@ -567,120 +572,6 @@ impl Runtime {
         self.arena.drop_segment(i.segment);
     }
 
-    // ---- instances -------------------------------------------------------------------------
-
-    fn instance_ready(&mut self, id: u32, result: Result<Box<pool::Ready>, StartError>, now: Instant) {
-        let measure = &mut self.measure;
-        match self.pools.ready(id, result, now, |pid| measure.track(pid)) {
-            Ready::Up { pool } => {
-                let (mut cx, rest) = self.parts(now);
-                rest.calls.dispatch(pool, &mut cx);
-            }
-            Ready::Exited { status } => self.instance_exited(id, status, now),
-            Ready::Failed { calls, error } => {
-                let (mut cx, rest) = self.parts(now);
-                for c in calls {
-                    let f = rest.calls.function(c);
-                    let m = format!("function `{f}` could not run: {error}");
-                    rest.calls.fail(c, m, FailureKind::Crash, &mut cx);
-                }
-            }
-            Ready::Nothing => {}
-        }
-    }
-
-    /// Instance `id` wrote `lines` to its stderr: each goes into the log with the instance, its
-    /// pack, and the function and invocation of the call it came from where that can be told:
-    /// the call a line's `[call N]` tag names, else the one call running on the instance, else
-    /// (none running) the last one that ended on it. With several running, it is not told.
-    fn instance_said(&self, id: u32, lines: &[String]) {
-        let inst = self.pools.instance(id);
-        let pack = inst.map_or("", |i| self.pools.get(i.pool).pack_name.as_str());
-        for line in lines {
-            let (tag, text) = faasflow_shm::stderr::untag(line);
-            let origin = inst.and_then(|i| {
-                let running = match tag {
-                    Some(call) => Some(call),
-                    None if i.calls.len() == 1 => i.calls.iter().next().copied(),
-                    None => None,
-                };
-                match running.and_then(|c| self.calls.origin(c)) {
-                    Some(o) => Some(o),
-                    None if tag.is_some() || i.calls.is_empty() => i.ended_call(tag),
-                    None => None,
-                }
-            });
-            match origin {
-                Some((function, invocation)) => {
-                    tracing::info!(target: "faasflow::function", instance = id, pack, function, invocation, "{text}")
-                }
-                None => tracing::info!(target: "faasflow::function", instance = id, pack, "{text}"),
-            }
-        }
-    }
-
-    fn instance_exited(&mut self, id: u32, status: String, now: Instant) {
-        if self.pools.exited_while_starting(id, &status) || self.pools.instance(id).is_none() {
-            return;
-        }
-        // Completions it pushed before dying still count.
-        self.drain_instance(id);
-        let Some((inst, why)) = self.pools.remove(id, &status) else {
-            return;
-        };
-        self.measure.forget(inst.pid);
-        let mut calls: Vec<u64> = inst.calls.into_iter().collect();
-        calls.sort_unstable();
-        let (mut cx, rest) = self.parts(now);
-        for c in calls {
-            let f = rest.calls.function(c);
-            rest.calls
-                .fail(c, format!("function `{f}`: {why}"), FailureKind::Crash, &mut cx);
-        }
-        if !cx.stopping && cx.pools.get(inst.pool).wants_replacement() {
-            cx.spawn(inst.pool);
-        }
-    }
-
-    fn drain_rings(&mut self) -> bool {
-        let mut any = false;
-        let mut k = 0;
-        while let Some(id) = self.pools.live_at(k) {
-            any |= self.drain_instance(id);
-            k += 1;
-        }
-        any
-    }
-
-    fn drain_instance(&mut self, id: u32) -> bool {
-        let mut any = false;
-        while let Some(frame) = self.pools.pop(id) {
-            any = true;
-            let now = Instant::now();
-            let (mut cx, rest) = self.parts(now);
-            match frame {
-                Ok(Frame::Complete(c)) => {
-                    let (sealed, pool) = rest.seals.complete(rest.calls, id, c, &mut cx);
-                    if let Some(sealed) = sealed {
-                        self.after_seal(sealed, now);
-                    }
-                    if let Some(pool) = pool {
-                        let (mut cx, rest) = self.parts(now);
-                        rest.calls.dispatch(pool, &mut cx);
-                    }
-                }
-                Ok(Frame::Alloc(a)) => rest.calls.answer_alloc(id, a, false, &mut cx),
-                Ok(other) => cx
-                    .pools
-                    .protocol_violation(id, format!("it sent a daemon-bound frame: {other:?}")),
-                Err(e) => cx
-                    .pools
-                    .protocol_violation(id, format!("it sent a malformed frame: {e}")),
-            }
-        }
-        any
-    }
-
     // ---- invocations -----------------------------------------------------------------------
 
     fn start_invocation(&mut self, invoke: Invoke, reply: Reply, now: Instant) {
@@ -783,6 +674,7 @@ impl Runtime {
     /// workers are told (once their copies are written) and the engine learns of it.
     fn after_seal(&mut self, sealed: Sealed, now: Instant) {
         let (mut cx, rest) = self.parts(now);
+        rest.calls.spill_left(&sealed.call, &mut cx);
         if sealed.call.execute.is_some() {
             return rest.central.store_outputs(sealed, rest.calls, &mut cx);
         }

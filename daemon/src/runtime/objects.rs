@@ -194,9 +194,33 @@ pub(crate) struct Objects {
     /// Pushes to and arrivals from other workers in progress (they hold arena bytes the
     /// arena waits for).
     pub(crate) transfers: usize,
+    /// Objects kept in the arena over their quota while a call read them: spilled at the end
+    /// of the turn if still needed by then ([`Objects::take_recheck`]).
+    recheck: Vec<u64>,
 }
 
 impl Objects {
+    /// Object `id` stayed in the arena over quota for a reader that just ended.
+    pub(crate) fn recheck(&mut self, id: u64) {
+        self.recheck.push(id);
+    }
+
+    /// The objects to look at again: still held, still in the arena, over their workflow's
+    /// quota (the caller spills those no running call reads).
+    pub(crate) fn take_recheck(&mut self, quota: impl Fn(&WfKey) -> u64) -> Vec<u64> {
+        let ids = std::mem::take(&mut self.recheck);
+        ids.into_iter()
+            .filter(|id| {
+                self.map.get(id).is_some_and(|o| {
+                    !o.released
+                        && o.io == 0
+                        && matches!(o.place, Place::Arena(_))
+                        && self.resident(&o.wf) > quota(&o.wf)
+                })
+            })
+            .collect()
+    }
+
     /// No objects yet; `spill_dir` is where spill files go.
     pub(crate) fn new(arena: &mut Arena, spill_dir: SpillDir) -> Self {
         // Without it, early arrivals go to spill files.
@@ -215,6 +239,7 @@ impl Objects {
             shadows: HashMap::new(),
             spill_files: 0,
             transfers: 0,
+            recheck: Vec::new(),
         }
     }
 

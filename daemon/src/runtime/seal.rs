@@ -90,7 +90,7 @@ impl Seals {
         &mut self,
         calls: &mut Calls,
         inst_id: u32,
-        c: frame::Complete,
+        (c, ended): (frame::Complete, std::time::Instant),
         cx: &mut Cx<'_>,
     ) -> (Option<Sealed>, Option<usize>) {
         let Some(call) = calls.get(c.call).filter(|call| call.instance == Some(inst_id)) else {
@@ -105,15 +105,16 @@ impl Seals {
         }
         let peak = calls.peak_of(c.call, Some(inst_id), cx);
         if abandoned {
-            if let Some(call) = calls.take(c.call) {
+            if let Some(mut call) = calls.take(c.call) {
+                calls.predecessor_gone(&mut call, cx);
                 calls.free_call(&call, cx);
             }
             return (None, Some(pool));
         }
         if let Some(inv) = cx.invocations.get_mut(invocation) {
-            let end_us = inv.elapsed_us(cx.now);
+            let end_us = inv.elapsed_us(ended);
             let rec = &mut inv.functions[record];
-            rec.end_us = end_us;
+            rec.end_us = end_us.max(rec.start_us);
             rec.exec_us = c.exec_ns as f64 / 1e3;
             rec.peak_memory_bytes = peak;
         }
@@ -129,6 +130,10 @@ impl Seals {
             Status::Panicked => (
                 format!("function `{function}` panicked: {}", c.message),
                 FailureKind::Panic,
+            ),
+            Status::Declined => (
+                format!("function `{function}`: its instance declined a call that was not sent to follow another"),
+                FailureKind::Crash,
             ),
         };
         calls.fail(c.call, failed.0, failed.1, cx);
@@ -159,6 +164,8 @@ impl Seals {
             .unwrap_or_default();
         let quota = installed.map_or(u64::MAX, |i| i.quota);
         let remote_only = installed.is_some_and(|i| i.remote_only);
+        // Its follower already reads these outputs: they stay in the arena while it runs.
+        let followed = calls.follower_reads(call_id);
         free_unkept(&call, &used, cx);
         for id in cx.invocations.read_staged(call.invocation, &call.reads) {
             cx.objects.mark_released(id);
@@ -182,7 +189,8 @@ impl Seals {
                 if remote_only {
                     self.store(call_id, id, kept, cx);
                     sealing.waiting += 1;
-                } else if cx.objects.resident(&call.wf).saturating_sub(leaving) > quota
+                } else if !followed.contains(&name)
+                    && cx.objects.resident(&call.wf).saturating_sub(leaving) > quota
                     && cx.objects.spill(id, cx.arena, cx.io, &cx.config.name)
                 {
                     self.spills.insert(id, call_id);
@@ -193,6 +201,7 @@ impl Seals {
             let json = parsed.remove(&name);
             sealing.sealed.objs.push((name, ObjectRef { id, len, json }));
         }
+        calls.sealed(call_id, &sealing.sealed.objs);
         if sealing.waiting > 0 {
             self.parked.insert(call_id, sealing);
             return Ok(None);

@@ -412,6 +412,7 @@ mod tests {
                 skipped: false,
                 error: None,
                 failure: None,
+                chained: false,
             },
             edges: vec![EdgeRecord {
                 from: "s".into(),
@@ -501,6 +502,7 @@ mod tests {
                 skipped: false,
                 error: None,
                 failure: None,
+                chained: false,
             },
             edges: Vec::new(),
             data_us: 0.0,

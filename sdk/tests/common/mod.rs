@@ -139,9 +139,23 @@ impl FakeDaemon {
         inputs: Vec<(&str, Value)>,
         outputs: Vec<(&str, ObjectRef)>,
     ) {
+        self.follow(call, 0, function, params, inputs, outputs);
+    }
+
+    /// Sends call `call` to run after call `after` (0: now).
+    pub fn follow(
+        &mut self,
+        call: u64,
+        after: u64,
+        function: &str,
+        params: &[u8],
+        inputs: Vec<(&str, Value)>,
+        outputs: Vec<(&str, ObjectRef)>,
+    ) {
         let function = self.function(function);
         self.send(&Frame::Invoke(Invoke {
             call,
+            after,
             function,
             params: params.to_vec(),
             inputs: inputs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),

@@ -18,6 +18,7 @@ use faasflow_core::engine::{Engine, InputValue, InvocationId, ObjectRef};
 use faasflow_core::report::EdgeRecord;
 use faasflow_shm::frame::{self, Frame};
 
+mod chain;
 mod prepare;
 
 use self::prepare::{Loads, Unprepared, prepare, unprepare};
@@ -96,6 +97,17 @@ pub(crate) struct Call {
     triggered: Instant,
     /// Its memory is measured ([`super::metrics::MEASURED_CALLS`]).
     measured: bool,
+    /// Sent to run after another call ([`frame::Invoke::after`]): its inputs, each an output of
+    /// that call (input, output), and the outputs reserved for that call (the instance runs
+    /// it when all of those were written).
+    prior: Vec<(String, String)>,
+    after_outputs: Vec<String>,
+    /// Its instance started it right after the call it follows ended, at this time.
+    started_at: Option<Instant>,
+    /// Started by its instance and not triggered by the engine yet.
+    awaiting: bool,
+    /// Its completion, when it came before its trigger (handled once triggered).
+    early: Option<frame::Complete>,
 }
 
 impl Call {
@@ -120,6 +132,7 @@ impl Call {
             wf,
             invoke: frame::Invoke {
                 call: id,
+                after: 0,
                 function: 0,
                 params: site.params,
                 inputs: Vec::new(),
@@ -149,6 +162,11 @@ impl Call {
             owned: Vec::new(),
             triggered: now,
             measured: false,
+            prior: Vec::new(),
+            after_outputs: Vec::new(),
+            started_at: None,
+            awaiting: false,
+            early: None,
         }
     }
 
@@ -211,6 +229,14 @@ pub(crate) struct Calls {
     grants: Vec<(u32, frame::Alloc)>,
     /// Where frames are encoded (cleared, never shrunk).
     encode_buf: Vec<u8>,
+    /// Calls sent to run after a running call, by that call ([`chain`]).
+    chained: HashMap<u64, Call>,
+    /// Calls whose follower started, until their outputs are sealed: call → follower.
+    followers: HashMap<u64, u64>,
+    /// Followers started and not triggered yet, by (invocation, node, element).
+    started: HashMap<(InvocationId, u32, Option<u32>), u64>,
+    /// Completions to handle now: of followers triggered after they ended, or abandoned.
+    pub(crate) replay: Vec<(u32, frame::Complete)>,
 }
 
 impl Default for Calls {
@@ -223,6 +249,10 @@ impl Default for Calls {
             loads: Loads::default(),
             grants: Vec::new(),
             encode_buf: Vec::new(),
+            chained: HashMap::new(),
+            followers: HashMap::new(),
+            started: HashMap::new(),
+            replay: Vec::new(),
         }
     }
 }
@@ -289,9 +319,14 @@ impl Calls {
         node: NodeId,
         element: Option<u32>,
         attempt: u32,
-        mut inputs: Vec<(String, InputValue)>,
+        inputs: Vec<(String, InputValue)>,
         cx: &mut Cx<'_>,
     ) -> Option<u64> {
+        let inputs = match self.adopt((invocation, node, element), attempt, inputs, cx) {
+            Ok(id) => return Some(id),
+            Err(inputs) => inputs,
+        };
+        let mut inputs = inputs;
         let inv = cx.invocations.get_mut(invocation)?;
         let wf_key = inv.wf.clone();
         let installed = cx.installs.get(&wf_key)?;
@@ -599,6 +634,7 @@ impl Calls {
         rec.instance = Some(inst_id);
         rec.start_us = us_between(inv.start, cx.now);
         record_edges(call, inst_id, inv, (cx.objects, fan_out), cx.metrics);
+        self.chain(call_id, inst_id, cx);
     }
 
     // ---- the end of a call -----------------------------------------------------------------
@@ -611,12 +647,19 @@ impl Calls {
         let Some(mut call) = self.map.remove(&call_id) else {
             return;
         };
+        self.predecessor_gone(&mut call, cx);
         self.free_call(&call, cx);
         if let Some(inst) = instance.and_then(|i| cx.pools.instance_mut(i)) {
             inst.ended(call_id, call.invoke.function, call.invocation, cx.now);
         }
         cx.pools.get_mut(call.pool).queue.retain(|&c| c != call_id);
         self.awaiting.retain(|&c| c != call_id);
+        if call.awaiting {
+            // Never triggered: the engine does not know of it.
+            self.started
+                .remove(&(call.invocation, call.node.index() as u32, call.element));
+            return;
+        }
         if call.abandoned {
             return;
         }
@@ -653,6 +696,7 @@ impl Calls {
             cx.arena.free(*e);
         }
         self.unpin(&call.reads, cx);
+        self.spill_left(call, cx);
     }
 
     /// A central-engine call ended: its inputs go, and the invocation's state when nothing of
@@ -794,7 +838,8 @@ impl Calls {
 
     /// After the engine's releases for an invocation that just ended: frees what it never
     /// knew of (objects that arrived before their Done), and forgets objects still arriving.
-    pub(crate) fn clear_ended(&self, invocation: InvocationId, cx: &mut Cx<'_>) {
+    pub(crate) fn clear_ended(&mut self, invocation: InvocationId, cx: &mut Cx<'_>) {
+        self.abandon_started(invocation, cx);
         for id in cx.objects.unreleased_of(invocation) {
             // Freed now, or when its last push or the last call reading it ends.
             cx.objects.mark_released(id);
@@ -943,6 +988,7 @@ pub(crate) fn drop_central_state(invocation: InvocationId, invocations: &mut Inv
 fn empty_invoke() -> frame::Invoke {
     frame::Invoke {
         call: 0,
+        after: 0,
         function: 0,
         params: Vec::new(),
         inputs: Vec::new(),

@@ -306,7 +306,7 @@ fn json_input(
 /// Reserves room for output `name` of declared `size` (a small reservation for a pack
 /// function's output of unknown size, so that small outputs need no round trip to ask for
 /// room).
-fn reserve(
+pub(super) fn reserve(
     call: &mut Call,
     name: &str,
     size: u64,
@@ -443,7 +443,7 @@ pub(crate) fn element_edges(call: &Call, installs: &Installs) -> Vec<EdgeRecord>
             .find(|(name, _)| *name == binding.name)
             .map_or(0, |(_, v)| match v {
                 Value::One(r) => r.len,
-                Value::Absent | Value::List(_) => 0,
+                Value::Absent | Value::List(_) | Value::Prior(_) => 0,
             });
         out.push(EdgeRecord {
             from,
