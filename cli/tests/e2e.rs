@@ -1096,3 +1096,74 @@ fn a_spill_that_cannot_be_written_is_counted_and_the_object_stays_in_memory() {
     drop(h);
     assert!(!spill.exists(), "the daemon removes what is in its place when it stops");
 }
+
+const HOPS: &str = "steps:\n  - task: a\n    function: echo\n    inputs: {in: input.text}\n  - task: b\n    function: echo\n    inputs: {in: a.out}\n  - task: c\n    function: echo\n    inputs: {in: b.out}\noutput:\n  out: c.out\n";
+
+/// In a sequence whose steps run in one instance, each step after the first starts on the
+/// thread of the step before it the moment that step ends (its start is that step's end, as
+/// the instance stamped it), reading its input in place; the daemon counts those calls. With
+/// `chain` off, every call goes on its own.
+#[test]
+fn a_step_that_waits_for_its_predecessor_alone_starts_on_its_thread() {
+    for chain in [true, false] {
+        let mut c = config();
+        c.chain = chain;
+        let h = Harness::with(c);
+        h.install(&format!("name: hops\n{TESTKIT}{HOPS}"));
+        for _ in 0..3 {
+            let r = h.invoke("hops", json!({"text": "hop"}));
+            assert_eq!(ok(&r), &json!({"out": "hop"}));
+            let (a, b, c) = (record(&r, "a"), record(&r, "b"), record(&r, "c"));
+            // `b` is sent with `a`; `c` is sent once the daemon takes `b` as started, which
+            // `b`, a function of a few µs, may have ended by then: `c` then goes on its own.
+            assert!(!a.chained);
+            assert_eq!(b.chained, chain, "{:?}", r.functions);
+            assert!(chain || !c.chained);
+            if chain {
+                assert_eq!(b.start_us, a.end_us);
+            }
+            if c.chained {
+                assert_eq!(c.start_us, b.end_us);
+            }
+            for e in r.edges.iter().filter(|e| !e.from.starts_with("input.")) {
+                assert_eq!(e.tier, "in-process", "{e:?}");
+            }
+            support::assert_exec_within_windows(&r, "hops");
+        }
+        let metrics = h.daemon.metrics_text().expect("metrics");
+        let chained: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("faasflow_calls_chained_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("faasflow_calls_chained_total");
+        assert!(
+            if chain {
+                (3..=6).contains(&chained)
+            } else {
+                chained == 0
+            },
+            "{chained}"
+        );
+    }
+}
+
+/// A step sent to follow one that fails, panics or takes its instance down never runs and
+/// holds nothing (`invoke` checks that the daemon is left clean), and the daemon serves on.
+#[test]
+fn a_follower_of_a_step_that_fails_never_runs_and_holds_nothing() {
+    let h = Harness::new();
+    h.install(&format!("name: hops\n{TESTKIT}{HOPS}"));
+    for (function, says) in [("fail", "asked to fail"), ("panic", "panicked"), ("exit", "exit")] {
+        h.install(&format!(
+            "name: {function}s\nfunctions:\n  {function}: {{pack: testkit, outputs: {{out: bytes}}}}\n  echo: {{pack: testkit, outputs: {{out: bytes}}}}\nsteps:\n  - task: a\n    function: {function}\n  - task: b\n    function: echo\n    inputs: {{in: a.out}}\n"
+        ));
+        let r = h.invoke(&format!("{function}s"), json!({}));
+        let e = failed(&r);
+        assert!(e.contains(says), "{function}: {e}");
+        let runs_of_b = r.functions.iter().filter(|f| f.name == "b" && !f.skipped);
+        assert_eq!(runs_of_b.count(), 0, "{:?}", r.functions);
+        let r = h.invoke("hops", json!({"text": "still here"}));
+        assert_eq!(ok(&r), &json!({"out": "still here"}));
+        assert!(record(&r, "b").chained);
+    }
+}

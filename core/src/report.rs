@@ -198,13 +198,15 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  {name:<28} {:<12} {:>8} {:>10.3} {:>10.3} {:>10.3}  {}{}",
+                "  {name:<28} {:<12} {:>8} {:>10.3} {:>10.3} {:>10.3}  {}{}{}",
                 f.worker,
                 f.instance.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                 f.start_us / 1e3,
                 f.end_us / 1e3,
                 f.exec_us / 1e3,
                 f.attempt,
+                // Started on its predecessor's thread, with no round trip through the daemon.
+                if f.chained { "  chained" } else { "" },
                 match (&f.error, &f.failure) {
                     (Some(e), Some(kind)) => format!("  {kind}: {e}"),
                     (Some(e), None) => format!("  error: {e}"),
@@ -457,7 +459,13 @@ mod tests {
             critical_path_us: 1800.0,
             critical_data_us: 100.0,
             critical_path: vec!["fetch".into()],
-            functions: vec![attempt(1, Some("crash")), attempt(2, None)],
+            functions: vec![
+                attempt(1, Some("crash")),
+                FunctionRecord {
+                    chained: true,
+                    ..attempt(2, None)
+                },
+            ],
             edges: vec![EdgeRecord {
                 from: "split".into(),
                 to: "fetch".into(),
@@ -473,6 +481,8 @@ mod tests {
         };
         let text = report.to_text();
         assert!(text.contains("1  crash: its instance exited with status 3"), "{text}");
+        // A call started on its predecessor's thread says so.
+        assert!(text.contains("     0.900  2  chained\n"), "{text}");
         // The three ends of the invocation.
         assert!(
             text.contains("\n  client 3.100 ms ⊇ planner 2.400 ms ⊇ entry daemon 2.000 ms\n"),
