@@ -231,6 +231,45 @@ fn data_chain(bin: &Path, redis: Option<&str>, mode: Mode) -> (Vec<f64>, Vec<f64
     (edges, e2e, tiers.remove(0))
 }
 
+/// A chain of functions that work 1 ms each and pass a 1 KiB output to the next.
+fn work_chain_yaml() -> String {
+    let mut y = "name: chain\nfunctions:\n".to_owned();
+    for i in 0..CHAIN {
+        y.push_str(&format!(
+            "  f{i:02}: {{runtime: 1ms, outputs: {{out: {{type: bytes, size: 1KiB}}}}}}\n"
+        ));
+    }
+    y.push_str("steps:\n");
+    for i in 0..CHAIN {
+        y.push_str(&format!("  - task: f{i:02}\n"));
+        if i > 0 {
+            y.push_str(&format!("    inputs: {{x: f{:02}.out}}\n", i - 1));
+        }
+    }
+    y
+}
+
+/// Invocations of [`work_chain_yaml`] measured (after 5 warm-up ones).
+const WORK_RUNS: usize = 20;
+
+/// Added per edge, µs, of [`work_chain_yaml`] on `workers` (placed alternately on 2): the
+/// median over invocations of (e2e − Σ exec) / edges, as the edges bench reports it.
+fn work_chain(bin: &Path, workers: usize) -> f64 {
+    let mut w = Workers::start(bin, workers);
+    w.install(&work_chain_yaml());
+    for _ in 0..5 {
+        w.invoke("chain", json!({}));
+    }
+    let mut added: Vec<f64> = (0..WORK_RUNS)
+        .map(|_| {
+            let r = w.invoke("chain", json!({}));
+            let exec: f64 = r.functions.iter().map(|f| f.exec_us).sum();
+            (r.e2e_us - exec) / (CHAIN - 1) as f64
+        })
+        .collect();
+    median(&mut added)
+}
+
 /// Per-edge latencies (µs) and e2e (µs) of the chain on `workers`.
 fn chain(bin: &Path, workers: usize) -> (Vec<f64>, Vec<f64>) {
     let mut w = Workers::start(bin, workers);
@@ -399,6 +438,31 @@ fn main() {
         edge_cells(&mut local, &mut local_e2e)
     );
     println!("| for scale: FaaSFlow (WorkerSP, across workers) | – | ≈ 13–20 ms | – | – | – |");
+    println!();
+
+    eprintln!("cluster: chain of {CHAIN} functions working 1 ms and passing 1 KiB, across workers and on one");
+    let work_cross = work_chain(&bin, 2);
+    let work_local = work_chain(&bin, 1);
+    println!(
+        "Functions that do work: a chain of {CHAIN} functions each working 1 ms (sleeping) and passing a 1 KiB output to the next; added per edge = (e2e − Σ exec) / {}, median of {WORK_RUNS} invocations after 5 warm-up ones (the edges section's measure)",
+        CHAIN - 1
+    );
+    println!();
+    println!("| path | added per edge | target |");
+    println!("|---|---:|---|");
+    println!(
+        "| across workers (placed alternately on 2) | {} | ≤ 100 µs: {} |",
+        fmt_us(work_cross),
+        if work_cross <= 100.0 { "met" } else { "missed" }
+    );
+    println!(
+        "| reference: one worker, one instance (each call started on its predecessor's thread) | {} | – |",
+        fmt_us(work_local)
+    );
+    faasflow_benchmarks::record_figure(
+        "work_edge_across_workers",
+        serde_json::json!({"added_us": work_cross, "one_worker_added_us": work_local}),
+    );
     println!();
 
     eprintln!("cluster: chain passing 1 KiB objects on one worker, shared memory and Redis");

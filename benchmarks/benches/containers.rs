@@ -127,17 +127,25 @@ fn record<'a>(r: &'a Report, name: &str) -> &'a FunctionRecord {
 }
 
 /// Per-edge latencies and instances used along a chain of `CHAIN` functions, each with
-/// `isolation`.
-fn chain(bin: &Path, isolation: &str) -> (Vec<f64>, usize) {
+/// `isolation`; `work`: each works 1 ms and passes a 1 KiB output to the next (else no-ops).
+fn chain(bin: &Path, isolation: &str, work: bool) -> (Vec<f64>, usize) {
     let c = config(bin);
     let d = Daemon::start(c).expect("daemon starts");
     let mut y = "name: chain\nfunctions:\n".to_owned();
+    let body = if work {
+        "runtime: 1ms, outputs: {out: {type: bytes, size: 1KiB}}"
+    } else {
+        "runtime: 0ms"
+    };
     for i in 0..CHAIN {
-        y.push_str(&format!("  f{i:02}: {{isolation: {isolation}, runtime: 0ms}}\n"));
+        y.push_str(&format!("  f{i:02}: {{isolation: {isolation}, {body}}}\n"));
     }
     y.push_str("steps:\n  - sequence:\n");
     for i in 0..CHAIN {
         y.push_str(&format!("      - task: f{i:02}\n"));
+        if work && i > 0 {
+            y.push_str(&format!("        inputs: {{in: f{:02}.out}}\n", i - 1));
+        }
     }
     install(&d, &y);
     for _ in 0..CHAIN_WARMUP {
@@ -227,9 +235,9 @@ fn main() {
     println!();
 
     eprintln!("containers: chain in containers");
-    let (mut c_edges, c_inst) = chain(&bin, "container");
+    let (mut c_edges, c_inst) = chain(&bin, "container", false);
     eprintln!("containers: chain in processes");
-    let (mut p_edges, p_inst) = chain(&bin, "process");
+    let (mut p_edges, p_inst) = chain(&bin, "process", false);
     println!(
         "Per-edge trigger latency along a chain of {CHAIN} no-op functions, each in an instance of its own: (end_us[i+1] − end_us[i]) − exec_us[i+1], over all {} edges of {} invocations after {CHAIN_WARMUP} warm-up ones",
         CHAIN - 1,
@@ -252,6 +260,26 @@ fn main() {
         fmt_us(pct(&mut p_edges, 99.0))
     );
     println!();
+    eprintln!("containers: chain of functions that work, in containers and in processes");
+    let (mut cw_edges, _) = chain(&bin, "container", true);
+    let (mut pw_edges, _) = chain(&bin, "process", true);
+    println!("The same for functions that do work: each sleeps 1 ms and passes a 1 KiB output to the next");
+    println!();
+    println!("| instances | edges | p50 per edge | p99 per edge |");
+    println!("|---|---:|---:|---:|");
+    let (cwp50, pwp50) = (pct(&mut cw_edges, 50.0), pct(&mut pw_edges, 50.0));
+    for (what, edges, p50) in [
+        ("containers", &mut cw_edges, cwp50),
+        ("processes (reference)", &mut pw_edges, pwp50),
+    ] {
+        println!(
+            "| {what} | {} | {} | {} |",
+            edges.len(),
+            fmt_us(p50),
+            fmt_us(pct(edges, 99.0))
+        );
+    }
+    println!();
     faasflow_benchmarks::record_figure(
         "containers",
         json!({
@@ -260,6 +288,8 @@ fn main() {
             "per_edge_us": {
                 "container": {"p50": cp50, "p99": pct(&mut c_edges, 99.0)},
                 "process": {"p50": pp50, "p99": pct(&mut p_edges, 99.0)},
+                "container_1ms_1KiB": {"p50": cwp50},
+                "process_1ms_1KiB": {"p50": pwp50},
             },
         }),
     );

@@ -45,6 +45,14 @@ const WORK: [(u64, bool, usize, usize); 6] = [
     (10_000, false, 8, 2),
 ];
 
+/// Where the functions run, and whether a call's successor is sent with it (to start on its
+/// thread: `DaemonConfig::chain`) or on its own once the daemon sees the call end.
+const TIERS: [(&str, Option<&str>, bool); 3] = [
+    ("in-process", None, true),
+    ("in-process, one by one", None, false),
+    ("across processes", Some("process"), true),
+];
+
 /// Targets for 1 ms functions with 1 KiB along each edge (issue 20), µs per edge.
 fn target(tier: &str) -> Option<f64> {
     match tier {
@@ -119,13 +127,20 @@ struct Measured {
     instances_cpu: f64,
 }
 
-fn measure(bin: &Path, (work_us, busy): (u64, bool), bytes: u64, isolation: Option<&str>, runs: usize) -> Measured {
+fn measure(
+    bin: &Path,
+    (work_us, busy): (u64, bool),
+    bytes: u64,
+    (isolation, chain): (Option<&str>, bool),
+    runs: usize,
+) -> Measured {
     let mut c = DaemonConfig::new(PackCommand {
         program: bin.to_path_buf(),
         args: vec!["__pack".into(), "synthetic".into()],
     });
     c.arena_bytes = 256 << 20;
     c.synthetic_busy = busy;
+    c.chain = chain;
     let daemon = Daemon::start(c).expect("the daemon starts");
     let wf = Arc::new(
         load_str(&chain_yaml(work_us, bytes, isolation), "chain.yaml", "chain")
@@ -218,9 +233,9 @@ fn main() {
     for (work, busy, full, short) in WORK {
         let runs = if quick() { short } else { full };
         for bytes in [0u64, 1024] {
-            for (tier, isolation) in [("in-process", None), ("across processes", Some("process"))] {
+            for (tier, isolation, chain) in TIERS {
                 eprintln!("edges: {} of work, {bytes} B per edge, {tier}", work_label(work, busy));
-                let m = measure(&bin, (work, busy), bytes, isolation, runs);
+                let m = measure(&bin, (work, busy), bytes, (isolation, chain), runs);
                 let target = match (work, bytes, target(tier)) {
                     (1_000, 1024, Some(t)) => {
                         format!("≤ {} µs: {}", t, if m.added <= t { "met" } else { "missed" })

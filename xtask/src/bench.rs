@@ -84,8 +84,13 @@ fn micro_benchmarks(root: &Path, machine: &str, doc: &mut String) -> Result<()> 
     let table = bench_table("faasflow-benchmarks", "probe")?;
     put_section(doc, &measured_section(PROBE, machine, &table));
 
-    // The container bench runs the images of `images` on the Docker engine; without one, the
-    // section keeps its earlier numbers and says they are not from this run.
+    containers_section(root, machine, &bin, doc);
+    Ok(())
+}
+
+/// The container bench runs the images of `images` on the Docker engine; without one, the
+/// section keeps its earlier numbers and says they are not from this run.
+fn containers_section(root: &Path, machine: &str, bin: &Path, doc: &mut String) {
     let measured = images(root).and_then(|_| {
         bench_table_with(
             "faasflow-benchmarks",
@@ -101,7 +106,23 @@ fn micro_benchmarks(root: &Path, machine: &str, doc: &mut String) -> Result<()> 
         }
     };
     put_section(doc, &section);
-    Ok(())
+}
+
+/// `cargo xtask bench --only cluster`: the across-workers section alone, into RESULTS.md.
+pub(crate) fn bench_cluster(root: &Path) -> Result<()> {
+    only_section(root, |machine, bin, doc| {
+        let table = bench_table_with("faasflow-benchmarks", "cluster", &[("FAASFLOW_BIN", bin.as_os_str())])?;
+        put_section(doc, &measured_section(CLUSTER, machine, &table));
+        Ok(())
+    })
+}
+
+/// `cargo xtask bench --only containers`: the containers section alone, into RESULTS.md.
+pub(crate) fn bench_containers(root: &Path) -> Result<()> {
+    only_section(root, |machine, bin, doc| {
+        containers_section(root, machine, bin, doc);
+        Ok(())
+    })
 }
 
 /// The sections of FaaSFlow's 8 workflows (on one worker; on 3 workers in each mode, with and

@@ -88,9 +88,10 @@ enum Task {
         /// workers once each) in a few minutes, written to target/bench-quick/ instead.
         #[arg(long)]
         quick: bool,
-        /// One section only, into RESULTS.md: `python` (functions in Python against Ray and Dask)
-        /// or `edges` (per-edge cost for functions that do work).
-        #[arg(long, value_name = "SECTION", value_parser = ["python", "edges"], conflicts_with = "quick")]
+        /// One section only, into RESULTS.md: `python` (functions in Python against Ray and Dask),
+        /// `edges` (per-edge cost for functions that do work), `cluster` (across workers) or
+        /// `containers`.
+        #[arg(long, value_name = "SECTION", value_parser = ["python", "edges", "cluster", "containers"], conflicts_with = "quick")]
         only: Option<String>,
     },
     /// Inject faults into local clusters (killed instances, daemons and Redis, a frozen daemon,
@@ -127,6 +128,8 @@ fn main() -> Result<()> {
             repeat,
         } => demo::demo(&root, workers, runtime_scale, data_scale, repeat),
         Task::Bench { only: Some(s), .. } if s == "edges" => bench::bench_edges(&root),
+        Task::Bench { only: Some(s), .. } if s == "cluster" => bench::bench_cluster(&root),
+        Task::Bench { only: Some(s), .. } if s == "containers" => bench::bench_containers(&root),
         Task::Bench { only: Some(_), .. } => bench::bench_python(&root),
         Task::Bench { quick: false, .. } => bench::bench(&root),
         Task::Bench { quick: true, .. } => bench::bench_quick(&root),
