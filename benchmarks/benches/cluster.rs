@@ -456,7 +456,7 @@ fn main() {
         if work_cross <= 100.0 { "met" } else { "missed" }
     );
     println!(
-        "| reference: one worker, one instance (each call started on its predecessor's thread) | {} | – |",
+        "| reference: the same chain and plan on one worker (a group, so an instance, per function: every edge across processes) | {} | – |",
         fmt_us(work_local)
     );
     faasflow_benchmarks::record_figure(
