@@ -27,7 +27,6 @@
 mod calls;
 mod execute;
 mod install;
-mod instances;
 mod invocations;
 mod io;
 mod kept;
@@ -35,6 +34,7 @@ mod metrics;
 mod objects;
 mod peers;
 mod pools;
+mod said;
 mod seal;
 mod types;
 
@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use faasflow_core::dag::FailureKind;
 use faasflow_core::engine::{Action, Engine, EngineConfig, Failure, InvocationId};
 use faasflow_ebpf::Probe;
+use faasflow_shm::frame::{Complete, Frame};
 
 use self::calls::{Calls, Cx};
 use self::execute::Central;
@@ -54,7 +55,7 @@ use self::io::{Io, Part};
 use self::metrics::{Gauges, Measure, Metrics};
 use self::objects::{Objects, Spilled};
 use self::peers::{Followup, Peers, Told};
-use self::pools::Pools;
+use self::pools::{Pools, Ready};
 use self::seal::{Sealed, Seals};
 use self::types::us_between;
 use crate::api::{DaemonError, InstalledPlan, Invoke, Stats};
@@ -62,7 +63,7 @@ use crate::config::DaemonConfig;
 use crate::container::DockerLink;
 use crate::inbox::{Inbox, Install, Msg};
 use crate::net::Net;
-use crate::pool::{self, Runner, Spawner};
+use crate::pool::{self, Runner, Spawner, StartError};
 use crate::remote::{Done, RemoteEvent, RemoteIo};
 use crate::store::arena::Arena;
 use crate::store::spill::SpillDir;
@@ -304,7 +305,9 @@ impl Runtime {
             self.inbox.wait(Duration::ZERO, Duration::from_millis(10), || false);
             for msg in self.inbox.take().into_iter().flatten() {
                 match msg {
-                    Msg::Pool(pool::Report::Said { instance, lines }) => self.instance_said(instance, &lines),
+                    Msg::Pool(pool::Report::Said { instance, lines }) => {
+                        said::instance_said(&self.pools, &self.calls, instance, &lines)
+                    }
                     Msg::Pool(pool::Report::Exited { instance, status }) => {
                         self.pools.remove(instance, &status);
                     }
@@ -402,7 +405,9 @@ impl Runtime {
             Msg::Metrics(reply) => reply.send(self.metrics_text()),
             Msg::Pool(pool::Report::Ready { instance, result }) => self.instance_ready(instance, result, now),
             Msg::Pool(pool::Report::Exited { instance, status }) => self.instance_exited(instance, status, now),
-            Msg::Pool(pool::Report::Said { instance, lines }) => self.instance_said(instance, &lines),
+            Msg::Pool(pool::Report::Said { instance, lines }) => {
+                said::instance_said(&self.pools, &self.calls, instance, &lines)
+            }
             Msg::Net(event) => {
                 let mut out = Vec::new();
                 let (mut cx, rest) = self.parts(now);
@@ -570,6 +575,107 @@ impl Runtime {
                 .fail(c, format!("function `{f}`: {why}"), FailureKind::Crash, &mut cx);
         }
         self.arena.drop_segment(i.segment);
+    }
+
+    // ---- instances -------------------------------------------------------------------------
+
+    fn instance_ready(&mut self, id: u32, result: Result<Box<pool::Ready>, StartError>, now: Instant) {
+        let measure = &mut self.measure;
+        match self.pools.ready(id, result, now, |pid| measure.track(pid)) {
+            Ready::Up { pool } => {
+                let (mut cx, rest) = self.parts(now);
+                rest.calls.dispatch(pool, &mut cx);
+            }
+            Ready::Exited { status } => self.instance_exited(id, status, now),
+            Ready::Failed { calls, error } => {
+                let (mut cx, rest) = self.parts(now);
+                for c in calls {
+                    let f = rest.calls.function(c);
+                    let m = format!("function `{f}` could not run: {error}");
+                    rest.calls.fail(c, m, FailureKind::Crash, &mut cx);
+                }
+            }
+            Ready::Nothing => {}
+        }
+    }
+
+    fn instance_exited(&mut self, id: u32, status: String, now: Instant) {
+        if self.pools.exited_while_starting(id, &status) || self.pools.instance(id).is_none() {
+            return;
+        }
+        // Completions it pushed before dying still count.
+        self.drain_instance(id);
+        let Some((inst, why)) = self.pools.remove(id, &status) else {
+            return;
+        };
+        self.measure.forget(inst.pid);
+        let mut calls: Vec<u64> = inst.calls.into_iter().collect();
+        calls.sort_unstable();
+        let (mut cx, rest) = self.parts(now);
+        for c in calls {
+            let f = rest.calls.function(c);
+            rest.calls
+                .fail(c, format!("function `{f}`: {why}"), FailureKind::Crash, &mut cx);
+        }
+        if !cx.stopping && cx.pools.get(inst.pool).wants_replacement() {
+            cx.spawn(inst.pool);
+        }
+    }
+
+    fn drain_rings(&mut self) -> bool {
+        let mut any = false;
+        let mut k = 0;
+        while let Some(id) = self.pools.live_at(k) {
+            any |= self.drain_instance(id);
+            k += 1;
+        }
+        any
+    }
+
+    fn drain_instance(&mut self, id: u32) -> bool {
+        let mut any = false;
+        while let Some(frame) = self.pools.pop(id) {
+            any = true;
+            let now = Instant::now();
+            let (mut cx, rest) = self.parts(now);
+            match frame {
+                Ok(Frame::Complete(c)) => self.completed(id, c, now),
+                Ok(Frame::Alloc(a)) => rest.calls.answer_alloc(id, a, false, &mut cx),
+                Ok(other) => cx
+                    .pools
+                    .protocol_violation(id, format!("it sent a daemon-bound frame: {other:?}")),
+                Err(e) => cx
+                    .pools
+                    .protocol_violation(id, format!("it sent a malformed frame: {e}")),
+            }
+        }
+        any
+    }
+
+    /// Instance `id` completed a call (or declined one sent to follow another).
+    fn completed(&mut self, id: u32, c: Complete, now: Instant) {
+        let (mut cx, rest) = self.parts(now);
+        let (sealed, pool) = rest.seals.completion(rest.calls, id, c, &mut cx);
+        if let Some(sealed) = sealed {
+            self.after_seal(sealed, now);
+        }
+        if let Some(pool) = pool {
+            let (mut cx, rest) = self.parts(now);
+            rest.calls.dispatch(pool, &mut cx);
+        }
+    }
+
+    /// Completions of followers that were triggered after they ended, or abandoned.
+    fn replay(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while !self.calls.replay.is_empty() {
+            any = true;
+            for (id, c) in std::mem::take(&mut self.calls.replay) {
+                self.completed(id, c, now);
+            }
+            self.apply_actions(now);
+        }
+        any
     }
 
     // ---- invocations -----------------------------------------------------------------------

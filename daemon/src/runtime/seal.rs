@@ -17,7 +17,7 @@ use faasflow_shm::frame::{self, Status};
 use super::calls::{Call, Calls, Cx, MAX_JSON};
 use super::io::{Part, arena_source};
 use super::objects::{Object, Place};
-use super::types::us_between;
+use super::types::{ended_at, us_between};
 use crate::remote::{Dest, RemoteIoError};
 use crate::store::arena::Extent;
 
@@ -83,10 +83,34 @@ pub(crate) struct Seals {
 type Used = (String, Extent, u64);
 
 impl Seals {
+    /// Instance `inst_id` pushed completion `c`: a decline of a call sent to follow another
+    /// (it goes as a plain call, or is forgotten), the completion of a follower not triggered
+    /// yet (it waits for its trigger), or a call's end ([`Seals::complete`], once the follower
+    /// sent with the call is known to have started or not). Returns what is sealed now, and
+    /// the pool to dispatch.
+    pub(crate) fn completion(
+        &mut self,
+        calls: &mut Calls,
+        inst_id: u32,
+        c: frame::Complete,
+        cx: &mut Cx<'_>,
+    ) -> (Option<Sealed>, Option<usize>) {
+        if c.status == Status::Declined {
+            return (None, calls.declined(inst_id, c.call, cx));
+        }
+        let Some(c) = calls.early(c) else {
+            return (None, None);
+        };
+        // Read once: a follower starts exactly when the call it follows ended.
+        let ended = ended_at(c.ended_ns, cx.now);
+        calls.completing(inst_id, &c, ended, cx);
+        self.complete(calls, inst_id, (c, ended), cx)
+    }
+
     /// Instance `inst_id` completed call `c.call`: the call ends, sealed (now, or once its
     /// outputs are written: `None` then) or failed. Returns what is sealed now, and the pool
     /// to dispatch (its instance has a free thread again).
-    pub(crate) fn complete(
+    fn complete(
         &mut self,
         calls: &mut Calls,
         inst_id: u32,
