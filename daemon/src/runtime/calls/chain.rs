@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use faasflow_core::NodeId;
 use faasflow_core::dag::ValueKind;
 use faasflow_core::engine::{InputValue, InvocationId, ObjectRef};
-use faasflow_shm::frame::{self, Frame, Status, Value};
+use faasflow_shm::frame::{self, Status, Value};
 
 use super::prepare::{reserve, unprepare};
-use super::{Call, Calls, Cx, DEFAULT_ABANDONED_TIMEOUT_MS, empty_invoke, record_edges};
+use super::{Call, Calls, Cx, DEFAULT_ABANDONED_TIMEOUT_MS, encode_invoke, record_edges};
 use crate::runtime::types::us_between;
 
 impl Calls {
@@ -95,15 +95,12 @@ impl Calls {
                 }
             }
         }
-        let mut bytes = std::mem::take(&mut self.encode_buf);
-        bytes.clear();
-        let frame = Frame::Invoke(std::mem::replace(&mut g.invoke, empty_invoke()));
-        let encoded = frame.encode(&mut bytes).is_ok();
-        if let Frame::Invoke(invoke) = frame {
-            g.invoke = invoke;
-        }
-        let pushed = encoded && cx.pools.instance_mut(inst_id).is_some_and(|i| i.send(&bytes).is_ok());
-        self.encode_buf = bytes;
+        let encoded = encode_invoke(&mut g.invoke, &mut self.encode_buf).is_ok();
+        let pushed = encoded
+            && cx
+                .pools
+                .instance_mut(inst_id)
+                .is_some_and(|i| i.send(&self.encode_buf).is_ok());
         if !pushed {
             unprepare(&mut g, cx.arena);
             return;

@@ -593,21 +593,12 @@ impl Calls {
         };
         call.invoke.function = index;
         call.instance = Some(inst_id);
-        // Encoded into a buffer kept for that (cleared, never shrunk or zeroed again).
-        let mut bytes = std::mem::take(&mut self.encode_buf);
-        bytes.clear();
-        let frame = Frame::Invoke(std::mem::replace(&mut call.invoke, empty_invoke()));
-        let encoded = frame.encode(&mut bytes);
-        if let Frame::Invoke(invoke) = frame {
-            call.invoke = invoke;
-        }
-        let pushed = match encoded {
+        let pushed = match encode_invoke(&mut call.invoke, &mut self.encode_buf) {
             Err(e) => Err(format!("cannot send the call: {e}")),
             Ok(()) => inst
-                .send(&bytes)
+                .send(&self.encode_buf)
                 .map_err(|e| format!("cannot send the call to its instance: {e}")),
         };
-        self.encode_buf = bytes;
         if let Err(e) = pushed {
             call.instance = None;
             self.fail(call_id, e, FailureKind::Crash, cx);
@@ -983,6 +974,18 @@ pub(crate) fn drop_central_state(invocation: InvocationId, invocations: &mut Inv
     {
         invocations.remove(invocation);
     }
+}
+
+/// Encodes `invoke` as a frame into `buf`, a buffer kept for that (cleared, never shrunk or
+/// zeroed again); `invoke` is left as it was.
+fn encode_invoke(invoke: &mut frame::Invoke, buf: &mut Vec<u8>) -> Result<(), frame::EncodeError> {
+    buf.clear();
+    let frame = Frame::Invoke(std::mem::replace(invoke, empty_invoke()));
+    let encoded = frame.encode(buf);
+    if let Frame::Invoke(taken) = frame {
+        *invoke = taken;
+    }
+    encoded
 }
 
 fn empty_invoke() -> frame::Invoke {
